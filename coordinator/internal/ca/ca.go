@@ -1,0 +1,237 @@
+// Package ca is the coordinator's certificate authority: it is created on
+// first start, issues the coordinator's QUIC server certificate and the
+// client certificates of enrolled members, and holds the Ed25519 key that
+// signs policy. Its private keys never leave the data directory.
+package ca
+
+import (
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/tlsutil"
+)
+
+const (
+	caLifetime     = 10 * 365 * 24 * time.Hour
+	serverLifetime = 365 * 24 * time.Hour
+	memberLifetime = 365 * 24 * time.Hour
+)
+
+// CA holds the coordinator's keys.
+type CA struct {
+	cert      *x509.Certificate
+	certDER   []byte
+	key       crypto.Signer
+	server    tls.Certificate
+	policyKey ed25519.PrivateKey
+}
+
+// LoadOrCreate opens the CA in dir, creating keys and certificates on first
+// start. The server certificate is renewed when it is within 30 days of
+// expiry; extraHosts are added to it as SANs.
+func LoadOrCreate(dir string, extraHosts []string) (*CA, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create CA directory: %w", err)
+	}
+	c := &CA{}
+	caCrt, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
+		if err := createCA(caCrt, caKey); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if c.key, err = tlsutil.ReadKey(caKey); err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if c.certDER, c.cert, err = tlsutil.ReadCert(caCrt); err != nil {
+		return nil, fmt.Errorf("load CA: %w", err)
+	}
+	if err := c.loadServer(dir, extraHosts); err != nil {
+		return nil, err
+	}
+	if err := c.loadPolicyKey(filepath.Join(dir, "policy.key")); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func createCA(crtPath, keyPath string) error {
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		return fmt.Errorf("create CA key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "Outpost CA", Organization: []string{"Outpost"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return fmt.Errorf("create CA certificate: %w", err)
+	}
+	// Certificate first: a crash between the two leaves no key without a
+	// certificate, and the next start creates both again.
+	if err := tlsutil.WriteCert(crtPath, der); err != nil {
+		return err
+	}
+	return tlsutil.WriteKey(keyPath, key)
+}
+
+func (c *CA) loadServer(dir string, hosts []string) error {
+	crtPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if cert, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
+		leaf, perr := x509.ParseCertificate(cert.Certificate[0])
+		if perr == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
+			c.server = tls.Certificate{Certificate: [][]byte{cert.Certificate[0], c.certDER}, PrivateKey: cert.PrivateKey, Leaf: leaf}
+			return nil
+		}
+	}
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		return fmt.Errorf("create server key: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: tlsutil.ServerName},
+		DNSNames:     []string{tlsutil.ServerName},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(serverLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, key.Public(), c.key)
+	if err != nil {
+		return fmt.Errorf("issue server certificate: %w", err)
+	}
+	if err := tlsutil.WriteKey(keyPath, key); err != nil {
+		return err
+	}
+	if err := tlsutil.WriteCert(crtPath, der); err != nil {
+		return err
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	c.server = tls.Certificate{Certificate: [][]byte{der, c.certDER}, PrivateKey: key, Leaf: leaf}
+	return nil
+}
+
+func sameHosts(leaf *x509.Certificate, hosts []string) bool {
+	have := map[string]bool{}
+	for _, d := range leaf.DNSNames {
+		have[d] = true
+	}
+	for _, ip := range leaf.IPAddresses {
+		have[ip.String()] = true
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			h = ip.String()
+		}
+		if h != "" && !have[h] {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *CA) loadPolicyKey(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
+		if gerr != nil {
+			return fmt.Errorf("create policy key: %w", gerr)
+		}
+		if err := fsutil.WriteFileAtomic(path, priv.Seed(), 0o600); err != nil {
+			return err
+		}
+		c.policyKey = priv
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load policy key: %w", err)
+	}
+	if len(b) != ed25519.SeedSize {
+		return fmt.Errorf("load policy key %s: %d bytes, want %d", path, len(b), ed25519.SeedSize)
+	}
+	c.policyKey = ed25519.NewKeyFromSeed(b)
+	return nil
+}
+
+// CertDER is the CA certificate.
+func (c *CA) CertDER() []byte { return c.certDER }
+
+// Fingerprint is what installers pin.
+func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.certDER) }
+
+// ServerCertificate is the QUIC server's chain (leaf, CA).
+func (c *CA) ServerCertificate() tls.Certificate { return c.server }
+
+// Pool holds the CA, for verifying members.
+func (c *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c.cert)
+	return p
+}
+
+// PolicyKey signs policy.
+func (c *CA) PolicyKey() ed25519.PrivateKey { return c.policyKey }
+
+// IssueMember signs a member's certificate request; the certificate names
+// the member by id and can only authenticate a client.
+func (c *CA) IssueMember(csrDER []byte, memberID string) ([]byte, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request is malformed: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: memberID},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(memberLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, csr.PublicKey, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("issue member certificate: %w", err)
+	}
+	return der, nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return n
+}

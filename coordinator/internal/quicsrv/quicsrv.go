@@ -1,0 +1,632 @@
+// Package quicsrv is the coordinator's QUIC endpoint for agents and relays:
+// enrollment (token in, certificate out), then over mutual TLS check-ins,
+// signed policy, presigned content URLs and file-server credentials, and
+// the instant "revision N is out" push on the connection each member keeps
+// open. It owns no state of its own beyond who is connected; the store does.
+package quicsrv
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Presigner hands out short-lived download URLs for artifacts.
+type Presigner interface {
+	Presign(ctx context.Context, sha256 string, ttl time.Duration) (string, time.Time, error)
+}
+
+// CredentialIssuer mints short-lived read-only file-server credentials.
+type CredentialIssuer interface {
+	ReadOnlyCredentials(ctx context.Context, ttl time.Duration) (*wire.FileServerResponse, error)
+}
+
+// Config is the QUIC endpoint's part of the coordinator's configuration.
+type Config struct {
+	Addr        string
+	PresignTTL  time.Duration
+	CredsTTL    time.Duration
+	IdleTimeout time.Duration
+	Version     string
+}
+
+// Server serves members over QUIC.
+type Server struct {
+	cfg    Config
+	ca     *ca.CA
+	store  *store.Store
+	files  Presigner
+	creds  CredentialIssuer
+	log    *slog.Logger
+	m      metrics
+	ready  chan struct{}
+	addr   net.Addr
+	mu     sync.Mutex
+	conns  map[string]*quic.Conn // member id → its live connection
+	pushWG sync.WaitGroup
+}
+
+type metrics struct {
+	connected   prometheus.Gauge
+	enrollments *prometheus.CounterVec
+	checkins    prometheus.Counter
+	requests    *prometheus.CounterVec
+	pushes      *prometheus.CounterVec
+	policyBytes prometheus.Counter
+}
+
+// New builds the server; Run starts it.
+func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds CredentialIssuer, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if cfg.PresignTTL == 0 {
+		cfg.PresignTTL = 15 * time.Minute
+	}
+	if cfg.CredsTTL == 0 {
+		cfg.CredsTTL = time.Hour
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = time.Minute
+	}
+	s := &Server{
+		cfg: cfg, ca: authority, store: st, files: files, creds: creds,
+		log:   logger.With("component", "quic"),
+		ready: make(chan struct{}),
+		conns: map[string]*quic.Conn{},
+		m: metrics{
+			connected: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "outpost_coordinator_members_connected", Help: "Agents and relays with an open QUIC connection."}),
+			enrollments: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "outpost_coordinator_enrollments_total", Help: "Enrollment attempts by result."}, []string{"result"}),
+			checkins: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "outpost_coordinator_checkins_total", Help: "Check-ins received."}),
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "outpost_coordinator_quic_requests_total", Help: "QUIC requests by kind and result."}, []string{"kind", "result"}),
+			pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "outpost_coordinator_revision_pushes_total", Help: "Revision notices pushed to members, by result."}, []string{"result"}),
+			policyBytes: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "outpost_coordinator_policy_bytes_sent_total", Help: "Bytes of signed policy sent to members."}),
+		},
+	}
+	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Addr is the bound address, once Run listens.
+func (s *Server) Addr() net.Addr {
+	<-s.ready
+	return s.addr
+}
+
+// Ready is closed once the server listens.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.ca.ServerCertificate()},
+		ClientCAs:    s.ca.Pool(),
+		// Enrollment comes without a certificate; the member ALPN is refused
+		// below unless one verified.
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll},
+	}
+}
+
+// Run listens and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := quic.ListenAddr(s.cfg.Addr, s.tlsConfig(), &quic.Config{
+		MaxIdleTimeout:       s.cfg.IdleTimeout,
+		HandshakeIdleTimeout: 10 * time.Second,
+		MaxIncomingStreams:   64,
+		KeepAlivePeriod:      s.cfg.IdleTimeout / 3,
+	})
+	if err != nil {
+		return fmt.Errorf("listen QUIC on %s: %w", s.cfg.Addr, err)
+	}
+	s.addr = ln.Addr()
+	close(s.ready)
+	s.log.Info("QUIC listening", "addr", s.addr.String())
+
+	var wg sync.WaitGroup
+	defer func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.CloseWithError(0, "coordinator shutting down")
+		}
+		s.mu.Unlock()
+		wg.Wait()
+		s.pushWG.Wait()
+	}()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("accept QUIC: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.serveConn(ctx, conn)
+		}()
+	}
+}
+
+func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
+	state := conn.ConnectionState().TLS
+	switch state.NegotiatedProtocol {
+	case wire.ALPNEnroll:
+		s.serveEnroll(ctx, conn)
+	case wire.ALPNMember:
+		if len(state.VerifiedChains) == 0 {
+			conn.CloseWithError(1, "a client certificate is required: enrol first")
+			return
+		}
+		id := state.VerifiedChains[0][0].Subject.CommonName
+		m, err := s.store.Member(id)
+		if err != nil {
+			s.log.Warn("connection from unknown member refused", "member", id, "remote", conn.RemoteAddr().String())
+			conn.CloseWithError(2, "this member is not enrolled any more")
+			return
+		}
+		s.serveMember(ctx, conn, m)
+	default:
+		conn.CloseWithError(1, "unknown protocol")
+	}
+}
+
+func (s *Server) serveEnroll(ctx context.Context, conn *quic.Conn) {
+	defer conn.CloseWithError(0, "")
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	str, err := conn.AcceptStream(sctx)
+	if err != nil {
+		return
+	}
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(30 * time.Second))
+	var req wire.Request
+	if err := wire.ReadMsg(str, &req); err != nil {
+		s.m.enrollments.WithLabelValues("bad_request").Inc()
+		return
+	}
+	resp := s.enroll(req.GetEnroll(), remoteIP(conn.RemoteAddr()))
+	if err := wire.WriteMsg(str, resp); err != nil {
+		s.log.Warn("answer enrollment", "err", err)
+	}
+}
+
+func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
+	if req == nil {
+		s.m.enrollments.WithLabelValues("bad_request").Inc()
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "expected an enrollment request")
+	}
+	hostname := strings.TrimSpace(req.GetHostname())
+	if hostname == "" || len(hostname) > 253 || strings.ContainsFunc(hostname, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		s.m.enrollments.WithLabelValues("bad_request").Inc()
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "hostname %q is not valid", hostname)
+	}
+	role := roleName(req.GetRole())
+	if role == "" {
+		s.m.enrollments.WithLabelValues("bad_request").Inc()
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "role must be agent or relay")
+	}
+	sum := sha256.Sum256([]byte(req.GetToken()))
+	var certDER []byte
+	m, office, err := s.store.Enroll(hex.EncodeToString(sum[:]), time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
+		if t.Role != role {
+			return store.Member{}, &store.EnrollError{Reason: fmt.Sprintf("enrollment token %s enrols a %s, not a %s: ask an admin for a %s token", t.ID, t.Role, role, role)}
+		}
+		id := memberID(role)
+		der, err := s.ca.IssueMember(req.GetCsr(), id)
+		if err != nil {
+			return store.Member{}, &store.EnrollError{Reason: err.Error()}
+		}
+		certDER = der
+		now := time.Now()
+		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote}}, nil
+	})
+	var ee *store.EnrollError
+	if errors.As(err, &ee) {
+		s.m.enrollments.WithLabelValues("refused").Inc()
+		s.log.Warn("enrollment refused", "hostname", hostname, "remote", remote, "reason", ee.Reason)
+		return wire.Errorf(wire.Error_CODE_DENIED, "enrollment refused: %s", ee.Reason)
+	}
+	if err != nil {
+		s.m.enrollments.WithLabelValues("error").Inc()
+		s.log.Error("enrollment failed", "hostname", hostname, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
+	}
+	s.m.enrollments.WithLabelValues("ok").Inc()
+	s.log.Info("member enrolled", "member", m.ID, "hostname", hostname, "office", office.Name, "role", role)
+	info, err := s.officeInfo(office, m.ID)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
+	}
+	return &wire.Response{Body: &wire.Response_Enroll{Enroll: &wire.EnrollResponse{
+		MemberId:      m.ID,
+		Office:        office.Name,
+		Certificate:   certDER,
+		CaCertificate: s.ca.CertDER(),
+		PolicyKey:     []byte(s.ca.PolicyKey().Public().(ed25519.PublicKey)),
+		GossipKey:     office.GossipKey,
+		OfficeInfo:    info,
+	}}}
+}
+
+func roleName(r wire.Role) string {
+	switch r {
+	case wire.Role_ROLE_AGENT:
+		return "agent"
+	case wire.Role_ROLE_RELAY:
+		return "relay"
+	}
+	return ""
+}
+
+func memberID(role string) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	prefix := "ag-"
+	if role == "relay" {
+		prefix = "rl-"
+	}
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func remoteIP(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// officeInfo is what a member learns of its office at enrollment and at
+// every check-in.
+func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, error) {
+	members, err := s.store.Members(o.Name)
+	if err != nil {
+		return nil, err
+	}
+	info := &wire.OfficeInfo{
+		Name:                   o.Name,
+		Mode:                   wire.Mode_MODE_DIRECT,
+		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
+	}
+	if o.Mode == "relay" {
+		info.Mode = wire.Mode_MODE_RELAY
+	}
+	info.Relays = append(info.Relays, o.Relays...)
+	// Seeds: the members heard from most recently, so a joiner reaches a
+	// live one; a handful is enough for gossip to do the rest.
+	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
+	stale := time.Now().Add(-3 * o.CheckinInterval)
+	for _, m := range members {
+		if m.ID == self || m.GossipAddr == "" || m.LastSeen.Before(stale) {
+			continue
+		}
+		if len(info.GossipSeeds) < 5 {
+			info.GossipSeeds = append(info.GossipSeeds, m.GossipAddr)
+		}
+	}
+	if p, err := s.store.Policy(o.Name); err == nil {
+		info.Revision = p.Revision
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	return info, nil
+}
+
+func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Member) {
+	id := m.ID
+	s.mu.Lock()
+	if old, ok := s.conns[id]; ok {
+		old.CloseWithError(0, "replaced by a newer connection")
+	} else {
+		s.m.connected.Inc()
+	}
+	s.conns[id] = conn
+	s.mu.Unlock()
+	s.log.Debug("member connected", "member", id, "remote", conn.RemoteAddr().String())
+	defer func() {
+		s.mu.Lock()
+		if s.conns[id] == conn {
+			delete(s.conns, id)
+			s.m.connected.Dec()
+		}
+		s.mu.Unlock()
+	}()
+
+	remote := remoteIP(conn.RemoteAddr())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		str, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer str.Close()
+			str.SetDeadline(time.Now().Add(30 * time.Second))
+			var req wire.Request
+			if err := wire.ReadMsg(str, &req); err != nil {
+				s.m.requests.WithLabelValues("unknown", "bad_request").Inc()
+				str.CancelRead(1)
+				return
+			}
+			resp := s.handle(ctx, id, remote, &req)
+			if err := wire.WriteMsg(str, resp); err != nil {
+				s.log.Debug("answer member", "member", id, "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Request) *wire.Response {
+	kind, resp := "unknown", (*wire.Response)(nil)
+	switch b := req.GetBody().(type) {
+	case *wire.Request_Checkin:
+		kind, resp = "checkin", s.checkin(id, remote, b.Checkin)
+	case *wire.Request_Policy:
+		kind, resp = "policy", s.policy(id, b.Policy)
+	case *wire.Request_Presign:
+		kind, resp = "presign", s.presign(ctx, id, b.Presign)
+	case *wire.Request_FileServer:
+		kind, resp = "file_server", s.fileServer(ctx, id)
+	default:
+		resp = wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown request")
+	}
+	result := "ok"
+	if e := resp.GetError(); e != nil {
+		result = strings.ToLower(strings.TrimPrefix(e.GetCode().String(), "CODE_"))
+	}
+	s.m.requests.WithLabelValues(kind, result).Inc()
+	return resp
+}
+
+const (
+	maxAddresses = 32
+	maxReportLen = 10000
+	maxText      = 1024
+)
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
+	s.m.checkins.Inc()
+	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
+	}
+	now := time.Now()
+	m, err := s.store.UpdateMember(id, func(m *store.Member) {
+		m.LastSeen = now
+		m.Address = remote
+		if h := strings.TrimSpace(req.GetHostname()); h != "" {
+			m.Hostname = clip(h, 253)
+		}
+		m.Addresses = nil
+		for _, a := range req.GetAddresses() {
+			if ip := net.ParseIP(a); ip != nil {
+				m.Addresses = append(m.Addresses, ip.String())
+			}
+		}
+		m.GossipAddr = validHostPort(req.GetGossipAddress())
+		m.ServeURL = clip(req.GetServeUrl(), maxText)
+		m.Revision = req.GetRevision()
+		m.Version = clip(req.GetVersion(), 64)
+		if r := req.GetReport(); r != nil {
+			m.Report = reportFromWire(r)
+		}
+	})
+	if err != nil {
+		s.log.Error("check-in", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	o, err := s.store.Office(m.Office)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
+	}
+	info, err := s.officeInfo(o, id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix()}}}
+}
+
+func validHostPort(s string) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || net.ParseIP(host) == nil || port == "" || len(s) > 64 {
+		return ""
+	}
+	return s
+}
+
+func reportFromWire(r *wire.Report) *store.Report {
+	out := &store.Report{Revision: r.GetRevision(), At: time.Unix(r.GetAtUnix(), 0).UTC()}
+	for _, it := range r.GetItems() {
+		status := strings.ToLower(strings.TrimPrefix(it.GetStatus().String(), "STATUS_"))
+		out.Items = append(out.Items, store.ItemStatus{
+			ID: clip(it.GetId(), 200), Kind: clip(it.GetKind(), 32), Status: status,
+			Message: clip(it.GetMessage(), maxText), Changed: it.GetChanged(),
+			At: time.Unix(it.GetAtUnix(), 0).UTC(),
+		})
+	}
+	return out
+}
+
+func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
+	m, err := s.store.Member(id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
+	}
+	p, err := s.store.Policy(m.Office)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Revision <= req.GetHaveRevision()) {
+		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
+	}
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
+	}
+	var sp wire.SignedPolicy
+	if err := proto.Unmarshal(p.Signed, &sp); err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "stored policy is damaged")
+	}
+	s.m.policyBytes.Add(float64(len(p.Signed)))
+	return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{Policy: &sp}}}
+}
+
+// presign hands out a download URL only for content the member's own
+// office policy names: a member cannot use the coordinator to read
+// arbitrary objects.
+func (s *Server) presign(ctx context.Context, id string, req *wire.PresignRequest) *wire.Response {
+	if s.files == nil {
+		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "no file server is configured")
+	}
+	m, err := s.store.Member(id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
+	}
+	if !s.officeNames(m.Office, req.GetSha256()) {
+		return wire.Errorf(wire.Error_CODE_DENIED, "artifact %s is not named by the policy of office %s", clip(req.GetSha256(), 64), m.Office)
+	}
+	url, exp, err := s.files.Presign(ctx, req.GetSha256(), s.cfg.PresignTTL)
+	if err != nil {
+		s.log.Error("presign", "sha256", req.GetSha256(), "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "could not presign the artifact")
+	}
+	return &wire.Response{Body: &wire.Response_Presign{Presign: &wire.PresignResponse{Url: url, ExpiresUnix: exp.Unix()}}}
+}
+
+func (s *Server) officeNames(office, sha string) bool {
+	p, err := s.store.Policy(office)
+	if err != nil {
+		return false
+	}
+	var sp wire.SignedPolicy
+	if proto.Unmarshal(p.Signed, &sp) != nil {
+		return false
+	}
+	var pol wire.Policy
+	if proto.Unmarshal(sp.GetPolicy(), &pol) != nil {
+		return false
+	}
+	for _, it := range pol.GetItems() {
+		if it.GetArtifact().GetSha256() == sha {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) fileServer(ctx context.Context, id string) *wire.Response {
+	m, err := s.store.Member(id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
+	}
+	if m.Role != "relay" {
+		return wire.Errorf(wire.Error_CODE_DENIED, "only relays read the file server directly")
+	}
+	if s.creds == nil {
+		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "no file server is configured")
+	}
+	c, err := s.creds.ReadOnlyCredentials(ctx, s.cfg.CredsTTL)
+	if err != nil {
+		s.log.Error("file-server credentials", "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "could not issue file-server credentials")
+	}
+	return &wire.Response{Body: &wire.Response_FileServer{FileServer: c}}
+}
+
+// NotifyRevision pushes "revision N is out" to every connected member of
+// office, without waiting: members that miss it learn at check-in.
+func (s *Server) NotifyRevision(office string, revision uint64) {
+	members, err := s.store.Members(office)
+	if err != nil {
+		s.log.Error("push revision", "office", office, "err", err)
+		return
+	}
+	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{Office: office, Revision: revision}}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range members {
+		conn, ok := s.conns[m.ID]
+		if !ok {
+			continue
+		}
+		s.pushWG.Add(1)
+		go func() {
+			defer s.pushWG.Done()
+			ctx, cancel := context.WithTimeout(conn.Context(), 10*time.Second)
+			defer cancel()
+			if err := push(ctx, conn, notice); err != nil {
+				s.m.pushes.WithLabelValues("error").Inc()
+				s.log.Debug("push revision", "member", m.ID, "err", err)
+				return
+			}
+			s.m.pushes.WithLabelValues("ok").Inc()
+		}()
+	}
+}
+
+func push(ctx context.Context, conn *quic.Conn, notice *wire.Request) error {
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return err
+	}
+	defer str.Close()
+	if d, ok := ctx.Deadline(); ok {
+		str.SetDeadline(d)
+	}
+	if err := wire.WriteMsg(str, notice); err != nil {
+		return err
+	}
+	var resp wire.Response
+	if err := wire.ReadMsg(str, &resp); err != nil {
+		return err
+	}
+	return resp.AsError()
+}
+
+// Connected reports whether a member has a live connection.
+func (s *Server) Connected(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.conns[id]
+	return ok
+}

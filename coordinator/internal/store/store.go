@@ -1,0 +1,433 @@
+// Package store keeps the coordinator's state: offices, enrollment tokens,
+// members (agents and relays), policies with their signed revisions, and
+// artifact records. The default is one embedded bbolt file; every write is
+// one transaction, so a crash loses nothing that was acknowledged. It knows
+// nothing of HTTP or QUIC.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors callers map to answers.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("conflict")
+)
+
+var (
+	bOffices   = []byte("offices")
+	bTokens    = []byte("tokens")
+	bMembers   = []byte("members")
+	bPolicies  = []byte("policies")
+	bRevisions = []byte("revisions") // office name → last issued revision; outlives the office
+	bArtifacts = []byte("artifacts")
+)
+
+// Office is a remote office: a group of computers and how they reach content.
+type Office struct {
+	Name            string        `json:"name"`
+	Description     string        `json:"description"`
+	Location        string        `json:"location"`
+	Mode            string        `json:"mode"`
+	Relays          []string      `json:"relays"`
+	CheckinInterval time.Duration `json:"checkin_interval"`
+	GossipKey       []byte        `json:"gossip_key"`
+	Created         time.Time     `json:"created"`
+}
+
+// Token is an enrollment token. Only the SHA-256 of its secret is kept.
+type Token struct {
+	ID      string    `json:"id"`
+	Hash    string    `json:"hash"`
+	Office  string    `json:"office"`
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires"`
+	Uses    int       `json:"uses"`
+	Used    int       `json:"used"`
+	Created time.Time `json:"created"`
+}
+
+// ItemStatus is one item of a member's last report.
+type ItemStatus struct {
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"`
+	Status  string    `json:"status"`
+	Message string    `json:"message,omitempty"`
+	Changed bool      `json:"changed,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Report is the outcome of a member's last run.
+type Report struct {
+	Revision uint64       `json:"revision"`
+	At       time.Time    `json:"at"`
+	Items    []ItemStatus `json:"items"`
+}
+
+// Member is an enrolled agent or relay.
+type Member struct {
+	ID         string    `json:"id"`
+	Hostname   string    `json:"hostname"`
+	Office     string    `json:"office"`
+	Role       string    `json:"role"`
+	Enrolled   time.Time `json:"enrolled"`
+	LastSeen   time.Time `json:"last_seen"`
+	Address    string    `json:"address"`
+	Addresses  []string  `json:"addresses"`
+	GossipAddr string    `json:"gossip_addr"`
+	ServeURL   string    `json:"serve_url"`
+	Revision   uint64    `json:"revision"`
+	Version    string    `json:"version"`
+	Report     *Report   `json:"report,omitempty"`
+}
+
+// Policy is an office's current policy.
+type Policy struct {
+	Office   string    `json:"office"`
+	Revision uint64    `json:"revision"`
+	YAML     string    `json:"yaml"`
+	Applied  time.Time `json:"applied"`
+	Signed   []byte    `json:"signed"` // a serialized wire.SignedPolicy
+}
+
+// Artifact is a record of content uploaded to the file server.
+type Artifact struct {
+	SHA256   string    `json:"sha256"`
+	Size     int64     `json:"size"`
+	Name     string    `json:"name"`
+	Uploaded time.Time `json:"uploaded"`
+}
+
+// Store is the embedded bbolt store.
+type Store struct {
+	db *bolt.DB
+}
+
+// Open opens (creating if needed) the store file at path.
+func Open(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w (is another coordinator using this data directory?)", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bOffices, bTokens, bMembers, bPolicies, bRevisions, bArtifacts} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close releases the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+func get[T any](tx *bolt.Tx, bucket []byte, key string) (*T, error) {
+	v := tx.Bucket(bucket).Get([]byte(key))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	var t T
+	if err := json.Unmarshal(v, &t); err != nil {
+		return nil, fmt.Errorf("decode %s/%s: %w", bucket, key, err)
+	}
+	return &t, nil
+}
+
+func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
+	}
+	return tx.Bucket(bucket).Put([]byte(key), b)
+}
+
+func list[T any](tx *bolt.Tx, bucket []byte, keep func(*T) bool) ([]T, error) {
+	var out []T
+	err := tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+		var t T
+		if err := json.Unmarshal(v, &t); err != nil {
+			return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
+		}
+		if keep == nil || keep(&t) {
+			out = append(out, t)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CreateOffice adds an office; ErrExists if the name is taken.
+func (s *Store) CreateOffice(o Office) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(o.Name)) != nil {
+			return fmt.Errorf("office %s: %w", o.Name, ErrExists)
+		}
+		return put(tx, bOffices, o.Name, o)
+	})
+}
+
+// UpdateOffice changes an office in place with fn.
+func (s *Store) UpdateOffice(name string, fn func(*Office) error) (*Office, error) {
+	var out *Office
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		o, err := get[Office](tx, bOffices, name)
+		if err != nil {
+			return fmt.Errorf("office %s: %w", name, err)
+		}
+		if err := fn(o); err != nil {
+			return err
+		}
+		o.Name = name
+		out = o
+		return put(tx, bOffices, name, o)
+	})
+	return out, err
+}
+
+// Office returns one office.
+func (s *Store) Office(name string) (*Office, error) {
+	var out *Office
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[Office](tx, bOffices, name)
+		if err != nil {
+			return fmt.Errorf("office %s: %w", name, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Offices lists every office, by name.
+func (s *Store) Offices() ([]Office, error) {
+	var out []Office
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[Office](tx, bOffices, nil)
+		return err
+	})
+	return out, err
+}
+
+// DeleteOffice removes an office with its tokens and policy; it refuses
+// (ErrConflict) while members are in it.
+func (s *Store) DeleteOffice(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(name)) == nil {
+			return fmt.Errorf("office %s: %w", name, ErrNotFound)
+		}
+		members, err := list[Member](tx, bMembers, func(m *Member) bool { return m.Office == name })
+		if err != nil {
+			return err
+		}
+		if len(members) > 0 {
+			return fmt.Errorf("office %s has %d members; move or remove them first: %w", name, len(members), ErrConflict)
+		}
+		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Office == name })
+		if err != nil {
+			return err
+		}
+		for _, t := range tokens {
+			if err := tx.Bucket(bTokens).Delete([]byte(t.ID)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bPolicies).Delete([]byte(name)); err != nil {
+			return err
+		}
+		return tx.Bucket(bOffices).Delete([]byte(name))
+	})
+}
+
+// CreateToken stores a new enrollment token for an existing office.
+func (s *Store) CreateToken(t Token) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(t.Office)) == nil {
+			return fmt.Errorf("office %s: %w", t.Office, ErrNotFound)
+		}
+		return put(tx, bTokens, t.ID, t)
+	})
+}
+
+// Tokens lists the tokens of an office.
+func (s *Store) Tokens(office string) ([]Token, error) {
+	var out []Token
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[Token](tx, bTokens, func(t *Token) bool { return t.Office == office })
+		return err
+	})
+	return out, err
+}
+
+// EnrollError says why a token was refused. Its message is safe to show the
+// enrolling member.
+type EnrollError struct{ Reason string }
+
+func (e *EnrollError) Error() string { return e.Reason }
+
+// Enroll consumes one use of the token whose secret hashes to hash and, in
+// the same transaction, stores the member that issue returns. A crash
+// leaves either both or neither.
+func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Member, error)) (*Member, *Office, error) {
+	var member *Member
+	var office *Office
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Hash == hash })
+		if err != nil {
+			return err
+		}
+		if len(tokens) != 1 {
+			return &EnrollError{"enrollment token is not known: ask an admin for a new one (outpost token create)"}
+		}
+		t := tokens[0]
+		switch {
+		case now.After(t.Expires):
+			return &EnrollError{fmt.Sprintf("enrollment token %s expired at %s: ask an admin for a new one", t.ID, t.Expires.UTC().Format(time.RFC3339))}
+		case t.Used >= t.Uses:
+			return &EnrollError{fmt.Sprintf("enrollment token %s has been used %d of %d times: ask an admin for a new one", t.ID, t.Used, t.Uses)}
+		}
+		office, err = get[Office](tx, bOffices, t.Office)
+		if err != nil {
+			return &EnrollError{fmt.Sprintf("the office of enrollment token %s no longer exists", t.ID)}
+		}
+		m, err := issue(t, *office)
+		if err != nil {
+			return err
+		}
+		t.Used++
+		if err := put(tx, bTokens, t.ID, t); err != nil {
+			return err
+		}
+		member = &m
+		return put(tx, bMembers, m.ID, m)
+	})
+	return member, office, err
+}
+
+// UpdateMember changes a member in place with fn.
+func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
+	var out *Member
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		m, err := get[Member](tx, bMembers, id)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", id, err)
+		}
+		fn(m)
+		out = m
+		return put(tx, bMembers, id, m)
+	})
+	return out, err
+}
+
+// Member returns one member.
+func (s *Store) Member(id string) (*Member, error) {
+	var out *Member
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[Member](tx, bMembers, id)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", id, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Members lists members, of one office when office is not empty.
+func (s *Store) Members(office string) ([]Member, error) {
+	var out []Member
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[Member](tx, bMembers, func(m *Member) bool { return office == "" || m.Office == office })
+		return err
+	})
+	return out, err
+}
+
+// ApplyPolicy stores the office's next policy. build receives the new
+// revision — always above every revision this office name ever had — and
+// returns the signed bytes.
+func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, error)) (*Policy, error) {
+	var out *Policy
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(office)) == nil {
+			return fmt.Errorf("office %s: %w", office, ErrNotFound)
+		}
+		var rev uint64
+		if v := tx.Bucket(bRevisions).Get([]byte(office)); v != nil {
+			if err := json.Unmarshal(v, &rev); err != nil {
+				return fmt.Errorf("decode revision of %s: %w", office, err)
+			}
+		}
+		rev++
+		signed, err := build(rev)
+		if err != nil {
+			return err
+		}
+		out = &Policy{Office: office, Revision: rev, YAML: yaml, Applied: now, Signed: signed}
+		if err := put(tx, bRevisions, office, rev); err != nil {
+			return err
+		}
+		return put(tx, bPolicies, office, out)
+	})
+	return out, err
+}
+
+// Policy returns an office's current policy.
+func (s *Store) Policy(office string) (*Policy, error) {
+	var out *Policy
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[Policy](tx, bPolicies, office)
+		if err != nil {
+			return fmt.Errorf("policy of office %s: %w", office, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutArtifact records an uploaded artifact (idempotent: the first upload
+// time is kept).
+func (s *Store) PutArtifact(a Artifact) (*Artifact, error) {
+	out := &a
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if old, err := get[Artifact](tx, bArtifacts, a.SHA256); err == nil {
+			out = old
+			return nil
+		}
+		return put(tx, bArtifacts, a.SHA256, a)
+	})
+	return out, err
+}
+
+// Artifact returns one artifact record.
+func (s *Store) Artifact(sha string) (*Artifact, error) {
+	var out *Artifact
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[Artifact](tx, bArtifacts, sha)
+		if err != nil {
+			return fmt.Errorf("artifact %s: %w", sha, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Artifacts lists every artifact record.
+func (s *Store) Artifacts() ([]Artifact, error) {
+	var out []Artifact
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[Artifact](tx, bArtifacts, nil)
+		return err
+	})
+	return out, err
+}

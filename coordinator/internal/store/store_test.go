@@ -1,0 +1,110 @@
+package store
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func open(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOfficesSurviveReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outpost.db")
+	s := open(t, path)
+	if err := s.CreateOffice(Office{Name: "berlin", Mode: "direct"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateOffice(Office{Name: "berlin"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("duplicate office: got %v, want ErrExists", err)
+	}
+	s.Close()
+	s = open(t, path)
+	o, err := s.Office("berlin")
+	if err != nil || o.Mode != "direct" {
+		t.Fatalf("after reopen: %+v, %v", o, err)
+	}
+	if _, err := s.Office("paris"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing office: got %v", err)
+	}
+}
+
+func TestEnrollTokenRules(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	now := time.Now()
+	if err := s.CreateOffice(Office{Name: "berlin"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []Token{
+		{ID: "two", Hash: "h-two", Office: "berlin", Uses: 2, Expires: now.Add(time.Hour)},
+		{ID: "old", Hash: "h-old", Office: "berlin", Uses: 5, Expires: now.Add(-time.Second)},
+	} {
+		if err := s.CreateToken(tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	issue := func(tk Token, o Office) (Member, error) {
+		n++
+		return Member{ID: "m" + string(rune('0'+n)), Office: o.Name, Role: tk.Role}, nil
+	}
+	for i := range 2 {
+		if _, _, err := s.Enroll("h-two", now, issue); err != nil {
+			t.Fatalf("use %d: %v", i+1, err)
+		}
+	}
+	var ee *EnrollError
+	for name, hash := range map[string]string{"exhausted": "h-two", "expired": "h-old", "unknown": "nope"} {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := s.Enroll(hash, now, issue); !errors.As(err, &ee) {
+				t.Fatalf("got %v, want an EnrollError", err)
+			}
+		})
+	}
+	members, _ := s.Members("berlin")
+	if len(members) != 2 {
+		t.Fatalf("%d members, want 2", len(members))
+	}
+	if err := s.DeleteOffice("berlin"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("delete with members: got %v, want ErrConflict", err)
+	}
+}
+
+func TestRevisionsNeverGoBack(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	build := func(rev uint64) ([]byte, error) { return []byte{byte(rev)}, nil }
+	if err := s.CreateOffice(Office{Name: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(1); want <= 3; want++ {
+		p, err := s.ApplyPolicy("o", "items: []", time.Now(), build)
+		if err != nil || p.Revision != want {
+			t.Fatalf("apply: revision %v, %v; want %d", p, err, want)
+		}
+	}
+	if err := s.DeleteOffice("o"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateOffice(Office{Name: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.ApplyPolicy("o", "items: []", time.Now(), build)
+	if err != nil || p.Revision != 4 {
+		t.Fatalf("recreated office: revision %v, %v; want 4", p, err)
+	}
+	failing := func(uint64) ([]byte, error) { return nil, errors.New("boom") }
+	if _, err := s.ApplyPolicy("o", "x", time.Now(), failing); err == nil {
+		t.Fatal("failed build was stored")
+	}
+	if p, _ := s.Policy("o"); p.Revision != 4 {
+		t.Fatalf("after failed apply: revision %d, want 4", p.Revision)
+	}
+}

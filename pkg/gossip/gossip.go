@@ -1,0 +1,200 @@
+// Package gossip is an office's membership: one memberlist cluster per
+// office, encrypted with the office key, whose members (agents and relays)
+// announce their role and the policy revision they hold. It spreads what
+// members say about themselves; deciding what to do about it is the
+// caller's.
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config says how a member joins its office.
+type Config struct {
+	Name      string   // the member id
+	Bind      string   // host:port to listen on, TCP and UDP
+	Advertise string   // host:port others reach; empty means Bind
+	Keys      [][]byte // office keys, the primary first
+	Role      string
+	// LAN uses memberlist's LAN timers; otherwise the fast local ones
+	// (tests on loopback).
+	LAN bool
+}
+
+// Meta is what a member announces.
+type Meta struct {
+	Role     string `json:"r"`
+	Revision uint64 `json:"v"`
+}
+
+// Peer is another member as gossip sees it.
+type Peer struct {
+	Name string
+	Addr string
+	Meta Meta
+}
+
+// Node is this member's place in the office's gossip.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	meta  Meta
+	ml    *memberlist.Memberlist
+	ready chan struct{}
+}
+
+// New checks the configuration; Run joins.
+func New(cfg Config, logger *slog.Logger) (*Node, error) {
+	if cfg.Name == "" {
+		return nil, fmt.Errorf("gossip: a member name is required")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, fmt.Errorf("gossip: the office key is missing; enrol again")
+	}
+	for _, k := range cfg.Keys {
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("gossip: office key has %d bytes, want 16, 24 or 32", l)
+		}
+	}
+	if _, _, err := splitHostPort(cfg.Bind); err != nil {
+		return nil, fmt.Errorf("gossip bind address %q: %w", cfg.Bind, err)
+	}
+	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{})}, nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", port)
+	}
+	return host, p, nil
+}
+
+// Run listens until ctx ends, then leaves the office gracefully.
+func (n *Node) Run(ctx context.Context) error {
+	c := memberlist.DefaultLocalConfig()
+	if n.cfg.LAN {
+		c = memberlist.DefaultLANConfig()
+	}
+	c.Name = n.cfg.Name
+	host, port, _ := splitHostPort(n.cfg.Bind)
+	c.BindAddr, c.BindPort = host, port
+	if n.cfg.Advertise != "" {
+		ah, ap, err := splitHostPort(n.cfg.Advertise)
+		if err != nil {
+			return fmt.Errorf("gossip advertise address %q: %w", n.cfg.Advertise, err)
+		}
+		c.AdvertiseAddr, c.AdvertisePort = ah, ap
+	}
+	kr, err := memberlist.NewKeyring(n.cfg.Keys, n.cfg.Keys[0])
+	if err != nil {
+		return fmt.Errorf("gossip keyring: %w", err)
+	}
+	c.Keyring = kr
+	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	c.Delegate = delegate{n}
+	c.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
+	ml, err := memberlist.Create(c)
+	if err != nil {
+		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
+	}
+	n.mu.Lock()
+	n.ml = ml
+	n.mu.Unlock()
+	close(n.ready)
+	n.log.Info("gossip listening", "addr", n.Addr())
+	<-ctx.Done()
+	if err := ml.Leave(2 * time.Second); err != nil {
+		n.log.Debug("leave office gossip", "err", err)
+	}
+	return ml.Shutdown()
+}
+
+// Ready is closed once the node listens.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// Addr is the address others join, once Ready.
+func (n *Node) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ml == nil {
+		return ""
+	}
+	ln := n.ml.LocalNode()
+	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+}
+
+// Join contacts seeds; it is a no-op before Ready and when seeds is empty.
+func (n *Node) Join(seeds []string) (int, error) {
+	n.mu.Lock()
+	ml := n.ml
+	n.mu.Unlock()
+	if ml == nil || len(seeds) == 0 {
+		return 0, nil
+	}
+	return ml.Join(seeds)
+}
+
+// SetRevision announces the revision this member holds.
+func (n *Node) SetRevision(rev uint64) {
+	n.mu.Lock()
+	changed := n.meta.Revision != rev
+	n.meta.Revision = rev
+	ml := n.ml
+	n.mu.Unlock()
+	if changed && ml != nil {
+		if err := ml.UpdateNode(time.Second); err != nil {
+			n.log.Debug("announce revision", "err", err)
+		}
+	}
+}
+
+// Peers lists the other live members.
+func (n *Node) Peers() []Peer {
+	n.mu.Lock()
+	ml := n.ml
+	n.mu.Unlock()
+	if ml == nil {
+		return nil
+	}
+	var out []Peer
+	for _, m := range ml.Members() {
+		if m.Name == n.cfg.Name {
+			continue
+		}
+		p := Peer{Name: m.Name, Addr: m.Address()}
+		_ = json.Unmarshal(m.Meta, &p.Meta)
+		out = append(out, p)
+	}
+	return out
+}
+
+type delegate struct{ n *Node }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	d.n.mu.Lock()
+	defer d.n.mu.Unlock()
+	b, _ := json.Marshal(d.n.meta)
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (delegate) NotifyMsg([]byte)                           {}
+func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (delegate) LocalState(join bool) []byte                { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -1,0 +1,360 @@
+// Package member is what agents and relays share of being a member of an
+// office: enrolling with the coordinator, keeping the identity it issued on
+// disk, and holding the QUIC connection to the coordinator open (calls out,
+// pushes in). It does not decide what to do with policy or content.
+package member
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/tlsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// DefaultPort is the coordinator's QUIC port.
+const DefaultPort = "8027"
+
+// Identity is what enrollment leaves a member with.
+type Identity struct {
+	ID        string
+	Office    string
+	Role      wire.Role
+	Cert      tls.Certificate
+	CADER     []byte
+	PolicyKey ed25519.PublicKey
+	GossipKey []byte
+}
+
+type identityFile struct {
+	ID        string `json:"id"`
+	Office    string `json:"office"`
+	Role      string `json:"role"`
+	PolicyKey []byte `json:"policy_key"`
+	GossipKey []byte `json:"gossip_key"`
+}
+
+// ErrNotEnrolled is returned by LoadIdentity when dir holds no identity.
+var ErrNotEnrolled = errors.New("not enrolled")
+
+// WithDefaultPort adds the coordinator's default port to an address without one.
+func WithDefaultPort(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return net.JoinHostPort(addr, DefaultPort)
+	}
+	return addr
+}
+
+// Enroll exchanges a token for an identity. The private key is made here
+// and never leaves the member; the coordinator signs a request for it.
+func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname string, role wire.Role) (*Identity, *wire.OfficeInfo, error) {
+	tlsConf, err := tlsutil.PinnedConfig(fingerprint, wire.ALPNEnroll)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("create key: %w", err)
+	}
+	csr, err := tlsutil.NewCSR(key, hostname)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate request: %w", err)
+	}
+	addr := WithDefaultPort(coordinator)
+	conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second})
+	if err != nil {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, err)
+	}
+	defer conn.CloseWithError(0, "")
+	resp, err := call(ctx, conn, &wire.Request{Body: &wire.Request_Enroll{Enroll: &wire.EnrollRequest{
+		Token: token, Hostname: hostname, Role: role, Csr: csr,
+	}}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, err)
+	}
+	er := resp.GetEnroll()
+	if er == nil {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: unexpected answer", addr)
+	}
+	if len(er.GetPolicyKey()) != ed25519.PublicKeySize {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: policy key has %d bytes", addr, len(er.GetPolicyKey()))
+	}
+	if tlsutil.Fingerprint(er.GetCaCertificate()) != mustNormalize(fingerprint) {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: the CA it sent does not match the pinned fingerprint", addr)
+	}
+	leaf, err := x509.ParseCertificate(er.GetCertificate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("enrol: certificate from coordinator: %w", err)
+	}
+	return &Identity{
+		ID:        er.GetMemberId(),
+		Office:    er.GetOffice(),
+		Role:      role,
+		Cert:      tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
+		CADER:     er.GetCaCertificate(),
+		PolicyKey: ed25519.PublicKey(er.GetPolicyKey()),
+		GossipKey: er.GetGossipKey(),
+	}, er.GetOfficeInfo(), nil
+}
+
+func mustNormalize(fp string) string {
+	n, _ := tlsutil.NormalizeFingerprint(fp)
+	return n
+}
+
+// Save writes the identity into dir; the key is readable only by its owner.
+func (id *Identity) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("save identity: %w", err)
+	}
+	if err := tlsutil.WriteKey(filepath.Join(dir, "member.key"), id.Cert.PrivateKey); err != nil {
+		return err
+	}
+	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), id.Cert.Certificate[0]); err != nil {
+		return err
+	}
+	if err := tlsutil.WriteCert(filepath.Join(dir, "ca.crt"), id.CADER); err != nil {
+		return err
+	}
+	role := "agent"
+	if id.Role == wire.Role_ROLE_RELAY {
+		role = "relay"
+	}
+	b, err := json.MarshalIndent(identityFile{ID: id.ID, Office: id.Office, Role: role, PolicyKey: id.PolicyKey, GossipKey: id.GossipKey}, "", "  ")
+	if err != nil {
+		return err
+	}
+	// Written last: its presence means the identity is whole.
+	return fsutil.WriteFileAtomic(filepath.Join(dir, "identity.json"), b, 0o600)
+}
+
+// LoadIdentity reads an identity saved in dir, or ErrNotEnrolled.
+func LoadIdentity(dir string) (*Identity, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "identity.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load identity: %w", err)
+	}
+	var f identityFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", dir, err)
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "member.crt"), filepath.Join(dir, "member.key"))
+	if err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", dir, err)
+	}
+	caDER, _, err := tlsutil.ReadCert(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", dir, err)
+	}
+	if len(f.PolicyKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("load identity %s: policy key is damaged", dir)
+	}
+	role := wire.Role_ROLE_AGENT
+	if f.Role == "relay" {
+		role = wire.Role_ROLE_RELAY
+	}
+	return &Identity{ID: f.ID, Office: f.Office, Role: role, Cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}, nil
+}
+
+// LoadOrEnroll returns the identity in dir, enrolling first when there is none.
+func LoadOrEnroll(ctx context.Context, dir, coordinator, fingerprint, token, hostname string, role wire.Role, log *slog.Logger) (*Identity, error) {
+	id, err := LoadIdentity(dir)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, ErrNotEnrolled) {
+		return nil, err
+	}
+	if token == "" {
+		return nil, errors.New("not enrolled and no enrollment token is configured: set enroll_token (outpost token create --office NAME)")
+	}
+	if fingerprint == "" {
+		return nil, errors.New("not enrolled and no CA fingerprint is configured: set ca_fingerprint (printed by the coordinator at start, and in ca.fingerprint in its data directory)")
+	}
+	id, _, err = Enroll(ctx, coordinator, fingerprint, token, hostname, role)
+	if err != nil {
+		return nil, err
+	}
+	if err := id.Save(dir); err != nil {
+		return nil, err
+	}
+	log.Info("enrolled", "member", id.ID, "office", id.Office)
+	return id, nil
+}
+
+// call runs one exchange on a new stream.
+func call(ctx context.Context, conn *quic.Conn, req *wire.Request) (*wire.Response, error) {
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer str.Close()
+	if d, ok := ctx.Deadline(); ok {
+		str.SetDeadline(d)
+	} else {
+		str.SetDeadline(time.Now().Add(30 * time.Second))
+	}
+	if err := wire.WriteMsg(str, req); err != nil {
+		return nil, err
+	}
+	var resp wire.Response
+	if err := wire.ReadMsg(str, &resp); err != nil {
+		return nil, err
+	}
+	if err := resp.AsError(); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// PushHandler takes requests the coordinator opens toward the member.
+type PushHandler func(ctx context.Context, req *wire.Request) *wire.Response
+
+// Client keeps one QUIC connection to the coordinator open, redialling
+// with backoff and jitter, and serves the coordinator's pushes on it.
+type Client struct {
+	id     *Identity
+	addr   string
+	push   PushHandler
+	log    *slog.Logger
+	tls    *tls.Config
+	minBackoff, maxBackoff time.Duration
+
+	mu      sync.Mutex
+	conn    *quic.Conn
+	changed chan struct{} // closed and replaced whenever conn changes
+}
+
+// NewClient builds a client; Run connects.
+func NewClient(id *Identity, coordinator string, push PushHandler, logger *slog.Logger) (*Client, error) {
+	tlsConf, err := tlsutil.MemberConfig(id.Cert, id.CADER, wire.ALPNMember)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		id: id, addr: WithDefaultPort(coordinator), push: push, tls: tlsConf,
+		log:        logger.With("component", "coordinator-link"),
+		minBackoff: 500 * time.Millisecond, maxBackoff: 30 * time.Second,
+		changed: make(chan struct{}),
+	}, nil
+}
+
+// SetBackoff changes the redial backoff bounds (tests use short ones).
+func (c *Client) SetBackoff(min, max time.Duration) { c.minBackoff, c.maxBackoff = min, max }
+
+// Run keeps the connection until ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.minBackoff
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		conn, err := quic.DialAddr(ctx, c.addr, c.tls, &quic.Config{
+			HandshakeIdleTimeout: 10 * time.Second,
+			MaxIdleTimeout:       60 * time.Second,
+			KeepAlivePeriod:      15 * time.Second,
+			MaxIncomingStreams:   32,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// Full jitter: a fleet coming back after a coordinator restart
+			// does not arrive all at once.
+			wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+			c.log.Warn("coordinator unreachable; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+			backoff = min(backoff*2, c.maxBackoff)
+			continue
+		}
+		backoff = c.minBackoff
+		c.setConn(conn)
+		c.log.Info("connected to coordinator", "addr", c.addr)
+		for {
+			str, err := conn.AcceptStream(ctx)
+			if err != nil {
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c.servePush(ctx, str)
+			}()
+		}
+		c.setConn(nil)
+		conn.CloseWithError(0, "")
+		if ctx.Err() == nil {
+			c.log.Warn("connection to coordinator lost", "addr", c.addr, "err", context.Cause(conn.Context()))
+		}
+	}
+	return nil
+}
+
+func (c *Client) servePush(ctx context.Context, str *quic.Stream) {
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(30 * time.Second))
+	var req wire.Request
+	if err := wire.ReadMsg(str, &req); err != nil {
+		return
+	}
+	resp := c.push(ctx, &req)
+	if resp == nil {
+		resp = &wire.Response{Body: &wire.Response_Ack{Ack: &wire.Ack{}}}
+	}
+	_ = wire.WriteMsg(str, resp)
+}
+
+func (c *Client) setConn(conn *quic.Conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// Connected reports whether the connection is up.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// ErrOffline is returned by Call when no connection came up in time.
+var ErrOffline = errors.New("coordinator is not reachable")
+
+// Call sends one request, waiting for the connection until ctx ends.
+func (c *Client) Call(ctx context.Context, req *wire.Request) (*wire.Response, error) {
+	for {
+		c.mu.Lock()
+		conn, changed := c.conn, c.changed
+		c.mu.Unlock()
+		if conn != nil {
+			return call(ctx, conn, req)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%s)", ErrOffline, c.addr)
+		case <-changed:
+		}
+	}
+}
