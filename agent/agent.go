@@ -1,0 +1,474 @@
+// Package agent is the Outpost agent: it enrols, keeps its link to the
+// coordinator, checks in, joins its office's gossip, takes signed policy,
+// fetches and verifies content and hands items to the plugins. It keeps
+// working on its last accepted policy when the coordinator is away.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outposthq/outpost/agent/internal/fetch"
+	"github.com/outposthq/outpost/agent/internal/runner"
+	"github.com/outposthq/outpost/agent/internal/state"
+	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/member"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Config is the agent's configuration.
+type Config struct {
+	Coordinator   string `yaml:"coordinator"`    // host[:port] of the coordinator's QUIC endpoint
+	EnrollToken   string `yaml:"enroll_token"`   // used once, at first start
+	CAFingerprint string `yaml:"ca_fingerprint"` // sha256:... of the coordinator's CA
+	DataDir       string `yaml:"data_dir"`
+	Root          string `yaml:"root"`        // where plugins act; / on a real host
+	PluginsDir    string `yaml:"plugins_dir"` // where outpost-plugin-<kind> binaries are
+	Hostname      string `yaml:"hostname"`    // default: the OS's
+	GossipBind    string `yaml:"gossip_bind"`
+	// GossipAdvertise is the host:port other members reach; default the bind address.
+	GossipAdvertise string        `yaml:"gossip_advertise"`
+	MetricsAddr     string        `yaml:"metrics_addr"` // empty: no metrics listener
+	PluginTimeout   time.Duration `yaml:"plugin_timeout"`
+	LogLevel        string        `yaml:"log_level"`
+	LogFormat       string        `yaml:"log_format"`
+	// Fast uses short timers (tests and the demo): quick reconnects and
+	// loopback gossip timings.
+	Fast bool `yaml:"fast"`
+}
+
+// DefaultConfig is the configuration without a file.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:       "/var/lib/outpost-agent",
+		Root:          "/",
+		PluginsDir:    "/usr/lib/outpost/plugins",
+		GossipBind:    "0.0.0.0:7946",
+		PluginTimeout: 30 * time.Minute,
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+// LoadConfig applies defaults, the YAML file (if any), then OUTPOST_AGENT_* variables.
+func LoadConfig(path string, env func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	err := config.Load(path, &cfg, "OUTPOST_AGENT", env)
+	return cfg, err
+}
+
+// Validate says what is wrong with a configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Coordinator == "" {
+		errs = append(errs, errors.New("coordinator is required (host or host:port of the coordinator's QUIC endpoint)"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	if c.Root == "" || !filepath.IsAbs(c.Root) {
+		errs = append(errs, fmt.Errorf("root %q: want an absolute directory", c.Root))
+	}
+	if c.PluginsDir == "" {
+		errs = append(errs, errors.New("plugins_dir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
+		errs = append(errs, fmt.Errorf("gossip_bind %q: want host:port", c.GossipBind))
+	}
+	if c.PluginTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("plugin_timeout %v: want at least 1s", c.PluginTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Agent is a configured agent.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	reg  *prometheus.Registry
+	kick chan struct{}
+
+	mu       sync.Mutex
+	info     *wire.OfficeInfo
+	id       *member.Identity
+	state    *state.State
+	link     *member.Client
+	gossip   *gossip.Node
+	ready    chan struct{}
+	checkins *prometheus.CounterVec
+	revision prometheus.Gauge
+}
+
+// New checks cfg; Run starts the agent.
+func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if cfg.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("hostname: %w (set hostname in the config)", err)
+		}
+		cfg.Hostname = h
+	}
+	a := &Agent{cfg: cfg, log: logger.With("component", "agent"), reg: reg, kick: make(chan struct{}, 1), ready: make(chan struct{}),
+		checkins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_checkins_total", Help: "Check-ins by result."}, []string{"result"}),
+		revision: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_agent_policy_revision", Help: "Highest accepted policy revision."}),
+	}
+	for _, c := range []prometheus.Collector{a.checkins, a.revision} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Ready is closed once the agent is enrolled and running.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// ID is the member id, once Ready.
+func (a *Agent) ID() string { return a.id.ID }
+
+// Revision is the highest accepted revision, once Ready.
+func (a *Agent) Revision() uint64 { return a.state.Revision() }
+
+// GossipPeers lists the office members this agent sees.
+func (a *Agent) GossipPeers() []gossip.Peer { return a.gossip.Peers() }
+
+// Run works until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	id, err := a.enrol(ctx)
+	if err != nil {
+		return err
+	}
+	a.id = id
+	st, err := state.Open(filepath.Join(a.cfg.DataDir, "state"), id.PolicyKey, id.Office)
+	if err != nil {
+		return err
+	}
+	a.state = st
+	a.revision.Set(float64(st.Revision()))
+
+	link, err := member.NewClient(id, a.cfg.Coordinator, a.onPush, a.log)
+	if err != nil {
+		return err
+	}
+	if a.cfg.Fast {
+		link.SetBackoff(100*time.Millisecond, 2*time.Second)
+	}
+	a.link = link
+	node, err := gossip.New(gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
+		Keys: [][]byte{id.GossipKey}, Role: "agent", LAN: !a.cfg.Fast}, a.log)
+	if err != nil {
+		return err
+	}
+	a.gossip = node
+	node.SetRevision(st.Revision())
+
+	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, &http.Client{Timeout: 0}, a.log, a.reg)
+	if err != nil {
+		return err
+	}
+	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout},
+		content{a, fetcher}, a.log, a.reg)
+	if err != nil {
+		return err
+	}
+	defer run.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	start("coordinator link", link.Run)
+	start("gossip", node.Run)
+	if a.cfg.MetricsAddr != "" {
+		start("metrics", a.serveMetrics)
+	}
+	select {
+	case <-node.Ready():
+	case <-ctx.Done():
+	}
+	close(a.ready)
+	a.log.Info("agent running", "member", id.ID, "office", id.Office, "revision", st.Revision(), "root", a.cfg.Root)
+	a.loop(ctx, run)
+	cancel()
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// enrol loads the identity, enrolling when there is none. A refused token
+// is final; an unreachable coordinator is retried.
+func (a *Agent) enrol(ctx context.Context) (*member.Identity, error) {
+	backoff := time.Second
+	if a.cfg.Fast {
+		backoff = 100 * time.Millisecond
+	}
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		id, err := member.LoadOrEnroll(dctx, filepath.Join(a.cfg.DataDir, "identity"), a.cfg.Coordinator, a.cfg.CAFingerprint,
+			a.cfg.EnrollToken, a.cfg.Hostname, wire.Role_ROLE_AGENT, a.log)
+		cancel()
+		if err == nil {
+			return id, nil
+		}
+		var re *wire.RemoteError
+		if errors.As(err, &re) || ctx.Err() != nil || !retryable(err) {
+			return nil, err
+		}
+		a.log.Warn("enrollment: coordinator unreachable; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+func retryable(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+}
+
+func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
+	if n := req.GetRevisionNotice(); n != nil {
+		a.log.Debug("revision pushed", "revision", n.GetRevision())
+		a.trigger()
+		return nil
+	}
+	return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown push")
+}
+
+func (a *Agent) trigger() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) interval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.info.GetCheckinIntervalSeconds(); s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	return 2 * time.Minute
+}
+
+// loop checks in at the office's interval, or at once when pushed, and
+// re-applies the accepted policy each time so drift is repaired even when
+// the coordinator is away.
+func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
+	// Apply what was accepted before a restart without waiting for the
+	// coordinator.
+	if p := a.state.Policy(); p != nil {
+		a.apply(ctx, run, p)
+	}
+	// The first check-in waits for the link, briefly.
+	wait := 10 * time.Second
+	for ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(ctx, wait)
+		err := a.checkin(cctx)
+		cancel()
+		if err != nil {
+			a.checkins.WithLabelValues("error").Inc()
+			a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
+		} else {
+			a.checkins.WithLabelValues("ok").Inc()
+			if err := a.sync(ctx); err != nil {
+				a.log.Warn("policy update failed", "err", err)
+			}
+		}
+		if p := a.state.Policy(); p != nil {
+			if a.apply(ctx, run, p) && a.link.Connected() {
+				// Report right after applying rather than at the next interval.
+				cctx, cancel := context.WithTimeout(ctx, wait)
+				if err := a.checkin(cctx); err != nil {
+					a.log.Debug("report after apply", "err", err)
+				}
+				cancel()
+			}
+		}
+		wait = 30 * time.Second
+		select {
+		case <-ctx.Done():
+		case <-a.kick:
+		case <-time.After(a.interval()):
+		}
+	}
+}
+
+// apply runs p and keeps the report; it reports whether anything about the
+// report changed, which is worth telling the coordinator at once.
+func (a *Agent) apply(ctx context.Context, run *runner.Runner, p *wire.Policy) bool {
+	report := run.Run(ctx, p)
+	if ctx.Err() != nil {
+		return false
+	}
+	old := a.state.Report()
+	if err := a.state.SetReport(report); err != nil {
+		a.log.Error("save report", "err", err)
+	}
+	return old == nil || old.GetRevision() != report.GetRevision() || changed(old, report)
+}
+
+func changed(a, b *wire.Report) bool {
+	if len(a.GetItems()) != len(b.GetItems()) {
+		return true
+	}
+	for i, x := range a.GetItems() {
+		y := b.GetItems()[i]
+		if x.GetId() != y.GetId() || x.GetStatus() != y.GetStatus() || x.GetMessage() != y.GetMessage() || y.GetChanged() {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) checkin(ctx context.Context) error {
+	req := &wire.CheckinRequest{
+		Hostname:      a.cfg.Hostname,
+		Addresses:     localAddresses(),
+		Revision:      a.state.Revision(),
+		Report:        a.state.Report(),
+		GossipAddress: a.gossip.Addr(),
+		Version:       Version,
+	}
+	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
+	if err != nil {
+		return err
+	}
+	info := resp.GetCheckin().GetOffice()
+	if info == nil {
+		return errors.New("check-in answer carries no office")
+	}
+	a.mu.Lock()
+	a.info = info
+	a.mu.Unlock()
+	if len(a.gossip.Peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
+		if n, err := a.gossip.Join(info.GetGossipSeeds()); err != nil {
+			a.log.Debug("join office gossip", "seeds", info.GetGossipSeeds(), "joined", n, "err", err)
+		}
+	}
+	return nil
+}
+
+// sync takes a newer signed policy from the coordinator, if there is one.
+func (a *Agent) sync(ctx context.Context) error {
+	a.mu.Lock()
+	want := a.info.GetRevision()
+	a.mu.Unlock()
+	have := a.state.Revision()
+	if want <= have {
+		return nil
+	}
+	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Policy{Policy: &wire.PolicyRequest{HaveRevision: have}}})
+	if err != nil {
+		return err
+	}
+	sp := resp.GetPolicy().GetPolicy()
+	if sp == nil {
+		return nil
+	}
+	p, err := a.state.Accept(sp)
+	if errors.Is(err, state.ErrStale) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("refused policy from the coordinator: %w", err)
+	}
+	a.revision.Set(float64(p.GetRevision()))
+	a.gossip.SetRevision(p.GetRevision())
+	a.log.Info("policy accepted", "revision", p.GetRevision(), "items", len(p.GetItems()))
+	return nil
+}
+
+func (a *Agent) serveMetrics(ctx context.Context) error {
+	srv := &http.Server{Addr: a.cfg.MetricsAddr, Handler: promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func localAddresses() []string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLinkLocalUnicast() {
+			out = append(out, ipn.IP.String())
+		}
+		if len(out) == 16 {
+			break
+		}
+	}
+	return out
+}
+
+// presigner asks the coordinator for a download URL.
+type presigner struct{ link *member.Client }
+
+func (p presigner) Presign(ctx context.Context, sha string) (string, error) {
+	resp, err := p.link.Call(ctx, &wire.Request{Body: &wire.Request_Presign{Presign: &wire.PresignRequest{Sha256: sha}}})
+	if err != nil {
+		return "", err
+	}
+	return resp.GetPresign().GetUrl(), nil
+}
+
+// content picks the sources for the office's current mode.
+type content struct {
+	a *Agent
+	f *fetch.Fetcher
+}
+
+func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
+	c.a.mu.Lock()
+	info := c.a.info
+	c.a.mu.Unlock()
+	src := fetch.Sources{Direct: true}
+	if info.GetMode() == wire.Mode_MODE_RELAY {
+		src.Relays = info.GetRelays()
+	}
+	return c.f.Get(ctx, art, src)
+}

@@ -1,0 +1,210 @@
+// Package fetch gets an artifact onto the agent's disk and proves it is the
+// one the signed policy names: from the local cache, else the office's
+// relays in order, else the file server through a presigned URL. Nothing on
+// the path is trusted: bytes are checked against the SHA-256 and size, and
+// interrupted downloads resume by range.
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Presigner asks the coordinator for a short-lived file-server URL.
+type Presigner interface {
+	Presign(ctx context.Context, sha256 string) (string, error)
+}
+
+// Sources says where content may come from right now.
+type Sources struct {
+	Relays []string // base URLs, e.g. http://10.1.0.5:8090
+	Direct bool     // the file server through presigned URLs
+}
+
+// ErrMismatch is returned when bytes do not match the policy.
+var ErrMismatch = errors.New("artifact bytes do not match the policy")
+
+// Fetcher downloads artifacts into a content-addressed cache.
+type Fetcher struct {
+	dir     string
+	presign Presigner
+	client  *http.Client
+	log     *slog.Logger
+	bytes   *prometheus.CounterVec
+}
+
+var hexSHA = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// New makes a fetcher caching in dir.
+func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger, reg prometheus.Registerer) (*Fetcher, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create content cache: %w", err)
+	}
+	f := &Fetcher{dir: dir, presign: presign, client: client, log: logger.With("component", "fetch"),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_fetched_bytes_total", Help: "Artifact bytes downloaded, by source."}, []string{"source"})}
+	if err := reg.Register(f.bytes); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Get returns the path of a verified local copy of a.
+func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (string, error) {
+	sha := a.GetSha256()
+	if !hexSHA.MatchString(sha) {
+		return "", fmt.Errorf("artifact hash %q is not a SHA-256", sha)
+	}
+	final := filepath.Join(f.dir, sha)
+	if ok, err := verifyFile(final, a); err == nil && ok {
+		return final, nil
+	}
+	var errs []error
+	for _, relay := range src.Relays {
+		url := strings.TrimRight(relay, "/") + "/v1/blobs/sha256/" + sha
+		err := f.download(ctx, url, a, "relay")
+		if err == nil {
+			return final, nil
+		}
+		errs = append(errs, fmt.Errorf("relay %s: %w", relay, err))
+		if ctx.Err() != nil {
+			return "", errors.Join(errs...)
+		}
+	}
+	if src.Direct || len(src.Relays) == 0 {
+		url, err := f.presign.Presign(ctx, sha)
+		if err == nil {
+			err = f.download(ctx, url, a, "file_server")
+		}
+		if err == nil {
+			return final, nil
+		}
+		errs = append(errs, fmt.Errorf("file server: %w", err))
+	}
+	return "", fmt.Errorf("fetch %s: %w", sha[:12], errors.Join(errs...))
+}
+
+func verifyFile(path string, a *wire.Artifact) (bool, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer fh.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return false, err
+	}
+	return n == a.GetSize() && hex.EncodeToString(h.Sum(nil)) == a.GetSha256(), nil
+}
+
+// download appends to the partial file from where it stopped, verifies,
+// and moves the result into place.
+func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, source string) error {
+	part := filepath.Join(f.dir, a.GetSha256()+".part")
+	h := sha256.New()
+	have, err := hashPartial(part, h, a.GetSize())
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+	case resp.StatusCode == http.StatusOK:
+		// The source ignored the range: start over.
+		flags |= os.O_TRUNC
+		h.Reset()
+		have = 0
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		os.Remove(part)
+		return fmt.Errorf("source refused to resume (416); starting over next time")
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	out, err := os.OpenFile(part, flags, 0o600)
+	if err != nil {
+		return err
+	}
+	// Read at most one byte more than the policy allows, to notice excess.
+	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(resp.Body, a.GetSize()-have+1))
+	f.bytes.WithLabelValues(source).Add(float64(n))
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("download interrupted after %d bytes (will resume): %w", have+n, err)
+	}
+	total := have + n
+	got := hex.EncodeToString(h.Sum(nil))
+	if total != a.GetSize() || got != a.GetSha256() {
+		os.Remove(part)
+		return fmt.Errorf("%w: got %d bytes with sha256 %s, want %d bytes with sha256 %s", ErrMismatch, total, got[:12], a.GetSize(), a.GetSha256()[:12])
+	}
+	fh, err := os.Open(part)
+	if err == nil {
+		err = fh.Sync()
+		fh.Close()
+	}
+	if err != nil {
+		return err
+	}
+	return fsutil.Rename(part, filepath.Join(f.dir, a.GetSha256()))
+}
+
+func hashPartial(part string, h hash.Hash, size int64) (int64, error) {
+	fh, err := os.Open(part)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return 0, err
+	}
+	if n >= size {
+		// Nothing left to ask for, or more than allowed: start over.
+		fh.Close()
+		os.Remove(part)
+		h.Reset()
+		return 0, nil
+	}
+	return n, nil
+}
+
+// Has reports whether a verified copy is cached.
+func (f *Fetcher) Has(a *wire.Artifact) bool {
+	ok, err := verifyFile(filepath.Join(f.dir, a.GetSha256()), a)
+	return err == nil && ok
+}

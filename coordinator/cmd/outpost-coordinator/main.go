@@ -1,0 +1,69 @@
+// Command outpost-coordinator runs the Outpost coordinator.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/pkg/logging"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "outpost-coordinator:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
+	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file")
+	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
+	httpAddr := fs.String("http-addr", "", "admin HTTP listen address (default :8020)")
+	quicAddr := fs.String("quic-addr", "", "QUIC listen address for agents and relays (default :8027)")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: outpost-coordinator [flags]\n\nRuns the Outpost coordinator. Settings come from defaults, then --config,\nthen OUTPOST_COORDINATOR_* variables (e.g. OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT),\nthen these flags.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return err
+	}
+	if *version {
+		fmt.Println(coordinator.Version)
+		return nil
+	}
+	cfg, err := coordinator.LoadConfig(*path, os.Getenv)
+	if err != nil {
+		return err
+	}
+	for flagVal, field := range map[*string]*string{dataDir: &cfg.DataDir, httpAddr: &cfg.HTTPAddr, quicAddr: &cfg.QUICAddr} {
+		if *flagVal != "" {
+			*field = *flagVal
+		}
+	}
+	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c, err := coordinator.New(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return c.Run(ctx)
+}

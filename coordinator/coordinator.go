@@ -1,0 +1,286 @@
+// Package coordinator is the thin centre of Outpost: it wires the store,
+// the CA, the admin HTTP API and the QUIC endpoint for members, and runs
+// them until its context ends. The parts live in coordinator/internal.
+package coordinator
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/api"
+	"github.com/outposthq/outpost/coordinator/internal/artifacts"
+	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/coordinator/internal/quicsrv"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Config is the coordinator's configuration.
+type Config struct {
+	DataDir    string           `yaml:"data_dir"`
+	HTTPAddr   string           `yaml:"http_addr"`
+	QUICAddr   string           `yaml:"quic_addr"`
+	LogLevel   string           `yaml:"log_level"`
+	LogFormat  string           `yaml:"log_format"`
+	FileServer artifacts.Config `yaml:"file_server"`
+	// PresignTTL bounds the life of a direct-mode download URL.
+	PresignTTL time.Duration `yaml:"presign_ttl"`
+}
+
+// DefaultConfig is the configuration without a file.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    "/var/lib/outpost-coordinator",
+		HTTPAddr:   ":8020",
+		QUICAddr:   ":8027",
+		LogLevel:   "info",
+		LogFormat:  "text",
+		FileServer: artifacts.Config{Bucket: "outpost-artifacts"},
+		PresignTTL: 15 * time.Minute,
+	}
+}
+
+// LoadConfig applies defaults, the YAML file at path (if any), then
+// OUTPOST_COORDINATOR_* environment variables.
+func LoadConfig(path string, env func(string) string) (Config, error) {
+	cfg := DefaultConfig()
+	err := config.Load(path, &cfg, "OUTPOST_COORDINATOR", env)
+	return cfg, err
+}
+
+// Validate says what is wrong with a configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir is required"))
+	}
+	for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "quic_addr": c.QUICAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		}
+	}
+	if c.PresignTTL < time.Minute || c.PresignTTL > 7*24*time.Hour {
+		errs = append(errs, fmt.Errorf("presign_ttl %v: want between 1m and 168h", c.PresignTTL))
+	}
+	if c.FileServer.Endpoint != "" {
+		if err := c.FileServer.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("file_server: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Coordinator is a configured coordinator.
+type Coordinator struct {
+	cfg   Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	ready chan struct{}
+
+	mu       sync.Mutex
+	httpAddr net.Addr
+	quic     *quicsrv.Server
+	ca       *ca.CA
+	token    string
+}
+
+// New checks cfg; Run starts everything.
+func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator config: %w", err)
+	}
+	return &Coordinator{cfg: cfg, log: logger.With("component", "coordinator"), reg: reg, ready: make(chan struct{})}, nil
+}
+
+// Ready is closed once both listeners are up.
+func (c *Coordinator) Ready() <-chan struct{} { return c.ready }
+
+// HTTPAddr and QUICAddr are the bound addresses, once Ready.
+func (c *Coordinator) HTTPAddr() string { return c.httpAddr.String() }
+
+// QUICAddr is the bound QUIC address, once Ready.
+func (c *Coordinator) QUICAddr() string { return c.quic.Addr().String() }
+
+// CAFingerprint is what installers pin, once Ready.
+func (c *Coordinator) CAFingerprint() string { return c.ca.Fingerprint() }
+
+// AdminToken is the admin bearer token, once Ready.
+func (c *Coordinator) AdminToken() string { return c.token }
+
+type signer struct{ key ed25519.PrivateKey }
+
+func (s signer) Sign(p *wire.Policy) ([]byte, error) {
+	sp, err := wire.SignPolicy(s.key, p)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(sp)
+}
+
+// adminToken reads the admin token, creating it on first start.
+func adminToken(dir string) (string, error) {
+	path := filepath.Join(dir, "admin.token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		t := strings.TrimSpace(string(b))
+		if len(t) < 32 {
+			return "", fmt.Errorf("admin token in %s is too short; delete the file to make a new one", path)
+		}
+		return t, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	t := "opa_" + hex.EncodeToString(raw[:])
+	if err := fsutil.WriteFileAtomic(path, []byte(t+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return t, nil
+}
+
+// Run serves until ctx ends.
+func (c *Coordinator) Run(ctx context.Context) error {
+	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(c.cfg.DataDir, "outpost.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), nil)
+	if err != nil {
+		return err
+	}
+	c.ca = authority
+	if err := fsutil.WriteFileAtomic(filepath.Join(c.cfg.DataDir, "ca.fingerprint"), []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if c.token, err = adminToken(c.cfg.DataDir); err != nil {
+		return err
+	}
+
+	var files *artifacts.Store
+	var presigner quicsrv.Presigner
+	var creds quicsrv.CredentialIssuer
+	var uploader api.Uploader
+	if c.cfg.FileServer.Endpoint != "" {
+		files, err = artifacts.New(c.cfg.FileServer, c.log)
+		if err != nil {
+			return err
+		}
+		if err := ensureBucket(ctx, files, c.log); err != nil {
+			return err
+		}
+		presigner, creds, uploader = files, files, files
+	} else {
+		c.log.Warn("no file server configured: artifact upload and content delivery are off (set file_server.endpoint)")
+	}
+
+	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version},
+		authority, st, presigner, creds, c.log, c.reg)
+	if err != nil {
+		return err
+	}
+	c.quic = qs
+	h, err := api.New(api.Deps{Store: st, Files: uploader, Notifier: qs, Presence: qs,
+		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token}, c.reg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen HTTP on %s: %w", c.cfg.HTTPAddr, err)
+	}
+	c.httpAddr = ln.Addr()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- qs.Run(ctx) }()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve HTTP: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	select {
+	case <-qs.Ready():
+	case err := <-errc:
+		cancel()
+		srv.Close()
+		<-errc
+		return err
+	}
+	c.log.Info("coordinator ready", "http", c.httpAddr.String(), "quic", qs.Addr().String(),
+		"ca_fingerprint", authority.Fingerprint(), "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
+	close(c.ready)
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+	}
+	cancel()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	srv.Shutdown(shutdown)
+	for range 2 - btoi(first != nil) {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// ensureBucket waits for the file server, which may still be starting.
+func ensureBucket(ctx context.Context, files *artifacts.Store, log *slog.Logger) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := files.EnsureBucket(ctx)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("file server: %w", err)
+		}
+		log.Warn("file server not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

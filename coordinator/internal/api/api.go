@@ -1,0 +1,742 @@
+// Package api is the coordinator's admin HTTP API under /v1/ (documented in
+// docs/api.md), with /healthz and /metrics. Handlers return errors; one
+// adapter maps them to a status and a JSON body. It holds no state: the
+// store does, and uploads stream straight through to the file server.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/policy"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Uploader streams artifact bytes to the file server.
+type Uploader interface {
+	Upload(ctx context.Context, r io.Reader, size int64) (string, int64, error)
+}
+
+// Notifier tells connected members that a revision is out.
+type Notifier interface {
+	NotifyRevision(office string, revision uint64)
+}
+
+// Presence says whether a member is connected now.
+type Presence interface {
+	Connected(id string) bool
+}
+
+// Signer signs a compiled policy.
+type Signer interface {
+	Sign(p *wire.Policy) ([]byte, error)
+}
+
+// Deps are what the API works with.
+type Deps struct {
+	Store    *store.Store
+	Files    Uploader
+	Notifier Notifier
+	Presence Presence
+	Signer   Signer
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	// AdminToken is compared in constant time with each request's bearer token.
+	AdminToken string
+}
+
+// API is the HTTP handler.
+type API struct {
+	d   Deps
+	log *slog.Logger
+	mux *http.ServeMux
+	req *prometheus.CounterVec
+}
+
+const maxJSONBody = 1 << 20
+
+// New builds the handler.
+func New(d Deps, reg prometheus.Registerer) (*API, error) {
+	a := &API{d: d, log: d.Logger.With("component", "api"), mux: http.NewServeMux(),
+		req: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_coordinator_http_requests_total", Help: "Admin API requests by route and status code."},
+			[]string{"route", "code"}),
+	}
+	if err := reg.Register(a.req); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	a.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
+	routes := map[string]func(http.ResponseWriter, *http.Request) error{
+		"POST /v1/offices":               a.createOffice,
+		"GET /v1/offices":                a.listOffices,
+		"GET /v1/offices/{name}":         a.showOffice,
+		"PATCH /v1/offices/{name}":       a.updateOffice,
+		"DELETE /v1/offices/{name}":      a.deleteOffice,
+		"POST /v1/offices/{name}/tokens": a.createToken,
+		"GET /v1/offices/{name}/tokens":  a.listTokens,
+		"PUT /v1/offices/{name}/policy":  a.applyPolicy,
+		"GET /v1/offices/{name}/policy":  a.showPolicy,
+		"GET /v1/agents":                 a.listAgents,
+		"GET /v1/agents/{id}":            a.showAgent,
+		"POST /v1/artifacts":             a.uploadArtifact,
+		"GET /v1/artifacts":              a.listArtifacts,
+		"GET /v1/artifacts/{sha256}":     a.showArtifact,
+	}
+	for pattern, h := range routes {
+		a.mux.Handle(pattern, a.handle(pattern, h))
+	}
+	a.mux.Handle("/v1/", a.handle("other", func(w http.ResponseWriter, r *http.Request) error {
+		return httpError(http.StatusNotFound, "no such API call: %s %s (see docs/api.md)", r.Method, r.URL.Path)
+	}))
+	return a, nil
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// statusError carries the status an error is answered with.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
+
+func httpError(code int, format string, args ...any) error {
+	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// handle authenticates, runs h and maps its error to an answer.
+func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w := &statusWriter{ResponseWriter: rw}
+		err := a.authenticate(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
+			code, msg := http.StatusInternalServerError, "internal error; see the coordinator's log"
+			var se *statusError
+			var pe *policy.Error
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &se):
+				code, msg = se.code, se.msg
+			case errors.As(err, &pe):
+				code, msg = http.StatusBadRequest, pe.Error()
+			case errors.As(err, &mbe):
+				code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
+			case errors.Is(err, store.ErrNotFound):
+				code, msg = http.StatusNotFound, err.Error()
+			case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
+				code, msg = http.StatusConflict, err.Error()
+			default:
+				a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="outpost"`)
+			}
+			writeJSON(w, code, map[string]string{"error": msg})
+		}
+		code := w.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		a.req.WithLabelValues(route, fmt.Sprint(code)).Inc()
+	})
+}
+
+func (a *API) authenticate(r *http.Request) error {
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || tok == "" {
+		return httpError(http.StatusUnauthorized, "missing bearer token: pass --token, OUTPOST_TOKEN or --token-file (the admin token is admin.token in the coordinator's data directory)")
+	}
+	// Compare digests so the comparison time does not depend on the length.
+	got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(a.d.AdminToken))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		return httpError(http.StatusUnauthorized, "the bearer token is not valid")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		return httpError(http.StatusBadRequest, "request body is not valid JSON for this call: %v", err)
+	}
+	if dec.More() {
+		return httpError(http.StatusBadRequest, "request body has data after the JSON object")
+	}
+	return nil
+}
+
+// ---- offices
+
+// Duration is a time.Duration that travels as "2m0s".
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"2m\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+type officeView struct {
+	Name            string    `json:"name"`
+	Description     string    `json:"description"`
+	Location        string    `json:"location"`
+	Mode            string    `json:"mode"`
+	Relays          []string  `json:"relays"`
+	CheckinInterval Duration  `json:"checkin_interval"`
+	Revision        uint64    `json:"revision"`
+	Created         time.Time `json:"created"`
+	Agents          int       `json:"agents"`
+}
+
+type officeInput struct {
+	Name            *string   `json:"name"`
+	Description     *string   `json:"description"`
+	Location        *string   `json:"location"`
+	Mode            *string   `json:"mode"`
+	Relays          *[]string `json:"relays"`
+	CheckinInterval *Duration `json:"checkin_interval"`
+}
+
+var officeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+const (
+	defaultInterval = 2 * time.Minute
+	minInterval     = 5 * time.Second
+	maxInterval     = 24 * time.Hour
+)
+
+func (in officeInput) apply(o *store.Office) error {
+	if in.Description != nil {
+		o.Description = strings.TrimSpace(*in.Description)
+	}
+	if in.Location != nil {
+		o.Location = strings.TrimSpace(*in.Location)
+	}
+	if in.Mode != nil {
+		o.Mode = *in.Mode
+	}
+	if in.Relays != nil {
+		o.Relays = *in.Relays
+	}
+	if in.CheckinInterval != nil {
+		o.CheckinInterval = time.Duration(*in.CheckinInterval)
+	}
+	return validateOffice(o)
+}
+
+func validateOffice(o *store.Office) error {
+	if !officeName.MatchString(o.Name) {
+		return httpError(http.StatusBadRequest, "office name %q: use 1-63 lower-case letters, digits and dashes, starting with a letter or digit", o.Name)
+	}
+	if len(o.Description) > 1024 || len(o.Location) > 256 {
+		return httpError(http.StatusBadRequest, "description (1024) or location (256) is too long")
+	}
+	switch o.Mode {
+	case "direct", "relay":
+	default:
+		return httpError(http.StatusBadRequest, "mode %q: want direct or relay", o.Mode)
+	}
+	if len(o.Relays) > 16 {
+		return httpError(http.StatusBadRequest, "at most 16 relays per office")
+	}
+	for _, r := range o.Relays {
+		if !strings.HasPrefix(r, "http://") && !strings.HasPrefix(r, "https://") || len(r) > 512 {
+			return httpError(http.StatusBadRequest, "relay %q: want a URL such as http://10.1.0.5:8090", r)
+		}
+	}
+	if o.Mode == "relay" && len(o.Relays) == 0 {
+		return httpError(http.StatusBadRequest, "mode relay needs at least one relay URL")
+	}
+	if o.CheckinInterval < minInterval || o.CheckinInterval > maxInterval {
+		return httpError(http.StatusBadRequest, "checkin_interval %v: want between %v and %v", o.CheckinInterval, minInterval, maxInterval)
+	}
+	return nil
+}
+
+func (a *API) view(o *store.Office) (officeView, error) {
+	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), Created: o.Created}
+	if v.Relays == nil {
+		v.Relays = []string{}
+	}
+	if p, err := a.d.Store.Policy(o.Name); err == nil {
+		v.Revision = p.Revision
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return v, err
+	}
+	members, err := a.d.Store.Members(o.Name)
+	if err != nil {
+		return v, err
+	}
+	for _, m := range members {
+		if m.Role == "agent" {
+			v.Agents++
+		}
+	}
+	return v, nil
+}
+
+func (a *API) createOffice(w http.ResponseWriter, r *http.Request) error {
+	var in officeInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Name == nil {
+		return httpError(http.StatusBadRequest, "name is required")
+	}
+	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, Created: time.Now().UTC()}
+	if err := in.apply(o); err != nil {
+		return err
+	}
+	o.GossipKey = make([]byte, 32)
+	if _, err := rand.Read(o.GossipKey); err != nil {
+		return err
+	}
+	if err := a.d.Store.CreateOffice(*o); err != nil {
+		return err
+	}
+	a.log.Info("office created", "office", o.Name, "mode", o.Mode)
+	v, err := a.view(o)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+func (a *API) listOffices(w http.ResponseWriter, r *http.Request) error {
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return err
+	}
+	out := []officeView{}
+	for i := range offices {
+		v, err := a.view(&offices[i])
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"offices": out})
+	return nil
+}
+
+func (a *API) showOffice(w http.ResponseWriter, r *http.Request) error {
+	o, err := a.d.Store.Office(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	v, err := a.view(o)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) updateOffice(w http.ResponseWriter, r *http.Request) error {
+	var in officeInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Name != nil && *in.Name != r.PathValue("name") {
+		return httpError(http.StatusBadRequest, "an office cannot be renamed")
+	}
+	o, err := a.d.Store.UpdateOffice(r.PathValue("name"), in.apply)
+	if err != nil {
+		return err
+	}
+	v, err := a.view(o)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (a *API) deleteOffice(w http.ResponseWriter, r *http.Request) error {
+	if err := a.d.Store.DeleteOffice(r.PathValue("name")); err != nil {
+		return err
+	}
+	a.log.Info("office deleted", "office", r.PathValue("name"))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ---- enrollment tokens
+
+type tokenView struct {
+	Token   string    `json:"token,omitempty"`
+	ID      string    `json:"id"`
+	Office  string    `json:"office"`
+	Role    string    `json:"role"`
+	Expires time.Time `json:"expires"`
+	Uses    int       `json:"uses"`
+	Used    int       `json:"used"`
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	in := struct {
+		TTL  *Duration `json:"ttl"`
+		Uses *int      `json:"uses"`
+		Role *string   `json:"role"`
+	}{}
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	ttl, uses, role := 24*time.Hour, 1, "agent"
+	if in.TTL != nil {
+		ttl = time.Duration(*in.TTL)
+	}
+	if in.Uses != nil {
+		uses = *in.Uses
+	}
+	if in.Role != nil {
+		role = *in.Role
+	}
+	if ttl < time.Minute || ttl > 365*24*time.Hour {
+		return httpError(http.StatusBadRequest, "ttl %v: want between 1m and 8760h", ttl)
+	}
+	if uses < 1 || uses > 100000 {
+		return httpError(http.StatusBadRequest, "uses %d: want between 1 and 100000", uses)
+	}
+	if role != "agent" && role != "relay" {
+		return httpError(http.StatusBadRequest, "role %q: want agent or relay", role)
+	}
+	var secret [20]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return err
+	}
+	tok := "opt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]))
+	sum := sha256.Sum256([]byte(tok))
+	t := store.Token{ID: hex.EncodeToString(sum[:4]), Hash: hex.EncodeToString(sum[:]), Office: r.PathValue("name"),
+		Role: role, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second), Uses: uses, Created: time.Now().UTC()}
+	if err := a.d.Store.CreateToken(t); err != nil {
+		return err
+	}
+	a.log.Info("enrollment token created", "token_id", t.ID, "office", t.Office, "role", role, "uses", uses, "expires", t.Expires)
+	writeJSON(w, http.StatusCreated, tokenView{Token: tok, ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses})
+	return nil
+}
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.d.Store.Office(r.PathValue("name")); err != nil {
+		return err
+	}
+	tokens, err := a.d.Store.Tokens(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	out := []tokenView{}
+	for _, t := range tokens {
+		out = append(out, tokenView{ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses, Used: t.Used})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+	return nil
+}
+
+// ---- policy
+
+type policyView struct {
+	Office   string            `json:"office"`
+	Revision uint64            `json:"revision"`
+	Applied  time.Time         `json:"applied"`
+	YAML     string            `json:"yaml"`
+	Items    []json.RawMessage `json:"items"`
+}
+
+// itemsJSON renders items with protobuf's JSON mapping (oneofs flattened).
+func itemsJSON(items []*wire.Item) []json.RawMessage {
+	out := []json.RawMessage{}
+	for _, it := range items {
+		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(it)
+		if err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// artifactLookup lets the policy compiler see uploaded artifacts.
+type artifactLookup struct{ s *store.Store }
+
+func (l artifactLookup) Artifact(sha string) (int64, string, bool, error) {
+	a, err := l.s.Artifact(sha)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, "", false, nil
+	}
+	if err != nil {
+		return 0, "", false, err
+	}
+	return a.Size, a.Name, true, nil
+}
+
+func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
+	office := r.PathValue("name")
+	if _, err := a.d.Store.Office(office); err != nil {
+		return err
+	}
+	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	if err != nil {
+		return err
+	}
+	items, err := policy.Compile(src, artifactLookup{a.d.Store})
+	if err != nil {
+		return err
+	}
+	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {
+		return a.d.Signer.Sign(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items})
+	})
+	if err != nil {
+		return err
+	}
+	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
+	if a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevision(office, p.Revision)
+	}
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(items)})
+	return nil
+}
+
+func (a *API) showPolicy(w http.ResponseWriter, r *http.Request) error {
+	office := r.PathValue("name")
+	if _, err := a.d.Store.Office(office); err != nil {
+		return err
+	}
+	p, err := a.d.Store.Policy(office)
+	if errors.Is(err, store.ErrNotFound) {
+		return httpError(http.StatusNotFound, "office %s has no policy yet: apply one with outpost policy apply", office)
+	}
+	if err != nil {
+		return err
+	}
+	var sp wire.SignedPolicy
+	var pol wire.Policy
+	if err := proto.Unmarshal(p.Signed, &sp); err != nil {
+		return fmt.Errorf("decode stored policy of %s: %w", office, err)
+	}
+	if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
+		return fmt.Errorf("decode stored policy of %s: %w", office, err)
+	}
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems())})
+	return nil
+}
+
+// ---- agents
+
+type agentView struct {
+	ID        string             `json:"id"`
+	Hostname  string             `json:"hostname"`
+	Office    string             `json:"office"`
+	Role      string             `json:"role"`
+	Address   string             `json:"address"`
+	Addresses []string           `json:"addresses"`
+	LastSeen  time.Time          `json:"last_seen"`
+	Connected bool               `json:"connected"`
+	Revision  uint64             `json:"revision"`
+	Compliant bool               `json:"compliant"`
+	Items     []store.ItemStatus `json:"items"`
+	Enrolled  time.Time          `json:"enrolled"`
+	Version   string             `json:"version"`
+}
+
+func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
+	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Role: m.Role, Address: m.Address,
+		Addresses: m.Addresses, LastSeen: m.LastSeen, Revision: m.Revision, Enrolled: m.Enrolled, Version: m.Version,
+		Items: []store.ItemStatus{}}
+	if v.Addresses == nil {
+		v.Addresses = []string{}
+	}
+	if a.d.Presence != nil {
+		v.Connected = a.d.Presence.Connected(m.ID)
+	}
+	want, hasPolicy := current[m.Office]
+	if m.Report != nil {
+		v.Items = m.Report.Items
+	}
+	switch {
+	case !hasPolicy:
+		v.Compliant = true // nothing is asked of it
+	case m.Report != nil && m.Report.Revision == want:
+		v.Compliant = true
+		for _, it := range m.Report.Items {
+			if it.Status != "compliant" && it.Status != "not_applicable" {
+				v.Compliant = false
+			}
+		}
+	}
+	return v
+}
+
+func (a *API) revisions() (map[string]uint64, error) {
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]uint64{}
+	for _, o := range offices {
+		p, err := a.d.Store.Policy(o.Name)
+		if err == nil {
+			out[o.Name] = p.Revision
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (a *API) listAgents(w http.ResponseWriter, r *http.Request) error {
+	office := r.URL.Query().Get("office")
+	if office != "" {
+		if _, err := a.d.Store.Office(office); err != nil {
+			return err
+		}
+	}
+	members, err := a.d.Store.Members(office)
+	if err != nil {
+		return err
+	}
+	current, err := a.revisions()
+	if err != nil {
+		return err
+	}
+	sort.Slice(members, func(i, j int) bool {
+		if members[i].Office != members[j].Office {
+			return members[i].Office < members[j].Office
+		}
+		return members[i].Hostname < members[j].Hostname
+	})
+	out := []agentView{}
+	for i := range members {
+		out = append(out, a.agentView(&members[i], current))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
+	return nil
+}
+
+func (a *API) showAgent(w http.ResponseWriter, r *http.Request) error {
+	m, err := a.d.Store.Member(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	current, err := a.revisions()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.agentView(m, current))
+	return nil
+}
+
+// ---- artifacts
+
+var artifactName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$`)
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
+	name := r.URL.Query().Get("name")
+	if !artifactName.MatchString(name) {
+		return httpError(http.StatusBadRequest, "artifact name %q: use letters, digits, '.', '_', '+' and '-' (at most 200), e.g. ?name=hello-1.0.0.tar.gz", name)
+	}
+	if a.d.Files == nil {
+		return httpError(http.StatusServiceUnavailable, "no file server is configured on the coordinator")
+	}
+	sha, n, err := a.d.Files.Upload(r.Context(), r.Body, r.ContentLength)
+	if err != nil {
+		return httpError(http.StatusBadGateway, "upload to the file server failed: %v", err)
+	}
+	art, err := a.d.Store.PutArtifact(store.Artifact{SHA256: sha, Size: n, Name: name, Uploaded: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	a.log.Info("artifact uploaded", "sha256", sha, "size", n, "name", name)
+	writeJSON(w, http.StatusCreated, art)
+	return nil
+}
+
+func (a *API) listArtifacts(w http.ResponseWriter, r *http.Request) error {
+	arts, err := a.d.Store.Artifacts()
+	if err != nil {
+		return err
+	}
+	if arts == nil {
+		arts = []store.Artifact{}
+	}
+	sort.Slice(arts, func(i, j int) bool { return arts[i].Uploaded.Before(arts[j].Uploaded) })
+	writeJSON(w, http.StatusOK, map[string]any{"artifacts": arts})
+	return nil
+}
+
+func (a *API) showArtifact(w http.ResponseWriter, r *http.Request) error {
+	sha := strings.TrimPrefix(r.PathValue("sha256"), "sha256:")
+	if !sha256Hex.MatchString(sha) {
+		return httpError(http.StatusBadRequest, "%q is not a SHA-256 (64 lower-case hex digits)", sha)
+	}
+	art, err := a.d.Store.Artifact(sha)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, art)
+	return nil
+}

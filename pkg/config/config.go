@@ -1,0 +1,119 @@
+// Package config loads a part's configuration in one order everywhere:
+// the part's defaults, then a YAML file (unknown keys refused, with the
+// line), then OUTPOST_* environment variables; flags are applied by the
+// caller last. It knows no part's fields.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds a configuration file.
+const MaxFileSize = 1 << 20
+
+// Load fills cfg (a pointer to a struct already holding defaults) from the
+// YAML file at path (skipped when path is empty) and then from environment
+// variables named prefix + the upper-cased yaml path, e.g.
+// OUTPOST_AGENT_DATA_DIR or OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT.
+func Load(path string, cfg any, prefix string, env func(string) string) error {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		if len(b) > MaxFileSize {
+			return fmt.Errorf("config %s is larger than %d bytes", path, MaxFileSize)
+		}
+		if err := Decode(b, cfg); err != nil {
+			return fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if env == nil {
+		env = os.Getenv
+	}
+	return fromEnv(reflect.ValueOf(cfg).Elem(), prefix, env)
+}
+
+// Decode reads YAML into cfg, refusing unknown fields.
+func Decode(b []byte, cfg any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file is no settings, not an error.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func fromEnv(v reflect.Value, prefix string, env func(string) string) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		if f.Type.Kind() == reflect.Struct {
+			if err := fromEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		s := env(name)
+		if s == "" {
+			continue
+		}
+		if err := set(fv, s); err != nil {
+			return fmt.Errorf("environment %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func set(fv reflect.Value, s string) error {
+	switch {
+	case fv.Type() == durationType:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(int64(d))
+	case fv.Kind() == reflect.String:
+		fv.SetString(s)
+	case fv.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		fv.SetBool(b)
+	case fv.Kind() >= reflect.Int && fv.Kind() <= reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(n)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+		parts := strings.Split(s, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		fv.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", fv.Type())
+	}
+	return nil
+}

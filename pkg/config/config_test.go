@@ -1,0 +1,62 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sub struct {
+	Endpoint string `yaml:"endpoint"`
+	Secure   bool   `yaml:"secure"`
+}
+
+type cfg struct {
+	DataDir  string        `yaml:"data_dir"`
+	Interval time.Duration `yaml:"interval"`
+	Seeds    []string      `yaml:"seeds"`
+	Files    sub           `yaml:"file_server"`
+}
+
+func TestOrder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("data_dir: /from/file\ninterval: 30s\nfile_server:\n  endpoint: file:9000\n"), 0o600)
+	c := cfg{DataDir: "/default", Interval: time.Minute}
+	env := map[string]string{"X_FILE_SERVER_SECURE": "true", "X_SEEDS": "a:1, b:2", "X_DATA_DIR": "/from/env"}
+	if err := Load(path, &c, "X", func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/from/env" || c.Interval != 30*time.Second || c.Files.Endpoint != "file:9000" || !c.Files.Secure || len(c.Seeds) != 2 || c.Seeds[1] != "b:2" {
+		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestUnknownFieldHasLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("data_dir: /x\ndata_dri: /y\n"), 0o600)
+	var c cfg
+	err := Load(path, &c, "X", func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("got %v, want an error naming line 2", err)
+	}
+}
+
+func TestEmptyFileAndBadEnv(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, nil, 0o600)
+	c := cfg{Interval: time.Minute}
+	if err := Load(path, &c, "X", func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	err := Load("", &c, "X", func(k string) string {
+		if k == "X_INTERVAL" {
+			return "soon"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "X_INTERVAL") {
+		t.Fatalf("got %v", err)
+	}
+}
