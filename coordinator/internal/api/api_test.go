@@ -1,0 +1,168 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// hashingUploader stands in for the file server: it hashes what it reads.
+type hashingUploader struct{ got int64 }
+
+func (u *hashingUploader) Upload(_ context.Context, r io.Reader, _ int64) (string, int64, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	u.got += n
+	return hex.EncodeToString(h.Sum(nil)), n, err
+}
+
+type testSigner struct{ key ed25519.PrivateKey }
+
+func (s testSigner) Sign(p *wire.Policy) ([]byte, error) {
+	sp, err := wire.SignPolicy(s.key, p)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(sp)
+}
+
+type notes struct{ revs []uint64 }
+
+func (n *notes) NotifyRevision(_ string, rev uint64) { n.revs = append(n.revs, rev) }
+
+const token = "opa_test_token_that_is_long_enough_0123456789"
+
+func newAPI(t *testing.T) (*httptest.Server, *store.Store, *notes) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	_, priv, _ := ed25519.GenerateKey(nil)
+	n := &notes{}
+	reg := prometheus.NewRegistry()
+	a, err := New(Deps{Store: st, Files: &hashingUploader{}, Notifier: n, Signer: testSigner{priv}, Gatherer: reg, Logger: logging.Discard(), AdminToken: token}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return srv, st, n
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path, body, tok string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func TestOfficeLifecycleAndErrors(t *testing.T) {
+	srv, _, _ := newAPI(t)
+	tests := []struct {
+		name, method, path, body, tok string
+		code                          int
+		errHas                        string
+	}{
+		{"no token", "GET", "/v1/offices", "", "", 401, "missing bearer token"},
+		{"wrong token", "GET", "/v1/offices", "", "nope", 401, "not valid"},
+		{"create", "POST", "/v1/offices", `{"name":"berlin","location":"Berlin"}`, token, 201, ""},
+		{"duplicate", "POST", "/v1/offices", `{"name":"berlin"}`, token, 409, "already exists"},
+		{"bad name", "POST", "/v1/offices", `{"name":"Berlin Office"}`, token, 400, "office name"},
+		{"unknown field", "POST", "/v1/offices", `{"name":"x","colour":"red"}`, token, 400, "colour"},
+		{"relay without relays", "POST", "/v1/offices", `{"name":"x","mode":"relay"}`, token, 400, "at least one relay"},
+		{"bad interval", "POST", "/v1/offices", `{"name":"x","checkin_interval":"1s"}`, token, 400, "checkin_interval"},
+		{"bad mode", "PATCH", "/v1/offices/berlin", `{"mode":"carrier-pigeon"}`, token, 400, "mode"},
+		{"edit", "PATCH", "/v1/offices/berlin", `{"mode":"relay","relays":["http://10.0.0.5:8090"]}`, token, 200, ""},
+		{"show missing", "GET", "/v1/offices/paris", "", token, 404, "not found"},
+		{"token bad role", "POST", "/v1/offices/berlin/tokens", `{"role":"admin"}`, token, 400, "role"},
+		{"token no office", "POST", "/v1/offices/paris/tokens", `{}`, token, 404, "not found"},
+		{"token", "POST", "/v1/offices/berlin/tokens", `{"uses":3,"ttl":"1h"}`, token, 201, ""},
+		{"unknown route", "GET", "/v1/nothing", "", token, 404, "no such API call"},
+		{"artifact bad hash", "GET", "/v1/artifacts/../../x", "", token, 404, ""},
+		{"artifact short hash", "GET", "/v1/artifacts/abc", "", token, 400, "SHA-256"},
+		{"upload bad name", "POST", "/v1/artifacts?name=../x", "abc", token, 400, "artifact name"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := call(t, srv, tc.method, tc.path, tc.body, tc.tok)
+			if code != tc.code {
+				t.Fatalf("status %d, want %d (%v)", code, tc.code, out)
+			}
+			if tc.errHas != "" && !strings.Contains(out["error"].(string), tc.errHas) {
+				t.Fatalf("error %q does not mention %q", out["error"], tc.errHas)
+			}
+		})
+	}
+}
+
+func TestPolicyApplyValidatesAndSigns(t *testing.T) {
+	srv, st, n := newAPI(t)
+	call(t, srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/artifacts?name=hello.tar.gz", bytes.NewReader([]byte("package bytes")))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("upload: %v %v", resp, err)
+	}
+	var art store.Artifact
+	json.NewDecoder(resp.Body).Decode(&art)
+	resp.Body.Close()
+
+	never := strings.Repeat("ab", 32)
+	for name, tc := range map[string]struct{ yaml, errHas string }{
+		"malformed":      {"items:\n  - kind: package\n    name: [\n", "line"},
+		"unknown field":  {"items:\n  - kind: package\n    name: hello\n    verison: 1\n", "line 4"},
+		"never uploaded": {"items:\n  - kind: package\n    name: hello\n    version: \"1\"\n    artifact: " + never + "\n", "never uploaded"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out := call(t, srv, "PUT", "/v1/offices/berlin/policy", tc.yaml, token)
+			if code != 400 || !strings.Contains(out["error"].(string), tc.errHas) {
+				t.Fatalf("got %d %v, want 400 mentioning %q", code, out, tc.errHas)
+			}
+		})
+	}
+	if _, err := st.Policy("berlin"); err == nil {
+		t.Fatal("a refused policy was stored")
+	}
+	good := "items:\n  - kind: package\n    name: hello\n    version: \"1.0\"\n    artifact: " + art.SHA256 + "\n"
+	for want := 1.0; want <= 2; want++ {
+		code, out := call(t, srv, "PUT", "/v1/offices/berlin/policy", good, token)
+		if code != 200 || out["revision"].(float64) != want {
+			t.Fatalf("apply: %d %v, want revision %v", code, out, want)
+		}
+	}
+	if len(n.revs) != 2 || n.revs[1] != 2 {
+		t.Fatalf("notified %v, want [1 2]", n.revs)
+	}
+	code, out := call(t, srv, "GET", "/v1/offices/berlin/policy", "", token)
+	if code != 200 || !strings.Contains(out["yaml"].(string), art.SHA256) || len(out["items"].([]any)) != 1 {
+		t.Fatalf("show policy: %d %v", code, out)
+	}
+}
