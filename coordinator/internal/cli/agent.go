@@ -1,0 +1,386 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func agentCommands() []*command {
+	return []*command{
+		{
+			name: "agent list", maxArgs: 0,
+			summary: "list enrolled agents and relays with their compliance",
+			timeout: defaultTimeout,
+			help: `COMPLIANT is yes when the agent applied the office's current revision and
+every item is compliant or not applicable; pending while it has not applied
+the current revision or reported on it yet; no otherwise ('agent show' says
+why).
+
+Examples:
+  outpost agent list
+  outpost agent list --office berlin
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "list only the agents of the office `NAME`")
+				return func(ctx context.Context, e *env, args []string) error {
+					return listAgents(ctx, e, *officeName)
+				}
+			},
+		},
+		{
+			name: "agent show", args: "ID", minArgs: 1, maxArgs: 1,
+			summary: "show an agent and the compliance of each policy item",
+			timeout: defaultTimeout,
+			help: `Examples:
+  outpost agent show ag-3f9c2a
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					return showAgent(ctx, e, args[0])
+				}
+			},
+		},
+		{
+			name: "agent wait", maxArgs: 0,
+			summary: "wait until enough agents of an office comply with its current revision",
+			timeout: 3 * time.Minute,
+			help: `Polls the office and its agents until at least --count agents (relays do not
+count) report compliant at the office's current policy revision. Prints a
+line whenever the count changes. On timeout it exits 1 and says which agents
+are not there yet and why. --timeout defaults to 3m here.
+
+Examples:
+  outpost agent wait --office berlin --count 3
+  outpost agent wait --office berlin --count 50 --timeout 15m --poll 10s
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "`NAME` of the office to watch (required)")
+				count := fs.Int("count", 0, "`N` agents that must be compliant (required)")
+				poll := fs.Duration("poll", 2*time.Second, "how often to ask the coordinator, a `DURATION`")
+				return func(ctx context.Context, e *env, args []string) error {
+					switch {
+					case *officeName == "":
+						return usagef("missing --office NAME")
+					case *count < 1:
+						return usagef("missing --count N: how many agents must be compliant, 1 or more")
+					case *poll <= 0:
+						return usagef("--poll %s: want a positive duration such as 2s", *poll)
+					}
+					return waitAgents(ctx, e, *officeName, *count, *poll)
+				}
+			},
+		},
+	}
+}
+
+// compliance is the COMPLIANT column: yes, pending or no.
+func compliance(a agent, officeRevision int64) string {
+	switch {
+	case a.Compliant:
+		return "yes"
+	case a.Revision < officeRevision, len(a.Items) == 0:
+		return "pending"
+	}
+	return "no"
+}
+
+// itemOK says whether an item's status does not stand in compliance's way.
+func itemOK(status string) bool {
+	s := strings.NewReplacer("_", " ", "-", " ").Replace(strings.ToLower(status))
+	return s == "compliant" || s == "not applicable"
+}
+
+func agentPath(id string) string { return "/v1/agents/" + url.PathEscape(id) }
+
+func getOffice(ctx context.Context, e *env, name string) (office, error) {
+	var o office
+	raw, err := e.api.get(ctx, officePath(name), nil)
+	if err != nil {
+		return o, err
+	}
+	return o, decode(raw, "office", &o)
+}
+
+func getAgents(ctx context.Context, e *env, officeName string) ([]agent, []byte, error) {
+	var q url.Values
+	if officeName != "" {
+		q = url.Values{"office": {officeName}}
+	}
+	raw, err := e.api.get(ctx, "/v1/agents", q)
+	if err != nil {
+		return nil, nil, err
+	}
+	var list struct {
+		Agents []agent `json:"agents"`
+	}
+	return list.Agents, raw, decode(raw, "agent list", &list)
+}
+
+func listAgents(ctx context.Context, e *env, officeName string) error {
+	if e.json {
+		_, raw, err := getAgents(ctx, e, officeName)
+		if err != nil {
+			return err
+		}
+		return writeJSON(e.stdout, raw)
+	}
+	// The office's current revision tells pending from not compliant.
+	revisions := map[string]int64{}
+	if officeName != "" {
+		o, err := getOffice(ctx, e, officeName)
+		if err != nil {
+			return err
+		}
+		revisions[o.Name] = o.Revision
+	} else {
+		raw, err := e.api.get(ctx, "/v1/offices", nil)
+		if err != nil {
+			return err
+		}
+		var list struct {
+			Offices []office `json:"offices"`
+		}
+		if err := decode(raw, "office list", &list); err != nil {
+			return err
+		}
+		for _, o := range list.Offices {
+			revisions[o.Name] = o.Revision
+		}
+	}
+	agents, _, err := getAgents(ctx, e, officeName)
+	if err != nil {
+		return err
+	}
+	if len(agents) == 0 {
+		where := ""
+		if officeName != "" {
+			where = " in office " + officeName
+		}
+		_, err := fmt.Fprintf(e.stderr, "no agents enrolled%s yet; enroll one with a token from: outpost token create --office NAME\n", where)
+		return err
+	}
+	rows := make([][]string, 0, len(agents))
+	for _, a := range agents {
+		rows = append(rows, []string{a.ID, a.Hostname, a.Office, orDash(a.Address), ago(e.now(), a.LastSeen.Time),
+			strconv.FormatInt(a.Revision, 10), compliance(a, revisions[a.Office])})
+	}
+	return writeTable(e.stdout, []string{"ID", "HOSTNAME", "OFFICE", "ADDRESS", "LAST SEEN", "REVISION", "COMPLIANT"}, rows)
+}
+
+func showAgent(ctx context.Context, e *env, id string) error {
+	raw, err := e.api.get(ctx, agentPath(id), nil)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return writeJSON(e.stdout, raw)
+	}
+	var a agent
+	if err := decode(raw, "agent", &a); err != nil {
+		return err
+	}
+	o, err := getOffice(ctx, e, a.Office)
+	if err != nil {
+		return fmt.Errorf("office %s of agent %s: %w", a.Office, a.ID, err)
+	}
+	now := e.now()
+	address := orDash(a.Address)
+	var others []string
+	for _, addr := range a.Addresses {
+		if addr != a.Address {
+			others = append(others, addr)
+		}
+	}
+	if len(others) > 0 {
+		address += " (also " + strings.Join(others, ", ") + ")"
+	}
+	revision := strconv.FormatInt(a.Revision, 10)
+	if a.Revision != o.Revision {
+		revision += fmt.Sprintf(" (office is at %d)", o.Revision)
+	}
+	if err := writeFields(e.stdout, [][2]string{
+		{"id", a.ID},
+		{"hostname", a.Hostname},
+		{"office", a.Office},
+		{"role", orDash(a.Role)},
+		{"address", address},
+		{"connected", yesNo(a.Connected)},
+		{"last seen", timeAndAge(now, a.LastSeen.Time)},
+		{"revision", revision},
+		{"compliant", compliance(a, o.Revision)},
+		{"enrolled", timeAndAge(now, a.Enrolled.Time)},
+		{"version", orDash(a.Version)},
+	}); err != nil {
+		return err
+	}
+	if len(a.Items) == 0 {
+		_, err := fmt.Fprintln(e.stdout, "\nno item reports yet")
+		return err
+	}
+	fmt.Fprintln(e.stdout)
+	rows := make([][]string, 0, len(a.Items))
+	for _, it := range a.Items {
+		rows = append(rows, []string{it.ID, it.Kind, orDash(it.Status), ago(now, it.At.Time), it.Message})
+	}
+	return writeTable(e.stdout, []string{"ITEM", "KIND", "STATUS", "AT", "MESSAGE"}, rows)
+}
+
+// rollout is one look at an office during agent wait.
+type rollout struct {
+	office    string
+	revision  int64
+	agents    []agent // without relays
+	compliant int
+	raw       []byte // the agents' JSON, for --output json
+}
+
+func (r *rollout) summary(count int) string {
+	return fmt.Sprintf("office %s revision %d: %d of %d agents compliant (%d enrolled)", r.office, r.revision, r.compliant, count, len(r.agents))
+}
+
+func lookAtRollout(ctx context.Context, e *env, officeName string) (*rollout, error) {
+	o, err := getOffice(ctx, e, officeName)
+	if err != nil {
+		return nil, err
+	}
+	agents, raw, err := getAgents(ctx, e, officeName)
+	if err != nil {
+		return nil, err
+	}
+	r := &rollout{office: officeName, revision: o.Revision, raw: raw}
+	for _, a := range agents {
+		if a.Role == "relay" {
+			continue
+		}
+		r.agents = append(r.agents, a)
+		if a.Compliant && a.Revision == o.Revision {
+			r.compliant++
+		}
+	}
+	return r, nil
+}
+
+// waitAgents polls until count agents of the office comply with its current
+// revision, or ctx ends. Failures that asking again may cure (the coordinator
+// restarting) are reported and retried; refusals end the wait.
+func waitAgents(ctx context.Context, e *env, officeName string, count int, poll time.Duration) error {
+	progressOut := e.stdout
+	if e.json {
+		progressOut = e.stderr
+	}
+	var (
+		last     *rollout
+		lastErr  error
+		lastLine string
+	)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return waitFailed(ctx, e, last, lastErr, count)
+		case <-timer.C:
+		}
+		r, err := lookAtRollout(ctx, e, officeName)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return waitFailed(ctx, e, last, lastErr, count)
+		case err != nil && !retryable(err):
+			return err
+		case err != nil:
+			if lastErr == nil || lastErr.Error() != err.Error() {
+				fmt.Fprintf(e.stderr, "%v; trying again every %s\n", err, shortDuration(poll))
+			}
+			lastErr = err
+		default:
+			last, lastErr = r, nil
+			if line := r.summary(count); line != lastLine {
+				fmt.Fprintln(progressOut, line)
+				lastLine = line
+			}
+			if r.compliant >= count {
+				if e.json {
+					return writeJSON(e.stdout, r.raw)
+				}
+				return nil
+			}
+		}
+		timer.Reset(poll)
+	}
+}
+
+// waitFailed explains an agent wait that ran out of time: which agents are
+// not there yet, and why as far as their reports tell.
+func waitFailed(ctx context.Context, e *env, last *rollout, lastErr error, count int) error {
+	var te *timeoutError
+	if !errors.As(context.Cause(ctx), &te) {
+		return errInterrupted
+	}
+	var b strings.Builder
+	b.WriteString(te.Error())
+	if last == nil {
+		if lastErr != nil {
+			fmt.Fprintf(&b, " before the coordinator answered: %v", lastErr)
+		}
+		return errors.New(b.String())
+	}
+	fmt.Fprintf(&b, ": %d of %d agents compliant at revision %d in office %s", last.compliant, count, last.revision, last.office)
+	writeNotThere(&b, e.now(), last)
+	if missing := count - len(last.agents); missing > 0 {
+		fmt.Fprintf(&b, "\n  %s not enrolled yet (%d of %d enrolled)", plural(missing, "agent"), len(last.agents), count)
+	}
+	if lastErr != nil {
+		fmt.Fprintf(&b, "\n  the last poll failed: %v", lastErr)
+	}
+	return errors.New(b.String())
+}
+
+func writeNotThere(w io.Writer, now time.Time, r *rollout) {
+	first := true
+	for _, a := range r.agents {
+		if a.Compliant && a.Revision == r.revision {
+			continue
+		}
+		if first {
+			fmt.Fprint(w, "; not there yet:")
+			first = false
+		}
+		fmt.Fprintf(w, "\n  %s (%s): %s", a.Hostname, a.ID, whyNot(a, r.revision, now))
+	}
+}
+
+// whyNot says why an agent does not count as compliant at revision.
+func whyNot(a agent, revision int64, now time.Time) string {
+	var parts []string
+	switch {
+	case a.Revision < revision:
+		parts = append(parts, fmt.Sprintf("at revision %d, the office is at %d", a.Revision, revision))
+	case a.Revision > revision:
+		parts = append(parts, fmt.Sprintf("at revision %d, newer than the office's %d", a.Revision, revision))
+	default:
+		for _, it := range a.Items {
+			if itemOK(it.Status) {
+				continue
+			}
+			s := it.ID + " " + orDash(it.Status)
+			if it.Message != "" {
+				s += ": " + it.Message
+			}
+			parts = append(parts, s)
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "no compliance report yet")
+		}
+	}
+	if !a.Connected {
+		parts = append(parts, "offline, last seen "+ago(now, a.LastSeen.Time))
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,256 @@
+// Package cli is outpost, the admin command line of an Outpost coordinator.
+// It turns commands such as "office add" or "artifact push" into calls of the
+// coordinator's admin HTTP API (docs/api.md) and prints the answers as tables
+// for people or as the API's own JSON for scripts.
+//
+// It keeps no state between runs and holds no business rules: the coordinator
+// validates everything, and the CLI checks only what it can say better before
+// a round trip (flag syntax, enumerations). It is not a Go client library for
+// the API; programs should speak HTTP directly.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+// Version is the CLI's version, stamped at build time with
+// -ldflags "-X github.com/outposthq/outpost/coordinator/internal/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const (
+	defaultServer  = "http://127.0.0.1:8020"
+	defaultTimeout = 30 * time.Second
+)
+
+// Main runs the outpost command line with args (without the program name)
+// and returns the process exit code: 0 ok, 1 error, 2 usage. It reads the
+// OUTPOST_* environment through getenv and stops its work when ctx ends.
+func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	return newApp(stdin, stdout, stderr, getenv).run(ctx, args)
+}
+
+// app is one run of the command line and what it may touch.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// now is the clock for relative times, rates and ages; tests fix it.
+	now func() time.Time
+	// transport carries the API calls; nil means a clone of
+	// http.DefaultTransport.
+	transport http.RoundTripper
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now}
+}
+
+// usageError is a mistake on the command line: it exits with 2 and points at
+// the help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// timeoutError is the cause of a context that ran out of --timeout.
+type timeoutError struct{ after time.Duration }
+
+func (e *timeoutError) Error() string { return "timed out after " + shortDuration(e.after) }
+
+var errInterrupted = errors.New("interrupted")
+
+func (a *app) run(ctx context.Context, args []string) int {
+	g := newGlobals()
+	fs := newFlagSet("outpost")
+	g.register(fs)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		a.printTopUsage(a.stdout)
+		return exitOK
+	}
+	if err != nil {
+		return a.fail(nil, g, usagef("%v", err))
+	}
+	g.noteGiven(fs)
+	rest := fs.Args()
+	if len(rest) == 0 {
+		a.printTopUsage(a.stderr)
+		return exitUsage
+	}
+	if rest[0] == "help" {
+		return a.help(rest[1:])
+	}
+	if cmd := findCommand(rest[0]); cmd != nil {
+		return a.exec(ctx, g, cmd, rest[1:])
+	}
+	grp := findGroup(rest[0])
+	if grp == nil {
+		return a.fail(nil, g, usagef("unknown command %q; commands: %s", rest[0], strings.Join(topWords(), ", ")))
+	}
+	// Global flags may also sit between the group and its command:
+	// "outpost office --output json list".
+	fs = newFlagSet("outpost " + grp.name)
+	g.register(fs)
+	err = fs.Parse(rest[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		a.printGroupUsage(a.stdout, grp)
+		return exitOK
+	}
+	if err != nil {
+		return a.fail(nil, g, usagef("%v", err))
+	}
+	g.noteGiven(fs)
+	rest = fs.Args()
+	if len(rest) == 0 {
+		a.printGroupUsage(a.stderr, grp)
+		return exitUsage
+	}
+	cmd := findCommand(grp.name + " " + rest[0])
+	if cmd == nil {
+		return a.fail(nil, g, usagef("unknown command \"%s %s\"; %s commands: %s", grp.name, rest[0], grp.name, strings.Join(grp.words(), ", ")))
+	}
+	return a.exec(ctx, g, cmd, rest[1:])
+}
+
+// exec parses a command's flags and arguments, connects it to the API and
+// runs it.
+func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string) int {
+	fs := newFlagSet("outpost " + cmd.name)
+	g.register(fs)
+	run := cmd.setup(fs)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		a.printCommandUsage(a.stdout, cmd)
+		return exitOK
+	}
+	if err != nil {
+		return a.fail(cmd, g, usagef("%v", err))
+	}
+	g.noteGiven(fs)
+	if err := cmd.checkArgs(pos); err != nil {
+		return a.fail(cmd, g, err)
+	}
+	env, err := a.newEnv(g, cmd)
+	if err != nil {
+		return a.fail(cmd, g, err)
+	}
+	timeout := cmd.timeout
+	if g.given["timeout"] {
+		timeout = g.timeout
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, &timeoutError{after: timeout})
+		defer cancel()
+	}
+	if err := run(ctx, env, pos); err != nil {
+		return a.fail(cmd, g, err)
+	}
+	return exitOK
+}
+
+// fail prints err as "outpost: <command>: <message>" with every secret the
+// run knows of blanked out, and returns the exit code for it.
+func (a *app) fail(cmd *command, g *globals, err error) int {
+	prefix := "outpost: "
+	if cmd != nil {
+		prefix += cmd.name + ": "
+	}
+	msg := redact(err.Error(), g.secrets(a.getenv)...)
+	fmt.Fprintf(a.stderr, "%s%s\n", prefix, msg)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		if cmd != nil {
+			fmt.Fprintf(a.stderr, "Usage: outpost %s\nRun 'outpost help %s' for flags and examples.\n", cmd.usageLine(), cmd.name)
+		} else {
+			fmt.Fprintf(a.stderr, "Run 'outpost help' for usage.\n")
+		}
+		return exitUsage
+	}
+	return exitError
+}
+
+// redact replaces each secret in msg. Very short "secrets" are left alone:
+// blanking every "a" in a message would hide more than it protects.
+func redact(msg string, secrets ...string) string {
+	for _, s := range secrets {
+		if len(s) >= 6 {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return msg
+}
+
+// env is what a command's run function works with.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	now            func() time.Time
+	api            *client
+	json           bool
+}
+
+func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
+	e := &env{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, now: a.now}
+	switch g.output {
+	case "table":
+	case "json":
+		e.json = true
+	default:
+		return nil, usagef("--output %q: want table or json", g.output)
+	}
+	if cmd.offline {
+		return e, nil
+	}
+	server := g.server
+	if !g.given["server"] {
+		if s := a.getenv("OUTPOST_SERVER"); s != "" {
+			server = s
+		}
+	}
+	token, err := g.resolveToken(a.getenv)
+	if err != nil {
+		return nil, err
+	}
+	api, err := newClient(server, token, a.transport)
+	if err != nil {
+		return nil, err
+	}
+	e.api = api
+	return e, nil
+}
+
+// isTerminal reports whether w is a character device such as a terminal, so
+// progress can be redrawn in place.
+func isTerminal(w io.Writer) bool {
+	st, ok := w.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := st.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// maxAnswer bounds what the CLI reads of one API answer; a list of thousands
+// of agents with their items stays well below it.
+const maxAnswer = 64 << 20
+
+// client calls the coordinator's admin API with the admin token.
+type client struct {
+	base   string // scheme://host[/prefix], no trailing slash
+	server string // base as shown to people (without any password)
+	token  string
+	hc     *http.Client
+}
+
+func newClient(server, token string, rt http.RoundTripper) (*client, error) {
+	u, err := url.Parse(server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, usagef("--server %q: want the coordinator's URL, like %s (flag --server or env OUTPOST_SERVER)", server, defaultServer)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, usagef("--server %q: want a URL without query or fragment, like %s", server, defaultServer)
+	}
+	if rt == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		rt = t
+	}
+	return &client{
+		base:   strings.TrimRight(u.String(), "/"),
+		server: strings.TrimRight(u.Redacted(), "/"),
+		token:  token,
+		hc:     &http.Client{Transport: rt},
+	}, nil
+}
+
+// apiError is an answer of the API with a non-2xx status.
+type apiError struct {
+	status  int
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+// fatal says whether retrying cannot help: the request itself was refused.
+func (e *apiError) fatal() bool { return e.status >= 400 && e.status < 500 }
+
+func (c *client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader) (*http.Request, error) {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, fmt.Errorf("build request %s %s: %w", method, path, err)
+	}
+	return req, nil
+}
+
+// get fetches path and returns the raw JSON answer.
+func (c *client) get(ctx context.Context, path string, query url.Values) ([]byte, error) {
+	req, err := c.newRequest(ctx, http.MethodGet, path, query, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(req)
+}
+
+// send calls method on path with v as a JSON body; v nil sends no body.
+func (c *client) send(ctx context.Context, method, path string, v any) ([]byte, error) {
+	var body io.Reader
+	if v != nil {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := c.newRequest(ctx, method, path, nil, body)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return c.do(req)
+}
+
+// do sends req with the admin token and returns the answer's body, or an
+// error that says what went wrong in words an admin can act on.
+func (c *client) do(req *http.Request) ([]byte, error) {
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "outpost-cli/"+Version)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.transportError(req.Context(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	if err != nil {
+		return nil, c.transportError(req.Context(), fmt.Errorf("read the answer: %w", err))
+	}
+	if len(body) > maxAnswer {
+		return nil, fmt.Errorf("the coordinator at %s answered %s %s with more than %d MiB; narrow the request", c.server, req.Method, req.URL.Path, maxAnswer>>20)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return body, nil
+	}
+	return nil, c.statusError(resp, body)
+}
+
+func (c *client) statusError(resp *http.Response, body []byte) error {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(body, &e) == nil {
+		msg = e.Error
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		why := "the coordinator at " + c.server + " refused the admin token"
+		if msg != "" {
+			why += " (" + msg + ")"
+		}
+		return &apiError{status: resp.StatusCode, message: why + ": " + tokenHint}
+	}
+	if msg == "" {
+		snippet := strings.TrimSpace(string(body))
+		if len(snippet) > 200 {
+			snippet = snippet[:200] + "..."
+		}
+		msg = fmt.Sprintf("the coordinator at %s answered %s", c.server, resp.Status)
+		if snippet != "" {
+			msg += ": " + snippet
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			msg += "; is --server the coordinator's admin address?"
+		}
+	}
+	return &apiError{status: resp.StatusCode, message: msg}
+}
+
+// transportError explains a request that got no answer.
+func (c *client) transportError(ctx context.Context, err error) error {
+	var te *timeoutError
+	if errors.As(context.Cause(ctx), &te) {
+		return fmt.Errorf("no answer from the coordinator at %s within %s; raise --timeout if it is busy", c.server, shortDuration(te.after))
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return errInterrupted
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("cannot reach the coordinator at %s: connection refused; is it running there? Check --server or OUTPOST_SERVER", c.server)
+	case errors.As(err, &dnsErr):
+		return fmt.Errorf("cannot reach the coordinator at %s: cannot resolve %q; check --server or OUTPOST_SERVER", c.server, dnsErr.Name)
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return fmt.Errorf("cannot reach the coordinator at %s: %v; check --server or OUTPOST_SERVER", c.server, opErr.Err)
+	}
+	return fmt.Errorf("talk to the coordinator at %s: %w", c.server, err)
+}
+
+// retryable says whether asking again later may succeed: the coordinator was
+// unreachable or failed, rather than refusing the request.
+func retryable(err error) bool {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return !ae.fatal()
+	}
+	return !errors.Is(err, errInterrupted)
+}

@@ -1,0 +1,268 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// runFunc does a command's work once flags and arguments are parsed.
+type runFunc func(ctx context.Context, e *env, args []string) error
+
+// command is one leaf of the command tree, such as "office add".
+type command struct {
+	name    string // words after "outpost"
+	args    string // positional arguments as shown in the usage line
+	minArgs int
+	maxArgs int
+	summary string
+	// help is the description and examples shown by "help COMMAND".
+	help string
+	// timeout is the default of --timeout for this command; 0 is no limit.
+	timeout time.Duration
+	// offline commands need neither server nor token.
+	offline bool
+	// setup registers the command's flags on fs and returns the function
+	// that runs it with their values.
+	setup func(fs *flag.FlagSet) runFunc
+}
+
+// group is a noun with several commands, such as "office".
+type group struct {
+	name    string
+	summary string
+}
+
+var groups = []group{
+	{"office", "create, list, change and remove offices"},
+	{"token", "enrollment tokens that let agents and relays join an office"},
+	{"artifact", "upload and inspect artifacts, the files policy items install"},
+	{"policy", "apply and show an office's policy"},
+	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
+}
+
+// commands is filled by each group's file; the order is the help's order.
+var commands = []*command{}
+
+func register(cmds ...*command) {
+	commands = append(commands, cmds...)
+}
+
+func init() {
+	register(officeCommands()...)
+	register(tokenCommands()...)
+	register(artifactCommands()...)
+	register(policyCommands()...)
+	register(agentCommands()...)
+	register(versionCommand())
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func findGroup(name string) *group {
+	for i := range groups {
+		if groups[i].name == name {
+			return &groups[i]
+		}
+	}
+	return nil
+}
+
+// words are the group's command names: add, list, ...
+func (g *group) words() []string {
+	var w []string
+	for _, c := range commands {
+		if rest, ok := strings.CutPrefix(c.name, g.name+" "); ok {
+			w = append(w, rest)
+		}
+	}
+	return w
+}
+
+func topWords() []string {
+	var w []string
+	for _, g := range groups {
+		w = append(w, g.name)
+	}
+	for _, c := range commands {
+		if !strings.Contains(c.name, " ") {
+			w = append(w, c.name)
+		}
+	}
+	return append(w, "help")
+}
+
+func (c *command) usageLine() string {
+	s := c.name
+	if c.args != "" {
+		s += " " + c.args
+	}
+	if c.hasFlags() {
+		s += " [flags]"
+	}
+	return s
+}
+
+func (c *command) hasFlags() bool {
+	fs := newFlagSet(c.name)
+	c.setup(fs)
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func (c *command) checkArgs(pos []string) error {
+	if len(pos) < c.minArgs {
+		return usagef("missing %s", c.args)
+	}
+	if c.maxArgs >= 0 && len(pos) > c.maxArgs {
+		return usagef("unexpected argument %q", pos[c.maxArgs])
+	}
+	return nil
+}
+
+const globalFlagsHelp = `Global flags (before or after the command):
+  --server URL       the coordinator's admin API (env OUTPOST_SERVER,
+                     default ` + defaultServer + `)
+  --token TOKEN      the admin token (env OUTPOST_TOKEN); a flag shows up in
+                     the process list, so prefer the variable or a file
+  --token-file PATH  read the admin token from a file, such as the
+                     coordinator's <data-dir>/admin.token (env OUTPOST_TOKEN_FILE)
+  --output FORMAT    table or json; json prints the API's answer (default table)
+  --timeout D        give up after this long (default 30s; agent wait 3m;
+                     artifact push no limit)
+`
+
+func (a *app) printTopUsage(w io.Writer) {
+	fmt.Fprintf(w, `outpost is the admin command line of an Outpost coordinator.
+
+Usage:
+  outpost [global flags] COMMAND [flags] [arguments]
+
+Commands:
+`)
+	tw := newTable(w)
+	for _, g := range groups {
+		fmt.Fprintf(tw, "  %s %s\t%s\n", g.name, strings.Join(g.words(), "|"), g.summary)
+	}
+	for _, c := range commands {
+		if !strings.Contains(c.name, " ") {
+			fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+		}
+	}
+	fmt.Fprintf(tw, "  help [COMMAND]\tshow a command's flags and examples\n")
+	tw.Flush()
+	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 error, 2 usage.\nRun 'outpost help COMMAND' for a command's flags and examples.\n", globalFlagsHelp)
+}
+
+func (a *app) printGroupUsage(w io.Writer, g *group) {
+	fmt.Fprintf(w, "Usage: outpost %s COMMAND [flags] [arguments]\n\n%s.\n\nCommands:\n", g.name, upperFirst(g.summary))
+	tw := newTable(w)
+	for _, c := range commands {
+		if rest, ok := strings.CutPrefix(c.name, g.name+" "); ok {
+			args := rest
+			if c.args != "" {
+				args += " " + c.args
+			}
+			fmt.Fprintf(tw, "  %s\t%s\n", args, c.summary)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nRun 'outpost help %s COMMAND' for a command's flags and examples.\n", g.name)
+}
+
+func (a *app) printCommandUsage(w io.Writer, c *command) {
+	fmt.Fprintf(w, "Usage: outpost %s\n\n%s.\n", c.usageLine(), upperFirst(c.summary))
+	if c.help != "" {
+		fmt.Fprintf(w, "\n%s", strings.TrimLeft(c.help, "\n"))
+	}
+	fs := newFlagSet(c.name)
+	c.setup(fs)
+	first := true
+	fs.VisitAll(func(f *flag.Flag) {
+		if first {
+			fmt.Fprintf(w, "\nFlags:\n")
+			first = false
+		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n        %s", line, usage)
+		if def := displayDefault(f); def != "" {
+			fmt.Fprintf(w, " (default %s)", def)
+		}
+		fmt.Fprintln(w)
+	})
+	if !c.offline {
+		fmt.Fprintf(w, "\nGlobal flags: --server, --token, --token-file, --output, --timeout; see 'outpost help'.\n")
+	}
+}
+
+func displayDefault(f *flag.Flag) string {
+	if d, err := time.ParseDuration(f.DefValue); err == nil && strings.ContainsAny(f.DefValue, "hms") {
+		if d == 0 {
+			return ""
+		}
+		return shortDuration(d)
+	}
+	switch f.DefValue {
+	case "", "0", "false":
+		return ""
+	}
+	return f.DefValue
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// help prints the usage of what args name: nothing, a group or a command.
+func (a *app) help(args []string) int {
+	name := strings.Join(args, " ")
+	switch {
+	case name == "" || name == "help" || name == "-h" || name == "--help":
+		a.printTopUsage(a.stdout)
+		return exitOK
+	case findCommand(name) != nil:
+		a.printCommandUsage(a.stdout, findCommand(name))
+		return exitOK
+	case len(args) == 1 && findGroup(name) != nil:
+		a.printGroupUsage(a.stdout, findGroup(name))
+		return exitOK
+	}
+	fmt.Fprintf(a.stderr, "outpost: help: unknown command %q; commands: %s\n", name, strings.Join(topWords(), ", "))
+	return exitUsage
+}
+
+func versionCommand() *command {
+	return &command{
+		name:    "version",
+		summary: "print the CLI's version",
+		offline: true,
+		maxArgs: 0,
+		setup: func(fs *flag.FlagSet) runFunc {
+			return func(ctx context.Context, e *env, args []string) error {
+				if e.json {
+					return writeJSONValue(e.stdout, map[string]string{"version": Version, "go": goVersion()})
+				}
+				_, err := fmt.Fprintf(e.stdout, "outpost %s (%s)\n", Version, goVersion())
+				return err
+			}
+		},
+	}
+}

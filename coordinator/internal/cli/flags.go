@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// globals are the flags every command accepts, before or after its name.
+type globals struct {
+	server    string
+	token     string
+	tokenFile string
+	output    string
+	timeout   time.Duration
+	// given records which globals were on the command line, so that they
+	// win over the environment and the command's own defaults.
+	given map[string]bool
+	// fileToken is the token read from a token file, kept to redact it.
+	fileToken string
+}
+
+var globalNames = map[string]bool{"server": true, "token": true, "token-file": true, "output": true, "timeout": true}
+
+func newGlobals() *globals {
+	return &globals{server: defaultServer, output: "table", given: map[string]bool{}}
+}
+
+// register adds the global flags to fs. The current values are the
+// defaults, so flags given at an earlier position survive a later parse.
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.server, "server", g.server, "")
+	fs.StringVar(&g.token, "token", g.token, "")
+	fs.StringVar(&g.tokenFile, "token-file", g.tokenFile, "")
+	fs.StringVar(&g.output, "output", g.output, "")
+	fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+}
+
+func (g *globals) noteGiven(fs *flag.FlagSet) {
+	fs.Visit(func(f *flag.Flag) {
+		if globalNames[f.Name] {
+			g.given[f.Name] = true
+		}
+	})
+}
+
+const tokenHint = "pass the admin token with --token or OUTPOST_TOKEN, or its file with --token-file or OUTPOST_TOKEN_FILE (the coordinator writes it to its data dir as admin.token)"
+
+// resolveToken picks the admin token: --token, --token-file, OUTPOST_TOKEN,
+// OUTPOST_TOKEN_FILE, in that order.
+func (g *globals) resolveToken(getenv func(string) string) (string, error) {
+	if g.given["token"] && g.given["token-file"] {
+		return "", usagef("pass --token or --token-file, not both")
+	}
+	switch {
+	case g.given["token"] && g.token != "":
+		return g.token, nil
+	case g.given["token-file"] && g.tokenFile != "":
+		return g.readTokenFile(g.tokenFile, "--token-file")
+	case getenv("OUTPOST_TOKEN") != "":
+		return getenv("OUTPOST_TOKEN"), nil
+	case getenv("OUTPOST_TOKEN_FILE") != "":
+		return g.readTokenFile(getenv("OUTPOST_TOKEN_FILE"), "OUTPOST_TOKEN_FILE")
+	}
+	return "", fmt.Errorf("no admin token: %s", tokenHint)
+}
+
+func (g *globals) readTokenFile(path, from string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read the admin token (%s): %w; point it at the coordinator's <data-dir>/admin.token", from, err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("admin token file %s (%s) is empty; point it at the coordinator's <data-dir>/admin.token", path, from)
+	}
+	g.fileToken = token
+	return token, nil
+}
+
+// secrets lists every admin token this run has seen, to keep them out of
+// anything it prints.
+func (g *globals) secrets(getenv func(string) string) []string {
+	return []string{g.token, g.fileToken, getenv("OUTPOST_TOKEN")}
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseInterspersed parses fs from args, allowing flags after positional
+// arguments ("office add berlin --mode relay"), and returns the positional
+// arguments. Everything after "--" is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = append(*l, s)
+	return nil
+}
+
+// checkURL says whether s is an absolute http(s) URL.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want an http:// or https:// URL with a host, like http://10.1.0.5:8090, got %q", s)
+	}
+	return nil
+}
+
+// shortDuration formats d without zero trailing units: 24h, 2m, 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

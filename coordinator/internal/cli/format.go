@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// stamp is an RFC 3339 time of the API; an empty string or null is the zero
+// time rather than a decoding error.
+type stamp struct{ time.Time }
+
+func (s *stamp) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" || string(b) == `""` {
+		s.Time = time.Time{}
+		return nil
+	}
+	return s.Time.UnmarshalJSON(b)
+}
+
+// The API's objects, as far as the tables need them. JSON output prints the
+// API's answer itself, so fields missing here are not lost.
+type (
+	office struct {
+		Name            string   `json:"name"`
+		Description     string   `json:"description"`
+		Location        string   `json:"location"`
+		Mode            string   `json:"mode"`
+		Relays          []string `json:"relays"`
+		CheckinInterval string   `json:"checkin_interval"`
+		Revision        int64    `json:"revision"`
+		Created         stamp    `json:"created"`
+		Agents          int      `json:"agents"`
+	}
+	enrollToken struct {
+		Token   string `json:"token"`
+		ID      string `json:"id"`
+		Office  string `json:"office"`
+		Role    string `json:"role"`
+		Expires stamp  `json:"expires"`
+		Uses    int    `json:"uses"`
+		Used    int    `json:"used"`
+	}
+	policyInfo struct {
+		Office   string            `json:"office"`
+		Revision int64             `json:"revision"`
+		Applied  stamp             `json:"applied"`
+		YAML     string            `json:"yaml"`
+		Items    []json.RawMessage `json:"items"`
+	}
+	agent struct {
+		ID        string      `json:"id"`
+		Hostname  string      `json:"hostname"`
+		Office    string      `json:"office"`
+		Role      string      `json:"role"`
+		Address   string      `json:"address"`
+		Addresses []string    `json:"addresses"`
+		LastSeen  stamp       `json:"last_seen"`
+		Connected bool        `json:"connected"`
+		Revision  int64       `json:"revision"`
+		Compliant bool        `json:"compliant"`
+		Items     []agentItem `json:"items"`
+		Enrolled  stamp       `json:"enrolled"`
+		Version   string      `json:"version"`
+	}
+	agentItem struct {
+		ID      string `json:"id"`
+		Kind    string `json:"kind"`
+		Status  string `json:"status"`
+		Message string `json:"message"`
+		At      stamp  `json:"at"`
+	}
+	artifact struct {
+		SHA256   string `json:"sha256"`
+		Size     int64  `json:"size"`
+		Name     string `json:"name"`
+		Uploaded stamp  `json:"uploaded"`
+	}
+)
+
+// decode unmarshals an API answer into v, saying which answer was wrong.
+func decode(raw []byte, what string, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("the coordinator's answer is not a valid %s (%v); do CLI and coordinator versions match?", what, err)
+	}
+	return nil
+}
+
+// writeJSON prints an API answer indented, as --output json promises.
+func writeJSON(w io.Writer, raw []byte) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		return fmt.Errorf("the coordinator's answer is not JSON (%v); do CLI and coordinator versions match?", err)
+	}
+	buf.WriteByte('\n')
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// writeJSONValue prints a value of the CLI's own, indented.
+func writeJSONValue(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// writeTable prints rows under header, columns aligned.
+func writeTable(w io.Writer, header []string, rows [][]string) error {
+	tw := newTable(w)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// writeFields prints "key: value" lines, values aligned.
+func writeFields(w io.Writer, fields [][2]string) error {
+	tw := newTable(w)
+	for _, f := range fields {
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+	}
+	return tw.Flush()
+}
+
+// ago says how long before now t was: "12s ago", "3m ago", "never".
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := now.Sub(t)
+	if d < time.Second {
+		return "just now"
+	}
+	return roughDuration(d) + " ago"
+}
+
+// until says how long after now t is: "in 23h", or "expired 2h ago".
+func until(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return "expired " + ago(now, t)
+	}
+	if d < time.Second {
+		return "in 1s"
+	}
+	return "in " + roughDuration(d)
+}
+
+// roughDuration is d in its largest whole unit: 12s, 3m, 5h, 4d.
+func roughDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
+// timeAndAge is "2025-01-02T03:04:05Z (3m ago)", or "-" for no time.
+func timeAndAge(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Format(time.RFC3339) + " (" + ago(now, t) + ")"
+}
+
+// byteSize is n in binary units: 512 B, 1.5 KiB, 12.3 MiB.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// plural is "1 item" or "3 items".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func goVersion() string { return runtime.Version() }

@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func officePath(name string) string { return "/v1/offices/" + url.PathEscape(name) }
+
+// officeFlags are the settable fields of an office, shared by add and edit.
+type officeFlags struct {
+	description string
+	location    string
+	mode        string
+	relays      stringList
+	interval    time.Duration
+}
+
+func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
+	relayHelp := "a relay's content `URL`, like http://10.1.0.5:8090; repeat for several"
+	if edit {
+		relayHelp += "; the given list replaces the old one, --relay '' empties it"
+	}
+	fs.StringVar(&o.description, "description", "", "`TEXT` that says what the office is")
+	fs.StringVar(&o.location, "location", "", "`TEXT` that says where the office is, like \"Berlin, DE\"")
+	fs.StringVar(&o.mode, "mode", "", "`MODE`: direct (agents fetch from the file server; the coordinator's default) or relay (through the office's relays)")
+	fs.Var(&o.relays, "relay", relayHelp)
+	fs.DurationVar(&o.interval, "interval", 0, "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
+}
+
+// fields returns the office fields given on the command line, as the API
+// names them, so that edit changes only those.
+func (o *officeFlags) fields(fs *flag.FlagSet) (map[string]any, error) {
+	body := map[string]any{}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "description":
+			body["description"] = o.description
+		case "location":
+			body["location"] = o.location
+		case "mode":
+			if o.mode != "direct" && o.mode != "relay" {
+				err = usagef("--mode %q: want direct or relay", o.mode)
+			}
+			body["mode"] = o.mode
+		case "relay":
+			relays := []string{}
+			for _, r := range o.relays {
+				if r == "" {
+					continue
+				}
+				if e := checkURL(r); e != nil {
+					err = usagef("--relay: %v", e)
+				}
+				relays = append(relays, r)
+			}
+			body["relays"] = relays
+		case "interval":
+			if o.interval <= 0 {
+				err = usagef("--interval %s: want a positive duration such as 2m", o.interval)
+			}
+			body["checkin_interval"] = shortDuration(o.interval)
+		}
+	})
+	return body, err
+}
+
+func officeCommands() []*command {
+	return []*command{
+		{
+			name: "office add", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "create an office",
+			timeout: defaultTimeout,
+			help: `NAME is 1 to 63 of a-z, 0-9 and '-', starting with a letter or digit.
+An office in relay mode needs at least one --relay.
+
+Examples:
+  outpost office add berlin --description "Berlin branch" --location "Berlin, DE"
+  outpost office add hamburg --mode relay --relay http://10.2.0.5:8090 --interval 5m
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				var o officeFlags
+				o.register(fs, false)
+				return func(ctx context.Context, e *env, args []string) error {
+					body, err := o.fields(fs)
+					if err != nil {
+						return err
+					}
+					body["name"] = args[0]
+					raw, err := e.api.send(ctx, http.MethodPost, "/v1/offices", body)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var off office
+					if err := decode(raw, "office", &off); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "office %s created (mode %s, check-in every %s)\n", off.Name, orDash(off.Mode), orDash(off.CheckinInterval))
+					return err
+				}
+			},
+		},
+		{
+			name: "office list", maxArgs: 0,
+			summary: "list offices",
+			timeout: defaultTimeout,
+			help: `Examples:
+  outpost office list
+  outpost office list --output json
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.get(ctx, "/v1/offices", nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var list struct {
+						Offices []office `json:"offices"`
+					}
+					if err := decode(raw, "office list", &list); err != nil {
+						return err
+					}
+					if len(list.Offices) == 0 {
+						_, err := fmt.Fprintln(e.stderr, "no offices yet; create one with: outpost office add NAME")
+						return err
+					}
+					rows := make([][]string, 0, len(list.Offices))
+					for _, o := range list.Offices {
+						rows = append(rows, []string{o.Name, orDash(o.Mode), orDash(o.CheckinInterval),
+							strconv.FormatInt(o.Revision, 10), strconv.Itoa(o.Agents), orDash(o.Location), o.Description})
+					}
+					return writeTable(e.stdout, []string{"NAME", "MODE", "INTERVAL", "REVISION", "AGENTS", "LOCATION", "DESCRIPTION"}, rows)
+				}
+			},
+		},
+		{
+			name: "office show", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "show an office",
+			timeout: defaultTimeout,
+			help: `Examples:
+  outpost office show berlin
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.get(ctx, officePath(args[0]), nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var o office
+					if err := decode(raw, "office", &o); err != nil {
+						return err
+					}
+					return writeFields(e.stdout, [][2]string{
+						{"name", o.Name},
+						{"description", orDash(o.Description)},
+						{"location", orDash(o.Location)},
+						{"mode", orDash(o.Mode)},
+						{"relays", orDash(strings.Join(o.Relays, ", "))},
+						{"check-in interval", orDash(o.CheckinInterval)},
+						{"policy revision", strconv.FormatInt(o.Revision, 10)},
+						{"agents", strconv.Itoa(o.Agents)},
+						{"created", timeAndAge(e.now(), o.Created.Time)},
+					})
+				}
+			},
+		},
+		{
+			name: "office edit", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "change an office; only the flags given change",
+			timeout: defaultTimeout,
+			help: `Examples:
+  outpost office edit berlin --interval 5m
+  outpost office edit berlin --mode relay --relay http://10.1.0.5:8090 --relay http://10.1.0.6:8090
+  outpost office edit berlin --mode direct --relay ''
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				var o officeFlags
+				o.register(fs, true)
+				return func(ctx context.Context, e *env, args []string) error {
+					body, err := o.fields(fs)
+					if err != nil {
+						return err
+					}
+					if len(body) == 0 {
+						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --interval")
+					}
+					raw, err := e.api.send(ctx, http.MethodPatch, officePath(args[0]), body)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var off office
+					if err := decode(raw, "office", &off); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "office %s updated\n", off.Name)
+					return err
+				}
+			},
+		},
+		{
+			name: "office rm", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "remove an office that has no agents left",
+			timeout: defaultTimeout,
+			help: `The coordinator refuses while agents are enrolled in the office.
+
+Examples:
+  outpost office rm hamburg
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					if _, err := e.api.send(ctx, http.MethodDelete, officePath(args[0]), nil); err != nil {
+						return err
+					}
+					if e.json {
+						return nil
+					}
+					_, err := fmt.Fprintf(e.stdout, "office %s removed\n", args[0])
+					return err
+				}
+			},
+		},
+	}
+}

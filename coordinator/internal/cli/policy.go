@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// maxPolicy is the coordinator's limit on a policy body.
+const maxPolicy = 1 << 20
+
+func policyCommands() []*command {
+	return []*command{
+		{
+			name: "policy apply", args: "FILE", minArgs: 1, maxArgs: 1,
+			summary: "apply a policy YAML file to an office as its next revision",
+			timeout: defaultTimeout,
+			help: `FILE - reads standard input. The coordinator checks the whole file and
+refuses it with the line of the first problem; agents pick the new revision up
+at once. See docs/api.md for the policy format.
+
+Examples:
+  outpost policy apply --office berlin berlin.yaml
+  outpost policy show --office berlin | sed 's/1.0.0/1.0.1/' | outpost policy apply --office berlin -
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "`NAME` of the office whose policy to replace (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if *officeName == "" {
+						return usagef("missing --office NAME")
+					}
+					return applyPolicy(ctx, e, *officeName, args[0])
+				}
+			},
+		},
+		{
+			name: "policy show", maxArgs: 0,
+			summary: "show an office's current policy",
+			timeout: defaultTimeout,
+			help: `Table mode prints the revision as a YAML comment and then the policy, so
+the output can be edited and applied again.
+
+Examples:
+  outpost policy show --office berlin
+  outpost policy show --office berlin > berlin.yaml
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "`NAME` of the office whose policy to show (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if *officeName == "" {
+						return usagef("missing --office NAME")
+					}
+					raw, err := e.api.get(ctx, officePath(*officeName)+"/policy", nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var p policyInfo
+					if err := decode(raw, "policy", &p); err != nil {
+						return err
+					}
+					if p.Revision == 0 && strings.TrimSpace(p.YAML) == "" {
+						_, err := fmt.Fprintf(e.stderr, "office %s has no policy yet; apply one with: outpost policy apply --office %s FILE\n", *officeName, *officeName)
+						return err
+					}
+					y := p.YAML
+					if y != "" && !strings.HasSuffix(y, "\n") {
+						y += "\n"
+					}
+					_, err = fmt.Fprintf(e.stdout, "# office %s, revision %d, applied %s\n%s", *officeName, p.Revision, timeAndAge(e.now(), p.Applied.Time), y)
+					return err
+				}
+			},
+		},
+	}
+}
+
+func applyPolicy(ctx context.Context, e *env, officeName, path string) error {
+	var (
+		src   io.Reader
+		shown = path
+	)
+	if path == "-" {
+		src, shown = e.stdin, "standard input"
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("open the policy: %w", err)
+		}
+		defer f.Close()
+		src = f
+	}
+	yaml, err := io.ReadAll(io.LimitReader(src, maxPolicy+1))
+	if err != nil {
+		return fmt.Errorf("read the policy from %s: %w", shown, err)
+	}
+	if len(yaml) > maxPolicy {
+		return fmt.Errorf("the policy in %s is larger than 1 MiB, the coordinator's limit; split the office or trim the file", shown)
+	}
+	req, err := e.api.newRequest(ctx, http.MethodPut, officePath(officeName)+"/policy", nil, bytes.NewReader(yaml))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	raw, err := e.api.do(req)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusBadRequest && strings.HasPrefix(ae.message, "line ") {
+		// The coordinator names the line; name the file it is in.
+		return &apiError{status: ae.status, message: shown + ": " + ae.message}
+	}
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return writeJSON(e.stdout, raw)
+	}
+	var p policyInfo
+	if err := decode(raw, "policy", &p); err != nil {
+		return err
+	}
+	name := p.Office
+	if name == "" {
+		name = officeName
+	}
+	_, err = fmt.Fprintf(e.stdout, "office %s: revision %d applied (%s)\n", name, p.Revision, plural(len(p.Items), "item"))
+	return err
+}

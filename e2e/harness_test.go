@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/agent"
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/testutil"
+)
+
+var (
+	pluginsOnce sync.Once
+	pluginsDir  string
+	pluginsErr  error
+)
+
+// plugins builds the real plugin binaries once per test run.
+func plugins(t *testing.T) string {
+	t.Helper()
+	pluginsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "outpost-e2e-plugins-")
+		if err != nil {
+			pluginsErr = err
+			return
+		}
+		pluginsDir = dir
+		cmd := exec.Command("go", "build", "-o", dir, "./plugins/packages/cmd/outpost-plugin-package")
+		cmd.Dir = testutil.RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			pluginsErr = fmt.Errorf("build plugins: %v\n%s", err, out)
+		}
+	})
+	if pluginsErr != nil {
+		t.Fatal(pluginsErr)
+	}
+	return pluginsDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pluginsDir != "" {
+		os.RemoveAll(pluginsDir)
+	}
+	os.Exit(code)
+}
+
+// testAgent is a real agent running in-process, with its plugins as real
+// subprocesses and its root in a temporary directory.
+type testAgent struct {
+	t      *testing.T
+	cfg    agent.Config
+	a      *agent.Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossipIP string) *testAgent {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := agent.DefaultConfig()
+	cfg.Coordinator = c.QUIC
+	cfg.EnrollToken = token
+	cfg.CAFingerprint = c.CA
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.Root = filepath.Join(dir, "root")
+	cfg.PluginsDir = plugins(t)
+	cfg.Hostname = hostname
+	cfg.GossipBind = gossipIP + ":0"
+	cfg.PluginTimeout = time.Minute
+	cfg.Fast = true
+	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ta := &testAgent{t: t, cfg: cfg}
+	ta.start()
+	t.Cleanup(ta.stop)
+	return ta
+}
+
+func (ta *testAgent) start() {
+	ta.t.Helper()
+	a, err := agent.New(ta.cfg, logging.Discard(), prometheus.NewRegistry())
+	if err != nil {
+		ta.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		cancel()
+		ta.t.Fatalf("agent %s did not start: %v", ta.cfg.Hostname, err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		ta.t.Fatalf("agent %s did not start in 60s", ta.cfg.Hostname)
+	}
+	ta.a, ta.cancel, ta.done = a, cancel, done
+}
+
+func (ta *testAgent) stop() {
+	if ta.cancel == nil {
+		return
+	}
+	ta.cancel()
+	if err := <-ta.done; err != nil {
+		ta.t.Errorf("agent %s: %v", ta.cfg.Hostname, err)
+	}
+	ta.cancel = nil
+}
+
+func (ta *testAgent) path(rel string) string { return filepath.Join(ta.cfg.Root, rel) }
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
