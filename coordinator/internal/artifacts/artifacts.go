@@ -1,0 +1,387 @@
+// Package artifacts is the coordinator's side of the S3-compatible file
+// server: it streams uploads into the bucket under their SHA-256, tells
+// whether an artifact is there, presigns downloads for agents in direct mode
+// and mints short-lived read-only credentials for relays.
+//
+// It does not keep the list of artifacts with their names and upload times
+// (that is the coordinator's store), and it never serves bytes to agents.
+//
+// Layout of the bucket:
+//
+//	sha256/<64 hex>   an artifact, by content
+//	uploads/<random>  an upload in progress; removed when it ends
+package artifacts
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/lifecycle"
+
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+const (
+	artifactPrefix = "sha256/"
+	uploadPrefix   = "uploads/"
+
+	// defaultPartSize bounds the memory one upload holds: minio-go buffers a
+	// part at a time when the reader cannot seek, as a request body cannot.
+	defaultPartSize = 16 * MiB
+	maxParts        = 10000
+
+	// cleanupTimeout bounds removing a temporary object after a failed
+	// upload, which runs even when the upload's context was cancelled.
+	cleanupTimeout = 30 * time.Second
+)
+
+// Limits S3 and MinIO put on presigned URLs and STS sessions.
+const (
+	MinPresignTTL     = time.Second
+	MaxPresignTTL     = 7 * 24 * time.Hour
+	MinCredentialsTTL = 15 * time.Minute
+	MaxCredentialsTTL = 12 * time.Hour
+)
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// ErrInvalidSHA256 is wrapped by every error about a malformed hash.
+var ErrInvalidSHA256 = errors.New("not a SHA-256")
+
+// CheckSHA256 returns an error wrapping ErrInvalidSHA256 unless s is 64
+// lower-case hex digits. A hash is turned into an object key only after it
+// passed this check, so it can never name anything but an artifact.
+func CheckSHA256(s string) error {
+	if sha256RE.MatchString(s) {
+		return nil
+	}
+	if len(s) > 80 {
+		s = s[:80] + "…"
+	}
+	return fmt.Errorf("%q is %w; use the 64 lower-case hex digits of the artifact's SHA-256", s, ErrInvalidSHA256)
+}
+
+// TooLargeError is an upload beyond the configured maximum size.
+type TooLargeError struct {
+	Max int64
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("the artifact is larger than the limit of %d bytes (%.1f GiB); upload a smaller file or raise max_size in the coordinator's file server config",
+		e.Max, float64(e.Max)/GiB)
+}
+
+// Store reads and writes artifacts in one bucket of an S3-compatible server.
+// It is safe for concurrent use.
+type Store struct {
+	cfg      Config
+	client   *minio.Client
+	logger   *slog.Logger
+	partSize uint64
+	sts      *http.Client // for STS; minio.Client keeps its own
+}
+
+// New returns a Store for cfg. Zero Bucket and MaxSize take their defaults.
+// It contacts nothing; see EnsureBucket.
+func New(cfg Config, logger *slog.Logger) (*Store, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.MaxSize == 0 {
+		cfg.MaxSize = DefaultMaxSize
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("file server config: %w", err)
+	}
+	client, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:  credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure: cfg.Secure,
+		Region: cfg.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("file server client for %s: %w", cfg.Endpoint, err)
+	}
+	// Parts must be large enough that MaxSize fits in S3's 10000 parts.
+	partSize := uint64(defaultPartSize)
+	if need := uint64((cfg.MaxSize + maxParts - 1) / maxParts); need > partSize {
+		partSize = (need + MiB - 1) / MiB * MiB
+	}
+	return &Store{
+		cfg:      cfg,
+		client:   client,
+		logger:   logger.With("component", "artifacts"),
+		partSize: partSize,
+		sts:      &http.Client{Transport: http.DefaultTransport, Timeout: time.Minute},
+	}, nil
+}
+
+// Bucket is the bucket the store uses.
+func (s *Store) Bucket() string { return s.cfg.Bucket }
+
+// EnsureBucket creates the bucket if it does not exist. A bucket it creates
+// gets a lifecycle rule that deletes uploads abandoned by a crash after a
+// day; an existing bucket's lifecycle is the operator's and is left alone.
+func (s *Store) EnsureBucket(ctx context.Context) error {
+	exists, err := s.client.BucketExists(ctx, s.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("check bucket %s on %s: %w", s.cfg.Bucket, s.cfg.Endpoint, err)
+	}
+	if exists {
+		return nil
+	}
+	err = s.client.MakeBucket(ctx, s.cfg.Bucket, minio.MakeBucketOptions{Region: s.cfg.Region})
+	if err != nil {
+		if code := minio.ToErrorResponse(err).Code; code == minio.BucketAlreadyOwnedByYou || code == minio.BucketAlreadyExists {
+			return nil // another coordinator replica won the race
+		}
+		return fmt.Errorf("create bucket %s on %s: %w", s.cfg.Bucket, s.cfg.Endpoint, err)
+	}
+	s.logger.Info("created bucket", "bucket", s.cfg.Bucket)
+	rules := &lifecycle.Configuration{Rules: []lifecycle.Rule{{
+		ID:                             "outpost-abandoned-uploads",
+		Status:                         "Enabled",
+		RuleFilter:                     lifecycle.Filter{Prefix: uploadPrefix},
+		Expiration:                     lifecycle.Expiration{Days: 1},
+		AbortIncompleteMultipartUpload: lifecycle.AbortIncompleteMultipartUpload{DaysAfterInitiation: 1},
+	}}}
+	if err := s.client.SetBucketLifecycle(ctx, s.cfg.Bucket, rules); err != nil {
+		// Not every S3-compatible server has lifecycles; uploads still work.
+		s.logger.Warn("could not set a lifecycle rule for abandoned uploads", "bucket", s.cfg.Bucket, "err", err)
+	}
+	return nil
+}
+
+// Upload streams r into the bucket and stores it under its SHA-256, which it
+// returns with the number of bytes. size is the exact length of r, or -1 when
+// unknown. r is never held in memory whole: it goes in parts to a temporary
+// object, hashed on the way, and is then copied on the server to its content
+// address. Uploading bytes that are already there only costs the transfer.
+// An upload beyond the maximum size fails with *TooLargeError.
+func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string, n int64, err error) {
+	if size < -1 {
+		return "", 0, fmt.Errorf("upload artifact: size %d is not valid; give the length in bytes or -1 when unknown", size)
+	}
+	if size > s.cfg.MaxSize {
+		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
+	}
+	tmp := tempKey()
+	// Whatever happens below, the temporary object goes. Removing a key that
+	// was never written is not an error in S3.
+	defer func() { s.removeTemp(ctx, tmp, err != nil) }()
+
+	hr := &hashingReader{r: r, h: sha256.New(), max: s.cfg.MaxSize}
+	if size >= 0 {
+		// minio-go reads exactly size bytes; the limit keeps the hash to
+		// what it stores even if that changes.
+		hr.r = io.LimitReader(r, size)
+	}
+	_, err = s.client.PutObject(ctx, s.cfg.Bucket, tmp, hr, size, minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+		PartSize:    s.partSize,
+	})
+	switch {
+	case hr.tooLarge:
+		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
+	case size >= 0 && hr.eof && hr.n < size:
+		return "", 0, fmt.Errorf("upload artifact: the body ended after %d of the %d bytes announced; send it again", hr.n, size)
+	case err != nil:
+		return "", 0, fmt.Errorf("upload artifact to %s: %w", tmp, err)
+	case hr.n != size && size >= 0:
+		return "", 0, fmt.Errorf("upload artifact: stored %d of the %d bytes announced", hr.n, size)
+	case size >= 0 && hasMore(r):
+		return "", 0, fmt.Errorf("upload artifact: the body is longer than the %d bytes announced; send the exact length", size)
+	}
+	sha = hex.EncodeToString(hr.h.Sum(nil))
+	key := artifactPrefix + sha
+
+	switch have, ok, serr := s.stat(ctx, key); {
+	case serr != nil:
+		return "", 0, fmt.Errorf("upload artifact %s: %w", sha, serr)
+	case ok && have == hr.n:
+		return sha, hr.n, nil // already there; the deferred remove drops the copy
+	}
+	// ComposeObject does a single server-side copy up to 5 GiB and a
+	// multipart copy beyond.
+	_, err = s.client.ComposeObject(ctx,
+		minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: key},
+		minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: tmp},
+	)
+	if err != nil {
+		return "", 0, fmt.Errorf("upload artifact %s: copy %s to %s: %w", sha, tmp, key, err)
+	}
+	s.logger.Debug("stored artifact", "sha256", sha, "size", hr.n)
+	return sha, hr.n, nil
+}
+
+// removeTemp deletes a temporary object, even when ctx was cancelled, since
+// that is when an upload most often fails. After a failure it also drops
+// the parts of a multipart upload that minio-go could not abort.
+func (s *Store) removeTemp(ctx context.Context, key string, failed bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	if err := s.client.RemoveObject(ctx, s.cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		s.logger.Warn("could not remove a temporary upload; the bucket's lifecycle rule will", "key", key, "err", err)
+	}
+	if failed {
+		if err := s.client.RemoveIncompleteUpload(ctx, s.cfg.Bucket, key); err != nil {
+			s.logger.Warn("could not abort a failed upload; the bucket's lifecycle rule will", "key", key, "err", err)
+		}
+	}
+}
+
+// Stat returns the size of an artifact; ok is false when it is not there.
+func (s *Store) Stat(ctx context.Context, sha256 string) (size int64, ok bool, err error) {
+	if err := CheckSHA256(sha256); err != nil {
+		return 0, false, fmt.Errorf("stat artifact: %w", err)
+	}
+	size, ok, err = s.stat(ctx, artifactPrefix+sha256)
+	if err != nil {
+		return 0, false, fmt.Errorf("stat artifact %s: %w", sha256, err)
+	}
+	return size, ok, nil
+}
+
+func (s *Store) stat(ctx context.Context, key string) (int64, bool, error) {
+	info, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+			return 0, false, nil
+		}
+		return 0, false, fmt.Errorf("stat %s in bucket %s: %w", key, s.cfg.Bucket, err)
+	}
+	return info.Size, true, nil
+}
+
+// Presign returns a URL that GETs an artifact (with Range, if wanted)
+// without credentials until expires. It does not check that the artifact
+// exists.
+func (s *Store) Presign(ctx context.Context, sha256 string, ttl time.Duration) (url string, expires time.Time, err error) {
+	if err := CheckSHA256(sha256); err != nil {
+		return "", time.Time{}, fmt.Errorf("presign artifact: %w", err)
+	}
+	if ttl < MinPresignTTL || ttl > MaxPresignTTL {
+		return "", time.Time{}, fmt.Errorf("presign artifact %s: lifetime %v is out of range; use %v to %v", sha256, ttl, MinPresignTTL, MaxPresignTTL)
+	}
+	// Taken before signing, so the URL is never thought valid after it is not.
+	now := time.Now()
+	u, err := s.client.PresignedGetObject(ctx, s.cfg.Bucket, artifactPrefix+sha256, ttl, nil)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("presign artifact %s: %w", sha256, err)
+	}
+	return u.String(), now.Add(ttl.Truncate(time.Second)), nil
+}
+
+// ReadOnlyCredentials mints temporary credentials for a relay through STS
+// AssumeRole. A session policy limits them to reading artifacts (and listing
+// and locating the bucket, which S3 clients do); they cannot write, delete
+// or read uploads in progress.
+func (s *Store) ReadOnlyCredentials(ctx context.Context, ttl time.Duration) (*wire.FileServerResponse, error) {
+	if ttl < MinCredentialsTTL || ttl > MaxCredentialsTTL {
+		return nil, fmt.Errorf("mint read-only credentials: lifetime %v is out of range; use %v to %v", ttl, MinCredentialsTTL, MaxCredentialsTTL)
+	}
+	scheme := "http://"
+	if s.cfg.Secure {
+		scheme = "https://"
+	}
+	creds, err := credentials.NewSTSAssumeRole(scheme+s.cfg.Endpoint, credentials.STSAssumeRoleOptions{
+		AccessKey:       s.cfg.AccessKey,
+		SecretKey:       s.cfg.SecretKey,
+		Policy:          s.readOnlyPolicy(),
+		Location:        s.cfg.Region,
+		DurationSeconds: int(ttl / time.Second),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mint read-only credentials: %w", err)
+	}
+	v, err := creds.GetWithContext(&credentials.CredContext{Context: ctx, Client: s.sts})
+	if err != nil {
+		return nil, fmt.Errorf("mint read-only credentials with STS AssumeRole on %s: %w", s.cfg.Endpoint, err)
+	}
+	if v.SessionToken == "" || v.Expiration.IsZero() {
+		return nil, fmt.Errorf("mint read-only credentials on %s: STS answered without a session token or expiry", s.cfg.Endpoint)
+	}
+	return &wire.FileServerResponse{
+		Endpoint:     s.cfg.Endpoint,
+		Secure:       s.cfg.Secure,
+		Bucket:       s.cfg.Bucket,
+		AccessKey:    v.AccessKeyID,
+		SecretKey:    v.SecretAccessKey,
+		SessionToken: v.SessionToken,
+		ExpiresUnix:  v.Expiration.Unix(),
+		Region:       s.cfg.Region,
+	}, nil
+}
+
+// readOnlyPolicy is the IAM session policy of relay credentials.
+func (s *Store) readOnlyPolicy() string {
+	bucket := "arn:aws:s3:::" + s.cfg.Bucket
+	type statement struct {
+		Effect   string
+		Action   []string
+		Resource []string
+	}
+	doc := struct {
+		Version   string
+		Statement []statement
+	}{
+		Version: "2012-10-17",
+		Statement: []statement{
+			{Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{bucket + "/" + artifactPrefix + "*"}},
+			{Effect: "Allow", Action: []string{"s3:GetBucketLocation", "s3:ListBucket"}, Resource: []string{bucket}},
+		},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		panic(err) // a fixed shape of strings always marshals
+	}
+	return string(b)
+}
+
+// hashingReader hashes and counts what minio-go reads, and stops the upload
+// once more than max bytes came.
+type hashingReader struct {
+	r        io.Reader
+	h        hash.Hash
+	n        int64
+	max      int64
+	tooLarge bool
+	eof      bool
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	hr.h.Write(p[:n])
+	hr.n += int64(n)
+	hr.eof = hr.eof || errors.Is(err, io.EOF)
+	if hr.n > hr.max {
+		hr.tooLarge = true
+		return n, &TooLargeError{Max: hr.max}
+	}
+	return n, err
+}
+
+// hasMore tells whether r has bytes left; it consumes one if so.
+func hasMore(r io.Reader) bool {
+	var b [1]byte
+	n, _ := io.ReadFull(r, b[:])
+	return n > 0
+}
+
+func tempKey() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails since Go 1.24
+	return uploadPrefix + hex.EncodeToString(b[:])
+}
