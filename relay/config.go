@@ -1,0 +1,311 @@
+package relay
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/outposthq/outpost/relay/internal/upstream"
+)
+
+// DefaultCoordinatorPort is the coordinator's QUIC port, used when the
+// coordinator address names only a host.
+const DefaultCoordinatorPort = "8027"
+
+// Config is everything a relay is told at start. The file-server fields are
+// needed only where the relay reads the file server with fixed credentials;
+// the enrollment fields (coordinator, enroll_token, ca_fingerprint,
+// advertise_url, gossip_bind) are for joining a coordinator and an office.
+type Config struct {
+	// Listen is the address of the content HTTP server.
+	Listen string `yaml:"listen"`
+	// DataDir holds the cache and, later, the relay's identity.
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error; LogFormat text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// ShutdownTimeout is how long downloads in progress may finish after
+	// the relay is told to stop.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// FileServer holds fixed read-only credentials. Unset (no endpoint or
+	// keys), the file server must come from the coordinator.
+	FileServer FileServerConfig `yaml:"file_server"`
+
+	// Coordinator is host[:port] of the coordinator's QUIC listener.
+	Coordinator string `yaml:"coordinator"`
+	// EnrollToken is the one-time token the relay enrols with.
+	EnrollToken string `yaml:"enroll_token"`
+	// CAFingerprint pins the coordinator's CA for enrollment.
+	CAFingerprint string `yaml:"ca_fingerprint"`
+	// AdvertiseURL is the base URL agents fetch from, e.g.
+	// http://10.0.0.5:8090.
+	AdvertiseURL string `yaml:"advertise_url"`
+	// GossipBind is host:port of the office gossip listener.
+	GossipBind string `yaml:"gossip_bind"`
+}
+
+// FileServerConfig is the S3-compatible file server and fixed read-only
+// credentials for it.
+type FileServerConfig struct {
+	Endpoint  string `yaml:"endpoint"` // host:port, no scheme
+	Secure    bool   `yaml:"secure"`   // https
+	Bucket    string `yaml:"bucket"`
+	Region    string `yaml:"region"` // empty: asked from the server
+	AccessKey string `yaml:"access_key"`
+	SecretKey string `yaml:"secret_key"`
+}
+
+// Configured reports whether fixed credentials were given at all.
+func (f FileServerConfig) Configured() bool {
+	return f.Endpoint != "" || f.AccessKey != "" || f.SecretKey != ""
+}
+
+func (f FileServerConfig) static() upstream.Static {
+	return upstream.Static{Endpoint: f.Endpoint, Secure: f.Secure, Bucket: f.Bucket, Region: f.Region,
+		AccessKey: f.AccessKey, SecretKey: f.SecretKey}
+}
+
+// DefaultConfig is the configuration before any file, environment or flag.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          ":8090",
+		DataDir:         "/var/lib/outpost-relay",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		ShutdownTimeout: 15 * time.Second,
+		FileServer:      FileServerConfig{Bucket: "outpost-artifacts"},
+	}
+}
+
+// Validate says what is wrong with c, all at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if err := checkHostPort(c.Listen); err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.DataDir == "" {
+		bad("data_dir: empty; name a directory the relay may write")
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		bad("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if f := strings.ToLower(c.LogFormat); f != "text" && f != "json" {
+		bad("log_format %q: want text or json", c.LogFormat)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout %v: must not be negative", c.ShutdownTimeout)
+	}
+	if c.FileServer.Configured() {
+		if err := c.FileServer.static().Validate(); err != nil {
+			bad("file_server: %v", err)
+		}
+	}
+	if c.Coordinator != "" {
+		if err := checkHostPort(c.CoordinatorAddr()); err != nil {
+			bad("coordinator %q: %v; want host or host:port", c.Coordinator, err)
+		}
+	}
+	if c.EnrollToken != "" && c.Coordinator == "" {
+		bad("enroll_token is set but coordinator is not: say which coordinator to enrol with")
+	}
+	if c.AdvertiseURL != "" {
+		u, err := url.Parse(c.AdvertiseURL)
+		switch {
+		case err != nil:
+			bad("advertise_url %q: %v", c.AdvertiseURL, err)
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.RawQuery != "", u.Fragment != "":
+			bad("advertise_url %q: want an http(s) base URL such as http://10.0.0.5:8090", c.AdvertiseURL)
+		}
+	}
+	if c.GossipBind != "" {
+		if err := checkHostPort(c.GossipBind); err != nil {
+			bad("gossip_bind %q: %v", c.GossipBind, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("relay config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// CoordinatorAddr is the coordinator as host:port, with the default port
+// when the config names only a host; "" when none is configured.
+func (c Config) CoordinatorAddr() string {
+	if c.Coordinator == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(c.Coordinator); err == nil {
+		return c.Coordinator
+	}
+	return net.JoinHostPort(strings.Trim(c.Coordinator, "[]"), DefaultCoordinatorPort)
+}
+
+func checkHostPort(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	return nil
+}
+
+// EnvPrefix starts the name of every environment variable the relay reads:
+// OUTPOST_RELAY_LISTEN, OUTPOST_RELAY_FILE_SERVER_ACCESS_KEY, ...
+const EnvPrefix = "OUTPOST_RELAY_"
+
+// setting is one configurable value; key is its YAML path, from which its
+// environment variable is named.
+type setting struct {
+	key   string
+	flag  string // "" for values not settable by flag (secrets stay off ps)
+	help  string
+	field func(*Config) any // *string, *bool or *time.Duration
+}
+
+var settings = []setting{
+	{"listen", "listen", "address of the content HTTP server", func(c *Config) any { return &c.Listen }},
+	{"data_dir", "data-dir", "directory for the cache and state", func(c *Config) any { return &c.DataDir }},
+	{"log_level", "log-level", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
+	{"log_format", "log-format", "text or json", func(c *Config) any { return &c.LogFormat }},
+	{"shutdown_timeout", "shutdown-timeout", "how long downloads may finish at shutdown", func(c *Config) any { return &c.ShutdownTimeout }},
+	{"file_server.endpoint", "", "", func(c *Config) any { return &c.FileServer.Endpoint }},
+	{"file_server.secure", "", "", func(c *Config) any { return &c.FileServer.Secure }},
+	{"file_server.bucket", "", "", func(c *Config) any { return &c.FileServer.Bucket }},
+	{"file_server.region", "", "", func(c *Config) any { return &c.FileServer.Region }},
+	{"file_server.access_key", "", "", func(c *Config) any { return &c.FileServer.AccessKey }},
+	{"file_server.secret_key", "", "", func(c *Config) any { return &c.FileServer.SecretKey }},
+	{"coordinator", "coordinator", "coordinator host[:port] (QUIC, default port " + DefaultCoordinatorPort + ")", func(c *Config) any { return &c.Coordinator }},
+	{"enroll_token", "", "", func(c *Config) any { return &c.EnrollToken }},
+	{"ca_fingerprint", "ca-fingerprint", "pinned fingerprint of the coordinator's CA", func(c *Config) any { return &c.CAFingerprint }},
+	{"advertise_url", "advertise-url", "base URL agents fetch from, e.g. http://10.0.0.5:8090", func(c *Config) any { return &c.AdvertiseURL }},
+	{"gossip_bind", "gossip-bind", "host:port of the office gossip listener", func(c *Config) any { return &c.GossipBind }},
+}
+
+func (s setting) env() string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(s.key, ".", "_"))
+}
+
+func (s setting) set(c *Config, v string) error {
+	switch p := s.field(c).(type) {
+	case *string:
+		*p = v
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q: want true or false", v)
+		}
+		*p = b
+	case *time.Duration:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q: want a duration such as 15s", v)
+		}
+		*p = d
+	default:
+		panic(fmt.Sprintf("relay: setting %s has an unsupported type %T", s.key, p))
+	}
+	return nil
+}
+
+// LoadConfig returns the defaults, overlaid by the YAML file at path (if
+// path is not empty; unknown keys are errors), overlaid by the OUTPOST_RELAY_*
+// variables that env returns non-empty, validated.
+func LoadConfig(path string, env func(string) string) (Config, error) {
+	c, err := loadConfig(path, env)
+	if err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+func loadConfig(path string, env func(string) string) (Config, error) {
+	c := DefaultConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, fmt.Errorf("read relay config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("relay config %s: %w", path, err)
+		}
+	}
+	if env != nil {
+		for _, s := range settings {
+			if v := env(s.env()); v != "" {
+				if err := s.set(&c, v); err != nil {
+					return Config{}, fmt.Errorf("environment %s: %w", s.env(), err)
+				}
+			}
+		}
+	}
+	return c, nil
+}
+
+// Flags are the command line's part of the configuration: --config names
+// the YAML file, and the other flags override it and the environment.
+type Flags struct {
+	ConfigPath string
+	fs         *flag.FlagSet
+	values     map[string]*string
+}
+
+// RegisterFlags defines the relay's flags on fs. Secrets (keys, the enroll
+// token) have no flag, so that they do not show in the process list.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, values: make(map[string]*string)}
+	fs.StringVar(&f.ConfigPath, "config", "", "YAML config file (optional)")
+	for _, s := range settings {
+		if s.flag != "" {
+			f.values[s.flag] = fs.String(s.flag, "", s.help+" (overrides "+s.key+" and "+s.env()+")")
+		}
+	}
+	return f
+}
+
+// Load is LoadConfig(f.ConfigPath, env) with the flags that were set on the
+// command line applied last.
+func (f *Flags) Load(env func(string) string) (Config, error) {
+	c, err := loadConfig(f.ConfigPath, env)
+	if err != nil {
+		return Config{}, err
+	}
+	var errs []error
+	f.fs.Visit(func(fl *flag.Flag) {
+		for _, s := range settings {
+			if s.flag == fl.Name {
+				if err := s.set(&c, *f.values[s.flag]); err != nil {
+					errs = append(errs, fmt.Errorf("flag --%s: %w", s.flag, err))
+				}
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return Config{}, errors.Join(errs...)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}

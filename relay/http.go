@@ -1,0 +1,236 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/outposthq/outpost/relay/internal/cache"
+)
+
+// BlobPath is where an artifact is served: BlobPath + lower-case hex SHA-256.
+const BlobPath = "/v1/blobs/sha256/"
+
+type httpMetrics struct {
+	requests    *prometheus.CounterVec
+	servedBytes prometheus.Counter
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "relay", Name: "http_requests_total",
+			Help: "Content server requests by route and status code.",
+		}, []string{"route", "code"}),
+		servedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "relay", Name: "served_bytes_total",
+			Help: "Artifact bytes sent to agents.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.servedBytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// handlerFunc is a handler that reports failure by returning an error,
+// which errorStatus maps to a status and a JSON body.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (r *Relay) routes(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	// {hash...} takes the rest of the path, so that a name with a slash
+	// is a malformed hash (400) and not an unknown route.
+	mux.Handle("GET "+BlobPath+"{hash...}", r.adapt(r.getBlob)) // GET patterns also match HEAD
+	mux.Handle("GET /healthz", r.adapt(func(w http.ResponseWriter, _ *http.Request) error {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return nil
+	}))
+	if g != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	}
+	return r.instrument(mux)
+}
+
+// getBlob serves an artifact, fetching it through the cache first if need
+// be. HEAD fetches too: it must state the exact length, and doubles as a
+// way to pre-stage an artifact.
+func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
+	hash := req.PathValue("hash")
+	f, _, err := r.cache.Get(req.Context(), hash)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	digest, _ := hex.DecodeString(hash)
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", `"`+hash+`"`)
+	h.Set("Repr-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(digest)+":")
+	// The name is the content: it never changes.
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// No modification time: the ETag is the validator.
+	http.ServeContent(w, req, "", time.Time{}, f)
+	return nil
+}
+
+// adapt turns a handlerFunc into an http.Handler, writing its error.
+func (r *Relay) adapt(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		err := h(w, req)
+		if err == nil {
+			return
+		}
+		status, msg := errorStatus(err)
+		log := r.logger.With("method", req.Method, "path", req.URL.Path, "status", status, "err", err)
+		switch {
+		case status >= 500 && req.Context().Err() == nil:
+			log.Warn("request failed")
+		default:
+			log.Debug("request failed")
+		}
+		writeJSON(w, status, map[string]string{"error": msg})
+	})
+}
+
+// errorStatus maps an error to the status and message the client sees.
+func errorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, cache.ErrInvalidHash):
+		return http.StatusBadRequest, "malformed artifact name in the path: want " + BlobPath + "<sha256 as 64 lower-case hex digits>"
+	case errors.Is(err, cache.ErrNotFound):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, cache.ErrUpstream):
+		return http.StatusBadGateway, "cannot get the artifact from the file server: " + err.Error()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "the request ended before the artifact arrived: " + err.Error()
+	}
+	return http.StatusInternalServerError, "relay: " + err.Error()
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
+
+// instrument counts requests and served bytes, holds Run's shutdown until
+// the handler returns, and rewrites the plain-text errors of net/http (an
+// unknown route, a Range beyond the end) into the relay's JSON shape.
+func (r *Relay) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.inflight.add()
+		defer r.inflight.done()
+		rw := &responseWriter{ResponseWriter: w}
+		next.ServeHTTP(rw, req)
+		rw.finish()
+
+		route := "other"
+		switch req.Pattern {
+		case "GET " + BlobPath + "{hash...}":
+			route = "blob"
+			r.metrics.servedBytes.Add(float64(rw.bytes))
+		case "GET /healthz":
+			route = "healthz"
+		case "GET /metrics":
+			route = "metrics"
+		}
+		status := rw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		r.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	})
+}
+
+// responseWriter records the status and body bytes, and holds back a
+// non-JSON error body so that finish can send it as {"error": ...}. It keeps
+// io.ReaderFrom, so that artifacts still go out by sendfile.
+type responseWriter struct {
+	http.ResponseWriter
+	status  int
+	bytes   int64
+	errBody *bytes.Buffer // set while rewriting an error
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	h := w.Header()
+	if code >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		w.errBody = new(bytes.Buffer)
+		// Headers meant for the artifact do not describe an error.
+		for _, k := range []string{"Cache-Control", "ETag", "Repr-Digest", "Content-Length"} {
+			h.Del(k)
+		}
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.errBody != nil {
+		return w.errBody.Write(p)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.errBody != nil {
+		return w.errBody.ReadFrom(src)
+	}
+	var n int64
+	var err error
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+	}
+	w.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *responseWriter) finish() {
+	if w.errBody == nil {
+		return
+	}
+	msg := strings.TrimSpace(w.errBody.String())
+	if msg == "" {
+		msg = strings.ToLower(http.StatusText(w.status))
+	}
+	body, _ := json.Marshal(map[string]string{"error": msg})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.ResponseWriter.WriteHeader(w.status)
+	w.ResponseWriter.Write(append(body, '\n'))
+}

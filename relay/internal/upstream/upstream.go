@@ -1,0 +1,369 @@
+// Package upstream reads artifacts from the file server, any S3-compatible
+// store, with minio-go: it is the relay cache's Upstream. The read-only
+// credentials, endpoint and bucket come from a CredentialSource, either fixed
+// in the relay's config or short-lived ones that the coordinator issues; the
+// latter are fetched again before they expire, and a changed endpoint is
+// picked up by building a new client.
+//
+// It does not verify what it reads (the cache does), cache anything, or write
+// to the file server.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/outposthq/outpost/pkg/wire"
+	"github.com/outposthq/outpost/relay/internal/cache"
+)
+
+// KeyPrefix is where artifacts live in the bucket: KeyPrefix + lower-case
+// hex SHA-256.
+const KeyPrefix = "sha256/"
+
+// refreshShare is the part of a credential's remaining lifetime after which
+// it is replaced, so that no request is signed with one about to expire.
+const refreshShare = 0.8
+
+// retryAfterFailure is how long a failed refresh is not repeated while the
+// old credentials are still valid, so that an unreachable coordinator is not
+// asked on every request.
+const retryAfterFailure = 5 * time.Second
+
+// CredentialSource tells where the file server is and how to read it. A
+// response with ExpiresUnix 0 never expires.
+type CredentialSource interface {
+	FileServer(ctx context.Context) (*wire.FileServerResponse, error)
+}
+
+// FetchFunc is a CredentialSource backed by a call, typically the
+// coordinator's file-server exchange over QUIC.
+type FetchFunc func(ctx context.Context) (*wire.FileServerResponse, error)
+
+// FileServer calls f.
+func (f FetchFunc) FileServer(ctx context.Context) (*wire.FileServerResponse, error) { return f(ctx) }
+
+// Static is a CredentialSource with fixed credentials from the relay's
+// config, for sites that run without coordinator-issued ones.
+type Static struct {
+	Endpoint     string // host:port, no scheme
+	Secure       bool   // https
+	Bucket       string
+	AccessKey    string
+	SecretKey    string
+	SessionToken string
+	Region       string // empty: asked from the server
+}
+
+// Validate says what is missing or malformed.
+func (s Static) Validate() error {
+	return validate(&wire.FileServerResponse{
+		Endpoint: s.Endpoint, Bucket: s.Bucket, AccessKey: s.AccessKey, SecretKey: s.SecretKey,
+	})
+}
+
+// FileServer returns the fixed credentials; they never expire.
+func (s Static) FileServer(context.Context) (*wire.FileServerResponse, error) {
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &wire.FileServerResponse{
+		Endpoint: s.Endpoint, Secure: s.Secure, Bucket: s.Bucket, AccessKey: s.AccessKey,
+		SecretKey: s.SecretKey, SessionToken: s.SessionToken, Region: s.Region,
+	}, nil
+}
+
+func validate(r *wire.FileServerResponse) error {
+	var missing []string
+	for _, f := range []struct{ name, value string }{
+		{"endpoint", r.GetEndpoint()}, {"bucket", r.GetBucket()},
+		{"access key", r.GetAccessKey()}, {"secret key", r.GetSecretKey()},
+	} {
+		if f.value == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("file server: no %s given", strings.Join(missing, ", "))
+	}
+	if strings.Contains(r.GetEndpoint(), "/") {
+		return fmt.Errorf("file server endpoint %q: want host:port without scheme or path (use secure for https)", r.GetEndpoint())
+	}
+	return nil
+}
+
+// Option changes how New builds an Upstream.
+type Option func(*Upstream)
+
+// WithTransport sets the HTTP transport of the S3 client, e.g. to trust a
+// private CA or to observe requests in tests.
+func WithTransport(rt http.RoundTripper) Option { return func(u *Upstream) { u.transport = rt } }
+
+// Upstream implements cache.Upstream. It is safe for concurrent use.
+type Upstream struct {
+	src       CredentialSource
+	logger    *slog.Logger
+	transport http.RoundTripper
+	now       func() time.Time
+
+	refreshing chan struct{} // a one-slot lock that waiters can give up on
+
+	mu        sync.Mutex
+	cur       *wire.FileServerResponse
+	gen       uint64    // bumped by every new response
+	refreshAt time.Time // zero: never
+	client    *minio.Client
+	clientFor endpoint // what client was built for
+}
+
+type endpoint struct {
+	host   string
+	secure bool
+	region string
+}
+
+// New returns an Upstream reading with credentials from src. It contacts
+// nothing until the first Open.
+func New(src CredentialSource, logger *slog.Logger, opts ...Option) (*Upstream, error) {
+	if src == nil {
+		return nil, errors.New("upstream: no credential source given")
+	}
+	if logger == nil {
+		return nil, errors.New("upstream: no logger given")
+	}
+	u := &Upstream{
+		src:        src,
+		logger:     logger.With("component", "upstream"),
+		now:        time.Now,
+		refreshing: make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(u)
+	}
+	return u, nil
+}
+
+// Open starts reading the artifact named by hash. The size is the one the
+// file server states. An artifact the bucket lacks is cache.ErrNotFound.
+func (u *Upstream) Open(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
+	if err := cache.ValidateHash(hash); err != nil {
+		return nil, 0, err
+	}
+	rc, size, err := u.open(ctx, hash)
+	if err != nil && refusedCredentials(err) {
+		// Credentials can be revoked or rotated before their stated
+		// expiry; one fresh set is worth a try before giving up.
+		u.logger.Info("file server refused the credentials, fetching new ones",
+			"code", s3Code(err))
+		u.expire()
+		rc, size, err = u.open(ctx, hash)
+	}
+	return rc, size, err
+}
+
+func (u *Upstream) open(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
+	client, bucket, err := u.clientAndBucket(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	key := KeyPrefix + hash
+	obj, err := client.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s/%s from %s: %w", bucket, key, client.EndpointURL().Host, err)
+	}
+	// Stat sends the GET and reads the headers, so errors surface here
+	// rather than on the first Read.
+	info, err := obj.Stat()
+	if err != nil {
+		obj.Close()
+		if s3Code(err) == minio.NoSuchKey {
+			return nil, 0, fmt.Errorf("read %s/%s: %w", bucket, key, cache.ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("read %s/%s from %s: %w", bucket, key, client.EndpointURL().Host, err)
+	}
+	return obj, info.Size, nil
+}
+
+// s3Code is the S3 error code in err's chain, or "".
+func s3Code(err error) string {
+	var er minio.ErrorResponse
+	if errors.As(err, &er) {
+		return er.Code
+	}
+	return ""
+}
+
+// refusedCredentials reports errors that fresh credentials may cure.
+func refusedCredentials(err error) bool {
+	switch s3Code(err) {
+	case "ExpiredToken", "InvalidToken", "InvalidAccessKeyId", "InvalidClientTokenId",
+		"SignatureDoesNotMatch", "AccessDenied":
+		return true
+	}
+	return false
+}
+
+// clientAndBucket returns a client for the current endpoint, building a new
+// one when a refresh moved the file server.
+func (u *Upstream) clientAndBucket(ctx context.Context) (*minio.Client, string, error) {
+	resp, _, err := u.current(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	want := endpoint{resp.GetEndpoint(), resp.GetSecure(), resp.GetRegion()}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.client == nil || u.clientFor != want {
+		c, err := minio.New(want.host, &minio.Options{
+			Creds:     credentials.New(&provider{u: u}),
+			Secure:    want.secure,
+			Region:    want.region,
+			Transport: u.transport,
+		})
+		if err != nil {
+			return nil, "", fmt.Errorf("file server client for %s: %w", want.host, err)
+		}
+		if u.client != nil {
+			u.logger.Info("file server moved, new client", "endpoint", want.host, "secure", want.secure)
+		}
+		u.client, u.clientFor = c, want
+	}
+	return u.client, resp.GetBucket(), nil
+}
+
+// current returns the credentials to use, fetching new ones when none are
+// held or the held ones are due for refresh. Only one fetch runs at a time.
+func (u *Upstream) current(ctx context.Context) (*wire.FileServerResponse, uint64, error) {
+	if r, gen, ok := u.fresh(); ok {
+		return r, gen, nil
+	}
+	select {
+	case u.refreshing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("wait for file server credentials: %w", ctx.Err())
+	}
+	defer func() { <-u.refreshing }()
+	if r, gen, ok := u.fresh(); ok { // another caller refreshed meanwhile
+		return r, gen, nil
+	}
+
+	resp, err := u.src.FileServer(ctx)
+	if err == nil {
+		err = validate(resp)
+	}
+	now := u.now()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if err != nil {
+		if u.cur != nil && !expired(u.cur, now) {
+			u.logger.Warn("refresh file server credentials failed, still using the current ones",
+				"err", err, "expires", time.Unix(u.cur.GetExpiresUnix(), 0))
+			u.refreshAt = earliest(now.Add(retryAfterFailure), time.Unix(u.cur.GetExpiresUnix(), 0))
+			return u.cur, u.gen, nil
+		}
+		return nil, 0, fmt.Errorf("get file server credentials: %w", err)
+	}
+	if old := u.cur; old != nil && (old.GetEndpoint() != resp.GetEndpoint() || old.GetBucket() != resp.GetBucket()) {
+		u.logger.Info("file server changed", "endpoint", resp.GetEndpoint(), "bucket", resp.GetBucket(),
+			"old_endpoint", old.GetEndpoint(), "old_bucket", old.GetBucket())
+	}
+	u.cur = resp
+	u.gen++
+	u.refreshAt = time.Time{}
+	if exp := resp.GetExpiresUnix(); exp != 0 {
+		expires := time.Unix(exp, 0)
+		if !expires.After(now) {
+			u.logger.Warn("file server credentials arrive already expired; is a clock wrong?",
+				"expires", expires, "now", now)
+		}
+		u.refreshAt = now.Add(time.Duration(float64(expires.Sub(now)) * refreshShare))
+	}
+	u.logger.Debug("file server credentials fetched", "endpoint", resp.GetEndpoint(),
+		"bucket", resp.GetBucket(), "refresh_at", u.refreshAt)
+	return u.cur, u.gen, nil
+}
+
+// fresh returns the held credentials if they need no refresh.
+func (u *Upstream) fresh() (*wire.FileServerResponse, uint64, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.cur == nil || u.dueLocked() {
+		return nil, 0, false
+	}
+	return u.cur, u.gen, true
+}
+
+func (u *Upstream) dueLocked() bool {
+	return !u.refreshAt.IsZero() && !u.now().Before(u.refreshAt)
+}
+
+// expire makes the next request fetch new credentials.
+func (u *Upstream) expire() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.refreshAt = u.now()
+}
+
+func expired(r *wire.FileServerResponse, now time.Time) bool {
+	return r.GetExpiresUnix() != 0 && !now.Before(time.Unix(r.GetExpiresUnix(), 0))
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// provider lets minio-go sign with whatever credentials the Upstream holds.
+// minio-go caches a Value until IsExpired; it is expired as soon as the
+// Upstream holds a newer response than the one handed out, so that a refresh
+// done by Open is used by the very next request.
+type provider struct {
+	u      *Upstream
+	handed uint64 // generation last returned; guarded by u.mu
+}
+
+var _ credentials.Provider = (*provider)(nil)
+
+func (p *provider) RetrieveWithCredContext(cc *credentials.CredContext) (credentials.Value, error) {
+	ctx := context.Background()
+	if cc != nil && cc.Context != nil {
+		ctx = cc.Context
+	}
+	r, gen, err := p.u.current(ctx)
+	if err != nil {
+		return credentials.Value{}, err
+	}
+	p.u.mu.Lock()
+	p.handed = gen
+	p.u.mu.Unlock()
+	v := credentials.Value{
+		AccessKeyID:     r.GetAccessKey(),
+		SecretAccessKey: r.GetSecretKey(),
+		SessionToken:    r.GetSessionToken(),
+		SignerType:      credentials.SignatureV4,
+	}
+	if exp := r.GetExpiresUnix(); exp != 0 {
+		v.Expiration = time.Unix(exp, 0)
+	}
+	return v, nil
+}
+
+func (p *provider) Retrieve() (credentials.Value, error) { return p.RetrieveWithCredContext(nil) }
+
+func (p *provider) IsExpired() bool {
+	p.u.mu.Lock()
+	defer p.u.mu.Unlock()
+	return p.u.cur == nil || p.handed != p.u.gen || p.u.dueLocked()
+}

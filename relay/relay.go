@@ -1,0 +1,275 @@
+// Package relay is the branch-office relay: it serves artifacts to the
+// office's agents over HTTP, addressed by SHA-256, from an on-disk
+// pull-through cache of the file server, so that the WAN carries each byte
+// once per office. Run ties its components together: the content server
+// now; enrollment, office gossip and pre-staging join as further components.
+//
+// It is not the file server and holds no write credentials; it never trusts
+// the bytes it relays (the cache verifies them, and agents verify again).
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outposthq/outpost/pkg/wire"
+	"github.com/outposthq/outpost/relay/internal/cache"
+	"github.com/outposthq/outpost/relay/internal/upstream"
+)
+
+// Component is a part of the relay that runs beside the content server for
+// as long as Run does, such as enrollment, office gossip or pre-staging. Run
+// must return once ctx ends; an error before that stops the whole relay.
+type Component interface {
+	Run(ctx context.Context) error
+}
+
+// ComponentFunc adapts a function to Component.
+type ComponentFunc func(ctx context.Context) error
+
+// Run calls f.
+func (f ComponentFunc) Run(ctx context.Context) error { return f(ctx) }
+
+// Option changes how New builds a Relay.
+type Option func(*options)
+
+type options struct {
+	upstream   cache.Upstream
+	fileServer func(context.Context) (*wire.FileServerResponse, error)
+	gatherer   prometheus.Gatherer
+	components []namedComponent
+}
+
+type namedComponent struct {
+	name string
+	c    Component
+}
+
+// WithUpstream makes the cache read misses from up instead of the file
+// server named by the config; for tests and special deployments.
+func WithUpstream(up cache.Upstream) Option { return func(o *options) { o.upstream = up } }
+
+// WithFileServer makes the relay read the file server with the short-lived
+// credentials fetch returns (the coordinator's FileServerResponse), fetching
+// again before they expire. It takes precedence over file_server in the
+// config, and WithUpstream over it.
+func WithFileServer(fetch func(context.Context) (*wire.FileServerResponse, error)) Option {
+	return func(o *options) { o.fileServer = fetch }
+}
+
+// WithGatherer sets what /metrics serves. Without it, /metrics serves the
+// Registerer given to New if that is also a Gatherer (a *prometheus.Registry
+// is), and is absent otherwise.
+func WithGatherer(g prometheus.Gatherer) Option { return func(o *options) { o.gatherer = g } }
+
+// WithComponent adds a component that Run runs beside the content server;
+// name appears in logs and errors.
+func WithComponent(name string, c Component) Option {
+	return func(o *options) { o.components = append(o.components, namedComponent{name, c}) }
+}
+
+// Relay is one relay process.
+type Relay struct {
+	cfg        Config
+	logger     *slog.Logger
+	cache      *cache.Cache
+	handler    http.Handler
+	components []namedComponent
+	metrics    *httpMetrics
+	inflight   inflight
+
+	started atomic.Bool
+	mu      sync.Mutex
+	addr    string
+}
+
+// New builds a relay from a valid cfg. It opens the cache directory (and
+// clears temp files an earlier run left) but starts nothing; the file
+// server is not contacted before the first miss.
+func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		return nil, errors.New("relay: no logger given")
+	}
+	if reg == nil {
+		return nil, errors.New("relay: no prometheus registerer given")
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	logger = logger.With("component", "relay")
+
+	up := o.upstream
+	if up == nil {
+		var src upstream.CredentialSource
+		switch {
+		case o.fileServer != nil:
+			src = upstream.FetchFunc(o.fileServer)
+		case cfg.FileServer.Configured():
+			src = cfg.FileServer.static()
+		default:
+			// Enrollment hook: once the relay enrols over QUIC, the
+			// coordinator's FileServerResponse arrives through
+			// WithFileServer and this case is not reached.
+			return nil, errors.New("relay: no file server: set file_server (endpoint, bucket, access_key, " +
+				"secret_key) in the config, or start the relay with coordinator-issued credentials")
+		}
+		u, err := upstream.New(src, logger)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		up = u
+	}
+	c, err := cache.New(filepath.Join(cfg.DataDir, "cache"), up, logger, reg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	m, err := newHTTPMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	gatherer := o.gatherer
+	if gatherer == nil {
+		gatherer, _ = reg.(prometheus.Gatherer)
+	}
+	r := &Relay{
+		cfg:        cfg,
+		logger:     logger,
+		cache:      c,
+		components: o.components,
+		metrics:    m,
+	}
+	r.handler = r.routes(gatherer)
+	return r, nil
+}
+
+// Addr is the address the content server listens on, once Run has bound
+// it; "" before.
+func (r *Relay) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addr
+}
+
+// Run serves until ctx ends, then lets downloads in progress finish for up
+// to the configured shutdown timeout, and returns once every goroutine it
+// started has ended. It returns an error if it cannot listen or a component
+// fails; a relay runs once.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("relay: Run called twice")
+	}
+	ln, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("relay: listen for content on %s: %w", r.cfg.Listen, err)
+	}
+	r.mu.Lock()
+	r.addr = ln.Addr().String()
+	r.mu.Unlock()
+	r.logger.Info("relay serving content", "addr", ln.Addr().String(), "data_dir", r.cfg.DataDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.serve(gctx, ln) })
+	for _, nc := range r.components {
+		g.Go(func() error {
+			err := nc.c.Run(gctx)
+			if err == nil || (gctx.Err() != nil && errors.Is(err, gctx.Err())) {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", nc.name, err)
+		})
+	}
+	err = g.Wait()
+	// Every Get has returned by now, so the fetches they shared end soon.
+	r.cache.Wait()
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	r.logger.Info("relay stopped")
+	return nil
+}
+
+// serve runs the content server on ln until ctx ends.
+func (r *Relay) serve(ctx context.Context, ln net.Listener) error {
+	// Requests see hardStop, not ctx: a stop first lets them finish, and
+	// cuts them only when the shutdown timeout has passed.
+	hardStop, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	srv := &http.Server{
+		Handler:           r.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(r.logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return hardStop },
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve content on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	r.logger.Info("relay stopping", "shutdown_timeout", r.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		r.logger.Warn("downloads still running at the shutdown timeout, cutting them", "err", err)
+		cut()
+		srv.Close()
+	}
+	<-served // http.ErrServerClosed
+	// Close does not wait for handlers; they end quickly on their
+	// cancelled context and closed connection.
+	r.inflight.wait()
+	return nil
+}
+
+// inflight counts handlers still running, so that Run returns after them.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+func (f *inflight) wait() {
+	f.mu.Lock()
+	idle := f.idle
+	f.mu.Unlock()
+	if idle != nil {
+		<-idle
+	}
+}
