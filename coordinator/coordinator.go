@@ -55,7 +55,7 @@ func DefaultConfig() Config {
 		QUICAddr:   ":8027",
 		LogLevel:   "info",
 		LogFormat:  "text",
-		FileServer: artifacts.Config{Bucket: "outpost-artifacts"},
+		FileServer: artifacts.DefaultConfig(),
 		PresignTTL: 15 * time.Minute,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -89,7 +90,7 @@ func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossi
 
 func (ta *testAgent) start() {
 	ta.t.Helper()
-	a, err := agent.New(ta.cfg, logging.Discard(), prometheus.NewRegistry())
+	a, err := agent.New(ta.cfg, testLogger(), prometheus.NewRegistry())
 	if err != nil {
 		ta.t.Fatal(err)
 	}
@@ -124,4 +125,12 @@ func (ta *testAgent) path(rel string) string { return filepath.Join(ta.cfg.Root,
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("OUTPOST_TEST_LOG") == "" {
+		return logging.Discard()
+	}
+	l, _ := logging.New(os.Stderr, "debug", "text")
+	return l
 }

@@ -136,13 +136,24 @@ func (s *Server) tlsConfig() *tls.Config {
 
 // Run listens and serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := quic.ListenAddr(s.cfg.Addr, s.tlsConfig(), &quic.Config{
+	udpAddr, err := net.ResolveUDPAddr("udp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("QUIC address %s: %w", s.cfg.Addr, err)
+	}
+	udp, err := net.ListenUDP("udp", udpAddr)
+	if err != nil {
+		return fmt.Errorf("listen QUIC on %s: %w", s.cfg.Addr, err)
+	}
+	// The transport is ours so that shutting down frees the port at once.
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(s.tlsConfig(), &quic.Config{
 		MaxIdleTimeout:       s.cfg.IdleTimeout,
 		HandshakeIdleTimeout: 10 * time.Second,
 		MaxIncomingStreams:   64,
 		KeepAlivePeriod:      s.cfg.IdleTimeout / 3,
 	})
 	if err != nil {
+		udp.Close()
 		return fmt.Errorf("listen QUIC on %s: %w", s.cfg.Addr, err)
 	}
 	s.addr = ln.Addr()
@@ -151,14 +162,16 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer func() {
-		ln.Close()
 		s.mu.Lock()
 		for _, c := range s.conns {
 			c.CloseWithError(0, "coordinator shutting down")
 		}
 		s.mu.Unlock()
+		ln.Close()
 		wg.Wait()
 		s.pushWG.Wait()
+		tr.Close()
+		udp.Close()
 	}()
 	for {
 		conn, err := ln.Accept(ctx)
@@ -217,6 +230,14 @@ func (s *Server) serveEnroll(ctx context.Context, conn *quic.Conn) {
 	resp := s.enroll(req.GetEnroll(), remoteIP(conn.RemoteAddr()))
 	if err := wire.WriteMsg(str, resp); err != nil {
 		s.log.Warn("answer enrollment", "err", err)
+		return
+	}
+	str.Close()
+	// Closing the connection now would drop the answer in flight: the
+	// member closes it once it has read it.
+	select {
+	case <-conn.Context().Done():
+	case <-sctx.Done():
 	}
 }
 
@@ -359,6 +380,9 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 	s.mu.Unlock()
 	s.log.Debug("member connected", "member", id, "remote", conn.RemoteAddr().String())
 	defer func() {
+		// Tell the member at once, whether we are shutting down or it went
+		// away, so it redials instead of waiting for an idle timeout.
+		conn.CloseWithError(0, "closing")
 		s.mu.Lock()
 		if s.conns[id] == conn {
 			delete(s.conns, id)
