@@ -121,12 +121,16 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 			src = upstream.FetchFunc(o.fileServer)
 		case cfg.FileServer.Configured():
 			src = cfg.FileServer.static()
+		case cfg.Coordinator != "":
+			// The usual case: the relay is a member of its office and reads
+			// the file server with short-lived read-only credentials that
+			// the coordinator issues; it holds no S3 secret of its own.
+			m := newMembership(cfg, logger)
+			src = upstream.FetchFunc(m.FileServer)
+			o.components = append(o.components, namedComponent{"membership", m})
 		default:
-			// Enrollment hook: once the relay enrols over QUIC, the
-			// coordinator's FileServerResponse arrives through
-			// WithFileServer and this case is not reached.
-			return nil, errors.New("relay: no file server: set file_server (endpoint, bucket, access_key, " +
-				"secret_key) in the config, or start the relay with coordinator-issued credentials")
+			return nil, errors.New("relay: no file server: set coordinator (and enroll_token, ca_fingerprint) to enrol " +
+				"and read with coordinator-issued credentials, or file_server (endpoint, bucket, access_key, secret_key)")
 		}
 		u, err := upstream.New(src, logger)
 		if err != nil {

@@ -1,0 +1,162 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/member"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// membership makes the relay a member of its office: it enrols with the
+// coordinator (role relay), keeps the QUIC link open, checks in with the
+// URL agents fetch from, joins the office gossip, and asks for the
+// short-lived read-only file-server credentials the cache reads with.
+type membership struct {
+	cfg    Config
+	log    *slog.Logger
+	linked chan struct{} // closed once the link exists
+	link   *member.Client
+
+	mu       sync.Mutex
+	interval time.Duration
+}
+
+func newMembership(cfg Config, logger *slog.Logger) *membership {
+	return &membership{cfg: cfg, log: logger.With("component", "membership"), linked: make(chan struct{}), interval: 2 * time.Minute}
+}
+
+// FileServer asks the coordinator for file-server credentials, waiting
+// for enrollment and the link as long as ctx allows.
+func (m *membership) FileServer(ctx context.Context) (*wire.FileServerResponse, error) {
+	select {
+	case <-m.linked:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("file-server credentials: not enrolled with the coordinator yet: %w", ctx.Err())
+	}
+	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_FileServer{FileServer: &wire.FileServerRequest{}}})
+	if err != nil {
+		return nil, fmt.Errorf("file-server credentials from the coordinator: %w", err)
+	}
+	return resp.GetFileServer(), nil
+}
+
+// Run enrols (retrying while the coordinator is unreachable; a refused
+// token is final), then runs the link, gossip and check-ins until ctx ends.
+func (m *membership) Run(ctx context.Context) error {
+	hostname, _ := os.Hostname()
+	var id *member.Identity
+	backoff := 500 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		var err error
+		id, err = member.LoadOrEnroll(dctx, filepath.Join(m.cfg.DataDir, "identity"), m.cfg.CoordinatorAddr(),
+			m.cfg.CAFingerprint, m.cfg.EnrollToken, hostname, wire.Role_ROLE_RELAY, m.log)
+		cancel()
+		if err == nil {
+			break
+		}
+		var re *wire.RemoteError
+		var ne net.Error
+		if errors.As(err, &re) || ctx.Err() != nil || !(errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		m.log.Warn("enrollment: coordinator unreachable; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	if id.Role != wire.Role_ROLE_RELAY {
+		return fmt.Errorf("the identity in %s is an agent's, not a relay's", filepath.Join(m.cfg.DataDir, "identity"))
+	}
+	link, err := member.NewClient(id, m.cfg.CoordinatorAddr(), func(context.Context, *wire.Request) *wire.Response { return nil }, m.log)
+	if err != nil {
+		return err
+	}
+	m.link = link
+	close(m.linked)
+
+	var node *gossip.Node
+	if m.cfg.GossipBind != "" {
+		node, err = gossip.New(gossip.Config{Name: id.ID, Bind: m.cfg.GossipBind, Keys: [][]byte{id.GossipKey}, Role: "relay", LAN: true}, m.log)
+		if err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	run := func(f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	run(link.Run)
+	if node != nil {
+		run(node.Run)
+	}
+	m.log.Info("relay enrolled", "member", id.ID, "office", id.Office)
+	for ctx.Err() == nil {
+		cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+		m.checkin(cctx, node)
+		ccancel()
+		m.mu.Lock()
+		wait := m.interval
+		m.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
+	hostname, _ := os.Hostname()
+	req := &wire.CheckinRequest{Hostname: hostname, ServeUrl: m.cfg.AdvertiseURL, Version: Version}
+	if node != nil {
+		req.GossipAddress = node.Addr()
+	}
+	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
+	if err != nil {
+		m.log.Warn("check-in failed", "err", err)
+		return
+	}
+	info := resp.GetCheckin().GetOffice()
+	if s := info.GetCheckinIntervalSeconds(); s > 0 {
+		m.mu.Lock()
+		m.interval = time.Duration(s) * time.Second
+		m.mu.Unlock()
+	}
+	if node != nil && len(node.Peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
+		if _, err := node.Join(info.GetGossipSeeds()); err != nil {
+			m.log.Debug("join office gossip", "err", err)
+		}
+	}
+}
