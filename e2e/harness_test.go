@@ -3,9 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
-	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"

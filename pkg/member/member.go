@@ -231,11 +231,11 @@ type PushHandler func(ctx context.Context, req *wire.Request) *wire.Response
 // Client keeps one QUIC connection to the coordinator open, redialling
 // with backoff and jitter, and serves the coordinator's pushes on it.
 type Client struct {
-	id     *Identity
-	addr   string
-	push   PushHandler
-	log    *slog.Logger
-	tls    *tls.Config
+	id                     *Identity
+	addr                   string
+	push                   PushHandler
+	log                    *slog.Logger
+	tls                    *tls.Config
 	minBackoff, maxBackoff time.Duration
 
 	mu      sync.Mutex
