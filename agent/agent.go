@@ -297,12 +297,18 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	if p := a.state.Policy(); p != nil {
 		a.apply(ctx, run, p)
 	}
-	// The first check-in waits for the link, briefly.
+	// The first check-in waits for the link, briefly; later ones do not
+	// wait for a link that is down, so enforcement goes on at the interval.
 	wait := 10 * time.Second
 	for ctx.Err() == nil {
-		cctx, cancel := context.WithTimeout(ctx, wait)
-		err := a.checkin(cctx)
-		cancel()
+		var err error
+		if wait > 0 || a.link.Connected() {
+			cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
+			err = a.checkin(cctx)
+			cancel()
+		} else {
+			err = member.ErrOffline
+		}
 		if err != nil {
 			a.checkins.WithLabelValues("error").Inc()
 			a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
@@ -315,14 +321,14 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 		if p := a.state.Policy(); p != nil {
 			if a.apply(ctx, run, p) && a.link.Connected() {
 				// Report right after applying rather than at the next interval.
-				cctx, cancel := context.WithTimeout(ctx, wait)
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 				if err := a.checkin(cctx); err != nil {
 					a.log.Debug("report after apply", "err", err)
 				}
 				cancel()
 			}
 		}
-		wait = 30 * time.Second
+		wait = 0
 		select {
 		case <-ctx.Done():
 		case <-a.kick:

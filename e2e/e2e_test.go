@@ -73,3 +73,31 @@ func TestDirectOfficeInstallRemoveCatchUpAndRestart(t *testing.T) {
 		t.Fatal("returning agent: package still in its root")
 	}
 }
+
+func TestAgentEnforcesLastPolicyWhileCoordinatorIsDown(t *testing.T) {
+	minio := testutil.StartMinIO(t)
+	c := coordinatortest.New(t, coordinatortest.WithMinIO(minio))
+	c.CreateOffice("roam", nil)
+	a := startAgent(t, c, c.EnrollToken("roam", "agent", 1), "laptop", "127.0.0.20")
+	pkg, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "testdata/packages/hello-1.0.0.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := c.Apply("roam", packageYAML(c.Upload("hello-1.0.0.tar.gz", pkg), "present"))
+	testutil.Eventually(t, 60*time.Second, compliantAt(c, "roam", 1, rev), "agent compliant")
+
+	// The coordinator goes away; the agent restarts; someone deletes the
+	// package by hand. The agent repairs it from its last accepted policy
+	// and its own content cache, with no coordinator to ask.
+	c.Stop()
+	a.stop()
+	if err := os.RemoveAll(a.path("opt/hello")); err != nil {
+		t.Fatal(err)
+	}
+	a.start()
+	if a.a.Revision() != rev {
+		t.Fatalf("after restart the agent holds revision %d, want %d", a.a.Revision(), rev)
+	}
+	testutil.Eventually(t, 60*time.Second, func() bool { return exists(a.path("opt/hello/bin/hello")) },
+		"the agent did not repair the package while the coordinator was down")
+}

@@ -83,6 +83,8 @@ Examples:
 // compliance is the COMPLIANT column: yes, pending or no.
 func compliance(a agent, officeRevision int64) string {
 	switch {
+	case a.Role == "relay":
+		return "- (relay)"
 	case a.Compliant:
 		return "yes"
 	case a.Revision < officeRevision, len(a.Items) == 0:
