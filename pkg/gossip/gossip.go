@@ -51,6 +51,10 @@ type Node struct {
 	meta  Meta
 	ml    *memberlist.Memberlist
 	ready chan struct{}
+	// peers is our own copy of the membership, kept from memberlist's
+	// events: the *Node values memberlist hands out change under it.
+	peers map[string]Peer
+	addr  string
 }
 
 // New checks the configuration; Run joins.
@@ -69,7 +73,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if _, _, err := splitHostPort(cfg.Bind); err != nil {
 		return nil, fmt.Errorf("gossip bind address %q: %w", cfg.Bind, err)
 	}
-	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{})}, nil
+	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), peers: map[string]Peer{}}, nil
 }
 
 func splitHostPort(s string) (string, int, error) {
@@ -107,13 +111,18 @@ func (n *Node) Run(ctx context.Context) error {
 	c.Keyring = kr
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	c.Delegate = delegate{n}
+	c.Events = events{n}
 	c.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 	}
+	// Read once, before anything else can touch the local node: memberlist
+	// changes the *Node it hands out under its own lock.
+	ln := ml.LocalNode()
+	addr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.mu.Lock()
-	n.ml = ml
+	n.ml, n.addr = ml, addr
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())
@@ -131,11 +140,7 @@ func (n *Node) Ready() <-chan struct{} { return n.ready }
 func (n *Node) Addr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.ml == nil {
-		return ""
-	}
-	ln := n.ml.LocalNode()
-	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
+	return n.addr
 }
 
 // Join contacts seeds; it is a no-op before Ready and when seeds is empty.
@@ -166,21 +171,34 @@ func (n *Node) SetRevision(rev uint64) {
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
 	n.mu.Lock()
-	ml := n.ml
-	n.mu.Unlock()
-	if ml == nil {
-		return nil
-	}
-	var out []Peer
-	for _, m := range ml.Members() {
-		if m.Name == n.cfg.Name {
-			continue
-		}
-		p := Peer{Name: m.Name, Addr: m.Address()}
-		_ = json.Unmarshal(m.Meta, &p.Meta)
+	defer n.mu.Unlock()
+	out := make([]Peer, 0, len(n.peers))
+	for _, p := range n.peers {
 		out = append(out, p)
 	}
 	return out
+}
+
+// events keeps Node.peers; memberlist calls it with the node's fields stable.
+type events struct{ n *Node }
+
+func (e events) NotifyJoin(m *memberlist.Node)   { e.set(m) }
+func (e events) NotifyUpdate(m *memberlist.Node) { e.set(m) }
+func (e events) NotifyLeave(m *memberlist.Node) {
+	e.n.mu.Lock()
+	delete(e.n.peers, m.Name)
+	e.n.mu.Unlock()
+}
+
+func (e events) set(m *memberlist.Node) {
+	if m.Name == e.n.cfg.Name {
+		return
+	}
+	p := Peer{Name: m.Name, Addr: m.Address()}
+	_ = json.Unmarshal(m.Meta, &p.Meta)
+	e.n.mu.Lock()
+	e.n.peers[m.Name] = p
+	e.n.mu.Unlock()
 }
 
 type delegate struct{ n *Node }
