@@ -1138,6 +1138,7 @@ type OfficeInfo struct {
 	GossipSeeds            []string               `protobuf:"bytes,5,rep,name=gossip_seeds,json=gossipSeeds,proto3" json:"gossip_seeds,omitempty"` // host:port of members to join
 	Revision               uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`                         // newest policy revision of the office
 	GossipKeys             [][]byte               `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`    // extra keys still accepted (rotation)
+	TimeZone               string                 `protobuf:"bytes,8,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`          // IANA name of the office's local time
 	unknownFields          protoimpl.UnknownFields
 	sizeCache              protoimpl.SizeCache
 }
@@ -1219,6 +1220,13 @@ func (x *OfficeInfo) GetGossipKeys() [][]byte {
 		return x.GossipKeys
 	}
 	return nil
+}
+
+func (x *OfficeInfo) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 type CheckinRequest struct {
@@ -2213,7 +2221,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\xfd\x01\n" +
+	"officeInfo\"\x9a\x02\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -2223,7 +2231,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\fgossip_seeds\x18\x05 \x03(\tR\vgossipSeeds\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vgossip_keys\x18\a \x03(\fR\n" +
-	"gossipKeys\"\xf5\x01\n" +
+	"gossipKeys\x12\x1b\n" +
+	"\ttime_zone\x18\b \x01(\tR\btimeZone\"\xf5\x01\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	_ "time/tzdata" // office time zones must resolve on hosts without zoneinfo
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -245,6 +246,7 @@ type officeView struct {
 	Mode            string    `json:"mode"`
 	Relays          []string  `json:"relays"`
 	CheckinInterval Duration  `json:"checkin_interval"`
+	TimeZone        string    `json:"time_zone"`
 	Revision        uint64    `json:"revision"`
 	Created         time.Time `json:"created"`
 	Agents          int       `json:"agents"`
@@ -257,6 +259,7 @@ type officeInput struct {
 	Mode            *string   `json:"mode"`
 	Relays          *[]string `json:"relays"`
 	CheckinInterval *Duration `json:"checkin_interval"`
+	TimeZone        *string   `json:"time_zone"`
 }
 
 var officeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -282,6 +285,9 @@ func (in officeInput) apply(o *store.Office) error {
 	}
 	if in.CheckinInterval != nil {
 		o.CheckinInterval = time.Duration(*in.CheckinInterval)
+	}
+	if in.TimeZone != nil {
+		o.TimeZone = strings.TrimSpace(*in.TimeZone)
 	}
 	return validateOffice(o)
 }
@@ -309,6 +315,9 @@ func validateOffice(o *store.Office) error {
 	if o.Mode == "relay" && len(o.Relays) == 0 {
 		return httpError(http.StatusBadRequest, "mode relay needs at least one relay URL")
 	}
+	if _, err := time.LoadLocation(o.TimeZone); err != nil || strings.EqualFold(o.TimeZone, "local") {
+		return httpError(http.StatusBadRequest, "time_zone %q: want an IANA name such as Europe/Berlin, or UTC", o.TimeZone)
+	}
 	if o.CheckinInterval < minInterval || o.CheckinInterval > maxInterval {
 		return httpError(http.StatusBadRequest, "checkin_interval %v: want between %v and %v", o.CheckinInterval, minInterval, maxInterval)
 	}
@@ -317,7 +326,7 @@ func validateOffice(o *store.Office) error {
 
 func (a *API) view(o *store.Office) (officeView, error) {
 	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
-		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), Created: o.Created}
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Created: o.Created}
 	if v.Relays == nil {
 		v.Relays = []string{}
 	}
@@ -346,7 +355,7 @@ func (a *API) createOffice(w http.ResponseWriter, r *http.Request) error {
 	if in.Name == nil {
 		return httpError(http.StatusBadRequest, "name is required")
 	}
-	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, Created: time.Now().UTC()}
+	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, TimeZone: "UTC", Created: time.Now().UTC()}
 	if err := in.apply(o); err != nil {
 		return err
 	}

@@ -343,6 +343,7 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 		Name:                   o.Name,
 		Mode:                   wire.Mode_MODE_DIRECT,
 		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
+		TimeZone:               o.TimeZone,
 	}
 	if o.Mode == "relay" {
 		info.Mode = wire.Mode_MODE_RELAY

@@ -38,6 +38,7 @@ type Office struct {
 	Mode            string        `json:"mode"`
 	Relays          []string      `json:"relays"`
 	CheckinInterval time.Duration `json:"checkin_interval"`
+	TimeZone        string        `json:"time_zone"` // IANA name; deployment windows are in it
 	GossipKey       []byte        `json:"gossip_key"`
 	Created         time.Time     `json:"created"`
 }
