@@ -413,13 +413,17 @@ func (x *PackageSpec) GetPrefix() string {
 
 // PatchSpec is an OS or application patch (kind "patch").
 type PatchSpec struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Package        string                 `protobuf:"bytes,2,opt,name=package,proto3" json:"package,omitempty"` // the affected package
-	FixedVersion   string                 `protobuf:"bytes,3,opt,name=fixed_version,json=fixedVersion,proto3" json:"fixed_version,omitempty"`
-	RebootRequired bool                   `protobuf:"varint,4,opt,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Id              string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Package         string                 `protobuf:"bytes,2,opt,name=package,proto3" json:"package,omitempty"` // the affected package
+	FixedVersion    string                 `protobuf:"bytes,3,opt,name=fixed_version,json=fixedVersion,proto3" json:"fixed_version,omitempty"`
+	RebootRequired  bool                   `protobuf:"varint,4,opt,name=reboot_required,json=rebootRequired,proto3" json:"reboot_required,omitempty"`
+	Title           string                 `protobuf:"bytes,5,opt,name=title,proto3" json:"title,omitempty"`
+	Severity        string                 `protobuf:"bytes,6,opt,name=severity,proto3" json:"severity,omitempty"`                                       // low, medium, high, critical
+	Supersedes      []string               `protobuf:"bytes,7,rep,name=supersedes,proto3" json:"supersedes,omitempty"`                                   // ids of older patches this one replaces
+	RollbackAllowed bool                   `protobuf:"varint,8,opt,name=rollback_allowed,json=rollbackAllowed,proto3" json:"rollback_allowed,omitempty"` // state absent may uninstall it
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PatchSpec) Reset() {
@@ -480,6 +484,34 @@ func (x *PatchSpec) GetRebootRequired() bool {
 	return false
 }
 
+func (x *PatchSpec) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PatchSpec) GetSeverity() string {
+	if x != nil {
+		return x.Severity
+	}
+	return ""
+}
+
+func (x *PatchSpec) GetSupersedes() []string {
+	if x != nil {
+		return x.Supersedes
+	}
+	return nil
+}
+
+func (x *PatchSpec) GetRollbackAllowed() bool {
+	if x != nil {
+		return x.RollbackAllowed
+	}
+	return false
+}
+
 // RegistrySpec is a registry value, or on Linux and macOS a managed setting
 // in a settings file (kind "registry").
 type RegistrySpec struct {
@@ -488,6 +520,9 @@ type RegistrySpec struct {
 	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // value name or setting key
 	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"` // string, dword, qword, multi_string
 	Data          []string               `protobuf:"bytes,4,rep,name=data,proto3" json:"data,omitempty"`
+	Format        string                 `protobuf:"bytes,5,opt,name=format,proto3" json:"format,omitempty"`   // settings files: "keyvalue" (default) or "ini"
+	Section       string                 `protobuf:"bytes,6,opt,name=section,proto3" json:"section,omitempty"` // ini section; the registry has none
+	Action        string                 `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`   // "set" (default), "delete_value", "delete_key"
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -550,6 +585,27 @@ func (x *RegistrySpec) GetData() []string {
 	return nil
 }
 
+func (x *RegistrySpec) GetFormat() string {
+	if x != nil {
+		return x.Format
+	}
+	return ""
+}
+
+func (x *RegistrySpec) GetSection() string {
+	if x != nil {
+		return x.Section
+	}
+	return ""
+}
+
+func (x *RegistrySpec) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
 // Item is one thing a policy manages. Its id is unique within a policy and
 // stable across revisions, so that reports can be matched to it.
 type Item struct {
@@ -558,6 +614,11 @@ type Item struct {
 	Kind     string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"` // "package", "patch", "registry": names the plugin
 	State    State                  `protobuf:"varint,3,opt,name=state,proto3,enum=outpost.wire.v1.State" json:"state,omitempty"`
 	Artifact *Artifact              `protobuf:"bytes,4,opt,name=artifact,proto3" json:"artifact,omitempty"` // content the plugin needs, if any
+	// window is when changes may be made, "HH:MM-HH:MM" in the office's
+	// time zone (it may span midnight); empty means at any time.
+	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
+	// reboot is "never" (default), "if-needed-inside-window" or "notify-only".
+	Reboot string `protobuf:"bytes,6,opt,name=reboot,proto3" json:"reboot,omitempty"`
 	// Types that are valid to be assigned to Spec:
 	//
 	//	*Item_Package
@@ -624,6 +685,20 @@ func (x *Item) GetArtifact() *Artifact {
 		return x.Artifact
 	}
 	return nil
+}
+
+func (x *Item) GetWindow() string {
+	if x != nil {
+		return x.Window
+	}
+	return ""
+}
+
+func (x *Item) GetReboot() string {
+	if x != nil {
+		return x.Reboot
+	}
+	return ""
 }
 
 func (x *Item) GetSpec() isItem_Spec {
@@ -2156,22 +2231,33 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\vPackageSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
-	"\x06prefix\x18\x03 \x01(\tR\x06prefix\"\x83\x01\n" +
+	"\x06prefix\x18\x03 \x01(\tR\x06prefix\"\x80\x02\n" +
 	"\tPatchSpec\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\apackage\x18\x02 \x01(\tR\apackage\x12#\n" +
 	"\rfixed_version\x18\x03 \x01(\tR\ffixedVersion\x12'\n" +
-	"\x0freboot_required\x18\x04 \x01(\bR\x0erebootRequired\"^\n" +
+	"\x0freboot_required\x18\x04 \x01(\bR\x0erebootRequired\x12\x14\n" +
+	"\x05title\x18\x05 \x01(\tR\x05title\x12\x1a\n" +
+	"\bseverity\x18\x06 \x01(\tR\bseverity\x12\x1e\n" +
+	"\n" +
+	"supersedes\x18\a \x03(\tR\n" +
+	"supersedes\x12)\n" +
+	"\x10rollback_allowed\x18\b \x01(\bR\x0frollbackAllowed\"\xa8\x01\n" +
 	"\fRegistrySpec\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x12\n" +
-	"\x04data\x18\x04 \x03(\tR\x04data\"\xc2\x02\n" +
+	"\x04data\x18\x04 \x03(\tR\x04data\x12\x16\n" +
+	"\x06format\x18\x05 \x01(\tR\x06format\x12\x18\n" +
+	"\asection\x18\x06 \x01(\tR\asection\x12\x16\n" +
+	"\x06action\x18\a \x01(\tR\x06action\"\xf2\x02\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12,\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x16.outpost.wire.v1.StateR\x05state\x125\n" +
-	"\bartifact\x18\x04 \x01(\v2\x19.outpost.wire.v1.ArtifactR\bartifact\x128\n" +
+	"\bartifact\x18\x04 \x01(\v2\x19.outpost.wire.v1.ArtifactR\bartifact\x12\x16\n" +
+	"\x06window\x18\x05 \x01(\tR\x06window\x12\x16\n" +
+	"\x06reboot\x18\x06 \x01(\tR\x06reboot\x128\n" +
 	"\apackage\x18\n" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
