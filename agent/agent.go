@@ -103,19 +103,30 @@ type Agent struct {
 	reg  *prometheus.Registry
 	kick chan struct{}
 
+	addresses func() []string
+
 	mu       sync.Mutex
 	info     *wire.OfficeInfo
+	office   string // where the agent is now; its policy applies
 	id       *member.Identity
 	state    *state.State
 	link     *member.Client
-	gossip   *gossip.Node
+	gossip   *officeGossip
 	ready    chan struct{}
 	checkins *prometheus.CounterVec
 	revision prometheus.Gauge
 }
 
+// Option changes how New builds an agent.
+type Option func(*Agent)
+
+// WithAddresses replaces the host's interface addresses that the agent
+// reports at check-in (and by which the coordinator places it in an
+// office); for tests that move an agent between offices.
+func WithAddresses(f func() []string) Option { return func(a *Agent) { a.addresses = f } }
+
 // New checks cfg; Run starts the agent.
-func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Agent, error) {
+func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Option) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
@@ -137,6 +148,10 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Agent, err
 			return nil, err
 		}
 	}
+	a.addresses = localAddresses
+	for _, o := range opts {
+		o(a)
+	}
 	return a, nil
 }
 
@@ -150,7 +165,14 @@ func (a *Agent) ID() string { return a.id.ID }
 func (a *Agent) Revision() uint64 { return a.state.Revision() }
 
 // GossipPeers lists the office members this agent sees.
-func (a *Agent) GossipPeers() []gossip.Peer { return a.gossip.Peers() }
+func (a *Agent) GossipPeers() []gossip.Peer { return a.gossip.peers() }
+
+// Office is the office the agent is in now, and whether it is roaming.
+func (a *Agent) Office() (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.office, a.info.GetRoaming()
+}
 
 // Run works until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
@@ -159,11 +181,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.id = id
-	st, err := state.Open(filepath.Join(a.cfg.DataDir, "state"), id.PolicyKey, id.Office)
+	st, err := state.Open(filepath.Join(a.cfg.DataDir, "state"), id.PolicyKey)
 	if err != nil {
 		return err
 	}
 	a.state = st
+	a.office = id.Office
+	if p := st.Policy(); p != nil {
+		a.office = p.GetOffice() // where it was last, until the coordinator says
+	}
 	a.revision.Set(float64(st.Revision()))
 
 	link, err := member.NewClient(id, a.cfg.Coordinator, a.onPush, a.log)
@@ -174,13 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		link.SetBackoff(100*time.Millisecond, 2*time.Second)
 	}
 	a.link = link
-	node, err := gossip.New(gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Keys: [][]byte{id.GossipKey}, Role: "agent", LAN: !a.cfg.Fast}, a.log)
-	if err != nil {
-		return err
-	}
-	a.gossip = node
-	node.SetRevision(st.Revision())
+	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
+		Role: "agent", LAN: !a.cfg.Fast}, log: a.log.With("component", "gossip")}
+	a.gossip.setRevision(st.Revision())
 
 	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, &http.Client{Timeout: 0}, a.log, a.reg)
 	if err != nil {
@@ -208,14 +230,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	start("coordinator link", link.Run)
-	start("gossip", node.Run)
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
 	}
-	select {
-	case <-node.Ready():
-	case <-ctx.Done():
+	// The office it enrolled in, until the first check-in says otherwise.
+	a.gossip.parent = ctx
+	if err := a.gossip.set(id.GossipKey); err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("gossip: %w", err)
 	}
+	defer a.gossip.stop()
 	close(a.ready)
 	a.log.Info("agent running", "member", id.ID, "office", id.Office, "revision", st.Revision(), "root", a.cfg.Root)
 	a.loop(ctx, run)
@@ -367,10 +392,10 @@ func changed(a, b *wire.Report) bool {
 func (a *Agent) checkin(ctx context.Context) error {
 	req := &wire.CheckinRequest{
 		Hostname:      a.cfg.Hostname,
-		Addresses:     localAddresses(),
+		Addresses:     a.addresses(),
 		Revision:      a.state.Revision(),
 		Report:        a.state.Report(),
-		GossipAddress: a.gossip.Addr(),
+		GossipAddress: a.gossip.addr(),
 		Version:       Version,
 	}
 	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
@@ -383,9 +408,24 @@ func (a *Agent) checkin(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.info = info
+	moved := a.office != info.GetName()
+	if moved {
+		a.log.Info("placed in office", "from", a.office, "to", info.GetName(), "roaming", info.GetRoaming())
+		a.office = info.GetName()
+	}
 	a.mu.Unlock()
-	if len(a.gossip.Peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
-		if n, err := a.gossip.Join(info.GetGossipSeeds()); err != nil {
+	key := info.GetGossipKey()
+	if len(key) == 0 && !info.GetRoaming() {
+		key = a.id.GossipKey // a coordinator that does not send keys
+	}
+	if info.GetRoaming() {
+		key = nil
+	}
+	if err := a.gossip.set(key); err != nil {
+		a.log.Warn("office gossip", "err", err)
+	}
+	if len(a.gossip.peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
+		if n, err := a.gossip.join(info.GetGossipSeeds()); err != nil {
 			a.log.Debug("join office gossip", "seeds", info.GetGossipSeeds(), "joined", n, "err", err)
 		}
 	}
@@ -395,9 +435,9 @@ func (a *Agent) checkin(ctx context.Context) error {
 // sync takes a newer signed policy from the coordinator, if there is one.
 func (a *Agent) sync(ctx context.Context) error {
 	a.mu.Lock()
-	want := a.info.GetRevision()
+	want, office := a.info.GetRevision(), a.office
 	a.mu.Unlock()
-	have := a.state.Revision()
+	have := a.state.RevisionIn(office)
 	if want <= have {
 		return nil
 	}
@@ -409,7 +449,7 @@ func (a *Agent) sync(ctx context.Context) error {
 	if sp == nil {
 		return nil
 	}
-	p, err := a.state.Accept(sp)
+	p, err := a.state.Accept(sp, office)
 	if errors.Is(err, state.ErrStale) {
 		return nil
 	}
@@ -417,7 +457,7 @@ func (a *Agent) sync(ctx context.Context) error {
 		return fmt.Errorf("refused policy from the coordinator: %w", err)
 	}
 	a.revision.Set(float64(p.GetRevision()))
-	a.gossip.SetRevision(p.GetRevision())
+	a.gossip.setRevision(p.GetRevision())
 	a.log.Info("policy accepted", "revision", p.GetRevision(), "items", len(p.GetItems()))
 	return nil
 }

@@ -60,12 +60,13 @@ func TestMain(m *testing.M) {
 type testAgent struct {
 	t      *testing.T
 	cfg    agent.Config
+	opts   []agent.Option
 	a      *agent.Agent
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossipIP string) *testAgent {
+func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossipIP string, opts ...agent.Option) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := agent.DefaultConfig()
@@ -82,7 +83,7 @@ func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossi
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ta := &testAgent{t: t, cfg: cfg}
+	ta := &testAgent{t: t, cfg: cfg, opts: opts}
 	ta.start()
 	t.Cleanup(ta.stop)
 	return ta
@@ -90,7 +91,7 @@ func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossi
 
 func (ta *testAgent) start() {
 	ta.t.Helper()
-	a, err := agent.New(ta.cfg, testLogger(), prometheus.NewRegistry())
+	a, err := agent.New(ta.cfg, testLogger(), prometheus.NewRegistry(), ta.opts...)
 	if err != nil {
 		ta.t.Fatal(err)
 	}

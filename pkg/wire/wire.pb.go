@@ -1214,8 +1214,15 @@ type OfficeInfo struct {
 	Revision               uint64                 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`                         // newest policy revision of the office
 	GossipKeys             [][]byte               `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`    // extra keys still accepted (rotation)
 	TimeZone               string                 `protobuf:"bytes,8,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`          // IANA name of the office's local time
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// The office's current gossip key; sent only to its members over mutual
+	// TLS, so that a member placed in another office can join it.
+	GossipKey []byte `protobuf:"bytes,9,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// Roaming: outside every office's address ranges. The member keeps its
+	// home office's policy, talks to the coordinator and the file server
+	// directly, and takes part in no office gossip.
+	Roaming       bool `protobuf:"varint,10,opt,name=roaming,proto3" json:"roaming,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OfficeInfo) Reset() {
@@ -1302,6 +1309,20 @@ func (x *OfficeInfo) GetTimeZone() string {
 		return x.TimeZone
 	}
 	return ""
+}
+
+func (x *OfficeInfo) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
+	}
+	return nil
+}
+
+func (x *OfficeInfo) GetRoaming() bool {
+	if x != nil {
+		return x.Roaming
+	}
+	return false
 }
 
 type CheckinRequest struct {
@@ -2307,7 +2328,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\x9a\x02\n" +
+	"officeInfo\"\xd3\x02\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -2318,7 +2339,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vgossip_keys\x18\a \x03(\fR\n" +
 	"gossipKeys\x12\x1b\n" +
-	"\ttime_zone\x18\b \x01(\tR\btimeZone\"\xf5\x01\n" +
+	"\ttime_zone\x18\b \x01(\tR\btimeZone\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
+	"\aroaming\x18\n" +
+	" \x01(\bR\aroaming\"\xf5\x01\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +

@@ -1,12 +1,15 @@
 // Package state keeps what an agent must not lose across restarts: the
-// highest signed policy it accepted (so nothing older is ever applied
-// again) and its last report. Writes are atomic.
+// signed policy it applies, the highest revision it ever accepted from each
+// office (so nothing older is ever applied again, even after the agent has
+// moved between offices and back), and its last report. Writes are atomic.
 package state
 
 import (
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -22,20 +25,20 @@ var ErrStale = errors.New("policy is not newer than the one held")
 
 // State is the agent's persisted policy and report.
 type State struct {
-	dir    string
-	key    ed25519.PublicKey
-	office string
+	dir string
+	key ed25519.PublicKey
 
-	mu     sync.Mutex
-	signed *wire.SignedPolicy
-	policy *wire.Policy
-	report *wire.Report
+	mu      sync.Mutex
+	signed  *wire.SignedPolicy
+	policy  *wire.Policy
+	report  *wire.Report
+	highest map[string]uint64 // office → highest revision accepted
 }
 
 // Open loads the state in dir. The policy on disk is verified again: a
 // file edited by hand is not trusted.
-func Open(dir string, key ed25519.PublicKey, office string) (*State, error) {
-	s := &State{dir: dir, key: key, office: office}
+func Open(dir string, key ed25519.PublicKey) (*State, error) {
+	s := &State{dir: dir, key: key, highest: map[string]uint64{}}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open agent state: %w", err)
 	}
@@ -49,8 +52,18 @@ func Open(dir string, key ed25519.PublicKey, office string) (*State, error) {
 			return nil, fmt.Errorf("agent state: policy.pb: %w", err)
 		}
 		s.signed, s.policy = &sp, p
+		s.highest[p.GetOffice()] = p.GetRevision()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent state: %w", err)
+	}
+	if b, err := os.ReadFile(s.path("highest.json")); err == nil {
+		var h map[string]uint64
+		if err := json.Unmarshal(b, &h); err != nil {
+			return nil, fmt.Errorf("agent state: highest.json is damaged: %w", err)
+		}
+		for o, r := range h {
+			s.highest[o] = max(s.highest[o], r)
+		}
 	}
 	if b, err := os.ReadFile(s.path("report.pb")); err == nil {
 		var r wire.Report
@@ -84,30 +97,56 @@ func (s *State) Signed() *wire.SignedPolicy {
 	return s.signed
 }
 
-// Accept verifies sp, and persists it if it is for this office and newer
-// than the one held.
-func (s *State) Accept(sp *wire.SignedPolicy) (*wire.Policy, error) {
+// Accept verifies sp and, if it is for office (where the agent is now)
+// and not older than any revision of that office accepted before, makes it
+// the policy to apply. A revision equal to the highest is accepted only
+// when coming back from another office: it is the same signed document.
+func (s *State) Accept(sp *wire.SignedPolicy, office string) (*wire.Policy, error) {
 	p, err := wire.VerifyPolicy(s.key, sp)
 	if err != nil {
 		return nil, err
 	}
-	if p.GetOffice() != s.office {
-		return nil, fmt.Errorf("policy is for office %q, this agent is in %q", p.GetOffice(), s.office)
+	if p.GetOffice() != office {
+		return nil, fmt.Errorf("policy is for office %q, this agent is in %q", p.GetOffice(), office)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if held := s.policy.GetRevision(); p.GetRevision() <= held {
-		return nil, fmt.Errorf("revision %d, holding %d: %w", p.GetRevision(), held, ErrStale)
+	held := s.highest[office]
+	same := s.policy.GetOffice() == office
+	if p.GetRevision() < held || (p.GetRevision() == held && same) {
+		return nil, fmt.Errorf("revision %d of office %s, highest accepted %d: %w", p.GetRevision(), office, held, ErrStale)
 	}
 	b, err := proto.Marshal(sp)
 	if err != nil {
 		return nil, err
 	}
+	highest := maps.Clone(s.highest)
+	highest[office] = max(held, p.GetRevision())
+	hb, err := json.Marshal(highest)
+	if err != nil {
+		return nil, err
+	}
+	// The high-water mark first: a crash between the two writes must not
+	// let an older revision in later.
+	if err := fsutil.WriteFileAtomic(s.path("highest.json"), hb, 0o600); err != nil {
+		return nil, err
+	}
 	if err := fsutil.WriteFileAtomic(s.path("policy.pb"), b, 0o600); err != nil {
 		return nil, err
 	}
-	s.signed, s.policy = sp, p
+	s.signed, s.policy, s.highest = sp, p, highest
 	return p, nil
+}
+
+// RevisionIn is the revision held for office: the applied policy's if it is
+// that office's, else 0 (so that the coordinator sends it).
+func (s *State) RevisionIn(office string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy.GetOffice() != office {
+		return 0
+	}
+	return s.policy.GetRevision()
 }
 
 // Report returns the last report, or nil.

@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +27,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/policy"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -64,6 +65,15 @@ type Deps struct {
 	Logger   *slog.Logger
 	// AdminToken is compared in constant time with each request's bearer token.
 	AdminToken string
+	// Auth signs users in and verifies their tokens; the admin token is the
+	// bootstrap credential of its first admin.
+	Auth *auth.Server
+	// Access tells hosts of revocations and re-signed permission lists.
+	Access AccessNotifier
+	// CAFingerprint and QUICPort are handed to a signing-in CLI so that it
+	// can reach hosts through the coordinator's QUIC port.
+	CAFingerprint string
+	QUICPort      string
 }
 
 // API is the HTTP handler.
@@ -102,9 +112,13 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"GET /v1/offices/{name}/policy":  a.showPolicy,
 		"GET /v1/agents":                 a.listAgents,
 		"GET /v1/agents/{id}":            a.showAgent,
+		"POST /v1/agents/{id}/move":      a.moveAgent,
 		"POST /v1/artifacts":             a.uploadArtifact,
 		"GET /v1/artifacts":              a.listArtifacts,
 		"GET /v1/artifacts/{sha256}":     a.showArtifact,
+	}
+	for pattern, h := range a.accessRoutes() {
+		routes[pattern] = h
 	}
 	for pattern, h := range routes {
 		a.mux.Handle(pattern, a.handle(pattern, h))
@@ -145,7 +159,7 @@ func (w *statusWriter) WriteHeader(code int) {
 func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusWriter{ResponseWriter: rw}
-		err := a.authenticate(r)
+		r, err := a.authorize(route, r)
 		if err == nil {
 			err = h(w, r)
 		}
@@ -179,20 +193,6 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 		}
 		a.req.WithLabelValues(route, fmt.Sprint(code)).Inc()
 	})
-}
-
-func (a *API) authenticate(r *http.Request) error {
-	auth := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || tok == "" {
-		return httpError(http.StatusUnauthorized, "missing bearer token: pass --token, OUTPOST_TOKEN or --token-file (the admin token is admin.token in the coordinator's data directory)")
-	}
-	// Compare digests so the comparison time does not depend on the length.
-	got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(a.d.AdminToken))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		return httpError(http.StatusUnauthorized, "the bearer token is not valid")
-	}
-	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -247,6 +247,7 @@ type officeView struct {
 	Relays          []string  `json:"relays"`
 	CheckinInterval Duration  `json:"checkin_interval"`
 	TimeZone        string    `json:"time_zone"`
+	Subnets         []string  `json:"subnets"`
 	Revision        uint64    `json:"revision"`
 	Created         time.Time `json:"created"`
 	Agents          int       `json:"agents"`
@@ -260,6 +261,7 @@ type officeInput struct {
 	Relays          *[]string `json:"relays"`
 	CheckinInterval *Duration `json:"checkin_interval"`
 	TimeZone        *string   `json:"time_zone"`
+	Subnets         *[]string `json:"subnets"`
 }
 
 var officeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -288,6 +290,16 @@ func (in officeInput) apply(o *store.Office) error {
 	}
 	if in.TimeZone != nil {
 		o.TimeZone = strings.TrimSpace(*in.TimeZone)
+	}
+	if in.Subnets != nil {
+		ps, err := placement.ParseSubnets(*in.Subnets)
+		if err != nil {
+			return httpError(http.StatusBadRequest, "%v", err)
+		}
+		o.Subnets = []string{}
+		for _, p := range ps {
+			o.Subnets = append(o.Subnets, p.String())
+		}
 	}
 	return validateOffice(o)
 }
@@ -326,9 +338,12 @@ func validateOffice(o *store.Office) error {
 
 func (a *API) view(o *store.Office) (officeView, error) {
 	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
-		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Created: o.Created}
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Created: o.Created}
 	if v.Relays == nil {
 		v.Relays = []string{}
+	}
+	if v.Subnets == nil {
+		v.Subnets = []string{}
 	}
 	if p, err := a.d.Store.Policy(o.Name); err == nil {
 		v.Revision = p.Revision
@@ -357,6 +372,13 @@ func (a *API) createOffice(w http.ResponseWriter, r *http.Request) error {
 	}
 	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, TimeZone: "UTC", Created: time.Now().UTC()}
 	if err := in.apply(o); err != nil {
+		return err
+	}
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return err
+	}
+	if err := checkOverlap(o, offices); err != nil {
 		return err
 	}
 	o.GossipKey = make([]byte, 32)
@@ -413,7 +435,16 @@ func (a *API) updateOffice(w http.ResponseWriter, r *http.Request) error {
 	if in.Name != nil && *in.Name != r.PathValue("name") {
 		return httpError(http.StatusBadRequest, "an office cannot be renamed")
 	}
-	o, err := a.d.Store.UpdateOffice(r.PathValue("name"), in.apply)
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return err
+	}
+	o, err := a.d.Store.UpdateOffice(r.PathValue("name"), func(o *store.Office) error {
+		if err := in.apply(o); err != nil {
+			return err
+		}
+		return checkOverlap(o, offices)
+	})
 	if err != nil {
 		return err
 	}
@@ -556,7 +587,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items})
+		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
 	})
 	if err != nil {
 		return err
@@ -599,6 +630,8 @@ type agentView struct {
 	ID        string             `json:"id"`
 	Hostname  string             `json:"hostname"`
 	Office    string             `json:"office"`
+	Home      string             `json:"home"`
+	Roaming   bool               `json:"roaming"`
 	Role      string             `json:"role"`
 	Address   string             `json:"address"`
 	Addresses []string           `json:"addresses"`
@@ -612,7 +645,7 @@ type agentView struct {
 }
 
 func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
-	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Role: m.Role, Address: m.Address,
+	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Home: m.Home, Roaming: m.Roaming, Role: m.Role, Address: m.Address,
 		Addresses: m.Addresses, LastSeen: m.LastSeen, Revision: m.Revision, Enrolled: m.Enrolled, Version: m.Version,
 		Items: []store.ItemStatus{}}
 	if v.Addresses == nil {

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -269,7 +270,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		}
 		certDER = der
 		now := time.Now()
-		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote}}, nil
+		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote}}, nil
 	})
 	var ee *store.EnrollError
 	if errors.As(err, &ee) {
@@ -460,6 +461,11 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
 	}
 	now := time.Now()
+	offices, err := s.store.Offices()
+	if err != nil {
+		s.log.Error("check-in", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
 		m.LastSeen = now
 		m.Address = remote
@@ -479,6 +485,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}
+		s.place(m, offices)
 	})
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
@@ -491,6 +498,14 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	info, err := s.officeInfo(o, id)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	info.GossipKey = o.GossipKey
+	if m.Roaming {
+		// Outside every office: straight to the coordinator and the file
+		// server, no relays, no gossip.
+		info.Roaming = true
+		info.Mode = wire.Mode_MODE_DIRECT
+		info.Relays, info.GossipSeeds, info.GossipKey = nil, nil, nil
 	}
 	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix()}}}
 }
@@ -654,4 +669,25 @@ func (s *Server) Connected(id string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.conns[id]
 	return ok
+}
+
+// place puts an agent in the office its reported addresses fall in, or
+// back in its home office (roaming when outside the home office's ranges).
+// Relays stay where they enrolled: they serve an office, they do not roam.
+func (s *Server) place(m *store.Member, offices []store.Office) {
+	if m.Role != "agent" {
+		return
+	}
+	if m.Home == "" {
+		m.Home = m.Office // enrolled before homes existed
+	}
+	var po []placement.Office
+	for _, o := range offices {
+		po = append(po, placement.Office{Name: o.Name, Subnets: o.Subnets})
+	}
+	office, roaming := placement.Place(po, m.Home, m.Addresses)
+	if office != m.Office || roaming != m.Roaming {
+		s.log.Info("agent placed", "member", m.ID, "from", m.Office, "to", office, "roaming", roaming)
+	}
+	m.Office, m.Roaming = office, roaming
 }

@@ -39,8 +39,11 @@ type Office struct {
 	Relays          []string      `json:"relays"`
 	CheckinInterval time.Duration `json:"checkin_interval"`
 	TimeZone        string        `json:"time_zone"` // IANA name; deployment windows are in it
-	GossipKey       []byte        `json:"gossip_key"`
-	Created         time.Time     `json:"created"`
+	// Subnets are the address ranges the office owns: an agent reporting an
+	// address inside one is placed in this office.
+	Subnets   []string  `json:"subnets"`
+	GossipKey []byte    `json:"gossip_key"`
+	Created   time.Time `json:"created"`
 }
 
 // Token is an enrollment token. Only the SHA-256 of its secret is kept.
@@ -74,9 +77,13 @@ type Report struct {
 
 // Member is an enrolled agent or relay.
 type Member struct {
-	ID         string    `json:"id"`
-	Hostname   string    `json:"hostname"`
-	Office     string    `json:"office"`
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+	Office   string `json:"office"` // where it is now: placement by subnet, else Home
+	// Home is the office it enrolled in or was moved to by hand; its policy
+	// applies wherever no office's subnet matches.
+	Home       string    `json:"home"`
+	Roaming    bool      `json:"roaming"` // outside every office's ranges, home included
 	Role       string    `json:"role"`
 	Enrolled   time.Time `json:"enrolled"`
 	LastSeen   time.Time `json:"last_seen"`

@@ -1,0 +1,116 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/gossip"
+)
+
+// officeGossip runs the agent's place in its office's gossip, and moves it
+// when the agent changes office (a new key) or leaves every office
+// (roaming: no gossip at all), without restarting the agent.
+type officeGossip struct {
+	base   gossip.Config   // everything but Keys
+	parent context.Context // the agent's: nodes live until it ends
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	node   *gossip.Node
+	key    []byte
+	cancel context.CancelFunc
+	done   chan error
+	rev    uint64
+}
+
+// set makes the agent a member of the office whose key is key; nil leaves
+// gossip. It returns once the new node listens.
+func (g *officeGossip) set(key []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if bytes.Equal(key, g.key) && (g.node != nil) == (key != nil) {
+		return nil
+	}
+	g.stopLocked()
+	if key == nil {
+		g.log.Info("left office gossip")
+		return nil
+	}
+	cfg := g.base
+	cfg.Keys = [][]byte{key}
+	node, err := gossip.New(cfg, g.log)
+	if err != nil {
+		return err
+	}
+	nctx, cancel := context.WithCancel(g.parent)
+	done := make(chan error, 1)
+	go func() { done <- node.Run(nctx) }()
+	select {
+	case <-node.Ready():
+	case err := <-done:
+		cancel()
+		return err
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		return context.DeadlineExceeded
+	}
+	node.SetRevision(g.rev)
+	g.node, g.key, g.cancel, g.done = node, key, cancel, done
+	return nil
+}
+
+func (g *officeGossip) stopLocked() {
+	if g.node == nil {
+		return
+	}
+	g.cancel()
+	<-g.done
+	g.node, g.key, g.cancel, g.done = nil, nil, nil, nil
+}
+
+func (g *officeGossip) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopLocked()
+}
+
+func (g *officeGossip) current() *gossip.Node {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.node
+}
+
+func (g *officeGossip) addr() string {
+	if n := g.current(); n != nil {
+		return n.Addr()
+	}
+	return ""
+}
+
+func (g *officeGossip) peers() []gossip.Peer {
+	if n := g.current(); n != nil {
+		return n.Peers()
+	}
+	return nil
+}
+
+func (g *officeGossip) join(seeds []string) (int, error) {
+	if n := g.current(); n != nil {
+		return n.Join(seeds)
+	}
+	return 0, nil
+}
+
+func (g *officeGossip) setRevision(rev uint64) {
+	g.mu.Lock()
+	g.rev = rev
+	n := g.node
+	g.mu.Unlock()
+	if n != nil {
+		n.SetRevision(rev)
+	}
+}

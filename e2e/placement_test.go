@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/agent"
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	tu "github.com/outposthq/outpost/pkg/testutil"
+)
+
+// addrs is a host's network, as the test moves it around.
+type addrs struct {
+	mu sync.Mutex
+	a  []string
+}
+
+func (x *addrs) set(a ...string) { x.mu.Lock(); x.a = a; x.mu.Unlock() }
+func (x *addrs) get() []string   { x.mu.Lock(); defer x.mu.Unlock(); return append([]string(nil), x.a...) }
+
+func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
+	m := tu.StartMinIO(t)
+	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
+	c.CreateOffice("berlin", map[string]any{"subnets": []string{"10.1.0.0/16"}})
+	c.CreateOffice("paris", map[string]any{"subnets": []string{"10.2.0.0/16"}})
+
+	// Overlapping ranges are refused, naming the office that owns them.
+	code, msg := c.Do("POST", "/v1/offices", map[string]any{"name": "lab", "subnets": []string{"10.1.7.0/24"}}, nil)
+	if code != 409 || !strings.Contains(msg, "berlin") {
+		t.Fatalf("overlapping office: %d %q", code, msg)
+	}
+	code, msg = c.Do("PATCH", "/v1/offices/paris", map[string]any{"subnets": []string{"10.0.0.0/8"}}, nil)
+	if code != 409 || !strings.Contains(msg, "berlin") {
+		t.Fatalf("overlapping edit: %d %q", code, msg)
+	}
+
+	// Paris has a relay; a desktop lives there for company in its gossip.
+	r, _ := startRelay(t, c, c.EnrollToken("paris", "relay", 1))
+	c.MustDo("PATCH", "/v1/offices/paris", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	desk := &addrs{a: []string{"10.2.0.10"}}
+	startAgent(t, c, c.EnrollToken("paris", "agent", 1), "paris-desk", "127.0.0.31", agent.WithAddresses(desk.get))
+
+	pkg, err := os.ReadFile(filepath.Join(tu.RepoRoot(t), "testdata/packages/hello-1.0.0.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sha := c.Upload("hello-1.0.0.tar.gz", pkg)
+	berlinRev := c.Apply("berlin", packageYAML(sha, "absent"))
+	parisRev := c.Apply("paris", packageYAML(sha, "present"))
+
+	net := &addrs{a: []string{"10.1.4.20"}}
+	laptop := startAgent(t, c, c.EnrollToken("berlin", "agent", 1), "laptop", "127.0.0.30", agent.WithAddresses(net.get))
+	where := func(office string, roaming bool, rev uint64) func() bool {
+		return func() bool {
+			o, r := laptop.a.Office()
+			return o == office && r == roaming && laptop.a.Revision() == rev
+		}
+	}
+	tu.Eventually(t, 30*time.Second, where("berlin", false, berlinRev), "laptop in berlin")
+
+	// It leaves every office's range: roaming, still on berlin's policy,
+	// no gossip, content straight from the file server.
+	net.set("192.168.1.50")
+	tu.Eventually(t, 30*time.Second, where("berlin", true, berlinRev), "laptop roaming")
+	tu.Eventually(t, 10*time.Second, func() bool { return len(laptop.a.GossipPeers()) == 0 }, "roaming laptop still gossips")
+	berlinRev = c.Apply("berlin", packageYAML(sha, "present"))
+	tu.Eventually(t, 30*time.Second, func() bool { return exists(laptop.path("opt/hello/bin/hello")) && laptop.a.Revision() == berlinRev },
+		"roaming laptop did not install berlin's new policy from the file server")
+
+	// It walks into paris: paris's policy, paris's gossip.
+	net.set("10.2.3.4")
+	tu.Eventually(t, 30*time.Second, where("paris", false, parisRev), "laptop in paris")
+	tu.Eventually(t, 30*time.Second, func() bool {
+		for _, p := range laptop.a.GossipPeers() {
+			if p.Meta.Role == "agent" {
+				return true
+			}
+		}
+		return false
+	}, "laptop did not join paris's gossip: %+v", laptop.a.GossipPeers())
+	var shown struct {
+		Office  string `json:"office"`
+		Roaming bool   `json:"roaming"`
+	}
+	c.MustDo("GET", "/v1/agents/"+laptop.a.ID(), nil, &shown)
+	if shown.Office != "paris" || shown.Roaming {
+		t.Fatalf("API shows %+v", shown)
+	}
+
+	// Moved by hand to an office that does not exist: a clear error.
+	code, msg = c.Do("POST", "/v1/agents/"+laptop.a.ID()+"/move", map[string]any{"office": "rome"}, nil)
+	if code != 404 || !strings.Contains(msg, "rome") {
+		t.Fatalf("move to unknown office: %d %q", code, msg)
+	}
+}
