@@ -88,7 +88,7 @@ const (
 var (
 	kinds         = []string{KindPackage, KindPatch, KindRegistry}
 	topFields     = []string{"items"}
-	packageFields = []string{"kind", "name", "version", "artifact", "state", "prefix"}
+	packageFields = []string{"kind", "name", "version", "artifact", "state", "prefix", "window", "reboot"}
 
 	packageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,63}$`)
 	sha256RE      = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -291,9 +291,10 @@ func (c *compiler) item(n *yaml.Node) (*wire.Item, error) {
 	}
 	switch kind {
 	case KindPackage:
-	case KindPatch, KindRegistry:
-		c.problem(kindNode, "kind %s is not supported yet; only package items can be applied", kind)
-		return nil, nil
+	case KindRegistry:
+		return c.registryItem(n, before)
+	case KindPatch:
+		return c.patchItem(n, before)
 	default:
 		c.problem(kindNode, "unknown kind %q%s", kind, suggest(kind, kinds, "kinds"))
 		return nil, nil
@@ -367,6 +368,7 @@ func (c *compiler) packageItem(n *yaml.Node, before int) (*wire.Item, error) {
 		item.Artifact = a
 	}
 
+	c.schedule(fields, item)
 	if len(c.problems) > before {
 		return nil, nil
 	}

@@ -153,7 +153,7 @@ func TestCompileProblems(t *testing.T) {
 		{
 			name: "unknown field far from any",
 			src:  pkg("    colour: blue"),
-			want: []string{`line 6: unknown field "colour" in item; the fields are kind, name, version, artifact, state, prefix`},
+			want: []string{`line 6: unknown field "colour" in item; the fields are kind, name, version, artifact, state, prefix, window, reboot`},
 		},
 		{
 			name: "unknown top-level field",
@@ -211,12 +211,16 @@ func TestCompileProblems(t *testing.T) {
 		{
 			name: "kind patch",
 			src:  lines("items:", "  - kind: patch", "    id: KB5005565"),
-			want: []string{`line 2: kind patch is not supported yet; only package items can be applied`},
+			want: []string{`line 3: this coordinator has no patch catalog`},
 		},
 		{
 			name: "kind registry",
 			src:  lines("items:", "  - kind: package", "    name: a", "    state: absent", "  - kind: registry"),
-			want: []string{`line 5: kind registry is not supported yet; only package items can be applied`},
+			want: []string{
+				`line 5: the item has no path; add path: /etc/sysctl.d/99-outpost.conf (a settings file) or HKLM\SOFTWARE\Vendor (a registry key)`,
+				`line 5: the item has no name; add name: <the value or setting to manage>`,
+				`line 5: the item has no value; add value: <what to set>`,
+			},
 		},
 		{
 			name: "misspelt kind",
@@ -397,7 +401,7 @@ func TestCompileProblems(t *testing.T) {
 			name: "merge key",
 			src:  lines("items:", "  - &base", "    kind: package", "    state: absent", "    name: a", "  - <<: *base", "    name: b"),
 			want: []string{
-				"line 6: item has a key that is not a plain name; use one of kind, name, version, artifact, state, prefix",
+				"line 6: item has a key that is not a plain name; use one of kind, name, version, artifact, state, prefix, window, reboot",
 				"line 6: the item has no kind; add kind: package",
 			},
 		},
@@ -417,7 +421,7 @@ func TestCompileProblems(t *testing.T) {
 				`line 2: the item has no version; add version: "<version>" (or state: absent to remove the package)`,
 				`line 2: the item has no artifact; add artifact: <sha256 of the package>, as shown by "outpost artifact push"`,
 				`line 4: unknown field "verison" in item (did you mean "version"?)`,
-				`line 5: kind patch is not supported yet; only package items can be applied`,
+				`line 5: the item has no id; add id: <patch id from outpost patch list>`,
 				`line 8: state "gone" is not valid; use present or absent`,
 			},
 		},
