@@ -24,6 +24,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/internal/api"
 	"github.com/outposthq/outpost/coordinator/internal/artifacts"
+	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/coordinator/internal/quicsrv"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -45,6 +46,10 @@ type Config struct {
 	FileServer artifacts.Config `yaml:"file_server"`
 	// PresignTTL bounds the life of a direct-mode download URL.
 	PresignTTL time.Duration `yaml:"presign_ttl"`
+	// PasswordKDF are the Argon2id parameters of new password hashes.
+	PasswordKDF auth.KDF `yaml:"password_kdf"`
+	// AccessTokenTTL is the life of a technician's signed access token.
+	AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -207,8 +212,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.quic = qs
+	authSrv, err := c.startAuth(st, authority.Fingerprint())
+	if err != nil {
+		return err
+	}
+	qs.SetAccess(authSrv)
+	_, quicPort, _ := net.SplitHostPort(c.cfg.QUICAddr)
 	h, err := api.New(api.Deps{Store: st, Files: uploader, Notifier: qs, Presence: qs,
-		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token}, c.reg)
+		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token,
+		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), QUICPort: quicPort}, c.reg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,281 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Rights by name, as the API and the CLI spell them.
+var rightNames = map[string]wire.Right{
+	"view": wire.Right_RIGHT_VIEW, "control": wire.Right_RIGHT_CONTROL, "command": wire.Right_RIGHT_COMMAND,
+	"files": wire.Right_RIGHT_FILES, "manage": wire.Right_RIGHT_MANAGE,
+}
+
+const maxGrants = 1000
+
+func validateGrants(grants []store.Grant) error {
+	if len(grants) > maxGrants {
+		return httpError(http.StatusBadRequest, "at most %d grants per list", maxGrants)
+	}
+	for i, g := range grants {
+		kind, name, ok := strings.Cut(g.Subject, ":")
+		if !ok || (kind != "user" && kind != "group") || !auth.ValidName(name) {
+			return httpError(http.StatusBadRequest, "grant %d: subject %q: want user:NAME or group:NAME", i+1, g.Subject)
+		}
+		if len(g.Rights) == 0 {
+			return httpError(http.StatusBadRequest, "grant %d (%s): name at least one right: view, control, command, files, manage", i+1, g.Subject)
+		}
+		for _, r := range g.Rights {
+			if _, ok := rightNames[r]; !ok {
+				return httpError(http.StatusBadRequest, "grant %d (%s): right %q: want view, control, command, files or manage", i+1, g.Subject, r)
+			}
+		}
+	}
+	return nil
+}
+
+func grantsToWire(host string, grants []store.Grant) *wire.HostPermissions {
+	hp := &wire.HostPermissions{Host: host}
+	for _, g := range grants {
+		wg := &wire.Grant{Subject: g.Subject, Deny: g.Deny}
+		for _, r := range g.Rights {
+			wg.Rights = append(wg.Rights, rightNames[r])
+		}
+		hp.Grants = append(hp.Grants, wg)
+	}
+	return hp
+}
+
+// withAccess adds what hosts need to decide technician access to a policy
+// about to be signed: the office's and its hosts' permission lists, the
+// token keys, and who may not use break-glass.
+func (a *API) withAccess(p *wire.Policy) *wire.Policy {
+	if a.d.Auth == nil {
+		return p
+	}
+	if err := a.fillAccess(p); err != nil {
+		// A policy without lists allows nobody, which is the safe side.
+		a.log.Error("add permission lists to policy", "office", p.GetOffice(), "err", err)
+		p.Permissions = nil
+	}
+	return p
+}
+
+func (a *API) fillAccess(p *wire.Policy) error {
+	office := p.GetOffice()
+	p.TokenKeys = a.d.Auth.TokenKeys()
+	grants, err := a.d.Store.Permissions(store.OfficeScope(office))
+	if err != nil {
+		return err
+	}
+	p.Permissions = nil
+	if len(grants) > 0 {
+		p.Permissions = append(p.Permissions, grantsToWire("", grants))
+	}
+	members, err := a.d.Store.Members(office)
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		grants, err := a.d.Store.Permissions(store.HostScope(m.ID))
+		if err != nil {
+			return err
+		}
+		if len(grants) > 0 {
+			p.Permissions = append(p.Permissions, grantsToWire(m.ID, grants))
+		}
+	}
+	users, err := a.d.Store.Users()
+	if err != nil {
+		return err
+	}
+	p.ForceServerSecurityUsers = nil
+	for _, u := range users {
+		if u.ForceServerSecurity {
+			p.ForceServerSecurityUsers = append(p.ForceServerSecurityUsers, u.Name)
+		}
+	}
+	return nil
+}
+
+// resign issues the office's next revision with its current items and the
+// current access lists, and tells its connected members.
+func (a *API) resign(office string) (uint64, error) {
+	yaml := ""
+	var items []*wire.Item
+	cur, err := a.d.Store.Policy(office)
+	switch {
+	case err == nil:
+		yaml = cur.YAML
+		var sp wire.SignedPolicy
+		var pol wire.Policy
+		if err := proto.Unmarshal(cur.Signed, &sp); err != nil {
+			return 0, fmt.Errorf("decode stored policy of %s: %w", office, err)
+		}
+		if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
+			return 0, fmt.Errorf("decode stored policy of %s: %w", office, err)
+		}
+		items = pol.GetItems()
+	case !errors.Is(err, store.ErrNotFound):
+		return 0, err
+	}
+	p, err := a.d.Store.ApplyPolicy(office, yaml, time.Now().UTC(), func(rev uint64) ([]byte, error) {
+		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
+	})
+	if err != nil {
+		return 0, err
+	}
+	if a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevision(office, p.Revision)
+	}
+	return p.Revision, nil
+}
+
+// resignAll re-signs every office, for changes every host must see.
+func (a *API) resignAll() {
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		a.log.Error("re-sign policies", "err", err)
+		return
+	}
+	for _, o := range offices {
+		if _, err := a.resign(o.Name); err != nil {
+			a.log.Error("re-sign policy", "office", o.Name, "err", err)
+		}
+	}
+}
+
+type permissionsInput struct {
+	Grants []store.Grant `json:"grants"`
+}
+
+type permissionsView struct {
+	Host     string        `json:"host,omitempty"`
+	Office   string        `json:"office"`
+	Grants   []store.Grant `json:"grants"`
+	Revision uint64        `json:"revision,omitempty"`
+	// OfficeGrants apply to the host too (host view only).
+	OfficeGrants *[]store.Grant `json:"office_grants,omitempty"`
+}
+
+func nonNil(g []store.Grant) []store.Grant {
+	if g == nil {
+		return []store.Grant{}
+	}
+	return g
+}
+
+func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	m, err := a.d.Store.Member(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	grants, err := a.d.Store.Permissions(store.HostScope(m.ID))
+	if err != nil {
+		return err
+	}
+	office, err := a.d.Store.Permissions(store.OfficeScope(m.Office))
+	if err != nil {
+		return err
+	}
+	office = nonNil(office)
+	writeJSON(w, http.StatusOK, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(grants), OfficeGrants: &office})
+	return nil
+}
+
+func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	var in permissionsInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if err := validateGrants(in.Grants); err != nil {
+		return err
+	}
+	m, err := a.d.Store.Member(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if err := a.d.Store.SetPermissions(store.HostScope(m.ID), in.Grants); err != nil {
+		return err
+	}
+	a.audit(r, "permissions.set", "host "+m.ID, grantsText(in.Grants))
+	rev, err := a.resign(m.Office)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(in.Grants), Revision: rev})
+	return nil
+}
+
+func (a *API) showOfficePermissions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	o, err := a.d.Store.Office(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	grants, err := a.d.Store.Permissions(store.OfficeScope(o.Name))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, permissionsView{Office: o.Name, Grants: nonNil(grants)})
+	return nil
+}
+
+func (a *API) setOfficePermissions(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	var in permissionsInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if err := validateGrants(in.Grants); err != nil {
+		return err
+	}
+	o, err := a.d.Store.Office(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if err := a.d.Store.SetPermissions(store.OfficeScope(o.Name), in.Grants); err != nil {
+		return err
+	}
+	a.audit(r, "permissions.set", "office "+o.Name, grantsText(in.Grants))
+	rev, err := a.resign(o.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, permissionsView{Office: o.Name, Grants: nonNil(in.Grants), Revision: rev})
+	return nil
+}
+
+func grantsText(grants []store.Grant) string {
+	var parts []string
+	for _, g := range grants {
+		verb := "allow"
+		if g.Deny {
+			verb = "deny"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s %s", verb, g.Subject, strings.Join(g.Rights, ",")))
+	}
+	if len(parts) == 0 {
+		return "cleared"
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,498 @@
+// Package auth is the coordinator's authorization server: users and their
+// API roles, password sign-in with Argon2id, rate limiting and lockout,
+// short-lived Ed25519-signed access tokens with key ids, rotating refresh
+// tokens with replay detection, token revocation, and the audit trail of
+// sign-ins and admin changes. It keeps its state in the store; it knows
+// nothing of HTTP or QUIC, and it does not decide host permissions (agents
+// do, from their signed policy).
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// API roles, weakest first. A technician has no role: it signs in and
+// connects to hosts, nothing more.
+const (
+	RoleNone     = ""
+	RoleReadOnly = "read-only"
+	RoleOperator = "operator"
+	RoleAdmin    = "admin"
+)
+
+// RoleRank orders roles; unknown roles rank below every real one.
+func RoleRank(role string) int {
+	switch role {
+	case RoleReadOnly:
+		return 1
+	case RoleOperator:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
+
+// ValidRole says whether role can be given to a user.
+func ValidRole(role string) bool {
+	return role == RoleNone || RoleRank(role) > 0
+}
+
+// BootstrapUser is the first admin, created at first start; the admin
+// token in the data directory signs in as it.
+const BootstrapUser = "admin"
+
+var userName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// ValidName says whether s can name a user or a group.
+func ValidName(s string) bool { return userName.MatchString(s) }
+
+// Errors a sign-in or a token is refused with. Their text is safe to show.
+var (
+	ErrBadCredentials = errors.New("user name or password is wrong")
+	ErrDisabled       = errors.New("this account is disabled: ask an admin")
+	ErrRateLimited    = errors.New("too many sign-in attempts: wait a minute and try again")
+	ErrRevoked        = errors.New("access token was revoked: sign in again (outpost login)")
+	ErrRefreshInvalid = errors.New("refresh token is not valid: sign in again (outpost login)")
+	ErrRefreshReplay  = errors.New("refresh token was used twice, so every token of that sign-in is revoked: sign in again (outpost login)")
+)
+
+// LockedError says until when an account is locked.
+type LockedError struct{ Until time.Time }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("account is locked after repeated failed sign-ins until %s: wait or ask an admin to unlock it", e.Until.UTC().Format(time.RFC3339))
+}
+
+// Config tunes the server.
+type Config struct {
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	// MaxFailures consecutive failed sign-ins lock the account for LockFor.
+	MaxFailures int
+	LockFor     time.Duration
+	// PerMinute bounds sign-in attempts per user name and per address.
+	PerMinute int
+	KDF       KDF
+	// Issuer names this coordinator in its tokens (its CA fingerprint).
+	Issuer string
+}
+
+// DefaultConfig is what a coordinator runs with.
+func DefaultConfig() Config {
+	return Config{AccessTTL: 10 * time.Minute, RefreshTTL: 12 * time.Hour, MaxFailures: 5, LockFor: 15 * time.Minute,
+		PerMinute: 10, KDF: DefaultKDF()}
+}
+
+// Tokens are what a sign-in or a refresh returns.
+type Tokens struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	Expires      time.Time `json:"expires"`
+	User         string    `json:"user"`
+	Role         string    `json:"role"`
+	Groups       []string  `json:"groups"`
+	KeyID        string    `json:"key_id"`
+}
+
+// Server is the authorization server.
+type Server struct {
+	cfg   Config
+	st    *store.Store
+	key   ed25519.PrivateKey
+	kid   string
+	log   *slog.Logger
+	now   func() time.Time
+	limit *limiter
+	// hashing bounds concurrent Argon2id runs: each takes KDF.MemoryKiB.
+	hashing chan struct{}
+	// dummy is verified for unknown users, so that timing does not tell
+	// which names exist.
+	dummy string
+
+	logins *prometheus.CounterVec
+}
+
+// New builds the server over st with the token-signing key.
+func New(cfg Config, st *store.Store, key ed25519.PrivateKey, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, errors.New("auth: token-signing key is missing")
+	}
+	if err := st.InitAuth(); err != nil {
+		return nil, err
+	}
+	var err error
+	s := &Server{cfg: cfg, st: st, key: key, kid: wire.KeyID(key.Public().(ed25519.PublicKey)),
+		log: logger.With("component", "auth"), now: time.Now, limit: newLimiter(cfg.PerMinute, time.Minute),
+		hashing: make(chan struct{}, 4),
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_coordinator_signins_total", Help: "Sign-in attempts by result."}, []string{"result"}),
+	}
+	if s.dummy, err = HashPassword("not-a-password-of-anyone", cfg.KDF); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(s.logins); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	return s, nil
+}
+
+// SetClock replaces the clock (tests).
+func (s *Server) SetClock(now func() time.Time) { s.now = now }
+
+// KDF is the parameter set for new password hashes.
+func (s *Server) KDF() KDF { return s.cfg.KDF }
+
+// LoadOrCreateKey reads the token-signing key at path, creating it (0600)
+// on first start.
+func LoadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) != ed25519.SeedSize {
+			return nil, fmt.Errorf("token key %s is damaged (%d bytes); delete it to make a new one (signed-in users sign in again)", path, len(b))
+		}
+		return ed25519.NewKeyFromSeed(b), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read token key: %w", err)
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := fsutil.WriteFileAtomic(path, priv.Seed(), 0o600); err != nil {
+		return nil, fmt.Errorf("write token key: %w", err)
+	}
+	return priv, nil
+}
+
+// TokenKeys are the public keys hosts trust for access tokens.
+func (s *Server) TokenKeys() []*wire.TokenKey {
+	return []*wire.TokenKey{{KeyId: s.kid, PublicKey: []byte(s.key.Public().(ed25519.PublicKey))}}
+}
+
+// Bootstrap creates the first admin on first start.
+func (s *Server) Bootstrap() error {
+	users, err := s.st.Users()
+	if err != nil {
+		return err
+	}
+	if len(users) > 0 {
+		return nil
+	}
+	err = s.st.CreateUser(store.User{Name: BootstrapUser, Role: RoleAdmin, Created: s.now().UTC()})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("create the first admin: %w", err)
+	}
+	s.Audit(store.AuditEvent{Actor: "coordinator", Action: "user.create", Target: BootstrapUser, Detail: "first admin, signs in with admin.token", Allowed: true})
+	s.log.Info("first admin created; it signs in with the admin token until it has a password", "user", BootstrapUser)
+	return nil
+}
+
+// Audit records an event on the coordinator; a failure is logged, not fatal.
+func (s *Server) Audit(ev store.AuditEvent) {
+	if ev.At.IsZero() {
+		ev.At = s.now().UTC()
+	}
+	if ev.Source == "" {
+		ev.Source = "coordinator"
+	}
+	if err := s.st.AppendAudit(ev); err != nil {
+		s.log.Error("record audit event", "action", ev.Action, "err", err)
+	}
+}
+
+// Login checks a password and issues tokens.
+func (s *Server) Login(name, password, remote string) (*Tokens, error) {
+	result := "error"
+	defer func() { s.logins.WithLabelValues(result).Inc() }()
+	now := s.now()
+	if !s.limit.allow("user/"+name, now) || !s.limit.allow("addr/"+remote, now) {
+		result = "rate_limited"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
+		return nil, ErrRateLimited
+	}
+	u, err := s.st.User(name)
+	if errors.Is(err, store.ErrNotFound) {
+		s.verify(s.dummy, password, true)
+		result = "bad_credentials"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "unknown user", Remote: remote})
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if now.Before(u.LockedUntil) {
+		result = "locked"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "account locked", Remote: remote})
+		return nil, &LockedError{Until: u.LockedUntil}
+	}
+	ok := u.PasswordHash != "" && s.verify(u.PasswordHash, password, false)
+	if !ok {
+		var locked time.Time
+		_, err := s.st.UpdateUser(name, func(u *store.User) error {
+			u.FailedLogins++
+			if u.FailedLogins >= s.cfg.MaxFailures {
+				u.LockedUntil = now.Add(s.cfg.LockFor)
+				u.FailedLogins = 0
+				locked = u.LockedUntil
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		result = "bad_credentials"
+		detail := "wrong password"
+		if !locked.IsZero() {
+			detail += "; account locked until " + locked.UTC().Format(time.RFC3339)
+			s.log.Warn("account locked after repeated failed sign-ins", "user", name, "until", locked, "remote", remote)
+		}
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: detail, Remote: remote})
+		return nil, ErrBadCredentials
+	}
+	if u.Disabled {
+		result = "disabled"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "account disabled", Remote: remote})
+		return nil, ErrDisabled
+	}
+	if u.FailedLogins > 0 {
+		if _, err := s.st.UpdateUser(name, func(u *store.User) error { u.FailedLogins = 0; return nil }); err != nil {
+			return nil, err
+		}
+	}
+	family := randomID(16)
+	t, err := s.issue(u, family)
+	if err != nil {
+		return nil, err
+	}
+	result = "ok"
+	s.Audit(store.AuditEvent{Actor: name, Action: "login", Allowed: true, Remote: remote})
+	return t, nil
+}
+
+func (s *Server) verify(hash, password string, dummy bool) bool {
+	s.hashing <- struct{}{}
+	defer func() { <-s.hashing }()
+	ok, err := VerifyPassword(hash, password)
+	if err != nil && !dummy {
+		s.log.Error("verify password", "err", err)
+	}
+	return ok && !dummy
+}
+
+// Refresh exchanges a refresh token for new tokens; the old one is spent.
+// Presenting a spent one revokes every token of that sign-in.
+func (s *Server) Refresh(refresh, remote string) (*Tokens, error) {
+	now := s.now()
+	sum := sha256.Sum256([]byte(refresh))
+	r, err := s.st.UseRefresh(hex.EncodeToString(sum[:]), now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrRefreshInvalid
+	case errors.Is(err, store.ErrReplayed):
+		// Someone holds a copy: cut the user's current access tokens too.
+		if _, err := s.st.UpdateUser(r.User, func(u *store.User) error {
+			if now.After(u.NotBefore) {
+				u.NotBefore = now
+			}
+			return nil
+		}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		s.Audit(store.AuditEvent{Actor: r.User, Action: "refresh", Detail: "refresh token replayed: sign-in revoked", Remote: remote})
+		s.log.Warn("refresh token replayed; its sign-in is revoked", "user", r.User, "remote", remote)
+		return nil, ErrRefreshReplay
+	case err != nil:
+		return nil, err
+	}
+	if now.After(r.Expires) {
+		return nil, ErrRefreshInvalid
+	}
+	u, err := s.st.User(r.User)
+	if err != nil {
+		return nil, ErrRefreshInvalid
+	}
+	if u.Disabled {
+		return nil, ErrDisabled
+	}
+	if r.Created.Before(u.NotBefore) {
+		return nil, ErrRevoked
+	}
+	return s.issue(u, r.Family)
+}
+
+func (s *Server) issue(u *store.User, family string) (*Tokens, error) {
+	now := s.now()
+	groups, err := s.st.GroupsOf(u.Name)
+	if err != nil {
+		return nil, err
+	}
+	at := &wire.AccessToken{Issuer: s.cfg.Issuer, User: u.Name, Groups: groups, IssuedUnixMs: now.UnixMilli(),
+		ExpiresUnixMs: now.Add(s.cfg.AccessTTL).UnixMilli(), TokenId: randomID(8), ForceServerSecurity: u.ForceServerSecurity}
+	access, err := wire.SignToken(s.key, at)
+	if err != nil {
+		return nil, err
+	}
+	refresh := "otr_" + randomID(32)
+	sum := sha256.Sum256([]byte(refresh))
+	if err := s.st.PutRefresh(store.RefreshToken{Hash: hex.EncodeToString(sum[:]), User: u.Name, Family: family,
+		Expires: now.Add(s.cfg.RefreshTTL), Created: now}); err != nil {
+		return nil, err
+	}
+	return &Tokens{AccessToken: access, RefreshToken: refresh, Expires: time.UnixMilli(at.ExpiresUnixMs).UTC(),
+		User: u.Name, Role: u.Role, Groups: groups, KeyID: s.kid}, nil
+}
+
+// Principal is who a verified token speaks for.
+type Principal struct {
+	User   string
+	Role   string
+	Groups []string
+	Token  *wire.AccessToken // nil for the bootstrap admin token
+}
+
+// Verify checks an access token's signature, expiry and issuer, and that
+// its user is still enabled and the token not revoked.
+func (s *Server) Verify(token string) (*Principal, error) {
+	keys := map[string]ed25519.PublicKey{s.kid: s.key.Public().(ed25519.PublicKey)}
+	at, err := wire.VerifyToken(token, keys, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if at.GetIssuer() != s.cfg.Issuer {
+		return nil, wire.ErrTokenUnknownKey
+	}
+	u, err := s.st.User(at.GetUser())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrRevoked
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, ErrDisabled
+	}
+	if at.GetIssuedUnixMs() < u.NotBefore.UnixMilli() {
+		return nil, ErrRevoked
+	}
+	return &Principal{User: u.Name, Role: u.Role, Groups: at.GetGroups(), Token: at}, nil
+}
+
+// PrincipalOf returns the current principal of a user (the bootstrap
+// token's), refusing a disabled one.
+func (s *Server) PrincipalOf(name string) (*Principal, error) {
+	u, err := s.st.User(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrRevoked
+	}
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, ErrDisabled
+	}
+	groups, err := s.st.GroupsOf(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Principal{User: u.Name, Role: u.Role, Groups: groups}, nil
+}
+
+// Revocations is the list hosts enforce: every user with a not-before
+// time, and every disabled user.
+func (s *Server) Revocations() (*wire.RevocationList, error) {
+	users, err := s.st.Users()
+	if err != nil {
+		return nil, err
+	}
+	out := &wire.RevocationList{IssuedUnixMs: s.now().UnixMilli()}
+	for _, u := range users {
+		if u.Disabled || !u.NotBefore.IsZero() {
+			out.Revocations = append(out.Revocations, &wire.Revocation{User: u.Name, NotBeforeUnixMs: u.NotBefore.UnixMilli(), Disabled: u.Disabled})
+		}
+	}
+	return out, nil
+}
+
+// Revoke refuses the user's tokens issued until now.
+func (s *Server) Revoke(name string) error {
+	now := s.now()
+	_, err := s.st.UpdateUser(name, func(u *store.User) error {
+		if now.After(u.NotBefore) {
+			u.NotBefore = now
+		}
+		return nil
+	})
+	return err
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// limiter is a fixed-window counter per key.
+type limiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	seen   map[string]*window
+}
+
+type window struct {
+	start time.Time
+	n     int
+}
+
+func newLimiter(max int, w time.Duration) *limiter {
+	if max <= 0 {
+		max = 10
+	}
+	return &limiter{max: max, window: w, seen: map[string]*window{}}
+}
+
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.seen) > 100000 {
+		// Old windows only matter for a minute; drop them all rather than
+		// grow without bound under a spray of names.
+		for k, w := range l.seen {
+			if now.Sub(w.start) >= l.window {
+				delete(l.seen, k)
+			}
+		}
+	}
+	w, ok := l.seen[key]
+	if !ok || now.Sub(w.start) >= l.window {
+		l.seen[key] = &window{start: now, n: 1}
+		return true
+	}
+	w.n++
+	return w.n <= l.max
+}

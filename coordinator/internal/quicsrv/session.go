@@ -1,0 +1,299 @@
+package quicsrv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// TokenVerifier checks a technician's access token and knows what hosts
+// must refuse.
+type TokenVerifier interface {
+	Verify(token string) (*auth.Principal, error)
+	Revocations() (*wire.RevocationList, error)
+	Audit(ev store.AuditEvent)
+}
+
+// accessState is the broker's part of the server.
+type accessState struct {
+	mu      sync.Mutex
+	auth    TokenVerifier
+	pending map[string]*pendingSession // session id → technician waiting for the agent
+}
+
+type pendingSession struct {
+	member string
+	stream chan *quic.Stream
+}
+
+// attachTimeout bounds how long a technician waits for the agent to open
+// its side of a brokered session.
+const attachTimeout = 15 * time.Second
+
+// SetAccess enables technician sessions and revocation pushes.
+func (s *Server) SetAccess(v TokenVerifier) {
+	s.access.mu.Lock()
+	defer s.access.mu.Unlock()
+	s.access.auth = v
+	s.access.pending = map[string]*pendingSession{}
+}
+
+func (s *Server) verifier() TokenVerifier {
+	s.access.mu.Lock()
+	defer s.access.mu.Unlock()
+	return s.access.auth
+}
+
+// revocations is the current list for a check-in answer; nil without users.
+func (s *Server) revocations() *wire.RevocationList {
+	v := s.verifier()
+	if v == nil {
+		return nil
+	}
+	l, err := v.Revocations()
+	if err != nil {
+		s.log.Error("revocation list", "err", err)
+		return nil
+	}
+	return l
+}
+
+// NotifyRevocations pushes the current revocation list to every connected
+// member without waiting; members that miss it learn at check-in, and
+// with every brokered session offer.
+func (s *Server) NotifyRevocations() {
+	l := s.revocations()
+	if l == nil {
+		return
+	}
+	req := &wire.Request{Body: &wire.Request_Revocations{Revocations: l}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, conn := range s.conns {
+		s.pushWG.Add(1)
+		go func() {
+			defer s.pushWG.Done()
+			ctx, cancel := context.WithTimeout(conn.Context(), 10*time.Second)
+			defer cancel()
+			if err := push(ctx, conn, req); err != nil {
+				s.m.pushes.WithLabelValues("error").Inc()
+				s.log.Debug("push revocations", "member", id, "err", err)
+				return
+			}
+			s.m.pushes.WithLabelValues("ok").Inc()
+		}()
+	}
+}
+
+// storeAudit keeps a host's audit records; the Ack lets the host forget them.
+func (s *Server) storeAudit(id string, b *wire.AuditBatch) *wire.Response {
+	if len(b.GetRecords()) > 10000 {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "audit batch too large")
+	}
+	var events []store.AuditEvent
+	for _, r := range b.GetRecords() {
+		events = append(events, store.AuditEvent{
+			At: time.UnixMilli(r.GetAtUnixMs()).UTC(), Actor: clip(r.GetUser(), 64), Action: clip(r.GetAction(), 32),
+			Target: "host " + id, Detail: clip(r.GetDetail(), maxText), Allowed: r.GetAllowed(), Source: id, ID: clip(r.GetId(), 64),
+		})
+	}
+	if err := s.store.AppendAudit(events...); err != nil {
+		s.log.Error("store audit", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "could not store the audit records")
+	}
+	return &wire.Response{Body: &wire.Response_Ack{Ack: &wire.Ack{}}}
+}
+
+// serveTechnician serves the outpost CLI: each stream is one session,
+// opened with a SessionOpen, brokered to the agent over the agent's own
+// connection.
+func (s *Server) serveTechnician(ctx context.Context, conn *quic.Conn) {
+	defer conn.CloseWithError(0, "")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		str, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.broker(ctx, conn, str)
+		}()
+	}
+}
+
+func endSession(str *quic.Stream, denied bool, format string, args ...any) {
+	_ = wire.WriteMsg(str, &wire.SessionOutput{Body: &wire.SessionOutput_End{End: &wire.SessionEnd{
+		ExitCode: -1, Error: fmt.Sprintf(format, args...), Denied: denied}}})
+	str.Close()
+}
+
+func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) {
+	defer str.Close()
+	str.SetDeadline(time.Now().Add(30 * time.Second))
+	var open wire.SessionOpen
+	if err := wire.ReadMsg(str, &open); err != nil {
+		str.CancelRead(1)
+		return
+	}
+	v := s.verifier()
+	if v == nil {
+		endSession(str, true, "technician sessions are not enabled on this coordinator")
+		return
+	}
+	remote := remoteIP(conn.RemoteAddr())
+	p, err := v.Verify(open.GetToken())
+	if err != nil {
+		s.m.requests.WithLabelValues("session", "unauthenticated").Inc()
+		v.Audit(store.AuditEvent{Actor: "?", Action: "connect", Target: clip(open.GetHost(), 253), Detail: "refused: " + err.Error(), Remote: remote})
+		endSession(str, true, "the coordinator refused your token: %v", err)
+		return
+	}
+	m, err := s.findHost(open.GetHost())
+	if err != nil {
+		endSession(str, false, "%v", err)
+		return
+	}
+	s.mu.Lock()
+	agent, ok := s.conns[m.ID]
+	s.mu.Unlock()
+	if !ok {
+		endSession(str, false, "host %s (%s) is not connected to the coordinator (last seen %s); try again when it is online",
+			m.Hostname, m.ID, m.LastSeen.UTC().Format(time.RFC3339))
+		return
+	}
+	kind := open.GetKind().String()
+	v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: "host " + m.ID, Detail: "brokered " + kind, Allowed: true, Remote: remote})
+
+	id := newSessionID()
+	pend := &pendingSession{member: m.ID, stream: make(chan *quic.Stream, 1)}
+	s.access.mu.Lock()
+	s.access.pending[id] = pend
+	s.access.mu.Unlock()
+	defer func() {
+		s.access.mu.Lock()
+		delete(s.access.pending, id)
+		s.access.mu.Unlock()
+	}()
+	// The offer carries the current revocations, so the host never takes a
+	// session on a stale list.
+	offer := &wire.Request{Body: &wire.Request_SessionOffer{SessionOffer: &wire.SessionOffer{SessionId: id, Revocations: s.revocations()}}}
+	pctx, cancel := context.WithTimeout(ctx, attachTimeout)
+	defer cancel()
+	if err := push(pctx, agent, offer); err != nil {
+		endSession(str, false, "host %s did not take the session: %v", m.Hostname, err)
+		return
+	}
+	var agentStr *quic.Stream
+	select {
+	case agentStr = <-pend.stream:
+	case <-pctx.Done():
+		endSession(str, false, "host %s did not attach to the session within %v", m.Hostname, attachTimeout)
+		return
+	}
+	s.m.requests.WithLabelValues("session", "ok").Inc()
+	str.SetDeadline(time.Time{})
+	agentStr.SetDeadline(time.Time{})
+	if err := wire.WriteMsg(agentStr, &open); err != nil {
+		endSession(str, false, "host %s went away: %v", m.Hostname, err)
+		agentStr.CancelRead(1)
+		agentStr.Close()
+		return
+	}
+	splice(ctx, str, agentStr)
+}
+
+// splice copies both ways until the agent ends the session (or either side
+// goes away), then closes both.
+func splice(ctx context.Context, tech, agent *quic.Stream) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(agent, tech)
+		agent.Close() // the technician has no more input
+	}()
+	_, err := io.Copy(tech, agent)
+	if err != nil {
+		tech.CancelWrite(1)
+	}
+	tech.Close()
+	// The session is over: stop reading the technician, who may keep
+	// typing into a closed session.
+	tech.CancelRead(0)
+	agent.CancelRead(0)
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// attach hands an agent's stream to the technician waiting for it.
+func (s *Server) attach(ctx context.Context, member string, str *quic.Stream, at *wire.SessionAttach) {
+	s.access.mu.Lock()
+	pend, ok := s.access.pending[at.GetSessionId()]
+	if ok && pend.member == member {
+		delete(s.access.pending, at.GetSessionId())
+	}
+	s.access.mu.Unlock()
+	if !ok || pend.member != member {
+		str.CancelRead(1)
+		str.CancelWrite(1)
+		return
+	}
+	str.SetDeadline(time.Time{})
+	pend.stream <- str
+	// The stream now belongs to the broker; wait for it to finish so that
+	// the member's stream handler accounts for it.
+	select {
+	case <-str.Context().Done():
+	case <-ctx.Done():
+	}
+}
+
+// findHost resolves a member id or a unique hostname.
+func (s *Server) findHost(host string) (*store.Member, error) {
+	if host == "" {
+		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
+	}
+	if m, err := s.store.Member(host); err == nil {
+		return m, nil
+	}
+	members, err := s.store.Members("")
+	if err != nil {
+		return nil, err
+	}
+	var found []store.Member
+	for _, m := range members {
+		if m.Hostname == host && m.Role == "agent" {
+			found = append(found, m)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no enrolled host is called %q: check outpost agent list", host)
+	case 1:
+		return &found[0], nil
+	}
+	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id (outpost agent list)", len(found), host)
+}
+
+func newSessionID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return "ss-" + hex.EncodeToString(b[:])
+}

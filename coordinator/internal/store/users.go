@@ -1,0 +1,504 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the authorization server: technicians and admins, their
+// groups, refresh tokens, host permission lists and the audit trail.
+var (
+	bUsers       = []byte("users")
+	bGroups      = []byte("groups")
+	bRefresh     = []byte("refresh_tokens")
+	bPermissions = []byte("permissions") // "host/<member id>" or "office/<name>" → []Grant
+	bAudit       = []byte("audit")       // big-endian sequence → AuditEvent
+)
+
+var authBuckets = [][]byte{bUsers, bGroups, bRefresh, bPermissions, bAudit}
+
+// InitAuth creates the authorization buckets; the coordinator calls it at
+// start, before anything else touches users.
+func (s *Store) InitAuth() error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range authBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+}
+
+// ErrReplayed is returned when a refresh token is presented a second time.
+var ErrReplayed = errors.New("refresh token was already used")
+
+// User is a person who signs in: an admin, an operator or a technician.
+type User struct {
+	Name         string `json:"name"`
+	PasswordHash string `json:"password_hash,omitempty"`
+	// Role is the admin API role: admin, operator, read-only, or empty for
+	// a technician who only connects to hosts.
+	Role     string `json:"role"`
+	Disabled bool   `json:"disabled"`
+	// ForceServerSecurity forbids host-local break-glass sign-in.
+	ForceServerSecurity bool `json:"force_server_security"`
+	// NotBefore refuses tokens issued earlier; raised when the user is
+	// disabled or leaves a group, so that hosts drop what the old token allowed.
+	NotBefore    time.Time `json:"not_before"`
+	FailedLogins int       `json:"failed_logins"`
+	LockedUntil  time.Time `json:"locked_until"`
+	Created      time.Time `json:"created"`
+}
+
+// Group is a named set of users that permissions can name.
+type Group struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	Members     []string  `json:"members"`
+	Created     time.Time `json:"created"`
+}
+
+// RefreshToken is a long-lived token that buys new access tokens once.
+// Only the SHA-256 of its secret is kept. All tokens descending from one
+// sign-in share a family; presenting a used one revokes the family.
+type RefreshToken struct {
+	Hash    string    `json:"hash"`
+	User    string    `json:"user"`
+	Family  string    `json:"family"`
+	Expires time.Time `json:"expires"`
+	Used    bool      `json:"used"`
+	Revoked bool      `json:"revoked"`
+	Created time.Time `json:"created"`
+}
+
+// Grant gives (or with Deny, takes away) rights on hosts from a subject,
+// "user:NAME" or "group:NAME".
+type Grant struct {
+	Subject string   `json:"subject"`
+	Rights  []string `json:"rights"`
+	Deny    bool     `json:"deny,omitempty"`
+}
+
+// AuditEvent is one recorded sign-in, admin change, connect or command.
+type AuditEvent struct {
+	Seq     uint64    `json:"seq"`
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	Allowed bool      `json:"allowed"`
+	Source  string    `json:"source"` // "coordinator" or the member id of the host
+	Remote  string    `json:"remote,omitempty"`
+	ID      string    `json:"id,omitempty"` // the host's record id, so a resent batch is stored once
+}
+
+// CreateUser adds a user; ErrExists if the name is taken.
+func (s *Store) CreateUser(u User) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bUsers).Get([]byte(u.Name)) != nil {
+			return fmt.Errorf("user %s: %w", u.Name, ErrExists)
+		}
+		return put(tx, bUsers, u.Name, u)
+	})
+}
+
+// UpdateUser changes a user in place with fn.
+func (s *Store) UpdateUser(name string, fn func(*User) error) (*User, error) {
+	var out *User
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		u, err := get[User](tx, bUsers, name)
+		if err != nil {
+			return fmt.Errorf("user %s: %w", name, err)
+		}
+		if err := fn(u); err != nil {
+			return err
+		}
+		u.Name = name
+		out = u
+		return put(tx, bUsers, name, u)
+	})
+	return out, err
+}
+
+// User returns one user.
+func (s *Store) User(name string) (*User, error) {
+	var out *User
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[User](tx, bUsers, name)
+		if err != nil {
+			return fmt.Errorf("user %s: %w", name, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Users lists every user, by name.
+func (s *Store) Users() ([]User, error) {
+	var out []User
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[User](tx, bUsers, nil)
+		return err
+	})
+	return out, err
+}
+
+// DeleteUser removes a user, its group memberships and refresh tokens.
+func (s *Store) DeleteUser(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bUsers).Get([]byte(name)) == nil {
+			return fmt.Errorf("user %s: %w", name, ErrNotFound)
+		}
+		groups, err := list[Group](tx, bGroups, nil)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			if i := indexOf(g.Members, name); i >= 0 {
+				g.Members = append(g.Members[:i], g.Members[i+1:]...)
+				if err := put(tx, bGroups, g.Name, g); err != nil {
+					return err
+				}
+			}
+		}
+		if err := deleteRefreshOf(tx, name); err != nil {
+			return err
+		}
+		return tx.Bucket(bUsers).Delete([]byte(name))
+	})
+}
+
+func indexOf(xs []string, x string) int {
+	for i, v := range xs {
+		if v == x {
+			return i
+		}
+	}
+	return -1
+}
+
+// CreateGroup adds a group whose members must all exist.
+func (s *Store) CreateGroup(g Group) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bGroups).Get([]byte(g.Name)) != nil {
+			return fmt.Errorf("group %s: %w", g.Name, ErrExists)
+		}
+		for _, m := range g.Members {
+			if tx.Bucket(bUsers).Get([]byte(m)) == nil {
+				return fmt.Errorf("member %s of group %s: user %w", m, g.Name, ErrNotFound)
+			}
+		}
+		return put(tx, bGroups, g.Name, g)
+	})
+}
+
+// UpdateGroup changes a group with fn. Members fn removes get their
+// NotBefore raised to now, in the same transaction, so no token that
+// carried the group stays valid.
+func (s *Store) UpdateGroup(name string, now time.Time, fn func(*Group) error) (*Group, []string, error) {
+	var out *Group
+	var removed []string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		g, err := get[Group](tx, bGroups, name)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", name, err)
+		}
+		before := append([]string(nil), g.Members...)
+		if err := fn(g); err != nil {
+			return err
+		}
+		g.Name = name
+		g.Members = dedupe(g.Members)
+		for _, m := range g.Members {
+			if tx.Bucket(bUsers).Get([]byte(m)) == nil {
+				return fmt.Errorf("member %s of group %s: user %w", m, name, ErrNotFound)
+			}
+		}
+		for _, m := range before {
+			if indexOf(g.Members, m) < 0 {
+				removed = append(removed, m)
+				if err := raiseNotBefore(tx, m, now); err != nil {
+					return err
+				}
+			}
+		}
+		out = g
+		return put(tx, bGroups, name, g)
+	})
+	return out, removed, err
+}
+
+func dedupe(xs []string) []string {
+	out := []string{}
+	for _, x := range xs {
+		if indexOf(out, x) < 0 {
+			out = append(out, x)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func raiseNotBefore(tx *bolt.Tx, user string, now time.Time) error {
+	u, err := get[User](tx, bUsers, user)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if now.After(u.NotBefore) {
+		u.NotBefore = now
+	}
+	return put(tx, bUsers, user, u)
+}
+
+// Group returns one group.
+func (s *Store) Group(name string) (*Group, error) {
+	var out *Group
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = get[Group](tx, bGroups, name)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", name, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Groups lists every group, by name.
+func (s *Store) Groups() ([]Group, error) {
+	var out []Group
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = list[Group](tx, bGroups, nil)
+		return err
+	})
+	return out, err
+}
+
+// GroupsOf lists the names of the groups user is a member of.
+func (s *Store) GroupsOf(user string) ([]string, error) {
+	groups, err := s.Groups()
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, g := range groups {
+		if indexOf(g.Members, user) >= 0 {
+			out = append(out, g.Name)
+		}
+	}
+	return out, nil
+}
+
+// DeleteGroup removes a group; its members' NotBefore is raised to now.
+func (s *Store) DeleteGroup(name string, now time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		g, err := get[Group](tx, bGroups, name)
+		if err != nil {
+			return fmt.Errorf("group %s: %w", name, err)
+		}
+		for _, m := range g.Members {
+			if err := raiseNotBefore(tx, m, now); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bGroups).Delete([]byte(name))
+	})
+}
+
+// PutRefresh stores a new refresh token.
+func (s *Store) PutRefresh(r RefreshToken) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return put(tx, bRefresh, r.Hash, r) })
+}
+
+// UseRefresh marks the refresh token with this hash used and returns it.
+// A token presented twice is a replay: its whole family is revoked and
+// ErrReplayed returned.
+func (s *Store) UseRefresh(hash string, now time.Time) (*RefreshToken, error) {
+	var out *RefreshToken
+	var replayed bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		r, err := get[RefreshToken](tx, bRefresh, hash)
+		if err != nil {
+			return fmt.Errorf("refresh token: %w", err)
+		}
+		out = r
+		if r.Used || r.Revoked {
+			replayed = r.Used
+			fam, err := list[RefreshToken](tx, bRefresh, func(x *RefreshToken) bool { return x.Family == r.Family })
+			if err != nil {
+				return err
+			}
+			for _, x := range fam {
+				x.Revoked = true
+				if err := put(tx, bRefresh, x.Hash, x); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		r.Used = true
+		return put(tx, bRefresh, hash, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if replayed || out.Revoked {
+		return out, ErrReplayed
+	}
+	return out, nil
+}
+
+func deleteRefreshOf(tx *bolt.Tx, user string) error {
+	rs, err := list[RefreshToken](tx, bRefresh, func(r *RefreshToken) bool { return r.User == user })
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if err := tx.Bucket(bRefresh).Delete([]byte(r.Hash)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PruneRefresh deletes refresh tokens that expired before now.
+func (s *Store) PruneRefresh(now time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rs, err := list[RefreshToken](tx, bRefresh, func(r *RefreshToken) bool { return now.After(r.Expires) })
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if err := tx.Bucket(bRefresh).Delete([]byte(r.Hash)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PermissionScope names a permission list: one host, or every host of an office.
+func HostScope(member string) string   { return "host/" + member }
+func OfficeScope(office string) string { return "office/" + office }
+
+// SetPermissions replaces the permission list of a scope.
+func (s *Store) SetPermissions(scope string, grants []Grant) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if len(grants) == 0 {
+			return tx.Bucket(bPermissions).Delete([]byte(scope))
+		}
+		return put(tx, bPermissions, scope, grants)
+	})
+}
+
+// Permissions returns the permission list of a scope (empty when unset).
+func (s *Store) Permissions(scope string) ([]Grant, error) {
+	var out []Grant
+	err := s.db.View(func(tx *bolt.Tx) error {
+		g, err := get[[]Grant](tx, bPermissions, scope)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = *g
+		return nil
+	})
+	return out, err
+}
+
+// AppendAudit records events, skipping those whose (Source, ID) is already
+// stored so that a host resending an unacknowledged batch records once.
+func (s *Store) AppendAudit(events ...AuditEvent) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bAudit)
+		seen := map[string]bool{}
+		for _, ev := range events {
+			if ev.ID != "" {
+				seen[ev.Source+"/"+ev.ID] = false
+			}
+		}
+		if len(seen) > 0 {
+			// Resends come soon after the first try: look at the recent tail.
+			c := b.Cursor()
+			n := 0
+			for k, v := c.Last(); k != nil && n < 10000; k, v = c.Prev() {
+				var e AuditEvent
+				if json.Unmarshal(v, &e) == nil && e.ID != "" {
+					if _, ok := seen[e.Source+"/"+e.ID]; ok {
+						seen[e.Source+"/"+e.ID] = true
+					}
+				}
+				n++
+			}
+		}
+		for _, ev := range events {
+			if ev.ID != "" && seen[ev.Source+"/"+ev.ID] {
+				continue
+			}
+			seq, err := b.NextSequence()
+			if err != nil {
+				return err
+			}
+			ev.Seq = seq
+			var k [8]byte
+			binary.BigEndian.PutUint64(k[:], seq)
+			v, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(k[:], v); err != nil {
+				return err
+			}
+			if ev.ID != "" {
+				seen[ev.Source+"/"+ev.ID] = true
+			}
+		}
+		return nil
+	})
+}
+
+// AuditFilter selects audit events; zero fields match everything.
+type AuditFilter struct {
+	Actor  string
+	Action string
+	Source string
+	Since  time.Time
+	Limit  int // newest first; 0 means 1000
+}
+
+// Audit returns matching events, newest first.
+func (s *Store) Audit(f AuditFilter) ([]AuditEvent, error) {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	out := []AuditEvent{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bAudit).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < f.Limit; k, v = c.Prev() {
+			var e AuditEvent
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode audit %x: %w", k, err)
+			}
+			if !f.Since.IsZero() && e.At.Before(f.Since) {
+				break
+			}
+			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action) && (f.Source == "" || e.Source == f.Source) {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
