@@ -54,6 +54,21 @@ type Config struct {
 	AdvertiseURL string `yaml:"advertise_url"`
 	// GossipBind is host:port of the office gossip listener.
 	GossipBind string `yaml:"gossip_bind"`
+
+	// CacheMaxBytes caps the cache; the least recently used artifacts
+	// that the office's policy does not name are evicted beyond it. 0: no
+	// cap.
+	CacheMaxBytes int64 `yaml:"cache_max_bytes"`
+	// UpstreamBytesPerSec limits all reads from the file server together
+	// (the WAN leg); 0: no limit.
+	UpstreamBytesPerSec int64 `yaml:"upstream_bytes_per_sec"`
+	// EgressBytesPerSec limits all content sent to agents together; 0: no
+	// limit.
+	EgressBytesPerSec int64 `yaml:"egress_bytes_per_sec"`
+	// ParallelRanges is how many ranges of one large artifact (at least
+	// ParallelMinBytes) are read from the file server at once.
+	ParallelRanges   int   `yaml:"parallel_ranges"`
+	ParallelMinBytes int64 `yaml:"parallel_min_bytes"`
 }
 
 // FileServerConfig is the S3-compatible file server and fixed read-only
@@ -80,12 +95,14 @@ func (f FileServerConfig) static() upstream.Static {
 // DefaultConfig is the configuration before any file, environment or flag.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          ":8090",
-		DataDir:         "/var/lib/outpost-relay",
-		LogLevel:        "info",
-		LogFormat:       "text",
-		ShutdownTimeout: 15 * time.Second,
-		FileServer:      FileServerConfig{Bucket: "outpost-artifacts"},
+		Listen:           ":8090",
+		DataDir:          "/var/lib/outpost-relay",
+		LogLevel:         "info",
+		LogFormat:        "text",
+		ShutdownTimeout:  15 * time.Second,
+		FileServer:       FileServerConfig{Bucket: "outpost-artifacts"},
+		ParallelRanges:   4,
+		ParallelMinBytes: 64 << 20,
 	}
 }
 
@@ -109,6 +126,18 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout < 0 {
 		bad("shutdown_timeout %v: must not be negative", c.ShutdownTimeout)
+	}
+	for _, v := range []struct {
+		name string
+		n    int64
+	}{{"cache_max_bytes", c.CacheMaxBytes}, {"upstream_bytes_per_sec", c.UpstreamBytesPerSec},
+		{"egress_bytes_per_sec", c.EgressBytesPerSec}, {"parallel_min_bytes", c.ParallelMinBytes}} {
+		if v.n < 0 {
+			bad("%s %d: must not be negative (0 means no limit)", v.name, v.n)
+		}
+	}
+	if c.ParallelRanges < 0 || c.ParallelRanges > 64 {
+		bad("parallel_ranges %d: want 1 to 64 (0: the default)", c.ParallelRanges)
 	}
 	if c.FileServer.Configured() {
 		if err := c.FileServer.static().Validate(); err != nil {
@@ -176,7 +205,7 @@ type setting struct {
 	key   string
 	flag  string // "" for values not settable by flag (secrets stay off ps)
 	help  string
-	field func(*Config) any // *string, *bool or *time.Duration
+	field func(*Config) any // *string, *bool, *int, *int64 or *time.Duration
 }
 
 var settings = []setting{
@@ -196,6 +225,11 @@ var settings = []setting{
 	{"ca_fingerprint", "ca-fingerprint", "pinned fingerprint of the coordinator's CA", func(c *Config) any { return &c.CAFingerprint }},
 	{"advertise_url", "advertise-url", "base URL agents fetch from, e.g. http://10.0.0.5:8090", func(c *Config) any { return &c.AdvertiseURL }},
 	{"gossip_bind", "gossip-bind", "host:port of the office gossip listener", func(c *Config) any { return &c.GossipBind }},
+	{"cache_max_bytes", "cache-max-bytes", "cap on cached bytes, LRU eviction beyond it (0: none)", func(c *Config) any { return &c.CacheMaxBytes }},
+	{"upstream_bytes_per_sec", "upstream-bytes-per-sec", "limit on reads from the file server, bytes/s (0: none)", func(c *Config) any { return &c.UpstreamBytesPerSec }},
+	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, bytes/s (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
+	{"parallel_ranges", "parallel-ranges", "ranges of one large artifact read from the file server at once", func(c *Config) any { return &c.ParallelRanges }},
+	{"parallel_min_bytes", "parallel-min-bytes", "size from which artifacts are read in parallel ranges", func(c *Config) any { return &c.ParallelMinBytes }},
 }
 
 func (s setting) env() string {
@@ -212,6 +246,18 @@ func (s setting) set(c *Config, v string) error {
 			return fmt.Errorf("%q: want true or false", v)
 		}
 		*p = b
+	case *int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q: want a whole number", v)
+		}
+		*p = n
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("%q: want a whole number", v)
+		}
+		*p = n
 	case *time.Duration:
 		d, err := time.ParseDuration(v)
 		if err != nil {

@@ -24,7 +24,7 @@ const BlobPath = "/v1/blobs/sha256/"
 
 type httpMetrics struct {
 	requests    *prometheus.CounterVec
-	servedBytes prometheus.Counter
+	servedBytes *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -33,11 +33,13 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Namespace: "outpost", Subsystem: "relay", Name: "http_requests_total",
 			Help: "Content server requests by route and status code.",
 		}, []string{"route", "code"}),
-		servedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "outpost", Subsystem: "relay", Name: "served_bytes_total",
-			Help: "Artifact bytes sent to agents.",
-		}),
+			Help: "Artifact bytes sent to agents, by source: cache (a hit on disk) or fetch (streamed while fetched from the file server).",
+		}, []string{"source"}),
 	}
+	m.servedBytes.WithLabelValues("cache")
+	m.servedBytes.WithLabelValues("fetch")
 	for _, c := range []prometheus.Collector{m.requests, m.servedBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -65,16 +67,19 @@ func (r *Relay) routes(g prometheus.Gatherer) http.Handler {
 	return r.instrument(mux)
 }
 
-// getBlob serves an artifact, fetching it through the cache first if need
-// be. HEAD fetches too: it must state the exact length, and doubles as a
-// way to pre-stage an artifact.
+// getBlob serves an artifact, from disk on a hit; on a miss it streams the
+// fetch in progress (joining it if another request started it), so that the
+// first byte goes out as soon as it arrives from the file server. A stream
+// whose artifact then fails verification is cut before its last byte. HEAD
+// fetches too: it must state the exact length, and doubles as a way to
+// pre-stage an artifact.
 func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	hash := req.PathValue("hash")
-	f, _, err := r.cache.Get(req.Context(), hash)
+	obj, err := r.cache.Open(req.Context(), hash)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer obj.Close()
 	digest, _ := hex.DecodeString(hash)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")
@@ -83,8 +88,58 @@ func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	// The name is the content: it never changes.
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("X-Content-Type-Options", "nosniff")
+	source := "cache"
+	if !obj.Hit() {
+		source = "fetch"
+		h.Set("X-Outpost-Source", "fetch")
+	}
+	var content io.ReadSeeker = obj
+	if r.egress != nil {
+		// Only then: a plain file goes out by sendfile.
+		content = &limitedSeeker{ReadSeeker: obj, r: cache.LimitReader(req.Context(), obj, r.egress)}
+	}
+	if sw, ok := w.(*responseWriter); ok {
+		sw.source = source
+	}
 	// No modification time: the ETag is the validator.
-	http.ServeContent(w, req, "", time.Time{}, f)
+	http.ServeContent(w, req, "", time.Time{}, content)
+	if ctxErr := req.Context().Err(); ctxErr == nil {
+		if rerr := readErr(content); rerr != nil {
+			// The body is cut short of its Content-Length; dropping the
+			// connection tells the client the copy is not whole.
+			r.logger.Warn("artifact stream cut", "sha256", hash, "err", rerr)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	return nil
+}
+
+// limitedSeeker is a ReadSeeker whose reads go through a rate limit.
+type limitedSeeker struct {
+	io.ReadSeeker
+	r   io.Reader
+	err error
+}
+
+func (l *limitedSeeker) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
+// readErr is the error a stream of a fetch in progress failed with, if any.
+func readErr(r io.ReadSeeker) error {
+	switch v := r.(type) {
+	case *limitedSeeker:
+		if v.err != nil {
+			return v.err
+		}
+		return readErr(v.ReadSeeker)
+	case interface{ Err() error }:
+		return v.Err()
+	}
 	return nil
 }
 
@@ -138,25 +193,40 @@ func (r *Relay) instrument(next http.Handler) http.Handler {
 		r.inflight.add()
 		defer r.inflight.done()
 		rw := &responseWriter{ResponseWriter: w}
+		defer func() {
+			// A cut stream panics with http.ErrAbortHandler; it is
+			// counted, then passed on.
+			p := recover()
+			if p == nil {
+				rw.finish()
+			}
+			r.count(req, rw)
+			if p != nil {
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(rw, req)
-		rw.finish()
-
-		route := "other"
-		switch req.Pattern {
-		case "GET " + BlobPath + "{hash...}":
-			route = "blob"
-			r.metrics.servedBytes.Add(float64(rw.bytes))
-		case "GET /healthz":
-			route = "healthz"
-		case "GET /metrics":
-			route = "metrics"
-		}
-		status := rw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		r.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 	})
+}
+
+func (r *Relay) count(req *http.Request, rw *responseWriter) {
+	route := "other"
+	switch req.Pattern {
+	case "GET " + BlobPath + "{hash...}":
+		route = "blob"
+		if rw.source != "" {
+			r.metrics.servedBytes.WithLabelValues(rw.source).Add(float64(rw.bytes))
+		}
+	case "GET /healthz":
+		route = "healthz"
+	case "GET /metrics":
+		route = "metrics"
+	}
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	r.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 }
 
 // responseWriter records the status and body bytes, and holds back a
@@ -167,6 +237,7 @@ type responseWriter struct {
 	status  int
 	bytes   int64
 	errBody *bytes.Buffer // set while rewriting an error
+	source  string        // where the artifact's bytes came from
 }
 
 func (w *responseWriter) WriteHeader(code int) {

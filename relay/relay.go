@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/relay/internal/cache"
@@ -84,6 +85,7 @@ type Relay struct {
 	cfg        Config
 	logger     *slog.Logger
 	cache      *cache.Cache
+	egress     *rate.Limiter // nil: no limit
 	handler    http.Handler
 	components []namedComponent
 	metrics    *httpMetrics
@@ -138,7 +140,12 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		}
 		up = u
 	}
-	c, err := cache.New(filepath.Join(cfg.DataDir, "cache"), up, logger, reg)
+	c, err := cache.New(filepath.Join(cfg.DataDir, "cache"), up, logger, reg, cache.Options{
+		MaxBytes:      cfg.CacheMaxBytes,
+		UpstreamLimit: cache.NewLimiter(cfg.UpstreamBytesPerSec),
+		Parallel:      cfg.ParallelRanges,
+		ParallelMin:   cfg.ParallelMinBytes,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
@@ -154,6 +161,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		cfg:        cfg,
 		logger:     logger,
 		cache:      c,
+		egress:     cache.NewLimiter(cfg.EgressBytesPerSec),
 		components: o.components,
 		metrics:    m,
 	}

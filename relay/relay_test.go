@@ -368,7 +368,9 @@ func TestHealthzAndMetrics(t *testing.T) {
 		"outpost_relay_cache_hits_total 1",
 		"outpost_relay_cache_misses_total 1",
 		fmt.Sprintf("outpost_relay_cache_upstream_bytes_total %d", len(data)),
-		fmt.Sprintf("outpost_relay_served_bytes_total %d", 2*len(data)),
+		fmt.Sprintf(`outpost_relay_served_bytes_total{source="cache"} %d`, len(data)),
+		fmt.Sprintf(`outpost_relay_served_bytes_total{source="fetch"} %d`, len(data)),
+		"outpost_relay_cache_hit_ratio 0.5",
 		`outpost_relay_http_requests_total{code="200",route="blob"} 2`,
 		`outpost_relay_cache_verify_failures_total{reason="sha256"} 0`,
 	} {
@@ -562,7 +564,7 @@ func TestRealMinIO(t *testing.T) {
 			for i := range 2 {
 				resp, body := do(t, "GET", tr.url+BlobPath+hash, nil)
 				if resp.StatusCode != 200 || !bytes.Equal(body, data) {
-					t.Fatalf("get %d: status %d, %d bytes", i, resp.StatusCode, len(body))
+					t.Fatalf("get %d: status %d, %d bytes: %.300s", i, resp.StatusCode, len(body), body)
 				}
 			}
 			resp, body := do(t, "GET", tr.url+BlobPath+hash, map[string]string{"Range": "bytes=-21"})

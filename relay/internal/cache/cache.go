@@ -4,14 +4,22 @@
 // enters the cache only after its hash (and size, when the upstream states
 // one) has been checked. Nothing the upstream says is trusted.
 //
-// It is not an eviction policy, a pre-stager or an HTTP server: those are the
-// relay's business and sit on top of Get.
+// Clients need not wait for a whole fetch: Open streams an artifact from the
+// growing temp file while it is fetched, holding back its last byte until the
+// hash has been checked and cutting the stream with an error if it fails, so
+// a client never receives a complete copy of bad bytes. Fetches resume by
+// range after a broken upstream connection, read large objects in parallel
+// ranges, and can be held to a rate (the WAN leg). Objects are evicted least
+// recently used first when the cache outgrows its cap, except those pinned
+// (named by the office's policy).
+//
+// It is not an HTTP server or a pre-stager: those are the relay's business
+// and sit on top of Get and Open.
 package cache
 
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,11 +27,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/outposthq/outpost/pkg/fsutil"
+	"golang.org/x/time/rate"
 )
 
 // Upstream is where misses are fetched from: the file server, or a fake in
@@ -32,6 +41,14 @@ import (
 // back as an error wrapping ErrNotFound.
 type Upstream interface {
 	Open(ctx context.Context, sha256 string) (io.ReadCloser, int64, error)
+}
+
+// RangeUpstream is an Upstream that can also read part of an artifact: n
+// bytes from off, or to the end when n < 0. The size returned is the whole
+// artifact's. With it, the cache resumes broken fetches and reads large
+// artifacts in parallel ranges; without it, a broken fetch fails.
+type RangeUpstream interface {
+	OpenRange(ctx context.Context, sha256 string, off, n int64) (io.ReadCloser, int64, error)
 }
 
 var (
@@ -57,30 +74,77 @@ const (
 	tempDir    = "tmp"
 )
 
+// Options tune a Cache; the zero value of each field means its default.
+type Options struct {
+	// MaxBytes caps the bytes of objects on disk; 0 means no cap. Pinned
+	// objects are kept even beyond it.
+	MaxBytes int64
+	// UpstreamLimit holds all upstream reads together to a rate (the WAN
+	// leg); nil means unlimited.
+	UpstreamLimit *rate.Limiter
+	// ParallelMin is the size from which an artifact is read in Parallel
+	// ranges at once (default 64 MiB); Parallel defaults to 4. Both need a
+	// RangeUpstream.
+	ParallelMin int64
+	Parallel    int
+	// StreamMin is the size up to which Open waits for the whole fetch,
+	// so that a small artifact that fails verification gets a clean error
+	// rather than a cut stream (default 1 MiB).
+	StreamMin int64
+	// Retries is how many times one range is resumed after its upstream
+	// connection broke (default 5), RetryWait the first pause (default
+	// 200ms, doubling).
+	Retries   int
+	RetryWait time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.ParallelMin <= 0 {
+		o.ParallelMin = 64 << 20
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 4
+	}
+	if o.StreamMin <= 0 {
+		o.StreamMin = 1 << 20
+	}
+	if o.Retries <= 0 {
+		o.Retries = 5
+	}
+	if o.RetryWait <= 0 {
+		o.RetryWait = 200 * time.Millisecond
+	}
+	return o
+}
+
 // Cache is safe for concurrent use.
 type Cache struct {
 	dir     string
 	up      Upstream
+	opts    Options
 	logger  *slog.Logger
 	metrics *metrics
 
-	mu      sync.Mutex
-	flights map[string]*flight
-	wg      sync.WaitGroup // fetches still running
+	mu       sync.Mutex
+	flights  map[string]*flight
+	index    map[string]*entry // objects on disk
+	stored   int64             // bytes of index
+	reserved int64             // announced bytes of fetches in progress
+	seq      uint64            // recency clock
+	pinned   map[string]bool
+	wg       sync.WaitGroup // fetches still running
 }
 
-// flight is one upstream fetch that any number of Gets wait for.
-type flight struct {
-	done    chan struct{} // closed when err is set
-	err     error
-	waiters int
-	cancel  context.CancelFunc
+// entry is an object on disk, for eviction.
+type entry struct {
+	size int64
+	used uint64 // seq at last use
 }
 
 // New opens the cache in dir, creating it if needed. Temp files left by an
 // earlier process are removed and complete objects are kept; files that
 // cannot be objects (wrong name or place) are removed. It starts nothing.
-func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer) (*Cache, error) {
+func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer, opts ...Options) (*Cache, error) {
 	if dir == "" {
 		return nil, errors.New("cache: no directory given")
 	}
@@ -90,24 +154,36 @@ func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer
 	if logger == nil {
 		return nil, errors.New("cache: no logger given")
 	}
-	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.MaxBytes < 0 {
+		return nil, fmt.Errorf("cache: max bytes %d: must not be negative", o.MaxBytes)
 	}
 	c := &Cache{
 		dir:     dir,
 		up:      up,
+		opts:    o.withDefaults(),
 		logger:  logger.With("component", "cache"),
-		metrics: m,
 		flights: make(map[string]*flight),
+		index:   make(map[string]*entry),
+		pinned:  make(map[string]bool),
 	}
+	m, err := newMetrics(reg, c)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.metrics = m
+	m.capacity.Set(float64(o.MaxBytes))
 	if err := c.recover(); err != nil {
 		return nil, fmt.Errorf("cache: open %s: %w", dir, err)
 	}
 	return c, nil
 }
 
-// recover prepares the directory after a start or a crash.
+// recover prepares the directory after a start or a crash, and rebuilds the
+// recency order from the objects' modification times (a hit touches them).
 func (c *Cache) recover() error {
 	for _, d := range []string{c.dir, filepath.Join(c.dir, objectsDir)} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
@@ -122,7 +198,12 @@ func (c *Cache) recover() error {
 		return err
 	}
 
-	var objects, bytes int64
+	type found struct {
+		hash  string
+		size  int64
+		mtime time.Time
+	}
+	var all []found
 	root := filepath.Join(c.dir, objectsDir)
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -151,17 +232,31 @@ func (c *Cache) recover() error {
 		if err != nil {
 			return err
 		}
-		objects++
-		bytes += fi.Size()
+		all = append(all, found{name, fi.Size(), fi.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	c.metrics.objects.Set(float64(objects))
-	c.metrics.storedBytes.Set(float64(bytes))
-	c.logger.Info("cache opened", "dir", c.dir, "objects", objects, "bytes", bytes)
+	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
+	c.mu.Lock()
+	for _, f := range all {
+		c.seq++
+		c.index[f.hash] = &entry{size: f.size, used: c.seq}
+		c.stored += f.size
+	}
+	c.updateGaugesLocked()
+	evicted := c.evictLocked()
+	c.mu.Unlock()
+	c.logger.Info("cache opened", "dir", c.dir, "objects", len(all), "bytes", c.storedBytes(), "evicted", evicted,
+		"max_bytes", c.opts.MaxBytes)
 	return nil
+}
+
+func (c *Cache) storedBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stored
 }
 
 // ValidateHash returns ErrInvalidHash unless s is exactly 64 lower-case hex
@@ -188,27 +283,34 @@ func (c *Cache) objectPath(hash string) string {
 	return filepath.Join(c.dir, objectsDir, hash[:2], hash)
 }
 
-// Get returns the artifact named by hash, opened for reading, and its size.
-// On a miss it is fetched from the upstream first; concurrent Gets for the
-// same artifact share one fetch, and a Get whose ctx ends leaves the fetch
-// running for the others (it is cancelled only when every waiter has left).
-// The caller closes the file.
+// Has reports whether the artifact is complete on disk.
+func (c *Cache) Has(hash string) bool {
+	if ValidateHash(hash) != nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.index[hash]
+	return ok
+}
+
+// Get returns the artifact named by hash, complete and verified, opened for
+// reading, and its size. On a miss it is fetched from the upstream first;
+// concurrent Gets and Opens for the same artifact share one fetch, and a Get
+// whose ctx ends leaves the fetch running for the others (it is cancelled
+// only when every waiter has left). The caller closes the file.
 func (c *Cache) Get(ctx context.Context, hash string) (*os.File, int64, error) {
 	if err := ValidateHash(hash); err != nil {
 		return nil, 0, err
 	}
-	if f, size, err := c.open(hash); err == nil {
-		c.metrics.hits.Inc()
+	if f, size, err := c.openHit(hash); err == nil {
 		return f, size, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, err
 	}
 	c.metrics.misses.Inc()
 
-	fl, err := c.join(ctx, hash)
-	if err != nil {
-		return nil, 0, err
-	}
+	fl := c.join(ctx, hash)
 	select {
 	case <-fl.done:
 	case <-ctx.Done():
@@ -231,6 +333,88 @@ func (c *Cache) Get(ctx context.Context, hash string) (*os.File, int64, error) {
 	return f, size, nil
 }
 
+// Object is an artifact opened by Open: a complete file, or the stream of a
+// fetch in progress.
+type Object interface {
+	io.ReadSeekCloser
+	// Size is the artifact's length in bytes.
+	Size() int64
+	// Hit reports whether the artifact was complete on disk at Open.
+	Hit() bool
+}
+
+// Open returns the artifact named by hash for reading. A hit is the file on
+// disk. On a miss it joins (or starts) the fetch and returns as soon as the
+// upstream has stated the size: reads then follow the fetch, block while it
+// is behind, return the last byte only once the hash has been checked, and
+// fail if the fetch fails, so that a reader never sees a complete copy of
+// bytes that did not verify. Closing the Object leaves the fetch; the last
+// to leave cancels it. An upstream that states no size makes Open wait for
+// the whole fetch.
+func (c *Cache) Open(ctx context.Context, hash string) (Object, error) {
+	if err := ValidateHash(hash); err != nil {
+		return nil, err
+	}
+	if f, size, err := c.openHit(hash); err == nil {
+		return &fileObject{File: f, size: size}, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	c.metrics.misses.Inc()
+	fl := c.join(ctx, hash)
+	select {
+	case <-fl.sized:
+		if fl.size <= c.opts.StreamMin {
+			select {
+			case <-fl.done:
+			case <-ctx.Done():
+				c.leave(hash, fl)
+				return nil, fmt.Errorf("open %s: %w", hash, ctx.Err())
+			}
+		}
+	case <-fl.done:
+	case <-ctx.Done():
+		c.leave(hash, fl)
+		return nil, fmt.Errorf("open %s: %w", hash, ctx.Err())
+	}
+	r, err := fl.reader(c, ctx, false)
+	if err != nil {
+		c.leave(hash, fl)
+		return nil, err
+	}
+	if r == nil { // the fetch completed already
+		c.leave(hash, fl)
+		f, size, err := c.open(hash)
+		if err != nil {
+			return nil, fmt.Errorf("open %s after fetch: %w", hash, err)
+		}
+		return &fileObject{File: f, size: size, fetched: true}, nil
+	}
+	r.onClose = func() { c.leave(hash, fl) }
+	return r, nil
+}
+
+type fileObject struct {
+	*os.File
+	size    int64
+	fetched bool // by this Open: a miss
+}
+
+func (f *fileObject) Size() int64 { return f.size }
+func (f *fileObject) Hit() bool   { return !f.fetched }
+
+// openHit opens a cached object and marks it used; a miss is an error
+// wrapping fs.ErrNotExist.
+func (c *Cache) openHit(hash string) (*os.File, int64, error) {
+	f, size, err := c.open(hash)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.metrics.hits.Inc()
+	c.touch(hash)
+	return f, size, nil
+}
+
 // open opens a cached object; a miss is an error wrapping fs.ErrNotExist.
 func (c *Cache) open(hash string) (*os.File, int64, error) {
 	f, err := os.Open(c.objectPath(hash))
@@ -247,151 +431,56 @@ func (c *Cache) open(hash string) (*os.File, int64, error) {
 
 // join registers the caller as a waiter of the fetch of hash, starting it if
 // none is running.
-func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
+func (c *Cache) join(ctx context.Context, hash string) *flight {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fl, ok := c.flights[hash]
 	if !ok {
 		// A fetch may have completed between the caller's miss and now;
 		// starting another would read the upstream twice.
-		if _, err := os.Stat(c.objectPath(hash)); err == nil {
-			fl = &flight{done: make(chan struct{})}
-			close(fl.done)
-			return fl, nil
+		if _, ok := c.index[hash]; ok {
+			return doneFlight()
 		}
 		// The fetch serves every waiter, so it must not end with the
 		// first one's request; it keeps ctx's values (trace ids) only.
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = &flight{done: make(chan struct{}), cancel: cancel}
+		fl = newFlight(hash, cancel)
 		c.flights[hash] = fl
 		c.metrics.fetches.Inc()
 		c.wg.Add(1)
-		go c.run(fctx, hash, fl)
+		go c.run(fctx, fl)
 	}
 	fl.waiters++
-	return fl, nil
+	return fl
 }
 
-// leave unregisters a waiter whose context ended; the last one out cancels
-// the fetch, since nobody would use its result.
+// leave unregisters a waiter; the last one out cancels the fetch, since
+// nobody would use its result, unless the artifact is pinned.
 func (c *Cache) leave(hash string, fl *flight) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	fl.waiters--
-	if fl.waiters == 0 && fl.cancel != nil {
+	if fl.waiters == 0 && fl.cancel != nil && !c.pinned[hash] {
 		c.logger.Debug("every waiter left, cancelling fetch", "sha256", hash)
 		fl.cancel()
 	}
 }
 
-func (c *Cache) run(ctx context.Context, hash string, fl *flight) {
+func (c *Cache) run(ctx context.Context, fl *flight) {
 	defer c.wg.Done()
-	err := c.fetch(ctx, hash)
+	err := c.fetch(ctx, fl)
 	c.mu.Lock()
-	delete(c.flights, hash)
-	fl.err = err
-	close(fl.done)
+	delete(c.flights, fl.hash)
+	c.reserved -= fl.reservedBytes
+	fl.reservedBytes = 0
 	c.mu.Unlock()
+	if err != nil {
+		fl.finish(err, nil)
+	}
 	fl.cancel()
 }
 
 // Wait blocks until every fetch in progress has ended. A fetch ends when it
 // completes or when all its waiters have left, so once the callers of Get
-// have returned, Wait returns promptly.
+// have returned and the Objects are closed, Wait returns promptly.
 func (c *Cache) Wait() { c.wg.Wait() }
-
-// fetch copies the artifact from the upstream into a temp file, verifies it,
-// and only then moves it into place.
-func (c *Cache) fetch(ctx context.Context, hash string) (err error) {
-	log := c.logger.With("sha256", hash)
-	defer func() {
-		if err != nil && ctx.Err() == nil {
-			log.Warn("fetch failed", "err", err)
-		}
-	}()
-
-	body, size, err := c.up.Open(ctx, hash)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			c.metrics.notFound.Inc()
-			return fmt.Errorf("get %s: %w", hash, err)
-		}
-		c.metrics.upstreamErrors.Inc()
-		return fmt.Errorf("get %s: %w: %w", hash, ErrUpstream, err)
-	}
-	defer body.Close()
-
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, tempDir), hash[:16]+"-*")
-	if err != nil {
-		return fmt.Errorf("get %s: create temp file: %w", hash, err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // a no-op once renamed
-	defer tmp.Close()
-
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(fileWriter{tmp}, h), &countingReader{r: body, c: c.metrics.upstreamBytes})
-	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
-			return fmt.Errorf("get %s: write temp file: %w", hash, we.err)
-		}
-		c.metrics.upstreamErrors.Inc()
-		return fmt.Errorf("get %s: %w: read after %d bytes: %w", hash, ErrUpstream, n, err)
-	}
-	if size >= 0 && n != size {
-		c.metrics.verifyFailures.WithLabelValues("size").Inc()
-		return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, sent %d", hash, ErrUpstream, ErrIntegrity, size, n)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != hash {
-		c.metrics.verifyFailures.WithLabelValues("sha256").Inc()
-		return fmt.Errorf("get %s: %w: %w: the %d bytes received hash to sha256 %s", hash, ErrUpstream, ErrIntegrity, n, got)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("get %s: sync temp file: %w", hash, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("get %s: close temp file: %w", hash, err)
-	}
-	final := c.objectPath(hash)
-	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
-		return fmt.Errorf("get %s: %w", hash, err)
-	}
-	if err := fsutil.Rename(tmpName, final); err != nil {
-		return fmt.Errorf("get %s: %w", hash, err)
-	}
-	c.metrics.objects.Inc()
-	c.metrics.storedBytes.Add(float64(n))
-	log.Info("artifact cached", "bytes", n)
-	return nil
-}
-
-// countingReader counts upstream bytes as they arrive, so that the metric
-// moves during a long download and not only at its end.
-type countingReader struct {
-	r io.Reader
-	c prometheus.Counter
-}
-
-func (cr *countingReader) Read(p []byte) (int, error) {
-	n, err := cr.r.Read(p)
-	cr.c.Add(float64(n))
-	return n, err
-}
-
-// fileWriter marks its errors, so that a full disk is not blamed on the
-// upstream in io.Copy's single error.
-type fileWriter struct{ f *os.File }
-
-func (w fileWriter) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	if err != nil {
-		err = &writeError{err}
-	}
-	return n, err
-}
-
-type writeError struct{ err error }
-
-func (e *writeError) Error() string { return e.err.Error() }
-func (e *writeError) Unwrap() error { return e.err }

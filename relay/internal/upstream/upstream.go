@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -169,6 +170,65 @@ func (u *Upstream) Open(ctx context.Context, hash string) (io.ReadCloser, int64,
 		rc, size, err = u.open(ctx, hash)
 	}
 	return rc, size, err
+}
+
+// OpenRange reads n bytes of the artifact from off (to the end when n < 0);
+// the size returned is the whole artifact's, from the Content-Range.
+func (u *Upstream) OpenRange(ctx context.Context, hash string, off, n int64) (io.ReadCloser, int64, error) {
+	if err := cache.ValidateHash(hash); err != nil {
+		return nil, 0, err
+	}
+	if off < 0 || n == 0 {
+		return nil, 0, fmt.Errorf("read %s: empty or negative range at %d+%d", hash, off, n)
+	}
+	rc, size, err := u.openRange(ctx, hash, off, n)
+	if err != nil && refusedCredentials(err) {
+		u.expire()
+		rc, size, err = u.openRange(ctx, hash, off, n)
+	}
+	return rc, size, err
+}
+
+func (u *Upstream) openRange(ctx context.Context, hash string, off, n int64) (io.ReadCloser, int64, error) {
+	client, bucket, err := u.clientAndBucket(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	key := KeyPrefix + hash
+	var opts minio.GetObjectOptions
+	end := int64(0)
+	if n > 0 {
+		end = off + n - 1
+	}
+	if off == 0 && end == 0 {
+		end = -1 // whole object: no Range header
+	}
+	if end >= 0 || off > 0 {
+		if err := opts.SetRange(off, end); err != nil {
+			return nil, 0, err
+		}
+	}
+	body, info, hdr, err := minio.Core{Client: client}.GetObject(ctx, bucket, key, opts)
+	if err != nil {
+		if s3Code(err) == minio.NoSuchKey {
+			return nil, 0, fmt.Errorf("read %s/%s: %w", bucket, key, cache.ErrNotFound)
+		}
+		return nil, 0, fmt.Errorf("read %s/%s at %d from %s: %w", bucket, key, off, client.EndpointURL().Host, err)
+	}
+	size := info.Size
+	if cr := hdr.Get("Content-Range"); cr != "" {
+		i := strings.LastIndexByte(cr, '/')
+		total, perr := strconv.ParseInt(cr[i+1:], 10, 64)
+		if i < 0 || perr != nil {
+			body.Close()
+			return nil, 0, fmt.Errorf("read %s/%s at %d: malformed Content-Range %q", bucket, key, off, cr)
+		}
+		size = total
+	} else if off > 0 {
+		body.Close()
+		return nil, 0, fmt.Errorf("read %s/%s at %d: the file server ignored the range", bucket, key, off)
+	}
+	return body, size, nil
 }
 
 func (u *Upstream) open(ctx context.Context, hash string) (io.ReadCloser, int64, error) {

@@ -1,0 +1,568 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+)
+
+// flight is one upstream fetch that any number of Gets and Opens share.
+// Its bytes go to a temp file, in one or several ranges; avail is how far
+// from the start they are contiguous, which is what readers may read.
+type flight struct {
+	hash   string
+	cancel context.CancelFunc
+
+	// Guarded by Cache.mu.
+	waiters       int
+	reservedBytes int64
+
+	sized chan struct{} // closed once size is known
+	done  chan struct{} // closed once err is final (nil: verified, in place)
+	err   error
+
+	mu       sync.Mutex
+	size     int64
+	parts    []part
+	avail    int64
+	verified bool
+	tmpName  string
+	changed  chan struct{} // closed and replaced on every change
+	finished bool
+}
+
+type part struct{ off, end, pos int64 }
+
+func newFlight(hash string, cancel context.CancelFunc) *flight {
+	return &flight{hash: hash, cancel: cancel, size: -1, sized: make(chan struct{}),
+		done: make(chan struct{}), changed: make(chan struct{})}
+}
+
+// doneFlight is a flight that already succeeded: the object is on disk.
+func doneFlight() *flight {
+	fl := newFlight("", nil)
+	fl.verified, fl.finished = true, true
+	close(fl.sized)
+	close(fl.done)
+	return fl
+}
+
+// broadcastLocked wakes every reader waiting for a change.
+func (fl *flight) broadcastLocked() {
+	close(fl.changed)
+	fl.changed = make(chan struct{})
+}
+
+// finish ends the flight with err; only the first call counts. On success
+// commit has already moved the file into place.
+func (fl *flight) finish(err error, commit func() error) error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.finished {
+		return nil
+	}
+	if err == nil && commit != nil {
+		err = commit()
+	}
+	fl.finished = true
+	fl.err = err
+	fl.verified = err == nil
+	close(fl.done)
+	fl.broadcastLocked()
+	return err
+}
+
+func (fl *flight) setParts(size int64, parts []part, tmpName string) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.size, fl.parts, fl.tmpName = size, parts, tmpName
+	close(fl.sized)
+	fl.broadcastLocked()
+}
+
+// progress records that part i is written up to pos.
+func (fl *flight) progress(i int, pos int64) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.parts[i].pos = pos
+	var avail int64
+	for _, p := range fl.parts {
+		avail = p.pos
+		if p.pos < p.end {
+			break
+		}
+	}
+	if avail != fl.avail {
+		fl.avail = avail
+		fl.broadcastLocked()
+	}
+}
+
+// reader opens a stream of the flight's bytes. It returns nil, nil when
+// the flight has completed (the object is to be opened in place). An
+// internal reader (the hasher) is not held back by verification.
+func (fl *flight) reader(c *Cache, ctx context.Context, internal bool) (*streamReader, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if fl.finished {
+		if fl.err != nil {
+			return nil, fl.err
+		}
+		return nil, nil
+	}
+	f, err := os.Open(fl.tmpName)
+	if err != nil {
+		return nil, fmt.Errorf("open %s while it is fetched: %w", fl.hash, err)
+	}
+	return &streamReader{fl: fl, f: f, ctx: ctx, size: fl.size, internal: internal}, nil
+}
+
+// streamReader reads a flight's temp file as far as it is written.
+type streamReader struct {
+	fl       *flight
+	f        *os.File
+	ctx      context.Context
+	size     int64
+	off      int64
+	internal bool
+	onClose  func()
+	closed   bool
+	err      error // the fetch's failure, once seen
+}
+
+// Err is the fetch's failure if a Read has seen it: the stream was cut.
+func (r *streamReader) Err() error { return r.err }
+
+func (r *streamReader) Size() int64 { return r.size }
+func (r *streamReader) Hit() bool   { return false }
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		fl := r.fl
+		fl.mu.Lock()
+		if fl.finished && fl.err != nil {
+			r.err = fl.err
+			fl.mu.Unlock()
+			return 0, r.err
+		}
+		if r.off >= r.size && (fl.verified || r.internal) {
+			fl.mu.Unlock()
+			return 0, io.EOF
+		}
+		limit := fl.avail
+		if !fl.verified && !r.internal {
+			// The last byte waits for the hash, so that nobody holds a
+			// complete copy of bytes that fail it.
+			limit = min(limit, r.size-1)
+		}
+		if r.off < limit {
+			fl.mu.Unlock()
+			n, err := r.f.ReadAt(p[:min(int64(len(p)), limit-r.off)], r.off)
+			r.off += int64(n)
+			if errors.Is(err, io.EOF) && n > 0 {
+				err = nil
+			}
+			return n, err
+		}
+		ch := fl.changed
+		fl.mu.Unlock()
+		select {
+		case <-ch:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}
+
+func (r *streamReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.size
+	default:
+		return 0, errors.New("seek: invalid whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("seek: negative position")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+func (r *streamReader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	if r.onClose != nil {
+		r.onClose()
+	}
+	return r.f.Close()
+}
+
+// readBuf is the size of one upstream read and temp-file write.
+const readBuf = 256 << 10
+
+// fetch copies the artifact from the upstream into a temp file, verifies it,
+// and only then moves it into place; readers follow it meanwhile.
+func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
+	hash := fl.hash
+	log := c.logger.With("sha256", hash)
+	var tmpName string
+	defer func() {
+		if err != nil {
+			fl.finish(err, nil)
+			if tmpName != "" {
+				os.Remove(tmpName)
+			}
+			if ctx.Err() == nil {
+				log.Warn("fetch failed", "err", err)
+			}
+		}
+	}()
+
+	body, size, err := c.up.Open(ctx, hash)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			c.metrics.notFound.Inc()
+			return fmt.Errorf("get %s: %w", hash, err)
+		}
+		c.metrics.upstreamErrors.Inc()
+		return fmt.Errorf("get %s: %w: %w", hash, ErrUpstream, err)
+	}
+	defer func() {
+		if body != nil {
+			body.Close()
+		}
+	}()
+
+	tmp, err := os.CreateTemp(filepath.Join(c.dir, tempDir), hash[:16]+"-*")
+	if err != nil {
+		return fmt.Errorf("get %s: create temp file: %w", hash, err)
+	}
+	tmpName = tmp.Name()
+	defer tmp.Close()
+
+	var n int64
+	var sum []byte
+	if size < 0 {
+		n, sum, err = c.copyUnsized(ctx, tmp, body, hash)
+	} else {
+		n, sum, err = c.copySized(ctx, fl, tmp, body, size)
+		body = nil // closed by copySized
+	}
+	if err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(sum); got != hash {
+		c.metrics.verifyFailures.WithLabelValues("sha256").Inc()
+		return fmt.Errorf("get %s: %w: %w: the %d bytes received hash to sha256 %s", hash, ErrUpstream, ErrIntegrity, n, got)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("get %s: sync temp file: %w", hash, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("get %s: close temp file: %w", hash, err)
+	}
+	final := c.objectPath(hash)
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return fmt.Errorf("get %s: %w", hash, err)
+	}
+	// The rename happens under the flight's lock, so that a reader opens
+	// either the temp file before it or the object after it.
+	// The index learns of the object before anyone is told it is done.
+	commit := func() error {
+		if err := fsutil.Rename(tmpName, final); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.seq++
+		c.index[hash] = &entry{size: n, used: c.seq}
+		c.stored += n
+		c.reserved -= fl.reservedBytes
+		fl.reservedBytes = 0
+		c.evictLocked()
+		c.updateGaugesLocked()
+		return nil
+	}
+	if err := fl.finish(nil, commit); err != nil {
+		return fmt.Errorf("get %s: %w", hash, err)
+	}
+	log.Info("artifact cached", "bytes", n)
+	return nil
+}
+
+// copyUnsized reads an artifact of unstated size in one stream; nobody can
+// read along, since no length can be promised.
+func (c *Cache) copyUnsized(ctx context.Context, tmp *os.File, body io.Reader, hash string) (int64, []byte, error) {
+	h := sha256.New()
+	src := &limitedReader{ctx: ctx, r: body, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
+	n, err := io.Copy(io.MultiWriter(fileWriter{tmp}, h), src)
+	if err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return n, nil, fmt.Errorf("get %s: write temp file: %w", hash, we.err)
+		}
+		c.metrics.upstreamErrors.Inc()
+		return n, nil, fmt.Errorf("get %s: %w: read after %d bytes: %w", hash, ErrUpstream, n, err)
+	}
+	return n, h.Sum(nil), nil
+}
+
+// plan splits an artifact into the ranges fetched at once.
+func (c *Cache) plan(size int64) []part {
+	_, ranged := c.up.(RangeUpstream)
+	k := int64(1)
+	if ranged && size >= c.opts.ParallelMin && c.opts.Parallel > 1 {
+		k = int64(c.opts.Parallel)
+	}
+	const align = 1 << 20
+	step := (size/k + align - 1) / align * align
+	var parts []part
+	for off := int64(0); off < size || len(parts) == 0; off += step {
+		end := min(off+step, size)
+		parts = append(parts, part{off: off, end: end, pos: off})
+		if step == 0 {
+			break
+		}
+	}
+	return parts
+}
+
+// copySized fetches an artifact of stated size in one or more ranges at
+// once, resuming each by range when its connection breaks, and hashes it in
+// order as it becomes contiguous. It closes body.
+func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64) (int64, []byte, error) {
+	hash := fl.hash
+	c.mu.Lock()
+	c.reserved += size
+	fl.reservedBytes = size
+	c.evictLocked()
+	c.mu.Unlock()
+
+	parts := c.plan(size)
+	if len(parts) > 1 {
+		if err := tmp.Truncate(size); err != nil {
+			body.Close()
+			return 0, nil, fmt.Errorf("get %s: size temp file: %w", hash, err)
+		}
+	}
+	fl.setParts(size, parts, tmp.Name())
+
+	g, gctx := errgroup.WithContext(ctx)
+	for i, p := range parts {
+		var first io.ReadCloser
+		if i == 0 {
+			first = body
+		}
+		g.Go(func() error { return c.fetchPart(gctx, fl, tmp, i, p, first) })
+	}
+	var sum []byte
+	g.Go(func() error {
+		r, err := fl.reader(c, gctx, true)
+		if err != nil || r == nil {
+			return err
+		}
+		defer r.Close()
+		h := sha256.New()
+		if _, err := io.CopyBuffer(h, r, make([]byte, readBuf)); err != nil {
+			return err
+		}
+		sum = h.Sum(nil)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return 0, nil, err
+	}
+	return size, sum, nil
+}
+
+// fetchPart fills part i of the temp file, starting from body if given and
+// resuming by range after a broken connection.
+func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, p part, body io.ReadCloser) error {
+	hash, size := fl.hash, fl.size
+	last := p.end == size
+	ru, ranged := c.up.(RangeUpstream)
+	pos := p.off
+	failures := 0
+	wait := c.opts.RetryWait
+	var lastErr error
+	for {
+		if body == nil {
+			rc, total, err := ru.OpenRange(ctx, hash, pos, p.end-pos)
+			if err == nil && total != size {
+				rc.Close()
+				c.metrics.verifyFailures.WithLabelValues("size").Inc()
+				return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, then %d", hash, ErrUpstream, ErrIntegrity, size, total)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if errors.Is(err, ErrNotFound) {
+					c.metrics.notFound.Inc()
+					return fmt.Errorf("get %s: range at %d: %w", hash, pos, err)
+				}
+				lastErr = err
+				goto retry
+			}
+			body = rc
+		}
+		{
+			n, err := c.copyRange(ctx, fl, tmp, i, body, pos, p.end)
+			pos += n
+			if err == nil && last {
+				// More than announced is as wrong as less.
+				extra, _ := io.Copy(io.Discard, io.LimitReader(body, 64<<20))
+				if extra > 0 {
+					body.Close()
+					c.metrics.verifyFailures.WithLabelValues("size").Inc()
+					return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, sent %d", hash, ErrUpstream, ErrIntegrity, size, size+extra)
+				}
+			}
+			body.Close()
+			body = nil
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, io.EOF):
+				c.metrics.verifyFailures.WithLabelValues("size").Inc()
+				return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, sent %d", hash, ErrUpstream, ErrIntegrity, size, pos)
+			case ctx.Err() != nil:
+				return ctx.Err()
+			}
+			var we *writeError
+			if errors.As(err, &we) {
+				return fmt.Errorf("get %s: write temp file: %w", hash, we.err)
+			}
+			if n > 0 {
+				failures, wait = 0, c.opts.RetryWait
+			}
+			lastErr = fmt.Errorf("read after %d bytes: %w", pos, err)
+			if !ranged {
+				c.metrics.upstreamErrors.Inc()
+				return fmt.Errorf("get %s: %w: %w", hash, ErrUpstream, lastErr)
+			}
+		}
+	retry:
+		failures++
+		if failures > c.opts.Retries {
+			c.metrics.upstreamErrors.Inc()
+			return fmt.Errorf("get %s: %w: gave up after %d attempts: %w", hash, ErrUpstream, failures, lastErr)
+		}
+		c.metrics.resumes.Inc()
+		c.logger.Info("upstream read broke, resuming by range", "sha256", hash, "at", pos, "err", lastErr, "in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+// copyRange copies body into the temp file at [pos, end), reporting
+// progress; io.EOF means the body ended early.
+func (c *Cache) copyRange(ctx context.Context, fl *flight, tmp *os.File, i int, body io.Reader, pos, end int64) (int64, error) {
+	src := &limitedReader{ctx: ctx, r: body, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
+	buf := make([]byte, readBuf)
+	start := pos
+	for pos < end {
+		k, err := src.Read(buf[:min(int64(len(buf)), end-pos)])
+		if k > 0 {
+			if _, werr := tmp.WriteAt(buf[:k], pos); werr != nil {
+				return pos - start, &writeError{werr}
+			}
+			pos += int64(k)
+			fl.progress(i, pos)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && pos == end {
+				break
+			}
+			return pos - start, err
+		}
+	}
+	return pos - start, nil
+}
+
+// limitedReader holds reads to a shared rate and counts them as they
+// arrive, so that a metric moves during a long download.
+type limitedReader struct {
+	ctx   context.Context
+	r     io.Reader
+	lim   *rate.Limiter
+	count func(float64)
+}
+
+func (lr *limitedReader) Read(p []byte) (int, error) {
+	if lr.lim != nil && lr.lim.Limit() != rate.Inf {
+		if b := lr.lim.Burst(); len(p) > b {
+			p = p[:b]
+		}
+	}
+	n, err := lr.r.Read(p)
+	if n > 0 {
+		if lr.count != nil {
+			lr.count(float64(n))
+		}
+		if lr.lim != nil {
+			if werr := lr.lim.WaitN(lr.ctx, n); werr != nil && err == nil {
+				err = werr
+			}
+		}
+	}
+	return n, err
+}
+
+// NewLimiter returns a limiter of bytesPerSec shared by its users, or nil
+// (no limit) for 0. Its burst allows one read of the cache's buffer size.
+func NewLimiter(bytesPerSec int64) *rate.Limiter {
+	if bytesPerSec <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSec), max(readBuf, int(bytesPerSec/20)))
+}
+
+// LimitReader holds r's reads to lim (nil: no limit), waiting with ctx.
+func LimitReader(ctx context.Context, r io.Reader, lim *rate.Limiter) io.Reader {
+	if lim == nil {
+		return r
+	}
+	return &limitedReader{ctx: ctx, r: r, lim: lim}
+}
+
+// fileWriter marks its errors, so that a full disk is not blamed on the
+// upstream in io.Copy's single error.
+type fileWriter struct{ f *os.File }
+
+func (w fileWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = &writeError{err}
+	}
+	return n, err
+}
+
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
