@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "list only the agents of the office `NAME`")
 				return func(ctx context.Context, e *env, args []string) error {
-					return listAgents(ctx, e, *officeName)
+					return listAgents(ctx, e, *officeName, agentQuery(*officeName, "", ""))
 				}
 			},
 		},
@@ -44,6 +45,72 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
 					return showAgent(ctx, e, args[0])
+				}
+			},
+		},
+		{
+			name: "agent search", args: "[TEXT]", maxArgs: 1,
+			summary: "find agents by name, office and state",
+			timeout: defaultTimeout,
+			help: `TEXT is a part of the hostname or the id, in any case. --state is one of
+online (connected now), offline, roaming (outside every office's address
+ranges), compliant or noncompliant. The coordinator does the filtering.
+
+Examples:
+  outpost agent search pc-1
+  outpost agent search --office berlin --state offline
+  outpost agent search --state roaming --output json
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "only agents in the office `NAME`")
+				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant or noncompliant")
+				return func(ctx context.Context, e *env, args []string) error {
+					switch *state {
+					case "", "online", "offline", "roaming", "compliant", "noncompliant":
+					default:
+						return usagef("--state %q: want online, offline, roaming, compliant or noncompliant", *state)
+					}
+					text := ""
+					if len(args) > 0 {
+						text = args[0]
+					}
+					if text == "" && *officeName == "" && *state == "" {
+						return usagef("nothing to search for: give TEXT, --office or --state (or use agent list)")
+					}
+					return listAgents(ctx, e, *officeName, agentQuery(*officeName, text, *state))
+				}
+			},
+		},
+		{
+			name: "agent move", args: "ID", minArgs: 1, maxArgs: 1,
+			summary: "put an agent in an office by hand; it becomes the agent's home office",
+			timeout: defaultTimeout,
+			help: `The home office's policy applies wherever no office's address range matches the
+agent; inside another office's range, that office's placement still wins at
+the agent's next check-in. Connected agents hear of the move at once.
+
+Examples:
+  outpost agent move ag-3f9c2a --office hamburg
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "`NAME` of the office to move the agent to (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if *officeName == "" {
+						return usagef("missing --office NAME")
+					}
+					raw, err := e.api.send(ctx, http.MethodPost, agentPath(args[0])+"/move", map[string]string{"office": *officeName})
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var a agent
+					if err := decode(raw, "agent", &a); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "agent %s (%s) moved: home office %s, now in %s\n", a.ID, a.Hostname, a.Home, officeColumn(a))
+					return err
 				}
 			},
 		},
@@ -80,6 +147,15 @@ Examples:
 	}
 }
 
+// officeColumn is where an agent is, marking one outside every office's
+// ranges: "berlin (roaming)" is an agent of berlin out on the internet.
+func officeColumn(a agent) string {
+	if a.Roaming {
+		return a.Office + " (roaming)"
+	}
+	return a.Office
+}
+
 // compliance is the COMPLIANT column: yes, pending or no.
 func compliance(a agent, officeRevision int64) string {
 	switch {
@@ -110,11 +186,22 @@ func getOffice(ctx context.Context, e *env, name string) (office, error) {
 	return o, decode(raw, "office", &o)
 }
 
-func getAgents(ctx context.Context, e *env, officeName string) ([]agent, []byte, error) {
-	var q url.Values
-	if officeName != "" {
-		q = url.Values{"office": {officeName}}
+// agentQuery is the search of GET /v1/agents; empty values are left out.
+func agentQuery(officeName, text, state string) url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"office": officeName, "q": text, "state": state} {
+		if v != "" {
+			q.Set(k, v)
+		}
 	}
+	return q
+}
+
+func getAgents(ctx context.Context, e *env, officeName string) ([]agent, []byte, error) {
+	return searchAgents(ctx, e, agentQuery(officeName, "", ""))
+}
+
+func searchAgents(ctx context.Context, e *env, q url.Values) ([]agent, []byte, error) {
 	raw, err := e.api.get(ctx, "/v1/agents", q)
 	if err != nil {
 		return nil, nil, err
@@ -125,9 +212,11 @@ func getAgents(ctx context.Context, e *env, officeName string) ([]agent, []byte,
 	return list.Agents, raw, decode(raw, "agent list", &list)
 }
 
-func listAgents(ctx context.Context, e *env, officeName string) error {
+// listAgents prints the agents that q selects, of the office officeName
+// when it is not empty.
+func listAgents(ctx context.Context, e *env, officeName string, q url.Values) error {
 	if e.json {
-		_, raw, err := getAgents(ctx, e, officeName)
+		_, raw, err := searchAgents(ctx, e, q)
 		if err != nil {
 			return err
 		}
@@ -156,7 +245,7 @@ func listAgents(ctx context.Context, e *env, officeName string) error {
 			revisions[o.Name] = o.Revision
 		}
 	}
-	agents, _, err := getAgents(ctx, e, officeName)
+	agents, _, err := searchAgents(ctx, e, q)
 	if err != nil {
 		return err
 	}
@@ -165,12 +254,16 @@ func listAgents(ctx context.Context, e *env, officeName string) error {
 		if officeName != "" {
 			where = " in office " + officeName
 		}
+		if q.Has("q") || q.Has("state") {
+			_, err := fmt.Fprintf(e.stderr, "no agents%s match\n", where)
+			return err
+		}
 		_, err := fmt.Fprintf(e.stderr, "no agents enrolled%s yet; enroll one with a token from: outpost token create --office NAME\n", where)
 		return err
 	}
 	rows := make([][]string, 0, len(agents))
 	for _, a := range agents {
-		rows = append(rows, []string{a.ID, a.Hostname, a.Office, orDash(a.Address), ago(e.now(), a.LastSeen.Time),
+		rows = append(rows, []string{a.ID, a.Hostname, officeColumn(a), orDash(a.Address), ago(e.now(), a.LastSeen.Time),
 			strconv.FormatInt(a.Revision, 10), compliance(a, revisions[a.Office])})
 	}
 	return writeTable(e.stdout, []string{"ID", "HOSTNAME", "OFFICE", "ADDRESS", "LAST SEEN", "REVISION", "COMPLIANT"}, rows)
@@ -207,10 +300,17 @@ func showAgent(ctx context.Context, e *env, id string) error {
 	if a.Revision != o.Revision {
 		revision += fmt.Sprintf(" (office is at %d)", o.Revision)
 	}
-	if err := writeFields(e.stdout, [][2]string{
+	fields := [][2]string{
 		{"id", a.ID},
 		{"hostname", a.Hostname},
-		{"office", a.Office},
+		{"office", officeColumn(a)},
+	}
+	if a.Home != "" && a.Home != a.Office {
+		// Placed in another office by its address; home still decides
+		// where it goes when it leaves every office's ranges.
+		fields = append(fields, [2]string{"home office", a.Home})
+	}
+	fields = append(fields, [][2]string{
 		{"role", orDash(a.Role)},
 		{"address", address},
 		{"connected", yesNo(a.Connected)},
@@ -219,7 +319,8 @@ func showAgent(ctx context.Context, e *env, id string) error {
 		{"compliant", compliance(a, o.Revision)},
 		{"enrolled", timeAndAge(now, a.Enrolled.Time)},
 		{"version", orDash(a.Version)},
-	}); err != nil {
+	}...)
+	if err := writeFields(e.stdout, fields); err != nil {
 		return err
 	}
 	if len(a.Items) == 0 {

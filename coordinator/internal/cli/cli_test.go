@@ -18,7 +18,8 @@ func TestGlobalFlags(t *testing.T) {
 	tokenFile := writeFile(t, dir, "admin.token", []byte("\n  "+testToken+"\n"))
 	emptyFile := writeFile(t, dir, "empty.token", []byte(" \n"))
 	list := exchange{method: "GET", target: "/v1/offices", answer: `{"offices":[` + berlinJSON + `]}`}
-	listed := "NAME    MODE   INTERVAL  REVISION  AGENTS  LOCATION    DESCRIPTION\nberlin  relay  2m0s      3         12      Berlin, DE  Berlin branch\n"
+	listed := "NAME    MODE   INTERVAL  TIME ZONE      SUBNETS                     REVISION  AGENTS  LOCATION    DESCRIPTION\n" +
+		"berlin  relay  2m0s      Europe/Berlin  10.1.0.0/16,192.168.7.0/24  3         12      Berlin, DE  Berlin branch\n"
 
 	tests := []struct {
 		name string
@@ -245,7 +246,7 @@ func TestUsage(t *testing.T) {
 		{"no command", nil, want{code: 2, stderrHas: []string{"Usage:\n  outpost [global flags] COMMAND", "office add|list|show|edit|rm"}}},
 		{"unknown command", []string{"offices"}, want{code: 2, stderr: "outpost: unknown command \"offices\"; commands: office, token, artifact, policy, agent, version, help\nRun 'outpost help' for usage.\n"}},
 		{"a group without a command", []string{"office"}, want{code: 2, stderrHas: []string{"Usage: outpost office COMMAND", "  add NAME   create an office\n"}}},
-		{"an unknown command of a group", []string{"agent", "kill"}, want{code: 2, stderrHas: []string{`outpost: unknown command "agent kill"; agent commands: list, show, wait`}}},
+		{"an unknown command of a group", []string{"agent", "kill"}, want{code: 2, stderrHas: []string{`outpost: unknown command "agent kill"; agent commands: list, show, search, move, wait`}}},
 		{"help of an unknown command", []string{"help", "office", "fly"}, want{code: 2, stderrHas: []string{`outpost: help: unknown command "office fly"`}}},
 		{"version takes no arguments", []string{"version", "now"}, want{code: 2, stderrHas: []string{`outpost: version: unexpected argument "now"`}}},
 	}

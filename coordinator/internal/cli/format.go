@@ -33,6 +33,8 @@ type (
 		Mode            string   `json:"mode"`
 		Relays          []string `json:"relays"`
 		CheckinInterval string   `json:"checkin_interval"`
+		TimeZone        string   `json:"time_zone"`
+		Subnets         []string `json:"subnets"`
 		Revision        int64    `json:"revision"`
 		Created         stamp    `json:"created"`
 		Agents          int      `json:"agents"`
@@ -57,6 +59,8 @@ type (
 		ID        string      `json:"id"`
 		Hostname  string      `json:"hostname"`
 		Office    string      `json:"office"`
+		Home      string      `json:"home"`
+		Roaming   bool        `json:"roaming"`
 		Role      string      `json:"role"`
 		Address   string      `json:"address"`
 		Addresses []string    `json:"addresses"`

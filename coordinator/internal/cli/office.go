@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +21,8 @@ type officeFlags struct {
 	mode        string
 	relays      stringList
 	interval    time.Duration
+	timeZone    string
+	subnets     stringList
 }
 
 func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
@@ -32,6 +35,12 @@ func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
 	fs.StringVar(&o.mode, "mode", "", "`MODE`: direct (agents fetch from the file server; the coordinator's default) or relay (through the office's relays)")
 	fs.Var(&o.relays, "relay", relayHelp)
 	fs.DurationVar(&o.interval, "interval", 0, "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
+	fs.StringVar(&o.timeZone, "time-zone", "", "the office's IANA time `ZONE`, like Europe/Berlin; deployment windows are in it (the coordinator's default is UTC)")
+	subnetHelp := "an address range the office owns, a `CIDR` like 10.1.0.0/16: agents reporting an address in it are placed here; repeat for several"
+	if edit {
+		subnetHelp += "; the given list replaces the old one, --subnet '' empties it"
+	}
+	fs.Var(&o.subnets, "subnet", subnetHelp)
 }
 
 // fields returns the office fields given on the command line, as the API
@@ -67,6 +76,20 @@ func (o *officeFlags) fields(fs *flag.FlagSet) (map[string]any, error) {
 				err = usagef("--interval %s: want a positive duration such as 2m", o.interval)
 			}
 			body["checkin_interval"] = shortDuration(o.interval)
+		case "time-zone":
+			body["time_zone"] = o.timeZone
+		case "subnet":
+			subnets := []string{}
+			for _, c := range o.subnets {
+				if c == "" {
+					continue
+				}
+				if _, _, e := net.ParseCIDR(c); e != nil {
+					err = usagef("--subnet %q: want a CIDR range such as 10.1.0.0/16", c)
+				}
+				subnets = append(subnets, c)
+			}
+			body["subnets"] = subnets
 		}
 	})
 	return body, err
@@ -84,6 +107,7 @@ An office in relay mode needs at least one --relay.
 Examples:
   outpost office add berlin --description "Berlin branch" --location "Berlin, DE"
   outpost office add hamburg --mode relay --relay http://10.2.0.5:8090 --interval 5m
+  outpost office add paris --subnet 10.3.0.0/16 --subnet 192.168.30.0/24 --time-zone Europe/Paris
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				var o officeFlags
@@ -139,10 +163,10 @@ Examples:
 					}
 					rows := make([][]string, 0, len(list.Offices))
 					for _, o := range list.Offices {
-						rows = append(rows, []string{o.Name, orDash(o.Mode), orDash(o.CheckinInterval),
-							strconv.FormatInt(o.Revision, 10), strconv.Itoa(o.Agents), orDash(o.Location), o.Description})
+						rows = append(rows, []string{o.Name, orDash(o.Mode), orDash(o.CheckinInterval), orDash(o.TimeZone),
+							orDash(strings.Join(o.Subnets, ",")), strconv.FormatInt(o.Revision, 10), strconv.Itoa(o.Agents), orDash(o.Location), o.Description})
 					}
-					return writeTable(e.stdout, []string{"NAME", "MODE", "INTERVAL", "REVISION", "AGENTS", "LOCATION", "DESCRIPTION"}, rows)
+					return writeTable(e.stdout, []string{"NAME", "MODE", "INTERVAL", "TIME ZONE", "SUBNETS", "REVISION", "AGENTS", "LOCATION", "DESCRIPTION"}, rows)
 				}
 			},
 		},
@@ -173,6 +197,8 @@ Examples:
 						{"mode", orDash(o.Mode)},
 						{"relays", orDash(strings.Join(o.Relays, ", "))},
 						{"check-in interval", orDash(o.CheckinInterval)},
+						{"time zone", orDash(o.TimeZone)},
+						{"subnets", orDash(strings.Join(o.Subnets, ", "))},
 						{"policy revision", strconv.FormatInt(o.Revision, 10)},
 						{"agents", strconv.Itoa(o.Agents)},
 						{"created", timeAndAge(e.now(), o.Created.Time)},
@@ -188,6 +214,8 @@ Examples:
   outpost office edit berlin --interval 5m
   outpost office edit berlin --mode relay --relay http://10.1.0.5:8090 --relay http://10.1.0.6:8090
   outpost office edit berlin --mode direct --relay ''
+  outpost office edit berlin --subnet 10.1.0.0/16 --time-zone Europe/Berlin
+  outpost office edit berlin --subnet ''
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				var o officeFlags
@@ -198,7 +226,7 @@ Examples:
 						return err
 					}
 					if len(body) == 0 {
-						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --interval")
+						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --interval, --time-zone, --subnet")
 					}
 					raw, err := e.api.send(ctx, http.MethodPatch, officePath(args[0]), body)
 					if err != nil {

@@ -4,7 +4,7 @@ import "testing"
 
 const (
 	berlinJSON = `{"name":"berlin","description":"Berlin branch","location":"Berlin, DE","mode":"relay",` +
-		`"relays":["http://10.1.0.5:8090"],"checkin_interval":"2m0s","revision":3,"created":"2025-05-29T12:00:00Z","agents":12}`
+		`"relays":["http://10.1.0.5:8090"],"checkin_interval":"2m0s","time_zone":"Europe/Berlin","subnets":["10.1.0.0/16","192.168.7.0/24"],"revision":3,"created":"2025-05-29T12:00:00Z","agents":12}`
 	hamburgJSON = `{"name":"hamburg","description":"","location":"","mode":"direct","relays":[],` +
 		`"checkin_interval":"5m0s","revision":0,"created":"2025-06-01T11:59:00Z","agents":0}`
 )
@@ -81,9 +81,9 @@ func TestOffice(t *testing.T) {
 			args: []string{"office", "list"},
 			api:  []exchange{{method: "GET", target: "/v1/offices", answer: `{"offices":[` + berlinJSON + `,` + hamburgJSON + `]}`}},
 			want: want{stdout: "" +
-				"NAME     MODE    INTERVAL  REVISION  AGENTS  LOCATION    DESCRIPTION\n" +
-				"berlin   relay   2m0s      3         12      Berlin, DE  Berlin branch\n" +
-				"hamburg  direct  5m0s      0         0       -           \n"},
+				"NAME     MODE    INTERVAL  TIME ZONE      SUBNETS                     REVISION  AGENTS  LOCATION    DESCRIPTION\n" +
+				"berlin   relay   2m0s      Europe/Berlin  10.1.0.0/16,192.168.7.0/24  3         12      Berlin, DE  Berlin branch\n" +
+				"hamburg  direct  5m0s      -              -                           0         0       -           \n"},
 		},
 		{
 			name: "list json",
@@ -113,6 +113,8 @@ func TestOffice(t *testing.T) {
 				"mode:               relay\n" +
 				"relays:             http://10.1.0.5:8090\n" +
 				"check-in interval:  2m0s\n" +
+				"time zone:          Europe/Berlin\n" +
+				"subnets:            10.1.0.0/16, 192.168.7.0/24\n" +
 				"policy revision:    3\n" +
 				"agents:             12\n" +
 				"created:            2025-05-29T12:00:00Z (3d ago)\n"},
@@ -150,6 +152,39 @@ func TestOffice(t *testing.T) {
 			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
 				body: `{"location":"Berlin, DE"}`, answer: berlinJSON}},
 			want: want{stdoutJSON: berlinJSON},
+		},
+		{
+			name: "add with subnets and a time zone",
+			args: []string{"office", "add", "berlin", "--subnet", "10.1.0.0/16", "--subnet", "192.168.7.0/24", "--time-zone", "Europe/Berlin"},
+			api: []exchange{{method: "POST", target: "/v1/offices",
+				body: `{"name":"berlin","subnets":["10.1.0.0/16","192.168.7.0/24"],"time_zone":"Europe/Berlin"}`, status: 201, answer: berlinJSON}},
+			want: want{stdout: "office berlin created (mode relay, check-in every 2m0s)\n"},
+		},
+		{
+			name: "add with a subnet that is no CIDR",
+			args: []string{"office", "add", "berlin", "--subnet", "10.1.0.0"},
+			want: want{code: 2, stderrHas: []string{`--subnet "10.1.0.0": want a CIDR range`}},
+		},
+		{
+			name: "overlapping subnets: the API names the owner",
+			args: []string{"office", "edit", "hamburg", "--subnet", "10.1.2.0/24"},
+			api: []exchange{{method: "PATCH", target: "/v1/offices/hamburg", body: `{"subnets":["10.1.2.0/24"]}`, status: 409,
+				answer: `{"error":"subnet 10.1.2.0/24 overlaps 10.1.0.0/16 of office berlin: an address must belong to one office"}`}},
+			want: want{code: 1, stderr: "outpost: office edit: subnet 10.1.2.0/24 overlaps 10.1.0.0/16 of office berlin: an address must belong to one office\n"},
+		},
+		{
+			name: "edit empties the subnets and sets the time zone",
+			args: []string{"office", "edit", "berlin", "--subnet", "", "--time-zone", "UTC"},
+			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
+				body: `{"subnets":[],"time_zone":"UTC"}`, answer: hamburgJSON}},
+			want: want{stdout: "office hamburg updated\n"},
+		},
+		{
+			name: "edit replaces the subnets",
+			args: []string{"office", "edit", "berlin", "--subnet", "10.9.0.0/16", "--subnet", "10.8.0.0/16"},
+			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
+				body: `{"subnets":["10.9.0.0/16","10.8.0.0/16"]}`, answer: berlinJSON}},
+			want: want{stdout: "office berlin updated\n"},
 		},
 		{
 			name: "edit without a change",
