@@ -456,15 +456,6 @@ func (a *API) updateOffice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *API) deleteOffice(w http.ResponseWriter, r *http.Request) error {
-	if err := a.d.Store.DeleteOffice(r.PathValue("name")); err != nil {
-		return err
-	}
-	a.log.Info("office deleted", "office", r.PathValue("name"))
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // ---- enrollment tokens
 
 type tokenView struct {
@@ -504,6 +495,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if role != "agent" && role != "relay" {
 		return httpError(http.StatusBadRequest, "role %q: want agent or relay", role)
+	}
+	if err := a.requireOffice(r.PathValue("name"), "of the token"); err != nil {
+		return err
 	}
 	var secret [20]byte
 	if _, err := rand.Read(secret[:]); err != nil {

@@ -102,7 +102,7 @@ func TestOfficeLifecycleAndErrors(t *testing.T) {
 		{"edit", "PATCH", "/v1/offices/berlin", `{"mode":"relay","relays":["http://10.0.0.5:8090"]}`, token, 200, ""},
 		{"show missing", "GET", "/v1/offices/paris", "", token, 404, "not found"},
 		{"token bad role", "POST", "/v1/offices/berlin/tokens", `{"role":"admin"}`, token, 400, "role"},
-		{"token no office", "POST", "/v1/offices/paris/tokens", `{}`, token, 404, "not found"},
+		{"token no office", "POST", "/v1/offices/paris/tokens", `{}`, token, 404, "office paris (of the token) does not exist"},
 		{"token", "POST", "/v1/offices/berlin/tokens", `{"uses":3,"ttl":"1h"}`, token, 201, ""},
 		{"unknown route", "GET", "/v1/nothing", "", token, 404, "no such API call"},
 		{"artifact bad hash", "GET", "/v1/artifacts/../../x", "", token, 404, ""},

@@ -246,22 +246,39 @@ Examples:
 		},
 		{
 			name: "office rm", args: "NAME", minArgs: 1, maxArgs: 1,
-			summary: "remove an office that has no agents left",
+			summary: "remove an office, moving its computers to another with --move-to",
 			timeout: defaultTimeout,
-			help: `The coordinator refuses while agents are enrolled in the office.
+			help: `The coordinator refuses while computers are in the office or have it as home,
+unless --move-to names the office they go to: it becomes their home and
+current office in the same transaction that removes this one, and the
+computers added to this office by name go there too. The office's tokens and
+policy are removed with it.
 
 Examples:
   outpost office rm hamburg
+  outpost office rm hamburg --move-to berlin
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
+				moveTo := fs.String("move-to", "", "`OFFICE` that takes the removed office's computers")
 				return func(ctx context.Context, e *env, args []string) error {
-					if _, err := e.api.send(ctx, http.MethodDelete, officePath(args[0]), nil); err != nil {
+					path := officePath(args[0])
+					if *moveTo != "" {
+						if *moveTo == args[0] {
+							return usagef("--move-to %s is the office being removed: name another office", *moveTo)
+						}
+						path += "?" + url.Values{"move_to": {*moveTo}}.Encode()
+					}
+					if _, err := e.api.send(ctx, http.MethodDelete, path, nil); err != nil {
 						return err
 					}
 					if e.json {
 						return nil
 					}
-					_, err := fmt.Fprintf(e.stdout, "office %s removed\n", args[0])
+					msg := fmt.Sprintf("office %s removed\n", args[0])
+					if *moveTo != "" {
+						msg = fmt.Sprintf("office %s removed; its computers are in %s now\n", args[0], *moveTo)
+					}
+					_, err := fmt.Fprint(e.stdout, msg)
 					return err
 				}
 			},

@@ -211,6 +211,24 @@ func TestOffice(t *testing.T) {
 			want: want{code: 1, stderr: "outpost: office rm: office berlin still has 12 agents; remove them first\n"},
 		},
 		{
+			name: "rm moving the computers",
+			args: []string{"office", "rm", "hamburg", "--move-to", "berlin"},
+			api:  []exchange{{method: "DELETE", target: "/v1/offices/hamburg?move_to=berlin", status: 204}},
+			want: want{stdout: "office hamburg removed; its computers are in berlin now\n"},
+		},
+		{
+			name: "rm moving to an unknown office",
+			args: []string{"office", "rm", "hamburg", "--move-to", "paris"},
+			api: []exchange{{method: "DELETE", target: "/v1/offices/hamburg?move_to=paris", status: 404,
+				answer: `{"error":"office paris (move_to) does not exist: see outpost office list"}`}},
+			want: want{code: 1, stderr: "outpost: office rm: office paris (move_to) does not exist: see outpost office list\n"},
+		},
+		{
+			name: "rm moving to itself",
+			args: []string{"office", "rm", "hamburg", "--move-to", "hamburg"},
+			want: want{code: 2, stderrHas: []string{"--move-to hamburg is the office being removed"}},
+		},
+		{
 			name: "names are escaped in the path",
 			args: []string{"office", "show", "a/b"},
 			api:  []exchange{{method: "GET", target: "/v1/offices/a%2Fb", status: 404, answer: `{"error":"no office"}`}},

@@ -228,34 +228,11 @@ func (s *Store) Offices() ([]Office, error) {
 	return out, err
 }
 
-// DeleteOffice removes an office with its tokens and policy; it refuses
-// (ErrConflict) while members are in it.
+// DeleteOffice removes an office that no member is in or has as home;
+// RemoveOffice can move them first.
 func (s *Store) DeleteOffice(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bOffices).Get([]byte(name)) == nil {
-			return fmt.Errorf("office %s: %w", name, ErrNotFound)
-		}
-		members, err := list[Member](tx, bMembers, func(m *Member) bool { return m.Office == name })
-		if err != nil {
-			return err
-		}
-		if len(members) > 0 {
-			return fmt.Errorf("office %s has %d members; move or remove them first: %w", name, len(members), ErrConflict)
-		}
-		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Office == name })
-		if err != nil {
-			return err
-		}
-		for _, t := range tokens {
-			if err := tx.Bucket(bTokens).Delete([]byte(t.ID)); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket(bPolicies).Delete([]byte(name)); err != nil {
-			return err
-		}
-		return tx.Bucket(bOffices).Delete([]byte(name))
-	})
+	_, err := s.RemoveOffice(name, "")
+	return err
 }
 
 // CreateToken stores a new enrollment token for an existing office.

@@ -1,0 +1,80 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// RemoveOffice removes an office with its tokens and policy. Members whose
+// home or current office it is go to moveTo first, in the same transaction;
+// with moveTo empty it refuses (ErrConflict, naming some of them) while
+// there are any. It returns the members it moved.
+func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
+	var moved []Member
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(name)) == nil {
+			return fmt.Errorf("office %s: %w", name, ErrNotFound)
+		}
+		if moveTo == name {
+			return fmt.Errorf("office %s cannot take its own computers: name another office: %w", name, ErrConflict)
+		}
+		if moveTo != "" && tx.Bucket(bOffices).Get([]byte(moveTo)) == nil {
+			return fmt.Errorf("office %s (to move the computers of %s to): %w", moveTo, name, ErrNotFound)
+		}
+		members, err := list[Member](tx, bMembers, func(m *Member) bool { return m.Office == name || m.Home == name })
+		if err != nil {
+			return err
+		}
+		if len(members) > 0 && moveTo == "" {
+			var hosts []string
+			for _, m := range members {
+				hosts = append(hosts, m.Hostname)
+			}
+			sort.Strings(hosts)
+			if len(hosts) > 5 {
+				hosts = append(hosts[:5], "...")
+			}
+			return fmt.Errorf("office %s still has %d computers (%s): say where they go with move_to (outpost office rm %s --move-to OTHER) or move them first: %w",
+				name, len(members), strings.Join(hosts, ", "), name, ErrConflict)
+		}
+		for _, m := range members {
+			if m.Home == name {
+				m.Home = moveTo
+			}
+			if m.Office == name {
+				// Until its next check-in places it by address.
+				m.Office = moveTo
+			}
+			if err := put(tx, bMembers, m.ID, m); err != nil {
+				return err
+			}
+			moved = append(moved, m)
+		}
+		if err := removeOfficeComputers(tx, name, moveTo); err != nil {
+			return err
+		}
+		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Office == name })
+		if err != nil {
+			return err
+		}
+		for _, t := range tokens {
+			if err := tx.Bucket(bTokens).Delete([]byte(t.ID)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bPolicies).Delete([]byte(name)); err != nil {
+			return err
+		}
+		return tx.Bucket(bOffices).Delete([]byte(name))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return moved, nil
+}
+
+// removeOfficeComputers is filled in with pre-registered computers.
+func removeOfficeComputers(tx *bolt.Tx, office, moveTo string) error { return nil }
