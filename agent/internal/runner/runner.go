@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,11 +35,27 @@ type Plugin interface {
 	Apply(ctx context.Context, req *pb.ApplyRequest) (*pb.ApplyResponse, error)
 }
 
-// Config says where plugins are and where they act.
+// Config says where plugins are and where they act, and when.
 type Config struct {
 	PluginsDir  string
 	Root        string
 	CallTimeout time.Duration // per plugin call
+
+	// Location returns the office's time zone, in which item windows are
+	// read; nil means UTC.
+	Location func() *time.Location
+	// Clock returns the time; nil means time.Now. Tests move it.
+	Clock func() time.Time
+	// Retries is how many more times a failed apply is tried within a run
+	// (default 2; negative for none), waiting RetryBase, then twice that,
+	// and so on up to RetryCap. A plugin that hung or crashed is not
+	// retried within the run: the next run tries again with a fresh one.
+	Retries   int
+	RetryBase time.Duration // default 1s
+	RetryCap  time.Duration // default 30s
+	// Reboot reboots the host when an item needs it and its reboot policy
+	// allows; nil means DefaultReboot.
+	Reboot func(ctx context.Context, root, reason string) error
 }
 
 // Runner applies policies, one run at a time.
@@ -49,8 +68,14 @@ type Runner struct {
 	mu      sync.Mutex
 	clients map[string]*plugins.Client
 
-	items *prometheus.GaugeVec
-	runs  *prometheus.CounterVec
+	// compliant remembers which items were compliant at the end of the
+	// last run, so that a change found later is reported as drift.
+	compliant map[string]bool
+
+	items    *prometheus.GaugeVec
+	runs     *prometheus.CounterVec
+	repaired *prometheus.CounterVec
+	attempts *prometheus.CounterVec
 }
 
 // New builds a runner; plugins start on first use.
@@ -58,13 +83,33 @@ func New(cfg Config, content ContentGetter, logger *slog.Logger, reg prometheus.
 	if cfg.CallTimeout == 0 {
 		cfg.CallTimeout = 10 * time.Minute
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Retries == 0 {
+		cfg.Retries = 2
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = time.Second
+	}
+	if cfg.RetryCap <= 0 {
+		cfg.RetryCap = 30 * time.Second
+	}
+	if cfg.Reboot == nil {
+		cfg.Reboot = DefaultReboot
+	}
 	r := &Runner{cfg: cfg, content: content, log: logger.With("component", "runner"), clients: map[string]*plugins.Client{},
+		compliant: map[string]bool{},
 		items: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "outpost_agent_items", Help: "Policy items by status after the last run."}, []string{"status"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_runs_total", Help: "Policy runs by outcome."}, []string{"outcome"}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_drift_repaired_total", Help: "Items found changed since they were compliant, and repaired, by kind."}, []string{"kind"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_apply_attempts_total", Help: "Plugin apply calls by kind and outcome."}, []string{"kind", "outcome"}),
 	}
-	for _, c := range []prometheus.Collector{r.items, r.runs} {
+	for _, c := range []prometheus.Collector{r.items, r.runs, r.repaired, r.attempts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -113,17 +158,37 @@ func (r *Runner) plugin(ctx context.Context, kind string) (Plugin, error) {
 func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
-	report := &wire.Report{Revision: p.GetRevision(), AtUnix: time.Now().Unix()}
+	report := &wire.Report{Revision: p.GetRevision(), AtUnix: r.cfg.Clock().Unix()}
 	counts := map[string]int{}
+	var reboots []string
+	seen := map[string]bool{}
 	for _, it := range p.GetItems() {
 		ir := r.item(ctx, it)
-		ir.AtUnix = time.Now().Unix()
+		ir.AtUnix = r.cfg.Clock().Unix()
 		report.Items = append(report.Items, ir)
+		seen[it.GetId()] = true
+		r.compliant[it.GetId()] = ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT
+		if ir.GetRebootRequired() && it.GetReboot() == RebootIfNeeded && ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT {
+			reboots = append(reboots, it.GetId())
+		}
 		counts[statusName(ir.GetStatus())]++
 		if ir.GetStatus() == wire.ItemReport_STATUS_FAILED {
 			r.log.Warn("item failed", "item", it.GetId(), "revision", p.GetRevision(), "reason", ir.GetMessage())
 		} else if ir.GetChanged() {
 			r.log.Info("item applied", "item", it.GetId(), "revision", p.GetRevision(), "message", ir.GetMessage())
+		}
+	}
+	for id := range r.compliant {
+		if !seen[id] {
+			delete(r.compliant, id)
+		}
+	}
+	if len(reboots) > 0 {
+		reason := "outpost: reboot needed by " + strings.Join(reboots, ", ")
+		if err := r.cfg.Reboot(ctx, r.cfg.Root, reason); err != nil {
+			r.log.Error("reboot failed", "items", reboots, "err", err)
+		} else {
+			r.log.Warn("rebooting", "items", reboots)
 		}
 	}
 	r.items.Reset()
@@ -159,16 +224,30 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 		ir.Message = fmt.Sprintf(format, args...)
 		return ir
 	}
+	pending := func(format string, args ...any) *wire.ItemReport {
+		ir.Status = wire.ItemReport_STATUS_PENDING
+		ir.Message = fmt.Sprintf(format, args...)
+		return ir
+	}
+	var win *window
+	if it.GetWindow() != "" {
+		w, err := parseWindow(it.GetWindow())
+		if err != nil {
+			return fail("%v; nothing applied", err)
+		}
+		win = &w
+	}
 	pl, err := r.plugin(ctx, it.GetKind())
 	if err != nil {
 		return fail("%v", err)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-	defer cancel()
 	scan, err := pl.Scan(callCtx, &pb.ScanRequest{Root: r.cfg.Root, Items: []*wire.Item{it}})
+	cancel()
 	if err != nil {
 		return fail("scan: %v", err)
 	}
+	var scanMsg string
 	if st := find(scan, it.GetId()); st != nil {
 		if !st.GetApplicable() {
 			ir.Status, ir.Message = wire.ItemReport_STATUS_NOT_APPLICABLE, st.GetMessage()
@@ -178,28 +257,112 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 			ir.Status, ir.Message = wire.ItemReport_STATUS_COMPLIANT, st.GetMessage()
 			return ir
 		}
+		scanMsg = st.GetMessage()
+	}
+	if win != nil {
+		loc := r.location()
+		if open, wait := win.open(r.cfg.Clock(), loc); !open {
+			msg := fmt.Sprintf("waiting for window %s %s (opens in %s)", win.text, loc, wait.Round(time.Minute))
+			if scanMsg != "" {
+				msg += ": " + scanMsg
+			}
+			return pending("%s", msg)
+		}
 	}
 	var path string
 	if it.GetState() == wire.State_STATE_PRESENT && it.GetArtifact().GetSha256() != "" {
 		path, err = r.content.Get(ctx, it.GetArtifact())
 		if err != nil {
 			if ctx.Err() != nil {
-				ir.Status, ir.Message = wire.ItemReport_STATUS_PENDING, "interrupted while fetching content"
-				return ir
+				return pending("interrupted while fetching content")
 			}
 			return fail("content not available, nothing installed: %v", err)
 		}
 	}
-	res, err := pl.Apply(callCtx, &pb.ApplyRequest{Root: r.cfg.Root, Item: it, ArtifactPath: path})
+	res, err := r.apply(ctx, pl, it, path)
 	if err != nil {
-		if errors.Is(err, plugins.ErrExited) {
-			return fail("apply: %v (the plugin will be restarted on the next run)", err)
-		}
-		return fail("apply: %v", err)
+		return fail("%v", err)
 	}
 	ir.Status = wire.ItemReport_STATUS_COMPLIANT
 	ir.Changed, ir.RebootRequired, ir.Message = res.GetChanged(), res.GetRebootRequired(), res.GetMessage()
+	if r.compliant[it.GetId()] && res.GetChanged() {
+		r.repaired.WithLabelValues(it.GetKind()).Inc()
+		ir.Message = fmt.Sprintf("repaired drift: %s; %s", scanMsg, res.GetMessage())
+	}
+	if ir.RebootRequired {
+		switch it.GetReboot() {
+		case RebootIfNeeded:
+			ir.Message += "; reboot required: rebooting now, inside the window"
+		case RebootNotify:
+			ir.Message += "; reboot required: not rebooting (reboot policy notify-only), reboot the host to finish"
+		default:
+			ir.Message += "; reboot required: not rebooting (reboot policy never)"
+		}
+	}
 	return ir
+}
+
+// Reboot policies an item may have.
+const (
+	RebootNever    = "never"
+	RebootIfNeeded = "if-needed-inside-window"
+	RebootNotify   = "notify-only"
+)
+
+func (r *Runner) location() *time.Location {
+	if r.cfg.Location != nil {
+		if loc := r.cfg.Location(); loc != nil {
+			return loc
+		}
+	}
+	return time.UTC
+}
+
+// apply calls the plugin, retrying ordinary failures with exponential
+// backoff up to the cap. A plugin that hung or crashed was killed; it is
+// left for the next run, which starts a fresh one.
+func (r *Runner) apply(ctx context.Context, pl Plugin, it *wire.Item, path string) (*pb.ApplyResponse, error) {
+	wait := r.cfg.RetryBase
+	var errs []string
+	for attempt := 0; ; attempt++ {
+		callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
+		res, err := pl.Apply(callCtx, &pb.ApplyRequest{Root: r.cfg.Root, Item: it, ArtifactPath: path})
+		cancel()
+		if err == nil {
+			r.attempts.WithLabelValues(it.GetKind(), "ok").Inc()
+			return res, nil
+		}
+		if errors.Is(err, plugins.ErrExited) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			r.attempts.WithLabelValues(it.GetKind(), "killed").Inc()
+			return nil, fmt.Errorf("apply: %v (the plugin will be restarted on the next run)", err)
+		}
+		r.attempts.WithLabelValues(it.GetKind(), "failed").Inc()
+		errs = append(errs, err.Error())
+		if attempt >= r.cfg.Retries || ctx.Err() != nil {
+			if len(errs) == 1 {
+				return nil, fmt.Errorf("apply: %s", errs[0])
+			}
+			return nil, fmt.Errorf("apply failed %d times, last: %s", len(errs), errs[len(errs)-1])
+		}
+		r.log.Info("apply failed; retrying", "item", it.GetId(), "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, r.cfg.RetryCap)
+	}
+}
+
+// DefaultReboot reboots the host in one minute, and only when the root is
+// the real system: an agent acting in a test root never reboots its host.
+func DefaultReboot(ctx context.Context, root, reason string) error {
+	if root != "/" {
+		return fmt.Errorf("not rebooting: the plugins' root is %s, not /", root)
+	}
+	if runtime.GOOS == "windows" {
+		return exec.CommandContext(ctx, "shutdown", "/r", "/t", "60", "/c", reason).Run()
+	}
+	return exec.CommandContext(ctx, "shutdown", "-r", "+1", reason).Run()
 }
 
 func find(s *pb.ScanResponse, id string) *pb.ItemState {

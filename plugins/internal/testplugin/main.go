@@ -5,8 +5,14 @@
 //	crash  exit the process in the middle of the call
 //	fail   return an error
 //	log    log a record and succeed
+//	reboot-me  succeed, saying a reboot is required
+//	crash-once, hang-once
+//	       crash or hang the first time (a marker in the root remembers),
+//	       succeed after
 //
-// Anything else succeeds with changed=true.
+// Anything else succeeds with changed=true. Without a root (or with one that is
+// not a directory) every item scans compliant; with one, an item is compliant once Apply succeeded for
+// it (a file applied-<id> in the root), so that a host drives Apply.
 package main
 
 import (
@@ -14,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/outposthq/outpost/plugins"
 	"github.com/outposthq/outpost/plugins/proto"
@@ -30,13 +37,35 @@ func (p *testPlugin) Describe(context.Context, *proto.DescribeRequest) (*proto.D
 func (p *testPlugin) Scan(_ context.Context, req *proto.ScanRequest) (*proto.ScanResponse, error) {
 	resp := &proto.ScanResponse{}
 	for _, it := range req.GetItems() {
-		resp.Items = append(resp.Items, &proto.ItemState{Id: it.GetId(), Compliant: true, Applicable: true})
+		compliant := true
+		if root := req.GetRoot(); isDir(root) {
+			_, err := os.Stat(filepath.Join(root, "applied-"+it.GetId()))
+			compliant = err == nil
+		}
+		resp.Items = append(resp.Items, &proto.ItemState{Id: it.GetId(), Compliant: compliant, Applicable: true})
 	}
 	return resp, nil
 }
 
 func (p *testPlugin) Apply(_ context.Context, req *proto.ApplyRequest) (*proto.ApplyResponse, error) {
-	switch req.GetItem().GetId() {
+	root, id := req.GetRoot(), req.GetItem().GetId()
+	once := func() bool { // true the first time only
+		marker := filepath.Join(root, "misbehaved-"+id)
+		if _, err := os.Stat(marker); err == nil {
+			return false
+		}
+		os.WriteFile(marker, nil, 0o600)
+		return true
+	}
+	switch id {
+	case "hang-once":
+		if once() {
+			select {}
+		}
+	case "crash-once":
+		if once() {
+			os.Exit(3)
+		}
 	case "hang":
 		select {}
 	case "crash":
@@ -46,7 +75,17 @@ func (p *testPlugin) Apply(_ context.Context, req *proto.ApplyRequest) (*proto.A
 	case "log":
 		p.logger.Warn("hello from the plugin", "item", req.GetItem().GetId())
 	}
-	return &proto.ApplyResponse{Changed: true, Message: "applied " + req.GetItem().GetId()}, nil
+	if isDir(root) {
+		if err := os.WriteFile(filepath.Join(root, "applied-"+id), nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return &proto.ApplyResponse{Changed: true, RebootRequired: id == "reboot-me", Message: "applied " + id}, nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return p != "" && err == nil && fi.IsDir()
 }
 
 func main() {

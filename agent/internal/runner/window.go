@@ -1,0 +1,62 @@
+package runner
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// window is a daily deployment window in an office's local time; it may
+// span midnight (22:00-04:00).
+type window struct {
+	start, end int // minutes after local midnight
+	text       string
+}
+
+func parseWindow(s string) (window, error) {
+	if len(s) != 11 || s[2] != ':' || s[5] != '-' || s[8] != ':' {
+		return window{}, fmt.Errorf("window %q is not HH:MM-HH:MM", s)
+	}
+	clock := func(hh, mm string) (int, error) {
+		h, err1 := strconv.Atoi(hh)
+		m, err2 := strconv.Atoi(mm)
+		if err1 != nil || err2 != nil || h < 0 || h > 23 || m < 0 || m > 59 {
+			return 0, fmt.Errorf("window %q has a time that is not HH:MM", s)
+		}
+		return h*60 + m, nil
+	}
+	start, err := clock(s[0:2], s[3:5])
+	if err != nil {
+		return window{}, err
+	}
+	end, err := clock(s[6:8], s[9:11])
+	if err != nil {
+		return window{}, err
+	}
+	if start == end {
+		return window{}, fmt.Errorf("window %q is empty", s)
+	}
+	return window{start: start, end: end, text: s}, nil
+}
+
+// open reports whether now falls inside the window in loc, and if not, how
+// long until it opens. Wall-clock arithmetic is done in loc, so that the
+// window follows the office's daylight-saving changes.
+func (w window) open(now time.Time, loc *time.Location) (bool, time.Duration) {
+	t := now.In(loc)
+	m := t.Hour()*60 + t.Minute()
+	var in bool
+	if w.start < w.end {
+		in = m >= w.start && m < w.end
+	} else {
+		in = m >= w.start || m < w.end
+	}
+	if in {
+		return true, 0
+	}
+	next := time.Date(t.Year(), t.Month(), t.Day(), w.start/60, w.start%60, 0, 0, loc)
+	if !next.After(t) {
+		next = time.Date(t.Year(), t.Month(), t.Day()+1, w.start/60, w.start%60, 0, 0, loc)
+	}
+	return false, next.Sub(t)
+}
