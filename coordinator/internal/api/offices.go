@@ -50,3 +50,13 @@ func (a *API) deleteOffice(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+// officeRoutes are the calls on offices beyond their fields: computers
+// added by name before they enrol, and installers.
+func (a *API) officeRoutes() map[string]func(http.ResponseWriter, *http.Request) error {
+	return map[string]func(http.ResponseWriter, *http.Request) error{
+		"POST /v1/offices/{name}/computers":              a.addComputers,
+		"GET /v1/offices/{name}/computers":               a.listComputers,
+		"DELETE /v1/offices/{name}/computers/{hostname}": a.removeComputer,
+	}
+}

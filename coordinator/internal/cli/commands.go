@@ -53,6 +53,7 @@ func register(cmds ...*command) {
 
 func init() {
 	register(officeCommands()...)
+	register(computerCommands()...)
 	register(tokenCommands()...)
 	register(artifactCommands()...)
 	register(policyCommands()...)

@@ -113,11 +113,12 @@ func TestEveryListHasJSON(t *testing.T) {
 		target string
 		answer string
 	}{
-		"office list":   {[]string{"office", "list"}, "/v1/offices", `{"offices":[` + berlinJSON + `]}`},
-		"token list":    {[]string{"token", "list", "--office", "berlin"}, "/v1/offices/berlin/tokens", `{"tokens":[{"id":"ab12","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":3,"used":1}]}`},
-		"artifact list": {[]string{"artifact", "list"}, "/v1/artifacts", `{"artifacts":[{"sha256":"` + strings.Repeat("ab", 32) + `","size":3,"name":"a.tar.gz","uploaded":"2025-06-01T11:00:00Z"}]}`},
-		"agent list":    {[]string{"agent", "list"}, "/v1/agents", `{"agents":[` + pc1 + `]}`},
-		"agent search":  {[]string{"agent", "search", "pc"}, "/v1/agents?q=pc", `{"agents":[` + pc1 + `]}`},
+		"office list":      {[]string{"office", "list"}, "/v1/offices", `{"offices":[` + berlinJSON + `]}`},
+		"office computers": {[]string{"office", "computers", "berlin"}, "/v1/offices/berlin/computers", `{"computers":[{"hostname":"pc-9","office":"berlin","added":"2025-06-01T11:00:00Z","member":""}]}`},
+		"token list":       {[]string{"token", "list", "--office", "berlin"}, "/v1/offices/berlin/tokens", `{"tokens":[{"id":"ab12","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":3,"used":1}]}`},
+		"artifact list":    {[]string{"artifact", "list"}, "/v1/artifacts", `{"artifacts":[{"sha256":"` + strings.Repeat("ab", 32) + `","size":3,"name":"a.tar.gz","uploaded":"2025-06-01T11:00:00Z"}]}`},
+		"agent list":       {[]string{"agent", "list"}, "/v1/agents", `{"agents":[` + pc1 + `]}`},
+		"agent search":     {[]string{"agent", "search", "pc"}, "/v1/agents?q=pc", `{"agents":[` + pc1 + `]}`},
 	}
 	for _, c := range commands {
 		name := c.name

@@ -75,6 +75,3 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 	}
 	return moved, nil
 }
-
-// removeOfficeComputers is filled in with pre-registered computers.
-func removeOfficeComputers(tx *bolt.Tx, office, moveTo string) error { return nil }

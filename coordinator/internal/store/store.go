@@ -290,6 +290,13 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 		if err != nil {
 			return err
 		}
+		// A hostname an admin put in an office goes there, whatever
+		// office the token is for (computers.go).
+		if o, err := steerPreregistered(tx, &m, now); err != nil {
+			return err
+		} else if o != nil {
+			office = o
+		}
 		t.Used++
 		if err := put(tx, bTokens, t.ID, t); err != nil {
 			return err
