@@ -31,10 +31,17 @@ type membership struct {
 
 	mu       sync.Mutex
 	interval time.Duration
+
+	// onPolicy, if set, is told the artifacts of each newer signed policy
+	// of the office; kick wakes the loop on a "revision N is out" push.
+	onPolicy func(revision uint64, hashes []string)
+	policy   *officePolicy
+	kick     chan struct{}
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
-	return &membership{cfg: cfg, log: logger.With("component", "membership"), linked: make(chan struct{}), interval: 2 * time.Minute}
+	return &membership{cfg: cfg, log: logger.With("component", "membership"), linked: make(chan struct{}),
+		interval: 2 * time.Minute, kick: make(chan struct{}, 1)}
 }
 
 // FileServer asks the coordinator for file-server credentials, waiting
@@ -83,7 +90,22 @@ func (m *membership) Run(ctx context.Context) error {
 	if id.Role != wire.Role_ROLE_RELAY {
 		return fmt.Errorf("the identity in %s is an agent's, not a relay's", filepath.Join(m.cfg.DataDir, "identity"))
 	}
-	link, err := member.NewClient(id, m.cfg.CoordinatorAddr(), func(context.Context, *wire.Request) *wire.Response { return nil }, m.log)
+	if m.onPolicy != nil {
+		m.policy = &officePolicy{key: id.PolicyKey, office: id.Office, dir: m.cfg.DataDir, apply: m.onPolicy}
+		if err := m.policy.load(); err != nil {
+			m.log.Warn("saved policy not used", "err", err)
+		}
+	}
+	push := func(_ context.Context, req *wire.Request) *wire.Response {
+		if req.GetRevisionNotice() != nil {
+			select {
+			case m.kick <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	}
+	link, err := member.NewClient(id, m.cfg.CoordinatorAddr(), push, m.log)
 	if err != nil {
 		return err
 	}
@@ -126,6 +148,7 @@ func (m *membership) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
+		case <-m.kick:
 		}
 	}
 	wg.Wait()
@@ -149,6 +172,11 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		return
 	}
 	info := resp.GetCheckin().GetOffice()
+	if m.policy != nil && info.GetRevision() > m.policy.revision {
+		if err := m.policy.fetch(ctx, m.link.Call); err != nil {
+			m.log.Warn("policy not taken", "err", err)
+		}
+	}
 	if s := info.GetCheckinIntervalSeconds(); s > 0 {
 		m.mu.Lock()
 		m.interval = time.Duration(s) * time.Second

@@ -94,6 +94,54 @@ type Relay struct {
 	started atomic.Bool
 	mu      sync.Mutex
 	addr    string
+	wanted  []string      // artifacts the office's policy names
+	stage   chan struct{} // wakes prestage
+}
+
+// applyPolicy pins the artifacts a newer signed policy of the office names
+// and has them fetched ahead of the agents.
+func (r *Relay) applyPolicy(revision uint64, hashes []string) {
+	r.cache.SetPinned(hashes)
+	r.mu.Lock()
+	r.wanted = hashes
+	r.mu.Unlock()
+	r.logger.Info("office policy taken: artifacts pinned and pre-staged", "revision", revision, "artifacts", len(hashes))
+	select {
+	case r.stage <- struct{}{}:
+	default:
+	}
+}
+
+// prestage fetches the artifacts the policy names that are not cached yet,
+// one at a time, so that the WAN is used before the agents ask.
+func (r *Relay) prestage(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.stage:
+		}
+		r.mu.Lock()
+		wanted := r.wanted
+		r.mu.Unlock()
+		for _, h := range wanted {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if r.cache.Has(h) {
+				continue
+			}
+			f, size, err := r.cache.Get(ctx, h)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.logger.Warn("pre-stage failed; agents will ask again", "sha256", h, "err", err)
+				}
+				continue
+			}
+			f.Close()
+			r.logger.Info("pre-staged", "sha256", h, "bytes", size)
+		}
+	}
 }
 
 // New builds a relay from a valid cfg. It opens the cache directory (and
@@ -115,6 +163,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 	}
 	logger = logger.With("component", "relay")
 
+	var m *membership
 	up := o.upstream
 	if up == nil {
 		var src upstream.CredentialSource
@@ -127,7 +176,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 			// The usual case: the relay is a member of its office and reads
 			// the file server with short-lived read-only credentials that
 			// the coordinator issues; it holds no S3 secret of its own.
-			m := newMembership(cfg, logger)
+			m = newMembership(cfg, logger)
 			src = upstream.FetchFunc(m.FileServer)
 			o.components = append(o.components, namedComponent{"membership", m})
 		default:
@@ -149,7 +198,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
-	m, err := newHTTPMetrics(reg)
+	hm, err := newHTTPMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
@@ -163,7 +212,12 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		cache:      c,
 		egress:     cache.NewLimiter(cfg.EgressBytesPerSec),
 		components: o.components,
-		metrics:    m,
+		metrics:    hm,
+		stage:      make(chan struct{}, 1),
+	}
+	r.components = append(r.components, namedComponent{"prestage", ComponentFunc(r.prestage)})
+	if m != nil {
+		m.onPolicy = r.applyPolicy
 	}
 	r.handler = r.routes(gatherer)
 	return r, nil

@@ -196,17 +196,15 @@ func (u *Upstream) openRange(ctx context.Context, hash string, off, n int64) (io
 	}
 	key := KeyPrefix + hash
 	var opts minio.GetObjectOptions
-	end := int64(0)
-	if n > 0 {
-		end = off + n - 1
-	}
-	if off == 0 && end == 0 {
-		end = -1 // whole object: no Range header
-	}
-	if end >= 0 || off > 0 {
-		if err := opts.SetRange(off, end); err != nil {
-			return nil, 0, err
-		}
+	var rerr error
+	switch {
+	case n > 0:
+		rerr = opts.SetRange(off, off+n-1)
+	case off > 0:
+		rerr = opts.SetRange(off, 0) // to the end
+	} // else the whole object: no Range header
+	if rerr != nil {
+		return nil, 0, rerr
 	}
 	body, info, hdr, err := minio.Core{Client: client}.GetObject(ctx, bucket, key, opts)
 	if err != nil {
@@ -217,11 +215,10 @@ func (u *Upstream) openRange(ctx context.Context, hash string, off, n int64) (io
 	}
 	size := info.Size
 	if cr := hdr.Get("Content-Range"); cr != "" {
-		i := strings.LastIndexByte(cr, '/')
-		total, perr := strconv.ParseInt(cr[i+1:], 10, 64)
-		if i < 0 || perr != nil {
+		start, total, err := parseContentRange(cr)
+		if err != nil || start != off {
 			body.Close()
-			return nil, 0, fmt.Errorf("read %s/%s at %d: malformed Content-Range %q", bucket, key, off, cr)
+			return nil, 0, fmt.Errorf("read %s/%s at %d: unusable Content-Range %q from the file server", bucket, key, off, cr)
 		}
 		size = total
 	} else if off > 0 {
@@ -426,4 +423,42 @@ func (p *provider) IsExpired() bool {
 	p.u.mu.Lock()
 	defer p.u.mu.Unlock()
 	return p.u.cur == nil || p.handed != p.u.gen || p.u.dueLocked()
+}
+
+// parseContentRange reads "bytes first-last/total" (RFC 9110), the only
+// form a ranged 206 answer may carry; the file server is not trusted to
+// send it well-formed.
+func parseContentRange(s string) (first, total int64, err error) {
+	rest, ok := strings.CutPrefix(s, "bytes ")
+	if !ok {
+		return 0, 0, fmt.Errorf("content-range %q: want bytes first-last/total", s)
+	}
+	rng, tot, ok := strings.Cut(rest, "/")
+	if !ok {
+		return 0, 0, fmt.Errorf("content-range %q: no total", s)
+	}
+	a, b, ok := strings.Cut(rng, "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("content-range %q: no range", s)
+	}
+	num := func(v string) (int64, error) {
+		if v == "" || v[0] == '+' || v[0] == '-' {
+			return 0, fmt.Errorf("content-range %q: %q is not a number", s, v)
+		}
+		return strconv.ParseInt(v, 10, 64)
+	}
+	if first, err = num(a); err != nil {
+		return 0, 0, err
+	}
+	last, err := num(b)
+	if err != nil {
+		return 0, 0, err
+	}
+	if total, err = num(tot); err != nil {
+		return 0, 0, err
+	}
+	if first > last || last >= total {
+		return 0, 0, fmt.Errorf("content-range %q: range outside the total", s)
+	}
+	return first, total, nil
 }
