@@ -74,6 +74,9 @@ type Deps struct {
 	// can reach hosts through the coordinator's QUIC port.
 	CAFingerprint string
 	QUICPort      string
+	// PublicAddress is the host:port agents reach the QUIC endpoint at;
+	// installers carry it.
+	PublicAddress string
 }
 
 // API is the HTTP handler.
