@@ -13,7 +13,8 @@ LDFLAGS := -X github.com/outposthq/outpost/coordinator.Version=$(VERSION) \
 CMDS := ./coordinator/cmd/outpost-coordinator ./coordinator/cmd/outpost \
         ./agent/cmd/outpost-agent ./relay/cmd/outpost-relay \
         ./plugins/packages/cmd/outpost-plugin-package \
-        ./plugins/registry/cmd/outpost-plugin-registry
+        ./plugins/registry/cmd/outpost-plugin-registry \
+        ./plugins/patch/cmd/outpost-plugin-patch
 PROTOS := pkg/wire/wire.proto pkg/wire/session.proto plugins/proto/plugin.proto
 
 .PHONY: help build test test-integ bench demo check proto clean

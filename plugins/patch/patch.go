@@ -1,0 +1,301 @@
+// Package patch is the "patch" plugin: a patch from the coordinator's
+// catalog fixes a package by bringing it to a fixed version. The plugin
+// scans the package manifests in its root (those the package plugin
+// writes) and reports each patch installed, missing or not applicable (the
+// package is not there); applying it backs up the package's current files
+// and installs the fixed version through the package plugin's code, so the
+// same confinement, journal and verification hold. Removing a patch whose
+// catalog entry allows rollback puts the backed-up version back.
+//
+// It does not decide which patches apply: the coordinator's approvals do.
+package patch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+	"github.com/outposthq/outpost/plugins"
+	"github.com/outposthq/outpost/plugins/packages"
+	"github.com/outposthq/outpost/plugins/proto"
+)
+
+// Kind is the item kind this plugin manages.
+const Kind = "patch"
+
+// Version is the plugin's version, reported by Describe.
+var Version = "0.1.0"
+
+// StateDir is where, inside the root, the records and backups of applied
+// patches are kept.
+const StateDir = "var/lib/outpost/patches"
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Manager implements plugins.Plugin for patches.
+type Manager struct {
+	logger *slog.Logger
+	pkgs   *packages.Manager
+	mu     sync.Mutex
+}
+
+var _ plugins.Plugin = (*Manager)(nil)
+
+// New returns a Manager.
+func New(logger *slog.Logger) *Manager {
+	return &Manager{logger: logger.With("component", "patch"), pkgs: packages.New(logger)}
+}
+
+// Describe says what this plugin is.
+func (m *Manager) Describe(context.Context, *proto.DescribeRequest) (*proto.DescribeResponse, error) {
+	return &proto.DescribeResponse{Kind: Kind, Version: Version, Capabilities: []string{"scan", "install", "rollback"}}, nil
+}
+
+// record is what the plugin keeps about a patch it applied.
+type record struct {
+	Patch           string `json:"patch"`
+	Package         string `json:"package"`
+	PreviousVersion string `json:"previous_version"`
+	Prefix          string `json:"prefix"`
+	Backup          string `json:"backup"` // file name in StateDir
+}
+
+type spec struct {
+	id    string
+	p     *wire.PatchSpec
+	state wire.State
+	art   *wire.Artifact
+}
+
+func itemSpec(item *wire.Item) (spec, error) {
+	if item.GetKind() != Kind {
+		return spec{}, fmt.Errorf("item %s has kind %q; this plugin manages %q", item.GetId(), item.GetKind(), Kind)
+	}
+	p := item.GetPatch()
+	if p == nil {
+		return spec{}, fmt.Errorf("item %s has no patch spec", item.GetId())
+	}
+	if !idRE.MatchString(p.GetId()) {
+		return spec{}, fmt.Errorf("item %s: patch id %q is invalid", item.GetId(), p.GetId())
+	}
+	if p.GetPackage() == "" || p.GetFixedVersion() == "" {
+		return spec{}, fmt.Errorf("patch %s names no package or fixed version", p.GetId())
+	}
+	return spec{id: item.GetId(), p: p, state: item.GetState(), art: item.GetArtifact()}, nil
+}
+
+func dir(root string) string { return filepath.Join(root, filepath.FromSlash(StateDir)) }
+
+func loadRecord(root, id string) (*record, error) {
+	b, err := os.ReadFile(filepath.Join(dir(root), id+".json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the record of patch %s: %w", id, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("the record of patch %s is corrupt: %w", id, err)
+	}
+	return &r, nil
+}
+
+// Scan reports each patch installed (compliant), missing, or not
+// applicable when its package is not installed.
+func (m *Manager) Scan(ctx context.Context, req *proto.ScanRequest) (*proto.ScanResponse, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	resp := &proto.ScanResponse{}
+	for _, item := range req.GetItems() {
+		resp.Items = append(resp.Items, m.scanItem(req.GetRoot(), item))
+	}
+	return resp, nil
+}
+
+func (m *Manager) scanItem(root string, item *wire.Item) *proto.ItemState {
+	st := &proto.ItemState{Id: item.GetId(), Applicable: true}
+	s, err := itemSpec(item)
+	if err != nil {
+		st.Message = err.Error()
+		return st
+	}
+	mf, err := packages.Installed(root, s.p.GetPackage())
+	if err != nil {
+		st.Message = err.Error()
+		return st
+	}
+	rec, err := loadRecord(root, s.p.GetId())
+	if err != nil {
+		st.Message = err.Error()
+		return st
+	}
+	if s.state == wire.State_STATE_ABSENT {
+		if rec == nil {
+			st.Compliant, st.Message = true, fmt.Sprintf("patch %s was not applied by outpost; nothing to roll back", s.p.GetId())
+		} else {
+			st.Message = fmt.Sprintf("patch %s is installed; rolling back restores %s %s", s.p.GetId(), rec.Package, rec.PreviousVersion)
+		}
+		return st
+	}
+	if mf == nil {
+		st.Applicable = false
+		st.Message = fmt.Sprintf("not applicable: %s is not installed", s.p.GetPackage())
+		return st
+	}
+	st.InstalledVersion = mf.Version
+	if CompareVersions(mf.Version, s.p.GetFixedVersion()) >= 0 {
+		st.Compliant = true
+		st.Message = fmt.Sprintf("installed: %s %s has the fix of %s", mf.Name, mf.Version, s.p.GetId())
+		return st
+	}
+	st.Message = fmt.Sprintf("missing: %s %s is installed, %s fixes it in %s", mf.Name, mf.Version, s.p.GetId(), s.p.GetFixedVersion())
+	return st
+}
+
+// Apply installs a patch (the fixed version of its package) or rolls it back.
+func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.ApplyResponse, error) {
+	s, err := itemSpec(req.GetItem())
+	if err != nil {
+		return nil, err
+	}
+	root := req.GetRoot()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s.state == wire.State_STATE_ABSENT {
+		return m.rollback(ctx, root, s)
+	}
+	mf, err := packages.Installed(root, s.p.GetPackage())
+	if err != nil {
+		return nil, err
+	}
+	if mf == nil {
+		return nil, fmt.Errorf("patch %s is not applicable: %s is not installed", s.p.GetId(), s.p.GetPackage())
+	}
+	if CompareVersions(mf.Version, s.p.GetFixedVersion()) >= 0 {
+		return &proto.ApplyResponse{Message: fmt.Sprintf("installed: %s %s has the fix", mf.Name, mf.Version)}, nil
+	}
+	if req.GetArtifactPath() == "" {
+		return nil, fmt.Errorf("patch %s has no artifact to install; the catalog entry must name one", s.p.GetId())
+	}
+	if err := os.MkdirAll(dir(root), 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir(root), err)
+	}
+	rec := &record{Patch: s.p.GetId(), Package: mf.Name, PreviousVersion: mf.Version, Prefix: mf.Prefix, Backup: s.p.GetId() + ".backup.tar.gz"}
+	if s.p.GetRollbackAllowed() {
+		if err := packages.Backup(root, mf, filepath.Join(dir(root), rec.Backup)); err != nil {
+			return nil, fmt.Errorf("patch %s: %w; nothing changed", s.p.GetId(), err)
+		}
+	} else {
+		rec.Backup = ""
+	}
+	b, _ := json.MarshalIndent(rec, "", "  ")
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir(root), s.p.GetId()+".json"), b, 0o600); err != nil {
+		return nil, fmt.Errorf("record patch %s: %w", s.p.GetId(), err)
+	}
+	pkgItem := &wire.Item{Id: "package/" + mf.Name, Kind: packages.Kind, State: wire.State_STATE_PRESENT, Artifact: s.art,
+		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: mf.Name, Version: s.p.GetFixedVersion(), Prefix: mf.Prefix}}}
+	if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: req.GetArtifactPath()}); err != nil {
+		os.Remove(filepath.Join(dir(root), s.p.GetId()+".json"))
+		return nil, fmt.Errorf("patch %s: %w", s.p.GetId(), err)
+	}
+	msg := fmt.Sprintf("installed patch %s: %s %s → %s", s.p.GetId(), mf.Name, mf.Version, s.p.GetFixedVersion())
+	m.logger.Info("patch installed", "patch", s.p.GetId(), "package", mf.Name, "from", mf.Version, "to", s.p.GetFixedVersion())
+	return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(), Message: msg}, nil
+}
+
+func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.ApplyResponse, error) {
+	rec, err := loadRecord(root, s.p.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return &proto.ApplyResponse{Message: fmt.Sprintf("patch %s was not applied by outpost; nothing to roll back", s.p.GetId())}, nil
+	}
+	if !s.p.GetRollbackAllowed() || rec.Backup == "" {
+		return nil, fmt.Errorf("patch %s does not allow rollback; it stays installed (remove it from the policy instead of setting state absent)", s.p.GetId())
+	}
+	backup := filepath.Join(dir(root), rec.Backup)
+	sum, err := hashFile(backup)
+	if err != nil {
+		return nil, fmt.Errorf("roll back patch %s: the backup is gone: %w", s.p.GetId(), err)
+	}
+	pkgItem := &wire.Item{Id: "package/" + rec.Package, Kind: packages.Kind, State: wire.State_STATE_PRESENT,
+		Artifact: &wire.Artifact{Sha256: sum},
+		Spec:     &wire.Item_Package{Package: &wire.PackageSpec{Name: rec.Package, Version: rec.PreviousVersion, Prefix: rec.Prefix}}}
+	if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: backup}); err != nil {
+		return nil, fmt.Errorf("roll back patch %s: %w", s.p.GetId(), err)
+	}
+	os.Remove(backup)
+	if err := os.Remove(filepath.Join(dir(root), s.p.GetId()+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("forget patch %s: %w", s.p.GetId(), err)
+	}
+	return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(),
+		Message: fmt.Sprintf("rolled back patch %s: %s is %s again", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
+}
+
+func hashFile(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// CompareVersions orders dotted versions: numeric parts as numbers, other
+// parts as text ("1.10" > "1.9", "2.0.0" > "2.0"). It returns -1, 0 or 1.
+func CompareVersions(a, b string) int {
+	pa, pb := strings.FieldsFunc(a, sep), strings.FieldsFunc(b, sep)
+	for i := 0; i < max(len(pa), len(pb)); i++ {
+		var x, y string
+		if i < len(pa) {
+			x = pa[i]
+		}
+		if i < len(pb) {
+			y = pb[i]
+		}
+		nx, errx := strconv.ParseUint(x, 10, 64)
+		ny, erry := strconv.ParseUint(y, 10, 64)
+		switch {
+		case x == y:
+			continue
+		case x == "":
+			return -1
+		case y == "":
+			return 1
+		case errx == nil && erry == nil:
+			if nx < ny {
+				return -1
+			}
+			if nx > ny {
+				return 1
+			}
+		case x < y:
+			return -1
+		default:
+			return 1
+		}
+	}
+	return 0
+}
+
+func sep(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '~' || r == '_' }
