@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +95,9 @@ func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 		h.Set("X-Outpost-Source", "fetch")
 	}
 	var content io.ReadSeeker = obj
+	if f, ok := obj.(interface{ OSFile() *os.File }); ok {
+		content = f.OSFile() // so that net/http sends it by sendfile
+	}
 	if r.egress != nil {
 		// Only then: a plain file goes out by sendfile.
 		content = &limitedSeeker{ReadSeeker: obj, r: cache.LimitReader(req.Context(), obj, r.egress)}
@@ -278,6 +282,22 @@ func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var n int64
 	var err error
+	lr, limited := src.(*io.LimitedReader)
+	dst, canReadFrom := w.ResponseWriter.(io.ReaderFrom)
+	if limited && canReadFrom {
+		if st, ok := lr.R.(interface {
+			SendTo(io.Writer, int64) (int64, error)
+		}); ok {
+			// A stream of a fetch in progress: sendfile what has arrived.
+			n, err = st.SendTo(struct {
+				io.Writer
+				io.ReaderFrom
+			}{w.ResponseWriter, dst}, lr.N)
+			lr.N -= n
+			w.bytes += n
+			return n, err
+		}
+	}
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
 		n, err = rf.ReadFrom(src)
 	} else {

@@ -152,6 +152,51 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	avail, err := r.readable()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.f.ReadAt(p[:min(int64(len(p)), avail)], r.off)
+	r.off += int64(n)
+	if errors.Is(err, io.EOF) && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// SendTo writes the next n bytes to w as they become readable, handing the
+// file to w's ReadFrom so that a TCP connection sends them by sendfile.
+func (r *streamReader) SendTo(w io.Writer, n int64) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(w, io.LimitReader(r, n))
+	}
+	var sent int64
+	for sent < n {
+		avail, err := r.readable()
+		if err != nil {
+			return sent, err
+		}
+		k := min(avail, n-sent)
+		if _, err := r.f.Seek(r.off, io.SeekStart); err != nil {
+			return sent, err
+		}
+		m, err := rf.ReadFrom(&io.LimitedReader{R: r.f, N: k})
+		r.off += m
+		sent += m
+		if err != nil {
+			return sent, err
+		}
+		if m < k {
+			return sent, io.ErrUnexpectedEOF
+		}
+	}
+	return sent, nil
+}
+
+// readable waits until bytes can be read at the reader's offset and says
+// how many; io.EOF at the verified end.
+func (r *streamReader) readable() (int64, error) {
 	for {
 		fl := r.fl
 		fl.mu.Lock()
@@ -166,21 +211,13 @@ func (r *streamReader) Read(p []byte) (int, error) {
 		}
 		limit := fl.avail
 		if !fl.verified && !r.internal {
-			// The last byte waits for the hash, so that nobody holds a
-			// complete copy of bytes that fail it.
 			limit = min(limit, r.size-1)
-		}
-		if r.off < limit {
-			fl.mu.Unlock()
-			n, err := r.f.ReadAt(p[:min(int64(len(p)), limit-r.off)], r.off)
-			r.off += int64(n)
-			if errors.Is(err, io.EOF) && n > 0 {
-				err = nil
-			}
-			return n, err
 		}
 		ch := fl.changed
 		fl.mu.Unlock()
+		if r.off < limit {
+			return limit - r.off, nil
+		}
 		select {
 		case <-ch:
 		case <-r.ctx.Done():
