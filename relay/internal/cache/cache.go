@@ -404,7 +404,7 @@ func (f *fileObject) Size() int64 { return f.size }
 
 // OSFile is the open file, for sendfile.
 func (f *fileObject) OSFile() *os.File { return f.File }
-func (f *fileObject) Hit() bool   { return !f.fetched }
+func (f *fileObject) Hit() bool        { return !f.fetched }
 
 // openHit opens a cached object and marks it used; a miss is an error
 // wrapping fs.ErrNotExist.
