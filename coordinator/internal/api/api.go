@@ -123,6 +123,9 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h
 	}
+	for pattern, h := range a.patchRoutes() {
+		routes[pattern] = h
+	}
 	for pattern, h := range a.officeRoutes() {
 		routes[pattern] = h
 	}
@@ -584,6 +587,9 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	items, err := policy.Compile(src, artifactLookup{a.d.Store})
 	if err != nil {
+		return err
+	}
+	if items, err = a.withPatches(office, items); err != nil {
 		return err
 	}
 	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {

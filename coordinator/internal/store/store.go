@@ -317,6 +317,11 @@ func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
 		}
 		fn(m)
 		out = m
+		if m.Report != nil { // keep the last runs: compliance history
+			if err := appendRun(tx, id, *m.Report); err != nil {
+				return err
+			}
+		}
 		return put(tx, bMembers, id, m)
 	})
 	return out, err

@@ -1,0 +1,522 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/internal/patches"
+	"github.com/outposthq/outpost/coordinator/internal/policy"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// patchRoutes are the patch catalog, approvals, rules, missing patches and
+// compliance history.
+func (a *API) patchRoutes() map[string]func(http.ResponseWriter, *http.Request) error {
+	return map[string]func(http.ResponseWriter, *http.Request) error{
+		"POST /v1/patches/import":           a.importPatches,
+		"GET /v1/patches":                   a.listPatches,
+		"GET /v1/patches/{id}":              a.showPatch,
+		"POST /v1/patches/{id}/approve":     a.approvePatch,
+		"DELETE /v1/patches/{id}/approve":   a.revokePatch,
+		"GET /v1/patch-approvals":           a.listApprovals,
+		"PUT /v1/patch-rules/{name}":        a.putRule,
+		"GET /v1/patch-rules":               a.listRules,
+		"DELETE /v1/patch-rules/{name}":     a.deleteRule,
+		"POST /v1/patch-rules/evaluate":     a.evaluateRules,
+		"GET /v1/patches-missing":           a.missingPatches,
+		"GET /v1/agents/{id}/runs":          a.agentRuns,
+		"GET /v1/offices/{name}/compliance": a.officeCompliance,
+	}
+}
+
+// Patch makes the policy compiler see the catalog (policy.PatchLookup).
+func (l artifactLookup) Patch(id string) (*wire.PatchSpec, string, bool, error) {
+	p, err := l.s.Patch(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, "", false, nil
+	}
+	if err != nil {
+		return nil, "", false, err
+	}
+	return patchSpec(p), p.Artifact, true, nil
+}
+
+func patchSpec(p *store.Patch) *wire.PatchSpec {
+	return &wire.PatchSpec{Id: p.ID, Package: p.Package, FixedVersion: p.FixedVersion, RebootRequired: p.RebootRequired,
+		Title: p.Title, Severity: p.Severity, Supersedes: p.Supersedes, RollbackAllowed: p.RollbackAllowed}
+}
+
+func (a *API) importPatches(w http.ResponseWriter, r *http.Request) error {
+	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, patches.MaxFeed))
+	if err != nil {
+		return err
+	}
+	ps, err := patches.Parse(src, time.Now().UTC())
+	if err != nil {
+		return feedError(err)
+	}
+	if err := patches.CheckArtifacts(ps, artifactLookup{a.d.Store}); err != nil {
+		return feedError(err)
+	}
+	added, updated, err := a.d.Store.ImportPatches(ps, patches.CheckCatalog)
+	if err != nil {
+		return feedError(err)
+	}
+	a.log.Info("patch feed imported", "added", added, "updated", updated)
+	// Offices with approvals get the catalog's new facts (a new fixed
+	// version, a supersedes) in a new revision.
+	if err := a.republishApproved(""); err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(ps))
+	for _, p := range ps {
+		ids = append(ids, p.ID)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"added": added, "updated": updated, "patches": ids})
+	return nil
+}
+
+func feedError(err error) error {
+	var fe *patches.FeedError
+	if errors.As(err, &fe) {
+		return httpError(http.StatusBadRequest, "%s", fe.Error())
+	}
+	return err
+}
+
+func (a *API) listPatches(w http.ResponseWriter, r *http.Request) error {
+	ps, err := a.d.Store.Patches()
+	if err != nil {
+		return err
+	}
+	if ps == nil {
+		ps = []store.Patch{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"patches": ps})
+	return nil
+}
+
+func (a *API) showPatch(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.d.Store.Patch(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	approvals, err := a.d.Store.Approvals("")
+	if err != nil {
+		return err
+	}
+	mine := []store.PatchApproval{}
+	for _, ap := range approvals {
+		if ap.Patch == p.ID {
+			mine = append(mine, ap)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"patch": p, "approvals": mine})
+	return nil
+}
+
+type approveInput struct {
+	Office string `json:"office"`
+	Window string `json:"window"`
+	Reboot string `json:"reboot"`
+}
+
+func checkSchedule(window, reboot string) error {
+	if window != "" {
+		if msg := policy.CheckWindow(window); msg != "" {
+			return httpError(http.StatusBadRequest, "%s", msg)
+		}
+	}
+	switch reboot {
+	case "", "never", "if-needed-inside-window", "notify-only":
+	default:
+		return httpError(http.StatusBadRequest, "reboot %q: want never, if-needed-inside-window or notify-only", reboot)
+	}
+	return nil
+}
+
+func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
+	var in approveInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if in.Office == "" {
+		return httpError(http.StatusBadRequest, "no office given: approve a patch for an office, e.g. --office berlin")
+	}
+	if err := checkSchedule(in.Window, in.Reboot); err != nil {
+		return err
+	}
+	ap := store.PatchApproval{Patch: r.PathValue("id"), Office: in.Office, By: "admin", Window: in.Window, Reboot: in.Reboot, At: time.Now().UTC()}
+	added, err := a.d.Store.Approve(ap)
+	if err != nil {
+		return err
+	}
+	rev, err := a.republish(in.Office)
+	if err != nil {
+		return err
+	}
+	a.log.Info("patch approved", "patch", ap.Patch, "office", ap.Office, "revision", rev)
+	writeJSON(w, http.StatusOK, map[string]any{"approval": ap, "added": added, "revision": rev})
+	return nil
+}
+
+func (a *API) revokePatch(w http.ResponseWriter, r *http.Request) error {
+	office := r.URL.Query().Get("office")
+	if office == "" {
+		return httpError(http.StatusBadRequest, "no office given: ?office=NAME")
+	}
+	if err := a.d.Store.Revoke(office, r.PathValue("id")); err != nil {
+		return err
+	}
+	rev, err := a.republish(office)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revoked": r.PathValue("id"), "office": office, "revision": rev})
+	return nil
+}
+
+func (a *API) listApprovals(w http.ResponseWriter, r *http.Request) error {
+	aps, err := a.d.Store.Approvals(r.URL.Query().Get("office"))
+	if err != nil {
+		return err
+	}
+	if aps == nil {
+		aps = []store.PatchApproval{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"approvals": aps})
+	return nil
+}
+
+type ruleInput struct {
+	MinSeverity string   `json:"min_severity"`
+	TestOffice  string   `json:"test_office"`
+	AfterDays   int      `json:"after_days"`
+	Offices     []string `json:"offices"`
+	Window      string   `json:"window"`
+	Reboot      string   `json:"reboot"`
+}
+
+func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
+	var in ruleInput
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	switch {
+	case !officeName.MatchString(name):
+		return httpError(http.StatusBadRequest, "rule name %q: use 1-63 lower-case letters, digits and dashes", name)
+	case patches.SeverityRank(in.MinSeverity) < 0:
+		return httpError(http.StatusBadRequest, "min_severity %q: want one of %s", in.MinSeverity, strings.Join(patches.Severities, ", "))
+	case in.TestOffice == "":
+		return httpError(http.StatusBadRequest, "no test_office: a rule approves in a test office first")
+	case in.AfterDays < 0 || in.AfterDays > 365:
+		return httpError(http.StatusBadRequest, "after_days %d: want 0 to 365", in.AfterDays)
+	}
+	if err := checkSchedule(in.Window, in.Reboot); err != nil {
+		return err
+	}
+	rule := store.ApprovalRule{Name: name, MinSeverity: in.MinSeverity, TestOffice: in.TestOffice, AfterDays: in.AfterDays,
+		Offices: in.Offices, Window: in.Window, Reboot: in.Reboot, Created: time.Now().UTC()}
+	if err := a.d.Store.PutRule(rule); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rule)
+	return nil
+}
+
+func (a *API) listRules(w http.ResponseWriter, r *http.Request) error {
+	rules, err := a.d.Store.Rules()
+	if err != nil {
+		return err
+	}
+	if rules == nil {
+		rules = []store.ApprovalRule{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rules": rules})
+	return nil
+}
+
+func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) error {
+	if err := a.d.Store.DeleteRule(r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// EvaluateRules runs the approval rules now and republishes the offices
+// that gained approvals. The coordinator calls it periodically.
+func (a *API) EvaluateRules(now time.Time) ([]store.PatchApproval, error) {
+	added, err := patches.Evaluate(a.d.Store, now)
+	if err != nil {
+		return nil, err
+	}
+	offices := map[string]bool{}
+	for _, ap := range added {
+		offices[ap.Office] = true
+	}
+	for o := range offices {
+		if _, err := a.republish(o); err != nil {
+			return added, err
+		}
+	}
+	return added, nil
+}
+
+func (a *API) evaluateRules(w http.ResponseWriter, r *http.Request) error {
+	added, err := a.EvaluateRules(time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if added == nil {
+		added = []store.PatchApproval{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"approved": added})
+	return nil
+}
+
+// withPatches adds the office's approved patches to its compiled items:
+// one item per approved patch that no approved patch supersedes and that
+// the admin's YAML does not already name.
+func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, error) {
+	aps, err := a.d.Store.Approvals(office)
+	if err != nil || len(aps) == 0 {
+		return items, err
+	}
+	all, err := a.d.Store.Patches()
+	if err != nil {
+		return nil, err
+	}
+	catalog := map[string]store.Patch{}
+	for _, p := range all {
+		catalog[p.ID] = p
+	}
+	named := map[string]bool{}
+	for _, it := range items {
+		named[it.GetId()] = true
+	}
+	var ids []string
+	for _, ap := range aps {
+		if _, ok := catalog[ap.Patch]; ok {
+			ids = append(ids, ap.Patch)
+		}
+	}
+	superseded := patches.Superseded(ids, catalog)
+	lookup := artifactLookup{a.d.Store}
+	for _, ap := range aps {
+		p, ok := catalog[ap.Patch]
+		if !ok || superseded[p.ID] || named["patch/"+p.ID] {
+			continue
+		}
+		size, name, found, err := lookup.Artifact(p.Artifact)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, fmt.Errorf("patch %s: artifact %s is no longer recorded", p.ID, p.Artifact)
+		}
+		items = append(items, &wire.Item{Id: "patch/" + p.ID, Kind: policy.KindPatch, State: wire.State_STATE_PRESENT,
+			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: ap.Window, Reboot: ap.Reboot,
+			Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
+	}
+	return items, nil
+}
+
+// republish signs a new revision of the office's policy: its YAML as the
+// admin last applied it (none is an empty policy) plus its approved
+// patches. It returns the new revision.
+func (a *API) republish(office string) (uint64, error) {
+	src := "items: []\n"
+	if p, err := a.d.Store.Policy(office); err == nil {
+		src = p.YAML
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	items, err := policy.Compile([]byte(src), artifactLookup{a.d.Store})
+	if err != nil {
+		return 0, fmt.Errorf("recompile the policy of %s: %w", office, err)
+	}
+	if items, err = a.withPatches(office, items); err != nil {
+		return 0, err
+	}
+	p, err := a.d.Store.ApplyPolicy(office, src, time.Now().UTC(), func(rev uint64) ([]byte, error) {
+		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
+	})
+	if err != nil {
+		return 0, err
+	}
+	if a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevision(office, p.Revision)
+	}
+	return p.Revision, nil
+}
+
+// republishApproved republishes every office with approvals (or one).
+func (a *API) republishApproved(office string) error {
+	aps, err := a.d.Store.Approvals(office)
+	if err != nil {
+		return err
+	}
+	done := map[string]bool{}
+	for _, ap := range aps {
+		if done[ap.Office] {
+			continue
+		}
+		done[ap.Office] = true
+		if _, err := a.republish(ap.Office); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostPatch is one patch item as one host last reported it.
+type hostPatch struct {
+	Patch   string `json:"patch"`
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
+type hostMissing struct {
+	Agent    string      `json:"agent"`
+	Hostname string      `json:"hostname"`
+	Office   string      `json:"office"`
+	Missing  []hostPatch `json:"missing"`
+}
+
+type officeMissing struct {
+	Office  string         `json:"office"`
+	Hosts   int            `json:"hosts"`
+	Missing map[string]int `json:"missing"` // patch id → hosts missing it
+}
+
+// missingPatches lists, by host and by office, the patch items hosts
+// report as not installed: missing, pending (a window) or failed.
+func (a *API) missingPatches(w http.ResponseWriter, r *http.Request) error {
+	office := r.URL.Query().Get("office")
+	if office != "" {
+		if _, err := a.d.Store.Office(office); err != nil {
+			return err
+		}
+	}
+	members, err := a.d.Store.Members(office)
+	if err != nil {
+		return err
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].Hostname < members[j].Hostname })
+	hosts := []hostMissing{}
+	byOffice := map[string]*officeMissing{}
+	for _, m := range members {
+		if m.Role == "relay" {
+			continue
+		}
+		om := byOffice[m.Office]
+		if om == nil {
+			om = &officeMissing{Office: m.Office, Missing: map[string]int{}}
+			byOffice[m.Office] = om
+		}
+		om.Hosts++
+		hm := hostMissing{Agent: m.ID, Hostname: m.Hostname, Office: m.Office, Missing: []hostPatch{}}
+		if m.Report != nil {
+			for _, it := range m.Report.Items {
+				id, ok := strings.CutPrefix(it.ID, "patch/")
+				if !ok || it.Status == "compliant" || it.Status == "not_applicable" {
+					continue
+				}
+				hm.Missing = append(hm.Missing, hostPatch{Patch: id, Status: it.Status, Message: it.Message})
+				om.Missing[id]++
+			}
+		}
+		hosts = append(hosts, hm)
+	}
+	offices := []officeMissing{}
+	for _, om := range byOffice {
+		offices = append(offices, *om)
+	}
+	sort.Slice(offices, func(i, j int) bool { return offices[i].Office < offices[j].Office })
+	writeJSON(w, http.StatusOK, map[string]any{"hosts": hosts, "offices": offices})
+	return nil
+}
+
+func (a *API) agentRuns(w http.ResponseWriter, r *http.Request) error {
+	runs, err := a.d.Store.Runs(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if runs == nil {
+		runs = []store.Report{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"agent": r.PathValue("id"), "runs": runs})
+	return nil
+}
+
+type hostFailure struct {
+	Host    string `json:"host"`
+	Message string `json:"message"`
+}
+
+type itemCompliance struct {
+	ID            string         `json:"id"`
+	Kind          string         `json:"kind"`
+	Counts        map[string]int `json:"counts"` // status → hosts
+	Failed        []hostFailure  `json:"failed,omitempty"`
+	NotReportedBy int            `json:"not_reported_by"`
+}
+
+// officeCompliance counts, per item of the office's hosts' last reports,
+// how many hosts are compliant, pending, failed (with why) or not
+// applicable.
+func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
+	office := r.PathValue("name")
+	if _, err := a.d.Store.Office(office); err != nil {
+		return err
+	}
+	members, err := a.d.Store.Members(office)
+	if err != nil {
+		return err
+	}
+	items := map[string]*itemCompliance{}
+	var order []string
+	hosts := 0
+	for _, m := range members {
+		if m.Role == "relay" {
+			continue
+		}
+		hosts++
+		if m.Report == nil {
+			continue
+		}
+		for _, it := range m.Report.Items {
+			ic := items[it.ID]
+			if ic == nil {
+				ic = &itemCompliance{ID: it.ID, Kind: it.Kind, Counts: map[string]int{}}
+				items[it.ID] = ic
+				order = append(order, it.ID)
+			}
+			ic.Counts[it.Status]++
+			if it.Status == "failed" && len(ic.Failed) < 20 {
+				ic.Failed = append(ic.Failed, hostFailure{Host: m.Hostname, Message: it.Message})
+			}
+		}
+	}
+	out := []itemCompliance{}
+	sort.Strings(order)
+	for _, id := range order {
+		ic := items[id]
+		n := 0
+		for _, c := range ic.Counts {
+			n += c
+		}
+		ic.NotReportedBy = hosts - n
+		out = append(out, *ic)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"office": office, "hosts": hosts, "items": out})
+	return nil
+}

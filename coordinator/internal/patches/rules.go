@@ -1,0 +1,129 @@
+package patches
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/internal/store"
+)
+
+// RuleStore is what Evaluate reads and records.
+type RuleStore interface {
+	Rules() ([]store.ApprovalRule, error)
+	Patches() ([]store.Patch, error)
+	Offices() ([]store.Office, error)
+	Members(office string) ([]store.Member, error)
+	Approve(store.PatchApproval) (bool, error)
+	CleanSince(office, patch string) (time.Time, error)
+	SetCleanSince(office, patch string, since time.Time) error
+}
+
+// Evaluate applies every rule at now: a patch of at least the rule's
+// severity is approved in the rule's test office at once, and in the
+// rule's other offices once every agent of the test office has reported it
+// installed (or not applicable, with at least one installed) and nothing
+// else for AfterDays. It returns the approvals it added.
+func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
+	rules, err := st.Rules()
+	if err != nil || len(rules) == 0 {
+		return nil, err
+	}
+	catalog, err := st.Patches()
+	if err != nil {
+		return nil, err
+	}
+	offices, err := st.Offices()
+	if err != nil {
+		return nil, err
+	}
+	var added []store.PatchApproval
+	approve := func(r store.ApprovalRule, patch, office string) error {
+		ap := store.PatchApproval{Patch: patch, Office: office, By: "rule " + r.Name, Window: r.Window, Reboot: r.Reboot, At: now}
+		ok, err := st.Approve(ap)
+		if err != nil {
+			return fmt.Errorf("rule %s: approve %s for %s: %w", r.Name, patch, office, err)
+		}
+		if ok {
+			added = append(added, ap)
+		}
+		return nil
+	}
+	for _, r := range rules {
+		min := SeverityRank(r.MinSeverity)
+		members, err := st.Members(r.TestOffice)
+		if err != nil {
+			return added, err
+		}
+		for _, p := range catalog {
+			if SeverityRank(p.Severity) < min {
+				continue
+			}
+			if err := approve(r, p.ID, r.TestOffice); err != nil {
+				return added, err
+			}
+			since, err := cleanSince(st, r.TestOffice, p.ID, members, now)
+			if err != nil {
+				return added, err
+			}
+			if since.IsZero() || now.Sub(since) < time.Duration(r.AfterDays)*24*time.Hour {
+				continue
+			}
+			targets := r.Offices
+			if len(targets) == 0 {
+				for _, o := range offices {
+					if o.Name != r.TestOffice {
+						targets = append(targets, o.Name)
+					}
+				}
+			}
+			for _, o := range targets {
+				if err := approve(r, p.ID, o); err != nil {
+					return added, err
+				}
+			}
+		}
+	}
+	return added, nil
+}
+
+// cleanSince updates and returns since when every agent of the office has
+// had the patch installed; zero when not all have.
+func cleanSince(st RuleStore, office, patch string, members []store.Member, now time.Time) (time.Time, error) {
+	clean, installed := true, 0
+	agents := 0
+	for _, m := range members {
+		if m.Role == "relay" {
+			continue
+		}
+		agents++
+		status := ""
+		if m.Report != nil {
+			for _, it := range m.Report.Items {
+				if it.ID == "patch/"+patch {
+					status = it.Status
+				}
+			}
+		}
+		switch status {
+		case "compliant":
+			installed++
+		case "not_applicable":
+		default:
+			clean = false
+		}
+	}
+	if agents == 0 || installed == 0 || !clean {
+		return time.Time{}, st.SetCleanSince(office, patch, time.Time{})
+	}
+	since, err := st.CleanSince(office, patch)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if since.IsZero() {
+		since = now
+		if err := st.SetCleanSince(office, patch, since); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return since, nil
+}

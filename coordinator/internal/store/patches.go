@@ -1,0 +1,307 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the patch catalog and of compliance history. They are created
+// on first write, so that a store from before them opens unchanged.
+var (
+	bPatches   = []byte("patches")
+	bApprovals = []byte("patch_approvals") // office \x00 patch id → PatchApproval
+	bRules     = []byte("patch_rules")
+	bClean     = []byte("patch_clean") // office \x00 patch id → time every host first had it
+	bRuns      = []byte("run_history") // member id → []Report, newest last
+)
+
+// Patch is an entry of the patch catalog.
+type Patch struct {
+	ID              string    `json:"id"`
+	Title           string    `json:"title"`
+	Severity        string    `json:"severity"` // low, medium, high, critical
+	Package         string    `json:"package"`
+	FixedVersion    string    `json:"fixed_version"`
+	Artifact        string    `json:"artifact"` // sha256 of the fixed package
+	RebootRequired  bool      `json:"reboot_required"`
+	RollbackAllowed bool      `json:"rollback_allowed"`
+	Supersedes      []string  `json:"supersedes,omitempty"`
+	Released        time.Time `json:"released,omitempty"`
+	Imported        time.Time `json:"imported"`
+}
+
+// PatchApproval lets a patch be installed in an office.
+type PatchApproval struct {
+	Patch  string    `json:"patch"`
+	Office string    `json:"office"`
+	By     string    `json:"by"` // "admin" or "rule <name>"
+	Window string    `json:"window,omitempty"`
+	Reboot string    `json:"reboot,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// ApprovalRule approves patches of at least MinSeverity in TestOffice at
+// once, and in Offices (every other office when empty) once every host of
+// TestOffice has had the patch installed for AfterDays.
+type ApprovalRule struct {
+	Name        string    `json:"name"`
+	MinSeverity string    `json:"min_severity"`
+	TestOffice  string    `json:"test_office"`
+	AfterDays   int       `json:"after_days"`
+	Offices     []string  `json:"offices,omitempty"`
+	Window      string    `json:"window,omitempty"`
+	Reboot      string    `json:"reboot,omitempty"`
+	Created     time.Time `json:"created"`
+}
+
+func approvalKey(office, patch string) string { return office + "\x00" + patch }
+
+// ImportPatches adds or replaces catalog entries in one transaction.
+// check sees the whole catalog as it would be after the import and may
+// refuse it, in which case nothing is written.
+func (s *Store) ImportPatches(ps []Patch, check func(all map[string]Patch) error) (added, updated int, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bPatches)
+		if err != nil {
+			return err
+		}
+		all := map[string]Patch{}
+		if err := b.ForEach(func(k, v []byte) error {
+			var p Patch
+			if err := json.Unmarshal(v, &p); err != nil {
+				return fmt.Errorf("decode patch %s: %w", k, err)
+			}
+			all[p.ID] = p
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if _, ok := all[p.ID]; ok {
+				updated++
+			} else {
+				added++
+			}
+			all[p.ID] = p
+		}
+		if err := check(all); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if err := put(tx, bPatches, p.ID, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return added, updated, nil
+}
+
+func listIn[T any](s *Store, bucket []byte, keep func(*T) bool) ([]T, error) {
+	var out []T
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		if tx.Bucket(bucket) == nil {
+			return nil
+		}
+		out, err = list(tx, bucket, keep)
+		return err
+	})
+	return out, err
+}
+
+// Patches lists the catalog by id.
+func (s *Store) Patches() ([]Patch, error) {
+	out, err := listIn[Patch](s, bPatches, nil)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, err
+}
+
+// Patch returns one catalog entry.
+func (s *Store) Patch(id string) (*Patch, error) {
+	var out *Patch
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		if tx.Bucket(bPatches) == nil {
+			return fmt.Errorf("patch %s: %w", id, ErrNotFound)
+		}
+		out, err = get[Patch](tx, bPatches, id)
+		if err != nil {
+			return fmt.Errorf("patch %s: %w", id, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Approve records an approval; an existing one for the office and patch is
+// kept (the first approval's time counts), and added reports which.
+func (s *Store) Approve(a PatchApproval) (added bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(a.Office)) == nil {
+			return fmt.Errorf("office %s: %w", a.Office, ErrNotFound)
+		}
+		if tx.Bucket(bPatches) == nil || tx.Bucket(bPatches).Get([]byte(a.Patch)) == nil {
+			return fmt.Errorf("patch %s: %w", a.Patch, ErrNotFound)
+		}
+		b, err := tx.CreateBucketIfNotExists(bApprovals)
+		if err != nil {
+			return err
+		}
+		if b.Get([]byte(approvalKey(a.Office, a.Patch))) != nil {
+			return nil
+		}
+		added = true
+		return put(tx, bApprovals, approvalKey(a.Office, a.Patch), a)
+	})
+	return added, err
+}
+
+// Revoke removes an approval.
+func (s *Store) Revoke(office, patch string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bApprovals)
+		if b == nil || b.Get([]byte(approvalKey(office, patch))) == nil {
+			return fmt.Errorf("approval of %s for office %s: %w", patch, office, ErrNotFound)
+		}
+		return b.Delete([]byte(approvalKey(office, patch)))
+	})
+}
+
+// Approvals lists approvals, of one office when office is not empty.
+func (s *Store) Approvals(office string) ([]PatchApproval, error) {
+	out, err := listIn[PatchApproval](s, bApprovals, func(a *PatchApproval) bool { return office == "" || a.Office == office })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Office != out[j].Office {
+			return out[i].Office < out[j].Office
+		}
+		return out[i].Patch < out[j].Patch
+	})
+	return out, err
+}
+
+// PutRule adds or replaces an approval rule.
+func (s *Store) PutRule(r ApprovalRule) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bOffices).Get([]byte(r.TestOffice)) == nil {
+			return fmt.Errorf("test office %s: %w", r.TestOffice, ErrNotFound)
+		}
+		for _, o := range r.Offices {
+			if tx.Bucket(bOffices).Get([]byte(o)) == nil {
+				return fmt.Errorf("office %s: %w", o, ErrNotFound)
+			}
+		}
+		if _, err := tx.CreateBucketIfNotExists(bRules); err != nil {
+			return err
+		}
+		return put(tx, bRules, r.Name, r)
+	})
+}
+
+// DeleteRule removes an approval rule.
+func (s *Store) DeleteRule(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRules)
+		if b == nil || b.Get([]byte(name)) == nil {
+			return fmt.Errorf("rule %s: %w", name, ErrNotFound)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+// Rules lists the approval rules by name.
+func (s *Store) Rules() ([]ApprovalRule, error) {
+	out, err := listIn[ApprovalRule](s, bRules, nil)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// CleanSince returns since when every host of office has had patch
+// installed, as last recorded; zero when not.
+func (s *Store) CleanSince(office, patch string) (time.Time, error) {
+	var t time.Time
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bClean)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(approvalKey(office, patch))); v != nil {
+			return json.Unmarshal(v, &t)
+		}
+		return nil
+	})
+	return t, err
+}
+
+// SetCleanSince records (or with a zero time, forgets) since when every
+// host of office has had patch installed.
+func (s *Store) SetCleanSince(office, patch string, since time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bClean)
+		if err != nil {
+			return err
+		}
+		if since.IsZero() {
+			return b.Delete([]byte(approvalKey(office, patch)))
+		}
+		return put(tx, bClean, approvalKey(office, patch), since)
+	})
+}
+
+// MaxRuns is how many runs per host the coordinator keeps.
+const MaxRuns = 20
+
+// AppendRun keeps r as the newest run of member id, dropping the oldest
+// beyond MaxRuns. A report already kept (same revision and time) is not
+// kept twice: agents send their last report at every check-in.
+func (s *Store) AppendRun(id string, r Report) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return appendRun(tx, id, r) })
+}
+
+func appendRun(tx *bolt.Tx, id string, r Report) error {
+	b, err := tx.CreateBucketIfNotExists(bRuns)
+	if err != nil {
+		return err
+	}
+	var runs []Report
+	if v := b.Get([]byte(id)); v != nil {
+		if err := json.Unmarshal(v, &runs); err != nil {
+			return fmt.Errorf("decode runs of %s: %w", id, err)
+		}
+	}
+	if n := len(runs); n > 0 && runs[n-1].Revision == r.Revision && runs[n-1].At.Equal(r.At) {
+		return nil
+	}
+	runs = append(runs, r)
+	if len(runs) > MaxRuns {
+		runs = runs[len(runs)-MaxRuns:]
+	}
+	return put(tx, bRuns, id, runs)
+}
+
+// Runs returns the kept runs of member id, newest first.
+func (s *Store) Runs(id string) ([]Report, error) {
+	var runs []Report
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bMembers).Get([]byte(id)) == nil {
+			return fmt.Errorf("member %s: %w", id, ErrNotFound)
+		}
+		b := tx.Bucket(bRuns)
+		if b == nil {
+			return nil
+		}
+		if v := b.Get([]byte(id)); v != nil {
+			return json.Unmarshal(v, &runs)
+		}
+		return nil
+	})
+	for i, j := 0, len(runs)-1; i < j; i, j = i+1, j-1 {
+		runs[i], runs[j] = runs[j], runs[i]
+	}
+	return runs, err
+}
