@@ -82,11 +82,13 @@ type Options struct {
 	// UpstreamLimit holds all upstream reads together to a rate (the WAN
 	// leg); nil means unlimited.
 	UpstreamLimit *rate.Limiter
-	// ParallelMin is the size from which an artifact is read in Parallel
-	// ranges at once (default 64 MiB); Parallel defaults to 4. Both need a
-	// RangeUpstream.
+	// ParallelMin is the size from which an artifact is read as Chunk-sized
+	// ranges, Parallel at once, taken in order so that the readable prefix
+	// grows at nearly the full rate (defaults 64 MiB, 4 MiB, 4). All need
+	// a RangeUpstream.
 	ParallelMin int64
 	Parallel    int
+	Chunk       int64
 	// StreamMin is the size up to which Open waits for the whole fetch,
 	// so that a small artifact that fails verification gets a clean error
 	// rather than a cut stream (default 1 MiB).
@@ -104,6 +106,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 4
+	}
+	if o.Chunk <= 0 {
+		o.Chunk = 4 << 20
 	}
 	if o.StreamMin <= 0 {
 		o.StreamMin = 1 << 20

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -275,7 +276,17 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 		}
 	}()
 
-	body, size, err := c.up.Open(ctx, hash)
+	// With ranges, the first request asks for the first chunk only, so
+	// that the rest can be spread over parallel ranges without dropping a
+	// connection that still carries bytes (they would cross the WAN for
+	// nothing).
+	var body io.ReadCloser
+	var size int64
+	if ru, ok := c.up.(RangeUpstream); ok && c.opts.Parallel > 1 {
+		body, size, err = ru.OpenRange(ctx, hash, 0, c.opts.Chunk)
+	} else {
+		body, size, err = c.up.Open(ctx, hash)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			c.metrics.notFound.Inc()
@@ -364,29 +375,29 @@ func (c *Cache) copyUnsized(ctx context.Context, tmp *os.File, body io.Reader, h
 	return n, h.Sum(nil), nil
 }
 
-// plan splits an artifact into the ranges fetched at once.
-func (c *Cache) plan(size int64) []part {
+// plan splits an artifact into the ranges to fetch and says how many run
+// at once. The first is what the first request asked for: a chunk when the
+// upstream takes ranges and Parallel > 1, else everything.
+func (c *Cache) plan(size int64) ([]part, int) {
 	_, ranged := c.up.(RangeUpstream)
-	k := int64(1)
-	if ranged && size >= c.opts.ParallelMin && c.opts.Parallel > 1 {
-		k = int64(c.opts.Parallel)
+	if !ranged || c.opts.Parallel <= 1 || size <= c.opts.Chunk {
+		return []part{{0, size, 0}}, 1
 	}
-	const align = 1 << 20
-	step := (size/k + align - 1) / align * align
-	var parts []part
-	for off := int64(0); off < size || len(parts) == 0; off += step {
-		end := min(off+step, size)
-		parts = append(parts, part{off: off, end: end, pos: off})
-		if step == 0 {
-			break
-		}
+	parts := []part{{0, c.opts.Chunk, 0}}
+	if size < c.opts.ParallelMin {
+		return append(parts, part{c.opts.Chunk, size, c.opts.Chunk}), 1
 	}
-	return parts
+	for off := c.opts.Chunk; off < size; off += c.opts.Chunk {
+		end := min(off+c.opts.Chunk, size)
+		parts = append(parts, part{off, end, off})
+	}
+	return parts, c.opts.Parallel
 }
 
-// copySized fetches an artifact of stated size in one or more ranges at
-// once, resuming each by range when its connection breaks, and hashes it in
-// order as it becomes contiguous. It closes body.
+// copySized fetches an artifact of stated size in one or more ranges, some
+// at once, taken in order; each resumes by range when its connection
+// breaks. The artifact is hashed in order as it becomes contiguous. It
+// closes body.
 func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64) (int64, []byte, error) {
 	hash := fl.hash
 	c.mu.Lock()
@@ -395,7 +406,7 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 	c.evictLocked()
 	c.mu.Unlock()
 
-	parts := c.plan(size)
+	parts, workers := c.plan(size)
 	if len(parts) > 1 {
 		if err := tmp.Truncate(size); err != nil {
 			body.Close()
@@ -405,12 +416,17 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 	fl.setParts(size, parts, tmp.Name())
 
 	g, gctx := errgroup.WithContext(ctx)
-	for i, p := range parts {
-		var first io.ReadCloser
-		if i == 0 {
-			first = body
+	var next atomic.Int64
+	next.Store(1)
+	// The first part always has its body; the others open their range.
+	g.Go(func() error {
+		if err := c.fetchPart(gctx, fl, tmp, 0, parts[0], body); err != nil {
+			return err
 		}
-		g.Go(func() error { return c.fetchPart(gctx, fl, tmp, i, p, first) })
+		return c.work(gctx, fl, tmp, parts, &next)
+	})
+	for range workers - 1 {
+		g.Go(func() error { return c.work(gctx, fl, tmp, parts, &next) })
 	}
 	var sum []byte
 	g.Go(func() error {
@@ -430,6 +446,19 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 		return 0, nil, err
 	}
 	return size, sum, nil
+}
+
+// work fetches the next parts in order until none is left.
+func (c *Cache) work(ctx context.Context, fl *flight, tmp *os.File, parts []part, next *atomic.Int64) error {
+	for {
+		i := int(next.Add(1) - 1)
+		if i >= len(parts) {
+			return nil
+		}
+		if err := c.fetchPart(ctx, fl, tmp, i, parts[i], nil); err != nil {
+			return err
+		}
+	}
 }
 
 // fetchPart fills part i of the temp file, starting from body if given and

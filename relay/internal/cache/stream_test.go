@@ -275,7 +275,7 @@ func TestFetchResumesByRange(t *testing.T) {
 			for _, b := range tt.breaks {
 				up.breaks[b] = true
 			}
-			h := newHarnessOpts(t, up, "", Options{Parallel: tt.parallel, ParallelMin: 1, RetryWait: time.Millisecond})
+			h := newHarnessOpts(t, up, "", Options{Parallel: tt.parallel, ParallelMin: 1, Chunk: 1 << 20, RetryWait: time.Millisecond})
 			if got := h.mustGet(t, hashOf(data)); !bytes.Equal(got, data) {
 				t.Fatal("wrong bytes")
 			}
@@ -285,7 +285,11 @@ func TestFetchResumesByRange(t *testing.T) {
 			if got := h.metric(t, "outpost_relay_cache_upstream_resumes_total"); got != float64(len(tt.breaks)) {
 				t.Errorf("resumes = %v, want %d", got, len(tt.breaks))
 			}
-			if got, want := len(up.opens()), tt.parallel+len(tt.breaks); got != want {
+			parts := 1
+			if tt.parallel > 1 {
+				parts = 4 // 4 MiB in 1 MiB chunks
+			}
+			if got, want := len(up.opens()), parts+len(tt.breaks); got != want {
 				t.Errorf("upstream opened %d times (%v), want %d", got, up.opens(), want)
 			}
 		})
@@ -313,27 +317,40 @@ func TestFetchGivesUpAfterRetries(t *testing.T) {
 	}
 }
 
-// Large objects are read in parallel ranges that together make the whole.
+// Large objects are read as chunks, several at once, that together make
+// the whole; smaller ones in at most two requests.
 func TestFetchParallelRanges(t *testing.T) {
 	data := blob("parallel ", 9<<20+12345)
 	up := newRangeFake(data)
-	h := newHarnessOpts(t, up, "", Options{Parallel: 3, ParallelMin: 8 << 20})
+	h := newHarnessOpts(t, up, "", Options{Parallel: 3, ParallelMin: 8 << 20, Chunk: 4 << 20})
 	if got := h.mustGet(t, hashOf(data)); !bytes.Equal(got, data) {
 		t.Fatal("wrong bytes")
 	}
 	calls := up.opens()
-	want := []string{"0+-1", fmt.Sprintf("%d+%d", 4<<20, 4<<20), fmt.Sprintf("%d+%d", 8<<20, len(data)-8<<20)}
+	want := []string{"0+4194304", "4194304+4194304", fmt.Sprintf("8388608+%d", len(data)-8<<20)}
 	if len(calls) != 3 || calls[0] != want[0] || !(equal(calls[1:], want[1:]) || equal([]string{calls[2], calls[1]}, want[1:])) {
 		t.Errorf("upstream calls %v, want %v", calls, want)
 	}
 	if got := up.sent.Load(); got != int64(len(data)) {
 		t.Errorf("upstream sent %d bytes, want %d", got, len(data))
 	}
-	small := blob("small ", 1000)
-	up.objects[hashOf(small)] = small
-	h.mustGet(t, hashOf(small))
-	if n := len(up.opens()); n != 4 {
-		t.Errorf("a small object took %d opens, want 1", n-3)
+	for _, tt := range []struct {
+		size  int
+		calls []string
+	}{
+		{1000, []string{"0+4194304"}},
+		{4 << 20, []string{"0+4194304"}},
+		{6 << 20, []string{"0+4194304", "4194304+2097152"}},
+	} {
+		b := blob(fmt.Sprint(tt.size), tt.size)
+		up := newRangeFake(b)
+		h := newHarnessOpts(t, up, "", Options{Parallel: 3, ParallelMin: 8 << 20, Chunk: 4 << 20})
+		if got := h.mustGet(t, hashOf(b)); !bytes.Equal(got, b) {
+			t.Fatalf("%d bytes: wrong bytes", tt.size)
+		}
+		if got := up.opens(); !equal(got, tt.calls) {
+			t.Errorf("%d bytes: calls %v, want %v", tt.size, got, tt.calls)
+		}
 	}
 }
 
