@@ -42,6 +42,7 @@ var groups = []group{
 	{"artifact", "upload and inspect artifacts, the files policy items install"},
 	{"policy", "apply and show an office's policy"},
 	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
+	{"patch", "the patch catalog, approvals by hand and by rule, and missing patches"},
 }
 
 // commands is filled by each group's file; the order is the help's order.
@@ -58,6 +59,7 @@ func init() {
 	register(artifactCommands()...)
 	register(policyCommands()...)
 	register(agentCommands()...)
+	register(patchCommands()...)
 	register(versionCommand())
 }
 

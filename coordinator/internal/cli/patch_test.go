@@ -1,0 +1,70 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestPatchCommands(t *testing.T) {
+	feed := filepath.Join(t.TempDir(), "feed.yaml")
+	feedText := "patches:\n  - {id: OUT-1, severity: high, package: hello, fixed_version: 2.0.0, artifact: x}\n"
+	if err := os.WriteFile(feed, []byte(feedText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		api  []exchange
+		want want
+	}{
+		{
+			name: "import",
+			args: []string{"patch", "import", feed},
+			api: []exchange{{method: "POST", target: "/v1/patches/import", body: feedText, ctype: "application/yaml",
+				answer: `{"added":1,"updated":0,"patches":["OUT-1"]}`}},
+			want: want{stdout: "imported 1 patch from " + feed + ": 1 new, 0 updated\n"},
+		},
+		{
+			name: "import refused",
+			args: []string{"patch", "import", feed},
+			api: []exchange{{method: "POST", target: "/v1/patches/import", body: feedText, ctype: "application/yaml",
+				status: 400, answer: `{"error":"the feed was not imported: patch OUT-1: supersedes itself"}`}},
+			want: want{code: 1, stderr: "outpost: patch import: the feed was not imported: patch OUT-1: supersedes itself\n"},
+		},
+		{
+			name: "approve",
+			args: []string{"patch", "approve", "OUT-1", "--office", "berlin", "--window", "22:00-04:00"},
+			api: []exchange{{method: "POST", target: "/v1/patches/OUT-1/approve", body: `{"office":"berlin","window":"22:00-04:00","reboot":""}`,
+				answer: `{"added":true,"revision":7}`}},
+			want: want{stdout: "patch OUT-1 approved for office berlin (policy revision 7)\n"},
+		},
+		{
+			name: "approve needs an office",
+			args: []string{"patch", "approve", "OUT-1"},
+			want: want{code: 2, stderrHas: []string{"missing --office NAME"}},
+		},
+		{
+			name: "missing",
+			args: []string{"patch", "missing", "--office", "berlin"},
+			api: []exchange{{method: "GET", target: "/v1/patches-missing?office=berlin",
+				answer: `{"hosts":[{"hostname":"pc-1","office":"berlin","missing":[{"patch":"OUT-1","status":"pending","message":"waiting for window"}]}],` +
+					`"offices":[{"office":"berlin","hosts":2,"missing":{"OUT-1":1}}]}`}},
+			want: want{stdout: "OFFICE  PATCH  HOSTS MISSING IT\nberlin  OUT-1  1 of 2\n\nHOST  OFFICE  PATCH  STATUS   WHY\npc-1  berlin  OUT-1  pending  waiting for window\n"},
+		},
+		{
+			name: "rule",
+			args: []string{"patch", "rule", "high-first", "--min-severity", "high", "--test-office", "lab", "--after-days", "3"},
+			api: []exchange{{method: "PUT", target: "/v1/patch-rules/high-first",
+				body:   `{"min_severity":"high","test_office":"lab","after_days":3,"offices":null,"window":"","reboot":""}`,
+				answer: `{"name":"high-first"}`}},
+			want: want{stdout: "rule high-first saved: high and above go to lab now, elsewhere after 3 days clean\n"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAPI(t, tt.api...)
+			tt.want.check(t, run(t, f, tt.args...))
+		})
+	}
+}
