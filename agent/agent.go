@@ -6,6 +6,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/outposthq/outpost/agent/internal/runner"
 	"github.com/outposthq/outpost/agent/internal/state"
 	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/gossip"
 	"github.com/outposthq/outpost/pkg/member"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -105,16 +107,18 @@ type Agent struct {
 
 	addresses func() []string
 
-	mu       sync.Mutex
-	info     *wire.OfficeInfo
-	office   string // where the agent is now; its policy applies
-	id       *member.Identity
-	state    *state.State
-	link     *member.Client
-	gossip   *officeGossip
-	ready    chan struct{}
-	checkins *prometheus.CounterVec
-	revision prometheus.Gauge
+	mu     sync.Mutex
+	info   *wire.OfficeInfo
+	office string // where the agent is now; its policy applies
+	// peerReports are office peers' misdeeds, told at the next check-in.
+	peerReports []string
+	id          *member.Identity
+	state       *state.State
+	link        *member.Client
+	gossip      *officeGossip
+	ready       chan struct{}
+	checkins    *prometheus.CounterVec
+	revision    prometheus.Gauge
 }
 
 // Option changes how New builds an agent.
@@ -200,16 +204,19 @@ func (a *Agent) Run(ctx context.Context) error {
 		link.SetBackoff(100*time.Millisecond, 2*time.Second)
 	}
 	a.link = link
+	peers, err := newPeerPolicy(a, a.reg)
+	if err != nil {
+		return err
+	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Role: "agent", LAN: !a.cfg.Fast}, log: a.log.With("component", "gossip")}
+		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
 
 	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, &http.Client{Timeout: 0}, a.log, a.reg)
 	if err != nil {
 		return err
 	}
-	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout,
-		Location: a.officeLocation},
+	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout},
 		content{a, fetcher}, a.log, a.reg)
 	if err != nil {
 		return err
@@ -231,6 +238,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	start("coordinator link", link.Run)
+	every := 5 * time.Second
+	if a.cfg.Fast {
+		every = time.Second
+	}
+	start("office policy", func(ctx context.Context) error { return peers.run(ctx, every) })
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
 	}
@@ -242,6 +254,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	defer a.gossip.stop()
+	// Rejoin the peers known before a restart: an office cut off from the
+	// coordinator still finds itself.
+	if seeds := a.loadPeers(); len(seeds) > 0 {
+		if _, err := a.gossip.join(seeds); err != nil {
+			a.log.Debug("rejoin known office peers", "err", err)
+		}
+	}
 	close(a.ready)
 	a.log.Info("agent running", "member", id.ID, "office", id.Office, "revision", st.Revision(), "root", a.cfg.Root)
 	a.loop(ctx, run)
@@ -399,8 +418,14 @@ func (a *Agent) checkin(ctx context.Context) error {
 		GossipAddress: a.gossip.addr(),
 		Version:       Version,
 	}
+	a.mu.Lock()
+	req.PeerReports, a.peerReports = a.peerReports, nil
+	a.mu.Unlock()
 	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
+		a.mu.Lock()
+		a.peerReports = append(req.PeerReports, a.peerReports...) // told next time
+		a.mu.Unlock()
 		return err
 	}
 	info := resp.GetCheckin().GetOffice()
@@ -425,6 +450,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 	if err := a.gossip.set(key); err != nil {
 		a.log.Warn("office gossip", "err", err)
 	}
+	a.savePeers()
 	if len(a.gossip.peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
 		if n, err := a.gossip.join(info.GetGossipSeeds()); err != nil {
 			a.log.Debug("join office gossip", "seeds", info.GetGossipSeeds(), "joined", n, "err", err)
@@ -457,10 +483,28 @@ func (a *Agent) sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("refused policy from the coordinator: %w", err)
 	}
+	a.policyAccepted(p, "coordinator")
+	return nil
+}
+
+// policyAccepted announces a newly accepted policy to the office and gets
+// it applied.
+func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.revision.Set(float64(p.GetRevision()))
 	a.gossip.setRevision(p.GetRevision())
-	a.log.Info("policy accepted", "revision", p.GetRevision(), "items", len(p.GetItems()))
-	return nil
+	a.log.Info("policy accepted", "office", p.GetOffice(), "revision", p.GetRevision(), "items", len(p.GetItems()), "from", from)
+	a.trigger()
+}
+
+// reportPeer keeps what an office peer did wrong for the next check-in.
+func (a *Agent) reportPeer(peer, what string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.peerReports) < 32 {
+		a.peerReports = append(a.peerReports, peer+": "+what)
+	}
+	// Worth telling now rather than at the next interval.
+	a.trigger()
 }
 
 func (a *Agent) serveMetrics(ctx context.Context) error {
@@ -518,4 +562,39 @@ func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
 		src.Relays = info.GetRelays()
 	}
 	return c.f.Get(ctx, art, src)
+}
+
+func (a *Agent) peersFile() string { return filepath.Join(a.cfg.DataDir, "state", "peers.json") }
+
+// savePeers remembers a few live office peers' addresses for the next start.
+func (a *Agent) savePeers() {
+	var addrs []string
+	for _, p := range a.gossip.peers() {
+		if len(addrs) == 8 {
+			break
+		}
+		addrs = append(addrs, p.Addr)
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	b, err := json.Marshal(addrs)
+	if err == nil {
+		err = fsutil.WriteFileAtomic(a.peersFile(), b, 0o600)
+	}
+	if err != nil {
+		a.log.Debug("save office peers", "err", err)
+	}
+}
+
+func (a *Agent) loadPeers() []string {
+	b, err := os.ReadFile(a.peersFile())
+	if err != nil {
+		return nil
+	}
+	var addrs []string
+	if json.Unmarshal(b, &addrs) != nil || len(addrs) > 8 {
+		return nil
+	}
+	return addrs
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -113,4 +114,12 @@ func (g *officeGossip) setRevision(rev uint64) {
 	if n != nil {
 		n.SetRevision(rev)
 	}
+}
+
+func (g *officeGossip) send(to string, msg []byte) error {
+	n := g.current()
+	if n == nil {
+		return errors.New("not in any office's gossip")
+	}
+	return n.Send(to, msg)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +78,9 @@ func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossi
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.PluginsDir = plugins(t)
 	cfg.Hostname = hostname
-	cfg.GossipBind = gossipIP + ":0"
+	// A fixed port, as on a real host: a restart comes back at the same
+	// address, which is what its office peers remember.
+	cfg.GossipBind = freePort(t, gossipIP)
 	cfg.PluginTimeout = time.Minute
 	cfg.Fast = true
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
@@ -134,4 +137,14 @@ func testLogger() *slog.Logger {
 	}
 	l, _ := logging.New(os.Stderr, "debug", "text")
 	return l
+}
+
+func freePort(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -32,6 +32,7 @@ type Harness struct {
 	QUIC    string // 127.0.0.1:port
 	Token   string
 	CA      string // fingerprint
+	Reg     *prometheus.Registry
 	cancel  context.CancelFunc
 	done    chan error
 	stopped bool
@@ -48,6 +49,28 @@ func WithMinIO(m *testutil.MinIO) Option {
 		c.FileServer.AccessKey = m.AccessKey
 		c.FileServer.SecretKey = m.SecretKey
 	}
+}
+
+// WithConfig changes any setting.
+func WithConfig(f func(*coordinator.Config)) Option { return Option(f) }
+
+// Metric returns the value of a counter or gauge without labels, or of the
+// sum over its labels.
+func (h *Harness) Metric(name string) float64 {
+	mfs, err := h.Reg.Gather()
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return v
 }
 
 // New starts a coordinator with its data in a temporary directory, on fixed
@@ -88,7 +111,8 @@ func freeUDP(tb testing.TB) string {
 
 func (h *Harness) start() {
 	h.tb.Helper()
-	c, err := coordinator.New(h.cfg, logging.Discard(), prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	c, err := coordinator.New(h.cfg, logging.Discard(), reg)
 	if err != nil {
 		h.tb.Fatal(err)
 	}
@@ -105,7 +129,7 @@ func (h *Harness) start() {
 		h.tb.Fatal("coordinator did not start in 60s")
 	}
 	h.mu.Lock()
-	h.C, h.cancel, h.done, h.stopped = c, cancel, done, false
+	h.C, h.cancel, h.done, h.stopped, h.Reg = c, cancel, done, false, reg
 	h.URL, h.QUIC, h.Token, h.CA = "http://"+c.HTTPAddr(), c.QUICAddr(), c.AdminToken(), c.CAFingerprint()
 	h.mu.Unlock()
 }

@@ -28,7 +28,23 @@ type Config struct {
 	// LAN uses memberlist's LAN timers; otherwise the fast local ones
 	// (tests on loopback).
 	LAN bool
+	// Handler, if set, hears of peers' changes and their messages.
+	Handler Handler
 }
+
+// Handler is told what the office says. Its methods are called from
+// memberlist's goroutines and must not block.
+type Handler interface {
+	// PeerChanged is called when a peer joins or announces new metadata.
+	PeerChanged(p Peer)
+	// Message is called with a message a peer sent this member. memberlist
+	// does not say who sent it: a protocol that needs to know says so in
+	// its messages.
+	Message(msg []byte)
+}
+
+// MaxMessage bounds a message between members.
+const MaxMessage = 8 << 20
 
 // Meta is what a member announces.
 type Meta struct {
@@ -41,6 +57,9 @@ type Peer struct {
 	Name string
 	Addr string
 	Meta Meta
+
+	ip   net.IP
+	port uint16
 }
 
 // Node is this member's place in the office's gossip.
@@ -194,11 +213,31 @@ func (e events) set(m *memberlist.Node) {
 	if m.Name == e.n.cfg.Name {
 		return
 	}
-	p := Peer{Name: m.Name, Addr: m.Address()}
+	p := Peer{Name: m.Name, Addr: m.Address(), ip: append(net.IP(nil), m.Addr...), port: m.Port}
 	_ = json.Unmarshal(m.Meta, &p.Meta)
 	e.n.mu.Lock()
 	e.n.peers[m.Name] = p
 	e.n.mu.Unlock()
+	if h := e.n.cfg.Handler; h != nil {
+		h.PeerChanged(p)
+	}
+}
+
+// Send delivers msg to the peer named to over the office's encrypted
+// stream transport.
+func (n *Node) Send(to string, msg []byte) error {
+	if len(msg) > MaxMessage {
+		return fmt.Errorf("gossip: message of %d bytes is over the limit", len(msg))
+	}
+	n.mu.Lock()
+	p, ok := n.peers[to]
+	ml := n.ml
+	n.mu.Unlock()
+	if !ok || ml == nil {
+		return fmt.Errorf("gossip: no live member %s", to)
+	}
+	// A copy: memberlist changes the *Node values it owns under its lock.
+	return ml.SendReliable(&memberlist.Node{Name: p.Name, Addr: p.ip, Port: p.port}, msg)
 }
 
 type delegate struct{ n *Node }
@@ -212,7 +251,12 @@ func (d delegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (delegate) NotifyMsg([]byte)                           {}
+func (d delegate) NotifyMsg(b []byte) {
+	if h := d.n.cfg.Handler; h != nil && len(b) > 0 && len(b) <= MaxMessage {
+		// memberlist reuses the buffer after we return.
+		h.Message(append([]byte(nil), b...))
+	}
+}
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}

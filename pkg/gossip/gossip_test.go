@@ -72,3 +72,59 @@ func TestWrongOfficeKeyCannotJoin(t *testing.T) {
 		t.Fatalf("a sees %v", a.Peers())
 	}
 }
+
+type recorder struct {
+	mu    sync.Mutex
+	msgs  [][]byte
+	peers []Peer
+}
+
+func (r *recorder) PeerChanged(p Peer) { r.mu.Lock(); r.peers = append(r.peers, p); r.mu.Unlock() }
+func (r *recorder) Message(b []byte)   { r.mu.Lock(); r.msgs = append(r.msgs, b); r.mu.Unlock() }
+
+func TestSendAndPeerChanges(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	rec := &recorder{}
+	mk := func(name, bind string, h Handler) *Node {
+		n, err := New(Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h}, logging.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); n.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-n.Ready()
+		return n
+	}
+	a := mk("a", "127.0.0.5:0", rec)
+	b := mk("b", "127.0.0.6:0", nil)
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	b.SetRevision(9)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		for _, p := range rec.peers {
+			if p.Name == "b" && p.Meta.Revision == 9 {
+				return true
+			}
+		}
+		return false
+	}, "a was not told of b's revision")
+	big := make([]byte, 200_000) // far over a UDP packet
+	rand.Read(big)
+	if err := b.Send("a", big); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.msgs) == 1 && string(rec.msgs[0]) == string(big)
+	}, "a did not get b's message")
+	if err := b.Send("nobody", []byte("x")); err == nil {
+		t.Fatal("sent to a member that does not exist")
+	}
+}

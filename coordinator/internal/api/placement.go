@@ -57,10 +57,9 @@ func (a *API) moveAgent(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("agent moved", "member", m.ID, "office", m.Office)
-	if a.d.Notifier != nil {
-		// A notice makes connected members check in now; the moved agent
-		// learns its office from that check-in.
-		a.d.Notifier.NotifyRevision(m.Office, 0)
+	// A notice makes the agent check in now and learn its office.
+	if n, ok := a.d.Notifier.(interface{ NotifyMember(string) }); ok {
+		n.NotifyMember(m.ID)
 	}
 	current, err := a.revisions()
 	if err != nil {

@@ -48,6 +48,10 @@ type Config struct {
 	CredsTTL    time.Duration
 	IdleTimeout time.Duration
 	Version     string
+	// PushFanout is how many connected agents of an office hear of a new
+	// revision from the coordinator; the others learn it from them by
+	// gossip, and at their next check-in at the latest. 0 pushes to all.
+	PushFanout int
 }
 
 // Server serves members over QUIC.
@@ -64,8 +68,6 @@ type Server struct {
 	mu     sync.Mutex
 	conns  map[string]*quic.Conn // member id → its live connection
 	pushWG sync.WaitGroup
-	// access brokers technician sessions and pushes revocations (session.go).
-	access accessState
 }
 
 type metrics struct {
@@ -75,6 +77,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	pushes      *prometheus.CounterVec
 	policyBytes prometheus.Counter
+	peerReports prometheus.Counter
 }
 
 // New builds the server; Run starts it.
@@ -106,9 +109,11 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 				Name: "outpost_coordinator_revision_pushes_total", Help: "Revision notices pushed to members, by result."}, []string{"result"}),
 			policyBytes: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "outpost_coordinator_policy_bytes_sent_total", Help: "Bytes of signed policy sent to members."}),
+			peerReports: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "outpost_coordinator_peer_reports_total", Help: "Misbehaving office peers reported by members."}),
 		},
 	}
-	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes} {
+	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -133,7 +138,7 @@ func (s *Server) tlsConfig() *tls.Config {
 		// Enrollment comes without a certificate; the member ALPN is refused
 		// below unless one verified.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll, wire.ALPNTechnician},
+		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll},
 	}
 }
 
@@ -197,8 +202,6 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	switch state.NegotiatedProtocol {
 	case wire.ALPNEnroll:
 		s.serveEnroll(ctx, conn)
-	case wire.ALPNTechnician:
-		s.serveTechnician(ctx, conn)
 	case wire.ALPNMember:
 		if len(state.VerifiedChains) == 0 {
 			conn.CloseWithError(1, "a client certificate is required: enrol first")
@@ -416,10 +419,6 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 				str.CancelRead(1)
 				return
 			}
-			if at := req.GetSessionAttach(); at != nil {
-				s.attach(ctx, id, str, at)
-				return
-			}
 			resp := s.handle(ctx, id, remote, &req)
 			if err := wire.WriteMsg(str, resp); err != nil {
 				s.log.Debug("answer member", "member", id, "err", err)
@@ -439,8 +438,6 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "presign", s.presign(ctx, id, b.Presign)
 	case *wire.Request_FileServer:
 		kind, resp = "file_server", s.fileServer(ctx, id)
-	case *wire.Request_Audit:
-		kind, resp = "audit", s.storeAudit(id, b.Audit)
 	default:
 		resp = wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown request")
 	}
@@ -467,8 +464,12 @@ func clip(s string, n int) string {
 
 func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
 	s.m.checkins.Inc()
-	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen {
+	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
+	}
+	for _, r := range req.GetPeerReports() {
+		s.m.peerReports.Inc()
+		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
 	}
 	now := time.Now()
 	offices, err := s.store.Offices()
@@ -517,7 +518,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		info.Mode = wire.Mode_MODE_DIRECT
 		info.Relays, info.GossipSeeds, info.GossipKey = nil, nil, nil
 	}
-	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), Revocations: s.revocations()}}}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix()}}}
 }
 
 func validHostPort(s string) string {
@@ -634,11 +635,16 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{Office: office, Revision: revision}}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Members come from the store in random enough order (map iteration
+	// in bolt is by id, which is random), so the few told vary.
+	pushed := 0
 	for _, m := range members {
 		conn, ok := s.conns[m.ID]
-		if !ok {
+		// Roaming agents take part in no gossip: each is told itself.
+		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !m.Roaming) {
 			continue
 		}
+		pushed++
 		s.pushWG.Add(1)
 		go func() {
 			defer s.pushWG.Done()
@@ -671,6 +677,26 @@ func push(ctx context.Context, conn *quic.Conn, notice *wire.Request) error {
 		return err
 	}
 	return resp.AsError()
+}
+
+// NotifyMember tells one connected member to check in now (it was moved).
+func (s *Server) NotifyMember(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conn, ok := s.conns[id]
+	if !ok {
+		return
+	}
+	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{}}}
+	s.pushWG.Add(1)
+	go func() {
+		defer s.pushWG.Done()
+		ctx, cancel := context.WithTimeout(conn.Context(), 10*time.Second)
+		defer cancel()
+		if err := push(ctx, conn, notice); err != nil {
+			s.log.Debug("notify member", "member", id, "err", err)
+		}
+	}()
 }
 
 // Connected reports whether a member has a live connection.

@@ -1,0 +1,166 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/agent/internal/state"
+	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// peerPolicy spreads signed policy inside an office: a member that hears
+// a peer announce a newer revision asks that peer for it, and verifies
+// what comes back exactly as if the coordinator had sent it. So a rollout
+// costs the coordinator a few pushes per office, and an office cut off
+// from the coordinator still converges on the newest revision any member
+// holds.
+type peerPolicy struct {
+	a *Agent
+
+	mu    sync.Mutex
+	asked map[string]time.Time // "office/revision" → when last asked
+	saving bool                // a write of the known peers is due
+
+	received *prometheus.CounterVec
+}
+
+func newPeerPolicy(a *Agent, reg prometheus.Registerer) (*peerPolicy, error) {
+	p := &peerPolicy{a: a, asked: map[string]time.Time{},
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_peer_policies_total",
+			Help: "Signed policies received from office peers, by result (accepted, stale, rejected)."}, []string{"result"}),
+	}
+	return p, reg.Register(p.received)
+}
+
+// run re-checks the office now and then: an announcement can arrive
+// while the member is between gossip nodes, or a request or its answer can
+// be lost, and memberlist announces a revision only once.
+func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, peer := range p.a.gossip.peers() {
+				p.consider(peer)
+			}
+		}
+	}
+}
+
+// PeerChanged implements gossip.Handler.
+func (p *peerPolicy) PeerChanged(peer gossip.Peer) {
+	p.mu.Lock()
+	if !p.saving {
+		p.saving = true
+		// Off memberlist's goroutine (it must not wait for the disk), and
+		// once for a burst of changes.
+		time.AfterFunc(200*time.Millisecond, func() {
+			p.mu.Lock()
+			p.saving = false
+			p.mu.Unlock()
+			p.a.savePeers()
+		})
+	}
+	p.mu.Unlock()
+	p.consider(peer)
+}
+
+// consider asks peer for its policy if it holds a newer revision.
+func (p *peerPolicy) consider(peer gossip.Peer) {
+	if peer.Meta.Role != "agent" && peer.Meta.Role != "relay" {
+		return
+	}
+	office, roaming := p.a.Office()
+	if roaming {
+		return
+	}
+	have := p.a.state.RevisionIn(office)
+	if peer.Meta.Revision <= have {
+		return
+	}
+	key := office + "/" + itoa(peer.Meta.Revision)
+	p.mu.Lock()
+	// Many peers announce the same revision at once: ask one at a time,
+	// and again only if nothing came of it.
+	if t, ok := p.asked[key]; ok && time.Since(t) < 3*time.Second {
+		p.mu.Unlock()
+		return
+	}
+	p.asked[key] = time.Now()
+	p.mu.Unlock()
+	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
+		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: have}}}
+	go p.send(peer.Name, req)
+}
+
+func (p *peerPolicy) send(to string, m *wire.PeerMessage) {
+	b, err := proto.Marshal(m)
+	if err == nil {
+		err = p.a.gossip.send(to, b)
+	}
+	if err != nil {
+		p.a.log.Debug("message to office peer", "peer", to, "err", err)
+	}
+}
+
+// Message implements gossip.Handler.
+func (p *peerPolicy) Message(b []byte) {
+	var m wire.PeerMessage
+	if err := proto.Unmarshal(b, &m); err != nil {
+		p.a.log.Warn("undecodable message from an office peer", "err", err)
+		return
+	}
+	switch body := m.GetBody().(type) {
+	case *wire.PeerMessage_PolicyRequest:
+		sp := p.a.state.Signed()
+		office, _ := p.a.Office()
+		if sp == nil || body.PolicyRequest.GetOffice() != office || p.a.state.RevisionIn(office) <= body.PolicyRequest.GetHaveRevision() {
+			return
+		}
+		go p.send(m.GetFrom(), &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}})
+	case *wire.PeerMessage_Policy:
+		p.accept(m.GetFrom(), body.Policy)
+	}
+}
+
+func (p *peerPolicy) accept(from string, sp *wire.SignedPolicy) {
+	office, _ := p.a.Office()
+	pol, err := p.a.state.Accept(sp, office)
+	switch {
+	case errors.Is(err, state.ErrStale):
+		p.received.WithLabelValues("stale").Inc()
+		return
+	case err != nil:
+		// A peer that hands out policy that does not verify is either
+		// broken or hostile: say so loudly and tell the coordinator.
+		p.received.WithLabelValues("rejected").Inc()
+		p.a.log.Warn("refused a policy from an office peer", "peer", from, "err", err)
+		p.a.reportPeer(from, "sent a policy that was refused: "+err.Error())
+		return
+	}
+	p.received.WithLabelValues("accepted").Inc()
+	p.a.policyAccepted(pol, "peer "+from)
+}
+
+func itoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
