@@ -108,6 +108,9 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"GET /v1/artifacts":              a.listArtifacts,
 		"GET /v1/artifacts/{sha256}":     a.showArtifact,
 	}
+	for pattern, h := range a.patchRoutes() {
+		routes[pattern] = h
+	}
 	for pattern, h := range routes {
 		a.mux.Handle(pattern, a.handle(pattern, h))
 	}
@@ -586,6 +589,9 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	items, err := policy.Compile(src, artifactLookup{a.d.Store})
 	if err != nil {
+		return err
+	}
+	if items, err = a.withPatches(office, items); err != nil {
 		return err
 	}
 	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {
