@@ -216,7 +216,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout},
+	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout,
+		Location: a.officeLocation},
 		content{a, fetcher}, a.log, a.reg)
 	if err != nil {
 		return err

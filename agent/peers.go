@@ -23,9 +23,9 @@ import (
 type peerPolicy struct {
 	a *Agent
 
-	mu    sync.Mutex
-	asked map[string]time.Time // "office/revision" → when last asked
-	saving bool                // a write of the known peers is due
+	mu     sync.Mutex
+	asked  map[string]time.Time // "office/revision" → when last asked
+	saving bool                 // a write of the known peers is due
 
 	received *prometheus.CounterVec
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/internal/api"
 	"github.com/outposthq/outpost/coordinator/internal/artifacts"
+	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/coordinator/internal/quicsrv"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -45,6 +46,15 @@ type Config struct {
 	FileServer artifacts.Config `yaml:"file_server"`
 	// PresignTTL bounds the life of a direct-mode download URL.
 	PresignTTL time.Duration `yaml:"presign_ttl"`
+	// PasswordKDF are the Argon2id parameters of new password hashes.
+	PasswordKDF auth.KDF `yaml:"password_kdf"`
+	// AccessTokenTTL is the life of a technician's signed access token.
+	AccessTokenTTL time.Duration `yaml:"access_token_ttl"`
+	// PublicAddress is the host:port agents reach the QUIC endpoint at from
+	// their networks — behind NAT or port forwarding it is not the bound
+	// address. Installers carry it. Default: the QUIC listen address, with
+	// this machine's hostname when that address names no host.
+	PublicAddress string `yaml:"public_address"`
 	// PushFanout is how many agents of an office the coordinator tells of
 	// a new revision; the rest learn it by gossip. 0 tells every agent.
 	PushFanout int `yaml:"push_fanout"`
@@ -81,6 +91,11 @@ func (c Config) Validate() error {
 	for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "quic_addr": c.QUICAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
+		}
+	}
+	if c.PublicAddress != "" {
+		if host, port, err := net.SplitHostPort(c.PublicAddress); err != nil || host == "" || port == "" || port == "0" {
+			errs = append(errs, fmt.Errorf("public_address %q: want host:port where agents reach the QUIC port, like coordinator.example.org:8027", c.PublicAddress))
 		}
 	}
 	if c.PushFanout < 0 {
@@ -214,8 +229,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.quic = qs
-	h, err := api.New(api.Deps{Store: st, Files: uploader, Notifier: qs, Presence: qs,
-		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token}, c.reg)
+	authSrv, err := c.startAuth(st, authority.Fingerprint())
+	if err != nil {
+		return err
+	}
+	qs.SetAccess(authSrv)
+	_, quicPort, _ := net.SplitHostPort(c.cfg.QUICAddr)
+	h, err := api.New(api.Deps{Store: st, Files: uploader, PublicAddress: c.PublicAddress(), Notifier: qs, Presence: qs,
+		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token,
+		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), QUICPort: quicPort}, c.reg)
 	if err != nil {
 		return err
 	}
@@ -264,6 +286,25 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// PublicAddress is where agents reach the QUIC endpoint: public_address,
+// else the QUIC listen address with this machine's hostname for an
+// unspecified host.
+func (c *Coordinator) PublicAddress() string {
+	if c.cfg.PublicAddress != "" {
+		return c.cfg.PublicAddress
+	}
+	host, port, err := net.SplitHostPort(c.cfg.QUICAddr)
+	if err != nil {
+		return c.cfg.QUICAddr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func btoi(b bool) int {

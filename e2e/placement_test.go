@@ -20,7 +20,11 @@ type addrs struct {
 }
 
 func (x *addrs) set(a ...string) { x.mu.Lock(); x.a = a; x.mu.Unlock() }
-func (x *addrs) get() []string   { x.mu.Lock(); defer x.mu.Unlock(); return append([]string(nil), x.a...) }
+func (x *addrs) get() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]string(nil), x.a...)
+}
 
 func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
 	m := tu.StartMinIO(t)

@@ -760,13 +760,19 @@ func (*Item_Registry) isItem_Spec() {}
 // Policy is the effective policy of an office at one revision. It travels
 // only inside a SignedPolicy.
 type Policy struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Office        string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
-	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
-	IssuedUnix    int64                  `protobuf:"varint,3,opt,name=issued_unix,json=issuedUnix,proto3" json:"issued_unix,omitempty"`
-	Items         []*Item                `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Office     string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	Revision   uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	IssuedUnix int64                  `protobuf:"varint,3,opt,name=issued_unix,json=issuedUnix,proto3" json:"issued_unix,omitempty"`
+	Items      []*Item                `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
+	// Technician access (session.proto): the permission lists of the office
+	// and of its hosts, the keys that sign access tokens, and the users who
+	// may not use a host's break-glass password.
+	Permissions              []*HostPermissions `protobuf:"bytes,20,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	TokenKeys                []*TokenKey        `protobuf:"bytes,21,rep,name=token_keys,json=tokenKeys,proto3" json:"token_keys,omitempty"`
+	ForceServerSecurityUsers []string           `protobuf:"bytes,22,rep,name=force_server_security_users,json=forceServerSecurityUsers,proto3" json:"force_server_security_users,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Policy) Reset() {
@@ -823,6 +829,27 @@ func (x *Policy) GetIssuedUnix() int64 {
 func (x *Policy) GetItems() []*Item {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *Policy) GetPermissions() []*HostPermissions {
+	if x != nil {
+		return x.Permissions
+	}
+	return nil
+}
+
+func (x *Policy) GetTokenKeys() []*TokenKey {
+	if x != nil {
+		return x.TokenKeys
+	}
+	return nil
+}
+
+func (x *Policy) GetForceServerSecurityUsers() []string {
+	if x != nil {
+		return x.ForceServerSecurityUsers
 	}
 	return nil
 }
@@ -1431,6 +1458,7 @@ type CheckinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
 	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
+	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"` // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1477,6 +1505,13 @@ func (x *CheckinResponse) GetServerUnix() int64 {
 		return x.ServerUnix
 	}
 	return 0
+}
+
+func (x *CheckinResponse) GetRevocations() *RevocationList {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
 }
 
 type PolicyRequest struct {
@@ -1864,6 +1899,10 @@ type Request struct {
 	//	*Request_Presign
 	//	*Request_RevisionNotice
 	//	*Request_FileServer
+	//	*Request_SessionOffer
+	//	*Request_SessionAttach
+	//	*Request_Revocations
+	//	*Request_Audit
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1960,6 +1999,42 @@ func (x *Request) GetFileServer() *FileServerRequest {
 	return nil
 }
 
+func (x *Request) GetSessionOffer() *SessionOffer {
+	if x != nil {
+		if x, ok := x.Body.(*Request_SessionOffer); ok {
+			return x.SessionOffer
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetSessionAttach() *SessionAttach {
+	if x != nil {
+		if x, ok := x.Body.(*Request_SessionAttach); ok {
+			return x.SessionAttach
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRevocations() *RevocationList {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetAudit() *AuditBatch {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
 type isRequest_Body interface {
 	isRequest_Body()
 }
@@ -1988,6 +2063,23 @@ type Request_FileServer struct {
 	FileServer *FileServerRequest `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3,oneof"`
 }
 
+type Request_SessionOffer struct {
+	// Technician sessions and access (session.proto).
+	SessionOffer *SessionOffer `protobuf:"bytes,20,opt,name=session_offer,json=sessionOffer,proto3,oneof"` // coordinator → agent push
+}
+
+type Request_SessionAttach struct {
+	SessionAttach *SessionAttach `protobuf:"bytes,21,opt,name=session_attach,json=sessionAttach,proto3,oneof"` // agent → coordinator; the stream then carries the session
+}
+
+type Request_Revocations struct {
+	Revocations *RevocationList `protobuf:"bytes,22,opt,name=revocations,proto3,oneof"` // coordinator → agent push
+}
+
+type Request_Audit struct {
+	Audit *AuditBatch `protobuf:"bytes,23,opt,name=audit,proto3,oneof"` // agent → coordinator
+}
+
 func (*Request_Enroll) isRequest_Body() {}
 
 func (*Request_Checkin) isRequest_Body() {}
@@ -1999,6 +2091,14 @@ func (*Request_Presign) isRequest_Body() {}
 func (*Request_RevisionNotice) isRequest_Body() {}
 
 func (*Request_FileServer) isRequest_Body() {}
+
+func (*Request_SessionOffer) isRequest_Body() {}
+
+func (*Request_SessionAttach) isRequest_Body() {}
+
+func (*Request_Revocations) isRequest_Body() {}
+
+func (*Request_Audit) isRequest_Body() {}
 
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2254,7 +2354,7 @@ var File_pkg_wire_wire_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\"J\n" +
+	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\x1a\x16pkg/wire/session.proto\"J\n" +
 	"\bArtifact\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
@@ -2293,13 +2393,17 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
 	"\bregistry\x18\f \x01(\v2\x1d.outpost.wire.v1.RegistrySpecH\x00R\bregistryB\x06\n" +
-	"\x04spec\"\x8a\x01\n" +
+	"\x04spec\"\xc7\x02\n" +
 	"\x06Policy\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vissued_unix\x18\x03 \x01(\x03R\n" +
 	"issuedUnix\x12+\n" +
-	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\"[\n" +
+	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12B\n" +
+	"\vpermissions\x18\x14 \x03(\v2 .outpost.wire.v1.HostPermissionsR\vpermissions\x128\n" +
+	"\n" +
+	"token_keys\x18\x15 \x03(\v2\x19.outpost.wire.v1.TokenKeyR\ttokenKeys\x12=\n" +
+	"\x1bforce_server_security_users\x18\x16 \x03(\tR\x18forceServerSecurityUsers\"[\n" +
 	"\fSignedPolicy\x12\x16\n" +
 	"\x06policy\x18\x01 \x01(\fR\x06policy\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
@@ -2362,11 +2466,12 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0egossip_address\x18\x05 \x01(\tR\rgossipAddress\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
-	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\"g\n" +
+	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\"\xaa\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
-	"serverUnix\"4\n" +
+	"serverUnix\x12A\n" +
+	"\vrevocations\x18\x14 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +
@@ -2390,7 +2495,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tR\x06region\"D\n" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\x92\x03\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9b\x05\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -2398,7 +2503,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\apresign\x18\x04 \x01(\v2\x1f.outpost.wire.v1.PresignRequestH\x00R\apresign\x12J\n" +
 	"\x0frevision_notice\x18\x05 \x01(\v2\x1f.outpost.wire.v1.RevisionNoticeH\x00R\x0erevisionNotice\x12E\n" +
 	"\vfile_server\x18\x06 \x01(\v2\".outpost.wire.v1.FileServerRequestH\x00R\n" +
-	"fileServerB\x06\n" +
+	"fileServer\x12D\n" +
+	"\rsession_offer\x18\x14 \x01(\v2\x1d.outpost.wire.v1.SessionOfferH\x00R\fsessionOffer\x12G\n" +
+	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x12C\n" +
+	"\vrevocations\x18\x16 \x01(\v2\x1f.outpost.wire.v1.RevocationListH\x00R\vrevocations\x123\n" +
+	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05auditB\x06\n" +
 	"\x04body\"\xd9\x01\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.outpost.wire.v1.Error.CodeR\x04code\x12\x18\n" +
@@ -2482,6 +2591,12 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*Error)(nil),              // 27: outpost.wire.v1.Error
 	(*Response)(nil),           // 28: outpost.wire.v1.Response
 	(*Ack)(nil),                // 29: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),    // 30: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),           // 31: outpost.wire.v1.TokenKey
+	(*RevocationList)(nil),     // 32: outpost.wire.v1.RevocationList
+	(*SessionOffer)(nil),       // 33: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),      // 34: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),         // 35: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -2490,33 +2605,40 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
 	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
-	3,  // 6: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
-	12, // 7: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
-	0,  // 8: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	16, // 9: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
-	2,  // 10: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	13, // 11: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	16, // 12: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	11, // 13: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 14: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 15: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 16: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 17: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 18: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 19: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	4,  // 20: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 21: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 22: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 23: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 24: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 25: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 26: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 27: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	30, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	31, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	3,  // 8: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
+	12, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
+	0,  // 10: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
+	16, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
+	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	16, // 14: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	32, // 15: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	11, // 16: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 17: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 18: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	19, // 19: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	21, // 20: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	25, // 21: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	23, // 22: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	33, // 23: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	34, // 24: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	32, // 25: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
+	35, // 26: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	4,  // 27: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	27, // 28: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 29: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	18, // 30: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	20, // 31: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	22, // 32: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	29, // 33: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	24, // 34: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2524,6 +2646,7 @@ func file_pkg_wire_wire_proto_init() {
 	if File_pkg_wire_wire_proto != nil {
 		return
 	}
+	file_pkg_wire_session_proto_init()
 	file_pkg_wire_wire_proto_msgTypes[4].OneofWrappers = []any{
 		(*Item_Package)(nil),
 		(*Item_Patch)(nil),
@@ -2536,6 +2659,10 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Presign)(nil),
 		(*Request_RevisionNotice)(nil),
 		(*Request_FileServer)(nil),
+		(*Request_SessionOffer)(nil),
+		(*Request_SessionAttach)(nil),
+		(*Request_Revocations)(nil),
+		(*Request_Audit)(nil),
 	}
 	file_pkg_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*Response_Error)(nil),

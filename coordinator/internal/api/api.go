@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +27,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/policy"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -65,6 +65,18 @@ type Deps struct {
 	Logger   *slog.Logger
 	// AdminToken is compared in constant time with each request's bearer token.
 	AdminToken string
+	// Auth signs users in and verifies their tokens; the admin token is the
+	// bootstrap credential of its first admin.
+	Auth *auth.Server
+	// Access tells hosts of revocations and re-signed permission lists.
+	Access AccessNotifier
+	// CAFingerprint and QUICPort are handed to a signing-in CLI so that it
+	// can reach hosts through the coordinator's QUIC port.
+	CAFingerprint string
+	QUICPort      string
+	// PublicAddress is the host:port agents reach the QUIC endpoint at;
+	// installers carry it.
+	PublicAddress string
 }
 
 // API is the HTTP handler.
@@ -108,7 +120,13 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"GET /v1/artifacts":              a.listArtifacts,
 		"GET /v1/artifacts/{sha256}":     a.showArtifact,
 	}
+	for pattern, h := range a.accessRoutes() {
+		routes[pattern] = h
+	}
 	for pattern, h := range a.patchRoutes() {
+		routes[pattern] = h
+	}
+	for pattern, h := range a.officeRoutes() {
 		routes[pattern] = h
 	}
 	for pattern, h := range routes {
@@ -150,7 +168,7 @@ func (w *statusWriter) WriteHeader(code int) {
 func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusWriter{ResponseWriter: rw}
-		err := a.authenticate(r)
+		r, err := a.authorize(route, r)
 		if err == nil {
 			err = h(w, r)
 		}
@@ -184,20 +202,6 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 		}
 		a.req.WithLabelValues(route, fmt.Sprint(code)).Inc()
 	})
-}
-
-func (a *API) authenticate(r *http.Request) error {
-	auth := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || tok == "" {
-		return httpError(http.StatusUnauthorized, "missing bearer token: pass --token, OUTPOST_TOKEN or --token-file (the admin token is admin.token in the coordinator's data directory)")
-	}
-	// Compare digests so the comparison time does not depend on the length.
-	got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(a.d.AdminToken))
-	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		return httpError(http.StatusUnauthorized, "the bearer token is not valid")
-	}
-	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -461,15 +465,6 @@ func (a *API) updateOffice(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *API) deleteOffice(w http.ResponseWriter, r *http.Request) error {
-	if err := a.d.Store.DeleteOffice(r.PathValue("name")); err != nil {
-		return err
-	}
-	a.log.Info("office deleted", "office", r.PathValue("name"))
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 // ---- enrollment tokens
 
 type tokenView struct {
@@ -509,6 +504,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	if role != "agent" && role != "relay" {
 		return httpError(http.StatusBadRequest, "role %q: want agent or relay", role)
+	}
+	if err := a.requireOffice(r.PathValue("name"), "of the token"); err != nil {
+		return err
 	}
 	var secret [20]byte
 	if _, err := rand.Read(secret[:]); err != nil {
@@ -595,7 +593,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items})
+		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
 	})
 	if err != nil {
 		return err
@@ -721,6 +719,9 @@ func (a *API) listAgents(w http.ResponseWriter, r *http.Request) error {
 	out := []agentView{}
 	for i := range members {
 		out = append(out, a.agentView(&members[i], current))
+	}
+	if out, err = filterAgents(r.URL.Query(), out); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": out})
 	return nil

@@ -68,6 +68,8 @@ type Server struct {
 	mu     sync.Mutex
 	conns  map[string]*quic.Conn // member id → its live connection
 	pushWG sync.WaitGroup
+	// access brokers technician sessions and pushes revocations (session.go).
+	access accessState
 }
 
 type metrics struct {
@@ -138,7 +140,7 @@ func (s *Server) tlsConfig() *tls.Config {
 		// Enrollment comes without a certificate; the member ALPN is refused
 		// below unless one verified.
 		ClientAuth: tls.VerifyClientCertIfGiven,
-		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll},
+		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll, wire.ALPNTechnician},
 	}
 }
 
@@ -202,6 +204,8 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	switch state.NegotiatedProtocol {
 	case wire.ALPNEnroll:
 		s.serveEnroll(ctx, conn)
+	case wire.ALPNTechnician:
+		s.serveTechnician(ctx, conn)
 	case wire.ALPNMember:
 		if len(state.VerifiedChains) == 0 {
 			conn.CloseWithError(1, "a client certificate is required: enrol first")
@@ -419,6 +423,10 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 				str.CancelRead(1)
 				return
 			}
+			if at := req.GetSessionAttach(); at != nil {
+				s.attach(ctx, id, str, at)
+				return
+			}
 			resp := s.handle(ctx, id, remote, &req)
 			if err := wire.WriteMsg(str, resp); err != nil {
 				s.log.Debug("answer member", "member", id, "err", err)
@@ -438,6 +446,8 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "presign", s.presign(ctx, id, b.Presign)
 	case *wire.Request_FileServer:
 		kind, resp = "file_server", s.fileServer(ctx, id)
+	case *wire.Request_Audit:
+		kind, resp = "audit", s.storeAudit(id, b.Audit)
 	default:
 		resp = wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown request")
 	}
@@ -518,7 +528,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		info.Mode = wire.Mode_MODE_DIRECT
 		info.Relays, info.GossipSeeds, info.GossipKey = nil, nil, nil
 	}
-	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix()}}}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), Revocations: s.revocations()}}}
 }
 
 func validHostPort(s string) string {
