@@ -79,10 +79,18 @@ func (fl *flight) finish(err error, commit func() error) error {
 	}
 	fl.finished = true
 	fl.err = err
-	fl.verified = err == nil
+	fl.verified = fl.verified || err == nil
 	close(fl.done)
 	fl.broadcastLocked()
 	return err
+}
+
+// markVerified lets readers have the last byte: the hash has checked.
+func (fl *flight) markVerified() {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.verified = true
+	fl.broadcastLocked()
 }
 
 func (fl *flight) setParts(size int64, parts []part, tmpName string) {
@@ -201,7 +209,9 @@ func (r *streamReader) readable() (int64, error) {
 	for {
 		fl := r.fl
 		fl.mu.Lock()
-		if fl.finished && fl.err != nil {
+		// A failure after verification (the cache could not keep the
+		// file) does not make the bytes wrong: readers go on.
+		if fl.finished && fl.err != nil && !fl.verified {
 			r.err = fl.err
 			fl.mu.Unlock()
 			return 0, r.err
@@ -323,6 +333,9 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 		c.metrics.verifyFailures.WithLabelValues("sha256").Inc()
 		return fmt.Errorf("get %s: %w: %w: the %d bytes received hash to sha256 %s", hash, ErrUpstream, ErrIntegrity, n, got)
 	}
+	// The bytes are right: readers may have the last one now, while the
+	// file is made durable and moved into place.
+	fl.markVerified()
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("get %s: sync temp file: %w", hash, err)
 	}

@@ -1,0 +1,381 @@
+// Package bench is the side-by-side benchmark of the relay against Debian's
+// nginx as a caching reverse proxy, both in front of the same real MinIO
+// through one shared rate cap that stands for an office's WAN uplink. It
+// holds the pieces (the capped forwarding proxy, process control, CPU
+// accounting, the herd of clients); the benchmark itself is in
+// sidebyside_test.go and runs with `make bench`.
+//
+// It is not a load generator for production use, and asserts nothing about
+// speed in tests: the figures are printed as a table.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// WAN is a TCP forwarding proxy whose downstream direction (file server to
+// cache) goes through one rate limiter shared by every connection: the
+// office's uplink, not a per-request limit.
+type WAN struct {
+	ln     net.Listener
+	target string
+	lim    *rate.Limiter
+	down   atomic.Int64 // bytes from the target to the clients
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+// chunk is the unit of one read and one limiter wait.
+const chunk = 64 << 10
+
+// StartWAN listens on a loopback port and forwards to target, capping the
+// target-to-client direction at bytesPerSec for all connections together.
+func StartWAN(target string, bytesPerSec float64) (*WAN, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("wan proxy: %w", err)
+	}
+	w := &WAN{ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), chunk),
+		conns: map[net.Conn]struct{}{}}
+	w.wg.Add(1)
+	go w.accept()
+	return w, nil
+}
+
+// Addr is where the cache under test should find the file server.
+func (w *WAN) Addr() string { return w.ln.Addr().String() }
+
+// Down is the number of bytes that have crossed the WAN toward the office.
+func (w *WAN) Down() int64 { return w.down.Load() }
+
+// Close stops the proxy and cuts its connections.
+func (w *WAN) Close() {
+	w.ln.Close()
+	w.mu.Lock()
+	for c := range w.conns {
+		c.Close()
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+func (w *WAN) track(c net.Conn, add bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if add {
+		w.conns[c] = struct{}{}
+	} else {
+		delete(w.conns, c)
+	}
+}
+
+func (w *WAN) accept() {
+	defer w.wg.Done()
+	for {
+		c, err := w.ln.Accept()
+		if err != nil {
+			return
+		}
+		w.wg.Add(1)
+		go w.serve(c)
+	}
+}
+
+func (w *WAN) serve(c net.Conn) {
+	defer w.wg.Done()
+	t, err := net.Dial("tcp", w.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	w.track(c, true)
+	w.track(t, true)
+	defer func() {
+		w.track(c, false)
+		w.track(t, false)
+		c.Close()
+		t.Close()
+	}()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(t, c) // requests go up unlimited: they are small
+		t.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	buf := make([]byte, chunk)
+	for {
+		n, err := t.Read(buf)
+		if n > 0 {
+			if werr := w.lim.WaitN(context.Background(), n); werr != nil {
+				break
+			}
+			w.down.Add(int64(n))
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	c.(*net.TCPConn).CloseWrite()
+	<-done
+}
+
+// CPUTime is the user+system CPU time of pid and all its descendants, read
+// from /proc (Linux only).
+func CPUTime(pid int) (time.Duration, error) {
+	tick := 100.0 // USER_HZ on Linux
+	pids := append([]int{pid}, descendants(pid)...)
+	var total float64
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			if p == pid {
+				return 0, err
+			}
+			continue // a worker that just ended
+		}
+		// Fields after the command name, which is in parentheses and may
+		// hold spaces.
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) < 13 {
+			return 0, fmt.Errorf("/proc/%d/stat: too few fields", p)
+		}
+		ut, _ := strconv.ParseFloat(fields[11], 64)
+		st, _ := strconv.ParseFloat(fields[12], 64)
+		total += ut + st
+	}
+	return time.Duration(total / tick * float64(time.Second)), nil
+}
+
+func descendants(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(fields[1])
+		children[pp] = append(children[pp], p)
+	}
+	var out []int
+	var walk func(int)
+	walk = func(p int) {
+		for _, c := range children[p] {
+			out = append(out, c)
+			walk(c)
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// Download is one client's account of one GET.
+type Download struct {
+	FirstByte time.Duration // from the common start to the first body byte
+	LastByte  time.Duration // from the common start to the end of the body
+	Bytes     int64
+	Err       error
+}
+
+// Herd starts n clients at the same instant, each getting url reps times
+// in a row, and returns every download.
+func Herd(ctx context.Context, n, reps int, url string, want int64) []Download {
+	tr := &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0, DisableCompression: true,
+		ReadBufferSize: 256 << 10, WriteBufferSize: 64 << 10}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	out := make([]Download, n*reps)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() {
+			for r := range reps {
+				t0 := start
+				if r > 0 {
+					t0 = time.Now()
+				}
+				out[i*reps+r] = get(ctx, client, url, t0, want)
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func get(ctx context.Context, client *http.Client, url string, start time.Time, want int64) Download {
+	var d Download
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		d.Err = err
+		return d
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		d.Err = err
+		return d
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		d.Err = fmt.Errorf("status %d", resp.StatusCode)
+		return d
+	}
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 && d.Bytes == 0 {
+			d.FirstByte = time.Since(start)
+		}
+		d.Bytes += int64(n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			d.Err = err
+			break
+		}
+	}
+	d.LastByte = time.Since(start)
+	if d.Err == nil && d.Bytes != want {
+		d.Err = fmt.Errorf("got %d bytes, want %d", d.Bytes, want)
+	}
+	return d
+}
+
+// Summary condenses a herd's downloads.
+type Summary struct {
+	Clients                 int
+	Errors                  int
+	FirstByteP50, FirstByte time.Duration // median and worst
+	LastByteP50, LastByte   time.Duration
+	Bytes                   int64
+	FirstErr                error
+}
+
+// Summarize reports the median and the worst of the downloads.
+func Summarize(ds []Download) Summary {
+	s := Summary{Clients: len(ds)}
+	var fb, lb []time.Duration
+	for _, d := range ds {
+		if d.Err != nil {
+			s.Errors++
+			if s.FirstErr == nil {
+				s.FirstErr = d.Err
+			}
+			continue
+		}
+		fb = append(fb, d.FirstByte)
+		lb = append(lb, d.LastByte)
+		s.Bytes += d.Bytes
+	}
+	if len(fb) == 0 {
+		return s
+	}
+	sort.Slice(fb, func(i, j int) bool { return fb[i] < fb[j] })
+	sort.Slice(lb, func(i, j int) bool { return lb[i] < lb[j] })
+	s.FirstByteP50, s.FirstByte = fb[len(fb)/2], fb[len(fb)-1]
+	s.LastByteP50, s.LastByte = lb[len(lb)/2], lb[len(lb)-1]
+	return s
+}
+
+// WaitHTTP polls url until it answers (any status) or the timeout passes.
+func WaitHTTP(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within %v: %w", url, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a process that is starting
+	}
+}
+
+// NginxConf is an nginx configuration caching the file server at upstream
+// (host:port, through the WAN proxy) and serving it on listen, with
+// proxy_cache_lock and, when slice is set, the slice module.
+func NginxConf(prefix, listen, upstream string, slice bool, asRoot bool) string {
+	user := ""
+	if asRoot {
+		user = "user root;\n"
+	}
+	sliceConf := ""
+	key := "$uri"
+	if slice {
+		sliceConf = "      slice 1m;\n      proxy_set_header Range $slice_range;\n"
+		key = "$uri$slice_range"
+	}
+	return fmt.Sprintf(`%sworker_processes auto;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path %[2]s/client_temp;
+  proxy_temp_path %[2]s/proxy_temp;
+  fastcgi_temp_path %[2]s/fastcgi_temp;
+  uwsgi_temp_path %[2]s/uwsgi_temp;
+  scgi_temp_path %[2]s/scgi_temp;
+  proxy_cache_path %[2]s/cache levels=1:2 keys_zone=outpost:16m max_size=20g inactive=1d use_temp_path=off;
+  upstream fileserver {
+    server %[3]s;
+    keepalive 64;
+  }
+  server {
+    listen %[4]s;
+    location / {
+      proxy_pass http://fileserver;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache outpost;
+      proxy_cache_key %[5]s;
+%[6]s      proxy_cache_lock on;
+      proxy_cache_lock_timeout 1h;
+      proxy_cache_lock_age 1h;
+      proxy_cache_valid 200 206 1d;
+      proxy_read_timeout 1h;
+    }
+  }
+}
+`, user, prefix, upstream, listen, key, sliceConf)
+}
+
+// netListen and netTCPAddr let the benchmark pick a free port.
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+type netTCPAddr = net.TCPAddr
