@@ -27,7 +27,7 @@ var (
 )
 
 // plugins builds the real plugin binaries once per test run.
-func plugins(t *testing.T) string {
+func plugins(t testing.TB) string {
 	t.Helper()
 	pluginsOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "outpost-e2e-plugins-")
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 // testAgent is a real agent running in-process, with its plugins as real
 // subprocesses and its root in a temporary directory.
 type testAgent struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    agent.Config
 	opts   []agent.Option
 	a      *agent.Agent
@@ -67,7 +67,7 @@ type testAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, c *coordinatortest.Harness, token, hostname, gossipIP string, opts ...agent.Option) *testAgent {
+func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP string, opts ...agent.Option) *testAgent {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := agent.DefaultConfig()
@@ -139,7 +139,7 @@ func testLogger() *slog.Logger {
 	return l
 }
 
-func freePort(t *testing.T, ip string) string {
+func freePort(t testing.TB, ip string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
