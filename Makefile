@@ -23,6 +23,7 @@ help:
 	@echo "make build   - every binary into ./bin"
 	@echo "make test    - go test -race over everything, with a real MinIO (installed into ./bin if missing)"
 	@echo "make demo    - a whole local fleet: MinIO, coordinator, relay, three agents (DEMO_ONESHOT=1 exits after success)"
+	@echo "make bench   - benchmarks, with the relay against nginx side by side (installs Debian's nginx if missing)"
 	@echo "make check   - gofmt, go vet, go.mod tidy, import boundaries, stale generated code"
 	@echo "make proto   - regenerate protobuf code (needs protoc: apt-get install protobuf-compiler)"
 
@@ -41,7 +42,8 @@ test-integ: $(BIN)/minio
 	$(GO) test -race -timeout 60m -tags integ ./...
 
 bench: $(BIN)/minio
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	bash bench/install-nginx.sh
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 demo: $(BIN)/minio build
 	bash scripts/demo.sh
