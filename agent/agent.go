@@ -22,6 +22,7 @@ import (
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
 	"github.com/outposthq/outpost/agent/internal/runner"
+	"github.com/outposthq/outpost/agent/internal/session"
 	"github.com/outposthq/outpost/agent/internal/state"
 	"github.com/outposthq/outpost/pkg/config"
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -119,6 +120,9 @@ type Agent struct {
 	ready       chan struct{}
 	checkins    *prometheus.CounterVec
 	revision    prometheus.Gauge
+
+	// sessions serves technicians (access.go).
+	sessions *session.Server
 }
 
 // Option changes how New builds an agent.
@@ -204,6 +208,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		link.SetBackoff(100*time.Millisecond, 2*time.Second)
 	}
 	a.link = link
+	if err := a.startSessions(); err != nil {
+		return err
+	}
 	peers, err := newPeerPolicy(a, a.reg)
 	if err != nil {
 		return err
@@ -239,6 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	start("coordinator link", link.Run)
+	start("technician sessions", a.sessions.Run)
 	every := 5 * time.Second
 	if a.cfg.Fast {
 		every = time.Second
@@ -310,6 +318,9 @@ func retryable(err error) bool {
 }
 
 func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
+	if resp, ok := a.onAccessPush(ctx, req); ok {
+		return resp
+	}
 	if n := req.GetRevisionNotice(); n != nil {
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
 		a.trigger()
@@ -433,6 +444,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 	if info == nil {
 		return errors.New("check-in answer carries no office")
 	}
+	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()
 	a.info = info
 	moved := a.office != info.GetName()

@@ -212,10 +212,17 @@ type env struct {
 	now            func() time.Time
 	api            *client
 	json           bool
+	// getenv and server serve commands that talk to more than the API
+	// (login, host sessions).
+	getenv func(string) string
+	server string
 }
 
 func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
-	e := &env{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, now: a.now}
+	e := &env{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, now: a.now, getenv: a.getenv, server: g.server}
+	if s := a.getenv("OUTPOST_SERVER"); s != "" && !g.given["server"] {
+		e.server = s
+	}
 	switch g.output {
 	case "table":
 	case "json":

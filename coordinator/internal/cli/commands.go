@@ -43,6 +43,9 @@ var groups = []group{
 	{"policy", "apply and show an office's policy"},
 	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
 	{"patch", "the patch catalog, approvals by hand and by rule, and missing patches"},
+	{"user", "people who sign in: admins, operators, read-only users and technicians"},
+	{"group", "groups of users that host permissions name"},
+	{"perm", "who may do what on hosts: per office or per host, deny wins"},
 }
 
 // commands is filled by each group's file; the order is the help's order.
@@ -60,6 +63,9 @@ func init() {
 	register(policyCommands()...)
 	register(agentCommands()...)
 	register(patchCommands()...)
+	register(loginCommands()...)
+	register(accessCommands()...)
+	register(hostCommands()...)
 	register(versionCommand())
 }
 

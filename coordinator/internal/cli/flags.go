@@ -66,7 +66,7 @@ func (g *globals) resolveToken(getenv func(string) string) (string, error) {
 	case getenv("OUTPOST_TOKEN_FILE") != "":
 		return g.readTokenFile(getenv("OUTPOST_TOKEN_FILE"), "OUTPOST_TOKEN_FILE")
 	}
-	return "", fmt.Errorf("no admin token: %s", tokenHint)
+	return loginToken(getenv)
 }
 
 func (g *globals) readTokenFile(path, from string) (string, error) {

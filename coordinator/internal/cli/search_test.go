@@ -119,6 +119,8 @@ func TestEveryListHasJSON(t *testing.T) {
 		"artifact list":    {[]string{"artifact", "list"}, "/v1/artifacts", `{"artifacts":[{"sha256":"` + strings.Repeat("ab", 32) + `","size":3,"name":"a.tar.gz","uploaded":"2025-06-01T11:00:00Z"}]}`},
 		"agent list":       {[]string{"agent", "list"}, "/v1/agents", `{"agents":[` + pc1 + `]}`},
 		"agent search":     {[]string{"agent", "search", "pc"}, "/v1/agents?q=pc", `{"agents":[` + pc1 + `]}`},
+		"user list":        {[]string{"user", "list"}, "/v1/users", `{"users":[{"name":"tina","role":"","disabled":false,"groups":["berlin-techs"]}]}`},
+		"group list":       {[]string{"group", "list"}, "/v1/groups", `{"groups":[{"name":"berlin-techs","description":"","members":["tina"]}]}`},
 		"patch list":       {[]string{"patch", "list"}, "/v1/patches", `{"patches":[{"id":"OUT-1","severity":"high","package":"hello","fixed_version":"2.0.0"}]}`},
 	}
 	for _, c := range commands {

@@ -1,0 +1,167 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+const chunk = 32 << 10
+
+// streamWriter turns writes into output frames of one kind.
+type streamWriter struct {
+	o      *out
+	stderr bool
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	b := append([]byte(nil), p...)
+	m := &wire.SessionOutput{Body: &wire.SessionOutput_Stdout{Stdout: b}}
+	if w.stderr {
+		m = &wire.SessionOutput{Body: &wire.SessionOutput_Stderr{Stderr: b}}
+	}
+	if err := w.o.send(m); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// runCommand runs argv with the technician's input as its standard input
+// and streams its output. Ending ctx kills its whole process group.
+func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout = streamWriter{o: o}
+	cmd.Stderr = streamWriter{o: o, stderr: true}
+	// Descendants that keep the pipes open must not hold the session.
+	cmd.WaitDelay = 500 * time.Millisecond
+	killGroup(cmd)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return -1, err
+	}
+	if err := cmd.Start(); err != nil {
+		return -1, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	go func() {
+		defer stdin.Close()
+		for {
+			var m wire.SessionInput
+			if err := wire.ReadMsg(in, &m); err != nil {
+				return
+			}
+			switch b := m.GetBody().(type) {
+			case *wire.SessionInput_Stdin:
+				if _, err := stdin.Write(b.Stdin); err != nil {
+					return
+				}
+			case *wire.SessionInput_CloseStdin:
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return int32(ee.ExitCode()), nil
+	}
+	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
+		return -1, err
+	}
+	return int32(cmd.ProcessState.ExitCode()), nil
+}
+
+func checkPath(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("path %q: want an absolute path on the host", path)
+	}
+	return nil
+}
+
+// getFile streams a file of the host to the technician.
+func getFile(ctx context.Context, path string, o *out) (int32, error) {
+	if err := checkPath(path); err != nil {
+		return -1, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return -1, fmt.Errorf("open %s on the host: %w", path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		return -1, fmt.Errorf("%s is a directory on the host; copy files one at a time", path)
+	}
+	buf := make([]byte, chunk)
+	for {
+		if ctx.Err() != nil {
+			return -1, ctx.Err()
+		}
+		n, err := f.Read(buf)
+		if n > 0 {
+			if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_FileData{FileData: append([]byte(nil), buf[:n]...)}}); err != nil {
+				return -1, err
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_FileEnd{FileEnd: true}})
+		}
+		if err != nil {
+			return -1, fmt.Errorf("read %s on the host: %w", path, err)
+		}
+	}
+}
+
+// putFile writes the technician's file to path; it appears whole or not
+// at all.
+func putFile(ctx context.Context, path string, mode uint32, in io.Reader) (int32, error) {
+	if err := checkPath(path); err != nil {
+		return -1, err
+	}
+	if mode == 0 {
+		mode = 0o644
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".outpost-put-*")
+	if err != nil {
+		return -1, fmt.Errorf("create %s on the host: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	for {
+		if ctx.Err() != nil {
+			return -1, ctx.Err()
+		}
+		var m wire.SessionInput
+		if err := wire.ReadMsg(in, &m); err != nil {
+			return -1, fmt.Errorf("the transfer of %s stopped before its end: %w", path, err)
+		}
+		switch b := m.GetBody().(type) {
+		case *wire.SessionInput_FileData:
+			if _, err := tmp.Write(b.FileData); err != nil {
+				return -1, fmt.Errorf("write %s on the host: %w", path, err)
+			}
+		case *wire.SessionInput_FileEnd:
+			if err := tmp.Chmod(os.FileMode(mode) & 0o7777); err != nil {
+				return -1, err
+			}
+			if err := tmp.Sync(); err != nil {
+				return -1, err
+			}
+			if err := tmp.Close(); err != nil {
+				return -1, err
+			}
+			if err := os.Rename(tmp.Name(), path); err != nil {
+				return -1, fmt.Errorf("put %s on the host: %w", path, err)
+			}
+			return 0, nil
+		}
+	}
+}

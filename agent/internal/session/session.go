@@ -1,0 +1,443 @@
+// Package session is the agent's technician session server. A technician
+// signed in on the coordinator presents a signed access token; this
+// package verifies it with the token keys of the host's own signed policy,
+// refuses tokens the coordinator revoked, decides from the policy's
+// permission lists (deny wins) and then runs the session: a command, a
+// pipe-based shell, a file transfer or the inventory. It ends live
+// sessions of a user the moment a revocation arrives, and keeps an audit
+// spool on disk until the coordinator acknowledges it.
+//
+// It does not carry bytes over the network itself: the agent hands it a
+// stream (brokered by the coordinator over the agent's own QUIC
+// connection) and it speaks the session protocol of pkg/wire on it.
+package session
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// PolicySource gives the host's current signed-and-verified policy.
+type PolicySource interface {
+	Policy() *wire.Policy
+}
+
+// InventorySource describes the host.
+type InventorySource interface {
+	Inventory() *wire.Inventory
+}
+
+// Config is what the server needs to know of its host.
+type Config struct {
+	DataDir  string // where the revocation list and the audit spool live
+	MemberID string // this host's id in permission lists
+	// Shell runs interactive sessions; default $SHELL, else /bin/sh.
+	Shell string
+	// OpenTimeout bounds the wait for the technician's first message.
+	OpenTimeout time.Duration
+}
+
+// Server runs technician sessions on this host.
+type Server struct {
+	cfg    Config
+	policy PolicySource
+	inv    InventorySource
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu    sync.Mutex
+	revs  *wire.RevocationList
+	live  map[*liveSession]struct{}
+	audit []*wire.AuditRecord
+	ctx   context.Context // Run's; sessions end with it
+	wg    sync.WaitGroup
+
+	sessions *prometheus.CounterVec
+	cut      prometheus.Counter
+}
+
+type liveSession struct {
+	user    string
+	token   *wire.AccessToken
+	cancel  context.CancelFunc
+	revoked bool
+}
+
+const maxAuditSpool = 10000
+
+// New loads the persisted revocation list and audit spool; Run serves.
+func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
+	if cfg.Shell == "" {
+		cfg.Shell = os.Getenv("SHELL")
+		if cfg.Shell == "" {
+			cfg.Shell = "/bin/sh"
+		}
+	}
+	if cfg.OpenTimeout == 0 {
+		cfg.OpenTimeout = 30 * time.Second
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("session data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, policy: policy, inv: inv, log: logger.With("component", "sessions"), now: time.Now,
+		revs: &wire.RevocationList{}, live: map[*liveSession]struct{}{}, ctx: context.Background(),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_sessions_total", Help: "Technician sessions by kind and result."}, []string{"kind", "result"}),
+		cut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_agent_sessions_revoked_total", Help: "Live technician sessions ended by a revocation."}),
+	}
+	for _, c := range []prometheus.Collector{s.sessions, s.cut} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	if b, err := os.ReadFile(s.revPath()); err == nil {
+		var l wire.RevocationList
+		if err := proto.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("load revocation list %s: %w (delete it; the coordinator sends a new one)", s.revPath(), err)
+		}
+		s.revs = &l
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("load revocation list: %w", err)
+	}
+	if b, err := os.ReadFile(s.auditPath()); err == nil {
+		var batch wire.AuditBatch
+		if err := proto.Unmarshal(b, &batch); err != nil {
+			s.log.Error("audit spool is damaged; starting a new one", "path", s.auditPath(), "err", err)
+		} else {
+			s.audit = batch.GetRecords()
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) revPath() string   { return filepath.Join(s.cfg.DataDir, "revocations.pb") }
+func (s *Server) auditPath() string { return filepath.Join(s.cfg.DataDir, "audit.pb") }
+
+// Run keeps sessions alive until ctx ends, then ends them all.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
+	<-ctx.Done()
+	s.mu.Lock()
+	for l := range s.live {
+		l.cancel()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// SetRevocations takes the coordinator's revocation list (it replaces an
+// older one) and ends, at once, every live session it now refuses.
+func (s *Server) SetRevocations(l *wire.RevocationList) {
+	if l == nil {
+		return
+	}
+	s.mu.Lock()
+	if l.GetIssuedUnixMs() < s.revs.GetIssuedUnixMs() {
+		s.mu.Unlock()
+		return
+	}
+	s.revs = l
+	var cut []*liveSession
+	for ls := range s.live {
+		if !ls.revoked && l.Revoked(ls.token) {
+			ls.revoked = true
+			ls.cancel()
+			cut = append(cut, ls)
+		}
+	}
+	s.mu.Unlock()
+	for _, ls := range cut {
+		s.cut.Inc()
+		s.log.Info("live session ended: access revoked", "user", ls.user)
+		s.record(ls.user, "revoked", "live session ended by the coordinator", true)
+	}
+	b, err := proto.Marshal(l)
+	if err == nil {
+		err = fsutil.WriteFileAtomic(s.revPath(), b, 0o600)
+	}
+	if err != nil {
+		s.log.Error("save revocation list", "err", err)
+	}
+}
+
+// Live is the number of sessions running now.
+func (s *Server) Live() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.live)
+}
+
+// record adds an audit record to the spool.
+func (s *Server) record(user, action, detail string, allowed bool) {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	r := &wire.AuditRecord{Id: hex.EncodeToString(id[:]), AtUnixMs: s.now().UnixMilli(), User: user, Action: action,
+		Detail: detail, Allowed: allowed, Host: s.cfg.MemberID}
+	s.mu.Lock()
+	s.audit = append(s.audit, r)
+	if len(s.audit) > maxAuditSpool {
+		s.log.Warn("audit spool full: dropping the oldest records", "dropped", len(s.audit)-maxAuditSpool)
+		s.audit = s.audit[len(s.audit)-maxAuditSpool:]
+	}
+	err := s.saveAuditLocked()
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("save audit spool", "err", err)
+	}
+}
+
+func (s *Server) saveAuditLocked() error {
+	b, err := proto.Marshal(&wire.AuditBatch{Records: s.audit})
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(s.auditPath(), b, 0o600)
+}
+
+// PendingAudit is what the coordinator has not acknowledged yet.
+func (s *Server) PendingAudit() []*wire.AuditRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*wire.AuditRecord(nil), s.audit...)
+}
+
+// AckAudit forgets records the coordinator stored.
+func (s *Server) AckAudit(records []*wire.AuditRecord) {
+	done := map[string]bool{}
+	for _, r := range records {
+		done[r.GetId()] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := s.audit[:0]
+	for _, r := range s.audit {
+		if !done[r.GetId()] {
+			keep = append(keep, r)
+		}
+	}
+	s.audit = keep
+	if err := s.saveAuditLocked(); err != nil {
+		s.log.Error("save audit spool", "err", err)
+	}
+}
+
+// out serialises frames from the goroutines of one session.
+type out struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (o *out) send(m *wire.SessionOutput) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return wire.WriteMsg(o.w, m)
+}
+
+func (o *out) end(code int32, errText string, denied, revoked bool) {
+	_ = o.send(&wire.SessionOutput{Body: &wire.SessionOutput_End{End: &wire.SessionEnd{ExitCode: code, Error: errText, Denied: denied, Revoked: revoked}}})
+}
+
+// denial is a refusal whose text is safe to show the technician.
+type denial struct{ msg string }
+
+func (d *denial) Error() string { return d.msg }
+
+func deny(format string, args ...any) error { return &denial{fmt.Sprintf(format, args...)} }
+
+// authorize checks the token and the host's permission lists for open.
+func (s *Server) authorize(open *wire.SessionOpen) (*wire.AccessToken, Rights, error) {
+	p := s.policy.Policy()
+	if p == nil || len(p.GetTokenKeys()) == 0 {
+		return nil, nil, deny("this host has no policy with technician access yet: ask an admin to set permissions for its office (outpost perm set)")
+	}
+	keys := map[string]ed25519.PublicKey{}
+	for _, k := range p.GetTokenKeys() {
+		keys[k.GetKeyId()] = k.GetPublicKey()
+	}
+	at, err := wire.VerifyToken(open.GetToken(), keys, s.now())
+	if err != nil {
+		return nil, nil, deny("%v", err)
+	}
+	s.mu.Lock()
+	revoked := s.revs.Revoked(at)
+	s.mu.Unlock()
+	if revoked {
+		return at, nil, deny("access of %s was revoked by the coordinator: sign in again (outpost login), or ask an admin", at.GetUser())
+	}
+	rights := Decide(p.GetPermissions(), s.cfg.MemberID, at.GetUser(), at.GetGroups())
+	need := needs(open.GetKind())
+	if need == wire.Right_RIGHT_UNSPECIFIED {
+		return at, rights, deny("unknown session kind %v", open.GetKind())
+	}
+	if !rights[need] {
+		return at, rights, deny("%s may not %s on this host (needs the %s right): ask an admin (outpost perm)", at.GetUser(), kindVerb(open.GetKind()), rightName(need))
+	}
+	return at, rights, nil
+}
+
+func rightName(r wire.Right) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "RIGHT_"))
+}
+
+func kindName(k wire.SessionOpen_Kind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "KIND_"))
+}
+
+func kindVerb(k wire.SessionOpen_Kind) string {
+	switch k {
+	case wire.SessionOpen_KIND_EXEC:
+		return "run commands"
+	case wire.SessionOpen_KIND_SHELL:
+		return "open a shell"
+	case wire.SessionOpen_KIND_PUT, wire.SessionOpen_KIND_GET:
+		return "transfer files"
+	case wire.SessionOpen_KIND_INVENTORY:
+		return "view the inventory"
+	}
+	return "do that"
+}
+
+// Serve runs one session on rw: the technician's SessionOpen, then the
+// session. abort unblocks a pending read of rw once the session is over
+// (for a QUIC stream, cancelling its read side). It returns when the
+// session has ended.
+func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func()) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	defer abort()
+	defer rw.Close()
+	o := &out{w: rw}
+
+	timer := time.AfterFunc(s.cfg.OpenTimeout, abort)
+	var open wire.SessionOpen
+	err := wire.ReadMsg(rw, &open)
+	timer.Stop()
+	if err != nil {
+		s.sessions.WithLabelValues("unknown", "bad_request").Inc()
+		return
+	}
+	kind := kindName(open.GetKind())
+	at, rights, err := s.authorize(&open)
+	user := at.GetUser()
+	if user == "" {
+		user = "?"
+	}
+	detail := describe(&open)
+	if err != nil {
+		s.sessions.WithLabelValues(kind, "denied").Inc()
+		s.record(user, kind, detail+": refused: "+err.Error(), false)
+		s.log.Info("technician session refused", "user", user, "kind", kind, "why", err)
+		o.end(-1, err.Error(), true, false)
+		return
+	}
+
+	s.mu.Lock()
+	parent := s.ctx
+	s.mu.Unlock()
+	sctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(parent, cancel)
+	defer stop()
+	defer cancel()
+	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel}
+	s.mu.Lock()
+	// A revocation may have arrived between the check and now.
+	if s.revs.Revoked(at) {
+		s.mu.Unlock()
+		o.end(-1, "access was revoked by the coordinator", true, true)
+		return
+	}
+	s.live[ls] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.live, ls)
+		s.mu.Unlock()
+	}()
+
+	s.record(at.GetUser(), kind, detail, true)
+	s.log.Info("technician session", "user", at.GetUser(), "kind", kind, "detail", detail)
+	if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Accepted{Accepted: &wire.SessionAccepted{User: at.GetUser(), Rights: rights.List()}}}); err != nil {
+		return
+	}
+	code, runErr := s.run(sctx, &open, rw, o)
+	s.mu.Lock()
+	revoked := ls.revoked
+	s.mu.Unlock()
+	switch {
+	case revoked:
+		s.sessions.WithLabelValues(kind, "revoked").Inc()
+		o.end(-1, "session ended: your access was revoked by the coordinator", false, true)
+	case runErr != nil:
+		s.sessions.WithLabelValues(kind, "error").Inc()
+		o.end(code, runErr.Error(), false, false)
+	default:
+		s.sessions.WithLabelValues(kind, "ok").Inc()
+		o.end(code, "", false, false)
+	}
+}
+
+func describe(open *wire.SessionOpen) string {
+	switch open.GetKind() {
+	case wire.SessionOpen_KIND_EXEC:
+		d := strings.Join(open.GetArgv(), " ")
+		if len(d) > 512 {
+			d = d[:512] + "..."
+		}
+		return "exec " + d
+	case wire.SessionOpen_KIND_PUT:
+		return "put " + open.GetPath()
+	case wire.SessionOpen_KIND_GET:
+		return "get " + open.GetPath()
+	}
+	return kindName(open.GetKind())
+}
+
+func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, o *out) (int32, error) {
+	switch open.GetKind() {
+	case wire.SessionOpen_KIND_EXEC:
+		if len(open.GetArgv()) == 0 {
+			return -1, errors.New("no command given")
+		}
+		return runCommand(ctx, open.GetArgv(), in, o)
+	case wire.SessionOpen_KIND_SHELL:
+		return runCommand(ctx, []string{s.cfg.Shell, "-i"}, in, o)
+	case wire.SessionOpen_KIND_INVENTORY:
+		inv := s.inv.Inventory()
+		return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Inventory{Inventory: inv}})
+	case wire.SessionOpen_KIND_GET:
+		return getFile(ctx, open.GetPath(), o)
+	case wire.SessionOpen_KIND_PUT:
+		return putFile(ctx, open.GetPath(), open.GetMode(), in)
+	}
+	return -1, fmt.Errorf("unknown session kind %v", open.GetKind())
+}
+
+// Go runs f as part of the server, so that Run waits for it.
+func (s *Server) Go(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}

@@ -1,0 +1,302 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+type fixedPolicy struct{ p *wire.Policy }
+
+func (f fixedPolicy) Policy() *wire.Policy { return f.p }
+
+type fixedInventory struct{}
+
+func (fixedInventory) Inventory() *wire.Inventory {
+	return &wire.Inventory{MemberId: "ag-1", Hostname: "pc-1", Os: "linux"}
+}
+
+type fixture struct {
+	s   *Server
+	key ed25519.PrivateKey
+	dir string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	p := &wire.Policy{Office: "berlin", Revision: 1,
+		TokenKeys: []*wire.TokenKey{{KeyId: wire.KeyID(pub), PublicKey: pub}},
+		Permissions: []*wire.HostPermissions{{Grants: []*wire.Grant{
+			{Subject: "group:berlin", Rights: []wire.Right{wire.Right_RIGHT_VIEW, wire.Right_RIGHT_COMMAND, wire.Right_RIGHT_FILES}},
+			{Subject: "user:tom", Rights: []wire.Right{wire.Right_RIGHT_COMMAND}, Deny: true},
+		}}}}
+	dir := t.TempDir()
+	s, err := New(Config{DataDir: dir, MemberID: "ag-1", Shell: "/bin/sh"}, fixedPolicy{p}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &fixture{s: s, key: priv, dir: dir}
+}
+
+func (f *fixture) token(t *testing.T, user string, groups ...string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := wire.SignToken(f.key, &wire.AccessToken{User: user, Groups: groups, IssuedUnixMs: now.UnixMilli(), ExpiresUnixMs: now.Add(time.Minute).UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type result struct {
+	accepted       *wire.SessionAccepted
+	stdout, stderr bytes.Buffer
+	file           bytes.Buffer
+	inventory      *wire.Inventory
+	end            *wire.SessionEnd
+}
+
+// open starts a session over an in-memory pipe and returns the
+// technician's end and a channel with the collected outcome.
+func (f *fixture) open(t *testing.T, open *wire.SessionOpen) (net.Conn, <-chan *result) {
+	t.Helper()
+	tech, host := net.Pipe()
+	go f.s.Serve(context.Background(), host, func() { host.Close() })
+	if err := wire.WriteMsg(tech, open); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan *result, 1)
+	go func() {
+		r := &result{}
+		defer func() { res <- r }()
+		for {
+			var m wire.SessionOutput
+			if err := wire.ReadMsg(tech, &m); err != nil {
+				return
+			}
+			switch b := m.GetBody().(type) {
+			case *wire.SessionOutput_Accepted:
+				r.accepted = b.Accepted
+			case *wire.SessionOutput_Stdout:
+				r.stdout.Write(b.Stdout)
+			case *wire.SessionOutput_Stderr:
+				r.stderr.Write(b.Stderr)
+			case *wire.SessionOutput_FileData:
+				r.file.Write(b.FileData)
+			case *wire.SessionOutput_Inventory:
+				r.inventory = b.Inventory
+			case *wire.SessionOutput_End:
+				r.end = b.End
+				tech.Close()
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { tech.Close() })
+	return tech, res
+}
+
+func wait(t *testing.T, res <-chan *result, d time.Duration) *result {
+	t.Helper()
+	select {
+	case r := <-res:
+		if r.end == nil {
+			t.Fatal("session ended without an end message")
+		}
+		return r
+	case <-time.After(d):
+		t.Fatalf("session did not end within %v", d)
+	}
+	return nil
+}
+
+func TestExecAndRefusals(t *testing.T) {
+	f := newFixture(t)
+	_, other, _ := ed25519.GenerateKey(nil)
+	foreign, _ := wire.SignToken(other, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(time.Minute).UnixMilli()})
+	expired, _ := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(-time.Second).UnixMilli()})
+	exec := []string{"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}
+	for _, tc := range []struct {
+		name   string
+		token  string
+		deny   string
+		stdout string
+		code   int32
+	}{
+		{"group member", f.token(t, "tina", "berlin"), "", "out\n", 3},
+		{"deny wins for tom", f.token(t, "tom", "berlin"), "may not run commands", "", -1},
+		{"not in the group", f.token(t, "eve", "paris"), "may not run commands", "", -1},
+		{"other coordinator", foreign, "another coordinator", "", -1},
+		{"expired", expired, "expired", "", -1},
+		{"garbage", "ott1.xyz", "malformed", "", -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, res := f.open(t, &wire.SessionOpen{Token: tc.token, Kind: wire.SessionOpen_KIND_EXEC, Argv: exec})
+			r := wait(t, res, 10*time.Second)
+			if tc.deny != "" {
+				if !r.end.GetDenied() || !strings.Contains(r.end.GetError(), tc.deny) || r.accepted != nil {
+					t.Fatalf("end %v, want denied with %q", r.end, tc.deny)
+				}
+				return
+			}
+			if r.accepted == nil || r.stdout.String() != tc.stdout || r.stderr.String() != "err\n" || r.end.GetExitCode() != tc.code {
+				t.Fatalf("accepted %v stdout %q stderr %q end %v", r.accepted, r.stdout.String(), r.stderr.String(), r.end)
+			}
+		})
+	}
+	recs := f.s.PendingAudit()
+	if len(recs) != 6 {
+		t.Fatalf("%d audit records, want 6", len(recs))
+	}
+	allowed := 0
+	for _, r := range recs {
+		if r.GetAllowed() {
+			allowed++
+			if r.GetUser() != "tina" || !strings.Contains(r.GetDetail(), "echo out") {
+				t.Fatalf("audit record %v", r)
+			}
+		}
+	}
+	if allowed != 1 {
+		t.Fatalf("%d allowed records, want 1", allowed)
+	}
+	// The spool survives a restart and empties on acknowledgement.
+	s2, err := New(Config{DataDir: f.dir, MemberID: "ag-1"}, fixedPolicy{}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s2.PendingAudit()) != 6 {
+		t.Fatalf("after restart %d records", len(s2.PendingAudit()))
+	}
+	s2.AckAudit(recs[:4])
+	if len(s2.PendingAudit()) != 2 {
+		t.Fatalf("after ack %d records, want 2", len(s2.PendingAudit()))
+	}
+}
+
+func TestStdinAndShell(t *testing.T) {
+	f := newFixture(t)
+	tech, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_SHELL})
+	for _, m := range []*wire.SessionInput{
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("echo hello-$((40+2))\n")}},
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("exit 7\n")}},
+	} {
+		if err := wire.WriteMsg(tech, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := wait(t, res, 10*time.Second)
+	if !strings.Contains(r.stdout.String(), "hello-42") || r.end.GetExitCode() != 7 {
+		t.Fatalf("stdout %q end %v", r.stdout.String(), r.end)
+	}
+}
+
+func TestRevocationCutsLiveSession(t *testing.T) {
+	f := newFixture(t)
+	_, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/sh", "-c", "echo started; sleep 60"}})
+	deadline := time.Now().Add(5 * time.Second)
+	for f.s.Live() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f.s.Live() != 1 {
+		t.Fatal("session did not start")
+	}
+	// Another user's revocation leaves it alone.
+	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1, Revocations: []*wire.Revocation{{User: "tom", Disabled: true}}})
+	if f.s.Live() != 1 {
+		t.Fatal("someone else's revocation ended the session")
+	}
+	start := time.Now()
+	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 2, Revocations: []*wire.Revocation{{User: "tina", Disabled: true}}})
+	r := wait(t, res, 5*time.Second)
+	if !r.end.GetRevoked() {
+		t.Fatalf("end %v, want revoked", r.end)
+	}
+	t.Logf("session cut %v after the revocation", time.Since(start))
+	// New sessions are refused, and an older list does not undo it.
+	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1})
+	_, res = f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_INVENTORY})
+	if r := wait(t, res, 5*time.Second); !r.end.GetDenied() || !strings.Contains(r.end.GetError(), "revoked") {
+		t.Fatalf("after revocation: %v", r.end)
+	}
+	// The list survives a restart.
+	s2, err := New(Config{DataDir: f.dir, MemberID: "ag-1"}, fixedPolicy{}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s2.revs.Revoked(&wire.AccessToken{User: "tina"}) {
+		t.Fatal("revocation list lost at restart")
+	}
+}
+
+func TestFilesAndInventory(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "tina", "berlin")
+	dst := filepath.Join(t.TempDir(), "hello.txt")
+	payload := bytes.Repeat([]byte("outpost "), 20000) // several chunks
+	tech, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: dst, Mode: 0o600})
+	for i := 0; i < len(payload); i += 50000 {
+		end := min(i+50000, len(payload))
+		wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: payload[i:end]}})
+	}
+	wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
+	if r := wait(t, res, 10*time.Second); r.end.GetError() != "" {
+		t.Fatalf("put: %v", r.end)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("put wrote %d bytes (%v), want %d", len(got), err, len(payload))
+	}
+	if st, _ := os.Stat(dst); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+	_, res = f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_GET, Path: dst})
+	if r := wait(t, res, 10*time.Second); !bytes.Equal(r.file.Bytes(), payload) || r.end.GetError() != "" {
+		t.Fatalf("get returned %d bytes, end %v", r.file.Len(), r.end)
+	}
+	_, res = f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_GET, Path: "relative/path"})
+	if r := wait(t, res, 10*time.Second); !strings.Contains(r.end.GetError(), "absolute") {
+		t.Fatalf("relative get: %v", r.end)
+	}
+	_, res = f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_INVENTORY})
+	if r := wait(t, res, 10*time.Second); r.inventory.GetHostname() != "pc-1" {
+		t.Fatalf("inventory %v", r.inventory)
+	}
+}
+
+func FuzzSessionOpen(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 2, 0x18, 1})
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pub, _, _ := ed25519.GenerateKey(nil)
+		s, err := New(Config{DataDir: t.TempDir(), MemberID: "ag-1", OpenTimeout: 100 * time.Millisecond},
+			fixedPolicy{&wire.Policy{TokenKeys: []*wire.TokenKey{{KeyId: wire.KeyID(pub), PublicKey: pub}}}}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tech, host := net.Pipe()
+		done := make(chan struct{})
+		go func() { s.Serve(context.Background(), host, func() { host.Close() }); close(done) }()
+		go func() { tech.Write(b); tech.Close() }()
+		<-done
+		if s.Live() != 0 {
+			t.Fatal("a session without a valid token started")
+		}
+	})
+}

@@ -1,0 +1,503 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+type userRow struct {
+	Name                string    `json:"name"`
+	Role                string    `json:"role"`
+	Disabled            bool      `json:"disabled"`
+	ForceServerSecurity bool      `json:"force_server_security"`
+	HasPassword         bool      `json:"has_password"`
+	Groups              []string  `json:"groups"`
+	LockedUntil         time.Time `json:"locked_until"`
+}
+
+type groupRow struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description"`
+	Members     []string `json:"members"`
+}
+
+type grantRow struct {
+	Subject string   `json:"subject"`
+	Rights  []string `json:"rights"`
+	Deny    bool     `json:"deny"`
+}
+
+func printUsers(e *env, users []userRow) error {
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "USER\tROLE\tGROUPS\tSTATE")
+	for _, u := range users {
+		state := "active"
+		switch {
+		case u.Disabled:
+			state = "disabled"
+		case !u.LockedUntil.IsZero():
+			state = "locked until " + u.LockedUntil.Local().Format(time.Kitchen)
+		case !u.HasPassword:
+			state = "no password"
+		}
+		if u.ForceServerSecurity {
+			state += ", no break-glass"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Name, roleOrTechnician(u.Role), dash(strings.Join(u.Groups, ",")), state)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// userFields turns the flags of user add/set into the API's body.
+func userFields(fs *flag.FlagSet, role *string, disabled, fss *bool, pwStdin *bool, e *env) (map[string]any, error) {
+	body := map[string]any{}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if given["role"] {
+		r := *role
+		if r == "technician" {
+			r = ""
+		}
+		body["role"] = r
+	}
+	if given["disabled"] {
+		body["disabled"] = *disabled
+	}
+	if given["force-server-security"] {
+		body["force_server_security"] = *fss
+	}
+	if *pwStdin {
+		pw, err := readPassword(e, true)
+		if err != nil {
+			return nil, err
+		}
+		body["password"] = pw
+	}
+	return body, nil
+}
+
+func accessCommands() []*command {
+	return []*command{
+		{
+			name: "user add", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "create a user", timeout: defaultTimeout,
+			help: `Roles: admin (everything), operator (offices, tokens, policy, artifacts),
+read-only (look), technician (no API role: signs in and reaches hosts as
+host permissions allow). Passwords are read from standard input.
+
+Examples:
+  outpost user add tina --password-stdin < tina.pw
+  echo "$PW" | outpost user add olga --role operator --password-stdin
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				role := fs.String("role", "technician", "`ROLE`: admin, operator, read-only or technician")
+				disabled := fs.Bool("disabled", false, "create the user disabled")
+				fss := fs.Bool("force-server-security", false, "forbid host-local break-glass sign-in for this user")
+				pw := fs.Bool("password-stdin", false, "read the password from standard input")
+				return func(ctx context.Context, e *env, args []string) error {
+					body, err := userFields(fs, role, disabled, fss, pw, e)
+					if err != nil {
+						return err
+					}
+					body["name"] = args[0]
+					if _, ok := body["role"]; !ok {
+						body["role"] = ""
+					}
+					raw, err := e.api.send(ctx, http.MethodPost, "/v1/users", body)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var u userRow
+					if err := decode(raw, "user", &u); err != nil {
+						return err
+					}
+					return printUsers(e, []userRow{u})
+				}
+			},
+		},
+		{
+			name: "user set", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "change a user: role, password, disabled, force-server-security, unlock", timeout: defaultTimeout,
+			help: `Disabling a user ends its live sessions on every connected host at once;
+hosts that missed the push learn it before their next session.
+
+Examples:
+  outpost user set tina --disabled
+  outpost user set tina --disabled=false --unlock
+  echo "$PW" | outpost user set admin --password-stdin
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				role := fs.String("role", "", "`ROLE`: admin, operator, read-only or technician")
+				disabled := fs.Bool("disabled", false, "disable (or with =false enable) the user")
+				fss := fs.Bool("force-server-security", false, "forbid host-local break-glass sign-in for this user")
+				pw := fs.Bool("password-stdin", false, "read a new password from standard input")
+				unlock := fs.Bool("unlock", false, "lift a lockout after failed sign-ins")
+				return func(ctx context.Context, e *env, args []string) error {
+					body, err := userFields(fs, role, disabled, fss, pw, e)
+					if err != nil {
+						return err
+					}
+					if *unlock {
+						body["unlock"] = true
+					}
+					if len(body) == 0 {
+						return usagef("nothing to change: give --role, --disabled, --force-server-security, --password-stdin or --unlock")
+					}
+					raw, err := e.api.send(ctx, http.MethodPatch, "/v1/users/"+url.PathEscape(args[0]), body)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var u userRow
+					if err := decode(raw, "user", &u); err != nil {
+						return err
+					}
+					return printUsers(e, []userRow{u})
+				}
+			},
+		},
+		{
+			name: "user list", summary: "list users", timeout: defaultTimeout,
+			help: `Examples:
+  outpost user list
+  outpost user list --output json
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.get(ctx, "/v1/users", nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var out struct{ Users []userRow }
+					if err := decode(raw, "users", &out); err != nil {
+						return err
+					}
+					return printUsers(e, out.Users)
+				}
+			},
+		},
+		{
+			name: "user remove", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete a user (its sessions end)", timeout: defaultTimeout,
+			help: `The user is disabled first, so connected hosts end its sessions at once.
+
+Examples:
+  outpost user remove tom
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(e.stdout, "User %s removed.\n", args[0])
+					return err
+				}
+			},
+		},
+		{
+			name: "group add", args: "NAME [MEMBER...]", minArgs: 1, maxArgs: -1, summary: "create a group", timeout: defaultTimeout,
+			help: `Examples:
+  outpost group add berlin-techs tina tom --description "Berlin IT"
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				desc := fs.String("description", "", "what the group is for")
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.send(ctx, http.MethodPost, "/v1/groups", map[string]any{"name": args[0], "description": *desc, "members": args[1:]})
+					if err != nil {
+						return err
+					}
+					return printGroup(e, raw)
+				}
+			},
+		},
+		{
+			name: "group members", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "add or remove members; removal takes effect on every host at once", timeout: defaultTimeout,
+			help: `Examples:
+  outpost group members berlin-techs --add tina --add tom
+  outpost group members berlin-techs --remove tom
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				var add, remove stringList
+				fs.Var(&add, "add", "`USER` to add (repeatable)")
+				fs.Var(&remove, "remove", "`USER` to remove (repeatable)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if len(add)+len(remove) == 0 {
+						return usagef("give --add USER or --remove USER")
+					}
+					raw, err := e.api.send(ctx, http.MethodPatch, "/v1/groups/"+url.PathEscape(args[0]), map[string]any{"add": []string(add), "remove": []string(remove)})
+					if err != nil {
+						return err
+					}
+					return printGroup(e, raw)
+				}
+			},
+		},
+		{
+			name: "group list", summary: "list groups and their members", timeout: defaultTimeout,
+			help: `Examples:
+  outpost group list
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.get(ctx, "/v1/groups", nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var out struct{ Groups []groupRow }
+					if err := decode(raw, "groups", &out); err != nil {
+						return err
+					}
+					tw := newTable(e.stdout)
+					fmt.Fprintln(tw, "GROUP\tMEMBERS\tDESCRIPTION")
+					for _, g := range out.Groups {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Name, dash(strings.Join(g.Members, ",")), g.Description)
+					}
+					return tw.Flush()
+				}
+			},
+		},
+		{
+			name: "group remove", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete a group", timeout: defaultTimeout,
+			help: `Its members' tokens that carried it are revoked on every host.
+
+Examples:
+  outpost group remove paris-techs
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(args[0]), nil); err != nil {
+						return err
+					}
+					_, err := fmt.Fprintf(e.stdout, "Group %s removed.\n", args[0])
+					return err
+				}
+			},
+		},
+		{
+			name: "perm set", args: "GRANT...", minArgs: 0, maxArgs: -1,
+			summary: "replace the permission list of an office or a host", timeout: defaultTimeout,
+			help: `A GRANT is [deny:]user:NAME=RIGHTS or [deny:]group:NAME=RIGHTS, RIGHTS a
+comma list of view, control, command, files, manage. Deny wins over allow.
+No grant clears the list. Hosts receive it inside the office's signed policy.
+
+Examples:
+  outpost perm set --office berlin group:berlin-techs=view,command,files
+  outpost perm set --host ag-0123 group:berlin-techs=view deny:user:tom=command
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				office := fs.String("office", "", "`NAME` of the office whose hosts the list covers")
+				host := fs.String("host", "", "member `ID` of one host")
+				return func(ctx context.Context, e *env, args []string) error {
+					path, err := permPath(*office, *host)
+					if err != nil {
+						return err
+					}
+					grants := []grantRow{}
+					for _, a := range args {
+						g, err := parseGrant(a)
+						if err != nil {
+							return err
+						}
+						grants = append(grants, g)
+					}
+					raw, err := e.api.send(ctx, http.MethodPut, path, map[string]any{"grants": grants})
+					if err != nil {
+						return err
+					}
+					return printPerms(e, raw)
+				}
+			},
+		},
+		{
+			name: "perm show", summary: "show the permission list of an office or a host", timeout: defaultTimeout,
+			help: `Examples:
+  outpost perm show --office berlin
+  outpost perm show --host ag-0123
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				office := fs.String("office", "", "`NAME` of an office")
+				host := fs.String("host", "", "member `ID` of one host")
+				return func(ctx context.Context, e *env, args []string) error {
+					path, err := permPath(*office, *host)
+					if err != nil {
+						return err
+					}
+					raw, err := e.api.get(ctx, path, nil)
+					if err != nil {
+						return err
+					}
+					return printPerms(e, raw)
+				}
+			},
+		},
+		{
+			name: "audit", summary: "sign-ins, admin changes, connects and commands, newest first", timeout: defaultTimeout,
+			help: `Hosts keep their records of connects and commands until the coordinator
+acknowledges them, so records of a host that was offline arrive later.
+
+Examples:
+  outpost audit --since 1h
+  outpost audit --user tina --action exec
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				user := fs.String("user", "", "only this `USER`")
+				action := fs.String("action", "", "only this `ACTION` (login, connect, exec, shell, user.update, ...)")
+				host := fs.String("host", "", "only records from this host `ID`")
+				since := fs.String("since", "", "only newer than a `DURATION` (1h) or an RFC3339 time")
+				limit := fs.Int("limit", 100, "at most `N` events")
+				return func(ctx context.Context, e *env, args []string) error {
+					q := url.Values{}
+					for k, v := range map[string]string{"user": *user, "action": *action, "host": *host, "since": *since} {
+						if v != "" {
+							q.Set(k, v)
+						}
+					}
+					q.Set("limit", fmt.Sprint(*limit))
+					raw, err := e.api.get(ctx, "/v1/audit", q)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var out struct {
+						Events []struct {
+							At      time.Time `json:"at"`
+							Actor   string    `json:"actor"`
+							Action  string    `json:"action"`
+							Target  string    `json:"target"`
+							Detail  string    `json:"detail"`
+							Allowed bool      `json:"allowed"`
+							Source  string    `json:"source"`
+						}
+					}
+					if err := decode(raw, "audit", &out); err != nil {
+						return err
+					}
+					tw := newTable(e.stdout)
+					fmt.Fprintln(tw, "TIME\tUSER\tACTION\tOK\tWHERE\tDETAIL")
+					for _, ev := range out.Events {
+						ok := "yes"
+						if !ev.Allowed {
+							ok = "NO"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), ev.Actor, ev.Action, ok, dash(ev.Target), ev.Detail)
+					}
+					return tw.Flush()
+				}
+			},
+		},
+	}
+}
+
+func printGroup(e *env, raw []byte) error {
+	if e.json {
+		return writeJSON(e.stdout, raw)
+	}
+	var g groupRow
+	if err := decode(raw, "group", &g); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(e.stdout, "Group %s: %s\n", g.Name, dash(strings.Join(g.Members, ", ")))
+	return err
+}
+
+func permPath(office, host string) (string, error) {
+	switch {
+	case office != "" && host != "":
+		return "", usagef("give --office or --host, not both")
+	case office != "":
+		return officePath(office) + "/permissions", nil
+	case host != "":
+		return "/v1/hosts/" + url.PathEscape(host) + "/permissions", nil
+	}
+	return "", usagef("give --office NAME or --host ID")
+}
+
+func parseGrant(s string) (grantRow, error) {
+	g := grantRow{}
+	rest, deny := strings.CutPrefix(s, "deny:")
+	g.Deny = deny
+	subject, rights, ok := strings.Cut(rest, "=")
+	if !ok || rights == "" || (!strings.HasPrefix(subject, "user:") && !strings.HasPrefix(subject, "group:")) {
+		return g, usagef("grant %q: want [deny:]user:NAME=RIGHTS or [deny:]group:NAME=RIGHTS, like group:berlin-techs=view,command", s)
+	}
+	g.Subject = subject
+	for _, r := range strings.Split(rights, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case "view", "control", "command", "files", "manage":
+			g.Rights = append(g.Rights, r)
+		default:
+			return g, usagef("grant %q: right %q: want view, control, command, files or manage", s, r)
+		}
+	}
+	return g, nil
+}
+
+func printPerms(e *env, raw []byte) error {
+	if e.json {
+		return writeJSON(e.stdout, raw)
+	}
+	var p struct {
+		Host         string      `json:"host"`
+		Office       string      `json:"office"`
+		Grants       []grantRow  `json:"grants"`
+		OfficeGrants *[]grantRow `json:"office_grants"`
+		Revision     uint64      `json:"revision"`
+	}
+	if err := decode(raw, "permissions", &p); err != nil {
+		return err
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "SCOPE\tSUBJECT\tEFFECT\tRIGHTS")
+	scope := "office " + p.Office
+	if p.Host != "" {
+		scope = "host " + p.Host
+	}
+	row := func(scope string, g grantRow) {
+		eff := "allow"
+		if g.Deny {
+			eff = "deny"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", scope, g.Subject, eff, strings.Join(g.Rights, ","))
+	}
+	for _, g := range p.Grants {
+		row(scope, g)
+	}
+	if p.OfficeGrants != nil {
+		for _, g := range *p.OfficeGrants {
+			row("office "+p.Office, g)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p.Revision > 0 {
+		_, err := fmt.Fprintf(e.stdout, "Signed into policy revision %d of office %s; connected hosts are told now.\n", p.Revision, p.Office)
+		return err
+	}
+	return nil
+}

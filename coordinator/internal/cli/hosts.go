@@ -1,0 +1,373 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/outposthq/outpost/pkg/tlsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// session is one technician session with a host, brokered by the
+// coordinator over the QUIC connection the host's agent keeps open.
+type session struct {
+	conn *quic.Conn
+	str  *quic.Stream
+	user string
+}
+
+func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
+	c, err := fresh(ctx, e.getenv)
+	if err != nil {
+		return nil, err
+	}
+	addr := e.getenv("OUTPOST_QUIC")
+	if addr == "" {
+		addr = c.QUICAddr
+	}
+	if addr == "" || c.CAFingerprint == "" {
+		return nil, errors.New("the sign-in does not say how to reach hosts (no QUIC address or CA fingerprint): run outpost login again, or set OUTPOST_QUIC=host:port")
+	}
+	tlsConf, err := tlsutil.PinnedConfig(c.CAFingerprint, wire.ALPNTechnician)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: time.Minute, KeepAlivePeriod: 15 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("reach the coordinator's QUIC port %s: %w", addr, err)
+	}
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		conn.CloseWithError(0, "")
+		return nil, fmt.Errorf("open a session through %s: %w", addr, err)
+	}
+	open.Token = c.AccessToken
+	if err := wire.WriteMsg(str, open); err != nil {
+		conn.CloseWithError(0, "")
+		return nil, err
+	}
+	return &session{conn: conn, str: str, user: c.User}, nil
+}
+
+func (s *session) close() {
+	s.str.CancelRead(0)
+	s.str.Close()
+	s.conn.CloseWithError(0, "")
+}
+
+func (s *session) send(m *wire.SessionInput) error { return wire.WriteMsg(s.str, m) }
+
+// handlers are what a command does with each kind of output.
+type handlers struct {
+	stdout, stderr io.Writer
+	file           func([]byte) error
+	fileEnd        func() error
+	inventory      func(*wire.Inventory) error
+}
+
+// sessionError is a session that ended with an error or a non-zero exit.
+type sessionError struct {
+	code int32
+	msg  string
+}
+
+func (e *sessionError) Error() string { return e.msg }
+
+// wait reads outputs until the session ends.
+func (s *session) wait(ctx context.Context, host string, h handlers) error {
+	stop := context.AfterFunc(ctx, s.close)
+	defer stop()
+	accepted := false
+	for {
+		var m wire.SessionOutput
+		if err := wire.ReadMsg(s.str, &m); err != nil {
+			if ctx.Err() != nil {
+				return errInterrupted
+			}
+			return fmt.Errorf("the session with %s broke off: %w", host, err)
+		}
+		switch b := m.GetBody().(type) {
+		case *wire.SessionOutput_Accepted:
+			accepted = true
+		case *wire.SessionOutput_Stdout:
+			if h.stdout != nil {
+				h.stdout.Write(b.Stdout)
+			}
+		case *wire.SessionOutput_Stderr:
+			if h.stderr != nil {
+				h.stderr.Write(b.Stderr)
+			}
+		case *wire.SessionOutput_FileData:
+			if h.file != nil {
+				if err := h.file(b.FileData); err != nil {
+					return err
+				}
+			}
+		case *wire.SessionOutput_FileEnd:
+			if h.fileEnd != nil {
+				if err := h.fileEnd(); err != nil {
+					return err
+				}
+			}
+		case *wire.SessionOutput_Inventory:
+			if h.inventory != nil {
+				if err := h.inventory(b.Inventory); err != nil {
+					return err
+				}
+			}
+		case *wire.SessionOutput_End:
+			end := b.End
+			switch {
+			case end.GetRevoked():
+				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, end.GetError())}
+			case end.GetDenied() && !accepted:
+				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", end.GetError())}
+			case end.GetError() != "":
+				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, end.GetError())}
+			case end.GetExitCode() != 0:
+				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("the command exited with status %d on %s", end.GetExitCode(), host)}
+			}
+			return nil
+		}
+	}
+}
+
+// forwardStdin sends r as the session's standard input, then closes it.
+func (s *session) forwardStdin(r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if s.send(&wire.SessionInput{Body: &wire.SessionInput_Stdin{Stdin: append([]byte(nil), buf[:n]...)}}) != nil {
+				return
+			}
+		}
+		if err != nil {
+			_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_CloseStdin{CloseStdin: true}})
+			return
+		}
+	}
+}
+
+func hostCommands() []*command {
+	return []*command{
+		{
+			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true,
+			summary: "run a command on a host (needs the command right)",
+			help: `Runs COMMAND on HOST (a hostname or member id) through the coordinator,
+which brokers the session over the connection the host's agent keeps open:
+it works for laptops behind NAT. Output streams back; standard input is
+sent only with --stdin. Needs outpost login.
+
+Examples:
+  outpost exec pc-berlin-7 -- uname -a
+  tar c ./fix | outpost exec pc-7 --stdin -- tar x -C /tmp
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				stdin := fs.Bool("stdin", false, "send standard input to the command")
+				return func(ctx context.Context, e *env, args []string) error {
+					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_EXEC, Argv: args[1:]})
+					if err != nil {
+						return err
+					}
+					defer s.close()
+					if *stdin {
+						go s.forwardStdin(e.stdin)
+					} else if err := s.send(&wire.SessionInput{Body: &wire.SessionInput_CloseStdin{CloseStdin: true}}); err != nil {
+						return err
+					}
+					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
+				}
+			},
+		},
+		{
+			name: "connect", args: "HOST", minArgs: 1, maxArgs: 1, offline: true,
+			summary: "an interactive shell on a host (needs the command right)",
+			help: `Opens the host's shell with pipes (no terminal: line by line, no
+full-screen programs). Type exit or press Ctrl-D to leave. Needs outpost login.
+
+Examples:
+  outpost connect pc-berlin-7
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_SHELL})
+					if err != nil {
+						return err
+					}
+					defer s.close()
+					go s.forwardStdin(e.stdin)
+					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
+				}
+			},
+		},
+		{
+			name: "inventory", args: "HOST", minArgs: 1, maxArgs: 1, offline: true,
+			summary: "what a host is and holds (needs the view right)",
+			help: `Examples:
+  outpost inventory pc-berlin-7
+  outpost inventory ag-0123 --output json
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_INVENTORY})
+					if err != nil {
+						return err
+					}
+					defer s.close()
+					return s.wait(ctx, args[0], handlers{inventory: func(inv *wire.Inventory) error {
+						if e.json {
+							return writeJSONValue(e.stdout, inv)
+						}
+						tw := newTable(e.stdout)
+						fmt.Fprintf(tw, "Host:\t%s (%s)\n", inv.GetHostname(), inv.GetMemberId())
+						fmt.Fprintf(tw, "Office:\t%s\n", inv.GetOffice())
+						fmt.Fprintf(tw, "System:\t%s/%s, agent %s, up %s\n", inv.GetOs(), inv.GetArch(), inv.GetVersion(), shortDuration(time.Duration(inv.GetUptimeSeconds())*time.Second))
+						fmt.Fprintf(tw, "Addresses:\t%s\n", dash(strings.Join(inv.GetAddresses(), ", ")))
+						fmt.Fprintf(tw, "Policy revision:\t%d\n", inv.GetRevision())
+						for _, it := range inv.GetItems() {
+							fmt.Fprintf(tw, "  %s\t%s %s\n", it.GetId(), it.GetStatus(), it.GetMessage())
+						}
+						return tw.Flush()
+					}})
+				}
+			},
+		},
+		{
+			name: "cp", args: "SRC DST", minArgs: 2, maxArgs: 2, offline: true,
+			summary: "copy a file to or from a host (needs the files right)",
+			help: `One of SRC and DST is HOST:/absolute/path. The file appears whole or not
+at all on the other side. Needs outpost login.
+
+Examples:
+  outpost cp ./fix.sh pc-berlin-7:/tmp/fix.sh
+  outpost cp pc-berlin-7:/var/log/syslog ./syslog
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					srcHost, srcPath, srcRemote := splitRemote(args[0])
+					dstHost, dstPath, dstRemote := splitRemote(args[1])
+					switch {
+					case srcRemote == dstRemote:
+						return usagef("one of SRC and DST must be HOST:/path on a host, the other a local path")
+					case dstRemote:
+						return putRemote(ctx, e, args[0], dstHost, dstPath)
+					default:
+						return getRemote(ctx, e, srcHost, srcPath, args[1])
+					}
+				}
+			},
+		},
+	}
+}
+
+// splitRemote reads HOST:/path; a local path has no colon before its
+// first slash.
+func splitRemote(s string) (host, path string, remote bool) {
+	i := strings.Index(s, ":")
+	if i <= 0 || strings.Contains(s[:i], "/") {
+		return "", s, false
+	}
+	return s[:i], s[i+1:], true
+}
+
+func putRemote(ctx context.Context, e *env, local, host, path string) error {
+	f, err := os.Open(local)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_PUT, Path: path, Mode: uint32(st.Mode().Perm())})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				if err := s.send(&wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: append([]byte(nil), buf[:n]...)}}); err != nil {
+					errc <- err
+					return
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				errc <- s.send(&wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
+				return
+			}
+			if err != nil {
+				errc <- fmt.Errorf("read %s: %w", local, err)
+				s.close()
+				return
+			}
+		}
+	}()
+	if err := s.wait(ctx, host, handlers{}); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !e.json {
+		fmt.Fprintf(e.stdout, "Copied %s to %s:%s (%d bytes).\n", local, host, path, st.Size())
+	}
+	return nil
+}
+
+func getRemote(ctx context.Context, e *env, host, path, local string) error {
+	if st, err := os.Stat(local); err == nil && st.IsDir() {
+		local = filepath.Join(local, filepath.Base(path))
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(local), ".outpost-cp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_GET, Path: path})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	var n int64
+	complete := false
+	err = s.wait(ctx, host, handlers{
+		file: func(b []byte) error {
+			n += int64(len(b))
+			_, err := tmp.Write(b)
+			return err
+		},
+		fileEnd: func() error { complete = true; return nil },
+	})
+	if err != nil {
+		return err
+	}
+	if !complete {
+		return fmt.Errorf("the copy of %s:%s ended before the file did", host, path)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), local); err != nil {
+		return err
+	}
+	if !e.json {
+		fmt.Fprintf(e.stdout, "Copied %s:%s to %s (%d bytes).\n", host, path, local, n)
+	}
+	return nil
+}

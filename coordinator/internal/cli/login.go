@@ -1,0 +1,273 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+)
+
+// credentials are what "outpost login" keeps in the user's config
+// directory (mode 0600): the signed access token, the refresh token, and
+// how to reach the coordinator's QUIC port for host sessions.
+type credentials struct {
+	Server        string    `json:"server"`
+	User          string    `json:"user"`
+	AccessToken   string    `json:"access_token"`
+	RefreshToken  string    `json:"refresh_token"`
+	Expires       time.Time `json:"expires"`
+	Role          string    `json:"role"`
+	Groups        []string  `json:"groups"`
+	CAFingerprint string    `json:"ca_fingerprint"`
+	QUICAddr      string    `json:"quic_addr"`
+}
+
+// credentialsPath is $OUTPOST_CONFIG_DIR/credentials.json, else under
+// $XDG_CONFIG_HOME/outpost or ~/.config/outpost.
+func credentialsPath(getenv func(string) string) (string, error) {
+	if d := getenv("OUTPOST_CONFIG_DIR"); d != "" {
+		return filepath.Join(d, "credentials.json"), nil
+	}
+	if d := getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "outpost", "credentials.json"), nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", errors.New("cannot tell where to keep the sign-in: set OUTPOST_CONFIG_DIR")
+		}
+	}
+	return filepath.Join(home, ".config", "outpost", "credentials.json"), nil
+}
+
+func loadCredentials(getenv func(string) string) (*credentials, string, error) {
+	path, err := credentialsPath(getenv)
+	if err != nil {
+		return nil, "", err
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, path, errors.New("not signed in: run outpost login")
+	}
+	if err != nil {
+		return nil, path, fmt.Errorf("read the sign-in %s: %w", path, err)
+	}
+	var c credentials
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, path, fmt.Errorf("the sign-in in %s is damaged (%v): run outpost login", path, err)
+	}
+	return &c, path, nil
+}
+
+func saveCredentials(path string, c *credentials) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("save the sign-in: %w", err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
+		return fmt.Errorf("save the sign-in to %s: %w", path, err)
+	}
+	return nil
+}
+
+type tokenAnswer struct {
+	AccessToken   string    `json:"access_token"`
+	RefreshToken  string    `json:"refresh_token"`
+	Expires       time.Time `json:"expires"`
+	User          string    `json:"user"`
+	Role          string    `json:"role"`
+	Groups        []string  `json:"groups"`
+	CAFingerprint string    `json:"ca_fingerprint"`
+	QUICPort      string    `json:"quic_port"`
+}
+
+func (t *tokenAnswer) credentials(server string) *credentials {
+	c := &credentials{Server: server, User: t.User, AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
+		Expires: t.Expires, Role: t.Role, Groups: t.Groups, CAFingerprint: t.CAFingerprint}
+	if u, err := url.Parse(server); err == nil && t.QUICPort != "" {
+		c.QUICAddr = net.JoinHostPort(u.Hostname(), t.QUICPort)
+	}
+	return c
+}
+
+// fresh returns credentials whose access token has a minute left,
+// refreshing (and saving) them when needed.
+func fresh(ctx context.Context, getenv func(string) string) (*credentials, error) {
+	c, path, err := loadCredentials(getenv)
+	if err != nil {
+		return nil, err
+	}
+	if time.Until(c.Expires) > time.Minute {
+		return c, nil
+	}
+	api, err := newClient(c.Server, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := api.send(ctx, http.MethodPost, "/v1/login/refresh", map[string]string{"refresh_token": c.RefreshToken})
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
+			return nil, fmt.Errorf("your sign-in on %s has ended (%s): run outpost login", c.Server, ae.message)
+		}
+		return nil, fmt.Errorf("refresh the sign-in: %w", err)
+	}
+	var t tokenAnswer
+	if err := decode(raw, "tokens", &t); err != nil {
+		return nil, err
+	}
+	n := t.credentials(c.Server)
+	if n.QUICAddr == "" {
+		n.QUICAddr = c.QUICAddr
+	}
+	if n.CAFingerprint == "" {
+		n.CAFingerprint = c.CAFingerprint
+	}
+	if err := saveCredentials(path, n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// loginToken is the bearer token of the signed-in user, the last resort
+// when no admin token is given.
+func loginToken(getenv func(string) string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
+	defer cancel()
+	if _, _, err := loadCredentials(getenv); err != nil {
+		return "", fmt.Errorf("no admin token: %s", tokenHint)
+	}
+	c, err := fresh(ctx, getenv)
+	if err != nil {
+		return "", err
+	}
+	return c.AccessToken, nil
+}
+
+func readPassword(e *env, fromStdin bool) (string, error) {
+	if !fromStdin {
+		if f, ok := e.stdin.(*os.File); ok && isTerminal(f) {
+			fmt.Fprint(e.stderr, "Password (shown as you type; prefer --password-stdin): ")
+		}
+	}
+	line, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", errors.New("no password on standard input")
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func loginCommands() []*command {
+	return []*command{
+		{
+			name: "login", minArgs: 0, maxArgs: 1, args: "[USER]",
+			summary: "sign in once: keep a short-lived token to reach hosts and the API",
+			timeout: defaultTimeout,
+			offline: true,
+			help: `Signs in on the coordinator with a user name and password and keeps a
+short-lived signed access token and a refresh token in the user's config
+directory (~/.config/outpost/credentials.json, mode 0600; OUTPOST_CONFIG_DIR
+moves it). Later commands use it when no admin token is given, and
+refresh it when it runs out.
+
+Examples:
+  outpost login tina
+  echo "$PASSWORD" | outpost login tina --password-stdin
+  outpost --server https://coordinator.example.org:8363 login tina
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				fromStdin := fs.Bool("password-stdin", false, "read the password from standard input")
+				return func(ctx context.Context, e *env, args []string) error {
+					user := e.getenv("OUTPOST_USER")
+					if len(args) == 1 {
+						user = args[0]
+					}
+					if user == "" {
+						return usagef("name the USER to sign in as")
+					}
+					pw, err := readPassword(e, *fromStdin)
+					if err != nil {
+						return err
+					}
+					api, err := newClient(e.server, "", nil)
+					if err != nil {
+						return err
+					}
+					raw, err := api.send(ctx, http.MethodPost, "/v1/login", map[string]string{"user": user, "password": pw})
+					if err != nil {
+						var ae *apiError
+						if errors.As(err, &ae) {
+							return fmt.Errorf("sign-in refused: %s", ae.message)
+						}
+						return err
+					}
+					var t tokenAnswer
+					if err := decode(raw, "tokens", &t); err != nil {
+						return err
+					}
+					path, err := credentialsPath(e.getenv)
+					if err != nil {
+						return err
+					}
+					c := t.credentials(api.base)
+					if err := saveCredentials(path, c); err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSONValue(e.stdout, map[string]any{"user": c.User, "role": c.Role, "groups": c.Groups, "expires": c.Expires, "credentials": path})
+					}
+					groups := strings.Join(c.Groups, ", ")
+					if groups == "" {
+						groups = "none"
+					}
+					_, err = fmt.Fprintf(e.stdout, "Signed in as %s (role %s; groups %s) until %s; kept in %s\n",
+						c.User, roleOrTechnician(c.Role), groups, c.Expires.Local().Format(time.Kitchen), path)
+					return err
+				}
+			},
+		},
+		{
+			name: "logout", minArgs: 0, maxArgs: 0,
+			summary: "forget the sign-in kept by outpost login",
+			help: `Examples:
+  outpost logout
+`,
+			offline: true,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					path, err := credentialsPath(e.getenv)
+					if err != nil {
+						return err
+					}
+					if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+						return err
+					}
+					_, err = fmt.Fprintln(e.stdout, "Signed out.")
+					return err
+				}
+			},
+		},
+	}
+}
+
+func roleOrTechnician(r string) string {
+	if r == "" {
+		return "technician"
+	}
+	return r
+}

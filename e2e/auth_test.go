@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/testutil"
+)
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// outpostCLI builds the real outpost command line once per run.
+func outpostCLI(t testing.TB) string {
+	t.Helper()
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "outpost-e2e-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliPath = filepath.Join(dir, "outpost")
+		cmd := exec.Command("go", "build", "-o", cliPath, "./coordinator/cmd/outpost")
+		cmd.Dir = testutil.RepoRoot(t)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			cliErr = fmt.Errorf("build the CLI: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		t.Fatal(cliErr)
+	}
+	return cliPath
+}
+
+// technician is a person with their own config directory, using the real CLI.
+type technician struct {
+	t    testing.TB
+	c    *coordinatortest.Harness
+	name string
+	dir  string
+}
+
+func newTechnician(t testing.TB, c *coordinatortest.Harness, name string) *technician {
+	t.Helper()
+	c.MustDo("POST", "/v1/users", map[string]any{"name": name, "password": name + "-password-1"}, nil)
+	return &technician{t: t, c: c, name: name, dir: t.TempDir()}
+}
+
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r cliResult) String() string {
+	return fmt.Sprintf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+}
+
+func (tc *technician) cmd(ctx context.Context, stdin string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, outpostCLI(tc.t), args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+tc.c.URL, "OUTPOST_CONFIG_DIR="+tc.dir, "OUTPOST_TOKEN=", "OUTPOST_TOKEN_FILE=")
+	cmd.Stdin = strings.NewReader(stdin)
+	return cmd
+}
+
+func (tc *technician) run(stdin string, args ...string) cliResult {
+	tc.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := tc.cmd(ctx, stdin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := cliResult{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		tc.t.Fatalf("run outpost %v: %v", args, err)
+	}
+	return r
+}
+
+func (tc *technician) login() {
+	tc.t.Helper()
+	if r := tc.run(tc.name+"-password-1\n", "login", tc.name, "--password-stdin"); r.code != 0 {
+		tc.t.Fatalf("%s: login: %v", tc.name, r)
+	}
+}
+
+// waitRevision waits until the agent accepted at least rev.
+func waitRevision(t testing.TB, a *testAgent, rev uint64) {
+	t.Helper()
+	testutil.Eventually(t, 20*time.Second, func() bool { return a.a.Revision() >= rev }, "agent %s did not accept revision %d", a.cfg.Hostname, rev)
+}
+
+func setOfficePerms(t testing.TB, c *coordinatortest.Harness, office string, grants ...map[string]any) uint64 {
+	t.Helper()
+	var out struct{ Revision uint64 }
+	c.MustDo("PUT", "/v1/offices/"+office+"/permissions", map[string]any{"grants": grants}, &out)
+	return out.Revision
+}
+
+// TestTechnicianSessionsBrokered is the technician's day: sign in once,
+// then exec, inventory, cp both ways and a shell on a host whose agent
+// accepts no inbound connection, all brokered by the coordinator over the
+// agent's own QUIC connection; then group changes and disabling take
+// effect without touching the host.
+func TestTechnicianSessionsBrokered(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("berlin", nil)
+	pc := startAgent(t, c, c.EnrollToken("berlin", "agent", 1), "pc-berlin-1", "127.0.0.41")
+	c.MustDo("POST", "/v1/groups", map[string]any{"name": "berlin-techs"}, nil)
+	tina := newTechnician(t, c, "tina")
+	tom := newTechnician(t, c, "tom")
+	c.MustDo("PATCH", "/v1/groups/berlin-techs", map[string]any{"add": []string{"tina"}}, nil)
+	rev := setOfficePerms(t, c, "berlin", map[string]any{"subject": "group:berlin-techs", "rights": []string{"view", "command", "files"}})
+	waitRevision(t, pc, rev)
+
+	tina.login()
+	st, err := os.Stat(filepath.Join(tina.dir, "credentials.json"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("credentials file: %v %v", st, err)
+	}
+
+	t.Run("exec", func(t *testing.T) {
+		r := tina.run("", "exec", "pc-berlin-1", "--", "/bin/sh", "-c", "echo hello from $(hostname -s 2>/dev/null || echo host); echo oops >&2; exit 0")
+		if r.code != 0 || !strings.Contains(r.stdout, "hello from") || !strings.Contains(r.stderr, "oops") {
+			t.Fatalf("%v", r)
+		}
+		r = tina.run("", "exec", pc.a.ID(), "--", "/bin/sh", "-c", "exit 4")
+		if r.code == 0 || !strings.Contains(r.stderr, "status 4") {
+			t.Fatalf("non-zero exit: %v", r)
+		}
+		r = tina.run("piped input\n", "exec", "pc-berlin-1", "--stdin", "--", "cat")
+		if r.stdout != "piped input\n" {
+			t.Fatalf("stdin: %v", r)
+		}
+	})
+	t.Run("inventory", func(t *testing.T) {
+		r := tina.run("", "inventory", "pc-berlin-1")
+		if r.code != 0 || !strings.Contains(r.stdout, "pc-berlin-1") || !strings.Contains(r.stdout, "berlin") {
+			t.Fatalf("%v", r)
+		}
+	})
+	t.Run("cp both ways", func(t *testing.T) {
+		local := filepath.Join(t.TempDir(), "fix.sh")
+		payload := bytes.Repeat([]byte("#!/bin/sh\necho fixed\n"), 5000)
+		os.WriteFile(local, payload, 0o755)
+		remote := pc.path("fix.sh")
+		if r := tina.run("", "cp", local, "pc-berlin-1:"+remote); r.code != 0 {
+			t.Fatalf("put: %v", r)
+		}
+		if got, _ := os.ReadFile(remote); !bytes.Equal(got, payload) {
+			t.Fatalf("host has %d bytes, want %d", len(got), len(payload))
+		}
+		back := filepath.Join(t.TempDir(), "back.sh")
+		if r := tina.run("", "cp", "pc-berlin-1:"+remote, back); r.code != 0 {
+			t.Fatalf("get: %v", r)
+		}
+		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
+			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
+		}
+	})
+	t.Run("shell", func(t *testing.T) {
+		r := tina.run("echo shell-$((6*7))\nexit\n", "connect", "pc-berlin-1")
+		if r.code != 0 || !strings.Contains(r.stdout, "shell-42") {
+			t.Fatalf("%v", r)
+		}
+	})
+	t.Run("not in the group", func(t *testing.T) {
+		tom.login()
+		r := tom.run("", "exec", "pc-berlin-1", "--", "true")
+		if r.code == 0 || !strings.Contains(r.stderr, "may not run commands") {
+			t.Fatalf("tom was let in: %v", r)
+		}
+	})
+	t.Run("group change without touching the host", func(t *testing.T) {
+		c.MustDo("PATCH", "/v1/groups/berlin-techs", map[string]any{"add": []string{"tom"}}, nil)
+		tom.login() // a token that carries the group
+		if r := tom.run("", "exec", "pc-berlin-1", "--", "true"); r.code != 0 {
+			t.Fatalf("tom, now in the group: %v", r)
+		}
+		c.MustDo("PATCH", "/v1/groups/berlin-techs", map[string]any{"remove": []string{"tom"}}, nil)
+		if r := tom.run("", "exec", "pc-berlin-1", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "revoked") {
+			t.Fatalf("tom's old token still works after leaving the group: %v", r)
+		}
+	})
+	t.Run("disabled mid-session", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := tina.cmd(ctx, "", "exec", "pc-berlin-1", "--", "/bin/sh", "-c", "echo started; sleep 60")
+		var out, errb syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "started") }, "session did not start: %s", errb.String())
+		start := time.Now()
+		c.MustDo("PATCH", "/v1/users/tina", map[string]any{"disabled": true}, nil)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the disabled user's session was not cut within 5 s")
+		}
+		cut := time.Since(start)
+		t.Logf("live session of a disabled user cut %v after the API call", cut)
+		if !strings.Contains(errb.String(), "revoked") {
+			t.Fatalf("the CLI did not say why: %s", errb.String())
+		}
+		if r := tina.run("", "exec", "pc-berlin-1", "--", "true"); r.code == 0 {
+			t.Fatalf("a disabled user started a session: %v", r)
+		}
+	})
+	t.Run("audit reaches the coordinator from the host", func(t *testing.T) {
+		type event struct {
+			Actor, Action, Detail, Source string
+			Allowed                       bool
+		}
+		var got struct{ Events []event }
+		testutil.Eventually(t, 20*time.Second, func() bool {
+			c.MustDo("GET", "/v1/audit?host="+pc.a.ID(), nil, &got)
+			seen := map[string]bool{}
+			for _, e := range got.Events {
+				seen[e.Actor+" "+e.Action+" "+fmt.Sprint(e.Allowed)] = true
+			}
+			return seen["tina exec true"] && seen["tina shell true"] && seen["tom exec false"] && seen["tina revoked true"]
+		}, "host audit records missing: %+v", got.Events)
+		var coord struct{ Events []event }
+		c.MustDo("GET", "/v1/audit?action=connect", nil, &coord)
+		if len(coord.Events) < 5 {
+			t.Fatalf("the coordinator recorded %d connects", len(coord.Events))
+		}
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
