@@ -58,5 +58,6 @@ func (a *API) officeRoutes() map[string]func(http.ResponseWriter, *http.Request)
 		"POST /v1/offices/{name}/computers":              a.addComputers,
 		"GET /v1/offices/{name}/computers":               a.listComputers,
 		"DELETE /v1/offices/{name}/computers/{hostname}": a.removeComputer,
+		"POST /v1/offices/{name}/installer":              a.installer,
 	}
 }

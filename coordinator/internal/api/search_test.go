@@ -25,6 +25,12 @@ func (o online) Connected(id string) bool { return o[id] }
 // newAPIWith is newAPI with the members in presence connected.
 func newAPIWith(t *testing.T, presence online) (*httptest.Server, *store.Store) {
 	t.Helper()
+	return newAPIDeps(t, Deps{Presence: presence})
+}
+
+// newAPIDeps is newAPI with d's Presence, PublicAddress and CAFingerprint.
+func newAPIDeps(t *testing.T, d Deps) (*httptest.Server, *store.Store) {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +38,8 @@ func newAPIWith(t *testing.T, presence online) (*httptest.Server, *store.Store) 
 	t.Cleanup(func() { st.Close() })
 	_, priv, _ := ed25519.GenerateKey(nil)
 	reg := prometheus.NewRegistry()
-	a, err := New(Deps{Store: st, Files: &hashingUploader{}, Notifier: &notes{}, Presence: presence, Signer: testSigner{priv},
-		Gatherer: reg, Logger: logging.Discard(), AdminToken: token}, reg)
+	a, err := New(Deps{Store: st, Files: &hashingUploader{}, Notifier: &notes{}, Presence: d.Presence, Signer: testSigner{priv},
+		Gatherer: reg, Logger: logging.Discard(), AdminToken: token, PublicAddress: d.PublicAddress, CAFingerprint: d.CAFingerprint}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,7 @@ var groups = []group{
 	{"artifact", "upload and inspect artifacts, the files policy items install"},
 	{"policy", "apply and show an office's policy"},
 	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
+	{"installer", "build what an office's computers install: agent, config, systemd unit, .deb"},
 	{"patch", "the patch catalog, approvals by hand and by rule, and missing patches"},
 	{"user", "people who sign in: admins, operators, read-only users and technicians"},
 	{"group", "groups of users that host permissions name"},
@@ -62,6 +63,7 @@ func init() {
 	register(artifactCommands()...)
 	register(policyCommands()...)
 	register(agentCommands()...)
+	register(installerCommands()...)
 	register(patchCommands()...)
 	register(loginCommands()...)
 	register(accessCommands()...)

@@ -1,0 +1,386 @@
+// Package installer builds what an admin hands to the computers of one
+// office: the agent and plugin binaries, an agent.yaml that carries the
+// coordinator's public address, its CA fingerprint and an enrollment token,
+// a systemd unit, an install script, and a .deb made with nfpm that puts
+// all of it in place and starts the agent.
+//
+// It runs where the outpost CLI runs, next to the binaries it packs; it
+// never talks to the coordinator (the CLI asks the API for the values) and
+// never installs anything itself.
+package installer
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/goreleaser/nfpm/v2"
+	"github.com/goreleaser/nfpm/v2/deb"
+	"github.com/goreleaser/nfpm/v2/files"
+	"gopkg.in/yaml.v3"
+)
+
+// Where the installed files go on a computer.
+const (
+	BinPath     = "/usr/bin/outpost-agent"
+	PluginsDir  = "/usr/lib/outpost/plugins"
+	ConfigPath  = "/etc/outpost/agent.yaml"
+	UnitPath    = "/lib/systemd/system/outpost-agent.service"
+	DataDir     = "/var/lib/outpost-agent"
+	PackageName = "outpost-agent"
+	agentBinary = "outpost-agent"
+	pluginGlob  = "outpost-plugin-*"
+)
+
+// Config is what one installer is built from.
+type Config struct {
+	Office string
+	// Coordinator is the coordinator's public QUIC address, host:port.
+	Coordinator   string
+	CAFingerprint string
+	// Token is the enrollment token's secret; it ends up in agent.yaml.
+	Token string
+	// BinDir holds outpost-agent and the outpost-plugin-* binaries.
+	BinDir string
+	// OutDir is created; it must not exist or be empty.
+	OutDir string
+	// Version of the package; anything that does not start with a digit
+	// (a "dev" build) becomes 0.0.0~dev.
+	Version string
+	// MTime stamps the package's files; zero is now. A fixed time makes
+	// the same inputs give the same .deb.
+	MTime time.Time
+}
+
+// Result says what was built.
+type Result struct {
+	Dir     string
+	Deb     string   // path of the .deb
+	Arch    string   // Debian architecture of the agent binary
+	Plugins []string // plugin binary names
+	Files   []string // every file in Dir, relative
+}
+
+var officeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+func (c Config) validate() error {
+	var errs []error
+	if !officeName.MatchString(c.Office) {
+		errs = append(errs, fmt.Errorf("office %q is not an office name", c.Office))
+	}
+	if c.Coordinator == "" || strings.ContainsAny(c.Coordinator, " \n\"'") {
+		errs = append(errs, fmt.Errorf("coordinator address %q: want host:port", c.Coordinator))
+	}
+	if !strings.HasPrefix(c.CAFingerprint, "sha256:") {
+		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:...", c.CAFingerprint))
+	}
+	if c.Token == "" || strings.ContainsAny(c.Token, " \n\"'") {
+		errs = append(errs, errors.New("the enrollment token is empty or malformed"))
+	}
+	if c.BinDir == "" || c.OutDir == "" {
+		errs = append(errs, errors.New("the binaries directory and the output directory are required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Build writes the installer into cfg.OutDir.
+func Build(cfg Config) (*Result, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("build installer: %w", err)
+	}
+	if cfg.MTime.IsZero() {
+		cfg.MTime = time.Now()
+	}
+	agentSrc := filepath.Join(cfg.BinDir, agentBinary)
+	arch, err := debArch(agentSrc)
+	if err != nil {
+		return nil, err
+	}
+	plugins, err := filepath.Glob(filepath.Join(cfg.BinDir, pluginGlob))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(plugins)
+	if err := makeOutDir(cfg.OutDir); err != nil {
+		return nil, err
+	}
+	res := &Result{Dir: cfg.OutDir, Arch: arch}
+	write := func(rel string, data []byte, mode os.FileMode) error {
+		p := filepath.Join(cfg.OutDir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, data, mode); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		res.Files = append(res.Files, rel)
+		return nil
+	}
+	if err := copyFile(agentSrc, filepath.Join(cfg.OutDir, agentBinary)); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, agentBinary)
+	for _, p := range plugins {
+		name := filepath.Base(p)
+		if err := copyFile(p, filepath.Join(cfg.OutDir, "plugins", name)); err != nil {
+			return nil, err
+		}
+		res.Plugins = append(res.Plugins, name)
+		res.Files = append(res.Files, filepath.Join("plugins", name))
+	}
+	yml, err := AgentYAML(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// agent.yaml holds the token's secret: only root reads it.
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{"agent.yaml", yml, 0o600},
+		{"outpost-agent.service", []byte(systemdUnit), 0o644},
+		{"install.sh", render(installScript, cfg), 0o755},
+		{"postinst.sh", []byte(postinst), 0o755},
+		{"prerm.sh", []byte(prerm), 0o755},
+	} {
+		if err := write(f.name, f.data, f.mode); err != nil {
+			return nil, err
+		}
+	}
+	res.Deb = filepath.Join(cfg.OutDir, fmt.Sprintf("%s_%s_%s_%s.deb", PackageName, debVersion(cfg.Version), cfg.Office, arch))
+	if err := buildDeb(cfg, res); err != nil {
+		return nil, err
+	}
+	res.Files = append(res.Files, filepath.Base(res.Deb))
+	return res, nil
+}
+
+// AgentYAML is the agent's configuration for the office's computers.
+func AgentYAML(cfg Config) ([]byte, error) {
+	var doc struct {
+		Coordinator   string `yaml:"coordinator"`
+		EnrollToken   string `yaml:"enroll_token"`
+		CAFingerprint string `yaml:"ca_fingerprint"`
+		DataDir       string `yaml:"data_dir"`
+		Root          string `yaml:"root"`
+		PluginsDir    string `yaml:"plugins_dir"`
+	}
+	doc.Coordinator, doc.EnrollToken, doc.CAFingerprint = cfg.Coordinator, cfg.Token, cfg.CAFingerprint
+	doc.DataDir, doc.Root, doc.PluginsDir = DataDir, "/", PluginsDir
+	body, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode agent.yaml: %w", err)
+	}
+	head := fmt.Sprintf("# Outpost agent of office %s, made by outpost installer build.\n"+
+		"# enroll_token is used once, at the first start; keep this file root-only.\n", cfg.Office)
+	return append([]byte(head), body...), nil
+}
+
+func makeOutDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return os.MkdirAll(dir, 0o700)
+	case err != nil:
+		return fmt.Errorf("output directory %s: %w", dir, err)
+	case len(entries) > 0:
+		return fmt.Errorf("output directory %s is not empty: pass another --out or remove it", dir)
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", src, err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return out.Close()
+}
+
+// debArch reads the Debian architecture of a Linux executable.
+func debArch(path string) (string, error) {
+	f, err := elf.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("%s is not there: pass --bin with the directory of outpost-agent and the outpost-plugin-* binaries (make build puts them in ./bin)", path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s is not a Linux executable (%v): build the agent for Linux (GOOS=linux)", path, err)
+	}
+	defer f.Close()
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64", nil
+	case elf.EM_AARCH64:
+		return "arm64", nil
+	case elf.EM_386:
+		return "i386", nil
+	case elf.EM_ARM:
+		return "armhf", nil
+	case elf.EM_RISCV:
+		return "riscv64", nil
+	}
+	return "", fmt.Errorf("%s is for machine %v, which the installer does not package", path, f.Machine)
+}
+
+var debVersionPattern = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~-]*$`)
+
+func debVersion(v string) string {
+	v = strings.TrimPrefix(v, "v")
+	if !debVersionPattern.MatchString(v) {
+		return "0.0.0~dev"
+	}
+	return v
+}
+
+func buildDeb(cfg Config, res *Result) error {
+	root := &files.ContentFileInfo{Owner: "root", Group: "root"}
+	mode := func(m os.FileMode) *files.ContentFileInfo {
+		c := *root
+		c.Mode = m
+		return &c
+	}
+	src := func(rel string) string { return filepath.Join(cfg.OutDir, rel) }
+	contents := files.Contents{
+		{Source: src(agentBinary), Destination: BinPath, FileInfo: mode(0o755)},
+		{Destination: PluginsDir, Type: files.TypeDir, FileInfo: mode(0o755)},
+		{Destination: filepath.Dir(ConfigPath), Type: files.TypeDir, FileInfo: mode(0o700)},
+		{Source: src("agent.yaml"), Destination: ConfigPath, Type: files.TypeConfigNoReplace, FileInfo: mode(0o600)},
+		{Source: src("outpost-agent.service"), Destination: UnitPath, FileInfo: mode(0o644)},
+	}
+	for _, p := range res.Plugins {
+		contents = append(contents, &files.Content{Source: src(filepath.Join("plugins", p)), Destination: PluginsDir + "/" + p, FileInfo: mode(0o755)})
+	}
+	info := nfpm.WithDefaults(&nfpm.Info{
+		Name:          PackageName,
+		Arch:          res.Arch,
+		Platform:      "linux",
+		Version:       debVersion(cfg.Version),
+		VersionSchema: "none",
+		Section:       "admin",
+		Maintainer:    "Outpost <outpost@localhost>",
+		Description: fmt.Sprintf("Outpost agent for office %s\n"+
+			"Keeps this computer patched, supplied with software and configured by the\n"+
+			"Outpost coordinator at %s. Enrols on first start.", cfg.Office, cfg.Coordinator),
+		Homepage: "https://github.com/outposthq/outpost",
+		License:  "Apache-2.0",
+		MTime:    cfg.MTime,
+		Overridables: nfpm.Overridables{
+			Contents: contents,
+			Scripts:  nfpm.Scripts{PostInstall: src("postinst.sh"), PreRemove: src("prerm.sh")},
+		},
+	})
+	if err := nfpm.PrepareForPackager(info, "deb"); err != nil {
+		return fmt.Errorf("package %s: %w", res.Deb, err)
+	}
+	deb.Default.SetPackagerDefaults(info)
+	var buf bytes.Buffer
+	if err := deb.Default.Package(info, &buf); err != nil {
+		return fmt.Errorf("package %s: %w", res.Deb, err)
+	}
+	if err := os.WriteFile(res.Deb, buf.Bytes(), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", res.Deb, err)
+	}
+	return nil
+}
+
+func render(t *template.Template, cfg Config) []byte {
+	var b bytes.Buffer
+	if err := t.Execute(&b, cfg); err != nil {
+		panic(err) // the templates are constants; tests run them
+	}
+	return b.Bytes()
+}
+
+const systemdUnit = `[Unit]
+Description=Outpost agent
+Documentation=https://github.com/outposthq/outpost
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+ExecStart=/usr/bin/outpost-agent --config /etc/outpost/agent.yaml
+Restart=always
+RestartSec=5
+# The agent installs software and changes the system: it runs as root.
+StateDirectory=outpost-agent
+StateDirectoryMode=0700
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// postinst enables and starts the agent where systemd runs (not in a
+// chroot or container build).
+const postinst = `#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload
+	systemctl enable --now outpost-agent.service
+fi
+`
+
+const prerm = `#!/bin/sh
+set -e
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+	systemctl disable --now outpost-agent.service || true
+fi
+`
+
+var installScript = template.Must(template.New("install.sh").Parse(`#!/bin/sh
+# Installs the Outpost agent of office {{.Office}} on this computer (Linux
+# with systemd) and starts it; it enrols with the coordinator at
+# {{.Coordinator}} on first start. On Debian and Ubuntu the .deb next to this
+# script does the same: apt install ./outpost-agent_*.deb
+#
+# DESTDIR=/some/root sh install.sh installs under another root and starts
+# nothing. An existing /etc/outpost/agent.yaml is kept.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=${DESTDIR:-}
+if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
+	echo "install.sh: run as root: sudo sh $0" >&2
+	exit 1
+fi
+install -d -m 0755 "$root/usr/bin" "$root{{"/usr/lib/outpost/plugins"}}" "$root/lib/systemd/system"
+install -d -m 0700 "$root/etc/outpost"
+install -m 0755 "$here/outpost-agent" "$root/usr/bin/outpost-agent"
+for p in "$here"/plugins/outpost-plugin-*; do
+	[ -e "$p" ] || continue
+	install -m 0755 "$p" "$root/usr/lib/outpost/plugins/"
+done
+if [ -e "$root/etc/outpost/agent.yaml" ]; then
+	echo "install.sh: keeping the existing $root/etc/outpost/agent.yaml"
+else
+	install -m 0600 "$here/agent.yaml" "$root/etc/outpost/agent.yaml"
+fi
+install -m 0644 "$here/outpost-agent.service" "$root/lib/systemd/system/outpost-agent.service"
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then
+	systemctl daemon-reload
+	systemctl enable --now outpost-agent.service
+	echo "install.sh: outpost-agent is running; it joins office {{.Office}} on first start"
+else
+	echo "install.sh: installed under ${root:-/}; start /usr/bin/outpost-agent --config /etc/outpost/agent.yaml"
+fi
+`))
