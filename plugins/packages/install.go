@@ -42,6 +42,12 @@ func (m *Manager) install(ctx context.Context, st store, s spec, artifactPath st
 	if old != nil && old.Version == s.version && old.Prefix == s.prefix && old.ArtifactSHA256 == s.sha256 && s.sha256 != "" {
 		repair = verify(ctx, st.root, old)
 		if len(repair) == 0 {
+			if st.pendingPostInstall(s.name) != "" {
+				if err := m.postInstall(ctx, st, s, old); err != nil {
+					return nil, err
+				}
+				return &proto.ApplyResponse{Changed: true, Message: fmt.Sprintf("%s %s: post-install hook succeeded on retry", s.name, s.version)}, nil
+			}
 			return &proto.ApplyResponse{Message: fmt.Sprintf("%s %s is installed", s.name, s.version)}, nil
 		}
 	}
@@ -67,6 +73,9 @@ func (m *Manager) install(ctx context.Context, st store, s spec, artifactPath st
 	if err != nil {
 		return nil, err
 	}
+	if err := m.preInstall(ctx, st.root, s, artifactPath, plan); err != nil {
+		return nil, fmt.Errorf("%w; nothing was installed", err)
+	}
 	nu := newManifest(s, plan, old, lay)
 	j := &journal{Op: opInstall, Old: old, New: nu}
 	if err := st.saveJournal(s.name, j); err != nil {
@@ -85,6 +94,9 @@ func (m *Manager) install(ctx context.Context, st store, s spec, artifactPath st
 	}
 	if err := m.finishInstall(st, old, nu); err != nil {
 		return nil, err
+	}
+	if err := m.postInstall(ctx, st, s, nu); err != nil {
+		return nil, fmt.Errorf("installed, but %w; it runs again at the next apply", err)
 	}
 
 	files := len(nu.Files)
@@ -640,6 +652,9 @@ func (m *Manager) remove(st store, s spec) (*proto.ApplyResponse, error) {
 		return nil, err
 	}
 	if err := m.finishRemove(st, old); err != nil {
+		return nil, err
+	}
+	if err := st.removeFile(st.postInstallMarker(s.name)); err != nil {
 		return nil, err
 	}
 	m.logger.Info("package removed", "package", old.Name, "version", old.Version, "files", len(old.Files))

@@ -14,8 +14,11 @@
 // is journaled first, so that one cut short by a crash is finished or undone
 // by the next Apply.
 //
-// It is not an OS package manager front end: no dependencies, no scripts, no
-// dpkg or rpm. The agent runs it as a subprocess (cmd/outpost-plugin-package)
+// A package may carry pre- and post-install hooks (see HookPreInstall), run
+// with a time limit. An item whose artifact is a .deb goes through dpkg
+// instead, and only when the plugin's root is the real system (see deb.go).
+// It is not an OS package manager front end: no dependency resolution, no
+// rpm. The agent runs it as a subprocess (cmd/outpost-plugin-package)
 // through the contract in package plugins.
 package packages
 
@@ -39,9 +42,11 @@ var Version = "0.1.0"
 
 // Manager implements plugins.Plugin for packages.
 type Manager struct {
-	logger *slog.Logger
-	limits Limits
-	now    func() time.Time
+	logger      *slog.Logger
+	limits      Limits
+	now         func() time.Time
+	hookTimeout time.Duration
+	dpkgDir     string // where dpkg and dpkg-query are; "" means $PATH
 
 	// mu makes changes one at a time: checking that a package's files
 	// collide with no other package's needs the others to hold still.
@@ -71,9 +76,10 @@ func WithLimits(l Limits) Option { return func(m *Manager) { m.limits = l } }
 // New returns a Manager with DefaultLimits.
 func New(logger *slog.Logger, opts ...Option) *Manager {
 	m := &Manager{
-		logger: logger.With("component", "packages"),
-		limits: DefaultLimits(),
-		now:    time.Now,
+		logger:      logger.With("component", "packages"),
+		limits:      DefaultLimits(),
+		now:         time.Now,
+		hookTimeout: DefaultHookTimeout,
 	}
 	for _, o := range opts {
 		o(m)
@@ -86,7 +92,7 @@ func (m *Manager) Describe(context.Context, *proto.DescribeRequest) (*proto.Desc
 	return &proto.DescribeResponse{
 		Kind:         Kind,
 		Version:      Version,
-		Capabilities: []string{"install", "upgrade", "downgrade", "remove", "verify", "tar.gz"},
+		Capabilities: []string{"install", "upgrade", "downgrade", "remove", "verify", "tar.gz", "hooks", "deb"},
 	}, nil
 }
 
@@ -135,6 +141,9 @@ func (m *Manager) scanItem(ctx context.Context, st store, item *wire.Item) *prot
 		state.Message = err.Error()
 		return state
 	}
+	if isDeb(item) {
+		return m.scanDeb(ctx, st.root, s)
+	}
 	if j, err := st.loadJournal(s.name); err != nil || j != nil {
 		state.Message = fmt.Sprintf("an interrupted change to %s is pending; the next apply finishes or undoes it", s.name)
 		if err != nil {
@@ -175,6 +184,9 @@ func (m *Manager) scanItem(ctx context.Context, st store, item *wire.Item) *prot
 	if len(problems) == 0 {
 		problems = verify(ctx, st.root, cur)
 	}
+	if why := st.pendingPostInstall(s.name); len(problems) == 0 && why != "" {
+		problems = append(problems, "post-install hook has not succeeded: "+why)
+	}
 	if len(problems) == 0 {
 		state.Compliant, state.Message = true, fmt.Sprintf("%s %s is installed", s.name, s.version)
 		return state
@@ -209,6 +221,9 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if isDeb(req.GetItem()) {
+		return m.applyDeb(ctx, req.GetRoot(), s, req.GetArtifactPath())
+	}
 	st := store{root: req.GetRoot()}
 	if err := m.recoverAll(ctx, st); err != nil {
 		return nil, fmt.Errorf("finish interrupted changes: %w", err)

@@ -1,5 +1,6 @@
 // Command outpost-plugin-package is the package plugin. The agent starts it;
-// run by hand it says so and exits.
+// run by hand it says so and exits. $OUTPOST_HOOK_TIMEOUT (a duration such
+// as 2m) bounds each pre- and post-install hook.
 package main
 
 import (
@@ -8,5 +9,5 @@ import (
 )
 
 func main() {
-	plugins.Serve(packages.New(plugins.Logger()))
+	plugins.Serve(packages.New(plugins.Logger(), packages.WithHookTimeout(packages.HookTimeoutFromEnv())))
 }

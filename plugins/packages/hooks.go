@@ -1,0 +1,205 @@
+package packages
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Hooks a package may carry, as files at these paths inside its archive
+// (relative to the prefix). pre-install runs from a verified temporary copy
+// before anything is written, and a failure leaves the disk as it was;
+// post-install runs from the installed copy once the package is in place,
+// and until it succeeds the package is reported not compliant and the
+// hook is tried again at the next apply. Both run with the root as their
+// working directory and OUTPOST_ROOT, OUTPOST_PREFIX (on disk),
+// OUTPOST_PACKAGE, OUTPOST_VERSION and OUTPOST_HOOK in their environment,
+// and are killed, with everything they started, at their time limit.
+const (
+	HookPreInstall  = ".outpost/pre-install"
+	HookPostInstall = ".outpost/post-install"
+)
+
+// DefaultHookTimeout bounds a hook unless WithHookTimeout says otherwise.
+const DefaultHookTimeout = 5 * time.Minute
+
+// HookTimeoutEnv names the environment variable (a Go duration) that sets
+// the hook time limit of the plugin process.
+const HookTimeoutEnv = "OUTPOST_HOOK_TIMEOUT"
+
+// WithHookTimeout sets the time limit of each hook.
+func WithHookTimeout(d time.Duration) Option { return func(m *Manager) { m.hookTimeout = d } }
+
+// HookTimeoutFromEnv returns $OUTPOST_HOOK_TIMEOUT, or DefaultHookTimeout.
+func HookTimeoutFromEnv() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(HookTimeoutEnv)); err == nil && d > 0 {
+		return d
+	}
+	return DefaultHookTimeout
+}
+
+// maxHookOutput is how much of a failed hook's output its error quotes.
+const maxHookOutput = 1024
+
+// extractHook copies hook name out of the archive into a temporary file,
+// checked against the hash the validated plan has for it. ok is false when
+// the package has no such hook.
+func extractHook(artifactPath string, plan *Plan, name string) (path string, ok bool, err error) {
+	e, found := plan.entry(name)
+	if !found || e.Type != TypeFile {
+		return "", false, nil
+	}
+	f, err := os.Open(artifactPath)
+	if err != nil {
+		return "", false, fmt.Errorf("open artifact: %w", err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		return "", false, fmt.Errorf("read artifact: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return "", false, fmt.Errorf("hook %s is in the plan but not in the archive", name)
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("read artifact: %w", err)
+		}
+		if strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/") != name {
+			continue
+		}
+		tmp, err := os.CreateTemp("", "outpost-hook-*")
+		if err != nil {
+			return "", false, err
+		}
+		h := sha256.New()
+		_, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(tr, e.Size+1))
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil && hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
+			err = fmt.Errorf("hook %s changed between validation and extraction", name)
+		}
+		if err == nil {
+			err = os.Chmod(tmp.Name(), 0o700)
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+			return "", false, err
+		}
+		return tmp.Name(), true, nil
+	}
+}
+
+// runHook runs one hook script and says, on failure, how it failed and
+// what it printed.
+func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script string) error {
+	timeout := m.hookTimeout
+	if timeout <= 0 {
+		timeout = DefaultHookTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var cmd *exec.Cmd
+	if runtime.GOOS == "windows" {
+		cmd = exec.CommandContext(hctx, script)
+	} else {
+		cmd = exec.CommandContext(hctx, "/bin/sh", script)
+	}
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"OUTPOST_ROOT="+root,
+		"OUTPOST_PREFIX="+filepath.Join(root, filepath.FromSlash(s.prefixRel())),
+		"OUTPOST_PACKAGE="+s.name,
+		"OUTPOST_VERSION="+s.version,
+		"OUTPOST_HOOK="+hook)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	isolateHook(cmd)
+	cmd.WaitDelay = 2 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	if err == nil {
+		m.logger.Info("hook ran", "package", s.name, "hook", hook, "took", time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	said := strings.TrimSpace(out.String())
+	if len(said) > maxHookOutput {
+		said = "…" + said[len(said)-maxHookOutput:]
+	}
+	if said != "" {
+		said = ": " + said
+	}
+	if errors.Is(hctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s hook of %s %s timed out after %s and was killed%s", hook, s.name, s.version, timeout, said)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s hook of %s %s was interrupted: %w", hook, s.name, s.version, ctx.Err())
+	}
+	return fmt.Errorf("%s hook of %s %s failed (%v)%s", hook, s.name, s.version, err, said)
+}
+
+// preInstall runs the archive's pre-install hook, if it has one.
+func (m *Manager) preInstall(ctx context.Context, root string, s spec, artifactPath string, plan *Plan) error {
+	script, ok, err := extractHook(artifactPath, plan, HookPreInstall)
+	if err != nil || !ok {
+		return err
+	}
+	defer os.Remove(script)
+	return m.runHook(ctx, root, s, "pre-install", script)
+}
+
+// postInstallMarker records that a package's post-install hook has yet to
+// succeed.
+func (st store) postInstallMarker(name string) string {
+	return filepath.Join(st.dir(), name+".post-install-failed")
+}
+
+// postInstall runs the installed package's post-install hook, if it has
+// one, and keeps a marker with the reason while it fails.
+func (m *Manager) postInstall(ctx context.Context, st store, s spec, mf *Manifest) error {
+	rel := mf.prefixRel() + "/" + HookPostInstall
+	has := false
+	for _, f := range mf.Files {
+		if f.Path == rel && f.Link == "" {
+			has = true
+		}
+	}
+	marker := st.postInstallMarker(s.name)
+	if !has {
+		return st.removeFile(marker)
+	}
+	err := m.runHook(ctx, st.root, s, "post-install", filepath.Join(st.root, filepath.FromSlash(rel)))
+	if err != nil {
+		if werr := os.WriteFile(marker, []byte(err.Error()), 0o600); werr != nil {
+			m.logger.Error("record failed post-install hook", "package", s.name, "error", werr)
+		}
+		return err
+	}
+	return st.removeFile(marker)
+}
+
+// pendingPostInstall returns why the package's post-install hook is still
+// to succeed, or "".
+func (st store) pendingPostInstall(name string) string {
+	b, err := os.ReadFile(st.postInstallMarker(name))
+	if errors.Is(err, fs.ErrNotExist) || err != nil {
+		return ""
+	}
+	return string(b)
+}
