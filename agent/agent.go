@@ -570,7 +570,7 @@ func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
 	c.a.mu.Lock()
 	info := c.a.info
 	c.a.mu.Unlock()
-	src := fetch.Sources{Direct: true}
+	src := fetch.Sources{Direct: true, Office: info.GetName()}
 	if info.GetMode() == wire.Mode_MODE_RELAY {
 		src.Relays = info.GetRelays()
 	}

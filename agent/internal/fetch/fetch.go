@@ -35,6 +35,9 @@ type Presigner interface {
 type Sources struct {
 	Relays []string // base URLs, e.g. http://10.1.0.5:8090
 	Direct bool     // the file server through presigned URLs
+	// Office labels the bytes fetched, so that the bytes by source add up
+	// per office across agents.
+	Office string
 }
 
 // ErrMismatch is returned when bytes do not match the policy.
@@ -58,7 +61,9 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 	}
 	f := &Fetcher{dir: dir, presign: presign, client: client, log: logger.With("component", "fetch"),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "outpost_agent_fetched_bytes_total", Help: "Artifact bytes downloaded, by source."}, []string{"source"})}
+			Name: "outpost_agent_fetched_bytes_total",
+			Help: "Artifact bytes downloaded, by source (relay, file_server) and the office the agent was in."},
+			[]string{"source", "office"})}
 	if err := reg.Register(f.bytes); err != nil {
 		return nil, err
 	}
@@ -78,7 +83,7 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 	var errs []error
 	for _, relay := range src.Relays {
 		url := strings.TrimRight(relay, "/") + "/v1/blobs/sha256/" + sha
-		err := f.download(ctx, url, a, "relay")
+		err := f.download(ctx, url, a, "relay", src.Office)
 		if err == nil {
 			return final, nil
 		}
@@ -90,7 +95,7 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 	if src.Direct || len(src.Relays) == 0 {
 		url, err := f.presign.Presign(ctx, sha)
 		if err == nil {
-			err = f.download(ctx, url, a, "file_server")
+			err = f.download(ctx, url, a, "file_server", src.Office)
 		}
 		if err == nil {
 			return final, nil
@@ -116,7 +121,7 @@ func verifyFile(path string, a *wire.Artifact) (bool, error) {
 
 // download appends to the partial file from where it stopped, verifies,
 // and moves the result into place.
-func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, source string) error {
+func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, source, office string) error {
 	part := filepath.Join(f.dir, a.GetSha256()+".part")
 	h := sha256.New()
 	have, err := hashPartial(part, h, a.GetSize())
@@ -156,7 +161,7 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 	}
 	// Read at most one byte more than the policy allows, to notice excess.
 	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(resp.Body, a.GetSize()-have+1))
-	f.bytes.WithLabelValues(source).Add(float64(n))
+	f.bytes.WithLabelValues(source, office).Add(float64(n))
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
