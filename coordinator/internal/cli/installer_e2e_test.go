@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,13 @@ import (
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
+
+// agentView is an agent as the JSON output of the CLI shows it.
+type agentView struct {
+	ID, Hostname, Office, Home string
+	Roaming                    bool
+	LastSeen                   time.Time `json:"last_seen"`
+}
 
 // buildBinaries builds the outpost CLI, the agent and the package plugin
 // into one directory, as 'make build' lays them out.
@@ -216,6 +224,74 @@ func TestInstallerDebEnrols(t *testing.T) {
 	if len(computers.Computers) != 1 || !strings.HasPrefix(computers.Computers[0].Member, "ag-") {
 		t.Fatalf("hamburg's computers %+v: the enrolled member is not recorded", computers)
 	}
+	// The office and agent commands, through the real CLI binary against
+	// the real coordinator with these agents on it.
+	outpost := func(args ...string) (int, string, string) {
+		cmd := exec.Command(filepath.Join(bin, "outpost"), args...)
+		cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+c.URL, "OUTPOST_TOKEN="+c.Token)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("outpost %v: %v", args, err)
+		}
+		return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+	}
+	found := func(args ...string) map[string]agentView {
+		code, stdout, stderr := outpost(append(args, "--output", "json")...)
+		if code != 0 {
+			t.Fatalf("outpost %v: exit %d: %s", args, code, stderr)
+		}
+		var list struct{ Agents []agentView }
+		if err := json.Unmarshal([]byte(stdout), &list); err != nil {
+			t.Fatalf("outpost %v: %v\n%s", args, err, stdout)
+		}
+		out := map[string]agentView{}
+		for _, a := range list.Agents {
+			out[a.Hostname] = a
+		}
+		return out
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool { return len(found("agent", "search", "PC-", "--state", "online")) == 2 },
+		"agent search --state online does not find both connected agents")
+	if got := found("agent", "search", "installed", "--office", "berlin"); len(got) != 1 || got["pc-installed"].ID == "" {
+		t.Fatalf("agent search installed --office berlin: %v", got)
+	}
+	if code, _, stderr := outpost("office", "rm", "hamburg"); code != 1 || !strings.Contains(stderr, "pc-listed") || !strings.Contains(stderr, "--move-to") {
+		t.Fatalf("office rm of an office with a computer: exit %d: %s", code, stderr)
+	}
+	if code, _, stderr := outpost("office", "rm", "hamburg", "--move-to", "rome"); code != 1 || !strings.Contains(stderr, "office rome") {
+		t.Fatalf("office rm --move-to an unknown office: exit %d: %s", code, stderr)
+	}
+	removed := time.Now()
+	if code, _, stderr := outpost("office", "rm", "hamburg", "--move-to", "berlin"); code != 0 {
+		t.Fatalf("office rm --move-to berlin: exit %d: %s", code, stderr)
+	}
+	// The moved agent checks in at once, stays in berlin, and keeps
+	// checking in there.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		a, ok := found("agent", "list", "--office", "berlin")["pc-listed"]
+		return ok && a.Home == "berlin" && a.LastSeen.After(removed)
+	}, "the agent of the removed office does not check in from berlin")
+
+	// Moved by hand into an office whose range it is outside of: home is
+	// paris, and it roams.
+	if code, _, stderr := outpost("office", "add", "paris", "--subnet", "10.99.0.0/16", "--interval", "5s"); code != 0 {
+		t.Fatalf("office add paris: %s", stderr)
+	}
+	id := found("agent", "search", "pc-installed")["pc-installed"].ID
+	if code, stdout, stderr := outpost("agent", "move", id, "--office", "paris"); code != 0 || !strings.Contains(stdout, "home office paris") {
+		t.Fatalf("agent move: exit %d: %s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := outpost("agent", "move", id, "--office", "rome"); code != 1 || !strings.Contains(stderr, "office rome") {
+		t.Fatalf("agent move to an unknown office: exit %d: %s", code, stderr)
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		a, ok := found("agent", "search", "--state", "roaming")["pc-installed"]
+		return ok && a.Office == "paris" && a.Home == "paris"
+	}, "the agent moved to paris does not roam with home paris")
+
 	// Both enrolled with the one multi-use token.
 	var used struct{ Tokens []struct{ Used int } }
 	c.MustDo("GET", "/v1/offices/berlin/tokens", nil, &used)
