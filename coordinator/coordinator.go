@@ -241,6 +241,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
+		return fmt.Errorf("register compliance metrics: %w", err)
+	}
 	ln, err := net.Listen("tcp", c.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen HTTP on %s: %w", c.cfg.HTTPAddr, err)
@@ -270,6 +273,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	c.log.Info("coordinator ready", "http", c.httpAddr.String(), "quic", qs.Addr().String(),
 		"ca_fingerprint", authority.Fingerprint(), "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
 	close(c.ready)
+	// Patch approval rules are evaluated hourly (and on demand through the
+	// API); the loop ends with ctx, before Run returns.
+	rules := make(chan struct{})
+	go func() { defer close(rules); _ = h.RunRules(ctx, time.Hour) }()
+	defer func() { <-rules }()
 
 	var first error
 	select {

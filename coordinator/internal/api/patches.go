@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/coordinator/internal/patches"
 	"github.com/outposthq/outpost/coordinator/internal/policy"
@@ -519,4 +522,70 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"office": office, "hosts": hosts, "items": out})
 	return nil
+}
+
+// RunRules evaluates the approval rules every interval until ctx ends.
+func (a *API) RunRules(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if added, err := a.EvaluateRules(time.Now().UTC()); err != nil {
+			a.log.Error("evaluate patch approval rules", "err", err)
+		} else if len(added) > 0 {
+			a.log.Info("patch approval rules approved patches", "approvals", len(added))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// ComplianceCollector counts, at each scrape, the items of every office's
+// agents' last reports by status, and the patches they miss.
+func (a *API) ComplianceCollector() prometheus.Collector { return complianceCollector{a} }
+
+type complianceCollector struct{ a *API }
+
+var (
+	itemsDesc = prometheus.NewDesc("outpost_coordinator_items",
+		"Policy items in agents' last reports, by office and status (compliant, pending, failed, not_applicable).", []string{"office", "status"}, nil)
+	missingDesc = prometheus.NewDesc("outpost_coordinator_patches_missing",
+		"Patch items agents of the office report not installed (missing, pending or failed).", []string{"office"}, nil)
+)
+
+func (c complianceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- itemsDesc
+	ch <- missingDesc
+}
+
+func (c complianceCollector) Collect(ch chan<- prometheus.Metric) {
+	members, err := c.a.d.Store.Members("")
+	if err != nil {
+		c.a.log.Error("compliance metrics", "err", err)
+		return
+	}
+	counts := map[[2]string]int{}
+	missing := map[string]int{}
+	for _, m := range members {
+		if m.Role == "relay" || m.Report == nil {
+			continue
+		}
+		if _, ok := missing[m.Office]; !ok {
+			missing[m.Office] = 0
+		}
+		for _, it := range m.Report.Items {
+			counts[[2]string{m.Office, it.Status}]++
+			if strings.HasPrefix(it.ID, "patch/") && it.Status != "compliant" && it.Status != "not_applicable" {
+				missing[m.Office]++
+			}
+		}
+	}
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(itemsDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+	for office, n := range missing {
+		ch <- prometheus.MustNewConstMetric(missingDesc, prometheus.GaugeValue, float64(n), office)
+	}
 }

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -176,5 +178,49 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 	}
 	if code, out := call(t, srv, "PUT", "/v1/patch-rules/x", `{"min_severity":"urgent","test_office":"lab"}`, token); code != 400 {
 		t.Fatalf("bad rule: %d %v", code, out)
+	}
+}
+
+func TestComplianceCollector(t *testing.T) {
+	_, st, _ := newAPI(t)
+	if err := st.CreateOffice(store.Office{Name: "berlin", Mode: "direct"}); err != nil {
+		t.Fatal(err)
+	}
+	st.CreateToken(store.Token{ID: "t1", Hash: "h1", Office: "berlin", Role: "agent", Expires: time.Now().Add(time.Hour), Uses: 1})
+	if _, _, err := st.Enroll("h1", time.Now(), func(store.Token, store.Office) (store.Member, error) {
+		return store.Member{ID: "a1", Hostname: "pc-1", Office: "berlin", Home: "berlin", Role: "agent"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	st.UpdateMember("a1", func(m *store.Member) {
+		m.Report = &store.Report{Revision: 1, At: time.Now(), Items: []store.ItemStatus{
+			{ID: "patch/OUT-1", Status: "failed"}, {ID: "registry:/etc/x#a", Status: "compliant"}, {ID: "patch/OUT-2", Status: "compliant"}}}
+	})
+	reg := prometheus.NewRegistry()
+	a := &API{d: Deps{Store: st}, log: logging.Discard()}
+	reg.MustRegister(a.ComplianceCollector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetValue()
+			}
+			got[key] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{
+		"outpost_coordinator_items,berlin,failed":    1,
+		"outpost_coordinator_items,berlin,compliant": 2,
+		"outpost_coordinator_patches_missing,berlin": 1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (all: %v)", k, got[k], v, got)
+		}
 	}
 }
