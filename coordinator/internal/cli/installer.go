@@ -80,9 +80,12 @@ Examples:
 						}
 						*bin = filepath.Dir(exe)
 					}
-					// Check the binaries before a token is made for nothing.
+					// Check the binaries and --out before a token is made for nothing.
 					if _, err := os.Stat(filepath.Join(*bin, "outpost-agent")); err != nil {
 						return fmt.Errorf("no outpost-agent in %s: pass --bin with the directory of outpost-agent and the outpost-plugin-* binaries (make build puts them in ./bin)", *bin)
+					}
+					if err := installer.CheckOutDir(*out); err != nil {
+						return err
 					}
 					raw, err := e.api.send(ctx, http.MethodPost, officePath(*officeName)+"/installer", map[string]any{"uses": *uses, "ttl": shortDuration(*ttl)})
 					if err != nil {

@@ -186,15 +186,28 @@ func AgentYAML(cfg Config) ([]byte, error) {
 	return append([]byte(head), body...), nil
 }
 
-func makeOutDir(dir string) error {
+// CheckOutDir says whether dir can take an installer: it must not exist or
+// be empty. Check before asking for a token, so none is made for nothing.
+func CheckOutDir(dir string) error {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return os.MkdirAll(dir, 0o700)
+		return nil
 	case err != nil:
 		return fmt.Errorf("output directory %s: %w", dir, err)
 	case len(entries) > 0:
 		return fmt.Errorf("output directory %s is not empty: pass another --out or remove it", dir)
+	}
+	return nil
+}
+
+func makeOutDir(dir string) error {
+	if err := CheckOutDir(dir); err != nil {
+		return err
+	}
+	// The directory will hold the token: only its owner reads it.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
 	}
 	return os.Chmod(dir, 0o700)
 }
