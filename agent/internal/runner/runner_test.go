@@ -36,6 +36,7 @@ func pluginsDir(t *testing.T) string {
 		for kind, pkg := range map[string]string{
 			"package":  "github.com/outposthq/outpost/plugins/packages/cmd/outpost-plugin-package",
 			"registry": "github.com/outposthq/outpost/plugins/registry/cmd/outpost-plugin-registry",
+			"patch":    "github.com/outposthq/outpost/plugins/patch/cmd/outpost-plugin-patch",
 			"test":     "github.com/outposthq/outpost/plugins/internal/testplugin",
 		} {
 			bin := plugintest.Build(t, pkg)
@@ -180,6 +181,37 @@ func TestDriftRepairedEveryKind(t *testing.T) {
 		item.State = wire.State_STATE_ABSENT
 		expect(t, one(t, r, item), wire.ItemReport_STATUS_COMPLIANT, true, "removed hello")
 	})
+}
+
+// TestPatchDriftAndRollback: a patch is installed, undone by hand (the old
+// version put back), repaired as drift, and rolled back on removal.
+func TestPatchDriftAndRollback(t *testing.T) {
+	p1, a1 := sample(t, "hello-1.0.0.tar.gz")
+	p2, a2 := sample(t, "hello-2.0.0.tar.gz")
+	root := t.TempDir()
+	r, _ := newRunner(t, Config{Root: root}, localContent{paths: map[string]string{a1.Sha256: p1, a2.Sha256: p2}})
+	hello := &wire.Item{Id: "package/hello", Kind: "package", State: wire.State_STATE_PRESENT, Artifact: a1,
+		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: "hello", Version: "1.0.0"}}}
+	patch := &wire.Item{Id: "patch/OUT-1", Kind: "patch", State: wire.State_STATE_PRESENT, Artifact: a2,
+		Spec: &wire.Item_Patch{Patch: &wire.PatchSpec{Id: "OUT-1", Package: "hello", FixedVersion: "2.0.0", RollbackAllowed: true}}}
+	expect(t, one(t, r, patch), wire.ItemReport_STATUS_NOT_APPLICABLE, false, "hello is not installed")
+	expect(t, one(t, r, hello), wire.ItemReport_STATUS_COMPLIANT, true, "installed hello 1.0.0")
+	expect(t, one(t, r, patch), wire.ItemReport_STATUS_COMPLIANT, true, "installed patch OUT-1: hello 1.0.0 → 2.0.0")
+	expect(t, one(t, r, patch), wire.ItemReport_STATUS_COMPLIANT, false, "installed: hello 2.0.0 has the fix")
+	// Something puts 1.0.0 back (here: an item pinning it, earlier in the
+	// same run); the patch, compliant at the last run, is repaired as drift.
+	rep := r.Run(context.Background(), &wire.Policy{Revision: 2, Items: []*wire.Item{hello, patch}})
+	expect(t, rep.GetItems()[0], wire.ItemReport_STATUS_COMPLIANT, true, "replaced hello 2.0.0 with 1.0.0")
+	expect(t, rep.GetItems()[1], wire.ItemReport_STATUS_COMPLIANT, true, "repaired drift: missing: hello 1.0.0 is installed, OUT-1 fixes it in 2.0.0")
+	bin := filepath.Join(root, "opt", "hello", "bin", "hello")
+	if b, _ := os.ReadFile(bin); !strings.Contains(string(b), "hello 2.0.0") {
+		t.Fatalf("after repair bin/hello = %q", b)
+	}
+	patch.State = wire.State_STATE_ABSENT
+	expect(t, one(t, r, patch), wire.ItemReport_STATUS_COMPLIANT, true, "rolled back patch OUT-1: hello is 1.0.0 again")
+	if b, _ := os.ReadFile(bin); !strings.Contains(string(b), "hello 1.0.0") {
+		t.Fatalf("after rollback bin/hello = %q", b)
+	}
 }
 
 // TestWindowInAnotherTimeZone: an item with a window in Berlin time is
