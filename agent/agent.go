@@ -402,6 +402,12 @@ func (a *Agent) apply(ctx context.Context, run *runner.Runner, p *wire.Policy) b
 		return false
 	}
 	old := a.state.Report()
+	// Kept until the coordinator has it, however long it is away.
+	if dropped, err := a.state.Enqueue(report); err != nil {
+		a.log.Error("queue report", "err", err)
+	} else if dropped > 0 {
+		a.log.Warn("report queue full: oldest runs dropped", "dropped", dropped, "kept", state.MaxQueued)
+	}
 	if err := a.state.SetReport(report); err != nil {
 		a.log.Error("save report", "err", err)
 	}
@@ -430,6 +436,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 		GossipAddress: a.gossip.addr(),
 		Version:       Version,
 	}
+	req.Backlog = a.state.Backlog(64)
 	a.mu.Lock()
 	req.PeerReports, a.peerReports = a.peerReports, nil
 	a.mu.Unlock()
@@ -443,6 +450,9 @@ func (a *Agent) checkin(ctx context.Context) error {
 	info := resp.GetCheckin().GetOffice()
 	if info == nil {
 		return errors.New("check-in answer carries no office")
+	}
+	if err := a.state.Ack(resp.GetCheckin().GetAckedSeq()); err != nil {
+		a.log.Warn("forget acknowledged reports", "err", err)
 	}
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()

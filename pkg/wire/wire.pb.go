@@ -1011,10 +1011,13 @@ func (x *ItemReport) GetAtUnix() int64 {
 
 // Report is the outcome of applying one revision.
 type Report struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
-	Items         []*ItemReport          `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
-	AtUnix        int64                  `protobuf:"varint,3,opt,name=at_unix,json=atUnix,proto3" json:"at_unix,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Revision uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Items    []*ItemReport          `protobuf:"bytes,2,rep,name=items,proto3" json:"items,omitempty"`
+	AtUnix   int64                  `protobuf:"varint,3,opt,name=at_unix,json=atUnix,proto3" json:"at_unix,omitempty"`
+	// The agent's run number, increasing: the coordinator keeps each run
+	// once, however often it is sent.
+	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1066,6 +1069,13 @@ func (x *Report) GetItems() []*ItemReport {
 func (x *Report) GetAtUnix() int64 {
 	if x != nil {
 		return x.AtUnix
+	}
+	return 0
+}
+
+func (x *Report) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
 	}
 	return 0
 }
@@ -1363,7 +1373,10 @@ type CheckinRequest struct {
 	ServeUrl      string                 `protobuf:"bytes,7,opt,name=serve_url,json=serveUrl,proto3" json:"serve_url,omitempty"`                // relays: the base URL they serve content on
 	// What office peers did wrong since the last check-in (e.g. handed out a
 	// policy that does not verify), one line each.
-	PeerReports   []string `protobuf:"bytes,8,rep,name=peer_reports,json=peerReports,proto3" json:"peer_reports,omitempty"`
+	PeerReports []string `protobuf:"bytes,8,rep,name=peer_reports,json=peerReports,proto3" json:"peer_reports,omitempty"`
+	// Runs not yet acknowledged, oldest first (kept on the agent's disk while
+	// the coordinator was out of reach); report is the newest.
+	Backlog       []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1454,11 +1467,19 @@ func (x *CheckinRequest) GetPeerReports() []string {
 	return nil
 }
 
+func (x *CheckinRequest) GetBacklog() []*Report {
+	if x != nil {
+		return x.Backlog
+	}
+	return nil
+}
+
 type CheckinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
 	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
-	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"` // technician access revoked (session.proto)
+	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
+	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1503,6 +1524,13 @@ func (x *CheckinResponse) GetOffice() *OfficeInfo {
 func (x *CheckinResponse) GetServerUnix() int64 {
 	if x != nil {
 		return x.ServerUnix
+	}
+	return 0
+}
+
+func (x *CheckinResponse) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
 	}
 	return 0
 }
@@ -2422,11 +2450,12 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x10STATUS_COMPLIANT\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_PENDING\x10\x02\x12\x11\n" +
 	"\rSTATUS_FAILED\x10\x03\x12\x19\n" +
-	"\x15STATUS_NOT_APPLICABLE\x10\x04\"p\n" +
+	"\x15STATUS_NOT_APPLICABLE\x10\x04\"\x82\x01\n" +
 	"\x06Report\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x121\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.outpost.wire.v1.ItemReportR\x05items\x12\x17\n" +
-	"\aat_unix\x18\x03 \x01(\x03R\x06atUnix\"~\n" +
+	"\aat_unix\x18\x03 \x01(\x03R\x06atUnix\x12\x10\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\"~\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12)\n" +
@@ -2457,7 +2486,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
-	" \x01(\bR\aroaming\"\x98\x02\n" +
+	" \x01(\bR\aroaming\"\xcb\x02\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2466,11 +2495,13 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0egossip_address\x18\x05 \x01(\tR\rgossipAddress\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
-	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\"\xaa\x01\n" +
+	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xc7\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
-	"serverUnix\x12A\n" +
+	"serverUnix\x12\x1b\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
 	"\vrevocations\x18\x14 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
@@ -2613,32 +2644,33 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	16, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
 	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
 	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	16, // 14: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 15: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
-	11, // 16: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 17: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 18: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 19: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 20: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 21: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 22: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	33, // 23: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	34, // 24: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	32, // 25: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	35, // 26: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 27: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 28: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 29: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 30: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 31: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 32: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 33: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 34: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	16, // 15: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	11, // 17: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 18: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 19: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	19, // 20: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	21, // 21: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	25, // 22: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	23, // 23: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	33, // 24: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	34, // 25: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	32, // 26: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
+	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	4,  // 28: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	27, // 29: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 30: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	18, // 31: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	20, // 32: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	22, // 33: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	29, // 34: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	24, // 35: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }

@@ -463,6 +463,7 @@ const (
 	maxAddresses = 32
 	maxReportLen = 10000
 	maxText      = 1024
+	maxBacklog   = 64
 )
 
 func clip(s string, n int) string {
@@ -474,7 +475,7 @@ func clip(s string, n int) string {
 
 func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
 	s.m.checkins.Inc()
-	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 {
+	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
 	}
 	for _, r := range req.GetPeerReports() {
@@ -506,6 +507,10 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}
+		m.Backlog = nil
+		for _, r := range req.GetBacklog() {
+			m.Backlog = append(m.Backlog, *reportFromWire(r))
+		}
 		s.place(m, offices)
 	})
 	if err != nil {
@@ -528,7 +533,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		info.Mode = wire.Mode_MODE_DIRECT
 		info.Relays, info.GossipSeeds, info.GossipKey = nil, nil, nil
 	}
-	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), Revocations: s.revocations()}}}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}}}
 }
 
 func validHostPort(s string) string {
@@ -540,7 +545,7 @@ func validHostPort(s string) string {
 }
 
 func reportFromWire(r *wire.Report) *store.Report {
-	out := &store.Report{Revision: r.GetRevision(), At: time.Unix(r.GetAtUnix(), 0).UTC()}
+	out := &store.Report{Revision: r.GetRevision(), At: time.Unix(r.GetAtUnix(), 0).UTC(), Seq: r.GetSeq()}
 	for _, it := range r.GetItems() {
 		status := strings.ToLower(strings.TrimPrefix(it.GetStatus().String(), "STATUS_"))
 		out.Items = append(out.Items, store.ItemStatus{

@@ -274,7 +274,9 @@ func appendRun(tx *bolt.Tx, id string, r Report) error {
 			return fmt.Errorf("decode runs of %s: %w", id, err)
 		}
 	}
-	if n := len(runs); n > 0 && runs[n-1].Revision == r.Revision && runs[n-1].At.Equal(r.At) {
+	// Runs with a number are deduplicated by it (UpdateMember); only
+	// unnumbered ones need this guess.
+	if n := len(runs); n > 0 && r.Seq == 0 && runs[n-1].Revision == r.Revision && runs[n-1].At.Equal(r.At) {
 		return nil
 	}
 	runs = append(runs, r)

@@ -73,6 +73,7 @@ type Report struct {
 	Revision uint64       `json:"revision"`
 	At       time.Time    `json:"at"`
 	Items    []ItemStatus `json:"items"`
+	Seq      uint64       `json:"seq,omitempty"` // the agent's run number
 }
 
 // Member is an enrolled agent or relay.
@@ -94,6 +95,10 @@ type Member struct {
 	Revision   uint64    `json:"revision"`
 	Version    string    `json:"version"`
 	Report     *Report   `json:"report,omitempty"`
+	// Backlog is runs an agent sends besides its newest; never stored.
+	Backlog []Report `json:"-"`
+	// AckedSeq is the highest run number kept.
+	AckedSeq uint64 `json:"acked_seq,omitempty"`
 }
 
 // Policy is an office's current policy.
@@ -317,8 +322,22 @@ func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
 		}
 		fn(m)
 		out = m
-		if m.Report != nil { // keep the last runs: compliance history
-			if err := appendRun(tx, id, *m.Report); err != nil {
+		// Keep the last runs (compliance history): the backlog an agent
+		// kept while offline, then its newest. A run with a number is kept
+		// once however often it is sent.
+		runs := m.Backlog
+		if m.Report != nil {
+			runs = append(runs, *m.Report)
+		}
+		m.Backlog = nil
+		for _, r := range runs {
+			if r.Seq != 0 {
+				if r.Seq <= m.AckedSeq {
+					continue
+				}
+				m.AckedSeq = r.Seq
+			}
+			if err := appendRun(tx, id, r); err != nil {
 				return err
 			}
 		}
