@@ -33,7 +33,8 @@ type agentView struct {
 func buildBinaries(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./coordinator/cmd/outpost", "./agent/cmd/outpost-agent", "./plugins/packages/cmd/outpost-plugin-package")
+	// Without symbols the binaries link and package faster.
+	cmd := exec.Command("go", "build", "-ldflags=-s -w", "-o", dir+"/", "./coordinator/cmd/outpost", "./agent/cmd/outpost-agent", "./plugins/packages/cmd/outpost-plugin-package")
 	cmd.Dir = testutil.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -149,6 +150,7 @@ func TestInstallerDebEnrols(t *testing.T) {
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Skip("dpkg-deb is not installed")
 	}
+	start := time.Now()
 	var public string
 	// Bind every address; the installer must carry the public one.
 	c := coordinatortest.New(t, func(cfg *coordinator.Config) {
@@ -161,6 +163,7 @@ func TestInstallerDebEnrols(t *testing.T) {
 	c.CreateOffice("hamburg", nil)
 	c.MustDo("POST", "/v1/offices/hamburg/computers", map[string]any{"hostnames": []string{"pc-listed"}}, nil)
 	bin := buildBinaries(t)
+	t.Logf("binaries built %v after the start", time.Since(start).Round(time.Millisecond))
 
 	out := filepath.Join(t.TempDir(), "installer")
 	cmd := exec.Command(filepath.Join(bin, "outpost"), "installer", "build", "--office", "berlin", "--out", out, "--uses", "5", "--ttl", "1h", "--output", "json")
@@ -171,6 +174,7 @@ func TestInstallerDebEnrols(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outpost installer build: %v\n%s", err, stderr.String())
 	}
+	t.Logf("installer built %v after the start", time.Since(start).Round(time.Millisecond))
 	var res map[string]any
 	if err := json.Unmarshal(stdout, &res); err != nil {
 		t.Fatalf("installer build --output json: %v\n%s", err, stdout)
@@ -216,6 +220,7 @@ func TestInstallerDebEnrols(t *testing.T) {
 		}
 	}
 	testutil.Eventually(t, 60*time.Second, in("berlin", "pc-installed"), "the installed agent did not enrol into berlin")
+	t.Logf("enrolled %v after the start", time.Since(start).Round(time.Millisecond))
 	testutil.Eventually(t, 60*time.Second, in("hamburg", "pc-listed"), "the agent added to hamburg by name did not enrol there")
 	var computers struct {
 		Computers []struct{ Hostname, Member string }
