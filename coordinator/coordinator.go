@@ -270,7 +270,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		<-errc
 		return err
 	}
-	c.log.Info("coordinator ready", "http", c.httpAddr.String(), "quic", qs.Addr().String(),
+	c.log.Info("coordinator ready", "http", c.httpAddr.String(), "quic", qs.Addr().String(), "public_address", c.PublicAddress(),
 		"ca_fingerprint", authority.Fingerprint(), "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
 	close(c.ready)
 	// Patch approval rules are evaluated hourly (and on demand through the

@@ -38,7 +38,7 @@ its public address and its CA fingerprint, and writes into --out:
   outpost-agent.service    the systemd unit
   install.sh               installs and starts the agent (DESTDIR=ROOT for a
                            temporary root)
-  outpost-agent_*.deb      the same as a Debian package: /usr/bin, 
+  outpost-agent_*.deb      the same as a Debian package: /usr/bin,
                            /usr/lib/outpost/plugins, /etc/outpost/agent.yaml
                            (a config file), /lib/systemd/system
 
