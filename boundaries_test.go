@@ -21,6 +21,9 @@ var forbidden = map[string][]string{
 	"relay":       {"agent", "coordinator"},
 	"plugins":     {"agent", "coordinator", "relay"},
 	"pkg":         {"agent", "coordinator", "relay", "plugins/packages"},
+	// The load generator runs real agents; it loads a coordinator over the
+	// network like any fleet.
+	"loadgen": {"coordinator", "relay"},
 }
 
 func TestImportBoundaries(t *testing.T) {

@@ -1,22 +1,79 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"runtime"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/outposthq/outpost/coordinator"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/loadgen"
+	"github.com/outposthq/outpost/pkg/logging"
 )
+
+// startFleet runs n real agents of one office through the load generator.
+func startFleet(tb testing.TB, c *coordinatortest.Harness, office string, n int, firstIP string) *loadgen.Fleet {
+	tb.Helper()
+	f, err := loadgen.Start(context.Background(), loadgen.Config{
+		Coordinator: c.QUIC, CAFingerprint: c.CA, Token: c.EnrollToken(office, "agent", n),
+		Agents: n, FirstIP: firstIP, DataDir: tb.TempDir(), PluginsDir: plugins(tb), Prefix: office,
+	}, logging.Discard())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := f.Stop(); err != nil {
+			tb.Errorf("fleet: %v", err)
+		}
+	})
+	return f
+}
+
+func waitGossip(tb testing.TB, f *loadgen.Fleet, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		formed := true
+		for _, a := range f.Agents() {
+			if len(a.GossipPeers()) < n-1 {
+				formed = false
+				break
+			}
+		}
+		if formed {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("the office's gossip did not form")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLoadgenFleetTakesARevision(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("fleet", map[string]any{"checkin_interval": "1h"})
+	f := startFleet(t, c, "fleet", 6, "127.0.3.1")
+	waitGossip(t, f, 6)
+	start := time.Now()
+	rev := c.Apply("fleet", "items: []\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	took, err := f.WaitRevision(ctx, rev, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("revision %d reached 6 agents: p50 %v, max %v", rev, loadgen.Percentile(took, 50), took[len(took)-1])
+}
 
 // BenchmarkRollout measures how long a new revision takes to reach every
 // agent of one office, and what it costs the coordinator, with the
 // coordinator telling a few agents and gossip doing the rest (fanout 3)
-// beside the coordinator telling every agent (fanout 0). Real agents: QUIC
-// to the coordinator, memberlist on 127.0.0.x, signed policy verified by
-// each. Run with: make bench, or
+// beside the coordinator telling every agent (fanout 0). Real agents from
+// the load generator: QUIC to the coordinator, memberlist on 127.0.x.y,
+// signed policy verified by each. Run with: make bench, or
 //
 //	go test -run '^$' -bench Rollout -benchtime 5x ./e2e/
 func BenchmarkRollout(b *testing.B) {
@@ -31,29 +88,11 @@ func benchRollout(b *testing.B, n, fanout int) {
 	c := coordinatortest.New(b, coordinatortest.WithConfig(func(cfg *coordinator.Config) { cfg.PushFanout = fanout }))
 	// A long interval: only pushes and gossip can deliver within the run.
 	c.CreateOffice("bench", map[string]any{"checkin_interval": "1h"})
-	token := c.EnrollToken("bench", "agent", n)
 	var before runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	agents := make([]*testAgent, n)
-	for i := range n {
-		ip := fmt.Sprintf("127.0.%d.%d", 1+i/250, 1+i%250)
-		agents[i] = startAgent(b, c, token, fmt.Sprintf("bench-%d", i), ip)
-	}
-	deadline := time.Now().Add(2 * time.Minute)
-	for formed := false; !formed; {
-		formed = true
-		for _, a := range agents {
-			if len(a.a.GossipPeers()) < n-1 {
-				formed = false
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("the office's gossip did not form")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	f := startFleet(b, c, "bench", n, "127.0.4.1")
+	waitGossip(b, f, n)
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -63,24 +102,15 @@ func benchRollout(b *testing.B, n, fanout int) {
 	for i := 0; i < b.N; i++ {
 		sentBefore := c.Metric("outpost_coordinator_policy_bytes_sent_total")
 		start := time.Now()
-		rev := c.Apply("bench", fmt.Sprintf("items:\n  - kind: package\n    name: bench-%d\n    state: absent\n", i))
-		reached := make([]time.Duration, n)
-		left := n
-		for left > 0 {
-			if time.Since(start) > time.Minute {
-				b.Fatalf("revision %d reached %d of %d agents in a minute", rev, n-left, n)
-			}
-			for j, a := range agents {
-				if reached[j] == 0 && a.a.Revision() >= rev {
-					reached[j] = time.Since(start)
-					left--
-				}
-			}
-			time.Sleep(2 * time.Millisecond)
+		rev := c.Apply("bench", "items: []\n")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		took, err := f.WaitRevision(ctx, rev, start)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
 		}
-		sort.Slice(reached, func(x, y int) bool { return reached[x] < reached[y] })
-		p50 += reached[n/2].Seconds()
-		p99 += reached[(n*99)/100-1+boolInt(n < 100)].Seconds()
+		p50 += loadgen.Percentile(took, 50).Seconds()
+		p99 += loadgen.Percentile(took, 99).Seconds()
 		bytes += c.Metric("outpost_coordinator_policy_bytes_sent_total") - sentBefore
 	}
 	b.StopTimer()
@@ -88,11 +118,4 @@ func benchRollout(b *testing.B, n, fanout int) {
 	b.ReportMetric(p99/float64(b.N), "p99-s")
 	b.ReportMetric(bytes/float64(b.N), "coord-policy-bytes/rollout")
 	b.ReportMetric(float64(after.HeapAlloc-min(before.HeapAlloc, after.HeapAlloc))/float64(n), "heap-bytes/agent")
-}
-
-func boolInt(v bool) int {
-	if v {
-		return 1
-	}
-	return 0
 }
