@@ -15,6 +15,7 @@ import (
 var (
 	registryFields = []string{"kind", "path", "format", "section", "name", "type", "value", "values", "action", "state", "window", "reboot"}
 	patchFields    = []string{"kind", "id", "state", "window", "reboot"}
+	defaultFields  = []string{"window", "reboot"}
 
 	registryTypes   = []string{"string", "dword", "qword", "multi_string"}
 	registryActions = []string{"set", "delete_value", "delete_key"}
@@ -298,4 +299,30 @@ func (c *compiler) patchItem(n *yaml.Node, before int) (*wire.Item, error) {
 	item.Id = KindPatch + "/" + id
 	item.Spec = &wire.Item_Patch{Patch: spec}
 	return item, nil
+}
+
+// defaults applies the policy's top-level window and reboot policy to every
+// item that does not set its own:
+//
+//	defaults:
+//	  window: 22:00-04:00
+//	  reboot: if-needed-inside-window
+func (c *compiler) defaults(n *yaml.Node, items []*wire.Item) {
+	if n = c.deref(n); n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		c.problem(n, "defaults must be a mapping with window and reboot, not %s", describe(n))
+		return
+	}
+	var d wire.Item
+	c.schedule(c.fields(n, "defaults", defaultFields), &d)
+	for _, it := range items {
+		if it.Window == "" {
+			it.Window = d.Window
+		}
+		if it.Reboot == "" {
+			it.Reboot = d.Reboot
+		}
+	}
 }

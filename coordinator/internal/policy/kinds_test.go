@@ -113,3 +113,32 @@ func TestCompileRegistryProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestCompileDefaults(t *testing.T) {
+	src := lines(
+		"defaults:",
+		"  window: 22:00-04:00",
+		"  reboot: notify-only",
+		"items:",
+		"  - kind: registry",
+		"    path: /etc/a.conf",
+		"    name: a",
+		"    value: 1",
+		"  - kind: registry",
+		"    path: /etc/b.conf",
+		"    name: b",
+		"    value: 2",
+		"    window: 01:00-02:00",
+	)
+	items, err := Compile([]byte(src), newUploaded())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if items[0].GetWindow() != "22:00-04:00" || items[0].GetReboot() != "notify-only" || items[1].GetWindow() != "01:00-02:00" || items[1].GetReboot() != "notify-only" {
+		t.Fatalf("items = %v", items)
+	}
+	_, err = Compile([]byte(lines("defaults:", "  window: soon", "  colour: red", "items: []")), newUploaded())
+	if err == nil || !strings.Contains(err.Error(), `line 2: window "soon" is not HH:MM-HH:MM`) || !strings.Contains(err.Error(), `line 3: unknown field "colour" in defaults`) {
+		t.Fatalf("bad defaults: %v", err)
+	}
+}

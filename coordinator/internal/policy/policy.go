@@ -87,7 +87,7 @@ const (
 
 var (
 	kinds         = []string{KindPackage, KindPatch, KindRegistry}
-	topFields     = []string{"items"}
+	topFields     = []string{"items", "defaults"}
 	packageFields = []string{"kind", "name", "version", "artifact", "state", "prefix", "window", "reboot"}
 
 	packageNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,63}$`)
@@ -263,6 +263,9 @@ func (c *compiler) compile(root *yaml.Node) ([]*wire.Item, error) {
 		}
 		firstLine[item.Id] = n.Line
 		items = append(items, item)
+	}
+	if d, ok := fields["defaults"]; ok {
+		c.defaults(d, items)
 	}
 	return items, nil
 }

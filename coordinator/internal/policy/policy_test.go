@@ -158,7 +158,7 @@ func TestCompileProblems(t *testing.T) {
 		{
 			name: "unknown top-level field",
 			src:  lines("items: []", "offices: [berlin]"),
-			want: []string{`line 2: unknown field "offices" in the policy; the fields are items`},
+			want: []string{`line 2: unknown field "offices" in the policy; the fields are items, defaults`},
 		},
 		{
 			name: "misspelt items",
