@@ -122,6 +122,8 @@ type Server struct {
 	log   *slog.Logger
 	now   func() time.Time
 	limit *limiter
+	// failures counts failed sign-ins per address.
+	failures *limiter
 	// hashing bounds concurrent Argon2id runs: each takes KDF.MemoryKiB.
 	hashing chan struct{}
 	// dummy is verified for unknown users, so that timing does not tell
@@ -142,7 +144,8 @@ func New(cfg Config, st *store.Store, key ed25519.PrivateKey, logger *slog.Logge
 	var err error
 	s := &Server{cfg: cfg, st: st, key: key, kid: wire.KeyID(key.Public().(ed25519.PublicKey)),
 		log: logger.With("component", "auth"), now: time.Now, limit: newLimiter(cfg.PerMinute, time.Minute),
-		hashing: make(chan struct{}, 4),
+		failures: newLimiter(3*cfg.PerMinute, time.Minute),
+		hashing:  make(chan struct{}, 4),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_coordinator_signins_total", Help: "Sign-in attempts by result."}, []string{"result"}),
 	}
@@ -228,7 +231,9 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	result := "error"
 	defer func() { s.logins.WithLabelValues(result).Inc() }()
 	now := s.now()
-	if !s.limit.allow("user/"+name, now) || !s.limit.allow("addr/"+remote, now) {
+	// Every attempt counts against the name; only failures count against
+	// the address, so that an office behind one NAT can still sign in.
+	if !s.limit.allow("user/"+name, now) || s.failures.exceeded("addr/"+remote, now) {
 		result = "rate_limited"
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
 		return nil, ErrRateLimited
@@ -237,6 +242,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.verify(s.dummy, password, true)
 		result = "bad_credentials"
+		s.failures.allow("addr/"+remote, now)
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "unknown user", Remote: remote})
 		return nil, ErrBadCredentials
 	}
@@ -264,6 +270,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 			return nil, err
 		}
 		result = "bad_credentials"
+		s.failures.allow("addr/"+remote, now)
 		detail := "wrong password"
 		if !locked.IsZero() {
 			detail += "; account locked until " + locked.UTC().Format(time.RFC3339)
@@ -474,6 +481,14 @@ func newLimiter(max int, w time.Duration) *limiter {
 		max = 10
 	}
 	return &limiter{max: max, window: w, seen: map[string]*window{}}
+}
+
+// exceeded says whether key is over the limit now, without counting.
+func (l *limiter) exceeded(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.seen[key]
+	return ok && now.Sub(w.start) < l.window && w.n >= l.max
 }
 
 func (l *limiter) allow(key string, now time.Time) bool {

@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -291,18 +292,25 @@ func TestLockoutAndRateLimit(t *testing.T) {
 	if _, err := s.Login("tina", "tina-password-1", "10.0.0.1"); err != nil {
 		t.Fatalf("after the lockout: %v", err)
 	}
-	// Rate limit: many names from one address, each tried once.
+	// Rate limit: many names from one address, each tried once; only
+	// failures count against an address.
 	c.add(time.Minute)
+	for range 35 {
+		if _, err := s.Login("tina", "tina-password-1", "10.6.6.7"); errors.Is(err, ErrRateLimited) {
+			t.Fatal("successful sign-ins from one address were rate limited")
+		}
+		c.add(6 * time.Second) // under the per-name limit
+	}
 	limited := false
-	for i := range 15 {
-		_, err := s.Login("nobody"+string(rune('a'+i)), "whatever-password", "10.6.6.6")
+	for i := range 40 {
+		_, err := s.Login(fmt.Sprintf("nobody%d", i), "whatever-password", "10.6.6.6")
 		if errors.Is(err, ErrRateLimited) {
 			limited = true
 			break
 		}
 	}
 	if !limited {
-		t.Fatal("15 attempts from one address in a minute were not rate limited")
+		t.Fatal("40 failed attempts from one address in a minute were not rate limited")
 	}
 	ev, _ := st.Audit(store.AuditFilter{Action: "login"})
 	if len(ev) < 12 {
