@@ -214,8 +214,8 @@ func TestHTTPCutsAStreamThatFailsVerification(t *testing.T) {
 
 // A relay killed in the middle of a download: the client resumes by range
 // from a new relay on the same data directory and ends with the right
-// bytes; the new relay fetches the object whole (the half-written temp file
-// is never served).
+// bytes; the new relay resumes the upstream fetch from what the first one
+// kept, and serves nothing before the whole has checked.
 func TestRelayKilledMidDownload(t *testing.T) {
 	data := pattern(4 << 20)
 	hash := hashOf(data)
@@ -260,8 +260,10 @@ func TestRelayKilledMidDownload(t *testing.T) {
 	if !bytes.Equal(have.Bytes(), data) {
 		t.Fatal("resumed download differs")
 	}
-	if got := up2.sent.Load(); got != int64(len(data)) {
-		t.Errorf("new relay read %d bytes from the file server, want %d", got, len(data))
+	// It resumes the fetch the first one left, from at least the MiB the
+	// client had received.
+	if got := up2.sent.Load(); got > int64(len(data)-1<<20) {
+		t.Errorf("new relay read %d bytes from the file server, want at most %d", got, len(data)-1<<20)
 	}
 }
 

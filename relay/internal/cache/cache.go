@@ -147,7 +147,8 @@ type entry struct {
 }
 
 // New opens the cache in dir, creating it if needed. Temp files left by an
-// earlier process are removed and complete objects are kept; files that
+// earlier process are removed, except partial fetches that can resume, and
+// complete objects are kept; files that
 // cannot be objects (wrong name or place) are removed. It starts nothing.
 func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer, opts ...Options) (*Cache, error) {
 	if dir == "" {
@@ -196,11 +197,11 @@ func (c *Cache) recover() error {
 		}
 	}
 	tmp := filepath.Join(c.dir, tempDir)
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("remove leftover temp files: %w", err)
-	}
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return err
+	}
+	if err := c.keepPartials(tmp); err != nil {
+		return fmt.Errorf("clear leftover temp files: %w", err)
 	}
 
 	type found struct {

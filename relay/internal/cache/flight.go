@@ -42,6 +42,8 @@ type flight struct {
 	tmpName  string
 	changed  chan struct{} // closed and replaced on every change
 	finished bool
+
+	saveMu sync.Mutex // one state save at a time
 }
 
 type part struct{ off, end, pos int64 }
@@ -97,6 +99,12 @@ func (fl *flight) setParts(size int64, parts []part, tmpName string) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	fl.size, fl.parts, fl.tmpName = size, parts, tmpName
+	for _, p := range parts {
+		fl.avail = p.pos
+		if p.pos < p.end {
+			break
+		}
+	}
 	close(fl.sized)
 	fl.broadcastLocked()
 }
@@ -274,17 +282,46 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	hash := fl.hash
 	log := c.logger.With("sha256", hash)
 	var tmpName string
+	_, ranged := c.up.(RangeUpstream)
 	defer func() {
-		if err != nil {
-			fl.finish(err, nil)
-			if tmpName != "" {
-				os.Remove(tmpName)
-			}
-			if ctx.Err() == nil {
-				log.Warn("fetch failed", "err", err)
-			}
+		if err == nil {
+			return
+		}
+		// What stopped short of the end is kept to resume, unless its
+		// bytes are known to be wrong or cannot be resumed; settled
+		// before anyone hears of the failure, so that a retry finds it.
+		defer fl.finish(err, nil)
+		var we *writeError
+		resumable := ranged && tmpName != "" && fl.size > 0 && !errors.Is(err, ErrIntegrity) &&
+			!errors.Is(err, ErrNotFound) && !errors.As(err, &we) &&
+			(ctx.Err() != nil || errors.Is(err, ErrUpstream))
+		if resumable && c.saveState(fl) == nil {
+			log.Info("fetch stopped; its bytes are kept to resume", "err", err)
+		} else if tmpName != "" {
+			c.dropPartial(hash)
+		}
+		if ctx.Err() == nil {
+			log.Warn("fetch failed", "err", err)
 		}
 	}()
+
+	if ranged {
+		if tmp, parts, size, ok := c.loadPartial(hash); ok {
+			tmpName = tmp.Name()
+			defer tmp.Close()
+			var have int64
+			for _, p := range parts {
+				have += p.pos - p.off
+			}
+			log.Info("resuming a fetch an earlier run left", "bytes_kept", have, "size", size)
+			c.metrics.resumes.Inc()
+			n, sum, err := c.copySized(ctx, fl, tmp, nil, size, parts)
+			if err != nil {
+				return err
+			}
+			return c.commit(ctx, fl, tmp, n, sum)
+		}
+	}
 
 	// With ranges, the first request asks for the first chunk only, so
 	// that the rest can be spread over parallel ranges without dropping a
@@ -311,10 +348,11 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 		}
 	}()
 
-	tmp, err := os.CreateTemp(filepath.Join(c.dir, tempDir), hash[:16]+"-*")
+	tmp, err := os.OpenFile(c.partialPath(hash), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return fmt.Errorf("get %s: create temp file: %w", hash, err)
 	}
+	os.Remove(c.statePath(hash)) // stale
 	tmpName = tmp.Name()
 	defer tmp.Close()
 
@@ -323,12 +361,19 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	if size < 0 {
 		n, sum, err = c.copyUnsized(ctx, tmp, body, hash)
 	} else {
-		n, sum, err = c.copySized(ctx, fl, tmp, body, size)
+		n, sum, err = c.copySized(ctx, fl, tmp, body, size, nil)
 		body = nil // closed by copySized
 	}
 	if err != nil {
 		return err
 	}
+	return c.commit(ctx, fl, tmp, n, sum)
+}
+
+// commit checks the hash of a complete temp file and moves it into place.
+func (c *Cache) commit(ctx context.Context, fl *flight, tmp *os.File, n int64, sum []byte) error {
+	hash, tmpName := fl.hash, tmp.Name()
+	log := c.logger.With("sha256", hash)
 	if got := hex.EncodeToString(sum); got != hash {
 		c.metrics.verifyFailures.WithLabelValues("sha256").Inc()
 		return fmt.Errorf("get %s: %w: %w: the %d bytes received hash to sha256 %s", hash, ErrUpstream, ErrIntegrity, n, got)
@@ -367,6 +412,7 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	if err := fl.finish(nil, commit); err != nil {
 		return fmt.Errorf("get %s: %w", hash, err)
 	}
+	os.Remove(c.statePath(hash))
 	log.Info("artifact cached", "bytes", n)
 	return nil
 }
@@ -411,7 +457,7 @@ func (c *Cache) plan(size int64) ([]part, int) {
 // at once, taken in order; each resumes by range when its connection
 // breaks. The artifact is hashed in order as it becomes contiguous. It
 // closes body.
-func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64) (int64, []byte, error) {
+func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64, parts []part) (int64, []byte, error) {
 	hash := fl.hash
 	c.mu.Lock()
 	c.reserved += size
@@ -419,10 +465,17 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 	c.evictLocked()
 	c.mu.Unlock()
 
-	parts, workers := c.plan(size)
+	workers := 1
+	if parts == nil {
+		parts, workers = c.plan(size)
+	} else if len(parts) > 1 {
+		workers = c.opts.Parallel
+	}
 	if len(parts) > 1 {
 		if err := tmp.Truncate(size); err != nil {
-			body.Close()
+			if body != nil {
+				body.Close()
+			}
 			return 0, nil, fmt.Errorf("get %s: size temp file: %w", hash, err)
 		}
 	}
@@ -480,7 +533,10 @@ func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, 
 	hash, size := fl.hash, fl.size
 	last := p.end == size
 	ru, ranged := c.up.(RangeUpstream)
-	pos := p.off
+	pos := p.pos
+	if pos >= p.end && body == nil {
+		return nil // done by an earlier run
+	}
 	failures := 0
 	wait := c.opts.RetryWait
 	var lastErr error
@@ -563,8 +619,14 @@ func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, 
 func (c *Cache) copyRange(ctx context.Context, fl *flight, tmp *os.File, i int, body io.Reader, pos, end int64) (int64, error) {
 	src := &limitedReader{ctx: ctx, r: body, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
 	buf := make([]byte, readBuf)
-	start := pos
+	start, saved := pos, pos
 	for pos < end {
+		if pos-saved >= saveEvery {
+			if err := c.saveState(fl); err != nil {
+				c.logger.Debug("save fetch state", "sha256", fl.hash, "err", err)
+			}
+			saved = pos
+		}
 		k, err := src.Read(buf[:min(int64(len(buf)), end-pos)])
 		if k > 0 {
 			if _, werr := tmp.WriteAt(buf[:k], pos); werr != nil {

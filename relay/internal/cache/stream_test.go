@@ -312,8 +312,18 @@ func TestFetchGivesUpAfterRetries(t *testing.T) {
 		t.Errorf("upstream opened %d times, want 1 + 3 retries", got)
 	}
 	h.c.Wait()
-	if files := h.files(t); len(files) != 0 {
-		t.Errorf("files left: %v", files)
+	// What came is kept, and the next fetch resumes from it.
+	hash := hashOf(data)
+	if files := h.files(t); !equal(files, []string{"tmp/" + hash + ".partial", "tmp/" + hash + ".state"}) {
+		t.Errorf("files left: %v, want the partial and its state", files)
+	}
+	up.refuseRanges = nil
+	sent := up.sent.Load()
+	if got := h.mustGet(t, hash); !bytes.Equal(got, data) {
+		t.Fatal("wrong bytes after resuming")
+	}
+	if got := up.sent.Load() - sent; got != int64(len(data)-1000) {
+		t.Errorf("resumed with %d bytes, want %d", got, len(data)-1000)
 	}
 }
 
@@ -384,8 +394,16 @@ func TestReadersLeavingASharedFetch(t *testing.T) {
 			b.Close() // and the last one
 			if !pinned {
 				h.c.Wait() // the fetch ends without the valve opening
-				if h.c.Has(hash) || len(h.files(t)) != 0 {
-					t.Fatalf("cancelled fetch left %v", h.files(t))
+				if h.c.Has(hash) {
+					t.Fatal("cancelled fetch cached")
+				}
+				// Its bytes are kept: the next fetch goes on from them.
+				up.valve.open(int64(len(data)))
+				if got := h.mustGet(t, hash); !bytes.Equal(got, data) {
+					t.Fatal("wrong bytes")
+				}
+				if got := up.sent.Load(); got != int64(len(data)) {
+					t.Errorf("upstream sent %d bytes in all, want %d", got, len(data))
 				}
 				return
 			}
@@ -440,52 +458,97 @@ func TestEvictionLRUAndPins(t *testing.T) {
 	}
 }
 
-// A relay that stopped mid-fetch leaves a half-written temp file: the next
-// start drops it, never serves it, and fetches the object whole.
+// A relay that stopped mid-fetch leaves a half-written temp file and its
+// state: the next start resumes from it; without its state, or with bytes
+// that turn out wrong, it is never served and the object comes whole.
 func TestRestartWithHalfWrittenObject(t *testing.T) {
 	data := blob("half ", 3<<20)
 	hash := hashOf(data)
-	dir := t.TempDir()
-	up := newRangeFake(data)
-	up.valve = newValve(1 << 20)
-	h := newHarnessOpts(t, up, dir, Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	obj, err := h.c.Open(ctx, hash)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name     string
+		damage   func(t *testing.T, dir string)
+		failOnce bool  // the first Get after the restart fails its hash
+		refetch  int64 // bytes the restarted cache reads in all
+	}{
+		{name: "resumes from the kept bytes", damage: func(*testing.T, string) {}, refetch: 2 << 20},
+		{name: "a partial without its state is dropped", damage: func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, tempDir, hash+stateExt)); err != nil {
+				t.Fatal(err)
+			}
+		}, refetch: 3 << 20},
+		{name: "a state that does not fit is dropped", damage: func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, tempDir, hash+stateExt), []byte(`{"size":5,"parts":[[0,9,3]]}`), 0o600)
+		}, refetch: 3 << 20},
+		{name: "kept bytes that were damaged fail the hash, then come whole", damage: func(t *testing.T, dir string) {
+			f, err := os.OpenFile(filepath.Join(dir, tempDir, hash+partialExt), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt([]byte{'X'}, 100)
+			f.Close()
+		}, failOnce: true, refetch: 2<<20 + 3<<20},
 	}
-	readN(t, obj, 1<<20)
-	// What a kill leaves: copy the temp file aside before the cancel
-	// removes it, and put it back as a crash would have left it.
-	tmps, _ := filepath.Glob(filepath.Join(dir, tempDir, "*"))
-	if len(tmps) != 1 {
-		t.Fatalf("temp files %v, want 1", tmps)
-	}
-	half, err := os.ReadFile(tmps[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cancel()
-	obj.Close()
-	h.c.Wait()
-	if err := os.WriteFile(tmps[0], half, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			up := newRangeFake(data)
+			up.valve = newValve(1 << 20)
+			h := newHarnessOpts(t, up, dir, Options{})
+			ctx, cancel := context.WithCancel(context.Background())
+			obj, err := h.c.Open(ctx, hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			readN(t, obj, 1<<20) // 1 MiB is on disk
+			cancel()             // the relay stops
+			obj.Close()
+			h.c.Wait()
+			tt.damage(t, dir)
 
-	up2 := newRangeFake(data)
-	h2 := newHarnessOpts(t, up2, dir, Options{})
-	if h2.c.Has(hash) {
-		t.Fatal("half-written object taken as cached")
+			up2 := newRangeFake(data)
+			h2 := newHarnessOpts(t, up2, dir, Options{})
+			if h2.c.Has(hash) {
+				t.Fatal("half-written object taken as cached")
+			}
+			if tt.failOnce {
+				if _, _, err := h2.c.Get(context.Background(), hash); !errors.Is(err, ErrIntegrity) {
+					t.Fatalf("damaged partial: %v, want ErrIntegrity", err)
+				}
+				h2.c.Wait()
+			}
+			if got := h2.mustGet(t, hash); !bytes.Equal(got, data) {
+				t.Fatal("wrong bytes after restart")
+			}
+			if got := up2.sent.Load(); got != tt.refetch {
+				t.Errorf("read %d bytes from the upstream, want %d", got, tt.refetch)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, tempDir, "*")); len(left) != 0 {
+				t.Errorf("temp files left: %v", left)
+			}
+		})
 	}
-	if got := h2.mustGet(t, hash); !bytes.Equal(got, data) {
-		t.Fatal("wrong bytes after restart")
+}
+
+func FuzzDecodeState(f *testing.F) {
+	for _, s := range []string{`{"size":10,"parts":[[0,10,4]]}`, `{"size":10,"parts":[[0,5,5],[5,10,7]]}`, `{}`, `{"size":-1}`, `[`} {
+		f.Add([]byte(s))
 	}
-	if got := up2.sent.Load(); got != int64(len(data)) {
-		t.Errorf("refetched %d bytes, want %d", got, len(data))
-	}
-	if left, _ := filepath.Glob(filepath.Join(dir, tempDir, "*")); len(left) != 0 {
-		t.Errorf("temp files left: %v", left)
-	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parts, size, err := decodeState(b)
+		if err != nil {
+			return
+		}
+		var at int64
+		for _, p := range parts {
+			if p.off != at || p.pos < p.off || p.pos > p.end || p.end > size {
+				t.Fatalf("accepted a bad state %s: %+v", b, parts)
+			}
+			at = p.end
+		}
+		if at != size {
+			t.Fatalf("accepted ranges ending at %d of %d", at, size)
+		}
+	})
 }
 
 // The upstream limiter is shared and spent by every byte read.
