@@ -257,7 +257,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	// The office it enrolled in, until the first check-in says otherwise.
 	a.gossip.parent = ctx
-	if err := a.gossip.set(id.GossipKey); err != nil {
+	if err := a.gossip.set([][]byte{id.GossipKey}); err != nil {
 		cancel()
 		wg.Wait()
 		return fmt.Errorf("gossip: %w", err)
@@ -463,14 +463,15 @@ func (a *Agent) checkin(ctx context.Context) error {
 		a.office = info.GetName()
 	}
 	a.mu.Unlock()
-	key := info.GetGossipKey()
-	if len(key) == 0 && !info.GetRoaming() {
-		key = a.id.GossipKey // a coordinator that does not send keys
+	var keys [][]byte
+	switch {
+	case info.GetRoaming():
+	case len(info.GetGossipKey()) > 0:
+		keys = append([][]byte{info.GetGossipKey()}, info.GetGossipKeys()...)
+	default:
+		keys = [][]byte{a.id.GossipKey} // a coordinator that does not send keys
 	}
-	if info.GetRoaming() {
-		key = nil
-	}
-	if err := a.gossip.set(key); err != nil {
+	if err := a.gossip.set(keys); err != nil {
 		a.log.Warn("office gossip", "err", err)
 	}
 	a.savePeers()

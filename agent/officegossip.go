@@ -21,27 +21,34 @@ type officeGossip struct {
 
 	mu     sync.Mutex
 	node   *gossip.Node
-	key    []byte
+	keys   [][]byte // primary first
 	cancel context.CancelFunc
 	done   chan error
 	rev    uint64
 }
 
-// set makes the agent a member of the office whose key is key; nil leaves
-// gossip. It returns once the new node listens.
-func (g *officeGossip) set(key []byte) error {
+// set makes the agent a member of the office whose keys are keys, the
+// primary first; none leaves gossip. A rotation of the office's key
+// (the new keys share one with the old) is done in place; anything else
+// (another office) starts a new node. It returns once that node listens.
+func (g *officeGossip) set(keys [][]byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if bytes.Equal(key, g.key) && (g.node != nil) == (key != nil) {
+	if sameKeys(keys, g.keys) && (g.node != nil) == (len(keys) > 0) {
+		return nil
+	}
+	if g.node != nil && len(keys) > 0 && g.node.SetKeys(keys) == nil {
+		g.log.Info("office gossip keys changed", "keys", len(keys))
+		g.keys = keys
 		return nil
 	}
 	g.stopLocked()
-	if key == nil {
+	if len(keys) == 0 {
 		g.log.Info("left office gossip")
 		return nil
 	}
 	cfg := g.base
-	cfg.Keys = [][]byte{key}
+	cfg.Keys = keys
 	node, err := gossip.New(cfg, g.log)
 	if err != nil {
 		return err
@@ -60,8 +67,20 @@ func (g *officeGossip) set(key []byte) error {
 		return context.DeadlineExceeded
 	}
 	node.SetRevision(g.rev)
-	g.node, g.key, g.cancel, g.done = node, key, cancel, done
+	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
 	return nil
+}
+
+func sameKeys(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *officeGossip) stopLocked() {
@@ -70,7 +89,7 @@ func (g *officeGossip) stopLocked() {
 	}
 	g.cancel()
 	<-g.done
-	g.node, g.key, g.cancel, g.done = nil, nil, nil, nil
+	g.node, g.keys, g.cancel, g.done = nil, nil, nil, nil
 }
 
 func (g *officeGossip) stop() {

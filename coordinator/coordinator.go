@@ -58,6 +58,9 @@ type Config struct {
 	// PushFanout is how many agents of an office the coordinator tells of
 	// a new revision; the rest learn it by gossip. 0 tells every agent.
 	PushFanout int `yaml:"push_fanout"`
+	// GossipKeyPhase is how long each phase of an office's gossip key
+	// rotation lasts; 0 means two of the office's check-in intervals.
+	GossipKeyPhase time.Duration `yaml:"gossip_key_phase"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -223,7 +226,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.log.Warn("no file server configured: artifact upload and content delivery are off (set file_server.endpoint)")
 	}
 
-	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version, PushFanout: c.cfg.PushFanout},
+	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version, PushFanout: c.cfg.PushFanout, KeyPhase: c.cfg.GossipKeyPhase},
 		authority, st, presigner, creds, c.log, c.reg)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -74,6 +75,7 @@ type Node struct {
 	// events: the *Node values memberlist hands out change under it.
 	peers map[string]Peer
 	addr  string
+	keys  *memberlist.Keyring
 }
 
 // New checks the configuration; Run joins.
@@ -128,6 +130,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip keyring: %w", err)
 	}
 	c.Keyring = kr
+	n.mu.Lock()
+	n.keys = kr
+	n.mu.Unlock()
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
 	c.Delegate = delegate{n}
 	c.Events = events{n}
@@ -160,6 +165,49 @@ func (n *Node) Addr() string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.addr
+}
+
+// SetKeys changes the office keys in place, the primary first: new keys
+// are added, the primary is switched, keys not listed are dropped. It fails
+// when none of keys is one the node holds now — such a node must start
+// again with the new keys (it could not talk to anyone in between).
+func (n *Node) SetKeys(keys [][]byte) error {
+	n.mu.Lock()
+	kr := n.keys
+	n.mu.Unlock()
+	if kr == nil || len(keys) == 0 {
+		return fmt.Errorf("gossip: not running or no keys")
+	}
+	held := kr.GetKeys()
+	shared := false
+	for _, k := range keys {
+		for _, h := range held {
+			shared = shared || bytes.Equal(k, h)
+		}
+	}
+	if !shared {
+		return fmt.Errorf("gossip: none of the new office keys is held")
+	}
+	for _, k := range keys {
+		if err := kr.AddKey(k); err != nil {
+			return fmt.Errorf("gossip: add office key: %w", err)
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("gossip: use office key: %w", err)
+	}
+	for _, h := range held {
+		keep := false
+		for _, k := range keys {
+			keep = keep || bytes.Equal(k, h)
+		}
+		if !keep {
+			if err := kr.RemoveKey(h); err != nil {
+				return fmt.Errorf("gossip: drop office key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Join contacts seeds; it is a no-op before Ready and when seeds is empty.

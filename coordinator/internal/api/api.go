@@ -123,6 +123,9 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h
 	}
+	for pattern, h := range a.memberRoutes() {
+		routes[pattern] = h
+	}
 	for pattern, h := range a.patchRoutes() {
 		routes[pattern] = h
 	}
@@ -260,6 +263,7 @@ type officeView struct {
 	CheckinInterval Duration  `json:"checkin_interval"`
 	TimeZone        string    `json:"time_zone"`
 	Subnets         []string  `json:"subnets"`
+	Rotation        string    `json:"rotation,omitempty"` // gossip key rotation phase, while one is under way
 	Revision        uint64    `json:"revision"`
 	Created         time.Time `json:"created"`
 	Agents          int       `json:"agents"`
@@ -350,7 +354,7 @@ func validateOffice(o *store.Office) error {
 
 func (a *API) view(o *store.Office) (officeView, error) {
 	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
-		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Created: o.Created}
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Rotation: o.Rotation, Created: o.Created}
 	if v.Relays == nil {
 		v.Relays = []string{}
 	}

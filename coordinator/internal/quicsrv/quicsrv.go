@@ -52,6 +52,9 @@ type Config struct {
 	// revision from the coordinator; the others learn it from them by
 	// gossip, and at their next check-in at the latest. 0 pushes to all.
 	PushFanout int
+	// KeyPhase is how long each phase of a gossip key rotation lasts; 0
+	// means two of the office's check-in intervals.
+	KeyPhase time.Duration
 }
 
 // Server serves members over QUIC.
@@ -521,17 +524,31 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
 	}
+	if o.Rotation != "" {
+		phase := s.cfg.KeyPhase
+		if phase == 0 {
+			phase = 2 * o.CheckinInterval
+		}
+		if changed, err := s.store.AdvanceKeyRotation(o.Name, phase, now); err != nil {
+			s.log.Error("gossip key rotation", "office", o.Name, "err", err)
+		} else if changed {
+			if o, err = s.store.Office(m.Office); err != nil {
+				return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+			}
+			s.log.Info("gossip key rotation", "office", o.Name, "phase", o.Rotation)
+		}
+	}
 	info, err := s.officeInfo(o, id)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
-	info.GossipKey = o.GossipKey
+	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
 	if m.Roaming {
 		// Outside every office: straight to the coordinator and the file
 		// server, no relays, no gossip.
 		info.Roaming = true
 		info.Mode = wire.Mode_MODE_DIRECT
-		info.Relays, info.GossipSeeds, info.GossipKey = nil, nil, nil
+		info.Relays, info.GossipSeeds, info.GossipKey, info.GossipKeys = nil, nil, nil, nil
 	}
 	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}}}
 }
@@ -712,6 +729,16 @@ func (s *Server) NotifyMember(id string) {
 			s.log.Debug("notify member", "member", id, "err", err)
 		}
 	}()
+}
+
+// Disconnect closes a member's connection (it was removed).
+func (s *Server) Disconnect(id string) {
+	s.mu.Lock()
+	conn, ok := s.conns[id]
+	s.mu.Unlock()
+	if ok {
+		conn.CloseWithError(2, "this member was removed by an admin")
+	}
 }
 
 // Connected reports whether a member has a live connection.

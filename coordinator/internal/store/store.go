@@ -41,9 +41,13 @@ type Office struct {
 	TimeZone        string        `json:"time_zone"` // IANA name; deployment windows are in it
 	// Subnets are the address ranges the office owns: an agent reporting an
 	// address inside one is placed in this office.
-	Subnets   []string  `json:"subnets"`
-	GossipKey []byte    `json:"gossip_key"`
-	Created   time.Time `json:"created"`
+	Subnets   []string `json:"subnets"`
+	GossipKey []byte   `json:"gossip_key"`
+	// GossipKeys are accepted besides GossipKey while it is rotated.
+	GossipKeys    [][]byte  `json:"gossip_keys,omitempty"`
+	Rotation      string    `json:"rotation,omitempty"` // the phase of a key rotation under way
+	RotationSince time.Time `json:"rotation_since,omitempty"`
+	Created       time.Time `json:"created"`
 }
 
 // Token is an enrollment token. Only the SHA-256 of its secret is kept.
