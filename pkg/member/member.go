@@ -322,6 +322,10 @@ func (c *Client) servePush(ctx context.Context, str *quic.Stream) {
 		resp = &wire.Response{Body: &wire.Response_Ack{Ack: &wire.Ack{}}}
 	}
 	_ = wire.WriteMsg(str, resp)
+	// The request was read by its length, not to its end: give the stream
+	// back, or every push holds one of the streams this member lets the
+	// coordinator open, and pushes stall after MaxIncomingStreams of them.
+	str.CancelRead(0)
 }
 
 func (c *Client) setConn(conn *quic.Conn) {

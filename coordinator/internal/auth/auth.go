@@ -115,14 +115,14 @@ type Tokens struct {
 
 // Server is the authorization server.
 type Server struct {
-	cfg   Config
-	st    *store.Store
-	key   ed25519.PrivateKey
-	kid   string
-	log   *slog.Logger
-	now   func() time.Time
-	limit *limiter
-	// failures counts failed sign-ins per address.
+	cfg Config
+	st  *store.Store
+	key ed25519.PrivateKey
+	kid string
+	log *slog.Logger
+	now func() time.Time
+	// limit and failures count failed sign-ins per name and per address.
+	limit    *limiter
 	failures *limiter
 	// hashing bounds concurrent Argon2id runs: each takes KDF.MemoryKiB.
 	hashing chan struct{}
@@ -231,9 +231,9 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	result := "error"
 	defer func() { s.logins.WithLabelValues(result).Inc() }()
 	now := s.now()
-	// Every attempt counts against the name; only failures count against
-	// the address, so that an office behind one NAT can still sign in.
-	if !s.limit.allow("user/"+name, now) || s.failures.exceeded("addr/"+remote, now) {
+	// Failures count against the name and the address; successes do not,
+	// so that an office behind one NAT can still sign in.
+	if s.limit.exceeded("user/"+name, now) || s.failures.exceeded("addr/"+remote, now) {
 		result = "rate_limited"
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
 		return nil, ErrRateLimited
@@ -242,6 +242,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.verify(s.dummy, password, true)
 		result = "bad_credentials"
+		s.limit.allow("user/"+name, now)
 		s.failures.allow("addr/"+remote, now)
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "unknown user", Remote: remote})
 		return nil, ErrBadCredentials
@@ -270,6 +271,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 			return nil, err
 		}
 		result = "bad_credentials"
+		s.limit.allow("user/"+name, now)
 		s.failures.allow("addr/"+remote, now)
 		detail := "wrong password"
 		if !locked.IsZero() {

@@ -708,6 +708,7 @@ func push(ctx context.Context, conn *quic.Conn, notice *wire.Request) error {
 	if err := wire.ReadMsg(str, &resp); err != nil {
 		return err
 	}
+	str.CancelRead(0) // read by length; release the stream
 	return resp.AsError()
 }
 
