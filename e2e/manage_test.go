@@ -51,6 +51,25 @@ func item(c *coordinatortest.Harness, office, host, id string) (status, message 
 	return "", ""
 }
 
+// ranWith reports whether any run the coordinator kept for the agent has
+// the item with a message containing msg.
+func ranWith(c *coordinatortest.Harness, agentID, itemID, msg string) bool {
+	var runs struct {
+		Runs []struct {
+			Items []struct{ ID, Message string }
+		}
+	}
+	c.MustDo("GET", "/v1/agents/"+agentID+"/runs", nil, &runs)
+	for _, r := range runs.Runs {
+		for _, it := range r.Items {
+			if it.ID == itemID && strings.Contains(it.Message, msg) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func readFile(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -101,9 +120,11 @@ func TestSettingsAndPatchesEndToEnd(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("# local tuning\nvm.swappiness = 99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The report saying so may be replaced by the next run's within an
+	// interval; the coordinator's run history keeps it.
+	agentID := c.Agents("tokyo")[0].ID
 	testutil.Eventually(t, 30*time.Second, func() bool {
-		_, msg := item(c, "tokyo", "pc-tokyo", settingID)
-		return strings.Contains(msg, "repaired drift") && readFile(conf) == "# local tuning\nvm.swappiness = 10\n"
+		return readFile(conf) == "# local tuning\nvm.swappiness = 10\n" && ranWith(c, agentID, settingID, "repaired drift: vm.swappiness in /etc/sysctl.d/99-outpost.conf is \"99\"")
 	}, "drift not repaired and reported: %q, %+v", readFile(conf), c.Agents("tokyo"))
 
 	// The package item leaves the policy (hello stays installed); a patch
@@ -169,7 +190,7 @@ func TestSettingsAndPatchesEndToEnd(t *testing.T) {
 	var runs struct {
 		Runs []struct{ Revision uint64 }
 	}
-	c.MustDo("GET", "/v1/agents/"+c.Agents("tokyo")[0].ID+"/runs", nil, &runs)
+	c.MustDo("GET", "/v1/agents/"+agentID+"/runs", nil, &runs)
 	if len(runs.Runs) < 4 || runs.Runs[0].Revision != rev {
 		t.Fatalf("runs = %+v; want several, newest at revision %d", runs, rev)
 	}
