@@ -619,6 +619,9 @@ type Item struct {
 	Window string `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
 	// reboot is "never" (default), "if-needed-inside-window" or "notify-only".
 	Reboot string `protobuf:"bytes,6,opt,name=reboot,proto3" json:"reboot,omitempty"`
+	// report_only items are scanned and reported, never changed: a catalog
+	// patch not approved for the office, so that missing patches show.
+	ReportOnly bool `protobuf:"varint,7,opt,name=report_only,json=reportOnly,proto3" json:"report_only,omitempty"`
 	// Types that are valid to be assigned to Spec:
 	//
 	//	*Item_Package
@@ -699,6 +702,13 @@ func (x *Item) GetReboot() string {
 		return x.Reboot
 	}
 	return ""
+}
+
+func (x *Item) GetReportOnly() bool {
+	if x != nil {
+		return x.ReportOnly
+	}
+	return false
 }
 
 func (x *Item) GetSpec() isItem_Spec {
@@ -2409,14 +2419,16 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x03(\tR\x04data\x12\x16\n" +
 	"\x06format\x18\x05 \x01(\tR\x06format\x12\x18\n" +
 	"\asection\x18\x06 \x01(\tR\asection\x12\x16\n" +
-	"\x06action\x18\a \x01(\tR\x06action\"\xf2\x02\n" +
+	"\x06action\x18\a \x01(\tR\x06action\"\x93\x03\n" +
 	"\x04Item\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12,\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x16.outpost.wire.v1.StateR\x05state\x125\n" +
 	"\bartifact\x18\x04 \x01(\v2\x19.outpost.wire.v1.ArtifactR\bartifact\x12\x16\n" +
 	"\x06window\x18\x05 \x01(\tR\x06window\x12\x16\n" +
-	"\x06reboot\x18\x06 \x01(\tR\x06reboot\x128\n" +
+	"\x06reboot\x18\x06 \x01(\tR\x06reboot\x12\x1f\n" +
+	"\vreport_only\x18\a \x01(\bR\n" +
+	"reportOnly\x128\n" +
 	"\apackage\x18\n" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
