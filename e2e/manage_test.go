@@ -141,6 +141,11 @@ func TestSettingsAndPatchesEndToEnd(t *testing.T) {
 		t.Fatalf("bad feed: %d %s", code, msg)
 	}
 	c.MustDo("POST", "/v1/patches/import", feed, nil)
+	// Imported but not approved: the host scans and reports it missing.
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		st, msg := item(c, "tokyo", "pc-tokyo", "patch/OUT-1")
+		return st == "pending" && strings.Contains(msg, "not approved for this office, nothing changed: missing: hello 1.0.0 is installed")
+	}, "unapproved patch not reported missing: %+v", c.Agents("tokyo"))
 	tokyo, err := time.LoadLocation("Asia/Tokyo")
 	if err != nil {
 		t.Fatal(err)

@@ -259,6 +259,11 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 		}
 		scanMsg = st.GetMessage()
 	}
+	if it.GetReportOnly() {
+		// Known to the coordinator but not asked of this host (a patch not
+		// approved for the office): say what is missing, change nothing.
+		return pending("not approved for this office, nothing changed: %s", scanMsg)
+	}
 	if win != nil {
 		loc := r.location()
 		if open, wait := win.open(r.cfg.Clock(), loc); !open {

@@ -196,6 +196,14 @@ func TestPatchDriftAndRollback(t *testing.T) {
 		Spec: &wire.Item_Patch{Patch: &wire.PatchSpec{Id: "OUT-1", Package: "hello", FixedVersion: "2.0.0", RollbackAllowed: true}}}
 	expect(t, one(t, r, patch), wire.ItemReport_STATUS_NOT_APPLICABLE, false, "hello is not installed")
 	expect(t, one(t, r, hello), wire.ItemReport_STATUS_COMPLIANT, true, "installed hello 1.0.0")
+	// Not approved: reported missing, nothing installed.
+	patch.ReportOnly = true
+	expect(t, one(t, r, patch), wire.ItemReport_STATUS_PENDING, false,
+		"not approved for this office, nothing changed: missing: hello 1.0.0 is installed, OUT-1 fixes it in 2.0.0")
+	if mf, _ := os.ReadFile(filepath.Join(root, "opt", "hello", "bin", "hello")); !strings.Contains(string(mf), "hello 1.0.0") {
+		t.Fatalf("a report-only patch changed the package: %q", mf)
+	}
+	patch.ReportOnly = false
 	expect(t, one(t, r, patch), wire.ItemReport_STATUS_COMPLIANT, true, "installed patch OUT-1: hello 1.0.0 → 2.0.0")
 	expect(t, one(t, r, patch), wire.ItemReport_STATUS_COMPLIANT, false, "installed: hello 2.0.0 has the fix")
 	// Something puts 1.0.0 back (here: an item pinning it, earlier in the

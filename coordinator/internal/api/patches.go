@@ -72,9 +72,9 @@ func (a *API) importPatches(w http.ResponseWriter, r *http.Request) error {
 		return feedError(err)
 	}
 	a.log.Info("patch feed imported", "added", added, "updated", updated)
-	// Offices with approvals get the catalog's new facts (a new fixed
-	// version, a supersedes) in a new revision.
-	if err := a.republishApproved(""); err != nil {
+	// Every office gets the catalog's new facts (new patches to scan for, a
+	// new fixed version, a supersedes) in a new revision.
+	if err := a.republishAll(); err != nil {
 		return err
 	}
 	ids := make([]string, 0, len(ps))
@@ -285,17 +285,23 @@ func (a *API) evaluateRules(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// withPatches adds the office's approved patches to its compiled items:
-// one item per approved patch that no approved patch supersedes and that
-// the admin's YAML does not already name.
+// maxReportOnly bounds how many unapproved patches one office's policy
+// carries for scanning.
+const maxReportOnly = 2000
+
+// withPatches adds the catalog to an office's compiled items: one item per
+// approved patch that no approved patch supersedes and that the admin's
+// YAML does not already name, and a report-only item (scanned, never
+// applied) for each other catalog patch that nothing in the catalog
+// supersedes, so that hosts report what they miss.
 func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, error) {
 	aps, err := a.d.Store.Approvals(office)
-	if err != nil || len(aps) == 0 {
-		return items, err
-	}
-	all, err := a.d.Store.Patches()
 	if err != nil {
 		return nil, err
+	}
+	all, err := a.d.Store.Patches()
+	if err != nil || len(all) == 0 {
+		return items, err
 	}
 	catalog := map[string]store.Patch{}
 	for _, p := range all {
@@ -328,6 +334,25 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 		items = append(items, &wire.Item{Id: "patch/" + p.ID, Kind: policy.KindPatch, State: wire.State_STATE_PRESENT,
 			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: ap.Window, Reboot: ap.Reboot,
 			Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
+		named["patch/"+p.ID] = true
+	}
+	approved := map[string]bool{}
+	for _, ap := range aps {
+		approved[ap.Patch] = true
+	}
+	allIDs := make([]string, 0, len(all))
+	for _, p := range all {
+		allIDs = append(allIDs, p.ID)
+	}
+	replaced := patches.Superseded(allIDs, catalog)
+	n := 0
+	for _, p := range all {
+		if approved[p.ID] || replaced[p.ID] || named["patch/"+p.ID] || n >= maxReportOnly {
+			continue
+		}
+		n++
+		items = append(items, &wire.Item{Id: "patch/" + p.ID, Kind: policy.KindPatch, State: wire.State_STATE_PRESENT,
+			ReportOnly: true, Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
 	}
 	return items, nil
 }
@@ -361,19 +386,14 @@ func (a *API) republish(office string) (uint64, error) {
 	return p.Revision, nil
 }
 
-// republishApproved republishes every office with approvals (or one).
-func (a *API) republishApproved(office string) error {
-	aps, err := a.d.Store.Approvals(office)
+// republishAll republishes every office.
+func (a *API) republishAll() error {
+	offices, err := a.d.Store.Offices()
 	if err != nil {
 		return err
 	}
-	done := map[string]bool{}
-	for _, ap := range aps {
-		if done[ap.Office] {
-			continue
-		}
-		done[ap.Office] = true
-		if _, err := a.republish(ap.Office); err != nil {
+	for _, o := range offices {
+		if _, err := a.republish(o.Name); err != nil {
 			return err
 		}
 	}

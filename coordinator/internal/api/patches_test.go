@@ -87,6 +87,11 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 	if code != 200 || len(out["patches"].([]any)) != 2 {
 		t.Fatalf("list: %d %v", code, out)
 	}
+	// Before any approval every office scans for the newest patch (OUT-2
+	// supersedes OUT-1), report-only, without its artifact.
+	if items := signedItems(t, st, "berlin"); len(items) != 1 || items[0].GetId() != "patch/OUT-2" || !items[0].GetReportOnly() || items[0].GetArtifact() != nil {
+		t.Fatalf("berlin before approval = %v", items)
+	}
 
 	// The admin's policy, then an explicit approval of both: the signed
 	// policy gets OUT-2 only (it supersedes OUT-1), with the window.
@@ -98,7 +103,7 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 		}
 	}
 	items := signedItems(t, st, "berlin")
-	if len(items) != 2 || items[0].GetKind() != "registry" || items[1].GetId() != "patch/OUT-2" || items[1].GetWindow() != "22:00-04:00" ||
+	if len(items) != 2 || items[0].GetKind() != "registry" || items[1].GetId() != "patch/OUT-2" || items[1].GetWindow() != "22:00-04:00" || items[1].GetReportOnly() ||
 		items[1].GetArtifact().GetSha256() != sha || items[1].GetPatch().GetFixedVersion() != "2.0.0" {
 		t.Fatalf("signed items = %v", items)
 	}
