@@ -381,6 +381,11 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		return
 	}
 	code, runErr := s.run(sctx, &open, rw, o)
+	// A technician who stops reading must not hold the session open: the
+	// work is over (a revoked session's processes are already killed).
+	if d, ok := rw.(interface{ SetWriteDeadline(time.Time) error }); ok {
+		_ = d.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	}
 	s.mu.Lock()
 	revoked := ls.revoked
 	s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -293,6 +294,7 @@ func FuzzSessionOpen(f *testing.F) {
 		tech, host := net.Pipe()
 		done := make(chan struct{})
 		go func() { s.Serve(context.Background(), host, func() { host.Close() }); close(done) }()
+		go io.Copy(io.Discard, tech) // a pipe does not buffer: read what the host answers
 		go func() { tech.Write(b); tech.Close() }()
 		<-done
 		if s.Live() != 0 {
