@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,6 +112,8 @@ type Agent struct {
 	mu     sync.Mutex
 	info   *wire.OfficeInfo
 	office string // where the agent is now; its policy applies
+	// noticed is the newest revision a push announced.
+	noticed atomic.Uint64
 	// peerReports are office peers' misdeeds, told at the next check-in.
 	peerReports []string
 	id          *member.Identity
@@ -323,6 +326,13 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 	}
 	if n := req.GetRevisionNotice(); n != nil {
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
+		// Taken before the check-in: a push wants the policy at once.
+		for {
+			old := a.noticed.Load()
+			if n.GetRevision() <= old || a.noticed.CompareAndSwap(old, n.GetRevision()) {
+				break
+			}
+		}
 		a.trigger()
 		return nil
 	}
@@ -358,6 +368,16 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	// wait for a link that is down, so enforcement goes on at the interval.
 	wait := 10 * time.Second
 	for ctx.Err() == nil {
+		a.mu.Lock()
+		office := a.office
+		a.mu.Unlock()
+		if a.noticed.Load() > a.state.RevisionIn(office) {
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := a.syncTo(sctx, a.noticed.Load()); err != nil {
+				a.log.Debug("take pushed revision", "err", err)
+			}
+			cancel()
+		}
 		var err error
 		if wait > 0 || a.link.Connected() {
 			cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
@@ -486,7 +506,16 @@ func (a *Agent) checkin(ctx context.Context) error {
 // sync takes a newer signed policy from the coordinator, if there is one.
 func (a *Agent) sync(ctx context.Context) error {
 	a.mu.Lock()
-	want, office := a.info.GetRevision(), a.office
+	want := a.info.GetRevision()
+	a.mu.Unlock()
+	return a.syncTo(ctx, want)
+}
+
+// syncTo takes the signed policy from the coordinator if it is newer than
+// the one held and want says there is one.
+func (a *Agent) syncTo(ctx context.Context, want uint64) error {
+	a.mu.Lock()
+	office := a.office
 	a.mu.Unlock()
 	have := a.state.RevisionIn(office)
 	if want <= have {

@@ -317,9 +317,13 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 }
 
 // UpdateMember changes a member in place with fn.
+//
+// Check-ins of a whole office arrive together after a push: Batch lets
+// concurrent updates share one transaction and one fsync. fn may run more
+// than once, so it must only set fields.
 func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
 	var out *Member
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Batch(func(tx *bolt.Tx) error {
 		m, err := get[Member](tx, bMembers, id)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", id, err)
