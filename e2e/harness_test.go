@@ -139,12 +139,23 @@ func testLogger() *slog.Logger {
 	return l
 }
 
+// freePort finds a port free for both TCP and UDP (memberlist needs both;
+// QUIC clients hold ephemeral UDP ports on every address).
 func freePort(t testing.TB, ip string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
+	for range 20 {
+		ln, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no port free for TCP and UDP on %s", ip)
+	return ""
 }
