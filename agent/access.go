@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/quic-go/quic-go"
 
 	"github.com/outposthq/outpost/agent/internal/session"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -14,13 +18,54 @@ var started = time.Now()
 
 // startSessions builds the technician session server of this host.
 func (a *Agent) startSessions() error {
-	s, err := session.New(session.Config{DataDir: filepath.Join(a.cfg.DataDir, "sessions"), MemberID: a.id.ID},
+	s, err := session.New(session.Config{DataDir: filepath.Join(a.cfg.DataDir, "sessions"), MemberID: a.id.ID,
+		BreakGlassHash: a.cfg.BreakGlassHash},
 		a.state, inventory{a}, a.log, a.reg)
 	if err != nil {
 		return err
 	}
 	a.sessions = s
 	return nil
+}
+
+// runSessions runs the session server and, when session_listen is set, the
+// direct listener technicians reach without the coordinator.
+func (a *Agent) runSessions(ctx context.Context) error {
+	if a.cfg.SessionListen == "" {
+		return a.sessions.Run(ctx)
+	}
+	// The chain carries the CA so that a technician who pinned its
+	// fingerprint can verify this host's certificate.
+	cert := tls.Certificate{Certificate: append(append([][]byte(nil), a.id.Cert.Certificate...), a.id.CADER), PrivateKey: a.id.Cert.PrivateKey}
+	ln, err := quic.ListenAddr(a.cfg.SessionListen, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		NextProtos: []string{wire.ALPNTechnician}}, &quic.Config{MaxIdleTimeout: time.Minute, MaxIncomingStreams: 16})
+	if err != nil {
+		return fmt.Errorf("listen for direct technician sessions on %s: %w", a.cfg.SessionListen, err)
+	}
+	a.log.Info("direct technician sessions", "addr", ln.Addr().String())
+	a.sessions.Go(func() {
+		defer ln.Close()
+		for {
+			conn, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			a.sessions.Go(func() {
+				defer conn.CloseWithError(0, "")
+				for {
+					str, err := conn.AcceptStream(ctx)
+					if err != nil {
+						return
+					}
+					a.sessions.Go(func() {
+						a.sessions.Serve(ctx, str, func() { str.CancelRead(0) })
+						a.flushAudit(ctx)
+					})
+				}
+			})
+		}
+	})
+	return a.sessions.Run(ctx)
 }
 
 // onAccessPush takes the coordinator's technician pushes: revocations, and
@@ -113,4 +158,11 @@ func statusName(s wire.ItemReport_Status) string {
 		return "not_applicable"
 	}
 	return "unknown"
+}
+
+// WithSessionListen turns on direct technician sessions on addr and, with
+// a non-empty hash, the break-glass password (tests; agent.yaml has
+// session_listen and break_glass_hash).
+func WithSessionListen(addr, breakGlassHash string) Option {
+	return func(a *Agent) { a.cfg.SessionListen, a.cfg.BreakGlassHash = addr, breakGlassHash }
 }

@@ -54,6 +54,14 @@ type Config struct {
 	// Fast uses short timers (tests and the demo): quick reconnects and
 	// loopback gossip timings.
 	Fast bool `yaml:"fast"`
+
+	// SessionListen is a host:port where technicians may reach this host
+	// directly (QUIC, ALPN outpost-technician/1); empty (the default): only
+	// sessions brokered by the coordinator, no inbound port.
+	SessionListen string `yaml:"session_listen"`
+	// BreakGlassHash is the Argon2id hash (outpost hash-password) of a
+	// host-local password for when the coordinator is gone; empty: off.
+	BreakGlassHash string `yaml:"break_glass_hash"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -249,7 +257,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 	}
 	start("coordinator link", link.Run)
-	start("technician sessions", a.sessions.Run)
+	start("technician sessions", a.runSessions)
 	every := 5 * time.Second
 	if a.cfg.Fast {
 		every = time.Second

@@ -50,6 +50,7 @@ type technician struct {
 	c    *coordinatortest.Harness
 	name string
 	dir  string
+	env  []string // extra environment, e.g. direct mode
 }
 
 func newTechnician(t testing.TB, c *coordinatortest.Harness, name string) *technician {
@@ -70,6 +71,7 @@ func (r cliResult) String() string {
 func (tc *technician) cmd(ctx context.Context, stdin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, outpostCLI(tc.t), args...)
 	cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+tc.c.URL, "OUTPOST_CONFIG_DIR="+tc.dir, "OUTPOST_TOKEN=", "OUTPOST_TOKEN_FILE=")
+	cmd.Env = append(cmd.Env, tc.env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	return cmd
 }

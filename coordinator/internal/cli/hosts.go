@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -26,36 +29,91 @@ type session struct {
 }
 
 func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
-	c, err := fresh(ctx, e.getenv)
-	if err != nil {
-		return nil, err
+	direct, localUser := e.getenv("OUTPOST_DIRECT"), e.getenv("OUTPOST_LOCAL_USER")
+	var c *credentials
+	var err error
+	if localUser == "" {
+		if c, err = fresh(ctx, e.getenv); err != nil {
+			return nil, err
+		}
+	} else if c, _, err = loadCredentials(e.getenv); err != nil {
+		c = &credentials{} // break-glass works without a sign-in
 	}
-	addr := e.getenv("OUTPOST_QUIC")
+	fingerprint := e.getenv("OUTPOST_CA_FINGERPRINT")
+	if fingerprint == "" {
+		fingerprint = c.CAFingerprint
+	}
+	addr := direct
+	if addr == "" {
+		addr = e.getenv("OUTPOST_QUIC")
+	}
 	if addr == "" {
 		addr = c.QUICAddr
 	}
-	if addr == "" || c.CAFingerprint == "" {
-		return nil, errors.New("the sign-in does not say how to reach hosts (no QUIC address or CA fingerprint): run outpost login again, or set OUTPOST_QUIC=host:port")
+	if addr == "" || fingerprint == "" {
+		return nil, errors.New("the sign-in does not say how to reach hosts (no QUIC address or CA fingerprint): run outpost login again, or set OUTPOST_QUIC=host:port (OUTPOST_DIRECT and OUTPOST_CA_FINGERPRINT for a host itself)")
 	}
-	tlsConf, err := tlsutil.PinnedConfig(c.CAFingerprint, wire.ALPNTechnician)
+	var tlsConf *tls.Config
+	if direct != "" {
+		tlsConf, err = hostTLS(fingerprint, open.GetHost())
+	} else {
+		tlsConf, err = tlsutil.PinnedConfig(fingerprint, wire.ALPNTechnician)
+	}
 	if err != nil {
 		return nil, err
 	}
 	conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: time.Minute, KeepAlivePeriod: 15 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("reach the coordinator's QUIC port %s: %w", addr, err)
+		return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
 	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		conn.CloseWithError(0, "")
 		return nil, fmt.Errorf("open a session through %s: %w", addr, err)
 	}
-	open.Token = c.AccessToken
+	if localUser != "" {
+		open.LocalUser, open.LocalPassword = localUser, e.getenv("OUTPOST_LOCAL_PASSWORD")
+	} else {
+		open.Token = c.AccessToken
+	}
 	if err := wire.WriteMsg(str, open); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
 	return &session{conn: conn, str: str, user: c.User}, nil
+}
+
+// hostTLS verifies a host's own certificate in direct mode: issued by the
+// CA with the pinned fingerprint (the host sends it along), and for a host
+// named by member id, issued to that member.
+func hostTLS(fingerprint, host string) (*tls.Config, error) {
+	want, err := tlsutil.NormalizeFingerprint(fingerprint)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         []string{wire.ALPNTechnician},
+		InsecureSkipVerify: true, // replaced by VerifyConnection
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			chain := cs.PeerCertificates
+			for _, ca := range chain {
+				if tlsutil.Fingerprint(ca.Raw) != want || len(chain) == 0 {
+					continue
+				}
+				pool := x509.NewCertPool()
+				pool.AddCert(ca)
+				if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+					return fmt.Errorf("the host's certificate is not issued by the pinned CA: %w", err)
+				}
+				if strings.HasPrefix(host, "ag-") && chain[0].Subject.CommonName != host {
+					return fmt.Errorf("reached %s, not %s", chain[0].Subject.CommonName, host)
+				}
+				return nil
+			}
+			return fmt.Errorf("the host's CA does not match the pinned fingerprint %s", want)
+		},
+	}, nil
 }
 
 func (s *session) close() {
@@ -160,6 +218,35 @@ func (s *session) forwardStdin(r io.Reader) {
 
 func hostCommands() []*command {
 	return []*command{
+		{
+			name: "hash-password", minArgs: 0, maxArgs: 0, offline: true,
+			summary: "print the Argon2id hash of a password read from standard input (a host's break_glass_hash)",
+			help: `Break-glass is a host-local password for when the coordinator is gone; it
+is off unless the host's agent.yaml has break_glass_hash (and, to be reached
+without the coordinator, session_listen). Users marked force-server-security
+cannot use it. A technician then connects straight to the host:
+
+  OUTPOST_DIRECT=10.1.0.23:8029 OUTPOST_CA_FINGERPRINT=sha256:... \
+  OUTPOST_LOCAL_USER=tina OUTPOST_LOCAL_PASSWORD=... outpost exec pc-7 -- id
+
+Examples:
+  outpost hash-password < glass.pw
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					pw, err := readPassword(e, true)
+					if err != nil {
+						return err
+					}
+					h, err := auth.HashPassword(pw, auth.DefaultKDF())
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintln(e.stdout, h)
+					return err
+				}
+			},
+		},
 		{
 			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true,
 			summary: "run a command on a host (needs the command right)",

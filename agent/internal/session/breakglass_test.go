@@ -1,0 +1,66 @@
+package session
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+func phc(password string) string {
+	salt := []byte("0123456789abcdef")
+	sum := argon2.IDKey([]byte(password), salt, 1, 1024, 1, 32)
+	return fmt.Sprintf("$argon2id$v=%d$m=1024,t=1,p=1$%s$%s", argon2.Version,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(sum))
+}
+
+func TestBreakGlass(t *testing.T) {
+	f := newFixture(t)
+	exec := func(user, pw string) *result {
+		_, res := f.open(t, &wire.SessionOpen{LocalUser: user, LocalPassword: pw, Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/echo", "glass"}})
+		return wait(t, res, 10*time.Second)
+	}
+	if r := exec("tina", "glass-password"); !strings.Contains(r.end.GetError(), "break-glass sign-in is off") {
+		t.Fatalf("off by default: %v", r.end)
+	}
+	f.s.cfg.BreakGlassHash = phc("glass-password")
+	f.s.policy.(fixedPolicy).p.ForceServerSecurityUsers = []string{"tom"}
+	if r := exec("tom", "glass-password"); !strings.Contains(r.end.GetError(), "force server security") {
+		t.Fatalf("force-server-security user: %v", r.end)
+	}
+	if r := exec("tina", "glass-password"); r.end.GetError() != "" || r.stdout.String() != "glass\n" {
+		t.Fatalf("break-glass: %v %q", r.end, r.stdout.String())
+	}
+	for range 5 {
+		if r := exec("tina", "wrong"); !strings.Contains(r.end.GetError(), "wrong") {
+			t.Fatalf("wrong password: %v", r.end)
+		}
+	}
+	if r := exec("tina", "glass-password"); !strings.Contains(r.end.GetError(), "too many") {
+		t.Fatalf("after 5 failures: %v", r.end)
+	}
+	found := false
+	for _, rec := range f.s.PendingAudit() {
+		found = found || (rec.GetUser() == "local:tina" && rec.GetAllowed())
+	}
+	if !found {
+		t.Fatal("break-glass session not audited as local:tina")
+	}
+}
+
+func TestVerifyArgon2idRefusesDamage(t *testing.T) {
+	h := phc("pw-1234567890")
+	if !verifyArgon2id(h, "pw-1234567890") || verifyArgon2id(h, "pw-1234567891") {
+		t.Fatal("verify")
+	}
+	for _, bad := range []string{"", "$argon2i$v=19$m=1024,t=1,p=1$AA$AA", strings.Replace(h, "t=1", "t=99", 1), "$argon2id$v=19$m=1024,t=1,p=1$!$!"} {
+		if verifyArgon2id(bad, "pw-1234567890") {
+			t.Fatalf("accepted %q", bad)
+		}
+	}
+}
