@@ -120,6 +120,7 @@ type Agent struct {
 	mu     sync.Mutex
 	info   *wire.OfficeInfo
 	office string // where the agent is now; its policy applies
+	peers  *peerPolicy
 	// noticed is the newest revision a push announced.
 	noticed atomic.Uint64
 	// peerReports are office peers' misdeeds, told at the next check-in.
@@ -226,6 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.peers = peers
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
 		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
@@ -553,6 +555,11 @@ func (a *Agent) syncTo(ctx context.Context, want uint64) error {
 func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.revision.Set(float64(p.GetRevision()))
 	a.gossip.setRevision(p.GetRevision())
+	if a.peers != nil {
+		if sp := a.state.Signed(); sp != nil {
+			a.peers.spread(sp, p.GetRevision())
+		}
+	}
 	a.log.Info("policy accepted", "office", p.GetOffice(), "revision", p.GetRevision(), "items", len(p.GetItems()), "from", from)
 	a.trigger()
 }

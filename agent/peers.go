@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -132,6 +133,26 @@ func (p *peerPolicy) Message(b []byte) {
 		p.accept(m.GetFrom(), body.Policy)
 	}
 }
+
+// spread hands a newly accepted policy to a few peers that announce an
+// older revision: an epidemic push, so that an office converges in a few
+// rounds instead of waiting for each member to notice and ask.
+func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
+	var behind []gossip.Peer
+	for _, peer := range p.a.gossip.peers() {
+		if peer.Meta.Role == "agent" && peer.Meta.Revision < rev {
+			behind = append(behind, peer)
+		}
+	}
+	rand.Shuffle(len(behind), func(i, j int) { behind[i], behind[j] = behind[j], behind[i] })
+	m := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
+	for _, peer := range behind[:min(spreadFanout, len(behind))] {
+		go p.send(peer.Name, m)
+	}
+}
+
+// spreadFanout is how many peers a member hands a new policy to.
+const spreadFanout = 3
 
 func (p *peerPolicy) accept(from string, sp *wire.SignedPolicy) {
 	office, _ := p.a.Office()
