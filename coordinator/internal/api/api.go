@@ -132,9 +132,6 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	for pattern, h := range a.officeRoutes() {
 		routes[pattern] = h
 	}
-	for pattern, h := range a.accessRoutes() {
-		routes[pattern] = h
-	}
 	for pattern, h := range routes {
 		a.mux.Handle(pattern, a.handle(pattern, h))
 	}
