@@ -14,7 +14,8 @@ CMDS := ./coordinator/cmd/outpost-coordinator ./coordinator/cmd/outpost \
         ./agent/cmd/outpost-agent ./relay/cmd/outpost-relay \
         ./plugins/packages/cmd/outpost-plugin-package \
         ./plugins/registry/cmd/outpost-plugin-registry \
-        ./plugins/patch/cmd/outpost-plugin-patch
+        ./plugins/patch/cmd/outpost-plugin-patch \
+        ./loadgen/cmd/outpost-loadgen
 PROTOS := $(wildcard pkg/wire/*.proto) plugins/proto/plugin.proto
 
 .PHONY: help build test test-integ bench demo check proto clean
