@@ -51,8 +51,22 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			for _, peer := range p.a.gossip.peers() {
+			p.mu.Lock()
+			for k, at := range p.asked {
+				if time.Since(at) > time.Minute {
+					delete(p.asked, k)
+				}
+			}
+			p.mu.Unlock()
+			peers := p.a.gossip.peers()
+			for _, peer := range peers {
 				p.consider(peer)
+			}
+			// Anti-entropy: announcements can be lost in a large office,
+			// so each tick also asks one peer at random; it answers only
+			// when it holds something newer.
+			if len(peers) > 0 {
+				p.ask(peers[rand.IntN(len(peers))].Name)
 			}
 		}
 	}
@@ -99,9 +113,18 @@ func (p *peerPolicy) consider(peer gossip.Peer) {
 	}
 	p.asked[key] = time.Now()
 	p.mu.Unlock()
+	p.ask(peer.Name)
+}
+
+// ask asks a peer for its policy if it is newer than the one held.
+func (p *peerPolicy) ask(peer string) {
+	office, roaming := p.a.Office()
+	if roaming {
+		return
+	}
 	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
-		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: have}}}
-	go p.send(peer.Name, req)
+		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office)}}}
+	go p.send(peer, req)
 }
 
 func (p *peerPolicy) send(to string, m *wire.PeerMessage) {
