@@ -304,7 +304,7 @@ func (a *Agent) enrol(ctx context.Context) (*member.Identity, error) {
 		backoff = 100 * time.Millisecond
 	}
 	for {
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
 		id, err := member.LoadOrEnroll(dctx, filepath.Join(a.cfg.DataDir, "identity"), a.cfg.Coordinator, a.cfg.CAFingerprint,
 			a.cfg.EnrollToken, a.cfg.Hostname, wire.Role_ROLE_AGENT, a.log)
 		cancel()
