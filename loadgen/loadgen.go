@@ -34,6 +34,10 @@ type Config struct {
 	DataDir    string // each agent gets a directory below it
 	PluginsDir string
 	Prefix     string // hostname prefix
+	// Fast uses loopback timers for gossip and reconnects (small test
+	// fleets); off, the agents run the timers of a real office network,
+	// which is what a large fleet on one machine can afford.
+	Fast bool
 }
 
 // Fleet is a running fleet.
@@ -110,7 +114,7 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 	acfg.DataDir, acfg.Root = filepath.Join(dir, "data"), filepath.Join(dir, "root")
 	acfg.PluginsDir = cfg.PluginsDir
 	acfg.Hostname = fmt.Sprintf("%s-%05d", cfg.Prefix, i)
-	acfg.Fast = true
+	acfg.Fast = cfg.Fast
 	bind, err := freePort(ip)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: agent %d: %w (is %s configured on the loopback interface?)", i, err, ip)

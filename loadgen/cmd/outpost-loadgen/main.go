@@ -35,6 +35,7 @@ func run() error {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "where the agents keep their state (default: a new temporary directory)")
 	fs.StringVar(&cfg.PluginsDir, "plugins-dir", "bin", "where the plugin binaries are")
 	every := fs.Duration("every", 5*time.Second, "how often to print the fleet's revisions")
+	fs.BoolVar(&cfg.Fast, "fast", false, "loopback gossip timers (small fleets); default: the timers of a real office network")
 	level := fs.String("log-level", "error", "agents' log level")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
