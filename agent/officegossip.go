@@ -135,6 +135,14 @@ func (g *officeGossip) setRevision(rev uint64) {
 	}
 }
 
+func (g *officeGossip) sendTo(to, addr string, msg []byte) error {
+	n := g.current()
+	if n == nil {
+		return errors.New("not in any office's gossip")
+	}
+	return n.SendTo(to, addr, msg)
+}
+
 func (g *officeGossip) send(to string, msg []byte) error {
 	n := g.current()
 	if n == nil {

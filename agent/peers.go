@@ -123,7 +123,7 @@ func (p *peerPolicy) ask(peer string) {
 		return
 	}
 	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
-		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office)}}}
+		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office), ReplyTo: p.a.gossip.addr()}}}
 	go p.send(peer, req)
 }
 
@@ -134,6 +134,16 @@ func (p *peerPolicy) send(to string, m *wire.PeerMessage) {
 	}
 	if err != nil {
 		p.a.log.Debug("message to office peer", "peer", to, "err", err)
+	}
+}
+
+func (p *peerPolicy) sendTo(to, addr string, m *wire.PeerMessage) {
+	b, err := proto.Marshal(m)
+	if err == nil {
+		err = p.a.gossip.sendTo(to, addr, b)
+	}
+	if err != nil {
+		p.a.log.Debug("answer office peer", "peer", to, "addr", addr, "err", err)
 	}
 }
 
@@ -151,7 +161,12 @@ func (p *peerPolicy) Message(b []byte) {
 		if sp == nil || body.PolicyRequest.GetOffice() != office || p.a.state.RevisionIn(office) <= body.PolicyRequest.GetHaveRevision() {
 			return
 		}
-		go p.send(m.GetFrom(), &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}})
+		answer := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
+		if to := body.PolicyRequest.GetReplyTo(); to != "" {
+			go p.sendTo(m.GetFrom(), to, answer)
+		} else {
+			go p.send(m.GetFrom(), answer)
+		}
 	case *wire.PeerMessage_Policy:
 		p.accept(m.GetFrom(), body.Policy)
 	}

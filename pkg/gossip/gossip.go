@@ -271,6 +271,26 @@ func (e events) set(m *memberlist.Node) {
 	}
 }
 
+// SendTo delivers msg to the member named to at addr (host:port), whether
+// or not this node lists it as alive.
+func (n *Node) SendTo(to, addr string, msg []byte) error {
+	if len(msg) > MaxMessage {
+		return fmt.Errorf("gossip: message of %d bytes is over the limit", len(msg))
+	}
+	host, port, err := splitHostPort(addr)
+	ip := net.ParseIP(host)
+	if err != nil || ip == nil || port == 0 {
+		return fmt.Errorf("gossip: %q is not an address to answer", addr)
+	}
+	n.mu.Lock()
+	ml := n.ml
+	n.mu.Unlock()
+	if ml == nil {
+		return fmt.Errorf("gossip: not running")
+	}
+	return ml.SendReliable(&memberlist.Node{Name: to, Addr: ip, Port: uint16(port)}, msg)
+}
+
 // Send delivers msg to the peer named to over the office's encrypted
 // stream transport.
 func (n *Node) Send(to string, msg []byte) error {

@@ -26,9 +26,12 @@ const (
 )
 
 type PeerPolicyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Office        string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
-	HaveRevision  uint64                 `protobuf:"varint,2,opt,name=have_revision,json=haveRevision,proto3" json:"have_revision,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Office       string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	HaveRevision uint64                 `protobuf:"varint,2,opt,name=have_revision,json=haveRevision,proto3" json:"have_revision,omitempty"`
+	// The asker's gossip host:port, to answer even a member that the
+	// responder has (wrongly) marked dead and no longer lists.
+	ReplyTo       string `protobuf:"bytes,3,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,6 +78,13 @@ func (x *PeerPolicyRequest) GetHaveRevision() uint64 {
 		return x.HaveRevision
 	}
 	return 0
+}
+
+func (x *PeerPolicyRequest) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
 }
 
 type PeerMessage struct {
@@ -171,10 +181,11 @@ var File_pkg_wire_peer_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x13pkg/wire/peer.proto\x12\x0foutpost.wire.v1\x1a\x13pkg/wire/wire.proto\"P\n" +
+	"\x13pkg/wire/peer.proto\x12\x0foutpost.wire.v1\x1a\x13pkg/wire/wire.proto\"k\n" +
 	"\x11PeerPolicyRequest\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12#\n" +
-	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\"\xaf\x01\n" +
+	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\x12\x19\n" +
+	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xaf\x01\n" +
 	"\vPeerMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12K\n" +
 	"\x0epolicy_request\x18\x02 \x01(\v2\".outpost.wire.v1.PeerPolicyRequestH\x00R\rpolicyRequest\x127\n" +
