@@ -303,31 +303,11 @@ func (a *Agent) enrol(ctx context.Context) (*member.Identity, error) {
 	if a.cfg.Fast {
 		backoff = 100 * time.Millisecond
 	}
-	for {
-		dctx, cancel := context.WithTimeout(ctx, time.Minute)
-		id, err := member.LoadOrEnroll(dctx, filepath.Join(a.cfg.DataDir, "identity"), a.cfg.Coordinator, a.cfg.CAFingerprint,
-			a.cfg.EnrollToken, a.cfg.Hostname, wire.Role_ROLE_AGENT, a.log)
-		cancel()
-		if err == nil {
-			return id, nil
-		}
-		var re *wire.RemoteError
-		if errors.As(err, &re) || ctx.Err() != nil || !retryable(err) {
-			return nil, err
-		}
-		a.log.Warn("enrollment: coordinator unreachable; retrying", "in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-}
-
-func retryable(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
+	return member.LoadOrEnrollRetrying(ctx, member.EnrolRequest{
+		Dir: filepath.Join(a.cfg.DataDir, "identity"), Coordinator: a.cfg.Coordinator,
+		Fingerprint: a.cfg.CAFingerprint, Token: a.cfg.EnrollToken, Hostname: a.cfg.Hostname,
+		Role: wire.Role_ROLE_AGENT, FirstBackoff: backoff,
+	}, a.log)
 }
 
 func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {

@@ -2,10 +2,8 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -63,29 +61,16 @@ func (m *membership) FileServer(ctx context.Context) (*wire.FileServerResponse, 
 // token is final), then runs the link, gossip and check-ins until ctx ends.
 func (m *membership) Run(ctx context.Context) error {
 	hostname, _ := os.Hostname()
-	var id *member.Identity
-	backoff := 500 * time.Millisecond
-	for {
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		var err error
-		id, err = member.LoadOrEnroll(dctx, filepath.Join(m.cfg.DataDir, "identity"), m.cfg.CoordinatorAddr(),
-			m.cfg.CAFingerprint, m.cfg.EnrollToken, hostname, wire.Role_ROLE_RELAY, m.log)
-		cancel()
-		if err == nil {
-			break
-		}
-		var re *wire.RemoteError
-		var ne net.Error
-		if errors.As(err, &re) || ctx.Err() != nil || !(errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) {
-			return err
-		}
-		m.log.Warn("enrollment: coordinator unreachable; retrying", "in", backoff, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
+	id, err := member.LoadOrEnrollRetrying(ctx, member.EnrolRequest{
+		Dir: filepath.Join(m.cfg.DataDir, "identity"), Coordinator: m.cfg.CoordinatorAddr(),
+		Fingerprint: m.cfg.CAFingerprint, Token: m.cfg.EnrollToken, Hostname: hostname,
+		Role: wire.Role_ROLE_RELAY, FirstBackoff: 500 * time.Millisecond,
+	}, m.log)
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	if id.Role != wire.Role_ROLE_RELAY {
 		return fmt.Errorf("the identity in %s is an agent's, not a relay's", filepath.Join(m.cfg.DataDir, "identity"))

@@ -362,3 +362,42 @@ func (c *Client) Call(ctx context.Context, req *wire.Request) (*wire.Response, e
 		}
 	}
 }
+
+// EnrolRequest is what LoadOrEnrollRetrying needs.
+type EnrolRequest struct {
+	Dir, Coordinator, Fingerprint, Token, Hostname string
+	Role                                           wire.Role
+	// FirstBackoff is the first wait after an unreachable coordinator; it
+	// doubles up to 30 s.
+	FirstBackoff time.Duration
+}
+
+// LoadOrEnrollRetrying is LoadOrEnroll that keeps trying while the
+// coordinator is unreachable (each attempt gets a minute); a refused
+// token, or any other answer, is final.
+func LoadOrEnrollRetrying(ctx context.Context, r EnrolRequest, log *slog.Logger) (*Identity, error) {
+	backoff := r.FirstBackoff
+	if backoff <= 0 {
+		backoff = time.Second
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		id, err := LoadOrEnroll(actx, r.Dir, r.Coordinator, r.Fingerprint, r.Token, r.Hostname, r.Role, log)
+		cancel()
+		if err == nil {
+			return id, nil
+		}
+		var re *wire.RemoteError
+		var ne net.Error
+		if errors.As(err, &re) || ctx.Err() != nil || !(errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) {
+			return nil, err
+		}
+		log.Warn("enrollment: coordinator unreachable; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
