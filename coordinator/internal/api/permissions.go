@@ -199,6 +199,16 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	if err := a.needAuth(); err != nil {
 		return err
 	}
+	m, err := a.d.Store.Member(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return a.setPermissions(w, r, store.HostScope(m.ID), "host "+m.ID, m.Office, permissionsView{Host: m.ID, Office: m.Office})
+}
+
+// setPermissions replaces the grants of one scope (an office or a host),
+// records it, and re-signs the office's policy so hosts learn of it.
+func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what, office string, view permissionsView) error {
 	var in permissionsInput
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
@@ -206,19 +216,16 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	if err := validateGrants(in.Grants); err != nil {
 		return err
 	}
-	m, err := a.d.Store.Member(r.PathValue("id"))
+	if err := a.d.Store.SetPermissions(scope, in.Grants); err != nil {
+		return err
+	}
+	a.audit(r, "permissions.set", what, grantsText(in.Grants))
+	rev, err := a.resign(office)
 	if err != nil {
 		return err
 	}
-	if err := a.d.Store.SetPermissions(store.HostScope(m.ID), in.Grants); err != nil {
-		return err
-	}
-	a.audit(r, "permissions.set", "host "+m.ID, grantsText(in.Grants))
-	rev, err := a.resign(m.Office)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(in.Grants), Revision: rev})
+	view.Grants, view.Revision = nonNil(in.Grants), rev
+	writeJSON(w, http.StatusOK, view)
 	return nil
 }
 
@@ -242,27 +249,11 @@ func (a *API) setOfficePermissions(w http.ResponseWriter, r *http.Request) error
 	if err := a.needAuth(); err != nil {
 		return err
 	}
-	var in permissionsInput
-	if err := decodeJSON(w, r, &in); err != nil {
-		return err
-	}
-	if err := validateGrants(in.Grants); err != nil {
-		return err
-	}
 	o, err := a.d.Store.Office(r.PathValue("name"))
 	if err != nil {
 		return err
 	}
-	if err := a.d.Store.SetPermissions(store.OfficeScope(o.Name), in.Grants); err != nil {
-		return err
-	}
-	a.audit(r, "permissions.set", "office "+o.Name, grantsText(in.Grants))
-	rev, err := a.resign(o.Name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, permissionsView{Office: o.Name, Grants: nonNil(in.Grants), Revision: rev})
-	return nil
+	return a.setPermissions(w, r, store.OfficeScope(o.Name), "office "+o.Name, o.Name, permissionsView{Office: o.Name})
 }
 
 func grantsText(grants []store.Grant) string {
