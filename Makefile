@@ -1,7 +1,8 @@
 # Outpost — build, test, demo and checks. `make help` lists the targets.
 SHELL := bash
 GO    ?= go
-BIN   := $(CURDIR)/bin
+BIN   := bin
+ABSBIN := $(CURDIR)/$(BIN)
 # The file server is a real MinIO built from the Go module proxy, pinned.
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -18,7 +19,7 @@ CMDS := ./coordinator/cmd/outpost-coordinator ./coordinator/cmd/outpost \
         ./loadgen/cmd/outpost-loadgen
 PROTOS := $(wildcard pkg/wire/*.proto) plugins/proto/plugin.proto
 
-.PHONY: help build test test-integ bench demo check proto clean
+.PHONY: help build minio test test-integ bench demo check proto clean
 
 help:
 	@echo "make build   - every binary into ./bin"
@@ -34,7 +35,9 @@ build:
 
 $(BIN)/minio:
 	@echo "installing MinIO $(MINIO_VERSION) into ./bin (a few minutes the first time)"
-	GOBIN=$(BIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+	GOBIN=$(ABSBIN) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+minio: $(BIN)/minio
 
 test: $(BIN)/minio
 	$(GO) test -race -timeout 25m ./...
@@ -50,13 +53,13 @@ demo: $(BIN)/minio build
 	bash scripts/demo.sh
 
 $(BIN)/protoc-gen-go:
-	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(ABSBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
 $(BIN)/protoc-gen-go-grpc:
-	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	GOBIN=$(ABSBIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
 proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
-	PATH=$(BIN):$$PATH protoc -I . --go_out=. --go_opt=module=github.com/outposthq/outpost \
+	PATH=$(ABSBIN):$$PATH protoc -I . --go_out=. --go_opt=module=github.com/outposthq/outpost \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/outposthq/outpost $(PROTOS)
 
 check: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
@@ -68,7 +71,7 @@ check: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 	  cp /tmp/outpost-go.mod.bak go.mod; cp /tmp/outpost-go.sum.bak go.sum; exit 1; fi
 	@echo "import boundaries"; $(GO) test -run TestImportBoundaries .
 	@echo "generated protobuf code"; if command -v protoc >/dev/null; then \
-	  tmp=$$(mktemp -d); PATH=$(BIN):$$PATH protoc -I . --go_out=$$tmp --go_opt=module=github.com/outposthq/outpost \
+	  tmp=$$(mktemp -d); PATH=$(ABSBIN):$$PATH protoc -I . --go_out=$$tmp --go_opt=module=github.com/outposthq/outpost \
 	    --go-grpc_out=$$tmp --go-grpc_opt=module=github.com/outposthq/outpost $(PROTOS) && \
 	  for f in $$(cd $$tmp && find . -name '*.go'); do cmp -s $$tmp/$$f $$f || { echo "$$f is stale: run make proto"; exit 1; }; done; \
 	  else echo "protoc not installed: skipping the stale-code check (apt-get install protobuf-compiler)"; fi
