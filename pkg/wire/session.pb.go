@@ -696,6 +696,9 @@ type SessionOpen struct {
 	// not for users with force_server_security.
 	LocalUser     string `protobuf:"bytes,7,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
 	LocalPassword string `protobuf:"bytes,8,opt,name=local_password,json=localPassword,proto3" json:"local_password,omitempty"`
+	// KIND_SHELL: run the shell on a pseudo-terminal of this size (full-screen
+	// programs, line editing, job control); absent: pipes.
+	Terminal      *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -786,6 +789,119 @@ func (x *SessionOpen) GetLocalPassword() string {
 	return ""
 }
 
+func (x *SessionOpen) GetTerminal() *Terminal {
+	if x != nil {
+		return x.Terminal
+	}
+	return nil
+}
+
+// Terminal is the technician's terminal: its type and size.
+type Terminal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          string                 `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"` // TERM, e.g. xterm-256color
+	Size          *WindowSize            `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Terminal) Reset() {
+	*x = Terminal{}
+	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Terminal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Terminal) ProtoMessage() {}
+
+func (x *Terminal) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Terminal.ProtoReflect.Descriptor instead.
+func (*Terminal) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Terminal) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+func (x *Terminal) GetSize() *WindowSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowSize) Reset() {
+	*x = WindowSize{}
+	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowSize) ProtoMessage() {}
+
+func (x *WindowSize) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
+func (*WindowSize) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WindowSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WindowSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 // SessionInput is what the technician sends after SessionOpen.
 type SessionInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -795,6 +911,7 @@ type SessionInput struct {
 	//	*SessionInput_CloseStdin
 	//	*SessionInput_FileData
 	//	*SessionInput_FileEnd
+	//	*SessionInput_Resize
 	Body          isSessionInput_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -802,7 +919,7 @@ type SessionInput struct {
 
 func (x *SessionInput) Reset() {
 	*x = SessionInput{}
-	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	mi := &file_pkg_wire_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +931,7 @@ func (x *SessionInput) String() string {
 func (*SessionInput) ProtoMessage() {}
 
 func (x *SessionInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	mi := &file_pkg_wire_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +944,7 @@ func (x *SessionInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInput.ProtoReflect.Descriptor instead.
 func (*SessionInput) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{10}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionInput) GetBody() isSessionInput_Body {
@@ -873,6 +990,15 @@ func (x *SessionInput) GetFileEnd() bool {
 	return false
 }
 
+func (x *SessionInput) GetResize() *WindowSize {
+	if x != nil {
+		if x, ok := x.Body.(*SessionInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isSessionInput_Body interface {
 	isSessionInput_Body()
 }
@@ -893,6 +1019,10 @@ type SessionInput_FileEnd struct {
 	FileEnd bool `protobuf:"varint,4,opt,name=file_end,json=fileEnd,proto3,oneof"`
 }
 
+type SessionInput_Resize struct {
+	Resize *WindowSize `protobuf:"bytes,5,opt,name=resize,proto3,oneof"` // the technician's terminal changed size
+}
+
 func (*SessionInput_Stdin) isSessionInput_Body() {}
 
 func (*SessionInput_CloseStdin) isSessionInput_Body() {}
@@ -900,6 +1030,8 @@ func (*SessionInput_CloseStdin) isSessionInput_Body() {}
 func (*SessionInput_FileData) isSessionInput_Body() {}
 
 func (*SessionInput_FileEnd) isSessionInput_Body() {}
+
+func (*SessionInput_Resize) isSessionInput_Body() {}
 
 // Inventory is what a host is and holds.
 type Inventory struct {
@@ -920,7 +1052,7 @@ type Inventory struct {
 
 func (x *Inventory) Reset() {
 	*x = Inventory{}
-	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	mi := &file_pkg_wire_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1064,7 @@ func (x *Inventory) String() string {
 func (*Inventory) ProtoMessage() {}
 
 func (x *Inventory) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	mi := &file_pkg_wire_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1077,7 @@ func (x *Inventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inventory.ProtoReflect.Descriptor instead.
 func (*Inventory) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Inventory) GetMemberId() string {
@@ -1031,7 +1163,7 @@ type InventoryItem struct {
 
 func (x *InventoryItem) Reset() {
 	*x = InventoryItem{}
-	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	mi := &file_pkg_wire_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1175,7 @@ func (x *InventoryItem) String() string {
 func (*InventoryItem) ProtoMessage() {}
 
 func (x *InventoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	mi := &file_pkg_wire_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1188,7 @@ func (x *InventoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryItem.ProtoReflect.Descriptor instead.
 func (*InventoryItem) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{12}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InventoryItem) GetId() string {
@@ -1099,7 +1231,7 @@ type SessionAccepted struct {
 
 func (x *SessionAccepted) Reset() {
 	*x = SessionAccepted{}
-	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	mi := &file_pkg_wire_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1243,7 @@ func (x *SessionAccepted) String() string {
 func (*SessionAccepted) ProtoMessage() {}
 
 func (x *SessionAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	mi := &file_pkg_wire_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1256,7 @@ func (x *SessionAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionAccepted.ProtoReflect.Descriptor instead.
 func (*SessionAccepted) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SessionAccepted) GetUser() string {
@@ -1161,7 +1293,7 @@ type SessionEnd struct {
 
 func (x *SessionEnd) Reset() {
 	*x = SessionEnd{}
-	mi := &file_pkg_wire_session_proto_msgTypes[14]
+	mi := &file_pkg_wire_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1305,7 @@ func (x *SessionEnd) String() string {
 func (*SessionEnd) ProtoMessage() {}
 
 func (x *SessionEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[14]
+	mi := &file_pkg_wire_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1318,7 @@ func (x *SessionEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnd.ProtoReflect.Descriptor instead.
 func (*SessionEnd) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionEnd) GetExitCode() int32 {
@@ -1236,7 +1368,7 @@ type SessionOutput struct {
 
 func (x *SessionOutput) Reset() {
 	*x = SessionOutput{}
-	mi := &file_pkg_wire_session_proto_msgTypes[15]
+	mi := &file_pkg_wire_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1380,7 @@ func (x *SessionOutput) String() string {
 func (*SessionOutput) ProtoMessage() {}
 
 func (x *SessionOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[15]
+	mi := &file_pkg_wire_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1393,7 @@ func (x *SessionOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOutput.ProtoReflect.Descriptor instead.
 func (*SessionOutput) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionOutput) GetBody() isSessionOutput_Body {
@@ -1396,7 +1528,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_pkg_wire_session_proto_msgTypes[16]
+	mi := &file_pkg_wire_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1540,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[16]
+	mi := &file_pkg_wire_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1553,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *AuditRecord) GetId() string {
@@ -1483,7 +1615,7 @@ type AuditBatch struct {
 
 func (x *AuditBatch) Reset() {
 	*x = AuditBatch{}
-	mi := &file_pkg_wire_session_proto_msgTypes[17]
+	mi := &file_pkg_wire_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1627,7 @@ func (x *AuditBatch) String() string {
 func (*AuditBatch) ProtoMessage() {}
 
 func (x *AuditBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[17]
+	mi := &file_pkg_wire_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1640,7 @@ func (x *AuditBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditBatch.ProtoReflect.Descriptor instead.
 func (*AuditBatch) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AuditBatch) GetRecords() []*AuditRecord {
@@ -1560,7 +1692,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\vrevocations\x18\x02 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\".\n" +
 	"\rSessionAttach\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdd\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\x94\x03\n" +
 	"\vSessionOpen\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x125\n" +
@@ -1570,7 +1702,8 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x1d\n" +
 	"\n" +
 	"local_user\x18\a \x01(\tR\tlocalUser\x12%\n" +
-	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\"k\n" +
+	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\x125\n" +
+	"\bterminal\x18\t \x01(\v2\x19.outpost.wire.v1.TerminalR\bterminal\"k\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_EXEC\x10\x01\x12\x0e\n" +
@@ -1578,13 +1711,21 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"KIND_SHELL\x10\x02\x12\x12\n" +
 	"\x0eKIND_INVENTORY\x10\x03\x12\f\n" +
 	"\bKIND_PUT\x10\x04\x12\f\n" +
-	"\bKIND_GET\x10\x05\"\x8d\x01\n" +
+	"\bKIND_GET\x10\x05\"O\n" +
+	"\bTerminal\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\tR\x04term\x12/\n" +
+	"\x04size\x18\x02 \x01(\v2\x1b.outpost.wire.v1.WindowSizeR\x04size\"4\n" +
+	"\n" +
+	"WindowSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xc4\x01\n" +
 	"\fSessionInput\x12\x16\n" +
 	"\x05stdin\x18\x01 \x01(\fH\x00R\x05stdin\x12!\n" +
 	"\vclose_stdin\x18\x02 \x01(\bH\x00R\n" +
 	"closeStdin\x12\x1d\n" +
 	"\tfile_data\x18\x03 \x01(\fH\x00R\bfileData\x12\x1b\n" +
-	"\bfile_end\x18\x04 \x01(\bH\x00R\afileEndB\x06\n" +
+	"\bfile_end\x18\x04 \x01(\bH\x00R\afileEnd\x125\n" +
+	"\x06resize\x18\x05 \x01(\v2\x1b.outpost.wire.v1.WindowSizeH\x00R\x06resizeB\x06\n" +
 	"\x04body\"\xb1\x02\n" +
 	"\tInventory\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1a\n" +
@@ -1657,7 +1798,7 @@ func file_pkg_wire_session_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_session_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_pkg_wire_session_proto_goTypes = []any{
 	(Right)(0),              // 0: outpost.wire.v1.Right
 	(SessionOpen_Kind)(0),   // 1: outpost.wire.v1.SessionOpen.Kind
@@ -1671,14 +1812,16 @@ var file_pkg_wire_session_proto_goTypes = []any{
 	(*SessionOffer)(nil),    // 9: outpost.wire.v1.SessionOffer
 	(*SessionAttach)(nil),   // 10: outpost.wire.v1.SessionAttach
 	(*SessionOpen)(nil),     // 11: outpost.wire.v1.SessionOpen
-	(*SessionInput)(nil),    // 12: outpost.wire.v1.SessionInput
-	(*Inventory)(nil),       // 13: outpost.wire.v1.Inventory
-	(*InventoryItem)(nil),   // 14: outpost.wire.v1.InventoryItem
-	(*SessionAccepted)(nil), // 15: outpost.wire.v1.SessionAccepted
-	(*SessionEnd)(nil),      // 16: outpost.wire.v1.SessionEnd
-	(*SessionOutput)(nil),   // 17: outpost.wire.v1.SessionOutput
-	(*AuditRecord)(nil),     // 18: outpost.wire.v1.AuditRecord
-	(*AuditBatch)(nil),      // 19: outpost.wire.v1.AuditBatch
+	(*Terminal)(nil),        // 12: outpost.wire.v1.Terminal
+	(*WindowSize)(nil),      // 13: outpost.wire.v1.WindowSize
+	(*SessionInput)(nil),    // 14: outpost.wire.v1.SessionInput
+	(*Inventory)(nil),       // 15: outpost.wire.v1.Inventory
+	(*InventoryItem)(nil),   // 16: outpost.wire.v1.InventoryItem
+	(*SessionAccepted)(nil), // 17: outpost.wire.v1.SessionAccepted
+	(*SessionEnd)(nil),      // 18: outpost.wire.v1.SessionEnd
+	(*SessionOutput)(nil),   // 19: outpost.wire.v1.SessionOutput
+	(*AuditRecord)(nil),     // 20: outpost.wire.v1.AuditRecord
+	(*AuditBatch)(nil),      // 21: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_session_proto_depIdxs = []int32{
 	0,  // 0: outpost.wire.v1.Grant.rights:type_name -> outpost.wire.v1.Right
@@ -1686,17 +1829,20 @@ var file_pkg_wire_session_proto_depIdxs = []int32{
 	7,  // 2: outpost.wire.v1.RevocationList.revocations:type_name -> outpost.wire.v1.Revocation
 	8,  // 3: outpost.wire.v1.SessionOffer.revocations:type_name -> outpost.wire.v1.RevocationList
 	1,  // 4: outpost.wire.v1.SessionOpen.kind:type_name -> outpost.wire.v1.SessionOpen.Kind
-	14, // 5: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
-	0,  // 6: outpost.wire.v1.SessionAccepted.rights:type_name -> outpost.wire.v1.Right
-	15, // 7: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
-	13, // 8: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
-	16, // 9: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
-	18, // 10: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 5: outpost.wire.v1.SessionOpen.terminal:type_name -> outpost.wire.v1.Terminal
+	13, // 6: outpost.wire.v1.Terminal.size:type_name -> outpost.wire.v1.WindowSize
+	13, // 7: outpost.wire.v1.SessionInput.resize:type_name -> outpost.wire.v1.WindowSize
+	16, // 8: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
+	0,  // 9: outpost.wire.v1.SessionAccepted.rights:type_name -> outpost.wire.v1.Right
+	17, // 10: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
+	15, // 11: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
+	18, // 12: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
+	20, // 13: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_session_proto_init() }
@@ -1704,13 +1850,14 @@ func file_pkg_wire_session_proto_init() {
 	if File_pkg_wire_session_proto != nil {
 		return
 	}
-	file_pkg_wire_session_proto_msgTypes[10].OneofWrappers = []any{
+	file_pkg_wire_session_proto_msgTypes[12].OneofWrappers = []any{
 		(*SessionInput_Stdin)(nil),
 		(*SessionInput_CloseStdin)(nil),
 		(*SessionInput_FileData)(nil),
 		(*SessionInput_FileEnd)(nil),
+		(*SessionInput_Resize)(nil),
 	}
-	file_pkg_wire_session_proto_msgTypes[15].OneofWrappers = []any{
+	file_pkg_wire_session_proto_msgTypes[17].OneofWrappers = []any{
 		(*SessionOutput_Accepted)(nil),
 		(*SessionOutput_Stdout)(nil),
 		(*SessionOutput_Stderr)(nil),
@@ -1725,7 +1872,7 @@ func file_pkg_wire_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_session_proto_rawDesc), len(file_pkg_wire_session_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3,7 +3,8 @@
 // package verifies it with the token keys of the host's own signed policy,
 // refuses tokens the coordinator revoked, decides from the policy's
 // permission lists (deny wins) and then runs the session: a command, a
-// pipe-based shell, a file transfer or the inventory. It ends live
+// shell (on a pseudo-terminal when the technician has one, else over
+// pipes), a file transfer or the inventory. It ends live
 // sessions of a user the moment a revocation arrives, and keeps an audit
 // spool on disk until the coordinator acknowledges it.
 //
@@ -438,6 +439,9 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		}
 		return runCommand(ctx, open.GetArgv(), in, o)
 	case wire.SessionOpen_KIND_SHELL:
+		if t := open.GetTerminal(); t != nil {
+			return runTerminal(ctx, []string{s.cfg.Shell, "-i"}, t, in, o)
+		}
 		return runCommand(ctx, []string{s.cfg.Shell, "-i"}, in, o)
 	case wire.SessionOpen_KIND_INVENTORY:
 		inv := s.inv.Inventory()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -205,6 +206,47 @@ func TestStdinAndShell(t *testing.T) {
 	r := wait(t, res, 10*time.Second)
 	if !strings.Contains(r.stdout.String(), "hello-42") || r.end.GetExitCode() != 7 {
 		t.Fatalf("stdout %q end %v", r.stdout.String(), r.end)
+	}
+}
+
+func TestShellOnTerminal(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no pseudo-terminals on windows: the shell runs over pipes")
+	}
+	f := newFixture(t)
+	tech, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_SHELL,
+		Terminal: &wire.Terminal{Term: "vt100", Size: &wire.WindowSize{Rows: 33, Cols: 101}}})
+	for _, m := range []*wire.SessionInput{
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("test -t 0 && echo is-a-tty-$TERM; stty size\n")}},
+		{Body: &wire.SessionInput_Resize{Resize: &wire.WindowSize{Rows: 50, Cols: 132}}},
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("stty size; exit 3\n")}},
+	} {
+		if err := wire.WriteMsg(tech, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let the shell read each line before the resize
+	}
+	r := wait(t, res, 10*time.Second)
+	out := r.stdout.String()
+	for _, want := range []string{"is-a-tty-vt100", "33 101", "50 132"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, out)
+		}
+	}
+	if r.end.GetExitCode() != 3 {
+		t.Errorf("exit code %d, want 3", r.end.GetExitCode())
+	}
+}
+
+func TestTerminalBounds(t *testing.T) {
+	for in, want := range map[string]string{"xterm-256color": "xterm-256color", "": "xterm", "a b": "xterm",
+		"x;rm -rf /": "xterm", strings.Repeat("x", 65): "xterm", "screen.linux": "screen.linux"} {
+		if got := termName(in); got != want {
+			t.Errorf("termName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if clampCells(0, 24) != 24 || clampCells(70000, 24) != 1000 || clampCells(40, 24) != 40 {
+		t.Error("clampCells does not bound terminal sizes")
 	}
 }
 
