@@ -1489,7 +1489,7 @@ type CheckinResponse struct {
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
 	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
 	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
-	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
+	Revocations   *SignedRevocations     `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1545,7 +1545,7 @@ func (x *CheckinResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
-func (x *CheckinResponse) GetRevocations() *RevocationList {
+func (x *CheckinResponse) GetRevocations() *SignedRevocations {
 	if x != nil {
 		return x.Revocations
 	}
@@ -1939,8 +1939,9 @@ type Request struct {
 	//	*Request_FileServer
 	//	*Request_SessionOffer
 	//	*Request_SessionAttach
-	//	*Request_Revocations
 	//	*Request_Audit
+	//	*Request_Revocations
+	//	*Request_RevocationsRequest
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2055,7 +2056,16 @@ func (x *Request) GetSessionAttach() *SessionAttach {
 	return nil
 }
 
-func (x *Request) GetRevocations() *RevocationList {
+func (x *Request) GetAudit() *AuditBatch {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRevocations() *SignedRevocations {
 	if x != nil {
 		if x, ok := x.Body.(*Request_Revocations); ok {
 			return x.Revocations
@@ -2064,10 +2074,10 @@ func (x *Request) GetRevocations() *RevocationList {
 	return nil
 }
 
-func (x *Request) GetAudit() *AuditBatch {
+func (x *Request) GetRevocationsRequest() *RevocationsRequest {
 	if x != nil {
-		if x, ok := x.Body.(*Request_Audit); ok {
-			return x.Audit
+		if x, ok := x.Body.(*Request_RevocationsRequest); ok {
+			return x.RevocationsRequest
 		}
 	}
 	return nil
@@ -2110,12 +2120,16 @@ type Request_SessionAttach struct {
 	SessionAttach *SessionAttach `protobuf:"bytes,21,opt,name=session_attach,json=sessionAttach,proto3,oneof"` // agent → coordinator; the stream then carries the session
 }
 
-type Request_Revocations struct {
-	Revocations *RevocationList `protobuf:"bytes,22,opt,name=revocations,proto3,oneof"` // coordinator → agent push
-}
-
 type Request_Audit struct {
 	Audit *AuditBatch `protobuf:"bytes,23,opt,name=audit,proto3,oneof"` // agent → coordinator
+}
+
+type Request_Revocations struct {
+	Revocations *SignedRevocations `protobuf:"bytes,24,opt,name=revocations,proto3,oneof"` // coordinator → agent push
+}
+
+type Request_RevocationsRequest struct {
+	RevocationsRequest *RevocationsRequest `protobuf:"bytes,25,opt,name=revocations_request,json=revocationsRequest,proto3,oneof"` // agent → coordinator: the current list, now
 }
 
 func (*Request_Enroll) isRequest_Body() {}
@@ -2134,9 +2148,11 @@ func (*Request_SessionOffer) isRequest_Body() {}
 
 func (*Request_SessionAttach) isRequest_Body() {}
 
+func (*Request_Audit) isRequest_Body() {}
+
 func (*Request_Revocations) isRequest_Body() {}
 
-func (*Request_Audit) isRequest_Body() {}
+func (*Request_RevocationsRequest) isRequest_Body() {}
 
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2201,6 +2217,7 @@ type Response struct {
 	//	*Response_Presign
 	//	*Response_Ack
 	//	*Response_FileServer
+	//	*Response_Revocations
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2306,6 +2323,15 @@ func (x *Response) GetFileServer() *FileServerResponse {
 	return nil
 }
 
+func (x *Response) GetRevocations() *SignedRevocations {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -2338,6 +2364,10 @@ type Response_FileServer struct {
 	FileServer *FileServerResponse `protobuf:"bytes,7,opt,name=file_server,json=fileServer,proto3,oneof"`
 }
 
+type Response_Revocations struct {
+	Revocations *SignedRevocations `protobuf:"bytes,8,opt,name=revocations,proto3,oneof"`
+}
+
 func (*Response_Error) isResponse_Body() {}
 
 func (*Response_Enroll) isResponse_Body() {}
@@ -2351,6 +2381,8 @@ func (*Response_Presign) isResponse_Body() {}
 func (*Response_Ack) isResponse_Body() {}
 
 func (*Response_FileServer) isResponse_Body() {}
+
+func (*Response_Revocations) isResponse_Body() {}
 
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2508,13 +2540,13 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
-	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xc7\x01\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xd0\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
 	"serverUnix\x12\x1b\n" +
-	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
-	"\vrevocations\x18\x14 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\"4\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12D\n" +
+	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +
@@ -2538,7 +2570,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tR\x06region\"D\n" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\x9b\x05\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xfc\x05\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -2548,10 +2580,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\vfile_server\x18\x06 \x01(\v2\".outpost.wire.v1.FileServerRequestH\x00R\n" +
 	"fileServer\x12D\n" +
 	"\rsession_offer\x18\x14 \x01(\v2\x1d.outpost.wire.v1.SessionOfferH\x00R\fsessionOffer\x12G\n" +
-	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x12C\n" +
-	"\vrevocations\x18\x16 \x01(\v2\x1f.outpost.wire.v1.RevocationListH\x00R\vrevocations\x123\n" +
-	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05auditB\x06\n" +
-	"\x04body\"\xd9\x01\n" +
+	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x123\n" +
+	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05audit\x12F\n" +
+	"\vrevocations\x18\x18 \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12V\n" +
+	"\x13revocations_request\x18\x19 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequestB\x06\n" +
+	"\x04bodyJ\x04\b\x16\x10\x17\"\xd9\x01\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.outpost.wire.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x84\x01\n" +
@@ -2561,7 +2594,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x14CODE_UNAUTHENTICATED\x10\x02\x12\x0f\n" +
 	"\vCODE_DENIED\x10\x03\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x04\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\x05\"\xa6\x03\n" +
+	"\rCODE_INTERNAL\x10\x05\"\xee\x03\n" +
 	"\bResponse\x12.\n" +
 	"\x05error\x18\x01 \x01(\v2\x16.outpost.wire.v1.ErrorH\x00R\x05error\x129\n" +
 	"\x06enroll\x18\x02 \x01(\v2\x1f.outpost.wire.v1.EnrollResponseH\x00R\x06enroll\x12<\n" +
@@ -2570,7 +2603,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\apresign\x18\x05 \x01(\v2 .outpost.wire.v1.PresignResponseH\x00R\apresign\x12(\n" +
 	"\x03ack\x18\x06 \x01(\v2\x14.outpost.wire.v1.AckH\x00R\x03ack\x12F\n" +
 	"\vfile_server\x18\a \x01(\v2#.outpost.wire.v1.FileServerResponseH\x00R\n" +
-	"fileServerB\x06\n" +
+	"fileServer\x12F\n" +
+	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocationsB\x06\n" +
 	"\x04body\"\x05\n" +
 	"\x03Ack*<\n" +
 	"\x04Role\x12\x14\n" +
@@ -2636,10 +2670,11 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*Ack)(nil),                // 29: outpost.wire.v1.Ack
 	(*HostPermissions)(nil),    // 30: outpost.wire.v1.HostPermissions
 	(*TokenKey)(nil),           // 31: outpost.wire.v1.TokenKey
-	(*RevocationList)(nil),     // 32: outpost.wire.v1.RevocationList
+	(*SignedRevocations)(nil),  // 32: outpost.wire.v1.SignedRevocations
 	(*SessionOffer)(nil),       // 33: outpost.wire.v1.SessionOffer
 	(*SessionAttach)(nil),      // 34: outpost.wire.v1.SessionAttach
 	(*AuditBatch)(nil),         // 35: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil), // 36: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -2658,7 +2693,7 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
 	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
 	16, // 15: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	11, // 17: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
 	14, // 18: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
 	17, // 19: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
@@ -2668,21 +2703,23 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	23, // 23: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
 	33, // 24: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
 	34, // 25: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	32, // 26: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 28: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 29: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 30: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 31: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 32: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 33: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 34: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 35: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 26: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	32, // 27: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	36, // 28: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 29: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	27, // 30: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 31: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	18, // 32: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	20, // 33: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	22, // 34: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	29, // 35: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	24, // 36: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	32, // 37: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2705,8 +2742,9 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_FileServer)(nil),
 		(*Request_SessionOffer)(nil),
 		(*Request_SessionAttach)(nil),
-		(*Request_Revocations)(nil),
 		(*Request_Audit)(nil),
+		(*Request_Revocations)(nil),
+		(*Request_RevocationsRequest)(nil),
 	}
 	file_pkg_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
 		(*Response_Error)(nil),
@@ -2716,6 +2754,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Response_Presign)(nil),
 		(*Response_Ack)(nil),
 		(*Response_FileServer)(nil),
+		(*Response_Revocations)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

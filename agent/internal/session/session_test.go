@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -64,6 +65,16 @@ func (f *fixture) token(t *testing.T, user string, groups ...string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// revocations is a list signed with the fixture's token key.
+func (f *fixture) revocations(t *testing.T, issued int64, revs ...*wire.Revocation) *wire.SignedRevocations {
+	t.Helper()
+	sr, err := wire.SignRevocations(f.key, &wire.RevocationList{IssuedUnixMs: issued, Revocations: revs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr
 }
 
 type result struct {
@@ -261,19 +272,31 @@ func TestRevocationCutsLiveSession(t *testing.T) {
 		t.Fatal("session did not start")
 	}
 	// Another user's revocation leaves it alone.
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1, Revocations: []*wire.Revocation{{User: "tom", Disabled: true}}})
+	if err := f.s.SetRevocations(f.revocations(t, 1, &wire.Revocation{User: "tom", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
 	if f.s.Live() != 1 {
 		t.Fatal("someone else's revocation ended the session")
 	}
 	start := time.Now()
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 2, Revocations: []*wire.Revocation{{User: "tina", Disabled: true}}})
+	// A list signed by another key (a forged one from a peer) is refused.
+	_, other, _ := ed25519.GenerateKey(nil)
+	forged, _ := wire.SignRevocations(other, &wire.RevocationList{IssuedUnixMs: 9})
+	if err := f.s.SetRevocations(forged); err == nil {
+		t.Fatal("took a revocation list signed by an unknown key")
+	}
+	if err := f.s.SetRevocations(f.revocations(t, 2, &wire.Revocation{User: "tina", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
 	r := wait(t, res, 5*time.Second)
 	if !r.end.GetRevoked() {
 		t.Fatalf("end %v, want revoked", r.end)
 	}
 	t.Logf("session cut %v after the revocation", time.Since(start))
 	// New sessions are refused, and an older list does not undo it.
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1})
+	if err := f.s.SetRevocations(f.revocations(t, 1)); !errors.Is(err, ErrStaleRevocations) {
+		t.Fatalf("an older list: %v, want ErrStaleRevocations", err)
+	}
 	_, res = f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_INVENTORY})
 	if r := wait(t, res, 5*time.Second); !r.end.GetDenied() || !strings.Contains(r.end.GetError(), "revoked") {
 		t.Fatalf("after revocation: %v", r.end)

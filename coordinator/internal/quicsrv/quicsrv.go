@@ -451,6 +451,9 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "file_server", s.fileServer(ctx, id)
 	case *wire.Request_Audit:
 		kind, resp = "audit", s.storeAudit(id, b.Audit)
+	case *wire.Request_RevocationsRequest:
+		// A host about to take a direct session asks for the list first.
+		kind, resp = "revocations", &wire.Response{Body: &wire.Response_Revocations{Revocations: s.revocations()}}
 	default:
 		resp = wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown request")
 	}
