@@ -43,6 +43,7 @@ func (a *Agent) runSessions(ctx context.Context) error {
 		return fmt.Errorf("listen for direct technician sessions on %s: %w", a.cfg.SessionListen, err)
 	}
 	a.log.Info("direct technician sessions", "addr", ln.Addr().String())
+	a.sessionAddr.Store(ln.Addr().String()) // the coordinator tells technicians
 	a.sessions.Go(func() {
 		defer ln.Close()
 		for {
@@ -159,6 +160,12 @@ func statusName(s wire.ItemReport_Status) string {
 		return "not_applicable"
 	}
 	return "unknown"
+}
+
+// sessionAddress is where this host takes direct sessions, "" if nowhere.
+func (a *Agent) sessionAddress() string {
+	s, _ := a.sessionAddr.Load().(string)
+	return s
 }
 
 // WithSessionListen turns on direct technician sessions on addr and, with

@@ -114,6 +114,8 @@ type Agent struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	kick chan struct{}
+	// sessionAddr is the direct session listener's address, once up.
+	sessionAddr atomic.Value // string
 
 	addresses func() []string
 
@@ -440,12 +442,13 @@ func changed(a, b *wire.Report) bool {
 
 func (a *Agent) checkin(ctx context.Context) error {
 	req := &wire.CheckinRequest{
-		Hostname:      a.cfg.Hostname,
-		Addresses:     a.addresses(),
-		Revision:      a.state.Revision(),
-		Report:        a.state.Report(),
-		GossipAddress: a.gossip.addr(),
-		Version:       Version,
+		Hostname:       a.cfg.Hostname,
+		Addresses:      a.addresses(),
+		Revision:       a.state.Revision(),
+		Report:         a.state.Report(),
+		GossipAddress:  a.gossip.addr(),
+		Version:        Version,
+		SessionAddress: a.sessionAddress(),
 	}
 	req.Backlog = a.state.Backlog(64)
 	a.mu.Lock()

@@ -1386,9 +1386,13 @@ type CheckinRequest struct {
 	PeerReports []string `protobuf:"bytes,8,rep,name=peer_reports,json=peerReports,proto3" json:"peer_reports,omitempty"`
 	// Runs not yet acknowledged, oldest first (kept on the agent's disk while
 	// the coordinator was out of reach); report is the newest.
-	Backlog       []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Backlog []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	// Agents with session_listen: the host:port they take direct technician
+	// sessions on (an unspecified host means at each of their addresses);
+	// empty when they take none.
+	SessionAddress string `protobuf:"bytes,15,opt,name=session_address,json=sessionAddress,proto3" json:"session_address,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
@@ -1482,6 +1486,13 @@ func (x *CheckinRequest) GetBacklog() []*Report {
 		return x.Backlog
 	}
 	return nil
+}
+
+func (x *CheckinRequest) GetSessionAddress() string {
+	if x != nil {
+		return x.SessionAddress
+	}
+	return ""
 }
 
 type CheckinResponse struct {
@@ -2530,7 +2541,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
-	" \x01(\bR\aroaming\"\xcb\x02\n" +
+	" \x01(\bR\aroaming\"\xf4\x02\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2540,7 +2551,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
-	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xd0\x01\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
+	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\"\xd0\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +

@@ -508,6 +508,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		}
 		m.GossipAddr = validHostPort(req.GetGossipAddress())
 		m.ServeURL = clip(req.GetServeUrl(), maxText)
+		m.SessionAddr = validHostPort(req.GetSessionAddress())
 		m.Revision = req.GetRevision()
 		m.Version = clip(req.GetVersion(), 64)
 		if r := req.GetReport(); r != nil {

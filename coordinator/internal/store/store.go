@@ -96,9 +96,13 @@ type Member struct {
 	Addresses  []string  `json:"addresses"`
 	GossipAddr string    `json:"gossip_addr"`
 	ServeURL   string    `json:"serve_url"`
-	Revision   uint64    `json:"revision"`
-	Version    string    `json:"version"`
-	Report     *Report   `json:"report,omitempty"`
+	// SessionAddr is where the agent takes direct technician sessions
+	// (host:port; an unspecified host means each of its addresses); empty
+	// when it takes none.
+	SessionAddr string  `json:"session_addr,omitempty"`
+	Revision    uint64  `json:"revision"`
+	Version     string  `json:"version"`
+	Report      *Report `json:"report,omitempty"`
 	// Backlog is runs an agent sends besides its newest; never stored.
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
@@ -365,6 +369,34 @@ func (s *Store) Member(id string) (*Member, error) {
 		return nil
 	})
 	return out, err
+}
+
+// FindHost resolves a host a technician names: an agent's member id, or
+// a hostname that exactly one agent has.
+func (s *Store) FindHost(host string) (*Member, error) {
+	if host == "" {
+		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
+	}
+	if m, err := s.Member(host); err == nil && m.Role == "agent" {
+		return m, nil
+	}
+	members, err := s.Members("")
+	if err != nil {
+		return nil, err
+	}
+	var found []Member
+	for _, m := range members {
+		if m.Hostname == host && m.Role == "agent" {
+			found = append(found, m)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no enrolled host is called %q: check outpost agent list: %w", host, ErrNotFound)
+	case 1:
+		return &found[0], nil
+	}
+	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id (outpost agent list): %w", len(found), host, ErrConflict)
 }
 
 // Members lists members, of one office when office is not empty.
