@@ -10,8 +10,7 @@ import (
 // ---- users
 
 var userRules = []rule{
-	{"name", "name"}, {"already exists", "name"}, {"password", "password"}, {"role", "role"},
-	{"yourself", "disabled"},
+	{"yourself", "disabled"}, {"name", "name"}, {"already exists", "name"}, {"password", "password"}, {"role", "role"},
 }
 
 func (c *Console) usersPage(w http.ResponseWriter, r *http.Request, s *session, status int, f *form) error {

@@ -17,6 +17,7 @@ type form struct {
 	Values url.Values
 	Errors map[string]string
 	Top    string
+	code   int // the API's status for the failure, when it came from the API
 }
 
 func newForm(v url.Values) *form {
@@ -50,6 +51,7 @@ func (f *form) fail(err error, rules []rule) error {
 	if !errors.As(err, &ae) || ae.Status >= 500 || ae.Status == http.StatusUnauthorized {
 		return err
 	}
+	f.code = ae.Status
 	low := strings.ToLower(ae.Msg)
 	for _, r := range rules {
 		if strings.Contains(low, r.text) {
@@ -64,6 +66,9 @@ func (f *form) fail(err error, rules []rule) error {
 // status is the HTTP status of a form shown again with errors.
 func (f *form) status() int {
 	if f.Failed() {
+		if f.code != 0 {
+			return f.code
+		}
 		return http.StatusUnprocessableEntity
 	}
 	return http.StatusOK
