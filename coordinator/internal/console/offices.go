@@ -20,10 +20,10 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 		Agent, Hostname, Office, Item, Message string
 	}
 	d := struct {
-		Offices                                     []office
+		Offices                                      []office
 		Agents, Relays, Online, Roaming, Offline, OK int
-		Failed                                      []failure
-		Pending                                     int
+		Failed                                       []failure
+		Pending                                      int
 	}{Offices: offs.Offices}
 	for _, a := range ags.Agents {
 		if a.Role == "relay" {
