@@ -162,7 +162,7 @@ func (p *policyPage) problems(src, msg string) {
 			p.General = append(p.General, l)
 		}
 	}
-	lines := strings.Split(strings.ReplaceAll(src, "\r\n", "\n"), "\n")
+	lines := strings.Split(strings.TrimSuffix(strings.ReplaceAll(src, "\r\n", "\n"), "\n"), "\n")
 	var bad []string
 	for i, t := range lines {
 		pl := policyLine{N: i + 1, Text: t, Problems: byLine[i+1]}
