@@ -102,23 +102,28 @@ type tokens struct {
 const refreshAhead = 30 * time.Second
 
 // token returns the session's bearer token, refreshed with the refresh
-// token when it is about to expire. The session's lock is held across the
-// refresh: a refresh token is spent on use, and presenting it twice would
+// token when it is about to expire. One refresh runs at a time per
+// session: a refresh token is spent on use, and presenting it twice would
 // make the API revoke the whole sign-in.
 func (c *Console) token(r *http.Request, s *session) (string, error) {
+	s.refreshing.Lock()
+	defer s.refreshing.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.refresh == "" || s.expires.IsZero() || c.now().Add(refreshAhead).Before(s.expires) {
-		return s.access, nil
+	access, refresh, expires, user := s.access, s.refresh, s.expires, s.user
+	s.mu.Unlock()
+	if refresh == "" || expires.IsZero() || c.now().Add(refreshAhead).Before(expires) {
+		return access, nil
 	}
 	var t tokens
-	err := c.call(r.Context(), r.RemoteAddr, "", "POST", "/v1/login/refresh", map[string]string{"refresh_token": s.refresh}, &t)
+	err := c.call(r.Context(), r.RemoteAddr, "", "POST", "/v1/login/refresh", map[string]string{"refresh_token": refresh}, &t)
 	if err != nil {
-		c.log.Info("session refresh refused; signing out", "user", s.user, "err", err)
+		c.log.Info("session refresh refused; signing out", "user", user, "err", err)
 		return "", errSignedOut
 	}
+	s.mu.Lock()
 	s.access, s.refresh, s.expires, s.role = t.AccessToken, t.RefreshToken, t.Expires, t.Role
-	return s.access, nil
+	s.mu.Unlock()
+	return t.AccessToken, nil
 }
 
 // do calls the API as the session's user.

@@ -25,7 +25,11 @@ type session struct {
 	csrf    string
 	created time.Time
 
-	mu      sync.Mutex // guards the fields below; held across a token refresh
+	// refreshing is held across a token refresh, so that one request
+	// spends the refresh token and the others wait for its result.
+	refreshing sync.Mutex
+
+	mu      sync.Mutex // guards the fields below
 	seen    time.Time
 	user    string
 	role    string
