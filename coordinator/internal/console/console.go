@@ -127,6 +127,8 @@ func (c *Console) routes() {
 		"GET /ui/agents":                       c.agents,
 		"GET /ui/agents/{id}":                  c.showAgent,
 		"POST /ui/agents/{id}/move":            c.moveAgent,
+		"POST /ui/agents/{id}/delete":          c.deleteAgent,
+		"POST /ui/offices/{name}/rotate":       c.rotateKey,
 		"GET /ui/agents/{id}/permissions":      c.hostPermissions,
 		"POST /ui/agents/{id}/permissions":     c.setHostPermissions,
 		"GET /ui/artifacts":                    c.artifacts,

@@ -653,6 +653,15 @@ func TestFormsSave(t *testing.T) {
 	if !strings.Contains(body, "members tina") {
 		t.Fatalf("audit:\n%s", body)
 	}
+	if res, _ := b.post("/ui/offices/berlin/rotate", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode)
+	}
+	if e.apiDo("GET", "/v1/offices/berlin", nil, &o); o.Rotation != "install" {
+		t.Fatalf("rotation %q", o.Rotation)
+	}
+	if res, _ := b.post("/ui/agents/ag-nobody/delete", url.Values{}); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("removing an unknown agent: %d", res.StatusCode)
+	}
 	if res, _ := b.post("/ui/offices/berlin/delete", url.Values{"move_to": {""}}); res.StatusCode != http.StatusSeeOther {
 		t.Fatal(res.StatusCode)
 	}

@@ -369,3 +369,24 @@ func (c *Console) moveAgent(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	return done(w, r, s, "/ui/agents/"+url.PathEscape(id), "Home office set to "+f.Get("office")+".")
 }
+
+func (c *Console) deleteAgent(w http.ResponseWriter, r *http.Request, s *session) error {
+	id := r.PathValue("id")
+	var a agent
+	if err := c.do(r, s, "GET", "/v1/agents/"+url.PathEscape(id), nil, &a); err != nil {
+		return err
+	}
+	if err := c.do(r, s, "DELETE", "/v1/agents/"+url.PathEscape(id), nil, nil); err != nil {
+		return err
+	}
+	return done(w, r, s, "/ui/agents?office="+url.QueryEscape(a.Office),
+		a.Role+" "+a.Hostname+" removed: its certificate opens no connection, and the gossip key of "+a.Office+" is being rotated.")
+}
+
+func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, s *session) error {
+	name := r.PathValue("name")
+	if err := c.do(r, s, "POST", "/v1/offices/"+url.PathEscape(name)+"/gossip-key/rotate", nil, nil); err != nil {
+		return err
+	}
+	return done(w, r, s, "/ui/offices/"+url.PathEscape(name), "Gossip key rotation of "+name+" started; it takes a few check-in intervals.")
+}
