@@ -325,8 +325,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.open("/ui/artifacts")
 	b.do(chromedp.SetUploadFiles(chromedp.CSS("#upload-file"), []string{pkg}))
 	b.fill("#upload-name", "bad name!")
-	b.click("#upload", false)
+	b.click("#upload", true)
 	b.waitFor(`!!document.querySelector("#name-error .field-error")`)
+	// The page's script sent it (XMLHttpRequest, with progress): the
+	// document is the same one, not a new page from the plain form.
+	if !eval[bool](b, `window.__outpostOld === true`) {
+		t.Fatal("the upload did not go through the page's script")
+	}
 	b.wantErrorBeside("upload-name", "artifact name")
 	var arts struct {
 		Artifacts []struct{ SHA256, Name string }
@@ -486,5 +491,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if loc := b.location(); !strings.Contains(loc, "/ui/login") {
 		t.Fatalf("after sign-out: %s", loc)
 	}
+	b.width(768)
+	b.shot("login-768")
 	t.Logf("screenshots of %d pages at 1366 and 768 px in %s", len(pages), b.shots)
 }

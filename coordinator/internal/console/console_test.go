@@ -776,3 +776,64 @@ func TestPolicyErrorAtItsLine(t *testing.T) {
 		t.Fatalf("no revision:\n%s", body)
 	}
 }
+
+func TestSearchAndFilters(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "berlin", "location": "Berlin, DE"}, nil)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "paris", "subnets": []string{"10.9.0.0/16"}}, nil)
+	_, body := b.get("/ui/offices?q=BERLIN")
+	if !strings.Contains(body, `href="/ui/offices/berlin"`) || strings.Contains(body, `href="/ui/offices/paris"`) {
+		t.Fatalf("search by name:\n%s", body)
+	}
+	_, body = b.get("/ui/offices?q=10.9.")
+	if strings.Contains(body, `href="/ui/offices/berlin"`) || !strings.Contains(body, `href="/ui/offices/paris"`) {
+		t.Fatal("search by subnet")
+	}
+	res, body := b.get("/ui/agents?office=nowhere")
+	if res.StatusCode != http.StatusNotFound || !errorBeside(body, "f-office", "nowhere") {
+		t.Fatalf("unknown office filter: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.get("/ui/agents?state=online&office=berlin")
+	if res.StatusCode != 200 || !strings.Contains(body, "No agent matches") || !strings.Contains(body, `value="online" selected`) {
+		t.Fatalf("filters: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.get("/ui/audit?limit=0")
+	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "a-limit", "limit") {
+		t.Fatalf("audit limit: %d\n%s", res.StatusCode, body)
+	}
+}
+
+func TestSignInRedirectsOnlyWithinConsole(t *testing.T) {
+	e := newEnv(t)
+	for next, want := range map[string]string{
+		"/ui/offices?q=x":      "/ui/offices?q=x",
+		"//evil.example/ui/":   "/ui/",
+		"https://evil.example": "/ui/",
+		"/ui/\\evil.example":   "/ui/",
+		"/v1/offices":          "/ui/",
+	} {
+		b := e.browser()
+		b.get("/ui/login?next=" + url.QueryEscape(next))
+		res, _ := b.post("/ui/login", url.Values{"token": {adminToken}, "next": {next}})
+		if got := res.Header.Get("Location"); got != want {
+			t.Errorf("next %q: went to %q, want %q", next, got, want)
+		}
+	}
+}
+
+func TestStaticAssets(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	res, body := b.get("/ui/static/console.js")
+	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Type"), "javascript") || !strings.Contains(body, "upload.onprogress") {
+		t.Fatalf("console.js: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	res, _ = b.get("/ui/static/console.css")
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") {
+		t.Fatalf("console.css: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if res, _ := b.get("/ui/static/../console.go"); res.StatusCode == 200 {
+		t.Fatal("served a file outside static/")
+	}
+}
