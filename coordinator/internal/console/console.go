@@ -48,8 +48,10 @@ type Console struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions *sessions
-	pages    map[string]*template.Template
-	mux      *http.ServeMux
+	// tokenTries limits failed sign-ins with a pasted token per address.
+	tokenTries *failures
+	pages      map[string]*template.Template
+	mux        *http.ServeMux
 }
 
 // New builds the console; it starts nothing.
@@ -67,8 +69,9 @@ func New(cfg Config, logger *slog.Logger) (*Console, error) {
 		cfg.Now = time.Now
 	}
 	c := &Console{api: cfg.API, log: logger.With("component", "console"), now: cfg.Now,
-		sessions: &sessions{idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, byID: map[string]*session{}},
-		pages:    map[string]*template.Template{}, mux: http.NewServeMux()}
+		sessions:   &sessions{idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, byID: map[string]*session{}},
+		tokenTries: &failures{perMinute: 30, by: map[string][]time.Time{}},
+		pages:      map[string]*template.Template{}, mux: http.NewServeMux()}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}

@@ -314,6 +314,16 @@ func TestSignInErrors(t *testing.T) {
 	if res.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 12 failures: %d\n%s", res.StatusCode, body)
 	}
+	// Pasted tokens are limited per address as well: 30 failures a
+	// minute, then even the right one waits.
+	for range 30 {
+		b.post("/ui/login", url.Values{"token": {"opa_wrong_token_000000000000000000000000"}})
+	}
+	res, body = b.post("/ui/login", url.Values{"token": {adminToken}})
+	if res.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed sign-ins") {
+		t.Fatalf("after 30 bad tokens: %d", res.StatusCode)
+	}
+	e.clock.add(time.Minute)
 	// The pasted admin token signs in as admin.
 	a := e.signIn("", adminToken)
 	if _, body := a.get("/ui/"); !strings.Contains(body, "admin · admin") {

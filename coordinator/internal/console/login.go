@@ -2,8 +2,10 @@ package console
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,6 +55,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	var t tokens
 	switch {
 	case token != "":
+		if !c.tokenTries.allow(remoteHost(r), c.now()) {
+			f.Top = "Too many failed sign-ins from this address: wait a minute and try again."
+			c.showLogin(w, r, http.StatusTooManyRequests, f)
+			return
+		}
 		var me struct {
 			User string `json:"user"`
 			Role string `json:"role"`
@@ -62,6 +69,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 			if !errors.As(err, &ae) {
 				c.log.Error("sign in with a token", "err", err)
 			}
+			c.tokenTries.fail(remoteHost(r), c.now())
 			f.Errors["token"] = "This token is not valid: paste the contents of admin.token from the coordinator's data directory."
 			c.showLogin(w, r, http.StatusUnauthorized, f)
 			return
@@ -122,4 +130,54 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) err
 	clearCookie(w, r, sessionCookie)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// failures limits sign-ins with a pasted token, which the API checks as a
+// bearer token and so does not count as a failed sign-in: as the API does
+// for passwords per address, at most perMinute failures a minute.
+type failures struct {
+	perMinute int
+
+	mu sync.Mutex
+	by map[string][]time.Time
+}
+
+func (f *failures) recent(host string, now time.Time) []time.Time {
+	var keep []time.Time
+	for _, t := range f.by[host] {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	if keep == nil {
+		delete(f.by, host)
+	} else {
+		f.by[host] = keep
+	}
+	return keep
+}
+
+func (f *failures) allow(host string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.recent(host, now)) < f.perMinute
+}
+
+func (f *failures) fail(host string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.by) > 10000 { // forget the oldest news rather than grow without bound
+		for h := range f.by {
+			f.recent(h, now)
+		}
+	}
+	f.by[host] = append(f.recent(host, now), now)
 }
