@@ -445,6 +445,29 @@ func TestSessionExpiry(t *testing.T) {
 	}
 }
 
+// A refresh the API refuses (here the refresh token was spent elsewhere,
+// which revokes the whole sign-in) ends the session.
+func TestRefusedRefreshSignsOut(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+	b := e.signIn("olga", "correct horse")
+	s := e.c.sessions.get(sessionRequest(b))
+	s.mu.Lock()
+	refresh := s.refresh
+	s.mu.Unlock()
+	if code := e.apiDo("POST", "/v1/login/refresh", map[string]string{"refresh_token": refresh}, nil); code != 200 {
+		t.Fatalf("refresh: %d", code)
+	}
+	e.clock.add(10 * time.Minute)
+	res, _ := b.get("/ui/offices")
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login?ended=1" {
+		t.Fatalf("after a refused refresh: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if _, body := b.get("/ui/login?ended=1"); !strings.Contains(body, "Your session has ended") {
+		t.Fatal("the sign-in page does not say why")
+	}
+}
+
 func sessionRequest(b *browser) *http.Request {
 	req := httptest.NewRequest("GET", "/ui/", nil)
 	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: b.cookies[sessionCookie]})
