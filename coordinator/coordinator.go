@@ -26,6 +26,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/artifacts"
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/coordinator/internal/console"
 	"github.com/outposthq/outpost/coordinator/internal/quicsrv"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/config"
@@ -252,7 +253,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return fmt.Errorf("listen HTTP on %s: %w", c.cfg.HTTPAddr, err)
 	}
 	c.httpAddr = ln.Addr()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ui, err := console.New(console.Config{API: h}, c.log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{Handler: handler(h, ui), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -297,6 +303,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// handler serves the admin API (/v1/, /healthz, /metrics) and the web
+// console at /ui/ on one listener; / leads to the console.
+func handler(api, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	mux.Handle("/ui/", ui)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	return mux
 }
 
 // PublicAddress is where agents reach the QUIC endpoint: public_address,

@@ -122,6 +122,7 @@ outpost agent list --office hq
 echo
 cat <<TXT
 Outpost demo is up:
+  web console   $OUTPOST_SERVER/ui/   (sign in with the token in $OUTPOST_TOKEN_FILE)
   admin API     $OUTPOST_SERVER/v1/   (token: $OUTPOST_TOKEN_FILE)
   metrics       $OUTPOST_SERVER/metrics
   relay         http://127.0.0.1:$RELAY_PORT/healthz
