@@ -767,7 +767,8 @@ func (*Item_Patch) isItem_Spec() {}
 
 func (*Item_Registry) isItem_Spec() {}
 
-// Policy is the effective policy of an office at one revision. It travels
+// Policy is the effective policy of an office at one revision, or of one
+// member of it (agent set). It travels
 // only inside a SignedPolicy.
 type Policy struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -775,6 +776,16 @@ type Policy struct {
 	Revision   uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	IssuedUnix int64                  `protobuf:"varint,3,opt,name=issued_unix,json=issuedUnix,proto3" json:"issued_unix,omitempty"`
 	Items      []*Item                `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
+	// agent, when set, is the one member this policy is for: its effective
+	// policy differs from the office's (a policy targets it by id, hostname
+	// or label). Such a variant comes only from the coordinator; any other
+	// member refuses it, and its holder never hands it to peers.
+	Agent string `protobuf:"bytes,5,opt,name=agent,proto3" json:"agent,omitempty"`
+	// variant_agents are the members of the office that have a variant of
+	// their own at this revision (sorted): each refuses this office-wide
+	// policy and takes its own from the coordinator. Empty unless some
+	// policy targets agents or labels in the office.
+	VariantAgents []string `protobuf:"bytes,6,rep,name=variant_agents,json=variantAgents,proto3" json:"variant_agents,omitempty"`
 	// Technician access (session.proto): the permission lists of the office
 	// and of its hosts, the keys that sign access tokens, and the users who
 	// may not use a host's break-glass password.
@@ -839,6 +850,20 @@ func (x *Policy) GetIssuedUnix() int64 {
 func (x *Policy) GetItems() []*Item {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *Policy) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Policy) GetVariantAgents() []string {
+	if x != nil {
+		return x.VariantAgents
 	}
 	return nil
 }
@@ -2433,13 +2458,15 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
 	"\bregistry\x18\f \x01(\v2\x1d.outpost.wire.v1.RegistrySpecH\x00R\bregistryB\x06\n" +
-	"\x04spec\"\xc7\x02\n" +
+	"\x04spec\"\x84\x03\n" +
 	"\x06Policy\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vissued_unix\x18\x03 \x01(\x03R\n" +
 	"issuedUnix\x12+\n" +
-	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12B\n" +
+	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12\x14\n" +
+	"\x05agent\x18\x05 \x01(\tR\x05agent\x12%\n" +
+	"\x0evariant_agents\x18\x06 \x03(\tR\rvariantAgents\x12B\n" +
 	"\vpermissions\x18\x14 \x03(\v2 .outpost.wire.v1.HostPermissionsR\vpermissions\x128\n" +
 	"\n" +
 	"token_keys\x18\x15 \x03(\v2\x19.outpost.wire.v1.TokenKeyR\ttokenKeys\x12=\n" +
