@@ -42,6 +42,9 @@ func (p *officePolicy) accept(sp *wire.SignedPolicy, persist bool) error {
 	if pol.GetOffice() != p.office {
 		return fmt.Errorf("policy for office %q, this relay is in %q", pol.GetOffice(), p.office)
 	}
+	if pol.GetAgent() != "" {
+		return fmt.Errorf("policy is for agent %q alone, not for a relay", pol.GetAgent())
+	}
 	if pol.GetRevision() <= p.revision {
 		return nil
 	}

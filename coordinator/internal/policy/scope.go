@@ -41,7 +41,8 @@ const (
 var (
 	targetFields = []string{"offices", "agents", "labels"}
 	officeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	labelKeyRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,62}$`)
+	// A key ends with a letter or digit: "key-" removes a label in the CLI.
+	labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`)
 	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9._/-]{0,63}$`)
 	agentRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 )
@@ -50,7 +51,7 @@ var (
 func CheckLabel(s string) string {
 	k, v, _ := strings.Cut(s, "=")
 	if !labelKeyRE.MatchString(k) {
-		return fmt.Sprintf("label %q: the key is 1-63 of a-z, 0-9, '.', '_', '/', '-', starting with a letter or digit", truncate(s, 80))
+		return fmt.Sprintf("label %q: the key is 1-63 of a-z, 0-9, '.', '_', '/', '-', starting and ending with a letter or digit", truncate(s, 80))
 	}
 	if !labelValueRE.MatchString(v) {
 		return fmt.Sprintf("label %q: the value is at most 63 of A-Z, a-z, 0-9, '.', '_', '/', '-'", truncate(s, 80))

@@ -505,7 +505,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	}
 	moved := false
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
-		before := m.Office
+		before, hostname := m.Office, m.Hostname
 		m.LastSeen = now
 		m.Address = remote
 		if h := strings.TrimSpace(req.GetHostname()); h != "" {
@@ -529,7 +529,8 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 			m.Backlog = append(m.Backlog, *reportFromWire(r))
 		}
 		s.place(m, offices)
-		moved = m.Office != before
+		// A new hostname counts as a move: policies may target hostnames.
+		moved = m.Office != before || m.Hostname != hostname
 	})
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
