@@ -2,18 +2,22 @@ package api
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -289,5 +293,65 @@ func TestNamedPolicyInputErrors(t *testing.T) {
 	}
 	if code, out := call(t, srv, "DELETE", "/v1/policies/nothing", "", token); code != 404 {
 		t.Fatalf("delete nothing: %d %v", code, out)
+	}
+}
+
+// An agent that enrols, or is moved, where a policy names it gets its own
+// variant in a new revision of its office, before it is told the revision.
+func TestPlacedAgentGetsItsVariant(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	_, priv, _ := ed25519.GenerateKey(nil)
+	reg := prometheus.NewRegistry()
+	a, err := New(Deps{Store: st, Files: &hashingUploader{}, Notifier: &notes{}, Signer: testSigner{priv}, Gatherer: reg, Logger: logging.Discard(), AdminToken: token}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	call(t, srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	call(t, srv, "POST", "/v1/offices", `{"name":"paris"}`, token)
+	v1 := uploadBytes(t, srv, "hello-1.tar.gz", "hello one")
+	call(t, srv, "PUT", "/v1/offices/berlin/policy", "items: []\n", token)
+	// Named by hostname before it enrols.
+	if code, out := call(t, srv, "PUT", "/v1/policies/laptop", pkgYAML("targets: {agents: [laptop-7]}\n", "hello", "1", v1), token); code != 201 {
+		t.Fatalf("policy: %d %v", code, out)
+	} else if out["published"] != nil {
+		t.Fatalf("published for a computer that is not there: %v", out)
+	}
+	const id = "ag-0000000000000007"
+	enrolAgent(t, st, "berlin", id, "laptop-7")
+	before, _ := st.Policy("berlin")
+	a.MemberPlaced(id)
+	after, _ := st.Policy("berlin")
+	if after.Revision != before.Revision+1 {
+		t.Fatalf("revision %d → %d, want a new one", before.Revision, after.Revision)
+	}
+	if v, err := st.Variant("berlin", id); err != nil || v.Revision != after.Revision {
+		t.Fatalf("variant after enrolment: %+v %v", v, err)
+	}
+	// Told again, nothing changes: the office's revision already serves it.
+	a.MemberPlaced(id)
+	if again, _ := st.Policy("berlin"); again.Revision != after.Revision {
+		t.Fatalf("a second placement issued revision %d", again.Revision)
+	}
+	// Moved to paris (no policy of its own there yet): paris gets a
+	// revision with its variant.
+	if code, out := call(t, srv, "POST", "/v1/agents/"+id+"/move", `{"office":"paris"}`, token); code != 200 {
+		t.Fatalf("move: %d %v", code, out)
+	}
+	p, err := st.Policy("paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := st.Variant("paris", id)
+	if err != nil || v.Revision != p.Revision || !reflect.DeepEqual(versions(signedPolicy(t, v.Signed)), map[string]string{"package/hello": "1"}) {
+		t.Fatalf("variant in paris: %+v %v", v, err)
+	}
+	if wide := signedPolicy(t, p.Signed); len(wide.GetItems()) != 0 || !reflect.DeepEqual(wide.GetVariantAgents(), []string{id}) {
+		t.Fatalf("paris office-wide: %v", wide)
 	}
 }

@@ -42,7 +42,7 @@ var (
 	targetFields = []string{"offices", "agents", "labels"}
 	officeNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	// A key ends with a letter or digit: "key-" removes a label in the CLI.
-	labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`)
+	labelKeyRE   = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`)
 	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9._/-]{0,63}$`)
 	agentRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 )

@@ -267,3 +267,50 @@ func TestMergeRecordsWhatWasOverridden(t *testing.T) {
 		t.Fatalf("origin = %+v", o)
 	}
 }
+
+// FuzzCompileNamed feeds CompileNamed arbitrary bytes, as PUT
+// /v1/policies/{name} does. It must never panic, must compile or say why,
+// and what it compiles must target something valid.
+func FuzzCompileNamed(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"targets: {labels: [a]}\nitems: []\n",
+		lines("targets:", "  offices: [berlin]", "  agents: [pc-1, ag-0011223344556677]", `  labels: [kiosk, "floor=3"]`, "priority: -7", "items:",
+			"  - kind: package", "    name: hello", `    version: "1.0.0"`, "    artifact: "+hashHello),
+		"targets: {offices: [], agents: [], labels: []}\nitems: []\n",
+		"targets: &t {labels: [a]}\npriority: *t\nitems: []\n",
+		"targets: {labels: [\"=\", \"a=b=c\", k-]}\npriority: 1e3\nitems: []\n",
+		"priority: 99999999999999999999\ntargets: {agents: [\"\"]}\nitems: []\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		n, err := CompileNamed(src, newUploaded())
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) || len(perr.Problems) == 0 {
+				t.Fatalf("CompileNamed returned %T %v; only an *Error with problems is expected", err, err)
+			}
+			if n != nil {
+				t.Fatalf("a policy and an error")
+			}
+			return
+		}
+		if len(n.Targets.Offices)+len(n.Targets.Agents)+len(n.Targets.Labels) == 0 {
+			t.Fatalf("compiled a policy that targets nothing")
+		}
+		if n.Priority < -MaxPriority || n.Priority > MaxPriority {
+			t.Fatalf("priority %d out of range", n.Priority)
+		}
+		for _, l := range n.Targets.Labels {
+			if CheckLabel(l) != "" {
+				t.Fatalf("compiled a bad label %q", l)
+			}
+		}
+		for _, o := range n.Targets.Offices {
+			if !officeNameRE.MatchString(o) {
+				t.Fatalf("compiled a bad office %q", o)
+			}
+		}
+	})
+}
