@@ -564,6 +564,9 @@ type policyView struct {
 	Applied  time.Time         `json:"applied"`
 	YAML     string            `json:"yaml"`
 	Items    []json.RawMessage `json:"items"`
+	// Variants are the agents of the office that get a policy of their
+	// own at this revision (scope.go).
+	Variants []string `json:"variants"`
 }
 
 // itemsJSON renders items with protobuf's JSON mapping (oneofs flattened).
@@ -626,7 +629,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(wide)})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(wide), Variants: variantsOf(p)})
 	return nil
 }
 
@@ -650,7 +653,7 @@ func (a *API) showPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
 		return fmt.Errorf("decode stored policy of %s: %w", office, err)
 	}
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems())})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems()), Variants: nonNilStrings(pol.GetVariantAgents())})
 	return nil
 }
 

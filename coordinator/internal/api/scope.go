@@ -906,3 +906,20 @@ func labelsText(labels map[string]string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// variantsOf lists the agents with a variant in a just-published policy.
+func variantsOf(p *store.Policy) []string {
+	var sp wire.SignedPolicy
+	var pol wire.Policy
+	if proto.Unmarshal(p.Signed, &sp) != nil || proto.Unmarshal(sp.GetPolicy(), &pol) != nil {
+		return []string{}
+	}
+	return nonNilStrings(pol.GetVariantAgents())
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

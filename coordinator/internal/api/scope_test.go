@@ -131,6 +131,10 @@ func TestNamedPoliciesMergeIntoVariants(t *testing.T) {
 		}
 	}
 
+	code, out = call(t, srv, "GET", "/v1/offices/berlin/policy", "", token)
+	if code != 200 || !reflect.DeepEqual(out["variants"], []any{"ag-0000000000000001", "ag-0000000000000002"}) {
+		t.Fatalf("office policy: %d %v", code, out)
+	}
 	code, out = call(t, srv, "GET", "/v1/agents/ag-0000000000000001/policy", "", token)
 	if code != 200 || out["variant"] != true {
 		t.Fatalf("effective: %d %v", code, out)
