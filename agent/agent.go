@@ -542,8 +542,8 @@ func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.revision.Set(float64(p.GetRevision()))
 	a.gossip.setRevision(p.GetRevision())
 	// A policy of this agent's own is for nobody else: not spread.
-	if a.peers != nil && p.GetAgent() == "" {
-		if sp := a.state.Signed(); sp != nil {
+	if a.peers != nil {
+		if sp := a.state.Shareable(); sp != nil {
 			a.peers.spread(sp, p.GetRevision())
 		}
 	}

@@ -156,13 +156,12 @@ func (p *peerPolicy) Message(b []byte) {
 	}
 	switch body := m.GetBody().(type) {
 	case *wire.PeerMessage_PolicyRequest:
-		sp := p.a.state.Signed()
+		// A policy of this agent's own is not shareable: the asker gets
+		// the office's from another peer or the coordinator.
+		sp := p.a.state.Shareable()
 		office, _ := p.a.Office()
 		if sp == nil || body.PolicyRequest.GetOffice() != office || p.a.state.RevisionIn(office) <= body.PolicyRequest.GetHaveRevision() {
 			return
-		}
-		if p.a.state.Policy().GetAgent() != "" {
-			return // this agent's own policy: the asker gets the office's from another peer
 		}
 		answer := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
 		if to := body.PolicyRequest.GetReplyTo(); to != "" {

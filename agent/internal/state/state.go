@@ -116,6 +116,17 @@ func (s *State) Signed() *wire.SignedPolicy {
 	return s.signed
 }
 
+// Shareable returns the accepted signed policy if peers may have it: an
+// office-wide one, not one for this agent alone. Nil otherwise.
+func (s *State) Shareable() *wire.SignedPolicy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy.GetAgent() != "" {
+		return nil
+	}
+	return s.signed
+}
+
 // Accept verifies sp and, if it is for office (where the agent is now),
 // for this agent (self: its member id) and not older than any revision of
 // that office accepted before, makes it the policy to apply. A revision

@@ -150,7 +150,13 @@ func TestAcceptOnlyOwnVariant(t *testing.T) {
 			t.Fatalf("%s: %v, want the revision to fetch", st.name, err)
 		}
 	}
-	if p := s.Policy(); p.GetRevision() != 4 || p.GetAgent() != "" {
+	if p := s.Policy(); p.GetRevision() != 4 || p.GetAgent() != "" || s.Shareable() == nil {
 		t.Fatalf("held %v", p)
+	}
+	if _, err := s.Accept(sign(&wire.Policy{Revision: 5, Agent: self}), "berlin", self); err != nil {
+		t.Fatal(err)
+	}
+	if s.Shareable() != nil {
+		t.Fatal("this agent's own policy is shareable with peers")
 	}
 }
