@@ -821,12 +821,15 @@ func (a *API) setLabels(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	for k, v := range in.Set {
+		if strings.Contains(k, "=") {
+			return httpError(http.StatusBadRequest, "label key %q has a '=': set {\"key\": \"value\"}", k)
+		}
 		l := k
 		if v != "" {
 			l += "=" + v
 		}
-		if msg := policy.CheckLabel(l); msg != "" || strings.Contains(k, "=") {
-			return httpError(http.StatusBadRequest, "%s", strings.TrimSpace(msg+" (key "+fmt.Sprintf("%q", k)+")"))
+		if msg := policy.CheckLabel(l); msg != "" {
+			return httpError(http.StatusBadRequest, "%s", msg)
 		}
 	}
 	a.scopeMu.Lock()

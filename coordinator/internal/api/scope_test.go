@@ -292,6 +292,17 @@ func TestNamedPolicyInputErrors(t *testing.T) {
 			}
 		})
 	}
+	for body, errHas := range map[string]string{
+		`{"set":{"a=b":""}}`:   "has a '='",
+		`{"set":{"Kiosk":""}}`: `label "Kiosk"`,
+		`{"set":{"k":"a b"}}`:  `label "k=a b"`,
+		`{"set":{"k":1}}`:      "not valid JSON",
+		`{"add":{"k":""}}`:     "not valid JSON",
+	} {
+		if code, out := call(t, srv, "PATCH", "/v1/agents/nobody/labels", body, token); code != 400 || !strings.Contains(out["error"].(string), errHas) {
+			t.Errorf("labels %s: %d %v, want 400 mentioning %q", body, code, out, errHas)
+		}
+	}
 	if code, out := call(t, srv, "PATCH", "/v1/agents/nobody/labels", `{"set":{"a":""}}`, token); code != 404 {
 		t.Fatalf("labels of nobody: %d %v", code, out)
 	}

@@ -729,7 +729,8 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 	for _, m := range members {
 		conn, ok := s.conns[m.ID]
 		// Roaming agents take part in no gossip: each is told itself.
-		alone := m.Roaming || slices.Contains(own, m.ID)
+		_, hasOwn := slices.BinarySearch(own, m.ID) // own is sorted
+		alone := m.Roaming || hasOwn
 		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !alone) {
 			continue
 		}
