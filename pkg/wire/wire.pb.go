@@ -786,6 +786,10 @@ type Policy struct {
 	// policy and takes its own from the coordinator. Empty unless some
 	// policy targets agents or labels in the office.
 	VariantAgents []string `protobuf:"bytes,6,rep,name=variant_agents,json=variantAgents,proto3" json:"variant_agents,omitempty"`
+	// variant_artifacts is content that those variants name and the items
+	// here do not (by SHA-256, sorted): relays pin and pre-stage it with the
+	// office's own. Agents ignore it.
+	VariantArtifacts []*Artifact `protobuf:"bytes,7,rep,name=variant_artifacts,json=variantArtifacts,proto3" json:"variant_artifacts,omitempty"`
 	// Technician access (session.proto): the permission lists of the office
 	// and of its hosts, the keys that sign access tokens, and the users who
 	// may not use a host's break-glass password.
@@ -864,6 +868,13 @@ func (x *Policy) GetAgent() string {
 func (x *Policy) GetVariantAgents() []string {
 	if x != nil {
 		return x.VariantAgents
+	}
+	return nil
+}
+
+func (x *Policy) GetVariantArtifacts() []*Artifact {
+	if x != nil {
+		return x.VariantArtifacts
 	}
 	return nil
 }
@@ -2458,7 +2469,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
 	"\bregistry\x18\f \x01(\v2\x1d.outpost.wire.v1.RegistrySpecH\x00R\bregistryB\x06\n" +
-	"\x04spec\"\x84\x03\n" +
+	"\x04spec\"\xcc\x03\n" +
 	"\x06Policy\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
@@ -2466,7 +2477,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"issuedUnix\x12+\n" +
 	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12\x14\n" +
 	"\x05agent\x18\x05 \x01(\tR\x05agent\x12%\n" +
-	"\x0evariant_agents\x18\x06 \x03(\tR\rvariantAgents\x12B\n" +
+	"\x0evariant_agents\x18\x06 \x03(\tR\rvariantAgents\x12F\n" +
+	"\x11variant_artifacts\x18\a \x03(\v2\x19.outpost.wire.v1.ArtifactR\x10variantArtifacts\x12B\n" +
 	"\vpermissions\x18\x14 \x03(\v2 .outpost.wire.v1.HostPermissionsR\vpermissions\x128\n" +
 	"\n" +
 	"token_keys\x18\x15 \x03(\v2\x19.outpost.wire.v1.TokenKeyR\ttokenKeys\x12=\n" +
@@ -2675,41 +2687,42 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
 	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
-	30, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	31, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
-	3,  // 8: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
-	12, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
-	0,  // 10: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	16, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
-	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	16, // 15: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
-	11, // 17: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 18: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 19: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 20: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 21: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 22: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 23: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	33, // 24: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	34, // 25: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	32, // 26: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 28: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 29: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 30: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 31: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 32: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 33: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 34: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 35: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
+	30, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	31, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
+	12, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
+	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
+	16, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	2,  // 13: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
+	13, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	13, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	16, // 16: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	32, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	11, // 18: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 19: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 20: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	19, // 21: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	21, // 22: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	25, // 23: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	23, // 24: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	33, // 25: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	34, // 26: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	32, // 27: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
+	35, // 28: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	4,  // 29: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	27, // 30: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 31: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	18, // 32: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	20, // 33: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	22, // 34: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	29, // 35: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	24, // 36: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }

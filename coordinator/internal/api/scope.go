@@ -398,12 +398,13 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	extra := variantArtifacts(wideItems, own)
 	// Everything is read before the store's write transaction opens.
 	tmpl := a.withAccess(&wire.Policy{Office: office})
 	p, err := a.d.Store.PublishPolicy(office, yaml, time.Now().UTC(), func(rev uint64) ([]byte, map[string][]byte, error) {
 		issued := time.Now().Unix()
 		pw := proto.Clone(tmpl).(*wire.Policy)
-		pw.Revision, pw.IssuedUnix, pw.Items, pw.VariantAgents = rev, issued, wideItems, ids
+		pw.Revision, pw.IssuedUnix, pw.Items, pw.VariantAgents, pw.VariantArtifacts = rev, issued, wideItems, ids, extra
 		signed, err := a.d.Signer.Sign(pw)
 		if err != nil {
 			return nil, nil, err
@@ -428,6 +429,28 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 		a.d.Notifier.NotifyRevision(office, p.Revision)
 	}
 	return p, wideItems, nil
+}
+
+// variantArtifacts is the content the variants name that the office-wide
+// items do not, sorted by hash: relays pre-stage it too.
+func variantArtifacts(wide []*wire.Item, own map[string][]*wire.Item) []*wire.Artifact {
+	seen := map[string]bool{}
+	for _, it := range wide {
+		if h := it.GetArtifact().GetSha256(); h != "" {
+			seen[h] = true
+		}
+	}
+	var out []*wire.Artifact
+	for _, items := range own {
+		for _, it := range items {
+			if a := it.GetArtifact(); a.GetSha256() != "" && !seen[a.GetSha256()] {
+				seen[a.GetSha256()] = true
+				out = append(out, a)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetSha256() < out[j].GetSha256() })
+	return out
 }
 
 // publish signs the office's next revision from the stored policies.

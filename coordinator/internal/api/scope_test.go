@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,16 @@ func TestNamedPoliciesMergeIntoVariants(t *testing.T) {
 	wide := signedPolicy(t, p.Signed)
 	if !reflect.DeepEqual(wide.GetVariantAgents(), []string{"ag-0000000000000001", "ag-0000000000000002"}) || !reflect.DeepEqual(versions(wide), map[string]string{"package/hello": "1"}) {
 		t.Fatalf("office-wide: variants %v items %v", wide.GetVariantAgents(), versions(wide))
+	}
+	// What only variants name is there for relays to pre-stage.
+	var extra []string
+	for _, a := range wide.GetVariantArtifacts() {
+		extra = append(extra, a.GetSha256())
+	}
+	want := []string{v2, tools}
+	sort.Strings(want)
+	if !reflect.DeepEqual(extra, want) {
+		t.Fatalf("variant artifacts %v, want %v", extra, want)
 	}
 	for id, want := range map[string]map[string]string{
 		"ag-0000000000000001": {"package/hello": "2"},
