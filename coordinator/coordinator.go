@@ -245,6 +245,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Set before the QUIC server runs: an agent placed in an office may
+	// need a revision of its own there.
+	qs.SetPlacementHook(h.MemberPlaced)
 	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
 		return fmt.Errorf("register compliance metrics: %w", err)
 	}

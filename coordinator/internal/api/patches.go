@@ -358,33 +358,10 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 }
 
 // republish signs a new revision of the office's policy: its YAML as the
-// admin last applied it (none is an empty policy) plus its approved
-// patches. It returns the new revision.
-func (a *API) republish(office string) (uint64, error) {
-	src := "items: []\n"
-	if p, err := a.d.Store.Policy(office); err == nil {
-		src = p.YAML
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return 0, err
-	}
-	items, err := policy.Compile([]byte(src), artifactLookup{a.d.Store})
-	if err != nil {
-		return 0, fmt.Errorf("recompile the policy of %s: %w", office, err)
-	}
-	if items, err = a.withPatches(office, items); err != nil {
-		return 0, err
-	}
-	p, err := a.d.Store.ApplyPolicy(office, src, time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
-	})
-	if err != nil {
-		return 0, err
-	}
-	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
-	}
-	return p.Revision, nil
-}
+// admin last applied it (none is an empty policy), the named policies that
+// target it or its computers, and its approved patches. It returns the new
+// revision.
+func (a *API) republish(office string) (uint64, error) { return a.publish(office) }
 
 // republishAll republishes every office.
 func (a *API) republishAll() error {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,7 +74,15 @@ type Server struct {
 	pushWG sync.WaitGroup
 	// access brokers technician sessions and pushes revocations (session.go).
 	access accessState
+	// placed, if set, is told of an agent that enrolled or changed office,
+	// before it hears its office's revision (SetPlacementHook).
+	placed func(id string)
 }
+
+// SetPlacementHook makes the server tell f (synchronously) of every agent
+// that enrolled or changed office: a policy that targets the agent by id,
+// hostname or label may need a new revision of its new office.
+func (s *Server) SetPlacementHook(f func(id string)) { s.placed = f }
 
 type metrics struct {
 	connected   prometheus.Gauge
@@ -299,6 +308,9 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	}
 	s.m.enrollments.WithLabelValues("ok").Inc()
 	s.log.Info("member enrolled", "member", m.ID, "hostname", hostname, "office", office.Name, "role", role)
+	if s.placed != nil && role == "agent" {
+		s.placed(m.ID)
+	}
 	info, err := s.officeInfo(office, m.ID)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
@@ -494,7 +506,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
+	moved := false
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
+		before, hostname := m.Office, m.Hostname
 		m.LastSeen = now
 		m.Address = remote
 		if h := strings.TrimSpace(req.GetHostname()); h != "" {
@@ -519,10 +533,17 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 			m.Backlog = append(m.Backlog, *reportFromWire(r))
 		}
 		s.place(m, offices)
+		// A new hostname counts as a move: policies may target hostnames.
+		moved = m.Office != before || m.Hostname != hostname
 	})
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	if moved && s.placed != nil && m.Role == "agent" {
+		// Before the answer names the office's revision: it must be one
+		// that gives this agent its own policy if it needs one.
+		s.placed(m.ID)
 	}
 	o, err := s.store.Office(m.Office)
 	if err != nil {
@@ -590,12 +611,36 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
 	}
+	signed, err := s.memberPolicy(m, p)
+	if err != nil {
+		s.log.Error("policy variant lookup", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
+	}
 	var sp wire.SignedPolicy
-	if err := proto.Unmarshal(p.Signed, &sp); err != nil {
+	if err := proto.Unmarshal(signed, &sp); err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "stored policy is damaged")
 	}
-	s.m.policyBytes.Add(float64(len(p.Signed)))
+	s.m.policyBytes.Add(float64(len(signed)))
 	return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{Policy: &sp}}}
+}
+
+// memberPolicy is the signed policy that is m's at its office's current
+// revision p: its own variant when it has one (agents only), else the
+// office's.
+func (s *Server) memberPolicy(m *store.Member, p *store.Policy) ([]byte, error) {
+	if m.Role != "agent" {
+		return p.Signed, nil
+	}
+	v, err := s.store.Variant(m.Office, m.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return p.Signed, nil
+	case err != nil:
+		return nil, err
+	case v.Revision != p.Revision:
+		return p.Signed, nil // left from an older revision; the office's is current
+	}
+	return v.Signed, nil
 }
 
 // presign hands out a download URL only for content the member's own
@@ -609,7 +654,7 @@ func (s *Server) presign(ctx context.Context, id string, req *wire.PresignReques
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
 	}
-	if !s.officeNames(m.Office, req.GetSha256()) {
+	if !s.memberNames(m, req.GetSha256()) {
 		return wire.Errorf(wire.Error_CODE_DENIED, "artifact %s is not named by the policy of office %s", clip(req.GetSha256(), 64), m.Office)
 	}
 	url, exp, err := s.files.Presign(ctx, req.GetSha256(), s.cfg.PresignTTL)
@@ -620,13 +665,18 @@ func (s *Server) presign(ctx context.Context, id string, req *wire.PresignReques
 	return &wire.Response{Body: &wire.Response_Presign{Presign: &wire.PresignResponse{Url: url, ExpiresUnix: exp.Unix()}}}
 }
 
-func (s *Server) officeNames(office, sha string) bool {
-	p, err := s.store.Policy(office)
+// memberNames tells whether the policy m runs names the artifact.
+func (s *Server) memberNames(m *store.Member, sha string) bool {
+	p, err := s.store.Policy(m.Office)
+	if err != nil {
+		return false
+	}
+	signed, err := s.memberPolicy(m, p)
 	if err != nil {
 		return false
 	}
 	var sp wire.SignedPolicy
-	if proto.Unmarshal(p.Signed, &sp) != nil {
+	if proto.Unmarshal(signed, &sp) != nil {
 		return false
 	}
 	var pol wire.Policy
@@ -669,6 +719,12 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 		return
 	}
 	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{Office: office, Revision: revision}}}
+	// Members with a policy of their own cannot take it from peers: each
+	// is told itself, and none of them counts toward the fanout.
+	own, err := s.store.VariantMembers(office)
+	if err != nil {
+		s.log.Error("push revision", "office", office, "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Members come from the store in random enough order (map iteration
@@ -677,10 +733,14 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 	for _, m := range members {
 		conn, ok := s.conns[m.ID]
 		// Roaming agents take part in no gossip: each is told itself.
-		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !m.Roaming) {
+		_, hasOwn := slices.BinarySearch(own, m.ID) // own is sorted
+		alone := m.Roaming || hasOwn
+		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !alone) {
 			continue
 		}
-		pushed++
+		if !alone {
+			pushed++
+		}
 		s.pushWG.Add(1)
 		go func() {
 			defer s.pushWG.Done()

@@ -107,6 +107,9 @@ type Member struct {
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
 	AckedSeq uint64 `json:"acked_seq,omitempty"`
+	// Labels are set by admins; named policies target them. A plain
+	// label has the value "".
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Policy is an office's current policy.
@@ -413,6 +416,17 @@ func (s *Store) Members(office string) ([]Member, error) {
 // revision — always above every revision this office name ever had — and
 // returns the signed bytes.
 func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, error)) (*Policy, error) {
+	return s.PublishPolicy(office, yaml, now, func(rev uint64) ([]byte, map[string][]byte, error) {
+		b, err := build(rev)
+		return b, nil, err
+	})
+}
+
+// PublishPolicy is ApplyPolicy for an office some of whose members have a
+// policy of their own (variants.go): build also returns the signed variant
+// of each such member at the new revision, by member id. They replace the
+// office's variants of earlier revisions in the same transaction.
+func (s *Store) PublishPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, map[string][]byte, error)) (*Policy, error) {
 	var out *Policy
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bOffices).Get([]byte(office)) == nil {
@@ -425,12 +439,15 @@ func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revis
 			}
 		}
 		rev++
-		signed, err := build(rev)
+		signed, variants, err := build(rev)
 		if err != nil {
 			return err
 		}
 		out = &Policy{Office: office, Revision: rev, YAML: yaml, Applied: now, Signed: signed}
 		if err := put(tx, bRevisions, office, rev); err != nil {
+			return err
+		}
+		if err := putVariants(tx, office, rev, variants); err != nil {
 			return err
 		}
 		return put(tx, bPolicies, office, out)
