@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -293,8 +294,10 @@ const maxReportOnly = 2000
 // approved patch that no approved patch supersedes and that the admin's
 // YAML does not already name, and a report-only item (scanned, never
 // applied) for each other catalog patch that nothing in the catalog
-// supersedes, so that hosts report what they miss.
-func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, error) {
+// supersedes, so that hosts report what they miss. officeYAML is the
+// office's own policy, whose defaults an approval without its own window
+// or reboot policy takes.
+func (a *API) withPatches(office, officeYAML string, items []*wire.Item) ([]*wire.Item, error) {
 	aps, err := a.d.Store.Approvals(office)
 	if err != nil {
 		return nil, err
@@ -319,6 +322,7 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 	}
 	superseded := patches.Superseded(ids, catalog)
 	lookup := artifactLookup{a.d.Store}
+	defWindow, defReboot := policy.Defaults([]byte(officeYAML))
 	for _, ap := range aps {
 		p, ok := catalog[ap.Patch]
 		if !ok || superseded[p.ID] || named["patch/"+p.ID] {
@@ -332,7 +336,7 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 			return nil, fmt.Errorf("patch %s: artifact %s is no longer recorded", p.ID, p.Artifact)
 		}
 		items = append(items, &wire.Item{Id: "patch/" + p.ID, Kind: policy.KindPatch, State: wire.State_STATE_PRESENT,
-			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: ap.Window, Reboot: ap.Reboot,
+			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: cmp.Or(ap.Window, defWindow), Reboot: cmp.Or(ap.Reboot, defReboot),
 			Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
 		named["patch/"+p.ID] = true
 	}

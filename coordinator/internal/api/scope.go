@@ -384,12 +384,12 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 			return nil, nil, err
 		}
 		if !policy.SameItems(eff.Items, wide.Items) {
-			if own[m.ID], err = a.withPatches(office, eff.Items); err != nil {
+			if own[m.ID], err = a.withPatches(office, yaml, eff.Items); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	wideItems, err := a.withPatches(office, wide.Items)
+	wideItems, err := a.withPatches(office, yaml, wide.Items)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -767,7 +767,11 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := a.withPatches(m.Office, merged.Items)
+	src, err := a.officeYAML(m.Office)
+	if err != nil {
+		return err
+	}
+	items, err := a.withPatches(m.Office, src, merged.Items)
 	if err != nil {
 		return err
 	}
