@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -281,8 +282,24 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "role must be agent or relay")
 	}
 	sum := sha256.Sum256([]byte(req.GetToken()))
+	tokenHash, keyHash := hex.EncodeToString(sum[:]), csrKeyHash(req.GetCsr())
 	var certDER []byte
-	m, office, err := s.store.Enroll(hex.EncodeToString(sum[:]), time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
+	// The same key with the same token: a member whose answer was lost
+	// retries. It gets its member again (a fresh certificate for the same
+	// id), and no use of the token is spent.
+	if keyHash != "" {
+		if m, office, err := s.store.EnrollAgain(tokenHash, keyHash); err == nil && m.Role == role {
+			der, err := s.ca.IssueMember(req.GetCsr(), m.ID)
+			if err != nil {
+				s.m.enrollments.WithLabelValues("refused").Inc()
+				return wire.Errorf(wire.Error_CODE_DENIED, "enrollment refused: %s", err)
+			}
+			s.m.enrollments.WithLabelValues("again").Inc()
+			s.log.Info("member enrolled again (its first answer was lost)", "member", m.ID, "hostname", m.Hostname, "office", office.Name)
+			return s.enrolled(m, office, der)
+		}
+	}
+	m, office, err := s.store.Enroll(tokenHash, time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
 		if t.Role != role {
 			return store.Member{}, &store.EnrollError{Reason: fmt.Sprintf("enrollment token %s enrols a %s, not a %s: ask an admin for a %s token", t.ID, t.Role, role, role)}
 		}
@@ -293,7 +310,8 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		}
 		certDER = der
 		now := time.Now()
-		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote}}, nil
+		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote},
+			KeyHash: keyHash, Token: t.ID}, nil
 	})
 	var ee *store.EnrollError
 	if errors.As(err, &ee) {
@@ -311,6 +329,11 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	if s.placed != nil && role == "agent" {
 		s.placed(m.ID)
 	}
+	return s.enrolled(m, office, certDER)
+}
+
+// enrolled is the answer to an enrollment.
+func (s *Server) enrolled(m *store.Member, office *store.Office, certDER []byte) *wire.Response {
 	info, err := s.officeInfo(office, m.ID)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
@@ -324,6 +347,17 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		GossipKey:     office.GossipKey,
 		OfficeInfo:    info,
 	}}}
+}
+
+// csrKeyHash is the SHA-256 of the public key a certificate request is
+// for, "" when it does not parse (enrolment then refuses it).
+func csrKeyHash(der []byte) string {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 func roleName(r wire.Role) string {

@@ -110,6 +110,11 @@ type Member struct {
 	// Labels are set by admins; named policies target them. A plain
 	// label has the value "".
 	Labels map[string]string `json:"labels,omitempty"`
+	// KeyHash is the SHA-256 of the public key the member enrolled with,
+	// and Token the id of the token it used: the same key with the same
+	// token again is a retry, not a new member.
+	KeyHash string `json:"key_hash,omitempty"`
+	Token   string `json:"token,omitempty"`
 }
 
 // Policy is an office's current policy.
@@ -321,6 +326,33 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 		return put(tx, bMembers, m.ID, m)
 	})
 	return member, office, err
+}
+
+// EnrollAgain finds the member that enrolled with the token whose hash is
+// given and with the public key whose hash is keyHash: a member retrying
+// an enrolment whose answer it never got. The token's expiry and uses do
+// not apply — the use was spent on this very member. ErrNotFound if there
+// is none.
+func (s *Store) EnrollAgain(hash, keyHash string) (*Member, *Office, error) {
+	var member *Member
+	var office *Office
+	err := s.db.View(func(tx *bolt.Tx) error {
+		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Hash == hash })
+		if err != nil || len(tokens) != 1 {
+			return ErrNotFound
+		}
+		ms, err := list[Member](tx, bMembers, func(m *Member) bool { return m.KeyHash == keyHash && m.Token == tokens[0].ID })
+		if err != nil || len(ms) != 1 {
+			return ErrNotFound
+		}
+		member = &ms[0]
+		office, err = get[Office](tx, bOffices, member.Office)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return member, office, nil
 }
 
 // UpdateMember changes a member in place with fn.
