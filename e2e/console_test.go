@@ -402,6 +402,80 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("dashboard compliance %q", got)
 	}
 
+	// Endpoint scope: label an agent on its page (a bad label is refused
+	// beside the field), create a label policy on the policies page (a bad
+	// priority first), and read the agent's effective policy: each item
+	// with the policy it came from. A conflicting policy is refused and
+	// shown at the top of the form, nothing saved, the input kept.
+	var labAgents struct {
+		Agents []struct{ ID, Hostname string }
+	}
+	c.MustDo("GET", "/v1/agents?office=lab&q=lab-pc-1", nil, &labAgents)
+	if len(labAgents.Agents) != 1 {
+		t.Fatalf("lab-pc-1: %+v", labAgents)
+	}
+	pc1 := labAgents.Agents[0].ID
+	b.open("/ui/agents/" + pc1)
+	b.fill("#add-labels", "Kiosk!")
+	b.submit("#save-labels")
+	b.wantErrorBeside("add-labels", "key")
+	b.fill("#add-labels", "kiosk floor=3")
+	b.submit("#save-labels")
+	if got := b.text("#label-list"); !strings.Contains(got, "kiosk") || !strings.Contains(got, "floor=3") {
+		t.Fatalf("labels on the page: %q (%s)", got, b.text("main"))
+	}
+	b.open("/ui/agents?label=kiosk")
+	if n := eval[int](b, `document.querySelectorAll('#agents tr[data-agent]').length`); n != 1 || !strings.Contains(b.text("#agents"), "lab-pc-1") {
+		t.Fatalf("label filter shows %d agents: %q", n, b.text("main"))
+	}
+	kioskYAML := "items:\n  - kind: package\n    name: hello-kiosk\n    version: \"1.0.0\"\n    artifact: " + sha + "\n    prefix: /opt/kiosk\n"
+	b.open("/ui/policies")
+	b.submit("#new-policy")
+	b.fill("#name", "kiosks", "#t-labels", "kiosk", "#priority", "high", "#yaml", kioskYAML)
+	b.submit("#apply")
+	b.wantErrorBeside("priority", "whole number")
+	if v := eval[string](b, `document.getElementById("t-labels").value`); v != "kiosk" {
+		t.Fatalf("the form lost the labels: %q", v)
+	}
+	b.fill("#priority", "5")
+	b.submit("#apply")
+	if got := b.text(".flash"); !strings.Contains(got, "Policy kiosks created") {
+		t.Fatalf("create policy: %q", b.text("main"))
+	}
+	var kiosks struct {
+		Priority  int
+		Computers []string
+	}
+	c.MustDo("GET", "/v1/policies/kiosks", nil, &kiosks)
+	if kiosks.Priority != 5 || strings.Join(kiosks.Computers, ",") != "lab-pc-1" {
+		t.Fatalf("kiosks as saved: %+v", kiosks)
+	}
+	b.open("/ui/agents/" + pc1)
+	if got := b.text(`#effective-items tr[data-item="package/hello-kiosk"] .origin`); got != "kiosks" {
+		t.Fatalf("hello-kiosk comes from %q: %s", got, b.text("#effective"))
+	}
+	if got := b.text(`#effective-items tr[data-item="package/hello"] .origin`); got != "office:lab" {
+		t.Fatalf("hello comes from %q: %s", got, b.text("#effective"))
+	}
+	b.shot("agent-effective-1366")
+	b.open("/ui/policies/+new")
+	conflicting := strings.Replace(kioskYAML, `"1.0.0"`, `"0.9"`, 1)
+	b.fill("#name", "kiosks-old", "#t-labels", "kiosk", "#priority", "5", "#yaml", conflicting)
+	b.submit("#apply")
+	if got := b.text("#conflicts"); !strings.Contains(got, "kiosks-old") || !strings.Contains(got, "package/hello-kiosk") || !strings.Contains(got, "lab-pc-1") {
+		t.Fatalf("the conflict is not shown: %q (%s)", got, b.text("main"))
+	}
+	if got := b.text("#top-error"); !strings.Contains(got, `"kiosks" and "kiosks-old"`) {
+		t.Fatalf("the API's message is not at the top: %q", got)
+	}
+	if v := eval[string](b, `document.getElementById("name").value + "|" + document.getElementById("yaml").value`); v != "kiosks-old|"+conflicting {
+		t.Fatalf("the form lost the input: %q", v)
+	}
+	if code, _ := c.Do("GET", "/v1/policies/kiosks-old", nil, nil); code != 404 {
+		t.Fatalf("the conflicting policy was saved: %d", code)
+	}
+	b.shot("policy-conflict-1366")
+
 	// Users, groups, permissions, audit: bad input beside the field.
 	b.open("/ui/users")
 	b.fill("#name", "Bad Name", "#password", "a long enough password", "#role", "operator")
@@ -441,7 +515,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	pages := []page{
 		{"dashboard", "/ui/"}, {"offices", "/ui/offices"}, {"office-new", "/ui/offices/+new"}, {"office", "/ui/offices/lab"},
 		{"agents", "/ui/agents"}, {"agent", "/ui/agents/" + agents.Agents[0].ID}, {"artifacts", "/ui/artifacts"},
-		{"policies", "/ui/policies"}, {"policy", "/ui/offices/lab/policy"}, {"users", "/ui/users"}, {"user", "/ui/users/olga"}, {"groups", "/ui/groups"},
+		{"policies", "/ui/policies"}, {"policy", "/ui/offices/lab/policy"},
+		{"named-policy", "/ui/policies/kiosks"}, {"named-policy-new", "/ui/policies/+new"}, {"agents-kiosk", "/ui/agents?label=kiosk"}, {"users", "/ui/users"}, {"user", "/ui/users/olga"}, {"groups", "/ui/groups"},
 		{"group", "/ui/groups/lab-techs"}, {"permissions", "/ui/offices/lab/permissions"},
 		{"host-permissions", "/ui/agents/" + agents.Agents[0].ID + "/permissions"}, {"audit", "/ui/audit"},
 	}
@@ -482,6 +557,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.fill("#yaml", bad)
 	b.submit("#apply")
 	b.shot("policy-error-768")
+	b.open("/ui/policies/+new")
+	b.fill("#name", "kiosks-old", "#t-labels", "kiosk", "#priority", "5", "#yaml", conflicting)
+	b.submit("#apply")
+	if got := b.text("#conflicts"); !strings.Contains(got, "kiosks-old") {
+		t.Fatalf("the conflict is not shown at 768px: %q", got)
+	}
+	b.shot("policy-conflict-768")
+	b.open("/ui/agents/" + pc1)
+	b.shot("agent-effective-768")
 
 	// Sign out: the console asks for a sign-in again.
 	b.width(1366)

@@ -18,6 +18,8 @@ import (
 type apiError struct {
 	Status int
 	Msg    string
+	// Conflicts are the policy conflicts of a 409 that refused a change.
+	Conflicts []conflict
 }
 
 func (e *apiError) Error() string { return e.Msg }
@@ -73,12 +75,13 @@ func (c *Console) call(ctx context.Context, remote, token, method, path string, 
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode >= 300 {
 		var e struct {
-			Error string `json:"error"`
+			Error     string     `json:"error"`
+			Conflicts []conflict `json:"conflicts"`
 		}
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = fmt.Sprintf("%s %s: %s", method, path, res.Status)
 		}
-		return &apiError{Status: res.StatusCode, Msg: e.Error}
+		return &apiError{Status: res.StatusCode, Msg: e.Error, Conflicts: e.Conflicts}
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {

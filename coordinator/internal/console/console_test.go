@@ -89,6 +89,7 @@ func (c *clock) add(d time.Duration) {
 
 type env struct {
 	t     *testing.T
+	st    *store.Store
 	c     *Console
 	api   *api.API
 	clock *clock
@@ -128,7 +129,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, c: c, api: a, clock: ck, files: files}
+	return &env{t: t, st: st, c: c, api: a, clock: ck, files: files}
 }
 
 // apiDo calls the API as the admin, to set up and to check what the

@@ -122,15 +122,6 @@ func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *sess
 
 // ---- policies
 
-func (c *Console) policies(w http.ResponseWriter, r *http.Request, s *session) error {
-	var out struct{ Offices []office }
-	if err := c.do(r, s, "GET", "/v1/offices", nil, &out); err != nil {
-		return err
-	}
-	sort.Slice(out.Offices, func(i, j int) bool { return out.Offices[i].Name < out.Offices[j].Name })
-	return c.render(w, r, s, http.StatusOK, "policies", "policies", "Policies", nil, out.Offices)
-}
-
 // policyLine is one line of the YAML, with the problems the compiler
 // found on it.
 type policyLine struct {
@@ -139,20 +130,26 @@ type policyLine struct {
 	Problems []string
 }
 
+// yamlProblems is a refused policy YAML set out line by line.
+type yamlProblems struct {
+	Lines    []policyLine // the submitted YAML, numbered, when it failed
+	General  []string     // problems that name no line
+	BadLines string       // "3,7": for the script that marks them in the editor
+}
+
 type policyPage struct {
+	yamlProblems
 	Office    string
 	Policy    *policyInfo
 	Artifacts []artifact
-	Lines     []policyLine // the submitted YAML, numbered, when it failed
-	General   []string     // problems that name no line
-	BadLines  string       // "3,7": for the script that marks them in the editor
+	Conflicts []conflict // why the API refused it with 409
 }
 
 var problemLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // problems sets out the policy compiler's answer ("line N: what", one per
 // line) against the submitted source.
-func (p *policyPage) problems(src, msg string) {
+func (p *yamlProblems) problems(src, msg string) {
 	byLine := map[int][]string{}
 	for _, l := range strings.Split(msg, "\n") {
 		if m := problemLine.FindStringSubmatch(l); m != nil {
@@ -224,14 +221,24 @@ func (c *Console) applyPolicy(w http.ResponseWriter, r *http.Request, s *session
 	src := strings.ReplaceAll(f.Get("yaml"), "\r\n", "\n")
 	var pi policyInfo
 	if err := c.do(r, s, "PUT", "/v1/offices/"+url.PathEscape(name)+"/policy", src, &pi); err != nil {
-		if err := f.fail(err, []rule{{"", "yaml"}}); err != nil {
+		// A conflict with named policies is not the YAML's fault: it is
+		// shown at the top, with the policies, the item and the computers.
+		conflicts, isConflict := refusedConflicts(err)
+		rules := []rule{{"", "yaml"}}
+		if isConflict {
+			rules = nil
+		}
+		if err := f.fail(err, rules); err != nil {
 			return err
 		}
 		p, err := c.policyPage(r, s)
 		if err != nil {
 			return err
 		}
-		p.problems(src, f.Err("yaml"))
+		p.Conflicts = conflicts
+		if !isConflict {
+			p.problems(src, f.Err("yaml"))
+		}
 		return c.render(w, r, s, f.status(), "policy", "policies", "Policy of "+name, f, p)
 	}
 	return done(w, r, s, "/ui/offices/"+url.PathEscape(name)+"/policy",

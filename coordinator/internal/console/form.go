@@ -146,6 +146,9 @@ var funcs = template.FuncMap{
 		}
 		return false
 	},
-	"grantText": grantText,
-	"list":      list,
+	"grantText":  grantText,
+	"labels":     labelList,
+	"labelKey":   func(l string) string { k, _, _ := strings.Cut(l, "="); return k },
+	"policyHref": policyHref,
+	"list":       list,
 }

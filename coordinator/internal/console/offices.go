@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"sort"
@@ -314,6 +315,17 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 		}
 		status = f.status()
 	}
+	// The API does not filter by label; the console does, as a policy's
+	// labels: target matches.
+	if l := strings.TrimSpace(f.Get("label")); l != "" {
+		var kept []agent
+		for _, a := range ags.Agents {
+			if labelMatches(l, a.Labels) {
+				kept = append(kept, a)
+			}
+		}
+		ags.Agents = kept
+	}
 	return c.render(w, r, s, status, "agents", "agents", "Agents", f,
 		map[string]any{"Agents": ags.Agents, "Offices": offs.Offices, "States": agentStates})
 }
@@ -323,12 +335,38 @@ type agentPage struct {
 	Runs    []report
 	Offices []office
 	Move    *form
+	// Labels is the form that adds and removes labels; LabelConflicts why
+	// the API refused it.
+	Labels         *form
+	LabelConflicts []conflict
+	// Effective is what the agent runs and which policy each item came
+	// from (agents only); Reach where it takes direct sessions.
+	Effective *effective
+	Reach     *reach
 }
 
 func (c *Console) agentPage(r *http.Request, s *session) (*agentPage, error) {
 	id := url.PathEscape(r.PathValue("id"))
-	p := &agentPage{Move: newForm(nil)}
+	p := &agentPage{Move: newForm(nil), Labels: newForm(nil)}
 	if err := c.do(r, s, "GET", "/v1/agents/"+id, nil, &p.Agent); err != nil {
+		return nil, err
+	}
+	if p.Agent.Role == "agent" {
+		var eff effective
+		if err := c.do(r, s, "GET", "/v1/agents/"+id+"/policy", nil, &eff); err != nil {
+			return nil, err
+		}
+		p.Effective = &eff
+	}
+	var rc reach
+	err := c.do(r, s, "GET", "/v1/hosts/"+id+"/reach", nil, &rc)
+	var ae *apiError
+	switch {
+	case err == nil:
+		p.Reach = &rc
+	case errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusUnauthorized:
+		// Shown without it: the rest of the page does not depend on it.
+	default:
 		return nil, err
 	}
 	var runs struct{ Runs []report }

@@ -49,21 +49,22 @@ type itemStatus struct {
 }
 
 type agent struct {
-	ID        string       `json:"id"`
-	Hostname  string       `json:"hostname"`
-	Office    string       `json:"office"`
-	Home      string       `json:"home"`
-	Roaming   bool         `json:"roaming"`
-	Role      string       `json:"role"`
-	Address   string       `json:"address"`
-	Addresses []string     `json:"addresses"`
-	LastSeen  time.Time    `json:"last_seen"`
-	Connected bool         `json:"connected"`
-	Revision  uint64       `json:"revision"`
-	Compliant bool         `json:"compliant"`
-	Items     []itemStatus `json:"items"`
-	Enrolled  time.Time    `json:"enrolled"`
-	Version   string       `json:"version"`
+	ID        string            `json:"id"`
+	Hostname  string            `json:"hostname"`
+	Office    string            `json:"office"`
+	Home      string            `json:"home"`
+	Roaming   bool              `json:"roaming"`
+	Role      string            `json:"role"`
+	Address   string            `json:"address"`
+	Addresses []string          `json:"addresses"`
+	LastSeen  time.Time         `json:"last_seen"`
+	Connected bool              `json:"connected"`
+	Revision  uint64            `json:"revision"`
+	Compliant bool              `json:"compliant"`
+	Items     []itemStatus      `json:"items"`
+	Enrolled  time.Time         `json:"enrolled"`
+	Version   string            `json:"version"`
+	Labels    map[string]string `json:"labels"`
 }
 
 type report struct {
@@ -185,4 +186,60 @@ type event struct {
 	Allowed bool      `json:"allowed"`
 	Source  string    `json:"source"`
 	Remote  string    `json:"remote"`
+}
+
+type targets struct {
+	Offices []string `json:"offices"`
+	Agents  []string `json:"agents"`
+	Labels  []string `json:"labels"`
+}
+
+// namedPolicy is a named policy (GET /v1/policies, /v1/policies/{name}).
+type namedPolicy struct {
+	Name      string            `json:"name"`
+	Priority  int               `json:"priority"`
+	Targets   targets           `json:"targets"`
+	Applied   time.Time         `json:"applied"`
+	Created   time.Time         `json:"created"`
+	YAML      string            `json:"yaml"`
+	Published map[string]uint64 `json:"published"`
+	Computers []string          `json:"computers"`
+}
+
+// conflict is one conflict of a 409 answer, or of an effective policy.
+type conflict struct {
+	Item      string   `json:"item"`
+	Level     string   `json:"level"`
+	Priority  int      `json:"priority"`
+	Policies  []string `json:"policies"`
+	Computers []string `json:"computers"`
+	Offices   []string `json:"offices"`
+}
+
+// effective is what one agent runs and why (GET /v1/agents/{id}/policy).
+type effective struct {
+	Agent    string            `json:"agent"`
+	Hostname string            `json:"hostname"`
+	Office   string            `json:"office"`
+	Revision uint64            `json:"revision"`
+	Variant  bool              `json:"variant"`
+	Labels   map[string]string `json:"labels"`
+	Items    []struct {
+		ID         string   `json:"id"`
+		Policy     string   `json:"policy"`
+		Level      string   `json:"level"`
+		Priority   int      `json:"priority"`
+		Overridden []string `json:"overridden"`
+		Item       struct {
+			Kind       string `json:"kind"`
+			ReportOnly bool   `json:"report_only"`
+		} `json:"item"`
+	} `json:"items"`
+	Conflicts []conflict `json:"conflicts"`
+}
+
+// reach is where a host takes direct technician sessions.
+type reach struct {
+	Direct    []string `json:"direct"`
+	Connected bool     `json:"connected"`
 }
