@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -214,23 +215,39 @@ func TestRelayFailoverMidDownloadResumesOnTheOtherRelay(t *testing.T) {
 	_ = r2
 }
 
-// relayURL is the base URL agents fetch from a relay at addr.
-func relayURL(addr string) string { return "http://" + addr }
+// relayURL is the base URL agents fetch from a relay at addr: HTTPS, with
+// a serving certificate from the coordinator's CA.
+func relayURL(addr string) string { return "https://" + addr }
 
 // relayURLConfig is the relay's config naming that URL.
 func relayURLConfig(addr string) string { return "advertise_url: " + relayURL(addr) + "\n" }
 
-// waitRelaysServing waits until each relay answers on its content port.
+// relayClient trusts what agents trust: the coordinator's CA.
+func relayClient(c *coordinatortest.Harness) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: c.CAPool()}
+	return &http.Client{Transport: t, Timeout: 10 * time.Second}
+}
+
+// waitRelaysServing waits until each relay answers over HTTPS with a
+// certificate from the coordinator's CA valid for its address.
 func waitRelaysServing(t testing.TB, c *coordinatortest.Harness, office string, addrs ...string) {
 	t.Helper()
+	hc := relayClient(c)
 	for _, addr := range addrs {
+		last := &errBox{}
 		tu.Eventually(t, 60*time.Second, func() bool {
-			resp, err := http.Get(relayURL(addr) + "/healthz")
-			if err != nil {
+			resp, err := hc.Get(relayURL(addr) + "/healthz")
+			if last.err = err; err != nil {
 				return false
 			}
 			resp.Body.Close()
 			return resp.StatusCode == http.StatusOK
-		}, "relay %s did not serve", addr)
+		}, "relay %s of office %s did not serve HTTPS: %v", addr, office, last)
 	}
 }
+
+// errBox shows the last error of a wait in its failure message.
+type errBox struct{ err error }
+
+func (b *errBox) String() string { return fmt.Sprint(b.err) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/pkg/gossip"
 	"github.com/outposthq/outpost/pkg/member"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -35,6 +36,9 @@ type membership struct {
 	onPolicy func(revision uint64, hashes []string)
 	policy   *officePolicy
 	kick     chan struct{}
+	// serving, if set, is the HTTPS certificate to keep issued and fresh.
+	serving *servingCert
+	caDER   []byte
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
@@ -95,6 +99,7 @@ func (m *membership) Run(ctx context.Context) error {
 		return err
 	}
 	m.link = link
+	m.caDER = id.CADER
 	close(m.linked)
 
 	var node *gossip.Node
@@ -157,6 +162,18 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		return
 	}
 	info := resp.GetCheckin().GetOffice()
+	if m.serving != nil {
+		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays(), m.caDER)
+		switch {
+		case err != nil && err.Error() != m.serving.warned:
+			m.log.Warn("no HTTPS serving certificate; agents cannot fetch from this relay yet", "err", err)
+			m.serving.warned = err.Error()
+		case renewed:
+			leaf := m.serving.leaf()
+			m.log.Info("HTTPS serving certificate issued by the coordinator's CA", "hosts", tlsutil.CertHosts(leaf), "expires", leaf.NotAfter)
+			m.serving.warned = ""
+		}
+	}
 	if m.policy != nil && info.GetRevision() > m.policy.revision {
 		if err := m.policy.fetch(ctx, m.link.Call); err != nil {
 			m.log.Warn("policy not taken", "err", err)

@@ -10,6 +10,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/relay/internal/cache"
 	"github.com/outposthq/outpost/relay/internal/upstream"
@@ -90,6 +92,7 @@ type Relay struct {
 	components []namedComponent
 	metrics    *httpMetrics
 	inflight   inflight
+	tls        *tls.Config // nil: plain HTTP
 
 	started atomic.Bool
 	mu      sync.Mutex
@@ -219,6 +222,28 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 	if m != nil {
 		m.onPolicy = r.applyPolicy
 	}
+	switch {
+	case cfg.PlainHTTP:
+	case cfg.TLSCertFile != "":
+		cf, err := tlsutil.LoadCertFile(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		r.tls = tlsutil.ServerTLS(cf.GetCertificate)
+	case m != nil:
+		sc := &servingCert{dir: filepath.Join(cfg.DataDir, "identity")}
+		sc.load()
+		m.serving = sc
+		r.tls = tlsutil.ServerTLS(sc.GetCertificate)
+	default:
+		return nil, errors.New("relay: no HTTPS certificate: enrol with a coordinator (coordinator, enroll_token, ca_fingerprint) " +
+			"for one from its CA, or give tls_cert_file and tls_key_file, or set plain_http: true where the office allows plain HTTP")
+	}
+	if r.tls != nil {
+		// HTTP/1.1 only: artifacts are few large bodies, and one TCP
+		// connection per download keeps failover and ranges simple.
+		r.tls.NextProtos = []string{"http/1.1"}
+	}
 	r.handler = r.routes(gatherer)
 	return r, nil
 }
@@ -246,7 +271,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.addr = ln.Addr().String()
 	r.mu.Unlock()
-	r.logger.Info("relay serving content", "addr", ln.Addr().String(), "data_dir", r.cfg.DataDir)
+	scheme := "http"
+	if r.tls != nil {
+		ln = tls.NewListener(ln, r.tls)
+		scheme = "https"
+	}
+	r.logger.Info("relay serving content", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", r.cfg.DataDir)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.serve(gctx, ln) })

@@ -59,7 +59,7 @@ func TestOffice(t *testing.T) {
 		{
 			name: "add with a wrong mode",
 			args: []string{"office", "add", "berlin", "--mode", "mesh"},
-			want: want{code: 2, stderrHas: []string{`outpost: office add: --mode "mesh": want direct or relay`}},
+			want: want{code: 2, stderrHas: []string{`outpost: office add: --mode "mesh": want direct, relay or distribution`}},
 		},
 		{
 			name: "add with a relay that is no URL",
@@ -112,6 +112,7 @@ func TestOffice(t *testing.T) {
 				"location:           Berlin, DE\n" +
 				"mode:               relay\n" +
 				"relays:             http://10.1.0.5:8090\n" +
+				"plain HTTP:         refused\n" +
 				"check-in interval:  2m0s\n" +
 				"time zone:          Europe/Berlin\n" +
 				"subnets:            10.1.0.0/16, 192.168.7.0/24\n" +

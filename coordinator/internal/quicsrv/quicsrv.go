@@ -360,10 +360,14 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
 		TimeZone:               o.TimeZone,
 	}
-	if o.Mode == "relay" {
+	switch o.Mode {
+	case "relay":
 		info.Mode = wire.Mode_MODE_RELAY
+	case "distribution":
+		info.Mode = wire.Mode_MODE_DISTRIBUTION
 	}
-	info.Relays = append(info.Relays, o.Relays...)
+	info.Relays = o.RelayURLs()
+	info.AllowPlainHttp = o.PlainHTTPAllowed()
 	// Seeds: the members heard from most recently, so a joiner reaches a
 	// live one; a handful is enough for gossip to do the rest.
 	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
@@ -449,6 +453,8 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "presign", s.presign(ctx, id, b.Presign)
 	case *wire.Request_FileServer:
 		kind, resp = "file_server", s.fileServer(ctx, id)
+	case *wire.Request_ServingCert:
+		kind, resp = "serving_cert", s.servingCert(id, b.ServingCert)
 	case *wire.Request_Audit:
 		kind, resp = "audit", s.storeAudit(id, b.Audit)
 	default:
