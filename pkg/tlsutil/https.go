@@ -196,6 +196,9 @@ func PinnedHTTPS(host, fingerprint string, extra *x509.CertPool) (*tls.Config, e
 				return errors.New("the server presented no certificate")
 			}
 			leaf := cs.PeerCertificates[0]
+			if IsRelayCert(leaf) {
+				return errors.New("the server presented a relay's serving certificate, not the coordinator's")
+			}
 			inter := x509.NewCertPool()
 			for _, c := range cs.PeerCertificates[1:] {
 				inter.AddCert(c)
@@ -227,4 +230,19 @@ func PinnedHTTPS(host, fingerprint string, extra *x509.CertPool) (*tls.Config, e
 			return firstErr
 		},
 	}, nil
+}
+
+// RelayOU marks the serving certificates the coordinator's CA issues to
+// relays (OU "relay <member id>"), so that nobody takes one for the
+// coordinator's.
+const RelayOU = "relay "
+
+// IsRelayCert says whether c is a relay's serving certificate.
+func IsRelayCert(c *x509.Certificate) bool {
+	for _, ou := range c.Subject.OrganizationalUnit {
+		if strings.HasPrefix(ou, RelayOU) {
+			return true
+		}
+	}
+	return false
 }

@@ -262,7 +262,7 @@ func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifeti
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: hosts[0], OrganizationalUnit: []string{"relay " + memberID}},
+		Subject:      pkix.Name{CommonName: hosts[0], OrganizationalUnit: []string{tlsutil.RelayOU + memberID}},
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
