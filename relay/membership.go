@@ -33,9 +33,11 @@ type membership struct {
 
 	// onPolicy, if set, is told the artifacts of each newer signed policy
 	// of the office; kick wakes the loop on a "revision N is out" push.
-	onPolicy func(revision uint64, hashes []string)
-	policy   *officePolicy
-	kick     chan struct{}
+	onPolicy func(revision uint64, hashes []string, sizes map[string]int64)
+	// staging, if set, says how far pre-staging has come, for check-ins.
+	staging func() *wire.StagingStatus
+	policy  *officePolicy
+	kick    chan struct{}
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
 	caDER   []byte
@@ -153,6 +155,9 @@ func (m *membership) Run(ctx context.Context) error {
 func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	hostname, _ := os.Hostname()
 	req := &wire.CheckinRequest{Hostname: hostname, ServeUrl: m.cfg.AdvertiseURL, Version: Version}
+	if m.staging != nil {
+		req.Staging = m.staging()
+	}
 	if node != nil {
 		req.GossipAddress = node.Addr()
 	}
@@ -188,5 +193,14 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		if _, err := node.Join(info.GetGossipSeeds()); err != nil {
 			m.log.Debug("join office gossip", "err", err)
 		}
+	}
+}
+
+// checkinSoon has the relay check in now rather than at the interval: the
+// coordinator waits for its staging report.
+func (m *membership) checkinSoon() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
 	}
 }

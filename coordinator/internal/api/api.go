@@ -399,6 +399,9 @@ func (a *API) view(o *store.Office) (officeView, error) {
 			v.Agents++
 		}
 	}
+	if o.Mode == "distribution" {
+		v.Staging = a.staging(o, v.Revision, members)
+	}
 	return v, nil
 }
 

@@ -65,3 +65,28 @@ func (a *API) nudgeRelays(office string) {
 		}
 	}
 }
+
+// staging is the office's distribution server's last report on the
+// newest revision, and the revision its agents were told of.
+func (a *API) staging(o *store.Office, newest uint64, members []store.Member) *stagingView {
+	v := &stagingView{Revision: newest}
+	if rel, err := a.d.Store.Released(o.Name); err == nil {
+		v.Released = rel.Revision
+	}
+	for _, m := range members {
+		if m.Role != "relay" || !o.IsDistributionServer(m.ServeURL) || m.Staging == nil {
+			continue
+		}
+		st := m.Staging
+		v.Server = m.ID
+		if st.Revision == newest {
+			v.Artifacts, v.Staged, v.Bytes, v.StagedBytes = st.Artifacts, st.Staged, st.Bytes, st.StagedBytes
+			v.Complete = st.Complete()
+		}
+		v.Error = st.Error
+	}
+	if newest == 0 || v.Released >= newest {
+		v.Complete = true
+	}
+	return v
+}

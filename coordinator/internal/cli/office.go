@@ -312,6 +312,9 @@ func stagingLine(st *staging) string {
 	}
 	line := fmt.Sprintf("revision %d: %d of %d artifacts (%s of %s)", st.Revision, st.Staged, st.Artifacts,
 		byteSize(st.StagedBytes), byteSize(st.Bytes))
+	if st.Artifacts == 0 && !st.Complete {
+		line = fmt.Sprintf("revision %d: waiting for the distribution server's report", st.Revision)
+	}
 	if st.Complete {
 		line += ", complete"
 	}

@@ -300,6 +300,9 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	s.m.enrollments.WithLabelValues("ok").Inc()
 	s.log.Info("member enrolled", "member", m.ID, "hostname", hostname, "office", office.Name, "role", role)
 	info, err := s.officeInfo(office, m.ID)
+	if err == nil && role == "agent" {
+		info.Revision = s.agentRevision(office, info.Revision)
+	}
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
 	}
@@ -520,6 +523,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		for _, r := range req.GetBacklog() {
 			m.Backlog = append(m.Backlog, *reportFromWire(r))
 		}
+		if st := req.GetStaging(); st != nil && m.Role == "relay" {
+			m.Staging = stagingFromWire(st, now)
+		}
 		s.place(m, offices)
 	})
 	if err != nil {
@@ -544,9 +550,15 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 			s.log.Info("gossip key rotation", "office", o.Name, "phase", o.Rotation)
 		}
 	}
+	if m.Role == "relay" {
+		s.maybeRelease(o, m)
+	}
 	info, err := s.officeInfo(o, id)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	if m.Role == "agent" {
+		info.Revision = s.agentRevision(o, info.Revision)
 	}
 	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
 	if m.Roaming {
@@ -586,6 +598,9 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
 	}
 	p, err := s.store.Policy(m.Office)
+	if err == nil && m.Role == "agent" {
+		p, err = s.agentPolicy(m.Office, p)
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Revision <= req.GetHaveRevision()) {
 		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
 	}
@@ -665,6 +680,9 @@ func (s *Server) fileServer(ctx context.Context, id string) *wire.Response {
 // NotifyRevision pushes "revision N is out" to every connected member of
 // office, without waiting: members that miss it learn at check-in.
 func (s *Server) NotifyRevision(office string, revision uint64) {
+	if s.holdBack(office, revision) {
+		return
+	}
 	members, err := s.store.Members(office)
 	if err != nil {
 		s.log.Error("push revision", "office", office, "err", err)

@@ -110,6 +110,8 @@ type Member struct {
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
 	AckedSeq uint64 `json:"acked_seq,omitempty"`
+	// Staging is a relay's last report of pre-staging (release.go).
+	Staging *Staging `json:"staging,omitempty"`
 }
 
 // Policy is an office's current policy.
