@@ -199,3 +199,27 @@ func TestRelayServesHTTPSWithItsOwnCertificate(t *testing.T) {
 		t.Fatalf("relay without a certificate: %v", err)
 	}
 }
+
+// One relay process per cache directory: a second on the same directory
+// (two processes on a shared mount) is refused, and a restart after the
+// first has stopped is not.
+func TestCacheDirectoryHasOneRelay(t *testing.T) {
+	cfg := testConfig(t)
+	first, err := New(cfg, logging.Discard(), prometheus.NewRegistry(), WithUpstream(newFake()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, logging.Discard(), prometheus.NewRegistry(), WithUpstream(newFake())); err == nil || !strings.Contains(err.Error(), "in use by another relay process") {
+		t.Fatalf("second relay on the directory: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- first.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg, logging.Discard(), prometheus.NewRegistry(), WithUpstream(newFake())); err != nil {
+		t.Fatalf("restart after the first stopped: %v", err)
+	}
+}
