@@ -232,7 +232,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
 
-	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, contentClient(id), a.log, a.reg)
+	idle := 30 * time.Second
+	if a.cfg.Fast {
+		idle = 3 * time.Second
+	}
+	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, contentClient(id, idle), a.log, a.reg)
 	if err != nil {
 		return err
 	}

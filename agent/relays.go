@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -37,10 +38,19 @@ func relayURLs(info *wire.OfficeInfo, log *slog.Logger) []string {
 // coordinator's CA pinned at enrollment (which issues relays' serving
 // certificates) besides the system's roots, and from the file server
 // through presigned URLs. It has no overall timeout (artifacts are large),
-// but a relay that accepts and then says nothing is left soon.
-func contentClient(id *member.Identity) *http.Client {
+// but a connection that says nothing for idle is dropped: a relay that
+// hangs or loses power mid-download is left for the next one as surely as
+// one that is killed, and the download resumes there by range.
+func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &idleConn{Conn: c, idle: idle}, nil
+	}
 	t.ResponseHeaderTimeout = time.Minute
 	if conf, err := tlsutil.RelayClientTLS(id.CADER); err == nil {
 		t.TLSClientConfig = conf
@@ -48,4 +58,15 @@ func contentClient(id *member.Identity) *http.Client {
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: t}
+}
+
+// idleConn fails a read that waits longer than idle for its first byte.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
 }
