@@ -58,6 +58,7 @@ func (a *Agent) runSessions(ctx context.Context) error {
 						return
 					}
 					a.sessions.Go(func() {
+						a.refreshRevocations(ctx)
 						a.sessions.Serve(ctx, str, func() { str.CancelRead(0) })
 						a.flushAudit(ctx)
 					})
@@ -74,11 +75,11 @@ func (a *Agent) runSessions(ctx context.Context) error {
 func (a *Agent) onAccessPush(ctx context.Context, req *wire.Request) (*wire.Response, bool) {
 	switch b := req.GetBody().(type) {
 	case *wire.Request_Revocations:
-		a.sessions.SetRevocations(b.Revocations)
+		a.takeRevocations(b.Revocations, "")
 		return nil, true
 	case *wire.Request_SessionOffer:
 		// The offer carries the current list: it applies before the session.
-		a.sessions.SetRevocations(b.SessionOffer.GetRevocations())
+		a.takeRevocations(b.SessionOffer.GetRevocations(), "")
 		id := b.SessionOffer.GetSessionId()
 		a.sessions.Go(func() { a.attachSession(ctx, id) })
 		return nil, true
@@ -106,7 +107,7 @@ func (a *Agent) attachSession(ctx context.Context, id string) {
 // afterCheckin applies the revocation list of a check-in answer and sends
 // the audit records the coordinator has not acknowledged.
 func (a *Agent) afterCheckin(ctx context.Context, resp *wire.CheckinResponse) {
-	a.sessions.SetRevocations(resp.GetRevocations())
+	a.takeRevocations(resp.GetRevocations(), "")
 	a.flushAudit(ctx)
 }
 

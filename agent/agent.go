@@ -247,6 +247,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer run.Close()
+	run.Remember(st.Policy(), st.Report())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -66,7 +66,9 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 			// so each tick also asks one peer at random; it answers only
 			// when it holds something newer.
 			if len(peers) > 0 {
-				p.ask(peers[rand.IntN(len(peers))].Name)
+				peer := peers[rand.IntN(len(peers))].Name
+				p.ask(peer)
+				p.a.askRevocations(peer)
 			}
 		}
 	}
@@ -169,6 +171,10 @@ func (p *peerPolicy) Message(b []byte) {
 		}
 	case *wire.PeerMessage_Policy:
 		p.accept(m.GetFrom(), body.Policy)
+	case *wire.PeerMessage_RevocationsRequest:
+		p.a.answerRevocations(m.GetFrom(), body.RevocationsRequest)
+	case *wire.PeerMessage_Revocations:
+		p.a.takeRevocations(body.Revocations, m.GetFrom())
 	}
 }
 

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	"github.com/outposthq/outpost/pkg/testutil"
@@ -178,6 +182,42 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		r := tina.run("echo shell-$((6*7))\nexit\n", "connect", "pc-berlin-1")
 		if r.code != 0 || !strings.Contains(r.stdout, "shell-42") {
 			t.Fatalf("%v", r)
+		}
+	})
+	t.Run("shell on a terminal", func(t *testing.T) {
+		// The technician's own terminal is a pseudo-terminal here: the CLI
+		// must give the host's shell a terminal of the same size, in raw
+		// mode, and pass a resize on.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := tina.cmd(ctx, "", "connect", "pc-berlin-1")
+		cmd.Stdin = nil
+		cmd.Env = append(cmd.Env, "TERM=vt100")
+		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tty.Close()
+		var out syncBuffer
+		go io.Copy(&out, tty)
+		see := func(want string) {
+			t.Helper()
+			testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) },
+				"the terminal never showed %q:\n%s", want, out.String())
+		}
+		tty.Write([]byte("test -t 0 && echo tty-$TERM-$((6*7)); stty size\r"))
+		see("tty-vt100-42")
+		see("31 97")
+		if err := pty.Setsize(tty, &pty.Winsize{Rows: 45, Cols: 120}); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Process.Signal(syscall.SIGWINCH)
+		time.Sleep(200 * time.Millisecond)
+		tty.Write([]byte("stty size; exit 5\r"))
+		see("45 120")
+		err = cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+			t.Fatalf("connect ended with %v, want exit status 5:\n%s", err, out.String())
 		}
 	})
 	t.Run("not in the group", func(t *testing.T) {

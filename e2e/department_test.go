@@ -120,7 +120,7 @@ func TestMissedRevocationLearnedAtCheckin(t *testing.T) {
 	}
 	pc.stop()
 	c.MustDo("PATCH", "/v1/users/tina", map[string]any{"disabled": true}, nil)
-	revPath := filepath.Join(pc.cfg.DataDir, "sessions", "revocations.pb")
+	revPath := filepath.Join(pc.cfg.DataDir, "sessions", "revocations.signed.pb")
 	if disabledOn(t, revPath, "tina") {
 		t.Fatal("the stopped host already knows: the test proves nothing")
 	}
@@ -136,8 +136,12 @@ func disabledOn(t testing.TB, path, user string) bool {
 	if err != nil {
 		return false
 	}
+	var sr wire.SignedRevocations
 	var l wire.RevocationList
-	if err := proto.Unmarshal(b, &l); err != nil {
+	if err := proto.Unmarshal(b, &sr); err != nil {
+		t.Fatal(err)
+	}
+	if err := proto.Unmarshal(sr.GetList(), &l); err != nil {
 		t.Fatal(err)
 	}
 	return l.Revoked(&wire.AccessToken{User: user, IssuedUnixMs: time.Now().UnixMilli()})

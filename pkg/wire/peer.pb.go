@@ -94,6 +94,8 @@ type PeerMessage struct {
 	//
 	//	*PeerMessage_PolicyRequest
 	//	*PeerMessage_Policy
+	//	*PeerMessage_Revocations
+	//	*PeerMessage_RevocationsRequest
 	Body          isPeerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -161,6 +163,24 @@ func (x *PeerMessage) GetPolicy() *SignedPolicy {
 	return nil
 }
 
+func (x *PeerMessage) GetRevocations() *SignedRevocations {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
+func (x *PeerMessage) GetRevocationsRequest() *RevocationsRequest {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RevocationsRequest); ok {
+			return x.RevocationsRequest
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Body interface {
 	isPeerMessage_Body()
 }
@@ -173,23 +193,37 @@ type PeerMessage_Policy struct {
 	Policy *SignedPolicy `protobuf:"bytes,3,opt,name=policy,proto3,oneof"`
 }
 
+type PeerMessage_Revocations struct {
+	Revocations *SignedRevocations `protobuf:"bytes,4,opt,name=revocations,proto3,oneof"`
+}
+
+type PeerMessage_RevocationsRequest struct {
+	RevocationsRequest *RevocationsRequest `protobuf:"bytes,5,opt,name=revocations_request,json=revocationsRequest,proto3,oneof"`
+}
+
 func (*PeerMessage_PolicyRequest) isPeerMessage_Body() {}
 
 func (*PeerMessage_Policy) isPeerMessage_Body() {}
+
+func (*PeerMessage_Revocations) isPeerMessage_Body() {}
+
+func (*PeerMessage_RevocationsRequest) isPeerMessage_Body() {}
 
 var File_pkg_wire_peer_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\n" +
-	"\x13pkg/wire/peer.proto\x12\x0foutpost.wire.v1\x1a\x13pkg/wire/wire.proto\"k\n" +
+	"\x13pkg/wire/peer.proto\x12\x0foutpost.wire.v1\x1a\x13pkg/wire/wire.proto\x1a\x16pkg/wire/session.proto\"k\n" +
 	"\x11PeerPolicyRequest\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12#\n" +
 	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\x12\x19\n" +
-	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xaf\x01\n" +
+	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xcf\x02\n" +
 	"\vPeerMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12K\n" +
 	"\x0epolicy_request\x18\x02 \x01(\v2\".outpost.wire.v1.PeerPolicyRequestH\x00R\rpolicyRequest\x127\n" +
-	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyH\x00R\x06policyB\x06\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyH\x00R\x06policy\x12F\n" +
+	"\vrevocations\x18\x04 \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12V\n" +
+	"\x13revocations_request\x18\x05 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequestB\x06\n" +
 	"\x04bodyB'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
 
 var (
@@ -206,18 +240,22 @@ func file_pkg_wire_peer_proto_rawDescGZIP() []byte {
 
 var file_pkg_wire_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_pkg_wire_peer_proto_goTypes = []any{
-	(*PeerPolicyRequest)(nil), // 0: outpost.wire.v1.PeerPolicyRequest
-	(*PeerMessage)(nil),       // 1: outpost.wire.v1.PeerMessage
-	(*SignedPolicy)(nil),      // 2: outpost.wire.v1.SignedPolicy
+	(*PeerPolicyRequest)(nil),  // 0: outpost.wire.v1.PeerPolicyRequest
+	(*PeerMessage)(nil),        // 1: outpost.wire.v1.PeerMessage
+	(*SignedPolicy)(nil),       // 2: outpost.wire.v1.SignedPolicy
+	(*SignedRevocations)(nil),  // 3: outpost.wire.v1.SignedRevocations
+	(*RevocationsRequest)(nil), // 4: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_peer_proto_depIdxs = []int32{
 	0, // 0: outpost.wire.v1.PeerMessage.policy_request:type_name -> outpost.wire.v1.PeerPolicyRequest
 	2, // 1: outpost.wire.v1.PeerMessage.policy:type_name -> outpost.wire.v1.SignedPolicy
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: outpost.wire.v1.PeerMessage.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	4, // 3: outpost.wire.v1.PeerMessage.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_peer_proto_init() }
@@ -226,9 +264,12 @@ func file_pkg_wire_peer_proto_init() {
 		return
 	}
 	file_pkg_wire_wire_proto_init()
+	file_pkg_wire_session_proto_init()
 	file_pkg_wire_peer_proto_msgTypes[1].OneofWrappers = []any{
 		(*PeerMessage_PolicyRequest)(nil),
 		(*PeerMessage_Policy)(nil),
+		(*PeerMessage_Revocations)(nil),
+		(*PeerMessage_RevocationsRequest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

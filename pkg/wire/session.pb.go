@@ -141,7 +141,7 @@ func (x SessionOpen_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionOpen_Kind.Descriptor instead.
 func (SessionOpen_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{9, 0}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11, 0}
 }
 
 // Grant gives (or with deny, takes away) rights from a user or a group.
@@ -583,19 +583,137 @@ func (x *RevocationList) GetIssuedUnixMs() int64 {
 	return 0
 }
 
+// SignedRevocations is a RevocationList signed with the coordinator's
+// token key (one of the policy's token_keys): office peers pass it on to
+// each other, and a host takes it only if it verifies and is newer than
+// the one it holds.
+type SignedRevocations struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	List          []byte                 `protobuf:"bytes,1,opt,name=list,proto3" json:"list,omitempty"`           // a serialized RevocationList
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 over "outpost-revocations-v1\x00" || list
+	KeyId         string                 `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedRevocations) Reset() {
+	*x = SignedRevocations{}
+	mi := &file_pkg_wire_session_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedRevocations) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedRevocations) ProtoMessage() {}
+
+func (x *SignedRevocations) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedRevocations.ProtoReflect.Descriptor instead.
+func (*SignedRevocations) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *SignedRevocations) GetList() []byte {
+	if x != nil {
+		return x.List
+	}
+	return nil
+}
+
+func (x *SignedRevocations) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedRevocations) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+// RevocationsRequest asks for the current list; it is answered only with
+// a newer one than the asker holds.
+type RevocationsRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	HaveIssuedUnixMs int64                  `protobuf:"varint,1,opt,name=have_issued_unix_ms,json=haveIssuedUnixMs,proto3" json:"have_issued_unix_ms,omitempty"`
+	ReplyTo          string                 `protobuf:"bytes,2,opt,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"` // peers: the asker's gossip host:port
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RevocationsRequest) Reset() {
+	*x = RevocationsRequest{}
+	mi := &file_pkg_wire_session_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevocationsRequest) ProtoMessage() {}
+
+func (x *RevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevocationsRequest.ProtoReflect.Descriptor instead.
+func (*RevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RevocationsRequest) GetHaveIssuedUnixMs() int64 {
+	if x != nil {
+		return x.HaveIssuedUnixMs
+	}
+	return 0
+}
+
+func (x *RevocationsRequest) GetReplyTo() string {
+	if x != nil {
+		return x.ReplyTo
+	}
+	return ""
+}
+
 // SessionOffer is pushed to an agent: a technician waits for it on the
 // coordinator; the agent attaches a stream of its own connection.
 type SessionOffer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	Revocations   *RevocationList        `protobuf:"bytes,2,opt,name=revocations,proto3" json:"revocations,omitempty"` // the current list, learned before the session
+	Revocations   *SignedRevocations     `protobuf:"bytes,3,opt,name=revocations,proto3" json:"revocations,omitempty"` // the current list, learned before the session
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionOffer) Reset() {
 	*x = SessionOffer{}
-	mi := &file_pkg_wire_session_proto_msgTypes[7]
+	mi := &file_pkg_wire_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +725,7 @@ func (x *SessionOffer) String() string {
 func (*SessionOffer) ProtoMessage() {}
 
 func (x *SessionOffer) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[7]
+	mi := &file_pkg_wire_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +738,7 @@ func (x *SessionOffer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOffer.ProtoReflect.Descriptor instead.
 func (*SessionOffer) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{7}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SessionOffer) GetSessionId() string {
@@ -630,7 +748,7 @@ func (x *SessionOffer) GetSessionId() string {
 	return ""
 }
 
-func (x *SessionOffer) GetRevocations() *RevocationList {
+func (x *SessionOffer) GetRevocations() *SignedRevocations {
 	if x != nil {
 		return x.Revocations
 	}
@@ -648,7 +766,7 @@ type SessionAttach struct {
 
 func (x *SessionAttach) Reset() {
 	*x = SessionAttach{}
-	mi := &file_pkg_wire_session_proto_msgTypes[8]
+	mi := &file_pkg_wire_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +778,7 @@ func (x *SessionAttach) String() string {
 func (*SessionAttach) ProtoMessage() {}
 
 func (x *SessionAttach) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[8]
+	mi := &file_pkg_wire_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +791,7 @@ func (x *SessionAttach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionAttach.ProtoReflect.Descriptor instead.
 func (*SessionAttach) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{8}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SessionAttach) GetSessionId() string {
@@ -696,13 +814,16 @@ type SessionOpen struct {
 	// not for users with force_server_security.
 	LocalUser     string `protobuf:"bytes,7,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
 	LocalPassword string `protobuf:"bytes,8,opt,name=local_password,json=localPassword,proto3" json:"local_password,omitempty"`
+	// KIND_SHELL: run the shell on a pseudo-terminal of this size (full-screen
+	// programs, line editing, job control); absent: pipes.
+	Terminal      *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionOpen) Reset() {
 	*x = SessionOpen{}
-	mi := &file_pkg_wire_session_proto_msgTypes[9]
+	mi := &file_pkg_wire_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -714,7 +835,7 @@ func (x *SessionOpen) String() string {
 func (*SessionOpen) ProtoMessage() {}
 
 func (x *SessionOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[9]
+	mi := &file_pkg_wire_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -727,7 +848,7 @@ func (x *SessionOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOpen.ProtoReflect.Descriptor instead.
 func (*SessionOpen) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{9}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionOpen) GetToken() string {
@@ -786,6 +907,119 @@ func (x *SessionOpen) GetLocalPassword() string {
 	return ""
 }
 
+func (x *SessionOpen) GetTerminal() *Terminal {
+	if x != nil {
+		return x.Terminal
+	}
+	return nil
+}
+
+// Terminal is the technician's terminal: its type and size.
+type Terminal struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Term          string                 `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"` // TERM, e.g. xterm-256color
+	Size          *WindowSize            `protobuf:"bytes,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Terminal) Reset() {
+	*x = Terminal{}
+	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Terminal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Terminal) ProtoMessage() {}
+
+func (x *Terminal) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Terminal.ProtoReflect.Descriptor instead.
+func (*Terminal) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Terminal) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+func (x *Terminal) GetSize() *WindowSize {
+	if x != nil {
+		return x.Size
+	}
+	return nil
+}
+
+// WindowSize is a terminal's size in character cells.
+type WindowSize struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rows          uint32                 `protobuf:"varint,1,opt,name=rows,proto3" json:"rows,omitempty"`
+	Cols          uint32                 `protobuf:"varint,2,opt,name=cols,proto3" json:"cols,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WindowSize) Reset() {
+	*x = WindowSize{}
+	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WindowSize) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WindowSize) ProtoMessage() {}
+
+func (x *WindowSize) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WindowSize.ProtoReflect.Descriptor instead.
+func (*WindowSize) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WindowSize) GetRows() uint32 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *WindowSize) GetCols() uint32 {
+	if x != nil {
+		return x.Cols
+	}
+	return 0
+}
+
 // SessionInput is what the technician sends after SessionOpen.
 type SessionInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -795,6 +1029,7 @@ type SessionInput struct {
 	//	*SessionInput_CloseStdin
 	//	*SessionInput_FileData
 	//	*SessionInput_FileEnd
+	//	*SessionInput_Resize
 	Body          isSessionInput_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -802,7 +1037,7 @@ type SessionInput struct {
 
 func (x *SessionInput) Reset() {
 	*x = SessionInput{}
-	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	mi := &file_pkg_wire_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +1049,7 @@ func (x *SessionInput) String() string {
 func (*SessionInput) ProtoMessage() {}
 
 func (x *SessionInput) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[10]
+	mi := &file_pkg_wire_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +1062,7 @@ func (x *SessionInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionInput.ProtoReflect.Descriptor instead.
 func (*SessionInput) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{10}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionInput) GetBody() isSessionInput_Body {
@@ -873,6 +1108,15 @@ func (x *SessionInput) GetFileEnd() bool {
 	return false
 }
 
+func (x *SessionInput) GetResize() *WindowSize {
+	if x != nil {
+		if x, ok := x.Body.(*SessionInput_Resize); ok {
+			return x.Resize
+		}
+	}
+	return nil
+}
+
 type isSessionInput_Body interface {
 	isSessionInput_Body()
 }
@@ -893,6 +1137,10 @@ type SessionInput_FileEnd struct {
 	FileEnd bool `protobuf:"varint,4,opt,name=file_end,json=fileEnd,proto3,oneof"`
 }
 
+type SessionInput_Resize struct {
+	Resize *WindowSize `protobuf:"bytes,5,opt,name=resize,proto3,oneof"` // the technician's terminal changed size
+}
+
 func (*SessionInput_Stdin) isSessionInput_Body() {}
 
 func (*SessionInput_CloseStdin) isSessionInput_Body() {}
@@ -900,6 +1148,8 @@ func (*SessionInput_CloseStdin) isSessionInput_Body() {}
 func (*SessionInput_FileData) isSessionInput_Body() {}
 
 func (*SessionInput_FileEnd) isSessionInput_Body() {}
+
+func (*SessionInput_Resize) isSessionInput_Body() {}
 
 // Inventory is what a host is and holds.
 type Inventory struct {
@@ -920,7 +1170,7 @@ type Inventory struct {
 
 func (x *Inventory) Reset() {
 	*x = Inventory{}
-	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	mi := &file_pkg_wire_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1182,7 @@ func (x *Inventory) String() string {
 func (*Inventory) ProtoMessage() {}
 
 func (x *Inventory) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[11]
+	mi := &file_pkg_wire_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1195,7 @@ func (x *Inventory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inventory.ProtoReflect.Descriptor instead.
 func (*Inventory) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Inventory) GetMemberId() string {
@@ -1031,7 +1281,7 @@ type InventoryItem struct {
 
 func (x *InventoryItem) Reset() {
 	*x = InventoryItem{}
-	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	mi := &file_pkg_wire_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1293,7 @@ func (x *InventoryItem) String() string {
 func (*InventoryItem) ProtoMessage() {}
 
 func (x *InventoryItem) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[12]
+	mi := &file_pkg_wire_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1306,7 @@ func (x *InventoryItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InventoryItem.ProtoReflect.Descriptor instead.
 func (*InventoryItem) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{12}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *InventoryItem) GetId() string {
@@ -1099,7 +1349,7 @@ type SessionAccepted struct {
 
 func (x *SessionAccepted) Reset() {
 	*x = SessionAccepted{}
-	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	mi := &file_pkg_wire_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1361,7 @@ func (x *SessionAccepted) String() string {
 func (*SessionAccepted) ProtoMessage() {}
 
 func (x *SessionAccepted) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[13]
+	mi := &file_pkg_wire_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1374,7 @@ func (x *SessionAccepted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionAccepted.ProtoReflect.Descriptor instead.
 func (*SessionAccepted) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionAccepted) GetUser() string {
@@ -1161,7 +1411,7 @@ type SessionEnd struct {
 
 func (x *SessionEnd) Reset() {
 	*x = SessionEnd{}
-	mi := &file_pkg_wire_session_proto_msgTypes[14]
+	mi := &file_pkg_wire_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1423,7 @@ func (x *SessionEnd) String() string {
 func (*SessionEnd) ProtoMessage() {}
 
 func (x *SessionEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[14]
+	mi := &file_pkg_wire_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1436,7 @@ func (x *SessionEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionEnd.ProtoReflect.Descriptor instead.
 func (*SessionEnd) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SessionEnd) GetExitCode() int32 {
@@ -1236,7 +1486,7 @@ type SessionOutput struct {
 
 func (x *SessionOutput) Reset() {
 	*x = SessionOutput{}
-	mi := &file_pkg_wire_session_proto_msgTypes[15]
+	mi := &file_pkg_wire_session_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1498,7 @@ func (x *SessionOutput) String() string {
 func (*SessionOutput) ProtoMessage() {}
 
 func (x *SessionOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[15]
+	mi := &file_pkg_wire_session_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1511,7 @@ func (x *SessionOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionOutput.ProtoReflect.Descriptor instead.
 func (*SessionOutput) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SessionOutput) GetBody() isSessionOutput_Body {
@@ -1396,7 +1646,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_pkg_wire_session_proto_msgTypes[16]
+	mi := &file_pkg_wire_session_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1658,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[16]
+	mi := &file_pkg_wire_session_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1671,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AuditRecord) GetId() string {
@@ -1483,7 +1733,7 @@ type AuditBatch struct {
 
 func (x *AuditBatch) Reset() {
 	*x = AuditBatch{}
-	mi := &file_pkg_wire_session_proto_msgTypes[17]
+	mi := &file_pkg_wire_session_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1745,7 @@ func (x *AuditBatch) String() string {
 func (*AuditBatch) ProtoMessage() {}
 
 func (x *AuditBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[17]
+	mi := &file_pkg_wire_session_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1758,7 @@ func (x *AuditBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditBatch.ProtoReflect.Descriptor instead.
 func (*AuditBatch) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuditBatch) GetRecords() []*AuditRecord {
@@ -1553,14 +1803,21 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\bdisabled\x18\x03 \x01(\bR\bdisabled\"u\n" +
 	"\x0eRevocationList\x12=\n" +
 	"\vrevocations\x18\x01 \x03(\v2\x1b.outpost.wire.v1.RevocationR\vrevocations\x12$\n" +
-	"\x0eissued_unix_ms\x18\x02 \x01(\x03R\fissuedUnixMs\"p\n" +
+	"\x0eissued_unix_ms\x18\x02 \x01(\x03R\fissuedUnixMs\"\\\n" +
+	"\x11SignedRevocations\x12\x12\n" +
+	"\x04list\x18\x01 \x01(\fR\x04list\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\"^\n" +
+	"\x12RevocationsRequest\x12-\n" +
+	"\x13have_issued_unix_ms\x18\x01 \x01(\x03R\x10haveIssuedUnixMs\x12\x19\n" +
+	"\breply_to\x18\x02 \x01(\tR\areplyTo\"y\n" +
 	"\fSessionOffer\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\x12A\n" +
-	"\vrevocations\x18\x02 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\".\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12D\n" +
+	"\vrevocations\x18\x03 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x02\x10\x03\".\n" +
 	"\rSessionAttach\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xdd\x02\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\x94\x03\n" +
 	"\vSessionOpen\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x125\n" +
@@ -1570,7 +1827,8 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x04mode\x18\x06 \x01(\rR\x04mode\x12\x1d\n" +
 	"\n" +
 	"local_user\x18\a \x01(\tR\tlocalUser\x12%\n" +
-	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\"k\n" +
+	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\x125\n" +
+	"\bterminal\x18\t \x01(\v2\x19.outpost.wire.v1.TerminalR\bterminal\"k\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_EXEC\x10\x01\x12\x0e\n" +
@@ -1578,13 +1836,21 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"KIND_SHELL\x10\x02\x12\x12\n" +
 	"\x0eKIND_INVENTORY\x10\x03\x12\f\n" +
 	"\bKIND_PUT\x10\x04\x12\f\n" +
-	"\bKIND_GET\x10\x05\"\x8d\x01\n" +
+	"\bKIND_GET\x10\x05\"O\n" +
+	"\bTerminal\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\tR\x04term\x12/\n" +
+	"\x04size\x18\x02 \x01(\v2\x1b.outpost.wire.v1.WindowSizeR\x04size\"4\n" +
+	"\n" +
+	"WindowSize\x12\x12\n" +
+	"\x04rows\x18\x01 \x01(\rR\x04rows\x12\x12\n" +
+	"\x04cols\x18\x02 \x01(\rR\x04cols\"\xc4\x01\n" +
 	"\fSessionInput\x12\x16\n" +
 	"\x05stdin\x18\x01 \x01(\fH\x00R\x05stdin\x12!\n" +
 	"\vclose_stdin\x18\x02 \x01(\bH\x00R\n" +
 	"closeStdin\x12\x1d\n" +
 	"\tfile_data\x18\x03 \x01(\fH\x00R\bfileData\x12\x1b\n" +
-	"\bfile_end\x18\x04 \x01(\bH\x00R\afileEndB\x06\n" +
+	"\bfile_end\x18\x04 \x01(\bH\x00R\afileEnd\x125\n" +
+	"\x06resize\x18\x05 \x01(\v2\x1b.outpost.wire.v1.WindowSizeH\x00R\x06resizeB\x06\n" +
 	"\x04body\"\xb1\x02\n" +
 	"\tInventory\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1a\n" +
@@ -1657,46 +1923,53 @@ func file_pkg_wire_session_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_session_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_pkg_wire_session_proto_goTypes = []any{
-	(Right)(0),              // 0: outpost.wire.v1.Right
-	(SessionOpen_Kind)(0),   // 1: outpost.wire.v1.SessionOpen.Kind
-	(*Grant)(nil),           // 2: outpost.wire.v1.Grant
-	(*HostPermissions)(nil), // 3: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),        // 4: outpost.wire.v1.TokenKey
-	(*AccessToken)(nil),     // 5: outpost.wire.v1.AccessToken
-	(*SignedToken)(nil),     // 6: outpost.wire.v1.SignedToken
-	(*Revocation)(nil),      // 7: outpost.wire.v1.Revocation
-	(*RevocationList)(nil),  // 8: outpost.wire.v1.RevocationList
-	(*SessionOffer)(nil),    // 9: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),   // 10: outpost.wire.v1.SessionAttach
-	(*SessionOpen)(nil),     // 11: outpost.wire.v1.SessionOpen
-	(*SessionInput)(nil),    // 12: outpost.wire.v1.SessionInput
-	(*Inventory)(nil),       // 13: outpost.wire.v1.Inventory
-	(*InventoryItem)(nil),   // 14: outpost.wire.v1.InventoryItem
-	(*SessionAccepted)(nil), // 15: outpost.wire.v1.SessionAccepted
-	(*SessionEnd)(nil),      // 16: outpost.wire.v1.SessionEnd
-	(*SessionOutput)(nil),   // 17: outpost.wire.v1.SessionOutput
-	(*AuditRecord)(nil),     // 18: outpost.wire.v1.AuditRecord
-	(*AuditBatch)(nil),      // 19: outpost.wire.v1.AuditBatch
+	(Right)(0),                 // 0: outpost.wire.v1.Right
+	(SessionOpen_Kind)(0),      // 1: outpost.wire.v1.SessionOpen.Kind
+	(*Grant)(nil),              // 2: outpost.wire.v1.Grant
+	(*HostPermissions)(nil),    // 3: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),           // 4: outpost.wire.v1.TokenKey
+	(*AccessToken)(nil),        // 5: outpost.wire.v1.AccessToken
+	(*SignedToken)(nil),        // 6: outpost.wire.v1.SignedToken
+	(*Revocation)(nil),         // 7: outpost.wire.v1.Revocation
+	(*RevocationList)(nil),     // 8: outpost.wire.v1.RevocationList
+	(*SignedRevocations)(nil),  // 9: outpost.wire.v1.SignedRevocations
+	(*RevocationsRequest)(nil), // 10: outpost.wire.v1.RevocationsRequest
+	(*SessionOffer)(nil),       // 11: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),      // 12: outpost.wire.v1.SessionAttach
+	(*SessionOpen)(nil),        // 13: outpost.wire.v1.SessionOpen
+	(*Terminal)(nil),           // 14: outpost.wire.v1.Terminal
+	(*WindowSize)(nil),         // 15: outpost.wire.v1.WindowSize
+	(*SessionInput)(nil),       // 16: outpost.wire.v1.SessionInput
+	(*Inventory)(nil),          // 17: outpost.wire.v1.Inventory
+	(*InventoryItem)(nil),      // 18: outpost.wire.v1.InventoryItem
+	(*SessionAccepted)(nil),    // 19: outpost.wire.v1.SessionAccepted
+	(*SessionEnd)(nil),         // 20: outpost.wire.v1.SessionEnd
+	(*SessionOutput)(nil),      // 21: outpost.wire.v1.SessionOutput
+	(*AuditRecord)(nil),        // 22: outpost.wire.v1.AuditRecord
+	(*AuditBatch)(nil),         // 23: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_session_proto_depIdxs = []int32{
 	0,  // 0: outpost.wire.v1.Grant.rights:type_name -> outpost.wire.v1.Right
 	2,  // 1: outpost.wire.v1.HostPermissions.grants:type_name -> outpost.wire.v1.Grant
 	7,  // 2: outpost.wire.v1.RevocationList.revocations:type_name -> outpost.wire.v1.Revocation
-	8,  // 3: outpost.wire.v1.SessionOffer.revocations:type_name -> outpost.wire.v1.RevocationList
+	9,  // 3: outpost.wire.v1.SessionOffer.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	1,  // 4: outpost.wire.v1.SessionOpen.kind:type_name -> outpost.wire.v1.SessionOpen.Kind
-	14, // 5: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
-	0,  // 6: outpost.wire.v1.SessionAccepted.rights:type_name -> outpost.wire.v1.Right
-	15, // 7: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
-	13, // 8: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
-	16, // 9: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
-	18, // 10: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 5: outpost.wire.v1.SessionOpen.terminal:type_name -> outpost.wire.v1.Terminal
+	15, // 6: outpost.wire.v1.Terminal.size:type_name -> outpost.wire.v1.WindowSize
+	15, // 7: outpost.wire.v1.SessionInput.resize:type_name -> outpost.wire.v1.WindowSize
+	18, // 8: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
+	0,  // 9: outpost.wire.v1.SessionAccepted.rights:type_name -> outpost.wire.v1.Right
+	19, // 10: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
+	17, // 11: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
+	20, // 12: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
+	22, // 13: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_session_proto_init() }
@@ -1704,13 +1977,14 @@ func file_pkg_wire_session_proto_init() {
 	if File_pkg_wire_session_proto != nil {
 		return
 	}
-	file_pkg_wire_session_proto_msgTypes[10].OneofWrappers = []any{
+	file_pkg_wire_session_proto_msgTypes[14].OneofWrappers = []any{
 		(*SessionInput_Stdin)(nil),
 		(*SessionInput_CloseStdin)(nil),
 		(*SessionInput_FileData)(nil),
 		(*SessionInput_FileEnd)(nil),
+		(*SessionInput_Resize)(nil),
 	}
-	file_pkg_wire_session_proto_msgTypes[15].OneofWrappers = []any{
+	file_pkg_wire_session_proto_msgTypes[19].OneofWrappers = []any{
 		(*SessionOutput_Accepted)(nil),
 		(*SessionOutput_Stdout)(nil),
 		(*SessionOutput_Stderr)(nil),
@@ -1725,7 +1999,7 @@ func file_pkg_wire_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_session_proto_rawDesc), len(file_pkg_wire_session_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

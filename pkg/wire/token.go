@@ -97,3 +97,51 @@ func (l *RevocationList) Revoked(t *AccessToken) bool {
 // ALPNTechnician is spoken by the outpost CLI for technician sessions: to
 // the coordinator, which brokers them to agents, or straight to an agent.
 const ALPNTechnician = "outpost-technician/1"
+
+// revocationsContext separates revocation-list signatures from tokens and
+// policy.
+const revocationsContext = "outpost-revocations-v1\x00"
+
+// maxRevocationsLen bounds a signed list before it is verified.
+const maxRevocationsLen = 4 << 20
+
+// Errors a signed revocation list is refused with. An unknown key is not
+// proof of a forgery: the host's policy may not name the key yet.
+var (
+	ErrRevocationsSignature  = errors.New("revocation list signature does not verify")
+	ErrRevocationsUnknownKey = errors.New("revocation list is signed by a key this host does not know")
+)
+
+// SignRevocations encodes l and signs it with the token key.
+func SignRevocations(priv ed25519.PrivateKey, l *RevocationList) (*SignedRevocations, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(l)
+	if err != nil {
+		return nil, fmt.Errorf("encode revocation list: %w", err)
+	}
+	return &SignedRevocations{List: b, Signature: ed25519.Sign(priv, append([]byte(revocationsContext), b...)),
+		KeyId: KeyID(priv.Public().(ed25519.PublicKey))}, nil
+}
+
+// VerifyRevocations checks s against the trusted token keys (key id →
+// public key) and returns the list it carries. Nothing is decoded before
+// the signature verifies.
+func VerifyRevocations(s *SignedRevocations, keys map[string]ed25519.PublicKey) (*RevocationList, error) {
+	if s == nil || len(s.GetList()) == 0 || len(s.GetList()) > maxRevocationsLen {
+		return nil, fmt.Errorf("revocation list is empty or larger than %d bytes", maxRevocationsLen)
+	}
+	pub, ok := keys[s.GetKeyId()]
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("key %q: %w", s.GetKeyId(), ErrRevocationsUnknownKey)
+	}
+	if !ed25519.Verify(pub, append([]byte(revocationsContext), s.GetList()...), s.GetSignature()) {
+		return nil, ErrRevocationsSignature
+	}
+	var l RevocationList
+	if err := proto.Unmarshal(s.GetList(), &l); err != nil {
+		return nil, fmt.Errorf("decode revocation list: %w", err)
+	}
+	if l.GetIssuedUnixMs() <= 0 {
+		return nil, errors.New("revocation list has no issue time")
+	}
+	return &l, nil
+}

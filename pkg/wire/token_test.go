@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 )
 
 func TestTokenRoundTripAndRefusals(t *testing.T) {
@@ -71,6 +73,52 @@ func FuzzVerifyToken(f *testing.F) {
 		at, err := VerifyToken(s, keys, time.Unix(0, 0))
 		if err == nil && at.GetUser() == "" {
 			t.Fatal("accepted a token without a user")
+		}
+	})
+}
+
+func TestRevocationsSignedAndRefused(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	_, other, _ := ed25519.GenerateKey(nil)
+	keys := map[string]ed25519.PublicKey{KeyID(pub): pub}
+	l := &RevocationList{IssuedUnixMs: 42, Revocations: []*Revocation{{User: "tom", Disabled: true}}}
+	s, err := SignRevocations(priv, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := VerifyRevocations(s, keys)
+	if err != nil || got.GetIssuedUnixMs() != 42 || got.GetRevocations()[0].GetUser() != "tom" {
+		t.Fatalf("%v %v", got, err)
+	}
+	tampered := proto.Clone(s).(*SignedRevocations)
+	tampered.List = append([]byte(nil), s.List...)
+	tampered.List[len(tampered.List)-1] ^= 1
+	foreign, _ := SignRevocations(other, l)
+	relabelled := proto.Clone(foreign).(*SignedRevocations)
+	relabelled.KeyId = s.KeyId
+	noTime, _ := SignRevocations(priv, &RevocationList{})
+	for name, bad := range map[string]*SignedRevocations{"tampered": tampered, "other key": foreign,
+		"other key under a trusted id": relabelled, "no issue time": noTime, "empty": {}, "nil": nil} {
+		if _, err := VerifyRevocations(bad, keys); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzVerifyRevocations(f *testing.F) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	keys := map[string]ed25519.PublicKey{KeyID(pub): pub}
+	good, _ := SignRevocations(priv, &RevocationList{IssuedUnixMs: 1, Revocations: []*Revocation{{User: "tom"}}})
+	b, _ := proto.Marshal(good)
+	f.Add(b)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var s SignedRevocations
+		if proto.Unmarshal(raw, &s) != nil {
+			return
+		}
+		if l, err := VerifyRevocations(&s, keys); err == nil && l.GetIssuedUnixMs() <= 0 {
+			t.Fatal("accepted a list without an issue time")
 		}
 	})
 }

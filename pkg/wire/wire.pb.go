@@ -1706,7 +1706,7 @@ type CheckinResponse struct {
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
 	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
 	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
-	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
+	Revocations   *SignedRevocations     `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1762,7 +1762,7 @@ func (x *CheckinResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
-func (x *CheckinResponse) GetRevocations() *RevocationList {
+func (x *CheckinResponse) GetRevocations() *SignedRevocations {
 	if x != nil {
 		return x.Revocations
 	}
@@ -2157,8 +2157,9 @@ type Request struct {
 	//	*Request_ServingCert
 	//	*Request_SessionOffer
 	//	*Request_SessionAttach
-	//	*Request_Revocations
 	//	*Request_Audit
+	//	*Request_Revocations
+	//	*Request_RevocationsRequest
 	Body          isRequest_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2282,7 +2283,16 @@ func (x *Request) GetSessionAttach() *SessionAttach {
 	return nil
 }
 
-func (x *Request) GetRevocations() *RevocationList {
+func (x *Request) GetAudit() *AuditBatch {
+	if x != nil {
+		if x, ok := x.Body.(*Request_Audit); ok {
+			return x.Audit
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetRevocations() *SignedRevocations {
 	if x != nil {
 		if x, ok := x.Body.(*Request_Revocations); ok {
 			return x.Revocations
@@ -2291,10 +2301,10 @@ func (x *Request) GetRevocations() *RevocationList {
 	return nil
 }
 
-func (x *Request) GetAudit() *AuditBatch {
+func (x *Request) GetRevocationsRequest() *RevocationsRequest {
 	if x != nil {
-		if x, ok := x.Body.(*Request_Audit); ok {
-			return x.Audit
+		if x, ok := x.Body.(*Request_RevocationsRequest); ok {
+			return x.RevocationsRequest
 		}
 	}
 	return nil
@@ -2341,12 +2351,16 @@ type Request_SessionAttach struct {
 	SessionAttach *SessionAttach `protobuf:"bytes,21,opt,name=session_attach,json=sessionAttach,proto3,oneof"` // agent → coordinator; the stream then carries the session
 }
 
-type Request_Revocations struct {
-	Revocations *RevocationList `protobuf:"bytes,22,opt,name=revocations,proto3,oneof"` // coordinator → agent push
-}
-
 type Request_Audit struct {
 	Audit *AuditBatch `protobuf:"bytes,23,opt,name=audit,proto3,oneof"` // agent → coordinator
+}
+
+type Request_Revocations struct {
+	Revocations *SignedRevocations `protobuf:"bytes,24,opt,name=revocations,proto3,oneof"` // coordinator → agent push
+}
+
+type Request_RevocationsRequest struct {
+	RevocationsRequest *RevocationsRequest `protobuf:"bytes,25,opt,name=revocations_request,json=revocationsRequest,proto3,oneof"` // agent → coordinator: the current list, now
 }
 
 func (*Request_Enroll) isRequest_Body() {}
@@ -2367,9 +2381,11 @@ func (*Request_SessionOffer) isRequest_Body() {}
 
 func (*Request_SessionAttach) isRequest_Body() {}
 
+func (*Request_Audit) isRequest_Body() {}
+
 func (*Request_Revocations) isRequest_Body() {}
 
-func (*Request_Audit) isRequest_Body() {}
+func (*Request_RevocationsRequest) isRequest_Body() {}
 
 type Error struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2434,6 +2450,7 @@ type Response struct {
 	//	*Response_Presign
 	//	*Response_Ack
 	//	*Response_FileServer
+	//	*Response_Revocations
 	//	*Response_ServingCert
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -2540,6 +2557,15 @@ func (x *Response) GetFileServer() *FileServerResponse {
 	return nil
 }
 
+func (x *Response) GetRevocations() *SignedRevocations {
+	if x != nil {
+		if x, ok := x.Body.(*Response_Revocations); ok {
+			return x.Revocations
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetServingCert() *ServingCertResponse {
 	if x != nil {
 		if x, ok := x.Body.(*Response_ServingCert); ok {
@@ -2581,6 +2607,10 @@ type Response_FileServer struct {
 	FileServer *FileServerResponse `protobuf:"bytes,7,opt,name=file_server,json=fileServer,proto3,oneof"`
 }
 
+type Response_Revocations struct {
+	Revocations *SignedRevocations `protobuf:"bytes,8,opt,name=revocations,proto3,oneof"`
+}
+
 type Response_ServingCert struct {
 	ServingCert *ServingCertResponse `protobuf:"bytes,30,opt,name=serving_cert,json=servingCert,proto3,oneof"`
 }
@@ -2598,6 +2628,8 @@ func (*Response_Presign) isResponse_Body() {}
 func (*Response_Ack) isResponse_Body() {}
 
 func (*Response_FileServer) isResponse_Body() {}
+
+func (*Response_Revocations) isResponse_Body() {}
 
 func (*Response_ServingCert) isResponse_Body() {}
 
@@ -2772,13 +2804,13 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"M\n" +
 	"\x13ServingCertResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
-	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"\xc7\x01\n" +
+	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"\xd0\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
 	"serverUnix\x12\x1b\n" +
-	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
-	"\vrevocations\x18\x14 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\"4\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12D\n" +
+	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +
@@ -2802,7 +2834,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tR\x06region\"D\n" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xe5\x05\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xc6\x06\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -2813,10 +2845,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"fileServer\x12H\n" +
 	"\fserving_cert\x18\x1e \x01(\v2#.outpost.wire.v1.ServingCertRequestH\x00R\vservingCert\x12D\n" +
 	"\rsession_offer\x18\x14 \x01(\v2\x1d.outpost.wire.v1.SessionOfferH\x00R\fsessionOffer\x12G\n" +
-	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x12C\n" +
-	"\vrevocations\x18\x16 \x01(\v2\x1f.outpost.wire.v1.RevocationListH\x00R\vrevocations\x123\n" +
-	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05auditB\x06\n" +
-	"\x04body\"\xd9\x01\n" +
+	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x123\n" +
+	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05audit\x12F\n" +
+	"\vrevocations\x18\x18 \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12V\n" +
+	"\x13revocations_request\x18\x19 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequestB\x06\n" +
+	"\x04bodyJ\x04\b\x16\x10\x17\"\xd9\x01\n" +
 	"\x05Error\x12/\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x1b.outpost.wire.v1.Error.CodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x84\x01\n" +
@@ -2826,7 +2859,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x14CODE_UNAUTHENTICATED\x10\x02\x12\x0f\n" +
 	"\vCODE_DENIED\x10\x03\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x04\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\x05\"\xf1\x03\n" +
+	"\rCODE_INTERNAL\x10\x05\"\xb9\x04\n" +
 	"\bResponse\x12.\n" +
 	"\x05error\x18\x01 \x01(\v2\x16.outpost.wire.v1.ErrorH\x00R\x05error\x129\n" +
 	"\x06enroll\x18\x02 \x01(\v2\x1f.outpost.wire.v1.EnrollResponseH\x00R\x06enroll\x12<\n" +
@@ -2835,7 +2868,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\apresign\x18\x05 \x01(\v2 .outpost.wire.v1.PresignResponseH\x00R\apresign\x12(\n" +
 	"\x03ack\x18\x06 \x01(\v2\x14.outpost.wire.v1.AckH\x00R\x03ack\x12F\n" +
 	"\vfile_server\x18\a \x01(\v2#.outpost.wire.v1.FileServerResponseH\x00R\n" +
-	"fileServer\x12I\n" +
+	"fileServer\x12F\n" +
+	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12I\n" +
 	"\fserving_cert\x18\x1e \x01(\v2$.outpost.wire.v1.ServingCertResponseH\x00R\vservingCertB\x06\n" +
 	"\x04body\"\x05\n" +
 	"\x03Ack*<\n" +
@@ -2906,10 +2940,11 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*Ack)(nil),                 // 32: outpost.wire.v1.Ack
 	(*HostPermissions)(nil),     // 33: outpost.wire.v1.HostPermissions
 	(*TokenKey)(nil),            // 34: outpost.wire.v1.TokenKey
-	(*RevocationList)(nil),      // 35: outpost.wire.v1.RevocationList
+	(*SignedRevocations)(nil),   // 35: outpost.wire.v1.SignedRevocations
 	(*SessionOffer)(nil),        // 36: outpost.wire.v1.SessionOffer
 	(*SessionAttach)(nil),       // 37: outpost.wire.v1.SessionAttach
 	(*AuditBatch)(nil),          // 38: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 39: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -2929,7 +2964,7 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
 	18, // 15: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
 	16, // 16: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	35, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	35, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	11, // 18: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
 	14, // 19: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
 	17, // 20: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
@@ -2940,22 +2975,24 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	19, // 25: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
 	36, // 26: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
 	37, // 27: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	35, // 28: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	38, // 29: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 30: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	30, // 31: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 32: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	21, // 33: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	23, // 34: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	25, // 35: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	32, // 36: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	27, // 37: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	20, // 38: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	38, // 28: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	35, // 29: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	39, // 30: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 31: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	30, // 32: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 33: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	21, // 34: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	23, // 35: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	25, // 36: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	32, // 37: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	27, // 38: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	35, // 39: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	20, // 40: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2979,8 +3016,9 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_ServingCert)(nil),
 		(*Request_SessionOffer)(nil),
 		(*Request_SessionAttach)(nil),
-		(*Request_Revocations)(nil),
 		(*Request_Audit)(nil),
+		(*Request_Revocations)(nil),
+		(*Request_RevocationsRequest)(nil),
 	}
 	file_pkg_wire_wire_proto_msgTypes[26].OneofWrappers = []any{
 		(*Response_Error)(nil),
@@ -2990,6 +3028,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Response_Presign)(nil),
 		(*Response_Ack)(nil),
 		(*Response_FileServer)(nil),
+		(*Response_Revocations)(nil),
 		(*Response_ServingCert)(nil),
 	}
 	type x struct{}

@@ -6,6 +6,7 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/plugins"
@@ -69,8 +71,10 @@ type Runner struct {
 	clients map[string]*plugins.Client
 
 	// compliant remembers which items were compliant at the end of the
-	// last run, so that a change found later is reported as drift.
-	compliant map[string]bool
+	// last run, as the digest of the item they complied with, so that a
+	// change found later under the same item is reported as drift (and a
+	// changed item is not).
+	compliant map[string]string
 
 	items    *prometheus.GaugeVec
 	runs     *prometheus.CounterVec
@@ -99,7 +103,7 @@ func New(cfg Config, content ContentGetter, logger *slog.Logger, reg prometheus.
 		cfg.Reboot = DefaultReboot
 	}
 	r := &Runner{cfg: cfg, content: content, log: logger.With("component", "runner"), clients: map[string]*plugins.Client{},
-		compliant: map[string]bool{},
+		compliant: map[string]string{},
 		items: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "outpost_agent_items", Help: "Policy items by status after the last run."}, []string{"status"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -153,6 +157,33 @@ func (r *Runner) plugin(ctx context.Context, kind string) (Plugin, error) {
 	return c, nil
 }
 
+// Remember takes what was compliant at the end of the last run before a
+// restart — that run's report and the policy it ran — so that drift found
+// by the first run after a restart is still reported as drift.
+func (r *Runner) Remember(p *wire.Policy, last *wire.Report) {
+	if p == nil || last == nil || last.GetRevision() != p.GetRevision() {
+		return
+	}
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	ok := map[string]bool{}
+	for _, ir := range last.GetItems() {
+		ok[ir.GetId()] = ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT
+	}
+	for _, it := range p.GetItems() {
+		if ok[it.GetId()] {
+			r.compliant[it.GetId()] = itemDigest(it)
+		}
+	}
+}
+
+// itemDigest identifies what an item asks for.
+func itemDigest(it *wire.Item) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(it)
+	sum := sha256.Sum256(b)
+	return string(sum[:])
+}
+
 // Run applies every item of p and returns the report. Items are handled
 // in policy order; one item failing does not stop the others.
 func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
@@ -167,7 +198,11 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 		ir.AtUnix = r.cfg.Clock().Unix()
 		report.Items = append(report.Items, ir)
 		seen[it.GetId()] = true
-		r.compliant[it.GetId()] = ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT
+		if ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT {
+			r.compliant[it.GetId()] = itemDigest(it)
+		} else {
+			delete(r.compliant, it.GetId())
+		}
 		if ir.GetRebootRequired() && it.GetReboot() == RebootIfNeeded && ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT {
 			reboots = append(reboots, it.GetId())
 		}
@@ -290,7 +325,7 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	}
 	ir.Status = wire.ItemReport_STATUS_COMPLIANT
 	ir.Changed, ir.RebootRequired, ir.Message = res.GetChanged(), res.GetRebootRequired(), res.GetMessage()
-	if r.compliant[it.GetId()] && res.GetChanged() {
+	if d, ok := r.compliant[it.GetId()]; ok && d == itemDigest(it) && res.GetChanged() {
 		r.repaired.WithLabelValues(it.GetKind()).Inc()
 		ir.Message = fmt.Sprintf("repaired drift: %s; %s", scanMsg, res.GetMessage())
 	}

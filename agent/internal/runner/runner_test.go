@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/logging"
 	ptestutil "github.com/outposthq/outpost/pkg/testutil"
@@ -181,6 +182,46 @@ func TestDriftRepairedEveryKind(t *testing.T) {
 		item.State = wire.State_STATE_ABSENT
 		expect(t, one(t, r, item), wire.ItemReport_STATUS_COMPLIANT, true, "removed hello")
 	})
+}
+
+// TestDriftAcrossRestartAndChangedItems: drift found by the first run after
+// a restart is still drift (the runner remembers the last report), while
+// an item the policy changed is an update, not drift.
+func TestDriftAcrossRestartAndChangedItems(t *testing.T) {
+	p1, a1 := sample(t, "hello-1.0.0.tar.gz")
+	p2, a2 := sample(t, "hello-2.0.0.tar.gz")
+	root := t.TempDir()
+	content := localContent{paths: map[string]string{a1.Sha256: p1, a2.Sha256: p2}}
+	item := &wire.Item{Id: "package/hello", Kind: "package", State: wire.State_STATE_PRESENT, Artifact: a1,
+		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: "hello", Version: "1.0.0"}}}
+	pol := &wire.Policy{Revision: 1, Items: []*wire.Item{item}}
+	r, _ := newRunner(t, Config{Root: root}, content)
+	last := r.Run(context.Background(), pol)
+	expect(t, last.GetItems()[0], wire.ItemReport_STATUS_COMPLIANT, true, "installed hello 1.0.0")
+	r.Close()
+
+	// The agent restarts; meanwhile someone deletes a file.
+	if err := os.Remove(filepath.Join(root, "opt", "hello", "bin", "hello")); err != nil {
+		t.Fatal(err)
+	}
+	r2, reg := newRunner(t, Config{Root: root}, content)
+	r2.Remember(pol, last)
+	expect(t, one(t, r2, item), wire.ItemReport_STATUS_COMPLIANT, true, "repaired drift:")
+	if n := counter(t, reg, "outpost_agent_drift_repaired_total", "package"); n != 1 {
+		t.Fatalf("drift counter = %v, want 1", n)
+	}
+
+	// A new revision asks for 2.0.0 under the same item: an upgrade.
+	up := proto.Clone(item).(*wire.Item)
+	up.Artifact, up.GetPackage().Version = a2, "2.0.0"
+	ir := one(t, r2, up)
+	expect(t, ir, wire.ItemReport_STATUS_COMPLIANT, true, "2.0.0")
+	if strings.Contains(ir.GetMessage(), "drift") {
+		t.Fatalf("an upgrade the policy asked for is reported as drift: %q", ir.GetMessage())
+	}
+	if n := counter(t, reg, "outpost_agent_drift_repaired_total", "package"); n != 1 {
+		t.Fatalf("drift counter = %v after an upgrade, want still 1", n)
+	}
 }
 
 // TestPatchDriftAndRollback: a patch is installed, undone by hand (the old

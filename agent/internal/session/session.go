@@ -3,7 +3,8 @@
 // package verifies it with the token keys of the host's own signed policy,
 // refuses tokens the coordinator revoked, decides from the policy's
 // permission lists (deny wins) and then runs the session: a command, a
-// pipe-based shell, a file transfer or the inventory. It ends live
+// shell (on a pseudo-terminal when the technician has one, else over
+// pipes), a file transfer or the inventory. It ends live
 // sessions of a user the moment a revocation arrives, and keeps an audit
 // spool on disk until the coordinator acknowledges it.
 //
@@ -65,10 +66,12 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu    sync.Mutex
-	revs  *wire.RevocationList
-	live  map[*liveSession]struct{}
-	audit []*wire.AuditRecord
+	mu   sync.Mutex
+	revs *wire.RevocationList
+	// signedRevs is revs as the coordinator signed it, to pass on.
+	signedRevs *wire.SignedRevocations
+	live       map[*liveSession]struct{}
+	audit      []*wire.AuditRecord
 	// glassFailures are the times of recent failed break-glass attempts.
 	glassFailures []time.Time
 	ctx           context.Context // Run's; sessions end with it
@@ -113,12 +116,17 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
 	}
+	// The list was verified before it was written; it is this host's own.
 	if b, err := os.ReadFile(s.revPath()); err == nil {
+		var sr wire.SignedRevocations
 		var l wire.RevocationList
-		if err := proto.Unmarshal(b, &l); err != nil {
+		if err := proto.Unmarshal(b, &sr); err != nil {
 			return nil, fmt.Errorf("load revocation list %s: %w (delete it; the coordinator sends a new one)", s.revPath(), err)
 		}
-		s.revs = &l
+		if err := proto.Unmarshal(sr.GetList(), &l); err != nil {
+			return nil, fmt.Errorf("load revocation list %s: %w (delete it; the coordinator sends a new one)", s.revPath(), err)
+		}
+		s.revs, s.signedRevs = &l, &sr
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("load revocation list: %w", err)
 	}
@@ -133,7 +141,7 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	return s, nil
 }
 
-func (s *Server) revPath() string   { return filepath.Join(s.cfg.DataDir, "revocations.pb") }
+func (s *Server) revPath() string   { return filepath.Join(s.cfg.DataDir, "revocations.signed.pb") }
 func (s *Server) auditPath() string { return filepath.Join(s.cfg.DataDir, "audit.pb") }
 
 // Run keeps sessions alive until ctx ends, then ends them all.
@@ -151,18 +159,33 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// SetRevocations takes the coordinator's revocation list (it replaces an
-// older one) and ends, at once, every live session it now refuses.
-func (s *Server) SetRevocations(l *wire.RevocationList) {
-	if l == nil {
-		return
+// ErrStaleRevocations is a revocation list no newer than the one held.
+var ErrStaleRevocations = errors.New("revocation list is not newer than the one held")
+
+// SetRevocations takes a signed revocation list — from the coordinator or
+// from an office peer: it must verify with a token key of the host's
+// policy and be newer than the one held — and ends, at once, every live
+// session it now refuses. It keeps the signed form, so the list can be
+// passed on (Revocations) and survives a restart.
+func (s *Server) SetRevocations(sr *wire.SignedRevocations) error {
+	if sr == nil || len(sr.GetList()) == 0 {
+		return ErrStaleRevocations // the coordinator has no users: nothing to take
+	}
+	p := s.policy.Policy()
+	keys := map[string]ed25519.PublicKey{}
+	for _, k := range p.GetTokenKeys() {
+		keys[k.GetKeyId()] = k.GetPublicKey()
+	}
+	l, err := wire.VerifyRevocations(sr, keys)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
-	if l.GetIssuedUnixMs() < s.revs.GetIssuedUnixMs() {
+	if l.GetIssuedUnixMs() <= s.revs.GetIssuedUnixMs() {
 		s.mu.Unlock()
-		return
+		return ErrStaleRevocations
 	}
-	s.revs = l
+	s.revs, s.signedRevs = l, sr
 	var cut []*liveSession
 	for ls := range s.live {
 		if !ls.revoked && l.Revoked(ls.token) {
@@ -177,13 +200,21 @@ func (s *Server) SetRevocations(l *wire.RevocationList) {
 		s.log.Info("live session ended: access revoked", "user", ls.user)
 		s.record(ls.user, "revoked", "live session ended by the coordinator", true)
 	}
-	b, err := proto.Marshal(l)
+	b, err := proto.Marshal(sr)
 	if err == nil {
 		err = fsutil.WriteFileAtomic(s.revPath(), b, 0o600)
 	}
 	if err != nil {
 		s.log.Error("save revocation list", "err", err)
 	}
+	return nil
+}
+
+// Revocations is the signed list held (nil if none) and its issue time.
+func (s *Server) Revocations() (*wire.SignedRevocations, int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signedRevs, s.revs.GetIssuedUnixMs()
 }
 
 // Live is the number of sessions running now.
@@ -438,6 +469,9 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		}
 		return runCommand(ctx, open.GetArgv(), in, o)
 	case wire.SessionOpen_KIND_SHELL:
+		if t := open.GetTerminal(); t != nil {
+			return runTerminal(ctx, []string{s.cfg.Shell, "-i"}, t, in, o)
+		}
 		return runCommand(ctx, []string{s.cfg.Shell, "-i"}, in, o)
 	case wire.SessionOpen_KIND_INVENTORY:
 		inv := s.inv.Inventory()

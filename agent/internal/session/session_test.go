@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,16 @@ func (f *fixture) token(t *testing.T, user string, groups ...string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// revocations is a list signed with the fixture's token key.
+func (f *fixture) revocations(t *testing.T, issued int64, revs ...*wire.Revocation) *wire.SignedRevocations {
+	t.Helper()
+	sr, err := wire.SignRevocations(f.key, &wire.RevocationList{IssuedUnixMs: issued, Revocations: revs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sr
 }
 
 type result struct {
@@ -208,6 +220,47 @@ func TestStdinAndShell(t *testing.T) {
 	}
 }
 
+func TestShellOnTerminal(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no pseudo-terminals on windows: the shell runs over pipes")
+	}
+	f := newFixture(t)
+	tech, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_SHELL,
+		Terminal: &wire.Terminal{Term: "vt100", Size: &wire.WindowSize{Rows: 33, Cols: 101}}})
+	for _, m := range []*wire.SessionInput{
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("test -t 0 && echo is-a-tty-$TERM; stty size\n")}},
+		{Body: &wire.SessionInput_Resize{Resize: &wire.WindowSize{Rows: 50, Cols: 132}}},
+		{Body: &wire.SessionInput_Stdin{Stdin: []byte("stty size; exit 3\n")}},
+	} {
+		if err := wire.WriteMsg(tech, m); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // let the shell read each line before the resize
+	}
+	r := wait(t, res, 10*time.Second)
+	out := r.stdout.String()
+	for _, want := range []string{"is-a-tty-vt100", "33 101", "50 132"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("terminal output lacks %q:\n%s", want, out)
+		}
+	}
+	if r.end.GetExitCode() != 3 {
+		t.Errorf("exit code %d, want 3", r.end.GetExitCode())
+	}
+}
+
+func TestTerminalBounds(t *testing.T) {
+	for in, want := range map[string]string{"xterm-256color": "xterm-256color", "": "xterm", "a b": "xterm",
+		"x;rm -rf /": "xterm", strings.Repeat("x", 65): "xterm", "screen.linux": "screen.linux"} {
+		if got := termName(in); got != want {
+			t.Errorf("termName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if clampCells(0, 24) != 24 || clampCells(70000, 24) != 1000 || clampCells(40, 24) != 40 {
+		t.Error("clampCells does not bound terminal sizes")
+	}
+}
+
 func TestRevocationCutsLiveSession(t *testing.T) {
 	f := newFixture(t)
 	_, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/sh", "-c", "echo started; sleep 60"}})
@@ -219,19 +272,31 @@ func TestRevocationCutsLiveSession(t *testing.T) {
 		t.Fatal("session did not start")
 	}
 	// Another user's revocation leaves it alone.
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1, Revocations: []*wire.Revocation{{User: "tom", Disabled: true}}})
+	if err := f.s.SetRevocations(f.revocations(t, 1, &wire.Revocation{User: "tom", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
 	if f.s.Live() != 1 {
 		t.Fatal("someone else's revocation ended the session")
 	}
 	start := time.Now()
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 2, Revocations: []*wire.Revocation{{User: "tina", Disabled: true}}})
+	// A list signed by another key (a forged one from a peer) is refused.
+	_, other, _ := ed25519.GenerateKey(nil)
+	forged, _ := wire.SignRevocations(other, &wire.RevocationList{IssuedUnixMs: 9})
+	if err := f.s.SetRevocations(forged); err == nil {
+		t.Fatal("took a revocation list signed by an unknown key")
+	}
+	if err := f.s.SetRevocations(f.revocations(t, 2, &wire.Revocation{User: "tina", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
 	r := wait(t, res, 5*time.Second)
 	if !r.end.GetRevoked() {
 		t.Fatalf("end %v, want revoked", r.end)
 	}
 	t.Logf("session cut %v after the revocation", time.Since(start))
 	// New sessions are refused, and an older list does not undo it.
-	f.s.SetRevocations(&wire.RevocationList{IssuedUnixMs: 1})
+	if err := f.s.SetRevocations(f.revocations(t, 1)); !errors.Is(err, ErrStaleRevocations) {
+		t.Fatalf("an older list: %v, want ErrStaleRevocations", err)
+	}
 	_, res = f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_INVENTORY})
 	if r := wait(t, res, 5*time.Second); !r.end.GetDenied() || !strings.Contains(r.end.GetError(), "revoked") {
 		t.Fatalf("after revocation: %v", r.end)

@@ -445,6 +445,16 @@ func (s *Server) Revocations() (*wire.RevocationList, error) {
 	return out, nil
 }
 
+// SignedRevocations is the current list signed with the token key, so that
+// hosts can pass it on to their office peers.
+func (s *Server) SignedRevocations() (*wire.SignedRevocations, error) {
+	l, err := s.Revocations()
+	if err != nil {
+		return nil, err
+	}
+	return wire.SignRevocations(s.key, l)
+}
+
 // Revoke refuses the user's tokens issued until now.
 func (s *Server) Revoke(name string) error {
 	now := s.now()

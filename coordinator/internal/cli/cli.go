@@ -191,6 +191,12 @@ func (a *app) fail(cmd *command, g *globals, err error) int {
 		}
 		return exitUsage
 	}
+	// A command or shell on a host that exited non-zero: its status is
+	// ours, as with ssh, so that scripts can test it.
+	var se *sessionError
+	if errors.As(err, &se) && se.code > 0 && se.code < 256 {
+		return int(se.code)
+	}
 	return exitError
 }
 

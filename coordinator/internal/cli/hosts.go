@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -26,6 +27,7 @@ type session struct {
 	conn *quic.Conn
 	str  *quic.Stream
 	user string
+	mu   sync.Mutex // one writer at a time: keystrokes and resizes
 }
 
 func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
@@ -122,7 +124,11 @@ func (s *session) close() {
 	s.conn.CloseWithError(0, "")
 }
 
-func (s *session) send(m *wire.SessionInput) error { return wire.WriteMsg(s.str, m) }
+func (s *session) send(m *wire.SessionInput) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return wire.WriteMsg(s.str, m)
+}
 
 // handlers are what a command does with each kind of output.
 type handlers struct {
@@ -253,7 +259,8 @@ Examples:
 			help: `Runs COMMAND on HOST (a hostname or member id) through the coordinator,
 which brokers the session over the connection the host's agent keeps open:
 it works for laptops behind NAT. Output streams back; standard input is
-sent only with --stdin. Needs outpost login.
+sent only with --stdin. outpost exits with the command's exit status.
+Needs outpost login.
 
 Examples:
   outpost exec pc-berlin-7 -- uname -a
@@ -279,19 +286,41 @@ Examples:
 		{
 			name: "connect", args: "HOST", minArgs: 1, maxArgs: 1, offline: true,
 			summary: "an interactive shell on a host (needs the command right)",
-			help: `Opens the host's shell with pipes (no terminal: line by line, no
-full-screen programs). Type exit or press Ctrl-D to leave. Needs outpost login.
+			help: `Opens the host's shell. Run from a terminal, the shell gets a terminal of
+the same size on the host: line editing, job control and full-screen
+programs work, every key (Ctrl-C included) goes to the host, and resizing
+the window resizes it there. With input from a pipe, or with --no-tty, the
+shell runs over pipes, line by line. Type exit or press Ctrl-D to leave.
+Needs outpost login.
 
 Examples:
   outpost connect pc-berlin-7
+  printf 'uptime\nexit\n' | outpost connect pc-berlin-7
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
+				noTTY := fs.Bool("no-tty", false, "run the shell over pipes even in a terminal")
 				return func(ctx context.Context, e *env, args []string) error {
-					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_SHELL})
+					open := &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_SHELL}
+					tty, isTTY := localTerminal(e.stdin, e.stdout)
+					if isTTY && !*noTTY {
+						open.Terminal = &wire.Terminal{Term: e.getenv("TERM"), Size: terminalSize(tty)}
+					}
+					s, err := openSession(ctx, e, open)
 					if err != nil {
 						return err
 					}
 					defer s.close()
+					if open.Terminal != nil {
+						restore, err := rawTerminal(tty)
+						if err != nil {
+							return fmt.Errorf("put the terminal in raw mode: %w (try --no-tty)", err)
+						}
+						defer restore()
+						stop := watchResize(tty, func(ws *wire.WindowSize) {
+							_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: ws}})
+						})
+						defer stop()
+					}
 					go s.forwardStdin(e.stdin)
 					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
 				}

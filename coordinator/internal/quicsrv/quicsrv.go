@@ -460,6 +460,9 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "serving_cert", s.servingCert(id, b.ServingCert)
 	case *wire.Request_Audit:
 		kind, resp = "audit", s.storeAudit(id, b.Audit)
+	case *wire.Request_RevocationsRequest:
+		// A host about to take a direct session asks for the list first.
+		kind, resp = "revocations", &wire.Response{Body: &wire.Response_Revocations{Revocations: s.revocations()}}
 	default:
 		resp = wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown request")
 	}

@@ -21,7 +21,7 @@ import (
 // must refuse.
 type TokenVerifier interface {
 	Verify(token string) (*auth.Principal, error)
-	Revocations() (*wire.RevocationList, error)
+	SignedRevocations() (*wire.SignedRevocations, error)
 	Audit(ev store.AuditEvent)
 }
 
@@ -56,12 +56,12 @@ func (s *Server) verifier() TokenVerifier {
 }
 
 // revocations is the current list for a check-in answer; nil without users.
-func (s *Server) revocations() *wire.RevocationList {
+func (s *Server) revocations() *wire.SignedRevocations {
 	v := s.verifier()
 	if v == nil {
 		return nil
 	}
-	l, err := v.Revocations()
+	l, err := v.SignedRevocations()
 	if err != nil {
 		s.log.Error("revocation list", "err", err)
 		return nil

@@ -1,0 +1,93 @@
+//go:build unix
+
+package session
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// runTerminal runs argv on a new pseudo-terminal of the technician's size:
+// line editing, job control and full-screen programs work. Everything the
+// terminal prints goes out as stdout; the technician's keystrokes come in as
+// stdin and size changes as resize. Ending ctx kills the terminal's session.
+func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Reader, o *out) (int32, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "TERM="+termName(t.GetTerm()))
+	// pty.Start makes the shell a session leader, so its pid is its process
+	// group: kill the group, not just the shell.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	ptmx, err := pty.StartWithSize(cmd, winsize(t.GetSize()))
+	if err != nil {
+		return -1, errors.New("start a terminal: " + err.Error())
+	}
+	defer ptmx.Close()
+	go func() {
+		for {
+			var m wire.SessionInput
+			if err := wire.ReadMsg(in, &m); err != nil {
+				return
+			}
+			switch b := m.GetBody().(type) {
+			case *wire.SessionInput_Stdin:
+				if _, err := ptmx.Write(b.Stdin); err != nil {
+					return
+				}
+			case *wire.SessionInput_Resize:
+				_ = pty.Setsize(ptmx, winsize(b.Resize))
+			case *wire.SessionInput_CloseStdin:
+				// The technician's input ended: end-of-file, as Ctrl-D would.
+				_, _ = ptmx.Write([]byte{4})
+			}
+		}
+	}()
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		buf := make([]byte, chunk)
+		w := streamWriter{o: o}
+		for {
+			n, err := ptmx.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil { // EIO once the terminal's last process is gone
+				return
+			}
+		}
+	}()
+	err = cmd.Wait()
+	// Let the last output drain; a background child holding the terminal
+	// open must not hold the session.
+	select {
+	case <-copied:
+	case <-time.After(time.Second):
+	}
+	if ctx.Err() != nil {
+		return -1, ctx.Err()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return int32(ee.ExitCode()), nil
+	}
+	if err != nil {
+		return -1, err
+	}
+	return int32(cmd.ProcessState.ExitCode()), nil
+}
+
+func winsize(s *wire.WindowSize) *pty.Winsize {
+	rows, cols := clampCells(s.GetRows(), 24), clampCells(s.GetCols(), 80)
+	return &pty.Winsize{Rows: rows, Cols: cols}
+}
