@@ -263,3 +263,33 @@ func waitRelaysServing(t testing.TB, c *coordinatortest.Harness, office string, 
 type errBox struct{ err error }
 
 func (b *errBox) String() string { return fmt.Sprint(b.err) }
+
+// Plain HTTP stays possible as an explicit opt-in on both ends: the office
+// allows it and the relay serves it; agents then fetch from it.
+func TestPlainHTTPRelayWhereTheOfficeAllowsIt(t *testing.T) {
+	m := tu.StartMinIO(t)
+	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
+	c.CreateOffice("lab", nil)
+	addr := freePort(t, "127.0.0.41")
+	url := "http://" + addr
+	startRelayProc(t, c, c.EnrollToken("lab", "relay", 1), addr, "advertise_url: "+url+"\nplain_http: true\n")
+	if code, msg := c.Do("PATCH", "/v1/offices/lab", map[string]any{"mode": "relay", "relays": []string{url}}, nil); code != 400 || !strings.Contains(msg, "plain HTTP") {
+		t.Fatalf("a plain relay in an office that does not allow it: %d %s", code, msg)
+	}
+	c.MustDo("PATCH", "/v1/offices/lab", map[string]any{"mode": "relay", "relays": []string{url}, "allow_plain_http": true}, nil)
+	tu.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(url + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "plain relay did not serve")
+	a := startAgent(t, c, c.EnrollToken("lab", "agent", 1), "lab-1", "127.0.0.42")
+	pkg := bigPackage(t, 1<<20)
+	rev := c.Apply("lab", packageYAML(c.Upload("big-1.0.0.tar.gz", pkg), "present"))
+	tu.Eventually(t, 60*time.Second, compliantAt(c, "lab", 1, rev), "agent not compliant: %+v", c.Agents("lab"))
+	if n := counterSum(t, a.reg, "outpost_agent_fetched_bytes_total", map[string]string{"source": "relay"}); n != float64(len(pkg)) {
+		t.Fatalf("fetched %v bytes from the plain relay, want %d", n, len(pkg))
+	}
+}
