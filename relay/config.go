@@ -28,7 +28,8 @@ const DefaultCoordinatorPort = "8027"
 // the enrollment fields (coordinator, enroll_token, ca_fingerprint,
 // advertise_url, gossip_bind) are for joining a coordinator and an office.
 type Config struct {
-	// Listen is the address of the content HTTP server.
+	// Listen is the address of the content server (HTTPS, or plain HTTP
+	// with PlainHTTP).
 	Listen string `yaml:"listen"`
 	// DataDir holds the cache and, later, the relay's identity.
 	DataDir string `yaml:"data_dir"`

@@ -1,5 +1,6 @@
 // Package relay is the branch-office relay: it serves artifacts to the
-// office's agents over HTTP, addressed by SHA-256, from an on-disk
+// office's agents over HTTPS (plain HTTP where the office allows it),
+// addressed by SHA-256, from an on-disk
 // pull-through cache of the file server, so that the WAN carries each byte
 // once per office. Run ties its components together: the content server
 // now; enrollment, office gossip and pre-staging join as further components.
