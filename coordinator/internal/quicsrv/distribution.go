@@ -94,3 +94,10 @@ func stagingFromWire(st *wire.StagingStatus, now time.Time) *store.Staging {
 	return &store.Staging{Revision: st.GetRevision(), Artifacts: int(st.GetArtifacts()), Staged: int(st.GetStaged()),
 		Bytes: st.GetBytes(), StagedBytes: st.GetStagedBytes(), Error: clip(st.GetError(), maxText), At: now}
 }
+
+// releasedNames says whether the released policy of a distribution office
+// names the artifact.
+func (s *Server) releasedNames(office, sha string) bool {
+	rel, err := s.store.Released(office)
+	return err == nil && signedNames(rel.Signed, sha)
+}

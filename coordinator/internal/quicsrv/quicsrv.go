@@ -645,8 +645,15 @@ func (s *Server) officeNames(office, sha string) bool {
 	if err != nil {
 		return false
 	}
+	// Agents of a distribution office may still work on the released
+	// revision, which can name what the newest no longer does.
+	return signedNames(p.Signed, sha) || s.releasedNames(office, sha)
+}
+
+// signedNames says whether a stored signed policy names the artifact.
+func signedNames(signed []byte, sha string) bool {
 	var sp wire.SignedPolicy
-	if proto.Unmarshal(p.Signed, &sp) != nil {
+	if proto.Unmarshal(signed, &sp) != nil {
 		return false
 	}
 	var pol wire.Policy
