@@ -85,6 +85,10 @@ func (a *API) staging(o *store.Office, newest uint64, members []store.Member) *s
 		}
 		v.Error = st.Error
 	}
+	if v.Server == "" {
+		v.Error = "no relay of the office that advertises " + o.DistributionURL() + " has reported yet: " +
+			"enrol the distribution server into this office with advertise_url " + o.DistributionURL()
+	}
 	if newest == 0 || v.Released >= newest {
 		v.Complete = true
 	}
