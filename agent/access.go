@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -37,14 +38,32 @@ func (a *Agent) runSessions(ctx context.Context) error {
 	// The chain carries the CA so that a technician who pinned its
 	// fingerprint can verify this host's certificate.
 	cert := tls.Certificate{Certificate: append(append([][]byte(nil), a.id.Cert.Certificate...), a.id.CADER), PrivateKey: a.id.Cert.PrivateKey}
-	ln, err := quic.ListenAddr(a.cfg.SessionListen, &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
-		NextProtos: []string{wire.ALPNTechnician}}, &quic.Config{MaxIdleTimeout: time.Minute, MaxIncomingStreams: 16})
+	// The agent owns the socket and the transport, so that stopping closes
+	// every connection and frees the port at once (a listener alone keeps
+	// it while connections linger), and a restart can bind it again.
+	udpAddr, err := net.ResolveUDPAddr("udp", a.cfg.SessionListen)
+	if err != nil {
+		return fmt.Errorf("session_listen %q: %w", a.cfg.SessionListen, err)
+	}
+	udp, err := net.ListenUDP("udp", udpAddr)
 	if err != nil {
 		return fmt.Errorf("listen for direct technician sessions on %s: %w", a.cfg.SessionListen, err)
 	}
+	tr := &quic.Transport{Conn: udp}
+	ln, err := tr.Listen(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+		NextProtos: []string{wire.ALPNTechnician}}, &quic.Config{MaxIdleTimeout: time.Minute, MaxIncomingStreams: 16})
+	if err != nil {
+		udp.Close()
+		return fmt.Errorf("listen for direct technician sessions on %s: %w", a.cfg.SessionListen, err)
+	}
 	a.log.Info("direct technician sessions", "addr", ln.Addr().String())
+	a.sessionAddr.Store(ln.Addr().String()) // the coordinator tells technicians
 	a.sessions.Go(func() {
-		defer ln.Close()
+		defer func() {
+			ln.Close()
+			tr.Close()
+			udp.Close()
+		}()
 		for {
 			conn, err := ln.Accept(ctx)
 			if err != nil {
@@ -159,6 +178,12 @@ func statusName(s wire.ItemReport_Status) string {
 		return "not_applicable"
 	}
 	return "unknown"
+}
+
+// sessionAddress is where this host takes direct sessions, "" if nowhere.
+func (a *Agent) sessionAddress() string {
+	s, _ := a.sessionAddr.Load().(string)
+	return s
 }
 
 // WithSessionListen turns on direct technician sessions on addr and, with

@@ -114,6 +114,8 @@ type Agent struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	kick chan struct{}
+	// sessionAddr is the direct session listener's address, once up.
+	sessionAddr atomic.Value // string
 
 	addresses func() []string
 
@@ -315,6 +317,17 @@ func (a *Agent) enrol(ctx context.Context) (*member.Identity, error) {
 	}, a.log)
 }
 
+// notice records that revision rev is out, to be taken from the
+// coordinator at the next turn of the loop.
+func (a *Agent) notice(rev uint64) {
+	for {
+		old := a.noticed.Load()
+		if rev <= old || a.noticed.CompareAndSwap(old, rev) {
+			return
+		}
+	}
+}
+
 func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 	if resp, ok := a.onAccessPush(ctx, req); ok {
 		return resp
@@ -322,12 +335,7 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 	if n := req.GetRevisionNotice(); n != nil {
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
 		// Taken before the check-in: a push wants the policy at once.
-		for {
-			old := a.noticed.Load()
-			if n.GetRevision() <= old || a.noticed.CompareAndSwap(old, n.GetRevision()) {
-				break
-			}
-		}
+		a.notice(n.GetRevision())
 		a.trigger()
 		return nil
 	}
@@ -444,12 +452,13 @@ func changed(a, b *wire.Report) bool {
 
 func (a *Agent) checkin(ctx context.Context) error {
 	req := &wire.CheckinRequest{
-		Hostname:      a.cfg.Hostname,
-		Addresses:     a.addresses(),
-		Revision:      a.state.Revision(),
-		Report:        a.state.Report(),
-		GossipAddress: a.gossip.addr(),
-		Version:       Version,
+		Hostname:       a.cfg.Hostname,
+		Addresses:      a.addresses(),
+		Revision:       a.state.Revision(),
+		Report:         a.state.Report(),
+		GossipAddress:  a.gossip.addr(),
+		Version:        Version,
+		SessionAddress: a.sessionAddress(),
 	}
 	req.Backlog = a.state.Backlog(64)
 	a.mu.Lock()
@@ -524,7 +533,7 @@ func (a *Agent) syncTo(ctx context.Context, want uint64) error {
 	if sp == nil {
 		return nil
 	}
-	p, err := a.state.Accept(sp, office)
+	p, err := a.state.Accept(sp, office, a.id.ID)
 	if errors.Is(err, state.ErrStale) {
 		return nil
 	}
@@ -540,12 +549,13 @@ func (a *Agent) syncTo(ctx context.Context, want uint64) error {
 func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.revision.Set(float64(p.GetRevision()))
 	a.gossip.setRevision(p.GetRevision())
+	// A policy of this agent's own is for nobody else: not spread.
 	if a.peers != nil {
-		if sp := a.state.Signed(); sp != nil {
+		if sp := a.state.Shareable(); sp != nil {
 			a.peers.spread(sp, p.GetRevision())
 		}
 	}
-	a.log.Info("policy accepted", "office", p.GetOffice(), "revision", p.GetRevision(), "items", len(p.GetItems()), "from", from)
+	a.log.Info("policy accepted", "office", p.GetOffice(), "revision", p.GetRevision(), "items", len(p.GetItems()), "from", from, "own", p.GetAgent() != "")
 	a.trigger()
 }
 

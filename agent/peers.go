@@ -35,7 +35,7 @@ func newPeerPolicy(a *Agent, reg prometheus.Registerer) (*peerPolicy, error) {
 	p := &peerPolicy{a: a, asked: map[string]time.Time{},
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_peer_policies_total",
-			Help: "Signed policies received from office peers, by result (accepted, stale, rejected)."}, []string{"result"}),
+			Help: "Signed policies received from office peers, by result (accepted, stale, own: this agent takes its own from the coordinator, rejected)."}, []string{"result"}),
 	}
 	return p, reg.Register(p.received)
 }
@@ -158,7 +158,9 @@ func (p *peerPolicy) Message(b []byte) {
 	}
 	switch body := m.GetBody().(type) {
 	case *wire.PeerMessage_PolicyRequest:
-		sp := p.a.state.Signed()
+		// A policy of this agent's own is not shareable: the asker gets
+		// the office's from another peer or the coordinator.
+		sp := p.a.state.Shareable()
 		office, _ := p.a.Office()
 		if sp == nil || body.PolicyRequest.GetOffice() != office || p.a.state.RevisionIn(office) <= body.PolicyRequest.GetHaveRevision() {
 			return
@@ -200,10 +202,18 @@ const spreadFanout = 3
 
 func (p *peerPolicy) accept(from string, sp *wire.SignedPolicy) {
 	office, _ := p.a.Office()
-	pol, err := p.a.state.Accept(sp, office)
+	pol, err := p.a.state.Accept(sp, office, p.a.id.ID)
+	var own *state.OwnPolicyError
 	switch {
 	case errors.Is(err, state.ErrStale):
 		p.received.WithLabelValues("stale").Inc()
+		return
+	case errors.As(err, &own):
+		// The office's policy says this agent has one of its own at that
+		// revision: nothing wrong with the peer; ask the coordinator.
+		p.received.WithLabelValues("own").Inc()
+		p.a.notice(own.Revision)
+		p.a.trigger()
 		return
 	case err != nil:
 		// A peer that hands out policy that does not verify is either

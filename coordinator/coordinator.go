@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/artifacts"
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/coordinator/internal/console"
 	"github.com/outposthq/outpost/coordinator/internal/quicsrv"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/config"
@@ -271,10 +273,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Set before the QUIC server runs: an agent placed in an office may
+	// need a revision of its own there.
+	qs.SetPlacementHook(h.MemberPlaced)
 	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
 		return fmt.Errorf("register compliance metrics: %w", err)
 	}
-	servers, err := c.listenAdmin(h, authority)
+	ui, err := console.New(console.Config{API: h}, c.log)
+	if err != nil {
+		return err
+	}
+	servers, err := c.listenAdmin(handler(h, ui), authority)
 	if err != nil {
 		return err
 	}
@@ -327,6 +336,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// handler serves the admin API (/v1/, /healthz, /metrics) and the web
+// console at /ui/ on one listener; / leads to the console.
+func handler(api, ui http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	mux.Handle("/ui/", ui)
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusSeeOther))
+	return mux
 }
 
 // PublicAddress is where agents reach the QUIC endpoint: public_address,

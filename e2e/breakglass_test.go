@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/agent"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	tu "github.com/outposthq/outpost/pkg/testutil"
 )
 
 func freeUDPOn(t *testing.T, ip string) string {
@@ -58,5 +61,67 @@ func TestDirectSessionsAndBreakGlass(t *testing.T) {
 	}
 	if r := glass(tom, "glass-password-1"); r.code == 0 || !strings.Contains(r.stderr, "force server security") {
 		t.Fatalf("force-server-security user used break-glass: %v", r)
+	}
+}
+
+// TestDirectWhenReachableElseBrokered: a signed-in technician names only
+// the host; the CLI reaches it directly when it takes direct sessions and
+// answers, and through the coordinator otherwise.
+func TestDirectWhenReachableElseBrokered(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("berlin", nil)
+	token := c.EnrollToken("berlin", "agent", 2)
+	listen := freeUDPOn(t, "127.0.0.83")
+	open := startAgent(t, c, token, "pc-open", "127.0.0.83", agent.WithSessionListen(listen, ""))
+	natted := startAgent(t, c, token, "pc-natted", "127.0.0.84")
+	tina := newTechnician(t, c, "tina")
+	c.MustDo("POST", "/v1/groups", map[string]any{"name": "techs", "members": []string{"tina"}}, nil)
+	rev := setOfficePerms(t, c, "berlin", map[string]any{"subject": "group:techs", "rights": []string{"command"}})
+	waitRevision(t, open, rev)
+	waitRevision(t, natted, rev)
+	// The coordinator learns the session port at the agent's next check-in.
+	var reach struct {
+		ID     string   `json:"id"`
+		Direct []string `json:"direct"`
+	}
+	tu.Eventually(t, 30*time.Second, func() bool {
+		c.MustDo("GET", "/v1/hosts/pc-open/reach", nil, &reach)
+		return len(reach.Direct) > 0
+	}, "the coordinator never learned where pc-open takes direct sessions")
+	if reach.ID != open.a.ID() || !slices.Contains(reach.Direct, listen) {
+		t.Fatalf("reach %+v, want %s at %s", reach, open.a.ID(), listen)
+	}
+	tina.login()
+	brokered := func(host string) int {
+		var out struct {
+			Events []struct{ Target, Detail string } `json:"events"`
+		}
+		c.MustDo("GET", "/v1/audit?action=connect&user=tina", nil, &out)
+		n := 0
+		for _, ev := range out.Events {
+			if ev.Target == "host "+host && strings.HasPrefix(ev.Detail, "brokered") {
+				n++
+			}
+		}
+		return n
+	}
+
+	if r := tina.run("", "exec", "pc-open", "--", "/bin/echo", "hi"); r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("exec on pc-open: %v", r)
+	}
+	if n := brokered(open.a.ID()); n != 0 {
+		t.Fatalf("pc-open takes direct sessions, yet the coordinator brokered %d", n)
+	}
+	tina.env = []string{"OUTPOST_VIA=coordinator"}
+	if r := tina.run("", "exec", "pc-open", "--", "/bin/echo", "hi"); r.code != 0 || r.stdout != "hi\n" || brokered(open.a.ID()) != 1 {
+		t.Fatalf("exec on pc-open through the coordinator: %v (brokered %d)", r, brokered(open.a.ID()))
+	}
+	tina.env = nil
+	if r := tina.run("", "exec", "pc-natted", "--", "/bin/echo", "hi"); r.code != 0 || r.stdout != "hi\n" || brokered(natted.a.ID()) != 1 {
+		t.Fatalf("exec on pc-natted (brokered): %v (brokered %d)", r, brokered(natted.a.ID()))
+	}
+	tina.env = []string{"OUTPOST_VIA=direct"}
+	if r := tina.run("", "exec", "pc-natted", "--", "true"); r.code == 0 || !strings.Contains(r.stderr, "cannot be reached directly") {
+		t.Fatalf("OUTPOST_VIA=direct to a host without direct sessions: %v", r)
 	}
 }

@@ -42,6 +42,9 @@ func (p *officePolicy) accept(sp *wire.SignedPolicy, persist bool) error {
 	if pol.GetOffice() != p.office {
 		return fmt.Errorf("policy for office %q, this relay is in %q", pol.GetOffice(), p.office)
 	}
+	if pol.GetAgent() != "" {
+		return fmt.Errorf("policy is for agent %q alone, not for a relay", pol.GetAgent())
+	}
 	if pol.GetRevision() <= p.revision {
 		return nil
 	}
@@ -92,15 +95,22 @@ func (p *officePolicy) fetch(ctx context.Context, call func(context.Context, *wi
 }
 
 // Artifacts lists the distinct SHA-256 names of the artifacts a policy
-// names, sorted.
+// names, sorted: its items' and those of the office's agents that have a
+// policy of their own (variant_artifacts).
 func Artifacts(p *wire.Policy) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, it := range p.GetItems() {
-		if h := it.GetArtifact().GetSha256(); h != "" && !seen[h] {
+	add := func(h string) {
+		if h != "" && !seen[h] {
 			seen[h] = true
 			out = append(out, h)
 		}
+	}
+	for _, it := range p.GetItems() {
+		add(it.GetArtifact().GetSha256())
+	}
+	for _, a := range p.GetVariantArtifacts() {
+		add(a.GetSha256())
 	}
 	sort.Strings(out)
 	return out
@@ -111,6 +121,11 @@ func ArtifactSizes(p *wire.Policy) map[string]int64 {
 	out := map[string]int64{}
 	for _, it := range p.GetItems() {
 		if a := it.GetArtifact(); a.GetSha256() != "" {
+			out[a.GetSha256()] = a.GetSize()
+		}
+	}
+	for _, a := range p.GetVariantArtifacts() {
+		if a.GetSha256() != "" {
 			out[a.GetSha256()] = a.GetSize()
 		}
 	}

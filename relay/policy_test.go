@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -76,5 +77,36 @@ func TestOfficePolicy(t *testing.T) {
 	p3 := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(uint64, []string, map[string]int64) { t.Error("tampered policy applied") }}
 	if err := p3.load(); err == nil {
 		t.Error("tampered saved policy loaded")
+	}
+}
+
+// A relay pins what its office's agents with a policy of their own need
+// too, and takes no policy meant for one agent.
+func TestOfficePolicyWithVariants(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	a, b, c := hashOf([]byte("a")), hashOf([]byte("b")), hashOf([]byte("c"))
+	var got []string
+	p := &officePolicy{key: pub, office: "lyon", dir: t.TempDir(), apply: func(_ uint64, h []string, _ map[string]int64) { got = h }}
+	sign := func(pol *wire.Policy) *wire.SignedPolicy {
+		sp, err := wire.SignPolicy(priv, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	variant := &wire.Policy{Office: "lyon", Revision: 2, Agent: "ag-1", Items: []*wire.Item{{Id: "x", Artifact: &wire.Artifact{Sha256: c}}}}
+	if err := p.accept(sign(variant), true); err == nil || !strings.Contains(err.Error(), "for agent") {
+		t.Fatalf("a variant: %v", err)
+	}
+	wide := &wire.Policy{Office: "lyon", Revision: 2, VariantAgents: []string{"ag-1"},
+		Items:            []*wire.Item{{Id: "x", Artifact: &wire.Artifact{Sha256: b}}},
+		VariantArtifacts: []*wire.Artifact{{Sha256: c}, {Sha256: a}, {Sha256: b}}}
+	if err := p.accept(sign(wide), true); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{a, b, c}
+	sort.Strings(want)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("pinned %v, want %v", got, want)
 	}
 }

@@ -131,6 +131,7 @@ outpost agent list --office hq
 echo
 cat <<TXT
 Outpost demo is up:
+  web console   $OUTPOST_SERVER/ui/   (sign in with the token in $OUTPOST_TOKEN_FILE)
   admin API     $OUTPOST_SERVER/v1/   (token: $OUTPOST_TOKEN_FILE)
   metrics       $OUTPOST_SERVER/metrics
   relay         https://127.0.0.1:$RELAY_PORT/healthz   (CA: $CA_CRT)

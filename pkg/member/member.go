@@ -6,6 +6,7 @@ package member
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
@@ -60,16 +61,14 @@ func WithDefaultPort(addr string) string {
 	return addr
 }
 
-// Enroll exchanges a token for an identity. The private key is made here
-// and never leaves the member; the coordinator signs a request for it.
-func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname string, role wire.Role) (*Identity, *wire.OfficeInfo, error) {
+// Enroll exchanges a token for an identity. The private key never leaves
+// the member; the coordinator signs a request for it. A coordinator that
+// sees the same key and token again (the answer to an earlier attempt was
+// lost) answers with the same member and spends no use of the token.
+func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname string, role wire.Role, key crypto.Signer) (*Identity, *wire.OfficeInfo, error) {
 	tlsConf, err := tlsutil.PinnedConfig(fingerprint, wire.ALPNEnroll)
 	if err != nil {
 		return nil, nil, err
-	}
-	key, err := tlsutil.NewKey()
-	if err != nil {
-		return nil, nil, fmt.Errorf("create key: %w", err)
 	}
 	csr, err := tlsutil.NewCSR(key, hostname)
 	if err != nil {
@@ -189,15 +188,47 @@ func LoadOrEnroll(ctx context.Context, dir, coordinator, fingerprint, token, hos
 	if fingerprint == "" {
 		return nil, errors.New("not enrolled and no CA fingerprint is configured: set ca_fingerprint (printed by the coordinator at start, and in ca.fingerprint in its data directory)")
 	}
-	id, _, err = Enroll(ctx, coordinator, fingerprint, token, hostname, role)
+	// The key is kept before the first attempt, so that a retry after a
+	// lost answer is recognised as the same member.
+	key, err := enrolmentKey(dir)
+	if err != nil {
+		return nil, err
+	}
+	id, _, err = Enroll(ctx, coordinator, fingerprint, token, hostname, role, key)
 	if err != nil {
 		return nil, err
 	}
 	if err := id.Save(dir); err != nil {
 		return nil, err
 	}
+	_ = os.Remove(filepath.Join(dir, enrolKeyFile)) // member.key holds it now
 	log.Info("enrolled", "member", id.ID, "office", id.Office)
 	return id, nil
+}
+
+// enrolKeyFile is the key of an enrolment in progress.
+const enrolKeyFile = "enrol.key"
+
+// enrolmentKey loads the key of an enrolment in progress, or makes and
+// keeps a new one.
+func enrolmentKey(dir string) (crypto.Signer, error) {
+	path := filepath.Join(dir, enrolKeyFile)
+	if k, err := tlsutil.ReadKey(path); err == nil {
+		return k, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (delete %s to enrol with a new key)", err, path)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("enrolment key: %w", err)
+	}
+	k, err := tlsutil.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("create key: %w", err)
+	}
+	if err := tlsutil.WriteKey(path, k); err != nil {
+		return nil, err
+	}
+	return k, nil
 }
 
 // call runs one exchange on a new stream.

@@ -772,7 +772,8 @@ func (*Item_Patch) isItem_Spec() {}
 
 func (*Item_Registry) isItem_Spec() {}
 
-// Policy is the effective policy of an office at one revision. It travels
+// Policy is the effective policy of an office at one revision, or of one
+// member of it (agent set). It travels
 // only inside a SignedPolicy.
 type Policy struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -780,6 +781,20 @@ type Policy struct {
 	Revision   uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	IssuedUnix int64                  `protobuf:"varint,3,opt,name=issued_unix,json=issuedUnix,proto3" json:"issued_unix,omitempty"`
 	Items      []*Item                `protobuf:"bytes,4,rep,name=items,proto3" json:"items,omitempty"`
+	// agent, when set, is the one member this policy is for: its effective
+	// policy differs from the office's (a policy targets it by id, hostname
+	// or label). Such a variant comes only from the coordinator; any other
+	// member refuses it, and its holder never hands it to peers.
+	Agent string `protobuf:"bytes,5,opt,name=agent,proto3" json:"agent,omitempty"`
+	// variant_agents are the members of the office that have a variant of
+	// their own at this revision (sorted): each refuses this office-wide
+	// policy and takes its own from the coordinator. Empty unless some
+	// policy targets agents or labels in the office.
+	VariantAgents []string `protobuf:"bytes,6,rep,name=variant_agents,json=variantAgents,proto3" json:"variant_agents,omitempty"`
+	// variant_artifacts is content that those variants name and the items
+	// here do not (by SHA-256, sorted): relays pin and pre-stage it with the
+	// office's own. Agents ignore it.
+	VariantArtifacts []*Artifact `protobuf:"bytes,7,rep,name=variant_artifacts,json=variantArtifacts,proto3" json:"variant_artifacts,omitempty"`
 	// Technician access (session.proto): the permission lists of the office
 	// and of its hosts, the keys that sign access tokens, and the users who
 	// may not use a host's break-glass password.
@@ -844,6 +859,27 @@ func (x *Policy) GetIssuedUnix() int64 {
 func (x *Policy) GetItems() []*Item {
 	if x != nil {
 		return x.Items
+	}
+	return nil
+}
+
+func (x *Policy) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
+func (x *Policy) GetVariantAgents() []string {
+	if x != nil {
+		return x.VariantAgents
+	}
+	return nil
+}
+
+func (x *Policy) GetVariantArtifacts() []*Artifact {
+	if x != nil {
+		return x.VariantArtifacts
 	}
 	return nil
 }
@@ -1402,6 +1438,10 @@ type CheckinRequest struct {
 	// Runs not yet acknowledged, oldest first (kept on the agent's disk while
 	// the coordinator was out of reach); report is the newest.
 	Backlog []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	// Agents with session_listen: the host:port they take direct technician
+	// sessions on (an unspecified host means at each of their addresses);
+	// empty when they take none.
+	SessionAddress string `protobuf:"bytes,15,opt,name=session_address,json=sessionAddress,proto3" json:"session_address,omitempty"`
 	// Relays: how far pre-staging of the office's policy has come.
 	Staging       *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1499,6 +1539,13 @@ func (x *CheckinRequest) GetBacklog() []*Report {
 		return x.Backlog
 	}
 	return nil
+}
+
+func (x *CheckinRequest) GetSessionAddress() string {
+	if x != nil {
+		return x.SessionAddress
+	}
+	return ""
 }
 
 func (x *CheckinRequest) GetStaging() *StagingStatus {
@@ -2714,13 +2761,16 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	" \x01(\v2\x1c.outpost.wire.v1.PackageSpecH\x00R\apackage\x122\n" +
 	"\x05patch\x18\v \x01(\v2\x1a.outpost.wire.v1.PatchSpecH\x00R\x05patch\x12;\n" +
 	"\bregistry\x18\f \x01(\v2\x1d.outpost.wire.v1.RegistrySpecH\x00R\bregistryB\x06\n" +
-	"\x04spec\"\xc7\x02\n" +
+	"\x04spec\"\xcc\x03\n" +
 	"\x06Policy\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x1f\n" +
 	"\vissued_unix\x18\x03 \x01(\x03R\n" +
 	"issuedUnix\x12+\n" +
-	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12B\n" +
+	"\x05items\x18\x04 \x03(\v2\x15.outpost.wire.v1.ItemR\x05items\x12\x14\n" +
+	"\x05agent\x18\x05 \x01(\tR\x05agent\x12%\n" +
+	"\x0evariant_agents\x18\x06 \x03(\tR\rvariantAgents\x12F\n" +
+	"\x11variant_artifacts\x18\a \x03(\v2\x19.outpost.wire.v1.ArtifactR\x10variantArtifacts\x12B\n" +
 	"\vpermissions\x18\x14 \x03(\v2 .outpost.wire.v1.HostPermissionsR\vpermissions\x128\n" +
 	"\n" +
 	"token_keys\x18\x15 \x03(\v2\x19.outpost.wire.v1.TokenKeyR\ttokenKeys\x12=\n" +
@@ -2780,7 +2830,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
-	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\x85\x03\n" +
+	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\xae\x03\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2790,7 +2840,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
-	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x128\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
+	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x128\n" +
 	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
@@ -2953,46 +3004,47 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
 	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
-	33, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	34, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
-	3,  // 8: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
-	12, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
-	0,  // 10: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	16, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
-	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	18, // 15: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
-	16, // 16: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	35, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	11, // 18: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 19: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 20: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	22, // 21: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	24, // 22: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	28, // 23: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	26, // 24: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	19, // 25: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	36, // 26: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	37, // 27: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	38, // 28: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	35, // 29: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	39, // 30: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 31: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	30, // 32: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 33: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	21, // 34: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	23, // 35: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	25, // 36: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	32, // 37: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	27, // 38: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	35, // 39: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	20, // 40: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
+	33, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	34, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
+	12, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
+	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
+	16, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	2,  // 13: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
+	13, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	13, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	18, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
+	16, // 17: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	35, // 18: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	11, // 19: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 20: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 21: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	22, // 22: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	24, // 23: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	28, // 24: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	26, // 25: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	19, // 26: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	36, // 27: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	37, // 28: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	38, // 29: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	35, // 30: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	39, // 31: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 32: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	30, // 33: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 34: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	21, // 35: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	23, // 36: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	25, // 37: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	32, // 38: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	27, // 39: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	35, // 40: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	20, // 41: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }

@@ -33,6 +33,33 @@ func (w streamWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// pumpInput passes the technician's input on until it ends: keystrokes to
+// w, terminal sizes to resize (if any), and the end of input to closed,
+// which says whether to go on reading (a terminal wants an end-of-file
+// character, pipes are closed).
+func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed func() bool) {
+	for {
+		var m wire.SessionInput
+		if err := wire.ReadMsg(in, &m); err != nil {
+			return
+		}
+		switch b := m.GetBody().(type) {
+		case *wire.SessionInput_Stdin:
+			if _, err := w.Write(b.Stdin); err != nil {
+				return
+			}
+		case *wire.SessionInput_Resize:
+			if resize != nil {
+				resize(b.Resize)
+			}
+		case *wire.SessionInput_CloseStdin:
+			if !closed() {
+				return
+			}
+		}
+	}
+}
+
 // runCommand runs argv with the technician's input as its standard input
 // and streams its output. Ending ctx kills its whole process group.
 func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32, error) {
@@ -51,20 +78,7 @@ func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32
 	}
 	go func() {
 		defer stdin.Close()
-		for {
-			var m wire.SessionInput
-			if err := wire.ReadMsg(in, &m); err != nil {
-				return
-			}
-			switch b := m.GetBody().(type) {
-			case *wire.SessionInput_Stdin:
-				if _, err := stdin.Write(b.Stdin); err != nil {
-					return
-				}
-			case *wire.SessionInput_CloseStdin:
-				return
-			}
-		}
+		pumpInput(in, stdin, nil, func() bool { return false })
 	}()
 	err = cmd.Wait()
 	if ctx.Err() != nil {

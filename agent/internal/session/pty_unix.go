@@ -31,25 +31,11 @@ func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Rea
 		return -1, errors.New("start a terminal: " + err.Error())
 	}
 	defer ptmx.Close()
-	go func() {
-		for {
-			var m wire.SessionInput
-			if err := wire.ReadMsg(in, &m); err != nil {
-				return
-			}
-			switch b := m.GetBody().(type) {
-			case *wire.SessionInput_Stdin:
-				if _, err := ptmx.Write(b.Stdin); err != nil {
-					return
-				}
-			case *wire.SessionInput_Resize:
-				_ = pty.Setsize(ptmx, winsize(b.Resize))
-			case *wire.SessionInput_CloseStdin:
-				// The technician's input ended: end-of-file, as Ctrl-D would.
-				_, _ = ptmx.Write([]byte{4})
-			}
-		}
-	}()
+	go pumpInput(in, ptmx, func(ws *wire.WindowSize) { _ = pty.Setsize(ptmx, winsize(ws)) }, func() bool {
+		// The technician's input ended: end-of-file, as Ctrl-D would.
+		_, _ = ptmx.Write([]byte{4})
+		return true
+	})
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)

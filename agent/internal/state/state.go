@@ -12,6 +12,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -22,6 +23,24 @@ import (
 
 // ErrStale is returned for a policy no newer than the one held.
 var ErrStale = errors.New("policy is not newer than the one held")
+
+// ErrOwnPolicy is returned for an office's policy that says this agent has
+// a policy of its own at that revision (OwnPolicyError says which).
+var ErrOwnPolicy = errors.New("this agent has a policy of its own at this revision; it takes it from the coordinator")
+
+// OwnPolicyError is an office-wide policy that lists this agent among
+// those with a variant of their own: nothing is wrong with it, but it is
+// not this agent's. Revision is the revision to fetch from the coordinator.
+type OwnPolicyError struct {
+	Office   string
+	Revision uint64
+}
+
+func (e *OwnPolicyError) Error() string {
+	return fmt.Sprintf("revision %d of office %s: %v", e.Revision, e.Office, ErrOwnPolicy)
+}
+
+func (e *OwnPolicyError) Is(target error) bool { return target == ErrOwnPolicy }
 
 // State is the agent's persisted policy and report.
 type State struct {
@@ -97,11 +116,27 @@ func (s *State) Signed() *wire.SignedPolicy {
 	return s.signed
 }
 
-// Accept verifies sp and, if it is for office (where the agent is now)
-// and not older than any revision of that office accepted before, makes it
-// the policy to apply. A revision equal to the highest is accepted only
-// when coming back from another office: it is the same signed document.
-func (s *State) Accept(sp *wire.SignedPolicy, office string) (*wire.Policy, error) {
+// Shareable returns the accepted signed policy if peers may have it: an
+// office-wide one, not one for this agent alone. Nil otherwise.
+func (s *State) Shareable() *wire.SignedPolicy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.policy.GetAgent() != "" {
+		return nil
+	}
+	return s.signed
+}
+
+// Accept verifies sp and, if it is for office (where the agent is now),
+// for this agent (self: its member id) and not older than any revision of
+// that office accepted before, makes it the policy to apply. A revision
+// equal to the highest is accepted only when coming back from another
+// office: it is the same signed document.
+//
+// A policy for one agent (a variant) is refused by every other; an
+// office-wide policy that lists self among the agents with a variant is
+// refused with an *OwnPolicyError, so that the agent fetches its own.
+func (s *State) Accept(sp *wire.SignedPolicy, office, self string) (*wire.Policy, error) {
 	p, err := wire.VerifyPolicy(s.key, sp)
 	if err != nil {
 		return nil, err
@@ -109,12 +144,18 @@ func (s *State) Accept(sp *wire.SignedPolicy, office string) (*wire.Policy, erro
 	if p.GetOffice() != office {
 		return nil, fmt.Errorf("policy is for office %q, this agent is in %q", p.GetOffice(), office)
 	}
+	if p.GetAgent() != "" && p.GetAgent() != self {
+		return nil, fmt.Errorf("policy is for agent %q alone, this is %q", p.GetAgent(), self)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := s.highest[office]
 	same := s.policy.GetOffice() == office
 	if p.GetRevision() < held || (p.GetRevision() == held && same) {
 		return nil, fmt.Errorf("revision %d of office %s, highest accepted %d: %w", p.GetRevision(), office, held, ErrStale)
+	}
+	if p.GetAgent() == "" && slices.Contains(p.GetVariantAgents(), self) {
+		return nil, &OwnPolicyError{Office: office, Revision: p.GetRevision()}
 	}
 	b, err := proto.Marshal(sp)
 	if err != nil {

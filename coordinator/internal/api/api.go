@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // office time zones must resolve on hosts without zoneinfo
 
@@ -85,6 +86,9 @@ type API struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	req *prometheus.CounterVec
+	// scopeMu makes checking policies for conflicts and publishing what
+	// was checked one step (scope.go).
+	scopeMu sync.Mutex
 }
 
 const maxJSONBody = 1 << 20
@@ -130,6 +134,9 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		routes[pattern] = h
 	}
 	for pattern, h := range a.officeRoutes() {
+		routes[pattern] = h
+	}
+	for pattern, h := range a.scopeRoutes() {
 		routes[pattern] = h
 	}
 	for pattern, h := range routes {
@@ -180,7 +187,12 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 			var se *statusError
 			var pe *policy.Error
 			var mbe *http.MaxBytesError
+			var ce *conflictError
 			switch {
+			case errors.As(err, &ce):
+				writeJSON(w, http.StatusConflict, map[string]any{"error": ce.msg, "conflicts": ce.conflicts})
+				a.req.WithLabelValues(route, fmt.Sprint(http.StatusConflict)).Inc()
+				return
 			case errors.As(err, &se):
 				code, msg = se.code, se.msg
 			case errors.As(err, &pe):
@@ -584,6 +596,9 @@ type policyView struct {
 	Applied  time.Time         `json:"applied"`
 	YAML     string            `json:"yaml"`
 	Items    []json.RawMessage `json:"items"`
+	// Variants are the agents of the office that get a policy of their
+	// own at this revision (scope.go).
+	Variants []string `json:"variants"`
 }
 
 // itemsJSON renders items with protobuf's JSON mapping (oneofs flattened).
@@ -625,20 +640,28 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if items, err = a.withPatches(office, items); err != nil {
+	// The office's own policy is the office-level policy "office:NAME":
+	// it may not conflict with named policies that target the office.
+	a.scopeMu.Lock()
+	defer a.scopeMu.Unlock()
+	sc, err := a.loadScope()
+	if err != nil {
 		return err
 	}
-	p, err := a.d.Store.ApplyPolicy(office, string(src), time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
-	})
+	sc.offices[office] = items
+	cs, err := sc.conflicts(officeSource(office))
+	if err != nil {
+		return err
+	}
+	if err := refuseConflicts("the policy of office "+office, cs); err != nil {
+		return err
+	}
+	p, wide, err := a.publishLocked(sc, office, string(src))
 	if err != nil {
 		return err
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
-	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
-	}
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(items)})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(wide), Variants: variantsOf(p)})
 	return nil
 }
 
@@ -662,7 +685,7 @@ func (a *API) showPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
 		return fmt.Errorf("decode stored policy of %s: %w", office, err)
 	}
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems())})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems()), Variants: nonNilStrings(pol.GetVariantAgents())})
 	return nil
 }
 
@@ -684,12 +707,16 @@ type agentView struct {
 	Items     []store.ItemStatus `json:"items"`
 	Enrolled  time.Time          `json:"enrolled"`
 	Version   string             `json:"version"`
+	Labels    map[string]string  `json:"labels"`
 }
 
 func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Home: m.Home, Roaming: m.Roaming, Role: m.Role, Address: m.Address,
 		Addresses: m.Addresses, LastSeen: m.LastSeen, Revision: m.Revision, Enrolled: m.Enrolled, Version: m.Version,
-		Items: []store.ItemStatus{}}
+		Items: []store.ItemStatus{}, Labels: m.Labels}
+	if v.Labels == nil {
+		v.Labels = map[string]string{}
+	}
 	if v.Addresses == nil {
 		v.Addresses = []string{}
 	}

@@ -40,11 +40,12 @@ var publicRoutes = map[string]bool{
 // requiredRole is the weakest API role a route takes. Reads are open to
 // read-only; changes to the fleet need an operator; users, groups, host
 // permissions and the audit trail need an admin. "GET /v1/me" is for
-// anyone signed in, technicians included.
+// anyone signed in, technicians included, and so is how to reach a host
+// (the host itself decides who may do what on it).
 func requiredRole(route string) string {
 	method, path, _ := strings.Cut(route, " ")
 	switch {
-	case route == "GET /v1/me":
+	case route == "GET /v1/me", route == "GET /v1/hosts/{host}/reach":
 		return auth.RoleNone
 	case strings.HasPrefix(path, "/v1/users"), strings.HasPrefix(path, "/v1/groups"),
 		strings.HasPrefix(path, "/v1/audit"), strings.HasSuffix(path, "/permissions") && method != http.MethodGet:
@@ -145,6 +146,7 @@ func (a *API) accessRoutes() map[string]func(http.ResponseWriter, *http.Request)
 		"GET /v1/offices/{name}/permissions": a.showOfficePermissions,
 		"PUT /v1/offices/{name}/permissions": a.setOfficePermissions,
 		"GET /v1/audit":                      a.listAudit,
+		"GET /v1/hosts/{host}/reach":         a.hostReach,
 	}
 }
 

@@ -38,6 +38,9 @@ func (a *API) deleteOffice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("office deleted", "office", name, "moved_to", moveTo, "moved", len(moved))
+	for _, m := range moved {
+		a.MemberPlaced(m.ID)
+	}
 	// Moved members learn their office at their next check-in; a notice
 	// makes the connected ones check in now.
 	if n, ok := a.d.Notifier.(interface{ NotifyMember(string) }); ok {

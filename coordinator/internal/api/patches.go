@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -293,8 +294,10 @@ const maxReportOnly = 2000
 // approved patch that no approved patch supersedes and that the admin's
 // YAML does not already name, and a report-only item (scanned, never
 // applied) for each other catalog patch that nothing in the catalog
-// supersedes, so that hosts report what they miss.
-func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, error) {
+// supersedes, so that hosts report what they miss. officeYAML is the
+// office's own policy, whose defaults an approval without its own window
+// or reboot policy takes.
+func (a *API) withPatches(office, officeYAML string, items []*wire.Item) ([]*wire.Item, error) {
 	aps, err := a.d.Store.Approvals(office)
 	if err != nil {
 		return nil, err
@@ -319,6 +322,7 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 	}
 	superseded := patches.Superseded(ids, catalog)
 	lookup := artifactLookup{a.d.Store}
+	defWindow, defReboot := policy.Defaults([]byte(officeYAML))
 	for _, ap := range aps {
 		p, ok := catalog[ap.Patch]
 		if !ok || superseded[p.ID] || named["patch/"+p.ID] {
@@ -332,7 +336,7 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 			return nil, fmt.Errorf("patch %s: artifact %s is no longer recorded", p.ID, p.Artifact)
 		}
 		items = append(items, &wire.Item{Id: "patch/" + p.ID, Kind: policy.KindPatch, State: wire.State_STATE_PRESENT,
-			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: ap.Window, Reboot: ap.Reboot,
+			Artifact: &wire.Artifact{Sha256: p.Artifact, Size: size, Name: name}, Window: cmp.Or(ap.Window, defWindow), Reboot: cmp.Or(ap.Reboot, defReboot),
 			Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
 		named["patch/"+p.ID] = true
 	}
@@ -358,33 +362,10 @@ func (a *API) withPatches(office string, items []*wire.Item) ([]*wire.Item, erro
 }
 
 // republish signs a new revision of the office's policy: its YAML as the
-// admin last applied it (none is an empty policy) plus its approved
-// patches. It returns the new revision.
-func (a *API) republish(office string) (uint64, error) {
-	src := "items: []\n"
-	if p, err := a.d.Store.Policy(office); err == nil {
-		src = p.YAML
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return 0, err
-	}
-	items, err := policy.Compile([]byte(src), artifactLookup{a.d.Store})
-	if err != nil {
-		return 0, fmt.Errorf("recompile the policy of %s: %w", office, err)
-	}
-	if items, err = a.withPatches(office, items); err != nil {
-		return 0, err
-	}
-	p, err := a.d.Store.ApplyPolicy(office, src, time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
-	})
-	if err != nil {
-		return 0, err
-	}
-	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
-	}
-	return p.Revision, nil
-}
+// admin last applied it (none is an empty policy), the named policies that
+// target it or its computers, and its approved patches. It returns the new
+// revision.
+func (a *API) republish(office string) (uint64, error) { return a.publish(office) }
 
 // republishAll republishes every office.
 func (a *API) republishAll() error {

@@ -112,6 +112,19 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 	if items := signedItems(t, st, "berlin"); len(items) != 1 || items[0].GetId() != "patch/OUT-2" {
 		t.Fatalf("after policy apply = %v", items)
 	}
+	// An approval without its own window takes the office policy's defaults.
+	call(t, srv, "PUT", "/v1/offices/berlin/policy", "defaults:\n  window: 01:00-03:00\n  reboot: notify-only\nitems: []\n", token)
+	call(t, srv, "POST", "/v1/offices", `{"name":"paris","time_zone":"Europe/Paris"}`, token)
+	if code, out = call(t, srv, "POST", "/v1/patches/OUT-2/approve", `{"office":"paris"}`, token); code != 200 {
+		t.Fatalf("approve in paris: %d %v", code, out)
+	}
+	if items := signedItems(t, st, "berlin"); len(items) != 1 || items[0].GetWindow() != "22:00-04:00" || items[0].GetReboot() != "if-needed-inside-window" {
+		t.Fatalf("an approval's own window must win over the defaults: %v", items)
+	}
+	call(t, srv, "PUT", "/v1/offices/paris/policy", "defaults:\n  window: 01:00-03:00\n  reboot: notify-only\nitems: []\n", token)
+	if items := signedItems(t, st, "paris"); len(items) != 1 || items[0].GetId() != "patch/OUT-2" || items[0].GetWindow() != "01:00-03:00" || items[0].GetReboot() != "notify-only" {
+		t.Fatalf("an approval without a window must take the office's defaults: %v", items)
+	}
 	for name, tc := range map[string]struct{ path, body, errHas string }{
 		"unknown patch":  {"/v1/patches/NOPE/approve", `{"office":"berlin"}`, "patch NOPE"},
 		"unknown office": {"/v1/patches/OUT-1/approve", `{"office":"rome"}`, "office rome"},

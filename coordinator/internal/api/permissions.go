@@ -1,13 +1,9 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
-
-	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -107,38 +103,9 @@ func (a *API) fillAccess(p *wire.Policy) error {
 	return nil
 }
 
-// resign issues the office's next revision with its current items and the
-// current access lists, and tells its connected members.
-func (a *API) resign(office string) (uint64, error) {
-	yaml := ""
-	var items []*wire.Item
-	cur, err := a.d.Store.Policy(office)
-	switch {
-	case err == nil:
-		yaml = cur.YAML
-		var sp wire.SignedPolicy
-		var pol wire.Policy
-		if err := proto.Unmarshal(cur.Signed, &sp); err != nil {
-			return 0, fmt.Errorf("decode stored policy of %s: %w", office, err)
-		}
-		if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
-			return 0, fmt.Errorf("decode stored policy of %s: %w", office, err)
-		}
-		items = pol.GetItems()
-	case !errors.Is(err, store.ErrNotFound):
-		return 0, err
-	}
-	p, err := a.d.Store.ApplyPolicy(office, yaml, time.Now().UTC(), func(rev uint64) ([]byte, error) {
-		return a.d.Signer.Sign(a.withAccess(&wire.Policy{Office: office, Revision: rev, IssuedUnix: time.Now().Unix(), Items: items}))
-	})
-	if err != nil {
-		return 0, err
-	}
-	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
-	}
-	return p.Revision, nil
-}
+// resign issues the office's next revision with its current policies and
+// the current access lists, and tells its connected members.
+func (a *API) resign(office string) (uint64, error) { return a.publish(office) }
 
 // resignAll re-signs every office, for changes every host must see.
 func (a *API) resignAll() {

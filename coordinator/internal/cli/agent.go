@@ -320,6 +320,9 @@ func showAgent(ctx context.Context, e *env, id string) error {
 		{"enrolled", timeAndAge(now, a.Enrolled.Time)},
 		{"version", orDash(a.Version)},
 	}...)
+	if len(a.Labels) > 0 {
+		fields = append(fields, [2]string{"labels", labelsText(a.Labels)})
+	}
 	if err := writeFields(e.stdout, fields); err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ var groups = []group{
 	{"office", "create, list, change and remove offices"},
 	{"token", "enrollment tokens that let agents and relays join an office"},
 	{"artifact", "upload and inspect artifacts, the files policy items install"},
-	{"policy", "apply and show an office's policy"},
+	{"policy", "apply and show policies: an office's own, or named ones for offices, agents, labels"},
 	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
 	{"installer", "build what an office's computers install: agent, config, systemd unit, .deb"},
 	{"patch", "the patch catalog, approvals by hand and by rule, and missing patches"},
@@ -68,6 +68,7 @@ func init() {
 	register(loginCommands()...)
 	register(accessCommands()...)
 	register(hostCommands()...)
+	register(scopeCommands()...)
 	register(versionCommand())
 }
 

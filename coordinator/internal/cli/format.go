@@ -70,21 +70,22 @@ type (
 		Items    []json.RawMessage `json:"items"`
 	}
 	agent struct {
-		ID        string      `json:"id"`
-		Hostname  string      `json:"hostname"`
-		Office    string      `json:"office"`
-		Home      string      `json:"home"`
-		Roaming   bool        `json:"roaming"`
-		Role      string      `json:"role"`
-		Address   string      `json:"address"`
-		Addresses []string    `json:"addresses"`
-		LastSeen  stamp       `json:"last_seen"`
-		Connected bool        `json:"connected"`
-		Revision  int64       `json:"revision"`
-		Compliant bool        `json:"compliant"`
-		Items     []agentItem `json:"items"`
-		Enrolled  stamp       `json:"enrolled"`
-		Version   string      `json:"version"`
+		ID        string            `json:"id"`
+		Hostname  string            `json:"hostname"`
+		Office    string            `json:"office"`
+		Home      string            `json:"home"`
+		Roaming   bool              `json:"roaming"`
+		Role      string            `json:"role"`
+		Address   string            `json:"address"`
+		Addresses []string          `json:"addresses"`
+		LastSeen  stamp             `json:"last_seen"`
+		Connected bool              `json:"connected"`
+		Revision  int64             `json:"revision"`
+		Compliant bool              `json:"compliant"`
+		Items     []agentItem       `json:"items"`
+		Enrolled  stamp             `json:"enrolled"`
+		Version   string            `json:"version"`
+		Labels    map[string]string `json:"labels"`
 	}
 	agentItem struct {
 		ID      string `json:"id"`

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,18 +56,35 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 	if addr == "" || fingerprint == "" {
 		return nil, errors.New("the sign-in does not say how to reach hosts (no QUIC address or CA fingerprint): run outpost login again, or set OUTPOST_QUIC=host:port (OUTPOST_DIRECT and OUTPOST_CA_FINGERPRINT for a host itself)")
 	}
-	var tlsConf *tls.Config
-	if direct != "" {
-		tlsConf, err = hostTLS(fingerprint, open.GetHost())
-	} else {
-		tlsConf, err = tlsutil.PinnedConfig(fingerprint, wire.ALPNTechnician)
+	quicConf := &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: time.Minute, KeepAlivePeriod: 15 * time.Second}
+	var conn *quic.Conn
+	switch via := e.getenv("OUTPOST_VIA"); {
+	case direct != "":
+		tlsConf, err := hostTLS(fingerprint, open.GetHost())
+		if err != nil {
+			return nil, err
+		}
+		if conn, err = quic.DialAddr(ctx, addr, tlsConf, quicConf); err != nil {
+			return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
+		}
+	case via != "" && via != "auto" && via != "direct" && via != "coordinator":
+		return nil, usagef("OUTPOST_VIA=%q: want auto (the default: the host directly when it can be reached, else through the coordinator), direct or coordinator", via)
+	case localUser == "" && via != "coordinator":
+		// The host directly when it takes sessions and answers; the
+		// coordinator brokers otherwise (NAT, firewalls, roaming).
+		conn = dialHostDirect(ctx, c, fingerprint, open.GetHost(), quicConf)
+		if conn == nil && via == "direct" {
+			return nil, fmt.Errorf("%s cannot be reached directly (OUTPOST_VIA=direct): it takes no direct sessions, or none of its addresses answered", open.GetHost())
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second, MaxIdleTimeout: time.Minute, KeepAlivePeriod: 15 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
+	if conn == nil {
+		tlsConf, err := tlsutil.PinnedConfig(fingerprint, wire.ALPNTechnician)
+		if err != nil {
+			return nil, err
+		}
+		if conn, err = quic.DialAddr(ctx, addr, tlsConf, quicConf); err != nil {
+			return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
+		}
 	}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -83,6 +101,61 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 		return nil, err
 	}
 	return &session{conn: conn, str: str, user: c.User}, nil
+}
+
+// directTimeout bounds the attempt to reach a host directly before the
+// session goes through the coordinator.
+const directTimeout = 2 * time.Second
+
+// dialHostDirect asks the coordinator where host takes direct sessions and
+// dials all those addresses at once; the first handshake that proves the
+// host (its certificate names its member id) wins. nil: go through the
+// coordinator.
+func dialHostDirect(ctx context.Context, c *credentials, fingerprint, host string, qc *quic.Config) *quic.Conn {
+	api, err := newClient(c.Server, c.AccessToken, nil)
+	if err != nil {
+		return nil
+	}
+	lctx, cancel := context.WithTimeout(ctx, directTimeout)
+	defer cancel()
+	raw, err := api.get(lctx, "/v1/hosts/"+url.PathEscape(host)+"/reach", nil)
+	if err != nil {
+		return nil
+	}
+	var reach struct {
+		ID     string   `json:"id"`
+		Direct []string `json:"direct"`
+	}
+	if decode(raw, "host reach", &reach) != nil || reach.ID == "" || len(reach.Direct) == 0 {
+		return nil
+	}
+	tlsConf, err := hostTLS(fingerprint, reach.ID)
+	if err != nil {
+		return nil
+	}
+	won := make(chan *quic.Conn, len(reach.Direct))
+	for _, addr := range reach.Direct[:min(len(reach.Direct), 8)] {
+		go func() {
+			conn, err := quic.DialAddr(lctx, addr, tlsConf, qc)
+			if err != nil {
+				conn = nil
+			}
+			won <- conn
+		}()
+	}
+	var best *quic.Conn
+	for range reach.Direct[:min(len(reach.Direct), 8)] {
+		conn := <-won
+		switch {
+		case conn == nil:
+		case best == nil:
+			best = conn
+			cancel() // the others need not finish
+		default:
+			conn.CloseWithError(0, "")
+		}
+	}
+	return best
 }
 
 // hostTLS verifies a host's own certificate in direct mode: issued by the
@@ -256,9 +329,10 @@ Examples:
 		{
 			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true,
 			summary: "run a command on a host (needs the command right)",
-			help: `Runs COMMAND on HOST (a hostname or member id) through the coordinator,
-which brokers the session over the connection the host's agent keeps open:
-it works for laptops behind NAT. Output streams back; standard input is
+			help: `Runs COMMAND on HOST (a hostname or member id): directly when the host
+takes direct sessions and answers, else through the coordinator, which
+brokers the session over the connection the host's agent keeps open (it
+works for laptops behind NAT; OUTPOST_VIA=direct or coordinator forces one). Output streams back; standard input is
 sent only with --stdin. outpost exits with the command's exit status.
 Needs outpost login.
 

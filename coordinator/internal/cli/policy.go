@@ -19,29 +19,47 @@ func policyCommands() []*command {
 	return []*command{
 		{
 			name: "policy apply", args: "FILE", minArgs: 1, maxArgs: 1,
-			summary: "apply a policy YAML file to an office as its next revision",
+			summary: "apply a policy YAML file to an office, or as a named policy with targets",
 			timeout: defaultTimeout,
 			help: `FILE - reads standard input. The coordinator checks the whole file and
 refuses it with the line of the first problem; agents pick the new revision up
 at once. See docs/api.md for the policy format.
 
+With --office the file is the office's own policy. With --name it is a named
+policy whose YAML says what it targets and its priority:
+
+  targets: {offices: [berlin], agents: [pc-17], labels: [kiosk, "floor=3"]}
+  priority: 10
+  items: [...]
+
+A policy that would set an item differently from another policy of the same
+level (agent, label or office) and priority on any computer is refused, naming
+both policies, the item and the computers.
+
 Examples:
   outpost policy apply --office berlin berlin.yaml
   outpost policy show --office berlin | sed 's/1.0.0/1.0.1/' | outpost policy apply --office berlin -
+  outpost policy apply --name kiosks kiosks.yaml
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
-				officeName := fs.String("office", "", "`NAME` of the office whose policy to replace (required)")
+				officeName := fs.String("office", "", "`NAME` of the office whose policy to replace")
+				policyName := fs.String("name", "", "`NAME` of the named policy to create or replace")
 				return func(ctx context.Context, e *env, args []string) error {
-					if *officeName == "" {
-						return usagef("missing --office NAME")
+					switch {
+					case *officeName == "" && *policyName == "":
+						return usagef("missing --office NAME (an office's policy) or --name NAME (a named policy)")
+					case *officeName != "" && *policyName != "":
+						return usagef("give --office or --name, not both")
+					case *policyName != "":
+						return applyNamedPolicy(ctx, e, *policyName, args[0])
 					}
 					return applyPolicy(ctx, e, *officeName, args[0])
 				}
 			},
 		},
 		{
-			name: "policy show", maxArgs: 0,
-			summary: "show an office's current policy",
+			name: "policy show", args: "[NAME]", maxArgs: 1,
+			summary: "show an office's current policy, or a named policy",
 			timeout: defaultTimeout,
 			help: `Table mode prints the revision as a YAML comment and then the policy, so
 the output can be edited and applied again.
@@ -49,12 +67,18 @@ the output can be edited and applied again.
 Examples:
   outpost policy show --office berlin
   outpost policy show --office berlin > berlin.yaml
+  outpost policy show kiosks
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
-				officeName := fs.String("office", "", "`NAME` of the office whose policy to show (required)")
+				officeName := fs.String("office", "", "`NAME` of the office whose policy to show")
 				return func(ctx context.Context, e *env, args []string) error {
-					if *officeName == "" {
-						return usagef("missing --office NAME")
+					switch {
+					case len(args) == 1 && *officeName != "":
+						return usagef("give --office or a policy NAME, not both")
+					case len(args) == 1:
+						return showNamedPolicy(ctx, e, args[0])
+					case *officeName == "":
+						return usagef("missing --office NAME (or the NAME of a named policy)")
 					}
 					raw, err := e.api.get(ctx, officePath(*officeName)+"/policy", nil)
 					if err != nil {

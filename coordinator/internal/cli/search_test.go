@@ -122,6 +122,7 @@ func TestEveryListHasJSON(t *testing.T) {
 		"user list":        {[]string{"user", "list"}, "/v1/users", `{"users":[{"name":"tina","role":"","disabled":false,"groups":["berlin-techs"]}]}`},
 		"group list":       {[]string{"group", "list"}, "/v1/groups", `{"groups":[{"name":"berlin-techs","description":"","members":["tina"]}]}`},
 		"patch list":       {[]string{"patch", "list"}, "/v1/patches", `{"patches":[{"id":"OUT-1","severity":"high","package":"hello","fixed_version":"2.0.0"}]}`},
+		"policy list":      {[]string{"policy", "list"}, "/v1/policies", `{"policies":[{"name":"kiosks","priority":0,"targets":{"offices":[],"agents":[],"labels":["kiosk"]},"applied":"2025-06-01T11:00:00Z"}]}`},
 	}
 	for _, c := range commands {
 		name := c.name

@@ -15,6 +15,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -114,7 +115,11 @@ func Compile(src []byte, artifacts ArtifactLookup) ([]*wire.Item, error) {
 		return nil, &Error{Problems: []Problem{*perr}}
 	}
 	c := &compiler{artifacts: artifacts, found: map[string]artifactInfo{}}
-	items, err := c.compile(root)
+	return c.finish(c.compile(root))
+}
+
+// finish turns the problems found into an *Error, sorted by line.
+func (c *compiler) finish(items []*wire.Item, err error) ([]*wire.Item, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +220,11 @@ type compiler struct {
 	artifacts ArtifactLookup
 	found     map[string]artifactInfo // lookups already made, by hash
 	problems  []Problem
+	// extra are top-level fields besides items and defaults that this
+	// compile accepts (a named policy's targets and priority, scope.go);
+	// their values are left in top.
+	extra []string
+	top   map[string]*yaml.Node
 }
 
 func (c *compiler) problem(n *yaml.Node, format string, args ...any) {
@@ -226,7 +236,8 @@ func (c *compiler) compile(root *yaml.Node) ([]*wire.Item, error) {
 		c.problem(root, "the policy must be a mapping with a top-level items list, not %s", describe(root))
 		return nil, nil
 	}
-	fields := c.fields(root, "the policy", topFields)
+	fields := c.fields(root, "the policy", append(slices.Clip(topFields), c.extra...))
+	c.top = fields
 	list, ok := fields["items"]
 	if !ok {
 		if len(c.problems) == 0 {

@@ -31,18 +31,22 @@ func (s *Server) agentRevision(o *store.Office, newest uint64) uint64 {
 	return min(rel.Revision, newest)
 }
 
-// agentPolicy is the policy an agent of the office may take: p itself, or
-// in a distribution office the released one.
-func (s *Server) agentPolicy(office string, p *store.Policy) (*store.Policy, error) {
-	o, err := s.store.Office(office)
+// agentPolicy is the policy agent m may take: p itself, or in a
+// distribution office the released revision (its own variant of it, if it
+// had one).
+func (s *Server) agentPolicy(m *store.Member, p *store.Policy) (*store.Policy, error) {
+	o, err := s.store.Office(m.Office)
 	if err != nil || !distribution(o) {
 		return p, nil
 	}
-	rel, err := s.store.Released(office)
+	rel, err := s.store.Released(m.Office)
 	if err != nil {
 		return nil, err // ErrNotFound: nothing released yet
 	}
-	return &store.Policy{Office: office, Revision: rel.Revision, Signed: rel.Signed, Applied: rel.At}, nil
+	if rel.Revision >= p.Revision {
+		return p, nil
+	}
+	return &store.Policy{Office: m.Office, Revision: rel.Revision, Signed: rel.For(m.ID), Applied: rel.At}, nil
 }
 
 // holdBack keeps a new revision of a distribution office from its agents:
@@ -95,9 +99,9 @@ func stagingFromWire(st *wire.StagingStatus, now time.Time) *store.Staging {
 		Bytes: st.GetBytes(), StagedBytes: st.GetStagedBytes(), Error: clip(st.GetError(), maxText), At: now}
 }
 
-// releasedNames says whether the released policy of a distribution office
-// names the artifact.
-func (s *Server) releasedNames(office, sha string) bool {
-	rel, err := s.store.Released(office)
-	return err == nil && signedNames(rel.Signed, sha)
+// releasedNames says whether the released policy of m's distribution
+// office (m's variant of it) names the artifact.
+func (s *Server) releasedNames(m *store.Member, sha string) bool {
+	rel, err := s.store.Released(m.Office)
+	return err == nil && signedNames(rel.For(m.ID), sha)
 }

@@ -11,11 +11,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -73,7 +75,15 @@ type Server struct {
 	pushWG sync.WaitGroup
 	// access brokers technician sessions and pushes revocations (session.go).
 	access accessState
+	// placed, if set, is told of an agent that enrolled or changed office,
+	// before it hears its office's revision (SetPlacementHook).
+	placed func(id string)
 }
+
+// SetPlacementHook makes the server tell f (synchronously) of every agent
+// that enrolled or changed office: a policy that targets the agent by id,
+// hostname or label may need a new revision of its new office.
+func (s *Server) SetPlacementHook(f func(id string)) { s.placed = f }
 
 type metrics struct {
 	connected   prometheus.Gauge
@@ -272,8 +282,24 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "role must be agent or relay")
 	}
 	sum := sha256.Sum256([]byte(req.GetToken()))
+	tokenHash, keyHash := hex.EncodeToString(sum[:]), csrKeyHash(req.GetCsr())
 	var certDER []byte
-	m, office, err := s.store.Enroll(hex.EncodeToString(sum[:]), time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
+	// The same key with the same token: a member whose answer was lost
+	// retries. It gets its member again (a fresh certificate for the same
+	// id), and no use of the token is spent.
+	if keyHash != "" {
+		if m, office, err := s.store.EnrollAgain(tokenHash, keyHash); err == nil && m.Role == role {
+			der, err := s.ca.IssueMember(req.GetCsr(), m.ID)
+			if err != nil {
+				s.m.enrollments.WithLabelValues("refused").Inc()
+				return wire.Errorf(wire.Error_CODE_DENIED, "enrollment refused: %s", err)
+			}
+			s.m.enrollments.WithLabelValues("again").Inc()
+			s.log.Info("member enrolled again (its first answer was lost)", "member", m.ID, "hostname", m.Hostname, "office", office.Name)
+			return s.enrolled(m, office, der)
+		}
+	}
+	m, office, err := s.store.Enroll(tokenHash, time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
 		if t.Role != role {
 			return store.Member{}, &store.EnrollError{Reason: fmt.Sprintf("enrollment token %s enrols a %s, not a %s: ask an admin for a %s token", t.ID, t.Role, role, role)}
 		}
@@ -284,7 +310,8 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		}
 		certDER = der
 		now := time.Now()
-		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote}}, nil
+		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote},
+			KeyHash: keyHash, Token: t.ID}, nil
 	})
 	var ee *store.EnrollError
 	if errors.As(err, &ee) {
@@ -299,8 +326,16 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	}
 	s.m.enrollments.WithLabelValues("ok").Inc()
 	s.log.Info("member enrolled", "member", m.ID, "hostname", hostname, "office", office.Name, "role", role)
+	if s.placed != nil && role == "agent" {
+		s.placed(m.ID)
+	}
+	return s.enrolled(m, office, certDER)
+}
+
+// enrolled is the answer to an enrollment.
+func (s *Server) enrolled(m *store.Member, office *store.Office, certDER []byte) *wire.Response {
 	info, err := s.officeInfo(office, m.ID)
-	if err == nil && role == "agent" {
+	if err == nil && m.Role == "agent" {
 		info.Revision = s.agentRevision(office, info.Revision)
 	}
 	if err != nil {
@@ -315,6 +350,17 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		GossipKey:     office.GossipKey,
 		OfficeInfo:    info,
 	}}}
+}
+
+// csrKeyHash is the SHA-256 of the public key a certificate request is
+// for, "" when it does not parse (enrolment then refuses it).
+func csrKeyHash(der []byte) string {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
 }
 
 func roleName(r wire.Role) string {
@@ -503,7 +549,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
+	moved := false
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
+		before, hostname := m.Office, m.Hostname
 		m.LastSeen = now
 		m.Address = remote
 		if h := strings.TrimSpace(req.GetHostname()); h != "" {
@@ -517,6 +565,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		}
 		m.GossipAddr = validHostPort(req.GetGossipAddress())
 		m.ServeURL = clip(req.GetServeUrl(), maxText)
+		m.SessionAddr = validHostPort(req.GetSessionAddress())
 		m.Revision = req.GetRevision()
 		m.Version = clip(req.GetVersion(), 64)
 		if r := req.GetReport(); r != nil {
@@ -530,10 +579,17 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 			m.Staging = stagingFromWire(st, now)
 		}
 		s.place(m, offices)
+		// A new hostname counts as a move: policies may target hostnames.
+		moved = m.Office != before || m.Hostname != hostname
 	})
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	if moved && s.placed != nil && m.Role == "agent" {
+		// Before the answer names the office's revision: it must be one
+		// that gives this agent its own policy if it needs one.
+		s.placed(m.ID)
 	}
 	o, err := s.store.Office(m.Office)
 	if err != nil {
@@ -602,7 +658,7 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 	}
 	p, err := s.store.Policy(m.Office)
 	if err == nil && m.Role == "agent" {
-		p, err = s.agentPolicy(m.Office, p)
+		p, err = s.agentPolicy(m, p)
 	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Revision <= req.GetHaveRevision()) {
 		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
@@ -610,12 +666,36 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
 	}
+	signed, err := s.memberPolicy(m, p)
+	if err != nil {
+		s.log.Error("policy variant lookup", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
+	}
 	var sp wire.SignedPolicy
-	if err := proto.Unmarshal(p.Signed, &sp); err != nil {
+	if err := proto.Unmarshal(signed, &sp); err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "stored policy is damaged")
 	}
-	s.m.policyBytes.Add(float64(len(p.Signed)))
+	s.m.policyBytes.Add(float64(len(signed)))
 	return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{Policy: &sp}}}
+}
+
+// memberPolicy is the signed policy that is m's at its office's current
+// revision p: its own variant when it has one (agents only), else the
+// office's.
+func (s *Server) memberPolicy(m *store.Member, p *store.Policy) ([]byte, error) {
+	if m.Role != "agent" {
+		return p.Signed, nil
+	}
+	v, err := s.store.Variant(m.Office, m.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return p.Signed, nil
+	case err != nil:
+		return nil, err
+	case v.Revision != p.Revision:
+		return p.Signed, nil // left from an older revision; the office's is current
+	}
+	return v.Signed, nil
 }
 
 // presign hands out a download URL only for content the member's own
@@ -629,7 +709,7 @@ func (s *Server) presign(ctx context.Context, id string, req *wire.PresignReques
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
 	}
-	if !s.officeNames(m.Office, req.GetSha256()) {
+	if !s.memberNames(m, req.GetSha256()) {
 		return wire.Errorf(wire.Error_CODE_DENIED, "artifact %s is not named by the policy of office %s", clip(req.GetSha256(), 64), m.Office)
 	}
 	url, exp, err := s.files.Presign(ctx, req.GetSha256(), s.cfg.PresignTTL)
@@ -640,14 +720,19 @@ func (s *Server) presign(ctx context.Context, id string, req *wire.PresignReques
 	return &wire.Response{Body: &wire.Response_Presign{Presign: &wire.PresignResponse{Url: url, ExpiresUnix: exp.Unix()}}}
 }
 
-func (s *Server) officeNames(office, sha string) bool {
-	p, err := s.store.Policy(office)
+// memberNames tells whether the policy m runs names the artifact.
+func (s *Server) memberNames(m *store.Member, sha string) bool {
+	p, err := s.store.Policy(m.Office)
+	if err != nil {
+		return false
+	}
+	signed, err := s.memberPolicy(m, p)
 	if err != nil {
 		return false
 	}
 	// Agents of a distribution office may still work on the released
 	// revision, which can name what the newest no longer does.
-	return signedNames(p.Signed, sha) || s.releasedNames(office, sha)
+	return signedNames(signed, sha) || s.releasedNames(m, sha)
 }
 
 // signedNames says whether a stored signed policy names the artifact.
@@ -699,6 +784,12 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 		return
 	}
 	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{Office: office, Revision: revision}}}
+	// Members with a policy of their own cannot take it from peers: each
+	// is told itself, and none of them counts toward the fanout.
+	own, err := s.store.VariantMembers(office)
+	if err != nil {
+		s.log.Error("push revision", "office", office, "err", err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Members come from the store in random enough order (map iteration
@@ -707,10 +798,14 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 	for _, m := range members {
 		conn, ok := s.conns[m.ID]
 		// Roaming agents take part in no gossip: each is told itself.
-		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !m.Roaming) {
+		_, hasOwn := slices.BinarySearch(own, m.ID) // own is sorted
+		alone := m.Roaming || hasOwn
+		if !ok || m.Role != "agent" || (s.cfg.PushFanout > 0 && pushed >= s.cfg.PushFanout && !alone) {
 			continue
 		}
-		pushed++
+		if !alone {
+			pushed++
+		}
 		s.pushWG.Add(1)
 		go func() {
 			defer s.pushWG.Done()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -162,7 +161,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		endSession(str, true, "the coordinator refused your token: %v", err)
 		return
 	}
-	m, err := s.findHost(open.GetHost())
+	m, err := s.store.FindHost(open.GetHost())
 	if err != nil {
 		endSession(str, false, "%v", err)
 		return
@@ -261,33 +260,6 @@ func (s *Server) attach(ctx context.Context, member string, str *quic.Stream, at
 	case <-str.Context().Done():
 	case <-ctx.Done():
 	}
-}
-
-// findHost resolves a member id or a unique hostname.
-func (s *Server) findHost(host string) (*store.Member, error) {
-	if host == "" {
-		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
-	}
-	if m, err := s.store.Member(host); err == nil {
-		return m, nil
-	}
-	members, err := s.store.Members("")
-	if err != nil {
-		return nil, err
-	}
-	var found []store.Member
-	for _, m := range members {
-		if m.Hostname == host && m.Role == "agent" {
-			found = append(found, m)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("no enrolled host is called %q: check outpost agent list", host)
-	case 1:
-		return &found[0], nil
-	}
-	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id (outpost agent list)", len(found), host)
 }
 
 func newSessionID() string {

@@ -68,6 +68,9 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 		if err := tx.Bucket(bPolicies).Delete([]byte(name)); err != nil {
 			return err
 		}
+		if err := putVariants(tx, name, 0, nil); err != nil {
+			return err
+		}
 		return tx.Bucket(bOffices).Delete([]byte(name))
 	})
 	if err != nil {

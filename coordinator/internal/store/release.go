@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -16,10 +18,21 @@ var bReleases = []byte("releases") // office → Release (mode distribution)
 // agents have been told of: the newest its distribution server has staged
 // whole. Newer revisions wait for the next report of staging.
 type Release struct {
-	Office   string    `json:"office"`
-	Revision uint64    `json:"revision"`
-	Signed   []byte    `json:"signed"` // the serialized wire.SignedPolicy of that revision
-	At       time.Time `json:"at"`
+	Office   string `json:"office"`
+	Revision uint64 `json:"revision"`
+	Signed   []byte `json:"signed"` // the serialized wire.SignedPolicy of that revision
+	// Variants are the members' own policies at that revision (member id →
+	// signed bytes), kept because newer revisions replace them.
+	Variants map[string][]byte `json:"variants,omitempty"`
+	At       time.Time         `json:"at"`
+}
+
+// For is the released signed policy of member: its variant, or the office's.
+func (r *Release) For(member string) []byte {
+	if v, ok := r.Variants[member]; ok {
+		return v
+	}
+	return r.Signed
 }
 
 // Staging is a relay's last report of pre-staging its office's policy.
@@ -78,7 +91,24 @@ func (s *Store) Release(office string, rev uint64, now time.Time) (bool, error) 
 			return nil
 		}
 		released = true
-		return put(tx, bReleases, office, Release{Office: office, Revision: rev, Signed: p.Signed, At: now.UTC()})
+		rel := Release{Office: office, Revision: rev, Signed: p.Signed, At: now.UTC()}
+		if vb := tx.Bucket(bVariants); vb != nil {
+			prefix := variantKey(office, "")
+			c := vb.Cursor()
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				var va Variant
+				if err := json.Unmarshal(v, &va); err != nil {
+					return fmt.Errorf("release office %s: variant %q: %w", office, k, err)
+				}
+				if va.Revision == rev {
+					if rel.Variants == nil {
+						rel.Variants = map[string][]byte{}
+					}
+					rel.Variants[va.Member] = va.Signed
+				}
+			}
+		}
+		return put(tx, bReleases, office, rel)
 	})
 	return released, err
 }

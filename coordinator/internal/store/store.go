@@ -103,13 +103,25 @@ type Member struct {
 	Addresses  []string  `json:"addresses"`
 	GossipAddr string    `json:"gossip_addr"`
 	ServeURL   string    `json:"serve_url"`
-	Revision   uint64    `json:"revision"`
-	Version    string    `json:"version"`
-	Report     *Report   `json:"report,omitempty"`
+	// SessionAddr is where the agent takes direct technician sessions
+	// (host:port; an unspecified host means each of its addresses); empty
+	// when it takes none.
+	SessionAddr string  `json:"session_addr,omitempty"`
+	Revision    uint64  `json:"revision"`
+	Version     string  `json:"version"`
+	Report      *Report `json:"report,omitempty"`
 	// Backlog is runs an agent sends besides its newest; never stored.
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
 	AckedSeq uint64 `json:"acked_seq,omitempty"`
+	// Labels are set by admins; named policies target them. A plain
+	// label has the value "".
+	Labels map[string]string `json:"labels,omitempty"`
+	// KeyHash is the SHA-256 of the public key the member enrolled with,
+	// and Token the id of the token it used: the same key with the same
+	// token again is a retry, not a new member.
+	KeyHash string `json:"key_hash,omitempty"`
+	Token   string `json:"token,omitempty"`
 	// Staging is a relay's last report of pre-staging (release.go).
 	Staging *Staging `json:"staging,omitempty"`
 }
@@ -325,6 +337,33 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 	return member, office, err
 }
 
+// EnrollAgain finds the member that enrolled with the token whose hash is
+// given and with the public key whose hash is keyHash: a member retrying
+// an enrolment whose answer it never got. The token's expiry and uses do
+// not apply — the use was spent on this very member. ErrNotFound if there
+// is none.
+func (s *Store) EnrollAgain(hash, keyHash string) (*Member, *Office, error) {
+	var member *Member
+	var office *Office
+	err := s.db.View(func(tx *bolt.Tx) error {
+		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Hash == hash })
+		if err != nil || len(tokens) != 1 {
+			return ErrNotFound
+		}
+		ms, err := list[Member](tx, bMembers, func(m *Member) bool { return m.KeyHash == keyHash && m.Token == tokens[0].ID })
+		if err != nil || len(ms) != 1 {
+			return ErrNotFound
+		}
+		member = &ms[0]
+		office, err = get[Office](tx, bOffices, member.Office)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return member, office, nil
+}
+
 // UpdateMember changes a member in place with fn.
 //
 // Check-ins of a whole office arrive together after a push: Batch lets
@@ -376,6 +415,34 @@ func (s *Store) Member(id string) (*Member, error) {
 	return out, err
 }
 
+// FindHost resolves a host a technician names: an agent's member id, or
+// a hostname that exactly one agent has.
+func (s *Store) FindHost(host string) (*Member, error) {
+	if host == "" {
+		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
+	}
+	if m, err := s.Member(host); err == nil && m.Role == "agent" {
+		return m, nil
+	}
+	members, err := s.Members("")
+	if err != nil {
+		return nil, err
+	}
+	var found []Member
+	for _, m := range members {
+		if m.Hostname == host && m.Role == "agent" {
+			found = append(found, m)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("no enrolled host is called %q: check outpost agent list: %w", host, ErrNotFound)
+	case 1:
+		return &found[0], nil
+	}
+	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id (outpost agent list): %w", len(found), host, ErrConflict)
+}
+
 // Members lists members, of one office when office is not empty.
 func (s *Store) Members(office string) ([]Member, error) {
 	var out []Member
@@ -390,6 +457,17 @@ func (s *Store) Members(office string) ([]Member, error) {
 // revision — always above every revision this office name ever had — and
 // returns the signed bytes.
 func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, error)) (*Policy, error) {
+	return s.PublishPolicy(office, yaml, now, func(rev uint64) ([]byte, map[string][]byte, error) {
+		b, err := build(rev)
+		return b, nil, err
+	})
+}
+
+// PublishPolicy is ApplyPolicy for an office some of whose members have a
+// policy of their own (variants.go): build also returns the signed variant
+// of each such member at the new revision, by member id. They replace the
+// office's variants of earlier revisions in the same transaction.
+func (s *Store) PublishPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, map[string][]byte, error)) (*Policy, error) {
 	var out *Policy
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bOffices).Get([]byte(office)) == nil {
@@ -402,12 +480,15 @@ func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revis
 			}
 		}
 		rev++
-		signed, err := build(rev)
+		signed, variants, err := build(rev)
 		if err != nil {
 			return err
 		}
 		out = &Policy{Office: office, Revision: rev, YAML: yaml, Applied: now, Signed: signed}
 		if err := put(tx, bRevisions, office, rev); err != nil {
+			return err
+		}
+		if err := putVariants(tx, office, rev, variants); err != nil {
 			return err
 		}
 		return put(tx, bPolicies, office, out)

@@ -1,0 +1,872 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/coordinator/internal/api"
+	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+const adminToken = "opa_console_test_token_long_enough_0123456789"
+
+// uploader stands in for the file server: it hashes what it reads and
+// remembers the largest single read, so a test can tell the body streamed.
+type uploader struct {
+	mu      sync.Mutex
+	n       int64
+	maxRead int
+}
+
+func (u *uploader) Upload(_ context.Context, r io.Reader, _ int64) (string, int64, error) {
+	h := sha256.New()
+	buf := make([]byte, 32<<10)
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		h.Write(buf[:k])
+		n += int64(k)
+		u.mu.Lock()
+		u.maxRead = max(u.maxRead, k)
+		u.mu.Unlock()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", 0, err
+		}
+	}
+	u.mu.Lock()
+	u.n += n
+	u.mu.Unlock()
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+type signer struct{ key ed25519.PrivateKey }
+
+func (s signer) Sign(p *wire.Policy) ([]byte, error) {
+	sp, err := wire.SignPolicy(s.key, p)
+	if err != nil {
+		return nil, err
+	}
+	return proto.Marshal(sp)
+}
+
+// clock is the console's clock, moved by tests.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type env struct {
+	t     *testing.T
+	c     *Console
+	api   *api.API
+	clock *clock
+	files *uploader
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	key, err := auth.LoadOrCreateKey(filepath.Join(t.TempDir(), "token.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := auth.DefaultConfig()
+	cfg.KDF, cfg.Issuer = auth.KDF{Time: 1, MemoryKiB: 1024, Threads: 1}, "sha256:test"
+	reg := prometheus.NewRegistry()
+	as, err := auth.New(cfg, st, key, logging.Discard(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := as.Bootstrap(); err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(nil)
+	files := &uploader{}
+	a, err := api.New(api.Deps{Store: st, Files: files, Signer: signer{priv}, Gatherer: reg, Logger: logging.Discard(),
+		AdminToken: adminToken, Auth: as}, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck := &clock{t: time.Now()}
+	c, err := New(Config{API: a, Now: ck.now}, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, c: c, api: a, clock: ck, files: files}
+}
+
+// apiDo calls the API as the admin, to set up and to check what the
+// console did.
+func (e *env) apiDo(method, path string, body any, out any) int {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	rec := httptest.NewRecorder()
+	e.api.ServeHTTP(rec, req)
+	if out != nil && rec.Code < 300 {
+		if err := json.Unmarshal(rec.Body.Bytes(), out); err != nil {
+			e.t.Fatalf("%s %s: %v", method, path, err)
+		}
+	}
+	return rec.Code
+}
+
+// browser is a cookie jar and the console's CSRF token of one user.
+type browser struct {
+	e       *env
+	cookies map[string]string
+	csrf    string
+	tls     bool
+	last    *http.Response
+}
+
+const host = "console.test"
+
+func (e *env) browser() *browser { return &browser{e: e, cookies: map[string]string{}} }
+
+func (b *browser) do(req *http.Request) (*http.Response, string) {
+	b.e.t.Helper()
+	req.Host = host
+	req.RemoteAddr = "192.0.2.7:5555"
+	if b.tls {
+		req.TLS = &tls.ConnectionState{}
+	}
+	for k, v := range b.cookies {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	rec := httptest.NewRecorder()
+	b.e.c.ServeHTTP(rec, req)
+	res := rec.Result()
+	for _, ck := range res.Cookies() {
+		if ck.MaxAge < 0 {
+			delete(b.cookies, ck.Name)
+		} else {
+			b.cookies[ck.Name] = ck.Value
+		}
+	}
+	body := rec.Body.String()
+	if m := csrfField.FindStringSubmatch(body); m != nil {
+		b.csrf = m[1]
+	}
+	b.last = res
+	return res, body
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (b *browser) get(path string) (*http.Response, string) {
+	b.e.t.Helper()
+	return b.do(httptest.NewRequest("GET", path, nil))
+}
+
+// post sends a form as the console's own page would: with the CSRF token
+// and the page's Origin.
+func (b *browser) post(path string, form url.Values) (*http.Response, string) {
+	b.e.t.Helper()
+	if !form.Has("csrf") {
+		form.Set("csrf", b.csrf)
+	}
+	req := httptest.NewRequest("POST", path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://"+host)
+	return b.do(req)
+}
+
+func (e *env) signIn(user, password string) *browser {
+	e.t.Helper()
+	b := e.browser()
+	b.get("/ui/login")
+	form := url.Values{"user": {user}, "password": {password}}
+	if user == "" {
+		form = url.Values{"token": {password}}
+	}
+	res, body := b.post("/ui/login", form)
+	if res.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("sign in as %q: %d\n%s", user, res.StatusCode, body)
+	}
+	b.get("/ui/") // the page's CSRF token
+	return b
+}
+
+func (e *env) addUser(name, password, role string) {
+	e.t.Helper()
+	if code := e.apiDo("POST", "/v1/users", map[string]any{"name": name, "password": password, "role": role}, nil); code != 201 {
+		e.t.Fatalf("add user %s: %d", name, code)
+	}
+}
+
+func TestSignInCookieAndHeaders(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+	for _, secure := range []bool{false, true} {
+		b := e.browser()
+		b.tls = secure
+		res, body := b.get("/ui/")
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login?next=%2Fui%2F" {
+			t.Fatalf("signed out: %d %s", res.StatusCode, res.Header.Get("Location"))
+		}
+		res, body = b.get("/ui/login")
+		for h, want := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+			if got := res.Header.Get(h); got != want {
+				t.Errorf("%s = %q, want %q", h, got, want)
+			}
+		}
+		csp := res.Header.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("CSP %q", csp)
+		}
+		if strings.Contains(body, "<script>") || strings.Contains(body, " onclick=") {
+			t.Error("the page has inline script")
+		}
+		res, _ = b.post("/ui/login", url.Values{"user": {"olga"}, "password": {"correct horse"}})
+		if res.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign in: %d", res.StatusCode)
+		}
+		var sc *http.Cookie
+		for _, ck := range res.Cookies() {
+			if ck.Name == sessionCookie {
+				sc = ck
+			}
+		}
+		if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || sc.Path != "/ui/" || sc.Secure != secure || len(sc.Value) < 40 {
+			t.Fatalf("TLS %v: session cookie %+v", secure, sc)
+		}
+		res, body = b.get("/ui/")
+		if res.StatusCode != 200 || !strings.Contains(body, "olga · operator") {
+			t.Fatalf("dashboard: %d", res.StatusCode)
+		}
+	}
+}
+
+func TestSignInErrors(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+	e.addUser("tina", "technician pw", "")
+	b := e.browser()
+	b.get("/ui/login")
+	res, body := b.post("/ui/login", url.Values{"user": {"olga"}, "password": {"wrong"}})
+	if res.StatusCode != http.StatusUnauthorized || !errorBeside(body, "password", "") || !strings.Contains(body, `value="olga"`) {
+		t.Fatalf("wrong password: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.post("/ui/login", url.Values{"token": {"opa_not_the_token_at_all_000000000000000"}})
+	if res.StatusCode != http.StatusUnauthorized || !errorBeside(body, "token", "not valid") {
+		t.Fatalf("wrong token: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.post("/ui/login", url.Values{"user": {"tina"}, "password": {"technician pw"}})
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "technician") {
+		t.Fatalf("technician: %d\n%s", res.StatusCode, body)
+	}
+	// The sign-in form is CSRF-protected too: a post without the cookie's
+	// twin, or from another site, is refused.
+	res, _ = b.post("/ui/login", url.Values{"user": {"olga"}, "password": {"correct horse"}, "csrf": {"forged"}})
+	if res.StatusCode != http.StatusForbidden {
+		t.Fatalf("forged sign-in token: %d", res.StatusCode)
+	}
+	// Failures go through the API's rate limit: ten a minute per name.
+	for range 12 {
+		res, body = b.post("/ui/login", url.Values{"user": {"nobody"}, "password": {"guess"}})
+	}
+	if res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("after 12 failures: %d\n%s", res.StatusCode, body)
+	}
+	// Pasted tokens are limited per address as well: 30 failures a
+	// minute, then even the right one waits.
+	for range 30 {
+		b.post("/ui/login", url.Values{"token": {"opa_wrong_token_000000000000000000000000"}})
+	}
+	res, body = b.post("/ui/login", url.Values{"token": {adminToken}})
+	if res.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many failed sign-ins") {
+		t.Fatalf("after 30 bad tokens: %d", res.StatusCode)
+	}
+	e.clock.add(time.Minute)
+	// The pasted admin token signs in as admin.
+	a := e.signIn("", adminToken)
+	if _, body := a.get("/ui/"); !strings.Contains(body, "admin · admin") {
+		t.Fatal("token sign-in is not admin")
+	}
+}
+
+func TestCSRFRefused(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	office := url.Values{"name": {"berlin"}, "mode": {"direct"}, "time_zone": {"UTC"}, "checkin_interval": {"2m"}}
+	cases := []struct {
+		name   string
+		modify func(*http.Request)
+	}{
+		{"no token", func(r *http.Request) {}},
+		{"wrong token", func(r *http.Request) {}},
+		{"other origin", func(r *http.Request) { r.Header.Set("Origin", "http://evil.example") }},
+		{"cross-site fetch", func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }},
+		{"no origin or referer", func(r *http.Request) { r.Header.Del("Origin") }},
+		{"other referer", func(r *http.Request) {
+			r.Header.Del("Origin")
+			r.Header.Set("Referer", "http://evil.example/ui/offices")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := url.Values{}
+			for k, v := range office {
+				f[k] = v
+			}
+			switch tc.name {
+			case "no token":
+			case "wrong token":
+				f.Set("csrf", "x"+b.csrf)
+			default:
+				f.Set("csrf", b.csrf)
+			}
+			req := httptest.NewRequest("POST", "/ui/offices", strings.NewReader(f.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", "http://"+host)
+			tc.modify(req)
+			res, _ := b.do(req)
+			if res.StatusCode != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", res.StatusCode)
+			}
+			if code := e.apiDo("GET", "/v1/offices/berlin", nil, nil); code != 404 {
+				t.Fatalf("the office was created: %d", code)
+			}
+		})
+	}
+	// The same form from the console's own page, by Referer alone, works.
+	req := httptest.NewRequest("POST", "/ui/offices", strings.NewReader(office.Encode()+"&csrf="+url.QueryEscape(b.csrf)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Referer", "http://"+host+"/ui/offices/+new")
+	if res, body := b.do(req); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("same-origin post: %d\n%s", res.StatusCode, body)
+	}
+	if code := e.apiDo("GET", "/v1/offices/berlin", nil, nil); code != 200 {
+		t.Fatalf("office not created: %d", code)
+	}
+	// Another session's token is no good either.
+	other := e.signIn("", adminToken)
+	f := url.Values{"name": {"paris"}, "mode": {"direct"}, "csrf": {other.csrf}}
+	if res, _ := b.post("/ui/offices", f); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("another session's token: %d", res.StatusCode)
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+
+	// Idle: 30 minutes without a request end the session.
+	b := e.signIn("olga", "correct horse")
+	e.clock.add(29 * time.Minute)
+	if res, _ := b.get("/ui/offices"); res.StatusCode != 200 {
+		t.Fatalf("after 29 idle minutes: %d", res.StatusCode)
+	}
+	e.clock.add(31 * time.Minute)
+	if res, _ := b.get("/ui/offices"); res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/ui/login") {
+		t.Fatalf("after 31 idle minutes: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if res, _ := b.post("/ui/offices", url.Values{"name": {"x"}}); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("post on an ended session: %d", res.StatusCode)
+	}
+
+	// Absolute: 12 hours after sign-in, however busy. The access token
+	// (10 minutes) is refreshed on the way with the refresh token.
+	b = e.signIn("olga", "correct horse")
+	first := e.c.sessions.get(sessionRequest(b))
+	first.mu.Lock()
+	access := first.access
+	first.mu.Unlock()
+	for range 11*4 + 3 { // 11h45m, a request every 15 minutes
+		e.clock.add(15 * time.Minute)
+		if res, body := b.get("/ui/"); res.StatusCode != 200 {
+			t.Fatalf("at %v: %d\n%s", e.clock.now(), res.StatusCode, body)
+		}
+	}
+	first.mu.Lock()
+	refreshed := first.access != access
+	first.mu.Unlock()
+	if !refreshed {
+		t.Fatal("the access token was never refreshed")
+	}
+	e.clock.add(16 * time.Minute)
+	if res, _ := b.get("/ui/"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after 12h: %d", res.StatusCode)
+	}
+
+	// Sign-out ends the session at once.
+	b = e.signIn("olga", "correct horse")
+	if res, _ := b.post("/ui/logout", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", res.StatusCode)
+	}
+	if res, _ := b.get("/ui/"); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after sign-out: %d", res.StatusCode)
+	}
+}
+
+// A refresh the API refuses (here the refresh token was spent elsewhere,
+// which revokes the whole sign-in) ends the session.
+func TestRefusedRefreshSignsOut(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+	b := e.signIn("olga", "correct horse")
+	s := e.c.sessions.get(sessionRequest(b))
+	s.mu.Lock()
+	refresh := s.refresh
+	s.mu.Unlock()
+	if code := e.apiDo("POST", "/v1/login/refresh", map[string]string{"refresh_token": refresh}, nil); code != 200 {
+		t.Fatalf("refresh: %d", code)
+	}
+	e.clock.add(10 * time.Minute)
+	res, _ := b.get("/ui/offices")
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login?ended=1" {
+		t.Fatalf("after a refused refresh: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+	if _, body := b.get("/ui/login?ended=1"); !strings.Contains(body, "Your session has ended") {
+		t.Fatal("the sign-in page does not say why")
+	}
+}
+
+func sessionRequest(b *browser) *http.Request {
+	req := httptest.NewRequest("GET", "/ui/", nil)
+	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: b.cookies[sessionCookie]})
+	return req
+}
+
+func TestRevokedUserIsSignedOut(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("olga", "correct horse", "operator")
+	b := e.signIn("olga", "correct horse")
+	if code := e.apiDo("PATCH", "/v1/users/olga", map[string]any{"disabled": true}, nil); code != 200 {
+		t.Fatal(code)
+	}
+	res, _ := b.get("/ui/offices")
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login?ended=1" {
+		t.Fatalf("disabled user: %d %s", res.StatusCode, res.Header.Get("Location"))
+	}
+}
+
+// errorBeside says whether the first field error after the element with
+// the id is before the next label, and holds want.
+func errorBeside(body, id, want string) bool {
+	i := strings.Index(body, `id="`+id+`"`)
+	if i < 0 {
+		return false
+	}
+	rest := body[i:]
+	j := strings.Index(rest, `class="field-error`)
+	if j < 0 {
+		return false
+	}
+	if k := strings.Index(rest[1:], "<label"); k >= 0 && k+1 < j {
+		return false
+	}
+	end := strings.Index(rest[j:], "</")
+	return strings.Contains(rest[j:j+end], want)
+}
+
+func TestBadInputShownBesideFieldAndNothingSaved(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq", "subnets": []string{"10.1.0.0/16"}}, nil)
+	e.apiDo("POST", "/v1/patches/import", "patches: []\n", nil)
+	e.apiDo("POST", "/v1/users", map[string]any{"name": "olga", "role": "operator"}, nil)
+	e.apiDo("POST", "/v1/groups", map[string]any{"name": "techs"}, nil)
+	good := func(kv ...string) url.Values {
+		v := url.Values{"name": {"berlin"}, "description": {"Berlin branch"}, "location": {"Berlin, DE"}, "mode": {"direct"},
+			"relays": {""}, "checkin_interval": {"2m"}, "time_zone": {"Europe/Berlin"}, "subnets": {"10.2.0.0/16"}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	nothing := func(path string) func() bool {
+		return func() bool { return e.apiDo("GET", path, nil, nil) == 404 }
+	}
+	officeUnchanged := func() bool {
+		var o office
+		e.apiDo("GET", "/v1/offices/hq", nil, &o)
+		return o.Description == "" && o.Mode == "direct" && len(o.Subnets) == 1 && o.TimeZone == "UTC"
+	}
+	cases := []struct {
+		name, path string
+		form       url.Values
+		field      string // the id of the field the error must be beside
+		want       string // part of the message
+		kept       string // a typed value the form must show again
+		nothing    func() bool
+	}{
+		{"office name", "/ui/offices", good("name", "Berlin!"), "name", "office name", `value="Berlin!"`, nothing("/v1/offices/Berlin!")},
+		{"office interval", "/ui/offices", good("checkin_interval", "2 minutes"), "checkin_interval", "duration", "Berlin branch", nothing("/v1/offices/berlin")},
+		{"office interval range", "/ui/offices", good("checkin_interval", "1s"), "checkin_interval", "checkin_interval", `value="1s"`, nothing("/v1/offices/berlin")},
+		{"office time zone", "/ui/offices", good("time_zone", "Mars/Olympus"), "time_zone", "time_zone", `value="Mars/Olympus"`, nothing("/v1/offices/berlin")},
+		{"office relay mode", "/ui/offices", good("mode", "relay"), "relays", "relay", `value="relay" selected`, nothing("/v1/offices/berlin")},
+		{"office relay url", "/ui/offices", good("mode", "relay", "relays", "10.1.0.5:8090"), "relays", "relay", "10.1.0.5:8090", nothing("/v1/offices/berlin")},
+		{"office subnet", "/ui/offices", good("subnets", "10.2.0.0/33"), "subnets", "subnet", "10.2.0.0/33", nothing("/v1/offices/berlin")},
+		{"office subnet overlap", "/ui/offices", good("subnets", "10.1.2.0/24"), "subnets", "overlaps", "10.1.2.0/24", nothing("/v1/offices/berlin")},
+		{"office exists", "/ui/offices", good("name", "hq"), "name", "already exists", `value="hq"`, officeUnchanged},
+		{"office edit", "/ui/offices/hq", good("description", "new text", "time_zone", "Nowhere/Else"), "time_zone", "time_zone", "new text", officeUnchanged},
+		{"office edit subnet", "/ui/offices/hq", good("description", "new text", "subnets", "300.1.0.0/16"), "subnets", "subnet", "300.1.0.0/16", officeUnchanged},
+		{"computers", "/ui/offices/hq/computers", url.Values{"hostnames": {"pc-1, bad host!"}}, "hostnames", "hostname", "bad host!", func() bool {
+			var cs struct{ Computers []computer }
+			e.apiDo("GET", "/v1/offices/hq/computers", nil, &cs)
+			return len(cs.Computers) == 0
+		}},
+		{"token uses", "/ui/offices/hq/tokens", url.Values{"role": {"agent"}, "uses": {"0"}, "ttl": {"24h"}}, "token-uses", "uses", "", noTokens(e)},
+		{"token ttl", "/ui/offices/hq/tokens", url.Values{"role": {"agent"}, "uses": {"3"}, "ttl": {"forever"}}, "token-ttl", "", `value="forever"`, noTokens(e)},
+		{"remove office", "/ui/offices/hq/delete", url.Values{"move_to": {"hq"}}, "move_to", "move_to", "", func() bool { return e.apiDo("GET", "/v1/offices/hq", nil, nil) == 200 }},
+		{"policy", "/ui/offices/hq/policy", url.Values{"yaml": {"items:\n  - kind: package\n    name: hello\n    colour: blue\n"}}, "line-4", "line 4", "colour: blue", nothing("/v1/offices/hq/policy")},
+		{"move agent", "/ui/agents/ag-none/move", url.Values{"office": {"nowhere"}}, "", "", "", func() bool { return true }},
+		{"patch feed", "/ui/patches/import", url.Values{"feed": {"patches:\n  - id: OUT-1\n    severity: dreadful\n"}}, "feed", "not imported", "dreadful", func() bool {
+			var ps struct{ Patches []patch }
+			e.apiDo("GET", "/v1/patches", nil, &ps)
+			return len(ps.Patches) == 0
+		}},
+		{"user name", "/ui/users", url.Values{"name": {"Bad Name"}, "password": {"pw"}, "role": {"operator"}}, "name", "name", `value="Bad Name"`, nothing("/v1/users/Bad%20Name")},
+		{"user role", "/ui/users", url.Values{"name": {"paul"}, "password": {"pw"}, "role": {"king"}}, "role", "role", `value="paul"`, nothing("/v1/users/paul")},
+		{"user exists", "/ui/users", url.Values{"name": {"olga"}, "role": {"admin"}}, "name", "already exists", `value="olga"`, func() bool {
+			var u user
+			e.apiDo("GET", "/v1/users/olga", nil, &u)
+			return u.Role == "operator"
+		}},
+		{"user edit self", "/ui/users/admin", url.Values{"role": {"operator"}, "disabled": {"on"}}, "disabled", "yourself", "", func() bool {
+			var u user
+			e.apiDo("GET", "/v1/users/admin", nil, &u)
+			return u.Role == "admin" && !u.Disabled
+		}},
+		{"group name", "/ui/groups", url.Values{"name": {"Bad Group"}, "members": {"olga"}}, "name", "name", `value="Bad Group"`, nothing("/v1/groups/Bad%20Group")},
+		{"group members", "/ui/groups/techs", url.Values{"description": {"x"}, "members": {"nobody-such"}}, "members", "", "nobody-such", func() bool {
+			var g group
+			e.apiDo("GET", "/v1/groups/techs", nil, &g)
+			return len(g.Members) == 0 && g.Description == ""
+		}},
+		{"grant shape", "/ui/offices/hq/permissions", url.Values{"grants": {"group:techs view"}}, "grants", "SUBJECT=RIGHTS", "group:techs view", noGrants(e)},
+		{"grant right", "/ui/offices/hq/permissions", url.Values{"grants": {"group:techs=view,fly"}}, "grants", "right", "group:techs=view,fly", noGrants(e)},
+		{"grant subject", "/ui/offices/hq/permissions", url.Values{"grants": {"team:techs=view"}}, "grants", "subject", "team:techs=view", noGrants(e)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b.get("/ui/") // a fresh CSRF token, as from the page
+			res, body := b.post(tc.path, tc.form)
+			if tc.field == "" { // an error the whole page answers: the agent does not exist
+				if res.StatusCode != http.StatusNotFound {
+					t.Fatalf("status %d\n%s", res.StatusCode, body)
+				}
+				return
+			}
+			if res.StatusCode < 400 || res.StatusCode >= 500 {
+				t.Fatalf("status %d, want 4xx\n%s", res.StatusCode, body)
+			}
+			if !errorBeside(body, tc.field, tc.want) {
+				t.Fatalf("no error with %q beside #%s:\n%s", tc.want, tc.field, body)
+			}
+			if tc.kept != "" && !strings.Contains(body, tc.kept) {
+				t.Fatalf("the form lost %q:\n%s", tc.kept, body)
+			}
+			if !tc.nothing() {
+				t.Fatal("something was saved")
+			}
+		})
+	}
+}
+
+func noTokens(e *env) func() bool {
+	return func() bool {
+		var ts struct{ Tokens []enrollToken }
+		e.apiDo("GET", "/v1/offices/hq/tokens", nil, &ts)
+		return len(ts.Tokens) == 0
+	}
+}
+
+func noGrants(e *env) func() bool {
+	return func() bool {
+		var p permissions
+		e.apiDo("GET", "/v1/offices/hq/permissions", nil, &p)
+		return len(p.Grants) == 0
+	}
+}
+
+func TestFormsSave(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	form := url.Values{"name": {"berlin"}, "description": {"Berlin branch"}, "location": {"Berlin, DE"}, "mode": {"relay"},
+		"relays": {"https://10.1.0.5:8090\nhttps://10.1.0.6:8090"}, "checkin_interval": {"90s"}, "time_zone": {"Europe/Berlin"},
+		"subnets": {"10.1.0.0/16, 192.168.7.0/24"}}
+	if res, body := b.post("/ui/offices", form); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add office: %d\n%s", res.StatusCode, body)
+	}
+	var o office
+	e.apiDo("GET", "/v1/offices/berlin", nil, &o)
+	if o.Description != "Berlin branch" || o.Location != "Berlin, DE" || o.Mode != "relay" || len(o.Relays) != 2 ||
+		o.CheckinInterval != "1m30s" || o.TimeZone != "Europe/Berlin" || len(o.Subnets) != 2 {
+		t.Fatalf("office %+v", o)
+	}
+	_, body := b.get("/ui/offices/berlin")
+	if !strings.Contains(body, "https://10.1.0.6:8090") || !strings.Contains(body, "192.168.7.0/24") || !strings.Contains(body, "Office berlin added.") {
+		t.Fatalf("office page:\n%s", body)
+	}
+	form.Set("mode", "direct")
+	form.Set("relays", "")
+	form.Set("subnets", "")
+	if res, body := b.post("/ui/offices/berlin", form); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edit office: %d\n%s", res.StatusCode, body)
+	}
+	e.apiDo("GET", "/v1/offices/berlin", nil, &o)
+	if o.Mode != "direct" || len(o.Subnets) != 0 || len(o.Relays) != 0 {
+		t.Fatalf("edited office %+v", o)
+	}
+	if res, _ := b.post("/ui/offices/berlin/computers", url.Values{"hostnames": {"pc-1 pc-2\nlaptop-anna"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode)
+	}
+	var cs struct{ Computers []computer }
+	e.apiDo("GET", "/v1/offices/berlin/computers", nil, &cs)
+	if len(cs.Computers) != 3 {
+		t.Fatalf("computers %+v", cs)
+	}
+	res, body := b.post("/ui/offices/berlin/tokens", url.Values{"role": {"agent"}, "uses": {"5"}, "ttl": {"1h"}})
+	if res.StatusCode != http.StatusCreated || !regexp.MustCompile(`opt_[a-z0-9]+`).MatchString(body) {
+		t.Fatalf("token: %d", res.StatusCode)
+	}
+	if res, body := b.post("/ui/offices/berlin/permissions", url.Values{"grants": {"group:techs=view,command\ndeny:user:tina=command"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("permissions: %d\n%s", res.StatusCode, body)
+	}
+	var p permissions
+	e.apiDo("GET", "/v1/offices/berlin/permissions", nil, &p)
+	if len(p.Grants) != 2 || !p.Grants[1].Deny || p.Grants[0].Subject != "group:techs" {
+		t.Fatalf("grants %+v", p.Grants)
+	}
+	if res, body := b.post("/ui/users", url.Values{"name": {"tina"}, "password": {"a long enough password"}, "role": {""}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode, body)
+	}
+	if res, _ := b.post("/ui/groups", url.Values{"name": {"techs"}, "members": {"tina"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode)
+	}
+	_, body = b.get("/ui/audit?action=group.create")
+	if !strings.Contains(body, "members tina") {
+		t.Fatalf("audit:\n%s", body)
+	}
+	if res, _ := b.post("/ui/offices/berlin/rotate", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode)
+	}
+	if e.apiDo("GET", "/v1/offices/berlin", nil, &o); o.Rotation != "install" {
+		t.Fatalf("rotation %q", o.Rotation)
+	}
+	if res, _ := b.post("/ui/agents/ag-nobody/delete", url.Values{}); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("removing an unknown agent: %d", res.StatusCode)
+	}
+	if res, _ := b.post("/ui/offices/berlin/delete", url.Values{"move_to": {""}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatal(res.StatusCode)
+	}
+	if e.apiDo("GET", "/v1/offices/berlin", nil, nil) != 404 {
+		t.Fatal("office not removed")
+	}
+}
+
+func TestReadOnlyUserCannotChange(t *testing.T) {
+	e := newEnv(t)
+	e.addUser("rita", "read only pw", "read-only")
+	b := e.signIn("rita", "read only pw")
+	if _, body := b.get("/ui/"); strings.Contains(body, `href="/ui/users"`) {
+		t.Fatal("a read-only user is offered the users page")
+	}
+	res, body := b.post("/ui/offices", url.Values{"name": {"berlin"}, "mode": {"direct"}})
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs operator") {
+		t.Fatalf("read-only adds an office: %d\n%s", res.StatusCode, body)
+	}
+	if e.apiDo("GET", "/v1/offices/berlin", nil, nil) != 404 {
+		t.Fatal("office created")
+	}
+	if res, _ := b.get("/ui/users"); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("read-only sees users: %d", res.StatusCode)
+	}
+}
+
+func TestUploadStreams(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	payload := bytes.Repeat([]byte("outpost!"), 256<<10) // 2 MiB
+	sum := sha256.Sum256(payload)
+
+	// The page's script: raw body, token in a header.
+	req := httptest.NewRequest("POST", "/ui/artifacts?name=big.bin", bytes.NewReader(payload))
+	req.Header.Set("X-CSRF-Token", b.csrf)
+	req.Header.Set("Origin", "http://"+host)
+	res, body := b.do(req)
+	if res.StatusCode != http.StatusCreated || !strings.Contains(body, hex.EncodeToString(sum[:])) {
+		t.Fatalf("raw upload: %d %s", res.StatusCode, body)
+	}
+	if e.files.maxRead > 64<<10 {
+		t.Fatalf("the upload was read in a %d-byte piece: not streamed", e.files.maxRead)
+	}
+	// Without a token: refused before anything reaches the file server.
+	before := e.files.n
+	req = httptest.NewRequest("POST", "/ui/artifacts?name=big.bin", bytes.NewReader(payload))
+	req.Header.Set("X-CSRF-Token", "wrong")
+	req.Header.Set("Origin", "http://"+host)
+	if res, _ := b.do(req); res.StatusCode != http.StatusForbidden || e.files.n != before {
+		t.Fatalf("upload with a wrong token: %d, %d bytes uploaded", res.StatusCode, e.files.n-before)
+	}
+
+	// The plain form: multipart, csrf first, streamed part by part.
+	multi := func(csrf, name string) *http.Request {
+		var buf bytes.Buffer
+		mw := multipart.NewWriter(&buf)
+		if csrf != "" {
+			mw.WriteField("csrf", csrf)
+		}
+		mw.WriteField("name", name)
+		fw, _ := mw.CreateFormFile("file", "hello-1.0.0.tar.gz")
+		fw.Write([]byte("package bytes"))
+		mw.Close()
+		req := httptest.NewRequest("POST", "/ui/artifacts", &buf)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Origin", "http://"+host)
+		return req
+	}
+	if res, body := b.do(multi(b.csrf, "")); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("multipart upload: %d\n%s", res.StatusCode, body)
+	}
+	var arts struct{ Artifacts []artifact }
+	e.apiDo("GET", "/v1/artifacts", nil, &arts)
+	if len(arts.Artifacts) != 2 || arts.Artifacts[1].Name != "hello-1.0.0.tar.gz" {
+		t.Fatalf("artifacts %+v", arts.Artifacts)
+	}
+	if res, _ := b.do(multi("", "")); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("multipart without token: %d", res.StatusCode)
+	}
+	res, body = b.do(multi(b.csrf, "bad name!"))
+	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "upload-name", "artifact name") {
+		t.Fatalf("bad name: %d\n%s", res.StatusCode, body)
+	}
+	e.apiDo("GET", "/v1/artifacts", nil, &arts)
+	if len(arts.Artifacts) != 2 {
+		t.Fatal("a badly named artifact was stored")
+	}
+}
+
+func TestPolicyErrorAtItsLine(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq"}, nil)
+	src := "items:\n  - kind: package\n    name: hello\n    version: \"1.0.0\"\n    artifact: " + strings.Repeat("ab", 32) + "\n"
+	res, body := b.post("/ui/offices/hq/policy", url.Values{"yaml": {src}})
+	if res.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	if !regexp.MustCompile(`<li id="line-5" value="5" class="bad">.*line 5: `).MatchString(body) || !strings.Contains(body, `data-bad-lines="5"`) {
+		t.Fatalf("line 5 not marked:\n%s", body)
+	}
+	if strings.Contains(body, `id="line-4" value="4" class="bad"`) {
+		t.Fatal("line 4 marked")
+	}
+	// A good one applies.
+	if res, body := b.post("/ui/offices/hq/policy", url.Values{"yaml": {"items: []\n"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("apply: %d\n%s", res.StatusCode, body)
+	}
+	_, body = b.get("/ui/offices/hq/policy")
+	if !strings.Contains(body, "Applied revision 1") {
+		t.Fatalf("no revision:\n%s", body)
+	}
+}
+
+func TestSearchAndFilters(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "berlin", "location": "Berlin, DE"}, nil)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "paris", "subnets": []string{"10.9.0.0/16"}}, nil)
+	_, body := b.get("/ui/offices?q=BERLIN")
+	if !strings.Contains(body, `href="/ui/offices/berlin"`) || strings.Contains(body, `href="/ui/offices/paris"`) {
+		t.Fatalf("search by name:\n%s", body)
+	}
+	_, body = b.get("/ui/offices?q=10.9.")
+	if strings.Contains(body, `href="/ui/offices/berlin"`) || !strings.Contains(body, `href="/ui/offices/paris"`) {
+		t.Fatal("search by subnet")
+	}
+	res, body := b.get("/ui/agents?office=nowhere")
+	if res.StatusCode != http.StatusNotFound || !errorBeside(body, "f-office", "nowhere") {
+		t.Fatalf("unknown office filter: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.get("/ui/agents?state=online&office=berlin")
+	if res.StatusCode != 200 || !strings.Contains(body, "No agent matches") || !strings.Contains(body, `value="online" selected`) {
+		t.Fatalf("filters: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.get("/ui/audit?limit=0")
+	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "a-limit", "limit") {
+		t.Fatalf("audit limit: %d\n%s", res.StatusCode, body)
+	}
+}
+
+func TestSignInRedirectsOnlyWithinConsole(t *testing.T) {
+	e := newEnv(t)
+	for next, want := range map[string]string{
+		"/ui/offices?q=x":      "/ui/offices?q=x",
+		"//evil.example/ui/":   "/ui/",
+		"https://evil.example": "/ui/",
+		"/ui/\\evil.example":   "/ui/",
+		"/v1/offices":          "/ui/",
+	} {
+		b := e.browser()
+		b.get("/ui/login?next=" + url.QueryEscape(next))
+		res, _ := b.post("/ui/login", url.Values{"token": {adminToken}, "next": {next}})
+		if got := res.Header.Get("Location"); got != want {
+			t.Errorf("next %q: went to %q, want %q", next, got, want)
+		}
+	}
+}
+
+func TestStaticAssets(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	res, body := b.get("/ui/static/console.js")
+	if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Type"), "javascript") || !strings.Contains(body, "upload.onprogress") {
+		t.Fatalf("console.js: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	res, _ = b.get("/ui/static/console.css")
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/css") {
+		t.Fatalf("console.css: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if res, _ := b.get("/ui/static/../console.go"); res.StatusCode == 200 {
+		t.Fatal("served a file outside static/")
+	}
+}

@@ -1,0 +1,363 @@
+package console
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+func atoi(s string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	return n, err == nil
+}
+
+// ---- artifacts
+
+func (c *Console) artifacts(w http.ResponseWriter, r *http.Request, s *session) error {
+	var out struct{ Artifacts []artifact }
+	if err := c.do(r, s, "GET", "/v1/artifacts", nil, &out); err != nil {
+		return err
+	}
+	sort.Slice(out.Artifacts, func(i, j int) bool { return out.Artifacts[i].Uploaded.After(out.Artifacts[j].Uploaded) })
+	return c.render(w, r, s, http.StatusOK, "artifacts", "artifacts", "Artifacts", nil, out.Artifacts)
+}
+
+// uploadArtifact streams an upload through to POST /v1/artifacts: the
+// bytes pass from the browser's request to the API (and on to the file
+// server) as they arrive, never held whole. Two shapes: the page's script
+// sends the file as the raw body (?name=, X-CSRF-Token, a known length,
+// for the progress bar); without script the form posts multipart/form-data,
+// whose csrf field comes before the file and is checked before a byte of
+// the file is read.
+func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *session) error {
+	script := r.Header.Get("X-CSRF-Token") != ""
+	fail := func(status int, field, msg string) error {
+		if script {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			return json.NewEncoder(w).Encode(map[string]string{"error": msg, "field": field})
+		}
+		f := newForm(nil)
+		f.Errors[field] = msg
+		var out struct{ Artifacts []artifact }
+		if err := c.do(r, s, "GET", "/v1/artifacts", nil, &out); err != nil {
+			return err
+		}
+		return c.render(w, r, s, status, "artifacts", "artifacts", "Artifacts", f, out.Artifacts)
+	}
+	var body stream
+	var name string
+	if script {
+		if !tokenEqual(r.Header.Get("X-CSRF-Token"), s.csrf) {
+			http.Error(w, "refused: the page's security token is missing or stale; reload the page", http.StatusForbidden)
+			return nil
+		}
+		name, body = r.URL.Query().Get("name"), stream{r.Body, r.ContentLength}
+	} else {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
+		}
+		part, err := mr.NextPart()
+		if err != nil || part.FormName() != "csrf" {
+			http.Error(w, "refused: the form's security token is missing", http.StatusForbidden)
+			return nil
+		}
+		tok, _ := io.ReadAll(io.LimitReader(part, 256))
+		if !tokenEqual(string(tok), s.csrf) {
+			http.Error(w, "refused: the form's security token is stale; reload the page and try again", http.StatusForbidden)
+			return nil
+		}
+		for {
+			part, err = mr.NextPart()
+			if err != nil {
+				return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
+			}
+			if part.FormName() == "name" {
+				b, _ := io.ReadAll(io.LimitReader(part, 512))
+				name = strings.TrimSpace(string(b))
+				continue
+			}
+			if part.FormName() == "file" {
+				break
+			}
+		}
+		if name == "" {
+			name = path.Base(part.FileName())
+		}
+		if part.FileName() == "" {
+			return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
+		}
+		body = stream{part, -1}
+	}
+	var art artifact
+	err := c.do(r, s, "POST", "/v1/artifacts?name="+url.QueryEscape(name), body, &art)
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusUnauthorized:
+		field := "file"
+		if strings.Contains(ae.Msg, "artifact name") {
+			field = "name"
+		}
+		return fail(ae.Status, field, ae.Msg)
+	case errors.As(err, &ae):
+		return fail(ae.Status, "file", ae.Msg)
+	case err != nil:
+		return err
+	}
+	if script {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		return json.NewEncoder(w).Encode(art)
+	}
+	return done(w, r, s, "/ui/artifacts", "Uploaded "+art.Name+": sha256 "+art.SHA256+".")
+}
+
+// ---- policies
+
+func (c *Console) policies(w http.ResponseWriter, r *http.Request, s *session) error {
+	var out struct{ Offices []office }
+	if err := c.do(r, s, "GET", "/v1/offices", nil, &out); err != nil {
+		return err
+	}
+	sort.Slice(out.Offices, func(i, j int) bool { return out.Offices[i].Name < out.Offices[j].Name })
+	return c.render(w, r, s, http.StatusOK, "policies", "policies", "Policies", nil, out.Offices)
+}
+
+// policyLine is one line of the YAML, with the problems the compiler
+// found on it.
+type policyLine struct {
+	N        int
+	Text     string
+	Problems []string
+}
+
+type policyPage struct {
+	Office    string
+	Policy    *policyInfo
+	Artifacts []artifact
+	Lines     []policyLine // the submitted YAML, numbered, when it failed
+	General   []string     // problems that name no line
+	BadLines  string       // "3,7": for the script that marks them in the editor
+}
+
+var problemLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// problems sets out the policy compiler's answer ("line N: what", one per
+// line) against the submitted source.
+func (p *policyPage) problems(src, msg string) {
+	byLine := map[int][]string{}
+	for _, l := range strings.Split(msg, "\n") {
+		if m := problemLine.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			byLine[n] = append(byLine[n], m[2])
+		} else if strings.TrimSpace(l) != "" {
+			p.General = append(p.General, l)
+		}
+	}
+	lines := strings.Split(strings.TrimSuffix(strings.ReplaceAll(src, "\r\n", "\n"), "\n"), "\n")
+	var bad []string
+	for i, t := range lines {
+		pl := policyLine{N: i + 1, Text: t, Problems: byLine[i+1]}
+		if len(pl.Problems) > 0 {
+			bad = append(bad, strconv.Itoa(i+1))
+		}
+		delete(byLine, i+1)
+		p.Lines = append(p.Lines, pl)
+	}
+	for n, ps := range byLine { // past the end of the text
+		for _, m := range ps {
+			p.General = append(p.General, "line "+strconv.Itoa(n)+": "+m)
+		}
+	}
+	p.BadLines = strings.Join(bad, ",")
+}
+
+func (c *Console) policyPage(r *http.Request, s *session) (*policyPage, error) {
+	name := r.PathValue("name")
+	p := &policyPage{Office: name}
+	if err := c.do(r, s, "GET", "/v1/offices/"+url.PathEscape(name), nil, &office{}); err != nil {
+		return nil, err
+	}
+	var pi policyInfo
+	err := c.do(r, s, "GET", "/v1/offices/"+url.PathEscape(name)+"/policy", nil, &pi)
+	var ae *apiError
+	switch {
+	case err == nil:
+		p.Policy = &pi
+	case errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+	default:
+		return nil, err
+	}
+	var arts struct{ Artifacts []artifact }
+	if err := c.do(r, s, "GET", "/v1/artifacts", nil, &arts); err != nil {
+		return nil, err
+	}
+	p.Artifacts = arts.Artifacts
+	return p, nil
+}
+
+func (c *Console) showPolicy(w http.ResponseWriter, r *http.Request, s *session) error {
+	p, err := c.policyPage(r, s)
+	if err != nil {
+		return err
+	}
+	f := newForm(nil)
+	if p.Policy != nil {
+		f.Values.Set("yaml", p.Policy.YAML)
+	} else {
+		f.Values.Set("yaml", "items:\n")
+	}
+	return c.render(w, r, s, http.StatusOK, "policy", "policies", "Policy of "+p.Office, f, p)
+}
+
+func (c *Console) applyPolicy(w http.ResponseWriter, r *http.Request, s *session) error {
+	f := newForm(r.PostForm)
+	name := r.PathValue("name")
+	src := strings.ReplaceAll(f.Get("yaml"), "\r\n", "\n")
+	var pi policyInfo
+	if err := c.do(r, s, "PUT", "/v1/offices/"+url.PathEscape(name)+"/policy", src, &pi); err != nil {
+		if err := f.fail(err, []rule{{"", "yaml"}}); err != nil {
+			return err
+		}
+		p, err := c.policyPage(r, s)
+		if err != nil {
+			return err
+		}
+		p.problems(src, f.Err("yaml"))
+		return c.render(w, r, s, f.status(), "policy", "policies", "Policy of "+name, f, p)
+	}
+	return done(w, r, s, "/ui/offices/"+url.PathEscape(name)+"/policy",
+		"Applied revision "+strconv.FormatUint(pi.Revision, 10)+" to "+name+"; connected agents hear of it now.")
+}
+
+// ---- patches
+
+type patchesPage struct {
+	Patches   []patch
+	Approvals []approval
+	Missing   missingReport
+	Offices   []office
+	Import    *form
+	Office    string
+}
+
+func (c *Console) patchesPage(r *http.Request, s *session) (*patchesPage, error) {
+	p := &patchesPage{Import: newForm(nil), Office: r.URL.Query().Get("office")}
+	var ps struct{ Patches []patch }
+	if err := c.do(r, s, "GET", "/v1/patches", nil, &ps); err != nil {
+		return nil, err
+	}
+	p.Patches = ps.Patches
+	var as struct{ Approvals []approval }
+	if err := c.do(r, s, "GET", "/v1/patch-approvals", nil, &as); err != nil {
+		return nil, err
+	}
+	p.Approvals = as.Approvals
+	q := ""
+	if p.Office != "" {
+		q = "?office=" + url.QueryEscape(p.Office)
+	}
+	if err := c.do(r, s, "GET", "/v1/patches-missing"+q, nil, &p.Missing); err != nil {
+		return nil, err
+	}
+	var offs struct{ Offices []office }
+	if err := c.do(r, s, "GET", "/v1/offices", nil, &offs); err != nil {
+		return nil, err
+	}
+	p.Offices = offs.Offices
+	return p, nil
+}
+
+func (c *Console) patches(w http.ResponseWriter, r *http.Request, s *session) error {
+	p, err := c.patchesPage(r, s)
+	if err != nil {
+		return err
+	}
+	return c.render(w, r, s, http.StatusOK, "patches", "patches", "Patches", nil, p)
+}
+
+func (c *Console) importPatches(w http.ResponseWriter, r *http.Request, s *session) error {
+	f := newForm(r.PostForm)
+	var out struct {
+		Added   int      `json:"added"`
+		Updated int      `json:"updated"`
+		Patches []string `json:"patches"`
+	}
+	feed := f.Get("feed")
+	if strings.TrimSpace(feed) == "" {
+		f.Errors["feed"] = "Paste a patch feed (YAML or JSON: patches: [...])."
+	} else if err := c.do(r, s, "POST", "/v1/patches/import", feed, &out); err != nil {
+		if err := f.fail(err, []rule{{"", "feed"}}); err != nil {
+			return err
+		}
+	}
+	if f.Failed() {
+		p, err := c.patchesPage(r, s)
+		if err != nil {
+			return err
+		}
+		p.Import = f
+		return c.render(w, r, s, f.status(), "patches", "patches", "Patches", nil, p)
+	}
+	return done(w, r, s, "/ui/patches", "Feed imported: "+strconv.Itoa(out.Added)+" added, "+strconv.Itoa(out.Updated)+" updated.")
+}
+
+type patchPage struct {
+	Patch     patch
+	Approvals []approval
+	Offices   []office
+	Approve   *form
+}
+
+func (c *Console) showPatchPage(w http.ResponseWriter, r *http.Request, s *session, status int, f *form) error {
+	var out struct {
+		Patch     patch      `json:"patch"`
+		Approvals []approval `json:"approvals"`
+	}
+	if err := c.do(r, s, "GET", "/v1/patches/"+url.PathEscape(r.PathValue("id")), nil, &out); err != nil {
+		return err
+	}
+	var offs struct{ Offices []office }
+	if err := c.do(r, s, "GET", "/v1/offices", nil, &offs); err != nil {
+		return err
+	}
+	if f == nil {
+		f = newForm(nil)
+		f.Values.Set("reboot", "never")
+	}
+	p := &patchPage{Patch: out.Patch, Approvals: out.Approvals, Offices: offs.Offices, Approve: f}
+	return c.render(w, r, s, status, "patch", "patches", "Patch "+out.Patch.ID, nil, p)
+}
+
+func (c *Console) showPatch(w http.ResponseWriter, r *http.Request, s *session) error {
+	return c.showPatchPage(w, r, s, http.StatusOK, nil)
+}
+
+func (c *Console) approvePatch(w http.ResponseWriter, r *http.Request, s *session) error {
+	f := newForm(r.PostForm)
+	id := r.PathValue("id")
+	body := map[string]string{"office": f.Get("office"), "window": strings.TrimSpace(f.Get("window")), "reboot": f.Get("reboot")}
+	if err := c.do(r, s, "POST", "/v1/patches/"+url.PathEscape(id)+"/approve", body, nil); err != nil {
+		if err := f.fail(err, []rule{{"office", "office"}, {"window", "window"}, {"reboot", "reboot"}}); err != nil {
+			return err
+		}
+		return c.showPatchPage(w, r, s, f.status(), f)
+	}
+	return done(w, r, s, "/ui/patches/"+url.PathEscape(id), "Patch "+id+" approved for "+f.Get("office")+"; its policy is re-signed.")
+}
+
+func (c *Console) revokePatch(w http.ResponseWriter, r *http.Request, s *session) error {
+	id, office := r.PathValue("id"), r.PostFormValue("office")
+	if err := c.do(r, s, "DELETE", "/v1/patches/"+url.PathEscape(id)+"/approve?office="+url.QueryEscape(office), nil, nil); err != nil {
+		return err
+	}
+	return done(w, r, s, "/ui/patches/"+url.PathEscape(id), "Approval of "+id+" for "+office+" revoked.")
+}

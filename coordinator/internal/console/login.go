@@ -1,0 +1,183 @@
+package console
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// loginPage shows the sign-in form. Its CSRF token is a double-submit
+// pair: a fresh random value in a cookie and in the form, which another
+// site can neither read nor set.
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	if s := c.sessions.get(r); s != nil {
+		http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+		return
+	}
+	f := newForm(nil)
+	f.Values.Set("next", r.URL.Query().Get("next"))
+	if r.URL.Query().Get("ended") != "" {
+		f.Top = "Your session has ended: sign in again."
+	}
+	c.showLogin(w, r, http.StatusOK, f)
+}
+
+func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, f *form) {
+	tok := randomID()
+	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: tok, Path: cookiePath, MaxAge: 3600,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	f.Values.Set("password", "")
+	f.Values.Set("token", "")
+	if err := c.render(w, r, nil, status, "login", "", "Sign in", f, map[string]string{"LoginCSRF": tok}); err != nil {
+		c.log.Error("render sign-in page", "err", err)
+	}
+}
+
+// login signs in with a user name and password (POST /v1/login, with the
+// API's rate limits and lockout) or with a pasted token — the bootstrap
+// admin token, or an access token — checked with GET /v1/me.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	f := newForm(r.PostForm)
+	ck, err := r.Cookie(loginCookie)
+	if !sameOrigin(r) || err != nil || !tokenEqual(ck.Value, r.PostFormValue("csrf")) {
+		http.Error(w, "refused: the sign-in form's security token is missing or stale; reload the page and try again", http.StatusForbidden)
+		return
+	}
+	name, password := strings.TrimSpace(f.Get("user")), f.Get("password")
+	token := strings.TrimSpace(f.Get("token"))
+	var t tokens
+	switch {
+	case token != "":
+		if !c.tokenTries.allow(remoteHost(r), c.now()) {
+			f.Top = "Too many failed sign-ins from this address: wait a minute and try again."
+			c.showLogin(w, r, http.StatusTooManyRequests, f)
+			return
+		}
+		var me struct {
+			User string `json:"user"`
+			Role string `json:"role"`
+		}
+		if err := c.call(r.Context(), r.RemoteAddr, token, "GET", "/v1/me", nil, &me); err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				c.log.Error("sign in with a token", "err", err)
+			}
+			c.tokenTries.fail(remoteHost(r), c.now())
+			f.Errors["token"] = "This token is not valid: paste the contents of admin.token from the coordinator's data directory."
+			c.showLogin(w, r, http.StatusUnauthorized, f)
+			return
+		}
+		t = tokens{AccessToken: token, User: me.User, Role: me.Role}
+	case name == "" && password == "":
+		f.Top = "Give a user name and password, or paste a token."
+		c.showLogin(w, r, http.StatusBadRequest, f)
+		return
+	default:
+		err := c.call(r.Context(), r.RemoteAddr, "", "POST", "/v1/login", map[string]string{"user": name, "password": password}, &t)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				c.log.Error("sign in", "err", err)
+				f.Top = "Sign-in failed on the coordinator; see its log."
+				c.showLogin(w, r, http.StatusInternalServerError, f)
+				return
+			}
+			switch {
+			case strings.Contains(ae.Msg, "user and password"):
+				if name == "" {
+					f.Errors["user"] = ae.Msg
+				} else {
+					f.Errors["password"] = ae.Msg
+				}
+			case ae.Status == http.StatusUnauthorized:
+				f.Errors["password"] = ae.Msg
+			default:
+				f.Top = ae.Msg
+			}
+			c.showLogin(w, r, ae.Status, f)
+			return
+		}
+	}
+	if t.Role == "" {
+		f.Top = "User " + t.User + " is a technician: the console is for admins, operators and read-only users."
+		c.showLogin(w, r, http.StatusForbidden, f)
+		return
+	}
+	var expires time.Time
+	if t.RefreshToken != "" {
+		expires = t.Expires
+	}
+	s := c.sessions.create(t.User, t.Role, t.AccessToken, t.RefreshToken, expires)
+	c.sessions.setCookie(w, r, s)
+	clearCookie(w, r, loginCookie)
+	c.log.Info("console sign-in", "user", t.User, "role", t.Role, "remote", r.RemoteAddr)
+	next := f.Get("next")
+	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		next = "/ui/"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) error {
+	c.sessions.drop(s.id)
+	clearCookie(w, r, sessionCookie)
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+	return nil
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// failures limits sign-ins with a pasted token, which the API checks as a
+// bearer token and so does not count as a failed sign-in: as the API does
+// for passwords per address, at most perMinute failures a minute.
+type failures struct {
+	perMinute int
+
+	mu sync.Mutex
+	by map[string][]time.Time
+}
+
+func (f *failures) recent(host string, now time.Time) []time.Time {
+	var keep []time.Time
+	for _, t := range f.by[host] {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	if keep == nil {
+		delete(f.by, host)
+	} else {
+		f.by[host] = keep
+	}
+	return keep
+}
+
+func (f *failures) allow(host string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.recent(host, now)) < f.perMinute
+}
+
+func (f *failures) fail(host string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.by) > 10000 { // forget the oldest news rather than grow without bound
+		for h := range f.by {
+			f.recent(h, now)
+		}
+	}
+	f.by[host] = append(f.recent(host, now), now)
+}
