@@ -132,6 +132,7 @@ echo
 cat <<TXT
 Outpost demo is up:
   web console   $OUTPOST_SERVER/ui/   (sign in with the token in $OUTPOST_TOKEN_FILE)
+                (or http://127.0.0.1:$HTTP_PORT/ui/ on this machine, if the browser does not trust $CA_CRT)
   admin API     $OUTPOST_SERVER/v1/   (token: $OUTPOST_TOKEN_FILE)
   metrics       $OUTPOST_SERVER/metrics
   relay         https://127.0.0.1:$RELAY_PORT/healthz   (CA: $CA_CRT)
