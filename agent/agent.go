@@ -234,7 +234,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
 
-	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, &http.Client{Timeout: 0}, a.log, a.reg)
+	idle := 30 * time.Second
+	if a.cfg.Fast {
+		idle = 3 * time.Second
+	}
+	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, contentClient(id, idle), a.log, a.reg)
 	if err != nil {
 		return err
 	}
@@ -616,10 +620,7 @@ func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
 	c.a.mu.Lock()
 	info := c.a.info
 	c.a.mu.Unlock()
-	src := fetch.Sources{Direct: true, Office: info.GetName()}
-	if info.GetMode() == wire.Mode_MODE_RELAY {
-		src.Relays = info.GetRelays()
-	}
+	src := fetch.Sources{Direct: true, Office: info.GetName(), Relays: relayURLs(info, c.a.log)}
 	return c.f.Get(ctx, art, src)
 }
 

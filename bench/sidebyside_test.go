@@ -68,8 +68,9 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system 
 	dir := tb.TempDir()
 	port := freePort(tb)
 	// The region is set as the coordinator's credentials set it, so that
-	// minio-go does not ask for the bucket's location first.
-	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog_level: warn\nfile_server:\n  endpoint: %s\n  region: us-east-1\n  bucket: %s\n  access_key: %s\n  secret_key: %s\n",
+	// minio-go does not ask for the bucket's location first. Plain HTTP,
+	// like the nginx it is measured against.
+	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog_level: warn\nplain_http: true\nfile_server:\n  endpoint: %s\n  region: us-east-1\n  bucket: %s\n  access_key: %s\n  secret_key: %s\n",
 		port, dir, wan.Addr(), bucket, m.AccessKey, m.SecretKey)
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)

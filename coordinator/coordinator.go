@@ -39,12 +39,22 @@ var Version = "dev"
 
 // Config is the coordinator's configuration.
 type Config struct {
-	DataDir    string           `yaml:"data_dir"`
-	HTTPAddr   string           `yaml:"http_addr"`
-	QUICAddr   string           `yaml:"quic_addr"`
-	LogLevel   string           `yaml:"log_level"`
-	LogFormat  string           `yaml:"log_format"`
-	FileServer artifacts.Config `yaml:"file_server"`
+	DataDir string `yaml:"data_dir"`
+	// HTTPAddr serves the admin API in plain HTTP; the default binds
+	// loopback only, for the machine's own admin tools. Empty: off.
+	HTTPAddr string `yaml:"http_addr"`
+	// HTTPSAddr serves the same over HTTPS (empty: off), with
+	// TLSCertFile/TLSKeyFile when the admin brings a certificate, else with
+	// the coordinator's own, issued by its CA for its hostname, the host of
+	// public_address, loopback and TLSHosts.
+	HTTPSAddr   string           `yaml:"https_addr"`
+	TLSCertFile string           `yaml:"tls_cert_file"`
+	TLSKeyFile  string           `yaml:"tls_key_file"`
+	TLSHosts    []string         `yaml:"tls_hosts"`
+	QUICAddr    string           `yaml:"quic_addr"`
+	LogLevel    string           `yaml:"log_level"`
+	LogFormat   string           `yaml:"log_format"`
+	FileServer  artifacts.Config `yaml:"file_server"`
 	// PresignTTL bounds the life of a direct-mode download URL.
 	PresignTTL time.Duration `yaml:"presign_ttl"`
 	// PasswordKDF are the Argon2id parameters of new password hashes.
@@ -68,7 +78,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		DataDir:    "/var/lib/outpost-coordinator",
-		HTTPAddr:   ":8020",
+		HTTPAddr:   "127.0.0.1:8020",
+		HTTPSAddr:  ":8363",
 		QUICAddr:   ":8027",
 		LogLevel:   "info",
 		LogFormat:  "text",
@@ -92,10 +103,19 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir is required"))
 	}
-	for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "quic_addr": c.QUICAddr} {
+	for name, addr := range map[string]string{"http_addr": c.HTTPAddr, "https_addr": c.HTTPSAddr, "quic_addr": c.QUICAddr} {
+		if addr == "" && name != "quic_addr" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, addr))
 		}
+	}
+	if c.HTTPAddr == "" && c.HTTPSAddr == "" {
+		errs = append(errs, errors.New("http_addr and https_addr are both empty: the admin API needs one of them"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls_cert_file and tls_key_file: give both (your own certificate) or neither (one from the coordinator's CA)"))
 	}
 	if c.PublicAddress != "" {
 		if host, port, err := net.SplitHostPort(c.PublicAddress); err != nil || host == "" || port == "" || port == "0" {
@@ -123,11 +143,12 @@ type Coordinator struct {
 	reg   *prometheus.Registry
 	ready chan struct{}
 
-	mu       sync.Mutex
-	httpAddr net.Addr
-	quic     *quicsrv.Server
-	ca       *ca.CA
-	token    string
+	mu        sync.Mutex
+	httpAddr  net.Addr
+	httpsAddr net.Addr
+	quic      *quicsrv.Server
+	ca        *ca.CA
+	token     string
 }
 
 // New checks cfg; Run starts everything.
@@ -141,8 +162,15 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*Coordinato
 // Ready is closed once both listeners are up.
 func (c *Coordinator) Ready() <-chan struct{} { return c.ready }
 
-// HTTPAddr and QUICAddr are the bound addresses, once Ready.
-func (c *Coordinator) HTTPAddr() string { return c.httpAddr.String() }
+// HTTPAddr is the bound plain-HTTP admin address, once Ready; "" when off.
+func (c *Coordinator) HTTPAddr() string { return addrString(c.httpAddr) }
+
+// HTTPSAddr is the bound HTTPS admin address, once Ready; "" when off.
+func (c *Coordinator) HTTPSAddr() string { return addrString(c.httpsAddr) }
+
+// CACertDER is the CA certificate, once Ready: what HTTPS clients and
+// relays' agents trust.
+func (c *Coordinator) CACertDER() []byte { return c.ca.CertDER() }
 
 // QUICAddr is the bound QUIC address, once Ready.
 func (c *Coordinator) QUICAddr() string { return c.quic.Addr().String() }
@@ -198,7 +226,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), nil)
+	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), c.serverHosts())
 	if err != nil {
 		return err
 	}
@@ -251,38 +279,38 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
 		return fmt.Errorf("register compliance metrics: %w", err)
 	}
-	ln, err := net.Listen("tcp", c.cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen HTTP on %s: %w", c.cfg.HTTPAddr, err)
-	}
-	c.httpAddr = ln.Addr()
 	ui, err := console.New(console.Config{API: h}, c.log)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: handler(h, ui), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	servers, err := c.listenAdmin(handler(h, ui), authority)
+	if err != nil {
+		return err
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 1+len(servers))
 	go func() { errc <- qs.Run(ctx) }()
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve HTTP: %w", err)
-			return
+	for _, as := range servers {
+		go func() { errc <- as.serve() }()
+	}
+	closeAll := func() {
+		for _, as := range servers {
+			as.srv.Close()
 		}
-		errc <- nil
-	}()
+	}
 	select {
 	case <-qs.Ready():
 	case err := <-errc:
 		cancel()
-		srv.Close()
-		<-errc
+		closeAll()
+		for range len(servers) {
+			<-errc
+		}
 		return err
 	}
-	c.log.Info("coordinator ready", "http", c.httpAddr.String(), "quic", qs.Addr().String(), "public_address", c.PublicAddress(),
+	c.log.Info("coordinator ready", "http", addrString(c.httpAddr), "https", addrString(c.httpsAddr), "quic", qs.Addr().String(), "public_address", c.PublicAddress(),
 		"ca_fingerprint", authority.Fingerprint(), "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
 	close(c.ready)
 	// Patch approval rules are evaluated hourly (and on demand through the
@@ -299,8 +327,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	cancel()
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
-	srv.Shutdown(shutdown)
-	for range 2 - btoi(first != nil) {
+	for _, as := range servers {
+		as.srv.Shutdown(shutdown)
+	}
+	for range 1 + len(servers) - btoi(first != nil) {
 		if err := <-errc; err != nil && first == nil {
 			first = err
 		}

@@ -44,7 +44,8 @@ func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
 
 	// Paris has a relay; a desktop lives there for company in its gossip.
 	r, _ := startRelay(t, c, c.EnrollToken("paris", "relay", 1))
-	c.MustDo("PATCH", "/v1/offices/paris", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	c.MustDo("PATCH", "/v1/offices/paris", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
+	waitRelaysServing(t, c, "paris", r.Addr())
 	desk := &addrs{a: []string{"10.2.0.10"}}
 	startAgent(t, c, c.EnrollToken("paris", "agent", 1), "paris-desk", "127.0.0.31", agent.WithAddresses(desk.get))
 

@@ -54,7 +54,8 @@ func TestRelayOfficeOneUpstreamReadAndBadInput(t *testing.T) {
 	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
 	c.CreateOffice("berlin", nil)
 	r, relayReg := startRelay(t, c, c.EnrollToken("berlin", "relay", 1))
-	c.MustDo("PATCH", "/v1/offices/berlin", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	c.MustDo("PATCH", "/v1/offices/berlin", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
+	waitRelaysServing(t, c, "berlin", r.Addr())
 
 	// Enrollment refusals say why.
 	agentToken := c.EnrollToken("berlin", "agent", 2)

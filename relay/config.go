@@ -28,7 +28,8 @@ const DefaultCoordinatorPort = "8027"
 // the enrollment fields (coordinator, enroll_token, ca_fingerprint,
 // advertise_url, gossip_bind) are for joining a coordinator and an office.
 type Config struct {
-	// Listen is the address of the content HTTP server.
+	// Listen is the address of the content server (HTTPS, or plain HTTP
+	// with PlainHTTP).
 	Listen string `yaml:"listen"`
 	// DataDir holds the cache and, later, the relay's identity.
 	DataDir string `yaml:"data_dir"`
@@ -50,10 +51,22 @@ type Config struct {
 	// CAFingerprint pins the coordinator's CA for enrollment.
 	CAFingerprint string `yaml:"ca_fingerprint"`
 	// AdvertiseURL is the base URL agents fetch from, e.g.
-	// http://10.0.0.5:8090.
+	// https://10.0.0.5:8090.
 	AdvertiseURL string `yaml:"advertise_url"`
 	// GossipBind is host:port of the office gossip listener.
 	GossipBind string `yaml:"gossip_bind"`
+
+	// Content is served over HTTPS: with TLSCertFile and TLSKeyFile when
+	// the admin brings a certificate, else with a serving certificate the
+	// coordinator's CA issues for TLSHosts, the host of AdvertiseURL and
+	// that of Listen (those the office's relay URLs name). PlainHTTP serves
+	// plain HTTP instead, which agents take only from an office that allows
+	// it (allow_plain_http).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TLSHosts are more DNS names or IPs to ask the CA for, comma-separated.
+	TLSHosts  string `yaml:"tls_hosts"`
+	PlainHTTP bool   `yaml:"plain_http"`
 
 	// CacheMaxBytes caps the cache; the least recently used artifacts
 	// that the office's policy does not name are evicted beyond it. 0: no
@@ -166,6 +179,20 @@ func (c Config) Validate() error {
 			bad("gossip_bind %q: %v", c.GossipBind, err)
 		}
 	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("tls_cert_file and tls_key_file: give both (your own certificate) or neither (one from the coordinator's CA)")
+	}
+	if c.PlainHTTP && c.TLSCertFile != "" {
+		bad("plain_http is set with tls_cert_file: serve either plain HTTP or HTTPS")
+	}
+	if u, err := url.Parse(c.AdvertiseURL); c.AdvertiseURL != "" && err == nil {
+		switch {
+		case c.PlainHTTP && u.Scheme != "http":
+			bad("advertise_url %q: the relay serves plain HTTP (plain_http), so its URL starts with http://", c.AdvertiseURL)
+		case !c.PlainHTTP && u.Scheme != "https":
+			bad("advertise_url %q: the relay serves HTTPS, so its URL starts with https:// (set plain_http: true for plain HTTP, where the office allows it)", c.AdvertiseURL)
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("relay config: %w", errors.Join(errs...))
 	}
@@ -223,8 +250,12 @@ var settings = []setting{
 	{"coordinator", "coordinator", "coordinator host[:port] (QUIC, default port " + DefaultCoordinatorPort + ")", func(c *Config) any { return &c.Coordinator }},
 	{"enroll_token", "", "", func(c *Config) any { return &c.EnrollToken }},
 	{"ca_fingerprint", "ca-fingerprint", "pinned fingerprint of the coordinator's CA", func(c *Config) any { return &c.CAFingerprint }},
-	{"advertise_url", "advertise-url", "base URL agents fetch from, e.g. http://10.0.0.5:8090", func(c *Config) any { return &c.AdvertiseURL }},
+	{"advertise_url", "advertise-url", "base URL agents fetch from, e.g. https://10.0.0.5:8090", func(c *Config) any { return &c.AdvertiseURL }},
 	{"gossip_bind", "gossip-bind", "host:port of the office gossip listener", func(c *Config) any { return &c.GossipBind }},
+	{"tls_cert_file", "tls-cert-file", "PEM certificate (chain) to serve HTTPS with, instead of one from the coordinator's CA", func(c *Config) any { return &c.TLSCertFile }},
+	{"tls_key_file", "tls-key-file", "PEM key of tls_cert_file", func(c *Config) any { return &c.TLSKeyFile }},
+	{"tls_hosts", "tls-hosts", "more DNS names or IPs for the CA-issued serving certificate, comma-separated", func(c *Config) any { return &c.TLSHosts }},
+	{"plain_http", "plain-http", "serve plain HTTP (only for offices that allow it)", func(c *Config) any { return &c.PlainHTTP }},
 	{"cache_max_bytes", "cache-max-bytes", "cap on cached bytes, LRU eviction beyond it (0: none)", func(c *Config) any { return &c.CacheMaxBytes }},
 	{"upstream_bytes_per_sec", "upstream-bytes-per-sec", "limit on reads from the file server, bytes/s (0: none)", func(c *Config) any { return &c.UpstreamBytesPerSec }},
 	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, bytes/s (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
@@ -354,4 +385,25 @@ func (f *Flags) Load(env func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// ServingHosts are the hosts the relay asks the CA to name in its serving
+// certificate: tls_hosts, the host of advertise_url, and the host of
+// listen when it is a specific address.
+func (c Config) ServingHosts() []string {
+	var out []string
+	for _, h := range strings.Split(c.TLSHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			out = append(out, h)
+		}
+	}
+	if u, err := url.Parse(c.AdvertiseURL); err == nil && u.Hostname() != "" {
+		out = append(out, u.Hostname())
+	}
+	if host, _, err := net.SplitHostPort(c.Listen); err == nil && host != "" {
+		if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+			out = append(out, host)
+		}
+	}
+	return out
 }

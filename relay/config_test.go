@@ -54,7 +54,7 @@ file_server:
 coordinator: coord.hq
 enroll_token: tok
 ca_fingerprint: sha256:ab
-advertise_url: http://10.0.0.5:8090
+advertise_url: https://10.0.0.5:8090
 gossip_bind: 0.0.0.0:7946
 `,
 			want: func(c *Config) {
@@ -62,7 +62,7 @@ gossip_bind: 0.0.0.0:7946
 				c.FileServer = FileServerConfig{Endpoint: "minio.hq:9000", Secure: true, Bucket: "outpost-artifacts",
 					AccessKey: "relay", SecretKey: "s3cret"}
 				c.Coordinator, c.EnrollToken, c.CAFingerprint = "coord.hq", "tok", "sha256:ab"
-				c.AdvertiseURL, c.GossipBind = "http://10.0.0.5:8090", "0.0.0.0:7946"
+				c.AdvertiseURL, c.GossipBind = "https://10.0.0.5:8090", "0.0.0.0:7946"
 			},
 		},
 		{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/outposthq/outpost/pkg/gossip"
 	"github.com/outposthq/outpost/pkg/member"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -32,9 +33,14 @@ type membership struct {
 
 	// onPolicy, if set, is told the artifacts of each newer signed policy
 	// of the office; kick wakes the loop on a "revision N is out" push.
-	onPolicy func(revision uint64, hashes []string)
-	policy   *officePolicy
-	kick     chan struct{}
+	onPolicy func(revision uint64, hashes []string, sizes map[string]int64)
+	// staging, if set, says how far pre-staging has come, for check-ins.
+	staging func() *wire.StagingStatus
+	policy  *officePolicy
+	kick    chan struct{}
+	// serving, if set, is the HTTPS certificate to keep issued and fresh.
+	serving *servingCert
+	caDER   []byte
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
@@ -95,6 +101,7 @@ func (m *membership) Run(ctx context.Context) error {
 		return err
 	}
 	m.link = link
+	m.caDER = id.CADER
 	close(m.linked)
 
 	var node *gossip.Node
@@ -148,6 +155,9 @@ func (m *membership) Run(ctx context.Context) error {
 func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	hostname, _ := os.Hostname()
 	req := &wire.CheckinRequest{Hostname: hostname, ServeUrl: m.cfg.AdvertiseURL, Version: Version}
+	if m.staging != nil {
+		req.Staging = m.staging()
+	}
 	if node != nil {
 		req.GossipAddress = node.Addr()
 	}
@@ -157,6 +167,18 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		return
 	}
 	info := resp.GetCheckin().GetOffice()
+	if m.serving != nil {
+		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays(), m.caDER)
+		switch {
+		case err != nil && err.Error() != m.serving.warned:
+			m.log.Warn("no HTTPS serving certificate; agents cannot fetch from this relay yet", "err", err)
+			m.serving.warned = err.Error()
+		case renewed:
+			leaf := m.serving.leaf()
+			m.log.Info("HTTPS serving certificate issued by the coordinator's CA", "hosts", tlsutil.CertHosts(leaf), "expires", leaf.NotAfter)
+			m.serving.warned = ""
+		}
+	}
 	if m.policy != nil && info.GetRevision() > m.policy.revision {
 		if err := m.policy.fetch(ctx, m.link.Call); err != nil {
 			m.log.Warn("policy not taken", "err", err)
@@ -171,5 +193,14 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		if _, err := node.Join(info.GetGossipSeeds()); err != nil {
 			m.log.Debug("join office gossip", "err", err)
 		}
+	}
+}
+
+// checkinSoon has the relay check in now rather than at the interval: the
+// coordinator waits for its staging report.
+func (m *membership) checkinSoon() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
 	}
 }

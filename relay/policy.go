@@ -26,7 +26,7 @@ type officePolicy struct {
 	key    ed25519.PublicKey
 	office string
 	dir    string
-	apply  func(revision uint64, hashes []string)
+	apply  func(revision uint64, hashes []string, sizes map[string]int64)
 
 	revision uint64
 }
@@ -58,7 +58,7 @@ func (p *officePolicy) accept(sp *wire.SignedPolicy, persist bool) error {
 		}
 	}
 	p.revision = pol.GetRevision()
-	p.apply(pol.GetRevision(), Artifacts(pol))
+	p.apply(pol.GetRevision(), Artifacts(pol), ArtifactSizes(pol))
 	return nil
 }
 
@@ -113,5 +113,21 @@ func Artifacts(p *wire.Policy) []string {
 		add(a.GetSha256())
 	}
 	sort.Strings(out)
+	return out
+}
+
+// ArtifactSizes maps each artifact a policy names to its size.
+func ArtifactSizes(p *wire.Policy) map[string]int64 {
+	out := map[string]int64{}
+	for _, it := range p.GetItems() {
+		if a := it.GetArtifact(); a.GetSha256() != "" {
+			out[a.GetSha256()] = a.GetSize()
+		}
+	}
+	for _, a := range p.GetVariantArtifacts() {
+		if a.GetSha256() != "" {
+			out[a.GetSha256()] = a.GetSize()
+		}
+	}
 	return out
 }

@@ -37,7 +37,7 @@ func TestOfficePolicy(t *testing.T) {
 		hashes []string
 	}
 	var got []applied
-	p := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(rev uint64, h []string) { got = append(got, applied{rev, h}) }}
+	p := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(rev uint64, h []string, _ map[string]int64) { got = append(got, applied{rev, h}) }}
 
 	steps := []struct {
 		name    string
@@ -67,14 +67,14 @@ func TestOfficePolicy(t *testing.T) {
 
 	// A restart takes the saved policy; a tampered file is refused.
 	var again []string
-	p2 := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(_ uint64, h []string) { again = h }}
+	p2 := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(_ uint64, h []string, _ map[string]int64) { again = h }}
 	if err := p2.load(); err != nil || p2.revision != 3 || len(again) != 1 || again[0] != a {
 		t.Fatalf("load: err %v revision %d hashes %v", err, p2.revision, again)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, policyFile))
 	raw[len(raw)/2] ^= 0xff
 	os.WriteFile(filepath.Join(dir, policyFile), raw, 0o600)
-	p3 := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(uint64, []string) { t.Error("tampered policy applied") }}
+	p3 := &officePolicy{key: pub, office: "lyon", dir: dir, apply: func(uint64, []string, map[string]int64) { t.Error("tampered policy applied") }}
 	if err := p3.load(); err == nil {
 		t.Error("tampered saved policy loaded")
 	}
@@ -86,7 +86,7 @@ func TestOfficePolicyWithVariants(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	a, b, c := hashOf([]byte("a")), hashOf([]byte("b")), hashOf([]byte("c"))
 	var got []string
-	p := &officePolicy{key: pub, office: "lyon", dir: t.TempDir(), apply: func(_ uint64, h []string) { got = h }}
+	p := &officePolicy{key: pub, office: "lyon", dir: t.TempDir(), apply: func(_ uint64, h []string, _ map[string]int64) { got = h }}
 	sign := func(pol *wire.Policy) *wire.SignedPolicy {
 		sp, err := wire.SignPolicy(priv, pol)
 		if err != nil {

@@ -1,5 +1,6 @@
 // Package relay is the branch-office relay: it serves artifacts to the
-// office's agents over HTTP, addressed by SHA-256, from an on-disk
+// office's agents over HTTPS (plain HTTP where the office allows it),
+// addressed by SHA-256, from an on-disk
 // pull-through cache of the file server, so that the WAN carries each byte
 // once per office. Run ties its components together: the content server
 // now; enrollment, office gossip and pre-staging join as further components.
@@ -10,6 +11,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/relay/internal/cache"
 	"github.com/outposthq/outpost/relay/internal/upstream"
@@ -90,40 +93,60 @@ type Relay struct {
 	components []namedComponent
 	metrics    *httpMetrics
 	inflight   inflight
+	tls        *tls.Config // nil: plain HTTP
+	unlock     func()      // releases the cache directory
+	membership *membership // nil: not a member of an office
 
-	started atomic.Bool
-	mu      sync.Mutex
-	addr    string
-	wanted  []string      // artifacts the office's policy names
-	stage   chan struct{} // wakes prestage
+	started  atomic.Bool
+	mu       sync.Mutex
+	addr     string
+	wanted   []string         // artifacts the office's policy names
+	sizes    map[string]int64 // their sizes
+	revision uint64           // of the policy that names them
+	stageErr string           // the last pre-stage failure, until a pass succeeds
+	stage    chan struct{}    // wakes prestage
 }
 
 // applyPolicy pins the artifacts a newer signed policy of the office names
 // and has them fetched ahead of the agents.
-func (r *Relay) applyPolicy(revision uint64, hashes []string) {
+func (r *Relay) applyPolicy(revision uint64, hashes []string, sizes map[string]int64) {
 	r.cache.SetPinned(hashes)
 	r.mu.Lock()
-	r.wanted = hashes
+	r.wanted, r.sizes, r.revision, r.stageErr = hashes, sizes, revision, ""
 	r.mu.Unlock()
 	r.logger.Info("office policy taken: artifacts pinned and pre-staged", "revision", revision, "artifacts", len(hashes))
+	r.restage()
+}
+
+func (r *Relay) restage() {
 	select {
 	case r.stage <- struct{}{}:
 	default:
 	}
 }
 
+// stageRetry is how soon a pre-stage that failed is tried again.
+var stageRetry = 5 * time.Second
+
 // prestage fetches the artifacts the policy names that are not cached yet,
-// one at a time, so that the WAN is used before the agents ask.
+// one at a time, so that the WAN is used before the agents ask. Each
+// artifact staged, and the end of a pass, is reported to the coordinator at
+// once (a distribution office's agents wait for it); a failed one is tried
+// again soon.
 func (r *Relay) prestage(ctx context.Context) error {
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.stage:
+		case <-retry:
 		}
+		retry = nil
 		r.mu.Lock()
 		wanted := r.wanted
 		r.mu.Unlock()
+		failed := false
 		for _, h := range wanted {
 			if ctx.Err() != nil {
 				return nil
@@ -134,14 +157,50 @@ func (r *Relay) prestage(ctx context.Context) error {
 			f, size, err := r.cache.Get(ctx, h)
 			if err != nil {
 				if ctx.Err() == nil {
-					r.logger.Warn("pre-stage failed; agents will ask again", "sha256", h, "err", err)
+					r.logger.Warn("pre-stage failed; trying again soon", "sha256", h, "in", stageRetry, "err", err)
+					r.mu.Lock()
+					r.stageErr = fmt.Sprintf("%s: %v", h[:min(12, len(h))], err)
+					r.mu.Unlock()
+					failed = true
 				}
 				continue
 			}
 			f.Close()
 			r.logger.Info("pre-staged", "sha256", h, "bytes", size)
+			r.reportStaging()
+		}
+		if failed {
+			retry = time.After(stageRetry)
+		} else {
+			r.mu.Lock()
+			r.stageErr = ""
+			r.mu.Unlock()
+		}
+		r.reportStaging()
+	}
+}
+
+func (r *Relay) reportStaging() {
+	if r.membership != nil {
+		r.membership.checkinSoon()
+	}
+}
+
+// Staging is how far pre-staging of the office policy's artifacts has come:
+// those held in the cache, verified against their SHA-256.
+func (r *Relay) Staging() *wire.StagingStatus {
+	r.mu.Lock()
+	wanted, sizes, st := r.wanted, r.sizes, &wire.StagingStatus{Revision: r.revision, Error: r.stageErr}
+	r.mu.Unlock()
+	for _, h := range wanted {
+		st.Artifacts++
+		st.Bytes += sizes[h]
+		if r.cache.Has(h) {
+			st.Staged++
+			st.StagedBytes += sizes[h]
 		}
 	}
+	return st
 }
 
 // New builds a relay from a valid cfg. It opens the cache directory (and
@@ -189,6 +248,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		}
 		up = u
 	}
+	unlock, err := lockCache(filepath.Join(cfg.DataDir, "cache"))
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
 	c, err := cache.New(filepath.Join(cfg.DataDir, "cache"), up, logger, reg, cache.Options{
 		MaxBytes:      cfg.CacheMaxBytes,
 		UpstreamLimit: cache.NewLimiter(cfg.UpstreamBytesPerSec),
@@ -196,10 +259,12 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		ParallelMin:   cfg.ParallelMinBytes,
 	})
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	hm, err := newHTTPMetrics(reg)
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	gatherer := o.gatherer
@@ -214,10 +279,37 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		components: o.components,
 		metrics:    hm,
 		stage:      make(chan struct{}, 1),
+		unlock:     unlock,
+		membership: m,
 	}
 	r.components = append(r.components, namedComponent{"prestage", ComponentFunc(r.prestage)})
 	if m != nil {
 		m.onPolicy = r.applyPolicy
+		m.staging = r.Staging
+	}
+	switch {
+	case cfg.PlainHTTP:
+	case cfg.TLSCertFile != "":
+		cf, err := tlsutil.LoadCertFile(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			unlock()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		r.tls = tlsutil.ServerTLS(cf.GetCertificate)
+	case m != nil:
+		sc := &servingCert{dir: filepath.Join(cfg.DataDir, "identity")}
+		sc.load()
+		m.serving = sc
+		r.tls = tlsutil.ServerTLS(sc.GetCertificate)
+	default:
+		unlock()
+		return nil, errors.New("relay: no HTTPS certificate: enrol with a coordinator (coordinator, enroll_token, ca_fingerprint) " +
+			"for one from its CA, or give tls_cert_file and tls_key_file, or set plain_http: true where the office allows plain HTTP")
+	}
+	if r.tls != nil {
+		// HTTP/1.1 only: artifacts are few large bodies, and one TCP
+		// connection per download keeps failover and ranges simple.
+		r.tls.NextProtos = []string{"http/1.1"}
 	}
 	r.handler = r.routes(gatherer)
 	return r, nil
@@ -239,6 +331,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return errors.New("relay: Run called twice")
 	}
+	defer r.unlock()
 	ln, err := net.Listen("tcp", r.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("relay: listen for content on %s: %w", r.cfg.Listen, err)
@@ -246,7 +339,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.addr = ln.Addr().String()
 	r.mu.Unlock()
-	r.logger.Info("relay serving content", "addr", ln.Addr().String(), "data_dir", r.cfg.DataDir)
+	scheme := "http"
+	if r.tls != nil {
+		ln = tls.NewListener(ln, r.tls)
+		scheme = "https"
+	}
+	r.logger.Info("relay serving content", "addr", ln.Addr().String(), "scheme", scheme, "data_dir", r.cfg.DataDir)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.serve(gctx, ln) })

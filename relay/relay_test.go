@@ -93,6 +93,9 @@ func testConfig(tb testing.TB) Config {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = tb.TempDir()
 	cfg.ShutdownTimeout = 2 * time.Second
+	// These tests are about content, not transport: plain HTTP (HTTPS has
+	// its own tests in serving_test.go).
+	cfg.PlainHTTP = true
 	return cfg
 }
 

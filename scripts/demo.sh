@@ -9,6 +9,7 @@ TOP=$PWD
 BIN=$TOP/bin
 DEMO=$TOP/.demo
 HTTP_PORT=${DEMO_HTTP_PORT:-8020}
+HTTPS_PORT=${DEMO_HTTPS_PORT:-8363}
 QUIC_PORT=${DEMO_QUIC_PORT:-8027}
 RELAY_PORT=${DEMO_RELAY_PORT:-8090}
 MINIO_PORT=${DEMO_MINIO_PORT:-9000}
@@ -30,9 +31,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_http() { # url what
-  for _ in $(seq 1 150); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
-  fail "$2 did not come up at $1"
+wait_http() { # url what [curl flags...]
+  local url=$1 what=$2; shift 2
+  for _ in $(seq 1 150); do curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0; sleep 0.2; done
+  fail "$what did not come up at $url"
 }
 
 rm -rf "$DEMO"
@@ -44,23 +46,28 @@ export MINIO_ROOT_USER=outpost-demo MINIO_ROOT_PASSWORD=outpost-demo-secret MINI
 pids+=($!)
 wait_http "http://127.0.0.1:$MINIO_PORT/minio/health/live" MinIO
 
-say "starting the coordinator (admin API on 127.0.0.1:$HTTP_PORT, QUIC on 127.0.0.1:$QUIC_PORT/udp)"
+say "starting the coordinator (admin API on https://127.0.0.1:$HTTPS_PORT and plain on 127.0.0.1:$HTTP_PORT, QUIC on 127.0.0.1:$QUIC_PORT/udp)"
 OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT=127.0.0.1:$MINIO_PORT \
 OUTPOST_COORDINATOR_FILE_SERVER_ACCESS_KEY=$MINIO_ROOT_USER \
 OUTPOST_COORDINATOR_FILE_SERVER_SECRET_KEY=$MINIO_ROOT_PASSWORD \
-  "$BIN/outpost-coordinator" --data-dir "$DEMO/coordinator" --http-addr "127.0.0.1:$HTTP_PORT" --quic-addr "127.0.0.1:$QUIC_PORT" \
+  "$BIN/outpost-coordinator" --data-dir "$DEMO/coordinator" --http-addr "127.0.0.1:$HTTP_PORT" --https-addr "127.0.0.1:$HTTPS_PORT" --quic-addr "127.0.0.1:$QUIC_PORT" \
   >"$DEMO/logs/coordinator.log" 2>&1 &
 pids+=($!)
-wait_http "http://127.0.0.1:$HTTP_PORT/healthz" "the coordinator"
+for _ in $(seq 1 150); do [ -s "$DEMO/coordinator/ca/ca.crt" ] && break; sleep 0.1; done
+# Everything below talks HTTPS, trusting the coordinator's own CA: curl by
+# its certificate file, the CLI and the members by its fingerprint.
+CA_CRT=$DEMO/coordinator/ca/ca.crt
+wait_http "https://127.0.0.1:$HTTPS_PORT/healthz" "the coordinator" --cacert "$CA_CRT"
 for _ in $(seq 1 50); do [ -s "$DEMO/coordinator/admin.token" ] && break; sleep 0.1; done
-export OUTPOST_SERVER=http://127.0.0.1:$HTTP_PORT
-export OUTPOST_TOKEN_FILE=$DEMO/coordinator/admin.token
 FINGERPRINT=$(cat "$DEMO/coordinator/ca.fingerprint")
+export OUTPOST_SERVER=https://127.0.0.1:$HTTPS_PORT
+export OUTPOST_CA_FINGERPRINT=$FINGERPRINT
+export OUTPOST_TOKEN_FILE=$DEMO/coordinator/admin.token
 outpost() { "$BIN/outpost" "$@"; }
 
 say "creating the office 'hq' in relay mode"
 outpost office add hq --description "Head office demo" --location "Loopback" \
-  --mode relay --relay "http://127.0.0.1:$RELAY_PORT" --interval 10s
+  --mode relay --relay "https://127.0.0.1:$RELAY_PORT" --interval 10s
 
 say "enrolling the relay"
 RELAY_TOKEN=$(outpost token create --office hq --role relay --ttl 1h 2>/dev/null)
@@ -70,12 +77,14 @@ enroll_token: $RELAY_TOKEN
 ca_fingerprint: $FINGERPRINT
 data_dir: $DEMO/relay
 listen: 127.0.0.1:$RELAY_PORT
-advertise_url: http://127.0.0.1:$RELAY_PORT
+advertise_url: https://127.0.0.1:$RELAY_PORT
 gossip_bind: 127.0.0.1:7950
 YAML
 "$BIN/outpost-relay" --config "$DEMO/relay.yaml" >"$DEMO/logs/relay.log" 2>&1 &
 pids+=($!)
-wait_http "http://127.0.0.1:$RELAY_PORT/healthz" "the relay"
+# HTTPS with a serving certificate the coordinator's CA issues once the
+# relay has enrolled.
+wait_http "https://127.0.0.1:$RELAY_PORT/healthz" "the relay" --cacert "$CA_CRT"
 
 say "starting $AGENTS agents"
 AGENT_TOKEN=$(outpost token create --office hq --uses $AGENTS --ttl 1h 2>/dev/null)
@@ -123,12 +132,13 @@ echo
 cat <<TXT
 Outpost demo is up:
   web console   $OUTPOST_SERVER/ui/   (sign in with the token in $OUTPOST_TOKEN_FILE)
+                (or http://127.0.0.1:$HTTP_PORT/ui/ on this machine, if the browser does not trust $CA_CRT)
   admin API     $OUTPOST_SERVER/v1/   (token: $OUTPOST_TOKEN_FILE)
   metrics       $OUTPOST_SERVER/metrics
-  relay         http://127.0.0.1:$RELAY_PORT/healthz
+  relay         https://127.0.0.1:$RELAY_PORT/healthz   (CA: $CA_CRT)
   file server   http://127.0.0.1:$MINIO_PORT (MinIO)
   agent roots   $DEMO/agent-*/root     logs in $DEMO/logs
-Try: OUTPOST_SERVER=$OUTPOST_SERVER OUTPOST_TOKEN_FILE=$OUTPOST_TOKEN_FILE bin/outpost agent list
+Try: OUTPOST_SERVER=$OUTPOST_SERVER OUTPOST_CA_FINGERPRINT=$FINGERPRINT OUTPOST_TOKEN_FILE=$OUTPOST_TOKEN_FILE bin/outpost agent list
 TXT
 if [ "${DEMO_ONESHOT:-}" = 1 ]; then
   say "DEMO_ONESHOT=1: success, stopping the fleet"

@@ -6,6 +6,7 @@ package coordinatortest
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ type Harness struct {
 	cfg     coordinator.Config
 	C       *coordinator.Coordinator
 	URL     string // http://127.0.0.1:port
+	HTTPS   string // https://127.0.0.1:port, the same API over HTTPS
 	QUIC    string // 127.0.0.1:port
 	Token   string
 	CA      string // fingerprint
@@ -80,6 +82,7 @@ func New(tb testing.TB, opts ...Option) *Harness {
 	cfg := coordinator.DefaultConfig()
 	cfg.DataDir = tb.TempDir()
 	cfg.HTTPAddr = freeTCP(tb)
+	cfg.HTTPSAddr = freeTCP(tb)
 	cfg.QUICAddr = freeUDP(tb)
 	cfg.LogLevel = "warn"
 	for _, o := range opts {
@@ -131,6 +134,9 @@ func (h *Harness) start() {
 	h.mu.Lock()
 	h.C, h.cancel, h.done, h.stopped, h.Reg = c, cancel, done, false, reg
 	h.URL, h.QUIC, h.Token, h.CA = "http://"+c.HTTPAddr(), c.QUICAddr(), c.AdminToken(), c.CAFingerprint()
+	if c.HTTPSAddr() != "" {
+		h.HTTPS = "https://" + c.HTTPSAddr()
+	}
 	h.mu.Unlock()
 }
 
@@ -271,3 +277,16 @@ func (h *Harness) Apply(office, yaml string) uint64 {
 
 // String names the harness in failures.
 func (h *Harness) String() string { return fmt.Sprintf("coordinator %s", h.URL) }
+
+// CAPool holds the coordinator's CA: what agents trust relays' and the
+// admin API's certificates by.
+func (h *Harness) CAPool() *x509.CertPool {
+	h.tb.Helper()
+	cert, err := x509.ParseCertificate(h.C.CACertDER())
+	if err != nil {
+		h.tb.Fatal(err)
+	}
+	p := x509.NewCertPool()
+	p.AddCert(cert)
+	return p
+}

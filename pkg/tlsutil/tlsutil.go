@@ -1,7 +1,10 @@
-// Package tlsutil builds the TLS configurations of Outpost's QUIC links:
-// the coordinator's server side, a member's first dial pinned to the CA's
-// fingerprint, and the mutual TLS a member uses once enrolled. It holds no
-// CA key: issuing certificates is the coordinator's alone.
+// Package tlsutil builds the TLS configurations of Outpost's QUIC links
+// (the coordinator's server side, a member's first dial pinned to the CA's
+// fingerprint, and the mutual TLS a member uses once enrolled) and of its
+// HTTPS (relays' content and the admin API: certificates from files, the
+// hosts a relay's serving certificate may name, and the clients that trust
+// the coordinator's CA). It holds no CA key: issuing certificates is the
+// coordinator's alone.
 package tlsutil
 
 import (

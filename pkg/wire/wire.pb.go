@@ -133,6 +133,9 @@ const (
 	Mode_MODE_UNSPECIFIED Mode = 0
 	Mode_MODE_DIRECT      Mode = 1 // from the file server through presigned URLs
 	Mode_MODE_RELAY       Mode = 2 // from the office's relays
+	// From the office's distribution server, a relay that stages everything
+	// the policy names before the office's agents hear of a revision.
+	Mode_MODE_DISTRIBUTION Mode = 3
 )
 
 // Enum value maps for Mode.
@@ -141,11 +144,13 @@ var (
 		0: "MODE_UNSPECIFIED",
 		1: "MODE_DIRECT",
 		2: "MODE_RELAY",
+		3: "MODE_DISTRIBUTION",
 	}
 	Mode_value = map[string]int32{
-		"MODE_UNSPECIFIED": 0,
-		"MODE_DIRECT":      1,
-		"MODE_RELAY":       2,
+		"MODE_UNSPECIFIED":  0,
+		"MODE_DIRECT":       1,
+		"MODE_RELAY":        2,
+		"MODE_DISTRIBUTION": 3,
 	}
 )
 
@@ -286,7 +291,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -1303,9 +1308,12 @@ type OfficeInfo struct {
 	// Roaming: outside every office's address ranges. The member keeps its
 	// home office's policy, talks to the coordinator and the file server
 	// directly, and takes part in no office gossip.
-	Roaming       bool `protobuf:"varint,10,opt,name=roaming,proto3" json:"roaming,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Roaming bool `protobuf:"varint,10,opt,name=roaming,proto3" json:"roaming,omitempty"`
+	// Relay URLs may be plain http://; otherwise members take only https://
+	// relays (verified against the coordinator's CA or the system's roots).
+	AllowPlainHttp bool `protobuf:"varint,30,opt,name=allow_plain_http,json=allowPlainHttp,proto3" json:"allow_plain_http,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OfficeInfo) Reset() {
@@ -1408,6 +1416,13 @@ func (x *OfficeInfo) GetRoaming() bool {
 	return false
 }
 
+func (x *OfficeInfo) GetAllowPlainHttp() bool {
+	if x != nil {
+		return x.AllowPlainHttp
+	}
+	return false
+}
+
 type CheckinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
@@ -1427,8 +1442,10 @@ type CheckinRequest struct {
 	// sessions on (an unspecified host means at each of their addresses);
 	// empty when they take none.
 	SessionAddress string `protobuf:"bytes,15,opt,name=session_address,json=sessionAddress,proto3" json:"session_address,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Relays: how far pre-staging of the office's policy has come.
+	Staging       *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
@@ -1531,6 +1548,206 @@ func (x *CheckinRequest) GetSessionAddress() string {
 	return ""
 }
 
+func (x *CheckinRequest) GetStaging() *StagingStatus {
+	if x != nil {
+		return x.Staging
+	}
+	return nil
+}
+
+// StagingStatus is a relay's account of pre-staging one revision of its
+// office's policy: artifacts fetched, hash-checked and held on its store.
+type StagingStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      uint64                 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	Artifacts     int32                  `protobuf:"varint,2,opt,name=artifacts,proto3" json:"artifacts,omitempty"` // named by the policy
+	Staged        int32                  `protobuf:"varint,3,opt,name=staged,proto3" json:"staged,omitempty"`       // of which held, verified
+	Bytes         int64                  `protobuf:"varint,4,opt,name=bytes,proto3" json:"bytes,omitempty"`         // their total size
+	StagedBytes   int64                  `protobuf:"varint,5,opt,name=staged_bytes,json=stagedBytes,proto3" json:"staged_bytes,omitempty"`
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"` // the last failure, if staging is stuck
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StagingStatus) Reset() {
+	*x = StagingStatus{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StagingStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StagingStatus) ProtoMessage() {}
+
+func (x *StagingStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StagingStatus.ProtoReflect.Descriptor instead.
+func (*StagingStatus) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StagingStatus) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *StagingStatus) GetArtifacts() int32 {
+	if x != nil {
+		return x.Artifacts
+	}
+	return 0
+}
+
+func (x *StagingStatus) GetStaged() int32 {
+	if x != nil {
+		return x.Staged
+	}
+	return 0
+}
+
+func (x *StagingStatus) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *StagingStatus) GetStagedBytes() int64 {
+	if x != nil {
+		return x.StagedBytes
+	}
+	return 0
+}
+
+func (x *StagingStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// ServingCertRequest asks the coordinator's CA for the relay's HTTPS
+// serving certificate (relays only). The coordinator issues it for those
+// hosts that the office's relay URLs name, and refuses the rest.
+type ServingCertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`     // PKCS#10, DER; the key stays on the relay
+	Hosts         []string               `protobuf:"bytes,2,rep,name=hosts,proto3" json:"hosts,omitempty"` // DNS names and IPs the relay is reached at
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServingCertRequest) Reset() {
+	*x = ServingCertRequest{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServingCertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServingCertRequest) ProtoMessage() {}
+
+func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServingCertRequest.ProtoReflect.Descriptor instead.
+func (*ServingCertRequest) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ServingCertRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *ServingCertRequest) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+type ServingCertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // DER, issued by the CA; the CA is the member's own
+	Hosts         []string               `protobuf:"bytes,2,rep,name=hosts,proto3" json:"hosts,omitempty"`             // the hosts it is valid for
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServingCertResponse) Reset() {
+	*x = ServingCertResponse{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServingCertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServingCertResponse) ProtoMessage() {}
+
+func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServingCertResponse.ProtoReflect.Descriptor instead.
+func (*ServingCertResponse) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ServingCertResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *ServingCertResponse) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
 type CheckinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
@@ -1543,7 +1760,7 @@ type CheckinResponse struct {
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1772,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1785,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -1608,7 +1825,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1837,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1850,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -1652,7 +1869,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1881,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1894,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -1696,7 +1913,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1925,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1938,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -1741,7 +1958,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1970,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1983,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -1794,7 +2011,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1806,7 +2023,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1819,7 +2036,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 type FileServerResponse struct {
@@ -1838,7 +2055,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2067,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2080,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -1932,7 +2149,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2161,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2174,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -1984,6 +2201,7 @@ type Request struct {
 	//	*Request_Presign
 	//	*Request_RevisionNotice
 	//	*Request_FileServer
+	//	*Request_ServingCert
 	//	*Request_SessionOffer
 	//	*Request_SessionAttach
 	//	*Request_Audit
@@ -1996,7 +2214,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2226,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2239,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2080,6 +2298,15 @@ func (x *Request) GetFileServer() *FileServerRequest {
 	if x != nil {
 		if x, ok := x.Body.(*Request_FileServer); ok {
 			return x.FileServer
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetServingCert() *ServingCertRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_ServingCert); ok {
+			return x.ServingCert
 		}
 	}
 	return nil
@@ -2158,6 +2385,10 @@ type Request_FileServer struct {
 	FileServer *FileServerRequest `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3,oneof"`
 }
 
+type Request_ServingCert struct {
+	ServingCert *ServingCertRequest `protobuf:"bytes,30,opt,name=serving_cert,json=servingCert,proto3,oneof"` // relay → coordinator
+}
+
 type Request_SessionOffer struct {
 	// Technician sessions and access (session.proto).
 	SessionOffer *SessionOffer `protobuf:"bytes,20,opt,name=session_offer,json=sessionOffer,proto3,oneof"` // coordinator → agent push
@@ -2191,6 +2422,8 @@ func (*Request_RevisionNotice) isRequest_Body() {}
 
 func (*Request_FileServer) isRequest_Body() {}
 
+func (*Request_ServingCert) isRequest_Body() {}
+
 func (*Request_SessionOffer) isRequest_Body() {}
 
 func (*Request_SessionAttach) isRequest_Body() {}
@@ -2211,7 +2444,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2223,7 +2456,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2236,7 +2469,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2265,6 +2498,7 @@ type Response struct {
 	//	*Response_Ack
 	//	*Response_FileServer
 	//	*Response_Revocations
+	//	*Response_ServingCert
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2272,7 +2506,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2518,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2531,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -2379,6 +2613,15 @@ func (x *Response) GetRevocations() *SignedRevocations {
 	return nil
 }
 
+func (x *Response) GetServingCert() *ServingCertResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_ServingCert); ok {
+			return x.ServingCert
+		}
+	}
+	return nil
+}
+
 type isResponse_Body interface {
 	isResponse_Body()
 }
@@ -2415,6 +2658,10 @@ type Response_Revocations struct {
 	Revocations *SignedRevocations `protobuf:"bytes,8,opt,name=revocations,proto3,oneof"`
 }
 
+type Response_ServingCert struct {
+	ServingCert *ServingCertResponse `protobuf:"bytes,30,opt,name=serving_cert,json=servingCert,proto3,oneof"`
+}
+
 func (*Response_Error) isResponse_Body() {}
 
 func (*Response_Enroll) isResponse_Body() {}
@@ -2431,6 +2678,8 @@ func (*Response_FileServer) isResponse_Body() {}
 
 func (*Response_Revocations) isResponse_Body() {}
 
+func (*Response_ServingCert) isResponse_Body() {}
+
 type Ack struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2439,7 +2688,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2700,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2713,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -2565,7 +2814,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\xd3\x02\n" +
+	"officeInfo\"\xfd\x02\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -2580,7 +2829,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
-	" \x01(\bR\aroaming\"\xf4\x02\n" +
+	" \x01(\bR\aroaming\x12(\n" +
+	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\xae\x03\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2591,7 +2841,21 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
 	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
-	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\"\xd0\x01\n" +
+	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x128\n" +
+	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\"\xb0\x01\n" +
+	"\rStagingStatus\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
+	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
+	"\x06staged\x18\x03 \x01(\x05R\x06staged\x12\x14\n" +
+	"\x05bytes\x18\x04 \x01(\x03R\x05bytes\x12!\n" +
+	"\fstaged_bytes\x18\x05 \x01(\x03R\vstagedBytes\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"<\n" +
+	"\x12ServingCertRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x14\n" +
+	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"M\n" +
+	"\x13ServingCertResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
+	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"\xd0\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
@@ -2621,7 +2885,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x06region\x18\b \x01(\tR\x06region\"D\n" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xfc\x05\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\xc6\x06\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -2629,7 +2893,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\apresign\x18\x04 \x01(\v2\x1f.outpost.wire.v1.PresignRequestH\x00R\apresign\x12J\n" +
 	"\x0frevision_notice\x18\x05 \x01(\v2\x1f.outpost.wire.v1.RevisionNoticeH\x00R\x0erevisionNotice\x12E\n" +
 	"\vfile_server\x18\x06 \x01(\v2\".outpost.wire.v1.FileServerRequestH\x00R\n" +
-	"fileServer\x12D\n" +
+	"fileServer\x12H\n" +
+	"\fserving_cert\x18\x1e \x01(\v2#.outpost.wire.v1.ServingCertRequestH\x00R\vservingCert\x12D\n" +
 	"\rsession_offer\x18\x14 \x01(\v2\x1d.outpost.wire.v1.SessionOfferH\x00R\fsessionOffer\x12G\n" +
 	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x123\n" +
 	"\x05audit\x18\x17 \x01(\v2\x1b.outpost.wire.v1.AuditBatchH\x00R\x05audit\x12F\n" +
@@ -2645,7 +2910,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x14CODE_UNAUTHENTICATED\x10\x02\x12\x0f\n" +
 	"\vCODE_DENIED\x10\x03\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x04\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\x05\"\xee\x03\n" +
+	"\rCODE_INTERNAL\x10\x05\"\xb9\x04\n" +
 	"\bResponse\x12.\n" +
 	"\x05error\x18\x01 \x01(\v2\x16.outpost.wire.v1.ErrorH\x00R\x05error\x129\n" +
 	"\x06enroll\x18\x02 \x01(\v2\x1f.outpost.wire.v1.EnrollResponseH\x00R\x06enroll\x12<\n" +
@@ -2655,7 +2920,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x03ack\x18\x06 \x01(\v2\x14.outpost.wire.v1.AckH\x00R\x03ack\x12F\n" +
 	"\vfile_server\x18\a \x01(\v2#.outpost.wire.v1.FileServerResponseH\x00R\n" +
 	"fileServer\x12F\n" +
-	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocationsB\x06\n" +
+	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12I\n" +
+	"\fserving_cert\x18\x1e \x01(\v2$.outpost.wire.v1.ServingCertResponseH\x00R\vservingCertB\x06\n" +
 	"\x04body\"\x05\n" +
 	"\x03Ack*<\n" +
 	"\x04Role\x12\x14\n" +
@@ -2667,12 +2933,13 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PRESENT\x10\x01\x12\x10\n" +
-	"\fSTATE_ABSENT\x10\x02*=\n" +
+	"\fSTATE_ABSENT\x10\x02*T\n" +
 	"\x04Mode\x12\x14\n" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vMODE_DIRECT\x10\x01\x12\x0e\n" +
 	"\n" +
-	"MODE_RELAY\x10\x02B'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
+	"MODE_RELAY\x10\x02\x12\x15\n" +
+	"\x11MODE_DISTRIBUTION\x10\x03B'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
 
 var (
 	file_pkg_wire_wire_proto_rawDescOnce sync.Once
@@ -2687,45 +2954,48 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_pkg_wire_wire_proto_goTypes = []any{
-	(Role)(0),                  // 0: outpost.wire.v1.Role
-	(State)(0),                 // 1: outpost.wire.v1.State
-	(Mode)(0),                  // 2: outpost.wire.v1.Mode
-	(ItemReport_Status)(0),     // 3: outpost.wire.v1.ItemReport.Status
-	(Error_Code)(0),            // 4: outpost.wire.v1.Error.Code
-	(*Artifact)(nil),           // 5: outpost.wire.v1.Artifact
-	(*PackageSpec)(nil),        // 6: outpost.wire.v1.PackageSpec
-	(*PatchSpec)(nil),          // 7: outpost.wire.v1.PatchSpec
-	(*RegistrySpec)(nil),       // 8: outpost.wire.v1.RegistrySpec
-	(*Item)(nil),               // 9: outpost.wire.v1.Item
-	(*Policy)(nil),             // 10: outpost.wire.v1.Policy
-	(*SignedPolicy)(nil),       // 11: outpost.wire.v1.SignedPolicy
-	(*ItemReport)(nil),         // 12: outpost.wire.v1.ItemReport
-	(*Report)(nil),             // 13: outpost.wire.v1.Report
-	(*EnrollRequest)(nil),      // 14: outpost.wire.v1.EnrollRequest
-	(*EnrollResponse)(nil),     // 15: outpost.wire.v1.EnrollResponse
-	(*OfficeInfo)(nil),         // 16: outpost.wire.v1.OfficeInfo
-	(*CheckinRequest)(nil),     // 17: outpost.wire.v1.CheckinRequest
-	(*CheckinResponse)(nil),    // 18: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),      // 19: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),     // 20: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),     // 21: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),    // 22: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),  // 23: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil), // 24: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),     // 25: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),            // 26: outpost.wire.v1.Request
-	(*Error)(nil),              // 27: outpost.wire.v1.Error
-	(*Response)(nil),           // 28: outpost.wire.v1.Response
-	(*Ack)(nil),                // 29: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),    // 30: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),           // 31: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),  // 32: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),       // 33: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),      // 34: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),         // 35: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil), // 36: outpost.wire.v1.RevocationsRequest
+	(Role)(0),                   // 0: outpost.wire.v1.Role
+	(State)(0),                  // 1: outpost.wire.v1.State
+	(Mode)(0),                   // 2: outpost.wire.v1.Mode
+	(ItemReport_Status)(0),      // 3: outpost.wire.v1.ItemReport.Status
+	(Error_Code)(0),             // 4: outpost.wire.v1.Error.Code
+	(*Artifact)(nil),            // 5: outpost.wire.v1.Artifact
+	(*PackageSpec)(nil),         // 6: outpost.wire.v1.PackageSpec
+	(*PatchSpec)(nil),           // 7: outpost.wire.v1.PatchSpec
+	(*RegistrySpec)(nil),        // 8: outpost.wire.v1.RegistrySpec
+	(*Item)(nil),                // 9: outpost.wire.v1.Item
+	(*Policy)(nil),              // 10: outpost.wire.v1.Policy
+	(*SignedPolicy)(nil),        // 11: outpost.wire.v1.SignedPolicy
+	(*ItemReport)(nil),          // 12: outpost.wire.v1.ItemReport
+	(*Report)(nil),              // 13: outpost.wire.v1.Report
+	(*EnrollRequest)(nil),       // 14: outpost.wire.v1.EnrollRequest
+	(*EnrollResponse)(nil),      // 15: outpost.wire.v1.EnrollResponse
+	(*OfficeInfo)(nil),          // 16: outpost.wire.v1.OfficeInfo
+	(*CheckinRequest)(nil),      // 17: outpost.wire.v1.CheckinRequest
+	(*StagingStatus)(nil),       // 18: outpost.wire.v1.StagingStatus
+	(*ServingCertRequest)(nil),  // 19: outpost.wire.v1.ServingCertRequest
+	(*ServingCertResponse)(nil), // 20: outpost.wire.v1.ServingCertResponse
+	(*CheckinResponse)(nil),     // 21: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),       // 22: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),      // 23: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),      // 24: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),     // 25: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),   // 26: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil),  // 27: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),      // 28: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),             // 29: outpost.wire.v1.Request
+	(*Error)(nil),               // 30: outpost.wire.v1.Error
+	(*Response)(nil),            // 31: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 32: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 33: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 34: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 35: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 36: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 37: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 38: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 39: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -2735,8 +3005,8 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	30, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	31, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	33, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	34, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	12, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
@@ -2744,34 +3014,37 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	2,  // 13: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
 	13, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
 	13, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	16, // 16: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	11, // 18: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 19: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 20: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 21: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 22: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 23: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 24: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	33, // 25: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	34, // 26: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	32, // 28: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	36, // 29: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 30: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 31: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 32: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 33: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 34: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 35: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 36: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 37: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	32, // 38: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	18, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
+	16, // 17: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	35, // 18: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	11, // 19: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 20: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 21: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	22, // 22: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	24, // 23: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	28, // 24: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	26, // 25: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	19, // 26: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	36, // 27: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	37, // 28: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	38, // 29: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	35, // 30: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	39, // 31: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 32: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	30, // 33: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 34: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	21, // 35: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	23, // 36: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	25, // 37: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	32, // 38: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	27, // 39: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	35, // 40: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	20, // 41: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2785,20 +3058,21 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[21].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[24].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
 		(*Request_Presign)(nil),
 		(*Request_RevisionNotice)(nil),
 		(*Request_FileServer)(nil),
+		(*Request_ServingCert)(nil),
 		(*Request_SessionOffer)(nil),
 		(*Request_SessionAttach)(nil),
 		(*Request_Audit)(nil),
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[26].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -2807,6 +3081,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_FileServer)(nil),
 		(*Response_Revocations)(nil),
+		(*Response_ServingCert)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2814,7 +3089,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

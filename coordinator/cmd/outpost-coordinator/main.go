@@ -27,7 +27,8 @@ func run() error {
 	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
-	httpAddr := fs.String("http-addr", "", "admin HTTP listen address (default :8020)")
+	httpAddr := fs.String("http-addr", "", "plain-HTTP admin listen address (default 127.0.0.1:8020)")
+	httpsAddr := fs.String("https-addr", "", "HTTPS admin listen address (default :8363)")
 	quicAddr := fs.String("quic-addr", "", "QUIC listen address for agents and relays (default :8027)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -48,7 +49,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	for flagVal, field := range map[*string]*string{dataDir: &cfg.DataDir, httpAddr: &cfg.HTTPAddr, quicAddr: &cfg.QUICAddr} {
+	for flagVal, field := range map[*string]*string{dataDir: &cfg.DataDir, httpAddr: &cfg.HTTPAddr, httpsAddr: &cfg.HTTPSAddr, quicAddr: &cfg.QUICAddr} {
 		if *flagVal != "" {
 			*field = *flagVal
 		}

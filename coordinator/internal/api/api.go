@@ -264,18 +264,22 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 type officeView struct {
-	Name            string    `json:"name"`
-	Description     string    `json:"description"`
-	Location        string    `json:"location"`
-	Mode            string    `json:"mode"`
-	Relays          []string  `json:"relays"`
-	CheckinInterval Duration  `json:"checkin_interval"`
-	TimeZone        string    `json:"time_zone"`
-	Subnets         []string  `json:"subnets"`
-	Rotation        string    `json:"rotation,omitempty"` // gossip key rotation phase, while one is under way
-	Revision        uint64    `json:"revision"`
-	Created         time.Time `json:"created"`
-	Agents          int       `json:"agents"`
+	Name            string   `json:"name"`
+	Description     string   `json:"description"`
+	Location        string   `json:"location"`
+	Mode            string   `json:"mode"`
+	Relays          []string `json:"relays"`
+	CheckinInterval Duration `json:"checkin_interval"`
+	TimeZone        string   `json:"time_zone"`
+	Subnets         []string `json:"subnets"`
+	Rotation        string   `json:"rotation,omitempty"` // gossip key rotation phase, while one is under way
+	AllowPlainHTTP  bool     `json:"allow_plain_http"`
+	// DistributionServer and Staging: mode distribution only.
+	DistributionServer string       `json:"distribution_server,omitempty"`
+	Staging            *stagingView `json:"staging,omitempty"`
+	Revision           uint64       `json:"revision"`
+	Created            time.Time    `json:"created"`
+	Agents             int          `json:"agents"`
 }
 
 type officeInput struct {
@@ -287,6 +291,9 @@ type officeInput struct {
 	CheckinInterval *Duration `json:"checkin_interval"`
 	TimeZone        *string   `json:"time_zone"`
 	Subnets         *[]string `json:"subnets"`
+	AllowPlainHTTP  *bool     `json:"allow_plain_http"`
+	// DistributionServer is host:port (HTTPS) or a full URL.
+	DistributionServer *string `json:"distribution_server"`
 }
 
 var officeName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -309,6 +316,13 @@ func (in officeInput) apply(o *store.Office) error {
 	}
 	if in.Relays != nil {
 		o.Relays = *in.Relays
+	}
+	if in.AllowPlainHTTP != nil {
+		v := *in.AllowPlainHTTP
+		o.AllowPlainHTTP = &v
+	}
+	if in.DistributionServer != nil {
+		o.DistributionServer = strings.TrimSpace(*in.DistributionServer)
 	}
 	if in.CheckinInterval != nil {
 		o.CheckinInterval = time.Duration(*in.CheckinInterval)
@@ -337,20 +351,29 @@ func validateOffice(o *store.Office) error {
 		return httpError(http.StatusBadRequest, "description (1024) or location (256) is too long")
 	}
 	switch o.Mode {
-	case "direct", "relay":
+	case "direct", "relay", "distribution":
 	default:
-		return httpError(http.StatusBadRequest, "mode %q: want direct or relay", o.Mode)
+		return httpError(http.StatusBadRequest, "mode %q: want direct, relay or distribution", o.Mode)
 	}
 	if len(o.Relays) > 16 {
 		return httpError(http.StatusBadRequest, "at most 16 relays per office")
 	}
 	for _, r := range o.Relays {
 		if !strings.HasPrefix(r, "http://") && !strings.HasPrefix(r, "https://") || len(r) > 512 {
-			return httpError(http.StatusBadRequest, "relay %q: want a URL such as http://10.1.0.5:8090", r)
+			return httpError(http.StatusBadRequest, "relay %q: want a URL such as https://10.1.0.5:8090", r)
 		}
 	}
 	if o.Mode == "relay" && len(o.Relays) == 0 {
 		return httpError(http.StatusBadRequest, "mode relay needs at least one relay URL")
+	}
+	if err := validateDistribution(o); err != nil {
+		return err
+	}
+	for _, r := range o.RelayURLs() {
+		if strings.HasPrefix(r, "http://") && !o.PlainHTTPAllowed() {
+			return httpError(http.StatusBadRequest, "relay %q is plain HTTP, which office %s does not allow: use https:// (relays get a certificate from the coordinator's CA), "+
+				"or allow plain HTTP for the office (allow_plain_http; outpost office edit %s --allow-plain-http)", r, o.Name, o.Name)
+		}
 	}
 	if _, err := time.LoadLocation(o.TimeZone); err != nil || strings.EqualFold(o.TimeZone, "local") {
 		return httpError(http.StatusBadRequest, "time_zone %q: want an IANA name such as Europe/Berlin, or UTC", o.TimeZone)
@@ -363,7 +386,11 @@ func validateOffice(o *store.Office) error {
 
 func (a *API) view(o *store.Office) (officeView, error) {
 	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
-		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Rotation: o.Rotation, Created: o.Created}
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Rotation: o.Rotation, Created: o.Created,
+		AllowPlainHTTP: o.PlainHTTPAllowed()}
+	if o.Mode == "distribution" {
+		v.DistributionServer = o.DistributionServer
+	}
 	if v.Relays == nil {
 		v.Relays = []string{}
 	}
@@ -384,6 +411,9 @@ func (a *API) view(o *store.Office) (officeView, error) {
 			v.Agents++
 		}
 	}
+	if o.Mode == "distribution" {
+		v.Staging = a.staging(o, v.Revision, members)
+	}
 	return v, nil
 }
 
@@ -395,7 +425,8 @@ func (a *API) createOffice(w http.ResponseWriter, r *http.Request) error {
 	if in.Name == nil {
 		return httpError(http.StatusBadRequest, "name is required")
 	}
-	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, TimeZone: "UTC", Created: time.Now().UTC()}
+	// New offices take relay content over HTTPS only, unless told.
+	o := &store.Office{Name: *in.Name, Mode: "direct", CheckinInterval: defaultInterval, TimeZone: "UTC", Created: time.Now().UTC(), AllowPlainHTTP: new(bool)}
 	if err := in.apply(o); err != nil {
 		return err
 	}
@@ -473,6 +504,7 @@ func (a *API) updateOffice(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.nudgeRelays(o.Name)
 	v, err := a.view(o)
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -234,4 +235,52 @@ func serial() *big.Int {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return n
+}
+
+// ServingLifetime is how long a relay's serving certificate is valid;
+// relays renew it once two thirds of that have passed.
+const ServingLifetime = 90 * 24 * time.Hour
+
+// IssueServing signs a relay's request for an HTTPS serving certificate
+// valid for hosts (DNS names or IPs) until lifetime has passed. It never
+// names the coordinator (tlsutil.ServerName), which members and the CLI
+// trust from this CA alone: a relay must not be able to pose as it.
+func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifetime time.Duration) ([]byte, error) {
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request is malformed: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("a serving certificate needs at least one host")
+	}
+	if lifetime <= 0 {
+		lifetime = ServingLifetime
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hosts[0], OrganizationalUnit: []string{tlsutil.RelayOU + memberID}},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(lifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			continue
+		}
+		if strings.EqualFold(h, tlsutil.ServerName) {
+			return nil, fmt.Errorf("host %q is reserved for the coordinator", h)
+		}
+		tmpl.DNSNames = append(tmpl.DNSNames, h)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, csr.PublicKey, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("issue serving certificate: %w", err)
+	}
+	return der, nil
 }

@@ -222,6 +222,7 @@ type env struct {
 	// (login, host sessions).
 	getenv func(string) string
 	server string
+	trust  trust
 }
 
 func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
@@ -229,6 +230,7 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 	if s := a.getenv("OUTPOST_SERVER"); s != "" && !g.given["server"] {
 		e.server = s
 	}
+	e.trust = g.resolveTrust(e.server, a.getenv)
 	switch g.output {
 	case "table":
 	case "json":
@@ -249,7 +251,13 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := newClient(server, token, a.transport)
+	rt := a.transport
+	if rt == nil {
+		if rt, err = e.trust.transport(server); err != nil {
+			return nil, err
+		}
+	}
+	api, err := newClient(server, token, rt)
 	if err != nil {
 		return nil, err
 	}

@@ -175,6 +175,8 @@ func (c *client) transportError(ctx context.Context, err error) error {
 		return fmt.Errorf("cannot reach the coordinator at %s: connection refused; is it running there? Check --server or OUTPOST_SERVER", c.server)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("cannot reach the coordinator at %s: cannot resolve %q; check --server or OUTPOST_SERVER", c.server, dnsErr.Name)
+	case isUntrusted(err):
+		return fmt.Errorf("the coordinator at %s presented a certificate the CLI does not trust (%v): %s", c.server, err, trustHint)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return fmt.Errorf("cannot reach the coordinator at %s: %v; check --server or OUTPOST_SERVER", c.server, opErr.Err)
 	}

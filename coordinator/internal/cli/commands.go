@@ -150,6 +150,11 @@ const globalFlagsHelp = `Global flags (before or after the command):
                      the process list, so prefer the variable or a file
   --token-file PATH  read the admin token from a file, such as the
                      coordinator's <data-dir>/admin.token (env OUTPOST_TOKEN_FILE)
+  --ca-fingerprint FP  for an https:// server: trust the coordinator's own CA
+                     by its fingerprint (env OUTPOST_CA_FINGERPRINT; its
+                     <data-dir>/ca.fingerprint); outpost login keeps it
+  --ca PATH          for an https:// server: trust this PEM CA file too
+                     (env OUTPOST_CA), such as <data-dir>/ca/ca.crt
   --output FORMAT    table or json; json prints the API's answer (default table)
   --timeout D        give up after this long (default 30s; agent wait 3m;
                      artifact push no limit)
@@ -218,7 +223,7 @@ func (a *app) printCommandUsage(w io.Writer, c *command) {
 		fmt.Fprintln(w)
 	})
 	if !c.offline {
-		fmt.Fprintf(w, "\nGlobal flags: --server, --token, --token-file, --output, --timeout; see 'outpost help'.\n")
+		fmt.Fprintf(w, "\nGlobal flags: --server, --token, --token-file, --ca-fingerprint, --ca, --output, --timeout; see 'outpost help'.\n")
 	}
 }
 

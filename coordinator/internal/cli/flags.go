@@ -17,6 +17,9 @@ type globals struct {
 	tokenFile string
 	output    string
 	timeout   time.Duration
+	// caFile and caFingerprint say which CA to trust for an https:// server.
+	caFile        string
+	caFingerprint string
 	// given records which globals were on the command line, so that they
 	// win over the environment and the command's own defaults.
 	given map[string]bool
@@ -24,7 +27,7 @@ type globals struct {
 	fileToken string
 }
 
-var globalNames = map[string]bool{"server": true, "token": true, "token-file": true, "output": true, "timeout": true}
+var globalNames = map[string]bool{"server": true, "token": true, "token-file": true, "output": true, "timeout": true, "ca": true, "ca-fingerprint": true}
 
 func newGlobals() *globals {
 	return &globals{server: defaultServer, output: "table", given: map[string]bool{}}
@@ -38,6 +41,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.tokenFile, "token-file", g.tokenFile, "")
 	fs.StringVar(&g.output, "output", g.output, "")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+	fs.StringVar(&g.caFile, "ca", g.caFile, "")
+	fs.StringVar(&g.caFingerprint, "ca-fingerprint", g.caFingerprint, "")
 }
 
 func (g *globals) noteGiven(fs *flag.FlagSet) {

@@ -27,17 +27,31 @@ func (s *stamp) UnmarshalJSON(b []byte) error {
 // API's answer itself, so fields missing here are not lost.
 type (
 	office struct {
-		Name            string   `json:"name"`
-		Description     string   `json:"description"`
-		Location        string   `json:"location"`
-		Mode            string   `json:"mode"`
-		Relays          []string `json:"relays"`
-		CheckinInterval string   `json:"checkin_interval"`
-		TimeZone        string   `json:"time_zone"`
-		Subnets         []string `json:"subnets"`
-		Revision        int64    `json:"revision"`
-		Created         stamp    `json:"created"`
-		Agents          int      `json:"agents"`
+		Name           string   `json:"name"`
+		Description    string   `json:"description"`
+		Location       string   `json:"location"`
+		Mode           string   `json:"mode"`
+		Relays         []string `json:"relays"`
+		AllowPlainHTTP bool     `json:"allow_plain_http"`
+		// Mode distribution.
+		DistributionServer string   `json:"distribution_server"`
+		Staging            *staging `json:"staging"`
+		CheckinInterval    string   `json:"checkin_interval"`
+		TimeZone           string   `json:"time_zone"`
+		Subnets            []string `json:"subnets"`
+		Revision           int64    `json:"revision"`
+		Created            stamp    `json:"created"`
+		Agents             int      `json:"agents"`
+	}
+	staging struct {
+		Revision    int64  `json:"revision"`
+		Released    int64  `json:"released_revision"`
+		Artifacts   int    `json:"artifacts"`
+		Staged      int    `json:"staged"`
+		Bytes       int64  `json:"bytes"`
+		StagedBytes int64  `json:"staged_bytes"`
+		Complete    bool   `json:"complete"`
+		Error       string `json:"error"`
 	}
 	enrollToken struct {
 		Token   string `json:"token"`

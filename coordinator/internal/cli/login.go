@@ -115,7 +115,11 @@ func fresh(ctx context.Context, getenv func(string) string) (*credentials, error
 	if time.Until(c.Expires) > time.Minute {
 		return c, nil
 	}
-	api, err := newClient(c.Server, "", nil)
+	rt, err := trust{fingerprint: c.CAFingerprint}.transport(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	api, err := newClient(c.Server, "", rt)
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +208,11 @@ Examples:
 					if err != nil {
 						return err
 					}
-					api, err := newClient(e.server, "", nil)
+					rt, err := e.trust.transport(e.server)
+					if err != nil {
+						return err
+					}
+					api, err := newClient(e.server, "", rt)
 					if err != nil {
 						return err
 					}

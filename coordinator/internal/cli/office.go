@@ -23,16 +23,21 @@ type officeFlags struct {
 	interval    time.Duration
 	timeZone    string
 	subnets     stringList
+	plainHTTP   bool
+	distServer  string
 }
 
 func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
-	relayHelp := "a relay's content `URL`, like http://10.1.0.5:8090; repeat for several"
+	relayHelp := "a relay's content `URL`, like https://10.1.0.5:8090; repeat for several"
 	if edit {
 		relayHelp += "; the given list replaces the old one, --relay '' empties it"
 	}
 	fs.StringVar(&o.description, "description", "", "`TEXT` that says what the office is")
 	fs.StringVar(&o.location, "location", "", "`TEXT` that says where the office is, like \"Berlin, DE\"")
-	fs.StringVar(&o.mode, "mode", "", "`MODE`: direct (agents fetch from the file server; the coordinator's default) or relay (through the office's relays)")
+	fs.StringVar(&o.mode, "mode", "", "`MODE`: direct (agents fetch from the file server; the coordinator's default), relay (through the office's relays) "+
+		"or distribution (through a distribution server that stages every artifact before agents hear of a revision)")
+	fs.StringVar(&o.distServer, "distribution-server", "", "mode distribution: `HOST:PORT` of the relay that pre-stages the office's content (HTTPS), or an http(s) URL")
+	fs.BoolVar(&o.plainHTTP, "allow-plain-http", false, "let the office's relays serve plain http:// (off for new offices; --allow-plain-http=false turns it off)")
 	fs.Var(&o.relays, "relay", relayHelp)
 	fs.DurationVar(&o.interval, "interval", 0, "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
 	fs.StringVar(&o.timeZone, "time-zone", "", "the office's IANA time `ZONE`, like Europe/Berlin; deployment windows are in it (the coordinator's default is UTC)")
@@ -55,8 +60,8 @@ func (o *officeFlags) fields(fs *flag.FlagSet) (map[string]any, error) {
 		case "location":
 			body["location"] = o.location
 		case "mode":
-			if o.mode != "direct" && o.mode != "relay" {
-				err = usagef("--mode %q: want direct or relay", o.mode)
+			if o.mode != "direct" && o.mode != "relay" && o.mode != "distribution" {
+				err = usagef("--mode %q: want direct, relay or distribution", o.mode)
 			}
 			body["mode"] = o.mode
 		case "relay":
@@ -78,6 +83,10 @@ func (o *officeFlags) fields(fs *flag.FlagSet) (map[string]any, error) {
 			body["checkin_interval"] = shortDuration(o.interval)
 		case "time-zone":
 			body["time_zone"] = o.timeZone
+		case "allow-plain-http":
+			body["allow_plain_http"] = o.plainHTTP
+		case "distribution-server":
+			body["distribution_server"] = o.distServer
 		case "subnet":
 			subnets := []string{}
 			for _, c := range o.subnets {
@@ -106,7 +115,8 @@ An office in relay mode needs at least one --relay.
 
 Examples:
   outpost office add berlin --description "Berlin branch" --location "Berlin, DE"
-  outpost office add hamburg --mode relay --relay http://10.2.0.5:8090 --interval 5m
+  outpost office add hamburg --mode relay --relay https://10.2.0.5:8090 --interval 5m
+  outpost office add lyon --mode distribution --distribution-server 10.4.0.5:8090
   outpost office add paris --subnet 10.3.0.0/16 --subnet 192.168.30.0/24 --time-zone Europe/Paris
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
@@ -190,19 +200,26 @@ Examples:
 					if err := decode(raw, "office", &o); err != nil {
 						return err
 					}
-					return writeFields(e.stdout, [][2]string{
+					rows := [][2]string{
 						{"name", o.Name},
 						{"description", orDash(o.Description)},
 						{"location", orDash(o.Location)},
 						{"mode", orDash(o.Mode)},
+					}
+					if o.Mode == "distribution" {
+						rows = append(rows, [2]string{"distribution server", orDash(o.DistributionServer)},
+							[2]string{"staging", stagingLine(o.Staging)})
+					}
+					return writeFields(e.stdout, append(rows, [][2]string{
 						{"relays", orDash(strings.Join(o.Relays, ", "))},
+						{"plain HTTP", map[bool]string{true: "allowed", false: "refused"}[o.AllowPlainHTTP]},
 						{"check-in interval", orDash(o.CheckinInterval)},
 						{"time zone", orDash(o.TimeZone)},
 						{"subnets", orDash(strings.Join(o.Subnets, ", "))},
 						{"policy revision", strconv.FormatInt(o.Revision, 10)},
 						{"agents", strconv.Itoa(o.Agents)},
 						{"created", timeAndAge(e.now(), o.Created.Time)},
-					})
+					}...))
 				}
 			},
 		},
@@ -212,7 +229,8 @@ Examples:
 			timeout: defaultTimeout,
 			help: `Examples:
   outpost office edit berlin --interval 5m
-  outpost office edit berlin --mode relay --relay http://10.1.0.5:8090 --relay http://10.1.0.6:8090
+  outpost office edit berlin --mode relay --relay https://10.1.0.5:8090 --relay https://10.1.0.6:8090
+  outpost office edit lab --allow-plain-http --relay http://10.9.0.5:8090
   outpost office edit berlin --mode direct --relay ''
   outpost office edit berlin --subnet 10.1.0.0/16 --time-zone Europe/Berlin
   outpost office edit berlin --subnet ''
@@ -284,4 +302,25 @@ Examples:
 			},
 		},
 	}
+}
+
+// stagingLine says how far the distribution server has come with the
+// newest revision, and what the office's agents have been told.
+func stagingLine(st *staging) string {
+	if st == nil {
+		return "no report from the distribution server yet"
+	}
+	line := fmt.Sprintf("revision %d: %d of %d artifacts (%s of %s)", st.Revision, st.Staged, st.Artifacts,
+		byteSize(st.StagedBytes), byteSize(st.Bytes))
+	if st.Artifacts == 0 && !st.Complete {
+		line = fmt.Sprintf("revision %d: waiting for the distribution server's report", st.Revision)
+	}
+	if st.Complete {
+		line += ", complete"
+	}
+	line += fmt.Sprintf("; agents told of revision %d", st.Released)
+	if st.Error != "" {
+		line += "; last error: " + st.Error
+	}
+	return line
 }

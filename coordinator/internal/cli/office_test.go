@@ -59,7 +59,7 @@ func TestOffice(t *testing.T) {
 		{
 			name: "add with a wrong mode",
 			args: []string{"office", "add", "berlin", "--mode", "mesh"},
-			want: want{code: 2, stderrHas: []string{`outpost: office add: --mode "mesh": want direct or relay`}},
+			want: want{code: 2, stderrHas: []string{`outpost: office add: --mode "mesh": want direct, relay or distribution`}},
 		},
 		{
 			name: "add with a relay that is no URL",
@@ -112,12 +112,44 @@ func TestOffice(t *testing.T) {
 				"location:           Berlin, DE\n" +
 				"mode:               relay\n" +
 				"relays:             http://10.1.0.5:8090\n" +
+				"plain HTTP:         refused\n" +
 				"check-in interval:  2m0s\n" +
 				"time zone:          Europe/Berlin\n" +
 				"subnets:            10.1.0.0/16, 192.168.7.0/24\n" +
 				"policy revision:    3\n" +
 				"agents:             12\n" +
 				"created:            2025-05-29T12:00:00Z (3d ago)\n"},
+		},
+		{
+			name: "show a distribution office staging",
+			args: []string{"office", "show", "lyon"},
+			api: []exchange{{method: "GET", target: "/v1/offices/lyon", answer: `{"name":"lyon","mode":"distribution","distribution_server":"10.4.0.5:8090",` +
+				`"relays":["https://10.4.0.5:8090"],"allow_plain_http":false,"checkin_interval":"2m0s","time_zone":"UTC","subnets":[],"revision":7,` +
+				`"staging":{"revision":7,"released_revision":6,"artifacts":5,"staged":3,"bytes":2147483648,"staged_bytes":1073741824,"complete":false},` +
+				`"created":"2025-05-29T12:00:00Z","agents":4}`}},
+			want: want{stdout: "" +
+				"name:                 lyon\n" +
+				"description:          -\n" +
+				"location:             -\n" +
+				"mode:                 distribution\n" +
+				"distribution server:  10.4.0.5:8090\n" +
+				"staging:              revision 7: 3 of 5 artifacts (1.0 GiB of 2.0 GiB); agents told of revision 6\n" +
+				"relays:               https://10.4.0.5:8090\n" +
+				"plain HTTP:           refused\n" +
+				"check-in interval:    2m0s\n" +
+				"time zone:            UTC\n" +
+				"subnets:              -\n" +
+				"policy revision:      7\n" +
+				"agents:               4\n" +
+				"created:              2025-05-29T12:00:00Z (3d ago)\n"},
+		},
+		{
+			name: "add a distribution office",
+			args: []string{"office", "add", "lyon", "--mode", "distribution", "--distribution-server", "10.4.0.5:8090", "--allow-plain-http=false"},
+			api: []exchange{{method: "POST", target: "/v1/offices",
+				body:   `{"name":"lyon","mode":"distribution","distribution_server":"10.4.0.5:8090","allow_plain_http":false}`,
+				status: 201, answer: `{"name":"lyon","mode":"distribution","checkin_interval":"2m0s"}`}},
+			want: want{stdout: "office lyon created (mode distribution, check-in every 2m0s)\n"},
 		},
 		{
 			name: "show json",

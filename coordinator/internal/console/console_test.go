@@ -632,7 +632,7 @@ func TestFormsSave(t *testing.T) {
 	e := newEnv(t)
 	b := e.signIn("", adminToken)
 	form := url.Values{"name": {"berlin"}, "description": {"Berlin branch"}, "location": {"Berlin, DE"}, "mode": {"relay"},
-		"relays": {"http://10.1.0.5:8090\nhttp://10.1.0.6:8090"}, "checkin_interval": {"90s"}, "time_zone": {"Europe/Berlin"},
+		"relays": {"https://10.1.0.5:8090\nhttps://10.1.0.6:8090"}, "checkin_interval": {"90s"}, "time_zone": {"Europe/Berlin"},
 		"subnets": {"10.1.0.0/16, 192.168.7.0/24"}}
 	if res, body := b.post("/ui/offices", form); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("add office: %d\n%s", res.StatusCode, body)
@@ -644,7 +644,7 @@ func TestFormsSave(t *testing.T) {
 		t.Fatalf("office %+v", o)
 	}
 	_, body := b.get("/ui/offices/berlin")
-	if !strings.Contains(body, "http://10.1.0.6:8090") || !strings.Contains(body, "192.168.7.0/24") || !strings.Contains(body, "Office berlin added.") {
+	if !strings.Contains(body, "https://10.1.0.6:8090") || !strings.Contains(body, "192.168.7.0/24") || !strings.Contains(body, "Office berlin added.") {
 		t.Fatalf("office page:\n%s", body)
 	}
 	form.Set("mode", "direct")

@@ -335,6 +335,9 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 // enrolled is the answer to an enrollment.
 func (s *Server) enrolled(m *store.Member, office *store.Office, certDER []byte) *wire.Response {
 	info, err := s.officeInfo(office, m.ID)
+	if err == nil && m.Role == "agent" {
+		info.Revision = s.agentRevision(office, info.Revision)
+	}
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
 	}
@@ -406,10 +409,14 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
 		TimeZone:               o.TimeZone,
 	}
-	if o.Mode == "relay" {
+	switch o.Mode {
+	case "relay":
 		info.Mode = wire.Mode_MODE_RELAY
+	case "distribution":
+		info.Mode = wire.Mode_MODE_DISTRIBUTION
 	}
-	info.Relays = append(info.Relays, o.Relays...)
+	info.Relays = o.RelayURLs()
+	info.AllowPlainHttp = o.PlainHTTPAllowed()
 	// Seeds: the members heard from most recently, so a joiner reaches a
 	// live one; a handful is enough for gossip to do the rest.
 	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
@@ -495,6 +502,8 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "presign", s.presign(ctx, id, b.Presign)
 	case *wire.Request_FileServer:
 		kind, resp = "file_server", s.fileServer(ctx, id)
+	case *wire.Request_ServingCert:
+		kind, resp = "serving_cert", s.servingCert(id, b.ServingCert)
 	case *wire.Request_Audit:
 		kind, resp = "audit", s.storeAudit(id, b.Audit)
 	case *wire.Request_RevocationsRequest:
@@ -566,6 +575,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		for _, r := range req.GetBacklog() {
 			m.Backlog = append(m.Backlog, *reportFromWire(r))
 		}
+		if st := req.GetStaging(); st != nil && m.Role == "relay" {
+			m.Staging = stagingFromWire(st, now)
+		}
 		s.place(m, offices)
 		// A new hostname counts as a move: policies may target hostnames.
 		moved = m.Office != before || m.Hostname != hostname
@@ -597,9 +609,15 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 			s.log.Info("gossip key rotation", "office", o.Name, "phase", o.Rotation)
 		}
 	}
+	if m.Role == "relay" {
+		s.maybeRelease(o, m)
+	}
 	info, err := s.officeInfo(o, id)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	if m.Role == "agent" {
+		info.Revision = s.agentRevision(o, info.Revision)
 	}
 	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
 	if m.Roaming {
@@ -639,6 +657,9 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
 	}
 	p, err := s.store.Policy(m.Office)
+	if err == nil && m.Role == "agent" {
+		p, err = s.agentPolicy(m, p)
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Revision <= req.GetHaveRevision()) {
 		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
 	}
@@ -709,6 +730,13 @@ func (s *Server) memberNames(m *store.Member, sha string) bool {
 	if err != nil {
 		return false
 	}
+	// Agents of a distribution office may still work on the released
+	// revision, which can name what the newest no longer does.
+	return signedNames(signed, sha) || s.releasedNames(m, sha)
+}
+
+// signedNames says whether a stored signed policy names the artifact.
+func signedNames(signed []byte, sha string) bool {
 	var sp wire.SignedPolicy
 	if proto.Unmarshal(signed, &sp) != nil {
 		return false
@@ -747,6 +775,9 @@ func (s *Server) fileServer(ctx context.Context, id string) *wire.Response {
 // NotifyRevision pushes "revision N is out" to every connected member of
 // office, without waiting: members that miss it learn at check-in.
 func (s *Server) NotifyRevision(office string, revision uint64) {
+	if s.holdBack(office, revision) {
+		return
+	}
 	members, err := s.store.Members(office)
 	if err != nil {
 		s.log.Error("push revision", "office", office, "err", err)

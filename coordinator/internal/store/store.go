@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -41,8 +42,14 @@ type Office struct {
 	TimeZone        string        `json:"time_zone"` // IANA name; deployment windows are in it
 	// Subnets are the address ranges the office owns: an agent reporting an
 	// address inside one is placed in this office.
-	Subnets   []string `json:"subnets"`
-	GossipKey []byte   `json:"gossip_key"`
+	Subnets []string `json:"subnets"`
+	// AllowPlainHTTP lets relay URLs be plain http://. nil: an office
+	// stored before the setting existed, which keeps plain HTTP allowed.
+	AllowPlainHTTP *bool `json:"allow_plain_http,omitempty"`
+	// DistributionServer is host:port of the relay that pre-stages the
+	// office's content in mode distribution.
+	DistributionServer string `json:"distribution_server,omitempty"`
+	GossipKey          []byte `json:"gossip_key"`
 	// GossipKeys are accepted besides GossipKey while it is rotated.
 	GossipKeys    [][]byte  `json:"gossip_keys,omitempty"`
 	Rotation      string    `json:"rotation,omitempty"` // the phase of a key rotation under way
@@ -115,6 +122,8 @@ type Member struct {
 	// token again is a retry, not a new member.
 	KeyHash string `json:"key_hash,omitempty"`
 	Token   string `json:"token,omitempty"`
+	// Staging is a relay's last report of pre-staging (release.go).
+	Staging *Staging `json:"staging,omitempty"`
 }
 
 // Policy is an office's current policy.
@@ -535,4 +544,27 @@ func (s *Store) Artifacts() ([]Artifact, error) {
 		return err
 	})
 	return out, err
+}
+
+// PlainHTTPAllowed reports whether the office's relays may serve plain
+// HTTP.
+func (o *Office) PlainHTTPAllowed() bool { return o.AllowPlainHTTP == nil || *o.AllowPlainHTTP }
+
+// RelayURLs are the base URLs the office's agents fetch from, in order of
+// preference: the distribution server first in mode distribution.
+func (o *Office) RelayURLs() []string {
+	var out []string
+	if o.Mode == "distribution" && o.DistributionServer != "" {
+		out = append(out, o.DistributionURL())
+	}
+	return append(out, o.Relays...)
+}
+
+// DistributionURL is the distribution server's base URL: https:// unless
+// the admin gave a full http:// URL.
+func (o *Office) DistributionURL() string {
+	if strings.Contains(o.DistributionServer, "://") {
+		return o.DistributionServer
+	}
+	return "https://" + o.DistributionServer
 }

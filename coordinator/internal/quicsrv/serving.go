@@ -1,0 +1,42 @@
+package quicsrv
+
+import (
+	"strings"
+
+	"github.com/outposthq/outpost/coordinator/internal/ca"
+	"github.com/outposthq/outpost/pkg/tlsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// servingCert issues a relay's HTTPS serving certificate for the hosts it
+// asks for that its office's relay URLs name: an admin's office settings
+// say where the office's relays are, so a relay cannot get a certificate
+// for another office's relay, nor for anything else the CA vouches for.
+func (s *Server) servingCert(id string, req *wire.ServingCertRequest) *wire.Response {
+	m, err := s.store.Member(id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
+	}
+	if m.Role != "relay" {
+		return wire.Errorf(wire.Error_CODE_DENIED, "only relays get serving certificates")
+	}
+	if len(req.GetHosts()) > 16 || len(req.GetCsr()) > 8192 {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "serving certificate request too large")
+	}
+	o, err := s.store.Office(m.Office)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
+	}
+	hosts := tlsutil.ServingHosts(req.GetHosts(), o.RelayURLs())
+	if len(hosts) == 0 {
+		return wire.Errorf(wire.Error_CODE_DENIED, "none of this relay's hosts (%s) is named by a relay URL of office %s (%s): "+
+			"add the relay's URL to the office (outpost office edit %s --relay https://HOST:PORT)",
+			clip(strings.Join(req.GetHosts(), ", "), maxText), o.Name, strings.Join(o.RelayURLs(), ", "), o.Name)
+	}
+	der, err := s.ca.IssueServing(req.GetCsr(), m.ID, hosts, ca.ServingLifetime)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "serving certificate: %v", err)
+	}
+	s.log.Info("relay serving certificate issued", "member", id, "office", o.Name, "hosts", hosts)
+	return &wire.Response{Body: &wire.Response_ServingCert{ServingCert: &wire.ServingCertResponse{Certificate: der, Hosts: hosts}}}
+}
