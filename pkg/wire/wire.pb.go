@@ -228,7 +228,7 @@ func (x ItemReport_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ItemReport_Status.Descriptor instead.
 func (ItemReport_Status) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Error_Code int32
@@ -286,15 +286,22 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
 type Artifact struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"` // the uploaded file name, informational only
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Sha256 string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size   int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Name   string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"` // the uploaded file name, informational only
+	// Chunks, for fetching from several office peers at once: the artifact
+	// cut in chunk_size pieces (the last one shorter), and the SHA-256 of
+	// each, 32 bytes each, concatenated in order. Signed with the policy, so
+	// a chunk is checked the moment it arrives. Empty for artifacts uploaded
+	// before chunks existed: those are fetched whole.
+	ChunkSize     int64  `protobuf:"varint,4,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	ChunkSha256   []byte `protobuf:"bytes,5,opt,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +357,107 @@ func (x *Artifact) GetName() string {
 	return ""
 }
 
+func (x *Artifact) GetChunkSize() int64 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *Artifact) GetChunkSha256() []byte {
+	if x != nil {
+		return x.ChunkSha256
+	}
+	return nil
+}
+
+// ArtifactBytes is how many bytes of one artifact an agent fetched, by
+// source, since it was enrolled: cumulative, so the coordinator keeps the
+// latest figures per agent and adds them up.
+type ArtifactBytes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Peer          int64                  `protobuf:"varint,2,opt,name=peer,proto3" json:"peer,omitempty"`                               // from office peers
+	Relay         int64                  `protobuf:"varint,3,opt,name=relay,proto3" json:"relay,omitempty"`                             // from the office's relays
+	FileServer    int64                  `protobuf:"varint,4,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // from the file server directly
+	Served        int64                  `protobuf:"varint,5,opt,name=served,proto3" json:"served,omitempty"`                           // sent to office peers
+	BadChunks     int64                  `protobuf:"varint,6,opt,name=bad_chunks,json=badChunks,proto3" json:"bad_chunks,omitempty"`    // chunks peers sent that failed their hash
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactBytes) Reset() {
+	*x = ArtifactBytes{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactBytes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactBytes) ProtoMessage() {}
+
+func (x *ArtifactBytes) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactBytes.ProtoReflect.Descriptor instead.
+func (*ArtifactBytes) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ArtifactBytes) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ArtifactBytes) GetPeer() int64 {
+	if x != nil {
+		return x.Peer
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetRelay() int64 {
+	if x != nil {
+		return x.Relay
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetFileServer() int64 {
+	if x != nil {
+		return x.FileServer
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetServed() int64 {
+	if x != nil {
+		return x.Served
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetBadChunks() int64 {
+	if x != nil {
+		return x.BadChunks
+	}
+	return 0
+}
+
 // PackageSpec is a software package: a .tar.gz installed under a prefix.
 type PackageSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -362,7 +470,7 @@ type PackageSpec struct {
 
 func (x *PackageSpec) Reset() {
 	*x = PackageSpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	mi := &file_pkg_wire_wire_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +482,7 @@ func (x *PackageSpec) String() string {
 func (*PackageSpec) ProtoMessage() {}
 
 func (x *PackageSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	mi := &file_pkg_wire_wire_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +495,7 @@ func (x *PackageSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackageSpec.ProtoReflect.Descriptor instead.
 func (*PackageSpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{1}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PackageSpec) GetName() string {
@@ -428,7 +536,7 @@ type PatchSpec struct {
 
 func (x *PatchSpec) Reset() {
 	*x = PatchSpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[2]
+	mi := &file_pkg_wire_wire_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +548,7 @@ func (x *PatchSpec) String() string {
 func (*PatchSpec) ProtoMessage() {}
 
 func (x *PatchSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[2]
+	mi := &file_pkg_wire_wire_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +561,7 @@ func (x *PatchSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchSpec.ProtoReflect.Descriptor instead.
 func (*PatchSpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{2}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PatchSpec) GetId() string {
@@ -529,7 +637,7 @@ type RegistrySpec struct {
 
 func (x *RegistrySpec) Reset() {
 	*x = RegistrySpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[3]
+	mi := &file_pkg_wire_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +649,7 @@ func (x *RegistrySpec) String() string {
 func (*RegistrySpec) ProtoMessage() {}
 
 func (x *RegistrySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[3]
+	mi := &file_pkg_wire_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +662,7 @@ func (x *RegistrySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrySpec.ProtoReflect.Descriptor instead.
 func (*RegistrySpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{3}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegistrySpec) GetPath() string {
@@ -634,7 +742,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[4]
+	mi := &file_pkg_wire_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +754,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[4]
+	mi := &file_pkg_wire_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +767,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{4}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Item) GetId() string {
@@ -787,7 +895,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[5]
+	mi := &file_pkg_wire_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +907,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[5]
+	mi := &file_pkg_wire_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +920,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{5}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Policy) GetOffice() string {
@@ -877,7 +985,7 @@ type SignedPolicy struct {
 
 func (x *SignedPolicy) Reset() {
 	*x = SignedPolicy{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[6]
+	mi := &file_pkg_wire_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -889,7 +997,7 @@ func (x *SignedPolicy) String() string {
 func (*SignedPolicy) ProtoMessage() {}
 
 func (x *SignedPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[6]
+	mi := &file_pkg_wire_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -902,7 +1010,7 @@ func (x *SignedPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedPolicy.ProtoReflect.Descriptor instead.
 func (*SignedPolicy) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{6}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignedPolicy) GetPolicy() []byte {
@@ -942,7 +1050,7 @@ type ItemReport struct {
 
 func (x *ItemReport) Reset() {
 	*x = ItemReport{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[7]
+	mi := &file_pkg_wire_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1062,7 @@ func (x *ItemReport) String() string {
 func (*ItemReport) ProtoMessage() {}
 
 func (x *ItemReport) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[7]
+	mi := &file_pkg_wire_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1075,7 @@ func (x *ItemReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemReport.ProtoReflect.Descriptor instead.
 func (*ItemReport) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ItemReport) GetId() string {
@@ -1034,7 +1142,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[8]
+	mi := &file_pkg_wire_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +1154,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[8]
+	mi := &file_pkg_wire_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +1167,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Report) GetRevision() uint64 {
@@ -1102,7 +1210,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[9]
+	mi := &file_pkg_wire_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1222,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[9]
+	mi := &file_pkg_wire_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1235,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{9}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EnrollRequest) GetToken() string {
@@ -1173,7 +1281,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[10]
+	mi := &file_pkg_wire_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1293,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[10]
+	mi := &file_pkg_wire_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1306,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{10}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollResponse) GetMemberId() string {
@@ -1274,7 +1382,7 @@ type OfficeInfo struct {
 
 func (x *OfficeInfo) Reset() {
 	*x = OfficeInfo{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[11]
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1394,7 @@ func (x *OfficeInfo) String() string {
 func (*OfficeInfo) ProtoMessage() {}
 
 func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[11]
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1407,7 @@ func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfficeInfo.ProtoReflect.Descriptor instead.
 func (*OfficeInfo) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{11}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OfficeInfo) GetName() string {
@@ -1386,14 +1494,17 @@ type CheckinRequest struct {
 	PeerReports []string `protobuf:"bytes,8,rep,name=peer_reports,json=peerReports,proto3" json:"peer_reports,omitempty"`
 	// Runs not yet acknowledged, oldest first (kept on the agent's disk while
 	// the coordinator was out of reach); report is the newest.
-	Backlog       []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	Backlog []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	// Bytes fetched per artifact by source (most recently fetched first, at
+	// most 64): the per-artifact figures of outpost artifact show.
+	ArtifactBytes []*ArtifactBytes `protobuf:"bytes,10,rep,name=artifact_bytes,json=artifactBytes,proto3" json:"artifact_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
 	*x = CheckinRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1516,7 @@ func (x *CheckinRequest) String() string {
 func (*CheckinRequest) ProtoMessage() {}
 
 func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1529,7 @@ func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinRequest.ProtoReflect.Descriptor instead.
 func (*CheckinRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckinRequest) GetHostname() string {
@@ -1484,6 +1595,13 @@ func (x *CheckinRequest) GetBacklog() []*Report {
 	return nil
 }
 
+func (x *CheckinRequest) GetArtifactBytes() []*ArtifactBytes {
+	if x != nil {
+		return x.ArtifactBytes
+	}
+	return nil
+}
+
 type CheckinResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
@@ -1496,7 +1614,7 @@ type CheckinResponse struct {
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1626,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1639,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -1561,7 +1679,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1691,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1704,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -1605,7 +1723,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1735,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1748,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -1649,7 +1767,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1779,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1792,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -1694,7 +1812,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1824,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1837,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -1747,7 +1865,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1877,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1890,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 type FileServerResponse struct {
@@ -1791,7 +1909,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1921,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1934,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -1885,7 +2003,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2015,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2028,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -1948,7 +2066,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2078,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2091,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2148,7 +2266,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2278,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2291,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2208,7 +2326,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2338,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2351,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -2360,7 +2478,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2490,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,18 +2503,30 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\x1a\x16pkg/wire/session.proto\"J\n" +
+	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\x1a\x16pkg/wire/session.proto\"\x8c\x01\n" +
 	"\bArtifact\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"S\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x04 \x01(\x03R\tchunkSize\x12!\n" +
+	"\fchunk_sha256\x18\x05 \x01(\fR\vchunkSha256\"\xa9\x01\n" +
+	"\rArtifactBytes\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04peer\x18\x02 \x01(\x03R\x04peer\x12\x14\n" +
+	"\x05relay\x18\x03 \x01(\x03R\x05relay\x12\x1f\n" +
+	"\vfile_server\x18\x04 \x01(\x03R\n" +
+	"fileServer\x12\x16\n" +
+	"\x06served\x18\x05 \x01(\x03R\x06served\x12\x1d\n" +
+	"\n" +
+	"bad_chunks\x18\x06 \x01(\x03R\tbadChunks\"S\n" +
 	"\vPackageSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -2498,7 +2628,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
-	" \x01(\bR\aroaming\"\xcb\x02\n" +
+	" \x01(\bR\aroaming\"\x92\x03\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2508,7 +2638,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
-	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xc7\x01\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12E\n" +
+	"\x0eartifact_bytes\x18\n" +
+	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\"\xc7\x01\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
@@ -2602,7 +2734,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                  // 0: outpost.wire.v1.Role
 	(State)(0),                 // 1: outpost.wire.v1.State
@@ -2610,79 +2742,81 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(ItemReport_Status)(0),     // 3: outpost.wire.v1.ItemReport.Status
 	(Error_Code)(0),            // 4: outpost.wire.v1.Error.Code
 	(*Artifact)(nil),           // 5: outpost.wire.v1.Artifact
-	(*PackageSpec)(nil),        // 6: outpost.wire.v1.PackageSpec
-	(*PatchSpec)(nil),          // 7: outpost.wire.v1.PatchSpec
-	(*RegistrySpec)(nil),       // 8: outpost.wire.v1.RegistrySpec
-	(*Item)(nil),               // 9: outpost.wire.v1.Item
-	(*Policy)(nil),             // 10: outpost.wire.v1.Policy
-	(*SignedPolicy)(nil),       // 11: outpost.wire.v1.SignedPolicy
-	(*ItemReport)(nil),         // 12: outpost.wire.v1.ItemReport
-	(*Report)(nil),             // 13: outpost.wire.v1.Report
-	(*EnrollRequest)(nil),      // 14: outpost.wire.v1.EnrollRequest
-	(*EnrollResponse)(nil),     // 15: outpost.wire.v1.EnrollResponse
-	(*OfficeInfo)(nil),         // 16: outpost.wire.v1.OfficeInfo
-	(*CheckinRequest)(nil),     // 17: outpost.wire.v1.CheckinRequest
-	(*CheckinResponse)(nil),    // 18: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),      // 19: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),     // 20: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),     // 21: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),    // 22: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),  // 23: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil), // 24: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),     // 25: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),            // 26: outpost.wire.v1.Request
-	(*Error)(nil),              // 27: outpost.wire.v1.Error
-	(*Response)(nil),           // 28: outpost.wire.v1.Response
-	(*Ack)(nil),                // 29: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),    // 30: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),           // 31: outpost.wire.v1.TokenKey
-	(*RevocationList)(nil),     // 32: outpost.wire.v1.RevocationList
-	(*SessionOffer)(nil),       // 33: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),      // 34: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),         // 35: outpost.wire.v1.AuditBatch
+	(*ArtifactBytes)(nil),      // 6: outpost.wire.v1.ArtifactBytes
+	(*PackageSpec)(nil),        // 7: outpost.wire.v1.PackageSpec
+	(*PatchSpec)(nil),          // 8: outpost.wire.v1.PatchSpec
+	(*RegistrySpec)(nil),       // 9: outpost.wire.v1.RegistrySpec
+	(*Item)(nil),               // 10: outpost.wire.v1.Item
+	(*Policy)(nil),             // 11: outpost.wire.v1.Policy
+	(*SignedPolicy)(nil),       // 12: outpost.wire.v1.SignedPolicy
+	(*ItemReport)(nil),         // 13: outpost.wire.v1.ItemReport
+	(*Report)(nil),             // 14: outpost.wire.v1.Report
+	(*EnrollRequest)(nil),      // 15: outpost.wire.v1.EnrollRequest
+	(*EnrollResponse)(nil),     // 16: outpost.wire.v1.EnrollResponse
+	(*OfficeInfo)(nil),         // 17: outpost.wire.v1.OfficeInfo
+	(*CheckinRequest)(nil),     // 18: outpost.wire.v1.CheckinRequest
+	(*CheckinResponse)(nil),    // 19: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),      // 20: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),     // 21: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),     // 22: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),    // 23: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),  // 24: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil), // 25: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),     // 26: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),            // 27: outpost.wire.v1.Request
+	(*Error)(nil),              // 28: outpost.wire.v1.Error
+	(*Response)(nil),           // 29: outpost.wire.v1.Response
+	(*Ack)(nil),                // 30: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),    // 31: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),           // 32: outpost.wire.v1.TokenKey
+	(*RevocationList)(nil),     // 33: outpost.wire.v1.RevocationList
+	(*SessionOffer)(nil),       // 34: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),      // 35: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),         // 36: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
 	5,  // 1: outpost.wire.v1.Item.artifact:type_name -> outpost.wire.v1.Artifact
-	6,  // 2: outpost.wire.v1.Item.package:type_name -> outpost.wire.v1.PackageSpec
-	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
-	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
-	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
-	30, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	31, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	7,  // 2: outpost.wire.v1.Item.package:type_name -> outpost.wire.v1.PackageSpec
+	8,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
+	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
+	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
+	31, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	32, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 8: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
-	12, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
+	13, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 10: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	16, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	17, // 11: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
 	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	16, // 15: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
-	11, // 17: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 18: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 19: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 20: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 21: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 22: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 23: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	33, // 24: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	34, // 25: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	32, // 26: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 28: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 29: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 30: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 31: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 32: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 33: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 34: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 35: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	14, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	14, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	6,  // 15: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
+	17, // 16: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	33, // 17: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	12, // 18: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 19: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	18, // 20: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	20, // 21: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	22, // 22: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	26, // 23: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	24, // 24: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	34, // 25: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	35, // 26: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	33, // 27: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
+	36, // 28: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	4,  // 29: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	28, // 30: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 31: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	19, // 32: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	21, // 33: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	23, // 34: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	30, // 35: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	25, // 36: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2691,12 +2825,12 @@ func file_pkg_wire_wire_proto_init() {
 		return
 	}
 	file_pkg_wire_session_proto_init()
-	file_pkg_wire_wire_proto_msgTypes[4].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[5].OneofWrappers = []any{
 		(*Item_Package)(nil),
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[21].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[22].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -2708,7 +2842,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_Audit)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[24].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -2723,7 +2857,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -520,6 +520,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
+	s.keepArtifactBytes(id, m.Office, req.GetArtifactBytes(), now)
 	o, err := s.store.Office(m.Office)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
