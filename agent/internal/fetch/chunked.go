@@ -390,11 +390,15 @@ func (s *session) finish(i int, src source, err error) {
 	case src.peer != nil && errors.Is(err, errBadChunk):
 		// A peer that sends bytes failing a signed hash is broken or
 		// hostile: not asked again for this artifact, nor for a while for
-		// any, and the coordinator hears of it.
-		s.dropped[src.name] = true
-		s.f.dropPeer(src.name, s.t.BadFor)
+		// any, and the coordinator hears of it (once: other chunks may
+		// have been in flight from it).
 		s.f.badChunks.WithLabelValues(s.src.Office).Inc()
 		s.f.addBad(s.a.GetSha256())
+		if s.dropped[src.name] {
+			return
+		}
+		s.dropped[src.name] = true
+		s.f.dropPeer(src.name, s.t.BadFor)
 		what := fmt.Sprintf("served chunk %d of artifact %s that failed its hash", i, s.a.GetSha256()[:12])
 		s.f.log.Warn("office peer served a bad chunk; dropped", "peer", src.name, "artifact", s.a.GetSha256()[:12], "chunk", i)
 		s.office.BadPeer(src.name, what)
@@ -611,11 +615,12 @@ func (s *session) refresh(ctx context.Context) {
 		}
 		live[hp.Name] = true
 		p := s.peers[hp.Name]
-		if p == nil {
+		if p == nil || p.URL != hp.URL {
+			// New, or back at another address: a fresh record (its URL is
+			// read without the lock).
 			p = &peerState{Peer: hp}
 			s.peers[hp.Name] = p
 		}
-		p.URL = hp.URL
 		if !s.dropped[p.Name] && (p.have == nil || p.have.count() < s.n) {
 			ask = append(ask, p)
 		}

@@ -44,7 +44,7 @@ type progress struct {
 
 // progressEvery is how many bytes of chunks in flight may arrive between
 // two saves of the sidecar.
-const progressEvery = 1 << 20
+const progressEvery = 256 << 10
 
 // loadProgress reads the sidecar; one that does not fit the artifact (or
 // is unreadable) starts over, which costs bytes, never correctness: every
