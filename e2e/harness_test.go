@@ -63,6 +63,7 @@ type testAgent struct {
 	cfg    agent.Config
 	opts   []agent.Option
 	a      *agent.Agent
+	reg    *prometheus.Registry // the running agent's metrics
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -94,7 +95,8 @@ func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossi
 
 func (ta *testAgent) start() {
 	ta.t.Helper()
-	a, err := agent.New(ta.cfg, testLogger(), prometheus.NewRegistry(), ta.opts...)
+	reg := prometheus.NewRegistry()
+	a, err := agent.New(ta.cfg, testLogger(), reg, ta.opts...)
 	if err != nil {
 		ta.t.Fatal(err)
 	}
@@ -110,7 +112,7 @@ func (ta *testAgent) start() {
 		cancel()
 		ta.t.Fatalf("agent %s did not start in 60s", ta.cfg.Hostname)
 	}
-	ta.a, ta.cancel, ta.done = a, cancel, done
+	ta.a, ta.reg, ta.cancel, ta.done = a, reg, cancel, done
 }
 
 func (ta *testAgent) stop() {

@@ -52,6 +52,7 @@ const PeerChunksPath = "/v1/peer/chunks/"
 const (
 	HeaderHave     = "X-Outpost-Have"     // base64 of the serving member's chunk map
 	HeaderFetching = "X-Outpost-Fetching" // "1" while it downloads the artifact
+	HeaderPending  = "X-Outpost-Pending"  // base64 of the chunks it is fetching now
 	HeaderChunks   = "X-Outpost-Chunks"   // the number of chunks
 )
 
@@ -102,6 +103,7 @@ type source struct {
 type peerState struct {
 	Peer
 	have     bitset // nil until known
+	pending  bitset // chunks it is fetching now
 	fetching bool
 	inflight int
 	until    time.Time // not asked before (busy, unreachable)
@@ -163,7 +165,7 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 	}
 	s.h = f.track(a, n, part, append(bitset(nil), prog.Done...), false)
 	s.h.mu.Lock()
-	s.h.fetching = true
+	s.h.fetching, s.h.pending = true, newBitset(n)
 	s.h.mu.Unlock()
 	defer func() {
 		s.h.mu.Lock()
@@ -299,7 +301,7 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 			}
 			if best != nil {
 				best.inflight++
-				s.inflight[i] = true
+				s.markPending(i, true)
 				return i, source{kind: "peer", name: best.Name, peer: best}, true
 			}
 		}
@@ -315,8 +317,8 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 				if s.prog.Done.has(i) || s.inflight[i] {
 					continue
 				}
-				if len(s.fetchers) <= 1 || stalled || s.owner(i) == self {
-					s.inflight[i] = true
+				if stalled || (!s.pendingAtPeer(i, now) && (len(s.fetchers) <= 1 || s.owner(i) == self)) {
+					s.markPending(i, true)
 					s.originBusy++
 					return i, s.origin(), true
 				}
@@ -336,6 +338,34 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 		}
 		s.mu.Lock()
 	}
+}
+
+// markPending books chunk i in flight here (or no longer), which peers
+// see in the chunk map; call with s.mu held.
+func (s *session) markPending(i int, on bool) {
+	if on {
+		s.inflight[i] = true
+	} else {
+		delete(s.inflight, i)
+	}
+	s.h.mu.Lock()
+	if on {
+		s.h.pending.set(i)
+	} else {
+		s.h.pending.clear(i)
+	}
+	s.h.mu.Unlock()
+}
+
+// pendingAtPeer tells whether a peer is fetching chunk i now: it will have
+// it soon, so the relay need not send it twice.
+func (s *session) pendingAtPeer(i int, now time.Time) bool {
+	for _, p := range s.peers {
+		if p.pending.has(i) && !s.dropped[p.Name] && !now.Before(p.until) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *session) anyPeerUsable(now time.Time) bool {
@@ -369,7 +399,7 @@ func (s *session) origin() source {
 func (s *session) finish(i int, src source, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.inflight, i)
+	s.markPending(i, false)
 	if src.peer != nil {
 		src.peer.inflight--
 	} else {
@@ -585,6 +615,11 @@ func (s *session) notePeer(p *peerState, resp *http.Response) {
 	}
 	p.have = have
 	p.fetching = resp.Header.Get(HeaderFetching) == "1"
+	if pending, err := base64.StdEncoding.DecodeString(resp.Header.Get(HeaderPending)); err == nil && len(pending) == len(have) {
+		p.pending = pending
+	} else {
+		p.pending = nil
+	}
 }
 
 // refresher reads the peers' chunk maps while the download runs.

@@ -20,6 +20,7 @@ type held struct {
 	mu       sync.Mutex
 	path     string // the partial file, then the final one
 	have     bitset
+	pending  bitset // chunks being fetched now: peers wait for them rather than asking the relay too
 	complete bool
 	fetching bool // a download is running: it will get its share
 	added    uint64
@@ -74,16 +75,21 @@ func (f *Fetcher) Holdings() []string {
 // before the first Get.
 func (f *Fetcher) OnHoldings(fn func()) { f.onHoldings = fn }
 
-// ChunkMap says which chunks of sha this agent can serve (a copy), how
-// many the artifact has, and whether a download of it is running here.
-func (f *Fetcher) ChunkMap(sha string) (have []byte, n int, fetching bool, err error) {
+// ChunkMap says which chunks of sha this agent can serve and which it is
+// fetching now (copies), how many the artifact has, and whether a
+// download of it is running here.
+func (f *Fetcher) ChunkMap(sha string) (have, pending []byte, n int, fetching bool, err error) {
 	h := f.lookup(sha)
 	if h == nil {
-		return nil, 0, false, ErrNotHeld
+		return nil, nil, 0, false, ErrNotHeld
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]byte(nil), h.have...), h.n, h.fetching, nil
+	pending = newBitset(h.n)
+	if h.fetching && h.pending != nil {
+		copy(pending, h.pending)
+	}
+	return append([]byte(nil), h.have...), pending, h.n, h.fetching, nil
 }
 
 // Chunk is one verified chunk opened for serving.

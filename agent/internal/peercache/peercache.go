@@ -61,7 +61,7 @@ func (b Budget) Validate() error {
 
 // Chunks is what the server serves from (the agent's fetcher).
 type Chunks interface {
-	ChunkMap(sha string) (have []byte, n int, fetching bool, err error)
+	ChunkMap(sha string) (have, pending []byte, n int, fetching bool, err error)
 	OpenChunk(sha string, i int) (*fetch.Chunk, error)
 	AddServed(sha string, n int64)
 }
@@ -212,7 +212,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "not a SHA-256: want 64 lower-case hex digits")
 		return
 	}
-	have, n, fetching, err := s.chunks.ChunkMap(sha)
+	have, pending, n, fetching, err := s.chunks.ChunkMap(sha)
 	if err != nil {
 		httpError(w, http.StatusNotFound, "artifact not held here")
 		return
@@ -221,6 +221,7 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(fetch.HeaderChunks, strconv.Itoa(n))
 	if fetching {
 		w.Header().Set(fetch.HeaderFetching, "1")
+		w.Header().Set(fetch.HeaderPending, base64.StdEncoding.EncodeToString(pending))
 	}
 	if !hasIdx {
 		w.Header().Set("Content-Type", "application/octet-stream")

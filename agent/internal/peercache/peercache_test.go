@@ -289,7 +289,9 @@ func TestMembersShareTheRelaysWork(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			var path string
+			t0 := time.Now()
 			path, errs[i] = m.f.Get(context.Background(), a, fetch.Sources{Relays: []string{relay.URL}, Office: "berlin", Peers: m})
+			t.Logf("%s done in %v", m.id, time.Since(t0))
 			if errs[i] == nil {
 				checkFile(t, path, data)
 			}
