@@ -61,6 +61,7 @@ const (
 type Tuning struct {
 	Workers    int           // chunks in flight (default 4)
 	PerPeer    int           // chunks in flight from one peer (default 2)
+	PerOrigin  int           // chunks in flight from the relay or file server (default 2)
 	Settle     time.Duration // wait for peers to announce the same download before taking shares from the relay (1s)
 	StallAfter time.Duration // no new chunk anywhere for this long: take any chunk from the relay (20s)
 	Refresh    time.Duration // how often peers' chunk maps are read while waiting (500ms)
@@ -78,6 +79,9 @@ func (t Tuning) withDefaults() Tuning {
 	}
 	if t.PerPeer <= 0 {
 		t.PerPeer = 2
+	}
+	if t.PerOrigin <= 0 {
+		t.PerOrigin = 2
 	}
 	def(&t.Settle, time.Second)
 	def(&t.StallAfter, 20*time.Second)
@@ -306,7 +310,9 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 			}
 		}
 		// From the relay or the file server.
-		if len(s.origins) > 0 {
+		// Two at a time keep a LAN link full; every chunk in flight is
+		// bytes in socket buffers that a killed agent asks for again.
+		if len(s.origins) > 0 && s.originBusy < s.t.PerOrigin {
 			stalled := now.Sub(s.lastProgress) > s.t.StallAfter
 			self := ""
 			if s.office != nil {
