@@ -70,7 +70,12 @@ type testAgent struct {
 
 func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP string, opts ...agent.Option) *testAgent {
 	t.Helper()
-	dir := t.TempDir()
+	return startAgentIn(t, c, token, hostname, gossipIP, t.TempDir(), opts...)
+}
+
+// startAgentIn is startAgent with its data and root under dir.
+func startAgentIn(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP, dir string, opts ...agent.Option) *testAgent {
+	t.Helper()
 	cfg := agent.DefaultConfig()
 	cfg.Coordinator = c.QUIC
 	cfg.EnrollToken = token

@@ -19,7 +19,7 @@ import (
 
 // bigPackage is a .tar.gz package of about size bytes (random, so it does
 // not compress) with one file, data.bin.
-func bigPackage(t *testing.T, size int) []byte {
+func bigPackage(t testing.TB, size int) []byte {
 	t.Helper()
 	body := make([]byte, size)
 	rand.Read(body)
@@ -36,7 +36,7 @@ func bigPackage(t *testing.T, size int) []byte {
 }
 
 // counterBy is the value of a counter's series whose label has value.
-func counterBy(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+func counterBy(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
