@@ -257,7 +257,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	if a.cfg.Fast {
-		fetcher.SetTuning(fetch.Tuning{Settle: 300 * time.Millisecond, Refresh: 150 * time.Millisecond, StallAfter: 5 * time.Second})
+		fetcher.SetTuning(fetch.Tuning{Settle: 300 * time.Millisecond, Refresh: 250 * time.Millisecond, StallAfter: 5 * time.Second})
 	}
 	a.fetcher = fetcher
 	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout,

@@ -79,7 +79,7 @@ func (a *Agent) startPeerCache(fetcher *fetch.Fetcher) (func(context.Context) er
 		return nil, err
 	}
 	op := officePeers{a: a, client: &http.Client{Transport: &http.Transport{
-		TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute,
+		TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second,
 	}}}
 	a.officePeers = &op

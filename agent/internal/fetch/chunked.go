@@ -111,6 +111,7 @@ type peerState struct {
 	fetching bool
 	inflight int
 	until    time.Time // not asked before (busy, unreachable)
+	seen     time.Time // when its chunk map last came
 }
 
 // session is one chunked download of one artifact.
@@ -141,6 +142,8 @@ type session struct {
 	presigned    string
 	fatal        error
 	bytes        map[string]int64 // by source kind, this session
+	waiting      int              // workers with nothing to do: peers' maps are worth reading
+	retryAt      map[int]time.Time // chunks that failed from the relay: not before
 }
 
 // getChunked downloads a in chunks from office peers and the relay (or
@@ -162,7 +165,7 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 	}
 	s := &session{f: f, a: a, n: n, src: src, office: src.Peers, t: f.tuning, file: fh, prog: prog,
 		changed: make(chan struct{}), inflight: map[int]bool{}, peers: map[string]*peerState{}, dropped: map[string]bool{},
-		rot: rand.IntN(n), lastProgress: time.Now(), bytes: map[string]int64{}}
+		rot: rand.IntN(n), lastProgress: time.Now(), bytes: map[string]int64{}, retryAt: map[int]time.Time{}}
 	s.origins = append(s.origins, src.Relays...)
 	if src.Direct || len(src.Relays) == 0 {
 		s.origins = append(s.origins, "")
@@ -320,7 +323,7 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 			}
 			for k := range s.n {
 				i := (s.rot + k) % s.n
-				if s.prog.Done.has(i) || s.inflight[i] {
+				if s.prog.Done.has(i) || s.inflight[i] || now.Before(s.retryAt[i]) {
 					continue
 				}
 				if stalled || (!s.pendingAtPeer(i, now) && (len(s.fetchers) <= 1 || s.owner(i) == self)) {
@@ -336,6 +339,7 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 			return 0, source{}, false
 		}
 		ch := s.changed
+		s.waiting++
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -343,6 +347,7 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 		case <-time.After(s.t.Refresh):
 		}
 		s.mu.Lock()
+		s.waiting--
 	}
 }
 
@@ -366,8 +371,11 @@ func (s *session) markPending(i int, on bool) {
 // pendingAtPeer tells whether a peer is fetching chunk i now: it will have
 // it soon, so the relay need not send it twice.
 func (s *session) pendingAtPeer(i int, now time.Time) bool {
+	// A peer slow to answer is still fetching; one that left the office
+	// is no longer listed, and one that died quietly is what StallAfter
+	// is for.
 	for _, p := range s.peers {
-		if p.pending.has(i) && !s.dropped[p.Name] && !now.Before(p.until) {
+		if p.pending.has(i) && !s.dropped[p.Name] {
 			return true
 		}
 	}
@@ -450,6 +458,7 @@ func (s *session) finish(i int, src source, err error) {
 		s.f.log.Debug("chunk from "+src.kind, "source", src.name, "chunk", i, "err", err)
 		s.originFails++
 		s.originAt++ // the next relay, or the file server
+		s.retryAt[i] = time.Now().Add(time.Duration(s.originFails) * 200 * time.Millisecond)
 		if s.originFails >= 3*len(s.origins)+2 {
 			s.fatal = fmt.Errorf("%s %s: %w", src.kind, src.name, err)
 		}
@@ -619,7 +628,7 @@ func (s *session) notePeer(p *peerState, resp *http.Response) {
 	if bitset(have).count() > p.have.count() {
 		s.lastProgress = time.Now()
 	}
-	p.have = have
+	p.have, p.seen = have, time.Now()
 	p.fetching = resp.Header.Get(HeaderFetching) == "1"
 	if pending, err := base64.StdEncoding.DecodeString(resp.Header.Get(HeaderPending)); err == nil && len(pending) == len(have) {
 		p.pending = pending
@@ -628,7 +637,10 @@ func (s *session) notePeer(p *peerState, resp *http.Response) {
 	}
 }
 
-// refresher reads the peers' chunk maps while the download runs.
+// refresher reads the peers' chunk maps while the download runs and a
+// worker has nothing to do: while all are busy, the maps that come with
+// each chunk are enough, and an office of many members is not flooded
+// with questions.
 func (s *session) refresher(ctx context.Context) {
 	t := time.NewTicker(s.t.Refresh)
 	defer t.Stop()
@@ -637,7 +649,12 @@ func (s *session) refresher(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.refresh(ctx)
+			s.mu.Lock()
+			hungry := s.waiting > 0
+			s.mu.Unlock()
+			if hungry {
+				s.refresh(ctx)
+			}
 		}
 	}
 }
@@ -662,7 +679,7 @@ func (s *session) refresh(ctx context.Context) {
 			p = &peerState{Peer: hp}
 			s.peers[hp.Name] = p
 		}
-		if !s.dropped[p.Name] && (p.have == nil || p.have.count() < s.n) {
+		if !s.dropped[p.Name] && (p.have == nil || p.have.count() < s.n) && now.Sub(p.seen) >= s.t.Refresh {
 			ask = append(ask, p)
 		}
 	}

@@ -140,6 +140,9 @@ func ClientTLS(cert tls.Certificate, caDER []byte) (*tls.Config, error) {
 		MinVersion:         tls.VersionTLS13,
 		Certificates:       []tls.Certificate{cert},
 		InsecureSkipVerify: true, // replaced by VerifyPeerCertificate: no address is in a member certificate
+		// Resumed sessions skip the certificate signatures: an office of
+		// many members asking each other often is not a handshake storm.
+		ClientSessionCache: tls.NewLRUClientSessionCache(256),
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			_, err := verifyMember(raw, pool)
 			return err
