@@ -141,8 +141,8 @@ type session struct {
 	originBusy   int
 	presigned    string
 	fatal        error
-	bytes        map[string]int64 // by source kind, this session
-	waiting      int              // workers with nothing to do: peers' maps are worth reading
+	bytes        map[string]int64  // by source kind, this session
+	waiting      int               // workers with nothing to do: peers' maps are worth reading
 	retryAt      map[int]time.Time // chunks that failed from the relay: not before
 }
 
