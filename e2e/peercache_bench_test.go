@@ -54,7 +54,7 @@ func BenchmarkPeerSharing(b *testing.B) {
 		}()
 	}
 	wg.Wait()
-	tu.Eventually(b, 2*time.Minute, func() bool {
+	tu.Eventually(b, 5*time.Minute, func() bool {
 		for _, a := range agents {
 			if len(a.a.GossipPeers()) < n-1 {
 				return false

@@ -458,6 +458,9 @@ func (s *session) finish(i int, src source, err error) {
 		s.f.log.Debug("chunk from "+src.kind, "source", src.name, "chunk", i, "err", err)
 		s.originFails++
 		s.originAt++ // the next relay, or the file server
+		if src.kind == "file_server" {
+			s.presigned = "" // it may have expired: ask for a fresh one
+		}
 		s.retryAt[i] = time.Now().Add(time.Duration(s.originFails) * 200 * time.Millisecond)
 		if s.originFails >= 3*len(s.origins)+2 {
 			s.fatal = fmt.Errorf("%s %s: %w", src.kind, src.name, err)

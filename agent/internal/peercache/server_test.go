@@ -4,10 +4,14 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outposthq/outpost/agent/internal/fetch"
+	"github.com/outposthq/outpost/pkg/logging"
 )
 
 // What the chunk server answers, and to whom: members of the office with
@@ -93,4 +97,45 @@ func TestBudgetValidate(t *testing.T) {
 			t.Errorf("%+v accepted", b)
 		}
 	}
+}
+
+// fixedChunks holds one artifact of three chunks, all verified.
+type fixedChunks struct{ sha string }
+
+func (c fixedChunks) ChunkMap(sha string) ([]byte, []byte, int, bool, error) {
+	if sha != c.sha {
+		return nil, nil, 0, false, fetch.ErrNotHeld
+	}
+	return []byte{7}, []byte{0}, 3, false, nil
+}
+func (c fixedChunks) OpenChunk(sha string, i int) (*fetch.Chunk, error) { return nil, fetch.ErrNotHeld }
+func (c fixedChunks) AddServed(string, int64)                          {}
+
+// The request path is the one thing a peer controls: whatever it is, the
+// answer is a clean status, and only a well-formed hash and index reach
+// the chunk store.
+func FuzzServerPath(f *testing.F) {
+	sha := strings.Repeat("0f", 32)
+	for _, p := range []string{fetch.PeerChunksPath + sha, fetch.PeerChunksPath + sha + "/2", fetch.PeerChunksPath + "../../etc/passwd",
+		fetch.PeerChunksPath + sha + "/+1", fetch.PeerChunksPath + sha + "/99999999999999999999", "/"} {
+		f.Add(p)
+	}
+	s, err := New(fixedChunks{sha}, nil, DefaultBudget(), logging.Discard(), prometheus.NewRegistry())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.URL.Path = path
+		w := httptest.NewRecorder()
+		s.handle(w, req)
+		switch w.Code {
+		case 200, 400, 404, 503:
+		default:
+			t.Fatalf("%q: status %d", path, w.Code)
+		}
+		if w.Code == 200 && path != fetch.PeerChunksPath+sha {
+			t.Fatalf("%q answered 200", path)
+		}
+	})
 }
