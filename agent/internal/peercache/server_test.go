@@ -109,7 +109,7 @@ func (c fixedChunks) ChunkMap(sha string) ([]byte, []byte, int, bool, error) {
 	return []byte{7}, []byte{0}, 3, false, nil
 }
 func (c fixedChunks) OpenChunk(sha string, i int) (*fetch.Chunk, error) { return nil, fetch.ErrNotHeld }
-func (c fixedChunks) AddServed(string, int64)                          {}
+func (c fixedChunks) AddServed(string, int64)                           {}
 
 // The request path is the one thing a peer controls: whatever it is, the
 // answer is a clean status, and only a well-formed hash and index reach
