@@ -15,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	tu "github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/relay"
 )
 
 // bigPackage is a .tar.gz package of about size bytes (random, so it does
@@ -176,4 +177,41 @@ func TestOfficePeerCache(t *testing.T) {
 		c.MustDo("GET", "/v1/artifacts/"+sha, nil, &view)
 		return view.Fetched.Total.BadChunks >= 1
 	}, "artifact show does not count the bad chunk")
+}
+
+// An agent stopped at about 60% of a chunked download and started again
+// (same disk) asks the relay again for less than one chunk.
+func TestPeerCacheResumeAfterStop(t *testing.T) {
+	m := tu.StartMinIO(t)
+	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
+	c.CreateOffice("annex", map[string]any{"checkin_interval": "1h"})
+	// A slow relay, so that the stop lands mid-download.
+	r, relayReg := startRelay(t, c, c.EnrollToken("annex", "relay", 1), func(cfg *relay.Config) { cfg.EgressBytesPerSec = 8_000_000 })
+	c.MustDo("PATCH", "/v1/offices/annex", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	a := startAgent(t, c, c.EnrollToken("annex", "agent", 1), "annex-0", "127.0.0.85")
+	pkg := bigPackage(t, 24<<20)
+	sha := c.Upload("resume.tar.gz", pkg)
+	c.Apply("annex", fmt.Sprintf("items:\n  - kind: package\n    name: resume\n    version: \"1\"\n    artifact: %s\n", sha))
+	size := float64(len(pkg))
+	tu.Eventually(t, 60*time.Second, func() bool {
+		return counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "relay") >= 0.6*size
+	}, "the download did not reach 60%")
+	a.stop()
+	atStop := counterBy(t, relayReg, "outpost_relay_served_bytes_total", "source", "")
+	if atStop >= size {
+		t.Fatalf("the relay had sent everything (%v bytes) before the stop", atStop)
+	}
+	a.start()
+	tu.Eventually(t, 60*time.Second, func() bool { return exists(a.path("opt/resume/data.bin")) }, "the restarted agent did not install the package")
+	// Before its first check-in the restarted agent does not know its
+	// office's relays yet and may take the rest from the file server: what
+	// crossed twice is everything any source sent, less the package.
+	fromRelay := counterBy(t, relayReg, "outpost_relay_served_bytes_total", "source", "")
+	fromFiles := counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "file_server")
+	again := fromRelay + fromFiles - size
+	t.Logf("stopped after the relay sent %.0f%%; then the relay sent %.0f bytes and the file server %.0f; %.0f bytes crossed twice",
+		atStop/size*100, fromRelay-atStop, fromFiles, again)
+	if again > 4<<20 {
+		t.Errorf("%.0f bytes crossed twice, want at most one 4 MiB chunk", again)
+	}
 }
