@@ -558,6 +558,12 @@ type policyView struct {
 func itemsJSON(items []*wire.Item) []json.RawMessage {
 	out := []json.RawMessage{}
 	for _, it := range items {
+		if len(it.GetArtifact().GetChunkSha256()) > 0 {
+			// The chunk hashes are for agents (signed, in the policy);
+			// a person reading the policy is shown chunk_size only.
+			it = proto.Clone(it).(*wire.Item)
+			it.Artifact.ChunkSha256 = nil
+		}
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(it)
 		if err == nil {
 			out = append(out, b)
