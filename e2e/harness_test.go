@@ -76,6 +76,12 @@ func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossi
 // startAgentIn is startAgent with its data and root under dir.
 func startAgentIn(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP, dir string, opts ...agent.Option) *testAgent {
 	t.Helper()
+	return startAgentWith(t, c, token, hostname, gossipIP, dir, nil, opts...)
+}
+
+// startAgentWith is startAgentIn with tweak applied to the configuration.
+func startAgentWith(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP, dir string, tweak func(*agent.Config), opts ...agent.Option) *testAgent {
+	t.Helper()
 	cfg := agent.DefaultConfig()
 	cfg.Coordinator = c.QUIC
 	cfg.EnrollToken = token
@@ -89,6 +95,9 @@ func startAgentIn(t testing.TB, c *coordinatortest.Harness, token, hostname, gos
 	cfg.GossipBind = freePort(t, gossipIP)
 	cfg.PluginTimeout = time.Minute
 	cfg.Fast = true
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
 		t.Fatal(err)
 	}
