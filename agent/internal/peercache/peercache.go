@@ -176,7 +176,9 @@ func verifyMember(raw [][]byte, pool *x509.CertPool) (*x509.Certificate, error) 
 
 // Serve answers on ln until ctx ends.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, tlsConf *tls.Config) error {
-	srv := &http.Server{Handler: s, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	srv := &http.Server{Handler: s, TLSConfig: tlsConf, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute,
+		// A peer giving up on a handshake is routine, not worth stderr.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	go func() {
 		<-ctx.Done()
 		srv.Close()
