@@ -1,8 +1,9 @@
 // Package gossip is an office's membership: one memberlist cluster per
 // office, encrypted with the office key, whose members (agents and relays)
-// announce their role and the policy revision they hold. It spreads what
-// members say about themselves; deciding what to do about it is the
-// caller's.
+// announce their role, the policy revision they hold and, for the office
+// peer cache, the port they serve chunks on and a fixed-size filter of the
+// artifacts they hold (holdings.go). It spreads what members say about
+// themselves; deciding what to do about it is the caller's.
 package gossip
 
 import (
