@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
+	"github.com/outposthq/outpost/agent/internal/peercache"
 	"github.com/outposthq/outpost/agent/internal/runner"
 	"github.com/outposthq/outpost/agent/internal/session"
 	"github.com/outposthq/outpost/agent/internal/state"
@@ -62,6 +63,13 @@ type Config struct {
 	// BreakGlassHash is the Argon2id hash (outpost hash-password) of a
 	// host-local password for when the coordinator is gone; empty: off.
 	BreakGlassHash string `yaml:"break_glass_hash"`
+
+	// PeerListen is where office peers fetch chunks from this agent
+	// (HTTPS, mutual TLS); empty: the gossip address's host on a free
+	// port, which is announced; "off": serve no peers.
+	PeerListen string `yaml:"peer_listen"`
+	// PeerBudget bounds what this agent sends to office peers.
+	PeerBudget peercache.Budget `yaml:"peer_upload"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -74,6 +82,7 @@ func DefaultConfig() Config {
 		PluginTimeout: 30 * time.Minute,
 		LogLevel:      "info",
 		LogFormat:     "text",
+		PeerBudget:    peercache.DefaultBudget(),
 	}
 }
 
@@ -101,6 +110,14 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
 		errs = append(errs, fmt.Errorf("gossip_bind %q: want host:port", c.GossipBind))
+	}
+	if err := c.PeerBudget.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.PeerListen != "" && c.PeerListen != "off" {
+		if _, _, err := net.SplitHostPort(c.PeerListen); err != nil {
+			errs = append(errs, fmt.Errorf("peer_listen %q: want host:port, or off", c.PeerListen))
+		}
 	}
 	if c.PluginTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("plugin_timeout %v: want at least 1s", c.PluginTimeout))
@@ -137,6 +154,9 @@ type Agent struct {
 
 	// sessions serves technicians (access.go).
 	sessions *session.Server
+
+	fetcher     *fetch.Fetcher
+	officePeers *officePeers // nil when serving no peers
 }
 
 // Option changes how New builds an agent.
@@ -242,6 +262,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.cfg.Fast {
+		fetcher.SetTuning(fetch.Tuning{Settle: 300 * time.Millisecond, Refresh: 250 * time.Millisecond, StallAfter: 5 * time.Second})
+	}
+	a.fetcher = fetcher
 	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout,
 		Location: a.officeLocation},
 		content{a, fetcher}, a.log, a.reg)
@@ -274,6 +298,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	start("office policy", func(ctx context.Context) error { return peers.run(ctx, every) })
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
+	}
+	serveChunks, err := a.startPeerCache(fetcher)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	if serveChunks != nil {
+		start("peer content", serveChunks)
 	}
 	// The office it enrolled in, until the first check-in says otherwise.
 	a.gossip.parent = ctx
@@ -461,6 +494,9 @@ func (a *Agent) checkin(ctx context.Context) error {
 		SessionAddress: a.sessionAddress(),
 	}
 	req.Backlog = a.state.Backlog(64)
+	if a.fetcher != nil {
+		req.ArtifactBytes = a.fetcher.ArtifactBytes()
+	}
 	a.mu.Lock()
 	req.PeerReports, a.peerReports = a.peerReports, nil
 	a.mu.Unlock()
@@ -621,6 +657,9 @@ func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
 	info := c.a.info
 	c.a.mu.Unlock()
 	src := fetch.Sources{Direct: true, Office: info.GetName(), Relays: relayURLs(info, c.a.log)}
+	if op := c.a.officePeers; op != nil && !info.GetRoaming() {
+		src.Peers = op
+	}
 	return c.f.Get(ctx, art, src)
 }
 

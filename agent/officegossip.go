@@ -25,6 +25,9 @@ type officeGossip struct {
 	cancel context.CancelFunc
 	done   chan error
 	rev    uint64
+	// What this member serves to peers, announced by every node it runs.
+	contentPort int
+	holdings    gossip.Holdings
 }
 
 // set makes the agent a member of the office whose keys are keys, the
@@ -67,6 +70,7 @@ func (g *officeGossip) set(keys [][]byte) error {
 		return context.DeadlineExceeded
 	}
 	node.SetRevision(g.rev)
+	node.SetHoldings(g.contentPort, g.holdings)
 	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
 	return nil
 }
@@ -132,6 +136,16 @@ func (g *officeGossip) setRevision(rev uint64) {
 	g.mu.Unlock()
 	if n != nil {
 		n.SetRevision(rev)
+	}
+}
+
+func (g *officeGossip) setHoldings(port int, h gossip.Holdings) {
+	g.mu.Lock()
+	g.contentPort, g.holdings = port, h
+	n := g.node
+	g.mu.Unlock()
+	if n != nil {
+		n.SetHoldings(port, h)
 	}
 }
 

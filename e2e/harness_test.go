@@ -63,14 +63,25 @@ type testAgent struct {
 	cfg    agent.Config
 	opts   []agent.Option
 	a      *agent.Agent
-	reg    *prometheus.Registry
+	reg    *prometheus.Registry // the running agent's metrics
 	cancel context.CancelFunc
 	done   chan error
 }
 
 func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP string, opts ...agent.Option) *testAgent {
 	t.Helper()
-	dir := t.TempDir()
+	return startAgentIn(t, c, token, hostname, gossipIP, t.TempDir(), opts...)
+}
+
+// startAgentIn is startAgent with its data and root under dir.
+func startAgentIn(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP, dir string, opts ...agent.Option) *testAgent {
+	t.Helper()
+	return startAgentWith(t, c, token, hostname, gossipIP, dir, nil, opts...)
+}
+
+// startAgentWith is startAgentIn with tweak applied to the configuration.
+func startAgentWith(t testing.TB, c *coordinatortest.Harness, token, hostname, gossipIP, dir string, tweak func(*agent.Config), opts ...agent.Option) *testAgent {
+	t.Helper()
 	cfg := agent.DefaultConfig()
 	cfg.Coordinator = c.QUIC
 	cfg.EnrollToken = token
@@ -84,6 +95,9 @@ func startAgent(t testing.TB, c *coordinatortest.Harness, token, hostname, gossi
 	cfg.GossipBind = freePort(t, gossipIP)
 	cfg.PluginTimeout = time.Minute
 	cfg.Fast = true
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	if err := os.MkdirAll(cfg.Root, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ import (
 
 // startRelay runs a real relay that enrols with the coordinator and reads
 // the file server with the credentials it is issued.
-func startRelay(t *testing.T, c *coordinatortest.Harness, token string) (*relay.Relay, *prometheus.Registry) {
+func startRelay(t testing.TB, c *coordinatortest.Harness, token string, opts ...func(*relay.Config)) (*relay.Relay, *prometheus.Registry) {
 	t.Helper()
 	cfg := relay.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
@@ -31,6 +31,9 @@ func startRelay(t *testing.T, c *coordinatortest.Harness, token string) (*relay.
 	cfg.EnrollToken = token
 	cfg.CAFingerprint = c.CA
 	cfg.GossipBind = "127.0.0.9:0"
+	for _, o := range opts {
+		o(&cfg)
+	}
 	reg := prometheus.NewRegistry()
 	r, err := relay.New(cfg, testLogger(), reg)
 	if err != nil {

@@ -1,8 +1,9 @@
 // Package gossip is an office's membership: one memberlist cluster per
 // office, encrypted with the office key, whose members (agents and relays)
-// announce their role and the policy revision they hold. It spreads what
-// members say about themselves; deciding what to do about it is the
-// caller's.
+// announce their role, the policy revision they hold and, for the office
+// peer cache, the port they serve chunks on and a fixed-size filter of the
+// artifacts they hold (holdings.go). It spreads what members say about
+// themselves; deciding what to do about it is the caller's.
 package gossip
 
 import (
@@ -51,6 +52,11 @@ const MaxMessage = 8 << 20
 type Meta struct {
 	Role     string `json:"r"`
 	Revision uint64 `json:"v"`
+	// ContentPort is where the member serves artifact chunks to office
+	// peers (HTTPS, at its gossip address); 0 when it does not.
+	ContentPort int `json:"p,omitempty"`
+	// Holdings is a filter of the artifacts it holds.
+	Holdings Holdings `json:"h,omitempty"`
 }
 
 // Peer is another member as gossip sees it.
@@ -235,6 +241,21 @@ func (n *Node) SetRevision(rev uint64) {
 	}
 }
 
+// SetHoldings announces the port this member serves content on and the
+// artifacts it holds.
+func (n *Node) SetHoldings(port int, h Holdings) {
+	n.mu.Lock()
+	changed := n.meta.ContentPort != port || !bytes.Equal(n.meta.Holdings, h)
+	n.meta.ContentPort, n.meta.Holdings = port, h
+	ml := n.ml
+	n.mu.Unlock()
+	if changed && ml != nil {
+		if err := ml.UpdateNode(time.Second); err != nil {
+			n.log.Debug("announce holdings", "err", err)
+		}
+	}
+}
+
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
 	n.mu.Lock()
@@ -262,7 +283,11 @@ func (e events) set(m *memberlist.Node) {
 		return
 	}
 	p := Peer{Name: m.Name, Addr: m.Address(), ip: append(net.IP(nil), m.Addr...), port: m.Port}
-	_ = json.Unmarshal(m.Meta, &p.Meta)
+	meta, err := ParseMeta(m.Meta)
+	if err != nil {
+		e.n.log.Debug("peer announces malformed metadata", "peer", m.Name, "err", err)
+	}
+	p.Meta = meta
 	e.n.mu.Lock()
 	e.n.peers[m.Name] = p
 	e.n.mu.Unlock()

@@ -233,7 +233,7 @@ func (x ItemReport_Status) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ItemReport_Status.Descriptor instead.
 func (ItemReport_Status) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8, 0}
 }
 
 type Error_Code int32
@@ -291,15 +291,22 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
 type Artifact struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"` // the uploaded file name, informational only
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Sha256 string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Size   int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Name   string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"` // the uploaded file name, informational only
+	// Chunks, for fetching from several office peers at once: the artifact
+	// cut in chunk_size pieces (the last one shorter), and the SHA-256 of
+	// each, 32 bytes each, concatenated in order. Signed with the policy, so
+	// a chunk is checked the moment it arrives. Empty for artifacts uploaded
+	// before chunks existed: those are fetched whole.
+	ChunkSize     int64  `protobuf:"varint,4,opt,name=chunk_size,json=chunkSize,proto3" json:"chunk_size,omitempty"`
+	ChunkSha256   []byte `protobuf:"bytes,5,opt,name=chunk_sha256,json=chunkSha256,proto3" json:"chunk_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -355,6 +362,107 @@ func (x *Artifact) GetName() string {
 	return ""
 }
 
+func (x *Artifact) GetChunkSize() int64 {
+	if x != nil {
+		return x.ChunkSize
+	}
+	return 0
+}
+
+func (x *Artifact) GetChunkSha256() []byte {
+	if x != nil {
+		return x.ChunkSha256
+	}
+	return nil
+}
+
+// ArtifactBytes is how many bytes of one artifact an agent fetched, by
+// source, since it was enrolled: cumulative, so the coordinator keeps the
+// latest figures per agent and adds them up.
+type ArtifactBytes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sha256        string                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Peer          int64                  `protobuf:"varint,2,opt,name=peer,proto3" json:"peer,omitempty"`                               // from office peers
+	Relay         int64                  `protobuf:"varint,3,opt,name=relay,proto3" json:"relay,omitempty"`                             // from the office's relays
+	FileServer    int64                  `protobuf:"varint,4,opt,name=file_server,json=fileServer,proto3" json:"file_server,omitempty"` // from the file server directly
+	Served        int64                  `protobuf:"varint,5,opt,name=served,proto3" json:"served,omitempty"`                           // sent to office peers
+	BadChunks     int64                  `protobuf:"varint,6,opt,name=bad_chunks,json=badChunks,proto3" json:"bad_chunks,omitempty"`    // chunks peers sent that failed their hash
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ArtifactBytes) Reset() {
+	*x = ArtifactBytes{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ArtifactBytes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ArtifactBytes) ProtoMessage() {}
+
+func (x *ArtifactBytes) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ArtifactBytes.ProtoReflect.Descriptor instead.
+func (*ArtifactBytes) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ArtifactBytes) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ArtifactBytes) GetPeer() int64 {
+	if x != nil {
+		return x.Peer
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetRelay() int64 {
+	if x != nil {
+		return x.Relay
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetFileServer() int64 {
+	if x != nil {
+		return x.FileServer
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetServed() int64 {
+	if x != nil {
+		return x.Served
+	}
+	return 0
+}
+
+func (x *ArtifactBytes) GetBadChunks() int64 {
+	if x != nil {
+		return x.BadChunks
+	}
+	return 0
+}
+
 // PackageSpec is a software package: a .tar.gz installed under a prefix.
 type PackageSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -367,7 +475,7 @@ type PackageSpec struct {
 
 func (x *PackageSpec) Reset() {
 	*x = PackageSpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	mi := &file_pkg_wire_wire_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +487,7 @@ func (x *PackageSpec) String() string {
 func (*PackageSpec) ProtoMessage() {}
 
 func (x *PackageSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[1]
+	mi := &file_pkg_wire_wire_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +500,7 @@ func (x *PackageSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackageSpec.ProtoReflect.Descriptor instead.
 func (*PackageSpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{1}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PackageSpec) GetName() string {
@@ -433,7 +541,7 @@ type PatchSpec struct {
 
 func (x *PatchSpec) Reset() {
 	*x = PatchSpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[2]
+	mi := &file_pkg_wire_wire_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +553,7 @@ func (x *PatchSpec) String() string {
 func (*PatchSpec) ProtoMessage() {}
 
 func (x *PatchSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[2]
+	mi := &file_pkg_wire_wire_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +566,7 @@ func (x *PatchSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PatchSpec.ProtoReflect.Descriptor instead.
 func (*PatchSpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{2}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PatchSpec) GetId() string {
@@ -534,7 +642,7 @@ type RegistrySpec struct {
 
 func (x *RegistrySpec) Reset() {
 	*x = RegistrySpec{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[3]
+	mi := &file_pkg_wire_wire_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +654,7 @@ func (x *RegistrySpec) String() string {
 func (*RegistrySpec) ProtoMessage() {}
 
 func (x *RegistrySpec) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[3]
+	mi := &file_pkg_wire_wire_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +667,7 @@ func (x *RegistrySpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegistrySpec.ProtoReflect.Descriptor instead.
 func (*RegistrySpec) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{3}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegistrySpec) GetPath() string {
@@ -639,7 +747,7 @@ type Item struct {
 
 func (x *Item) Reset() {
 	*x = Item{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[4]
+	mi := &file_pkg_wire_wire_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +759,7 @@ func (x *Item) String() string {
 func (*Item) ProtoMessage() {}
 
 func (x *Item) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[4]
+	mi := &file_pkg_wire_wire_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +772,7 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Item.ProtoReflect.Descriptor instead.
 func (*Item) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{4}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Item) GetId() string {
@@ -807,7 +915,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[5]
+	mi := &file_pkg_wire_wire_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +927,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[5]
+	mi := &file_pkg_wire_wire_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +940,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{5}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Policy) GetOffice() string {
@@ -918,7 +1026,7 @@ type SignedPolicy struct {
 
 func (x *SignedPolicy) Reset() {
 	*x = SignedPolicy{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[6]
+	mi := &file_pkg_wire_wire_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1038,7 @@ func (x *SignedPolicy) String() string {
 func (*SignedPolicy) ProtoMessage() {}
 
 func (x *SignedPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[6]
+	mi := &file_pkg_wire_wire_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1051,7 @@ func (x *SignedPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedPolicy.ProtoReflect.Descriptor instead.
 func (*SignedPolicy) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{6}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SignedPolicy) GetPolicy() []byte {
@@ -983,7 +1091,7 @@ type ItemReport struct {
 
 func (x *ItemReport) Reset() {
 	*x = ItemReport{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[7]
+	mi := &file_pkg_wire_wire_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1103,7 @@ func (x *ItemReport) String() string {
 func (*ItemReport) ProtoMessage() {}
 
 func (x *ItemReport) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[7]
+	mi := &file_pkg_wire_wire_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1116,7 @@ func (x *ItemReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemReport.ProtoReflect.Descriptor instead.
 func (*ItemReport) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{7}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ItemReport) GetId() string {
@@ -1075,7 +1183,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[8]
+	mi := &file_pkg_wire_wire_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1195,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[8]
+	mi := &file_pkg_wire_wire_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1208,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{8}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Report) GetRevision() uint64 {
@@ -1143,7 +1251,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[9]
+	mi := &file_pkg_wire_wire_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1263,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[9]
+	mi := &file_pkg_wire_wire_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1276,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{9}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EnrollRequest) GetToken() string {
@@ -1214,7 +1322,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[10]
+	mi := &file_pkg_wire_wire_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1334,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[10]
+	mi := &file_pkg_wire_wire_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1347,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{10}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EnrollResponse) GetMemberId() string {
@@ -1318,7 +1426,7 @@ type OfficeInfo struct {
 
 func (x *OfficeInfo) Reset() {
 	*x = OfficeInfo{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[11]
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1438,7 @@ func (x *OfficeInfo) String() string {
 func (*OfficeInfo) ProtoMessage() {}
 
 func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[11]
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1451,7 @@ func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfficeInfo.ProtoReflect.Descriptor instead.
 func (*OfficeInfo) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{11}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OfficeInfo) GetName() string {
@@ -1443,14 +1551,17 @@ type CheckinRequest struct {
 	// empty when they take none.
 	SessionAddress string `protobuf:"bytes,15,opt,name=session_address,json=sessionAddress,proto3" json:"session_address,omitempty"`
 	// Relays: how far pre-staging of the office's policy has come.
-	Staging       *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
+	Staging *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
+	// Bytes fetched per artifact by source (most recently fetched first, at
+	// most 64): the per-artifact figures of outpost artifact show.
+	ArtifactBytes []*ArtifactBytes `protobuf:"bytes,10,rep,name=artifact_bytes,json=artifactBytes,proto3" json:"artifact_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
 	*x = CheckinRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1573,7 @@ func (x *CheckinRequest) String() string {
 func (*CheckinRequest) ProtoMessage() {}
 
 func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1586,7 @@ func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinRequest.ProtoReflect.Descriptor instead.
 func (*CheckinRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CheckinRequest) GetHostname() string {
@@ -1555,6 +1666,13 @@ func (x *CheckinRequest) GetStaging() *StagingStatus {
 	return nil
 }
 
+func (x *CheckinRequest) GetArtifactBytes() []*ArtifactBytes {
+	if x != nil {
+		return x.ArtifactBytes
+	}
+	return nil
+}
+
 // StagingStatus is a relay's account of pre-staging one revision of its
 // office's policy: artifacts fetched, hash-checked and held on its store.
 type StagingStatus struct {
@@ -1571,7 +1689,7 @@ type StagingStatus struct {
 
 func (x *StagingStatus) Reset() {
 	*x = StagingStatus{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1701,7 @@ func (x *StagingStatus) String() string {
 func (*StagingStatus) ProtoMessage() {}
 
 func (x *StagingStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1714,7 @@ func (x *StagingStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StagingStatus.ProtoReflect.Descriptor instead.
 func (*StagingStatus) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StagingStatus) GetRevision() uint64 {
@@ -1654,7 +1772,7 @@ type ServingCertRequest struct {
 
 func (x *ServingCertRequest) Reset() {
 	*x = ServingCertRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +1784,7 @@ func (x *ServingCertRequest) String() string {
 func (*ServingCertRequest) ProtoMessage() {}
 
 func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +1797,7 @@ func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertRequest.ProtoReflect.Descriptor instead.
 func (*ServingCertRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ServingCertRequest) GetCsr() []byte {
@@ -1706,7 +1824,7 @@ type ServingCertResponse struct {
 
 func (x *ServingCertResponse) Reset() {
 	*x = ServingCertResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1836,7 @@ func (x *ServingCertResponse) String() string {
 func (*ServingCertResponse) ProtoMessage() {}
 
 func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1849,7 @@ func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertResponse.ProtoReflect.Descriptor instead.
 func (*ServingCertResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ServingCertResponse) GetCertificate() []byte {
@@ -1760,7 +1878,7 @@ type CheckinResponse struct {
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1890,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1903,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -1825,7 +1943,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1837,7 +1955,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1850,7 +1968,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -1869,7 +1987,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1999,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +2012,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -1913,7 +2031,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2043,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2056,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -1958,7 +2076,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1970,7 +2088,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1983,7 +2101,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -2011,7 +2129,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2141,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2154,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 type FileServerResponse struct {
@@ -2055,7 +2173,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2185,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2198,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -2149,7 +2267,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2279,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2292,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -2214,7 +2332,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2344,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2357,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2444,7 +2562,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2574,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2587,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2506,7 +2624,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2518,7 +2636,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2531,7 +2649,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -2688,7 +2806,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2700,7 +2818,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2713,18 +2831,30 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\x1a\x16pkg/wire/session.proto\"J\n" +
+	"\x13pkg/wire/wire.proto\x12\x0foutpost.wire.v1\x1a\x16pkg/wire/session.proto\"\x8c\x01\n" +
 	"\bArtifact\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"S\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"chunk_size\x18\x04 \x01(\x03R\tchunkSize\x12!\n" +
+	"\fchunk_sha256\x18\x05 \x01(\fR\vchunkSha256\"\xa9\x01\n" +
+	"\rArtifactBytes\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04peer\x18\x02 \x01(\x03R\x04peer\x12\x14\n" +
+	"\x05relay\x18\x03 \x01(\x03R\x05relay\x12\x1f\n" +
+	"\vfile_server\x18\x04 \x01(\x03R\n" +
+	"fileServer\x12\x16\n" +
+	"\x06served\x18\x05 \x01(\x03R\x06served\x12\x1d\n" +
+	"\n" +
+	"bad_chunks\x18\x06 \x01(\x03R\tbadChunks\"S\n" +
 	"\vPackageSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -2830,7 +2960,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
-	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\xae\x03\n" +
+	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\xf5\x03\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2842,7 +2972,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
 	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
 	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x128\n" +
-	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\"\xb0\x01\n" +
+	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\x12E\n" +
+	"\x0eartifact_bytes\x18\n" +
+	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
 	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
@@ -2954,7 +3086,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                   // 0: outpost.wire.v1.Role
 	(State)(0),                  // 1: outpost.wire.v1.State
@@ -2962,89 +3094,91 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(ItemReport_Status)(0),      // 3: outpost.wire.v1.ItemReport.Status
 	(Error_Code)(0),             // 4: outpost.wire.v1.Error.Code
 	(*Artifact)(nil),            // 5: outpost.wire.v1.Artifact
-	(*PackageSpec)(nil),         // 6: outpost.wire.v1.PackageSpec
-	(*PatchSpec)(nil),           // 7: outpost.wire.v1.PatchSpec
-	(*RegistrySpec)(nil),        // 8: outpost.wire.v1.RegistrySpec
-	(*Item)(nil),                // 9: outpost.wire.v1.Item
-	(*Policy)(nil),              // 10: outpost.wire.v1.Policy
-	(*SignedPolicy)(nil),        // 11: outpost.wire.v1.SignedPolicy
-	(*ItemReport)(nil),          // 12: outpost.wire.v1.ItemReport
-	(*Report)(nil),              // 13: outpost.wire.v1.Report
-	(*EnrollRequest)(nil),       // 14: outpost.wire.v1.EnrollRequest
-	(*EnrollResponse)(nil),      // 15: outpost.wire.v1.EnrollResponse
-	(*OfficeInfo)(nil),          // 16: outpost.wire.v1.OfficeInfo
-	(*CheckinRequest)(nil),      // 17: outpost.wire.v1.CheckinRequest
-	(*StagingStatus)(nil),       // 18: outpost.wire.v1.StagingStatus
-	(*ServingCertRequest)(nil),  // 19: outpost.wire.v1.ServingCertRequest
-	(*ServingCertResponse)(nil), // 20: outpost.wire.v1.ServingCertResponse
-	(*CheckinResponse)(nil),     // 21: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),       // 22: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),      // 23: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),      // 24: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),     // 25: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),   // 26: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil),  // 27: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),      // 28: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),             // 29: outpost.wire.v1.Request
-	(*Error)(nil),               // 30: outpost.wire.v1.Error
-	(*Response)(nil),            // 31: outpost.wire.v1.Response
-	(*Ack)(nil),                 // 32: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),     // 33: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),            // 34: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),   // 35: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),        // 36: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),       // 37: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),          // 38: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil),  // 39: outpost.wire.v1.RevocationsRequest
+	(*ArtifactBytes)(nil),       // 6: outpost.wire.v1.ArtifactBytes
+	(*PackageSpec)(nil),         // 7: outpost.wire.v1.PackageSpec
+	(*PatchSpec)(nil),           // 8: outpost.wire.v1.PatchSpec
+	(*RegistrySpec)(nil),        // 9: outpost.wire.v1.RegistrySpec
+	(*Item)(nil),                // 10: outpost.wire.v1.Item
+	(*Policy)(nil),              // 11: outpost.wire.v1.Policy
+	(*SignedPolicy)(nil),        // 12: outpost.wire.v1.SignedPolicy
+	(*ItemReport)(nil),          // 13: outpost.wire.v1.ItemReport
+	(*Report)(nil),              // 14: outpost.wire.v1.Report
+	(*EnrollRequest)(nil),       // 15: outpost.wire.v1.EnrollRequest
+	(*EnrollResponse)(nil),      // 16: outpost.wire.v1.EnrollResponse
+	(*OfficeInfo)(nil),          // 17: outpost.wire.v1.OfficeInfo
+	(*CheckinRequest)(nil),      // 18: outpost.wire.v1.CheckinRequest
+	(*StagingStatus)(nil),       // 19: outpost.wire.v1.StagingStatus
+	(*ServingCertRequest)(nil),  // 20: outpost.wire.v1.ServingCertRequest
+	(*ServingCertResponse)(nil), // 21: outpost.wire.v1.ServingCertResponse
+	(*CheckinResponse)(nil),     // 22: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),       // 23: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),      // 24: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),      // 25: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),     // 26: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),   // 27: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil),  // 28: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),      // 29: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),             // 30: outpost.wire.v1.Request
+	(*Error)(nil),               // 31: outpost.wire.v1.Error
+	(*Response)(nil),            // 32: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 33: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 34: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 35: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 36: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 37: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 38: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 39: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 40: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
 	5,  // 1: outpost.wire.v1.Item.artifact:type_name -> outpost.wire.v1.Artifact
-	6,  // 2: outpost.wire.v1.Item.package:type_name -> outpost.wire.v1.PackageSpec
-	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
-	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
-	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
+	7,  // 2: outpost.wire.v1.Item.package:type_name -> outpost.wire.v1.PackageSpec
+	8,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
+	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
+	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	33, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	34, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	34, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	35, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
-	12, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
+	13, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	16, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	17, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
 	2,  // 13: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	13, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	13, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	18, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
-	16, // 17: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	35, // 18: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	11, // 19: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 20: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 21: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	22, // 22: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	24, // 23: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	28, // 24: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	26, // 25: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	19, // 26: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	36, // 27: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	37, // 28: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	38, // 29: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	35, // 30: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	39, // 31: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 32: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	30, // 33: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 34: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	21, // 35: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	23, // 36: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	25, // 37: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	32, // 38: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	27, // 39: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	35, // 40: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	20, // 41: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	14, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	14, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	19, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
+	6,  // 17: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
+	17, // 18: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	36, // 19: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	12, // 20: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 21: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	18, // 22: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	23, // 23: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	25, // 24: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	29, // 25: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	27, // 26: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	20, // 27: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	37, // 28: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	38, // 29: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	39, // 30: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	36, // 31: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	40, // 32: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 33: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	31, // 34: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 35: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	22, // 36: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	24, // 37: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	26, // 38: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	33, // 39: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	28, // 40: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	36, // 41: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	21, // 42: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -3053,12 +3187,12 @@ func file_pkg_wire_wire_proto_init() {
 		return
 	}
 	file_pkg_wire_session_proto_init()
-	file_pkg_wire_wire_proto_msgTypes[4].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[5].OneofWrappers = []any{
 		(*Item_Package)(nil),
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[24].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[25].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -3072,7 +3206,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[26].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[27].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -3089,7 +3223,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

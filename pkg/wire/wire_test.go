@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -110,4 +111,49 @@ func FuzzVerifyPolicy(f *testing.F) {
 		}
 		_, _ = VerifyPolicy(pub, &sp)
 	})
+}
+
+func TestChunkHasherAndChunks(t *testing.T) {
+	data := make([]byte, 10*1000+7)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	for _, tc := range []struct {
+		name   string
+		writes []int
+	}{{"one write", []int{len(data)}}, {"odd writes", []int{1, 999, 1000, 3, 5000, 3004}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewChunkHasher(1000)
+			off := 0
+			for _, w := range tc.writes {
+				h.Write(data[off : off+w])
+				off += w
+			}
+			n, sums := h.Sum()
+			a := &Artifact{Sha256: "x", Size: int64(len(data)), ChunkSize: 1000, ChunkSha256: sums}
+			count, ok, err := a.Chunks()
+			if n != int64(len(data)) || !ok || err != nil || count != 11 {
+				t.Fatalf("n=%d count=%d ok=%v err=%v", n, count, ok, err)
+			}
+			for i := range count {
+				off, l := a.ChunkRange(i)
+				want := sha256.Sum256(data[off : off+l])
+				if !bytes.Equal(a.ChunkHash(i), want[:]) {
+					t.Fatalf("chunk %d hash differs", i)
+				}
+			}
+		})
+	}
+	for name, a := range map[string]*Artifact{
+		"short list":    {Size: 2000, ChunkSize: 1000, ChunkSha256: make([]byte, 32)},
+		"no chunk size": {Size: 2000, ChunkSha256: make([]byte, 64)},
+		"ragged":        {Size: 2000, ChunkSize: 1000, ChunkSha256: make([]byte, 65)},
+	} {
+		if _, ok, err := a.Chunks(); ok || err == nil {
+			t.Errorf("%s: ok=%v err=%v, want an error", name, ok, err)
+		}
+	}
+	if _, ok, err := (&Artifact{Size: 5}).Chunks(); ok || err != nil {
+		t.Errorf("no chunks: ok=%v err=%v", ok, err)
+	}
 }

@@ -3,6 +3,13 @@
 // relays in order, else the file server through a presigned URL. Nothing on
 // the path is trusted: bytes are checked against the SHA-256 and size, and
 // interrupted downloads resume by range.
+//
+// An artifact whose policy entry carries chunk hashes is fetched in chunks
+// from several office peers and the relay at once (chunked.go), each chunk
+// checked as it arrives, and its checked chunks are offered to peers in
+// turn (held.go; the HTTP side is the agent's). It does not serve anything
+// itself, nor know about gossip: the Office interface tells it who holds
+// what.
 package fetch
 
 import (
@@ -19,6 +26,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -38,6 +47,9 @@ type Sources struct {
 	// Office labels the bytes fetched, so that the bytes by source add up
 	// per office across agents.
 	Office string
+	// Peers is the office's other members, for chunked artifacts; nil
+	// when roaming or outside any office's gossip.
+	Peers Office
 }
 
 // ErrMismatch is returned when bytes do not match the policy.
@@ -45,11 +57,24 @@ var ErrMismatch = errors.New("artifact bytes do not match the policy")
 
 // Fetcher downloads artifacts into a content-addressed cache.
 type Fetcher struct {
-	dir     string
-	presign Presigner
-	client  *http.Client
-	log     *slog.Logger
-	bytes   *prometheus.CounterVec
+	dir       string
+	presign   Presigner
+	client    *http.Client
+	log       *slog.Logger
+	bytes     *prometheus.CounterVec
+	badChunks *prometheus.CounterVec
+	tuning    Tuning
+
+	hmu        sync.Mutex
+	held       map[string]*held // artifacts with chunks to offer peers
+	seq        uint64
+	onHoldings func()
+	locks      map[string]*sync.Mutex // one download of an artifact at a time
+
+	smu        sync.Mutex
+	stats      map[string]*artifactStats // per-artifact figures
+	statsDirty bool
+	bad        map[string]time.Time // peers that served bad chunks → until when they are not asked
 }
 
 var hexSHA = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -62,11 +87,22 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 	f := &Fetcher{dir: dir, presign: presign, client: client, log: logger.With("component", "fetch"),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_fetched_bytes_total",
-			Help: "Artifact bytes downloaded, by source (relay, file_server) and the office the agent was in."},
-			[]string{"source", "office"})}
-	if err := reg.Register(f.bytes); err != nil {
-		return nil, err
+			Help: "Artifact bytes downloaded, by source (peer, relay, file_server) and the office the agent was in."},
+			[]string{"source", "office"}),
+		badChunks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_peer_bad_chunks_total",
+			Help: "Chunks office peers sent that failed their hash (the peer is dropped and reported), by office."},
+			[]string{"office"}),
+		tuning: Tuning{}.withDefaults(),
+		held:   map[string]*held{}, locks: map[string]*sync.Mutex{},
+		stats: map[string]*artifactStats{}, bad: map[string]time.Time{},
 	}
+	for _, c := range []prometheus.Collector{f.bytes, f.badChunks} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	f.loadStats()
 	return f, nil
 }
 
@@ -77,7 +113,27 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 		return "", fmt.Errorf("artifact hash %q is not a SHA-256", sha)
 	}
 	final := filepath.Join(f.dir, sha)
+	lock := f.lock(sha)
+	lock.Lock()
+	defer lock.Unlock()
+	n, chunked, cerr := a.Chunks()
 	if ok, err := verifyFile(final, a); err == nil && ok {
+		if chunked {
+			all := newBitset(n)
+			for i := range n {
+				all.set(i)
+			}
+			f.track(a, n, final, all, true)
+		}
+		return final, nil
+	}
+	if cerr != nil {
+		f.log.Warn("artifact's chunk list does not fit it; fetching it whole", "artifact", sha[:12], "err", cerr)
+	}
+	if chunked {
+		if err := f.getChunked(ctx, a, n, src); err != nil {
+			return "", fmt.Errorf("fetch %s: %w", sha[:12], err)
+		}
 		return final, nil
 	}
 	var errs []error
@@ -206,6 +262,17 @@ func hashPartial(part string, h hash.Hash, size int64) (int64, error) {
 		return 0, nil
 	}
 	return n, nil
+}
+
+func (f *Fetcher) lock(sha string) *sync.Mutex {
+	f.hmu.Lock()
+	defer f.hmu.Unlock()
+	l := f.locks[sha]
+	if l == nil {
+		l = &sync.Mutex{}
+		f.locks[sha] = l
+	}
+	return l
 }
 
 // Has reports whether a verified copy is cached.

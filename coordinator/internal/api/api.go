@@ -605,6 +605,12 @@ type policyView struct {
 func itemsJSON(items []*wire.Item) []json.RawMessage {
 	out := []json.RawMessage{}
 	for _, it := range items {
+		if len(it.GetArtifact().GetChunkSha256()) > 0 {
+			// The chunk hashes are for agents (signed, in the policy);
+			// a person reading the policy is shown chunk_size only.
+			it = proto.Clone(it).(*wire.Item)
+			it.Artifact.ChunkSha256 = nil
+		}
 		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(it)
 		if err == nil {
 			out = append(out, b)
@@ -625,6 +631,19 @@ func (l artifactLookup) Artifact(sha string) (int64, string, bool, error) {
 		return 0, "", false, err
 	}
 	return a.Size, a.Name, true, nil
+}
+
+// Chunks makes the policy compiler put an artifact's chunk hashes into
+// the signed policy (policy.ChunkLookup).
+func (l artifactLookup) Chunks(sha string) (int64, []byte, error) {
+	a, err := l.s.Artifact(sha)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	return a.ChunkSize, a.Chunks, nil
 }
 
 func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
@@ -816,16 +835,23 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	if a.d.Files == nil {
 		return httpError(http.StatusServiceUnavailable, "no file server is configured on the coordinator")
 	}
-	sha, n, err := a.d.Files.Upload(r.Context(), r.Body, r.ContentLength)
+	// Chunk hashes are taken on the way, like the whole hash: the bytes
+	// are never held here.
+	chunks := wire.NewChunkHasher(wire.DefaultChunkSize)
+	sha, n, err := a.d.Files.Upload(r.Context(), io.TeeReader(r.Body, chunks), r.ContentLength)
 	if err != nil {
 		return httpError(http.StatusBadGateway, "upload to the file server failed: %v", err)
 	}
-	art, err := a.d.Store.PutArtifact(store.Artifact{SHA256: sha, Size: n, Name: name, Uploaded: time.Now().UTC()})
+	rec := store.Artifact{SHA256: sha, Size: n, Name: name, Uploaded: time.Now().UTC()}
+	if hashed, sums := chunks.Sum(); hashed == n && wire.ChunkCount(n, wire.DefaultChunkSize) <= wire.MaxChunks {
+		rec.ChunkSize, rec.Chunks = wire.DefaultChunkSize, sums
+	}
+	art, err := a.d.Store.PutArtifact(rec)
 	if err != nil {
 		return err
 	}
-	a.log.Info("artifact uploaded", "sha256", sha, "size", n, "name", name)
-	writeJSON(w, http.StatusCreated, art)
+	a.log.Info("artifact uploaded", "sha256", sha, "size", n, "name", name, "chunks", len(art.Chunks)/32)
+	writeJSON(w, http.StatusCreated, newArtifactView(art))
 	return nil
 }
 
@@ -834,11 +860,12 @@ func (a *API) listArtifacts(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if arts == nil {
-		arts = []store.Artifact{}
-	}
 	sort.Slice(arts, func(i, j int) bool { return arts[i].Uploaded.Before(arts[j].Uploaded) })
-	writeJSON(w, http.StatusOK, map[string]any{"artifacts": arts})
+	views := []artifactView{}
+	for i := range arts {
+		views = append(views, newArtifactView(&arts[i]))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"artifacts": views})
 	return nil
 }
 
@@ -851,6 +878,12 @@ func (a *API) showArtifact(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, art)
+	v := newArtifactView(art)
+	figures, err := a.d.Store.ArtifactBytesOf(sha)
+	if err != nil {
+		return err
+	}
+	v.Fetched = fetchedBytes(figures)
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }

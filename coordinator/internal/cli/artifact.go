@@ -135,12 +135,34 @@ Examples:
 					if err := decode(raw, "artifact", &a); err != nil {
 						return err
 					}
-					return writeFields(e.stdout, [][2]string{
+					chunks := "none (fetched whole; push it again to add chunks)"
+					if a.Chunks > 0 {
+						chunks = strconv.Itoa(a.Chunks)
+					}
+					if err := writeFields(e.stdout, [][2]string{
 						{"sha256", a.SHA256},
 						{"name", a.Name},
 						{"size", byteSize(a.Size) + " (" + strconv.FormatInt(a.Size, 10) + " bytes)"},
 						{"uploaded", timeAndAge(e.now(), a.Uploaded.Time)},
-					})
+						{"chunks", chunks},
+					}); err != nil {
+						return err
+					}
+					if a.Fetched == nil || a.Fetched.Total.Agents == 0 {
+						_, err := fmt.Fprintln(e.stdout, "\nno agent has reported fetching it yet")
+						return err
+					}
+					fmt.Fprintln(e.stdout)
+					rows := [][]string{}
+					for _, o := range append(a.Fetched.Offices, a.Fetched.Total) {
+						name := o.Office
+						if name == "" {
+							name = "(all)"
+						}
+						rows = append(rows, []string{name, strconv.Itoa(o.Agents), byteSize(o.Peer), byteSize(o.Relay), byteSize(o.FileServer),
+							fmt.Sprintf("%.1f%%", o.HitRatio*100), fmt.Sprintf("%.1f%%", o.PeerRatio*100), byteSize(o.Served), strconv.FormatInt(o.BadChunks, 10)})
+					}
+					return writeTable(e.stdout, []string{"OFFICE", "AGENTS", "PEER", "RELAY", "FILE SERVER", "HIT RATIO", "FROM PEERS", "SERVED TO PEERS", "BAD CHUNKS"}, rows)
 				}
 			},
 		},

@@ -254,7 +254,26 @@ func TestArtifactListShow(t *testing.T) {
 				"sha256:    " + sha + "\n" +
 				"name:      hello-1.0.0.tar.gz\n" +
 				"size:      1.5 KiB (1536 bytes)\n" +
-				"uploaded:  2025-06-01T10:00:00Z (2h ago)\n"},
+				"uploaded:  2025-06-01T10:00:00Z (2h ago)\n" +
+				"chunks:    none (fetched whole; push it again to add chunks)\n" +
+				"\nno agent has reported fetching it yet\n"},
+		},
+		{
+			name: "show with figures by source",
+			args: []string{"artifact", "show", sha},
+			api: []exchange{{method: "GET", target: "/v1/artifacts/" + sha, answer: strings.TrimSuffix(art, "}") +
+				`,"chunk_size":4194304,"chunks":1,"fetched":{"total":{"agents":3,"peer":3072,"relay":1536,"file_server":0,"served_to_peers":3072,"bad_chunks":1,"hit_ratio":1,"peer_ratio":0.6667},` +
+				`"offices":[{"office":"berlin","agents":3,"peer":3072,"relay":1536,"file_server":0,"served_to_peers":3072,"bad_chunks":1,"hit_ratio":1,"peer_ratio":0.6667}]}}`}},
+			want: want{stdout: "" +
+				"sha256:    " + sha + "\n" +
+				"name:      hello-1.0.0.tar.gz\n" +
+				"size:      1.5 KiB (1536 bytes)\n" +
+				"uploaded:  2025-06-01T10:00:00Z (2h ago)\n" +
+				"chunks:    1\n" +
+				"\n" +
+				"OFFICE  AGENTS  PEER     RELAY    FILE SERVER  HIT RATIO  FROM PEERS  SERVED TO PEERS  BAD CHUNKS\n" +
+				"berlin  3       3.0 KiB  1.5 KiB  0 B          100.0%     66.7%       3.0 KiB          1\n" +
+				"(all)   3       3.0 KiB  1.5 KiB  0 B          100.0%     66.7%       3.0 KiB          1\n"},
 		},
 		{
 			name: "show json",

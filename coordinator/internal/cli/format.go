@@ -99,6 +99,23 @@ type (
 		Size     int64  `json:"size"`
 		Name     string `json:"name"`
 		Uploaded stamp  `json:"uploaded"`
+		Chunks   int    `json:"chunks"`
+		Fetched  *struct {
+			Total   sourceBytes   `json:"total"`
+			Offices []sourceBytes `json:"offices"`
+		} `json:"fetched"`
+	}
+	// sourceBytes is what agents fetched of one artifact, by source.
+	sourceBytes struct {
+		Office     string  `json:"office"`
+		Agents     int     `json:"agents"`
+		Peer       int64   `json:"peer"`
+		Relay      int64   `json:"relay"`
+		FileServer int64   `json:"file_server"`
+		Served     int64   `json:"served_to_peers"`
+		BadChunks  int64   `json:"bad_chunks"`
+		HitRatio   float64 `json:"hit_ratio"`
+		PeerRatio  float64 `json:"peer_ratio"`
 	}
 )
 

@@ -44,6 +44,14 @@ type ArtifactLookup interface {
 	Artifact(sha256 string) (size int64, name string, ok bool, err error)
 }
 
+// ChunkLookup, when the ArtifactLookup has it, gives an artifact's chunk
+// size and chunk hashes (concatenated), which the compiler puts into the
+// policy so that they are signed with it; none for an artifact uploaded
+// before chunks existed.
+type ChunkLookup interface {
+	Chunks(sha256 string) (chunkSize int64, hashes []byte, err error)
+}
+
 // Problem is one thing wrong with a policy. Line and Column are 1-based;
 // zero when the problem concerns the whole input.
 type Problem struct {
@@ -211,9 +219,11 @@ func syntaxProblem(err error) *Problem {
 }
 
 type artifactInfo struct {
-	size int64
-	name string
-	ok   bool
+	size      int64
+	name      string
+	ok        bool
+	chunkSize int64
+	chunks    []byte
 }
 
 type compiler struct {
@@ -405,13 +415,18 @@ func (c *compiler) artifact(n *yaml.Node, s string) (*wire.Artifact, error) {
 			return nil, fmt.Errorf("look up artifact %s: %w", sum, err)
 		}
 		info = artifactInfo{size: size, name: name, ok: ok}
+		if cl, has := c.artifacts.(ChunkLookup); has && ok {
+			if info.chunkSize, info.chunks, err = cl.Chunks(sum); err != nil {
+				return nil, fmt.Errorf("look up chunks of artifact %s: %w", sum, err)
+			}
+		}
 		c.found[sum] = info
 	}
 	if !info.ok {
 		c.problem(n, "artifact %s… was never uploaded; push it with \"outpost artifact push\"", sum[:12])
 		return nil, nil
 	}
-	return &wire.Artifact{Sha256: sum, Size: info.size, Name: info.name}, nil
+	return &wire.Artifact{Sha256: sum, Size: info.size, Name: info.name, ChunkSize: info.chunkSize, ChunkSha256: info.chunks}, nil
 }
 
 func checkVersion(s string) string {

@@ -591,6 +591,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		// that gives this agent its own policy if it needs one.
 		s.placed(m.ID)
 	}
+	s.keepArtifactBytes(id, m.Office, req.GetArtifactBytes(), now)
 	o, err := s.store.Office(m.Office)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)

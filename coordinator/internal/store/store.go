@@ -141,6 +141,11 @@ type Artifact struct {
 	Size     int64     `json:"size"`
 	Name     string    `json:"name"`
 	Uploaded time.Time `json:"uploaded"`
+	// ChunkSize and Chunks (the SHA-256 of each chunk, concatenated) let
+	// agents fetch the artifact in pieces from several office peers; empty
+	// for artifacts uploaded before chunks existed.
+	ChunkSize int64  `json:"chunk_size,omitempty"`
+	Chunks    []byte `json:"chunks,omitempty"`
 }
 
 // Store is the embedded bbolt store.
@@ -516,7 +521,12 @@ func (s *Store) PutArtifact(a Artifact) (*Artifact, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if old, err := get[Artifact](tx, bArtifacts, a.SHA256); err == nil {
 			out = old
-			return nil
+			if len(old.Chunks) > 0 || len(a.Chunks) == 0 {
+				return nil
+			}
+			// Uploaded again after chunks came: the record gains them.
+			old.ChunkSize, old.Chunks = a.ChunkSize, a.Chunks
+			return put(tx, bArtifacts, a.SHA256, *old)
 		}
 		return put(tx, bArtifacts, a.SHA256, a)
 	})

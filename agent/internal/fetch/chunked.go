@@ -1,0 +1,754 @@
+package fetch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// Office is the agent's office as the fetcher sees it: which peers may
+// hold an artifact and how to reach them. Declared here, where it is used.
+type Office interface {
+	// Self is this member's id.
+	Self() string
+	// Holders lists the live office peers that announce holding sha
+	// (whole, or verified chunks of it).
+	Holders(sha string) []Peer
+	// Members is how many other live members the office has.
+	Members() int
+	// Client reaches peers (mutual TLS with member certificates).
+	Client() *http.Client
+	// BadPeer is told of a peer that served bytes failing their hash.
+	BadPeer(peer, what string)
+}
+
+// Peer is an office member that may serve chunks.
+type Peer struct {
+	Name string // its member id: the certificate it presents carries it
+	URL  string // base URL, https://ip:port
+}
+
+// PeerChunksPath is where a member serves chunks to office peers:
+// PeerChunksPath+sha is the map of chunks it can serve, +sha/i chunk i.
+const PeerChunksPath = "/v1/peer/chunks/"
+
+// Response headers of the peer protocol.
+const (
+	HeaderHave     = "X-Outpost-Have"     // base64 of the serving member's chunk map
+	HeaderFetching = "X-Outpost-Fetching" // "1" while it downloads the artifact
+	HeaderPending  = "X-Outpost-Pending"  // base64 of the chunks it is fetching now
+	HeaderChunks   = "X-Outpost-Chunks"   // the number of chunks
+)
+
+// Tuning is how a chunked download shares the work; the zero value takes
+// the defaults for an office network.
+type Tuning struct {
+	Workers    int           // chunks in flight (default 4)
+	PerPeer    int           // chunks in flight from one peer (default 2)
+	PerOrigin  int           // chunks in flight from the relay or file server (default 2)
+	Settle     time.Duration // wait for peers to announce the same download before taking shares from the relay (1s)
+	StallAfter time.Duration // no new chunk anywhere for this long: take any chunk from the relay (20s)
+	Refresh    time.Duration // how often peers' chunk maps are read while waiting (500ms)
+	BadFor     time.Duration // a peer that served a bad chunk is not asked again for this long (10m)
+}
+
+func (t Tuning) withDefaults() Tuning {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if t.Workers <= 0 {
+		t.Workers = 4
+	}
+	if t.PerPeer <= 0 {
+		t.PerPeer = 2
+	}
+	if t.PerOrigin <= 0 {
+		t.PerOrigin = 2
+	}
+	def(&t.Settle, time.Second)
+	def(&t.StallAfter, 20*time.Second)
+	def(&t.Refresh, 500*time.Millisecond)
+	def(&t.BadFor, 10*time.Minute)
+	return t
+}
+
+// SetTuning changes how chunked downloads share the work; call it before
+// the first Get.
+func (f *Fetcher) SetTuning(t Tuning) { f.tuning = t.withDefaults() }
+
+// errBadChunk is a chunk whose bytes failed its hash.
+var errBadChunk = errors.New("chunk failed its hash")
+
+// source is where one chunk comes from.
+type source struct {
+	kind string // "peer", "relay", "file_server"
+	name string // the peer's member id, or the relay's URL
+	peer *peerState
+}
+
+type peerState struct {
+	Peer
+	have     bitset // nil until known
+	pending  bitset // chunks it is fetching now
+	fetching bool
+	inflight int
+	until    time.Time // not asked before (busy, unreachable)
+	seen     time.Time // when its chunk map last came
+}
+
+// session is one chunked download of one artifact.
+type session struct {
+	f      *Fetcher
+	a      *wire.Artifact
+	n      int
+	src    Sources
+	office Office
+	t      Tuning
+	h      *held
+	file   *os.File
+	prog   *progress
+
+	mu           sync.Mutex
+	changed      chan struct{} // closed and replaced when something worth re-planning happens
+	inflight     map[int]bool
+	peers        map[string]*peerState
+	dropped      map[string]bool
+	fetchers     []string // members downloading this artifact now, sorted; shares of the relay's work
+	rot          int      // where this member starts in the chunk list
+	lastProgress time.Time
+	unsaved      int64
+	origins      []string // relay URLs, then "" for the file server
+	originAt     int
+	originFails  int
+	originBusy   int
+	presigned    string
+	fatal        error
+	bytes        map[string]int64  // by source kind, this session
+	waiting      int               // workers with nothing to do: peers' maps are worth reading
+	retryAt      map[int]time.Time // chunks that failed from the relay: not before
+}
+
+// getChunked downloads a in chunks from office peers and the relay (or
+// file server) at once, checking each chunk against the signed policy's
+// hash before it is written in place.
+func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src Sources) error {
+	sha := a.GetSha256()
+	part := filepath.Join(f.dir, sha+".chunked")
+	fh, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open partial download: %w", err)
+	}
+	defer fh.Close()
+	prog := loadProgress(filepath.Join(f.dir, sha+".chunks.json"), a.GetSize(), a.GetChunkSize(), n)
+	if fi, err := fh.Stat(); err == nil && fi.Size() != a.GetSize() {
+		if err := fh.Truncate(a.GetSize()); err != nil {
+			return fmt.Errorf("size partial download: %w", err)
+		}
+	}
+	s := &session{f: f, a: a, n: n, src: src, office: src.Peers, t: f.tuning, file: fh, prog: prog,
+		changed: make(chan struct{}), inflight: map[int]bool{}, peers: map[string]*peerState{}, dropped: map[string]bool{},
+		rot: rand.IntN(n), lastProgress: time.Now(), bytes: map[string]int64{}, retryAt: map[int]time.Time{}}
+	s.origins = append(s.origins, src.Relays...)
+	if src.Direct || len(src.Relays) == 0 {
+		s.origins = append(s.origins, "")
+	}
+	s.h = f.track(a, n, part, append(bitset(nil), prog.Done...), false)
+	s.h.mu.Lock()
+	s.h.fetching, s.h.pending = true, newBitset(n)
+	s.h.mu.Unlock()
+	defer func() {
+		s.h.mu.Lock()
+		s.h.fetching = false
+		s.h.mu.Unlock()
+		f.account(a, s.bytes, src.Office)
+	}()
+	if s.prog.Done.count() < n {
+		if err := s.run(ctx); err != nil {
+			s.mu.Lock()
+			if s.unsaved > 0 {
+				s.prog.save(false)
+			}
+			s.mu.Unlock()
+			return err
+		}
+	}
+	// Every chunk checked; the whole hash is checked once more, since that
+	// is what the policy names.
+	if ok, err := verifyFile(part, a); err != nil || !ok {
+		prog.remove()
+		os.Remove(part)
+		s.h.mu.Lock()
+		s.h.have = newBitset(n)
+		s.h.mu.Unlock()
+		return fmt.Errorf("%w: every chunk checked but the whole file did not (err %v); starting over", ErrMismatch, err)
+	}
+	final := filepath.Join(f.dir, sha)
+	s.h.mu.Lock()
+	err = fsutil.Rename(part, final)
+	if err == nil {
+		s.h.path, s.h.complete = final, true
+	}
+	s.h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	prog.remove()
+	return nil
+}
+
+func (s *session) run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if s.office != nil {
+		s.refresh(ctx)
+		if s.office.Members() > 0 && !s.someoneHasAll() {
+			// Peers starting the same download at the same time announce it
+			// within a gossip round or two; shares are fairer once they have.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(s.t.Settle):
+			}
+			s.refresh(ctx)
+		}
+		go s.refresher(ctx)
+	}
+	var wg sync.WaitGroup
+	for range s.t.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.work(ctx)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.prog.Done.count() == s.n {
+		return nil
+	}
+	if s.fatal != nil {
+		return s.fatal
+	}
+	return ctx.Err()
+}
+
+func (s *session) someoneHasAll() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		if p.have != nil && p.have.count() == s.n && !s.dropped[p.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+// wake tells waiting workers to plan again; call with s.mu held.
+func (s *session) wake() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *session) work(ctx context.Context) {
+	for {
+		i, src, ok := s.next(ctx)
+		if !ok {
+			return
+		}
+		err := s.fetchChunk(ctx, i, src)
+		s.finish(i, src, err)
+	}
+}
+
+// next picks a chunk and where to get it: from a peer that has it, else
+// from the relay if it is this member's share of the relay's work (or
+// nobody else is downloading, or nothing has moved for a while), else it
+// waits for peers to get more.
+func (s *session) next(ctx context.Context) (int, source, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		if s.prog.Done.count() == s.n || s.fatal != nil || ctx.Err() != nil {
+			return 0, source{}, false
+		}
+		now := time.Now()
+		// From a peer: the least busy one that has the chunk.
+		for k := range s.n {
+			i := (s.rot + k) % s.n
+			if s.prog.Done.has(i) || s.inflight[i] {
+				continue
+			}
+			var best *peerState
+			for _, p := range s.peers {
+				if s.dropped[p.Name] || !p.have.has(i) || p.inflight >= s.t.PerPeer || now.Before(p.until) {
+					continue
+				}
+				if best == nil || p.inflight < best.inflight || (p.inflight == best.inflight && rand.IntN(2) == 0) {
+					best = p
+				}
+			}
+			if best != nil {
+				best.inflight++
+				s.markPending(i, true)
+				return i, source{kind: "peer", name: best.Name, peer: best}, true
+			}
+		}
+		// From the relay or the file server.
+		// Two at a time keep a LAN link full; every chunk in flight is
+		// bytes in socket buffers that a killed agent asks for again.
+		if len(s.origins) > 0 && s.originBusy < s.t.PerOrigin {
+			stalled := now.Sub(s.lastProgress) > s.t.StallAfter
+			self := ""
+			if s.office != nil {
+				self = s.office.Self()
+			}
+			for k := range s.n {
+				i := (s.rot + k) % s.n
+				if s.prog.Done.has(i) || s.inflight[i] || now.Before(s.retryAt[i]) {
+					continue
+				}
+				if stalled || (!s.pendingAtPeer(i, now) && (len(s.fetchers) <= 1 || s.owner(i) == self)) {
+					s.markPending(i, true)
+					s.originBusy++
+					return i, s.origin(), true
+				}
+			}
+		}
+		if len(s.origins) == 0 && len(s.inflight) == 0 && !s.anyPeerUsable(now) {
+			s.fatal = errors.New("no peer holds the missing chunks and the office has no relay or file server to ask")
+			s.wake()
+			return 0, source{}, false
+		}
+		ch := s.changed
+		s.waiting++
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-ch:
+		case <-time.After(s.t.Refresh):
+		}
+		s.mu.Lock()
+		s.waiting--
+	}
+}
+
+// markPending books chunk i in flight here (or no longer), which peers
+// see in the chunk map; call with s.mu held.
+func (s *session) markPending(i int, on bool) {
+	if on {
+		s.inflight[i] = true
+	} else {
+		delete(s.inflight, i)
+	}
+	s.h.mu.Lock()
+	if on {
+		s.h.pending.set(i)
+	} else {
+		s.h.pending.clear(i)
+	}
+	s.h.mu.Unlock()
+}
+
+// pendingAtPeer tells whether a peer is fetching chunk i now: it will have
+// it soon, so the relay need not send it twice.
+func (s *session) pendingAtPeer(i int, now time.Time) bool {
+	// A peer slow to answer is still fetching; one that left the office
+	// is no longer listed, and one that died quietly is what StallAfter
+	// is for.
+	for _, p := range s.peers {
+		if p.pending.has(i) && !s.dropped[p.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) anyPeerUsable(now time.Time) bool {
+	for _, p := range s.peers {
+		if !s.dropped[p.Name] && (p.fetching || p.have.count() > 0 || now.Before(p.until)) {
+			return true
+		}
+	}
+	return false
+}
+
+// owner is the member whose share of the relay's work chunk i is: the
+// members downloading the artifact split its chunks round-robin, so that
+// the relay sends each chunk about once and peers trade the rest.
+func (s *session) owner(i int) string {
+	if len(s.fetchers) == 0 {
+		return ""
+	}
+	return s.fetchers[i%len(s.fetchers)]
+}
+
+func (s *session) origin() source {
+	o := s.origins[s.originAt%len(s.origins)]
+	if o == "" {
+		return source{kind: "file_server"}
+	}
+	return source{kind: "relay", name: o}
+}
+
+// finish books the outcome of one chunk.
+func (s *session) finish(i int, src source, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.markPending(i, false)
+	if src.peer != nil {
+		src.peer.inflight--
+	} else {
+		s.originBusy--
+	}
+	defer s.wake()
+	if err == nil {
+		s.lastProgress = time.Now()
+		if src.peer == nil {
+			s.originFails = 0
+		}
+		return
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return
+	}
+	switch {
+	case src.peer != nil && errors.Is(err, errBadChunk):
+		// A peer that sends bytes failing a signed hash is broken or
+		// hostile: not asked again for this artifact, nor for a while for
+		// any, and the coordinator hears of it (once: other chunks may
+		// have been in flight from it).
+		s.f.badChunks.WithLabelValues(s.src.Office).Inc()
+		s.f.addBad(s.a.GetSha256())
+		if s.dropped[src.name] {
+			return
+		}
+		s.dropped[src.name] = true
+		s.f.dropPeer(src.name, s.t.BadFor)
+		what := fmt.Sprintf("served chunk %d of artifact %s that failed its hash", i, s.a.GetSha256()[:12])
+		s.f.log.Warn("office peer served a bad chunk; dropped", "peer", src.name, "artifact", s.a.GetSha256()[:12], "chunk", i)
+		s.office.BadPeer(src.name, what)
+		s.fetchersLocked()
+	case src.peer != nil && errors.Is(err, errNotThere):
+		src.peer.have.clear(i)
+	case src.peer != nil && errors.Is(err, errBusy):
+		src.peer.until = time.Now().Add(200 * time.Millisecond)
+	case src.peer != nil:
+		s.f.log.Debug("chunk from office peer", "peer", src.name, "chunk", i, "err", err)
+		src.peer.until = time.Now().Add(2 * time.Second)
+	default:
+		s.f.log.Debug("chunk from "+src.kind, "source", src.name, "chunk", i, "err", err)
+		s.originFails++
+		s.originAt++ // the next relay, or the file server
+		if src.kind == "file_server" {
+			s.presigned = "" // it may have expired: ask for a fresh one
+		}
+		s.retryAt[i] = time.Now().Add(time.Duration(s.originFails) * 200 * time.Millisecond)
+		if s.originFails >= 3*len(s.origins)+2 {
+			s.fatal = fmt.Errorf("%s %s: %w", src.kind, src.name, err)
+		}
+	}
+}
+
+var (
+	errNotThere = errors.New("the peer does not have the chunk")
+	errBusy     = errors.New("the peer is busy")
+)
+
+// fetchChunk gets chunk i (or the rest of it, if a killed agent had
+// part of it) from src, writes it at its offset and checks its hash.
+func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
+	off, size := s.a.ChunkRange(i)
+	s.mu.Lock()
+	start := s.prog.Partial[i]
+	s.mu.Unlock()
+	h := sha256.New()
+	if start > 0 {
+		if _, err := io.Copy(h, io.NewSectionReader(s.file, off, start)); err != nil {
+			start = 0
+			h.Reset()
+		}
+	}
+	req, err := s.request(ctx, i, src, off, start, size)
+	if err != nil {
+		return err
+	}
+	client := s.f.client
+	if src.peer != nil {
+		client = s.office.Client()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if src.peer != nil {
+		s.notePeer(src.peer, resp)
+		if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != src.name {
+			return fmt.Errorf("peer at %s is not %s", src.peer.URL, src.name)
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
+	case resp.StatusCode == http.StatusOK && src.peer != nil && start == 0:
+	case resp.StatusCode == http.StatusNotFound && src.peer != nil:
+		return errNotThere
+	case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests:
+		return errBusy
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	}
+	buf := make([]byte, 256<<10)
+	got := start
+	var readErr error
+	for got < size && readErr == nil {
+		k, err := io.ReadFull(resp.Body, buf[:min(int64(len(buf)), size-got)])
+		readErr = err
+		if k == 0 {
+			break
+		}
+		if _, err := s.file.WriteAt(buf[:k], off+got); err != nil {
+			return fmt.Errorf("write chunk %d: %w", i, err)
+		}
+		h.Write(buf[:k])
+		got += int64(k)
+		s.arrived(i, src, got, int64(k))
+	}
+	if got < size {
+		if readErr == nil {
+			readErr = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("chunk %d: %d of %d bytes: %w", i, got, size, readErr)
+	}
+	if !bytes.Equal(h.Sum(nil), s.a.ChunkHash(i)) {
+		s.mu.Lock()
+		delete(s.prog.Partial, i)
+		resumed := start > 0
+		s.mu.Unlock()
+		if resumed {
+			// Which part was bad is unknown: nobody is blamed; the chunk
+			// is fetched again whole.
+			return fmt.Errorf("resumed chunk %d failed its hash", i)
+		}
+		return errBadChunk
+	}
+	// The chunk's bytes reach the disk before the sidecar says they did.
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("sync chunk %d: %w", i, err)
+	}
+	s.mu.Lock()
+	s.prog.Done.set(i)
+	delete(s.prog.Partial, i)
+	s.unsaved = 0
+	err = s.prog.save(true)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	s.h.mu.Lock()
+	s.h.have.set(i)
+	s.h.mu.Unlock()
+	return nil
+}
+
+// arrived books bytes of chunk i as they come, and saves how far chunks
+// in flight got now and then.
+func (s *session) arrived(i int, src source, got, k int64) {
+	s.f.bytes.WithLabelValues(src.kind, s.src.Office).Add(float64(k))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.bytes[src.kind] += k
+	s.prog.Partial[i] = got
+	s.unsaved += k
+	s.lastProgress = time.Now()
+	if s.unsaved >= progressEvery {
+		s.unsaved = 0
+		if err := s.prog.save(false); err != nil {
+			s.f.log.Debug("save download progress", "err", err)
+		}
+	}
+}
+
+func (s *session) request(ctx context.Context, i int, src source, off, start, size int64) (*http.Request, error) {
+	var url string
+	switch src.kind {
+	case "peer":
+		url = strings.TrimRight(src.peer.URL, "/") + PeerChunksPath + s.a.GetSha256() + "/" + strconv.Itoa(i)
+		off = 0 // a peer's ranges are within the chunk
+	case "relay":
+		url = strings.TrimRight(src.name, "/") + "/v1/blobs/sha256/" + s.a.GetSha256()
+	default:
+		s.mu.Lock()
+		url = s.presigned
+		s.mu.Unlock()
+		if url == "" {
+			u, err := s.f.presign.Presign(ctx, s.a.GetSha256())
+			if err != nil {
+				return nil, fmt.Errorf("presign: %w", err)
+			}
+			s.mu.Lock()
+			s.presigned, url = u, u
+			s.mu.Unlock()
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if src.kind != "peer" || start > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off+start, off+size-1))
+	}
+	return req, nil
+}
+
+// notePeer takes the chunk map a peer sends with every answer.
+func (s *session) notePeer(p *peerState, resp *http.Response) {
+	have, err := base64.StdEncoding.DecodeString(resp.Header.Get(HeaderHave))
+	if err != nil || len(have) != len(s.prog.Done) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if bitset(have).count() > p.have.count() {
+		s.lastProgress = time.Now()
+	}
+	p.have, p.seen = have, time.Now()
+	p.fetching = resp.Header.Get(HeaderFetching) == "1"
+	if pending, err := base64.StdEncoding.DecodeString(resp.Header.Get(HeaderPending)); err == nil && len(pending) == len(have) {
+		p.pending = pending
+	} else {
+		p.pending = nil
+	}
+}
+
+// refresher reads the peers' chunk maps while the download runs and a
+// worker has nothing to do: while all are busy, the maps that come with
+// each chunk are enough, and an office of many members is not flooded
+// with questions.
+func (s *session) refresher(ctx context.Context) {
+	t := time.NewTicker(s.t.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			hungry := s.waiting > 0
+			s.mu.Unlock()
+			if hungry {
+				s.refresh(ctx)
+			}
+		}
+	}
+}
+
+// refresh learns which peers announce the artifact and reads their chunk
+// maps; peers that have everything are not asked again.
+func (s *session) refresh(ctx context.Context) {
+	holders := s.office.Holders(s.a.GetSha256())
+	now := time.Now()
+	var ask []*peerState
+	s.mu.Lock()
+	live := map[string]bool{}
+	for _, hp := range holders {
+		if s.f.isBad(hp.Name, now) {
+			s.dropped[hp.Name] = true
+		}
+		live[hp.Name] = true
+		p := s.peers[hp.Name]
+		if p == nil || p.URL != hp.URL {
+			// New, or back at another address: a fresh record (its URL is
+			// read without the lock).
+			p = &peerState{Peer: hp}
+			s.peers[hp.Name] = p
+		}
+		if !s.dropped[p.Name] && (p.have == nil || p.have.count() < s.n) && now.Sub(p.seen) >= s.t.Refresh {
+			ask = append(ask, p)
+		}
+	}
+	for name, p := range s.peers {
+		if !live[name] && p.inflight == 0 {
+			delete(s.peers, name)
+		}
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range ask {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.readMap(ctx, p)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	s.fetchersLocked()
+	s.wake()
+	s.mu.Unlock()
+}
+
+// fetchersLocked recomputes who shares the relay's work: this member and
+// the peers downloading the artifact now.
+func (s *session) fetchersLocked() {
+	if s.office == nil {
+		return
+	}
+	f := []string{s.office.Self()}
+	for _, p := range s.peers {
+		if p.fetching && !s.dropped[p.Name] && p.have.count() < s.n {
+			f = append(f, p.Name)
+		}
+	}
+	sort.Strings(f)
+	s.fetchers = f
+}
+
+func (s *session) readMap(ctx context.Context, p *peerState) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.URL, "/")+PeerChunksPath+s.a.GetSha256(), nil)
+	if err != nil {
+		return
+	}
+	resp, err := s.office.Client().Do(req)
+	if err != nil {
+		s.mu.Lock()
+		p.until = time.Now().Add(2 * time.Second)
+		s.mu.Unlock()
+		return
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if resp.TLS == nil || len(resp.TLS.PeerCertificates) == 0 || resp.TLS.PeerCertificates[0].Subject.CommonName != p.Name {
+		return
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		s.mu.Lock()
+		p.have, p.fetching = newBitset(s.n), false
+		s.mu.Unlock()
+		return
+	}
+	if resp.StatusCode == http.StatusOK {
+		s.notePeer(p, resp)
+	}
+}
