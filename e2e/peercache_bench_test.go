@@ -46,7 +46,8 @@ func BenchmarkPeerSharing(b *testing.B) {
 		cfg.EgressBytesPerSec = int64(egress) * 1_000_000
 		cfg.DataDir = memDir(b)
 	})
-	c.MustDo("PATCH", "/v1/offices/bench", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	c.MustDo("PATCH", "/v1/offices/bench", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
+	waitRelaysServing(b, c, "bench", r.Addr())
 	token := c.EnrollToken("bench", "agent", n)
 	agents := make([]*testAgent, n)
 	var wg sync.WaitGroup

@@ -71,7 +71,8 @@ func TestOfficePeerCache(t *testing.T) {
 	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
 	c.CreateOffice("depot", map[string]any{"checkin_interval": "1h"})
 	r, relayReg := startRelay(t, c, c.EnrollToken("depot", "relay", 1))
-	c.MustDo("PATCH", "/v1/offices/depot", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	c.MustDo("PATCH", "/v1/offices/depot", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
+	waitRelaysServing(t, c, "depot", r.Addr())
 	token := c.EnrollToken("depot", "agent", 5)
 	var agents []*testAgent
 	for i := range 4 {
@@ -187,7 +188,8 @@ func TestPeerCacheResumeAfterStop(t *testing.T) {
 	c.CreateOffice("annex", map[string]any{"checkin_interval": "1h"})
 	// A slow relay, so that the stop lands mid-download.
 	r, relayReg := startRelay(t, c, c.EnrollToken("annex", "relay", 1), func(cfg *relay.Config) { cfg.EgressBytesPerSec = 8_000_000 })
-	c.MustDo("PATCH", "/v1/offices/annex", map[string]any{"mode": "relay", "relays": []string{"http://" + r.Addr()}}, nil)
+	c.MustDo("PATCH", "/v1/offices/annex", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
+	waitRelaysServing(t, c, "annex", r.Addr())
 	a := startAgent(t, c, c.EnrollToken("annex", "agent", 1), "annex-0", "127.0.0.85")
 	pkg := dataPackage(t, 24<<20)
 	sha := c.Upload("resume.tar.gz", pkg)

@@ -196,13 +196,12 @@ func relayFailover(t *testing.T, stop func(*relayProc)) {
 	size := int64(len(pkg))
 	rev := c.Apply("oslo", packageYAML(sha, "present"))
 
-	part := filepath.Join(a.cfg.DataDir, "content", sha+".part")
 	var killedAt int64
 	tu.Eventually(t, 60*time.Second, func() bool {
-		fi, err := os.Stat(part)
-		if err == nil && fi.Size() >= size/4 {
+		got := int64(counterSum(t, a.reg, "outpost_agent_fetched_bytes_total", map[string]string{"source": "relay"}))
+		if got >= size/4 {
 			stop(r1)
-			killedAt = fi.Size()
+			killedAt = got
 			return true
 		}
 		return false

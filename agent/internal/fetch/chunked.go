@@ -457,7 +457,12 @@ func (s *session) finish(i int, src source, err error) {
 	default:
 		s.f.log.Debug("chunk from "+src.kind, "source", src.name, "chunk", i, "err", err)
 		s.originFails++
-		s.originAt++ // the next relay, or the file server
+		// The next relay, or the file server — once for a source that
+		// failed, not once per chunk that was in flight from it (which
+		// would skip a healthy relay and go to the file server).
+		if cur := s.origin(); cur.kind == src.kind && cur.name == src.name {
+			s.originAt++
+		}
 		if src.kind == "file_server" {
 			s.presigned = "" // it may have expired: ask for a fresh one
 		}
