@@ -25,6 +25,7 @@ type officeGossip struct {
 	cancel context.CancelFunc
 	done   chan error
 	rev    uint64
+	rollup bool
 }
 
 // set makes the agent a member of the office whose keys are keys, the
@@ -67,6 +68,7 @@ func (g *officeGossip) set(keys [][]byte) error {
 		return context.DeadlineExceeded
 	}
 	node.SetRevision(g.rev)
+	node.SetRollup(g.rollup)
 	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
 	return nil
 }
@@ -132,6 +134,18 @@ func (g *officeGossip) setRevision(rev uint64) {
 	g.mu.Unlock()
 	if n != nil {
 		n.SetRevision(rev)
+	}
+}
+
+// setRollup announces whether this member can carry the office's
+// check-ins (it reaches the coordinator).
+func (g *officeGossip) setRollup(on bool) {
+	g.mu.Lock()
+	g.rollup = on
+	n := g.node
+	g.mu.Unlock()
+	if n != nil {
+		n.SetRollup(on)
 	}
 }
 

@@ -169,6 +169,10 @@ func (p *peerPolicy) Message(b []byte) {
 		}
 	case *wire.PeerMessage_Policy:
 		p.accept(m.GetFrom(), body.Policy)
+	case *wire.PeerMessage_RollupReport:
+		p.a.rollup.take(m.GetFrom(), body.RollupReport)
+	case *wire.PeerMessage_RollupAck:
+		go p.a.rollup.acked(body.RollupAck) // it writes to disk: off memberlist's goroutine
 	}
 }
 

@@ -51,6 +51,9 @@ const MaxMessage = 8 << 20
 type Meta struct {
 	Role     string `json:"r"`
 	Revision uint64 `json:"v"`
+	// Rollup: the member reaches the coordinator and carries its office's
+	// check-ins (the office elects one of those that say so).
+	Rollup bool `json:"u,omitempty"`
 }
 
 // Peer is another member as gossip sees it.
@@ -231,6 +234,21 @@ func (n *Node) SetRevision(rev uint64) {
 	if changed && ml != nil {
 		if err := ml.UpdateNode(time.Second); err != nil {
 			n.log.Debug("announce revision", "err", err)
+		}
+	}
+}
+
+// SetRollup announces whether this member can carry the office's
+// check-ins to the coordinator now.
+func (n *Node) SetRollup(on bool) {
+	n.mu.Lock()
+	changed := n.meta.Rollup != on
+	n.meta.Rollup = on
+	ml := n.ml
+	n.mu.Unlock()
+	if changed && ml != nil {
+		if err := ml.UpdateNode(time.Second); err != nil {
+			n.log.Debug("announce roll-up", "err", err)
 		}
 	}
 }

@@ -94,6 +94,8 @@ type PeerMessage struct {
 	//
 	//	*PeerMessage_PolicyRequest
 	//	*PeerMessage_Policy
+	//	*PeerMessage_RollupReport
+	//	*PeerMessage_RollupAck
 	Body          isPeerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -161,6 +163,24 @@ func (x *PeerMessage) GetPolicy() *SignedPolicy {
 	return nil
 }
 
+func (x *PeerMessage) GetRollupReport() *SignedCheckin {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RollupReport); ok {
+			return x.RollupReport
+		}
+	}
+	return nil
+}
+
+func (x *PeerMessage) GetRollupAck() *SignedRollupAck {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RollupAck); ok {
+			return x.RollupAck
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Body interface {
 	isPeerMessage_Body()
 }
@@ -173,9 +193,23 @@ type PeerMessage_Policy struct {
 	Policy *SignedPolicy `protobuf:"bytes,3,opt,name=policy,proto3,oneof"`
 }
 
+type PeerMessage_RollupReport struct {
+	// Roll-up: a member's signed check-in to the office's roll-up member,
+	// and the coordinator's signed answer back.
+	RollupReport *SignedCheckin `protobuf:"bytes,4,opt,name=rollup_report,json=rollupReport,proto3,oneof"`
+}
+
+type PeerMessage_RollupAck struct {
+	RollupAck *SignedRollupAck `protobuf:"bytes,5,opt,name=rollup_ack,json=rollupAck,proto3,oneof"`
+}
+
 func (*PeerMessage_PolicyRequest) isPeerMessage_Body() {}
 
 func (*PeerMessage_Policy) isPeerMessage_Body() {}
+
+func (*PeerMessage_RollupReport) isPeerMessage_Body() {}
+
+func (*PeerMessage_RollupAck) isPeerMessage_Body() {}
 
 var File_pkg_wire_peer_proto protoreflect.FileDescriptor
 
@@ -185,11 +219,14 @@ const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\x11PeerPolicyRequest\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12#\n" +
 	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\x12\x19\n" +
-	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xaf\x01\n" +
+	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xb9\x02\n" +
 	"\vPeerMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12K\n" +
 	"\x0epolicy_request\x18\x02 \x01(\v2\".outpost.wire.v1.PeerPolicyRequestH\x00R\rpolicyRequest\x127\n" +
-	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyH\x00R\x06policyB\x06\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyH\x00R\x06policy\x12E\n" +
+	"\rrollup_report\x18\x04 \x01(\v2\x1e.outpost.wire.v1.SignedCheckinH\x00R\frollupReport\x12A\n" +
+	"\n" +
+	"rollup_ack\x18\x05 \x01(\v2 .outpost.wire.v1.SignedRollupAckH\x00R\trollupAckB\x06\n" +
 	"\x04bodyB'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
 
 var (
@@ -209,15 +246,19 @@ var file_pkg_wire_peer_proto_goTypes = []any{
 	(*PeerPolicyRequest)(nil), // 0: outpost.wire.v1.PeerPolicyRequest
 	(*PeerMessage)(nil),       // 1: outpost.wire.v1.PeerMessage
 	(*SignedPolicy)(nil),      // 2: outpost.wire.v1.SignedPolicy
+	(*SignedCheckin)(nil),     // 3: outpost.wire.v1.SignedCheckin
+	(*SignedRollupAck)(nil),   // 4: outpost.wire.v1.SignedRollupAck
 }
 var file_pkg_wire_peer_proto_depIdxs = []int32{
 	0, // 0: outpost.wire.v1.PeerMessage.policy_request:type_name -> outpost.wire.v1.PeerPolicyRequest
 	2, // 1: outpost.wire.v1.PeerMessage.policy:type_name -> outpost.wire.v1.SignedPolicy
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: outpost.wire.v1.PeerMessage.rollup_report:type_name -> outpost.wire.v1.SignedCheckin
+	4, // 3: outpost.wire.v1.PeerMessage.rollup_ack:type_name -> outpost.wire.v1.SignedRollupAck
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_peer_proto_init() }
@@ -229,6 +270,8 @@ func file_pkg_wire_peer_proto_init() {
 	file_pkg_wire_peer_proto_msgTypes[1].OneofWrappers = []any{
 		(*PeerMessage_PolicyRequest)(nil),
 		(*PeerMessage_Policy)(nil),
+		(*PeerMessage_RollupReport)(nil),
+		(*PeerMessage_RollupAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

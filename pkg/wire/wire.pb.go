@@ -286,7 +286,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -1267,7 +1267,10 @@ type OfficeInfo struct {
 	// Roaming: outside every office's address ranges. The member keeps its
 	// home office's policy, talks to the coordinator and the file server
 	// directly, and takes part in no office gossip.
-	Roaming       bool `protobuf:"varint,10,opt,name=roaming,proto3" json:"roaming,omitempty"`
+	Roaming bool `protobuf:"varint,10,opt,name=roaming,proto3" json:"roaming,omitempty"`
+	// Roll-up: the coordinator takes members' check-ins batched by one
+	// member of the office (CheckinRequest.rollup).
+	Rollup        bool `protobuf:"varint,11,opt,name=rollup,proto3" json:"rollup,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1372,6 +1375,13 @@ func (x *OfficeInfo) GetRoaming() bool {
 	return false
 }
 
+func (x *OfficeInfo) GetRollup() bool {
+	if x != nil {
+		return x.Rollup
+	}
+	return false
+}
+
 type CheckinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
@@ -1386,7 +1396,14 @@ type CheckinRequest struct {
 	PeerReports []string `protobuf:"bytes,8,rep,name=peer_reports,json=peerReports,proto3" json:"peer_reports,omitempty"`
 	// Runs not yet acknowledged, oldest first (kept on the agent's disk while
 	// the coordinator was out of reach); report is the newest.
-	Backlog       []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	Backlog []*Report `protobuf:"bytes,9,rep,name=backlog,proto3" json:"backlog,omitempty"`
+	// Roll-up: other members' check-ins of the same office, carried by this
+	// one (the office's roll-up member), each signed by its own member.
+	Rollup []*SignedCheckin `protobuf:"bytes,10,rep,name=rollup,proto3" json:"rollup,omitempty"`
+	// OfficeDigest(the office information the member holds): a member that
+	// checks in through the roll-up is asked to check in directly when the
+	// coordinator's differs.
+	OfficeDigest  []byte `protobuf:"bytes,11,opt,name=office_digest,json=officeDigest,proto3" json:"office_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1484,19 +1501,303 @@ func (x *CheckinRequest) GetBacklog() []*Report {
 	return nil
 }
 
-type CheckinResponse struct {
+func (x *CheckinRequest) GetRollup() []*SignedCheckin {
+	if x != nil {
+		return x.Rollup
+	}
+	return nil
+}
+
+func (x *CheckinRequest) GetOfficeDigest() []byte {
+	if x != nil {
+		return x.OfficeDigest
+	}
+	return nil
+}
+
+// RollupReport is a member's check-in as it travels through its office's
+// roll-up member.
+type RollupReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
-	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
-	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
-	Revocations   *RevocationList        `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	SignedUnix    int64                  `protobuf:"varint,2,opt,name=signed_unix,json=signedUnix,proto3" json:"signed_unix,omitempty"` // the coordinator refuses old ones (replay)
+	Checkin       *CheckinRequest        `protobuf:"bytes,3,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupReport) Reset() {
+	*x = RollupReport{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupReport) ProtoMessage() {}
+
+func (x *RollupReport) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupReport.ProtoReflect.Descriptor instead.
+func (*RollupReport) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RollupReport) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *RollupReport) GetSignedUnix() int64 {
+	if x != nil {
+		return x.SignedUnix
+	}
+	return 0
+}
+
+func (x *RollupReport) GetCheckin() *CheckinRequest {
+	if x != nil {
+		return x.Checkin
+	}
+	return nil
+}
+
+// SignedCheckin is a RollupReport signed with the member's own certificate
+// key: the roll-up member can carry it, not forge or change it.
+type SignedCheckin struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Report      []byte                 `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`           // a serialized RollupReport
+	Signature   []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`     // ECDSA, ASN.1, over SHA-256("outpost-checkin-v1\x00" || report)
+	Certificate []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"` // the member's certificate (DER), issued by the CA
+	// Not signed: a hint to the roll-up member to pass it on soon (a new
+	// run's outcome) rather than at its next interval.
+	Urgent        bool `protobuf:"varint,4,opt,name=urgent,proto3" json:"urgent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedCheckin) Reset() {
+	*x = SignedCheckin{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedCheckin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedCheckin) ProtoMessage() {}
+
+func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedCheckin.ProtoReflect.Descriptor instead.
+func (*SignedCheckin) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SignedCheckin) GetReport() []byte {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetUrgent() bool {
+	if x != nil {
+		return x.Urgent
+	}
+	return false
+}
+
+// RollupAck is the coordinator's answer to one member's rolled-up
+// check-in, handed back through the roll-up member.
+type RollupAck struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	MemberId string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	AckedSeq uint64                 `protobuf:"varint,2,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
+	AtUnix   int64                  `protobuf:"varint,3,opt,name=at_unix,json=atUnix,proto3" json:"at_unix,omitempty"`
+	// The coordinator has something for this member that only a direct
+	// check-in carries (new gossip keys, another office).
+	CheckinDirectly bool `protobuf:"varint,4,opt,name=checkin_directly,json=checkinDirectly,proto3" json:"checkin_directly,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RollupAck) Reset() {
+	*x = RollupAck{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupAck) ProtoMessage() {}
+
+func (x *RollupAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupAck.ProtoReflect.Descriptor instead.
+func (*RollupAck) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RollupAck) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *RollupAck) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *RollupAck) GetAtUnix() int64 {
+	if x != nil {
+		return x.AtUnix
+	}
+	return 0
+}
+
+func (x *RollupAck) GetCheckinDirectly() bool {
+	if x != nil {
+		return x.CheckinDirectly
+	}
+	return false
+}
+
+// SignedRollupAck is a RollupAck signed with the policy key, so that no
+// office peer can make a member forget reports the coordinator lacks.
+type SignedRollupAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ack           []byte                 `protobuf:"bytes,1,opt,name=ack,proto3" json:"ack,omitempty"`                           // a serialized RollupAck
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`               // Ed25519 over "outpost-rollup-ack-v1\x00" || ack
+	MemberId      string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"` // for routing; the signed copy is in ack
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedRollupAck) Reset() {
+	*x = SignedRollupAck{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedRollupAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedRollupAck) ProtoMessage() {}
+
+func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedRollupAck.ProtoReflect.Descriptor instead.
+func (*SignedRollupAck) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SignedRollupAck) GetAck() []byte {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+func (x *SignedRollupAck) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedRollupAck) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+type CheckinResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Office     *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	ServerUnix int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
+	AckedSeq   uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
+	// One per rolled-up check-in that was kept; refused ones get none.
+	RollupAcks    []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
+	Revocations   *RevocationList    `protobuf:"bytes,20,opt,name=revocations,proto3" json:"revocations,omitempty"` // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1809,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1822,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -1545,6 +1846,13 @@ func (x *CheckinResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
+func (x *CheckinResponse) GetRollupAcks() []*SignedRollupAck {
+	if x != nil {
+		return x.RollupAcks
+	}
+	return nil
+}
+
 func (x *CheckinResponse) GetRevocations() *RevocationList {
 	if x != nil {
 		return x.Revocations
@@ -1561,7 +1869,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1881,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1894,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -1605,7 +1913,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1925,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1938,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -1649,7 +1957,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1661,7 +1969,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1674,7 +1982,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -1694,7 +2002,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +2014,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +2027,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -1747,7 +2055,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +2067,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +2080,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 type FileServerResponse struct {
@@ -1791,7 +2099,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +2111,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +2124,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -1885,7 +2193,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1897,7 +2205,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1910,7 +2218,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -1948,7 +2256,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2268,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2281,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2148,7 +2456,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2160,7 +2468,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2173,7 +2481,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2208,7 +2516,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2220,7 +2528,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2233,7 +2541,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -2360,7 +2668,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2680,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2693,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -2483,7 +2791,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\xd3\x02\n" +
+	"officeInfo\"\xeb\x02\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -2498,7 +2806,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
-	" \x01(\bR\aroaming\"\xcb\x02\n" +
+	" \x01(\bR\aroaming\x12\x16\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xa8\x03\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2508,12 +2817,36 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x1b\n" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
-	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\"\xc7\x01\n" +
+	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x126\n" +
+	"\x06rollup\x18\n" +
+	" \x03(\v2\x1e.outpost.wire.v1.SignedCheckinR\x06rollup\x12#\n" +
+	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\"\x87\x01\n" +
+	"\fRollupReport\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vsigned_unix\x18\x02 \x01(\x03R\n" +
+	"signedUnix\x129\n" +
+	"\acheckin\x18\x03 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestR\acheckin\"\x7f\n" +
+	"\rSignedCheckin\x12\x16\n" +
+	"\x06report\x18\x01 \x01(\fR\x06report\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12\x16\n" +
+	"\x06urgent\x18\x04 \x01(\bR\x06urgent\"\x89\x01\n" +
+	"\tRollupAck\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1b\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\x12\x17\n" +
+	"\aat_unix\x18\x03 \x01(\x03R\x06atUnix\x12)\n" +
+	"\x10checkin_directly\x18\x04 \x01(\bR\x0fcheckinDirectly\"^\n" +
+	"\x0fSignedRollupAck\x12\x10\n" +
+	"\x03ack\x18\x01 \x01(\fR\x03ack\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x8a\x02\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
 	"serverUnix\x12\x1b\n" +
 	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
+	"\vrollup_acks\x18\x04 \x03(\v2 .outpost.wire.v1.SignedRollupAckR\n" +
+	"rollupAcks\x12A\n" +
 	"\vrevocations\x18\x14 \x01(\v2\x1f.outpost.wire.v1.RevocationListR\vrevocations\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
@@ -2602,7 +2935,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                  // 0: outpost.wire.v1.Role
 	(State)(0),                 // 1: outpost.wire.v1.State
@@ -2622,24 +2955,28 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*EnrollResponse)(nil),     // 15: outpost.wire.v1.EnrollResponse
 	(*OfficeInfo)(nil),         // 16: outpost.wire.v1.OfficeInfo
 	(*CheckinRequest)(nil),     // 17: outpost.wire.v1.CheckinRequest
-	(*CheckinResponse)(nil),    // 18: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),      // 19: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),     // 20: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),     // 21: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),    // 22: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),  // 23: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil), // 24: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),     // 25: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),            // 26: outpost.wire.v1.Request
-	(*Error)(nil),              // 27: outpost.wire.v1.Error
-	(*Response)(nil),           // 28: outpost.wire.v1.Response
-	(*Ack)(nil),                // 29: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),    // 30: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),           // 31: outpost.wire.v1.TokenKey
-	(*RevocationList)(nil),     // 32: outpost.wire.v1.RevocationList
-	(*SessionOffer)(nil),       // 33: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),      // 34: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),         // 35: outpost.wire.v1.AuditBatch
+	(*RollupReport)(nil),       // 18: outpost.wire.v1.RollupReport
+	(*SignedCheckin)(nil),      // 19: outpost.wire.v1.SignedCheckin
+	(*RollupAck)(nil),          // 20: outpost.wire.v1.RollupAck
+	(*SignedRollupAck)(nil),    // 21: outpost.wire.v1.SignedRollupAck
+	(*CheckinResponse)(nil),    // 22: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),      // 23: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),     // 24: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),     // 25: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),    // 26: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),  // 27: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil), // 28: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),     // 29: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),            // 30: outpost.wire.v1.Request
+	(*Error)(nil),              // 31: outpost.wire.v1.Error
+	(*Response)(nil),           // 32: outpost.wire.v1.Response
+	(*Ack)(nil),                // 33: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),    // 34: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),           // 35: outpost.wire.v1.TokenKey
+	(*RevocationList)(nil),     // 36: outpost.wire.v1.RevocationList
+	(*SessionOffer)(nil),       // 37: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),      // 38: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),         // 39: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -2648,8 +2985,8 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	7,  // 3: outpost.wire.v1.Item.patch:type_name -> outpost.wire.v1.PatchSpec
 	8,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	9,  // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
-	30, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	31, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	34, // 6: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	35, // 7: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 8: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	12, // 9: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 10: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
@@ -2657,32 +2994,35 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	2,  // 12: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
 	13, // 13: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
 	13, // 14: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	16, // 15: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	32, // 16: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
-	11, // 17: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	14, // 18: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	17, // 19: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	19, // 20: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	21, // 21: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	25, // 22: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	23, // 23: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	33, // 24: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	34, // 25: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	32, // 26: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
-	35, // 27: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	4,  // 28: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	27, // 29: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	15, // 30: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	18, // 31: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	20, // 32: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	22, // 33: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	29, // 34: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	24, // 35: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	19, // 15: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
+	17, // 16: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	16, // 17: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	21, // 18: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
+	36, // 19: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.RevocationList
+	11, // 20: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	14, // 21: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	17, // 22: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	23, // 23: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	25, // 24: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	29, // 25: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	27, // 26: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	37, // 27: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	38, // 28: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	36, // 29: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.RevocationList
+	39, // 30: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	4,  // 31: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	31, // 32: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	15, // 33: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	22, // 34: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	24, // 35: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	26, // 36: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	33, // 37: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	28, // 38: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -2696,7 +3036,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[21].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[25].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -2708,7 +3048,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_Audit)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[23].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[27].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -2723,7 +3063,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   25,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

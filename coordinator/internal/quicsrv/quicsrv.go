@@ -55,6 +55,9 @@ type Config struct {
 	// KeyPhase is how long each phase of a gossip key rotation lasts; 0
 	// means two of the office's check-in intervals.
 	KeyPhase time.Duration
+	// DirectCheckins turns the roll-up off: every member checks in itself
+	// instead of through one member of its office (rollup.go).
+	DirectCheckins bool
 }
 
 // Server serves members over QUIC.
@@ -83,6 +86,7 @@ type metrics struct {
 	pushes      *prometheus.CounterVec
 	policyBytes prometheus.Counter
 	peerReports prometheus.Counter
+	rollup      rollupMetrics
 }
 
 // New builds the server; Run starts it.
@@ -118,7 +122,9 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 				Name: "outpost_coordinator_peer_reports_total", Help: "Misbehaving office peers reported by members."}),
 		},
 	}
-	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports} {
+	s.m.rollup = newRollupMetrics()
+	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports,
+		s.m.rollup.batches, s.m.rollup.reports} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -350,20 +356,14 @@ func remoteIP(a net.Addr) string {
 // officeInfo is what a member learns of its office at enrollment and at
 // every check-in.
 func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, error) {
+	info, err := s.baseInfo(o)
+	if err != nil {
+		return nil, err
+	}
 	members, err := s.store.Members(o.Name)
 	if err != nil {
 		return nil, err
 	}
-	info := &wire.OfficeInfo{
-		Name:                   o.Name,
-		Mode:                   wire.Mode_MODE_DIRECT,
-		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
-		TimeZone:               o.TimeZone,
-	}
-	if o.Mode == "relay" {
-		info.Mode = wire.Mode_MODE_RELAY
-	}
-	info.Relays = append(info.Relays, o.Relays...)
 	// Seeds: the members heard from most recently, so a joiner reaches a
 	// live one; a handful is enough for gossip to do the rest.
 	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
@@ -376,6 +376,21 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 			info.GossipSeeds = append(info.GossipSeeds, m.GossipAddr)
 		}
 	}
+	return info, nil
+}
+
+// baseInfo is the office information that is the same for every member.
+func (s *Server) baseInfo(o *store.Office) (*wire.OfficeInfo, error) {
+	info := &wire.OfficeInfo{
+		Name:                   o.Name,
+		Mode:                   wire.Mode_MODE_DIRECT,
+		CheckinIntervalSeconds: int64(o.CheckinInterval / time.Second),
+		TimeZone:               o.TimeZone,
+	}
+	if o.Mode == "relay" {
+		info.Mode = wire.Mode_MODE_RELAY
+	}
+	info.Relays = append(info.Relays, o.Relays...)
 	if p, err := s.store.Policy(o.Name); err == nil {
 		info.Revision = p.Revision
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -476,14 +491,14 @@ func clip(s string, n int) string {
 	return s
 }
 
+func tooLarge(req *wire.CheckinRequest) bool {
+	return len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog
+}
+
 func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
 	s.m.checkins.Inc()
-	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog {
+	if tooLarge(req) || len(req.GetRollup()) > maxRollup {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
-	}
-	for _, r := range req.GetPeerReports() {
-		s.m.peerReports.Inc()
-		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
 	}
 	now := time.Now()
 	offices, err := s.store.Offices()
@@ -491,31 +506,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
-	m, err := s.store.UpdateMember(id, func(m *store.Member) {
-		m.LastSeen = now
-		m.Address = remote
-		if h := strings.TrimSpace(req.GetHostname()); h != "" {
-			m.Hostname = clip(h, 253)
-		}
-		m.Addresses = nil
-		for _, a := range req.GetAddresses() {
-			if ip := net.ParseIP(a); ip != nil {
-				m.Addresses = append(m.Addresses, ip.String())
-			}
-		}
-		m.GossipAddr = validHostPort(req.GetGossipAddress())
-		m.ServeURL = clip(req.GetServeUrl(), maxText)
-		m.Revision = req.GetRevision()
-		m.Version = clip(req.GetVersion(), 64)
-		if r := req.GetReport(); r != nil {
-			m.Report = reportFromWire(r)
-		}
-		m.Backlog = nil
-		for _, r := range req.GetBacklog() {
-			m.Backlog = append(m.Backlog, *reportFromWire(r))
-		}
-		s.place(m, offices)
-	})
+	m, err := s.record(id, remote, req, offices, now)
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
@@ -542,15 +533,62 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
+	s.memberInfo(info, o, m)
+	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}
+	if len(req.GetRollup()) > 0 {
+		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
+	}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: resp}}
+}
+
+// memberInfo completes the office information for one member: the keys,
+// roaming, the roll-up.
+func (s *Server) memberInfo(info *wire.OfficeInfo, o *store.Office, m *store.Member) {
 	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
+	info.Rollup = !s.cfg.DirectCheckins && m.Role == "agent"
 	if m.Roaming {
 		// Outside every office: straight to the coordinator and the file
 		// server, no relays, no gossip.
-		info.Roaming = true
+		info.Roaming, info.Rollup = true, false
 		info.Mode = wire.Mode_MODE_DIRECT
 		info.Relays, info.GossipSeeds, info.GossipKey, info.GossipKeys = nil, nil, nil, nil
 	}
-	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}}}
+}
+
+// record keeps what a member says of itself at a check-in, direct
+// (remote is its address) or rolled up (remote is empty).
+func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []store.Office, now time.Time) (*store.Member, error) {
+	for _, r := range req.GetPeerReports() {
+		s.m.peerReports.Inc()
+		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
+	}
+	return s.store.UpdateMember(id, func(m *store.Member) {
+		m.LastSeen = now
+		if remote != "" {
+			m.Address = remote
+		}
+		if h := strings.TrimSpace(req.GetHostname()); h != "" {
+			m.Hostname = clip(h, 253)
+		}
+		m.Addresses = nil
+		for _, a := range req.GetAddresses() {
+			if ip := net.ParseIP(a); ip != nil {
+				m.Addresses = append(m.Addresses, ip.String())
+			}
+		}
+		m.GossipAddr = validHostPort(req.GetGossipAddress())
+		m.ServeURL = clip(req.GetServeUrl(), maxText)
+		m.Revision = req.GetRevision()
+		m.Version = clip(req.GetVersion(), 64)
+		if r := req.GetReport(); r != nil {
+			m.Report = reportFromWire(r)
+		}
+		m.Backlog = nil
+		for _, r := range req.GetBacklog() {
+			m.Backlog = append(m.Backlog, *reportFromWire(r))
+		}
+		s.place(m, offices)
+	})
 }
 
 func validHostPort(s string) string {
