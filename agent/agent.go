@@ -116,6 +116,8 @@ type Agent struct {
 	kick chan struct{}
 
 	addresses func() []string
+	// gossipAllow, if set, cuts office gossip off from some hosts (tests).
+	gossipAllow func(host string) bool
 
 	mu     sync.Mutex
 	info   *wire.OfficeInfo
@@ -236,7 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
+		Role: "agent", LAN: !a.cfg.Fast, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
 
 	fetcher, err := fetch.New(filepath.Join(a.cfg.DataDir, "content"), presigner{link}, &http.Client{Timeout: 0}, a.log, a.reg)

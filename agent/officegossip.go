@@ -164,3 +164,9 @@ func (g *officeGossip) send(to string, msg []byte) error {
 	}
 	return n.Send(to, msg)
 }
+
+// WithGossipAllow cuts the agent's office gossip off from the hosts allow
+// refuses (tests partition an office with it).
+func WithGossipAllow(allow func(host string) bool) Option {
+	return func(a *Agent) { a.gossipAllow = allow }
+}
