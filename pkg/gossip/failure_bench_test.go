@@ -46,7 +46,6 @@ func runChild(spec string) {
 		}
 		go n.Run(context.Background())
 		<-n.Ready()
-		var err error
 		for range 5 { // a busy office may miss one attempt
 			if _, err = n.Join([]string{parts[1]}); err == nil {
 				break
