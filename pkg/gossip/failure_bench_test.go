@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,11 +144,16 @@ func pct(sorted []time.Duration, p float64) time.Duration {
 	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
-// BenchmarkKilledMemberDetected: one member of an office of 50 or 200 is killed;
-// how long until each other member no longer lists it. Run with: make
+// BenchmarkKilledMemberDetected: one member of an office of 50
+// (OUTPOST_BENCH_OFFICE_SIZE) is killed; how long until each other member
+// no longer lists it. Run with: make
 // bench, or go test -run '^$' -bench KilledMember -benchtime 1x ./pkg/gossip/
 func BenchmarkKilledMemberDetected(b *testing.B) {
-	for _, size := range []int{50, 200} {
+	size := 50
+	if n, err := strconv.Atoi(os.Getenv("OUTPOST_BENCH_OFFICE_SIZE")); err == nil && n > 2 && n < 250 {
+		size = n
+	}
+	{
 		b.Run(fmt.Sprintf("office=%d", size), func(b *testing.B) { benchKilled(b, size) })
 	}
 }
