@@ -252,4 +252,3 @@ func BenchmarkStarvedMembers(b *testing.B) {
 	b.ReportMetric(float64(healthyDead)/float64(b.N), "healthy-marked-dead")
 	b.ReportMetric(float64(starvedDead)/float64(b.N), "starved-marked-dead")
 }
-
