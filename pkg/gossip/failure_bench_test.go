@@ -153,9 +153,7 @@ func BenchmarkKilledMemberDetected(b *testing.B) {
 	if n, err := strconv.Atoi(os.Getenv("OUTPOST_BENCH_OFFICE_SIZE")); err == nil && n > 2 && n < 250 {
 		size = n
 	}
-	{
-		b.Run(fmt.Sprintf("office=%d", size), func(b *testing.B) { benchKilled(b, size) })
-	}
+	b.Run(fmt.Sprintf("office=%d", size), func(b *testing.B) { benchKilled(b, size) })
 }
 
 func benchKilled(b *testing.B, size int) {
