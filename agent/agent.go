@@ -326,6 +326,9 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 	}
 	if n := req.GetRevisionNotice(); n != nil {
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
+		// The coordinator pushes to ask for a check-in now (a new revision,
+		// a move): that one is direct, not through the roll-up.
+		a.rollup.checkinDirectly()
 		// Taken before the check-in: a push wants the policy at once.
 		for {
 			old := a.noticed.Load()

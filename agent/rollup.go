@@ -38,8 +38,8 @@ import (
 // instant revision notice and technician sessions need it) and check in
 // directly when the roll-up cannot do: the first time, when the
 // coordinator asks for it in an ack (new gossip keys, another office,
-// changed office settings), when no ack came for three intervals, and
-// every directEvery-th report as a safety net.
+// changed office settings) or by a push, when no ack came for three
+// intervals, and every directEvery-th report as a safety net.
 type rollup struct {
 	a     *Agent
 	roots *x509.CertPool
@@ -297,6 +297,13 @@ func (r *rollup) acked(s *wire.SignedRollupAck) {
 		r.direct = true
 		defer a.trigger()
 	}
+	r.mu.Unlock()
+}
+
+// checkinDirectly makes the next report a direct check-in.
+func (r *rollup) checkinDirectly() {
+	r.mu.Lock()
+	r.direct = true
 	r.mu.Unlock()
 }
 

@@ -59,7 +59,7 @@ type Config struct {
 	// a new revision; the rest learn it by gossip. 0 tells every agent.
 	PushFanout int `yaml:"push_fanout"`
 	// GossipKeyPhase is how long each phase of an office's gossip key
-	// rotation lasts; 0 means two of the office's check-in intervals.
+	// rotation lasts; 0 means three of the office's check-in intervals.
 	GossipKeyPhase time.Duration `yaml:"gossip_key_phase"`
 	// DirectCheckins turns the office roll-up off: every agent checks in
 	// itself rather than through one member of its office.

@@ -53,7 +53,7 @@ type Config struct {
 	// gossip, and at their next check-in at the latest. 0 pushes to all.
 	PushFanout int
 	// KeyPhase is how long each phase of a gossip key rotation lasts; 0
-	// means two of the office's check-in intervals.
+	// means three of the office's check-in intervals.
 	KeyPhase time.Duration
 	// DirectCheckins turns the roll-up off: every member checks in itself
 	// instead of through one member of its office (rollup.go).
@@ -518,7 +518,10 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	if o.Rotation != "" {
 		phase := s.cfg.KeyPhase
 		if phase == 0 {
-			phase = 2 * o.CheckinInterval
+			// Two intervals for every member to check in, one more for a
+			// member that reports through the roll-up to hear that it
+			// should check in directly.
+			phase = 3 * o.CheckinInterval
 		}
 		if changed, err := s.store.AdvanceKeyRotation(o.Name, phase, now); err != nil {
 			s.log.Error("gossip key rotation", "office", o.Name, "err", err)
