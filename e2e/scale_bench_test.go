@@ -73,8 +73,10 @@ func loadgenBinary(tb testing.TB) string {
 
 // child is one office's agents in an outpost-loadgen process.
 type child struct {
-	cmd   *exec.Cmd
-	ready chan struct{}
+	cmd    *exec.Cmd
+	ready  chan struct{}
+	exited chan struct{}
+	stderr string // its log file
 	mu    sync.Mutex
 	revs  map[uint64]int // agents by revision, as last printed
 }
@@ -95,7 +97,12 @@ func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int
 	b.Helper()
 	cmd := exec.Command(loadgenBinary(b), "--coordinator", c.QUIC, "--ca-fingerprint", c.CA, "--token", c.EnrollToken(office, "agent", n),
 		"--agents", strconv.Itoa(n), "--first-ip", firstIP, "--data-dir", dir, "--plugins-dir", plugins(b), "--every", "100ms", "--log-level", "error")
-	cmd.Stderr = nil // agents' errors at shutdown are noise here
+	logf, err := os.Create(filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stderr = logf
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -103,9 +110,10 @@ func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	ch := &child{cmd: cmd, ready: make(chan struct{}), revs: map[uint64]int{}}
-	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	ch := &child{cmd: cmd, ready: make(chan struct{}), exited: make(chan struct{}), stderr: logf.Name(), revs: map[uint64]int{}}
+	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); <-ch.exited })
 	go func() {
+		defer close(ch.exited)
 		s := bufio.NewScanner(out)
 		for s.Scan() {
 			line := s.Text()
@@ -128,6 +136,7 @@ func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int
 			ch.revs = revs
 			ch.mu.Unlock()
 		}
+		cmd.Wait()
 	}()
 	return ch
 }
@@ -163,18 +172,30 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	dir := memDir(b)
 	var children []*child
 	started := time.Now()
+	waitReady := func(ch *child) {
+		select {
+		case <-ch.ready:
+		case <-ch.exited:
+			log, _ := os.ReadFile(ch.stderr)
+			b.Fatalf("outpost-loadgen exited before its agents ran:\n%s", log[max(0, len(log)-2000):])
+		case <-time.After(20 * time.Minute):
+			b.Fatalf("the fleet did not start in 20 minutes")
+		}
+	}
+	// A few offices enrol at a time: two thousand enrolments at once are a
+	// storm no fleet makes.
+	const together = 4
 	for o := range offices {
+		if o >= together {
+			waitReady(children[o-together])
+		}
 		name := fmt.Sprintf("office%02d", o)
 		c.CreateOffice(name, map[string]any{"checkin_interval": interval.String()})
 		c.Apply(name, "items: []\n")
 		children = append(children, startLoadgen(b, c, name, per, fmt.Sprintf("127.%d.0.1", 100+o), filepath.Join(dir, name)))
 	}
 	for _, ch := range children {
-		select {
-		case <-ch.ready:
-		case <-time.After(20 * time.Minute):
-			b.Fatalf("the fleet did not start in 20 minutes")
-		}
+		waitReady(ch)
 	}
 	b.Logf("%d agents in %d offices running after %v", per*offices, offices, time.Since(started).Round(time.Second))
 	// One interval to settle (every agent's first check-ins, the office
