@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Fleet, error)
 	f := &Fleet{cancel: cancel}
 	for i := range cfg.Agents {
 		a, err := f.start(rctx, cfg, i, nextIP(ip, i), logger)
+		// The gossip port was free when picked, but a QUIC socket of
+		// another agent (bound to every address) can take it before the
+		// agent binds it: pick another.
+		for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && try < 5; try++ {
+			a, err = f.start(rctx, cfg, i, nextIP(ip, i), logger)
+		}
 		if err != nil {
 			f.Stop()
 			return nil, err
