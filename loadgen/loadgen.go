@@ -140,6 +140,11 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 		defer f.wg.Done()
 		err := a.Run(ctx)
 		done <- err
+		select {
+		case <-a.Ready():
+		default:
+			return // start returns that error
+		}
 		if err != nil {
 			f.mu.Lock()
 			f.errs = append(f.errs, fmt.Errorf("agent %s: %w", acfg.Hostname, err))
