@@ -137,11 +137,6 @@ func (n *Node) Run(ctx context.Context) error {
 	c := memberlist.DefaultLocalConfig()
 	if n.cfg.LAN {
 		c = memberlist.DefaultLANConfig()
-		// A dead member is declared after 3·log10(office size) probe
-		// intervals of suspicion (LAN default 4): within 10 s in an office
-		// of a few hundred, where 4 would take 9–11 s at 200. Lifeguard's
-		// awareness still keeps a starved member from accusing others.
-		c.SuspicionMult = 3
 	}
 	c.Name = n.cfg.Name
 	host, port, _ := splitHostPort(n.cfg.Bind)
