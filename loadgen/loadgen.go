@@ -156,8 +156,10 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 		return a, nil
 	case err := <-done:
 		return nil, fmt.Errorf("loadgen: agent %s did not start: %w", acfg.Hostname, err)
-	case <-time.After(time.Minute):
-		return nil, fmt.Errorf("loadgen: agent %s did not start in a minute", acfg.Hostname)
+	case <-time.After(5 * time.Minute):
+		// Enrolling thousands on a busy machine: an attempt may time out
+		// and be retried after a backoff.
+		return nil, fmt.Errorf("loadgen: agent %s did not start in 5 minutes", acfg.Hostname)
 	}
 }
 
