@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -66,10 +65,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Fleet, error)
 	f := &Fleet{cancel: cancel}
 	for i := range cfg.Agents {
 		a, err := f.start(rctx, cfg, i, nextIP(ip, i), logger)
-		// The gossip port was free when picked, but a QUIC socket of
+		// Try again (with a new gossip port; enrolled already, if it got
+		// that far): the port was free when picked, but a QUIC socket of
 		// another agent (bound to every address) can take it before the
-		// agent binds it: pick another.
-		for try := 0; err != nil && strings.Contains(err.Error(), "address already in use") && try < 5; try++ {
+		// agent binds it, and on a busy machine a start can time out.
+		for try := 0; err != nil && ctx.Err() == nil && try < 3; try++ {
 			a, err = f.start(rctx, cfg, i, nextIP(ip, i), logger)
 		}
 		if err != nil {
