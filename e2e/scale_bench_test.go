@@ -77,8 +77,8 @@ type child struct {
 	ready  chan struct{}
 	exited chan struct{}
 	stderr string // its log file
-	mu    sync.Mutex
-	revs  map[uint64]int // agents by revision, as last printed
+	mu     sync.Mutex
+	revs   map[uint64]int // agents by revision, as last printed
 }
 
 func (ch *child) holding(rev uint64) int {
