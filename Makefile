@@ -47,7 +47,7 @@ test-integ: $(BIN)/minio
 
 bench: $(BIN)/minio
 	bash bench/install-nginx.sh
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 150m ./...
 
 demo: $(BIN)/minio build
 	bash scripts/demo.sh

@@ -135,11 +135,17 @@ type Agent struct {
 	sessionAddr atomic.Value // string
 
 	addresses func() []string
+	// gossipAllow, if set, cuts office gossip off from some hosts (tests).
+	gossipAllow func(host string) bool
 
 	mu     sync.Mutex
 	info   *wire.OfficeInfo
 	office string // where the agent is now; its policy applies
 	peers  *peerPolicy
+	// rollup carries the office's check-ins through one member (rollup.go).
+	rollup *rollup
+	// checkinMu keeps one check-in at a time: the loop's and the roll-up's.
+	checkinMu sync.Mutex
 	// noticed is the newest revision a push announced.
 	noticed atomic.Uint64
 	// peerReports are office peers' misdeeds, told at the next check-in.
@@ -250,8 +256,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.peers = peers
+	if a.rollup, err = newRollup(a, a.reg); err != nil {
+		return err
+	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Role: "agent", LAN: !a.cfg.Fast, Handler: peers}, log: a.log.With("component", "gossip")}
+		Role: "agent", LAN: !a.cfg.Fast, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
 	a.gossip.setRevision(st.Revision())
 
 	idle := 30 * time.Second
@@ -296,6 +305,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		every = time.Second
 	}
 	start("office policy", func(ctx context.Context) error { return peers.run(ctx, every) })
+	start("office roll-up", func(ctx context.Context) error { return a.rollup.run(ctx, every/5, 2*every/5) })
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
 	}
@@ -367,6 +377,9 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 	}
 	if n := req.GetRevisionNotice(); n != nil {
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
+		// The coordinator pushes to ask for a check-in now (a new revision,
+		// a move): that one is direct, not through the roll-up.
+		a.rollup.checkinDirectly()
 		// Taken before the check-in: a push wants the policy at once.
 		a.notice(n.GetRevision())
 		a.trigger()
@@ -403,6 +416,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	// The first check-in waits for the link, briefly; later ones do not
 	// wait for a link that is down, so enforcement goes on at the interval.
 	wait := 10 * time.Second
+	urgent := true // the first report, and any the agent is woken for, are news
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		office := a.office
@@ -414,14 +428,9 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			}
 			cancel()
 		}
-		var err error
-		if wait > 0 || a.link.Connected() {
-			cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
-			err = a.checkin(cctx)
-			cancel()
-		} else {
-			err = member.ErrOffline
-		}
+		cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
+		err := a.report(cctx, urgent, wait > 0)
+		cancel()
 		if err != nil {
 			a.checkins.WithLabelValues("error").Inc()
 			a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
@@ -432,10 +441,10 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			}
 		}
 		if p := a.state.Policy(); p != nil {
-			if a.apply(ctx, run, p) && a.link.Connected() {
+			if a.apply(ctx, run, p) {
 				// Report right after applying rather than at the next interval.
 				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if err := a.checkin(cctx); err != nil {
+				if err := a.report(cctx, true, false); err != nil {
 					a.log.Debug("report after apply", "err", err)
 				}
 				cancel()
@@ -445,7 +454,9 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 		select {
 		case <-ctx.Done():
 		case <-a.kick:
+			urgent = true
 		case <-time.After(a.interval()):
+			urgent = false
 		}
 	}
 }
@@ -483,7 +494,34 @@ func changed(a, b *wire.Report) bool {
 	return false
 }
 
-func (a *Agent) checkin(ctx context.Context) error {
+// report tells the coordinator how this member is: through the office's
+// roll-up member when there is one, else by a direct check-in, which
+// waits for a link that is down only when waitLink is set. urgent asks the
+// roll-up member to pass it on soon.
+func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
+	if to := a.rollup.route(); to != "" {
+		err := a.rollup.send(to, urgent)
+		if err == nil {
+			a.flushAudit(ctx)
+			return nil
+		}
+		a.log.Debug("hand check-in to the office's roll-up member; checking in directly", "to", to, "err", err)
+	}
+	if !waitLink && !a.link.Connected() {
+		return member.ErrOffline
+	}
+	return a.checkin(ctx)
+}
+
+func (a *Agent) officeInfo() *wire.OfficeInfo {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.info
+}
+
+// checkinRequest is this member's check-in, for the coordinator directly
+// or through the roll-up; it takes the peer reports kept for it.
+func (a *Agent) checkinRequest() *wire.CheckinRequest {
 	req := &wire.CheckinRequest{
 		Hostname:       a.cfg.Hostname,
 		Addresses:      a.addresses(),
@@ -499,7 +537,16 @@ func (a *Agent) checkin(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	req.PeerReports, a.peerReports = a.peerReports, nil
+	req.OfficeDigest = wire.OfficeDigest(a.info)
 	a.mu.Unlock()
+	return req
+}
+
+func (a *Agent) checkin(ctx context.Context) error {
+	a.checkinMu.Lock()
+	defer a.checkinMu.Unlock()
+	req := a.checkinRequest()
+	req.Rollup = a.rollup.batch()
 	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		a.mu.Lock()
@@ -513,6 +560,10 @@ func (a *Agent) checkin(ctx context.Context) error {
 	}
 	if err := a.state.Ack(resp.GetCheckin().GetAckedSeq()); err != nil {
 		a.log.Warn("forget acknowledged reports", "err", err)
+	}
+	a.rollup.checkedIn()
+	if len(req.Rollup) > 0 {
+		a.rollup.carried(req.Rollup, resp.GetCheckin().GetRollupAcks())
 	}
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()

@@ -28,6 +28,7 @@ type officeGossip struct {
 	// What this member serves to peers, announced by every node it runs.
 	contentPort int
 	holdings    gossip.Holdings
+	rollup      bool
 }
 
 // set makes the agent a member of the office whose keys are keys, the
@@ -71,6 +72,7 @@ func (g *officeGossip) set(keys [][]byte) error {
 	}
 	node.SetRevision(g.rev)
 	node.SetHoldings(g.contentPort, g.holdings)
+	node.SetRollup(g.rollup)
 	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
 	return nil
 }
@@ -149,6 +151,18 @@ func (g *officeGossip) setHoldings(port int, h gossip.Holdings) {
 	}
 }
 
+// setRollup announces whether this member can carry the office's
+// check-ins (it reaches the coordinator).
+func (g *officeGossip) setRollup(on bool) {
+	g.mu.Lock()
+	g.rollup = on
+	n := g.node
+	g.mu.Unlock()
+	if n != nil {
+		n.SetRollup(on)
+	}
+}
+
 func (g *officeGossip) sendTo(to, addr string, msg []byte) error {
 	n := g.current()
 	if n == nil {
@@ -163,4 +177,10 @@ func (g *officeGossip) send(to string, msg []byte) error {
 		return errors.New("not in any office's gossip")
 	}
 	return n.Send(to, msg)
+}
+
+// WithGossipAllow cuts the agent's office gossip off from the hosts allow
+// refuses (tests partition an office with it).
+func WithGossipAllow(allow func(host string) bool) Option {
+	return func(a *Agent) { a.gossipAllow = allow }
 }

@@ -177,6 +177,10 @@ func (p *peerPolicy) Message(b []byte) {
 		p.a.answerRevocations(m.GetFrom(), body.RevocationsRequest)
 	case *wire.PeerMessage_Revocations:
 		p.a.takeRevocations(body.Revocations, m.GetFrom())
+	case *wire.PeerMessage_RollupReport:
+		p.a.rollup.take(m.GetFrom(), body.RollupReport)
+	case *wire.PeerMessage_RollupAck:
+		go p.a.rollup.acked(body.RollupAck) // it writes to disk: off memberlist's goroutine
 	}
 }
 

@@ -70,8 +70,11 @@ type Config struct {
 	// a new revision; the rest learn it by gossip. 0 tells every agent.
 	PushFanout int `yaml:"push_fanout"`
 	// GossipKeyPhase is how long each phase of an office's gossip key
-	// rotation lasts; 0 means two of the office's check-in intervals.
+	// rotation lasts; 0 means three of the office's check-in intervals.
 	GossipKeyPhase time.Duration `yaml:"gossip_key_phase"`
+	// DirectCheckins turns the office roll-up off: every agent checks in
+	// itself rather than through one member of its office.
+	DirectCheckins bool `yaml:"direct_checkins"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -255,7 +258,8 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		c.log.Warn("no file server configured: artifact upload and content delivery are off (set file_server.endpoint)")
 	}
 
-	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version, PushFanout: c.cfg.PushFanout, KeyPhase: c.cfg.GossipKeyPhase},
+	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version, PushFanout: c.cfg.PushFanout, KeyPhase: c.cfg.GossipKeyPhase,
+		DirectCheckins: c.cfg.DirectCheckins},
 		authority, st, presigner, creds, c.log, c.reg)
 	if err != nil {
 		return err

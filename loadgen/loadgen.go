@@ -65,6 +65,13 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Fleet, error)
 	f := &Fleet{cancel: cancel}
 	for i := range cfg.Agents {
 		a, err := f.start(rctx, cfg, i, nextIP(ip, i), logger)
+		// Try again (with a new gossip port; enrolled already, if it got
+		// that far): the port was free when picked, but a QUIC socket of
+		// another agent (bound to every address) can take it before the
+		// agent binds it, and on a busy machine a start can time out.
+		for try := 0; err != nil && ctx.Err() == nil && try < 3; try++ {
+			a, err = f.start(rctx, cfg, i, nextIP(ip, i), logger)
+		}
 		if err != nil {
 			f.Stop()
 			return nil, err
@@ -133,6 +140,11 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 		defer f.wg.Done()
 		err := a.Run(ctx)
 		done <- err
+		select {
+		case <-a.Ready():
+		default:
+			return // start returns that error
+		}
 		if err != nil {
 			f.mu.Lock()
 			f.errs = append(f.errs, fmt.Errorf("agent %s: %w", acfg.Hostname, err))
@@ -144,8 +156,10 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 		return a, nil
 	case err := <-done:
 		return nil, fmt.Errorf("loadgen: agent %s did not start: %w", acfg.Hostname, err)
-	case <-time.After(time.Minute):
-		return nil, fmt.Errorf("loadgen: agent %s did not start in a minute", acfg.Hostname)
+	case <-time.After(5 * time.Minute):
+		// Enrolling thousands on a busy machine: an attempt may time out
+		// and be retried after a backoff.
+		return nil, fmt.Errorf("loadgen: agent %s did not start in 5 minutes", acfg.Hostname)
 	}
 }
 

@@ -32,6 +32,10 @@ type Config struct {
 	LAN bool
 	// Handler, if set, hears of peers' changes and their messages.
 	Handler Handler
+	// Allow, if set, is asked about each host this member talks to:
+	// traffic to and from a host it refuses is dropped. For tests that cut
+	// an office in two.
+	Allow func(host string) bool
 }
 
 // Handler is told what the office says. Its methods are called from
@@ -57,6 +61,9 @@ type Meta struct {
 	ContentPort int `json:"p,omitempty"`
 	// Holdings is a filter of the artifacts it holds.
 	Holdings Holdings `json:"h,omitempty"`
+	// Rollup: the member reaches the coordinator and carries its office's
+	// check-ins (the office elects one of those that say so).
+	Rollup bool `json:"u,omitempty"`
 }
 
 // Peer is another member as gossip sees it.
@@ -82,7 +89,23 @@ type Node struct {
 	peers map[string]Peer
 	addr  string
 	keys  *memberlist.Keyring
+	// failed are peers that died or left: this member tries to rejoin
+	// them now and then, so that an office cut in two by its network
+	// becomes one again once it heals (memberlist alone forgets them).
+	failed map[string]failedPeer
 }
+
+type failedPeer struct {
+	addr  string
+	since time.Time
+}
+
+const (
+	// reconnectFor is how long a dead peer is tried again.
+	reconnectFor = 24 * time.Hour
+	// maxFailed bounds the peers remembered for that.
+	maxFailed = 1024
+)
 
 // New checks the configuration; Run joins.
 func New(cfg Config, logger *slog.Logger) (*Node, error) {
@@ -100,7 +123,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if _, _, err := splitHostPort(cfg.Bind); err != nil {
 		return nil, fmt.Errorf("gossip bind address %q: %w", cfg.Bind, err)
 	}
-	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), peers: map[string]Peer{}}, nil
+	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), peers: map[string]Peer{}, failed: map[string]failedPeer{}}, nil
 }
 
 func splitHostPort(s string) (string, int, error) {
@@ -143,6 +166,17 @@ func (n *Node) Run(ctx context.Context) error {
 	c.Delegate = delegate{n}
 	c.Events = events{n}
 	c.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
+	reconnect := 2 * time.Second
+	if n.cfg.LAN {
+		reconnect = 15 * time.Second
+	}
+	if n.cfg.Allow != nil {
+		t, err := newFiltered(host, port, n.cfg.Allow, c.Logger)
+		if err != nil {
+			return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
+		}
+		c.Transport = t
+	}
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
@@ -156,11 +190,40 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())
-	<-ctx.Done()
+	t := time.NewTicker(reconnect)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+			n.reconnect(ml)
+		}
+	}
 	if err := ml.Leave(2 * time.Second); err != nil {
 		n.log.Debug("leave office gossip", "err", err)
 	}
 	return ml.Shutdown()
+}
+
+// reconnect tries to rejoin one peer that died, if there is one.
+func (n *Node) reconnect(ml *memberlist.Memberlist) {
+	n.mu.Lock()
+	var addr string
+	for name, f := range n.failed {
+		if time.Since(f.since) > reconnectFor {
+			delete(n.failed, name)
+			continue
+		}
+		addr = f.addr // map order: a different one each time, near enough
+		break
+	}
+	n.mu.Unlock()
+	if addr == "" {
+		return
+	}
+	if _, err := ml.Join([]string{addr}); err != nil {
+		n.log.Debug("rejoin a peer that died", "addr", addr, "err", err)
+	}
 }
 
 // Ready is closed once the node listens.
@@ -256,6 +319,21 @@ func (n *Node) SetHoldings(port int, h Holdings) {
 	}
 }
 
+// SetRollup announces whether this member can carry the office's
+// check-ins to the coordinator now.
+func (n *Node) SetRollup(on bool) {
+	n.mu.Lock()
+	changed := n.meta.Rollup != on
+	n.meta.Rollup = on
+	ml := n.ml
+	n.mu.Unlock()
+	if changed && ml != nil {
+		if err := ml.UpdateNode(time.Second); err != nil {
+			n.log.Debug("announce roll-up", "err", err)
+		}
+	}
+}
+
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
 	n.mu.Lock()
@@ -275,6 +353,12 @@ func (e events) NotifyUpdate(m *memberlist.Node) { e.set(m) }
 func (e events) NotifyLeave(m *memberlist.Node) {
 	e.n.mu.Lock()
 	delete(e.n.peers, m.Name)
+	// memberlist does not tell a peer that died from one that left (the
+	// Node it hands over has no state): both are tried again. One that
+	// left for good refuses the connection; one that comes back is back.
+	if len(e.n.failed) < maxFailed {
+		e.n.failed[m.Name] = failedPeer{addr: m.Address(), since: time.Now()}
+	}
 	e.n.mu.Unlock()
 }
 
@@ -290,6 +374,7 @@ func (e events) set(m *memberlist.Node) {
 	p.Meta = meta
 	e.n.mu.Lock()
 	e.n.peers[m.Name] = p
+	delete(e.n.failed, m.Name)
 	e.n.mu.Unlock()
 	if h := e.n.cfg.Handler; h != nil {
 		h.PeerChanged(p)

@@ -96,6 +96,8 @@ type PeerMessage struct {
 	//	*PeerMessage_Policy
 	//	*PeerMessage_Revocations
 	//	*PeerMessage_RevocationsRequest
+	//	*PeerMessage_RollupReport
+	//	*PeerMessage_RollupAck
 	Body          isPeerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -181,6 +183,24 @@ func (x *PeerMessage) GetRevocationsRequest() *RevocationsRequest {
 	return nil
 }
 
+func (x *PeerMessage) GetRollupReport() *SignedCheckin {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RollupReport); ok {
+			return x.RollupReport
+		}
+	}
+	return nil
+}
+
+func (x *PeerMessage) GetRollupAck() *SignedRollupAck {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RollupAck); ok {
+			return x.RollupAck
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Body interface {
 	isPeerMessage_Body()
 }
@@ -201,6 +221,16 @@ type PeerMessage_RevocationsRequest struct {
 	RevocationsRequest *RevocationsRequest `protobuf:"bytes,5,opt,name=revocations_request,json=revocationsRequest,proto3,oneof"`
 }
 
+type PeerMessage_RollupReport struct {
+	// Roll-up: a member's signed check-in to the office's roll-up member,
+	// and the coordinator's signed answer back.
+	RollupReport *SignedCheckin `protobuf:"bytes,6,opt,name=rollup_report,json=rollupReport,proto3,oneof"`
+}
+
+type PeerMessage_RollupAck struct {
+	RollupAck *SignedRollupAck `protobuf:"bytes,7,opt,name=rollup_ack,json=rollupAck,proto3,oneof"`
+}
+
 func (*PeerMessage_PolicyRequest) isPeerMessage_Body() {}
 
 func (*PeerMessage_Policy) isPeerMessage_Body() {}
@@ -208,6 +238,10 @@ func (*PeerMessage_Policy) isPeerMessage_Body() {}
 func (*PeerMessage_Revocations) isPeerMessage_Body() {}
 
 func (*PeerMessage_RevocationsRequest) isPeerMessage_Body() {}
+
+func (*PeerMessage_RollupReport) isPeerMessage_Body() {}
+
+func (*PeerMessage_RollupAck) isPeerMessage_Body() {}
 
 var File_pkg_wire_peer_proto protoreflect.FileDescriptor
 
@@ -217,13 +251,16 @@ const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\x11PeerPolicyRequest\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12#\n" +
 	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\x12\x19\n" +
-	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xcf\x02\n" +
+	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xd9\x03\n" +
 	"\vPeerMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12K\n" +
 	"\x0epolicy_request\x18\x02 \x01(\v2\".outpost.wire.v1.PeerPolicyRequestH\x00R\rpolicyRequest\x127\n" +
 	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyH\x00R\x06policy\x12F\n" +
 	"\vrevocations\x18\x04 \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12V\n" +
-	"\x13revocations_request\x18\x05 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequestB\x06\n" +
+	"\x13revocations_request\x18\x05 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequest\x12E\n" +
+	"\rrollup_report\x18\x06 \x01(\v2\x1e.outpost.wire.v1.SignedCheckinH\x00R\frollupReport\x12A\n" +
+	"\n" +
+	"rollup_ack\x18\a \x01(\v2 .outpost.wire.v1.SignedRollupAckH\x00R\trollupAckB\x06\n" +
 	"\x04bodyB'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
 
 var (
@@ -245,17 +282,21 @@ var file_pkg_wire_peer_proto_goTypes = []any{
 	(*SignedPolicy)(nil),       // 2: outpost.wire.v1.SignedPolicy
 	(*SignedRevocations)(nil),  // 3: outpost.wire.v1.SignedRevocations
 	(*RevocationsRequest)(nil), // 4: outpost.wire.v1.RevocationsRequest
+	(*SignedCheckin)(nil),      // 5: outpost.wire.v1.SignedCheckin
+	(*SignedRollupAck)(nil),    // 6: outpost.wire.v1.SignedRollupAck
 }
 var file_pkg_wire_peer_proto_depIdxs = []int32{
 	0, // 0: outpost.wire.v1.PeerMessage.policy_request:type_name -> outpost.wire.v1.PeerPolicyRequest
 	2, // 1: outpost.wire.v1.PeerMessage.policy:type_name -> outpost.wire.v1.SignedPolicy
 	3, // 2: outpost.wire.v1.PeerMessage.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	4, // 3: outpost.wire.v1.PeerMessage.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 4: outpost.wire.v1.PeerMessage.rollup_report:type_name -> outpost.wire.v1.SignedCheckin
+	6, // 5: outpost.wire.v1.PeerMessage.rollup_ack:type_name -> outpost.wire.v1.SignedRollupAck
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_peer_proto_init() }
@@ -270,6 +311,8 @@ func file_pkg_wire_peer_proto_init() {
 		(*PeerMessage_Policy)(nil),
 		(*PeerMessage_Revocations)(nil),
 		(*PeerMessage_RevocationsRequest)(nil),
+		(*PeerMessage_RollupReport)(nil),
+		(*PeerMessage_RollupAck)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -291,7 +291,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -1420,8 +1420,11 @@ type OfficeInfo struct {
 	// Relay URLs may be plain http://; otherwise members take only https://
 	// relays (verified against the coordinator's CA or the system's roots).
 	AllowPlainHttp bool `protobuf:"varint,30,opt,name=allow_plain_http,json=allowPlainHttp,proto3" json:"allow_plain_http,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Roll-up: the coordinator takes members' check-ins batched by one
+	// member of the office (CheckinRequest.rollup).
+	Rollup        bool `protobuf:"varint,11,opt,name=rollup,proto3" json:"rollup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OfficeInfo) Reset() {
@@ -1531,6 +1534,13 @@ func (x *OfficeInfo) GetAllowPlainHttp() bool {
 	return false
 }
 
+func (x *OfficeInfo) GetRollup() bool {
+	if x != nil {
+		return x.Rollup
+	}
+	return false
+}
+
 type CheckinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Hostname      string                 `protobuf:"bytes,1,opt,name=hostname,proto3" json:"hostname,omitempty"`
@@ -1555,6 +1565,13 @@ type CheckinRequest struct {
 	// Bytes fetched per artifact by source (most recently fetched first, at
 	// most 64): the per-artifact figures of outpost artifact show.
 	ArtifactBytes []*ArtifactBytes `protobuf:"bytes,10,rep,name=artifact_bytes,json=artifactBytes,proto3" json:"artifact_bytes,omitempty"`
+	// Roll-up: other members' check-ins of the same office, carried by this
+	// one (the office's roll-up member), each signed by its own member.
+	Rollup []*SignedCheckin `protobuf:"bytes,12,rep,name=rollup,proto3" json:"rollup,omitempty"`
+	// OfficeDigest(the office information the member holds): a member that
+	// checks in through the roll-up is asked to check in directly when the
+	// coordinator's differs.
+	OfficeDigest  []byte `protobuf:"bytes,11,opt,name=office_digest,json=officeDigest,proto3" json:"office_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1669,6 +1686,20 @@ func (x *CheckinRequest) GetStaging() *StagingStatus {
 func (x *CheckinRequest) GetArtifactBytes() []*ArtifactBytes {
 	if x != nil {
 		return x.ArtifactBytes
+	}
+	return nil
+}
+
+func (x *CheckinRequest) GetRollup() []*SignedCheckin {
+	if x != nil {
+		return x.Rollup
+	}
+	return nil
+}
+
+func (x *CheckinRequest) GetOfficeDigest() []byte {
+	if x != nil {
+		return x.OfficeDigest
 	}
 	return nil
 }
@@ -1866,19 +1897,289 @@ func (x *ServingCertResponse) GetHosts() []string {
 	return nil
 }
 
-type CheckinResponse struct {
+// RollupReport is a member's check-in as it travels through its office's
+// roll-up member.
+type RollupReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Office        *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
-	ServerUnix    int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
-	AckedSeq      uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
-	Revocations   *SignedRevocations     `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`           // technician access revoked (session.proto)
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	SignedUnix    int64                  `protobuf:"varint,2,opt,name=signed_unix,json=signedUnix,proto3" json:"signed_unix,omitempty"` // the coordinator refuses old ones (replay)
+	Checkin       *CheckinRequest        `protobuf:"bytes,3,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollupReport) Reset() {
+	*x = RollupReport{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupReport) ProtoMessage() {}
+
+func (x *RollupReport) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupReport.ProtoReflect.Descriptor instead.
+func (*RollupReport) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RollupReport) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *RollupReport) GetSignedUnix() int64 {
+	if x != nil {
+		return x.SignedUnix
+	}
+	return 0
+}
+
+func (x *RollupReport) GetCheckin() *CheckinRequest {
+	if x != nil {
+		return x.Checkin
+	}
+	return nil
+}
+
+// SignedCheckin is a RollupReport signed with the member's own certificate
+// key: the roll-up member can carry it, not forge or change it.
+type SignedCheckin struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Report      []byte                 `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`           // a serialized RollupReport
+	Signature   []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`     // ECDSA, ASN.1, over SHA-256("outpost-checkin-v1\x00" || report)
+	Certificate []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"` // the member's certificate (DER), issued by the CA
+	// Not signed: a hint to the roll-up member to pass it on soon (a new
+	// run's outcome) rather than at its next interval.
+	Urgent        bool `protobuf:"varint,4,opt,name=urgent,proto3" json:"urgent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedCheckin) Reset() {
+	*x = SignedCheckin{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedCheckin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedCheckin) ProtoMessage() {}
+
+func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedCheckin.ProtoReflect.Descriptor instead.
+func (*SignedCheckin) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SignedCheckin) GetReport() []byte {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *SignedCheckin) GetUrgent() bool {
+	if x != nil {
+		return x.Urgent
+	}
+	return false
+}
+
+// RollupAck is the coordinator's answer to one member's rolled-up
+// check-in, handed back through the roll-up member.
+type RollupAck struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	MemberId string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	AckedSeq uint64                 `protobuf:"varint,2,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
+	AtUnix   int64                  `protobuf:"varint,3,opt,name=at_unix,json=atUnix,proto3" json:"at_unix,omitempty"`
+	// The coordinator has something for this member that only a direct
+	// check-in carries (new gossip keys, another office).
+	CheckinDirectly bool `protobuf:"varint,4,opt,name=checkin_directly,json=checkinDirectly,proto3" json:"checkin_directly,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RollupAck) Reset() {
+	*x = RollupAck{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollupAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollupAck) ProtoMessage() {}
+
+func (x *RollupAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollupAck.ProtoReflect.Descriptor instead.
+func (*RollupAck) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RollupAck) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *RollupAck) GetAckedSeq() uint64 {
+	if x != nil {
+		return x.AckedSeq
+	}
+	return 0
+}
+
+func (x *RollupAck) GetAtUnix() int64 {
+	if x != nil {
+		return x.AtUnix
+	}
+	return 0
+}
+
+func (x *RollupAck) GetCheckinDirectly() bool {
+	if x != nil {
+		return x.CheckinDirectly
+	}
+	return false
+}
+
+// SignedRollupAck is a RollupAck signed with the policy key, so that no
+// office peer can make a member forget reports the coordinator lacks.
+type SignedRollupAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ack           []byte                 `protobuf:"bytes,1,opt,name=ack,proto3" json:"ack,omitempty"`                           // a serialized RollupAck
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`               // Ed25519 over "outpost-rollup-ack-v1\x00" || ack
+	MemberId      string                 `protobuf:"bytes,3,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"` // for routing; the signed copy is in ack
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedRollupAck) Reset() {
+	*x = SignedRollupAck{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedRollupAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedRollupAck) ProtoMessage() {}
+
+func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedRollupAck.ProtoReflect.Descriptor instead.
+func (*SignedRollupAck) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *SignedRollupAck) GetAck() []byte {
+	if x != nil {
+		return x.Ack
+	}
+	return nil
+}
+
+func (x *SignedRollupAck) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *SignedRollupAck) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+type CheckinResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Office     *OfficeInfo            `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	ServerUnix int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
+	AckedSeq   uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
+	// One per rolled-up check-in that was kept; refused ones get none.
+	RollupAcks    []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
+	Revocations   *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"` // technician access revoked (session.proto)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2191,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2204,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -1927,6 +2228,13 @@ func (x *CheckinResponse) GetAckedSeq() uint64 {
 	return 0
 }
 
+func (x *CheckinResponse) GetRollupAcks() []*SignedRollupAck {
+	if x != nil {
+		return x.RollupAcks
+	}
+	return nil
+}
+
 func (x *CheckinResponse) GetRevocations() *SignedRevocations {
 	if x != nil {
 		return x.Revocations
@@ -1943,7 +2251,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2263,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2276,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -1987,7 +2295,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1999,7 +2307,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2012,7 +2320,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -2031,7 +2339,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2351,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2364,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -2076,7 +2384,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2396,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2409,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -2129,7 +2437,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2449,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2462,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 type FileServerResponse struct {
@@ -2173,7 +2481,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2493,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2506,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -2267,7 +2575,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2587,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2600,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -2332,7 +2640,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2344,7 +2652,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2357,7 +2665,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2562,7 +2870,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2574,7 +2882,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2587,7 +2895,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2624,7 +2932,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2944,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2957,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -2806,7 +3114,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +3126,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3139,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -2944,7 +3252,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\xfd\x02\n" +
+	"officeInfo\"\x95\x03\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -2960,7 +3268,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"gossip_key\x18\t \x01(\fR\tgossipKey\x12\x18\n" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
-	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\"\xf5\x03\n" +
+	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xd2\x04\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -2974,7 +3283,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x128\n" +
 	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\x12E\n" +
 	"\x0eartifact_bytes\x18\n" +
-	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\"\xb0\x01\n" +
+	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\x126\n" +
+	"\x06rollup\x18\f \x03(\v2\x1e.outpost.wire.v1.SignedCheckinR\x06rollup\x12#\n" +
+	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
 	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
@@ -2987,12 +3298,33 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"M\n" +
 	"\x13ServingCertResponse\x12 \n" +
 	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x14\n" +
-	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"\xd0\x01\n" +
+	"\x05hosts\x18\x02 \x03(\tR\x05hosts\"\x87\x01\n" +
+	"\fRollupReport\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1f\n" +
+	"\vsigned_unix\x18\x02 \x01(\x03R\n" +
+	"signedUnix\x129\n" +
+	"\acheckin\x18\x03 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestR\acheckin\"\x7f\n" +
+	"\rSignedCheckin\x12\x16\n" +
+	"\x06report\x18\x01 \x01(\fR\x06report\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12 \n" +
+	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12\x16\n" +
+	"\x06urgent\x18\x04 \x01(\bR\x06urgent\"\x89\x01\n" +
+	"\tRollupAck\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1b\n" +
+	"\tacked_seq\x18\x02 \x01(\x04R\backedSeq\x12\x17\n" +
+	"\aat_unix\x18\x03 \x01(\x03R\x06atUnix\x12)\n" +
+	"\x10checkin_directly\x18\x04 \x01(\bR\x0fcheckinDirectly\"^\n" +
+	"\x0fSignedRollupAck\x12\x10\n" +
+	"\x03ack\x18\x01 \x01(\fR\x03ack\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1b\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x93\x02\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
 	"serverUnix\x12\x1b\n" +
-	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12D\n" +
+	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
+	"\vrollup_acks\x18\x04 \x03(\v2 .outpost.wire.v1.SignedRollupAckR\n" +
+	"rollupAcks\x12D\n" +
 	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
@@ -3086,7 +3418,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                   // 0: outpost.wire.v1.Role
 	(State)(0),                  // 1: outpost.wire.v1.State
@@ -3110,25 +3442,29 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*StagingStatus)(nil),       // 19: outpost.wire.v1.StagingStatus
 	(*ServingCertRequest)(nil),  // 20: outpost.wire.v1.ServingCertRequest
 	(*ServingCertResponse)(nil), // 21: outpost.wire.v1.ServingCertResponse
-	(*CheckinResponse)(nil),     // 22: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),       // 23: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),      // 24: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),      // 25: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),     // 26: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),   // 27: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil),  // 28: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),      // 29: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),             // 30: outpost.wire.v1.Request
-	(*Error)(nil),               // 31: outpost.wire.v1.Error
-	(*Response)(nil),            // 32: outpost.wire.v1.Response
-	(*Ack)(nil),                 // 33: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),     // 34: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),            // 35: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),   // 36: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),        // 37: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),       // 38: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),          // 39: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil),  // 40: outpost.wire.v1.RevocationsRequest
+	(*RollupReport)(nil),        // 22: outpost.wire.v1.RollupReport
+	(*SignedCheckin)(nil),       // 23: outpost.wire.v1.SignedCheckin
+	(*RollupAck)(nil),           // 24: outpost.wire.v1.RollupAck
+	(*SignedRollupAck)(nil),     // 25: outpost.wire.v1.SignedRollupAck
+	(*CheckinResponse)(nil),     // 26: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),       // 27: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),      // 28: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),      // 29: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),     // 30: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),   // 31: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil),  // 32: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),      // 33: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),             // 34: outpost.wire.v1.Request
+	(*Error)(nil),               // 35: outpost.wire.v1.Error
+	(*Response)(nil),            // 36: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 37: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 38: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 39: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 40: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 41: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 42: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 43: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 44: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -3138,8 +3474,8 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	34, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	35, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	38, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	39, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	13, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
@@ -3149,36 +3485,39 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	14, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
 	19, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
 	6,  // 17: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
-	17, // 18: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	36, // 19: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	12, // 20: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	15, // 21: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	18, // 22: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	23, // 23: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	25, // 24: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	29, // 25: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	27, // 26: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	20, // 27: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	37, // 28: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	38, // 29: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	39, // 30: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	36, // 31: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	40, // 32: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 33: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	31, // 34: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	16, // 35: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	22, // 36: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	24, // 37: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	26, // 38: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	33, // 39: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	28, // 40: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	36, // 41: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	21, // 42: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	23, // 18: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
+	18, // 19: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	17, // 20: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	25, // 21: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
+	40, // 22: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	12, // 23: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 24: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	18, // 25: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	27, // 26: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	29, // 27: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	33, // 28: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	31, // 29: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	20, // 30: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	41, // 31: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	42, // 32: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	43, // 33: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	40, // 34: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	44, // 35: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 36: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	35, // 37: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 38: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	26, // 39: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	28, // 40: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	30, // 41: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	37, // 42: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	32, // 43: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	40, // 44: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	21, // 45: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -3192,7 +3531,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[25].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[29].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -3206,7 +3545,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[27].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[31].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -3223,7 +3562,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -55,8 +55,11 @@ type Config struct {
 	// gossip, and at their next check-in at the latest. 0 pushes to all.
 	PushFanout int
 	// KeyPhase is how long each phase of a gossip key rotation lasts; 0
-	// means two of the office's check-in intervals.
+	// means three of the office's check-in intervals.
 	KeyPhase time.Duration
+	// DirectCheckins turns the roll-up off: every member checks in itself
+	// instead of through one member of its office (rollup.go).
+	DirectCheckins bool
 }
 
 // Server serves members over QUIC.
@@ -93,6 +96,7 @@ type metrics struct {
 	pushes      *prometheus.CounterVec
 	policyBytes prometheus.Counter
 	peerReports prometheus.Counter
+	rollup      rollupMetrics
 }
 
 // New builds the server; Run starts it.
@@ -128,7 +132,9 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 				Name: "outpost_coordinator_peer_reports_total", Help: "Misbehaving office peers reported by members."}),
 		},
 	}
-	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports} {
+	s.m.rollup = newRollupMetrics()
+	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports,
+		s.m.rollup.batches, s.m.rollup.reports} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}
@@ -399,10 +405,31 @@ func remoteIP(a net.Addr) string {
 // officeInfo is what a member learns of its office at enrollment and at
 // every check-in.
 func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, error) {
+	info, err := s.baseInfo(o)
+	if err != nil {
+		return nil, err
+	}
 	members, err := s.store.Members(o.Name)
 	if err != nil {
 		return nil, err
 	}
+	// Seeds: the members heard from most recently, so a joiner reaches a
+	// live one; a handful is enough for gossip to do the rest.
+	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
+	stale := time.Now().Add(-3 * o.CheckinInterval)
+	for _, m := range members {
+		if m.ID == self || m.GossipAddr == "" || m.LastSeen.Before(stale) {
+			continue
+		}
+		if len(info.GossipSeeds) < 5 {
+			info.GossipSeeds = append(info.GossipSeeds, m.GossipAddr)
+		}
+	}
+	return info, nil
+}
+
+// baseInfo is the office information that is the same for every member.
+func (s *Server) baseInfo(o *store.Office) (*wire.OfficeInfo, error) {
 	info := &wire.OfficeInfo{
 		Name:                   o.Name,
 		Mode:                   wire.Mode_MODE_DIRECT,
@@ -417,18 +444,6 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 	}
 	info.Relays = o.RelayURLs()
 	info.AllowPlainHttp = o.PlainHTTPAllowed()
-	// Seeds: the members heard from most recently, so a joiner reaches a
-	// live one; a handful is enough for gossip to do the rest.
-	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
-	stale := time.Now().Add(-3 * o.CheckinInterval)
-	for _, m := range members {
-		if m.ID == self || m.GossipAddr == "" || m.LastSeen.Before(stale) {
-			continue
-		}
-		if len(info.GossipSeeds) < 5 {
-			info.GossipSeeds = append(info.GossipSeeds, m.GossipAddr)
-		}
-	}
 	if p, err := s.store.Policy(o.Name); err == nil {
 		info.Revision = p.Revision
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -534,14 +549,14 @@ func clip(s string, n int) string {
 	return s
 }
 
+func tooLarge(req *wire.CheckinRequest) bool {
+	return len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog
+}
+
 func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
 	s.m.checkins.Inc()
-	if len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog {
+	if tooLarge(req) || len(req.GetRollup()) > maxRollup {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
-	}
-	for _, r := range req.GetPeerReports() {
-		s.m.peerReports.Inc()
-		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
 	}
 	now := time.Now()
 	offices, err := s.store.Offices()
@@ -549,11 +564,80 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
+	m, err := s.record(id, remote, req, offices, now)
+	if err != nil {
+		s.log.Error("check-in", "member", id, "err", err)
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	o, err := s.store.Office(m.Office)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
+	}
+	if o.Rotation != "" {
+		phase := s.cfg.KeyPhase
+		if phase == 0 {
+			// Two intervals for every member to check in, one more for a
+			// member that reports through the roll-up to hear that it
+			// should check in directly.
+			phase = 3 * o.CheckinInterval
+		}
+		if changed, err := s.store.AdvanceKeyRotation(o.Name, phase, now); err != nil {
+			s.log.Error("gossip key rotation", "office", o.Name, "err", err)
+		} else if changed {
+			if o, err = s.store.Office(m.Office); err != nil {
+				return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+			}
+			s.log.Info("gossip key rotation", "office", o.Name, "phase", o.Rotation)
+		}
+	}
+	if m.Role == "relay" {
+		s.maybeRelease(o, m)
+	}
+	info, err := s.officeInfo(o, id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+	}
+	if m.Role == "agent" {
+		info.Revision = s.agentRevision(o, info.Revision)
+	}
+	s.memberInfo(info, o, m)
+	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}
+	if len(req.GetRollup()) > 0 {
+		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
+	}
+	return &wire.Response{Body: &wire.Response_Checkin{Checkin: resp}}
+}
+
+// memberInfo completes the office information for one member: the keys,
+// roaming, the roll-up.
+func (s *Server) memberInfo(info *wire.OfficeInfo, o *store.Office, m *store.Member) {
+	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
+	info.Rollup = !s.cfg.DirectCheckins && m.Role == "agent"
+	if m.Roaming {
+		// Outside every office: straight to the coordinator and the file
+		// server, no relays, no gossip.
+		info.Roaming, info.Rollup = true, false
+		info.Mode = wire.Mode_MODE_DIRECT
+		info.Relays, info.GossipSeeds, info.GossipKey, info.GossipKeys = nil, nil, nil, nil
+	}
+}
+
+// record keeps what a member says of itself at a check-in, direct
+// (remote is its address) or rolled up (remote is empty). An agent that
+// changed office or hostname is placed again (its office is re-signed if
+// it now needs a policy of its own) before any answer names a revision.
+func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []store.Office, now time.Time) (*store.Member, error) {
+	for _, r := range req.GetPeerReports() {
+		s.m.peerReports.Inc()
+		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
+	}
 	moved := false
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
 		before, hostname := m.Office, m.Hostname
 		m.LastSeen = now
-		m.Address = remote
+		if remote != "" {
+			m.Address = remote
+		}
 		if h := strings.TrimSpace(req.GetHostname()); h != "" {
 			m.Hostname = clip(h, 253)
 		}
@@ -583,52 +667,13 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		moved = m.Office != before || m.Hostname != hostname
 	})
 	if err != nil {
-		s.log.Error("check-in", "member", id, "err", err)
-		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
+		return nil, err
 	}
 	if moved && s.placed != nil && m.Role == "agent" {
-		// Before the answer names the office's revision: it must be one
-		// that gives this agent its own policy if it needs one.
 		s.placed(m.ID)
 	}
 	s.keepArtifactBytes(id, m.Office, req.GetArtifactBytes(), now)
-	o, err := s.store.Office(m.Office)
-	if err != nil {
-		return wire.Errorf(wire.Error_CODE_NOT_FOUND, "office %s no longer exists", m.Office)
-	}
-	if o.Rotation != "" {
-		phase := s.cfg.KeyPhase
-		if phase == 0 {
-			phase = 2 * o.CheckinInterval
-		}
-		if changed, err := s.store.AdvanceKeyRotation(o.Name, phase, now); err != nil {
-			s.log.Error("gossip key rotation", "office", o.Name, "err", err)
-		} else if changed {
-			if o, err = s.store.Office(m.Office); err != nil {
-				return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
-			}
-			s.log.Info("gossip key rotation", "office", o.Name, "phase", o.Rotation)
-		}
-	}
-	if m.Role == "relay" {
-		s.maybeRelease(o, m)
-	}
-	info, err := s.officeInfo(o, id)
-	if err != nil {
-		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
-	}
-	if m.Role == "agent" {
-		info.Revision = s.agentRevision(o, info.Revision)
-	}
-	info.GossipKey, info.GossipKeys = o.GossipKey, o.GossipKeys
-	if m.Roaming {
-		// Outside every office: straight to the coordinator and the file
-		// server, no relays, no gossip.
-		info.Roaming = true
-		info.Mode = wire.Mode_MODE_DIRECT
-		info.Relays, info.GossipSeeds, info.GossipKey, info.GossipKeys = nil, nil, nil, nil
-	}
-	return &wire.Response{Body: &wire.Response_Checkin{Checkin: &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}}}
+	return m, nil
 }
 
 func validHostPort(s string) string {

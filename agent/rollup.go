@@ -1,0 +1,318 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// rollup carries an office's check-ins to the coordinator through one
+// member, so that the coordinator hears from an office about once per
+// interval instead of once per member.
+//
+// The office elects, without talking about it, the member with the lowest
+// id among those that announce they reach the coordinator (gossip meta);
+// relays would go first once they carry check-ins. Every other member
+// signs its check-in with its own certificate key and hands it to that
+// member over the office's encrypted stream transport; the roll-up member
+// keeps the newest one of each member and sends them all with its own
+// check-in, at its interval, or within a second or two of a report that
+// is news (a new run). The coordinator answers each with an ack signed by
+// the policy key, which travels back the same way; only then does the
+// member forget the runs in its on-disk queue. Each member sends all its
+// unacknowledged runs every time, so a roll-up member that dies loses
+// nothing: the office elects the next one and the runs go again; the
+// coordinator keeps each run once by its number.
+//
+// Members keep their own QUIC connection (idle but for pushes: the
+// instant revision notice and technician sessions need it) and check in
+// directly when the roll-up cannot do: the first time, when the
+// coordinator asks for it in an ack (new gossip keys, another office,
+// changed office settings) or by a push, when no ack came for three
+// intervals, and every directEvery-th report as a safety net.
+type rollup struct {
+	a     *Agent
+	roots *x509.CertPool
+	// wake asks run to pass the pending check-ins on soon.
+	wake chan struct{}
+
+	mu sync.Mutex
+	// As the roll-up member: the newest signed check-in of each member.
+	pending map[string]*wire.SignedCheckin
+	// As a member reporting through another.
+	direct       bool      // the coordinator asked for a direct check-in
+	unackedSince time.Time // first report sent through a roll-up and not yet acknowledged
+	count        int       // reports made; every directEvery-th is direct
+
+	reports *prometheus.CounterVec
+}
+
+const (
+	// directEvery: one report in so many is a direct check-in even when
+	// the roll-up works (fresh office information, revocations).
+	directEvery = 30
+	// maxPending bounds the check-ins a roll-up member holds.
+	maxPending = 5000
+	// batchBytes bounds one batch; the rest goes with the next.
+	batchBytes = 4 << 20
+	// checkinMaxAge is how old a signed check-in the roll-up member passes
+	// on; the coordinator has the same bound.
+	checkinMaxAge = 10 * time.Minute
+)
+
+func newRollup(a *Agent, reg prometheus.Registerer) (*rollup, error) {
+	r := &rollup{a: a, wake: make(chan struct{}, 1), pending: map[string]*wire.SignedCheckin{},
+		count: rand.IntN(directEvery), // members' direct check-ins do not come all at once
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_rollup_reports_total",
+			Help: "Check-ins by path: direct, rollup (handed to the roll-up member), carried (of other members, passed on), refused (from peers, did not verify)."},
+			[]string{"path"}),
+	}
+	if a.id != nil {
+		if ca, err := x509.ParseCertificate(a.id.CADER); err == nil {
+			r.roots = x509.NewCertPool()
+			r.roots.AddCert(ca)
+		}
+	}
+	return r, reg.Register(r.reports)
+}
+
+// run announces whether this member can carry the office's check-ins and
+// passes pending ones on soon after news arrives.
+func (r *rollup) run(ctx context.Context, every, delay time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var flush <-chan time.Time
+	for {
+		r.announce()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-r.wake:
+			if flush == nil {
+				flush = time.After(delay)
+			}
+		case <-flush:
+			flush = nil
+			if r.hasPending() {
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if err := r.a.checkin(cctx); err != nil {
+					r.a.log.Debug("pass on the office's check-ins", "err", err)
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// announce tells the office whether this member reaches the coordinator
+// and so may be elected.
+func (r *rollup) announce() {
+	info := r.a.officeInfo()
+	r.a.gossip.setRollup(info.GetRollup() && !info.GetRoaming() && r.a.link.Connected())
+}
+
+// elect names the office's roll-up member as this member sees the office;
+// self says it is this member.
+func (r *rollup) elect() (name string, self bool) {
+	var cands []gossip.Peer
+	for _, p := range r.a.gossip.peers() {
+		if p.Meta.Rollup && (p.Meta.Role == "agent" || p.Meta.Role == "relay") {
+			cands = append(cands, p)
+		}
+	}
+	me := r.a.id.ID
+	if r.a.link.Connected() {
+		cands = append(cands, gossip.Peer{Name: me, Meta: gossip.Meta{Role: "agent"}})
+	}
+	if len(cands) == 0 {
+		return "", false
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if ri, rj := cands[i].Meta.Role == "relay", cands[j].Meta.Role == "relay"; ri != rj {
+			return ri
+		}
+		return cands[i].Name < cands[j].Name
+	})
+	return cands[0].Name, cands[0].Name == me
+}
+
+// route is the member to hand this report to, or "" to check in directly.
+func (r *rollup) route() string {
+	info := r.a.officeInfo()
+	if info == nil || !info.GetRollup() || info.GetRoaming() {
+		return ""
+	}
+	r.mu.Lock()
+	r.count++
+	direct := r.direct || r.count%directEvery == 0 ||
+		(!r.unackedSince.IsZero() && time.Since(r.unackedSince) > 3*r.a.interval())
+	r.mu.Unlock()
+	if direct {
+		return ""
+	}
+	to, self := r.elect()
+	if self {
+		return ""
+	}
+	return to
+}
+
+// send hands this member's check-in to the roll-up member.
+func (r *rollup) send(to string, urgent bool) error {
+	a := r.a
+	req := a.checkinRequest()
+	signer, ok := a.id.Cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return errNoSigner
+	}
+	sc, err := wire.SignCheckin(signer, a.id.Cert.Certificate[0], a.id.ID, time.Now(), req)
+	if err == nil {
+		sc.Urgent = urgent
+		var b []byte
+		b, err = proto.Marshal(&wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_RollupReport{RollupReport: sc}})
+		if err == nil {
+			err = a.gossip.send(to, b)
+		}
+	}
+	if err != nil {
+		a.mu.Lock()
+		a.peerReports = append(req.PeerReports, a.peerReports...) // told next time
+		a.mu.Unlock()
+		return err
+	}
+	r.reports.WithLabelValues("rollup").Inc()
+	r.mu.Lock()
+	if r.unackedSince.IsZero() {
+		r.unackedSince = time.Now()
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+const errNoSigner = errString("the member key cannot sign")
+
+// take keeps a peer's check-in to pass on.
+func (r *rollup) take(from string, sc *wire.SignedCheckin) {
+	if r.roots == nil {
+		return
+	}
+	rep, err := wire.VerifyCheckin(sc, r.roots, time.Now())
+	if err == nil && time.Since(time.Unix(rep.GetSignedUnix(), 0)) > checkinMaxAge {
+		err = errString("too old")
+	}
+	if err != nil {
+		r.reports.WithLabelValues("refused").Inc()
+		r.a.log.Warn("refused a check-in from an office peer", "peer", from, "err", err)
+		r.a.reportPeer(from, "handed over a check-in that was refused: "+err.Error())
+		return
+	}
+	r.mu.Lock()
+	if _, ok := r.pending[rep.GetMemberId()]; ok || len(r.pending) < maxPending {
+		r.pending[rep.GetMemberId()] = sc
+	}
+	r.mu.Unlock()
+	if sc.GetUrgent() {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *rollup) hasPending() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending) > 0
+}
+
+// batch is what this member's next check-in carries of other members.
+func (r *rollup) batch() []*wire.SignedCheckin {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*wire.SignedCheckin
+	size := 0
+	for _, sc := range r.pending {
+		size += proto.Size(sc)
+		if size > batchBytes && len(out) > 0 {
+			break
+		}
+		out = append(out, sc)
+	}
+	return out
+}
+
+// carried forgets the check-ins the coordinator took and hands its
+// answers back to their members.
+func (r *rollup) carried(sent []*wire.SignedCheckin, acks []*wire.SignedRollupAck) {
+	r.mu.Lock()
+	for id, sc := range r.pending {
+		for _, s := range sent {
+			if s == sc {
+				delete(r.pending, id)
+				break
+			}
+		}
+	}
+	r.mu.Unlock()
+	r.reports.WithLabelValues("carried").Add(float64(len(sent)))
+	for _, ack := range acks {
+		if ack.GetMemberId() == r.a.id.ID {
+			continue
+		}
+		go r.a.peers.send(ack.GetMemberId(), &wire.PeerMessage{From: r.a.id.ID, Body: &wire.PeerMessage_RollupAck{RollupAck: ack}})
+	}
+}
+
+// acked takes the coordinator's answer to a check-in this member handed
+// to the roll-up.
+func (r *rollup) acked(s *wire.SignedRollupAck) {
+	a := r.a
+	ack, err := wire.VerifyRollupAck(a.id.PolicyKey, s)
+	if err != nil || ack.GetMemberId() != a.id.ID {
+		a.log.Warn("refused a roll-up acknowledgement", "member", s.GetMemberId(), "err", err)
+		return
+	}
+	if err := a.state.Ack(ack.GetAckedSeq()); err != nil {
+		a.log.Warn("forget acknowledged reports", "err", err)
+	}
+	r.mu.Lock()
+	r.unackedSince = time.Time{}
+	if ack.GetCheckinDirectly() && !r.direct {
+		r.direct = true
+		defer a.trigger()
+	}
+	r.mu.Unlock()
+}
+
+// checkinDirectly makes the next report a direct check-in.
+func (r *rollup) checkinDirectly() {
+	r.mu.Lock()
+	r.direct = true
+	r.mu.Unlock()
+}
+
+// checkedIn notes a direct check-in: it took every queued run and brought
+// the office's news.
+func (r *rollup) checkedIn() {
+	r.mu.Lock()
+	r.direct = false
+	r.unackedSince = time.Time{}
+	r.mu.Unlock()
+	r.reports.WithLabelValues("direct").Inc()
+}

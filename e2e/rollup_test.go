@@ -1,0 +1,238 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/member"
+	tu "github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// labelled is the value of a counter with one label set to value.
+func labelled(c *coordinatortest.Harness, name, label, value string) float64 {
+	mfs, err := c.Reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+type run struct {
+	Seq      uint64 `json:"seq"`
+	Revision uint64 `json:"revision"`
+}
+
+// runsOf is the runs the coordinator kept of an agent, newest first.
+func runsOf(c *coordinatortest.Harness, id string) []run {
+	var out struct {
+		Runs []run `json:"runs"`
+	}
+	c.MustDo("GET", "/v1/agents/"+id+"/runs", nil, &out)
+	return out.Runs
+}
+
+// checkRuns fails unless the kept runs are each there once, with no gap.
+func checkRuns(t *testing.T, name string, runs []run) {
+	t.Helper()
+	var seqs []uint64
+	for _, r := range runs {
+		if r.Seq != 0 {
+			seqs = append(seqs, r.Seq)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] == seqs[i-1] {
+			t.Fatalf("%s: run %d kept twice: %v", name, seqs[i], seqs)
+		}
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("%s: runs %d to %d missing: %v", name, seqs[i-1]+1, seqs[i]-1, seqs)
+		}
+	}
+}
+
+func TestRollupCarriesTheOfficesCheckinsAndSurvivesItsCarrier(t *testing.T) {
+	c := coordinatortest.New(t)
+	const interval = 5 * time.Second
+	c.CreateOffice("annex", map[string]any{"checkin_interval": "5s"})
+	token := c.EnrollToken("annex", "agent", 5)
+	var agents []*testAgent
+	for i := range 5 {
+		agents = append(agents, startAgent(t, c, token, fmt.Sprintf("annex-%d", i), fmt.Sprintf("127.0.0.%d", 110+i)))
+	}
+	rev := c.Apply("annex", removeHello)
+	tu.Eventually(t, 60*time.Second, func() bool {
+		for _, a := range agents {
+			if len(a.a.GossipPeers()) != 4 {
+				return false
+			}
+		}
+		return compliantAt(c, "annex", 5, rev)()
+	}, "the office did not form or take its policy")
+	// Settle: every member has checked in directly once and found the
+	// roll-up member.
+	tu.Eventually(t, 30*time.Second, func() bool { return labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") >= 8 },
+		"no check-ins came through the roll-up")
+
+	// Four intervals: the coordinator hears from the office about once an
+	// interval (the roll-up member's check-in, a few urgent flushes, a
+	// rare safety-net direct check-in), not five times.
+	checkins, kept := c.Metric("outpost_coordinator_checkins_total"), labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept")
+	time.Sleep(4 * interval) // a rate over a fixed window is what is measured
+	checkins = c.Metric("outpost_coordinator_checkins_total") - checkins
+	kept = labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") - kept
+	t.Logf("over 4 intervals: %v check-in messages, %v members' check-ins carried", checkins, kept)
+	if checkins > 4+3 {
+		t.Fatalf("%v check-in messages over 4 intervals from an office of 5 with roll-up", checkins)
+	}
+	// The carrier keeps the newest of each member's: two that arrive
+	// between its check-ins count once.
+	if kept < 4*2 {
+		t.Fatalf("only %v check-ins carried over 4 intervals for 4 members", kept)
+	}
+	for _, a := range agents {
+		if len(runsOf(c, a.a.ID())) < 3 {
+			t.Fatalf("%s: its runs were not recorded", a.cfg.Hostname)
+		}
+	}
+
+	// The carrier (lowest id) goes away; the next one takes over, and no
+	// member's run is lost or kept twice.
+	carrier := agents[0]
+	for _, a := range agents[1:] {
+		if a.a.ID() < carrier.a.ID() {
+			carrier = a
+		}
+	}
+	last := map[string]uint64{}
+	for _, a := range agents {
+		if a != carrier {
+			last[a.a.ID()] = runsOf(c, a.a.ID())[0].Seq
+		}
+	}
+	carrier.stop()
+	batches := c.Metric("outpost_coordinator_rollup_batches_total")
+	tu.Eventually(t, 60*time.Second, func() bool {
+		for id, seq := range last {
+			if r := runsOf(c, id); len(r) == 0 || r[0].Seq < seq+4 {
+				return false
+			}
+		}
+		return c.Metric("outpost_coordinator_rollup_batches_total") > batches+2
+	}, "the office's check-ins did not go on through another member")
+	for _, a := range agents {
+		if a != carrier {
+			checkRuns(t, a.cfg.Hostname, runsOf(c, a.a.ID()))
+		}
+	}
+}
+
+func TestRollupRefusesForgedCheckins(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("east", map[string]any{"checkin_interval": "1h"})
+	c.CreateOffice("west", map[string]any{"checkin_interval": "1h"})
+	east := c.EnrollToken("east", "agent", 2)
+	a := startAgent(t, c, east, "east-a", "127.0.0.120")
+	b := startAgent(t, c, east, "east-b", "127.0.0.121")
+	w := startAgent(t, c, c.EnrollToken("west", "agent", 1), "west-w", "127.0.0.122")
+	ids := map[string]*member.Identity{}
+	for _, ta := range []*testAgent{a, b, w} {
+		id, err := member.LoadIdentity(filepath.Join(ta.cfg.DataDir, "identity"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[ta.cfg.Hostname] = id
+		ta.stop() // their own check-ins would confuse the counts
+	}
+	ida, idb, idw := ids["east-a"], ids["east-b"], ids["west-w"]
+	forged := &wire.CheckinRequest{Hostname: "forged", Report: &wire.Report{Revision: 1, Seq: 999999}}
+	sign := func(key *member.Identity, cert *member.Identity, as string) *wire.SignedCheckin {
+		sc, err := wire.SignCheckin(key.Cert.PrivateKey.(crypto.Signer), cert.Cert.Certificate[0], as, time.Now(), forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	stale, err := wire.SignCheckin(idb.Cert.PrivateKey.(crypto.Signer), idb.Cert.Certificate[0], idb.ID, time.Now().Add(-time.Hour), forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []*wire.SignedCheckin{
+		sign(ida, ida, idb.ID), // a speaks for b with its own certificate
+		sign(ida, idb, idb.ID), // a speaks for b with b's certificate
+		sign(idw, idw, idw.ID), // a carries a genuine check-in of another office
+		stale,                  // an old genuine check-in of b, replayed
+	}
+
+	// a, as the office's roll-up member, carries them.
+	link, err := member.NewClient(ida, c.QUIC, func(context.Context, *wire.Request) *wire.Response { return nil }, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- link.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	defer ccancel()
+	resp, err := link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: batch}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acks := resp.GetCheckin().GetRollupAcks(); len(acks) != 0 {
+		t.Fatalf("forged check-ins acknowledged: %v", acks)
+	}
+	for result, want := range map[string]float64{"signature": 2, "office": 1, "stale": 1, "kept": 0} {
+		if got := labelled(c, "outpost_coordinator_rollup_reports_total", "result", result); got != want {
+			t.Errorf("rolled-up check-ins %s: %v, want %v", result, got, want)
+		}
+	}
+	for _, id := range []string{idb.ID, idw.ID} {
+		for _, r := range runsOf(c, id) {
+			if r.Seq == 999999 {
+				t.Fatalf("a forged run was kept for %s", id)
+			}
+		}
+	}
+	// A genuine one is kept, and its ack verifies with the policy key.
+	genuine, err := wire.SignCheckin(idb.Cert.PrivateKey.(crypto.Signer), idb.Cert.Certificate[0], idb.ID, time.Now(),
+		&wire.CheckinRequest{Hostname: "east-b", Report: &wire.Report{Revision: 0, Seq: 777}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: []*wire.SignedCheckin{genuine}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := resp.GetCheckin().GetRollupAcks()
+	if len(acks) != 1 {
+		t.Fatalf("genuine check-in: %d acks", len(acks))
+	}
+	ack, err := wire.VerifyRollupAck(idb.PolicyKey, acks[0])
+	if err != nil || ack.GetMemberId() != idb.ID || ack.GetAckedSeq() != 777 {
+		t.Fatalf("ack %v: %v", ack, err)
+	}
+	if r := runsOf(c, idb.ID); len(r) == 0 || r[0].Seq != 777 {
+		t.Fatalf("genuine rolled-up run not kept: %v", r)
+	}
+}

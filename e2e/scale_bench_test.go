@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/testutil"
+)
+
+// BenchmarkCoordinatorAtScale: a real coordinator in this process and a
+// fleet of real agents (QUIC, memberlist with office timers, the policy
+// verified by each) in outpost-loadgen child processes, one per office,
+// every office checking in every 2 minutes. Over one whole interval it
+// measures the coordinator process's CPU and memory (the children are
+// other processes), the check-in messages it took, and each agent's
+// memory; then it applies a new revision to every office at once and
+// times it to 50 % and 99 % of the agents. With the roll-up (the
+// design) and without (every agent checks in itself).
+//
+//	go test -run '^$' -bench CoordinatorAtScale -benchtime 1x -timeout 60m ./e2e/
+//
+// OUTPOST_BENCH_AGENTS (default 2000), OUTPOST_BENCH_OFFICES (20) and
+// OUTPOST_BENCH_INTERVAL (2m) change the fleet.
+func BenchmarkCoordinatorAtScale(b *testing.B) {
+	agents, offices := envInt("OUTPOST_BENCH_AGENTS", 2000), envInt("OUTPOST_BENCH_OFFICES", 20)
+	for _, rollup := range []bool{true, false} {
+		b.Run(fmt.Sprintf("agents=%d/offices=%d/rollup=%v", agents, offices, rollup), func(b *testing.B) {
+			benchScale(b, agents, offices, rollup)
+		})
+	}
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+var (
+	loadgenOnce sync.Once
+	loadgenBin  string
+	loadgenErr  error
+)
+
+func loadgenBinary(tb testing.TB) string {
+	tb.Helper()
+	loadgenOnce.Do(func() {
+		dir := plugins(tb) // a temporary directory removed at the end
+		cmd := exec.Command("go", "build", "-o", dir, "./loadgen/cmd/outpost-loadgen")
+		cmd.Dir = testutil.RepoRoot(tb)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			loadgenErr = fmt.Errorf("build outpost-loadgen: %v\n%s", err, out)
+		}
+		loadgenBin = filepath.Join(dir, "outpost-loadgen")
+	})
+	if loadgenErr != nil {
+		tb.Fatal(loadgenErr)
+	}
+	return loadgenBin
+}
+
+// child is one office's agents in an outpost-loadgen process.
+type child struct {
+	cmd    *exec.Cmd
+	ready  chan struct{}
+	exited chan struct{}
+	stderr string // its log file
+	mu     sync.Mutex
+	revs   map[uint64]int // agents by revision, as last printed
+}
+
+func (ch *child) holding(rev uint64) int {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	n := 0
+	for r, k := range ch.revs {
+		if r >= rev {
+			n += k
+		}
+	}
+	return n
+}
+
+func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int, firstIP, dir string) *child {
+	b.Helper()
+	cmd := exec.Command(loadgenBinary(b), "--coordinator", c.QUIC, "--ca-fingerprint", c.CA, "--token", c.EnrollToken(office, "agent", n),
+		"--agents", strconv.Itoa(n), "--first-ip", firstIP, "--data-dir", dir, "--plugins-dir", plugins(b), "--every", "100ms", "--log-level", "error")
+	logf, err := os.Create(filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stderr = logf
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ch := &child{cmd: cmd, ready: make(chan struct{}), exited: make(chan struct{}), stderr: logf.Name(), revs: map[uint64]int{}}
+	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); <-ch.exited })
+	go func() {
+		defer close(ch.exited)
+		s := bufio.NewScanner(out)
+		for s.Scan() {
+			line := s.Text()
+			if strings.Contains(line, "agents running after") {
+				close(ch.ready)
+				continue
+			}
+			_, counts, ok := strings.Cut(line, "revisions:")
+			if !ok {
+				continue
+			}
+			revs := map[uint64]int{}
+			for _, f := range strings.Fields(counts) {
+				r, k, _ := strings.Cut(strings.TrimPrefix(f, "r"), "=")
+				rv, _ := strconv.ParseUint(r, 10, 64)
+				kv, _ := strconv.Atoi(k)
+				revs[rv] = kv
+			}
+			ch.mu.Lock()
+			ch.revs = revs
+			ch.mu.Unlock()
+		}
+		cmd.Wait()
+	}()
+	return ch
+}
+
+// procStatus reads a field of /proc/PID/status in KiB.
+func procStatus(pid, field string) float64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func benchScale(b *testing.B, agents, offices int, rollup bool) {
+	interval := 2 * time.Minute
+	if d, err := time.ParseDuration(os.Getenv("OUTPOST_BENCH_INTERVAL")); err == nil && d >= 5*time.Second {
+		interval = d
+	}
+	c := coordinatortest.New(b, coordinatortest.WithConfig(func(cfg *coordinator.Config) { cfg.DirectCheckins = !rollup }))
+	per := agents / offices
+	dir := memDir(b)
+	var children []*child
+	started := time.Now()
+	waitReady := func(ch *child) {
+		select {
+		case <-ch.ready:
+		case <-ch.exited:
+			log, _ := os.ReadFile(ch.stderr)
+			b.Fatalf("outpost-loadgen exited before its agents ran:\n%s", log[max(0, len(log)-2000):])
+		case <-time.After(20 * time.Minute):
+			b.Fatalf("the fleet did not start in 20 minutes")
+		}
+	}
+	// A few offices enrol at a time: two thousand enrolments at once are a
+	// storm no fleet makes.
+	const together = 4
+	for o := range offices {
+		if o >= together {
+			waitReady(children[o-together])
+		}
+		name := fmt.Sprintf("office%02d", o)
+		c.CreateOffice(name, map[string]any{"checkin_interval": interval.String()})
+		c.Apply(name, "items: []\n")
+		children = append(children, startLoadgen(b, c, name, per, fmt.Sprintf("127.%d.0.1", 100+o), filepath.Join(dir, name)))
+	}
+	for _, ch := range children {
+		waitReady(ch)
+	}
+	b.Logf("%d agents in %d offices running after %v", per*offices, offices, time.Since(started).Round(time.Second))
+	// One interval to settle (every agent's first check-ins, the office
+	// electing its roll-up member), then one measured.
+	time.Sleep(interval)
+	connected := c.Metric("outpost_coordinator_members_connected")
+	cpu0, msgs0, carried0 := cpuSeconds(), c.Metric("outpost_coordinator_checkins_total"), labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept")
+	time.Sleep(interval) // the measurement is a rate over one interval
+	cpu := cpuSeconds() - cpu0
+	msgs := c.Metric("outpost_coordinator_checkins_total") - msgs0
+	carried := labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") - carried0
+	self := strconv.Itoa(os.Getpid())
+	var fleetRSS float64
+	for _, ch := range children {
+		fleetRSS += procStatus(strconv.Itoa(ch.cmd.Process.Pid), "VmRSS")
+	}
+	b.ReportMetric(connected, "connected")
+	b.ReportMetric(msgs, "checkin-msgs/interval")
+	b.ReportMetric(carried, "carried-checkins/interval")
+	b.ReportMetric(cpu/interval.Seconds()*100, "coord-cpu-%")
+	b.ReportMetric(procStatus(self, "VmRSS")/1024, "coord-rss-MiB")
+	b.ReportMetric(procStatus(self, "VmHWM")/1024, "coord-peak-rss-MiB")
+	b.ReportMetric(fleetRSS/float64(per*offices), "agent-rss-KiB")
+
+	// A new revision for every office at once.
+	start := time.Now()
+	revs := make([]uint64, offices)
+	for o := range offices {
+		revs[o] = c.Apply(fmt.Sprintf("office%02d", o), "items: []\n") // policy only: no plugin processes
+	}
+	var p50, p99 time.Duration
+	total := per * offices
+	for time.Since(start) < 2*time.Minute && p99 == 0 {
+		have := 0
+		for o, ch := range children {
+			have += ch.holding(revs[o])
+		}
+		if p50 == 0 && 2*have >= total {
+			p50 = time.Since(start)
+		}
+		if 100*have >= 99*total {
+			p99 = time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p99 == 0 {
+		b.Logf("the rollout did not reach 99%% of the agents in 2 minutes")
+		p99 = -1
+	}
+	b.ReportMetric(p50.Seconds(), "rollout-p50-s")
+	b.ReportMetric(p99.Seconds(), "rollout-p99-s")
+}

@@ -1,0 +1,118 @@
+package wire
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// The roll-up carries members' check-ins through one member of their
+// office. Each check-in is signed with its member's certificate key, so
+// the carrier cannot forge or alter one; the coordinator's answer to each
+// is signed with the policy key, so no office peer can make a member
+// forget reports the coordinator does not have.
+
+const (
+	checkinContext   = "outpost-checkin-v1\x00"
+	rollupAckContext = "outpost-rollup-ack-v1\x00"
+)
+
+// ErrBadCheckin is returned for a rolled-up check-in that does not verify.
+var ErrBadCheckin = errors.New("rolled-up check-in does not verify")
+
+// SignCheckin signs a member's check-in for the roll-up. key is the
+// private key of certDER, the member's certificate.
+func SignCheckin(key crypto.Signer, certDER []byte, memberID string, at time.Time, req *CheckinRequest) (*SignedCheckin, error) {
+	b, err := proto.Marshal(&RollupReport{MemberId: memberID, SignedUnix: at.Unix(), Checkin: req})
+	if err != nil {
+		return nil, fmt.Errorf("encode check-in: %w", err)
+	}
+	sum := sha256.Sum256(append([]byte(checkinContext), b...))
+	sig, err := key.Sign(rand.Reader, sum[:], crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("sign check-in: %w", err)
+	}
+	return &SignedCheckin{Report: b, Signature: sig, Certificate: certDER}, nil
+}
+
+// VerifyCheckin checks that sc was signed by a member certificate the CA
+// in roots issued, and returns the report it carries, whose member id is
+// the certificate's. It decodes nothing of the report before the
+// signature verifies.
+func VerifyCheckin(sc *SignedCheckin, roots *x509.CertPool, now time.Time) (*RollupReport, error) {
+	if sc == nil || len(sc.GetReport()) == 0 || len(sc.GetCertificate()) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrBadCheckin)
+	}
+	cert, err := x509.ParseCertificate(sc.GetCertificate())
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: certificate key is not ECDSA", ErrBadCheckin)
+	}
+	sum := sha256.Sum256(append([]byte(checkinContext), sc.GetReport()...))
+	if !ecdsa.VerifyASN1(pub, sum[:], sc.GetSignature()) {
+		return nil, fmt.Errorf("%w: signature (member %s)", ErrBadCheckin, cert.Subject.CommonName)
+	}
+	var r RollupReport
+	if err := proto.Unmarshal(sc.GetReport(), &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCheckin, err)
+	}
+	if r.GetMemberId() != cert.Subject.CommonName || r.GetCheckin() == nil {
+		return nil, fmt.Errorf("%w: member %q signed for %q", ErrBadCheckin, cert.Subject.CommonName, r.GetMemberId())
+	}
+	return &r, nil
+}
+
+// SignRollupAck signs the coordinator's answer to one rolled-up check-in.
+func SignRollupAck(priv ed25519.PrivateKey, ack *RollupAck) (*SignedRollupAck, error) {
+	b, err := proto.Marshal(ack)
+	if err != nil {
+		return nil, fmt.Errorf("encode roll-up ack: %w", err)
+	}
+	return &SignedRollupAck{Ack: b, Signature: ed25519.Sign(priv, append([]byte(rollupAckContext), b...)), MemberId: ack.GetMemberId()}, nil
+}
+
+// VerifyRollupAck checks an answer against the pinned policy key.
+func VerifyRollupAck(pub ed25519.PublicKey, s *SignedRollupAck) (*RollupAck, error) {
+	if len(pub) != ed25519.PublicKeySize || s == nil {
+		return nil, errors.New("verify roll-up ack: no key or no ack")
+	}
+	if !ed25519.Verify(pub, append([]byte(rollupAckContext), s.GetAck()...), s.GetSignature()) {
+		return nil, fmt.Errorf("verify roll-up ack: %w", ErrBadSignature)
+	}
+	var a RollupAck
+	if err := proto.Unmarshal(s.GetAck(), &a); err != nil {
+		return nil, fmt.Errorf("decode roll-up ack: %w", err)
+	}
+	return &a, nil
+}
+
+// OfficeDigest sums what a member needs to hear directly from the
+// coordinator of its office: everything in info but the gossip seeds and
+// the revision, which change all the time and travel by gossip anyway.
+func OfficeDigest(info *OfficeInfo) []byte {
+	if info == nil {
+		return nil
+	}
+	c := proto.Clone(info).(*OfficeInfo)
+	c.GossipSeeds, c.Revision = nil, 0
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	if err != nil {
+		return nil
+	}
+	sum := sha256.Sum256(b)
+	return sum[:16]
+}
