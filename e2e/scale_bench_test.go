@@ -41,13 +41,6 @@ func BenchmarkCoordinatorAtScale(b *testing.B) {
 	}
 }
 
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
-		return n
-	}
-	return def
-}
-
 var (
 	loadgenOnce sync.Once
 	loadgenBin  string
