@@ -499,7 +499,12 @@ func changed(a, b *wire.Report) bool {
 // waits for a link that is down only when waitLink is set. urgent asks the
 // roll-up member to pass it on soon.
 func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
-	if to := a.rollup.route(); to != "" {
+	// A misbehaving peer is news for the coordinator itself: straight
+	// there while the link is up.
+	a.mu.Lock()
+	peerNews := len(a.peerReports) > 0
+	a.mu.Unlock()
+	if to := a.rollup.route(); to != "" && !(peerNews && a.link.Connected()) {
 		err := a.rollup.send(to, urgent)
 		if err == nil {
 			a.flushAudit(ctx)
@@ -520,8 +525,13 @@ func (a *Agent) officeInfo() *wire.OfficeInfo {
 }
 
 // checkinRequest is this member's check-in, for the coordinator directly
-// or through the roll-up; it takes the peer reports kept for it.
-func (a *Agent) checkinRequest() *wire.CheckinRequest {
+// or through the roll-up. A direct check-in takes the peer reports kept
+// for it (they go back if it fails); one through the roll-up carries a
+// copy and leaves them kept: the roll-up member passes on only a member's
+// newest check-in, so a report must ride in each until a direct check-in
+// delivers it (the coordinator may then see it more than once, never
+// not at all).
+func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 	req := &wire.CheckinRequest{
 		Hostname:       a.cfg.Hostname,
 		Addresses:      a.addresses(),
@@ -536,7 +546,10 @@ func (a *Agent) checkinRequest() *wire.CheckinRequest {
 		req.ArtifactBytes = a.fetcher.ArtifactBytes()
 	}
 	a.mu.Lock()
-	req.PeerReports, a.peerReports = a.peerReports, nil
+	req.PeerReports = append([]string(nil), a.peerReports...)
+	if take {
+		a.peerReports = nil
+	}
 	req.OfficeDigest = wire.OfficeDigest(a.info)
 	a.mu.Unlock()
 	return req
@@ -545,7 +558,7 @@ func (a *Agent) checkinRequest() *wire.CheckinRequest {
 func (a *Agent) checkin(ctx context.Context) error {
 	a.checkinMu.Lock()
 	defer a.checkinMu.Unlock()
-	req := a.checkinRequest()
+	req := a.checkinRequest(true)
 	req.Rollup = a.rollup.batch()
 	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {

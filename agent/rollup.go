@@ -172,7 +172,7 @@ func (r *rollup) route() string {
 // send hands this member's check-in to the roll-up member.
 func (r *rollup) send(to string, urgent bool) error {
 	a := r.a
-	req := a.checkinRequest()
+	req := a.checkinRequest(false)
 	signer, ok := a.id.Cert.PrivateKey.(crypto.Signer)
 	if !ok {
 		return errNoSigner
@@ -187,9 +187,6 @@ func (r *rollup) send(to string, urgent bool) error {
 		}
 	}
 	if err != nil {
-		a.mu.Lock()
-		a.peerReports = append(req.PeerReports, a.peerReports...) // told next time
-		a.mu.Unlock()
 		return err
 	}
 	r.reports.WithLabelValues("rollup").Inc()
