@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,27 +226,71 @@ func TestShellOnTerminal(t *testing.T) {
 		t.Skip("no pseudo-terminals on windows: the shell runs over pipes")
 	}
 	f := newFixture(t)
-	tech, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_SHELL,
-		Terminal: &wire.Terminal{Term: "vt100", Size: &wire.WindowSize{Rows: 33, Cols: 101}}})
-	for _, m := range []*wire.SessionInput{
-		{Body: &wire.SessionInput_Stdin{Stdin: []byte("test -t 0 && echo is-a-tty-$TERM; stty size\n")}},
-		{Body: &wire.SessionInput_Resize{Resize: &wire.WindowSize{Rows: 50, Cols: 132}}},
-		{Body: &wire.SessionInput_Stdin{Stdin: []byte("stty size; exit 3\n")}},
-	} {
+	tech, host := net.Pipe()
+	t.Cleanup(func() { tech.Close() })
+	go f.s.Serve(context.Background(), host, func() { host.Close() })
+	if err := wire.WriteMsg(tech, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_SHELL,
+		Terminal: &wire.Terminal{Term: "vt100", Size: &wire.WindowSize{Rows: 33, Cols: 101}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The terminal's output as it comes, so that the resize is sent only
+	// once the shell has answered at the first size.
+	var mu sync.Mutex
+	var out strings.Builder
+	ended := make(chan *wire.SessionEnd, 1)
+	go func() {
+		defer close(ended)
+		for {
+			var m wire.SessionOutput
+			if err := wire.ReadMsg(tech, &m); err != nil {
+				return
+			}
+			switch b := m.GetBody().(type) {
+			case *wire.SessionOutput_Stdout:
+				mu.Lock()
+				out.Write(b.Stdout)
+				mu.Unlock()
+			case *wire.SessionOutput_End:
+				ended <- b.End
+				return
+			}
+		}
+	}()
+	shown := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			mu.Lock()
+			got := out.String()
+			mu.Unlock()
+			if strings.Contains(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("terminal output lacks %q:\n%s", want, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	send := func(m *wire.SessionInput) {
+		t.Helper()
 		if err := wire.WriteMsg(tech, m); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond) // let the shell read each line before the resize
 	}
-	r := wait(t, res, 10*time.Second)
-	out := r.stdout.String()
-	for _, want := range []string{"is-a-tty-vt100", "33 101", "50 132"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("terminal output lacks %q:\n%s", want, out)
+	send(&wire.SessionInput{Body: &wire.SessionInput_Stdin{Stdin: []byte("test -t 0 && echo is-a-tty-$TERM; stty size\n")}})
+	shown("is-a-tty-vt100")
+	shown("33 101")
+	send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: &wire.WindowSize{Rows: 50, Cols: 132}}})
+	send(&wire.SessionInput{Body: &wire.SessionInput_Stdin{Stdin: []byte("stty size; exit 3\n")}})
+	shown("50 132")
+	select {
+	case end := <-ended:
+		if end.GetExitCode() != 3 {
+			t.Errorf("exit code %d, want 3", end.GetExitCode())
 		}
-	}
-	if r.end.GetExitCode() != 3 {
-		t.Errorf("exit code %d, want 3", r.end.GetExitCode())
+	case <-time.After(20 * time.Second):
+		t.Fatal("the shell did not end")
 	}
 }
 
