@@ -129,17 +129,7 @@ func applyPolicy(ctx context.Context, e *env, officeName, path string) error {
 	if len(yaml) > maxPolicy {
 		return fmt.Errorf("the policy in %s is larger than 1 MiB, the coordinator's limit; split the office or trim the file", shown)
 	}
-	req, err := e.api.newRequest(ctx, http.MethodPut, officePath(officeName)+"/policy", nil, bytes.NewReader(yaml))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/yaml")
-	raw, err := e.api.do(req)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.status == http.StatusBadRequest && strings.HasPrefix(ae.message, "line ") {
-		// The coordinator names the line; name the file it is in.
-		return &apiError{status: ae.status, message: shown + ": " + ae.message}
-	}
+	raw, err := putPolicyYAML(ctx, e, officePath(officeName)+"/policy", yaml, shown)
 	if err != nil {
 		return err
 	}
@@ -156,4 +146,20 @@ func applyPolicy(ctx context.Context, e *env, officeName, path string) error {
 	}
 	_, err = fmt.Fprintf(e.stdout, "office %s: revision %d applied (%s)\n", name, p.Revision, plural(len(p.Items), "item"))
 	return err
+}
+
+// putPolicyYAML sends policy YAML read from shown to path. The coordinator
+// names a bad line; the error names the file it is in too.
+func putPolicyYAML(ctx context.Context, e *env, path string, yaml []byte, shown string) ([]byte, error) {
+	req, err := e.api.newRequest(ctx, http.MethodPut, path, nil, bytes.NewReader(yaml))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/yaml")
+	raw, err := e.api.do(req)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusBadRequest && strings.HasPrefix(ae.message, "line ") {
+		return nil, &apiError{status: ae.status, message: shown + ": " + ae.message}
+	}
+	return raw, err
 }

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -273,16 +271,7 @@ func applyNamedPolicy(ctx context.Context, e *env, name, path string) error {
 	if err != nil {
 		return err
 	}
-	req, err := e.api.newRequest(ctx, http.MethodPut, policyPath(name), nil, bytes.NewReader(yaml))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/yaml")
-	raw, err := e.api.do(req)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.status == http.StatusBadRequest && strings.HasPrefix(ae.message, "line ") {
-		return &apiError{status: ae.status, message: shown + ": " + ae.message}
-	}
+	raw, err := putPolicyYAML(ctx, e, policyPath(name), yaml, shown)
 	if err != nil {
 		return err
 	}
