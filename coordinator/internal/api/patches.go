@@ -294,10 +294,10 @@ const maxReportOnly = 2000
 // approved patch that no approved patch supersedes and that the admin's
 // YAML does not already name, and a report-only item (scanned, never
 // applied) for each other catalog patch that nothing in the catalog
-// supersedes, so that hosts report what they miss. officeYAML is the
-// office's own policy, whose defaults an approval without its own window
-// or reboot policy takes.
-func (a *API) withPatches(office, officeYAML string, items []*wire.Item) ([]*wire.Item, error) {
+// supersedes, so that hosts report what they miss. An approval without its
+// own window or reboot policy takes defWindow and defReboot, the defaults
+// of the office's own policy (policy.Defaults).
+func (a *API) withPatches(office, defWindow, defReboot string, items []*wire.Item) ([]*wire.Item, error) {
 	aps, err := a.d.Store.Approvals(office)
 	if err != nil {
 		return nil, err
@@ -322,7 +322,6 @@ func (a *API) withPatches(office, officeYAML string, items []*wire.Item) ([]*wir
 	}
 	superseded := patches.Superseded(ids, catalog)
 	lookup := artifactLookup{a.d.Store}
-	defWindow, defReboot := policy.Defaults([]byte(officeYAML))
 	for _, ap := range aps {
 		p, ok := catalog[ap.Patch]
 		if !ok || superseded[p.ID] || named["patch/"+p.ID] {

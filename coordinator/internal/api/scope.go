@@ -369,6 +369,7 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 	if err != nil {
 		return nil, nil, err
 	}
+	defWindow, defReboot := policy.Defaults([]byte(yaml)) // once, for every variant
 	members, err := a.d.Store.Members(office)
 	if err != nil {
 		return nil, nil, err
@@ -384,12 +385,12 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 			return nil, nil, err
 		}
 		if !policy.SameItems(eff.Items, wide.Items) {
-			if own[m.ID], err = a.withPatches(office, yaml, eff.Items); err != nil {
+			if own[m.ID], err = a.withPatches(office, defWindow, defReboot, eff.Items); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	wideItems, err := a.withPatches(office, yaml, wide.Items)
+	wideItems, err := a.withPatches(office, defWindow, defReboot, wide.Items)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -771,7 +772,8 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := a.withPatches(m.Office, src, merged.Items)
+	defWindow, defReboot := policy.Defaults([]byte(src))
+	items, err := a.withPatches(m.Office, defWindow, defReboot, merged.Items)
 	if err != nil {
 		return err
 	}
