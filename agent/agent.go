@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,6 +149,12 @@ type Agent struct {
 	checkinMu sync.Mutex
 	// noticed is the newest revision a push announced.
 	noticed atomic.Uint64
+	// heard is the newest revision a check-in told of and when it was
+	// first heard: its office is given officeGrace to hand it over.
+	heard   uint64
+	heardAt time.Time
+	// rejoining is set while a rejoin of the office's gossip is under way.
+	rejoining atomic.Bool
 	// peerReports are office peers' misdeeds, told at the next check-in.
 	peerReports []string
 	id          *member.Identity
@@ -261,7 +268,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
 		Role: "agent", LAN: !a.cfg.Fast, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
-	a.gossip.setRevision(st.Revision())
 
 	idle := 30 * time.Second
 	if a.cfg.Fast {
@@ -380,6 +386,13 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 		// The coordinator pushes to ask for a check-in now (a new revision,
 		// a move): that one is direct, not through the roll-up.
 		a.rollup.checkinDirectly()
+		if sp := n.GetPolicy(); sp != nil {
+			// Verified exactly as one asked for; if it does not do, the
+			// loop asks the coordinator for it below.
+			if err := a.acceptFromCoordinator(sp); err != nil {
+				a.log.Warn("pushed policy", "err", err)
+			}
+		}
 		// Taken before the check-in: a push wants the policy at once.
 		a.notice(n.GetRevision())
 		a.trigger()
@@ -607,12 +620,52 @@ func (a *Agent) checkin(ctx context.Context) error {
 	return nil
 }
 
-// sync takes a newer signed policy from the coordinator, if there is one.
+// sync takes a newer signed policy from the coordinator, if there is one
+// and the office does not hand it over first.
 func (a *Agent) sync(ctx context.Context) error {
 	a.mu.Lock()
 	want := a.info.GetRevision()
 	a.mu.Unlock()
+	if a.awaitOffice(want) {
+		return nil
+	}
 	return a.syncTo(ctx, want)
+}
+
+// officeGrace is how long a member whose check-in tells of a newer
+// revision waits for its office to hand it over before it asks the
+// coordinator: the coordinator has pushed it to a few members, and
+// gossip carries it to the rest in well under that, so the coordinator
+// sends a revision a few times per office, not once per member.
+const officeGrace = 3 * time.Second
+
+// awaitOffice reports whether the member should wait for its office to
+// hand over revision want rather than ask the coordinator now: it is a
+// member of an office whose gossip it is in, and the revision was first
+// heard of less than officeGrace ago. Waiting, it asks a peer, and asks
+// the coordinator itself once the grace is over.
+func (a *Agent) awaitOffice(want uint64) bool {
+	office, roaming := a.Office()
+	if roaming || a.peers == nil || want <= a.state.RevisionIn(office) || len(a.gossip.peers()) == 0 {
+		return false
+	}
+	a.mu.Lock()
+	first := want > a.heard
+	if first {
+		a.heard, a.heardAt = want, time.Now()
+	}
+	waiting := time.Since(a.heardAt) < officeGrace
+	a.mu.Unlock()
+	if first {
+		a.peers.askAny()
+		time.AfterFunc(officeGrace, func() {
+			if a.state.RevisionIn(office) < want {
+				a.notice(want) // the loop takes it from the coordinator
+				a.trigger()
+			}
+		})
+	}
+	return waiting
 }
 
 // syncTo takes the signed policy from the coordinator if it is newer than
@@ -633,6 +686,14 @@ func (a *Agent) syncTo(ctx context.Context, want uint64) error {
 	if sp == nil {
 		return nil
 	}
+	return a.acceptFromCoordinator(sp)
+}
+
+// acceptFromCoordinator takes a signed policy the coordinator sent.
+func (a *Agent) acceptFromCoordinator(sp *wire.SignedPolicy) error {
+	a.mu.Lock()
+	office := a.office
+	a.mu.Unlock()
 	p, err := a.state.Accept(sp, office, a.id.ID)
 	if errors.Is(err, state.ErrStale) {
 		return nil
@@ -648,7 +709,6 @@ func (a *Agent) syncTo(ctx context.Context, want uint64) error {
 // it applied.
 func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.revision.Set(float64(p.GetRevision()))
-	a.gossip.setRevision(p.GetRevision())
 	// A policy of this agent's own is for nobody else: not spread.
 	if a.peers != nil {
 		if sp := a.state.Shareable(); sp != nil {
@@ -747,6 +807,36 @@ func (a *Agent) savePeers() {
 	}
 	if err != nil {
 		a.log.Debug("save office peers", "err", err)
+	}
+}
+
+// rejoin tries the office's seeds and the peers known before, when this
+// member is alone in its office's gossip: the join at check-in can fail on
+// a busy network, and check-ins may be an hour apart.
+func (a *Agent) rejoin() {
+	if !a.rejoining.CompareAndSwap(false, true) {
+		return // the last try is still waiting for an answer
+	}
+	defer a.rejoining.Store(false)
+	a.mu.Lock()
+	seeds := a.info.GetGossipSeeds()
+	roaming := a.info.GetRoaming()
+	a.mu.Unlock()
+	if roaming || len(a.gossip.peers()) > 0 {
+		return
+	}
+	self := a.gossip.addr()
+	var try []string
+	for _, s := range append(append([]string(nil), seeds...), a.loadPeers()...) {
+		if s != self && !slices.Contains(try, s) {
+			try = append(try, s)
+		}
+	}
+	if len(try) == 0 {
+		return
+	}
+	if n, err := a.gossip.join(try); err != nil {
+		a.log.Debug("rejoin office gossip", "seeds", try, "joined", n, "err", err)
 	}
 }
 

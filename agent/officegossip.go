@@ -24,7 +24,6 @@ type officeGossip struct {
 	keys   [][]byte // primary first
 	cancel context.CancelFunc
 	done   chan error
-	rev    uint64
 	// What this member serves to peers, announced by every node it runs.
 	contentPort int
 	holdings    gossip.Holdings
@@ -70,7 +69,6 @@ func (g *officeGossip) set(keys [][]byte) error {
 		<-done
 		return context.DeadlineExceeded
 	}
-	node.SetRevision(g.rev)
 	node.SetHoldings(g.contentPort, g.holdings)
 	node.SetRollup(g.rollup)
 	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
@@ -131,14 +129,13 @@ func (g *officeGossip) join(seeds []string) (int, error) {
 	return 0, nil
 }
 
-func (g *officeGossip) setRevision(rev uint64) {
-	g.mu.Lock()
-	g.rev = rev
-	n := g.node
-	g.mu.Unlock()
-	if n != nil {
-		n.SetRevision(rev)
+// rumor tells the office msg by gossip (gossip.Node.Rumor).
+func (g *officeGossip) rumor(topic string, msg []byte) error {
+	n := g.current()
+	if n == nil {
+		return errors.New("not in any office's gossip")
 	}
+	return n.Rumor(topic, msg)
 }
 
 func (g *officeGossip) setHoldings(port int, h gossip.Holdings) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"math/rand/v2"
@@ -15,24 +16,34 @@ import (
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
-// peerPolicy spreads signed policy inside an office: a member that hears
-// a peer announce a newer revision asks that peer for it, and verifies
-// what comes back exactly as if the coordinator had sent it. So a rollout
-// costs the coordinator a few pushes per office, and an office cut off
-// from the coordinator still converges on the newest revision any member
-// holds.
+// peerPolicy spreads signed policy inside an office. A member that takes a
+// new revision tells the whole office by a gossip rumor (with the policy
+// when it is small) and hands the policy straight to a few peers; a member
+// that hears of a newer revision asks the one that told it. Whatever comes
+// from a peer is verified exactly as if the coordinator had sent it. So a
+// rollout costs the coordinator a few pushes per office, and an office cut
+// off from the coordinator still converges on the newest revision any
+// member holds.
 type peerPolicy struct {
 	a *Agent
 
 	mu     sync.Mutex
 	asked  map[string]time.Time // "office/revision" → when last asked
 	saving bool                 // a write of the known peers is due
+	// known is the newest revision of this office's policy each peer is
+	// known to hold (from its rumors and requests): the policy is pushed
+	// to peers not known to hold it, and asked of peers known to hold a
+	// newer one until it comes.
+	known map[string]holding
+	// taking is the revision being verified off memberlist's goroutine:
+	// the same rumor arriving again meanwhile is not verified twice.
+	taking uint64
 
 	received *prometheus.CounterVec
 }
 
 func newPeerPolicy(a *Agent, reg prometheus.Registerer) (*peerPolicy, error) {
-	p := &peerPolicy{a: a, asked: map[string]time.Time{},
+	p := &peerPolicy{a: a, asked: map[string]time.Time{}, known: map[string]holding{},
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_peer_policies_total",
 			Help: "Signed policies received from office peers, by result (accepted, stale, own: this agent takes its own from the coordinator, rejected)."}, []string{"result"}),
@@ -40,9 +51,13 @@ func newPeerPolicy(a *Agent, reg prometheus.Registerer) (*peerPolicy, error) {
 	return p, reg.Register(p.received)
 }
 
-// run re-checks the office now and then: an announcement can arrive
-// while the member is between gossip nodes, or a request or its answer can
-// be lost, and memberlist announces a revision only once.
+// antiEntropyAskers is about how many members of an office ask a random
+// peer for anything newer each tick: every member in a small office, a
+// share of them in a large one, so the office's cost stays flat.
+const antiEntropyAskers = 16
+
+// run re-checks the office now and then: a rumor can miss a member (it was
+// away, or a packet was lost), and a request or its answer can be lost.
 func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -58,17 +73,18 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 				}
 			}
 			p.mu.Unlock()
-			peers := p.a.gossip.peers()
-			for _, peer := range peers {
-				p.consider(peer)
+			p.askHolder()
+			n := len(p.a.gossip.peers())
+			if n == 0 {
+				go p.a.rejoin()
+				continue
 			}
-			// Anti-entropy: announcements can be lost in a large office,
-			// so each tick also asks one peer at random; it answers only
-			// when it holds something newer.
-			if len(peers) > 0 {
-				peer := peers[rand.IntN(len(peers))].Name
-				p.ask(peer)
-				p.a.askRevocations(peer)
+			// Anti-entropy: ask one peer at random; it answers only when it
+			// holds something newer.
+			if n <= antiEntropyAskers || rand.IntN(n) < antiEntropyAskers {
+				if peer := p.askAny(); peer != "" {
+					p.a.askRevocations(peer)
+				}
 			}
 		}
 	}
@@ -77,6 +93,7 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 // PeerChanged implements gossip.Handler.
 func (p *peerPolicy) PeerChanged(peer gossip.Peer) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if !p.saving {
 		p.saving = true
 		// Off memberlist's goroutine (it must not wait for the disk), and
@@ -88,26 +105,63 @@ func (p *peerPolicy) PeerChanged(peer gossip.Peer) {
 			p.a.savePeers()
 		})
 	}
-	p.mu.Unlock()
-	p.consider(peer)
 }
 
-// consider asks peer for its policy if it holds a newer revision.
-func (p *peerPolicy) consider(peer gossip.Peer) {
-	if peer.Meta.Role != "agent" && peer.Meta.Role != "relay" {
-		return
+// holding is what a peer is known to hold, and where to ask it.
+type holding struct {
+	rev  uint64
+	addr string
+}
+
+// holds notes that peer (at addr, if known) holds revision rev of this
+// office's policy.
+func (p *peerPolicy) holds(peer, addr string, rev uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.known) > maxOfficeKnown {
+		clear(p.known) // bounded; only a hint
 	}
+	if h := p.known[peer]; rev > h.rev {
+		p.known[peer] = holding{rev: rev, addr: cmp.Or(addr, h.addr)}
+	}
+}
+
+// askHolder asks a peer known to hold a newer revision than this member
+// for it: a rumor is heard only a few times, and a request or its answer
+// can be lost.
+func (p *peerPolicy) askHolder() {
 	office, roaming := p.a.Office()
 	if roaming {
 		return
 	}
 	have := p.a.state.RevisionIn(office)
-	if peer.Meta.Revision <= have {
+	var peer string
+	var best holding
+	p.mu.Lock()
+	for name, h := range p.known {
+		if h.rev > have && h.rev > best.rev {
+			peer, best = name, h
+		}
+	}
+	p.mu.Unlock()
+	if peer != "" {
+		p.want(peer, best.addr, best.rev)
+	}
+}
+
+// maxOfficeKnown is about the largest office a member keeps hints for.
+const maxOfficeKnown = 4096
+
+// want asks peer (at addr, if it is not listed) for revision rev of the
+// office's policy, unless it is held or was asked for just now.
+func (p *peerPolicy) want(peer, addr string, rev uint64) {
+	office, roaming := p.a.Office()
+	if roaming || rev <= p.a.state.RevisionIn(office) {
 		return
 	}
-	key := office + "/" + itoa(peer.Meta.Revision)
+	key := office + "/" + itoa(rev)
 	p.mu.Lock()
-	// Many peers announce the same revision at once: ask one at a time,
+	// Many peers tell of the same revision at once: ask one at a time,
 	// and again only if nothing came of it.
 	if t, ok := p.asked[key]; ok && time.Since(t) < 3*time.Second {
 		p.mu.Unlock()
@@ -115,7 +169,25 @@ func (p *peerPolicy) consider(peer gossip.Peer) {
 	}
 	p.asked[key] = time.Now()
 	p.mu.Unlock()
-	p.ask(peer.Name)
+	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
+		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office), ReplyTo: p.a.gossip.addr()}}}
+	if addr != "" {
+		go p.sendTo(peer, addr, req)
+	} else {
+		go p.send(peer, req)
+	}
+}
+
+// askAny asks one office peer at random for its policy, if it is newer
+// than the one held, and names the peer ("" when there is none).
+func (p *peerPolicy) askAny() string {
+	peers := p.a.gossip.peers()
+	if len(peers) == 0 {
+		return ""
+	}
+	peer := peers[rand.IntN(len(peers))].Name
+	p.ask(peer)
+	return peer
 }
 
 // ask asks a peer for its policy if it is newer than the one held.
@@ -157,7 +229,12 @@ func (p *peerPolicy) Message(b []byte) {
 		return
 	}
 	switch body := m.GetBody().(type) {
+	case *wire.PeerMessage_RevisionRumor:
+		p.rumor(m.GetFrom(), body.RevisionRumor)
 	case *wire.PeerMessage_PolicyRequest:
+		if office, _ := p.a.Office(); body.PolicyRequest.GetOffice() == office {
+			p.holds(m.GetFrom(), body.PolicyRequest.GetReplyTo(), body.PolicyRequest.GetHaveRevision())
+		}
 		// A policy of this agent's own is not shareable: the asker gets
 		// the office's from another peer or the coordinator.
 		sp := p.a.state.Shareable()
@@ -184,19 +261,70 @@ func (p *peerPolicy) Message(b []byte) {
 	}
 }
 
-// spread hands a newly accepted policy to a few peers that announce an
-// older revision: an epidemic push, so that an office converges in a few
-// rounds instead of waiting for each member to notice and ask.
+// rumor takes what a peer tells the office of a revision it holds.
+func (p *peerPolicy) rumor(from string, r *wire.RevisionRumor) {
+	office, roaming := p.a.Office()
+	if roaming || r.GetOffice() != office {
+		return
+	}
+	p.holds(from, r.GetHolderAddr(), r.GetRevision())
+	if r.GetRevision() <= p.a.state.RevisionIn(office) {
+		return
+	}
+	if r.GetPolicy() == nil {
+		p.want(from, r.GetHolderAddr(), r.GetRevision())
+		return
+	}
+	p.mu.Lock()
+	if p.taking >= r.GetRevision() {
+		p.mu.Unlock()
+		return
+	}
+	p.taking = r.GetRevision()
+	p.mu.Unlock()
+	// Verified and written to disk off memberlist's goroutine.
+	go func() {
+		p.accept(from, r.GetPolicy())
+		p.mu.Lock()
+		p.taking = 0
+		p.mu.Unlock()
+	}()
+}
+
+// rumorPolicyBytes is the largest signed policy that rides in a rumor:
+// with memberlist's own messages it must fit in one gossip packet.
+const rumorPolicyBytes = 800
+
+// spread tells the office of a newly accepted policy: a rumor to every
+// member by gossip, carrying the policy when it is small, and the policy
+// itself straight to a few peers not known to hold it (each of those hops
+// costs one connection, not a gossip round), an epidemic push that
+// reaches most of an office in a few hops.
 func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
+	office, _ := p.a.Office()
+	r := &wire.RevisionRumor{Office: office, Revision: rev, HolderAddr: p.a.gossip.addr()}
+	if proto.Size(sp) <= rumorPolicyBytes {
+		r.Policy = sp
+	}
+	b, err := proto.Marshal(&wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_RevisionRumor{RevisionRumor: r}})
+	if err == nil {
+		err = p.a.gossip.rumor("revision", b)
+	}
+	if err != nil {
+		p.a.log.Debug("tell the office of a revision", "revision", rev, "err", err)
+	}
 	var behind []gossip.Peer
+	p.mu.Lock()
 	for _, peer := range p.a.gossip.peers() {
-		if peer.Meta.Role == "agent" && peer.Meta.Revision < rev {
+		if peer.Meta.Role == "agent" && p.known[peer.Name].rev < rev {
 			behind = append(behind, peer)
 		}
 	}
+	p.mu.Unlock()
 	rand.Shuffle(len(behind), func(i, j int) { behind[i], behind[j] = behind[j], behind[i] })
 	m := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
 	for _, peer := range behind[:min(spreadFanout, len(behind))] {
+		p.holds(peer.Name, "", rev) // it will: not pushed to again
 		go p.send(peer.Name, m)
 	}
 }

@@ -83,9 +83,22 @@ func TestRevisionSpreadsByGossipToMembersCutOffFromTheCoordinator(t *testing.T) 
 		t.Fatal(err)
 	}
 	evil := startEvilPeer(t, id.GossipKey, forged, agents[0].a.GossipPeers()[0].Addr)
-	evil.SetRevision(rev + 5)
+	tellRevision(t, evil, "evil", "depot", rev+5)
 	tu.Eventually(t, 30*time.Second, func() bool { return c.Metric("outpost_coordinator_peer_reports_total") >= 1 },
 		"no member reported the forging peer to the coordinator")
+	// The same forgery riding in the rumor itself (small policies do).
+	reports := c.Metric("outpost_coordinator_peer_reports_total")
+	forged2, err := wire.SignPolicy(forger, &wire.Policy{Office: "depot", Revision: rev + 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := proto.Marshal(&wire.PeerMessage{From: "evil", Body: &wire.PeerMessage_RevisionRumor{
+		RevisionRumor: &wire.RevisionRumor{Office: "depot", Revision: rev + 6, Policy: forged2, HolderAddr: evil.Addr()}}})
+	if err := evil.Rumor("revision", b); err != nil {
+		t.Fatal(err)
+	}
+	tu.Eventually(t, 30*time.Second, func() bool { return c.Metric("outpost_coordinator_peer_reports_total") > reports },
+		"no member reported the forged policy in a rumor to the coordinator")
 	for _, a := range agents {
 		if a.a.Revision() != rev {
 			t.Fatalf("%s accepted a forged policy: revision %d", a.cfg.Hostname, a.a.Revision())
@@ -108,6 +121,20 @@ func (e *evilPeer) Message(b []byte) {
 	}
 	resp, _ := proto.Marshal(&wire.PeerMessage{From: "evil", Body: &wire.PeerMessage_Policy{Policy: e.sp}})
 	go e.node.Send(m.GetFrom(), resp)
+}
+
+// tellRevision has node n tell its office by a rumor that it holds
+// revision rev, without the policy: members that want it ask n.
+func tellRevision(t *testing.T, n *gossip.Node, name, office string, rev uint64) {
+	t.Helper()
+	b, err := proto.Marshal(&wire.PeerMessage{From: name, Body: &wire.PeerMessage_RevisionRumor{
+		RevisionRumor: &wire.RevisionRumor{Office: office, Revision: rev, HolderAddr: n.Addr()}}})
+	if err == nil {
+		err = n.Rumor("revision", b)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startEvilPeer(t *testing.T, key []byte, sp *wire.SignedPolicy, seed string) *gossip.Node {

@@ -150,7 +150,7 @@ func TestEndpointScope(t *testing.T) {
 	peer.node = n
 	tu.Eventually(t, 30*time.Second, func() bool { return len(desk2.a.GossipPeers()) == 1 }, "desk-2 did not rejoin the office")
 	startNode(t, n, desk2.a.GossipPeers()[0].Addr)
-	n.SetRevision(next)
+	tellRevision(t, n, "evil", "hq", next)
 	tu.Eventually(t, 30*time.Second, func() bool { return peer.served.Load() >= 2 }, "desk-2 never asked the peer for revision %d", next)
 	if got := desk2.a.Revision(); got != rev {
 		t.Fatalf("desk-2 took another agent's policy: revision %d", got)

@@ -1,9 +1,16 @@
 // Package gossip is an office's membership: one memberlist cluster per
 // office, encrypted with the office key, whose members (agents and relays)
-// announce their role, the policy revision they hold and, for the office
-// peer cache, the port they serve chunks on and a fixed-size filter of the
-// artifacts they hold (holdings.go). It spreads what members say about
-// themselves; deciding what to do about it is the caller's.
+// announce their role, whether they carry the office's check-ins and, for
+// the office peer cache, the port they serve chunks on and a fixed-size
+// filter of the artifacts they hold (holdings.go). Besides what members
+// say about themselves it carries messages between two members and
+// rumors to the whole office (a new policy revision). Deciding what to do
+// about any of it is the caller's.
+//
+// What a member announces about itself changes rarely: each change is an
+// announcement every other member hears, so news that many members have
+// at once (a revision) is a rumor instead, which each member passes on
+// once.
 package gossip
 
 import (
@@ -15,6 +22,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -54,8 +62,7 @@ const MaxMessage = 8 << 20
 
 // Meta is what a member announces.
 type Meta struct {
-	Role     string `json:"r"`
-	Revision uint64 `json:"v"`
+	Role string `json:"r"`
 	// ContentPort is where the member serves artifact chunks to office
 	// peers (HTTPS, at its gossip address); 0 when it does not.
 	ContentPort int `json:"p,omitempty"`
@@ -89,6 +96,13 @@ type Node struct {
 	peers map[string]Peer
 	addr  string
 	keys  *memberlist.Keyring
+	// dirty asks the announcer to re-advertise this member's metadata.
+	dirty chan struct{}
+	// rumors are this member's broadcasts to its office, piggy-backed on
+	// memberlist's gossip; nil until Run.
+	rumors *memberlist.TransmitLimitedQueue
+	// members counts the peers, for the rumors' retransmit limit.
+	members atomic.Int32
 	// failed are peers that died or left: this member tries to rejoin
 	// them now and then, so that an office cut in two by its network
 	// becomes one again once it heals (memberlist alone forgets them).
@@ -123,7 +137,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if _, _, err := splitHostPort(cfg.Bind); err != nil {
 		return nil, fmt.Errorf("gossip bind address %q: %w", cfg.Bind, err)
 	}
-	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), peers: map[string]Peer{}, failed: map[string]failedPeer{}}, nil
+	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), dirty: make(chan struct{}, 1), peers: map[string]Peer{}, failed: map[string]failedPeer{}}, nil
 }
 
 func splitHostPort(s string) (string, int, error) {
@@ -163,6 +177,11 @@ func (n *Node) Run(ctx context.Context) error {
 	n.keys = kr
 	n.mu.Unlock()
 	c.GossipVerifyIncoming, c.GossipVerifyOutgoing = true, true
+	// Gossip packets are small and stay on the office's network: memberlist's
+	// LZW compression (a new 64 KiB table per packet) was the biggest CPU
+	// cost of a 200-member office and saved next to nothing. Members still
+	// read compressed packets from members that send them.
+	c.EnableCompression = false
 	c.Delegate = delegate{n}
 	c.Events = events{n}
 	c.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
@@ -187,9 +206,18 @@ func (n *Node) Run(ctx context.Context) error {
 	addr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.mu.Lock()
 	n.ml, n.addr = ml, addr
+	// Not ml.NumMembers: memberlist asks for broadcasts while it holds
+	// its own lock, and taking it again can deadlock.
+	n.rumors = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.members.Load()) + 1 }, RetransmitMult: c.RetransmitMult}
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())
+	actx, stopAnnounce := context.WithCancel(ctx)
+	announced := make(chan struct{})
+	go func() {
+		defer close(announced)
+		n.announce(actx, ml)
+	}()
 	t := time.NewTicker(reconnect)
 	defer t.Stop()
 	for ctx.Err() == nil {
@@ -199,6 +227,8 @@ func (n *Node) Run(ctx context.Context) error {
 			n.reconnect(ml)
 		}
 	}
+	stopAnnounce()
+	<-announced
 	if err := ml.Leave(2 * time.Second); err != nil {
 		n.log.Debug("leave office gossip", "err", err)
 	}
@@ -290,49 +320,97 @@ func (n *Node) Join(seeds []string) (int, error) {
 	return ml.Join(seeds)
 }
 
-// SetRevision announces the revision this member holds.
-func (n *Node) SetRevision(rev uint64) {
-	n.mu.Lock()
-	changed := n.meta.Revision != rev
-	n.meta.Revision = rev
-	ml := n.ml
-	n.mu.Unlock()
-	if changed && ml != nil {
-		if err := ml.UpdateNode(time.Second); err != nil {
-			n.log.Debug("announce revision", "err", err)
-		}
-	}
-}
-
 // SetHoldings announces the port this member serves content on and the
 // artifacts it holds.
 func (n *Node) SetHoldings(port int, h Holdings) {
-	n.mu.Lock()
-	changed := n.meta.ContentPort != port || !bytes.Equal(n.meta.Holdings, h)
-	n.meta.ContentPort, n.meta.Holdings = port, h
-	ml := n.ml
-	n.mu.Unlock()
-	if changed && ml != nil {
-		if err := ml.UpdateNode(time.Second); err != nil {
-			n.log.Debug("announce holdings", "err", err)
-		}
-	}
+	n.setMeta(func(m *Meta) { m.ContentPort, m.Holdings = port, h })
 }
 
 // SetRollup announces whether this member can carry the office's
 // check-ins to the coordinator now.
 func (n *Node) SetRollup(on bool) {
+	n.setMeta(func(m *Meta) { m.Rollup = on })
+}
+
+// setMeta changes what this member announces and has it announced. It
+// never waits for the office: memberlist's UpdateNode blocks until its
+// broadcast has gone round (most of a second in a large office), and a
+// member that is passing a new revision on must not stand still for that.
+func (n *Node) setMeta(change func(*Meta)) {
 	n.mu.Lock()
-	changed := n.meta.Rollup != on
-	n.meta.Rollup = on
-	ml := n.ml
+	old := n.meta
+	change(&n.meta)
+	changed := old.Role != n.meta.Role || old.ContentPort != n.meta.ContentPort ||
+		old.Rollup != n.meta.Rollup || !bytes.Equal(old.Holdings, n.meta.Holdings)
 	n.mu.Unlock()
-	if changed && ml != nil {
-		if err := ml.UpdateNode(time.Second); err != nil {
-			n.log.Debug("announce roll-up", "err", err)
+	if changed {
+		select {
+		case n.dirty <- struct{}{}:
+		default: // an announcement is due already; it will read the newest
 		}
 	}
 }
+
+// announce re-advertises this member whenever its metadata changed, one
+// announcement at a time so that the newest metadata always carries the
+// highest incarnation; changes made while one goes out are folded into the
+// next.
+func (n *Node) announce(ctx context.Context, ml *memberlist.Memberlist) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.dirty:
+		}
+		// The wait is only pacing: the broadcast stays queued after it.
+		if err := ml.UpdateNode(announcePace); err != nil {
+			n.log.Debug("announce", "err", err)
+		}
+	}
+}
+
+// announcePace bounds how often a member re-announces itself while its
+// metadata keeps changing (a download's holdings, say).
+const announcePace = 100 * time.Millisecond
+
+// MaxRumor bounds a rumor: it must fit in one gossip packet beside
+// memberlist's own messages.
+const MaxRumor = 1024
+
+// Rumor has msg piggy-backed on this member's gossip: sent to a few
+// members at random, a few times (memberlist's retransmit limit, which
+// grows with the log of the office's size). Members hear it at
+// Handler.Message like a message sent to them; an office spreads news by
+// each member that takes it telling its own rumor (an epidemic). A rumor
+// replaces this member's older one on the same topic that is still going
+// round.
+func (n *Node) Rumor(topic string, msg []byte) error {
+	if len(msg) > MaxRumor {
+		return fmt.Errorf("gossip: rumor of %d bytes is over the limit of %d", len(msg), MaxRumor)
+	}
+	n.mu.Lock()
+	q := n.rumors
+	n.mu.Unlock()
+	if q == nil {
+		return fmt.Errorf("gossip: not running")
+	}
+	q.QueueBroadcast(rumor{topic: topic, msg: msg})
+	return nil
+}
+
+// rumor is a broadcast that replaces older ones on its topic.
+type rumor struct {
+	topic string
+	msg   []byte
+}
+
+func (r rumor) Name() string { return r.topic }
+func (r rumor) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(memberlist.NamedBroadcast)
+	return ok && o.Name() == r.topic
+}
+func (r rumor) Message() []byte { return r.msg }
+func (r rumor) Finished()       {}
 
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
@@ -353,6 +431,7 @@ func (e events) NotifyUpdate(m *memberlist.Node) { e.set(m) }
 func (e events) NotifyLeave(m *memberlist.Node) {
 	e.n.mu.Lock()
 	delete(e.n.peers, m.Name)
+	e.n.members.Store(int32(len(e.n.peers)))
 	// memberlist does not tell a peer that died from one that left (the
 	// Node it hands over has no state): both are tried again. One that
 	// left for good refuses the connection; one that comes back is back.
@@ -374,6 +453,7 @@ func (e events) set(m *memberlist.Node) {
 	p.Meta = meta
 	e.n.mu.Lock()
 	e.n.peers[m.Name] = p
+	e.n.members.Store(int32(len(e.n.peers)))
 	delete(e.n.failed, m.Name)
 	e.n.mu.Unlock()
 	if h := e.n.cfg.Handler; h != nil {
@@ -435,6 +515,14 @@ func (d delegate) NotifyMsg(b []byte) {
 		h.Message(append([]byte(nil), b...))
 	}
 }
-func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (delegate) LocalState(join bool) []byte                { return nil }
-func (delegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte {
+	d.n.mu.Lock()
+	q := d.n.rumors
+	d.n.mu.Unlock()
+	if q == nil {
+		return nil
+	}
+	return q.GetBroadcasts(overhead, limit)
+}
+func (delegate) LocalState(join bool) []byte            { return nil }
+func (delegate) MergeRemoteState(buf []byte, join bool) {}

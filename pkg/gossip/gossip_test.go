@@ -48,15 +48,15 @@ func TestOfficeMembersSeeEachOtherAndRevisions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	nodes[2].SetRevision(7)
+	nodes[2].SetRollup(true)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		for _, p := range nodes[0].Peers() {
-			if p.Name == "m2" && p.Meta.Revision == 7 {
+			if p.Name == "m2" && p.Meta.Rollup {
 				return len(nodes[0].Peers()) == 2
 			}
 		}
 		return false
-	}, "m0 did not learn of m1, m2 and m2's revision")
+	}, "m0 did not learn of m1, m2 and what m2 announces")
 }
 
 func TestWrongOfficeKeyCannotJoin(t *testing.T) {
@@ -103,17 +103,17 @@ func TestSendAndPeerChanges(t *testing.T) {
 	if _, err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	b.SetRevision(9)
+	b.SetHoldings(9000, nil)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
 		for _, p := range rec.peers {
-			if p.Name == "b" && p.Meta.Revision == 9 {
+			if p.Name == "b" && p.Meta.ContentPort == 9000 {
 				return true
 			}
 		}
 		return false
-	}, "a was not told of b's revision")
+	}, "a was not told what b announces")
 	big := make([]byte, 200_000) // far over a UDP packet
 	rand.Read(big)
 	if err := b.Send("a", big); err != nil {
@@ -126,5 +126,95 @@ func TestSendAndPeerChanges(t *testing.T) {
 	}, "a did not get b's message")
 	if err := b.Send("nobody", []byte("x")); err == nil {
 		t.Fatal("sent to a member that does not exist")
+	}
+}
+
+// A rumor reaches every member of the office by gossip alone when each
+// member that hears it tells it on (as agents do with a revision), and a
+// newer rumor on the same topic replaces the older one in the teller's
+// queue.
+func TestRumorReachesTheOffice(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	var recs []*retold
+	var nodes []*Node
+	for i := range 8 {
+		rec := &retold{}
+		n, err := New(Config{Name: fmt.Sprintf("r%d", i), Bind: fmt.Sprintf("127.0.0.%d:0", 30+i), Keys: [][]byte{key}, Role: "agent", Handler: rec}, logging.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.n = n
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); n.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-n.Ready()
+		var seeds []string // every member so far: no wait for memberlist's own convergence
+		for _, o := range nodes {
+			seeds = append(seeds, o.Addr())
+		}
+		if len(seeds) > 0 {
+			if _, err := n.Join(seeds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		recs, nodes = append(recs, rec), append(nodes, n)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, n := range nodes {
+			if len(n.Peers()) != len(nodes)-1 {
+				return false
+			}
+		}
+		return true
+	}, "the office did not form")
+	if err := nodes[3].Rumor("revision", make([]byte, MaxRumor+1)); err == nil {
+		t.Fatal("a rumor over the limit was taken")
+	}
+	if err := nodes[3].Rumor("revision", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[3].Rumor("revision", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	heard := func(r *retold, what string) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, m := range r.msgs {
+			if string(m) == what {
+				return true
+			}
+		}
+		return false
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for i, r := range recs {
+			if i != 3 && !heard(r, "new") {
+				return false
+			}
+		}
+		return true
+	}, "the rumor did not reach every member")
+	for i, r := range recs {
+		if heard(r, "old") {
+			t.Errorf("r%d heard the rumor that was replaced", i)
+		}
+	}
+}
+
+// retold records what it hears and tells a rumor on the first time.
+type retold struct {
+	recorder
+	n *Node
+}
+
+func (r *retold) Message(b []byte) {
+	r.mu.Lock()
+	first := len(r.msgs) == 0
+	r.msgs = append(r.msgs, b)
+	r.mu.Unlock()
+	if first {
+		r.n.Rumor("revision", b)
 	}
 }

@@ -36,16 +36,16 @@ func TestHoldingsNoFalseNegativesFewFalsePositives(t *testing.T) {
 	if NewHoldings(nil).Has(held[0]) || h.Has("zz") || h.Has("") {
 		t.Error("empty filter or malformed hash says held")
 	}
-	// With the role, a revision and a port it stays well inside the
+	// With the role, the roll-up flag and a port it stays well inside the
 	// 512-byte limit memberlist puts on metadata.
-	b, _ := json.Marshal(Meta{Role: "agent", Revision: 1 << 40, ContentPort: 65535, Holdings: h})
+	b, _ := json.Marshal(Meta{Role: "agent", Rollup: true, ContentPort: 65535, Holdings: h})
 	if len(b) > 450 {
 		t.Errorf("meta of %d bytes", len(b))
 	}
 }
 
 func TestParseMeta(t *testing.T) {
-	good, _ := json.Marshal(Meta{Role: "agent", Revision: 3, ContentPort: 7000, Holdings: NewHoldings([]string{shaOf(1)})})
+	good, _ := json.Marshal(Meta{Role: "agent", ContentPort: 7000, Holdings: NewHoldings([]string{shaOf(1)})})
 	for _, tc := range []struct {
 		name     string
 		in       string
@@ -71,7 +71,7 @@ func TestParseMeta(t *testing.T) {
 }
 
 func FuzzParseMeta(f *testing.F) {
-	good, _ := json.Marshal(Meta{Role: "agent", Revision: 3, ContentPort: 7000, Holdings: NewHoldings([]string{shaOf(1)})})
+	good, _ := json.Marshal(Meta{Role: "agent", ContentPort: 7000, Holdings: NewHoldings([]string{shaOf(1)})})
 	f.Add(good)
 	f.Add([]byte(`{"r":"relay","v":2}`))
 	f.Add([]byte(`{"h":null,"p":-1}`))

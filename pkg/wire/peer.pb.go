@@ -87,6 +87,81 @@ func (x *PeerPolicyRequest) GetReplyTo() string {
 	return ""
 }
 
+// RevisionRumor is what a member that holds a new revision of its office's
+// policy says to the whole office, carried by gossip (memberlist's
+// piggy-backed broadcasts): each member passes on one rumor per revision,
+// so telling an office costs each member a few small packets, however
+// large the office. The policy rides along when it is small; otherwise a
+// member that hears the rumor asks the sender (PeerMessage.from) for it.
+type RevisionRumor struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Office   string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	Revision uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Policy   *SignedPolicy          `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The sender's gossip host:port, to ask it for the policy.
+	HolderAddr    string `protobuf:"bytes,4,opt,name=holder_addr,json=holderAddr,proto3" json:"holder_addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevisionRumor) Reset() {
+	*x = RevisionRumor{}
+	mi := &file_pkg_wire_peer_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevisionRumor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevisionRumor) ProtoMessage() {}
+
+func (x *RevisionRumor) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_peer_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevisionRumor.ProtoReflect.Descriptor instead.
+func (*RevisionRumor) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_peer_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RevisionRumor) GetOffice() string {
+	if x != nil {
+		return x.Office
+	}
+	return ""
+}
+
+func (x *RevisionRumor) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RevisionRumor) GetPolicy() *SignedPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *RevisionRumor) GetHolderAddr() string {
+	if x != nil {
+		return x.HolderAddr
+	}
+	return ""
+}
+
 type PeerMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	From  string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"` // the sender's member id (memberlist does not say)
@@ -98,6 +173,7 @@ type PeerMessage struct {
 	//	*PeerMessage_RevocationsRequest
 	//	*PeerMessage_RollupReport
 	//	*PeerMessage_RollupAck
+	//	*PeerMessage_RevisionRumor
 	Body          isPeerMessage_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -105,7 +181,7 @@ type PeerMessage struct {
 
 func (x *PeerMessage) Reset() {
 	*x = PeerMessage{}
-	mi := &file_pkg_wire_peer_proto_msgTypes[1]
+	mi := &file_pkg_wire_peer_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -117,7 +193,7 @@ func (x *PeerMessage) String() string {
 func (*PeerMessage) ProtoMessage() {}
 
 func (x *PeerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_peer_proto_msgTypes[1]
+	mi := &file_pkg_wire_peer_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -130,7 +206,7 @@ func (x *PeerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerMessage.ProtoReflect.Descriptor instead.
 func (*PeerMessage) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_peer_proto_rawDescGZIP(), []int{1}
+	return file_pkg_wire_peer_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PeerMessage) GetFrom() string {
@@ -201,6 +277,15 @@ func (x *PeerMessage) GetRollupAck() *SignedRollupAck {
 	return nil
 }
 
+func (x *PeerMessage) GetRevisionRumor() *RevisionRumor {
+	if x != nil {
+		if x, ok := x.Body.(*PeerMessage_RevisionRumor); ok {
+			return x.RevisionRumor
+		}
+	}
+	return nil
+}
+
 type isPeerMessage_Body interface {
 	isPeerMessage_Body()
 }
@@ -231,6 +316,10 @@ type PeerMessage_RollupAck struct {
 	RollupAck *SignedRollupAck `protobuf:"bytes,7,opt,name=rollup_ack,json=rollupAck,proto3,oneof"`
 }
 
+type PeerMessage_RevisionRumor struct {
+	RevisionRumor *RevisionRumor `protobuf:"bytes,8,opt,name=revision_rumor,json=revisionRumor,proto3,oneof"`
+}
+
 func (*PeerMessage_PolicyRequest) isPeerMessage_Body() {}
 
 func (*PeerMessage_Policy) isPeerMessage_Body() {}
@@ -243,6 +332,8 @@ func (*PeerMessage_RollupReport) isPeerMessage_Body() {}
 
 func (*PeerMessage_RollupAck) isPeerMessage_Body() {}
 
+func (*PeerMessage_RevisionRumor) isPeerMessage_Body() {}
+
 var File_pkg_wire_peer_proto protoreflect.FileDescriptor
 
 const file_pkg_wire_peer_proto_rawDesc = "" +
@@ -251,7 +342,13 @@ const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\x11PeerPolicyRequest\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12#\n" +
 	"\rhave_revision\x18\x02 \x01(\x04R\fhaveRevision\x12\x19\n" +
-	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\xd9\x03\n" +
+	"\breply_to\x18\x03 \x01(\tR\areplyTo\"\x9b\x01\n" +
+	"\rRevisionRumor\x12\x16\n" +
+	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x125\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyR\x06policy\x12\x1f\n" +
+	"\vholder_addr\x18\x04 \x01(\tR\n" +
+	"holderAddr\"\xa2\x04\n" +
 	"\vPeerMessage\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12K\n" +
 	"\x0epolicy_request\x18\x02 \x01(\v2\".outpost.wire.v1.PeerPolicyRequestH\x00R\rpolicyRequest\x127\n" +
@@ -260,7 +357,8 @@ const file_pkg_wire_peer_proto_rawDesc = "" +
 	"\x13revocations_request\x18\x05 \x01(\v2#.outpost.wire.v1.RevocationsRequestH\x00R\x12revocationsRequest\x12E\n" +
 	"\rrollup_report\x18\x06 \x01(\v2\x1e.outpost.wire.v1.SignedCheckinH\x00R\frollupReport\x12A\n" +
 	"\n" +
-	"rollup_ack\x18\a \x01(\v2 .outpost.wire.v1.SignedRollupAckH\x00R\trollupAckB\x06\n" +
+	"rollup_ack\x18\a \x01(\v2 .outpost.wire.v1.SignedRollupAckH\x00R\trollupAck\x12G\n" +
+	"\x0erevision_rumor\x18\b \x01(\v2\x1e.outpost.wire.v1.RevisionRumorH\x00R\rrevisionRumorB\x06\n" +
 	"\x04bodyB'Z%github.com/outposthq/outpost/pkg/wireb\x06proto3"
 
 var (
@@ -275,28 +373,31 @@ func file_pkg_wire_peer_proto_rawDescGZIP() []byte {
 	return file_pkg_wire_peer_proto_rawDescData
 }
 
-var file_pkg_wire_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_pkg_wire_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_pkg_wire_peer_proto_goTypes = []any{
 	(*PeerPolicyRequest)(nil),  // 0: outpost.wire.v1.PeerPolicyRequest
-	(*PeerMessage)(nil),        // 1: outpost.wire.v1.PeerMessage
-	(*SignedPolicy)(nil),       // 2: outpost.wire.v1.SignedPolicy
-	(*SignedRevocations)(nil),  // 3: outpost.wire.v1.SignedRevocations
-	(*RevocationsRequest)(nil), // 4: outpost.wire.v1.RevocationsRequest
-	(*SignedCheckin)(nil),      // 5: outpost.wire.v1.SignedCheckin
-	(*SignedRollupAck)(nil),    // 6: outpost.wire.v1.SignedRollupAck
+	(*RevisionRumor)(nil),      // 1: outpost.wire.v1.RevisionRumor
+	(*PeerMessage)(nil),        // 2: outpost.wire.v1.PeerMessage
+	(*SignedPolicy)(nil),       // 3: outpost.wire.v1.SignedPolicy
+	(*SignedRevocations)(nil),  // 4: outpost.wire.v1.SignedRevocations
+	(*RevocationsRequest)(nil), // 5: outpost.wire.v1.RevocationsRequest
+	(*SignedCheckin)(nil),      // 6: outpost.wire.v1.SignedCheckin
+	(*SignedRollupAck)(nil),    // 7: outpost.wire.v1.SignedRollupAck
 }
 var file_pkg_wire_peer_proto_depIdxs = []int32{
-	0, // 0: outpost.wire.v1.PeerMessage.policy_request:type_name -> outpost.wire.v1.PeerPolicyRequest
-	2, // 1: outpost.wire.v1.PeerMessage.policy:type_name -> outpost.wire.v1.SignedPolicy
-	3, // 2: outpost.wire.v1.PeerMessage.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	4, // 3: outpost.wire.v1.PeerMessage.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	5, // 4: outpost.wire.v1.PeerMessage.rollup_report:type_name -> outpost.wire.v1.SignedCheckin
-	6, // 5: outpost.wire.v1.PeerMessage.rollup_ack:type_name -> outpost.wire.v1.SignedRollupAck
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 0: outpost.wire.v1.RevisionRumor.policy:type_name -> outpost.wire.v1.SignedPolicy
+	0, // 1: outpost.wire.v1.PeerMessage.policy_request:type_name -> outpost.wire.v1.PeerPolicyRequest
+	3, // 2: outpost.wire.v1.PeerMessage.policy:type_name -> outpost.wire.v1.SignedPolicy
+	4, // 3: outpost.wire.v1.PeerMessage.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	5, // 4: outpost.wire.v1.PeerMessage.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	6, // 5: outpost.wire.v1.PeerMessage.rollup_report:type_name -> outpost.wire.v1.SignedCheckin
+	7, // 6: outpost.wire.v1.PeerMessage.rollup_ack:type_name -> outpost.wire.v1.SignedRollupAck
+	1, // 7: outpost.wire.v1.PeerMessage.revision_rumor:type_name -> outpost.wire.v1.RevisionRumor
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_peer_proto_init() }
@@ -306,13 +407,14 @@ func file_pkg_wire_peer_proto_init() {
 	}
 	file_pkg_wire_wire_proto_init()
 	file_pkg_wire_session_proto_init()
-	file_pkg_wire_peer_proto_msgTypes[1].OneofWrappers = []any{
+	file_pkg_wire_peer_proto_msgTypes[2].OneofWrappers = []any{
 		(*PeerMessage_PolicyRequest)(nil),
 		(*PeerMessage_Policy)(nil),
 		(*PeerMessage_Revocations)(nil),
 		(*PeerMessage_RevocationsRequest)(nil),
 		(*PeerMessage_RollupReport)(nil),
 		(*PeerMessage_RollupAck)(nil),
+		(*PeerMessage_RevisionRumor)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -320,7 +422,7 @@ func file_pkg_wire_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_peer_proto_rawDesc), len(file_pkg_wire_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2566,9 +2566,13 @@ func (x *FileServerResponse) GetRegion() string {
 }
 
 type RevisionNotice struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Office        string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
-	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Office   string                 `protobuf:"bytes,1,opt,name=office,proto3" json:"office,omitempty"`
+	Revision uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The office's signed policy at that revision, when the coordinator
+	// hands it over with the notice (it saves the member a round trip); the
+	// member verifies it exactly as one it asked for.
+	Policy        *SignedPolicy `protobuf:"bytes,3,opt,name=policy,proto3" json:"policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2615,6 +2619,13 @@ func (x *RevisionNotice) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *RevisionNotice) GetPolicy() *SignedPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
 }
 
 type Request struct {
@@ -3346,10 +3357,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"secret_key\x18\x05 \x01(\tR\tsecretKey\x12#\n" +
 	"\rsession_token\x18\x06 \x01(\tR\fsessionToken\x12!\n" +
 	"\fexpires_unix\x18\a \x01(\x03R\vexpiresUnix\x12\x16\n" +
-	"\x06region\x18\b \x01(\tR\x06region\"D\n" +
+	"\x06region\x18\b \x01(\tR\x06region\"{\n" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
-	"\brevision\x18\x02 \x01(\x04R\brevision\"\xc6\x06\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x125\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyR\x06policy\"\xc6\x06\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -3491,33 +3503,34 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	25, // 21: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
 	40, // 22: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	12, // 23: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	15, // 24: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	18, // 25: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	27, // 26: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	29, // 27: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	33, // 28: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	31, // 29: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	20, // 30: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	41, // 31: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	42, // 32: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	43, // 33: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	40, // 34: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	44, // 35: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 36: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	35, // 37: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	16, // 38: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	26, // 39: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	28, // 40: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	30, // 41: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	37, // 42: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	32, // 43: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	40, // 44: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	21, // 45: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	12, // 24: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 25: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	18, // 26: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	27, // 27: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	29, // 28: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	33, // 29: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	31, // 30: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	20, // 31: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	41, // 32: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	42, // 33: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	43, // 34: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	40, // 35: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	44, // 36: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 37: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	35, // 38: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 39: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	26, // 40: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	28, // 41: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	30, // 42: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	37, // 43: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	32, // 44: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	40, // 45: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	21, // 46: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }

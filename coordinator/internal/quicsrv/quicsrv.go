@@ -702,27 +702,42 @@ func (s *Server) policy(id string, req *wire.PolicyRequest) *wire.Response {
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
 	}
+	sp, rev, err := s.signedFor(m)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_INTERNAL, "%s", err.Error())
+	}
+	if sp == nil || rev <= req.GetHaveRevision() {
+		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
+	}
+	s.m.policyBytes.Add(float64(proto.Size(sp)))
+	return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{Policy: sp}}}
+}
+
+// signedFor is the signed policy member m is to run now and its revision:
+// its own variant or its office's, the released revision in a
+// distribution office; nil when there is none yet. Its errors are fit for
+// the member.
+func (s *Server) signedFor(m *store.Member) (*wire.SignedPolicy, uint64, error) {
 	p, err := s.store.Policy(m.Office)
 	if err == nil && m.Role == "agent" {
 		p, err = s.agentPolicy(m, p)
 	}
-	if errors.Is(err, store.ErrNotFound) || (err == nil && p.Revision <= req.GetHaveRevision()) {
-		return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{}}}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
 	}
 	if err != nil {
-		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
+		return nil, 0, errors.New("policy lookup failed on the coordinator")
 	}
 	signed, err := s.memberPolicy(m, p)
 	if err != nil {
-		s.log.Error("policy variant lookup", "member", id, "err", err)
-		return wire.Errorf(wire.Error_CODE_INTERNAL, "policy lookup failed on the coordinator")
+		s.log.Error("policy variant lookup", "member", m.ID, "err", err)
+		return nil, 0, errors.New("policy lookup failed on the coordinator")
 	}
 	var sp wire.SignedPolicy
 	if err := proto.Unmarshal(signed, &sp); err != nil {
-		return wire.Errorf(wire.Error_CODE_INTERNAL, "stored policy is damaged")
+		return nil, 0, errors.New("stored policy is damaged")
 	}
-	s.m.policyBytes.Add(float64(len(signed)))
-	return &wire.Response{Body: &wire.Response_Policy{Policy: &wire.PolicyResponse{Policy: &sp}}}
+	return &sp, p.Revision, nil
 }
 
 // memberPolicy is the signed policy that is m's at its office's current
@@ -829,7 +844,6 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 		s.log.Error("push revision", "office", office, "err", err)
 		return
 	}
-	notice := &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: &wire.RevisionNotice{Office: office, Revision: revision}}}
 	// Members with a policy of their own cannot take it from peers: each
 	// is told itself, and none of them counts toward the fanout.
 	own, err := s.store.VariantMembers(office)
@@ -857,7 +871,7 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 			defer s.pushWG.Done()
 			ctx, cancel := context.WithTimeout(conn.Context(), 10*time.Second)
 			defer cancel()
-			if err := push(ctx, conn, notice); err != nil {
+			if err := push(ctx, conn, s.revisionNotice(&m, office, revision)); err != nil {
 				s.m.pushes.WithLabelValues("error").Inc()
 				s.log.Debug("push revision", "member", m.ID, "err", err)
 				return
@@ -865,6 +879,19 @@ func (s *Server) NotifyRevision(office string, revision uint64) {
 			s.m.pushes.WithLabelValues("ok").Inc()
 		}()
 	}
+}
+
+// revisionNotice tells m of revision, with the signed policy that is m's
+// at it when there is one: the member then need not ask for it.
+func (s *Server) revisionNotice(m *store.Member, office string, revision uint64) *wire.Request {
+	n := &wire.RevisionNotice{Office: office, Revision: revision}
+	if revision > 0 {
+		if sp, rev, err := s.signedFor(m); err == nil && rev == revision {
+			n.Policy = sp
+			s.m.policyBytes.Add(float64(proto.Size(sp)))
+		}
+	}
+	return &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: n}}
 }
 
 func push(ctx context.Context, conn *quic.Conn, notice *wire.Request) error {
