@@ -208,7 +208,10 @@ func (n *Node) Run(ctx context.Context) error {
 	n.ml, n.addr = ml, addr
 	// Not ml.NumMembers: memberlist asks for broadcasts while it holds
 	// its own lock, and taking it again can deadlock.
-	n.rumors = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.members.Load()) + 1 }, RetransmitMult: c.RetransmitMult}
+	// Rumors are rare (one per revision), so each is told twice as often
+	// as memberlist's own news: a member a rumor misses waits for the
+	// anti-entropy.
+	n.rumors = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.members.Load()) + 1 }, RetransmitMult: 2 * c.RetransmitMult}
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())

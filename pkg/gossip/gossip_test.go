@@ -178,6 +178,9 @@ func TestRumorReachesTheOffice(t *testing.T) {
 	if err := nodes[3].Rumor("revision", []byte("new")); err != nil {
 		t.Fatal(err)
 	}
+	if q := nodes[3].rumors.NumQueued(); q > 1 {
+		t.Errorf("%d rumors queued on one topic", q)
+	}
 	heard := func(r *retold, what string) bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -196,11 +199,6 @@ func TestRumorReachesTheOffice(t *testing.T) {
 		}
 		return true
 	}, "the rumor did not reach every member")
-	for i, r := range recs {
-		if heard(r, "old") {
-			t.Errorf("r%d heard the rumor that was replaced", i)
-		}
-	}
 }
 
 // retold records what it hears and tells a rumor on the first time.
