@@ -131,3 +131,36 @@ func TestCPUTimeFinerThanTicks(t *testing.T) {
 		t.Errorf("CPU time %v: want nanoseconds", d)
 	}
 }
+
+// The WAN in a child process forwards, counts and resets like the one in
+// this process.
+func TestWANProcess(t *testing.T) {
+	body := bytes.Repeat([]byte("wan "), 100_000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	w, err := StartWANProcess(os.Args[0], strings.TrimPrefix(srv.URL, "http://"), 1e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !w.LastDown().IsZero() || w.Down() != 0 {
+		t.Errorf("a new WAN: %d bytes down, last at %v", w.Down(), w.LastDown())
+	}
+	w.Reset()
+	before := time.Now()
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + w.Addr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("%d bytes, %v", len(got), err)
+	}
+	if d := w.Down(); d < int64(len(body)) || d > int64(len(body))+1024 {
+		t.Errorf("down %d bytes, want the body and its headers", d)
+	}
+	if last := w.LastDown(); last.Before(before.Add(-time.Second)) || last.After(time.Now()) {
+		t.Errorf("last byte at %v, want during the request (from %v)", last, before)
+	}
+}

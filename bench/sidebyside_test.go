@@ -65,7 +65,7 @@ type system struct {
 	stop func()
 }
 
-func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system {
+func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan Link) *system {
 	tb.Helper()
 	dir := tb.TempDir()
 	port := freePort(tb)
@@ -95,7 +95,7 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system 
 		})}
 }
 
-func startNginx(tb testing.TB, bin string, wan *WAN, slice bool) *system {
+func startNginx(tb testing.TB, bin string, wan Link, slice bool) *system {
 	tb.Helper()
 	prefix := tb.TempDir()
 	os.Chmod(prefix, 0o755)
@@ -147,7 +147,7 @@ type coldResult struct {
 
 // coldHerd runs one cold herd and notes when the WAN carried its last byte,
 // so that the report can tell the link's time from the cache's tail.
-func coldHerd(sys *system, wan *WAN, n int, url string, size int) coldResult {
+func coldHerd(sys *system, wan Link, n int, url string, size int) coldResult {
 	wan.Reset()
 	before := wan.Down()
 	start := time.Now()
@@ -285,7 +285,9 @@ func BenchmarkSideBySide(b *testing.B) {
 	if err := cl.SetBucketPolicy(context.Background(), bucket, policy); err != nil {
 		b.Fatal(err)
 	}
-	wan, err := StartWAN(m.Endpoint, wanRate)
+	// The WAN runs in a process of its own, as the uplink is not the
+	// clients' CPU (see WANProcess).
+	wan, err := StartWANProcess(os.Args[0], m.Endpoint, wanRate)
 	if err != nil {
 		b.Fatal(err)
 	}
