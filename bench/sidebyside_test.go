@@ -65,7 +65,7 @@ type system struct {
 	stop func()
 }
 
-func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan Link) *system {
+func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr string) *system {
 	tb.Helper()
 	dir := tb.TempDir()
 	port := freePort(tb)
@@ -73,7 +73,7 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan Link) *system 
 	// minio-go does not ask for the bucket's location first. Plain HTTP,
 	// like the nginx it is measured against.
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog_level: warn\nplain_http: true\nfile_server:\n  endpoint: %s\n  region: us-east-1\n  bucket: %s\n  access_key: %s\n  secret_key: %s\n",
-		port, dir, wan.Addr(), bucket, m.AccessKey, m.SecretKey)
+		port, dir, wanAddr, bucket, m.AccessKey, m.SecretKey)
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -95,12 +95,12 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan Link) *system 
 		})}
 }
 
-func startNginx(tb testing.TB, bin string, wan Link, slice bool) *system {
+func startNginx(tb testing.TB, bin string, wanAddr string, slice bool) *system {
 	tb.Helper()
 	prefix := tb.TempDir()
 	os.Chmod(prefix, 0o755)
 	port := freePort(tb)
-	conf := NginxConf(prefix, fmt.Sprintf("127.0.0.1:%d", port), wan.Addr(), slice, os.Geteuid() == 0)
+	conf := NginxConf(prefix, fmt.Sprintf("127.0.0.1:%d", port), wanAddr, slice, os.Geteuid() == 0)
 	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
@@ -147,7 +147,7 @@ type coldResult struct {
 
 // coldHerd runs one cold herd and notes when the WAN carried its last byte,
 // so that the report can tell the link's time from the cache's tail.
-func coldHerd(sys *system, wan Link, n int, url string, size int) coldResult {
+func coldHerd(sys *system, wan *WANProcess, n int, url string, size int) coldResult {
 	wan.Reset()
 	before := wan.Down()
 	start := time.Now()
@@ -294,9 +294,9 @@ func BenchmarkSideBySide(b *testing.B) {
 	b.Cleanup(wan.Close)
 
 	starts := []func() *system{
-		func() *system { return startRelay(b, bin, m, wan) },
-		func() *system { return startNginx(b, nginx, wan, false) },
-		func() *system { return startNginx(b, nginx, wan, true) },
+		func() *system { return startRelay(b, bin, m, wan.Addr()) },
+		func() *system { return startNginx(b, nginx, wan.Addr(), false) },
+		func() *system { return startNginx(b, nginx, wan.Addr(), true) },
 	}
 	var colds []coldResult
 	var systems []*system

@@ -13,18 +13,6 @@ import (
 	"time"
 )
 
-// Link is the emulated uplink a cache under test reads the file server
-// through: a WAN in this process or in a child process.
-type Link interface {
-	Addr() string
-	Down() int64
-	LastDown() time.Time
-	Reset()
-	Close()
-}
-
-var _ Link = (*WAN)(nil)
-
 // WANChildEnv, when set in a benchmark binary's environment, makes it serve
 // a WAN instead of running tests: "target rate" (host:port, bytes/s). See
 // ServeWANChild.
