@@ -31,11 +31,22 @@ import (
 // WAN is a TCP forwarding proxy whose downstream direction (file server to
 // cache) goes through one rate limiter shared by every connection: the
 // office's uplink, not a per-request limit.
+//
+// The limiter is a token bucket holding wanBurst of the rate, as a traffic
+// shaper's does. The proxy is a goroutine of the benchmark process, beside
+// the herd's clients, and on a loaded machine it waits for a CPU now and
+// then; a real uplink keeps delivering meanwhile. With a bucket of one read
+// (64 KiB, 1.3 ms at 50 MB/s) every such wait was link time lost for good,
+// and a cold herd of 50 measured the benchmark's own CPU starvation: the
+// link ran at 32 to 43 MB/s instead of 50. A bucket of 20 ms lets the
+// proxy catch up after a short wait, and can make a transfer at most that
+// much shorter than size/rate (Reset empties it before each herd).
 type WAN struct {
 	ln     net.Listener
 	target string
 	lim    *rate.Limiter
 	down   atomic.Int64 // bytes from the target to the clients
+	last   atomic.Int64 // when the last of them went out, Unix nanoseconds
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -45,6 +56,15 @@ type WAN struct {
 // chunk is the unit of one read and one limiter wait.
 const chunk = 64 << 10
 
+// wanBurst is how much of the rate the WAN's bucket holds.
+const wanBurst = 20 * time.Millisecond
+
+// burstBytes is the WAN's bucket for a rate: wanBurst of it, and at least
+// one read.
+func burstBytes(bytesPerSec float64) int {
+	return max(chunk, int(bytesPerSec*wanBurst.Seconds()))
+}
+
 // StartWAN listens on a loopback port and forwards to target, capping the
 // target-to-client direction at bytesPerSec for all connections together.
 func StartWAN(target string, bytesPerSec float64) (*WAN, error) {
@@ -52,8 +72,9 @@ func StartWAN(target string, bytesPerSec float64) (*WAN, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wan proxy: %w", err)
 	}
-	w := &WAN{ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), chunk),
+	w := &WAN{ln: ln, target: target, lim: rate.NewLimiter(rate.Limit(bytesPerSec), burstBytes(bytesPerSec)),
 		conns: map[net.Conn]struct{}{}}
+	w.Reset()
 	w.wg.Add(1)
 	go w.accept()
 	return w, nil
@@ -64,6 +85,24 @@ func (w *WAN) Addr() string { return w.ln.Addr().String() }
 
 // Down is the number of bytes that have crossed the WAN toward the office.
 func (w *WAN) Down() int64 { return w.down.Load() }
+
+// LastDown is when the last byte toward the office was handed to the cache
+// under test; zero before any.
+func (w *WAN) LastDown() time.Time {
+	if ns := w.last.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Reset empties the bucket, so that what the link did not carry while idle
+// is not carried at once after: a herd's first bytes start at the rate.
+func (w *WAN) Reset() {
+	now := time.Now()
+	if tok := w.lim.TokensAt(now); tok >= 1 {
+		w.lim.ReserveN(now, int(tok))
+	}
+}
 
 // Close stops the proxy and cuts its connections.
 func (w *WAN) Close() {
@@ -130,6 +169,7 @@ func (w *WAN) serve(c net.Conn) {
 			if _, werr := c.Write(buf[:n]); werr != nil {
 				break
 			}
+			w.last.Store(time.Now().UnixNano())
 		}
 		if err != nil {
 			break
@@ -139,32 +179,76 @@ func (w *WAN) serve(c net.Conn) {
 	<-done
 }
 
-// CPUTime is the user+system CPU time of pid and all its descendants, read
-// from /proc (Linux only).
+// CPUTime is the CPU time of pid and all its descendants (every thread of
+// each), read from /proc (Linux only). It sums each thread's run time in
+// nanoseconds (/proc/PID/task/TID/schedstat) where the kernel has it, since
+// utime+stime in /proc/PID/stat come in ticks of 10 ms, truncated, which
+// is several percent of a warm run and more for nginx's several processes.
+// Without IRQ time accounting (Debian's default) both include the softirq
+// work that ran on the thread, such as loopback TCP receive processing.
 func CPUTime(pid int) (time.Duration, error) {
-	tick := 100.0 // USER_HZ on Linux
 	pids := append([]int{pid}, descendants(pid)...)
-	var total float64
+	var total time.Duration
 	for _, p := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		d, err := processCPU(p)
 		if err != nil {
 			if p == pid {
 				return 0, err
 			}
 			continue // a worker that just ended
 		}
-		// Fields after the command name, which is in parentheses and may
-		// hold spaces.
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		if len(fields) < 13 {
-			return 0, fmt.Errorf("/proc/%d/stat: too few fields", p)
-		}
-		ut, _ := strconv.ParseFloat(fields[11], 64)
-		st, _ := strconv.ParseFloat(fields[12], 64)
-		total += ut + st
+		total += d
 	}
-	return time.Duration(total / tick * float64(time.Second)), nil
+	return total, nil
+}
+
+// processCPU is one process's CPU time: its threads' schedstat, or its
+// stat's ticks when schedstat is missing.
+func processCPU(pid int) (time.Duration, error) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err == nil {
+		var total time.Duration
+		ok := true
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) && t.Name() != strconv.Itoa(pid) {
+					continue // a thread that just ended
+				}
+				ok = false
+				break
+			}
+			f := strings.Fields(string(b))
+			if len(f) < 1 {
+				ok = false
+				break
+			}
+			ns, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				ok = false
+				break
+			}
+			total += time.Duration(ns)
+		}
+		if ok {
+			return total, nil
+		}
+	}
+	tick := 100.0 // USER_HZ on Linux
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return time.Duration((ut + st) / tick * float64(time.Second)), nil
 }
 
 func descendants(pid int) []int {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -92,5 +93,74 @@ func TestCPUTimeOfThisProcess(t *testing.T) {
 			t.Fatal("CPU time did not move")
 		}
 		_ = strings.Repeat("x", x%1000)
+	}
+}
+
+// The WAN's bucket holds 20 ms of the rate (at least one read), and Reset
+// empties it, so that a herd's first bytes do not arrive above the rate.
+func TestWANBurstAndReset(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want int
+	}{{50e6, 1_000_000}, {1e6, chunk}, {1e9, 20_000_000}} {
+		if got := burstBytes(c.rate); got != c.want {
+			t.Errorf("burst at %.0f B/s: %d, want %d", c.rate, got, c.want)
+		}
+	}
+	w, err := StartWAN("127.0.0.1:1", 50e6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if tok := w.lim.TokensAt(time.Now()); tok > float64(w.lim.Burst())/2 {
+		t.Errorf("a new WAN holds %.0f bytes of burst, want an empty bucket", tok)
+	}
+}
+
+// CPU time comes from the threads' schedstat in nanoseconds, not from
+// 10 ms ticks.
+func TestCPUTimeFinerThanTicks(t *testing.T) {
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d/schedstat", os.Getpid(), os.Getpid())); err != nil {
+		t.Skip("no schedstat here:", err)
+	}
+	d, err := CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 || d%(10*time.Millisecond) == 0 {
+		t.Errorf("CPU time %v: want nanoseconds", d)
+	}
+}
+
+// The WAN in a child process forwards, counts and resets like the one in
+// this process.
+func TestWANProcess(t *testing.T) {
+	body := bytes.Repeat([]byte("wan "), 100_000)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer srv.Close()
+	w, err := StartWANProcess(os.Args[0], strings.TrimPrefix(srv.URL, "http://"), 1e9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if !w.LastDown().IsZero() || w.Down() != 0 {
+		t.Errorf("a new WAN: %d bytes down, last at %v", w.Down(), w.LastDown())
+	}
+	w.Reset()
+	before := time.Now()
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Get("http://" + w.Addr() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("%d bytes, %v", len(got), err)
+	}
+	if d := w.Down(); d < int64(len(body)) || d > int64(len(body))+1024 {
+		t.Errorf("down %d bytes, want the body and its headers", d)
+	}
+	if last := w.LastDown(); last.Before(before.Add(-time.Second)) || last.After(time.Now()) {
+		t.Errorf("last byte at %v, want during the request (from %v)", last, before)
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,7 +65,7 @@ type system struct {
 	stop func()
 }
 
-func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system {
+func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr string) *system {
 	tb.Helper()
 	dir := tb.TempDir()
 	port := freePort(tb)
@@ -71,7 +73,7 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system 
 	// minio-go does not ask for the bucket's location first. Plain HTTP,
 	// like the nginx it is measured against.
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog_level: warn\nplain_http: true\nfile_server:\n  endpoint: %s\n  region: us-east-1\n  bucket: %s\n  access_key: %s\n  secret_key: %s\n",
-		port, dir, wan.Addr(), bucket, m.AccessKey, m.SecretKey)
+		port, dir, wanAddr, bucket, m.AccessKey, m.SecretKey)
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -87,18 +89,18 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wan *WAN) *system 
 	}
 	return &system{name: "outpost relay", pid: cmd.Process.Pid,
 		url: func(h string) string { return base + "/v1/blobs/sha256/" + h },
-		stop: func() {
+		stop: sync.OnceFunc(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
-		}}
+		})}
 }
 
-func startNginx(tb testing.TB, bin string, wan *WAN, slice bool) *system {
+func startNginx(tb testing.TB, bin string, wanAddr string, slice bool) *system {
 	tb.Helper()
 	prefix := tb.TempDir()
 	os.Chmod(prefix, 0o755)
 	port := freePort(tb)
-	conf := NginxConf(prefix, fmt.Sprintf("127.0.0.1:%d", port), wan.Addr(), slice, os.Geteuid() == 0)
+	conf := NginxConf(prefix, fmt.Sprintf("127.0.0.1:%d", port), wanAddr, slice, os.Geteuid() == 0)
 	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
@@ -119,10 +121,10 @@ func startNginx(tb testing.TB, bin string, wan *WAN, slice bool) *system {
 	}
 	return &system{name: name, pid: cmd.Process.Pid,
 		url: func(h string) string { return base + "/" + bucket + "/sha256/" + h },
-		stop: func() {
+		stop: sync.OnceFunc(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
 			cmd.Wait()
-		}}
+		})}
 }
 
 func freePort(tb testing.TB) int {
@@ -140,16 +142,107 @@ type coldResult struct {
 	clients  int
 	summary  Summary
 	upstream int64
+	wanDone  time.Duration // from the herd's start to the last byte over the WAN
+}
+
+// coldHerd runs one cold herd and notes when the WAN carried its last byte,
+// so that the report can tell the link's time from the cache's tail.
+func coldHerd(sys *system, wan *WANProcess, n int, url string, size int) coldResult {
+	wan.Reset()
+	before := wan.Down()
+	start := time.Now()
+	ds := Herd(context.Background(), n, 1, url, int64(size))
+	r := coldResult{sys: sys.name, clients: n, summary: Summarize(ds), upstream: wan.Down() - before}
+	if last := wan.LastDown(); last.After(start) {
+		r.wanDone = last.Sub(start)
+	}
+	return r
 }
 
 type warmResult struct {
 	sys     string
 	clients int
-	bytes   int64
-	wall    time.Duration
-	cpu     time.Duration
-	errors  int
-	err     error
+	runs    int
+	// Medians over the runs, each of its own figure.
+	throughput float64 // GiB/s
+	serverCPU  float64 // s per GiB, the server's processes
+	serverMin  float64 // and its lowest and highest run
+	serverMax  float64
+	clientCPU  float64 // s per GiB, the benchmark process (the clients)
+	errors     int
+	err        error
+}
+
+// warmRun is one warm run of one system.
+type warmRun struct {
+	bytes             int64
+	wall              time.Duration
+	server, benchProc time.Duration
+	errors            int
+	err               error
+}
+
+// warmRuns measures warm hits on every system, runs times at each number
+// of clients, the systems taking turns within each round (and a different
+// one going first each round), so that the other work on a shared machine
+// weighs on all of them alike rather than on whichever ran while it peaked.
+func warmRuns(systems []*system, hashes []string, size int, total int64, runs int) []warmResult {
+	var out []warmResult
+	for _, n := range []int{1, 8, 64} {
+		reps := max(1, int(total/int64(size)/int64(n)))
+		got := make([][]warmRun, len(systems))
+		for r := range runs {
+			for k := range systems {
+				i := (k + r) % len(systems)
+				sys := systems[i]
+				cpu0, _ := CPUTime(sys.pid)
+				self0, _ := processCPU(os.Getpid()) // not its children: the servers and MinIO
+				t0 := time.Now()
+				ds := Herd(context.Background(), n, reps, sys.url(hashes[i]), int64(size))
+				wall := time.Since(t0)
+				cpu1, _ := CPUTime(sys.pid)
+				self1, _ := processCPU(os.Getpid())
+				s := Summarize(ds)
+				got[i] = append(got[i], warmRun{bytes: s.Bytes, wall: wall, server: cpu1 - cpu0, benchProc: self1 - self0,
+					errors: s.Errors, err: s.FirstErr})
+			}
+		}
+		for i, sys := range systems {
+			w := warmResult{sys: sys.name, clients: n, runs: runs}
+			var thr, srv, cli []float64
+			for _, r := range got[i] {
+				w.errors += r.errors
+				if w.err == nil {
+					w.err = r.err
+				}
+				gib := float64(r.bytes) / (1 << 30)
+				if gib == 0 {
+					continue
+				}
+				thr = append(thr, gib/r.wall.Seconds())
+				srv = append(srv, r.server.Seconds()/gib)
+				cli = append(cli, r.benchProc.Seconds()/gib)
+			}
+			w.throughput, w.serverCPU, w.clientCPU = median(thr), median(srv), median(cli)
+			if len(srv) > 0 {
+				w.serverMin, w.serverMax = slices.Min(srv), slices.Max(srv)
+			}
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	v = append([]float64(nil), v...)
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 // BenchmarkSideBySide runs the relay and nginx (proxy_cache with
@@ -172,6 +265,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	wanRate := float64(envInt("OUTPOST_BENCH_WAN_MBPS", 50)) * 1e6
 	warmSize := envInt("OUTPOST_BENCH_WARM_MIB", 32) << 20
 	warmTotal := int64(envInt("OUTPOST_BENCH_WARM_TOTAL_MIB", 2048)) << 20
+	warmN := envInt("OUTPOST_BENCH_WARM_RUNS", 5)
 
 	load0 := loadavg()
 	root := testutil.RepoRoot(b)
@@ -191,19 +285,22 @@ func BenchmarkSideBySide(b *testing.B) {
 	if err := cl.SetBucketPolicy(context.Background(), bucket, policy); err != nil {
 		b.Fatal(err)
 	}
-	wan, err := StartWAN(m.Endpoint, wanRate)
+	// The WAN runs in a process of its own, as the uplink is not the
+	// clients' CPU (see WANProcess).
+	wan, err := StartWANProcess(os.Args[0], m.Endpoint, wanRate)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(wan.Close)
 
 	starts := []func() *system{
-		func() *system { return startRelay(b, bin, m, wan) },
-		func() *system { return startNginx(b, nginx, wan, false) },
-		func() *system { return startNginx(b, nginx, wan, true) },
+		func() *system { return startRelay(b, bin, m, wan.Addr()) },
+		func() *system { return startNginx(b, nginx, wan.Addr(), false) },
+		func() *system { return startNginx(b, nginx, wan.Addr(), true) },
 	}
 	var colds []coldResult
-	var warms []warmResult
+	var systems []*system
+	var warmHashes []string
 	for i, start := range starts {
 		// A fresh object per system, so that nothing is warm anywhere.
 		big := object(uint64(100+i), size)
@@ -216,40 +313,25 @@ func BenchmarkSideBySide(b *testing.B) {
 		big2Hash := upload(b, cl, big2)
 		big2 = nil
 
+		// Each system starts with an empty cache, and the others idle
+		// while it is measured.
 		sys := start()
-		before := wan.Down()
-		ds := Herd(context.Background(), clients, 1, sys.url(bigHash), int64(size))
-		colds = append(colds, coldResult{sys: sys.name, clients: clients, summary: Summarize(ds), upstream: wan.Down() - before})
-		before = wan.Down()
-		ds = Herd(context.Background(), small, 1, sys.url(big2Hash), int64(size))
-		colds = append(colds, coldResult{sys: sys.name, clients: small, summary: Summarize(ds), upstream: wan.Down() - before})
+		b.Cleanup(sys.stop)
+		colds = append(colds, coldHerd(sys, wan, clients, sys.url(bigHash), size))
+		colds = append(colds, coldHerd(sys, wan, small, sys.url(big2Hash), size))
 
 		// Warm hits: the object is fetched once, then read from the cache.
 		if d := Herd(context.Background(), 1, 1, sys.url(warmHash), int64(warmSize)); d[0].Err != nil {
 			b.Fatalf("%s: warm-up: %v", sys.name, d[0].Err)
 		}
-		for _, n := range []int{1, 8, 64} {
-			// Three runs, the median by throughput: the machine is shared.
-			var runs []warmResult
-			for range 3 {
-				reps := max(1, int(warmTotal/int64(warmSize)/int64(n)))
-				cpu0, _ := CPUTime(sys.pid)
-				t0 := time.Now()
-				ds := Herd(context.Background(), n, reps, sys.url(warmHash), int64(warmSize))
-				wall := time.Since(t0)
-				cpu1, _ := CPUTime(sys.pid)
-				s := Summarize(ds)
-				runs = append(runs, warmResult{sys: sys.name, clients: n, bytes: s.Bytes, wall: wall, cpu: cpu1 - cpu0,
-					errors: s.Errors, err: s.FirstErr})
-			}
-			sort.Slice(runs, func(i, j int) bool {
-				return float64(runs[i].bytes)/runs[i].wall.Seconds() < float64(runs[j].bytes)/runs[j].wall.Seconds()
-			})
-			warms = append(warms, runs[1])
-		}
+		systems = append(systems, sys)
+		warmHashes = append(warmHashes, warmHash)
+	}
+	warms := warmRuns(systems, warmHashes, warmSize, warmTotal, warmN)
+	for _, sys := range systems {
 		sys.stop()
 	}
-	table := report(size, clients, wanRate, warmSize, colds, warms)
+	table := report(size, clients, wanRate, warmSize, warmN, colds, warms)
 	table += fmt.Sprintf("Load average at the start and the end (2 shared cores): %s / %s\n", load0, loadavg())
 	fmt.Print(table)
 	if out := os.Getenv("OUTPOST_BENCH_OUT"); out != "" {
@@ -263,12 +345,12 @@ func BenchmarkSideBySide(b *testing.B) {
 
 func mib(n int64) float64 { return float64(n) / (1 << 20) }
 
-func report(size, clients int, wanRate float64, warmSize int, colds []coldResult, warms []warmResult) string {
+func report(size, clients int, wanRate float64, warmSize, warmN int, colds []coldResult, warms []warmResult) string {
 	var sb strings.Builder
 	ideal := time.Duration(float64(size) / wanRate * float64(time.Second))
 	fmt.Fprintf(&sb, "\n### Cold herd: clients at once, one uncached %d MiB object each run, WAN cap %.0f MB/s (size/rate = %.2f s)\n\n",
 		size>>20, wanRate/1e6, ideal.Seconds())
-	sb.WriteString("| clients | system | upstream bytes (× object) | first byte p50 / max | last byte p50 / max | max last byte ÷ (size/rate) | relay ÷ this, max last byte | failed |\n|---|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| clients | system | upstream bytes (× object) | first byte p50 / max | last byte p50 / max | last WAN byte | max last byte ÷ (size/rate) | relay ÷ this, max last byte | failed |\n|---|---|---|---|---|---|---|---|---|\n")
 	relayLast := map[int]time.Duration{}
 	for _, c := range colds {
 		if strings.HasPrefix(c.sys, "outpost") {
@@ -285,23 +367,16 @@ func report(size, clients int, wanRate float64, warmSize int, colds []coldResult
 			if !strings.HasPrefix(c.sys, "outpost") && s.LastByte > 0 {
 				ratio = fmt.Sprintf("%.2f", relayLast[c.clients].Seconds()/s.LastByte.Seconds())
 			}
-			fmt.Fprintf(&sb, "| %d | %s | %.0f MiB (%.3f×) | %s / %s | %.2f s / %.2f s | %.2f | %s | %d |\n", c.clients, c.sys, mib(c.upstream),
+			fmt.Fprintf(&sb, "| %d | %s | %.0f MiB (%.3f×) | %s / %s | %.2f s / %.2f s | %.2f s | %.2f | %s | %d |\n", c.clients, c.sys, mib(c.upstream),
 				float64(c.upstream)/float64(size), ms(s.FirstByteP50), ms(s.FirstByte), s.LastByteP50.Seconds(), s.LastByte.Seconds(),
-				s.LastByte.Seconds()/ideal.Seconds(), ratio, s.Errors)
+				c.wanDone.Seconds(), s.LastByte.Seconds()/ideal.Seconds(), ratio, s.Errors)
 			if s.FirstErr != nil {
-				fmt.Fprintf(&sb, "|  | first error: %v | | | | | | |\n", s.FirstErr)
+				fmt.Fprintf(&sb, "|  | first error: %v | | | | | | | |\n", s.FirstErr)
 			}
 		}
 	}
-	fmt.Fprintf(&sb, "\n### Warm hits: a cached %d MiB object, each run about 2 GiB in total, median of 3\n\n", warmSize>>20)
-	sb.WriteString("| clients | system | throughput | server CPU per GiB | relay ÷ this: throughput, CPU/GiB | failed |\n|---|---|---|---|---|---|\n")
-	by := map[string]map[int]warmResult{}
-	for _, w := range warms {
-		if by[w.sys] == nil {
-			by[w.sys] = map[int]warmResult{}
-		}
-		by[w.sys][w.clients] = w
-	}
+	fmt.Fprintf(&sb, "\n### Warm hits: a cached %d MiB object, each run about 2 GiB in total; median of %d runs, the systems taking turns\n\n", warmSize>>20, warmN)
+	sb.WriteString("| clients | system | throughput | server CPU per GiB (lowest–highest run) | clients' CPU per GiB (benchmark process) | relay ÷ this: throughput, server CPU/GiB | failed |\n|---|---|---|---|---|---|---|\n")
 	for _, n := range []int{1, 8, 64} {
 		var relay warmResult
 		for _, w := range warms {
@@ -313,15 +388,15 @@ func report(size, clients int, wanRate float64, warmSize int, colds []coldResult
 			if w.clients != n {
 				continue
 			}
-			gib := float64(w.bytes) / (1 << 30)
-			thr := gib / w.wall.Seconds()
-			cpu := w.cpu.Seconds() / gib
 			ratio := ""
-			if !strings.HasPrefix(w.sys, "outpost") {
-				rg := float64(relay.bytes) / (1 << 30)
-				ratio = fmt.Sprintf("%.2f×, %.2f×", (rg/relay.wall.Seconds())/thr, (relay.cpu.Seconds()/rg)/cpu)
+			if !strings.HasPrefix(w.sys, "outpost") && w.throughput > 0 && w.serverCPU > 0 {
+				ratio = fmt.Sprintf("%.2f×, %.2f×", relay.throughput/w.throughput, relay.serverCPU/w.serverCPU)
 			}
-			fmt.Fprintf(&sb, "| %d | %s | %.2f GiB/s | %.2f s | %s | %d |\n", n, w.sys, thr, cpu, ratio, w.errors)
+			fmt.Fprintf(&sb, "| %d | %s | %.2f GiB/s | %.3f s (%.3f–%.3f) | %.3f s | %s | %d |\n", n, w.sys, w.throughput, w.serverCPU,
+				w.serverMin, w.serverMax, w.clientCPU, ratio, w.errors)
+			if w.err != nil {
+				fmt.Fprintf(&sb, "|  | first error: %v | | | | | |\n", w.err)
+			}
 		}
 	}
 	sb.WriteString("\nCommand: make bench (or: go test -run '^$' -bench SideBySide -benchtime 1x ./bench/)\n")
