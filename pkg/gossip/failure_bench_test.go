@@ -40,7 +40,7 @@ func runChild(spec string) {
 	parts := strings.Split(spec, ";")
 	key, _ := hex.DecodeString(parts[2])
 	for _, ip := range strings.Split(parts[0], ",") {
-		n, err := New(Config{Name: "child-" + ip, Bind: ip + ":0", Keys: [][]byte{key}, Role: "agent", LAN: true}, logging.Discard())
+		n, err := New(Config{Name: "child-" + ip, Bind: ip + ":0", Keys: [][]byte{key}, Role: "agent", LAN: true, SuspicionMult: benchSuspicionMult()}, logging.Discard())
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
@@ -76,7 +76,7 @@ func startOffice(tb testing.TB, n int, subnet string) *office {
 	o.cancel = cancel
 	tb.Cleanup(o.stop)
 	for i := range n {
-		node, err := New(Config{Name: fmt.Sprintf("m%03d", i), Bind: fmt.Sprintf("%s.%d:0", subnet, i+1), Keys: [][]byte{o.key}, Role: "agent", LAN: true}, logging.Discard())
+		node, err := New(Config{Name: fmt.Sprintf("m%03d", i), Bind: fmt.Sprintf("%s.%d:0", subnet, i+1), Keys: [][]byte{o.key}, Role: "agent", LAN: true, SuspicionMult: benchSuspicionMult()}, logging.Discard())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -84,9 +84,15 @@ func startOffice(tb testing.TB, n int, subnet string) *office {
 		go func() { defer o.wg.Done(); node.Run(ctx) }()
 		<-node.Ready()
 		if i > 0 {
-			// A random member each: one seed for all is a hot spot.
-			seed := o.nodes[mrand.IntN(len(o.nodes))].Addr()
-			if _, err := node.Join([]string{seed}); err != nil {
+			// Up to five random members each, as the coordinator hands an
+			// agent: one seed for all is a hot spot, and with one seed each
+			// a member that missed news of a later join waits for
+			// memberlist's full exchange (every two minutes at 200).
+			var seeds []string
+			for range min(5, len(o.nodes)) {
+				seeds = append(seeds, o.nodes[mrand.IntN(len(o.nodes))].Addr())
+			}
+			if _, err := node.Join(seeds); err != nil {
 				tb.Fatal(err)
 			}
 		}
@@ -162,7 +168,7 @@ func benchKilled(b *testing.B, size int) {
 	for i := 0; i < b.N; i++ {
 		victim := fmt.Sprintf("127.0.7.%d", (size+i)%250+1)
 		cmd := startChild(b, o, []string{victim})
-		o.waitAll(b, size-1, time.Minute)
+		o.waitAll(b, size-1, 3*time.Minute)
 		start := time.Now()
 		cmd.Process.Kill()
 		took := make([]time.Duration, len(o.nodes))
@@ -203,7 +209,7 @@ func BenchmarkStarvedMembers(b *testing.B) {
 			ips = append(ips, fmt.Sprintf("127.0.9.%d", i*starved+k+1))
 		}
 		cmd := startChild(b, o, ips)
-		o.waitAll(b, size-1, time.Minute)
+		o.waitAll(b, size-1, 3*time.Minute)
 		healthy := map[string]bool{}
 		for _, n := range o.nodes {
 			healthy[n.cfg.Name] = true
@@ -249,4 +255,11 @@ func BenchmarkStarvedMembers(b *testing.B) {
 	}
 	b.ReportMetric(float64(healthyDead)/float64(b.N), "healthy-marked-dead")
 	b.ReportMetric(float64(starvedDead)/float64(b.N), "starved-marked-dead")
+}
+
+// benchSuspicionMult is OUTPOST_BENCH_SUSPICION_MULT, to compare another
+// suspicion multiplier with the agents' (0: the agents', 4: memberlist's).
+func benchSuspicionMult() int {
+	n, _ := strconv.Atoi(os.Getenv("OUTPOST_BENCH_SUSPICION_MULT"))
+	return max(0, n)
 }

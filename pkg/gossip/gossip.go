@@ -38,6 +38,11 @@ type Config struct {
 	// LAN uses memberlist's LAN timers; otherwise the fast local ones
 	// (tests on loopback).
 	LAN bool
+	// SuspicionMult, if set, replaces the default (officeSuspicionMult
+	// with LAN timers, memberlist's otherwise): a member that does not
+	// answer is declared dead after SuspicionMult · log10(office size)
+	// probe intervals of suspicion.
+	SuspicionMult int
 	// Handler, if set, hears of peers' changes and their messages.
 	Handler Handler
 	// Allow, if set, is asked about each host this member talks to:
@@ -159,6 +164,12 @@ func (n *Node) Run(ctx context.Context) error {
 		c = memberlist.DefaultLANConfig()
 	}
 	c.Name = n.cfg.Name
+	if n.cfg.LAN {
+		c.SuspicionMult = officeSuspicionMult
+	}
+	if n.cfg.SuspicionMult > 0 {
+		c.SuspicionMult = n.cfg.SuspicionMult
+	}
 	host, port, _ := splitHostPort(n.cfg.Bind)
 	c.BindAddr, c.BindPort = host, port
 	if n.cfg.Advertise != "" {
@@ -375,6 +386,13 @@ func (n *Node) announce(ctx context.Context, ml *memberlist.Memberlist) {
 // announcePace bounds how often a member re-announces itself while its
 // metadata keeps changing (a download's holdings, say).
 const announcePace = 100 * time.Millisecond
+
+// officeSuspicionMult is the agents' suspicion multiplier, 3 where
+// memberlist's LAN default is 4: in an office of 200 a member that died
+// was gone from every list after 13 s at p50 with 4, 9.1 s with 3; with
+// either, five members starved of CPU for 5 s made no healthy member dead
+// (README, failure detection).
+const officeSuspicionMult = 3
 
 // MaxRumor bounds a rumor: it must fit in one gossip packet beside
 // memberlist's own messages.
