@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/relay/internal/cache"
 )
@@ -99,8 +100,9 @@ func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 		content = f.OSFile() // so that net/http sends it by sendfile
 	}
 	if r.egress != nil {
-		// Only then: a plain file goes out by sendfile.
-		content = &limitedSeeker{ReadSeeker: obj, r: cache.LimitReader(req.Context(), obj, r.egress)}
+		// Still by sendfile, a burst of the limit at a time (SendTo).
+		content = &limitedSeeker{ReadSeeker: obj, r: cache.LimitReader(req.Context(), obj, r.egress),
+			ctx: req.Context(), lim: r.egress}
 	}
 	if sw, ok := w.(*responseWriter); ok {
 		sw.source = source
@@ -123,6 +125,54 @@ type limitedSeeker struct {
 	io.ReadSeeker
 	r   io.Reader
 	err error
+	ctx context.Context
+	lim *rate.Limiter
+}
+
+// sender is an Object that sends itself by sendfile as it becomes readable:
+// the stream of a fetch in progress.
+type sender interface {
+	SendTo(w io.Writer, n int64) (int64, error)
+}
+
+// SendTo sends the next n bytes to w, which must be an io.ReaderFrom, a
+// burst of the limit at a time, each by sendfile (w's ReadFrom given the
+// file) and paid for after it went out, as Read pays. Without it a limited
+// egress copied every byte through user space 32 KiB at a time.
+func (l *limitedSeeker) SendTo(w io.Writer, n int64) (int64, error) {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return io.Copy(w, io.LimitReader(l, n))
+	}
+	var sent int64
+	for sent < n {
+		k := min(n-sent, int64(l.lim.Burst()))
+		var m int64
+		var err error
+		switch src := l.ReadSeeker.(type) {
+		case sender:
+			m, err = src.SendTo(w, k)
+		case interface{ OSFile() *os.File }:
+			m, err = rf.ReadFrom(&io.LimitedReader{R: src.OSFile(), N: k})
+		default:
+			m, err = io.Copy(w, io.LimitReader(l.ReadSeeker, k))
+		}
+		if err == nil && m < k {
+			// The source ended early: cut the response (readErr).
+			err = io.ErrUnexpectedEOF
+			l.err = err
+		}
+		sent += m
+		if m > 0 {
+			if werr := l.lim.WaitN(l.ctx, int(m)); werr != nil && err == nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
 }
 
 func (l *limitedSeeker) Read(p []byte) (int, error) {
@@ -285,10 +335,9 @@ func (w *responseWriter) ReadFrom(src io.Reader) (int64, error) {
 	lr, limited := src.(*io.LimitedReader)
 	dst, canReadFrom := w.ResponseWriter.(io.ReaderFrom)
 	if limited && canReadFrom {
-		if st, ok := lr.R.(interface {
-			SendTo(io.Writer, int64) (int64, error)
-		}); ok {
-			// A stream of a fetch in progress: sendfile what has arrived.
+		if st, ok := lr.R.(sender); ok {
+			// A stream of a fetch in progress (sendfile what has arrived),
+			// or a limited egress (sendfile a burst at a time).
 			n, err = st.SendTo(struct {
 				io.Writer
 				io.ReaderFrom
