@@ -646,7 +646,7 @@ const officeGrace = 3 * time.Second
 // the coordinator itself once the grace is over.
 func (a *Agent) awaitOffice(want uint64) bool {
 	office, roaming := a.Office()
-	if roaming || a.peers == nil || want <= a.state.RevisionIn(office) || len(a.gossip.peers()) == 0 {
+	if roaming || want <= a.state.RevisionIn(office) || len(a.gossip.peers()) == 0 {
 		return false
 	}
 	a.mu.Lock()

@@ -169,13 +169,7 @@ func (p *peerPolicy) want(peer, addr string, rev uint64) {
 	}
 	p.asked[key] = time.Now()
 	p.mu.Unlock()
-	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
-		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office), ReplyTo: p.a.gossip.addr()}}}
-	if addr != "" {
-		go p.sendTo(peer, addr, req)
-	} else {
-		go p.send(peer, req)
-	}
+	p.ask(peer, addr)
 }
 
 // askAny asks one office peer at random for its policy, if it is newer
@@ -186,19 +180,24 @@ func (p *peerPolicy) askAny() string {
 		return ""
 	}
 	peer := peers[rand.IntN(len(peers))].Name
-	p.ask(peer)
+	p.ask(peer, "")
 	return peer
 }
 
-// ask asks a peer for its policy if it is newer than the one held.
-func (p *peerPolicy) ask(peer string) {
+// ask asks a peer (at addr, or by its name when addr is empty) for its
+// policy if it is newer than the one held.
+func (p *peerPolicy) ask(peer, addr string) {
 	office, roaming := p.a.Office()
 	if roaming {
 		return
 	}
 	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
 		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office), ReplyTo: p.a.gossip.addr()}}}
-	go p.send(peer, req)
+	if addr != "" {
+		go p.sendTo(peer, addr, req)
+	} else {
+		go p.send(peer, req)
+	}
 }
 
 func (p *peerPolicy) send(to string, m *wire.PeerMessage) {
