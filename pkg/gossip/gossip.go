@@ -207,9 +207,16 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 		}
 		c.Transport = t
+	} else {
+		t, err := newTransport(host, port, c.Logger)
+		if err != nil {
+			return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
+		}
+		c.Transport = t
 	}
 	ml, err := memberlist.Create(c)
 	if err != nil {
+		c.Transport.Shutdown() // memberlist closes only what it made
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 	}
 	// Read once, before anything else can touch the local node: memberlist

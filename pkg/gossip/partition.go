@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// filtered is memberlist's own transport with some hosts cut off: what
+// filtered is the members' transport with some hosts cut off: what
 // goes to or comes from a host that allow refuses is dropped, as a broken
 // switch would. Tests partition an office with it (Config.Allow).
 type filtered struct {
@@ -21,7 +21,7 @@ type filtered struct {
 }
 
 func newFiltered(host string, port int, allow func(string) bool, logger *log.Logger) (*filtered, error) {
-	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{host}, BindPort: port, Logger: logger})
+	nt, err := newTransport(host, port, logger)
 	if err != nil {
 		return nil, err
 	}

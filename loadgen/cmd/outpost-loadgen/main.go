@@ -7,6 +7,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof, on a loopback address
 	"os"
 	"os/signal"
 	"sort"
@@ -37,6 +40,7 @@ func run() error {
 	every := fs.Duration("every", 5*time.Second, "how often to print the fleet's revisions")
 	fs.BoolVar(&cfg.Fast, "fast", false, "loopback gossip timers (small fleets); default: the timers of a real office network")
 	level := fs.String("log-level", "error", "agents' log level")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiles (/debug/pprof/) on this loopback `host:port`, to see where a fleet's CPU goes")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if err == flag.ErrHelp {
 			return nil
@@ -53,6 +57,11 @@ func run() error {
 		}
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr); err != nil {
+			return err
+		}
 	}
 	log, err := logging.New(os.Stderr, *level, "text")
 	if err != nil {
@@ -86,4 +95,22 @@ func run() error {
 			fmt.Println()
 		}
 	}
+}
+
+// servePprof serves net/http/pprof's handlers; loopback only, as profiles
+// show the process's memory.
+func servePprof(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--pprof %q: want a loopback address", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--pprof: %w", err)
+	}
+	go http.Serve(ln, nil)
+	return nil
 }
