@@ -56,6 +56,11 @@ type Config struct {
 	// Fast uses short timers (tests and the demo): quick reconnects and
 	// loopback gossip timings.
 	Fast bool `yaml:"fast"`
+	// GossipProbeInterval is how often this agent probes a member of its
+	// office; 0 (the default) is 800 ms, which finds a dead member of an
+	// office of 200 within 10 s. Longer costs less and finds it later;
+	// the load generator uses it to fit thousands of agents on a machine.
+	GossipProbeInterval time.Duration `yaml:"gossip_probe_interval"`
 
 	// SessionListen is a host:port where technicians may reach this host
 	// directly (QUIC, ALPN outpost-technician/1); empty (the default): only
@@ -119,6 +124,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.PeerListen); err != nil {
 			errs = append(errs, fmt.Errorf("peer_listen %q: want host:port, or off", c.PeerListen))
 		}
+	}
+	if c.GossipProbeInterval != 0 && (c.GossipProbeInterval < 100*time.Millisecond || c.GossipProbeInterval > time.Minute) {
+		errs = append(errs, fmt.Errorf("gossip_probe_interval %v: want 100ms to 1m, or 0 for the default (800ms)", c.GossipProbeInterval))
 	}
 	if c.PluginTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("plugin_timeout %v: want at least 1s", c.PluginTimeout))
@@ -267,7 +275,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Role: "agent", LAN: !a.cfg.Fast, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
+		Role: "agent", LAN: !a.cfg.Fast, ProbeInterval: a.cfg.GossipProbeInterval, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
 
 	idle := 30 * time.Second
 	if a.cfg.Fast {

@@ -31,7 +31,8 @@ import (
 //	go test -run '^$' -bench CoordinatorAtScale -benchtime 1x -timeout 60m ./e2e/
 //
 // OUTPOST_BENCH_AGENTS (default 2000), OUTPOST_BENCH_OFFICES (20) and
-// OUTPOST_BENCH_INTERVAL (2m) change the fleet.
+// OUTPOST_BENCH_INTERVAL (2m) change the fleet; OUTPOST_BENCH_PROBE_INTERVAL
+// the agents' gossip probe interval (default theirs, 800ms).
 func BenchmarkCoordinatorAtScale(b *testing.B) {
 	agents, offices := envInt("OUTPOST_BENCH_AGENTS", 2000), envInt("OUTPOST_BENCH_OFFICES", 20)
 	for _, rollup := range []bool{true, false} {
@@ -90,10 +91,14 @@ func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int
 	b.Helper()
 	cmd := exec.Command(loadgenBinary(b), "--coordinator", c.QUIC, "--ca-fingerprint", c.CA, "--token", c.EnrollToken(office, "agent", n),
 		"--agents", strconv.Itoa(n), "--first-ip", firstIP, "--data-dir", dir, "--plugins-dir", plugins(b), "--every", "100ms", "--log-level", "error")
+	if d := os.Getenv("OUTPOST_BENCH_PROBE_INTERVAL"); d != "" {
+		cmd.Args = append(cmd.Args, "--probe-interval", d)
+	}
 	// Twenty such processes share two cores: with one P each, the Go
 	// runtime does not wake threads to look for work another P could take,
 	// which was a third of an idle office's CPU.
 	cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	dieWithParent(cmd)
 	logf, err := os.Create(filepath.Join(filepath.Dir(dir), filepath.Base(dir)+".log"))
 	if err != nil {
 		b.Fatal(err)

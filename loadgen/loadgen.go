@@ -38,6 +38,9 @@ type Config struct {
 	// fleets); off, the agents run the timers of a real office network,
 	// which is what a large fleet on one machine can afford.
 	Fast bool
+	// ProbeInterval, if set, is every agent's gossip probe interval
+	// (agent.Config.GossipProbeInterval).
+	ProbeInterval time.Duration
 }
 
 // Fleet is a running fleet.
@@ -122,6 +125,7 @@ func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger 
 	acfg.PluginsDir = cfg.PluginsDir
 	acfg.Hostname = fmt.Sprintf("%s-%05d", cfg.Prefix, i)
 	acfg.Fast = cfg.Fast
+	acfg.GossipProbeInterval = cfg.ProbeInterval
 	bind, err := freePort(ip)
 	if err != nil {
 		return nil, fmt.Errorf("loadgen: agent %d: %w (is %s configured on the loopback interface?)", i, err, ip)

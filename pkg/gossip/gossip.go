@@ -43,6 +43,10 @@ type Config struct {
 	// answer is declared dead after SuspicionMult · log10(office size)
 	// probe intervals of suspicion.
 	SuspicionMult int
+	// ProbeInterval, if set, replaces the default probe interval
+	// (officeProbeInterval with LAN timers, memberlist's otherwise). Longer
+	// probes cost less and find a dead member later.
+	ProbeInterval time.Duration
 	// Handler, if set, hears of peers' changes and their messages.
 	Handler Handler
 	// Allow, if set, is asked about each host this member talks to:
@@ -170,6 +174,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.cfg.SuspicionMult > 0 {
 		c.SuspicionMult = n.cfg.SuspicionMult
+	}
+	if n.cfg.ProbeInterval > 0 {
+		c.ProbeInterval = n.cfg.ProbeInterval
 	}
 	host, port, _ := splitHostPort(n.cfg.Bind)
 	c.BindAddr, c.BindPort = host, port

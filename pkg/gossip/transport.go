@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -42,16 +43,12 @@ func newTransport(host string, port int, logger *log.Logger) (*transport, error)
 	if ip == nil {
 		return nil, fmt.Errorf("bind address %q is not an IP address", host)
 	}
-	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: port})
-	if err != nil {
-		return nil, err
+	tcp, udp, err := listen(ip, port)
+	// A port the system picked for TCP may be taken for UDP: pick again.
+	for try := 0; port == 0 && errors.Is(err, syscall.EADDRINUSE) && try < 10; try++ {
+		tcp, udp, err = listen(ip, port)
 	}
-	if port == 0 {
-		port = tcp.Addr().(*net.TCPAddr).Port // the same port for UDP
-	}
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: port})
 	if err != nil {
-		tcp.Close()
 		return nil, err
 	}
 	// Room for a burst of probes and gossip while the reader is busy; the
@@ -69,6 +66,20 @@ func newTransport(host string, port int, logger *log.Logger) (*transport, error)
 	go t.readPackets()
 	go t.accept()
 	return t, nil
+}
+
+// listen opens the TCP listener and the UDP socket on one port.
+func listen(ip net.IP, port int) (*net.TCPListener, *net.UDPConn, error) {
+	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: ip, Port: port})
+	if err != nil {
+		return nil, nil, err
+	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip, Port: tcp.Addr().(*net.TCPAddr).Port})
+	if err != nil {
+		tcp.Close()
+		return nil, nil, err
+	}
+	return tcp, udp, nil
 }
 
 func (t *transport) readPackets() {

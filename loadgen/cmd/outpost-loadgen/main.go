@@ -39,6 +39,7 @@ func run() error {
 	fs.StringVar(&cfg.PluginsDir, "plugins-dir", "bin", "where the plugin binaries are")
 	every := fs.Duration("every", 5*time.Second, "how often to print the fleet's revisions")
 	fs.BoolVar(&cfg.Fast, "fast", false, "loopback gossip timers (small fleets); default: the timers of a real office network")
+	fs.DurationVar(&cfg.ProbeInterval, "probe-interval", 0, "every agent's gossip probe interval (default: the agents' own, 800ms); longer fits more agents on a machine and finds dead members later")
 	level := fs.String("log-level", "error", "agents' log level")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiles (/debug/pprof/) on this loopback `host:port`, to see where a fleet's CPU goes")
 	if err := fs.Parse(os.Args[1:]); err != nil {
