@@ -296,7 +296,8 @@ const rumorPolicyBytes = 800
 
 // spread tells the office of a newly accepted policy: a rumor to every
 // member by gossip, carrying the policy when it is small, and the policy
-// itself straight to a few peers not known to hold it (each of those hops
+// itself straight to peers not known to hold it — one when the rumor
+// carries it, a few when it does not (each of those hops
 // costs one connection, not a gossip round), an epidemic push that
 // reaches most of an office in a few hops.
 func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
@@ -322,13 +323,23 @@ func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
 	p.mu.Unlock()
 	rand.Shuffle(len(behind), func(i, j int) { behind[i], behind[j] = behind[j], behind[i] })
 	m := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
-	for _, peer := range behind[:min(spreadFanout, len(behind))] {
+	fanout := spreadFanout
+	if r.Policy != nil {
+		// The rumor carries the policy to every member already; one push
+		// keeps a chain going that no lost packet stops. Three from every
+		// member were a TCP connection, a decryption and a signature check
+		// each, mostly of a policy the receiver already held: in twenty
+		// offices rolling out at once that CPU was the whole machine's.
+		fanout = 1
+	}
+	for _, peer := range behind[:min(fanout, len(behind))] {
 		p.holds(peer.Name, "", rev) // it will: not pushed to again
 		go p.send(peer.Name, m)
 	}
 }
 
-// spreadFanout is how many peers a member hands a new policy to.
+// spreadFanout is how many peers a member hands a new policy to when it is
+// too large to ride in the rumor.
 const spreadFanout = 3
 
 func (p *peerPolicy) accept(from string, sp *wire.SignedPolicy) {

@@ -14,6 +14,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -170,6 +171,14 @@ var ErrStaleRevocations = errors.New("revocation list is not newer than the one 
 func (s *Server) SetRevocations(sr *wire.SignedRevocations) error {
 	if sr == nil || len(sr.GetList()) == 0 {
 		return ErrStaleRevocations // the coordinator has no users: nothing to take
+	}
+	s.mu.Lock()
+	same := s.signedRevs != nil && bytes.Equal(sr.GetList(), s.signedRevs.GetList())
+	s.mu.Unlock()
+	if same {
+		// The list this host holds, told again (every check-in answer
+		// carries it): no need to check its signature again.
+		return ErrStaleRevocations
 	}
 	p := s.policy.Policy()
 	keys := map[string]ed25519.PublicKey{}

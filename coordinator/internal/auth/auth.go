@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -129,6 +130,11 @@ type Server struct {
 	// dummy is verified for unknown users, so that timing does not tell
 	// which names exist.
 	dummy string
+	// revMu guards the last signed revocation list, handed out again
+	// while the list is the same (see SignedRevocations).
+	revMu     sync.Mutex
+	revList   *wire.RevocationList
+	revSigned *wire.SignedRevocations
 
 	logins *prometheus.CounterVec
 }
@@ -446,13 +452,32 @@ func (s *Server) Revocations() (*wire.RevocationList, error) {
 }
 
 // SignedRevocations is the current list signed with the token key, so that
-// hosts can pass it on to their office peers.
+// hosts can pass it on to their office peers. Its issue time changes only
+// when the list does: hosts take and pass on a list newer than theirs, and
+// a list issued anew for every check-in answer sent each office through a
+// round of signature checks and peer messages for nothing.
 func (s *Server) SignedRevocations() (*wire.SignedRevocations, error) {
 	l, err := s.Revocations()
 	if err != nil {
 		return nil, err
 	}
-	return wire.SignRevocations(s.key, l)
+	s.revMu.Lock()
+	defer s.revMu.Unlock()
+	if s.revList != nil {
+		same := proto.Clone(l).(*wire.RevocationList)
+		same.IssuedUnixMs = s.revList.GetIssuedUnixMs()
+		if proto.Equal(same, s.revList) {
+			return s.revSigned, nil
+		}
+		// Later than the last, even if the clock went back.
+		l.IssuedUnixMs = max(l.GetIssuedUnixMs(), s.revList.GetIssuedUnixMs()+1)
+	}
+	sr, err := wire.SignRevocations(s.key, l)
+	if err != nil {
+		return nil, err
+	}
+	s.revList, s.revSigned = l, sr
+	return sr, nil
 }
 
 // Revoke refuses the user's tokens issued until now.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/logging"
@@ -315,5 +316,44 @@ func TestLockoutAndRateLimit(t *testing.T) {
 	ev, _ := st.Audit(store.AuditFilter{Action: "login"})
 	if len(ev) < 12 {
 		t.Fatalf("only %d sign-in events audited", len(ev))
+	}
+}
+
+// The signed list is handed out again, issue time and all, until the list
+// changes; then it is issued later than before, even with the clock back.
+func TestSignedRevocationsChangeOnlyWithTheList(t *testing.T) {
+	s, st, c := newServer(t, "test")
+	addUser(t, st, "tina", "tina-password-1", "technician")
+	first, err := s.SignedRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Minute)
+	again, err := s.SignedRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(first, again) {
+		t.Fatal("the same list was issued anew")
+	}
+	c.add(-time.Hour) // the clock goes back
+	if err := s.Revoke("tina"); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := s.SignedRevocations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]ed25519.PublicKey{s.kid: s.key.Public().(ed25519.PublicKey)}
+	l1, err := wire.VerifyRevocations(first, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := wire.VerifyRevocations(changed, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.GetIssuedUnixMs() <= l1.GetIssuedUnixMs() || len(l2.GetRevocations()) != len(l1.GetRevocations())+1 {
+		t.Fatalf("after a revocation: issued %d (before %d), %d entries (before %d)", l2.GetIssuedUnixMs(), l1.GetIssuedUnixMs(), len(l2.GetRevocations()), len(l1.GetRevocations()))
 	}
 }
