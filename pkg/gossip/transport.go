@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hashicorp/memberlist"
 	sockaddr "github.com/hashicorp/go-sockaddr"
+	"github.com/hashicorp/memberlist"
 )
 
 // maxPacket is the largest UDP datagram a member reads.
