@@ -208,18 +208,13 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.LAN {
 		reconnect = 15 * time.Second
 	}
+	tr, err := newTransport(host, port, c.Logger)
+	if err != nil {
+		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
+	}
+	c.Transport = tr
 	if n.cfg.Allow != nil {
-		t, err := newFiltered(host, port, n.cfg.Allow, c.Logger)
-		if err != nil {
-			return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
-		}
-		c.Transport = t
-	} else {
-		t, err := newTransport(host, port, c.Logger)
-		if err != nil {
-			return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
-		}
-		c.Transport = t
+		c.Transport = newFiltered(tr, n.cfg.Allow)
 	}
 	ml, err := memberlist.Create(c)
 	if err != nil {

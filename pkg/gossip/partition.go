@@ -2,7 +2,6 @@ package gossip
 
 import (
 	"fmt"
-	"log"
 	"net"
 	"time"
 
@@ -20,14 +19,10 @@ type filtered struct {
 	done    chan struct{}
 }
 
-func newFiltered(host string, port int, allow func(string) bool, logger *log.Logger) (*filtered, error) {
-	nt, err := newTransport(host, port, logger)
-	if err != nil {
-		return nil, err
-	}
-	f := &filtered{inner: nt, allow: allow, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
+func newFiltered(inner memberlist.Transport, allow func(string) bool) *filtered {
+	f := &filtered{inner: inner, allow: allow, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{})}
 	go f.pump()
-	return f, nil
+	return f
 }
 
 func (f *filtered) allowed(addr string) bool {
