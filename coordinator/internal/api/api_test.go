@@ -48,7 +48,7 @@ func (n *notes) NotifyRevision(_ string, rev uint64) { n.revs = append(n.revs, r
 
 const token = "opa_test_token_that_is_long_enough_0123456789"
 
-func newAPI(t *testing.T) (*httptest.Server, *store.Store, *notes) {
+func newAPI(t testing.TB) (*httptest.Server, *store.Store, *notes) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
@@ -67,7 +67,7 @@ func newAPI(t *testing.T) (*httptest.Server, *store.Store, *notes) {
 	return srv, st, n
 }
 
-func call(t *testing.T, srv *httptest.Server, method, path, body, tok string) (int, map[string]any) {
+func call(t testing.TB, srv *httptest.Server, method, path, body, tok string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if tok != "" {

@@ -65,6 +65,52 @@ type scope struct {
 	a       *API
 	named   []compiledPolicy // by name
 	offices map[string][]*wire.Item
+	members *memberCache // shared by the scopes made from this one
+}
+
+// memberCache reads the store's members once for a scope: a change that
+// publishes every office of a large fleet would otherwise decode all of
+// them once per office. The scope lives for one change under a.scopeMu;
+// a member that enrols meanwhile is placed (MemberPlaced) after it.
+type memberCache struct {
+	all      []store.Member // nil until read
+	byOffice map[string][]store.Member
+}
+
+// allMembers are every enrolled member.
+func (sc *scope) allMembers() ([]store.Member, error) {
+	c := sc.members
+	if c.all == nil {
+		all, err := sc.a.d.Store.Members("")
+		if err != nil {
+			return nil, err
+		}
+		if all == nil {
+			all = []store.Member{} // read, and none
+		}
+		c.all, c.byOffice = all, map[string][]store.Member{}
+		for _, m := range all {
+			c.byOffice[m.Office] = append(c.byOffice[m.Office], m)
+		}
+	}
+	return c.all, nil
+}
+
+// officeMembers are the members of office.
+func (sc *scope) officeMembers(office string) ([]store.Member, error) {
+	c := sc.members
+	if ms, ok := c.byOffice[office]; ok || c.all != nil {
+		return ms, nil
+	}
+	ms, err := sc.a.d.Store.Members(office)
+	if err != nil {
+		return nil, err
+	}
+	if c.byOffice == nil {
+		c.byOffice = map[string][]store.Member{}
+	}
+	c.byOffice[office] = ms
+	return ms, nil
 }
 
 func (a *API) loadScope() (*scope, error) {
@@ -72,7 +118,7 @@ func (a *API) loadScope() (*scope, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &scope{a: a, offices: map[string][]*wire.Item{}}
+	sc := &scope{a: a, offices: map[string][]*wire.Item{}, members: &memberCache{}}
 	for _, p := range ps {
 		n, err := policy.CompileNamed([]byte(p.YAML), artifactLookup{a.d.Store})
 		if err != nil {
@@ -86,7 +132,7 @@ func (a *API) loadScope() (*scope, error) {
 
 // with returns the scope with p in place of the policy of its name.
 func (sc *scope) with(p compiledPolicy) *scope {
-	out := &scope{a: sc.a, offices: sc.offices}
+	out := &scope{a: sc.a, offices: sc.offices, members: sc.members}
 	for _, q := range sc.named {
 		if q.Name != p.Name {
 			out.named = append(out.named, q)
@@ -99,7 +145,7 @@ func (sc *scope) with(p compiledPolicy) *scope {
 
 // without returns the scope without the named policy name.
 func (sc *scope) without(name string) *scope {
-	out := &scope{a: sc.a, offices: sc.offices}
+	out := &scope{a: sc.a, offices: sc.offices, members: sc.members}
 	for _, q := range sc.named {
 		if q.Name != name {
 			out.named = append(out.named, q)
@@ -241,7 +287,23 @@ func (sc *scope) conflicts(involving string) ([]conflictView, error) {
 	if err != nil {
 		return nil, err
 	}
-	members, err := sc.a.d.Store.Members("")
+	// Only where the policy applies can it conflict: an office's own
+	// policy on its office and members, a named one on its targets. In a
+	// large fleet that is a small part of it.
+	reaches := func(office string, m *store.Member) bool { return true }
+	ownOffice, isOffice := strings.CutPrefix(involving, "office:")
+	if isOffice {
+		reaches = func(office string, _ *store.Member) bool { return office == ownOffice }
+	} else if i := slices.IndexFunc(sc.named, func(p compiledPolicy) bool { return p.Name == involving }); i >= 0 {
+		t := sc.named[i].Targets
+		reaches = func(office string, m *store.Member) bool { return level(t, office, m) != 0 }
+	}
+	var members []store.Member
+	if isOffice {
+		members, err = sc.officeMembers(ownOffice)
+	} else {
+		members, err = sc.allMembers()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +330,9 @@ func (sc *scope) conflicts(involving string) ([]conflictView, error) {
 		}
 	}
 	for _, o := range offices {
+		if !reaches(o.Name, nil) {
+			continue
+		}
 		m, err := sc.merge(o.Name, nil)
 		if err != nil {
 			return nil, err
@@ -276,7 +341,7 @@ func (sc *scope) conflicts(involving string) ([]conflictView, error) {
 	}
 	for i := range members {
 		m := &members[i]
-		if m.Role != "agent" {
+		if m.Role != "agent" || !reaches(m.Office, m) {
 			continue
 		}
 		merged, err := sc.merge(m.Office, m)
@@ -285,8 +350,12 @@ func (sc *scope) conflicts(involving string) ([]conflictView, error) {
 		}
 		add(merged.Conflicts, m.Hostname, "")
 	}
-	// Computers named by hostname that have not enrolled yet.
+	// Computers named by hostname that have not enrolled yet (they are
+	// in no office, so an office's own policy is not theirs).
 	for _, p := range sc.named {
+		if isOffice {
+			break
+		}
 		for _, t := range p.Targets.Agents {
 			if slices.ContainsFunc(members, func(m store.Member) bool { return matchesAgent(t, &m) }) {
 				continue
@@ -370,7 +439,7 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 		return nil, nil, err
 	}
 	defWindow, defReboot := policy.Defaults([]byte(yaml)) // once, for every variant
-	members, err := a.d.Store.Members(office)
+	members, err := sc.officeMembers(office)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -471,8 +540,8 @@ func (a *API) publish(office string) (uint64, error) {
 
 // affectedOffices are the offices with a computer that p targets (or
 // targeted, for its old version), or that p targets as a whole.
-func (a *API) affectedOffices(ps ...store.NamedPolicy) ([]string, error) {
-	members, err := a.d.Store.Members("")
+func (a *API) affectedOffices(sc *scope, ps ...store.NamedPolicy) ([]string, error) {
+	members, err := sc.allMembers()
 	if err != nil {
 		return nil, err
 	}
@@ -649,7 +718,7 @@ var memberIDForm = regexp.MustCompile(`^(ag|rl)-[0-9a-f]{16}$`)
 // publishAffected publishes every office the policies (old and new
 // versions) reach, and says which revisions it issued.
 func (a *API) publishAffected(sc *scope, ps ...store.NamedPolicy) (map[string]uint64, error) {
-	offices, err := a.affectedOffices(ps...)
+	offices, err := a.affectedOffices(sc, ps...)
 	if err != nil {
 		return nil, err
 	}

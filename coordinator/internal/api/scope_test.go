@@ -38,7 +38,7 @@ func uploadBytes(t *testing.T, srv *httptest.Server, name, body string) string {
 }
 
 // enrolAgent puts an agent straight into the store.
-func enrolAgent(t *testing.T, st *store.Store, office, id, hostname string) {
+func enrolAgent(t testing.TB, st *store.Store, office, id, hostname string) {
 	t.Helper()
 	tok := store.Token{ID: "t-" + id, Hash: "h-" + id, Office: office, Role: "agent", Uses: 1, Expires: time.Now().Add(time.Hour)}
 	if err := st.CreateToken(tok); err != nil {

@@ -71,7 +71,7 @@ func (s *Store) DeleteMember(id string) (*Member, error) {
 				return err
 			}
 		}
-		return tx.Bucket(bMembers).Delete([]byte(id))
+		return deleteMember(tx, m)
 	})
 	return out, err
 }

@@ -48,7 +48,7 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 				// Until its next check-in places it by address.
 				m.Office = moveTo
 			}
-			if err := put(tx, bMembers, m.ID, m); err != nil {
+			if err := putMember(tx, &m); err != nil {
 				return err
 			}
 			moved = append(moved, m)

@@ -165,7 +165,7 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return indexMembers(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -337,7 +337,7 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 			return err
 		}
 		member = &m
-		return put(tx, bMembers, m.ID, m)
+		return putMember(tx, &m)
 	})
 	return member, office, err
 }
@@ -402,7 +402,7 @@ func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
 				return err
 			}
 		}
-		return put(tx, bMembers, id, m)
+		return putMember(tx, m)
 	})
 	return out, err
 }
@@ -452,7 +452,11 @@ func (s *Store) FindHost(host string) (*Member, error) {
 func (s *Store) Members(office string) ([]Member, error) {
 	var out []Member
 	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		out, err = list[Member](tx, bMembers, func(m *Member) bool { return office == "" || m.Office == office })
+		if office != "" {
+			out, err = officeMembers(tx, office)
+			return err
+		}
+		out, err = list[Member](tx, bMembers, nil)
 		return err
 	})
 	return out, err
