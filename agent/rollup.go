@@ -41,8 +41,8 @@ import (
 // changed office settings) or by a push, when no ack came for three
 // intervals, and every directEvery-th report as a safety net.
 type rollup struct {
-	a     *Agent
-	roots *x509.CertPool
+	a      *Agent
+	verify *wire.CheckinVerifier // nil without a CA certificate
 	// wake asks run to pass the pending check-ins on soon.
 	wake chan struct{}
 
@@ -80,8 +80,9 @@ func newRollup(a *Agent, reg prometheus.Registerer) (*rollup, error) {
 	}
 	if a.id != nil {
 		if ca, err := x509.ParseCertificate(a.id.CADER); err == nil {
-			r.roots = x509.NewCertPool()
-			r.roots.AddCert(ca)
+			roots := x509.NewCertPool()
+			roots.AddCert(ca)
+			r.verify = wire.NewCheckinVerifier(roots, maxOfficeKnown)
 		}
 	}
 	return r, reg.Register(r.reports)
@@ -206,10 +207,10 @@ const errNoSigner = errString("the member key cannot sign")
 
 // take keeps a peer's check-in to pass on.
 func (r *rollup) take(from string, sc *wire.SignedCheckin) {
-	if r.roots == nil {
+	if r.verify == nil {
 		return
 	}
-	rep, err := wire.VerifyCheckin(sc, r.roots, time.Now())
+	rep, err := r.verify.Verify(sc, time.Now())
 	if err == nil && time.Since(time.Unix(rep.GetSignedUnix(), 0)) > checkinMaxAge {
 		err = errString("too old")
 	}

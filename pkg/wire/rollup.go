@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -48,32 +49,88 @@ func SignCheckin(key crypto.Signer, certDER []byte, memberID string, at time.Tim
 // the certificate's. It decodes nothing of the report before the
 // signature verifies.
 func VerifyCheckin(sc *SignedCheckin, roots *x509.CertPool, now time.Time) (*RollupReport, error) {
+	return NewCheckinVerifier(roots, 0).Verify(sc, now)
+}
+
+// CheckinVerifier is VerifyCheckin that remembers the member certificates
+// it has verified. A member signs every check-in with the same
+// certificate, and checking its chain cost as much as the signature: a
+// roll-up member and the coordinator verify a whole office's check-ins
+// after every rollout. The signature is checked every time; a remembered
+// certificate still only counts within its validity.
+type CheckinVerifier struct {
+	roots *x509.CertPool
+	max   int // certificates remembered; 0 remembers none
+
+	mu    sync.Mutex
+	certs map[[32]byte]verifiedCert
+}
+
+type verifiedCert struct {
+	pub                 *ecdsa.PublicKey
+	member              string
+	notBefore, notAfter time.Time
+}
+
+// NewCheckinVerifier verifies against roots and remembers up to max
+// certificates (forgetting all of them when full: a hint, not a store).
+func NewCheckinVerifier(roots *x509.CertPool, max int) *CheckinVerifier {
+	return &CheckinVerifier{roots: roots, max: max, certs: map[[32]byte]verifiedCert{}}
+}
+
+// Verify is VerifyCheckin.
+func (v *CheckinVerifier) Verify(sc *SignedCheckin, now time.Time) (*RollupReport, error) {
 	if sc == nil || len(sc.GetReport()) == 0 || len(sc.GetCertificate()) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrBadCheckin)
 	}
-	cert, err := x509.ParseCertificate(sc.GetCertificate())
+	c, err := v.certificate(sc.GetCertificate(), now)
 	if err != nil {
-		return nil, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
-	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
-	}
-	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: certificate key is not ECDSA", ErrBadCheckin)
+		return nil, err
 	}
 	sum := sha256.Sum256(append([]byte(checkinContext), sc.GetReport()...))
-	if !ecdsa.VerifyASN1(pub, sum[:], sc.GetSignature()) {
-		return nil, fmt.Errorf("%w: signature (member %s)", ErrBadCheckin, cert.Subject.CommonName)
+	if !ecdsa.VerifyASN1(c.pub, sum[:], sc.GetSignature()) {
+		return nil, fmt.Errorf("%w: signature (member %s)", ErrBadCheckin, c.member)
 	}
 	var r RollupReport
 	if err := proto.Unmarshal(sc.GetReport(), &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCheckin, err)
 	}
-	if r.GetMemberId() != cert.Subject.CommonName || r.GetCheckin() == nil {
-		return nil, fmt.Errorf("%w: member %q signed for %q", ErrBadCheckin, cert.Subject.CommonName, r.GetMemberId())
+	if r.GetMemberId() != c.member || r.GetCheckin() == nil {
+		return nil, fmt.Errorf("%w: member %q signed for %q", ErrBadCheckin, c.member, r.GetMemberId())
 	}
 	return &r, nil
+}
+
+// certificate parses and verifies der, or finds it verified before.
+func (v *CheckinVerifier) certificate(der []byte, now time.Time) (verifiedCert, error) {
+	key := sha256.Sum256(der)
+	v.mu.Lock()
+	c, ok := v.certs[key]
+	v.mu.Unlock()
+	if ok && !now.Before(c.notBefore) && !now.After(c.notAfter) {
+		return c, nil
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return c, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return c, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
+	}
+	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)
+	if !ok {
+		return c, fmt.Errorf("%w: certificate key is not ECDSA", ErrBadCheckin)
+	}
+	c = verifiedCert{pub: pub, member: cert.Subject.CommonName, notBefore: cert.NotBefore, notAfter: cert.NotAfter}
+	if v.max > 0 {
+		v.mu.Lock()
+		if len(v.certs) >= v.max {
+			clear(v.certs)
+		}
+		v.certs[key] = c
+		v.mu.Unlock()
+	}
+	return c, nil
 }
 
 // SignRollupAck signs the coordinator's answer to one rolled-up check-in.

@@ -80,18 +80,37 @@ func TestSignedCheckin(t *testing.T) {
 		{"tampered", tampered, false},
 		{"empty", &SignedCheckin{}, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rep, err := VerifyCheckin(tc.sc, ca.pool, now)
-			if tc.ok {
-				if err != nil || rep.GetMemberId() != "ag-a" || rep.GetCheckin().GetReport().GetSeq() != 7 || rep.GetSignedUnix() != now.Unix() {
-					t.Fatalf("genuine check-in: %v, %v", rep, err)
+		// Each case alone, and with a verifier that has verified every
+		// certificate of the cases before (genuine ones remembered).
+		warm := NewCheckinVerifier(ca.pool, 100)
+		for _, sc := range []*SignedCheckin{sign(keyA, certA, "ag-a"), sign(keyA, certB, "ag-b"), sign(keyX, certX, "ag-a")} {
+			warm.Verify(sc, now)
+		}
+		for name, verify := range map[string]func(*SignedCheckin) (*RollupReport, error){
+			"alone":      func(sc *SignedCheckin) (*RollupReport, error) { return VerifyCheckin(sc, ca.pool, now) },
+			"remembered": func(sc *SignedCheckin) (*RollupReport, error) { return warm.Verify(sc, now) },
+		} {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				rep, err := verify(tc.sc)
+				if tc.ok {
+					if err != nil || rep.GetMemberId() != "ag-a" || rep.GetCheckin().GetReport().GetSeq() != 7 || rep.GetSignedUnix() != now.Unix() {
+						t.Fatalf("genuine check-in: %v, %v", rep, err)
+					}
+					return
 				}
-				return
-			}
-			if !errors.Is(err, ErrBadCheckin) {
-				t.Fatalf("want ErrBadCheckin, got %v (%v)", err, rep)
-			}
-		})
+				if !errors.Is(err, ErrBadCheckin) {
+					t.Fatalf("want ErrBadCheckin, got %v (%v)", err, rep)
+				}
+			})
+		}
+	}
+	// A remembered certificate counts only within its validity.
+	warm := NewCheckinVerifier(ca.pool, 100)
+	if _, err := warm.Verify(sign(keyA, certA, "ag-a"), now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := warm.Verify(sign(keyA, certA, "ag-a"), now.Add(2*time.Hour)); !errors.Is(err, ErrBadCheckin) {
+		t.Fatalf("an expired remembered certificate: got %v, want ErrBadCheckin", err)
 	}
 }
 

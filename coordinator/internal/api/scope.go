@@ -428,6 +428,15 @@ func listShort(s []string) string {
 // office's own policy being applied (sc has it compiled); else the one
 // stored. The caller holds a.scopeMu.
 func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*wire.Item, error) {
+	p, wide, err := a.signLocked(sc, office, yaml)
+	if err == nil && a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevision(office, p.Revision)
+	}
+	return p, wide, err
+}
+
+// signLocked is publishLocked without telling the office's members.
+func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire.Item, error) {
 	if yaml == "" {
 		var err error
 		if yaml, err = a.officeYAML(office); err != nil {
@@ -494,9 +503,6 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 	}
 	if len(ids) > 0 {
 		a.log.Info("policy published with variants", "office", office, "revision", p.Revision, "variants", len(ids))
-	}
-	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
 	}
 	return p, wideItems, nil
 }
@@ -722,9 +728,19 @@ func (a *API) publishAffected(sc *scope, ps ...store.NamedPolicy) (map[string]ui
 	if err != nil {
 		return nil, err
 	}
+	// Every office is signed before any is told: the first offices'
+	// rollouts would otherwise compete with signing the rest, and the
+	// whole fleet starts together.
 	out := map[string]uint64{}
+	defer func() {
+		for _, o := range offices {
+			if rev, ok := out[o]; ok && a.d.Notifier != nil {
+				a.d.Notifier.NotifyRevision(o, rev)
+			}
+		}
+	}()
 	for _, o := range offices {
-		p, _, err := a.publishLocked(sc, o, "")
+		p, _, err := a.signLocked(sc, o, "")
 		if err != nil {
 			return out, fmt.Errorf("publish office %s: %w", o, err)
 		}

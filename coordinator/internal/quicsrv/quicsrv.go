@@ -81,6 +81,9 @@ type Server struct {
 	// placed, if set, is told of an agent that enrolled or changed office,
 	// before it hears its office's revision (SetPlacementHook).
 	placed func(id string)
+	// checkins verifies rolled-up check-ins, remembering the member
+	// certificates it has verified (rollup.go).
+	checkins *wire.CheckinVerifier
 }
 
 // SetPlacementHook makes the server tell f (synchronously) of every agent
@@ -115,6 +118,8 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 		log:   logger.With("component", "quic"),
 		ready: make(chan struct{}),
 		conns: map[string]*quic.Conn{},
+		// The CA's certificate is the coordinator's for its life.
+		checkins: wire.NewCheckinVerifier(authority.Pool(), maxRememberedCerts),
 		m: metrics{
 			connected: prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "outpost_coordinator_members_connected", Help: "Agents and relays with an open QUIC connection."}),

@@ -2,7 +2,6 @@ package quicsrv
 
 import (
 	"bytes"
-	"crypto/x509"
 	"sync"
 	"time"
 
@@ -27,6 +26,9 @@ const (
 	// rollupWorkers record a batch's check-ins side by side, so that the
 	// store commits them in a few transactions, not one each.
 	rollupWorkers = 32
+	// maxRememberedCerts is how many member certificates the check-in
+	// verifier remembers (about 200 bytes each).
+	maxRememberedCerts = 1 << 16
 )
 
 type rollupMetrics struct {
@@ -56,7 +58,6 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 		s.memberInfo(base, o, &store.Member{Role: "agent"})
 		want = wire.OfficeDigest(base)
 	}
-	roots := s.ca.Pool()
 	acks := make([]*wire.SignedRollupAck, len(batch))
 	sem := make(chan struct{}, rollupWorkers)
 	var wg sync.WaitGroup
@@ -65,7 +66,7 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			ack, result := s.rolledUp(carrier, o, sc, roots, offices, want, now)
+			ack, result := s.rolledUp(carrier, o, sc, offices, want, now)
 			s.m.rollup.reports.WithLabelValues(result).Inc()
 			acks[i] = ack
 		}()
@@ -80,12 +81,12 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 	return out
 }
 
-func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.SignedCheckin, roots *x509.CertPool, offices []store.Office, want []byte, now time.Time) (*wire.SignedRollupAck, string) {
+func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.SignedCheckin, offices []store.Office, want []byte, now time.Time) (*wire.SignedRollupAck, string) {
 	refuse := func(result, why string, member string) (*wire.SignedRollupAck, string) {
 		s.log.Warn("rolled-up check-in refused", "carrier", carrier.ID, "office", o.Name, "member", member, "reason", why)
 		return nil, result
 	}
-	rep, err := wire.VerifyCheckin(sc, roots, now)
+	rep, err := s.checkins.Verify(sc, now)
 	if err != nil {
 		return refuse("signature", err.Error(), "")
 	}
