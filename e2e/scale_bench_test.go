@@ -174,6 +174,26 @@ func cpuSeconds() float64 {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
+// fleetCPUSeconds is the CPU the loadgen children have used (user and
+// system, in clock ticks of 10 ms).
+func fleetCPUSeconds(children []*child) float64 {
+	var total float64
+	for _, ch := range children {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", ch.cmd.Process.Pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which is in parentheses.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 12 {
+			u, _ := strconv.ParseFloat(f[11], 64)
+			s, _ := strconv.ParseFloat(f[12], 64)
+			total += (u + s) / 100
+		}
+	}
+	return total
+}
+
 func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	interval := 2 * time.Minute
 	if d, err := time.ParseDuration(os.Getenv("OUTPOST_BENCH_INTERVAL")); err == nil && d >= 5*time.Second {
@@ -217,9 +237,10 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	// electing its roll-up member), then one measured.
 	time.Sleep(interval)
 	connected := c.Metric("outpost_coordinator_members_connected")
-	cpu0, msgs0, carried0 := cpuSeconds(), c.Metric("outpost_coordinator_checkins_total"), labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept")
+	cpu0, fleet0, msgs0, carried0 := cpuSeconds(), fleetCPUSeconds(children), c.Metric("outpost_coordinator_checkins_total"), labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept")
 	time.Sleep(interval) // the measurement is a rate over one interval
 	cpu := cpuSeconds() - cpu0
+	fleetIdle := (fleetCPUSeconds(children) - fleet0) / interval.Seconds() // cores
 	msgs := c.Metric("outpost_coordinator_checkins_total") - msgs0
 	carried := labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") - carried0
 	self := strconv.Itoa(os.Getpid())
@@ -231,6 +252,9 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	b.ReportMetric(msgs, "checkin-msgs/interval")
 	b.ReportMetric(carried, "carried-checkins/interval")
 	b.ReportMetric(cpu/interval.Seconds()*100, "coord-cpu-%")
+	// What the simulated fleet itself takes of this machine's cores: on
+	// two cores it bounds how fast a fleet-wide rollout can go here.
+	b.ReportMetric(fleetIdle*100, "fleet-idle-cpu-%")
 	b.ReportMetric(procStatus(self, "VmRSS")/1024, "coord-rss-MiB")
 	b.ReportMetric(procStatus(self, "VmHWM")/1024, "coord-peak-rss-MiB")
 	b.ReportMetric(fleetRSS/float64(per*offices), "agent-rss-KiB")
@@ -244,7 +268,7 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	for o := range offices {
 		names = append(names, fmt.Sprintf("office%02d", o))
 	}
-	start := time.Now()
+	start, fleetStart, coordStart := time.Now(), fleetCPUSeconds(children), cpuSeconds()
 	var mu sync.Mutex
 	revs := make([]uint64, offices)
 	var applied time.Duration
@@ -285,10 +309,15 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// CPU the rollout took, above what the fleet and coordinator take idle.
+	took := time.Since(start).Seconds()
+	rolloutCPU := fleetCPUSeconds(children) - fleetStart - fleetIdle*took + cpuSeconds() - coordStart - cpu/interval.Seconds()*took
 	if p99 == 0 {
 		b.Logf("the rollout did not reach 99%% of the agents in 2 minutes")
 		p99 = -1
 	}
+	b.Logf("the rollout took %.1f s of CPU above idle (fleet and coordinator); the fleet takes %.2f cores idle", rolloutCPU, fleetIdle)
+	b.ReportMetric(rolloutCPU, "rollout-cpu-s")
 	mu.Lock()
 	b.Logf("the API published the %d offices in %v; each office at 99 %%, from the call: %v", offices, applied.Round(time.Millisecond), spread)
 	b.ReportMetric(applied.Seconds(), "api-apply-s")
