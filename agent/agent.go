@@ -253,6 +253,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if p := st.Policy(); p != nil {
 		a.office = p.GetOffice() // where it was last, until the coordinator says
 	}
+	if info := a.loadOffice(); info != nil {
+		a.info, a.office = info, info.GetName() // what the coordinator said last
+	}
 	a.revision.Set(float64(st.Revision()))
 
 	link, err := member.NewClient(id, a.cfg.Coordinator, a.onPush, a.log)
@@ -332,9 +335,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if serveChunks != nil {
 		start("peer content", serveChunks)
 	}
-	// The office it enrolled in, until the first check-in says otherwise.
+	// The office as the coordinator said last (or the one it enrolled
+	// in), until the first check-in says otherwise.
 	a.gossip.parent = ctx
-	if err := a.gossip.set([][]byte{id.GossipKey}); err != nil {
+	keys := [][]byte{id.GossipKey}
+	if a.info != nil {
+		keys = a.gossipKeys(a.info)
+	}
+	if err := a.gossip.set(keys); err != nil {
 		cancel()
 		wg.Wait()
 		return fmt.Errorf("gossip: %w", err)
@@ -601,6 +609,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 	}
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()
+	a.saveOffice(a.info, info)
 	a.info = info
 	moved := a.office != info.GetName()
 	if moved {
@@ -608,15 +617,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 		a.office = info.GetName()
 	}
 	a.mu.Unlock()
-	var keys [][]byte
-	switch {
-	case info.GetRoaming():
-	case len(info.GetGossipKey()) > 0:
-		keys = append([][]byte{info.GetGossipKey()}, info.GetGossipKeys()...)
-	default:
-		keys = [][]byte{a.id.GossipKey} // a coordinator that does not send keys
-	}
-	if err := a.gossip.set(keys); err != nil {
+	if err := a.gossip.set(a.gossipKeys(info)); err != nil {
 		a.log.Warn("office gossip", "err", err)
 	}
 	a.savePeers()
