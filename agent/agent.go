@@ -163,6 +163,8 @@ type Agent struct {
 	heardAt time.Time
 	// rejoining is set while a rejoin of the office's gossip is under way.
 	rejoining atomic.Bool
+	// keptPeers are the peer addresses last written for the next start.
+	keptPeers atomic.Value // []string
 	// peerReports are office peers' misdeeds, told at the next check-in.
 	peerReports []string
 	id          *member.Identity
@@ -798,11 +800,22 @@ func (c content) Get(ctx context.Context, art *wire.Artifact) (string, error) {
 
 func (a *Agent) peersFile() string { return filepath.Join(a.cfg.DataDir, "state", "peers.json") }
 
-// savePeers remembers a few live office peers' addresses for the next start.
+// savePeers remembers a few live office peers' addresses for the next
+// start. It writes only when one of those it kept is gone (or it kept
+// fewer than it could): not at every check-in of every member.
 func (a *Agent) savePeers() {
+	peers := a.gossip.peers()
+	live := make(map[string]bool, len(peers))
+	for _, p := range peers {
+		live[p.Addr] = true
+	}
+	kept, _ := a.keptPeers.Load().([]string)
+	if len(kept) == min(maxKeptPeers, len(live)) && !slices.ContainsFunc(kept, func(addr string) bool { return !live[addr] }) {
+		return
+	}
 	var addrs []string
-	for _, p := range a.gossip.peers() {
-		if len(addrs) == 8 {
+	for _, p := range peers {
+		if len(addrs) == maxKeptPeers {
 			break
 		}
 		addrs = append(addrs, p.Addr)
@@ -816,8 +829,13 @@ func (a *Agent) savePeers() {
 	}
 	if err != nil {
 		a.log.Debug("save office peers", "err", err)
+		return
 	}
+	a.keptPeers.Store(addrs)
 }
+
+// maxKeptPeers is how many office peers' addresses are kept for a start.
+const maxKeptPeers = 8
 
 // rejoin tries the office's seeds and the peers known before, when this
 // member is alone in its office's gossip: the join at check-in can fail on
@@ -855,8 +873,9 @@ func (a *Agent) loadPeers() []string {
 		return nil
 	}
 	var addrs []string
-	if json.Unmarshal(b, &addrs) != nil || len(addrs) > 8 {
+	if json.Unmarshal(b, &addrs) != nil || len(addrs) > maxKeptPeers {
 		return nil
 	}
+	a.keptPeers.Store(addrs)
 	return addrs
 }
