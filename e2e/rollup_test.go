@@ -236,3 +236,65 @@ func TestRollupRefusesForgedCheckins(t *testing.T) {
 		t.Fatalf("genuine rolled-up run not kept: %v", r)
 	}
 }
+
+// A member that takes a new revision and runs it at once reports once:
+// that it holds the revision and how the run went, in one check-in
+// handed to the roll-up member — not a check-in for the revision and
+// another for the run.
+func TestRolloutCostsEachMemberOneReport(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("wing", map[string]any{"checkin_interval": "1m"})
+	token := c.EnrollToken("wing", "agent", 5)
+	var agents []*testAgent
+	for i := range 5 {
+		agents = append(agents, startAgent(t, c, token, fmt.Sprintf("wing-%d", i), fmt.Sprintf("127.0.0.%d", 120+i)))
+	}
+	rev := c.Apply("wing", "items: []\n")
+	tu.Eventually(t, 60*time.Second, func() bool {
+		for _, a := range agents {
+			if len(a.a.GossipPeers()) != 4 {
+				return false
+			}
+		}
+		return compliantAt(c, "wing", 5, rev)()
+	}, "the office did not form or take its policy")
+	// Settle: new revisions until the members hand their reports to the
+	// roll-up member (each is news, passed on within seconds).
+	for start := time.Now(); labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") < 8; {
+		if time.Since(start) > time.Minute {
+			t.Fatal("no check-ins came through the roll-up")
+		}
+		rev = c.Apply("wing", "items: []\n")
+		time.Sleep(5 * time.Second)
+	}
+	tu.Eventually(t, 30*time.Second, compliantAt(c, "wing", 5, rev), "the office did not take its revisions")
+	time.Sleep(3 * time.Second)
+	carrier := agents[0]
+	for _, a := range agents[1:] {
+		if a.a.ID() < carrier.a.ID() {
+			carrier = a
+		}
+	}
+	reports := func(a *testAgent) float64 {
+		return counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "rollup") + counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "direct")
+	}
+	before := map[*testAgent]float64{}
+	for _, a := range agents {
+		before[a] = reports(a)
+	}
+	rev = c.Apply("wing", "items: []\n")
+	tu.Eventually(t, 30*time.Second, compliantAt(c, "wing", 5, rev), "the office did not take the new revision")
+	time.Sleep(3 * time.Second) // anything late would show now
+	total := 0.0
+	for _, a := range agents {
+		if a == carrier {
+			continue // it also checks in to pass the others' reports on
+		}
+		n := reports(a) - before[a]
+		t.Logf("%s: %v reports for the rollout", a.cfg.Hostname, n)
+		total += n
+	}
+	if total > 4 {
+		t.Fatalf("the 4 members other than the roll-up member made %v reports for one rollout, want one each", total)
+	}
+}
