@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,21 +23,30 @@ func sees(a *testAgent, names ...string) bool {
 	return len(peers) == len(names)
 }
 
-func TestGossipKeyRotationAndRemovedMemberIsCutOff(t *testing.T) {
-	c := coordinatortest.New(t, coordinatortest.WithConfig(func(cfg *coordinator.Config) { cfg.GossipKeyPhase = 2 * time.Second }))
-	c.CreateOffice("hall", map[string]any{"checkin_interval": "5s"})
-	token := c.EnrollToken("hall", "agent", 3)
-	a := startAgent(t, c, token, "hall-a", "127.0.0.81")
-	b := startAgent(t, c, token, "hall-b", "127.0.0.82")
-	off := startAgent(t, c, token, "hall-c", "127.0.0.83")
-	tu.Eventually(t, 30*time.Second, func() bool { return sees(a, b.a.ID(), off.a.ID()) && sees(b, a.a.ID(), off.a.ID()) }, "office gossip did not form")
-	rotationDone := func() bool {
+// officeOfThree is a coordinator whose gossip key phases last 2 s and an
+// office of three agents (gossip on 127.0.0.<first>, +1, +2) that have
+// found each other, checking in every 5 s; done tells whether the
+// office's key rotation is over.
+func officeOfThree(t *testing.T, office string, first int) (c *coordinatortest.Harness, a, b, third *testAgent, done func() bool) {
+	c = coordinatortest.New(t, coordinatortest.WithConfig(func(cfg *coordinator.Config) { cfg.GossipKeyPhase = 2 * time.Second }))
+	c.CreateOffice(office, map[string]any{"checkin_interval": "5s"})
+	token := c.EnrollToken(office, "agent", 3)
+	a = startAgent(t, c, token, office+"-a", fmt.Sprintf("127.0.0.%d", first))
+	b = startAgent(t, c, token, office+"-b", fmt.Sprintf("127.0.0.%d", first+1))
+	third = startAgent(t, c, token, office+"-c", fmt.Sprintf("127.0.0.%d", first+2))
+	tu.Eventually(t, 30*time.Second, func() bool { return sees(a, b.a.ID(), third.a.ID()) && sees(third, a.a.ID(), b.a.ID()) }, "office gossip did not form")
+	done = func() bool {
 		var o struct {
 			Rotation string `json:"rotation"`
 		}
-		c.MustDo("GET", "/v1/offices/hall", nil, &o)
+		c.MustDo("GET", "/v1/offices/"+office, nil, &o)
 		return o.Rotation == ""
 	}
+	return c, a, b, third, done
+}
+
+func TestGossipKeyRotationAndRemovedMemberIsCutOff(t *testing.T) {
+	c, a, b, off, rotationDone := officeOfThree(t, "hall", 81)
 
 	// One member is away for the whole rotation; the others never split.
 	off.stop()
@@ -67,21 +77,9 @@ func TestGossipKeyRotationAndRemovedMemberIsCutOff(t *testing.T) {
 // last, not the one it enrolled with (rotated since), and the office's
 // revision still reaches it from its peers.
 func TestMemberRestartedWhileCutOffRejoinsWithTheCurrentKeys(t *testing.T) {
-	c := coordinatortest.New(t, coordinatortest.WithConfig(func(cfg *coordinator.Config) { cfg.GossipKeyPhase = 2 * time.Second }))
-	c.CreateOffice("yard", map[string]any{"checkin_interval": "5s"})
-	token := c.EnrollToken("yard", "agent", 3)
-	a := startAgent(t, c, token, "yard-a", "127.0.0.91")
-	b := startAgent(t, c, token, "yard-b", "127.0.0.92")
-	r := startAgent(t, c, token, "yard-c", "127.0.0.93")
-	tu.Eventually(t, 30*time.Second, func() bool { return sees(a, b.a.ID(), r.a.ID()) && sees(r, a.a.ID(), b.a.ID()) }, "office gossip did not form")
+	c, a, b, r, rotationDone := officeOfThree(t, "yard", 91)
 	c.MustDo("POST", "/v1/offices/yard/gossip-key/rotate", nil, nil)
-	tu.Eventually(t, 60*time.Second, func() bool {
-		var o struct {
-			Rotation string `json:"rotation"`
-		}
-		c.MustDo("GET", "/v1/offices/yard", nil, &o)
-		return o.Rotation == ""
-	}, "the rotation did not finish")
+	tu.Eventually(t, 60*time.Second, rotationDone, "the rotation did not finish")
 	// Every member has checked in with the new key alone by now; one more
 	// interval so that r surely has.
 	time.Sleep(6 * time.Second)
