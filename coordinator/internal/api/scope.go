@@ -437,20 +437,49 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 
 // signLocked is publishLocked without telling the office's members.
 func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire.Item, error) {
+	pr, err := a.prepareLocked(sc, office, yaml)
+	if err != nil {
+		return nil, nil, err
+	}
+	ps, err := a.d.Store.PublishPolicies([]store.Publication{pr.pub}, time.Now().UTC())
+	if err != nil {
+		return nil, nil, err
+	}
+	a.logPublished(ps[0], pr)
+	return ps[0], pr.wide, nil
+}
+
+// prepared is an office's next revision, worked out and not yet stored.
+type prepared struct {
+	pub      store.Publication
+	wide     []*wire.Item // the office-wide items
+	variants int          // members with a policy of their own
+}
+
+func (a *API) logPublished(p *store.Policy, pr prepared) {
+	if pr.variants > 0 {
+		a.log.Info("policy published with variants", "office", p.Office, "revision", p.Revision, "variants", pr.variants)
+	}
+}
+
+// prepareLocked works out the office's next revision from sc (everything
+// read before the store's write transaction opens): what to store, and
+// how to sign it at the revision the store gives.
+func (a *API) prepareLocked(sc *scope, office, yaml string) (prepared, error) {
 	if yaml == "" {
 		var err error
 		if yaml, err = a.officeYAML(office); err != nil {
-			return nil, nil, err
+			return prepared{}, err
 		}
 	}
 	wide, err := sc.merge(office, nil)
 	if err != nil {
-		return nil, nil, err
+		return prepared{}, err
 	}
 	defWindow, defReboot := policy.Defaults([]byte(yaml)) // once, for every variant
 	members, err := sc.officeMembers(office)
 	if err != nil {
-		return nil, nil, err
+		return prepared{}, err
 	}
 	own := map[string][]*wire.Item{}
 	for i := range members {
@@ -460,17 +489,17 @@ func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire
 		}
 		eff, err := sc.merge(office, m)
 		if err != nil {
-			return nil, nil, err
+			return prepared{}, err
 		}
 		if !policy.SameItems(eff.Items, wide.Items) {
 			if own[m.ID], err = a.withPatches(office, defWindow, defReboot, eff.Items); err != nil {
-				return nil, nil, err
+				return prepared{}, err
 			}
 		}
 	}
 	wideItems, err := a.withPatches(office, defWindow, defReboot, wide.Items)
 	if err != nil {
-		return nil, nil, err
+		return prepared{}, err
 	}
 	ids := make([]string, 0, len(own))
 	for id := range own {
@@ -478,9 +507,8 @@ func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire
 	}
 	sort.Strings(ids)
 	extra := variantArtifacts(wideItems, own)
-	// Everything is read before the store's write transaction opens.
 	tmpl := a.withAccess(&wire.Policy{Office: office})
-	p, err := a.d.Store.PublishPolicy(office, yaml, time.Now().UTC(), func(rev uint64) ([]byte, map[string][]byte, error) {
+	build := func(rev uint64) ([]byte, map[string][]byte, error) {
 		issued := time.Now().Unix()
 		pw := proto.Clone(tmpl).(*wire.Policy)
 		pw.Revision, pw.IssuedUnix, pw.Items, pw.VariantAgents, pw.VariantArtifacts = rev, issued, wideItems, ids, extra
@@ -497,14 +525,8 @@ func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire
 			}
 		}
 		return signed, variants, nil
-	})
-	if err != nil {
-		return nil, nil, err
 	}
-	if len(ids) > 0 {
-		a.log.Info("policy published with variants", "office", office, "revision", p.Revision, "variants", len(ids))
-	}
-	return p, wideItems, nil
+	return prepared{pub: store.Publication{Office: office, YAML: yaml, Build: build}, wide: wideItems, variants: len(ids)}, nil
 }
 
 // variantArtifacts is the content the variants name that the office-wide
@@ -739,12 +761,23 @@ func (a *API) publishAffected(sc *scope, ps ...store.NamedPolicy) (map[string]ui
 			}
 		}
 	}()
+	// And all in one transaction: every office's revision, or none.
+	var prs []prepared
+	var pubs []store.Publication
 	for _, o := range offices {
-		p, _, err := a.signLocked(sc, o, "")
+		pr, err := a.prepareLocked(sc, o, "")
 		if err != nil {
 			return out, fmt.Errorf("publish office %s: %w", o, err)
 		}
-		out[o] = p.Revision
+		prs, pubs = append(prs, pr), append(pubs, pr.pub)
+	}
+	stored, err := a.d.Store.PublishPolicies(pubs, time.Now().UTC())
+	if err != nil {
+		return out, fmt.Errorf("publish %d offices: %w", len(pubs), err)
+	}
+	for i, p := range stored {
+		a.logPublished(p, prs[i])
+		out[p.Office] = p.Revision
 	}
 	return out, nil
 }

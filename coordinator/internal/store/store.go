@@ -477,30 +477,57 @@ func (s *Store) ApplyPolicy(office, yaml string, now time.Time, build func(revis
 // of each such member at the new revision, by member id. They replace the
 // office's variants of earlier revisions in the same transaction.
 func (s *Store) PublishPolicy(office, yaml string, now time.Time, build func(revision uint64) ([]byte, map[string][]byte, error)) (*Policy, error) {
-	var out *Policy
+	out, err := s.PublishPolicies([]Publication{{Office: office, YAML: yaml, Build: build}}, now)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+// Publication is one office's next policy for PublishPolicies.
+type Publication struct {
+	Office, YAML string
+	// Build returns the signed policy at the revision given, and the
+	// signed variants by member id (see PublishPolicy).
+	Build func(revision uint64) ([]byte, map[string][]byte, error)
+}
+
+// PublishPolicies is PublishPolicy for several offices in one
+// transaction: a change that reaches many offices is stored for all of
+// them or for none, with one write to the disk.
+func (s *Store) PublishPolicies(pubs []Publication, now time.Time) ([]*Policy, error) {
+	var out []*Policy
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bOffices).Get([]byte(office)) == nil {
-			return fmt.Errorf("office %s: %w", office, ErrNotFound)
-		}
-		var rev uint64
-		if v := tx.Bucket(bRevisions).Get([]byte(office)); v != nil {
-			if err := json.Unmarshal(v, &rev); err != nil {
-				return fmt.Errorf("decode revision of %s: %w", office, err)
+		out = out[:0]
+		for _, pub := range pubs {
+			office := pub.Office
+			if tx.Bucket(bOffices).Get([]byte(office)) == nil {
+				return fmt.Errorf("office %s: %w", office, ErrNotFound)
 			}
+			var rev uint64
+			if v := tx.Bucket(bRevisions).Get([]byte(office)); v != nil {
+				if err := json.Unmarshal(v, &rev); err != nil {
+					return fmt.Errorf("decode revision of %s: %w", office, err)
+				}
+			}
+			rev++
+			signed, variants, err := pub.Build(rev)
+			if err != nil {
+				return err
+			}
+			p := &Policy{Office: office, Revision: rev, YAML: pub.YAML, Applied: now, Signed: signed}
+			if err := put(tx, bRevisions, office, rev); err != nil {
+				return err
+			}
+			if err := putVariants(tx, office, rev, variants); err != nil {
+				return err
+			}
+			if err := put(tx, bPolicies, office, p); err != nil {
+				return err
+			}
+			out = append(out, p)
 		}
-		rev++
-		signed, variants, err := build(rev)
-		if err != nil {
-			return err
-		}
-		out = &Policy{Office: office, Revision: rev, YAML: yaml, Applied: now, Signed: signed}
-		if err := put(tx, bRevisions, office, rev); err != nil {
-			return err
-		}
-		if err := putVariants(tx, office, rev, variants); err != nil {
-			return err
-		}
-		return put(tx, bPolicies, office, out)
+		return nil
 	})
 	return out, err
 }

@@ -108,3 +108,33 @@ func TestRevisionsNeverGoBack(t *testing.T) {
 		t.Fatalf("after failed apply: revision %d, want 4", p.Revision)
 	}
 }
+
+// A change that reaches several offices is stored for all of them or for
+// none.
+func TestPublishPoliciesAllOrNone(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	for _, o := range []string{"a", "b"} {
+		if err := s.CreateOffice(Office{Name: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(rev uint64) ([]byte, map[string][]byte, error) { return []byte{byte(rev)}, nil, nil }
+	ps, err := s.PublishPolicies([]Publication{{Office: "a", YAML: "items: []", Build: build}, {Office: "b", YAML: "items: []", Build: build}}, time.Now())
+	if err != nil || len(ps) != 2 || ps[0].Office != "a" || ps[1].Office != "b" || ps[0].Revision != 1 || ps[1].Revision != 1 {
+		t.Fatalf("published %+v, %v", ps, err)
+	}
+	failing := func(uint64) ([]byte, map[string][]byte, error) { return nil, nil, errors.New("boom") }
+	for name, pubs := range map[string][]Publication{
+		"a build fails":     {{Office: "a", Build: build}, {Office: "b", Build: failing}},
+		"an office is gone": {{Office: "a", Build: build}, {Office: "gone", Build: build}},
+	} {
+		if _, err := s.PublishPolicies(pubs, time.Now()); err == nil {
+			t.Fatalf("%s: published", name)
+		}
+		for _, o := range []string{"a", "b"} {
+			if p, _ := s.Policy(o); p.Revision != 1 {
+				t.Fatalf("%s: office %s at revision %d, want 1 (nothing stored)", name, o, p.Revision)
+			}
+		}
+	}
+}
