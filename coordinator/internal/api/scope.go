@@ -717,11 +717,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseConflicts("policy "+name, cs); err != nil {
 		return err
 	}
-	created, err := a.d.Store.PutNamedPolicy(p)
-	if err != nil {
-		return err
-	}
-	published, err := a.publishAffected(next, append(old, p)...)
+	created, published, err := a.publishAffected(next, store.NamedChange{Put: &p}, append(old, p)...)
 	if err != nil {
 		return err
 	}
@@ -743,43 +739,39 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 
 var memberIDForm = regexp.MustCompile(`^(ag|rl)-[0-9a-f]{16}$`)
 
-// publishAffected publishes every office the policies (old and new
-// versions) reach, and says which revisions it issued.
-func (a *API) publishAffected(sc *scope, ps ...store.NamedPolicy) (map[string]uint64, error) {
+// publishAffected makes change and publishes every office the policies
+// (old and new versions) reach, in one transaction; it says whether the
+// change created a policy and which revisions it issued.
+func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.NamedPolicy) (bool, map[string]uint64, error) {
 	offices, err := a.affectedOffices(sc, ps...)
 	if err != nil {
-		return nil, err
+		return false, nil, err
 	}
-	// Every office is signed before any is told: the first offices'
-	// rollouts would otherwise compete with signing the rest, and the
-	// whole fleet starts together.
-	out := map[string]uint64{}
-	defer func() {
-		for _, o := range offices {
-			if rev, ok := out[o]; ok && a.d.Notifier != nil {
-				a.d.Notifier.NotifyRevision(o, rev)
-			}
-		}
-	}()
-	// And all in one transaction: every office's revision, or none.
 	var prs []prepared
 	var pubs []store.Publication
 	for _, o := range offices {
 		pr, err := a.prepareLocked(sc, o, "")
 		if err != nil {
-			return out, fmt.Errorf("publish office %s: %w", o, err)
+			return false, nil, fmt.Errorf("publish office %s: %w", o, err)
 		}
 		prs, pubs = append(prs, pr), append(pubs, pr.pub)
 	}
-	stored, err := a.d.Store.PublishPolicies(pubs, time.Now().UTC())
+	created, stored, err := a.d.Store.PublishNamed(change, pubs, time.Now().UTC())
 	if err != nil {
-		return out, fmt.Errorf("publish %d offices: %w", len(pubs), err)
+		return false, nil, err
 	}
+	// Every office is stored before any is told: the first offices'
+	// rollouts would otherwise compete with the work for the rest, and the
+	// whole fleet starts together.
+	out := map[string]uint64{}
 	for i, p := range stored {
 		a.logPublished(p, prs[i])
 		out[p.Office] = p.Revision
+		if a.d.Notifier != nil {
+			a.d.Notifier.NotifyRevision(p.Office, p.Revision)
+		}
 	}
-	return out, nil
+	return created, out, nil
 }
 
 func (a *API) listNamedPolicies(w http.ResponseWriter, r *http.Request) error {
@@ -834,12 +826,9 @@ func (a *API) deleteNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.d.Store.DeleteNamedPolicy(name); err != nil {
-		return err
-	}
 	// Removing a policy cannot make others conflict: conflicts are between
 	// policies of one level, and every level is checked, overridden or not.
-	published, err := a.publishAffected(sc.without(name), *p)
+	_, published, err := a.publishAffected(sc.without(name), store.NamedChange{Delete: name}, *p)
 	if err != nil {
 		return err
 	}

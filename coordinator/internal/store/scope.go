@@ -46,25 +46,56 @@ type Variant struct {
 
 // PutNamedPolicy creates or replaces a named policy; it reports whether
 // it was new. The first creation time is kept.
-func (s *Store) PutNamedPolicy(p NamedPolicy) (bool, error) {
-	created := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bNamedPolicies); err != nil {
-			return err
-		}
-		old, err := get[NamedPolicy](tx, bNamedPolicies, p.Name)
-		switch {
-		case err == nil:
-			p.Created = old.Created
-		case err == ErrNotFound:
-			created = true
-			p.Created = p.Applied
-		default:
-			return err
-		}
-		return put(tx, bNamedPolicies, p.Name, p)
+func (s *Store) PutNamedPolicy(p NamedPolicy) (created bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		created, err = putNamed(tx, p)
+		return err
 	})
 	return created, err
+}
+
+func putNamed(tx *bolt.Tx, p NamedPolicy) (bool, error) {
+	if _, err := tx.CreateBucketIfNotExists(bNamedPolicies); err != nil {
+		return false, err
+	}
+	created := false
+	old, err := get[NamedPolicy](tx, bNamedPolicies, p.Name)
+	switch {
+	case err == nil:
+		p.Created = old.Created
+	case err == ErrNotFound:
+		created = true
+		p.Created = p.Applied
+	default:
+		return false, err
+	}
+	return created, put(tx, bNamedPolicies, p.Name, p)
+}
+
+// NamedChange is a change to a named policy: Put creates or replaces
+// one, Delete (when Put is nil) removes one.
+type NamedChange struct {
+	Put    *NamedPolicy
+	Delete string
+}
+
+// PublishNamed makes a change to a named policy and stores the offices'
+// revisions it gives in one transaction: a crash never leaves the change
+// made and the offices not told, nor the other way round. created reports
+// whether Put made a new policy.
+func (s *Store) PublishNamed(c NamedChange, pubs []Publication, now time.Time) (created bool, out []*Policy, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if c.Put != nil {
+			if created, err = putNamed(tx, *c.Put); err != nil {
+				return err
+			}
+		} else if err = deleteNamed(tx, c.Delete); err != nil {
+			return err
+		}
+		out, err = publish(tx, pubs, now)
+		return err
+	})
+	return created, out, err
 }
 
 // NamedPolicy returns one named policy.
@@ -97,13 +128,15 @@ func (s *Store) NamedPolicies() ([]NamedPolicy, error) {
 
 // DeleteNamedPolicy removes a named policy.
 func (s *Store) DeleteNamedPolicy(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bNamedPolicies)
-		if b == nil || b.Get([]byte(name)) == nil {
-			return fmt.Errorf("policy %s: %w", name, ErrNotFound)
-		}
-		return b.Delete([]byte(name))
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return deleteNamed(tx, name) })
+}
+
+func deleteNamed(tx *bolt.Tx, name string) error {
+	b := tx.Bucket(bNamedPolicies)
+	if b == nil || b.Get([]byte(name)) == nil {
+		return fmt.Errorf("policy %s: %w", name, ErrNotFound)
+	}
+	return b.Delete([]byte(name))
 }
 
 func variantKey(office, member string) []byte { return []byte(office + "\x00" + member) }

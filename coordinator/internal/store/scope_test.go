@@ -89,3 +89,38 @@ func TestVariantsGoWithTheirRevision(t *testing.T) {
 		t.Fatalf("variant of a removed office: %v", err)
 	}
 }
+
+// A change to a named policy and the revisions it gives are stored
+// together or not at all.
+func TestPublishNamedAllOrNone(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	if err := s.CreateOffice(Office{Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	p := NamedPolicy{Name: "kiosks", YAML: "targets: {offices: [a]}\nitems: []\n", Applied: now, Targets: Targets{Offices: []string{"a"}}}
+	failing := func(uint64) ([]byte, map[string][]byte, error) { return nil, nil, errors.New("boom") }
+	if _, _, err := s.PublishNamed(NamedChange{Put: &p}, []Publication{{Office: "a", Build: failing}}, now); err == nil {
+		t.Fatal("published with a failing build")
+	}
+	if _, err := s.NamedPolicy("kiosks"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the policy was stored without its revisions: %v", err)
+	}
+	build := func(rev uint64) ([]byte, map[string][]byte, error) { return []byte{byte(rev)}, nil, nil }
+	created, ps, err := s.PublishNamed(NamedChange{Put: &p}, []Publication{{Office: "a", Build: build}}, now)
+	if err != nil || !created || len(ps) != 1 || ps[0].Revision != 1 {
+		t.Fatalf("publish: %v %+v %v", created, ps, err)
+	}
+	if _, _, err := s.PublishNamed(NamedChange{Delete: "kiosks"}, []Publication{{Office: "a", Build: failing}}, now); err == nil {
+		t.Fatal("deleted with a failing build")
+	}
+	if _, err := s.NamedPolicy("kiosks"); err != nil {
+		t.Fatalf("the policy was deleted without its revisions: %v", err)
+	}
+	if _, ps, err := s.PublishNamed(NamedChange{Delete: "kiosks"}, []Publication{{Office: "a", Build: build}}, now); err != nil || ps[0].Revision != 2 {
+		t.Fatalf("delete: %+v %v", ps, err)
+	}
+	if _, err := s.NamedPolicy("kiosks"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("still there after the delete: %v", err)
+	}
+}

@@ -495,41 +495,45 @@ type Publication struct {
 // PublishPolicies is PublishPolicy for several offices in one
 // transaction: a change that reaches many offices is stored for all of
 // them or for none, with one write to the disk.
-func (s *Store) PublishPolicies(pubs []Publication, now time.Time) ([]*Policy, error) {
-	var out []*Policy
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		out = out[:0]
-		for _, pub := range pubs {
-			office := pub.Office
-			if tx.Bucket(bOffices).Get([]byte(office)) == nil {
-				return fmt.Errorf("office %s: %w", office, ErrNotFound)
-			}
-			var rev uint64
-			if v := tx.Bucket(bRevisions).Get([]byte(office)); v != nil {
-				if err := json.Unmarshal(v, &rev); err != nil {
-					return fmt.Errorf("decode revision of %s: %w", office, err)
-				}
-			}
-			rev++
-			signed, variants, err := pub.Build(rev)
-			if err != nil {
-				return err
-			}
-			p := &Policy{Office: office, Revision: rev, YAML: pub.YAML, Applied: now, Signed: signed}
-			if err := put(tx, bRevisions, office, rev); err != nil {
-				return err
-			}
-			if err := putVariants(tx, office, rev, variants); err != nil {
-				return err
-			}
-			if err := put(tx, bPolicies, office, p); err != nil {
-				return err
-			}
-			out = append(out, p)
-		}
-		return nil
+func (s *Store) PublishPolicies(pubs []Publication, now time.Time) (out []*Policy, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		out, err = publish(tx, pubs, now)
+		return err
 	})
 	return out, err
+}
+
+func publish(tx *bolt.Tx, pubs []Publication, now time.Time) ([]*Policy, error) {
+	var out []*Policy
+	for _, pub := range pubs {
+		office := pub.Office
+		if tx.Bucket(bOffices).Get([]byte(office)) == nil {
+			return nil, fmt.Errorf("office %s: %w", office, ErrNotFound)
+		}
+		var rev uint64
+		if v := tx.Bucket(bRevisions).Get([]byte(office)); v != nil {
+			if err := json.Unmarshal(v, &rev); err != nil {
+				return nil, fmt.Errorf("decode revision of %s: %w", office, err)
+			}
+		}
+		rev++
+		signed, variants, err := pub.Build(rev)
+		if err != nil {
+			return nil, err
+		}
+		p := &Policy{Office: office, Revision: rev, YAML: pub.YAML, Applied: now, Signed: signed}
+		if err := put(tx, bRevisions, office, rev); err != nil {
+			return nil, err
+		}
+		if err := putVariants(tx, office, rev, variants); err != nil {
+			return nil, err
+		}
+		if err := put(tx, bPolicies, office, p); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // Policy returns an office's current policy.
