@@ -340,11 +340,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The office as the coordinator said last (or the one it enrolled
 	// in), until the first check-in says otherwise.
 	a.gossip.parent = ctx
-	keys := [][]byte{id.GossipKey}
-	if a.info != nil {
-		keys = a.gossipKeys(a.info)
-	}
-	if err := a.gossip.set(keys); err != nil {
+	if err := a.gossip.set(a.gossipKeys(a.info)); err != nil {
 		cancel()
 		wg.Wait()
 		return fmt.Errorf("gossip: %w", err)
@@ -666,7 +662,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 	}
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()
-	a.saveOffice(a.info, info)
+	old := a.info
 	a.info = info
 	moved := a.office != info.GetName()
 	if moved {
@@ -674,6 +670,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 		a.office = info.GetName()
 	}
 	a.mu.Unlock()
+	a.saveOffice(old, info) // check-ins are one at a time (checkinMu)
 	if err := a.gossip.set(a.gossipKeys(info)); err != nil {
 		a.log.Warn("office gossip", "err", err)
 	}

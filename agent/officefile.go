@@ -26,10 +26,10 @@ const maxOfficeFile = 64 << 10
 
 func (a *Agent) officeFile() string { return filepath.Join(a.cfg.DataDir, "state", "office.pb") }
 
-// saveOffice keeps info when it says something new of the office (its
-// seeds and revision change at every check-in and are not kept).
+// saveOffice keeps info when it says something new of the office than
+// old (its seeds and revision change at every check-in and are not kept).
 func (a *Agent) saveOffice(old, info *wire.OfficeInfo) {
-	if old != nil && old.GetName() == info.GetName() && bytes.Equal(wire.OfficeDigest(old), wire.OfficeDigest(info)) {
+	if old != nil && bytes.Equal(wire.OfficeDigest(old), wire.OfficeDigest(info)) {
 		return
 	}
 	c := proto.Clone(info).(*wire.OfficeInfo)
@@ -70,7 +70,7 @@ func (a *Agent) loadOffice() *wire.OfficeInfo {
 }
 
 // gossipKeys are the keys the office's gossip uses by info: none for a
-// roaming member.
+// roaming member, the enrolment key without information (nil) or keys.
 func (a *Agent) gossipKeys(info *wire.OfficeInfo) [][]byte {
 	switch {
 	case info.GetRoaming():

@@ -428,15 +428,6 @@ func listShort(s []string) string {
 // office's own policy being applied (sc has it compiled); else the one
 // stored. The caller holds a.scopeMu.
 func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*wire.Item, error) {
-	p, wide, err := a.signLocked(sc, office, yaml)
-	if err == nil && a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, p.Revision)
-	}
-	return p, wide, err
-}
-
-// signLocked is publishLocked without telling the office's members.
-func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire.Item, error) {
 	pr, err := a.prepareLocked(sc, office, yaml)
 	if err != nil {
 		return nil, nil, err
@@ -446,6 +437,9 @@ func (a *API) signLocked(sc *scope, office, yaml string) (*store.Policy, []*wire
 		return nil, nil, err
 	}
 	a.logPublished(ps[0], pr)
+	if a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevision(office, ps[0].Revision)
+	}
 	return ps[0], pr.wide, nil
 }
 
