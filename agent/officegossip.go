@@ -160,12 +160,14 @@ func (g *officeGossip) setRollup(on bool) {
 	}
 }
 
-func (g *officeGossip) sendTo(to, addr string, msg []byte) error {
+// tell hands msg to a peer as a packet when it is small
+// (gossip.Node.Tell).
+func (g *officeGossip) tell(to, addr string, msg []byte) error {
 	n := g.current()
 	if n == nil {
 		return errors.New("not in any office's gossip")
 	}
-	return n.SendTo(to, addr, msg)
+	return n.Tell(to, addr, msg)
 }
 
 func (g *officeGossip) send(to string, msg []byte) error {

@@ -193,30 +193,21 @@ func (p *peerPolicy) ask(peer, addr string) {
 	}
 	req := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_PolicyRequest{
 		PolicyRequest: &wire.PeerPolicyRequest{Office: office, HaveRevision: p.a.state.RevisionIn(office), ReplyTo: p.a.gossip.addr()}}}
-	if addr != "" {
-		go p.sendTo(peer, addr, req)
-	} else {
-		go p.send(peer, req)
-	}
+	go p.tell(peer, addr, req)
 }
 
-func (p *peerPolicy) send(to string, m *wire.PeerMessage) {
+// tell hands m to an office peer — at addr, or where gossip lists it when
+// addr is empty — as one gossip packet when it is small (gossip.Node.Tell).
+// Every message sent this way is asked for again or sent again when it is
+// lost: policy and revocation requests and answers, pushes that back up a
+// rumor, roll-up acknowledgements.
+func (p *peerPolicy) tell(to, addr string, m *wire.PeerMessage) {
 	b, err := proto.Marshal(m)
 	if err == nil {
-		err = p.a.gossip.send(to, b)
+		err = p.a.gossip.tell(to, addr, b)
 	}
 	if err != nil {
-		p.a.log.Debug("message to office peer", "peer", to, "err", err)
-	}
-}
-
-func (p *peerPolicy) sendTo(to, addr string, m *wire.PeerMessage) {
-	b, err := proto.Marshal(m)
-	if err == nil {
-		err = p.a.gossip.sendTo(to, addr, b)
-	}
-	if err != nil {
-		p.a.log.Debug("answer office peer", "peer", to, "addr", addr, "err", err)
+		p.a.log.Debug("message to office peer", "peer", to, "addr", addr, "err", err)
 	}
 }
 
@@ -242,17 +233,14 @@ func (p *peerPolicy) Message(b []byte) {
 			return
 		}
 		answer := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
-		if to := body.PolicyRequest.GetReplyTo(); to != "" {
-			go p.sendTo(m.GetFrom(), to, answer)
-		} else {
-			go p.send(m.GetFrom(), answer)
-		}
+		go p.tell(m.GetFrom(), body.PolicyRequest.GetReplyTo(), answer)
 	case *wire.PeerMessage_Policy:
-		p.accept(m.GetFrom(), body.Policy)
+		p.take(m.GetFrom(), body.Policy, 0)
 	case *wire.PeerMessage_RevocationsRequest:
 		p.a.answerRevocations(m.GetFrom(), body.RevocationsRequest)
 	case *wire.PeerMessage_Revocations:
-		p.a.takeRevocations(body.Revocations, m.GetFrom())
+		// Verified off the packet reader's goroutine: probes wait behind it.
+		go p.a.takeRevocations(body.Revocations, m.GetFrom())
 	case *wire.PeerMessage_RollupReport:
 		p.a.rollup.take(m.GetFrom(), body.RollupReport)
 	case *wire.PeerMessage_RollupAck:
@@ -274,19 +262,32 @@ func (p *peerPolicy) rumor(from string, r *wire.RevisionRumor) {
 		p.want(from, r.GetHolderAddr(), r.GetRevision())
 		return
 	}
+	p.take(from, r.GetPolicy(), r.GetRevision())
+}
+
+// take verifies and keeps a policy a peer handed over (in a rumor, which
+// says its revision, or on its own: rev 0), off memberlist's goroutines —
+// they read the office's packets, probes among them — and once while the
+// same revision arrives again.
+func (p *peerPolicy) take(from string, sp *wire.SignedPolicy, rev uint64) {
 	p.mu.Lock()
-	if p.taking >= r.GetRevision() {
+	if rev > 0 && p.taking >= rev {
 		p.mu.Unlock()
 		return
 	}
-	p.taking = r.GetRevision()
+	if rev > p.taking {
+		p.taking = rev
+	}
 	p.mu.Unlock()
-	// Verified and written to disk off memberlist's goroutine.
 	go func() {
-		p.accept(from, r.GetPolicy())
-		p.mu.Lock()
-		p.taking = 0
-		p.mu.Unlock()
+		p.accept(from, sp)
+		if rev > 0 {
+			p.mu.Lock()
+			if p.taking == rev {
+				p.taking = 0
+			}
+			p.mu.Unlock()
+		}
 	}()
 }
 
@@ -334,7 +335,7 @@ func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
 	}
 	for _, peer := range behind[:min(fanout, len(behind))] {
 		p.holds(peer.Name, "", rev) // it will: not pushed to again
-		go p.send(peer.Name, m)
+		go p.tell(peer.Name, "", m)
 	}
 }
 

@@ -53,14 +53,14 @@ func (a *Agent) spreadRevocations(sr *wire.SignedRevocations, from string) {
 	rand.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
 	m := &wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_Revocations{Revocations: sr}}
 	for _, name := range to[:min(spreadFanout, len(to))] {
-		go a.peers.send(name, m)
+		go a.peers.tell(name, "", m)
 	}
 }
 
 // askRevocations asks peer for its list if it is newer than this host's.
 func (a *Agent) askRevocations(peer string) {
 	_, have := a.sessions.Revocations()
-	go a.peers.send(peer, &wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_RevocationsRequest{
+	go a.peers.tell(peer, "", &wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_RevocationsRequest{
 		RevocationsRequest: &wire.RevocationsRequest{HaveIssuedUnixMs: have, ReplyTo: a.gossip.addr()}}})
 }
 
@@ -71,11 +71,7 @@ func (a *Agent) answerRevocations(from string, req *wire.RevocationsRequest) {
 		return
 	}
 	m := &wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_Revocations{Revocations: sr}}
-	if to := req.GetReplyTo(); to != "" {
-		go a.peers.sendTo(from, to, m)
-	} else {
-		go a.peers.send(from, m)
-	}
+	go a.peers.tell(from, req.GetReplyTo(), m)
 }
 
 // refreshRevocations asks the coordinator for the current list before a

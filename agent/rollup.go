@@ -273,7 +273,7 @@ func (r *rollup) carried(sent []*wire.SignedCheckin, acks []*wire.SignedRollupAc
 		if ack.GetMemberId() == r.a.id.ID {
 			continue
 		}
-		go r.a.peers.send(ack.GetMemberId(), &wire.PeerMessage{From: r.a.id.ID, Body: &wire.PeerMessage_RollupAck{RollupAck: ack}})
+		go r.a.peers.tell(ack.GetMemberId(), "", &wire.PeerMessage{From: r.a.id.ID, Body: &wire.PeerMessage_RollupAck{RollupAck: ack}})
 	}
 }
 

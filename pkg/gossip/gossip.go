@@ -112,6 +112,7 @@ type Node struct {
 	rumors *memberlist.TransmitLimitedQueue
 	// members counts the peers, for the rumors' retransmit limit.
 	members atomic.Int32
+	tr      *transport // nil until Run
 	// failed are peers that died or left: this member tries to rejoin
 	// them now and then, so that an office cut in two by its network
 	// becomes one again once it heals (memberlist alone forgets them).
@@ -213,6 +214,9 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 	}
 	c.Transport = tr
+	n.mu.Lock()
+	n.tr = tr
+	n.mu.Unlock()
 	if n.cfg.Allow != nil {
 		c.Transport = newFiltered(tr, n.cfg.Allow)
 	}
@@ -229,10 +233,14 @@ func (n *Node) Run(ctx context.Context) error {
 	n.ml, n.addr = ml, addr
 	// Not ml.NumMembers: memberlist asks for broadcasts while it holds
 	// its own lock, and taking it again can deadlock.
-	// Rumors are rare (one per revision), so each is told twice as often
-	// as memberlist's own news: a member a rumor misses waits for the
-	// anti-entropy.
-	n.rumors = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return int(n.members.Load()) + 1 }, RetransmitMult: 2 * c.RetransmitMult}
+	// Every member that takes a rumor's news tells its own rumor, so an
+	// office carries members × limit copies, the limit being memberlist's
+	// own (4 × ⌈log10(members + 1)⌉): a member misses all of them with a
+	// chance of about e^-limit (6 in a million at 100 members), and then
+	// the push that backs the rumor up or the anti-entropy reaches it.
+	// Twice that limit was half of what a rollout cost an office's CPU.
+	// Offices under 99 members count as 99, so that no limit is under 8.
+	n.rumors = &memberlist.TransmitLimitedQueue{NumNodes: func() int { return max(int(n.members.Load())+1, minRumorOffice) }, RetransmitMult: c.RetransmitMult}
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())
@@ -409,6 +417,9 @@ const (
 	officeProbeInterval = 800 * time.Millisecond
 )
 
+// minRumorOffice is the office size rumors are told for at least.
+const minRumorOffice = 99
+
 // MaxRumor bounds a rumor: it must fit in one gossip packet beside
 // memberlist's own messages.
 const MaxRumor = 1024
@@ -500,38 +511,65 @@ func (e events) set(m *memberlist.Node) {
 // SendTo delivers msg to the member named to at addr (host:port), whether
 // or not this node lists it as alive.
 func (n *Node) SendTo(to, addr string, msg []byte) error {
-	if len(msg) > MaxMessage {
-		return fmt.Errorf("gossip: message of %d bytes is over the limit", len(msg))
-	}
-	host, port, err := splitHostPort(addr)
-	ip := net.ParseIP(host)
-	if err != nil || ip == nil || port == 0 {
-		return fmt.Errorf("gossip: %q is not an address to answer", addr)
-	}
-	n.mu.Lock()
-	ml := n.ml
-	n.mu.Unlock()
-	if ml == nil {
-		return fmt.Errorf("gossip: not running")
-	}
-	return ml.SendReliable(&memberlist.Node{Name: to, Addr: ip, Port: uint16(port)}, msg)
+	return n.deliver(to, addr, msg, len(msg) <= MaxPacketMessage)
 }
 
 // Send delivers msg to the peer named to over the office's encrypted
 // stream transport.
 func (n *Node) Send(to string, msg []byte) error {
+	return n.deliver(to, "", msg, false)
+}
+
+// Tell delivers msg to the member named to — at addr (host:port) when it
+// is not empty, else where this node lists it — as one encrypted gossip
+// packet when it is small (at most MaxPacketMessage bytes), else over the
+// stream transport. A packet costs a send and a receive; a stream costs a
+// connection set up, read under a deadline and torn down on both sides,
+// several times the CPU, which in an office's rollout is paid by every
+// member. A packet can be lost: Tell is for messages whose sender asks
+// again or sends again when nothing comes of them.
+func (n *Node) Tell(to, addr string, msg []byte) error {
+	return n.deliver(to, addr, msg, len(msg) <= MaxPacketMessage)
+}
+
+// MaxPacketMessage is the largest message Tell sends as a packet: with
+// the packet's header, label and encryption it stays well within
+// memberlist's 1,400-byte datagrams, so it is not fragmented on an
+// office's network.
+const MaxPacketMessage = 1200
+
+func (n *Node) deliver(to, addr string, msg []byte, packet bool) error {
 	if len(msg) > MaxMessage {
 		return fmt.Errorf("gossip: message of %d bytes is over the limit", len(msg))
 	}
+	var target *memberlist.Node
 	n.mu.Lock()
-	p, ok := n.peers[to]
 	ml := n.ml
-	n.mu.Unlock()
-	if !ok || ml == nil {
-		return fmt.Errorf("gossip: no live member %s", to)
+	if addr == "" {
+		// A copy: memberlist changes the *Node values it owns under its lock.
+		if p, ok := n.peers[to]; ok {
+			target = &memberlist.Node{Name: p.Name, Addr: p.ip, Port: p.port}
+		}
 	}
-	// A copy: memberlist changes the *Node values it owns under its lock.
-	return ml.SendReliable(&memberlist.Node{Name: p.Name, Addr: p.ip, Port: p.port}, msg)
+	n.mu.Unlock()
+	if addr != "" {
+		host, port, err := splitHostPort(addr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || port == 0 {
+			return fmt.Errorf("gossip: %q is not an address to answer", addr)
+		}
+		target = &memberlist.Node{Name: to, Addr: ip, Port: uint16(port)}
+	}
+	switch {
+	case ml == nil:
+		return fmt.Errorf("gossip: not running")
+	case target == nil:
+		return fmt.Errorf("gossip: no live member %s", to)
+	case packet:
+		return ml.SendBestEffort(target, msg)
+	default:
+		return ml.SendReliable(target, msg)
+	}
 }
 
 type delegate struct{ n *Node }

@@ -129,6 +129,71 @@ func TestSendAndPeerChanges(t *testing.T) {
 	}
 }
 
+// Tell sends a small message as one packet and a large one over a stream;
+// either way it arrives, also at an address the sender does not list.
+func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	rec := &recorder{}
+	mk := func(name, bind string, h Handler) *Node {
+		n, err := New(Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h}, logging.Discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); n.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+		<-n.Ready()
+		return n
+	}
+	a := mk("a", "127.0.0.7:0", rec)
+	b := mk("b", "127.0.0.8:0", nil)
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(b.Peers()) == 1 }, "b does not list a")
+	got := func(want int) func() bool {
+		return func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.msgs) == want }
+	}
+	b.mu.Lock()
+	tr := b.tr
+	b.mu.Unlock()
+	dials := tr.dials.Load()
+	small := make([]byte, MaxPacketMessage)
+	for i := range 20 {
+		small[0] = byte(i)
+		if err := b.Tell("a", "", small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, got(20), "a did not get b's small messages")
+	// memberlist's own push-pull may open one stream meanwhile; twenty
+	// streams would be Tell's.
+	if d := tr.dials.Load() - dials; d > 1 {
+		t.Errorf("20 small messages opened %d streams", d)
+	}
+	dials = tr.dials.Load()
+	big := make([]byte, MaxPacketMessage+1)
+	if err := b.Tell("a", "", big); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, got(21), "a did not get b's large message")
+	if tr.dials.Load() == dials {
+		t.Error("a message over a packet went without a stream")
+	}
+	if err := b.Tell("stranger", a.Addr(), []byte("by address")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, got(22), "a did not get the message sent to its address")
+	if err := b.Tell("nobody", "", []byte("x")); err == nil {
+		t.Fatal("told a member that does not exist")
+	}
+	if err := b.Tell("nobody", "not an address", []byte("x")); err == nil {
+		t.Fatal("told a malformed address")
+	}
+}
+
 // A rumor reaches every member of the office by gossip alone when each
 // member that hears it tells it on (as agents do with a revision), and a
 // newer rumor on the same topic replaces the older one in the teller's

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ type transport struct {
 	done     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
+	dials    atomic.Int64 // streams opened, for tests
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -201,6 +203,7 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 }
 
 func (t *transport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	t.dials.Add(1)
 	d := net.Dialer{Timeout: timeout}
 	return d.Dial("tcp", a.Addr)
 }
