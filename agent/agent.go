@@ -675,7 +675,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 		a.log.Warn("office gossip", "err", err)
 	}
 	a.savePeers()
-	if len(a.gossip.peers()) == 0 && len(info.GetGossipSeeds()) > 0 {
+	if a.gossip.numPeers() == 0 && len(info.GetGossipSeeds()) > 0 {
 		if n, err := a.gossip.join(info.GetGossipSeeds()); err != nil {
 			a.log.Debug("join office gossip", "seeds", info.GetGossipSeeds(), "joined", n, "err", err)
 		}
@@ -709,7 +709,7 @@ const officeGrace = 3 * time.Second
 // the coordinator itself once the grace is over.
 func (a *Agent) awaitOffice(want uint64) bool {
 	office, roaming := a.Office()
-	if roaming || want <= a.state.RevisionIn(office) || len(a.gossip.peers()) == 0 {
+	if roaming || want <= a.state.RevisionIn(office) || a.gossip.numPeers() == 0 {
 		return false
 	}
 	a.mu.Lock()
@@ -901,7 +901,7 @@ func (a *Agent) rejoin() {
 	seeds := a.info.GetGossipSeeds()
 	roaming := a.info.GetRoaming()
 	a.mu.Unlock()
-	if roaming || len(a.gossip.peers()) > 0 {
+	if roaming || a.gossip.numPeers() > 0 {
 		return
 	}
 	self := a.gossip.addr()

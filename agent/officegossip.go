@@ -122,6 +122,20 @@ func (g *officeGossip) peers() []gossip.Peer {
 	return nil
 }
 
+func (g *officeGossip) numPeers() int {
+	if n := g.current(); n != nil {
+		return n.NumPeers()
+	}
+	return 0
+}
+
+func (g *officeGossip) anyPeer() string {
+	if n := g.current(); n != nil {
+		return n.AnyPeer()
+	}
+	return ""
+}
+
 func (g *officeGossip) join(seeds []string) (int, error) {
 	if n := g.current(); n != nil {
 		return n.Join(seeds)

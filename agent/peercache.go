@@ -24,7 +24,7 @@ type officePeers struct {
 
 func (o officePeers) Self() string { return o.a.id.ID }
 
-func (o officePeers) Members() int { return len(o.a.gossip.peers()) }
+func (o officePeers) Members() int { return o.a.gossip.numPeers() }
 
 func (o officePeers) Client() *http.Client { return o.client }
 

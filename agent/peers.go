@@ -74,7 +74,7 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 			}
 			p.mu.Unlock()
 			p.askHolder()
-			n := len(p.a.gossip.peers())
+			n := p.a.gossip.numPeers()
 			if n == 0 {
 				go p.a.rejoin()
 				continue
@@ -175,12 +175,10 @@ func (p *peerPolicy) want(peer, addr string, rev uint64) {
 // askAny asks one office peer at random for its policy, if it is newer
 // than the one held, and names the peer ("" when there is none).
 func (p *peerPolicy) askAny() string {
-	peers := p.a.gossip.peers()
-	if len(peers) == 0 {
-		return ""
+	peer := p.a.gossip.anyPeer()
+	if peer != "" {
+		p.ask(peer, "")
 	}
-	peer := peers[rand.IntN(len(peers))].Name
-	p.ask(peer, "")
 	return peer
 }
 

@@ -91,6 +91,17 @@ func (ch *child) holding(rev uint64) int {
 	return n
 }
 
+// newest is the newest revision any of its agents holds.
+func (ch *child) newest() uint64 {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	var n uint64
+	for r := range ch.revs {
+		n = max(n, r)
+	}
+	return n
+}
+
 func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int, firstIP, dir string) *child {
 	b.Helper()
 	cmd := exec.Command(loadgenBinary(b), "--coordinator", c.QUIC, "--ca-fingerprint", c.CA, "--token", c.EnrollToken(office, "agent", n),
@@ -271,9 +282,16 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	for o := range offices {
 		names = append(names, fmt.Sprintf("office%02d", o))
 	}
+	// Every agent holds its office's revision now; any newer one is this
+	// change's (nothing else is published meanwhile), so the watch starts
+	// with the call, not with its answer: offices that have the change
+	// before the API answers count when they have it.
+	revs := make([]uint64, offices)
+	for o, ch := range children {
+		revs[o] = ch.newest() + 1
+	}
 	start, fleetStart, coordStart := time.Now(), fleetCPUSeconds(children), cpuSeconds()
 	var mu sync.Mutex
-	revs := make([]uint64, offices)
 	var applied time.Duration
 	go func() {
 		var out struct {
@@ -284,7 +302,9 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 		defer mu.Unlock()
 		applied = time.Since(start)
 		for o, name := range names {
-			revs[o] = out.Published[name]
+			if out.Published[name] < revs[o] {
+				b.Errorf("office %s published at revision %d, older than the %d expected", name, out.Published[name], revs[o])
+			}
 		}
 	}()
 	spread := make([]time.Duration, offices) // from the call until 99 % of the office
@@ -294,9 +314,6 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 		have, now := 0, time.Since(start)
 		mu.Lock()
 		for o, ch := range children {
-			if revs[o] == 0 {
-				continue
-			}
 			k := ch.holding(revs[o])
 			have += k
 			if spread[o] == 0 && 100*k >= 99*per {

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"sync"
@@ -45,7 +46,11 @@ type Config struct {
 	SuspicionMult int
 	// ProbeInterval, if set, replaces the default probe interval
 	// (officeProbeInterval with LAN timers, memberlist's otherwise). Longer
-	// probes cost less and find a dead member later.
+	// probes cost less and find a dead member later. A longer interval
+	// also gives a probe longer to be answered (5/8 of the interval, as
+	// officeProbeTimeout is of officeProbeInterval): a member that is slow
+	// for a moment is not suspected, and its office does not spend the
+	// CPU of a suspicion and its refutation going round.
 	ProbeInterval time.Duration
 	// Handler, if set, hears of peers' changes and their messages.
 	Handler Handler
@@ -171,13 +176,14 @@ func (n *Node) Run(ctx context.Context) error {
 	c.Name = n.cfg.Name
 	if n.cfg.LAN {
 		c.SuspicionMult = officeSuspicionMult
-		c.ProbeInterval = officeProbeInterval
+		c.ProbeInterval, c.ProbeTimeout = officeProbeInterval, officeProbeTimeout
 	}
 	if n.cfg.SuspicionMult > 0 {
 		c.SuspicionMult = n.cfg.SuspicionMult
 	}
 	if n.cfg.ProbeInterval > 0 {
 		c.ProbeInterval = n.cfg.ProbeInterval
+		c.ProbeTimeout = max(c.ProbeTimeout, n.cfg.ProbeInterval*5/8)
 	}
 	host, port, _ := splitHostPort(n.cfg.Bind)
 	c.BindAddr, c.BindPort = host, port
@@ -415,6 +421,7 @@ const announcePace = 100 * time.Millisecond
 const (
 	officeSuspicionMult = 3
 	officeProbeInterval = 800 * time.Millisecond
+	officeProbeTimeout  = 500 * time.Millisecond // memberlist's LAN default
 )
 
 // minRumorOffice is the office size rumors are told for at least.
@@ -458,6 +465,27 @@ func (r rumor) Invalidates(other memberlist.Broadcast) bool {
 }
 func (r rumor) Message() []byte { return r.msg }
 func (r rumor) Finished()       {}
+
+// NumPeers counts the other live members without listing them.
+func (n *Node) NumPeers() int { return int(n.members.Load()) }
+
+// AnyPeer names a live member at random, "" when there is none, without
+// listing them all.
+func (n *Node) AnyPeer() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.peers) == 0 {
+		return ""
+	}
+	i := rand.IntN(len(n.peers))
+	for name := range n.peers {
+		if i == 0 {
+			return name
+		}
+		i--
+	}
+	return ""
+}
 
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
