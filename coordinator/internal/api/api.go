@@ -43,6 +43,9 @@ type Uploader interface {
 // Notifier tells connected members that a revision is out.
 type Notifier interface {
 	NotifyRevision(office string, revision uint64)
+	// NotifyRevisions tells several offices at once (a change that
+	// reaches them all starts in each together).
+	NotifyRevisions(revs map[string]uint64)
 }
 
 // Presence says whether a member is connected now.

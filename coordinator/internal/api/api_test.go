@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,6 +47,11 @@ func (s testSigner) Sign(p *wire.Policy) ([]byte, error) {
 type notes struct{ revs []uint64 }
 
 func (n *notes) NotifyRevision(_ string, rev uint64) { n.revs = append(n.revs, rev) }
+func (n *notes) NotifyRevisions(revs map[string]uint64) {
+	for _, o := range slices.Sorted(maps.Keys(revs)) {
+		n.NotifyRevision(o, revs[o])
+	}
+}
 
 const token = "opa_test_token_that_is_long_enough_0123456789"
 

@@ -758,12 +758,14 @@ func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.N
 	// rollouts would otherwise compete with the work for the rest, and the
 	// whole fleet starts together.
 	out := map[string]uint64{}
+	for _, p := range stored {
+		out[p.Office] = p.Revision
+	}
+	if a.d.Notifier != nil {
+		a.d.Notifier.NotifyRevisions(out)
+	}
 	for i, p := range stored {
 		a.logPublished(p, prs[i])
-		out[p.Office] = p.Revision
-		if a.d.Notifier != nil {
-			a.d.Notifier.NotifyRevision(p.Office, p.Revision)
-		}
 	}
 	return created, out, nil
 }

@@ -841,22 +841,48 @@ func (s *Server) fileServer(ctx context.Context, id string) *wire.Response {
 // NotifyRevision pushes "revision N is out" to every connected member of
 // office, without waiting: members that miss it learn at check-in.
 func (s *Server) NotifyRevision(office string, revision uint64) {
-	if s.holdBack(office, revision) {
-		return
+	s.NotifyRevisions(map[string]uint64{office: revision})
+}
+
+// NotifyRevisions tells several offices of their new revisions together:
+// every office's members are looked up before the first push starts, so a
+// change for the whole fleet starts in every office at once. (Told one
+// office after another, the first offices' rollouts took the CPU the
+// lookups for the rest needed: at 2,000 agents the last office was told
+// 2.3 s after the first.)
+func (s *Server) NotifyRevisions(revs map[string]uint64) {
+	type told struct {
+		office   string
+		revision uint64
+		members  []store.Member
+		own      []string
 	}
-	members, err := s.store.Members(office)
-	if err != nil {
-		s.log.Error("push revision", "office", office, "err", err)
-		return
-	}
-	// Members with a policy of their own cannot take it from peers: each
-	// is told itself, and none of them counts toward the fanout.
-	own, err := s.store.VariantMembers(office)
-	if err != nil {
-		s.log.Error("push revision", "office", office, "err", err)
+	var all []told
+	for office, revision := range revs {
+		if s.holdBack(office, revision) {
+			continue
+		}
+		members, err := s.store.Members(office)
+		if err != nil {
+			s.log.Error("push revision", "office", office, "err", err)
+			continue
+		}
+		// Members with a policy of their own cannot take it from peers:
+		// each is told itself, and none of them counts toward the fanout.
+		own, err := s.store.VariantMembers(office)
+		if err != nil {
+			s.log.Error("push revision", "office", office, "err", err)
+		}
+		all = append(all, told{office, revision, members, own})
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, t := range all {
+		s.pushRevisionLocked(t.office, t.revision, t.members, t.own)
+	}
+}
+
+func (s *Server) pushRevisionLocked(office string, revision uint64, members []store.Member, own []string) {
 	// Members come from the store in random enough order (map iteration
 	// in bolt is by id, which is random), so the few told vary.
 	pushed := 0
