@@ -36,6 +36,21 @@ func start(t *testing.T, name, bind string, key []byte) *Node {
 	return n
 }
 
+// run starts a node with cfg until the test ends.
+func run(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	n, err := New(cfg, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-n.Ready()
+	return n
+}
+
 func TestOfficeMembersSeeEachOtherAndRevisions(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -87,16 +102,7 @@ func TestSendAndPeerChanges(t *testing.T) {
 	rand.Read(key)
 	rec := &recorder{}
 	mk := func(name, bind string, h Handler) *Node {
-		n, err := New(Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h}, logging.Discard())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); n.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		<-n.Ready()
-		return n
+		return run(t, Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h})
 	}
 	a := mk("a", "127.0.0.5:0", rec)
 	b := mk("b", "127.0.0.6:0", nil)
@@ -136,16 +142,7 @@ func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
 	rand.Read(key)
 	rec := &recorder{}
 	mk := func(name, bind string, h Handler) *Node {
-		n, err := New(Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h}, logging.Discard())
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); n.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		<-n.Ready()
-		return n
+		return run(t, Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h})
 	}
 	a := mk("a", "127.0.0.7:0", rec)
 	b := mk("b", "127.0.0.8:0", nil)
