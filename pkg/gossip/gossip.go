@@ -220,9 +220,6 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 	}
 	c.Transport = tr
-	n.mu.Lock()
-	n.tr = tr
-	n.mu.Unlock()
 	if n.cfg.Allow != nil {
 		c.Transport = newFiltered(tr, n.cfg.Allow)
 	}
@@ -236,7 +233,7 @@ func (n *Node) Run(ctx context.Context) error {
 	ln := ml.LocalNode()
 	addr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.mu.Lock()
-	n.ml, n.addr = ml, addr
+	n.ml, n.addr, n.tr = ml, addr, tr
 	// Not ml.NumMembers: memberlist asks for broadcasts while it holds
 	// its own lock, and taking it again can deadlock.
 	// Every member that takes a rumor's news tells its own rumor, so an

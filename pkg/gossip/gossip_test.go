@@ -101,11 +101,8 @@ func TestSendAndPeerChanges(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	rec := &recorder{}
-	mk := func(name, bind string, h Handler) *Node {
-		return run(t, Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h})
-	}
-	a := mk("a", "127.0.0.5:0", rec)
-	b := mk("b", "127.0.0.6:0", nil)
+	a := run(t, Config{Name: "a", Bind: "127.0.0.5:0", Keys: [][]byte{key}, Handler: rec})
+	b := run(t, Config{Name: "b", Bind: "127.0.0.6:0", Keys: [][]byte{key}, Handler: nil})
 	if _, err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,11 +138,8 @@ func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	rec := &recorder{}
-	mk := func(name, bind string, h Handler) *Node {
-		return run(t, Config{Name: name, Bind: bind, Keys: [][]byte{key}, Handler: h})
-	}
-	a := mk("a", "127.0.0.7:0", rec)
-	b := mk("b", "127.0.0.8:0", nil)
+	a := run(t, Config{Name: "a", Bind: "127.0.0.7:0", Keys: [][]byte{key}, Handler: rec})
+	b := run(t, Config{Name: "b", Bind: "127.0.0.8:0", Keys: [][]byte{key}, Handler: nil})
 	if _, err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
