@@ -396,6 +396,14 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 		return resp
 	}
 	if n := req.GetRevisionNotice(); n != nil {
+		if a.holds(n) {
+			// The office handed it over before the push came (the push goes
+			// to a few members at once, gossip is as quick): the report
+			// that says so is made or on its way; a second check-in for it
+			// would be one more message per pushed member and rollout.
+			a.log.Debug("revision pushed, already held", "revision", n.GetRevision())
+			return nil
+		}
 		a.log.Debug("revision pushed", "revision", n.GetRevision())
 		// The coordinator pushes to ask for a check-in now (a new revision,
 		// a move): that one is direct, not through the roll-up.
@@ -413,6 +421,14 @@ func (a *Agent) onPush(ctx context.Context, req *wire.Request) *wire.Response {
 		return nil
 	}
 	return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "unknown push")
+}
+
+// holds tells whether a pushed revision notice is of a revision of this
+// member's office that it has taken already. A notice without a revision
+// (the member was moved) or of another office is always news.
+func (a *Agent) holds(n *wire.RevisionNotice) bool {
+	office, _ := a.Office()
+	return n.GetRevision() > 0 && n.GetOffice() == office && a.state.RevisionIn(office) >= n.GetRevision()
 }
 
 func (a *Agent) trigger() {

@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+
+	"github.com/outposthq/outpost/agent/internal/state"
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// A push of a revision the member took from its office already asks for
+// nothing: no check-in of its own, no direct one. Any other push does.
+func TestPushOfARevisionHeldAsksForNoCheckin(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	st, err := state.Open(t.TempDir(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := wire.SignPolicy(priv, &wire.Policy{Office: "wing", Revision: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Accept(sp, "wing", "ag-1"); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		notice *wire.RevisionNotice
+		news   bool
+	}{
+		"held":         {&wire.RevisionNotice{Office: "wing", Revision: 5}, false},
+		"older":        {&wire.RevisionNotice{Office: "wing", Revision: 4}, false},
+		"newer":        {&wire.RevisionNotice{Office: "wing", Revision: 6}, true},
+		"other office": {&wire.RevisionNotice{Office: "hall", Revision: 5}, true},
+		"moved":        {&wire.RevisionNotice{}, true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := &Agent{log: logging.Discard(), state: st, office: "wing", kick: make(chan struct{}, 1)}
+			a.rollup = &rollup{a: a}
+			if resp := a.onPush(context.Background(), &wire.Request{Body: &wire.Request_RevisionNotice{RevisionNotice: tc.notice}}); resp != nil {
+				t.Fatalf("answer %v", resp)
+			}
+			kicked := len(a.kick) == 1
+			if kicked != tc.news || a.rollup.direct != tc.news {
+				t.Fatalf("check-in asked for: %v, direct: %v; want %v", kicked, a.rollup.direct, tc.news)
+			}
+		})
+	}
+}
