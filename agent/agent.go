@@ -167,13 +167,15 @@ type Agent struct {
 	keptPeers atomic.Value // []string
 	// peerReports are office peers' misdeeds, told at the next check-in.
 	peerReports []string
-	id          *member.Identity
-	state       *state.State
-	link        *member.Client
-	gossip      *officeGossip
-	ready       chan struct{}
-	checkins    *prometheus.CounterVec
-	revision    prometheus.Gauge
+	// told is what the last report of the loop's carried (news).
+	told     told
+	id       *member.Identity
+	state    *state.State
+	link     *member.Client
+	gossip   *officeGossip
+	ready    chan struct{}
+	checkins *prometheus.CounterVec
+	revision prometheus.Gauge
 
 	// sessions serves technicians (access.go).
 	sessions *session.Server
@@ -460,6 +462,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	// wait for a link that is down, so enforcement goes on at the interval.
 	wait := 10 * time.Second
 	urgent := true // the first report, and any the agent is woken for, are news
+	kicked := false
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		office := a.office
@@ -482,33 +485,20 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			a.applyFirst(ctx, run, p)
 			ranFirst, urgent = true, true
 		}
-		cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
-		err := a.report(cctx, urgent, wait > 0)
-		cancel()
-		if err != nil {
-			a.checkins.WithLabelValues("error").Inc()
-			a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
+		if kicked && !ranFirst && !a.news() {
+			// The straggler of a burst of kicks (a push whose policy was
+			// taken and reported in the pass before): nothing to tell, and
+			// a run and a report now would be one more of each per member
+			// and rollout.
+			a.log.Debug("woken with nothing new to report")
 		} else {
-			a.checkins.WithLabelValues("ok").Inc()
-			if err := a.sync(ctx); err != nil {
-				a.log.Warn("policy update failed", "err", err)
-			}
+			a.pass(ctx, run, urgent, wait, ranFirst)
 		}
-		if p := a.state.Policy(); p != nil && (!ranFirst || !a.ran(p)) {
-			if a.apply(ctx, run, p) {
-				// Report right after applying rather than at the next interval.
-				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if err := a.report(cctx, true, false); err != nil {
-					a.log.Debug("report after apply", "err", err)
-				}
-				cancel()
-			}
-		}
-		wait = 0
+		wait, kicked = 0, false
 		select {
 		case <-ctx.Done():
 		case <-a.kick:
-			urgent = true
+			urgent, kicked = true, true
 			// Kicks come in bursts (a push that carries a policy: the
 			// policy taken, then the notice): one pass answers them all.
 			select {
@@ -523,6 +513,47 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			urgent = false
 		}
 	}
+}
+
+// pass reports, takes a newer policy the answer tells of, and runs the
+// policy (unless ranFirst: it was run just now), reporting again if the
+// run changed anything. wait is how long a first check-in waits for the
+// link.
+func (a *Agent) pass(ctx context.Context, run *runner.Runner, urgent bool, wait time.Duration, ranFirst bool) {
+	cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
+	err := a.report(cctx, urgent, wait > 0)
+	cancel()
+	if err != nil {
+		a.checkins.WithLabelValues("error").Inc()
+		a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
+	} else {
+		a.checkins.WithLabelValues("ok").Inc()
+		if err := a.sync(ctx); err != nil {
+			a.log.Warn("policy update failed", "err", err)
+		}
+	}
+	if p := a.state.Policy(); p != nil && (!ranFirst || !a.ran(p)) {
+		if a.apply(ctx, run, p) {
+			// Report right after applying rather than at the next interval.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := a.report(cctx, true, false); err != nil {
+				a.log.Debug("report after apply", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// news tells whether this member has anything to tell that its last
+// report did not: another revision or run, a misbehaving peer, a direct
+// check-in the coordinator asked for, or a revision it heard of and does
+// not hold.
+func (a *Agent) news() bool {
+	a.mu.Lock()
+	told, peers, office := a.told, len(a.peerReports) > 0, a.office
+	a.mu.Unlock()
+	return peers || a.rollup.directWanted() || a.noticed.Load() > a.state.RevisionIn(office) ||
+		told.revision != a.state.Revision() || told.report != a.state.Report()
 }
 
 // ran tells whether the last run was of p's revision.
@@ -597,6 +628,9 @@ func changed(a, b *wire.Report) bool {
 // waits for a link that is down only when waitLink is set. urgent asks the
 // roll-up member to pass it on soon.
 func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
+	// What this report tells, taken before it is made: if the state
+	// changes meanwhile, the next kick reports again.
+	t := told{revision: a.state.Revision(), report: a.state.Report()}
 	// A misbehaving peer is news for the coordinator itself: straight
 	// there while the link is up.
 	a.mu.Lock()
@@ -605,6 +639,7 @@ func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
 	if to := a.rollup.route(); to != "" && !(peerNews && a.link.Connected()) {
 		err := a.rollup.send(to, urgent)
 		if err == nil {
+			a.reported(t)
 			a.flushAudit(ctx)
 			return nil
 		}
@@ -613,7 +648,23 @@ func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
 	if !waitLink && !a.link.Connected() {
 		return member.ErrOffline
 	}
-	return a.checkin(ctx)
+	err := a.checkin(ctx)
+	if err == nil {
+		a.reported(t)
+	}
+	return err
+}
+
+// told is what a report carried: the revision held and the last run.
+type told struct {
+	revision uint64
+	report   *wire.Report
+}
+
+func (a *Agent) reported(t told) {
+	a.mu.Lock()
+	a.told = t
+	a.mu.Unlock()
 }
 
 func (a *Agent) officeInfo() *wire.OfficeInfo {

@@ -48,3 +48,45 @@ func TestPushOfARevisionHeldAsksForNoCheckin(t *testing.T) {
 		})
 	}
 }
+
+// A kick makes a report only when there is something the last one did not
+// tell.
+func TestNewsIsWhatTheLastReportDidNotTell(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	st, err := state.Open(t.TempDir(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := wire.SignPolicy(priv, &wire.Policy{Office: "wing", Revision: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Accept(sp, "wing", "ag-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetReport(&wire.Report{Revision: 5, Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := func() *Agent {
+		a := &Agent{log: logging.Discard(), state: st, office: "wing", kick: make(chan struct{}, 1)}
+		a.rollup = &rollup{a: a}
+		a.reported(told{revision: st.Revision(), report: st.Report()})
+		return a
+	}
+	if a := fresh(); a.news() {
+		t.Fatal("news right after a report of everything")
+	}
+	for name, change := range map[string]func(a *Agent){
+		"a misbehaving peer":   func(a *Agent) { a.peerReports = []string{"ag-2: sent a policy that was refused"} },
+		"a direct check-in":    func(a *Agent) { a.rollup.checkinDirectly() },
+		"a revision not held":  func(a *Agent) { a.notice(6) },
+		"an older report told": func(a *Agent) { a.told.report = &wire.Report{Revision: 4} },
+		"an older revision":    func(a *Agent) { a.told.revision = 4 },
+	} {
+		a := fresh()
+		change(a)
+		if !a.news() {
+			t.Errorf("%s is not news", name)
+		}
+	}
+}

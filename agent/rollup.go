@@ -298,6 +298,14 @@ func (r *rollup) acked(s *wire.SignedRollupAck) {
 	r.mu.Unlock()
 }
 
+// directWanted tells whether the next report is to be a direct check-in
+// because the coordinator asked for one.
+func (r *rollup) directWanted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.direct
+}
+
 // checkinDirectly makes the next report a direct check-in.
 func (r *rollup) checkinDirectly() {
 	r.mu.Lock()

@@ -110,7 +110,7 @@ func startAgentWith(t testing.TB, c *coordinatortest.Harness, token, hostname, g
 func (ta *testAgent) start() {
 	ta.t.Helper()
 	reg := prometheus.NewRegistry()
-	a, err := agent.New(ta.cfg, testLogger(), reg, ta.opts...)
+	a, err := agent.New(ta.cfg, testLogger().With("host", ta.cfg.Hostname), reg, ta.opts...)
 	if err != nil {
 		ta.t.Fatal(err)
 	}

@@ -278,9 +278,10 @@ func TestRolloutCostsEachMemberOneReport(t *testing.T) {
 	reports := func(a *testAgent) float64 {
 		return counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "rollup") + counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "direct")
 	}
-	before := map[*testAgent]float64{}
+	before, beforeDirect := map[*testAgent]float64{}, map[*testAgent]float64{}
 	for _, a := range agents {
 		before[a] = reports(a)
+		beforeDirect[a] = counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "direct")
 	}
 	rev = c.Apply("wing", "items: []\n")
 	tu.Eventually(t, 30*time.Second, compliantAt(c, "wing", 5, rev), "the office did not take the new revision")
@@ -291,7 +292,7 @@ func TestRolloutCostsEachMemberOneReport(t *testing.T) {
 			continue // it also checks in to pass the others' reports on
 		}
 		n := reports(a) - before[a]
-		t.Logf("%s: %v reports for the rollout", a.cfg.Hostname, n)
+		t.Logf("%s: %v reports for the rollout (%v direct)", a.cfg.Hostname, n, counterBy(t, a.reg, "outpost_agent_rollup_reports_total", "path", "direct")-beforeDirect[a])
 		total += n
 	}
 	if total > 4 {
