@@ -553,7 +553,17 @@ func (a *Agent) news() bool {
 	told, peers, office := a.told, len(a.peerReports) > 0, a.office
 	a.mu.Unlock()
 	return peers || a.rollup.directWanted() || a.noticed.Load() > a.state.RevisionIn(office) ||
-		told.revision != a.state.Revision() || told.report != a.state.Report()
+		told.revision != a.state.Revision() || newRun(told.report, a.state.Report())
+}
+
+// newRun tells whether run now differs from the run last told in what a
+// report says (a run again with the same outcome is not news: it waits in
+// the queue for the next report, as after the interval's run).
+func newRun(last, now *wire.Report) bool {
+	if last == now {
+		return false
+	}
+	return last == nil || now == nil || last.GetRevision() != now.GetRevision() || changed(last, now)
 }
 
 // ran tells whether the last run was of p's revision.

@@ -76,6 +76,20 @@ func TestNewsIsWhatTheLastReportDidNotTell(t *testing.T) {
 	if a := fresh(); a.news() {
 		t.Fatal("news right after a report of everything")
 	}
+	// The policy run again with the same outcome.
+	a := fresh()
+	if err := st.SetReport(&wire.Report{Revision: 5, Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if a.news() {
+		t.Fatal("a run again with the same outcome is news")
+	}
+	if err := st.SetReport(&wire.Report{Revision: 5, Seq: 3, Items: []*wire.ItemReport{{Id: "vim", Status: wire.ItemReport_STATUS_FAILED}}}); err != nil {
+		t.Fatal(err)
+	}
+	if !a.news() {
+		t.Fatal("a run with another outcome is not news")
+	}
 	for name, change := range map[string]func(a *Agent){
 		"a misbehaving peer":   func(a *Agent) { a.peerReports = []string{"ag-2: sent a policy that was refused"} },
 		"a direct check-in":    func(a *Agent) { a.rollup.checkinDirectly() },
