@@ -257,6 +257,16 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the form lost the description: %q", v)
 	}
 	b.shot("office-new-error-1366")
+	// The distribution server shows in mode distribution only (the page
+	// works without the script, which hides it otherwise).
+	if !eval[bool](b, `document.getElementById("distribution-server-field").hidden && document.getElementById("distribution_server").disabled`) {
+		t.Fatal("the distribution server field shows in mode direct")
+	}
+	b.fill("#mode", "distribution")
+	if eval[bool](b, `document.getElementById("distribution-server-field").hidden || document.getElementById("distribution_server").disabled`) {
+		t.Fatal("the distribution server field is hidden in mode distribution")
+	}
+	b.fill("#mode", "direct")
 	b.fill("#name", "lab", "#subnets", "10.77.0.0/33")
 	b.submit("#save-office")
 	b.wantErrorBeside("subnets", "subnet")
@@ -549,9 +559,33 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal("a refused approval was saved")
 	}
 
+	// An approval rule from the patches page: a bad number of days is
+	// refused beside its field, nothing saved; then it is created. (Not
+	// evaluated here: it would approve the patch for lab.)
+	b.open("/ui/patches")
+	b.submit("#patch-rules")
+	b.submit("#new-rule")
+	b.fill("#name", "lab-first", "#test_office", "lab", "#after_days", "400", "#window", "01:00-05:00")
+	b.submit("#save-rule")
+	b.wantErrorBeside("after_days", "after_days")
+	if v := eval[string](b, `document.getElementById("window").value`); v != "01:00-05:00" {
+		t.Fatalf("the form lost the window: %q", v)
+	}
+	var rules struct{ Rules []struct{ Name string } }
+	c.MustDo("GET", "/v1/patch-rules", nil, &rules)
+	if len(rules.Rules) != 0 {
+		t.Fatalf("a refused rule was saved: %+v", rules)
+	}
+	b.fill("#after_days", "2")
+	b.submit("#save-rule")
+	if got := b.text(".flash"); !strings.Contains(got, "Rule lab-first created") {
+		t.Fatalf("create rule: %q", b.text("main"))
+	}
+
 	// The patch plugin is not built for e2e agents: from here on their
 	// report-only patch item fails, which the dashboard shows.
-	b.shootAll([]page{{"patches", "/ui/patches"}, {"patch", "/ui/patches/OUT-2026-001"}, {"dashboard-failed", "/ui/"}})
+	b.shootAll([]page{{"patches", "/ui/patches"}, {"patch", "/ui/patches/OUT-2026-001"}, {"patch-rules", "/ui/patch-rules"},
+		{"patch-rule", "/ui/patch-rules/lab-first"}, {"patch-rule-new", "/ui/patch-rules/+new"}, {"dashboard-failed", "/ui/"}})
 	b.width(768)
 	b.open("/ui/offices/lab/policy")
 	b.fill("#yaml", bad)

@@ -326,6 +326,12 @@ func (in officeInput) apply(o *store.Office) error {
 	}
 	if in.DistributionServer != nil {
 		o.DistributionServer = strings.TrimSpace(*in.DistributionServer)
+		// Kept while the office is in another mode (an office switched
+		// away and back keeps it), but not given for one: it would be
+		// stored and never shown.
+		if o.DistributionServer != "" && o.Mode != "distribution" {
+			return httpError(http.StatusBadRequest, "distribution_server %q is for mode distribution only (office %s is in mode %s): set mode distribution with it, or leave it empty", o.DistributionServer, o.Name, o.Mode)
+		}
 	}
 	if in.CheckinInterval != nil {
 		o.CheckinInterval = time.Duration(*in.CheckinInterval)

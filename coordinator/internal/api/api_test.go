@@ -110,6 +110,7 @@ func TestOfficeLifecycleAndErrors(t *testing.T) {
 		{"edit", "PATCH", "/v1/offices/berlin", `{"mode":"relay","relays":["https://10.0.0.5:8090"]}`, token, 200, ""},
 		{"plain relay allowed", "PATCH", "/v1/offices/berlin", `{"relays":["https://10.0.0.5:8090","http://10.0.0.6:8090"],"allow_plain_http":true}`, token, 200, ""},
 		{"plain disallowed while used", "PATCH", "/v1/offices/berlin", `{"allow_plain_http":false}`, token, 400, "plain HTTP"},
+		{"distribution server in another mode", "PATCH", "/v1/offices/berlin", `{"distribution_server":"10.0.0.7:8090"}`, token, 400, "for mode distribution only"},
 		{"distribution without server", "PATCH", "/v1/offices/berlin", `{"mode":"distribution"}`, token, 400, "distribution_server"},
 		{"distribution bad server", "PATCH", "/v1/offices/berlin", `{"mode":"distribution","distribution_server":"10.0.0.7"}`, token, 400, "host:port"},
 		{"distribution plain refused", "PATCH", "/v1/offices/berlin", `{"mode":"distribution","distribution_server":"http://10.0.0.7:8090","allow_plain_http":false,"relays":[]}`, token, 400, "plain HTTP"},

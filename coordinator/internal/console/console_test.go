@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"html"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -216,6 +217,27 @@ func (b *browser) post(path string, form url.Values) (*http.Response, string) {
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", "http://"+host)
 	return b.do(req)
+}
+
+// refused posts a form that the console must refuse: a 4xx, the error
+// with want beside the field with id field, and the input in kept still in
+// the form. It returns the page.
+func (b *browser) refused(t *testing.T, path string, form url.Values, field, want string, kept ...string) string {
+	t.Helper()
+	b.get("/ui/") // a fresh CSRF token, as from the page
+	res, body := b.post(path, form)
+	if res.StatusCode < 400 || res.StatusCode >= 500 {
+		t.Fatalf("status %d, want 4xx\n%s", res.StatusCode, body)
+	}
+	if !errorBeside(body, field, want) {
+		t.Fatalf("no error with %q beside #%s:\n%s", want, field, body)
+	}
+	for _, k := range kept {
+		if !strings.Contains(body, k) {
+			t.Fatalf("the form lost %q:\n%s", k, body)
+		}
+	}
+	return body
 }
 
 func (e *env) signIn(user, password string) *browser {
@@ -869,5 +891,392 @@ func TestStaticAssets(t *testing.T) {
 	}
 	if res, _ := b.get("/ui/static/../console.go"); res.StatusCode == 200 {
 		t.Fatal("served a file outside static/")
+	}
+}
+
+var (
+	formTag     = regexp.MustCompile(`(?s)<form [^>]*id="([^"]+)"[^>]*>(.*?)</form>`)
+	inputTag    = regexp.MustCompile(`<input ([^>]*)>`)
+	textareaTag = regexp.MustCompile(`(?s)<textarea ([^>]*)>(.*?)</textarea>`)
+	selectTag   = regexp.MustCompile(`(?s)<select ([^>]*)>(.*?)</select>`)
+	optionTag   = regexp.MustCompile(`<option ([^>]*)>`)
+	attr        = regexp.MustCompile(`([a-z-]+)(?:="([^"]*)")?`)
+)
+
+func attrs(s string) map[string]string {
+	out := map[string]string{}
+	for _, m := range attr.FindAllStringSubmatch(s, -1) {
+		out[m[1]] = html.UnescapeString(m[2])
+	}
+	return out
+}
+
+// formValues is what a browser would post from the form with this id as
+// the page shows it, untouched: enabled fields, ticked checkboxes, each
+// select's selected option (or its first).
+func formValues(t testing.TB, body, id string) url.Values {
+	t.Helper()
+	var inner string
+	for _, m := range formTag.FindAllStringSubmatch(body, -1) {
+		if m[1] == id {
+			inner = m[2]
+		}
+	}
+	if inner == "" {
+		t.Fatalf("no form #%s on the page:\n%s", id, body)
+	}
+	v := url.Values{}
+	for _, m := range inputTag.FindAllStringSubmatch(inner, -1) {
+		a := attrs(m[1])
+		_, disabled := a["disabled"]
+		_, checked := a["checked"]
+		if a["name"] == "" || disabled || a["name"] == "csrf" || (a["type"] == "checkbox" && !checked) {
+			continue
+		}
+		val := a["value"]
+		if a["type"] == "checkbox" && val == "" {
+			val = "on"
+		}
+		v.Add(a["name"], val)
+	}
+	for _, m := range textareaTag.FindAllStringSubmatch(inner, -1) {
+		if a := attrs(m[1]); a["name"] != "" {
+			v.Add(a["name"], html.UnescapeString(m[2]))
+		}
+	}
+	for _, m := range selectTag.FindAllStringSubmatch(inner, -1) {
+		a := attrs(m[1])
+		first, chosen := "", ""
+		for i, o := range optionTag.FindAllStringSubmatch(m[2], -1) {
+			oa := attrs(o[1])
+			if i == 0 {
+				first = oa["value"]
+			}
+			if _, ok := oa["selected"]; ok {
+				chosen = oa["value"]
+			}
+		}
+		if chosen == "" {
+			chosen = first
+		}
+		v.Set(a["name"], chosen)
+	}
+	return v
+}
+
+// The office form carries allow_plain_http and the distribution server:
+// set on adding, shown pre-filled, kept by an edit of another field, and
+// changed only when changed. A distribution office shows its staging.
+func TestOfficeContentSettingsRoundTrip(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	get := func(name string) office {
+		t.Helper()
+		var o office
+		if code := e.apiDo("GET", "/v1/offices/"+name, nil, &o); code != 200 {
+			t.Fatalf("office %s: %d", name, code)
+		}
+		return o
+	}
+
+	_, body := b.get("/ui/offices/+new")
+	if v := formValues(t, body, "office-form"); v.Has("allow_plain_http") || v.Get("distribution_server") != "" {
+		t.Fatalf("a new office starts with %v", v)
+	}
+	form := url.Values{"name": {"lyon"}, "mode": {"distribution"}, "distribution_server": {" 10.4.0.5:8090 "}, "allow_plain_http": {"on"},
+		"relays": {"http://10.4.0.6:8090"}, "checkin_interval": {"2m"}, "time_zone": {"Europe/Paris"}}
+	if res, body := b.post("/ui/offices", form); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("add office: %d\n%s", res.StatusCode, body)
+	}
+	o := get("lyon")
+	if o.Mode != "distribution" || o.DistributionServer != "10.4.0.5:8090" || !o.AllowPlainHTTP || strings.Join(o.Relays, ",") != "http://10.4.0.6:8090" {
+		t.Fatalf("office as added: %+v", o)
+	}
+
+	// The page shows them, and its staging: no relay has reported.
+	_, body = b.get("/ui/offices/lyon")
+	shown := formValues(t, body, "office-form")
+	if shown.Get("mode") != "distribution" || shown.Get("distribution_server") != "10.4.0.5:8090" || shown.Get("allow_plain_http") != "on" {
+		t.Fatalf("the edit form shows %v", shown)
+	}
+	if !regexp.MustCompile(`(?s)id="staging".*10\.4\.0\.5:8090.*id="staging-error">no relay of the office that advertises https://10\.4\.0\.5:8090`).MatchString(body) {
+		t.Fatalf("no staging on the page:\n%s", body)
+	}
+
+	// An edit of the description, the rest as the page shows it, keeps them.
+	shown.Set("description", "Lyon branch")
+	if res, body := b.post("/ui/offices/lyon", shown); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edit: %d\n%s", res.StatusCode, body)
+	}
+	o = get("lyon")
+	if o.Description != "Lyon branch" || o.Mode != "distribution" || o.DistributionServer != "10.4.0.5:8090" || !o.AllowPlainHTTP {
+		t.Fatalf("after editing the description: %+v", o)
+	}
+
+	// Unticking forbids plain HTTP (with the relay on HTTPS); leaving
+	// distribution mode needs the server cleared.
+	_, body = b.get("/ui/offices/lyon")
+	shown = formValues(t, body, "office-form")
+	shown.Del("allow_plain_http")
+	shown.Set("relays", "https://10.4.0.6:8090")
+	shown.Set("mode", "relay")
+	shown.Set("distribution_server", "")
+	if res, body := b.post("/ui/offices/lyon", shown); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edit: %d\n%s", res.StatusCode, body)
+	}
+	o = get("lyon")
+	if o.AllowPlainHTTP || o.Mode != "relay" || o.DistributionServer != "" || o.Staging != nil {
+		t.Fatalf("after unticking and leaving distribution mode: %+v", o)
+	}
+	_, body = b.get("/ui/offices/lyon")
+	if shown = formValues(t, body, "office-form"); shown.Has("allow_plain_http") || shown.Get("mode") != "relay" || strings.Contains(body, `id="staging"`) {
+		t.Fatalf("the edit form shows %v", shown)
+	}
+	// And an untouched edit keeps plain HTTP forbidden.
+	if res, body := b.post("/ui/offices/lyon", shown); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edit: %d\n%s", res.StatusCode, body)
+	}
+	if o = get("lyon"); o.AllowPlainHTTP || o.Description != "Lyon branch" {
+		t.Fatalf("after an untouched edit: %+v", o)
+	}
+}
+
+// The API's refusals of plain HTTP and of the distribution server, and
+// the console's of a distribution server out of its mode, are shown
+// beside the field with the input kept, and change nothing.
+func TestOfficeContentSettingsErrors(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq", "mode": "relay", "relays": []string{"http://10.1.0.5:8090"}, "allow_plain_http": true}, nil)
+	good := func(kv ...string) url.Values {
+		v := url.Values{"name": {"berlin"}, "description": {"Berlin branch"}, "mode": {"direct"}, "relays": {""},
+			"checkin_interval": {"2m"}, "time_zone": {"Europe/Berlin"}, "distribution_server": {""}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	noBerlin := func() bool { return e.apiDo("GET", "/v1/offices/berlin", nil, nil) == 404 }
+	hqUnchanged := func() bool {
+		var o office
+		e.apiDo("GET", "/v1/offices/hq", nil, &o)
+		return o.Description == "" && o.AllowPlainHTTP && o.Mode == "relay" && o.DistributionServer == ""
+	}
+	cases := []struct {
+		name, path string
+		form       url.Values
+		field      string
+		want       string
+		kept       []string
+		nothing    func() bool
+	}{
+		{"plain relay", "/ui/offices", good("mode", "relay", "relays", "http://10.2.0.5:8090"), "allow_plain_http", "is plain HTTP",
+			[]string{"http://10.2.0.5:8090", `value="relay" selected`}, noBerlin},
+		{"plain distribution server", "/ui/offices", good("mode", "distribution", "distribution_server", "http://10.2.0.5:8090"), "allow_plain_http", "is plain HTTP",
+			[]string{`value="http://10.2.0.5:8090"`, `value="distribution" selected`}, noBerlin},
+		{"distribution without server", "/ui/offices", good("mode", "distribution"), "distribution_server", "needs distribution_server",
+			[]string{`value="distribution" selected`, "Berlin branch"}, noBerlin},
+		{"distribution server no port", "/ui/offices", good("mode", "distribution", "distribution_server", "10.2.0.5", "allow_plain_http", "on"), "distribution_server", "host:port",
+			[]string{`value="10.2.0.5"`, `name="allow_plain_http" checked`}, noBerlin},
+		{"distribution server out of mode", "/ui/offices", good("distribution_server", "10.2.0.5:8090"), "distribution_server", "mode distribution only",
+			[]string{`value="10.2.0.5:8090"`, `value="direct" selected`}, noBerlin},
+		{"edit forbids plain while used", "/ui/offices/hq", good("mode", "relay", "relays", "http://10.1.0.5:8090", "description", "new text"), "allow_plain_http", "is plain HTTP",
+			[]string{"new text"}, hqUnchanged},
+		{"edit server out of mode", "/ui/offices/hq", good("mode", "relay", "relays", "http://10.1.0.5:8090", "allow_plain_http", "on", "distribution_server", "10.1.0.9:8090"),
+			"distribution_server", "mode distribution only", []string{`value="10.1.0.9:8090"`, `name="allow_plain_http" checked`}, hqUnchanged},
+		{"edit keeps the tick", "/ui/offices/hq", good("mode", "relay", "relays", "http://10.1.0.5:8090", "allow_plain_http", "on", "time_zone", "Mars/Olympus"),
+			"time_zone", "time_zone", []string{`name="allow_plain_http" checked`, `value="Mars/Olympus"`}, hqUnchanged},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b.refused(t, tc.path, tc.form, tc.field, tc.want, tc.kept...)
+			if !tc.nothing() {
+				t.Fatal("something was saved")
+			}
+		})
+	}
+}
+
+func (e *env) rules() []patchRule {
+	e.t.Helper()
+	var out struct{ Rules []patchRule }
+	if code := e.apiDo("GET", "/v1/patch-rules", nil, &out); code != 200 {
+		e.t.Fatalf("rules: %d", code)
+	}
+	return out.Rules
+}
+
+// Patch approval rules: listed under the patches, created and edited with
+// every field the API takes, evaluated on demand and removed.
+func TestPatchRules(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	for _, o := range []string{"lab", "berlin", "paris"} {
+		e.apiDo("POST", "/v1/offices", map[string]any{"name": o}, nil)
+	}
+	if _, body := b.get("/ui/patches"); !strings.Contains(body, `<a href="/ui/patch-rules" id="patch-rules">`) {
+		t.Fatal("the patches page does not lead to the rules")
+	}
+	// The rules are part of the patches section of the navigation.
+	if _, body := b.get("/ui/patch-rules"); !strings.Contains(body, "No rules yet") || !strings.Contains(body, `href="/ui/patch-rules/+new"`) ||
+		!strings.Contains(body, `<a href="/ui/patches" aria-current="page">`) {
+		t.Fatalf("rules page:\n%s", body)
+	}
+	res, body := b.get("/ui/patch-rules/+new")
+	if res.StatusCode != 200 || !strings.Contains(body, `<option value="high" selected>`) {
+		t.Fatalf("new rule: %d\n%s", res.StatusCode, body)
+	}
+
+	form := url.Values{"name": {"critical-first"}, "min_severity": {"critical"}, "test_office": {"lab"}, "after_days": {"5"},
+		"offices": {"berlin", "paris"}, "window": {"22:00-04:00"}, "reboot": {"if-needed-inside-window"}}
+	res, body = b.post("/ui/patch-rules", form)
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/patch-rules/critical-first" {
+		t.Fatalf("create: %d %s\n%s", res.StatusCode, res.Header.Get("Location"), body)
+	}
+	rs := e.rules()
+	if len(rs) != 1 || rs[0].Name != "critical-first" || rs[0].MinSeverity != "critical" || rs[0].TestOffice != "lab" || rs[0].AfterDays != 5 ||
+		strings.Join(rs[0].Offices, ",") != "berlin,paris" || rs[0].Window != "22:00-04:00" || rs[0].Reboot != "if-needed-inside-window" {
+		t.Fatalf("rule as created: %+v", rs)
+	}
+	_, body = b.get("/ui/patch-rules")
+	if !regexp.MustCompile(`(?s)<tr data-rule="critical-first">.*critical</span> and above.*lab.*5 days.*berlin, paris.*22:00-04:00.*if-needed-inside-window`).MatchString(body) {
+		t.Fatalf("the list does not show the rule:\n%s", body)
+	}
+
+	// Its page shows it pre-filled, with a confirmed remove.
+	_, body = b.get("/ui/patch-rules/critical-first")
+	shown := formValues(t, body, "rule-form")
+	want := url.Values{"min_severity": {"critical"}, "test_office": {"lab"}, "after_days": {"5"}, "offices": {"berlin", "paris"},
+		"window": {"22:00-04:00"}, "reboot": {"if-needed-inside-window"}}
+	if shown.Encode() != want.Encode() {
+		t.Fatalf("the rule's form shows %v, want %v", shown, want)
+	}
+	if !strings.Contains(body, `data-confirm="Remove rule critical-first?`) {
+		t.Fatal("removing the rule asks for no confirmation")
+	}
+
+	// Edit: no office ticked means every office but the test office.
+	shown.Set("after_days", "7")
+	shown.Del("offices")
+	shown.Set("reboot", "")
+	if res, body := b.post("/ui/patch-rules/critical-first", shown); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("edit: %d\n%s", res.StatusCode, body)
+	}
+	rs = e.rules()
+	if len(rs) != 1 || rs[0].AfterDays != 7 || len(rs[0].Offices) != 0 || rs[0].Reboot != "" || rs[0].MinSeverity != "critical" || rs[0].Window != "22:00-04:00" {
+		t.Fatalf("rule as edited: %+v", rs)
+	}
+	if _, body := b.get("/ui/patch-rules"); !strings.Contains(body, "every other office") || !strings.Contains(body, "Rule critical-first saved.") {
+		t.Fatalf("rules page after the edit:\n%s", body)
+	}
+
+	// Evaluate now: a critical patch is approved in the test office at once.
+	sum := sha256.Sum256([]byte("fixed package"))
+	if code := e.apiDo("POST", "/v1/artifacts?name=fix.tar.gz", "fixed package", nil); code != 201 {
+		t.Fatalf("upload: %d", code)
+	}
+	feed := "patches:\n  - id: OUT-1\n    title: t\n    severity: critical\n    package: hello\n    fixed_version: 2.0.0\n    artifact: " + hex.EncodeToString(sum[:]) + "\n"
+	if code := e.apiDo("POST", "/v1/patches/import", feed, nil); code != 200 {
+		t.Fatalf("import: %d", code)
+	}
+	if res, body := b.post("/ui/patch-rules/+evaluate", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("evaluate: %d\n%s", res.StatusCode, body)
+	}
+	if _, body := b.get("/ui/patch-rules"); !strings.Contains(body, "Rules evaluated: approved OUT-1 for lab.") {
+		t.Fatalf("after evaluating:\n%s", body)
+	}
+
+	if res, body := b.post("/ui/patch-rules/critical-first/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("delete: %d\n%s", res.StatusCode, body)
+	}
+	if rs := e.rules(); len(rs) != 0 {
+		t.Fatalf("rules after removing: %+v", rs)
+	}
+	if _, body := b.get("/ui/patch-rules"); !strings.Contains(body, "Rule critical-first removed") {
+		t.Fatalf("after removing:\n%s", body)
+	}
+	if res, _ := b.get("/ui/patch-rules/critical-first"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("a removed rule's page: %d", res.StatusCode)
+	}
+}
+
+// A rule the API (or the console) refuses is shown again with the input
+// and the message beside its field, and nothing is saved.
+func TestPatchRuleErrors(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	for _, o := range []string{"lab", "berlin"} {
+		e.apiDo("POST", "/v1/offices", map[string]any{"name": o}, nil)
+	}
+	stored := map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3, "offices": []string{"berlin"}, "window": "", "reboot": "never"}
+	if code := e.apiDo("PUT", "/v1/patch-rules/kept", stored, nil); code != 200 {
+		t.Fatalf("rule: %d", code)
+	}
+	good := func(kv ...string) url.Values {
+		v := url.Values{"name": {"new-rule"}, "min_severity": {"high"}, "test_office": {"lab"}, "after_days": {"3"}, "offices": {"berlin"},
+			"window": {"01:00-05:00"}, "reboot": {"never"}}
+		for i := 0; i < len(kv); i += 2 {
+			v.Set(kv[i], kv[i+1])
+		}
+		return v
+	}
+	cases := []struct {
+		name, path string
+		form       url.Values
+		field      string
+		want       string
+		kept       string
+	}{
+		{"bad name", "/ui/patch-rules", good("name", "Bad Name"), "name", "rule name", `value="Bad Name"`},
+		{"no name", "/ui/patch-rules", good("name", " "), "name", "Give the rule a name", `value="01:00-05:00"`},
+		{"name taken", "/ui/patch-rules", good("name", "kept", "after_days", "9"), "name", "already exists", `value="9"`},
+		{"severity", "/ui/patch-rules", good("min_severity", "dreadful"), "min_severity", "min_severity", `value="new-rule"`},
+		{"no test office", "/ui/patch-rules", good("test_office", ""), "test_office", "test_office", `value="01:00-05:00"`},
+		{"unknown test office", "/ui/patch-rules", good("test_office", "nowhere"), "test_office", "test office nowhere", `value="nowhere" selected`},
+		{"days range", "/ui/patch-rules", good("after_days", "400"), "after_days", "after_days 400", `value="400"`},
+		{"days not a number", "/ui/patch-rules", good("after_days", "three"), "after_days", "whole number", `value="three"`},
+		{"unknown office", "/ui/patch-rules", good("offices", "atlantis"), "offices", "office atlantis", `value="atlantis" checked`},
+		{"window", "/ui/patch-rules", good("window", "9pm"), "window", "window", `value="9pm"`},
+		{"reboot", "/ui/patch-rules", good("reboot", "sometimes"), "reboot", "reboot", `value="new-rule"`},
+		{"edit window", "/ui/patch-rules/kept", good("window", "23:00-23:00", "after_days", "11"), "window", "starts where it ends", `value="11"`},
+		{"edit days", "/ui/patch-rules/kept", good("after_days", "-1"), "after_days", "after_days -1", `value="-1"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b.refused(t, tc.path, tc.form, tc.field, tc.want, tc.kept)
+			rs := e.rules()
+			if len(rs) != 1 || rs[0].Name != "kept" || rs[0].AfterDays != 3 || rs[0].Window != "" || rs[0].Reboot != "never" {
+				t.Fatalf("something was saved: %+v", rs)
+			}
+		})
+	}
+}
+
+// A read-only user sees the rules but cannot add, edit, evaluate or
+// remove one: the API refuses, and the console says so.
+func TestReadOnlyUserCannotChangeRules(t *testing.T) {
+	e := newEnv(t)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "lab"}, nil)
+	if code := e.apiDo("PUT", "/v1/patch-rules/high-first", map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3}, nil); code != 200 {
+		t.Fatalf("rule: %d", code)
+	}
+	e.addUser("rita", "read only pw", "read-only")
+	b := e.signIn("rita", "read only pw")
+	if res, body := b.get("/ui/patch-rules"); res.StatusCode != 200 || !strings.Contains(body, `href="/ui/patch-rules/high-first"`) {
+		t.Fatalf("read-only rules page: %d\n%s", res.StatusCode, body)
+	}
+	if res, body := b.get("/ui/patch-rules/high-first"); res.StatusCode != 200 || !strings.Contains(body, `value="3"`) {
+		t.Fatalf("read-only rule page: %d\n%s", res.StatusCode, body)
+	}
+	form := url.Values{"name": {"mine"}, "min_severity": {"low"}, "test_office": {"lab"}, "after_days": {"0"}}
+	for _, path := range []string{"/ui/patch-rules", "/ui/patch-rules/high-first", "/ui/patch-rules/high-first/delete", "/ui/patch-rules/+evaluate"} {
+		b.get("/ui/")
+		res, body := b.post(path, form)
+		if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs operator") {
+			t.Fatalf("read-only posts %s: %d\n%s", path, res.StatusCode, body)
+		}
+		if rs := e.rules(); len(rs) != 1 || rs[0].Name != "high-first" || rs[0].MinSeverity != "high" || rs[0].AfterDays != 3 {
+			t.Fatalf("after read-only %s: %+v", path, rs)
+		}
 	}
 }

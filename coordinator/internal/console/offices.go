@@ -74,7 +74,11 @@ func (c *Console) offices(w http.ResponseWriter, r *http.Request, s *session) er
 		map[string]any{"Offices": shown, "Total": len(out.Offices)})
 }
 
+// officeRules file the API's office errors. The distribution server's and
+// plain HTTP's come first: their messages also speak of relays and offices.
 var officeRules = []rule{
+	{"needs distribution_server", "distribution_server"}, {`distribution_server "`, "distribution_server"},
+	{"is plain http, which office", "allow_plain_http"},
 	{"office name", "name"}, {"name is required", "name"}, {"already exists", "name"}, {"renamed", "name"},
 	{"description", "description"}, {"location", "location"},
 	{"mode relay needs", "relays"}, {"relay", "relays"}, {"mode", "mode"},
@@ -92,6 +96,10 @@ func officeBody(f *form, create bool) map[string]any {
 		"relays":      list(f.Get("relays")),
 		"time_zone":   strings.TrimSpace(f.Get("time_zone")),
 		"subnets":     list(f.Get("subnets")),
+		// An unticked checkbox is absent from the post: false, which is
+		// right because the edit form starts ticked when the office allows it.
+		"allow_plain_http":    f.Checked("allow_plain_http"),
+		"distribution_server": strings.TrimSpace(f.Get("distribution_server")),
 	}
 	if create {
 		b["name"] = strings.TrimSpace(f.Get("name"))
@@ -112,6 +120,10 @@ func officeForm(o office) *form {
 	v.Set("checkin_interval", o.CheckinInterval)
 	v.Set("time_zone", o.TimeZone)
 	v.Set("subnets", strings.Join(o.Subnets, "\n"))
+	v.Set("distribution_server", o.DistributionServer)
+	if o.AllowPlainHTTP {
+		v.Set("allow_plain_http", "on")
+	}
 	return newForm(v)
 }
 

@@ -162,17 +162,7 @@ func TestNamedPolicyBadInputBesideField(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e.b.get("/ui/")
-			res, body := e.b.post(tc.path, tc.form)
-			if res.StatusCode < 400 || res.StatusCode >= 500 {
-				t.Fatalf("status %d, want 4xx\n%s", res.StatusCode, body)
-			}
-			if !errorBeside(body, tc.field, tc.want) {
-				t.Fatalf("no error with %q beside #%s:\n%s", tc.want, tc.field, body)
-			}
-			if !strings.Contains(body, tc.kept) {
-				t.Fatalf("the form lost %q:\n%s", tc.kept, body)
-			}
+			e.b.refused(t, tc.path, tc.form, tc.field, tc.want, tc.kept)
 			var all struct{ Policies []namedPolicy }
 			e.apiDo("GET", "/v1/policies", nil, &all)
 			if len(all.Policies) != 1 || all.Policies[0].Priority != 3 || strings.Join(all.Policies[0].Targets.Labels, ",") != "kiosk" {

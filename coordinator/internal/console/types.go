@@ -7,18 +7,35 @@ import "time"
 // it is a client like the CLI, and sees what any client sees.
 
 type office struct {
-	Name            string    `json:"name"`
-	Description     string    `json:"description"`
-	Location        string    `json:"location"`
-	Mode            string    `json:"mode"`
-	Relays          []string  `json:"relays"`
-	CheckinInterval string    `json:"checkin_interval"`
-	TimeZone        string    `json:"time_zone"`
-	Subnets         []string  `json:"subnets"`
-	Rotation        string    `json:"rotation"`
-	Revision        uint64    `json:"revision"`
-	Created         time.Time `json:"created"`
-	Agents          int       `json:"agents"`
+	Name               string    `json:"name"`
+	Description        string    `json:"description"`
+	Location           string    `json:"location"`
+	Mode               string    `json:"mode"`
+	Relays             []string  `json:"relays"`
+	CheckinInterval    string    `json:"checkin_interval"`
+	TimeZone           string    `json:"time_zone"`
+	Subnets            []string  `json:"subnets"`
+	Rotation           string    `json:"rotation"`
+	AllowPlainHTTP     bool      `json:"allow_plain_http"`
+	DistributionServer string    `json:"distribution_server"` // mode distribution only
+	Staging            *staging  `json:"staging"`             // mode distribution only
+	Revision           uint64    `json:"revision"`
+	Created            time.Time `json:"created"`
+	Agents             int       `json:"agents"`
+}
+
+// staging is how far an office's distribution server has staged the
+// newest revision, and which revision the office's agents were told of.
+type staging struct {
+	Revision    uint64 `json:"revision"`
+	Released    uint64 `json:"released_revision"`
+	Artifacts   int    `json:"artifacts"`
+	Staged      int    `json:"staged"`
+	Bytes       int64  `json:"bytes"`
+	StagedBytes int64  `json:"staged_bytes"`
+	Complete    bool   `json:"complete"`
+	Error       string `json:"error"`
+	Server      string `json:"server"` // the relay member that reported
 }
 
 type computer struct {
@@ -109,6 +126,20 @@ type approval struct {
 	Window string    `json:"window"`
 	Reboot string    `json:"reboot"`
 	At     time.Time `json:"at"`
+}
+
+// patchRule approves patches by severity: in its test office at once, in
+// its other offices once the test office has been clean for AfterDays
+// (GET /v1/patch-rules).
+type patchRule struct {
+	Name        string    `json:"name"`
+	MinSeverity string    `json:"min_severity"`
+	TestOffice  string    `json:"test_office"`
+	AfterDays   int       `json:"after_days"`
+	Offices     []string  `json:"offices"`
+	Window      string    `json:"window"`
+	Reboot      string    `json:"reboot"`
+	Created     time.Time `json:"created"`
 }
 
 type missingReport struct {

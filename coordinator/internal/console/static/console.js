@@ -1,6 +1,7 @@
 // Outpost console: small progressive enhancements. Every page works
-// without this script; it adds upload progress, confirmations and marks
-// policy lines with errors. Loaded as a file: the CSP allows no inline script.
+// without this script; it adds upload progress, confirmations, marks
+// policy lines with errors and shows the distribution server field only
+// in mode distribution. Loaded as a file: the CSP allows no inline script.
 (function () {
   "use strict";
 
@@ -73,6 +74,24 @@
       };
       xhr.send(file);
     });
+  }
+
+  // Office form: the distribution server is for mode distribution only.
+  // Out of that mode its field is hidden and disabled, so that it is not
+  // sent; without this script it shows with a note and the console
+  // refuses a value that does not belong.
+  var mode = document.getElementById("mode");
+  var dsField = document.getElementById("distribution-server-field");
+  if (mode && dsField) {
+    var ds = document.getElementById("distribution_server");
+    // A field the console refused stays in view until the mode changes.
+    var showDistribution = function (keepRefused) {
+      var off = mode.value !== "distribution" && !(keepRefused && ds.classList.contains("invalid"));
+      dsField.hidden = off;
+      ds.disabled = off;
+    };
+    mode.addEventListener("change", function () { showDistribution(false); });
+    showDistribution(true);
   }
 
   // Policy editor: put the cursor on the first line with an error, and
