@@ -31,6 +31,7 @@ func (a *API) patchRoutes() map[string]func(http.ResponseWriter, *http.Request) 
 		"GET /v1/patch-approvals":           a.listApprovals,
 		"PUT /v1/patch-rules/{name}":        a.putRule,
 		"GET /v1/patch-rules":               a.listRules,
+		"GET /v1/patch-rules/{name}":        a.showRule,
 		"DELETE /v1/patch-rules/{name}":     a.deleteRule,
 		"POST /v1/patch-rules/evaluate":     a.evaluateRules,
 		"GET /v1/patches-missing":           a.missingPatches,
@@ -228,7 +229,25 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
 	}
 	rule := store.ApprovalRule{Name: name, MinSeverity: in.MinSeverity, TestOffice: in.TestOffice, AfterDays: in.AfterDays,
 		Offices: in.Offices, Window: in.Window, Reboot: in.Reboot, Created: time.Now().UTC()}
-	if err := a.d.Store.PutRule(rule); err != nil {
+	created, err := a.d.Store.PutRule(rule)
+	if err != nil {
+		return err
+	}
+	stored, err := a.d.Store.Rule(name)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, stored)
+	return nil
+}
+
+func (a *API) showRule(w http.ResponseWriter, r *http.Request) error {
+	rule, err := a.d.Store.Rule(r.PathValue("name"))
+	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, rule)

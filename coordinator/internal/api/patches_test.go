@@ -183,9 +183,21 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 	}
 
 	// Rules: severity high approves in the lab at once.
-	code, out = call(t, srv, "PUT", "/v1/patch-rules/high-first", `{"min_severity":"high","test_office":"lab","after_days":2}`, token)
-	if code != 200 {
+	code, out = call(t, srv, "PUT", "/v1/patch-rules/high-first", `{"min_severity":"high","test_office":"lab","after_days":5}`, token)
+	if code != 201 {
 		t.Fatalf("rule: %d %v", code, out)
+	}
+	created := out["created"]
+	// Replaced whole, created when it was first put.
+	code, out = call(t, srv, "PUT", "/v1/patch-rules/high-first", `{"min_severity":"high","test_office":"lab","after_days":2}`, token)
+	if code != 200 || out["created"] != created || out["after_days"].(float64) != 2 {
+		t.Fatalf("rule edited: %d %v (created first %v)", code, out, created)
+	}
+	if code, out := call(t, srv, "GET", "/v1/patch-rules/high-first", "", token); code != 200 || out["created"] != created || out["after_days"].(float64) != 2 {
+		t.Fatalf("rule shown: %d %v", code, out)
+	}
+	if code, out := call(t, srv, "GET", "/v1/patch-rules/nothing", "", token); code != 404 || !strings.Contains(fmt.Sprint(out), "rule nothing") {
+		t.Fatalf("missing rule shown: %d %v", code, out)
 	}
 	code, out = call(t, srv, "POST", "/v1/patch-rules/evaluate", "", token)
 	if code != 200 || len(out["approved"].([]any)) != 2 {

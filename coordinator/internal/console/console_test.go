@@ -1209,7 +1209,7 @@ func TestPatchRuleErrors(t *testing.T) {
 		e.apiDo("POST", "/v1/offices", map[string]any{"name": o}, nil)
 	}
 	stored := map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3, "offices": []string{"berlin"}, "window": "", "reboot": "never"}
-	if code := e.apiDo("PUT", "/v1/patch-rules/kept", stored, nil); code != 200 {
+	if code := e.apiDo("PUT", "/v1/patch-rules/kept", stored, nil); code != 201 {
 		t.Fatalf("rule: %d", code)
 	}
 	good := func(kv ...string) url.Values {
@@ -1257,7 +1257,7 @@ func TestPatchRuleErrors(t *testing.T) {
 func TestReadOnlyUserCannotChangeRules(t *testing.T) {
 	e := newEnv(t)
 	e.apiDo("POST", "/v1/offices", map[string]any{"name": "lab"}, nil)
-	if code := e.apiDo("PUT", "/v1/patch-rules/high-first", map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3}, nil); code != 200 {
+	if code := e.apiDo("PUT", "/v1/patch-rules/high-first", map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3}, nil); code != 201 {
 		t.Fatalf("rule: %d", code)
 	}
 	e.addUser("rita", "read only pw", "read-only")

@@ -11,8 +11,7 @@ import (
 
 // Patch approval rules: a rule approves every catalog patch of at least
 // its severity in a test office at once, and in other offices once the
-// test office has been clean for some days. The API has no call for one
-// rule: the console reads the list and picks it out.
+// test office has been clean for some days.
 
 // ruleRules file the API's errors beside the rule's fields. The reboot's
 // comes before the window's, which its list of choices names; "office "
@@ -32,16 +31,15 @@ func (c *Console) listRules(r *http.Request, s *session) ([]patchRule, error) {
 
 // findRule is the stored rule of that name; a 404 when there is none.
 func (c *Console) findRule(r *http.Request, s *session, name string) (*patchRule, error) {
-	rules, err := c.listRules(r, s)
-	if err != nil {
+	var pr patchRule
+	if err := c.do(r, s, "GET", "/v1/patch-rules/"+url.PathEscape(name), nil, &pr); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			return nil, &apiError{Status: http.StatusNotFound, Msg: "There is no patch approval rule " + name + "."}
+		}
 		return nil, err
 	}
-	for i := range rules {
-		if rules[i].Name == name {
-			return &rules[i], nil
-		}
-	}
-	return nil, &apiError{Status: http.StatusNotFound, Msg: "There is no patch approval rule " + name + "."}
+	return &pr, nil
 }
 
 func (c *Console) patchRules(w http.ResponseWriter, r *http.Request, s *session) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -185,9 +186,10 @@ func (s *Store) Approvals(office string) ([]PatchApproval, error) {
 	return out, err
 }
 
-// PutRule adds or replaces an approval rule.
-func (s *Store) PutRule(r ApprovalRule) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+// PutRule adds or replaces an approval rule; a replaced rule keeps the
+// time it was created. created says whether it is new.
+func (s *Store) PutRule(r ApprovalRule) (created bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bOffices).Get([]byte(r.TestOffice)) == nil {
 			return fmt.Errorf("test office %s: %w", r.TestOffice, ErrNotFound)
 		}
@@ -199,8 +201,34 @@ func (s *Store) PutRule(r ApprovalRule) error {
 		if _, err := tx.CreateBucketIfNotExists(bRules); err != nil {
 			return err
 		}
+		old, err := get[ApprovalRule](tx, bRules, r.Name)
+		switch {
+		case err == nil:
+			r.Created = old.Created
+		case errors.Is(err, ErrNotFound):
+			created = true
+		default:
+			return err
+		}
 		return put(tx, bRules, r.Name, r)
 	})
+	return created, err
+}
+
+// Rule returns one approval rule.
+func (s *Store) Rule(name string) (*ApprovalRule, error) {
+	var r *ApprovalRule
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bRules) == nil {
+			return fmt.Errorf("rule %s: %w", name, ErrNotFound)
+		}
+		var err error
+		if r, err = get[ApprovalRule](tx, bRules, name); errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("rule %s: %w", name, ErrNotFound)
+		}
+		return err
+	})
+	return r, err
 }
 
 // DeleteRule removes an approval rule.
