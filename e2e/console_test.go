@@ -611,5 +611,35 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	b.width(768)
 	b.shot("login-768")
+
+	// A read-only user sees the same pages without the forms the API would
+	// refuse, and a note saying whom to ask: the office's settings and the
+	// rule's fields show disabled, the policy can be read but not applied.
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "rita", "password": "a long enough password", "role": "read-only"}, nil)
+	b.width(1366)
+	b.open("/ui/login")
+	b.fill("#user", "rita", "#password", "a long enough password")
+	b.submit("#signin")
+	readOnly := []page{{"office-read-only", "/ui/offices/lab"}, {"policy-read-only", "/ui/offices/lab/policy"},
+		{"agent-read-only", "/ui/agents/" + pc1}, {"patch-read-only", "/ui/patches/OUT-2026-001"}, {"patch-rule-read-only", "/ui/patch-rules/lab-first"}}
+	for _, p := range readOnly {
+		b.open(p.path)
+		if n := eval[int](b, `document.querySelectorAll("form[method=post]:not(.signout)").length +
+			[...document.querySelectorAll("button")].filter(e => !e.closest("form.signout, form[method=get]")).length`); n != 0 {
+			t.Errorf("%s: a read-only user is offered %d forms or buttons", p.path, n)
+		}
+		if got := b.text("#read-only-note"); !strings.Contains(got, "ask an admin") {
+			t.Errorf("%s: no read-only note: %q", p.path, got)
+		}
+	}
+	b.open("/ui/offices/lab")
+	if !eval[bool](b, `const z = document.getElementById("time_zone"); z.matches(":disabled") && z.value !== ""`) {
+		t.Errorf("a read-only user's office settings: %q", b.text("#computers"))
+	}
+	b.open("/ui/offices/lab/policy")
+	if !eval[bool](b, `const y = document.getElementById("yaml"); y.readOnly && y.value.includes("kind: package")`) {
+		t.Error("a read-only user does not see the office's policy")
+	}
+	b.shootAll(readOnly)
 	t.Logf("screenshots of %d pages at 1366 and 768 px in %s", len(pages), b.shots)
 }

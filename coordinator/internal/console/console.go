@@ -246,17 +246,31 @@ func isUpload(r *http.Request) bool {
 }
 
 // pageData is what every template gets.
+//
+// Admin and CanChange only decide which controls a page offers: a form
+// the API would refuse for the user's role is left out, with a note. The
+// API still decides every change; a hand-made POST is refused there.
 type pageData struct {
 	Title string
 	Nav   string
 	User  string
 	Role  string
+	// Admin may change users, groups and host permissions.
 	Admin bool
-	CSRF  string
-	Flash string
-	Error string
-	Form  *form
-	D     any
+	// CanChange may change the fleet: offices, agents, policies,
+	// artifacts, patches and their rules. A read-only user may not.
+	CanChange bool
+	CSRF      string
+	Flash     string
+	Error     string
+	Form      *form
+	D         any
+}
+
+// canChangeFleet mirrors the API's rule that changes to the fleet need
+// an operator or above (requiredRole in the api package).
+func canChangeFleet(role string) bool {
+	return role == "operator" || role == "admin"
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, status int, name, nav, title string, f *form, d any) error {
@@ -269,7 +283,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 		s.mu.Lock()
 		p.User, p.Role = s.user, s.role
 		s.mu.Unlock()
-		p.Admin, p.CSRF, p.Flash = p.Role == "admin", s.csrf, s.takeFlash()
+		p.Admin, p.CanChange = p.Role == "admin", canChangeFleet(p.Role)
+		p.CSRF, p.Flash = s.csrf, s.takeFlash()
 	}
 	if p.Form == nil {
 		p.Form = newForm(nil)

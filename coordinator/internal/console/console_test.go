@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1278,5 +1279,176 @@ func TestReadOnlyUserCannotChangeRules(t *testing.T) {
 		if rs := e.rules(); len(rs) != 1 || rs[0].Name != "high-first" || rs[0].MinSeverity != "high" || rs[0].AfterDays != 3 {
 			t.Fatalf("after read-only %s: %+v", path, rs)
 		}
+	}
+}
+
+var (
+	anyForm  = regexp.MustCompile(`(?is)<form\b([^>]*)>.*?</form>`)
+	noteText = `id="read-only-note"`
+)
+
+// postActions lists the action of every form on the page that posts,
+// sign-out included.
+func postActions(body string) []string {
+	var out []string
+	for _, m := range anyForm.FindAllStringSubmatch(body, -1) {
+		if a := attrs(m[1]); strings.EqualFold(a["method"], "post") {
+			out = append(out, a["action"])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// changeControls says what on the page could change something, for a
+// user who may change nothing there: a form that posts anywhere but to
+// sign out, and a button, file field, CSRF token or confirmation outside
+// the forms that only read (filters, search) and sign-out.
+func changeControls(body string) []string {
+	var found []string
+	for _, a := range postActions(body) {
+		if a != "/ui/logout" {
+			found = append(found, "form posting to "+a)
+		}
+	}
+	rest := anyForm.ReplaceAllStringFunc(body, func(f string) string {
+		a := attrs(anyForm.FindStringSubmatch(f)[1])
+		if !strings.EqualFold(a["method"], "post") || a["action"] == "/ui/logout" {
+			return ""
+		}
+		return f
+	})
+	for _, c := range []string{"<button", `type="submit"`, `type="file"`, `name="csrf"`, "data-confirm"} {
+		if strings.Contains(rest, c) {
+			found = append(found, c)
+		}
+	}
+	return found
+}
+
+// A user who may not change what a page shows sees it without the forms
+// the API would refuse, and a note saying so once; a user who may sees
+// every form as before. Pages with nothing to change show no note. Read-only users may change nothing, operators
+// everything but permissions (and users and groups, whose pages only an
+// admin can open).
+func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
+	// An empty fleet's dashboard offers to add the first office.
+	e := newEnv(t)
+	e.addUser("rita", "read only pw", "read-only")
+	if _, body := e.signIn("", adminToken).get("/ui/"); !strings.Contains(body, `href="/ui/offices/+new"`) {
+		t.Fatalf("admin's empty dashboard offers no office:\n%s", body)
+	}
+	if _, body := e.signIn("rita", "read only pw").get("/ui/"); strings.Contains(body, `href="/ui/offices/+new"`) {
+		t.Fatalf("read-only's empty dashboard offers to add an office:\n%s", body)
+	}
+
+	// A fleet with something to change on every page.
+	se := newScopeEnv(t)
+	e = se.env
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/v1/offices/hq/computers", map[string]any{"hostnames": []string{"pc-9"}}},
+		{"POST", "/v1/offices/hq/tokens", map[string]any{"role": "agent", "uses": 1, "ttl": "1h"}},
+		{"PUT", "/v1/offices/hq/policy", pkgItems("hello", "1.0.0", se.v1)},
+		{"PATCH", "/v1/agents/" + agentID + "/labels", map[string]any{"set": map[string]string{"kiosk": ""}}},
+		{"PUT", "/v1/policies/kiosks", "targets: {labels: [kiosk]}\npriority: 3\n" + pkgItems("hello", "2.0.0", se.v2)},
+		{"POST", "/v1/patches/import", "patches:\n  - id: OUT-1\n    title: t\n    severity: high\n    package: hello\n    fixed_version: 2.0.0\n    artifact: " + se.v2 + "\n"},
+		{"POST", "/v1/patches/OUT-1/approve", map[string]any{"office": "lab", "reboot": "never"}},
+		{"PUT", "/v1/patch-rules/high-first", map[string]any{"min_severity": "high", "test_office": "lab", "after_days": 3}},
+	} {
+		if code := e.apiDo(c.method, c.path, c.body, nil); code >= 300 {
+			t.Fatalf("%s %s: %d", c.method, c.path, code)
+		}
+	}
+	e.addUser("rita", "read only pw", "read-only")
+	e.addUser("olga", "operator pw", "operator")
+	agent := "/ui/agents/" + agentID
+	pages := []struct {
+		path string
+		// forms are the actions of the forms that post, as an admin sees them.
+		forms []string
+		// links lead to pages that only add something.
+		links []string
+		// shows is what every role sees.
+		shows     []string
+		adminOnly bool
+	}{
+		{path: "/ui/agents", shows: []string{`id="agent-filters"`, `href="/ui/agents/` + agentID + `"`}},
+		{path: "/ui/offices", links: []string{"/ui/offices/+new"}, shows: []string{`href="/ui/offices/hq"`}},
+		{path: "/ui/offices/+new", forms: []string{"/ui/offices"}},
+		{path: "/ui/offices/hq", forms: []string{"/ui/offices/hq", "/ui/offices/hq/computers", "/ui/offices/hq/computers/rm",
+			"/ui/offices/hq/tokens", "/ui/offices/hq/rotate", "/ui/offices/hq/delete"},
+			shows: []string{"<td>pc-9</td>", `value="direct" selected`, "0 of 1"}},
+		{path: "/ui/offices/hq/policy", forms: []string{"/ui/offices/hq/policy"}, shows: []string{se.v1}},
+		{path: "/ui/offices/hq/permissions", forms: []string{"/ui/offices/hq/permissions"}, adminOnly: true, shows: []string{`id="grants"`}},
+		{path: agent, forms: []string{agent + "/move", agent + "/labels", agent + "/labels", agent + "/delete"},
+			shows: []string{`<span class="badge label">kiosk</span>`, `id="effective-items"`}},
+		{path: agent + "/permissions", forms: []string{agent + "/permissions"}, adminOnly: true, shows: []string{`id="grants"`}},
+		{path: "/ui/artifacts", forms: []string{"/ui/artifacts"}, shows: []string{"hello-2.tar.gz"}},
+		{path: "/ui/policies", links: []string{"/ui/policies/+new"}, shows: []string{`href="/ui/policies/kiosks"`, `href="/ui/offices/hq/policy"`}},
+		{path: "/ui/policies/+new", forms: []string{"/ui/policies"}},
+		{path: "/ui/policies/kiosks", forms: []string{"/ui/policies/kiosks", "/ui/policies/kiosks/delete"},
+			shows: []string{`value="3"`, se.v2, "<li>pc-1</li>"}},
+		{path: "/ui/patches", forms: []string{"/ui/patches/import"}, shows: []string{`href="/ui/patches/OUT-1"`}},
+		{path: "/ui/patches/OUT-1", forms: []string{"/ui/patches/OUT-1/approve", "/ui/patches/OUT-1/revoke"},
+			shows: []string{"<tr><td>lab</td>"}},
+		{path: "/ui/patch-rules", forms: []string{"/ui/patch-rules/+evaluate", "/ui/patch-rules/high-first/delete"},
+			links: []string{"/ui/patch-rules/+new"}, shows: []string{`href="/ui/patch-rules/high-first"`}},
+		{path: "/ui/patch-rules/+new", forms: []string{"/ui/patch-rules"}},
+		{path: "/ui/patch-rules/high-first", forms: []string{"/ui/patch-rules/high-first", "/ui/patch-rules/high-first/delete"},
+			shows: []string{`value="3"`}},
+	}
+	admin, operator, readOnly := se.b, e.signIn("olga", "operator pw"), e.signIn("rita", "read only pw")
+	for _, p := range pages {
+		t.Run(p.path, func(t *testing.T) {
+			for _, who := range []struct {
+				name      string
+				b         *browser
+				mayChange bool
+			}{{"admin", admin, true}, {"operator", operator, !p.adminOnly}, {"read-only", readOnly, false}} {
+				res, body := who.b.get(p.path)
+				if res.StatusCode != http.StatusOK {
+					t.Fatalf("%s: %d\n%s", who.name, res.StatusCode, body)
+				}
+				for _, s := range p.shows {
+					if !strings.Contains(body, s) {
+						t.Errorf("%s does not see %q", who.name, s)
+					}
+				}
+				note := 0
+				if !who.mayChange && len(p.forms)+len(p.links) > 0 {
+					note = 1
+				}
+				if got := strings.Count(body, noteText); got != note {
+					t.Errorf("%s sees the read-only note %d times", who.name, got)
+				}
+				if !who.mayChange {
+					if c := changeControls(body); len(c) > 0 {
+						t.Errorf("%s is offered changes: %q", who.name, c)
+					}
+					for _, l := range p.links {
+						if strings.Contains(body, `href="`+l+`"`) {
+							t.Errorf("%s is offered %s", who.name, l)
+						}
+					}
+					if got := postActions(body); !slices.Equal(got, []string{"/ui/logout"}) {
+						t.Errorf("%s: forms posting to %q, want only sign-out", who.name, got)
+					}
+					continue
+				}
+				want := append([]string{"/ui/logout"}, p.forms...)
+				slices.Sort(want)
+				if got := postActions(body); !slices.Equal(got, want) {
+					t.Errorf("%s: forms posting to %q, want %q", who.name, got, want)
+				}
+				for _, l := range p.links {
+					if !strings.Contains(body, `href="`+l+`"`) {
+						t.Errorf("%s is not offered %s", who.name, l)
+					}
+				}
+			}
+		})
 	}
 }
