@@ -13,18 +13,7 @@ import (
 // A push of a revision the member took from its office already asks for
 // nothing: no check-in of its own, no direct one. Any other push does.
 func TestPushOfARevisionHeldAsksForNoCheckin(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	st, err := state.Open(t.TempDir(), pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := wire.SignPolicy(priv, &wire.Policy{Office: "wing", Revision: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Accept(sp, "wing", "ag-1"); err != nil {
-		t.Fatal(err)
-	}
+	st := holding5(t)
 	for name, tc := range map[string]struct {
 		notice *wire.RevisionNotice
 		news   bool
@@ -52,18 +41,7 @@ func TestPushOfARevisionHeldAsksForNoCheckin(t *testing.T) {
 // A kick makes a report only when there is something the last one did not
 // tell.
 func TestNewsIsWhatTheLastReportDidNotTell(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	st, err := state.Open(t.TempDir(), pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := wire.SignPolicy(priv, &wire.Policy{Office: "wing", Revision: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Accept(sp, "wing", "ag-1"); err != nil {
-		t.Fatal(err)
-	}
+	st := holding5(t)
 	if err := st.SetReport(&wire.Report{Revision: 5, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,4 +81,22 @@ func TestNewsIsWhatTheLastReportDidNotTell(t *testing.T) {
 			t.Errorf("%s is not news", name)
 		}
 	}
+}
+
+// holding5 is an agent's state holding revision 5 of office wing.
+func holding5(t *testing.T) *state.State {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	st, err := state.Open(t.TempDir(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := wire.SignPolicy(priv, &wire.Policy{Office: "wing", Revision: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Accept(sp, "wing", "ag-1"); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

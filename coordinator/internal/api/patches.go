@@ -229,11 +229,7 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
 	}
 	rule := store.ApprovalRule{Name: name, MinSeverity: in.MinSeverity, TestOffice: in.TestOffice, AfterDays: in.AfterDays,
 		Offices: in.Offices, Window: in.Window, Reboot: in.Reboot, Created: time.Now().UTC()}
-	created, err := a.d.Store.PutRule(rule)
-	if err != nil {
-		return err
-	}
-	stored, err := a.d.Store.Rule(name)
+	stored, created, err := a.d.Store.PutRule(rule)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -57,27 +56,11 @@ type rulePage struct {
 }
 
 func (c *Console) renderRule(w http.ResponseWriter, r *http.Request, s *session, status int, f *form, stored *patchRule) error {
-	var offs struct{ Offices []office }
-	if err := c.do(r, s, "GET", "/v1/offices", nil, &offs); err != nil {
+	offices, err := c.officeChoices(r, s, append([]string{f.Get("test_office")}, f.Values["offices"]...)...)
+	if err != nil {
 		return err
 	}
-	// An office the rule names that no longer exists stays in view, so
-	// that saving does not drop it unseen: the API says what is wrong.
-	p := &rulePage{Rule: stored}
-	seen := map[string]bool{"": true}
-	for _, o := range append(offs.Offices, office{Name: f.Get("test_office")}) {
-		if !seen[o.Name] {
-			seen[o.Name] = true
-			p.Offices = append(p.Offices, o.Name)
-		}
-	}
-	for _, o := range f.Values["offices"] {
-		if !seen[o] {
-			seen[o] = true
-			p.Offices = append(p.Offices, o)
-		}
-	}
-	sort.Strings(p.Offices)
+	p := &rulePage{Rule: stored, Offices: offices}
 	title := "New patch rule"
 	if stored != nil {
 		title = "Patch rule " + stored.Name

@@ -67,22 +67,11 @@ func (c *Console) namedPage(r *http.Request, s *session, f *form, name string) (
 		}
 		p.Policy = &np
 	}
-	var offs struct{ Offices []office }
-	if err := c.do(r, s, "GET", "/v1/offices", nil, &offs); err != nil {
+	offices, err := c.officeChoices(r, s, f.Values["offices"]...)
+	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	for _, o := range offs.Offices {
-		seen[o.Name] = true
-		p.Offices = append(p.Offices, o.Name)
-	}
-	for _, o := range f.Values["offices"] {
-		if !seen[o] {
-			seen[o] = true
-			p.Offices = append(p.Offices, o)
-		}
-	}
-	sort.Strings(p.Offices)
+	p.Offices = offices
 	var arts struct{ Artifacts []artifact }
 	if err := c.do(r, s, "GET", "/v1/artifacts", nil, &arts); err != nil {
 		return nil, err
@@ -463,4 +452,27 @@ func policyHref(name string) string {
 		return "/ui/patches"
 	}
 	return "/ui/policies/" + url.PathEscape(name)
+}
+
+// officeChoices are the offices a form offers to tick, sorted: every
+// office, and any the form names that no longer exists, so that saving
+// does not drop it unseen (the API then says what is wrong).
+func (c *Console) officeChoices(r *http.Request, s *session, named ...string) ([]string, error) {
+	var offs struct{ Offices []office }
+	if err := c.do(r, s, "GET", "/v1/offices", nil, &offs); err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{"": true}
+	for _, o := range offs.Offices {
+		named = append(named, o.Name)
+	}
+	for _, o := range named {
+		if !seen[o] {
+			seen[o] = true
+			out = append(out, o)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

@@ -146,7 +146,7 @@ func TestEvaluate(t *testing.T) {
 	}, CheckCatalog); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.PutRule(store.ApprovalRule{Name: "r", MinSeverity: "high", TestOffice: "lab", AfterDays: 3, Offices: []string{"berlin"}}); err != nil {
+	if _, _, err := st.PutRule(store.ApprovalRule{Name: "r", MinSeverity: "high", TestOffice: "lab", AfterDays: 3, Offices: []string{"berlin"}}); err != nil {
 		t.Fatal(err)
 	}
 	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)

@@ -187,8 +187,8 @@ func (s *Store) Approvals(office string) ([]PatchApproval, error) {
 }
 
 // PutRule adds or replaces an approval rule; a replaced rule keeps the
-// time it was created. created says whether it is new.
-func (s *Store) PutRule(r ApprovalRule) (created bool, err error) {
+// time it was created. It returns the rule as stored, and whether it is new.
+func (s *Store) PutRule(r ApprovalRule) (stored ApprovalRule, created bool, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bOffices).Get([]byte(r.TestOffice)) == nil {
 			return fmt.Errorf("test office %s: %w", r.TestOffice, ErrNotFound)
@@ -212,7 +212,7 @@ func (s *Store) PutRule(r ApprovalRule) (created bool, err error) {
 		}
 		return put(tx, bRules, r.Name, r)
 	})
-	return created, err
+	return r, created, err
 }
 
 // Rule returns one approval rule.
