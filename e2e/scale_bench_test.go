@@ -36,7 +36,8 @@ import (
 // OUTPOST_BENCH_INTERVAL (2m) change the fleet; OUTPOST_BENCH_PROBE_INTERVAL
 // the agents' gossip probe interval (default 3s: with their own 800ms, two
 // thousand agents on two cores take most of the machine at rest; "agent"
-// gives them their own).
+// gives them their own); OUTPOST_BENCH_PPROF=PORT has each office's
+// outpost-loadgen serve Go's profiles on 127.0.0.1:PORT+n (office n).
 func BenchmarkCoordinatorAtScale(b *testing.B) {
 	agents, offices := envInt("OUTPOST_BENCH_AGENTS", 2000), envInt("OUTPOST_BENCH_OFFICES", 20)
 	for _, rollup := range []bool{true, false} {
@@ -108,6 +109,12 @@ func startLoadgen(b *testing.B, c *coordinatortest.Harness, office string, n int
 		"--agents", strconv.Itoa(n), "--first-ip", firstIP, "--data-dir", dir, "--plugins-dir", plugins(b), "--every", "100ms", "--log-level", "error")
 	if d := cmp.Or(os.Getenv("OUTPOST_BENCH_PROBE_INTERVAL"), "3s"); d != "agent" {
 		cmd.Args = append(cmd.Args, "--probe-interval", d)
+	}
+	// OUTPOST_BENCH_PPROF=PORT serves each child's Go profiles on
+	// 127.0.0.1:PORT+n, n its office's number, to see where a fleet's CPU goes.
+	if p, err := strconv.Atoi(os.Getenv("OUTPOST_BENCH_PPROF")); err == nil && p > 0 {
+		n, _ := strconv.Atoi(strings.TrimPrefix(office, "office"))
+		cmd.Args = append(cmd.Args, "--pprof", fmt.Sprintf("127.0.0.1:%d", p+n))
 	}
 	// Twenty such processes share two cores: with one P each, the Go
 	// runtime does not wake threads to look for work another P could take,
@@ -332,9 +339,9 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 		}
 	}()
 	spread := make([]time.Duration, offices) // from the call until 99 % of the office
-	var p50, p99 time.Duration
+	var p50, p99, all time.Duration
 	total := per * offices
-	for time.Since(start) < 2*time.Minute && (p99 == 0 || slices.Contains(spread, 0)) {
+	for time.Since(start) < 2*time.Minute && all == 0 {
 		have, now := 0, time.Since(start)
 		mu.Lock()
 		for o, ch := range children {
@@ -351,6 +358,9 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 		if p99 == 0 && 100*have >= 99*total {
 			p99 = now
 		}
+		if have == total {
+			all = now
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// CPU the rollout took, above what the fleet and coordinator take idle.
@@ -359,6 +369,10 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	if p99 == 0 {
 		b.Logf("the rollout did not reach 99%% of the agents in 2 minutes")
 		p99 = -1
+	}
+	if all == 0 {
+		b.Logf("the rollout did not reach every agent in 2 minutes")
+		all = -1
 	}
 	b.Logf("the rollout took %.1f s of CPU above idle (fleet and coordinator); the fleet takes %.2f cores idle", rolloutCPU, fleetIdle)
 	b.ReportMetric(rolloutCPU, "rollout-cpu-s")
@@ -377,4 +391,5 @@ func benchScale(b *testing.B, agents, offices int, rollup bool) {
 	b.ReportMetric(slices.Max(spread).Seconds(), "office-99pct-max-s")
 	b.ReportMetric(p50.Seconds(), "rollout-p50-s")
 	b.ReportMetric(p99.Seconds(), "rollout-p99-s")
+	b.ReportMetric(all.Seconds(), "rollout-all-s") // the last agent: 100 %
 }
