@@ -24,18 +24,25 @@ type officePeers struct {
 
 func (o officePeers) Self() string { return o.a.id.ID }
 
-func (o officePeers) Members() int { return o.a.gossip.numPeers() }
-
 func (o officePeers) Client() *http.Client { return o.client }
 
 func (o officePeers) BadPeer(peer, what string) { o.a.reportPeer(peer, what) }
 
-// Holders lists the peers announcing sha, with the URL they serve on: the
-// address they gossip from and the port they announce.
+// Peers lists the live members that serve chunks, with the URL they
+// serve on: the address they gossip from and the port they announce.
+func (o officePeers) Peers() []fetch.Peer {
+	return o.serving(func(gossip.Peer) bool { return true })
+}
+
+// Holders lists the peers announcing sha.
 func (o officePeers) Holders(sha string) []fetch.Peer {
+	return o.serving(func(p gossip.Peer) bool { return p.Meta.Holdings.Has(sha) })
+}
+
+func (o officePeers) serving(keep func(gossip.Peer) bool) []fetch.Peer {
 	var out []fetch.Peer
 	for _, p := range o.a.gossip.peers() {
-		if p.Meta.ContentPort == 0 || !p.Meta.Holdings.Has(sha) {
+		if p.Meta.ContentPort == 0 || !keep(p) {
 			continue
 		}
 		host, _, err := net.SplitHostPort(p.Addr)

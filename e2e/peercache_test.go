@@ -109,13 +109,17 @@ func TestOfficePeerCache(t *testing.T) {
 	}, "not every agent installed the package")
 
 	var peer, relay float64
+	var each []string
+	size := float64(len(pkg))
 	for _, a := range agents {
-		peer += counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "peer")
-		relay += counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "relay")
+		p := counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "peer")
+		r := counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "relay")
+		f := counterBy(t, a.reg, "outpost_agent_fetched_bytes_total", "source", "file_server")
+		peer, relay = peer+p, relay+r
+		each = append(each, fmt.Sprintf("%s %.2f/%.2f/%.2f", a.cfg.Hostname, p/size, r/size, f/size))
 	}
 	served := counterBy(t, relayReg, "outpost_relay_served_bytes_total", "source", "")
-	size := float64(len(pkg))
-	t.Logf("agents fetched %.2f× the package from peers, %.2f× from the relay; the relay served %.2f×", peer/size, relay/size, served/size)
+	t.Logf("agents fetched %.2f× the package from peers, %.2f× from the relay; the relay served %.2f× (peer/relay/file server: %v)", peer/size, relay/size, served/size, each)
 	if peer < relay {
 		t.Errorf("peers sent %.0f bytes, the relay %.0f: want most bytes from peers", peer, relay)
 	}

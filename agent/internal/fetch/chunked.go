@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,8 +33,9 @@ type Office interface {
 	// Holders lists the live office peers that announce holding sha
 	// (whole, or verified chunks of it).
 	Holders(sha string) []Peer
-	// Members is how many other live members the office has.
-	Members() int
+	// Peers lists the other live members that serve chunks to peers,
+	// whatever they hold.
+	Peers() []Peer
 	// Client reaches peers (mutual TLS with member certificates).
 	Client() *http.Client
 	// BadPeer is told of a peer that served bytes failing their hash.
@@ -54,7 +58,12 @@ const (
 	HeaderFetching = "X-Outpost-Fetching" // "1" while it downloads the artifact
 	HeaderPending  = "X-Outpost-Pending"  // base64 of the chunks it is fetching now
 	HeaderChunks   = "X-Outpost-Chunks"   // the number of chunks
+	HeaderFetchers = "X-Outpost-Fetchers" // comma-separated: the members it knows first hand to be downloading the artifact
 )
+
+// maxFetchers bounds the members one download counts as sharing the
+// relay's work, and what a peer may tell of them.
+const maxFetchers = 64
 
 // Tuning is how a chunked download shares the work; the zero value takes
 // the defaults for an office network.
@@ -104,6 +113,13 @@ type source struct {
 	peer *peerState
 }
 
+// flight is a chunk being fetched now.
+type flight struct {
+	origin  bool               // from the relay or the file server
+	cancel  context.CancelFunc // gives the chunk up (a peer with a lower name is fetching it too)
+	yielded bool               // given up for a peer: its error is no source's fault
+}
+
 type peerState struct {
 	Peer
 	have     bitset // nil until known
@@ -128,11 +144,14 @@ type session struct {
 
 	mu           sync.Mutex
 	changed      chan struct{} // closed and replaced when something worth re-planning happens
-	inflight     map[int]bool
+	inflight     map[int]*flight
 	peers        map[string]*peerState
 	dropped      map[string]bool
-	fetchers     []string // members downloading this artifact now, sorted; shares of the relay's work
-	rot          int      // where this member starts in the chunk list
+	fetchers     []string             // members downloading this artifact now, sorted; shares of the relay's work
+	mine         bitset               // the chunks that are this member's share of the relay's work
+	heard        map[string]time.Time // members peers told of as downloading it → when
+	probed       map[string]bool      // members asked directly (discover)
+	rot          int                  // where this member starts in the chunk list
 	lastProgress time.Time
 	unsaved      int64
 	origins      []string // relay URLs, then "" for the file server
@@ -164,7 +183,7 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 		}
 	}
 	s := &session{f: f, a: a, n: n, src: src, office: src.Peers, t: f.tuning, file: fh, prog: prog,
-		changed: make(chan struct{}), inflight: map[int]bool{}, peers: map[string]*peerState{}, dropped: map[string]bool{},
+		changed: make(chan struct{}), inflight: map[int]*flight{}, peers: map[string]*peerState{}, dropped: map[string]bool{}, heard: map[string]time.Time{}, probed: map[string]bool{},
 		rot: rand.IntN(n), lastProgress: time.Now(), bytes: map[string]int64{}, retryAt: map[int]time.Time{}}
 	s.origins = append(s.origins, src.Relays...)
 	if src.Direct || len(src.Relays) == 0 {
@@ -218,8 +237,9 @@ func (s *session) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if s.office != nil {
-		s.refresh(ctx)
-		if s.office.Members() > 0 && !s.someoneHasAll() {
+		members := s.office.Peers()
+		s.discover(ctx, members)
+		if len(members) > 0 && !s.someoneHasAll() {
 			// Peers starting the same download at the same time announce it
 			// within a gossip round or two; shares are fairer once they have.
 			select {
@@ -227,7 +247,7 @@ func (s *session) run(ctx context.Context) error {
 				return ctx.Err()
 			case <-time.After(s.t.Settle):
 			}
-			s.refresh(ctx)
+			s.discover(ctx, s.office.Peers())
 		}
 		go s.refresher(ctx)
 	}
@@ -270,11 +290,11 @@ func (s *session) wake() {
 
 func (s *session) work(ctx context.Context) {
 	for {
-		i, src, ok := s.next(ctx)
+		i, src, cctx, ok := s.next(ctx)
 		if !ok {
 			return
 		}
-		err := s.fetchChunk(ctx, i, src)
+		err := s.fetchChunk(cctx, i, src)
 		s.finish(i, src, err)
 	}
 }
@@ -283,18 +303,18 @@ func (s *session) work(ctx context.Context) {
 // from the relay if it is this member's share of the relay's work (or
 // nobody else is downloading, or nothing has moved for a while), else it
 // waits for peers to get more.
-func (s *session) next(ctx context.Context) (int, source, bool) {
+func (s *session) next(ctx context.Context) (int, source, context.Context, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
 		if s.prog.Done.count() == s.n || s.fatal != nil || ctx.Err() != nil {
-			return 0, source{}, false
+			return 0, source{}, nil, false
 		}
 		now := time.Now()
 		// From a peer: the least busy one that has the chunk.
 		for k := range s.n {
 			i := (s.rot + k) % s.n
-			if s.prog.Done.has(i) || s.inflight[i] {
+			if s.prog.Done.has(i) || s.inflight[i] != nil {
 				continue
 			}
 			var best *peerState
@@ -308,8 +328,7 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 			}
 			if best != nil {
 				best.inflight++
-				s.markPending(i, true)
-				return i, source{kind: "peer", name: best.Name, peer: best}, true
+				return i, source{kind: "peer", name: best.Name, peer: best}, s.start(ctx, i, false), true
 			}
 		}
 		// From the relay or the file server.
@@ -317,26 +336,21 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 		// bytes in socket buffers that a killed agent asks for again.
 		if len(s.origins) > 0 && s.originBusy < s.t.PerOrigin {
 			stalled := now.Sub(s.lastProgress) > s.t.StallAfter
-			self := ""
-			if s.office != nil {
-				self = s.office.Self()
-			}
 			for k := range s.n {
 				i := (s.rot + k) % s.n
-				if s.prog.Done.has(i) || s.inflight[i] || now.Before(s.retryAt[i]) {
+				if s.prog.Done.has(i) || s.inflight[i] != nil || now.Before(s.retryAt[i]) {
 					continue
 				}
-				if stalled || (!s.pendingAtPeer(i, now) && (len(s.fetchers) <= 1 || s.owner(i) == self)) {
-					s.markPending(i, true)
+				if stalled || (!s.pendingAtPeer(i, now) && (len(s.fetchers) <= 1 || s.mine.has(i))) {
 					s.originBusy++
-					return i, s.origin(), true
+					return i, s.origin(), s.start(ctx, i, true), true
 				}
 			}
 		}
 		if len(s.origins) == 0 && len(s.inflight) == 0 && !s.anyPeerUsable(now) {
 			s.fatal = errors.New("no peer holds the missing chunks and the office has no relay or file server to ask")
 			s.wake()
-			return 0, source{}, false
+			return 0, source{}, nil, false
 		}
 		ch := s.changed
 		s.waiting++
@@ -351,21 +365,59 @@ func (s *session) next(ctx context.Context) (int, source, bool) {
 	}
 }
 
-// markPending books chunk i in flight here (or no longer), which peers
-// see in the chunk map; call with s.mu held.
-func (s *session) markPending(i int, on bool) {
-	if on {
-		s.inflight[i] = true
-	} else {
+// start books chunk i in flight here, which peers see in the chunk map,
+// and gives the context its fetch runs in; call with s.mu held.
+func (s *session) start(ctx context.Context, i int, origin bool) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	s.inflight[i] = &flight{origin: origin, cancel: cancel}
+	s.h.mu.Lock()
+	s.h.pending.set(i)
+	s.h.mu.Unlock()
+	return ctx
+}
+
+// done books chunk i no longer in flight; call with s.mu held.
+func (s *session) done(i int) {
+	if fl := s.inflight[i]; fl != nil {
+		fl.cancel()
 		delete(s.inflight, i)
 	}
 	s.h.mu.Lock()
-	if on {
-		s.h.pending.set(i)
-	} else {
-		s.h.pending.clear(i)
-	}
+	s.h.pending.clear(i)
 	s.h.mu.Unlock()
+}
+
+// yieldLocked gives up chunks this member is taking from the relay that
+// a peer is fetching too, or has by now: two members that decided on the
+// same chunk before they heard of each other (gossip is slower than a
+// download's start on a busy machine) would have the relay send it
+// twice. Of the two, the one with the higher name gives way, so exactly
+// one goes on; one more than half done goes on anyway, and what it had
+// is kept to be resumed from wherever the chunk comes from. Call with
+// s.mu held.
+func (s *session) yieldLocked() {
+	if s.office == nil {
+		return
+	}
+	self := s.office.Self()
+	for i, fl := range s.inflight {
+		if !fl.origin {
+			continue
+		}
+		_, size := s.a.ChunkRange(i)
+		if s.prog.Partial[i]*2 > size {
+			continue
+		}
+		for _, p := range s.peers {
+			if s.dropped[p.Name] || p.Name >= self || !(p.pending.has(i) || p.have.has(i)) {
+				continue
+			}
+			s.f.log.Debug("chunk fetched by a peer too; giving it up", "chunk", i, "peer", p.Name)
+			fl.yielded = true
+			fl.cancel()
+			break
+		}
+	}
 }
 
 // pendingAtPeer tells whether a peer is fetching chunk i now: it will have
@@ -391,16 +443,6 @@ func (s *session) anyPeerUsable(now time.Time) bool {
 	return false
 }
 
-// owner is the member whose share of the relay's work chunk i is: the
-// members downloading the artifact split its chunks round-robin, so that
-// the relay sends each chunk about once and peers trade the rest.
-func (s *session) owner(i int) string {
-	if len(s.fetchers) == 0 {
-		return ""
-	}
-	return s.fetchers[i%len(s.fetchers)]
-}
-
 func (s *session) origin() source {
 	o := s.origins[s.originAt%len(s.origins)]
 	if o == "" {
@@ -413,7 +455,8 @@ func (s *session) origin() source {
 func (s *session) finish(i int, src source, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.markPending(i, false)
+	yielded := s.inflight[i] != nil && s.inflight[i].yielded
+	s.done(i)
 	if src.peer != nil {
 		src.peer.inflight--
 	} else {
@@ -427,7 +470,7 @@ func (s *session) finish(i int, src source, err error) {
 		}
 		return
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if yielded || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return
 	}
 	switch {
@@ -643,6 +686,93 @@ func (s *session) notePeer(p *peerState, resp *http.Response) {
 	} else {
 		p.pending = nil
 	}
+	now := time.Now()
+	for _, name := range parseFetchers(resp.Header.Get(HeaderFetchers)) {
+		if _, known := s.heard[name]; name != s.selfLocked() && (known || len(s.heard) < maxFetchers) {
+			s.heard[name] = now
+		}
+	}
+	s.yieldLocked()
+}
+
+func (s *session) selfLocked() string {
+	if s.office == nil {
+		return ""
+	}
+	return s.office.Self()
+}
+
+// parseFetchers reads a peer's HeaderFetchers: at most maxFetchers
+// names, each a plausible member id; anything else in it is ignored.
+func parseFetchers(v string) []string {
+	var out []string
+	for name := range strings.SplitSeq(v, ",") {
+		if len(out) == maxFetchers {
+			break
+		}
+		if validMemberName(name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+func validMemberName(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// probeMembers is how many members a download asks directly, at its start
+// and once more when it has settled, besides those gossip lists as
+// holding the artifact.
+const probeMembers = 4
+
+// discover refreshes what the holders gossip lists have, and asks a few
+// other members at random as well. On a busy machine gossip carries a
+// member's holdings later than a download starts; asked directly, a
+// member that is downloading the same artifact says so (and who else it
+// knows is), and one that is about to remembers the asker as a fetcher.
+func (s *session) discover(ctx context.Context, members []Peer) {
+	s.refresh(ctx)
+	s.mu.Lock()
+	var cand []Peer
+	for _, p := range members {
+		if s.peers[p.Name] == nil && !s.probed[p.Name] && !s.dropped[p.Name] {
+			cand = append(cand, p)
+		}
+	}
+	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
+	cand = cand[:min(len(cand), probeMembers)]
+	for _, p := range cand {
+		s.probed[p.Name] = true
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range cand {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := &peerState{Peer: c}
+			s.readMap(ctx, p)
+			s.mu.Lock()
+			if p.fetching && p.have.count() < s.n {
+				s.heard[p.Name] = time.Now()
+			}
+			s.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	s.fetchersLocked()
+	s.wake()
+	s.mu.Unlock()
 }
 
 // refresher reads the peers' chunk maps while the download runs and a
@@ -708,24 +838,101 @@ func (s *session) refresh(ctx context.Context) {
 	wg.Wait()
 	s.mu.Lock()
 	s.fetchersLocked()
+	s.yieldLocked()
 	s.wake()
 	s.mu.Unlock()
 }
 
-// fetchersLocked recomputes who shares the relay's work: this member and
-// the peers downloading the artifact now.
+// fetchersLocked recomputes who shares the relay's work: this member,
+// the peers whose chunk maps say they are downloading the artifact, the
+// members that asked this one about it, and the ones peers told of (each
+// for a few seconds after the last word of it). A member whose gossip is
+// slow to carry the others' holdings still learns of them from the first
+// peer it asks, or that asks it.
 func (s *session) fetchersLocked() {
 	if s.office == nil {
 		return
 	}
-	f := []string{s.office.Self()}
+	now := time.Now()
+	self := s.office.Self()
+	set := map[string]bool{self: true}
+	complete := map[string]bool{}
 	for _, p := range s.peers {
-		if p.fetching && !s.dropped[p.Name] && p.have.count() < s.n {
-			f = append(f, p.Name)
+		if s.dropped[p.Name] {
+			continue
+		}
+		if p.have.count() == s.n {
+			complete[p.Name] = true
+		} else if p.fetching {
+			set[p.Name] = true
 		}
 	}
-	sort.Strings(f)
-	s.fetchers = f
+	for _, name := range s.f.recentAskers(s.a.GetSha256(), now) {
+		if !s.dropped[name] && !complete[name] {
+			set[name] = true
+		}
+	}
+	// First hand: what this member tells its peers.
+	direct := sortedNames(set)
+	for name, at := range s.heard {
+		switch {
+		case now.Sub(at) > askerTTL:
+			delete(s.heard, name)
+		case !s.dropped[name] && !complete[name]:
+			set[name] = true
+		}
+	}
+	s.h.mu.Lock()
+	s.h.fetchers = direct
+	s.h.mu.Unlock()
+	all := sortedNames(set)
+	if slices.Equal(all, s.fetchers) {
+		return
+	}
+	s.fetchers = all
+	s.mine = shareOf(s.a.GetSha256(), self, all, s.n)
+}
+
+func sortedNames(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	for name := range set {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	if len(out) > maxFetchers {
+		out = out[:maxFetchers]
+	}
+	return out
+}
+
+// shareOf is self's share of the relay's work on an artifact of n chunks
+// among fetchers: the chunks for which self ranks first by a hash of the
+// member, the artifact and the chunk (rendezvous hashing). Members that
+// know of different sets of fetchers then still agree on most chunks: a
+// member missing from one's list moves only the chunks it would have
+// ranked first for, where splitting the list round-robin would move
+// almost all of them.
+func shareOf(sha, self string, fetchers []string, n int) bitset {
+	mine := newBitset(n)
+	for i := range n {
+		best, bestScore := "", uint64(0)
+		for _, f := range fetchers {
+			h := fnv.New64a()
+			h.Write([]byte(f))
+			h.Write([]byte{0})
+			h.Write([]byte(sha))
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], uint64(i))
+			h.Write(b[:])
+			if score := h.Sum64(); best == "" || score > bestScore {
+				best, bestScore = f, score
+			}
+		}
+		if best == self {
+			mine.set(i)
+		}
+	}
+	return mine
 }
 
 func (s *session) readMap(ctx context.Context, p *peerState) {

@@ -94,7 +94,8 @@ func TestChunkVerifierKeepsOnlyGoodChunks(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "relay") {
 		t.Fatalf("fetch from a relay with a bad chunk: %v", err)
 	}
-	have, _, n, _, err := f.ChunkMap(a.GetSha256())
+	m, err := f.ChunkMap(a.GetSha256(), "")
+	have, n := m.Have, m.N
 	if err != nil || n != 11 {
 		t.Fatalf("chunk map: %v, n %d", err, n)
 	}

@@ -69,7 +69,8 @@ type Fetcher struct {
 	held       map[string]*held // artifacts with chunks to offer peers
 	seq        uint64
 	onHoldings func()
-	locks      map[string]*sync.Mutex // one download of an artifact at a time
+	locks      map[string]*sync.Mutex          // one download of an artifact at a time
+	askers     map[string]map[string]time.Time // sha → members that asked about it → when
 
 	smu        sync.Mutex
 	stats      map[string]*artifactStats // per-artifact figures
@@ -94,7 +95,7 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 			Help: "Chunks office peers sent that failed their hash (the peer is dropped and reported), by office."},
 			[]string{"office"}),
 		tuning: Tuning{}.withDefaults(),
-		held:   map[string]*held{}, locks: map[string]*sync.Mutex{},
+		held:   map[string]*held{}, locks: map[string]*sync.Mutex{}, askers: map[string]map[string]time.Time{},
 		stats: map[string]*artifactStats{}, bad: map[string]time.Time{},
 	}
 	for _, c := range []prometheus.Collector{f.bytes, f.badChunks} {

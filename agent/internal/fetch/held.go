@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -22,7 +23,8 @@ type held struct {
 	have     bitset
 	pending  bitset // chunks being fetched now: peers wait for them rather than asking the relay too
 	complete bool
-	fetching bool // a download is running: it will get its share
+	fetching bool     // a download is running: it will get its share
+	fetchers []string // who the download knows first hand to be downloading it too
 	added    uint64
 }
 
@@ -75,21 +77,96 @@ func (f *Fetcher) Holdings() []string {
 // before the first Get.
 func (f *Fetcher) OnHoldings(fn func()) { f.onHoldings = fn }
 
+// Map is what a member tells an office peer about one artifact.
+type Map struct {
+	Have     []byte // bitmap of the chunks it can serve
+	Pending  []byte // bitmap of the chunks it is fetching now
+	N        int    // how many chunks the artifact has
+	Fetching bool   // a download of it is running here
+	// Fetchers are the members it knows first hand to be downloading the
+	// artifact now, itself included: the ones whose chunk maps said so
+	// and the ones that asked it. A member whose gossip has not yet
+	// carried a peer's holdings hears of that peer this way.
+	Fetchers []string
+}
+
 // ChunkMap says which chunks of sha this agent can serve and which it is
-// fetching now (copies), how many the artifact has, and whether a
-// download of it is running here.
-func (f *Fetcher) ChunkMap(sha string) (have, pending []byte, n int, fetching bool, err error) {
+// fetching now, how many the artifact has, whether a download of it is
+// running here and who else it knows to be downloading it. asker is the
+// member asking (a member asking for a map is downloading the artifact;
+// "" for none); it is remembered even when sha is not held here, since
+// this agent may start the same download a moment later.
+func (f *Fetcher) ChunkMap(sha, asker string) (Map, error) {
+	if asker != "" {
+		f.noteAsker(sha, asker)
+	}
 	h := f.lookup(sha)
 	if h == nil {
-		return nil, nil, 0, false, ErrNotHeld
+		return Map{}, ErrNotHeld
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	pending = newBitset(h.n)
-	if h.fetching && h.pending != nil {
-		copy(pending, h.pending)
+	m := Map{Have: append([]byte(nil), h.have...), Pending: newBitset(h.n), N: h.n, Fetching: h.fetching}
+	if h.fetching {
+		if h.pending != nil {
+			copy(m.Pending, h.pending)
+		}
+		m.Fetchers = append([]string(nil), h.fetchers...)
 	}
-	return append([]byte(nil), h.have...), pending, h.n, h.fetching, nil
+	return m, nil
+}
+
+// askerTTL is how long a member that asked about an artifact counts as
+// downloading it: several of its map reads while it waits for chunks.
+const askerTTL = 5 * time.Second
+
+// maxAskedArtifacts bounds what is remembered of askers.
+const maxAskedArtifacts = 256
+
+// noteAsker remembers that member asked about sha just now.
+func (f *Fetcher) noteAsker(sha, member string) {
+	now := time.Now()
+	f.hmu.Lock()
+	defer f.hmu.Unlock()
+	if f.askers[sha] == nil && len(f.askers) >= maxAskedArtifacts {
+		for s, m := range f.askers {
+			for name, at := range m {
+				if now.Sub(at) > askerTTL {
+					delete(m, name)
+				}
+			}
+			if len(m) == 0 {
+				delete(f.askers, s)
+			}
+		}
+		if len(f.askers) >= maxAskedArtifacts {
+			return
+		}
+	}
+	m := f.askers[sha]
+	if m == nil {
+		m = map[string]time.Time{}
+		f.askers[sha] = m
+	}
+	if _, ok := m[member]; !ok && len(m) >= maxFetchers {
+		return
+	}
+	m[member] = now
+}
+
+// recentAskers lists the members that asked about sha within askerTTL.
+func (f *Fetcher) recentAskers(sha string, now time.Time) []string {
+	f.hmu.Lock()
+	defer f.hmu.Unlock()
+	var out []string
+	for name, at := range f.askers[sha] {
+		if now.Sub(at) <= askerTTL {
+			out = append(out, name)
+		} else {
+			delete(f.askers[sha], name)
+		}
+	}
+	return out
 }
 
 // Chunk is one verified chunk opened for serving.

@@ -61,7 +61,8 @@ func (b Budget) Validate() error {
 
 // Chunks is what the server serves from (the agent's fetcher).
 type Chunks interface {
-	ChunkMap(sha string) (have, pending []byte, n int, fetching bool, err error)
+	// ChunkMap is what this member tells asker about sha.
+	ChunkMap(sha, asker string) (fetch.Map, error)
 	OpenChunk(sha string, i int) (*fetch.Chunk, error)
 	AddServed(sha string, n int64)
 }
@@ -198,10 +199,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "only members of this office may ask")
 		return
 	}
-	s.handle(w, r)
+	s.handle(w, r, r.TLS.PeerCertificates[0].Subject.CommonName)
 }
 
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
+// handle answers asker, a member of the office.
+func (s *Server) handle(w http.ResponseWriter, r *http.Request, asker string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		httpError(w, http.StatusMethodNotAllowed, "GET only")
 		return
@@ -217,20 +219,24 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "not a SHA-256: want 64 lower-case hex digits")
 		return
 	}
-	have, pending, n, fetching, err := s.chunks.ChunkMap(sha)
+	m, err := s.chunks.ChunkMap(sha, asker)
 	if err != nil {
 		httpError(w, http.StatusNotFound, "artifact not held here")
 		return
 	}
-	w.Header().Set(fetch.HeaderHave, base64.StdEncoding.EncodeToString(have))
+	n := m.N
+	w.Header().Set(fetch.HeaderHave, base64.StdEncoding.EncodeToString(m.Have))
 	w.Header().Set(fetch.HeaderChunks, strconv.Itoa(n))
-	if fetching {
+	if m.Fetching {
 		w.Header().Set(fetch.HeaderFetching, "1")
-		w.Header().Set(fetch.HeaderPending, base64.StdEncoding.EncodeToString(pending))
+		w.Header().Set(fetch.HeaderPending, base64.StdEncoding.EncodeToString(m.Pending))
+		if len(m.Fetchers) > 0 {
+			w.Header().Set(fetch.HeaderFetchers, strings.Join(m.Fetchers, ","))
+		}
 	}
 	if !hasIdx {
 		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Write(have)
+		w.Write(m.Have)
 		return
 	}
 	i, err := strconv.Atoi(idx)

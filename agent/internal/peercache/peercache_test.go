@@ -68,6 +68,9 @@ type office struct {
 	mu      sync.Mutex
 	members map[string]*member
 	bad     map[string][]string // reporter → peers reported
+	// sees, when set, is which peers' holdings a member's gossip has
+	// carried so far (a lagging gossip); nil: every peer's.
+	sees func(m, p string) bool
 }
 
 type member struct {
@@ -84,10 +87,16 @@ type member struct {
 func (m *member) Self() string         { return m.id }
 func (m *member) Client() *http.Client { return m.client }
 func (m *member) Name() string         { return "berlin" }
-func (m *member) Members() int {
+func (m *member) Peers() []fetch.Peer {
 	m.o.mu.Lock()
 	defer m.o.mu.Unlock()
-	return len(m.o.members) - 1
+	var out []fetch.Peer
+	for _, p := range m.o.members {
+		if p != m && !p.stopped {
+			out = append(out, fetch.Peer{Name: p.id, URL: p.url})
+		}
+	}
+	return out
 }
 
 func (m *member) Holders(sha string) []fetch.Peer {
@@ -95,7 +104,7 @@ func (m *member) Holders(sha string) []fetch.Peer {
 	defer m.o.mu.Unlock()
 	var out []fetch.Peer
 	for _, p := range m.o.members {
-		if p == m || p.stopped {
+		if p == m || p.stopped || (m.o.sees != nil && !m.o.sees(m.id, p.id)) {
 			continue
 		}
 		for _, h := range p.f.Holdings() {
@@ -404,4 +413,71 @@ func TestResumeRefetchesLessThanOneChunk(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, a.GetSha256()+".chunks.json")); !os.IsNotExist(err) {
 		t.Errorf("sidecar left behind: %v", err)
 	}
+}
+
+// Members that get the policy apart from each other (the first one well
+// before the others hear of the download): the early one learns of the
+// later ones while it is busy with the relay and shares the relay's work
+// with them, rather than taking every chunk from the relay itself.
+func TestMembersStartingApartShareTheRelaysWork(t *testing.T) {
+	if ratio := relayShare(t, 150*time.Millisecond, nil); ratio > 1.5 {
+		t.Errorf("relay sent %.2f× the artifact to 4 members starting 150 ms apart, want ≤ 1.5×", ratio)
+	}
+}
+
+// Members whose gossip has carried only one peer's holdings each (a ring:
+// each hears of the next) still learn of every member downloading the
+// artifact, from the maps they read and the peers that ask them, and
+// split the relay's work among all four.
+func TestMembersWithLaggingGossipShareTheRelaysWork(t *testing.T) {
+	ring := func(m, p string) bool {
+		var i, j int
+		fmt.Sscanf(m, "ag-%d", &i)
+		fmt.Sscanf(p, "ag-%d", &j)
+		return j == (i+1)%4
+	}
+	if ratio := relayShare(t, 0, ring); ratio > 1.5 {
+		t.Errorf("relay sent %.2f× the artifact to 4 members whose gossip lags, want ≤ 1.5×", ratio)
+	}
+}
+
+// relayShare has four members of an office fetch a 24 MiB artifact from
+// one relay, each starting stagger after the one before, member m's gossip
+// showing it peer p only when sees(m, p) (nil: every peer); it returns what
+// the relay sent, in artifacts.
+func relayShare(t *testing.T, stagger time.Duration, sees func(m, p string) bool) float64 {
+	t.Helper()
+	ca := newCA(t)
+	o := newOffice()
+	data := randomData(24<<20 + 12345)
+	a := artifact(data, 1<<20)
+	relay := newOrigin(t, data, 20e6)
+	var ms []*member
+	for i := range 4 {
+		ms = append(ms, o.join(t, ca, fmt.Sprintf("ag-%d", i), Budget{Concurrent: 4}))
+	}
+	o.sees = sees
+	var wg sync.WaitGroup
+	errs := make([]error, len(ms))
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * stagger)
+			var path string
+			path, errs[i] = m.f.Get(context.Background(), a, fetch.Sources{Relays: []string{relay.URL}, Office: "berlin", Peers: m})
+			if errs[i] == nil {
+				checkFile(t, path, data)
+			}
+		}()
+	}
+	wg.Wait()
+	for i, m := range ms {
+		if errs[i] != nil {
+			t.Fatalf("%s: %v", m.id, errs[i])
+		}
+	}
+	ratio := float64(relay.sent.Load()) / float64(len(data))
+	t.Logf("relay sent %.2f× the artifact", ratio)
+	return ratio
 }

@@ -102,11 +102,11 @@ func TestBudgetValidate(t *testing.T) {
 // fixedChunks holds one artifact of three chunks, all verified.
 type fixedChunks struct{ sha string }
 
-func (c fixedChunks) ChunkMap(sha string) ([]byte, []byte, int, bool, error) {
+func (c fixedChunks) ChunkMap(sha, _ string) (fetch.Map, error) {
 	if sha != c.sha {
-		return nil, nil, 0, false, fetch.ErrNotHeld
+		return fetch.Map{}, fetch.ErrNotHeld
 	}
-	return []byte{7}, []byte{0}, 3, false, nil
+	return fetch.Map{Have: []byte{7}, Pending: []byte{0}, N: 3}, nil
 }
 func (c fixedChunks) OpenChunk(sha string, i int) (*fetch.Chunk, error) { return nil, fetch.ErrNotHeld }
 func (c fixedChunks) AddServed(string, int64)                           {}
@@ -128,7 +128,7 @@ func FuzzServerPath(f *testing.F) {
 		req := httptest.NewRequest("GET", "/", nil)
 		req.URL.Path = path
 		w := httptest.NewRecorder()
-		s.handle(w, req)
+		s.handle(w, req, "ag-fuzz")
 		switch w.Code {
 		case 200, 400, 404, 503:
 		default:

@@ -316,7 +316,10 @@ func (c *Cache) Get(ctx context.Context, hash string) (*os.File, int64, error) {
 	}
 	c.metrics.misses.Inc()
 
-	fl := c.join(ctx, hash)
+	fl, err := c.join(ctx, hash)
+	if err != nil {
+		return nil, 0, err
+	}
 	select {
 	case <-fl.done:
 	case <-ctx.Done():
@@ -367,7 +370,10 @@ func (c *Cache) Open(ctx context.Context, hash string) (Object, error) {
 		return nil, err
 	}
 	c.metrics.misses.Inc()
-	fl := c.join(ctx, hash)
+	fl, err := c.join(ctx, hash)
+	if err != nil {
+		return nil, err
+	}
 	select {
 	case <-fl.sized:
 		if fl.size <= c.opts.StreamMin {
@@ -439,28 +445,42 @@ func (c *Cache) open(hash string) (*os.File, int64, error) {
 }
 
 // join registers the caller as a waiter of the fetch of hash, starting it if
-// none is running.
-func (c *Cache) join(ctx context.Context, hash string) *flight {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fl, ok := c.flights[hash]
-	if !ok {
-		// A fetch may have completed between the caller's miss and now;
-		// starting another would read the upstream twice.
-		if _, ok := c.index[hash]; ok {
-			return doneFlight()
+// none is running. A fetch that every waiter left is stopping: joining it
+// would give a stream that is cut a moment later, so the caller waits for
+// it to end and starts the next, which resumes from the bytes it kept.
+func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
+	for {
+		c.mu.Lock()
+		fl, ok := c.flights[hash]
+		if ok && fl.abandoned {
+			c.mu.Unlock()
+			select {
+			case <-fl.stopped:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("open %s: %w", hash, ctx.Err())
+			}
 		}
-		// The fetch serves every waiter, so it must not end with the
-		// first one's request; it keeps ctx's values (trace ids) only.
-		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		fl = newFlight(hash, cancel)
-		c.flights[hash] = fl
-		c.metrics.fetches.Inc()
-		c.wg.Add(1)
-		go c.run(fctx, fl)
+		if !ok {
+			// A fetch may have completed between the caller's miss and now;
+			// starting another would read the upstream twice.
+			if _, ok := c.index[hash]; ok {
+				c.mu.Unlock()
+				return doneFlight(), nil
+			}
+			// The fetch serves every waiter, so it must not end with the
+			// first one's request; it keeps ctx's values (trace ids) only.
+			fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			fl = newFlight(hash, cancel)
+			c.flights[hash] = fl
+			c.metrics.fetches.Inc()
+			c.wg.Add(1)
+			go c.run(fctx, fl)
+		}
+		fl.waiters++
+		c.mu.Unlock()
+		return fl, nil
 	}
-	fl.waiters++
-	return fl
 }
 
 // leave unregisters a waiter; the last one out cancels the fetch, since
@@ -471,6 +491,7 @@ func (c *Cache) leave(hash string, fl *flight) {
 	fl.waiters--
 	if fl.waiters == 0 && fl.cancel != nil && !c.pinned[hash] {
 		c.logger.Debug("every waiter left, cancelling fetch", "sha256", hash)
+		fl.abandoned = true
 		fl.cancel()
 	}
 }
@@ -487,6 +508,7 @@ func (c *Cache) run(ctx context.Context, fl *flight) {
 		fl.finish(err, nil)
 	}
 	fl.cancel()
+	close(fl.stopped)
 }
 
 // Wait blocks until every fetch in progress has ended. A fetch ends when it

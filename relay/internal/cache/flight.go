@@ -29,6 +29,8 @@ type flight struct {
 	// Guarded by Cache.mu.
 	waiters       int
 	reservedBytes int64
+	abandoned     bool          // every waiter left and the fetch was cancelled: join none
+	stopped       chan struct{} // closed once the fetch has ended and left Cache.flights
 
 	sized chan struct{} // closed once size is known
 	done  chan struct{} // closed once err is final (nil: verified, in place)
@@ -50,7 +52,7 @@ type part struct{ off, end, pos int64 }
 
 func newFlight(hash string, cancel context.CancelFunc) *flight {
 	return &flight{hash: hash, cancel: cancel, size: -1, sized: make(chan struct{}),
-		done: make(chan struct{}), changed: make(chan struct{})}
+		done: make(chan struct{}), changed: make(chan struct{}), stopped: make(chan struct{})}
 }
 
 // doneFlight is a flight that already succeeded: the object is on disk.

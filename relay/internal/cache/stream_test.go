@@ -25,6 +25,9 @@ import (
 type rangeFake struct {
 	objects map[string][]byte
 	valve   *valve
+	// deaf readers wait at the valve even once their fetch is cancelled,
+	// as a read blocked in the kernel does.
+	deaf bool
 
 	mu     sync.Mutex
 	breaks map[int64]bool // offsets at which one connection breaks, once
@@ -89,7 +92,11 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 	}
 	limit := r.end
 	if r.u.valve != nil {
-		l, err := r.u.valve.wait(r.ctx, r.pos)
+		ctx := r.ctx
+		if r.u.deaf {
+			ctx = context.Background()
+		}
+		l, err := r.u.valve.wait(ctx, r.pos)
 		if err != nil {
 			return 0, err
 		}
@@ -416,6 +423,51 @@ func TestReadersLeavingASharedFetch(t *testing.T) {
 				t.Fatal("wrong bytes")
 			}
 		})
+	}
+}
+
+// A reader that comes while a fetch that every reader left is still
+// stopping gets the whole object (from the next fetch, which resumes from
+// the bytes kept), not a stream of the dying one that is cut.
+func TestReaderAfterEveryReaderLeft(t *testing.T) {
+	data := blob("rejoined ", 3<<20)
+	hash := hashOf(data)
+	up := newRangeFake(data)
+	up.valve = newValve(1 << 20)
+	up.deaf = true
+	h := newHarnessOpts(t, up, "", Options{})
+	a, err := h.c.Open(context.Background(), hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readN(t, a, 1000)
+	a.Close() // the fetch is cancelled, but its read is still blocked
+
+	type result struct {
+		got []byte
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		b, err := h.c.Open(ctx, hash)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer b.Close()
+		got, err := io.ReadAll(b)
+		res <- result{got, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the reader come before the fetch stops
+	up.valve.open(int64(len(data)))
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("reader after the others left: %v", r.err)
+	}
+	if !bytes.Equal(r.got, data) {
+		t.Fatalf("got %d bytes, not the object", len(r.got))
 	}
 }
 
