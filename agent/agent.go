@@ -163,6 +163,8 @@ type Agent struct {
 	heardAt time.Time
 	// rejoining is set while a rejoin of the office's gossip is under way.
 	rejoining atomic.Bool
+	// merging is set while seeds this member had not heard of are joined.
+	merging atomic.Bool
 	// keptPeers are the peer addresses last written for the next start.
 	keptPeers atomic.Value // []string
 	// peerReports are office peers' misdeeds, told at the next check-in.
@@ -752,12 +754,43 @@ func (a *Agent) checkin(ctx context.Context) error {
 		a.log.Warn("office gossip", "err", err)
 	}
 	a.savePeers()
-	if a.gossip.numPeers() == 0 && len(info.GetGossipSeeds()) > 0 {
-		if n, err := a.gossip.join(info.GetGossipSeeds()); err != nil {
-			a.log.Debug("join office gossip", "seeds", info.GetGossipSeeds(), "joined", n, "err", err)
+	if seeds := a.strangers(info.GetGossipSeeds()); len(seeds) > 0 {
+		if a.gossip.numPeers() == 0 {
+			if n, err := a.gossip.join(seeds); err != nil {
+				a.log.Debug("join office gossip", "seeds", seeds, "joined", n, "err", err)
+			}
+		} else if a.merging.CompareAndSwap(false, true) {
+			// Members that enrolled at the same moment can have found
+			// each other in groups that know nothing of one another:
+			// a seed this member has not heard of joins the two. In the
+			// background: a seed that is gone can take a dial timeout.
+			go func() {
+				defer a.merging.Store(false)
+				n, err := a.gossip.join(seeds)
+				a.log.Debug("join office members not heard of", "seeds", seeds, "joined", n, "err", err)
+			}()
 		}
 	}
 	return nil
+}
+
+// strangers are the seeds that are neither this member nor a peer it
+// knows in its office's gossip.
+func (a *Agent) strangers(seeds []string) []string {
+	if len(seeds) == 0 {
+		return nil
+	}
+	known := map[string]bool{a.gossip.addr(): true}
+	for _, p := range a.gossip.peers() {
+		known[p.Addr] = true
+	}
+	var out []string
+	for _, s := range seeds {
+		if !known[s] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // sync takes a newer signed policy from the coordinator, if there is one

@@ -74,13 +74,7 @@ func BenchmarkPeerSharing(b *testing.B) {
 			all = all && seen[i]
 		}
 		return all
-	}, "the office's gossip did not form: peers seen %v", func() []int {
-		var out []int
-		for _, a := range agents {
-			out = append(out, len(a.a.GossipPeers()))
-		}
-		return out
-	}())
+	}, "the office's gossip did not form: peers seen %v", peerCounts(agents))
 	c.MustDo("PATCH", "/v1/offices/bench", map[string]any{"checkin_interval": "1h"}, nil)
 	for iter := range b.N {
 		pkg := dataPackage(b, sizeMiB<<20)

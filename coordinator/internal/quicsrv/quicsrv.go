@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"slices"
 	"sort"
@@ -418,19 +419,39 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 	if err != nil {
 		return nil, err
 	}
-	// Seeds: the members heard from most recently, so a joiner reaches a
-	// live one; a handful is enough for gossip to do the rest.
-	sort.Slice(members, func(i, j int) bool { return members[i].LastSeen.After(members[j].LastSeen) })
-	stale := time.Now().Add(-3 * o.CheckinInterval)
+	info.GossipSeeds = gossipSeeds(members, self, time.Now().Add(-3*o.CheckinInterval))
+	return info, nil
+}
+
+// gossipSeeds are the members a member is told to join: the two heard
+// from most recently, so that a joiner reaches a live one, and three more
+// at random among those heard from since stale. The random ones join up
+// groups of members that found only each other (a room of computers
+// enrolled in the same minute learns of the few enrolled just before);
+// a handful is enough for gossip to do the rest.
+func gossipSeeds(members []store.Member, self string, stale time.Time) []string {
+	const recent, random = 2, 3
+	live := make([]store.Member, 0, len(members))
 	for _, m := range members {
-		if m.ID == self || m.GossipAddr == "" || m.LastSeen.Before(stale) {
-			continue
-		}
-		if len(info.GossipSeeds) < 5 {
-			info.GossipSeeds = append(info.GossipSeeds, m.GossipAddr)
+		if m.ID != self && m.GossipAddr != "" && !m.LastSeen.Before(stale) {
+			live = append(live, m)
 		}
 	}
-	return info, nil
+	sort.Slice(live, func(i, j int) bool { return live[i].LastSeen.After(live[j].LastSeen) })
+	var seeds []string
+	for i, m := range live {
+		if i == recent {
+			break
+		}
+		seeds = append(seeds, m.GossipAddr)
+	}
+	rest := live[min(recent, len(live)):]
+	for k := 0; k < random && k < len(rest); k++ {
+		j := k + mrand.IntN(len(rest)-k)
+		rest[k], rest[j] = rest[j], rest[k]
+		seeds = append(seeds, rest[k].GossipAddr)
+	}
+	return seeds
 }
 
 // baseInfo is the office information that is the same for every member.

@@ -61,7 +61,7 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 			return err
 		}
 		for _, t := range tokens {
-			if err := tx.Bucket(bTokens).Delete([]byte(t.ID)); err != nil {
+			if err := deleteToken(tx, &t); err != nil {
 				return err
 			}
 		}

@@ -165,7 +165,10 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return indexMembers(tx)
+		if err := indexMembers(tx); err != nil {
+			return err
+		}
+		return indexTokens(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -276,7 +279,7 @@ func (s *Store) CreateToken(t Token) error {
 		if tx.Bucket(bOffices).Get([]byte(t.Office)) == nil {
 			return fmt.Errorf("office %s: %w", t.Office, ErrNotFound)
 		}
-		return put(tx, bTokens, t.ID, t)
+		return putToken(tx, &t)
 	})
 }
 
@@ -303,14 +306,13 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 	var member *Member
 	var office *Office
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Hash == hash })
+		t, err := tokenByHash(tx, hash)
+		if errors.Is(err, ErrNotFound) {
+			return &EnrollError{"enrollment token is not known: ask an admin for a new one (outpost token create)"}
+		}
 		if err != nil {
 			return err
 		}
-		if len(tokens) != 1 {
-			return &EnrollError{"enrollment token is not known: ask an admin for a new one (outpost token create)"}
-		}
-		t := tokens[0]
 		switch {
 		case now.After(t.Expires):
 			return &EnrollError{fmt.Sprintf("enrollment token %s expired at %s: ask an admin for a new one", t.ID, t.Expires.UTC().Format(time.RFC3339))}
@@ -321,7 +323,7 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 		if err != nil {
 			return &EnrollError{fmt.Sprintf("the office of enrollment token %s no longer exists", t.ID)}
 		}
-		m, err := issue(t, *office)
+		m, err := issue(*t, *office)
 		if err != nil {
 			return err
 		}
@@ -333,7 +335,7 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 			office = o
 		}
 		t.Used++
-		if err := put(tx, bTokens, t.ID, t); err != nil {
+		if err := putToken(tx, t); err != nil {
 			return err
 		}
 		member = &m
@@ -351,11 +353,11 @@ func (s *Store) EnrollAgain(hash, keyHash string) (*Member, *Office, error) {
 	var member *Member
 	var office *Office
 	err := s.db.View(func(tx *bolt.Tx) error {
-		tokens, err := list[Token](tx, bTokens, func(t *Token) bool { return t.Hash == hash })
-		if err != nil || len(tokens) != 1 {
+		t, err := tokenByHash(tx, hash)
+		if err != nil {
 			return ErrNotFound
 		}
-		ms, err := list[Member](tx, bMembers, func(m *Member) bool { return m.KeyHash == keyHash && m.Token == tokens[0].ID })
+		ms, err := list[Member](tx, bMembers, func(m *Member) bool { return m.KeyHash == keyHash && m.Token == t.ID })
 		if err != nil || len(ms) != 1 {
 			return ErrNotFound
 		}
