@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -123,5 +124,33 @@ func TestChunkVerifierKeepsOnlyGoodChunks(t *testing.T) {
 	}
 	if got := fetched(t, reg, "relay", "") - before; got != missing {
 		t.Errorf("the second fetch took %v bytes, want the missing chunks' %v", got, missing)
+	}
+}
+
+// Who asked about an artifact is remembered for askerTTL, within bounds: a
+// full list makes room by forgetting members that asked too long ago, and
+// no more than maxAskedArtifacts artifacts are tracked.
+func TestAskersAreBounded(t *testing.T) {
+	f := &Fetcher{askers: map[string]map[string]time.Time{}}
+	sha := strings.Repeat("a", 64)
+	for i := range maxFetchers + 10 {
+		f.noteAsker(sha, fmt.Sprint("m", i))
+	}
+	if n := len(f.askers[sha]); n != maxFetchers {
+		t.Fatalf("%d askers kept, want the cap %d", n, maxFetchers)
+	}
+	// Every one of them asked long ago: a new one takes a place.
+	for name := range f.askers[sha] {
+		f.askers[sha][name] = time.Now().Add(-2 * askerTTL)
+	}
+	f.noteAsker(sha, "late")
+	if got := f.recentAskers(sha, time.Now()); len(got) != 1 || got[0] != "late" {
+		t.Fatalf("recent askers %v, want [late]", got)
+	}
+	for i := range maxAskedArtifacts + 5 {
+		f.noteAsker(fmt.Sprintf("%064x", i+1), "m")
+	}
+	if n := len(f.askers); n > maxAskedArtifacts {
+		t.Errorf("%d artifacts tracked, want at most %d", n, maxAskedArtifacts)
 	}
 }

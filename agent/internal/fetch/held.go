@@ -149,7 +149,14 @@ func (f *Fetcher) noteAsker(sha, member string) {
 		f.askers[sha] = m
 	}
 	if _, ok := m[member]; !ok && len(m) >= maxFetchers {
-		return
+		for name, at := range m {
+			if now.Sub(at) > askerTTL {
+				delete(m, name)
+			}
+		}
+		if len(m) >= maxFetchers {
+			return
+		}
 	}
 	m[member] = now
 }
