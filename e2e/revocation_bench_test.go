@@ -103,7 +103,7 @@ func BenchmarkRevocationCut(b *testing.B) {
 				b.Fatal(err)
 			}
 			if end := m.GetEnd(); end != nil {
-				b.Fatalf("session ended before it started: %v", end)
+				b.Fatalf("iteration %d of %d: session ended before it started: %v", i, b.N, end)
 			}
 			started = strings.Contains(string(m.GetStdout()), "started")
 		}

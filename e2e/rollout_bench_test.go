@@ -66,7 +66,13 @@ func waitGossip(tb testing.TB, f *loadgen.Fleet, n int) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatal("the office's gossip did not form")
+			// How many agents see how many peers: islands show as a few
+			// counts far below n-1, flapping as counts just below it.
+			seen := map[int]int{}
+			for _, a := range f.Agents() {
+				seen[len(a.GossipPeers())]++
+			}
+			tb.Fatalf("the office's gossip did not form: agents by peers seen %v (want %d each)", seen, n-1)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

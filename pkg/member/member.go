@@ -237,15 +237,21 @@ func call(ctx context.Context, conn *quic.Conn, req *wire.Request) (*wire.Respon
 	if err != nil {
 		return nil, err
 	}
-	defer str.Close()
+	// The answer is read by its length, not to the stream's end: stop
+	// reading after it, so that the stream is released on this side too.
+	defer str.CancelRead(0)
 	if d, ok := ctx.Deadline(); ok {
 		str.SetDeadline(d)
 	} else {
 		str.SetDeadline(time.Now().Add(30 * time.Second))
 	}
 	if err := wire.WriteMsg(str, req); err != nil {
+		str.CancelWrite(1)
 		return nil, err
 	}
+	// The request is whole: its end goes with it, so that the coordinator
+	// sees the stream's end and releases it.
+	str.Close()
 	var resp wire.Response
 	if err := wire.ReadMsg(str, &resp); err != nil {
 		return nil, err

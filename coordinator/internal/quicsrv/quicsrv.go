@@ -528,6 +528,11 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 			if err := wire.WriteMsg(str, resp); err != nil {
 				s.log.Debug("answer member", "member", id, "err", err)
 			}
+			// The request was read by its length. A member may close its
+			// side only once it has the answer, and a stream whose end is
+			// never read stays counted against the member's open streams
+			// (64): its 65th request on the connection would wait for good.
+			str.CancelRead(0)
 		}()
 	}
 }
