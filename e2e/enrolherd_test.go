@@ -19,16 +19,9 @@ func TestOfficeFormsWhenItsMembersEnrolAtOnce(t *testing.T) {
 	c := coordinatortest.New(t)
 	c.CreateOffice("herd", map[string]any{"checkin_interval": "5s"})
 	token := c.EnrollToken("herd", "agent", n)
-	agents := make([]*testAgent, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			agents[i] = startAgent(t, c, token, fmt.Sprintf("herd-%02d", i), fmt.Sprintf("127.0.5.%d", 10+i))
-		}()
-	}
-	wg.Wait()
+	agents := startAgentsAtOnce(n, func(i int) *testAgent {
+		return startAgent(t, c, token, fmt.Sprintf("herd-%02d", i), fmt.Sprintf("127.0.5.%d", 10+i))
+	})
 	start := time.Now()
 	tu.Eventually(t, 2*time.Minute, func() bool {
 		for _, a := range agents {
@@ -50,4 +43,20 @@ func (p peerCounts) String() string {
 		out = append(out, len(a.a.GossipPeers()))
 	}
 	return fmt.Sprint(out)
+}
+
+// startAgentsAtOnce starts n agents side by side (start(i) starts the
+// i-th), as computers imaged together come up, and returns them in order.
+func startAgentsAtOnce(n int, start func(i int) *testAgent) []*testAgent {
+	agents := make([]*testAgent, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			agents[i] = start(i)
+		}()
+	}
+	wg.Wait()
+	return agents
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,20 +48,13 @@ func BenchmarkPeerSharing(b *testing.B) {
 	c.MustDo("PATCH", "/v1/offices/bench", map[string]any{"mode": "relay", "relays": []string{relayURL(r.Addr())}}, nil)
 	waitRelaysServing(b, c, "bench", r.Addr())
 	token := c.EnrollToken("bench", "agent", n)
-	agents := make([]*testAgent, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			agents[i] = startAgentWith(b, c, token, fmt.Sprintf("bench-%02d", i), fmt.Sprintf("127.0.2.%d", 10+i), memDir(b), func(cfg *agent.Config) {
-				if os.Getenv("OUTPOST_BENCH_PEER_OFF") != "" {
-					cfg.PeerListen = "off" // for comparison: everything from the relay
-				}
-			})
-		}()
-	}
-	wg.Wait()
+	agents := startAgentsAtOnce(n, func(i int) *testAgent {
+		return startAgentWith(b, c, token, fmt.Sprintf("bench-%02d", i), fmt.Sprintf("127.0.2.%d", 10+i), memDir(b), func(cfg *agent.Config) {
+			if os.Getenv("OUTPOST_BENCH_PEER_OFF") != "" {
+				cfg.PeerListen = "off" // for comparison: everything from the relay
+			}
+		})
+	})
 	// Each agent has seen the whole office once. On a loaded machine
 	// memberlist's loopback timers make members flap, so not necessarily
 	// all at the same moment.

@@ -282,50 +282,22 @@ func checkFile(t testing.TB, path string, want []byte) {
 // Three members fetch at once: the relay sends each chunk about once, and
 // the members trade the rest among themselves.
 func TestMembersShareTheRelaysWork(t *testing.T) {
-	ca := newCA(t)
-	o := newOffice()
-	data := randomData(24<<20 + 12345)
-	a := artifact(data, 1<<20)
-	relay := newOrigin(t, data, 40e6)
-	var ms []*member
-	for i := range 4 {
-		ms = append(ms, o.join(t, ca, fmt.Sprintf("ag-%d", i), Budget{Concurrent: 4}))
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(ms))
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var path string
-			t0 := time.Now()
-			path, errs[i] = m.f.Get(context.Background(), a, fetch.Sources{Relays: []string{relay.URL}, Office: "berlin", Peers: m})
-			t.Logf("%s done in %v", m.id, time.Since(t0))
-			if errs[i] == nil {
-				checkFile(t, path, data)
-			}
-		}()
-	}
-	wg.Wait()
+	ratio, ms, size := relayShare(t, 40e6, 0, nil)
 	var peer float64
-	for i, m := range ms {
-		if errs[i] != nil {
-			t.Fatalf("%s: %v", m.id, errs[i])
-		}
+	for _, m := range ms {
 		peer += fetched(t, m, "peer")
 	}
-	ratio := float64(relay.sent.Load()) / float64(len(data))
-	t.Logf("relay sent %.2f× the artifact; peers %.2f×", ratio, peer/float64(len(data)))
+	t.Logf("peers sent %.2f× the artifact", peer/float64(size))
 	if ratio > 2 {
 		t.Errorf("relay sent %.2f× the artifact to 4 members fetching at once, want ≤ 2×", ratio)
 	}
-	if peer < float64(len(data)) {
+	if peer < float64(size) {
 		t.Errorf("peers sent only %.0f bytes", peer)
 	}
 	// Each member's own figures add up to the artifact.
 	for _, m := range ms {
 		ab := m.f.ArtifactBytes()
-		if len(ab) != 1 || ab[0].GetPeer()+ab[0].GetRelay() < int64(len(data)) {
+		if len(ab) != 1 || ab[0].GetPeer()+ab[0].GetRelay() < int64(size) {
 			t.Errorf("%s figures %v", m.id, ab)
 		}
 	}
@@ -420,7 +392,7 @@ func TestResumeRefetchesLessThanOneChunk(t *testing.T) {
 // later ones while it is busy with the relay and shares the relay's work
 // with them, rather than taking every chunk from the relay itself.
 func TestMembersStartingApartShareTheRelaysWork(t *testing.T) {
-	if ratio := relayShare(t, 150*time.Millisecond, nil); ratio > 1.5 {
+	if ratio, _, _ := relayShare(t, 20e6, 150*time.Millisecond, nil); ratio > 1.5 {
 		t.Errorf("relay sent %.2f× the artifact to 4 members starting 150 ms apart, want ≤ 1.5×", ratio)
 	}
 }
@@ -436,22 +408,23 @@ func TestMembersWithLaggingGossipShareTheRelaysWork(t *testing.T) {
 		fmt.Sscanf(p, "ag-%d", &j)
 		return j == (i+1)%4
 	}
-	if ratio := relayShare(t, 0, ring); ratio > 1.5 {
+	if ratio, _, _ := relayShare(t, 20e6, 0, ring); ratio > 1.5 {
 		t.Errorf("relay sent %.2f× the artifact to 4 members whose gossip lags, want ≤ 1.5×", ratio)
 	}
 }
 
 // relayShare has four members of an office fetch a 24 MiB artifact from
-// one relay, each starting stagger after the one before, member m's gossip
-// showing it peer p only when sees(m, p) (nil: every peer); it returns what
-// the relay sent, in artifacts.
-func relayShare(t *testing.T, stagger time.Duration, sees func(m, p string) bool) float64 {
+// one relay sending rate bytes/s, each starting stagger after the one
+// before, member m's gossip showing it peer p only when sees(m, p) (nil:
+// every peer); it returns what the relay sent, in artifacts, the members
+// and the artifact's size.
+func relayShare(t *testing.T, rate float64, stagger time.Duration, sees func(m, p string) bool) (float64, []*member, int) {
 	t.Helper()
 	ca := newCA(t)
 	o := newOffice()
 	data := randomData(24<<20 + 12345)
 	a := artifact(data, 1<<20)
-	relay := newOrigin(t, data, 20e6)
+	relay := newOrigin(t, data, rate)
 	var ms []*member
 	for i := range 4 {
 		ms = append(ms, o.join(t, ca, fmt.Sprintf("ag-%d", i), Budget{Concurrent: 4}))
@@ -479,5 +452,5 @@ func relayShare(t *testing.T, stagger time.Duration, sees func(m, p string) bool
 	}
 	ratio := float64(relay.sent.Load()) / float64(len(data))
 	t.Logf("relay sent %.2f× the artifact", ratio)
-	return ratio
+	return ratio, ms, len(data)
 }
