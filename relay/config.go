@@ -82,7 +82,19 @@ type Config struct {
 	// ParallelMinBytes) are read from the file server at once.
 	ParallelRanges   int   `yaml:"parallel_ranges"`
 	ParallelMinBytes int64 `yaml:"parallel_min_bytes"`
+	// LANSendBufferBytes is the socket send buffer of a client on the
+	// local network (a handshake under LANRTT): a fixed buffer this size
+	// (the kernel doubles it) instead of the kernel's autotuning, which
+	// grows to megabytes per connection that a LAN does not need. 0: the
+	// kernel's autotuning for every client.
+	LANSendBufferBytes int64 `yaml:"lan_send_buffer_bytes"`
 }
+
+// LANRTT is the round trip under which a client counts as on the local
+// network: at 1 ms, a 256 KiB buffer (512 KiB in the kernel) still carries
+// 4 Gbit/s, and clients farther away keep the kernel's autotuning, which a
+// long fat path needs.
+const LANRTT = time.Millisecond
 
 // FileServerConfig is the S3-compatible file server and fixed read-only
 // credentials for it.
@@ -108,14 +120,15 @@ func (f FileServerConfig) static() upstream.Static {
 // DefaultConfig is the configuration before any file, environment or flag.
 func DefaultConfig() Config {
 	return Config{
-		Listen:           ":8090",
-		DataDir:          "/var/lib/outpost-relay",
-		LogLevel:         "info",
-		LogFormat:        "text",
-		ShutdownTimeout:  15 * time.Second,
-		FileServer:       FileServerConfig{Bucket: "outpost-artifacts"},
-		ParallelRanges:   4,
-		ParallelMinBytes: 64 << 20,
+		Listen:             ":8090",
+		DataDir:            "/var/lib/outpost-relay",
+		LogLevel:           "info",
+		LogFormat:          "text",
+		ShutdownTimeout:    15 * time.Second,
+		FileServer:         FileServerConfig{Bucket: "outpost-artifacts"},
+		ParallelRanges:     4,
+		ParallelMinBytes:   64 << 20,
+		LANSendBufferBytes: 256 << 10,
 	}
 }
 
@@ -148,6 +161,9 @@ func (c Config) Validate() error {
 		if v.n < 0 {
 			bad("%s %d: must not be negative (0 means no limit)", v.name, v.n)
 		}
+	}
+	if n := c.LANSendBufferBytes; n != 0 && (n < 64<<10 || n > 64<<20) {
+		bad("lan_send_buffer_bytes %d: want 65536 to 67108864 (0: the kernel's autotuning)", n)
 	}
 	if c.ParallelRanges < 0 || c.ParallelRanges > 64 {
 		bad("parallel_ranges %d: want 1 to 64 (0: the default)", c.ParallelRanges)
@@ -261,6 +277,7 @@ var settings = []setting{
 	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, bytes/s (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
 	{"parallel_ranges", "parallel-ranges", "ranges of one large artifact read from the file server at once", func(c *Config) any { return &c.ParallelRanges }},
 	{"parallel_min_bytes", "parallel-min-bytes", "size from which artifacts are read in parallel ranges", func(c *Config) any { return &c.ParallelMinBytes }},
+	{"lan_send_buffer_bytes", "lan-send-buffer-bytes", "socket send buffer for clients under 1 ms away (0: the kernel's autotuning)", func(c *Config) any { return &c.LANSendBufferBytes }},
 }
 
 func (s setting) env() string {

@@ -27,6 +27,7 @@ const BlobPath = "/v1/blobs/sha256/"
 type httpMetrics struct {
 	requests    *prometheus.CounterVec
 	servedBytes *prometheus.CounterVec
+	connections *prometheus.CounterVec
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -39,10 +40,16 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Namespace: "outpost", Subsystem: "relay", Name: "served_bytes_total",
 			Help: "Artifact bytes sent to agents, by source: cache (a hit on disk) or fetch (streamed while fetched from the file server).",
 		}, []string{"source"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "relay", Name: "connections_total",
+			Help: "Client connections accepted, by send buffer: lan (lan_send_buffer_bytes, for a handshake under 1 ms) or autotuned (the kernel's).",
+		}, []string{"send_buffer"}),
 	}
 	m.servedBytes.WithLabelValues("cache")
 	m.servedBytes.WithLabelValues("fetch")
-	for _, c := range []prometheus.Collector{m.requests, m.servedBytes} {
+	m.connections.WithLabelValues("lan")
+	m.connections.WithLabelValues("autotuned")
+	for _, c := range []prometheus.Collector{m.requests, m.servedBytes, m.connections} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

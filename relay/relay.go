@@ -339,6 +339,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.addr = ln.Addr().String()
 	r.mu.Unlock()
+	ln = lanListener{Listener: ln, sendBuf: int(r.cfg.LANSendBufferBytes), rtt: LANRTT, counted: func(lan bool) {
+		label := "autotuned"
+		if lan {
+			label = "lan"
+		}
+		r.metrics.connections.WithLabelValues(label).Inc()
+	}}
 	scheme := "http"
 	if r.tls != nil {
 		ln = tls.NewListener(ln, r.tls)

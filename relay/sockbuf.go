@@ -1,0 +1,41 @@
+package relay
+
+import (
+	"net"
+	"time"
+)
+
+// lanListener gives each accepted client on the local network (a TCP
+// handshake under rtt) a fixed send buffer of sendBuf bytes instead of the
+// kernel's autotuning. Autotuning grows a busy connection's buffer to
+// megabytes of queued data; a client a LAN away keeps up with far less, and
+// with less queued the kernel's work per byte is lower on both ends: on
+// loopback, 64 clients of warm hits ran 1.1–1.3× faster with a quarter
+// less CPU per GiB in all (README, Performance). Clients farther away keep
+// autotuning, which a long fat path needs to fill. A sendBuf of 0 leaves
+// every client to autotuning.
+type lanListener struct {
+	net.Listener
+	sendBuf int
+	rtt     time.Duration
+	// counted is told whether each accepted client was given the buffer.
+	counted func(lan bool)
+}
+
+func (l lanListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return c, err
+	}
+	lan := false
+	if tc, ok := c.(*net.TCPConn); ok && l.sendBuf > 0 {
+		if rtt, ok := handshakeRTT(tc); ok && rtt < l.rtt {
+			// A failure leaves autotuning, which serves, only less frugally.
+			lan = tc.SetWriteBuffer(l.sendBuf) == nil
+		}
+	}
+	if l.counted != nil {
+		l.counted(lan)
+	}
+	return c, nil
+}

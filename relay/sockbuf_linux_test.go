@@ -1,0 +1,117 @@
+package relay
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sendBuffer is the kernel's SO_SNDBUF of c.
+func sendBuffer(t *testing.T, c net.Conn) int {
+	t.Helper()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { n, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return n
+}
+
+// acceptOne accepts one loopback client through a lanListener and reports
+// the accepted connection's send buffer and whether it was counted as LAN.
+func acceptOne(t *testing.T, sendBuf int, rtt time.Duration) (int, bool) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	var counted []bool
+	ln := lanListener{Listener: inner, sendBuf: sendBuf, rtt: rtt, counted: func(lan bool) { counted = append(counted, lan) }}
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if len(counted) != 1 {
+		t.Fatalf("counted %d times, want once", len(counted))
+	}
+	return sendBuffer(t, c), counted[0]
+}
+
+// A client within the LAN round trip gets the fixed buffer (which Linux
+// doubles for its bookkeeping); one farther away, or every client when
+// the setting is 0, keeps the kernel's.
+func TestLANClientsGetAFixedSendBuffer(t *testing.T) {
+	const want = 256 << 10
+	if got, lan := acceptOne(t, want, time.Hour); got != 2*want || !lan {
+		t.Errorf("LAN client: SO_SNDBUF %d (counted lan: %v), want %d", got, lan, 2*want)
+	}
+	if got, lan := acceptOne(t, want, 0); got == 2*want || lan {
+		t.Errorf("a client past the LAN round trip: SO_SNDBUF %d (counted lan: %v), want the kernel's", got, lan)
+	}
+	if got, lan := acceptOne(t, 0, time.Hour); got == 2*want || lan {
+		t.Errorf("lan_send_buffer_bytes 0: SO_SNDBUF %d (counted lan: %v), want the kernel's", got, lan)
+	}
+}
+
+// The kernel has measured the handshake's round trip by the time a
+// connection is accepted.
+func TestHandshakeRTTIsMeasured(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	client, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c, err := inner.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rtt, ok := handshakeRTT(c.(*net.TCPConn))
+	if !ok || rtt <= 0 || rtt > time.Second {
+		t.Errorf("handshake RTT on loopback: %v (measured: %v)", rtt, ok)
+	}
+}
+
+// The relay counts its clients by the buffer they were given; on loopback
+// they are on the LAN.
+func TestRelayCountsLANClients(t *testing.T) {
+	data := pattern(10_000)
+	tr := startRelay(t, testConfig(t), WithUpstream(newStalled(1<<40, data)))
+	if resp, _ := do(t, "GET", tr.url+BlobPath+hashOf(data), nil); resp.StatusCode != 200 {
+		t.Fatalf("get: %d", resp.StatusCode)
+	}
+	lan := tr.metric(t, "outpost_relay_connections_total", "send_buffer", "lan")
+	auto := tr.metric(t, "outpost_relay_connections_total", "send_buffer", "autotuned")
+	if lan < 1 {
+		t.Errorf("connections: %v lan, %v autotuned; want the loopback client counted as lan", lan, auto)
+	}
+
+	cfg := testConfig(t)
+	cfg.LANSendBufferBytes = 0
+	tr = startRelay(t, cfg, WithUpstream(newStalled(1<<40, data)))
+	if resp, _ := do(t, "GET", tr.url+BlobPath+hashOf(data), nil); resp.StatusCode != 200 {
+		t.Fatalf("get: %d", resp.StatusCode)
+	}
+	if lan, auto := tr.metric(t, "outpost_relay_connections_total", "send_buffer", "lan"),
+		tr.metric(t, "outpost_relay_connections_total", "send_buffer", "autotuned"); lan != 0 || auto < 1 {
+		t.Errorf("lan_send_buffer_bytes 0: connections %v lan, %v autotuned; want every one autotuned", lan, auto)
+	}
+}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package relay
+
+import (
+	"net"
+	"time"
+)
+
+// handshakeRTT is not read where TCP_INFO is not: every client keeps the
+// kernel's autotuning.
+func handshakeRTT(*net.TCPConn) (time.Duration, bool) { return 0, false }
