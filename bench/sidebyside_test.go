@@ -65,7 +65,9 @@ type system struct {
 	stop func()
 }
 
-func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr string) *system {
+// startRelay starts the relay binary with its defaults; extra, if not
+// empty, is more YAML for its config, and names the system.
+func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr, extra string) *system {
 	tb.Helper()
 	dir := tb.TempDir()
 	port := freePort(tb)
@@ -73,7 +75,11 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr string) *s
 	// minio-go does not ask for the bucket's location first. Plain HTTP,
 	// like the nginx it is measured against.
 	conf := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s\nlog_level: warn\nplain_http: true\nfile_server:\n  endpoint: %s\n  region: us-east-1\n  bucket: %s\n  access_key: %s\n  secret_key: %s\n",
-		port, dir, wanAddr, bucket, m.AccessKey, m.SecretKey)
+		port, dir, wanAddr, bucket, m.AccessKey, m.SecretKey) + extra + "\n"
+	name := "outpost relay"
+	if extra != "" {
+		name += " (" + extra + ")"
+	}
 	if err := os.WriteFile(filepath.Join(dir, "relay.yaml"), []byte(conf), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -87,7 +93,7 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr string) *s
 		cmd.Process.Kill()
 		tb.Fatal(err)
 	}
-	return &system{name: "outpost relay", pid: cmd.Process.Pid,
+	return &system{name: name, pid: cmd.Process.Pid,
 		url: func(h string) string { return base + "/v1/blobs/sha256/" + h },
 		stop: sync.OnceFunc(func() {
 			cmd.Process.Signal(syscall.SIGTERM)
@@ -169,8 +175,12 @@ type warmResult struct {
 	serverMin  float64 // and its lowest and highest run
 	serverMax  float64
 	clientCPU  float64 // s per GiB, the benchmark process (the clients)
-	errors     int
-	err        error
+	// totalCPU is server and clients together: on loopback the kernel's
+	// TCP work for both ends is charged to whichever process runs it, so
+	// only the sum is the cost of a GiB.
+	totalCPU float64
+	errors   int
+	err      error
 }
 
 // warmRun is one warm run of one system.
@@ -209,7 +219,7 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 		}
 		for i, sys := range systems {
 			w := warmResult{sys: sys.name, clients: n, runs: runs}
-			var thr, srv, cli []float64
+			var thr, srv, cli, tot []float64
 			for _, r := range got[i] {
 				w.errors += r.errors
 				if w.err == nil {
@@ -222,8 +232,9 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 				thr = append(thr, gib/r.wall.Seconds())
 				srv = append(srv, r.server.Seconds()/gib)
 				cli = append(cli, r.benchProc.Seconds()/gib)
+				tot = append(tot, (r.server+r.benchProc).Seconds()/gib)
 			}
-			w.throughput, w.serverCPU, w.clientCPU = median(thr), median(srv), median(cli)
+			w.throughput, w.serverCPU, w.clientCPU, w.totalCPU = median(thr), median(srv), median(cli), median(tot)
 			if len(srv) > 0 {
 				w.serverMin, w.serverMax = slices.Min(srv), slices.Max(srv)
 			}
@@ -265,10 +276,25 @@ func BenchmarkSideBySide(b *testing.B) {
 	wanRate := float64(envInt("OUTPOST_BENCH_WAN_MBPS", 50)) * 1e6
 	warmSize := envInt("OUTPOST_BENCH_WARM_MIB", 32) << 20
 	warmTotal := int64(envInt("OUTPOST_BENCH_WARM_TOTAL_MIB", 2048)) << 20
-	warmN := envInt("OUTPOST_BENCH_WARM_RUNS", 5)
+	warmN := envInt("OUTPOST_BENCH_WARM_RUNS", 7)
 	// The warm hits alone, for trying a change to how hits are served:
 	// the cold herds take most of the run's minutes.
 	warmOnly := os.Getenv("OUTPOST_BENCH_WARM_ONLY") != ""
+	// More relays, each with a line of config of its own, separated by
+	// ";", in the warm runs only: a change to how hits are served, beside
+	// the relay as it is. By default the relay with the kernel's send
+	// buffer autotuning, to show what its LAN send buffer does; set empty
+	// for none.
+	spec, ok := os.LookupEnv("OUTPOST_BENCH_RELAY_VARIANTS")
+	if !ok {
+		spec = "lan_send_buffer_bytes: 0"
+	}
+	var variants []string
+	for v := range strings.SplitSeq(spec, ";") {
+		if v = strings.TrimSpace(v); v != "" {
+			variants = append(variants, v)
+		}
+	}
 
 	load0 := loadavg()
 	root := testutil.RepoRoot(b)
@@ -297,9 +323,13 @@ func BenchmarkSideBySide(b *testing.B) {
 	b.Cleanup(wan.Close)
 
 	starts := []func() *system{
-		func() *system { return startRelay(b, bin, m, wan.Addr()) },
+		func() *system { return startRelay(b, bin, m, wan.Addr(), "") },
 		func() *system { return startNginx(b, nginx, wan.Addr(), false) },
 		func() *system { return startNginx(b, nginx, wan.Addr(), true) },
+	}
+	cold := len(starts)
+	for _, v := range variants {
+		starts = append(starts, func() *system { return startRelay(b, bin, m, wan.Addr(), v) })
 	}
 	var colds []coldResult
 	var systems []*system
@@ -314,7 +344,7 @@ func BenchmarkSideBySide(b *testing.B) {
 		// while it is measured.
 		sys := start()
 		b.Cleanup(sys.stop)
-		if !warmOnly {
+		if !warmOnly && i < cold {
 			big := object(uint64(100+i), size)
 			bigHash := upload(b, cl, big)
 			big = nil
@@ -396,11 +426,12 @@ func coldTable(sb *strings.Builder, size, clients int, wanRate float64, colds []
 
 func warmTable(sb *strings.Builder, warmSize, warmN int, warms []warmResult) {
 	fmt.Fprintf(sb, "\n### Warm hits: a cached %d MiB object, each run about 2 GiB in total; median of %d runs, the systems taking turns\n\n", warmSize>>20, warmN)
-	sb.WriteString("| clients | system | throughput | server CPU per GiB (lowest–highest run) | clients' CPU per GiB (benchmark process) | relay ÷ this: throughput, server CPU/GiB | failed |\n|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| clients | system | throughput | server CPU per GiB (lowest–highest run) | clients' CPU per GiB (benchmark process) | server + clients | relay ÷ this: throughput, server CPU/GiB, server + clients | failed |\n|---|---|---|---|---|---|---|---|\n")
+	const ref = "outpost relay" // the relay as configured by default
 	for _, n := range []int{1, 8, 64} {
 		var relay warmResult
 		for _, w := range warms {
-			if w.clients == n && strings.HasPrefix(w.sys, "outpost") {
+			if w.clients == n && w.sys == ref {
 				relay = w
 			}
 		}
@@ -409,13 +440,14 @@ func warmTable(sb *strings.Builder, warmSize, warmN int, warms []warmResult) {
 				continue
 			}
 			ratio := ""
-			if !strings.HasPrefix(w.sys, "outpost") && w.throughput > 0 && w.serverCPU > 0 {
-				ratio = fmt.Sprintf("%.2f×, %.2f×", relay.throughput/w.throughput, relay.serverCPU/w.serverCPU)
+			if w.sys != ref && w.throughput > 0 && w.serverCPU > 0 {
+				ratio = fmt.Sprintf("%.2f×, %.2f×, %.2f×", relay.throughput/w.throughput, relay.serverCPU/w.serverCPU,
+					relay.totalCPU/w.totalCPU)
 			}
-			fmt.Fprintf(sb, "| %d | %s | %.2f GiB/s | %.3f s (%.3f–%.3f) | %.3f s | %s | %d |\n", n, w.sys, w.throughput, w.serverCPU,
-				w.serverMin, w.serverMax, w.clientCPU, ratio, w.errors)
+			fmt.Fprintf(sb, "| %d | %s | %.2f GiB/s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %s | %d |\n", n, w.sys, w.throughput, w.serverCPU,
+				w.serverMin, w.serverMax, w.clientCPU, w.totalCPU, ratio, w.errors)
 			if w.err != nil {
-				fmt.Fprintf(sb, "|  | first error: %v | | | | | |\n", w.err)
+				fmt.Fprintf(sb, "|  | first error: %v | | | | | | |\n", w.err)
 			}
 		}
 	}
