@@ -82,11 +82,11 @@ type Config struct {
 	// ParallelMinBytes) are read from the file server at once.
 	ParallelRanges   int   `yaml:"parallel_ranges"`
 	ParallelMinBytes int64 `yaml:"parallel_min_bytes"`
-	// LANSendBufferBytes is the socket send buffer of a client on the
-	// local network (a handshake under LANRTT): a fixed buffer this size
-	// (the kernel doubles it) instead of the kernel's autotuning, which
-	// grows to megabytes per connection that a LAN does not need. 0: the
-	// kernel's autotuning for every client.
+	// LANSendBufferBytes is the socket send buffer of a plain-HTTP client
+	// on the local network (a handshake under LANRTT): a fixed buffer this
+	// size (the kernel doubles it) instead of the kernel's autotuning,
+	// which grows to megabytes per connection that a LAN does not need.
+	// Over HTTPS every client keeps autotuning. 0: autotuning for all.
 	LANSendBufferBytes int64 `yaml:"lan_send_buffer_bytes"`
 }
 
@@ -277,7 +277,7 @@ var settings = []setting{
 	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, bytes/s (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
 	{"parallel_ranges", "parallel-ranges", "ranges of one large artifact read from the file server at once", func(c *Config) any { return &c.ParallelRanges }},
 	{"parallel_min_bytes", "parallel-min-bytes", "size from which artifacts are read in parallel ranges", func(c *Config) any { return &c.ParallelMinBytes }},
-	{"lan_send_buffer_bytes", "lan-send-buffer-bytes", "socket send buffer for clients under 1 ms away (0: the kernel's autotuning)", func(c *Config) any { return &c.LANSendBufferBytes }},
+	{"lan_send_buffer_bytes", "lan-send-buffer-bytes", "socket send buffer for plain-HTTP clients under 1 ms away (0: the kernel's autotuning)", func(c *Config) any { return &c.LANSendBufferBytes }},
 }
 
 func (s setting) env() string {

@@ -192,6 +192,12 @@ func TestRelayServesHTTPSWithItsOwnCertificate(t *testing.T) {
 			t.Fatal("plain HTTP answered on the HTTPS port")
 		}
 	}
+	// Over HTTPS the relay encrypts every byte itself: no client gets the
+	// fixed LAN send buffer, which is for sendfile.
+	if lan, auto := tr.metric(t, "outpost_relay_connections_total", "send_buffer", "lan"),
+		tr.metric(t, "outpost_relay_connections_total", "send_buffer", "autotuned"); lan != 0 || auto < 2 {
+		t.Errorf("HTTPS connections: %v lan, %v autotuned; want every one autotuned", lan, auto)
+	}
 
 	bare := testConfig(t)
 	bare.PlainHTTP = false
