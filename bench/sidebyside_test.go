@@ -101,12 +101,19 @@ func startRelay(tb testing.TB, bin string, m *testutil.MinIO, wanAddr, extra str
 		})}
 }
 
-func startNginx(tb testing.TB, bin string, wanAddr string, slice bool) *system {
+// startNginx starts nginx as a caching proxy; listenOpts, if not empty,
+// are more parameters of its listen directive (e.g. "sndbuf=256k"), and
+// name the system.
+func startNginx(tb testing.TB, bin string, wanAddr string, slice bool, listenOpts string) *system {
 	tb.Helper()
 	prefix := tb.TempDir()
 	os.Chmod(prefix, 0o755)
 	port := freePort(tb)
-	conf := NginxConf(prefix, fmt.Sprintf("127.0.0.1:%d", port), wanAddr, slice, os.Geteuid() == 0)
+	listen := fmt.Sprintf("127.0.0.1:%d", port)
+	if listenOpts != "" {
+		listen += " " + listenOpts
+	}
+	conf := NginxConf(prefix, listen, wanAddr, slice, os.Geteuid() == 0)
 	if err := os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
@@ -124,6 +131,9 @@ func startNginx(tb testing.TB, bin string, wanAddr string, slice bool) *system {
 	name := "nginx proxy_cache+lock"
 	if slice {
 		name = "nginx slice+proxy_cache+lock"
+	}
+	if listenOpts != "" {
+		name += " (listen " + listenOpts + ")"
 	}
 	return &system{name: name, pid: cmd.Process.Pid,
 		url: func(h string) string { return base + "/" + bucket + "/sha256/" + h },
@@ -324,12 +334,19 @@ func BenchmarkSideBySide(b *testing.B) {
 
 	starts := []func() *system{
 		func() *system { return startRelay(b, bin, m, wan.Addr(), "") },
-		func() *system { return startNginx(b, nginx, wan.Addr(), false) },
-		func() *system { return startNginx(b, nginx, wan.Addr(), true) },
+		func() *system { return startNginx(b, nginx, wan.Addr(), false, "") },
+		func() *system { return startNginx(b, nginx, wan.Addr(), true, "") },
 	}
 	cold := len(starts)
 	for _, v := range variants {
 		starts = append(starts, func() *system { return startRelay(b, bin, m, wan.Addr(), v) })
+	}
+	// And nginx proxy_cache+lock with more listen parameters, e.g.
+	// "sndbuf=256k" (";" between variants), in the warm runs only.
+	for v := range strings.SplitSeq(os.Getenv("OUTPOST_BENCH_NGINX_VARIANTS"), ";") {
+		if v = strings.TrimSpace(v); v != "" {
+			starts = append(starts, func() *system { return startNginx(b, nginx, wan.Addr(), false, v) })
+		}
 	}
 	var colds []coldResult
 	var systems []*system
