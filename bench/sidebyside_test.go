@@ -189,8 +189,11 @@ type warmResult struct {
 	// TCP work for both ends is charged to whichever process runs it, so
 	// only the sum is the cost of a GiB.
 	totalCPU float64
-	errors   int
-	err      error
+	// rounds is each run's throughput, in round order, so that systems
+	// can be compared round by round (they ran side by side).
+	rounds []float64
+	errors int
+	err    error
 }
 
 // warmRun is one warm run of one system.
@@ -208,7 +211,7 @@ type warmRun struct {
 // weighs on all of them alike rather than on whichever ran while it peaked.
 func warmRuns(systems []*system, hashes []string, size int, total int64, runs int) []warmResult {
 	var out []warmResult
-	for _, n := range []int{1, 8, 64} {
+	for _, n := range warmClients() {
 		reps := max(1, int(total/int64(size)/int64(n)))
 		got := make([][]warmRun, len(systems))
 		for r := range runs {
@@ -240,6 +243,7 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 					continue
 				}
 				thr = append(thr, gib/r.wall.Seconds())
+				w.rounds = append(w.rounds, gib/r.wall.Seconds())
 				srv = append(srv, r.server.Seconds()/gib)
 				cli = append(cli, r.benchProc.Seconds()/gib)
 				tot = append(tot, (r.server+r.benchProc).Seconds()/gib)
@@ -250,6 +254,21 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 			}
 			out = append(out, w)
 		}
+	}
+	return out
+}
+
+// warmClients are the numbers of clients of the warm runs:
+// OUTPOST_BENCH_WARM_CLIENTS (e.g. "1"), by default 1, 8 and 64.
+func warmClients() []int {
+	var out []int
+	for f := range strings.SplitSeq(os.Getenv("OUTPOST_BENCH_WARM_CLIENTS"), ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return []int{1, 8, 64}
 	}
 	return out
 }
@@ -445,7 +464,7 @@ func warmTable(sb *strings.Builder, warmSize, warmN int, warms []warmResult) {
 	fmt.Fprintf(sb, "\n### Warm hits: a cached %d MiB object, each run about 2 GiB in total; median of %d runs, the systems taking turns\n\n", warmSize>>20, warmN)
 	sb.WriteString("| clients | system | throughput | server CPU per GiB (lowest–highest run) | clients' CPU per GiB (benchmark process) | server + clients | relay ÷ this: throughput, server CPU/GiB, server + clients | failed |\n|---|---|---|---|---|---|---|---|\n")
 	const ref = "outpost relay" // the relay as configured by default
-	for _, n := range []int{1, 8, 64} {
+	for _, n := range warmClients() {
 		var relay warmResult
 		for _, w := range warms {
 			if w.clients == n && w.sys == ref {
@@ -460,6 +479,17 @@ func warmTable(sb *strings.Builder, warmSize, warmN int, warms []warmResult) {
 			if w.sys != ref && w.throughput > 0 && w.serverCPU > 0 {
 				ratio = fmt.Sprintf("%.2f×, %.2f×, %.2f×", relay.throughput/w.throughput, relay.serverCPU/w.serverCPU,
 					relay.totalCPU/w.totalCPU)
+				if len(relay.rounds) == len(w.rounds) {
+					var per []float64
+					ahead := 0
+					for r := range w.rounds {
+						per = append(per, relay.rounds[r]/w.rounds[r])
+						if relay.rounds[r] >= w.rounds[r] {
+							ahead++
+						}
+					}
+					ratio += fmt.Sprintf(" (throughput round by round: median %.2f×, ahead in %d of %d)", median(per), ahead, len(per))
+				}
 			}
 			fmt.Fprintf(sb, "| %d | %s | %.2f GiB/s | %.3f s (%.3f–%.3f) | %.3f s | %.3f s | %s | %d |\n", n, w.sys, w.throughput, w.serverCPU,
 				w.serverMin, w.serverMax, w.clientCPU, w.totalCPU, ratio, w.errors)
