@@ -9,11 +9,12 @@ import (
 // handshake under rtt) a fixed send buffer of sendBuf bytes instead of the
 // kernel's autotuning. Autotuning grows a busy connection's buffer to
 // megabytes of queued data; a client a LAN away keeps up with far less, and
-// with less queued the kernel's work per byte is lower on both ends: on
-// loopback, 64 clients of warm hits ran 1.1–1.3× faster with a quarter
-// less CPU per GiB in all (README, Performance). Clients farther away keep
-// autotuning, which a long fat path needs to fill. A sendBuf of 0 leaves
-// every client to autotuning.
+// with less queued the kernel does less work per byte in all (more of it in
+// the sender, less in the client): on loopback, 64 clients of warm hits ran
+// 1.2–1.35× faster with a fifth to a quarter less CPU per GiB, server and
+// clients together (README, Performance). Run uses it over plain HTTP
+// only. Clients farther away keep autotuning, which a long fat path needs
+// to fill. A sendBuf of 0 leaves every client to autotuning.
 type lanListener struct {
 	net.Listener
 	sendBuf int
