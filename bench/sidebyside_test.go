@@ -232,7 +232,7 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 		}
 		for i, sys := range systems {
 			w := warmResult{sys: sys.name, clients: n, runs: runs}
-			var thr, srv, cli, tot []float64
+			var srv, cli, tot []float64
 			for _, r := range got[i] {
 				w.errors += r.errors
 				if w.err == nil {
@@ -242,13 +242,12 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 				if gib == 0 {
 					continue
 				}
-				thr = append(thr, gib/r.wall.Seconds())
 				w.rounds = append(w.rounds, gib/r.wall.Seconds())
 				srv = append(srv, r.server.Seconds()/gib)
 				cli = append(cli, r.benchProc.Seconds()/gib)
 				tot = append(tot, (r.server+r.benchProc).Seconds()/gib)
 			}
-			w.throughput, w.serverCPU, w.clientCPU, w.totalCPU = median(thr), median(srv), median(cli), median(tot)
+			w.throughput, w.serverCPU, w.clientCPU, w.totalCPU = median(w.rounds), median(srv), median(cli), median(tot)
 			if len(srv) > 0 {
 				w.serverMin, w.serverMax = slices.Min(srv), slices.Max(srv)
 			}
@@ -262,13 +261,24 @@ func warmRuns(systems []*system, hashes []string, size int, total int64, runs in
 // OUTPOST_BENCH_WARM_CLIENTS (e.g. "1"), by default 1, 8 and 64.
 func warmClients() []int {
 	var out []int
-	for f := range strings.SplitSeq(os.Getenv("OUTPOST_BENCH_WARM_CLIENTS"), ",") {
-		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+	for _, f := range splitList(os.Getenv("OUTPOST_BENCH_WARM_CLIENTS"), ",") {
+		if n, err := strconv.Atoi(f); err == nil && n > 0 {
 			out = append(out, n)
 		}
 	}
 	if len(out) == 0 {
 		return []int{1, 8, 64}
+	}
+	return out
+}
+
+// splitList splits s at sep, trimmed, leaving out empty items.
+func splitList(s, sep string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, sep) {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
 	}
 	return out
 }
@@ -318,12 +328,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	if !ok {
 		spec = "lan_send_buffer_bytes: 0"
 	}
-	var variants []string
-	for v := range strings.SplitSeq(spec, ";") {
-		if v = strings.TrimSpace(v); v != "" {
-			variants = append(variants, v)
-		}
-	}
+	variants := splitList(spec, ";")
 
 	load0 := loadavg()
 	root := testutil.RepoRoot(b)
@@ -362,10 +367,8 @@ func BenchmarkSideBySide(b *testing.B) {
 	}
 	// And nginx proxy_cache+lock with more listen parameters, e.g.
 	// "sndbuf=256k" (";" between variants), in the warm runs only.
-	for v := range strings.SplitSeq(os.Getenv("OUTPOST_BENCH_NGINX_VARIANTS"), ";") {
-		if v = strings.TrimSpace(v); v != "" {
-			starts = append(starts, func() *system { return startNginx(b, nginx, wan.Addr(), false, v) })
-		}
+	for _, v := range splitList(os.Getenv("OUTPOST_BENCH_NGINX_VARIANTS"), ";") {
+		starts = append(starts, func() *system { return startNginx(b, nginx, wan.Addr(), false, v) })
 	}
 	var colds []coldResult
 	var systems []*system

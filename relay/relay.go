@@ -346,12 +346,13 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.tls != nil {
 		sendBuf = 0
 	}
+	lanConns, autotuned := r.metrics.connections.WithLabelValues("lan"), r.metrics.connections.WithLabelValues("autotuned")
 	ln = lanListener{Listener: ln, sendBuf: sendBuf, rtt: LANRTT, counted: func(lan bool) {
-		label := "autotuned"
 		if lan {
-			label = "lan"
+			lanConns.Inc()
+		} else {
+			autotuned.Inc()
 		}
-		r.metrics.connections.WithLabelValues(label).Inc()
 	}}
 	scheme := "http"
 	if r.tls != nil {

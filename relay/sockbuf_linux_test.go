@@ -23,27 +23,36 @@ func sendBuffer(t *testing.T, c net.Conn) int {
 	return n
 }
 
-// acceptOne accepts one loopback client through a lanListener and reports
-// the accepted connection's send buffer and whether it was counted as LAN.
-func acceptOne(t *testing.T, sendBuf int, rtt time.Duration) (int, bool) {
+// acceptOne dials a loopback listener and returns the connection wrap(it)
+// accepted; both ends are closed when the test ends.
+func acceptOne(t *testing.T, wrap func(net.Listener) net.Listener) net.Conn {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer inner.Close()
-	var counted []bool
-	ln := lanListener{Listener: inner, sendBuf: sendBuf, rtt: rtt, counted: func(lan bool) { counted = append(counted, lan) }}
+	t.Cleanup(func() { inner.Close() })
 	client, err := net.Dial("tcp", inner.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer client.Close()
-	c, err := ln.Accept()
+	t.Cleanup(func() { client.Close() })
+	c, err := wrap(inner).Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// acceptLAN accepts one loopback client through a lanListener and reports
+// the accepted connection's send buffer and whether it was counted as LAN.
+func acceptLAN(t *testing.T, sendBuf int, rtt time.Duration) (int, bool) {
+	t.Helper()
+	var counted []bool
+	c := acceptOne(t, func(inner net.Listener) net.Listener {
+		return lanListener{Listener: inner, sendBuf: sendBuf, rtt: rtt, counted: func(lan bool) { counted = append(counted, lan) }}
+	})
 	if len(counted) != 1 {
 		t.Fatalf("counted %d times, want once", len(counted))
 	}
@@ -55,13 +64,13 @@ func acceptOne(t *testing.T, sendBuf int, rtt time.Duration) (int, bool) {
 // the setting is 0, keeps the kernel's.
 func TestLANClientsGetAFixedSendBuffer(t *testing.T) {
 	const want = 256 << 10
-	if got, lan := acceptOne(t, want, time.Hour); got != 2*want || !lan {
+	if got, lan := acceptLAN(t, want, time.Hour); got != 2*want || !lan {
 		t.Errorf("LAN client: SO_SNDBUF %d (counted lan: %v), want %d", got, lan, 2*want)
 	}
-	if got, lan := acceptOne(t, want, 0); got == 2*want || lan {
+	if got, lan := acceptLAN(t, want, 0); got == 2*want || lan {
 		t.Errorf("a client past the LAN round trip: SO_SNDBUF %d (counted lan: %v), want the kernel's", got, lan)
 	}
-	if got, lan := acceptOne(t, 0, time.Hour); got == 2*want || lan {
+	if got, lan := acceptLAN(t, 0, time.Hour); got == 2*want || lan {
 		t.Errorf("lan_send_buffer_bytes 0: SO_SNDBUF %d (counted lan: %v), want the kernel's", got, lan)
 	}
 }
@@ -69,21 +78,7 @@ func TestLANClientsGetAFixedSendBuffer(t *testing.T) {
 // The kernel has measured the handshake's round trip by the time a
 // connection is accepted.
 func TestHandshakeRTTIsMeasured(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer inner.Close()
-	client, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c, err := inner.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := acceptOne(t, func(l net.Listener) net.Listener { return l })
 	rtt, ok := handshakeRTT(c.(*net.TCPConn))
 	if !ok || rtt <= 0 || rtt > time.Second {
 		t.Errorf("handshake RTT on loopback: %v (measured: %v)", rtt, ok)

@@ -742,10 +742,10 @@ const probeMembers = 4
 func (s *session) discover(ctx context.Context, members []Peer) {
 	s.refresh(ctx)
 	s.mu.Lock()
-	var cand []Peer
+	var cand []*peerState
 	for _, p := range members {
 		if s.peers[p.Name] == nil && !s.probed[p.Name] && !s.dropped[p.Name] {
-			cand = append(cand, p)
+			cand = append(cand, &peerState{Peer: p})
 		}
 	}
 	rand.Shuffle(len(cand), func(i, j int) { cand[i], cand[j] = cand[j], cand[i] })
@@ -754,21 +754,13 @@ func (s *session) discover(ctx context.Context, members []Peer) {
 		s.probed[p.Name] = true
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, c := range cand {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p := &peerState{Peer: c}
-			s.readMap(ctx, p)
-			s.mu.Lock()
-			if p.fetching && p.have.count() < s.n {
-				s.heard[p.Name] = time.Now()
-			}
-			s.mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	s.readMaps(ctx, cand, func(p *peerState) {
+		s.mu.Lock()
+		if p.fetching && p.have.count() < s.n {
+			s.heard[p.Name] = time.Now()
+		}
+		s.mu.Unlock()
+	})
 	s.mu.Lock()
 	s.fetchersLocked()
 	s.wake()
@@ -827,15 +819,7 @@ func (s *session) refresh(ctx context.Context) {
 		}
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range ask {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.readMap(ctx, p)
-		}()
-	}
-	wg.Wait()
+	s.readMaps(ctx, ask, nil)
 	s.mu.Lock()
 	s.fetchersLocked()
 	s.yieldLocked()
@@ -933,6 +917,21 @@ func shareOf(sha, self string, fetchers []string, n int) bitset {
 		}
 	}
 	return mine
+}
+
+// readMaps reads the chunk maps of ps at once, and gives each peer to
+// then, if not nil, once its map is read.
+func (s *session) readMaps(ctx context.Context, ps []*peerState, then func(*peerState)) {
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Go(func() {
+			s.readMap(ctx, p)
+			if then != nil {
+				then(p)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func (s *session) readMap(ctx context.Context, p *peerState) {

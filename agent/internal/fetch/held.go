@@ -130,11 +130,7 @@ func (f *Fetcher) noteAsker(sha, member string) {
 	defer f.hmu.Unlock()
 	if f.askers[sha] == nil && len(f.askers) >= maxAskedArtifacts {
 		for s, m := range f.askers {
-			for name, at := range m {
-				if now.Sub(at) > askerTTL {
-					delete(m, name)
-				}
-			}
+			forgetStale(m, now)
 			if len(m) == 0 {
 				delete(f.askers, s)
 			}
@@ -149,11 +145,7 @@ func (f *Fetcher) noteAsker(sha, member string) {
 		f.askers[sha] = m
 	}
 	if _, ok := m[member]; !ok && len(m) >= maxFetchers {
-		for name, at := range m {
-			if now.Sub(at) > askerTTL {
-				delete(m, name)
-			}
-		}
+		forgetStale(m, now)
 		if len(m) >= maxFetchers {
 			return
 		}
@@ -161,17 +153,25 @@ func (f *Fetcher) noteAsker(sha, member string) {
 	m[member] = now
 }
 
+// forgetStale drops the askers in m that asked more than askerTTL before
+// now.
+func forgetStale(m map[string]time.Time, now time.Time) {
+	for name, at := range m {
+		if now.Sub(at) > askerTTL {
+			delete(m, name)
+		}
+	}
+}
+
 // recentAskers lists the members that asked about sha within askerTTL.
 func (f *Fetcher) recentAskers(sha string, now time.Time) []string {
 	f.hmu.Lock()
 	defer f.hmu.Unlock()
-	var out []string
-	for name, at := range f.askers[sha] {
-		if now.Sub(at) <= askerTTL {
-			out = append(out, name)
-		} else {
-			delete(f.askers[sha], name)
-		}
+	m := f.askers[sha]
+	forgetStale(m, now)
+	out := make([]string, 0, len(m))
+	for name := range m {
+		out = append(out, name)
 	}
 	return out
 }

@@ -439,10 +439,7 @@ func gossipSeeds(members []store.Member, self string, stale time.Time) []string 
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].LastSeen.After(live[j].LastSeen) })
 	var seeds []string
-	for i, m := range live {
-		if i == recent {
-			break
-		}
+	for _, m := range live[:min(recent, len(live))] {
 		seeds = append(seeds, m.GossipAddr)
 	}
 	rest := live[min(recent, len(live)):]
