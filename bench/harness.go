@@ -393,9 +393,13 @@ func Summarize(ds []Download) Summary {
 
 // WaitHTTP polls url until it answers (any status) or the timeout passes.
 func WaitHTTP(url string, timeout time.Duration) error {
+	return waitHTTP(http.DefaultClient, url, timeout)
+}
+
+func waitHTTP(client *http.Client, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			return nil

@@ -25,6 +25,8 @@ func TestCacheAndLimitSettings(t *testing.T) {
 		{name: "negative cap", yaml: "cache_max_bytes: -1\n", wantErr: "cache_max_bytes -1: must not be negative"},
 		{name: "negative rate", yaml: "egress_bytes_per_sec: -5\n", wantErr: "egress_bytes_per_sec -5"},
 		{name: "too many ranges", yaml: "parallel_ranges: 1000\n", wantErr: "parallel_ranges 1000: want 1 to 64"},
+		{name: "send buffer set", yaml: "lan_send_buffer_bytes: 262144\n",
+			want: Config{ParallelRanges: 4, ParallelMinBytes: 64 << 20, LANSendBufferBytes: 256 << 10}},
 		{name: "send buffer too small", yaml: "lan_send_buffer_bytes: 4096\n", wantErr: "lan_send_buffer_bytes 4096: want 65536 to 67108864"},
 		{name: "send buffer too large", env: map[string]string{"OUTPOST_RELAY_LAN_SEND_BUFFER_BYTES": "1000000000"}, wantErr: "lan_send_buffer_bytes 1000000000"},
 	}
@@ -41,8 +43,8 @@ func TestCacheAndLimitSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.LANSendBufferBytes != 256<<10 {
-				t.Errorf("lan_send_buffer_bytes %d, want the default %d", c.LANSendBufferBytes, 256<<10)
+			if c.LANSendBufferBytes != tt.want.LANSendBufferBytes {
+				t.Errorf("lan_send_buffer_bytes %d, want %d", c.LANSendBufferBytes, tt.want.LANSendBufferBytes)
 			}
 			if tt.want.ParallelRanges == 0 {
 				tt.want.ParallelRanges = 4

@@ -7,14 +7,13 @@ import (
 
 // lanListener gives each accepted client on the local network (a TCP
 // handshake under rtt) a fixed send buffer of sendBuf bytes instead of the
-// kernel's autotuning. Autotuning grows a busy connection's buffer to
-// megabytes of queued data; a client a LAN away keeps up with far less, and
-// with less queued the kernel does less work per byte in all (more of it in
-// the sender, less in the client): on loopback, 64 clients of warm hits ran
-// 1.2–1.35× faster with a fifth to a quarter less CPU per GiB, server and
-// clients together (README, Performance). Run uses it over plain HTTP
-// only. Clients farther away keep autotuning, which a long fat path needs
-// to fill. A sendBuf of 0 leaves every client to autotuning.
+// kernel's autotuning. On loopback, where the sender's system calls run
+// the receiver's TCP work too, a 256 KiB buffer made 64 clients of warm
+// hits 1.2–1.35× faster; between two emulated hosts it was 4–12 % slower
+// than autotuning, so it is off unless configured (README, Performance).
+// Run uses it over plain HTTP only. Clients farther away keep autotuning,
+// which a long fat path needs to fill. A sendBuf of 0 leaves every client
+// to autotuning.
 type lanListener struct {
 	net.Listener
 	sendBuf int
