@@ -9,8 +9,9 @@ import (
 // handshake under rtt) a fixed send buffer of sendBuf bytes instead of the
 // kernel's autotuning. On loopback, where the sender's system calls run
 // the receiver's TCP work too, a 256 KiB buffer made 64 clients of warm
-// hits 1.2–1.35× faster; between two emulated hosts it was 4–12 % slower
-// than autotuning, so it is off unless configured (README, Performance).
+// hits 1.2–1.35× faster; between two emulated hosts it was slower than
+// autotuning (0.93× by the median of 18 measurements), so it is off
+// unless configured (README, Performance).
 // Run uses it over plain HTTP only. Clients farther away keep autotuning,
 // which a long fat path needs to fill. A sendBuf of 0 leaves every client
 // to autotuning.
