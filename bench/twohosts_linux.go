@@ -33,6 +33,7 @@ type TwoHosts struct {
 	Server, Client       string // namespace names
 	ServerIP, ClientIP   string
 	ServerCPU, ClientCPU int
+	link                 string // the server's end of the veth pair
 	close                sync.Once
 }
 
@@ -61,6 +62,7 @@ func NewTwoHosts() (*TwoHosts, error) {
 		ServerCPU: 0, ClientCPU: 1,
 	}
 	vs, vc := fmt.Sprintf("obs%d", id), fmt.Sprintf("obc%d", id)
+	h.link = vs
 	steps := [][]string{
 		{"netns", "add", h.Server},
 		{"netns", "add", h.Client},
@@ -92,6 +94,9 @@ func (h *TwoHosts) Close() {
 	h.close.Do(func() {
 		exec.Command("ip", "netns", "del", h.Server).Run()
 		exec.Command("ip", "netns", "del", h.Client).Run()
+		// Gone with its namespace, unless setting up stopped before the
+		// pair was moved there.
+		exec.Command("ip", "link", "del", h.link).Run()
 	})
 }
 
@@ -147,20 +152,42 @@ func (h *TwoHosts) Forward(target string) (addr string, stop func(), err error) 
 	}); err != nil {
 		return "", nil, err
 	}
-	var wg sync.WaitGroup
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[net.Conn]struct{}{}
+	)
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			wg.Go(func() { pipe(c, target) })
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Go(func() {
+				pipe(c, target)
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+			})
 		}
 	})
-	return ln.Addr().String(), func() { ln.Close(); wg.Wait() }, nil
+	// Stopping ends the connections too: a cache keeps idle ones open.
+	return ln.Addr().String(), func() {
+		ln.Close()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}, nil
 }
 
-// pipe copies between c and a new connection to target until either ends.
+// pipe copies between c and a new connection to target until either
+// direction ends, then closes both (HTTP needs no half-closed connection).
 func pipe(c net.Conn, target string) {
 	defer c.Close()
 	up, err := net.DialTimeout("tcp", target, 10*time.Second)
@@ -168,14 +195,12 @@ func pipe(c net.Conn, target string) {
 		return
 	}
 	defer up.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(up, c)
-		up.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, up)
-	c.(*net.TCPConn).CloseWrite()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(up, c); done <- struct{}{} }()
+	go func() { io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	c.Close()
+	up.Close()
 	<-done
 }
 
