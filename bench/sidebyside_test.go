@@ -416,6 +416,11 @@ func BenchmarkSideBySide(b *testing.B) {
 	}
 	cold := len(starts)
 	starts = append(starts, warmVariants(b, loopback, bin, nginx, m, wan.Addr(), variants, nginxVariants)...)
+	// OUTPOST_BENCH_TWO_HOSTS=only: the warm hits between two hosts alone.
+	twoHosts := os.Getenv("OUTPOST_BENCH_TWO_HOSTS")
+	if twoHosts == "only" {
+		starts = nil
+	}
 	var colds []coldResult
 	var systems []*system
 	var warmHashes []string
@@ -446,7 +451,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	// computer's CPU is its own (see TwoHosts).
 	var hostWarms []warmResult
 	hostNote := ""
-	if os.Getenv("OUTPOST_BENCH_TWO_HOSTS") == "0" {
+	if twoHosts == "0" {
 		hostNote = "not run (OUTPOST_BENCH_TWO_HOSTS=0)"
 	} else {
 		hostWarms, hostNote = warmBetweenHosts(b, bin, nginx, m, cl, wan.Addr(), variants, nginxVariants, warmSize, warmTotal, warmN)
@@ -473,7 +478,9 @@ func report(size, clients int, wanRate float64, warmSize, warmN int, colds []col
 	if len(colds) > 0 {
 		coldTable(&sb, size, clients, wanRate, colds)
 	}
-	warmTable(&sb, warmSize, warmN, warms, false)
+	if len(warms) > 0 {
+		warmTable(&sb, warmSize, warmN, warms, false)
+	}
 	if len(hostWarms) > 0 {
 		warmTable(&sb, warmSize, warmN, hostWarms, true)
 	}
