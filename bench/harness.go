@@ -462,8 +462,3 @@ http {
 }
 `, user, prefix, upstream, listen, key, sliceConf)
 }
-
-// netListen and netTCPAddr let the benchmark pick a free port.
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
-
-type netTCPAddr = net.TCPAddr

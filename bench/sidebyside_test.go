@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/outposthq/outpost/pkg/freeport"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
@@ -157,14 +159,18 @@ func startNginx(tb testing.TB, at *placement, bin string, wanAddr string, slice 
 		})}
 }
 
+// freePort is a TCP port free on loopback, outside the ephemeral range
+// (see freeport). Between two hosts the server namespace has nothing else
+// listening, so a port free here is free there.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := netListen()
+	addr, err := freeport.Get("127.0.0.1", true, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*netTCPAddr).Port
+	_, p, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(p)
+	return port
 }
 
 type coldResult struct {

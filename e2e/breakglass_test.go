@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -9,17 +8,19 @@ import (
 
 	"github.com/outposthq/outpost/agent"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/freeport"
 	tu "github.com/outposthq/outpost/pkg/testutil"
 )
 
+// freeUDPOn is a UDP address on ip free for a session listener, outside
+// the ephemeral range (see freeport).
 func freeUDPOn(t *testing.T, ip string) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", ip+":0")
+	addr, err := freeport.Get(ip, false, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	return addr
 }
 
 // TestDirectSessionsAndBreakGlass: a host with session_listen takes

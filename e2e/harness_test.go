@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/outposthq/outpost/agent"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/freeport"
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
@@ -155,23 +155,13 @@ func testLogger() *slog.Logger {
 	return l
 }
 
-// freePort finds a port free for both TCP and UDP (memberlist needs both;
-// QUIC clients hold ephemeral UDP ports on every address).
+// freePort finds a port free for both TCP and UDP (memberlist needs both),
+// outside the ephemeral range (see freeport).
 func freePort(t testing.TB, ip string) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", ip+":0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
+	addr, err := freeport.Get(ip, true, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no port free for TCP and UDP on %s", ip)
-	return ""
+	return addr
 }

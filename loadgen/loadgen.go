@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/agent"
+	"github.com/outposthq/outpost/pkg/freeport"
 )
 
 // Config says what fleet to run.
@@ -95,26 +96,10 @@ func nextIP(first net.IP, i int) net.IP {
 	return net.IPv4(127, first[1]+byte(third/256), byte(third%256), byte(1+k%250))
 }
 
-// freePort finds a port free for both TCP and UDP on ip: memberlist needs
-// both, and QUIC clients hold ephemeral UDP ports on every address.
+// freePort finds a port free for both TCP and UDP on ip (memberlist needs
+// both), outside the ephemeral range (see freeport).
 func freePort(ip net.IP) (string, error) {
-	var err error
-	for range 20 {
-		var ln net.Listener
-		ln, err = net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
-		if err != nil {
-			continue
-		}
-		addr := ln.Addr().String()
-		var pc net.PacketConn
-		pc, err = net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr, nil
-		}
-	}
-	return "", err
+	return freeport.Get(ip.String(), true, true)
 }
 
 func (f *Fleet) start(ctx context.Context, cfg Config, i int, ip net.IP, logger *slog.Logger) (*agent.Agent, error) {

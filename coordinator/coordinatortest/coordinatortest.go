@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/pkg/freeport"
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
@@ -94,22 +94,17 @@ func New(tb testing.TB, opts ...Option) *Harness {
 	return h
 }
 
-func freeTCP(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freeTCP(tb testing.TB) string { return free(tb, true, false) }
+func freeUDP(tb testing.TB) string { return free(tb, false, true) }
 
-func freeUDP(tb testing.TB) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+// free is a loopback address for the coordinator to listen on, outside
+// the ephemeral range (see freeport).
+func free(tb testing.TB, tcp, udp bool) string {
+	addr, err := freeport.Get("127.0.0.1", tcp, udp)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer pc.Close()
-	return pc.LocalAddr().String()
+	return addr
 }
 
 func (h *Harness) start() {

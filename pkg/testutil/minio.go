@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/outposthq/outpost/pkg/freeport"
 	"net"
 	"net/http"
 	"os"
@@ -177,13 +178,15 @@ func (m *MinIO) stsReady(client *http.Client) bool {
 	return err == nil
 }
 
+// freeLoopbackPort is a TCP port free on 127.0.0.1, outside the ephemeral
+// range (see freeport).
 func freeLoopbackPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Get("127.0.0.1", true, false)
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
 }
 
 // Client returns a minio-go client with the root credentials.

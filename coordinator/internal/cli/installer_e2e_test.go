@@ -18,6 +18,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/freeport"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
@@ -43,24 +44,14 @@ func buildBinaries(t *testing.T) string {
 }
 
 // freeLoopback is a host:port on 127.0.0.1 that is free for TCP and UDP,
-// as memberlist needs both.
+// as memberlist needs both, outside the ephemeral range (see freeport).
 func freeLoopback(t *testing.T) string {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return addr
-		}
+	addr, err := freeport.Get("127.0.0.1", true, true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port for TCP and UDP")
-	return ""
+	return addr
 }
 
 // syncBuffer collects a subprocess's output for the failure message.
