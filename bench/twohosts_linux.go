@@ -55,6 +55,7 @@ func NewTwoHosts() (*TwoHosts, error) {
 			return nil, fmt.Errorf("needs %s: %w", tool, err)
 		}
 	}
+	removeStale()
 	id := os.Getpid()
 	h := &TwoHosts{
 		Server: fmt.Sprintf("obench-srv-%d", id), Client: fmt.Sprintf("obench-cli-%d", id),
@@ -87,6 +88,26 @@ func NewTwoHosts() (*TwoHosts, error) {
 		}
 	}
 	return h, nil
+}
+
+// removeStale removes the namespaces of benchmarks that were killed
+// before they could (their process is gone).
+func removeStale() {
+	ents, _ := os.ReadDir("/run/netns")
+	for _, e := range ents {
+		name := e.Name()
+		rest, ok := strings.CutPrefix(name, "obench-srv-")
+		if !ok {
+			rest, ok = strings.CutPrefix(name, "obench-cli-")
+		}
+		pid, err := strconv.Atoi(rest)
+		if !ok || err != nil {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); errors.Is(err, os.ErrNotExist) {
+			exec.Command("ip", "netns", "del", name).Run()
+		}
+	}
 }
 
 // Close removes the namespaces (and with them the veth pair).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -97,13 +98,33 @@ func warmBetweenHosts(b *testing.B, bin, nginx string, m *testutil.MinIO, cl *mi
 // Two hosts are two namespaces: a server listening in one is reached from
 // the other, not from here, the WAN forward carries bytes from the server
 // side to here, and a herd child in the client namespace fetches and
-// reports what it measured. Skipped where namespaces cannot be made.
+// reports what it measured; a killed run's namespaces are cleared. Skipped
+// where namespaces cannot be made.
 func TestTwoHosts(t *testing.T) {
+	// What a killed benchmark left behind: a namespace named for a process
+	// that is gone. Setting up removes it.
+	stale := ""
+	if os.Geteuid() == 0 {
+		gone := exec.Command("true")
+		if err := gone.Run(); err == nil {
+			stale = fmt.Sprintf("obench-cli-%d", gone.Process.Pid)
+			if exec.Command("ip", "netns", "add", stale).Run() != nil {
+				stale = ""
+			}
+		}
+	}
 	h, err := NewTwoHosts()
 	if err != nil {
+		if stale != "" {
+			exec.Command("ip", "netns", "del", stale).Run()
+		}
 		t.Skip("two hosts:", err)
 	}
 	defer h.Close()
+	if _, err := os.Stat("/run/netns/" + stale); stale != "" && err == nil {
+		exec.Command("ip", "netns", "del", stale).Run()
+		t.Errorf("the stale namespace %s was left", stale)
+	}
 
 	body := bytes.Repeat([]byte("two hosts "), 100_000)
 	var ln net.Listener
