@@ -391,11 +391,8 @@ func Summarize(ds []Download) Summary {
 	return s
 }
 
-// WaitHTTP polls url until it answers (any status) or the timeout passes.
-func WaitHTTP(url string, timeout time.Duration) error {
-	return waitHTTP(http.DefaultClient, url, timeout)
-}
-
+// waitHTTP polls url with client until it answers (any status) or the
+// timeout passes.
 func waitHTTP(client *http.Client, url string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {

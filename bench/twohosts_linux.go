@@ -37,8 +37,9 @@ type TwoHosts struct {
 	close                sync.Once
 }
 
-// Names of the namespaces and veth ends are per process, so that a run
-// left behind by a killed benchmark does not stop the next.
+// twoHostsNet is the /30 of the veth pair. The namespaces and veth ends
+// are named per process, so that a run left behind by a killed benchmark
+// does not stop the next (removeStale clears it).
 const twoHostsNet = "10.201.0."
 
 // NewTwoHosts sets the two computers up. It needs root, ip(8) and
