@@ -594,6 +594,7 @@ func (a *Agent) applyFirst(ctx context.Context, run *runner.Runner, p *wire.Poli
 		return
 	case <-time.After(quickRun):
 	}
+	a.log.Debug("the run takes a while: telling the revision is held meanwhile", "revision", p.GetRevision())
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	if err := a.report(cctx, true, false); err != nil {
 		a.log.Debug("report a revision taken while it runs", "err", err)
@@ -648,7 +649,11 @@ func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
 	a.mu.Lock()
 	peerNews := len(a.peerReports) > 0
 	a.mu.Unlock()
-	if to := a.rollup.route(); to != "" && !(peerNews && a.link.Connected()) {
+	to, why := a.rollup.route()
+	if to != "" && peerNews && a.link.Connected() {
+		to, why = "", "a misbehaving peer to report"
+	}
+	if to != "" {
 		err := a.rollup.send(to, urgent)
 		if err == nil {
 			a.reported(t)
@@ -656,11 +661,13 @@ func (a *Agent) report(ctx context.Context, urgent, waitLink bool) error {
 			return nil
 		}
 		a.log.Debug("hand check-in to the office's roll-up member; checking in directly", "to", to, "err", err)
+	} else {
+		a.log.Debug("checking in directly", "why", why)
 	}
 	if !waitLink && !a.link.Connected() {
 		return member.ErrOffline
 	}
-	err := a.checkin(ctx)
+	err := a.checkin(ctx, false)
 	if err == nil {
 		a.reported(t)
 	}
@@ -716,7 +723,10 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 	return req
 }
 
-func (a *Agent) checkin(ctx context.Context) error {
+// checkin checks in directly, carrying the office's pending check-ins
+// when this member is the roll-up member; passOn says it is made to pass
+// those on, not to report.
+func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	a.checkinMu.Lock()
 	defer a.checkinMu.Unlock()
 	req := a.checkinRequest(true)
@@ -735,7 +745,7 @@ func (a *Agent) checkin(ctx context.Context) error {
 	if err := a.state.Ack(resp.GetCheckin().GetAckedSeq()); err != nil {
 		a.log.Warn("forget acknowledged reports", "err", err)
 	}
-	a.rollup.checkedIn()
+	a.rollup.checkedIn(passOn)
 	if len(req.Rollup) > 0 {
 		a.rollup.carried(req.Rollup, resp.GetCheckin().GetRollupAcks())
 	}

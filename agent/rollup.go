@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"math/rand/v2"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -75,7 +76,7 @@ func newRollup(a *Agent, reg prometheus.Registerer) (*rollup, error) {
 		count: rand.IntN(directEvery), // members' direct check-ins do not come all at once
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_rollup_reports_total",
-			Help: "Check-ins by path: direct, rollup (handed to the roll-up member), carried (of other members, passed on), refused (from peers, did not verify)."},
+			Help: "Reports and check-ins by path: direct (this member's report, checked in), rollup (this member's report, handed to the roll-up member), pass_on (a check-in made to pass on other members' reports), carried (other members' reports passed on), refused (from peers, did not verify)."},
 			[]string{"path"}),
 	}
 	if a.id != nil {
@@ -108,7 +109,7 @@ func (r *rollup) run(ctx context.Context, every, delay time.Duration) error {
 			flush = nil
 			if r.hasPending() {
 				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				if err := r.a.checkin(cctx); err != nil {
+				if err := r.a.checkin(cctx, true); err != nil {
 					r.a.log.Debug("pass on the office's check-ins", "err", err)
 				}
 				cancel()
@@ -149,25 +150,35 @@ func (r *rollup) elect() (name string, self bool) {
 	return cands[0].Name, cands[0].Name == me
 }
 
-// route is the member to hand this report to, or "" to check in directly.
-func (r *rollup) route() string {
+// route is the member to hand this report to, or "" to check in
+// directly, and then why.
+func (r *rollup) route() (to, why string) {
 	info := r.a.officeInfo()
 	if info == nil || !info.GetRollup() || info.GetRoaming() {
-		return ""
+		return "", "the office has no roll-up"
 	}
 	r.mu.Lock()
 	r.count++
-	direct := r.direct || r.count%directEvery == 0 ||
-		(!r.unackedSince.IsZero() && time.Since(r.unackedSince) > 3*r.a.interval())
+	switch {
+	case r.direct:
+		why = "the coordinator asked for a direct check-in"
+	case r.count%directEvery == 0:
+		why = "one report in " + strconv.Itoa(directEvery) + " is direct"
+	case !r.unackedSince.IsZero() && time.Since(r.unackedSince) > 3*r.a.interval():
+		why = "no acknowledgement through the roll-up for three intervals"
+	}
 	r.mu.Unlock()
-	if direct {
-		return ""
+	if why != "" {
+		return "", why
 	}
 	to, self := r.elect()
-	if self {
-		return ""
+	if to == "" {
+		return "", "no member of the office can carry check-ins"
 	}
-	return to
+	if self {
+		return "", "this member carries the office's check-ins"
+	}
+	return to, ""
 }
 
 // send hands this member's check-in to the roll-up member.
@@ -314,11 +325,16 @@ func (r *rollup) checkinDirectly() {
 }
 
 // checkedIn notes a direct check-in: it took every queued run and brought
-// the office's news.
-func (r *rollup) checkedIn() {
+// the office's news. passOn says it was made to pass on other members'
+// check-ins rather than as a report of this member's.
+func (r *rollup) checkedIn(passOn bool) {
 	r.mu.Lock()
 	r.direct = false
 	r.unackedSince = time.Time{}
 	r.mu.Unlock()
-	r.reports.WithLabelValues("direct").Inc()
+	if passOn {
+		r.reports.WithLabelValues("pass_on").Inc()
+	} else {
+		r.reports.WithLabelValues("direct").Inc()
+	}
 }

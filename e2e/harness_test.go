@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +15,6 @@ import (
 	"github.com/outposthq/outpost/agent"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	"github.com/outposthq/outpost/pkg/freeport"
-	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
@@ -110,7 +108,7 @@ func startAgentWith(t testing.TB, c *coordinatortest.Harness, token, hostname, g
 func (ta *testAgent) start() {
 	ta.t.Helper()
 	reg := prometheus.NewRegistry()
-	a, err := agent.New(ta.cfg, testLogger().With("host", ta.cfg.Hostname), reg, ta.opts...)
+	a, err := agent.New(ta.cfg, testLogger(ta.t).With("host", ta.cfg.Hostname), reg, ta.opts...)
 	if err != nil {
 		ta.t.Fatal(err)
 	}
@@ -145,14 +143,6 @@ func (ta *testAgent) path(rel string) string { return filepath.Join(ta.cfg.Root,
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("OUTPOST_TEST_LOG") == "" {
-		return logging.Discard()
-	}
-	l, _ := logging.New(os.Stderr, "debug", "text")
-	return l
 }
 
 // freePort finds a port free for both TCP and UDP (memberlist needs both),

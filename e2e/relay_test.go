@@ -35,7 +35,7 @@ func startRelay(t testing.TB, c *coordinatortest.Harness, token string, opts ...
 		o(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	r, err := relay.New(cfg, testLogger(), reg)
+	r, err := relay.New(cfg, testLogger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func benchAgent(b *testing.B, c *coordinatortest.Harness, token, hostname string
 	cfg.Hostname, cfg.GossipBind, cfg.Fast = hostname, "127.0.0.71:0", true
 	os.MkdirAll(cfg.Root, 0o755)
 	os.MkdirAll(cfg.PluginsDir, 0o755)
-	a, err := agent.New(cfg, testLogger(), prometheus.NewRegistry())
+	a, err := agent.New(cfg, testLogger(b), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}
