@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -164,12 +163,10 @@ func startNginx(tb testing.TB, at *placement, bin string, wanAddr string, slice 
 // listening, so a port free here is free there.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	addr, err := freeport.Get("127.0.0.1", true, false)
+	port, err := freeport.Port("127.0.0.1", true, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	_, p, _ := net.SplitHostPort(addr)
-	port, _ := strconv.Atoi(p)
 	return port
 }
 

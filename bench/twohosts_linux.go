@@ -42,6 +42,12 @@ type TwoHosts struct {
 // does not stop the next (removeStale clears it).
 const twoHostsNet = "10.201.0."
 
+// The namespaces' names: these, then the benchmark's process id.
+const (
+	serverNS = "obench-srv-"
+	clientNS = "obench-cli-"
+)
+
 // NewTwoHosts sets the two computers up. It needs root, ip(8) and
 // taskset(1), and two CPUs; the error says which is missing.
 func NewTwoHosts() (*TwoHosts, error) {
@@ -59,7 +65,7 @@ func NewTwoHosts() (*TwoHosts, error) {
 	removeStale()
 	id := os.Getpid()
 	h := &TwoHosts{
-		Server: fmt.Sprintf("obench-srv-%d", id), Client: fmt.Sprintf("obench-cli-%d", id),
+		Server: serverNS + strconv.Itoa(id), Client: clientNS + strconv.Itoa(id),
 		ServerIP: twoHostsNet + "1", ClientIP: twoHostsNet + "2",
 		ServerCPU: 0, ClientCPU: 1,
 	}
@@ -97,9 +103,9 @@ func removeStale() {
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
 		name := e.Name()
-		rest, ok := strings.CutPrefix(name, "obench-srv-")
+		rest, ok := strings.CutPrefix(name, serverNS)
 		if !ok {
-			rest, ok = strings.CutPrefix(name, "obench-cli-")
+			rest, ok = strings.CutPrefix(name, clientNS)
 		}
 		pid, err := strconv.Atoi(rest)
 		if !ok || err != nil {

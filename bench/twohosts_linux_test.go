@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +107,7 @@ func TestTwoHosts(t *testing.T) {
 	if os.Geteuid() == 0 {
 		gone := exec.Command("true")
 		if err := gone.Run(); err == nil {
-			stale = fmt.Sprintf("obench-cli-%d", gone.Process.Pid)
+			stale = clientNS + strconv.Itoa(gone.Process.Pid)
 			if exec.Command("ip", "netns", "add", stale).Run() != nil {
 				stale = ""
 			}

@@ -39,6 +39,17 @@ func Get(ip string, tcp, udp bool) (string, error) {
 	return "", fmt.Errorf("no free port on %s between %d and %d: %w", ip, low, high, lastErr)
 }
 
+// Port is Get's port alone, for servers told a port rather than an
+// address.
+func Port(ip string, tcp, udp bool) (int, error) {
+	addr, err := Get(ip, tcp, udp)
+	if err != nil {
+		return 0, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
+}
+
 func try(addr string, tcp, udp bool) error {
 	if tcp {
 		ln, err := net.Listen("tcp", addr)

@@ -60,3 +60,19 @@ func TestGetSkipsAPortInUse(t *testing.T) {
 		}
 	}
 }
+
+// Port is the port of an address Get would give.
+func TestPort(t *testing.T) {
+	port, err := Port("127.0.0.1", true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if port < low || port >= ephemeralStart() {
+		t.Fatalf("port %d, want in [%d, %d)", port, low, ephemeralStart())
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+}

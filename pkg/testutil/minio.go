@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/outposthq/outpost/pkg/freeport"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/outposthq/outpost/pkg/freeport"
 )
 
 // minioMissing is what a test says when the pinned MinIO binary was not built.
@@ -181,12 +182,11 @@ func (m *MinIO) stsReady(client *http.Client) bool {
 // freeLoopbackPort is a TCP port free on 127.0.0.1, outside the ephemeral
 // range (see freeport).
 func freeLoopbackPort() (int, error) {
-	addr, err := freeport.Get("127.0.0.1", true, false)
+	port, err := freeport.Port("127.0.0.1", true, false)
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	return strconv.Atoi(port)
+	return port, nil
 }
 
 // Client returns a minio-go client with the root credentials.
