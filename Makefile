@@ -7,6 +7,7 @@ ABSBIN := $(CURDIR)/$(BIN)
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+STATICCHECK_VERSION := v0.8.2
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/outposthq/outpost/coordinator.Version=$(VERSION) \
            -X github.com/outposthq/outpost/agent.Version=$(VERSION) \
@@ -26,7 +27,7 @@ help:
 	@echo "make test    - go test -race over everything, with a real MinIO (installed into ./bin if missing)"
 	@echo "make demo    - a whole local fleet: MinIO, coordinator, relay, three agents (DEMO_ONESHOT=1 exits after success)"
 	@echo "make bench   - benchmarks, with the relay against nginx side by side (installs Debian's nginx if missing)"
-	@echo "make check   - gofmt, go vet, go.mod tidy, import boundaries, stale generated code"
+	@echo "make check   - gofmt, go vet, staticcheck, go.mod tidy, import boundaries, stale generated code"
 	@echo "make proto   - regenerate protobuf code (needs protoc: apt-get install protobuf-compiler)"
 
 build:
@@ -52,6 +53,9 @@ bench: $(BIN)/minio
 demo: $(BIN)/minio build
 	bash scripts/demo.sh
 
+$(BIN)/staticcheck:
+	GOBIN=$(ABSBIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
 $(BIN)/protoc-gen-go:
 	GOBIN=$(ABSBIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 
@@ -62,10 +66,11 @@ proto: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
 	PATH=$(ABSBIN):$$PATH protoc -I . --go_out=. --go_opt=module=github.com/outposthq/outpost \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/outposthq/outpost $(PROTOS)
 
-check: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+check: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck
 	@echo "gofmt"; out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to rewrite:"; echo "$$out"; exit 1; fi
 	@echo "go vet"; $(GO) vet ./...
 	@echo "go vet (windows: the registry plugin's real-registry backend)"; GOOS=windows $(GO) vet ./plugins/registry/...
+	@echo "staticcheck"; $(BIN)/staticcheck ./...
 	@echo "go mod tidy"; cp go.mod /tmp/outpost-go.mod.bak; cp go.sum /tmp/outpost-go.sum.bak; \
 	  $(GO) mod tidy; if ! git diff --quiet -- go.mod go.sum; then echo "go.mod/go.sum are not tidy (run go mod tidy)"; \
 	  cp /tmp/outpost-go.mod.bak go.mod; cp /tmp/outpost-go.sum.bak go.sum; exit 1; fi

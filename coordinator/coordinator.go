@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,7 +145,7 @@ type Coordinator struct {
 	reg   *prometheus.Registry
 	ready chan struct{}
 
-	mu        sync.Mutex
+	// Set by Run before ready is closed; read after it.
 	httpAddr  net.Addr
 	httpsAddr net.Addr
 	quic      *quicsrv.Server

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -110,7 +109,6 @@ func TestRevisionSpreadsByGossipToMembersCutOffFromTheCoordinator(t *testing.T) 
 type evilPeer struct {
 	node *gossip.Node
 	sp   *wire.SignedPolicy
-	once sync.Once
 }
 
 func (e *evilPeer) PeerChanged(gossip.Peer) {}

@@ -270,11 +270,11 @@ func TestSignInCookieAndHeaders(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		b := e.browser()
 		b.tls = secure
-		res, body := b.get("/ui/")
+		res, _ := b.get("/ui/")
 		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/ui/login?next=%2Fui%2F" {
 			t.Fatalf("signed out: %d %s", res.StatusCode, res.Header.Get("Location"))
 		}
-		res, body = b.get("/ui/login")
+		res, body := b.get("/ui/login")
 		for h, want := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
 			if got := res.Header.Get(h); got != want {
 				t.Errorf("%s = %q, want %q", h, got, want)

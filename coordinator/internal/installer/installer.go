@@ -81,7 +81,7 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("coordinator address %q: want host:port", c.Coordinator))
 	}
 	if !strings.HasPrefix(c.CAFingerprint, "sha256:") {
-		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:...", c.CAFingerprint))
+		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:<hex>", c.CAFingerprint))
 	}
 	if c.Token == "" || strings.ContainsAny(c.Token, " \n\"'") {
 		errs = append(errs, errors.New("the enrollment token is empty or malformed"))
