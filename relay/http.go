@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/outposthq/outpost/pkg/httprange"
 	"github.com/outposthq/outpost/relay/internal/cache"
 )
 
@@ -84,6 +85,9 @@ func (r *Relay) routes(g prometheus.Gatherer) http.Handler {
 // pre-stage an artifact.
 func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	hash := req.PathValue("hash")
+	if err := httprange.Check(req); err != nil {
+		return err // before Open: a refused request starts no fetch
+	}
 	obj, err := r.cache.Open(req.Context(), hash)
 	if err != nil {
 		return err
@@ -230,6 +234,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, "malformed artifact name in the path: want " + BlobPath + "<sha256 as 64 lower-case hex digits>"
 	case errors.Is(err, cache.ErrNotFound):
 		return http.StatusNotFound, err.Error()
+	case errors.Is(err, httprange.ErrTooMany):
+		return http.StatusRequestedRangeNotSatisfiable, err.Error()
 	case errors.Is(err, cache.ErrUpstream):
 		return http.StatusBadGateway, "cannot get the artifact from the file server: " + err.Error()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

@@ -24,6 +24,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outposthq/outpost/pkg/httprange"
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -212,6 +213,8 @@ func TestBlobRanges(t *testing.T) {
 			status: 206, body: data[10:20], contentRange: "bytes 10-19/1000"},
 		{name: "if-range with another etag sends all", method: "GET", header: map[string]string{"Range": "bytes=10-19", "If-Range": `"other"`},
 			status: 200, body: data},
+		{name: "too many ranges", method: "GET", header: map[string]string{"Range": "bytes=0-0" + strings.Repeat(",2-2", httprange.MaxRanges)},
+			status: 416},
 		{name: "not modified", method: "GET", header: map[string]string{"If-None-Match": etag}, status: 304},
 		{name: "head", method: "HEAD", status: 200, length: "1000"},
 		{name: "head of a range", method: "HEAD", header: map[string]string{"Range": "bytes=0-99"},

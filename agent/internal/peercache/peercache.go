@@ -33,6 +33,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
+	"github.com/outposthq/outpost/pkg/httprange"
 )
 
 // Budget is what a member may send to its office peers.
@@ -243,6 +244,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, asker string) {
 	if err != nil || i < 0 || strconv.Itoa(i) != idx || i >= n {
 		s.refused.WithLabelValues("malformed").Inc()
 		httpError(w, http.StatusBadRequest, fmt.Sprintf("chunk %q: want an index from 0 to %d", idx, n-1))
+		return
+	}
+	if err := httprange.Check(r); err != nil {
+		s.refused.WithLabelValues("malformed").Inc()
+		httpError(w, http.StatusRequestedRangeNotSatisfiable, err.Error())
 		return
 	}
 	select {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
+	"github.com/outposthq/outpost/pkg/httprange"
 	"github.com/outposthq/outpost/pkg/logging"
 )
 
@@ -82,6 +83,16 @@ func TestServerAnswers(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 206 || string(body) != string(data[1000:1010]) {
 		t.Errorf("range: %d %q", resp.StatusCode, body)
+	}
+	// More ranges than any client of ours asks for: refused before they are parsed.
+	req.Header.Set("Range", "bytes=0-0"+strings.Repeat(",2-2", httprange.MaxRanges))
+	if resp, err = asker.client.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 416 || !strings.Contains(string(body), "too many byte ranges") {
+		t.Errorf("too many ranges: %d %q", resp.StatusCode, body)
 	}
 	if got := counter(t, holder.reg, "outpost_agent_peer_served_bytes_total", "berlin"); got != float64(1<<20+len(data)-3<<20+10) {
 		t.Errorf("served %v bytes", got)
