@@ -16,9 +16,7 @@ func (c *Coordinator) startAuth(st *store.Store, issuer string) (*auth.Server, e
 	}
 	cfg := auth.DefaultConfig()
 	cfg.Issuer = issuer
-	if c.cfg.PasswordKDF.Time > 0 {
-		cfg.KDF = c.cfg.PasswordKDF
-	}
+	cfg.KDF = c.cfg.PasswordKDF.WithDefaults()
 	if c.cfg.AccessTokenTTL > 0 {
 		cfg.AccessTTL = c.cfg.AccessTokenTTL
 	}

@@ -124,6 +124,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public_address %q: want host:port where agents reach the QUIC port, like coordinator.example.org:8027", c.PublicAddress))
 		}
 	}
+	if err := c.PasswordKDF.WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("password_kdf: %w", err))
+	}
 	if c.PushFanout < 0 {
 		errs = append(errs, fmt.Errorf("push_fanout %d: want 0 (every agent) or more", c.PushFanout))
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +79,10 @@ func TestAdminHTTPSWithABroughtCertificate(t *testing.T) {
 	bad.DataDir, bad.TLSCertFile = t.TempDir(), crt
 	if err := bad.Validate(); err == nil {
 		t.Fatal("a certificate without its key passed validation")
+	}
+	bad = coordinator.DefaultConfig()
+	bad.DataDir, bad.PasswordKDF.Threads = t.TempDir(), 200
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "password_kdf: threads 200") {
+		t.Fatalf("200 password hashing threads: %v", err)
 	}
 }

@@ -101,11 +101,17 @@ func set(fv reflect.Value, s string) error {
 		}
 		fv.SetBool(b)
 	case fv.Kind() >= reflect.Int && fv.Kind() <= reflect.Int64:
-		n, err := strconv.ParseInt(s, 10, 64)
+		n, err := strconv.ParseInt(s, 10, fv.Type().Bits())
 		if err != nil {
 			return err
 		}
 		fv.SetInt(n)
+	case fv.Kind() >= reflect.Uint && fv.Kind() <= reflect.Uint64:
+		n, err := strconv.ParseUint(s, 10, fv.Type().Bits())
+		if err != nil {
+			return err
+		}
+		fv.SetUint(n)
 	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
 		parts := strings.Split(s, ",")
 		for i := range parts {

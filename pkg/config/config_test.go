@@ -18,6 +18,9 @@ type cfg struct {
 	Interval time.Duration `yaml:"interval"`
 	Seeds    []string      `yaml:"seeds"`
 	Files    sub           `yaml:"file_server"`
+	Memory   uint32        `yaml:"memory"`
+	Threads  uint8         `yaml:"threads"`
+	Count    int8          `yaml:"count"`
 }
 
 func TestOrder(t *testing.T) {
@@ -30,6 +33,28 @@ func TestOrder(t *testing.T) {
 	}
 	if c.DataDir != "/from/env" || c.Interval != 30*time.Second || c.Files.Endpoint != "file:9000" || !c.Files.Secure || len(c.Seeds) != 2 || c.Seeds[1] != "b:2" {
 		t.Fatalf("got %+v", c)
+	}
+}
+
+func TestEnvNumbers(t *testing.T) {
+	var c cfg
+	env := map[string]string{"X_MEMORY": "65536", "X_THREADS": "4", "X_COUNT": "-3"}
+	if err := Load("", &c, "X", func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Memory != 65536 || c.Threads != 4 || c.Count != -3 {
+		t.Fatalf("got %+v", c)
+	}
+	for k, v := range map[string]string{"X_THREADS": "256", "X_MEMORY": "-1", "X_COUNT": "128"} {
+		err := Load("", &c, "X", func(name string) string {
+			if name == k {
+				return v
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: got %v, want an error naming it", k, v, err)
+		}
 	}
 }
 

@@ -69,6 +69,25 @@ func addUser(t testing.TB, st *store.Store, name, password, role string) {
 	}
 }
 
+func TestKDFDefaultsAndBounds(t *testing.T) {
+	k := KDF{Time: 3}.WithDefaults()
+	if want := (KDF{Time: 3, MemoryKiB: DefaultKDF().MemoryKiB, Threads: DefaultKDF().Threads}); k != want {
+		t.Fatalf("got %+v, want %+v", k, want)
+	}
+	if err := k.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// A partial setting hashes, where it once panicked on zero threads.
+	if _, err := HashPassword("correct horse battery", KDF{MemoryKiB: 2048}.WithDefaults()); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []KDF{{Time: 65, MemoryKiB: 1024, Threads: 1}, {Time: 1, MemoryKiB: 512, Threads: 1}, {Time: 1, MemoryKiB: 5 << 20, Threads: 1}, {Time: 1, MemoryKiB: 1024, Threads: 65}} {
+		if bad.Validate() == nil {
+			t.Errorf("%+v passed", bad)
+		}
+	}
+}
+
 func TestPasswordHash(t *testing.T) {
 	h, err := HashPassword("correct horse battery", testKDF)
 	if err != nil {

@@ -22,6 +22,38 @@ type KDF struct {
 // DefaultKDF follows the OWASP recommendation for Argon2id with a margin.
 func DefaultKDF() KDF { return KDF{Time: 2, MemoryKiB: 64 * 1024, Threads: 1} }
 
+// WithDefaults is k with each parameter left at zero taken from
+// DefaultKDF, so a config may raise one and keep the others.
+func (k KDF) WithDefaults() KDF {
+	d := DefaultKDF()
+	if k.Time == 0 {
+		k.Time = d.Time
+	}
+	if k.MemoryKiB == 0 {
+		k.MemoryKiB = d.MemoryKiB
+	}
+	if k.Threads == 0 {
+		k.Threads = d.Threads
+	}
+	return k
+}
+
+// Validate checks that k can hash a password in reasonable time and memory
+// (after WithDefaults, every parameter is set).
+func (k KDF) Validate() error {
+	var errs []error
+	if k.Time < 1 || k.Time > 64 {
+		errs = append(errs, fmt.Errorf("time %d: want 1 to 64 passes", k.Time))
+	}
+	if k.MemoryKiB < 1024 || k.MemoryKiB > 4<<20 {
+		errs = append(errs, fmt.Errorf("memory_kib %d: want 1024 (1 MiB) to 4194304 (4 GiB)", k.MemoryKiB))
+	}
+	if k.Threads < 1 || k.Threads > 64 {
+		errs = append(errs, fmt.Errorf("threads %d: want 1 to 64", k.Threads))
+	}
+	return errors.Join(errs...)
+}
+
 const (
 	saltLen = 16
 	keyLen  = 32
