@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,4 +102,31 @@ func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
 	if code != 404 || !strings.Contains(msg, "rome") {
 		t.Fatalf("move to unknown office: %d %q", code, msg)
 	}
+
+	// Moved by hand, off every range, to an office that has no policy yet:
+	// the office gets its first revision, which asks nothing, and the
+	// laptop runs it instead of paris's.
+	c.CreateOffice("hamburg", nil)
+	net.set("192.168.7.7")
+	var moved struct {
+		Office string `json:"office"`
+	}
+	c.MustDo("POST", "/v1/agents/"+laptop.a.ID()+"/move", map[string]any{"office": "hamburg"}, &moved)
+	var hamburg struct {
+		Revision uint64 `json:"revision"`
+	}
+	c.MustDo("GET", "/v1/offices/hamburg", nil, &hamburg)
+	if moved.Office != "hamburg" || hamburg.Revision == 0 {
+		t.Fatalf("moved to %q; hamburg is at revision %d", moved.Office, hamburg.Revision)
+	}
+	tu.Eventually(t, 30*time.Second, where("hamburg", false, hamburg.Revision), "laptop did not take hamburg's policy")
+	var view struct {
+		Revision  uint64            `json:"revision"`
+		Compliant bool              `json:"compliant"`
+		Items     []json.RawMessage `json:"items"`
+	}
+	tu.Eventually(t, 30*time.Second, func() bool {
+		c.MustDo("GET", "/v1/agents/"+laptop.a.ID(), nil, &view)
+		return view.Revision == hamburg.Revision && view.Compliant && len(view.Items) == 0
+	}, "the API shows %+v, want revision %d, compliant, no items", view, hamburg.Revision)
 }

@@ -590,9 +590,13 @@ func (a *API) affectedOffices(sc *scope, ps ...store.NamedPolicy) ([]string, err
 }
 
 // MemberPlaced is told when a member enrolled or changed office (placement
-// by address, a move): if its effective policy there is not what the
-// office's current revision gives it, the office gets a new revision, so
-// that the member never runs an office-wide policy that is not its own.
+// by address, a move). An office that has never had a policy gets its
+// first revision, even one that asks nothing: the member then holds its
+// new office's policy and stops enforcing the one of the office it came
+// from (and the catalog's report-only patches reach it). Otherwise, if its
+// effective policy there is not what the office's current revision gives
+// it, the office gets a new revision, so that the member never runs an
+// office-wide policy that is not its own.
 func (a *API) MemberPlaced(id string) {
 	if err := a.memberPlaced(id); err != nil {
 		a.log.Error("publish the policy of a placed member", "member", id, "err", err)
@@ -602,10 +606,6 @@ func (a *API) MemberPlaced(id string) {
 func (a *API) memberPlaced(id string) error {
 	a.scopeMu.Lock()
 	defer a.scopeMu.Unlock()
-	sc, err := a.loadScope()
-	if err != nil || len(sc.named) == 0 {
-		return err // without named policies every member takes the office's
-	}
 	m, err := a.d.Store.Member(id)
 	if err != nil || m.Role != "agent" {
 		return err
@@ -613,6 +613,17 @@ func (a *API) memberPlaced(id string) error {
 	cur, err := a.d.Store.Policy(m.Office)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
+	}
+	sc, err := a.loadScope()
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		_, _, err = a.publishLocked(sc, m.Office, "")
+		return err
+	}
+	if len(sc.named) == 0 {
+		return nil // without named policies every member takes the office's
 	}
 	wide, err := sc.merge(m.Office, nil)
 	if err != nil {
