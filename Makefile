@@ -8,8 +8,9 @@ MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 STATICCHECK_VERSION := v0.8.2
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION ?= $(shell sh scripts/version.sh 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/outposthq/outpost/coordinator.Version=$(VERSION) \
+           -X github.com/outposthq/outpost/coordinator/internal/cli.Version=$(VERSION) \
            -X github.com/outposthq/outpost/agent.Version=$(VERSION) \
            -X github.com/outposthq/outpost/relay.Version=$(VERSION)
 CMDS := ./coordinator/cmd/outpost-coordinator ./coordinator/cmd/outpost \

@@ -27,8 +27,8 @@ func run() error {
 	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
-	httpAddr := fs.String("http-addr", "", "plain-HTTP admin listen address (default 127.0.0.1:8020)")
-	httpsAddr := fs.String("https-addr", "", "HTTPS admin listen address (default :8363)")
+	httpAddr := fs.String("http-addr", "", "plain-HTTP admin listen address (default 127.0.0.1:8020; \"\" turns it off)")
+	httpsAddr := fs.String("https-addr", "", "HTTPS admin listen address (default :8363; \"\" turns it off)")
 	quicAddr := fs.String("quic-addr", "", "QUIC listen address for agents and relays (default :8027)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -49,11 +49,14 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	for flagVal, field := range map[*string]*string{dataDir: &cfg.DataDir, httpAddr: &cfg.HTTPAddr, httpsAddr: &cfg.HTTPSAddr, quicAddr: &cfg.QUICAddr} {
-		if *flagVal != "" {
-			*field = *flagVal
+	// A flag given wins, even empty: --http-addr "" turns plain HTTP off.
+	fields := map[string]struct{ from, to *string }{"data-dir": {dataDir, &cfg.DataDir}, "http-addr": {httpAddr, &cfg.HTTPAddr},
+		"https-addr": {httpsAddr, &cfg.HTTPSAddr}, "quic-addr": {quicAddr, &cfg.QUICAddr}}
+	fs.Visit(func(f *flag.Flag) {
+		if v, ok := fields[f.Name]; ok {
+			*v.to = *v.from
 		}
-	}
+	})
 	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err

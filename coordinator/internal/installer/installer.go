@@ -53,8 +53,9 @@ type Config struct {
 	BinDir string
 	// OutDir is created; it must not exist or be empty.
 	OutDir string
-	// Version of the package; anything that does not start with a digit
-	// (a "dev" build) becomes 0.0.0~dev.
+	// Version of the package, SemVer as scripts/version.sh makes it;
+	// anything that does not start with a digit (a "dev" build) becomes
+	// 0.0.0~dev.
 	Version string
 	// MTime stamps the package's files; zero is now. A fixed time makes
 	// the same inputs give the same .deb.
@@ -257,10 +258,16 @@ func debArch(path string) (string, error) {
 	return "", fmt.Errorf("%s is for machine %v, which the installer does not package", path, f.Machine)
 }
 
-var debVersionPattern = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~-]*$`)
+var debVersionPattern = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`)
 
+// debVersion is the package version for a SemVer build version (see
+// scripts/version.sh). A hyphen becomes a tilde: in SemVer it starts a
+// pre-release, which comes before the release, and dpkg sorts a tilde
+// before anything (a hyphen would instead start a Debian revision, after
+// it). So 1.0.0-rc1 is 1.0.0~rc1 < 1.0.0, and 0.0.301-dev+g1234abc sorts
+// by its commit count.
 func debVersion(v string) string {
-	v = strings.TrimPrefix(v, "v")
+	v = strings.ReplaceAll(strings.TrimPrefix(v, "v"), "-", "~")
 	if !debVersionPattern.MatchString(v) {
 		return "0.0.0~dev"
 	}

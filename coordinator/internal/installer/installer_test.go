@@ -179,7 +179,8 @@ func TestBuildRefuses(t *testing.T) {
 }
 
 func TestDebVersion(t *testing.T) {
-	for in, want := range map[string]string{"v1.2.3": "1.2.3", "1.0.0-rc1": "1.0.0-rc1", "dev": "0.0.0~dev", "": "0.0.0~dev", "1.0 beta": "0.0.0~dev"} {
+	for in, want := range map[string]string{"v1.2.3": "1.2.3", "1.0.0-rc1": "1.0.0~rc1", "dev": "0.0.0~dev", "": "0.0.0~dev", "1.0 beta": "0.0.0~dev",
+		"1.2.3+5.gabc1234": "1.2.3+5.gabc1234", "0.0.301-dev+gf892ad1.dirty": "0.0.301~dev+gf892ad1.dirty"} {
 		if got := debVersion(in); got != want {
 			t.Errorf("debVersion(%q) = %q, want %q", in, got, want)
 		}
