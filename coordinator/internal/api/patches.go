@@ -233,11 +233,22 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The rule takes effect now, not at the next hourly evaluation.
+	added, err := a.EvaluateRules(time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("rule %s saved, but evaluating the rules failed: %w", name, err)
+	}
+	if added == nil {
+		added = []store.PatchApproval{}
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, stored)
+	writeJSON(w, status, struct {
+		store.ApprovalRule
+		Approved []store.PatchApproval `json:"approved"`
+	}{stored, added})
 	return nil
 }
 

@@ -184,8 +184,11 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 
 	// Rules: severity high approves in the lab at once.
 	code, out = call(t, srv, "PUT", "/v1/patch-rules/high-first", `{"min_severity":"high","test_office":"lab","after_days":5}`, token)
-	if code != 201 {
-		t.Fatalf("rule: %d %v", code, out)
+	if code != 201 || len(out["approved"].([]any)) != 2 {
+		t.Fatalf("rule: %d %v; want it evaluated on save, approving 2", code, out)
+	}
+	if items := signedItems(t, st, "lab"); len(items) != 1 || items[0].GetId() != "patch/OUT-2" {
+		t.Fatalf("lab items once the rule is saved = %v", items)
 	}
 	created := out["created"]
 	// Replaced whole, created when it was first put.
@@ -200,11 +203,8 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 		t.Fatalf("missing rule shown: %d %v", code, out)
 	}
 	code, out = call(t, srv, "POST", "/v1/patch-rules/evaluate", "", token)
-	if code != 200 || len(out["approved"].([]any)) != 2 {
-		t.Fatalf("evaluate: %d %v", code, out)
-	}
-	if items := signedItems(t, st, "lab"); len(items) != 1 || items[0].GetId() != "patch/OUT-2" {
-		t.Fatalf("lab items = %v", items)
+	if code != 200 || len(out["approved"].([]any)) != 0 {
+		t.Fatalf("evaluate: %d %v; want nothing new, the rule approved when saved", code, out)
 	}
 	if code, out := call(t, srv, "PUT", "/v1/patch-rules/x", `{"min_severity":"urgent","test_office":"lab"}`, token); code != 400 {
 		t.Fatalf("bad rule: %d %v", code, out)
