@@ -705,16 +705,25 @@ func (a *API) showPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var sp wire.SignedPolicy
-	var pol wire.Policy
-	if err := proto.Unmarshal(p.Signed, &sp); err != nil {
-		return fmt.Errorf("decode stored policy of %s: %w", office, err)
-	}
-	if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
+	pol, err := decodeSigned(p.Signed)
+	if err != nil {
 		return fmt.Errorf("decode stored policy of %s: %w", office, err)
 	}
 	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pol.GetItems()), Variants: nonNilStrings(pol.GetVariantAgents())})
 	return nil
+}
+
+// decodeSigned is the policy inside a stored signed policy.
+func decodeSigned(signed []byte) (*wire.Policy, error) {
+	var sp wire.SignedPolicy
+	if err := proto.Unmarshal(signed, &sp); err != nil {
+		return nil, err
+	}
+	var pol wire.Policy
+	if err := proto.Unmarshal(sp.GetPolicy(), &pol); err != nil {
+		return nil, err
+	}
+	return &pol, nil
 }
 
 // ---- agents

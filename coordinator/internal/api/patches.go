@@ -496,12 +496,14 @@ type itemCompliance struct {
 	Kind          string         `json:"kind"`
 	Counts        map[string]int `json:"counts"` // status → hosts
 	Failed        []hostFailure  `json:"failed,omitempty"`
+	Hosts         int            `json:"hosts"` // the hosts the policy asks it of
 	NotReportedBy int            `json:"not_reported_by"`
 }
 
-// officeCompliance counts, per item of the office's hosts' last reports,
-// how many hosts are compliant, pending, failed (with why) or not
-// applicable.
+// officeCompliance counts, per item of the office's current policy, how
+// many of the hosts it applies to (every agent, or the agents a named
+// policy gives it to) last reported it compliant, pending, failed (with
+// why) or not applicable, and how many have not reported it yet.
 func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 	office := r.PathValue("name")
 	if _, err := a.d.Store.Office(office); err != nil {
@@ -511,23 +513,62 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// What the policy asks, office-wide and of each agent with its own.
+	var wide []*wire.Item
+	variants := map[string]bool{}
+	var rev uint64
+	p, err := a.d.Store.Policy(office)
+	switch {
+	case err == nil:
+		pol, err := decodeSigned(p.Signed)
+		if err != nil {
+			return fmt.Errorf("decode stored policy of %s: %w", office, err)
+		}
+		wide, rev = pol.GetItems(), p.Revision
+		for _, id := range pol.GetVariantAgents() {
+			variants[id] = true
+		}
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
 	items := map[string]*itemCompliance{}
-	var order []string
 	hosts := 0
 	for _, m := range members {
 		if m.Role == "relay" {
 			continue
 		}
 		hosts++
-		if m.Report == nil {
-			continue
+		asked := wide
+		if variants[m.ID] {
+			v, err := a.d.Store.Variant(office, m.ID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if v != nil && v.Revision == rev {
+				own, err := decodeSigned(v.Signed)
+				if err != nil {
+					return fmt.Errorf("decode the policy of %s: %w", m.ID, err)
+				}
+				asked = own.GetItems()
+			}
 		}
-		for _, it := range m.Report.Items {
-			ic := items[it.ID]
+		reported := map[string]store.ItemStatus{}
+		if m.Report != nil {
+			for _, it := range m.Report.Items {
+				reported[it.ID] = it
+			}
+		}
+		for _, want := range asked {
+			ic := items[want.GetId()]
 			if ic == nil {
-				ic = &itemCompliance{ID: it.ID, Kind: it.Kind, Counts: map[string]int{}}
-				items[it.ID] = ic
-				order = append(order, it.ID)
+				ic = &itemCompliance{ID: want.GetId(), Kind: want.GetKind(), Counts: map[string]int{}}
+				items[want.GetId()] = ic
+			}
+			ic.Hosts++
+			it, ok := reported[want.GetId()]
+			if !ok {
+				ic.NotReportedBy++
+				continue
 			}
 			ic.Counts[it.Status]++
 			if it.Status == "failed" && len(ic.Failed) < 20 {
@@ -535,18 +576,12 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	out := []itemCompliance{}
-	sort.Strings(order)
-	for _, id := range order {
-		ic := items[id]
-		n := 0
-		for _, c := range ic.Counts {
-			n += c
-		}
-		ic.NotReportedBy = hosts - n
+	out := make([]itemCompliance, 0, len(items))
+	for _, ic := range items {
 		out = append(out, *ic)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"office": office, "hosts": hosts, "items": out})
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	writeJSON(w, http.StatusOK, map[string]any{"office": office, "revision": rev, "hosts": hosts, "items": out})
 	return nil
 }
 

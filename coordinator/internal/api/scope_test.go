@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -176,6 +177,21 @@ func TestNamedPoliciesMergeIntoVariants(t *testing.T) {
 	}
 	if _, err := st.Variant("berlin", "ag-0000000000000001"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("pc-1 keeps a variant: %v", err)
+	}
+
+	// Compliance follows the policy: every item it asks, reported or not,
+	// counted over the hosts it asks it of.
+	st.UpdateMember("ag-0000000000000002", func(m *store.Member) {
+		m.Report = &store.Report{Revision: p.Revision, At: time.Now(), Items: []store.ItemStatus{{ID: "package/tools", Kind: "package", Status: "compliant"}}}
+	})
+	code, out = call(t, srv, "GET", "/v1/offices/berlin/compliance", "", token)
+	got := map[string]string{}
+	for _, it := range out["items"].([]any) {
+		it := it.(map[string]any)
+		got[it["id"].(string)] = fmt.Sprintf("hosts %v, compliant %v, not reported %v", it["hosts"], it["counts"].(map[string]any)["compliant"], it["not_reported_by"])
+	}
+	if want := map[string]string{"package/hello": "hosts 2, compliant <nil>, not reported 2", "package/tools": "hosts 1, compliant 1, not reported 0"}; code != 200 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("compliance: %d %v, want %v", code, got, want)
 	}
 }
 
