@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -64,9 +65,9 @@ type Config struct {
 	// it (allow_plain_http).
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
-	// TLSHosts are more DNS names or IPs to ask the CA for, comma-separated.
-	TLSHosts  string `yaml:"tls_hosts"`
-	PlainHTTP bool   `yaml:"plain_http"`
+	// TLSHosts are more DNS names or IPs to ask the CA for.
+	TLSHosts  HostList `yaml:"tls_hosts"`
+	PlainHTTP bool     `yaml:"plain_http"`
 
 	// CacheMaxBytes caps the cache; the least recently used artifacts
 	// that the office's policy does not name are evicted beyond it. 0: no
@@ -91,6 +92,49 @@ type Config struct {
 	// TCP work, it was slower than autotuning in 16 of 18 measurements,
 	// 0.93× by their median (README, Performance).
 	LANSendBufferBytes int64 `yaml:"lan_send_buffer_bytes"`
+}
+
+// HostList is DNS names or IPs, comma-separated. In the YAML file it may
+// also be a list, as the coordinator's tls_hosts is; the environment and
+// the flags give the comma-separated form.
+type HostList string
+
+// UnmarshalYAML takes a list of hosts or one comma-separated string.
+func (h *HostList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		var s string
+		if err := n.Decode(&s); err != nil {
+			return err
+		}
+		*h = HostList(s)
+	case yaml.SequenceNode:
+		var hosts []string
+		if err := n.Decode(&hosts); err != nil {
+			return err
+		}
+		for _, host := range hosts {
+			// Joined, a comma would split the entry into two hosts.
+			if strings.Contains(host, ",") {
+				return fmt.Errorf("line %d: host %q: one host per list entry, without commas", n.Line, host)
+			}
+		}
+		*h = HostList(strings.Join(hosts, ","))
+	default:
+		return fmt.Errorf("line %d: want a list of hosts or a comma-separated string", n.Line)
+	}
+	return nil
+}
+
+// Hosts are the entries of h, without spaces or empty entries.
+func (h HostList) Hosts() []string {
+	var out []string
+	for _, host := range strings.Split(string(h), ",") {
+		if host = strings.TrimSpace(host); host != "" {
+			out = append(out, host)
+		}
+	}
+	return out
 }
 
 // LANRTT is the round trip under which a client counts as on the local
@@ -250,7 +294,7 @@ type setting struct {
 	key   string
 	flag  string // "" for values not settable by flag (secrets stay off ps)
 	help  string
-	field func(*Config) any // *string, *bool, *int, *int64 or *time.Duration
+	field func(*Config) any // *string, *HostList, *bool, *int, *int64 or *time.Duration
 }
 
 var settings = []setting{
@@ -290,6 +334,8 @@ func (s setting) set(c *Config, v string) error {
 	switch p := s.field(c).(type) {
 	case *string:
 		*p = v
+	case *HostList:
+		*p = HostList(v)
 	case *bool:
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -359,46 +405,79 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 	return c, nil
 }
 
+// ConfigEnv names the YAML file when --config does not.
+const ConfigEnv = EnvPrefix + "CONFIG"
+
+// define makes s a flag of its field's type, so that the usage text says
+// what it takes and a bool flag needs no value; the flag writes into
+// values, which holds the defaults that --help shows.
+func (s setting) define(fs *flag.FlagSet, values *Config) {
+	usage := s.help + " (overrides " + s.key + " and " + s.env() + ")"
+	switch p := s.field(values).(type) {
+	case *string:
+		fs.StringVar(p, s.flag, *p, usage)
+	case *HostList:
+		fs.StringVar((*string)(p), s.flag, string(*p), usage)
+	case *bool:
+		fs.BoolVar(p, s.flag, *p, usage)
+	case *int64:
+		fs.Int64Var(p, s.flag, *p, usage)
+	case *int:
+		fs.IntVar(p, s.flag, *p, usage)
+	case *time.Duration:
+		fs.DurationVar(p, s.flag, *p, usage)
+	default:
+		panic(fmt.Sprintf("relay: setting %s has an unsupported type %T", s.key, p))
+	}
+}
+
 // Flags are the command line's part of the configuration: --config names
-// the YAML file, and the other flags override it and the environment.
+// the YAML file (else OUTPOST_RELAY_CONFIG does), and the other flags
+// override it and the environment.
 type Flags struct {
 	ConfigPath string
 	fs         *flag.FlagSet
-	values     map[string]*string
+	// values holds what the flags parsed; only those set on the command
+	// line are taken from it.
+	values Config
 }
 
 // RegisterFlags defines the relay's flags on fs. Secrets (keys, the enroll
 // token) have no flag, so that they do not show in the process list.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{fs: fs, values: make(map[string]*string)}
-	fs.StringVar(&f.ConfigPath, "config", "", "YAML config file (optional)")
+	f := &Flags{fs: fs, values: DefaultConfig()}
+	fs.StringVar(&f.ConfigPath, "config", "", "YAML config file (optional; overrides "+ConfigEnv+")")
 	for _, s := range settings {
 		if s.flag != "" {
-			f.values[s.flag] = fs.String(s.flag, "", s.help+" (overrides "+s.key+" and "+s.env()+")")
+			s.define(fs, &f.values)
 		}
 	}
 	return f
 }
 
-// Load is LoadConfig(f.ConfigPath, env) with the flags that were set on the
+// Load is LoadConfig of the file that --config names, else of the one
+// that OUTPOST_RELAY_CONFIG does, with the flags that were set on the
 // command line applied last.
 func (f *Flags) Load(env func(string) string) (Config, error) {
-	c, err := loadConfig(f.ConfigPath, env)
+	if env == nil {
+		env = func(string) string { return "" }
+	}
+	path := env(ConfigEnv)
+	set := map[string]bool{}
+	f.fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	if set["config"] {
+		path = f.ConfigPath
+	}
+	c, err := loadConfig(path, env)
 	if err != nil {
 		return Config{}, err
 	}
-	var errs []error
-	f.fs.Visit(func(fl *flag.Flag) {
-		for _, s := range settings {
-			if s.flag == fl.Name {
-				if err := s.set(&c, *f.values[s.flag]); err != nil {
-					errs = append(errs, fmt.Errorf("flag --%s: %w", s.flag, err))
-				}
-			}
+	for _, s := range settings {
+		if s.flag != "" && set[s.flag] {
+			// The flag package parsed the value already, into a field of
+			// the same type.
+			reflect.ValueOf(s.field(&c)).Elem().Set(reflect.ValueOf(s.field(&f.values)).Elem())
 		}
-	})
-	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -410,12 +489,7 @@ func (f *Flags) Load(env func(string) string) (Config, error) {
 // certificate: tls_hosts, the host of advertise_url, and the host of
 // listen when it is a specific address.
 func (c Config) ServingHosts() []string {
-	var out []string
-	for _, h := range strings.Split(c.TLSHosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			out = append(out, h)
-		}
-	}
+	out := c.TLSHosts.Hosts()
 	if u, err := url.Parse(c.AdvertiseURL); err == nil && u.Hostname() != "" {
 		out = append(out, u.Hostname())
 	}

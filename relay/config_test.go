@@ -2,6 +2,7 @@ package relay
 
 import (
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -241,12 +242,15 @@ func TestFlagsOverrideEverything(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"--shutdown-timeout", "never"},
+		{"--cache-max-bytes", "lots"},
+		{"--plain-http=maybe"},
 		{"--listen", "nowhere"},
 	} {
 		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
 		flags := RegisterFlags(fs)
 		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
+			continue
 		}
 		if _, err := flags.Load(nil); err == nil {
 			t.Errorf("flags %q accepted", args)
@@ -256,5 +260,156 @@ func TestFlagsOverrideEverything(t *testing.T) {
 	RegisterFlags(fs)
 	if fs.Lookup("enroll-token") != nil || fs.Lookup("secret-key") != nil {
 		t.Error("secrets must not be flags: they would show in the process list")
+	}
+}
+
+// Each flag takes what its field holds: a bool flag stands alone (and
+// --help shows no value for it), a duration says so.
+func TestFlagTypes(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	RegisterFlags(fs)
+	for _, s := range settings {
+		if s.flag == "" {
+			continue
+		}
+		fl := fs.Lookup(s.flag)
+		if fl == nil {
+			t.Errorf("setting %s: no flag --%s", s.key, s.flag)
+			continue
+		}
+		want := "string"
+		switch s.field(&Config{}).(type) {
+		case *bool:
+			want = ""
+		case *int, *int64:
+			want = "int"
+		case *time.Duration:
+			want = "duration"
+		}
+		if got, _ := flag.UnquoteUsage(fl); got != want {
+			t.Errorf("--%s shows as taking %q, want %q", s.flag, got, want)
+		}
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want bool
+	}{
+		{"bare bool flag", []string{"--plain-http"}, nil, true},
+		{"bool flag over the environment", []string{"--plain-http=false"}, map[string]string{"OUTPOST_RELAY_PLAIN_HTTP": "true"}, false},
+		{"environment without the flag", nil, map[string]string{"OUTPOST_RELAY_PLAIN_HTTP": "true"}, true},
+		{"neither", nil, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			flags := RegisterFlags(fs)
+			if err := fs.Parse(append(tt.args, "--shutdown-timeout", "2s")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := flags.Load(envFrom(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.PlainHTTP != tt.want || got.ShutdownTimeout != 2*time.Second {
+				t.Fatalf("plain_http %v shutdown_timeout %v, want %v and 2s", got.PlainHTTP, got.ShutdownTimeout, tt.want)
+			}
+		})
+	}
+}
+
+// OUTPOST_RELAY_CONFIG names the file, as OUTPOST_AGENT_CONFIG and
+// OUTPOST_COORDINATOR_CONFIG do; --config wins over it.
+func TestConfigFileFromEnvironment(t *testing.T) {
+	fromEnv := writeConfig(t, "listen: 127.0.0.1:9001\n")
+	fromFlag := writeConfig(t, "listen: 127.0.0.1:9002\n")
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"environment", nil, map[string]string{"OUTPOST_RELAY_CONFIG": fromEnv}, "127.0.0.1:9001"},
+		{"flag wins", []string{"--config", fromFlag}, map[string]string{"OUTPOST_RELAY_CONFIG": fromEnv}, "127.0.0.1:9002"},
+		{"empty flag means no file", []string{"--config="}, map[string]string{"OUTPOST_RELAY_CONFIG": fromEnv}, ":8090"},
+		{"neither", nil, nil, ":8090"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			flags := RegisterFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := flags.Load(envFrom(tt.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Listen != tt.want {
+				t.Fatalf("listen %q, want %q", got.Listen, tt.want)
+			}
+		})
+	}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	flags := RegisterFlags(fs)
+	missing := filepath.Join(t.TempDir(), "absent.yaml")
+	if _, err := flags.Load(envFrom(map[string]string{"OUTPOST_RELAY_CONFIG": missing})); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("a missing file named by OUTPOST_RELAY_CONFIG: %v", err)
+	}
+}
+
+// tls_hosts is a list in YAML, as the coordinator's is, or one
+// comma-separated string, as in the environment and on the command line.
+func TestTLSHosts(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		env     map[string]string
+		args    []string
+		want    []string
+		wantErr string
+	}{
+		{name: "yaml list", yaml: "tls_hosts: [relay.branch.example, 10.9.9.9]\n", want: []string{"relay.branch.example", "10.9.9.9"}},
+		{name: "yaml block list", yaml: "tls_hosts:\n  - relay.branch.example\n  - \"::1\"\n", want: []string{"relay.branch.example", "::1"}},
+		{name: "yaml string", yaml: "tls_hosts: relay.branch.example, 10.9.9.9\n", want: []string{"relay.branch.example", "10.9.9.9"}},
+		{name: "empty yaml list", yaml: "tls_hosts: []\n", want: nil},
+		{name: "environment over the file", yaml: "tls_hosts: [a.example]\n", env: map[string]string{"OUTPOST_RELAY_TLS_HOSTS": "b.example,c.example"},
+			want: []string{"b.example", "c.example"}},
+		{name: "flag over the environment", env: map[string]string{"OUTPOST_RELAY_TLS_HOSTS": "b.example"}, args: []string{"--tls-hosts", "d.example, e.example"},
+			want: []string{"d.example", "e.example"}},
+		{name: "comma inside a list entry", yaml: "tls_hosts: [\"a.example,b.example\"]\n", wantErr: "one host per list entry"},
+		{name: "mapping", yaml: "tls_hosts:\n  a: b\n", wantErr: "want a list of hosts or a comma-separated string"},
+		{name: "list of lists", yaml: "tls_hosts: [[a]]\n", wantErr: "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			flags := RegisterFlags(fs)
+			args := tt.args
+			if tt.yaml != "" {
+				args = append([]string{"--config", writeConfig(t, tt.yaml)}, args...)
+			}
+			if err := fs.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := flags.Load(envFrom(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Load = %v, want an error saying %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hosts := got.TLSHosts.Hosts(); !reflect.DeepEqual(hosts, tt.want) {
+				t.Fatalf("tls_hosts %q, want %q", hosts, tt.want)
+			}
+			if serving := got.ServingHosts(); !reflect.DeepEqual(serving, tt.want) {
+				t.Fatalf("serving hosts %q, want %q", serving, tt.want)
+			}
+		})
 	}
 }

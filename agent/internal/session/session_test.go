@@ -391,6 +391,67 @@ func TestFilesAndInventory(t *testing.T) {
 	}
 }
 
+// A put that can never land is refused before the technician's first
+// byte, with what to do instead; one that can still replaces a file.
+func TestPutDestination(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "tina", "berlin")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "old.txt")
+	if err := os.WriteFile(file, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(sub, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		wantErr    string // "": the put succeeds
+	}{
+		{"existing directory", sub, "is a directory on the host: give the whole destination path"},
+		{"path ending in a slash", sub + "/", "names a directory"},
+		{"new directory ending in a slash", filepath.Join(dir, "new") + "/", "names a directory"},
+		{"link to a directory", link, "is a directory"},
+		{"missing parent", filepath.Join(dir, "absent", "fix.sh"), "the directory " + filepath.Join(dir, "absent") + " does not exist"},
+		{"parent is a file", filepath.Join(file, "fix.sh"), file + " is not a directory"},
+		{"relative", "fix.sh", "absolute path"},
+		{"existing file is replaced", file, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tech, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: tc.path, Mode: 0o600})
+			if tc.wantErr == "" {
+				wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: []byte("new")}})
+				wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
+			}
+			// Nothing is sent for a doomed put: the agent must answer
+			// without waiting for the file.
+			r := wait(t, res, 5*time.Second)
+			if tc.wantErr == "" {
+				if got, err := os.ReadFile(tc.path); r.end.GetError() != "" || string(got) != "new" {
+					t.Fatalf("put: end %v, file %q (%v)", r.end, got, err)
+				}
+				return
+			}
+			if !strings.Contains(r.end.GetError(), tc.wantErr) || r.end.GetExitCode() != -1 {
+				t.Fatalf("end %v, want an error saying %q", r.end, tc.wantErr)
+			}
+			for _, d := range []string{dir, sub} {
+				if left, _ := filepath.Glob(filepath.Join(d, ".outpost-put-*")); len(left) > 0 {
+					t.Fatalf("temporary files left: %v", left)
+				}
+			}
+			if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+				t.Fatalf("the link was replaced: %v %v", st, err)
+			}
+		})
+	}
+}
+
 func FuzzSessionOpen(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 2, 0x18, 1})
 	f.Add([]byte{0, 0, 0, 0})

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,15 +21,21 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
 		fmt.Fprintln(os.Stderr, "outpost-relay:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("outpost-relay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	flags := relay.RegisterFlags(fs)
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: outpost-relay [flags]\n\nRuns an Outpost relay: an office's pull-through cache of the file server,\nwhich the office's agents download artifacts from. Settings come from\ndefaults, then --config (or %s), then %s*\nvariables (e.g. %sENROLL_TOKEN), then these flags. Secrets\n(enroll_token, file_server keys) have no flag.\n\n", relay.ConfigEnv, relay.EnvPrefix, relay.EnvPrefix)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -38,11 +45,15 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q; see --help", fs.Args())
 	}
-	cfg, err := flags.Load(os.Getenv)
+	if *version {
+		fmt.Fprintln(stdout, relay.Version)
+		return nil
+	}
+	cfg, err := flags.Load(getenv)
 	if err != nil {
 		return err
 	}
-	logger, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	logger, err := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
