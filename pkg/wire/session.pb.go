@@ -816,7 +816,10 @@ type SessionOpen struct {
 	LocalPassword string `protobuf:"bytes,8,opt,name=local_password,json=localPassword,proto3" json:"local_password,omitempty"`
 	// KIND_SHELL: run the shell on a pseudo-terminal of this size (full-screen
 	// programs, line editing, job control); absent: pipes.
-	Terminal      *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	Terminal *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
+	// KIND_PUT: the base name of the technician's file, for a path that names
+	// a directory (as cp and scp complete it).
+	Name          string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +915,13 @@ func (x *SessionOpen) GetTerminal() *Terminal {
 		return x.Terminal
 	}
 	return nil
+}
+
+func (x *SessionOpen) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
 }
 
 // Terminal is the technician's terminal: its type and size.
@@ -1817,7 +1827,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\vrevocations\x18\x03 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x02\x10\x03\".\n" +
 	"\rSessionAttach\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\x94\x03\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\xa8\x03\n" +
 	"\vSessionOpen\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x125\n" +
@@ -1828,7 +1838,9 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\n" +
 	"local_user\x18\a \x01(\tR\tlocalUser\x12%\n" +
 	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\x125\n" +
-	"\bterminal\x18\t \x01(\v2\x19.outpost.wire.v1.TerminalR\bterminal\"k\n" +
+	"\bterminal\x18\t \x01(\v2\x19.outpost.wire.v1.TerminalR\bterminal\x12\x12\n" +
+	"\x04name\x18\n" +
+	" \x01(\tR\x04name\"k\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_EXEC\x10\x01\x12\x0e\n" +

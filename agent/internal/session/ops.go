@@ -136,42 +136,49 @@ func getFile(ctx context.Context, path string, o *out) (int32, error) {
 	}
 }
 
-// checkPutTarget refuses, before a byte of the file is read, a destination
-// the file could never be renamed to, so that a doomed transfer fails at
-// once rather than after the whole file has crossed the network. The
-// session does not carry the name of the technician's file, so a
-// directory cannot be completed with it as cp and scp do: the technician
-// is asked for the whole path instead.
-func checkPutTarget(path string) error {
+// isDir says whether path is a directory (or a link to one).
+func isDir(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
+// putTarget is where a put writes: path, or, when path names a directory
+// (it ends in a slash or is one), name inside it, as cp and scp do. It
+// refuses, before a byte of the file is read, a destination the file could
+// never be renamed to, so that a doomed transfer fails at once rather than
+// after the whole file has crossed the network.
+func putTarget(path, name string) (string, error) {
 	if err := checkPath(path); err != nil {
-		return err
+		return "", err
 	}
-	whole := "give the whole destination path, with the file's name (e.g. HOST:" + filepath.Join(path, "NAME") + ")"
-	if strings.HasSuffix(path, "/") || strings.HasSuffix(path, string(filepath.Separator)) {
-		return fmt.Errorf("put %s: a path ending in %s names a directory: %s", path, path[len(path)-1:], whole)
-	}
-	// Stat follows a link: a link to a directory is refused too, where a
-	// rename would replace the link itself.
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return fmt.Errorf("put %s: it is a directory on the host: %s", path, whole)
+	st, statErr := os.Stat(path) // follows a link: a link to a directory is one
+	if strings.HasSuffix(path, "/") || (statErr == nil && st.IsDir()) {
+		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || name != filepath.Base(name) {
+			return "", fmt.Errorf("put %s: it names a directory on the host and no usable file name came with it (%q): give the whole destination path, e.g. HOST:%s", path, name, filepath.Join(path, "NAME"))
+		}
+		path = filepath.Join(path, name)
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			return "", fmt.Errorf("put %s: it is a directory on the host: give the whole destination path", path)
+		}
 	}
 	dir := filepath.Dir(path)
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("put %s: the directory %s does not exist on the host: create it first (outpost exec HOST -- mkdir -p %s) or choose another destination", path, dir, dir)
+		return "", fmt.Errorf("put %s: the directory %s does not exist on the host: create it first (outpost exec HOST -- mkdir -p %s) or choose another destination", path, dir, dir)
 	case err != nil:
-		return fmt.Errorf("put %s: check the directory %s on the host: %w", path, dir, err)
+		return "", fmt.Errorf("put %s: check the directory %s on the host: %w", path, dir, err)
 	case !st.IsDir():
-		return fmt.Errorf("put %s: %s is not a directory on the host", path, dir)
+		return "", fmt.Errorf("put %s: %s is not a directory on the host", path, dir)
 	}
-	return nil
+	return path, nil
 }
 
-// putFile writes the technician's file to path; it appears whole or not
-// at all.
-func putFile(ctx context.Context, path string, mode uint32, in io.Reader) (int32, error) {
-	if err := checkPutTarget(path); err != nil {
+// putFile writes the technician's file (named name on their side) to path,
+// or into it if it is a directory; it appears whole or not at all.
+func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader) (int32, error) {
+	path, err := putTarget(path, name)
+	if err != nil {
 		return -1, err
 	}
 	if mode == 0 {

@@ -463,6 +463,9 @@ func describe(open *wire.SessionOpen) string {
 		}
 		return "exec " + d
 	case wire.SessionOpen_KIND_PUT:
+		if n := open.GetName(); n != "" && (strings.HasSuffix(open.GetPath(), "/") || isDir(open.GetPath())) {
+			return "put " + filepath.Join(open.GetPath(), filepath.Base(n))
+		}
 		return "put " + open.GetPath()
 	case wire.SessionOpen_KIND_GET:
 		return "get " + open.GetPath()
@@ -488,7 +491,7 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 	case wire.SessionOpen_KIND_GET:
 		return getFile(ctx, open.GetPath(), o)
 	case wire.SessionOpen_KIND_PUT:
-		return putFile(ctx, open.GetPath(), open.GetMode(), in)
+		return putFile(ctx, open.GetPath(), open.GetName(), open.GetMode(), in)
 	}
 	return -1, fmt.Errorf("unknown session kind %v", open.GetKind())
 }

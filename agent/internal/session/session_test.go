@@ -409,21 +409,30 @@ func TestPutDestination(t *testing.T) {
 	if err := os.Symlink(sub, link); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Mkdir(filepath.Join(sub, "taken"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name, path string
-		wantErr    string // "": the put succeeds
+		name, path, file string // file: the name of the technician's file
+		wantErr          string // "": the put succeeds
+		wantAt           string // where it lands
 	}{
-		{"existing directory", sub, "is a directory on the host: give the whole destination path"},
-		{"path ending in a slash", sub + "/", "names a directory"},
-		{"new directory ending in a slash", filepath.Join(dir, "new") + "/", "names a directory"},
-		{"link to a directory", link, "is a directory"},
-		{"missing parent", filepath.Join(dir, "absent", "fix.sh"), "the directory " + filepath.Join(dir, "absent") + " does not exist"},
-		{"parent is a file", filepath.Join(file, "fix.sh"), file + " is not a directory"},
-		{"relative", "fix.sh", "absolute path"},
-		{"existing file is replaced", file, ""},
+		{"into an existing directory", sub, "fix.sh", "", filepath.Join(sub, "fix.sh")},
+		{"into a path ending in a slash", sub + "/", "fix.sh", "", filepath.Join(sub, "fix.sh")},
+		{"into a link to a directory", link, "fix.sh", "", filepath.Join(sub, "fix.sh")},
+		{"existing file is replaced", file, "fix.sh", "", file},
+		{"a directory and no name", sub, "", "no usable file name", ""},
+		{"a directory and a name with a path", sub, "../evil", "no usable file name", ""},
+		{"a directory and the name ..", sub, "..", "no usable file name", ""},
+		{"a directory of that name inside", sub, "taken", "is a directory on the host", ""},
+		{"new directory ending in a slash", filepath.Join(dir, "new") + "/", "fix.sh", "the directory " + filepath.Join(dir, "new") + " does not exist", ""},
+		{"missing parent", filepath.Join(dir, "absent", "fix.sh"), "fix.sh", "the directory " + filepath.Join(dir, "absent") + " does not exist", ""},
+		{"parent is a file", filepath.Join(file, "fix.sh"), "fix.sh", file + " is not a directory", ""},
+		{"relative", "fix.sh", "fix.sh", "absolute path", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tech, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: tc.path, Mode: 0o600})
+			os.Remove(filepath.Join(sub, "fix.sh"))
+			tech, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: tc.path, Name: tc.file, Mode: 0o600})
 			if tc.wantErr == "" {
 				wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: []byte("new")}})
 				wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
@@ -432,12 +441,10 @@ func TestPutDestination(t *testing.T) {
 			// without waiting for the file.
 			r := wait(t, res, 5*time.Second)
 			if tc.wantErr == "" {
-				if got, err := os.ReadFile(tc.path); r.end.GetError() != "" || string(got) != "new" {
+				if got, err := os.ReadFile(tc.wantAt); r.end.GetError() != "" || string(got) != "new" {
 					t.Fatalf("put: end %v, file %q (%v)", r.end, got, err)
 				}
-				return
-			}
-			if !strings.Contains(r.end.GetError(), tc.wantErr) || r.end.GetExitCode() != -1 {
+			} else if !strings.Contains(r.end.GetError(), tc.wantErr) || r.end.GetExitCode() != -1 {
 				t.Fatalf("end %v, want an error saying %q", r.end, tc.wantErr)
 			}
 			for _, d := range []string{dir, sub} {
@@ -447,6 +454,9 @@ func TestPutDestination(t *testing.T) {
 			}
 			if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
 				t.Fatalf("the link was replaced: %v %v", st, err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "evil")); err == nil {
+				t.Fatal("a name with a path escaped the directory")
 			}
 		})
 	}
