@@ -182,8 +182,16 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusWriter{ResponseWriter: rw}
 		r, err := a.authorize(route, r)
+		action, change := changeActions[route]
+		mark := &auditMark{}
 		if err == nil {
+			if change {
+				r = r.WithContext(context.WithValue(r.Context(), auditedKey{}, mark))
+			}
 			err = h(w, r)
+		}
+		if err == nil && change && !mark.done && (w.code == 0 || w.code < 400) {
+			a.audit(r, action, changeTarget(route, r), "")
 		}
 		if err != nil {
 			code, msg := http.StatusInternalServerError, "internal error; see the coordinator's log"
@@ -454,6 +462,7 @@ func (a *API) createOffice(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("office created", "office", o.Name, "mode", o.Mode)
+	a.audit(r, "office.create", "office "+o.Name, "mode "+o.Mode)
 	v, err := a.view(o)
 	if err != nil {
 		return err
@@ -577,6 +586,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("enrollment token created", "token_id", t.ID, "office", t.Office, "role", role, "uses", uses, "expires", t.Expires)
+	a.audit(r, "token.create", "office "+t.Office, fmt.Sprintf("token %s, role %s, %d uses, expires %s", t.ID, role, uses, t.Expires.Format(time.RFC3339)))
 	writeJSON(w, http.StatusCreated, tokenView{Token: tok, ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses})
 	return nil
 }
@@ -689,6 +699,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
+	a.audit(r, "office.policy", "office "+office, fmt.Sprintf("revision %d, %d items", p.Revision, len(items)))
 	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(wide), Variants: variantsOf(p)})
 	return nil
 }

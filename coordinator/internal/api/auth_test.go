@@ -2,8 +2,11 @@ package api
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,5 +257,46 @@ func TestPermissionsAreSignedIntoPolicy(t *testing.T) {
 	pol, _ = wire.VerifyPolicy(x.policy, &sp)
 	if pol.GetRevision() != 2 || len(pol.GetPermissions()) != 1 {
 		t.Fatalf("after apply: revision %d, permissions %v", pol.GetRevision(), pol.GetPermissions())
+	}
+}
+
+// Every admin change is in the audit trail: those whose handlers record
+// detail once, the others as handle records them, failures not at all.
+func TestAdminChangesAudited(t *testing.T) {
+	x := newAuthAPI(t)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/offices", `{"name":"berlin"}`},
+		{"PATCH", "/v1/offices/berlin", `{"description":"HQ"}`},
+		{"POST", "/v1/offices/berlin/tokens", `{"uses":2}`},
+		{"PUT", "/v1/offices/berlin/policy", "items: []\n"},
+		{"POST", "/v1/offices/berlin/gossip-key/rotate", ""},
+		{"PUT", "/v1/patch-rules/high-first", `{"min_severity":"high","test_office":"berlin"}`},
+		{"DELETE", "/v1/patch-rules/high-first", ""},
+	} {
+		if code, out := call(t, x.srv, c.method, c.path, c.body, token); code >= 300 {
+			t.Fatalf("%s %s: %d %v", c.method, c.path, code, out)
+		}
+	}
+	if code, _ := call(t, x.srv, "DELETE", "/v1/offices/nowhere", "", token); code != 404 {
+		t.Fatalf("deleting a missing office: %d", code)
+	}
+	code, out := call(t, x.srv, "GET", "/v1/audit?user=admin&limit=100", "", token)
+	if code != 200 {
+		t.Fatalf("audit: %d %v", code, out)
+	}
+	var got []string
+	for _, e := range out["events"].([]any) {
+		e := e.(map[string]any)
+		if e["actor"] != "admin" || e["allowed"] != true {
+			t.Errorf("event %v", e)
+		}
+		got = append(got, fmt.Sprint(e["action"], " | ", e["target"]))
+	}
+	slices.Reverse(got) // newest first
+	want := []string{"office.create | office berlin", "office.update | office berlin", "token.create | office berlin",
+		"office.policy | office berlin", "office.gossip_key | office berlin", "patch_rule.put | patch rule high-first",
+		"patch_rule.delete | patch rule high-first"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("audit trail:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

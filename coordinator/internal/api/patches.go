@@ -157,7 +157,8 @@ func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
 	if err := checkSchedule(in.Window, in.Reboot); err != nil {
 		return err
 	}
-	ap := store.PatchApproval{Patch: r.PathValue("id"), Office: in.Office, By: "admin", Window: in.Window, Reboot: in.Reboot, At: time.Now().UTC()}
+	by := cmp.Or(a.actor(r), "admin")
+	ap := store.PatchApproval{Patch: r.PathValue("id"), Office: in.Office, By: by, Window: in.Window, Reboot: in.Reboot, At: time.Now().UTC()}
 	added, err := a.d.Store.Approve(ap)
 	if err != nil {
 		return err
@@ -167,6 +168,7 @@ func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("patch approved", "patch", ap.Patch, "office", ap.Office, "revision", rev)
+	a.audit(r, "patch.approve", "patch "+ap.Patch, fmt.Sprintf("office %s, revision %d", ap.Office, rev))
 	writeJSON(w, http.StatusOK, map[string]any{"approval": ap, "added": added, "revision": rev})
 	return nil
 }
@@ -183,6 +185,7 @@ func (a *API) revokePatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.audit(r, "patch.revoke", "patch "+r.PathValue("id"), fmt.Sprintf("office %s, revision %d", office, rev))
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": r.PathValue("id"), "office": office, "revision": rev})
 	return nil
 }

@@ -57,6 +57,7 @@ func (a *API) moveAgent(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("agent moved", "member", m.ID, "office", m.Office)
+	a.audit(r, "agent.move", "agent "+m.ID, "to office "+m.Office)
 	a.MemberPlaced(m.ID)
 	// A notice makes the agent check in now and learn its office.
 	if n, ok := a.d.Notifier.(interface{ NotifyMember(string) }); ok {
