@@ -88,6 +88,15 @@ func TestRelayOfficeOneUpstreamReadAndBadInput(t *testing.T) {
 	sha := c.Upload("hello-1.0.0.tar.gz", pkg)
 	rev := c.Apply("berlin", packageYAML(sha, "present"))
 	tu.Eventually(t, 60*time.Second, compliantAt(c, "berlin", 2, rev), "agents compliant through the relay: %+v", c.Agents("berlin"))
+	// The relay says which revision it holds: the API shows it current.
+	tu.Eventually(t, 30*time.Second, func() bool {
+		for _, a := range c.Agents("berlin") {
+			if a.Role == "relay" {
+				return a.Revision == rev && a.Compliant
+			}
+		}
+		return false
+	}, "the relay is not shown holding revision %d: %+v", rev, c.Agents("berlin"))
 	for _, a := range []*testAgent{a1, a2} {
 		if !exists(a.path("opt/hello/bin/hello")) {
 			t.Fatalf("%s: package not installed", a.cfg.Hostname)

@@ -161,6 +161,9 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	if node != nil {
 		req.GossipAddress = node.Addr()
 	}
+	if m.policy != nil {
+		req.Revision = m.policy.revision // the check-in loop is its only writer
+	}
 	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		m.log.Warn("check-in failed", "err", err)

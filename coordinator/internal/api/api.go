@@ -778,6 +778,8 @@ func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 	switch {
 	case !hasPolicy:
 		v.Compliant = true // nothing is asked of it
+	case m.Role == "relay":
+		v.Compliant = m.Revision >= want // it holds the office's policy, to pin and stage what it names
 	case m.Report != nil && m.Report.Revision == want:
 		v.Compliant = true
 		for _, it := range m.Report.Items {
