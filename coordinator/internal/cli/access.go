@@ -95,7 +95,9 @@ func accessCommands() []*command {
 			summary: "create a user", timeout: defaultTimeout,
 			help: `Roles: admin (everything), operator (offices, tokens, policy, artifacts),
 read-only (look), technician (no API role: signs in and reaches hosts as
-host permissions allow). Passwords are read from standard input.
+host permissions allow). Passwords are read from standard input. Without
+--password-stdin the user has no password and cannot sign in until
+outpost user set NAME --password-stdin gives it one.
 
 Examples:
   outpost user add tina --password-stdin < tina.pw
@@ -120,13 +122,20 @@ Examples:
 						return err
 					}
 					if e.json {
-						return writeJSON(e.stdout, raw)
+						err = writeJSON(e.stdout, raw)
+					} else {
+						var u userRow
+						if err := decode(raw, "user", &u); err != nil {
+							return err
+						}
+						err = printUsers(e, []userRow{u})
 					}
-					var u userRow
-					if err := decode(raw, "user", &u); err != nil {
-						return err
+					if _, ok := body["password"]; err == nil && !ok {
+						// On purpose for an account prepared ahead, but
+						// easy to miss: it cannot sign in yet.
+						_, err = fmt.Fprintf(e.stderr, "note: %s has no password and cannot sign in until one is set: outpost user set %s --password-stdin < FILE\n", args[0], args[0])
 					}
-					return printUsers(e, []userRow{u})
+					return err
 				}
 			},
 		},
@@ -208,7 +217,7 @@ Examples:
 					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil); err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(e.stdout, "User %s removed.\n", args[0])
+					_, err := fmt.Fprintf(e.stdout, "user %s removed\n", args[0])
 					return err
 				}
 			},
@@ -219,7 +228,7 @@ Examples:
   outpost group add berlin-techs tina tom --description "Berlin IT"
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
-				desc := fs.String("description", "", "what the group is for")
+				desc := fs.String("description", "", "`TEXT` that says what the group is for")
 				return func(ctx context.Context, e *env, args []string) error {
 					raw, err := e.api.send(ctx, http.MethodPost, "/v1/groups", map[string]any{"name": args[0], "description": *desc, "members": args[1:]})
 					if err != nil {
@@ -291,7 +300,7 @@ Examples:
 					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(args[0]), nil); err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(e.stdout, "Group %s removed.\n", args[0])
+					_, err := fmt.Fprintf(e.stdout, "group %s removed\n", args[0])
 					return err
 				}
 			},
@@ -421,7 +430,7 @@ func printGroup(e *env, raw []byte) error {
 	if err := decode(raw, "group", &g); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(e.stdout, "Group %s: %s\n", g.Name, dash(strings.Join(g.Members, ", ")))
+	_, err := fmt.Fprintf(e.stdout, "group %s: %s\n", g.Name, dash(strings.Join(g.Members, ", ")))
 	return err
 }
 
@@ -496,7 +505,7 @@ func printPerms(e *env, raw []byte) error {
 		return err
 	}
 	if p.Revision > 0 {
-		_, err := fmt.Fprintf(e.stdout, "Signed into policy revision %d of office %s; connected hosts are told now.\n", p.Revision, p.Office)
+		_, err := fmt.Fprintf(e.stdout, "signed into policy revision %d of office %s; connected hosts are told now\n", p.Revision, p.Office)
 		return err
 	}
 	return nil

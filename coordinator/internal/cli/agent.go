@@ -39,8 +39,11 @@ Examples:
 			name: "agent show", args: "ID", minArgs: 1, maxArgs: 1,
 			summary: "show an agent and the compliance of each policy item",
 			timeout: defaultTimeout,
-			help: `Examples:
-  outpost agent show ag-3f9c2a
+			help: `ID is the agent's full id, ag- and 16 hex digits, as agent list and agent
+search show it.
+
+Examples:
+  outpost agent show ag-3f9c2a0011223344
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
@@ -89,8 +92,10 @@ Examples:
 agent; inside another office's range, that office's placement still wins at
 the agent's next check-in. Connected agents hear of the move at once.
 
+ID is the agent's full id, as agent list and agent search show it.
+
 Examples:
-  outpost agent move ag-3f9c2a --office hamburg
+  outpost agent move ag-3f9c2a0011223344 --office hamburg
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office to move the agent to (required)")
@@ -100,7 +105,7 @@ Examples:
 					}
 					raw, err := e.api.send(ctx, http.MethodPost, agentPath(args[0])+"/move", map[string]string{"office": *officeName})
 					if err != nil {
-						return err
+						return agentNotFound(ctx, e, args[0], err)
 					}
 					if e.json {
 						return writeJSON(e.stdout, raw)
@@ -176,6 +181,29 @@ func itemOK(status string) bool {
 }
 
 func agentPath(id string) string { return "/v1/agents/" + url.PathEscape(id) }
+
+// agentNotFound adds to the coordinator's "not found" for an agent id what
+// a full id looks like and how to find it: these calls take only full ids,
+// so a hostname or a shortened id is named with the agents it matches.
+func agentNotFound(ctx context.Context, e *env, id string, err error) error {
+	var ae *apiError
+	if !errors.As(err, &ae) || ae.status != http.StatusNotFound || !strings.Contains(ae.message, id) {
+		return err // not about the agent: an unknown office, say
+	}
+	const shown = 5
+	agents, _, serr := searchAgents(ctx, e, agentQuery("", id, ""))
+	if serr != nil || len(agents) == 0 {
+		return fmt.Errorf("%w; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits: outpost agent list or outpost agent search TEXT finds it", err)
+	}
+	var found []string
+	for _, a := range agents[:min(len(agents), shown)] {
+		found = append(found, a.ID+" ("+a.Hostname+")")
+	}
+	if len(agents) > shown {
+		found = append(found, fmt.Sprintf("and %d more (outpost agent search %s)", len(agents)-shown, id))
+	}
+	return fmt.Errorf("%w; this command takes the full agent id; %q matches %s", err, id, strings.Join(found, ", "))
+}
 
 func getOffice(ctx context.Context, e *env, name string) (office, error) {
 	var o office
@@ -272,7 +300,7 @@ func listAgents(ctx context.Context, e *env, officeName string, q url.Values) er
 func showAgent(ctx context.Context, e *env, id string) error {
 	raw, err := e.api.get(ctx, agentPath(id), nil)
 	if err != nil {
-		return err
+		return agentNotFound(ctx, e, id, err)
 	}
 	if e.json {
 		return writeJSON(e.stdout, raw)

@@ -144,10 +144,13 @@ func TestAgentListShow(t *testing.T) {
 			want: want{stdoutJSON: pc1},
 		},
 		{
-			name: "show unknown",
+			name: "show unknown says what a full id is and how to find it",
 			args: []string{"agent", "show", "ag-9"},
-			api:  []exchange{{method: "GET", target: "/v1/agents/ag-9", status: 404, answer: `{"error":"no agent ag-9"}`}},
-			want: want{code: 1, stderr: "outpost: agent show: no agent ag-9\n"},
+			api: []exchange{
+				{method: "GET", target: "/v1/agents/ag-9", status: 404, answer: `{"error":"member ag-9: not found"}`},
+				{method: "GET", target: "/v1/agents?q=ag-9", answer: `{"agents":[]}`},
+			},
+			want: want{code: 1, stderr: "outpost: agent show: member ag-9: not found; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits: outpost agent list or outpost agent search TEXT finds it\n"},
 		},
 		{
 			name: "show without an id",
@@ -323,6 +326,67 @@ func TestCompliance(t *testing.T) {
 			if got := compliance(tt.a, tt.revision); got != tt.want {
 				t.Errorf("compliance = %q, want %q", got, tt.want)
 			}
+		})
+	}
+}
+
+// agent show, move and runs take only full ids; what was typed instead is
+// named with the agents it matches.
+func TestAgentNotFoundHint(t *testing.T) {
+	notFound := func(method, target, id string) exchange {
+		return exchange{method: method, target: target, status: 404, answer: `{"error":"member ` + id + `: not found"}`}
+	}
+	six := make([]string, 6)
+	for i := range six {
+		six[i] = agentJSON(fmt.Sprintf("ag-%d", i), fmt.Sprintf("pc-%d", i), "berlin", 1, true, 1)
+	}
+	tests := []struct {
+		name string
+		args []string
+		api  []exchange
+		want want
+	}{
+		{
+			name: "show by hostname names the agent",
+			args: []string{"agent", "show", "pc-1"},
+			api: []exchange{notFound("GET", "/v1/agents/pc-1", "pc-1"),
+				{method: "GET", target: "/v1/agents?q=pc-1", answer: `{"agents":[` + pc1 + `]}`}},
+			want: want{code: 1, stderr: "outpost: agent show: member pc-1: not found; this command takes the full agent id; \"pc-1\" matches ag-1 (pc-1)\n"},
+		},
+		{
+			name: "runs by a short id",
+			args: []string{"agent", "runs", "ag-3"},
+			api: []exchange{notFound("GET", "/v1/agents/ag-3/runs", "ag-3"),
+				{method: "GET", target: "/v1/agents?q=ag-3", answer: `{"agents":[` + pc3 + `]}`}},
+			want: want{code: 1, stderr: "outpost: agent runs: member ag-3: not found; this command takes the full agent id; \"ag-3\" matches ag-333 (pc-3)\n"},
+		},
+		{
+			name: "move with many matches shows a few",
+			args: []string{"agent", "move", "pc", "--office", "hamburg"},
+			api: []exchange{{method: "POST", target: "/v1/agents/pc/move", body: `{"office":"hamburg"}`, status: 404, answer: `{"error":"member pc: not found"}`},
+				{method: "GET", target: "/v1/agents?q=pc", answer: `{"agents":[` + strings.Join(six, ",") + `]}`}},
+			want: want{code: 1, stderr: "outpost: agent move: member pc: not found; this command takes the full agent id; \"pc\" matches " +
+				"ag-0 (pc-0), ag-1 (pc-1), ag-2 (pc-2), ag-3 (pc-3), ag-4 (pc-4), and 1 more (outpost agent search pc)\n"},
+		},
+		{
+			name: "an unknown office is not about the agent",
+			args: []string{"agent", "move", "ag-1", "--office", "paris"},
+			api: []exchange{{method: "POST", target: "/v1/agents/ag-1/move", body: `{"office":"paris"}`, status: 404,
+				answer: `{"error":"office paris does not exist (outpost office list)"}`}},
+			want: want{code: 1, stderr: "outpost: agent move: office paris does not exist (outpost office list)\n"},
+		},
+		{
+			name: "a failed search still gives the hint",
+			args: []string{"agent", "runs", "pc-1"},
+			api: []exchange{notFound("GET", "/v1/agents/pc-1/runs", "pc-1"),
+				{method: "GET", target: "/v1/agents?q=pc-1", status: 403, answer: `{"error":"no"}`}},
+			want: want{code: 1, stderrHas: []string{"member pc-1: not found; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAPI(t, tt.api...)
+			tt.want.check(t, run(t, f, tt.args...))
 		})
 	}
 }

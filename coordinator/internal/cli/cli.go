@@ -19,6 +19,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // Version is the CLI's version, stamped at build time with
@@ -87,6 +89,11 @@ func (a *app) run(ctx context.Context, args []string) int {
 	g := newGlobals()
 	fs := newFlagSet("outpost")
 	g.register(fs)
+	// --version (and -v, which no command has) only before any command,
+	// as "outpost --version" is a habit from other tools.
+	var version bool
+	fs.BoolVar(&version, "version", false, "")
+	fs.BoolVar(&version, "v", false, "")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		a.printTopUsage(a.stdout)
@@ -97,6 +104,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	g.noteGiven(fs)
 	rest := fs.Args()
+	if version {
+		return a.exec(ctx, g, findCommand("version"), rest)
+	}
 	if len(rest) == 0 {
 		a.printTopUsage(a.stderr)
 		return exitUsage
@@ -247,7 +257,7 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 			server = s
 		}
 	}
-	token, err := g.resolveToken(a.getenv)
+	token, cred, err := g.resolveToken(a.getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -261,17 +271,20 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
+	api.cred = cred
 	e.api = api
 	return e, nil
 }
 
-// isTerminal reports whether w is a character device such as a terminal, so
-// progress can be redrawn in place.
+// isTerminal reports whether w is a terminal, so progress can be redrawn in
+// place. Being a character device is not enough: /dev/null is one too. A
+// writer that is no file may say so itself (tests stand in for terminals).
 func isTerminal(w io.Writer) bool {
-	st, ok := w.(interface{ Stat() (os.FileInfo, error) })
-	if !ok {
-		return false
+	switch t := w.(type) {
+	case *os.File:
+		return term.IsTerminal(int(t.Fd()))
+	case interface{ IsTerminal() bool }:
+		return t.IsTerminal()
 	}
-	fi, err := st.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return false
 }

@@ -82,10 +82,10 @@ func TestGlobalFlags(t *testing.T) {
 			want: want{stdout: listed},
 		},
 		{
-			name: "no token at all",
-			env:  map[string]string{"OUTPOST_TOKEN": ""},
+			name: "no token and no sign-in names both ways in",
+			env:  map[string]string{"OUTPOST_TOKEN": "", "OUTPOST_CONFIG_DIR": t.TempDir()},
 			args: []string{"office", "list"},
-			want: want{code: 1, stderr: "outpost: office list: no admin token: pass the admin token with --token or OUTPOST_TOKEN, or its file with --token-file or OUTPOST_TOKEN_FILE (the coordinator writes it to its data dir as admin.token)\n"},
+			want: want{code: 1, stderr: "outpost: office list: not signed in and no admin token: sign in with outpost login USER, or pass the admin token with --token or OUTPOST_TOKEN, or its file with --token-file or OUTPOST_TOKEN_FILE (the coordinator writes it to its data dir as admin.token)\n"},
 		},
 		{
 			name: "a missing token file",
@@ -248,6 +248,9 @@ func TestUsage(t *testing.T) {
 		{"a group without a command", []string{"office"}, want{code: 2, stderrHas: []string{"Usage: outpost office COMMAND", "  add NAME                         create an office\n"}}},
 		{"an unknown command of a group", []string{"agent", "kill"}, want{code: 2, stderrHas: []string{`outpost: unknown command "agent kill"; agent commands: list, show, search, move, wait`}}},
 		{"help of an unknown command", []string{"help", "office", "fly"}, want{code: 2, stderrHas: []string{`outpost: help: unknown command "office fly"`}}},
+		{"help of an unknown command of a group shows the group's commands", []string{"help", "office", "nosuch"}, want{code: 2, stderrHas: []string{
+			"outpost: help: unknown command \"office nosuch\"; office commands: add, list, show, edit, rm",
+			"Usage: outpost office COMMAND", "  add NAME                         create an office\n"}}},
 		{"version takes no arguments", []string{"version", "now"}, want{code: 2, stderrHas: []string{`outpost: version: unexpected argument "now"`}}},
 	}
 	for _, tt := range tests {
@@ -310,6 +313,10 @@ func TestVersion(t *testing.T) {
 	}{
 		{"table", []string{"version"}, want{stdout: "outpost dev (" + goVersion() + ")\n"}},
 		{"json", []string{"version", "--output", "json"}, want{stdoutJSON: `{"version":"dev","go":"` + goVersion() + `"}`}},
+		{"--version", []string{"--version"}, want{stdout: "outpost dev (" + goVersion() + ")\n"}},
+		{"-v", []string{"-v"}, want{stdout: "outpost dev (" + goVersion() + ")\n"}},
+		{"--version json", []string{"--output", "json", "--version"}, want{stdoutJSON: `{"version":"dev","go":"` + goVersion() + `"}`}},
+		{"--version with a command", []string{"--version", "office", "list"}, want{code: 2, stderrHas: []string{`outpost: version: unexpected argument "office"`}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,6 +365,11 @@ func TestIsTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
 	tests := []struct {
 		name string
 		w    interface{ Write([]byte) (int, error) }
@@ -365,7 +377,8 @@ func TestIsTerminal(t *testing.T) {
 	}{
 		{"buffer", &bytes.Buffer{}, false},
 		{"regular file", f, false},
-		{"character device", &terminalWriter{}, true},
+		{"/dev/null, a character device but no terminal", devNull, false},
+		{"a writer that says it is a terminal", &terminalWriter{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -374,4 +387,39 @@ func TestIsTerminal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Help is alike across commands: every command whose run takes global flags
+// says which, and flag placeholders are words in capitals.
+func TestHelpIsConsistent(t *testing.T) {
+	for _, name := range []string{"exec", "connect", "cp", "inventory", "login", "version"} {
+		t.Run(name+" names its global flags", func(t *testing.T) {
+			res := run(t, nil, "help", name)
+			if !strings.Contains(res.stdout, "\nGlobal flags: ") {
+				t.Errorf("help %s has no Global flags line:\n%s", name, res.stdout)
+			}
+		})
+	}
+	for _, c := range commands {
+		t.Run(c.name+" placeholders", func(t *testing.T) {
+			res := run(t, nil, append([]string{"help"}, strings.Fields(c.name)...)...)
+			for _, line := range strings.Split(res.stdout, "\n") {
+				if strings.HasPrefix(line, "  --") && strings.HasSuffix(line, " string") {
+					t.Errorf("help %s shows a flag as %q: name its value, like TEXT or NAME", c.name, line)
+				}
+			}
+		})
+	}
+	t.Run("login says USER may come from OUTPOST_USER", func(t *testing.T) {
+		res := run(t, nil, "help", "login")
+		if !strings.Contains(res.stdout, "OUTPOST_USER") {
+			t.Errorf("help login does not mention OUTPOST_USER:\n%s", res.stdout)
+		}
+	})
+	t.Run("inventory's example flag is a global one it lists", func(t *testing.T) {
+		res := run(t, nil, "help", "inventory")
+		if !strings.Contains(res.stdout, "--output json") || !strings.Contains(res.stdout, "Global flags: --output") {
+			t.Errorf("help inventory:\n%s", res.stdout)
+		}
+	})
 }

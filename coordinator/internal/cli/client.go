@@ -25,7 +25,30 @@ type client struct {
 	server string // base as shown to people (without any password)
 	token  string
 	hc     *http.Client
+	// cred is what token is, so that a refusal says what to do about it.
+	cred credential
 }
+
+// credential is the kind of bearer token a client sends. An admin who
+// mistyped a token and a technician whose sign-in ran out need different
+// advice for the same 401.
+type credential struct {
+	kind credKind
+	user string // who signed in, for credSession
+}
+
+type credKind int
+
+const (
+	// credAdmin is an admin token: --token, --token-file, OUTPOST_TOKEN or
+	// OUTPOST_TOKEN_FILE.
+	credAdmin credKind = iota
+	// credSession is the access token outpost login kept.
+	credSession
+	// credSignIn is no token yet: the request signs in with a user name
+	// and a password, or a refresh token.
+	credSignIn
+)
 
 func newClient(server, token string, rt http.RoundTripper) (*client, error) {
 	u, err := url.Parse(server)
@@ -133,11 +156,7 @@ func (c *client) statusError(resp *http.Response, body []byte) error {
 		msg = e.Error
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
-		why := "the coordinator at " + c.server + " refused the admin token"
-		if msg != "" {
-			why += " (" + msg + ")"
-		}
-		return &apiError{status: resp.StatusCode, message: why + ": " + tokenHint}
+		return &apiError{status: resp.StatusCode, message: c.refusal(msg)}
 	}
 	if msg == "" {
 		snippet := strings.TrimSpace(string(body))
@@ -153,6 +172,30 @@ func (c *client) statusError(resp *http.Response, body []byte) error {
 		}
 	}
 	return &apiError{status: resp.StatusCode, message: msg}
+}
+
+// refusal explains a 401 by what was refused: a password, the sign-in kept
+// by outpost login, or an admin token. msg is the coordinator's own word.
+func (c *client) refusal(msg string) string {
+	switch c.cred.kind {
+	case credSignIn:
+		const wrong = "user name or password is wrong"
+		if msg == "" || msg == wrong {
+			return wrong
+		}
+		return wrong + " (" + msg + ")"
+	case credSession:
+		why := "the coordinator at " + c.server + " refused the sign-in of " + c.cred.user + " kept by outpost login"
+		if msg != "" {
+			why += " (" + msg + ")"
+		}
+		return why + ": it has ended or was revoked, or the account was disabled; sign in again with: outpost login " + c.cred.user
+	}
+	why := "the coordinator at " + c.server + " refused the admin token"
+	if msg != "" {
+		why += " (" + msg + ")"
+	}
+	return why + ": " + tokenHint
 }
 
 // transportError explains a request that got no answer.

@@ -25,6 +25,9 @@ type command struct {
 	timeout time.Duration
 	// offline commands need neither server nor token.
 	offline bool
+	// globals lists the global flags that matter to an offline command,
+	// for its help; commands that call the API take them all.
+	globals string
 	// setup registers the command's flags on fs and returns the function
 	// that runs it with their values.
 	setup func(fs *flag.FlagSet) runFunc
@@ -222,8 +225,11 @@ func (a *app) printCommandUsage(w io.Writer, c *command) {
 		}
 		fmt.Fprintln(w)
 	})
-	if !c.offline {
+	switch {
+	case !c.offline:
 		fmt.Fprintf(w, "\nGlobal flags: --server, --token, --token-file, --ca-fingerprint, --ca, --output, --timeout; see 'outpost help'.\n")
+	case c.globals != "":
+		fmt.Fprintf(w, "\nGlobal flags: %s; see 'outpost help'.\n", c.globals)
 	}
 }
 
@@ -261,6 +267,12 @@ func (a *app) help(args []string) int {
 	case len(args) == 1 && findGroup(name) != nil:
 		a.printGroupUsage(a.stdout, findGroup(name))
 		return exitOK
+	case findGroup(args[0]) != nil:
+		// "help office nosuch": the office commands are what was meant.
+		g := findGroup(args[0])
+		fmt.Fprintf(a.stderr, "outpost: help: unknown command %q; %s commands: %s\n", name, g.name, strings.Join(g.words(), ", "))
+		a.printGroupUsage(a.stderr, g)
+		return exitUsage
 	}
 	fmt.Fprintf(a.stderr, "outpost: help: unknown command %q; commands: %s\n", name, strings.Join(topWords(), ", "))
 	return exitUsage
@@ -269,8 +281,9 @@ func (a *app) help(args []string) int {
 func versionCommand() *command {
 	return &command{
 		name:    "version",
-		summary: "print the CLI's version",
+		summary: "print the CLI's version (also outpost --version or -v)",
 		offline: true,
+		globals: "--output",
 		maxArgs: 0,
 		setup: func(fs *flag.FlagSet) runFunc {
 			return func(ctx context.Context, e *env, args []string) error {

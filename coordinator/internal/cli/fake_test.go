@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -216,7 +215,7 @@ func run(tb testing.TB, f *fakeAPI, args ...string) cliResult {
 	return runCLI(tb, f, cliRun{}, args...)
 }
 
-// terminalWriter is a buffer that says it is a terminal, as os.Stdout does
+// terminalWriter is a buffer that says it is a terminal, as os.Stdout is
 // when it is one.
 type terminalWriter struct {
 	mu  sync.Mutex
@@ -235,11 +234,7 @@ func (w *terminalWriter) String() string {
 	return w.buf.String()
 }
 
-func (w *terminalWriter) Stat() (os.FileInfo, error) { return charDevice{}, nil }
-
-type charDevice struct{ os.FileInfo }
-
-func (charDevice) Mode() os.FileMode { return os.ModeDevice | os.ModeCharDevice | 0o620 }
+func (w *terminalWriter) IsTerminal() bool { return true }
 
 // steppingClock returns a clock that moves on by step at every reading.
 func steppingClock(start time.Time, step time.Duration) func() time.Time {

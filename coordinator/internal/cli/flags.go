@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -55,21 +57,25 @@ func (g *globals) noteGiven(fs *flag.FlagSet) {
 
 const tokenHint = "pass the admin token with --token or OUTPOST_TOKEN, or its file with --token-file or OUTPOST_TOKEN_FILE (the coordinator writes it to its data dir as admin.token)"
 
-// resolveToken picks the admin token: --token, --token-file, OUTPOST_TOKEN,
-// OUTPOST_TOKEN_FILE, in that order.
-func (g *globals) resolveToken(getenv func(string) string) (string, error) {
+// resolveToken picks the bearer token: --token, --token-file, OUTPOST_TOKEN,
+// OUTPOST_TOKEN_FILE, in that order, else the sign-in kept by outpost login.
+// It says which it picked, so that a refusal can say what to do.
+func (g *globals) resolveToken(getenv func(string) string) (string, credential, error) {
+	admin := credential{kind: credAdmin}
 	if g.given["token"] && g.given["token-file"] {
-		return "", usagef("pass --token or --token-file, not both")
+		return "", admin, usagef("pass --token or --token-file, not both")
 	}
 	switch {
 	case g.given["token"] && g.token != "":
-		return g.token, nil
+		return g.token, admin, nil
 	case g.given["token-file"] && g.tokenFile != "":
-		return g.readTokenFile(g.tokenFile, "--token-file")
+		t, err := g.readTokenFile(g.tokenFile, "--token-file")
+		return t, admin, err
 	case getenv("OUTPOST_TOKEN") != "":
-		return getenv("OUTPOST_TOKEN"), nil
+		return getenv("OUTPOST_TOKEN"), admin, nil
 	case getenv("OUTPOST_TOKEN_FILE") != "":
-		return g.readTokenFile(getenv("OUTPOST_TOKEN_FILE"), "OUTPOST_TOKEN_FILE")
+		t, err := g.readTokenFile(getenv("OUTPOST_TOKEN_FILE"), "OUTPOST_TOKEN_FILE")
+		return t, admin, err
 	}
 	return loginToken(getenv)
 }
@@ -129,6 +135,42 @@ func (l *stringList) String() string { return strings.Join(*l, ",") }
 func (l *stringList) Set(s string) error {
 	*l = append(*l, s)
 	return nil
+}
+
+// ttlFlag is a lifetime flag such as --ttl: a Go duration (72h, 30m) or
+// whole days (3d), since admins count token lifetimes in days.
+type ttlFlag time.Duration
+
+// newTTLFlag registers a lifetime flag with default def on fs.
+func newTTLFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	d := def
+	fs.Var((*ttlFlag)(&d), name, usage)
+	return &d
+}
+
+func (f *ttlFlag) String() string { return shortDuration(time.Duration(*f)) }
+
+func (f *ttlFlag) Set(s string) error {
+	d, err := parseTTL(s)
+	if err != nil {
+		return err
+	}
+	*f = ttlFlag(d)
+	return nil
+}
+
+// maxTTLDays keeps Nd within what a time.Duration holds (about 292 years).
+const maxTTLDays = 100_000
+
+func parseTTL(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		if days, err := strconv.Atoi(n); err == nil && days >= 0 && days <= maxTTLDays {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	return 0, errors.New("want a duration such as 72h, 30m or 3d (a day is 24h)")
 }
 
 // checkURL says whether s is an absolute http(s) URL.

@@ -180,7 +180,7 @@ func ago(now, t time.Time) string {
 	if d < time.Second {
 		return "just now"
 	}
-	return roughDuration(d) + " ago"
+	return roughDuration(d, false) + " ago"
 }
 
 // until says how long after now t is: "in 23h", or "expired 2h ago".
@@ -195,20 +195,31 @@ func until(now, t time.Time) string {
 	if d < time.Second {
 		return "in 1s"
 	}
-	return "in " + roughDuration(d)
+	return "in " + roughDuration(d, true)
 }
 
-// roughDuration is d in its largest whole unit: 12s, 3m, 5h, 4d.
-func roughDuration(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d/time.Minute))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d/time.Hour))
+// roughDuration is d in its largest unit: 12s, 3m, 5h, 4d. Ages are
+// truncated ("1m ago" until two minutes have passed); times ahead are
+// rounded, so that a token made for 72h a moment ago reads "in 3d", not
+// "in 2d".
+func roughDuration(d time.Duration, round bool) string {
+	cut := time.Duration.Truncate
+	if round {
+		cut = time.Duration.Round
 	}
-	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	for _, u := range []struct {
+		size, below time.Duration
+		suffix      string
+	}{
+		{time.Second, time.Minute, "s"},
+		{time.Minute, time.Hour, "m"},
+		{time.Hour, 48 * time.Hour, "h"},
+	} {
+		if r := cut(d, u.size); r < u.below {
+			return fmt.Sprintf("%d%s", r/u.size, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%dd", cut(d, 24*time.Hour)/(24*time.Hour))
 }
 
 // timeAndAge is "2025-01-02T03:04:05Z (3m ago)", or "-" for no time.

@@ -28,6 +28,9 @@ type session struct {
 	conn *quic.Conn
 	str  *quic.Stream
 	user string
+	// role is the signed-in user's API role, "" for a technician: it
+	// decides which advice the user can follow.
+	role string
 	mu   sync.Mutex // one writer at a time: keystrokes and resizes
 }
 
@@ -100,7 +103,7 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
-	return &session{conn: conn, str: str, user: c.User}, nil
+	return &session{conn: conn, str: str, user: c.User, role: c.Role}, nil
 }
 
 // directTimeout bounds the attempt to reach a host directly before the
@@ -268,6 +271,8 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, end.GetError())}
 			case end.GetDenied() && !accepted:
 				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", end.GetError())}
+			case !accepted && unknownHost(end.GetError()):
+				return &sessionError{code: -1, msg: explainUnknownHost(end.GetError(), s.role)}
 			case end.GetError() != "":
 				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, end.GetError())}
 			case end.GetExitCode() != 0:
@@ -276,6 +281,37 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			return nil
 		}
 	}
+}
+
+// The coordinator's answers for a host name it cannot resolve end in advice
+// that only users with an API role can follow.
+const (
+	noSuchHost    = "no enrolled host is called "
+	noSuchHostEnd = ": check outpost agent list"
+	twoHostsEnd   = " (outpost agent list)"
+)
+
+func unknownHost(msg string) bool {
+	return strings.HasPrefix(msg, noSuchHost) && strings.Contains(msg, noSuchHostEnd) ||
+		strings.Contains(msg, " hosts are called ") && strings.Contains(msg, twoHostsEnd)
+}
+
+// explainUnknownHost gives advice the user can follow: a technician cannot
+// list agents, so is told to check the name or ask an admin.
+func explainUnknownHost(msg, role string) string {
+	advice := "check the name (the hostname as the host reports it, or its member id ag-...), or ask an admin which hosts you may reach"
+	ids := " (an admin can find the ids with outpost agent search NAME)"
+	if role != "" {
+		advice = "check the name, or find the host with outpost agent search TEXT or outpost agent list"
+		ids = " (outpost agent search NAME shows them)"
+	}
+	if i := strings.Index(msg, noSuchHostEnd); strings.HasPrefix(msg, noSuchHost) && i >= 0 {
+		return msg[:i] + ": " + advice
+	}
+	if i := strings.Index(msg, twoHostsEnd); i >= 0 {
+		return msg[:i] + ids
+	}
+	return msg
 }
 
 // forwardStdin sends r as the session's standard input, then closes it.
@@ -327,7 +363,7 @@ Examples:
 			},
 		},
 		{
-			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true,
+			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true, globals: "--timeout",
 			summary: "run a command on a host (needs the command right)",
 			help: `Runs COMMAND on HOST (a hostname or member id): directly when the host
 takes direct sessions and answers, else through the coordinator, which
@@ -358,7 +394,7 @@ Examples:
 			},
 		},
 		{
-			name: "connect", args: "HOST", minArgs: 1, maxArgs: 1, offline: true,
+			name: "connect", args: "HOST", minArgs: 1, maxArgs: 1, offline: true, globals: "--timeout",
 			summary: "an interactive shell on a host (needs the command right)",
 			help: `Opens the host's shell. Run from a terminal, the shell gets a terminal of
 the same size on the host: line editing, job control and full-screen
@@ -401,9 +437,11 @@ Examples:
 			},
 		},
 		{
-			name: "inventory", args: "HOST", minArgs: 1, maxArgs: 1, offline: true,
+			name: "inventory", args: "HOST", minArgs: 1, maxArgs: 1, offline: true, globals: "--output, --timeout",
 			summary: "what a host is and holds (needs the view right)",
-			help: `Examples:
+			help: `HOST is a hostname or member id. Needs outpost login.
+
+Examples:
   outpost inventory pc-berlin-7
   outpost inventory ag-0123 --output json
 `,
@@ -418,22 +456,13 @@ Examples:
 						if e.json {
 							return writeJSONValue(e.stdout, inv)
 						}
-						tw := newTable(e.stdout)
-						fmt.Fprintf(tw, "Host:\t%s (%s)\n", inv.GetHostname(), inv.GetMemberId())
-						fmt.Fprintf(tw, "Office:\t%s\n", inv.GetOffice())
-						fmt.Fprintf(tw, "System:\t%s/%s, agent %s, up %s\n", inv.GetOs(), inv.GetArch(), inv.GetVersion(), shortDuration(time.Duration(inv.GetUptimeSeconds())*time.Second))
-						fmt.Fprintf(tw, "Addresses:\t%s\n", dash(strings.Join(inv.GetAddresses(), ", ")))
-						fmt.Fprintf(tw, "Policy revision:\t%d\n", inv.GetRevision())
-						for _, it := range inv.GetItems() {
-							fmt.Fprintf(tw, "  %s\t%s %s\n", it.GetId(), it.GetStatus(), it.GetMessage())
-						}
-						return tw.Flush()
+						return printInventory(e.stdout, inv)
 					}})
 				}
 			},
 		},
 		{
-			name: "cp", args: "SRC DST", minArgs: 2, maxArgs: 2, offline: true,
+			name: "cp", args: "SRC DST", minArgs: 2, maxArgs: 2, offline: true, globals: "--output, --timeout",
 			summary: "copy a file to or from a host (needs the files right)",
 			help: `One of SRC and DST is HOST:/absolute/path. The file appears whole or not
 at all on the other side. Needs outpost login.
@@ -458,6 +487,26 @@ Examples:
 			},
 		},
 	}
+}
+
+// printInventory prints what a host is, then its items in a table of their
+// own: item ids run long and would push the values away from their labels.
+func printInventory(w io.Writer, inv *wire.Inventory) error {
+	err := writeFields(w, [][2]string{
+		{"host", fmt.Sprintf("%s (%s)", inv.GetHostname(), inv.GetMemberId())},
+		{"office", inv.GetOffice()},
+		{"system", fmt.Sprintf("%s/%s, agent %s, up %s", inv.GetOs(), inv.GetArch(), inv.GetVersion(), shortDuration(time.Duration(inv.GetUptimeSeconds())*time.Second))},
+		{"addresses", dash(strings.Join(inv.GetAddresses(), ", "))},
+		{"policy revision", fmt.Sprint(inv.GetRevision())},
+	})
+	if err != nil || len(inv.GetItems()) == 0 {
+		return err
+	}
+	tw := newTable(w)
+	for _, it := range inv.GetItems() {
+		fmt.Fprintf(tw, "  %s\t%s\n", it.GetId(), strings.TrimSpace(it.GetStatus()+" "+it.GetMessage()))
+	}
+	return tw.Flush()
 }
 
 // splitRemote reads HOST:/path; a local path has no colon before its
@@ -514,7 +563,7 @@ func putRemote(ctx context.Context, e *env, local, host, path string) error {
 		return err
 	}
 	if !e.json {
-		fmt.Fprintf(e.stdout, "Copied %s to %s:%s (%d bytes).\n", local, host, path, st.Size())
+		fmt.Fprintf(e.stdout, "copied %s to %s:%s (%d bytes)\n", local, host, path, st.Size())
 	}
 	return nil
 }
@@ -557,7 +606,7 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 		return err
 	}
 	if !e.json {
-		fmt.Fprintf(e.stdout, "Copied %s:%s to %s (%d bytes).\n", host, path, local, n)
+		fmt.Fprintf(e.stdout, "copied %s:%s to %s (%d bytes)\n", host, path, local, n)
 	}
 	return nil
 }

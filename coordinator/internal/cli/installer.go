@@ -57,7 +57,7 @@ Examples:
 				out := fs.String("out", "", "`DIR` to write, new or empty (default ./outpost-installer-OFFICE)")
 				bin := fs.String("bin", "", "`DIR` of outpost-agent and the outpost-plugin-* binaries (default: this binary's directory)")
 				uses := fs.Int("uses", 100, "how many computers (`N`) may enrol with the installer's token")
-				ttl := fs.Duration("ttl", 7*24*time.Hour, "how long the installer's token stays valid, a `DURATION`")
+				ttl := newTTLFlag(fs, "ttl", 7*24*time.Hour, "how long the installer's token stays valid, a `DURATION` such as 720h or 30d")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch {
 					case *officeName == "":
@@ -65,7 +65,7 @@ Examples:
 					case *uses < 1:
 						return usagef("--uses %d: want 1 or more", *uses)
 					case *ttl <= 0:
-						return usagef("--ttl %s: want a positive duration such as 72h", *ttl)
+						return usagef("--ttl %s: want a positive duration such as 72h or 3d", *ttl)
 					}
 					if *out == "" {
 						*out = "outpost-installer-" + *officeName

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
@@ -123,11 +125,12 @@ func fresh(ctx context.Context, getenv func(string) string) (*credentials, error
 	if err != nil {
 		return nil, err
 	}
+	api.cred = credential{kind: credSession, user: c.User}
 	raw, err := api.send(ctx, http.MethodPost, "/v1/login/refresh", map[string]string{"refresh_token": c.RefreshToken})
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.status == http.StatusUnauthorized {
-			return nil, fmt.Errorf("your sign-in on %s has ended (%s): run outpost login", c.Server, ae.message)
+			return nil, ae
 		}
 		return nil, fmt.Errorf("refresh the sign-in: %w", err)
 	}
@@ -150,23 +153,26 @@ func fresh(ctx context.Context, getenv func(string) string) (*credentials, error
 
 // loginToken is the bearer token of the signed-in user, the last resort
 // when no admin token is given.
-func loginToken(getenv func(string) string) (string, error) {
+func loginToken(getenv func(string) string) (string, credential, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
 	if _, _, err := loadCredentials(getenv); err != nil {
-		return "", fmt.Errorf("no admin token: %s", tokenHint)
+		return "", credential{}, fmt.Errorf("not signed in and no admin token: sign in with outpost login USER, or %s", tokenHint)
 	}
 	c, err := fresh(ctx, getenv)
 	if err != nil {
-		return "", err
+		return "", credential{}, err
 	}
-	return c.AccessToken, nil
+	return c.AccessToken, credential{kind: credSession, user: c.User}, nil
 }
 
+// readPassword reads a password line from standard input. Unless fromStdin
+// says a pipe or file was meant, a terminal is asked with a prompt and does
+// not show what is typed.
 func readPassword(e *env, fromStdin bool) (string, error) {
 	if !fromStdin {
-		if f, ok := e.stdin.(*os.File); ok && isTerminal(f) {
-			fmt.Fprint(e.stderr, "Password (shown as you type; prefer --password-stdin): ")
+		if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			return promptPassword(e, f, "Password: ")
 		}
 	}
 	line, err := bufio.NewReader(e.stdin).ReadString('\n')
@@ -176,6 +182,17 @@ func readPassword(e *env, fromStdin bool) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
+// promptPassword asks for a password at the terminal f without echo.
+func promptPassword(e *env, f *os.File, prompt string) (string, error) {
+	fmt.Fprint(e.stderr, prompt)
+	pw, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(e.stderr) // the Enter that was not echoed
+	if err != nil {
+		return "", fmt.Errorf("read the password from the terminal: %w", err)
+	}
+	return string(pw), nil
+}
+
 func loginCommands() []*command {
 	return []*command{
 		{
@@ -183,14 +200,19 @@ func loginCommands() []*command {
 			summary: "sign in once: keep a short-lived token to reach hosts and the API",
 			timeout: defaultTimeout,
 			offline: true,
+			globals: "--server, --ca-fingerprint, --ca, --output, --timeout",
 			help: `Signs in on the coordinator with a user name and password and keeps a
 short-lived signed access token and a refresh token in the user's config
 directory (~/.config/outpost/credentials.json, mode 0600; OUTPOST_CONFIG_DIR
 moves it). Later commands use it when no admin token is given, and
 refresh it when it runs out.
 
+USER may be left out when OUTPOST_USER names the user. At a terminal the
+password is asked for and not shown; --password-stdin reads it from a pipe.
+
 Examples:
   outpost login tina
+  OUTPOST_USER=tina outpost login
   echo "$PASSWORD" | outpost login tina --password-stdin
   outpost --server https://coordinator.example.org:8363 login tina
 `,
@@ -202,7 +224,7 @@ Examples:
 						user = args[0]
 					}
 					if user == "" {
-						return usagef("name the USER to sign in as")
+						return usagef("name the USER to sign in as: outpost login USER, or set OUTPOST_USER")
 					}
 					pw, err := readPassword(e, *fromStdin)
 					if err != nil {
@@ -216,6 +238,7 @@ Examples:
 					if err != nil {
 						return err
 					}
+					api.cred = credential{kind: credSignIn}
 					raw, err := api.send(ctx, http.MethodPost, "/v1/login", map[string]string{"user": user, "password": pw})
 					if err != nil {
 						var ae *apiError
@@ -243,7 +266,7 @@ Examples:
 					if groups == "" {
 						groups = "none"
 					}
-					_, err = fmt.Fprintf(e.stdout, "Signed in as %s (role %s; groups %s) until %s; kept in %s\n",
+					_, err = fmt.Fprintf(e.stdout, "signed in as %s (role %s; groups %s) until %s; kept in %s\n",
 						c.User, roleOrTechnician(c.Role), groups, c.Expires.Local().Format(time.Kitchen), path)
 					return err
 				}
@@ -265,7 +288,7 @@ Examples:
 					if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 						return err
 					}
-					_, err = fmt.Fprintln(e.stdout, "Signed out.")
+					_, err = fmt.Fprintln(e.stdout, "signed out")
 					return err
 				}
 			},

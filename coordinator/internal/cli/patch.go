@@ -444,12 +444,12 @@ Examples:
 			name: "agent runs", args: "ID", minArgs: 1, maxArgs: 1,
 			summary: "an agent's last runs, newest first, with each item's outcome",
 			timeout: defaultTimeout,
-			help:    "Examples:\n  outpost agent runs ag-3f2a\n  outpost agent runs ag-3f2a --output json\n",
+			help:    "ID is the agent's full id, as agent list and agent search show it.\n\nExamples:\n  outpost agent runs ag-3f9c2a0011223344\n  outpost agent runs ag-3f9c2a0011223344 --output json\n",
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
-					raw, err := e.api.get(ctx, "/v1/agents/"+url.PathEscape(args[0])+"/runs", nil)
+					raw, err := e.api.get(ctx, agentPath(args[0])+"/runs", nil)
 					if err != nil {
-						return err
+						return agentNotFound(ctx, e, args[0], err)
 					}
 					if e.json {
 						return writeJSON(e.stdout, raw)

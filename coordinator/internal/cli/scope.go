@@ -133,7 +133,9 @@ Examples:
 the agent by id or hostname, then one that targets one of its labels, then one
 that targets its office (the office's own policy among them); within a level
 the higher priority. OVERRIDES are the policies whose version of the item lost.
-"patches" are the approved and report-only patches the coordinator adds.
+"patches" are the patches the coordinator adds: the approved ones, and the
+catalog's others with STATE report-only (agents report whether they are
+missing but never install them).
 
 Examples:
   outpost policy effective pc-17
@@ -168,14 +170,14 @@ Examples:
 					fmt.Fprintln(e.stdout)
 					rows := [][]string{}
 					for _, it := range p.Items {
-						if it.Item.ReportOnly {
-							continue // the catalog's report-only patches would drown the table
-						}
 						prio := ""
 						if it.Policy != "patches" {
 							prio = strconv.Itoa(it.Priority)
 						}
 						state := strings.ToLower(strings.TrimPrefix(it.Item.State, "STATE_"))
+						if it.Item.ReportOnly {
+							state = "report-only" // "present" would promise an install
+						}
 						rows = append(rows, []string{it.ID, state, it.Policy, it.Level, prio, orDash(strings.Join(it.Overridden, ", "))})
 					}
 					if len(rows) == 0 {

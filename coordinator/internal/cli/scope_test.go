@@ -67,13 +67,14 @@ func TestScopeCommands(t *testing.T) {
 			want: want{stdout: "policy kiosks removed\n"},
 		},
 		{
-			name: "effective",
+			name: "effective shows report-only patches, as its help says",
 			args: []string{"policy", "effective", "pc-17"},
 			api:  []exchange{{method: "GET", target: "/v1/agents/pc-17/policy", answer: effectiveJSON}},
 			want: want{stdout: "agent:     ag-1 (pc-17)\noffice:    berlin\nlabels:    floor=3 kiosk\nrevision:  7, a policy of its own\n\n" +
-				"ITEM           STATE    FROM           LEVEL   PRIORITY  OVERRIDES\n" +
-				"package/hello  present  pc-17-hello    agent   0         office:berlin\n" +
-				"package/tools  absent   office:berlin  office  0         -\n"},
+				"ITEM           STATE        FROM           LEVEL   PRIORITY  OVERRIDES\n" +
+				"package/hello  present      pc-17-hello    agent   0         office:berlin\n" +
+				"package/tools  absent       office:berlin  office  0         -\n" +
+				"patch/OUT-1    report-only  patches        office            -\n"},
 		},
 		{
 			name: "effective json",

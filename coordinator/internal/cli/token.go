@@ -25,7 +25,7 @@ Examples:
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office the token enrolls into (required)")
-				ttl := fs.Duration("ttl", 24*time.Hour, "how long the token stays valid, a `DURATION`")
+				ttl := newTTLFlag(fs, "ttl", 24*time.Hour, "how long the token stays valid, a `DURATION` such as 72h or 3d")
 				uses := fs.Int("uses", 1, "how many machines (`N`) may enroll with it")
 				role := fs.String("role", "agent", "`ROLE` of what enrolls with it: agent or relay")
 				return func(ctx context.Context, e *env, args []string) error {
@@ -33,7 +33,7 @@ Examples:
 						return usagef("missing --office NAME")
 					}
 					if *ttl <= 0 {
-						return usagef("--ttl %s: want a positive duration such as 24h", *ttl)
+						return usagef("--ttl %s: want a positive duration such as 24h or 3d", *ttl)
 					}
 					if *uses < 1 {
 						return usagef("--uses %d: want 1 or more", *uses)

@@ -1,6 +1,9 @@
 package cli
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 const tokenJSON = `{"token":"opt_enroll-secret","id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":1}`
 
@@ -64,6 +67,30 @@ func TestToken(t *testing.T) {
 			want: want{code: 2, stderrHas: []string{"--ttl -1h0m0s: want a positive duration"}},
 		},
 		{
+			name: "a ttl in days, and a fresh 72h token reads in 3d",
+			args: []string{"token", "create", "--office", "berlin", "--ttl", "3d"},
+			api: []exchange{{method: "POST", target: "/v1/offices/berlin/tokens",
+				body: `{"ttl":"72h","uses":1,"role":"agent"}`, status: 201,
+				answer: `{"token":"opt_x","id":"tk-2","office":"berlin","role":"agent","expires":"2025-06-04T11:59:58Z","uses":1}`}},
+			want: want{stdout: "opt_x\n", stderrHas: []string{"expires 2025-06-04T11:59:58Z (in 3d)"}},
+		},
+		{
+			name: "a ttl the CLI cannot read says what it takes",
+			args: []string{"token", "create", "--office", "berlin", "--ttl", "3 days"},
+			want: want{code: 2, stderrHas: []string{`invalid value "3 days" for flag -ttl: want a duration such as 72h, 30m or 3d (a day is 24h)`}},
+		},
+		{
+			name: "list rounds times ahead",
+			args: []string{"token", "list", "--office", "berlin"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin/tokens", answer: `{"tokens":[` +
+				`{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-08T11:59:00Z","uses":10,"used":3},` +
+				`{"id":"tk-2","office":"berlin","role":"agent","expires":"2025-06-02T11:59:59Z","uses":1,"used":0}]}`}},
+			want: want{stdout: "" +
+				"ID    ROLE   EXPIRES  USED\n" +
+				"tk-1  agent  in 7d    3/10\n" +
+				"tk-2  agent  in 24h   0/1\n"},
+		},
+		{
 			name: "list",
 			args: []string{"token", "list", "--office", "berlin"},
 			api: []exchange{{method: "GET", target: "/v1/offices/berlin/tokens", answer: `{"tokens":[` +
@@ -96,6 +123,57 @@ func TestToken(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeAPI(t, tt.api...)
 			tt.want.check(t, run(t, f, tt.args...))
+		})
+	}
+}
+
+func TestParseTTL(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"72h", 72 * time.Hour, true},
+		{"30m", 30 * time.Minute, true},
+		{"3d", 72 * time.Hour, true},
+		{"30d", 720 * time.Hour, true},
+		{"0d", 0, true},
+		{"1.5d", 0, false},
+		{"d", 0, false},
+		{"-1d", 0, false},
+		{"999999d", 0, false},
+		{"3 days", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseTTL(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Errorf("parseTTL(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+			}
+		})
+	}
+}
+
+func TestUntilRoundsAndAgoTruncates(t *testing.T) {
+	tests := []struct {
+		name string
+		f    func(now, t time.Time) string
+		d    time.Duration
+		want string
+	}{
+		{"a 72h token a moment later", until, 72*time.Hour - 2*time.Second, "in 3d"},
+		{"a 7-day token a minute later", until, 7*24*time.Hour - time.Minute, "in 7d"},
+		{"a 24h token a moment later", until, 24*time.Hour - time.Second, "in 24h"},
+		{"just under an hour ahead", until, 59*time.Minute + 50*time.Second, "in 1h"},
+		{"two and a half days ahead", until, 60 * time.Hour, "in 3d"},
+		{"90s ago", func(now, t time.Time) string { return ago(t, now) }, 90 * time.Second, "1m ago"},
+		{"71h ago", func(now, t time.Time) string { return ago(t, now) }, 71 * time.Hour, "2d ago"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.f(testNow, testNow.Add(tt.d)); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
 		})
 	}
 }

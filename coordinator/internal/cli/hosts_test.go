@@ -1,0 +1,92 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/outposthq/outpost/coordinator/coordinatortest"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// The item ids, which run long, get a table of their own so that they do
+// not push the host's values away from their labels.
+func TestPrintInventory(t *testing.T) {
+	inv := &wire.Inventory{MemberId: "ag-0011223344556677", Hostname: "pc-7", Office: "berlin", Os: "linux", Arch: "amd64",
+		Version: "v1.2.0", UptimeSeconds: 3600, Addresses: []string{"10.1.0.7"}, Revision: 4,
+		Items: []*wire.InventoryItem{
+			{Id: "registry:/etc/outpost/very/long/path/to/settings.ini[main]#name", Status: "compliant"},
+			{Id: "package/hello", Status: "failed", Message: "download: checksum mismatch"},
+		}}
+	var b bytes.Buffer
+	if err := printInventory(&b, inv); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"host:             pc-7 (ag-0011223344556677)\n" +
+		"office:           berlin\n" +
+		"system:           linux/amd64, agent v1.2.0, up 1h\n" +
+		"addresses:        10.1.0.7\n" +
+		"policy revision:  4\n" +
+		"  registry:/etc/outpost/very/long/path/to/settings.ini[main]#name  compliant\n" +
+		"  package/hello                                                    failed download: checksum mismatch\n"
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// A host name the coordinator does not know is met with advice the user can
+// follow: a technician cannot list agents.
+func TestUnknownHostAdvice(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "tina", "password": "tina-password-1"}, nil)
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "olga", "password": "olga-password-1", "role": "operator"}, nil)
+	tests := []struct {
+		user     string
+		args     []string
+		has      []string
+		hasNot   string
+		wantCode int
+	}{
+		{"tina", []string{"exec", "pc-nosuch", "--", "id"},
+			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name`, "or ask an admin"}, "agent list", 1},
+		{"tina", []string{"inventory", "pc-nosuch"},
+			[]string{`outpost: inventory: no enrolled host is called "pc-nosuch": check the name`, "or ask an admin"}, "agent list", 1},
+		{"olga", []string{"exec", "pc-nosuch", "--", "id"},
+			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name, or find the host with outpost agent search TEXT`}, "ask an admin", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.user+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+			s := newSignedIn(t, c)
+			if res := s.run(tt.user+"-password-1\n", "login", tt.user, "--password-stdin"); res.code != 0 {
+				t.Fatalf("login: %+v", res)
+			}
+			res := s.run("", tt.args...)
+			want{code: tt.wantCode, stderrHas: tt.has}.check(t, res)
+			if strings.Contains(res.stderr, tt.hasNot) {
+				t.Errorf("stderr has %q:\n%s", tt.hasNot, res.stderr)
+			}
+		})
+	}
+}
+
+func TestExplainUnknownHost(t *testing.T) {
+	two := `2 hosts are called "pc-7": name one by its member id (outpost agent list): conflict`
+	tests := []struct {
+		msg, role, want string
+	}{
+		{two, "", `2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
+		{two, "admin", `2 hosts are called "pc-7": name one by its member id (outpost agent search NAME shows them)`},
+	}
+	for _, tt := range tests {
+		if !unknownHost(tt.msg) {
+			t.Errorf("unknownHost(%q) = false", tt.msg)
+		}
+		if got := explainUnknownHost(tt.msg, tt.role); got != tt.want {
+			t.Errorf("explainUnknownHost(%q, %q) = %q, want %q", tt.msg, tt.role, got, tt.want)
+		}
+	}
+	if unknownHost("host pc-7 (ag-1) is not connected to the coordinator") {
+		t.Error("an offline host is taken for an unknown one")
+	}
+}
