@@ -841,7 +841,7 @@ func (a *API) listAgents(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) showAgent(w http.ResponseWriter, r *http.Request) error {
-	m, err := a.d.Store.Member(r.PathValue("id"))
+	m, err := a.findMember(r.PathValue("id"))
 	if err != nil {
 		return err
 	}

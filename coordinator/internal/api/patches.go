@@ -478,14 +478,18 @@ func (a *API) missingPatches(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) agentRuns(w http.ResponseWriter, r *http.Request) error {
-	runs, err := a.d.Store.Runs(r.PathValue("id"))
+	m, err := a.findMember(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	runs, err := a.d.Store.Runs(m.ID)
 	if err != nil {
 		return err
 	}
 	if runs == nil {
 		runs = []store.Report{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"agent": r.PathValue("id"), "runs": runs})
+	writeJSON(w, http.StatusOK, map[string]any{"agent": m.ID, "runs": runs})
 	return nil
 }
 

@@ -145,7 +145,7 @@ func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error 
 	if err := a.needAuth(); err != nil {
 		return err
 	}
-	m, err := a.d.Store.Member(r.PathValue("id"))
+	m, err := a.findMember(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,7 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	if err := a.needAuth(); err != nil {
 		return err
 	}
-	m, err := a.d.Store.Member(r.PathValue("id"))
+	m, err := a.findMember(r.PathValue("id"))
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,11 @@ func (a *API) moveAgent(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	m, err := a.d.Store.UpdateMember(r.PathValue("id"), func(m *store.Member) {
+	found, err := a.findMember(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	m, err := a.d.Store.UpdateMember(found.ID, func(m *store.Member) {
 		// Until its next check-in places it by address, it is where it
 		// was put.
 		m.Home, m.Office = *in.Office, *in.Office

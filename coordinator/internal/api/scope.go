@@ -936,6 +936,16 @@ func (a *API) findMember(idOrHost string) (*store.Member, error) {
 			found = append(found, x)
 		}
 	}
+	what := "hostname"
+	if len(found) == 0 && len(idOrHost) >= len("ag-")+4 && (strings.HasPrefix(idOrHost, "ag-") || strings.HasPrefix(idOrHost, "rl-")) {
+		// The start of an id, as people copy it from a narrow table.
+		what = "an id starting with"
+		for _, x := range members {
+			if strings.HasPrefix(x.ID, idOrHost) {
+				found = append(found, x)
+			}
+		}
+	}
 	switch len(found) {
 	case 0:
 		return nil, httpError(http.StatusNotFound, "no agent has the id or hostname %q: see outpost agent list", idOrHost)
@@ -946,7 +956,7 @@ func (a *API) findMember(idOrHost string) (*store.Member, error) {
 	for _, x := range found {
 		ids = append(ids, x.ID)
 	}
-	return nil, httpError(http.StatusConflict, "%d agents have the hostname %s (%s): name one by id", len(found), idOrHost, strings.Join(ids, ", "))
+	return nil, httpError(http.StatusConflict, "%d agents have %s %s (%s): name one by its whole id", len(found), what, idOrHost, strings.Join(ids, ", "))
 }
 
 type labelsInput struct {

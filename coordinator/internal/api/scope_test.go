@@ -397,3 +397,35 @@ func TestPlacedAgentGetsItsVariant(t *testing.T) {
 		t.Fatalf("paris office-wide: %v", wide)
 	}
 }
+
+// An agent may be named by id, by hostname in any case, or by the start of
+// its id, wherever the API takes one.
+func TestAgentNamedByHostnameOrIDStart(t *testing.T) {
+	srv, st, _ := newAPI(t)
+	call(t, srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	call(t, srv, "POST", "/v1/offices", `{"name":"paris"}`, token)
+	enrolAgent(t, st, "berlin", "ag-3f9c2a0011223344", "PC-17")
+	enrolAgent(t, st, "berlin", "ag-3f9c2b5566778899", "pc-18")
+	for _, c := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/v1/agents/ag-3f9c2a0011223344", 200, "ag-3f9c2a0011223344"},
+		{"/v1/agents/pc-17", 200, "ag-3f9c2a0011223344"},
+		{"/v1/agents/ag-3f9c2b", 200, "ag-3f9c2b5566778899"},
+		{"/v1/agents/ag-3f9c2", 409, "2 agents have an id starting with ag-3f9c2"},
+		{"/v1/agents/ag-3f", 404, "no agent has the id or hostname"}, // too short to be taken as a start
+		{"/v1/agents/pc-19", 404, "no agent has the id or hostname"},
+		{"/v1/agents/PC-18/runs", 200, "ag-3f9c2b5566778899"},
+	} {
+		code, out := call(t, srv, "GET", c.path, "", token)
+		if code != c.code || !strings.Contains(fmt.Sprint(out), c.want) {
+			t.Errorf("GET %s: %d %v, want %d with %q", c.path, code, out, c.code, c.want)
+		}
+	}
+	code, out := call(t, srv, "POST", "/v1/agents/pc-18/move", `{"office":"paris"}`, token)
+	if code != 200 || out["id"] != "ag-3f9c2b5566778899" || out["office"] != "paris" {
+		t.Fatalf("move by hostname: %d %v", code, out)
+	}
+}

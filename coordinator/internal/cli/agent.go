@@ -39,11 +39,13 @@ Examples:
 			name: "agent show", args: "ID", minArgs: 1, maxArgs: 1,
 			summary: "show an agent and the compliance of each policy item",
 			timeout: defaultTimeout,
-			help: `ID is the agent's full id, ag- and 16 hex digits, as agent list and agent
-search show it.
+			help: `ID is the agent's id (ag- and 16 hex digits, or its start from 4 hex digits on,
+when no other id starts so) or its hostname, as agent list and agent search
+show them.
 
 Examples:
   outpost agent show ag-3f9c2a0011223344
+  outpost agent show pc-17
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
@@ -92,10 +94,13 @@ Examples:
 agent; inside another office's range, that office's placement still wins at
 the agent's next check-in. Connected agents hear of the move at once.
 
-ID is the agent's full id, as agent list and agent search show it.
+ID is the agent's id (ag- and 16 hex digits, or its start from 4 hex digits on,
+when no other id starts so) or its hostname, as agent list and agent search
+show them.
 
 Examples:
   outpost agent move ag-3f9c2a0011223344 --office hamburg
+  outpost agent move pc-17 --office hamburg
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office to move the agent to (required)")
@@ -182,9 +187,10 @@ func itemOK(status string) bool {
 
 func agentPath(id string) string { return "/v1/agents/" + url.PathEscape(id) }
 
-// agentNotFound adds to the coordinator's "not found" for an agent id what
-// a full id looks like and how to find it: these calls take only full ids,
-// so a hostname or a shortened id is named with the agents it matches.
+// agentNotFound adds to the coordinator's "not found" for an agent what an
+// id looks like and how to find it: the coordinator took what was typed as
+// an id, the start of one and a hostname, so the agents whose hostname or id
+// merely contains it are named.
 func agentNotFound(ctx context.Context, e *env, id string, err error) error {
 	var ae *apiError
 	if !errors.As(err, &ae) || ae.status != http.StatusNotFound || !strings.Contains(ae.message, id) {
@@ -193,7 +199,7 @@ func agentNotFound(ctx context.Context, e *env, id string, err error) error {
 	const shown = 5
 	agents, _, serr := searchAgents(ctx, e, agentQuery("", id, ""))
 	if serr != nil || len(agents) == 0 {
-		return fmt.Errorf("%w; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits: outpost agent list or outpost agent search TEXT finds it", err)
+		return fmt.Errorf("%w; name an agent by its id, ag- (rl- for a relay) and 16 hex digits or their start, or by its hostname: outpost agent list or outpost agent search TEXT finds it", err)
 	}
 	var found []string
 	for _, a := range agents[:min(len(agents), shown)] {
@@ -202,7 +208,7 @@ func agentNotFound(ctx context.Context, e *env, id string, err error) error {
 	if len(agents) > shown {
 		found = append(found, fmt.Sprintf("and %d more (outpost agent search %s)", len(agents)-shown, id))
 	}
-	return fmt.Errorf("%w; this command takes the full agent id; %q matches %s", err, id, strings.Join(found, ", "))
+	return fmt.Errorf("%w; %q is part of %s", err, id, strings.Join(found, ", "))
 }
 
 func getOffice(ctx context.Context, e *env, name string) (office, error) {

@@ -150,7 +150,7 @@ func TestAgentListShow(t *testing.T) {
 				{method: "GET", target: "/v1/agents/ag-9", status: 404, answer: `{"error":"member ag-9: not found"}`},
 				{method: "GET", target: "/v1/agents?q=ag-9", answer: `{"agents":[]}`},
 			},
-			want: want{code: 1, stderr: "outpost: agent show: member ag-9: not found; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits: outpost agent list or outpost agent search TEXT finds it\n"},
+			want: want{code: 1, stderr: "outpost: agent show: member ag-9: not found; name an agent by its id, ag- (rl- for a relay) and 16 hex digits or their start, or by its hostname: outpost agent list or outpost agent search TEXT finds it\n"},
 		},
 		{
 			name: "show without an id",
@@ -351,21 +351,21 @@ func TestAgentNotFoundHint(t *testing.T) {
 			args: []string{"agent", "show", "pc-1"},
 			api: []exchange{notFound("GET", "/v1/agents/pc-1", "pc-1"),
 				{method: "GET", target: "/v1/agents?q=pc-1", answer: `{"agents":[` + pc1 + `]}`}},
-			want: want{code: 1, stderr: "outpost: agent show: member pc-1: not found; this command takes the full agent id; \"pc-1\" matches ag-1 (pc-1)\n"},
+			want: want{code: 1, stderr: "outpost: agent show: member pc-1: not found; \"pc-1\" is part of ag-1 (pc-1)\n"},
 		},
 		{
 			name: "runs by a short id",
 			args: []string{"agent", "runs", "ag-3"},
 			api: []exchange{notFound("GET", "/v1/agents/ag-3/runs", "ag-3"),
 				{method: "GET", target: "/v1/agents?q=ag-3", answer: `{"agents":[` + pc3 + `]}`}},
-			want: want{code: 1, stderr: "outpost: agent runs: member ag-3: not found; this command takes the full agent id; \"ag-3\" matches ag-333 (pc-3)\n"},
+			want: want{code: 1, stderr: "outpost: agent runs: member ag-3: not found; \"ag-3\" is part of ag-333 (pc-3)\n"},
 		},
 		{
 			name: "move with many matches shows a few",
 			args: []string{"agent", "move", "pc", "--office", "hamburg"},
 			api: []exchange{{method: "POST", target: "/v1/agents/pc/move", body: `{"office":"hamburg"}`, status: 404, answer: `{"error":"member pc: not found"}`},
 				{method: "GET", target: "/v1/agents?q=pc", answer: `{"agents":[` + strings.Join(six, ",") + `]}`}},
-			want: want{code: 1, stderr: "outpost: agent move: member pc: not found; this command takes the full agent id; \"pc\" matches " +
+			want: want{code: 1, stderr: "outpost: agent move: member pc: not found; \"pc\" is part of " +
 				"ag-0 (pc-0), ag-1 (pc-1), ag-2 (pc-2), ag-3 (pc-3), ag-4 (pc-4), and 1 more (outpost agent search pc)\n"},
 		},
 		{
@@ -380,7 +380,7 @@ func TestAgentNotFoundHint(t *testing.T) {
 			args: []string{"agent", "runs", "pc-1"},
 			api: []exchange{notFound("GET", "/v1/agents/pc-1/runs", "pc-1"),
 				{method: "GET", target: "/v1/agents?q=pc-1", status: 403, answer: `{"error":"no"}`}},
-			want: want{code: 1, stderrHas: []string{"member pc-1: not found; this command takes the full agent id, ag- (rl- for a relay) and 16 hex digits"}},
+			want: want{code: 1, stderrHas: []string{"member pc-1: not found; name an agent by its id, ag- (rl- for a relay) and 16 hex digits or their start"}},
 		},
 	}
 	for _, tt := range tests {

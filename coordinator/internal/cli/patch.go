@@ -444,7 +444,7 @@ Examples:
 			name: "agent runs", args: "ID", minArgs: 1, maxArgs: 1,
 			summary: "an agent's last runs, newest first, with each item's outcome",
 			timeout: defaultTimeout,
-			help:    "ID is the agent's full id, as agent list and agent search show it.\n\nExamples:\n  outpost agent runs ag-3f9c2a0011223344\n  outpost agent runs ag-3f9c2a0011223344 --output json\n",
+			help:    "ID is the agent's id (ag- and 16 hex digits, or its start from 4 hex digits on,\nwhen no other id starts so) or its hostname, as agent list and agent search\nshow them.\n\nExamples:\n  outpost agent runs ag-3f9c2a0011223344\n  outpost agent runs ag-3f9c2a0011223344 --output json\n",
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
 					raw, err := e.api.get(ctx, agentPath(args[0])+"/runs", nil)
