@@ -176,6 +176,14 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		}
 		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
 			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
+		}		// Into a directory, as cp does: the file keeps its name.
+		dir := filepath.Dir(remote)
+		os.Remove(remote)
+		if r := tina.run("", "cp", local, "pc-berlin-1:"+dir+"/"); r.code != 0 {
+			t.Fatalf("put into a directory: %v", r)
+		}
+		if got, _ := os.ReadFile(remote); !bytes.Equal(got, payload) {
+			t.Fatalf("put into %s/: host has %d bytes at %s, want %d", dir, len(got), remote, len(payload))
 		}
 	})
 	t.Run("shell", func(t *testing.T) {

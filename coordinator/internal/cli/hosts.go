@@ -529,7 +529,7 @@ func putRemote(ctx context.Context, e *env, local, host, path string) error {
 	if err != nil {
 		return err
 	}
-	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_PUT, Path: path, Mode: uint32(st.Mode().Perm())})
+	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_PUT, Path: path, Name: filepath.Base(local), Mode: uint32(st.Mode().Perm())})
 	if err != nil {
 		return err
 	}

@@ -301,8 +301,21 @@ Examples:
 					if e.json {
 						return writeJSON(e.stdout, raw)
 					}
-					_, err = fmt.Fprintf(e.stdout, "rule %s saved: %s and above go to %s now, elsewhere after %s clean\n", args[0], *minSeverity, *testOffice, plural(*afterDays, "day"))
-					return err
+					var out struct {
+						Approved []approvalInfo `json:"approved"`
+					}
+					if err := decode(raw, "rule", &out); err != nil {
+						return err
+					}
+					if _, err := fmt.Fprintf(e.stdout, "rule %s saved: %s and above go to %s now, elsewhere after %s clean\n", args[0], *minSeverity, *testOffice, plural(*afterDays, "day")); err != nil {
+						return err
+					}
+					for _, a := range out.Approved {
+						if _, err := fmt.Fprintf(e.stdout, "approved %s for %s (%s)\n", a.Patch, a.Office, a.By); err != nil {
+							return err
+						}
+					}
+					return nil
 				}
 			},
 		},

@@ -57,8 +57,8 @@ func TestPatchCommands(t *testing.T) {
 			args: []string{"patch", "rule", "high-first", "--min-severity", "high", "--test-office", "lab", "--after-days", "3"},
 			api: []exchange{{method: "PUT", target: "/v1/patch-rules/high-first",
 				body:   `{"min_severity":"high","test_office":"lab","after_days":3,"offices":null,"window":"","reboot":""}`,
-				answer: `{"name":"high-first"}`}},
-			want: want{stdout: "rule high-first saved: high and above go to lab now, elsewhere after 3 days clean\n"},
+				answer: `{"name":"high-first","approved":[{"patch":"OUT-1","office":"lab","by":"rule high-first"}]}`}},
+			want: want{stdout: "rule high-first saved: high and above go to lab now, elsewhere after 3 days clean\napproved OUT-1 for lab (rule high-first)\n"},
 		},
 	}
 	for _, tt := range tests {
