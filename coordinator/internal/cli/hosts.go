@@ -283,17 +283,15 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 	}
 }
 
-// The coordinator's answers for a host name it cannot resolve end in advice
-// that only users with an API role can follow.
+// The coordinator's answers for a host name it cannot resolve (the store's
+// FindHost): the CLI adds the advice the user's role can follow.
 const (
-	noSuchHost    = "no enrolled host is called "
-	noSuchHostEnd = ": check outpost agent list"
-	twoHostsEnd   = " (outpost agent list)"
+	noSuchHost = "no enrolled host is called "
+	twoHosts   = " hosts are called "
 )
 
 func unknownHost(msg string) bool {
-	return strings.HasPrefix(msg, noSuchHost) && strings.Contains(msg, noSuchHostEnd) ||
-		strings.Contains(msg, " hosts are called ") && strings.Contains(msg, twoHostsEnd)
+	return strings.HasPrefix(msg, noSuchHost) || strings.Contains(msg, twoHosts)
 }
 
 // explainUnknownHost gives advice the user can follow: a technician cannot
@@ -305,11 +303,13 @@ func explainUnknownHost(msg, role string) string {
 		advice = "check the name, or find the host with outpost agent search TEXT or outpost agent list"
 		ids = " (outpost agent search NAME shows them)"
 	}
-	if i := strings.Index(msg, noSuchHostEnd); strings.HasPrefix(msg, noSuchHost) && i >= 0 {
-		return msg[:i] + ": " + advice
+	msg = strings.TrimSuffix(msg, ": not found")
+	msg = strings.TrimSuffix(msg, ": conflict")
+	if strings.HasPrefix(msg, noSuchHost) {
+		return msg + ": " + advice
 	}
-	if i := strings.Index(msg, twoHostsEnd); i >= 0 {
-		return msg[:i] + ids
+	if strings.Contains(msg, twoHosts) {
+		return msg + ids
 	}
 	return msg
 }

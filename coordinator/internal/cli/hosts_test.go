@@ -71,7 +71,7 @@ func TestUnknownHostAdvice(t *testing.T) {
 }
 
 func TestExplainUnknownHost(t *testing.T) {
-	two := `2 hosts are called "pc-7": name one by its member id (outpost agent list): conflict`
+	two := `2 hosts are called "pc-7": name one by its member id: conflict`
 	tests := []struct {
 		msg, role, want string
 	}{

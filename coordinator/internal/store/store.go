@@ -437,17 +437,17 @@ func (s *Store) FindHost(host string) (*Member, error) {
 	}
 	var found []Member
 	for _, m := range members {
-		if m.Hostname == host && m.Role == "agent" {
+		if strings.EqualFold(m.Hostname, host) && m.Role == "agent" {
 			found = append(found, m)
 		}
 	}
 	switch len(found) {
 	case 0:
-		return nil, fmt.Errorf("no enrolled host is called %q: check outpost agent list: %w", host, ErrNotFound)
+		return nil, fmt.Errorf("no enrolled host is called %q: %w", host, ErrNotFound)
 	case 1:
 		return &found[0], nil
 	}
-	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id (outpost agent list): %w", len(found), host, ErrConflict)
+	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id: %w", len(found), host, ErrConflict)
 }
 
 // Members lists members, of one office when office is not empty.
