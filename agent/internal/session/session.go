@@ -454,10 +454,24 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	}
 }
 
+// shellQuote joins argv as a shell would read it back: an argument with
+// anything but plain characters in single quotes.
+func shellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
+}
+
 func describe(open *wire.SessionOpen) string {
 	switch open.GetKind() {
 	case wire.SessionOpen_KIND_EXEC:
-		d := strings.Join(open.GetArgv(), " ")
+		d := shellQuote(open.GetArgv())
 		if len(d) > 512 {
 			d = d[:512] + "..."
 		}

@@ -483,3 +483,19 @@ func FuzzSessionOpen(f *testing.F) {
 		}
 	})
 }
+
+func TestShellQuote(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"systemctl", "status", "outpost-agent"}, "systemctl status outpost-agent"},
+		{[]string{"sh", "-c", "exit 7"}, "sh -c 'exit 7'"},
+		{[]string{"echo", "it's", ""}, `echo 'it'\''s' ''`},
+		{[]string{"ls", "/tmp/a b", "$HOME"}, "ls '/tmp/a b' '$HOME'"},
+	} {
+		if got := shellQuote(c.argv); got != c.want {
+			t.Errorf("shellQuote(%q) = %s, want %s", c.argv, got, c.want)
+		}
+	}
+}

@@ -918,3 +918,9 @@ func (a *API) showArtifact(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, v)
 	return nil
 }
+
+// isStatus says whether err is an httpError with that status.
+func isStatus(err error, code int) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.code == code
+}

@@ -671,6 +671,15 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	f := store.AuditFilter{Actor: q.Get("user"), Action: q.Get("action"), Source: q.Get("host")}
+	if f.Source != "" {
+		// A hostname or the start of an id names the host's id; a host
+		// since removed is still found by its id.
+		if m, err := a.findMember(f.Source); err == nil {
+			f.Source = m.ID
+		} else if !errors.Is(err, store.ErrNotFound) && !isStatus(err, http.StatusNotFound) {
+			return err
+		}
+	}
 	if s := q.Get("since"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -298,5 +299,33 @@ func TestAdminChangesAudited(t *testing.T) {
 		"patch_rule.delete | patch rule high-first"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("audit trail:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The audit trail of a host is found by its hostname too, and holds the
+// coordinator's events about it as well as its own.
+func TestAuditByHost(t *testing.T) {
+	x := newAuthAPI(t)
+	call(t, x.srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	call(t, x.srv, "POST", "/v1/offices", `{"name":"paris"}`, token)
+	enrolAgent(t, x.st, "berlin", "ag-3f9c2a0011223344", "pc-17")
+	if err := x.st.AppendAudit(store.AuditEvent{At: time.Now(), Actor: "tina", Action: "exec", Detail: "exec true", Allowed: true, Source: "ag-3f9c2a0011223344"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := call(t, x.srv, "POST", "/v1/agents/pc-17/move", `{"office":"paris"}`, token); code != 200 {
+		t.Fatalf("move: %d %v", code, out)
+	}
+	for _, host := range []string{"PC-17", "ag-3f9c2a0011223344", "ag-3f9c"} {
+		code, out := call(t, x.srv, "GET", "/v1/audit?host="+host, "", token)
+		var got []string
+		for _, e := range out["events"].([]any) {
+			got = append(got, e.(map[string]any)["action"].(string))
+		}
+		if code != 200 || !reflect.DeepEqual(got, []string{"agent.move", "exec"}) {
+			t.Errorf("audit of %s: %d %v", host, code, got)
+		}
+	}
+	if code, out := call(t, x.srv, "GET", "/v1/audit?host=ag-0000000000000000", "", token); code != 200 || len(out["events"].([]any)) != 0 {
+		t.Errorf("audit of a host never enrolled: %d %v", code, out)
 	}
 }

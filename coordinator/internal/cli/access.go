@@ -366,6 +366,8 @@ Examples:
 			name: "audit", summary: "sign-ins, admin changes, connects and commands, newest first", timeout: defaultTimeout,
 			help: `Hosts keep their records of connects and commands until the coordinator
 acknowledges them, so records of a host that was offline arrive later.
+ALLOWED says whether the user had the right; a command's own outcome is in
+its output, not here.
 
 Examples:
   outpost audit --since 1h
@@ -374,7 +376,7 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				user := fs.String("user", "", "only this `USER`")
 				action := fs.String("action", "", "only this `ACTION` (login, connect, exec, shell, user.update, ...)")
-				host := fs.String("host", "", "only records from this host `ID`")
+				host := fs.String("host", "", "only records of this `HOST` (hostname or member id): its own, and the coordinator's about it")
 				since := fs.String("since", "", "only newer than a `DURATION` (1h) or an RFC3339 time")
 				limit := fs.Int("limit", 100, "at most `N` events")
 				return func(ctx context.Context, e *env, args []string) error {
@@ -407,11 +409,11 @@ Examples:
 						return err
 					}
 					tw := newTable(e.stdout)
-					fmt.Fprintln(tw, "TIME\tUSER\tACTION\tOK\tWHERE\tDETAIL")
+					fmt.Fprintln(tw, "TIME\tUSER\tACTION\tALLOWED\tWHERE\tDETAIL")
 					for _, ev := range out.Events {
 						ok := "yes"
 						if !ev.Allowed {
-							ok = "NO"
+							ok = "DENIED"
 						}
 						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), ev.Actor, ev.Action, ok, dash(ev.Target), ev.Detail)
 					}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -174,7 +175,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 			m.Hostname, m.ID, m.LastSeen.UTC().Format(time.RFC3339))
 		return
 	}
-	kind := open.GetKind().String()
+	kind := strings.ToLower(strings.TrimPrefix(open.GetKind().String(), "KIND_"))
 	v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: "host " + m.ID, Detail: "brokered " + kind, Allowed: true, Remote: remote})
 
 	id := newSessionID()

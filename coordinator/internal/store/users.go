@@ -473,6 +473,8 @@ func (s *Store) AppendAudit(events ...AuditEvent) error {
 type AuditFilter struct {
 	Actor  string
 	Action string
+	// Source is a host's member id: what the host recorded, and the
+	// coordinator's events about it (its connects, moves, labels).
 	Source string
 	Since  time.Time
 	Limit  int // newest first; 0 means 1000
@@ -494,7 +496,7 @@ func (s *Store) Audit(f AuditFilter) ([]AuditEvent, error) {
 			if !f.Since.IsZero() && e.At.Before(f.Since) {
 				break
 			}
-			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action) && (f.Source == "" || e.Source == f.Source) {
+			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action) && (f.Source == "" || e.Source == f.Source || e.Target == "host "+f.Source || e.Target == "agent "+f.Source) {
 				out = append(out, e)
 			}
 		}
