@@ -381,7 +381,7 @@ func validateOffice(o *store.Office) error {
 		}
 	}
 	if o.Mode == "relay" && len(o.Relays) == 0 {
-		return httpError(http.StatusBadRequest, "mode relay needs at least one relay URL")
+		return httpError(http.StatusBadRequest, "mode relay needs at least one relay URL (relays; --relay URL)")
 	}
 	if err := validateDistribution(o); err != nil {
 		return err
@@ -389,14 +389,14 @@ func validateOffice(o *store.Office) error {
 	for _, r := range o.RelayURLs() {
 		if strings.HasPrefix(r, "http://") && !o.PlainHTTPAllowed() {
 			return httpError(http.StatusBadRequest, "relay %q is plain HTTP, which office %s does not allow: use https:// (relays get a certificate from the coordinator's CA), "+
-				"or allow plain HTTP for the office (allow_plain_http; outpost office edit %s --allow-plain-http)", r, o.Name, o.Name)
+				"or allow plain HTTP for the office (allow_plain_http; --allow-plain-http)", r, o.Name)
 		}
 	}
 	if _, err := time.LoadLocation(o.TimeZone); err != nil || strings.EqualFold(o.TimeZone, "local") {
-		return httpError(http.StatusBadRequest, "time_zone %q: want an IANA name such as Europe/Berlin, or UTC", o.TimeZone)
+		return httpError(http.StatusBadRequest, "time_zone (--time-zone) %q: want an IANA name such as Europe/Berlin, or UTC", o.TimeZone)
 	}
 	if o.CheckinInterval < minInterval || o.CheckinInterval > maxInterval {
-		return httpError(http.StatusBadRequest, "checkin_interval %v: want between %v and %v", o.CheckinInterval, minInterval, maxInterval)
+		return httpError(http.StatusBadRequest, "checkin_interval (--interval) %v: want between %v and %v", o.CheckinInterval, minInterval, maxInterval)
 	}
 	return nil
 }

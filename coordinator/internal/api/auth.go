@@ -70,11 +70,11 @@ func (a *API) authorize(route string, r *http.Request) (*http.Request, error) {
 		need = auth.RoleNone // let the 404 say what is wrong
 	}
 	if need != auth.RoleNone && auth.RoleRank(p.Role) < auth.RoleRank(need) {
-		have := p.Role
-		if have == "" {
-			have = "no admin role (technician)"
+		have := "role " + p.Role
+		if p.Role == "" {
+			have = "no API role (a technician)"
 		}
-		return r, httpError(http.StatusForbidden, "user %s has role %s; this call needs %s or above: ask an admin (outpost user set %s --role %s)", p.User, have, need, p.User, need)
+		return r, httpError(http.StatusForbidden, "user %s has %s; this call needs %s or above: ask an admin (outpost user set %s --role %s)", p.User, have, need, p.User, need)
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), nil
 }
@@ -344,8 +344,11 @@ func (a *API) userView(u *store.User) (userView, error) {
 
 func (a *API) applyUser(in userInput, u *store.User) error {
 	if in.Role != nil {
+		if *in.Role == "technician" {
+			*in.Role = "" // a technician has no API role
+		}
 		if !auth.ValidRole(*in.Role) {
-			return httpError(http.StatusBadRequest, "role %q: want admin, operator, read-only, or \"\" for a technician", *in.Role)
+			return httpError(http.StatusBadRequest, "role %q: want admin, operator, read-only, or technician (or \"\")", *in.Role)
 		}
 		u.Role = *in.Role
 	}

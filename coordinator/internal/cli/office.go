@@ -244,7 +244,7 @@ Examples:
 						return err
 					}
 					if len(body) == 0 {
-						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --interval, --time-zone, --subnet")
+						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --distribution-server, --allow-plain-http, --interval, --time-zone, --subnet")
 					}
 					raw, err := e.api.send(ctx, http.MethodPatch, officePath(args[0]), body)
 					if err != nil {

@@ -98,7 +98,7 @@ func (c *compiler) scope(root *yaml.Node, out *Named) {
 	}
 	t, ok := c.top["targets"]
 	if !ok {
-		c.problem(root, "the policy has no targets; add targets: with offices, agents or labels (or apply it to one office with PUT /v1/offices/NAME/policy)")
+		c.problem(root, "the policy has no targets; add targets: with offices, agents or labels (or apply it as one office's own policy: outpost policy apply --office NAME)")
 		return
 	}
 	if t = c.deref(t); t == nil {

@@ -37,8 +37,12 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 			if len(hosts) > 5 {
 				hosts = append(hosts[:5], "...")
 			}
-			return fmt.Errorf("office %s still has %d computers (%s): say where they go with move_to (outpost office rm %s --move-to OTHER) or move them first: %w",
-				name, len(members), strings.Join(hosts, ", "), name, ErrConflict)
+			what := fmt.Sprintf("%d computers", len(members))
+			if len(members) == 1 {
+				what = "a computer"
+			}
+			return fmt.Errorf("office %s still has %s (%s): say where they go (move_to; outpost office rm %s --move-to OTHER) or move them first: %w",
+				name, what, strings.Join(hosts, ", "), name, ErrConflict)
 		}
 		for _, m := range members {
 			if m.Home == name {
