@@ -327,7 +327,9 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	ir.Changed, ir.RebootRequired, ir.Message = res.GetChanged(), res.GetRebootRequired(), res.GetMessage()
 	if d, ok := r.compliant[it.GetId()]; ok && d == itemDigest(it) && res.GetChanged() {
 		r.repaired.WithLabelValues(it.GetKind()).Inc()
-		ir.Message = fmt.Sprintf("repaired drift: %s; %s", scanMsg, res.GetMessage())
+		// A plugin may say what it found in its own answer too: told once.
+		did := strings.Replace(res.GetMessage(), " ("+scanMsg+")", "", 1)
+		ir.Message = fmt.Sprintf("repaired drift: %s; %s", scanMsg, did)
 	}
 	if ir.RebootRequired {
 		switch it.GetReboot() {
