@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -132,6 +133,8 @@ type permissionsView struct {
 	Revision uint64        `json:"revision,omitempty"`
 	// OfficeGrants apply to the host too (host view only).
 	OfficeGrants *[]store.Grant `json:"office_grants,omitempty"`
+	// Warnings about a change (set only): subjects that do not exist yet.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func nonNil(g []store.Grant) []store.Grant {
@@ -182,6 +185,23 @@ func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what
 	}
 	if err := validateGrants(in.Grants); err != nil {
 		return err
+	}
+	// A grant to a name nobody has yet is kept (it takes effect once the
+	// user or group is made), but said: it is most often a typo.
+	for _, g := range in.Grants {
+		kind, name, _ := strings.Cut(g.Subject, ":")
+		var err error
+		if kind == "user" {
+			_, err = a.d.Store.User(name)
+		} else {
+			_, err = a.d.Store.Group(name)
+		}
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			view.Warnings = append(view.Warnings, fmt.Sprintf("there is no %s %s yet: this grant applies once there is (outpost %s list)", kind, name, kind))
+		case err != nil:
+			return err
+		}
 	}
 	if err := a.d.Store.SetPermissions(scope, in.Grants); err != nil {
 		return err

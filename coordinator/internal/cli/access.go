@@ -478,9 +478,13 @@ func printPerms(e *env, raw []byte) error {
 		Grants       []grantRow  `json:"grants"`
 		OfficeGrants *[]grantRow `json:"office_grants"`
 		Revision     uint64      `json:"revision"`
+		Warnings     []string    `json:"warnings"`
 	}
 	if err := decode(raw, "permissions", &p); err != nil {
 		return err
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
 	}
 	tw := newTable(e.stdout)
 	fmt.Fprintln(tw, "SCOPE\tSUBJECT\tEFFECT\tRIGHTS")
