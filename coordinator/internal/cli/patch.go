@@ -491,7 +491,14 @@ Examples:
 			name: "office compliance", args: "NAME", minArgs: 1, maxArgs: 1,
 			summary: "each item of an office: hosts compliant, pending, failed (why), not applicable",
 			timeout: defaultTimeout,
-			help:    "Examples:\n  outpost office compliance berlin\n",
+			help: `Every item of the office's current policy, with the hosts it is asked of
+(HOSTS: every agent, or those a named policy gives it to) and how many of
+them last reported it compliant, pending, failed (and why), not applicable,
+or have not reported it yet.
+
+Examples:
+  outpost office compliance berlin
+`,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
 					raw, err := e.api.get(ctx, officePath(args[0])+"/compliance", nil)
@@ -502,9 +509,11 @@ Examples:
 						return writeJSON(e.stdout, raw)
 					}
 					var out struct {
-						Hosts int `json:"hosts"`
-						Items []struct {
+						Revision uint64 `json:"revision"`
+						Hosts    int    `json:"hosts"`
+						Items    []struct {
 							ID     string         `json:"id"`
+							Hosts  int            `json:"hosts"`
 							Counts map[string]int `json:"counts"`
 							Failed []struct {
 								Host    string `json:"host"`
@@ -516,16 +525,24 @@ Examples:
 					if err := decode(raw, "compliance", &out); err != nil {
 						return err
 					}
+					switch {
+					case out.Hosts == 0:
+						_, err := fmt.Fprintf(e.stdout, "office %s has no agents yet\n", args[0])
+						return err
+					case out.Revision == 0:
+						_, err := fmt.Fprintf(e.stdout, "office %s has no policy yet: nothing is asked of its %s\n", args[0], plural(out.Hosts, "agent"))
+						return err
+					}
 					rows := [][]string{}
 					for _, it := range out.Items {
 						why := []string{}
 						for _, f := range it.Failed {
 							why = append(why, f.Host+": "+f.Message)
 						}
-						rows = append(rows, []string{it.ID, fmt.Sprint(it.Counts["compliant"]), fmt.Sprint(it.Counts["pending"]),
+						rows = append(rows, []string{it.ID, fmt.Sprint(it.Hosts), fmt.Sprint(it.Counts["compliant"]), fmt.Sprint(it.Counts["pending"]),
 							fmt.Sprint(it.Counts["failed"]), fmt.Sprint(it.Counts["not_applicable"]), fmt.Sprint(it.NotReportedBy), orDash(strings.Join(why, "; "))})
 					}
-					return writeTable(e.stdout, []string{"ITEM", "COMPLIANT", "PENDING", "FAILED", "N/A", "NO REPORT", "WHY FAILED"}, rows)
+					return writeTable(e.stdout, []string{"ITEM", "HOSTS", "COMPLIANT", "PENDING", "FAILED", "N/A", "NO REPORT", "WHY FAILED"}, rows)
 				}
 			},
 		},

@@ -61,6 +61,28 @@ func TestPatchCommands(t *testing.T) {
 			want: want{stdout: "rule high-first saved: high and above go to lab now, elsewhere after 3 days clean\napproved OUT-1 for lab (rule high-first)\n"},
 		},
 	}
+	compliance := func(answer string) []exchange {
+		return []exchange{{method: "GET", target: "/v1/offices/berlin/compliance", answer: answer}}
+	}
+	tests = append(tests, []struct {
+		name string
+		args []string
+		api  []exchange
+		want want
+	}{
+		{name: "compliance of an office without agents", args: []string{"office", "compliance", "berlin"},
+			api:  compliance(`{"office":"berlin","revision":7,"hosts":0,"items":[]}`),
+			want: want{stdout: "office berlin has no agents yet\n"}},
+		{name: "compliance of an office without a policy", args: []string{"office", "compliance", "berlin"},
+			api:  compliance(`{"office":"berlin","revision":0,"hosts":2,"items":[]}`),
+			want: want{stdout: "office berlin has no policy yet: nothing is asked of its 2 agents\n"}},
+		{name: "compliance by item", args: []string{"office", "compliance", "berlin"},
+			api: compliance(`{"office":"berlin","revision":7,"hosts":3,"items":[{"id":"package/tools","hosts":1,"counts":{"failed":1},"failed":[{"host":"pc-2","message":"disk full"}],"not_reported_by":0},` +
+				`{"id":"package/hello","hosts":3,"counts":{"compliant":2},"not_reported_by":1}]}`),
+			want: want{stdout: "ITEM           HOSTS  COMPLIANT  PENDING  FAILED  N/A  NO REPORT  WHY FAILED\n" +
+				"package/tools  1      0          0        1       0    0          pc-2: disk full\n" +
+				"package/hello  3      2          0        0       0    1          -\n"}},
+	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeAPI(t, tt.api...)
