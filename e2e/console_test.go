@@ -365,6 +365,9 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Policy: an error is shown at its line, nothing is applied; then the
 	// good one applies.
+	// The office's first revision came with its first agent, asking nothing.
+	var before struct{ Revision uint64 }
+	c.MustDo("GET", "/v1/offices/lab/policy", nil, &before)
 	b.open("/ui/offices/lab/policy")
 	bad := "items:\n  - kind: package\n    name: hello\n    version: \"1.0.0\"\n    artifact: " + sha + "\n    colour: blue\n"
 	b.fill("#yaml", bad)
@@ -379,12 +382,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("the editor selects %q, not the bad line", sel)
 	}
 	b.shot("policy-error-1366")
-	if code, _ := c.Do("GET", "/v1/offices/lab/policy", nil, nil); code != 404 {
-		t.Fatalf("a refused policy was applied: %d", code)
+	var after struct{ Revision uint64 }
+	if code, _ := c.Do("GET", "/v1/offices/lab/policy", nil, &after); code != 200 || after.Revision != before.Revision {
+		t.Fatalf("a refused policy was applied: %d, revision %d, was %d", code, after.Revision, before.Revision)
 	}
 	b.fill("#yaml", packageYAML(sha, "present"))
 	b.submit("#apply")
-	if got := b.text(".flash"); !strings.Contains(got, "Applied revision 1") {
+	if got := b.text(".flash"); !strings.Contains(got, fmt.Sprintf("Applied revision %d", before.Revision+1)) {
 		t.Fatalf("apply: %q", b.text("main"))
 	}
 
