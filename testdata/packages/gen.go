@@ -1,9 +1,11 @@
 //go:build ignore
 
 // gen writes the sample packages hello-1.0.0.tar.gz and hello-2.0.0.tar.gz
-// and their SHA256SUMS. The output is byte-for-byte reproducible (fixed
+// and their SHA256SUMS. The archives' contents are reproducible (fixed
 // times, owners and order), so the committed files only change when this
-// program does. Run from the repository root:
+// program does; their gzip bytes also depend on the Go that compresses
+// them, so the committed ones are kept when only Go changed. Run from the
+// repository root:
 //
 //	go run testdata/packages/gen.go
 package main
