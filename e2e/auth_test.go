@@ -176,7 +176,8 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		}
 		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
 			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
-		}		// Into a directory, as cp does: the file keeps its name.
+		}
+		// Into a directory, as cp does: the file keeps its name.
 		dir := filepath.Dir(remote)
 		os.Remove(remote)
 		if r := tina.run("", "cp", local, "pc-berlin-1:"+dir+"/"); r.code != 0 {
