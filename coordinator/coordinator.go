@@ -282,6 +282,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	// Set before the QUIC server runs: an agent placed in an office may
 	// need a revision of its own there.
 	qs.SetPlacementHook(h.MemberPlaced)
+	if err := h.PublishFirstRevisions(); err != nil {
+		c.log.Error("publish the first revision of offices with agents and no policy", "err", err)
+	}
 	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
 		return fmt.Errorf("register compliance metrics: %w", err)
 	}

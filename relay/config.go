@@ -431,6 +431,32 @@ func (s setting) define(fs *flag.FlagSet, values *Config) {
 	}
 }
 
+// JoinBoolValues rewrites "--flag true" (or false) into "--flag=true" for
+// the boolean flags of fs. The flag package takes a boolean's value only
+// after "=", and until the relay's flags were typed, --plain-http took a
+// separate value: command lines written then keep working.
+func JoinBoolValues(fs *flag.FlagSet, args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name := strings.TrimLeft(a, "-")
+		if fl := fs.Lookup(name); fl != nil && strings.HasPrefix(a, "-") && !strings.Contains(a, "=") && i+1 < len(args) {
+			if b, ok := fl.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+				if v := args[i+1]; v == "true" || v == "false" {
+					out = append(out, a+"="+v)
+					i++
+					continue
+				}
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
 // Flags are the command line's part of the configuration: --config names
 // the YAML file (else OUTPOST_RELAY_CONFIG does), and the other flags
 // override it and the environment.

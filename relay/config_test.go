@@ -413,3 +413,21 @@ func TestTLSHosts(t *testing.T) {
 		})
 	}
 }
+
+// A boolean's value as a separate argument, as --plain-http took it when
+// it was a string flag, still works.
+func TestJoinBoolValues(t *testing.T) {
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	RegisterFlags(fs)
+	for _, c := range []struct{ in, want []string }{
+		{[]string{"--plain-http", "true", "--listen", ":80"}, []string{"--plain-http=true", "--listen", ":80"}},
+		{[]string{"-plain-http", "false"}, []string{"-plain-http=false"}},
+		{[]string{"--plain-http", "--listen", ":80"}, []string{"--plain-http", "--listen", ":80"}},
+		{[]string{"--listen", "true"}, []string{"--listen", "true"}}, // not a boolean
+		{[]string{"--", "--plain-http", "true"}, []string{"--", "--plain-http", "true"}},
+	} {
+		if got := JoinBoolValues(fs, c.in); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("JoinBoolValues(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

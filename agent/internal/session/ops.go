@@ -136,24 +136,32 @@ func getFile(ctx context.Context, path string, o *out) (int32, error) {
 	}
 }
 
-// isDir says whether path is a directory (or a link to one).
-func isDir(path string) bool {
-	st, err := os.Stat(path)
-	return err == nil && st.IsDir()
+// bareName says whether name is a file name alone, fit to join to a
+// directory: not empty, not . or .., no separator.
+func bareName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, `/\`) && name == filepath.Base(name)
 }
 
 // putTarget is where a put writes: path, or, when path names a directory
-// (it ends in a slash or is one), name inside it, as cp and scp do. It
-// refuses, before a byte of the file is read, a destination the file could
-// never be renamed to, so that a doomed transfer fails at once rather than
-// after the whole file has crossed the network.
+// (it ends in a slash or is one), name inside it, as cp and scp do. A link
+// to a directory is followed only when the path ends in a slash: the agent
+// runs as root, and a link someone planted at the path must not send the
+// technician's file elsewhere unasked. It refuses, before a byte of the file is read, a
+// destination the file could never be renamed to, so that a doomed
+// transfer fails at once rather than after the whole file has crossed the
+// network.
 func putTarget(path, name string) (string, error) {
 	if err := checkPath(path); err != nil {
 		return "", err
 	}
-	st, statErr := os.Stat(path) // follows a link: a link to a directory is one
+	st, statErr := os.Lstat(path)
+	if statErr == nil && st.Mode()&os.ModeSymlink != 0 && !strings.HasSuffix(path, "/") {
+		if to, err := os.Stat(path); err == nil && to.IsDir() {
+			return "", fmt.Errorf("put %s: it is a link to a directory on the host: end the path with / to put the file into the directory it points to, or give the whole destination path", path)
+		}
+	}
 	if strings.HasSuffix(path, "/") || (statErr == nil && st.IsDir()) {
-		if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || name != filepath.Base(name) {
+		if !bareName(name) {
 			return "", fmt.Errorf("put %s: it names a directory on the host and no usable file name came with it (%q): give the whole destination path, e.g. HOST:%s", path, name, filepath.Join(path, "NAME"))
 		}
 		path = filepath.Join(path, name)

@@ -477,8 +477,10 @@ func describe(open *wire.SessionOpen) string {
 		}
 		return "exec " + d
 	case wire.SessionOpen_KIND_PUT:
-		if n := open.GetName(); n != "" && (strings.HasSuffix(open.GetPath(), "/") || isDir(open.GetPath())) {
-			return "put " + filepath.Join(open.GetPath(), filepath.Base(n))
+		// Told before the session is allowed: nothing on the host is
+		// looked at for it.
+		if n := open.GetName(); bareName(n) {
+			return "put " + open.GetPath() + " (file " + n + ")"
 		}
 		return "put " + open.GetPath()
 	case wire.SessionOpen_KIND_GET:

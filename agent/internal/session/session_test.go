@@ -419,7 +419,8 @@ func TestPutDestination(t *testing.T) {
 	}{
 		{"into an existing directory", sub, "fix.sh", "", filepath.Join(sub, "fix.sh")},
 		{"into a path ending in a slash", sub + "/", "fix.sh", "", filepath.Join(sub, "fix.sh")},
-		{"into a link to a directory", link, "fix.sh", "", filepath.Join(sub, "fix.sh")},
+		{"onto a link to a directory", link, "fix.sh", "is a link to a directory on the host: end the path with /", ""},
+		{"into a link to a directory, asked by a slash", link + "/", "fix.sh", "", filepath.Join(sub, "fix.sh")},
 		{"existing file is replaced", file, "fix.sh", "", file},
 		{"a directory and no name", sub, "", "no usable file name", ""},
 		{"a directory and a name with a path", sub, "../evil", "no usable file name", ""},

@@ -47,6 +47,8 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Recorded once done, whatever the steps after it meet.
+	a.audit(r, "agent.delete", "agent "+m.ID, "hostname "+m.Hostname+", office "+m.Office)
 	if d, ok := a.d.Presence.(interface{ Disconnect(string) }); ok {
 		d.Disconnect(m.ID)
 	}

@@ -163,12 +163,12 @@ func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.audit(r, "patch.approve", "patch "+ap.Patch, "office "+ap.Office)
 	rev, err := a.republish(in.Office)
 	if err != nil {
 		return err
 	}
 	a.log.Info("patch approved", "patch", ap.Patch, "office", ap.Office, "revision", rev)
-	a.audit(r, "patch.approve", "patch "+ap.Patch, fmt.Sprintf("office %s, revision %d", ap.Office, rev))
 	writeJSON(w, http.StatusOK, map[string]any{"approval": ap, "added": added, "revision": rev})
 	return nil
 }
@@ -181,11 +181,11 @@ func (a *API) revokePatch(w http.ResponseWriter, r *http.Request) error {
 	if err := a.d.Store.Revoke(office, r.PathValue("id")); err != nil {
 		return err
 	}
+	a.audit(r, "patch.revoke", "patch "+r.PathValue("id"), "office "+office)
 	rev, err := a.republish(office)
 	if err != nil {
 		return err
 	}
-	a.audit(r, "patch.revoke", "patch "+r.PathValue("id"), fmt.Sprintf("office %s, revision %d", office, rev))
 	writeJSON(w, http.StatusOK, map[string]any{"revoked": r.PathValue("id"), "office": office, "revision": rev})
 	return nil
 }
@@ -236,10 +236,15 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// The rule takes effect now, not at the next hourly evaluation.
+	a.audit(r, "patch_rule.put", "patch rule "+name, fmt.Sprintf("%s and above to %s, elsewhere after %d days", rule.MinSeverity, rule.TestOffice, rule.AfterDays))
+	// The rule takes effect now, not at the next hourly evaluation. If
+	// that fails, the rule is still saved: the answer says so, and the
+	// hourly run tries again.
+	var warnings []string
 	added, err := a.EvaluateRules(time.Now().UTC())
 	if err != nil {
-		return fmt.Errorf("rule %s saved, but evaluating the rules failed: %w", name, err)
+		a.log.Error("evaluate the approval rules", "rule", name, "err", err)
+		warnings = append(warnings, "the rule is saved, but evaluating the rules failed (see the coordinator's log); the hourly evaluation will try again")
 	}
 	if added == nil {
 		added = []store.PatchApproval{}
@@ -251,7 +256,8 @@ func (a *API) putRule(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, status, struct {
 		store.ApprovalRule
 		Approved []store.PatchApproval `json:"approved"`
-	}{stored, added})
+		Warnings []string              `json:"warnings,omitempty"`
+	}{stored, added, warnings})
 	return nil
 }
 

@@ -591,12 +591,10 @@ func (a *API) affectedOffices(sc *scope, ps ...store.NamedPolicy) ([]string, err
 
 // MemberPlaced is told when a member enrolled or changed office (placement
 // by address, a move). An office that has never had a policy gets its
-// first revision, even one that asks nothing: the member then holds its
-// new office's policy and stops enforcing the one of the office it came
-// from (and the catalog's report-only patches reach it). Otherwise, if its
-// effective policy there is not what the office's current revision gives
-// it, the office gets a new revision, so that the member never runs an
-// office-wide policy that is not its own.
+// first revision (firstRevision). Otherwise, if the member's effective
+// policy there is not what the office's current revision gives it, the
+// office gets a new revision, so that the member never runs an office-wide
+// policy that is not its own.
 func (a *API) MemberPlaced(id string) {
 	if err := a.memberPlaced(id); err != nil {
 		a.log.Error("publish the policy of a placed member", "member", id, "err", err)
@@ -604,26 +602,27 @@ func (a *API) MemberPlaced(id string) {
 }
 
 func (a *API) memberPlaced(id string) error {
-	a.scopeMu.Lock()
-	defer a.scopeMu.Unlock()
 	m, err := a.d.Store.Member(id)
 	if err != nil || m.Role != "agent" {
 		return err
 	}
-	cur, err := a.d.Store.Policy(m.Office)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	sc, err := a.loadScope()
+	// Cheap, and outside the lock: enrolments of a whole fleet pass here.
+	has, err := a.d.Store.HasPolicy(m.Office)
 	if err != nil {
 		return err
 	}
-	if cur == nil {
-		_, _, err = a.publishLocked(sc, m.Office, "")
-		return err
+	if !has {
+		return a.firstRevision(m.Office)
 	}
-	if len(sc.named) == 0 {
-		return nil // without named policies every member takes the office's
+	a.scopeMu.Lock()
+	defer a.scopeMu.Unlock()
+	sc, err := a.loadScope()
+	if err != nil || len(sc.named) == 0 {
+		return err // without named policies every member takes the office's
+	}
+	cur, err := a.d.Store.Policy(m.Office)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
 	}
 	wide, err := sc.merge(m.Office, nil)
 	if err != nil {
@@ -638,12 +637,66 @@ func (a *API) memberPlaced(id string) error {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	has := v != nil && cur != nil && v.Revision == cur.Revision
-	if need == has {
+	hasOwn := v != nil && cur != nil && v.Revision == cur.Revision
+	if need == hasOwn {
 		return nil
 	}
 	_, _, err = a.publishLocked(sc, m.Office, "")
 	return err
+}
+
+// firstRevision gives an office that has never had a policy its first
+// revision, even one that asks nothing, once an agent is in it: the agent
+// then holds its office's policy and stops enforcing the one of the office
+// it came from, and the catalog's report-only patches reach it. Not in a
+// distribution office: its distribution server releases each revision
+// after staging it, and until one has, an empty revision would only hold
+// the office's agents back as not compliant.
+func (a *API) firstRevision(office string) error {
+	o, err := a.d.Store.Office(office)
+	if err != nil || o.Mode == "distribution" {
+		return err
+	}
+	a.scopeMu.Lock()
+	defer a.scopeMu.Unlock()
+	if has, err := a.d.Store.HasPolicy(office); err != nil || has {
+		return err // another placement published it meanwhile
+	}
+	sc, err := a.loadScope()
+	if err != nil {
+		return err
+	}
+	_, _, err = a.publishLocked(sc, office, "")
+	return err
+}
+
+// PublishFirstRevisions gives every office with agents and no policy its
+// first revision (firstRevision): those from before the coordinator did so
+// when an agent arrived. The coordinator calls it at start.
+func (a *API) PublishFirstRevisions() error {
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range offices {
+		has, err := a.d.Store.HasPolicy(o.Name)
+		if err != nil || has {
+			errs = append(errs, err)
+			continue
+		}
+		members, err := a.d.Store.Members(o.Name)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if slices.ContainsFunc(members, func(m store.Member) bool { return m.Role == "agent" }) {
+			if err := a.firstRevision(o.Name); err != nil {
+				errs = append(errs, fmt.Errorf("office %s: %w", o.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ---- named policies

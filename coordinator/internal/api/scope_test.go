@@ -429,3 +429,39 @@ func TestAgentNamedByHostnameOrIDStart(t *testing.T) {
 		t.Fatalf("move by hostname: %d %v", code, out)
 	}
 }
+
+// An office's first revision: when its first agent is placed, at start for
+// one that has agents already, never for a distribution office.
+func TestFirstRevision(t *testing.T) {
+	srv, st, _ := newAPI(t)
+	a := srv.Config.Handler.(*API)
+	call(t, srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	call(t, srv, "POST", "/v1/offices", `{"name":"paris"}`, token)
+	call(t, srv, "POST", "/v1/offices", `{"name":"empty"}`, token)
+	if code, out := call(t, srv, "POST", "/v1/offices", `{"name":"lyon","mode":"distribution","distribution_server":"10.4.0.5:8090"}`, token); code != 201 {
+		t.Fatalf("distribution office: %d %v", code, out)
+	}
+	enrolAgent(t, st, "berlin", "ag-0000000000000001", "pc-1")
+	enrolAgent(t, st, "paris", "ag-0000000000000002", "pc-2")
+	enrolAgent(t, st, "lyon", "ag-0000000000000003", "pc-3")
+	a.MemberPlaced("ag-0000000000000001")
+	a.MemberPlaced("ag-0000000000000003")
+	if p, err := st.Policy("berlin"); err != nil || p.Revision != 1 {
+		t.Fatalf("berlin, its first agent placed: %+v %v", p, err)
+	}
+	a.MemberPlaced("ag-0000000000000001") // again: nothing new
+	if err := a.PublishFirstRevisions(); err != nil {
+		t.Fatal(err)
+	}
+	for office, want := range map[string]uint64{"berlin": 1, "paris": 1, "empty": 0, "lyon": 0} {
+		var got uint64
+		if p, err := st.Policy(office); err == nil {
+			got = p.Revision
+		} else if !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s is at revision %d, want %d", office, got, want)
+		}
+	}
+}

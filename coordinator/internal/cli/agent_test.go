@@ -330,8 +330,9 @@ func TestCompliance(t *testing.T) {
 	}
 }
 
-// agent show, move and runs take only full ids; what was typed instead is
-// named with the agents it matches.
+// When the coordinator finds no agent by what was typed (an id, the start
+// of one, a hostname), the agents whose id or hostname contains it are
+// named. The fake coordinator answers 404 for any name.
 func TestAgentNotFoundHint(t *testing.T) {
 	notFound := func(method, target, id string) exchange {
 		return exchange{method: method, target: target, status: 404, answer: `{"error":"member ` + id + `: not found"}`}

@@ -303,9 +303,13 @@ Examples:
 					}
 					var out struct {
 						Approved []approvalInfo `json:"approved"`
+						Warnings []string       `json:"warnings"`
 					}
 					if err := decode(raw, "rule", &out); err != nil {
 						return err
+					}
+					for _, w := range out.Warnings {
+						fmt.Fprintln(e.stderr, "warning:", w)
 					}
 					if _, err := fmt.Fprintf(e.stdout, "rule %s saved: %s and above go to %s now, elsewhere after %s clean\n", args[0], *minSeverity, *testOffice, plural(*afterDays, "day")); err != nil {
 						return err
@@ -509,8 +513,8 @@ Examples:
 						return writeJSON(e.stdout, raw)
 					}
 					var out struct {
-						Revision uint64 `json:"revision"`
-						Hosts    int    `json:"hosts"`
+						Revision *uint64 `json:"revision"` // absent from older coordinators: then the table alone
+						Hosts    int     `json:"hosts"`
 						Items    []struct {
 							ID     string         `json:"id"`
 							Hosts  int            `json:"hosts"`
@@ -529,7 +533,7 @@ Examples:
 					case out.Hosts == 0:
 						_, err := fmt.Fprintf(e.stdout, "office %s has no agents yet\n", args[0])
 						return err
-					case out.Revision == 0:
+					case out.Revision != nil && *out.Revision == 0:
 						_, err := fmt.Fprintf(e.stdout, "office %s has no policy yet: nothing is asked of its %s\n", args[0], plural(out.Hosts, "agent"))
 						return err
 					}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -93,5 +94,36 @@ func TestMembersByOfficeIndex(t *testing.T) {
 	}
 	if got := memberIDs(t, s, "paris"); !slices.Equal(got, []string{"b2"}) {
 		t.Fatalf("paris after the index was rebuilt: %v", got)
+	}
+}
+
+// A host for a session is found by id, by the start of one, or by its
+// hostname in any case; an ambiguous name is a conflict.
+func TestFindHost(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	now := time.Now()
+	if err := s.CreateOffice(Office{Name: "berlin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(Token{ID: "t", Hash: "h", Office: "berlin", Uses: 10, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Member{{ID: "ag-3f9c2a0011223344", Hostname: "PC-17"}, {ID: "ag-3f9c2b5566778899", Hostname: "pc-18"}, {ID: "ag-77", Hostname: "pc-18"}} {
+		if _, _, err := s.Enroll("h", now, func(Token, Office) (Member, error) {
+			m.Office, m.Home, m.Role = "berlin", "berlin", "agent"
+			return m, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for host, want := range map[string]string{"ag-3f9c2a0011223344": "ag-3f9c2a0011223344", "pc-17": "ag-3f9c2a0011223344", "ag-3f9c2b": "ag-3f9c2b5566778899"} {
+		if m, err := s.FindHost(host); err != nil || m.ID != want {
+			t.Errorf("FindHost(%q) = %v, %v; want %s", host, m, err, want)
+		}
+	}
+	for host, want := range map[string]error{"ag-3f9c": ErrConflict, "pc-18": ErrConflict, "ag-3f": ErrNotFound, "pc-19": ErrNotFound} {
+		if _, err := s.FindHost(host); !errors.Is(err, want) {
+			t.Errorf("FindHost(%q): %v, want %v", host, err, want)
+		}
 	}
 }

@@ -441,6 +441,17 @@ func (s *Store) FindHost(host string) (*Member, error) {
 			found = append(found, m)
 		}
 	}
+	if len(found) == 0 && strings.HasPrefix(host, "ag-") && len(host) >= len("ag-")+4 {
+		// The start of an id, as the API takes it too.
+		for _, m := range members {
+			if m.Role == "agent" && strings.HasPrefix(m.ID, host) {
+				found = append(found, m)
+			}
+		}
+		if len(found) > 1 {
+			return nil, fmt.Errorf("%d hosts have an id starting with %q: name one by its whole id: %w", len(found), host, ErrConflict)
+		}
+	}
 	switch len(found) {
 	case 0:
 		return nil, fmt.Errorf("no enrolled host is called %q: %w", host, ErrNotFound)
@@ -539,6 +550,16 @@ func publish(tx *bolt.Tx, pubs []Publication, now time.Time) ([]*Policy, error) 
 }
 
 // Policy returns an office's current policy.
+// HasPolicy says whether the office has a policy, without reading it.
+func (s *Store) HasPolicy(office string) (bool, error) {
+	var has bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		has = tx.Bucket(bPolicies).Get([]byte(office)) != nil
+		return nil
+	})
+	return has, err
+}
+
 func (s *Store) Policy(office string) (*Policy, error) {
 	var out *Policy
 	err := s.db.View(func(tx *bolt.Tx) (err error) {
