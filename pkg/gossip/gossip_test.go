@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -228,10 +229,10 @@ func TestRumorReachesTheOffice(t *testing.T) {
 	if err := nodes[3].Rumor("revision", make([]byte, MaxRumor+1)); err == nil {
 		t.Fatal("a rumor over the limit was taken")
 	}
-	if err := nodes[3].Rumor("revision", []byte("old")); err != nil {
+	if err := nodes[3].Rumor("revision", []byte("revision 1")); err != nil {
 		t.Fatal(err)
 	}
-	if err := nodes[3].Rumor("revision", []byte("new")); err != nil {
+	if err := nodes[3].Rumor("revision", []byte("revision 2")); err != nil {
 		t.Fatal(err)
 	}
 	if q := nodes[3].rumors.NumQueued(); q > 1 {
@@ -249,7 +250,7 @@ func TestRumorReachesTheOffice(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		for i, r := range recs {
-			if i != 3 && !heard(r, "new") {
+			if i != 3 && !heard(r, "revision 2") {
 				return false
 			}
 		}
@@ -257,18 +258,26 @@ func TestRumorReachesTheOffice(t *testing.T) {
 	}, "the rumor did not reach every member")
 }
 
-// retold records what it hears and tells a rumor on the first time.
+// retold records what it hears and tells on each revision newer than the
+// last it told, as an agent does. Telling only the first rumor heard let a
+// member that first heard revision 1 (sent before revision 2 replaced it
+// in the teller's queue) never pass revision 2 on, and revision 2 could
+// then die out under load before it reached everyone.
 type retold struct {
 	recorder
-	n *Node
+	n    *Node
+	told []byte
 }
 
 func (r *retold) Message(b []byte) {
 	r.mu.Lock()
-	first := len(r.msgs) == 0
 	r.msgs = append(r.msgs, b)
+	newer := bytes.Compare(b, r.told) > 0
+	if newer {
+		r.told = b
+	}
 	r.mu.Unlock()
-	if first {
+	if newer {
 		r.n.Rumor("revision", b)
 	}
 }
