@@ -25,7 +25,7 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("outpost-agent", flag.ContinueOnError)
-	path := fs.String("config", os.Getenv("OUTPOST_AGENT_CONFIG"), "YAML configuration file")
+	path := fs.String("config", os.Getenv("OUTPOST_AGENT_CONFIG"), "YAML configuration file (else OUTPOST_AGENT_CONFIG names it)")
 	dataDir := fs.String("data-dir", "", "data directory (identity, state, content cache)")
 	root := fs.String("root", "", "directory the plugins act in (default /)")
 	version := fs.Bool("version", false, "print the version and exit")

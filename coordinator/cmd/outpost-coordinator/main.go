@@ -25,7 +25,7 @@ func main() {
 
 func run() error {
 	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
-	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file")
+	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file (else OUTPOST_COORDINATOR_CONFIG names it)")
 	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
 	httpAddr := fs.String("http-addr", "", "plain-HTTP admin listen address (default 127.0.0.1:8020; \"\" turns it off)")
 	httpsAddr := fs.String("https-addr", "", "HTTPS admin listen address (default :8363; \"\" turns it off)")
