@@ -182,15 +182,10 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w := &statusWriter{ResponseWriter: rw}
 		r, err := a.authorize(route, r)
-		action, change := changeActions[route]
-		mark := &auditMark{}
 		if err == nil {
-			if change {
-				r = r.WithContext(context.WithValue(r.Context(), auditedKey{}, mark))
-			}
 			err = h(w, r)
 		}
-		if err == nil && change && !mark.done && (w.code == 0 || w.code < 400) {
+		if action, ok := changeActions[route]; ok && err == nil && w.code < 400 {
 			a.audit(r, action, changeTarget(route, r), "")
 		}
 		if err != nil {

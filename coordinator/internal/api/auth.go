@@ -165,20 +165,14 @@ func (a *API) actor(r *http.Request) string {
 	return ""
 }
 
+// audit records an admin change. Handlers with detail to give call it
+// themselves, right after the change is stored; handle records the others
+// (changeActions).
 func (a *API) audit(r *http.Request, action, target, detail string) {
-	if m, ok := r.Context().Value(auditedKey{}).(*auditMark); ok {
-		m.done = true
-	}
 	if a.d.Auth != nil {
 		a.d.Auth.Audit(store.AuditEvent{Actor: a.actor(r), Action: action, Target: target, Detail: detail, Allowed: true, Remote: remoteAddr(r)})
 	}
 }
-
-// auditedKey holds an *auditMark in a change's request context: handle
-// records the change itself unless the handler recorded it with detail.
-type auditedKey struct{}
-
-type auditMark struct{ done bool }
 
 // changeTarget is what a change recorded by handle acted on, from its
 // route's path values.
@@ -189,10 +183,6 @@ func changeTarget(route string, r *http.Request) string {
 		return "computer " + r.PathValue("hostname") + " of office " + r.PathValue("name")
 	case strings.HasPrefix(path, "/v1/offices/{name}"):
 		return "office " + r.PathValue("name")
-	case strings.HasPrefix(path, "/v1/agents/{id}"):
-		return "agent " + r.PathValue("id")
-	case strings.HasPrefix(path, "/v1/patches/{id}"):
-		return "patch " + r.PathValue("id")
 	case strings.HasPrefix(path, "/v1/patch-rules/{name}"):
 		return "patch rule " + r.PathValue("name")
 	}
@@ -200,25 +190,19 @@ func changeTarget(route string, r *http.Request) string {
 }
 
 // changeActions name, in the audit trail, the admin changes whose handlers
-// do not record themselves. handle records each one that succeeds, with
-// the path it acted on as the target.
+// do not record themselves (office.create, token.create, office.policy,
+// agent.move, agent.delete, patch.approve, patch.revoke and patch_rule.put
+// do, with detail). handle records each one that succeeds, with what it
+// acted on as the target.
 var changeActions = map[string]string{
-	"POST /v1/offices":                               "office.create",
 	"PATCH /v1/offices/{name}":                       "office.update",
 	"DELETE /v1/offices/{name}":                      "office.delete",
-	"POST /v1/offices/{name}/tokens":                 "token.create",
-	"PUT /v1/offices/{name}/policy":                  "office.policy",
 	"POST /v1/offices/{name}/gossip-key/rotate":      "office.gossip_key",
 	"POST /v1/offices/{name}/computers":              "computer.add",
 	"DELETE /v1/offices/{name}/computers/{hostname}": "computer.remove",
 	"POST /v1/offices/{name}/installer":              "installer.create",
-	"POST /v1/agents/{id}/move":                      "agent.move",
-	"DELETE /v1/agents/{id}":                         "agent.delete",
 	"POST /v1/artifacts":                             "artifact.upload",
 	"POST /v1/patches/import":                        "patch.import",
-	"POST /v1/patches/{id}/approve":                  "patch.approve",
-	"DELETE /v1/patches/{id}/approve":                "patch.revoke",
-	"PUT /v1/patch-rules/{name}":                     "patch_rule.put",
 	"DELETE /v1/patch-rules/{name}":                  "patch_rule.delete",
 	"POST /v1/patch-rules/evaluate":                  "patch_rule.evaluate",
 }

@@ -973,37 +973,21 @@ func (a *API) effectivePolicy(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// findMember finds an agent by id, or by hostname when exactly one has it.
+// findMember finds the one member idOrHost names (store.MatchMembers).
 func (a *API) findMember(idOrHost string) (*store.Member, error) {
-	m, err := a.d.Store.Member(idOrHost)
-	if !errors.Is(err, store.ErrNotFound) {
-		return m, err
-	}
-	members, err := a.d.Store.Members("")
+	found, byHostname, err := a.d.Store.MatchMembers(idOrHost)
 	if err != nil {
 		return nil, err
-	}
-	var found []store.Member
-	for _, x := range members {
-		if x.Role == "agent" && strings.EqualFold(x.Hostname, idOrHost) {
-			found = append(found, x)
-		}
-	}
-	what := "hostname"
-	if len(found) == 0 && len(idOrHost) >= len("ag-")+4 && (strings.HasPrefix(idOrHost, "ag-") || strings.HasPrefix(idOrHost, "rl-")) {
-		// The start of an id, as people copy it from a narrow table.
-		what = "an id starting with"
-		for _, x := range members {
-			if strings.HasPrefix(x.ID, idOrHost) {
-				found = append(found, x)
-			}
-		}
 	}
 	switch len(found) {
 	case 0:
 		return nil, httpError(http.StatusNotFound, "no agent has the id or hostname %q: see outpost agent list", idOrHost)
 	case 1:
 		return &found[0], nil
+	}
+	what := "an id starting with"
+	if byHostname {
+		what = "the hostname"
 	}
 	ids := []string{}
 	for _, x := range found {
@@ -1118,9 +1102,8 @@ func labelsText(labels map[string]string) string {
 
 // variantsOf lists the agents with a variant in a just-published policy.
 func variantsOf(p *store.Policy) []string {
-	var sp wire.SignedPolicy
-	var pol wire.Policy
-	if proto.Unmarshal(p.Signed, &sp) != nil || proto.Unmarshal(sp.GetPolicy(), &pol) != nil {
+	pol, err := decodeSigned(p.Signed)
+	if err != nil {
 		return []string{}
 	}
 	return nonNilStrings(pol.GetVariantAgents())

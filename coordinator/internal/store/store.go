@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -422,43 +423,58 @@ func (s *Store) Member(id string) (*Member, error) {
 	return out, err
 }
 
-// FindHost resolves a host a technician names: an agent's member id, or
-// a hostname that exactly one agent has.
+// MatchMembers finds the members name names: the member whose id it is,
+// else the agents that have it as hostname (in any case), else, for the
+// start of an id (ag- or rl- and 4 or more characters), the members whose
+// id starts so. byHostname says which of the last two matched.
+func (s *Store) MatchMembers(name string) (found []Member, byHostname bool, err error) {
+	if m, err := s.Member(name); err == nil {
+		return []Member{*m}, false, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, false, err
+	}
+	members, err := s.Members("")
+	if err != nil {
+		return nil, false, err
+	}
+	for _, m := range members {
+		if m.Role == "agent" && strings.EqualFold(m.Hostname, name) {
+			found = append(found, m)
+		}
+	}
+	if len(found) > 0 {
+		return found, true, nil
+	}
+	if len(name) >= len("ag-")+4 && (strings.HasPrefix(name, "ag-") || strings.HasPrefix(name, "rl-")) {
+		// The start of an id, as people copy it from a narrow table.
+		for _, m := range members {
+			if strings.HasPrefix(m.ID, name) {
+				found = append(found, m)
+			}
+		}
+	}
+	return found, false, nil
+}
+
+// FindHost resolves a host a technician names (MatchMembers, agents only).
 func (s *Store) FindHost(host string) (*Member, error) {
 	if host == "" {
 		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
 	}
-	if m, err := s.Member(host); err == nil && m.Role == "agent" {
-		return m, nil
-	}
-	members, err := s.Members("")
+	found, byHostname, err := s.MatchMembers(host)
 	if err != nil {
 		return nil, err
 	}
-	var found []Member
-	for _, m := range members {
-		if strings.EqualFold(m.Hostname, host) && m.Role == "agent" {
-			found = append(found, m)
-		}
-	}
-	if len(found) == 0 && strings.HasPrefix(host, "ag-") && len(host) >= len("ag-")+4 {
-		// The start of an id, as the API takes it too.
-		for _, m := range members {
-			if m.Role == "agent" && strings.HasPrefix(m.ID, host) {
-				found = append(found, m)
-			}
-		}
-		if len(found) > 1 {
-			return nil, fmt.Errorf("%d hosts have an id starting with %q: name one by its whole id: %w", len(found), host, ErrConflict)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("no enrolled host is called %q: %w", host, ErrNotFound)
-	case 1:
+	found = slices.DeleteFunc(found, func(m Member) bool { return m.Role != "agent" })
+	switch {
+	case len(found) == 1:
 		return &found[0], nil
+	case len(found) == 0:
+		return nil, fmt.Errorf("no enrolled host is called %q: %w", host, ErrNotFound)
+	case byHostname:
+		return nil, fmt.Errorf("%d hosts are called %q: name one by its member id: %w", len(found), host, ErrConflict)
 	}
-	return nil, fmt.Errorf("%d hosts are called %q: name one by its member id: %w", len(found), host, ErrConflict)
+	return nil, fmt.Errorf("%d hosts have an id starting with %q: name one by its whole id: %w", len(found), host, ErrConflict)
 }
 
 // Members lists members, of one office when office is not empty.
