@@ -146,10 +146,10 @@ func bareName(name string) bool {
 // (it ends in a slash or is one), name inside it, as cp and scp do. A link
 // to a directory is followed only when the path ends in a slash: the agent
 // runs as root, and a link someone planted at the path must not send the
-// technician's file elsewhere unasked. It refuses, before a byte of the file is read, a
-// destination the file could never be renamed to, so that a doomed
-// transfer fails at once rather than after the whole file has crossed the
-// network.
+// technician's file elsewhere unasked. It refuses, before a byte of the
+// file is read, a destination the file could never be renamed to, so that
+// a doomed transfer fails at once rather than after the whole file has
+// crossed the network.
 func putTarget(path, name string) (string, error) {
 	if err := checkPath(path); err != nil {
 		return "", err
