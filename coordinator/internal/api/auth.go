@@ -663,7 +663,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 		// since removed is still found by its id.
 		if m, err := a.findMember(f.Source); err == nil {
 			f.Source = m.ID
-		} else if !errors.Is(err, store.ErrNotFound) && !isStatus(err, http.StatusNotFound) {
+		} else if !isStatus(err, http.StatusNotFound) {
 			return err
 		}
 	}
