@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outposthq/outpost/pkg/config"
 	"github.com/outposthq/outpost/relay/internal/upstream"
 )
 
@@ -318,12 +319,12 @@ var settings = []setting{
 	{"tls_key_file", "tls-key-file", "PEM key of tls_cert_file", func(c *Config) any { return &c.TLSKeyFile }},
 	{"tls_hosts", "tls-hosts", "more DNS names or IPs for the CA-issued serving certificate, comma-separated", func(c *Config) any { return &c.TLSHosts }},
 	{"plain_http", "plain-http", "serve plain HTTP (only for offices that allow it)", func(c *Config) any { return &c.PlainHTTP }},
-	{"cache_max_bytes", "cache-max-bytes", "cap on cached bytes, LRU eviction beyond it (0: none)", func(c *Config) any { return &c.CacheMaxBytes }},
-	{"upstream_bytes_per_sec", "upstream-bytes-per-sec", "limit on reads from the file server, bytes/s (0: none)", func(c *Config) any { return &c.UpstreamBytesPerSec }},
-	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, bytes/s (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
-	{"parallel_ranges", "parallel-ranges", "ranges of one large artifact read from the file server at once", func(c *Config) any { return &c.ParallelRanges }},
-	{"parallel_min_bytes", "parallel-min-bytes", "size from which artifacts are read in parallel ranges", func(c *Config) any { return &c.ParallelMinBytes }},
-	{"lan_send_buffer_bytes", "lan-send-buffer-bytes", "socket send buffer for plain-HTTP clients under 1 ms away (0: the kernel's autotuning)", func(c *Config) any { return &c.LANSendBufferBytes }},
+	{"cache_max_bytes", "cache-max-bytes", "cap on cached `bytes`, LRU eviction beyond it (0: none)", func(c *Config) any { return &c.CacheMaxBytes }},
+	{"upstream_bytes_per_sec", "upstream-bytes-per-sec", "limit on reads from the file server, in `bytes/s` (0: none)", func(c *Config) any { return &c.UpstreamBytesPerSec }},
+	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, in `bytes/s` (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},
+	{"parallel_ranges", "parallel-ranges", "how many ranges (`N`) of one large artifact are read from the file server at once", func(c *Config) any { return &c.ParallelRanges }},
+	{"parallel_min_bytes", "parallel-min-bytes", "size in `bytes` from which artifacts are read in parallel ranges", func(c *Config) any { return &c.ParallelMinBytes }},
+	{"lan_send_buffer_bytes", "lan-send-buffer-bytes", "socket send buffer in `bytes` for plain-HTTP clients under 1 ms away (0: the kernel's autotuning)", func(c *Config) any { return &c.LANSendBufferBytes }},
 }
 
 func (s setting) env() string {
@@ -421,9 +422,9 @@ func (s setting) define(fs *flag.FlagSet, values *Config) {
 	case *bool:
 		fs.BoolVar(p, s.flag, *p, usage)
 	case *int64:
-		fs.Int64Var(p, s.flag, *p, usage)
+		config.Int64Var(fs, p, s.flag, *p, usage)
 	case *int:
-		fs.IntVar(p, s.flag, *p, usage)
+		config.IntVar(fs, p, s.flag, *p, usage)
 	case *time.Duration:
 		fs.DurationVar(p, s.flag, *p, usage)
 	default:

@@ -282,12 +282,40 @@ func TestFlagTypes(t *testing.T) {
 		case *bool:
 			want = ""
 		case *int, *int64:
-			want = "int"
+			// Decimal flags name their value in the help (`bytes`, `N`).
+			if got, _ := flag.UnquoteUsage(fl); got == "value" || got == "string" || got == "" {
+				t.Errorf("--%s shows as taking %q, want a name for its number", s.flag, got)
+			}
+			continue
 		case *time.Duration:
 			want = "duration"
 		}
 		if got, _ := flag.UnquoteUsage(fl); got != want {
 			t.Errorf("--%s shows as taking %q, want %q", s.flag, got, want)
+		}
+	}
+
+	// Numbers on the command line are decimal, as in YAML and OUTPOST_*:
+	// the flag package's own integer flags would read 010 as 8.
+	fs = flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags := RegisterFlags(fs)
+	if err := fs.Parse([]string{"--cache-max-bytes", "010", "--parallel-ranges", "08"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := flags.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CacheMaxBytes != 10 || c.ParallelRanges != 8 {
+		t.Fatalf("cache_max_bytes %d parallel_ranges %d from 010 and 08, want 10 and 8", c.CacheMaxBytes, c.ParallelRanges)
+	}
+	for _, bad := range []string{"0x10", "1e6", "ten", "99999999999999999999"} {
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		RegisterFlags(fs)
+		if err := fs.Parse([]string{"--cache-max-bytes", bad}); err == nil {
+			t.Errorf("--cache-max-bytes %s accepted", bad)
 		}
 	}
 

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 type userRow struct {
@@ -378,7 +380,7 @@ Examples:
 				action := fs.String("action", "", "only this `ACTION` (login, connect, exec, shell, user.update, ...)")
 				host := fs.String("host", "", "only records of this `HOST` (hostname or member id): its own, and the coordinator's about it")
 				since := fs.String("since", "", "only newer than a `DURATION` (1h) or an RFC3339 time")
-				limit := fs.Int("limit", 100, "at most `N` events")
+				limit := config.Int(fs, "limit", 100, "at most `N` events")
 				return func(ctx context.Context, e *env, args []string) error {
 					q := url.Values{}
 					for k, v := range map[string]string{"user": *user, "action": *action, "host": *host, "since": *since} {

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 func agentCommands() []*command {
@@ -139,7 +141,7 @@ Examples:
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office to watch (required)")
-				count := fs.Int("count", 0, "`N` agents that must be compliant (required)")
+				count := config.Int(fs, "count", 0, "`N` agents that must be compliant (required)")
 				poll := fs.Duration("poll", 2*time.Second, "how often to ask the coordinator, a `DURATION`")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/coordinator/internal/installer"
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 // installerValues is the API's answer to POST /v1/offices/{name}/installer.
@@ -56,7 +57,7 @@ Examples:
 				officeName := fs.String("office", "", "`NAME` of the office the computers join (required)")
 				out := fs.String("out", "", "`DIR` to write, new or empty (default ./outpost-installer-OFFICE)")
 				bin := fs.String("bin", "", "`DIR` of outpost-agent and the outpost-plugin-* binaries (default: this binary's directory)")
-				uses := fs.Int("uses", 100, "how many computers (`N`) may enrol with the installer's token")
+				uses := config.Int(fs, "uses", 100, "how many computers (`N`) may enrol with the installer's token")
 				ttl := newTTLFlag(fs, "ttl", 7*24*time.Hour, "how long the installer's token stays valid, a `DURATION` such as 720h or 30d")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch {

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 type patchInfo struct {
@@ -284,7 +286,7 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				minSeverity := fs.String("min-severity", "", "`SEVERITY` at least: low, medium, high or critical (required)")
 				testOffice := fs.String("test-office", "", "`NAME` of the office that gets patches first (required)")
-				afterDays := fs.Int("after-days", 3, "`DAYS` installed cleanly in the test office before the other offices get it")
+				afterDays := config.Int(fs, "after-days", 3, "`DAYS` installed cleanly in the test office before the other offices get it")
 				var offices stringList
 				fs.Var(&offices, "office", "`NAME` of an office the rule approves for; repeat for more (default all but the test office)")
 				window, reboot := scheduleFlags(fs)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 func tokenCommands() []*command {
@@ -26,7 +28,7 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office the token enrolls into (required)")
 				ttl := newTTLFlag(fs, "ttl", 24*time.Hour, "how long the token stays valid, a `DURATION` such as 72h or 3d")
-				uses := fs.Int("uses", 1, "how many machines (`N`) may enroll with it")
+				uses := config.Int(fs, "uses", 1, "how many machines (`N`) may enroll with it")
 				role := fs.String("role", "agent", "`ROLE` of what enrolls with it: agent or relay")
 				return func(ctx context.Context, e *env, args []string) error {
 					if *officeName == "" {
