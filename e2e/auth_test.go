@@ -287,7 +287,7 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 			for _, e := range got.Events {
 				seen[e.Actor+" "+e.Action+" "+fmt.Sprint(e.Allowed)] = true
 			}
-			return seen["tina exec true"] && seen["tina shell true"] && seen["tom exec false"] && seen["tina revoked true"]
+			return seen["tina exec true"] && seen["tina exec.end true"] && seen["tina shell true"] && seen["tina shell.end true"] && seen["tom exec false"] && seen["tina revoked true"]
 		}, "host audit records missing: %+v", got.Events)
 		var coord struct{ Events []event }
 		c.MustDo("GET", "/v1/audit?action=connect", nil, &coord)

@@ -184,7 +184,7 @@ func putTarget(path, name string) (string, error) {
 
 // putFile writes the technician's file (named name on their side) to path,
 // or into it if it is a directory; it appears whole or not at all.
-func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader) (int32, error) {
+func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, received *int64) (int32, error) {
 	path, err := putTarget(path, name)
 	if err != nil {
 		return -1, err
@@ -211,6 +211,7 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader) 
 			if _, err := tmp.Write(b.FileData); err != nil {
 				return -1, fmt.Errorf("write %s on the host: %w", path, err)
 			}
+			*received += int64(len(b.FileData))
 		case *wire.SessionInput_FileEnd:
 			if err := tmp.Chmod(os.FileMode(mode) & 0o7777); err != nil {
 				return -1, err

@@ -287,16 +287,28 @@ func (s *Server) AckAudit(records []*wire.AuditRecord) {
 	}
 }
 
-// out serialises frames from the goroutines of one session.
+// out serialises frames from the goroutines of one session and counts
+// the output and file bytes sent, for the session's audit record.
 type out struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu   sync.Mutex
+	w    io.Writer
+	sent int64
 }
 
 func (o *out) send(m *wire.SessionOutput) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return wire.WriteMsg(o.w, m)
+	err := wire.WriteMsg(o.w, m)
+	if err == nil {
+		o.sent += int64(len(m.GetStdout()) + len(m.GetStderr()) + len(m.GetFileData()))
+	}
+	return err
+}
+
+func (o *out) bytesSent() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.sent
 }
 
 func (o *out) end(code int32, errText string, denied, revoked bool) {
@@ -432,7 +444,9 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Accepted{Accepted: &wire.SessionAccepted{User: at.GetUser(), Rights: rights.List()}}}); err != nil {
 		return
 	}
-	code, runErr := s.run(sctx, &open, rw, o)
+	started := s.now()
+	var received int64
+	code, runErr := s.run(sctx, &open, rw, o, &received)
 	// A technician who stops reading must not hold the session open: the
 	// work is over (a revoked session's processes are already killed).
 	if d, ok := rw.(interface{ SetWriteDeadline(time.Time) error }); ok {
@@ -441,6 +455,9 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	s.mu.Lock()
 	revoked := ls.revoked
 	s.mu.Unlock()
+	if open.GetKind() != wire.SessionOpen_KIND_INVENTORY || runErr != nil {
+		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked, s.now().Sub(started), o.bytesSent(), received), true)
+	}
 	switch {
 	case revoked:
 		s.sessions.WithLabelValues(kind, "revoked").Inc()
@@ -489,7 +506,65 @@ func describe(open *wire.SessionOpen) string {
 	return kindName(open.GetKind())
 }
 
-func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, o *out) (int32, error) {
+// outcome is how a session ended, for its audit record: the exit status
+// or the error, how long it ran, and the bytes it moved.
+func outcome(kind wire.SessionOpen_Kind, code int32, err error, revoked bool, took time.Duration, sent, received int64) string {
+	if took < time.Minute {
+		took = took.Round(100 * time.Millisecond)
+	} else {
+		took = took.Round(time.Second)
+	}
+	var how, why string
+	switch {
+	case revoked:
+		how = "ended by a revocation"
+	case err != nil:
+		how, why = "failed", err.Error()
+		if len(why) > 300 {
+			why = why[:300] + "..."
+		}
+	case kind == wire.SessionOpen_KIND_GET || kind == wire.SessionOpen_KIND_PUT:
+		how = "done"
+	default:
+		how = fmt.Sprintf("exit %d", code)
+	}
+	how += " after " + took.String()
+	switch kind {
+	case wire.SessionOpen_KIND_PUT:
+		how += ", " + sizeIEC(received) + " received"
+	case wire.SessionOpen_KIND_GET:
+		how += ", " + sizeIEC(sent) + " sent"
+	case wire.SessionOpen_KIND_EXEC, wire.SessionOpen_KIND_SHELL:
+		how += ", " + sizeIEC(sent) + " of output"
+	}
+	if why != "" {
+		how += ": " + why
+	}
+	return how
+}
+
+// sizeIEC is n in bytes, KiB, MiB or GiB, to three figures.
+func sizeIEC(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, unit := float64(n)/1024, "KiB"
+	for _, u := range []string{"MiB", "GiB", "TiB"} {
+		if f < 1024 {
+			break
+		}
+		f, unit = f/1024, u
+	}
+	if f < 10 {
+		return fmt.Sprintf("%.2f %s", f, unit)
+	}
+	if f < 100 {
+		return fmt.Sprintf("%.1f %s", f, unit)
+	}
+	return fmt.Sprintf("%.0f %s", f, unit)
+}
+
+func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, o *out, received *int64) (int32, error) {
 	switch open.GetKind() {
 	case wire.SessionOpen_KIND_EXEC:
 		if len(open.GetArgv()) == 0 {
@@ -507,7 +582,7 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 	case wire.SessionOpen_KIND_GET:
 		return getFile(ctx, open.GetPath(), o)
 	case wire.SessionOpen_KIND_PUT:
-		return putFile(ctx, open.GetPath(), open.GetName(), open.GetMode(), in)
+		return putFile(ctx, open.GetPath(), open.GetName(), open.GetMode(), in, received)
 	}
 	return -1, fmt.Errorf("unknown session kind %v", open.GetKind())
 }

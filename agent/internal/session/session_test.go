@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -174,33 +175,37 @@ func TestExecAndRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Five refusals, the allowed exec, and how the exec ended.
 	recs := f.s.PendingAudit()
-	if len(recs) != 6 {
-		t.Fatalf("%d audit records, want 6", len(recs))
+	if len(recs) != 7 {
+		t.Fatalf("%d audit records, want 7", len(recs))
 	}
-	allowed := 0
+	var actions []string
 	for _, r := range recs {
 		if r.GetAllowed() {
-			allowed++
+			actions = append(actions, r.GetAction())
 			if r.GetUser() != "tina" || !strings.Contains(r.GetDetail(), "echo out") {
 				t.Fatalf("audit record %v", r)
 			}
 		}
+		if r.GetAction() == "exec.end" && !regexp.MustCompile(`: exit 3 after \d+(\.\d)?m?s, 8 B of output$`).MatchString(r.GetDetail()) {
+			t.Fatalf("end record %q, want the exit status, the time and the output", r.GetDetail())
+		}
 	}
-	if allowed != 1 {
-		t.Fatalf("%d allowed records, want 1", allowed)
+	if strings.Join(actions, " ") != "exec exec.end" {
+		t.Fatalf("allowed records %v, want exec and exec.end", actions)
 	}
 	// The spool survives a restart and empties on acknowledgement.
 	s2, err := New(Config{DataDir: f.dir, MemberID: "ag-1"}, fixedPolicy{}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s2.PendingAudit()) != 6 {
+	if len(s2.PendingAudit()) != 7 {
 		t.Fatalf("after restart %d records", len(s2.PendingAudit()))
 	}
 	s2.AckAudit(recs[:4])
-	if len(s2.PendingAudit()) != 2 {
-		t.Fatalf("after ack %d records, want 2", len(s2.PendingAudit()))
+	if len(s2.PendingAudit()) != 3 {
+		t.Fatalf("after ack %d records, want 3", len(s2.PendingAudit()))
 	}
 }
 
@@ -497,6 +502,31 @@ func TestShellQuote(t *testing.T) {
 	} {
 		if got := shellQuote(c.argv); got != c.want {
 			t.Errorf("shellQuote(%q) = %s, want %s", c.argv, got, c.want)
+		}
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		kind     wire.SessionOpen_Kind
+		code     int32
+		err      error
+		revoked  bool
+		took     time.Duration
+		sent     int64
+		received int64
+		want     string
+	}{
+		{wire.SessionOpen_KIND_EXEC, 0, nil, false, 1234 * time.Millisecond, 3000, 0, "exit 0 after 1.2s, 2.93 KiB of output"},
+		{wire.SessionOpen_KIND_SHELL, 130, nil, false, 5*time.Minute + 2600*time.Millisecond, 0, 0, "exit 130 after 5m3s, 0 B of output"},
+		{wire.SessionOpen_KIND_SHELL, -1, context.Canceled, true, time.Second, 10, 0, "ended by a revocation after 1s, 10 B of output"},
+		{wire.SessionOpen_KIND_PUT, 0, nil, false, 2 * time.Second, 0, 12 << 20, "done after 2s, 12.0 MiB received"},
+		{wire.SessionOpen_KIND_PUT, -1, errors.New("the transfer of /tmp/x stopped before its end: EOF"), false, 300 * time.Millisecond, 0, 1 << 20, "failed after 300ms, 1.00 MiB received: the transfer of /tmp/x stopped before its end: EOF"},
+		{wire.SessionOpen_KIND_GET, 0, nil, false, 0, 5 << 30, 0, "done after 0s, 5.00 GiB sent"},
+		{wire.SessionOpen_KIND_INVENTORY, -1, errors.New("boom"), false, 0, 0, 0, "failed after 0s: boom"},
+	} {
+		if got := outcome(tc.kind, tc.code, tc.err, tc.revoked, tc.took, tc.sent, tc.received); got != tc.want {
+			t.Errorf("outcome: got %q, want %q", got, tc.want)
 		}
 	}
 }

@@ -368,8 +368,10 @@ Examples:
 			name: "audit", summary: "sign-ins, admin changes, connects and commands, newest first", timeout: defaultTimeout,
 			help: `Hosts keep their records of connects and commands until the coordinator
 acknowledges them, so records of a host that was offline arrive later.
-ALLOWED says whether the user had the right; a command's own outcome is in
-its output, not here.
+ALLOWED says whether the user had the right. How each allowed session
+ended is a record of its own (exec.end, shell.end, put.end, get.end): the
+exit status or the error, how long it ran and the bytes it moved.
+--action exec shows both exec and exec.end; --action user every user.*.
 
 Examples:
   outpost audit --since 1h
@@ -377,7 +379,7 @@ Examples:
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				user := fs.String("user", "", "only this `USER`")
-				action := fs.String("action", "", "only this `ACTION` (login, connect, exec, shell, user.update, ...)")
+				action := fs.String("action", "", "only this `ACTION` and its kinds (login, connect, exec, exec.end, shell, user.update; user: every user.*, ...)")
 				host := fs.String("host", "", "only records of this `HOST` (hostname or member id): its own, and the coordinator's about it")
 				since := fs.String("since", "", "only newer than a `DURATION` (1h) or an RFC3339 time")
 				limit := config.Int(fs, "limit", 100, "at most `N` events")

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -135,6 +136,41 @@ func TestPublishPoliciesAllOrNone(t *testing.T) {
 			if p, _ := s.Policy(o); p.Revision != 1 {
 				t.Fatalf("%s: office %s at revision %d, want 1 (nothing stored)", name, o, p.Revision)
 			}
+		}
+	}
+}
+
+// An action filter takes the action and its kinds, and nothing else that
+// merely starts with the same letters.
+func TestAuditActionFilter(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	if err := s.InitAuth(); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	for i, a := range []string{"exec", "exec.end", "executor", "user.create", "user.update", "shell.end"} {
+		if err := s.AppendAudit(AuditEvent{At: at.Add(time.Duration(i) * time.Millisecond), Actor: "tina", Action: a, Allowed: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for filter, want := range map[string]string{
+		"exec":     "exec.end exec",
+		"exec.end": "exec.end",
+		"user":     "user.update user.create",
+		"shell":    "shell.end",
+		"":         "shell.end user.update user.create executor exec.end exec",
+		"ex":       "",
+	} {
+		evs, err := s.Audit(AuditFilter{Action: filter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range evs {
+			got = append(got, e.Action)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("action %q: got %v, want %s", filter, got, want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -471,7 +472,9 @@ func (s *Store) AppendAudit(events ...AuditEvent) error {
 
 // AuditFilter selects audit events; zero fields match everything.
 type AuditFilter struct {
-	Actor  string
+	Actor string
+	// Action matches itself and its kinds: exec takes exec.end, user
+	// every user.*.
 	Action string
 	// Source is a host's member id: what the host recorded, and the
 	// coordinator's events about it (its connects, moves, labels).
@@ -496,7 +499,7 @@ func (s *Store) Audit(f AuditFilter) ([]AuditEvent, error) {
 			if !f.Since.IsZero() && e.At.Before(f.Since) {
 				break
 			}
-			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action) && (f.Source == "" || e.Source == f.Source || e.Target == "host "+f.Source || e.Target == "agent "+f.Source) {
+			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action || strings.HasPrefix(e.Action, f.Action+".")) && (f.Source == "" || e.Source == f.Source || e.Target == "host "+f.Source || e.Target == "agent "+f.Source) {
 				out = append(out, e)
 			}
 		}
