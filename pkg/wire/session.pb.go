@@ -144,6 +144,60 @@ func (SessionOpen_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_pkg_wire_session_proto_rawDescGZIP(), []int{11, 0}
 }
 
+// Why the coordinator could not broker the session, for the CLI's advice;
+// error says it in words.
+type SessionEnd_Reason int32
+
+const (
+	SessionEnd_REASON_UNSPECIFIED    SessionEnd_Reason = 0
+	SessionEnd_REASON_UNKNOWN_HOST   SessionEnd_Reason = 1 // no enrolled host has that name or id
+	SessionEnd_REASON_AMBIGUOUS_HOST SessionEnd_Reason = 2 // several hosts have that name
+	SessionEnd_REASON_HOST_OFFLINE   SessionEnd_Reason = 3 // the host is not connected to the coordinator
+)
+
+// Enum value maps for SessionEnd_Reason.
+var (
+	SessionEnd_Reason_name = map[int32]string{
+		0: "REASON_UNSPECIFIED",
+		1: "REASON_UNKNOWN_HOST",
+		2: "REASON_AMBIGUOUS_HOST",
+		3: "REASON_HOST_OFFLINE",
+	}
+	SessionEnd_Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED":    0,
+		"REASON_UNKNOWN_HOST":   1,
+		"REASON_AMBIGUOUS_HOST": 2,
+		"REASON_HOST_OFFLINE":   3,
+	}
+)
+
+func (x SessionEnd_Reason) Enum() *SessionEnd_Reason {
+	p := new(SessionEnd_Reason)
+	*p = x
+	return p
+}
+
+func (x SessionEnd_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SessionEnd_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_pkg_wire_session_proto_enumTypes[2].Descriptor()
+}
+
+func (SessionEnd_Reason) Type() protoreflect.EnumType {
+	return &file_pkg_wire_session_proto_enumTypes[2]
+}
+
+func (x SessionEnd_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SessionEnd_Reason.Descriptor instead.
+func (SessionEnd_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{18, 0}
+}
+
 // Grant gives (or with deny, takes away) rights from a user or a group.
 // Deny wins over allow.
 type Grant struct {
@@ -1415,6 +1469,7 @@ type SessionEnd struct {
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`      // empty on success
 	Revoked       bool                   `protobuf:"varint,3,opt,name=revoked,proto3" json:"revoked,omitempty"` // ended because the user's access was revoked
 	Denied        bool                   `protobuf:"varint,4,opt,name=denied,proto3" json:"denied,omitempty"`   // refused: no right, bad token, revoked
+	Reason        SessionEnd_Reason      `protobuf:"varint,5,opt,name=reason,proto3,enum=outpost.wire.v1.SessionEnd_Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1475,6 +1530,13 @@ func (x *SessionEnd) GetDenied() bool {
 		return x.Denied
 	}
 	return false
+}
+
+func (x *SessionEnd) GetReason() SessionEnd_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return SessionEnd_REASON_UNSPECIFIED
 }
 
 // SessionOutput is what the agent sends.
@@ -1885,13 +1947,19 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x04user\x18\x01 \x01(\tR\x04user\x12.\n" +
 	"\x06rights\x18\x02 \x03(\x0e2\x16.outpost.wire.v1.RightR\x06rights\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x03 \x01(\tR\tsessionId\"q\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\"\x9c\x02\n" +
 	"\n" +
 	"SessionEnd\x12\x1b\n" +
 	"\texit_code\x18\x01 \x01(\x05R\bexitCode\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x18\n" +
 	"\arevoked\x18\x03 \x01(\bR\arevoked\x12\x16\n" +
-	"\x06denied\x18\x04 \x01(\bR\x06denied\"\xb4\x02\n" +
+	"\x06denied\x18\x04 \x01(\bR\x06denied\x12:\n" +
+	"\x06reason\x18\x05 \x01(\x0e2\".outpost.wire.v1.SessionEnd.ReasonR\x06reason\"m\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13REASON_UNKNOWN_HOST\x10\x01\x12\x19\n" +
+	"\x15REASON_AMBIGUOUS_HOST\x10\x02\x12\x17\n" +
+	"\x13REASON_HOST_OFFLINE\x10\x03\"\xb4\x02\n" +
 	"\rSessionOutput\x12>\n" +
 	"\baccepted\x18\x01 \x01(\v2 .outpost.wire.v1.SessionAcceptedH\x00R\baccepted\x12\x18\n" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
@@ -1934,54 +2002,56 @@ func file_pkg_wire_session_proto_rawDescGZIP() []byte {
 	return file_pkg_wire_session_proto_rawDescData
 }
 
-var file_pkg_wire_session_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_pkg_wire_session_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_pkg_wire_session_proto_goTypes = []any{
 	(Right)(0),                 // 0: outpost.wire.v1.Right
 	(SessionOpen_Kind)(0),      // 1: outpost.wire.v1.SessionOpen.Kind
-	(*Grant)(nil),              // 2: outpost.wire.v1.Grant
-	(*HostPermissions)(nil),    // 3: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),           // 4: outpost.wire.v1.TokenKey
-	(*AccessToken)(nil),        // 5: outpost.wire.v1.AccessToken
-	(*SignedToken)(nil),        // 6: outpost.wire.v1.SignedToken
-	(*Revocation)(nil),         // 7: outpost.wire.v1.Revocation
-	(*RevocationList)(nil),     // 8: outpost.wire.v1.RevocationList
-	(*SignedRevocations)(nil),  // 9: outpost.wire.v1.SignedRevocations
-	(*RevocationsRequest)(nil), // 10: outpost.wire.v1.RevocationsRequest
-	(*SessionOffer)(nil),       // 11: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),      // 12: outpost.wire.v1.SessionAttach
-	(*SessionOpen)(nil),        // 13: outpost.wire.v1.SessionOpen
-	(*Terminal)(nil),           // 14: outpost.wire.v1.Terminal
-	(*WindowSize)(nil),         // 15: outpost.wire.v1.WindowSize
-	(*SessionInput)(nil),       // 16: outpost.wire.v1.SessionInput
-	(*Inventory)(nil),          // 17: outpost.wire.v1.Inventory
-	(*InventoryItem)(nil),      // 18: outpost.wire.v1.InventoryItem
-	(*SessionAccepted)(nil),    // 19: outpost.wire.v1.SessionAccepted
-	(*SessionEnd)(nil),         // 20: outpost.wire.v1.SessionEnd
-	(*SessionOutput)(nil),      // 21: outpost.wire.v1.SessionOutput
-	(*AuditRecord)(nil),        // 22: outpost.wire.v1.AuditRecord
-	(*AuditBatch)(nil),         // 23: outpost.wire.v1.AuditBatch
+	(SessionEnd_Reason)(0),     // 2: outpost.wire.v1.SessionEnd.Reason
+	(*Grant)(nil),              // 3: outpost.wire.v1.Grant
+	(*HostPermissions)(nil),    // 4: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),           // 5: outpost.wire.v1.TokenKey
+	(*AccessToken)(nil),        // 6: outpost.wire.v1.AccessToken
+	(*SignedToken)(nil),        // 7: outpost.wire.v1.SignedToken
+	(*Revocation)(nil),         // 8: outpost.wire.v1.Revocation
+	(*RevocationList)(nil),     // 9: outpost.wire.v1.RevocationList
+	(*SignedRevocations)(nil),  // 10: outpost.wire.v1.SignedRevocations
+	(*RevocationsRequest)(nil), // 11: outpost.wire.v1.RevocationsRequest
+	(*SessionOffer)(nil),       // 12: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),      // 13: outpost.wire.v1.SessionAttach
+	(*SessionOpen)(nil),        // 14: outpost.wire.v1.SessionOpen
+	(*Terminal)(nil),           // 15: outpost.wire.v1.Terminal
+	(*WindowSize)(nil),         // 16: outpost.wire.v1.WindowSize
+	(*SessionInput)(nil),       // 17: outpost.wire.v1.SessionInput
+	(*Inventory)(nil),          // 18: outpost.wire.v1.Inventory
+	(*InventoryItem)(nil),      // 19: outpost.wire.v1.InventoryItem
+	(*SessionAccepted)(nil),    // 20: outpost.wire.v1.SessionAccepted
+	(*SessionEnd)(nil),         // 21: outpost.wire.v1.SessionEnd
+	(*SessionOutput)(nil),      // 22: outpost.wire.v1.SessionOutput
+	(*AuditRecord)(nil),        // 23: outpost.wire.v1.AuditRecord
+	(*AuditBatch)(nil),         // 24: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_session_proto_depIdxs = []int32{
 	0,  // 0: outpost.wire.v1.Grant.rights:type_name -> outpost.wire.v1.Right
-	2,  // 1: outpost.wire.v1.HostPermissions.grants:type_name -> outpost.wire.v1.Grant
-	7,  // 2: outpost.wire.v1.RevocationList.revocations:type_name -> outpost.wire.v1.Revocation
-	9,  // 3: outpost.wire.v1.SessionOffer.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	3,  // 1: outpost.wire.v1.HostPermissions.grants:type_name -> outpost.wire.v1.Grant
+	8,  // 2: outpost.wire.v1.RevocationList.revocations:type_name -> outpost.wire.v1.Revocation
+	10, // 3: outpost.wire.v1.SessionOffer.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	1,  // 4: outpost.wire.v1.SessionOpen.kind:type_name -> outpost.wire.v1.SessionOpen.Kind
-	14, // 5: outpost.wire.v1.SessionOpen.terminal:type_name -> outpost.wire.v1.Terminal
-	15, // 6: outpost.wire.v1.Terminal.size:type_name -> outpost.wire.v1.WindowSize
-	15, // 7: outpost.wire.v1.SessionInput.resize:type_name -> outpost.wire.v1.WindowSize
-	18, // 8: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
+	15, // 5: outpost.wire.v1.SessionOpen.terminal:type_name -> outpost.wire.v1.Terminal
+	16, // 6: outpost.wire.v1.Terminal.size:type_name -> outpost.wire.v1.WindowSize
+	16, // 7: outpost.wire.v1.SessionInput.resize:type_name -> outpost.wire.v1.WindowSize
+	19, // 8: outpost.wire.v1.Inventory.items:type_name -> outpost.wire.v1.InventoryItem
 	0,  // 9: outpost.wire.v1.SessionAccepted.rights:type_name -> outpost.wire.v1.Right
-	19, // 10: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
-	17, // 11: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
-	20, // 12: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
-	22, // 13: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 10: outpost.wire.v1.SessionEnd.reason:type_name -> outpost.wire.v1.SessionEnd.Reason
+	20, // 11: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
+	18, // 12: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
+	21, // 13: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
+	23, // 14: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_session_proto_init() }
@@ -2010,7 +2080,7 @@ func file_pkg_wire_session_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_session_proto_rawDesc), len(file_pkg_wire_session_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,

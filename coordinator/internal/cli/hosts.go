@@ -271,8 +271,8 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, end.GetError())}
 			case end.GetDenied() && !accepted:
 				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", end.GetError())}
-			case !accepted && unknownHost(end.GetError()):
-				return &sessionError{code: -1, msg: explainUnknownHost(end.GetError(), s.role)}
+			case !accepted && unknownHost(end):
+				return &sessionError{code: -1, msg: explainUnknownHost(end, s.role)}
 			case end.GetError() != "":
 				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, end.GetError())}
 			case end.GetExitCode() != 0:
@@ -283,32 +283,49 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 	}
 }
 
-// The coordinator's answers for a host name it cannot resolve (the store's
-// FindHost): the CLI adds the advice the user's role can follow.
+// The text of a coordinator from before SessionEnd.reason for a host name
+// it cannot resolve.
 const (
 	noSuchHost = "no enrolled host is called "
 	twoHosts   = " hosts are called "
 )
 
-func unknownHost(msg string) bool {
-	return strings.HasPrefix(msg, noSuchHost) || strings.Contains(msg, twoHosts)
+// hostReason is why the coordinator could not find the host: its reason,
+// or, from a coordinator that sends none, read from its words.
+func hostReason(end *wire.SessionEnd) wire.SessionEnd_Reason {
+	if r := end.GetReason(); r != wire.SessionEnd_REASON_UNSPECIFIED {
+		return r
+	}
+	switch msg := end.GetError(); {
+	case strings.HasPrefix(msg, noSuchHost):
+		return wire.SessionEnd_REASON_UNKNOWN_HOST
+	case strings.Contains(msg, twoHosts):
+		return wire.SessionEnd_REASON_AMBIGUOUS_HOST
+	}
+	return wire.SessionEnd_REASON_UNSPECIFIED
 }
 
-// explainUnknownHost gives advice the user can follow: a technician cannot
-// list agents, so is told to check the name or ask an admin.
-func explainUnknownHost(msg, role string) string {
+func unknownHost(end *wire.SessionEnd) bool {
+	r := hostReason(end)
+	return r == wire.SessionEnd_REASON_UNKNOWN_HOST || r == wire.SessionEnd_REASON_AMBIGUOUS_HOST
+}
+
+// explainUnknownHost adds advice the user can follow to the coordinator's
+// answer: a technician cannot list agents, so is told to check the name
+// or ask an admin.
+func explainUnknownHost(end *wire.SessionEnd, role string) string {
 	advice := "check the name (the hostname as the host reports it, or its member id ag-...), or ask an admin which hosts you may reach"
 	ids := " (an admin can find the ids with outpost agent search NAME)"
 	if role != "" {
 		advice = "check the name, or find the host with outpost agent search TEXT or outpost agent list"
 		ids = " (outpost agent search NAME shows them)"
 	}
-	msg = strings.TrimSuffix(msg, ": not found")
+	msg := strings.TrimSuffix(end.GetError(), ": not found")
 	msg = strings.TrimSuffix(msg, ": conflict")
-	if strings.HasPrefix(msg, noSuchHost) {
+	switch hostReason(end) {
+	case wire.SessionEnd_REASON_UNKNOWN_HOST:
 		return msg + ": " + advice
-	}
-	if strings.Contains(msg, twoHosts) {
+	case wire.SessionEnd_REASON_AMBIGUOUS_HOST:
 		return msg + ids
 	}
 	return msg

@@ -73,20 +73,37 @@ func TestUnknownHostAdvice(t *testing.T) {
 func TestExplainUnknownHost(t *testing.T) {
 	two := `2 hosts are called "pc-7": name one by its member id: conflict`
 	tests := []struct {
-		msg, role, want string
+		name string
+		end  *wire.SessionEnd
+		role string
+		want string
 	}{
-		{two, "", `2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
-		{two, "admin", `2 hosts are called "pc-7": name one by its member id (outpost agent search NAME shows them)`},
+		{"ambiguous, technician", &wire.SessionEnd{Error: two, Reason: wire.SessionEnd_REASON_AMBIGUOUS_HOST}, "",
+			`2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
+		{"ambiguous, admin", &wire.SessionEnd{Error: two, Reason: wire.SessionEnd_REASON_AMBIGUOUS_HOST}, "admin",
+			`2 hosts are called "pc-7": name one by its member id (outpost agent search NAME shows them)`},
+		// The reason decides, whatever the words.
+		{"unknown, other words", &wire.SessionEnd{Error: `host "pc-9" is not enrolled: not found`, Reason: wire.SessionEnd_REASON_UNKNOWN_HOST}, "admin",
+			`host "pc-9" is not enrolled: check the name, or find the host with outpost agent search TEXT or outpost agent list`},
+		// A coordinator from before the reason: its words.
+		{"older coordinator", &wire.SessionEnd{Error: two}, "",
+			`2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
 	}
 	for _, tt := range tests {
-		if !unknownHost(tt.msg) {
-			t.Errorf("unknownHost(%q) = false", tt.msg)
+		if !unknownHost(tt.end) {
+			t.Errorf("%s: unknownHost = false", tt.name)
 		}
-		if got := explainUnknownHost(tt.msg, tt.role); got != tt.want {
-			t.Errorf("explainUnknownHost(%q, %q) = %q, want %q", tt.msg, tt.role, got, tt.want)
+		if got := explainUnknownHost(tt.end, tt.role); got != tt.want {
+			t.Errorf("%s: explainUnknownHost = %q, want %q", tt.name, got, tt.want)
 		}
 	}
-	if unknownHost("host pc-7 (ag-1) is not connected to the coordinator") {
-		t.Error("an offline host is taken for an unknown one")
+	for _, end := range []*wire.SessionEnd{
+		{Error: "host pc-7 (ag-1) is not connected to the coordinator", Reason: wire.SessionEnd_REASON_HOST_OFFLINE},
+		{Error: "host pc-7 (ag-1) is not connected to the coordinator"},
+		{Error: `no enrolled host is called "x"`, Reason: wire.SessionEnd_REASON_HOST_OFFLINE},
+	} {
+		if unknownHost(end) {
+			t.Errorf("%v is taken for an unknown host", end)
+		}
 	}
 }

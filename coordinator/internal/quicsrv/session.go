@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -136,8 +137,14 @@ func (s *Server) serveTechnician(ctx context.Context, conn *quic.Conn) {
 }
 
 func endSession(str *quic.Stream, denied bool, format string, args ...any) {
+	endSessionFor(str, wire.SessionEnd_REASON_UNSPECIFIED, denied, format, args...)
+}
+
+// endSessionFor ends a session the coordinator could not broker, with the
+// reason the CLI gives its advice by.
+func endSessionFor(str *quic.Stream, reason wire.SessionEnd_Reason, denied bool, format string, args ...any) {
 	_ = wire.WriteMsg(str, &wire.SessionOutput{Body: &wire.SessionOutput_End{End: &wire.SessionEnd{
-		ExitCode: -1, Error: fmt.Sprintf(format, args...), Denied: denied}}})
+		ExitCode: -1, Error: fmt.Sprintf(format, args...), Denied: denied, Reason: reason}}})
 	str.Close()
 }
 
@@ -164,14 +171,21 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 	}
 	m, err := s.store.FindHost(open.GetHost())
 	if err != nil {
-		endSession(str, false, "%v", err)
+		reason := wire.SessionEnd_REASON_UNSPECIFIED
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			reason = wire.SessionEnd_REASON_UNKNOWN_HOST
+		case errors.Is(err, store.ErrConflict):
+			reason = wire.SessionEnd_REASON_AMBIGUOUS_HOST
+		}
+		endSessionFor(str, reason, false, "%v", err)
 		return
 	}
 	s.mu.Lock()
 	agent, ok := s.conns[m.ID]
 	s.mu.Unlock()
 	if !ok {
-		endSession(str, false, "host %s (%s) is not connected to the coordinator (last seen %s); try again when it is online",
+		endSessionFor(str, wire.SessionEnd_REASON_HOST_OFFLINE, false, "host %s (%s) is not connected to the coordinator (last seen %s); try again when it is online",
 			m.Hostname, m.ID, m.LastSeen.UTC().Format(time.RFC3339))
 		return
 	}
