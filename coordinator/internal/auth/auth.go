@@ -126,6 +126,11 @@ type Server struct {
 	// limit and failures count failed sign-ins per name and per address.
 	limit    *limiter
 	failures *limiter
+	// attemptMu makes checking both limits and counting an attempt
+	// against both one step.
+	attemptMu sync.Mutex
+	// inflight lets one sign-in per name check its password at a time.
+	inflight nameLocks
 	// hashing bounds concurrent Argon2id runs: each takes KDF.MemoryKiB.
 	hashing chan struct{}
 	// dummy is verified for unknown users, so that timing does not tell
@@ -234,23 +239,33 @@ func (s *Server) Audit(ev store.AuditEvent) {
 }
 
 // Login checks a password and issues tokens.
+//
+// Concurrent attempts cannot outrun the limits: an attempt is counted
+// against the name and the address before its password is checked (in one
+// step with the check of the limits, so no more than the limit pass at
+// once), and only one password of a name is checked at a time, with the
+// account's lock read after waiting for the one before. A success gives
+// its count back.
 func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	result := "error"
 	defer func() { s.logins.WithLabelValues(result).Inc() }()
 	now := s.now()
 	// Failures count against the name and the address; successes do not,
 	// so that an office behind one NAT can still sign in.
-	if s.limit.exceeded("user/"+name, now) || s.failures.exceeded("addr/"+remote, now) {
+	giveBack, ok := s.reserveAttempt(name, remote, now)
+	if !ok {
 		result = "rate_limited"
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
 		return nil, ErrRateLimited
 	}
+	// One password check per name at a time, for unknown names too, so
+	// that they take as long as known ones.
+	defer s.inflight.lock(name)()
+	now = s.now()
 	u, err := s.st.User(name)
 	if errors.Is(err, store.ErrNotFound) {
 		s.verify(s.dummy, password, true)
 		result = "bad_credentials"
-		s.limit.allow("user/"+name, now)
-		s.failures.allow("addr/"+remote, now)
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "unknown user", Remote: remote})
 		return nil, ErrBadCredentials
 	}
@@ -262,7 +277,8 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "account locked", Remote: remote})
 		return nil, &LockedError{Until: u.LockedUntil}
 	}
-	ok := u.PasswordHash != "" && s.verify(u.PasswordHash, password, false)
+	ok = u.PasswordHash != "" && s.verify(u.PasswordHash, password, false)
+	now = s.now()
 	if !ok {
 		var locked time.Time
 		_, err := s.st.UpdateUser(name, func(u *store.User) error {
@@ -278,8 +294,6 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 			return nil, err
 		}
 		result = "bad_credentials"
-		s.limit.allow("user/"+name, now)
-		s.failures.allow("addr/"+remote, now)
 		detail := "wrong password"
 		if !locked.IsZero() {
 			detail += "; account locked until " + locked.UTC().Format(time.RFC3339)
@@ -288,24 +302,68 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: detail, Remote: remote})
 		return nil, ErrBadCredentials
 	}
+	// The account as it is after the check: refuse it if it was deleted,
+	// locked or disabled meanwhile; reset its failures in one step with a
+	// last look at the lock.
+	u, err = s.st.User(name)
+	if err == nil && !now.Before(u.LockedUntil) && !u.Disabled && u.FailedLogins > 0 {
+		u, err = s.st.UpdateUser(name, func(u *store.User) error {
+			if now.Before(u.LockedUntil) {
+				return &LockedError{Until: u.LockedUntil}
+			}
+			u.FailedLogins = 0
+			return nil
+		})
+	}
+	var le *LockedError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		result = "bad_credentials"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "unknown user", Remote: remote})
+		return nil, ErrBadCredentials
+	case errors.As(err, &le):
+	case err != nil:
+		return nil, err
+	case now.Before(u.LockedUntil):
+		le = &LockedError{Until: u.LockedUntil}
+	}
+	if le != nil {
+		result = "locked"
+		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "account locked", Remote: remote})
+		return nil, le
+	}
 	if u.Disabled {
 		result = "disabled"
 		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "account disabled", Remote: remote})
 		return nil, ErrDisabled
-	}
-	if u.FailedLogins > 0 {
-		if _, err := s.st.UpdateUser(name, func(u *store.User) error { u.FailedLogins = 0; return nil }); err != nil {
-			return nil, err
-		}
 	}
 	family := randomID(16)
 	t, err := s.issue(u, family)
 	if err != nil {
 		return nil, err
 	}
+	giveBack()
 	result = "ok"
 	s.Audit(store.AuditEvent{Actor: name, Action: "login", Allowed: true, Remote: remote})
 	return t, nil
+}
+
+// reserveAttempt counts a sign-in attempt against the name and the address
+// unless either is over its limit, in one step, so that concurrent attempts
+// cannot all pass the check before any is counted. giveBack uncounts it.
+func (s *Server) reserveAttempt(name, remote string, now time.Time) (giveBack func(), ok bool) {
+	userKey, addrKey := "user/"+name, "addr/"+remote
+	s.attemptMu.Lock()
+	defer s.attemptMu.Unlock()
+	if s.limit.exceeded(userKey, now) || s.failures.exceeded(addrKey, now) {
+		return nil, false
+	}
+	userWindow := s.limit.count(userKey, now)
+	addrWindow := s.failures.count(addrKey, now)
+	return func() {
+		s.limit.uncount(userKey, userWindow)
+		s.failures.uncount(addrKey, addrWindow)
+	}, true
 }
 
 func (s *Server) verify(hash, password string, dummy bool) bool {
@@ -527,7 +585,9 @@ func (l *limiter) exceeded(key string, now time.Time) bool {
 	return ok && now.Sub(w.start) < l.window && w.n >= l.max
 }
 
-func (l *limiter) allow(key string, now time.Time) bool {
+// count counts an attempt for key and returns the start of the window it
+// was counted in, for uncount.
+func (l *limiter) count(key string, now time.Time) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.seen) > 100000 {
@@ -542,8 +602,53 @@ func (l *limiter) allow(key string, now time.Time) bool {
 	w, ok := l.seen[key]
 	if !ok || now.Sub(w.start) >= l.window {
 		l.seen[key] = &window{start: now, n: 1}
-		return true
+		return now
 	}
 	w.n++
-	return w.n <= l.max
+	return w.start
+}
+
+// uncount takes back an attempt counted in the window starting at start,
+// if that window is still the key's.
+func (l *limiter) uncount(key string, start time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w, ok := l.seen[key]; ok && w.start.Equal(start) && w.n > 0 {
+		w.n--
+	}
+}
+
+// nameLocks holds a mutex per name while anyone uses it.
+type nameLocks struct {
+	mu sync.Mutex
+	m  map[string]*nameLock
+}
+
+type nameLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+// lock waits for name's lock and returns its unlock.
+func (n *nameLocks) lock(name string) (unlock func()) {
+	n.mu.Lock()
+	if n.m == nil {
+		n.m = map[string]*nameLock{}
+	}
+	l := n.m[name]
+	if l == nil {
+		l = &nameLock{}
+		n.m[name] = l
+	}
+	l.refs++
+	n.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if l.refs--; l.refs == 0 {
+			delete(n.m, name)
+		}
+	}
 }

@@ -376,3 +376,102 @@ func TestSignedRevocationsChangeOnlyWithTheList(t *testing.T) {
 		t.Fatalf("after a revocation: issued %d (before %d), %d entries (before %d)", l2.GetIssuedUnixMs(), l1.GetIssuedUnixMs(), len(l2.GetRevocations()), len(l1.GetRevocations()))
 	}
 }
+
+// Wrong passwords sent all at once for one user from one address: every
+// request arrives before any password check ends, and still no more than
+// the limit are let through, no more than MaxFailures passwords are
+// checked, the account ends up locked, and the right password sent
+// afterwards is refused until the lock ends.
+func TestConcurrentLoginsAreLimited(t *testing.T) {
+	s, st, c := newServer(t, "sha256:aa")
+	addUser(t, st, "tina", "tina-password-1", RoleNone)
+	const n = 100
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		mu    sync.Mutex
+		got   = map[string]int{}
+	)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			tok, err := s.Login("tina", "wrong-password", "10.0.0.1")
+			var le *LockedError
+			kind := ""
+			switch {
+			case tok != nil || err == nil:
+				kind = "signed in"
+			case errors.Is(err, ErrBadCredentials):
+				kind = "bad credentials"
+			case errors.As(err, &le):
+				kind = "locked"
+			case errors.Is(err, ErrRateLimited):
+				kind = "rate limited"
+			default:
+				kind = "other error: " + err.Error()
+			}
+			mu.Lock()
+			got[kind]++
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("answers: %v", got)
+	for kind, k := range got {
+		switch kind {
+		case "bad credentials", "locked", "rate limited":
+		default:
+			t.Errorf("%d answers %q", k, kind)
+		}
+	}
+	if got["bad credentials"] > s.cfg.MaxFailures {
+		t.Errorf("%d wrong passwords were checked and refused; at most %d may be before the lock", got["bad credentials"], s.cfg.MaxFailures)
+	}
+	if passed := got["bad credentials"] + got["locked"]; passed > s.cfg.PerMinute {
+		t.Errorf("%d attempts for one name passed the rate limit of %d a minute", passed, s.cfg.PerMinute)
+	}
+	if got["rate limited"] < n-s.cfg.PerMinute {
+		t.Errorf("only %d of %d attempts were rate limited", got["rate limited"], n)
+	}
+	ev, err := st.Audit(store.AuditFilter{Actor: "tina", Action: "login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, e := range ev {
+		if strings.HasPrefix(e.Detail, "wrong password") {
+			checked++
+		}
+	}
+	if checked > s.cfg.MaxFailures {
+		t.Errorf("%d failed password checks audited; at most %d may be made before the lock", checked, s.cfg.MaxFailures)
+	}
+	u, err := st.User("tina")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.now().Before(u.LockedUntil) {
+		t.Errorf("account is not locked after %d failed sign-ins (locked until %v)", got["bad credentials"], u.LockedUntil)
+	}
+	// The right password, at once and after the rate limit's minute, is
+	// refused while the account is locked.
+	if _, err := s.Login("tina", "tina-password-1", "10.0.0.1"); err == nil {
+		t.Error("the right password was accepted right after the attack")
+	}
+	c.add(2 * time.Minute)
+	var le *LockedError
+	if _, err := s.Login("tina", "tina-password-1", "10.0.0.1"); !errors.As(err, &le) {
+		t.Errorf("right password on the locked account: %v, want locked", err)
+	}
+	// When the lock ends the right password works and resets the count.
+	c.add(15 * time.Minute)
+	if _, err := s.Login("tina", "tina-password-1", "10.0.0.1"); err != nil {
+		t.Fatalf("after the lockout: %v", err)
+	}
+	if u, err := st.User("tina"); err != nil || u.FailedLogins != 0 {
+		t.Fatalf("after a sign-in: %+v, %v; want no failed sign-ins counted", u, err)
+	}
+}
