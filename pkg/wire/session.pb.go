@@ -379,8 +379,13 @@ type AccessToken struct {
 	ExpiresUnixMs       int64                  `protobuf:"varint,5,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
 	TokenId             string                 `protobuf:"bytes,6,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
 	ForceServerSecurity bool                   `protobuf:"varint,7,opt,name=force_server_security,json=forceServerSecurity,proto3" json:"force_server_security,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The member id of the one host that takes this token: a session token,
+	// which the coordinator signs for one session. Hosts take nothing else,
+	// and the coordinator takes no session token, so a host that receives one
+	// can use it nowhere. Empty: an access token, for the coordinator only.
+	Audience      string `protobuf:"bytes,8,opt,name=audience,proto3" json:"audience,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessToken) Reset() {
@@ -460,6 +465,13 @@ func (x *AccessToken) GetForceServerSecurity() bool {
 		return x.ForceServerSecurity
 	}
 	return false
+}
+
+func (x *AccessToken) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
 }
 
 type SignedToken struct {
@@ -1855,7 +1867,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\bTokenKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xee\x01\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\x8a\x02\n" +
 	"\vAccessToken\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x12\n" +
 	"\x04user\x18\x02 \x01(\tR\x04user\x12\x16\n" +
@@ -1863,7 +1875,8 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x0eissued_unix_ms\x18\x04 \x01(\x03R\fissuedUnixMs\x12&\n" +
 	"\x0fexpires_unix_ms\x18\x05 \x01(\x03R\rexpiresUnixMs\x12\x19\n" +
 	"\btoken_id\x18\x06 \x01(\tR\atokenId\x122\n" +
-	"\x15force_server_security\x18\a \x01(\bR\x13forceServerSecurity\"X\n" +
+	"\x15force_server_security\x18\a \x01(\bR\x13forceServerSecurity\x12\x1a\n" +
+	"\baudience\x18\b \x01(\tR\baudience\"X\n" +
 	"\vSignedToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\fR\x05token\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x15\n" +

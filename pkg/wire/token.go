@@ -27,6 +27,9 @@ var (
 	ErrTokenUnknownKey = errors.New("access token is signed by a key this host does not know (another coordinator?)")
 	ErrTokenSignature  = errors.New("access token signature does not verify")
 	ErrTokenExpired    = errors.New("access token has expired: sign in again (outpost login)")
+	// ErrTokenAudience is a token shown to a party it is not for: a
+	// session token anywhere but its host, an access token at a host.
+	ErrTokenAudience = errors.New("token is not meant for this party")
 )
 
 // SignToken encodes t, signs it and returns the printable token.

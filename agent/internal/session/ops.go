@@ -213,7 +213,9 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 			}
 			*received += int64(len(b.FileData))
 		case *wire.SessionInput_FileEnd:
-			if err := tmp.Chmod(os.FileMode(mode) & 0o7777); err != nil {
+			// Permission bits only: a copy never makes a set-id or
+			// sticky file (the agent writes as root).
+			if err := tmp.Chmod(os.FileMode(mode) & os.ModePerm); err != nil {
 				return -1, err
 			}
 			if err := tmp.Sync(); err != nil {

@@ -343,6 +343,15 @@ func (s *Server) authorize(open *wire.SessionOpen) (*wire.AccessToken, Rights, e
 	if err != nil {
 		return nil, nil, deny("%v", err)
 	}
+	// Only a session token signed for this host: an access token is for
+	// the coordinator, and a token meant for another host must not open
+	// a session here (a host sees every token shown to it).
+	if at.GetAudience() != s.cfg.MemberID {
+		if at.GetAudience() == "" {
+			return nil, nil, deny("an access token opens no session on a host: the coordinator signs a session token for it (update the outpost CLI)")
+		}
+		return nil, nil, deny("the session token is for host %s, not this one", at.GetAudience())
+	}
 	s.mu.Lock()
 	revoked := s.revs.Revoked(at)
 	s.mu.Unlock()

@@ -62,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) token(t *testing.T, user string, groups ...string) string {
 	t.Helper()
 	now := time.Now()
-	tok, err := wire.SignToken(f.key, &wire.AccessToken{User: user, Groups: groups, IssuedUnixMs: now.UnixMilli(), ExpiresUnixMs: now.Add(time.Minute).UnixMilli()})
+	tok, err := wire.SignToken(f.key, &wire.AccessToken{User: user, Groups: groups, IssuedUnixMs: now.UnixMilli(), ExpiresUnixMs: now.Add(time.Minute).UnixMilli(), Audience: "ag-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +144,12 @@ func wait(t *testing.T, res <-chan *result, d time.Duration) *result {
 func TestExecAndRefusals(t *testing.T) {
 	f := newFixture(t)
 	_, other, _ := ed25519.GenerateKey(nil)
-	foreign, _ := wire.SignToken(other, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(time.Minute).UnixMilli()})
-	expired, _ := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(-time.Second).UnixMilli()})
+	foreign, _ := wire.SignToken(other, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(time.Minute).UnixMilli(), Audience: "ag-1"})
+	expired, _ := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(-time.Second).UnixMilli(), Audience: "ag-1"})
+	// A host takes only a session token signed for itself: not the
+	// technician's access token, not another host's session token.
+	access, _ := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(time.Minute).UnixMilli()})
+	otherHost, _ := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, ExpiresUnixMs: time.Now().Add(time.Minute).UnixMilli(), Audience: "ag-2"})
 	exec := []string{"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}
 	for _, tc := range []struct {
 		name   string
@@ -160,6 +164,8 @@ func TestExecAndRefusals(t *testing.T) {
 		{"other coordinator", foreign, "another coordinator", "", -1},
 		{"expired", expired, "expired", "", -1},
 		{"garbage", "ott1.xyz", "malformed", "", -1},
+		{"an access token", access, "an access token opens no session on a host", "", -1},
+		{"another host's session token", otherHost, "is for host ag-2, not this one", "", -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, res := f.open(t, &wire.SessionOpen{Token: tc.token, Kind: wire.SessionOpen_KIND_EXEC, Argv: exec})
@@ -175,10 +181,10 @@ func TestExecAndRefusals(t *testing.T) {
 			}
 		})
 	}
-	// Five refusals, the allowed exec, and how the exec ended.
+	// Seven refusals, the allowed exec, and how the exec ended.
 	recs := f.s.PendingAudit()
-	if len(recs) != 7 {
-		t.Fatalf("%d audit records, want 7", len(recs))
+	if len(recs) != 9 {
+		t.Fatalf("%d audit records, want 9", len(recs))
 	}
 	var actions []string
 	for _, r := range recs {
@@ -200,12 +206,12 @@ func TestExecAndRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(s2.PendingAudit()) != 7 {
+	if len(s2.PendingAudit()) != 9 {
 		t.Fatalf("after restart %d records", len(s2.PendingAudit()))
 	}
 	s2.AckAudit(recs[:4])
-	if len(s2.PendingAudit()) != 3 {
-		t.Fatalf("after ack %d records, want 3", len(s2.PendingAudit()))
+	if len(s2.PendingAudit()) != 5 {
+		t.Fatalf("after ack %d records, want 5", len(s2.PendingAudit()))
 	}
 }
 
@@ -381,6 +387,17 @@ func TestFilesAndInventory(t *testing.T) {
 	}
 	if st, _ := os.Stat(dst); st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v", st.Mode())
+	}
+	// Set-id and sticky bits are never set from a copy.
+	suid := filepath.Join(filepath.Dir(dst), "suid")
+	tech, res = f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: suid, Mode: 0o7755})
+	wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: []byte("#!/bin/sh\n")}})
+	wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
+	if r := wait(t, res, 10*time.Second); r.end.GetError() != "" {
+		t.Fatalf("put: %v", r.end)
+	}
+	if st, err := os.Stat(suid); err != nil || st.Mode() != 0o755 {
+		t.Fatalf("a put with mode 7755 made %v (%v), want -rwxr-xr-x", st.Mode(), err)
 	}
 	_, res = f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_GET, Path: dst})
 	if r := wait(t, res, 10*time.Second); !bytes.Equal(r.file.Bytes(), payload) || r.end.GetError() != "" {

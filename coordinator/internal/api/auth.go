@@ -41,11 +41,12 @@ var publicRoutes = map[string]bool{
 // read-only; changes to the fleet need an operator; users, groups, host
 // permissions and the audit trail need an admin. "GET /v1/me" is for
 // anyone signed in, technicians included, and so is how to reach a host
-// (the host itself decides who may do what on it).
+// and a session token for it (the host itself decides who may do what on
+// it).
 func requiredRole(route string) string {
 	method, path, _ := strings.Cut(route, " ")
 	switch {
-	case route == "GET /v1/me", route == "GET /v1/hosts/{host}/reach":
+	case route == "GET /v1/me", route == "GET /v1/hosts/{host}/reach", route == "POST /v1/hosts/{host}/session-token":
 		return auth.RoleNone
 	case strings.HasPrefix(path, "/v1/users"), strings.HasPrefix(path, "/v1/groups"),
 		strings.HasPrefix(path, "/v1/audit"), strings.HasSuffix(path, "/permissions") && method != http.MethodGet:
@@ -117,7 +118,7 @@ func (a *API) authenticate(r *http.Request) (*auth.Principal, error) {
 }
 
 func isAuthRefusal(err error) bool {
-	for _, e := range []error{wire.ErrTokenMalformed, wire.ErrTokenUnknownKey, wire.ErrTokenSignature, wire.ErrTokenExpired,
+	for _, e := range []error{wire.ErrTokenMalformed, wire.ErrTokenUnknownKey, wire.ErrTokenSignature, wire.ErrTokenExpired, wire.ErrTokenAudience,
 		auth.ErrRevoked, auth.ErrDisabled, auth.ErrBadCredentials, auth.ErrRefreshInvalid, auth.ErrRefreshReplay} {
 		if errors.Is(err, e) {
 			return true
@@ -128,25 +129,26 @@ func isAuthRefusal(err error) bool {
 
 func (a *API) accessRoutes() map[string]func(http.ResponseWriter, *http.Request) error {
 	return map[string]func(http.ResponseWriter, *http.Request) error{
-		"POST /v1/login":                     a.login,
-		"POST /v1/login/refresh":             a.refresh,
-		"GET /v1/me":                         a.me,
-		"POST /v1/users":                     a.createUser,
-		"GET /v1/users":                      a.listUsers,
-		"GET /v1/users/{name}":               a.showUser,
-		"PATCH /v1/users/{name}":             a.updateUser,
-		"DELETE /v1/users/{name}":            a.deleteUser,
-		"POST /v1/groups":                    a.createGroup,
-		"GET /v1/groups":                     a.listGroups,
-		"GET /v1/groups/{name}":              a.showGroup,
-		"PATCH /v1/groups/{name}":            a.updateGroup,
-		"DELETE /v1/groups/{name}":           a.deleteGroup,
-		"GET /v1/hosts/{id}/permissions":     a.showHostPermissions,
-		"PUT /v1/hosts/{id}/permissions":     a.setHostPermissions,
-		"GET /v1/offices/{name}/permissions": a.showOfficePermissions,
-		"PUT /v1/offices/{name}/permissions": a.setOfficePermissions,
-		"GET /v1/audit":                      a.listAudit,
-		"GET /v1/hosts/{host}/reach":         a.hostReach,
+		"POST /v1/login":                      a.login,
+		"POST /v1/login/refresh":              a.refresh,
+		"GET /v1/me":                          a.me,
+		"POST /v1/users":                      a.createUser,
+		"GET /v1/users":                       a.listUsers,
+		"GET /v1/users/{name}":                a.showUser,
+		"PATCH /v1/users/{name}":              a.updateUser,
+		"DELETE /v1/users/{name}":             a.deleteUser,
+		"POST /v1/groups":                     a.createGroup,
+		"GET /v1/groups":                      a.listGroups,
+		"GET /v1/groups/{name}":               a.showGroup,
+		"PATCH /v1/groups/{name}":             a.updateGroup,
+		"DELETE /v1/groups/{name}":            a.deleteGroup,
+		"GET /v1/hosts/{id}/permissions":      a.showHostPermissions,
+		"PUT /v1/hosts/{id}/permissions":      a.setHostPermissions,
+		"GET /v1/offices/{name}/permissions":  a.showOfficePermissions,
+		"PUT /v1/offices/{name}/permissions":  a.setOfficePermissions,
+		"GET /v1/audit":                       a.listAudit,
+		"GET /v1/hosts/{host}/reach":          a.hostReach,
+		"POST /v1/hosts/{host}/session-token": a.hostSessionToken,
 	}
 }
 

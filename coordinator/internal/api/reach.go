@@ -1,8 +1,11 @@
 package api
 
 import (
+	"errors"
 	"net"
 	"net/http"
+
+	"github.com/outposthq/outpost/coordinator/internal/auth"
 )
 
 // hostReach tells a signed-in technician where a host takes direct
@@ -32,5 +35,29 @@ func (a *API) hostReach(w http.ResponseWriter, r *http.Request) error {
 	}
 	connected := a.d.Presence != nil && a.d.Presence.Connected(m.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "hostname": m.Hostname, "direct": direct, "connected": connected})
+	return nil
+}
+
+// hostSessionToken signs a token for a direct session with one host, for
+// the signed-in user: the host takes nothing else (never the access
+// token), and it is good nowhere else. The session itself is recorded by
+// the host; the coordinator records that it was asked.
+func (a *API) hostSessionToken(w http.ResponseWriter, r *http.Request) error {
+	if a.d.Auth == nil {
+		return httpError(http.StatusBadRequest, "this coordinator does not take user tokens")
+	}
+	m, err := a.d.Store.FindHost(r.PathValue("host"))
+	if err != nil {
+		return err
+	}
+	tok, exp, err := a.d.Auth.SessionToken(PrincipalFrom(r.Context()), m.ID)
+	if errors.Is(err, auth.ErrNoSessionToken) {
+		return httpError(http.StatusForbidden, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	a.audit(r, "connect", "host "+m.ID, "direct session token")
+	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "hostname": m.Hostname, "token": tok, "expires": exp})
 	return nil
 }

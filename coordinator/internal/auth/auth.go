@@ -458,6 +458,10 @@ func (s *Server) Verify(token string) (*Principal, error) {
 	if at.GetIssuer() != s.cfg.Issuer {
 		return nil, wire.ErrTokenUnknownKey
 	}
+	if at.GetAudience() != "" {
+		// A session token, which a host was shown: good on that host only.
+		return nil, fmt.Errorf("%w: a session token for host %s; the coordinator takes only access tokens", wire.ErrTokenAudience, at.GetAudience())
+	}
 	u, err := s.st.User(at.GetUser())
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrRevoked

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -80,6 +81,10 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 			return nil, fmt.Errorf("%s cannot be reached directly (OUTPOST_VIA=direct): it takes no direct sessions, or none of its addresses answered", open.GetHost())
 		}
 	}
+	direct = "" // the coordinator's, unless a host answered
+	if conn != nil {
+		direct = conn.RemoteAddr().String()
+	}
 	if conn == nil {
 		tlsConf, err := tlsutil.PinnedConfig(fingerprint, wire.ALPNTechnician)
 		if err != nil {
@@ -94,16 +99,56 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 		conn.CloseWithError(0, "")
 		return nil, fmt.Errorf("open a session through %s: %w", addr, err)
 	}
-	if localUser != "" {
+	switch {
+	case localUser != "":
 		open.LocalUser, open.LocalPassword = localUser, e.getenv("OUTPOST_LOCAL_PASSWORD")
-	} else {
-		open.Token = c.AccessToken
+	case direct != "":
+		// A host is shown a token signed for it alone, never the access
+		// token, which would let it act as the user anywhere.
+		if open.Token, err = sessionToken(ctx, c, open.GetHost(), conn); err != nil {
+			conn.CloseWithError(0, "")
+			return nil, err
+		}
+	default:
+		open.Token = c.AccessToken // the coordinator signs the host's own
 	}
 	if err := wire.WriteMsg(str, open); err != nil {
 		conn.CloseWithError(0, "")
 		return nil, err
 	}
 	return &session{conn: conn, str: str, user: c.User, role: c.Role}, nil
+}
+
+// sessionToken asks the coordinator for a token that only the host reached
+// on conn takes, and checks that conn is that host: a token must not be
+// shown to any other.
+func sessionToken(ctx context.Context, c *credentials, host string, conn *quic.Conn) (string, error) {
+	api, err := newClient(c.Server, c.AccessToken, nil)
+	if err != nil {
+		return "", err
+	}
+	raw, err := api.send(ctx, http.MethodPost, "/v1/hosts/"+url.PathEscape(host)+"/session-token", nil)
+	if err != nil {
+		return "", fmt.Errorf("get a session token for %s from the coordinator: %w (without the coordinator, only break-glass reaches a host: OUTPOST_LOCAL_USER)", host, err)
+	}
+	var st struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	if err := decode(raw, "session token", &st); err != nil {
+		return "", err
+	}
+	if st.Token == "" {
+		return "", errors.New("the coordinator sent no session token: is it older than this CLI?")
+	}
+	if peer := conn.ConnectionState().TLS.PeerCertificates; len(peer) == 0 || peer[0].Subject.CommonName != st.ID {
+		got := "an unnamed host"
+		if len(peer) > 0 {
+			got = peer[0].Subject.CommonName
+		}
+		return "", fmt.Errorf("%s is %s, but the coordinator knows %s as %s: not sending it a token", conn.RemoteAddr(), got, host, st.ID)
+	}
+	return st.Token, nil
 }
 
 // directTimeout bounds the attempt to reach a host directly before the

@@ -22,6 +22,9 @@ import (
 // must refuse.
 type TokenVerifier interface {
 	Verify(token string) (*auth.Principal, error)
+	// SessionToken signs a token for one host from a verified one: the
+	// host gets that, never the technician's access token.
+	SessionToken(p *auth.Principal, memberID string) (string, time.Time, error)
 	SignedRevocations() (*wire.SignedRevocations, error)
 	Audit(ev store.AuditEvent)
 }
@@ -190,6 +193,11 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		return
 	}
 	kind := strings.ToLower(strings.TrimPrefix(open.GetKind().String(), "KIND_"))
+	// The host gets a token for itself alone, never the access token.
+	if open.Token, _, err = v.SessionToken(p, m.ID); err != nil {
+		endSession(str, true, "%v", err)
+		return
+	}
 	v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: "host " + m.ID, Detail: "brokered " + kind, Allowed: true, Remote: remote})
 
 	id := newSessionID()
