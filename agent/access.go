@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -58,6 +59,7 @@ func (a *Agent) runSessions(ctx context.Context) error {
 	}
 	a.log.Info("direct technician sessions", "addr", ln.Addr().String())
 	a.sessionAddr.Store(ln.Addr().String()) // the coordinator tells technicians
+	var conns sourceConns
 	a.sessions.Go(func() {
 		defer func() {
 			ln.Close()
@@ -69,7 +71,14 @@ func (a *Agent) runSessions(ctx context.Context) error {
 			if err != nil {
 				return
 			}
+			release, ok := conns.acquire(conn.RemoteAddr(), maxDirectConnsPerSource)
+			if !ok {
+				a.log.Debug("direct technician connection refused: too many from its source", "remote", conn.RemoteAddr().String())
+				conn.CloseWithError(1, "too many connections from your address: try again when some of your sessions have ended")
+				continue
+			}
 			a.sessions.Go(func() {
+				defer release()
 				defer conn.CloseWithError(0, "")
 				for {
 					str, err := conn.AcceptStream(ctx)
@@ -86,6 +95,50 @@ func (a *Agent) runSessions(ctx context.Context) error {
 		}
 	})
 	return a.sessions.Run(ctx)
+}
+
+// maxDirectConnsPerSource bounds the direct technician connections one
+// source (an IPv4 address, an IPv6 /64) holds at once. They are
+// unauthenticated until a session's token verifies, and each may have 16
+// streams waiting for their SessionOpen; the CLI opens one per command.
+const maxDirectConnsPerSource = 32
+
+// sourceConns counts open connections by source.
+type sourceConns struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire counts a connection from a, unless its source already has
+// limit; release uncounts it.
+func (c *sourceConns) acquire(a net.Addr, limit int) (release func(), ok bool) {
+	key := a.String()
+	if u, isUDP := a.(*net.UDPAddr); isUDP {
+		ip := u.IP
+		if ip.To4() == nil {
+			ip = ip.Mask(net.CIDRMask(64, 128))
+		}
+		key = ip.String()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[key] >= limit {
+		return nil, false
+	}
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.n[key]--; c.n[key] <= 0 {
+				delete(c.n, key)
+			}
+		})
+	}, true
 }
 
 // onAccessPush takes the coordinator's technician pushes: revocations, and

@@ -404,7 +404,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 
 	timer := time.AfterFunc(s.cfg.OpenTimeout, abort)
 	var open wire.SessionOpen
-	err := wire.ReadMsg(rw, &open)
+	err := wire.ReadMsgMax(rw, &open, wire.MaxSessionOpenSize)
 	timer.Stop()
 	if err != nil {
 		s.sessions.WithLabelValues("unknown", "bad_request").Inc()

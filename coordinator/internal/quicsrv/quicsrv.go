@@ -85,6 +85,11 @@ type Server struct {
 	// checkins verifies rolled-up check-ins, remembering the member
 	// certificates it has verified (rollup.go).
 	checkins *wire.CheckinVerifier
+	// techConns counts the open technician connections of each source.
+	techConns connLimit
+	// badHostnames rate-limits the warning for a member whose check-ins
+	// report a hostname that is refused.
+	badHostnames hostnameWarnings
 }
 
 // SetPlacementHook makes the server tell f (synchronously) of every agent
@@ -230,6 +235,14 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	case wire.ALPNEnroll:
 		s.serveEnroll(ctx, conn)
 	case wire.ALPNTechnician:
+		release, ok := s.techConns.acquire(conn.RemoteAddr(), maxTechConnsPerSource)
+		if !ok {
+			s.m.requests.WithLabelValues("session", "too_many_connections").Inc()
+			s.log.Debug("technician connection refused: too many from its source", "remote", conn.RemoteAddr().String())
+			conn.CloseWithError(1, "too many connections from your address: try again when some of your sessions have ended")
+			return
+		}
+		defer release()
 		s.serveTechnician(ctx, conn)
 	case wire.ALPNMember:
 		if len(state.VerifiedChains) == 0 {
@@ -284,7 +297,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "expected an enrollment request")
 	}
 	hostname := strings.TrimSpace(req.GetHostname())
-	if hostname == "" || len(hostname) > 253 || strings.ContainsFunc(hostname, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+	if !validHostname(hostname) {
 		s.m.enrollments.WithLabelValues("bad_request").Inc()
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "hostname %q is not valid", hostname)
 	}
@@ -395,6 +408,99 @@ func memberID(role string) string {
 		prefix = "rl-"
 	}
 	return prefix + hex.EncodeToString(b[:])
+}
+
+// validHostname says whether a member may go by h (already trimmed), at
+// enrollment and at check-in: 1 to 253 printable ASCII characters, no
+// spaces.
+func validHostname(h string) bool {
+	return h != "" && len(h) <= 253 && !strings.ContainsFunc(h, func(r rune) bool { return r < 0x21 || r > 0x7e })
+}
+
+// hostnameWarnEvery is how often a member whose check-ins keep reporting a
+// hostname that is refused is logged at warn level; at debug in between.
+const hostnameWarnEvery = 24 * time.Hour
+
+// hostnameWarnings remembers when each member was last warned about.
+type hostnameWarnings struct {
+	mu   sync.Mutex
+	last map[string]time.Time // member id → last warning
+}
+
+// due says whether member id is to be warned about now, and if so counts
+// the warning as given.
+func (w *hostnameWarnings) due(id string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if at, ok := w.last[id]; ok && now.Sub(at) < hostnameWarnEvery {
+		return false
+	}
+	if w.last == nil {
+		w.last = map[string]time.Time{}
+	}
+	if len(w.last) >= 4096 {
+		// Members removed since: forget the warnings that are over.
+		for k, at := range w.last {
+			if now.Sub(at) >= hostnameWarnEvery {
+				delete(w.last, k)
+			}
+		}
+	}
+	w.last[id] = now
+	return true
+}
+
+// maxTechConnsPerSource bounds the technician connections one source (an
+// IPv4 address, an IPv6 /64) holds at once. They are unauthenticated until
+// a session's token verifies, and each may have 64 streams waiting for
+// their SessionOpen. The CLI opens one per command: technicians of an
+// office behind one NAT, a script running a command on many hosts at
+// once, stay well below.
+const maxTechConnsPerSource = 64
+
+// connLimit counts open connections by source.
+type connLimit struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire counts a connection from a, unless its source already has
+// limit; release uncounts it.
+func (l *connLimit) acquire(a net.Addr, limit int) (release func(), ok bool) {
+	key := sourceKey(a)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.n[key] >= limit {
+		return nil, false
+	}
+	if l.n == nil {
+		l.n = map[string]int{}
+	}
+	l.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.n[key]--; l.n[key] <= 0 {
+				delete(l.n, key)
+			}
+		})
+	}, true
+}
+
+// sourceKey is the source a connection limit counts a by: its IP address,
+// the /64 of an IPv6 one (which one client usually has whole).
+func sourceKey(a net.Addr) string {
+	host := remoteIP(a)
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() == nil {
+		ip = ip.Mask(net.CIDRMask(64, 128))
+	}
+	return ip.String()
 }
 
 func remoteIP(a net.Addr) string {
@@ -659,6 +765,13 @@ func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []s
 		s.m.peerReports.Inc()
 		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
 	}
+	// A hostname enrollment would refuse (control characters, spaces, too
+	// long) is not taken: the member keeps the one it has, and its
+	// check-in the rest.
+	newHostname, badHostname := strings.TrimSpace(req.GetHostname()), false
+	if newHostname != "" && !validHostname(newHostname) {
+		newHostname, badHostname = "", true
+	}
 	moved := false
 	m, err := s.store.UpdateMember(id, func(m *store.Member) {
 		before, hostname := m.Office, m.Hostname
@@ -666,8 +779,8 @@ func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []s
 		if remote != "" {
 			m.Address = remote
 		}
-		if h := strings.TrimSpace(req.GetHostname()); h != "" {
-			m.Hostname = clip(h, 253)
+		if newHostname != "" {
+			m.Hostname = newHostname
 		}
 		m.Addresses = nil
 		for _, a := range req.GetAddresses() {
@@ -696,6 +809,14 @@ func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []s
 	})
 	if err != nil {
 		return nil, err
+	}
+	if badHostname {
+		level := slog.LevelDebug
+		if s.badHostnames.due(id, now) {
+			level = slog.LevelWarn
+		}
+		s.log.Log(context.Background(), level, "member reports a hostname that is not valid; it keeps the one it has",
+			"member", id, "hostname", m.Hostname, "reported", clip(req.GetHostname(), 300))
 	}
 	if moved && s.placed != nil && m.Role == "agent" {
 		s.placed(m.ID)

@@ -155,7 +155,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 	defer str.Close()
 	str.SetDeadline(time.Now().Add(30 * time.Second))
 	var open wire.SessionOpen
-	if err := wire.ReadMsg(str, &open); err != nil {
+	if err := wire.ReadMsgMax(str, &open, wire.MaxSessionOpenSize); err != nil {
 		str.CancelRead(1)
 		return
 	}

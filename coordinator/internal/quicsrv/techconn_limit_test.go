@@ -1,0 +1,157 @@
+package quicsrv
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/outposthq/outpost/pkg/tlsutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+func TestConnLimitBySource(t *testing.T) {
+	var l connLimit
+	v4 := func(s string) net.Addr { return &net.UDPAddr{IP: net.ParseIP(s), Port: 40000} }
+	var releases []func()
+	for i := range 3 {
+		r, ok := l.acquire(&net.UDPAddr{IP: net.ParseIP("192.0.2.1"), Port: 40000 + i}, 3)
+		if !ok {
+			t.Fatalf("connection %d refused", i+1)
+		}
+		releases = append(releases, r)
+	}
+	if _, ok := l.acquire(v4("192.0.2.1"), 3); ok {
+		t.Fatal("a 4th connection from 192.0.2.1 was taken")
+	}
+	// The same address as an IPv4-mapped IPv6 one is the same source.
+	if _, ok := l.acquire(v4("::ffff:192.0.2.1"), 3); ok {
+		t.Fatal("a 4th connection from ::ffff:192.0.2.1 was taken")
+	}
+	if _, ok := l.acquire(v4("192.0.2.2"), 3); !ok {
+		t.Fatal("another source was refused")
+	}
+	releases[0]()
+	releases[0]() // twice is once
+	if _, ok := l.acquire(v4("192.0.2.1"), 3); !ok {
+		t.Fatal("a connection after one ended was refused")
+	}
+	if _, ok := l.acquire(v4("192.0.2.1"), 3); ok {
+		t.Fatal("release counted twice")
+	}
+
+	// IPv6: one /64 is one source.
+	for i := range 3 {
+		if _, ok := l.acquire(v4("2001:db8:1:2::"+string(rune('a'+i))), 3); !ok {
+			t.Fatalf("IPv6 connection %d refused", i+1)
+		}
+	}
+	if _, ok := l.acquire(v4("2001:db8:1:2:ffff::1"), 3); ok {
+		t.Fatal("a 4th connection from the same /64 was taken")
+	}
+	if _, ok := l.acquire(v4("2001:db8:1:3::1"), 3); !ok {
+		t.Fatal("another /64 was refused")
+	}
+}
+
+// Over QUIC: one source holds at most maxTechConnsPerSource technician
+// connections; the next is closed with the reason, and once one ends a
+// new one is taken.
+func TestTechnicianConnectionsPerSource(t *testing.T) {
+	s, _, _ := checkinServer(t)
+	s.cfg.Addr = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	<-s.Ready()
+	tlsConf, err := tlsutil.PinnedConfig(s.ca.Fingerprint(), wire.ALPNTechnician)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dial := func() *quic.Conn {
+		t.Helper()
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer dcancel()
+		c, err := quic.DialAddr(dctx, s.Addr().String(), tlsConf, &quic.Config{MaxIdleTimeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// refused says whether the coordinator closed c for too many
+	// connections: a stream on it is answered by the close, where a
+	// connection it took keeps the stream waiting for its SessionOpen.
+	refused := func(c *quic.Conn) bool {
+		t.Helper()
+		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer rcancel()
+		select {
+		case <-c.Context().Done():
+		case <-rctx.Done():
+			return false
+		}
+		var appErr *quic.ApplicationError
+		if !errors.As(context.Cause(c.Context()), &appErr) || appErr.ErrorCode != 1 {
+			t.Fatalf("connection closed with %v, want the limit's application error", context.Cause(c.Context()))
+		}
+		return true
+	}
+
+	var conns []*quic.Conn
+	for range maxTechConnsPerSource {
+		conns = append(conns, dial())
+	}
+	// Each taken connection holds a stream that announced a large
+	// SessionOpen: they cost the coordinator nothing of that size.
+	for _, c := range conns {
+		str, err := c.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var hdr [4]byte
+		binary.BigEndian.PutUint32(hdr[:], wire.MaxSessionOpenSize+1)
+		if _, err := str.Write(hdr[:]); err != nil {
+			t.Fatal(err)
+		}
+		// Oversize: the stream is ended at once, without waiting for the
+		// body and without an answer.
+		str.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(str)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("an oversize SessionOpen was not refused at once")
+		}
+		if len(b) != 0 {
+			t.Fatalf("an oversize SessionOpen was answered with %d bytes", len(b))
+		}
+	}
+	extra := dial()
+	if !refused(extra) {
+		t.Fatalf("connection %d from one source was taken", maxTechConnsPerSource+1)
+	}
+	if !t.Failed() && refused(conns[0]) {
+		t.Fatal("a connection within the limit was closed")
+	}
+	conns[0].CloseWithError(0, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c := dial()
+		if !refused(c) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a new connection is still refused after one ended")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
