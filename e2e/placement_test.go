@@ -77,8 +77,33 @@ func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
 	tu.Eventually(t, 30*time.Second, func() bool { return exists(laptop.path("opt/hello/bin/hello")) && laptop.a.Revision() == berlinRev },
 		"roaming laptop did not install berlin's new policy from the file server")
 
-	// It walks into paris: paris's policy, paris's gossip.
+	// It says it is in paris, but the coordinator sees it connect from
+	// somewhere paris does not list: a claim alone moves it into no
+	// office but its own (joining paris would give it paris's gossip key).
 	net.set("10.2.3.4")
+	var claimed struct {
+		Office    string   `json:"office"`
+		Roaming   bool     `json:"roaming"`
+		Addresses []string `json:"addresses"`
+	}
+	tu.Eventually(t, 30*time.Second, func() bool {
+		c.MustDo("GET", "/v1/agents/"+laptop.a.ID(), nil, &claimed)
+		return strings.Join(claimed.Addresses, ",") == "10.2.3.4"
+	}, "the laptop's new address never reached the coordinator: %+v", claimed)
+	if claimed.Office != "berlin" || !claimed.Roaming {
+		t.Fatalf("a reported address alone placed the laptop: %+v", claimed)
+	}
+	if o, r := laptop.a.Office(); o != "berlin" || !r {
+		t.Fatalf("the laptop runs as %s (roaming %v), want berlin, roaming", o, r)
+	}
+
+	// Paris lists the address its computers reach the coordinator from
+	// (its NAT; here, loopback): the laptop walks in. Paris's policy,
+	// paris's gossip.
+	if code, msg := c.Do("PATCH", "/v1/offices/paris", map[string]any{"egress": []string{"nat.example.org"}}, nil); code != 400 || !strings.Contains(msg, "egress") {
+		t.Fatalf("egress by name: %d %q", code, msg)
+	}
+	c.MustDo("PATCH", "/v1/offices/paris", map[string]any{"egress": []string{"127.0.0.0/8"}}, nil)
 	tu.Eventually(t, 30*time.Second, where("paris", false, parisRev), "laptop in paris")
 	tu.Eventually(t, 30*time.Second, func() bool {
 		for _, p := range laptop.a.GossipPeers() {

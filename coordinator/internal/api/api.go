@@ -278,6 +278,7 @@ type officeView struct {
 	CheckinInterval Duration `json:"checkin_interval"`
 	TimeZone        string   `json:"time_zone"`
 	Subnets         []string `json:"subnets"`
+	Egress          []string `json:"egress"`
 	Rotation        string   `json:"rotation,omitempty"` // gossip key rotation phase, while one is under way
 	AllowPlainHTTP  bool     `json:"allow_plain_http"`
 	// DistributionServer and Staging: mode distribution only.
@@ -297,6 +298,7 @@ type officeInput struct {
 	CheckinInterval *Duration `json:"checkin_interval"`
 	TimeZone        *string   `json:"time_zone"`
 	Subnets         *[]string `json:"subnets"`
+	Egress          *[]string `json:"egress"`
 	AllowPlainHTTP  *bool     `json:"allow_plain_http"`
 	// DistributionServer is host:port (HTTPS) or a full URL.
 	DistributionServer *string `json:"distribution_server"`
@@ -352,6 +354,16 @@ func (in officeInput) apply(o *store.Office) error {
 			o.Subnets = append(o.Subnets, p.String())
 		}
 	}
+	if in.Egress != nil {
+		ps, err := placement.ParseSubnets(*in.Egress)
+		if err != nil {
+			return httpError(http.StatusBadRequest, "egress: %v", err)
+		}
+		o.Egress = nil
+		for _, p := range ps {
+			o.Egress = append(o.Egress, p.String())
+		}
+	}
 	return validateOffice(o)
 }
 
@@ -398,7 +410,7 @@ func validateOffice(o *store.Office) error {
 
 func (a *API) view(o *store.Office) (officeView, error) {
 	v := officeView{Name: o.Name, Description: o.Description, Location: o.Location, Mode: o.Mode,
-		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Rotation: o.Rotation, Created: o.Created,
+		Relays: o.Relays, CheckinInterval: Duration(o.CheckinInterval), TimeZone: o.TimeZone, Subnets: o.Subnets, Egress: o.Egress, Rotation: o.Rotation, Created: o.Created,
 		AllowPlainHTTP: o.PlainHTTPAllowed()}
 	if o.Mode == "distribution" {
 		v.DistributionServer = o.DistributionServer
@@ -408,6 +420,9 @@ func (a *API) view(o *store.Office) (officeView, error) {
 	}
 	if v.Subnets == nil {
 		v.Subnets = []string{}
+	}
+	if v.Egress == nil {
+		v.Egress = []string{}
 	}
 	if p, err := a.d.Store.Policy(o.Name); err == nil {
 		v.Revision = p.Revision

@@ -39,6 +39,7 @@ type (
 		CheckinInterval    string   `json:"checkin_interval"`
 		TimeZone           string   `json:"time_zone"`
 		Subnets            []string `json:"subnets"`
+		Egress             []string `json:"egress"`
 		Revision           int64    `json:"revision"`
 		Created            stamp    `json:"created"`
 		Agents             int      `json:"agents"`

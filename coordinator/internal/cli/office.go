@@ -23,6 +23,7 @@ type officeFlags struct {
 	interval    time.Duration
 	timeZone    string
 	subnets     stringList
+	egress      stringList
 	plainHTTP   bool
 	distServer  string
 }
@@ -41,11 +42,14 @@ func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
 	fs.Var(&o.relays, "relay", relayHelp)
 	fs.DurationVar(&o.interval, "interval", 0, "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
 	fs.StringVar(&o.timeZone, "time-zone", "", "the office's IANA time `ZONE`, like Europe/Berlin; deployment windows are in it (the coordinator's default is UTC)")
-	subnetHelp := "an address range the office owns, a `CIDR` like 10.1.0.0/16: agents reporting an address in it are placed here; repeat for several"
+	subnetHelp := "an address range the office owns, a `CIDR` like 10.1.0.0/16: agents the coordinator sees connect from it are placed here; repeat for several"
+	egressHelp := "an address the office's computers reach the coordinator from (its NAT's public address), an `ADDRESS` or CIDR: agents seen there and reporting an address in the office's subnets are placed here; repeat for several"
 	if edit {
 		subnetHelp += "; the given list replaces the old one, --subnet '' empties it"
+		egressHelp += "; the given list replaces the old one, --egress '' empties it"
 	}
 	fs.Var(&o.subnets, "subnet", subnetHelp)
+	fs.Var(&o.egress, "egress", egressHelp)
 }
 
 // fields returns the office fields given on the command line, as the API
@@ -99,6 +103,18 @@ func (o *officeFlags) fields(fs *flag.FlagSet) (map[string]any, error) {
 				subnets = append(subnets, c)
 			}
 			body["subnets"] = subnets
+		case "egress":
+			egress := []string{}
+			for _, c := range o.egress {
+				if c == "" {
+					continue
+				}
+				if _, _, e := net.ParseCIDR(c); e != nil && net.ParseIP(c) == nil {
+					err = usagef("--egress %q: want an address or a CIDR range such as 203.0.113.7 or 203.0.113.0/28", c)
+				}
+				egress = append(egress, c)
+			}
+			body["egress"] = egress
 		}
 	})
 	return body, err
@@ -216,6 +232,7 @@ Examples:
 						{"check-in interval", orDash(o.CheckinInterval)},
 						{"time zone", orDash(o.TimeZone)},
 						{"subnets", orDash(strings.Join(o.Subnets, ", "))},
+						{"egress", orDash(strings.Join(o.Egress, ", "))},
 						{"policy revision", strconv.FormatInt(o.Revision, 10)},
 						{"agents", strconv.Itoa(o.Agents)},
 						{"created", timeAndAge(e.now(), o.Created.Time)},
@@ -234,6 +251,7 @@ Examples:
   outpost office edit berlin --mode direct --relay ''
   outpost office edit berlin --subnet 10.1.0.0/16 --time-zone Europe/Berlin
   outpost office edit berlin --subnet ''
+  outpost office edit berlin --egress 203.0.113.7   # the office's NAT, as the coordinator sees it
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				var o officeFlags
@@ -244,7 +262,7 @@ Examples:
 						return err
 					}
 					if len(body) == 0 {
-						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --distribution-server, --allow-plain-http, --interval, --time-zone, --subnet")
+						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --distribution-server, --allow-plain-http, --interval, --time-zone, --subnet, --egress")
 					}
 					raw, err := e.api.send(ctx, http.MethodPatch, officePath(args[0]), body)
 					if err != nil {

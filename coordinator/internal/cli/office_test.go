@@ -4,7 +4,7 @@ import "testing"
 
 const (
 	berlinJSON = `{"name":"berlin","description":"Berlin branch","location":"Berlin, DE","mode":"relay",` +
-		`"relays":["http://10.1.0.5:8090"],"checkin_interval":"2m0s","time_zone":"Europe/Berlin","subnets":["10.1.0.0/16","192.168.7.0/24"],"revision":3,"created":"2025-05-29T12:00:00Z","agents":12}`
+		`"relays":["http://10.1.0.5:8090"],"checkin_interval":"2m0s","time_zone":"Europe/Berlin","subnets":["10.1.0.0/16","192.168.7.0/24"],"egress":["203.0.113.7/32"],"revision":3,"created":"2025-05-29T12:00:00Z","agents":12}`
 	hamburgJSON = `{"name":"hamburg","description":"","location":"","mode":"direct","relays":[],` +
 		`"checkin_interval":"5m0s","revision":0,"created":"2025-06-01T11:59:00Z","agents":0}`
 )
@@ -116,6 +116,7 @@ func TestOffice(t *testing.T) {
 				"check-in interval:  2m0s\n" +
 				"time zone:          Europe/Berlin\n" +
 				"subnets:            10.1.0.0/16, 192.168.7.0/24\n" +
+				"egress:             203.0.113.7/32\n" +
 				"policy revision:    3\n" +
 				"agents:             12\n" +
 				"created:            2025-05-29T12:00:00Z (3d ago)\n"},
@@ -139,6 +140,7 @@ func TestOffice(t *testing.T) {
 				"check-in interval:    2m0s\n" +
 				"time zone:            UTC\n" +
 				"subnets:              -\n" +
+				"egress:               -\n" +
 				"policy revision:      7\n" +
 				"agents:               4\n" +
 				"created:              2025-05-29T12:00:00Z (3d ago)\n"},
@@ -191,6 +193,18 @@ func TestOffice(t *testing.T) {
 			api: []exchange{{method: "POST", target: "/v1/offices",
 				body: `{"name":"berlin","subnets":["10.1.0.0/16","192.168.7.0/24"],"time_zone":"Europe/Berlin"}`, status: 201, answer: berlinJSON}},
 			want: want{stdout: "office berlin created (mode relay, check-in every 2m0s)\n"},
+		},
+		{
+			name: "edit egress",
+			args: []string{"office", "edit", "berlin", "--egress", "203.0.113.7", "--egress", "198.51.100.0/29"},
+			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
+				body: `{"egress":["203.0.113.7","198.51.100.0/29"]}`, answer: berlinJSON}},
+			want: want{stdout: "office berlin updated\n"},
+		},
+		{
+			name: "bad egress",
+			args: []string{"office", "edit", "berlin", "--egress", "nat.example.org"},
+			want: want{code: 2, stderrHas: []string{`--egress "nat.example.org": want an address or a CIDR range`}},
 		},
 		{
 			name: "add with a subnet that is no CIDR",

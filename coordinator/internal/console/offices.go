@@ -83,7 +83,7 @@ var officeRules = []rule{
 	{"description", "description"}, {"location", "location"},
 	{"mode relay needs", "relays"}, {"relay", "relays"}, {"mode", "mode"},
 	{"time_zone", "time_zone"}, {"checkin_interval", "checkin_interval"}, {"duration", "checkin_interval"},
-	{"subnet", "subnets"},
+	{"egress", "egress"}, {"subnet", "subnets"},
 }
 
 // officeBody is the Office of the form: every field, as the API names it.
@@ -96,6 +96,7 @@ func officeBody(f *form, create bool) map[string]any {
 		"relays":      list(f.Get("relays")),
 		"time_zone":   strings.TrimSpace(f.Get("time_zone")),
 		"subnets":     list(f.Get("subnets")),
+		"egress":      list(f.Get("egress")),
 		// An unticked checkbox is absent from the post: false, which is
 		// right because the edit form starts ticked when the office allows it.
 		"allow_plain_http":    f.Checked("allow_plain_http"),
@@ -120,6 +121,7 @@ func officeForm(o office) *form {
 	v.Set("checkin_interval", o.CheckinInterval)
 	v.Set("time_zone", o.TimeZone)
 	v.Set("subnets", strings.Join(o.Subnets, "\n"))
+	v.Set("egress", strings.Join(o.Egress, "\n"))
 	v.Set("distribution_server", o.DistributionServer)
 	if o.AllowPlainHTTP {
 		v.Set("allow_plain_http", "on")

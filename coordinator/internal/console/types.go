@@ -15,6 +15,7 @@ type office struct {
 	CheckinInterval    string    `json:"checkin_interval"`
 	TimeZone           string    `json:"time_zone"`
 	Subnets            []string  `json:"subnets"`
+	Egress             []string  `json:"egress"`
 	Rotation           string    `json:"rotation"`
 	AllowPlainHTTP     bool      `json:"allow_plain_http"`
 	DistributionServer string    `json:"distribution_server"` // mode distribution only

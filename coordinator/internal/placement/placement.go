@@ -1,8 +1,13 @@
 // Package placement decides which office a computer belongs in: the office
-// owning the most specific address range that one of its reported
-// addresses falls in; otherwise its home office (where it enrolled or was
-// moved to by hand), as a roaming member when that home office has ranges
-// of its own that the computer is outside. It also keeps offices' ranges
+// owning the most specific address range that the computer is in;
+// otherwise its home office (where it enrolled or was moved to by hand),
+// as a roaming member when that home office has ranges of its own that the
+// computer is outside. The addresses a computer reports are claims, so an
+// office other than its home takes it only on what the coordinator sees
+// itself: the computer connecting from inside the office's ranges, or
+// from one of the office's egress addresses (its NAT) while reporting an
+// address inside them. Joining an office gives its gossip key, policy and
+// content, which a claim alone must not. It also keeps offices' ranges
 // from overlapping. It is pure: no store, no network.
 package placement
 
@@ -17,6 +22,10 @@ import (
 type Office struct {
 	Name    string
 	Subnets []string
+	// Egress are the addresses the office's computers reach the
+	// coordinator from, as the coordinator sees them (its NAT's public
+	// address): a computer seen there is taken at its reported address.
+	Egress []string
 }
 
 // MaxSubnets bounds an office's ranges.
@@ -70,14 +79,34 @@ func Overlap(subnets []netip.Prefix, self string, others []Office) (office strin
 	return "", netip.Prefix{}, netip.Prefix{}
 }
 
-// Place returns the office a computer with addrs belongs in now, and
-// whether it is roaming.
-func Place(offices []Office, home string, addrs []string) (office string, roaming bool) {
-	best, bestBits := "", -1
+// Placement is where a computer belongs now.
+type Placement struct {
+	Office  string
+	Roaming bool
+	// Unconfirmed names an office that a reported address falls in but
+	// that does not take the computer, because the coordinator does not
+	// see it connect from inside that office's ranges or from one of its
+	// egress addresses ("" when none).
+	Unconfirmed string
+}
+
+// Place returns where a computer belongs: home is its home office, seen
+// the address the coordinator sees it connect from, reported the
+// addresses it says it has.
+func Place(offices []Office, home, seen string, reported []string) Placement {
+	best, bestBits, unconfirmed, unconfirmedBits := "", -1, "", -1
 	var homeHasRanges bool
 	// Sorted so that equal-length matches (only possible with bad data)
 	// resolve the same way every time.
 	sort.Slice(offices, func(i, j int) bool { return offices[i].Name < offices[j].Name })
+	seenAddr, seenErr := netip.ParseAddr(seen)
+	seenAddr = seenAddr.Unmap()
+	var claims []netip.Addr
+	for _, s := range reported {
+		if a, err := netip.ParseAddr(s); err == nil {
+			claims = append(claims, a.Unmap())
+		}
+	}
 	for _, o := range offices {
 		ps, err := ParseSubnets(o.Subnets)
 		if err != nil {
@@ -86,21 +115,37 @@ func Place(offices []Office, home string, addrs []string) (office string, roamin
 		if o.Name == home && len(ps) > 0 {
 			homeHasRanges = true
 		}
-		for _, s := range addrs {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				continue
+		// Reported addresses count at home (the computer belongs there
+		// anyway) and where the coordinator sees it at the office's
+		// egress.
+		trusted := o.Name == home
+		if eg, err := ParseSubnets(o.Egress); err == nil && seenErr == nil {
+			for _, p := range eg {
+				trusted = trusted || p.Contains(seenAddr)
 			}
-			a = a.Unmap()
-			for _, p := range ps {
-				if p.Contains(a) && p.Bits() > bestBits {
+		}
+		for _, p := range ps {
+			if seenErr == nil && p.Contains(seenAddr) && p.Bits() > bestBits {
+				best, bestBits = o.Name, p.Bits()
+			}
+			for _, a := range claims {
+				if !p.Contains(a) {
+					continue
+				}
+				if trusted && p.Bits() > bestBits {
 					best, bestBits = o.Name, p.Bits()
+				}
+				if !trusted && p.Bits() > unconfirmedBits {
+					unconfirmed, unconfirmedBits = o.Name, p.Bits()
 				}
 			}
 		}
 	}
-	if best != "" {
-		return best, false
+	if unconfirmed == best || unconfirmedBits <= bestBits {
+		unconfirmed = ""
 	}
-	return home, homeHasRanges
+	if best != "" {
+		return Placement{Office: best, Unconfirmed: unconfirmed}
+	}
+	return Placement{Office: home, Roaming: homeHasRanges, Unconfirmed: unconfirmed}
 }

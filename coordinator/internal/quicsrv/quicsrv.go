@@ -65,18 +65,21 @@ type Config struct {
 
 // Server serves members over QUIC.
 type Server struct {
-	cfg    Config
-	ca     *ca.CA
-	store  *store.Store
-	files  Presigner
-	creds  CredentialIssuer
-	log    *slog.Logger
-	m      metrics
-	ready  chan struct{}
-	addr   net.Addr
-	mu     sync.Mutex
-	conns  map[string]*quic.Conn // member id → its live connection
-	pushWG sync.WaitGroup
+	// unconfirmed is, per member id, the office its last reported
+	// address claimed without the coordinator's confirmation.
+	unconfirmed sync.Map
+	cfg         Config
+	ca          *ca.CA
+	store       *store.Store
+	files       Presigner
+	creds       CredentialIssuer
+	log         *slog.Logger
+	m           metrics
+	ready       chan struct{}
+	addr        net.Addr
+	mu          sync.Mutex
+	conns       map[string]*quic.Conn // member id → its live connection
+	pushWG      sync.WaitGroup
 	// access brokers technician sessions and pushes revocations (session.go).
 	access accessState
 	// placed, if set, is told of an agent that enrolled or changed office,
@@ -1139,11 +1142,17 @@ func (s *Server) place(m *store.Member, offices []store.Office) {
 	}
 	var po []placement.Office
 	for _, o := range offices {
-		po = append(po, placement.Office{Name: o.Name, Subnets: o.Subnets})
+		po = append(po, placement.Office{Name: o.Name, Subnets: o.Subnets, Egress: o.Egress})
 	}
-	office, roaming := placement.Place(po, m.Home, m.Addresses)
-	if office != m.Office || roaming != m.Roaming {
-		s.log.Info("agent placed", "member", m.ID, "from", m.Office, "to", office, "roaming", roaming)
+	p := placement.Place(po, m.Home, m.Address, m.Addresses)
+	if p.Office != m.Office || p.Roaming != m.Roaming {
+		s.log.Info("agent placed", "member", m.ID, "from", m.Office, "to", p.Office, "roaming", p.Roaming)
 	}
-	m.Office, m.Roaming = office, roaming
+	// A claim the coordinator cannot confirm is told once per office, so
+	// that an admin behind a NAT learns to list its egress.
+	if prev, _ := s.unconfirmed.Swap(m.ID, p.Unconfirmed); p.Unconfirmed != "" && prev != p.Unconfirmed {
+		s.log.Warn("agent reports an address in another office's range, but connects from outside that office's subnets and egress: not placed there (list the office's NAT address in its egress to admit visitors)",
+			"member", m.ID, "hostname", m.Hostname, "office", p.Unconfirmed, "seen", m.Address, "reported", m.Addresses, "placed", p.Office)
+	}
+	m.Office, m.Roaming = p.Office, p.Roaming
 }

@@ -41,9 +41,13 @@ type Office struct {
 	Relays          []string      `json:"relays"`
 	CheckinInterval time.Duration `json:"checkin_interval"`
 	TimeZone        string        `json:"time_zone"` // IANA name; deployment windows are in it
-	// Subnets are the address ranges the office owns: an agent reporting an
-	// address inside one is placed in this office.
+	// Subnets are the address ranges the office owns: an agent seen
+	// connecting from inside one, or reporting an address inside one
+	// while seen at one of Egress, is placed in this office.
 	Subnets []string `json:"subnets"`
+	// Egress are the addresses the office's computers reach the
+	// coordinator from (its NAT), as the coordinator sees them.
+	Egress []string `json:"egress,omitempty"`
 	// AllowPlainHTTP lets relay URLs be plain http://. nil: an office
 	// stored before the setting existed, which keeps plain HTTP allowed.
 	AllowPlainHTTP *bool `json:"allow_plain_http,omitempty"`
