@@ -55,6 +55,9 @@ type technician struct {
 	name string
 	dir  string
 	env  []string // extra environment, e.g. direct mode
+	// server is the coordinator's URL the CLI is given (default: its
+	// plain-HTTP one).
+	server string
 }
 
 func newTechnician(t testing.TB, c *coordinatortest.Harness, name string) *technician {
@@ -74,7 +77,11 @@ func (r cliResult) String() string {
 
 func (tc *technician) cmd(ctx context.Context, stdin string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, outpostCLI(tc.t), args...)
-	cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+tc.c.URL, "OUTPOST_CONFIG_DIR="+tc.dir, "OUTPOST_TOKEN=", "OUTPOST_TOKEN_FILE=")
+	server := tc.c.URL
+	if tc.server != "" {
+		server = tc.server
+	}
+	cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+server, "OUTPOST_CONFIG_DIR="+tc.dir, "OUTPOST_TOKEN=", "OUTPOST_TOKEN_FILE=")
 	cmd.Env = append(cmd.Env, tc.env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	return cmd

@@ -92,7 +92,11 @@ func TestDirectWhenReachableElseBrokered(t *testing.T) {
 	if reach.ID != open.a.ID() || !slices.Contains(reach.Direct, listen) {
 		t.Fatalf("reach %+v, want %s at %s", reach, open.a.ID(), listen)
 	}
+	// Over HTTPS, trusting the coordinator's own CA by the fingerprint the
+	// sign-in pins, as technicians use it.
+	tina.server, tina.env = c.HTTPS, []string{"OUTPOST_CA_FINGERPRINT=" + c.CA}
 	tina.login()
+	tina.env = nil
 	brokered := func(host string) int {
 		var out struct {
 			Events []struct{ Target, Detail string } `json:"events"`

@@ -76,9 +76,10 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 	case localUser == "" && via != "coordinator":
 		// The host directly when it takes sessions and answers; the
 		// coordinator brokers otherwise (NAT, firewalls, roaming).
-		conn = dialHostDirect(ctx, c, fingerprint, open.GetHost(), quicConf)
+		var why error
+		conn, why = dialHostDirect(ctx, c, fingerprint, open.GetHost(), quicConf)
 		if conn == nil && via == "direct" {
-			return nil, fmt.Errorf("%s cannot be reached directly (OUTPOST_VIA=direct): it takes no direct sessions, or none of its addresses answered", open.GetHost())
+			return nil, fmt.Errorf("%s cannot be reached directly (OUTPOST_VIA=direct): %w", open.GetHost(), why)
 		}
 	}
 	direct = "" // the coordinator's, unless a host answered
@@ -123,7 +124,7 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 // on conn takes, and checks that conn is that host: a token must not be
 // shown to any other.
 func sessionToken(ctx context.Context, c *credentials, host string, conn *quic.Conn) (string, error) {
-	api, err := newClient(c.Server, c.AccessToken, nil)
+	api, err := sessionAPI(c)
 	if err != nil {
 		return "", err
 	}
@@ -155,31 +156,44 @@ func sessionToken(ctx context.Context, c *credentials, host string, conn *quic.C
 // session goes through the coordinator.
 const directTimeout = 2 * time.Second
 
+// sessionAPI is the coordinator's API as the signed-in user, trusting the
+// CA the sign-in pinned.
+func sessionAPI(c *credentials) (*client, error) {
+	rt, err := trust{fingerprint: c.CAFingerprint}.transport(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(c.Server, c.AccessToken, rt)
+}
+
 // dialHostDirect asks the coordinator where host takes direct sessions and
 // dials all those addresses at once; the first handshake that proves the
-// host (its certificate names its member id) wins. nil: go through the
-// coordinator.
-func dialHostDirect(ctx context.Context, c *credentials, fingerprint, host string, qc *quic.Config) *quic.Conn {
-	api, err := newClient(c.Server, c.AccessToken, nil)
+// host (its certificate names its member id) wins. nil, with the reason:
+// go through the coordinator.
+func dialHostDirect(ctx context.Context, c *credentials, fingerprint, host string, qc *quic.Config) (*quic.Conn, error) {
+	api, err := sessionAPI(c)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, directTimeout)
 	defer cancel()
 	raw, err := api.get(lctx, "/v1/hosts/"+url.PathEscape(host)+"/reach", nil)
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("ask the coordinator where it is: %w", err)
 	}
 	var reach struct {
 		ID     string   `json:"id"`
 		Direct []string `json:"direct"`
 	}
-	if decode(raw, "host reach", &reach) != nil || reach.ID == "" || len(reach.Direct) == 0 {
-		return nil
+	if err := decode(raw, "host reach", &reach); err != nil {
+		return nil, err
+	}
+	if reach.ID == "" || len(reach.Direct) == 0 {
+		return nil, errors.New("it takes no direct sessions (session_listen in its agent.yaml)")
 	}
 	tlsConf, err := hostTLS(fingerprint, reach.ID)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	won := make(chan *quic.Conn, len(reach.Direct))
 	for _, addr := range reach.Direct[:min(len(reach.Direct), 8)] {
@@ -203,7 +217,10 @@ func dialHostDirect(ctx context.Context, c *credentials, fingerprint, host strin
 			conn.CloseWithError(0, "")
 		}
 	}
-	return best
+	if best == nil {
+		return nil, fmt.Errorf("none of its addresses (%s) answered within %v", strings.Join(reach.Direct, ", "), directTimeout)
+	}
+	return best, nil
 }
 
 // hostTLS verifies a host's own certificate in direct mode: issued by the

@@ -117,6 +117,18 @@ func fresh(ctx context.Context, getenv func(string) string) (*credentials, error
 	if time.Until(c.Expires) > time.Minute {
 		return c, nil
 	}
+	// One refresh at a time: whoever waited finds the new sign-in.
+	unlock, err := lockSignIn(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("lock the sign-in %s: %w", path, err)
+	}
+	defer unlock()
+	if c, _, err = loadCredentials(getenv); err != nil {
+		return nil, err
+	}
+	if time.Until(c.Expires) > time.Minute {
+		return c, nil
+	}
 	rt, err := trust{fingerprint: c.CAFingerprint}.transport(c.Server)
 	if err != nil {
 		return nil, err

@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/coordinator"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 )
 
@@ -129,5 +131,36 @@ func TestLoginUser(t *testing.T) {
 				t.Errorf("sign-in requests %q, want one %s", users, tt.wantU)
 			}
 		})
+	}
+}
+
+// Commands run at once (a loop over hosts, two terminals) refresh one
+// sign-in once between them: a refresh token presented twice would revoke
+// every token of the sign-in.
+func TestParallelCommandsRefreshOnce(t *testing.T) {
+	c := coordinatortest.New(t, coordinatortest.WithConfig(func(cfg *coordinator.Config) {
+		cfg.AccessTokenTTL = 30 * time.Second // under a minute: every command refreshes
+	}))
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "tina", "password": "tina-password-1", "role": "read-only"}, nil)
+	tina := newSignedIn(t, c)
+	if res := tina.run("tina-password-1\n", "login", "tina", "--password-stdin"); res.code != 0 {
+		t.Fatalf("login: %+v", res)
+	}
+	for round := range 3 {
+		var wg sync.WaitGroup
+		results := make([]cliResult, 8)
+		for i := range results {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i] = tina.run("", "office", "list")
+			}()
+		}
+		wg.Wait()
+		for i, res := range results {
+			if res.code != 0 {
+				t.Fatalf("round %d, command %d: %+v", round, i, res)
+			}
+		}
 	}
 }
