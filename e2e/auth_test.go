@@ -254,6 +254,26 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 			t.Fatalf("tom's old token still works after leaving the group: %v", r)
 		}
 	})
+	t.Run("interrupted technician leaves nothing running", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		pidFile := filepath.Join(t.TempDir(), "pid")
+		cmd := tina.cmd(ctx, "", "exec", "pc-berlin-1", "--", "/bin/sh", "-c", "echo $$ > "+pidFile+"; echo started; exec sleep 300")
+		var out, errb syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "started") }, "session did not start: %s", errb.String())
+		var pid int
+		if b, err := os.ReadFile(pidFile); err != nil || func() bool { _, err := fmt.Sscan(string(b), &pid); return err != nil }() {
+			t.Fatalf("pid file: %v", err)
+		}
+		_ = cmd.Process.Signal(os.Interrupt) // Ctrl-C
+		_ = cmd.Wait()
+		testutil.Eventually(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil },
+			"the command (pid %d) still runs on the host after its technician's Ctrl-C", pid)
+	})
 	t.Run("disabled mid-session", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

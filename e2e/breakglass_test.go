@@ -63,6 +63,12 @@ func TestDirectSessionsAndBreakGlass(t *testing.T) {
 	if r := glass(tom, "glass-password-1"); r.code == 0 || !strings.Contains(r.stderr, "force server security") {
 		t.Fatalf("force-server-security user used break-glass: %v", r)
 	}
+	// The host-local password goes to the host alone, never through the
+	// coordinator.
+	tina.env = []string{"OUTPOST_CA_FINGERPRINT=" + c.CA, "OUTPOST_LOCAL_USER=tina", "OUTPOST_LOCAL_PASSWORD=glass-password-1"}
+	if r := tina.run("", "exec", "pc-direct", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "only directly") {
+		t.Fatalf("break-glass without OUTPOST_DIRECT: %v", r)
+	}
 }
 
 // TestDirectWhenReachableElseBrokered: a signed-in technician names only

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/wire"
@@ -35,28 +36,39 @@ func (w streamWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// pumpInput passes the technician's input on until it ends: keystrokes to
-// w, terminal sizes to resize (if any), and the end of input to closed,
-// which says whether to go on reading (a terminal wants an end-of-file
-// character, pipes are closed).
-func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed func() bool) {
+// errTechnicianGone ends a session whose technician's stream ended: the
+// CLI was interrupted, lost its network, or the coordinator between went
+// away. Nothing is left running for nobody.
+var errTechnicianGone = errors.New("the technician's connection ended")
+
+// pumpInput passes the technician's input on until the stream ends:
+// keystrokes to w, terminal sizes to resize (if any), and the end of input
+// to closed, which says whether to go on passing input (a terminal wants
+// an end-of-file character, pipes are closed). It keeps reading after
+// that, and calls gone when the stream ends while the session runs: the
+// technician does not close it before the session's end.
+func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed func() bool, gone func()) {
+	passing := true
 	for {
 		var m wire.SessionInput
 		if err := wire.ReadMsg(in, &m); err != nil {
+			gone()
 			return
 		}
 		switch b := m.GetBody().(type) {
 		case *wire.SessionInput_Stdin:
-			if _, err := w.Write(b.Stdin); err != nil {
-				return
+			if passing {
+				if _, err := w.Write(b.Stdin); err != nil {
+					passing = false // the program closed its input; keep watching the stream
+				}
 			}
 		case *wire.SessionInput_Resize:
 			if resize != nil {
 				resize(b.Resize)
 			}
 		case *wire.SessionInput_CloseStdin:
-			if !closed() {
-				return
+			if passing {
+				passing = closed()
 			}
 		}
 	}
@@ -65,6 +77,8 @@ func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed 
 // runCommand runs argv with the technician's input as its standard input
 // and streams its output. Ending ctx kills its whole process group.
 func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout = streamWriter{o: o}
 	cmd.Stderr = streamWriter{o: o, stderr: true}
@@ -76,24 +90,45 @@ func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32
 		return -1, err
 	}
 	if err := cmd.Start(); err != nil {
-		return -1, fmt.Errorf("start %s: %w", argv[0], err)
+		return startStatus(err), fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	go func() {
 		defer stdin.Close()
-		pumpInput(in, stdin, nil, func() bool { return false })
+		pumpInput(in, stdin, nil, func() bool { stdin.Close(); return false }, func() { cancel(errTechnicianGone) })
 	}()
 	err = cmd.Wait()
 	if ctx.Err() != nil {
-		return -1, ctx.Err()
+		return -1, context.Cause(ctx)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return int32(ee.ExitCode()), nil
+		return exitStatus(ee.ProcessState), nil
 	}
 	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
 		return -1, err
 	}
-	return int32(cmd.ProcessState.ExitCode()), nil
+	return exitStatus(cmd.ProcessState), nil
+}
+
+// exitStatus is a finished process's status as a shell reports it: its
+// exit code, or 128 plus the signal that killed it (143 for TERM).
+func exitStatus(ps *os.ProcessState) int32 {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int32(ws.Signal())
+	}
+	return int32(ps.ExitCode())
+}
+
+// startStatus is a shell's status for a command that could not start:
+// 127 not found, 126 not executable.
+func startStatus(err error) int32 {
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		return 127
+	case errors.Is(err, fs.ErrPermission):
+		return 126
+	}
+	return -1
 }
 
 func checkPath(path string) error {

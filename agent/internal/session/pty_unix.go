@@ -21,6 +21,8 @@ import (
 // terminal prints goes out as stdout; the technician's keystrokes come in as
 // stdin and size changes as resize. Ending ctx kills the terminal's session.
 func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Reader, o *out) (int32, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "TERM="+termName(t.GetTerm()))
 	// pty.Start makes the shell a session leader, so its pid is its process
@@ -35,7 +37,7 @@ func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Rea
 		// The technician's input ended: end-of-file, as Ctrl-D would.
 		_, _ = ptmx.Write([]byte{4})
 		return true
-	})
+	}, func() { cancel(errTechnicianGone) })
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
@@ -61,16 +63,16 @@ func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Rea
 	case <-time.After(time.Second):
 	}
 	if ctx.Err() != nil {
-		return -1, ctx.Err()
+		return -1, context.Cause(ctx)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return int32(ee.ExitCode()), nil
+		return exitStatus(ee.ProcessState), nil
 	}
 	if err != nil {
 		return -1, err
 	}
-	return int32(cmd.ProcessState.ExitCode()), nil
+	return exitStatus(cmd.ProcessState), nil
 }
 
 func winsize(s *wire.WindowSize) *pty.Winsize {

@@ -37,6 +37,11 @@ type session struct {
 
 func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
 	direct, localUser := e.getenv("OUTPOST_DIRECT"), e.getenv("OUTPOST_LOCAL_USER")
+	if localUser != "" && direct == "" {
+		// A host-local password goes to the host alone, never through
+		// the coordinator.
+		return nil, usagef("break-glass (OUTPOST_LOCAL_USER) reaches a host only directly: set OUTPOST_DIRECT=host:port too (and OUTPOST_CA_FINGERPRINT)")
+	}
 	var c *credentials
 	var err error
 	if localUser == "" {

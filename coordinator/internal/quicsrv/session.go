@@ -244,8 +244,13 @@ func splice(ctx context.Context, tech, agent *quic.Stream) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _ = io.Copy(agent, tech)
-		agent.Close() // the technician has no more input
+		if _, err := io.Copy(agent, tech); err != nil {
+			// The technician went away (interrupted, network lost): a
+			// reset, so the host ends what it runs for them.
+			agent.CancelWrite(1)
+			return
+		}
+		agent.Close()
 	}()
 	_, err := io.Copy(tech, agent)
 	if err != nil {

@@ -1,0 +1,88 @@
+//go:build unix
+
+package session
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// A technician who goes away (interrupted, network lost) leaves nothing
+// running: the host kills what the session started and records why.
+func TestTechnicianGoneEndsTheSession(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		terminal *wire.Terminal
+	}{{"exec over pipes", nil}, {"shell on a terminal", &wire.Terminal{Term: "xterm"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			pidFile := filepath.Join(t.TempDir(), "pid")
+			open := &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_EXEC,
+				Argv: []string{"/bin/sh", "-c", "echo $$ > " + pidFile + "; exec sleep 300"}}
+			if tc.terminal != nil {
+				open = &wire.SessionOpen{Token: open.Token, Kind: wire.SessionOpen_KIND_SHELL, Terminal: tc.terminal}
+			}
+			tech, _ := f.open(t, open)
+			if tc.terminal != nil {
+				wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_Stdin{Stdin: []byte("echo $$ > " + pidFile + "; exec sleep 300\n")}})
+			}
+			var pid int
+			deadline := time.Now().Add(10 * time.Second)
+			for pid == 0 && time.Now().Before(deadline) {
+				if b, err := os.ReadFile(pidFile); err == nil && len(b) > 0 && b[len(b)-1] == '\n' {
+					fmt.Sscan(string(b), &pid)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if pid == 0 {
+				t.Fatal("the command never started")
+			}
+			tech.Close() // gone, without a word
+			deadline = time.Now().Add(10 * time.Second)
+			for syscall.Kill(pid, 0) == nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("process %d still runs 10 s after its technician went away", pid)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			testutil.Eventually(t, 5*time.Second, func() bool {
+				for _, r := range f.s.PendingAudit() {
+					if strings.HasSuffix(r.GetAction(), ".end") && strings.Contains(r.GetDetail(), "the technician's connection ended") {
+						return true
+					}
+				}
+				return false
+			}, "no end record says the technician went away: %v", f.s.PendingAudit())
+		})
+	}
+}
+
+// Exit statuses are a shell's: 128 plus the signal that killed the
+// command, 127 for one that is not there.
+func TestExitStatusAsAShellReportsIt(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "tina", "berlin")
+	for _, tc := range []struct {
+		argv   []string
+		code   int32
+		errHas string
+	}{
+		{[]string{"/bin/sh", "-c", "kill -TERM $$"}, 143, ""},
+		{[]string{"/bin/sh", "-c", "exit 7"}, 7, ""},
+		{[]string{"/nonexistent/tool"}, 127, "start /nonexistent/tool"},
+	} {
+		_, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_EXEC, Argv: tc.argv})
+		r := wait(t, res, 10*time.Second)
+		if r.end.GetExitCode() != tc.code || !strings.Contains(r.end.GetError(), tc.errHas) || (tc.errHas == "") != (r.end.GetError() == "") {
+			t.Errorf("%v: end %v, want status %d and error %q", tc.argv, r.end, tc.code, tc.errHas)
+		}
+	}
+}
