@@ -899,6 +899,10 @@ func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 		}
 	}
 	a.log.Info("policy accepted", "office", p.GetOffice(), "revision", p.GetRevision(), "items", len(p.GetItems()), "from", from, "own", p.GetAgent() != "")
+	// Live sessions the new permission lists no longer allow end now.
+	if a.sessions != nil {
+		a.sessions.Recheck()
+	}
 	a.trigger()
 }
 

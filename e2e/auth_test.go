@@ -274,6 +274,30 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		testutil.Eventually(t, 10*time.Second, func() bool { return syscall.Kill(pid, 0) != nil },
 			"the command (pid %d) still runs on the host after its technician's Ctrl-C", pid)
 	})
+	t.Run("a right taken away mid-session", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := tina.cmd(ctx, "", "exec", "pc-berlin-1", "--", "/bin/sh", "-c", "echo started; sleep 60")
+		var out, errb syncBuffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), "started") }, "session did not start: %s", errb.String())
+		// The group keeps view and files; command goes.
+		waitRevision(t, pc, setOfficePerms(t, c, "berlin", map[string]any{"subject": "group:berlin-techs", "rights": []string{"view", "files"}}))
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the session went on 10 s after its right was taken away")
+		}
+		if !strings.Contains(errb.String(), "no longer allow you to run commands") {
+			t.Fatalf("the CLI did not say why: %s", errb.String())
+		}
+		waitRevision(t, pc, setOfficePerms(t, c, "berlin", map[string]any{"subject": "group:berlin-techs", "rights": []string{"view", "command", "files"}}))
+	})
 	t.Run("disabled mid-session", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

@@ -86,3 +86,35 @@ func TestExitStatusAsAShellReportsIt(t *testing.T) {
 		}
 	}
 }
+
+// A permission change that takes a right away ends the live sessions that
+// ran on it, at once; others go on.
+func TestPermissionChangeEndsLiveSessions(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "tina", "berlin")
+	_, cmdRes := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/sh", "-c", "echo started; exec sleep 300"}})
+	testutil.Eventually(t, 10*time.Second, func() bool { return f.s.Live() == 1 }, "the session did not start")
+	time.Sleep(100 * time.Millisecond) // let it reach sleep
+
+	// Unchanged rights: nothing ends.
+	f.s.Recheck()
+	if f.s.Live() != 1 {
+		t.Fatal("a recheck with the same permissions ended the session")
+	}
+	// The group keeps view and files, loses command.
+	f.p.Permissions = []*wire.HostPermissions{{Grants: []*wire.Grant{
+		{Subject: "group:berlin", Rights: []wire.Right{wire.Right_RIGHT_VIEW, wire.Right_RIGHT_FILES}},
+	}}}
+	f.s.Recheck()
+	r := wait(t, cmdRes, 10*time.Second)
+	if !r.end.GetRevoked() || !strings.Contains(r.end.GetError(), "no longer allow you to run commands") {
+		t.Fatalf("end %v, want ended by the permission change", r.end)
+	}
+	found := false
+	for _, rec := range f.s.PendingAudit() {
+		found = found || rec.GetAction() == "revoked" && strings.Contains(rec.GetDetail(), "no longer give the right command")
+	}
+	if !found {
+		t.Fatalf("no audit record of the cut: %v", f.s.PendingAudit())
+	}
+}

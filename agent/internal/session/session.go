@@ -87,6 +87,12 @@ type liveSession struct {
 	token   *wire.AccessToken
 	cancel  context.CancelFunc
 	revoked bool
+	// need is the right the session runs on; local marks break-glass,
+	// which no permission list grants.
+	need  wire.Right
+	local bool
+	// withdrawn: ended because the host's permissions no longer allow it.
+	withdrawn bool
 }
 
 const maxAuditSpool = 10000
@@ -110,7 +116,7 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_sessions_total", Help: "Technician sessions by kind and result."}, []string{"kind", "result"}),
 		cut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "outpost_agent_sessions_revoked_total", Help: "Live technician sessions ended by a revocation."}),
+			Name: "outpost_agent_sessions_revoked_total", Help: "Live technician sessions ended by a revocation, or by a permission change that no longer allows them."}),
 	}
 	for _, c := range []prometheus.Collector{s.sessions, s.cut} {
 		if err := reg.Register(c); err != nil {
@@ -217,6 +223,31 @@ func (s *Server) SetRevocations(sr *wire.SignedRevocations) error {
 		s.log.Error("save revocation list", "err", err)
 	}
 	return nil
+}
+
+// Recheck ends, at once, every live session that the host's current
+// policy no longer allows: a right taken away from the user or a group of
+// theirs, or a deny added. The agent calls it for each policy it accepts.
+func (s *Server) Recheck() {
+	p := s.policy.Policy()
+	s.mu.Lock()
+	var cut []*liveSession
+	for ls := range s.live {
+		if ls.revoked || ls.withdrawn || ls.local {
+			continue
+		}
+		if !Decide(p.GetPermissions(), s.cfg.MemberID, ls.user, ls.token.GetGroups())[ls.need] {
+			ls.withdrawn = true
+			ls.cancel()
+			cut = append(cut, ls)
+		}
+	}
+	s.mu.Unlock()
+	for _, ls := range cut {
+		s.cut.Inc()
+		s.log.Info("live session ended: the host's permissions no longer allow it", "user", ls.user, "right", rightName(ls.need))
+		s.record(ls.user, "revoked", "live session ended: the host's permissions no longer give the right "+rightName(ls.need), true)
+	}
 }
 
 // Revocations is the signed list held (nil if none) and its issue time.
@@ -432,7 +463,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	stop := context.AfterFunc(parent, cancel)
 	defer stop()
 	defer cancel()
-	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel}
+	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel, need: needs(open.GetKind()), local: open.GetToken() == ""}
 	s.mu.Lock()
 	// A revocation may have arrived between the check and now.
 	if s.revs.Revoked(at) {
@@ -462,15 +493,18 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		_ = d.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	}
 	s.mu.Lock()
-	revoked := ls.revoked
+	revoked, withdrawn := ls.revoked, ls.withdrawn
 	s.mu.Unlock()
 	if open.GetKind() != wire.SessionOpen_KIND_INVENTORY || runErr != nil {
-		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked, s.now().Sub(started), o.bytesSent(), received), true)
+		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked || withdrawn, s.now().Sub(started), o.bytesSent(), received), true)
 	}
 	switch {
 	case revoked:
 		s.sessions.WithLabelValues(kind, "revoked").Inc()
 		o.end(-1, "session ended: your access was revoked by the coordinator", false, true)
+	case withdrawn:
+		s.sessions.WithLabelValues(kind, "revoked").Inc()
+		o.end(-1, fmt.Sprintf("session ended: an admin changed this host's permissions, which no longer allow you to %s here", kindVerb(open.GetKind())), false, true)
 	case runErr != nil:
 		s.sessions.WithLabelValues(kind, "error").Inc()
 		o.end(code, runErr.Error(), false, false)

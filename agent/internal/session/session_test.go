@@ -36,6 +36,7 @@ type fixture struct {
 	s   *Server
 	key ed25519.PrivateKey
 	dir string
+	p   *wire.Policy // what the host holds; a test may change it, then call Recheck
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -56,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &fixture{s: s, key: priv, dir: dir}
+	return &fixture{s: s, key: priv, dir: dir, p: p}
 }
 
 func (f *fixture) token(t *testing.T, user string, groups ...string) string {
