@@ -261,7 +261,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 
 	qs, err := quicsrv.New(quicsrv.Config{Addr: c.cfg.QUICAddr, PresignTTL: c.cfg.PresignTTL, Version: Version, PushFanout: c.cfg.PushFanout, KeyPhase: c.cfg.GossipKeyPhase,
-		DirectCheckins: c.cfg.DirectCheckins},
+		DirectCheckins: c.cfg.DirectCheckins, ResetKeyFile: filepath.Join(c.cfg.DataDir, "quic-reset.key")},
 		authority, st, presigner, creds, c.log, c.reg)
 	if err != nil {
 		return err

@@ -302,13 +302,29 @@ func (c *Client) Run(ctx context.Context) error {
 	backoff := c.minBackoff
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// A transport of its own, with connection ids: quic.DialAddr's has
+	// none, and without them a stateless reset from a restarted
+	// coordinator cannot be told apart from the connection's own packets,
+	// so the member would wait out the idle timeout (a minute) instead of
+	// redialling at once.
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return fmt.Errorf("open a UDP socket: %w", err)
+	}
+	tr := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
+	defer udp.Close()
+	defer tr.Close()
 	for ctx.Err() == nil {
-		conn, err := quic.DialAddr(ctx, c.addr, c.tls, &quic.Config{
-			HandshakeIdleTimeout: 10 * time.Second,
-			MaxIdleTimeout:       60 * time.Second,
-			KeepAlivePeriod:      15 * time.Second,
-			MaxIncomingStreams:   32,
-		})
+		var conn *quic.Conn
+		raddr, err := net.ResolveUDPAddr("udp", c.addr)
+		if err == nil {
+			conn, err = tr.Dial(ctx, raddr, c.tls, &quic.Config{
+				HandshakeIdleTimeout: 10 * time.Second,
+				MaxIdleTimeout:       60 * time.Second,
+				KeepAlivePeriod:      15 * time.Second,
+				MaxIncomingStreams:   32,
+			})
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				break

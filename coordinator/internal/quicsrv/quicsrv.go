@@ -61,6 +61,9 @@ type Config struct {
 	// DirectCheckins turns the roll-up off: every member checks in itself
 	// instead of through one member of its office (rollup.go).
 	DirectCheckins bool
+	// ResetKeyFile keeps the QUIC stateless reset key across restarts
+	// (resetkey.go); empty: a new key each start.
+	ResetKeyFile string
 }
 
 // Server serves members over QUIC.
@@ -189,6 +192,12 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	// The transport is ours so that shutting down frees the port at once.
 	tr := &quic.Transport{Conn: udp}
+	if s.cfg.ResetKeyFile != "" {
+		if tr.StatelessResetKey, err = loadResetKey(s.cfg.ResetKeyFile); err != nil {
+			udp.Close()
+			return err
+		}
+	}
 	ln, err := tr.Listen(s.tlsConfig(), &quic.Config{
 		MaxIdleTimeout:       s.cfg.IdleTimeout,
 		HandshakeIdleTimeout: 10 * time.Second,
