@@ -184,6 +184,16 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
 			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
 		}
+		// A new local file gets the usual mode for new files, not 0600.
+		umask := syscall.Umask(0)
+		syscall.Umask(umask)
+		if st, err := os.Stat(back); err != nil || st.Mode().Perm() != os.FileMode(0o666&^umask) {
+			t.Fatalf("the copy is %v (%v), want %v", st.Mode(), err, os.FileMode(0o666&^umask))
+		}
+		// One file at a time: a directory is refused before anything is sent.
+		if r := tina.run("", "cp", filepath.Dir(local), "pc-berlin-1:"+remote+".d"); r.code != 2 || !strings.Contains(r.stderr, "not a regular file") {
+			t.Fatalf("cp of a directory: %v", r)
+		}
 		// Into a directory, as cp does: the file keeps its name.
 		dir := filepath.Dir(remote)
 		os.Remove(remote)

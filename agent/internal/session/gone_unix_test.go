@@ -118,3 +118,45 @@ func TestPermissionChangeEndsLiveSessions(t *testing.T) {
 		t.Fatalf("no audit record of the cut: %v", f.s.PendingAudit())
 	}
 }
+
+// A put over an existing file keeps its mode and owner, as cp does; a get
+// refuses what is not a regular file (a device would never end).
+func TestCopyKeepsWhatItReplaces(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "tina", "berlin")
+	put := func(path string, mode uint32) *result {
+		tech, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_PUT, Path: path, Mode: mode})
+		wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileData{FileData: []byte("new contents\n")}})
+		wire.WriteMsg(tech, &wire.SessionInput{Body: &wire.SessionInput_FileEnd{FileEnd: true}})
+		return wait(t, res, 10*time.Second)
+	}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	owner := os.Geteuid()
+	if owner == 0 {
+		owner = 65534 // nobody: a service's file
+		if err := os.Chown(secret, owner, owner); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := put(secret, 0o644); r.end.GetError() != "" {
+		t.Fatalf("put: %v", r.end)
+	}
+	st, err := os.Stat(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 || int(st.Sys().(*syscall.Stat_t).Uid) != owner {
+		t.Fatalf("replaced file is %v owned by %d, want -rw------- owned by %d", st.Mode(), st.Sys().(*syscall.Stat_t).Uid, owner)
+	}
+	if b, _ := os.ReadFile(secret); string(b) != "new contents\n" {
+		t.Fatalf("contents %q", b)
+	}
+
+	_, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_GET, Path: "/dev/zero"})
+	if r := wait(t, res, 10*time.Second); !strings.Contains(r.end.GetError(), "not a regular file") || r.file.Len() != 0 {
+		t.Fatalf("get /dev/zero: %d bytes, end %v", r.file.Len(), r.end)
+	}
+}

@@ -143,14 +143,18 @@ func getFile(ctx context.Context, path string, o *out) (int32, error) {
 	if err := checkPath(path); err != nil {
 		return -1, err
 	}
+	// Looked at before it is opened: opening a named pipe would wait for
+	// a writer, and a device (/dev/zero) never ends.
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return -1, fmt.Errorf("%s is a directory on the host; copy files one at a time", path)
+	} else if err == nil && !st.Mode().IsRegular() {
+		return -1, fmt.Errorf("%s is not a regular file on the host (%s); copy regular files only", path, fileKind(st.Mode()))
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return -1, fmt.Errorf("open %s on the host: %w", path, err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.IsDir() {
-		return -1, fmt.Errorf("%s is a directory on the host; copy files one at a time", path)
-	}
 	buf := make([]byte, chunk)
 	for {
 		if ctx.Err() != nil {
@@ -249,8 +253,18 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 			*received += int64(len(b.FileData))
 		case *wire.SessionInput_FileEnd:
 			// Permission bits only: a copy never makes a set-id or
-			// sticky file (the agent writes as root).
-			if err := tmp.Chmod(os.FileMode(mode) & os.ModePerm); err != nil {
+			// sticky file (the agent writes as root). A file that is
+			// replaced keeps its mode and owner, as cp keeps them: a
+			// 0600 secret does not become world-readable, nor a
+			// service's file root's.
+			perm := os.FileMode(mode) & os.ModePerm
+			if old, err := os.Lstat(path); err == nil && old.Mode().IsRegular() {
+				perm = old.Mode().Perm()
+				if err := keepOwner(tmp, old); err != nil {
+					return -1, fmt.Errorf("keep the owner of %s on the host: %w", path, err)
+				}
+			}
+			if err := tmp.Chmod(perm); err != nil {
 				return -1, err
 			}
 			if err := tmp.Sync(); err != nil {
@@ -265,4 +279,19 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 			return 0, nil
 		}
 	}
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return m.Type().String()
 }

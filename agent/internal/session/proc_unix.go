@@ -3,6 +3,7 @@
 package session
 
 import (
+	"os"
 	"os/exec"
 	"syscall"
 )
@@ -17,4 +18,13 @@ func killGroup(cmd *exec.Cmd) {
 		}
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// keepOwner gives f the owner and group of the file it replaces, as cp
+// does: a file a service owns stays its own.
+func keepOwner(f *os.File, old os.FileInfo) error {
+	if st, ok := old.Sys().(*syscall.Stat_t); ok {
+		return f.Chown(int(st.Uid), int(st.Gid))
+	}
+	return nil
 }

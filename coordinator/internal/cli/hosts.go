@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -613,6 +614,9 @@ func putRemote(ctx context.Context, e *env, local, host, path string) error {
 	if err != nil {
 		return err
 	}
+	if !st.Mode().IsRegular() {
+		return usagef("%s is not a regular file: cp copies one file (for a directory: tar it, copy the archive, and unpack it with outpost exec)", local)
+	}
 	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_PUT, Path: path, Name: filepath.Base(local), Mode: uint32(st.Mode().Perm())})
 	if err != nil {
 		return err
@@ -656,12 +660,25 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 	if st, err := os.Stat(local); err == nil && st.IsDir() {
 		local = filepath.Join(local, filepath.Base(path))
 	}
+	// A file it replaces keeps its mode, as cp keeps it; a new one gets
+	// the usual mode for new files (0666 less the umask), not the
+	// temporary file's 0600.
+	mode := newFileMode()
+	if st, err := os.Stat(local); err == nil && st.Mode().IsRegular() {
+		mode = st.Mode().Perm()
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(local), ".outpost-cp-*")
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("copy to %s: the directory %s does not exist", local, filepath.Dir(local))
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("copy to %s: %w", local, err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
+	if err := tmp.Chmod(mode); err != nil {
+		return err
+	}
 	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_GET, Path: path})
 	if err != nil {
 		return err
