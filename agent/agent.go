@@ -611,14 +611,26 @@ func (a *Agent) apply(ctx context.Context, run *runner.Runner, p *wire.Policy) b
 		return false
 	}
 	old := a.state.Report()
-	// Kept until the coordinator has it, however long it is away.
-	if dropped, err := a.state.Enqueue(report); err != nil {
-		a.log.Error("queue report", "err", err)
-	} else if dropped > 0 {
-		a.log.Warn("report queue full: oldest runs dropped", "dropped", dropped, "kept", state.MaxQueued)
+	// Kept until the coordinator has it, however long it is away; in
+	// memory (and sent all the same) while the disk does not take it. A
+	// write failing is told once, not at every run.
+	dropped, err := a.state.Enqueue(report)
+	if err != nil && !state.Repeated(err) {
+		a.log.Error("queue report: kept in memory until the disk takes it", "err", err)
 	}
-	if err := a.state.SetReport(report); err != nil {
-		a.log.Error("save report", "err", err)
+	if kept := state.MaxQueued; dropped > 0 {
+		if err != nil {
+			kept = state.MaxPending
+		}
+		a.log.Warn("report queue full: oldest runs dropped", "dropped", dropped, "kept", kept)
+	}
+	if err := a.state.SetReport(report); err != nil && !state.Repeated(err) {
+		a.log.Error("save report: reported all the same, written at the next save", "err", err)
+	}
+	// Content neither this policy nor the one before names goes, after a
+	// grace period.
+	if a.fetcher != nil {
+		a.fetcher.Collect(fetch.Named(p, a.state.Policy(), a.state.Previous()), fetch.ContentGrace)
 	}
 	return old == nil || old.GetRevision() != report.GetRevision() || changed(old, report)
 }

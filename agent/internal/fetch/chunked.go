@@ -179,6 +179,10 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 	prog := loadProgress(filepath.Join(f.dir, sha+".chunks.json"), a.GetSize(), a.GetChunkSize(), n)
 	if fi, err := fh.Stat(); err == nil && fi.Size() != a.GetSize() {
 		if err := fh.Truncate(a.GetSize()); err != nil {
+			if isNoSpace(err) {
+				fh.Close()
+				os.Remove(part)
+			}
 			return fmt.Errorf("size partial download: %w", err)
 		}
 	}
@@ -201,6 +205,18 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 	}()
 	if s.prog.Done.count() < n {
 		if err := s.run(ctx); err != nil {
+			if isNoSpace(err) {
+				// The disk is full: the partial download's bytes go back,
+				// so that the agent's state (the report saying so) can
+				// still be written. Peers are no longer offered its chunks.
+				s.h.mu.Lock()
+				s.h.have = newBitset(n)
+				s.h.mu.Unlock()
+				fh.Close()
+				os.Remove(part)
+				prog.remove()
+				return fmt.Errorf("disk full; partial download removed: %w", err)
+			}
 			s.mu.Lock()
 			if s.unsaved > 0 {
 				s.prog.save(false)
@@ -474,6 +490,11 @@ func (s *session) finish(i int, src source, err error) {
 		return
 	}
 	switch {
+	case isNoSpace(err):
+		// Nobody's fault, and no other source helps: the download stops.
+		if s.fatal == nil {
+			s.fatal = err
+		}
 	case src.peer != nil && errors.Is(err, errBadChunk):
 		// A peer that sends bytes failing a signed hash is broken or
 		// hostile: not asked again for this artifact, nor for a while for

@@ -63,7 +63,10 @@ type Fetcher struct {
 	log       *slog.Logger
 	bytes     *prometheus.CounterVec
 	badChunks *prometheus.CounterVec
+	gcBytes   prometheus.Counter
 	tuning    Tuning
+	// freeSpace is the space left on dir's file system; false: unknown.
+	freeSpace func(dir string) (uint64, bool)
 
 	hmu        sync.Mutex
 	held       map[string]*held // artifacts with chunks to offer peers
@@ -71,6 +74,8 @@ type Fetcher struct {
 	onHoldings func()
 	locks      map[string]*sync.Mutex          // one download of an artifact at a time
 	askers     map[string]map[string]time.Time // sha → members that asked about it → when
+	used       map[string]time.Time            // sha → when a policy last named it or a peer was last served it (gc.go)
+	usedDirty  bool
 
 	smu        sync.Mutex
 	stats      map[string]*artifactStats // per-artifact figures
@@ -94,16 +99,22 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 			Name: "outpost_agent_peer_bad_chunks_total",
 			Help: "Chunks office peers sent that failed their hash (the peer is dropped and reported), by office."},
 			[]string{"office"}),
-		tuning: Tuning{}.withDefaults(),
-		held:   map[string]*held{}, locks: map[string]*sync.Mutex{}, askers: map[string]map[string]time.Time{},
+		gcBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "outpost_agent_content_gc_bytes_total",
+			Help: "Bytes of cached artifacts (and partial downloads) removed because no policy named them any more."}),
+		tuning:    Tuning{}.withDefaults(),
+		freeSpace: diskFree,
+		held:      map[string]*held{}, locks: map[string]*sync.Mutex{}, askers: map[string]map[string]time.Time{},
+		used:  map[string]time.Time{},
 		stats: map[string]*artifactStats{}, bad: map[string]time.Time{},
 	}
-	for _, c := range []prometheus.Collector{f.bytes, f.badChunks} {
+	for _, c := range []prometheus.Collector{f.bytes, f.badChunks, f.gcBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	f.loadStats()
+	f.loadUsed()
 	return f, nil
 }
 
@@ -131,6 +142,10 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 	if cerr != nil {
 		f.log.Warn("artifact's chunk list does not fit it; fetching it whole", "artifact", sha[:12], "err", cerr)
 	}
+	// Not a byte unless it fits: the state lives on the same disk.
+	if err := f.checkSpace(a, chunked, n); err != nil {
+		return "", fmt.Errorf("fetch %s: %w", sha[:12], err)
+	}
 	if chunked {
 		if err := f.getChunked(ctx, a, n, src); err != nil {
 			return "", fmt.Errorf("fetch %s: %w", sha[:12], err)
@@ -147,6 +162,10 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 		errs = append(errs, fmt.Errorf("relay %s: %w", relay, err))
 		if ctx.Err() != nil {
 			return "", errors.Join(errs...)
+		}
+		if isNoSpace(err) {
+			// Another source would fill the disk just the same.
+			return "", fmt.Errorf("fetch %s: %w", sha[:12], errors.Join(errs...))
 		}
 	}
 	if src.Direct || len(src.Relays) == 0 {
@@ -222,6 +241,12 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
+	if err != nil && isNoSpace(err) {
+		// The disk is full: its bytes go back, so that the agent's state
+		// (the report saying so) can still be written.
+		os.Remove(part)
+		return fmt.Errorf("disk full after %d bytes; partial download removed: %w", have+n, err)
+	}
 	if err != nil {
 		return fmt.Errorf("download interrupted after %d bytes (will resume): %w", have+n, err)
 	}
@@ -237,6 +262,9 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 		fh.Close()
 	}
 	if err != nil {
+		if isNoSpace(err) {
+			os.Remove(part)
+		}
 		return err
 	}
 	return fsutil.Rename(part, filepath.Join(f.dir, a.GetSha256()))

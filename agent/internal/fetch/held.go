@@ -26,6 +26,7 @@ type held struct {
 	fetching bool     // a download is running: it will get its share
 	fetchers []string // who the download knows first hand to be downloading it too
 	added    uint64
+	serving  int // chunks open for peers now: the files are not removed meanwhile
 }
 
 // ErrNotHeld is returned for an artifact or chunk this agent cannot serve.
@@ -179,12 +180,22 @@ func (f *Fetcher) recentAskers(sha string, now time.Time) []string {
 // Chunk is one verified chunk opened for serving.
 type Chunk struct {
 	*io.SectionReader
-	file *os.File
-	Size int64
+	file   *os.File
+	h      *held
+	closed bool
+	Size   int64
 }
 
 // Close closes the file under the chunk.
-func (c *Chunk) Close() error { return c.file.Close() }
+func (c *Chunk) Close() error {
+	if !c.closed && c.h != nil {
+		c.h.mu.Lock()
+		c.h.serving--
+		c.h.mu.Unlock()
+	}
+	c.closed = true
+	return c.file.Close()
+}
 
 // OpenChunk opens chunk i of sha for reading, if its hash has checked
 // here; ErrNotHeld otherwise.
@@ -193,6 +204,7 @@ func (f *Fetcher) OpenChunk(sha string, i int) (*Chunk, error) {
 	if h == nil {
 		return nil, ErrNotHeld
 	}
+	f.markUsed(sha, time.Now()) // peers may want more of it a while yet
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if i < 0 || i >= h.n || !h.have.has(i) {
@@ -205,5 +217,6 @@ func (f *Fetcher) OpenChunk(sha string, i int) (*Chunk, error) {
 		return nil, err
 	}
 	off, n := h.a.ChunkRange(i)
-	return &Chunk{SectionReader: io.NewSectionReader(fh, off, n), file: fh, Size: n}, nil
+	h.serving++
+	return &Chunk{SectionReader: io.NewSectionReader(fh, off, n), file: fh, h: h, Size: n}, nil
 }

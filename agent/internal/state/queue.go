@@ -3,15 +3,16 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -61,27 +62,84 @@ func (s *State) lastSeq() uint64 {
 	if seqs, _ := s.queued(); len(seqs) > 0 {
 		last = max(last, seqs[len(seqs)-1])
 	}
-	return max(last, s.report.GetSeq())
+	return max(last, s.report.GetSeq(), s.seq)
 }
 
+// newestQueued reads the newest run on disk, or nil.
+func (s *State) newestQueued() *wire.Report {
+	seqs, _ := s.queued()
+	for i := len(seqs) - 1; i >= 0; i-- {
+		if r := s.readQueued(seqs[i]); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+func (s *State) readQueued(seq uint64) *wire.Report {
+	b, err := os.ReadFile(filepath.Join(s.queueDir(), queueName(seq)))
+	if err != nil {
+		return nil
+	}
+	var r wire.Report
+	if proto.Unmarshal(b, &r) != nil || r.GetSeq() != seq {
+		return nil
+	}
+	return &r
+}
+
+// MaxPending bounds the runs kept in memory while the disk does not take
+// them (a full disk); beyond it the oldest are dropped, and counted.
+const MaxPending = 64
+
 // Enqueue numbers r, keeps it until acknowledged and returns how many old
-// runs had to be dropped to stay within MaxQueued.
+// runs had to be dropped to stay within MaxQueued (MaxPending in memory).
+// When the disk does not take it, r is kept in memory: check-ins carry it
+// all the same, and it is written when the disk takes it (err is then a
+// *PersistError).
 func (s *State) Enqueue(r *wire.Report) (dropped int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seq := s.lastSeq() + 1
-	// The number first: a crash must not hand the same number out twice.
-	if err := fsutil.WriteFileAtomic(s.path("seq"), []byte(strconv.FormatUint(seq, 10)), 0o600); err != nil {
-		return 0, err
-	}
+	s.seq, s.seqDirty = seq, true
 	r.Seq = seq
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return 0, err
+	s.pending = append(s.pending, r)
+	dropped, err = s.flushLocked()
+	if over := len(s.pending) - MaxPending; over > 0 {
+		clear(s.pending[:over])
+		s.pending = s.pending[over:]
+		dropped += over
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(s.queueDir(), queueName(seq)), b, 0o600); err != nil {
-		return 0, err
+	return dropped, err
+}
+
+// flushLocked writes the run number given last and the runs kept in
+// memory, oldest first, and keeps the queue on disk within MaxQueued.
+// Call with s.mu held.
+func (s *State) flushLocked() (dropped int, err error) {
+	if !s.seqDirty && len(s.pending) == 0 {
+		return 0, nil
 	}
+	// The number first: a crash must not hand the same number out twice.
+	if s.seqDirty {
+		if err := s.write(s.path("seq"), []byte(strconv.FormatUint(s.seq, 10)), 0o600); err != nil {
+			return 0, s.noteLocked("queue", err)
+		}
+		s.seqDirty = false
+	}
+	for len(s.pending) > 0 {
+		r := s.pending[0]
+		b, err := proto.Marshal(r)
+		if err == nil {
+			err = s.write(filepath.Join(s.queueDir(), queueName(r.GetSeq())), b, 0o600)
+		}
+		if err != nil {
+			return 0, s.noteLocked("queue", err)
+		}
+		s.pending[0] = nil
+		s.pending = s.pending[1:]
+	}
+	s.noteLocked("queue", nil)
 	seqs, err := s.queued()
 	if err != nil {
 		return 0, err
@@ -97,46 +155,72 @@ func (s *State) Enqueue(r *wire.Report) (dropped int, err error) {
 }
 
 // Backlog returns up to n unacknowledged runs older than the newest,
-// oldest first.
+// oldest first: those on disk and those the disk did not take.
 func (s *State) Backlog(n int) []*wire.Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	runs := map[uint64]*wire.Report{}
 	seqs, _ := s.queued()
-	if len(seqs) > 0 {
-		seqs = seqs[:len(seqs)-1] // the newest travels as the report
+	for _, seq := range seqs {
+		runs[seq] = nil // read below, if it is sent
+	}
+	for _, r := range s.pending {
+		runs[r.GetSeq()] = r
+	}
+	all := slices.Sorted(maps.Keys(runs))
+	if len(all) > 0 {
+		all = all[:len(all)-1] // the newest travels as the report
 	}
 	var out []*wire.Report
-	for _, seq := range seqs {
+	for _, seq := range all {
 		if len(out) == n {
 			break
 		}
-		b, err := os.ReadFile(filepath.Join(s.queueDir(), queueName(seq)))
-		if err != nil {
-			continue
+		r := runs[seq]
+		if r == nil {
+			r = s.readQueued(seq)
 		}
-		var r wire.Report
-		if proto.Unmarshal(b, &r) == nil && r.GetSeq() == seq {
-			out = append(out, &r)
+		if r != nil {
+			out = append(out, r)
 		}
 	}
 	return out
 }
 
-// Ack forgets the runs up to seq: the coordinator has them.
+// Ack forgets the runs up to seq: the coordinator has them. It also
+// writes what the disk did not take before, if it takes it now.
 func (s *State) Ack(seq uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seqs, err := s.queued()
-	if err != nil {
-		return err
+	s.pending = slices.DeleteFunc(s.pending, func(r *wire.Report) bool { return r.GetSeq() <= seq })
+	if seq > s.lastSeq() {
+		// The coordinator has a run numbered higher than any this agent
+		// remembers (given while the disk was full, then a restart):
+		// numbering goes on from there, or the next runs would be taken
+		// for ones it has.
+		s.seq, s.seqDirty = seq, true
 	}
+	seqs, err := s.queued()
 	for _, q := range seqs {
 		if q > seq {
 			break
 		}
-		if err := os.Remove(filepath.Join(s.queueDir(), queueName(q))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		if rerr := os.Remove(filepath.Join(s.queueDir(), queueName(q))); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = rerr
+			break
 		}
 	}
-	return nil
+	// A failure here is told by the next Enqueue or SetReport, unless it
+	// was told already.
+	told := maps.Clone(s.failing)
+	s.flushLocked()
+	s.saveReportLocked()
+	for what := range s.failing {
+		if why, ok := told[what]; ok {
+			s.failing[what] = why
+		} else {
+			delete(s.failing, what)
+		}
+	}
+	return err
 }

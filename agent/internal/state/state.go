@@ -2,6 +2,11 @@
 // signed policy it applies, the highest revision it ever accepted from each
 // office (so nothing older is ever applied again, even after the agent has
 // moved between offices and back), and its last report. Writes are atomic.
+//
+// A full (or failing) disk does not make the agent lie: the last report and
+// the runs not yet acknowledged are held in memory first, so check-ins
+// carry them, and are written when the disk takes them again
+// (PersistError says which writes failed).
 package state
 
 import (
@@ -15,6 +20,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 
 	"google.golang.org/protobuf/proto"
 
@@ -51,14 +57,65 @@ type State struct {
 	mu      sync.Mutex
 	signed  *wire.SignedPolicy
 	policy  *wire.Policy
+	prev    *wire.Policy // the policy accepted before this one, or nil
 	report  *wire.Report
 	highest map[string]uint64 // office → highest revision accepted
+
+	// What the disk did not take (it was full): the report, and runs kept
+	// here (at most MaxPending) until they are written or acknowledged.
+	reportDirty bool
+	pending     []*wire.Report
+	seq         uint64            // the highest run number given out in this process
+	seqDirty    bool              // seq is not on disk yet
+	failing     map[string]string // what could not be written → why, to tell each failure once
+
+	// write writes a file atomically (tests put a failing one in).
+	write func(path string, data []byte, perm os.FileMode) error
+}
+
+// PersistError is a write of the state that failed: what was to be
+// written is kept in memory (and carried by check-ins) and written again
+// at the next save. Repeat is set when the previous attempt of the same
+// write failed the same way, so that it is logged once, not every run.
+type PersistError struct {
+	What   string // "report" or "queue"
+	Err    error
+	Repeat bool
+}
+
+func (e *PersistError) Error() string { return e.Err.Error() }
+func (e *PersistError) Unwrap() error { return e.Err }
+
+// Repeated tells whether err is a PersistError already told: the same
+// write failed the same way the time before.
+func Repeated(err error) bool {
+	var pe *PersistError
+	return errors.As(err, &pe) && pe.Repeat
+}
+
+// noteLocked books how a write of what went; it returns a PersistError
+// for a failure. Call with s.mu held.
+func (s *State) noteLocked(what string, err error) error {
+	if err == nil {
+		delete(s.failing, what)
+		return nil
+	}
+	// By the errno where there is one: the messages name temporary files
+	// whose names change with every attempt.
+	why := err.Error()
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		why = errno.Error()
+	}
+	repeat := s.failing[what] == why
+	s.failing[what] = why
+	return &PersistError{What: what, Err: err, Repeat: repeat}
 }
 
 // Open loads the state in dir. The policy on disk is verified again: a
 // file edited by hand is not trusted.
 func Open(dir string, key ed25519.PublicKey) (*State, error) {
-	s := &State{dir: dir, key: key, highest: map[string]uint64{}}
+	s := &State{dir: dir, key: key, highest: map[string]uint64{}, failing: map[string]string{}, write: fsutil.WriteFileAtomic}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open agent state: %w", err)
 	}
@@ -85,11 +142,24 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 			s.highest[o] = max(s.highest[o], r)
 		}
 	}
+	if b, err := os.ReadFile(s.path("previous.pb")); err == nil {
+		var sp wire.SignedPolicy
+		if proto.Unmarshal(b, &sp) == nil {
+			if p, err := wire.VerifyPolicy(key, &sp); err == nil {
+				s.prev = p
+			}
+		}
+	}
 	if b, err := os.ReadFile(s.path("report.pb")); err == nil {
 		var r wire.Report
 		if proto.Unmarshal(b, &r) == nil {
 			s.report = &r
 		}
+	}
+	// A run queued after the last report that reached the disk (which was
+	// full when the report was saved) is the last report.
+	if r := s.newestQueued(); r != nil && r.GetSeq() > s.report.GetSeq() {
+		s.report = r
 	}
 	return s, nil
 }
@@ -186,8 +256,23 @@ func (s *State) Accept(sp *wire.SignedPolicy, office, self string) (*wire.Policy
 	if err := fsutil.WriteFileAtomic(s.path("policy.pb"), b, 0o600); err != nil {
 		return nil, err
 	}
+	if s.signed != nil {
+		// What the policy before named is kept on disk a while (content
+		// garbage collection); without the file only until a restart.
+		if pb, err := proto.Marshal(s.signed); err == nil {
+			_ = fsutil.WriteFileAtomic(s.path("previous.pb"), pb, 0o600)
+		}
+		s.prev = s.policy
+	}
 	s.signed, s.policy, s.highest = sp, p, highest
 	return p, nil
+}
+
+// Previous returns the policy accepted before the current one, or nil.
+func (s *State) Previous() *wire.Policy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.prev
 }
 
 // RevisionIn is the revision held for office: the applied policy's if it is
@@ -208,17 +293,26 @@ func (s *State) Report() *wire.Report {
 	return s.report
 }
 
-// SetReport persists the last run's report.
+// SetReport makes r the last run's report, then persists it. The report
+// is the last one even when the write fails (a *PersistError): check-ins
+// carry it, and the next save writes it.
 func (s *State) SetReport(r *wire.Report) error {
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return err
-	}
-	if err := fsutil.WriteFileAtomic(s.path("report.pb"), b, 0o600); err != nil {
-		return err
-	}
 	s.mu.Lock()
-	s.report = r
-	s.mu.Unlock()
-	return nil
+	defer s.mu.Unlock()
+	s.report, s.reportDirty = r, true
+	return s.saveReportLocked()
+}
+
+func (s *State) saveReportLocked() error {
+	if !s.reportDirty {
+		return nil
+	}
+	b, err := proto.Marshal(s.report)
+	if err == nil {
+		err = s.write(s.path("report.pb"), b, 0o600)
+	}
+	if err == nil {
+		s.reportDirty = false
+	}
+	return s.noteLocked("report", err)
 }
