@@ -545,8 +545,8 @@ func (n *Node) Send(to string, msg []byte) error {
 	return n.deliver(to, "", msg, false)
 }
 
-// Tell delivers msg to the member named to — at addr (host:port) when it
-// is not empty, else where this node lists it — as one encrypted gossip
+// Tell delivers msg to the member named to — where this node lists it, or
+// at addr (host:port) for a member it does not list yet — as one encrypted gossip
 // packet when it is small (at most MaxPacketMessage bytes), else over the
 // stream transport. A packet costs a send and a receive; a stream costs a
 // connection set up, read under a deadline and torn down on both sides,
@@ -570,14 +570,16 @@ func (n *Node) deliver(to, addr string, msg []byte, packet bool) error {
 	var target *memberlist.Node
 	n.mu.Lock()
 	ml := n.ml
-	if addr == "" {
+	// A member this node knows is answered where memberlist knows it,
+	// whatever address its message gave: a member cannot point answers
+	// at another host. addr serves one that joined too recently to be
+	// known.
+	if p, ok := n.peers[to]; ok {
 		// A copy: memberlist changes the *Node values it owns under its lock.
-		if p, ok := n.peers[to]; ok {
-			target = &memberlist.Node{Name: p.Name, Addr: p.ip, Port: p.port}
-		}
+		target = &memberlist.Node{Name: p.Name, Addr: p.ip, Port: p.port}
 	}
 	n.mu.Unlock()
-	if addr != "" {
+	if target == nil && addr != "" {
 		host, port, err := splitHostPort(addr)
 		ip := net.ParseIP(host)
 		if err != nil || ip == nil || port == 0 {

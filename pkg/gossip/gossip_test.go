@@ -178,6 +178,20 @@ func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, got(22), "a did not get the message sent to its address")
+	// A member this node lists is answered where it is listed, whatever
+	// address a message gave: a member cannot point answers at another host.
+	other := &recorder{}
+	c := run(t, Config{Name: "c", Bind: "127.0.0.9:0", Keys: [][]byte{key}, Handler: other})
+	if err := b.Tell("a", c.Addr(), []byte("to a, not to c")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, got(23), "a did not get the message whose answer address named c")
+	time.Sleep(200 * time.Millisecond)
+	other.mu.Lock()
+	if len(other.msgs) != 0 {
+		t.Errorf("c, at the address given, got %d messages meant for a", len(other.msgs))
+	}
+	other.mu.Unlock()
 	if err := b.Tell("nobody", "", []byte("x")); err == nil {
 		t.Fatal("told a member that does not exist")
 	}
