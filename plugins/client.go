@@ -131,7 +131,11 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 		SyncStderr:       hcl.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
 	})
 	p := &process{pc: pc, cmd: cmd, dead: make(chan struct{})}
-	rpcClient, err := pc.Client()
+	var rpcClient plugin.ClientProtocol
+	err := startPinned(func() (err error) {
+		rpcClient, err = pc.Client()
+		return err
+	}, p.exited)
 	if err != nil {
 		p.kill()
 		return nil, "", fmt.Errorf("start plugin %s: %w", c.path, err)

@@ -178,7 +178,9 @@ func (e *env) scan(item *wire.Item) *proto.ItemState {
 
 // tree lists everything under the root as "path" for directories/ ,
 // "path=content" for files and "path->target" for symlinks, state
-// directory excluded unless withState.
+// directory excluded unless withState. The lock file, and the state
+// directory and those above it, which every Apply creates to hold the
+// lock, are never listed: the files in them are.
 func (e *env) tree(withState bool) []string {
 	e.t.Helper()
 	var out []string
@@ -192,6 +194,9 @@ func (e *env) tree(withState bool) []string {
 			return nil
 		}
 		if !withState && (rel == "var" || strings.HasPrefix(rel, "var/")) {
+			return nil
+		}
+		if rel == StateDir+"/"+lockName || (d.IsDir() && (rel == StateDir || strings.HasPrefix(StateDir, rel+"/"))) {
 			return nil
 		}
 		switch {

@@ -10,13 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
 // Hooks a package may carry, as files at these paths inside its archive
@@ -133,7 +134,14 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 	isolateHook(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
+	// The parent-death signal of the hook (Linux) is tied to the thread that
+	// forks it, not to the process: were that thread to exit (the runtime
+	// ends a thread when a goroutine locked to it returns), a healthy hook
+	// would be killed. Holding the thread locked from the fork to the reap
+	// keeps any other goroutine off it.
+	runtime.LockOSThread()
 	err := cmd.Run()
+	runtime.UnlockOSThread()
 	if err == nil {
 		m.logger.Info("hook ran", "package", s.name, "hook", hook, "took", time.Since(start).Round(time.Millisecond))
 		return nil
@@ -164,42 +172,75 @@ func (m *Manager) preInstall(ctx context.Context, root string, s spec, artifactP
 	return m.runHook(ctx, root, s, "pre-install", script)
 }
 
-// postInstallMarker records that a package's post-install hook has yet to
-// succeed.
+// postInstallMarker holds, while a package's post-install hook fails, why
+// it failed. That the hook has yet to succeed is recorded in the manifest
+// (Manifest.PostInstallPending); the marker only adds the reason, and is
+// also honoured alone, as manifests written before that flag have it.
 func (st store) postInstallMarker(name string) string {
 	return filepath.Join(st.dir(), name+".post-install-failed")
 }
 
-// postInstall runs the installed package's post-install hook, if it has
-// one, and keeps a marker with the reason while it fails.
-func (m *Manager) postInstall(ctx context.Context, st store, s spec, mf *Manifest) error {
-	rel := mf.prefixRel() + "/" + HookPostInstall
-	has := false
-	for _, f := range mf.Files {
+// hasPostInstall reports whether the package has a post-install hook: a
+// regular file at HookPostInstall under its prefix.
+func (m *Manifest) hasPostInstall() bool {
+	rel := m.prefixRel() + "/" + HookPostInstall
+	for _, f := range m.Files {
 		if f.Path == rel && f.Link == "" {
-			has = true
+			return true
 		}
 	}
+	return false
+}
+
+// postInstall runs the installed package's post-install hook, if it has
+// one. mf is committed with PostInstallPending set before this runs (see
+// newManifest), so a crash or a kill while the hook runs leaves the hook
+// pending; the flag is cleared, durably, only once the hook succeeds. A
+// failure also keeps a marker with the reason.
+func (m *Manager) postInstall(ctx context.Context, st store, s spec, mf *Manifest) error {
 	marker := st.postInstallMarker(s.name)
-	if !has {
+	if !mf.hasPostInstall() {
 		return st.removeFile(marker)
 	}
+	if !mf.PostInstallPending {
+		// A manifest written before the flag existed, pending only by its
+		// failure marker: record the hook as pending before running it.
+		mf.PostInstallPending = true
+		if err := st.save(mf); err != nil {
+			return fmt.Errorf("record that the post-install hook of %s %s is pending: %w", s.name, s.version, err)
+		}
+	}
+	rel := mf.prefixRel() + "/" + HookPostInstall
 	err := m.runHook(ctx, st.root, s, "post-install", filepath.Join(st.root, filepath.FromSlash(rel)))
 	if err != nil {
-		if werr := os.WriteFile(marker, []byte(err.Error()), 0o600); werr != nil {
+		if werr := fsutil.WriteFileAtomic(marker, []byte(err.Error()), 0o600); werr != nil {
 			m.logger.Error("record failed post-install hook", "package", s.name, "error", werr)
 		}
 		return err
 	}
+	mf.PostInstallPending = false
+	if err := st.save(mf); err != nil {
+		return fmt.Errorf("post-install hook of %s %s succeeded, but recording it failed (it runs again at the next apply): %w", s.name, s.version, err)
+	}
 	return st.removeFile(marker)
 }
 
-// pendingPostInstall returns why the package's post-install hook is still
-// to succeed, or "".
-func (st store) pendingPostInstall(name string) string {
-	b, err := os.ReadFile(st.postInstallMarker(name))
-	if errors.Is(err, fs.ErrNotExist) || err != nil {
+// hookInterrupted is why a pending post-install hook with no failure
+// recorded has not succeeded.
+const hookInterrupted = "it did not run to completion (the plugin was killed or the computer stopped while it ran); it runs again at the next apply"
+
+// pendingPostInstall returns why the post-install hook of the installed
+// package mf is still to succeed, or "".
+func (st store) pendingPostInstall(mf *Manifest) string {
+	if mf == nil {
 		return ""
 	}
-	return string(b)
+	b, err := os.ReadFile(st.postInstallMarker(mf.Name))
+	if err == nil && len(b) > 0 {
+		return string(b)
+	}
+	if mf.PostInstallPending {
+		return hookInterrupted
+	}
+	return ""
 }

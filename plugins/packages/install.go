@@ -42,7 +42,7 @@ func (m *Manager) install(ctx context.Context, st store, s spec, artifactPath st
 	if old != nil && old.Version == s.version && old.Prefix == s.prefix && old.ArtifactSHA256 == s.sha256 && s.sha256 != "" {
 		repair = verify(ctx, st.root, old)
 		if len(repair) == 0 {
-			if st.pendingPostInstall(s.name) != "" {
+			if st.pendingPostInstall(old) != "" {
 				if err := m.postInstall(ctx, st, s, old); err != nil {
 					return nil, err
 				}
@@ -60,7 +60,7 @@ func (m *Manager) install(ctx context.Context, st store, s spec, artifactPath st
 		return nil, fmt.Errorf("open artifact: %w", err)
 	}
 	defer f.Close()
-	plan, err := m.validate(f, s)
+	plan, err := m.validate(ctx, f, s)
 	if err != nil {
 		return nil, err
 	}
@@ -127,11 +127,15 @@ func hashFile(p string) (string, error) {
 }
 
 // validate reads the artifact once: it must have the wanted SHA-256 and
-// size, and be an archive that ValidateArchive accepts.
-func (m *Manager) validate(f *os.File, s spec) (*Plan, error) {
+// size, and be an archive that ValidateArchive accepts. It stops when ctx
+// ends.
+func (m *Manager) validate(ctx context.Context, f *os.File, s spec) (*Plan, error) {
 	h := sha256.New()
-	cr := &countingReader{r: io.TeeReader(f, h)}
+	cr := &countingReader{r: io.TeeReader(ctxReader{ctx: ctx, r: f}, h)}
 	plan, verr := ValidateArchive(cr, m.limits)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("install interrupted: %w", err)
+	}
 	if _, err := io.Copy(io.Discard, cr); err != nil {
 		return nil, fmt.Errorf("read artifact %s: %w", f.Name(), err)
 	}
@@ -142,6 +146,20 @@ func (m *Manager) validate(f *os.File, s spec) (*Plan, error) {
 		return nil, fmt.Errorf("artifact %s has %d bytes, want %d", f.Name(), cr.n, s.size)
 	}
 	return plan, verr
+}
+
+// ctxReader fails once ctx is done, so that reading a large artifact stops
+// within one buffer of it when the install is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("install interrupted: %w", err)
+	}
+	return c.r.Read(p)
 }
 
 type countingReader struct {
@@ -320,6 +338,7 @@ func newManifest(s spec, plan *Plan, old *Manifest, lay *layout) *Manifest {
 		dirs[d] = true
 	}
 	nu.Dirs = sortedKeys(dirs)
+	nu.PostInstallPending = nu.hasPostInstall()
 	return nu
 }
 
@@ -415,7 +434,7 @@ func (m *Manager) extract(ctx context.Context, root string, s spec, plan *Plan, 
 		if !ok || e.Type != TypeFile || e.Size != hdr.Size {
 			return fmt.Errorf("artifact changed while it was being installed: entry %s", printable(hdr.Name))
 		}
-		if err := writeFile(pr, e, tr); err != nil {
+		if err := writeFile(ctx, pr, e, tr); err != nil {
 			return fmt.Errorf("write /%s/%s: %w", s.prefixRel(), e.Path, err)
 		}
 		touched[path.Dir(e.Path)] = true
@@ -447,9 +466,14 @@ func (m *Manager) extract(ctx context.Context, root string, s spec, plan *Plan, 
 	return syncDirs(pr, touched)
 }
 
+// copyChunk is how much of a file writeFile copies between two looks at
+// its context: a cancelled install stops within this much of a large file.
+const copyChunk = 1 << 20
+
 // writeFile writes one file under a temporary name, checks its hash, and
 // renames it into place, so that a reader or a crash never sees half of it.
-func writeFile(pr *os.Root, e Entry, r io.Reader) (err error) {
+// It gives up, removing the temporary file, as soon as ctx ends.
+func writeFile(ctx context.Context, pr *os.Root, e Entry, r io.Reader) (err error) {
 	tmp := filepath.FromSlash(tempName(e.Path))
 	if err := pr.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -465,8 +489,19 @@ func writeFile(pr *os.Root, e Entry, r io.Reader) (err error) {
 		}
 	}()
 	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), r, e.Size); err != nil {
-		return err
+	w := io.MultiWriter(f, h)
+	for left := e.Size; left > 0; {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("install interrupted: %w", err)
+		}
+		n, err := io.CopyN(w, r, min(left, copyChunk))
+		left -= n
+		if err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("install interrupted: %w", err)
 	}
 	if sum := hex.EncodeToString(h.Sum(nil)); sum != e.SHA256 {
 		return fmt.Errorf("content changed since validation (sha256 %s, want %s)", short(sum), short(e.SHA256))

@@ -36,6 +36,12 @@ type Manifest struct {
 	// Dirs are the directories this package created (relative to the root),
 	// removed again when they are empty once its files are gone.
 	Dirs []string `json:"dirs"`
+	// PostInstallPending is set when the package has a post-install hook
+	// that has not yet succeeded. It is committed with the manifest, before
+	// the hook runs, and cleared only once the hook exits zero: a hook cut
+	// short by a crash or a kill leaves it set, so the package is reported
+	// not compliant and the hook runs again at the next Apply.
+	PostInstallPending bool `json:"post_install_pending,omitempty"`
 }
 
 // File is one installed file or symlink.

@@ -46,10 +46,13 @@ type Manager struct {
 	limits      Limits
 	now         func() time.Time
 	hookTimeout time.Duration
-	dpkgDir     string // where dpkg and dpkg-query are; "" means $PATH
+	dpkgDir     string        // where dpkg and dpkg-query are; "" means $PATH
+	lockWait    time.Duration // how long Apply waits for another process's lock on the root
 
 	// mu makes changes one at a time: checking that a package's files
-	// collide with no other package's needs the others to hold still.
+	// collide with no other package's needs the others to hold still. The
+	// lock file in the state directory (see lock) does the same between
+	// processes.
 	mu sync.Mutex
 
 	// hook, in tests, is called at points of an install ("file" after each
@@ -80,6 +83,7 @@ func New(logger *slog.Logger, opts ...Option) *Manager {
 		limits:      DefaultLimits(),
 		now:         time.Now,
 		hookTimeout: DefaultHookTimeout,
+		lockWait:    DefaultLockWait,
 	}
 	for _, o := range opts {
 		o(m)
@@ -184,7 +188,7 @@ func (m *Manager) scanItem(ctx context.Context, st store, item *wire.Item) *prot
 	if len(problems) == 0 {
 		problems = verify(ctx, st.root, cur)
 	}
-	if why := st.pendingPostInstall(s.name); len(problems) == 0 && why != "" {
+	if why := st.pendingPostInstall(cur); len(problems) == 0 && why != "" {
 		problems = append(problems, "post-install hook has not succeeded: "+why)
 	}
 	if len(problems) == 0 {
@@ -210,7 +214,10 @@ func short(sha string) string {
 }
 
 // Apply installs, upgrades, downgrades, repairs or removes one package.
-// First it finishes or undoes any change a crash cut short.
+// First it finishes or undoes any change a crash cut short. It holds the
+// root's lock throughout, so that no other process changes the packages
+// under the same root meanwhile (a .deb goes through dpkg, which has its
+// own lock).
 func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.ApplyResponse, error) {
 	s, err := itemSpec(req.GetItem())
 	if err != nil {
@@ -225,6 +232,11 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 		return m.applyDeb(ctx, req.GetRoot(), s, req.GetArtifactPath())
 	}
 	st := store{root: req.GetRoot()}
+	unlock, err := m.lock(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := m.recoverAll(ctx, st); err != nil {
 		return nil, fmt.Errorf("finish interrupted changes: %w", err)
 	}
