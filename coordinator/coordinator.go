@@ -327,6 +327,16 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	rules := make(chan struct{})
 	go func() { defer close(rules); _ = h.RunRules(ctx, time.Hour) }()
 	defer func() { <-rules }()
+	// Uploads a crash cut short stay in the file server's multipart area
+	// until removed: at start, then every few hours (artifacts.RunCleanup).
+	if files != nil {
+		cleanup := make(chan struct{})
+		go func() {
+			defer close(cleanup)
+			files.RunCleanup(ctx, artifacts.CleanupInterval, artifacts.AbandonedUploadAge)
+		}()
+		defer func() { <-cleanup }()
+	}
 
 	var first error
 	select {

@@ -84,7 +84,7 @@ func TestLoadgenFleetTakesARevision(t *testing.T) {
 	f := startFleet(t, c, "fleet", 6, "127.0.3.1")
 	waitGossip(t, f, 6)
 	start := time.Now()
-	rev := c.Apply("fleet", "items: []\n")
+	rev := c.ApplyNew("fleet", "items: []\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	took, err := f.WaitRevision(ctx, rev, start)
@@ -149,7 +149,7 @@ func benchRollout(b *testing.B, n, fanout int) {
 	for range b.N * rolloutsPerOp {
 		sentBefore := c.Metric("outpost_coordinator_policy_bytes_sent_total")
 		start := time.Now()
-		rev := c.Apply("bench", "items: []\n")
+		rev := c.ApplyNew("bench", "items: []\n")
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		took, err := f.WaitRevision(ctx, rev, start)
 		cancel()

@@ -264,7 +264,7 @@ func TestRolloutCostsEachMemberOneReport(t *testing.T) {
 		if time.Since(start) > time.Minute {
 			t.Fatal("no check-ins came through the roll-up")
 		}
-		rev = c.Apply("wing", "items: []\n")
+		rev = c.ApplyNew("wing", "items: []\n")
 		time.Sleep(5 * time.Second)
 	}
 	tu.Eventually(t, 30*time.Second, compliantAt(c, "wing", 5, rev), "the office did not take its revisions")
@@ -293,7 +293,7 @@ func TestRolloutCostsEachMemberOneReport(t *testing.T) {
 			before[a] = reports(a)
 			beforeDirect[a], beforePassOn[a] = path(a, "direct"), path(a, "pass_on")
 		}
-		rev = c.Apply("wing", "items: []\n")
+		rev = c.ApplyNew("wing", "items: []\n")
 		tu.Eventually(t, 30*time.Second, compliantAt(c, "wing", 5, rev), "the office did not take the new revision")
 		time.Sleep(3 * time.Second) // anything late would show now
 		total := 0.0

@@ -262,11 +262,21 @@ func (h *Harness) Upload(name string, b []byte) string {
 	return out.SHA256
 }
 
-// Apply applies a policy and returns the new revision.
+// Apply applies a policy and returns the office's revision: a new one, or
+// the current one when that carries the same policy already.
 func (h *Harness) Apply(office, yaml string) uint64 {
 	h.tb.Helper()
 	var out struct{ Revision uint64 }
 	h.MustDo("PUT", "/v1/offices/"+office+"/policy", yaml, &out)
+	return out.Revision
+}
+
+// ApplyNew applies a policy as a new revision even when the current one
+// carries the same (force=true): for tests that want a rollout.
+func (h *Harness) ApplyNew(office, yaml string) uint64 {
+	h.tb.Helper()
+	var out struct{ Revision uint64 }
+	h.MustDo("PUT", "/v1/offices/"+office+"/policy?force=true", yaml, &out)
 	return out.Revision
 }
 

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -628,6 +629,9 @@ type policyView struct {
 	// Variants are the agents of the office that get a policy of their
 	// own at this revision (scope.go).
 	Variants []string `json:"variants"`
+	// Unchanged is set by an apply that signed nothing new: what it would
+	// have signed is what revision already carries.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // itemsJSON renders items with protobuf's JSON mapping (oneofs flattened).
@@ -675,10 +679,24 @@ func (l artifactLookup) Chunks(sha string) (int64, []byte, error) {
 	return a.ChunkSize, a.Chunks, nil
 }
 
+// applyPolicy replaces an office's own policy and signs a new revision —
+// unless what it would sign (the office-wide policy and every variant:
+// items, patches, access lists, keys) is what the current revision carries
+// already, as when an admin applies the same file again: then it answers
+// the current revision with "unchanged" and no agent is told anything
+// (a YAML text that differs only in comments or layout replaces the stored
+// one, the revision stays). ?force=true signs a new revision anyway.
 func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	office := r.PathValue("name")
 	if _, err := a.d.Store.Office(office); err != nil {
 		return err
+	}
+	force := false
+	if v := r.URL.Query().Get("force"); v != "" {
+		var err error
+		if force, err = strconv.ParseBool(v); err != nil {
+			return httpError(http.StatusBadRequest, "force=%q: use true or false", v)
+		}
 	}
 	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {
@@ -704,13 +722,35 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseConflicts("the policy of office "+office, cs); err != nil {
 		return err
 	}
-	p, wide, err := a.publishLocked(sc, office, string(src))
+	pr, err := a.prepareLocked(sc, office, string(src))
+	if err != nil {
+		return err
+	}
+	if !force {
+		cur, err := a.currentIfSame(pr)
+		if err != nil {
+			return err
+		}
+		if cur != nil {
+			if cur.YAML != pr.pub.YAML {
+				if cur, err = a.d.Store.SetPolicyYAML(office, cur.Revision, pr.pub.YAML); err != nil {
+					return err
+				}
+			}
+			a.log.Info("policy applied unchanged", "office", office, "revision", cur.Revision, "items", len(items))
+			a.audit(r, "office.policy", "office "+office, fmt.Sprintf("unchanged: revision %d, %d items", cur.Revision, len(items)))
+			writeJSON(w, http.StatusOK, policyView{Office: office, Revision: cur.Revision, Applied: cur.Applied, YAML: cur.YAML, Items: itemsJSON(pr.wide),
+				Variants: variantsOf(cur), Unchanged: true})
+			return nil
+		}
+	}
+	p, err := a.publishPrepared(pr)
 	if err != nil {
 		return err
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
 	a.audit(r, "office.policy", "office "+office, fmt.Sprintf("revision %d, %d items", p.Revision, len(items)))
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(wide), Variants: variantsOf(p)})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pr.wide), Variants: variantsOf(p)})
 	return nil
 }
 
@@ -790,7 +830,7 @@ func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 		v.Compliant = true // nothing is asked of it
 	case m.Role == "relay":
 		v.Compliant = m.Revision >= want // it holds the office's policy, to pin and stage what it names
-	case m.Report != nil && m.Report.Revision == want:
+	case currentReport(m, want) != nil:
 		v.Compliant = true
 		for _, it := range m.Report.Items {
 			if it.Status != "compliant" && it.Status != "not_applicable" {

@@ -168,7 +168,11 @@ func TestPolicyApplyValidatesAndSigns(t *testing.T) {
 	}
 	good := "items:\n  - kind: package\n    name: hello\n    version: \"1.0\"\n    artifact: " + art.SHA256 + "\n"
 	for want := 1.0; want <= 2; want++ {
-		code, out := call(t, srv, "PUT", "/v1/offices/berlin/policy", good, token)
+		yaml := good
+		if want == 2 {
+			yaml = strings.Replace(good, `"1.0"`, `"1.1"`, 1) // the same again is no new revision (revision_test.go)
+		}
+		code, out := call(t, srv, "PUT", "/v1/offices/berlin/policy", yaml, token)
 		if code != 200 || out["revision"].(float64) != want {
 			t.Fatalf("apply: %d %v, want revision %v", code, out, want)
 		}

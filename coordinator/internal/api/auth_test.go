@@ -255,7 +255,8 @@ func TestPermissionsAreSignedIntoPolicy(t *testing.T) {
 		t.Fatalf("members were told of %d revisions, want 1", len(x.notes.revs))
 	}
 	// Applying YAML keeps the lists.
-	if code, out := call(t, x.srv, "PUT", "/v1/offices/berlin/policy", "items: []\n", token); code != 200 {
+	setting := "items:\n  - kind: registry\n    path: /etc/sysctl.d/99-outpost.conf\n    name: vm.swappiness\n    value: 10\n"
+	if code, out := call(t, x.srv, "PUT", "/v1/offices/berlin/policy", setting, token); code != 200 {
 		t.Fatalf("apply: %d %v", code, out)
 	}
 	p, _ = x.st.Policy("berlin")

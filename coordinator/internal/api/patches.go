@@ -511,12 +511,31 @@ type itemCompliance struct {
 	Failed        []hostFailure  `json:"failed,omitempty"`
 	Hosts         int            `json:"hosts"` // the hosts the policy asks it of
 	NotReportedBy int            `json:"not_reported_by"`
+	// Outdated are the hosts counted pending because their last report is
+	// of an earlier revision: they have not reported on this one yet.
+	Outdated int `json:"outdated"`
+}
+
+// currentReport is m's last report when it is of revision want — the
+// office's current revision, which an agent's own variant shares — and
+// nil otherwise: a report of an earlier revision says how the agent ran a
+// policy it no longer has, not the one asked of it now. An agent's
+// compliance (agentView) and an office's (officeCompliance) both judge by
+// it.
+func currentReport(m *store.Member, want uint64) *store.Report {
+	if m.Report == nil || m.Report.Revision != want {
+		return nil
+	}
+	return m.Report
 }
 
 // officeCompliance counts, per item of the office's current policy, how
 // many of the hosts it applies to (every agent, or the agents a named
 // policy gives it to) last reported it compliant, pending, failed (with
-// why) or not applicable, and how many have not reported it yet.
+// why) or not applicable, and how many have not reported it yet. Only a
+// report of the current revision counts (currentReport): a host whose
+// last report is of an earlier one has every item counted pending
+// (outdated), whatever it said then.
 func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 	office := r.PathValue("name")
 	if _, err := a.d.Store.Office(office); err != nil {
@@ -545,12 +564,17 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	items := map[string]*itemCompliance{}
-	hosts := 0
+	hosts, outdated := 0, 0
 	for _, m := range members {
 		if m.Role == "relay" {
 			continue
 		}
 		hosts++
+		report := currentReport(&m, rev)
+		behind := rev > 0 && report == nil && m.Report != nil
+		if behind {
+			outdated++
+		}
 		asked := wide
 		if variants[m.ID] {
 			v, err := a.d.Store.Variant(office, m.ID)
@@ -566,8 +590,8 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		reported := map[string]store.ItemStatus{}
-		if m.Report != nil {
-			for _, it := range m.Report.Items {
+		if report != nil {
+			for _, it := range report.Items {
 				reported[it.ID] = it
 			}
 		}
@@ -578,6 +602,11 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 				items[want.GetId()] = ic
 			}
 			ic.Hosts++
+			if behind {
+				ic.Counts["pending"]++
+				ic.Outdated++
+				continue
+			}
 			it, ok := reported[want.GetId()]
 			if !ok {
 				ic.NotReportedBy++
@@ -594,7 +623,7 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 		out = append(out, *ic)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	writeJSON(w, http.StatusOK, map[string]any{"office": office, "revision": rev, "hosts": hosts, "items": out})
+	writeJSON(w, http.StatusOK, map[string]any{"office": office, "revision": rev, "hosts": hosts, "outdated": outdated, "items": out})
 	return nil
 }
 

@@ -150,8 +150,12 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		st.UpdateMember(id, func(m *store.Member) {
-			m.Report = &store.Report{Revision: 3, At: at, Items: []store.ItemStatus{{ID: "patch/OUT-2", Kind: "patch", Status: status, Message: msg}}}
+		p, err := st.Policy(office)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.UpdateMember(id, func(m *store.Member) { // a report of the office's current revision
+			m.Report = &store.Report{Revision: p.Revision, At: at, Items: []store.ItemStatus{{ID: "patch/OUT-2", Kind: "patch", Status: status, Message: msg}}}
 		})
 	}
 	t0 := time.Now().UTC().Truncate(time.Second)

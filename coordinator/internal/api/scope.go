@@ -432,15 +432,25 @@ func (a *API) publishLocked(sc *scope, office, yaml string) (*store.Policy, []*w
 	if err != nil {
 		return nil, nil, err
 	}
-	ps, err := a.d.Store.PublishPolicies([]store.Publication{pr.pub}, time.Now().UTC())
+	p, err := a.publishPrepared(pr)
 	if err != nil {
 		return nil, nil, err
 	}
+	return p, pr.wide, nil
+}
+
+// publishPrepared stores pr as the office's next revision and tells the
+// office's members. The caller holds a.scopeMu.
+func (a *API) publishPrepared(pr prepared) (*store.Policy, error) {
+	ps, err := a.d.Store.PublishPolicies([]store.Publication{pr.pub}, time.Now().UTC())
+	if err != nil {
+		return nil, err
+	}
 	a.logPublished(ps[0], pr)
 	if a.d.Notifier != nil {
-		a.d.Notifier.NotifyRevision(office, ps[0].Revision)
+		a.d.Notifier.NotifyRevision(pr.pub.Office, ps[0].Revision)
 	}
-	return ps[0], pr.wide, nil
+	return ps[0], nil
 }
 
 // prepared is an office's next revision, worked out and not yet stored.
@@ -448,6 +458,64 @@ type prepared struct {
 	pub      store.Publication
 	wide     []*wire.Item // the office-wide items
 	variants int          // members with a policy of their own
+	// compose is what pub.Build signs: the office-wide policy and each
+	// variant (by member id) at a revision and issue time.
+	compose func(rev uint64, issued int64) (*wire.Policy, map[string]*wire.Policy)
+}
+
+// currentIfSame is the office's current policy when pr would sign the
+// same content (policy.SameContent) as it — the office-wide policy and
+// every variant, with the same members having one — and nil otherwise:
+// re-applying what is in force needs no new revision, which would only
+// have every agent of the office run again. The caller holds a.scopeMu.
+func (a *API) currentIfSame(pr prepared) (*store.Policy, error) {
+	office := pr.pub.Office
+	cur, err := a.d.Store.Policy(office)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	curWide, err := decodeSigned(cur.Signed)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored policy of %s: %w", office, err)
+	}
+	wide, variants := pr.compose(cur.Revision, curWide.GetIssuedUnix())
+	if !policy.SameContent(wide, curWide) {
+		return nil, nil
+	}
+	have, err := a.d.Store.VariantMembers(office)
+	if err != nil {
+		return nil, err
+	}
+	if len(have) != len(variants) {
+		return nil, nil
+	}
+	for _, id := range have {
+		want, ok := variants[id]
+		if !ok {
+			return nil, nil
+		}
+		v, err := a.d.Store.Variant(office, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if v.Revision != cur.Revision {
+			return nil, nil
+		}
+		got, err := decodeSigned(v.Signed)
+		if err != nil {
+			return nil, fmt.Errorf("decode the policy of %s: %w", id, err)
+		}
+		if !policy.SameContent(want, got) {
+			return nil, nil
+		}
+	}
+	return cur, nil
 }
 
 func (a *API) logPublished(p *store.Policy, pr prepared) {
@@ -502,25 +570,32 @@ func (a *API) prepareLocked(sc *scope, office, yaml string) (prepared, error) {
 	sort.Strings(ids)
 	extra := variantArtifacts(wideItems, own)
 	tmpl := a.withAccess(&wire.Policy{Office: office})
-	build := func(rev uint64) ([]byte, map[string][]byte, error) {
-		issued := time.Now().Unix()
+	compose := func(rev uint64, issued int64) (*wire.Policy, map[string]*wire.Policy) {
 		pw := proto.Clone(tmpl).(*wire.Policy)
 		pw.Revision, pw.IssuedUnix, pw.Items, pw.VariantAgents, pw.VariantArtifacts = rev, issued, wideItems, ids, extra
+		variants := map[string]*wire.Policy{}
+		for _, id := range ids {
+			pv := proto.Clone(tmpl).(*wire.Policy)
+			pv.Revision, pv.IssuedUnix, pv.Items, pv.Agent = rev, issued, own[id], id
+			variants[id] = pv
+		}
+		return pw, variants
+	}
+	build := func(rev uint64) ([]byte, map[string][]byte, error) {
+		pw, pvs := compose(rev, time.Now().Unix())
 		signed, err := a.d.Signer.Sign(pw)
 		if err != nil {
 			return nil, nil, err
 		}
 		variants := map[string][]byte{}
 		for _, id := range ids {
-			pv := proto.Clone(tmpl).(*wire.Policy)
-			pv.Revision, pv.IssuedUnix, pv.Items, pv.Agent = rev, issued, own[id], id
-			if variants[id], err = a.d.Signer.Sign(pv); err != nil {
+			if variants[id], err = a.d.Signer.Sign(pvs[id]); err != nil {
 				return nil, nil, err
 			}
 		}
 		return signed, variants, nil
 	}
-	return prepared{pub: store.Publication{Office: office, YAML: yaml, Build: build}, wide: wideItems, variants: len(ids)}, nil
+	return prepared{pub: store.Publication{Office: office, YAML: yaml, Build: build}, wide: wideItems, variants: len(ids), compose: compose}, nil
 }
 
 // variantArtifacts is the content the variants name that the office-wide

@@ -10,6 +10,11 @@
 //
 //	sha256/<64 hex>   an artifact, by content
 //	uploads/<random>  an upload in progress; removed when it ends
+//
+// An upload cut short by a crash of the coordinator leaves its multipart
+// upload (or, rarer, its whole temporary object) under uploads/. The
+// coordinator removes what is older than AbandonedUploadAge at start and
+// every CleanupInterval (RunCleanup), whatever the bucket's lifecycle.
 package artifacts
 
 import (
@@ -25,6 +30,8 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -46,6 +53,16 @@ const (
 	// cleanupTimeout bounds removing a temporary object after a failed
 	// upload, which runs even when the upload's context was cancelled.
 	cleanupTimeout = 30 * time.Second
+)
+
+const (
+	// AbandonedUploadAge is how long ago an upload must have begun (a
+	// multipart upload) or been written (a temporary object) before
+	// RunCleanup takes it for abandoned. Far beyond what an upload takes:
+	// 16 GiB at 1 MB/s is under 5 hours.
+	AbandonedUploadAge = 6 * time.Hour
+	// CleanupInterval is how often RunCleanup looks.
+	CleanupInterval = 6 * time.Hour
 )
 
 // Limits S3 and MinIO put on presigned URLs and STS sessions.
@@ -92,6 +109,11 @@ type Store struct {
 	logger   *slog.Logger
 	partSize uint64
 	sts      *http.Client // for STS; minio.Client keeps its own
+
+	// running are the temporary keys of this process's uploads in
+	// progress, which CleanAbandonedUploads never touches, however old.
+	mu      sync.Mutex
+	running map[string]bool
 }
 
 // New returns a Store for cfg. Zero Bucket and MaxSize take their defaults.
@@ -125,6 +147,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		logger:   logger.With("component", "artifacts"),
 		partSize: partSize,
 		sts:      &http.Client{Transport: http.DefaultTransport, Timeout: time.Minute},
+		running:  map[string]bool{},
 	}, nil
 }
 
@@ -133,7 +156,8 @@ func (s *Store) Bucket() string { return s.cfg.Bucket }
 
 // EnsureBucket creates the bucket if it does not exist. A bucket it creates
 // gets a lifecycle rule that deletes uploads abandoned by a crash after a
-// day; an existing bucket's lifecycle is the operator's and is left alone.
+// day; an existing bucket's lifecycle is the operator's and is left alone
+// (RunCleanup removes abandoned uploads either way).
 func (s *Store) EnsureBucket(ctx context.Context) error {
 	exists, err := s.client.BucketExists(ctx, s.cfg.Bucket)
 	if err != nil {
@@ -178,9 +202,17 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string
 		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
 	}
 	tmp := tempKey()
+	s.mu.Lock()
+	s.running[tmp] = true
+	s.mu.Unlock()
 	// Whatever happens below, the temporary object goes. Removing a key that
 	// was never written is not an error in S3.
-	defer func() { s.removeTemp(ctx, tmp, err != nil) }()
+	defer func() {
+		s.removeTemp(ctx, tmp, err != nil)
+		s.mu.Lock()
+		delete(s.running, tmp)
+		s.mu.Unlock()
+	}()
 
 	hr := &hashingReader{r: r, h: sha256.New(), max: s.cfg.MaxSize}
 	if size >= 0 {
@@ -238,6 +270,89 @@ func (s *Store) removeTemp(ctx context.Context, key string, failed bool) {
 	if failed {
 		if err := s.client.RemoveIncompleteUpload(ctx, s.cfg.Bucket, key); err != nil {
 			s.logger.Warn("could not abort a failed upload; the bucket's lifecycle rule will", "key", key, "err", err)
+		}
+	}
+}
+
+// CleanAbandonedUploads removes what uploads cut short by a crash left
+// under uploads/: it aborts the multipart uploads initiated more than
+// olderThan ago, and removes the temporary objects last written more than
+// olderThan ago (a crash between writing one and copying it to its
+// content address). This process's own uploads in progress are never
+// touched; another coordinator's on the same bucket are safe as long as
+// olderThan is longer than any upload takes (AbandonedUploadAge). It
+// returns how many uploads it aborted and objects it removed, and goes on
+// past a failure to remove one, returning the failures joined.
+func (s *Store) CleanAbandonedUploads(ctx context.Context, olderThan time.Duration) (aborted, removed int, err error) {
+	cutoff := time.Now().Add(-olderThan)
+	core := minio.Core{Client: s.client}
+	var errs []error
+	// MinIO lists multipart uploads under one exact key or, with no
+	// prefix, all of them; S3 takes the prefix. Both are asked, and the
+	// keys filtered here.
+	seen := map[string]bool{}
+	for _, prefix := range []string{uploadPrefix, ""} {
+		for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, prefix, true) {
+			if u.Err != nil {
+				return aborted, removed, fmt.Errorf("list incomplete uploads in bucket %s: %w", s.cfg.Bucket, u.Err)
+			}
+			if seen[u.UploadID] || !strings.HasPrefix(u.Key, uploadPrefix) || u.Initiated.After(cutoff) || s.isRunning(u.Key) {
+				continue
+			}
+			seen[u.UploadID] = true
+			if err := core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.Key, u.UploadID); err != nil {
+				if minio.ToErrorResponse(err).Code != minio.NoSuchUpload { // gone meanwhile
+					errs = append(errs, fmt.Errorf("abort upload %s of %s: %w", u.UploadID, u.Key, err))
+				}
+				continue
+			}
+			aborted++
+		}
+	}
+	for obj := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: uploadPrefix, Recursive: true}) {
+		if obj.Err != nil {
+			return aborted, removed, fmt.Errorf("list %s in bucket %s: %w", uploadPrefix, s.cfg.Bucket, obj.Err)
+		}
+		if obj.LastModified.After(cutoff) || s.isRunning(obj.Key) {
+			continue
+		}
+		if err := s.client.RemoveObject(ctx, s.cfg.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", obj.Key, err))
+			continue
+		}
+		removed++
+	}
+	return aborted, removed, errors.Join(errs...)
+}
+
+func (s *Store) isRunning(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.running[key]
+}
+
+// RunCleanup removes abandoned uploads (CleanAbandonedUploads with
+// olderThan) at once and then every interval, logging what it removed,
+// until ctx ends.
+func (s *Store) RunCleanup(ctx context.Context, interval, olderThan time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		aborted, removed, err := s.CleanAbandonedUploads(ctx, olderThan)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return
+		case err != nil:
+			s.logger.Warn("could not remove every abandoned upload; retrying later", "bucket", s.cfg.Bucket,
+				"aborted", aborted, "removed", removed, "err", err)
+		default:
+			s.logger.Info("removed abandoned uploads", "bucket", s.cfg.Bucket, "older_than", olderThan,
+				"aborted", aborted, "removed", removed)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -500,7 +500,9 @@ Examples:
 			help: `Every item of the office's current policy, with the hosts it is asked of
 (HOSTS: every agent, or those a named policy gives it to) and how many of
 them last reported it compliant, pending, failed (and why), not applicable,
-or have not reported it yet.
+or have not reported it yet. Only reports of the current revision count: a
+host whose last report is of an earlier revision has not run this one yet,
+and its items count as pending whatever it reported then.
 
 Examples:
   outpost office compliance berlin
@@ -517,6 +519,7 @@ Examples:
 					var out struct {
 						Revision *uint64 `json:"revision"` // absent from older coordinators: then the table alone
 						Hosts    int     `json:"hosts"`
+						Outdated int     `json:"outdated"` // hosts whose last report is of an earlier revision
 						Items    []struct {
 							ID     string         `json:"id"`
 							Hosts  int            `json:"hosts"`
@@ -548,7 +551,15 @@ Examples:
 						rows = append(rows, []string{it.ID, fmt.Sprint(it.Hosts), fmt.Sprint(it.Counts["compliant"]), fmt.Sprint(it.Counts["pending"]),
 							fmt.Sprint(it.Counts["failed"]), fmt.Sprint(it.Counts["not_applicable"]), fmt.Sprint(it.NotReportedBy), orDash(strings.Join(why, "; "))})
 					}
-					return writeTable(e.stdout, []string{"ITEM", "HOSTS", "COMPLIANT", "PENDING", "FAILED", "N/A", "NO REPORT", "WHY FAILED"}, rows)
+					if err := writeTable(e.stdout, []string{"ITEM", "HOSTS", "COMPLIANT", "PENDING", "FAILED", "N/A", "NO REPORT", "WHY FAILED"}, rows); err != nil || out.Outdated == 0 || out.Revision == nil {
+						return err
+					}
+					why := "have not reported on revision %d yet: their last reports are of an earlier revision, so their items count as pending"
+					if out.Outdated == 1 {
+						why = "has not reported on revision %d yet: its last report is of an earlier revision, so its items count as pending"
+					}
+					_, err = fmt.Fprintf(e.stdout, "%d of %s "+why+"\n", out.Outdated, plural(out.Hosts, "host"), *out.Revision)
+					return err
 				}
 			},
 		},

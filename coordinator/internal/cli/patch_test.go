@@ -82,6 +82,16 @@ func TestPatchCommands(t *testing.T) {
 			want: want{stdout: "ITEM           HOSTS  COMPLIANT  PENDING  FAILED  N/A  NO REPORT  WHY FAILED\n" +
 				"package/tools  1      0          0        1       0    0          pc-2: disk full\n" +
 				"package/hello  3      2          0        0       0    1          -\n"}},
+		{name: "compliance with hosts that have not reported on the current revision", args: []string{"office", "compliance", "berlin"},
+			api: compliance(`{"office":"berlin","revision":7,"hosts":5,"outdated":1,"items":[{"id":"package/big","hosts":5,"counts":{"compliant":4,"pending":1},"not_reported_by":0,"outdated":1}]}`),
+			want: want{stdout: "ITEM         HOSTS  COMPLIANT  PENDING  FAILED  N/A  NO REPORT  WHY FAILED\n" +
+				"package/big  5      4          1        0       0    0          -\n" +
+				"1 of 5 hosts has not reported on revision 7 yet: its last report is of an earlier revision, so its items count as pending\n"}},
+		{name: "compliance with several hosts behind", args: []string{"office", "compliance", "berlin"},
+			api: compliance(`{"office":"berlin","revision":7,"hosts":5,"outdated":2,"items":[{"id":"package/big","hosts":5,"counts":{"compliant":3,"pending":2},"not_reported_by":0,"outdated":2}]}`),
+			want: want{stdout: "ITEM         HOSTS  COMPLIANT  PENDING  FAILED  N/A  NO REPORT  WHY FAILED\n" +
+				"package/big  5      3          2        0       0    0          -\n" +
+				"2 of 5 hosts have not reported on revision 7 yet: their last reports are of an earlier revision, so their items count as pending\n"}},
 	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

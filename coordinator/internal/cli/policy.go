@@ -23,7 +23,10 @@ func policyCommands() []*command {
 			timeout: defaultTimeout,
 			help: `FILE - reads standard input. The coordinator checks the whole file and
 refuses it with the line of the first problem; agents pick the new revision up
-at once. See docs/api.md for the policy format.
+at once. Applying what the office's current revision carries already (the same
+file again, or one that differs only in comments or layout) signs no new
+revision: the office stays at its revision and no agent runs again.
+See docs/api.md for the policy format.
 
 With --office the file is the office's own policy. With --name it is a named
 policy whose YAML says what it targets and its priority:
@@ -136,13 +139,20 @@ func applyPolicy(ctx context.Context, e *env, officeName, path string) error {
 	if e.json {
 		return writeJSON(e.stdout, raw)
 	}
-	var p policyInfo
+	var p struct {
+		policyInfo
+		Unchanged bool `json:"unchanged"` // the office's current revision carries this policy already
+	}
 	if err := decode(raw, "policy", &p); err != nil {
 		return err
 	}
 	name := p.Office
 	if name == "" {
 		name = officeName
+	}
+	if p.Unchanged {
+		_, err = fmt.Fprintf(e.stdout, "policy unchanged: office %s stays at revision %d (%s)\n", name, p.Revision, plural(len(p.Items), "item"))
+		return err
 	}
 	_, err = fmt.Fprintf(e.stdout, "office %s: revision %d applied (%s)\n", name, p.Revision, plural(len(p.Items), "item"))
 	return err

@@ -48,6 +48,12 @@ func TestPolicy(t *testing.T) {
 			want:  want{stdout: "office berlin: revision 5 applied (1 item)\n"},
 		},
 		{
+			name: "apply what the office has already",
+			args: []string{"policy", "apply", "--office", "berlin", file},
+			api:  []exchange{put(200, `{"office":"berlin","revision":4,"items":[{},{}],"unchanged":true}`)},
+			want: want{stdout: "policy unchanged: office berlin stays at revision 4 (2 items)\n"},
+		},
+		{
 			name: "apply json",
 			args: []string{"policy", "apply", "--office", "berlin", file, "--output", "json"},
 			api:  []exchange{put(200, policyJSON)},

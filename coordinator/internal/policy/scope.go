@@ -327,3 +327,18 @@ func SameItems(a, b []*wire.Item) bool {
 	}
 	return true
 }
+
+// SameContent reports whether two compiled policies ask the same of the
+// members that hold them: equal in everything but their revision and the
+// time they were issued (the office, the agent a variant is for, items,
+// variant lists, permission lists, token keys...). An apply that would
+// sign the same content as the current revision needs no new one.
+func SameContent(a, b *wire.Policy) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	a, b = proto.Clone(a).(*wire.Policy), proto.Clone(b).(*wire.Policy)
+	a.Revision, a.IssuedUnix = 0, 0
+	b.Revision, b.IssuedUnix = 0, 0
+	return proto.Equal(a, b)
+}

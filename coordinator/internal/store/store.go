@@ -592,6 +592,25 @@ func (s *Store) Policy(office string) (*Policy, error) {
 	return out, err
 }
 
+// SetPolicyYAML replaces the YAML text of the office's current policy,
+// which must still be at revision rev, and keeps its revision, signed
+// bytes and variants: for an apply whose text differs from the current
+// one's (comments, layout) but that signs the same policy.
+func (s *Store) SetPolicyYAML(office string, rev uint64, yaml string) (*Policy, error) {
+	var out *Policy
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		if out, err = get[Policy](tx, bPolicies, office); err != nil {
+			return fmt.Errorf("policy of office %s: %w", office, err)
+		}
+		if out.Revision != rev {
+			return fmt.Errorf("policy of office %s is at revision %d, not %d", office, out.Revision, rev)
+		}
+		out.YAML = yaml
+		return put(tx, bPolicies, office, out)
+	})
+	return out, err
+}
+
 // PutArtifact records an uploaded artifact (idempotent: the first upload
 // time is kept).
 func (s *Store) PutArtifact(a Artifact) (*Artifact, error) {
