@@ -832,6 +832,14 @@ func TestPolicyErrorAtItsLine(t *testing.T) {
 	if !strings.Contains(body, "Applied revision 1") {
 		t.Fatalf("no revision:\n%s", body)
 	}
+	// The same again: no new revision, and the page says so.
+	if res, body := b.post("/ui/offices/hq/policy", url.Values{"yaml": {"items: []\n"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("apply again: %d\n%s", res.StatusCode, body)
+	}
+	_, body = b.get("/ui/offices/hq/policy")
+	if !strings.Contains(body, "Unchanged: hq already runs this policy, at revision 1") {
+		t.Fatalf("an unchanged apply not told:\n%s", body)
+	}
 }
 
 func TestSearchAndFilters(t *testing.T) {

@@ -241,8 +241,11 @@ func (c *Console) applyPolicy(w http.ResponseWriter, r *http.Request, s *session
 		}
 		return c.render(w, r, s, f.status(), "policy", "policies", "Policy of "+name, f, p)
 	}
-	return done(w, r, s, "/ui/offices/"+url.PathEscape(name)+"/policy",
-		"Applied revision "+strconv.FormatUint(pi.Revision, 10)+" to "+name+"; connected agents hear of it now.")
+	msg := "Applied revision " + strconv.FormatUint(pi.Revision, 10) + " to " + name + "; connected agents hear of it now."
+	if pi.Unchanged {
+		msg = "Unchanged: " + name + " already runs this policy, at revision " + strconv.FormatUint(pi.Revision, 10) + "; no agent runs it again."
+	}
+	return done(w, r, s, "/ui/offices/"+url.PathEscape(name)+"/policy", msg)
 }
 
 // ---- patches

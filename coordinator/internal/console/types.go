@@ -104,6 +104,8 @@ type policyInfo struct {
 	Revision uint64    `json:"revision"`
 	Applied  time.Time `json:"applied"`
 	YAML     string    `json:"yaml"`
+	// Unchanged: the apply asked what the current revision holds.
+	Unchanged bool `json:"unchanged"`
 }
 
 type patch struct {
