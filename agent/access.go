@@ -87,7 +87,7 @@ func (a *Agent) runSessions(ctx context.Context) error {
 					}
 					a.sessions.Go(func() {
 						a.refreshRevocations(ctx)
-						a.sessions.Serve(ctx, str, func() { str.CancelRead(0) })
+						a.sessions.Serve(session.WithRemote(ctx, conn.RemoteAddr()), str, func() { str.CancelRead(0) })
 						a.flushAudit(ctx)
 					})
 				}

@@ -1,8 +1,10 @@
 package session
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +46,28 @@ func TestBreakGlass(t *testing.T) {
 	if r := exec("tina", "glass-password"); !strings.Contains(r.end.GetError(), "too many") {
 		t.Fatalf("after 5 failures: %v", r.end)
 	}
-	found := false
-	for _, rec := range f.s.PendingAudit() {
-		found = found || (rec.GetUser() == "local:tina" && rec.GetAllowed())
+	// The lock-out is of the address that failed: another still gets in.
+	ctx := WithRemote(context.Background(), &net.UDPAddr{IP: net.ParseIP("10.0.0.9"), Port: 4242})
+	_, res := f.openCtx(t, ctx, &wire.SessionOpen{LocalUser: "tina", LocalPassword: "glass-password", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/echo", "glass"}})
+	if r := wait(t, res, 10*time.Second); r.end.GetError() != "" || r.stdout.String() != "glass\n" {
+		t.Fatalf("another address after one was locked out: %v", r.end)
 	}
-	if !found {
-		t.Fatal("break-glass session not audited as local:tina")
+	// A user the coordinator disabled is refused by name.
+	if err := f.s.SetRevocations(f.revocations(t, time.Now().UnixMilli(), &wire.Revocation{User: "mallory", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
+	_, res = f.openCtx(t, ctx, &wire.SessionOpen{LocalUser: "mallory", LocalPassword: "glass-password", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/echo", "glass"}})
+	if r := wait(t, res, 10*time.Second); !strings.Contains(r.end.GetError(), "mallory is disabled") {
+		t.Fatalf("a disabled user's break-glass: %v", r.end)
+	}
+	var allowed, refusedAsTina, fromAddr bool
+	for _, rec := range f.s.PendingAudit() {
+		allowed = allowed || (rec.GetUser() == "local:tina" && rec.GetAllowed())
+		refusedAsTina = refusedAsTina || (rec.GetUser() == "local:tina" && !rec.GetAllowed() && strings.Contains(rec.GetDetail(), "wrong"))
+		fromAddr = fromAddr || strings.Contains(rec.GetDetail(), "(from 10.0.0.9)")
+	}
+	if !allowed || !refusedAsTina || !fromAddr {
+		t.Fatalf("audit: allowed as local:tina %v, refusals as local:tina %v, the address %v: %v", allowed, refusedAsTina, fromAddr, f.s.PendingAudit())
 	}
 }
 

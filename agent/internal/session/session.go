@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -73,8 +74,9 @@ type Server struct {
 	signedRevs *wire.SignedRevocations
 	live       map[*liveSession]struct{}
 	audit      []*wire.AuditRecord
-	// glassFailures are the times of recent failed break-glass attempts.
-	glassFailures []time.Time
+	// glassFailures are the times of recent failed break-glass attempts,
+	// by the technician's address ("" when not known).
+	glassFailures map[string][]time.Time
 	ctx           context.Context // Run's; sessions end with it
 	wg            sync.WaitGroup
 
@@ -354,9 +356,9 @@ func (d *denial) Error() string { return d.msg }
 func deny(format string, args ...any) error { return &denial{fmt.Sprintf(format, args...)} }
 
 // authorize checks the token and the host's permission lists for open.
-func (s *Server) authorize(open *wire.SessionOpen) (*wire.AccessToken, Rights, error) {
+func (s *Server) authorize(open *wire.SessionOpen, remote string) (*wire.AccessToken, Rights, error) {
 	if open.GetToken() == "" && open.GetLocalUser() != "" {
-		at, rights, err := s.breakGlass(open)
+		at, rights, err := s.breakGlass(open, remote)
 		if err == nil && !rights[needs(open.GetKind())] {
 			return at, rights, deny("unknown session kind %v", open.GetKind())
 		}
@@ -442,12 +444,19 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		return
 	}
 	kind := kindName(open.GetKind())
-	at, rights, err := s.authorize(&open)
+	remote := remoteOf(ctx)
+	at, rights, err := s.authorize(&open, remote)
 	user := at.GetUser()
-	if user == "" {
+	switch {
+	case user == "" && open.GetToken() == "" && open.GetLocalUser() != "":
+		user = "local:" + clipName(open.GetLocalUser()) // who break-glass was tried as
+	case user == "":
 		user = "?"
 	}
 	detail := describe(&open)
+	if remote != "" {
+		detail += " (from " + remote + ")"
+	}
 	if err != nil {
 		s.sessions.WithLabelValues(kind, "denied").Inc()
 		s.record(user, kind, detail+": refused: "+err.Error(), false)
@@ -628,6 +637,31 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		return putFile(ctx, open.GetPath(), open.GetName(), open.GetMode(), in, received)
 	}
 	return -1, fmt.Errorf("unknown session kind %v", open.GetKind())
+}
+
+type remoteKey struct{}
+
+// WithRemote tells Serve where a direct session comes from, for its audit
+// records and break-glass limits.
+func WithRemote(ctx context.Context, addr net.Addr) context.Context {
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return context.WithValue(ctx, remoteKey{}, host)
+}
+
+func remoteOf(ctx context.Context) string {
+	s, _ := ctx.Value(remoteKey{}).(string)
+	return s
+}
+
+// clipName bounds a name a technician typed, for the audit trail.
+func clipName(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // Go runs f as part of the server, so that Run waits for it.

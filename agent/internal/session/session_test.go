@@ -92,8 +92,14 @@ type result struct {
 // technician's end and a channel with the collected outcome.
 func (f *fixture) open(t *testing.T, open *wire.SessionOpen) (net.Conn, <-chan *result) {
 	t.Helper()
+	return f.openCtx(t, context.Background(), open)
+}
+
+// openCtx is open with a context of the test's (WithRemote, say).
+func (f *fixture) openCtx(t *testing.T, ctx context.Context, open *wire.SessionOpen) (net.Conn, <-chan *result) {
+	t.Helper()
 	tech, host := net.Pipe()
-	go f.s.Serve(context.Background(), host, func() { host.Close() })
+	go f.s.Serve(ctx, host, func() { host.Close() })
 	if err := wire.WriteMsg(tech, open); err != nil {
 		t.Fatal(err)
 	}
