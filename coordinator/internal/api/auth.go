@@ -35,6 +35,7 @@ func PrincipalFrom(ctx context.Context) *auth.Principal {
 var publicRoutes = map[string]bool{
 	"POST /v1/login":         true,
 	"POST /v1/login/refresh": true,
+	"POST /v1/logout":        true,
 }
 
 // requiredRole is the weakest API role a route takes. Reads are open to
@@ -131,6 +132,7 @@ func (a *API) accessRoutes() map[string]func(http.ResponseWriter, *http.Request)
 	return map[string]func(http.ResponseWriter, *http.Request) error{
 		"POST /v1/login":                      a.login,
 		"POST /v1/login/refresh":              a.refresh,
+		"POST /v1/logout":                     a.logout,
 		"GET /v1/me":                          a.me,
 		"POST /v1/users":                      a.createUser,
 		"GET /v1/users":                       a.listUsers,
@@ -280,6 +282,24 @@ func (a *API) refresh(w http.ResponseWriter, r *http.Request) error {
 		return a.signinError(err)
 	}
 	a.answerTokens(w, t)
+	return nil
+}
+
+// logout ends the sign-in of the refresh token given (outpost logout).
+func (a *API) logout(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	var in struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := decodeJSON(w, r, &in); err != nil {
+		return err
+	}
+	if err := a.d.Auth.Logout(in.RefreshToken, remoteAddr(r)); err != nil {
+		return a.signinError(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -417,6 +417,22 @@ func (s *Server) Refresh(refresh, remote string) (*Tokens, error) {
 	return s.issue(u, r.Family)
 }
 
+// Logout ends the sign-in a refresh token belongs to: none of its refresh
+// tokens refreshes again. Its last access token lapses within its short
+// life. An unknown token is ErrRefreshInvalid.
+func (s *Server) Logout(refresh, remote string) error {
+	sum := sha256.Sum256([]byte(refresh))
+	user, err := s.st.EndRefreshFamily(hex.EncodeToString(sum[:]))
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrRefreshInvalid
+	}
+	if err != nil {
+		return err
+	}
+	s.Audit(store.AuditEvent{Actor: user, Action: "logout", Allowed: true, Detail: "signed out: the sign-in's refresh tokens are void", Remote: remote})
+	return nil
+}
+
 func (s *Server) issue(u *store.User, family string) (*Tokens, error) {
 	now := s.now()
 	groups, err := s.st.GroupsOf(u.Name)

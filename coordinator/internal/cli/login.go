@@ -70,7 +70,28 @@ func loadCredentials(getenv func(string) string) (*credentials, string, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, path, fmt.Errorf("the sign-in in %s is damaged (%v): run outpost login", path, err)
 	}
+	if c.RefreshToken == "" && c.AccessToken == "" {
+		return nil, path, errors.New("signed out: run outpost login")
+	}
 	return &c, path, nil
+}
+
+// keptTrust is the coordinator and CA fingerprint of the last sign-in,
+// which outpost logout keeps, so that the next login trusts the same CA.
+func keptTrust(getenv func(string) string) (server, fingerprint string) {
+	path, err := credentialsPath(getenv)
+	if err != nil {
+		return "", ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", ""
+	}
+	var c credentials
+	if json.Unmarshal(b, &c) != nil {
+		return "", ""
+	}
+	return c.Server, c.CAFingerprint
 }
 
 func saveCredentials(path string, c *credentials) error {
@@ -286,19 +307,44 @@ Examples:
 		},
 		{
 			name: "logout", minArgs: 0, maxArgs: 0,
-			summary: "forget the sign-in kept by outpost login",
-			help: `Examples:
+			summary: "end the sign-in kept by outpost login, on the coordinator too",
+			help: `The coordinator voids the sign-in's refresh token, so a copy of the kept
+sign-in refreshes no more; its access token lapses within minutes. The
+coordinator's address and CA fingerprint are kept for the next login.
+
+Examples:
   outpost logout
 `,
 			offline: true,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
-					path, err := credentialsPath(e.getenv)
+					c, path, err := loadCredentials(e.getenv)
 					if err != nil {
+						if path == "" {
+							return err
+						}
+						_, err = fmt.Fprintln(e.stdout, "not signed in")
 						return err
 					}
-					if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+					var warn error
+					if rt, err := (trust{fingerprint: c.CAFingerprint}).transport(c.Server); err != nil {
+						warn = err
+					} else if api, err := newClient(c.Server, "", rt); err != nil {
+						warn = err
+					} else {
+						api.cred = credential{kind: credSession, user: c.User}
+						_, warn = api.send(ctx, http.MethodPost, "/v1/logout", map[string]string{"refresh_token": c.RefreshToken})
+						var ae *apiError
+						if errors.As(warn, &ae) && ae.status == http.StatusUnauthorized {
+							warn = nil // already void: expired, or revoked
+						}
+					}
+					kept := &credentials{Server: c.Server, CAFingerprint: c.CAFingerprint, QUICAddr: c.QUICAddr}
+					if err := saveCredentials(path, kept); err != nil {
 						return err
+					}
+					if warn != nil {
+						fmt.Fprintf(e.stderr, "outpost: logout: the coordinator was not told (%v): a copy of the sign-in stays valid there until it expires\n", warn)
 					}
 					_, err = fmt.Fprintln(e.stdout, "signed out")
 					return err

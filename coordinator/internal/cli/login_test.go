@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -162,5 +164,43 @@ func TestParallelCommandsRefreshOnce(t *testing.T) {
 				t.Fatalf("round %d, command %d: %+v", round, i, res)
 			}
 		}
+	}
+}
+
+// outpost logout ends the sign-in on the coordinator too: a copy of the
+// kept sign-in refreshes no more. The coordinator's CA stays pinned.
+func TestLogoutEndsTheSignInEverywhere(t *testing.T) {
+	c := coordinatortest.New(t, coordinatortest.WithConfig(func(cfg *coordinator.Config) {
+		cfg.AccessTokenTTL = 30 * time.Second // under a minute: every command refreshes
+	}))
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "tina", "password": "tina-password-1", "role": "read-only"}, nil)
+	tina := newSignedIn(t, c)
+	if res := tina.run("tina-password-1\n", "login", "tina", "--password-stdin"); res.code != 0 {
+		t.Fatalf("login: %+v", res)
+	}
+	path := filepath.Join(tina.env["OUTPOST_CONFIG_DIR"], "credentials.json")
+	copied, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want{stdout: "signed out\n"}.check(t, tina.run("", "logout"))
+	kept, _ := os.ReadFile(path)
+	if !strings.Contains(string(kept), `"ca_fingerprint": "`+c.CA) || strings.Contains(string(kept), "otr_") {
+		t.Fatalf("after logout the file holds:\n%s", kept)
+	}
+	want{stdout: "not signed in\n"}.check(t, tina.run("", "logout"))
+	// Someone who copied the sign-in before.
+	if err := os.WriteFile(path, copied, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res := tina.run("", "office", "list"); res.code == 0 || !strings.Contains(res.stderr, "sign in again") {
+		t.Fatalf("a copy of the sign-in after logout: %+v", res)
+	}
+	var audit struct {
+		Events []struct{ Actor, Action string }
+	}
+	c.MustDo("GET", "/v1/audit?action=logout", nil, &audit)
+	if len(audit.Events) != 1 || audit.Events[0].Actor != "tina" {
+		t.Fatalf("logout audit: %+v", audit.Events)
 	}
 }

@@ -64,8 +64,8 @@ func (g *globals) resolveTrust(server string, getenv func(string) string) trust 
 		t.fingerprint = getenv("OUTPOST_CA_FINGERPRINT")
 	}
 	if t.caFile == "" && t.fingerprint == "" {
-		if c, _, err := loadCredentials(getenv); err == nil && c.Server == server {
-			t.fingerprint = c.CAFingerprint
+		if s, fp := keptTrust(getenv); s == server {
+			t.fingerprint = fp
 		}
 	}
 	return t

@@ -359,6 +359,31 @@ func (s *Store) UseRefresh(hash string, now time.Time) (*RefreshToken, error) {
 	return out, nil
 }
 
+// EndRefreshFamily deletes the refresh token with this hash and every
+// other of its sign-in (its family), and returns its user: outpost logout.
+// A token not stored is ErrNotFound.
+func (s *Store) EndRefreshFamily(hash string) (string, error) {
+	var user string
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		r, err := get[RefreshToken](tx, bRefresh, hash)
+		if err != nil {
+			return fmt.Errorf("refresh token: %w", err)
+		}
+		user = r.User
+		fam, err := list[RefreshToken](tx, bRefresh, func(x *RefreshToken) bool { return x.Family == r.Family })
+		if err != nil {
+			return err
+		}
+		for _, x := range fam {
+			if err := tx.Bucket(bRefresh).Delete([]byte(x.Hash)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return user, err
+}
+
 func deleteRefreshOf(tx *bolt.Tx, user string) error {
 	rs, err := list[RefreshToken](tx, bRefresh, func(r *RefreshToken) bool { return r.User == user })
 	if err != nil {
