@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,6 +112,7 @@ type Relay struct {
 // and has them fetched ahead of the agents.
 func (r *Relay) applyPolicy(revision uint64, hashes []string, sizes map[string]int64) {
 	r.cache.SetPinned(hashes)
+	r.cache.SetExpectedSizes(sizes)
 	r.mu.Lock()
 	r.wanted, r.sizes, r.revision, r.stageErr = hashes, sizes, revision, ""
 	r.mu.Unlock()
@@ -125,16 +127,53 @@ func (r *Relay) restage() {
 	}
 }
 
-// stageRetry is how soon a pre-stage that failed is tried again.
-var stageRetry = 5 * time.Second
+// stageRetry is how soon a pre-stage that failed is tried again; every
+// pass that fails again doubles it, up to stageRetryMax, and a pass that
+// stages everything starts it over. A full disk or a file server that is
+// down does not heal in seconds, and each try may cost WAN bytes.
+var stageRetry, stageRetryMax = 5 * time.Second, 5 * time.Minute
+
+// backoff is the wait before the next try after failures in a row.
+type backoff struct {
+	first, limit, next time.Duration
+}
+
+func newBackoff(first, limit time.Duration) *backoff {
+	return &backoff{first: first, limit: max(limit, first), next: first}
+}
+
+// failed returns how long to wait now, and doubles the next wait.
+func (b *backoff) failed() time.Duration {
+	d := b.next
+	b.next = min(b.next*2, b.limit)
+	return d
+}
+
+// succeeded starts the waits over.
+func (b *backoff) succeeded() { b.next = b.first }
+
+// failureKind is what makes two failures of one artifact the same for the
+// log: the class of error, not its text (which carries byte counts).
+func failureKind(err error) string {
+	for _, k := range []error{cache.ErrDiskFull, cache.ErrNotFound, cache.ErrIntegrity, cache.ErrUpstream} {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	return err.Error()
+}
 
 // prestage fetches the artifacts the policy names that are not cached yet,
 // one at a time, so that the WAN is used before the agents ask. Each
 // artifact staged, and the end of a pass, is reported to the coordinator at
 // once (a distribution office's agents wait for it); a failed one is tried
-// again soon.
+// again later, backing off (stageRetry). A failure is a warning the first
+// time; the same failure of the same artifact again is logged at debug
+// level, until it succeeds or fails otherwise.
 func (r *Relay) prestage(ctx context.Context) error {
 	var retry <-chan time.Time
+	wait := newBackoff(stageRetry, stageRetryMax)
+	warned := map[string]string{} // artifact: the kind of failure warned of
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,32 +185,53 @@ func (r *Relay) prestage(ctx context.Context) error {
 		r.mu.Lock()
 		wanted := r.wanted
 		r.mu.Unlock()
-		failed := false
+		failed := 0
 		for _, h := range wanted {
 			if ctx.Err() != nil {
 				return nil
 			}
 			if r.cache.Has(h) {
+				delete(warned, h)
 				continue
 			}
 			f, size, err := r.cache.Get(ctx, h)
 			if err != nil {
 				if ctx.Err() == nil {
-					r.logger.Warn("pre-stage failed; trying again soon", "sha256", h, "in", stageRetry, "err", err)
 					r.mu.Lock()
 					r.stageErr = fmt.Sprintf("%s: %v", h[:min(12, len(h))], err)
 					r.mu.Unlock()
-					failed = true
+					kind := failureKind(err)
+					log := r.logger.Warn
+					if warned[h] == kind {
+						log = r.logger.Debug
+					}
+					warned[h] = kind
+					log("pre-stage failed; trying again later, backing off", "sha256", h, "err", err)
+					failed++
 				}
 				continue
 			}
 			f.Close()
-			r.logger.Info("pre-staged", "sha256", h, "bytes", size)
+			if _, ok := warned[h]; ok {
+				r.logger.Info("pre-staged after failing before", "sha256", h, "bytes", size)
+				delete(warned, h)
+			} else {
+				r.logger.Info("pre-staged", "sha256", h, "bytes", size)
+			}
 			r.reportStaging()
 		}
-		if failed {
-			retry = time.After(stageRetry)
+		for h := range warned {
+			if !slices.Contains(wanted, h) { // no longer in the policy
+				delete(warned, h)
+			}
+		}
+		if failed > 0 {
+			in := wait.failed()
+			r.logger.Debug("pre-stage pass failed; trying again", "failed", failed, "in", in)
+			retry = time.After(in)
 		} else {
+			wait.succeeded()
+			clear(warned)
 			r.mu.Lock()
 			r.stageErr = ""
 			r.mu.Unlock()

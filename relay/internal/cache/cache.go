@@ -98,6 +98,10 @@ type Options struct {
 	// 200ms, doubling).
 	Retries   int
 	RetryWait time.Duration
+	// FreeSpace reports how many bytes can still be written on the file
+	// system that holds dir; -1 (or an error) means it cannot tell, and
+	// fetches then start unchecked. Default: statfs where there is one.
+	FreeSpace func(dir string) (int64, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -119,6 +123,9 @@ func (o Options) withDefaults() Options {
 	if o.RetryWait <= 0 {
 		o.RetryWait = 200 * time.Millisecond
 	}
+	if o.FreeSpace == nil {
+		o.FreeSpace = diskFree
+	}
 	return o
 }
 
@@ -137,7 +144,11 @@ type Cache struct {
 	reserved int64             // announced bytes of fetches in progress
 	seq      uint64            // recency clock
 	pinned   map[string]bool
-	wg       sync.WaitGroup // fetches still running
+	expected map[string]int64 // sizes the office's policy states
+	// fullLogged holds the artifacts whose last fetch failed for a full
+	// disk, so that the same failure again is not a new warning.
+	fullLogged map[string]bool
+	wg         sync.WaitGroup // fetches still running
 }
 
 // entry is an object on disk, for eviction.
@@ -175,6 +186,8 @@ func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer
 		flights: make(map[string]*flight),
 		index:   make(map[string]*entry),
 		pinned:  make(map[string]bool),
+
+		fullLogged: make(map[string]bool),
 	}
 	m, err := newMetrics(reg, c)
 	if err != nil {

@@ -29,6 +29,7 @@ type flight struct {
 	// Guarded by Cache.mu.
 	waiters       int
 	reservedBytes int64
+	evictedBytes  int64         // evicted to make room for this fetch
 	abandoned     bool          // every waiter left and the fetch was cancelled: join none
 	stopped       chan struct{} // closed once the fetch has ended and left Cache.flights
 
@@ -44,6 +45,8 @@ type flight struct {
 	tmpName  string
 	changed  chan struct{} // closed and replaced on every change
 	finished bool
+
+	written atomic.Int64 // bytes in the temp file, kept ones included
 
 	saveMu sync.Mutex // one state save at a time
 }
@@ -294,27 +297,44 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 		// before anyone hears of the failure, so that a retry finds it.
 		defer fl.finish(err, nil)
 		var we *writeError
+		// A full disk keeps what arrived: the bytes crossed the WAN once,
+		// and the next fetch resumes from them when there is room. Should
+		// another artifact need the room first, makeRoomLocked drops them.
+		full := errors.Is(err, ErrDiskFull) || isDiskFull(err)
 		resumable := ranged && tmpName != "" && fl.size > 0 && !errors.Is(err, ErrIntegrity) &&
-			!errors.Is(err, ErrNotFound) && !errors.As(err, &we) &&
-			(ctx.Err() != nil || errors.Is(err, ErrUpstream))
-		if resumable && c.saveState(fl) == nil {
+			!errors.Is(err, ErrNotFound) &&
+			(full || !errors.As(err, &we) && (ctx.Err() != nil || errors.Is(err, ErrUpstream)))
+		switch {
+		case resumable && full && fl.written.Load() == 0:
+			c.dropPartial(hash) // nothing to keep
+		case resumable && c.saveState(fl) == nil:
 			log.Info("fetch stopped; its bytes are kept to resume", "err", err)
-		} else if tmpName != "" {
+		case tmpName != "":
 			c.dropPartial(hash)
 		}
 		if ctx.Err() == nil {
-			log.Warn("fetch failed", "err", err)
+			if c.repeatedFull(hash, full) {
+				log.Debug("fetch failed again", "err", err)
+			} else {
+				log.Warn("fetch failed", "err", err)
+			}
 		}
 	}()
 
 	if ranged {
 		if tmp, parts, size, ok := c.loadPartial(hash); ok {
-			tmpName = tmp.Name()
 			defer tmp.Close()
 			var have int64
 			for _, p := range parts {
 				have += p.pos - p.off
 			}
+			fl.written.Store(have)
+			// The rest must fit; if it does not, the partial stays as it
+			// is for when there is room.
+			if err := c.reserve(fl, size); err != nil {
+				return err
+			}
+			tmpName = tmp.Name()
 			log.Info("resuming a fetch an earlier run left", "bytes_kept", have, "size", size)
 			c.metrics.resumes.Inc()
 			n, sum, err := c.copySized(ctx, fl, tmp, nil, size, parts)
@@ -322,6 +342,17 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 				return err
 			}
 			return c.commit(ctx, fl, tmp, n, sum)
+		}
+	}
+
+	// The office's policy states the size of the artifacts it names: if
+	// one cannot fit, not a byte of it is read.
+	c.mu.Lock()
+	expected := c.expected[hash]
+	c.mu.Unlock()
+	if expected > 0 {
+		if err := c.reserve(fl, expected); err != nil {
+			return err
 		}
 	}
 
@@ -349,6 +380,13 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 			body.Close()
 		}
 	}()
+	// The upstream has stated the size, and sent no more than its headers
+	// yet: an artifact that cannot fit stops here.
+	if size >= 0 {
+		if err := c.reserve(fl, size); err != nil {
+			return err
+		}
+	}
 
 	tmp, err := os.OpenFile(c.partialPath(hash), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -361,7 +399,7 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	var n int64
 	var sum []byte
 	if size < 0 {
-		n, sum, err = c.copyUnsized(ctx, tmp, body, hash)
+		n, sum, err = c.copyUnsized(ctx, fl, tmp, body)
 	} else {
 		n, sum, err = c.copySized(ctx, fl, tmp, body, size, nil)
 		body = nil // closed by copySized
@@ -407,6 +445,7 @@ func (c *Cache) commit(ctx context.Context, fl *flight, tmp *os.File, n int64, s
 		c.stored += n
 		c.reserved -= fl.reservedBytes
 		fl.reservedBytes = 0
+		delete(c.fullLogged, hash)
 		c.evictLocked()
 		c.updateGaugesLocked()
 		return nil
@@ -421,13 +460,18 @@ func (c *Cache) commit(ctx context.Context, fl *flight, tmp *os.File, n int64, s
 
 // copyUnsized reads an artifact of unstated size in one stream; nobody can
 // read along, since no length can be promised.
-func (c *Cache) copyUnsized(ctx context.Context, tmp *os.File, body io.Reader, hash string) (int64, []byte, error) {
+func (c *Cache) copyUnsized(ctx context.Context, fl *flight, tmp *os.File, body io.Reader) (int64, []byte, error) {
+	hash := fl.hash
 	h := sha256.New()
 	src := &limitedReader{ctx: ctx, r: body, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
-	n, err := io.Copy(io.MultiWriter(fileWriter{tmp}, h), src)
+	n, err := io.Copy(io.MultiWriter(fileWriter{c: c, fl: fl, f: tmp}, h), src)
 	if err != nil {
 		var we *writeError
 		if errors.As(err, &we) {
+			var df *DiskFullError
+			if errors.As(we.err, &df) {
+				return n, nil, df
+			}
 			return n, nil, fmt.Errorf("get %s: write temp file: %w", hash, we.err)
 		}
 		c.metrics.upstreamErrors.Inc()
@@ -455,18 +499,12 @@ func (c *Cache) plan(size int64) ([]part, int) {
 	return parts, c.opts.Parallel
 }
 
-// copySized fetches an artifact of stated size in one or more ranges, some
-// at once, taken in order; each resumes by range when its connection
-// breaks. The artifact is hashed in order as it becomes contiguous. It
-// closes body.
+// copySized fetches an artifact of stated size, already reserved
+// (Cache.reserve), in one or more ranges, some at once, taken in order;
+// each resumes by range when its connection breaks. The artifact is hashed
+// in order as it becomes contiguous. It closes body.
 func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64, parts []part) (int64, []byte, error) {
 	hash := fl.hash
-	c.mu.Lock()
-	c.reserved += size
-	fl.reservedBytes = size
-	c.evictLocked()
-	c.mu.Unlock()
-
 	workers := 1
 	if parts == nil {
 		parts, workers = c.plan(size)
@@ -482,6 +520,13 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 		}
 	}
 	fl.setParts(size, parts, tmp.Name())
+	if _, ranged := c.up.(RangeUpstream); ranged {
+		// A state from the start, so that a disk that fills up has one
+		// to overwrite (see saveState).
+		if err := c.saveState(fl); err != nil {
+			c.logger.Debug("save fetch state", "sha256", hash, "err", err)
+		}
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	var next atomic.Int64
@@ -588,6 +633,10 @@ func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, 
 			}
 			var we *writeError
 			if errors.As(err, &we) {
+				var df *DiskFullError
+				if errors.As(we.err, &df) {
+					return df
+				}
 				return fmt.Errorf("get %s: write temp file: %w", hash, we.err)
 			}
 			if n > 0 {
@@ -631,9 +680,10 @@ func (c *Cache) copyRange(ctx context.Context, fl *flight, tmp *os.File, i int, 
 		}
 		k, err := src.Read(buf[:min(int64(len(buf)), end-pos)])
 		if k > 0 {
-			if _, werr := tmp.WriteAt(buf[:k], pos); werr != nil {
+			if werr := c.writeAt(fl, tmp, buf[:k], pos); werr != nil {
 				return pos - start, &writeError{werr}
 			}
+			fl.written.Add(int64(k))
 			pos += int64(k)
 			fl.progress(i, pos)
 		}
@@ -693,12 +743,31 @@ func LimitReader(ctx context.Context, r io.Reader, lim *rate.Limiter) io.Reader 
 	return &limitedReader{ctx: ctx, r: r, lim: lim}
 }
 
-// fileWriter marks its errors, so that a full disk is not blamed on the
-// upstream in io.Copy's single error.
-type fileWriter struct{ f *os.File }
+// fileWriter writes a flight's temp file in order, making room once when
+// the disk is full (as Cache.writeAt), and marks its errors, so that a full
+// disk is not blamed on the upstream in io.Copy's single error.
+type fileWriter struct {
+	c  *Cache
+	fl *flight
+	f  *os.File
+}
 
 func (w fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
+	if err != nil && isDiskFull(err) {
+		rest := int64(len(p) - n)
+		if rerr := w.c.roomAfterFull(w.fl, rest, err); rerr != nil {
+			err = rerr
+		} else {
+			var m int
+			m, err = w.f.Write(p[n:])
+			n += m
+			if err != nil && isDiskFull(err) {
+				err = w.c.fullAgain(w.fl, int64(len(p)-n), err)
+			}
+		}
+	}
+	w.fl.written.Add(int64(n))
 	if err != nil {
 		err = &writeError{err}
 	}

@@ -43,6 +43,21 @@ func (c *Cache) SetPinned(hashes []string) {
 // evictLocked removes least recently used objects that are not pinned until
 // the objects on disk and the fetches in progress fit the cap. Removing a
 // file that someone reads is fine: the reader keeps its open file.
+// SetExpectedSizes replaces the sizes that the office's policy states for
+// the artifacts it names, so that a fetch of one checks for room on the
+// disk before it reads a byte of the upstream (see makeRoomLocked).
+// The upstream's own statement still decides the size the bytes must have.
+func (c *Cache) SetExpectedSizes(sizes map[string]int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expected = make(map[string]int64, len(sizes))
+	for h, n := range sizes {
+		if ValidateHash(h) == nil && n > 0 {
+			c.expected[h] = n
+		}
+	}
+}
+
 func (c *Cache) evictLocked() int {
 	if c.opts.MaxBytes == 0 {
 		return 0

@@ -12,6 +12,7 @@ type metrics struct {
 	upstreamBytes            prometheus.Counter
 	resumes                  prometheus.Counter
 	evictions, evictedBytes  prometheus.Counter
+	diskFull                 prometheus.Counter
 	verifyFailures           *prometheus.CounterVec
 	objects, storedBytes     prometheus.Gauge
 	pinned, capacity         prometheus.Gauge
@@ -43,8 +44,10 @@ func newMetrics(reg prometheus.Registerer, _ *Cache) (*metrics, error) {
 		upstreamErrors: counter("upstream_errors_total", "Fetches that failed because of the file server or the network."),
 		upstreamBytes:  counter("upstream_bytes_total", "Bytes read from the file server (the WAN leg)."),
 		resumes:        counter("upstream_resumes_total", "Upstream reads resumed by range after a broken connection."),
-		evictions:      counter("evictions_total", "Objects evicted to keep the cache under its cap."),
-		evictedBytes:   counter("evicted_bytes_total", "Bytes of objects evicted to keep the cache under its cap."),
+		evictions:      counter("evictions_total", "Objects evicted to keep the cache under its cap, or to make room on a full disk."),
+		evictedBytes:   counter("evicted_bytes_total", "Bytes of objects evicted to keep the cache under its cap, or to make room on a full disk."),
+		diskFull: counter("disk_full_total",
+			"Fetches refused or stopped because the disk had no room for the artifact, even after evicting unpinned objects."),
 		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "verify_failures_total",
 			Help: "Fetched artifacts rejected because their SHA-256 or size did not match; never cached.",
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, _ *Cache) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.hits, m.misses, m.fetches, m.notFound, m.upstreamErrors,
-		m.upstreamBytes, m.resumes, m.evictions, m.evictedBytes, m.verifyFailures, m.objects, m.storedBytes,
+		m.upstreamBytes, m.resumes, m.evictions, m.evictedBytes, m.diskFull, m.verifyFailures, m.objects, m.storedBytes,
 		m.pinned, m.capacity, m.hitRatio} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -66,10 +66,30 @@ func (c *Cache) saveState(fl *flight) error {
 		return err
 	}
 	path := c.statePath(fl.hash)
-	if err := os.WriteFile(path+".new", b, 0o600); err != nil {
+	err = os.WriteFile(path+".new", b, 0o600)
+	if err == nil {
+		return os.Rename(path+".new", path)
+	}
+	os.Remove(path + ".new")
+	if !isDiskFull(err) {
 		return err
 	}
-	return os.Rename(path+".new", path)
+	// A full disk has no block for a new file, but the state saved when
+	// the fetch started has one: overwrite it in place. Not atomic, but
+	// a torn state fails decodeState, or claims bytes the hash then
+	// rejects; either way they are fetched again.
+	f, oerr := os.OpenFile(path, os.O_WRONLY, 0)
+	if oerr != nil {
+		return err
+	}
+	_, werr := f.WriteAt(b, 0)
+	if werr == nil {
+		werr = f.Truncate(int64(len(b)))
+	}
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	return werr
 }
 
 // loadPartial opens what an earlier fetch of hash left, if it is usable.
