@@ -53,6 +53,10 @@ func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 	}
 	t.ResponseHeaderTimeout = time.Minute
 	if conf, err := tlsutil.RelayClientTLS(id.CADER); err == nil {
+		// Relays serve their content to members only: the agent shows
+		// its member certificate when a server asks (the file server
+		// does not).
+		conf.Certificates = []tls.Certificate{id.Cert}
 		t.TLSClientConfig = conf
 	} else {
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

@@ -3,7 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -104,6 +107,23 @@ func TestRelayOfficeOneUpstreamReadAndBadInput(t *testing.T) {
 	}
 	if n := metricValue(t, relayReg, "outpost_relay_cache_upstream_fetches_total"); n != 1 {
 		t.Fatalf("relay read the file server %v times, want 1", n)
+	}
+	// The agents got it with their member certificates; someone else on
+	// the office's network, trusting the CA but with none, is refused.
+	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.CAPool()}}}
+	resp, err := stranger.Get(relayURL(r.Addr()) + "/v1/blobs/sha256/" + sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "member certificate") {
+		t.Fatalf("content without a member certificate: %d %s", resp.StatusCode, body)
+	}
+	if resp, err := stranger.Get(relayURL(r.Addr()) + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz without a certificate: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 
 	// Bytes that do not match the policy are never installed: replace the

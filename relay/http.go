@@ -85,6 +85,13 @@ func (r *Relay) routes(g prometheus.Gatherer) http.Handler {
 // pre-stage an artifact.
 func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	hash := req.PathValue("hash")
+	// Over HTTPS an enrolled relay serves members only; plain HTTP, which
+	// an office allows knowingly, proves nobody.
+	if r.tls != nil && r.membership != nil {
+		if err := r.membership.verifyMember(req.TLS); err != nil {
+			return err
+		}
+	}
 	if err := httprange.Check(req); err != nil {
 		return err // before Open: a refused request starts no fetch
 	}
@@ -234,6 +241,10 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, "malformed artifact name in the path: want " + BlobPath + "<sha256 as 64 lower-case hex digits>"
 	case errors.Is(err, cache.ErrNotFound):
 		return http.StatusNotFound, err.Error()
+	case errors.Is(err, errNotMember):
+		return http.StatusForbidden, err.Error()
+	case errors.Is(err, errNotLinked):
+		return http.StatusServiceUnavailable, err.Error()
 	case errors.Is(err, httprange.ErrTooMany):
 		return http.StatusRequestedRangeNotSatisfiable, err.Error()
 	case errors.Is(err, cache.ErrUpstream):

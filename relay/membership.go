@@ -41,6 +41,7 @@ type membership struct {
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
 	caDER   []byte
+	roots   memberRoots
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {

@@ -366,6 +366,11 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		return nil, errors.New("relay: no HTTPS certificate: enrol with a coordinator (coordinator, enroll_token, ca_fingerprint) " +
 			"for one from its CA, or give tls_cert_file and tls_key_file, or set plain_http: true where the office allows plain HTTP")
 	}
+	if r.tls != nil && m != nil {
+		// Members show their certificate (checked per content request,
+		// against the CA learned at enrolment); /healthz needs none.
+		r.tls.ClientAuth = tls.RequestClientCert
+	}
 	if r.tls != nil {
 		// HTTP/1.1 only: artifacts are few large bodies, and one TCP
 		// connection per download keeps failover and ranges simple.
