@@ -71,6 +71,8 @@ type Server struct {
 	// unconfirmed is, per member id, the office its last reported
 	// address claimed without the coordinator's confirmation.
 	unconfirmed sync.Map
+	// auditLimits is each member's *rate.Limiter of audit records.
+	auditLimits sync.Map
 	cfg         Config
 	ca          *ca.CA
 	store       *store.Store

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.org/x/time/rate"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -100,10 +101,26 @@ func (s *Server) NotifyRevocations() {
 	}
 }
 
+// A host may send auditBurst records at once (a spool that waited out an
+// outage) and auditRate a second over time, far beyond what technicians
+// do on one host.
+const (
+	auditBurst = 10000
+	auditRate  = rate.Limit(1)
+)
+
 // storeAudit keeps a host's audit records; the Ack lets the host forget them.
 func (s *Server) storeAudit(id string, b *wire.AuditBatch) *wire.Response {
-	if len(b.GetRecords()) > 10000 {
+	if len(b.GetRecords()) > auditBurst {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "audit batch too large")
+	}
+	// A host's records are bounded over time too: one that writes
+	// without end (a misbehaving or hostile host) must not fill the
+	// coordinator's disk. Refused records stay in the host's spool.
+	l, _ := s.auditLimits.LoadOrStore(id, rate.NewLimiter(auditRate, auditBurst))
+	if !l.(*rate.Limiter).AllowN(time.Now(), len(b.GetRecords())) {
+		s.log.Warn("too many audit records from a host: refused for now", "member", id, "records", len(b.GetRecords()))
+		return wire.Errorf(wire.Error_CODE_DENIED, "too many audit records from this host: kept on the host, sent later")
 	}
 	var events []store.AuditEvent
 	for _, r := range b.GetRecords() {
