@@ -168,3 +168,31 @@ func TestApplyingTheSamePolicyWithVariants(t *testing.T) {
 		t.Fatalf("variant after the change: %+v %v", v, err)
 	}
 }
+
+// A named policy applied again as it was re-runs no agent either: the
+// offices it reaches keep their revision and the answer says so.
+func TestApplyingTheSameNamedPolicyKeepsTheRevisions(t *testing.T) {
+	srv, st, n := newAPI(t)
+	call(t, srv, "POST", "/v1/offices", `{"name":"berlin"}`, token)
+	v2 := uploadBytes(t, srv, "hello-2.tar.gz", "hello two")
+	enrolAgent(t, st, "berlin", "ag-0000000000000001", "pc-1")
+	named := pkgYAML("targets:\n  offices: [berlin]\n", "hello", "2", v2)
+	code, out := call(t, srv, "PUT", "/v1/policies/fleet", named, token)
+	if code != 201 {
+		t.Fatalf("named policy: %d %v", code, out)
+	}
+	p, _ := st.Policy("berlin")
+	told := len(n.revs)
+	code, out = call(t, srv, "PUT", "/v1/policies/fleet", named, token)
+	if code != 200 || out["published"] != nil || !reflect.DeepEqual(out["unchanged"], map[string]any{"berlin": float64(p.Revision)}) || len(n.revs) != told {
+		t.Fatalf("the same named policy again: %d %v (told %v); want berlin unchanged at %d", code, out, n.revs, p.Revision)
+	}
+	if q, _ := st.Policy("berlin"); q.Revision != p.Revision {
+		t.Fatalf("berlin went to revision %d", q.Revision)
+	}
+	// A change is published.
+	code, out = call(t, srv, "PUT", "/v1/policies/fleet", pkgYAML("targets:\n  offices: [berlin]\n", "hello", "3", v2), token)
+	if code != 200 || !reflect.DeepEqual(out["published"], map[string]any{"berlin": float64(p.Revision + 1)}) {
+		t.Fatalf("a changed named policy: %d %v", code, out)
+	}
+}

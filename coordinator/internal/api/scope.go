@@ -786,6 +786,9 @@ type namedPolicyView struct {
 	Items    []json.RawMessage `json:"items,omitempty"`
 	// Offices that got a new revision (apply and delete only).
 	Published map[string]uint64 `json:"published,omitempty"`
+	// Unchanged are the offices the policy reaches whose computers would
+	// run the same as before: they keep their revision (office → it).
+	Unchanged map[string]uint64 `json:"unchanged,omitempty"`
 	// Computers it applies to now (show only).
 	Computers *[]string `json:"computers,omitempty"`
 }
@@ -850,7 +853,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseConflicts("policy "+name, cs); err != nil {
 		return err
 	}
-	created, published, err := a.publishAffected(next, store.NamedChange{Put: &p}, append(old, p)...)
+	created, published, unchanged, err := a.publishAffected(next, store.NamedChange{Put: &p}, append(old, p)...)
 	if err != nil {
 		return err
 	}
@@ -861,7 +864,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := namedView(*stored)
-	v.YAML, v.Items, v.Published = stored.YAML, itemsJSON(n.Items), published
+	v.YAML, v.Items, v.Published, v.Unchanged = stored.YAML, itemsJSON(n.Items), published, unchanged
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated
@@ -874,24 +877,35 @@ var memberIDForm = regexp.MustCompile(`^(ag|rl)-[0-9a-f]{16}$`)
 
 // publishAffected makes change and publishes every office the policies
 // (old and new versions) reach, in one transaction; it says whether the
-// change created a policy and which revisions it issued.
-func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.NamedPolicy) (bool, map[string]uint64, error) {
+// change created a policy, which revisions it issued, and which offices
+// kept theirs because their computers would run the same (a policy applied
+// again as it was re-runs no agent).
+func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.NamedPolicy) (bool, map[string]uint64, map[string]uint64, error) {
 	offices, err := a.affectedOffices(sc, ps...)
 	if err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
 	var prs []prepared
 	var pubs []store.Publication
+	unchanged := map[string]uint64{}
 	for _, o := range offices {
 		pr, err := a.prepareLocked(sc, o, "")
 		if err != nil {
-			return false, nil, fmt.Errorf("publish office %s: %w", o, err)
+			return false, nil, nil, fmt.Errorf("publish office %s: %w", o, err)
+		}
+		cur, err := a.currentIfSame(pr)
+		if err != nil {
+			return false, nil, nil, err
+		}
+		if cur != nil {
+			unchanged[o] = cur.Revision
+			continue
 		}
 		prs, pubs = append(prs, pr), append(pubs, pr.pub)
 	}
 	created, stored, err := a.d.Store.PublishNamed(change, pubs, time.Now().UTC())
 	if err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
 	// Every office is stored before any is told: the first offices'
 	// rollouts would otherwise compete with the work for the rest, and the
@@ -906,7 +920,10 @@ func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.N
 	for i, p := range stored {
 		a.logPublished(p, prs[i])
 	}
-	return created, out, nil
+	if len(unchanged) == 0 {
+		unchanged = nil
+	}
+	return created, out, unchanged, nil
 }
 
 func (a *API) listNamedPolicies(w http.ResponseWriter, r *http.Request) error {
@@ -963,7 +980,7 @@ func (a *API) deleteNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Removing a policy cannot make others conflict: conflicts are between
 	// policies of one level, and every level is checked, overridden or not.
-	_, published, err := a.publishAffected(sc.without(name), store.NamedChange{Delete: name}, *p)
+	_, published, _, err := a.publishAffected(sc.without(name), store.NamedChange{Delete: name}, *p)
 	if err != nil {
 		return err
 	}

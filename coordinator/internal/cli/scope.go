@@ -30,6 +30,7 @@ type (
 		YAML      string            `json:"yaml"`
 		Items     []any             `json:"items"`
 		Published map[string]uint64 `json:"published"`
+		Unchanged map[string]uint64 `json:"unchanged"`
 		Computers []string          `json:"computers"`
 	}
 	effective struct {
@@ -292,6 +293,17 @@ func applyNamedPolicy(ctx context.Context, e *env, name, path string) error {
 	published := "no office's computers are targeted yet"
 	if len(revs) > 0 {
 		published = strings.Join(revs, ", ")
+	}
+	var same []string
+	for o, r := range p.Unchanged {
+		same = append(same, fmt.Sprintf("%s stays at revision %d", o, r))
+	}
+	sort.Strings(same)
+	switch {
+	case len(same) > 0 && len(revs) == 0:
+		published = "unchanged: " + strings.Join(same, ", ")
+	case len(same) > 0:
+		published += "; unchanged: " + strings.Join(same, ", ")
 	}
 	_, err = fmt.Fprintf(e.stdout, "policy %s applied (%s, priority %d): %s\n", p.Name, plural(len(p.Items), "item"), p.Priority, published)
 	return err
