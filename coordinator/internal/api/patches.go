@@ -653,7 +653,7 @@ type complianceCollector struct{ a *API }
 
 var (
 	itemsDesc = prometheus.NewDesc("outpost_coordinator_items",
-		"Policy items in agents' last reports, by office and status (compliant, pending, failed, not_applicable).", []string{"office", "status"}, nil)
+		"Policy items in agents' last reports, by office and status (compliant, pending, failed, not_applicable); the items of a report older than the office's current revision count as pending.", []string{"office", "status"}, nil)
 	missingDesc = prometheus.NewDesc("outpost_coordinator_patches_missing",
 		"Patch items agents of the office report not installed (missing, pending or failed).", []string{"office"}, nil)
 )
@@ -669,6 +669,11 @@ func (c complianceCollector) Collect(ch chan<- prometheus.Metric) {
 		c.a.log.Error("compliance metrics", "err", err)
 		return
 	}
+	current, err := c.a.revisions()
+	if err != nil {
+		c.a.log.Error("compliance metrics", "err", err)
+		return
+	}
 	counts := map[[2]string]int{}
 	missing := map[string]int{}
 	for _, m := range members {
@@ -678,9 +683,16 @@ func (c complianceCollector) Collect(ch chan<- prometheus.Metric) {
 		if _, ok := missing[m.Office]; !ok {
 			missing[m.Office] = 0
 		}
+		// What a host said of an earlier revision is not an answer about
+		// the current one (currentReport): its items are pending.
+		stale := currentReport(&m, current[m.Office]) == nil
 		for _, it := range m.Report.Items {
-			counts[[2]string{m.Office, it.Status}]++
-			if strings.HasPrefix(it.ID, "patch/") && it.Status != "compliant" && it.Status != "not_applicable" {
+			status := it.Status
+			if stale {
+				status = "pending"
+			}
+			counts[[2]string{m.Office, status}]++
+			if strings.HasPrefix(it.ID, "patch/") && status != "compliant" && status != "not_applicable" {
 				missing[m.Office]++
 			}
 		}

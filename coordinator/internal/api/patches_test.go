@@ -216,18 +216,34 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 }
 
 func TestComplianceCollector(t *testing.T) {
-	_, st, _ := newAPI(t)
-	if err := st.CreateOffice(store.Office{Name: "berlin", Mode: "direct"}); err != nil {
+	srv, st, _ := newAPI(t)
+	if err := st.CreateOffice(store.Office{Name: "berlin", Mode: "direct", CheckinInterval: time.Minute, TimeZone: "UTC"}); err != nil {
 		t.Fatal(err)
 	}
+	if code, out := call(t, srv, "PUT", "/v1/offices/berlin/policy", "items: []\n", token); code != 200 {
+		t.Fatalf("policy: %d %v", code, out)
+	}
+	p, _ := st.Policy("berlin")
 	st.CreateToken(store.Token{ID: "t1", Hash: "h1", Office: "berlin", Role: "agent", Expires: time.Now().Add(time.Hour), Uses: 1})
+	st.CreateToken(store.Token{ID: "t2", Hash: "h2", Office: "berlin", Role: "agent", Expires: time.Now().Add(time.Hour), Uses: 1})
+	if _, _, err := st.Enroll("h2", time.Now(), func(store.Token, store.Office) (store.Member, error) {
+		return store.Member{ID: "a2", Hostname: "pc-2", Office: "berlin", Home: "berlin", Role: "agent"}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// pc-2 last reported on an earlier revision: its word is not about
+	// the current one, so its items count as pending.
+	st.UpdateMember("a2", func(m *store.Member) {
+		m.Report = &store.Report{Revision: p.Revision - 1, At: time.Now(), Items: []store.ItemStatus{
+			{ID: "patch/OUT-1", Status: "compliant"}, {ID: "registry:/etc/x#a", Status: "compliant"}}}
+	})
 	if _, _, err := st.Enroll("h1", time.Now(), func(store.Token, store.Office) (store.Member, error) {
 		return store.Member{ID: "a1", Hostname: "pc-1", Office: "berlin", Home: "berlin", Role: "agent"}, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	st.UpdateMember("a1", func(m *store.Member) {
-		m.Report = &store.Report{Revision: 1, At: time.Now(), Items: []store.ItemStatus{
+		m.Report = &store.Report{Revision: p.Revision, At: time.Now(), Items: []store.ItemStatus{
 			{ID: "patch/OUT-1", Status: "failed"}, {ID: "registry:/etc/x#a", Status: "compliant"}, {ID: "patch/OUT-2", Status: "compliant"}}}
 	})
 	reg := prometheus.NewRegistry()
@@ -250,7 +266,8 @@ func TestComplianceCollector(t *testing.T) {
 	want := map[string]float64{
 		"outpost_coordinator_items,berlin,failed":    1,
 		"outpost_coordinator_items,berlin,compliant": 2,
-		"outpost_coordinator_patches_missing,berlin": 1,
+		"outpost_coordinator_items,berlin,pending":   2,
+		"outpost_coordinator_patches_missing,berlin": 2,
 	}
 	for k, v := range want {
 		if got[k] != v {
