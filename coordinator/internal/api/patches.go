@@ -436,7 +436,9 @@ type officeMissing struct {
 }
 
 // missingPatches lists, by host and by office, the patch items hosts
-// report as not installed: missing, pending (a window) or failed.
+// report as not installed: missing, pending (a window) or failed. A host
+// whose last report is of an earlier revision has its patches pending
+// (currentReport): it has not said how it runs the current one.
 func (a *API) missingPatches(w http.ResponseWriter, r *http.Request) error {
 	office := r.URL.Query().Get("office")
 	if office != "" {
@@ -445,6 +447,10 @@ func (a *API) missingPatches(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	members, err := a.d.Store.Members(office)
+	if err != nil {
+		return err
+	}
+	current, err := a.revisions()
 	if err != nil {
 		return err
 	}
@@ -463,12 +469,17 @@ func (a *API) missingPatches(w http.ResponseWriter, r *http.Request) error {
 		om.Hosts++
 		hm := hostMissing{Agent: m.ID, Hostname: m.Hostname, Office: m.Office, Missing: []hostPatch{}}
 		if m.Report != nil {
+			stale := currentReport(&m, current[m.Office]) == nil
 			for _, it := range m.Report.Items {
 				id, ok := strings.CutPrefix(it.ID, "patch/")
-				if !ok || it.Status == "compliant" || it.Status == "not_applicable" {
+				status, msg := it.Status, it.Message
+				if stale {
+					status, msg = "pending", fmt.Sprintf("not reported on revision %d yet (last report: revision %d, %s)", current[m.Office], m.Report.Revision, it.Status)
+				}
+				if !ok || status == "compliant" || status == "not_applicable" {
 					continue
 				}
-				hm.Missing = append(hm.Missing, hostPatch{Patch: id, Status: it.Status, Message: it.Message})
+				hm.Missing = append(hm.Missing, hostPatch{Patch: id, Status: status, Message: msg})
 				om.Missing[id]++
 			}
 		}

@@ -175,6 +175,15 @@ func TestPatchCatalogApprovalAndCompliance(t *testing.T) {
 	if offices[0].(map[string]any)["missing"].(map[string]any)["OUT-2"].(float64) != 1 {
 		t.Fatalf("missing by office = %v", offices)
 	}
+	// A report of an earlier revision does not say the patch is in: a2's
+	// "compliant" is pending once berlin is at a newer revision.
+	st.UpdateMember("a2", func(m *store.Member) { m.Report.Revision-- })
+	code, out = call(t, srv, "GET", "/v1/patches-missing?office=berlin", "", token)
+	if hosts := out["hosts"].([]any); code != 200 || len(hosts[1].(map[string]any)["missing"].([]any)) != 1 ||
+		!strings.Contains(fmt.Sprint(hosts[1]), "not reported on revision") {
+		t.Fatalf("a stale report: %d %v", code, out)
+	}
+	st.UpdateMember("a2", func(m *store.Member) { m.Report.Revision++ })
 	code, out = call(t, srv, "GET", "/v1/agents/a1/runs", "", token)
 	if runs := out["runs"].([]any); code != 200 || len(runs) != 2 || runs[0].(map[string]any)["items"].([]any)[0].(map[string]any)["status"] != "failed" {
 		t.Fatalf("runs: %d %v; want 2, newest first", code, out)
