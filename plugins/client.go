@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -63,6 +64,8 @@ type process struct {
 	rpc  proto.PluginClient
 	once sync.Once
 	dead chan struct{} // closed once killed by us
+	// killed is set before the agent kills it, for its logger.
+	killed *atomic.Bool
 }
 
 // Open starts the plugin binary at path, checks that it speaks the contract
@@ -115,7 +118,8 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 	if timeout <= 0 {
 		return nil, "", fmt.Errorf("start plugin %s: %w", c.path, context.DeadlineExceeded)
 	}
-	hcl := logging.HCLog(c.logger)
+	killed := new(atomic.Bool)
+	hcl := killAware{Logger: logging.HCLog(c.logger), killed: killed}
 	cmd := exec.Command(c.path)
 	isolate(cmd)
 	pc := plugin.NewClient(&plugin.ClientConfig{
@@ -130,7 +134,7 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 		SyncStdout:       hcl.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Info}),
 		SyncStderr:       hcl.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
 	})
-	p := &process{pc: pc, cmd: cmd, dead: make(chan struct{})}
+	p := &process{pc: pc, cmd: cmd, dead: make(chan struct{}), killed: killed}
 	var rpcClient plugin.ClientProtocol
 	err := startPinned(func() (err error) {
 		rpcClient, err = pc.Client()
@@ -171,6 +175,7 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 // grace period, since whatever it was doing it does under a journal.
 func (p *process) kill() {
 	p.once.Do(func() {
+		p.killed.Store(true)
 		// Once go-plugin has reaped the process its group id may be reused:
 		// leave it alone then (its pipes are closed, so nothing of it is left
 		// holding the host).
@@ -320,4 +325,21 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// killAware is the plugin client's logger. go-plugin logs the end of a
+// plugin process as an error whenever it exits with a signal; when the
+// agent killed it (a stop, a missed deadline) that is expected, and said
+// at debug level.
+type killAware struct {
+	hclog.Logger
+	killed *atomic.Bool
+}
+
+func (k killAware) Error(msg string, args ...any) {
+	if msg == "plugin process exited" && k.killed.Load() {
+		k.Logger.Debug(msg, args...)
+		return
+	}
+	k.Logger.Error(msg, args...)
 }

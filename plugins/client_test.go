@@ -200,6 +200,22 @@ func TestClient(t *testing.T) {
 		}
 	})
 
+	t.Run("a plugin the agent stops is not an error", func(t *testing.T) {
+		recs := newRecords()
+		c := open(t, bin, slog.New(recs))
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // go-plugin logs the exit from its own goroutine
+		recs.mu.Lock()
+		defer recs.mu.Unlock()
+		for _, r := range *recs.recs {
+			if r.Level >= slog.LevelError {
+				t.Errorf("stopping a plugin logged %v %q", r.Level, r.Message)
+			}
+		}
+	})
+
 	t.Run("closed client", func(t *testing.T) {
 		c := open(t, bin, logging.Discard())
 		if err := c.Close(); err != nil {

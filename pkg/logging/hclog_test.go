@@ -210,3 +210,22 @@ func TestNewHCLogJSON(t *testing.T) {
 		})
 	}
 }
+
+// A component named under a parent that named its own is logged once.
+func TestNewLogsAnAttributeOnce(t *testing.T) {
+	var b strings.Builder
+	l, err := New(&b, "info", "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.With("component", "coordinator", "pid", 7).With("component", "artifacts").Info("hello", "n", 1)
+	got := b.String()
+	if strings.Count(got, "component=") != 1 || !strings.Contains(got, "component=artifacts") || !strings.Contains(got, "pid=7") || !strings.Contains(got, "n=1") {
+		t.Fatalf("logged %q", got)
+	}
+	b.Reset()
+	l.With("component", "x").WithGroup("g").With("a", 1).Info("grouped")
+	if got := b.String(); !strings.Contains(got, "component=x") || !strings.Contains(got, "g.a=1") {
+		t.Fatalf("logged %q", got)
+	}
+}
