@@ -53,6 +53,9 @@ type rollup struct {
 	// As a member reporting through another.
 	direct       bool      // the coordinator asked for a direct check-in
 	unackedSince time.Time // first report sent through a roll-up and not yet acknowledged
+	// unackedSeq is the run that report carried: only an acknowledgement
+	// that covers it is news, not an old one a peer plays back.
+	unackedSeq uint64
 	count        int       // reports made; every directEvery-th is direct
 
 	reports *prometheus.CounterVec
@@ -204,10 +207,19 @@ func (r *rollup) send(to string, urgent bool) error {
 	r.reports.WithLabelValues("rollup").Inc()
 	r.mu.Lock()
 	if r.unackedSince.IsZero() {
-		r.unackedSince = time.Now()
+		r.unackedSince, r.unackedSeq = time.Now(), reportSeq(req)
 	}
 	r.mu.Unlock()
 	return nil
+}
+
+// reportSeq is the newest run a check-in carries (0: none).
+func reportSeq(req *wire.CheckinRequest) uint64 {
+	seq := req.GetReport().GetSeq()
+	for _, b := range req.GetBacklog() {
+		seq = max(seq, b.GetSeq())
+	}
+	return seq
 }
 
 type errString string
@@ -301,7 +313,12 @@ func (r *rollup) acked(s *wire.SignedRollupAck) {
 		a.log.Warn("forget acknowledged reports", "err", err)
 	}
 	r.mu.Lock()
-	r.unackedSince = time.Time{}
+	// An acknowledgement of runs before the one waiting is an old one
+	// played back by a peer: it must not keep this member from checking in
+	// directly when its reports are not getting through.
+	if ack.GetAckedSeq() >= r.unackedSeq {
+		r.unackedSince, r.unackedSeq = time.Time{}, 0
+	}
 	if ack.GetCheckinDirectly() && !r.direct {
 		r.direct = true
 		defer a.trigger()
@@ -330,7 +347,7 @@ func (r *rollup) checkinDirectly() {
 func (r *rollup) checkedIn(passOn bool) {
 	r.mu.Lock()
 	r.direct = false
-	r.unackedSince = time.Time{}
+	r.unackedSince, r.unackedSeq = time.Time{}, 0
 	r.mu.Unlock()
 	if passOn {
 		r.reports.WithLabelValues("pass_on").Inc()
