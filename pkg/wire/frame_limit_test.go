@@ -154,10 +154,7 @@ func TestReadMsgMaxClampsLimit(t *testing.T) {
 // read back whole, one after the other (no byte of the next frame is
 // taken), however the reader splits them.
 func TestReadMsgGrowingBody(t *testing.T) {
-	var sizes []int
-	for _, n := range []int{0, 1, firstChunk - 1, firstChunk, firstChunk + 1, 2*firstChunk + 1, 100000, 1 << 20} {
-		sizes = append(sizes, n)
-	}
+	sizes := []int{0, 1, firstChunk - 1, firstChunk, firstChunk + 1, 2*firstChunk + 1, 100000, 1 << 20}
 	var buf bytes.Buffer
 	var want []*Artifact
 	for _, n := range sizes {
