@@ -56,7 +56,7 @@ type rollup struct {
 	// unackedSeq is the run that report carried: only an acknowledgement
 	// that covers it is news, not an old one a peer plays back.
 	unackedSeq uint64
-	count        int       // reports made; every directEvery-th is direct
+	count      int // reports made; every directEvery-th is direct
 
 	reports *prometheus.CounterVec
 }
