@@ -22,8 +22,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -627,7 +627,7 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		if t := open.GetTerminal(); t != nil {
 			return runTerminal(ctx, []string{s.cfg.Shell, "-i"}, t, in, o)
 		}
-		return runCommand(ctx, []string{s.cfg.Shell, "-i"}, in, o)
+		return runCommand(ctx, []string{s.cfg.Shell}, in, o)
 	case wire.SessionOpen_KIND_INVENTORY:
 		inv := s.inv.Inventory()
 		return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Inventory{Inventory: inv}})

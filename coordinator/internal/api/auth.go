@@ -138,12 +138,13 @@ func (a *API) accessRoutes() map[string]func(http.ResponseWriter, *http.Request)
 		"GET /v1/users":                       a.listUsers,
 		"GET /v1/users/{name}":                a.showUser,
 		"PATCH /v1/users/{name}":              a.updateUser,
-		"DELETE /v1/users/{name}":             a.deleteUser,
+		"DELETE /v1/users/{name}":             a.deleteUserAndGrants,
+		"GET /v1/users/{name}/permissions":    a.showUserPermissions,
 		"POST /v1/groups":                     a.createGroup,
 		"GET /v1/groups":                      a.listGroups,
 		"GET /v1/groups/{name}":               a.showGroup,
 		"PATCH /v1/groups/{name}":             a.updateGroup,
-		"DELETE /v1/groups/{name}":            a.deleteGroup,
+		"DELETE /v1/groups/{name}":            a.deleteGroupAndGrants,
 		"GET /v1/hosts/{id}/permissions":      a.showHostPermissions,
 		"PUT /v1/hosts/{id}/permissions":      a.setHostPermissions,
 		"GET /v1/offices/{name}/permissions":  a.showOfficePermissions,
@@ -219,15 +220,21 @@ func (a *API) needAuth() error {
 }
 
 // loginAnswer adds what a CLI needs to reach hosts through this
-// coordinator: its QUIC address and the CA fingerprint to pin.
+// coordinator: its QUIC address and the CA fingerprint to pin, and until
+// when the sign-in lasts (its refresh token's expiry; each refresh issues
+// a new one), not only its short-lived access token.
 type loginAnswer struct {
 	*auth.Tokens
-	CAFingerprint string `json:"ca_fingerprint,omitempty"`
-	QUICPort      string `json:"quic_port,omitempty"`
+	RefreshExpires time.Time `json:"refresh_expires"`
+	CAFingerprint  string    `json:"ca_fingerprint,omitempty"`
+	QUICPort       string    `json:"quic_port,omitempty"`
 }
 
 func (a *API) answerTokens(w http.ResponseWriter, t *auth.Tokens) {
-	writeJSON(w, http.StatusOK, loginAnswer{Tokens: t, CAFingerprint: a.d.CAFingerprint, QUICPort: a.d.QUICPort})
+	// The coordinator runs with the default refresh life (startAuth sets
+	// only the access token's), counted from the refresh token's issue.
+	writeJSON(w, http.StatusOK, loginAnswer{Tokens: t, RefreshExpires: time.Now().Add(auth.DefaultConfig().RefreshTTL).UTC().Truncate(time.Second),
+		CAFingerprint: a.d.CAFingerprint, QUICPort: a.d.QUICPort})
 }
 
 func (a *API) signinError(err error) error {
@@ -502,31 +509,6 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
-	if err := a.needAuth(); err != nil {
-		return err
-	}
-	name := r.PathValue("name")
-	if name == a.actor(r) {
-		return httpError(http.StatusBadRequest, "you cannot delete yourself: ask another admin")
-	}
-	// Disable first so hosts learn of it: a deleted user has no entry
-	// left to revoke.
-	if _, err := a.d.Store.UpdateUser(name, func(u *store.User) error {
-		u.Disabled, u.NotBefore = true, time.Now()
-		return nil
-	}); err != nil {
-		return err
-	}
-	a.notifyRevocations()
-	if err := a.d.Store.DeleteUser(name); err != nil {
-		return err
-	}
-	a.audit(r, "user.delete", name, "")
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
 func (a *API) notifyRevocations() {
 	if a.d.Access != nil {
 		a.d.Access.NotifyRevocations()
@@ -656,20 +638,6 @@ func removedText(removed []string) string {
 		return ""
 	}
 	return "; removed " + strings.Join(removed, ",")
-}
-
-func (a *API) deleteGroup(w http.ResponseWriter, r *http.Request) error {
-	if err := a.needAuth(); err != nil {
-		return err
-	}
-	name := r.PathValue("name")
-	if err := a.d.Store.DeleteGroup(name, time.Now()); err != nil {
-		return err
-	}
-	a.audit(r, "group.delete", name, "")
-	a.notifyRevocations()
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }
 
 // ---- audit

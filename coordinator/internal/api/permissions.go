@@ -124,6 +124,10 @@ func (a *API) resignAll() {
 
 type permissionsInput struct {
 	Grants []store.Grant `json:"grants"`
+	// ETag, when given, is the etag of the list the change was made to
+	// (as the If-Match header): the list is replaced only if it is still
+	// that one, else 409.
+	ETag string `json:"etag"`
 }
 
 type permissionsView struct {
@@ -131,6 +135,9 @@ type permissionsView struct {
 	Office   string        `json:"office"`
 	Grants   []store.Grant `json:"grants"`
 	Revision uint64        `json:"revision,omitempty"`
+	// ETag is the entity tag of Grants (also the ETag header): send it
+	// back as If-Match to change the list only if nobody else did since.
+	ETag string `json:"etag"`
 	// OfficeGrants apply to the host too (host view only).
 	OfficeGrants *[]store.Grant `json:"office_grants,omitempty"`
 	// Warnings about a change (set only): subjects that do not exist yet.
@@ -161,8 +168,49 @@ func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	office = nonNil(office)
-	writeJSON(w, http.StatusOK, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(grants), OfficeGrants: &office})
+	writeJSON(w, http.StatusOK, withETag(w, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(grants), OfficeGrants: &office}))
 	return nil
+}
+
+// withETag sets the view's etag, and the ETag header, from its grants.
+func withETag(w http.ResponseWriter, v permissionsView) permissionsView {
+	v.ETag = store.PermissionsTag(v.Grants)
+	w.Header().Set("ETag", `"`+v.ETag+`"`)
+	return v
+}
+
+// ifMatch reads which lists a change may replace: the entity tags of the
+// If-Match header (quoted as sent back from ETag, or bare) and the etag
+// of the body. None means any list (a change without them replaces the
+// list whatever it is, as before there were tags), and so does "*". A
+// weak tag (W/"...") never matches: the tag is a strong one.
+func ifMatch(r *http.Request, body string) ([]string, error) {
+	var tags []string
+	star := false
+	for _, h := range r.Header.Values("If-Match") {
+		for _, t := range strings.Split(h, ",") {
+			t = strings.TrimSpace(t)
+			switch {
+			case t == "":
+			case t == "*":
+				star = true
+			case strings.HasPrefix(t, "W/"):
+				tags = append(tags, t)
+			default:
+				tags = append(tags, strings.Trim(t, `"`))
+			}
+		}
+	}
+	if body != "" {
+		if (star || len(tags) > 0) && !(len(tags) == 1 && tags[0] == body) {
+			return nil, httpError(http.StatusBadRequest, "the If-Match header and the body's etag %q differ: give one of them", body)
+		}
+		return []string{body}, nil
+	}
+	if star {
+		return nil, nil
+	}
+	return tags, nil
 }
 
 func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
@@ -186,6 +234,10 @@ func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what
 	if err := validateGrants(in.Grants); err != nil {
 		return err
 	}
+	ifTags, err := ifMatch(r, in.ETag)
+	if err != nil {
+		return err
+	}
 	// A grant to a name nobody has yet is kept (it takes effect once the
 	// user or group is made), but said: it is most often a typo.
 	for _, g := range in.Grants {
@@ -203,7 +255,12 @@ func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what
 			return err
 		}
 	}
-	if err := a.d.Store.SetPermissions(scope, in.Grants); err != nil {
+	if _, err := a.d.Store.SetPermissionsIf(scope, in.Grants, ifTags); err != nil {
+		var ce *store.PermissionsChangedError
+		if errors.As(err, &ce) {
+			w.Header().Set("ETag", `"`+ce.Current+`"`)
+			return httpError(http.StatusConflict, "the permission list of %s changed since it was read (it was %s, it is %s now): read it again, make the change to what it is now and send that with the new etag", what, strings.Join(ifTags, ", "), ce.Current)
+		}
 		return err
 	}
 	a.audit(r, "permissions.set", what, grantsText(in.Grants))
@@ -212,7 +269,7 @@ func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what
 		return err
 	}
 	view.Grants, view.Revision = nonNil(in.Grants), rev
-	writeJSON(w, http.StatusOK, view)
+	writeJSON(w, http.StatusOK, withETag(w, view))
 	return nil
 }
 
@@ -228,7 +285,7 @@ func (a *API) showOfficePermissions(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, permissionsView{Office: o.Name, Grants: nonNil(grants)})
+	writeJSON(w, http.StatusOK, withETag(w, permissionsView{Office: o.Name, Grants: nonNil(grants)}))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -210,17 +211,20 @@ Examples:
 		{
 			name: "user remove", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete a user (its sessions end)", timeout: defaultTimeout,
 			help: `The user is disabled first, so connected hosts end its sessions at once.
+Its grants (user:NAME) leave every office's and host's permission list,
+so a user made later under the same name starts with none; the answer
+says which lists they were in.
 
 Examples:
   outpost user remove tom
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
-					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil); err != nil {
+					raw, err := e.api.send(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(args[0]), nil)
+					if err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(e.stdout, "user %s removed\n", args[0])
-					return err
+					return printDeleted(e, raw, "user "+args[0])
 				}
 			},
 		},
@@ -292,83 +296,38 @@ Examples:
 		},
 		{
 			name: "group remove", args: "NAME", minArgs: 1, maxArgs: 1, summary: "delete a group", timeout: defaultTimeout,
-			help: `Its members' tokens that carried it are revoked on every host.
+			help: `Its members' tokens that carried it are revoked on every host. Its grants
+(group:NAME) leave every office's and host's permission list, so a group
+made later under the same name starts with none; the answer says which
+lists they were in.
 
 Examples:
   outpost group remove paris-techs
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
-					if _, err := e.api.send(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(args[0]), nil); err != nil {
+					raw, err := e.api.send(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(args[0]), nil)
+					if err != nil {
 						return err
 					}
-					_, err := fmt.Fprintf(e.stdout, "group %s removed\n", args[0])
-					return err
+					return printDeleted(e, raw, "group "+args[0])
 				}
 			},
 		},
-		{
-			name: "perm set", args: "GRANT...", minArgs: 0, maxArgs: -1,
-			summary: "replace the permission list of an office or a host", timeout: defaultTimeout,
-			help: `A GRANT is [deny:]user:NAME=RIGHTS or [deny:]group:NAME=RIGHTS, RIGHTS a
-comma list of view, control, command, files, manage. Deny wins over allow.
-No grant clears the list. Hosts receive it inside the office's signed policy.
-
-Examples:
-  outpost perm set --office berlin group:berlin-techs=view,command,files
-  outpost perm set --host ag-0123 group:berlin-techs=view deny:user:tom=command
-`,
-			setup: func(fs *flag.FlagSet) runFunc {
-				office := fs.String("office", "", "`NAME` of the office whose hosts the list covers")
-				host := fs.String("host", "", "member `ID` of one host")
-				return func(ctx context.Context, e *env, args []string) error {
-					path, err := permPath(*office, *host)
-					if err != nil {
-						return err
-					}
-					grants := []grantRow{}
-					for _, a := range args {
-						g, err := parseGrant(a)
-						if err != nil {
-							return err
-						}
-						grants = append(grants, g)
-					}
-					raw, err := e.api.send(ctx, http.MethodPut, path, map[string]any{"grants": grants})
-					if err != nil {
-						return err
-					}
-					return printPerms(e, raw)
-				}
-			},
-		},
-		{
-			name: "perm show", summary: "show the permission list of an office or a host", timeout: defaultTimeout,
-			help: `Examples:
-  outpost perm show --office berlin
-  outpost perm show --host ag-0123
-`,
-			setup: func(fs *flag.FlagSet) runFunc {
-				office := fs.String("office", "", "`NAME` of an office")
-				host := fs.String("host", "", "member `ID` of one host")
-				return func(ctx context.Context, e *env, args []string) error {
-					path, err := permPath(*office, *host)
-					if err != nil {
-						return err
-					}
-					raw, err := e.api.get(ctx, path, nil)
-					if err != nil {
-						return err
-					}
-					return printPerms(e, raw)
-				}
-			},
-		},
+		permSetCommand(),
+		permAddCommand(),
+		permRemoveCommand(),
+		permShowCommand(),
 		{
 			name: "audit", summary: "sign-ins, admin changes, connects and commands, newest first", timeout: defaultTimeout,
 			help: `Hosts keep their records of connects and commands until the coordinator
-acknowledges them, so records of a host that was offline arrive later.
-ALLOWED says whether the user had the right. How each allowed session
+acknowledges them, so records of a host that was offline arrive later;
+the table is sorted by when things happened, newest first, whatever the
+order they arrived in (--output json keeps the coordinator's order).
+ALLOWED says whether the user had the right. WHERE names hosts by hostname
+(by member id when the host is gone or its hostname is not unique).
+SOURCE is the address a coordinator event came from (sign-ins, API
+changes); a host's own records of direct sessions say it in DETAIL. How each allowed session
 ended is a record of its own (exec.end, shell.end, put.end, get.end): the
 exit status or the error, how long it ran and the bytes it moved.
 --action exec shows both exec and exec.end; --action user every user.*.
@@ -399,33 +358,89 @@ Examples:
 						return writeJSON(e.stdout, raw)
 					}
 					var out struct {
-						Events []struct {
-							At      time.Time `json:"at"`
-							Actor   string    `json:"actor"`
-							Action  string    `json:"action"`
-							Target  string    `json:"target"`
-							Detail  string    `json:"detail"`
-							Allowed bool      `json:"allowed"`
-							Source  string    `json:"source"`
-						}
+						Events []auditEvent
 					}
 					if err := decode(raw, "audit", &out); err != nil {
 						return err
 					}
-					tw := newTable(e.stdout)
-					fmt.Fprintln(tw, "TIME\tUSER\tACTION\tALLOWED\tWHERE\tDETAIL")
-					for _, ev := range out.Events {
-						ok := "yes"
-						if !ev.Allowed {
-							ok = "DENIED"
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), ev.Actor, ev.Action, ok, dash(ev.Target), ev.Detail)
-					}
-					return tw.Flush()
+					return printAudit(ctx, e, out.Events)
 				}
 			},
 		},
 	}
+}
+
+// auditEvent is a record of GET /v1/audit, as far as the table needs it.
+type auditEvent struct {
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target"`
+	Detail  string    `json:"detail"`
+	Allowed bool      `json:"allowed"`
+	Source  string    `json:"source"`
+	Remote  string    `json:"remote"`
+}
+
+// auditHost is the member id a record's target names ("host ag-...",
+// "agent ag-..."), or "".
+func auditHost(target string) (kind, id string) {
+	kind, id, ok := strings.Cut(target, " ")
+	if !ok || (kind != "host" && kind != "agent") || strings.Contains(id, " ") {
+		return "", ""
+	}
+	return kind, id
+}
+
+// printAudit prints events newest first by when they happened: the
+// coordinator lists them as they arrived, and a host that was offline
+// sends its records late. Hosts are shown by hostname, from one listing of
+// the agents, when some record targets one; a host since removed, or a
+// hostname that several hosts share, keeps its member id.
+func printAudit(ctx context.Context, e *env, events []auditEvent) error {
+	sort.SliceStable(events, func(i, j int) bool { return events[i].At.After(events[j].At) })
+	var names map[string]string
+	for _, ev := range events {
+		if _, id := auditHost(ev.Target); id != "" {
+			names = hostnames(ctx, e)
+			break
+		}
+	}
+	tw := newTable(e.stdout)
+	fmt.Fprintln(tw, "TIME\tUSER\tACTION\tALLOWED\tWHERE\tSOURCE\tDETAIL")
+	for _, ev := range events {
+		ok := "yes"
+		if !ev.Allowed {
+			ok = "DENIED"
+		}
+		where := ev.Target
+		if kind, id := auditHost(where); names[id] != "" {
+			where = kind + " " + names[id]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), ev.Actor, ev.Action, ok, dash(where), dash(ev.Remote), ev.Detail)
+	}
+	return tw.Flush()
+}
+
+// hostnames maps member ids to hostnames, leaving out hostnames that
+// several members share. It is only for show: when the agents cannot be
+// listed, the ids stay.
+func hostnames(ctx context.Context, e *env) map[string]string {
+	agents, _, err := searchAgents(ctx, e, nil)
+	if err != nil {
+		return nil
+	}
+	count := map[string]int{}
+	for _, a := range agents {
+		count[strings.ToLower(a.Hostname)]++
+	}
+	names := map[string]string{}
+	for _, a := range agents {
+		if a.Hostname != "" && count[strings.ToLower(a.Hostname)] == 1 {
+			names[a.ID] = a.Hostname
+		}
+	}
+	return names
 }
 
 func printGroup(e *env, raw []byte) error {

@@ -158,6 +158,9 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 		return exitOK
 	}
 	if err != nil {
+		if hint := commandFlagHint(fs, cmd, args, err); hint != nil {
+			return a.fail(cmd, g, hint)
+		}
 		return a.fail(cmd, g, usagef("%v", err))
 	}
 	g.noteGiven(fs)
@@ -167,6 +170,9 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 	env, err := a.newEnv(g, cmd)
 	if err != nil {
 		return a.fail(cmd, g, err)
+	}
+	if env.api != nil {
+		env.api.check = cmd.checkWith(pos)
 	}
 	timeout := cmd.timeout
 	if g.given["timeout"] {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // maxAnswer bounds what the CLI reads of one API answer; a list of thousands
@@ -27,6 +29,9 @@ type client struct {
 	hc     *http.Client
 	// cred is what token is, so that a refusal says what to do about it.
 	cred credential
+	// check is the command that shows whether a change took effect, for
+	// a request whose answer a lost connection took away.
+	check string
 }
 
 // credential is the kind of bearer token a client sends. An admin who
@@ -131,12 +136,12 @@ func (c *client) do(req *http.Request) ([]byte, error) {
 	req.Header.Set("User-Agent", "outpost-cli/"+Version)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, c.transportError(req.Context(), err)
+		return nil, c.transportError(req, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return nil, c.transportError(req.Context(), fmt.Errorf("read the answer: %w", err))
+		return nil, c.transportError(req, fmt.Errorf("read the answer: %w", err))
 	}
 	if len(body) > maxAnswer {
 		return nil, fmt.Errorf("the coordinator at %s answered %s %s with more than %d MiB; narrow the request", c.server, req.Method, req.URL.Path, maxAnswer>>20)
@@ -186,7 +191,9 @@ func (c *client) refusal(msg string) string {
 		return wrong + " (" + msg + ")"
 	case credSession:
 		why := "the coordinator at " + c.server + " refused the sign-in of " + c.cred.user + " kept by outpost login"
-		if msg != "" {
+		// The coordinator's own "sign in again (outpost login)" is said
+		// below, with the user's name.
+		if msg, _, _ = strings.Cut(msg, ": sign in again"); msg != "" {
 			why += " (" + msg + ")"
 		}
 		return why + ": it has ended or was revoked, or the account was disabled; sign in again with: outpost login " + c.cred.user
@@ -199,7 +206,8 @@ func (c *client) refusal(msg string) string {
 }
 
 // transportError explains a request that got no answer.
-func (c *client) transportError(ctx context.Context, err error) error {
+func (c *client) transportError(req *http.Request, err error) error {
+	ctx := req.Context()
 	var te *timeoutError
 	if errors.As(context.Cause(ctx), &te) {
 		return fmt.Errorf("no answer from the coordinator at %s within %s; raise --timeout if it is busy", c.server, shortDuration(te.after))
@@ -222,8 +230,69 @@ func (c *client) transportError(ctx context.Context, err error) error {
 		return fmt.Errorf("the coordinator at %s presented a certificate the CLI does not trust (%v): %s", c.server, err, trustHint)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return fmt.Errorf("cannot reach the coordinator at %s: %v; check --server or OUTPOST_SERVER", c.server, opErr.Err)
+	case connectionLost(err):
+		return fmt.Errorf("the connection to the coordinator at %s was lost during %s %s%s: %s",
+			c.server, req.Method, req.URL.Path, lostCause(err), c.afterLoss(req))
 	}
 	return fmt.Errorf("talk to the coordinator at %s: %w", c.server, err)
+}
+
+// afterLoss says what to do about a request whose answer was lost: a
+// read changes nothing, a change may or may not have been made.
+func (c *client) afterLoss(req *http.Request) string {
+	switch path := req.URL.Path; {
+	case req.Method == http.MethodGet || req.Method == http.MethodHead:
+		return "try again (a read changes nothing)"
+	case path == "/v1/login/refresh":
+		// Presenting a spent refresh token revokes the sign-in.
+		return "try again; if the sign-in is then refused, the coordinator had renewed it and the answer was lost: sign in again with outpost login " + c.cred.user
+	case path == "/v1/login", path == "/v1/logout", strings.HasSuffix(path, "/session-token"):
+		return "try again"
+	}
+	check := c.check
+	if check == "" {
+		check = "the matching list or show command"
+	}
+	return "it may or may not have taken effect; check with " + check + " and try again"
+}
+
+// connectionLost says whether err is a connection to the coordinator or a
+// host that broke off after it was made: the peer restarted or went away,
+// or the network between failed.
+func connectionLost(err error) bool {
+	var appErr *quic.ApplicationError
+	var idle *quic.IdleTimeoutError
+	var reset *quic.StatelessResetError
+	var streamErr *quic.StreamError
+	var transportErr *quic.TransportError
+	switch {
+	case errors.As(err, &appErr), errors.As(err, &idle), errors.As(err, &reset), errors.As(err, &streamErr), errors.As(err, &transportErr),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// HTTP/2's errors for it are not exported.
+	msg := err.Error()
+	return strings.Contains(msg, "client connection lost") || strings.Contains(msg, "transport connection broken") || strings.Contains(msg, "GOAWAY")
+}
+
+// lostCause is what a lost connection tells of its cause, as " (...)", or
+// "" when it tells nothing a person can use.
+func lostCause(err error) string {
+	var appErr *quic.ApplicationError
+	var idle *quic.IdleTimeoutError
+	var reset *quic.StatelessResetError
+	switch {
+	case errors.As(err, &reset):
+		return " (the other end restarted)"
+	case errors.As(err, &appErr) && appErr.Remote:
+		return " (the other end closed it, as it does when it stops)"
+	case errors.As(err, &idle):
+		return " (no answer for too long)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return " (connection reset)"
+	}
+	return ""
 }
 
 // retryable says whether asking again later may succeed: the coordinator was

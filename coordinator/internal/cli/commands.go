@@ -31,6 +31,9 @@ type command struct {
 	// setup registers the command's flags on fs and returns the function
 	// that runs it with their values.
 	setup func(fs *flag.FlagSet) runFunc
+	// passesCommand says that the arguments after the first are a command
+	// of their own (exec): an unknown flag among them was meant for it.
+	passesCommand bool
 }
 
 // group is a noun with several commands, such as "office".
@@ -73,6 +76,43 @@ func init() {
 	register(hostCommands()...)
 	register(scopeCommands()...)
 	register(versionCommand())
+}
+
+// checkWith names, for the commands whose list does not show their effect
+// or needs an argument, the command that shows it; %s is the first
+// argument.
+var checkWith = map[string]string{
+	"office edit":         "outpost office show %s",
+	"office add-computer": "outpost office computers %s",
+	"office rm-computer":  "outpost office computers %s",
+	"agent move":          "outpost agent show %s",
+	"agent label":         "outpost agent show %s",
+	"installer build":     "outpost token list",
+	"patch approve":       "outpost patch approvals",
+	"patch revoke":        "outpost patch approvals",
+	"patch rule":          "outpost patch rules",
+	"patch evaluate":      "outpost patch approvals",
+	"perm set":            "outpost perm show",
+	"perm add":            "outpost perm show",
+	"perm remove":         "outpost perm show",
+}
+
+// checkWith is the command that shows whether a change that c made with
+// the arguments args took effect: its own, else its group's list, else "".
+func (c *command) checkWith(args []string) string {
+	if t, ok := checkWith[c.name]; ok {
+		if strings.Contains(t, "%s") {
+			if len(args) == 0 {
+				return ""
+			}
+			return fmt.Sprintf(t, shellQuote(args[:1]))
+		}
+		return t
+	}
+	if grp, _, ok := strings.Cut(c.name, " "); ok && findCommand(grp+" list") != nil {
+		return "outpost " + grp + " list"
+	}
+	return ""
 }
 
 func findCommand(name string) *command {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -125,6 +126,63 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// commandFlagHint explains a flag that cmd does not know but that follows
+// its first argument, when cmd passes its later arguments on as a command
+// (outpost exec HOST ls -la): the flag was meant for that command, which
+// needs -- before it. nil when err is about something else.
+func commandFlagHint(fs *flag.FlagSet, cmd *command, args []string, err error) error {
+	bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !cmd.passesCommand || !ok || slices.Contains(args, "--") {
+		return nil // with -- given, a flag before it was meant for outpost
+	}
+	first, second := -1, -1 // where the first two positional arguments are
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			if first < 0 {
+				first = i
+			} else if second < 0 {
+				second = i
+			}
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			if name != bad || first < 0 {
+				return nil // a mistake in the flags of outpost itself
+			}
+			start := i
+			if second >= 0 {
+				start = second
+			}
+			return usagef("-%s is not a flag of outpost %s: to pass flags to the command, put -- before it: outpost %s %s -- %s",
+				bad, cmd.name, cmd.name, shellQuote(args[:start]), shellQuote(args[start:]))
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && bf.IsBoolFlag()) {
+			i++ // its value
+		}
+	}
+	return nil
+}
+
+// shellQuote joins args as a shell reads them back: an argument with
+// anything but plain characters goes in single quotes.
+func shellQuote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+			out[i] = a
+			continue
+		}
+		out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(out, " ")
 }
 
 // stringList is a repeatable string flag.

@@ -33,7 +33,12 @@ type session struct {
 	// role is the signed-in user's API role, "" for a technician: it
 	// decides which advice the user can follow.
 	role string
-	mu   sync.Mutex // one writer at a time: keystrokes and resizes
+	// open is what was asked of the host, and direct whether the
+	// session goes to it straight (else through the coordinator): what a
+	// lost connection may have left undone.
+	open   *wire.SessionOpen
+	direct bool
+	mu     sync.Mutex // one writer at a time: keystrokes and resizes
 }
 
 func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
@@ -101,11 +106,16 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 			return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
 		}
 	}
+	s := &session{conn: conn, user: c.User, role: c.Role, open: open, direct: direct != ""}
 	str, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		conn.CloseWithError(0, "")
+		if connectionLost(err) {
+			return nil, s.notOpened(err)
+		}
 		return nil, fmt.Errorf("open a session through %s: %w", addr, err)
 	}
+	s.str = str
 	switch {
 	case localUser != "":
 		open.LocalUser, open.LocalPassword = localUser, e.getenv("OUTPOST_LOCAL_PASSWORD")
@@ -121,9 +131,57 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 	}
 	if err := wire.WriteMsg(str, open); err != nil {
 		conn.CloseWithError(0, "")
+		if connectionLost(err) {
+			return nil, s.notOpened(err)
+		}
 		return nil, err
 	}
-	return &session{conn: conn, str: str, user: c.User, role: c.Role}, nil
+	return s, nil
+}
+
+// link is the connection that err says was lost: the session's own, to
+// the host or the coordinator, or, when the coordinator reset or ended
+// the stream it brokers, the one between it and the host.
+func (s *session) link(err error) string {
+	var streamErr *quic.StreamError
+	switch {
+	case s.direct:
+		return "the connection to " + s.open.GetHost()
+	case errors.As(err, &streamErr) && streamErr.Remote, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection between the coordinator and " + s.open.GetHost()
+	}
+	return "the connection to the coordinator"
+}
+
+// notOpened explains a connection lost before the host was asked anything.
+func (s *session) notOpened(err error) error {
+	return fmt.Errorf("%s was lost before the session opened%s: nothing was done on %s; try again", s.link(err), lostCause(err), s.open.GetHost())
+}
+
+// lost explains a connection that broke off before the session's end:
+// what was asked of the host may or may not have been done, and how to
+// find out.
+func (s *session) lost(err error) error {
+	host, path := s.open.GetHost(), s.open.GetPath()
+	var during, after string
+	switch s.open.GetKind() {
+	case wire.SessionOpen_KIND_EXEC:
+		during = "the command"
+		after = fmt.Sprintf("it may or may not have taken effect on %s; check there (outpost connect %s) and try again", host, host)
+	case wire.SessionOpen_KIND_SHELL:
+		during = "the shell"
+		after = fmt.Sprintf("what it ran may or may not have taken effect on %s; check there and connect again", host)
+	case wire.SessionOpen_KIND_PUT:
+		during = "the copy to " + host + ":" + path
+		after = fmt.Sprintf("the file may or may not be there (it is written whole or not at all); check with outpost exec %s -- ls -l %s and try again", host, shellQuote([]string{path}))
+	case wire.SessionOpen_KIND_GET:
+		during = "the copy from " + host + ":" + path
+		after = "nothing was written here; try again"
+	default:
+		during = "the session with " + host
+		after = "try again"
+	}
+	return fmt.Errorf("%s was lost during %s%s: %s", s.link(err), during, lostCause(err), after)
 }
 
 // sessionToken asks the coordinator for a token that only the host reached
@@ -301,6 +359,9 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			if ctx.Err() != nil {
 				return errInterrupted
 			}
+			if connectionLost(err) {
+				return s.lost(err)
+			}
 			return fmt.Errorf("the session with %s broke off: %w", host, err)
 		}
 		switch b := m.GetBody().(type) {
@@ -336,7 +397,9 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			end := b.End
 			switch {
 			case end.GetRevoked():
-				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, end.GetError())}
+				// The host's words start "session ended: " too.
+				why := strings.TrimPrefix(end.GetError(), "session ended: ")
+				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, why)}
 			case end.GetDenied() && !accepted:
 				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", end.GetError())}
 			case !accepted && unknownHost(end):
@@ -344,7 +407,11 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			case end.GetError() != "":
 				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, end.GetError())}
 			case end.GetExitCode() != 0:
-				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("the command exited with status %d on %s", end.GetExitCode(), host)}
+				what := "the command"
+				if s.open.GetKind() == wire.SessionOpen_KIND_SHELL {
+					what = "the shell"
+				}
+				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("%s exited with status %d on %s", what, end.GetExitCode(), host)}
 			}
 			return nil
 		}
@@ -448,14 +515,15 @@ Examples:
 			},
 		},
 		{
-			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true, globals: "--timeout",
+			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true, globals: "--timeout", passesCommand: true,
 			summary: "run a command on a host (needs the command right)",
 			help: `Runs COMMAND on HOST (a hostname or member id): directly when the host
 takes direct sessions and answers, else through the coordinator, which
 brokers the session over the connection the host's agent keeps open (it
 works for laptops behind NAT; OUTPOST_VIA=direct or coordinator forces one). Output streams back; standard input is
 sent only with --stdin. outpost exits with the command's exit status.
-Needs outpost login.
+Flags of COMMAND need -- before it (outpost exec pc-7 -- ls -la): without
+it, outpost takes them for its own. Needs outpost login.
 
 Examples:
   outpost exec pc-berlin-7 -- uname -a
@@ -472,6 +540,9 @@ Examples:
 					if *stdin {
 						go s.forwardStdin(e.stdin)
 					} else if err := s.send(&wire.SessionInput{Body: &wire.SessionInput_CloseStdin{CloseStdin: true}}); err != nil {
+						if connectionLost(err) {
+							return s.lost(err)
+						}
 						return err
 					}
 					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
@@ -485,7 +556,9 @@ Examples:
 the same size on the host: line editing, job control and full-screen
 programs work, every key (Ctrl-C included) goes to the host, and resizing
 the window resizes it there. With input from a pipe, or with --no-tty, the
-shell runs over pipes, line by line. Type exit or press Ctrl-D to leave.
+shell runs over pipes and reads its commands like a script: no prompts, no
+job control, and outpost exits with the last command's status. Type exit or
+press Ctrl-D to leave.
 Needs outpost login.
 
 Examples:

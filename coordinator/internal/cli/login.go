@@ -24,15 +24,19 @@ import (
 // directory (mode 0600): the signed access token, the refresh token, and
 // how to reach the coordinator's QUIC port for host sessions.
 type credentials struct {
-	Server        string    `json:"server"`
-	User          string    `json:"user"`
-	AccessToken   string    `json:"access_token"`
-	RefreshToken  string    `json:"refresh_token"`
-	Expires       time.Time `json:"expires"`
-	Role          string    `json:"role"`
-	Groups        []string  `json:"groups"`
-	CAFingerprint string    `json:"ca_fingerprint"`
-	QUICAddr      string    `json:"quic_addr"`
+	Server       string    `json:"server"`
+	User         string    `json:"user"`
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	Expires      time.Time `json:"expires"`
+	// RefreshExpires is when the sign-in ends unless the CLI renews it
+	// before (each renewal moves it on); zero from a coordinator that
+	// does not say.
+	RefreshExpires time.Time `json:"refresh_expires,omitzero"`
+	Role           string    `json:"role"`
+	Groups         []string  `json:"groups"`
+	CAFingerprint  string    `json:"ca_fingerprint"`
+	QUICAddr       string    `json:"quic_addr"`
 }
 
 // credentialsPath is $OUTPOST_CONFIG_DIR/credentials.json, else under
@@ -109,19 +113,20 @@ func saveCredentials(path string, c *credentials) error {
 }
 
 type tokenAnswer struct {
-	AccessToken   string    `json:"access_token"`
-	RefreshToken  string    `json:"refresh_token"`
-	Expires       time.Time `json:"expires"`
-	User          string    `json:"user"`
-	Role          string    `json:"role"`
-	Groups        []string  `json:"groups"`
-	CAFingerprint string    `json:"ca_fingerprint"`
-	QUICPort      string    `json:"quic_port"`
+	AccessToken    string    `json:"access_token"`
+	RefreshToken   string    `json:"refresh_token"`
+	Expires        time.Time `json:"expires"`
+	RefreshExpires time.Time `json:"refresh_expires"`
+	User           string    `json:"user"`
+	Role           string    `json:"role"`
+	Groups         []string  `json:"groups"`
+	CAFingerprint  string    `json:"ca_fingerprint"`
+	QUICPort       string    `json:"quic_port"`
 }
 
 func (t *tokenAnswer) credentials(server string) *credentials {
 	c := &credentials{Server: server, User: t.User, AccessToken: t.AccessToken, RefreshToken: t.RefreshToken,
-		Expires: t.Expires, Role: t.Role, Groups: t.Groups, CAFingerprint: t.CAFingerprint}
+		Expires: t.Expires, RefreshExpires: t.RefreshExpires, Role: t.Role, Groups: t.Groups, CAFingerprint: t.CAFingerprint}
 	if u, err := url.Parse(server); err == nil && t.QUICPort != "" {
 		c.QUICAddr = net.JoinHostPort(u.Hostname(), t.QUICPort)
 	}
@@ -238,7 +243,9 @@ func loginCommands() []*command {
 short-lived signed access token and a refresh token in the user's config
 directory (~/.config/outpost/credentials.json, mode 0600; OUTPOST_CONFIG_DIR
 moves it). Later commands use it when no admin token is given, and
-refresh it when it runs out.
+refresh it when it runs out. It says until when the sign-in lasts (12 hours
+by default, the refresh token's life); each renewal moves that on, so a
+sign-in in use lasts.
 
 USER may be left out when OUTPOST_USER names the user. At a terminal the
 password is asked for and not shown; --password-stdin reads it from a pipe.
@@ -293,14 +300,25 @@ Examples:
 						return err
 					}
 					if e.json {
-						return writeJSONValue(e.stdout, map[string]any{"user": c.User, "role": c.Role, "groups": c.Groups, "expires": c.Expires, "credentials": path})
+						out := map[string]any{"user": c.User, "role": c.Role, "groups": c.Groups, "expires": c.Expires, "credentials": path}
+						if !c.RefreshExpires.IsZero() {
+							out["refresh_expires"] = c.RefreshExpires
+						}
+						return writeJSONValue(e.stdout, out)
 					}
-					groups := strings.Join(c.Groups, ", ")
-					if groups == "" {
-						groups = "none"
+					// The access token lasts minutes and is renewed by
+					// itself; what the user wants to know is how long the
+					// sign-in lasts.
+					who := roleOrTechnician(c.Role)
+					if len(c.Groups) > 0 {
+						who += "; groups " + strings.Join(c.Groups, ", ")
 					}
-					_, err = fmt.Fprintf(e.stdout, "signed in as %s (role %s; groups %s) until %s; kept in %s\n",
-						c.User, roleOrTechnician(c.Role), groups, c.Expires.Local().Format(time.Kitchen), path)
+					until := ""
+					if !c.RefreshExpires.IsZero() {
+						until = " until " + signInEnd(e.now(), c.RefreshExpires)
+					}
+					_, err = fmt.Fprintf(e.stdout, "signed in as %s (%s) on %s%s; the CLI renews its token by itself, which extends the sign-in\n",
+						c.User, who, api.server, until)
 					return err
 				}
 			},
@@ -352,6 +370,23 @@ Examples:
 			},
 		},
 	}
+}
+
+// signInEnd says when a sign-in ends as a person reads it: the time of
+// day, with the day when it is not today, and how long from now:
+// "03:12 tomorrow (12h)".
+func signInEnd(now, end time.Time) string {
+	now, end = now.Local(), end.Local()
+	when := end.Format("15:04")
+	y, m, d := now.Date()
+	switch ey, em, ed := end.Date(); {
+	case ey == y && em == m && ed == d:
+	case time.Date(ey, em, ed, 0, 0, 0, 0, time.Local).Equal(time.Date(y, m, d+1, 0, 0, 0, 0, time.Local)):
+		when += " tomorrow"
+	default:
+		when = end.Format("Mon 2 Jan 15:04")
+	}
+	return when + " (" + shortDuration(end.Sub(now).Round(time.Minute)) + ")"
 }
 
 func roleOrTechnician(r string) string {

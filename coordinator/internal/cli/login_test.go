@@ -109,7 +109,7 @@ func TestLoginUser(t *testing.T) {
 			name:  "OUTPOST_USER stands in for USER",
 			env:   map[string]string{"OUTPOST_USER": "tina"},
 			args:  []string{"login", "--password-stdin"},
-			want:  want{stderr: "", stdout: "signed in as tina (role technician; groups none) until"},
+			want:  want{stderr: "", stdout: "signed in as tina (technician) on http://127.0.0.1:"},
 			wantU: `{"password":"pw","user":"tina"}`,
 		},
 	}

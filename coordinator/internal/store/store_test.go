@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -172,5 +173,33 @@ func TestAuditActionFilter(t *testing.T) {
 		if strings.Join(got, " ") != want {
 			t.Errorf("action %q: got %v, want %s", filter, got, want)
 		}
+	}
+}
+
+// A host's spool arrives late with its own, older times: it does not hide
+// the newer events that arrived before it from a filter by time.
+func TestAuditSinceSeesPastLateArrivals(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
+	if err := s.InitAuth(); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := s.AppendAudit(AuditEvent{At: now.Add(-time.Minute), Actor: "admin", Action: "office.create", Allowed: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Then a host that was offline for a day sends what it kept.
+	var late []AuditEvent
+	for i := range 50 {
+		late = append(late, AuditEvent{At: now.Add(-24*time.Hour + time.Duration(i)*time.Second), Actor: "tina", Action: "exec", Allowed: true, Source: "ag-1", ID: fmt.Sprint(i)})
+	}
+	if err := s.AppendAudit(late...); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Audit(AuditFilter{Since: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Action != "office.create" {
+		t.Fatalf("since an hour ago: %+v", evs)
 	}
 }

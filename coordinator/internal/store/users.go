@@ -152,9 +152,21 @@ func (s *Store) Users() ([]User, error) {
 	return out, err
 }
 
-// DeleteUser removes a user, its group memberships and refresh tokens.
+// DeleteUser removes a user, its group memberships, refresh tokens and
+// grants (RemoveUser).
 func (s *Store) DeleteUser(name string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	_, err := s.RemoveUser(name)
+	return err
+}
+
+// RemoveUser removes a user, its group memberships and refresh tokens, and
+// every grant to it (user:NAME) from every office's and host's permission
+// list, in one transaction: a user made later under the same name starts
+// with no rights. It returns the lists that lost grants, whose offices'
+// policies need signing anew.
+func (s *Store) RemoveUser(name string) ([]PermissionList, error) {
+	var lost []PermissionList
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bUsers).Get([]byte(name)) == nil {
 			return fmt.Errorf("user %s: %w", name, ErrNotFound)
 		}
@@ -173,8 +185,15 @@ func (s *Store) DeleteUser(name string) error {
 		if err := deleteRefreshOf(tx, name); err != nil {
 			return err
 		}
+		if lost, err = removeSubject(tx, "user:"+name); err != nil {
+			return err
+		}
 		return tx.Bucket(bUsers).Delete([]byte(name))
 	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
 }
 
 func indexOf(xs []string, x string) int {
@@ -300,9 +319,20 @@ func (s *Store) GroupsOf(user string) ([]string, error) {
 	return out, nil
 }
 
-// DeleteGroup removes a group; its members' NotBefore is raised to now.
+// DeleteGroup removes a group and its grants (RemoveGroup).
 func (s *Store) DeleteGroup(name string, now time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	_, err := s.RemoveGroup(name, now)
+	return err
+}
+
+// RemoveGroup removes a group; its members' NotBefore is raised to now,
+// and every grant to it (group:NAME) leaves every office's and host's
+// permission list, in the same transaction: a group made later under the
+// same name starts with no rights. It returns the lists that lost grants,
+// whose offices' policies need signing anew.
+func (s *Store) RemoveGroup(name string, now time.Time) ([]PermissionList, error) {
+	var lost []PermissionList
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		g, err := get[Group](tx, bGroups, name)
 		if err != nil {
 			return fmt.Errorf("group %s: %w", name, err)
@@ -312,8 +342,15 @@ func (s *Store) DeleteGroup(name string, now time.Time) error {
 				return err
 			}
 		}
+		if lost, err = removeSubject(tx, "group:"+name); err != nil {
+			return err
+		}
 		return tx.Bucket(bGroups).Delete([]byte(name))
 	})
+	if err != nil {
+		return nil, err
+	}
+	return lost, nil
 }
 
 // PutRefresh stores a new refresh token.
@@ -417,29 +454,19 @@ func (s *Store) PruneRefresh(now time.Time) error {
 func HostScope(member string) string   { return "host/" + member }
 func OfficeScope(office string) string { return "office/" + office }
 
-// SetPermissions replaces the permission list of a scope.
+// SetPermissions replaces the permission list of a scope, whatever it is
+// (SetPermissionsIf changes it only if it is still the list read).
 func (s *Store) SetPermissions(scope string, grants []Grant) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if len(grants) == 0 {
-			return tx.Bucket(bPermissions).Delete([]byte(scope))
-		}
-		return put(tx, bPermissions, scope, grants)
-	})
+	_, err := s.SetPermissionsIf(scope, grants, nil)
+	return err
 }
 
 // Permissions returns the permission list of a scope (empty when unset).
 func (s *Store) Permissions(scope string) ([]Grant, error) {
 	var out []Grant
-	err := s.db.View(func(tx *bolt.Tx) error {
-		g, err := get[[]Grant](tx, bPermissions, scope)
-		if errors.Is(err, ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		out = *g
-		return nil
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		out, err = permissionsIn(tx, scope)
+		return err
 	})
 	return out, err
 }
@@ -508,7 +535,12 @@ type AuditFilter struct {
 	Limit  int // newest first; 0 means 1000
 }
 
-// Audit returns matching events, newest first.
+// auditLateRun is how many events older than a filter's Since may stand
+// in a row before newer ones: a host's spool, sent at once after an
+// outage (quicsrv takes at most 10,000 a batch).
+const auditLateRun = 10000
+
+// Audit returns matching events, newest to arrive first.
 func (s *Store) Audit(f AuditFilter) ([]AuditEvent, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
@@ -516,14 +548,23 @@ func (s *Store) Audit(f AuditFilter) ([]AuditEvent, error) {
 	out := []AuditEvent{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bAudit).Cursor()
+		// Events are kept in the order they arrived, and a host sends
+		// what it spooled while offline late, with its own times: an old
+		// one may stand after newer ones. So an event before Since ends
+		// the scan only after a host's whole spool of them in a row.
+		older := 0
 		for k, v := c.Last(); k != nil && len(out) < f.Limit; k, v = c.Prev() {
 			var e AuditEvent
 			if err := json.Unmarshal(v, &e); err != nil {
 				return fmt.Errorf("decode audit %x: %w", k, err)
 			}
 			if !f.Since.IsZero() && e.At.Before(f.Since) {
-				break
+				if older++; older > auditLateRun {
+					break
+				}
+				continue
 			}
+			older = 0
 			if (f.Actor == "" || e.Actor == f.Actor) && (f.Action == "" || e.Action == f.Action || strings.HasPrefix(e.Action, f.Action+".")) && (f.Source == "" || e.Source == f.Source || e.Target == "host "+f.Source || e.Target == "agent "+f.Source) {
 				out = append(out, e)
 			}
