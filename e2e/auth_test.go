@@ -184,11 +184,15 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
 			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
 		}
-		// A new local file gets the usual mode for new files, not 0600.
-		umask := syscall.Umask(0)
-		syscall.Umask(umask)
-		if st, err := os.Stat(back); err != nil || st.Mode().Perm() != os.FileMode(0o666&^umask) {
-			t.Fatalf("the copy is %v (%v), want %v", st.Mode(), err, os.FileMode(0o666&^umask))
+		// A new local file gets the usual mode for new files (what a file
+		// created with 0666 gets here), not 0600.
+		probe := filepath.Join(t.TempDir(), "probe")
+		if f, err := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY, 0o666); err == nil {
+			f.Close()
+		}
+		usual, _ := os.Stat(probe)
+		if st, err := os.Stat(back); err != nil || usual == nil || st.Mode().Perm() != usual.Mode().Perm() {
+			t.Fatalf("the copy is %v (%v), want %v", st.Mode(), err, usual.Mode())
 		}
 		// One file at a time: a directory is refused before anything is sent.
 		if r := tina.run("", "cp", filepath.Dir(local), "pc-berlin-1:"+remote+".d"); r.code != 2 || !strings.Contains(r.stderr, "not a regular file") {

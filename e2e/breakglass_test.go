@@ -52,7 +52,7 @@ func TestDirectSessionsAndBreakGlass(t *testing.T) {
 	c.Stop() // the coordinator is gone
 	glass := func(tc *technician, pw string) cliResult {
 		tc.env = []string{"OUTPOST_DIRECT=" + listen, "OUTPOST_CA_FINGERPRINT=" + c.CA, "OUTPOST_LOCAL_USER=" + tc.name, "OUTPOST_LOCAL_PASSWORD=" + pw}
-		return tc.run("", "exec", "pc-direct", "--", "/bin/echo", "glass")
+		return tc.run("", "exec", pc.a.ID(), "--", "/bin/echo", "glass")
 	}
 	if r := glass(tina, "glass-password-1"); r.code != 0 || r.stdout != "glass\n" {
 		t.Fatalf("break-glass: %v", r)
@@ -68,6 +68,11 @@ func TestDirectSessionsAndBreakGlass(t *testing.T) {
 	tina.env = []string{"OUTPOST_CA_FINGERPRINT=" + c.CA, "OUTPOST_LOCAL_USER=tina", "OUTPOST_LOCAL_PASSWORD=glass-password-1"}
 	if r := tina.run("", "exec", "pc-direct", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "only directly") {
 		t.Fatalf("break-glass without OUTPOST_DIRECT: %v", r)
+	}
+	// Only a member id is proved by the host's certificate.
+	tina.env = append(tina.env, "OUTPOST_DIRECT="+listen)
+	if r := tina.run("", "exec", "pc-direct", "--", "true"); r.code != 2 || !strings.Contains(r.stderr, "member id") {
+		t.Fatalf("break-glass to a host named by hostname: %v", r)
 	}
 }
 

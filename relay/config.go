@@ -69,6 +69,10 @@ type Config struct {
 	// TLSHosts are more DNS names or IPs to ask the CA for.
 	TLSHosts  HostList `yaml:"tls_hosts"`
 	PlainHTTP bool     `yaml:"plain_http"`
+	// MembersOnly serves content over HTTPS only to clients showing a
+	// member certificate (agents from this version on do). Off only while
+	// older agents remain, which show none.
+	MembersOnly bool `yaml:"members_only"`
 
 	// CacheMaxBytes caps the cache; the least recently used artifacts
 	// that the office's policy does not name are evicted beyond it. 0: no
@@ -176,6 +180,7 @@ func DefaultConfig() Config {
 		FileServer:       FileServerConfig{Bucket: "outpost-artifacts"},
 		ParallelRanges:   4,
 		ParallelMinBytes: 64 << 20,
+		MembersOnly:      true,
 	}
 }
 
@@ -319,6 +324,7 @@ var settings = []setting{
 	{"tls_key_file", "tls-key-file", "PEM key of tls_cert_file", func(c *Config) any { return &c.TLSKeyFile }},
 	{"tls_hosts", "tls-hosts", "more DNS names or IPs for the CA-issued serving certificate, comma-separated", func(c *Config) any { return &c.TLSHosts }},
 	{"plain_http", "plain-http", "serve plain HTTP (only for offices that allow it)", func(c *Config) any { return &c.PlainHTTP }},
+	{"members_only", "members-only", "serve content over HTTPS only to clients with a member certificate; false only while agents older than this relay remain", func(c *Config) any { return &c.MembersOnly }},
 	{"cache_max_bytes", "cache-max-bytes", "cap on cached `bytes`, LRU eviction beyond it (0: none)", func(c *Config) any { return &c.CacheMaxBytes }},
 	{"upstream_bytes_per_sec", "upstream-bytes-per-sec", "limit on reads from the file server, in `bytes/s` (0: none)", func(c *Config) any { return &c.UpstreamBytesPerSec }},
 	{"egress_bytes_per_sec", "egress-bytes-per-sec", "limit on content sent to agents, in `bytes/s` (0: none)", func(c *Config) any { return &c.EgressBytesPerSec }},

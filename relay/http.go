@@ -87,7 +87,7 @@ func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	hash := req.PathValue("hash")
 	// Over HTTPS an enrolled relay serves members only; plain HTTP, which
 	// an office allows knowingly, proves nobody.
-	if r.tls != nil && r.membership != nil {
+	if r.tls != nil && r.membership != nil && r.cfg.MembersOnly {
 		if err := r.membership.verifyMember(req.TLS); err != nil {
 			return err
 		}

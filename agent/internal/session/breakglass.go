@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -59,26 +60,51 @@ func (s *Server) breakGlass(open *wire.SessionOpen, remote string) (*wire.Access
 		s.glassFailures[addr] = recent
 		all += len(recent)
 	}
-	mine := len(s.glassFailures[remote])
-	s.mu.Unlock()
-	if mine >= breakGlassFailures || all >= breakGlassAll {
+	src := glassSource(remote)
+	if len(s.glassFailures[src]) >= breakGlassFailures || all >= breakGlassAll {
+		s.mu.Unlock()
 		return nil, nil, deny("too many failed break-glass attempts on this host: wait a minute")
 	}
-	if !verifyArgon2id(s.cfg.BreakGlassHash, open.GetLocalPassword()) {
-		s.mu.Lock()
-		if s.glassFailures == nil {
-			s.glassFailures = map[string][]time.Time{}
-		}
-		s.glassFailures[remote] = append(s.glassFailures[remote], now)
-		s.mu.Unlock()
+	// The attempt counts as a failure from now, in the step that checked
+	// the limits, so that attempts at once cannot all pass them; a right
+	// password gives it back.
+	if s.glassFailures == nil {
+		s.glassFailures = map[string][]time.Time{}
+	}
+	s.glassFailures[src] = append(s.glassFailures[src], now)
+	s.mu.Unlock()
+	// One Argon2id check at a time: each takes the hash's memory (64 MiB by
+	// default), and a host must not be made to hold hundreds at once.
+	s.glassCheck.Lock()
+	ok := verifyArgon2id(s.cfg.BreakGlassHash, open.GetLocalPassword())
+	s.glassCheck.Unlock()
+	if !ok {
 		return nil, nil, deny("break-glass password is wrong")
 	}
+	s.mu.Lock()
+	if times := s.glassFailures[src]; len(times) > 0 {
+		if i := slices.Index(times, now); i >= 0 {
+			s.glassFailures[src] = slices.Delete(times, i, i+1)
+		}
+	}
+	s.mu.Unlock()
 	at := &wire.AccessToken{User: "local:" + user, IssuedUnixMs: now.UnixMilli()}
 	rights := Rights{}
 	for _, r := range []wire.Right{wire.Right_RIGHT_VIEW, wire.Right_RIGHT_CONTROL, wire.Right_RIGHT_COMMAND, wire.Right_RIGHT_FILES, wire.Right_RIGHT_MANAGE} {
 		rights[r] = true
 	}
 	return at, rights, nil
+}
+
+// glassSource is what break-glass failures are counted by: the address,
+// or for IPv6 its /64, which one machine may hold whole.
+func glassSource(remote string) string {
+	a, err := netip.ParseAddr(remote)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return remote
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
 }
 
 // verifyArgon2id checks a password against a PHC-style Argon2id string

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -80,5 +81,38 @@ func TestVerifyArgon2idRefusesDamage(t *testing.T) {
 		if verifyArgon2id(bad, "pw-1234567890") {
 			t.Fatalf("accepted %q", bad)
 		}
+	}
+}
+
+// Attempts at once cannot all pass the limit before any failure counts:
+// fifty wrong passwords together get five checks, and nothing more.
+func TestBreakGlassLimitHoldsUnderConcurrency(t *testing.T) {
+	f := newFixture(t)
+	f.s.cfg.BreakGlassHash = phc("glass-password")
+	ctx := WithRemote(context.Background(), &net.UDPAddr{IP: net.ParseIP("10.0.0.7"), Port: 1})
+	var wg sync.WaitGroup
+	results := make(chan string, 50)
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, res := f.openCtx(t, ctx, &wire.SessionOpen{LocalUser: "tina", LocalPassword: "wrong", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/true"}})
+			results <- wait(t, res, 30*time.Second).end.GetError()
+		}()
+	}
+	wg.Wait()
+	close(results)
+	checked := 0
+	for e := range results {
+		switch {
+		case strings.Contains(e, "wrong"):
+			checked++
+		case strings.Contains(e, "too many"):
+		default:
+			t.Errorf("unexpected answer %q", e)
+		}
+	}
+	if checked > breakGlassFailures {
+		t.Fatalf("%d wrong passwords were checked at once, want at most %d", checked, breakGlassFailures)
 	}
 }

@@ -77,8 +77,10 @@ type Server struct {
 	// glassFailures are the times of recent failed break-glass attempts,
 	// by the technician's address ("" when not known).
 	glassFailures map[string][]time.Time
-	ctx           context.Context // Run's; sessions end with it
-	wg            sync.WaitGroup
+	// glassCheck lets one break-glass password check run at a time.
+	glassCheck sync.Mutex
+	ctx        context.Context // Run's; sessions end with it
+	wg         sync.WaitGroup
 
 	sessions *prometheus.CounterVec
 	cut      prometheus.Counter
@@ -474,10 +476,17 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	defer cancel()
 	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel, need: needs(open.GetKind()), local: open.GetToken() == ""}
 	s.mu.Lock()
-	// A revocation may have arrived between the check and now.
+	// A revocation may have arrived between the check and now, and so may
+	// a policy that takes the right away (Recheck runs only over sessions
+	// already live).
 	if s.revs.Revoked(at) {
 		s.mu.Unlock()
 		o.end(-1, "access was revoked by the coordinator", true, true)
+		return
+	}
+	if !ls.local && !Decide(s.policy.Policy().GetPermissions(), s.cfg.MemberID, ls.user, at.GetGroups())[ls.need] {
+		s.mu.Unlock()
+		o.end(-1, fmt.Sprintf("an admin changed this host's permissions just now, which no longer allow you to %s here", kindVerb(open.GetKind())), true, false)
 		return
 	}
 	s.live[ls] = struct{}{}

@@ -129,10 +129,3 @@ func failedRun(rev uint64) *wire.Report {
 		Message: "content not available, nothing installed: no space left on device"}}}
 }
 
-func seqsOf(rs []*wire.Report) []uint64 {
-	var out []uint64
-	for _, r := range rs {
-		out = append(out, r.GetSeq())
-	}
-	return out
-}

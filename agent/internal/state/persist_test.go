@@ -164,3 +164,11 @@ func TestAckAheadMovesNumberingOn(t *testing.T) {
 		t.Fatalf("numbered %d (%v), want 41", r.Seq, err)
 	}
 }
+
+func seqsOf(rs []*wire.Report) []uint64 {
+	var out []uint64
+	for _, r := range rs {
+		out = append(out, r.GetSeq())
+	}
+	return out
+}

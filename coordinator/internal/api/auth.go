@@ -399,7 +399,10 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
 	if in.Name == nil || !auth.ValidName(*in.Name) {
 		return httpError(http.StatusBadRequest, "name: use 1-64 lower-case letters, digits, '.', '_' and '-', starting with a letter or digit")
 	}
-	u := &store.User{Name: *in.Name, Created: time.Now().UTC()}
+	// No token issued before now speaks for this user: one of a user
+	// deleted under the same name must not come back to life.
+	now := time.Now().UTC()
+	u := &store.User{Name: *in.Name, Created: now, NotBefore: now}
 	if err := a.applyUser(in, u); err != nil {
 		return err
 	}

@@ -335,3 +335,26 @@ func TestAuditByHost(t *testing.T) {
 		t.Errorf("audit of a host never enrolled: %d %v", code, out)
 	}
 }
+
+// A user deleted and made again under the same name does not get the old
+// user's tokens back: they were issued before the new user existed.
+func TestRecreatedUserDoesNotInheritTokens(t *testing.T) {
+	x := newAuthAPI(t)
+	if code, out := call(t, x.srv, "POST", "/v1/users", `{"name":"tom","password":"tom-password-1"}`, token); code != 201 {
+		t.Fatalf("create: %d %v", code, out)
+	}
+	old := x.login(t, "tom", "tom-password-1")
+	if code, out := call(t, x.srv, "DELETE", "/v1/users/tom", "", token); code != 200 {
+		t.Fatalf("delete: %d %v", code, out)
+	}
+	time.Sleep(2 * time.Millisecond) // tokens are stamped in milliseconds
+	if code, out := call(t, x.srv, "POST", "/v1/users", `{"name":"tom","password":"other-password-1"}`, token); code != 201 {
+		t.Fatalf("create again: %d %v", code, out)
+	}
+	if code, out := call(t, x.srv, "GET", "/v1/me", "", old); code != 401 {
+		t.Fatalf("the deleted user's token speaks for the new tom: %d %v", code, out)
+	}
+	if code, _ := call(t, x.srv, "GET", "/v1/me", "", x.login(t, "tom", "other-password-1")); code != 200 {
+		t.Fatal("the new tom's own token is refused")
+	}
+}

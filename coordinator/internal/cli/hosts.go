@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,6 +49,11 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 		// A host-local password goes to the host alone, never through
 		// the coordinator.
 		return nil, usagef("break-glass (OUTPOST_LOCAL_USER) reaches a host only directly: set OUTPOST_DIRECT=host:port too (and OUTPOST_CA_FINGERPRINT)")
+	}
+	if localUser != "" && !strings.HasPrefix(open.GetHost(), "ag-") {
+		// Only a member id is proved by the host's certificate: any
+		// member answering at that address would get the password.
+		return nil, usagef("break-glass names the host by its member id (ag-...), which its certificate proves, not %q: the id is in outpost agent list, and in the host's identity.json", open.GetHost())
 	}
 	var c *credentials
 	var err error
@@ -733,14 +740,10 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 	if st, err := os.Stat(local); err == nil && st.IsDir() {
 		local = filepath.Join(local, filepath.Base(path))
 	}
-	// A file it replaces keeps its mode, as cp keeps it; a new one gets
-	// the usual mode for new files (0666 less the umask), not the
-	// temporary file's 0600.
-	mode := newFileMode()
-	if st, err := os.Stat(local); err == nil && st.Mode().IsRegular() {
-		mode = st.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(local), ".outpost-cp-*")
+	// A new file gets the usual mode for new files (0666 less the umask,
+	// which the system applies), not a temporary file's 0600; a file it
+	// replaces keeps its mode, as cp keeps it.
+	tmp, err := createBeside(local)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("copy to %s: the directory %s does not exist", local, filepath.Dir(local))
 	}
@@ -749,8 +752,10 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := tmp.Chmod(mode); err != nil {
-		return err
+	if st, err := os.Stat(local); err == nil && st.Mode().IsRegular() {
+		if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+			return err
+		}
 	}
 	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_GET, Path: path})
 	if err != nil {
@@ -783,4 +788,18 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 		fmt.Fprintf(e.stdout, "copied %s:%s to %s (%d bytes)\n", host, path, local, n)
 	}
 	return nil
+}
+
+// createBeside creates a new, uniquely named file next to path, with mode
+// 0666 less the umask, for the download that will replace path.
+func createBeside(path string) (*os.File, error) {
+	for range 100 {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(filepath.Dir(path), ".outpost-cp-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("no unused temporary name next to %s", path)
 }

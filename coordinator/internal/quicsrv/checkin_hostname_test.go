@@ -116,6 +116,9 @@ func TestCheckinHostnameValidated(t *testing.T) {
 		"häst",
 		"pc-2\u202e",
 		strings.Repeat("a", 254),
+		"ag-3f9c2a", // a member id's start: technicians type those
+		"AG-0011223344556677",
+		"rl-abcd",
 	}
 	for _, name := range bad {
 		checkin(name)

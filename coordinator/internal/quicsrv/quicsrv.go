@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -428,8 +429,14 @@ func memberID(role string) string {
 // enrollment and at check-in: 1 to 253 printable ASCII characters, no
 // spaces.
 func validHostname(h string) bool {
-	return h != "" && len(h) <= 253 && !strings.ContainsFunc(h, func(r rune) bool { return r < 0x21 || r > 0x7e })
+	return h != "" && len(h) <= 253 && !strings.ContainsFunc(h, func(r rune) bool { return r < 0x21 || r > 0x7e }) &&
+		!idShaped.MatchString(h)
 }
+
+// idShaped is a name technicians would take for a member id, or the start
+// of one (store.MatchMembers matches hostnames before id prefixes): a host
+// named so could stand in for another.
+var idShaped = regexp.MustCompile(`(?i)^(ag|rl)-[0-9a-f]{4,}$`)
 
 // hostnameWarnEvery is how often a member whose check-ins keep reporting a
 // hostname that is refused is logged at warn level; at debug in between.
@@ -1123,8 +1130,11 @@ func (s *Server) NotifyMember(id string) {
 	}()
 }
 
-// Disconnect closes a member's connection (it was removed).
+// Disconnect closes a member's connection (it was removed) and forgets
+// what the server kept of it.
 func (s *Server) Disconnect(id string) {
+	s.unconfirmed.Delete(id)
+	s.auditLimits.Delete(id)
 	s.mu.Lock()
 	conn, ok := s.conns[id]
 	s.mu.Unlock()
@@ -1161,7 +1171,11 @@ func (s *Server) place(m *store.Member, offices []store.Office) {
 	}
 	// A claim the coordinator cannot confirm is told once per office, so
 	// that an admin behind a NAT learns to list its egress.
-	if prev, _ := s.unconfirmed.Swap(m.ID, p.Unconfirmed); p.Unconfirmed != "" && prev != p.Unconfirmed {
+	// Only members with such a claim are kept, so the map does not grow
+	// with the fleet.
+	if p.Unconfirmed == "" {
+		s.unconfirmed.Delete(m.ID)
+	} else if prev, _ := s.unconfirmed.Swap(m.ID, p.Unconfirmed); prev != p.Unconfirmed {
 		s.log.Warn("agent reports an address in another office's range, but connects from outside that office's subnets and egress: not placed there (list the office's NAT address in its egress to admit visitors)",
 			"member", m.ID, "hostname", m.Hostname, "office", p.Unconfirmed, "seen", m.Address, "reported", m.Addresses, "placed", p.Office)
 	}

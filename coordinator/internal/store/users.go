@@ -400,6 +400,14 @@ func (s *Store) UseRefresh(hash string, now time.Time) (*RefreshToken, error) {
 // other of its sign-in (its family), and returns its user: outpost logout.
 // A token not stored is ErrNotFound.
 func (s *Store) EndRefreshFamily(hash string) (string, error) {
+	// Looked up first without the write lock: made-up tokens (the route
+	// takes no other credential) cost no write transaction.
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		_, err := get[RefreshToken](tx, bRefresh, hash)
+		return err
+	}); err != nil {
+		return "", fmt.Errorf("refresh token: %w", err)
+	}
 	var user string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		r, err := get[RefreshToken](tx, bRefresh, hash)
