@@ -27,7 +27,7 @@ func BenchmarkApplyAtScale(b *testing.B) {
 	b.Run("office", func(b *testing.B) {
 		for i := range b.N {
 			body := fmt.Sprintf(item, "office", i)
-			if code, out := call(b, srv, "PUT", "/v1/offices/"+offices[i%20]+"/policy", body, token); code != 200 {
+			if code, out := call(b, srv, "PUT", "/v1/offices/"+offices[i%20]+"/policy?force=true", body, token); code != 200 {
 				b.Fatalf("apply: %d %v", code, out)
 			}
 		}
@@ -35,7 +35,7 @@ func BenchmarkApplyAtScale(b *testing.B) {
 	b.Run("named-all-offices", func(b *testing.B) {
 		for i := range b.N {
 			body := fmt.Sprintf("targets:\n  offices: [%s]\n"+item, strings.Join(offices, ", "), "fleet", i)
-			code, out := call(b, srv, "PUT", "/v1/policies/fleet", body, token)
+			code, out := call(b, srv, "PUT", "/v1/policies/fleet?force=true", body, token)
 			if code != 200 && code != 201 {
 				b.Fatalf("apply: %d %v", code, out)
 			}

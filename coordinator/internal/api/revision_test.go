@@ -195,4 +195,9 @@ func TestApplyingTheSameNamedPolicyKeepsTheRevisions(t *testing.T) {
 	if code != 200 || !reflect.DeepEqual(out["published"], map[string]any{"berlin": float64(p.Revision + 1)}) {
 		t.Fatalf("a changed named policy: %d %v", code, out)
 	}
+	// force: a new revision all the same, for a rollout on purpose.
+	code, out = call(t, srv, "PUT", "/v1/policies/fleet?force=true", pkgYAML("targets:\n  offices: [berlin]\n", "hello", "3", v2), token)
+	if code != 200 || !reflect.DeepEqual(out["published"], map[string]any{"berlin": float64(p.Revision + 2)}) {
+		t.Fatalf("the same named policy, forced: %d %v", code, out)
+	}
 }

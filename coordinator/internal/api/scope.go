@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -805,6 +806,13 @@ func namedView(p store.NamedPolicy) namedPolicyView {
 
 func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
+	force := false
+	if v := r.URL.Query().Get("force"); v != "" {
+		var err error
+		if force, err = strconv.ParseBool(v); err != nil {
+			return httpError(http.StatusBadRequest, "force=%q: use true or false", v)
+		}
+	}
 	if !policyName.MatchString(name) {
 		return httpError(http.StatusBadRequest, "policy name %q: use 1-63 lower-case letters, digits and dashes, starting with a letter or digit", name)
 	}
@@ -853,7 +861,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err := refuseConflicts("policy "+name, cs); err != nil {
 		return err
 	}
-	created, published, unchanged, err := a.publishAffected(next, store.NamedChange{Put: &p}, append(old, p)...)
+	created, published, unchanged, err := a.publishAffected(next, store.NamedChange{Put: &p}, force, append(old, p)...)
 	if err != nil {
 		return err
 	}
@@ -879,8 +887,8 @@ var memberIDForm = regexp.MustCompile(`^(ag|rl)-[0-9a-f]{16}$`)
 // (old and new versions) reach, in one transaction; it says whether the
 // change created a policy, which revisions it issued, and which offices
 // kept theirs because their computers would run the same (a policy applied
-// again as it was re-runs no agent).
-func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.NamedPolicy) (bool, map[string]uint64, map[string]uint64, error) {
+// again as it was re-runs no agent; force signs a new revision anyway).
+func (a *API) publishAffected(sc *scope, change store.NamedChange, force bool, ps ...store.NamedPolicy) (bool, map[string]uint64, map[string]uint64, error) {
 	offices, err := a.affectedOffices(sc, ps...)
 	if err != nil {
 		return false, nil, nil, err
@@ -893,13 +901,15 @@ func (a *API) publishAffected(sc *scope, change store.NamedChange, ps ...store.N
 		if err != nil {
 			return false, nil, nil, fmt.Errorf("publish office %s: %w", o, err)
 		}
-		cur, err := a.currentIfSame(pr)
-		if err != nil {
-			return false, nil, nil, err
-		}
-		if cur != nil {
-			unchanged[o] = cur.Revision
-			continue
+		if !force {
+			cur, err := a.currentIfSame(pr)
+			if err != nil {
+				return false, nil, nil, err
+			}
+			if cur != nil {
+				unchanged[o] = cur.Revision
+				continue
+			}
 		}
 		prs, pubs = append(prs, pr), append(pubs, pr.pub)
 	}
@@ -980,7 +990,7 @@ func (a *API) deleteNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	// Removing a policy cannot make others conflict: conflicts are between
 	// policies of one level, and every level is checked, overridden or not.
-	_, published, _, err := a.publishAffected(sc.without(name), store.NamedChange{Delete: name}, *p)
+	_, published, _, err := a.publishAffected(sc.without(name), store.NamedChange{Delete: name}, false, *p)
 	if err != nil {
 		return err
 	}
