@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/pkg/tlsutil"
@@ -44,6 +45,13 @@ type session struct {
 }
 
 func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session, error) {
+	// Hosts and the coordinator take a session's first message up to
+	// MaxSessionOpenSize, with the token (up to 8 KiB) in it: say so
+	// here rather than have the stream closed on the technician.
+	if n := proto.Size(open); n > wire.MaxSessionOpenSize-16<<10 {
+		return nil, usagef("the command is too long for a session (%d KiB of arguments; at most %d KiB): put it in a script, copy it to the host with outpost cp, and run that",
+			n>>10, (wire.MaxSessionOpenSize-16<<10)>>10)
+	}
 	direct, localUser := e.getenv("OUTPOST_DIRECT"), e.getenv("OUTPOST_LOCAL_USER")
 	if localUser != "" && direct == "" {
 		// A host-local password goes to the host alone, never through

@@ -332,3 +332,17 @@ func TestAPICallLostMidway(t *testing.T) {
 		t.Errorf("a raw error is shown: %s", res.stderr)
 	}
 }
+
+// A command longer than a session takes is refused with the reason before
+// anything is dialled, not by a stream the far end closes.
+func TestExecTooLongForASession(t *testing.T) {
+	res := run(t, nil, "exec", "pc-7", "--", "/bin/sh", "-c", strings.Repeat("x", 300<<10))
+	if res.code != 2 || !strings.Contains(res.stderr, "too long for a session") || !strings.Contains(res.stderr, "outpost cp") {
+		t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+	}
+	// One that fits goes on, to the sign-in.
+	res = run(t, nil, "exec", "pc-7", "--", "/bin/sh", "-c", strings.Repeat("x", 100<<10))
+	if strings.Contains(res.stderr, "too long") {
+		t.Fatalf("a 100 KiB command refused:\n%s", res.stderr)
+	}
+}
