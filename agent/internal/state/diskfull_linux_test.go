@@ -128,4 +128,3 @@ func failedRun(rev uint64) *wire.Report {
 	return &wire.Report{Revision: rev, Items: []*wire.ItemReport{{Id: "pkg", Status: wire.ItemReport_STATUS_FAILED,
 		Message: "content not available, nothing installed: no space left on device"}}}
 }
-
