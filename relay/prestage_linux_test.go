@@ -3,40 +3,19 @@ package relay
 import (
 	"bytes"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
-// tinyDisk mounts a tmpfs of size under a fresh directory in /tmp (as
-// root; skipped where mounting is not allowed) and unmounts it after t.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "outpost-relay-tmpfs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		os.Remove(dir)
-		t.Skipf("mount a tmpfs to fill (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		os.Remove(dir)
-	})
-	return dir
-}
-
 // The office's policy pins an artifact larger than the relay's disk: the
 // relay reads none of it from the file server, however often it tries,
 // says why, and warns once.
 func TestPrestageOnFullDiskReadsNothing(t *testing.T) {
-	disk := tinyDisk(t, "4m")
+	disk := testutil.TinyDisk(t, "4m")
 	quickStageRetry(t, 10*time.Millisecond)
 	big := bytes.Repeat([]byte("big artifact "), 6<<20/13)
 	up := newFake(big)

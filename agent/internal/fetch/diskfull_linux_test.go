@@ -18,27 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// tinyDisk mounts a tmpfs of size under a fresh directory in /tmp (as
-// root; skipped where mounting is not allowed) and unmounts it after t.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "outpost-fetch-tmpfs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		os.Remove(dir)
-		t.Skipf("mount a tmpfs to fill (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		os.Remove(dir)
-	})
-	return dir
-}
 
 // fillUpTo writes a file in dir until at most leave bytes are free.
 func fillUpTo(t *testing.T, dir string, leave int64) {
@@ -67,7 +49,7 @@ func diskFetcher(t *testing.T, dir string) *Fetcher {
 // An artifact larger than the disk's free space is not fetched at all:
 // downloading it would only fill the disk the agent's state lives on.
 func TestFetchRefusedWithoutRoomOnDisk(t *testing.T) {
-	disk := tinyDisk(t, "512k")
+	disk := testutil.TinyDisk(t, "512k")
 	body := make([]byte, 1<<20)
 	rand.Read(body)
 	for name, a := range map[string]*wire.Artifact{"whole": artifact(body), "chunked": chunkedArtifact(body, 64<<10)} {
@@ -99,7 +81,7 @@ func TestFullDiskMidFetchRemovesPartial(t *testing.T) {
 	rand.Read(body)
 	for name, a := range map[string]*wire.Artifact{"whole": artifact(body), "chunked": chunkedArtifact(body, 64<<10)} {
 		t.Run(name, func(t *testing.T) {
-			disk := tinyDisk(t, "1m")
+			disk := testutil.TinyDisk(t, "1m")
 			var filled atomic.Bool
 			var hits atomic.Int32
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +111,7 @@ func TestFullDiskMidFetchRemovesPartial(t *testing.T) {
 
 // The free space the check goes by is the file system's.
 func TestDiskFreeIsTheFileSystems(t *testing.T) {
-	disk := tinyDisk(t, "512k")
+	disk := testutil.TinyDisk(t, "512k")
 	if free, ok := diskFree(disk); !ok || free != 512<<10 {
 		t.Fatalf("free %d (known %v), want 512 KiB", free, ok)
 	}

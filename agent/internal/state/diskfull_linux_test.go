@@ -8,27 +8,9 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// tinyDisk mounts a tmpfs of size under a fresh directory in /tmp (as
-// root; skipped where mounting is not allowed) and unmounts it after t.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "outpost-state-tmpfs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		os.Remove(dir)
-		t.Skipf("mount a tmpfs to fill (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		os.Remove(dir)
-	})
-	return dir
-}
 
 // fill writes to dir until it is full; release frees the space.
 func fill(t *testing.T, dir string) (release func()) {
@@ -54,7 +36,7 @@ func fill(t *testing.T, dir string) (release func()) {
 // On a full disk the last run is still the report check-ins carry: the
 // coordinator is not left showing the run before as the current one.
 func TestFullDiskKeepsNewReportInMemory(t *testing.T) {
-	disk := tinyDisk(t, "256k")
+	disk := testutil.TinyDisk(t, "256k")
 	pub, _, _ := ed25519.GenerateKey(nil)
 	dir := filepath.Join(disk, "state")
 	s, err := Open(dir, pub)
@@ -86,7 +68,7 @@ func TestFullDiskKeepsNewReportInMemory(t *testing.T) {
 // On a full disk the runs the disk did not take are still numbered and
 // sent with check-ins, and written once it takes them again.
 func TestFullDiskKeepsRunsInMemory(t *testing.T) {
-	disk := tinyDisk(t, "256k")
+	disk := testutil.TinyDisk(t, "256k")
 	pub, _, _ := ed25519.GenerateKey(nil)
 	dir := filepath.Join(disk, "state")
 	s, err := Open(dir, pub)

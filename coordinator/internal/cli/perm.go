@@ -90,27 +90,9 @@ Examples:
   outpost perm add --office berlin group:berlin-techs=view,command
   outpost perm add --host pc-7 deny:user:tom=command,files
 `,
-		setup: func(fs *flag.FlagSet) runFunc {
-			office := fs.String("office", "", "`NAME` of the office whose hosts the list covers")
-			host := fs.String("host", "", "member `ID` or hostname of one host")
-			return func(ctx context.Context, e *env, args []string) error {
-				path, err := permPath(*office, *host)
-				if err != nil {
-					return err
-				}
-				var add []grantRow
-				for _, a := range args {
-					g, err := parseGrant(a)
-					if err != nil {
-						return err
-					}
-					add = append(add, g)
-				}
-				return editPerms(ctx, e, path, func(scope string, grants []grantRow) ([]grantRow, error) {
-					return addGrants(grants, add), nil
-				})
-			}
-		},
+		setup: permEditSetup(parseGrant, func(_ string, grants, add []grantRow) ([]grantRow, error) {
+			return addGrants(grants, add), nil
+		}),
 	}
 }
 
@@ -131,27 +113,7 @@ Examples:
   outpost perm remove --office berlin group:berlin-techs=files
   outpost perm remove --host pc-7 deny:user:tom
 `,
-		setup: func(fs *flag.FlagSet) runFunc {
-			office := fs.String("office", "", "`NAME` of the office whose hosts the list covers")
-			host := fs.String("host", "", "member `ID` or hostname of one host")
-			return func(ctx context.Context, e *env, args []string) error {
-				path, err := permPath(*office, *host)
-				if err != nil {
-					return err
-				}
-				var specs []grantRow
-				for _, a := range args {
-					g, err := parseSubjectRights(a)
-					if err != nil {
-						return err
-					}
-					specs = append(specs, g)
-				}
-				return editPerms(ctx, e, path, func(scope string, grants []grantRow) ([]grantRow, error) {
-					return removeGrants(scope, grants, specs)
-				})
-			}
-		},
+		setup: permEditSetup(parseSubjectRights, removeGrants),
 	}
 }
 
@@ -448,4 +410,32 @@ func andList(xs []string) string {
 		return strings.Join(xs, "")
 	}
 	return strings.Join(xs[:len(xs)-1], ", ") + " and " + xs[len(xs)-1]
+}
+
+// permEditSetup is the setup of perm add and perm remove: --office or
+// --host names the list, each argument is parsed into a grant, and change
+// makes the list's new grants from its current ones (editPerms writes them
+// back only if nobody changed the list meanwhile).
+func permEditSetup(parse func(string) (grantRow, error), change func(scope string, grants, args []grantRow) ([]grantRow, error)) func(*flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		office := fs.String("office", "", "`NAME` of the office whose hosts the list covers")
+		host := fs.String("host", "", "member `ID` or hostname of one host")
+		return func(ctx context.Context, e *env, args []string) error {
+			path, err := permPath(*office, *host)
+			if err != nil {
+				return err
+			}
+			var given []grantRow
+			for _, a := range args {
+				g, err := parse(a)
+				if err != nil {
+					return err
+				}
+				given = append(given, g)
+			}
+			return editPerms(ctx, e, path, func(scope string, grants []grantRow) ([]grantRow, error) {
+				return change(scope, grants, given)
+			})
+		}
+	}
 }

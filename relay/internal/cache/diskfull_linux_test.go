@@ -3,39 +3,20 @@ package cache
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/outposthq/outpost/pkg/testutil"
 )
 
 const mib = 1 << 20
-
-// tinyDisk mounts a tmpfs of size under a fresh directory in /tmp (as
-// root; skipped where mounting is not allowed) and unmounts it after t.
-func tinyDisk(t *testing.T, size string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "outpost-relay-cache-tmpfs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		os.Remove(dir)
-		t.Skipf("mount a tmpfs to fill (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		syscall.Unmount(dir, syscall.MNT_DETACH)
-		os.Remove(dir)
-	})
-	return dir
-}
 
 // With no cap, unpinned objects can fill the disk: a new artifact then
 // evicts the least recently used of them rather than failing with ENOSPC,
 // and each byte crosses the WAN once.
 func TestFullDiskEvictsUnpinnedObjects(t *testing.T) {
-	disk := tinyDisk(t, "4m")
+	disk := testutil.TinyDisk(t, "4m")
 	a, b, c := blob("a", mib), blob("b", mib), blob("c", mib)
 	d := blob("d", 3*mib/2)
 	up := newRangeFake(a, b, c, d)
@@ -63,7 +44,7 @@ func TestFullDiskEvictsUnpinnedObjects(t *testing.T) {
 // says what it needs and what is free; unpinned objects that could not
 // have made room are not evicted for nothing.
 func TestFullDiskOfPinnedObjectsReadsNothing(t *testing.T) {
-	disk := tinyDisk(t, "4m")
+	disk := testutil.TinyDisk(t, "4m")
 	dir := filepath.Join(disk, "cache")
 	a, b, c := blob("a", mib), blob("b", mib), blob("c", mib)
 	small := blob("small", 64<<10)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/outposthq/outpost/pkg/testutil"
 )
 
 // unknownFree is a FreeSpace that cannot tell, so that fetches start
@@ -18,7 +20,7 @@ func unknownFree(string) (int64, error) { return -1, nil }
 // A write that finds the disk full evicts unpinned objects and is tried
 // again, so that the fetch goes on without losing a byte.
 func TestWriteOnFullDiskEvictsAndGoesOn(t *testing.T) {
-	disk := tinyDisk(t, "4m")
+	disk := testutil.TinyDisk(t, "4m")
 	a, b, c := blob("a", mib), blob("b", mib), blob("c", mib)
 	d := blob("d", 3*mib/2)
 	up := newRangeFake(a, b, c, d)
@@ -42,7 +44,7 @@ func TestWriteOnFullDiskEvictsAndGoesOn(t *testing.T) {
 // it needed, and keeps what it wrote: once there is room, the next fetch
 // resumes from it rather than reading those bytes again.
 func TestFullDiskKeepsThePartialToResume(t *testing.T) {
-	disk := tinyDisk(t, "4m")
+	disk := testutil.TinyDisk(t, "4m")
 	dir := filepath.Join(disk, "cache")
 	a, b, c := blob("a", mib), blob("b", mib), blob("c", mib)
 	d := blob("d", 3*mib/2)
