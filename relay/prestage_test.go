@@ -16,32 +16,11 @@ import (
 )
 
 // logRecorder keeps the records logged through it.
-type logRecorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
+type logRecorder struct{ testutil.Logs }
 
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, r.Clone())
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
-
-// count is how many records of level have a message starting with msg.
+// count is how many records of level have msg.
 func (l *logRecorder) count(level slog.Level, msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, r := range l.recs {
-		if r.Level == level && strings.HasPrefix(r.Message, msg) {
-			n++
-		}
-	}
-	return n
+	return l.Count(level, func(m string) bool { return strings.HasPrefix(m, msg) })
 }
 
 // runRelay is startRelay with a logger of the test's.

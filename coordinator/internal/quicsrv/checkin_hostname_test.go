@@ -1,12 +1,10 @@
 package quicsrv
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,36 +12,16 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
 // logRecords keeps what is logged, for the test to count.
-type logRecords struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func (l *logRecords) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecords) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.records = append(l.records, r.Clone())
-	return nil
-}
-func (l *logRecords) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecords) WithGroup(string) slog.Handler      { return l }
+type logRecords struct{ testutil.Logs }
 
 // count is how many records at level say msg.
 func (l *logRecords) count(level slog.Level, msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, r := range l.records {
-		if r.Level == level && strings.Contains(r.Message, msg) {
-			n++
-		}
-	}
-	return n
+	return l.Count(level, func(m string) bool { return strings.Contains(m, msg) })
 }
 
 // checkinServer is a server with one enrolled agent, agent-1, named pc-1.

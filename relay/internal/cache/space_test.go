@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -225,32 +225,11 @@ func (c *Cache) hasPartial(hash string) bool {
 }
 
 // logRecorder keeps the records logged through it.
-type logRecorder struct {
-	mu   sync.Mutex
-	recs []slog.Record
-}
-
-func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.recs = append(l.recs, r.Clone())
-	return nil
-}
-func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+type logRecorder struct{ testutil.Logs }
 
 // count is how many records of level have msg.
 func (l *logRecorder) count(level slog.Level, msg string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, r := range l.recs {
-		if r.Level == level && r.Message == msg {
-			n++
-		}
-	}
-	return n
+	return l.Count(level, func(m string) bool { return m == msg })
 }
 
 // The same artifact failing again for want of room is no new warning.
