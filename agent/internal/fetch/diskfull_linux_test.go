@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,13 +82,13 @@ func TestFullDiskMidFetchRemovesPartial(t *testing.T) {
 	for name, a := range map[string]*wire.Artifact{"whole": artifact(body), "chunked": chunkedArtifact(body, 64<<10)} {
 		t.Run(name, func(t *testing.T) {
 			disk := testutil.TinyDisk(t, "1m")
-			var filled atomic.Bool
-			var hits atomic.Int32
+			// The disk is filled after the check and before any byte is
+			// served: a chunked fetch asks for several ranges at once, and
+			// none of them is answered until the filler is written, or
+			// the filler's size would race the first chunk's bytes.
+			var fill sync.Once
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				hits.Add(1)
-				if !filled.Swap(true) {
-					fillUpTo(t, disk, 128<<10) // after the check, before the bytes
-				}
+				fill.Do(func() { fillUpTo(t, disk, 128<<10) })
 				http.ServeContent(w, r, "x", time.Time{}, bytes.NewReader(body))
 			}))
 			t.Cleanup(srv.Close)
