@@ -97,22 +97,41 @@ func TestRollupCarriesTheOfficesCheckinsAndSurvivesItsCarrier(t *testing.T) {
 	// Four intervals: the coordinator hears from the office about once an
 	// interval (the roll-up member's check-in, a few urgent flushes, a
 	// rare safety-net direct check-in), not five times.
+	newest := func(a *testAgent) uint64 {
+		if r := runsOf(c, a.a.ID()); len(r) > 0 {
+			return r[0].Seq
+		}
+		return 0
+	}
+	before := map[*testAgent]uint64{}
+	for _, a := range agents {
+		before[a] = newest(a)
+	}
 	checkins, kept := c.Metric("outpost_coordinator_checkins_total"), labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept")
 	time.Sleep(4 * interval) // a rate over a fixed window is what is measured
 	checkins = c.Metric("outpost_coordinator_checkins_total") - checkins
 	kept = labelled(c, "outpost_coordinator_rollup_reports_total", "result", "kept") - kept
 	t.Logf("over 4 intervals: %v check-in messages, %v members' check-ins carried", checkins, kept)
+	for _, a := range agents {
+		t.Logf("%s: runs %d to %d", a.cfg.Hostname, before[a], newest(a))
+	}
 	if checkins > 4+3 {
 		t.Fatalf("%v check-in messages over 4 intervals from an office of 5 with roll-up", checkins)
 	}
-	// The carrier keeps the newest of each member's: two that arrive
-	// between its check-ins count once.
-	if kept < 4*2 {
+	// Every member's runs reached the coordinator all the same: at least
+	// two new ones each (about four are made), ten or more runs through
+	// at most seven messages. How many check-ins the carrier counts is
+	// left loose: it keeps the newest of each member's, so two that
+	// arrive between its check-ins count once (members and carrier tick
+	// at the same interval, a few milliseconds apart), and until gossip
+	// has told every member who carries, two members may each carry
+	// some of the office for an interval or two.
+	if kept < 4 {
 		t.Fatalf("only %v check-ins carried over 4 intervals for 4 members", kept)
 	}
 	for _, a := range agents {
-		if len(runsOf(c, a.a.ID())) < 3 {
-			t.Fatalf("%s: its runs were not recorded", a.cfg.Hostname)
+		if got := newest(a); got < before[a]+2 {
+			t.Fatalf("%s: runs %d to %d over 4 intervals, want two new ones at least", a.cfg.Hostname, before[a], got)
 		}
 	}
 
