@@ -1,13 +1,18 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	tu "github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/tlsutil"
+	"github.com/outposthq/outpost/pkg/wire"
 )
 
 // Twenty computers imaged at once enrol in the same second: each learns
@@ -59,4 +64,60 @@ func startAgentsAtOnce(n int, start func(i int) *testAgent) []*testAgent {
 	}
 	wg.Wait()
 	return agents
+}
+
+// An address that holds as many enrolment connections as the coordinator
+// takes from one source (a flood, or a very large office behind one NAT
+// on its first morning): the next computer to enrol from it is refused
+// for now, waits, and enrols once there is room, rather than giving up.
+func TestEnrolmentRefusedForNowIsRetried(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("flood", nil)
+	conf, err := tlsutil.PinnedConfig(c.CA, wire.ALPNEnroll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far more than the coordinator takes from one address, side by side.
+	held := make([]*quic.Conn, 200)
+	var wg sync.WaitGroup
+	for i := range held {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			conn, err := quic.DialAddr(ctx, c.QUIC, conf, &quic.Config{MaxIdleTimeout: time.Minute})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			held[i] = conn
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	time.Sleep(time.Second) // the ones over the limit are closed at once
+	closed := 0
+	for _, conn := range held {
+		if conn.Context().Err() != nil {
+			closed++
+		}
+	}
+	t.Logf("of %d enrolment connections from one address, the coordinator took %d", len(held), len(held)-closed)
+	if closed == 0 || closed == len(held) {
+		t.Fatalf("%d of %d enrolment connections from one address refused", closed, len(held))
+	}
+	refusedBefore := labelled(c, "outpost_coordinator_enrollments_total", "result", "too_many_connections")
+	go func() {
+		time.Sleep(2 * time.Second)
+		for _, conn := range held {
+			conn.CloseWithError(0, "")
+		}
+	}()
+	startAgent(t, c, c.EnrollToken("flood", "agent", 1), "flood-1", "127.0.5.60")
+	if n := labelled(c, "outpost_coordinator_enrollments_total", "result", "too_many_connections"); n <= refusedBefore {
+		t.Fatal("the agent enrolled without being refused first: the flood did not hold the address's limit")
+	}
 }

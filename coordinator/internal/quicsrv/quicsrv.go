@@ -96,6 +96,8 @@ type Server struct {
 	checkins *wire.CheckinVerifier
 	// techConns counts the open technician connections of each source.
 	techConns connLimit
+	// enrollConns counts the open enrolment connections of each source.
+	enrollConns connLimit
 	// badHostnames rate-limits the warning for a member whose check-ins
 	// report a hostname that is refused.
 	badHostnames hostnameWarnings
@@ -248,6 +250,14 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 	state := conn.ConnectionState().TLS
 	switch state.NegotiatedProtocol {
 	case wire.ALPNEnroll:
+		release, ok := s.enrollConns.acquire(conn.RemoteAddr(), maxEnrollConnsPerSource)
+		if !ok {
+			s.m.enrollments.WithLabelValues("too_many_connections").Inc()
+			s.log.Debug("enrolment connection refused: too many from its source", "remote", conn.RemoteAddr().String())
+			conn.CloseWithError(1, "too many enrolments at once from your address: try again in a minute")
+			return
+		}
+		defer release()
 		s.serveEnroll(ctx, conn)
 	case wire.ALPNTechnician:
 		release, ok := s.techConns.acquire(conn.RemoteAddr(), maxTechConnsPerSource)
@@ -478,6 +488,13 @@ func (w *hostnameWarnings) due(id string, now time.Time) bool {
 // office behind one NAT, a script running a command on many hosts at
 // once, stay well below.
 const maxTechConnsPerSource = 64
+
+// maxEnrollConnsPerSource bounds the enrolment connections one source
+// holds at once. They are unauthenticated until the token checks, and one
+// may sit for 30 s before its request. A whole office enrolling behind
+// one NAT takes a second or so per member and retries when refused, so
+// even a large office's first morning stays well below.
+const maxEnrollConnsPerSource = 128
 
 // connLimit counts open connections by source.
 type connLimit struct {

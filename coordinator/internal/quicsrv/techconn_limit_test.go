@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,7 +63,9 @@ func TestConnLimitBySource(t *testing.T) {
 // Over QUIC: one source holds at most maxTechConnsPerSource technician
 // connections; the next is closed with the reason, and once one ends a
 // new one is taken.
-func TestTechnicianConnectionsPerSource(t *testing.T) {
+// limitServer runs a QUIC server on loopback for the connection-limit
+// tests and gives a dialer for protocol alpn and a check of refusals.
+func limitServer(t *testing.T, alpn string) (ctx context.Context, dial func() *quic.Conn, refused func(*quic.Conn) bool) {
 	s, _, _ := checkinServer(t)
 	s.cfg.Addr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -75,11 +78,11 @@ func TestTechnicianConnectionsPerSource(t *testing.T) {
 		}
 	})
 	<-s.Ready()
-	tlsConf, err := tlsutil.PinnedConfig(s.ca.Fingerprint(), wire.ALPNTechnician)
+	tlsConf, err := tlsutil.PinnedConfig(s.ca.Fingerprint(), alpn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dial := func() *quic.Conn {
+	dial = func() *quic.Conn {
 		t.Helper()
 		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer dcancel()
@@ -90,9 +93,9 @@ func TestTechnicianConnectionsPerSource(t *testing.T) {
 		return c
 	}
 	// refused says whether the coordinator closed c for too many
-	// connections: a stream on it is answered by the close, where a
-	// connection it took keeps the stream waiting for its SessionOpen.
-	refused := func(c *quic.Conn) bool {
+	// connections: a connection it took stays open, waiting for its
+	// first message.
+	refused = func(c *quic.Conn) bool {
 		t.Helper()
 		rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer rcancel()
@@ -107,6 +110,11 @@ func TestTechnicianConnectionsPerSource(t *testing.T) {
 		}
 		return true
 	}
+	return ctx, dial, refused
+}
+
+func TestTechnicianConnectionsPerSource(t *testing.T) {
+	ctx, dial, refused := limitServer(t, wire.ALPNTechnician)
 
 	var conns []*quic.Conn
 	for range maxTechConnsPerSource {
@@ -153,5 +161,35 @@ func TestTechnicianConnectionsPerSource(t *testing.T) {
 			t.Fatal("a new connection is still refused after one ended")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Enrolment connections are unauthenticated too: one source holds at most
+// maxEnrollConnsPerSource of them, and the next is closed with the reason.
+func TestEnrollConnectionsPerSource(t *testing.T) {
+	_, dial, refused := limitServer(t, wire.ALPNEnroll)
+	var conns []*quic.Conn
+	for range maxEnrollConnsPerSource {
+		conns = append(conns, dial())
+	}
+	extra := dial()
+	if !refused(extra) {
+		t.Fatalf("enrolment connection %d from one source was taken", maxEnrollConnsPerSource+1)
+	}
+	var appErr *quic.ApplicationError
+	if errors.As(context.Cause(extra.Context()), &appErr) && !strings.Contains(appErr.ErrorMessage, "too many enrolments") {
+		t.Fatalf("refused with %q, want the reason", appErr.ErrorMessage)
+	}
+	if refused(conns[0]) {
+		t.Fatal("an enrolment connection within the limit was closed")
+	}
+	for _, c := range conns {
+		c.CloseWithError(0, "")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for refused(dial()) {
+		if time.Now().After(deadline) {
+			t.Fatal("a new enrolment connection is still refused after the others ended")
+		}
 	}
 }
