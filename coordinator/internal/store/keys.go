@@ -57,7 +57,8 @@ func (s *Store) AdvanceKeyRotation(office string, phase time.Duration, now time.
 
 // DeleteMember forgets a member: its certificate no longer opens a
 // connection, and its office's gossip key should be rotated so that it is
-// cut off from its office too.
+// cut off from its office too. Its runs and its host permission list go
+// with it.
 func (s *Store) DeleteMember(id string) (*Member, error) {
 	var out *Member
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -66,9 +67,11 @@ func (s *Store) DeleteMember(id string) (*Member, error) {
 			return fmt.Errorf("member %s: %w", id, err)
 		}
 		out = m
-		if b := tx.Bucket(bRuns); b != nil {
-			if err := b.Delete([]byte(id)); err != nil {
-				return err
+		for _, k := range []struct{ bucket, key []byte }{{bRuns, []byte(id)}, {bPermissions, []byte(HostScope(id))}} {
+			if b := tx.Bucket(k.bucket); b != nil {
+				if err := b.Delete(k.key); err != nil {
+					return err
+				}
 			}
 		}
 		return deleteMember(tx, m)

@@ -75,6 +75,13 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 		if err := putVariants(tx, name, 0, nil); err != nil {
 			return err
 		}
+		// Its permission list goes with it: an office made again under
+		// the same name starts with no grants, not the old office's.
+		if b := tx.Bucket(bPermissions); b != nil {
+			if err := b.Delete([]byte(OfficeScope(name))); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket(bOffices).Delete([]byte(name))
 	})
 	if err != nil {

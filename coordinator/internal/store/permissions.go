@@ -90,7 +90,7 @@ type PermissionList struct {
 	Scope string // "office/<name>" or "host/<member id>"
 	// Office is the office whose signed policy carries the list: the
 	// office itself, or the office the host is in now; "" for the list
-	// of a host that is no longer a member.
+	// of a host removed before removing a member removed its list too.
 	Office   string
 	Host     string // member id, for a host's list
 	Hostname string // the host's name, when it is still a member

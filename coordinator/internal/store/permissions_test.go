@@ -197,8 +197,37 @@ func TestPermissionListsInOrder(t *testing.T) {
 	if _, err := s.DeleteMember("ag-07"); err != nil {
 		t.Fatal(err)
 	}
+	// A removed member's list goes with it.
 	lists, _ = s.PermissionLists()
-	if l := lists[len(lists)-1]; l.Label() != "host ag-07" || l.Office != "" {
-		t.Fatalf("the list of a host since removed: %+v (%s)", l, l.Label())
+	got = nil
+	for _, l := range lists {
+		got = append(got, l.Label())
+	}
+	if want := []string{"office hq", "office paris"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("lists once pc-7 is removed: %v, want %v", got, want)
+	}
+}
+
+// A removed office's list goes with it: an office made again under the
+// same name starts with no grants, not the old office's.
+func TestRemovedOfficeTakesItsPermissionList(t *testing.T) {
+	s := permStore(t)
+	if err := s.CreateOffice(Office{Name: "annex"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPermissions(OfficeScope("annex"), []Grant{{Subject: "user:olga", Rights: []string{"command"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RemoveOffice("annex", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateOffice(Office{Name: "annex"}); err != nil {
+		t.Fatal(err)
+	}
+	if g := mustPerms(t, s, OfficeScope("annex")); len(g) != 0 {
+		t.Fatalf("office annex made again inherits %v", g)
+	}
+	if g := mustPerms(t, s, OfficeScope("hq")); len(g) != 3 {
+		t.Fatalf("office hq's list changed: %v", g)
 	}
 }
