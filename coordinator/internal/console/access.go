@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -229,10 +230,19 @@ type permsPage struct {
 	Agent  *agent
 	Perms  permissions
 	Action string
+	// Changed: the list changed since the form was read; Perms is what
+	// it is now, and the form keeps what the admin wrote.
+	Changed bool
 }
 
 func (c *Console) permsPage(w http.ResponseWriter, r *http.Request, s *session, status int, f *form) error {
-	p := &permsPage{Office: r.PathValue("name"), Host: r.PathValue("id")}
+	return c.permsPageChanged(w, r, s, status, f, false)
+}
+
+// permsPageChanged shows the permission list's form; changed says a save
+// was refused because someone changed the list since the form was read.
+func (c *Console) permsPageChanged(w http.ResponseWriter, r *http.Request, s *session, status int, f *form, changed bool) error {
+	p := &permsPage{Office: r.PathValue("name"), Host: r.PathValue("id"), Changed: changed}
 	var apiPath string
 	if p.Host != "" {
 		apiPath = "/v1/hosts/" + url.PathEscape(p.Host) + "/permissions"
@@ -256,6 +266,12 @@ func (c *Console) permsPage(w http.ResponseWriter, r *http.Request, s *session, 
 		f = newForm(nil)
 		f.Values.Set("grants", strings.Join(lines, "\n"))
 	}
+	if f.Get("etag") == "" || changed {
+		// The list the form's text is a change of: a save replaces it
+		// only if nobody changed it since. After a refusal, the admin
+		// has seen the list as it is now, and saving again replaces that.
+		f.Values.Set("etag", p.Perms.ETag)
+	}
 	title := "Permissions of office " + p.Office
 	if p.Host != "" {
 		title = "Permissions of " + p.Agent.Hostname
@@ -271,7 +287,13 @@ func (c *Console) setPerms(w http.ResponseWriter, r *http.Request, s *session, a
 		return c.permsPage(w, r, s, f.status(), f)
 	}
 	var out permissions
-	if err := c.do(r, s, "PUT", apiPath, map[string]any{"grants": grants}, &out); err != nil {
+	if err := c.do(r, s, "PUT", apiPath, map[string]any{"grants": grants, "etag": f.Get("etag")}, &out); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusConflict && strings.Contains(ae.Msg, "changed since it was read") {
+			f.Errors["grants"] = "Someone changed this list after you opened it; nothing was saved. " +
+				"The list as it is now is shown beside your text: change your text to keep their grants too, then save again."
+			return c.permsPageChanged(w, r, s, http.StatusConflict, f, true)
+		}
 		if err := f.fail(err, []rule{{"", "grants"}}); err != nil {
 			return err
 		}

@@ -727,6 +727,48 @@ func TestFormsSave(t *testing.T) {
 	}
 }
 
+// Two admins edit the same permission list: the second save, made to the
+// list as it was before the first, is refused and nothing of it saved; the
+// page shows the list as it is now and keeps the text, and saving again
+// (having seen the other's change) replaces it.
+func TestPermissionsFormRefusesAListChangedSinceOpened(t *testing.T) {
+	e := newEnv(t)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq"}, nil)
+	anna, ben := e.signIn("", adminToken), e.signIn("", adminToken)
+	etagIn := func(body string) string {
+		t.Helper()
+		m := regexp.MustCompile(`name="etag" value="([^"]*)"`).FindStringSubmatch(body)
+		if m == nil || m[1] == "" {
+			t.Fatalf("no etag in the form:\n%s", body)
+		}
+		return m[1]
+	}
+	_, page := anna.get("/ui/offices/hq/permissions")
+	annaTag := etagIn(page)
+	_, page = ben.get("/ui/offices/hq/permissions")
+	benTag := etagIn(page)
+	if res, body := anna.post("/ui/offices/hq/permissions", url.Values{"grants": {"group:techs=view"}, "etag": {annaTag}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("first save: %d\n%s", res.StatusCode, body)
+	}
+	res, body := ben.post("/ui/offices/hq/permissions", url.Values{"grants": {"user:olga=command"}, "etag": {benTag}})
+	if res.StatusCode != http.StatusConflict || !strings.Contains(body, "Someone changed this list") ||
+		!strings.Contains(body, `id="perms-now"`) || !strings.Contains(body, "group:techs=view") || !strings.Contains(body, "user:olga=command") {
+		t.Fatalf("save over a list changed since: %d\n%s", res.StatusCode, body)
+	}
+	var p permissions
+	e.apiDo("GET", "/v1/offices/hq/permissions", nil, &p)
+	if len(p.Grants) != 1 || p.Grants[0].Subject != "group:techs" {
+		t.Fatalf("the refused save changed the list: %+v", p.Grants)
+	}
+	if res, body := ben.post("/ui/offices/hq/permissions", url.Values{"grants": {"group:techs=view\nuser:olga=command"}, "etag": {etagIn(body)}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("saving again, having seen the change: %d\n%s", res.StatusCode, body)
+	}
+	e.apiDo("GET", "/v1/offices/hq/permissions", nil, &p)
+	if len(p.Grants) != 2 {
+		t.Fatalf("grants %+v", p.Grants)
+	}
+}
+
 func TestReadOnlyUserCannotChange(t *testing.T) {
 	e := newEnv(t)
 	e.addUser("rita", "read only pw", "read-only")

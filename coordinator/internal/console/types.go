@@ -208,6 +208,7 @@ type permissions struct {
 	Grants       []grant `json:"grants"`
 	OfficeGrants []grant `json:"office_grants"`
 	Revision     uint64  `json:"revision"`
+	ETag         string  `json:"etag"`
 }
 
 type event struct {
