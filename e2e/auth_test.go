@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -255,6 +256,23 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		r := tom.run("", "exec", "pc-berlin-1", "--", "true")
 		if r.code == 0 || !strings.Contains(r.stderr, "may not run commands") {
 			t.Fatalf("tom was let in: %v", r)
+		}
+		if r := tom.run("", "hosts"); r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "no host grants tom any right") {
+			t.Fatalf("tom's hosts: %v", r)
+		}
+	})
+	t.Run("hosts", func(t *testing.T) {
+		// Where tina may work, found without an API role.
+		r := tina.run("", "hosts")
+		want := regexp.MustCompile(`(?m)^HOST +ID +OFFICE +STATE +RIGHTS\npc-berlin-1 +` + pc.a.ID() + ` +berlin +online +view,command,files\n$`)
+		if r.code != 0 || !want.MatchString(r.stdout) {
+			t.Fatalf("tina's hosts: %v", r)
+		}
+		if r := tina.run("", "hosts", "--office", "berlin", "PC-BERLIN"); r.code != 0 || !strings.Contains(r.stdout, pc.a.ID()) {
+			t.Fatalf("tina's hosts in berlin matching PC-BERLIN: %v", r)
+		}
+		if r := tina.run("", "hosts", "nothing-like-it"); r.code != 0 || !strings.Contains(r.stderr, "among those asked for") {
+			t.Fatalf("tina's hosts matching nothing: %v", r)
 		}
 	})
 	t.Run("group change without touching the host", func(t *testing.T) {

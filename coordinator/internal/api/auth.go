@@ -41,13 +41,14 @@ var publicRoutes = map[string]bool{
 // requiredRole is the weakest API role a route takes. Reads are open to
 // read-only; changes to the fleet need an operator; users, groups, host
 // permissions and the audit trail need an admin. "GET /v1/me" is for
-// anyone signed in, technicians included, and so is how to reach a host
+// anyone signed in, technicians included, and so are the hosts where they
+// have rights (GET /v1/me/hosts), how to reach a host
 // and a session token for it (the host itself decides who may do what on
 // it).
 func requiredRole(route string) string {
 	method, path, _ := strings.Cut(route, " ")
 	switch {
-	case route == "GET /v1/me", route == "GET /v1/hosts/{host}/reach", route == "POST /v1/hosts/{host}/session-token":
+	case route == "GET /v1/me", route == "GET /v1/me/hosts", route == "GET /v1/hosts/{host}/reach", route == "POST /v1/hosts/{host}/session-token":
 		return auth.RoleNone
 	case strings.HasPrefix(path, "/v1/users"), strings.HasPrefix(path, "/v1/groups"),
 		strings.HasPrefix(path, "/v1/audit"), strings.HasSuffix(path, "/permissions") && method != http.MethodGet:
@@ -134,6 +135,7 @@ func (a *API) accessRoutes() map[string]func(http.ResponseWriter, *http.Request)
 		"POST /v1/login/refresh":              a.refresh,
 		"POST /v1/logout":                     a.logout,
 		"GET /v1/me":                          a.me,
+		"GET /v1/me/hosts":                    a.myHosts,
 		"POST /v1/users":                      a.createUser,
 		"GET /v1/users":                       a.listUsers,
 		"GET /v1/users/{name}":                a.showUser,

@@ -530,6 +530,36 @@ Examples:
 			},
 		},
 		{
+			name: "hosts", args: "[TEXT]", maxArgs: 1, timeout: defaultTimeout,
+			summary: "the hosts you may work on, and what you may do on each",
+			help: `Lists the hosts where the signed-in user has rights, from the office's
+permission list and the host's own, the user's grants and its groups' (deny
+wins): view (inventory), command (exec, connect) and files (cp). TEXT keeps
+the hosts whose hostname contains it, in any case, or whose id starts with
+it. A host goes by the signed policy it holds, so a change an admin just
+made reaches it with its next revision. Needs outpost login (the admin
+token is nobody on hosts).
+
+Examples:
+  outpost hosts
+  outpost hosts --office berlin
+  outpost hosts pc-7
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "only hosts in the office `NAME`")
+				return func(ctx context.Context, e *env, args []string) error {
+					q := url.Values{}
+					if *officeName != "" {
+						q.Set("office", *officeName)
+					}
+					if len(args) > 0 {
+						q.Set("q", args[0])
+					}
+					return listMyHosts(ctx, e, q)
+				}
+			},
+		},
+		{
 			name: "exec", args: "HOST -- COMMAND [ARG...]", minArgs: 2, maxArgs: -1, offline: true, globals: "--timeout", passesCommand: true,
 			summary: "run a command on a host (needs the command right)",
 			help: `Runs COMMAND on HOST (a hostname or member id): directly when the host
@@ -810,4 +840,61 @@ func createBeside(path string) (*os.File, error) {
 		}
 	}
 	return nil, fmt.Errorf("no unused temporary name next to %s", path)
+}
+
+// listMyHosts prints the hosts where the signed-in user has rights.
+func listMyHosts(ctx context.Context, e *env, q url.Values) error {
+	raw, err := e.api.get(ctx, "/v1/me/hosts", q)
+	if err != nil {
+		return err
+	}
+	if e.json {
+		return writeJSON(e.stdout, raw)
+	}
+	var out struct {
+		User  string `json:"user"`
+		Hosts []struct {
+			ID        string   `json:"id"`
+			Hostname  string   `json:"hostname"`
+			Office    string   `json:"office"`
+			Connected bool     `json:"connected"`
+			LastSeen  stamp    `json:"last_seen"`
+			Rights    []string `json:"rights"`
+			Shared    bool     `json:"shared_hostname"`
+		} `json:"hosts"`
+	}
+	if err := decode(raw, "hosts", &out); err != nil {
+		return err
+	}
+	if out.User == "" {
+		_, err := fmt.Fprintln(e.stderr, "the admin token is nobody on hosts: sign in as a user (outpost login USER) to see where you may work")
+		return err
+	}
+	if len(out.Hosts) == 0 {
+		what := "no host grants " + out.User + " any right"
+		if len(q) > 0 {
+			what += " among those asked for"
+		}
+		_, err := fmt.Fprintf(e.stderr, "%s; an admin grants them with outpost perm add\n", what)
+		return err
+	}
+	rows := make([][]string, 0, len(out.Hosts))
+	shared := false
+	for _, h := range out.Hosts {
+		name, state := h.Hostname, "offline, seen "+ago(e.now(), h.LastSeen.Time)
+		if h.Shared {
+			name, shared = name+"*", true
+		}
+		if h.Connected {
+			state = "online"
+		}
+		rows = append(rows, []string{name, h.ID, h.Office, state, strings.Join(h.Rights, ",")})
+	}
+	if err := writeTable(e.stdout, []string{"HOST", "ID", "OFFICE", "STATE", "RIGHTS"}, rows); err != nil {
+		return err
+	}
+	if shared {
+		_, err = fmt.Fprintln(e.stderr, "* another host has the same name: name this one by its id")
+	}
+	return err
 }

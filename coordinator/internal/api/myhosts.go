@@ -1,0 +1,140 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/internal/store"
+)
+
+// GET /v1/me/hosts: the hosts where the signed-in user has rights, with
+// the rights, so that a technician can find where to work without an API
+// role. The rights are worked out as hosts work them out from their
+// signed policy (the office's list and the host's own, the user and its
+// groups, deny wins); a host that has not taken the newest revision yet
+// goes by the one it holds.
+
+type myHostView struct {
+	ID        string    `json:"id"`
+	Hostname  string    `json:"hostname"`
+	Office    string    `json:"office"`
+	Connected bool      `json:"connected"`
+	LastSeen  time.Time `json:"last_seen"`
+	Rights    []string  `json:"rights"`
+	// Shared: another host has the same hostname; name this one by id.
+	Shared bool `json:"shared_hostname,omitempty"`
+}
+
+// rightOrder is the order rights are shown in.
+var rightOrder = []string{"view", "control", "command", "files", "manage"}
+
+// grantedRights is what the subjects in names get from lists: every
+// allow entry naming one adds its rights, every deny entry takes them
+// away, whatever list or order it is in.
+func grantedRights(names map[string]bool, lists ...[]store.Grant) []string {
+	allow, deny := map[string]bool{}, map[string]bool{}
+	for _, l := range lists {
+		for _, g := range l {
+			if !names[g.Subject] {
+				continue
+			}
+			for _, r := range g.Rights {
+				if g.Deny {
+					deny[r] = true
+				} else {
+					allow[r] = true
+				}
+			}
+		}
+	}
+	out := []string{}
+	for _, r := range rightOrder {
+		if allow[r] && !deny[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
+	if err := a.needAuth(); err != nil {
+		return err
+	}
+	p := PrincipalFrom(r.Context())
+	q := r.URL.Query()
+	office, match := q.Get("office"), strings.ToLower(strings.TrimSpace(q.Get("q")))
+	if office != "" {
+		if _, err := a.d.Store.Office(office); err != nil {
+			return err
+		}
+	}
+	out := []myHostView{}
+	if p == nil || p.User == "" {
+		// The bootstrap admin token is nobody on hosts.
+		writeJSON(w, http.StatusOK, map[string]any{"user": "", "hosts": out})
+		return nil
+	}
+	// The groups as they are now, as the next signed policy has them.
+	groups, err := a.d.Store.GroupsOf(p.User)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{"user:" + p.User: true}
+	for _, g := range groups {
+		names["group:"+g] = true
+	}
+	lists, err := a.d.Store.PermissionLists()
+	if err != nil {
+		return err
+	}
+	officeLists, hostLists := map[string][]store.Grant{}, map[string][]store.Grant{}
+	for _, l := range lists {
+		if l.Host != "" {
+			hostLists[l.Host] = l.Grants
+		} else {
+			officeLists[l.Office] = l.Grants
+		}
+	}
+	// Every office's, for the hostnames that more than one host has: a
+	// session names its host across the whole fleet.
+	members, err := a.d.Store.Members("")
+	if err != nil {
+		return err
+	}
+	byName := map[string]int{}
+	for _, m := range members {
+		if m.Role == "agent" {
+			byName[m.Hostname]++
+		}
+	}
+	for _, m := range members {
+		if m.Role != "agent" || (office != "" && m.Office != office) {
+			continue
+		}
+		if match != "" && !strings.Contains(strings.ToLower(m.Hostname), match) && !strings.HasPrefix(m.ID, match) {
+			continue
+		}
+		rights := grantedRights(names, officeLists[m.Office], hostLists[m.ID])
+		if len(rights) == 0 {
+			continue
+		}
+		v := myHostView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, LastSeen: m.LastSeen, Rights: rights, Shared: byName[m.Hostname] > 1}
+		if a.d.Presence != nil {
+			v.Connected = a.d.Presence.Connected(m.ID)
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Office != out[j].Office {
+			return out[i].Office < out[j].Office
+		}
+		if out[i].Hostname != out[j].Hostname {
+			return out[i].Hostname < out[j].Hostname
+		}
+		return out[i].ID < out[j].ID
+	})
+	writeJSON(w, http.StatusOK, map[string]any{"user": p.User, "hosts": out})
+	return nil
+}

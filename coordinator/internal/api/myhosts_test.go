@@ -1,0 +1,102 @@
+package api
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/outposthq/outpost/coordinator/internal/store"
+)
+
+// A technician, who has no API role, lists the hosts where it has rights
+// and which rights: from the office's list and the host's own, its own
+// grants and its groups', deny wins; hosts it has nothing on, relays and
+// other offices are not shown.
+func TestMyHostsListsWhereTheUserHasRights(t *testing.T) {
+	x := newAuthAPI(t)
+	for _, o := range []string{"hq", "paris"} {
+		if err := x.st.CreateOffice(store.Office{Name: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrol := func(id, hostname, office, role string) {
+		t.Helper()
+		tok := store.Token{ID: "t-" + id, Hash: "h-" + id, Office: office, Role: role, Uses: 1, Expires: time.Now().Add(time.Hour)}
+		if err := x.st.CreateToken(tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := x.st.Enroll("h-"+id, time.Now(), func(store.Token, store.Office) (store.Member, error) {
+			return store.Member{ID: id, Hostname: hostname, Office: office, Home: office, Role: role}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrol("ag-01", "pc-1", "hq", "agent")
+	enrol("ag-02", "pc-2", "hq", "agent")
+	enrol("ag-03", "pc-3", "paris", "agent")
+	enrol("ag-04", "pc-1", "paris", "agent") // a second pc-1
+	enrol("rl-01", "relay-hq", "hq", "relay")
+	mustCall := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		code, out := call(t, x.srv, method, path, body, token)
+		if code != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, code, out, want)
+		}
+		return out
+	}
+	mustCall("POST", "/v1/users", `{"name":"tina","password":"tina-password-1"}`, 201)
+	mustCall("POST", "/v1/users", `{"name":"olga","password":"olga-password-1"}`, 201)
+	mustCall("POST", "/v1/groups", `{"name":"hq-techs","members":["tina"]}`, 201)
+	mustCall("PUT", "/v1/offices/hq/permissions", `{"grants":[{"subject":"group:hq-techs","rights":["view","command"]}]}`, 200)
+	mustCall("PUT", "/v1/hosts/ag-02/permissions", `{"grants":[{"subject":"user:tina","rights":["command"],"deny":true},{"subject":"group:hq-techs","rights":["files"]}]}`, 200)
+	mustCall("PUT", "/v1/offices/paris/permissions", `{"grants":[{"subject":"user:olga","rights":["view"]}]}`, 200)
+	mustCall("PUT", "/v1/hosts/ag-04/permissions", `{"grants":[{"subject":"user:tina","rights":["view"]}]}`, 200)
+
+	tina := x.login(t, "tina", "tina-password-1")
+	hosts := func(query, tok string) []string {
+		t.Helper()
+		code, out := call(t, x.srv, "GET", "/v1/me/hosts"+query, "", tok)
+		if code != 200 {
+			t.Fatalf("GET /v1/me/hosts%s: %d %v", query, code, out)
+		}
+		got := []string{}
+		for _, h := range out["hosts"].([]any) {
+			h := h.(map[string]any)
+			shared := ""
+			if h["shared_hostname"] == true {
+				shared = " shared"
+			}
+			got = append(got, fmt.Sprintf("%s %s %s %v%s", h["office"], h["hostname"], h["id"], h["rights"], shared))
+		}
+		return got
+	}
+	want := []string{"hq pc-1 ag-01 [view command] shared", "hq pc-2 ag-02 [view files]", "paris pc-1 ag-04 [view] shared"}
+	if got := hosts("", tina); !reflect.DeepEqual(got, want) {
+		t.Fatalf("tina's hosts:\n%q\nwant\n%q", got, want)
+	}
+	if got := hosts("?office=paris", tina); !reflect.DeepEqual(got, want[2:]) {
+		t.Fatalf("tina's hosts in paris: %q", got)
+	}
+	if got := hosts("?q=PC-2", tina); !reflect.DeepEqual(got, want[1:2]) {
+		t.Fatalf("tina's hosts matching pc-2: %q", got)
+	}
+	olga := x.login(t, "olga", "olga-password-1")
+	if got := hosts("", olga); !reflect.DeepEqual(got, []string{"paris pc-3 ag-03 [view]", "paris pc-1 ag-04 [view] shared"}) &&
+		!reflect.DeepEqual(got, []string{"paris pc-1 ag-04 [view] shared", "paris pc-3 ag-03 [view]"}) {
+		t.Fatalf("olga's hosts: %q", got)
+	}
+	// The bootstrap admin token is nobody on hosts.
+	if got := hosts("", token); len(got) != 0 {
+		t.Fatalf("the bootstrap token's hosts: %q", got)
+	}
+	if code, out := call(t, x.srv, "GET", "/v1/me/hosts?office=nowhere", "", tina); code != 404 {
+		t.Fatalf("an unknown office: %d %v", code, out)
+	}
+	// Leaving the group takes the office's grants away at once.
+	mustCall("PATCH", "/v1/groups/hq-techs", `{"remove":["tina"]}`, 200)
+	tina = x.login(t, "tina", "tina-password-1")
+	if got := hosts("", tina); !reflect.DeepEqual(got, want[2:]) {
+		t.Fatalf("tina's hosts out of the group: %q", got)
+	}
+}
