@@ -21,7 +21,7 @@ var started = time.Now()
 // startSessions builds the technician session server of this host.
 func (a *Agent) startSessions() error {
 	s, err := session.New(session.Config{DataDir: filepath.Join(a.cfg.DataDir, "sessions"), MemberID: a.id.ID,
-		BreakGlassHash: a.cfg.BreakGlassHash},
+		BreakGlassHash: a.cfg.BreakGlassHash, Actions: hostActions{a}},
 		a.state, inventory{a}, a.log, a.reg)
 	if err != nil {
 		return err

@@ -140,6 +140,11 @@ type Agent struct {
 	log  *slog.Logger
 	reg  *prometheus.Registry
 	kick chan struct{}
+	// syncs are technicians' requests to run the policy now; the loop
+	// answers each with the report of the run it made for it.
+	syncs chan chan *wire.Report
+	// power runs the shutdown command (hostactions.go).
+	power func(ctx context.Context, argv ...string) error
 	// sessionAddr is the direct session listener's address, once up.
 	sessionAddr atomic.Value // string
 
@@ -207,6 +212,7 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Opti
 		cfg.Hostname = h
 	}
 	a := &Agent{cfg: cfg, log: logger.With("component", "agent"), reg: reg, kick: make(chan struct{}, 1), ready: make(chan struct{}),
+		syncs: make(chan chan *wire.Report),
 		checkins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_checkins_total", Help: "Check-ins by result."}, []string{"result"}),
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -220,6 +226,9 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Opti
 	a.addresses = localAddresses
 	for _, o := range opts {
 		o(a)
+	}
+	if a.power == nil {
+		a.power = a.runPower
 	}
 	return a, nil
 }
@@ -469,6 +478,9 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	wait := 10 * time.Second
 	urgent := true // the first report, and any the agent is woken for, are news
 	kicked := false
+	// asked are technicians' requests to run the policy now, answered
+	// after the next pass.
+	var asked []chan *wire.Report
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		office := a.office
@@ -491,7 +503,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			a.applyFirst(ctx, run, p)
 			ranFirst, urgent = true, true
 		}
-		if kicked && !ranFirst && !a.news() {
+		if kicked && !ranFirst && !a.news() && len(asked) == 0 {
 			// The straggler of a burst of kicks (a push whose policy was
 			// taken and reported in the pass before): nothing to tell, and
 			// a run and a report now would be one more of each per member
@@ -500,9 +512,23 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 		} else {
 			a.pass(ctx, run, urgent, wait, ranFirst)
 		}
-		wait, kicked = 0, false
+		if len(asked) > 0 {
+			// A run a technician asked for is told at once, changed or
+			// not: it is what they will look for next.
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := a.report(cctx, true, false); err != nil {
+				a.log.Debug("report the run a technician asked for", "err", err)
+			}
+			cancel()
+			for _, done := range asked {
+				done <- a.state.Report()
+			}
+		}
+		wait, kicked, asked = 0, false, nil
 		select {
 		case <-ctx.Done():
+		case done := <-a.syncs:
+			urgent, asked = true, append(asked, done)
 		case <-a.kick:
 			urgent, kicked = true, true
 			// Kicks come in bursts (a push that carries a policy: the

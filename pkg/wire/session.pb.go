@@ -33,7 +33,7 @@ type Right int32
 const (
 	Right_RIGHT_UNSPECIFIED Right = 0
 	Right_RIGHT_VIEW        Right = 1 // status, inventory
-	Right_RIGHT_CONTROL     Right = 2 // install now, rescan, reboot
+	Right_RIGHT_CONTROL     Right = 2 // run the policy now (install now, rescan), reboot
 	Right_RIGHT_COMMAND     Right = 3 // run a command or a shell
 	Right_RIGHT_FILES       Right = 4 // transfer files
 	Right_RIGHT_MANAGE      Right = 5 // manage permissions
@@ -95,6 +95,8 @@ const (
 	SessionOpen_KIND_INVENTORY   SessionOpen_Kind = 3 // what is on the host
 	SessionOpen_KIND_PUT         SessionOpen_Kind = 4 // file from technician to host at path
 	SessionOpen_KIND_GET         SessionOpen_Kind = 5 // file from host at path to technician
+	SessionOpen_KIND_REBOOT      SessionOpen_Kind = 6 // reboot the host, or cancel a reboot (control right)
+	SessionOpen_KIND_SYNC        SessionOpen_Kind = 7 // take the newest policy and run it now (control right)
 )
 
 // Enum value maps for SessionOpen_Kind.
@@ -106,6 +108,8 @@ var (
 		3: "KIND_INVENTORY",
 		4: "KIND_PUT",
 		5: "KIND_GET",
+		6: "KIND_REBOOT",
+		7: "KIND_SYNC",
 	}
 	SessionOpen_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -114,6 +118,8 @@ var (
 		"KIND_INVENTORY":   3,
 		"KIND_PUT":         4,
 		"KIND_GET":         5,
+		"KIND_REBOOT":      6,
+		"KIND_SYNC":        7,
 	}
 )
 
@@ -885,7 +891,13 @@ type SessionOpen struct {
 	Terminal *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	// KIND_PUT: the base name of the technician's file, for a path that names
 	// a directory (as cp and scp complete it).
-	Name          string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,10,opt,name=name,proto3" json:"name,omitempty"`
+	// KIND_REBOOT: how long the host's users get to save their work (0: now);
+	// cancel calls off a reboot scheduled before instead; reason is what
+	// they are told.
+	DelaySeconds  uint32 `protobuf:"varint,11,opt,name=delay_seconds,json=delaySeconds,proto3" json:"delay_seconds,omitempty"`
+	Cancel        bool   `protobuf:"varint,12,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	Reason        string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -986,6 +998,27 @@ func (x *SessionOpen) GetTerminal() *Terminal {
 func (x *SessionOpen) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *SessionOpen) GetDelaySeconds() uint32 {
+	if x != nil {
+		return x.DelaySeconds
+	}
+	return 0
+}
+
+func (x *SessionOpen) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+func (x *SessionOpen) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1563,6 +1596,7 @@ type SessionOutput struct {
 	//	*SessionOutput_FileEnd
 	//	*SessionOutput_Inventory
 	//	*SessionOutput_End
+	//	*SessionOutput_Report
 	Body          isSessionOutput_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1668,6 +1702,15 @@ func (x *SessionOutput) GetEnd() *SessionEnd {
 	return nil
 }
 
+func (x *SessionOutput) GetReport() []byte {
+	if x != nil {
+		if x, ok := x.Body.(*SessionOutput_Report); ok {
+			return x.Report
+		}
+	}
+	return nil
+}
+
 type isSessionOutput_Body interface {
 	isSessionOutput_Body()
 }
@@ -1700,6 +1743,12 @@ type SessionOutput_End struct {
 	End *SessionEnd `protobuf:"bytes,7,opt,name=end,proto3,oneof"`
 }
 
+type SessionOutput_Report struct {
+	// KIND_SYNC: the run's Report, marshalled (wire.proto, which imports
+	// this file, defines it).
+	Report []byte `protobuf:"bytes,8,opt,name=report,proto3,oneof"`
+}
+
 func (*SessionOutput_Accepted) isSessionOutput_Body() {}
 
 func (*SessionOutput_Stdout) isSessionOutput_Body() {}
@@ -1713,6 +1762,8 @@ func (*SessionOutput_FileEnd) isSessionOutput_Body() {}
 func (*SessionOutput_Inventory) isSessionOutput_Body() {}
 
 func (*SessionOutput_End) isSessionOutput_Body() {}
+
+func (*SessionOutput_Report) isSessionOutput_Body() {}
 
 // AuditRecord is one thing a technician did or tried on a host.
 type AuditRecord struct {
@@ -1902,7 +1953,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\vrevocations\x18\x03 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x02\x10\x03\".\n" +
 	"\rSessionAttach\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x01 \x01(\tR\tsessionId\"\xa8\x03\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\"\x9e\x04\n" +
 	"\vSessionOpen\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04host\x18\x02 \x01(\tR\x04host\x125\n" +
@@ -1915,7 +1966,10 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x0elocal_password\x18\b \x01(\tR\rlocalPassword\x125\n" +
 	"\bterminal\x18\t \x01(\v2\x19.outpost.wire.v1.TerminalR\bterminal\x12\x12\n" +
 	"\x04name\x18\n" +
-	" \x01(\tR\x04name\"k\n" +
+	" \x01(\tR\x04name\x12#\n" +
+	"\rdelay_seconds\x18\v \x01(\rR\fdelaySeconds\x12\x16\n" +
+	"\x06cancel\x18\f \x01(\bR\x06cancel\x12\x16\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\"\x8b\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_EXEC\x10\x01\x12\x0e\n" +
@@ -1923,7 +1977,9 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"KIND_SHELL\x10\x02\x12\x12\n" +
 	"\x0eKIND_INVENTORY\x10\x03\x12\f\n" +
 	"\bKIND_PUT\x10\x04\x12\f\n" +
-	"\bKIND_GET\x10\x05\"O\n" +
+	"\bKIND_GET\x10\x05\x12\x0f\n" +
+	"\vKIND_REBOOT\x10\x06\x12\r\n" +
+	"\tKIND_SYNC\x10\a\"O\n" +
 	"\bTerminal\x12\x12\n" +
 	"\x04term\x18\x01 \x01(\tR\x04term\x12/\n" +
 	"\x04size\x18\x02 \x01(\v2\x1b.outpost.wire.v1.WindowSizeR\x04size\"4\n" +
@@ -1972,7 +2028,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REASON_UNKNOWN_HOST\x10\x01\x12\x19\n" +
 	"\x15REASON_AMBIGUOUS_HOST\x10\x02\x12\x17\n" +
-	"\x13REASON_HOST_OFFLINE\x10\x03\"\xb4\x02\n" +
+	"\x13REASON_HOST_OFFLINE\x10\x03\"\xce\x02\n" +
 	"\rSessionOutput\x12>\n" +
 	"\baccepted\x18\x01 \x01(\v2 .outpost.wire.v1.SessionAcceptedH\x00R\baccepted\x12\x18\n" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
@@ -1980,7 +2036,8 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\tfile_data\x18\x04 \x01(\fH\x00R\bfileData\x12\x1b\n" +
 	"\bfile_end\x18\x05 \x01(\bH\x00R\afileEnd\x12:\n" +
 	"\tinventory\x18\x06 \x01(\v2\x1a.outpost.wire.v1.InventoryH\x00R\tinventory\x12/\n" +
-	"\x03end\x18\a \x01(\v2\x1b.outpost.wire.v1.SessionEndH\x00R\x03endB\x06\n" +
+	"\x03end\x18\a \x01(\v2\x1b.outpost.wire.v1.SessionEndH\x00R\x03end\x12\x18\n" +
+	"\x06report\x18\b \x01(\fH\x00R\x06reportB\x06\n" +
 	"\x04body\"\xad\x01\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
@@ -2087,6 +2144,7 @@ func file_pkg_wire_session_proto_init() {
 		(*SessionOutput_FileEnd)(nil),
 		(*SessionOutput_Inventory)(nil),
 		(*SessionOutput_End)(nil),
+		(*SessionOutput_Report)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

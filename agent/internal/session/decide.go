@@ -62,6 +62,8 @@ func needs(k wire.SessionOpen_Kind) wire.Right {
 		return wire.Right_RIGHT_FILES
 	case wire.SessionOpen_KIND_INVENTORY:
 		return wire.Right_RIGHT_VIEW
+	case wire.SessionOpen_KIND_REBOOT, wire.SessionOpen_KIND_SYNC:
+		return wire.Right_RIGHT_CONTROL
 	}
 	return wire.Right_RIGHT_UNSPECIFIED
 }

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
@@ -47,6 +48,19 @@ type InventorySource interface {
 	Inventory() *wire.Inventory
 }
 
+// HostActions are what a technician with the control right may have the
+// agent do: run the policy now, and reboot the host.
+type HostActions interface {
+	// Sync takes the newest policy and runs it now, and gives the run's
+	// report.
+	Sync(ctx context.Context) (*wire.Report, error)
+	// Reboot schedules a reboot in delay (0: now), telling the host's
+	// users reason; it returns once it is scheduled.
+	Reboot(ctx context.Context, reason string, delay time.Duration) error
+	// CancelReboot calls off a scheduled reboot.
+	CancelReboot(ctx context.Context) error
+}
+
 // Config is what the server needs to know of its host.
 type Config struct {
 	DataDir  string // where the revocation list and the audit spool live
@@ -58,6 +72,9 @@ type Config struct {
 	// BreakGlassHash is the Argon2id hash of the host-local break-glass
 	// password; empty (the default) turns break-glass off.
 	BreakGlassHash string
+	// Actions runs the policy and reboots for technicians; nil refuses
+	// both.
+	Actions HostActions
 }
 
 // Server runs technician sessions on this host.
@@ -100,6 +117,9 @@ type liveSession struct {
 }
 
 const maxAuditSpool = 10000
+
+// maxRebootDelay bounds how far off a technician may schedule a reboot.
+const maxRebootDelay = 24 * 60 * 60
 
 // New loads the persisted revocation list and audit spool; Run serves.
 func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
@@ -422,6 +442,10 @@ func kindVerb(k wire.SessionOpen_Kind) string {
 		return "transfer files"
 	case wire.SessionOpen_KIND_INVENTORY:
 		return "view the inventory"
+	case wire.SessionOpen_KIND_REBOOT:
+		return "reboot the host"
+	case wire.SessionOpen_KIND_SYNC:
+		return "run the policy"
 	}
 	return "do that"
 }
@@ -563,8 +587,49 @@ func describe(open *wire.SessionOpen) string {
 		return "put " + open.GetPath()
 	case wire.SessionOpen_KIND_GET:
 		return "get " + open.GetPath()
+	case wire.SessionOpen_KIND_REBOOT:
+		if open.GetCancel() {
+			return "reboot cancel"
+		}
+		d := "reboot now"
+		if delay := rebootDelay(open); delay > 0 {
+			d = "reboot in " + delay.String()
+		}
+		if r := open.GetReason(); r != "" {
+			d += ": " + clipReason(r)
+		}
+		return d
 	}
 	return kindName(open.GetKind())
+}
+
+// rebootDelay is how long a reboot waits: whole minutes, as shutdown
+// schedules them, and at most maxRebootDelay.
+func rebootDelay(open *wire.SessionOpen) time.Duration {
+	d := time.Duration(min(open.GetDelaySeconds(), maxRebootDelay)) * time.Second
+	return (d + time.Minute - 1).Truncate(time.Minute)
+}
+
+// maxReason bounds what a reboot tells the host's users.
+const maxReason = 200
+
+// clipReason is a reboot's reason as it is told and recorded: one line of
+// printable characters, at most maxReason bytes.
+func clipReason(r string) string {
+	r = strings.Map(func(c rune) rune {
+		if c < ' ' || c == 0x7f {
+			return ' '
+		}
+		return c
+	}, r)
+	if len(r) > maxReason {
+		r = r[:maxReason]
+		for !utf8.ValidString(r) {
+			r = r[:len(r)-1]
+		}
+		r += "..."
+	}
+	return strings.TrimSpace(r)
 }
 
 // outcome is how a session ended, for its audit record: the exit status
@@ -597,6 +662,9 @@ func outcome(kind wire.SessionOpen_Kind, code int32, err error, revoked bool, to
 		how += ", " + sizeIEC(sent) + " sent"
 	case wire.SessionOpen_KIND_EXEC, wire.SessionOpen_KIND_SHELL:
 		how += ", " + sizeIEC(sent) + " of output"
+	}
+	if kind == wire.SessionOpen_KIND_REBOOT || kind == wire.SessionOpen_KIND_SYNC {
+		how = strings.Replace(how, "exit 0", "done", 1)
 	}
 	if why != "" {
 		how += ": " + why
@@ -644,6 +712,42 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		return getFile(ctx, open.GetPath(), o)
 	case wire.SessionOpen_KIND_PUT:
 		return putFile(ctx, open.GetPath(), open.GetName(), open.GetMode(), in, received)
+	case wire.SessionOpen_KIND_SYNC:
+		if s.cfg.Actions == nil {
+			return -1, errors.New("this host's agent does not run its policy for technicians")
+		}
+		rep, err := s.cfg.Actions.Sync(ctx)
+		if err != nil {
+			return -1, err
+		}
+		b, err := proto.Marshal(rep)
+		if err != nil {
+			return -1, err
+		}
+		return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Report{Report: b}})
+	case wire.SessionOpen_KIND_REBOOT:
+		if s.cfg.Actions == nil {
+			return -1, errors.New("this host's agent does not reboot for technicians")
+		}
+		if open.GetCancel() {
+			if err := s.cfg.Actions.CancelReboot(ctx); err != nil {
+				return -1, fmt.Errorf("cancel the reboot: %w", err)
+			}
+			return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Stdout{Stdout: []byte("reboot cancelled\n")}})
+		}
+		delay := rebootDelay(open)
+		reason := clipReason(open.GetReason())
+		if reason == "" {
+			reason = "a technician reboots this computer"
+		}
+		if err := s.cfg.Actions.Reboot(ctx, "outpost: "+reason, delay); err != nil {
+			return -1, fmt.Errorf("reboot: %w", err)
+		}
+		when := "now"
+		if delay > 0 {
+			when = "in " + delay.String()
+		}
+		return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Stdout{Stdout: []byte("rebooting " + when + "\n")}})
 	}
 	return -1, fmt.Errorf("unknown session kind %v", open.GetKind())
 }

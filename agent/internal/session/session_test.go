@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -85,6 +87,7 @@ type result struct {
 	stdout, stderr bytes.Buffer
 	file           bytes.Buffer
 	inventory      *wire.Inventory
+	report         *wire.Report
 	end            *wire.SessionEnd
 }
 
@@ -123,6 +126,11 @@ func (f *fixture) openCtx(t *testing.T, ctx context.Context, open *wire.SessionO
 				r.file.Write(b.FileData)
 			case *wire.SessionOutput_Inventory:
 				r.inventory = b.Inventory
+			case *wire.SessionOutput_Report:
+				r.report = &wire.Report{}
+				if err := proto.Unmarshal(b.Report, r.report); err != nil {
+					r.report = nil
+				}
 			case *wire.SessionOutput_End:
 				r.end = b.End
 				tech.Close()
@@ -552,5 +560,75 @@ func TestOutcome(t *testing.T) {
 		if got := outcome(tc.kind, tc.code, tc.err, tc.revoked, tc.took, tc.sent, tc.received); got != tc.want {
 			t.Errorf("outcome: got %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// fakeActions records what a technician had the host do.
+type fakeActions struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (a *fakeActions) note(s string) { a.mu.Lock(); a.calls = append(a.calls, s); a.mu.Unlock() }
+
+func (a *fakeActions) Sync(context.Context) (*wire.Report, error) {
+	a.note("sync")
+	return &wire.Report{Revision: 7, Items: []*wire.ItemReport{{Id: "package:hello", Status: wire.ItemReport_STATUS_COMPLIANT}}}, nil
+}
+
+func (a *fakeActions) Reboot(_ context.Context, reason string, delay time.Duration) error {
+	a.note(fmt.Sprintf("reboot %v %q", delay, reason))
+	return nil
+}
+
+func (a *fakeActions) CancelReboot(context.Context) error { a.note("cancel"); return nil }
+
+// Running the policy and rebooting take the control right; a reboot waits
+// whole minutes, at most a day, and tells one clipped line of reason.
+func TestSyncAndReboot(t *testing.T) {
+	f := newFixture(t)
+	f.p.Permissions[0].Grants = append(f.p.Permissions[0].Grants, &wire.Grant{Subject: "user:cora", Rights: []wire.Right{wire.Right_RIGHT_CONTROL}})
+	tina, cora := f.token(t, "tina", "berlin"), f.token(t, "cora")
+	// An agent without actions refuses them, saying so.
+	_, res := f.open(t, &wire.SessionOpen{Token: cora, Kind: wire.SessionOpen_KIND_SYNC})
+	if r := wait(t, res, 10*time.Second); !strings.Contains(r.end.GetError(), "does not run its policy for technicians") {
+		t.Fatalf("sync without actions: %v", r.end)
+	}
+	acts := &fakeActions{}
+	f.s.cfg.Actions = acts
+	for _, kind := range []wire.SessionOpen_Kind{wire.SessionOpen_KIND_SYNC, wire.SessionOpen_KIND_REBOOT} {
+		_, res := f.open(t, &wire.SessionOpen{Token: tina, Kind: kind})
+		if r := wait(t, res, 10*time.Second); !r.end.GetDenied() || !strings.Contains(r.end.GetError(), "needs the control right") {
+			t.Fatalf("%v without the control right: %v", kind, r.end)
+		}
+	}
+	_, res = f.open(t, &wire.SessionOpen{Token: cora, Kind: wire.SessionOpen_KIND_SYNC})
+	if r := wait(t, res, 10*time.Second); r.end.GetError() != "" || r.report.GetRevision() != 7 || len(r.report.GetItems()) != 1 {
+		t.Fatalf("sync: report %v, end %v", r.report, r.end)
+	}
+	long := strings.Repeat("é", 150)
+	for _, open := range []*wire.SessionOpen{
+		{Kind: wire.SessionOpen_KIND_REBOOT, DelaySeconds: 30, Reason: "patches\r\nrm -rf /"},
+		{Kind: wire.SessionOpen_KIND_REBOOT, DelaySeconds: 90 * 3600, Reason: long},
+		{Kind: wire.SessionOpen_KIND_REBOOT},
+		{Kind: wire.SessionOpen_KIND_REBOOT, Cancel: true},
+	} {
+		open.Token = cora
+		_, res := f.open(t, open)
+		if r := wait(t, res, 10*time.Second); r.end.GetError() != "" {
+			t.Fatalf("reboot %v: %v", open, r.end)
+		}
+	}
+	want := []string{
+		"sync",
+		`reboot 1m0s "outpost: patches  rm -rf /"`,
+		fmt.Sprintf("reboot 24h0m0s %q", "outpost: "+strings.Repeat("é", 100)+"..."),
+		`reboot 0s "outpost: a technician reboots this computer"`,
+		"cancel",
+	}
+	acts.mu.Lock()
+	defer acts.mu.Unlock()
+	if fmt.Sprint(acts.calls) != fmt.Sprint(want) {
+		t.Fatalf("actions:\n%q\nwant\n%q", acts.calls, want)
 	}
 }

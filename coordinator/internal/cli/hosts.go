@@ -192,6 +192,12 @@ func (s *session) lost(err error) error {
 	case wire.SessionOpen_KIND_GET:
 		during = "the copy from " + host + ":" + path
 		after = "nothing was written here; try again"
+	case wire.SessionOpen_KIND_SYNC:
+		during = "the run of the policy"
+		after = fmt.Sprintf("it may or may not have run on %s, and it goes on if it started; outpost sync %s again shows how it ends", host, host)
+	case wire.SessionOpen_KIND_REBOOT:
+		during = "the reboot request"
+		after = fmt.Sprintf("%s may or may not reboot; outpost reboot %s --cancel calls off a reboot that is scheduled", host, host)
 	default:
 		during = "the session with " + host
 		after = "try again"
@@ -353,6 +359,7 @@ type handlers struct {
 	file           func([]byte) error
 	fileEnd        func() error
 	inventory      func(*wire.Inventory) error
+	report         func([]byte) error
 }
 
 // sessionError is a session that ended with an error or a non-zero exit.
@@ -406,6 +413,12 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			if h.inventory != nil {
 				if err := h.inventory(b.Inventory); err != nil {
 					return err
+				}
+			}
+		case *wire.SessionOutput_Report:
+			if h.report != nil {
+				if err := h.report(b.Report); err != nil {
+					return fmt.Errorf("read the report of %s: %w", host, err)
 				}
 			}
 		case *wire.SessionOutput_End:
@@ -464,8 +477,8 @@ func unknownHost(end *wire.SessionEnd) bool {
 // answer: a technician cannot list agents, so is told to check the name
 // or ask an admin.
 func explainUnknownHost(end *wire.SessionEnd, role string) string {
-	advice := "check the name (the hostname as the host reports it, or its member id ag-...), or ask an admin which hosts you may reach"
-	ids := " (an admin can find the ids with outpost agent search NAME)"
+	advice := "check the name (the hostname as the host reports it, or its member id ag-...); outpost hosts lists the hosts you may reach"
+	ids := " (outpost hosts NAME shows their ids)"
 	if role != "" {
 		advice = "check the name, or find the host with outpost agent search TEXT or outpost agent list"
 		ids = " (outpost agent search NAME shows them)"
@@ -635,6 +648,97 @@ Examples:
 						defer stop()
 					}
 					go s.forwardStdin(e.stdin)
+					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
+				}
+			},
+		},
+		{
+			name: "sync", args: "HOST", minArgs: 1, maxArgs: 1, offline: true, globals: "--output, --timeout",
+			summary: "have a host take its newest policy and run it now (needs the control right)",
+			help: `The host checks in, takes its office's newest policy and runs it at once
+(installs what is missing, removes what is to go, sets registry values, scans
+for patches), instead of at its next interval, and the result of each item is
+shown. A run already under way on the host finishes first. outpost exits with
+status 1 when an item failed. HOST is a hostname or member id. Needs outpost
+login.
+
+Examples:
+  outpost sync pc-berlin-7
+  outpost sync ag-0123 --output json
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_SYNC})
+					if err != nil {
+						return err
+					}
+					defer s.close()
+					if !e.json {
+						fmt.Fprintf(e.stderr, "running the policy on %s...\n", args[0])
+					}
+					var rep wire.Report
+					got := false
+					if err := s.wait(ctx, args[0], handlers{report: func(b []byte) error {
+						got = true
+						return proto.Unmarshal(b, &rep)
+					}}); err != nil {
+						return err
+					}
+					if !got {
+						return fmt.Errorf("%s sent no report: is its agent older than this CLI?", args[0])
+					}
+					if e.json {
+						if err := writeJSONValue(e.stdout, &rep); err != nil {
+							return err
+						}
+					} else if err := printRun(e.stdout, e.now(), &rep); err != nil {
+						return err
+					}
+					for _, it := range rep.GetItems() {
+						if it.GetStatus() == wire.ItemReport_STATUS_FAILED {
+							return &sessionError{code: 1, msg: fmt.Sprintf("an item failed on %s", args[0])}
+						}
+					}
+					return nil
+				}
+			},
+		},
+		{
+			name: "reboot", args: "HOST", minArgs: 1, maxArgs: 1, offline: true, globals: "--timeout",
+			summary: "reboot a host, or call off its reboot (needs the control right)",
+			help: `Schedules HOST's reboot with its own shutdown command, which warns the
+people logged in on it: in a minute by default (--in, whole minutes, at most
+24h), or at once with --now. --cancel calls off a reboot scheduled before.
+--reason is what they are told and what the audit log records. HOST is a
+hostname or member id. Needs outpost login.
+
+Examples:
+  outpost reboot pc-berlin-7 --reason "finish the March patches"
+  outpost reboot pc-berlin-7 --in 15m
+  outpost reboot pc-berlin-7 --cancel
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				in := fs.Duration("in", time.Minute, "reboot after `DURATION` (rounded up to whole minutes)")
+				now := fs.Bool("now", false, "reboot at once")
+				cancel := fs.Bool("cancel", false, "call off a reboot scheduled before")
+				reason := fs.String("reason", "", "what the host's users are told, in `TEXT`")
+				return func(ctx context.Context, e *env, args []string) error {
+					open := &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_REBOOT, Reason: *reason, Cancel: *cancel}
+					switch {
+					case *cancel && (*now || *reason != ""):
+						return usagef("--cancel takes neither --now nor --reason")
+					case *now && flagSet(fs, "in"):
+						return usagef("give --now or --in, not both")
+					case *in < 0 || *in > 24*time.Hour:
+						return usagef("--in %v: want from 0 to 24h", *in)
+					case !*now && !*cancel:
+						open.DelaySeconds = uint32((*in + time.Second - 1) / time.Second)
+					}
+					s, err := openSession(ctx, e, open)
+					if err != nil {
+						return err
+					}
+					defer s.close()
 					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
 				}
 			},
@@ -897,4 +1001,38 @@ func listMyHosts(ctx context.Context, e *env, q url.Values) error {
 		_, err = fmt.Fprintln(e.stderr, "* another host has the same name: name this one by its id")
 	}
 	return err
+}
+
+// printRun shows a run of a host's policy: its revision, then each item.
+func printRun(w io.Writer, now time.Time, rep *wire.Report) error {
+	counts := map[wire.ItemReport_Status]int{}
+	rows := make([][]string, 0, len(rep.GetItems()))
+	for _, it := range rep.GetItems() {
+		counts[it.GetStatus()]++
+		status := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(it.GetStatus().String(), "STATUS_")), "_", " ")
+		if it.GetChanged() {
+			status += ", changed"
+		}
+		rows = append(rows, []string{it.GetId(), it.GetKind(), status, dash(it.GetMessage())})
+	}
+	summary := fmt.Sprintf("revision %d, run %s: %d items", rep.GetRevision(), ago(now, time.Unix(rep.GetAtUnix(), 0)), len(rep.GetItems()))
+	for _, st := range []wire.ItemReport_Status{wire.ItemReport_STATUS_COMPLIANT, wire.ItemReport_STATUS_NOT_APPLICABLE, wire.ItemReport_STATUS_PENDING, wire.ItemReport_STATUS_FAILED} {
+		if n := counts[st]; n > 0 {
+			summary += fmt.Sprintf(", %d %s", n, strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(st.String(), "STATUS_")), "_", " "))
+		}
+	}
+	if _, err := fmt.Fprintln(w, summary); err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return writeTable(w, []string{"ITEM", "KIND", "STATUS", "MESSAGE"}, rows)
+}
+
+// flagSet tells whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }

@@ -49,11 +49,11 @@ func TestUnknownHostAdvice(t *testing.T) {
 		wantCode int
 	}{
 		{"tina", []string{"exec", "pc-nosuch", "--", "id"},
-			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name`, "or ask an admin"}, "agent list", 1},
+			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
 		{"tina", []string{"inventory", "pc-nosuch"},
-			[]string{`outpost: inventory: no enrolled host is called "pc-nosuch": check the name`, "or ask an admin"}, "agent list", 1},
+			[]string{`outpost: inventory: no enrolled host is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
 		{"olga", []string{"exec", "pc-nosuch", "--", "id"},
-			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name, or find the host with outpost agent search TEXT`}, "ask an admin", 1},
+			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name, or find the host with outpost agent search TEXT`}, "outpost hosts lists", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.user+" "+strings.Join(tt.args, " "), func(t *testing.T) {
@@ -79,7 +79,7 @@ func TestExplainUnknownHost(t *testing.T) {
 		want string
 	}{
 		{"ambiguous, technician", &wire.SessionEnd{Error: two, Reason: wire.SessionEnd_REASON_AMBIGUOUS_HOST}, "",
-			`2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
+			`2 hosts are called "pc-7": name one by its member id (outpost hosts NAME shows their ids)`},
 		{"ambiguous, admin", &wire.SessionEnd{Error: two, Reason: wire.SessionEnd_REASON_AMBIGUOUS_HOST}, "admin",
 			`2 hosts are called "pc-7": name one by its member id (outpost agent search NAME shows them)`},
 		// The reason decides, whatever the words.
@@ -87,7 +87,7 @@ func TestExplainUnknownHost(t *testing.T) {
 			`host "pc-9" is not enrolled: check the name, or find the host with outpost agent search TEXT or outpost agent list`},
 		// A coordinator from before the reason: its words.
 		{"older coordinator", &wire.SessionEnd{Error: two}, "",
-			`2 hosts are called "pc-7": name one by its member id (an admin can find the ids with outpost agent search NAME)`},
+			`2 hosts are called "pc-7": name one by its member id (outpost hosts NAME shows their ids)`},
 	}
 	for _, tt := range tests {
 		if !unknownHost(tt.end) {
