@@ -145,6 +145,8 @@ type Agent struct {
 	syncs chan chan *wire.Report
 	// power runs the shutdown command (hostactions.go).
 	power func(ctx context.Context, argv ...string) error
+	// bootIDFunc, if set, names the host's boot (reboot.go).
+	bootIDFunc func() string
 	// sessionAddr is the direct session listener's address, once up.
 	sessionAddr atomic.Value // string
 
@@ -641,6 +643,7 @@ func (a *Agent) apply(ctx context.Context, run *runner.Runner, p *wire.Policy) b
 		return false
 	}
 	old := a.state.Report()
+	a.carryReboot(report, old)
 	// Kept until the coordinator has it, however long it is away; in
 	// memory (and sent all the same) while the disk does not take it. A
 	// write failing is told once, not at every run.
@@ -666,7 +669,7 @@ func (a *Agent) apply(ctx context.Context, run *runner.Runner, p *wire.Policy) b
 }
 
 func changed(a, b *wire.Report) bool {
-	if len(a.GetItems()) != len(b.GetItems()) {
+	if len(a.GetItems()) != len(b.GetItems()) || !slices.Equal(a.GetRebootItems(), b.GetRebootItems()) {
 		return true
 	}
 	for i, x := range a.GetItems() {

@@ -3,8 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,4 +108,69 @@ func TestTechnicianRunsThePolicyAndRebootsAHost(t *testing.T) {
 		return seen["tina reboot true reboot in 2m0s: finish the March patches"] && seen["tina reboot true reboot cancel"] &&
 			seen["tina sync true sync"] && seen["tina sync.end"] && seen["tom reboot false reboot now: refused: tom may not reboot the host on this host (needs the control right): ask an admin (outpost perm)"]
 	}, "audit records of the host missing")
+}
+
+// A patch that needs a reboot, approved with notify-only, is installed and
+// the host is then listed as waiting for a reboot, with the patch and
+// since when, until it has booted again; a technician finds it, and
+// the run after the reboot clears it.
+func TestAHostWaitingForARebootIsFoundUntilItReboots(t *testing.T) {
+	managePlugins(t)
+	m := testutil.StartMinIO(t)
+	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
+	c.CreateOffice("annex", map[string]any{"checkin_interval": "1h"})
+	var boot atomic.Value
+	boot.Store("boot-1")
+	pc := startAgent(t, c, c.EnrollToken("annex", "agent", 1), "pc-annex-2", "127.0.0.46",
+		agent.WithBootID(func() string { return boot.Load().(string) }), agent.WithPower(func(context.Context, ...string) error { return nil }))
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "testdata/packages", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	sha1, sha2 := c.Upload("hello-1.0.0.tar.gz", read("hello-1.0.0.tar.gz")), c.Upload("hello-2.0.0.tar.gz", read("hello-2.0.0.tar.gz"))
+	rev := c.Apply("annex", fmt.Sprintf("items:\n  - kind: package\n    name: hello\n    version: \"1.0.0\"\n    artifact: %s\n", sha1))
+	testutil.Eventually(t, 60*time.Second, compliantAt(c, "annex", 1, rev), "hello 1.0.0 not installed")
+	c.Apply("annex", "items: []\n")
+	c.MustDo("POST", "/v1/patches/import", fmt.Sprintf("patches:\n  - {id: OUT-9, title: hello fix, severity: high, package: hello, fixed_version: 2.0.0, artifact: %s, reboot_required: true}\n", sha2), nil)
+	c.MustDo("POST", "/v1/patches/OUT-9/approve", map[string]any{"office": "annex", "reboot": "notify-only"}, nil)
+	type agentReboot struct {
+		Agents []struct {
+			Hostname string
+			Reboot   *struct {
+				Items []string
+				Since time.Time
+			}
+		}
+	}
+	var waiting agentReboot
+	testutil.Eventually(t, 60*time.Second, func() bool {
+		c.MustDo("GET", "/v1/agents?state=reboot", nil, &waiting)
+		return len(waiting.Agents) == 1
+	}, "the host is not listed as waiting for a reboot")
+	if r := waiting.Agents[0].Reboot; waiting.Agents[0].Hostname != "pc-annex-2" || fmt.Sprint(r.Items) != "[patch/OUT-9]" || time.Since(r.Since) > time.Minute {
+		t.Fatalf("waiting for a reboot: %+v", waiting.Agents[0])
+	}
+	if st, msg := item(c, "annex", "pc-annex-2", "patch/OUT-9"); st != "compliant" {
+		t.Fatalf("patch/OUT-9 %s: %s", st, msg)
+	}
+
+	tina := newTechnician(t, c, "tina")
+	rev = setOfficePerms(t, c, "annex", map[string]any{"subject": "user:tina", "rights": []string{"control"}})
+	waitRevision(t, pc, rev)
+	tina.login()
+	// Later runs still say so: the host has not booted.
+	if r := tina.run("", "sync", "pc-annex-2"); r.code != 0 || !strings.Contains(r.stdout, "waiting for a reboot since") || !strings.Contains(r.stdout, "patch/OUT-9") {
+		t.Fatalf("sync before the reboot: %v", r)
+	}
+	boot.Store("boot-2") // the host rebooted
+	if r := tina.run("", "sync", "pc-annex-2"); r.code != 0 || strings.Contains(r.stdout, "waiting for a reboot") {
+		t.Fatalf("sync after the reboot: %v", r)
+	}
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		c.MustDo("GET", "/v1/agents?state=reboot", nil, &waiting)
+		return len(waiting.Agents) == 0
+	}, "the host is still listed as waiting for a reboot after it rebooted")
 }

@@ -1176,9 +1176,15 @@ type Report struct {
 	AtUnix   int64                  `protobuf:"varint,3,opt,name=at_unix,json=atUnix,proto3" json:"at_unix,omitempty"`
 	// The agent's run number, increasing: the coordinator keeps each run
 	// once, however often it is sent.
-	Seq           uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Seq uint64 `protobuf:"varint,4,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The items whose change waits for a reboot that has not happened yet
+	// (this run's and earlier ones' since the host last booted), since when,
+	// and the boot the agent runs in (Linux: the kernel's boot id).
+	RebootItems     []string `protobuf:"bytes,5,rep,name=reboot_items,json=rebootItems,proto3" json:"reboot_items,omitempty"`
+	RebootSinceUnix int64    `protobuf:"varint,6,opt,name=reboot_since_unix,json=rebootSinceUnix,proto3" json:"reboot_since_unix,omitempty"`
+	BootId          string   `protobuf:"bytes,7,opt,name=boot_id,json=bootId,proto3" json:"boot_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Report) Reset() {
@@ -1237,6 +1243,27 @@ func (x *Report) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Report) GetRebootItems() []string {
+	if x != nil {
+		return x.RebootItems
+	}
+	return nil
+}
+
+func (x *Report) GetRebootSinceUnix() int64 {
+	if x != nil {
+		return x.RebootSinceUnix
+	}
+	return 0
+}
+
+func (x *Report) GetBootId() string {
+	if x != nil {
+		return x.BootId
+	}
+	return ""
 }
 
 type EnrollRequest struct {
@@ -3242,12 +3269,15 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x10STATUS_COMPLIANT\x10\x01\x12\x12\n" +
 	"\x0eSTATUS_PENDING\x10\x02\x12\x11\n" +
 	"\rSTATUS_FAILED\x10\x03\x12\x19\n" +
-	"\x15STATUS_NOT_APPLICABLE\x10\x04\"\x82\x01\n" +
+	"\x15STATUS_NOT_APPLICABLE\x10\x04\"\xea\x01\n" +
 	"\x06Report\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x121\n" +
 	"\x05items\x18\x02 \x03(\v2\x1b.outpost.wire.v1.ItemReportR\x05items\x12\x17\n" +
 	"\aat_unix\x18\x03 \x01(\x03R\x06atUnix\x12\x10\n" +
-	"\x03seq\x18\x04 \x01(\x04R\x03seq\"~\n" +
+	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12!\n" +
+	"\freboot_items\x18\x05 \x03(\tR\vrebootItems\x12*\n" +
+	"\x11reboot_since_unix\x18\x06 \x01(\x03R\x0frebootSinceUnix\x12\x17\n" +
+	"\aboot_id\x18\a \x01(\tR\x06bootId\"~\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12)\n" +

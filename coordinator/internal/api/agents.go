@@ -13,6 +13,7 @@ var agentStates = map[string]func(agentView) bool{
 	"roaming":      func(v agentView) bool { return v.Roaming },
 	"compliant":    func(v agentView) bool { return v.Compliant },
 	"noncompliant": func(v agentView) bool { return !v.Compliant },
+	"reboot":       func(v agentView) bool { return v.Reboot != nil },
 }
 
 // filterAgents keeps the agents that match the search of GET /v1/agents:
@@ -25,7 +26,7 @@ func filterAgents(q url.Values, views []agentView) ([]agentView, error) {
 	if state != "" {
 		f, ok := agentStates[state]
 		if !ok {
-			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant or noncompliant", state)
+			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant or reboot", state)
 		}
 		keep = f
 	}

@@ -806,6 +806,14 @@ type agentView struct {
 	Enrolled  time.Time          `json:"enrolled"`
 	Version   string             `json:"version"`
 	Labels    map[string]string  `json:"labels"`
+	// Reboot: the items whose change waits for the host to reboot, and
+	// since when (its last run's report says so).
+	Reboot *rebootView `json:"reboot,omitempty"`
+}
+
+type rebootView struct {
+	Items []string  `json:"items"`
+	Since time.Time `json:"since"`
 }
 
 func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
@@ -824,6 +832,9 @@ func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 	want, hasPolicy := current[m.Office]
 	if m.Report != nil {
 		v.Items = m.Report.Items
+		if len(m.Report.RebootItems) > 0 {
+			v.Reboot = &rebootView{Items: m.Report.RebootItems, Since: m.Report.RebootSince}
+		}
 	}
 	switch {
 	case !hasPolicy:

@@ -61,7 +61,8 @@ Examples:
 			timeout: defaultTimeout,
 			help: `TEXT is a part of the hostname or the id, in any case. --state is one of
 online (connected now), offline, roaming (outside every office's address
-ranges), compliant or noncompliant. The coordinator does the filtering.
+ranges), compliant, noncompliant or reboot (a change waits for the host to
+reboot: outpost reboot HOST). The coordinator does the filtering.
 
 Examples:
   outpost agent search pc-1
@@ -70,12 +71,12 @@ Examples:
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "only agents in the office `NAME`")
-				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant or noncompliant")
+				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant or reboot")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch *state {
-					case "", "online", "offline", "roaming", "compliant", "noncompliant":
+					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot":
 					default:
-						return usagef("--state %q: want online, offline, roaming, compliant or noncompliant", *state)
+						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant or reboot", *state)
 					}
 					text := ""
 					if len(args) > 0 {
@@ -358,6 +359,9 @@ func showAgent(ctx context.Context, e *env, id string) error {
 	}...)
 	if len(a.Labels) > 0 {
 		fields = append(fields, [2]string{"labels", labelsText(a.Labels)})
+	}
+	if r := a.Reboot; r != nil {
+		fields = append(fields, [2]string{"reboot", fmt.Sprintf("needed by %s, since %s", strings.Join(r.Items, ", "), timeAndAge(now, r.Since.Time))})
 	}
 	if err := writeFields(e.stdout, fields); err != nil {
 		return err

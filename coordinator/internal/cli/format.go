@@ -87,6 +87,10 @@ type (
 		Enrolled  stamp             `json:"enrolled"`
 		Version   string            `json:"version"`
 		Labels    map[string]string `json:"labels"`
+		Reboot    *struct {
+			Items []string `json:"items"`
+			Since stamp    `json:"since"`
+		} `json:"reboot"`
 	}
 	agentItem struct {
 		ID      string `json:"id"`

@@ -1024,10 +1024,16 @@ func printRun(w io.Writer, now time.Time, rep *wire.Report) error {
 	if _, err := fmt.Fprintln(w, summary); err != nil {
 		return err
 	}
-	if len(rows) == 0 {
-		return nil
+	if len(rows) > 0 {
+		if err := writeTable(w, []string{"ITEM", "KIND", "STATUS", "MESSAGE"}, rows); err != nil {
+			return err
+		}
 	}
-	return writeTable(w, []string{"ITEM", "KIND", "STATUS", "MESSAGE"}, rows)
+	if items := rep.GetRebootItems(); len(items) > 0 {
+		_, err := fmt.Fprintf(w, "waiting for a reboot since %s: %s (outpost reboot)\n", ago(now, time.Unix(rep.GetRebootSinceUnix(), 0)), strings.Join(items, ", "))
+		return err
+	}
+	return nil
 }
 
 // flagSet tells whether the flag name was given on the command line.

@@ -57,7 +57,7 @@ func TestAgentSearchMove(t *testing.T) {
 		{
 			name: "search with a wrong state",
 			args: []string{"agent", "search", "--state", "asleep"},
-			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant or noncompliant`}},
+			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant or reboot`}},
 		},
 		{
 			name: "search for nothing",

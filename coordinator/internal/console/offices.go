@@ -307,7 +307,7 @@ func (c *Console) deleteOffice(w http.ResponseWriter, r *http.Request, s *sessio
 
 // ---- agents
 
-var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant"}
+var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot"}
 
 func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.URL.Query())

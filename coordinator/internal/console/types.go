@@ -83,6 +83,10 @@ type agent struct {
 	Enrolled  time.Time         `json:"enrolled"`
 	Version   string            `json:"version"`
 	Labels    map[string]string `json:"labels"`
+	Reboot    *struct {
+		Items []string  `json:"items"`
+		Since time.Time `json:"since"`
+	} `json:"reboot"`
 }
 
 type report struct {

@@ -871,8 +871,18 @@ func validHostPort(s string) string {
 	return s
 }
 
+// maxRebootItems bounds the items a report may name as waiting for a
+// reboot (the agent sends at most 100).
+const maxRebootItems = 100
+
 func reportFromWire(r *wire.Report) *store.Report {
 	out := &store.Report{Revision: r.GetRevision(), At: time.Unix(r.GetAtUnix(), 0).UTC(), Seq: r.GetSeq()}
+	for _, id := range r.GetRebootItems()[:min(len(r.GetRebootItems()), maxRebootItems)] {
+		out.RebootItems = append(out.RebootItems, clip(id, 200))
+	}
+	if len(out.RebootItems) > 0 && r.GetRebootSinceUnix() > 0 {
+		out.RebootSince = time.Unix(r.GetRebootSinceUnix(), 0).UTC()
+	}
 	for _, it := range r.GetItems() {
 		status := strings.ToLower(strings.TrimPrefix(it.GetStatus().String(), "STATUS_"))
 		out.Items = append(out.Items, store.ItemStatus{

@@ -90,6 +90,9 @@ type Report struct {
 	At       time.Time    `json:"at"`
 	Items    []ItemStatus `json:"items"`
 	Seq      uint64       `json:"seq,omitempty"` // the agent's run number
+	// RebootItems wait for the host to reboot, since RebootSince.
+	RebootItems []string  `json:"reboot_items,omitempty"`
+	RebootSince time.Time `json:"reboot_since,omitzero"`
 }
 
 // Member is an enrolled agent or relay.

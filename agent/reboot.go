@@ -1,0 +1,68 @@
+package agent
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/outposthq/outpost/pkg/wire"
+)
+
+// A change that needs a reboot (a patch, say) is done only once the host
+// has rebooted. Until then every report names the items that wait for it
+// and since when, so that admins can find the hosts to reboot (outpost
+// agent search --state reboot) and technicians reboot them (outpost
+// reboot). The list is carried from run to run while the host runs the
+// same boot, and is empty after the host booted again.
+
+// maxRebootItems bounds the items a report names as waiting for a reboot.
+const maxRebootItems = 100
+
+// carryReboot adds to report, a run just made, the items that wait for
+// a reboot: those of the last run (old) if the host has not booted since,
+// and this run's that were changed and need one.
+func (a *Agent) carryReboot(report, old *wire.Report) {
+	boot := a.bootID()
+	report.BootId = boot
+	var items []string
+	since := int64(0)
+	if old != nil && old.GetBootId() == boot && boot != "" {
+		items, since = slices.Clone(old.GetRebootItems()), old.GetRebootSinceUnix()
+	}
+	for _, it := range report.GetItems() {
+		if it.GetRebootRequired() && it.GetStatus() == wire.ItemReport_STATUS_COMPLIANT && !slices.Contains(items, it.GetId()) {
+			items = append(items, it.GetId())
+			if since == 0 {
+				since = report.GetAtUnix()
+			}
+		}
+	}
+	if len(items) > maxRebootItems {
+		items = items[:maxRebootItems]
+	}
+	slices.Sort(items)
+	report.RebootItems, report.RebootSinceUnix = items, since
+	if len(items) == 0 {
+		report.RebootSinceUnix = 0
+	}
+}
+
+// bootID names the boot the host runs: the kernel's boot id on Linux;
+// elsewhere the agent's own start, so that a restarted agent takes the
+// host for rebooted.
+func (a *Agent) bootID() string {
+	if a.bootIDFunc != nil {
+		return a.bootIDFunc()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" && len(id) <= 64 {
+			return id
+		}
+	}
+	return "agent-" + strconv.FormatInt(started.UnixNano(), 36)
+}
+
+// WithBootID replaces how the agent names the host's boot (tests reboot
+// a host by changing it).
+func WithBootID(f func() string) Option { return func(a *Agent) { a.bootIDFunc = f } }
