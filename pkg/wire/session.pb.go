@@ -36,7 +36,7 @@ const (
 	Right_RIGHT_CONTROL     Right = 2 // run the policy now (install now, rescan), reboot
 	Right_RIGHT_COMMAND     Right = 3 // run a command or a shell
 	Right_RIGHT_FILES       Right = 4 // transfer files
-	Right_RIGHT_MANAGE      Right = 5 // manage permissions
+	Right_RIGHT_MANAGE      Right = 5 // manage the office's or host's permission list (coordinator)
 )
 
 // Enum value maps for Right.

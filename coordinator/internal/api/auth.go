@@ -40,7 +40,8 @@ var publicRoutes = map[string]bool{
 
 // requiredRole is the weakest API role a route takes. Reads are open to
 // read-only; changes to the fleet need an operator; users, groups, host
-// permissions and the audit trail need an admin. "GET /v1/me" is for
+// permissions and the audit trail need an admin (or, for an office's or a
+// host's permissions, the manage right there). "GET /v1/me" is for
 // anyone signed in, technicians included, and so are the hosts where they
 // have rights (GET /v1/me/hosts), how to reach a host
 // and a session token for it (the host itself decides who may do what on
@@ -49,6 +50,10 @@ func requiredRole(route string) string {
 	method, path, _ := strings.Cut(route, " ")
 	switch {
 	case route == "GET /v1/me", route == "GET /v1/me/hosts", route == "GET /v1/hosts/{host}/reach", route == "POST /v1/hosts/{host}/session-token":
+		return auth.RoleNone
+	case (strings.HasPrefix(path, "/v1/offices/") || strings.HasPrefix(path, "/v1/hosts/")) && strings.HasSuffix(path, "/permissions"):
+		// The handler decides: the admin role (read-only to read), or the
+		// manage right on that office or host (permissions.go).
 		return auth.RoleNone
 	case strings.HasPrefix(path, "/v1/users"), strings.HasPrefix(path, "/v1/groups"),
 		strings.HasPrefix(path, "/v1/audit"), strings.HasSuffix(path, "/permissions") && method != http.MethodGet:

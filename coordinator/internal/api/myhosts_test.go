@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +100,77 @@ func TestMyHostsListsWhereTheUserHasRights(t *testing.T) {
 	if got := hosts("", tina); !reflect.DeepEqual(got, want[2:]) {
 		t.Fatalf("tina's hosts out of the group: %q", got)
 	}
+}
+
+// The manage right delegates permission lists: lena, with no API role,
+// manages office hq's list and its hosts' (not one whose list denies her
+// the right), and nothing of office paris; she cannot tell which offices
+// or hosts exist elsewhere; a read-only user reads every list and changes
+// none.
+func TestManageRightDelegatesAnOfficesPermissions(t *testing.T) {
+	x := newAuthAPI(t)
+	for _, o := range []string{"hq", "paris"} {
+		if err := x.st.CreateOffice(store.Office{Name: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range []struct{ id, host, office string }{{"ag-01", "pc-1", "hq"}, {"ag-02", "pc-2", "hq"}, {"ag-03", "pc-3", "paris"}} {
+		tok := store.Token{ID: fmt.Sprint("t", i), Hash: fmt.Sprint("h", i), Office: m.office, Role: "agent", Uses: 1, Expires: time.Now().Add(time.Hour)}
+		if err := x.st.CreateToken(tok); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := x.st.Enroll(tok.Hash, time.Now(), func(store.Token, store.Office) (store.Member, error) {
+			return store.Member{ID: m.id, Hostname: m.host, Office: m.office, Home: m.office, Role: "agent"}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := func(method, path, body string, want int) {
+		t.Helper()
+		if code, out := call(t, x.srv, method, path, body, token); code != want {
+			t.Fatalf("admin %s %s: %d %v, want %d", method, path, code, out, want)
+		}
+	}
+	admin("POST", "/v1/users", `{"name":"lena","password":"lena-password-1"}`, 201)
+	admin("POST", "/v1/users", `{"name":"olga","password":"olga-password-1","role":"read-only"}`, 201)
+	admin("POST", "/v1/groups", `{"name":"hq-leads","members":["lena"]}`, 201)
+	admin("PUT", "/v1/offices/hq/permissions", `{"grants":[{"subject":"group:hq-leads","rights":["manage"]}]}`, 200)
+	admin("PUT", "/v1/hosts/ag-02/permissions", `{"grants":[{"subject":"user:lena","rights":["manage"],"deny":true}]}`, 200)
+	admin("PUT", "/v1/offices/paris/permissions", `{"grants":[{"subject":"user:olga","rights":["view"]}]}`, 200)
+	lena, olga := x.login(t, "lena", "lena-password-1"), x.login(t, "olga", "olga-password-1")
+	as := func(tok, method, path, body string, want int, says string) {
+		t.Helper()
+		code, out := call(t, x.srv, method, path, body, tok)
+		if code != want || (says != "" && !strings.Contains(fmt.Sprint(out["error"]), says)) {
+			t.Fatalf("%s %s: %d %v, want %d saying %q", method, path, code, out, want, says)
+		}
+	}
+	keep := `{"subject":"group:hq-leads","rights":["manage"]}`
+	as(lena, "GET", "/v1/offices/hq/permissions", "", 200, "")
+	as(lena, "PUT", "/v1/offices/hq/permissions", `{"grants":[`+keep+`,{"subject":"user:olga","rights":["view","command"]}]}`, 200, "")
+	as(lena, "PUT", "/v1/hosts/pc-1/permissions", `{"grants":[{"subject":"user:olga","rights":["files"]}]}`, 200, "")
+	as(lena, "PUT", "/v1/hosts/ag-02/permissions", `{"grants":[]}`, 403, "changing the permissions of host pc-2 needs the manage right there or the admin role")
+	as(lena, "GET", "/v1/offices/paris/permissions", "", 403, "reading the permissions of office paris needs the manage right there")
+	as(lena, "PUT", "/v1/offices/paris/permissions", `{"grants":[]}`, 403, "")
+	as(lena, "PUT", "/v1/hosts/ag-03/permissions", `{"grants":[]}`, 403, "")
+	// Whether an office or a host exists is not told.
+	as(lena, "GET", "/v1/offices/nowhere/permissions", "", 403, "office nowhere")
+	as(lena, "PUT", "/v1/hosts/pc-nosuch/permissions", `{"grants":[]}`, 403, "host pc-nosuch")
+	// Nothing else comes with it.
+	as(lena, "POST", "/v1/users", `{"name":"eve","password":"eve-password-12"}`, 403, "")
+	as(lena, "PATCH", "/v1/offices/hq", `{"description":"mine"}`, 403, "")
+	// A read-only user reads every list, changes none; admins alone see
+	// what is missing.
+	as(olga, "GET", "/v1/offices/paris/permissions", "", 200, "")
+	as(olga, "GET", "/v1/hosts/pc-2/permissions", "", 200, "")
+	as(olga, "PUT", "/v1/offices/paris/permissions", `{"grants":[]}`, 403, "needs the manage right there or the admin role")
+	as(olga, "GET", "/v1/offices/nowhere/permissions", "", 404, "")
+	// What lena changed is hers in the audit log.
+	code, out := call(t, x.srv, "GET", "/v1/audit?user=lena&action=permissions.set", "", token)
+	if evs, _ := out["events"].([]any); code != 200 || len(evs) != 2 {
+		t.Fatalf("lena's changes in the audit log: %d %v", code, out)
+	}
+	// Giving the right up ends it.
+	as(lena, "PUT", "/v1/offices/hq/permissions", `{"grants":[]}`, 200, "")
+	as(lena, "GET", "/v1/offices/hq/permissions", "", 403, "")
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
@@ -157,6 +158,9 @@ func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error 
 	}
 	m, err := a.findMember(r.PathValue("id"))
 	if err != nil {
+		return a.hideFromManagers(r, true, "host "+r.PathValue("id"), err)
+	}
+	if err := a.mayManage(r, m.Office, m, true, "host "+m.Hostname); err != nil {
 		return err
 	}
 	grants, err := a.d.Store.Permissions(store.HostScope(m.ID))
@@ -219,6 +223,9 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	}
 	m, err := a.findMember(r.PathValue("id"))
 	if err != nil {
+		return a.hideFromManagers(r, false, "host "+r.PathValue("id"), err)
+	}
+	if err := a.mayManage(r, m.Office, m, false, "host "+m.Hostname); err != nil {
 		return err
 	}
 	return a.setPermissions(w, r, store.HostScope(m.ID), "host "+m.ID, m.Office, permissionsView{Host: m.ID, Office: m.Office})
@@ -279,6 +286,9 @@ func (a *API) showOfficePermissions(w http.ResponseWriter, r *http.Request) erro
 	}
 	o, err := a.d.Store.Office(r.PathValue("name"))
 	if err != nil {
+		return a.hideFromManagers(r, true, "office "+r.PathValue("name"), err)
+	}
+	if err := a.mayManage(r, o.Name, nil, true, "office "+o.Name); err != nil {
 		return err
 	}
 	grants, err := a.d.Store.Permissions(store.OfficeScope(o.Name))
@@ -295,6 +305,9 @@ func (a *API) setOfficePermissions(w http.ResponseWriter, r *http.Request) error
 	}
 	o, err := a.d.Store.Office(r.PathValue("name"))
 	if err != nil {
+		return a.hideFromManagers(r, false, "office "+r.PathValue("name"), err)
+	}
+	if err := a.mayManage(r, o.Name, nil, false, "office "+o.Name); err != nil {
 		return err
 	}
 	return a.setPermissions(w, r, store.OfficeScope(o.Name), "office "+o.Name, o.Name, permissionsView{Office: o.Name})
@@ -313,4 +326,77 @@ func grantsText(grants []store.Grant) string {
 		return "cleared"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// The manage right delegates the permission lists of an office, or of a
+// host, to the users and groups it is granted to: whoever has it there
+// (from the office's list, or for a host the office's and the host's, as
+// hosts decide: deny wins) may read and change that list without an API
+// role. Admins change every list and read-only users and above read them.
+
+// hasListRole tells whether the request's principal may read (read) or
+// change every permission list by its API role.
+func hasListRole(r *http.Request, read bool) bool {
+	p := PrincipalFrom(r.Context())
+	if p == nil {
+		return false
+	}
+	need := auth.RoleAdmin
+	if read {
+		need = auth.RoleReadOnly
+	}
+	return auth.RoleRank(p.Role) >= auth.RoleRank(need)
+}
+
+// mayManage answers nil when the request's principal may read (read) or
+// change the permission list of office (host nil) or of host, in office.
+func (a *API) mayManage(r *http.Request, office string, host *store.Member, read bool, what string) error {
+	if hasListRole(r, read) {
+		return nil
+	}
+	p := PrincipalFrom(r.Context())
+	if p != nil && p.User != "" {
+		groups, err := a.d.Store.GroupsOf(p.User)
+		if err != nil {
+			return err
+		}
+		names := map[string]bool{"user:" + p.User: true}
+		for _, g := range groups {
+			names["group:"+g] = true
+		}
+		grants, err := a.d.Store.Permissions(store.OfficeScope(office))
+		if err != nil {
+			return err
+		}
+		lists := [][]store.Grant{grants}
+		if host != nil {
+			own, err := a.d.Store.Permissions(store.HostScope(host.ID))
+			if err != nil {
+				return err
+			}
+			lists = append(lists, own)
+		}
+		if slices.Contains(grantedRights(names, lists...), "manage") {
+			return nil
+		}
+	}
+	return managersOnly(read, what)
+}
+
+func managersOnly(read bool, what string) error {
+	verb, role := "changing", "admin"
+	if read {
+		verb, role = "reading", "read-only"
+	}
+	return httpError(http.StatusForbidden, "%s the permissions of %s needs the manage right there or the %s role: ask an admin", verb, what, role)
+}
+
+// hideFromManagers is err, the office or host not found, to whoever may
+// read every list; others are told only that they may not, so that the
+// call does not tell them which offices and hosts exist.
+func (a *API) hideFromManagers(r *http.Request, read bool, what string, err error) error {
+	if hasListRole(r, read) {
+		return err
+	}
+	return managersOnly(read, what)
 }

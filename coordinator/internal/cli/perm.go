@@ -16,7 +16,10 @@ import (
 // permRulesHelp is what every perm command's help says about how the
 // lists combine, since restricting one host is not what it seems.
 const permRulesHelp = `A GRANT is [deny:]user:NAME=RIGHTS or [deny:]group:NAME=RIGHTS, RIGHTS a
-comma list of view, control, command, files, manage.
+comma list of view (inventory), control (outpost sync, reboot), command
+(exec, connect), files (cp) and manage (this list itself: whoever has
+manage on an office changes its list and its hosts' without being an
+admin).
 
 A host's list adds to its office's list: a host allows what either list
 allows, so a host list can give more but never less than the office's.

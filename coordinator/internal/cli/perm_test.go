@@ -281,3 +281,29 @@ func TestPermCommandsAgainstACoordinator(t *testing.T) {
 		t.Fatalf("the group made again has old grants: %+v", res)
 	}
 }
+
+// A user with the manage right on an office, and no API role, keeps that
+// office's list with the CLI, and no other.
+func TestPermByAManagerOfTheOffice(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("hq", nil)
+	c.CreateOffice("paris", nil)
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "lena", "password": "lena-password-1"}, nil)
+	c.MustDo("PUT", "/v1/offices/hq/permissions", map[string]any{"grants": []map[string]any{{"subject": "user:lena", "rights": []string{"manage"}}}}, nil)
+	lena := newSignedIn(t, c)
+	if res := lena.run("lena-password-1\n", "login", "lena", "--password-stdin"); res.code != 0 {
+		t.Fatalf("login: %+v", res)
+	}
+	if res := lena.run("", "perm", "add", "--office", "hq", "group:hq-techs=view,command"); res.code != 0 {
+		t.Fatalf("perm add on hq: %+v", res)
+	}
+	res := lena.run("", "perm", "show", "--office", "hq")
+	if res.code != 0 || !strings.Contains(res.stdout, "group:hq-techs") || !strings.Contains(res.stdout, "user:lena") {
+		t.Fatalf("perm show on hq: %+v", res)
+	}
+	res = lena.run("", "perm", "add", "--office", "paris", "user:lena=command")
+	if res.code != 1 || !strings.Contains(res.stderr, "changing the permissions of office paris needs the manage right there or the admin role") &&
+		!strings.Contains(res.stderr, "reading the permissions of office paris needs the manage right there") {
+		t.Fatalf("perm add on paris: %+v", res)
+	}
+}
