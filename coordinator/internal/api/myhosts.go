@@ -76,14 +76,9 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{"user": "", "hosts": out})
 		return nil
 	}
-	// The groups as they are now, as the next signed policy has them.
-	groups, err := a.d.Store.GroupsOf(p.User)
+	names, err := a.subjectNames(p.User)
 	if err != nil {
 		return err
-	}
-	names := map[string]bool{"user:" + p.User: true}
-	for _, g := range groups {
-		names["group:"+g] = true
 	}
 	lists, err := a.d.Store.PermissionLists()
 	if err != nil {
@@ -137,4 +132,18 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"user": p.User, "hosts": out})
 	return nil
+}
+
+// subjectNames are the subjects that name user in permission lists: the
+// user and its groups as they are now, as the next signed policy has them.
+func (a *API) subjectNames(user string) (map[string]bool, error) {
+	groups, err := a.d.Store.GroupsOf(user)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{"user:" + user: true}
+	for _, g := range groups {
+		names["group:"+g] = true
+	}
+	return names, nil
 }

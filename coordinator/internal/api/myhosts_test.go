@@ -21,18 +21,7 @@ func TestMyHostsListsWhereTheUserHasRights(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	enrol := func(id, hostname, office, role string) {
-		t.Helper()
-		tok := store.Token{ID: "t-" + id, Hash: "h-" + id, Office: office, Role: role, Uses: 1, Expires: time.Now().Add(time.Hour)}
-		if err := x.st.CreateToken(tok); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := x.st.Enroll("h-"+id, time.Now(), func(store.Token, store.Office) (store.Member, error) {
-			return store.Member{ID: id, Hostname: hostname, Office: office, Home: office, Role: role}, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enrol := func(id, hostname, office, role string) { enrolIn(t, x.st, id, hostname, office, role) }
 	enrol("ag-01", "pc-1", "hq", "agent")
 	enrol("ag-02", "pc-2", "hq", "agent")
 	enrol("ag-03", "pc-3", "paris", "agent")
@@ -114,16 +103,8 @@ func TestManageRightDelegatesAnOfficesPermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i, m := range []struct{ id, host, office string }{{"ag-01", "pc-1", "hq"}, {"ag-02", "pc-2", "hq"}, {"ag-03", "pc-3", "paris"}} {
-		tok := store.Token{ID: fmt.Sprint("t", i), Hash: fmt.Sprint("h", i), Office: m.office, Role: "agent", Uses: 1, Expires: time.Now().Add(time.Hour)}
-		if err := x.st.CreateToken(tok); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := x.st.Enroll(tok.Hash, time.Now(), func(store.Token, store.Office) (store.Member, error) {
-			return store.Member{ID: m.id, Hostname: m.host, Office: m.office, Home: m.office, Role: "agent"}, nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+	for _, m := range []struct{ id, host, office string }{{"ag-01", "pc-1", "hq"}, {"ag-02", "pc-2", "hq"}, {"ag-03", "pc-3", "paris"}} {
+		enrolIn(t, x.st, m.id, m.host, m.office, "agent")
 	}
 	admin := func(method, path, body string, want int) {
 		t.Helper()
@@ -173,4 +154,18 @@ func TestManageRightDelegatesAnOfficesPermissions(t *testing.T) {
 	// Giving the right up ends it.
 	as(lena, "PUT", "/v1/offices/hq/permissions", `{"grants":[]}`, 200, "")
 	as(lena, "GET", "/v1/offices/hq/permissions", "", 403, "")
+}
+
+// enrolIn enrols member id in office straight in the store.
+func enrolIn(t *testing.T, st *store.Store, id, hostname, office, role string) {
+	t.Helper()
+	tok := store.Token{ID: "t-" + id, Hash: "h-" + id, Office: office, Role: role, Uses: 1, Expires: time.Now().Add(time.Hour)}
+	if err := st.CreateToken(tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Enroll(tok.Hash, time.Now(), func(store.Token, store.Office) (store.Member, error) {
+		return store.Member{ID: id, Hostname: hostname, Office: office, Home: office, Role: role}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -356,13 +356,9 @@ func (a *API) mayManage(r *http.Request, office string, host *store.Member, read
 	}
 	p := PrincipalFrom(r.Context())
 	if p != nil && p.User != "" {
-		groups, err := a.d.Store.GroupsOf(p.User)
+		names, err := a.subjectNames(p.User)
 		if err != nil {
 			return err
-		}
-		names := map[string]bool{"user:" + p.User: true}
-		for _, g := range groups {
-			names["group:"+g] = true
 		}
 		grants, err := a.d.Store.Permissions(store.OfficeScope(office))
 		if err != nil {
