@@ -251,6 +251,39 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 			t.Fatalf("connect ended with %v, want exit status 5:\n%s", err, out.String())
 		}
 	})
+	t.Run("exec on a terminal", func(t *testing.T) {
+		// exec -t, as ssh -t: the command gets a terminal of this one's
+		// size, keys go to it, and its status is outpost's.
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := tina.cmd(ctx, "", "exec", "-t", "pc-berlin-1", "--", "/bin/sh", "-c", "test -t 0 && echo tty-$TERM; stty size; read line; echo got-$line; exit 6")
+		cmd.Stdin = nil
+		cmd.Env = append(cmd.Env, "TERM=vt100")
+		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 27, Cols: 88})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tty.Close()
+		var out syncBuffer
+		go io.Copy(&out, tty)
+		see := func(want string) {
+			t.Helper()
+			testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) },
+				"the terminal never showed %q:\n%s", want, out.String())
+		}
+		see("tty-vt100")
+		see("27 88")
+		tty.Write([]byte("typed\r"))
+		see("got-typed")
+		err = cmd.Wait()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 {
+			t.Fatalf("exec -t ended with %v, want exit status 6:\n%s", err, out.String())
+		}
+		// Without a terminal here, -t says so and runs the command all the same.
+		if r := tina.run("", "exec", "-t", "pc-berlin-1", "--", "/bin/sh", "-c", "test -t 0 || echo no-tty"); r.code != 0 || r.stdout != "no-tty\n" || !strings.Contains(r.stderr, "no terminal here") {
+			t.Fatalf("exec -t from a pipe: %v", r)
+		}
+	})
 	t.Run("not in the group", func(t *testing.T) {
 		tom.login()
 		r := tom.run("", "exec", "pc-berlin-1", "--", "true")

@@ -886,8 +886,9 @@ type SessionOpen struct {
 	// not for users with force_server_security.
 	LocalUser     string `protobuf:"bytes,7,opt,name=local_user,json=localUser,proto3" json:"local_user,omitempty"`
 	LocalPassword string `protobuf:"bytes,8,opt,name=local_password,json=localPassword,proto3" json:"local_password,omitempty"`
-	// KIND_SHELL: run the shell on a pseudo-terminal of this size (full-screen
-	// programs, line editing, job control); absent: pipes.
+	// KIND_SHELL, KIND_EXEC: run the shell or the command on a pseudo-terminal
+	// of this size (full-screen programs, line editing, job control); absent:
+	// pipes.
 	Terminal *Terminal `protobuf:"bytes,9,opt,name=terminal,proto3" json:"terminal,omitempty"`
 	// KIND_PUT: the base name of the technician's file, for a path that names
 	// a directory (as cp and scp complete it).

@@ -699,6 +699,9 @@ func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, 
 		if len(open.GetArgv()) == 0 {
 			return -1, errors.New("no command given")
 		}
+		if t := open.GetTerminal(); t != nil {
+			return runTerminal(ctx, open.GetArgv(), t, in, o)
+		}
 		return runCommand(ctx, open.GetArgv(), in, o)
 	case wire.SessionOpen_KIND_SHELL:
 		if t := open.GetTerminal(); t != nil {

@@ -547,7 +547,8 @@ Examples:
 			summary: "the hosts you may work on, and what you may do on each",
 			help: `Lists the hosts where the signed-in user has rights, from the office's
 permission list and the host's own, the user's grants and its groups' (deny
-wins): view (inventory), command (exec, connect) and files (cp). TEXT keeps
+wins): view (inventory), control (sync, reboot), command (exec, connect),
+files (cp) and manage (the permission lists: outpost perm). TEXT keeps
 the hosts whose hostname contains it, in any case, or whose id starts with
 it. A host goes by the signed policy it holds, so a change an admin just
 made reaches it with its next revision. Needs outpost login (the admin
@@ -581,21 +582,45 @@ brokers the session over the connection the host's agent keeps open (it
 works for laptops behind NAT; OUTPOST_VIA=direct or coordinator forces one). Output streams back; standard input is
 sent only with --stdin. outpost exits with the command's exit status.
 Flags of COMMAND need -- before it (outpost exec pc-7 -- ls -la): without
-it, outpost takes them for its own. Needs outpost login.
+it, outpost takes them for its own. -t runs COMMAND on a terminal of this
+one's size, as ssh -t does, for full-screen programs (top, an editor): every
+key goes to the host and output comes back as one stream. Needs outpost
+login.
 
 Examples:
   outpost exec pc-berlin-7 -- uname -a
+  outpost exec -t pc-berlin-7 -- top
   tar c ./fix | outpost exec pc-7 --stdin -- tar x -C /tmp
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				stdin := fs.Bool("stdin", false, "send standard input to the command")
+				withTTY := fs.Bool("t", false, "run the command on a terminal, as ssh -t (needs one here)")
 				return func(ctx context.Context, e *env, args []string) error {
-					s, err := openSession(ctx, e, &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_EXEC, Argv: args[1:]})
+					open := &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_EXEC, Argv: args[1:]}
+					tty, isTTY := localTerminal(e.stdin, e.stdout)
+					switch {
+					case *withTTY && !isTTY:
+						fmt.Fprintln(e.stderr, "outpost: no terminal here (-t): running the command without one")
+					case *withTTY:
+						open.Terminal = &wire.Terminal{Term: e.getenv("TERM"), Size: terminalSize(tty)}
+					}
+					s, err := openSession(ctx, e, open)
 					if err != nil {
 						return err
 					}
 					defer s.close()
-					if *stdin {
+					if open.Terminal != nil {
+						restore, err := rawTerminal(tty)
+						if err != nil {
+							return fmt.Errorf("put the terminal in raw mode: %w (run without -t)", err)
+						}
+						defer restore()
+						stop := watchResize(tty, func(ws *wire.WindowSize) {
+							_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: ws}})
+						})
+						defer stop()
+						go s.forwardStdin(e.stdin)
+					} else if *stdin {
 						go s.forwardStdin(e.stdin)
 					} else if err := s.send(&wire.SessionInput{Body: &wire.SessionInput_CloseStdin{CloseStdin: true}}); err != nil {
 						if connectionLost(err) {
