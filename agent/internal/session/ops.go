@@ -76,10 +76,11 @@ func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed 
 
 // runCommand runs argv with the technician's input as its standard input
 // and streams its output. Ending ctx kills its whole process group.
-func runCommand(ctx context.Context, argv []string, in io.Reader, o *out) (int32, error) {
+func runCommand(ctx context.Context, argv, env []string, in io.Reader, o *out) (int32, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = env
 	cmd.Stdout = streamWriter{o: o}
 	cmd.Stderr = streamWriter{o: o, stderr: true}
 	// Descendants that keep the pipes open must not hold the session.

@@ -10,6 +10,6 @@ import (
 )
 
 // runTerminal falls back to pipes where there are no pseudo-terminals.
-func runTerminal(ctx context.Context, argv []string, _ *wire.Terminal, in io.Reader, o *out) (int32, error) {
-	return runCommand(ctx, argv, in, o)
+func runTerminal(ctx context.Context, argv, env []string, _ *wire.Terminal, in io.Reader, o *out) (int32, error) {
+	return runCommand(ctx, argv, env, in, o)
 }

@@ -6,8 +6,8 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"time"
 
@@ -20,11 +20,11 @@ import (
 // line editing, job control and full-screen programs work. Everything the
 // terminal prints goes out as stdout; the technician's keystrokes come in as
 // stdin and size changes as resize. Ending ctx kills the terminal's session.
-func runTerminal(ctx context.Context, argv []string, t *wire.Terminal, in io.Reader, o *out) (int32, error) {
+func runTerminal(ctx context.Context, argv, env []string, t *wire.Terminal, in io.Reader, o *out) (int32, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "TERM="+termName(t.GetTerm()))
+	cmd.Env = setEnv(slices.Clone(env), "TERM", termName(t.GetTerm()))
 	// pty.Start makes the shell a session leader, so its pid is its process
 	// group: kill the group, not just the shell.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

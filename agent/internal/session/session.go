@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -528,7 +529,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	}
 	started := s.now()
 	var received int64
-	code, runErr := s.run(sctx, &open, rw, o, &received)
+	code, runErr := s.run(sctx, &open, at.GetUser(), rw, o, &received)
 	// A technician who stops reading must not hold the session open: the
 	// work is over (a revoked session's processes are already killed).
 	if d, ok := rw.(interface{ SetWriteDeadline(time.Time) error }); ok {
@@ -693,21 +694,21 @@ func sizeIEC(n int64) string {
 	return fmt.Sprintf("%.0f %s", f, unit)
 }
 
-func (s *Server) run(ctx context.Context, open *wire.SessionOpen, in io.Reader, o *out, received *int64) (int32, error) {
+func (s *Server) run(ctx context.Context, open *wire.SessionOpen, technician string, in io.Reader, o *out, received *int64) (int32, error) {
 	switch open.GetKind() {
 	case wire.SessionOpen_KIND_EXEC:
 		if len(open.GetArgv()) == 0 {
 			return -1, errors.New("no command given")
 		}
 		if t := open.GetTerminal(); t != nil {
-			return runTerminal(ctx, open.GetArgv(), t, in, o)
+			return runTerminal(ctx, open.GetArgv(), s.sessionEnv(technician), t, in, o)
 		}
-		return runCommand(ctx, open.GetArgv(), in, o)
+		return runCommand(ctx, open.GetArgv(), s.sessionEnv(technician), in, o)
 	case wire.SessionOpen_KIND_SHELL:
 		if t := open.GetTerminal(); t != nil {
-			return runTerminal(ctx, []string{s.cfg.Shell, "-i"}, t, in, o)
+			return runTerminal(ctx, []string{s.cfg.Shell, "-i"}, s.sessionEnv(technician), t, in, o)
 		}
-		return runCommand(ctx, []string{s.cfg.Shell}, in, o)
+		return runCommand(ctx, []string{s.cfg.Shell}, s.sessionEnv(technician), in, o)
 	case wire.SessionOpen_KIND_INVENTORY:
 		inv := s.inv.Inventory()
 		return 0, o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Inventory{Inventory: inv}})
@@ -787,4 +788,36 @@ func (s *Server) Go(f func()) {
 		defer s.wg.Done()
 		f()
 	}()
+}
+
+// sessionEnv is the environment of a technician's command or shell: the
+// agent's own, with what a login sets for the account the agent runs as
+// (a service manager starts the agent without HOME or USER), a PATH when
+// the agent has none, and who the technician is, for prompts and scripts
+// (OUTPOST_USER; local:NAME for break-glass).
+func (s *Server) sessionEnv(technician string) []string {
+	env := os.Environ()
+	if u, err := user.Current(); err == nil {
+		if u.HomeDir != "" {
+			env = setEnv(env, "HOME", u.HomeDir)
+		}
+		env = setEnv(env, "USER", u.Username)
+		env = setEnv(env, "LOGNAME", u.Username)
+	}
+	env = setEnv(env, "SHELL", s.cfg.Shell)
+	if os.Getenv("PATH") == "" {
+		env = setEnv(env, "PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	return setEnv(env, "OUTPOST_USER", technician)
+}
+
+// setEnv sets key to value in env, replacing what env had for it.
+func setEnv(env []string, key, value string) []string {
+	out := env[:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, key+"="+value)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -630,5 +631,23 @@ func TestSyncAndReboot(t *testing.T) {
 	defer acts.mu.Unlock()
 	if fmt.Sprint(acts.calls) != fmt.Sprint(want) {
 		t.Fatalf("actions:\n%q\nwant\n%q", acts.calls, want)
+	}
+}
+
+// A command runs with what a login sets, though the agent was started
+// without it, and knows the technician.
+func TestSessionEnvironment(t *testing.T) {
+	t.Setenv("HOME", "")
+	t.Setenv("USER", "")
+	me, err := user.Current()
+	if err != nil {
+		t.Skip(err)
+	}
+	f := newFixture(t)
+	_, res := f.open(t, &wire.SessionOpen{Token: f.token(t, "tina", "berlin"), Kind: wire.SessionOpen_KIND_EXEC,
+		Argv: []string{"/bin/sh", "-c", `echo "$OUTPOST_USER|$USER|$LOGNAME|$HOME|$SHELL"`}})
+	r := wait(t, res, 10*time.Second)
+	if want := fmt.Sprintf("tina|%s|%s|%s|/bin/sh\n", me.Username, me.Username, me.HomeDir); r.stdout.String() != want {
+		t.Fatalf("environment %q, want %q (%v)", r.stdout.String(), want, r.end)
 	}
 }
