@@ -61,23 +61,17 @@ func evilHost(t *testing.T, h *coordinatortest.Harness, ctx context.Context, hos
 		t.Fatal(err)
 	}
 	opens := make(chan *wire.SessionOpen, 4)
-	cl, err := member.NewClient(id, h.QUIC, func(_ context.Context, r *wire.Request) *wire.Response {
+	var cl *member.Client
+	cl, err = member.NewClient(id, h.QUIC, func(_ context.Context, r *wire.Request) *wire.Response {
 		off := r.GetSessionOffer()
 		if off == nil {
 			return nil
 		}
 		go func() {
-			tc, err := tlsutil.MemberConfig(id.Cert, id.CADER, wire.ALPNMember)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			conn, err := quic.DialAddr(ctx, h.QUIC, tc, &quic.Config{})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			str, err := conn.OpenStreamSync(ctx)
+			// On the member's own connection, as an agent attaches: a
+			// second connection of the member's would replace the first,
+			// and the client, reconnecting, would replace it in turn.
+			str, err := cl.OpenStream(ctx)
 			if err != nil {
 				t.Error(err)
 				return
