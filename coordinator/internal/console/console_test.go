@@ -1502,3 +1502,39 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 		})
 	}
 }
+
+// The dashboard counts the agents waiting for a reboot and leads to them;
+// an agent's page says which items wait, and how to reboot it.
+func TestAgentsWaitingForARebootShown(t *testing.T) {
+	e := newEnv(t)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq"}, nil)
+	tok := store.Token{ID: "t1", Hash: "h1", Office: "hq", Role: "agent", Uses: 2, Expires: time.Now().Add(time.Hour)}
+	if err := e.st.CreateToken(tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ag-01", "ag-02"} {
+		if _, _, err := e.st.Enroll("h1", time.Now(), func(store.Token, store.Office) (store.Member, error) {
+			return store.Member{ID: id, Hostname: "pc-" + id[3:], Office: "hq", Home: "hq", Role: "agent"}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.st.UpdateMember("ag-02", func(m *store.Member) {
+		m.Report = &store.Report{Revision: 1, At: time.Now(), RebootItems: []string{"patch/OUT-3"}, RebootSince: time.Now().Add(-time.Hour)}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.signIn("", adminToken)
+	_, body := b.get("/ui/")
+	if !strings.Contains(body, `id="n-reboot">1 agents waiting for a reboot`) {
+		t.Fatalf("dashboard:\n%s", body)
+	}
+	_, body = b.get("/ui/agents?state=reboot")
+	if !strings.Contains(body, "pc-02") || strings.Contains(body, "pc-01") {
+		t.Fatalf("agents waiting for a reboot:\n%s", body)
+	}
+	_, body = b.get("/ui/agents/ag-02")
+	if !strings.Contains(body, `id="agent-reboot"`) || !strings.Contains(body, "patch/OUT-3") || !strings.Contains(body, "outpost reboot pc-02") {
+		t.Fatalf("agent page:\n%s", body)
+	}
+}

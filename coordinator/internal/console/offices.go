@@ -25,6 +25,8 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 		Agents, Relays, Online, Roaming, Offline, OK int
 		Failed                                       []failure
 		Pending                                      int
+		// Reboot counts the agents whose change waits for a reboot.
+		Reboot int
 	}{Offices: offs.Offices}
 	for _, a := range ags.Agents {
 		if a.Role == "relay" {
@@ -42,6 +44,9 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 		}
 		if a.Compliant {
 			d.OK++
+		}
+		if a.Reboot != nil {
+			d.Reboot++
 		}
 		for _, it := range a.Items {
 			switch it.Status {
