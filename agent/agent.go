@@ -531,6 +531,16 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 		case <-ctx.Done():
 		case done := <-a.syncs:
 			urgent, asked = true, append(asked, done)
+			// Requests made meanwhile share the pass: a technician
+			// cannot keep the host running its policy back to back.
+			for more := true; more; {
+				select {
+				case done := <-a.syncs:
+					asked = append(asked, done)
+				default:
+					more = false
+				}
+			}
 		case <-a.kick:
 			urgent, kicked = true, true
 			// Kicks come in bursts (a push that carries a policy: the

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -27,7 +28,7 @@ func (a *Agent) carryReboot(report, old *wire.Report) {
 	report.BootId = boot
 	var items []string
 	since := int64(0)
-	if old != nil && old.GetBootId() == boot && boot != "" {
+	if old != nil && sameBoot(old.GetBootId(), boot) {
 		items, since = slices.Clone(old.GetRebootItems()), old.GetRebootSinceUnix()
 	}
 	for _, it := range report.GetItems() {
@@ -48,9 +49,10 @@ func (a *Agent) carryReboot(report, old *wire.Report) {
 	}
 }
 
-// bootID names the boot the host runs: the kernel's boot id on Linux;
-// elsewhere the agent's own start, so that a restarted agent takes the
-// host for rebooted.
+// bootID names the boot the host runs: the kernel's boot id on Linux,
+// else when the system booted (sameBoot allows for the drift of a time
+// worked out from the uptime); where neither is known, the agent's own
+// start, so that a restarted agent takes the host for rebooted.
 func (a *Agent) bootID() string {
 	if a.bootIDFunc != nil {
 		return a.bootIDFunc()
@@ -60,9 +62,35 @@ func (a *Agent) bootID() string {
 			return id
 		}
 	}
+	if t, ok := bootTime(); ok {
+		return bootPrefix + strconv.FormatInt(t.Unix(), 10)
+	}
 	return "agent-" + strconv.FormatInt(started.UnixNano(), 36)
 }
 
 // WithBootID replaces how the agent names the host's boot (tests reboot
 // a host by changing it).
 func WithBootID(f func() string) Option { return func(a *Agent) { a.bootIDFunc = f } }
+
+// bootPrefix starts a boot id that is a boot time (Unix seconds).
+const bootPrefix = "boot-"
+
+// sameBoot tells whether two boot ids name one boot: equal, or two boot
+// times less than a minute apart (no host reboots that fast and reports
+// in between).
+func sameBoot(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	if a == b {
+		return true
+	}
+	at, aok := strings.CutPrefix(a, bootPrefix)
+	bt, bok := strings.CutPrefix(b, bootPrefix)
+	if !aok || !bok {
+		return false
+	}
+	x, err1 := strconv.ParseInt(at, 10, 64)
+	y, err2 := strconv.ParseInt(bt, 10, 64)
+	return err1 == nil && err2 == nil && max(x-y, y-x) < int64(time.Minute/time.Second)
+}

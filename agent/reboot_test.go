@@ -51,3 +51,26 @@ func TestCarryReboot(t *testing.T) {
 		t.Fatal("a reboot that ends the wait is news")
 	}
 }
+
+// Boot times worked out from the uptime drift a little: within a minute
+// they are one boot; boot ids are equal or not.
+func TestSameBoot(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		want bool
+	}{
+		{"3f1c-aa", "3f1c-aa", true},
+		{"3f1c-aa", "3f1c-ab", false},
+		{"", "", false},
+		{"boot-1700000000", "boot-1700000001", true},
+		{"boot-1700000059", "boot-1700000000", true},
+		{"boot-1700000060", "boot-1700000000", false},
+		{"boot-1700000000", "3f1c-aa", false},
+		{"boot-x", "boot-x", true},
+		{"boot-x", "boot-y", false},
+	} {
+		if got := sameBoot(tc.a, tc.b); got != tc.want {
+			t.Errorf("sameBoot(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

@@ -110,6 +110,8 @@ type Node struct {
 	peers map[string]Peer
 	addr  string
 	keys  *memberlist.Keyring
+	// announced counts the announcements of this member's metadata.
+	announced atomic.Int64
 	// dirty asks the announcer to re-advertise this member's metadata.
 	dirty chan struct{}
 	// rumors are this member's broadcasts to its office, piggy-backed on
@@ -396,14 +398,17 @@ func (n *Node) setMeta(change func(*Meta)) {
 func (n *Node) announce(ctx context.Context, ml *memberlist.Memberlist) {
 	var again <-chan time.Time
 	for {
+		second := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.dirty:
 		case <-again:
+			second = true
 		}
 		again = nil
 		// The wait is only pacing: the broadcast stays queued after it.
+		n.announced.Add(1)
 		if err := ml.UpdateNode(announcePace); err != nil {
 			n.log.Debug("announce", "err", err)
 		}
@@ -417,7 +422,7 @@ func (n *Node) announce(ctx context.Context, ml *memberlist.Memberlist) {
 		// A second wave a moment later, unless a newer change makes one
 		// anyway, squares that chance; larger offices send each
 		// announcement 8 times or more and need none.
-		if n.members.Load()+1 < smallOffice {
+		if !second && n.members.Load()+1 < smallOffice {
 			again = time.After(reannounceAfter)
 		}
 	}

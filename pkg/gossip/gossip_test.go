@@ -348,3 +348,19 @@ func TestMetadataReachesEveryMemberOfASmallOffice(t *testing.T) {
 	}
 	t.Logf("40 changes; the slowest reached every member in %v", slowest.Round(time.Millisecond))
 }
+
+// One change of metadata is announced twice in a small office, the change
+// and its second wave, and then no more: a member that says nothing new
+// is quiet.
+func TestOneChangeTwoAnnouncements(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	n := start(t, "m0", "127.0.3.20:0", key)
+	time.Sleep(2 * reannounceAfter) // anything its start announced
+	before := n.announced.Load()
+	n.SetRollup(true)
+	time.Sleep(4 * reannounceAfter)
+	if got := n.announced.Load() - before; got != 2 {
+		t.Fatalf("one change made %d announcements in %v, want 2", got, 4*reannounceAfter)
+	}
+}

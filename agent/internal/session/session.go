@@ -30,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -617,8 +618,11 @@ const maxReason = 200
 // clipReason is a reboot's reason as it is told and recorded: one line of
 // printable characters, at most maxReason bytes.
 func clipReason(r string) string {
+	// Control characters (C0, C1: a CSI reaches every terminal shutdown
+	// writes to), format characters such as bidi overrides, and invalid
+	// bytes all become spaces.
 	r = strings.Map(func(c rune) rune {
-		if c < ' ' || c == 0x7f {
+		if !unicode.IsPrint(c) || c == utf8.RuneError {
 			return ' '
 		}
 		return c

@@ -609,7 +609,7 @@ func TestSyncAndReboot(t *testing.T) {
 	}
 	long := strings.Repeat("é", 150)
 	for _, open := range []*wire.SessionOpen{
-		{Kind: wire.SessionOpen_KIND_REBOOT, DelaySeconds: 30, Reason: "patches\r\nrm -rf /"},
+		{Kind: wire.SessionOpen_KIND_REBOOT, DelaySeconds: 30, Reason: "patches\r\nrm -rf /\u009b2J\u202e"},
 		{Kind: wire.SessionOpen_KIND_REBOOT, DelaySeconds: 90 * 3600, Reason: long},
 		{Kind: wire.SessionOpen_KIND_REBOOT},
 		{Kind: wire.SessionOpen_KIND_REBOOT, Cancel: true},
@@ -622,7 +622,7 @@ func TestSyncAndReboot(t *testing.T) {
 	}
 	want := []string{
 		"sync",
-		`reboot 1m0s "outpost: patches  rm -rf /"`,
+		`reboot 1m0s "outpost: patches  rm -rf / 2J"`,
 		fmt.Sprintf("reboot 24h0m0s %q", "outpost: "+strings.Repeat("é", 100)+"..."),
 		`reboot 0s "outpost: a technician reboots this computer"`,
 		"cancel",

@@ -11,10 +11,10 @@ import (
 
 // GET /v1/me/hosts: the hosts where the signed-in user has rights, with
 // the rights, so that a technician can find where to work without an API
-// role. The rights are worked out as hosts work them out from their
-// signed policy (the office's list and the host's own, the user and its
-// groups, deny wins); a host that has not taken the newest revision yet
-// goes by the one it holds.
+// role. The rights are worked out as hosts work them out (the office's
+// list and the host's own, the user and its groups, deny wins), from the
+// lists as they are now: a host that has not taken the newest revision
+// yet still goes by the one it holds.
 
 type myHostView struct {
 	ID        string    `json:"id"`
@@ -65,7 +65,9 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	p := PrincipalFrom(r.Context())
 	q := r.URL.Query()
 	office, match := q.Get("office"), strings.ToLower(strings.TrimSpace(q.Get("q")))
-	if office != "" {
+	if office != "" && hasListRole(r, true) {
+		// To others an unknown office is one without hosts for them:
+		// whether it exists is not theirs to learn.
 		if _, err := a.d.Store.Office(office); err != nil {
 			return err
 		}

@@ -80,8 +80,26 @@ func TestMyHostsListsWhereTheUserHasRights(t *testing.T) {
 	if got := hosts("", token); len(got) != 0 {
 		t.Fatalf("the bootstrap token's hosts: %q", got)
 	}
-	if code, out := call(t, x.srv, "GET", "/v1/me/hosts?office=nowhere", "", tina); code != 404 {
-		t.Fatalf("an unknown office: %d %v", code, out)
+	// Whether an office exists is not a technician's to learn; an admin
+	// is told.
+	if got := hosts("?office=nowhere", tina); len(got) != 0 {
+		t.Fatalf("tina's hosts in an unknown office: %q", got)
+	}
+	if code, out := call(t, x.srv, "GET", "/v1/me/hosts?office=nowhere", "", token); code != 404 {
+		t.Fatalf("an unknown office, to an admin: %d %v", code, out)
+	}
+	// Where a host takes sessions is told only to whoever may work on it.
+	if code, out := call(t, x.srv, "GET", "/v1/hosts/ag-01/reach", "", tina); code != 200 || out["hostname"] != "pc-1" {
+		t.Fatalf("reach of a host tina works on: %d %v", code, out)
+	}
+	for _, host := range []string{"ag-03", "pc-3", "pc-nosuch", "ag-0"} {
+		code, out := call(t, x.srv, "GET", "/v1/hosts/"+host+"/reach", "", tina)
+		if code != 404 || out["id"] != nil || out["hostname"] != nil || out["direct"] != nil {
+			t.Fatalf("reach of %s, where tina has no right: %d %v", host, code, out)
+		}
+		if code, _ := call(t, x.srv, "POST", "/v1/hosts/"+host+"/session-token", "", tina); code != 404 {
+			t.Fatalf("session token for %s, where tina has no right: %d", host, code)
+		}
 	}
 	// Leaving the group takes the office's grants away at once.
 	mustCall("PATCH", "/v1/groups/hq-techs", `{"remove":["tina"]}`, 200)
@@ -130,7 +148,7 @@ func TestManageRightDelegatesAnOfficesPermissions(t *testing.T) {
 	as(lena, "GET", "/v1/offices/hq/permissions", "", 200, "")
 	as(lena, "PUT", "/v1/offices/hq/permissions", `{"grants":[`+keep+`,{"subject":"user:olga","rights":["view","command"]}]}`, 200, "")
 	as(lena, "PUT", "/v1/hosts/pc-1/permissions", `{"grants":[{"subject":"user:olga","rights":["files"]}]}`, 200, "")
-	as(lena, "PUT", "/v1/hosts/ag-02/permissions", `{"grants":[]}`, 403, "changing the permissions of host pc-2 needs the manage right there or the admin role")
+	as(lena, "PUT", "/v1/hosts/ag-02/permissions", `{"grants":[]}`, 403, "changing the permissions of host ag-02 needs the manage right there or the admin role")
 	as(lena, "GET", "/v1/offices/paris/permissions", "", 403, "reading the permissions of office paris needs the manage right there")
 	as(lena, "PUT", "/v1/offices/paris/permissions", `{"grants":[]}`, 403, "")
 	as(lena, "PUT", "/v1/hosts/ag-03/permissions", `{"grants":[]}`, 403, "")
@@ -167,5 +185,38 @@ func enrolIn(t *testing.T, st *store.Store, id, hostname, office, role string) {
 		return store.Member{ID: id, Hostname: hostname, Office: office, Home: office, Role: role}, nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A host's own list belongs to its home office: the manager of an office
+// it visits cannot change it, and so cannot keep rights on it once it has
+// gone home.
+func TestManagerOfAVisitedOfficeCannotTakeAVisitingHost(t *testing.T) {
+	x := newAuthAPI(t)
+	for _, o := range []string{"hq", "paris"} {
+		if err := x.st.CreateOffice(store.Office{Name: o}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrolIn(t, x.st, "ag-ceo", "ceo-laptop", "hq", "agent")
+	if _, err := x.st.UpdateMember("ag-ceo", func(m *store.Member) { m.Office = "paris" }); err != nil { // visiting paris
+		t.Fatal(err)
+	}
+	if code, out := call(t, x.srv, "POST", "/v1/users", `{"name":"lena","password":"lena-password-1"}`, token); code != 201 {
+		t.Fatal(code, out)
+	}
+	if code, out := call(t, x.srv, "PUT", "/v1/offices/paris/permissions", `{"grants":[{"subject":"user:lena","rights":["manage"]}]}`, token); code != 200 {
+		t.Fatal(code, out)
+	}
+	lena := x.login(t, "lena", "lena-password-1")
+	code, out := call(t, x.srv, "PUT", "/v1/hosts/ag-ceo/permissions", `{"grants":[{"subject":"user:lena","rights":["command","manage"]}]}`, lena)
+	if code != 403 {
+		t.Fatalf("paris's manager changed a visiting hq laptop's list: %d %v", code, out)
+	}
+	if code, _ := call(t, x.srv, "PUT", "/v1/offices/hq/permissions", `{"grants":[{"subject":"user:lena","rights":["manage"]}]}`, token); code != 200 {
+		t.Fatal(code)
+	}
+	if code, out := call(t, x.srv, "PUT", "/v1/hosts/ag-ceo/permissions", `{"grants":[{"subject":"user:lena","rights":["view"]}]}`, lena); code != 200 {
+		t.Fatalf("hq's manager changing hq's laptop's list: %d %v", code, out)
 	}
 }

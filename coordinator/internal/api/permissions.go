@@ -160,7 +160,7 @@ func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return a.hideFromManagers(r, true, "host "+r.PathValue("id"), err)
 	}
-	if err := a.mayManage(r, m.Office, m, true, "host "+m.Hostname); err != nil {
+	if err := a.mayManage(r, homeOf(m), m, true, "host "+r.PathValue("id")); err != nil {
 		return err
 	}
 	grants, err := a.d.Store.Permissions(store.HostScope(m.ID))
@@ -225,7 +225,7 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return a.hideFromManagers(r, false, "host "+r.PathValue("id"), err)
 	}
-	if err := a.mayManage(r, m.Office, m, false, "host "+m.Hostname); err != nil {
+	if err := a.mayManage(r, homeOf(m), m, false, "host "+r.PathValue("id")); err != nil {
 		return err
 	}
 	return a.setPermissions(w, r, store.HostScope(m.ID), "host "+m.ID, m.Office, permissionsView{Host: m.ID, Office: m.Office})
@@ -330,9 +330,22 @@ func grantsText(grants []store.Grant) string {
 
 // The manage right delegates the permission lists of an office, or of a
 // host, to the users and groups it is granted to: whoever has it there
-// (from the office's list, or for a host the office's and the host's, as
-// hosts decide: deny wins) may read and change that list without an API
-// role. Admins change every list and read-only users and above read them.
+// (from the office's list, or for a host its home office's and its own:
+// deny wins) may read and change that list without an API role. Admins
+// change every list and read-only users and above read them.
+//
+// A host's list goes with the host wherever it is placed, so it belongs to
+// the host's home office, not to the office it visits: a branch's manager
+// must not give themselves rights on a laptop that visits the branch and
+// keep them when it goes home.
+
+// homeOf is the office whose manage right covers m's own list.
+func homeOf(m *store.Member) string {
+	if m.Home != "" {
+		return m.Home
+	}
+	return m.Office
+}
 
 // hasListRole tells whether the request's principal may read (read) or
 // change every permission list by its API role.

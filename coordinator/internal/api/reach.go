@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/coordinator/internal/store"
 )
 
 // hostReach tells a signed-in technician where a host takes direct
@@ -14,7 +15,7 @@ import (
 // back to a session brokered by the coordinator; the host's certificate,
 // not the address, proves it is the host asked for.
 func (a *API) hostReach(w http.ResponseWriter, r *http.Request) error {
-	m, err := a.d.Store.FindHost(r.PathValue("host"))
+	m, err := a.reachableHost(r)
 	if err != nil {
 		return err
 	}
@@ -46,7 +47,7 @@ func (a *API) hostSessionToken(w http.ResponseWriter, r *http.Request) error {
 	if a.d.Auth == nil {
 		return httpError(http.StatusBadRequest, "this coordinator does not take user tokens")
 	}
-	m, err := a.d.Store.FindHost(r.PathValue("host"))
+	m, err := a.reachableHost(r)
 	if err != nil {
 		return err
 	}
@@ -60,4 +61,49 @@ func (a *API) hostSessionToken(w http.ResponseWriter, r *http.Request) error {
 	a.audit(r, "connect", "host "+m.ID, "direct session token")
 	writeJSON(w, http.StatusOK, map[string]any{"id": m.ID, "hostname": m.Hostname, "token": tok, "expires": exp})
 	return nil
+}
+
+// reachableHost is the host the request names, for a caller with a
+// read-only role or above, or with some right on it (the office's list and
+// the host's, as they are now): others learn neither its id nor its
+// addresses, only that there is no host they may reach by that name. The
+// host still decides by the lists it holds.
+func (a *API) reachableHost(r *http.Request) (*store.Member, error) {
+	name := r.PathValue("host")
+	m, err := a.d.Store.FindHost(name)
+	if hasListRole(r, true) || a.d.Auth == nil {
+		return m, err
+	}
+	if err == nil {
+		var rights []string
+		if rights, err = a.rightsOn(PrincipalFrom(r.Context()), m); err == nil && len(rights) > 0 {
+			return m, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+		return nil, err
+	}
+	return nil, httpError(http.StatusNotFound, "no host you may reach is called %q: outpost hosts lists the ones you may", name)
+}
+
+// rightsOn is what p may do on host m, from the lists as they are now.
+func (a *API) rightsOn(p *auth.Principal, m *store.Member) ([]string, error) {
+	if p == nil || p.User == "" {
+		return nil, nil
+	}
+	names, err := a.subjectNames(p.User)
+	if err != nil {
+		return nil, err
+	}
+	office, err := a.d.Store.Permissions(store.OfficeScope(m.Office))
+	if err != nil {
+		return nil, err
+	}
+	own, err := a.d.Store.Permissions(store.HostScope(m.ID))
+	if err != nil {
+		return nil, err
+	}
+	return grantedRights(names, office, own), nil
 }

@@ -750,8 +750,8 @@ Examples:
 				return func(ctx context.Context, e *env, args []string) error {
 					open := &wire.SessionOpen{Host: args[0], Kind: wire.SessionOpen_KIND_REBOOT, Reason: *reason, Cancel: *cancel}
 					switch {
-					case *cancel && (*now || *reason != ""):
-						return usagef("--cancel takes neither --now nor --reason")
+					case *cancel && (*now || *reason != "" || flagSet(fs, "in")):
+						return usagef("--cancel takes none of --now, --in and --reason")
 					case *now && flagSet(fs, "in"):
 						return usagef("give --now or --in, not both")
 					case *in < 0 || *in > 24*time.Hour:
