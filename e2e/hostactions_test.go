@@ -120,7 +120,7 @@ func TestAHostWaitingForARebootIsFoundUntilItReboots(t *testing.T) {
 	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
 	c.CreateOffice("annex", map[string]any{"checkin_interval": "1h"})
 	var boot atomic.Value
-	boot.Store("boot-1")
+	boot.Store("3f1c0b6e-first")
 	pc := startAgent(t, c, c.EnrollToken("annex", "agent", 1), "pc-annex-2", "127.0.0.46",
 		agent.WithBootID(func() string { return boot.Load().(string) }), agent.WithPower(func(context.Context, ...string) error { return nil }))
 	read := func(name string) []byte {
@@ -165,7 +165,7 @@ func TestAHostWaitingForARebootIsFoundUntilItReboots(t *testing.T) {
 	if r := tina.run("", "sync", "pc-annex-2"); r.code != 0 || !strings.Contains(r.stdout, "waiting for a reboot since") || !strings.Contains(r.stdout, "patch/OUT-9") {
 		t.Fatalf("sync before the reboot: %v", r)
 	}
-	boot.Store("boot-2") // the host rebooted
+	boot.Store("9a2d7c41-second") // the host rebooted
 	if r := tina.run("", "sync", "pc-annex-2"); r.code != 0 || strings.Contains(r.stdout, "waiting for a reboot") {
 		t.Fatalf("sync after the reboot: %v", r)
 	}
