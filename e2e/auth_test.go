@@ -222,20 +222,7 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := tina.cmd(ctx, "", "connect", "pc-berlin-1")
-		cmd.Stdin = nil
-		cmd.Env = append(cmd.Env, "TERM=vt100")
-		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 31, Cols: 97})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tty.Close()
-		var out syncBuffer
-		go io.Copy(&out, tty)
-		see := func(want string) {
-			t.Helper()
-			testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) },
-				"the terminal never showed %q:\n%s", want, out.String())
-		}
+		tty, out, see := onTerminal(t, cmd, 31, 97)
 		tty.Write([]byte("test -t 0 && echo tty-$TERM-$((6*7)); stty size\r"))
 		see("tty-vt100-42")
 		see("31 97")
@@ -246,7 +233,7 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		tty.Write([]byte("stty size; exit 5\r"))
 		see("45 120")
-		err = cmd.Wait()
+		err := cmd.Wait()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
 			t.Fatalf("connect ended with %v, want exit status 5:\n%s", err, out.String())
 		}
@@ -257,25 +244,12 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
 		cmd := tina.cmd(ctx, "", "exec", "-t", "pc-berlin-1", "--", "/bin/sh", "-c", "test -t 0 && echo tty-$TERM; stty size; read line; echo got-$line; exit 6")
-		cmd.Stdin = nil
-		cmd.Env = append(cmd.Env, "TERM=vt100")
-		tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 27, Cols: 88})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tty.Close()
-		var out syncBuffer
-		go io.Copy(&out, tty)
-		see := func(want string) {
-			t.Helper()
-			testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) },
-				"the terminal never showed %q:\n%s", want, out.String())
-		}
+		tty, out, see := onTerminal(t, cmd, 27, 88)
 		see("tty-vt100")
 		see("27 88")
 		tty.Write([]byte("typed\r"))
 		see("got-typed")
-		err = cmd.Wait()
+		err := cmd.Wait()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 6 {
 			t.Fatalf("exec -t ended with %v, want exit status 6:\n%s", err, out.String())
 		}
@@ -425,3 +399,24 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// onTerminal starts cmd (the CLI, with TERM=vt100) on a pseudo-terminal of
+// rows × cols, as a technician's own terminal, and gives the terminal, what
+// it has shown, and see, which waits until it has shown want.
+func onTerminal(t *testing.T, cmd *exec.Cmd, rows, cols uint16) (*os.File, *syncBuffer, func(want string)) {
+	t.Helper()
+	cmd.Stdin = nil
+	cmd.Env = append(cmd.Env, "TERM=vt100")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	out := &syncBuffer{}
+	go io.Copy(out, tty)
+	return tty, out, func(want string) {
+		t.Helper()
+		testutil.Eventually(t, 20*time.Second, func() bool { return strings.Contains(out.String(), want) },
+			"the terminal never showed %q:\n%s", want, out.String())
+	}
+}

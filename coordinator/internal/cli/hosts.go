@@ -494,6 +494,20 @@ func explainUnknownHost(end *wire.SessionEnd, role string) string {
 	return msg
 }
 
+// onTerminal puts the technician's terminal tty in raw mode and passes
+// its resizes on to the session; undo puts it back. instead is the advice
+// when raw mode cannot be had.
+func (s *session) onTerminal(tty *os.File, instead string) (undo func(), err error) {
+	restore, err := rawTerminal(tty)
+	if err != nil {
+		return nil, fmt.Errorf("put the terminal in raw mode: %w (%s)", err, instead)
+	}
+	stop := watchResize(tty, func(ws *wire.WindowSize) {
+		_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: ws}})
+	})
+	return func() { stop(); restore() }, nil
+}
+
 // forwardStdin sends r as the session's standard input, then closes it.
 func (s *session) forwardStdin(r io.Reader) {
 	buf := make([]byte, 32<<10)
@@ -610,15 +624,11 @@ Examples:
 					}
 					defer s.close()
 					if open.Terminal != nil {
-						restore, err := rawTerminal(tty)
+						undo, err := s.onTerminal(tty, "run without -t")
 						if err != nil {
-							return fmt.Errorf("put the terminal in raw mode: %w (run without -t)", err)
+							return err
 						}
-						defer restore()
-						stop := watchResize(tty, func(ws *wire.WindowSize) {
-							_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: ws}})
-						})
-						defer stop()
+						defer undo()
 						go s.forwardStdin(e.stdin)
 					} else if *stdin {
 						go s.forwardStdin(e.stdin)
@@ -662,15 +672,11 @@ Examples:
 					}
 					defer s.close()
 					if open.Terminal != nil {
-						restore, err := rawTerminal(tty)
+						undo, err := s.onTerminal(tty, "try --no-tty")
 						if err != nil {
-							return fmt.Errorf("put the terminal in raw mode: %w (try --no-tty)", err)
+							return err
 						}
-						defer restore()
-						stop := watchResize(tty, func(ws *wire.WindowSize) {
-							_ = s.send(&wire.SessionInput{Body: &wire.SessionInput_Resize{Resize: ws}})
-						})
-						defer stop()
+						defer undo()
 					}
 					go s.forwardStdin(e.stdin)
 					return s.wait(ctx, args[0], handlers{stdout: e.stdout, stderr: e.stderr})
