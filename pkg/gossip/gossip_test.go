@@ -37,6 +37,24 @@ func start(t *testing.T, name, bind string, key []byte) *Node {
 	return n
 }
 
+// joinedNodes starts n members m0, m1, ... on net.1, net.2, ... with one key,
+// all joined to m0.
+func joinedNodes(t *testing.T, n int, net string) []*Node {
+	t.Helper()
+	key := make([]byte, 32)
+	rand.Read(key)
+	var nodes []*Node
+	for i := range n {
+		nodes = append(nodes, start(t, fmt.Sprintf("m%d", i), fmt.Sprintf("%s.%d:0", net, i+1), key))
+	}
+	for _, m := range nodes[1:] {
+		if _, err := m.Join([]string{nodes[0].Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
 // run starts a node with cfg until the test ends.
 func run(t *testing.T, cfg Config) *Node {
 	t.Helper()
@@ -53,17 +71,7 @@ func run(t *testing.T, cfg Config) *Node {
 }
 
 func TestOfficeMembersSeeEachOtherAndRevisions(t *testing.T) {
-	key := make([]byte, 32)
-	rand.Read(key)
-	var nodes []*Node
-	for i := range 3 {
-		nodes = append(nodes, start(t, fmt.Sprintf("m%d", i), fmt.Sprintf("127.0.0.%d:0", i+1), key))
-	}
-	for _, n := range nodes[1:] {
-		if _, err := n.Join([]string{nodes[0].Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := joinedNodes(t, 3, "127.0.0")
 	nodes[2].SetRollup(true)
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		for _, p := range nodes[0].Peers() {
@@ -302,17 +310,7 @@ func (r *retold) Message(b []byte) {
 // LAN): with memberlist's local timers as they were, one change in four
 // reached some member of a 5-member office only that way.
 func TestMetadataReachesEveryMemberOfASmallOffice(t *testing.T) {
-	key := make([]byte, 32)
-	rand.Read(key)
-	var nodes []*Node
-	for i := range 5 {
-		nodes = append(nodes, start(t, fmt.Sprintf("m%d", i), fmt.Sprintf("127.0.3.%d:0", i+1), key))
-	}
-	for _, n := range nodes[1:] {
-		if _, err := n.Join([]string{nodes[0].Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := joinedNodes(t, 5, "127.0.3")
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		for _, n := range nodes {
 			if len(n.Peers()) != 4 {

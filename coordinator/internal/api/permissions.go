@@ -367,27 +367,12 @@ func (a *API) mayManage(r *http.Request, office string, host *store.Member, read
 	if hasListRole(r, read) {
 		return nil
 	}
-	p := PrincipalFrom(r.Context())
-	if p != nil && p.User != "" {
-		names, err := a.subjectNames(p.User)
-		if err != nil {
-			return err
-		}
-		grants, err := a.d.Store.Permissions(store.OfficeScope(office))
-		if err != nil {
-			return err
-		}
-		lists := [][]store.Grant{grants}
-		if host != nil {
-			own, err := a.d.Store.Permissions(store.HostScope(host.ID))
-			if err != nil {
-				return err
-			}
-			lists = append(lists, own)
-		}
-		if slices.Contains(grantedRights(names, lists...), "manage") {
-			return nil
-		}
+	rights, err := a.rightsIn(PrincipalFrom(r.Context()), office, host)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(rights, "manage") {
+		return nil
 	}
 	return managersOnly(read, what)
 }

@@ -76,7 +76,8 @@ func (a *API) reachableHost(r *http.Request) (*store.Member, error) {
 	}
 	if err == nil {
 		var rights []string
-		if rights, err = a.rightsOn(PrincipalFrom(r.Context()), m); err == nil && len(rights) > 0 {
+		// As the host decides: the list of the office it is in now.
+		if rights, err = a.rightsIn(PrincipalFrom(r.Context()), m.Office, m); err == nil && len(rights) > 0 {
 			return m, nil
 		}
 		if err != nil {
@@ -88,8 +89,10 @@ func (a *API) reachableHost(r *http.Request) (*store.Member, error) {
 	return nil, httpError(http.StatusNotFound, "no host you may reach is called %q: outpost hosts lists the ones you may", name)
 }
 
-// rightsOn is what p may do on host m, from the lists as they are now.
-func (a *API) rightsOn(p *auth.Principal, m *store.Member) ([]string, error) {
+// rightsIn is what p may do by office's list and, unless host is nil, the
+// host's own list, as they are now: every allow naming p or one of its
+// groups, less every deny.
+func (a *API) rightsIn(p *auth.Principal, office string, host *store.Member) ([]string, error) {
 	if p == nil || p.User == "" {
 		return nil, nil
 	}
@@ -97,13 +100,17 @@ func (a *API) rightsOn(p *auth.Principal, m *store.Member) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	office, err := a.d.Store.Permissions(store.OfficeScope(m.Office))
+	grants, err := a.d.Store.Permissions(store.OfficeScope(office))
 	if err != nil {
 		return nil, err
 	}
-	own, err := a.d.Store.Permissions(store.HostScope(m.ID))
-	if err != nil {
-		return nil, err
+	lists := [][]store.Grant{grants}
+	if host != nil {
+		own, err := a.d.Store.Permissions(store.HostScope(host.ID))
+		if err != nil {
+			return nil, err
+		}
+		lists = append(lists, own)
 	}
-	return grantedRights(names, office, own), nil
+	return grantedRights(names, lists...), nil
 }
