@@ -188,3 +188,72 @@ func TestHostsSeeOnlyTheirOwnSessionToken(t *testing.T) {
 		}
 	}
 }
+
+// A technician learns of no host where they have no right: the broker
+// answers for an unknown host, a host of someone else's and an offline
+// one of someone else's in the same words, and a hostname that another
+// host shares names the one the technician may reach.
+func TestTheBrokerTellsTechniciansOnlyOfTheirHosts(t *testing.T) {
+	h := coordinatortest.New(t)
+	h.CreateOffice("a", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	mine, opens := evilHost(t, h, ctx, "pc-7")
+	_, _ = evilHost(t, h, ctx, "pc-7") // another host of that name
+	_, _ = evilHost(t, h, ctx, "pc-other")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, _, err := member.Enroll(ctx, h.QUIC, h.CA, h.EnrollToken("a", "agent", 1), "pc-gone", wire.Role_ROLE_AGENT, key); err != nil {
+		t.Fatal(err)
+	}
+	h.MustDo("POST", "/v1/users", map[string]any{"name": "tom", "password": "tom-password-12"}, nil)
+	h.MustDo("POST", "/v1/users", map[string]any{"name": "ann", "password": "ann-password-12", "role": "read-only"}, nil)
+	h.MustDo("PUT", "/v1/hosts/"+mine+"/permissions", map[string]any{"grants": []map[string]any{{"subject": "user:tom", "rights": []string{"command"}}}}, nil)
+	login := func(user, password string) string {
+		var out struct {
+			AccessToken string `json:"access_token"`
+		}
+		if code, body := call(t, h, "", "POST", "/v1/login", map[string]any{"user": user, "password": password}, &out); code != 200 {
+			t.Fatalf("login %s: %d %s", user, code, body)
+		}
+		return out.AccessToken
+	}
+	tom, ann := login("tom", "tom-password-12"), login("ann", "ann-password-12")
+
+	var words []string
+	for _, host := range []string{"pc-nowhere", "pc-other", "pc-gone"} {
+		end := broker(t, h, ctx, &wire.SessionOpen{Token: tom, Host: host, Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"id"}})
+		if end.GetReason() != wire.SessionEnd_REASON_UNKNOWN_HOST {
+			t.Errorf("tom asked for %s: %v", host, end)
+		}
+		words = append(words, strings.Replace(end.GetError(), host, "HOST", 1))
+		code, body := call(t, h, tom, "GET", "/v1/hosts/"+host+"/reach", nil, nil)
+		if code != 404 {
+			t.Errorf("tom's reach of %s: %d %s", host, code, body)
+		}
+	}
+	if words[0] != words[1] || words[1] != words[2] || strings.Contains(words[2], "seen") {
+		t.Errorf("the broker told tom's hosts apart: %q", words)
+	}
+
+	// Two hosts are called pc-7, and tom may reach one of them.
+	if end := broker(t, h, ctx, &wire.SessionOpen{Token: tom, Host: "pc-7", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"id"}}); end.GetError() != "" {
+		t.Fatalf("tom asked for pc-7: %v", end)
+	}
+	select {
+	case <-opens:
+	case <-ctx.Done():
+		t.Fatal("tom's session never reached his pc-7")
+	}
+	var reach struct{ ID string }
+	if code, body := call(t, h, tom, "GET", "/v1/hosts/pc-7/reach", nil, &reach); code != 200 || reach.ID != mine {
+		t.Errorf("tom's reach of pc-7: %d %s, want %s", code, body, mine)
+	}
+
+	// Whoever may read the fleet is told what there is.
+	if end := broker(t, h, ctx, &wire.SessionOpen{Token: ann, Host: "pc-gone", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"id"}}); end.GetReason() != wire.SessionEnd_REASON_HOST_OFFLINE {
+		t.Errorf("ann asked for pc-gone: %v", end)
+	}
+	if end := broker(t, h, ctx, &wire.SessionOpen{Token: ann, Host: "pc-7", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"id"}}); end.GetReason() != wire.SessionEnd_REASON_AMBIGUOUS_HOST {
+		t.Errorf("ann asked for pc-7: %v", end)
+	}
+}

@@ -27,37 +27,6 @@ type myHostView struct {
 	Shared bool `json:"shared_hostname,omitempty"`
 }
 
-// rightOrder is the order rights are shown in.
-var rightOrder = []string{"view", "control", "command", "files", "manage"}
-
-// grantedRights is what the subjects in names get from lists: every
-// allow entry naming one adds its rights, every deny entry takes them
-// away, whatever list or order it is in.
-func grantedRights(names map[string]bool, lists ...[]store.Grant) []string {
-	allow, deny := map[string]bool{}, map[string]bool{}
-	for _, l := range lists {
-		for _, g := range l {
-			if !names[g.Subject] {
-				continue
-			}
-			for _, r := range g.Rights {
-				if g.Deny {
-					deny[r] = true
-				} else {
-					allow[r] = true
-				}
-			}
-		}
-	}
-	out := []string{}
-	for _, r := range rightOrder {
-		if allow[r] && !deny[r] {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	if err := a.needAuth(); err != nil {
 		return err
@@ -78,7 +47,7 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{"user": "", "hosts": out})
 		return nil
 	}
-	names, err := a.subjectNames(p.User)
+	names, err := a.d.Store.SubjectNames(p.User)
 	if err != nil {
 		return err
 	}
@@ -113,7 +82,7 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 		if match != "" && !strings.Contains(strings.ToLower(m.Hostname), match) && !strings.HasPrefix(m.ID, match) {
 			continue
 		}
-		rights := grantedRights(names, officeLists[m.Office], hostLists[m.ID])
+		rights := store.GrantedRights(names, officeLists[m.Office], hostLists[m.ID])
 		if len(rights) == 0 {
 			continue
 		}
@@ -134,18 +103,4 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"user": p.User, "hosts": out})
 	return nil
-}
-
-// subjectNames are the subjects that name user in permission lists: the
-// user and its groups as they are now, as the next signed policy has them.
-func (a *API) subjectNames(user string) (map[string]bool, error) {
-	groups, err := a.d.Store.GroupsOf(user)
-	if err != nil {
-		return nil, err
-	}
-	names := map[string]bool{"user:" + user: true}
-	for _, g := range groups {
-		names["group:"+g] = true
-	}
-	return names, nil
 }

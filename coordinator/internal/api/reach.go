@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -63,54 +64,37 @@ func (a *API) hostSessionToken(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// reachableHost is the host the request names, for a caller with a
-// read-only role or above, or with some right on it (the office's list and
-// the host's, as they are now): others learn neither its id nor its
-// addresses, only that there is no host they may reach by that name. The
-// host still decides by the lists it holds.
+// reachableHost is the host the request names: as FindHost finds it for
+// a caller with a read-only role or above, and among the hosts where the
+// caller has some right for others (Store.FindHostFor), who learn neither
+// the id nor the addresses of any other host, only that there is no host
+// they may reach by that name. The host still decides by the lists it
+// holds.
 func (a *API) reachableHost(r *http.Request) (*store.Member, error) {
 	name := r.PathValue("host")
-	m, err := a.d.Store.FindHost(name)
 	if hasListRole(r, true) || a.d.Auth == nil {
-		return m, err
+		return a.d.Store.FindHost(name)
 	}
-	if err == nil {
-		var rights []string
-		// As the host decides: the list of the office it is in now.
-		if rights, err = a.rightsIn(PrincipalFrom(r.Context()), m.Office, m); err == nil && len(rights) > 0 {
-			return m, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
-		return nil, err
+	var user string
+	if p := PrincipalFrom(r.Context()); p != nil {
+		user = p.User
 	}
-	return nil, httpError(http.StatusNotFound, "no host you may reach is called %q: outpost hosts lists the ones you may", name)
+	m, err := a.d.Store.FindHostFor(user, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, httpError(http.StatusNotFound, "%s: outpost hosts lists the ones you may", strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
+	}
+	return m, err
 }
 
 // rightsIn is what p may do by office's list and, unless host is nil, the
-// host's own list, as they are now: every allow naming p or one of its
-// groups, less every deny.
+// host's own list, as they are now (Store.RightsIn).
 func (a *API) rightsIn(p *auth.Principal, office string, host *store.Member) ([]string, error) {
-	if p == nil || p.User == "" {
+	if p == nil {
 		return nil, nil
 	}
-	names, err := a.subjectNames(p.User)
-	if err != nil {
-		return nil, err
-	}
-	grants, err := a.d.Store.Permissions(store.OfficeScope(office))
-	if err != nil {
-		return nil, err
-	}
-	lists := [][]store.Grant{grants}
+	var id string
 	if host != nil {
-		own, err := a.d.Store.Permissions(store.HostScope(host.ID))
-		if err != nil {
-			return nil, err
-		}
-		lists = append(lists, own)
+		id = host.ID
 	}
-	return grantedRights(names, lists...), nil
+	return a.d.Store.RightsIn(p.User, office, id)
 }

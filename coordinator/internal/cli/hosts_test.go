@@ -49,9 +49,9 @@ func TestUnknownHostAdvice(t *testing.T) {
 		wantCode int
 	}{
 		{"tina", []string{"exec", "pc-nosuch", "--", "id"},
-			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
+			[]string{`outpost: exec: no host you may reach is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
 		{"tina", []string{"inventory", "pc-nosuch"},
-			[]string{`outpost: inventory: no enrolled host is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
+			[]string{`outpost: inventory: no host you may reach is called "pc-nosuch": check the name`, "outpost hosts lists the hosts you may reach"}, "agent list", 1},
 		{"olga", []string{"exec", "pc-nosuch", "--", "id"},
 			[]string{`outpost: exec: no enrolled host is called "pc-nosuch": check the name, or find the host with outpost agent search TEXT`}, "outpost hosts lists", 1},
 	}

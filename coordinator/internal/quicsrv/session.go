@@ -189,7 +189,17 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		endSession(str, true, "the coordinator refused your token: %v", err)
 		return
 	}
-	m, err := s.store.FindHost(open.GetHost())
+	var m *store.Member
+	if auth.RoleRank(p.Role) >= auth.RoleRank(auth.RoleReadOnly) {
+		m, err = s.store.FindHost(open.GetHost())
+	} else {
+		// Others learn only of hosts where they have some right: not
+		// whether another is called that, nor when it was last seen.
+		m, err = s.store.FindHostFor(p.User, open.GetHost())
+		if errors.Is(err, store.ErrNotFound) {
+			v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: clip(open.GetHost(), 253), Detail: "refused: no right on any host of that name", Remote: remote})
+		}
+	}
 	if err != nil {
 		reason := wire.SessionEnd_REASON_UNSPECIFIED
 		switch {

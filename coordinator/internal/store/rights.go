@@ -1,0 +1,114 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// RightOrder is the order rights are shown in.
+var RightOrder = []string{"view", "control", "command", "files", "manage"}
+
+// GrantedRights is what the subjects in names get from lists: every allow
+// entry naming one adds its rights, every deny entry takes them away,
+// whatever list or order it is in. Hosts work their rights out the same
+// way from the lists they hold.
+func GrantedRights(names map[string]bool, lists ...[]Grant) []string {
+	allow, deny := map[string]bool{}, map[string]bool{}
+	for _, l := range lists {
+		for _, g := range l {
+			if !names[g.Subject] {
+				continue
+			}
+			for _, r := range g.Rights {
+				if g.Deny {
+					deny[r] = true
+				} else {
+					allow[r] = true
+				}
+			}
+		}
+	}
+	out := []string{}
+	for _, r := range RightOrder {
+		if allow[r] && !deny[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// SubjectNames are the subjects that name user in permission lists: the
+// user and its groups as they are now, as the next signed policy has them.
+func (s *Store) SubjectNames(user string) (map[string]bool, error) {
+	groups, err := s.GroupsOf(user)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{"user:" + user: true}
+	for _, g := range groups {
+		names["group:"+g] = true
+	}
+	return names, nil
+}
+
+// RightsIn is what user may do by office's list and, unless host is
+// empty, the host's own list (host is a member id), as they are now.
+func (s *Store) RightsIn(user, office, host string) ([]string, error) {
+	if user == "" {
+		return nil, nil
+	}
+	names, err := s.SubjectNames(user)
+	if err != nil {
+		return nil, err
+	}
+	grants, err := s.Permissions(OfficeScope(office))
+	if err != nil {
+		return nil, err
+	}
+	lists := [][]Grant{grants}
+	if host != "" {
+		own, err := s.Permissions(HostScope(host))
+		if err != nil {
+			return nil, err
+		}
+		lists = append(lists, own)
+	}
+	return GrantedRights(names, lists...), nil
+}
+
+// FindHostFor resolves a host as FindHost does, among the hosts where
+// user has some right (by the list of the office each is in now and its
+// own): a technician learns nothing of other hosts, not even whether one
+// is called that, and a hostname that other hosts share too names the one
+// the technician may reach. The host still decides by the lists it holds.
+func (s *Store) FindHostFor(user, host string) (*Member, error) {
+	if host == "" {
+		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
+	}
+	found, byHostname, err := s.MatchMembers(host)
+	if err != nil {
+		return nil, err
+	}
+	var mine []Member
+	for _, m := range found {
+		if m.Role != "agent" {
+			continue
+		}
+		rights, err := s.RightsIn(user, m.Office, m.ID)
+		if err != nil {
+			return nil, err
+		}
+		if len(rights) > 0 {
+			mine = append(mine, m)
+		}
+	}
+	switch {
+	case len(mine) == 1:
+		return &mine[0], nil
+	case len(mine) == 0:
+		return nil, fmt.Errorf("no host you may reach is called %q: %w", host, ErrNotFound)
+	case byHostname:
+		return nil, fmt.Errorf("%d hosts you may reach are called %q: name one by its member id: %w", len(mine), host, ErrConflict)
+	}
+	return nil, fmt.Errorf("%d hosts you may reach have an id starting with %q: name one by its whole id: %w", len(mine), host, ErrConflict)
+}
