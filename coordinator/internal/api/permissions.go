@@ -228,12 +228,27 @@ func (a *API) setHostPermissions(w http.ResponseWriter, r *http.Request) error {
 	if err := a.mayManage(r, homeOf(m), m, false, "host "+r.PathValue("id")); err != nil {
 		return err
 	}
-	return a.setPermissions(w, r, store.HostScope(m.ID), "host "+m.ID, m.Office, permissionsView{Host: m.ID, Office: m.Office})
+	return a.setPermissions(w, r, store.HostScope(m.ID), "host "+m.ID, m.Office, managerOf(r, homeOf(m), m.ID), permissionsView{Host: m.ID, Office: m.Office})
+}
+
+// managerOf is who changes the list of office (and of host, a member id,
+// unless empty) by the manage right: nil for a caller whose API role lets
+// it change every list.
+func managerOf(r *http.Request, office, host string) *store.Manager {
+	if hasListRole(r, false) {
+		return nil
+	}
+	var user string
+	if p := PrincipalFrom(r.Context()); p != nil {
+		user = p.User
+	}
+	return &store.Manager{User: user, Office: office, Host: host}
 }
 
 // setPermissions replaces the grants of one scope (an office or a host),
-// records it, and re-signs the office's policy so hosts learn of it.
-func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what, office string, view permissionsView) error {
+// records it, and re-signs the office's policy so hosts learn of it. by,
+// unless nil, must still have the manage right when the list is written.
+func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what, office string, by *store.Manager, view permissionsView) error {
 	var in permissionsInput
 	if err := decodeJSON(w, r, &in); err != nil {
 		return err
@@ -262,7 +277,10 @@ func (a *API) setPermissions(w http.ResponseWriter, r *http.Request, scope, what
 			return err
 		}
 	}
-	if _, err := a.d.Store.SetPermissionsIf(scope, in.Grants, ifTags); err != nil {
+	if _, err := a.d.Store.SetPermissionsAs(scope, in.Grants, ifTags, by); err != nil {
+		if errors.Is(err, store.ErrNotManager) {
+			return managersOnly(false, what)
+		}
 		var ce *store.PermissionsChangedError
 		if errors.As(err, &ce) {
 			w.Header().Set("ETag", `"`+ce.Current+`"`)
@@ -310,7 +328,7 @@ func (a *API) setOfficePermissions(w http.ResponseWriter, r *http.Request) error
 	if err := a.mayManage(r, o.Name, nil, false, "office "+o.Name); err != nil {
 		return err
 	}
-	return a.setPermissions(w, r, store.OfficeScope(o.Name), "office "+o.Name, o.Name, permissionsView{Office: o.Name})
+	return a.setPermissions(w, r, store.OfficeScope(o.Name), "office "+o.Name, o.Name, managerOf(r, o.Name, ""), permissionsView{Office: o.Name})
 }
 
 func grantsText(grants []store.Grant) string {

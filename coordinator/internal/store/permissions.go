@@ -48,7 +48,32 @@ func (e *PermissionsChangedError) Unwrap() error { return ErrConflict }
 // (PermissionsTag) is one of ifTags; no ifTags replaces it whatever it is.
 // The check and the write are one transaction. It returns the new tag.
 func (s *Store) SetPermissionsIf(scope string, grants []Grant, ifTags []string) (string, error) {
+	return s.SetPermissionsAs(scope, grants, ifTags, nil)
+}
+
+// Manager is who changes a permission list by the manage right rather
+// than by an API role: that user must have manage by the list of Office
+// and, unless Host (a member id) is empty, the host's own list.
+type Manager struct{ User, Office, Host string }
+
+// ErrNotManager is the answer of SetPermissionsAs when the manager no
+// longer has the manage right.
+var ErrNotManager = errors.New("not a manager of this list")
+
+// SetPermissionsAs is SetPermissionsIf by a manager (by nil: by an API
+// role): the manage right is checked in the write's own transaction, so a
+// right taken away at the same instant cannot let one more write through.
+func (s *Store) SetPermissionsAs(scope string, grants []Grant, ifTags []string, by *Manager) (string, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if by != nil {
+			rights, err := rightsInTx(tx, by.User, by.Office, by.Host)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(rights, "manage") {
+				return ErrNotManager
+			}
+		}
 		if len(ifTags) > 0 {
 			cur, err := permissionsIn(tx, scope)
 			if err != nil {

@@ -231,3 +231,50 @@ func TestRemovedOfficeTakesItsPermissionList(t *testing.T) {
 		t.Fatalf("office hq's list changed: %v", g)
 	}
 }
+
+// A manager's write checks the manage right in its own transaction: once
+// the right is gone, by the list or by the group, nothing more is written.
+func TestSetPermissionsAsChecksTheManagerInTheWrite(t *testing.T) {
+	s := permStore(t)
+	if err := s.CreateUser(User{Name: "lena"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateGroup(Group{Name: "hq-leads", Members: []string{"lena"}}); err != nil {
+		t.Fatal(err)
+	}
+	office := OfficeScope("hq")
+	leads := []Grant{{Subject: "group:hq-leads", Rights: []string{"manage"}}}
+	if err := s.SetPermissions(office, leads); err != nil {
+		t.Fatal(err)
+	}
+	lena := &Manager{User: "lena", Office: "hq"}
+	withTom := append(append([]Grant(nil), leads...), Grant{Subject: "user:tom", Rights: []string{"view"}})
+	if _, err := s.SetPermissionsAs(office, withTom, nil, lena); err != nil {
+		t.Fatalf("a manager's write: %v", err)
+	}
+	// On a host of the office, by the office's list; a deny in the host's
+	// own list takes the host out of lena's hands.
+	host := HostScope("ag-01")
+	onHost := &Manager{User: "lena", Office: "hq", Host: "ag-01"}
+	deny := []Grant{{Subject: "user:lena", Rights: []string{"manage"}, Deny: true}}
+	if _, err := s.SetPermissionsAs(host, deny, nil, onHost); err != nil {
+		t.Fatalf("a manager's write to a host's list: %v", err)
+	}
+	if _, err := s.SetPermissionsAs(host, nil, nil, onHost); !errors.Is(err, ErrNotManager) {
+		t.Fatalf("a write to a host whose list denies lena manage: %v", err)
+	}
+	// Out of the group: refused, and the list is as it was.
+	if _, _, err := s.UpdateGroup("hq-leads", time.Now(), func(g *Group) error { g.Members = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetPermissionsAs(office, leads, nil, lena); !errors.Is(err, ErrNotManager) {
+		t.Fatalf("a write by a former manager: %v, want ErrNotManager", err)
+	}
+	if got := mustPerms(t, s, office); !reflect.DeepEqual(got, withTom) {
+		t.Fatalf("the former manager's write landed: %+v", got)
+	}
+	// An admin's write (no manager) is not checked.
+	if _, err := s.SetPermissionsAs(office, leads, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+}

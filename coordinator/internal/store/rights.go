@@ -3,6 +3,9 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // RightOrder is the order rights are shown in.
@@ -40,34 +43,55 @@ func GrantedRights(names map[string]bool, lists ...[]Grant) []string {
 // SubjectNames are the subjects that name user in permission lists: the
 // user and its groups as they are now, as the next signed policy has them.
 func (s *Store) SubjectNames(user string) (map[string]bool, error) {
-	groups, err := s.GroupsOf(user)
+	var names map[string]bool
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		names, err = subjectNamesTx(tx, user)
+		return err
+	})
+	return names, err
+}
+
+func subjectNamesTx(tx *bolt.Tx, user string) (map[string]bool, error) {
+	groups, err := list[Group](tx, bGroups, nil)
 	if err != nil {
 		return nil, err
 	}
 	names := map[string]bool{"user:" + user: true}
 	for _, g := range groups {
-		names["group:"+g] = true
+		if slices.Contains(g.Members, user) {
+			names["group:"+g.Name] = true
+		}
 	}
 	return names, nil
 }
 
 // RightsIn is what user may do by office's list and, unless host is
-// empty, the host's own list (host is a member id), as they are now.
+// empty, the host's own list (host is a member id), as they are now: the
+// groups and the lists read in one transaction.
 func (s *Store) RightsIn(user, office, host string) ([]string, error) {
+	var rights []string
+	err := s.db.View(func(tx *bolt.Tx) (err error) {
+		rights, err = rightsInTx(tx, user, office, host)
+		return err
+	})
+	return rights, err
+}
+
+func rightsInTx(tx *bolt.Tx, user, office, host string) ([]string, error) {
 	if user == "" {
 		return nil, nil
 	}
-	names, err := s.SubjectNames(user)
+	names, err := subjectNamesTx(tx, user)
 	if err != nil {
 		return nil, err
 	}
-	grants, err := s.Permissions(OfficeScope(office))
+	grants, err := permissionsIn(tx, OfficeScope(office))
 	if err != nil {
 		return nil, err
 	}
 	lists := [][]Grant{grants}
 	if host != "" {
-		own, err := s.Permissions(HostScope(host))
+		own, err := permissionsIn(tx, HostScope(host))
 		if err != nil {
 			return nil, err
 		}
