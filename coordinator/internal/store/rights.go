@@ -1,8 +1,6 @@
 package store
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
@@ -106,33 +104,8 @@ func rightsInTx(tx *bolt.Tx, user, office, host string) ([]string, error) {
 // is called that, and a hostname that other hosts share too names the one
 // the technician may reach. The host still decides by the lists it holds.
 func (s *Store) FindHostFor(user, host string) (*Member, error) {
-	if host == "" {
-		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
-	}
-	found, byHostname, err := s.MatchMembers(host)
-	if err != nil {
-		return nil, err
-	}
-	var mine []Member
-	for _, m := range found {
-		if m.Role != "agent" {
-			continue
-		}
+	return s.findHost(host, "host you may reach", "hosts you may reach", func(m Member) (bool, error) {
 		rights, err := s.RightsIn(user, m.Office, m.ID)
-		if err != nil {
-			return nil, err
-		}
-		if len(rights) > 0 {
-			mine = append(mine, m)
-		}
-	}
-	switch {
-	case len(mine) == 1:
-		return &mine[0], nil
-	case len(mine) == 0:
-		return nil, fmt.Errorf("no host you may reach is called %q: %w", host, ErrNotFound)
-	case byHostname:
-		return nil, fmt.Errorf("%d hosts you may reach are called %q: name one by its member id: %w", len(mine), host, ErrConflict)
-	}
-	return nil, fmt.Errorf("%d hosts you may reach have an id starting with %q: name one by its whole id: %w", len(mine), host, ErrConflict)
+		return len(rights) > 0, err
+	})
 }

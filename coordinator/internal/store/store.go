@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -465,6 +464,12 @@ func (s *Store) MatchMembers(name string) (found []Member, byHostname bool, err 
 
 // FindHost resolves a host a technician names (MatchMembers, agents only).
 func (s *Store) FindHost(host string) (*Member, error) {
+	return s.findHost(host, "enrolled host", "hosts", nil)
+}
+
+// findHost is FindHost among the agents keep keeps (nil: every one), with
+// one and many such hosts named as one and many.
+func (s *Store) findHost(host, one, many string, keep func(Member) (bool, error)) (*Member, error) {
 	if host == "" {
 		return nil, errors.New("name a host: its member id (ag-...) or its hostname")
 	}
@@ -472,16 +477,29 @@ func (s *Store) FindHost(host string) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	found = slices.DeleteFunc(found, func(m Member) bool { return m.Role != "agent" })
-	switch {
-	case len(found) == 1:
-		return &found[0], nil
-	case len(found) == 0:
-		return nil, fmt.Errorf("no enrolled host is called %q: %w", host, ErrNotFound)
-	case byHostname:
-		return nil, fmt.Errorf("%d hosts are called %q: name one by its member id: %w", len(found), host, ErrConflict)
+	var kept []Member
+	for _, m := range found {
+		if m.Role != "agent" {
+			continue
+		}
+		if keep != nil {
+			if ok, err := keep(m); err != nil {
+				return nil, err
+			} else if !ok {
+				continue
+			}
+		}
+		kept = append(kept, m)
 	}
-	return nil, fmt.Errorf("%d hosts have an id starting with %q: name one by its whole id: %w", len(found), host, ErrConflict)
+	switch {
+	case len(kept) == 1:
+		return &kept[0], nil
+	case len(kept) == 0:
+		return nil, fmt.Errorf("no %s is called %q: %w", one, host, ErrNotFound)
+	case byHostname:
+		return nil, fmt.Errorf("%d %s are called %q: name one by its member id: %w", len(kept), many, host, ErrConflict)
+	}
+	return nil, fmt.Errorf("%d %s have an id starting with %q: name one by its whole id: %w", len(kept), many, host, ErrConflict)
 }
 
 // Members lists members, of one office when office is not empty.
