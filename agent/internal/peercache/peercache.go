@@ -85,10 +85,18 @@ type Server struct {
 	budget  Budget
 	log     *slog.Logger
 	slots   chan struct{}
-	limiter *rate.Limiter
 	served  *prometheus.CounterVec
 	refused *prometheus.CounterVec
-	lmu     sync.Mutex
+
+	lmu sync.Mutex
+	// limiters are the artifacts being sent now, each with its own share
+	// of the office's budget; no more than Concurrent at once.
+	limiters map[string]*shareLimiter
+}
+
+type shareLimiter struct {
+	*rate.Limiter
+	users int
 }
 
 // New builds a server; Serve starts it.
@@ -97,8 +105,8 @@ func New(chunks Chunks, office Office, budget Budget, logger *slog.Logger, reg p
 		return nil, err
 	}
 	s := &Server{chunks: chunks, office: office, budget: budget, log: logger.With("component", "peercache"),
-		slots:   make(chan struct{}, budget.Concurrent),
-		limiter: rate.NewLimiter(rate.Inf, 256<<10),
+		slots:    make(chan struct{}, budget.Concurrent),
+		limiters: map[string]*shareLimiter{},
 		served: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_peer_served_bytes_total", Help: "Artifact bytes sent to office peers, by office."}, []string{"office"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -266,33 +274,55 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, asker string) {
 		return
 	}
 	defer c.Close()
-	s.setRate(sha)
-	lw := &limitedWriter{ResponseWriter: w, ctx: r.Context(), s: s}
+	lim := s.share(sha)
+	defer s.unshare(sha)
+	lw := &limitedWriter{ResponseWriter: w, ctx: r.Context(), lim: lim}
 	http.ServeContent(lw, r, "", time.Time{}, c)
 	s.served.WithLabelValues(s.office.Name()).Add(float64(lw.n))
 	s.chunks.AddServed(sha, lw.n)
 }
 
-// setRate makes this member's share of the office's budget the budget
-// divided by the members that announce sha: when many hold it, each sends
-// less, and the office's total stays the budget.
-func (s *Server) setRate(sha string) {
+// share is the limiter of sha's share of the office's budget (nil without
+// a budget): the budget divided by the members that announce sha, so that
+// when many hold it each sends less and the office's total stays the
+// budget. Each artifact sent at once has a share of its own; the requests
+// for one artifact share its limiter. unshare lets go of it.
+func (s *Server) share(sha string) *rate.Limiter {
 	if s.budget.OfficeBytesPerSec == 0 {
-		return
+		return nil
 	}
 	holders := max(1, s.office.HolderCount(sha))
 	lim := rate.Limit(float64(s.budget.OfficeBytesPerSec) / float64(holders))
 	s.lmu.Lock()
-	if s.limiter.Limit() != lim {
-		s.limiter.SetLimit(lim)
+	defer s.lmu.Unlock()
+	l := s.limiters[sha]
+	if l == nil {
+		l = &shareLimiter{Limiter: rate.NewLimiter(lim, 256<<10)}
+		s.limiters[sha] = l
+	} else if l.Limit() != lim {
+		l.SetLimit(lim)
 	}
-	s.lmu.Unlock()
+	l.users++
+	return l.Limiter
+}
+
+func (s *Server) unshare(sha string) {
+	if s.budget.OfficeBytesPerSec == 0 {
+		return
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if l := s.limiters[sha]; l != nil {
+		if l.users--; l.users == 0 {
+			delete(s.limiters, sha)
+		}
+	}
 }
 
 type limitedWriter struct {
 	http.ResponseWriter
 	ctx context.Context
-	s   *Server
+	lim *rate.Limiter // nil: no budget
 	n   int64
 }
 
@@ -300,8 +330,8 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		k := min(len(p), 64<<10)
-		if w.s.budget.OfficeBytesPerSec > 0 {
-			if err := w.s.limiter.WaitN(w.ctx, k); err != nil {
+		if w.lim != nil {
+			if err := w.lim.WaitN(w.ctx, k); err != nil {
 				return written, err
 			}
 		}
