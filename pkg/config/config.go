@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -44,15 +45,82 @@ func Load(path string, cfg any, prefix string, env func(string) string) error {
 	return fromEnv(reflect.ValueOf(cfg).Elem(), prefix, env)
 }
 
-// Decode reads YAML into cfg, refusing unknown fields.
+// Decode reads YAML into cfg (a pointer to a struct), refusing unknown
+// fields and integers with a leading zero.
 func Decode(b []byte, cfg any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	// An empty file is no settings, not an error.
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		return err
 	}
+	var doc yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&doc); err != nil {
+		return err
+	}
+	return checkInts(&doc, reflect.TypeOf(cfg).Elem())
+}
+
+// leadingZero is an integer YAML reads in octal ("010" is 8), where the
+// environment and the flags read it in decimal (10).
+var leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]+$`)
+
+// checkInts refuses, in the YAML node n decoded into a value of type t,
+// an integer setting written with a leading zero: the file and the
+// environment would read it differently.
+func checkInts(n *yaml.Node, t reflect.Type) error {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := checkInts(c, t); err != nil {
+				return err
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.ShortTag() == "!!merge" {
+				if err := checkMerge(v, t); err != nil {
+					return err
+				}
+				continue
+			}
+			for j := range t.NumField() {
+				if strings.Split(t.Field(j).Tag.Get("yaml"), ",")[0] == k.Value {
+					if err := checkInts(v, t.Field(j).Type); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	case n.Kind == yaml.ScalarNode && t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 &&
+		n.ShortTag() == "!!int" && leadingZero.MatchString(n.Value):
+		return fmt.Errorf("line %d: %s: write the number without its leading zero (YAML reads it in octal)", n.Line, n.Value)
+	}
 	return nil
+}
+
+// checkMerge checks what a merge key ("<<: *defaults") brings into a
+// mapping of type t.
+func checkMerge(v *yaml.Node, t reflect.Type) error {
+	if v.Kind == yaml.AliasNode {
+		v = v.Alias
+	}
+	if v.Kind == yaml.SequenceNode {
+		for _, c := range v.Content {
+			if err := checkInts(c, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return checkInts(v, t)
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))

@@ -8,7 +8,8 @@ import (
 
 // decimal is a flag.Value for a signed integer read in base 10 only. The
 // flag package's own integer flags take Go's prefixes, so "--uses 010"
-// would mean 8 there while OUTPOST_* variables and YAML read 10.
+// would mean 8 there while OUTPOST_* variables read 10 (and a YAML file,
+// which would read 8, refuses it: Decode).
 type decimal[T int | int64] struct{ p *T }
 
 func (d decimal[T]) String() string {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -384,7 +385,7 @@ func validateOffice(o *store.Office) error {
 		return httpError(http.StatusBadRequest, "at most 16 relays per office")
 	}
 	for _, r := range o.Relays {
-		if !strings.HasPrefix(r, "http://") && !strings.HasPrefix(r, "https://") || len(r) > 512 {
+		if !validRelayURL(r) {
 			return httpError(http.StatusBadRequest, "relay %q: want a URL such as https://10.1.0.5:8090", r)
 		}
 	}
@@ -407,6 +408,17 @@ func validateOffice(o *store.Office) error {
 		return httpError(http.StatusBadRequest, "checkin_interval (--interval) %v: want between %v and %v", o.CheckinInterval, minInterval, maxInterval)
 	}
 	return nil
+}
+
+// validRelayURL tells whether r is an http(s) base URL naming a host,
+// without user, query or fragment: agents append the blob's path to it,
+// and the CA certifies its host for the office's relays.
+func validRelayURL(r string) bool {
+	if !strings.HasPrefix(r, "http://") && !strings.HasPrefix(r, "https://") || len(r) > 512 {
+		return false
+	}
+	u, err := url.Parse(r)
+	return err == nil && u.Hostname() != "" && u.User == nil && u.RawQuery == "" && !u.ForceQuery && u.Fragment == ""
 }
 
 func (a *API) view(o *store.Office) (officeView, error) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-const installerAnswer = `{"office":"berlin","coordinator":"outpost.example.org:8027","ca_fingerprint":"sha256:abcd",` +
+const installerAnswer = `{"office":"berlin","coordinator":"outpost.example.org:8027","ca_fingerprint":"sha256:abababababababababababababababababababababababababababababababab",` +
 	`"token":"opt_installersecret","token_id":"ab12cd34","expires":"2025-06-08T12:00:00Z","uses":100}`
 
 // binDir is a directory with a Linux executable standing in for the agent

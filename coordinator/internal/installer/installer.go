@@ -27,6 +27,8 @@ import (
 	"github.com/goreleaser/nfpm/v2/deb"
 	"github.com/goreleaser/nfpm/v2/files"
 	"gopkg.in/yaml.v3"
+
+	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
 // Where the installed files go on a computer.
@@ -81,8 +83,10 @@ func (c Config) validate() error {
 	if c.Coordinator == "" || strings.ContainsAny(c.Coordinator, " \n\"'") {
 		errs = append(errs, fmt.Errorf("coordinator address %q: want host:port", c.Coordinator))
 	}
-	if !strings.HasPrefix(c.CAFingerprint, "sha256:") {
-		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:<hex>", c.CAFingerprint))
+	// The agent pins what it reads here before its first dial: one it
+	// cannot read would stop every computer the installer reaches.
+	if _, err := tlsutil.NormalizeFingerprint(c.CAFingerprint); err != nil || !strings.HasPrefix(c.CAFingerprint, "sha256:") {
+		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:<64 hex digits>", c.CAFingerprint))
 	}
 	if c.Token == "" || strings.ContainsAny(c.Token, " \n\"'") {
 		errs = append(errs, errors.New("the enrollment token is empty or malformed"))
