@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -152,5 +155,48 @@ func TestAskersAreBounded(t *testing.T) {
 	}
 	if n := len(f.askers); n > maxAskedArtifacts {
 		t.Errorf("%d artifacts tracked, want at most %d", n, maxAskedArtifacts)
+	}
+}
+
+// The relay's work on an artifact is split among its downloaders about
+// evenly, every chunk to exactly one of them, whatever the artifact and
+// the members' names: a member's share strays from an even one no more
+// than a fair draw's would.
+func TestSharesOfTheRelaysWorkAreEven(t *testing.T) {
+	const n, artifacts = 64, 200
+	for _, members := range [][]string{
+		{"ag-0a1b2c3d4e5f6a7b", "ag-0a1b2c3d4e5f6a7c"},
+		{"ag-self", "ag-evil"},
+		{"ag-1", "ag-2", "ag-3", "ag-4"},
+	} {
+		var stray float64
+		for k := range artifacts {
+			sum := sha256.Sum256([]byte{byte(k), byte(k >> 8)})
+			sha := hex.EncodeToString(sum[:])
+			owners := make([]int, n)
+			for _, m := range members {
+				mine := shareOf(sha, m, members, n)
+				c := 0
+				for i := range n {
+					if mine.has(i) {
+						owners[i]++
+						c++
+					}
+				}
+				stray += math.Abs(float64(c) - float64(n)/float64(len(members)))
+			}
+			for i, o := range owners {
+				if o != 1 {
+					t.Fatalf("%v, artifact %d: chunk %d has %d owners", members, k, i, o)
+				}
+			}
+		}
+		// A fair draw strays by sqrt(2/pi) of its standard deviation on
+		// average; allow half as much again.
+		p := 1 / float64(len(members))
+		fair := math.Sqrt(2/math.Pi) * math.Sqrt(n*p*(1-p))
+		if got := stray / float64(artifacts*len(members)); got > 1.5*fair {
+			t.Errorf("%v: a share strays from an even one by %.1f chunks of %d on average; a fair draw by %.1f", members, got, n, fair)
+		}
 	}
 }

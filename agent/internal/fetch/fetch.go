@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,14 +207,14 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return redactURL(err)
 	}
 	if have > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 	}
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return err
+		return redactURL(err)
 	}
 	defer resp.Body.Close()
 	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND
@@ -308,4 +309,26 @@ func (f *Fetcher) lock(sha string) *sync.Mutex {
 func (f *Fetcher) Has(a *wire.Artifact) bool {
 	ok, err := verifyFile(filepath.Join(f.dir, a.GetSha256()), a)
 	return err == nil && ok
+}
+
+// redactURL takes the query out of the URL net/http quotes in err: a
+// presigned URL's query is a credential for the artifact until it expires
+// (its signature, and a session token with temporary credentials), and
+// errors are logged and reported to the coordinator.
+func redactURL(err error) error {
+	var ue *neturl.Error
+	if !errors.As(err, &ue) {
+		return err
+	}
+	clean := ue.URL
+	if u, perr := neturl.Parse(ue.URL); perr == nil {
+		if u.RawQuery != "" {
+			u.RawQuery = "REDACTED"
+		}
+		u.User, u.Fragment = nil, ""
+		clean = u.String()
+	} else if i := strings.IndexAny(clean, "?#"); i >= 0 {
+		clean = clean[:i]
+	}
+	return &neturl.Error{Op: ue.Op, URL: clean, Err: ue.Err}
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -232,6 +233,9 @@ func (f *Fetcher) remove(sha string, c *cached) (n int64, dropped bool, name str
 		}
 		f.hmu.Unlock()
 	}
+	// A sidecar goes before the partial it speaks for: a kill between the
+	// two must not leave a sidecar whose chunks are gone.
+	sort.SliceStable(c.files, func(i, j int) bool { return isSidecar(c.files[i]) && !isSidecar(c.files[j]) })
 	for _, file := range c.files {
 		path := filepath.Join(f.dir, file)
 		// Checked again just before: still a regular file (os.Remove
@@ -251,4 +255,8 @@ func (f *Fetcher) remove(sha string, c *cached) (n int64, dropped bool, name str
 	f.usedDirty = true
 	f.hmu.Unlock()
 	return n, dropped, name
+}
+
+func isSidecar(name string) bool {
+	return strings.HasSuffix(name, ".chunks.json") || strings.HasSuffix(name, ".chunks.json.tmp")
 }

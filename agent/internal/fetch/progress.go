@@ -1,6 +1,7 @@
 package fetch
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/bits"
@@ -18,6 +19,31 @@ func newBitset(n int) bitset { return make(bitset, (n+7)/8) }
 func (b bitset) has(i int) bool { return i >= 0 && i/8 < len(b) && b[i/8]&(1<<(i%8)) != 0 }
 func (b bitset) set(i int)      { b[i/8] |= 1 << (i % 8) }
 func (b bitset) clear(i int)    { b[i/8] &^= 1 << (i % 8) }
+
+// fits reports whether b is a map of n chunks: its length, and no chunk
+// past the last marked (count would exceed n, or reach n with a chunk
+// missing).
+func (b bitset) fits(n int) bool {
+	if len(b) != (n+7)/8 {
+		return false
+	}
+	for i := n; i < len(b)*8; i++ {
+		if b.has(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeMap reads the chunk map of n chunks a peer sent (base64, in
+// HeaderHave or HeaderPending); nil when it is not one.
+func decodeMap(v string, n int) bitset {
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil || !bitset(b).fits(n) {
+		return nil
+	}
+	return b
+}
 
 func (b bitset) count() int {
 	n := 0
@@ -56,12 +82,13 @@ func loadProgress(path string, size, chunkSize int64, n int) *progress {
 		return p
 	}
 	var got progress
-	if json.Unmarshal(b, &got) != nil || got.ChunkSize != chunkSize || got.Size != size || len(got.Done) != len(p.Done) {
+	if json.Unmarshal(b, &got) != nil || got.ChunkSize != chunkSize || got.Size != size || !got.Done.fits(n) {
 		return p
 	}
 	p.Done = got.Done
 	for i, k := range got.Partial {
-		if i >= 0 && i < n && !p.Done.has(i) && k > 0 && k < chunkSize {
+		// The last chunk may be shorter than the others.
+		if i >= 0 && i < n && !p.Done.has(i) && k > 0 && k < min(chunkSize, size-int64(i)*chunkSize) {
 			p.Partial[i] = k
 		}
 	}
