@@ -1,11 +1,9 @@
 package relay
 
 import (
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -394,9 +392,9 @@ func loadConfig(path string, env func(string) string) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("read relay config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		// As the agent's and the coordinator's: unknown keys and numbers
+		// with a leading zero (octal to YAML, decimal to the rest) refused.
+		if err := config.Decode(data, &c); err != nil {
 			return Config{}, fmt.Errorf("relay config %s: %w", path, err)
 		}
 	}

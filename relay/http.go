@@ -82,7 +82,8 @@ func (r *Relay) routes(g prometheus.Gatherer) http.Handler {
 // first byte goes out as soon as it arrives from the file server. A stream
 // whose artifact then fails verification is cut before its last byte. HEAD
 // fetches too: it must state the exact length, and doubles as a way to
-// pre-stage an artifact.
+// pre-stage an artifact (the fetch it starts goes on once it has answered;
+// see cache.Detach).
 func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 	hash := req.PathValue("hash")
 	// Over HTTPS an enrolled relay serves members only; plain HTTP, which
@@ -100,6 +101,12 @@ func (r *Relay) getBlob(w http.ResponseWriter, req *http.Request) error {
 		return err
 	}
 	defer obj.Close()
+	if req.Method == http.MethodHead && !obj.Hit() {
+		// A HEAD of a large miss answers once the size is known; left to
+		// its readers, the fetch would end with it and the WAN bytes read
+		// so far would wait for a next request that may never come.
+		r.cache.Detach(hash)
+	}
 	digest, _ := hex.DecodeString(hash)
 	h := w.Header()
 	h.Set("Content-Type", "application/octet-stream")

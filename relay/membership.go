@@ -2,7 +2,9 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -64,6 +66,29 @@ func (m *membership) FileServer(ctx context.Context) (*wire.FileServerResponse, 
 	return resp.GetFileServer(), nil
 }
 
+// loadSaved applies the policy saved before a restart, so that its pins
+// hold before the relay serves or evicts anything (New calls it; Run would
+// be too late, with requests already coming). It reports whether the pins
+// are known: a relay with no saved policy pins nothing, but one whose
+// saved policy cannot be read waits for the coordinator's.
+func (m *membership) loadSaved() (known bool) {
+	id, err := member.LoadIdentity(filepath.Join(m.cfg.DataDir, "identity"))
+	if errors.Is(err, member.ErrNotEnrolled) {
+		// Enrolment may find a policy saved under an earlier identity.
+		_, err := os.Stat(filepath.Join(m.cfg.DataDir, policyFile))
+		return errors.Is(err, fs.ErrNotExist)
+	}
+	if err != nil || id.Role != wire.Role_ROLE_RELAY {
+		return false // Run says what is wrong
+	}
+	m.policy = &officePolicy{key: id.PolicyKey, office: id.Office, dir: m.cfg.DataDir, apply: m.onPolicy}
+	if err := m.policy.load(); err != nil {
+		m.log.Warn("saved policy not used; nothing is evicted until the coordinator's arrives or a fetch needs room", "err", err)
+		return false
+	}
+	return true
+}
+
 // Run enrols (retrying while the coordinator is unreachable; a refused
 // token is final), then runs the link, gossip and check-ins until ctx ends.
 func (m *membership) Run(ctx context.Context) error {
@@ -82,7 +107,7 @@ func (m *membership) Run(ctx context.Context) error {
 	if id.Role != wire.Role_ROLE_RELAY {
 		return fmt.Errorf("the identity in %s is an agent's, not a relay's", filepath.Join(m.cfg.DataDir, "identity"))
 	}
-	if m.onPolicy != nil {
+	if m.onPolicy != nil && m.policy == nil { // enrolled just now, or loadSaved could not tell
 		m.policy = &officePolicy{key: id.PolicyKey, office: id.Office, dir: m.cfg.DataDir, apply: m.onPolicy}
 		if err := m.policy.load(); err != nil {
 			m.log.Warn("saved policy not used", "err", err)

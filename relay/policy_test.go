@@ -2,12 +2,23 @@ package relay
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/member"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -108,5 +119,105 @@ func TestOfficePolicyWithVariants(t *testing.T) {
 	sort.Strings(want)
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("pinned %v, want %v", got, want)
+	}
+}
+
+// enrolledDataDir gives a relay data directory as enrolment leaves it (the
+// identity of a relay of office lyon), and the office's policy key.
+func enrolledDataDir(t testing.TB) (string, ed25519.PrivateKey) {
+	t.Helper()
+	ca := newMiniCA(t)
+	key, _ := tlsutil.NewKey()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	id := &member.Identity{ID: "relay-1", Office: "lyon", Role: wire.Role_ROLE_RELAY,
+		Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, CADER: ca.cert.Raw, PolicyKey: pub, GossipKey: make([]byte, 32)}
+	if err := id.Save(filepath.Join(dir, "identity")); err != nil {
+		t.Fatal(err)
+	}
+	return dir, priv
+}
+
+// A restarted relay applies its saved policy before its cache evicts
+// anything, so that objects the policy pins are kept beyond the cap; a
+// relay with no saved policy pins nothing and gets under its cap at once;
+// one whose saved policy cannot be used evicts nothing until it learns the
+// pins from the coordinator (or a fetch needs room).
+func TestRestartAppliesTheSavedPolicyBeforeEvicting(t *testing.T) {
+	pinned1, pinned2, other := []byte("pinned one"), []byte("pinned two"), []byte("not pinned")
+	for _, tt := range []struct {
+		name   string
+		policy func(t *testing.T, dir string, key ed25519.PrivateKey)
+		// what the cache holds after New
+		pinned, other bool
+	}{
+		{name: "saved policy", policy: savePolicy(false), pinned: true, other: false},
+		{name: "no saved policy", policy: func(*testing.T, string, ed25519.PrivateKey) {}, pinned: false, other: true},
+		{name: "damaged saved policy", policy: savePolicy(true), pinned: true, other: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, key := enrolledDataDir(t)
+			// The pinned objects are the least recently used: a cap applied
+			// without the pins would take them first.
+			for i, b := range [][]byte{pinned1, pinned2, other} {
+				h := hashOf(b)
+				p := filepath.Join(dir, "cache", "sha256", h[:2], h)
+				if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(p, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				at := time.Now().Add(time.Duration(i-3) * time.Hour)
+				if err := os.Chtimes(p, at, at); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tt.policy(t, dir, key)
+			cfg := testConfig(t)
+			cfg.DataDir = dir
+			cfg.Coordinator = "127.0.0.1:1" // never reached: New contacts nothing
+			cfg.CacheMaxBytes = int64(len(other)) + 1
+			r, err := New(cfg, logging.Discard(), prometheus.NewRegistry())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.unlock()
+			got := map[string]bool{"pinned": r.cache.Has(hashOf(pinned1)) && r.cache.Has(hashOf(pinned2)), "other": r.cache.Has(hashOf(other))}
+			if got["pinned"] != tt.pinned || got["other"] != tt.other {
+				t.Errorf("after New: pinned objects kept %v, the other kept %v; want %v and %v", got["pinned"], got["other"], tt.pinned, tt.other)
+			}
+		})
+	}
+}
+
+// savePolicy writes a signed policy of office lyon naming the two pinned
+// objects of TestRestartAppliesTheSavedPolicyBeforeEvicting, damaged or not.
+func savePolicy(damaged bool) func(t *testing.T, dir string, key ed25519.PrivateKey) {
+	return func(t *testing.T, dir string, key ed25519.PrivateKey) {
+		pol := &wire.Policy{Office: "lyon", Revision: 2}
+		for _, b := range [][]byte{[]byte("pinned one"), []byte("pinned two")} {
+			pol.Items = append(pol.Items, &wire.Item{Id: string(b), Kind: "package", Artifact: &wire.Artifact{Sha256: hashOf(b), Size: int64(len(b))}})
+		}
+		sp, err := wire.SignPolicy(key, pol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := proto.Marshal(sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if damaged {
+			raw[len(raw)/2] ^= 0xff
+		}
+		if err := os.WriteFile(filepath.Join(dir, policyFile), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -264,8 +264,9 @@ func (r *Relay) Staging() *wire.StagingStatus {
 }
 
 // New builds a relay from a valid cfg. It opens the cache directory (and
-// clears temp files an earlier run left) but starts nothing; the file
-// server is not contacted before the first miss.
+// clears temp files an earlier run left) and pins what the office policy
+// saved by an earlier run names, but starts nothing; the file server is
+// not contacted before the first miss.
 func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -376,6 +377,16 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		// connection per download keeps failover and ranges simple.
 		r.tls.NextProtos = []string{"http/1.1"}
 	}
+	// The cache evicts nothing until it knows the pins, so that a restart
+	// keeps pinned objects beyond the cap: the saved policy's (applied by
+	// loadSaved), or none for a relay that has no policy.
+	pinsKnown := true
+	if m != nil {
+		pinsKnown = m.loadSaved()
+	}
+	if pinsKnown && r.revision == 0 {
+		c.SetPinned(nil)
+	}
 	r.handler = r.routes(gatherer)
 	return r, nil
 }
@@ -389,8 +400,9 @@ func (r *Relay) Addr() string {
 }
 
 // Run serves until ctx ends, then lets downloads in progress finish for up
-// to the configured shutdown timeout, and returns once every goroutine it
-// started has ended. It returns an error if it cannot listen or a component
+// to the configured shutdown timeout, stops the fetches that no download
+// waits for (pre-staging), and returns once every goroutine it started has
+// ended. It returns an error if it cannot listen or a component
 // fails; a relay runs once.
 func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
@@ -438,8 +450,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		})
 	}
 	err = g.Wait()
-	// Every Get has returned by now, so the fetches they shared end soon.
-	r.cache.Wait()
+	// Every request and Get has returned by now. What still runs is a
+	// pinned or detached fetch, which would hold the stop for as long as
+	// the WAN takes: it stops now, and resumes from its bytes at the next
+	// start.
+	r.cache.Stop()
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}

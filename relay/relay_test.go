@@ -468,6 +468,50 @@ func TestShutdownCutsStuckDownloads(t *testing.T) {
 	}
 }
 
+// A relay that stops while it pre-stages a pinned artifact over a stalled
+// WAN stops within its shutdown timeout: the pinned fetch, which no reader
+// waits for, is cancelled rather than waited for, and its bytes are kept
+// so that the next start resumes from them.
+func TestShutdownStopsThePrestageOfAPinnedArtifact(t *testing.T) {
+	data := pattern(3 << 20)
+	hash := hashOf(data)
+	up := newStalled(1<<20, data) // a third arrives, then the WAN stalls
+	defer up.release(int64(len(data)))
+	cfg := testConfig(t)
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	r, err := New(cfg, logging.Discard(), prometheus.NewRegistry(), WithUpstream(up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	testutil.Eventually(t, 5*time.Second, func() bool { return r.Addr() != "" }, "relay never listened")
+	r.applyPolicy(1, []string{hash}, map[string]int64{hash: int64(len(data))})
+	testutil.Eventually(t, 5*time.Second, func() bool { return up.sent.Load() == 1<<20 }, "pre-staging never started")
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		up.release(int64(len(data))) // let it end before the test's directory goes
+		<-done
+		t.Fatalf("Run has not returned 3s after the stop (shutdown_timeout %v): it waits for the pinned fetch to complete", cfg.ShutdownTimeout)
+	}
+
+	// The next start reads only what the first did not.
+	up2 := newStalled(int64(len(data)), data)
+	tr := startRelay(t, cfg, WithUpstream(up2))
+	tr.applyPolicy(1, []string{hash}, map[string]int64{hash: int64(len(data))})
+	testutil.Eventually(t, 5*time.Second, func() bool { return tr.cache.Has(hash) }, "not pre-staged after the restart")
+	if got := up2.sent.Load(); got != 2<<20 {
+		t.Errorf("after the restart the file server sent %d bytes, want %d (the rest)", got, 2<<20)
+	}
+}
+
 func TestComponents(t *testing.T) {
 	boom := errors.New("gossip key rejected")
 	t.Run("a failing component stops the relay", func(t *testing.T) {
@@ -597,6 +641,31 @@ func TestRealMinIO(t *testing.T) {
 	}
 	if fetches.Load() != 1 {
 		t.Errorf("coordinator asked %d times, want 1", fetches.Load())
+	}
+}
+
+// An empty artifact is a valid upload. S3 refuses any range of an empty
+// object (416 InvalidRange), including the first chunk the relay asks for
+// on a miss: the relay reads it whole instead, checks the hash of no
+// bytes, and serves it, from its cache the next time.
+func TestEmptyArtifactThroughRealMinIO(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	const bucket = "outpost-artifacts"
+	m.MakeBucket(t, bucket)
+	empty := []byte{}
+	hash := hashOf(empty)
+	if _, err := m.Client(t).PutObject(context.Background(), bucket, "sha256/"+hash, bytes.NewReader(empty), 0, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.FileServer = FileServerConfig{Endpoint: m.Endpoint, Bucket: bucket, AccessKey: m.AccessKey, SecretKey: m.SecretKey}
+	tr := startRelay(t, cfg)
+	for i, source := range []string{"fetch", ""} {
+		resp, body := do(t, "GET", tr.url+BlobPath+hash, nil)
+		if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("X-Outpost-Source") != source {
+			t.Fatalf("get %d of the empty artifact: status %d, source %q, body %.300s; want 200 and no bytes, source %q",
+				i, resp.StatusCode, resp.Header.Get("X-Outpost-Source"), body, source)
+		}
 	}
 }
 

@@ -311,3 +311,23 @@ func TestParallelRangesRealMinIO(t *testing.T) {
 		t.Errorf("fetches %v, want 1", got)
 	}
 }
+
+// A HEAD of a miss over StreamMin answers as soon as the size is known;
+// the fetch it started goes on to the end, so that HEAD pre-stages and the
+// WAN bytes already read are not thrown away.
+func TestHeadOfALargeMissPrestagesIt(t *testing.T) {
+	data := pattern(3 << 20)
+	hash := hashOf(data)
+	up := newStalled(1<<20, data)
+	tr := startRelay(t, testConfig(t), WithUpstream(up))
+	resp, _ := do(t, "HEAD", tr.url+BlobPath+hash, nil)
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(data)) {
+		t.Fatalf("HEAD: %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+	up.release(int64(len(data))) // the file server sends the rest
+	testutil.Eventually(t, 5*time.Second, func() bool { return tr.cache.Has(hash) },
+		"after HEAD the artifact is not cached: the fetch HEAD started was cancelled when HEAD returned")
+	if got := up.sent.Load(); got != int64(len(data)) {
+		t.Errorf("the file server sent %d bytes, want %d (once)", got, len(data))
+	}
+}

@@ -11,7 +11,8 @@
 // range after a broken upstream connection, read large objects in parallel
 // ranges, and can be held to a rate (the WAN leg). Objects are evicted least
 // recently used first when the cache outgrows its cap, except those pinned
-// (named by the office's policy).
+// (named by the office's policy) and those whose readers have yet to open
+// them.
 //
 // It is not an HTTP server or a pre-stager: those are the relay's business
 // and sit on top of Get and Open.
@@ -102,6 +103,9 @@ type Options struct {
 	// system that holds dir; -1 (or an error) means it cannot tell, and
 	// fetches then start unchecked. Default: statfs where there is one.
 	FreeSpace func(dir string) (int64, error)
+	// Detached is how many fetches Detach may have running with no reader
+	// at once (default 4): each may cost a whole artifact of WAN.
+	Detached int
 }
 
 func (o Options) withDefaults() Options {
@@ -126,6 +130,9 @@ func (o Options) withDefaults() Options {
 	if o.FreeSpace == nil {
 		o.FreeSpace = diskFree
 	}
+	if o.Detached <= 0 {
+		o.Detached = 4
+	}
 	return o
 }
 
@@ -148,6 +155,7 @@ type Cache struct {
 	// fullLogged holds the artifacts whose last fetch failed for a full
 	// disk, so that the same failure again is not a new warning.
 	fullLogged map[string]bool
+	detached   int            // fetches that Detach keeps running
 	wg         sync.WaitGroup // fetches still running
 }
 
@@ -160,7 +168,10 @@ type entry struct {
 // New opens the cache in dir, creating it if needed. Temp files left by an
 // earlier process are removed, except partial fetches that can resume, and
 // complete objects are kept; files that
-// cannot be objects (wrong name or place) are removed. It starts nothing.
+// cannot be objects (wrong name or place) are removed. It starts nothing,
+// and evicts nothing: which objects are pinned is not known yet (the
+// relay learns it from the office's policy), so a cache over its cap gets
+// under it at the first SetPinned, or when a fetch needs room.
 func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer, opts ...Options) (*Cache, error) {
 	if dir == "" {
 		return nil, errors.New("cache: no directory given")
@@ -265,17 +276,17 @@ func (c *Cache) recover() error {
 		c.stored += f.size
 	}
 	c.updateGaugesLocked()
-	evicted := c.evictLocked()
+	stored := c.stored
 	c.mu.Unlock()
-	c.logger.Info("cache opened", "dir", c.dir, "objects", len(all), "bytes", c.storedBytes(), "evicted", evicted,
-		"max_bytes", c.opts.MaxBytes)
+	log := c.logger.With("dir", c.dir, "objects", len(all), "bytes", stored, "max_bytes", c.opts.MaxBytes)
+	if c.opts.MaxBytes > 0 && stored > c.opts.MaxBytes {
+		// Evicting now could delete what the office's policy pins, only
+		// to fetch it again over the WAN.
+		log.Info("cache opened over its cap; evicting once the pinned artifacts are known or a fetch needs room")
+	} else {
+		log.Info("cache opened")
+	}
 	return nil
-}
-
-func (c *Cache) storedBytes() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stored
 }
 
 // ValidateHash returns ErrInvalidHash unless s is exactly 64 lower-case hex
@@ -333,10 +344,15 @@ func (c *Cache) Get(ctx context.Context, hash string) (*os.File, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if fl.file != nil { // completed between the miss and the join
+		return fl.file, fl.size, nil
+	}
+	// Leaving only once the object is open keeps it from being evicted
+	// in between (see evictLocked).
+	defer c.leave(hash, fl)
 	select {
 	case <-fl.done:
 	case <-ctx.Done():
-		c.leave(hash, fl)
 		// The fetch may have finished in the same instant; prefer its
 		// outcome so that a result is not thrown away.
 		select {
@@ -387,6 +403,9 @@ func (c *Cache) Open(ctx context.Context, hash string) (Object, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fl.file != nil { // completed between the miss and the join
+		return &fileObject{File: fl.file, size: fl.size, fetched: true}, nil
+	}
 	select {
 	case <-fl.sized:
 		if fl.size <= c.opts.StreamMin {
@@ -408,8 +427,9 @@ func (c *Cache) Open(ctx context.Context, hash string) (Object, error) {
 		return nil, err
 	}
 	if r == nil { // the fetch completed already
-		c.leave(hash, fl)
+		// Held for this waiter until it leaves: open first.
 		f, size, err := c.open(hash)
+		c.leave(hash, fl)
 		if err != nil {
 			return nil, fmt.Errorf("open %s after fetch: %w", hash, err)
 		}
@@ -461,6 +481,9 @@ func (c *Cache) open(hash string) (*os.File, int64, error) {
 // none is running. A fetch that every waiter left is stopping: joining it
 // would give a stream that is cut a moment later, so the caller waits for
 // it to end and starts the next, which resumes from the bytes it kept.
+// The caller leaves once it is done with the flight (for a completed one:
+// once it has opened the object). If the object was completed meanwhile
+// the flight returned is a finished one carrying the open file.
 func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
 	for {
 		c.mu.Lock()
@@ -476,10 +499,24 @@ func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
 		}
 		if !ok {
 			// A fetch may have completed between the caller's miss and now;
-			// starting another would read the upstream twice.
-			if _, ok := c.index[hash]; ok {
-				c.mu.Unlock()
-				return doneFlight(), nil
+			// starting another would read the upstream twice. Opened under
+			// the lock, so that no eviction comes in between.
+			if e, ok := c.index[hash]; ok {
+				f, size, err := c.open(hash)
+				if err == nil {
+					c.seq++
+					e.used = c.seq
+					c.mu.Unlock()
+					return doneFlight(f, size), nil
+				}
+				if !errors.Is(err, fs.ErrNotExist) {
+					c.mu.Unlock()
+					return nil, err
+				}
+				// Removed behind the cache's back: fetch it again.
+				delete(c.index, hash)
+				c.stored -= e.size
+				c.updateGaugesLocked()
 			}
 			// The fetch serves every waiter, so it must not end with the
 			// first one's request; it keeps ctx's values (trace ids) only.
@@ -496,26 +533,78 @@ func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
 	}
 }
 
-// leave unregisters a waiter; the last one out cancels the fetch, since
-// nobody would use its result, unless the artifact is pinned.
+// leave unregisters a waiter. The last one out cancels a fetch still
+// running, since nobody would use its result, unless the artifact is
+// pinned or the fetch detached; it lets go of a completed one's object,
+// which the waiters have open now (see run).
 func (c *Cache) leave(hash string, fl *flight) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if fl.cancel == nil { // a doneFlight: nothing shared
+		return
+	}
 	fl.waiters--
-	if fl.waiters == 0 && fl.cancel != nil && !c.pinned[hash] {
+	if fl.waiters > 0 {
+		return
+	}
+	if fl.ended {
+		c.dropFlightLocked(fl)
+		return
+	}
+	select {
+	case <-fl.done:
+		return // run lets go of it
+	default:
+	}
+	if !c.pinned[hash] && !fl.detached {
 		c.logger.Debug("every waiter left, cancelling fetch", "sha256", hash)
 		fl.abandoned = true
 		fl.cancel()
 	}
 }
 
+// Detach has the fetch of hash in progress go on to its end even once
+// every reader has left, as a pinned artifact's does: what one request
+// started (a HEAD, which reads no bytes) is then cached rather than
+// thrown away. At most Options.Detached fetches are detached at once;
+// beyond that, or with no fetch of hash running, it returns false and the
+// fetch ends with its readers. Stop cancels detached fetches too.
+func (c *Cache) Detach(hash string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fl, ok := c.flights[hash]
+	if !ok || fl.abandoned || fl.ended {
+		return false
+	}
+	if fl.detached {
+		return true
+	}
+	if c.detached >= c.opts.Detached {
+		c.logger.Debug("not detaching a fetch: too many run detached already", "sha256", hash, "detached", c.detached)
+		return false
+	}
+	fl.detached = true
+	c.detached++
+	return true
+}
+
 func (c *Cache) run(ctx context.Context, fl *flight) {
 	defer c.wg.Done()
 	err := c.fetch(ctx, fl)
 	c.mu.Lock()
-	delete(c.flights, fl.hash)
 	c.reserved -= fl.reservedBytes
 	fl.reservedBytes = 0
+	fl.ended = true
+	if fl.detached {
+		fl.detached = false
+		c.detached--
+	}
+	// A completed object stays held while waiters have still to open it
+	// (the last to leave lets go); a failed fetch leaves at once, so that
+	// the next caller starts afresh.
+	if err != nil || fl.waiters == 0 {
+		c.dropFlightLocked(fl)
+	}
 	c.mu.Unlock()
 	if err != nil {
 		fl.finish(err, nil)
@@ -524,7 +613,35 @@ func (c *Cache) run(ctx context.Context, fl *flight) {
 	close(fl.stopped)
 }
 
+// dropFlightLocked forgets an ended flight. The object it held for its
+// waiters may be one the cap cannot keep (pinned objects fill it): its
+// waiters have it open, and it goes now.
+func (c *Cache) dropFlightLocked(fl *flight) {
+	if c.flights[fl.hash] == fl {
+		delete(c.flights, fl.hash)
+	}
+	c.evictLocked()
+}
+
+// Stop cancels every fetch in progress, pinned and detached ones too, and
+// waits for them to end; what they fetched is kept to resume (see fetch).
+// It is for the end of the relay: its readers have gone, and a pinned
+// fetch over a slow WAN could otherwise hold the stop for hours.
+func (c *Cache) Stop() {
+	c.mu.Lock()
+	for _, fl := range c.flights {
+		if fl.ended {
+			continue
+		}
+		fl.abandoned = true
+		fl.cancel()
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
 // Wait blocks until every fetch in progress has ended. A fetch ends when it
-// completes or when all its waiters have left, so once the callers of Get
-// have returned and the Objects are closed, Wait returns promptly.
+// completes or when all its waiters have left (a pinned or detached one
+// only when it completes, or at Stop), so once the callers of Get have
+// returned and the Objects are closed, Wait returns promptly.
 func (c *Cache) Wait() { c.wg.Wait() }

@@ -577,6 +577,183 @@ func TestRestartKeepsObjectsAndDropsTemps(t *testing.T) {
 	}
 }
 
+// Pinned objects are kept beyond the cap, across a restart too: the cache
+// opens before the relay has applied its saved policy's pins, so opening
+// must not evict down to the cap (they would cross the WAN again).
+func TestRestartKeepsPinnedObjectsBeyondTheCap(t *testing.T) {
+	a, b, c := blob("a", 1000), blob("b", 1000), blob("c", 1000)
+	pins := []string{hashOf(a), hashOf(b), hashOf(c)}
+	dir := t.TempDir()
+	h := newHarnessOpts(t, newRangeFake(a, b, c), dir, Options{MaxBytes: 1500})
+	h.c.SetPinned(pins)
+	for _, p := range pins {
+		h.mustGet(t, p)
+	}
+	for _, p := range pins {
+		if !h.c.Has(p) {
+			t.Fatalf("pinned %s evicted before the restart", p[:8])
+		}
+	}
+	h.c.Wait()
+
+	// Restart, as relay.New does: open the cache, then apply the saved
+	// policy's pins.
+	h2 := newHarnessOpts(t, newRangeFake(), dir, Options{MaxBytes: 1500})
+	h2.c.SetPinned(pins)
+	var lost []string
+	for _, p := range pins {
+		if !h2.c.Has(p) {
+			lost = append(lost, p[:8])
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("pinned objects %v deleted by the restart (evicted in New before the pins were known); "+
+			"they would cross the WAN again", lost)
+	}
+}
+
+// Pinned objects may hold more than the cap. An unpinned artifact fetched
+// then is the only object eviction may take, and is taken, but only once
+// its readers have it open: Open (which waits for the whole fetch of a
+// small artifact) and Get serve it rather than fail, and the cache is back
+// under the cap but for its pins.
+func TestUnpinnedMissIsServedWhenPinsFillTheCap(t *testing.T) {
+	a, b, c := blob("a", 1000), blob("b", 1000), blob("c", 1000)
+	up := newRangeFake(a, b, c)
+	h := newHarnessOpts(t, up, "", Options{MaxBytes: 1500})
+	h.c.SetPinned([]string{hashOf(a), hashOf(b)})
+	h.mustGet(t, hashOf(a))
+	h.mustGet(t, hashOf(b))
+
+	obj, err := h.c.Open(context.Background(), hashOf(c))
+	if err != nil {
+		t.Fatalf("Open of an unpinned artifact while pins fill the cap: %v", err)
+	}
+	got, err := io.ReadAll(obj)
+	obj.Close()
+	if err != nil || !bytes.Equal(got, c) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if got := h.mustGet(t, hashOf(c)); !bytes.Equal(got, c) {
+		t.Fatal("Get: wrong bytes")
+	}
+	h.c.Wait()
+	if h.c.Has(hashOf(c)) || !h.c.Has(hashOf(a)) || !h.c.Has(hashOf(b)) {
+		t.Errorf("after serving c: a %v b %v c %v, want the pins only", h.c.Has(hashOf(a)), h.c.Has(hashOf(b)), h.c.Has(hashOf(c)))
+	}
+	if got := h.metric(t, "outpost_relay_cache_stored_bytes"); got != 2000 {
+		t.Errorf("stored bytes = %v, want 2000 (the pins)", got)
+	}
+}
+
+// Many unpinned misses at once while pins fill the cap: each fetch's
+// commit evicts the others' objects as soon as it may, and every reader
+// still gets its artifact (none is evicted between its fetch's end and
+// its reader's open).
+func TestConcurrentMissesAreServedWhenPinsFillTheCap(t *testing.T) {
+	a, b := blob("a", 1000), blob("b", 1000)
+	var others [][]byte
+	for i := range 16 {
+		others = append(others, blob(fmt.Sprintf("other %d ", i), 1000+i))
+	}
+	up := newRangeFake(append([][]byte{a, b}, others...)...)
+	h := newHarnessOpts(t, up, "", Options{MaxBytes: 1500})
+	h.c.SetPinned([]string{hashOf(a), hashOf(b)})
+	h.mustGet(t, hashOf(a))
+	h.mustGet(t, hashOf(b))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*len(others))
+	for _, o := range others {
+		for range 2 {
+			wg.Go(func() {
+				obj, err := h.c.Open(context.Background(), hashOf(o))
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer obj.Close()
+				if got, err := io.ReadAll(obj); err != nil || !bytes.Equal(got, o) {
+					errs <- fmt.Errorf("%s: %d bytes, %v", hashOf(o)[:8], len(got), err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	h.c.Wait()
+	if got := h.metric(t, "outpost_relay_cache_stored_bytes"); got != 2000 {
+		t.Errorf("stored bytes = %v, want 2000 (the pins)", got)
+	}
+}
+
+// A detached fetch goes on to the end with no reader left, as many at once
+// as Options.Detached allows; beyond that a fetch ends with its readers,
+// and Stop ends detached ones, keeping their bytes to resume.
+func TestDetachedFetchesAreBoundedAndStop(t *testing.T) {
+	x, y := blob("x", 3<<20), blob("y", 3<<20)
+	up := newRangeFake(x, y)
+	up.valve = newValve(1 << 20)
+	h := newHarnessOpts(t, up, "", Options{Detached: 1})
+	open := func(hash string) Object {
+		t.Helper()
+		obj, err := h.c.Open(context.Background(), hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return obj
+	}
+	ox, oy := open(hashOf(x)), open(hashOf(y))
+	if !h.c.Detach(hashOf(x)) {
+		t.Fatal("the first Detach was refused")
+	}
+	if h.c.Detach(hashOf(y)) {
+		t.Fatal("a Detach beyond the bound was taken")
+	}
+	ox.Close()
+	oy.Close()
+	// y's fetch ends before the valve opens: a read past it would not
+	// notice the cancellation.
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		h.c.mu.Lock()
+		defer h.c.mu.Unlock()
+		return h.c.flights[hashOf(y)] == nil
+	}, "the fetch beyond the bound did not end with its reader")
+	up.valve.open(1 << 30)
+	testutil.Eventually(t, 5*time.Second, func() bool { return h.c.Has(hashOf(x)) }, "the detached fetch did not complete")
+	h.c.Wait()
+	if h.c.Has(hashOf(y)) {
+		t.Error("the fetch beyond the bound went on with no reader")
+	}
+	if h.c.Detach(hashOf(x)) {
+		t.Error("Detach of a fetch that has ended")
+	}
+
+	// Stop does not wait for a detached fetch over a stalled WAN.
+	z := blob("z", 3<<20)
+	up.objects[hashOf(z)] = z
+	up.valve = newValve(1 << 20)
+	oz := open(hashOf(z))
+	if !h.c.Detach(hashOf(z)) {
+		t.Fatal("Detach refused once the earlier one had ended")
+	}
+	oz.Close()
+	stopped := make(chan struct{})
+	go func() { h.c.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		up.valve.open(1 << 30)
+		t.Fatal("Stop waits for a detached fetch")
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, tempDir, hashOf(z)+stateExt)); err != nil {
+		t.Errorf("the stopped fetch's bytes are not kept to resume: %v", err)
+	}
+}
+
 // flip returns a different two-digit hex prefix.
 func flip(p string) string {
 	if p == "00" {

@@ -29,9 +29,14 @@ type flight struct {
 	// Guarded by Cache.mu.
 	waiters       int
 	reservedBytes int64
-	evictedBytes  int64         // evicted to make room for this fetch
-	abandoned     bool          // every waiter left and the fetch was cancelled: join none
-	stopped       chan struct{} // closed once the fetch has ended and left Cache.flights
+	evictedBytes  int64 // evicted to make room for this fetch
+	abandoned     bool  // every waiter left and the fetch was cancelled: join none
+	detached      bool  // goes on with no waiter (Detach)
+	// ended: the fetch has returned. A completed one stays in
+	// Cache.flights until its last waiter leaves, which holds its object
+	// against eviction until every waiter has opened it.
+	ended   bool
+	stopped chan struct{} // closed once the fetch has ended
 
 	sized chan struct{} // closed once size is known
 	done  chan struct{} // closed once err is final (nil: verified, in place)
@@ -49,6 +54,8 @@ type flight struct {
 	written atomic.Int64 // bytes in the temp file, kept ones included
 
 	saveMu sync.Mutex // one state save at a time
+
+	file *os.File // a doneFlight's object, opened for its one caller
 }
 
 type part struct{ off, end, pos int64 }
@@ -58,9 +65,11 @@ func newFlight(hash string, cancel context.CancelFunc) *flight {
 		done: make(chan struct{}), changed: make(chan struct{}), stopped: make(chan struct{})}
 }
 
-// doneFlight is a flight that already succeeded: the object is on disk.
-func doneFlight() *flight {
+// doneFlight is a flight that already succeeded: the object is on disk, and
+// f is it opened for the one caller.
+func doneFlight(f *os.File, size int64) *flight {
 	fl := newFlight("", nil)
+	fl.file, fl.size = f, size
 	fl.verified, fl.finished = true, true
 	close(fl.sized)
 	close(fl.done)

@@ -35,14 +35,12 @@ func (c *Cache) SetPinned(hashes []string) {
 		}
 	}
 	c.metrics.pinned.Set(float64(len(c.pinned)))
-	// Unpinning may leave the cache over its cap.
+	// Unpinning may leave the cache over its cap, and so may a restart
+	// (New evicts nothing before it knows the pins).
 	c.evictLocked()
 	c.updateGaugesLocked()
 }
 
-// evictLocked removes least recently used objects that are not pinned until
-// the objects on disk and the fetches in progress fit the cap. Removing a
-// file that someone reads is fine: the reader keeps its open file.
 // SetExpectedSizes replaces the sizes that the office's policy states for
 // the artifacts it names, so that a fetch of one checks for room on the
 // disk before it reads a byte of the upstream (see makeRoomLocked).
@@ -58,6 +56,12 @@ func (c *Cache) SetExpectedSizes(sizes map[string]int64) {
 	}
 }
 
+// evictLocked removes least recently used objects that are not pinned until
+// the objects on disk and the fetches in progress fit the cap. Removing a
+// file that someone reads is fine: the reader keeps its open file. An
+// object whose flight is still registered is not removed: its waiters have
+// been told it is done but may not have opened it yet (run, leave); it
+// goes once they have, if the cap still cannot keep it.
 func (c *Cache) evictLocked() int {
 	if c.opts.MaxBytes == 0 {
 		return 0
@@ -72,7 +76,7 @@ func (c *Cache) evictLocked() int {
 	}
 	var cands []cand
 	for h, e := range c.index {
-		if !c.pinned[h] {
+		if !c.pinned[h] && c.flights[h] == nil {
 			cands = append(cands, cand{h, e})
 		}
 	}
@@ -95,7 +99,7 @@ func (c *Cache) evictLocked() int {
 		c.logger.Debug("evicted", "sha256", cd.hash, "bytes", cd.e.size)
 	}
 	if over > 0 {
-		c.logger.Warn("cache over its cap: the rest is pinned or being fetched",
+		c.logger.Warn("cache over its cap: the rest is pinned, being fetched or about to be read",
 			"max_bytes", c.opts.MaxBytes, "over_by", over)
 	}
 	c.updateGaugesLocked()

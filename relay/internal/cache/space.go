@@ -100,7 +100,9 @@ type victim struct {
 func (c *Cache) victimsLocked() []victim {
 	var objs []victim
 	for h, e := range c.index {
-		if !c.pinned[h] {
+		// An object whose flight is registered is held for its waiters
+		// (see evictLocked).
+		if !c.pinned[h] && c.flights[h] == nil {
 			objs = append(objs, victim{hash: h, size: e.size, order: int64(e.used)})
 		}
 	}

@@ -186,7 +186,26 @@ func (u *Upstream) OpenRange(ctx context.Context, hash string, off, n int64) (io
 		u.expire()
 		rc, size, err = u.openRange(ctx, hash, off, n)
 	}
+	if err != nil && off == 0 && s3Code(err) == "InvalidRange" {
+		// S3 refuses any range of an empty object, even one from 0; read
+		// it whole instead. The cache still checks its (empty) hash.
+		rc, size, err = u.openEmpty(ctx, hash, err)
+	}
 	return rc, size, err
+}
+
+// openEmpty reads an object whose first range the file server refused as
+// invalid: that is an empty object, and any other is an error (refused).
+func (u *Upstream) openEmpty(ctx context.Context, hash string, refused error) (io.ReadCloser, int64, error) {
+	rc, size, err := u.openRange(ctx, hash, 0, -1)
+	if err != nil {
+		return nil, 0, err
+	}
+	if size != 0 {
+		rc.Close()
+		return nil, 0, refused
+	}
+	return rc, 0, nil
 }
 
 func (u *Upstream) openRange(ctx context.Context, hash string, off, n int64) (io.ReadCloser, int64, error) {
