@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/agent/internal/session"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -186,12 +188,9 @@ func (a *Agent) afterCheckin(ctx context.Context, resp *wire.CheckinResponse) {
 // flushAudit sends the spooled audit records; they are forgotten only once
 // the coordinator acknowledged them.
 func (a *Agent) flushAudit(ctx context.Context) {
-	recs := a.sessions.PendingAudit()
+	recs := auditBatch(a.sessions.PendingAudit())
 	if len(recs) == 0 || !a.link.Connected() {
 		return
-	}
-	if len(recs) > 1000 {
-		recs = recs[:1000]
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -200,6 +199,29 @@ func (a *Agent) flushAudit(ctx context.Context) {
 		return
 	}
 	a.sessions.AckAudit(recs)
+}
+
+// An audit batch holds at most maxAuditBatch records and maxAuditBatchBytes
+// of them: a quarter of the message limit, so that no spool, whatever its
+// records hold, makes a message the coordinator must refuse — which would
+// keep every record after it from ever being sent.
+const (
+	maxAuditBatch      = 1000
+	maxAuditBatchBytes = wire.MaxMessageSize / 4
+)
+
+// auditBatch is the head of the spool that one message carries.
+func auditBatch(recs []*wire.AuditRecord) []*wire.AuditRecord {
+	size := 0
+	for i, r := range recs {
+		// A record's size, with its key and length in the batch.
+		n := proto.Size(r) + 1 + protowire.SizeVarint(uint64(proto.Size(r)))
+		if i == maxAuditBatch || (i > 0 && size+n > maxAuditBatchBytes) {
+			return recs[:i]
+		}
+		size += n
+	}
+	return recs
 }
 
 // inventory describes this host to technicians with the view right.

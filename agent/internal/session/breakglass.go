@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -30,11 +31,17 @@ const (
 // technician's address, so one address cannot lock everyone out, and in
 // all, so that many addresses cannot guess freely. The name is the
 // technician's word, kept for the audit trail; a user the coordinator
-// disabled, or marked force server security, is refused by it.
+// disabled, or marked force server security, is refused by it. It must
+// be a name of the coordinator's form, so that no other spelling of a
+// refused user ("Tom", "tom ") passes those checks or names them in the
+// audit trail.
 func (s *Server) breakGlass(open *wire.SessionOpen, remote string) (*wire.AccessToken, Rights, error) {
 	user := open.GetLocalUser()
 	if s.cfg.BreakGlassHash == "" {
 		return nil, nil, deny("break-glass sign-in is off on this host: sign in on the coordinator (outpost login)")
+	}
+	if !safetext.ValidUserName(user) {
+		return nil, nil, deny("%q is not a user name: break-glass takes your name on the coordinator (lower case letters, digits, '.', '_' and '-')", safetext.Clip(user, 64))
 	}
 	if p := s.policy.Policy(); p != nil && slices.Contains(p.GetForceServerSecurityUsers(), user) {
 		return nil, nil, deny("%s must sign in on the coordinator (force server security): break-glass is not for this user", user)

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -114,5 +115,71 @@ func TestBreakGlassLimitHoldsUnderConcurrency(t *testing.T) {
 	}
 	if checked > breakGlassFailures {
 		t.Fatalf("%d wrong passwords were checked at once, want at most %d", checked, breakGlassFailures)
+	}
+}
+
+// Break-glass refuses users marked force server security, and users the
+// coordinator disabled, by the name typed. The coordinator's names are
+// lower case ([a-z0-9][a-z0-9._-]*), and "Tom", "tom " or "tom\t" would be
+// the same person to every reader of the audit: break-glass takes names of
+// that form only, so no other spelling passes those checks.
+func TestBreakGlassNameVariantsDoNotBypassRefusals(t *testing.T) {
+	f := newFixture(t)
+	f.s.cfg.BreakGlassHash = phc("glass-password")
+	f.p.ForceServerSecurityUsers = []string{"tom"}
+	if err := f.s.SetRevocations(f.revocations(t, time.Now().UnixMilli(), &wire.Revocation{User: "mallory", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Tom", "tom ", "TOM", "Mallory", "mallory\t"} {
+		_, res := f.open(t, &wire.SessionOpen{LocalUser: name, LocalPassword: "glass-password", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/echo", "in"}})
+		r := wait(t, res, 10*time.Second)
+		if !r.end.GetDenied() {
+			t.Errorf("break-glass as %q: accepted (stdout %q, audited as %q); want refused like %q", name, r.stdout.String(), "local:"+name, strings.ToLower(strings.TrimSpace(name)))
+		}
+	}
+}
+
+// Break-glass refuses a user the coordinator disabled; a break-glass
+// session already running as that user ends when the revocation list that
+// disables them arrives ("disabling a user ... ends that user's live
+// sessions"): the list's "tina" is the session's "local:tina".
+func TestDisablingAUserEndsTheirBreakGlassSession(t *testing.T) {
+	f := newFixture(t)
+	f.s.cfg.BreakGlassHash = phc("glass-password")
+	_, res := f.open(t, &wire.SessionOpen{LocalUser: "tina", LocalPassword: "glass-password", Kind: wire.SessionOpen_KIND_EXEC,
+		Argv: []string{"/bin/sh", "-c", "exec sleep 60"}})
+	testutil.Eventually(t, 10*time.Second, func() bool { return f.s.Live() == 1 }, "the break-glass session did not start")
+	if err := f.s.SetRevocations(f.revocations(t, time.Now().UnixMilli(), &wire.Revocation{User: "tina", Disabled: true})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		if !r.end.GetRevoked() {
+			t.Fatalf("end %v, want ended by the revocation", r.end)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("tina's break-glass session still runs 3 s after the coordinator disabled tina")
+	}
+}
+
+// A user the coordinator comes to hold to force server security loses a
+// break-glass session already running, as soon as the host takes the
+// policy that says so.
+func TestForceServerSecurityEndsABreakGlassSession(t *testing.T) {
+	f := newFixture(t)
+	f.s.cfg.BreakGlassHash = phc("glass-password")
+	_, res := f.open(t, &wire.SessionOpen{LocalUser: "tina", LocalPassword: "glass-password", Kind: wire.SessionOpen_KIND_EXEC,
+		Argv: []string{"/bin/sh", "-c", "exec sleep 60"}})
+	testutil.Eventually(t, 10*time.Second, func() bool { return f.s.Live() == 1 }, "the break-glass session did not start")
+	f.p.ForceServerSecurityUsers = []string{"tom"}
+	f.s.Recheck()
+	if f.s.Live() != 1 {
+		t.Fatal("another user's force server security ended tina's session")
+	}
+	f.p.ForceServerSecurityUsers = []string{"tom", "tina"}
+	f.s.Recheck()
+	r := wait(t, res, 5*time.Second)
+	if !r.end.GetRevoked() || !strings.Contains(r.end.GetError(), "must sign in on the coordinator") {
+		t.Fatalf("end %v, want ended: tina must now sign in on the coordinator", r.end)
 	}
 }

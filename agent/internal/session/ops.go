@@ -2,6 +2,8 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -79,8 +81,10 @@ func pumpInput(in io.Reader, w io.Writer, resize func(*wire.WindowSize), closed 
 func runCommand(ctx context.Context, argv, env []string, in io.Reader, o *out) (int32, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = env
+	cmd, err := command(ctx, argv, env)
+	if err != nil {
+		return startStatus(err), fmt.Errorf("start %s: %w", argv[0], err)
+	}
 	cmd.Stdout = streamWriter{o: o}
 	cmd.Stderr = streamWriter{o: o, stderr: true}
 	// Descendants that keep the pipes open must not hold the session.
@@ -109,6 +113,21 @@ func runCommand(ctx context.Context, argv, env []string, in io.Reader, o *out) (
 		return -1, err
 	}
 	return exitStatus(cmd.ProcessState), nil
+}
+
+// command is the command for argv, its program looked up on the PATH of
+// env, the session's, not on the agent's own: a service manager may start
+// the agent with none, and the session's PATH is the one the technician's
+// command line is written for. The program still sees argv[0] as given.
+func command(ctx context.Context, argv, env []string) (*exec.Cmd, error) {
+	path, err := lookPath(argv[0], env)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, path, argv[1:]...)
+	cmd.Args[0] = argv[0]
+	cmd.Env = env
+	return cmd, nil
 }
 
 // exitStatus is a finished process's status as a shell reports it: its
@@ -209,6 +228,13 @@ func putTarget(path, name string) (string, error) {
 			return "", fmt.Errorf("put %s: it is a directory on the host: give the whole destination path", path)
 		}
 	}
+	// The file is renamed over what is there: a named pipe, a socket or
+	// a device node (/dev/null) a service uses would be gone, and the
+	// host broken for it. cp would write into it instead; a copy that
+	// writes whole files only refuses. A link is replaced, not followed.
+	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() && st.Mode()&fs.ModeSymlink == 0 && !st.IsDir() {
+		return "", notRegular(path, st.Mode())
+	}
 	dir := filepath.Dir(path)
 	st, err := os.Stat(dir)
 	switch {
@@ -232,7 +258,18 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 	if mode == 0 {
 		mode = 0o644
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".outpost-put-*")
+	// Permission bits only: a copy never makes a set-id or sticky file
+	// (the agent writes as root). A new file is created with them, so
+	// that the kernel takes the host's umask (and a directory's default
+	// ACL) away, as cp and scp do: a file that is 0666 on the
+	// technician's laptop does not become one anyone may change before
+	// root runs it. A file that is replaced keeps its own mode instead
+	// (below), so its stand-in is private until then.
+	perm := os.FileMode(mode) & os.ModePerm
+	if old, err := os.Lstat(path); err == nil && old.Mode().IsRegular() {
+		perm = 0o600
+	}
+	tmp, err := createTemp(filepath.Dir(path), perm)
 	if err != nil {
 		return -1, fmt.Errorf("create %s on the host: %w", path, err)
 	}
@@ -244,6 +281,9 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 		}
 		var m wire.SessionInput
 		if err := wire.ReadMsg(in, &m); err != nil {
+			if ctx.Err() != nil {
+				return -1, ctx.Err()
+			}
 			return -1, fmt.Errorf("the transfer of %s stopped before its end: %w", path, err)
 		}
 		switch b := m.GetBody().(type) {
@@ -253,20 +293,22 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 			}
 			*received += int64(len(b.FileData))
 		case *wire.SessionInput_FileEnd:
-			// Permission bits only: a copy never makes a set-id or
-			// sticky file (the agent writes as root). A file that is
-			// replaced keeps its mode and owner, as cp keeps them: a
-			// 0600 secret does not become world-readable, nor a
-			// service's file root's.
-			perm := os.FileMode(mode) & os.ModePerm
-			if old, err := os.Lstat(path); err == nil && old.Mode().IsRegular() {
-				perm = old.Mode().Perm()
-				if err := keepOwner(tmp, old); err != nil {
-					return -1, fmt.Errorf("keep the owner of %s on the host: %w", path, err)
+			// A file that is replaced keeps its mode and owner, as cp
+			// keeps them: a 0600 secret does not become
+			// world-readable, nor a service's file root's. What took
+			// the path meanwhile is judged as putTarget judged it.
+			if old, err := os.Lstat(path); err == nil {
+				switch {
+				case old.Mode().IsRegular():
+					if err := tmp.Chmod(old.Mode().Perm()); err != nil {
+						return -1, err
+					}
+					if err := keepOwner(tmp, old); err != nil {
+						return -1, fmt.Errorf("keep the owner of %s on the host: %w", path, err)
+					}
+				case old.Mode()&fs.ModeSymlink == 0:
+					return -1, notRegular(path, old.Mode())
 				}
-			}
-			if err := tmp.Chmod(perm); err != nil {
-				return -1, err
 			}
 			if err := tmp.Sync(); err != nil {
 				return -1, err
@@ -282,9 +324,30 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 	}
 }
 
+// createTemp creates a new file in dir, named as a put's stand-in, with
+// perm as the kernel masks it for new files.
+func createTemp(dir string, perm os.FileMode) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		f, err := os.OpenFile(filepath.Join(dir, ".outpost-put-"+hex.EncodeToString(b[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("no free temporary name in %s", dir)
+}
+
+// notRegular refuses to replace what is not a regular file.
+func notRegular(path string, m fs.FileMode) error {
+	return fmt.Errorf("put %s: it is not a regular file on the host (%s): copy onto regular files only, or choose another destination", path, fileKind(m))
+}
+
 // fileKind names what a non-regular file is.
 func fileKind(m fs.FileMode) string {
 	switch {
+	case m.IsDir():
+		return "a directory"
 	case m&fs.ModeNamedPipe != 0:
 		return "a named pipe"
 	case m&fs.ModeSocket != 0:

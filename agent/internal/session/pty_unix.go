@@ -5,6 +5,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os/exec"
 	"slices"
@@ -23,14 +24,17 @@ import (
 func runTerminal(ctx context.Context, argv, env []string, t *wire.Terminal, in io.Reader, o *out) (int32, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = setEnv(slices.Clone(env), "TERM", termName(t.GetTerm()))
+	cmd, err := command(ctx, argv, setEnv(slices.Clone(env), "TERM", termName(t.GetTerm())))
+	if err != nil {
+		return startStatus(err), fmt.Errorf("start %s on a terminal: %w", argv[0], err)
+	}
 	// pty.Start makes the shell a session leader, so its pid is its process
 	// group: kill the group, not just the shell.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	ptmx, err := pty.StartWithSize(cmd, winsize(t.GetSize()))
 	if err != nil {
-		return -1, errors.New("start a terminal: " + err.Error())
+		// A status as a shell gives it, as over pipes: 127 not found.
+		return startStatus(err), fmt.Errorf("start %s on a terminal: %w", argv[0], err)
 	}
 	defer ptmx.Close()
 	go pumpInput(in, ptmx, func(ws *wire.WindowSize) { _ = pty.Setsize(ptmx, winsize(ws)) }, func() bool {

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -93,11 +95,23 @@ type Server struct {
 	signedRevs *wire.SignedRevocations
 	live       map[*liveSession]struct{}
 	audit      []*wire.AuditRecord
+	// auditGen counts changes of audit; auditFull says the spool has
+	// dropped records since it last had room (told in the log once).
+	auditGen  uint64
+	auditFull bool
+	// spent are the ids of session tokens that opened a session, until
+	// they expire (Unix ms): each opens one.
+	spent map[string]int64
 	// glassFailures are the times of recent failed break-glass attempts,
 	// by the technician's address ("" when not known).
 	glassFailures map[string][]time.Time
 	// glassCheck lets one break-glass password check run at a time.
 	glassCheck sync.Mutex
+	// saveMu orders the writes of the audit spool, which are made outside
+	// mu: a record must not wait for the disk while another session is
+	// being opened or cut. auditSaved is the auditGen on disk.
+	saveMu     sync.Mutex
+	auditSaved uint64
 	ctx        context.Context // Run's; sessions end with it
 	wg         sync.WaitGroup
 
@@ -112,13 +126,60 @@ type liveSession struct {
 	revoked bool
 	// need is the right the session runs on; local marks break-glass,
 	// which no permission list grants.
+	kind  wire.SessionOpen_Kind
 	need  wire.Right
 	local bool
-	// withdrawn: ended because the host's permissions no longer allow it.
+	// withdrawn: ended because the host's policy no longer allows it, for
+	// the reason why (said to the technician and recorded).
 	withdrawn bool
+	why       string
 }
 
+// listedAs is the token the coordinator's lists judge the session by. A
+// break-glass session runs as "local:NAME", but NAME is the user the
+// coordinator disables or holds to force server security: the same person
+// in both, since break-glass takes only names of the coordinator's form.
+func (ls *liveSession) listedAs() *wire.AccessToken {
+	if !ls.local {
+		return ls.token
+	}
+	return &wire.AccessToken{User: strings.TrimPrefix(ls.user, "local:"), IssuedUnixMs: ls.token.GetIssuedUnixMs()}
+}
+
+// stillAllowed says why p no longer allows the session, "" while it does:
+// for a session on a token, the right it runs on; for break-glass, which
+// no list grants, a user the coordinator now holds to sign in there.
+func (s *Server) stillAllowed(p *wire.Policy, ls *liveSession) string {
+	if ls.local {
+		if name := ls.listedAs().GetUser(); slices.Contains(p.GetForceServerSecurityUsers(), name) {
+			return name + " must sign in on the coordinator (force server security): break-glass is not for this user"
+		}
+		return ""
+	}
+	if !Decide(p.GetPermissions(), s.cfg.MemberID, ls.user, ls.token.GetGroups())[ls.need] {
+		return fmt.Sprintf("an admin changed this host's permissions, which no longer allow you to %s here", kindVerb(ls.kind))
+	}
+	return ""
+}
+
+// maxAuditSpool bounds the records kept for the coordinator. A record's
+// text is bounded too (maxAuditText, maxAuditDetail), so the spool stays
+// within some 16 MiB however records are made.
 const maxAuditSpool = 10000
+
+// maxAuditText bounds each piece of a record that someone else chose (a
+// path, a file name, a command line, a user name): a refused attempt costs
+// its sender nothing, and must not cost the host or the coordinator much.
+// maxAuditDetail bounds a record's whole detail, the pieces with how the
+// session ended; the coordinator keeps as much.
+const (
+	maxAuditText   = 512
+	maxAuditDetail = 1024
+)
+
+// maxSpentTokens bounds the session token ids remembered at once: far more
+// sessions than a host takes in a token's life (two minutes).
+const maxSpentTokens = 10000
 
 // maxRebootDelay bounds how far off a technician may schedule a reboot.
 const maxRebootDelay = 24 * 60 * 60
@@ -168,7 +229,12 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 		if err := proto.Unmarshal(b, &batch); err != nil {
 			s.log.Error("audit spool is damaged; starting a new one", "path", s.auditPath(), "err", err)
 		} else {
+			// A spool written before records were bounded and escaped
+			// is held to the same rules now.
 			s.audit = batch.GetRecords()
+			for _, r := range s.audit {
+				boundRecord(r)
+			}
 		}
 	}
 	return s, nil
@@ -229,7 +295,7 @@ func (s *Server) SetRevocations(sr *wire.SignedRevocations) error {
 	s.revs, s.signedRevs = l, sr
 	var cut []*liveSession
 	for ls := range s.live {
-		if !ls.revoked && l.Revoked(ls.token) {
+		if !ls.revoked && l.Revoked(ls.listedAs()) {
 			ls.revoked = true
 			ls.cancel()
 			cut = append(cut, ls)
@@ -259,11 +325,11 @@ func (s *Server) Recheck() {
 	s.mu.Lock()
 	var cut []*liveSession
 	for ls := range s.live {
-		if ls.revoked || ls.withdrawn || ls.local {
+		if ls.revoked || ls.withdrawn {
 			continue
 		}
-		if !Decide(p.GetPermissions(), s.cfg.MemberID, ls.user, ls.token.GetGroups())[ls.need] {
-			ls.withdrawn = true
+		if why := s.stillAllowed(p, ls); why != "" {
+			ls.withdrawn, ls.why = true, why
 			ls.cancel()
 			cut = append(cut, ls)
 		}
@@ -271,6 +337,11 @@ func (s *Server) Recheck() {
 	s.mu.Unlock()
 	for _, ls := range cut {
 		s.cut.Inc()
+		if ls.local {
+			s.log.Info("live break-glass session ended: the user must now sign in on the coordinator", "user", ls.user)
+			s.record(ls.user, "revoked", "live session ended: "+ls.why, true)
+			continue
+		}
 		s.log.Info("live session ended: the host's permissions no longer allow it", "user", ls.user, "right", rightName(ls.need))
 		s.record(ls.user, "revoked", "live session ended: the host's permissions no longer give the right "+rightName(ls.need), true)
 	}
@@ -296,25 +367,63 @@ func (s *Server) record(user, action, detail string, allowed bool) {
 	_, _ = rand.Read(id[:])
 	r := &wire.AuditRecord{Id: hex.EncodeToString(id[:]), AtUnixMs: s.now().UnixMilli(), User: user, Action: action,
 		Detail: detail, Allowed: allowed, Host: s.cfg.MemberID}
+	boundRecord(r)
 	s.mu.Lock()
 	s.audit = append(s.audit, r)
-	if len(s.audit) > maxAuditSpool {
-		s.log.Warn("audit spool full: dropping the oldest records", "dropped", len(s.audit)-maxAuditSpool)
-		s.audit = s.audit[len(s.audit)-maxAuditSpool:]
+	for len(s.audit) > maxAuditSpool {
+		s.audit = dropOne(s.audit)
+		if !s.auditFull {
+			s.auditFull = true
+			s.log.Warn("audit spool full: dropping records the coordinator has not acknowledged, refused attempts first", "records", maxAuditSpool)
+		}
 	}
-	err := s.saveAuditLocked()
 	s.mu.Unlock()
+	s.saveAudit()
+}
+
+// boundRecord escapes what a terminal would act on in r's text and bounds
+// it: the text is what technicians and, on the direct listener, anyone at
+// all sent, and `outpost audit` shows it on an admin's terminal.
+func boundRecord(r *wire.AuditRecord) {
+	r.User = safetext.Field(r.GetUser(), maxAuditText)
+	r.Action = safetext.Field(r.GetAction(), 64)
+	r.Detail = safetext.Field(r.GetDetail(), maxAuditDetail)
+}
+
+// dropOne makes room in a full spool: the oldest refused attempt goes
+// first, since attempts cost their sender nothing and must not push out
+// the records of sessions that ran; only a spool of those alone loses its
+// oldest.
+func dropOne(recs []*wire.AuditRecord) []*wire.AuditRecord {
+	for i, r := range recs {
+		if !r.GetAllowed() {
+			return slices.Delete(recs, i, i+1)
+		}
+	}
+	return slices.Delete(recs, 0, 1)
+}
+
+// saveAudit writes the spool as it is now. Writes happen outside mu, in
+// the order their spools were taken; one that finds a newer spool already
+// written leaves it.
+func (s *Server) saveAudit() {
+	s.mu.Lock()
+	s.auditGen++
+	gen := s.auditGen
+	b, err := proto.Marshal(&wire.AuditBatch{Records: s.audit})
+	s.mu.Unlock()
+	if err == nil {
+		s.saveMu.Lock()
+		if gen > s.auditSaved {
+			if err = fsutil.WriteFileAtomic(s.auditPath(), b, 0o600); err == nil {
+				s.auditSaved = gen
+			}
+		}
+		s.saveMu.Unlock()
+	}
 	if err != nil {
 		s.log.Error("save audit spool", "err", err)
 	}
-}
-
-func (s *Server) saveAuditLocked() error {
-	b, err := proto.Marshal(&wire.AuditBatch{Records: s.audit})
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(s.auditPath(), b, 0o600)
 }
 
 // PendingAudit is what the coordinator has not acknowledged yet.
@@ -331,17 +440,19 @@ func (s *Server) AckAudit(records []*wire.AuditRecord) {
 		done[r.GetId()] = true
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	keep := s.audit[:0]
 	for _, r := range s.audit {
 		if !done[r.GetId()] {
 			keep = append(keep, r)
 		}
 	}
+	clear(s.audit[len(keep):])
 	s.audit = keep
-	if err := s.saveAuditLocked(); err != nil {
-		s.log.Error("save audit spool", "err", err)
+	if len(s.audit) < maxAuditSpool {
+		s.auditFull = false
 	}
+	s.mu.Unlock()
+	s.saveAudit()
 }
 
 // out serialises frames from the goroutines of one session and counts
@@ -400,14 +511,17 @@ func (s *Server) authorize(open *wire.SessionOpen, remote string) (*wire.AccessT
 	if err != nil {
 		return nil, nil, deny("%v", err)
 	}
+	// From here the token is the coordinator's word on who the user is:
+	// every refusal names them, for the audit trail.
+	//
 	// Only a session token signed for this host: an access token is for
 	// the coordinator, and a token meant for another host must not open
 	// a session here (a host sees every token shown to it).
 	if at.GetAudience() != s.cfg.MemberID {
 		if at.GetAudience() == "" {
-			return nil, nil, deny("an access token opens no session on a host: the coordinator signs a session token for it (update the outpost CLI)")
+			return at, nil, deny("an access token opens no session on a host: the coordinator signs a session token for it (update the outpost CLI)")
 		}
-		return nil, nil, deny("the session token is for host %s, not this one", at.GetAudience())
+		return at, nil, deny("the session token is for host %s, not this one", at.GetAudience())
 	}
 	s.mu.Lock()
 	revoked := s.revs.Revoked(at)
@@ -423,7 +537,43 @@ func (s *Server) authorize(open *wire.SessionOpen, remote string) (*wire.AccessT
 	if !rights[need] {
 		return at, rights, deny("%s may not %s on this host (needs the %s right): ask an admin (outpost perm)", at.GetUser(), kindVerb(open.GetKind()), rightName(need))
 	}
+	if err := s.spend(at); err != nil {
+		return at, rights, err
+	}
 	return at, rights, nil
+}
+
+// spend marks a session token used: it opens one session, the one the
+// coordinator signed it for, and whoever else saw it (it crossed the CLI
+// and the coordinator's answer) cannot open more with it while it lasts.
+// The ids are kept until their tokens expire; a token without one comes
+// from a coordinator that does not say, and is taken as before.
+func (s *Server) spend(at *wire.AccessToken) error {
+	id := at.GetTokenId()
+	if id == "" {
+		return nil
+	}
+	now := s.now().UnixMilli()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if exp, ok := s.spent[id]; ok && exp > now {
+		return deny("this session token was used already: each opens one session; run the command again for a new one")
+	}
+	if len(s.spent) >= maxSpentTokens {
+		for k, exp := range s.spent {
+			if exp <= now {
+				delete(s.spent, k)
+			}
+		}
+		if len(s.spent) >= maxSpentTokens {
+			return deny("this host took %d sessions within two minutes, more than it keeps track of: wait a minute and try again", maxSpentTokens)
+		}
+	}
+	if s.spent == nil {
+		s.spent = map[string]int64{}
+	}
+	s.spent[id] = at.GetExpiresUnixMs()
+	return nil
 }
 
 func rightName(r wire.Right) string {
@@ -477,7 +627,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	user := at.GetUser()
 	switch {
 	case user == "" && open.GetToken() == "" && open.GetLocalUser() != "":
-		user = "local:" + clipName(open.GetLocalUser()) // who break-glass was tried as
+		user = "local:" + safetext.Field(open.GetLocalUser(), 64) // who break-glass was tried as
 	case user == "":
 		user = "?"
 	}
@@ -486,10 +636,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		detail += " (from " + remote + ")"
 	}
 	if err != nil {
-		s.sessions.WithLabelValues(kind, "denied").Inc()
-		s.record(user, kind, detail+": refused: "+err.Error(), false)
-		s.log.Info("technician session refused", "user", user, "kind", kind, "why", err)
-		o.end(-1, err.Error(), true, false)
+		s.refuse(o, user, kind, detail, err.Error(), false)
 		return
 	}
 
@@ -500,45 +647,68 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	stop := context.AfterFunc(parent, cancel)
 	defer stop()
 	defer cancel()
-	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel, need: needs(open.GetKind()), local: open.GetToken() == ""}
+	ls := &liveSession{user: at.GetUser(), token: at, cancel: cancel, kind: open.GetKind(), need: needs(open.GetKind()), local: open.GetToken() == ""}
 	s.mu.Lock()
 	// A revocation may have arrived between the check and now, and so may
 	// a policy that takes the right away (Recheck runs only over sessions
 	// already live).
-	if s.revs.Revoked(at) {
+	if s.revs.Revoked(ls.listedAs()) {
 		s.mu.Unlock()
-		o.end(-1, "access was revoked by the coordinator", true, true)
+		s.refuse(o, user, kind, detail, "access was revoked by the coordinator", true)
 		return
 	}
-	if !ls.local && !Decide(s.policy.Policy().GetPermissions(), s.cfg.MemberID, ls.user, at.GetGroups())[ls.need] {
+	if why := s.stillAllowed(s.policy.Policy(), ls); why != "" {
 		s.mu.Unlock()
-		o.end(-1, fmt.Sprintf("an admin changed this host's permissions just now, which no longer allow you to %s here", kindVerb(open.GetKind())), true, false)
+		s.refuse(o, user, kind, detail, why, false)
 		return
 	}
 	s.live[ls] = struct{}{}
 	s.mu.Unlock()
-	defer func() {
+	ended := false
+	end := func() (revoked, withdrawn bool, why string) {
 		s.mu.Lock()
-		delete(s.live, ls)
-		s.mu.Unlock()
-	}()
+		defer s.mu.Unlock()
+		if !ended {
+			delete(s.live, ls)
+			ended = true
+		}
+		return ls.revoked, ls.withdrawn, ls.why
+	}
+	defer end()
 
 	s.record(at.GetUser(), kind, detail, true)
 	s.log.Info("technician session", "user", at.GetUser(), "kind", kind, "detail", detail)
 	if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_Accepted{Accepted: &wire.SessionAccepted{User: at.GetUser(), Rights: rights.List()}}}); err != nil {
 		return
 	}
+	// Cancelling ends a command at once, but a copy waits on the stream
+	// between frames: on a technician who sends nothing, or reads nothing.
+	// A session cut by a revocation or a permission change (or by the
+	// agent stopping) stops reading the stream and gives its writes a
+	// moment only, so that it ends at once whatever it was doing. A read
+	// deadline rather than abort where the stream has one: the technician
+	// is still told why the session ended.
+	dl, _ := rw.(deadlines)
+	stopCut := context.AfterFunc(sctx, func() {
+		if dl == nil {
+			abort()
+			return
+		}
+		_ = dl.SetReadDeadline(time.Now())
+		_ = dl.SetWriteDeadline(time.Now().Add(cutWriteGrace))
+	})
 	started := s.now()
 	var received int64
 	code, runErr := s.run(sctx, &open, at.GetUser(), rw, o, &received)
+	cut := !stopCut()
+	// The session's work is over: it is no longer live, whatever telling
+	// the technician takes.
+	revoked, withdrawn, why := end()
 	// A technician who stops reading must not hold the session open: the
 	// work is over (a revoked session's processes are already killed).
-	if d, ok := rw.(interface{ SetWriteDeadline(time.Time) error }); ok {
-		_ = d.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if dl != nil && !cut {
+		_ = dl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	}
-	s.mu.Lock()
-	revoked, withdrawn := ls.revoked, ls.withdrawn
-	s.mu.Unlock()
 	if open.GetKind() != wire.SessionOpen_KIND_INVENTORY || runErr != nil {
 		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked || withdrawn, s.now().Sub(started), o.bytesSent(), received), true)
 	}
@@ -548,7 +718,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		o.end(-1, "session ended: your access was revoked by the coordinator", false, true)
 	case withdrawn:
 		s.sessions.WithLabelValues(kind, "revoked").Inc()
-		o.end(-1, fmt.Sprintf("session ended: an admin changed this host's permissions, which no longer allow you to %s here", kindVerb(open.GetKind())), false, true)
+		o.end(-1, "session ended: "+why, false, true)
 	case runErr != nil:
 		s.sessions.WithLabelValues(kind, "error").Inc()
 		o.end(code, runErr.Error(), false, false)
@@ -556,6 +726,26 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		s.sessions.WithLabelValues(kind, "ok").Inc()
 		o.end(code, "", false, false)
 	}
+}
+
+// deadlines are what a QUIC stream and a net.Conn have to unblock a read
+// or a write that waits on the technician.
+type deadlines interface {
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
+// cutWriteGrace is how long a session cut while it ran may still write:
+// enough for the rest of a frame and the word that it was cut to reach a
+// technician who reads, not enough for one who does not to hold it.
+const cutWriteGrace = time.Second
+
+// refuse turns a session down: recorded, counted and told the technician.
+func (s *Server) refuse(o *out, user, kind, detail, why string, revoked bool) {
+	s.sessions.WithLabelValues(kind, "denied").Inc()
+	s.record(user, kind, detail+": refused: "+why, false)
+	s.log.Info("technician session refused", "user", user, "kind", kind, "why", why)
+	o.end(-1, why, true, revoked)
 }
 
 // shellQuote joins argv as a shell would read it back: an argument with
@@ -572,23 +762,25 @@ func shellQuote(argv []string) string {
 	return strings.Join(out, " ")
 }
 
+// describe is what a session asks, for its audit records. Each piece the
+// technician chose is escaped and bounded here, before the record is
+// (which bounds the whole): a path of any length still leaves room for
+// how the session ended.
 func describe(open *wire.SessionOpen) string {
 	switch open.GetKind() {
 	case wire.SessionOpen_KIND_EXEC:
-		d := shellQuote(open.GetArgv())
-		if len(d) > 512 {
-			d = d[:512] + "..."
-		}
-		return "exec " + d
+		return "exec " + safetext.Field(shellQuote(open.GetArgv()), maxAuditText)
 	case wire.SessionOpen_KIND_PUT:
 		// Told before the session is allowed: nothing on the host is
 		// looked at for it.
+		path := safetext.Field(open.GetPath(), maxAuditText)
 		if n := open.GetName(); bareName(n) {
-			return "put " + open.GetPath() + " (file " + n + ")"
+			// 255 bytes: the longest file name the host's file systems take.
+			return "put " + path + " (file " + safetext.Field(n, 255) + ")"
 		}
-		return "put " + open.GetPath()
+		return "put " + path
 	case wire.SessionOpen_KIND_GET:
-		return "get " + open.GetPath()
+		return "get " + safetext.Field(open.GetPath(), maxAuditText)
 	case wire.SessionOpen_KIND_REBOOT:
 		if open.GetCancel() {
 			return "reboot cancel"
@@ -774,14 +966,6 @@ func WithRemote(ctx context.Context, addr net.Addr) context.Context {
 
 func remoteOf(ctx context.Context) string {
 	s, _ := ctx.Value(remoteKey{}).(string)
-	return s
-}
-
-// clipName bounds a name a technician typed, for the audit trail.
-func clipName(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
 	return s
 }
 

@@ -651,3 +651,57 @@ func TestSessionEnvironment(t *testing.T) {
 		t.Fatalf("environment %q, want %q (%v)", r.stdout.String(), want, r.end)
 	}
 }
+
+// A session token is "spent at once, on opening the session it was signed
+// for" (auth.SessionTokenTTL; session.proto: "signs for one session"), and
+// it carries a token id for that. Whoever else holds one (it crossed the
+// CLI, the coordinator's HTTP answer, the technician's machine) cannot
+// open more sessions with it while it lasts.
+func TestASessionTokenOpensOneSession(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	tok, err := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, IssuedUnixMs: now.UnixMilli(),
+		ExpiresUnixMs: now.Add(2 * time.Minute).UnixMilli(), TokenId: "st-0001", Audience: "ag-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		_, res := f.open(t, &wire.SessionOpen{Token: tok, Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"/bin/echo", "hi"}})
+		r := wait(t, res, 10*time.Second)
+		if i == 0 && r.end.GetError() != "" {
+			t.Fatalf("the session token's first session: %v", r.end)
+		}
+		if i == 1 && (!r.end.GetDenied() || !strings.Contains(r.end.GetError(), "used already")) {
+			t.Fatalf("the same session token (id st-0001) opened a second session: exit %d %q, error %q; want it refused as already used", r.end.GetExitCode(), r.stdout.String(), r.end.GetError())
+		}
+	}
+}
+
+// The host remembers the ids of session tokens it took until they expire,
+// and no more than maxSpentTokens at once: past that it refuses, saying
+// so, rather than forget one that could still be used again.
+func TestSpentSessionTokensAreBounded(t *testing.T) {
+	f := newFixture(t)
+	now := time.Now()
+	f.s.mu.Lock()
+	f.s.spent = map[string]int64{}
+	for i := range maxSpentTokens {
+		f.s.spent[fmt.Sprint("st-", i)] = now.Add(time.Minute).UnixMilli()
+	}
+	f.s.mu.Unlock()
+	at := &wire.AccessToken{User: "tina", TokenId: "st-new", ExpiresUnixMs: now.Add(2 * time.Minute).UnixMilli()}
+	if err := f.s.spend(at); err == nil || !strings.Contains(err.Error(), "wait a minute") {
+		t.Fatalf("a token past the bound: %v, want refused with what to do", err)
+	}
+	// Once the tokens remembered expire, they make room.
+	f.s.now = func() time.Time { return now.Add(90 * time.Second) }
+	if err := f.s.spend(at); err != nil {
+		t.Fatalf("after the others expired: %v", err)
+	}
+	f.s.mu.Lock()
+	n := len(f.s.spent)
+	f.s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d token ids remembered, want the new one alone", n)
+	}
+}

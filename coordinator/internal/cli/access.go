@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/safetext"
 )
 
 type userRow struct {
@@ -417,7 +418,11 @@ func printAudit(ctx context.Context, e *env, events []auditEvent) error {
 		if kind, id := auditHost(where); names[id] != "" {
 			where = kind + " " + names[id]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), ev.Actor, ev.Action, ok, dash(where), dash(ev.Remote), ev.Detail)
+		// The coordinator stores what hosts and technicians sent escaped,
+		// but records from before it did are shown as they are: nothing
+		// in them may act on the terminal, nor a tab shift the columns.
+		esc := safetext.Escape
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.At.Local().Format(time.DateTime), esc(ev.Actor), esc(ev.Action), ok, esc(dash(where)), esc(dash(ev.Remote)), esc(ev.Detail))
 	}
 	return tw.Flush()
 }

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/quic-go/quic-go"
 
@@ -70,6 +71,32 @@ func TestAuditTable(t *testing.T) {
 	res := run(t, f, "audit", "--action", "login")
 	if res.code != 0 || !strings.Contains(res.stdout, "10.9.0.2") {
 		t.Errorf("audit --action login: %+v", res)
+	}
+}
+
+// What a record holds cannot act on the admin's terminal nor forge rows or
+// columns of the table, even a record stored before the coordinator
+// escaped what hosts and technicians sent: controls are written out.
+func TestAuditTableShowsControlsWrittenOut(t *testing.T) {
+	at := testNow.Add(-time.Minute).Format(time.RFC3339)
+	evil := `\u001b[2J\r\n2031-01-01 00:00:00\tadmin\u001b]0;pwned\u0007\u202e`
+	events := `{"events":[{"seq":1,"at":"` + at + `","actor":"local:eve` + evil + `","action":"exec` + evil + `","target":"pc-1` + evil + `","detail":"exec ` + evil + `","allowed":false,"source":"ag-1111","remote":"10.0.0.1` + evil + `"}]}`
+	f := newFakeAPI(t, exchange{method: "GET", target: "/v1/audit?limit=100", answer: events})
+	res := run(t, f, "audit")
+	if res.code != 0 {
+		t.Fatalf("audit: %+v", res)
+	}
+	lines := strings.Split(strings.TrimSuffix(res.stdout, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want the header and one row:\n%s", len(lines), res.stdout)
+	}
+	for _, c := range res.stdout {
+		if c != '\n' && c != ' ' && !unicode.IsPrint(c) {
+			t.Fatalf("the table carries %U:\n%q", c, res.stdout)
+		}
+	}
+	if !strings.Contains(lines[1], `exec \x1b[2J\r\n2031-01-01 00:00:00\tadmin\x1b]0;pwned\x07\u202e`) {
+		t.Errorf("row %q, want the detail with its controls written out", lines[1])
 	}
 }
 

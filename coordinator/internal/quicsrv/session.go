@@ -16,6 +16,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -122,11 +123,14 @@ func (s *Server) storeAudit(id string, b *wire.AuditBatch) *wire.Response {
 		s.log.Warn("too many audit records from a host: refused for now", "member", id, "records", len(b.GetRecords()))
 		return wire.Errorf(wire.Error_CODE_DENIED, "too many audit records from this host: kept on the host, sent later")
 	}
+	// A host's text is not trusted: what it writes, and what anyone whose
+	// attempt it records wrote, reaches an admin's terminal through
+	// outpost audit, and must not act on it there.
 	var events []store.AuditEvent
 	for _, r := range b.GetRecords() {
 		events = append(events, store.AuditEvent{
-			At: time.UnixMilli(r.GetAtUnixMs()).UTC(), Actor: clip(r.GetUser(), 64), Action: clip(r.GetAction(), 32),
-			Target: "host " + id, Detail: clip(r.GetDetail(), maxText), Allowed: r.GetAllowed(), Source: id, ID: clip(r.GetId(), 64),
+			At: time.UnixMilli(r.GetAtUnixMs()).UTC(), Actor: safetext.Field(r.GetUser(), 64), Action: safetext.Field(r.GetAction(), 32),
+			Target: "host " + id, Detail: safetext.Field(r.GetDetail(), maxText), Allowed: r.GetAllowed(), Source: id, ID: safetext.Field(r.GetId(), 64),
 		})
 	}
 	if err := s.store.AppendAudit(events...); err != nil {
@@ -185,7 +189,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 	p, err := v.Verify(open.GetToken())
 	if err != nil {
 		s.m.requests.WithLabelValues("session", "unauthenticated").Inc()
-		v.Audit(store.AuditEvent{Actor: "?", Action: "connect", Target: clip(open.GetHost(), 253), Detail: "refused: " + err.Error(), Remote: remote})
+		v.Audit(brokerEvent(store.AuditEvent{Actor: "?", Action: "connect", Target: open.GetHost(), Detail: "refused: " + err.Error(), Remote: remote}))
 		endSession(str, true, "the coordinator refused your token: %v", err)
 		return
 	}
@@ -197,7 +201,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		// whether another is called that, nor when it was last seen.
 		m, err = s.store.FindHostFor(p.User, open.GetHost())
 		if errors.Is(err, store.ErrNotFound) {
-			v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: clip(open.GetHost(), 253), Detail: "refused: no right on any host of that name", Remote: remote})
+			v.Audit(brokerEvent(store.AuditEvent{Actor: p.User, Action: "connect", Target: open.GetHost(), Detail: "refused: no right on any host of that name", Remote: remote}))
 		}
 	}
 	if err != nil {
@@ -225,7 +229,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		endSession(str, true, "%v", err)
 		return
 	}
-	v.Audit(store.AuditEvent{Actor: p.User, Action: "connect", Target: "host " + m.ID, Detail: "brokered " + kind, Allowed: true, Remote: remote})
+	v.Audit(brokerEvent(store.AuditEvent{Actor: p.User, Action: "connect", Target: "host " + m.ID, Detail: "brokered " + kind, Allowed: true, Remote: remote}))
 
 	id := newSessionID()
 	pend := &pendingSession{member: m.ID, stream: make(chan *quic.Stream, 1)}
@@ -263,6 +267,18 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 		return
 	}
 	splice(ctx, str, agentStr)
+}
+
+// brokerEvent is ev as the broker records it: the host name a technician
+// gave is recorded even when nothing else of theirs verified (no
+// credential is needed to be refused), so every text is escaped and
+// bounded, as a host's records are.
+func brokerEvent(ev store.AuditEvent) store.AuditEvent {
+	ev.Actor = safetext.Field(ev.Actor, 64)
+	ev.Target = safetext.Field(ev.Target, 253)
+	ev.Detail = safetext.Field(ev.Detail, maxText)
+	ev.Remote = safetext.Field(ev.Remote, 64)
+	return ev
 }
 
 // splice copies both ways until the agent ends the session (or either side
