@@ -147,6 +147,11 @@ func (s *Server) serveTechnician(ctx context.Context, conn *quic.Conn) {
 	defer conn.CloseWithError(0, "")
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The streams whose SessionOpen is read before its token is checked:
+	// a connection proves nothing until then, and 64 streams of 256 KiB
+	// each, on each of a source's connections, would be a gigabyte held
+	// for anyone who can reach the port. The CLI opens one at a time.
+	unverified := make(chan struct{}, maxUnverifiedOpens)
 	for {
 		str, err := conn.AcceptStream(ctx)
 		if err != nil {
@@ -155,10 +160,14 @@ func (s *Server) serveTechnician(ctx context.Context, conn *quic.Conn) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.broker(ctx, conn, str)
+			s.broker(ctx, conn, str, unverified)
 		}()
 	}
 }
+
+// maxUnverifiedOpens bounds the SessionOpens one technician connection
+// has read at once before their tokens are checked.
+const maxUnverifiedOpens = 4
 
 func endSession(str *quic.Stream, denied bool, format string, args ...any) {
 	endSessionFor(str, wire.SessionEnd_REASON_UNSPECIFIED, denied, format, args...)
@@ -172,9 +181,24 @@ func endSessionFor(str *quic.Stream, reason wire.SessionEnd_Reason, denied bool,
 	str.Close()
 }
 
-func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) {
+func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream, unverified chan struct{}) {
 	defer str.Close()
-	str.SetDeadline(time.Now().Add(30 * time.Second))
+	deadline := time.Now().Add(30 * time.Second)
+	str.SetDeadline(deadline)
+	// Unread, the stream's bytes wait in flow control, not here.
+	wait := time.NewTimer(time.Until(deadline))
+	defer wait.Stop()
+	select {
+	case unverified <- struct{}{}:
+	case <-ctx.Done():
+		str.CancelRead(1)
+		return
+	case <-wait.C:
+		str.CancelRead(1)
+		return
+	}
+	release := sync.OnceFunc(func() { <-unverified })
+	defer release()
 	var open wire.SessionOpen
 	if err := wire.ReadMsgMax(str, &open, wire.MaxSessionOpenSize); err != nil {
 		str.CancelRead(1)
@@ -187,6 +211,7 @@ func (s *Server) broker(ctx context.Context, conn *quic.Conn, str *quic.Stream) 
 	}
 	remote := remoteIP(conn.RemoteAddr())
 	p, err := v.Verify(open.GetToken())
+	release()
 	if err != nil {
 		s.m.requests.WithLabelValues("session", "unauthenticated").Inc()
 		v.Audit(brokerEvent(store.AuditEvent{Actor: "?", Action: "connect", Target: open.GetHost(), Detail: "refused: " + err.Error(), Remote: remote}))

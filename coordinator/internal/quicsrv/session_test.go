@@ -2,10 +2,12 @@ package quicsrv
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode"
@@ -153,5 +155,50 @@ func TestHostsJudgeUserNamesByTheCoordinatorsRule(t *testing.T) {
 		if got, want := safetext.ValidUserName(n), auth.ValidName(n); got != want {
 			t.Errorf("%q: hosts say %v, the coordinator %v", n, got, want)
 		}
+	}
+}
+
+// The technician port proves nothing until a SessionOpen's token checks,
+// so one connection has only a few SessionOpens read at once: the rest
+// wait in flow control, and 64 streams of 256 KiB on each of a source's
+// connections are not a gigabyte held for anyone who reaches the port.
+func TestATechnicianConnectionHasFewUnverifiedSessionOpensRead(t *testing.T) {
+	ctx, dial, _ := limitServer(t, wire.ALPNTechnician)
+	c := dial()
+	defer c.CloseWithError(0, "")
+	const streams, size = 64, wire.MaxSessionOpenSize
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(4 * time.Second)
+	for range streams {
+		str, err := c.OpenStreamSync(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			var hdr [4]byte
+			binary.BigEndian.PutUint32(hdr[:], size)
+			str.SetWriteDeadline(deadline)
+			if _, err := str.Write(hdr[:]); err != nil {
+				return
+			}
+			chunk := make([]byte, 32<<10)
+			for sent := 0; sent < size-1; {
+				n, err := str.Write(chunk[:min(len(chunk), size-1-sent)])
+				sent += n
+				taken.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// What is read is maxUnverifiedOpens SessionOpens and what flow
+	// control lets the others send (a connection's window).
+	const bound = 2*maxUnverifiedOpens*size + 1<<20
+	if got := taken.Load(); got > bound {
+		t.Fatalf("one unauthenticated technician connection had %d KiB of %d SessionOpens read at once; want at most %d KiB",
+			got>>10, streams, bound>>10)
 	}
 }
