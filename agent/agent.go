@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
 	"github.com/outposthq/outpost/agent/internal/peercache"
@@ -174,8 +175,10 @@ type Agent struct {
 	merging atomic.Bool
 	// keptPeers are the peer addresses last written for the next start.
 	keptPeers atomic.Value // []string
-	// peerReports are office peers' misdeeds, told at the next check-in.
-	peerReports []string
+	// peerReports are office peers' misdeeds, told at the next check-in;
+	// peerReported is when each peer's each misdeed was last reported.
+	peerReports  []string
+	peerReported map[string]time.Time
 	// told is what the last report of the loop's carried (news).
 	told     told
 	id       *member.Identity
@@ -785,11 +788,16 @@ func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	a.checkinMu.Lock()
 	defer a.checkinMu.Unlock()
 	req := a.checkinRequest(true)
-	req.Rollup = a.rollup.batch()
+	// Others' check-ins in what room this one leaves in a message, with
+	// some to spare for the request's framing.
+	req.Rollup = a.rollup.batchWithin(min(batchBytes, wire.MaxMessageSize-proto.Size(req)-64<<10))
 	resp, err := a.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		a.mu.Lock()
-		a.peerReports = append(req.PeerReports, a.peerReports...) // told next time
+		// Told next time; no more than a check-in carries, however many
+		// fail in a row.
+		a.peerReports = append(req.PeerReports, a.peerReports...)
+		a.peerReports = a.peerReports[:min(len(a.peerReports), maxPeerReports)]
 		a.mu.Unlock()
 		return err
 	}
@@ -800,6 +808,7 @@ func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	if err := a.state.Ack(resp.GetCheckin().GetAckedSeq()); err != nil {
 		a.log.Warn("forget acknowledged reports", "err", err)
 	}
+	a.rollup.clock(resp.GetCheckin().GetServerUnix())
 	a.rollup.checkedIn(passOn)
 	if len(req.Rollup) > 0 {
 		a.rollup.carried(req.Rollup, resp.GetCheckin().GetRollupAcks())
@@ -961,16 +970,56 @@ func (a *Agent) policyAccepted(p *wire.Policy, from string) {
 	a.trigger()
 }
 
-// reportPeer keeps what an office peer did wrong for the next check-in.
-func (a *Agent) reportPeer(peer, what string) {
+// reportPeer keeps what an office peer did wrong (what, and detail when
+// there is more to say) for the next check-in. peer is how the report
+// names it: a peer message's sender only as it calls itself (claimed).
+//
+// It does not wake the loop: every check-in that carries a report goes
+// directly to the coordinator, and a woken loop with one pending runs the
+// whole policy too — so a forged message a few times a second from one
+// holder of the office key would keep every member of the office running
+// its policy and checking in. The report goes with the next check-in,
+// and the same peer doing the same thing is reported once an interval.
+func (a *Agent) reportPeer(peer, what, detail string) {
+	every := a.interval()
+	text := peer + ": " + what
+	if detail != "" {
+		text += ": " + detail
+	}
+	key := peer + "\x00" + what
+	now := time.Now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.peerReports) < 32 {
-		a.peerReports = append(a.peerReports, peer+": "+what)
+	if at, ok := a.peerReported[key]; ok && now.Sub(at) < every {
+		return
 	}
-	// Worth telling now rather than at the next interval.
-	a.trigger()
+	if len(a.peerReported) >= maxPeerReported {
+		for k, at := range a.peerReported {
+			if now.Sub(at) >= every {
+				delete(a.peerReported, k)
+			}
+		}
+		if len(a.peerReported) >= maxPeerReported {
+			return // as many as a check-in carries, this interval
+		}
+	}
+	if a.peerReported == nil {
+		a.peerReported = map[string]time.Time{}
+	}
+	a.peerReported[key] = now
+	if len(a.peerReports) < maxPeerReports {
+		a.peerReports = append(a.peerReports, text)
+	}
 }
+
+const (
+	// maxPeerReports bounds the reports one check-in carries (the
+	// coordinator takes up to wire.MaxCheckinPeerReports).
+	maxPeerReports = 32
+	// maxPeerReported bounds the peers and misdeeds remembered as
+	// reported this interval.
+	maxPeerReported = 256
+)
 
 func (a *Agent) serveMetrics(ctx context.Context) error {
 	mux := http.NewServeMux()

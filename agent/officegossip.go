@@ -129,6 +129,14 @@ func (g *officeGossip) numPeers() int {
 	return 0
 }
 
+// lists tells whether name is a live member of the office's gossip.
+func (g *officeGossip) lists(name string) bool {
+	if n := g.current(); n != nil {
+		return n.Lists(name)
+	}
+	return false
+}
+
 func (g *officeGossip) anyPeer() string {
 	if n := g.current(); n != nil {
 		return n.AnyPeer()

@@ -26,7 +26,7 @@ func (o officePeers) Self() string { return o.a.id.ID }
 
 func (o officePeers) Client() *http.Client { return o.client }
 
-func (o officePeers) BadPeer(peer, what string) { o.a.reportPeer(peer, what) }
+func (o officePeers) BadPeer(peer, what string) { o.a.reportPeer(peer, what, "") }
 
 // Peers lists the live members that serve chunks, with the URL they
 // serve on: the address they gossip from and the port they announce.

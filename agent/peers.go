@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/agent/internal/state"
@@ -39,11 +42,16 @@ type peerPolicy struct {
 	// the same rumor arriving again meanwhile is not verified twice.
 	taking uint64
 
+	// policyAnswers and revocationAnswers pace this member's answers to
+	// its office's requests (answerLimit).
+	policyAnswers, revocationAnswers *answerLimit
+
 	received *prometheus.CounterVec
 }
 
 func newPeerPolicy(a *Agent, reg prometheus.Registerer) (*peerPolicy, error) {
 	p := &peerPolicy{a: a, asked: map[string]time.Time{}, known: map[string]holding{},
+		policyAnswers: newAnswerLimit(), revocationAnswers: newAnswerLimit(),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_peer_policies_total",
 			Help: "Signed policies received from office peers, by result (accepted, stale, own: this agent takes its own from the coordinator, rejected)."}, []string{"result"}),
@@ -114,8 +122,11 @@ type holding struct {
 }
 
 // holds notes that peer (at addr, if known) holds revision rev of this
-// office's policy.
+// office's policy. Both are the sender's word: peer is shaped like a
+// member id (Message drops any other), and an address that is not one
+// (validAddr) is not kept.
 func (p *peerPolicy) holds(peer, addr string, rev uint64) {
+	addr = validAddr(addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.known) > maxOfficeKnown {
@@ -216,22 +227,18 @@ func (p *peerPolicy) Message(b []byte) {
 		p.a.log.Warn("undecodable message from an office peer", "err", err)
 		return
 	}
+	// Every name a message gives is its sender's word, and a message may
+	// be megabytes: one whose sender does not go by a member id is from
+	// no member, and its name would be kept and reported.
+	if !memberShaped(m.GetFrom()) {
+		p.a.log.Debug("message from an office peer without a member id: dropped", "from", clipName(m.GetFrom()))
+		return
+	}
 	switch body := m.GetBody().(type) {
 	case *wire.PeerMessage_RevisionRumor:
 		p.rumor(m.GetFrom(), body.RevisionRumor)
 	case *wire.PeerMessage_PolicyRequest:
-		if office, _ := p.a.Office(); body.PolicyRequest.GetOffice() == office {
-			p.holds(m.GetFrom(), body.PolicyRequest.GetReplyTo(), body.PolicyRequest.GetHaveRevision())
-		}
-		// A policy of this agent's own is not shareable: the asker gets
-		// the office's from another peer or the coordinator.
-		sp := p.a.state.Shareable()
-		office, _ := p.a.Office()
-		if sp == nil || body.PolicyRequest.GetOffice() != office || p.a.state.RevisionIn(office) <= body.PolicyRequest.GetHaveRevision() {
-			return
-		}
-		answer := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
-		go p.tell(m.GetFrom(), body.PolicyRequest.GetReplyTo(), answer)
+		p.answer(m.GetFrom(), body.PolicyRequest)
 	case *wire.PeerMessage_Policy:
 		p.take(m.GetFrom(), body.Policy, 0)
 	case *wire.PeerMessage_RevocationsRequest:
@@ -246,6 +253,33 @@ func (p *peerPolicy) Message(b []byte) {
 	}
 }
 
+// answer hands this member's policy to a member that asks for it and
+// holds an older one. A request costs its sender a small packet and the
+// answer a whole signed policy, so it goes only to a member gossip lists,
+// at the address gossip knows (never to one the request names: that
+// would point a stream of policies at any host), and only a few times a
+// while to each member and to the office (answerLimit). A member whose
+// answer is lost asks again.
+func (p *peerPolicy) answer(from string, req *wire.PeerPolicyRequest) {
+	office, _ := p.a.Office()
+	if req.GetOffice() != office {
+		return
+	}
+	p.holds(from, req.GetReplyTo(), req.GetHaveRevision())
+	// A policy of this agent's own is not shareable: the asker gets
+	// the office's from another peer or the coordinator.
+	sp := p.a.state.Shareable()
+	if sp == nil || p.a.state.RevisionIn(office) <= req.GetHaveRevision() || !p.a.gossip.lists(from) {
+		return
+	}
+	if !p.policyAnswers.allow(from) {
+		p.a.log.Debug("policy request from an office peer left unanswered: asked too often", "peer", from)
+		return
+	}
+	answer := &wire.PeerMessage{From: p.a.id.ID, Body: &wire.PeerMessage_Policy{Policy: sp}}
+	go p.tell(from, "", answer)
+}
+
 // rumor takes what a peer tells the office of a revision it holds.
 func (p *peerPolicy) rumor(from string, r *wire.RevisionRumor) {
 	office, roaming := p.a.Office()
@@ -257,7 +291,7 @@ func (p *peerPolicy) rumor(from string, r *wire.RevisionRumor) {
 		return
 	}
 	if r.GetPolicy() == nil {
-		p.want(from, r.GetHolderAddr(), r.GetRevision())
+		p.want(from, validAddr(r.GetHolderAddr()), r.GetRevision())
 		return
 	}
 	p.take(from, r.GetPolicy(), r.GetRevision())
@@ -361,7 +395,7 @@ func (p *peerPolicy) accept(from string, sp *wire.SignedPolicy) {
 		// broken or hostile: say so loudly and tell the coordinator.
 		p.received.WithLabelValues("rejected").Inc()
 		p.a.log.Warn("refused a policy from an office peer", "peer", from, "err", err)
-		p.a.reportPeer(from, "sent a policy that was refused: "+err.Error())
+		p.a.reportPeer(claimed(from), "sent a policy that was refused", err.Error())
 		return
 	}
 	p.received.WithLabelValues("accepted").Inc()
@@ -379,4 +413,94 @@ func itoa(n uint64) string {
 			return string(b[i:])
 		}
 	}
+}
+
+// maxMemberID bounds a member id a peer message may give: the
+// coordinator's are "ag-" or "rl-" and 16 hex digits.
+const maxMemberID = 64
+
+// memberShaped tells whether s could be a member id: a few dozen
+// characters of the coordinator's ids (lower-case letters, digits and
+// dashes).
+func memberShaped(s string) bool {
+	if s == "" || len(s) > maxMemberID {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// maxPeerAddr bounds a gossip address a peer message may give
+// ("[v6 address]:port" is at most 47 bytes).
+const maxPeerAddr = 64
+
+// validAddr is addr if it is an IP address and port, as gossip answers
+// at, else "".
+func validAddr(addr string) string {
+	if addr == "" || len(addr) > maxPeerAddr {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || net.ParseIP(host) == nil {
+		return ""
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return ""
+	}
+	return addr
+}
+
+// claimed names the sender of a peer message as it names itself: nothing
+// proves a message's From, so a report must not say that member did it.
+func claimed(from string) string { return "a member calling itself " + from }
+
+// clipName is a name for a log line, whatever its size.
+func clipName(s string) string {
+	if len(s) > maxMemberID {
+		return s[:maxMemberID] + "…"
+	}
+	return s
+}
+
+// answerLimit paces the answers to office peers' requests (for a policy,
+// for a revocation list): at most answerBurst to one member at once and
+// one per answerEvery after that, and at most officeAnswersPerSec
+// (officeAnswerBurst at once) to the whole office. A member asks again
+// only when its answer was lost, a few seconds later; a member asked
+// without end by a peer (or by anyone with the office key, speaking for
+// its members) answers a few times a while, not every time.
+type answerLimit struct {
+	mu    sync.Mutex
+	total *rate.Limiter
+	each  map[string]*rate.Limiter
+}
+
+const (
+	answerEvery         = 3 * time.Second
+	answerBurst         = 2
+	officeAnswersPerSec = 50
+	officeAnswerBurst   = 100
+)
+
+func newAnswerLimit() *answerLimit {
+	return &answerLimit{total: rate.NewLimiter(officeAnswersPerSec, officeAnswerBurst), each: map[string]*rate.Limiter{}}
+}
+
+// allow tells whether an answer to member may go now, and counts it.
+func (l *answerLimit) allow(member string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.each[member]
+	if e == nil {
+		if len(l.each) >= maxOfficeKnown {
+			clear(l.each) // only members gossip lists get here
+		}
+		e = rate.NewLimiter(rate.Every(answerEvery), answerBurst)
+		l.each[member] = e
+	}
+	return e.Allow() && l.total.Allow()
 }

@@ -30,7 +30,7 @@ func (a *Agent) takeRevocations(sr *wire.SignedRevocations, from string) {
 		return
 	case err != nil && from != "":
 		a.log.Warn("refused a revocation list from an office peer", "peer", from, "err", err)
-		a.reportPeer(from, "sent a revocation list that was refused: "+err.Error())
+		a.reportPeer(claimed(from), "sent a revocation list that was refused", err.Error())
 		return
 	case err != nil:
 		a.log.Warn("refused the coordinator's revocation list", "err", err)
@@ -64,14 +64,20 @@ func (a *Agent) askRevocations(peer string) {
 		RevocationsRequest: &wire.RevocationsRequest{HaveIssuedUnixMs: have, ReplyTo: a.gossip.addr()}}})
 }
 
-// answerRevocations sends this host's list to a peer that holds an older one.
+// answerRevocations sends this host's list to a peer that holds an older
+// one: like a policy (peerPolicy.answer), only to a member gossip lists,
+// where gossip knows it, a few times a while.
 func (a *Agent) answerRevocations(from string, req *wire.RevocationsRequest) {
 	sr, issued := a.sessions.Revocations()
-	if sr == nil || issued <= req.GetHaveIssuedUnixMs() {
+	if sr == nil || issued <= req.GetHaveIssuedUnixMs() || !a.gossip.lists(from) {
+		return
+	}
+	if !a.peers.revocationAnswers.allow(from) {
+		a.log.Debug("revocation request from an office peer left unanswered: asked too often", "peer", from)
 		return
 	}
 	m := &wire.PeerMessage{From: a.id.ID, Body: &wire.PeerMessage_Revocations{Revocations: sr}}
-	go a.peers.tell(from, req.GetReplyTo(), m)
+	go a.peers.tell(from, "", m)
 }
 
 // refreshRevocations asks the coordinator for the current list before a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"strconv"
@@ -49,9 +50,15 @@ type rollup struct {
 
 	mu sync.Mutex
 	// As the roll-up member: the newest signed check-in of each member.
-	pending map[string]*wire.SignedCheckin
+	pending map[string]heldCheckin
 	// As a member reporting through another.
-	direct       bool      // the coordinator asked for a direct check-in
+	direct bool // the coordinator asked for a direct check-in
+	// skew is the coordinator's clock less this member's, as the answer
+	// to the last direct check-in gave it (at most a second low), and
+	// directAt that check-in's time by the coordinator's clock: an
+	// acknowledgement signed before it is an old one played back.
+	skew         time.Duration
+	directAt     time.Time
 	unackedSince time.Time // first report sent through a roll-up and not yet acknowledged
 	// unackedSeq is the run that report carried: only an acknowledgement
 	// that covers it is news, not an old one a peer plays back.
@@ -74,8 +81,26 @@ const (
 	checkinMaxAge = 10 * time.Minute
 )
 
+// heldCheckin is a member's signed check-in held to pass on, with what it
+// says of itself: when it was signed, and the run and revision it tells.
+type heldCheckin struct {
+	sc       *wire.SignedCheckin
+	signed   time.Time
+	seq, rev uint64
+}
+
+// newer tells whether c was made after held, a check-in of the same
+// member: signed later, or in the same second (signatures count seconds)
+// telling of a newer run or revision.
+func (c heldCheckin) newer(held heldCheckin) bool {
+	if !c.signed.Equal(held.signed) {
+		return c.signed.After(held.signed)
+	}
+	return c.seq > held.seq || c.seq == held.seq && c.rev > held.rev
+}
+
 func newRollup(a *Agent, reg prometheus.Registerer) (*rollup, error) {
-	r := &rollup{a: a, wake: make(chan struct{}, 1), pending: map[string]*wire.SignedCheckin{},
+	r := &rollup{a: a, wake: make(chan struct{}, 1), pending: map[string]heldCheckin{},
 		count: rand.IntN(directEvery), // members' direct check-ins do not come all at once
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_rollup_reports_total",
@@ -193,6 +218,10 @@ func (r *rollup) send(to string, urgent bool) error {
 		return errNoSigner
 	}
 	sc, err := wire.SignCheckin(signer, a.id.Cert.Certificate[0], a.id.ID, time.Now(), req)
+	if err == nil && proto.Size(sc) > wire.MaxCarriedCheckin {
+		// The roll-up member would refuse it: straight to the coordinator.
+		err = fmt.Errorf("check-in of %d bytes is larger than a roll-up member carries (%d)", proto.Size(sc), wire.MaxCarriedCheckin)
+	}
 	if err == nil {
 		sc.Urgent = urgent
 		var b []byte
@@ -228,24 +257,42 @@ func (e errString) Error() string { return string(e) }
 
 const errNoSigner = errString("the member key cannot sign")
 
-// take keeps a peer's check-in to pass on.
+// take keeps a peer's check-in to pass on: one the coordinator would take
+// (signed by a member, recent, within the bounds of one check-in), and
+// newer than the one held of that member. Anyone with the office key sees
+// members' check-ins go by and can hand over an older one again; kept,
+// it would replace the newest.
 func (r *rollup) take(from string, sc *wire.SignedCheckin) {
 	if r.verify == nil {
 		return
 	}
-	rep, err := r.verify.Verify(sc, time.Now())
-	if err == nil && time.Since(time.Unix(rep.GetSignedUnix(), 0)) > checkinMaxAge {
-		err = errString("too old")
+	var rep *wire.RollupReport
+	var err error
+	if size := proto.Size(sc); size > wire.MaxCarriedCheckin {
+		// Checked before the signature: gossip carries messages of up to
+		// 8 MiB, and one such check-in would make every check-in of this
+		// member too large to send.
+		err = fmt.Errorf("%d bytes, more than the %d carried", size, wire.MaxCarriedCheckin)
+	} else if rep, err = r.verify.Verify(sc, time.Now()); err == nil {
+		err = carriable(rep, time.Now())
 	}
 	if err != nil {
 		r.reports.WithLabelValues("refused").Inc()
 		r.a.log.Warn("refused a check-in from an office peer", "peer", from, "err", err)
-		r.a.reportPeer(from, "handed over a check-in that was refused: "+err.Error())
+		r.a.reportPeer(claimed(from), "handed over a check-in that was refused", err.Error())
 		return
 	}
+	c := heldCheckin{sc: sc, signed: time.Unix(rep.GetSignedUnix(), 0), seq: reportSeq(rep.GetCheckin()), rev: rep.GetCheckin().GetRevision()}
+	id := rep.GetMemberId()
 	r.mu.Lock()
-	if _, ok := r.pending[rep.GetMemberId()]; ok || len(r.pending) < maxPending {
-		r.pending[rep.GetMemberId()] = sc
+	held, ok := r.pending[id]
+	switch {
+	case ok && !c.newer(held):
+		r.mu.Unlock()
+		r.a.log.Debug("an office peer handed over a check-in older than the one held: dropped", "peer", from, "member", id)
+		return
+	case ok || len(r.pending) < maxPending:
+		r.pending[id] = c
 	}
 	r.mu.Unlock()
 	if sc.GetUrgent() {
@@ -262,18 +309,44 @@ func (r *rollup) hasPending() bool {
 	return len(r.pending) > 0
 }
 
+// carriable says why the coordinator would refuse a member's verified
+// check-in (nil: it would not), so that the roll-up member does not hold
+// it: too old or signed too far ahead (the coordinator's bounds), or
+// beyond the bounds of one check-in.
+func carriable(rep *wire.RollupReport, now time.Time) error {
+	at := time.Unix(rep.GetSignedUnix(), 0)
+	switch {
+	case now.Sub(at) > checkinMaxAge:
+		return errString("too old")
+	case at.Sub(now) > time.Minute:
+		return errString("signed in the future")
+	case wire.CheckinTooLarge(rep.GetCheckin()) || len(rep.GetCheckin().GetRollup()) > 0:
+		return errString("too large, or carrying others")
+	}
+	return nil
+}
+
 // batch is what this member's next check-in carries of other members.
-func (r *rollup) batch() []*wire.SignedCheckin {
+func (r *rollup) batch() []*wire.SignedCheckin { return r.batchWithin(batchBytes) }
+
+// batchWithin is batch in at most room bytes. A check-in gone too old
+// while held is forgotten (the coordinator would refuse it, and its
+// member sends its runs again); the rest waits for the next batch.
+func (r *rollup) batchWithin(room int) []*wire.SignedCheckin {
+	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*wire.SignedCheckin
 	size := 0
-	for _, sc := range r.pending {
-		size += proto.Size(sc)
-		if size > batchBytes && len(out) > 0 {
-			break
+	for id, c := range r.pending {
+		if now.Sub(c.signed) > checkinMaxAge {
+			delete(r.pending, id)
+			continue
 		}
-		out = append(out, sc)
+		if n := proto.Size(c.sc); size+n <= room {
+			size += n
+			out = append(out, c.sc)
+		}
 	}
 	return out
 }
@@ -282,9 +355,9 @@ func (r *rollup) batch() []*wire.SignedCheckin {
 // answers back to their members.
 func (r *rollup) carried(sent []*wire.SignedCheckin, acks []*wire.SignedRollupAck) {
 	r.mu.Lock()
-	for id, sc := range r.pending {
+	for id, c := range r.pending {
 		for _, s := range sent {
-			if s == sc {
+			if s == c.sc {
 				delete(r.pending, id)
 				break
 			}
@@ -307,6 +380,17 @@ func (r *rollup) acked(s *wire.SignedRollupAck) {
 	ack, err := wire.VerifyRollupAck(a.id.PolicyKey, s)
 	if err != nil || ack.GetMemberId() != a.id.ID {
 		a.log.Warn("refused a roll-up acknowledgement", "member", s.GetMemberId(), "err", err)
+		return
+	}
+	r.mu.Lock()
+	since := r.directAt
+	r.mu.Unlock()
+	if !since.IsZero() && ack.GetAtUnix() < since.Unix() {
+		// Signed before this member's last direct check-in, which brought
+		// everything an acknowledgement could: an old one, played back by
+		// a peer to make this member check in directly again and again.
+		a.log.Debug("refused a roll-up acknowledgement signed before the last direct check-in",
+			"signed", time.Unix(ack.GetAtUnix(), 0), "checked_in", since)
 		return
 	}
 	if err := a.state.Ack(ack.GetAckedSeq()); err != nil {
@@ -341,6 +425,21 @@ func (r *rollup) checkinDirectly() {
 	r.mu.Unlock()
 }
 
+// clock notes the coordinator's time, serverUnix, as the answer to a
+// direct check-in gives it, just received.
+func (r *rollup) clock(serverUnix int64) {
+	if serverUnix <= 0 {
+		return // an answer without it: this member's clock stands in
+	}
+	// The answer was made before it arrived and its time is cut to the
+	// second: the coordinator's clock as taken here is a little behind,
+	// never ahead, so no acknowledgement made after is taken for older.
+	skew := time.Until(time.Unix(serverUnix, 0))
+	r.mu.Lock()
+	r.skew = skew
+	r.mu.Unlock()
+}
+
 // checkedIn notes a direct check-in: it took every queued run and brought
 // the office's news. passOn says it was made to pass on other members'
 // check-ins rather than as a report of this member's.
@@ -348,6 +447,7 @@ func (r *rollup) checkedIn(passOn bool) {
 	r.mu.Lock()
 	r.direct = false
 	r.unackedSince, r.unackedSeq = time.Time{}, 0
+	r.directAt = time.Now().Add(r.skew)
 	r.mu.Unlock()
 	if passOn {
 		r.reports.WithLabelValues("pass_on").Inc()

@@ -214,12 +214,16 @@ func TestRollupRefusesForgedCheckins(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
 	defer ccancel()
-	resp, err := link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: batch}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if acks := resp.GetCheckin().GetRollupAcks(); len(acks) != 0 {
-		t.Fatalf("forged check-ins acknowledged: %v", acks)
+	// One batch each: a batch carries one check-in per member (three of
+	// these name b), and the coordinator refuses the others unverified.
+	for _, sc := range batch {
+		resp, err := link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: []*wire.SignedCheckin{sc}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if acks := resp.GetCheckin().GetRollupAcks(); len(acks) != 0 {
+			t.Fatalf("forged check-ins acknowledged: %v", acks)
+		}
 	}
 	for result, want := range map[string]float64{"signature": 2, "office": 1, "stale": 1, "kept": 0} {
 		if got := labelled(c, "outpost_coordinator_rollup_reports_total", "result", result); got != want {
@@ -239,7 +243,7 @@ func TestRollupRefusesForgedCheckins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err = link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: []*wire.SignedCheckin{genuine}}}})
+	resp, err := link.Call(cctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: &wire.CheckinRequest{Hostname: "east-a", Rollup: []*wire.SignedCheckin{genuine}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

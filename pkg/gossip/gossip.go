@@ -515,6 +515,15 @@ func (n *Node) AnyPeer() string {
 	return ""
 }
 
+// Lists tells whether name is a live member this node knows, without
+// listing them all: a member that answers requests answers only those.
+func (n *Node) Lists(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ok := n.peers[name]
+	return ok
+}
+
 // Peers lists the other live members.
 func (n *Node) Peers() []Peer {
 	n.mu.Lock()

@@ -26,6 +26,28 @@ const (
 	rollupAckContext = "outpost-rollup-ack-v1\x00"
 )
 
+// Bounds of one check-in. The coordinator refuses a check-in beyond them,
+// and a roll-up member does not carry one: it would be refused.
+const (
+	MaxCheckinAddresses   = 32
+	MaxCheckinReportItems = 10000
+	MaxCheckinPeerReports = 64
+	MaxCheckinBacklog     = 64
+	// MaxCarriedCheckin bounds the bytes of one member's signed check-in
+	// that a roll-up member carries. A report of a few hundred items with
+	// a backlog of dozens of runs fits; a member whose check-in is larger
+	// checks in directly. Without it, one check-in (gossip carries up to
+	// 8 MiB) would make the carrier's own check-in too large to send.
+	MaxCarriedCheckin = 1 << 20
+)
+
+// CheckinTooLarge tells whether req is beyond the bounds of one check-in
+// (its roll-up aside).
+func CheckinTooLarge(req *CheckinRequest) bool {
+	return len(req.GetAddresses()) > MaxCheckinAddresses || len(req.GetReport().GetItems()) > MaxCheckinReportItems ||
+		len(req.GetPeerReports()) > MaxCheckinPeerReports || len(req.GetBacklog()) > MaxCheckinBacklog
+}
+
 // ErrBadCheckin is returned for a rolled-up check-in that does not verify.
 var ErrBadCheckin = errors.New("rolled-up check-in does not verify")
 

@@ -6,15 +6,18 @@
 package quicsrv
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"net"
@@ -27,6 +30,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/ca"
@@ -298,8 +302,15 @@ func (s *Server) serveEnroll(ctx context.Context, conn *quic.Conn) {
 	defer str.Close()
 	str.SetDeadline(time.Now().Add(30 * time.Second))
 	var req wire.Request
-	if err := wire.ReadMsg(str, &req); err != nil {
+	if err := wire.ReadMsgMax(str, &req, maxEnrollRequest); err != nil {
 		s.m.enrollments.WithLabelValues("bad_request").Inc()
+		if errors.Is(err, wire.ErrTooLarge) {
+			// Refused unread, and the sender stopped at once: the reason
+			// goes with the connection's close, which the sender sees
+			// whatever it was doing.
+			s.log.Debug("enrolment refused: request too large", "remote", conn.RemoteAddr().String(), "err", err)
+			conn.CloseWithError(1, fmt.Sprintf("enrolment request larger than the %d bytes allowed: send a token, a hostname and a certificate request only", maxEnrollRequest))
+		}
 		return
 	}
 	resp := s.enroll(req.GetEnroll(), remoteIP(conn.RemoteAddr()))
@@ -489,6 +500,13 @@ func (w *hostnameWarnings) due(id string, now time.Time) bool {
 // once, stay well below.
 const maxTechConnsPerSource = 64
 
+// maxEnrollRequest bounds an enrolment request, read before anything of
+// its sender is known: with maxEnrollConnsPerSource connections, what one
+// source makes the coordinator hold. A real request (a token, a hostname
+// of at most 253 bytes, a P-256 certificate request naming it) is well
+// under 1 KiB; the rest is margin for a larger key.
+const maxEnrollRequest = 16 << 10
+
 // maxEnrollConnsPerSource bounds the enrolment connections one source
 // holds at once. They are unauthenticated until the token checks, and one
 // may sit for 30 s before its request. A whole office enrolling behind
@@ -643,6 +661,7 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 	}()
 
 	remote := remoteIP(conn.RemoteAddr())
+	budget := semaphore.NewWeighted(memberFrameBudget)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -656,16 +675,25 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 			defer str.Close()
 			str.SetDeadline(time.Now().Add(30 * time.Second))
 			var req wire.Request
-			if err := wire.ReadMsg(str, &req); err != nil {
+			release, err := readMemberRequest(str, budget, &req)
+			if errors.Is(err, errBusy) {
+				s.m.requests.WithLabelValues("unknown", "busy").Inc()
+				str.CancelRead(1)
+				wire.WriteMsg(str, wire.Errorf(wire.Error_CODE_DENIED, "%s", err))
+				return
+			}
+			if err != nil {
 				s.m.requests.WithLabelValues("unknown", "bad_request").Inc()
 				str.CancelRead(1)
 				return
 			}
 			if at := req.GetSessionAttach(); at != nil {
+				release()
 				s.attach(ctx, id, str, at)
 				return
 			}
 			resp := s.handle(ctx, id, remote, &req)
+			release()
 			if err := wire.WriteMsg(str, resp); err != nil {
 				s.log.Debug("answer member", "member", id, "err", err)
 			}
@@ -676,6 +704,50 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 			str.CancelRead(0)
 		}()
 	}
+}
+
+// A member may have 64 streams open, and each request may be up to
+// wire.MaxMessageSize: read all at once, one member (a stolen laptop
+// keeps its certificate) would pin 512 MiB of the coordinator. Requests
+// are small but for a roll-up member's check-in, which carries its
+// office's, one at a time. So the requests over smallFrame that one
+// connection has being read and handled at once share memberFrameBudget;
+// one that does not fit is refused at once, unread, and sent again by its
+// member later. Small ones are read at once.
+//
+// Refused, not kept waiting: what a waiting stream was sent before it is
+// read holds on to the connection's flow-control window, and a few of
+// them would stall every stream of the connection, the ones being read
+// and the small ones too. A refused stream's bytes are given back.
+const (
+	smallFrame        = 64 << 10
+	memberFrameBudget = 2 * wire.MaxMessageSize
+)
+
+// errBusy refuses a request that does not fit in its connection's budget.
+var errBusy = errors.New("too many large requests at once on this connection: send it again once one is answered")
+
+// readMemberRequest reads one request of a member's into req. One larger
+// than smallFrame takes its size from budget first (errBusy when it does
+// not fit); release gives it back.
+func readMemberRequest(str *quic.Stream, budget *semaphore.Weighted, req *wire.Request) (release func(), err error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(str, hdr[:]); err != nil {
+		return nil, fmt.Errorf("read request: %w", err)
+	}
+	release = func() {}
+	// Larger than MaxMessageSize: ReadMsg refuses it below, unread.
+	if n := int64(binary.BigEndian.Uint32(hdr[:])); n > smallFrame && n <= wire.MaxMessageSize {
+		if !budget.TryAcquire(n) {
+			return nil, errBusy
+		}
+		release = sync.OnceFunc(func() { budget.Release(n) })
+	}
+	if err := wire.ReadMsg(io.MultiReader(bytes.NewReader(hdr[:]), str), req); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Request) *wire.Response {
@@ -707,12 +779,7 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 	return resp
 }
 
-const (
-	maxAddresses = 32
-	maxReportLen = 10000
-	maxText      = 1024
-	maxBacklog   = 64
-)
+const maxText = 1024
 
 func clip(s string, n int) string {
 	if len(s) > n {
@@ -721,9 +788,7 @@ func clip(s string, n int) string {
 	return s
 }
 
-func tooLarge(req *wire.CheckinRequest) bool {
-	return len(req.GetAddresses()) > maxAddresses || len(req.GetReport().GetItems()) > maxReportLen || len(req.GetPeerReports()) > 64 || len(req.GetBacklog()) > maxBacklog
-}
+func tooLarge(req *wire.CheckinRequest) bool { return wire.CheckinTooLarge(req) }
 
 func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Response {
 	s.m.checkins.Inc()
@@ -736,7 +801,7 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
 	}
-	m, err := s.record(id, remote, req, offices, now)
+	m, err := s.record(id, remote, time.Time{}, req, offices, now)
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")
@@ -795,14 +860,13 @@ func (s *Server) memberInfo(info *wire.OfficeInfo, o *store.Office, m *store.Mem
 }
 
 // record keeps what a member says of itself at a check-in, direct
-// (remote is its address) or rolled up (remote is empty). An agent that
-// changed office or hostname is placed again (its office is re-signed if
-// it now needs a policy of its own) before any answer names a revision.
-func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []store.Office, now time.Time) (*store.Member, error) {
-	for _, r := range req.GetPeerReports() {
-		s.m.peerReports.Inc()
-		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
-	}
+// (remote is its address, signed is zero) or rolled up (remote is empty,
+// signed is when the member signed it). A rolled-up check-in older than
+// what was kept of the member is refused with a staleError (notNewer),
+// and nothing of it kept. An agent that changed office or hostname is placed again (its
+// office is re-signed if it now needs a policy of its own) before any
+// answer names a revision.
+func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRequest, offices []store.Office, now time.Time) (*store.Member, error) {
 	// A hostname enrollment would refuse (control characters, spaces, too
 	// long) is not taken: the member keeps the one it has, and its
 	// check-in the rest.
@@ -811,7 +875,15 @@ func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []s
 		newHostname, badHostname = "", true
 	}
 	moved := false
-	m, err := s.store.UpdateMember(id, func(m *store.Member) {
+	m, err := s.store.UpdateMemberIf(id, func(m *store.Member) error {
+		if signed.IsZero() {
+			m.DirectAt = now
+		} else {
+			if why := notNewer(m, signed, req); why != "" {
+				return &staleError{why: why}
+			}
+			m.RolledUpSigned = signed
+		}
 		before, hostname := m.Office, m.Hostname
 		m.LastSeen = now
 		if remote != "" {
@@ -844,9 +916,15 @@ func (s *Server) record(id, remote string, req *wire.CheckinRequest, offices []s
 		s.place(m, offices)
 		// A new hostname counts as a move: policies may target hostnames.
 		moved = m.Office != before || m.Hostname != hostname
+		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Told once the check-in is kept: a replayed one does not tell again.
+	for _, r := range req.GetPeerReports() {
+		s.m.peerReports.Inc()
+		s.log.Warn("member reports an office peer", "member", id, "report", clip(r, maxText))
 	}
 	if badHostname {
 		level := slog.LevelDebug

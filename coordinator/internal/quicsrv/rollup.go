@@ -2,10 +2,12 @@ package quicsrv
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -42,7 +44,7 @@ func newRollupMetrics() rollupMetrics {
 			Name: "outpost_coordinator_rollup_batches_total", Help: "Check-ins that carried other members' check-ins (roll-up)."}),
 		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_coordinator_rollup_reports_total",
-			Help: "Members' check-ins carried by a roll-up member, by result (kept, or why refused: signature, stale, unknown, office, bad_request, error)."},
+			Help: "Members' check-ins carried by a roll-up member, by result (kept, or why refused: signature, stale, duplicate, unknown, office, bad_request, error)."},
 			[]string{"result"}),
 	}
 }
@@ -57,6 +59,11 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 	if base, err := s.baseInfo(o); err == nil {
 		s.memberInfo(base, o, &store.Member{Role: "agent"})
 		want = wire.OfficeDigest(base)
+	}
+	batch, dups := newestOfEach(batch)
+	if dups > 0 {
+		s.m.rollup.reports.WithLabelValues("duplicate").Add(float64(dups))
+		s.log.Warn("rolled-up check-ins refused: more than one of a member in one batch", "carrier", carrier.ID, "office", o.Name, "refused", dups)
 	}
 	acks := make([]*wire.SignedRollupAck, len(batch))
 	sem := make(chan struct{}, rollupWorkers)
@@ -86,6 +93,9 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 		s.log.Warn("rolled-up check-in refused", "carrier", carrier.ID, "office", o.Name, "member", member, "reason", why)
 		return nil, result
 	}
+	if len(sc.GetReport()) > wire.MaxCarriedCheckin {
+		return refuse("bad_request", "too large", "")
+	}
 	rep, err := s.checkins.Verify(sc, now)
 	if err != nil {
 		return refuse("signature", err.Error(), "")
@@ -105,7 +115,14 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 	if m.Role != "agent" || m.Roaming || m.Office != carrier.Office || carrier.Roaming {
 		return refuse("office", "member of office "+m.Office+", carried by a member of "+carrier.Office, id)
 	}
-	m, err = s.record(id, "", req, offices, now)
+	signed := time.Unix(rep.GetSignedUnix(), 0)
+	m, err = s.record(id, "", signed, req, offices, now)
+	var stale *staleError
+	if errors.As(err, &stale) {
+		// No answer: an acknowledgement would tell the member its runs
+		// are kept. Its newer check-ins, and its direct ones, are.
+		return refuse("stale", stale.why+" (signed at "+signed.UTC().Format(time.RFC3339)+")", id)
+	}
 	if err != nil {
 		s.log.Error("rolled-up check-in", "member", id, "err", err)
 		return nil, "error"
@@ -115,10 +132,129 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 		// check-in brings those.
 		CheckinDirectly: o.Rotation != "" || m.Office != o.Name || m.Roaming || !bytes.Equal(req.GetOfficeDigest(), want),
 	}
-	signed, err := wire.SignRollupAck(s.ca.PolicyKey(), ack)
+	answer, err := wire.SignRollupAck(s.ca.PolicyKey(), ack)
 	if err != nil {
 		s.log.Error("sign roll-up ack", "member", id, "err", err)
 		return nil, "error"
 	}
-	return signed, "kept"
+	return answer, "kept"
+}
+
+// directSkew is how long before a member's last direct check-in arrived a
+// rolled-up check-in of it may have been signed and still be kept. The
+// two are timed by different clocks (the arrival by the coordinator's,
+// the signature by the member's), so a check-in signed just after a
+// direct one can read as signed a little before it; the coordinator
+// already refuses signatures more than a minute in its future, so it
+// counts on members' clocks within about a minute. A member whose clock
+// is further behind has its rolled-up check-ins refused for a while after
+// each direct one; unacknowledged, it checks in directly again, so
+// nothing of it is lost.
+const directSkew = time.Minute
+
+// staleError refuses a rolled-up check-in older than what was kept.
+type staleError struct{ why string }
+
+func (e *staleError) Error() string { return "rolled-up check-in " + e.why }
+
+// notNewer says why a rolled-up check-in of m signed at signed is not
+// newer than what was kept of m ("" when it is). A carrier, or anyone
+// holding the office key who saw the member's check-ins go by, can bring
+// an older one within the 10 minutes a signature counts: kept, it would
+// put back the member's older report, revision and addresses. Signed
+// times are compared with signed times (one clock, the member's), and
+// with the last direct check-in only within directSkew.
+func notNewer(m *store.Member, signed time.Time, req *wire.CheckinRequest) string {
+	if !m.DirectAt.IsZero() && signed.Before(m.DirectAt.Add(-directSkew)) {
+		return "signed before the member's last direct check-in"
+	}
+	seq, kept := req.GetReport().GetSeq(), uint64(0)
+	if m.Report != nil {
+		kept = m.Report.Seq
+	}
+	if seq > 0 && seq < kept {
+		return "carries an older run than the one kept"
+	}
+	switch last := m.RolledUpSigned; {
+	case last.IsZero() || signed.After(last):
+		return ""
+	case signed.Before(last):
+		return "signed before the last one kept"
+	case seq > kept || seq == kept && req.GetRevision() > m.Revision:
+		// Signatures count in seconds: two check-ins of one second
+		// differ by the run or revision they tell of.
+		return ""
+	}
+	return "the same as the last one kept"
+}
+
+// newestOfEach keeps one check-in per member from a batch, the one signed
+// last, and counts the others. A carrier keeps the newest of each member,
+// so more than one is a replay: each copy would cost a signature check,
+// a write and a signed answer. Members and times are read before the
+// signature is checked; the check-in kept is then verified like any
+// other, and one a carrier forged to push a genuine one out is refused —
+// but a carrier can leave any check-in out anyway.
+func newestOfEach(batch []*wire.SignedCheckin) ([]*wire.SignedCheckin, int) {
+	type newest struct {
+		i      int
+		signed int64
+	}
+	byMember := make(map[string]newest, len(batch))
+	keep := make([]bool, len(batch))
+	for i, sc := range batch {
+		id, signed, ok := claimed(sc.GetReport())
+		if !ok {
+			keep[i] = true // refused when verified
+			continue
+		}
+		if n, seen := byMember[id]; seen {
+			if signed <= n.signed {
+				continue
+			}
+			keep[n.i] = false
+		}
+		byMember[id] = newest{i: i, signed: signed}
+		keep[i] = true
+	}
+	out := make([]*wire.SignedCheckin, 0, len(batch))
+	for i, sc := range batch {
+		if keep[i] {
+			out = append(out, sc)
+		}
+	}
+	return out, len(batch) - len(out)
+}
+
+// claimed reads the member id and signing time a serialized RollupReport
+// says, without decoding the check-in it carries.
+func claimed(report []byte) (id string, signed int64, ok bool) {
+	for len(report) > 0 {
+		num, typ, n := protowire.ConsumeTag(report)
+		if n < 0 {
+			return "", 0, false
+		}
+		report = report[n:]
+		switch {
+		case num == 1 && typ == protowire.BytesType:
+			v, n := protowire.ConsumeBytes(report)
+			if n < 0 {
+				return "", 0, false
+			}
+			id, report = string(v), report[n:]
+		case num == 2 && typ == protowire.VarintType:
+			v, n := protowire.ConsumeVarint(report)
+			if n < 0 {
+				return "", 0, false
+			}
+			signed, report = int64(v), report[n:]
+		default:
+			n := protowire.ConsumeFieldValue(num, typ, report)
+			if n < 0 {
+				return "", 0, false
+			}
+			report = report[n:]
+		}
+	}
+	return id, signed, id != ""
 }

@@ -131,6 +131,13 @@ type Member struct {
 	Token   string `json:"token,omitempty"`
 	// Staging is a relay's last report of pre-staging (release.go).
 	Staging *Staging `json:"staging,omitempty"`
+	// RolledUpSigned is when the member signed the last check-in of its
+	// that a roll-up member brought and that was kept (the member's
+	// clock), and DirectAt when its last direct check-in arrived (the
+	// coordinator's): a rolled-up check-in older than what was kept is a
+	// replay. Zero: unknown (none since these were recorded).
+	RolledUpSigned time.Time `json:"rolled_up_signed,omitzero"`
+	DirectAt       time.Time `json:"direct_at,omitzero"`
 }
 
 // Policy is an office's current policy.
@@ -384,13 +391,23 @@ func (s *Store) EnrollAgain(hash, keyHash string) (*Member, *Office, error) {
 // concurrent updates share one transaction and one fsync. fn may run more
 // than once, so it must only set fields.
 func (s *Store) UpdateMember(id string, fn func(*Member)) (*Member, error) {
+	return s.UpdateMemberIf(id, func(m *Member) error { fn(m); return nil })
+}
+
+// UpdateMemberIf is UpdateMember with a fn that may refuse the change:
+// its error is returned and nothing is written. The decision is taken on
+// the member as stored in the same transaction, so two check-ins of one
+// member at once cannot both pass a check meant for one.
+func (s *Store) UpdateMemberIf(id string, fn func(*Member) error) (*Member, error) {
 	var out *Member
 	err := s.db.Batch(func(tx *bolt.Tx) error {
 		m, err := get[Member](tx, bMembers, id)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", id, err)
 		}
-		fn(m)
+		if err := fn(m); err != nil {
+			return err
+		}
 		out = m
 		// Keep the last runs (compliance history): the backlog an agent
 		// kept while offline, then its newest. A run with a number is kept
