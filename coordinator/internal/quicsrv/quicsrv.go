@@ -78,18 +78,21 @@ type Server struct {
 	unconfirmed sync.Map
 	// auditLimits is each member's *rate.Limiter of audit records.
 	auditLimits sync.Map
-	cfg         Config
-	ca          *ca.CA
-	store       *store.Store
-	files       Presigner
-	creds       CredentialIssuer
-	log         *slog.Logger
-	m           metrics
-	ready       chan struct{}
-	addr        net.Addr
-	mu          sync.Mutex
-	conns       map[string]*quic.Conn // member id → its live connection
-	pushWG      sync.WaitGroup
+	// enrollWait is how long an enrolment connection may wait before its
+	// request (enrolWait when zero); tests that hold many lengthen it.
+	enrollWait time.Duration
+	cfg        Config
+	ca         *ca.CA
+	store      *store.Store
+	files      Presigner
+	creds      CredentialIssuer
+	log        *slog.Logger
+	m          metrics
+	ready      chan struct{}
+	addr       net.Addr
+	mu         sync.Mutex
+	conns      map[string]*quic.Conn // member id → its live connection
+	pushWG     sync.WaitGroup
 	// access brokers technician sessions and pushes revocations (session.go).
 	access accessState
 	// placed, if set, is told of an agent that enrolled or changed office,
@@ -293,7 +296,11 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 
 func (s *Server) serveEnroll(ctx context.Context, conn *quic.Conn) {
 	defer conn.CloseWithError(0, "")
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	wait := s.enrollWait
+	if wait == 0 {
+		wait = enrolWait
+	}
+	sctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	str, err := conn.AcceptStream(sctx)
 	if err != nil {
@@ -513,6 +520,10 @@ const maxEnrollRequest = 16 << 10
 // one NAT takes a second or so per member and retries when refused, so
 // even a large office's first morning stays well below.
 const maxEnrollConnsPerSource = 128
+
+// enrolWait is how long an enrolment connection may sit before its
+// request comes.
+const enrolWait = 30 * time.Second
 
 // connLimit counts open connections by source.
 type connLimit struct {

@@ -68,6 +68,10 @@ func TestConnLimitBySource(t *testing.T) {
 func limitServer(t *testing.T, alpn string) (ctx context.Context, dial func() *quic.Conn, refused func(*quic.Conn) bool) {
 	s, _, _ := checkinServer(t)
 	s.cfg.Addr = "127.0.0.1:0"
+	// Dialling 129 connections on a loaded machine can take longer than
+	// an enrolment connection may wait for its request: the first ones
+	// would end, and make room, before the last is dialled.
+	s.enrollWait = 5 * time.Minute
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
