@@ -379,6 +379,12 @@ func (a *API) applyUser(in userInput, u *store.User) error {
 		}
 		u.PasswordHash = h
 		u.FailedLogins, u.LockedUntil = 0, time.Time{}
+		// A new password is the answer to an old one that leaked: the
+		// sign-ins made with it end, refresh tokens included, and so do
+		// the sessions hosts took on them.
+		if time.Now().After(u.NotBefore) {
+			u.NotBefore = time.Now()
+		}
 	}
 	if in.Disabled != nil {
 		u.Disabled = *in.Disabled
@@ -506,6 +512,9 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
 	a.audit(r, "user.update", name, strings.Join(changes, ", "))
 	if in.Disabled != nil && *in.Disabled {
 		a.log.Info("user disabled; hosts are told at once", "user", name)
+		a.notifyRevocations()
+	} else if in.Password != nil {
+		a.log.Info("password changed; the user's sign-ins end and hosts are told at once", "user", name)
 		a.notifyRevocations()
 	}
 	if in.ForceServerSecurity != nil {

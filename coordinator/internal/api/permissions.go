@@ -167,12 +167,19 @@ func (a *API) showHostPermissions(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	office, err := a.d.Store.Permissions(store.OfficeScope(m.Office))
-	if err != nil {
-		return err
+	view := permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(grants)}
+	// The list of the office the host is in now goes with it, to those who
+	// may read that list: a visiting laptop's home manager is not a
+	// manager of the office it visits.
+	if a.mayManage(r, m.Office, nil, true, "office "+m.Office) == nil {
+		office, err := a.d.Store.Permissions(store.OfficeScope(m.Office))
+		if err != nil {
+			return err
+		}
+		office = nonNil(office)
+		view.OfficeGrants = &office
 	}
-	office = nonNil(office)
-	writeJSON(w, http.StatusOK, withETag(w, permissionsView{Host: m.ID, Office: m.Office, Grants: nonNil(grants), OfficeGrants: &office}))
+	writeJSON(w, http.StatusOK, withETag(w, view))
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -227,6 +228,11 @@ func (s *Server) Bootstrap() error {
 
 // Audit records an event on the coordinator; a failure is logged, not fatal.
 func (s *Server) Audit(ev store.AuditEvent) {
+	// What others sent is kept bounded, and written out where a terminal
+	// would act on it (outpost audit shows it on an admin's).
+	ev.Actor = safetext.Field(ev.Actor, 128)
+	ev.Target = safetext.Field(ev.Target, 512)
+	ev.Detail = safetext.Field(ev.Detail, 4096)
 	if ev.At.IsZero() {
 		ev.At = s.now().UTC()
 	}
@@ -249,6 +255,12 @@ func (s *Server) Audit(ev store.AuditEvent) {
 func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	result := "error"
 	defer func() { s.logins.WithLabelValues(result).Inc() }()
+	if !ValidName(name) {
+		// No user has such a name: it is answered as an unknown one, and
+		// kept (in the limits and the audit) as a short text that no user
+		// can have, since anyone may send a megabyte of it.
+		name = "?" + safetext.Field(name, 48)
+	}
 	now := s.now()
 	// Failures count against the name and the address; successes do not,
 	// so that an office behind one NAT can still sign in.
