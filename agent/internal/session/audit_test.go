@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -272,4 +273,41 @@ func counted(t testing.TB, reg prometheus.Gatherer, name string, labels ...strin
 		}
 	}
 	return 0
+}
+
+// Refused attempts cost their sender nothing and the host a rewrite of its
+// audit spool each: past a burst, they are counted rather than recorded
+// one by one, and the count is recorded with the next one that is.
+func TestRefusedAttemptsPastABurstAreCountedNotRecordedOneByOne(t *testing.T) {
+	f := newFixture(t)
+	clock := time.Now()
+	var mu sync.Mutex
+	f.s.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	from := WithRemote(context.Background(), &net.UDPAddr{IP: net.ParseIP("127.0.0.9"), Port: 4000})
+	refuse := func() {
+		t.Helper()
+		_, res := f.openCtx(t, from, &wire.SessionOpen{Token: "ott1.garbage", Kind: wire.SessionOpen_KIND_EXEC, Argv: []string{"id"}})
+		if r := wait(t, res, 10*time.Second); !r.end.GetDenied() {
+			t.Fatalf("end %v, want refused", r.end)
+		}
+	}
+	const tries = refusalBurst + 30
+	for range tries {
+		refuse()
+	}
+	if n := len(f.s.PendingAudit()); n != refusalBurst {
+		t.Fatalf("%d refused attempts in an instant left %d records, want the burst of %d", tries, n, refusalBurst)
+	}
+	// A second later the next one is recorded, with the count of the others.
+	mu.Lock()
+	clock = clock.Add(time.Second)
+	mu.Unlock()
+	refuse()
+	recs := f.s.PendingAudit()
+	if len(recs) != refusalBurst+2 {
+		t.Fatalf("%d records, want %d", len(recs), refusalBurst+2)
+	}
+	if sum := recs[len(recs)-2].GetDetail(); !strings.Contains(sum, "30 more refused attempts") {
+		t.Fatalf("the count of the attempts not recorded: %q", sum)
+	}
 }

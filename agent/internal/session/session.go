@@ -35,6 +35,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -112,6 +113,13 @@ type Server struct {
 	// being opened or cut. auditSaved is the auditGen on disk.
 	saveMu     sync.Mutex
 	auditSaved uint64
+	// refusals bounds the refused attempts recorded one by one: each
+	// costs its sender nothing and the host a rewrite of the spool.
+	// Beyond it they are counted, and the count recorded when the next
+	// one is.
+	refusals   *rate.Limiter
+	unrecorded int             // refusals not recorded one by one since
+	unrecSince time.Time       // the first of them
 	ctx        context.Context // Run's; sessions end with it
 	wg         sync.WaitGroup
 
@@ -200,6 +208,7 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	}
 	s := &Server{cfg: cfg, policy: policy, inv: inv, log: logger.With("component", "sessions"), now: time.Now,
 		revs: &wire.RevocationList{}, live: map[*liveSession]struct{}{}, ctx: context.Background(),
+		refusals: rate.NewLimiter(refusalRate, refusalBurst),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_sessions_total", Help: "Technician sessions by kind and result."}, []string{"kind", "result"}),
 		cut: prometheus.NewCounter(prometheus.CounterOpts{
@@ -740,11 +749,39 @@ type deadlines interface {
 // technician who reads, not enough for one who does not to hold it.
 const cutWriteGrace = time.Second
 
-// refuse turns a session down: recorded, counted and told the technician.
+// Refused attempts recorded one by one: a few a second, more in a burst.
+const (
+	refusalRate  = rate.Limit(5)
+	refusalBurst = 50
+)
+
+// refuse turns a session down: counted, told the technician, and
+// recorded; past refusalRate only counted, and the count recorded with
+// the next one that is.
 func (s *Server) refuse(o *out, user, kind, detail, why string, revoked bool) {
 	s.sessions.WithLabelValues(kind, "denied").Inc()
-	s.record(user, kind, detail+": refused: "+why, false)
-	s.log.Info("technician session refused", "user", user, "kind", kind, "why", why)
+	s.mu.Lock()
+	now := s.now()
+	one := s.refusals.AllowN(now, 1)
+	skipped, since := s.unrecorded, s.unrecSince
+	if one {
+		s.unrecorded = 0
+	} else {
+		if s.unrecorded == 0 {
+			s.unrecSince = now
+		}
+		s.unrecorded++
+	}
+	s.mu.Unlock()
+	if one {
+		if skipped > 0 {
+			s.record("?", "refused", fmt.Sprintf("%d more refused attempts since %s, too many to record one by one", skipped, since.UTC().Format(time.RFC3339)), false)
+		}
+		s.record(user, kind, detail+": refused: "+why, false)
+		s.log.Info("technician session refused", "user", user, "kind", kind, "why", why)
+	} else {
+		s.log.Debug("technician session refused; not recorded one by one", "user", user, "kind", kind, "why", why)
+	}
 	o.end(-1, why, true, revoked)
 }
 
