@@ -12,6 +12,13 @@ import (
 // WriteFileAtomic writes data to path so that a reader, or a process that
 // restarts after a crash, sees either the old file or the whole new one.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteFileAtomicOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileAtomicOwned is WriteFileAtomic giving the new file the owner
+// uid and group gid (-1: the writer's) before it takes path's place, so
+// that a file written for someone else stays theirs.
+func WriteFileAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -22,6 +29,13 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	tmp := f.Name()
 	defer os.Remove(tmp) // a no-op once renamed
+	if uid >= 0 || gid >= 0 {
+		// Before the mode: chown clears set-id bits.
+		if err := f.Chown(uid, gid); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: give it its owner: %w", path, err)
+		}
+	}
 	if err := f.Chmod(perm); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)

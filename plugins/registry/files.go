@@ -115,7 +115,18 @@ func (b *fileBackend) save(p string, doc *settingsDoc, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
 	}
-	return fsutil.WriteFileAtomic(p, doc.bytes(), mode)
+	return writeKeepingOwner(p, doc.bytes(), mode)
+}
+
+// writeKeepingOwner writes p atomically; a file already there keeps its
+// owner and group (the agent writes as root, and an application that
+// reads only its own 0600 config must still read it).
+func writeKeepingOwner(p string, data []byte, mode fs.FileMode) error {
+	uid, gid := -1, -1
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+		uid, gid = fileOwner(fi)
+	}
+	return fsutil.WriteFileAtomicOwned(p, data, mode, uid, gid)
 }
 
 func (b *fileBackend) exists(s spec) (bool, error) {
@@ -214,7 +225,7 @@ func (b *fileBackend) restoreKey(s spec, snap *keySnapshot) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
 	}
-	return fsutil.WriteFileAtomic(p, snap.Content, mode)
+	return writeKeepingOwner(p, snap.Content, mode)
 }
 
 func (b *fileBackend) removeIfEmpty(s spec) error {
