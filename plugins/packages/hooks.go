@@ -2,7 +2,6 @@ package packages
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -15,7 +14,9 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
 )
@@ -129,8 +130,8 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 		"OUTPOST_PACKAGE="+s.name,
 		"OUTPOST_VERSION="+s.version,
 		"OUTPOST_HOOK="+hook)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &tailBuffer{max: maxHookOutput}
+	cmd.Stdout, cmd.Stderr = out, out
 	isolateHook(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	start := time.Now()
@@ -146,10 +147,7 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 		m.logger.Info("hook ran", "package", s.name, "hook", hook, "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	said := strings.TrimSpace(out.String())
-	if len(said) > maxHookOutput {
-		said = "…" + said[len(said)-maxHookOutput:]
-	}
+	said := out.String()
 	if said != "" {
 		said = ": " + said
 	}
@@ -160,6 +158,59 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 		return fmt.Errorf("%s hook of %s %s was interrupted: %w", hook, s.name, s.version, ctx.Err())
 	}
 	return fmt.Errorf("%s hook of %s %s failed (%v)%s", hook, s.name, s.version, err, said)
+}
+
+// tailBuffer keeps the last max bytes written to it: a hook may print for
+// its whole time limit, and only the end of what it said is ever quoted, so
+// the plugin (running as root) holds no more than that, whatever the hook
+// prints. It is safe for concurrent writes, should stdout and stderr be
+// copied by two goroutines.
+type tailBuffer struct {
+	max     int
+	mu      sync.Mutex
+	buf     []byte // the tail; compacted to max bytes when it reaches 2*max
+	dropped bool   // whether anything before buf was written
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) >= t.max {
+		p = p[len(p)-t.max:]
+		t.dropped = t.dropped || n > t.max || len(t.buf) > 0
+		t.buf = append(t.buf[:0], p...)
+		return n, nil
+	}
+	if len(t.buf)+len(p) > 2*t.max {
+		keep := t.max - len(p)
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-keep:]...)
+		t.dropped = true
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
+}
+
+// String returns the last max bytes written, trimmed of surrounding space,
+// starting with "…" when earlier output was dropped.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b, dropped := t.buf, t.dropped
+	if len(b) > t.max {
+		b, dropped = b[len(b)-t.max:], true
+	}
+	if dropped {
+		// Dropping stopped at a byte, maybe inside a character.
+		for len(b) > 0 && !utf8.RuneStart(b[0]) {
+			b = b[1:]
+		}
+	}
+	said := strings.TrimSpace(string(b))
+	if dropped && said != "" {
+		said = "…" + said
+	}
+	return said
 }
 
 // preInstall runs the archive's pre-install hook, if it has one.

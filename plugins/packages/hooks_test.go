@@ -6,7 +6,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,6 +146,73 @@ printf 'installed %s' "$(cat `+db+`)"
 		r, err = m.Apply(ctx, &proto.ApplyRequest{Root: "/", Item: debItem(wire.State_STATE_ABSENT)})
 		if err != nil || r.GetMessage() != "removed hello 2.0-1 with dpkg" {
 			t.Fatalf("remove = %v, %v", r, err)
+		}
+	})
+}
+
+// A hook may print for its whole time limit; the plugin runs as root and
+// quotes only the last maxHookOutput bytes, so it must hold no more. Here a
+// failing pre-install hook prints 256 MiB.
+func TestHookOutputTakesBoundedMemory(t *testing.T) {
+	e := newEnv(t)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := e.install("noisy", "1.0", exe(HookPreInstall, "#!/bin/sh\nhead -c 268435456 /dev/zero\necho boom >&2\nexit 1\n"))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("install = %v; want the hook's failure quoting its last words", err)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("running one noisy hook allocated %d MiB in the plugin for its output; want it bounded (only %d bytes are ever quoted)", grew>>20, maxHookOutput)
+	}
+}
+
+func TestTailBufferKeepsTheLastBytesWritten(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		want   string
+	}{
+		{name: "nothing", want: ""},
+		{name: "short output, trimmed", writes: []string{" one", "\ntwo"}, want: "one\ntwo"},
+		{name: "exactly the limit", writes: []string{"abcdefgh"}, want: "abcdefgh"},
+		{name: "one long write", writes: []string{"0123456789abcdefgh"}, want: "…abcdefgh"},
+		{name: "many small writes", writes: []string{"0123", "4567", "89ab", "cdef", "gh"}, want: "…abcdefgh"},
+		{name: "a long write after a short one", writes: []string{"xy", "abcdefgh"}, want: "…abcdefgh"},
+		{name: "a cut character is dropped", writes: []string{"0123456789é", "bcdefgh"}, want: "…bcdefgh"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &tailBuffer{max: 8}
+			for _, w := range tt.writes {
+				if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+				if len(b.buf) > 2*b.max {
+					t.Fatalf("buffer holds %d bytes, want at most %d", len(b.buf), 2*b.max)
+				}
+			}
+			if got := b.String(); got != tt.want {
+				t.Fatalf("String() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("concurrent writers", func(t *testing.T) {
+		b := &tailBuffer{max: 64}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 1000 {
+					b.Write([]byte("0123456789\n"))
+				}
+			}()
+		}
+		wg.Wait()
+		if got := b.String(); !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "0123456789") {
+			t.Fatalf("String() = %q", got)
 		}
 	})
 }

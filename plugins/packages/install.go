@@ -194,7 +194,7 @@ func (l *layout) created(prefixRel string) []string {
 // collide with no other package's and that nothing on disk is in the way.
 func preflight(root string, s spec, plan *Plan, old *Manifest, others []*Manifest) (*layout, error) {
 	prefixRel := s.prefixRel()
-	if err := checkCollisions(s, plan, others); err != nil {
+	if err := checkCollisions(root, s, plan, others); err != nil {
 		return nil, err
 	}
 	lay := &layout{create: map[string]bool{}, replace: map[string]bool{}}
@@ -269,14 +269,25 @@ func preflight(root string, s spec, plan *Plan, old *Manifest, others []*Manifes
 }
 
 // checkCollisions refuses a plan that would write a path another installed
-// package owns, as a file or as a directory holding its files.
-func checkCollisions(s spec, plan *Plan, others []*Manifest) error {
+// package owns, as a file or as a directory holding its files, or whose
+// prefix leads into another package through a symlink.
+//
+// Paths are compared as text and also as the places they resolve to on
+// disk: the prefix and what is above it are followed through symlinks, so
+// /opt/b may be another name for /opt/a/real. A prefix that passes through
+// a file (a symlink) of another package is refused outright, as that
+// package may point it elsewhere at its next upgrade, and a prefix that
+// only through symlinks lies inside, or holds, another package's prefix
+// is refused too: neither manifest would know the other's files are there.
+func checkCollisions(root string, s spec, plan *Plan, others []*Manifest) error {
 	files := map[string]string{} // path → package
 	dirs := map[string]string{}  // directories above other packages' files → package
+	var rivals []*Manifest
 	for _, o := range others {
 		if o.Name == s.name {
 			continue
 		}
+		rivals = append(rivals, o)
 		for _, f := range o.Files {
 			files[f.Path] = o.Name
 			for _, d := range ancestors(f.Path) {
@@ -284,8 +295,9 @@ func checkCollisions(s spec, plan *Plan, others []*Manifest) error {
 			}
 		}
 	}
+	prefixRel := s.prefixRel()
 	for _, e := range plan.Entries {
-		full := s.prefixRel() + "/" + e.Path
+		full := prefixRel + "/" + e.Path
 		if owner, ok := files[full]; ok {
 			return fmt.Errorf("archive entry %s would overwrite /%s, which belongs to package %s", e.Path, full, owner)
 		}
@@ -293,7 +305,101 @@ func checkCollisions(s spec, plan *Plan, others []*Manifest) error {
 			return fmt.Errorf("archive entry %s would replace /%s, which holds files of package %s", e.Path, full, owner)
 		}
 	}
+	if len(rivals) == 0 {
+		return nil
+	}
+
+	r := newDiskPlaces(root)
+	resolvedFiles := map[string]string{} // where other packages' files are on disk → package
+	resolvedDirs := map[string]string{}  // directories above them → package
+	shown := map[string]string{}         // where → a package's own path for it
+	for _, o := range rivals {
+		for _, f := range o.Files {
+			at := r.place(f.Path)
+			resolvedFiles[at], shown[at] = o.Name, f.Path
+			for d := path.Dir(at); d != path.Dir(d); d = path.Dir(d) {
+				resolvedDirs[d] = o.Name
+			}
+		}
+	}
+	for _, d := range append([]string{prefixRel}, ancestors(prefixRel)...) {
+		if owner, ok := files[d]; ok {
+			return fmt.Errorf("prefix %s passes through /%s, which belongs to package %s; choose a prefix that does not lead into another package", s.prefix, d, owner)
+		}
+		if owner, ok := resolvedFiles[r.place(d)]; ok {
+			return fmt.Errorf("prefix %s passes through /%s (through symlinks, /%s), which belongs to package %s; choose a prefix that does not lead into another package", s.prefix, d, shown[r.place(d)], owner)
+		}
+	}
+	mine := r.dir(prefixRel)
+	for _, o := range rivals {
+		theirs := r.dir(o.prefixRel())
+		switch {
+		case within(mine, theirs) && !within(prefixRel, o.prefixRel()):
+			return fmt.Errorf("prefix %s lies, through symlinks, inside %s, the prefix of package %s; choose a prefix that does not lead into another package", s.prefix, o.Prefix, o.Name)
+		case within(theirs, mine) && !within(o.prefixRel(), prefixRel):
+			return fmt.Errorf("prefix %s holds, through symlinks, %s, the prefix of package %s; choose a prefix that does not lead into another package", s.prefix, o.Prefix, o.Name)
+		}
+	}
+	for _, e := range plan.Entries {
+		full := prefixRel + "/" + e.Path
+		at := r.place(full)
+		if owner, ok := resolvedFiles[at]; ok {
+			return fmt.Errorf("archive entry %s would overwrite /%s (through symlinks, /%s), which belongs to package %s", e.Path, full, shown[at], owner)
+		}
+		if owner, ok := resolvedDirs[at]; ok && e.Type != TypeDir {
+			return fmt.Errorf("archive entry %s would replace /%s, which (through symlinks) holds files of package %s", e.Path, full, owner)
+		}
+	}
 	return nil
+}
+
+// within reports whether p is dir or lies inside it (slash-separated).
+func within(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/") || dir == "/"
+}
+
+// diskPlaces finds where root-relative paths are on disk, following symlinks
+// as the system does when the plugin writes through them (an absolute
+// link leads where it says, even outside the root: the prefix and what is
+// above it are the host's). Results are absolute, slash-separated, and
+// remembered per directory, as many files share one.
+type diskPlaces struct {
+	root string
+	dirs map[string]string
+}
+
+func newDiskPlaces(root string) *diskPlaces {
+	return &diskPlaces{root: root, dirs: map[string]string{}}
+}
+
+// dir returns where directory rel is: resolved as far as it exists, the
+// rest appended as written.
+func (r *diskPlaces) dir(rel string) string {
+	if rel == "" {
+		rel = "."
+	}
+	if at, ok := r.dirs[rel]; ok {
+		return at
+	}
+	var at string
+	if real, err := filepath.EvalSymlinks(filepath.Join(r.root, filepath.FromSlash(rel))); err == nil {
+		if abs, err := filepath.Abs(real); err == nil {
+			real = abs
+		}
+		at = filepath.ToSlash(real)
+	} else if rel == "." {
+		at = filepath.ToSlash(filepath.Clean(r.root))
+	} else {
+		at = path.Join(r.dir(path.Dir(rel)), path.Base(rel))
+	}
+	r.dirs[rel] = at
+	return at
+}
+
+// place returns where the name rel is: its directory resolved, its last
+// element as written, since that may itself be a package's symlink.
+func (r *diskPlaces) place(rel string) string {
+	return path.Join(r.dir(path.Dir(rel)), path.Base(rel))
 }
 
 // newManifest is what the manifest will say once the plan is installed.

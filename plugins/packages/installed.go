@@ -3,11 +3,12 @@ package packages
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 )
 
 // Installed returns the manifest of package name installed under root, or
@@ -24,12 +25,30 @@ func Installed(root, name string) (*Manifest, error) {
 // them, into a .tar.gz at dst whose entries are relative to the package's
 // prefix: the same shape as the archive it was installed from, so that
 // installing it again puts the package back as it is now.
-func Backup(root string, mf *Manifest, dst string) error {
+//
+// The package's directories may be writable by others (a 0777 spool the
+// archive asked for), so what is at a file's path is not trusted: every
+// file is read through an os.Root at the prefix, must be a regular file,
+// not a symlink, and must have the size and SHA-256 its manifest records.
+// Anything else refuses the backup, and dst is removed, rather than copy
+// whatever a link points to into an archive that rollback installs as the
+// package's own file.
+func Backup(root string, mf *Manifest, dst string) (err error) {
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", mf.Name, err)
 	}
-	defer f.Close()
+	defer func() {
+		f.Close()
+		if err != nil {
+			os.Remove(dst)
+		}
+	}()
+	pr, err := os.OpenRoot(filepath.Join(root, filepath.FromSlash(mf.prefixRel())))
+	if err != nil {
+		return fmt.Errorf("back up %s: open prefix %s: %w (verify and repair the package first)", mf.Name, mf.Prefix, err)
+	}
+	defer pr.Close()
 	gz := gzip.NewWriter(f)
 	tw := tar.NewWriter(gz)
 	for _, file := range mf.Files {
@@ -38,7 +57,6 @@ func Backup(root string, mf *Manifest, dst string) error {
 			return fmt.Errorf("back up %s: %s is outside its prefix", mf.Name, file.Path)
 		}
 		hdr := &tar.Header{Name: rel, Mode: int64(file.Mode)}
-		src := filepath.Join(root, filepath.FromSlash(file.Path))
 		if file.Link != "" {
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, file.Link
 			if err := tw.WriteHeader(hdr); err != nil {
@@ -46,24 +64,12 @@ func Backup(root string, mf *Manifest, dst string) error {
 			}
 			continue
 		}
-		in, err := os.Open(src)
-		if err != nil {
-			return fmt.Errorf("back up %s: %w (verify and repair the package first)", mf.Name, err)
-		}
-		fi, err := in.Stat()
-		if err != nil {
-			in.Close()
-			return fmt.Errorf("back up %s: %w", mf.Name, err)
-		}
-		hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
+		hdr.Typeflag, hdr.Size = tar.TypeReg, file.Size
 		if err := tw.WriteHeader(hdr); err != nil {
-			in.Close()
 			return fmt.Errorf("back up %s: %w", mf.Name, err)
 		}
-		_, err = io.Copy(tw, in)
-		in.Close()
-		if err != nil {
-			return fmt.Errorf("back up %s: %s: %w", mf.Name, strings.TrimPrefix(file.Path, "/"), err)
+		if err := backupFile(pr, filepath.FromSlash(rel), file, tw); err != nil {
+			return fmt.Errorf("back up %s: %w; verify and repair the package first (apply its package item), then retry", mf.Name, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -73,4 +79,45 @@ func Backup(root string, mf *Manifest, dst string) error {
 		return fmt.Errorf("back up %s: %w", mf.Name, err)
 	}
 	return f.Sync()
+}
+
+// backupFile copies the regular file name (prefix-relative) to w, and fails
+// unless it is exactly f. The file opened is checked to be the one Lstat
+// saw, so a swap for a symlink between the two is caught; the hash is taken
+// of the bytes copied, so a change while copying is too.
+func backupFile(pr *os.Root, name string, f File, w io.Writer) error {
+	lfi, err := pr.Lstat(name)
+	if err != nil {
+		return fmt.Errorf("file /%s: %w", f.Path, err)
+	}
+	if !lfi.Mode().IsRegular() {
+		return fmt.Errorf("file /%s has been replaced by a %s", f.Path, typeName(lfi.Mode()))
+	}
+	in, err := pr.Open(name)
+	if err != nil {
+		return fmt.Errorf("file /%s: %w", f.Path, err)
+	}
+	defer in.Close()
+	fi, err := in.Stat()
+	if err != nil {
+		return fmt.Errorf("file /%s: %w", f.Path, err)
+	}
+	if !fi.Mode().IsRegular() || !os.SameFile(lfi, fi) {
+		return fmt.Errorf("file /%s changed while it was being backed up", f.Path)
+	}
+	if fi.Size() != f.Size {
+		return fmt.Errorf("file /%s has been modified (%d bytes, want %d)", f.Path, fi.Size(), f.Size)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(in, f.Size))
+	if err != nil {
+		return fmt.Errorf("file /%s: %w", f.Path, err)
+	}
+	if n != f.Size {
+		return fmt.Errorf("file /%s changed while it was being backed up (%d bytes, want %d)", f.Path, n, f.Size)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != f.SHA256 {
+		return fmt.Errorf("file /%s has been modified (sha256 %s, want %s)", f.Path, short(sum), short(f.SHA256))
+	}
+	return nil
 }

@@ -7,7 +7,9 @@
 // Archives are untrusted: each is validated in full before anything is
 // written, and refused as a whole if any entry could land outside the prefix
 // or is anything but a file, directory or symlink (see ValidateArchive), or
-// if it would overwrite a file of another installed package. Setuid and
+// if it would overwrite a file of another installed package (compared as
+// written and as resolved through symlinks; a prefix that leads into
+// another package through a symlink is refused too). Setuid and
 // setgid files are refused, not stripped: a package that needs them is not
 // one to install silently altered. A file at a package's path that belongs
 // to no package is overwritten, and removed with the package. Every change

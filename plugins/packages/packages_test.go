@@ -1,9 +1,13 @@
 package packages
 
 import (
+	"archive/tar"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -845,5 +849,210 @@ func TestUndoKeepsFilesItDidNotWrite(t *testing.T) {
 		"opt/hello/share/doc/hello/NEWS=the admin's own notes\n",
 	}; !equal(got, want) {
 		t.Fatalf("after undo:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The patch plugin backs a package up with Backup before patching it, and
+// rollback installs that backup. The package here ships a world-writable
+// directory (var/, 0777 as its archive says), so any local user may replace
+// the package's var/cache.db in it with a symlink to a root-only file; the
+// test, running as root, plants it itself.
+func TestBackupRefusesFilesThatAreNotThePackages(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, e *env, cache string)
+		want   string // "" for a backup that succeeds
+	}{
+		{name: "untouched package", tamper: func(*testing.T, *env, string) {}},
+		{
+			name: "file replaced by a symlink to a secret",
+			tamper: func(t *testing.T, e *env, cache string) {
+				secret := filepath.Join(e.root, "etc", "shadow")
+				must(t, os.MkdirAll(filepath.Dir(secret), 0o755))
+				must(t, os.WriteFile(secret, []byte("root:$6$SECRET"), 0o600))
+				must(t, os.Remove(cache))
+				must(t, os.Symlink(secret, cache))
+			},
+			want: "file /opt/app/var/cache.db has been replaced by a symlink",
+		},
+		{
+			name: "file replaced by a symlink to another of the package's files",
+			tamper: func(t *testing.T, e *env, cache string) {
+				must(t, os.Remove(cache))
+				must(t, os.Symlink("../bin/app", cache))
+			},
+			want: "file /opt/app/var/cache.db has been replaced by a symlink",
+		},
+		{
+			name: "file rewritten with as many bytes",
+			tamper: func(t *testing.T, e *env, cache string) {
+				must(t, os.WriteFile(cache, []byte("SECRE"), 0o644))
+			},
+			want: "file /opt/app/var/cache.db has been modified (sha256",
+		},
+		{
+			name: "file rewritten with more bytes",
+			tamper: func(t *testing.T, e *env, cache string) {
+				must(t, os.WriteFile(cache, []byte("root:$6$SECRET"), 0o644))
+			},
+			want: "file /opt/app/var/cache.db has been modified (14 bytes, want 5)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.mustInstall("app", "1.0.0",
+				file("bin/app", "v1"),
+				ent{name: "var/", typ: tar.TypeDir, mode: 0o777},
+				file("var/cache.db", "cache"))
+			if fi, err := os.Stat(filepath.Join(e.root, "opt/app/var")); err != nil || fi.Mode().Perm() != 0o777 {
+				t.Fatalf("var/ mode %v, %v; want 0777 as the archive says", fi.Mode(), err)
+			}
+			cache := filepath.Join(e.root, "opt/app/var/cache.db")
+			tt.tamper(t, e, cache)
+
+			mf, err := Installed(e.root, "app")
+			if err != nil || mf == nil {
+				t.Fatalf("Installed: %v %v", mf, err)
+			}
+			backup := filepath.Join(e.arts, "backup.tar.gz")
+			err = Backup(e.root, mf, backup)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "repair the package") {
+					t.Fatalf("Backup = %v; want it refused: %q, and what to do", err, tt.want)
+				}
+				if _, err := os.Lstat(backup); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("a refused backup left %s behind (%v)", backup, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Backup of an untouched package: %v", err)
+			}
+			if got, want := backupEntries(t, backup), []string{"bin/app=v1", "var/cache.db=cache"}; !equal(got, want) {
+				t.Fatalf("backup holds %v, want %v", got, want)
+			}
+			// The rollback: installing the backup puts the package back.
+			must(t, os.WriteFile(filepath.Join(e.root, "opt/app/bin/app"), []byte("v2"), 0o644))
+			sum, _ := hashFile(backup)
+			if _, err := e.m.Apply(context.Background(), &proto.ApplyRequest{Root: e.root,
+				Item:         pkgItem("app", "0.9.0", "", wire.State_STATE_PRESENT, &wire.Artifact{Sha256: sum}),
+				ArtifactPath: backup}); err != nil {
+				t.Fatalf("install the backup: %v", err)
+			}
+			if got := e.read("opt/app/bin/app"); got != "v1" {
+				t.Fatalf("after installing the backup bin/app holds %q, want v1", got)
+			}
+		})
+	}
+}
+
+// backupEntries lists the regular files of a .tar.gz as "name=content".
+func backupEntries(t *testing.T, p string) []string {
+	t.Helper()
+	f, err := os.Open(p)
+	must(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	must(t, err)
+	tr := tar.NewReader(zr)
+	var out []string
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		must(t, err)
+		if hdr.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			must(t, err)
+			out = append(out, hdr.Name+"="+string(b))
+		}
+	}
+}
+
+// A prefix is followed through symlinks, so another package may be reached
+// through it under another name; its files must not be overwritten, nor
+// later removed with the package that reached them.
+func TestInstallRefusesAPrefixThatLeadsIntoAnotherPackage(t *testing.T) {
+	tests := []struct {
+		name   string
+		prefix string
+		setup  func(t *testing.T, e *env)
+		want   string // "" when the install goes ahead
+	}{
+		{
+			name:   "through another package's symlink",
+			prefix: "/opt/a/cur",
+			want:   "prefix /opt/a/cur passes through /opt/a/cur, which belongs to package a",
+		},
+		{
+			name:   "through a host symlink to another package's symlink",
+			prefix: "/srv/a/cur",
+			setup: func(t *testing.T, e *env) {
+				must(t, os.Symlink(filepath.Join(e.root, "opt"), filepath.Join(e.root, "srv")))
+			},
+			want: "prefix /srv/a/cur passes through /srv/a/cur (through symlinks, /opt/a/cur), which belongs to package a",
+		},
+		{
+			name:   "through a host symlink into another package's prefix",
+			prefix: "/srv/conf",
+			setup: func(t *testing.T, e *env) {
+				must(t, os.Symlink(filepath.Join(e.root, "opt/a/real"), filepath.Join(e.root, "srv")))
+			},
+			want: "prefix /srv/conf lies, through symlinks, inside /opt/a, the prefix of package a",
+		},
+		{
+			name:   "through a host symlink above another package's prefix",
+			prefix: "/srv/b",
+			setup: func(t *testing.T, e *env) {
+				must(t, os.MkdirAll(filepath.Join(e.root, "srv"), 0o755))
+				must(t, os.Symlink(filepath.Join(e.root, "opt"), filepath.Join(e.root, "srv/b")))
+			},
+			want: "prefix /srv/b holds, through symlinks, /opt/a, the prefix of package a",
+		},
+		{
+			name:   "through a host symlink beside another package",
+			prefix: "/srv/b",
+			setup: func(t *testing.T, e *env) {
+				must(t, os.Symlink(filepath.Join(e.root, "opt"), filepath.Join(e.root, "srv")))
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.mustInstall("a", "1.0.0", dir("real/"), file("real/app.conf", "a's config"), symlink("cur", "real"))
+			if tt.setup != nil {
+				tt.setup(t, e)
+			}
+			before := e.tree(true)
+
+			p, art := e.artifact(targz(t, file("app.conf", "b's config")))
+			_, err := e.m.Apply(context.Background(), &proto.ApplyRequest{Root: e.root,
+				Item: pkgItem("b", "1.0.0", tt.prefix, wire.State_STATE_PRESENT, art), ArtifactPath: p})
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("install b at %s = %v; want %q", tt.prefix, err, tt.want)
+				}
+				if after := e.tree(true); !equal(before, after) {
+					t.Fatalf("refused install wrote something:\nbefore %v\nafter  %v", before, after)
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("install b at %s: %v", tt.prefix, err)
+				}
+				if _, err := e.m.Apply(context.Background(), &proto.ApplyRequest{Root: e.root,
+					Item: pkgItem("b", "", tt.prefix, wire.State_STATE_ABSENT, nil)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := e.read("opt/a/real/app.conf"); got != "a's config" {
+				t.Errorf("package a's /opt/a/real/app.conf holds %q", got)
+			}
+			if st := e.scan(pkgItem("a", "1.0.0", "", wire.State_STATE_PRESENT, nil)); !st.GetCompliant() {
+				t.Errorf("package a scans not compliant: %q", st.GetMessage())
+			}
+		})
 	}
 }
