@@ -24,12 +24,22 @@ type fakeDisk struct {
 func (d *fakeDisk) free(string) (int64, error) {
 	used := int64(0)
 	err := filepath.WalkDir(d.dir, func(_ string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed or removed while the walk ran
+		}
 		if err != nil || e.IsDir() {
 			return err
 		}
 		fi, err := e.Info()
 		if err == nil {
 			used += fi.Size()
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			// A temp file renamed into place (the cache's state files
+			// are written so) is counted under its new name, if at all:
+			// an error here would tell the cache that free space cannot
+			// be known, and it would fetch unchecked.
+			return nil
 		}
 		return err
 	})
