@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -388,9 +387,9 @@ func LoadConfig(path string, env func(string) string) (Config, error) {
 func loadConfig(path string, env func(string) string) (Config, error) {
 	c := DefaultConfig()
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := config.ReadFile(path)
 		if err != nil {
-			return Config{}, fmt.Errorf("read relay config: %w", err)
+			return Config{}, fmt.Errorf("relay %w", err)
 		}
 		// As the agent's and the coordinator's: unknown keys and numbers
 		// with a leading zero (octal to YAML, decimal to the rest) refused.

@@ -28,12 +28,9 @@ const MaxFileSize = 1 << 20
 // OUTPOST_AGENT_DATA_DIR or OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT.
 func Load(path string, cfg any, prefix string, env func(string) string) error {
 	if path != "" {
-		b, err := os.ReadFile(path)
+		b, err := ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("read config: %w", err)
-		}
-		if len(b) > MaxFileSize {
-			return fmt.Errorf("config %s is larger than %d bytes", path, MaxFileSize)
+			return err
 		}
 		if err := Decode(b, cfg); err != nil {
 			return fmt.Errorf("config %s: %w", path, err)
@@ -45,8 +42,26 @@ func Load(path string, cfg any, prefix string, env func(string) string) error {
 	return fromEnv(reflect.ValueOf(cfg).Elem(), prefix, env)
 }
 
+// ReadFile reads a configuration file of at most MaxFileSize bytes,
+// reading no more than that of a larger one.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("config %s is larger than %d bytes", path, MaxFileSize)
+	}
+	return b, nil
+}
+
 // Decode reads YAML into cfg (a pointer to a struct), refusing unknown
-// fields and integers with a leading zero.
+// fields, integers with a leading zero, and a second document.
 func Decode(b []byte, cfg any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -55,6 +70,15 @@ func Decode(b []byte, cfg any) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
+		return err
+	}
+	// Settings after a "---" would be ignored without a word.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		if next.Kind != 0 && !(len(next.Content) == 1 && next.Content[0].ShortTag() == "!!null") {
+			return fmt.Errorf("line %d: a second YAML document begins here (---): put every setting in one", next.Line)
+		}
+	} else if !errors.Is(err, io.EOF) {
 		return err
 	}
 	var doc yaml.Node

@@ -85,3 +85,33 @@ func TestEmptyFileAndBadEnv(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Settings after a second "---" would be ignored without a word: such a
+// file is refused, naming the line; a trailing "---" alone is not.
+func TestASecondYAMLDocumentIsRefused(t *testing.T) {
+	type cfg struct {
+		Name string `yaml:"name"`
+	}
+	var c cfg
+	err := Decode([]byte("name: a\n---\nname: b\n"), &c)
+	if err == nil || !strings.Contains(err.Error(), "second YAML document") || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("two documents: %v", err)
+	}
+	for _, ok := range []string{"name: a\n", "name: a\n---\n", "---\nname: a\n", ""} {
+		if err := Decode([]byte(ok), &c); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
+// A file larger than MaxFileSize is refused, and only MaxFileSize and a
+// byte of it are read.
+func TestAConfigFileLargerThanTheLimitIsRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(p, []byte("name: a\n"+strings.Repeat("#", MaxFileSize)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFile(p); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("ReadFile: %v", err)
+	}
+}
