@@ -4,10 +4,13 @@
 package testutil
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Eventually calls cond every tick until it returns true or timeout passes,
@@ -43,4 +46,19 @@ func RepoRoot(tb testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// TerminalControls names the first terminal control (C0, DEL, C1, format
+// characters such as bidi overrides) or invalid byte in s, "" if none:
+// what text shown on an admin's terminal must not carry.
+func TerminalControls(s string) string {
+	if !utf8.ValidString(s) {
+		return "invalid UTF-8"
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
+			return fmt.Sprintf("%U", c)
+		}
+	}
+	return ""
 }

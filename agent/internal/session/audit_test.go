@@ -11,29 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// terminalControls names the first terminal control (C0, DEL, C1) or invalid
-// byte in s, "" if there is none.
-func terminalControls(s string) string {
-	if !utf8.ValidString(s) {
-		return "invalid UTF-8"
-	}
-	for _, c := range s {
-		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
-			return fmt.Sprintf("%U", c)
-		}
-	}
-	return ""
-}
 
 // The host's audit records end up in `outpost audit`'s table on an admin's
 // terminal. What a technician typed — and, on the direct listener, what
@@ -67,7 +52,7 @@ func TestAuditRecordsCarryNoTerminalControls(t *testing.T) {
 	}
 	for _, r := range recs {
 		for field, v := range map[string]string{"user": r.GetUser(), "action": r.GetAction(), "detail": r.GetDetail()} {
-			if c := terminalControls(v); c != "" {
+			if c := testutil.TerminalControls(v); c != "" {
 				t.Errorf("audit record %s %q carries %s (allowed=%v): want terminal controls written out",
 					field, v, c, r.GetAllowed())
 			}

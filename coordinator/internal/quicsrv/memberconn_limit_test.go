@@ -2,6 +2,7 @@ package quicsrv
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"encoding/binary"
 	"sync"
@@ -25,18 +26,7 @@ func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-s.Ready()
-	key, err := tlsutil.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := tlsutil.NewCSR(key, "agent-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := s.ca.IssueMember(csr, "agent-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, der := memberCert(t, s, "agent-1")
 	conf, err := tlsutil.MemberConfig(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, s.ca.CertDER(), wire.ALPNMember)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +39,24 @@ func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
 	}
 	t.Cleanup(func() { conn.CloseWithError(0, "") })
 	return ctx, conn
+}
+
+// memberCert is a key and a member certificate for id from s's CA.
+func memberCert(t *testing.T, s *Server, id string) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := tlsutil.NewCSR(key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := s.ca.IssueMember(csr, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, der
 }
 
 // startFrames opens n streams on conn, each announcing a request of size

@@ -7,7 +7,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
-	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -26,18 +25,7 @@ func rollupOffice(t *testing.T) (*Server, *store.Store, func(at time.Time, req *
 	}); err != nil {
 		t.Fatal(err)
 	}
-	key, err := tlsutil.NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := tlsutil.NewCSR(key, "agent-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := s.ca.IssueMember(csr, "agent-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, der := memberCert(t, s, "agent-1")
 	sign := func(at time.Time, req *wire.CheckinRequest) *wire.SignedCheckin {
 		t.Helper()
 		sc, err := wire.SignCheckin(key, der, "agent-1", at, req)

@@ -2,39 +2,22 @@ package quicsrv
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/quic-go/quic-go"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/safetext"
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// terminalControls names the first terminal control (C0, DEL, C1, format
-// characters such as bidi overrides) or invalid byte in s, "" if none.
-func terminalControls(s string) string {
-	if !utf8.ValidString(s) {
-		return "invalid UTF-8"
-	}
-	for _, c := range s {
-		if unicode.IsControl(c) || unicode.Is(unicode.Cf, c) {
-			return fmt.Sprintf("%U", c)
-		}
-	}
-	return ""
-}
 
 // evilText is what a technician, or anyone refused, may try to put on an
 // admin's terminal: a clear screen, a forged row of the audit table, a
@@ -65,7 +48,7 @@ func TestHostAuditRecordsAreStoredWithControlsWrittenOut(t *testing.T) {
 	}
 	for _, ev := range evs {
 		for field, v := range map[string]string{"actor": ev.Actor, "action": ev.Action, "detail": ev.Detail} {
-			if c := terminalControls(v); c != "" {
+			if c := testutil.TerminalControls(v); c != "" {
 				t.Errorf("stored %s of host record %s carries %s: %q", field, ev.ID, c, v)
 			}
 		}
@@ -138,7 +121,7 @@ func TestABrokerRefusalsTargetIsRecordedWithControlsWrittenOut(t *testing.T) {
 	}
 	ev := v.events[0]
 	for field, val := range map[string]string{"target": ev.Target, "detail": ev.Detail, "actor": ev.Actor} {
-		if c := terminalControls(val); c != "" {
+		if c := testutil.TerminalControls(val); c != "" {
 			t.Errorf("refused connect: %s %q carries %s; want terminal controls escaped or replaced", field, val, c)
 		}
 	}
@@ -169,30 +152,7 @@ func TestATechnicianConnectionHasFewUnverifiedSessionOpensRead(t *testing.T) {
 	const streams, size = 64, wire.MaxSessionOpenSize
 	var taken atomic.Int64
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(4 * time.Second)
-	for range streams {
-		str, err := c.OpenStreamSync(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			var hdr [4]byte
-			binary.BigEndian.PutUint32(hdr[:], size)
-			str.SetWriteDeadline(deadline)
-			if _, err := str.Write(hdr[:]); err != nil {
-				return
-			}
-			chunk := make([]byte, 32<<10)
-			for sent := 0; sent < size-1; {
-				n, err := str.Write(chunk[:min(len(chunk), size-1-sent)])
-				sent += n
-				taken.Add(int64(n))
-				if err != nil {
-					return
-				}
-			}
-		})
-	}
+	startFrames(t, ctx, c, streams, size, time.Now().Add(4*time.Second), &taken, &wg)
 	wg.Wait()
 	// What is read is maxUnverifiedOpens SessionOpens and what flow
 	// control lets the others send (a connection's window).
