@@ -298,7 +298,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.gossip = &officeGossip{base: gossip.Config{Name: id.ID, Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise,
-		Role: "agent", LAN: !a.cfg.Fast, ProbeInterval: a.cfg.GossipProbeInterval, Handler: peers, Allow: a.gossipAllow}, log: a.log.With("component", "gossip")}
+		PassKey: id.PolicyKey, Signer: id.GossipSigner,
+		LAN: !a.cfg.Fast, ProbeInterval: a.cfg.GossipProbeInterval, Handler: peers, Allow: a.gossipAllow},
+		pass: id.Pass(), log: a.log.With("component", "gossip")}
 
 	idle := 30 * time.Second
 	if a.cfg.Fast {
@@ -777,8 +779,26 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 		a.peerReports = nil
 	}
 	req.OfficeDigest = wire.OfficeDigest(a.info)
+	if a.id.NeedsPass(time.Now()) {
+		req.GossipKey = a.id.GossipPublic()
+	}
 	a.mu.Unlock()
 	return req
+}
+
+// takePass keeps a member pass the coordinator issued, and announces it.
+func (a *Agent) takePass(sp *wire.SignedMemberPass) {
+	pass, changed, err := a.id.TakePass(filepath.Join(a.cfg.DataDir, "identity"), sp, time.Now())
+	if err != nil {
+		a.log.Warn("member pass from the coordinator not kept; asked for again at the next check-in", "err", err)
+		return
+	}
+	if !changed {
+		return
+	}
+	if err := a.gossip.setPass(pass); err != nil {
+		a.log.Warn("announce member pass", "err", err)
+	}
 }
 
 // checkin checks in directly, carrying the office's pending check-ins
@@ -812,6 +832,9 @@ func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	a.rollup.checkedIn(passOn)
 	if len(req.Rollup) > 0 {
 		a.rollup.carried(req.Rollup, resp.GetCheckin().GetRollupAcks())
+	}
+	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
+		a.takePass(sp)
 	}
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()

@@ -28,6 +28,7 @@ type officeGossip struct {
 	contentPort int
 	holdings    gossip.Holdings
 	rollup      bool
+	pass        []byte // the member pass, announced by every node it runs
 }
 
 // set makes the agent a member of the office whose keys are keys, the
@@ -51,7 +52,7 @@ func (g *officeGossip) set(keys [][]byte) error {
 		return nil
 	}
 	cfg := g.base
-	cfg.Keys = keys
+	cfg.Keys, cfg.Pass = keys, g.pass
 	node, err := gossip.New(cfg, g.log)
 	if err != nil {
 		return err
@@ -168,6 +169,18 @@ func (g *officeGossip) setHoldings(port int, h gossip.Holdings) {
 	if n != nil {
 		n.SetHoldings(port, h)
 	}
+}
+
+// setPass announces a new member pass.
+func (g *officeGossip) setPass(pass []byte) error {
+	g.mu.Lock()
+	g.pass = pass
+	n := g.node
+	g.mu.Unlock()
+	if n != nil {
+		return n.SetPass(pass)
+	}
+	return nil
 }
 
 // setRollup announces whether this member can carry the office's

@@ -415,24 +415,8 @@ func itoa(n uint64) string {
 	}
 }
 
-// maxMemberID bounds a member id a peer message may give: the
-// coordinator's are "ag-" or "rl-" and 16 hex digits.
-const maxMemberID = 64
-
-// memberShaped tells whether s could be a member id: a few dozen
-// characters of the coordinator's ids (lower-case letters, digits and
-// dashes).
-func memberShaped(s string) bool {
-	if s == "" || len(s) > maxMemberID {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
-}
+// memberShaped tells whether s could be a member id.
+func memberShaped(s string) bool { return wire.MemberIDShaped(s) }
 
 // maxPeerAddr bounds a gossip address a peer message may give
 // ("[v6 address]:port" is at most 47 bytes).
@@ -460,8 +444,8 @@ func claimed(from string) string { return "a member calling itself " + from }
 
 // clipName is a name for a log line, whatever its size.
 func clipName(s string) string {
-	if len(s) > maxMemberID {
-		return s[:maxMemberID] + "…"
+	if len(s) > wire.MaxMemberID {
+		return s[:wire.MaxMemberID] + "…"
 	}
 	return s
 }

@@ -57,7 +57,8 @@ func newGossipOffice(t *testing.T, ip string) *gossipOffice {
 	key := make([]byte, 32)
 	rand.Read(key)
 	ctx, cancel := context.WithCancel(context.Background())
-	a.gossip = &officeGossip{base: gossip.Config{Name: "ag-1", Bind: ip + ":0", Role: "agent", Handler: a.peers}, parent: ctx, log: logging.Discard()}
+	signer, pass := testutil.MemberPass(priv, "ag-1", wire.Role_ROLE_AGENT)
+	a.gossip = &officeGossip{base: gossip.Config{Name: "ag-1", Bind: ip + ":0", PassKey: pub, Signer: signer, Handler: a.peers}, pass: pass, parent: ctx, log: logging.Discard()}
 	if err := a.gossip.set([][]byte{key}); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -68,11 +69,13 @@ func newGossipOffice(t *testing.T, ip string) *gossipOffice {
 	return o
 }
 
-// join runs a member named name at ip in the office (holding its key)
-// with handler h, joined to ag-1.
+// join runs a member named name at ip in the office (holding its key and
+// a pass: a member gone bad) with handler h, joined to ag-1.
 func (o *gossipOffice) join(t *testing.T, name, ip string, h gossip.Handler) *gossip.Node {
 	t.Helper()
-	n, err := gossip.New(gossip.Config{Name: name, Bind: ip + ":0", Keys: [][]byte{o.key}, Role: "agent", Handler: h}, logging.Discard())
+	signer, pass := testutil.MemberPass(o.priv, name, wire.Role_ROLE_AGENT)
+	n, err := gossip.New(gossip.Config{Name: name, Bind: ip + ":0", Keys: [][]byte{o.key}, PassKey: o.priv.Public().(ed25519.PublicKey),
+		Signer: signer, Pass: pass, Handler: h}, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +156,7 @@ func TestPeerHintsKeepNoMoreThanAMemberIDAndAnAddressOfTheSendersWord(t *testing
 func TestPeerNamesAndAddressesMustLookLikeAMembers(t *testing.T) {
 	for s, want := range map[string]bool{
 		"ag-0123456789abcdef": true, "rl-0123456789abcdef": true, "ag-1": true,
-		"": false, "Ag-1": false, "ag 1": false, "ag-1\n": false, "ag-ü": false, strings.Repeat("a", maxMemberID+1): false,
+		"": false, "Ag-1": false, "ag 1": false, "ag-1\n": false, "ag-ü": false, strings.Repeat("a", wire.MaxMemberID+1): false,
 	} {
 		if memberShaped(s) != want {
 			t.Errorf("memberShaped(%q) = %v, want %v", s, !want, want)
@@ -265,7 +268,7 @@ func TestPolicyRequestsFromAMemberNotListedAreNotAnswered(t *testing.T) {
 	o.holdLargePolicy(t)
 	// A sink that is not in the office's gossip counts what it is sent.
 	sink := &policySink{}
-	n, err := gossip.New(gossip.Config{Name: "ag-sink", Bind: "127.0.0.83:0", Keys: [][]byte{o.key}, Role: "agent", Handler: sink}, logging.Discard())
+	n, err := gossip.New(gossip.Config{Name: "ag-sink", Bind: "127.0.0.83:0", Keys: [][]byte{o.key}, PassKey: o.priv.Public().(ed25519.PublicKey), Signer: o.priv, Handler: sink}, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/member"
 	tu "github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -81,7 +82,7 @@ func TestRevisionSpreadsByGossipToMembersCutOffFromTheCoordinator(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	evil := startEvilPeer(t, id.GossipKey, forged, agents[0].a.GossipPeers()[0].Addr)
+	evil := startEvilPeer(t, id, forged, agents[0].a.GossipPeers()[0].Addr)
 	tellRevision(t, evil, "evil", "depot", rev+5)
 	tu.Eventually(t, 30*time.Second, func() bool { return c.Metric("outpost_coordinator_peer_reports_total") >= 1 },
 		"no member reported the forging peer to the coordinator")
@@ -135,10 +136,12 @@ func tellRevision(t *testing.T, n *gossip.Node, name, office string, rev uint64)
 	}
 }
 
-func startEvilPeer(t *testing.T, key []byte, sp *wire.SignedPolicy, seed string) *gossip.Node {
+// startEvilPeer runs a gossip node that holds the office key of id (a
+// member's, stolen) but no pass, and answers policy requests with sp.
+func startEvilPeer(t *testing.T, id *member.Identity, sp *wire.SignedPolicy, seed string) *gossip.Node {
 	t.Helper()
 	e := &evilPeer{sp: sp}
-	n, err := gossip.New(gossip.Config{Name: "evil", Bind: "127.0.0.60:0", Keys: [][]byte{key}, Role: "agent", Handler: e}, logging.Discard())
+	n, err := gossip.New(keyHolder("evil", "127.0.0.60:0", id, e), logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,4 +155,77 @@ func startEvilPeer(t *testing.T, key []byte, sp *wire.SignedPolicy, seed string)
 		t.Fatal(err)
 	}
 	return n
+}
+
+// keyHolder is the gossip of someone who holds the office key of id (a
+// member's, stolen) but has no pass: members do not list it, and it
+// hears and says what any holder of the key can.
+func keyHolder(name, bind string, id *member.Identity, h gossip.Handler) gossip.Config {
+	_, signer, _ := ed25519.GenerateKey(nil)
+	return gossip.Config{Name: name, Bind: bind, Keys: [][]byte{id.GossipKey}, PassKey: id.PolicyKey, Signer: signer, Handler: h}
+}
+
+// Members list only members that announce a pass the coordinator signed
+// (pkg/gossip). Enrolment brings one; a member enrolled before passes (no
+// gossip key, no pass on its disk) makes a gossip key, asks for a pass at
+// its next check-in, and is listed again once it announces it.
+func TestMemberWithoutAPassIsListedAfterItChecksIn(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("annex", nil)
+	token := c.EnrollToken("annex", "agent", 2)
+	a := startAgent(t, c, token, "annex-0", "127.0.0.96")
+	b := startAgent(t, c, token, "annex-1", "127.0.0.97")
+	listed := func() bool {
+		for _, p := range a.a.GossipPeers() {
+			if p.Name == b.a.ID() && p.Meta.Role == "agent" {
+				return true
+			}
+		}
+		return false
+	}
+	tu.Eventually(t, 30*time.Second, listed, "annex-1 is not listed by annex-0")
+	dir := filepath.Join(b.cfg.DataDir, "identity")
+	old, err := os.ReadFile(filepath.Join(dir, "gossip.key"))
+	if err != nil {
+		t.Fatalf("enrolment left no gossip key: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "member.pass")); err != nil {
+		t.Fatalf("enrolment left no pass: %v", err)
+	}
+
+	b.stop()
+	tu.Eventually(t, 30*time.Second, func() bool { return !listed() }, "annex-1 stopped but is still listed")
+	for _, f := range []string{"gossip.key", "member.pass"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	passes := c.Metric("outpost_coordinator_member_passes_issued_total")
+	b.start()
+	tu.Eventually(t, 30*time.Second, listed, "annex-1, back without a pass, is not listed after its check-in")
+	if got := c.Metric("outpost_coordinator_member_passes_issued_total"); got != passes+1 {
+		t.Errorf("passes issued went from %v to %v, want one more", passes, got)
+	}
+	now, err := os.ReadFile(filepath.Join(dir, "gossip.key"))
+	if err != nil || string(now) == string(old) {
+		t.Fatalf("no new gossip key: %v", err)
+	}
+}
+
+// rogueMember enrols a member of office that has gone bad: its pass and
+// the office key are genuine. It is its gossip configuration.
+func rogueMember(t *testing.T, c *coordinatortest.Harness, office, bind string, h gossip.Handler) gossip.Config {
+	t.Helper()
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, _, err := member.Enroll(ctx, c.QUIC, c.CA, c.EnrollToken(office, "agent", 1), "rogue", wire.Role_ROLE_AGENT, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gossip.Config{Name: id.ID, Bind: bind, Keys: [][]byte{id.GossipKey}, PassKey: id.PolicyKey,
+		Signer: id.GossipSigner, Pass: id.Pass(), Handler: h}
 }

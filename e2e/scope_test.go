@@ -126,7 +126,8 @@ func TestEndpointScope(t *testing.T) {
 	tu.Eventually(t, 60*time.Second, at(desk1, next), "desk-1 did not apply revision %d", next)
 
 	// desk-1's own policy, validly signed by the coordinator, handed to
-	// desk-2 by a member of the office: refused.
+	// desk-2 by a member of the office (one gone bad: its pass and office
+	// key are genuine): refused.
 	b, err := os.ReadFile(filepath.Join(desk1.cfg.DataDir, "state", "policy.pb"))
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +144,15 @@ func TestEndpointScope(t *testing.T) {
 		t.Fatalf("desk-1's policy: %v %v", p, err)
 	}
 	peer := &countingPeer{sp: &own}
-	n, err := gossip.New(gossip.Config{Name: "evil", Bind: "127.0.0.72:0", Keys: [][]byte{id.GossipKey}, Role: "agent", Handler: peer}, logging.Discard())
+	rogue := rogueMember(t, c, "hq", "127.0.0.72:0", peer)
+	n, err := gossip.New(rogue, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
 	peer.node = n
 	tu.Eventually(t, 30*time.Second, func() bool { return len(desk2.a.GossipPeers()) == 1 }, "desk-2 did not rejoin the office")
 	startNode(t, n, desk2.a.GossipPeers()[0].Addr)
-	tellRevision(t, n, "evil", "hq", next)
+	tellRevision(t, n, rogue.Name, "hq", next)
 	tu.Eventually(t, 30*time.Second, func() bool { return peer.served.Load() >= 2 }, "desk-2 never asked the peer for revision %d", next)
 	if got := desk2.a.Revision(); got != rev {
 		t.Fatalf("desk-2 took another agent's policy: revision %d", got)
@@ -186,7 +188,7 @@ func (e *countingPeer) Message(b []byte) {
 	if proto.Unmarshal(b, &m) != nil || m.GetPolicyRequest() == nil {
 		return
 	}
-	resp, _ := proto.Marshal(&wire.PeerMessage{From: "evil", Body: &wire.PeerMessage_Policy{Policy: e.sp}})
+	resp, _ := proto.Marshal(&wire.PeerMessage{From: e.node.Name(), Body: &wire.PeerMessage_Policy{Policy: e.sp}})
 	e.served.Add(1)
 	go e.node.Send(m.GetFrom(), resp)
 }

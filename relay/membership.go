@@ -44,6 +44,7 @@ type membership struct {
 	serving *servingCert
 	caDER   []byte
 	roots   memberRoots
+	id      *member.Identity
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
@@ -127,12 +128,13 @@ func (m *membership) Run(ctx context.Context) error {
 		return err
 	}
 	m.link = link
-	m.caDER = id.CADER
+	m.caDER, m.id = id.CADER, id
 	close(m.linked)
 
 	var node *gossip.Node
 	if m.cfg.GossipBind != "" {
-		node, err = gossip.New(gossip.Config{Name: id.ID, Bind: m.cfg.GossipBind, Keys: [][]byte{id.GossipKey}, Role: "relay", LAN: true}, m.log)
+		node, err = gossip.New(gossip.Config{Name: id.ID, Bind: m.cfg.GossipBind, Keys: [][]byte{id.GossipKey},
+			PassKey: id.PolicyKey, Signer: id.GossipSigner, Pass: id.Pass(), LAN: true}, m.log)
 		if err != nil {
 			return err
 		}
@@ -190,10 +192,16 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	if m.policy != nil {
 		req.Revision = m.policy.revision // the check-in loop is its only writer
 	}
+	if m.id.NeedsPass(time.Now()) {
+		req.GossipKey = m.id.GossipPublic()
+	}
 	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		m.log.Warn("check-in failed", "err", err)
 		return
+	}
+	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
+		m.takePass(sp, node)
 	}
 	info := resp.GetCheckin().GetOffice()
 	if m.serving != nil {
@@ -231,5 +239,19 @@ func (m *membership) checkinSoon() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
+	}
+}
+
+// takePass keeps a member pass the coordinator issued, and announces it.
+func (m *membership) takePass(sp *wire.SignedMemberPass, node *gossip.Node) {
+	pass, changed, err := m.id.TakePass(filepath.Join(m.cfg.DataDir, "identity"), sp, time.Now())
+	if err != nil {
+		m.log.Warn("member pass from the coordinator not kept; asked for again at the next check-in", "err", err)
+		return
+	}
+	if changed && node != nil {
+		if err := node.SetPass(pass); err != nil {
+			m.log.Warn("announce member pass", "err", err)
+		}
 	}
 }

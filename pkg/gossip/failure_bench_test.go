@@ -3,6 +3,7 @@ package gossip
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -25,7 +26,7 @@ import (
 // killed (SIGKILL) or starved of CPU (SIGSTOP, then SIGCONT) — what a
 // crashed or overloaded computer looks like to its office.
 
-const childEnv = "OUTPOST_GOSSIP_BENCH_CHILD" // "ip,ip,...;seed;hex key"
+const childEnv = "OUTPOST_GOSSIP_BENCH_CHILD" // "ip,ip,...;seed;hex key;hex pass key seed"
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
@@ -39,8 +40,11 @@ func TestMain(m *testing.M) {
 func runChild(spec string) {
 	parts := strings.Split(spec, ";")
 	key, _ := hex.DecodeString(parts[2])
+	seed, _ := hex.DecodeString(parts[3])
+	passPriv = ed25519.NewKeyFromSeed(seed)
+	passKey = passPriv.Public().(ed25519.PublicKey)
 	for _, ip := range strings.Split(parts[0], ",") {
-		n, err := New(Config{Name: "child-" + ip, Bind: ip + ":0", Keys: [][]byte{key}, Role: "agent", LAN: true, SuspicionMult: benchSuspicionMult()}, logging.Discard())
+		n, err := New(member(Config{Name: "child-" + strings.ReplaceAll(ip, ".", "-"), Bind: ip + ":0", Keys: [][]byte{key}, LAN: true, SuspicionMult: benchSuspicionMult()}), logging.Discard())
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)
@@ -76,7 +80,7 @@ func startOffice(tb testing.TB, n int, subnet string) *office {
 	o.cancel = cancel
 	tb.Cleanup(o.stop)
 	for i := range n {
-		node, err := New(Config{Name: fmt.Sprintf("m%03d", i), Bind: fmt.Sprintf("%s.%d:0", subnet, i+1), Keys: [][]byte{o.key}, Role: "agent", LAN: true, SuspicionMult: benchSuspicionMult()}, logging.Discard())
+		node, err := New(member(Config{Name: fmt.Sprintf("m%03d", i), Bind: fmt.Sprintf("%s.%d:0", subnet, i+1), Keys: [][]byte{o.key}, LAN: true, SuspicionMult: benchSuspicionMult()}), logging.Discard())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -129,7 +133,7 @@ func (o *office) waitAll(tb testing.TB, want int, within time.Duration) {
 func startChild(tb testing.TB, o *office, ips []string) *exec.Cmd {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(ips, ",")+";"+o.nodes[0].Addr()+";"+hex.EncodeToString(o.key))
+	cmd.Env = append(os.Environ(), childEnv+"="+strings.Join(ips, ",")+";"+o.nodes[0].Addr()+";"+hex.EncodeToString(o.key)+";"+hex.EncodeToString(passPriv.Seed()))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)

@@ -16,7 +16,8 @@ package gossip
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/outposthq/outpost/pkg/wire"
 )
 
 // Config says how a member joins its office.
@@ -35,7 +38,15 @@ type Config struct {
 	Bind      string   // host:port to listen on, TCP and UDP
 	Advertise string   // host:port others reach; empty means Bind
 	Keys      [][]byte // office keys, the primary first
-	Role      string
+	// PassKey is the coordinator's policy key: a peer is listed only when
+	// it announces a member pass signed with it for its name, and signs
+	// what it announces with the pass's key (meta.go).
+	PassKey ed25519.PublicKey
+	// Signer is this member's gossip key, the one its pass names, and
+	// Pass its pass (wire.SignedMemberPass, encoded). A member without a
+	// pass is listed by nobody until it has one (SetPass).
+	Signer ed25519.PrivateKey
+	Pass   []byte
 	// LAN uses memberlist's LAN timers; otherwise the fast local ones
 	// (tests on loopback).
 	LAN bool
@@ -74,17 +85,18 @@ type Handler interface {
 // MaxMessage bounds a message between members.
 const MaxMessage = 8 << 20
 
-// Meta is what a member announces.
+// Meta is what a member announces (meta.go).
 type Meta struct {
-	Role string `json:"r"`
+	// Role is "agent" or "relay", as the member's pass says.
+	Role string
 	// ContentPort is where the member serves artifact chunks to office
 	// peers (HTTPS, at its gossip address); 0 when it does not.
-	ContentPort int `json:"p,omitempty"`
+	ContentPort int
 	// Holdings is a filter of the artifacts it holds.
-	Holdings Holdings `json:"h,omitempty"`
+	Holdings Holdings
 	// Rollup: the member reaches the coordinator and carries its office's
 	// check-ins (the office elects one of those that say so).
-	Rollup bool `json:"u,omitempty"`
+	Rollup bool
 }
 
 // Peer is another member as gossip sees it.
@@ -99,12 +111,18 @@ type Peer struct {
 
 // Node is this member's place in the office's gossip.
 type Node struct {
-	cfg   Config
-	log   *slog.Logger
-	mu    sync.Mutex
-	meta  Meta
-	ml    *memberlist.Memberlist
-	ready chan struct{}
+	cfg  Config
+	log  *slog.Logger
+	mu   sync.Mutex
+	meta Meta
+	pass []byte // this member's pass, announced with meta
+	// selfIP and selfPort are the address this member announces itself
+	// at, which its signature covers.
+	selfIP   net.IP
+	selfPort uint16
+	verify   *verifier
+	ml       *memberlist.Memberlist
+	ready    chan struct{}
 	// peers is our own copy of the membership, kept from memberlist's
 	// events: the *Node values memberlist hands out change under it.
 	peers map[string]Peer
@@ -154,7 +172,54 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if _, _, err := splitHostPort(cfg.Bind); err != nil {
 		return nil, fmt.Errorf("gossip bind address %q: %w", cfg.Bind, err)
 	}
-	return &Node{cfg: cfg, log: logger.With("component", "gossip"), meta: Meta{Role: cfg.Role}, ready: make(chan struct{}), dirty: make(chan struct{}, 1), peers: map[string]Peer{}, failed: map[string]failedPeer{}}, nil
+	if len(cfg.PassKey) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("gossip: the coordinator's key has %d bytes, want %d", len(cfg.PassKey), ed25519.PublicKeySize)
+	}
+	if len(cfg.Signer) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("gossip: this member's gossip key has %d bytes, want %d", len(cfg.Signer), ed25519.PrivateKeySize)
+	}
+	n := &Node{cfg: cfg, log: logger.With("component", "gossip"), verify: newVerifier(cfg.PassKey), ready: make(chan struct{}), dirty: make(chan struct{}, 1), peers: map[string]Peer{}, failed: map[string]failedPeer{}}
+	if err := n.checkPass(cfg.Pass); err != nil {
+		n.log.Warn("this member's pass is not usable: office peers will not list it until the coordinator issues a new one at check-in", "err", err)
+	} else {
+		n.pass = cfg.Pass
+	}
+	return n, nil
+}
+
+// checkPass tells whether pass is one this member can announce: signed by
+// the coordinator, for this member's name and gossip key.
+func (n *Node) checkPass(pass []byte) error {
+	if len(pass) == 0 {
+		return errNoPass
+	}
+	p, err := wire.VerifyPass(n.cfg.PassKey, pass, time.Now())
+	if err != nil {
+		return err
+	}
+	if p.GetMemberId() != n.cfg.Name {
+		return fmt.Errorf("the pass is for %s, not %s", p.GetMemberId(), n.cfg.Name)
+	}
+	if !bytes.Equal(p.GetGossipKey(), n.cfg.Signer.Public().(ed25519.PublicKey)) {
+		return errors.New("the pass names another gossip key")
+	}
+	return nil
+}
+
+// SetPass announces a new pass for this member (a renewed one). A pass
+// that is not for this member and its gossip key is refused.
+func (n *Node) SetPass(pass []byte) error {
+	if err := n.checkPass(pass); err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	n.mu.Lock()
+	same := bytes.Equal(n.pass, pass)
+	n.pass = bytes.Clone(pass)
+	n.mu.Unlock()
+	if !same {
+		n.markDirty()
+	}
+	return nil
 }
 
 func splitHostPort(s string) (string, int, error) {
@@ -215,6 +280,7 @@ func (n *Node) Run(ctx context.Context) error {
 	c.EnableCompression = false
 	c.Delegate = delegate{n}
 	c.Events = events{n}
+	c.Alive = alive{n}
 	c.Logger = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
 	reconnect := 2 * time.Second
 	if n.cfg.LAN {
@@ -228,6 +294,16 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.Allow != nil {
 		c.Transport = newFiltered(tr, n.cfg.Allow)
 	}
+	// The address memberlist will announce, worked out as it will, so that
+	// the first announcement is signed for it.
+	selfIP, selfPort, err := c.Transport.FinalAdvertiseAddr(c.AdvertiseAddr, c.AdvertisePort)
+	if err != nil {
+		c.Transport.Shutdown()
+		return fmt.Errorf("gossip: %w", err)
+	}
+	n.mu.Lock()
+	n.selfIP, n.selfPort = selfIP, uint16(selfPort)
+	n.mu.Unlock()
 	ml, err := memberlist.Create(c)
 	if err != nil {
 		c.Transport.Shutdown() // memberlist closes only what it made
@@ -238,6 +314,8 @@ func (n *Node) Run(ctx context.Context) error {
 	ln := ml.LocalNode()
 	addr := net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.mu.Lock()
+	moved := !ln.Addr.Equal(n.selfIP) || ln.Port != n.selfPort
+	n.selfIP, n.selfPort = ln.Addr, ln.Port
 	n.ml, n.addr, n.tr = ml, addr, tr
 	// Not ml.NumMembers: memberlist asks for broadcasts while it holds
 	// its own lock, and taking it again can deadlock.
@@ -252,6 +330,9 @@ func (n *Node) Run(ctx context.Context) error {
 	n.mu.Unlock()
 	close(n.ready)
 	n.log.Info("gossip listening", "addr", n.Addr())
+	if moved { // not what FinalAdvertiseAddr said: sign again
+		n.markDirty()
+	}
 	actx, stopAnnounce := context.WithCancel(ctx)
 	announced := make(chan struct{})
 	go func() {
@@ -295,6 +376,9 @@ func (n *Node) reconnect(ml *memberlist.Memberlist) {
 		n.log.Debug("rejoin a peer that died", "addr", addr, "err", err)
 	}
 }
+
+// Name is this member's name in gossip, its member id.
+func (n *Node) Name() string { return n.cfg.Name }
 
 // Ready is closed once the node listens.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
@@ -380,14 +464,19 @@ func (n *Node) setMeta(change func(*Meta)) {
 	n.mu.Lock()
 	old := n.meta
 	change(&n.meta)
-	changed := old.Role != n.meta.Role || old.ContentPort != n.meta.ContentPort ||
+	changed := old.ContentPort != n.meta.ContentPort ||
 		old.Rollup != n.meta.Rollup || !bytes.Equal(old.Holdings, n.meta.Holdings)
 	n.mu.Unlock()
 	if changed {
-		select {
-		case n.dirty <- struct{}{}:
-		default: // an announcement is due already; it will read the newest
-		}
+		n.markDirty()
+	}
+}
+
+// markDirty has this member announced again.
+func (n *Node) markDirty() {
+	select {
+	case n.dirty <- struct{}{}:
+	default: // an announcement is due already; it will read the newest
 	}
 }
 
@@ -558,9 +647,11 @@ func (e events) set(m *memberlist.Node) {
 		return
 	}
 	p := Peer{Name: m.Name, Addr: m.Address(), ip: append(net.IP(nil), m.Addr...), port: m.Port}
-	meta, err := ParseMeta(m.Meta)
+	// Checked already (alive), and remembered: this is a lookup.
+	meta, err := e.n.verify.verify(m.Name, m.Addr, m.Port, m.Meta)
 	if err != nil {
-		e.n.log.Debug("peer announces malformed metadata", "peer", m.Name, "err", err)
+		e.n.log.Debug("peer's announcement does not verify", "peer", m.Name, "err", err)
+		return
 	}
 	p.Meta = meta
 	e.n.mu.Lock()
@@ -644,11 +735,27 @@ type delegate struct{ n *Node }
 func (d delegate) NodeMeta(limit int) []byte {
 	d.n.mu.Lock()
 	defer d.n.mu.Unlock()
-	b, _ := json.Marshal(d.n.meta)
+	b := signMeta(d.n.cfg.Signer, d.n.cfg.Name, d.n.selfIP, d.n.selfPort, d.n.meta, d.n.pass)
 	if len(b) > limit {
+		d.n.log.Error("announcement over memberlist's limit", "bytes", len(b), "limit", limit)
 		return nil
 	}
 	return b
+}
+
+// alive is asked by memberlist about every announcement of a member
+// before it takes it: one that does not verify is dropped, so that a
+// member without a pass is listed by nobody.
+type alive struct{ n *Node }
+
+func (a alive) NotifyAlive(m *memberlist.Node) error {
+	if m.Name == a.n.cfg.Name {
+		return nil // this member's own; memberlist refutes a false one
+	}
+	if _, err := a.n.verify.verify(m.Name, m.Addr, m.Port, m.Meta); err != nil {
+		return fmt.Errorf("member %.64q at %s: %w", m.Name, m.Address(), err)
+	}
+	return nil
 }
 func (d delegate) NotifyMsg(b []byte) {
 	if h := d.n.cfg.Handler; h != nil && len(b) > 0 && len(b) <= MaxMessage {

@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"sync"
@@ -11,11 +12,23 @@ import (
 
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/wire"
 )
+
+// passKey stands for the coordinator's policy key in these tests.
+var passKey, passPriv, _ = ed25519.GenerateKey(nil)
+
+// member gives cfg what the coordinator gives a member of the name's: a
+// gossip key and a pass for it.
+func member(cfg Config) Config {
+	cfg.PassKey = passKey
+	cfg.Signer, cfg.Pass = testutil.MemberPass(passPriv, cfg.Name, wire.Role_ROLE_AGENT)
+	return cfg
+}
 
 func start(t *testing.T, name, bind string, key []byte) *Node {
 	t.Helper()
-	n, err := New(Config{Name: name, Bind: bind, Keys: [][]byte{key}, Role: "agent"}, logging.Discard())
+	n, err := New(member(Config{Name: name, Bind: bind, Keys: [][]byte{key}}), logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +123,8 @@ func TestSendAndPeerChanges(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	rec := &recorder{}
-	a := run(t, Config{Name: "a", Bind: "127.0.0.5:0", Keys: [][]byte{key}, Handler: rec})
-	b := run(t, Config{Name: "b", Bind: "127.0.0.6:0", Keys: [][]byte{key}, Handler: nil})
+	a := run(t, member(Config{Name: "a", Bind: "127.0.0.5:0", Keys: [][]byte{key}, Handler: rec}))
+	b := run(t, member(Config{Name: "b", Bind: "127.0.0.6:0", Keys: [][]byte{key}, Handler: nil}))
 	if _, err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +160,8 @@ func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
 	key := make([]byte, 32)
 	rand.Read(key)
 	rec := &recorder{}
-	a := run(t, Config{Name: "a", Bind: "127.0.0.7:0", Keys: [][]byte{key}, Handler: rec})
-	b := run(t, Config{Name: "b", Bind: "127.0.0.8:0", Keys: [][]byte{key}, Handler: nil})
+	a := run(t, member(Config{Name: "a", Bind: "127.0.0.7:0", Keys: [][]byte{key}, Handler: rec}))
+	b := run(t, member(Config{Name: "b", Bind: "127.0.0.8:0", Keys: [][]byte{key}, Handler: nil}))
 	if _, err := b.Join([]string{a.Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +202,7 @@ func TestTellSmallAsPacketLargeAsStream(t *testing.T) {
 	// A member this node lists is answered where it is listed, whatever
 	// address a message gave: a member cannot point answers at another host.
 	other := &recorder{}
-	c := run(t, Config{Name: "c", Bind: "127.0.0.9:0", Keys: [][]byte{key}, Handler: other})
+	c := run(t, member(Config{Name: "c", Bind: "127.0.0.9:0", Keys: [][]byte{key}, Handler: other}))
 	if err := b.Tell("a", c.Addr(), []byte("to a, not to c")); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +232,7 @@ func TestRumorReachesTheOffice(t *testing.T) {
 	var nodes []*Node
 	for i := range 8 {
 		rec := &retold{}
-		n, err := New(Config{Name: fmt.Sprintf("r%d", i), Bind: fmt.Sprintf("127.0.0.%d:0", 30+i), Keys: [][]byte{key}, Role: "agent", Handler: rec}, logging.Discard())
+		n, err := New(member(Config{Name: fmt.Sprintf("r%d", i), Bind: fmt.Sprintf("127.0.0.%d:0", 30+i), Keys: [][]byte{key}, Handler: rec}), logging.Discard())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,5 +373,73 @@ func TestOneChangeTwoAnnouncements(t *testing.T) {
 	time.Sleep(4 * reannounceAfter)
 	if got := n.announced.Load() - before; got != 2 {
 		t.Fatalf("one change made %d announcements in %v, want 2", got, 4*reannounceAfter)
+	}
+}
+
+// An office key is not a membership: whoever holds it (a stolen laptop, a
+// member gone bad) is listed by nobody unless it announces a pass the
+// coordinator signed for its name, signed with the pass's key for its
+// address. Real members on loopback.
+func TestOfficeKeyHoldersWithoutAPassAreNotListed(t *testing.T) {
+	key := make([]byte, 32)
+	rand.Read(key)
+	a := run(t, member(Config{Name: "ag-a", Bind: "127.0.0.60:0", Keys: [][]byte{key}}))
+	b := run(t, member(Config{Name: "ag-b", Bind: "127.0.0.61:0", Keys: [][]byte{key}}))
+	if _, err := b.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	// ag-gone's pass, seen going by, announced by someone with another key.
+	_, gonePass := testutil.MemberPass(passPriv, "ag-gone", wire.Role_ROLE_RELAY)
+	_, thiefKey, _ := ed25519.GenerateKey(nil)
+	// A pass the coordinator did not sign, for a relay.
+	_, forger, _ := ed25519.GenerateKey(nil)
+	liarKey, liarPass := testutil.MemberPass(forger, "rl-liar", wire.Role_ROLE_RELAY)
+	nopass := member(Config{Name: "ag-nopass", Bind: "127.0.0.62:0", Keys: [][]byte{key}})
+	nopass.Pass = nil
+	intruders := []*Node{
+		run(t, nopass),
+		run(t, Config{Name: "ag-gone", Bind: "127.0.0.63:0", Keys: [][]byte{key}, PassKey: passKey, Signer: thiefKey, Pass: gonePass}),
+		run(t, Config{Name: "rl-liar", Bind: "127.0.0.64:0", Keys: [][]byte{key}, PassKey: passKey, Signer: liarKey, Pass: liarPass}),
+	}
+	for _, in := range intruders {
+		if _, err := in.Join([]string{a.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let gossip go round: the intruders hear of ag-a and ag-b, push their
+	// state to them and gossip about themselves.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		for _, in := range intruders {
+			if !in.Lists("ag-a") || !in.Lists("ag-b") {
+				return false
+			}
+		}
+		return a.Lists("ag-b") && b.Lists("ag-a")
+	}, "the office did not form")
+	time.Sleep(2 * time.Second)
+	for _, n := range []*Node{a, b} {
+		if peers := n.Peers(); len(peers) != 1 {
+			t.Fatalf("a member lists %v; want only the other member with a pass", peers)
+		}
+	}
+	// A member that gets its pass (from its next check-in) is listed.
+	sp, err := wire.SignPass(passPriv, &wire.MemberPass{MemberId: "ag-nopass", Role: wire.Role_ROLE_AGENT,
+		GossipKey: nopass.Signer.Public().(ed25519.PublicKey), NotAfterUnix: wire.PassExpiry(time.Now()).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass, _ := wire.EncodePass(sp)
+	if err := intruders[0].SetPass(gonePass); err == nil {
+		t.Fatal("SetPass took another member's pass")
+	}
+	if err := intruders[0].SetPass(pass); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return a.Lists("ag-nopass") && b.Lists("ag-nopass") },
+		"a member that got its pass is still not listed")
+	for _, p := range a.Peers() {
+		if p.Name == "ag-nopass" && p.Meta.Role != "agent" {
+			t.Fatalf("listed as %q", p.Meta.Role)
+		}
 	}
 }

@@ -3,13 +3,12 @@ package gossip
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
-	"fmt"
 )
 
 // HoldingsBytes is the size of the filter a member announces of the
-// artifacts it holds: 2048 bits, so that the whole announcement stays well
-// inside memberlist's 512-byte limit on node metadata.
+// artifacts it holds: 2048 bits, so that the whole announcement, with the
+// member's pass and signature, stays inside memberlist's 512-byte limit on
+// node metadata (meta.go).
 const HoldingsBytes = 256
 
 // holdingsProbes is how many bits each artifact sets. With 2048 bits one
@@ -70,30 +69,4 @@ func probes(sha string) []uint {
 		out[i] = uint(binary.BigEndian.Uint16(raw[2*i:])) % (HoldingsBytes * 8)
 	}
 	return out
-}
-
-// ParseMeta decodes what a peer announces. Everything in it comes from the
-// network: a member that announces nonsense is treated as announcing
-// nothing, never trusted further.
-func ParseMeta(b []byte) (Meta, error) {
-	var m Meta
-	if len(b) == 0 {
-		return m, nil
-	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return Meta{}, fmt.Errorf("gossip meta: %w", err)
-	}
-	if len(m.Role) > 16 {
-		return Meta{}, fmt.Errorf("gossip meta: role of %d bytes", len(m.Role))
-	}
-	if m.ContentPort < 0 || m.ContentPort > 65535 {
-		return Meta{}, fmt.Errorf("gossip meta: content port %d", m.ContentPort)
-	}
-	if len(m.Holdings) != 0 && len(m.Holdings) != HoldingsBytes {
-		err := fmt.Errorf("gossip meta: holdings filter of %d bytes, want %d", len(m.Holdings), HoldingsBytes)
-		// Keep the rest: the member is still a member.
-		m.Holdings = nil
-		return m, err
-	}
-	return m, nil
 }

@@ -5,6 +5,7 @@
 package member
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -40,6 +41,21 @@ type Identity struct {
 	CADER     []byte
 	PolicyKey ed25519.PublicKey
 	GossipKey []byte
+	// GossipSigner signs what the member announces to its office.
+	GossipSigner ed25519.PrivateKey
+
+	passMu sync.Mutex
+	// pass (a wire.SignedMemberPass, encoded; nil until the coordinator
+	// issued one) is the coordinator's word that GossipSigner is this
+	// member's.
+	pass []byte
+}
+
+// Pass is the member's pass, nil when it has none.
+func (id *Identity) Pass() []byte {
+	id.passMu.Lock()
+	defer id.passMu.Unlock()
+	return id.pass
 }
 
 type identityFile struct {
@@ -74,6 +90,10 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 	if err != nil {
 		return nil, nil, fmt.Errorf("create certificate request: %w", err)
 	}
+	gossipPub, gossipKey, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create gossip key: %w", err)
+	}
 	addr := WithDefaultPort(coordinator)
 	conn, err := quic.DialAddr(ctx, addr, tlsConf, &quic.Config{HandshakeIdleTimeout: 10 * time.Second})
 	if err != nil {
@@ -81,7 +101,7 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 	}
 	defer conn.CloseWithError(0, "")
 	resp, err := call(ctx, conn, &wire.Request{Body: &wire.Request_Enroll{Enroll: &wire.EnrollRequest{
-		Token: token, Hostname: hostname, Role: role, Csr: csr,
+		Token: token, Hostname: hostname, Role: role, Csr: csr, GossipKey: gossipPub,
 	}}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, err)
@@ -100,16 +120,103 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 	if err != nil {
 		return nil, nil, fmt.Errorf("enrol: certificate from coordinator: %w", err)
 	}
-	return &Identity{
-		ID:        er.GetMemberId(),
-		Office:    er.GetOffice(),
-		Role:      role,
-		Cert:      tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
-		CADER:     er.GetCaCertificate(),
-		PolicyKey: ed25519.PublicKey(er.GetPolicyKey()),
-		GossipKey: er.GetGossipKey(),
-	}, er.GetOfficeInfo(), nil
+	id := &Identity{
+		ID:           er.GetMemberId(),
+		Office:       er.GetOffice(),
+		Role:         role,
+		Cert:         tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
+		CADER:        er.GetCaCertificate(),
+		PolicyKey:    ed25519.PublicKey(er.GetPolicyKey()),
+		GossipKey:    er.GetGossipKey(),
+		GossipSigner: gossipKey,
+	}
+	if sp := er.GetMemberPass(); sp != nil {
+		pass, err := id.CheckPass(sp, time.Now())
+		if err != nil {
+			return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, err)
+		}
+		id.pass = pass
+	}
+	return id, er.GetOfficeInfo(), nil
 }
+
+// CheckPass checks a pass the coordinator issued to this member: signed
+// with the policy key, for this member, its role and its gossip key. It
+// returns the pass encoded as the member announces it.
+func (id *Identity) CheckPass(sp *wire.SignedMemberPass, now time.Time) ([]byte, error) {
+	b, _, err := id.checkPass(sp, now)
+	return b, err
+}
+
+func (id *Identity) checkPass(sp *wire.SignedMemberPass, now time.Time) ([]byte, *wire.MemberPass, error) {
+	b, err := wire.EncodePass(sp)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := wire.VerifyPass(id.PolicyKey, b, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case p.GetMemberId() != id.ID:
+		return nil, nil, fmt.Errorf("member pass is for %s, not %s", p.GetMemberId(), id.ID)
+	case p.GetRole() != id.Role:
+		return nil, nil, fmt.Errorf("member pass is for a %s", p.GetRole())
+	case len(id.GossipSigner) != ed25519.PrivateKeySize || !bytes.Equal(p.GetGossipKey(), id.GossipSigner.Public().(ed25519.PublicKey)):
+		return nil, nil, errors.New("member pass names another gossip key")
+	}
+	return b, p, nil
+}
+
+// NeedsPass tells whether the member should ask for a pass: it has none,
+// or one that does not fit it, or one that ends within
+// wire.PassRenewBefore.
+func (id *Identity) NeedsPass(now time.Time) bool {
+	held := id.Pass()
+	if len(held) == 0 {
+		return true
+	}
+	sp, err := wire.DecodePass(held)
+	if err != nil {
+		return true
+	}
+	b, p, err := id.checkPass(sp, now)
+	return err != nil || !bytes.Equal(b, held) || time.Unix(p.GetNotAfterUnix(), 0).Sub(now) < wire.PassRenewBefore
+}
+
+// TakePass checks a pass the coordinator issued and keeps it in dir,
+// beside the identity. It returns the pass encoded as the member
+// announces it, and whether it is new.
+func (id *Identity) TakePass(dir string, sp *wire.SignedMemberPass, now time.Time) ([]byte, bool, error) {
+	pass, err := id.CheckPass(sp, now)
+	if err != nil {
+		return nil, false, err
+	}
+	id.passMu.Lock()
+	defer id.passMu.Unlock()
+	if bytes.Equal(pass, id.pass) {
+		return pass, false, nil
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, passFile), pass, 0o600); err != nil {
+		return nil, false, fmt.Errorf("keep member pass: %w", err)
+	}
+	id.pass = pass
+	return pass, true, nil
+}
+
+// GossipPublic is the public half of the member's gossip key.
+func (id *Identity) GossipPublic() ed25519.PublicKey {
+	if len(id.GossipSigner) != ed25519.PrivateKeySize {
+		return nil
+	}
+	return id.GossipSigner.Public().(ed25519.PublicKey)
+}
+
+// The files of the gossip key and the pass, in the identity's directory.
+const (
+	gossipKeyFile = "gossip.key"
+	passFile      = "member.pass"
+)
 
 func mustNormalize(fp string) string {
 	n, _ := tlsutil.NormalizeFingerprint(fp)
@@ -130,11 +237,17 @@ func (id *Identity) Save(dir string) error {
 	if err := tlsutil.WriteCert(filepath.Join(dir, "ca.crt"), id.CADER); err != nil {
 		return err
 	}
-	role := "agent"
-	if id.Role == wire.Role_ROLE_RELAY {
-		role = "relay"
+	if len(id.GossipSigner) == ed25519.PrivateKeySize {
+		if err := tlsutil.WriteKey(filepath.Join(dir, gossipKeyFile), id.GossipSigner); err != nil {
+			return err
+		}
 	}
-	b, err := json.MarshalIndent(identityFile{ID: id.ID, Office: id.Office, Role: role, PolicyKey: id.PolicyKey, GossipKey: id.GossipKey}, "", "  ")
+	if pass := id.Pass(); len(pass) > 0 {
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, passFile), pass, 0o600); err != nil {
+			return fmt.Errorf("save member pass: %w", err)
+		}
+	}
+	b, err := json.MarshalIndent(identityFile{ID: id.ID, Office: id.Office, Role: wire.RoleName(id.Role), PolicyKey: id.PolicyKey, GossipKey: id.GossipKey}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -170,7 +283,41 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if f.Role == "relay" {
 		role = wire.Role_ROLE_RELAY
 	}
-	return &Identity{ID: f.ID, Office: f.Office, Role: role, Cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}, nil
+	id := &Identity{ID: f.ID, Office: f.Office, Role: role, Cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}
+	if id.GossipSigner, err = gossipSigner(dir); err != nil {
+		return nil, fmt.Errorf("load identity %s: %w", dir, err)
+	}
+	// A pass that is missing or damaged is asked for again at check-in.
+	if b, err := os.ReadFile(filepath.Join(dir, passFile)); err == nil && len(b) <= wire.MaxPass {
+		id.pass = b
+	}
+	return id, nil
+}
+
+// gossipSigner loads the member's gossip key, making and keeping one for
+// an identity saved before members had one.
+func gossipSigner(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, gossipKeyFile)
+	k, err := tlsutil.ReadKey(path)
+	if err == nil {
+		if ek, ok := k.(ed25519.PrivateKey); ok {
+			return ek, nil
+		}
+		return nil, fmt.Errorf("%s holds no Ed25519 key (delete it: a new one is made)", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w (delete %s: a new one is made)", err, path)
+	}
+	_, ek, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("create gossip key: %w", err)
+	}
+	if err := tlsutil.WriteKey(path, ek); err != nil {
+		return nil, err
+	}
+	// A pass for an older key is no use now.
+	_ = os.Remove(filepath.Join(dir, passFile))
+	return ek, nil
 }
 
 // LoadOrEnroll returns the identity in dir, enrolling first when there is none.

@@ -291,7 +291,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -1267,11 +1267,14 @@ func (x *Report) GetBootId() string {
 }
 
 type EnrollRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	Hostname      string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=outpost.wire.v1.Role" json:"role,omitempty"`
-	Csr           []byte                 `protobuf:"bytes,4,opt,name=csr,proto3" json:"csr,omitempty"` // PKCS#10, DER; the private key never leaves the member
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Token    string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Role     Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=outpost.wire.v1.Role" json:"role,omitempty"`
+	Csr      []byte                 `protobuf:"bytes,4,opt,name=csr,proto3" json:"csr,omitempty"` // PKCS#10, DER; the private key never leaves the member
+	// The Ed25519 public key the member signs its gossip announcements
+	// with: the answer carries a pass for it.
+	GossipKey     []byte `protobuf:"bytes,5,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1334,6 +1337,13 @@ func (x *EnrollRequest) GetCsr() []byte {
 	return nil
 }
 
+func (x *EnrollRequest) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
+	}
+	return nil
+}
+
 type EnrollResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
@@ -1343,6 +1353,7 @@ type EnrollResponse struct {
 	PolicyKey     []byte                 `protobuf:"bytes,5,opt,name=policy_key,json=policyKey,proto3" json:"policy_key,omitempty"`             // Ed25519 public key that signs policy
 	GossipKey     []byte                 `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`             // the office's memberlist key
 	OfficeInfo    *OfficeInfo            `protobuf:"bytes,7,opt,name=office_info,json=officeInfo,proto3" json:"office_info,omitempty"`
+	MemberPass    *SignedMemberPass      `protobuf:"bytes,8,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1426,6 +1437,139 @@ func (x *EnrollResponse) GetOfficeInfo() *OfficeInfo {
 	return nil
 }
 
+func (x *EnrollResponse) GetMemberPass() *SignedMemberPass {
+	if x != nil {
+		return x.MemberPass
+	}
+	return nil
+}
+
+// MemberPass is the coordinator's word that the member id belongs to
+// whoever signs with gossip_key, in role, until not_after: an office's
+// members list only members that announce a pass and sign what they
+// announce with its key, so that holding the office key is not enough to
+// pose as a member, invent members, or claim to be a relay.
+type MemberPass struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Role          Role                   `protobuf:"varint,2,opt,name=role,proto3,enum=outpost.wire.v1.Role" json:"role,omitempty"`
+	GossipKey     []byte                 `protobuf:"bytes,3,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"` // Ed25519 public key
+	NotAfterUnix  int64                  `protobuf:"varint,4,opt,name=not_after_unix,json=notAfterUnix,proto3" json:"not_after_unix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberPass) Reset() {
+	*x = MemberPass{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberPass) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberPass) ProtoMessage() {}
+
+func (x *MemberPass) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberPass.ProtoReflect.Descriptor instead.
+func (*MemberPass) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *MemberPass) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+func (x *MemberPass) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *MemberPass) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
+	}
+	return nil
+}
+
+func (x *MemberPass) GetNotAfterUnix() int64 {
+	if x != nil {
+		return x.NotAfterUnix
+	}
+	return 0
+}
+
+// SignedMemberPass is a MemberPass signed with the policy key.
+type SignedMemberPass struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pass          []byte                 `protobuf:"bytes,1,opt,name=pass,proto3" json:"pass,omitempty"`           // a serialized MemberPass
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 over "outpost-member-pass-v1\x00" || pass
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedMemberPass) Reset() {
+	*x = SignedMemberPass{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedMemberPass) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedMemberPass) ProtoMessage() {}
+
+func (x *SignedMemberPass) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedMemberPass.ProtoReflect.Descriptor instead.
+func (*SignedMemberPass) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *SignedMemberPass) GetPass() []byte {
+	if x != nil {
+		return x.Pass
+	}
+	return nil
+}
+
+func (x *SignedMemberPass) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // OfficeInfo is what a member needs to know about its office.
 type OfficeInfo struct {
 	state                  protoimpl.MessageState `protogen:"open.v1"`
@@ -1456,7 +1600,7 @@ type OfficeInfo struct {
 
 func (x *OfficeInfo) Reset() {
 	*x = OfficeInfo{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1612,7 @@ func (x *OfficeInfo) String() string {
 func (*OfficeInfo) ProtoMessage() {}
 
 func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[12]
+	mi := &file_pkg_wire_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1625,7 @@ func (x *OfficeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OfficeInfo.ProtoReflect.Descriptor instead.
 func (*OfficeInfo) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{12}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OfficeInfo) GetName() string {
@@ -1598,14 +1742,19 @@ type CheckinRequest struct {
 	// OfficeDigest(the office information the member holds): a member that
 	// checks in through the roll-up is asked to check in directly when the
 	// coordinator's differs.
-	OfficeDigest  []byte `protobuf:"bytes,11,opt,name=office_digest,json=officeDigest,proto3" json:"office_digest,omitempty"`
+	OfficeDigest []byte `protobuf:"bytes,11,opt,name=office_digest,json=officeDigest,proto3" json:"office_digest,omitempty"`
+	// The Ed25519 public key the member signs its gossip announcements
+	// with, sent when it needs a pass (none yet, or one that expires
+	// soon): a direct check-in's answer carries it; a rolled-up one is
+	// asked to check in directly.
+	GossipKey     []byte `protobuf:"bytes,16,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
 	*x = CheckinRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1766,7 @@ func (x *CheckinRequest) String() string {
 func (*CheckinRequest) ProtoMessage() {}
 
 func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[13]
+	mi := &file_pkg_wire_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1779,7 @@ func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinRequest.ProtoReflect.Descriptor instead.
 func (*CheckinRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{13}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CheckinRequest) GetHostname() string {
@@ -1731,6 +1880,13 @@ func (x *CheckinRequest) GetOfficeDigest() []byte {
 	return nil
 }
 
+func (x *CheckinRequest) GetGossipKey() []byte {
+	if x != nil {
+		return x.GossipKey
+	}
+	return nil
+}
+
 // StagingStatus is a relay's account of pre-staging one revision of its
 // office's policy: artifacts fetched, hash-checked and held on its store.
 type StagingStatus struct {
@@ -1747,7 +1903,7 @@ type StagingStatus struct {
 
 func (x *StagingStatus) Reset() {
 	*x = StagingStatus{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1915,7 @@ func (x *StagingStatus) String() string {
 func (*StagingStatus) ProtoMessage() {}
 
 func (x *StagingStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[14]
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1928,7 @@ func (x *StagingStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StagingStatus.ProtoReflect.Descriptor instead.
 func (*StagingStatus) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{14}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StagingStatus) GetRevision() uint64 {
@@ -1830,7 +1986,7 @@ type ServingCertRequest struct {
 
 func (x *ServingCertRequest) Reset() {
 	*x = ServingCertRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1998,7 @@ func (x *ServingCertRequest) String() string {
 func (*ServingCertRequest) ProtoMessage() {}
 
 func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[15]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +2011,7 @@ func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertRequest.ProtoReflect.Descriptor instead.
 func (*ServingCertRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{15}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ServingCertRequest) GetCsr() []byte {
@@ -1882,7 +2038,7 @@ type ServingCertResponse struct {
 
 func (x *ServingCertResponse) Reset() {
 	*x = ServingCertResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2050,7 @@ func (x *ServingCertResponse) String() string {
 func (*ServingCertResponse) ProtoMessage() {}
 
 func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2063,7 @@ func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertResponse.ProtoReflect.Descriptor instead.
 func (*ServingCertResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServingCertResponse) GetCertificate() []byte {
@@ -1937,7 +2093,7 @@ type RollupReport struct {
 
 func (x *RollupReport) Reset() {
 	*x = RollupReport{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1949,7 +2105,7 @@ func (x *RollupReport) String() string {
 func (*RollupReport) ProtoMessage() {}
 
 func (x *RollupReport) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1962,7 +2118,7 @@ func (x *RollupReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupReport.ProtoReflect.Descriptor instead.
 func (*RollupReport) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RollupReport) GetMemberId() string {
@@ -2002,7 +2158,7 @@ type SignedCheckin struct {
 
 func (x *SignedCheckin) Reset() {
 	*x = SignedCheckin{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2170,7 @@ func (x *SignedCheckin) String() string {
 func (*SignedCheckin) ProtoMessage() {}
 
 func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2183,7 @@ func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedCheckin.ProtoReflect.Descriptor instead.
 func (*SignedCheckin) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SignedCheckin) GetReport() []byte {
@@ -2074,7 +2230,7 @@ type RollupAck struct {
 
 func (x *RollupAck) Reset() {
 	*x = RollupAck{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2086,7 +2242,7 @@ func (x *RollupAck) String() string {
 func (*RollupAck) ProtoMessage() {}
 
 func (x *RollupAck) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2099,7 +2255,7 @@ func (x *RollupAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupAck.ProtoReflect.Descriptor instead.
 func (*RollupAck) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RollupAck) GetMemberId() string {
@@ -2143,7 +2299,7 @@ type SignedRollupAck struct {
 
 func (x *SignedRollupAck) Reset() {
 	*x = SignedRollupAck{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2155,7 +2311,7 @@ func (x *SignedRollupAck) String() string {
 func (*SignedRollupAck) ProtoMessage() {}
 
 func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2168,7 +2324,7 @@ func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedRollupAck.ProtoReflect.Descriptor instead.
 func (*SignedRollupAck) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SignedRollupAck) GetAck() []byte {
@@ -2199,14 +2355,15 @@ type CheckinResponse struct {
 	AckedSeq   uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
 	// One per rolled-up check-in that was kept; refused ones get none.
 	RollupAcks    []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
-	Revocations   *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"` // technician access revoked (session.proto)
+	Revocations   *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`                 // technician access revoked (session.proto)
+	MemberPass    *SignedMemberPass  `protobuf:"bytes,22,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2218,7 +2375,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2231,7 +2388,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -2269,6 +2426,13 @@ func (x *CheckinResponse) GetRevocations() *SignedRevocations {
 	return nil
 }
 
+func (x *CheckinResponse) GetMemberPass() *SignedMemberPass {
+	if x != nil {
+		return x.MemberPass
+	}
+	return nil
+}
+
 type PolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HaveRevision  uint64                 `protobuf:"varint,1,opt,name=have_revision,json=haveRevision,proto3" json:"have_revision,omitempty"`
@@ -2278,7 +2442,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2454,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2467,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -2322,7 +2486,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2498,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2511,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -2366,7 +2530,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2378,7 +2542,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2391,7 +2555,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -2411,7 +2575,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2587,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2600,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -2464,7 +2628,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2476,7 +2640,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2489,7 +2653,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 type FileServerResponse struct {
@@ -2508,7 +2672,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2520,7 +2684,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2533,7 +2697,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -2606,7 +2770,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +2782,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +2795,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -2678,7 +2842,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[29]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2854,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[29]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2867,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{29}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2908,7 +3072,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[30]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3084,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[30]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3097,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -2970,7 +3134,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2982,7 +3146,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2995,7 +3159,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -3152,7 +3316,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3328,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3341,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -3277,12 +3441,14 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x03seq\x18\x04 \x01(\x04R\x03seq\x12!\n" +
 	"\freboot_items\x18\x05 \x03(\tR\vrebootItems\x12*\n" +
 	"\x11reboot_since_unix\x18\x06 \x01(\x03R\x0frebootSinceUnix\x12\x17\n" +
-	"\aboot_id\x18\a \x01(\tR\x06bootId\"~\n" +
+	"\aboot_id\x18\a \x01(\tR\x06bootId\"\x9d\x01\n" +
 	"\rEnrollRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12)\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x15.outpost.wire.v1.RoleR\x04role\x12\x10\n" +
-	"\x03csr\x18\x04 \x01(\fR\x03csr\"\x8a\x02\n" +
+	"\x03csr\x18\x04 \x01(\fR\x03csr\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xce\x02\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x16\n" +
 	"\x06office\x18\x02 \x01(\tR\x06office\x12 \n" +
@@ -3293,7 +3459,19 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\n" +
 	"gossip_key\x18\x06 \x01(\fR\tgossipKey\x12<\n" +
 	"\voffice_info\x18\a \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\n" +
-	"officeInfo\"\x95\x03\n" +
+	"officeInfo\x12B\n" +
+	"\vmember_pass\x18\b \x01(\v2!.outpost.wire.v1.SignedMemberPassR\n" +
+	"memberPass\"\x99\x01\n" +
+	"\n" +
+	"MemberPass\x12\x1b\n" +
+	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12)\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x15.outpost.wire.v1.RoleR\x04role\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\x03 \x01(\fR\tgossipKey\x12$\n" +
+	"\x0enot_after_unix\x18\x04 \x01(\x03R\fnotAfterUnix\"D\n" +
+	"\x10SignedMemberPass\x12\x12\n" +
+	"\x04pass\x18\x01 \x01(\fR\x04pass\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x95\x03\n" +
 	"\n" +
 	"OfficeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -3310,7 +3488,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
 	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
-	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xd2\x04\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xf1\x04\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -3326,7 +3504,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0eartifact_bytes\x18\n" +
 	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\x126\n" +
 	"\x06rollup\x18\f \x03(\v2\x1e.outpost.wire.v1.SignedCheckinR\x06rollup\x12#\n" +
-	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\"\xb0\x01\n" +
+	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\x12\x1d\n" +
+	"\n" +
+	"gossip_key\x18\x10 \x01(\fR\tgossipKey\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
 	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
@@ -3358,7 +3538,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0fSignedRollupAck\x12\x10\n" +
 	"\x03ack\x18\x01 \x01(\fR\x03ack\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1b\n" +
-	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x93\x02\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\xd7\x02\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
@@ -3366,7 +3546,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\tacked_seq\x18\x03 \x01(\x04R\backedSeq\x12A\n" +
 	"\vrollup_acks\x18\x04 \x03(\v2 .outpost.wire.v1.SignedRollupAckR\n" +
 	"rollupAcks\x12D\n" +
-	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocationsJ\x04\b\x14\x10\x15\"4\n" +
+	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocations\x12B\n" +
+	"\vmember_pass\x18\x16 \x01(\v2!.outpost.wire.v1.SignedMemberPassR\n" +
+	"memberPassJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +
@@ -3460,7 +3642,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                   // 0: outpost.wire.v1.Role
 	(State)(0),                  // 1: outpost.wire.v1.State
@@ -3479,34 +3661,36 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*Report)(nil),              // 14: outpost.wire.v1.Report
 	(*EnrollRequest)(nil),       // 15: outpost.wire.v1.EnrollRequest
 	(*EnrollResponse)(nil),      // 16: outpost.wire.v1.EnrollResponse
-	(*OfficeInfo)(nil),          // 17: outpost.wire.v1.OfficeInfo
-	(*CheckinRequest)(nil),      // 18: outpost.wire.v1.CheckinRequest
-	(*StagingStatus)(nil),       // 19: outpost.wire.v1.StagingStatus
-	(*ServingCertRequest)(nil),  // 20: outpost.wire.v1.ServingCertRequest
-	(*ServingCertResponse)(nil), // 21: outpost.wire.v1.ServingCertResponse
-	(*RollupReport)(nil),        // 22: outpost.wire.v1.RollupReport
-	(*SignedCheckin)(nil),       // 23: outpost.wire.v1.SignedCheckin
-	(*RollupAck)(nil),           // 24: outpost.wire.v1.RollupAck
-	(*SignedRollupAck)(nil),     // 25: outpost.wire.v1.SignedRollupAck
-	(*CheckinResponse)(nil),     // 26: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),       // 27: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),      // 28: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),      // 29: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),     // 30: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),   // 31: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil),  // 32: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),      // 33: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),             // 34: outpost.wire.v1.Request
-	(*Error)(nil),               // 35: outpost.wire.v1.Error
-	(*Response)(nil),            // 36: outpost.wire.v1.Response
-	(*Ack)(nil),                 // 37: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),     // 38: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),            // 39: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),   // 40: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),        // 41: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),       // 42: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),          // 43: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil),  // 44: outpost.wire.v1.RevocationsRequest
+	(*MemberPass)(nil),          // 17: outpost.wire.v1.MemberPass
+	(*SignedMemberPass)(nil),    // 18: outpost.wire.v1.SignedMemberPass
+	(*OfficeInfo)(nil),          // 19: outpost.wire.v1.OfficeInfo
+	(*CheckinRequest)(nil),      // 20: outpost.wire.v1.CheckinRequest
+	(*StagingStatus)(nil),       // 21: outpost.wire.v1.StagingStatus
+	(*ServingCertRequest)(nil),  // 22: outpost.wire.v1.ServingCertRequest
+	(*ServingCertResponse)(nil), // 23: outpost.wire.v1.ServingCertResponse
+	(*RollupReport)(nil),        // 24: outpost.wire.v1.RollupReport
+	(*SignedCheckin)(nil),       // 25: outpost.wire.v1.SignedCheckin
+	(*RollupAck)(nil),           // 26: outpost.wire.v1.RollupAck
+	(*SignedRollupAck)(nil),     // 27: outpost.wire.v1.SignedRollupAck
+	(*CheckinResponse)(nil),     // 28: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),       // 29: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),      // 30: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),      // 31: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),     // 32: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),   // 33: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil),  // 34: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),      // 35: outpost.wire.v1.RevisionNotice
+	(*Request)(nil),             // 36: outpost.wire.v1.Request
+	(*Error)(nil),               // 37: outpost.wire.v1.Error
+	(*Response)(nil),            // 38: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 39: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 40: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 41: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 42: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 43: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 44: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 45: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 46: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -3516,51 +3700,54 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	38, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	39, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	40, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	41, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	13, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
-	17, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
-	2,  // 13: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
-	14, // 14: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
-	14, // 15: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	19, // 16: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
-	6,  // 17: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
-	23, // 18: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
-	18, // 19: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	17, // 20: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	25, // 21: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
-	40, // 22: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	12, // 23: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	12, // 24: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
-	15, // 25: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	18, // 26: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	27, // 27: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	29, // 28: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	33, // 29: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	31, // 30: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	20, // 31: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	41, // 32: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	42, // 33: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	43, // 34: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	40, // 35: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	44, // 36: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 37: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	35, // 38: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	16, // 39: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	26, // 40: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	28, // 41: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	30, // 42: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	37, // 43: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	32, // 44: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	40, // 45: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	21, // 46: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	19, // 12: outpost.wire.v1.EnrollResponse.office_info:type_name -> outpost.wire.v1.OfficeInfo
+	18, // 13: outpost.wire.v1.EnrollResponse.member_pass:type_name -> outpost.wire.v1.SignedMemberPass
+	0,  // 14: outpost.wire.v1.MemberPass.role:type_name -> outpost.wire.v1.Role
+	2,  // 15: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
+	14, // 16: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
+	14, // 17: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
+	21, // 18: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
+	6,  // 19: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
+	25, // 20: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
+	20, // 21: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	19, // 22: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
+	27, // 23: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
+	42, // 24: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	18, // 25: outpost.wire.v1.CheckinResponse.member_pass:type_name -> outpost.wire.v1.SignedMemberPass
+	12, // 26: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	12, // 27: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 28: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	20, // 29: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	29, // 30: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	31, // 31: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	35, // 32: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	33, // 33: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	22, // 34: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	43, // 35: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	44, // 36: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	45, // 37: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	42, // 38: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	46, // 39: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 40: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	37, // 41: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 42: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	28, // 43: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	30, // 44: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	32, // 45: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	39, // 46: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	34, // 47: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	42, // 48: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	23, // 49: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -3574,7 +3761,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[29].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[31].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -3588,7 +3775,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[31].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[33].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -3605,7 +3792,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -123,6 +123,7 @@ type metrics struct {
 	pushes      *prometheus.CounterVec
 	policyBytes prometheus.Counter
 	peerReports prometheus.Counter
+	passes      prometheus.Counter
 	rollup      rollupMetrics
 }
 
@@ -159,10 +160,12 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 				Name: "outpost_coordinator_policy_bytes_sent_total", Help: "Bytes of signed policy sent to members."}),
 			peerReports: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "outpost_coordinator_peer_reports_total", Help: "Misbehaving office peers reported by members."}),
+			passes: prometheus.NewCounter(prometheus.CounterOpts{
+				Name: "outpost_coordinator_member_passes_issued_total", Help: "Member passes signed for members' gossip keys."}),
 		},
 	}
 	s.m.rollup = newRollupMetrics()
-	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports,
+	for _, c := range []prometheus.Collector{s.m.connected, s.m.enrollments, s.m.checkins, s.m.requests, s.m.pushes, s.m.policyBytes, s.m.peerReports, s.m.passes,
 		s.m.rollup.batches, s.m.rollup.reports} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
@@ -344,7 +347,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		s.m.enrollments.WithLabelValues("bad_request").Inc()
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "hostname %q is not valid", hostname)
 	}
-	role := roleName(req.GetRole())
+	role := wire.RoleName(req.GetRole())
 	if role == "" {
 		s.m.enrollments.WithLabelValues("bad_request").Inc()
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "role must be agent or relay")
@@ -364,7 +367,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 			}
 			s.m.enrollments.WithLabelValues("again").Inc()
 			s.log.Info("member enrolled again (its first answer was lost)", "member", m.ID, "hostname", m.Hostname, "office", office.Name)
-			return s.enrolled(m, office, der)
+			return s.enrolled(m, office, der, req.GetGossipKey())
 		}
 	}
 	m, office, err := s.store.Enroll(tokenHash, time.Now(), func(t store.Token, o store.Office) (store.Member, error) {
@@ -397,11 +400,11 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	if s.placed != nil && role == "agent" {
 		s.placed(m.ID)
 	}
-	return s.enrolled(m, office, certDER)
+	return s.enrolled(m, office, certDER, req.GetGossipKey())
 }
 
 // enrolled is the answer to an enrollment.
-func (s *Server) enrolled(m *store.Member, office *store.Office, certDER []byte) *wire.Response {
+func (s *Server) enrolled(m *store.Member, office *store.Office, certDER, gossipKey []byte) *wire.Response {
 	info, err := s.officeInfo(office, m.ID)
 	if err == nil && m.Role == "agent" {
 		info.Revision = s.agentRevision(office, info.Revision)
@@ -417,7 +420,24 @@ func (s *Server) enrolled(m *store.Member, office *store.Office, certDER []byte)
 		PolicyKey:     []byte(s.ca.PolicyKey().Public().(ed25519.PublicKey)),
 		GossipKey:     office.GossipKey,
 		OfficeInfo:    info,
+		MemberPass:    s.pass(m, gossipKey),
 	}}}
+}
+
+// pass issues m a member pass for its gossip key, nil when the key is
+// not one (an older member that asks for none).
+func (s *Server) pass(m *store.Member, gossipKey []byte) *wire.SignedMemberPass {
+	if len(gossipKey) != ed25519.PublicKeySize {
+		return nil
+	}
+	sp, err := wire.SignPass(s.ca.PolicyKey(), &wire.MemberPass{MemberId: m.ID, Role: wire.RoleNamed(m.Role),
+		GossipKey: gossipKey, NotAfterUnix: wire.PassExpiry(time.Now()).Unix()})
+	if err != nil {
+		s.log.Error("member pass", "member", m.ID, "err", err)
+		return nil
+	}
+	s.m.passes.Inc()
+	return sp
 }
 
 // csrKeyHash is the SHA-256 of the public key a certificate request is
@@ -429,16 +449,6 @@ func csrKeyHash(der []byte) string {
 	}
 	sum := sha256.Sum256(csr.RawSubjectPublicKeyInfo)
 	return hex.EncodeToString(sum[:])
-}
-
-func roleName(r wire.Role) string {
-	switch r {
-	case wire.Role_ROLE_AGENT:
-		return "agent"
-	case wire.Role_ROLE_RELAY:
-		return "relay"
-	}
-	return ""
 }
 
 func memberID(role string) string {
@@ -849,7 +859,8 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		info.Revision = s.agentRevision(o, info.Revision)
 	}
 	s.memberInfo(info, o, m)
-	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations()}
+	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations(),
+		MemberPass: s.pass(m, req.GetGossipKey())}
 	if len(req.GetRollup()) > 0 {
 		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
 	}

@@ -55,11 +55,12 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 	s.m.rollup.batches.Inc()
 	// What a member of this office should hold; one that holds something
 	// else is asked to check in directly.
-	var want []byte
+	var want officeWant
 	if base, err := s.baseInfo(o); err == nil {
 		s.memberInfo(base, o, &store.Member{Role: "agent"})
-		want = wire.OfficeDigest(base)
+		want.digest = wire.OfficeDigest(base)
 	}
+	want.revision = s.missedRevision(o, now)
 	batch, dups := newestOfEach(batch)
 	if dups > 0 {
 		s.m.rollup.reports.WithLabelValues("duplicate").Add(float64(dups))
@@ -88,7 +89,42 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 	return out
 }
 
-func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.SignedCheckin, offices []store.Office, want []byte, now time.Time) (*wire.SignedRollupAck, string) {
+// officeWant is what a member of an office should hold: the office
+// information it would get at a direct check-in (its digest), and the
+// revision any member still behind missed (0: none).
+type officeWant struct {
+	digest   []byte
+	revision uint64
+}
+
+// missedRevision is the revision of office o that its agents were told
+// of more than two check-in intervals ago, 0 if none: a member whose
+// rolled-up check-in is still behind it missed the news (its peers could
+// not hand the policy over: each holds a policy of its own, say), and is
+// asked to check in directly, which tells it. Members behind a newer
+// revision are not: they hear of it from their office within seconds,
+// and asking them all would be the burst of check-ins the roll-up spares
+// the coordinator.
+func (s *Server) missedRevision(o *store.Office, now time.Time) uint64 {
+	p, err := s.store.Policy(o.Name)
+	if err != nil {
+		return 0
+	}
+	rev, since := p.Revision, p.Applied
+	if distribution(o) {
+		rel, err := s.store.Released(o.Name)
+		if err != nil {
+			return 0
+		}
+		rev, since = min(rel.Revision, rev), rel.At
+	}
+	if now.Sub(since) <= 2*o.CheckinInterval {
+		return 0
+	}
+	return rev
+}
+
+func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.SignedCheckin, offices []store.Office, want officeWant, now time.Time) (*wire.SignedRollupAck, string) {
 	refuse := func(result, why string, member string) (*wire.SignedRollupAck, string) {
 		s.log.Warn("rolled-up check-in refused", "carrier", carrier.ID, "office", o.Name, "member", member, "reason", why)
 		return nil, result
@@ -128,9 +164,10 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 		return nil, "error"
 	}
 	ack := &wire.RollupAck{MemberId: id, AckedSeq: m.AckedSeq, AtUnix: now.Unix(),
-		// Keys that change, another office, other settings: only a direct
-		// check-in brings those.
-		CheckinDirectly: o.Rotation != "" || m.Office != o.Name || m.Roaming || !bytes.Equal(req.GetOfficeDigest(), want),
+		// Keys that change, another office, other settings, a member
+		// pass, a revision it missed: only a direct check-in brings those.
+		CheckinDirectly: o.Rotation != "" || m.Office != o.Name || m.Roaming || !bytes.Equal(req.GetOfficeDigest(), want.digest) ||
+			len(req.GetGossipKey()) > 0 || req.GetRevision() < want.revision,
 	}
 	answer, err := wire.SignRollupAck(s.ca.PolicyKey(), ack)
 	if err != nil {
