@@ -260,8 +260,8 @@ func counted(t testing.TB, reg prometheus.Gatherer, name string, labels ...strin
 	return 0
 }
 
-// Refused attempts cost their sender nothing and the host a rewrite of its
-// audit spool each: past a burst, they are counted rather than recorded
+// Refused attempts cost their sender nothing and the host a write to its
+// disk each: past a burst, they are counted rather than recorded
 // one by one, and the count is recorded with the next one that is.
 func TestRefusedAttemptsPastABurstAreCountedNotRecordedOneByOne(t *testing.T) {
 	f := newFixture(t)

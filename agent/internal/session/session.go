@@ -96,9 +96,8 @@ type Server struct {
 	signedRevs *wire.SignedRevocations
 	live       map[*liveSession]struct{}
 	audit      []*wire.AuditRecord
-	// auditGen counts changes of audit; auditFull says the spool has
-	// dropped records since it last had room (told in the log once).
-	auditGen  uint64
+	// auditFull says the spool has dropped records since it last had
+	// room (told in the log once).
 	auditFull bool
 	// spent are the ids of session tokens that opened a session, until
 	// they expire (Unix ms): each opens one.
@@ -108,13 +107,12 @@ type Server struct {
 	glassFailures map[string][]time.Time
 	// glassCheck lets one break-glass password check run at a time.
 	glassCheck sync.Mutex
-	// saveMu orders the writes of the audit spool, which are made outside
-	// mu: a record must not wait for the disk while another session is
-	// being opened or cut. auditSaved is the auditGen on disk.
-	saveMu     sync.Mutex
-	auditSaved uint64
+	// saveMu orders the writes of the audit spool (spool.go), which are
+	// made outside mu: a record must not wait for the disk while another
+	// session is being opened or cut.
+	saveMu sync.Mutex
 	// refusals bounds the refused attempts recorded one by one: each
-	// costs its sender nothing and the host a rewrite of the spool.
+	// costs its sender nothing and the host a write to its disk.
 	// Beyond it they are counted, and the count recorded when the next
 	// one is.
 	refusals   *rate.Limiter
@@ -233,24 +231,51 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("load revocation list: %w", err)
 	}
-	if b, err := os.ReadFile(s.auditPath()); err == nil {
-		var batch wire.AuditBatch
-		if err := proto.Unmarshal(b, &batch); err != nil {
-			s.log.Error("audit spool is damaged; starting a new one", "path", s.auditPath(), "err", err)
-		} else {
-			// A spool written before records were bounded and escaped
-			// is held to the same rules now.
-			s.audit = batch.GetRecords()
-			for _, r := range s.audit {
-				boundRecord(r)
-			}
-		}
+	if err := s.loadAudit(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
+// loadAudit reads the audit spool: the log, or a spool written before
+// it (which the log then replaces).
+func (s *Server) loadAudit() error {
+	recs, cut, err := readSpool(s.auditPath())
+	rewrite := cut
+	if errors.Is(err, os.ErrNotExist) {
+		old := filepath.Join(s.cfg.DataDir, oldSpoolFile)
+		if recs, err = readOldSpool(old); errors.Is(err, os.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			s.log.Error("audit spool is damaged; starting a new one", "path", old, "err", err)
+			recs = nil
+		}
+		if err := writeSpool(s.auditPath(), recs); err != nil {
+			return fmt.Errorf("audit spool: %w", err)
+		}
+		_ = os.Remove(old)
+	} else if err != nil {
+		return fmt.Errorf("load audit spool: %w", err)
+	}
+	if cut {
+		s.log.Warn("audit spool ends in a record cut short (a crash while it was written): that record is lost", "path", s.auditPath(), "kept", len(recs))
+	}
+	// A spool written before records were bounded and escaped is held
+	// to the same rules now.
+	for _, r := range recs {
+		boundRecord(r)
+	}
+	s.audit = recs
+	if rewrite {
+		if err := writeSpool(s.auditPath(), recs); err != nil {
+			return fmt.Errorf("audit spool: %w", err)
+		}
+	}
+	return nil
+}
+
 func (s *Server) revPath() string   { return filepath.Join(s.cfg.DataDir, "revocations.signed.pb") }
-func (s *Server) auditPath() string { return filepath.Join(s.cfg.DataDir, "audit.pb") }
+func (s *Server) auditPath() string { return filepath.Join(s.cfg.DataDir, spoolFile) }
 
 // Run keeps sessions alive until ctx ends, then ends them all.
 func (s *Server) Run(ctx context.Context) error {
@@ -379,15 +404,29 @@ func (s *Server) record(user, action, detail string, allowed bool) {
 	boundRecord(r)
 	s.mu.Lock()
 	s.audit = append(s.audit, r)
-	for len(s.audit) > maxAuditSpool {
-		s.audit = dropOne(s.audit)
+	full := len(s.audit) > maxAuditSpool
+	if full {
+		// Room for a tenth more at once: a full spool is written again
+		// whole, not for every record.
+		for len(s.audit) > maxAuditSpool*9/10 {
+			s.audit = dropOne(s.audit)
+		}
 		if !s.auditFull {
 			s.auditFull = true
 			s.log.Warn("audit spool full: dropping records the coordinator has not acknowledged, refused attempts first", "records", maxAuditSpool)
 		}
 	}
 	s.mu.Unlock()
-	s.saveAudit()
+	if full {
+		s.rewriteAudit()
+		return
+	}
+	s.saveMu.Lock()
+	err := appendSpool(s.auditPath(), r)
+	s.saveMu.Unlock()
+	if err != nil {
+		s.log.Error("save audit record", "err", err)
+	}
 }
 
 // boundRecord escapes what a terminal would act on in r's text and bounds
@@ -412,25 +451,15 @@ func dropOne(recs []*wire.AuditRecord) []*wire.AuditRecord {
 	return slices.Delete(recs, 0, 1)
 }
 
-// saveAudit writes the spool as it is now. Writes happen outside mu, in
-// the order their spools were taken; one that finds a newer spool already
-// written leaves it.
-func (s *Server) saveAudit() {
+// rewriteAudit writes the whole spool as it is now. The spool is taken
+// under saveMu: a record added after it is appended after it is written.
+func (s *Server) rewriteAudit() {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
 	s.mu.Lock()
-	s.auditGen++
-	gen := s.auditGen
-	b, err := proto.Marshal(&wire.AuditBatch{Records: s.audit})
+	recs := slices.Clone(s.audit)
 	s.mu.Unlock()
-	if err == nil {
-		s.saveMu.Lock()
-		if gen > s.auditSaved {
-			if err = fsutil.WriteFileAtomic(s.auditPath(), b, 0o600); err == nil {
-				s.auditSaved = gen
-			}
-		}
-		s.saveMu.Unlock()
-	}
-	if err != nil {
+	if err := writeSpool(s.auditPath(), recs); err != nil {
 		s.log.Error("save audit spool", "err", err)
 	}
 }
@@ -455,13 +484,16 @@ func (s *Server) AckAudit(records []*wire.AuditRecord) {
 			keep = append(keep, r)
 		}
 	}
+	gone := len(s.audit) - len(keep)
 	clear(s.audit[len(keep):])
 	s.audit = keep
 	if len(s.audit) < maxAuditSpool {
 		s.auditFull = false
 	}
 	s.mu.Unlock()
-	s.saveAudit()
+	if gone > 0 {
+		s.rewriteAudit()
+	}
 }
 
 // out serialises frames from the goroutines of one session and counts
