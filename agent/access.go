@@ -40,7 +40,10 @@ func (a *Agent) runSessions(ctx context.Context) error {
 	}
 	// The chain carries the CA so that a technician who pinned its
 	// fingerprint can verify this host's certificate.
-	cert := tls.Certificate{Certificate: append(append([][]byte(nil), a.id.Cert.Certificate...), a.id.CADER), PrivateKey: a.id.Cert.PrivateKey}
+	cert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		c := a.id.Certificate()
+		return &tls.Certificate{Certificate: append(append([][]byte(nil), c.Certificate...), a.id.CADER), PrivateKey: c.PrivateKey}, nil
+	}
 	// The agent owns the socket and the transport, so that stopping closes
 	// every connection and frees the port at once (a listener alone keeps
 	// it while connections linger), and a restart can bind it again.
@@ -53,7 +56,7 @@ func (a *Agent) runSessions(ctx context.Context) error {
 		return fmt.Errorf("listen for direct technician sessions on %s: %w", a.cfg.SessionListen, err)
 	}
 	tr := &quic.Transport{Conn: udp}
-	ln, err := tr.Listen(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
+	ln, err := tr.Listen(&tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: cert,
 		NextProtos: []string{wire.ALPNTechnician}}, &quic.Config{MaxIdleTimeout: time.Minute, MaxIncomingStreams: 16})
 	if err != nil {
 		udp.Close()

@@ -790,8 +790,7 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 func (a *Agent) takePass(sp *wire.SignedMemberPass) {
 	pass, changed, err := a.id.TakePass(filepath.Join(a.cfg.DataDir, "identity"), sp, time.Now())
 	if err != nil {
-		a.log.Warn("member pass from the coordinator not kept; asked for again at the next check-in", "err", err)
-		return
+		a.log.Warn("member pass from the coordinator", "err", err)
 	}
 	if !changed {
 		return
@@ -836,6 +835,7 @@ func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		a.takePass(sp)
 	}
+	a.id.RenewIfDue(ctx, a.link.Call, filepath.Join(a.cfg.DataDir, "identity"), a.log)
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()
 	old := a.info

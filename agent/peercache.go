@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -76,12 +75,11 @@ func (a *Agent) startPeerCache(fetcher *fetch.Fetcher) (func(context.Context) er
 	if a.cfg.PeerListen == "off" {
 		return nil, nil
 	}
-	cert := tls.Certificate{Certificate: a.id.Cert.Certificate, PrivateKey: a.id.Cert.PrivateKey}
-	clientTLS, err := peercache.ClientTLS(cert, a.id.CADER)
+	clientTLS, err := peercache.ClientTLS(a.id.ClientCertificate, a.id.CADER)
 	if err != nil {
 		return nil, err
 	}
-	serverTLS, err := peercache.ServerTLS(cert, a.id.CADER)
+	serverTLS, err := peercache.ServerTLS(a.id.ServerCertificate, a.id.CADER)
 	if err != nil {
 		return nil, err
 	}

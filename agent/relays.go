@@ -56,7 +56,7 @@ func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 		// Relays serve their content to members only: the agent shows
 		// its member certificate when a server asks (the file server
 		// does not).
-		conf.Certificates = []tls.Certificate{id.Cert}
+		conf.GetClientCertificate = id.ClientCertificate
 		t.TLSClientConfig = conf
 	} else {
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

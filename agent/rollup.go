@@ -213,11 +213,12 @@ func (r *rollup) route() (to, why string) {
 func (r *rollup) send(to string, urgent bool) error {
 	a := r.a
 	req := a.checkinRequest(false)
-	signer, ok := a.id.Cert.PrivateKey.(crypto.Signer)
-	if !ok {
+	cert := a.id.Certificate()
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok || len(cert.Certificate) == 0 {
 		return errNoSigner
 	}
-	sc, err := wire.SignCheckin(signer, a.id.Cert.Certificate[0], a.id.ID, time.Now(), req)
+	sc, err := wire.SignCheckin(signer, cert.Certificate[0], a.id.ID, time.Now(), req)
 	if err == nil && proto.Size(sc) > wire.MaxCarriedCheckin {
 		// The roll-up member would refuse it: straight to the coordinator.
 		err = fmt.Errorf("check-in of %d bytes is larger than a roll-up member carries (%d)", proto.Size(sc), wire.MaxCarriedCheckin)

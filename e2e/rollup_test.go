@@ -186,13 +186,13 @@ func TestRollupRefusesForgedCheckins(t *testing.T) {
 	ida, idb, idw := ids["east-a"], ids["east-b"], ids["west-w"]
 	forged := &wire.CheckinRequest{Hostname: "forged", Report: &wire.Report{Revision: 1, Seq: 999999}}
 	sign := func(key *member.Identity, cert *member.Identity, as string) *wire.SignedCheckin {
-		sc, err := wire.SignCheckin(key.Cert.PrivateKey.(crypto.Signer), cert.Cert.Certificate[0], as, time.Now(), forged)
+		sc, err := wire.SignCheckin(key.Certificate().PrivateKey.(crypto.Signer), cert.Certificate().Certificate[0], as, time.Now(), forged)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return sc
 	}
-	stale, err := wire.SignCheckin(idb.Cert.PrivateKey.(crypto.Signer), idb.Cert.Certificate[0], idb.ID, time.Now().Add(-time.Hour), forged)
+	stale, err := wire.SignCheckin(idb.Certificate().PrivateKey.(crypto.Signer), idb.Certificate().Certificate[0], idb.ID, time.Now().Add(-time.Hour), forged)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestRollupRefusesForgedCheckins(t *testing.T) {
 		}
 	}
 	// A genuine one is kept, and its ack verifies with the policy key.
-	genuine, err := wire.SignCheckin(idb.Cert.PrivateKey.(crypto.Signer), idb.Cert.Certificate[0], idb.ID, time.Now(),
+	genuine, err := wire.SignCheckin(idb.Certificate().PrivateKey.(crypto.Signer), idb.Certificate().Certificate[0], idb.ID, time.Now(),
 		&wire.CheckinRequest{Hostname: "east-b", Report: &wire.Report{Revision: 0, Seq: 777}})
 	if err != nil {
 		t.Fatal(err)

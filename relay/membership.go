@@ -203,6 +203,7 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		m.takePass(sp, node)
 	}
+	m.id.RenewIfDue(ctx, m.link.Call, filepath.Join(m.cfg.DataDir, "identity"), m.log)
 	info := resp.GetCheckin().GetOffice()
 	if m.serving != nil {
 		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays(), m.caDER)
@@ -246,8 +247,7 @@ func (m *membership) checkinSoon() {
 func (m *membership) takePass(sp *wire.SignedMemberPass, node *gossip.Node) {
 	pass, changed, err := m.id.TakePass(filepath.Join(m.cfg.DataDir, "identity"), sp, time.Now())
 	if err != nil {
-		m.log.Warn("member pass from the coordinator not kept; asked for again at the next check-in", "err", err)
-		return
+		m.log.Warn("member pass from the coordinator", "err", err)
 	}
 	if changed && node != nil {
 		if err := node.SetPass(pass); err != nil {

@@ -243,6 +243,9 @@ type Agent struct {
 	} `json:"items"`
 }
 
+// DataDir is the coordinator's data directory (its CA, its store).
+func (h *Harness) DataDir() string { return h.cfg.DataDir }
+
 // Agents lists an office's members.
 func (h *Harness) Agents(office string) []Agent {
 	h.tb.Helper()

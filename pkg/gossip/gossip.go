@@ -120,9 +120,11 @@ type Node struct {
 	// at, which its signature covers.
 	selfIP   net.IP
 	selfPort uint16
-	verify   *verifier
-	ml       *memberlist.Memberlist
-	ready    chan struct{}
+	// seq is the sequence of this member's last announcement.
+	seq    uint64
+	verify *verifier
+	ml     *memberlist.Memberlist
+	ready  chan struct{}
 	// peers is our own copy of the membership, kept from memberlist's
 	// events: the *Node values memberlist hands out change under it.
 	peers map[string]Peer
@@ -346,6 +348,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-t.C:
 			n.reconnect(ml)
+			n.dropExpired()
 		}
 	}
 	stopAnnounce()
@@ -354,6 +357,23 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Debug("leave office gossip", "err", err)
 	}
 	return ml.Shutdown()
+}
+
+// dropExpired stops listing peers whose pass has ended: memberlist keeps
+// a member that answers its probes, whatever its pass says, and checks a
+// pass only with each new announcement. A member dropped so is listed
+// again when it announces a pass that is good.
+func (n *Node) dropExpired() {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name := range n.peers {
+		if n.verify.expired(name, now) {
+			n.log.Info("office peer's member pass has ended: no longer listed", "peer", name)
+			delete(n.peers, name)
+		}
+	}
+	n.members.Store(int32(len(n.peers)))
 }
 
 // reconnect tries to rejoin one peer that died, if there is one.
@@ -630,6 +650,7 @@ type events struct{ n *Node }
 func (e events) NotifyJoin(m *memberlist.Node)   { e.set(m) }
 func (e events) NotifyUpdate(m *memberlist.Node) { e.set(m) }
 func (e events) NotifyLeave(m *memberlist.Node) {
+	e.n.verify.forget(m.Name)
 	e.n.mu.Lock()
 	delete(e.n.peers, m.Name)
 	e.n.members.Store(int32(len(e.n.peers)))
@@ -735,7 +756,8 @@ type delegate struct{ n *Node }
 func (d delegate) NodeMeta(limit int) []byte {
 	d.n.mu.Lock()
 	defer d.n.mu.Unlock()
-	b := signMeta(d.n.cfg.Signer, d.n.cfg.Name, d.n.selfIP, d.n.selfPort, d.n.meta, d.n.pass)
+	d.n.seq = max(uint64(time.Now().UnixMilli()), d.n.seq+1)
+	b := signMeta(d.n.cfg.Signer, d.n.cfg.Name, d.n.selfIP, d.n.selfPort, d.n.seq, d.n.meta, d.n.pass)
 	if len(b) > limit {
 		d.n.log.Error("announcement over memberlist's limit", "bytes", len(b), "limit", limit)
 		return nil

@@ -408,7 +408,7 @@ func TestOfficeKeyHoldersWithoutAPassAreNotListed(t *testing.T) {
 	}
 	// Let gossip go round: the intruders hear of ag-a and ag-b, push their
 	// state to them and gossip about themselves.
-	testutil.Eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		for _, in := range intruders {
 			if !in.Lists("ag-a") || !in.Lists("ag-b") {
 				return false

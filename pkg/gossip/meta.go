@@ -18,6 +18,8 @@ import (
 //	[0]      metaVersion
 //	[1]      flags: metaRollup, metaHoldings
 //	[2:4]    content port, big-endian
+//	[4:12]   sequence: when the member signed it (Unix ms, and higher
+//	         than any it signed before), big-endian
 //	[...]    the holdings filter (HoldingsBytes), when metaHoldings is set
 //	[1]      the length of the member's pass, then the pass
 //	         (wire.SignedMemberPass, encoded; none: length 0)
@@ -26,25 +28,27 @@ import (
 //	         port (2), and everything above
 //
 // The signature binds what a member says to its name and address: a
-// holder of the office key can repeat a member's announcement, but not
-// move it to another address, change it, or make one up for a name the
-// coordinator gave no pass to.
+// holder of the office key can repeat a member's newest announcement, but
+// not an older one (members keep the highest sequence they verified of
+// each member, until it leaves), move it to another address, change it,
+// or make one up for a name the coordinator gave no pass to.
 const (
 	metaVersion  = 2
 	metaRollup   = 1 << 0
 	metaHoldings = 1 << 1
 	metaContext  = "outpost-gossip-meta-v1\x00"
-	metaHeader   = 4
+	metaHeader   = 12
 )
 
-// encodeMeta lays out m and the pass, unsigned.
-func encodeMeta(m Meta, pass []byte) []byte {
+// encodeMeta lays out m, its sequence and the pass, unsigned.
+func encodeMeta(seq uint64, m Meta, pass []byte) []byte {
 	b := make([]byte, metaHeader, metaHeader+HoldingsBytes+1+len(pass)+ed25519.SignatureSize)
 	b[0] = metaVersion
 	if m.Rollup {
 		b[1] |= metaRollup
 	}
 	binary.BigEndian.PutUint16(b[2:], uint16(m.ContentPort))
+	binary.BigEndian.PutUint64(b[4:], seq)
 	if len(m.Holdings) == HoldingsBytes {
 		b[1] |= metaHoldings
 		b = append(b, m.Holdings...)
@@ -64,16 +68,17 @@ func signedMeta(name string, ip net.IP, port uint16, body []byte) []byte {
 	return append(msg, body...)
 }
 
-// signMeta is this member's announcement: m, its pass and its signature
-// for its name and address.
-func signMeta(key ed25519.PrivateKey, name string, ip net.IP, port uint16, m Meta, pass []byte) []byte {
-	body := encodeMeta(m, pass)
+// signMeta is this member's announcement: m, its sequence, its pass and
+// its signature for its name and address.
+func signMeta(key ed25519.PrivateKey, name string, ip net.IP, port uint16, seq uint64, m Meta, pass []byte) []byte {
+	body := encodeMeta(seq, m, pass)
 	return append(body, ed25519.Sign(key, signedMeta(name, ip, port, body))...)
 }
 
 // rawMeta is an announcement taken apart, nothing in it checked but its
 // shape.
 type rawMeta struct {
+	seq  uint64
 	meta Meta
 	pass []byte
 	body []byte // what the signature covers, after the name and address
@@ -97,6 +102,7 @@ func decodeMeta(b []byte) (rawMeta, error) {
 	}
 	r.meta.Rollup = flags&metaRollup != 0
 	r.meta.ContentPort = int(binary.BigEndian.Uint16(b[2:]))
+	r.seq = binary.BigEndian.Uint64(b[4:])
 	rest := b[metaHeader : len(b)-ed25519.SignatureSize]
 	if flags&metaHoldings != 0 {
 		if len(rest) < HoldingsBytes {
@@ -125,6 +131,9 @@ type verifier struct {
 	mu     sync.Mutex
 	passes map[string]*wire.MemberPass // by the encoded pass
 	seen   map[string]seenMeta         // by member name: its last good announcement
+	// newest is the highest sequence verified of each member, until it
+	// leaves (forget): an older announcement is a replay.
+	newest map[string]uint64
 }
 
 type seenMeta struct {
@@ -140,7 +149,7 @@ type seenMeta struct {
 const maxVerified = 8192
 
 func newVerifier(key ed25519.PublicKey) *verifier {
-	return &verifier{key: key, now: time.Now, passes: map[string]*wire.MemberPass{}, seen: map[string]seenMeta{}}
+	return &verifier{key: key, now: time.Now, passes: map[string]*wire.MemberPass{}, seen: map[string]seenMeta{}, newest: map[string]uint64{}}
 }
 
 // errNoPass is why a member without a pass is not listed.
@@ -167,6 +176,12 @@ func (v *verifier) verify(name string, ip net.IP, port uint16, b []byte) (Meta, 
 	if len(r.pass) == 0 {
 		return Meta{}, errNoPass
 	}
+	v.mu.Lock()
+	newest := v.newest[name]
+	v.mu.Unlock()
+	if r.seq < newest {
+		return Meta{}, fmt.Errorf("an announcement older than one already taken (sequence %d, %d taken): a replay", r.seq, newest)
+	}
 	pass, err := v.pass(r.pass, now)
 	if err != nil {
 		return Meta{}, err
@@ -182,10 +197,36 @@ func (v *verifier) verify(name string, ip net.IP, port uint16, b []byte) (Meta, 
 	if len(v.seen) >= maxVerified {
 		clear(v.seen)
 	}
+	if v.newest[name] > r.seq { // a newer one verified meanwhile
+		v.mu.Unlock()
+		return Meta{}, errors.New("an announcement older than one already taken: a replay")
+	}
 	v.seen[name] = seenMeta{ip: string(ip.To16()), port: port, raw: bytes.Clone(b), meta: r.meta,
 		notAfter: time.Unix(pass.GetNotAfterUnix(), 0).Add(wire.PassGrace)}
+	if len(v.newest) >= maxVerified*8 {
+		clear(v.newest) // only members with a pass come here: never, in practice
+	}
+	v.newest[name] = r.seq
 	v.mu.Unlock()
 	return r.meta, nil
+}
+
+// forget drops what was verified of a member that left or died: one that
+// comes back (restarted, its clock set back meanwhile) starts afresh.
+func (v *verifier) forget(name string) {
+	v.mu.Lock()
+	delete(v.seen, name)
+	delete(v.newest, name)
+	v.mu.Unlock()
+}
+
+// expired tells whether the pass of the member last verified as name has
+// ended (its day's grace included).
+func (v *verifier) expired(name string, now time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s, ok := v.seen[name]
+	return ok && now.After(s.notAfter)
 }
 
 // pass verifies an encoded pass, once.

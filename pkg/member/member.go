@@ -37,25 +37,153 @@ type Identity struct {
 	ID        string
 	Office    string
 	Role      wire.Role
-	Cert      tls.Certificate
 	CADER     []byte
 	PolicyKey ed25519.PublicKey
 	GossipKey []byte
 	// GossipSigner signs what the member announces to its office.
 	GossipSigner ed25519.PrivateKey
 
-	passMu sync.Mutex
+	mu sync.Mutex
+	// cert is the member's certificate and key (a renewed certificate
+	// replaces it, for the same key).
+	cert tls.Certificate
 	// pass (a wire.SignedMemberPass, encoded; nil until the coordinator
 	// issued one) is the coordinator's word that GossipSigner is this
 	// member's.
 	pass []byte
+	// renewTried is when RenewIfDue last asked for a certificate.
+	renewTried time.Time
 }
 
 // Pass is the member's pass, nil when it has none.
 func (id *Identity) Pass() []byte {
-	id.passMu.Lock()
-	defer id.passMu.Unlock()
+	id.mu.Lock()
+	defer id.mu.Unlock()
 	return id.pass
+}
+
+// Certificate is the member's certificate and key as they are now.
+func (id *Identity) Certificate() tls.Certificate {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.cert
+}
+
+// SetCertificate replaces the member's certificate and key (tests, and
+// identities made by hand).
+func (id *Identity) SetCertificate(c tls.Certificate) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.cert = c
+}
+
+// ClientCertificate is the member's certificate as it is now, for
+// tls.Config.GetClientCertificate: connections made after a renewal show
+// the new one.
+func (id *Identity) ClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	c := id.Certificate()
+	return &c, nil
+}
+
+// ServerCertificate is ClientCertificate for tls.Config.GetCertificate.
+func (id *Identity) ServerCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c := id.Certificate()
+	return &c, nil
+}
+
+// CertDue tells whether the member's certificate ends within
+// wire.MemberCertRenewBefore of now, and when it ends.
+func (id *Identity) CertDue(now time.Time) (bool, time.Time) {
+	c := id.Certificate()
+	if c.Leaf == nil {
+		if len(c.Certificate) == 0 {
+			return false, time.Time{}
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			return false, time.Time{}
+		}
+		c.Leaf = leaf
+	}
+	return c.Leaf.NotAfter.Sub(now) < wire.MemberCertRenewBefore, c.Leaf.NotAfter
+}
+
+// renewEvery is how often a member whose certificate is due asks for a
+// new one while the coordinator does not give it (its clock differs, it
+// is busy).
+const renewEvery = time.Hour
+
+// RenewIfDue renews the member's certificate (RenewCert) when it is due,
+// asking at most once per renewEvery, and logs what came of it.
+func (id *Identity) RenewIfDue(ctx context.Context, call func(context.Context, *wire.Request) (*wire.Response, error), dir string, log *slog.Logger) {
+	now := time.Now()
+	due, end := id.CertDue(now)
+	if !due {
+		return
+	}
+	id.mu.Lock()
+	if now.Sub(id.renewTried) < renewEvery {
+		id.mu.Unlock()
+		return
+	}
+	id.renewTried = now
+	id.mu.Unlock()
+	if err := id.RenewCert(ctx, call, dir); err != nil {
+		log.Warn("member certificate not renewed; asking again in an hour", "ends", end.UTC().Format(time.DateOnly), "err", err)
+		return
+	}
+	_, newEnd := id.CertDue(now)
+	log.Info("member certificate renewed", "was_until", end.UTC().Format(time.DateOnly), "until", newEnd.UTC().Format(time.DateOnly))
+}
+
+// RenewCert asks the coordinator, through call, for a new certificate for
+// the member's key, checks it (this member's, this key's, from the CA,
+// ending later) and keeps it in dir. Connections made after it show it.
+func (id *Identity) RenewCert(ctx context.Context, call func(context.Context, *wire.Request) (*wire.Response, error), dir string) error {
+	old := id.Certificate()
+	key, ok := old.PrivateKey.(crypto.Signer)
+	if !ok || len(old.Certificate) == 0 {
+		return errors.New("renew member certificate: no key")
+	}
+	csr, err := tlsutil.NewCSR(key, id.ID)
+	if err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	resp, err := call(ctx, &wire.Request{Body: &wire.Request_MemberCert{MemberCert: &wire.MemberCertRequest{Csr: csr}}})
+	if err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	der := resp.GetMemberCert().GetCertificate()
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("renew member certificate: the coordinator's answer: %w", err)
+	}
+	oldLeaf, err := x509.ParseCertificate(old.Certificate[0])
+	if err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	ca, err := x509.ParseCertificate(id.CADER)
+	if err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	switch {
+	case leaf.Subject.CommonName != id.ID:
+		return fmt.Errorf("renew member certificate: the coordinator issued one for %q", leaf.Subject.CommonName)
+	case !bytes.Equal(leaf.RawSubjectPublicKeyInfo, oldLeaf.RawSubjectPublicKeyInfo):
+		return errors.New("renew member certificate: the coordinator issued one for another key")
+	case !leaf.NotAfter.After(oldLeaf.NotAfter):
+		return errors.New("renew member certificate: the new one ends no later than the old")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), der); err != nil {
+		return fmt.Errorf("renew member certificate: %w", err)
+	}
+	id.SetCertificate(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf})
+	return nil
 }
 
 type identityFile struct {
@@ -124,7 +252,7 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 		ID:           er.GetMemberId(),
 		Office:       er.GetOffice(),
 		Role:         role,
-		Cert:         tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
+		cert:         tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
 		CADER:        er.GetCaCertificate(),
 		PolicyKey:    ed25519.PublicKey(er.GetPolicyKey()),
 		GossipKey:    er.GetGossipKey(),
@@ -186,21 +314,23 @@ func (id *Identity) NeedsPass(now time.Time) bool {
 
 // TakePass checks a pass the coordinator issued and keeps it in dir,
 // beside the identity. It returns the pass encoded as the member
-// announces it, and whether it is new.
+// announces it, and whether it is new. A pass that checks but cannot be
+// written is taken all the same (and an error returned): the member
+// announces it, and asks again after a restart.
 func (id *Identity) TakePass(dir string, sp *wire.SignedMemberPass, now time.Time) ([]byte, bool, error) {
 	pass, err := id.CheckPass(sp, now)
 	if err != nil {
 		return nil, false, err
 	}
-	id.passMu.Lock()
-	defer id.passMu.Unlock()
+	id.mu.Lock()
+	defer id.mu.Unlock()
 	if bytes.Equal(pass, id.pass) {
 		return pass, false, nil
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(dir, passFile), pass, 0o600); err != nil {
-		return nil, false, fmt.Errorf("keep member pass: %w", err)
-	}
 	id.pass = pass
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, passFile), pass, 0o600); err != nil {
+		return pass, true, fmt.Errorf("keep member pass on disk: %w", err)
+	}
 	return pass, true, nil
 }
 
@@ -228,10 +358,11 @@ func (id *Identity) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save identity: %w", err)
 	}
-	if err := tlsutil.WriteKey(filepath.Join(dir, "member.key"), id.Cert.PrivateKey); err != nil {
+	cert := id.Certificate()
+	if err := tlsutil.WriteKey(filepath.Join(dir, "member.key"), cert.PrivateKey); err != nil {
 		return err
 	}
-	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), id.Cert.Certificate[0]); err != nil {
+	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), cert.Certificate[0]); err != nil {
 		return err
 	}
 	if err := tlsutil.WriteCert(filepath.Join(dir, "ca.crt"), id.CADER); err != nil {
@@ -283,7 +414,7 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if f.Role == "relay" {
 		role = wire.Role_ROLE_RELAY
 	}
-	id := &Identity{ID: f.ID, Office: f.Office, Role: role, Cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}
+	id := &Identity{ID: f.ID, Office: f.Office, Role: role, cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}
 	if id.GossipSigner, err = gossipSigner(dir); err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", dir, err)
 	}
@@ -429,7 +560,11 @@ type Client struct {
 
 // NewClient builds a client; Run connects.
 func NewClient(id *Identity, coordinator string, push PushHandler, logger *slog.Logger) (*Client, error) {
-	tlsConf, err := tlsutil.MemberConfig(id.Cert, id.CADER, wire.ALPNMember)
+	if _, end := id.CertDue(time.Now()); !end.IsZero() && time.Now().After(end) {
+		logger.Error("this member's certificate ended: the coordinator refuses it until it enrols again (remove its identity directory and set enroll_token)",
+			"member", id.ID, "ended", end.UTC().Format(time.DateOnly))
+	}
+	tlsConf, err := tlsutil.MemberConfig(id.ClientCertificate, id.CADER, wire.ALPNMember)
 	if err != nil {
 		return nil, err
 	}

@@ -28,7 +28,7 @@ func oldIdentity(t *testing.T, dir string, policy ed25519.PublicKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := &Identity{ID: "ag-1", Office: "hq", Role: wire.Role_ROLE_AGENT, Cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+	id := &Identity{ID: "ag-1", Office: "hq", Role: wire.Role_ROLE_AGENT, cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
 		CADER: der, PolicyKey: policy, GossipKey: make([]byte, 32)}
 	if err := id.Save(dir); err != nil {
 		t.Fatal(err)
@@ -106,5 +106,27 @@ func TestIdentityFromBeforePassesGetsOne(t *testing.T) {
 	}
 	if _, err := LoadIdentity(dir); err == nil {
 		t.Error("a damaged gossip key loaded")
+	}
+}
+
+// A pass that checks but cannot be written (a full or read-only disk) is
+// taken all the same: the member announces it, and asks again after a
+// restart.
+func TestPassTakenWhenItCannotBeWritten(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	dir := t.TempDir()
+	oldIdentity(t, dir, pub)
+	id, err := LoadIdentity(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := issue(t, priv, "ag-1", wire.Role_ROLE_AGENT, id.GossipPublic(), wire.PassExpiry(time.Now()))
+	notADir := filepath.Join(dir, "a-file")
+	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pass, changed, err := id.TakePass(notADir, sp, time.Now())
+	if err == nil || !changed || len(pass) == 0 || id.NeedsPass(time.Now()) {
+		t.Fatalf("pass %d bytes, new %v, err %v, still needs one %v", len(pass), changed, err, id.NeedsPass(time.Now()))
 	}
 }

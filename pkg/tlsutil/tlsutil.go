@@ -86,8 +86,9 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 	return fmt.Errorf("coordinator's CA does not match the pinned fingerprint %s: check ca_fingerprint in the config", want)
 }
 
-// MemberConfig is the mutual-TLS client side for an enrolled member.
-func MemberConfig(cert tls.Certificate, caDER []byte, alpn string) (*tls.Config, error) {
+// MemberConfig is the mutual-TLS client side for an enrolled member,
+// showing the certificate cert returns at each handshake.
+func MemberConfig(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), caDER []byte, alpn string) (*tls.Config, error) {
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
@@ -95,11 +96,11 @@ func MemberConfig(cert tls.Certificate, caDER []byte, alpn string) (*tls.Config,
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		NextProtos:   []string{alpn},
-		ServerName:   ServerName,
-		RootCAs:      pool,
-		Certificates: []tls.Certificate{cert},
+		MinVersion:           tls.VersionTLS13,
+		NextProtos:           []string{alpn},
+		ServerName:           ServerName,
+		RootCAs:              pool,
+		GetClientCertificate: cert,
 	}, nil
 }
 

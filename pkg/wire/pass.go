@@ -25,6 +25,11 @@ const (
 	PassRenewBefore = 60 * 24 * time.Hour
 )
 
+// MemberCertRenewBefore is how long before its member certificate ends
+// a member asks for a new one (certificates last a year): a member that
+// is offline for that long at the wrong moment must enrol again.
+const MemberCertRenewBefore = 120 * 24 * time.Hour
+
 // PassExpiry is the end of a pass issued at now: PassLifetime later,
 // rounded down to the day, so that a member's pass, and with it what it
 // announces to its office, changes at most once a day.

@@ -291,7 +291,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -2819,6 +2819,96 @@ func (x *RevisionNotice) GetPolicy() *SignedPolicy {
 	return nil
 }
 
+// MemberCertRequest asks for a new member certificate, for the key of
+// the one the member connects with, once that one is near its end.
+type MemberCertRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"` // PKCS#10, DER, signed with the member's current key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberCertRequest) Reset() {
+	*x = MemberCertRequest{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberCertRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberCertRequest) ProtoMessage() {}
+
+func (x *MemberCertRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberCertRequest.ProtoReflect.Descriptor instead.
+func (*MemberCertRequest) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MemberCertRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type MemberCertResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"` // DER, issued by the CA
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemberCertResponse) Reset() {
+	*x = MemberCertResponse{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemberCertResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemberCertResponse) ProtoMessage() {}
+
+func (x *MemberCertResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemberCertResponse.ProtoReflect.Descriptor instead.
+func (*MemberCertResponse) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *MemberCertResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
 type Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Body:
@@ -2829,6 +2919,7 @@ type Request struct {
 	//	*Request_Presign
 	//	*Request_RevisionNotice
 	//	*Request_FileServer
+	//	*Request_MemberCert
 	//	*Request_ServingCert
 	//	*Request_SessionOffer
 	//	*Request_SessionAttach
@@ -2842,7 +2933,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2854,7 +2945,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2867,7 +2958,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -2926,6 +3017,15 @@ func (x *Request) GetFileServer() *FileServerRequest {
 	if x != nil {
 		if x, ok := x.Body.(*Request_FileServer); ok {
 			return x.FileServer
+		}
+	}
+	return nil
+}
+
+func (x *Request) GetMemberCert() *MemberCertRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Request_MemberCert); ok {
+			return x.MemberCert
 		}
 	}
 	return nil
@@ -3013,6 +3113,10 @@ type Request_FileServer struct {
 	FileServer *FileServerRequest `protobuf:"bytes,6,opt,name=file_server,json=fileServer,proto3,oneof"`
 }
 
+type Request_MemberCert struct {
+	MemberCert *MemberCertRequest `protobuf:"bytes,7,opt,name=member_cert,json=memberCert,proto3,oneof"`
+}
+
 type Request_ServingCert struct {
 	ServingCert *ServingCertRequest `protobuf:"bytes,30,opt,name=serving_cert,json=servingCert,proto3,oneof"` // relay → coordinator
 }
@@ -3050,6 +3154,8 @@ func (*Request_RevisionNotice) isRequest_Body() {}
 
 func (*Request_FileServer) isRequest_Body() {}
 
+func (*Request_MemberCert) isRequest_Body() {}
+
 func (*Request_ServingCert) isRequest_Body() {}
 
 func (*Request_SessionOffer) isRequest_Body() {}
@@ -3072,7 +3178,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3190,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3203,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -3126,6 +3232,7 @@ type Response struct {
 	//	*Response_Ack
 	//	*Response_FileServer
 	//	*Response_Revocations
+	//	*Response_MemberCert
 	//	*Response_ServingCert
 	Body          isResponse_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -3134,7 +3241,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[33]
+	mi := &file_pkg_wire_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3253,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[33]
+	mi := &file_pkg_wire_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3266,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{33}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -3241,6 +3348,15 @@ func (x *Response) GetRevocations() *SignedRevocations {
 	return nil
 }
 
+func (x *Response) GetMemberCert() *MemberCertResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Response_MemberCert); ok {
+			return x.MemberCert
+		}
+	}
+	return nil
+}
+
 func (x *Response) GetServingCert() *ServingCertResponse {
 	if x != nil {
 		if x, ok := x.Body.(*Response_ServingCert); ok {
@@ -3286,6 +3402,10 @@ type Response_Revocations struct {
 	Revocations *SignedRevocations `protobuf:"bytes,8,opt,name=revocations,proto3,oneof"`
 }
 
+type Response_MemberCert struct {
+	MemberCert *MemberCertResponse `protobuf:"bytes,9,opt,name=member_cert,json=memberCert,proto3,oneof"`
+}
+
 type Response_ServingCert struct {
 	ServingCert *ServingCertResponse `protobuf:"bytes,30,opt,name=serving_cert,json=servingCert,proto3,oneof"`
 }
@@ -3306,6 +3426,8 @@ func (*Response_FileServer) isResponse_Body() {}
 
 func (*Response_Revocations) isResponse_Body() {}
 
+func (*Response_MemberCert) isResponse_Body() {}
+
 func (*Response_ServingCert) isResponse_Body() {}
 
 type Ack struct {
@@ -3316,7 +3438,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[34]
+	mi := &file_pkg_wire_wire_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3328,7 +3450,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[34]
+	mi := &file_pkg_wire_wire_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3341,7 +3463,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{36}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -3573,7 +3695,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0eRevisionNotice\x12\x16\n" +
 	"\x06office\x18\x01 \x01(\tR\x06office\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x125\n" +
-	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyR\x06policy\"\xc6\x06\n" +
+	"\x06policy\x18\x03 \x01(\v2\x1d.outpost.wire.v1.SignedPolicyR\x06policy\"%\n" +
+	"\x11MemberCertRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"6\n" +
+	"\x12MemberCertResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\"\x8d\a\n" +
 	"\aRequest\x128\n" +
 	"\x06enroll\x18\x01 \x01(\v2\x1e.outpost.wire.v1.EnrollRequestH\x00R\x06enroll\x12;\n" +
 	"\acheckin\x18\x02 \x01(\v2\x1f.outpost.wire.v1.CheckinRequestH\x00R\acheckin\x128\n" +
@@ -3581,7 +3707,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\apresign\x18\x04 \x01(\v2\x1f.outpost.wire.v1.PresignRequestH\x00R\apresign\x12J\n" +
 	"\x0frevision_notice\x18\x05 \x01(\v2\x1f.outpost.wire.v1.RevisionNoticeH\x00R\x0erevisionNotice\x12E\n" +
 	"\vfile_server\x18\x06 \x01(\v2\".outpost.wire.v1.FileServerRequestH\x00R\n" +
-	"fileServer\x12H\n" +
+	"fileServer\x12E\n" +
+	"\vmember_cert\x18\a \x01(\v2\".outpost.wire.v1.MemberCertRequestH\x00R\n" +
+	"memberCert\x12H\n" +
 	"\fserving_cert\x18\x1e \x01(\v2#.outpost.wire.v1.ServingCertRequestH\x00R\vservingCert\x12D\n" +
 	"\rsession_offer\x18\x14 \x01(\v2\x1d.outpost.wire.v1.SessionOfferH\x00R\fsessionOffer\x12G\n" +
 	"\x0esession_attach\x18\x15 \x01(\v2\x1e.outpost.wire.v1.SessionAttachH\x00R\rsessionAttach\x123\n" +
@@ -3598,7 +3726,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x14CODE_UNAUTHENTICATED\x10\x02\x12\x0f\n" +
 	"\vCODE_DENIED\x10\x03\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x04\x12\x11\n" +
-	"\rCODE_INTERNAL\x10\x05\"\xb9\x04\n" +
+	"\rCODE_INTERNAL\x10\x05\"\x81\x05\n" +
 	"\bResponse\x12.\n" +
 	"\x05error\x18\x01 \x01(\v2\x16.outpost.wire.v1.ErrorH\x00R\x05error\x129\n" +
 	"\x06enroll\x18\x02 \x01(\v2\x1f.outpost.wire.v1.EnrollResponseH\x00R\x06enroll\x12<\n" +
@@ -3608,7 +3736,9 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x03ack\x18\x06 \x01(\v2\x14.outpost.wire.v1.AckH\x00R\x03ack\x12F\n" +
 	"\vfile_server\x18\a \x01(\v2#.outpost.wire.v1.FileServerResponseH\x00R\n" +
 	"fileServer\x12F\n" +
-	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12I\n" +
+	"\vrevocations\x18\b \x01(\v2\".outpost.wire.v1.SignedRevocationsH\x00R\vrevocations\x12F\n" +
+	"\vmember_cert\x18\t \x01(\v2#.outpost.wire.v1.MemberCertResponseH\x00R\n" +
+	"memberCert\x12I\n" +
 	"\fserving_cert\x18\x1e \x01(\v2$.outpost.wire.v1.ServingCertResponseH\x00R\vservingCertB\x06\n" +
 	"\x04body\"\x05\n" +
 	"\x03Ack*<\n" +
@@ -3642,7 +3772,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                   // 0: outpost.wire.v1.Role
 	(State)(0),                  // 1: outpost.wire.v1.State
@@ -3680,17 +3810,19 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*FileServerRequest)(nil),   // 33: outpost.wire.v1.FileServerRequest
 	(*FileServerResponse)(nil),  // 34: outpost.wire.v1.FileServerResponse
 	(*RevisionNotice)(nil),      // 35: outpost.wire.v1.RevisionNotice
-	(*Request)(nil),             // 36: outpost.wire.v1.Request
-	(*Error)(nil),               // 37: outpost.wire.v1.Error
-	(*Response)(nil),            // 38: outpost.wire.v1.Response
-	(*Ack)(nil),                 // 39: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),     // 40: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),            // 41: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),   // 42: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),        // 43: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),       // 44: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),          // 45: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil),  // 46: outpost.wire.v1.RevocationsRequest
+	(*MemberCertRequest)(nil),   // 36: outpost.wire.v1.MemberCertRequest
+	(*MemberCertResponse)(nil),  // 37: outpost.wire.v1.MemberCertResponse
+	(*Request)(nil),             // 38: outpost.wire.v1.Request
+	(*Error)(nil),               // 39: outpost.wire.v1.Error
+	(*Response)(nil),            // 40: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 41: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 42: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 43: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 44: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 45: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 46: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 47: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 48: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -3700,8 +3832,8 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	40, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	41, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	42, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	43, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	13, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
@@ -3717,7 +3849,7 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	20, // 21: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
 	19, // 22: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
 	27, // 23: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
-	42, // 24: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	44, // 24: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	18, // 25: outpost.wire.v1.CheckinResponse.member_pass:type_name -> outpost.wire.v1.SignedMemberPass
 	12, // 26: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
 	12, // 27: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
@@ -3727,27 +3859,29 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	31, // 31: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
 	35, // 32: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
 	33, // 33: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	22, // 34: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	43, // 35: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	44, // 36: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	45, // 37: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	42, // 38: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	46, // 39: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 40: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	37, // 41: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	16, // 42: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	28, // 43: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	30, // 44: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	32, // 45: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	39, // 46: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	34, // 47: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	42, // 48: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	23, // 49: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	36, // 34: outpost.wire.v1.Request.member_cert:type_name -> outpost.wire.v1.MemberCertRequest
+	22, // 35: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	45, // 36: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	46, // 37: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	47, // 38: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	44, // 39: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	48, // 40: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 41: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	39, // 42: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 43: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	28, // 44: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	30, // 45: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	32, // 46: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	41, // 47: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	34, // 48: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	44, // 49: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	37, // 50: outpost.wire.v1.Response.member_cert:type_name -> outpost.wire.v1.MemberCertResponse
+	23, // 51: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	52, // [52:52] is the sub-list for method output_type
+	52, // [52:52] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -3761,13 +3895,14 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[31].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[33].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
 		(*Request_Presign)(nil),
 		(*Request_RevisionNotice)(nil),
 		(*Request_FileServer)(nil),
+		(*Request_MemberCert)(nil),
 		(*Request_ServingCert)(nil),
 		(*Request_SessionOffer)(nil),
 		(*Request_SessionAttach)(nil),
@@ -3775,7 +3910,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[33].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[35].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -3784,6 +3919,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Response_Ack)(nil),
 		(*Response_FileServer)(nil),
 		(*Response_Revocations)(nil),
+		(*Response_MemberCert)(nil),
 		(*Response_ServingCert)(nil),
 	}
 	type x struct{}
@@ -3792,7 +3928,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -120,17 +120,18 @@ func New(chunks Chunks, office Office, budget Budget, logger *slog.Logger, reg p
 	return s, nil
 }
 
-// ServerTLS is the server side: the member's certificate, and peers must
-// present one from the same CA.
-func ServerTLS(cert tls.Certificate, caDER []byte) (*tls.Config, error) {
+// ServerTLS is the server side: the member's certificate (as cert
+// returns it at each handshake: a renewed one replaces it), and peers
+// must present one from the same CA.
+func ServerTLS(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error), caDER []byte) (*tls.Config, error) {
 	pool, err := caPool(caDER)
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{cert},
-		ClientAuth:   tls.RequireAnyClientCert,
+		MinVersion:     tls.VersionTLS13,
+		GetCertificate: cert,
+		ClientAuth:     tls.RequireAnyClientCert,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			_, err := verifyMember(raw, pool)
 			return err
@@ -141,15 +142,15 @@ func ServerTLS(cert tls.Certificate, caDER []byte) (*tls.Config, error) {
 // ClientTLS is the asking side. Member certificates name the member, not
 // an address, so the chain is checked here and the name by the caller
 // (the fetcher compares it with the peer it meant to reach).
-func ClientTLS(cert tls.Certificate, caDER []byte) (*tls.Config, error) {
+func ClientTLS(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), caDER []byte) (*tls.Config, error) {
 	pool, err := caPool(caDER)
 	if err != nil {
 		return nil, err
 	}
 	return &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		Certificates:       []tls.Certificate{cert},
-		InsecureSkipVerify: true, // replaced by VerifyPeerCertificate: no address is in a member certificate
+		MinVersion:           tls.VersionTLS13,
+		GetClientCertificate: cert,
+		InsecureSkipVerify:   true, // replaced by VerifyPeerCertificate: no address is in a member certificate
 		// Resumed sessions skip the certificate signatures: an office of
 		// many members asking each other often is not a handshake storm.
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),

@@ -50,6 +50,11 @@ func newCA(t testing.TB) *testCA {
 	return &testCA{der: der, cert: cert, key: key}
 }
 
+// clientCert shows cert at every handshake.
+func clientCert(cert tls.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+}
+
 func (ca *testCA) member(t testing.TB, id string) tls.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -148,7 +153,7 @@ func (o *office) joinIn(t testing.TB, ca *testCA, id string, budget Budget, dir 
 		t.Fatal(err)
 	}
 	f.SetTuning(fetch.Tuning{Settle: 50 * time.Millisecond, Refresh: 50 * time.Millisecond, StallAfter: 3 * time.Second})
-	ctls, err := ClientTLS(cert, ca.der)
+	ctls, err := ClientTLS(clientCert(cert), ca.der)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +162,7 @@ func (o *office) joinIn(t testing.TB, ca *testCA, id string, budget Budget, dir 
 	if err != nil {
 		t.Fatal(err)
 	}
-	stls, err := ServerTLS(cert, ca.der)
+	stls, err := ServerTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }, ca.der)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -35,18 +36,30 @@ type CA struct {
 	cert      *x509.Certificate
 	certDER   []byte
 	key       crypto.Signer
-	server    tls.Certificate
 	policyKey ed25519.PrivateKey
+
+	dir   string   // where the server certificate is kept
+	hosts []string // its extra hosts
+	mu    sync.Mutex
+	// server is the coordinator's TLS certificate; renewFailed is when
+	// renewing it last failed (tried again an hour later).
+	server      tls.Certificate
+	renewFailed time.Time
 }
+
+// serverRenewBefore is how long before its end the server certificate is
+// replaced: at start, and by ServerCertificate while the coordinator runs.
+const serverRenewBefore = 30 * 24 * time.Hour
 
 // LoadOrCreate opens the CA in dir, creating keys and certificates on first
 // start. The server certificate is renewed when it is within 30 days of
-// expiry; extraHosts are added to it as SANs.
+// expiry, at start or while the coordinator runs; extraHosts are added to
+// it as SANs.
 func LoadOrCreate(dir string, extraHosts []string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
-	c := &CA{}
+	c := &CA{dir: dir, hosts: extraHosts}
 	caCrt, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
 		if err := createCA(caCrt, caKey); err != nil {
@@ -101,7 +114,7 @@ func (c *CA) loadServer(dir string, hosts []string) error {
 	crtPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if cert, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
 		leaf, perr := x509.ParseCertificate(cert.Certificate[0])
-		if perr == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour && leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
+		if perr == nil && time.Until(leaf.NotAfter) > serverRenewBefore && leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
 			c.server = tls.Certificate{Certificate: [][]byte{cert.Certificate[0], c.certDER}, PrivateKey: cert.PrivateKey, Leaf: leaf}
 			return nil
 		}
@@ -190,8 +203,20 @@ func (c *CA) CertDER() []byte { return c.certDER }
 // Fingerprint is what installers pin.
 func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.certDER) }
 
-// ServerCertificate is the QUIC server's chain (leaf, CA).
-func (c *CA) ServerCertificate() tls.Certificate { return c.server }
+// ServerCertificate is the QUIC server's chain (leaf, CA), renewed
+// within serverRenewBefore of its end: a coordinator that runs for a year
+// without a restart would otherwise go on showing a certificate past its
+// end, and every member's connection would fail.
+func (c *CA) ServerCertificate() tls.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.server.Leaf != nil && time.Until(c.server.Leaf.NotAfter) < serverRenewBefore && time.Since(c.renewFailed) > time.Hour {
+		if err := c.loadServer(c.dir, c.hosts); err != nil {
+			c.renewFailed = time.Now() // the old one serves meanwhile
+		}
+	}
+	return c.server
+}
 
 // Pool holds the CA, for verifying members.
 func (c *CA) Pool() *x509.CertPool {

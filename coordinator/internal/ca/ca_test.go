@@ -1,8 +1,11 @@
 package ca
 
 import (
+	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +72,48 @@ func TestIssueServingNamesTheHostsAndServesOnly(t *testing.T) {
 		if _, err := own.Verify(x509.VerifyOptions{Roots: authority.Pool(), DNSName: host}); err != nil {
 			t.Errorf("coordinator certificate not valid for %s: %v", host, err)
 		}
+	}
+}
+
+// The server certificate lasts a year. A coordinator that runs past 30
+// days before its end, without a restart, replaces it: the chain it shows
+// and the files on disk; the hosts stay.
+func TestServerCertificateRenewedWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	c, err := LoadOrCreate(dir, []string{"coord.example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten days left, as a year of running would leave it.
+	key, _ := tlsutil.NewKey()
+	tmpl := &x509.Certificate{SerialNumber: serial(), DNSNames: []string{tlsutil.ServerName, "coord.example.org"},
+		NotBefore: time.Now().Add(-355 * 24 * time.Hour), NotAfter: time.Now().Add(10 * 24 * time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, key.Public(), c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsutil.WriteCert(filepath.Join(dir, "server.crt"), der); err != nil {
+		t.Fatal(err)
+	}
+	if err := tlsutil.WriteKey(filepath.Join(dir, "server.key"), key); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	c.server = tls.Certificate{Certificate: [][]byte{der, c.certDER}, PrivateKey: key, Leaf: leaf}
+
+	got := c.ServerCertificate()
+	if time.Until(got.Leaf.NotAfter) < 300*24*time.Hour {
+		t.Fatalf("the coordinator still shows a certificate that ends %v", got.Leaf.NotAfter)
+	}
+	if err := got.Leaf.VerifyHostname("coord.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	_, onDisk, err := tlsutil.ReadCert(filepath.Join(dir, "server.crt"))
+	if err != nil || !onDisk.NotAfter.Equal(got.Leaf.NotAfter) {
+		t.Fatalf("on disk: %v, %v", onDisk.NotAfter, err)
+	}
+	if again := c.ServerCertificate(); !again.Leaf.Equal(got.Leaf) {
+		t.Fatal("renewed again")
 	}
 }

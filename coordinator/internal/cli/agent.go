@@ -128,6 +128,45 @@ Examples:
 			},
 		},
 		{
+			name: "agent rm", args: "ID", minArgs: 1, maxArgs: 1,
+			summary: "remove an agent or relay: its certificate opens no connection any more",
+			timeout: defaultTimeout,
+			help: `The member's live connection is closed, its runs and its host permission list
+are removed, and its office's gossip key is replaced (outpost office
+rotate-key), so that it is cut off from its office too. To bring the computer
+back, enrol it again with a new token.
+
+ID is the member's id (ag- or rl- and 16 hex digits, or its start from 4 hex
+digits on, when no other id starts so) or its hostname, as agent list and
+agent search show them; it is looked up first, and the member found is the
+one removed.
+
+Examples:
+  outpost agent rm ag-3f9c2a0011223344
+  outpost agent rm pc-17
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.get(ctx, agentPath(args[0]), nil)
+					if err != nil {
+						return agentNotFound(ctx, e, args[0], err)
+					}
+					var a agent
+					if err := decode(raw, "agent", &a); err != nil {
+						return err
+					}
+					if _, err := e.api.send(ctx, http.MethodDelete, agentPath(a.ID), nil); err != nil {
+						return err
+					}
+					if e.json {
+						return nil
+					}
+					_, err = fmt.Fprintf(e.stdout, "%s %s (%s) removed; office %s's gossip key is being replaced\n", orDash(a.Role), a.ID, a.Hostname, a.Office)
+					return err
+				}
+			},
+		},
+		{
 			name: "agent wait", maxArgs: 0,
 			summary: "wait until enough agents of an office comply with its current revision",
 			timeout: 3 * time.Minute,

@@ -391,3 +391,46 @@ func TestAgentNotFoundHint(t *testing.T) {
 		})
 	}
 }
+
+func TestAgentRemove(t *testing.T) {
+	pc := `{"id":"ag-3f9c2a0011223344","hostname":"pc-17","office":"berlin","role":"agent"}`
+	tests := []struct {
+		name string
+		args []string
+		api  []exchange
+		want want
+	}{
+		{
+			name: "by hostname: looked up, then the member found is removed",
+			args: []string{"agent", "rm", "pc-17"},
+			api: []exchange{{method: "GET", target: "/v1/agents/pc-17", answer: pc},
+				{method: "DELETE", target: "/v1/agents/ag-3f9c2a0011223344", status: 204}},
+			want: want{stdout: "agent ag-3f9c2a0011223344 (pc-17) removed; office berlin's gossip key is being replaced\n"},
+		},
+		{
+			name: "unknown: nothing removed, and a hint",
+			args: []string{"agent", "rm", "pc-99"},
+			api: []exchange{{method: "GET", target: "/v1/agents/pc-99", status: 404, answer: `{"error":"member pc-99: not found"}`},
+				{method: "GET", target: "/v1/agents?q=pc-99", answer: `{"agents":[]}`}},
+			want: want{code: 1, stderrHas: []string{"member pc-99: not found"}},
+		},
+		{
+			name: "refused",
+			args: []string{"agent", "rm", "pc-17"},
+			api: []exchange{{method: "GET", target: "/v1/agents/pc-17", answer: pc},
+				{method: "DELETE", target: "/v1/agents/ag-3f9c2a0011223344", status: 403, answer: `{"error":"tina may not remove agents"}`}},
+			want: want{code: 1, stderr: "outpost: agent rm: tina may not remove agents\n"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeAPI(t, tt.api...)
+			tt.want.check(t, run(t, f, tt.args...))
+		})
+	}
+}
+
+func TestOfficeRotateKey(t *testing.T) {
+	f := newFakeAPI(t, exchange{method: "POST", target: "/v1/offices/berlin/gossip-key/rotate", status: 202, answer: `{"office":"berlin","rotation":"install"}`})
+	want{stdout: "office berlin: gossip key rotation started; members take the new key over the next check-in intervals\n"}.check(t, run(t, f, "office", "rotate-key", "berlin"))
+}

@@ -43,6 +43,7 @@ type (
 		Revision           int64    `json:"revision"`
 		Created            stamp    `json:"created"`
 		Agents             int      `json:"agents"`
+		Rotation           string   `json:"rotation"` // gossip key rotation phase, while one is under way
 	}
 	staging struct {
 		Revision    int64  `json:"revision"`

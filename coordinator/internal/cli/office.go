@@ -235,6 +235,7 @@ Examples:
 						{"egress", orDash(strings.Join(o.Egress, ", "))},
 						{"policy revision", strconv.FormatInt(o.Revision, 10)},
 						{"agents", strconv.Itoa(o.Agents)},
+						{"gossip key", rotationLine(o.Rotation)},
 						{"created", timeAndAge(e.now(), o.Created.Time)},
 					}...))
 				}
@@ -281,6 +282,34 @@ Examples:
 			},
 		},
 		{
+			name: "office rotate-key", args: "NAME", minArgs: 1, maxArgs: 1,
+			summary: "replace an office's gossip key (a laptop was stolen, a member went bad)",
+			timeout: defaultTimeout,
+			help: `Every member of an office holds its gossip key. The coordinator replaces it
+in three phases, each three check-in intervals long: members install the new
+key beside the old, switch to it, then drop the old, so that the office never
+splits. A member away for the whole rotation rejoins with the keys its next
+check-in brings. Removing an agent or relay (outpost agent rm) rotates its
+office's key too. 'outpost office show NAME' shows the phase while it runs.
+
+Examples:
+  outpost office rotate-key berlin
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					raw, err := e.api.send(ctx, http.MethodPost, officePath(args[0])+"/gossip-key/rotate", nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					_, err = fmt.Fprintf(e.stdout, "office %s: gossip key rotation started; members take the new key over the next check-in intervals\n", args[0])
+					return err
+				}
+			},
+		},
+		{
 			name: "office rm", args: "NAME", minArgs: 1, maxArgs: 1,
 			summary: "remove an office, moving its computers to another with --move-to",
 			timeout: defaultTimeout,
@@ -320,6 +349,19 @@ Examples:
 			},
 		},
 	}
+}
+
+// rotationLine says where a gossip key rotation is.
+func rotationLine(phase string) string {
+	switch phase {
+	case "":
+		return "in use"
+	case "install":
+		return "being replaced: members are installing the new key"
+	case "use":
+		return "being replaced: members have switched to the new key; the old one goes next"
+	}
+	return "being replaced (" + phase + ")"
 }
 
 // stagingLine says how far the distribution server has come with the

@@ -119,6 +119,7 @@ func TestOffice(t *testing.T) {
 				"egress:             203.0.113.7/32\n" +
 				"policy revision:    3\n" +
 				"agents:             12\n" +
+				"gossip key:         in use\n" +
 				"created:            2025-05-29T12:00:00Z (3d ago)\n"},
 		},
 		{
@@ -143,6 +144,7 @@ func TestOffice(t *testing.T) {
 				"egress:               -\n" +
 				"policy revision:      7\n" +
 				"agents:               4\n" +
+				"gossip key:           in use\n" +
 				"created:              2025-05-29T12:00:00Z (3d ago)\n"},
 		},
 		{

@@ -27,7 +27,8 @@ func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
 	t.Cleanup(func() { cancel(); <-done })
 	<-s.Ready()
 	key, der := memberCert(t, s, "agent-1")
-	conf, err := tlsutil.MemberConfig(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, s.ca.CertDER(), wire.ALPNMember)
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	conf, err := tlsutil.MemberConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, s.ca.CertDER(), wire.ALPNMember)
 	if err != nil {
 		t.Fatal(err)
 	}

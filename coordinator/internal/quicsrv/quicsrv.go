@@ -185,9 +185,12 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 func (s *Server) tlsConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{s.ca.ServerCertificate()},
-		ClientCAs:    s.ca.Pool(),
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := s.ca.ServerCertificate()
+			return &c, nil
+		},
+		ClientCAs: s.ca.Pool(),
 		// Enrollment comes without a certificate; the member ALPN is refused
 		// below unless one verified.
 		ClientAuth: tls.VerifyClientCertIfGiven,
@@ -291,7 +294,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 			conn.CloseWithError(2, "this member is not enrolled any more")
 			return
 		}
-		s.serveMember(ctx, conn, m)
+		s.serveMember(ctx, conn, m, state.VerifiedChains[0][0])
 	default:
 		conn.CloseWithError(1, "unknown protocol")
 	}
@@ -658,7 +661,7 @@ func (s *Server) baseInfo(o *store.Office) (*wire.OfficeInfo, error) {
 	return info, nil
 }
 
-func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Member) {
+func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Member, cert *x509.Certificate) {
 	id := m.ID
 	s.mu.Lock()
 	if old, ok := s.conns[id]; ok {
@@ -713,7 +716,7 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 				s.attach(ctx, id, str, at)
 				return
 			}
-			resp := s.handle(ctx, id, remote, &req)
+			resp := s.handle(ctx, id, remote, cert, &req)
 			release()
 			if err := wire.WriteMsg(str, resp); err != nil {
 				s.log.Debug("answer member", "member", id, "err", err)
@@ -771,7 +774,9 @@ func readMemberRequest(str *quic.Stream, budget *semaphore.Weighted, req *wire.R
 	return release, nil
 }
 
-func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Request) *wire.Response {
+// handle answers one request of member id, connected from remote with
+// cert.
+func (s *Server) handle(ctx context.Context, id, remote string, cert *x509.Certificate, req *wire.Request) *wire.Response {
 	kind, resp := "unknown", (*wire.Response)(nil)
 	switch b := req.GetBody().(type) {
 	case *wire.Request_Checkin:
@@ -784,6 +789,8 @@ func (s *Server) handle(ctx context.Context, id, remote string, req *wire.Reques
 		kind, resp = "file_server", s.fileServer(ctx, id)
 	case *wire.Request_ServingCert:
 		kind, resp = "serving_cert", s.servingCert(id, b.ServingCert)
+	case *wire.Request_MemberCert:
+		kind, resp = "member_cert", s.memberCert(id, cert, b.MemberCert)
 	case *wire.Request_Audit:
 		kind, resp = "audit", s.storeAudit(id, b.Audit)
 	case *wire.Request_RevocationsRequest:

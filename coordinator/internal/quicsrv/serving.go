@@ -1,7 +1,10 @@
 package quicsrv
 
 import (
+	"bytes"
+	"crypto/x509"
 	"strings"
+	"time"
 
 	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/pkg/tlsutil"
@@ -39,4 +42,39 @@ func (s *Server) servingCert(id string, req *wire.ServingCertRequest) *wire.Resp
 	}
 	s.log.Info("relay serving certificate issued", "member", id, "office", o.Name, "hosts", hosts)
 	return &wire.Response{Body: &wire.Response_ServingCert{ServingCert: &wire.ServingCertResponse{Certificate: der, Hosts: hosts}}}
+}
+
+// memberCert issues member id a new certificate for the key of cert, the
+// one it connects with, once cert is within wire.MemberCertRenewBefore
+// (and a day) of its end: members renew their own, and one that was
+// deleted meanwhile gets none.
+func (s *Server) memberCert(id string, cert *x509.Certificate, req *wire.MemberCertRequest) *wire.Response {
+	if cert == nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "no member certificate on this connection")
+	}
+	if _, err := s.store.Member(id); err != nil {
+		return wire.Errorf(wire.Error_CODE_UNAUTHENTICATED, "this member is not enrolled any more")
+	}
+	if from := cert.NotAfter.Add(-wire.MemberCertRenewBefore - 24*time.Hour); time.Now().Before(from) {
+		return wire.Errorf(wire.Error_CODE_DENIED, "this member's certificate is good until %s: ask for a new one from %s",
+			cert.NotAfter.UTC().Format(time.DateOnly), from.UTC().Format(time.DateOnly))
+	}
+	if len(req.GetCsr()) > 8192 {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "certificate request too large")
+	}
+	csr, err := x509.ParseCertificateRequest(req.GetCsr())
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "certificate request is malformed: %v", err)
+	}
+	// The same key: it is what enrolment recorded of the member, and the
+	// key it proves it holds by connecting.
+	if !bytes.Equal(csr.RawSubjectPublicKeyInfo, cert.RawSubjectPublicKeyInfo) {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "the certificate request is for another key than this member's")
+	}
+	der, err := s.ca.IssueMember(req.GetCsr(), id)
+	if err != nil {
+		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "member certificate: %v", err)
+	}
+	s.log.Info("member certificate renewed", "member", id, "was_until", cert.NotAfter.UTC().Format(time.DateOnly))
+	return &wire.Response{Body: &wire.Response_MemberCert{MemberCert: &wire.MemberCertResponse{Certificate: der}}}
 }
