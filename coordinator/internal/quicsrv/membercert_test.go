@@ -46,6 +46,11 @@ func TestMemberCertificateRenewal(t *testing.T) {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: s.ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatal(err)
 	}
+	// Asked again on the same connection (its old certificate): one an hour.
+	if err := ask(&ending, csr).AsError(); err == nil || !strings.Contains(err.Error(), "connect again") {
+		t.Fatalf("a second certificate within the hour: %v", err)
+	}
+	s.certIssued.Delete("agent-1")
 	other, _ := tlsutil.NewKey()
 	otherCSR, _ := tlsutil.NewCSR(other, "agent-1")
 	if err := ask(&ending, otherCSR).AsError(); err == nil || !strings.Contains(err.Error(), "another key") {

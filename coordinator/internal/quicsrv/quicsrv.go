@@ -78,6 +78,9 @@ type Server struct {
 	unconfirmed sync.Map
 	// auditLimits is each member's *rate.Limiter of audit records.
 	auditLimits sync.Map
+	// certIssued is when each member last got a renewed certificate
+	// (time.Time): one an hour.
+	certIssued sync.Map
 	// enrollWait is how long an enrolment connection may wait before its
 	// request (enrolWait when zero); tests that hold many lengthen it.
 	enrollWait time.Duration
@@ -1269,6 +1272,7 @@ func (s *Server) NotifyMember(id string) {
 func (s *Server) Disconnect(id string) {
 	s.unconfirmed.Delete(id)
 	s.auditLimits.Delete(id)
+	s.certIssued.Delete(id)
 	s.mu.Lock()
 	conn, ok := s.conns[id]
 	s.mu.Unlock()

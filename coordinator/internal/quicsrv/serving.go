@@ -71,10 +71,17 @@ func (s *Server) memberCert(id string, cert *x509.Certificate, req *wire.MemberC
 	if !bytes.Equal(csr.RawSubjectPublicKeyInfo, cert.RawSubjectPublicKeyInfo) {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "the certificate request is for another key than this member's")
 	}
+	// One an hour: a member's connection made before its renewal still
+	// shows the old certificate, and asking again on it must not mint
+	// certificates (and log lines) without end.
+	if last, ok := s.certIssued.Load(id); ok && time.Since(last.(time.Time)) < time.Hour {
+		return wire.Errorf(wire.Error_CODE_DENIED, "a certificate was issued to this member %s ago: connect again to use it", time.Since(last.(time.Time)).Round(time.Second))
+	}
 	der, err := s.ca.IssueMember(req.GetCsr(), id)
 	if err != nil {
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "member certificate: %v", err)
 	}
+	s.certIssued.Store(id, time.Now())
 	s.log.Info("member certificate renewed", "member", id, "was_until", cert.NotAfter.UTC().Format(time.DateOnly))
 	return &wire.Response{Body: &wire.Response_MemberCert{MemberCert: &wire.MemberCertResponse{Certificate: der}}}
 }
