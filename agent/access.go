@@ -23,7 +23,15 @@ var started = time.Now()
 // startSessions builds the technician session server of this host.
 func (a *Agent) startSessions() error {
 	s, err := session.New(session.Config{DataDir: filepath.Join(a.cfg.DataDir, "sessions"), MemberID: a.id.ID,
-		BreakGlassHash: a.cfg.BreakGlassHash, Actions: hostActions{a}},
+		BreakGlassHash: a.cfg.BreakGlassHash, Actions: hostActions{a},
+		// The roll-up keeps what this host last heard of the
+		// coordinator's clock; it is made before sessions run.
+		Now: func() time.Time {
+			if a.rollup == nil {
+				return time.Now()
+			}
+			return a.rollup.coordinatorNow()
+		}},
 		a.state, inventory{a}, a.log, a.reg)
 	if err != nil {
 		return err

@@ -218,7 +218,11 @@ func (r *rollup) send(to string, urgent bool) error {
 	if !ok || len(cert.Certificate) == 0 {
 		return errNoSigner
 	}
-	sc, err := wire.SignCheckin(signer, cert.Certificate[0], a.id.ID, time.Now(), req)
+	// Signed in the coordinator's time, as this member last heard it: the
+	// carrier and the coordinator refuse a check-in signed more than a
+	// minute in their future, and an unwatched computer's clock drifts
+	// that far within a month or two.
+	sc, err := wire.SignCheckin(signer, cert.Certificate[0], a.id.ID, r.coordinatorNow(), req)
 	if err == nil && proto.Size(sc) > wire.MaxCarriedCheckin {
 		// The roll-up member would refuse it: straight to the coordinator.
 		err = fmt.Errorf("check-in of %d bytes is larger than a roll-up member carries (%d)", proto.Size(sc), wire.MaxCarriedCheckin)
@@ -269,13 +273,14 @@ func (r *rollup) take(from string, sc *wire.SignedCheckin) {
 	}
 	var rep *wire.RollupReport
 	var err error
+	now := r.coordinatorNow()
 	if size := proto.Size(sc); size > wire.MaxCarriedCheckin {
 		// Checked before the signature: gossip carries messages of up to
 		// 8 MiB, and one such check-in would make every check-in of this
 		// member too large to send.
 		err = fmt.Errorf("%d bytes, more than the %d carried", size, wire.MaxCarriedCheckin)
-	} else if rep, err = r.verify.Verify(sc, time.Now()); err == nil {
-		err = carriable(rep, time.Now())
+	} else if rep, err = r.verify.Verify(sc, now); err == nil {
+		err = carriable(rep, now)
 	}
 	if err != nil {
 		r.reports.WithLabelValues("refused").Inc()
@@ -334,7 +339,7 @@ func (r *rollup) batch() []*wire.SignedCheckin { return r.batchWithin(batchBytes
 // while held is forgotten (the coordinator would refuse it, and its
 // member sends its runs again); the rest waits for the next batch.
 func (r *rollup) batchWithin(room int) []*wire.SignedCheckin {
-	now := time.Now()
+	now := r.coordinatorNow()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*wire.SignedCheckin
@@ -439,6 +444,15 @@ func (r *rollup) clock(serverUnix int64) {
 	r.mu.Lock()
 	r.skew = skew
 	r.mu.Unlock()
+}
+
+// coordinatorNow is the coordinator's time as this member last heard it
+// (its own before it heard any): check-ins it signs and carries are
+// judged by the coordinator's clock.
+func (r *rollup) coordinatorNow() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Now().Add(r.skew)
 }
 
 // checkedIn notes a direct check-in: it took every queued run and brought

@@ -236,6 +236,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.ca = authority
+	if left := time.Until(authority.NotAfter()); left < 2*365*24*time.Hour {
+		c.log.Warn("the coordinator's CA ends soon: every certificate it issued ends with it, and Outpost cannot roll it over yet; "+
+			"before then, set up a new coordinator CA and enrol the computers again", "ca_ends", authority.NotAfter().UTC().Format(time.DateOnly),
+			"days_left", int(left.Hours()/24))
+	}
 	if err := fsutil.WriteFileAtomic(filepath.Join(c.cfg.DataDir, "ca.fingerprint"), []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
 		return err
 	}

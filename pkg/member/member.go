@@ -105,7 +105,13 @@ func (id *Identity) CertDue(now time.Time) (bool, time.Time) {
 		}
 		c.Leaf = leaf
 	}
-	return c.Leaf.NotAfter.Sub(now) < wire.MemberCertRenewBefore, c.Leaf.NotAfter
+	due := c.Leaf.NotAfter.Sub(now) < wire.MemberCertRenewBefore
+	// One that ends with its CA cannot be renewed for longer (the
+	// coordinator logs that its CA ends soon).
+	if ca, err := x509.ParseCertificate(id.CADER); err == nil && !c.Leaf.NotAfter.Before(ca.NotAfter) {
+		due = false
+	}
+	return due, c.Leaf.NotAfter
 }
 
 // renewEvery is how often a member whose certificate is due asks for a
@@ -582,6 +588,7 @@ func (c *Client) SetBackoff(min, max time.Duration) { c.minBackoff, c.maxBackoff
 // Run keeps the connection until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.minBackoff
+	removed := false // the coordinator said this member is not enrolled
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// A transport of its own, with connection ids: quic.DialAddr's has
@@ -611,20 +618,15 @@ func (c *Client) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			// Full jitter: a fleet coming back after a coordinator restart
-			// does not arrive all at once.
-			wait := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+			wait := jitter(backoff)
 			c.log.Warn("coordinator unreachable; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
+			sleepCtx(ctx, wait)
 			backoff = min(backoff*2, c.maxBackoff)
 			continue
 		}
-		backoff = c.minBackoff
 		c.setConn(conn)
 		c.log.Info("connected to coordinator", "addr", c.addr)
+		since := time.Now()
 		for {
 			str, err := conn.AcceptStream(ctx)
 			if err != nil {
@@ -638,11 +640,65 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		c.setConn(nil)
 		conn.CloseWithError(0, "")
-		if ctx.Err() == nil {
-			c.log.Warn("connection to coordinator lost", "addr", c.addr, "err", context.Cause(conn.Context()))
+		if ctx.Err() != nil {
+			break
 		}
+		cause := context.Cause(conn.Context())
+		if time.Since(since) >= stableConn {
+			// A connection that served: the coordinator restarted, the
+			// network moved. Straight back.
+			c.log.Warn("connection to coordinator lost", "addr", c.addr, "err", cause)
+			backoff = c.minBackoff
+			continue
+		}
+		// The coordinator ended the connection at once: this member was
+		// removed, or another computer with its identity (a cloned disk,
+		// a restored snapshot) replaces it each time it connects.
+		// Redialling at once would be a handshake and a log line on both
+		// sides as fast as they go, for good.
+		var appErr *quic.ApplicationError
+		if errors.As(cause, &appErr) && appErr.Remote && appErr.ErrorCode == wire.CloseNotEnrolled {
+			if !removed {
+				c.log.Error("the coordinator says this member is not enrolled any more (it was removed): it keeps its last policy; "+
+					"to bring it back, enrol it again (remove its identity directory and set enroll_token)", "member", c.id.ID)
+			}
+			removed = true
+			backoff = max(backoff, removedBackoff)
+		}
+		wait := jitter(backoff)
+		c.log.Warn("connection to coordinator ended at once; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", cause)
+		sleepCtx(ctx, wait)
+		backoff = min(backoff*2, max(c.maxBackoff, removedBackoffIf(removed)))
 	}
 	return nil
+}
+
+// stableConn is how long a connection must serve for the next one to be
+// dialled at once; removedBackoff is the wait between dials of a member
+// the coordinator removed.
+const (
+	stableConn     = 10 * time.Second
+	removedBackoff = 10 * time.Minute
+)
+
+func removedBackoffIf(removed bool) time.Duration {
+	if removed {
+		return removedBackoff
+	}
+	return 0
+}
+
+// jitter is a wait of half to one and a half times d: a fleet coming back
+// after a coordinator restart does not arrive all at once.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(rand.Int64N(int64(d))) + d/2
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
 }
 
 func (c *Client) servePush(ctx context.Context, str *quic.Stream) {

@@ -4,6 +4,10 @@
 // reads and writes messages on whatever stream it is given.
 package wire
 
+// CloseNotEnrolled is the QUIC close code with which the coordinator ends
+// the connection of a member it no longer knows (removed by an admin).
+const CloseNotEnrolled = 2
+
 // ALPN protocol identifiers, one per protocol on the coordinator's QUIC port.
 const (
 	// ALPNEnroll is spoken before a member has a certificate.

@@ -80,6 +80,11 @@ type Config struct {
 	// Actions runs the policy and reboots for technicians; nil refuses
 	// both.
 	Actions HostActions
+	// Now, if set, is the coordinator's time as this host last heard it
+	// (default: the host's clock). Session tokens live two minutes by the
+	// coordinator's clock: judged by a host clock that drifted two
+	// minutes, every one would be refused.
+	Now func() time.Time
 }
 
 // Server runs technician sessions on this host.
@@ -204,7 +209,11 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("session data directory: %w", err)
 	}
-	s := &Server{cfg: cfg, policy: policy, inv: inv, log: logger.With("component", "sessions"), now: time.Now,
+	now := time.Now
+	if cfg.Now != nil {
+		now = cfg.Now
+	}
+	s := &Server{cfg: cfg, policy: policy, inv: inv, log: logger.With("component", "sessions"), now: now,
 		revs: &wire.RevocationList{}, live: map[*liveSession]struct{}{}, ctx: context.Background(),
 		refusals: rate.NewLimiter(refusalRate, refusalBurst),
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -44,6 +44,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with its configuration changed by change.
+func newFixtureWith(t *testing.T, change func(*Config)) *fixture {
+	t.Helper()
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	p := &wire.Policy{Office: "berlin", Revision: 1,
 		TokenKeys: []*wire.TokenKey{{KeyId: wire.KeyID(pub), PublicKey: pub}},
@@ -52,7 +58,11 @@ func newFixture(t *testing.T) *fixture {
 			{Subject: "user:tom", Rights: []wire.Right{wire.Right_RIGHT_COMMAND}, Deny: true},
 		}}}}
 	dir := t.TempDir()
-	s, err := New(Config{DataDir: dir, MemberID: "ag-1", Shell: "/bin/sh"}, fixedPolicy{p}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
+	cfg := Config{DataDir: dir, MemberID: "ag-1", Shell: "/bin/sh"}
+	if change != nil {
+		change(&cfg)
+	}
+	s, err := New(cfg, fixedPolicy{p}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -703,5 +713,31 @@ func TestSpentSessionTokensAreBounded(t *testing.T) {
 	f.s.mu.Unlock()
 	if n != 1 {
 		t.Fatalf("%d token ids remembered, want the new one alone", n)
+	}
+}
+
+// Session tokens live a minute or two by the coordinator's clock. A host
+// whose clock drifted three minutes fast judged each one expired; it
+// judges them by the coordinator's time as it last heard it (Config.Now).
+func TestSessionTokensAreJudgedByTheCoordinatorsClock(t *testing.T) {
+	coordinator := func() time.Time { return time.Now().Add(-3 * time.Minute) }
+	tokenAt := func(f *fixture, now time.Time) string {
+		tok, err := wire.SignToken(f.key, &wire.AccessToken{User: "tina", Groups: []string{"berlin"}, IssuedUnixMs: now.UnixMilli(),
+			ExpiresUnixMs: now.Add(time.Minute).UnixMilli(), Audience: "ag-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	f := newFixtureWith(t, func(c *Config) { c.Now = coordinator })
+	_, res := f.open(t, &wire.SessionOpen{Token: tokenAt(f, coordinator()), Kind: wire.SessionOpen_KIND_INVENTORY})
+	if r := wait(t, res, 10*time.Second); r.end.GetDenied() || r.inventory.GetHostname() != "pc-1" {
+		t.Fatalf("a token the coordinator issued just now, on a host three minutes fast: %v", r.end)
+	}
+	// Without the coordinator's time the same token is expired.
+	g := newFixture(t)
+	_, res = g.open(t, &wire.SessionOpen{Token: tokenAt(g, coordinator()), Kind: wire.SessionOpen_KIND_INVENTORY})
+	if r := wait(t, res, 10*time.Second); !r.end.GetDenied() {
+		t.Fatalf("judged by the host's fast clock, the token was taken: %v", r.end)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -144,7 +145,31 @@ type Server struct {
 	revSigned *wire.SignedRevocations
 
 	logins *prometheus.CounterVec
+
+	// pruneMu guards pruned, when expired refresh tokens were last
+	// deleted (each refresh stores a token; spent ones stay until they
+	// expire, for replay detection).
+	pruneMu sync.Mutex
+	pruned  time.Time
+
+	// limitedMu guards the recording of sign-ins the rate limit refused:
+	// each costs its sender nothing, so past limitedBurst at once (then
+	// limitedRate) they are counted, and the count recorded with the
+	// next one that is.
+	limitedMu      sync.Mutex
+	limitedRecords *rate.Limiter
+	unrecorded     int
+	unrecSince     time.Time
 }
+
+// Sign-ins refused by the rate limit recorded one by one.
+const (
+	limitedRate  = rate.Limit(1)
+	limitedBurst = 50
+)
+
+// pruneEvery is how often issuing tokens deletes the expired ones.
+const pruneEvery = time.Hour
 
 // New builds the server over st with the token-signing key.
 func New(cfg Config, st *store.Store, key ed25519.PrivateKey, logger *slog.Logger, reg prometheus.Registerer) (*Server, error) {
@@ -157,8 +182,9 @@ func New(cfg Config, st *store.Store, key ed25519.PrivateKey, logger *slog.Logge
 	var err error
 	s := &Server{cfg: cfg, st: st, key: key, kid: wire.KeyID(key.Public().(ed25519.PublicKey)),
 		log: logger.With("component", "auth"), now: time.Now, limit: newLimiter(cfg.PerMinute, time.Minute),
-		failures: newLimiter(3*cfg.PerMinute, time.Minute),
-		hashing:  make(chan struct{}, 4),
+		failures:       newLimiter(3*cfg.PerMinute, time.Minute),
+		hashing:        make(chan struct{}, 4),
+		limitedRecords: rate.NewLimiter(limitedRate, limitedBurst),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_coordinator_signins_total", Help: "Sign-in attempts by result."}, []string{"result"}),
 	}
@@ -228,6 +254,13 @@ func (s *Server) Bootstrap() error {
 
 // Audit records an event on the coordinator; a failure is logged, not fatal.
 func (s *Server) Audit(ev store.AuditEvent) {
+	if ev.Action == "login" {
+		s.flushUnrecorded(ev.Remote)
+	}
+	s.appendAudit(ev)
+}
+
+func (s *Server) appendAudit(ev store.AuditEvent) {
 	// What others sent is kept bounded, and written out where a terminal
 	// would act on it (outpost audit shows it on an admin's).
 	ev.Actor = safetext.Field(ev.Actor, 128)
@@ -241,6 +274,37 @@ func (s *Server) Audit(ev store.AuditEvent) {
 	}
 	if err := s.st.AppendAudit(ev); err != nil {
 		s.log.Error("record audit event", "action", ev.Action, "err", err)
+	}
+}
+
+// auditLimited records a sign-in the rate limit refused, or counts it
+// when too many come at once (a scanner, a script that loops): one
+// durable record each would grow the store without bound at no cost to
+// the sender.
+func (s *Server) auditLimited(name, remote string, now time.Time) {
+	s.limitedMu.Lock()
+	if !s.limitedRecords.AllowN(now, 1) {
+		if s.unrecorded == 0 {
+			s.unrecSince = now
+		}
+		s.unrecorded++
+		s.limitedMu.Unlock()
+		return
+	}
+	s.limitedMu.Unlock()
+	s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
+}
+
+// flushUnrecorded records how many sign-ins the rate limit refused
+// without a record each, before the next sign-in record.
+func (s *Server) flushUnrecorded(remote string) {
+	s.limitedMu.Lock()
+	skipped, since := s.unrecorded, s.unrecSince
+	s.unrecorded = 0
+	s.limitedMu.Unlock()
+	if skipped > 0 {
+		s.appendAudit(store.AuditEvent{Actor: "?", Action: "login", Remote: remote,
+			Detail: fmt.Sprintf("%d more sign-ins refused by the rate limit since %s, too many to record one by one", skipped, since.UTC().Format(time.RFC3339))})
 	}
 }
 
@@ -267,7 +331,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 	giveBack, ok := s.reserveAttempt(name, remote, now)
 	if !ok {
 		result = "rate_limited"
-		s.Audit(store.AuditEvent{Actor: name, Action: "login", Detail: "rate limited", Remote: remote})
+		s.auditLimited(name, remote, now)
 		return nil, ErrRateLimited
 	}
 	// One password check per name at a time, for unknown names too, so
@@ -470,8 +534,25 @@ func (s *Server) issue(u *store.User, family string) (*Tokens, error) {
 		Expires: now.Add(s.cfg.RefreshTTL), Created: now}); err != nil {
 		return nil, err
 	}
+	s.pruneRefresh(now)
 	return &Tokens{AccessToken: access, RefreshToken: refresh, Expires: time.UnixMilli(at.ExpiresUnixMs).UTC(),
 		User: u.Name, Role: u.Role, Groups: groups, KeyID: s.kid}, nil
+}
+
+// pruneRefresh deletes expired refresh tokens, once per pruneEvery: a
+// refresh every 10 minutes of every user's working day would otherwise
+// stay stored for good, and logouts, replay checks and password changes
+// read them all.
+func (s *Server) pruneRefresh(now time.Time) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	if now.Sub(s.pruned) < pruneEvery {
+		return
+	}
+	s.pruned = now
+	if err := s.st.PruneRefresh(now); err != nil {
+		s.log.Warn("delete expired refresh tokens", "err", err)
+	}
 }
 
 // Principal is who a verified token speaks for.

@@ -129,7 +129,7 @@ func (c *CA) loadServer(dir string, hosts []string) error {
 		Subject:      pkix.Name{CommonName: tlsutil.ServerName},
 		DNSNames:     []string{tlsutil.ServerName},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(serverLifetime),
+		NotAfter:     c.within(now.Add(serverLifetime)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -203,6 +203,21 @@ func (c *CA) CertDER() []byte { return c.certDER }
 // Fingerprint is what installers pin.
 func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.certDER) }
 
+// within keeps the end of a certificate the CA issues within the CA's
+// own: a certificate is worth nothing past it, and one that says
+// otherwise would not be renewed in time.
+func (c *CA) within(end time.Time) time.Time {
+	if end.After(c.cert.NotAfter) {
+		return c.cert.NotAfter
+	}
+	return end
+}
+
+// NotAfter is when the CA ends: every certificate it issued ends with it.
+// Outpost does not roll a CA over yet; computers must enrol again with a
+// new one.
+func (c *CA) NotAfter() time.Time { return c.cert.NotAfter }
+
 // ServerCertificate is the QUIC server's chain (leaf, CA), renewed
 // within serverRenewBefore of its end: a coordinator that runs for a year
 // without a restart would otherwise go on showing a certificate past its
@@ -210,7 +225,8 @@ func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.certDER) }
 func (c *CA) ServerCertificate() tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.server.Leaf != nil && time.Until(c.server.Leaf.NotAfter) < serverRenewBefore && time.Since(c.renewFailed) > time.Hour {
+	// One that ends with the CA cannot be renewed for longer.
+	if l := c.server.Leaf; l != nil && time.Until(l.NotAfter) < serverRenewBefore && l.NotAfter.Before(c.cert.NotAfter) && time.Since(c.renewFailed) > time.Hour {
 		if err := c.loadServer(c.dir, c.hosts); err != nil {
 			c.renewFailed = time.Now() // the old one serves meanwhile
 		}
@@ -243,7 +259,7 @@ func (c *CA) IssueMember(csrDER []byte, memberID string) ([]byte, error) {
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: memberID},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(memberLifetime),
+		NotAfter:     c.within(now.Add(memberLifetime)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
@@ -289,7 +305,7 @@ func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifeti
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0], OrganizationalUnit: []string{tlsutil.RelayOU + memberID}},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(lifetime),
+		NotAfter:     c.within(now.Add(lifetime)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

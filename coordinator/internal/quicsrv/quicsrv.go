@@ -294,7 +294,7 @@ func (s *Server) serveConn(ctx context.Context, conn *quic.Conn) {
 		m, err := s.store.Member(id)
 		if err != nil {
 			s.log.Warn("connection from unknown member refused", "member", id, "remote", conn.RemoteAddr().String())
-			conn.CloseWithError(2, "this member is not enrolled any more")
+			conn.CloseWithError(wire.CloseNotEnrolled, "this member is not enrolled any more")
 			return
 		}
 		s.serveMember(ctx, conn, m, state.VerifiedChains[0][0])
@@ -1277,7 +1277,7 @@ func (s *Server) Disconnect(id string) {
 	conn, ok := s.conns[id]
 	s.mu.Unlock()
 	if ok {
-		conn.CloseWithError(2, "this member was removed by an admin")
+		conn.CloseWithError(wire.CloseNotEnrolled, "this member was removed by an admin")
 	}
 }
 

@@ -52,6 +52,29 @@ func (s *Store) PutArtifactBytes(figures []ArtifactBytes) error {
 	})
 }
 
+// deleteArtifactBytesOf removes a member's figures for every artifact
+// (a removed member's would be listed, and kept, for good). The figures
+// are keyed by artifact: the whole bucket is read, once per removal.
+func deleteArtifactBytesOf(tx *bolt.Tx, member string) error {
+	b := tx.Bucket(bArtifactBytes)
+	if b == nil {
+		return nil
+	}
+	suffix := []byte("/" + member)
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; {
+		if bytes.HasSuffix(k, suffix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			k, _ = c.Seek(k) // the cursor stands on the next key after a delete
+			continue
+		}
+		k, _ = c.Next()
+	}
+	return nil
+}
+
 // ArtifactBytesOf lists every agent's figures for one artifact.
 func (s *Store) ArtifactBytesOf(sha string) ([]ArtifactBytes, error) {
 	var out []ArtifactBytes

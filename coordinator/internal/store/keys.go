@@ -57,8 +57,8 @@ func (s *Store) AdvanceKeyRotation(office string, phase time.Duration, now time.
 
 // DeleteMember forgets a member: its certificate no longer opens a
 // connection, and its office's gossip key should be rotated so that it is
-// cut off from its office too. Its runs and its host permission list go
-// with it.
+// cut off from its office too. Its runs, its host permission list and its
+// per-artifact download figures go with it.
 func (s *Store) DeleteMember(id string) (*Member, error) {
 	var out *Member
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -73,6 +73,9 @@ func (s *Store) DeleteMember(id string) (*Member, error) {
 					return err
 				}
 			}
+		}
+		if err := deleteArtifactBytesOf(tx, id); err != nil {
+			return err
 		}
 		return deleteMember(tx, m)
 	})

@@ -14,15 +14,15 @@ import (
 
 // Every refresh (each 10-minute access token of a console or CLI user)
 // stores a new refresh token record; the spent one stays, marked used, for
-// replay detection. Nothing deletes them once they have expired
-// (store.PruneRefresh exists but no code calls it), so the bucket grows by
-// every refresh of every user for as long as the coordinator lives, and
-// every logout, replay check, password change and user removal decodes the
-// whole bucket inside a write transaction.
+// replay detection. Kept once expired, the bucket would grow by every
+// refresh of every user for as long as the coordinator lives, and every
+// logout, replay check, password change and user removal decodes the whole
+// bucket inside a write transaction: issuing tokens deletes the expired
+// ones, once an hour.
 //
 // One technician, one working day a day for a week, then a new sign-in:
 // all but that sign-in's token expired days ago and should be gone.
-func TestReviewTimeExpiredRefreshTokensArePruned(t *testing.T) {
+func TestExpiredRefreshTokensArePruned(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	st, err := store.Open(path)
 	if err != nil {

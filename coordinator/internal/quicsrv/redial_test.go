@@ -18,7 +18,7 @@ import (
 // The member's link must back off like for any other failure; it redials
 // at once instead, in a loop, and each round costs the coordinator a
 // handshake, a store read and a Warn record — forever.
-func TestReviewTimeRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
+func TestRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
 	s, st, logs := checkinServer(t)
 	s.cfg.Addr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -60,7 +60,7 @@ func TestReviewTimeRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
 // coordinator, and since the replaced member redials at once, with no
 // backoff, the two take turns replacing each other as fast as handshakes
 // go, for as long as both run.
-func TestReviewTimeClonedMembersDoNotReplaceEachOtherInATightLoop(t *testing.T) {
+func TestClonedMembersDoNotReplaceEachOtherInATightLoop(t *testing.T) {
 	s, _, _ := checkinServer(t)
 	s.cfg.Addr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
