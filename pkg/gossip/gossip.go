@@ -657,9 +657,18 @@ func (e events) NotifyLeave(m *memberlist.Node) {
 	// memberlist does not tell a peer that died from one that left (the
 	// Node it hands over has no state): both are tried again. One that
 	// left for good refuses the connection; one that comes back is back.
-	if len(e.n.failed) < maxFailed {
-		e.n.failed[m.Name] = failedPeer{addr: m.Address(), since: time.Now()}
+	if len(e.n.failed) >= maxFailed {
+		// The oldest goes: in a large office laptops leave every day, and
+		// the newest failures are the likeliest to come back.
+		oldest := ""
+		for name, f := range e.n.failed {
+			if oldest == "" || f.since.Before(e.n.failed[oldest].since) {
+				oldest = name
+			}
+		}
+		delete(e.n.failed, oldest)
 	}
+	e.n.failed[m.Name] = failedPeer{addr: m.Address(), since: time.Now()}
 	e.n.mu.Unlock()
 }
 

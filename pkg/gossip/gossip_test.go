@@ -6,9 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
@@ -441,5 +444,28 @@ func TestOfficeKeyHoldersWithoutAPassAreNotListed(t *testing.T) {
 		if p.Name == "ag-nopass" && p.Meta.Role != "agent" {
 			t.Fatalf("listed as %q", p.Meta.Role)
 		}
+	}
+}
+
+// Peers that died or left are tried again for a day, at most maxFailed of
+// them: when the list is full the oldest makes room, so that in a large
+// office, where laptops leave every day, the newest failures (the likeliest
+// to come back) are still retried.
+func TestFailedPeersListKeepsTheNewest(t *testing.T) {
+	key := make([]byte, 32)
+	n, err := New(member(Config{Name: "ag-f", Bind: "127.0.0.1:0", Keys: [][]byte{key}}), logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(-time.Hour)
+	for i := range maxFailed {
+		n.failed[fmt.Sprintf("ag-%d", i)] = failedPeer{addr: "127.0.0.2:1", since: start.Add(time.Duration(i) * time.Second)}
+	}
+	events{n}.NotifyLeave(&memberlist.Node{Name: "ag-new", Addr: net.ParseIP("127.0.0.3"), Port: 7946})
+	if _, ok := n.failed["ag-new"]; !ok || len(n.failed) != maxFailed {
+		t.Fatalf("the newest failure is not kept (%d kept)", len(n.failed))
+	}
+	if _, ok := n.failed["ag-0"]; ok {
+		t.Fatal("the oldest failure was not the one dropped")
 	}
 }
