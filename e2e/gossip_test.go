@@ -86,22 +86,31 @@ func TestRevisionSpreadsByGossipToMembersCutOffFromTheCoordinator(t *testing.T) 
 	tellRevision(t, evil, "evil", "depot", rev+5)
 	tu.Eventually(t, 30*time.Second, func() bool { return c.Metric("outpost_coordinator_peer_reports_total") >= 1 },
 		"no member reported the forging peer to the coordinator")
-	// The same forgery riding in the rumor itself (small policies do).
+	// The same forgery riding in the rumor itself (small policies do),
+	// told under another name: a member reports the same misdeed of the
+	// same sender once an interval, and every member may have reported
+	// "evil" already.
 	reports := c.Metric("outpost_coordinator_peer_reports_total")
 	forged2, err := wire.SignPolicy(forger, &wire.Policy{Office: "depot", Revision: rev + 6})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := proto.Marshal(&wire.PeerMessage{From: "evil", Body: &wire.PeerMessage_RevisionRumor{
+	b, _ := proto.Marshal(&wire.PeerMessage{From: "evil-rumor", Body: &wire.PeerMessage_RevisionRumor{
 		RevisionRumor: &wire.RevisionRumor{Office: "depot", Revision: rev + 6, Policy: forged2, HolderAddr: evil.Addr()}}})
 	if err := evil.Rumor("revision", b); err != nil {
 		t.Fatal(err)
 	}
+	// Reports travel with check-ins, at the office's interval (an hour
+	// here): a forged message does not make members check in. A new
+	// revision does (the connected member runs it and reports at once,
+	// with the others' check-ins it carries).
+	time.Sleep(2 * time.Second)
+	c.Apply("depot", "items: []\n")
 	tu.Eventually(t, 30*time.Second, func() bool { return c.Metric("outpost_coordinator_peer_reports_total") > reports },
 		"no member reported the forged policy in a rumor to the coordinator")
 	for _, a := range agents {
-		if a.a.Revision() != rev {
-			t.Fatalf("%s accepted a forged policy: revision %d", a.cfg.Hostname, a.a.Revision())
+		if r := a.a.Revision(); r >= rev+5 {
+			t.Fatalf("%s accepted a forged policy: revision %d", a.cfg.Hostname, r)
 		}
 	}
 }

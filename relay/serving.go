@@ -5,13 +5,16 @@ import (
 	"crypto"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -21,7 +24,7 @@ import (
 // for after enrollment, and renewed before it expires or when the office's
 // relay URLs change which hosts it may name.
 type servingCert struct {
-	dir  string // where serving.crt and serving.key live
+	dir  string // where serving.pem lives (serving.crt and serving.key before)
 	cert atomic.Pointer[tls.Certificate]
 	// warned keeps a refusal from filling the log at every check-in.
 	warned string
@@ -31,10 +34,21 @@ func (s *servingCert) paths() (crt, key string) {
 	return filepath.Join(s.dir, "serving.crt"), filepath.Join(s.dir, "serving.key")
 }
 
+// pemPath is the file that holds the certificate and its key together:
+// written in one atomic step, a kill cannot leave a key beside another
+// key's certificate (and the relay without the one it had).
+func (s *servingCert) pemPath() string { return filepath.Join(s.dir, "serving.pem") }
+
 // load takes the certificate kept by an earlier run, if it is whole.
 func (s *servingCert) load() {
-	crt, key := s.paths()
-	c, err := tls.LoadX509KeyPair(crt, key)
+	var c tls.Certificate
+	b, err := os.ReadFile(s.pemPath())
+	if err == nil {
+		c, err = tls.X509KeyPair(b, b)
+	} else {
+		crt, key := s.paths() // kept by a release before serving.pem
+		c, err = tls.LoadX509KeyPair(crt, key)
+	}
 	if err != nil {
 		return
 	}
@@ -99,14 +113,16 @@ func (s *servingCert) ensure(ctx context.Context, call func(context.Context, *wi
 	if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
 		return false, errors.New("serving certificate from the coordinator is not for the key the relay asked with")
 	}
-	crt, keyPath := s.paths()
-	// Key first: a crash between the two leaves a key without its
-	// certificate, which load ignores, and the next run asks again.
-	if err := tlsutil.WriteKey(keyPath, key); err != nil {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
 		return false, err
 	}
-	if err := tlsutil.WriteCert(crt, der); err != nil {
+	pair := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
+	if err := fsutil.WriteFileAtomic(s.pemPath(), pair, 0o600); err != nil {
 		return false, err
+	}
+	for _, old := range []string{filepath.Join(s.dir, "serving.crt"), filepath.Join(s.dir, "serving.key")} {
+		_ = os.Remove(old)
 	}
 	s.cert.Store(&tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key, Leaf: leaf})
 	return true, nil

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
 // Installed returns the manifest of package name installed under root, or
@@ -34,14 +36,18 @@ func Installed(root, name string) (*Manifest, error) {
 // whatever a link points to into an archive that rollback installs as the
 // package's own file.
 func Backup(root string, mf *Manifest, dst string) (err error) {
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	// Written beside dst and renamed into place once whole and synced (the
+	// directory too): a kill or a power loss leaves the backup there was,
+	// or none, never a part.
+	tmp := dst + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("back up %s: %w", mf.Name, err)
 	}
 	defer func() {
 		f.Close()
 		if err != nil {
-			os.Remove(dst)
+			os.Remove(tmp)
 		}
 	}()
 	pr, err := os.OpenRoot(filepath.Join(root, filepath.FromSlash(mf.prefixRel())))
@@ -78,7 +84,16 @@ func Backup(root string, mf *Manifest, dst string) (err error) {
 	if err := gz.Close(); err != nil {
 		return fmt.Errorf("back up %s: %w", mf.Name, err)
 	}
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("back up %s: %w", mf.Name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("back up %s: %w", mf.Name, err)
+	}
+	if err := fsutil.Rename(tmp, dst); err != nil {
+		return fmt.Errorf("back up %s: %w", mf.Name, err)
+	}
+	return nil
 }
 
 // backupFile copies the regular file name (prefix-relative) to w, and fails

@@ -196,7 +196,17 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 		return nil, fmt.Errorf("create %s: %w", dir(root), err)
 	}
 	rec := &record{Patch: s.p.GetId(), Package: mf.Name, PreviousVersion: mf.Version, Prefix: mf.Prefix, Backup: s.p.GetId() + ".backup.tar.gz"}
-	if s.p.GetRollbackAllowed() {
+	old, err := loadRecord(root, s.p.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if old != nil && old.Package == mf.Name && old.Backup != "" && exists(filepath.Join(dir(root), old.Backup)) {
+		// Applied before, and not done (killed in the middle of the
+		// install, or it failed): the backup made then is of the version
+		// before the patch, and the only copy of it; the package may be
+		// half replaced now. It is kept, not made again.
+		rec = old
+	} else if s.p.GetRollbackAllowed() {
 		if err := packages.Backup(root, mf, filepath.Join(dir(root), rec.Backup)); err != nil {
 			return nil, fmt.Errorf("patch %s: %w; nothing changed", s.p.GetId(), err)
 		}
@@ -232,6 +242,14 @@ func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.App
 	backup := filepath.Join(dir(root), rec.Backup)
 	sum, err := hashFile(backup)
 	if err != nil {
+		if mf, _ := packages.Installed(root, rec.Package); mf != nil && mf.Version == rec.PreviousVersion {
+			// Rolled back already: the record outlived its backup (a kill
+			// between the two removals, before they were ordered).
+			if err := os.Remove(filepath.Join(dir(root), s.p.GetId()+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("forget patch %s: %w", s.p.GetId(), err)
+			}
+			return &proto.ApplyResponse{Message: fmt.Sprintf("patch %s is rolled back: %s is %s", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
+		}
 		return nil, fmt.Errorf("roll back patch %s: the backup is gone: %w", s.p.GetId(), err)
 	}
 	pkgItem := &wire.Item{Id: "package/" + rec.Package, Kind: packages.Kind, State: wire.State_STATE_PRESENT,
@@ -240,12 +258,20 @@ func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.App
 	if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: backup}); err != nil {
 		return nil, fmt.Errorf("roll back patch %s: %w", s.p.GetId(), err)
 	}
-	os.Remove(backup)
+	// The record first: a kill between the two leaves a backup no record
+	// names (a file too many), not a record whose backup is gone, which
+	// every later rollback would fail on.
 	if err := os.Remove(filepath.Join(dir(root), s.p.GetId()+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("forget patch %s: %w", s.p.GetId(), err)
 	}
+	os.Remove(backup)
 	return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(),
 		Message: fmt.Sprintf("rolled back patch %s: %s is %s again", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func hashFile(p string) (string, error) {

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/user"
@@ -102,8 +103,11 @@ type Server struct {
 	live       map[*liveSession]struct{}
 	audit      []*wire.AuditRecord
 	// auditFull says the spool has dropped records since it last had
-	// room (told in the log once).
-	auditFull bool
+	// room (told in the log once); auditStale that the spool on disk
+	// could not be written as it should (a full disk at start): the next
+	// record writes it whole.
+	auditFull  bool
+	auditStale bool
 	// spent are the ids of session tokens that opened a session, until
 	// they expire (Unix ms): each opens one.
 	spent map[string]int64
@@ -150,11 +154,14 @@ type liveSession struct {
 // break-glass session runs as "local:NAME", but NAME is the user the
 // coordinator disables or holds to force server security: the same person
 // in both, since break-glass takes only names of the coordinator's form.
+// Only disabling applies to it: the tokens a new coordinator password
+// ends are not what it runs on (issued "at the end of time", no other
+// line of the list applies).
 func (ls *liveSession) listedAs() *wire.AccessToken {
 	if !ls.local {
 		return ls.token
 	}
-	return &wire.AccessToken{User: strings.TrimPrefix(ls.user, "local:"), IssuedUnixMs: ls.token.GetIssuedUnixMs()}
+	return &wire.AccessToken{User: strings.TrimPrefix(ls.user, "local:"), IssuedUnixMs: math.MaxInt64}
 }
 
 // stillAllowed says why p no longer allows the session, "" while it does:
@@ -248,9 +255,12 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 
 // loadAudit reads the audit spool: the log, or a spool written before
 // it (which the log then replaces).
+//
+// Nothing here keeps the agent from starting: a host whose disk is full
+// must still check in and take the policy that frees it. What cannot be
+// written is kept in memory and written with the next record.
 func (s *Server) loadAudit() error {
-	recs, cut, err := readSpool(s.auditPath())
-	rewrite := cut
+	recs, cut, good, err := readSpool(s.auditPath())
 	if errors.Is(err, os.ErrNotExist) {
 		old := filepath.Join(s.cfg.DataDir, oldSpoolFile)
 		if recs, err = readOldSpool(old); errors.Is(err, os.ErrNotExist) {
@@ -260,14 +270,21 @@ func (s *Server) loadAudit() error {
 			recs = nil
 		}
 		if err := writeSpool(s.auditPath(), recs); err != nil {
-			return fmt.Errorf("audit spool: %w", err)
+			s.log.Error("audit spool not written in its new form; kept in memory and tried again with the next record", "err", err)
+			s.auditStale = true
+		} else {
+			_ = os.Remove(old)
 		}
-		_ = os.Remove(old)
 	} else if err != nil {
 		return fmt.Errorf("load audit spool: %w", err)
 	}
 	if cut {
 		s.log.Warn("audit spool ends in a record cut short (a crash while it was written): that record is lost", "path", s.auditPath(), "kept", len(recs))
+		// Cut in place: it frees space rather than asking for it.
+		if err := os.Truncate(s.auditPath(), good); err != nil {
+			s.log.Error("cut the audit spool short of its damaged end", "err", err)
+			s.auditStale = true
+		}
 	}
 	// A spool written before records were bounded and escaped is held
 	// to the same rules now.
@@ -275,11 +292,6 @@ func (s *Server) loadAudit() error {
 		boundRecord(r)
 	}
 	s.audit = recs
-	if rewrite {
-		if err := writeSpool(s.auditPath(), recs); err != nil {
-			return fmt.Errorf("audit spool: %w", err)
-		}
-	}
 	return nil
 }
 
@@ -425,8 +437,9 @@ func (s *Server) record(user, action, detail string, allowed bool) {
 			s.log.Warn("audit spool full: dropping records the coordinator has not acknowledged, refused attempts first", "records", maxAuditSpool)
 		}
 	}
+	stale := s.auditStale
 	s.mu.Unlock()
-	if full {
+	if full || stale {
 		s.rewriteAudit()
 		return
 	}
@@ -470,7 +483,12 @@ func (s *Server) rewriteAudit() {
 	s.mu.Unlock()
 	if err := writeSpool(s.auditPath(), recs); err != nil {
 		s.log.Error("save audit spool", "err", err)
+		return
 	}
+	s.mu.Lock()
+	s.auditStale = false
+	s.mu.Unlock()
+	_ = os.Remove(filepath.Join(s.cfg.DataDir, oldSpoolFile))
 }
 
 // PendingAudit is what the coordinator has not acknowledged yet.

@@ -46,12 +46,12 @@ func frame(r *wire.AuditRecord) ([]byte, error) {
 }
 
 // readSpool reads the log at path. cut says it ended in a record cut
-// short or damaged (the records before it are returned); the caller
-// writes the spool again without it.
-func readSpool(path string) (recs []*wire.AuditRecord, cut bool, err error) {
+// short or damaged: the records before it are returned, and good is the
+// length of the log they take (the caller cuts the log there).
+func readSpool(path string) (recs []*wire.AuditRecord, cut bool, good int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, false, err
+		return nil, false, 0, err
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
@@ -60,22 +60,23 @@ func readSpool(path string) (recs []*wire.AuditRecord, cut bool, err error) {
 	for {
 		if _, err := io.ReadFull(br, head[:]); err != nil {
 			if errors.Is(err, io.EOF) {
-				return recs, false, nil
+				return recs, false, good, nil
 			}
-			return recs, true, nil
+			return recs, true, good, nil
 		}
 		n := binary.BigEndian.Uint32(head[:])
 		if n > maxSpoolFrame {
-			return recs, true, nil
+			return recs, true, good, nil
 		}
 		b := make([]byte, n)
 		if _, err := io.ReadFull(br, b); err != nil {
-			return recs, true, nil
+			return recs, true, good, nil
 		}
 		var r wire.AuditRecord
 		if err := proto.Unmarshal(b, &r); err != nil {
-			return recs, true, nil
+			return recs, true, good, nil
 		}
+		good += 4 + int64(n)
 		if seen[r.GetId()] {
 			continue
 		}
@@ -97,7 +98,10 @@ func writeSpool(path string, recs []*wire.AuditRecord) error {
 	return fsutil.WriteFileAtomic(path, buf.Bytes(), 0o600)
 }
 
-// appendSpool adds r at the end of the log at path, and syncs it.
+// appendSpool adds r at the end of the log at path, and syncs it. An
+// append that fails (a full disk) is cut off again: bytes of a frame left
+// in the middle of the log would end it there for the reader, and the
+// records appended after would be lost at the next start.
 func appendSpool(path string, r *wire.AuditRecord) error {
 	b, err := frame(r)
 	if err != nil {
@@ -107,12 +111,18 @@ func appendSpool(path string, r *wire.AuditRecord) error {
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	defer f.Close()
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		if terr := f.Truncate(end); terr != nil {
+			return fmt.Errorf("%w (and cutting the record off again: %v)", err, terr)
+		}
 		return err
 	}
 	return f.Close()

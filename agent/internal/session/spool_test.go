@@ -146,7 +146,7 @@ func FuzzReadSpool(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		recs, cut, err := readSpool(path)
+		recs, cut, good, err := readSpool(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,8 +154,8 @@ func FuzzReadSpool(f *testing.F) {
 		if err := writeSpool(path, recs); err != nil {
 			t.Fatal(err)
 		}
-		again, cut2, err := readSpool(path)
-		if err != nil || cut2 || len(again) != len(recs) {
+		again, cut2, good2, err := readSpool(path)
+		if err != nil || cut2 || len(again) != len(recs) || good > int64(len(data)) || (!cut && good != int64(len(data))) || good2 < 0 {
 			t.Fatalf("read %d records (cut %v), written and read again %d (cut %v, %v)", len(recs), cut, len(again), cut2, err)
 		}
 		seen := map[string]bool{}

@@ -231,7 +231,10 @@ func (s *State) Accept(sp *wire.SignedPolicy, office, self string) (*wire.Policy
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	held := s.highest[office]
-	same := s.policy.GetOffice() == office
+	// Equal to the highest is stale only when that revision is the one
+	// held: a kill between the two writes below leaves the mark at N and
+	// the policy at N-1, and N must still be taken when it comes again.
+	same := s.policy.GetOffice() == office && s.policy.GetRevision() == held
 	if p.GetRevision() < held || (p.GetRevision() == held && same) {
 		return nil, fmt.Errorf("revision %d of office %s, highest accepted %d: %w", p.GetRevision(), office, held, ErrStale)
 	}

@@ -20,9 +20,10 @@ var (
 	bRefresh     = []byte("refresh_tokens")
 	bPermissions = []byte("permissions") // "host/<member id>" or "office/<name>" → []Grant
 	bAudit       = []byte("audit")       // big-endian sequence → AuditEvent
+	bAuditIDs    = []byte("audit_ids")   // source "/" id → its sequence in bAudit
 )
 
-var authBuckets = [][]byte{bUsers, bGroups, bRefresh, bPermissions, bAudit}
+var authBuckets = [][]byte{bUsers, bGroups, bRefresh, bPermissions, bAudit, bAuditIDs}
 
 // InitAuth creates the authorization buckets; the coordinator calls it at
 // start, before anything else touches users.
@@ -480,33 +481,24 @@ func (s *Store) Permissions(scope string) ([]Grant, error) {
 }
 
 // AppendAudit records events, skipping those whose (Source, ID) is already
-// stored so that a host resending an unacknowledged batch records once.
+// stored so that a host resending an unacknowledged batch records once,
+// however late (a host that lost power before it forgot what was
+// acknowledged sends it again when it is back, days later maybe): stored
+// ids are indexed.
 func (s *Store) AppendAudit(events ...AuditEvent) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAudit)
-		seen := map[string]bool{}
+		ids, err := tx.CreateBucketIfNotExists(bAuditIDs)
+		if err != nil {
+			return err
+		}
 		for _, ev := range events {
+			var idKey []byte
 			if ev.ID != "" {
-				seen[ev.Source+"/"+ev.ID] = false
-			}
-		}
-		if len(seen) > 0 {
-			// Resends come soon after the first try: look at the recent tail.
-			c := b.Cursor()
-			n := 0
-			for k, v := c.Last(); k != nil && n < 10000; k, v = c.Prev() {
-				var e AuditEvent
-				if json.Unmarshal(v, &e) == nil && e.ID != "" {
-					if _, ok := seen[e.Source+"/"+e.ID]; ok {
-						seen[e.Source+"/"+e.ID] = true
-					}
+				idKey = []byte(ev.Source + "/" + ev.ID)
+				if ids.Get(idKey) != nil {
+					continue
 				}
-				n++
-			}
-		}
-		for _, ev := range events {
-			if ev.ID != "" && seen[ev.Source+"/"+ev.ID] {
-				continue
 			}
 			seq, err := b.NextSequence()
 			if err != nil {
@@ -522,8 +514,10 @@ func (s *Store) AppendAudit(events ...AuditEvent) error {
 			if err := b.Put(k[:], v); err != nil {
 				return err
 			}
-			if ev.ID != "" {
-				seen[ev.Source+"/"+ev.ID] = true
+			if idKey != nil {
+				if err := ids.Put(idKey, k[:]); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
