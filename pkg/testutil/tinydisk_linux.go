@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"errors"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 )
@@ -24,4 +26,26 @@ func TinyDisk(t testing.TB, size string) string {
 		os.Remove(dir)
 	})
 	return dir
+}
+
+// FillDisk writes to dir (on a TinyDisk) until its file system is full;
+// release frees the space.
+func FillDisk(t testing.TB, dir string) (release func()) {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	buf := make([]byte, 4096)
+	for {
+		if _, err := fh.Write(buf); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	return func() { os.Remove(path) }
 }

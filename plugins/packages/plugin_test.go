@@ -29,13 +29,7 @@ import (
 // packages in testdata/packages.
 func sample(t *testing.T, name string) (string, *wire.Artifact) {
 	t.Helper()
-	p := filepath.Join(testutil.RepoRoot(t), "testdata", "packages", name)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	return p, &wire.Artifact{Sha256: hex.EncodeToString(sum[:]), Size: int64(len(b)), Name: name}
+	return plugintest.Sample(t, name)
 }
 
 func helloItem(state wire.State, version string, art *wire.Artifact) *wire.Item {

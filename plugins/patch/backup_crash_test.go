@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
@@ -15,24 +13,13 @@ import (
 
 	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/logging"
-	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/plugins/packages"
+	"github.com/outposthq/outpost/plugins/plugintest"
 	"github.com/outposthq/outpost/plugins/proto"
 )
 
-func reviewSample(t *testing.T, name string) (string, *wire.Artifact) {
-	t.Helper()
-	p := filepath.Join(testutil.RepoRoot(t), "testdata", "packages", name)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	return p, &wire.Artifact{Sha256: hex.EncodeToString(sum[:]), Size: int64(len(b)), Name: name}
-}
-
-func reviewMember(t *testing.T, archive, name string) []byte {
+func archiveMember(t *testing.T, archive, name string) []byte {
 	t.Helper()
 	f, err := os.Open(archive)
 	if err != nil {
@@ -66,8 +53,8 @@ func TestPatchRetriedAfterAKillKeepsItsBackup(t *testing.T) {
 	ctx := context.Background()
 	log := logging.Discard()
 	root := t.TempDir()
-	p1, a1 := reviewSample(t, "hello-1.0.0.tar.gz")
-	p2, a2 := reviewSample(t, "hello-2.0.0.tar.gz")
+	p1, a1 := plugintest.Sample(t, "hello-1.0.0.tar.gz")
+	p2, a2 := plugintest.Sample(t, "hello-2.0.0.tar.gz")
 	hello := &wire.Item{Id: "package/hello", Kind: "package", State: wire.State_STATE_PRESENT, Artifact: a1,
 		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: "hello", Version: "1.0.0"}}}
 	if _, err := packages.New(log).Apply(ctx, &proto.ApplyRequest{Root: root, Item: hello, ArtifactPath: p1}); err != nil {
@@ -103,7 +90,7 @@ func TestPatchRetriedAfterAKillKeepsItsBackup(t *testing.T) {
 	// ... and the first file of 2.0.0 renamed into place by the extract
 	// when the process is killed (the package's manifest still says 1.0.0).
 	bin := filepath.Join(root, "opt", "hello", "bin", "hello")
-	if err := os.WriteFile(bin, reviewMember(t, p2, "bin/hello"), 0o755); err != nil {
+	if err := os.WriteFile(bin, archiveMember(t, p2, "bin/hello"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 
@@ -134,8 +121,8 @@ func TestRollbackWhoseBackupIsGoneButDoneIsDone(t *testing.T) {
 	ctx := context.Background()
 	log := logging.Discard()
 	root := t.TempDir()
-	p1, a1 := reviewSample(t, "hello-1.0.0.tar.gz")
-	p2, a2 := reviewSample(t, "hello-2.0.0.tar.gz")
+	p1, a1 := plugintest.Sample(t, "hello-1.0.0.tar.gz")
+	p2, a2 := plugintest.Sample(t, "hello-2.0.0.tar.gz")
 	hello := &wire.Item{Id: "package/hello", Kind: "package", State: wire.State_STATE_PRESENT, Artifact: a1,
 		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: "hello", Version: "1.0.0"}}}
 	if _, err := packages.New(log).Apply(ctx, &proto.ApplyRequest{Root: root, Item: hello, ArtifactPath: p1}); err != nil {

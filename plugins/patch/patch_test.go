@@ -2,8 +2,6 @@ package patch_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +9,6 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/pkg/logging"
-	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/plugins"
 	"github.com/outposthq/outpost/plugins/packages"
@@ -22,13 +19,7 @@ import (
 
 func sample(t *testing.T, name string) (string, *wire.Artifact) {
 	t.Helper()
-	p := filepath.Join(testutil.RepoRoot(t), "testdata", "packages", name)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(b)
-	return p, &wire.Artifact{Sha256: hex.EncodeToString(sum[:]), Size: int64(len(b)), Name: name}
+	return plugintest.Sample(t, name)
 }
 
 func TestCompareVersions(t *testing.T) {

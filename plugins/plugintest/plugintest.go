@@ -4,6 +4,8 @@
 package plugintest
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path"
@@ -12,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/outposthq/outpost/pkg/testutil"
+	"github.com/outposthq/outpost/pkg/wire"
 )
 
 // Build compiles the main package pkg (an import path inside this module,
@@ -33,4 +36,17 @@ func Build(tb testing.TB, pkg string) string {
 		tb.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return out
+}
+
+// Sample is a package archive of testdata/packages, by name: its path and
+// the artifact a policy item names it by.
+func Sample(tb testing.TB, name string) (string, *wire.Artifact) {
+	tb.Helper()
+	p := filepath.Join(testutil.RepoRoot(tb), "testdata", "packages", name)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return p, &wire.Artifact{Sha256: hex.EncodeToString(sum[:]), Size: int64(len(b)), Name: name}
 }

@@ -1,12 +1,10 @@
 package session
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,27 +13,6 @@ import (
 	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// fillDisk writes to dir until it is full; release frees the space.
-func fillDisk(t *testing.T, dir string) (release func()) {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	fh, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := fh.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	return func() { os.Remove(path) }
-}
 
 // The disk fills while records are appended: the append that meets the
 // end of the disk writes part of its frame and fails. Left in the log,
@@ -47,7 +24,7 @@ func TestRecordsAfterAFailedAppendSurviveARestart(t *testing.T) {
 	dir := filepath.Join(disk, "sessions")
 	s := spoolServer(t, dir)
 	s.record("tina", "exec", "before", true)
-	release := fillDisk(t, disk)
+	release := testutil.FillDisk(t, disk)
 	path := filepath.Join(dir, spoolFile)
 	big := strings.Repeat("x", 1000)
 	for i := 0; i < 16; i++ {
@@ -90,7 +67,7 @@ func TestSpoolCutShortOnAFullDiskDoesNotStopTheAgent(t *testing.T) {
 	}
 	fh.Write(f[:len(f)/2])
 	fh.Close()
-	fillDisk(t, disk)
+	testutil.FillDisk(t, disk)
 	s2, err := New(Config{DataDir: dir, MemberID: "ag-1", Shell: "/bin/sh"}, fixedPolicy{}, fixedInventory{}, logging.Discard(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatalf("restart after a power loss on a full disk: %v", err)

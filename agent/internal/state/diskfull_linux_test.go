@@ -2,36 +2,12 @@ package state
 
 import (
 	"crypto/ed25519"
-	"errors"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
-
-// fill writes to dir until it is full; release frees the space.
-func fill(t *testing.T, dir string) (release func()) {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	fh, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := fh.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	return func() { os.Remove(path) }
-}
 
 // On a full disk the last run is still the report check-ins carry: the
 // coordinator is not left showing the run before as the current one.
@@ -46,7 +22,7 @@ func TestFullDiskKeepsNewReportInMemory(t *testing.T) {
 	if err := s.SetReport(&wire.Report{Revision: 1}); err != nil {
 		t.Fatal(err)
 	}
-	release := fill(t, disk)
+	release := testutil.FillDisk(t, disk)
 	r2 := failedRun(2)
 	if err := s.SetReport(r2); err == nil {
 		t.Fatal("the disk took the report: not full")
@@ -78,7 +54,7 @@ func TestFullDiskKeepsRunsInMemory(t *testing.T) {
 	if _, err := s.Enqueue(failedRun(1)); err != nil {
 		t.Fatal(err)
 	}
-	release := fill(t, disk)
+	release := testutil.FillDisk(t, disk)
 	for rev := uint64(2); rev <= 3; rev++ {
 		r := failedRun(rev)
 		if _, err := s.Enqueue(r); err == nil {
