@@ -65,7 +65,9 @@ func readSpool(path string) (recs []*wire.AuditRecord, cut bool, good int64, err
 			return recs, true, good, nil
 		}
 		n := binary.BigEndian.Uint32(head[:])
-		if n > maxSpoolFrame {
+		// No record is empty (each has an id): zeros are a file system's
+		// unwritten tail after a power loss (XFS leaves them), not a record.
+		if n == 0 || n > maxSpoolFrame {
 			return recs, true, good, nil
 		}
 		b := make([]byte, n)
@@ -73,7 +75,7 @@ func readSpool(path string) (recs []*wire.AuditRecord, cut bool, good int64, err
 			return recs, true, good, nil
 		}
 		var r wire.AuditRecord
-		if err := proto.Unmarshal(b, &r); err != nil {
+		if err := proto.Unmarshal(b, &r); err != nil || r.GetId() == "" {
 			return recs, true, good, nil
 		}
 		good += 4 + int64(n)
