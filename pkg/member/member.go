@@ -663,12 +663,16 @@ func (c *Client) Run(ctx context.Context) error {
 					"to bring it back, enrol it again (remove its identity directory and set enroll_token)", "member", c.id.ID)
 			}
 			removed = true
-			backoff = max(backoff, removedBackoff)
+		}
+		if removed {
+			backoff = removedBackoff
 		}
 		wait := jitter(backoff)
 		c.log.Warn("connection to coordinator ended at once; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", cause)
 		sleepCtx(ctx, wait)
-		backoff = min(backoff*2, max(c.maxBackoff, removedBackoffIf(removed)))
+		if !removed {
+			backoff = min(backoff*2, c.maxBackoff)
+		}
 	}
 	return nil
 }
@@ -680,13 +684,6 @@ const (
 	stableConn     = 10 * time.Second
 	removedBackoff = 10 * time.Minute
 )
-
-func removedBackoffIf(removed bool) time.Duration {
-	if removed {
-		return removedBackoff
-	}
-	return 0
-}
 
 // jitter is a wait of half to one and a half times d: a fleet coming back
 // after a coordinator restart does not arrive all at once.

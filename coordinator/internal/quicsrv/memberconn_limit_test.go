@@ -16,9 +16,8 @@ import (
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
-// memberConn runs s on loopback and dials it as member agent-1 with a
-// certificate its CA issued.
-func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
+// runOnLoopback runs s on a free loopback port until the test ends.
+func runOnLoopback(t *testing.T, s *Server) context.Context {
 	t.Helper()
 	s.cfg.Addr = "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
@@ -26,6 +25,14 @@ func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
 	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-s.Ready()
+	return ctx
+}
+
+// memberConn runs s on loopback and dials it as member agent-1 with a
+// certificate its CA issued.
+func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
+	t.Helper()
+	ctx := runOnLoopback(t, s)
 	key, der := memberCert(t, s, "agent-1")
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	conf, err := tlsutil.MemberConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, s.ca.CertDER(), wire.ALPNMember)

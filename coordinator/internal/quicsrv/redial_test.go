@@ -20,12 +20,7 @@ import (
 // handshake, a store read and a Warn record — forever.
 func TestRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
 	s, st, logs := checkinServer(t)
-	s.cfg.Addr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	ctx := runOnLoopback(t, s)
 
 	key, der := memberCert(t, s, "agent-1")
 	id := &member.Identity{ID: "agent-1", Office: "berlin", Role: wire.Role_ROLE_AGENT, CADER: s.ca.CertDER()}
@@ -62,12 +57,7 @@ func TestRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
 // go, for as long as both run.
 func TestClonedMembersDoNotReplaceEachOtherInATightLoop(t *testing.T) {
 	s, _, _ := checkinServer(t)
-	s.cfg.Addr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	ctx := runOnLoopback(t, s)
 
 	key, der := memberCert(t, s, "agent-1")
 	var logs [2]*testutil.Logs

@@ -85,12 +85,7 @@ func TestABrokerRefusalsTargetIsRecordedWithControlsWrittenOut(t *testing.T) {
 	s, _, _ := checkinServer(t)
 	v := &refusingVerifier{}
 	s.SetAccess(v)
-	s.cfg.Addr = "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-s.Ready()
+	ctx := runOnLoopback(t, s)
 	tlsConf, err := tlsutil.PinnedConfig(s.ca.Fingerprint(), wire.ALPNTechnician)
 	if err != nil {
 		t.Fatal(err)
