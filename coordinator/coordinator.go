@@ -251,7 +251,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	var files *artifacts.Store
 	var presigner quicsrv.Presigner
 	var creds quicsrv.CredentialIssuer
-	var uploader api.Uploader
+	var uploader api.FileServer
 	if c.cfg.FileServer.Endpoint != "" {
 		files, err = artifacts.New(c.cfg.FileServer, c.log)
 		if err != nil {

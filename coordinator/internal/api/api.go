@@ -37,9 +37,14 @@ import (
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
-// Uploader streams artifact bytes to the file server.
-type Uploader interface {
+// FileServer holds artifact bytes.
+type FileServer interface {
+	// Upload streams r to the file server and returns its SHA-256 and size.
 	Upload(ctx context.Context, r io.Reader, size int64) (string, int64, error)
+	// Stat says whether an artifact's bytes are there, and their size.
+	Stat(ctx context.Context, sha256 string) (int64, bool, error)
+	// Remove deletes an artifact's bytes and says whether they were there.
+	Remove(ctx context.Context, sha256 string) (bool, error)
 }
 
 // Notifier tells connected members that a revision is out.
@@ -63,7 +68,7 @@ type Signer interface {
 // Deps are what the API works with.
 type Deps struct {
 	Store    *store.Store
-	Files    Uploader
+	Files    FileServer
 	Notifier Notifier
 	Presence Presence
 	Signer   Signer
@@ -94,6 +99,10 @@ type API struct {
 	// scopeMu makes checking policies for conflicts and publishing what
 	// was checked one step (scope.go).
 	scopeMu sync.Mutex
+	// artifactsMu keeps an artifact from being removed between a change
+	// looking it up and storing what names it: every such change holds it
+	// to read, a removal to write (artifacts.go).
+	artifactsMu sync.RWMutex
 }
 
 const maxJSONBody = 1 << 20
@@ -128,6 +137,7 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"POST /v1/artifacts":             a.uploadArtifact,
 		"GET /v1/artifacts":              a.listArtifacts,
 		"GET /v1/artifacts/{sha256}":     a.showArtifact,
+		"DELETE /v1/artifacts/{sha256}":  a.removeArtifact,
 	}
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h
@@ -714,6 +724,8 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.artifactsMu.RLock()
+	defer a.artifactsMu.RUnlock()
 	items, err := policy.Compile(src, artifactLookup{a.d.Store})
 	if err != nil {
 		return err
@@ -945,6 +957,15 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	sha, n, err := a.d.Files.Upload(r.Context(), io.TeeReader(r.Body, chunks), r.ContentLength)
 	if err != nil {
 		return httpError(http.StatusBadGateway, "upload to the file server failed: %v", err)
+	}
+	// A removal of the same content may have run while the bytes went up;
+	// the record is kept only if the bytes are still there.
+	a.artifactsMu.RLock()
+	defer a.artifactsMu.RUnlock()
+	if _, there, err := a.d.Files.Stat(r.Context(), sha); err != nil {
+		return httpError(http.StatusBadGateway, "upload to the file server: %v", err)
+	} else if !there {
+		return httpError(http.StatusConflict, "artifact %s was removed while it was uploaded; push it again", sha[:12])
 	}
 	rec := store.Artifact{SHA256: sha, Size: n, Name: name, Uploaded: time.Now().UTC()}
 	if hashed, sums := chunks.Sum(); hashed == n && wire.ChunkCount(n, wire.DefaultChunkSize) <= wire.MaxChunks {

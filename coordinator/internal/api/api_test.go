@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,14 +25,50 @@ import (
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
-// hashingUploader stands in for the file server: it hashes what it reads.
-type hashingUploader struct{ got int64 }
+// hashingUploader stands in for the file server: it hashes what it reads
+// and remembers the sizes of what it holds.
+type hashingUploader struct {
+	mu   sync.Mutex
+	got  int64
+	held map[string]int64
+	// dropNext makes the next upload's bytes go at once, as a removal
+	// running while they went up would take them.
+	dropNext bool
+}
 
 func (u *hashingUploader) Upload(_ context.Context, r io.Reader, _ int64) (string, int64, error) {
 	h := sha256.New()
 	n, err := io.Copy(h, r)
+	sha := hex.EncodeToString(h.Sum(nil))
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.got += n
-	return hex.EncodeToString(h.Sum(nil)), n, err
+	if err == nil {
+		if u.held == nil {
+			u.held = map[string]int64{}
+		}
+		u.held[sha] = n
+		if u.dropNext {
+			delete(u.held, sha)
+			u.dropNext = false
+		}
+	}
+	return sha, n, err
+}
+
+func (u *hashingUploader) Stat(_ context.Context, sha string) (int64, bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, ok := u.held[sha]
+	return n, ok, nil
+}
+
+func (u *hashingUploader) Remove(_ context.Context, sha string) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.held[sha]
+	delete(u.held, sha)
+	return ok, nil
 }
 
 type testSigner struct{ key ed25519.PrivateKey }

@@ -66,6 +66,8 @@ func (a *API) importPatches(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return feedError(err)
 	}
+	a.artifactsMu.RLock()
+	defer a.artifactsMu.RUnlock()
 	if err := patches.CheckArtifacts(ps, artifactLookup{a.d.Store}); err != nil {
 		return feedError(err)
 	}

@@ -820,6 +820,8 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.artifactsMu.RLock()
+	defer a.artifactsMu.RUnlock()
 	n, err := policy.CompileNamed(src, artifactLookup{a.d.Store})
 	if err != nil {
 		return err

@@ -369,6 +369,26 @@ func (s *Store) Stat(ctx context.Context, sha256 string) (size int64, ok bool, e
 	return size, ok, nil
 }
 
+// Remove deletes an artifact's bytes; existed says whether they were
+// there. Removing what is not there is not an error, so a removal cut
+// short can simply be run again.
+func (s *Store) Remove(ctx context.Context, sha256 string) (existed bool, err error) {
+	if err := CheckSHA256(sha256); err != nil {
+		return false, fmt.Errorf("remove artifact: %w", err)
+	}
+	key := artifactPrefix + sha256
+	if _, existed, err = s.stat(ctx, key); err != nil {
+		return false, fmt.Errorf("remove artifact %s: %w", sha256, err)
+	}
+	if err := s.client.RemoveObject(ctx, s.cfg.Bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return false, fmt.Errorf("remove artifact %s from bucket %s: %w", sha256, s.cfg.Bucket, err)
+	}
+	if existed {
+		s.logger.Debug("removed artifact", "sha256", sha256)
+	}
+	return existed, nil
+}
+
 func (s *Store) stat(ctx context.Context, key string) (int64, bool, error) {
 	info, err := s.client.StatObject(ctx, s.cfg.Bucket, key, minio.StatObjectOptions{})
 	if err != nil {

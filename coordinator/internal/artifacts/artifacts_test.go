@@ -382,6 +382,27 @@ func wantContains(s string) func(*testing.T, error) {
 	}
 }
 
+// Remove takes an artifact's bytes and nothing else; removing them again
+// is no error and says they were not there.
+func TestRemove(t *testing.T) {
+	ts := newTestStore(t)
+	keep, gone := data(1000, 5), data(2000, 6)
+	for _, b := range [][]byte{keep, gone} {
+		if _, _, err := ts.Upload(t.Context(), bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, want := range []bool{true, false} {
+		existed, err := ts.Remove(t.Context(), sum(gone))
+		if err != nil || existed != want {
+			t.Fatalf("Remove #%d = %v, %v; want %v, nil", i+1, existed, err, want)
+		}
+	}
+	if keys := ts.keys(t, ""); len(keys) != 1 || keys[0] != artifactPrefix+sum(keep) {
+		t.Errorf("bucket holds %v, want only %s", keys, sum(keep))
+	}
+}
+
 func TestStatMissing(t *testing.T) {
 	ts := newTestStore(t)
 	size, ok, err := ts.Stat(t.Context(), sum([]byte("never uploaded")))
@@ -414,6 +435,9 @@ func TestMalformedHash(t *testing.T) {
 			}
 			if _, _, err := ts.Presign(t.Context(), h, time.Minute); !errors.Is(err, ErrInvalidSHA256) {
 				t.Errorf("Presign: %v; want ErrInvalidSHA256", err)
+			}
+			if _, err := ts.Remove(t.Context(), h); !errors.Is(err, ErrInvalidSHA256) {
+				t.Errorf("Remove: %v; want ErrInvalidSHA256", err)
 			}
 		})
 	}

@@ -110,19 +110,23 @@ Examples:
 			},
 		},
 		{
-			name: "artifact show", args: "SHA256", minArgs: 1, maxArgs: 1,
+			name: "artifact show", args: "SHA256|NAME", minArgs: 1, maxArgs: 1,
 			summary: "show an artifact",
 			timeout: defaultTimeout,
-			help: `SHA256 is the 64 hex digits printed by 'artifact push' and 'artifact list'.
+			help: `SHA256 is the 64 hex digits printed by 'artifact push' and 'artifact list', or
+their start from 8 digits on when no other artifact's starts so. NAME is the
+artifact's name, when one artifact alone has it.
 
 Examples:
   outpost artifact show 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
+  outpost artifact show 2cf24dba
+  outpost artifact show hello-1.0.0.tar.gz
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(ctx context.Context, e *env, args []string) error {
-					sha := strings.ToLower(args[0])
-					if b, err := hex.DecodeString(sha); err != nil || len(b) != sha256.Size {
-						return usagef("%q is not a SHA-256: want the 64 hex digits printed by 'outpost artifact push' or 'outpost artifact list'", args[0])
+					sha, err := resolveArtifact(ctx, e, args[0])
+					if err != nil {
+						return err
 					}
 					raw, err := e.api.get(ctx, "/v1/artifacts/"+sha, nil)
 					if err != nil {
@@ -166,7 +170,96 @@ Examples:
 				}
 			},
 		},
+		{
+			name: "artifact rm", args: "SHA256|NAME", minArgs: 1, maxArgs: 1,
+			summary: "remove an artifact that nothing uses: its record and its bytes on the file server",
+			timeout: defaultTimeout,
+			help: `The coordinator refuses while anything names the artifact: an office's
+policy, a named policy, a patch of the catalog, or a revision that an office's
+agents are still told (a distribution office's release waiting for its
+relay); the error lists them. Take it out of those first (apply the policies
+without it, import the patch with another artifact). Relays and agents drop
+their copies as they need the room.
+
+SHA256 and NAME are as for 'artifact show'. Running it again after a failure
+finishes the removal.
+
+Examples:
+  outpost artifact rm hello-1.0.0.tar.gz
+  outpost artifact rm 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(ctx context.Context, e *env, args []string) error {
+					sha, err := resolveArtifact(ctx, e, args[0])
+					if err != nil {
+						return err
+					}
+					raw, err := e.api.send(ctx, http.MethodDelete, "/v1/artifacts/"+sha, nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var out struct {
+						Name            string `json:"name"`
+						Size            int64  `json:"size"`
+						FreedFileServer bool   `json:"freed_file_server"`
+					}
+					if err := decode(raw, "removed artifact", &out); err != nil {
+						return err
+					}
+					what := "its bytes left on the file server"
+					if out.Name != "" {
+						what = fmt.Sprintf("%s (%s)", out.Name, byteSize(out.Size))
+						if !out.FreedFileServer {
+							what += "; the file server did not hold it"
+						}
+					}
+					_, err = fmt.Fprintf(e.stdout, "artifact %s removed: %s\n", sha, what)
+					return err
+				}
+			},
+		},
 	}
+}
+
+// resolveArtifact turns what a person typed into an artifact's SHA-256:
+// the whole hash as it is; a start of one (8 hex digits or more) or a
+// name, when one artifact alone matches, from the list.
+func resolveArtifact(ctx context.Context, e *env, arg string) (string, error) {
+	s := strings.TrimPrefix(strings.ToLower(arg), "sha256:")
+	if b, err := hex.DecodeString(s); err == nil && len(b) == sha256.Size {
+		return s, nil
+	}
+	raw, err := e.api.get(ctx, "/v1/artifacts", nil)
+	if err != nil {
+		return "", err
+	}
+	var list struct {
+		Artifacts []artifact `json:"artifacts"`
+	}
+	if err := decode(raw, "artifact list", &list); err != nil {
+		return "", err
+	}
+	prefix := len(s) >= 8 && len(s) < 64 && strings.Trim(s, "0123456789abcdef") == ""
+	var found []artifact
+	for _, a := range list.Artifacts {
+		if a.Name == arg || prefix && strings.HasPrefix(a.SHA256, s) {
+			found = append(found, a)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0].SHA256, nil
+	case 0:
+		return "", usagef("no artifact is named %q or has a SHA-256 starting so; see outpost artifact list", arg)
+	}
+	var which []string
+	for _, a := range found {
+		which = append(which, a.SHA256[:12]+"… ("+a.Name+")")
+	}
+	return "", usagef("%q matches %d artifacts: %s; give the whole SHA-256", arg, len(found), strings.Join(which, ", "))
 }
 
 func pushArtifact(ctx context.Context, e *env, path, name string, quiet bool) error {

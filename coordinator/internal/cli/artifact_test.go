@@ -217,9 +217,10 @@ func TestArtifactPushRefusedBeforeSending(t *testing.T) {
 	}
 }
 
-func TestArtifactListShow(t *testing.T) {
+func TestArtifactListShowRemove(t *testing.T) {
 	sha := "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
 	art := `{"sha256":"` + sha + `","size":1536,"name":"hello-1.0.0.tar.gz","uploaded":"2025-06-01T10:00:00Z"}`
+	other := `{"sha256":"00000000000a` + strings.Repeat("0", 52) + `","size":1,"name":"other.bin","uploaded":"2025-06-01T10:00:00Z"}`
 	tests := []struct {
 		name string
 		args []string
@@ -288,9 +289,62 @@ func TestArtifactListShow(t *testing.T) {
 			want: want{code: 1, stderr: "outpost: artifact show: no artifact " + sha + "\n"},
 		},
 		{
-			name: "show something that is no sha",
-			args: []string{"artifact", "show", "2cf24dba"},
-			want: want{code: 2, stderrHas: []string{`outpost: artifact show: "2cf24dba" is not a SHA-256`}},
+			name: "show by name",
+			args: []string{"artifact", "show", "hello-1.0.0.tar.gz", "--output", "json"},
+			api: []exchange{
+				{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `,` + other + `]}`},
+				{method: "GET", target: "/v1/artifacts/" + sha, answer: art},
+			},
+			want: want{stdoutJSON: art},
+		},
+		{
+			name: "show by the start of its hash",
+			args: []string{"artifact", "show", sha[:8], "--output", "json"},
+			api: []exchange{
+				{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `,` + other + `]}`},
+				{method: "GET", target: "/v1/artifacts/" + sha, answer: art},
+			},
+			want: want{stdoutJSON: art},
+		},
+		{
+			name: "show a name nothing has",
+			args: []string{"artifact", "show", "nope.tar.gz"},
+			api:  []exchange{{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `]}`}},
+			want: want{code: 2, stderrHas: []string{`outpost: artifact show: no artifact is named "nope.tar.gz" or has a SHA-256 starting so; see outpost artifact list`}},
+		},
+		{
+			name: "show a name two artifacts have",
+			args: []string{"artifact", "show", "hello-1.0.0.tar.gz"},
+			api:  []exchange{{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `,` + strings.Replace(other, "other.bin", "hello-1.0.0.tar.gz", 1) + `]}`}},
+			want: want{code: 2, stderrHas: []string{`"hello-1.0.0.tar.gz" matches 2 artifacts: 2cf24dba5fb0… (hello-1.0.0.tar.gz), 00000000000a… (hello-1.0.0.tar.gz); give the whole SHA-256`}},
+		},
+		{
+			name: "a hash start shorter than 8 digits is no hash",
+			args: []string{"artifact", "show", "2cf24db"},
+			api:  []exchange{{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `]}`}},
+			want: want{code: 2, stderrHas: []string{`no artifact is named "2cf24db"`}},
+		},
+		{
+			name: "rm by name",
+			args: []string{"artifact", "rm", "hello-1.0.0.tar.gz"},
+			api: []exchange{
+				{method: "GET", target: "/v1/artifacts", answer: `{"artifacts":[` + art + `]}`},
+				{method: "DELETE", target: "/v1/artifacts/" + sha, answer: `{"sha256":"` + sha + `","name":"hello-1.0.0.tar.gz","size":1536,"freed_file_server":true}`},
+			},
+			want: want{stdout: "artifact " + sha + " removed: hello-1.0.0.tar.gz (1.5 KiB)\n"},
+		},
+		{
+			name: "rm what only left bytes",
+			args: []string{"artifact", "rm", sha},
+			api:  []exchange{{method: "DELETE", target: "/v1/artifacts/" + sha, answer: `{"sha256":"` + sha + `","freed_file_server":true}`}},
+			want: want{stdout: "artifact " + sha + " removed: its bytes left on the file server\n"},
+		},
+		{
+			name: "rm in use",
+			args: []string{"artifact", "rm", sha},
+			api: []exchange{{method: "DELETE", target: "/v1/artifacts/" + sha, status: 409,
+				answer: `{"error":"artifact 2cf24dba5fb0 (hello-1.0.0.tar.gz) is in use: the policy of office berlin; take it out of it first"}`}},
+			want: want{code: 1, stderr: "outpost: artifact rm: artifact 2cf24dba5fb0 (hello-1.0.0.tar.gz) is in use: the policy of office berlin; take it out of it first\n"},
 		},
 	}
 	for _, tt := range tests {

@@ -45,7 +45,7 @@ type group struct {
 var groups = []group{
 	{"office", "create, list, change and remove offices"},
 	{"token", "enrollment tokens that let agents and relays join an office"},
-	{"artifact", "upload and inspect artifacts, the files policy items install"},
+	{"artifact", "upload, inspect and remove artifacts, the files policy items install"},
 	{"policy", "apply and show policies: an office's own, or named ones for offices, agents, labels"},
 	{"agent", "enrolled agents, their compliance, and waiting for a rollout"},
 	{"installer", "build what an office's computers install: agent, config, systemd unit, .deb"},

@@ -142,6 +142,7 @@ func (c *Console) routes() {
 		"POST /ui/agents/{id}/permissions":     c.setHostPermissions,
 		"GET /ui/artifacts":                    c.artifacts,
 		"POST /ui/artifacts":                   c.uploadArtifact,
+		"POST /ui/artifacts/{sha256}/delete":   c.removeArtifact,
 		"GET /ui/patches":                      c.patches,
 		"POST /ui/patches/import":              c.importPatches,
 		"GET /ui/patches/{id}":                 c.showPatch,

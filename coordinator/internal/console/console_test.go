@@ -40,6 +40,7 @@ type uploader struct {
 	mu      sync.Mutex
 	n       int64
 	maxRead int
+	held    map[string]int64
 }
 
 func (u *uploader) Upload(_ context.Context, r io.Reader, _ int64) (string, int64, error) {
@@ -60,10 +61,30 @@ func (u *uploader) Upload(_ context.Context, r io.Reader, _ int64) (string, int6
 			return "", 0, err
 		}
 	}
+	sha := hex.EncodeToString(h.Sum(nil))
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.n += n
-	u.mu.Unlock()
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	if u.held == nil {
+		u.held = map[string]int64{}
+	}
+	u.held[sha] = n
+	return sha, n, nil
+}
+
+func (u *uploader) Stat(_ context.Context, sha string) (int64, bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	n, ok := u.held[sha]
+	return n, ok, nil
+}
+
+func (u *uploader) Remove(_ context.Context, sha string) (bool, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.held[sha]
+	delete(u.held, sha)
+	return ok, nil
 }
 
 type signer struct{ key ed25519.PrivateKey }
@@ -1436,7 +1457,8 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 		{path: agent, forms: []string{agent + "/move", agent + "/labels", agent + "/labels", agent + "/delete"},
 			shows: []string{`<span class="badge label">kiosk</span>`, `id="effective-items"`}},
 		{path: agent + "/permissions", forms: []string{agent + "/permissions"}, adminOnly: true, shows: []string{`id="grants"`}},
-		{path: "/ui/artifacts", forms: []string{"/ui/artifacts"}, shows: []string{"hello-2.tar.gz"}},
+		{path: "/ui/artifacts", forms: []string{"/ui/artifacts", "/ui/artifacts/" + se.v1 + "/delete", "/ui/artifacts/" + se.v2 + "/delete"},
+			shows: []string{"hello-2.tar.gz"}},
 		{path: "/ui/policies", links: []string{"/ui/policies/+new"}, shows: []string{`href="/ui/policies/kiosks"`, `href="/ui/offices/hq/policy"`}},
 		{path: "/ui/policies/+new", forms: []string{"/ui/policies"}},
 		{path: "/ui/policies/kiosks", forms: []string{"/ui/policies/kiosks", "/ui/policies/kiosks/delete"},
@@ -1536,5 +1558,37 @@ func TestAgentsWaitingForARebootShown(t *testing.T) {
 	_, body = b.get("/ui/agents/ag-02")
 	if !strings.Contains(body, `id="agent-reboot"`) || !strings.Contains(body, "patch/OUT-3") || !strings.Contains(body, "outpost reboot pc-02") {
 		t.Fatalf("agent page:\n%s", body)
+	}
+}
+
+// The artifacts page removes an artifact nothing names; one a policy names
+// is refused with the coordinator's reason, and stays.
+func TestRemoveArtifactFromTheConsole(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	kept, spare := e.upload("kept-1.tar.gz", "bytes a policy names"), e.upload("spare-1.tar.gz", "bytes nothing names")
+	if code := e.apiDo("POST", "/v1/offices", map[string]any{"name": "berlin"}, nil); code != 201 {
+		t.Fatalf("office: %d", code)
+	}
+	if code := e.apiDo("PUT", "/v1/offices/berlin/policy", "items:\n  - kind: package\n    name: kept\n    version: \"1\"\n    artifact: "+kept+"\n", nil); code != 200 {
+		t.Fatalf("policy: %d", code)
+	}
+	if _, body := b.get("/ui/artifacts"); !strings.Contains(body, `action="/ui/artifacts/`+spare+`/delete"`) {
+		t.Fatalf("no remove button on the artifacts page:\n%s", body)
+	}
+	res, body := b.post("/ui/artifacts/"+kept+"/delete", url.Values{})
+	if res.StatusCode != http.StatusConflict || !strings.Contains(body, "is in use: the policy of office berlin") {
+		t.Fatalf("remove what berlin's policy names: %d\n%s", res.StatusCode, body)
+	}
+	if res, body := b.post("/ui/artifacts/"+spare+"/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("remove the spare artifact: %d\n%s", res.StatusCode, body)
+	}
+	var arts struct{ Artifacts []artifact }
+	e.apiDo("GET", "/v1/artifacts", nil, &arts)
+	if len(arts.Artifacts) != 1 || arts.Artifacts[0].SHA256 != kept {
+		t.Fatalf("artifacts after the removals: %+v", arts.Artifacts)
+	}
+	if res, _ := b.post("/ui/artifacts/"+spare+"/delete", url.Values{"csrf": {"stale"}}); res.StatusCode != http.StatusForbidden {
+		t.Fatalf("a removal without the form's token: %d", res.StatusCode)
 	}
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
@@ -27,6 +28,19 @@ func (c *Console) artifacts(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	sort.Slice(out.Artifacts, func(i, j int) bool { return out.Artifacts[i].Uploaded.After(out.Artifacts[j].Uploaded) })
 	return c.render(w, r, s, http.StatusOK, "artifacts", "artifacts", "Artifacts", nil, out.Artifacts)
+}
+
+// removeArtifact removes an artifact nothing names; the coordinator's
+// refusal says what still does.
+func (c *Console) removeArtifact(w http.ResponseWriter, r *http.Request, s *session) error {
+	var out struct {
+		Name string `json:"name"`
+	}
+	sha := r.PathValue("sha256")
+	if err := c.do(r, s, "DELETE", "/v1/artifacts/"+url.PathEscape(sha), nil, &out); err != nil {
+		return err
+	}
+	return done(w, r, s, "/ui/artifacts", "Removed "+cmp.Or(out.Name, "sha256 "+sha)+" from the file server.")
 }
 
 // uploadArtifact streams an upload through to POST /v1/artifacts: the

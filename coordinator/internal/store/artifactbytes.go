@@ -75,6 +75,22 @@ func deleteArtifactBytesOf(tx *bolt.Tx, member string) error {
 	return nil
 }
 
+// deleteArtifactBytesFor removes every agent's figures for one artifact.
+func deleteArtifactBytesFor(tx *bolt.Tx, sha string) error {
+	b := tx.Bucket(bArtifactBytes)
+	if b == nil {
+		return nil
+	}
+	prefix := []byte(sha + "/")
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ArtifactBytesOf lists every agent's figures for one artifact.
 func (s *Store) ArtifactBytesOf(sha string) ([]ArtifactBytes, error) {
 	var out []ArtifactBytes

@@ -681,6 +681,22 @@ func (s *Store) Artifact(sha string) (*Artifact, error) {
 	return out, err
 }
 
+// DeleteArtifact removes an artifact's record and every agent's figures
+// for it, in one step; ErrNotFound when there is no record.
+func (s *Store) DeleteArtifact(sha string) (*Artifact, error) {
+	var out *Artifact
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		if out, err = get[Artifact](tx, bArtifacts, sha); err != nil {
+			return fmt.Errorf("artifact %s: %w", sha, err)
+		}
+		if err := tx.Bucket(bArtifacts).Delete([]byte(sha)); err != nil {
+			return err
+		}
+		return deleteArtifactBytesFor(tx, sha)
+	})
+	return out, err
+}
+
 // Artifacts lists every artifact record.
 func (s *Store) Artifacts() ([]Artifact, error) {
 	var out []Artifact
