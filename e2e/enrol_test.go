@@ -71,3 +71,43 @@ func TestEnrolmentRetryIsTheSameMember(t *testing.T) {
 		t.Fatalf("a second computer on a one-use token: %v", err)
 	}
 }
+
+// TestRevokedTokenEnrolsNothingMore: over real QUIC, a revoked token is
+// refused with the reason, while the member that enrolled with it before
+// stays, and its retry with the key it kept still gets it back.
+func TestRevokedTokenEnrolsNothingMore(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("berlin", nil)
+	token := c.EnrollToken("berlin", "agent", 10)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	key, _ := tlsutil.NewKey()
+	first, _, err := member.Enroll(ctx, c.QUIC, c.CA, token, "pc-before", wire.Role_ROLE_AGENT, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens struct {
+		Tokens []struct{ ID, State string } `json:"tokens"`
+	}
+	c.MustDo("GET", "/v1/offices/berlin/tokens", nil, &tokens)
+	if len(tokens.Tokens) != 1 || tokens.Tokens[0].State != "valid" {
+		t.Fatalf("tokens: %+v", tokens.Tokens)
+	}
+	c.MustDo("DELETE", "/v1/offices/berlin/tokens/"+tokens.Tokens[0].ID, nil, nil)
+
+	other, _ := tlsutil.NewKey()
+	if _, _, err := member.Enroll(ctx, c.QUIC, c.CA, token, "pc-after", wire.Role_ROLE_AGENT, other); err == nil || !strings.Contains(err.Error(), "was revoked at") {
+		t.Fatalf("enrol with a revoked token: %v", err)
+	}
+	again, _, err := member.Enroll(ctx, c.QUIC, c.CA, token, "pc-before", wire.Role_ROLE_AGENT, key)
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("the retry of an enrolment made before the revocation: %v, %v; want %s", again, err, first.ID)
+	}
+	if agents := c.Agents("berlin"); len(agents) != 1 || agents[0].ID != first.ID {
+		t.Fatalf("agents after the revocation: %+v", agents)
+	}
+	c.MustDo("GET", "/v1/offices/berlin/tokens", nil, &tokens)
+	if len(tokens.Tokens) != 1 || tokens.Tokens[0].State != "revoked" {
+		t.Fatalf("tokens after the revocation: %+v", tokens.Tokens)
+	}
+}

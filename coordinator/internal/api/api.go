@@ -122,22 +122,23 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	})
 	a.mux.Handle("GET /metrics", promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{}))
 	routes := map[string]func(http.ResponseWriter, *http.Request) error{
-		"POST /v1/offices":               a.createOffice,
-		"GET /v1/offices":                a.listOffices,
-		"GET /v1/offices/{name}":         a.showOffice,
-		"PATCH /v1/offices/{name}":       a.updateOffice,
-		"DELETE /v1/offices/{name}":      a.deleteOffice,
-		"POST /v1/offices/{name}/tokens": a.createToken,
-		"GET /v1/offices/{name}/tokens":  a.listTokens,
-		"PUT /v1/offices/{name}/policy":  a.applyPolicy,
-		"GET /v1/offices/{name}/policy":  a.showPolicy,
-		"GET /v1/agents":                 a.listAgents,
-		"GET /v1/agents/{id}":            a.showAgent,
-		"POST /v1/agents/{id}/move":      a.moveAgent,
-		"POST /v1/artifacts":             a.uploadArtifact,
-		"GET /v1/artifacts":              a.listArtifacts,
-		"GET /v1/artifacts/{sha256}":     a.showArtifact,
-		"DELETE /v1/artifacts/{sha256}":  a.removeArtifact,
+		"POST /v1/offices":                      a.createOffice,
+		"GET /v1/offices":                       a.listOffices,
+		"GET /v1/offices/{name}":                a.showOffice,
+		"PATCH /v1/offices/{name}":              a.updateOffice,
+		"DELETE /v1/offices/{name}":             a.deleteOffice,
+		"POST /v1/offices/{name}/tokens":        a.createToken,
+		"GET /v1/offices/{name}/tokens":         a.listTokens,
+		"DELETE /v1/offices/{name}/tokens/{id}": a.revokeToken,
+		"PUT /v1/offices/{name}/policy":         a.applyPolicy,
+		"GET /v1/offices/{name}/policy":         a.showPolicy,
+		"GET /v1/agents":                        a.listAgents,
+		"GET /v1/agents/{id}":                   a.showAgent,
+		"POST /v1/agents/{id}/move":             a.moveAgent,
+		"POST /v1/artifacts":                    a.uploadArtifact,
+		"GET /v1/artifacts":                     a.listArtifacts,
+		"GET /v1/artifacts/{sha256}":            a.showArtifact,
+		"DELETE /v1/artifacts/{sha256}":         a.removeArtifact,
 	}
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h
@@ -574,6 +575,22 @@ type tokenView struct {
 	Expires time.Time `json:"expires"`
 	Uses    int       `json:"uses"`
 	Used    int       `json:"used"`
+	Revoked time.Time `json:"revoked,omitzero"`
+	// State is valid, used up, expired or revoked: whether it enrols.
+	State string `json:"state"`
+}
+
+func newTokenView(t *store.Token, now time.Time) tokenView {
+	state := "valid"
+	switch {
+	case !t.Revoked.IsZero():
+		state = "revoked"
+	case now.After(t.Expires):
+		state = "expired"
+	case t.Used >= t.Uses:
+		state = "used up"
+	}
+	return tokenView{ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses, Used: t.Used, Revoked: t.Revoked, State: state}
 }
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
@@ -607,20 +624,32 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := a.requireOffice(r.PathValue("name"), "of the token"); err != nil {
 		return err
 	}
-	var secret [20]byte
-	if _, err := rand.Read(secret[:]); err != nil {
-		return err
-	}
-	tok := "opt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]))
-	sum := sha256.Sum256([]byte(tok))
-	t := store.Token{ID: hex.EncodeToString(sum[:4]), Hash: hex.EncodeToString(sum[:]), Office: r.PathValue("name"),
-		Role: role, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second), Uses: uses, Created: time.Now().UTC()}
-	if err := a.d.Store.CreateToken(t); err != nil {
-		return err
+	var tok string
+	var t store.Token
+	// An id is the start of the secret's hash: another token may have it
+	// (one in 2^32 per token kept); a new secret then gets another.
+	for try := 0; ; try++ {
+		var secret [20]byte
+		if _, err := rand.Read(secret[:]); err != nil {
+			return err
+		}
+		tok = "opt_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret[:]))
+		sum := sha256.Sum256([]byte(tok))
+		t = store.Token{ID: hex.EncodeToString(sum[:4]), Hash: hex.EncodeToString(sum[:]), Office: r.PathValue("name"),
+			Role: role, Expires: time.Now().Add(ttl).UTC().Truncate(time.Second), Uses: uses, Created: time.Now().UTC()}
+		err := a.d.Store.CreateToken(t)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrExists) || try == 2 {
+			return err
+		}
 	}
 	a.log.Info("enrollment token created", "token_id", t.ID, "office", t.Office, "role", role, "uses", uses, "expires", t.Expires)
 	a.audit(r, "token.create", "office "+t.Office, fmt.Sprintf("token %s, role %s, %d uses, expires %s", t.ID, role, uses, t.Expires.Format(time.RFC3339)))
-	writeJSON(w, http.StatusCreated, tokenView{Token: tok, ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses})
+	v := newTokenView(&t, time.Now())
+	v.Token = tok
+	writeJSON(w, http.StatusCreated, v)
 	return nil
 }
 
@@ -632,11 +661,30 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	sort.Slice(tokens, func(i, j int) bool { return tokens[i].Created.Before(tokens[j].Created) })
 	out := []tokenView{}
-	for _, t := range tokens {
-		out = append(out, tokenView{ID: t.ID, Office: t.Office, Role: t.Role, Expires: t.Expires, Uses: t.Uses, Used: t.Used})
+	now := time.Now()
+	for i := range tokens {
+		out = append(out, newTokenView(&tokens[i], now))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": out})
+	return nil
+}
+
+// revokeToken makes a token enrol nothing more; members that enrolled
+// with it stay (agent rm removes one).
+func (a *API) revokeToken(w http.ResponseWriter, r *http.Request) error {
+	office, id := r.PathValue("name"), r.PathValue("id")
+	if _, err := a.d.Store.Office(office); err != nil {
+		return err
+	}
+	t, err := a.d.Store.RevokeToken(office, id, time.Now())
+	if err != nil {
+		return err
+	}
+	a.log.Info("enrollment token revoked", "token_id", t.ID, "office", office, "used", t.Used, "uses", t.Uses)
+	a.audit(r, "token.revoke", "office "+office, fmt.Sprintf("token %s, role %s, used %d of %d", t.ID, t.Role, t.Used, t.Uses))
+	writeJSON(w, http.StatusOK, newTokenView(t, time.Now()))
 	return nil
 }
 

@@ -63,6 +63,8 @@ type (
 		Expires stamp  `json:"expires"`
 		Uses    int    `json:"uses"`
 		Used    int    `json:"used"`
+		Revoked stamp  `json:"revoked"`
+		State   string `json:"state"`
 	}
 	policyInfo struct {
 		Office   string            `json:"office"`

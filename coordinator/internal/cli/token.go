@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/config"
@@ -99,10 +101,49 @@ Examples:
 					}
 					rows := make([][]string, 0, len(list.Tokens))
 					for _, t := range list.Tokens {
-						rows = append(rows, []string{t.ID, t.Role, until(e.now(), t.Expires.Time),
+						rows = append(rows, []string{t.ID, t.Role, orDash(t.State), until(e.now(), t.Expires.Time),
 							strconv.Itoa(t.Used) + "/" + strconv.Itoa(t.Uses)})
 					}
-					return writeTable(e.stdout, []string{"ID", "ROLE", "EXPIRES", "USED"}, rows)
+					return writeTable(e.stdout, []string{"ID", "ROLE", "STATE", "EXPIRES", "USED"}, rows)
+				}
+			},
+		},
+		{
+			name: "token revoke", args: "ID", minArgs: 1, maxArgs: 1,
+			summary: "revoke an enrollment token: nothing more enrols with it",
+			timeout: defaultTimeout,
+			help: `Use it when a token leaked or is no longer needed. Agents and relays that
+enrolled with it stay enrolled; remove one with outpost agent rm. ID is the
+token's id as token create and token list show it (never its secret).
+
+Tokens that expired or were revoked are listed for 30 days, then deleted.
+
+Examples:
+  outpost token revoke --office berlin 3f9c2a00
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				officeName := fs.String("office", "", "`NAME` of the token's office (required)")
+				return func(ctx context.Context, e *env, args []string) error {
+					if *officeName == "" {
+						return usagef("missing --office NAME")
+					}
+					if strings.HasPrefix(args[0], "opt_") {
+						return usagef("that is a token's secret; give its id, as outpost token list --office %s shows it (and create a new token: the secret was shown)", *officeName)
+					}
+					raw, err := e.api.send(ctx, http.MethodDelete, officePath(*officeName)+"/tokens/"+url.PathEscape(args[0]), nil)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var t enrollToken
+					if err := decode(raw, "token", &t); err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "token %s of office %s revoked; %s enrolled with it and stay%s\n",
+						t.ID, t.Office, plural(t.Used, "member"), map[bool]string{true: "s", false: ""}[t.Used == 1])
+					return err
 				}
 			},
 		},

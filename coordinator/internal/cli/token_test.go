@@ -83,23 +83,25 @@ func TestToken(t *testing.T) {
 			name: "list rounds times ahead",
 			args: []string{"token", "list", "--office", "berlin"},
 			api: []exchange{{method: "GET", target: "/v1/offices/berlin/tokens", answer: `{"tokens":[` +
-				`{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-08T11:59:00Z","uses":10,"used":3},` +
-				`{"id":"tk-2","office":"berlin","role":"agent","expires":"2025-06-02T11:59:59Z","uses":1,"used":0}]}`}},
+				`{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-08T11:59:00Z","uses":10,"used":3,"state":"valid"},` +
+				`{"id":"tk-2","office":"berlin","role":"agent","expires":"2025-06-02T11:59:59Z","uses":1,"used":0,"state":"valid"}]}`}},
 			want: want{stdout: "" +
-				"ID    ROLE   EXPIRES  USED\n" +
-				"tk-1  agent  in 7d    3/10\n" +
-				"tk-2  agent  in 24h   0/1\n"},
+				"ID    ROLE   STATE  EXPIRES  USED\n" +
+				"tk-1  agent  valid  in 7d    3/10\n" +
+				"tk-2  agent  valid  in 24h   0/1\n"},
 		},
 		{
 			name: "list",
 			args: []string{"token", "list", "--office", "berlin"},
 			api: []exchange{{method: "GET", target: "/v1/offices/berlin/tokens", answer: `{"tokens":[` +
-				`{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":10,"used":3},` +
-				`{"id":"tk-2","office":"berlin","role":"relay","expires":"2025-05-31T12:00:00Z","uses":1,"used":0}]}`}},
+				`{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":10,"used":3,"state":"revoked","revoked":"2025-06-01T11:00:00Z"},` +
+				`{"id":"tk-2","office":"berlin","role":"relay","expires":"2025-05-31T12:00:00Z","uses":1,"used":0,"state":"expired"},` +
+				`{"id":"tk-3","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":1,"used":1,"state":"used up"}]}`}},
 			want: want{stdout: "" +
-				"ID    ROLE   EXPIRES          USED\n" +
-				"tk-1  agent  in 24h           3/10\n" +
-				"tk-2  relay  expired 24h ago  0/1\n"},
+				"ID    ROLE   STATE    EXPIRES          USED\n" +
+				"tk-1  agent  revoked  in 24h           3/10\n" +
+				"tk-2  relay  expired  expired 24h ago  0/1\n" +
+				"tk-3  agent  used up  in 24h           1/1\n"},
 		},
 		{
 			name: "list json",
@@ -117,6 +119,30 @@ func TestToken(t *testing.T) {
 			name: "list without an office",
 			args: []string{"token", "list"},
 			want: want{code: 2, stderrHas: []string{"outpost: token list: missing --office NAME"}},
+		},
+		{
+			name: "revoke",
+			args: []string{"token", "revoke", "--office", "berlin", "tk-1"},
+			api: []exchange{{method: "DELETE", target: "/v1/offices/berlin/tokens/tk-1",
+				answer: `{"id":"tk-1","office":"berlin","role":"agent","expires":"2025-06-02T12:00:00Z","uses":10,"used":3,"state":"revoked","revoked":"2025-06-01T12:00:00Z"}`}},
+			want: want{stdout: "token tk-1 of office berlin revoked; 3 members enrolled with it and stay\n"},
+		},
+		{
+			name: "revoke an unknown token",
+			args: []string{"token", "revoke", "tk-9", "--office", "berlin"},
+			api: []exchange{{method: "DELETE", target: "/v1/offices/berlin/tokens/tk-9", status: 404,
+				answer: `{"error":"token tk-9 of office berlin: not found"}`}},
+			want: want{code: 1, stderr: "outpost: token revoke: token tk-9 of office berlin: not found\n"},
+		},
+		{
+			name: "revoke by the secret is refused without sending it",
+			args: []string{"token", "revoke", "--office", "berlin", "opt_abcdefgh"},
+			want: want{code: 2, stderrHas: []string{"that is a token's secret; give its id"}},
+		},
+		{
+			name: "revoke without an office",
+			args: []string{"token", "revoke", "tk-1"},
+			want: want{code: 2, stderrHas: []string{"outpost: token revoke: missing --office NAME"}},
 		},
 	}
 	for _, tt := range tests {

@@ -1433,7 +1433,14 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 			t.Fatalf("%s %s: %d", c.method, c.path, code)
 		}
 	}
-	e.addUser("rita", "read only pw", "read-only")
+// Every token of hq can be revoked.
+	var tokens struct{ Tokens []enrollToken }
+	e.apiDo("GET", "/v1/offices/hq/tokens", nil, &tokens)
+	var revokeForms []string
+	for _, tk := range tokens.Tokens {
+		revokeForms = append(revokeForms, "/ui/offices/hq/tokens/"+tk.ID+"/revoke")
+	}
+		e.addUser("rita", "read only pw", "read-only")
 	e.addUser("olga", "operator pw", "operator")
 	agent := "/ui/agents/" + agentID
 	pages := []struct {
@@ -1449,8 +1456,8 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 		{path: "/ui/agents", shows: []string{`id="agent-filters"`, `href="/ui/agents/` + agentID + `"`}},
 		{path: "/ui/offices", links: []string{"/ui/offices/+new"}, shows: []string{`href="/ui/offices/hq"`}},
 		{path: "/ui/offices/+new", forms: []string{"/ui/offices"}},
-		{path: "/ui/offices/hq", forms: []string{"/ui/offices/hq", "/ui/offices/hq/computers", "/ui/offices/hq/computers/rm",
-			"/ui/offices/hq/tokens", "/ui/offices/hq/rotate", "/ui/offices/hq/delete"},
+		{path: "/ui/offices/hq", forms: append([]string{"/ui/offices/hq", "/ui/offices/hq/computers", "/ui/offices/hq/computers/rm",
+			"/ui/offices/hq/tokens", "/ui/offices/hq/rotate", "/ui/offices/hq/delete"}, revokeForms...),
 			shows: []string{"<td>pc-9</td>", `value="direct" selected`, "0 of 1"}},
 		{path: "/ui/offices/hq/policy", forms: []string{"/ui/offices/hq/policy"}, shows: []string{se.v1}},
 		{path: "/ui/offices/hq/permissions", forms: []string{"/ui/offices/hq/permissions"}, adminOnly: true, shows: []string{`id="grants"`}},
@@ -1590,5 +1597,34 @@ func TestRemoveArtifactFromTheConsole(t *testing.T) {
 	}
 	if res, _ := b.post("/ui/artifacts/"+spare+"/delete", url.Values{"csrf": {"stale"}}); res.StatusCode != http.StatusForbidden {
 		t.Fatalf("a removal without the form's token: %d", res.StatusCode)
+	}
+}
+
+// A token revoked from the office page enrols nothing more, and is listed
+// as revoked without a second button.
+func TestRevokeTokenFromTheConsole(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	if code := e.apiDo("POST", "/v1/offices", map[string]any{"name": "berlin"}, nil); code != 201 {
+		t.Fatalf("office: %d", code)
+	}
+	var tk enrollToken
+	if code := e.apiDo("POST", "/v1/offices/berlin/tokens", map[string]any{"uses": 5}, &tk); code != 201 {
+		t.Fatalf("token: %d", code)
+	}
+	form := `action="/ui/offices/berlin/tokens/` + tk.ID + `/revoke"`
+	if _, body := b.get("/ui/offices/berlin"); !strings.Contains(body, form) || !strings.Contains(body, "<td>valid</td>") {
+		t.Fatalf("no revoke button for a valid token:\n%s", body)
+	}
+	res, body := b.post("/ui/offices/berlin/tokens/"+tk.ID+"/revoke", url.Values{})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("revoke: %d\n%s", res.StatusCode, body)
+	}
+	_, body = b.get("/ui/offices/berlin")
+	if strings.Contains(body, form) || !strings.Contains(body, "<td>revoked</td>") {
+		t.Fatalf("the revoked token is offered again or not shown revoked:\n%s", body)
+	}
+	if res, body := b.post("/ui/offices/berlin/tokens/nope/revoke", url.Values{}); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("revoke an unknown token: %d\n%s", res.StatusCode, body)
 	}
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
@@ -292,6 +293,15 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request, s *session
 	}
 	p.NewToken = &t
 	return c.render(w, r, s, http.StatusCreated, "office", "offices", "Office "+name, officeForm(p.Office), p)
+}
+
+func (c *Console) revokeToken(w http.ResponseWriter, r *http.Request, s *session) error {
+	name, id := r.PathValue("name"), r.PathValue("id")
+	var t enrollToken
+	if err := c.do(r, s, "DELETE", "/v1/offices/"+url.PathEscape(name)+"/tokens/"+url.PathEscape(id), nil, &t); err != nil {
+		return err
+	}
+	return done(w, r, s, "/ui/offices/"+url.PathEscape(name), fmt.Sprintf("Token %s revoked: nothing more enrols with it; the %d that enrolled with it stay.", t.ID, t.Used))
 }
 
 func (c *Console) deleteOffice(w http.ResponseWriter, r *http.Request, s *session) error {

@@ -55,6 +55,7 @@ type enrollToken struct {
 	Expires time.Time `json:"expires"`
 	Uses    int       `json:"uses"`
 	Used    int       `json:"used"`
+	State   string    `json:"state"`
 }
 
 type itemStatus struct {

@@ -71,6 +71,19 @@ type Token struct {
 	Uses    int       `json:"uses"`
 	Used    int       `json:"used"`
 	Created time.Time `json:"created"`
+	// Revoked is when an admin revoked it; zero while it is not.
+	Revoked time.Time `json:"revoked,omitzero"`
+}
+
+// TokenKeep is how long a token that can enrol nothing more (expired or
+// revoked) is kept and listed before it is deleted: long enough to read
+// what became of it, and for a member whose enrolment answer was lost to
+// retry (EnrollAgain).
+const TokenKeep = 30 * 24 * time.Hour
+
+// gone says whether t ended (expired or was revoked) before cutoff.
+func (t *Token) gone(cutoff time.Time) bool {
+	return t.Expires.Before(cutoff) || !t.Revoked.IsZero() && t.Revoked.Before(cutoff)
 }
 
 // ItemStatus is one item of a member's last report.
@@ -287,14 +300,51 @@ func (s *Store) DeleteOffice(name string) error {
 	return err
 }
 
-// CreateToken stores a new enrollment token for an existing office.
+// CreateToken stores a new enrollment token for an existing office. Tokens
+// of any office that ended more than TokenKeep before t was created are
+// deleted in the same step: creating tokens is what makes them pile up.
 func (s *Store) CreateToken(t Token) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bOffices).Get([]byte(t.Office)) == nil {
 			return fmt.Errorf("office %s: %w", t.Office, ErrNotFound)
 		}
+		old, err := list[Token](tx, bTokens, func(o *Token) bool { return o.gone(t.Created.Add(-TokenKeep)) })
+		if err != nil {
+			return err
+		}
+		for i := range old {
+			if err := deleteToken(tx, &old[i]); err != nil {
+				return err
+			}
+		}
+		if tx.Bucket(bTokens).Get([]byte(t.ID)) != nil {
+			return fmt.Errorf("token %s: %w", t.ID, ErrExists)
+		}
 		return putToken(tx, &t)
 	})
+}
+
+// RevokeToken makes an office's token enrol nothing more. Members that
+// enrolled with it stay. Revoking it again changes nothing; ErrNotFound
+// when the office has no such token.
+func (s *Store) RevokeToken(office, id string, now time.Time) (*Token, error) {
+	var out *Token
+	err := s.db.Update(func(tx *bolt.Tx) (err error) {
+		t, err := get[Token](tx, bTokens, id)
+		if errors.Is(err, ErrNotFound) || err == nil && t.Office != office {
+			return fmt.Errorf("token %s of office %s: %w", id, office, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		out = t
+		if !t.Revoked.IsZero() {
+			return nil
+		}
+		t.Revoked = now.UTC().Truncate(time.Second)
+		return putToken(tx, t)
+	})
+	return out, err
 }
 
 // Tokens lists the tokens of an office.
@@ -328,6 +378,8 @@ func (s *Store) Enroll(hash string, now time.Time, issue func(Token, Office) (Me
 			return err
 		}
 		switch {
+		case !t.Revoked.IsZero():
+			return &EnrollError{fmt.Sprintf("enrollment token %s was revoked at %s: ask an admin for a new one", t.ID, t.Revoked.UTC().Format(time.RFC3339))}
 		case now.After(t.Expires):
 			return &EnrollError{fmt.Sprintf("enrollment token %s expired at %s: ask an admin for a new one", t.ID, t.Expires.UTC().Format(time.RFC3339))}
 		case t.Used >= t.Uses:
