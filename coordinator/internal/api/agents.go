@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // agentStates are the values of GET /v1/agents?state=.
@@ -19,7 +20,12 @@ var agentStates = map[string]func(agentView) bool{
 // filterAgents keeps the agents that match the search of GET /v1/agents:
 // q is a case-insensitive part of the hostname or id, state one of
 // agentStates. The office filter is the store's, applied before.
-func filterAgents(q url.Values, views []agentView) ([]agentView, error) {
+//
+// not_seen=DURATION (Go's form, such as 720h) keeps the members that are
+// not connected and were last heard of longer ago than that: computers
+// gone for good, retired without being removed. One that never checked in
+// counts from its enrolment.
+func filterAgents(q url.Values, views []agentView, now time.Time) ([]agentView, error) {
 	text := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	state := strings.ToLower(strings.TrimSpace(q.Get("state")))
 	keep := func(agentView) bool { return true }
@@ -29,6 +35,20 @@ func filterAgents(q url.Values, views []agentView) ([]agentView, error) {
 			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant or reboot", state)
 		}
 		keep = f
+	}
+	if v := q.Get("not_seen"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, httpError(http.StatusBadRequest, "not_seen %q: want a positive duration such as 720h", v)
+		}
+		byState, cutoff := keep, now.Add(-d)
+		keep = func(v agentView) bool {
+			seen := v.LastSeen
+			if seen.IsZero() {
+				seen = v.Enrolled
+			}
+			return byState(v) && !v.Connected && seen.Before(cutoff)
+		}
 	}
 	if len(text) > 253 {
 		return nil, httpError(http.StatusBadRequest, "q is longer than a hostname can be (253)")

@@ -966,7 +966,7 @@ func (a *API) listAgents(w http.ResponseWriter, r *http.Request) error {
 	for i := range members {
 		out = append(out, a.agentView(&members[i], current))
 	}
-	if out, err = filterAgents(r.URL.Query(), out); err != nil {
+	if out, err = filterAgents(r.URL.Query(), out, time.Now()); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"agents": out})

@@ -97,24 +97,39 @@ func TestAgentSearch(t *testing.T) {
 	if _, err := st.UpdateMember("ag-2", func(m *store.Member) { m.Report = &store.Report{Revision: 1} }); err != nil {
 		t.Fatal(err)
 	}
+	// ag-1 (connected) and ag-2 were last heard of 40 days ago, ag-3 just
+	// now; ag-4 enrolled 40 days ago and never checked in.
+	for id, ago := range map[string]time.Duration{"ag-1": 40 * 24 * time.Hour, "ag-2": 40 * 24 * time.Hour, "ag-3": 0} {
+		if _, err := st.UpdateMember(id, func(m *store.Member) { m.LastSeen = time.Now().Add(-ago) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enrolled(t, st, "hamburg", "ag-4", "pc-never")
+	if _, err := st.UpdateMember("ag-4", func(m *store.Member) { m.Enrolled = time.Now().Add(-40 * 24 * time.Hour) }); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		query string
 		want  string // ids, comma-separated
 	}{
-		{"", "ag-1,ag-2,ag-3"},
+		{"", "ag-1,ag-2,ag-3,ag-4"},
 		{"?q=berlin", "ag-1,ag-2"},
 		{"?q=pc-berlin-1", "ag-1"}, // case does not matter
 		{"?q=AG-3", "ag-3"},        // ids match too
 		{"?q=nobody", ""},
 		{"?state=online", "ag-1,ag-3"},
-		{"?state=offline", "ag-2"},
+		{"?state=offline", "ag-2,ag-4"},
 		{"?state=roaming", "ag-3"},
-		{"?state=compliant", "ag-2,ag-3"}, // hamburg asks nothing of ag-3
+		{"?state=compliant", "ag-2,ag-3,ag-4"}, // hamburg asks nothing of ag-3 and ag-4
 		{"?state=noncompliant", "ag-1"},
 		{"?office=berlin&state=online", "ag-1"},
-		{"?office=hamburg&q=pc", ""},
+		{"?office=hamburg&q=pc", "ag-4"},
 		{"?office=berlin&q=2&state=compliant", "ag-2"},
+		{"?not_seen=720h", "ag-2,ag-4"}, // ag-1 is connected
+		{"?not_seen=1000h", ""},
+		{"?office=berlin&not_seen=720h", "ag-2"},
+		{"?state=compliant&not_seen=720h", "ag-2,ag-4"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -131,6 +146,8 @@ func TestAgentSearch(t *testing.T) {
 		"?state=asleep":                  `state "asleep": want online`,
 		"?office=paris":                  "office paris",
 		"?q=" + strings.Repeat("x", 300): "longer than a hostname",
+		"?not_seen=30d":                  `not_seen "30d": want a positive duration`,
+		"?not_seen=-1h":                  `not_seen "-1h": want a positive duration`,
 	} {
 		code, out := call(t, srv, "GET", "/v1/agents"+query, "", token)
 		if code/100 != 4 || !strings.Contains(out["error"].(string), errHas) {

@@ -64,28 +64,41 @@ online (connected now), offline, roaming (outside every office's address
 ranges), compliant, noncompliant or reboot (a change waits for the host to
 reboot: outpost reboot HOST). The coordinator does the filtering.
 
+--not-seen finds computers that have not checked in for that long (and are
+not connected), such as ones retired without being removed; remove them with
+outpost agent rm.
+
 Examples:
   outpost agent search pc-1
   outpost agent search --office berlin --state offline
   outpost agent search --state roaming --output json
+  outpost agent search --not-seen 30d
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "only agents in the office `NAME`")
 				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant or reboot")
+				notSeen := newTTLFlag(fs, "not-seen", 0, "only agents not heard of for a `DURATION` such as 30d or 72h")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch *state {
 					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot":
 					default:
 						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant or reboot", *state)
 					}
+					if *notSeen < 0 {
+						return usagef("--not-seen %s: want a positive duration such as 30d", *notSeen)
+					}
 					text := ""
 					if len(args) > 0 {
 						text = args[0]
 					}
-					if text == "" && *officeName == "" && *state == "" {
-						return usagef("nothing to search for: give TEXT, --office or --state (or use agent list)")
+					if text == "" && *officeName == "" && *state == "" && *notSeen == 0 {
+						return usagef("nothing to search for: give TEXT, --office, --state or --not-seen (or use agent list)")
 					}
-					return listAgents(ctx, e, *officeName, agentQuery(*officeName, text, *state))
+					q := agentQuery(*officeName, text, *state)
+					if *notSeen > 0 {
+						q.Set("not_seen", shortDuration(*notSeen))
+					}
+					return listAgents(ctx, e, *officeName, q)
 				}
 			},
 		},

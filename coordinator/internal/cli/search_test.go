@@ -55,6 +55,17 @@ func TestAgentSearchMove(t *testing.T) {
 			want: want{stderr: "no agents match\n"},
 		},
 		{
+			name: "search for computers not seen for 30 days",
+			args: []string{"agent", "search", "--not-seen", "30d", "--output", "json"},
+			api:  []exchange{{method: "GET", target: "/v1/agents?not_seen=720h", answer: `{"agents":[` + pc2 + `]}`}},
+			want: want{stdoutJSON: `{"agents":[` + pc2 + `]}`},
+		},
+		{
+			name: "search with a wrong not-seen",
+			args: []string{"agent", "search", "--not-seen", "a month"},
+			want: want{code: 2, stderrHas: []string{`invalid value "a month" for flag -not-seen`}},
+		},
+		{
 			name: "search with a wrong state",
 			args: []string{"agent", "search", "--state", "asleep"},
 			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant or reboot`}},
