@@ -1433,14 +1433,14 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 			t.Fatalf("%s %s: %d", c.method, c.path, code)
 		}
 	}
-// Every token of hq can be revoked.
+	// Every token of hq can be revoked.
 	var tokens struct{ Tokens []enrollToken }
 	e.apiDo("GET", "/v1/offices/hq/tokens", nil, &tokens)
 	var revokeForms []string
 	for _, tk := range tokens.Tokens {
 		revokeForms = append(revokeForms, "/ui/offices/hq/tokens/"+tk.ID+"/revoke")
 	}
-		e.addUser("rita", "read only pw", "read-only")
+	e.addUser("rita", "read only pw", "read-only")
 	e.addUser("olga", "operator pw", "operator")
 	agent := "/ui/agents/" + agentID
 	pages := []struct {
