@@ -926,6 +926,22 @@ func TestSearchAndFilters(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(body, "No agent matches") || !strings.Contains(body, `value="online" selected`) {
 		t.Fatalf("filters: %d\n%s", res.StatusCode, body)
 	}
+	// pc-old was last heard of 40 days ago, pc-new now.
+	e.enrolAgent("berlin", "ag-00000000000000a1", "pc-old")
+	e.enrolAgent("berlin", "ag-00000000000000a2", "pc-new")
+	for id, seen := range map[string]time.Time{"ag-00000000000000a1": time.Now().Add(-40 * 24 * time.Hour), "ag-00000000000000a2": time.Now()} {
+		if _, err := e.st.UpdateMember(id, func(m *store.Member) { m.LastSeen = seen }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, body = b.get("/ui/agents?not_seen=720h")
+	if res.StatusCode != 200 || !strings.Contains(body, ">pc-old<") || strings.Contains(body, ">pc-new<") || !strings.Contains(body, `value="720h" selected`) {
+		t.Fatalf("not seen for 30 days: %d\n%s", res.StatusCode, body)
+	}
+	res, body = b.get("/ui/agents?not_seen=forever")
+	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "f-not-seen", "positive duration") {
+		t.Fatalf("a not-seen filter that is no duration: %d\n%s", res.StatusCode, body)
+	}
 	res, body = b.get("/ui/audit?limit=0")
 	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "a-limit", "limit") {
 		t.Fatalf("audit limit: %d\n%s", res.StatusCode, body)

@@ -324,6 +324,12 @@ func (c *Console) deleteOffice(w http.ResponseWriter, r *http.Request, s *sessio
 
 var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot"}
 
+// notSeenChoices are the agents page's "not seen for" filter: computers
+// gone quiet, to remove the ones retired.
+var notSeenChoices = []struct{ Value, Label string }{
+	{"24h", "a day"}, {"168h", "a week"}, {"720h", "30 days"}, {"2160h", "90 days"},
+}
+
 func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) error {
 	f := newForm(r.URL.Query())
 	var offs struct{ Offices []office }
@@ -331,7 +337,7 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 		return err
 	}
 	q := url.Values{}
-	for _, k := range []string{"office", "state", "q"} {
+	for _, k := range []string{"office", "state", "q", "not_seen"} {
 		if v := strings.TrimSpace(f.Get(k)); v != "" {
 			q.Set(k, v)
 		}
@@ -339,7 +345,7 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 	var ags struct{ Agents []agent }
 	status := http.StatusOK
 	if err := c.do(r, s, "GET", "/v1/agents?"+q.Encode(), nil, &ags); err != nil {
-		if err := f.fail(err, []rule{{"state", "state"}, {"office", "office"}, {"q is", "q"}}); err != nil {
+		if err := f.fail(err, []rule{{"state", "state"}, {"office", "office"}, {"q is", "q"}, {"not_seen", "not_seen"}}); err != nil {
 			return err
 		}
 		status = f.status()
@@ -356,7 +362,7 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 		ags.Agents = kept
 	}
 	return c.render(w, r, s, status, "agents", "agents", "Agents", f,
-		map[string]any{"Agents": ags.Agents, "Offices": offs.Offices, "States": agentStates})
+		map[string]any{"Agents": ags.Agents, "Offices": offs.Offices, "States": agentStates, "NotSeen": notSeenChoices})
 }
 
 type agentPage struct {
