@@ -280,13 +280,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	_, quicPort, _ := net.SplitHostPort(c.cfg.QUICAddr)
 	h, err := api.New(api.Deps{Store: st, Files: uploader, PublicAddress: c.PublicAddress(), Notifier: qs, Presence: qs,
 		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token,
-		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), QUICPort: quicPort}, c.reg)
+		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), QUICPort: quicPort, DataDir: c.cfg.DataDir, Version: Version}, c.reg)
 	if err != nil {
 		return err
 	}
 	// Set before the QUIC server runs: an agent placed in an office may
 	// need a revision of its own there.
 	qs.SetPlacementHook(h.MemberPlaced)
+	qs.SetRevisionRaise(h.RaiseRevision)
 	if err := h.PublishFirstRevisions(); err != nil {
 		c.log.Error("publish the first revision of offices with agents and no policy", "err", err)
 	}

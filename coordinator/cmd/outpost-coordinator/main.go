@@ -24,6 +24,9 @@ func main() {
 }
 
 func run() error {
+	if len(os.Args) > 1 && os.Args[1] == "restore" {
+		return restore(os.Args[2:])
+	}
 	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file (else OUTPOST_COORDINATOR_CONFIG names it)")
 	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
@@ -32,7 +35,7 @@ func run() error {
 	quicAddr := fs.String("quic-addr", "", "QUIC listen address for agents and relays (default :8027)")
 	version := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: outpost-coordinator [flags]\n\nRuns the Outpost coordinator. Settings come from defaults, then --config,\nthen OUTPOST_COORDINATOR_* variables (e.g. OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT),\nthen these flags.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: outpost-coordinator [flags]\n       outpost-coordinator restore [flags] BACKUP\n\nRuns the Outpost coordinator. Settings come from defaults, then --config,\nthen OUTPOST_COORDINATOR_* variables (e.g. OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT),\nthen these flags. 'restore -h' tells how to restore a backup.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -88,6 +88,10 @@ type Deps struct {
 	// PublicAddress is the host:port agents reach the QUIC endpoint at;
 	// installers carry it.
 	PublicAddress string
+	// DataDir is the coordinator's data directory, which backups take
+	// whole, and Version the coordinator's, which they record.
+	DataDir string
+	Version string
 }
 
 // API is the HTTP handler.
@@ -139,6 +143,7 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"GET /v1/artifacts":                     a.listArtifacts,
 		"GET /v1/artifacts/{sha256}":            a.showArtifact,
 		"DELETE /v1/artifacts/{sha256}":         a.removeArtifact,
+		"POST /v1/backup":                       a.takeBackup,
 	}
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h

@@ -56,7 +56,7 @@ func requiredRole(route string) string {
 		// manage right on that office or host (permissions.go).
 		return auth.RoleNone
 	case strings.HasPrefix(path, "/v1/users"), strings.HasPrefix(path, "/v1/groups"),
-		strings.HasPrefix(path, "/v1/audit"), strings.HasSuffix(path, "/permissions") && method != http.MethodGet:
+		strings.HasPrefix(path, "/v1/audit"), path == "/v1/backup", strings.HasSuffix(path, "/permissions") && method != http.MethodGet:
 		return auth.RoleAdmin
 	case method == http.MethodGet:
 		return auth.RoleReadOnly

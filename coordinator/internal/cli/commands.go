@@ -75,6 +75,7 @@ func init() {
 	register(accessCommands()...)
 	register(hostCommands()...)
 	register(scopeCommands()...)
+	register(backupCommands()...)
 	register(versionCommand())
 }
 

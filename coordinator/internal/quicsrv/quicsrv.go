@@ -111,6 +111,9 @@ type Server struct {
 	// badHostnames rate-limits the warning for a member whose check-ins
 	// report a hostname that is refused.
 	badHostnames hostnameWarnings
+	// catchUp moves offices' revisions past members' after a restore
+	// (restored.go).
+	catchUp revisionCatchUp
 }
 
 // SetPlacementHook makes the server tell f (synchronously) of every agent
@@ -969,6 +972,7 @@ func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRe
 	if moved && s.placed != nil && m.Role == "agent" {
 		s.placed(m.ID)
 	}
+	s.caughtUp(m, now)
 	s.keepArtifactBytes(id, m.Office, req.GetArtifactBytes(), now)
 	return m, nil
 }

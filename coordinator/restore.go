@@ -1,0 +1,101 @@
+package coordinator
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/outposthq/outpost/coordinator/internal/backup"
+	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/fsutil"
+)
+
+// RestoreOptions say where and how a backup is restored.
+type RestoreOptions struct {
+	DataDir string
+	// Identities open an encrypted backup: age private keys, or a
+	// passphrase (age.NewScryptIdentity).
+	Identities []age.Identity
+	// Force moves a data directory that holds a coordinator's state aside
+	// (to DataDir.before-restore-TIME) instead of refusing.
+	Force bool
+	Now   time.Time
+}
+
+// RestoreResult says what a restore did.
+type RestoreResult struct {
+	Manifest *backup.Manifest
+	// MovedAside is where the data directory that was there went; empty
+	// when there was none.
+	MovedAside string
+}
+
+// Restore puts a backup (outpost backup) in place as the data directory,
+// with the coordinator stopped. Everything is checked before anything is
+// moved; a restore cut short leaves the data directory as it was, or
+// (after the old one was moved aside) absent, and running it again
+// finishes it. The store is marked as restored, so that the coordinator
+// moves each office's revisions past what its members report holding.
+func Restore(r io.Reader, opt RestoreOptions) (*RestoreResult, error) {
+	dir := filepath.Clean(opt.DataDir)
+	if opt.DataDir == "" {
+		return nil, errors.New("no data directory: give --data-dir or a configuration with data_dir")
+	}
+	res := &RestoreResult{}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, backup.StoreFile)); err == nil {
+			// A running coordinator holds the store's lock.
+			st, err := store.Open(filepath.Join(dir, backup.StoreFile))
+			if err != nil {
+				return nil, fmt.Errorf("stop the coordinator first: %w", err)
+			}
+			st.Close()
+		}
+		if !opt.Force {
+			return nil, fmt.Errorf("%s is not empty: it holds a coordinator's state; --force moves it aside to %s.before-restore-TIME and restores in its place", dir, dir)
+		}
+		res.MovedAside = fmt.Sprintf("%s.before-restore-%s", dir, opt.Now.UTC().Format("20060102T150405Z"))
+	}
+	work := dir + ".restoring"
+	if err := os.RemoveAll(work); err != nil { // left by a restore cut short
+		return nil, err
+	}
+	m, err := backup.Extract(r, work, opt.Identities...)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work) // gone by rename unless something failed
+	st, err := store.Open(filepath.Join(work, backup.StoreFile))
+	if err != nil {
+		return nil, fmt.Errorf("the backup's store does not open: %w", err)
+	}
+	err = st.MarkRestored(store.Restored{At: opt.Now.UTC(), BackupMade: m.Created})
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("mark the store as restored: %w", err)
+	}
+	res.Manifest = m
+	if res.MovedAside != "" {
+		if err := fsutil.Rename(dir, res.MovedAside); err != nil {
+			return nil, fmt.Errorf("move the old data directory aside: %w", err)
+		}
+	} else if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err // an empty directory: its place is taken
+	}
+	if err := fsutil.Rename(work, dir); err != nil {
+		return nil, fmt.Errorf("put the restored data directory in place: %w", err)
+	}
+	return res, nil
+}
