@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -51,7 +50,7 @@ func TestRestoredCoordinatorTakesOverItsFleet(t *testing.T) {
 	c := coordinatortest.New(t)
 	c.CreateOffice("hq", map[string]any{"mode": "direct", "checkin_interval": "5s"})
 	token := c.EnrollToken("hq", "agent", 3)
-	a1 := startAgent(t, c, token, "pc-1", "127.0.0.2")
+	startAgent(t, c, token, "pc-1", "127.0.0.2")
 	rev := c.Apply("hq", "items: []\n")
 	testutil.Eventually(t, 60*time.Second, compliantAt(c, "hq", 1, rev), "pc-1 compliant at revision %d", rev)
 
@@ -60,10 +59,10 @@ func TestRestoredCoordinatorTakesOverItsFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	for body, want := range map[string]string{
-		`{}`: "give recipients",
-		`{"recipients":["age1nope"]}`:          "not an age public key",
-		`{"passphrase":"short"}`:               "shorter than 12",
-		`{"plain":true,"passphrase":"x"}`:      "exactly one",
+		`{}`:                              "give recipients",
+		`{"recipients":["age1nope"]}`:     "not an age public key",
+		`{"passphrase":"short"}`:          "shorter than 12",
+		`{"plain":true,"passphrase":"x"}`: "exactly one",
 	} {
 		if code, msg := c.Do("POST", "/v1/backup", body, nil); code != 400 || !strings.Contains(msg, want) {
 			t.Errorf("backup %s: %d %q, want 400 %q", body, code, msg, want)
@@ -82,7 +81,7 @@ func TestRestoredCoordinatorTakesOverItsFleet(t *testing.T) {
 		rev = c.ApplyNew("hq", "items: []\n")
 	}
 	testutil.Eventually(t, 60*time.Second, compliantAt(c, "hq", 1, rev), "pc-1 compliant at revision %d", rev)
-	a2 := startAgent(t, c, token, "pc-late", "127.0.0.3")
+	startAgent(t, c, token, "pc-late", "127.0.0.3")
 	testutil.Eventually(t, 60*time.Second, func() bool { return len(c.Agents("hq")) == 2 }, "pc-late enrolled")
 	held := rev
 
@@ -115,7 +114,4 @@ func TestRestoredCoordinatorTakesOverItsFleet(t *testing.T) {
 	}
 	next := c.ApplyNew("hq", "items: []\n")
 	testutil.Eventually(t, 60*time.Second, compliantAt(c, "hq", 1, next), "pc-1 follows revision %d after the restore", next)
-	_ = a1
-	_ = a2
-	_ = fmt.Sprint
 }
