@@ -30,6 +30,7 @@ type authAPI struct {
 	notes  *notes
 	revs   *revocationNotes
 	policy ed25519.PublicKey
+	api    *API
 }
 
 func newAuthAPI(t *testing.T) *authAPI {
@@ -62,7 +63,7 @@ func newAuthAPI(t *testing.T) *authAPI {
 	}
 	srv := httptest.NewServer(a)
 	t.Cleanup(srv.Close)
-	return &authAPI{srv: srv, st: st, notes: n, revs: rv, policy: pub}
+	return &authAPI{srv: srv, st: st, notes: n, revs: rv, policy: pub, api: a}
 }
 
 func (x *authAPI) login(t *testing.T, user, password string) string {

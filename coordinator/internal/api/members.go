@@ -43,7 +43,12 @@ func (a *API) rotateGossipKey(w http.ResponseWriter, r *http.Request) error {
 // connection any more, its live connection is closed, and its office's
 // gossip key is rotated so that it is cut off from the office too.
 func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
-	m, err := a.d.Store.DeleteMember(r.PathValue("id"))
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	// One transaction: a member never stays removed with its office's key.
+	m, err := a.d.Store.RemoveMember(r.PathValue("id"), key, time.Now())
 	if err != nil {
 		return err
 	}
@@ -52,10 +57,7 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request) error {
 	if d, ok := a.d.Presence.(interface{ Disconnect(string) }); ok {
 		d.Disconnect(m.ID)
 	}
-	a.log.Info("member removed", "member", m.ID, "hostname", m.Hostname, "office", m.Office)
-	if _, err := a.startRotation(m.Office); err != nil {
-		return err
-	}
+	a.log.Info("member removed; its office's gossip key rotation started", "member", m.ID, "hostname", m.Hostname, "office", m.Office)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -641,6 +641,9 @@ func (a *API) officeCompliance(w http.ResponseWriter, r *http.Request) error {
 }
 
 // RunRules evaluates the approval rules every interval until ctx ends.
+//
+// Each round also signs what a change stored and never signed (Reconcile):
+// the first round runs at start.
 func (a *API) RunRules(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -649,6 +652,9 @@ func (a *API) RunRules(ctx context.Context, every time.Duration) error {
 			a.log.Error("evaluate patch approval rules", "err", err)
 		} else if len(added) > 0 {
 			a.log.Info("patch approval rules approved patches", "approvals", len(added))
+		}
+		if _, err := a.Reconcile(); err != nil {
+			a.log.Error("sign changes left unsigned", "err", err)
 		}
 		select {
 		case <-ctx.Done():

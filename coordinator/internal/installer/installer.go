@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,6 +29,7 @@ import (
 	"github.com/goreleaser/nfpm/v2/files"
 	"gopkg.in/yaml.v3"
 
+	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
@@ -97,11 +99,70 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Build writes the installer into cfg.OutDir.
-func Build(cfg Config) (*Result, error) {
+// Build writes the installer into cfg.OutDir. It builds in a temporary
+// directory beside it, syncs every file, and renames it into place: a
+// build cut short (a kill, a full disk, a power loss) leaves no directory
+// that looks like an installer, and the next build is not refused.
+func Build(cfg Config) (res *Result, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("build installer: %w", err)
 	}
+	final := filepath.Clean(cfg.OutDir)
+	if err := CheckOutDir(final); err != nil {
+		return nil, err
+	}
+	parent := filepath.Dir(final)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return nil, err
+	}
+	// The directory will hold the token: only its owner reads it (MkdirTemp
+	// makes it 0700).
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".partial-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	cfg.OutDir = tmp
+	if res, err = build(cfg); err != nil {
+		return nil, err
+	}
+	if err := syncTree(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.Remove(final); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err // CheckOutDir found it empty
+	}
+	if err := fsutil.Rename(tmp, final); err != nil {
+		return nil, err
+	}
+	res.Dir, res.Deb = final, filepath.Join(final, filepath.Base(res.Deb))
+	return res, nil
+}
+
+// syncTree makes every file and directory under dir durable.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		return nil
+	})
+}
+
+// build writes the installer into cfg.OutDir, which exists and is empty.
+func build(cfg Config) (*Result, error) {
 	if cfg.MTime.IsZero() {
 		cfg.MTime = time.Now()
 	}
@@ -115,9 +176,6 @@ func Build(cfg Config) (*Result, error) {
 		return nil, err
 	}
 	sort.Strings(plugins)
-	if err := makeOutDir(cfg.OutDir); err != nil {
-		return nil, err
-	}
 	res := &Result{Dir: cfg.OutDir, Arch: arch}
 	write := func(rel string, data []byte, mode os.FileMode) error {
 		p := filepath.Join(cfg.OutDir, rel)
@@ -204,17 +262,6 @@ func CheckOutDir(dir string) error {
 		return fmt.Errorf("output directory %s is not empty: pass another --out or remove it", dir)
 	}
 	return nil
-}
-
-func makeOutDir(dir string) error {
-	if err := CheckOutDir(dir); err != nil {
-		return err
-	}
-	// The directory will hold the token: only its owner reads it.
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	return os.Chmod(dir, 0o700)
 }
 
 func copyFile(src, dst string) error {

@@ -376,6 +376,11 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 			}
 			s.m.enrollments.WithLabelValues("again").Inc()
 			s.log.Info("member enrolled again (its first answer was lost)", "member", m.ID, "hostname", m.Hostname, "office", office.Name)
+			// The first answer may have been lost before its placement
+			// was published; placing again changes nothing if it was.
+			if s.placed != nil && role == "agent" {
+				s.placed(m.ID)
+			}
 			return s.enrolled(m, office, der, req.GetGossipKey())
 		}
 	}

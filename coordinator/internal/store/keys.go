@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,10 +23,14 @@ const (
 // member just removed, say) must not keep it.
 func (s *Store) StartKeyRotation(office string, next []byte, now time.Time) (*Office, error) {
 	return s.UpdateOffice(office, func(o *Office) error {
-		o.GossipKeys = [][]byte{next}
-		o.Rotation, o.RotationSince = RotationInstall, now
+		startKeyRotation(o, next, now)
 		return nil
 	})
+}
+
+func startKeyRotation(o *Office, next []byte, now time.Time) {
+	o.GossipKeys = [][]byte{next}
+	o.Rotation, o.RotationSince = RotationInstall, now
 }
 
 // AdvanceKeyRotation moves an office's rotation on when its phase has
@@ -60,6 +65,13 @@ func (s *Store) AdvanceKeyRotation(office string, phase time.Duration, now time.
 // cut off from its office too. Its runs, its host permission list and its
 // per-artifact download figures go with it.
 func (s *Store) DeleteMember(id string) (*Member, error) {
+	return s.RemoveMember(id, nil, time.Time{})
+}
+
+// RemoveMember is DeleteMember that also starts replacing the gossip key
+// of the member's office with nextKey, in the same transaction: a kill in
+// between must not leave a removed member holding its office's key.
+func (s *Store) RemoveMember(id string, nextKey []byte, now time.Time) (*Member, error) {
 	var out *Member
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		m, err := get[Member](tx, bMembers, id)
@@ -77,7 +89,21 @@ func (s *Store) DeleteMember(id string) (*Member, error) {
 		if err := deleteArtifactBytesOf(tx, id); err != nil {
 			return err
 		}
-		return deleteMember(tx, m)
+		if err := deleteMember(tx, m); err != nil {
+			return err
+		}
+		if nextKey == nil {
+			return nil
+		}
+		o, err := get[Office](tx, bOffices, m.Office)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		startKeyRotation(o, nextKey, now)
+		return put(tx, bOffices, o.Name, o)
 	})
 	return out, err
 }
