@@ -318,9 +318,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		fetcher.SetTuning(fetch.Tuning{Refresh: 250 * time.Millisecond, StallAfter: 5 * time.Second})
 	}
 	a.fetcher = fetcher
-	run, err := runner.New(runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout,
-		Location: a.officeLocation},
-		content{a, fetcher}, a.log, a.reg)
+	runCfg := runner.Config{PluginsDir: a.cfg.PluginsDir, Root: a.cfg.Root, CallTimeout: a.cfg.PluginTimeout, Location: a.officeLocation}
+	a.rebootHooks(&runCfg)
+	run, err := runner.New(runCfg, content{a, fetcher}, a.log, a.reg)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/agent/internal/runner"
+	"github.com/outposthq/outpost/agent/internal/state"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -21,8 +23,9 @@ import (
 const maxRebootItems = 100
 
 // carryReboot adds to report, a run just made, the items that wait for
-// a reboot: those of the last run (old) if the host has not booted since,
-// and this run's that were changed and need one.
+// a reboot: those of the last run (old) and those recorded as they were
+// applied (a run cut short by a stop leaves only that record), if the host
+// has not booted since, and this run's that were changed and need one.
 func (a *Agent) carryReboot(report, old *wire.Report) {
 	boot := a.bootID()
 	report.BootId = boot
@@ -30,6 +33,16 @@ func (a *Agent) carryReboot(report, old *wire.Report) {
 	since := int64(0)
 	if old != nil && sameBoot(old.GetBootId(), boot) {
 		items, since = slices.Clone(old.GetRebootItems()), old.GetRebootSinceUnix()
+	}
+	if n := a.rebootNeed(); n != nil && sameBoot(n.Boot, boot) {
+		for _, id := range n.Items {
+			if !slices.Contains(items, id) {
+				items = append(items, id)
+			}
+		}
+		if since == 0 || n.Since > 0 && n.Since < since {
+			since = n.Since
+		}
 	}
 	for _, it := range report.GetItems() {
 		if it.GetRebootRequired() && it.GetStatus() == wire.ItemReport_STATUS_COMPLIANT && !slices.Contains(items, it.GetId()) {
@@ -93,4 +106,30 @@ func sameBoot(a, b string) bool {
 	x, err1 := strconv.ParseInt(at, 10, 64)
 	y, err2 := strconv.ParseInt(bt, 10, 64)
 	return err1 == nil && err2 == nil && max(x-y, y-x) < int64(time.Minute/time.Second)
+}
+
+// rebootHooks makes the runner record each item that needs a reboot as
+// soon as it is applied, and reboot for those an earlier process of this
+// boot applied and was stopped before it rebooted for.
+func (a *Agent) rebootHooks(cfg *runner.Config) {
+	cfg.RebootNeeded = func(item string) {
+		if err := a.state.NoteRebootNeed(a.bootID(), item, time.Now().Unix()); err != nil && !state.Repeated(err) {
+			a.log.Error("record that an item needs a reboot: a stop before this run ends forgets it", "item", item, "err", err)
+		}
+	}
+	cfg.PendingReboots = func() []string {
+		n := a.rebootNeed()
+		if n == nil || !sameBoot(n.Boot, a.bootID()) {
+			return nil
+		}
+		return n.Items
+	}
+}
+
+// rebootNeed is the recorded need of this agent's state, if any.
+func (a *Agent) rebootNeed() *state.RebootNeed {
+	if a.state == nil {
+		return nil
+	}
+	return a.state.RebootNeed()
 }

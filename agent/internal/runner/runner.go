@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,6 +59,14 @@ type Config struct {
 	// Reboot reboots the host when an item needs it and its reboot policy
 	// allows; nil means DefaultReboot.
 	Reboot func(ctx context.Context, root, reason string) error
+	// RebootNeeded, if set, is told at once (before the next item) of an
+	// item whose apply needs a reboot, so that a stop before the run ends
+	// does not lose it.
+	RebootNeeded func(item string)
+	// PendingReboots, if set, names the items an earlier run of this boot
+	// applied and no reboot followed (a stop came first): a run reboots
+	// for them as for its own, when their reboot policy allows.
+	PendingReboots func() []string
 }
 
 // Runner applies policies, one run at a time.
@@ -203,6 +212,9 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 		} else {
 			delete(r.compliant, it.GetId())
 		}
+		if ir.GetRebootRequired() && ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT && r.cfg.RebootNeeded != nil {
+			r.cfg.RebootNeeded(it.GetId())
+		}
 		if ir.GetRebootRequired() && it.GetReboot() == RebootIfNeeded && ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT {
 			reboots = append(reboots, it.GetId())
 		}
@@ -218,6 +230,7 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 			delete(r.compliant, id)
 		}
 	}
+	reboots = append(reboots, r.pendingReboots(p, report, reboots)...)
 	if len(reboots) > 0 {
 		reason := "outpost: reboot needed by " + strings.Join(reboots, ", ")
 		if err := r.cfg.Reboot(ctx, r.cfg.Root, reason); err != nil {
@@ -236,6 +249,35 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 	}
 	r.runs.WithLabelValues(outcome).Inc()
 	return report
+}
+
+// pendingReboots are the items an earlier run of this boot applied
+// without the reboot that should have followed, that this run found
+// compliant, whose reboot policy reboots, and whose window is open.
+func (r *Runner) pendingReboots(p *wire.Policy, report *wire.Report, have []string) []string {
+	if r.cfg.PendingReboots == nil {
+		return nil
+	}
+	pending := r.cfg.PendingReboots()
+	var out []string
+	for i, it := range p.GetItems() {
+		id := it.GetId()
+		if !slices.Contains(pending, id) || slices.Contains(have, id) || it.GetReboot() != RebootIfNeeded ||
+			report.GetItems()[i].GetStatus() != wire.ItemReport_STATUS_COMPLIANT {
+			continue
+		}
+		if it.GetWindow() != "" {
+			w, err := parseWindow(it.GetWindow())
+			if err != nil {
+				continue
+			}
+			if open, _ := w.open(r.cfg.Clock(), r.location()); !open {
+				continue
+			}
+		}
+		out = append(out, id)
+	}
+	return out
 }
 
 func statusName(s wire.ItemReport_Status) string {
