@@ -86,9 +86,9 @@ gossip_bind: 0.0.0.0:7946
 				c.EnrollToken, c.Coordinator = "t", "[::1]:9"
 			},
 		},
-		{name: "unknown key", yaml: "listen: :1\nlisten_addr: :2\n", wantErr: "field listen_addr not found"},
-		{name: "unknown nested key", yaml: "file_server:\n  password: x\n", wantErr: "field password not found"},
-		{name: "wrong type", yaml: "file_server:\n  secure: maybe\n", wantErr: "cannot unmarshal !!str `maybe` into bool"},
+		{name: "unknown key", yaml: "listen: :1\nlisten_addr: :2\n", wantErr: `unknown key "listen_addr"`},
+		{name: "unknown nested key", yaml: "file_server:\n  password: x\n", wantErr: `unknown key "password"`},
+		{name: "wrong type", yaml: "file_server:\n  secure: maybe\n", wantErr: `line 2: "maybe" is not true or false`},
 		{name: "bad bool in env", yaml: "-", env: map[string]string{"OUTPOST_RELAY_FILE_SERVER_SECURE": "yes please"},
 			wantErr: "OUTPOST_RELAY_FILE_SERVER_SECURE"},
 		{name: "bad duration in env", yaml: "-", env: map[string]string{"OUTPOST_RELAY_SHUTDOWN_TIMEOUT": "soon"},
@@ -409,7 +409,7 @@ func TestTLSHosts(t *testing.T) {
 			want: []string{"d.example", "e.example"}},
 		{name: "comma inside a list entry", yaml: "tls_hosts: [\"a.example,b.example\"]\n", wantErr: "one host per list entry"},
 		{name: "mapping", yaml: "tls_hosts:\n  a: b\n", wantErr: "want a list of hosts or a comma-separated string"},
-		{name: "list of lists", yaml: "tls_hosts: [[a]]\n", wantErr: "cannot unmarshal"},
+		{name: "list of lists", yaml: "tls_hosts: [[a]]\n", wantErr: "line 1: a list is not text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/didyoumean"
 	"gopkg.in/yaml.v3"
 )
 
@@ -70,7 +71,7 @@ func Decode(b []byte, cfg any) error {
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		return err
+		return Explain(err, reflect.TypeOf(cfg).Elem())
 	}
 	// Settings after a "---" would be ignored without a word.
 	var next yaml.Node
@@ -214,4 +215,84 @@ func set(fv reflect.Value, s string) error {
 		return fmt.Errorf("unsupported type %s", fv.Type())
 	}
 	return nil
+}
+
+// yamlError matches the messages of yaml.v3's *yaml.TypeError.
+var (
+	unknownField = regexp.MustCompile(`^line (\d+): field (.+) not found in type \S+$`)
+	wrongType    = regexp.MustCompile("^line (\\d+): cannot unmarshal !!\\w+ `(.*)` into (\\S+)$")
+	wrongKind    = regexp.MustCompile(`^line (\d+): cannot unmarshal !!(seq|map) into (\S+)$`)
+)
+
+// Explain rewrites yaml.v3's errors decoding into a value of type t, which
+// name Go types ("field roots not found in type agent.Config"), in the
+// words of the file: the unknown key with the nearest known one, the value
+// and what is wanted instead. Other errors are returned as they are.
+func Explain(err error, t reflect.Type) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	keys := yamlKeys(t, nil)
+	var out []string
+	for _, e := range te.Errors {
+		if m := unknownField.FindStringSubmatch(e); m != nil {
+			out = append(out, fmt.Sprintf("line %s: unknown key %q%s", m[1], m[2], didyoumean.Hint(m[2], keys)))
+			continue
+		}
+		if m := wrongType.FindStringSubmatch(e); m != nil {
+			out = append(out, fmt.Sprintf("line %s: %q is not %s", m[1], m[2], wanted(m[3])))
+			continue
+		}
+		if m := wrongKind.FindStringSubmatch(e); m != nil {
+			what := map[string]string{"seq": "a list", "map": "a mapping"}[m[2]]
+			out = append(out, fmt.Sprintf("line %s: %s is not %s", m[1], what, wanted(m[3])))
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.New(strings.Join(out, "; "))
+}
+
+// wanted names a Go type as a setting's value.
+func wanted(goType string) string {
+	switch {
+	case goType == "time.Duration", strings.HasSuffix(goType, ".Duration"):
+		return "a duration: write one such as 30s, 5m or 2h"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "a whole number"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "string":
+		return "text"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map["):
+		return "a mapping of keys to values"
+	}
+	return "a value of the right kind here (see the example configuration)"
+}
+
+// yamlKeys lists the yaml keys of a struct type and of the structs in it.
+func yamlKeys(t reflect.Type, into []string) []string {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return into
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name != "" {
+			into = append(into, name)
+		}
+		into = yamlKeys(f.Type, into)
+	}
+	return into
 }

@@ -765,7 +765,9 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		_ = dl.SetReadDeadline(time.Now())
 		_ = dl.SetWriteDeadline(time.Now().Add(cutWriteGrace))
 	})
-	started := s.now()
+	// By the monotonic clock: s.now follows the coordinator's time, which
+	// moves when a check-in (which a sync makes) corrects it.
+	started := time.Now()
 	var received int64
 	code, runErr := s.run(sctx, &open, at.GetUser(), rw, o, &received)
 	cut := !stopCut()
@@ -778,7 +780,7 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		_ = dl.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	}
 	if open.GetKind() != wire.SessionOpen_KIND_INVENTORY || runErr != nil {
-		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked || withdrawn, s.now().Sub(started), o.bytesSent(), received), true)
+		s.record(at.GetUser(), kind+".end", detail+": "+outcome(open.GetKind(), code, runErr, revoked || withdrawn, time.Since(started), o.bytesSent(), received), true)
 	}
 	switch {
 	case revoked:

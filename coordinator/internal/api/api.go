@@ -1029,6 +1029,7 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("artifact uploaded", "sha256", sha, "size", n, "name", name, "chunks", len(art.Chunks)/32)
+	a.audit(r, "artifact.upload", "artifact "+sha, fmt.Sprintf("%s, %d bytes", name, n))
 	writeJSON(w, http.StatusCreated, newArtifactView(art))
 	return nil
 }

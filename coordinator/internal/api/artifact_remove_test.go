@@ -179,3 +179,24 @@ func TestArtifactRemovalRacingAppliesNeverLeavesAPolicyWithoutItsArtifact(t *tes
 		}
 	}
 }
+
+// The audit trail names what was uploaded and removed: the hash as the
+// target, the name and size in the detail.
+func TestArtifactChangesAreAuditedWithWhatChanged(t *testing.T) {
+	x := newAuthAPI(t)
+	sha := upload(t, x.srv.URL, "hello-1.0.0.tar.gz", "twelve bytes")
+	if code, out := call(t, x.srv, "DELETE", "/v1/artifacts/"+sha, "", token); code != 200 {
+		t.Fatalf("remove: %d %v", code, out)
+	}
+	for action, detail := range map[string]string{"artifact.upload": "hello-1.0.0.tar.gz, 12 bytes", "artifact.remove": "hello-1.0.0.tar.gz, 12 bytes"} {
+		code, out := call(t, x.srv, "GET", "/v1/audit?action="+action, "", token)
+		events, _ := out["events"].([]any)
+		if code != 200 || len(events) != 1 {
+			t.Fatalf("audit of %s: %d %v", action, code, out)
+		}
+		e := events[0].(map[string]any)
+		if e["target"] != "artifact "+sha || e["detail"] != detail {
+			t.Errorf("%s recorded as %v", action, e)
+		}
+	}
+}

@@ -202,10 +202,11 @@ func changeTarget(route string, r *http.Request) string {
 }
 
 // changeActions name, in the audit trail, the admin changes whose handlers
-// do not record themselves (office.create, token.create, office.policy,
-// agent.move, agent.delete, patch.approve, patch.revoke and patch_rule.put
-// do, with detail). handle records each one that succeeds, with what it
-// acted on as the target.
+// do not record themselves (office.create, token.create, token.revoke,
+// office.policy, agent.move, agent.delete, artifact.upload,
+// artifact.remove, patch.approve, patch.revoke and patch_rule.put do, with
+// detail). handle records each one that succeeds, with what it acted on as
+// the target.
 var changeActions = map[string]string{
 	"PATCH /v1/offices/{name}":                       "office.update",
 	"DELETE /v1/offices/{name}":                      "office.delete",
@@ -213,7 +214,6 @@ var changeActions = map[string]string{
 	"POST /v1/offices/{name}/computers":              "computer.add",
 	"DELETE /v1/offices/{name}/computers/{hostname}": "computer.remove",
 	"POST /v1/offices/{name}/installer":              "installer.create",
-	"POST /v1/artifacts":                             "artifact.upload",
 	"POST /v1/patches/import":                        "patch.import",
 	"DELETE /v1/patch-rules/{name}":                  "patch_rule.delete",
 	"POST /v1/patch-rules/evaluate":                  "patch_rule.evaluate",

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 // Severities, lowest first.
@@ -88,6 +90,11 @@ func Parse(data []byte, now time.Time) ([]store.Patch, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, &FeedError{[]string{"the feed is empty; it needs a top-level patches list"}}
 		}
+		var doc yaml.Node
+		if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) == 1 && doc.Content[0].Kind == yaml.SequenceNode {
+			return nil, &FeedError{[]string{"the feed is a bare list: put its entries under a top-level patches: key (patches:, then - id: ... for each)"}}
+		}
+		err = config.Explain(err, reflect.TypeOf(f))
 		return nil, &FeedError{[]string{"the feed is malformed: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	if len(f.Patches) == 0 {

@@ -46,7 +46,9 @@ func TestParse(t *testing.T) {
 	tests := []struct{ name, feed, want string }{
 		{"empty", "", "the feed is empty"},
 		{"malformed", "patches: [\n  - id: x\n", "the feed is malformed"},
-		{"unknown field", "patches:\n  - id: A\n    colour: red\n", "field colour not found"},
+		{"unknown field", "patches:\n  - id: A\n    colour: red\n", `line 3: unknown key "colour"`},
+		{"a typo", "patches:\n  - id: A\n    severty: high\n", `line 3: unknown key "severty" (did you mean "severity"?)`},
+		{"a bare list", "- id: A\n  severity: high\n", "the feed is a bare list: put its entries under a top-level patches: key"},
 		{"no patches", "patches: []\n", "has no patches"},
 		{"supersedes itself", "patches:\n  - {id: A, severity: low, package: p, fixed_version: '1', artifact: " + shaA + ", supersedes: [A]}\n", "patch A: supersedes itself"},
 		{"duplicate", "patches:\n  - {id: A, severity: low, package: p, fixed_version: '1', artifact: " + shaA + "}\n  - {id: A, severity: low, package: p, fixed_version: '1', artifact: " + shaA + "}\n", "patch A: appears twice"},

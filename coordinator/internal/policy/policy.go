@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outposthq/outpost/pkg/didyoumean"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -570,46 +571,10 @@ func describe(n *yaml.Node) string {
 // suggest returns " (did you mean "x"?)" for a near miss, or the list of
 // valid words otherwise.
 func suggest(got string, valid []string, what string) string {
-	best, bestDist := "", 3 // more than two edits away is no suggestion
-	for _, v := range valid {
-		if d := editDistance(strings.ToLower(got), v); d < bestDist {
-			best, bestDist = v, d
-		}
-	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
+	if h := didyoumean.Hint(got, valid); h != "" {
+		return h
 	}
 	return fmt.Sprintf("; the %s are %s", what, strings.Join(valid, ", "))
-}
-
-// editDistance is the Damerau-Levenshtein distance (with adjacent
-// transpositions, the commonest typo) between two short words.
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64 // not a typo of a field name; keeps the cost bounded
-	}
-	ra, rb := []rune(a), []rune(b)
-	prev2 := make([]int, len(rb)+1)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(rb)]
 }
 
 func contains(list []string, s string) bool {

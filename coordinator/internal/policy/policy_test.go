@@ -530,25 +530,3 @@ func TestCompileLookupFails(t *testing.T) {
 		t.Errorf("error does not say what was being done: %v", err)
 	}
 }
-
-func TestEditDistance(t *testing.T) {
-	tests := []struct {
-		a, b string
-		want int
-	}{
-		{"version", "version", 0},
-		{"verison", "version", 1}, // transposition
-		{"versio", "version", 1},
-		{"artefact", "artifact", 1},
-		{"", "kind", 4},
-		{"nmae", "name", 1},
-		{"colour", "version", 7},
-	}
-	for _, tt := range tests {
-		t.Run(tt.a+"/"+tt.b, func(t *testing.T) {
-			if got := editDistance(tt.a, tt.b); got != tt.want {
-				t.Errorf("editDistance(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
-			}
-		})
-	}
-}
