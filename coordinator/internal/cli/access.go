@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/didyoumean"
 	"github.com/outposthq/outpost/pkg/safetext"
 )
 
@@ -364,11 +366,45 @@ Examples:
 					if err := decode(raw, "audit", &out); err != nil {
 						return err
 					}
+					if len(out.Events) == 0 && *action != "" {
+						kinds := auditKinds()
+						if !slices.Contains(kinds, *action) {
+							_, err := fmt.Fprintf(e.stderr, "no records: the audit trail has no action %q%s; see outpost help audit\n", *action, didyoumean.Hint(*action, kinds))
+							return err
+						}
+					}
+					if len(out.Events) == 0 {
+						_, err := fmt.Fprintln(e.stderr, "no records match")
+						return err
+					}
 					return printAudit(ctx, e, out.Events)
 				}
 			},
 		},
 	}
+}
+
+// auditActions are the actions the audit trail records (docs/api.md).
+var auditActions = []string{"login", "refresh", "user.create", "user.update", "user.delete", "group.create", "group.update",
+	"group.delete", "permissions.set", "policy.apply", "policy.delete", "agent.labels", "office.create", "office.update",
+	"office.delete", "office.policy", "office.gossip_key", "token.create", "token.revoke", "computer.add", "computer.remove",
+	"installer.create", "agent.move", "agent.delete", "artifact.upload", "artifact.remove", "backup", "patch.import",
+	"patch.approve", "patch.revoke", "patch_rule.put", "patch_rule.delete", "patch_rule.evaluate", "connect",
+	"exec", "shell", "get", "put", "inventory", "sync", "reboot", "revoked"}
+
+// auditKinds are the actions and their kinds (user for user.*), which
+// --action takes.
+func auditKinds() []string {
+	out := slices.Clone(auditActions)
+	for _, a := range auditActions {
+		if kind, _, ok := strings.Cut(a, "."); ok && !slices.Contains(out, kind) {
+			out = append(out, kind)
+		}
+	}
+	for _, a := range []string{"exec", "shell", "get", "put", "inventory", "sync", "reboot"} {
+		out = append(out, a+".end") // a host session's end
+	}
+	return out
 }
 
 // auditEvent is a record of GET /v1/audit, as far as the table needs it.

@@ -195,7 +195,7 @@ Examples:
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office to watch (required)")
 				count := config.Int(fs, "count", 0, "`N` agents that must be compliant (required)")
-				poll := fs.Duration("poll", 2*time.Second, "how often to ask the coordinator, a `DURATION`")
+				poll := newTTLFlag(fs, "poll", 2*time.Second, "how often to ask the coordinator, a `DURATION`")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch {
 					case *officeName == "":

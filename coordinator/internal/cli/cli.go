@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/didyoumean"
 	"golang.org/x/term"
 )
 
@@ -119,6 +120,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	grp := findGroup(rest[0])
 	if grp == nil {
+		if w, ok := didyoumean.Closest(rest[0], topWords()); ok {
+			return a.fail(nil, g, usagef("unknown command %q (did you mean %q?); commands: %s", rest[0], w, strings.Join(topWords(), ", ")))
+		}
 		return a.fail(nil, g, usagef("unknown command %q; commands: %s", rest[0], strings.Join(topWords(), ", ")))
 	}
 	// Global flags may also sit between the group and its command:
@@ -141,7 +145,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	}
 	cmd := findCommand(grp.name + " " + rest[0])
 	if cmd == nil {
-		return a.fail(nil, g, usagef("unknown command \"%s %s\"; %s commands: %s", grp.name, rest[0], grp.name, strings.Join(grp.words(), ", ")))
+		return a.fail(nil, g, usagef("unknown command \"%s %s\"%s; %s commands: %s", grp.name, rest[0], didyoumean.Hint(rest[0], grp.words()), grp.name, strings.Join(grp.words(), ", ")))
 	}
 	return a.exec(ctx, g, cmd, rest[1:])
 }

@@ -175,6 +175,9 @@ func (c *client) statusError(resp *http.Response, body []byte) error {
 		if resp.StatusCode == http.StatusNotFound {
 			msg += "; is --server the coordinator's admin address?"
 		}
+		if strings.Contains(snippet, "HTTP request to an HTTPS server") {
+			msg = fmt.Sprintf("%s speaks HTTPS: write --server as https://%s", c.server, strings.TrimPrefix(c.server, "http://"))
+		}
 	}
 	return &apiError{status: resp.StatusCode, message: msg}
 }

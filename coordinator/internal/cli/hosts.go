@@ -749,7 +749,7 @@ Examples:
   outpost reboot pc-berlin-7 --cancel
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
-				in := fs.Duration("in", time.Minute, "reboot after `DURATION` (rounded up to whole minutes)")
+				in := newTTLFlag(fs, "in", time.Minute, "reboot after `DURATION` (rounded up to whole minutes)")
 				now := fs.Bool("now", false, "reboot at once")
 				cancel := fs.Bool("cancel", false, "call off a reboot scheduled before")
 				reason := fs.String("reason", "", "what the host's users are told, in `TEXT`")

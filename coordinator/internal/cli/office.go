@@ -40,7 +40,7 @@ func (o *officeFlags) register(fs *flag.FlagSet, edit bool) {
 	fs.StringVar(&o.distServer, "distribution-server", "", "mode distribution: `HOST:PORT` of the relay that pre-stages the office's content (HTTPS), or an http(s) URL")
 	fs.BoolVar(&o.plainHTTP, "allow-plain-http", false, "let the office's relays serve plain http:// (off for new offices; --allow-plain-http=false turns it off)")
 	fs.Var(&o.relays, "relay", relayHelp)
-	fs.DurationVar(&o.interval, "interval", 0, "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
+	fs.Var((*ttlFlag)(&o.interval), "interval", "how often agents check in, a `DURATION` from 5s to 24h (the coordinator's default is 2m)")
 	fs.StringVar(&o.timeZone, "time-zone", "", "the office's IANA time `ZONE`, like Europe/Berlin; deployment windows are in it (the coordinator's default is UTC)")
 	subnetHelp := "an address range the office owns, a `CIDR` like 10.1.0.0/16: agents the coordinator sees connect from it are placed here; repeat for several"
 	egressHelp := "an address the office's computers reach the coordinator from (its NAT's public address), an `ADDRESS` or CIDR: agents seen there and reporting an address in the office's subnets are placed here; repeat for several"

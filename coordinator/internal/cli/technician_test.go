@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,6 +72,19 @@ func TestAuditTable(t *testing.T) {
 	res := run(t, f, "audit", "--action", "login")
 	if res.code != 0 || !strings.Contains(res.stdout, "10.9.0.2") {
 		t.Errorf("audit --action login: %+v", res)
+	}
+
+	// Nothing found: a typo of an action is pointed out.
+	for action, says := range map[string]string{
+		"exce":     `no records: the audit trail has no action "exce" (did you mean "exec"?); see outpost help audit` + "\n",
+		"exec.end": "no records match\n",
+		"user":     "no records match\n",
+		"backup":   "no records match\n",
+	} {
+		f = newFakeAPI(t, exchange{method: "GET", target: "/v1/audit?action=" + url.QueryEscape(action) + "&limit=100", answer: `{"events":[]}`})
+		if res := run(t, f, "audit", "--action", action); res.code != 0 || res.stderr != says || res.stdout != "" {
+			t.Errorf("audit --action %s with no records: %+v, want %q", action, res, says)
+		}
 	}
 }
 
