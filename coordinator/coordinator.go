@@ -326,7 +326,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.log.Info("coordinator ready", "http", addrString(c.httpAddr), "https", addrString(c.httpsAddr), "quic", qs.Addr().String(), "public_address", c.PublicAddress(),
-		"ca_fingerprint", authority.Fingerprint(), "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
+		"ca_fingerprint", authority.Fingerprint(), "data_dir", c.cfg.DataDir, "admin_token_file", filepath.Join(c.cfg.DataDir, "admin.token"), "version", Version)
 	close(c.ready)
 	// Patch approval rules are evaluated hourly (and on demand through the
 	// API); the loop ends with ctx, before Run returns.
@@ -406,6 +406,9 @@ func ensureBucket(ctx context.Context, files *artifacts.Store, log *slog.Logger)
 		err := files.EnsureBucket(ctx)
 		if err == nil {
 			return nil
+		}
+		if artifacts.CredentialsRefused(err) {
+			return fmt.Errorf("file server: it refuses the coordinator's credentials: check file_server.access_key and file_server.secret_key (%w)", err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("file server: %w", err)

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +112,26 @@ func TestRevokedTokenEnrolsNothingMore(t *testing.T) {
 	c.MustDo("GET", "/v1/offices/berlin/tokens", nil, &tokens)
 	if len(tokens.Tokens) != 1 || tokens.Tokens[0].State != "revoked" {
 		t.Fatalf("tokens after the revocation: %+v", tokens.Tokens)
+	}
+}
+
+// TestEnrolmentWithAWrongFingerprintStopsAtOnce: a mistyped ca_fingerprint
+// is a setting to correct: the enrolment ends at once with what to check,
+// rather than retrying for ever as if the coordinator were unreachable.
+func TestEnrolmentWithAWrongFingerprintStopsAtOnce(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.CreateOffice("berlin", nil)
+	token := c.EnrollToken("berlin", "agent", 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wrong := "sha256:" + strings.Repeat("ab", 32)
+	var logs bytes.Buffer
+	_, err := member.LoadOrEnrollRetrying(ctx, member.EnrolRequest{Dir: t.TempDir(), Coordinator: c.QUIC, Fingerprint: wrong, Token: token,
+		Hostname: "pc-1", Role: wire.Role_ROLE_AGENT, FirstBackoff: time.Second}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err == nil || !errors.Is(err, tlsutil.ErrWrongCA) || !strings.Contains(err.Error(), "check ca_fingerprint in the config") || strings.Contains(err.Error(), "CRYPTO_ERROR") {
+		t.Fatalf("enrol with a wrong fingerprint: %v", err)
+	}
+	if strings.Contains(logs.String(), "retrying") {
+		t.Fatalf("it retried:\n%s", logs.String())
 	}
 }

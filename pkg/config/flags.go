@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -62,4 +64,22 @@ func Int(fs *flag.FlagSet, name string, value int, usage string) *int {
 	p := new(int)
 	IntVar(fs, p, name, value, usage)
 	return p
+}
+
+// ParseFlags parses args into fs for a command's main. -h prints the
+// usage and reports help; a mistake is returned alone, pointing to -h,
+// rather than printed beside the whole usage and then once more by main.
+func ParseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err = fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("%w (see %s -h)", err, fs.Name())
+	}
+	return false, nil
 }

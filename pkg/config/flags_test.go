@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"flag"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -57,5 +59,25 @@ func TestDecimalFlags(t *testing.T) {
 	fs.PrintDefaults()
 	if got := out.String(); !strings.Contains(got, "-uses N") || !strings.Contains(got, "(default 100)") || strings.Contains(got, "(default 0)") {
 		t.Fatalf("help:\n%s", got)
+	}
+}
+
+// A mistake in a flag is said once, pointing to -h; -h prints the usage.
+func TestParseFlags(t *testing.T) {
+	var out bytes.Buffer
+	fs := flag.NewFlagSet("outpost-thing", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	fs.String("data-dir", "", "where")
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: outpost-thing [flags]") }
+	help, err := ParseFlags(fs, []string{"--bogus"})
+	if help || err == nil || err.Error() != "flag provided but not defined: -bogus (see outpost-thing -h)" || out.Len() != 0 {
+		t.Fatalf("a wrong flag: help %v, err %v, printed %q", help, err, out.String())
+	}
+	help, err = ParseFlags(fs, []string{"-h"})
+	if !help || err != nil || out.String() != "Usage: outpost-thing [flags]\n" {
+		t.Fatalf("-h: help %v, err %v, printed %q", help, err, out.String())
+	}
+	if help, err := ParseFlags(fs, []string{"--data-dir", "/x"}); help || err != nil {
+		t.Fatalf("good flags: %v %v", help, err)
 	}
 }

@@ -248,7 +248,7 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 		return nil, nil, fmt.Errorf("enrol with coordinator %s: policy key has %d bytes", addr, len(er.GetPolicyKey()))
 	}
 	if tlsutil.Fingerprint(er.GetCaCertificate()) != mustNormalize(fingerprint) {
-		return nil, nil, fmt.Errorf("enrol with coordinator %s: the CA it sent does not match the pinned fingerprint", addr)
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, tlsutil.ErrWrongCA)
 	}
 	leaf, err := x509.ParseCertificate(er.GetCertificate())
 	if err != nil {
@@ -777,6 +777,11 @@ func LoadOrEnrollRetrying(ctx context.Context, r EnrolRequest, log *slog.Logger)
 		}
 		var re *wire.RemoteError
 		var ne net.Error
+		if errors.Is(err, tlsutil.ErrWrongCA) {
+			// Not worth a retry, and told without the QUIC error around it.
+			return nil, fmt.Errorf("enrol with coordinator %s: %w: check ca_fingerprint in the config against the coordinator's <data-dir>/ca.fingerprint",
+				r.Coordinator, tlsutil.ErrWrongCA)
+		}
 		if errors.As(err, &re) || ctx.Err() != nil || !(errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, err
 		}

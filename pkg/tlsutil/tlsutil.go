@@ -83,8 +83,12 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("coordinator's CA does not match the pinned fingerprint %s: check ca_fingerprint in the config", want)
+	return fmt.Errorf("%w %s: check ca_fingerprint in the config against the coordinator's <data-dir>/ca.fingerprint", ErrWrongCA, want)
 }
+
+// ErrWrongCA is a coordinator whose CA is not the one pinned: a setting
+// to correct, not a network to wait for.
+var ErrWrongCA = errors.New("the coordinator's CA does not match the pinned fingerprint")
 
 // MemberConfig is the mutual-TLS client side for an enrolled member,
 // showing the certificate cert returns at each handshake.

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/outposthq/outpost/agent"
+	"github.com/outposthq/outpost/pkg/config"
 	"github.com/outposthq/outpost/pkg/logging"
 )
 
@@ -33,10 +34,7 @@ func run() error {
 		fmt.Fprintf(fs.Output(), "Usage: outpost-agent [flags]\n\nRuns the Outpost agent. Settings come from defaults, then --config, then\nOUTPOST_AGENT_* variables (e.g. OUTPOST_AGENT_ENROLL_TOKEN), then these flags.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
+	if help, err := config.ParseFlags(fs, os.Args[1:]); help || err != nil {
 		return err
 	}
 	if *version {

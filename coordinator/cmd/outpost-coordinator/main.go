@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/pkg/config"
 	"github.com/outposthq/outpost/pkg/logging"
 )
 
@@ -29,7 +30,7 @@ func run() error {
 	}
 	fs := flag.NewFlagSet("outpost-coordinator", flag.ContinueOnError)
 	path := fs.String("config", os.Getenv("OUTPOST_COORDINATOR_CONFIG"), "YAML configuration file (else OUTPOST_COORDINATOR_CONFIG names it)")
-	dataDir := fs.String("data-dir", "", "data directory (store, CA, admin token)")
+	dataDir := fs.String("data-dir", "", "data directory: store, CA and keys, admin token (default "+coordinator.DefaultConfig().DataDir+"); back it up with outpost backup")
 	httpAddr := fs.String("http-addr", "", "plain-HTTP admin listen address (default 127.0.0.1:8020; \"\" turns it off)")
 	httpsAddr := fs.String("https-addr", "", "HTTPS admin listen address (default :8363; \"\" turns it off)")
 	quicAddr := fs.String("quic-addr", "", "QUIC listen address for agents and relays (default :8027)")
@@ -38,10 +39,7 @@ func run() error {
 		fmt.Fprintf(fs.Output(), "Usage: outpost-coordinator [flags]\n       outpost-coordinator restore [flags] BACKUP\n\nRuns the Outpost coordinator. Settings come from defaults, then --config,\nthen OUTPOST_COORDINATOR_* variables (e.g. OUTPOST_COORDINATOR_FILE_SERVER_ENDPOINT),\nthen these flags. 'restore -h' tells how to restore a backup.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
+	if help, err := config.ParseFlags(fs, os.Args[1:]); help || err != nil {
 		return err
 	}
 	if *version {

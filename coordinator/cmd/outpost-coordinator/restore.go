@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/pkg/config"
 )
 
 // identityFiles is --identity, given any number of times.
@@ -46,10 +47,7 @@ what its members report holding at their first check-in.
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := config.ParseFlags(fs, args); help || err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

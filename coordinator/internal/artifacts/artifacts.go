@@ -154,6 +154,21 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 // Bucket is the bucket the store uses.
 func (s *Store) Bucket() string { return s.cfg.Bucket }
 
+// CredentialsRefused says whether err is the file server refusing the
+// coordinator's credentials: a setting to correct, not a server that is
+// still starting.
+func CredentialsRefused(err error) bool {
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) {
+		return false
+	}
+	switch er.Code {
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied":
+		return true
+	}
+	return false
+}
+
 // EnsureBucket creates the bucket if it does not exist. A bucket it creates
 // gets a lifecycle rule that deletes uploads abandoned by a crash after a
 // day; an existing bucket's lifecycle is the operator's and is left alone

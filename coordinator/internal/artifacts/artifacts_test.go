@@ -662,3 +662,28 @@ func TestEnsureBucketUnreachable(t *testing.T) {
 		t.Fatalf("EnsureBucket = %v; want it to say what it was doing", err)
 	}
 }
+
+// A real MinIO refusing a wrong secret is told apart from one that cannot
+// be reached (which the coordinator waits for).
+func TestEnsureBucketWithWrongCredentials(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	cfg := DefaultConfig()
+	cfg.Endpoint, cfg.AccessKey, cfg.SecretKey = m.Endpoint, m.AccessKey, "not-the-secret"
+	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.EnsureBucket(t.Context())
+	if err == nil || !CredentialsRefused(err) {
+		t.Fatalf("EnsureBucket with a wrong secret = %v; want refused credentials", err)
+	}
+	cfg.Endpoint = "127.0.0.1:1"
+	if s, err = New(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.EnsureBucket(ctx); err == nil || CredentialsRefused(err) {
+		t.Fatalf("EnsureBucket of nothing = %v; want an error that is not refused credentials", err)
+	}
+}

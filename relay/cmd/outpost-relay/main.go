@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/outposthq/outpost/pkg/config"
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/relay"
 )
@@ -36,10 +36,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) er
 		fmt.Fprintf(fs.Output(), "Usage: outpost-relay [flags]\n\nRuns an Outpost relay: an office's pull-through cache of the file server,\nwhich the office's agents download artifacts from. Settings come from\ndefaults, then --config (or %s), then %s*\nvariables (e.g. %sENROLL_TOKEN), then these flags. Secrets\n(enroll_token, file_server keys) have no flag.\n\n", relay.ConfigEnv, relay.EnvPrefix, relay.EnvPrefix)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(relay.JoinBoolValues(fs, args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	if help, err := config.ParseFlags(fs, relay.JoinBoolValues(fs, args)); help || err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
