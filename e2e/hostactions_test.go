@@ -58,7 +58,7 @@ func TestTechnicianRunsThePolicyAndRebootsAHost(t *testing.T) {
 	// A report tells its time in whole seconds: a run at .9 s is "1s ago"
 	// a moment later.
 	r := tina.run("", "sync", "pc-annex-1")
-	if r.code != 0 || !regexp.MustCompile(fmt.Sprintf(`revision %d, run (just now|[1-3]s ago): 1 items, 1 compliant`, rev)).MatchString(r.stdout) ||
+	if r.code != 0 || !regexp.MustCompile(fmt.Sprintf(`revision %d, run (just now|[1-3]s ago): 1 item, 1 compliant`, rev)).MatchString(r.stdout) ||
 		!strings.Contains(r.stdout, "hello") || !strings.Contains(r.stderr, "running the policy on pc-annex-1") {
 		t.Fatalf("sync: %v", r)
 	}

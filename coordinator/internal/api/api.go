@@ -226,7 +226,8 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 			case errors.Is(err, store.ErrNotFound):
 				code, msg = http.StatusNotFound, err.Error()
 			case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConflict):
-				code, msg = http.StatusConflict, err.Error()
+				// A message that says why needs no ": conflict" after it.
+				code, msg = http.StatusConflict, strings.TrimSuffix(err.Error(), ": "+store.ErrConflict.Error())
 			default:
 				a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
@@ -651,7 +652,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	a.log.Info("enrollment token created", "token_id", t.ID, "office", t.Office, "role", role, "uses", uses, "expires", t.Expires)
-	a.audit(r, "token.create", "office "+t.Office, fmt.Sprintf("token %s, role %s, %d uses, expires %s", t.ID, role, uses, t.Expires.Format(time.RFC3339)))
+	a.audit(r, "token.create", "office "+t.Office, fmt.Sprintf("token %s, role %s, %s, expires %s", t.ID, role, plural(uses, "use"), t.Expires.Format(time.RFC3339)))
 	v := newTokenView(&t, time.Now())
 	v.Token = tok
 	writeJSON(w, http.StatusCreated, v)
@@ -815,7 +816,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 				}
 			}
 			a.log.Info("policy applied unchanged", "office", office, "revision", cur.Revision, "items", len(items))
-			a.audit(r, "office.policy", "office "+office, fmt.Sprintf("unchanged: revision %d, %d items", cur.Revision, len(items)))
+			a.audit(r, "office.policy", "office "+office, fmt.Sprintf("unchanged: revision %d, %s", cur.Revision, plural(len(items), "item")))
 			writeJSON(w, http.StatusOK, policyView{Office: office, Revision: cur.Revision, Applied: cur.Applied, YAML: cur.YAML, Items: itemsJSON(pr.wide),
 				Variants: variantsOf(cur), Unchanged: true})
 			return nil
@@ -826,7 +827,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
-	a.audit(r, "office.policy", "office "+office, fmt.Sprintf("revision %d, %d items", p.Revision, len(items)))
+	a.audit(r, "office.policy", "office "+office, fmt.Sprintf("revision %d, %s", p.Revision, plural(len(items), "item")))
 	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pr.wide), Variants: variantsOf(p)})
 	return nil
 }
@@ -1071,4 +1072,12 @@ func (a *API) showArtifact(w http.ResponseWriter, r *http.Request) error {
 func isStatus(err error, code int) bool {
 	var se *statusError
 	return errors.As(err, &se) && se.code == code
+}
+
+// plural is "1 item" or "n items".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -17,7 +17,7 @@ func validateDistribution(o *store.Office) error {
 	}
 	ds := o.DistributionServer
 	if ds == "" {
-		return httpError(http.StatusBadRequest, "mode distribution needs distribution_server: the host:port of the relay that pre-stages the office's content (outpost office edit %s --distribution-server 10.1.0.5:8090)", o.Name)
+		return httpError(http.StatusBadRequest, "mode distribution needs distribution_server: the host:port of the relay that pre-stages the office's content (--distribution-server 10.1.0.5:8090 with outpost office add or edit)")
 	}
 	hostport := ds
 	if i := strings.Index(ds, "://"); i >= 0 {

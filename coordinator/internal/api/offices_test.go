@@ -28,7 +28,7 @@ func TestOfficeRemoveMovesComputers(t *testing.T) {
 		code       int
 		errHas     string
 	}{
-		{"refused while computers are in it", "/v1/offices/hamburg", 409, "office hamburg still has 3 computers (laptop, pc-1, pc-2): say where they go (move_to"},
+		{"refused while computers are in it", "/v1/offices/hamburg", 409, "office hamburg still has 3 computers (laptop, pc-1, pc-2): say where they go (outpost office rm hamburg --move-to OTHER; move_to in the API) or move them first"},
 		{"unknown office", "/v1/offices/rome", 404, "office rome (to remove) does not exist"},
 		{"move to an unknown office", "/v1/offices/hamburg?move_to=rome", 404, "office rome (move_to) does not exist"},
 		{"move to itself", "/v1/offices/hamburg?move_to=hamburg", 400, "is the office being removed"},

@@ -867,7 +867,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.audit(r, "policy.apply", "policy "+name, fmt.Sprintf("priority %d, %d items", p.Priority, len(n.Items)))
+	a.audit(r, "policy.apply", "policy "+name, fmt.Sprintf("priority %d, %s", p.Priority, plural(len(n.Items), "item")))
 	a.log.Info("named policy applied", "policy", name, "priority", p.Priority, "items", len(n.Items), "offices", len(published))
 	stored, err := a.d.Store.NamedPolicy(name)
 	if err != nil {

@@ -17,8 +17,10 @@ func TestUsersAndGroups(t *testing.T) {
 		{
 			name: "a grant to a group not made yet is warned of",
 			args: []string{"perm", "set", "--office", "berlin", "group:techs=view"},
-			api: []exchange{{method: "PUT", target: "/v1/offices/berlin/permissions", body: `{"grants":[{"subject":"group:techs","rights":["view"],"deny":false}]}`,
-				answer: `{"office":"berlin","grants":[{"subject":"group:techs","rights":["view"]}],"revision":3,"warnings":["there is no group techs yet: this grant applies once there is (outpost group list)"]}`}},
+			api: []exchange{
+				{method: "GET", target: "/v1/offices/berlin/permissions", answer: `{"office":"berlin","grants":[]}`},
+				{method: "PUT", target: "/v1/offices/berlin/permissions", body: `{"grants":[{"subject":"group:techs","rights":["view"],"deny":false}]}`,
+					answer: `{"office":"berlin","grants":[{"subject":"group:techs","rights":["view"]}],"revision":3,"warnings":["there is no group techs yet: this grant applies once there is (outpost group list)"]}`}},
 			want: want{stdout: "SCOPE          SUBJECT      EFFECT  RIGHTS\noffice berlin  group:techs  allow   view\nsigned into policy revision 3 of office berlin; connected hosts are told now\n", stderr: "warning: there is no group techs yet: this grant applies once there is (outpost group list)\n"},
 		},
 		{

@@ -252,6 +252,8 @@ func agentNotFound(ctx context.Context, e *env, id string, err error) error {
 		return err // not about the agent: an unknown office, say
 	}
 	const shown = 5
+	// Said once, below, with more to it.
+	err = &apiError{status: ae.status, message: strings.TrimSuffix(ae.message, ": see outpost agent list")}
 	agents, _, serr := searchAgents(ctx, e, agentQuery("", id, ""))
 	if serr != nil || len(agents) == 0 {
 		return fmt.Errorf("%w; name an agent by its id, ag- (rl- for a relay) and 16 hex digits or their start, or by its hostname: outpost agent list or outpost agent search TEXT finds it", err)

@@ -144,6 +144,15 @@ func TestAgentListShow(t *testing.T) {
 			want: want{stdoutJSON: pc1},
 		},
 		{
+			name: "show unknown, as the coordinator says it, says how to find it once",
+			args: []string{"agent", "show", "pc-9"},
+			api: []exchange{
+				{method: "GET", target: "/v1/agents/pc-9", status: 404, answer: `{"error":"no agent has the id or hostname \"pc-9\": see outpost agent list"}`},
+				{method: "GET", target: "/v1/agents?q=pc-9", answer: `{"agents":[]}`},
+			},
+			want: want{code: 1, stderr: "outpost: agent show: no agent has the id or hostname \"pc-9\"; name an agent by its id, ag- (rl- for a relay) and 16 hex digits or their start, or by its hostname: outpost agent list or outpost agent search TEXT finds it\n"},
+		},
+		{
 			name: "show unknown says what a full id is and how to find it",
 			args: []string{"agent", "show", "ag-9"},
 			api: []exchange{

@@ -1046,7 +1046,7 @@ func printRun(w io.Writer, now time.Time, rep *wire.Report) error {
 		}
 		rows = append(rows, []string{it.GetId(), it.GetKind(), status, dash(it.GetMessage())})
 	}
-	summary := fmt.Sprintf("revision %d, run %s: %d items", rep.GetRevision(), ago(now, time.Unix(rep.GetAtUnix(), 0)), len(rep.GetItems()))
+	summary := fmt.Sprintf("revision %d, run %s: %s", rep.GetRevision(), ago(now, time.Unix(rep.GetAtUnix(), 0)), plural(len(rep.GetItems()), "item"))
 	for _, st := range []wire.ItemReport_Status{wire.ItemReport_STATUS_COMPLIANT, wire.ItemReport_STATUS_NOT_APPLICABLE, wire.ItemReport_STATUS_PENDING, wire.ItemReport_STATUS_FAILED} {
 		if n := counts[st]; n > 0 {
 			summary += fmt.Sprintf(", %d %s", n, strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(st.String(), "STATUS_")), "_", " "))

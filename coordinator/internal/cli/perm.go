@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/outposthq/outpost/pkg/didyoumean"
 )
 
 // permRulesHelp is what every perm command's help says about how the
@@ -68,9 +70,19 @@ Examples:
 					}
 					grants = append(grants, g)
 				}
+				// The list before, to say what the replacement took away.
+				var before struct {
+					Grants []grantRow `json:"grants"`
+				}
+				if raw, err := e.api.get(ctx, path, nil); err == nil {
+					_ = json.Unmarshal(raw, &before)
+				}
 				raw, err := e.api.send(ctx, http.MethodPut, path, map[string]any{"grants": grants})
 				if err != nil {
 					return err
+				}
+				if !e.json {
+					tellReplaced(e, before.Grants, grants)
 				}
 				return printPerms(e, raw)
 			}
@@ -439,6 +451,46 @@ func permEditSetup(parse func(string) (grantRow, error), change func(scope strin
 			return editPerms(ctx, e, path, func(scope string, grants []grantRow) ([]grantRow, error) {
 				return change(scope, grants, given)
 			})
+		}
+	}
+}
+
+// tellReplaced says, on standard error, which grants of the list perm set
+// replaced are gone or lost rights, and points out a new subject that is a
+// near miss of one whose grants went (a typo of a group's name replaces
+// the group's access by a grant to nobody).
+func tellReplaced(e *env, before, after []grantRow) {
+	key := func(g grantRow) string { return fmt.Sprintf("%v %s", g.Deny, g.Subject) }
+	now := map[string]grantRow{}
+	for _, g := range after {
+		now[key(g)] = g
+	}
+	var goneSubjects []string
+	for _, g := range before {
+		n, kept := now[key(g)]
+		var lost []string
+		for _, r := range g.Rights {
+			if !kept || !slices.Contains(n.Rights, r) {
+				lost = append(lost, r)
+			}
+		}
+		if len(lost) == 0 {
+			continue
+		}
+		what := g.Subject
+		if g.Deny {
+			what = "deny:" + what
+		}
+		if !kept {
+			goneSubjects = append(goneSubjects, g.Subject)
+			fmt.Fprintf(e.stderr, "removed: %s=%s\n", what, strings.Join(g.Rights, ","))
+		} else {
+			fmt.Fprintf(e.stderr, "%s no longer has: %s\n", what, strings.Join(lost, ","))
+		}
+	}
+	for _, g := range after {
+		if w, ok := didyoumean.Closest(g.Subject, goneSubjects); ok && w != g.Subject {
+			fmt.Fprintf(e.stderr, "warning: %s was granted and %s removed: did you mean %s? (perm add changes only the grants it names)\n", g.Subject, w, w)
 		}
 	}
 }

@@ -26,12 +26,27 @@ func TestPermSetAddRemove(t *testing.T) {
 			want: want{code: 2, stderrHas: []string{"outpost: perm set: this would remove every grant of office hq; pass --none to mean it\n"}},
 		},
 		{
-			name: "perm set --none clears it",
+			name: "perm set --none clears it, and says what it removed",
 			args: []string{"perm", "set", "--host", "pc-7", "--none"},
-			api: []exchange{{method: "PUT", target: "/v1/hosts/pc-7/permissions", body: `{"grants":[]}`,
-				answer: `{"host":"ag-07","office":"hq","grants":[],"revision":5,"etag":"e0"}`}},
-			want:    want{stdout: "SCOPE  SUBJECT  EFFECT  RIGHTS\nsigned into policy revision 5 of office hq; connected hosts are told now\n"},
-			ifMatch: []string{""},
+			api: []exchange{
+				{method: "GET", target: "/v1/hosts/pc-7/permissions", answer: `{"host":"ag-07","office":"hq","grants":[{"subject":"user:tina","rights":["view","files"]}],"etag":"e0"}`},
+				{method: "PUT", target: "/v1/hosts/pc-7/permissions", body: `{"grants":[]}`,
+					answer: `{"host":"ag-07","office":"hq","grants":[],"revision":5,"etag":"e1"}`}},
+			want: want{stdout: "SCOPE  SUBJECT  EFFECT  RIGHTS\nsigned into policy revision 5 of office hq; connected hosts are told now\n",
+				stderr: "removed: user:tina=view,files\n"},
+			ifMatch: []string{"", ""},
+		},
+		{
+			name: "perm set with a typo of a subject whose grants it replaced says so",
+			args: []string{"perm", "set", "--office", "hq", "group:hq-tech=view,command"},
+			api: []exchange{
+				{method: "GET", target: "/v1/offices/hq/permissions", answer: `{"office":"hq","grants":[{"subject":"group:hq-techs","rights":["view","command"]},{"subject":"user:tom","rights":["view","files"]}],"etag":"e0"}`},
+				{method: "PUT", target: "/v1/offices/hq/permissions", body: `{"grants":[{"subject":"group:hq-tech","rights":["view","command"],"deny":false}]}`,
+					answer: `{"office":"hq","grants":[{"subject":"group:hq-tech","rights":["view","command"]}],"revision":6,"warnings":["there is no group hq-tech yet: this grant applies once there is (outpost group list)"]}`}},
+			want: want{stdout: "SCOPE      SUBJECT        EFFECT  RIGHTS\noffice hq  group:hq-tech  allow   view,command\nsigned into policy revision 6 of office hq; connected hosts are told now\n",
+				stderr: "removed: group:hq-techs=view,command\nremoved: user:tom=view,files\n" +
+					"warning: group:hq-tech was granted and group:hq-techs removed: did you mean group:hq-techs? (perm add changes only the grants it names)\n" +
+					"warning: there is no group hq-tech yet: this grant applies once there is (outpost group list)\n"},
 		},
 		{
 			name: "perm set --none with grants is a contradiction",

@@ -97,8 +97,9 @@ func TestMembersByOfficeIndex(t *testing.T) {
 	}
 }
 
-// A host for a session is found by id, by the start of one, or by its
-// hostname in any case; an ambiguous name is a conflict.
+// A host for a session is found by id, by the start of one (with or
+// without ag-), or by its hostname in any case; an ambiguous name is a
+// conflict.
 func TestFindHost(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "outpost.db"))
 	now := time.Now()
@@ -116,12 +117,13 @@ func TestFindHost(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for host, want := range map[string]string{"ag-3f9c2a0011223344": "ag-3f9c2a0011223344", "pc-17": "ag-3f9c2a0011223344", "ag-3f9c2b": "ag-3f9c2b5566778899"} {
+	for host, want := range map[string]string{"ag-3f9c2a0011223344": "ag-3f9c2a0011223344", "pc-17": "ag-3f9c2a0011223344", "ag-3f9c2b": "ag-3f9c2b5566778899",
+		"3f9c2b": "ag-3f9c2b5566778899", "3F9C2A00": "ag-3f9c2a0011223344"} {
 		if m, err := s.FindHost(host); err != nil || m.ID != want {
 			t.Errorf("FindHost(%q) = %v, %v; want %s", host, m, err, want)
 		}
 	}
-	for host, want := range map[string]error{"ag-3f9c": ErrConflict, "pc-18": ErrConflict, "ag-3f": ErrNotFound, "pc-19": ErrNotFound} {
+	for host, want := range map[string]error{"ag-3f9c": ErrConflict, "3f9c": ErrConflict, "pc-18": ErrConflict, "ag-3f": ErrNotFound, "3f9": ErrNotFound, "pc-19": ErrNotFound} {
 		if _, err := s.FindHost(host); !errors.Is(err, want) {
 			t.Errorf("FindHost(%q): %v, want %v", host, err, want)
 		}

@@ -41,7 +41,7 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 			if len(members) == 1 {
 				what = "a computer"
 			}
-			return fmt.Errorf("office %s still has %s (%s): say where they go (move_to; outpost office rm %s --move-to OTHER) or move them first: %w",
+			return fmt.Errorf("office %s still has %s (%s): say where they go (outpost office rm %s --move-to OTHER; move_to in the API) or move them first: %w",
 				name, what, strings.Join(hosts, ", "), name, ErrConflict)
 		}
 		for _, m := range members {

@@ -500,8 +500,9 @@ func (s *Store) Member(id string) (*Member, error) {
 
 // MatchMembers finds the members name names: the member whose id it is,
 // else the agents that have it as hostname (in any case), else, for the
-// start of an id (ag- or rl- and 4 or more characters), the members whose
-// id starts so. byHostname says which of the last two matched.
+// start of an id (ag- or rl- and 4 or more characters, or 4 or more of its
+// hex digits alone), the members whose id starts so. byHostname says
+// which of the last two matched.
 func (s *Store) MatchMembers(name string) (found []Member, byHostname bool, err error) {
 	if m, err := s.Member(name); err == nil {
 		return []Member{*m}, false, nil
@@ -524,6 +525,13 @@ func (s *Store) MatchMembers(name string) (found []Member, byHostname bool, err 
 		// The start of an id, as people copy it from a narrow table.
 		for _, m := range members {
 			if strings.HasPrefix(m.ID, name) {
+				found = append(found, m)
+			}
+		}
+	} else if len(name) >= 4 && len(name) <= 16 && strings.Trim(strings.ToLower(name), "0123456789abcdef") == "" {
+		// Its hex digits alone, without ag- or rl-.
+		for _, m := range members {
+			if _, hex, ok := strings.Cut(m.ID, "-"); ok && strings.HasPrefix(hex, strings.ToLower(name)) {
 				found = append(found, m)
 			}
 		}
