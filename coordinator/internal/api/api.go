@@ -1031,7 +1031,13 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.Info("artifact uploaded", "sha256", sha, "size", n, "name", name, "chunks", len(art.Chunks)/32)
 	a.audit(r, "artifact.upload", "artifact "+sha, fmt.Sprintf("%s, %d bytes", name, n))
-	writeJSON(w, http.StatusCreated, newArtifactView(art))
+	v := newArtifactView(art)
+	code := http.StatusCreated
+	if !art.Uploaded.Equal(rec.Uploaded) {
+		// The same bytes were there: the first upload's record stands.
+		v.AlreadyStored, code = true, http.StatusOK
+	}
+	writeJSON(w, code, v)
 	return nil
 }
 

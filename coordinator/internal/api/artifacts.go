@@ -25,6 +25,9 @@ type artifactView struct {
 	Chunks    int       `json:"chunks"`
 	// Fetched is shown for one artifact only (GET /v1/artifacts/{sha256}).
 	Fetched *fetchedView `json:"fetched,omitempty"`
+	// AlreadyStored answers an upload of bytes that were there: the
+	// record, its name and time, are the first upload's.
+	AlreadyStored bool `json:"already_stored,omitempty"`
 }
 
 func newArtifactView(a *store.Artifact) artifactView {

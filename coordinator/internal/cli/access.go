@@ -522,7 +522,8 @@ func parseGrant(s string) (grantRow, error) {
 		case "view", "control", "command", "files", "manage":
 			g.Rights = append(g.Rights, r)
 		default:
-			return g, usagef("grant %q: right %q: want view, control, command, files or manage", s, r)
+			return g, usagef("grant %q: right %q%s: want view, control, command, files or manage", s, r,
+				didyoumean.Hint(r, []string{"view", "control", "command", "files", "manage"}))
 		}
 	}
 	return g, nil

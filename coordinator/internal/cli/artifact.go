@@ -332,7 +332,12 @@ func pushArtifact(ctx context.Context, e *env, path, name string, quiet bool) er
 	if _, err := fmt.Fprintln(e.stdout, a.SHA256); err != nil {
 		return err
 	}
-	if !quiet {
+	switch {
+	case quiet:
+	case a.AlreadyStored:
+		_, err = fmt.Fprintf(e.stderr, "already stored, as %s since %s (%s); name it in a policy item as artifact: %s\n",
+			a.Name, timeAndAge(e.now(), a.Uploaded.Time), byteSize(a.Size), a.SHA256)
+	default:
 		_, err = fmt.Fprintf(e.stderr, "stored %s (%s); name it in a policy item as artifact: %s\n", a.Name, byteSize(a.Size), a.SHA256)
 	}
 	return err

@@ -31,6 +31,10 @@ func TestArtifactRmAgainstARealCoordinatorAndFileServer(t *testing.T) {
 	}
 	sha := strings.TrimSpace(res.stdout)
 	key := "sha256/" + sha
+	if res := outpost("artifact", "push", "--name", "other-name.tar.gz", pkg); res.code != 0 || strings.TrimSpace(res.stdout) != sha ||
+		!strings.Contains(res.stderr, "already stored, as hello-1.0.0.tar.gz since ") {
+		t.Fatalf("push the same bytes again: %+v", res)
+	}
 	bucket := coordinator.DefaultConfig().FileServer.Bucket
 	if _, err := m.Client(t).StatObject(t.Context(), bucket, key, minio.StatObjectOptions{}); err != nil {
 		t.Fatalf("the pushed artifact is not on the file server: %v", err)

@@ -108,7 +108,9 @@ type (
 		Name     string `json:"name"`
 		Uploaded stamp  `json:"uploaded"`
 		Chunks   int    `json:"chunks"`
-		Fetched  *struct {
+		// AlreadyStored answers a push of bytes that were there.
+		AlreadyStored bool `json:"already_stored"`
+		Fetched       *struct {
 			Total   sourceBytes   `json:"total"`
 			Offices []sourceBytes `json:"offices"`
 		} `json:"fetched"`

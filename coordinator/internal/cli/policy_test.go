@@ -110,6 +110,20 @@ func TestPolicy(t *testing.T) {
 			api:  []exchange{{method: "GET", target: "/v1/offices/berlin/policy", answer: `{"office":"berlin","revision":0,"yaml":"","items":[]}`}},
 			want: want{stderr: "office berlin has no policy yet; apply one with: outpost policy apply --office berlin FILE\n"},
 		},
+		{
+			name: "show an office's name as a named policy points to --office",
+			args: []string{"policy", "show", "berlin"},
+			api: []exchange{
+				{method: "GET", target: "/v1/policies/berlin", status: 404, answer: `{"error":"policy berlin: not found"}`},
+				{method: "GET", target: "/v1/offices/berlin", answer: `{"name":"berlin"}`},
+			},
+			want: want{code: 1, stderr: "outpost: policy show: policy berlin: not found; office berlin's own policy is shown with: outpost policy show --office berlin\n"},
+		},
+		{
+			name: "a right with a typo",
+			args: []string{"perm", "add", "--office", "berlin", "user:tina=view,comand"},
+			want: want{code: 2, stderrHas: []string{`right "comand" (did you mean "command"?): want view, control, command, files or manage`}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -313,6 +314,13 @@ func applyNamedPolicy(ctx context.Context, e *env, name, path string) error {
 // applied again.
 func showNamedPolicy(ctx context.Context, e *env, name string) error {
 	raw, err := e.api.get(ctx, policyPath(name), nil)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+		// An office's own policy is shown with --office.
+		if _, oerr := e.api.get(ctx, officePath(name), nil); oerr == nil {
+			return fmt.Errorf("%w; office %s's own policy is shown with: outpost policy show --office %s", err, name, name)
+		}
+	}
 	if err != nil {
 		return err
 	}
