@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -262,9 +263,26 @@ Examples:
 					if len(add)+len(remove) == 0 {
 						return usagef("give --add USER or --remove USER")
 					}
+					// The group before, to say what changed nothing.
+					var before groupRow
+					if raw, err := e.api.get(ctx, "/v1/groups/"+url.PathEscape(args[0]), nil); err == nil {
+						_ = json.Unmarshal(raw, &before)
+					}
 					raw, err := e.api.send(ctx, http.MethodPatch, "/v1/groups/"+url.PathEscape(args[0]), map[string]any{"add": []string(add), "remove": []string(remove)})
 					if err != nil {
 						return err
+					}
+					if !e.json && before.Name != "" {
+						for _, u := range remove {
+							if !slices.Contains(before.Members, u) {
+								fmt.Fprintf(e.stderr, "note: %s was not a member of %s%s\n", u, args[0], didyoumean.Hint(u, before.Members))
+							}
+						}
+						for _, u := range add {
+							if slices.Contains(before.Members, u) {
+								fmt.Fprintf(e.stderr, "note: %s was a member of %s already\n", u, args[0])
+							}
+						}
 					}
 					return printGroup(e, raw)
 				}

@@ -56,9 +56,21 @@ func TestUsersAndGroups(t *testing.T) {
 		{
 			name: "group members",
 			args: []string{"group", "members", "berlin-techs", "--remove", "tina"},
-			api: []exchange{{method: "PATCH", target: "/v1/groups/berlin-techs", body: `{"add":null,"remove":["tina"]}`,
-				answer: `{"name":"berlin-techs","members":[]}`}},
+			api: []exchange{
+				{method: "GET", target: "/v1/groups/berlin-techs", answer: `{"name":"berlin-techs","members":["tina"]}`},
+				{method: "PATCH", target: "/v1/groups/berlin-techs", body: `{"add":null,"remove":["tina"]}`,
+					answer: `{"name":"berlin-techs","members":[]}`}},
 			want: want{stdout: "group berlin-techs: -\n"},
+		},
+		{
+			name: "group members that change nothing are told",
+			args: []string{"group", "members", "berlin-techs", "--remove", "tna", "--add", "tom"},
+			api: []exchange{
+				{method: "GET", target: "/v1/groups/berlin-techs", answer: `{"name":"berlin-techs","members":["tina","tom"]}`},
+				{method: "PATCH", target: "/v1/groups/berlin-techs", body: `{"add":["tom"],"remove":["tna"]}`,
+					answer: `{"name":"berlin-techs","members":["tina","tom"]}`}},
+			want: want{stdout: "group berlin-techs: tina, tom\n",
+				stderr: "note: tna was not a member of berlin-techs (did you mean \"tina\"?)\nnote: tom was a member of berlin-techs already\n"},
 		},
 		{
 			name: "group remove",

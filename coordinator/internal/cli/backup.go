@@ -20,12 +20,6 @@ import (
 // backupTrailer is the coordinator's SHA-256 of a whole backup (api).
 const backupTrailer = "X-Outpost-Backup-Sha256"
 
-// repeated is a flag given any number of times.
-type repeated []string
-
-func (r *repeated) String() string     { return strings.Join(*r, ",") }
-func (r *repeated) Set(s string) error { *r = append(*r, s); return nil }
-
 func backupCommands() []*command {
 	return []*command{
 		{
@@ -56,7 +50,7 @@ Examples:
   OUTPOST_BACKUP_PASSPHRASE=... outpost backup --passphrase outpost.backup
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
-				var recipients repeated
+				var recipients stringList
 				fs.Var(&recipients, "recipient", "encrypt to the age public `KEY` (age1...); may be given several times")
 				recipientsFile := fs.String("recipients-file", "", "encrypt to every age public key in `FILE`, one per line")
 				passphrase := fs.Bool("passphrase", false, "encrypt with a passphrase (OUTPOST_BACKUP_PASSPHRASE, or asked twice at the terminal)")
