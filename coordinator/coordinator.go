@@ -74,6 +74,8 @@ type Config struct {
 	// DirectCheckins turns the office roll-up off: every agent checks in
 	// itself rather than through one member of its office.
 	DirectCheckins bool `yaml:"direct_checkins"`
+	// Backups are taken on a schedule when Backups.Dir is set.
+	Backups BackupConfig `yaml:"backups"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -137,6 +139,9 @@ func (c Config) Validate() error {
 		if err := c.FileServer.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("file_server: %w", err))
 		}
+	}
+	if err := c.Backups.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -333,6 +338,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	rules := make(chan struct{})
 	go func() { defer close(rules); _ = h.RunRules(ctx, time.Hour) }()
 	defer func() { <-rules }()
+	if c.cfg.Backups.Dir != "" {
+		backups := make(chan struct{})
+		go func() { defer close(backups); c.runBackups(ctx, h) }()
+		defer func() { <-backups }()
+	}
 	// Uploads a crash cut short stay in the file server's multipart area
 	// until removed: at start, then every few hours (artifacts.RunCleanup).
 	if files != nil {

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,10 +85,7 @@ func (a *API) takeBackup(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	h := sha256.New()
 	cw := &countingWriter{w: io.MultiWriter(w, h)}
-	m, err := backup.Write(cw, backup.Source{DataDir: a.d.DataDir, Version: a.d.Version, CAFingerprint: a.d.CAFingerprint, Now: now,
-		Store: func(fn func(backup.Snapshot) error) error {
-			return a.d.Store.Snapshot(func(s store.Snapshot) error { return fn(s) })
-		}}, recipients...)
+	m, err := a.WriteBackup(cw, now, recipients...)
 	if err != nil {
 		a.log.Error("backup failed", "err", err, "sent", cw.n)
 		a.audit(r, "backup", "coordinator", fmt.Sprintf("failed after %d bytes: %v", cw.n, err))
@@ -97,6 +95,18 @@ func (a *API) takeBackup(w http.ResponseWriter, r *http.Request) error {
 	a.log.Info("backup taken", "bytes", cw.n, "files", len(m.Files), "how", how)
 	a.audit(r, "backup", "coordinator", fmt.Sprintf("%s, %d bytes, %d files", how, cw.n, len(m.Files)))
 	return nil
+}
+
+// WriteBackup writes a backup of the coordinator (backup package) to w,
+// encrypted to recipients (none: plain).
+func (a *API) WriteBackup(w io.Writer, now time.Time, recipients ...age.Recipient) (*backup.Manifest, error) {
+	if a.d.DataDir == "" {
+		return nil, errors.New("backups are not enabled on this coordinator")
+	}
+	return backup.Write(w, backup.Source{DataDir: a.d.DataDir, Version: a.d.Version, CAFingerprint: a.d.CAFingerprint, Now: now,
+		Store: func(fn func(backup.Snapshot) error) error {
+			return a.d.Store.Snapshot(func(s store.Snapshot) error { return fn(s) })
+		}}, recipients...)
 }
 
 type countingWriter struct {

@@ -1,0 +1,201 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outposthq/outpost/coordinator/internal/api"
+	"github.com/outposthq/outpost/pkg/fsutil"
+)
+
+// BackupConfig has the coordinator take backups (outpost backup) into a
+// directory on a schedule. Copy the directory off the machine: a backup
+// beside what it backs up survives little.
+type BackupConfig struct {
+	// Dir receives the backups; empty takes none.
+	Dir string `yaml:"dir"`
+	// Every is how often (default 24h); a backup is due at start when the
+	// newest in Dir is older than that.
+	Every time.Duration `yaml:"every"`
+	// Keep is how many backups Dir keeps, newest first (default 7).
+	Keep int `yaml:"keep"`
+	// Recipients are the age public keys (age1...) the backups are
+	// encrypted to; Plain writes them unencrypted instead. One of them.
+	Recipients []string `yaml:"recipients"`
+	Plain      bool     `yaml:"plain"`
+}
+
+const (
+	backupPrefix       = "outpost-backup-"
+	defaultBackupEvery = 24 * time.Hour
+	defaultBackupKeep  = 7
+)
+
+func (b BackupConfig) validate() error {
+	if b.Dir == "" {
+		return nil
+	}
+	var errs []error
+	if b.Every != 0 && b.Every < time.Minute {
+		errs = append(errs, fmt.Errorf("backups.every %v: want 1m or more", b.Every))
+	}
+	if b.Keep < 0 || b.Keep > 1000 {
+		errs = append(errs, fmt.Errorf("backups.keep %d: want 1 to 1000 (0: %d)", b.Keep, defaultBackupKeep))
+	}
+	if _, err := b.recipients(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(b.Recipients) == 0 && !b.Plain {
+		errs = append(errs, errors.New("backups: give recipients (age public keys, from age-keygen) or plain: true; a backup holds the keys that sign policy for every computer"))
+	}
+	if len(b.Recipients) > 0 && b.Plain {
+		errs = append(errs, errors.New("backups: recipients and plain: give one"))
+	}
+	return errors.Join(errs...)
+}
+
+func (b BackupConfig) recipients() ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, s := range b.Recipients {
+		rs, err := age.ParseRecipients(strings.NewReader(s))
+		if err != nil || len(rs) != 1 {
+			return nil, fmt.Errorf("backups.recipients: %q is not an age public key (age1..., as age-keygen prints it)", s)
+		}
+		out = append(out, rs[0])
+	}
+	return out, nil
+}
+
+// backupMetrics tell whether scheduled backups work.
+type backupMetrics struct {
+	taken       *prometheus.CounterVec
+	lastSuccess prometheus.Gauge
+}
+
+// runBackups takes a backup when one is due, until ctx ends.
+func (c *Coordinator) runBackups(ctx context.Context, h *api.API) {
+	b := c.cfg.Backups
+	every, keep := b.Every, b.Keep
+	if every == 0 {
+		every = defaultBackupEvery
+	}
+	if keep == 0 {
+		keep = defaultBackupKeep
+	}
+	m := backupMetrics{
+		taken: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_coordinator_backups_total",
+			Help: "Scheduled backups taken, by result."}, []string{"result"}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_coordinator_backup_last_success_timestamp_seconds",
+			Help: "When the last scheduled backup was written (Unix time); alert when it is older than backups.every."}),
+	}
+	c.reg.MustRegister(m.taken, m.lastSuccess)
+	recipients, _ := b.recipients() // checked by Validate
+	for {
+		wait := every
+		if last, ok := newestBackup(b.Dir); ok {
+			m.lastSuccess.Set(float64(last.Unix()))
+			wait = time.Until(last.Add(every))
+		}
+		if wait <= 0 {
+			path, err := c.takeBackup(h, b.Dir, recipients)
+			if err != nil {
+				m.taken.WithLabelValues("failed").Inc()
+				c.log.Error("scheduled backup failed; retrying in an hour", "dir", b.Dir, "err", err)
+				wait = min(time.Hour, every)
+			} else {
+				m.taken.WithLabelValues("ok").Inc()
+				m.lastSuccess.SetToCurrentTime()
+				c.log.Info("scheduled backup written", "file", path)
+				pruneBackups(b.Dir, keep, c.log)
+				wait = every
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// takeBackup writes one backup into dir, whole or not at all.
+func (c *Coordinator) takeBackup(h *api.API, dir string, recipients []age.Recipient) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	now := time.Now().UTC()
+	name := backupPrefix + now.Format("20060102T150405Z") + ".tar.gz"
+	if len(recipients) > 0 {
+		name += ".age"
+	}
+	f, err := os.CreateTemp(dir, "."+name+".*.tmp")
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name()) // gone by the rename, unless something failed
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return "", err
+	}
+	if _, err := h.WriteBackup(f, now, recipients...); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	return path, fsutil.Rename(f.Name(), path)
+}
+
+// backupFiles lists the backups in dir, oldest first (their names sort by
+// time).
+func backupFiles(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, backupPrefix) && (strings.HasSuffix(n, ".tar.gz") || strings.HasSuffix(n, ".tar.gz.age")) {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// newestBackup is when the newest backup in dir was taken.
+func newestBackup(dir string) (time.Time, bool) {
+	files := backupFiles(dir)
+	if len(files) == 0 {
+		return time.Time{}, false
+	}
+	stamp, _, _ := strings.Cut(strings.TrimPrefix(files[len(files)-1], backupPrefix), ".")
+	t, err := time.Parse("20060102T150405Z", stamp)
+	return t, err == nil
+}
+
+// pruneBackups deletes the oldest backups beyond keep.
+func pruneBackups(dir string, keep int, log interface{ Warn(string, ...any) }) {
+	files := backupFiles(dir)
+	for len(files) > keep {
+		if err := os.Remove(filepath.Join(dir, files[0])); err != nil {
+			log.Warn("remove an old backup", "file", files[0], "err", err)
+		}
+		files = files[1:]
+	}
+}
