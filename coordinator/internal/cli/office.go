@@ -2,11 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -265,6 +268,13 @@ Examples:
 					if len(body) == 0 {
 						return usagef("nothing to change: pass at least one of --description, --location, --mode, --relay, --distribution-server, --allow-plain-http, --interval, --time-zone, --subnet, --egress")
 					}
+					// The office before, to say what changed.
+					var before map[string]any
+					if !e.json {
+						if raw, err := e.api.get(ctx, officePath(args[0]), nil); err == nil {
+							_ = json.Unmarshal(raw, &before)
+						}
+					}
 					raw, err := e.api.send(ctx, http.MethodPatch, officePath(args[0]), body)
 					if err != nil {
 						return err
@@ -276,7 +286,14 @@ Examples:
 					if err := decode(raw, "office", &off); err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(e.stdout, "office %s updated\n", off.Name)
+					var after map[string]any
+					_ = json.Unmarshal(raw, &after)
+					changes := fieldChanges(before, after, body)
+					if len(changes) == 0 {
+						_, err = fmt.Fprintf(e.stdout, "office %s unchanged: it had these settings already\n", off.Name)
+						return err
+					}
+					_, err = fmt.Fprintf(e.stdout, "office %s updated: %s\n", off.Name, strings.Join(changes, "; "))
 					return err
 				}
 			},
@@ -383,4 +400,38 @@ func stagingLine(st *staging) string {
 		line += "; last error: " + st.Error
 	}
 	return line
+}
+
+// fieldChanges says, for the fields a change asked for, which moved and
+// from what to what ("mode: relay → direct").
+func fieldChanges(before, after map[string]any, asked map[string]any) []string {
+	show := func(v any) string {
+		switch x := v.(type) {
+		case nil:
+			return "-"
+		case string:
+			if x == "" {
+				return "-"
+			}
+			return x
+		case []any:
+			if len(x) == 0 {
+				return "-"
+			}
+			var parts []string
+			for _, p := range x {
+				parts = append(parts, fmt.Sprint(p))
+			}
+			return strings.Join(parts, ",")
+		}
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(asked)) {
+		if was, now := show(before[k]), show(after[k]); was != now {
+			out = append(out, fmt.Sprintf("%s: %s → %s", k, was, now))
+		}
+	}
+	return out
 }

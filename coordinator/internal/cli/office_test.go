@@ -1,6 +1,9 @@
 package cli
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 const (
 	berlinJSON = `{"name":"berlin","description":"Berlin branch","location":"Berlin, DE","mode":"relay",` +
@@ -171,16 +174,18 @@ func TestOffice(t *testing.T) {
 		{
 			name: "edit sends only the fields given",
 			args: []string{"office", "edit", "berlin", "--interval", "5m", "--description", ""},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin", ctype: "application/json",
-				body: `{"checkin_interval":"5m","description":""}`, answer: berlinJSON}},
-			want: want{stdout: "office berlin updated\n"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin", answer: berlinJSON},
+				{method: "PATCH", target: "/v1/offices/berlin", ctype: "application/json",
+					body: `{"checkin_interval":"5m","description":""}`, answer: strings.NewReplacer(`"2m0s"`, `"5m0s"`, `"Berlin branch"`, `""`).Replace(berlinJSON)}},
+			want: want{stdout: "office berlin updated: checkin_interval: 2m0s → 5m0s; description: Berlin branch → -\n"},
 		},
 		{
 			name: "edit empties the relays",
 			args: []string{"office", "edit", "berlin", "--mode", "direct", "--relay", ""},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
-				body: `{"mode":"direct","relays":[]}`, answer: hamburgJSON}},
-			want: want{stdout: "office hamburg updated\n"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin", answer: berlinJSON},
+				{method: "PATCH", target: "/v1/offices/berlin",
+					body: `{"mode":"direct","relays":[]}`, answer: strings.NewReplacer(`"relay"`, `"direct"`, `["http://10.1.0.5:8090"]`, `[]`).Replace(berlinJSON)}},
+			want: want{stdout: "office berlin updated: mode: relay → direct; relays: http://10.1.0.5:8090 → -\n"},
 		},
 		{
 			name: "edit json",
@@ -199,9 +204,10 @@ func TestOffice(t *testing.T) {
 		{
 			name: "edit egress",
 			args: []string{"office", "edit", "berlin", "--egress", "203.0.113.7", "--egress", "198.51.100.0/29"},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
-				body: `{"egress":["203.0.113.7","198.51.100.0/29"]}`, answer: berlinJSON}},
-			want: want{stdout: "office berlin updated\n"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin", answer: berlinJSON},
+				{method: "PATCH", target: "/v1/offices/berlin",
+					body: `{"egress":["203.0.113.7","198.51.100.0/29"]}`, answer: strings.Replace(berlinJSON, `["203.0.113.7/32"]`, `["203.0.113.7/32","198.51.100.0/29"]`, 1)}},
+			want: want{stdout: "office berlin updated: egress: 203.0.113.7/32 → 203.0.113.7/32,198.51.100.0/29\n"},
 		},
 		{
 			name: "bad egress",
@@ -216,23 +222,25 @@ func TestOffice(t *testing.T) {
 		{
 			name: "overlapping subnets: the API names the owner",
 			args: []string{"office", "edit", "hamburg", "--subnet", "10.1.2.0/24"},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/hamburg", body: `{"subnets":["10.1.2.0/24"]}`, status: 409,
+			api: []exchange{{method: "GET", target: "/v1/offices/hamburg", answer: hamburgJSON}, {method: "PATCH", target: "/v1/offices/hamburg", body: `{"subnets":["10.1.2.0/24"]}`, status: 409,
 				answer: `{"error":"subnet 10.1.2.0/24 overlaps 10.1.0.0/16 of office berlin: an address must belong to one office"}`}},
 			want: want{code: 1, stderr: "outpost: office edit: subnet 10.1.2.0/24 overlaps 10.1.0.0/16 of office berlin: an address must belong to one office\n"},
 		},
 		{
 			name: "edit empties the subnets and sets the time zone",
 			args: []string{"office", "edit", "berlin", "--subnet", "", "--time-zone", "UTC"},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
-				body: `{"subnets":[],"time_zone":"UTC"}`, answer: hamburgJSON}},
-			want: want{stdout: "office hamburg updated\n"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin", answer: berlinJSON},
+				{method: "PATCH", target: "/v1/offices/berlin",
+					body: `{"subnets":[],"time_zone":"UTC"}`, answer: strings.NewReplacer(`["10.1.0.0/16","192.168.7.0/24"]`, `[]`, `"Europe/Berlin"`, `"UTC"`).Replace(berlinJSON)}},
+			want: want{stdout: "office berlin updated: subnets: 10.1.0.0/16,192.168.7.0/24 → -; time_zone: Europe/Berlin → UTC\n"},
 		},
 		{
 			name: "edit replaces the subnets",
 			args: []string{"office", "edit", "berlin", "--subnet", "10.9.0.0/16", "--subnet", "10.8.0.0/16"},
-			api: []exchange{{method: "PATCH", target: "/v1/offices/berlin",
-				body: `{"subnets":["10.9.0.0/16","10.8.0.0/16"]}`, answer: berlinJSON}},
-			want: want{stdout: "office berlin updated\n"},
+			api: []exchange{{method: "GET", target: "/v1/offices/berlin", answer: berlinJSON},
+				{method: "PATCH", target: "/v1/offices/berlin",
+					body: `{"subnets":["10.9.0.0/16","10.8.0.0/16"]}`, answer: berlinJSON}},
+			want: want{stdout: "office berlin unchanged: it had these settings already\n"},
 		},
 		{
 			name: "edit without a change",
