@@ -84,16 +84,16 @@ func (a *API) takeBackup(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	h := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(w, h)}
+	cw := &backup.CountingWriter{W: io.MultiWriter(w, h)}
 	m, err := a.WriteBackup(cw, now, recipients...)
 	if err != nil {
-		a.log.Error("backup failed", "err", err, "sent", cw.n)
-		a.audit(r, "backup", "coordinator", fmt.Sprintf("failed after %d bytes: %v", cw.n, err))
+		a.log.Error("backup failed", "err", err, "sent", cw.N)
+		a.audit(r, "backup", "coordinator", fmt.Sprintf("failed after %d bytes: %v", cw.N, err))
 		panic(http.ErrAbortHandler) // no trailer: the client knows it is not whole
 	}
 	w.Header().Set(BackupSHA256Trailer, hex.EncodeToString(h.Sum(nil)))
-	a.log.Info("backup taken", "bytes", cw.n, "files", len(m.Files), "how", how)
-	a.audit(r, "backup", "coordinator", fmt.Sprintf("%s, %d bytes, %d files", how, cw.n, len(m.Files)))
+	a.log.Info("backup taken", "bytes", cw.N, "files", len(m.Files), "how", how)
+	a.audit(r, "backup", "coordinator", fmt.Sprintf("%s, %d bytes, %d files", how, cw.N, len(m.Files)))
 	return nil
 }
 
@@ -107,17 +107,6 @@ func (a *API) WriteBackup(w io.Writer, now time.Time, recipients ...age.Recipien
 		Store: func(fn func(backup.Snapshot) error) error {
 			return a.d.Store.Snapshot(func(s store.Snapshot) error { return fn(s) })
 		}}, recipients...)
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func truncate(s string, n int) string {

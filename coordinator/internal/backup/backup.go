@@ -116,12 +116,12 @@ func Write(w io.Writer, src Source, recipients ...age.Recipient) (*Manifest, err
 			return err
 		}
 		h := sha256.New()
-		cw := &countWriter{w: io.MultiWriter(tw, h)}
+		cw := &CountingWriter{W: io.MultiWriter(tw, h)}
 		if err := write(cw); err != nil {
 			return fmt.Errorf("back up %s: %w", rel, err)
 		}
-		if cw.n != size {
-			return fmt.Errorf("back up %s: wrote %d bytes of %d", rel, cw.n, size)
+		if cw.N != size {
+			return fmt.Errorf("back up %s: wrote %d bytes of %d", rel, cw.N, size)
 		}
 		m.Files = append(m.Files, File{Path: rel, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))})
 		return nil
@@ -208,14 +208,15 @@ func dataFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
+// CountingWriter counts what it writes to W.
+type CountingWriter struct {
+	W io.Writer
+	N int64
 }
 
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
+func (c *CountingWriter) Write(p []byte) (int, error) {
+	n, err := c.W.Write(p)
+	c.N += int64(n)
 	return n, err
 }
 
