@@ -40,11 +40,14 @@ const (
 	defaultBackupKeep  = 7
 )
 
-func (b BackupConfig) validate() error {
+func (b BackupConfig) validate(dataDir string) error {
 	if b.Dir == "" {
 		return nil
 	}
 	var errs []error
+	if inside(b.Dir, dataDir) {
+		errs = append(errs, fmt.Errorf("backups.dir %s is inside data_dir %s: each backup would hold the ones before it; put them elsewhere", b.Dir, dataDir))
+	}
 	if b.Every != 0 && b.Every < time.Minute {
 		errs = append(errs, fmt.Errorf("backups.every %v: want 1m or more", b.Every))
 	}
@@ -100,7 +103,7 @@ func (c *Coordinator) runBackups(ctx context.Context, h *api.API) {
 	c.reg.MustRegister(m.taken, m.lastSuccess)
 	recipients, _ := b.recipients() // checked by Validate
 	for {
-		wait := every
+		wait := time.Duration(0) // none there: one is due now
 		if last, ok := newestBackup(b.Dir); ok {
 			m.lastSuccess.Set(float64(last.Unix()))
 			wait = time.Until(last.Add(every))
@@ -198,4 +201,15 @@ func pruneBackups(dir string, keep int, log interface{ Warn(string, ...any) }) {
 		}
 		files = files[1:]
 	}
+}
+
+// inside says whether path is dir or below it.
+func inside(path, dir string) bool {
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && (rel == "." || !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "..")
 }

@@ -140,7 +140,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("file_server: %w", err))
 		}
 	}
-	if err := c.Backups.validate(); err != nil {
+	if err := c.Backups.validate(c.DataDir); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -15,6 +15,9 @@ import (
 	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
+// errStoreInUse is a store a running coordinator holds.
+var errStoreInUse = errors.New("the store is in use")
+
 // RestoreOptions say where and how a backup is restored.
 type RestoreOptions struct {
 	DataDir string
@@ -53,13 +56,17 @@ func Restore(r io.Reader, opt RestoreOptions) (*RestoreResult, error) {
 	case err != nil:
 		return nil, err
 	case len(entries) > 0:
-		if _, err := os.Stat(filepath.Join(dir, backup.StoreFile)); err == nil {
-			// A running coordinator holds the store's lock.
-			st, err := store.Open(filepath.Join(dir, backup.StoreFile))
-			if err != nil {
-				return nil, fmt.Errorf("stop the coordinator first: %w", err)
-			}
-			st.Close()
+		// A running coordinator holds its store's lock. Held here until
+		// the old directory is moved aside, it also keeps one from
+		// starting on the old store while the backup is read.
+		unlock, err := lockStore(filepath.Join(dir, backup.StoreFile))
+		switch {
+		case errors.Is(err, errStoreInUse):
+			return nil, fmt.Errorf("stop the coordinator first: %s is in use", filepath.Join(dir, backup.StoreFile))
+		case err == nil:
+			defer unlock()
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("lock the store: %w", err)
 		}
 		if !opt.Force {
 			return nil, fmt.Errorf("%s is not empty: it holds a coordinator's state; --force moves it aside to %s.before-restore-TIME and restores in its place", dir, dir)

@@ -51,6 +51,10 @@ func (a *API) takeBackup(w http.ResponseWriter, r *http.Request) error {
 			return httpError(http.StatusBadRequest, "%d recipients: the limit is %d", len(in.Recipients), maxRecipients)
 		}
 		for _, s := range in.Recipients {
+			if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s)), "AGE-SECRET-KEY-") {
+				// Never quoted back: it opens every backup made to it.
+				return httpError(http.StatusBadRequest, "a recipient is a private key (AGE-SECRET-KEY-...): give its public key (age-keygen -y KEYFILE prints it), and keep the private key off this coordinator")
+			}
 			rs, err := age.ParseRecipients(strings.NewReader(s))
 			if err != nil || len(rs) != 1 {
 				return httpError(http.StatusBadRequest, "recipient %q is not an age public key (age1..., as age-keygen prints it)", truncate(s, 80))

@@ -126,10 +126,33 @@ func Write(w io.Writer, src Source, recipients ...age.Recipient) (*Manifest, err
 		m.Files = append(m.Files, File{Path: rel, Size: size, SHA256: hex.EncodeToString(h.Sum(nil))})
 		return nil
 	}
+	// The store's copy goes to a file on the local disk first: the read
+	// transaction a copy takes blocks the store's growth, so it must not
+	// last as long as a slow reader of the backup takes.
+	snap, err := os.CreateTemp(src.DataDir, ".backup-store-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("copy the store: %w", err)
+	}
+	defer func() {
+		snap.Close()
+		os.Remove(snap.Name())
+	}()
+	var size int64
 	err = src.Store(func(s Snapshot) error {
-		return add(StoreFile, s.Size(), 0o600, func(w io.Writer) error { _, err := s.WriteTo(w); return err })
+		n, err := s.WriteTo(snap)
+		if err == nil && n != s.Size() {
+			err = fmt.Errorf("wrote %d bytes of %d", n, s.Size())
+		}
+		size = n
+		return err
 	})
 	if err != nil {
+		return nil, fmt.Errorf("copy the store: %w", err)
+	}
+	if _, err := snap.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	if err := add(StoreFile, size, 0o600, func(w io.Writer) error { _, err := io.Copy(w, snap); return err }); err != nil {
 		return nil, err
 	}
 	files, err := dataFiles(src.DataDir)

@@ -71,6 +71,11 @@ Examples:
 							return usagef("%s holds no age public key", *recipientsFile)
 						}
 					}
+					for _, r := range recipients {
+						if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(r)), "AGE-SECRET-KEY-") {
+							return usagef("a recipient is a private key (AGE-SECRET-KEY-...), which must not leave this machine: give its public key (age-keygen -y KEYFILE prints it); nothing was sent")
+						}
+					}
 					body := map[string]any{}
 					modes := 0
 					if len(recipients) > 0 {

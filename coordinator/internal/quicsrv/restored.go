@@ -30,6 +30,10 @@ type revisionCatchUp struct {
 	raise func(office string, above uint64) error
 	mu    sync.Mutex
 	last  map[string]time.Time // office → its last raise
+	// raisedBy are the members that raised their office already: an
+	// honest member needs one raise, after which the revision it gets is
+	// its office's own; one lying about its revision gets no more.
+	raisedBy map[string]bool
 }
 
 // SetRevisionRaise makes the server call raise (synchronously) when, after
@@ -68,13 +72,13 @@ func (s *Server) caughtUp(m *store.Member, now time.Time) {
 	}
 	c.mu.Lock()
 	if c.last == nil {
-		c.last = map[string]time.Time{}
+		c.last, c.raisedBy = map[string]time.Time{}, map[string]bool{}
 	}
-	if now.Sub(c.last[m.Office]) < raiseEvery {
+	if now.Sub(c.last[m.Office]) < raiseEvery || c.raisedBy[m.ID] {
 		c.mu.Unlock()
 		return
 	}
-	c.last[m.Office] = now
+	c.last[m.Office], c.raisedBy[m.ID] = now, true
 	c.mu.Unlock()
 	s.log.Warn("member holds a revision newer than its office's (the store was restored from a backup): signing the office's policy above it",
 		"member", m.ID, "office", m.Office, "reported", m.Revision, "office_revision", last)
