@@ -97,6 +97,9 @@ what its members report holding at their first check-in.
 		if err != nil {
 			return err
 		}
+		// Backups are made at age's default work factor (18, 256 MiB of
+		// memory); a file asking for more, up to 4 GiB, is refused.
+		id.SetMaxWorkFactor(18)
 		ids = append(ids, id)
 	}
 	res, err := coordinator.Restore(f, coordinator.RestoreOptions{DataDir: cfg.DataDir, Identities: ids, Force: *force, Now: time.Now()})
