@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/coordinator"
+	"github.com/outposthq/outpost/coordinator/internal/policy"
 	"github.com/outposthq/outpost/pkg/freeport"
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/testutil"
@@ -298,3 +300,7 @@ func (h *Harness) CAPool() *x509.CertPool {
 	p.AddCert(cert)
 	return p
 }
+
+// RegistryDefaultAllow is the coordinator's copy of the registry plugin's
+// default settings-file prefixes (for the test that keeps them equal).
+func RegistryDefaultAllow() []string { return slices.Clone(policy.RegistryDefaultAllow) }

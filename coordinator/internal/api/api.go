@@ -708,6 +708,8 @@ type policyView struct {
 	// Unchanged is set by an apply that signed nothing new: what it would
 	// have signed is what revision already carries.
 	Unchanged bool `json:"unchanged,omitempty"`
+	// Warnings are what the policy may not do as meant (policy.Advice).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // itemsJSON renders items with protobuf's JSON mapping (oneofs flattened).
@@ -818,7 +820,7 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 			a.log.Info("policy applied unchanged", "office", office, "revision", cur.Revision, "items", len(items))
 			a.audit(r, "office.policy", "office "+office, fmt.Sprintf("unchanged: revision %d, %s", cur.Revision, plural(len(items), "item")))
 			writeJSON(w, http.StatusOK, policyView{Office: office, Revision: cur.Revision, Applied: cur.Applied, YAML: cur.YAML, Items: itemsJSON(pr.wide),
-				Variants: variantsOf(cur), Unchanged: true})
+				Variants: variantsOf(cur), Unchanged: true, Warnings: policy.Advice(items)})
 			return nil
 		}
 	}
@@ -828,7 +830,8 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.Info("policy applied", "office", office, "revision", p.Revision, "items", len(items))
 	a.audit(r, "office.policy", "office "+office, fmt.Sprintf("revision %d, %s", p.Revision, plural(len(items), "item")))
-	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pr.wide), Variants: variantsOf(p)})
+	writeJSON(w, http.StatusOK, policyView{Office: office, Revision: p.Revision, Applied: p.Applied, YAML: p.YAML, Items: itemsJSON(pr.wide), Variants: variantsOf(p),
+		Warnings: policy.Advice(items)})
 	return nil
 }
 

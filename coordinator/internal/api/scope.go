@@ -792,6 +792,8 @@ type namedPolicyView struct {
 	Unchanged map[string]uint64 `json:"unchanged,omitempty"`
 	// Computers it applies to now (show only).
 	Computers *[]string `json:"computers,omitempty"`
+	// Warnings are what the policy may not do as meant (apply only).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func namedView(p store.NamedPolicy) namedPolicyView {
@@ -874,7 +876,7 @@ func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := namedView(*stored)
-	v.YAML, v.Items, v.Published, v.Unchanged = stored.YAML, itemsJSON(n.Items), published, unchanged
+	v.YAML, v.Items, v.Published, v.Unchanged, v.Warnings = stored.YAML, itemsJSON(n.Items), published, unchanged, policy.Advice(n.Items)
 	code := http.StatusOK
 	if created {
 		code = http.StatusCreated

@@ -141,10 +141,14 @@ func applyPolicy(ctx context.Context, e *env, officeName, path string) error {
 	}
 	var p struct {
 		policyInfo
-		Unchanged bool `json:"unchanged"` // the office's current revision carries this policy already
+		Unchanged bool     `json:"unchanged"` // the office's current revision carries this policy already
+		Warnings  []string `json:"warnings"`
 	}
 	if err := decode(raw, "policy", &p); err != nil {
 		return err
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
 	}
 	name := p.Office
 	if name == "" {

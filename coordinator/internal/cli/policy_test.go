@@ -41,6 +41,12 @@ func TestPolicy(t *testing.T) {
 			want: want{stdout: "office berlin: revision 4 applied (3 items)\n"},
 		},
 		{
+			name: "apply warns of what hosts may refuse",
+			args: []string{"policy", "apply", "--office", "berlin", file},
+			api:  []exchange{put(200, strings.TrimSuffix(policyJSON, "}")+`,"warnings":["item registry:/var/x#a: /var/x is outside /etc/ and /opt/"]}`)},
+			want: want{stdout: "office berlin: revision 4 applied (3 items)\n", stderr: "warning: item registry:/var/x#a: /var/x is outside /etc/ and /opt/\n"},
+		},
+		{
 			name:  "apply standard input",
 			args:  []string{"policy", "apply", "-", "--office", "berlin"},
 			stdin: policyYAML,

@@ -33,6 +33,7 @@ type (
 		Published map[string]uint64 `json:"published"`
 		Unchanged map[string]uint64 `json:"unchanged"`
 		Computers []string          `json:"computers"`
+		Warnings  []string          `json:"warnings"`
 	}
 	effective struct {
 		Agent     string            `json:"agent"`
@@ -285,6 +286,9 @@ func applyNamedPolicy(ctx context.Context, e *env, name, path string) error {
 	var p namedPolicy
 	if err := decode(raw, "policy", &p); err != nil {
 		return err
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintln(e.stderr, "warning:", w)
 	}
 	var revs []string
 	for o, r := range p.Published {
