@@ -316,6 +316,9 @@ func call[T any](ctx context.Context, c *Client, what string, rpcCall func(conte
 		c.logger.Error("plugin process died during a call", "call", what, "error", err)
 		return zero, fmt.Errorf("plugin %s: %s: plugin crashed (%s): %w", kind, what, status.Convert(err).Message(), ErrExited)
 	}
+	if code == codes.FailedPrecondition {
+		return zero, fmt.Errorf("plugin %s: %s: %w", kind, what, Refusal(status.Convert(err).Message()))
+	}
 	return zero, fmt.Errorf("plugin %s: %s: %s", kind, what, status.Convert(err).Message())
 }
 

@@ -10,11 +10,14 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/plugins/proto"
@@ -78,8 +81,26 @@ func (s *grpcServer) Scan(ctx context.Context, req *proto.ScanRequest) (*proto.S
 }
 
 func (s *grpcServer) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.ApplyResponse, error) {
-	return s.impl.Apply(ctx, req)
+	res, err := s.impl.Apply(ctx, req)
+	if errors.Is(err, ErrRefused) {
+		// Told apart from a failure, so that the agent does not try again.
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return res, err
 }
+
+// ErrRefused is wrapped by a plugin's errors about an item it will never
+// apply as it stands (a path it may not touch, say): trying again cannot
+// help, so the agent does not, and reports the refusal at once.
+var ErrRefused = errors.New("refused")
+
+// Refusal is an error that says text and is an ErrRefused.
+func Refusal(text string) error { return refusal(text) }
+
+type refusal string
+
+func (r refusal) Error() string        { return string(r) }
+func (r refusal) Is(target error) bool { return target == ErrRefused }
 
 // Serve serves impl to the agent that started this process and returns when
 // the agent closes the connection. It is what a plugin's main calls; started

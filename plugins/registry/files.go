@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/plugins"
 )
 
 // fileBackend keeps values in settings files inside a root.
@@ -25,8 +26,9 @@ func newFileBackend(root string, allow []string) (*fileBackend, error) {
 	return &fileBackend{root: real, allow: allow}, nil
 }
 
-// ErrOutside is wrapped by errors about paths the plugin may not touch.
-var ErrOutside = errors.New("outside what the registry plugin may touch")
+// ErrOutside is wrapped by errors about paths the plugin may not touch: a
+// refusal the agent does not retry.
+var ErrOutside = plugins.Refusal("outside what the registry plugin may touch")
 
 func (b *fileBackend) allowed(p string) bool {
 	for _, a := range b.allow {

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,8 +93,10 @@ func TestPluginSubprocess(t *testing.T) {
 	// allowed in this process.
 	bad := &wire.Item{Id: "registry/etc", Kind: "registry", State: wire.State_STATE_PRESENT,
 		Spec: &wire.Item_Registry{Registry: &wire.RegistrySpec{Path: "/etc/x.conf", Name: "a", Data: []string{"1"}}}}
-	if _, err := c.Apply(ctx, &proto.ApplyRequest{Root: root, Item: bad}); err == nil || !strings.Contains(err.Error(), "must be under /srv/app/") {
-		t.Fatalf("Apply outside the allow-list = %v", err)
+	// A refusal crosses the process boundary as one: the agent does not
+	// try it again.
+	if _, err := c.Apply(ctx, &proto.ApplyRequest{Root: root, Item: bad}); err == nil || !strings.Contains(err.Error(), "must be under /srv/app/") || !errors.Is(err, plugins.ErrRefused) {
+		t.Fatalf("Apply outside the allow-list = %v; want a refusal", err)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc", "x.conf")); err == nil {
 		t.Fatal("refused item wrote its file")

@@ -420,6 +420,10 @@ func (r *Runner) apply(ctx context.Context, pl Plugin, it *wire.Item, path strin
 			r.attempts.WithLabelValues(it.GetKind(), "killed").Inc()
 			return nil, fmt.Errorf("apply: %v (the plugin will be restarted on the next run)", err)
 		}
+		if errors.Is(err, plugins.ErrRefused) {
+			r.attempts.WithLabelValues(it.GetKind(), "refused").Inc()
+			return nil, fmt.Errorf("apply: %v (not tried again: the plugin refuses the item as it stands)", err)
+		}
 		r.attempts.WithLabelValues(it.GetKind(), "failed").Inc()
 		errs = append(errs, err.Error())
 		if attempt >= r.cfg.Retries || ctx.Err() != nil {

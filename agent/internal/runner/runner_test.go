@@ -330,6 +330,14 @@ func TestMisbehavingPlugins(t *testing.T) {
 			t.Fatalf("attempts = %v, want 3", n)
 		}
 	})
+	t.Run("a refusal is not tried again", func(t *testing.T) {
+		r, reg := newRunner(t, Config{Retries: 2, RetryBase: 10 * time.Millisecond, RetryCap: 15 * time.Millisecond}, localContent{})
+		item := &wire.Item{Id: "refuse", Kind: "test", State: wire.State_STATE_PRESENT}
+		expect(t, one(t, r, item), wire.ItemReport_STATUS_FAILED, false, "apply: plugin test: apply refuse: item refuse asks for what this plugin never does: not allowed here (not tried again: the plugin refuses the item as it stands)")
+		if n := counter(t, reg, "outpost_agent_apply_attempts_total", "test", "refused"); n != 1 {
+			t.Fatalf("attempts = %v, want 1", n)
+		}
+	})
 	t.Run("missing plugin", func(t *testing.T) {
 		r, _ := newRunner(t, Config{}, localContent{})
 		item := &wire.Item{Id: "x", Kind: "nosuch", State: wire.State_STATE_PRESENT}

@@ -18,6 +18,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,6 +73,8 @@ func (p *testPlugin) Apply(_ context.Context, req *proto.ApplyRequest) (*proto.A
 		os.Exit(3)
 	case "fail":
 		return nil, errors.New("item fail is refused on purpose")
+	case "refuse":
+		return nil, fmt.Errorf("item refuse asks for what this plugin never does: %w", plugins.Refusal("not allowed here"))
 	case "log":
 		p.logger.Warn("hello from the plugin", "item", req.GetItem().GetId())
 	}
