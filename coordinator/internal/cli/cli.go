@@ -271,6 +271,19 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cred.kind == credSession && cred.server != "" {
+		// A sign-in's token goes to the coordinator that issued it, and to
+		// no other: without --server, that is where commands go.
+		serverGiven := g.given["server"] || a.getenv("OUTPOST_SERVER") != ""
+		switch {
+		case !serverGiven:
+			server, e.server = cred.server, cred.server
+			e.trust = g.resolveTrust(server, a.getenv)
+		case strings.TrimRight(server, "/") != strings.TrimRight(cred.server, "/"):
+			return nil, fmt.Errorf("the sign-in of %s kept by outpost login is for %s, not %s: sign in there with outpost login --server %s %s, or give an admin token",
+				cred.user, cred.server, server, server, cred.user)
+		}
+	}
 	rt := a.transport
 	if rt == nil {
 		if rt, err = e.trust.transport(server); err != nil {

@@ -40,6 +40,9 @@ type client struct {
 type credential struct {
 	kind credKind
 	user string // who signed in, for credSession
+	// server is the coordinator a credSession token was issued by: the
+	// only one it is sent to.
+	server string
 }
 
 type credKind int

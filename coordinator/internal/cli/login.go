@@ -201,7 +201,7 @@ func loginToken(getenv func(string) string) (string, credential, error) {
 	if err != nil {
 		return "", credential{}, err
 	}
-	return c.AccessToken, credential{kind: credSession, user: c.User}, nil
+	return c.AccessToken, credential{kind: credSession, user: c.User, server: c.Server}, nil
 }
 
 // readPassword reads a password line from standard input. Unless fromStdin
