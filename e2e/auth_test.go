@@ -186,15 +186,34 @@ func TestTechnicianSessionsBrokered(t *testing.T) {
 		if got, _ := os.ReadFile(back); !bytes.Equal(got, payload) {
 			t.Fatalf("got back %d bytes, want %d", len(got), len(payload))
 		}
-		// A new local file gets the usual mode for new files (what a file
-		// created with 0666 gets here), not 0600.
+		// A new local file gets the host's mode less the local umask, as
+		// cp gives it: the script stays executable, a secret stays private.
 		probe := filepath.Join(t.TempDir(), "probe")
 		if f, err := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY, 0o666); err == nil {
 			f.Close()
 		}
 		usual, _ := os.Stat(probe)
-		if st, err := os.Stat(back); err != nil || usual == nil || st.Mode().Perm() != usual.Mode().Perm() {
-			t.Fatalf("the copy is %v (%v), want %v", st.Mode(), err, usual.Mode())
+		mask := usual.Mode().Perm() | (usual.Mode().Perm()&0o444)>>2
+		hostMode, _ := os.Stat(remote)
+		if st, err := os.Stat(back); err != nil || st.Mode().Perm() != hostMode.Mode().Perm()&mask {
+			t.Fatalf("the copy is %v (%v), want %v", st.Mode(), err, hostMode.Mode().Perm()&mask)
+		}
+		secret := pc.path("secret.conf")
+		os.WriteFile(secret, []byte("password=x\n"), 0o640)
+		os.Chmod(secret, 0o640)
+		localSecret := filepath.Join(t.TempDir(), "secret.conf")
+		if r := tina.run("", "cp", "pc-berlin-1:"+secret, localSecret); r.code != 0 {
+			t.Fatalf("get the secret: %v", r)
+		}
+		if st, err := os.Stat(localSecret); err != nil || st.Mode().Perm() != 0o640&mask {
+			t.Fatalf("the copy of a 0640 file is %v (%v), want %v", st.Mode(), err, 0o640&mask)
+		}
+		// A copy onto a device writes into it, and leaves the device a device.
+		if r := tina.run("", "cp", "pc-berlin-1:"+remote, "/dev/null"); r.code != 0 {
+			t.Fatalf("get onto /dev/null: %v", r)
+		}
+		if st, err := os.Stat("/dev/null"); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+			t.Fatalf("/dev/null after a copy onto it: %v %v", st.Mode(), err)
 		}
 		// One file at a time: a directory is refused before anything is sent.
 		if r := tina.run("", "cp", filepath.Dir(local), "pc-berlin-1:"+remote+".d"); r.code != 2 || !strings.Contains(r.stderr, "not a regular file") {

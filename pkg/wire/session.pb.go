@@ -1598,6 +1598,7 @@ type SessionOutput struct {
 	//	*SessionOutput_Inventory
 	//	*SessionOutput_End
 	//	*SessionOutput_Report
+	//	*SessionOutput_FileInfo
 	Body          isSessionOutput_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1712,6 +1713,15 @@ func (x *SessionOutput) GetReport() []byte {
 	return nil
 }
 
+func (x *SessionOutput) GetFileInfo() *FileInfo {
+	if x != nil {
+		if x, ok := x.Body.(*SessionOutput_FileInfo); ok {
+			return x.FileInfo
+		}
+	}
+	return nil
+}
+
 type isSessionOutput_Body interface {
 	isSessionOutput_Body()
 }
@@ -1750,6 +1760,11 @@ type SessionOutput_Report struct {
 	Report []byte `protobuf:"bytes,8,opt,name=report,proto3,oneof"`
 }
 
+type SessionOutput_FileInfo struct {
+	// KIND_GET: the file's mode and size, before its data.
+	FileInfo *FileInfo `protobuf:"bytes,9,opt,name=file_info,json=fileInfo,proto3,oneof"`
+}
+
 func (*SessionOutput_Accepted) isSessionOutput_Body() {}
 
 func (*SessionOutput_Stdout) isSessionOutput_Body() {}
@@ -1765,6 +1780,63 @@ func (*SessionOutput_Inventory) isSessionOutput_Body() {}
 func (*SessionOutput_End) isSessionOutput_Body() {}
 
 func (*SessionOutput_Report) isSessionOutput_Body() {}
+
+func (*SessionOutput_FileInfo) isSessionOutput_Body() {}
+
+// FileInfo is what a copy from a host tells of the file before its data:
+// its permission bits (a new local file gets them less the umask, as cp
+// does) and its size, for progress.
+type FileInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          uint32                 `protobuf:"varint,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FileInfo) Reset() {
+	*x = FileInfo{}
+	mi := &file_pkg_wire_session_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FileInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FileInfo) ProtoMessage() {}
+
+func (x *FileInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_session_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FileInfo.ProtoReflect.Descriptor instead.
+func (*FileInfo) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FileInfo) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *FileInfo) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
 
 // AuditRecord is one thing a technician did or tried on a host.
 type AuditRecord struct {
@@ -1782,7 +1854,7 @@ type AuditRecord struct {
 
 func (x *AuditRecord) Reset() {
 	*x = AuditRecord{}
-	mi := &file_pkg_wire_session_proto_msgTypes[20]
+	mi := &file_pkg_wire_session_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1794,7 +1866,7 @@ func (x *AuditRecord) String() string {
 func (*AuditRecord) ProtoMessage() {}
 
 func (x *AuditRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[20]
+	mi := &file_pkg_wire_session_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1807,7 +1879,7 @@ func (x *AuditRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditRecord.ProtoReflect.Descriptor instead.
 func (*AuditRecord) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuditRecord) GetId() string {
@@ -1869,7 +1941,7 @@ type AuditBatch struct {
 
 func (x *AuditBatch) Reset() {
 	*x = AuditBatch{}
-	mi := &file_pkg_wire_session_proto_msgTypes[21]
+	mi := &file_pkg_wire_session_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1953,7 @@ func (x *AuditBatch) String() string {
 func (*AuditBatch) ProtoMessage() {}
 
 func (x *AuditBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_session_proto_msgTypes[21]
+	mi := &file_pkg_wire_session_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +1966,7 @@ func (x *AuditBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditBatch.ProtoReflect.Descriptor instead.
 func (*AuditBatch) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_session_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_session_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuditBatch) GetRecords() []*AuditRecord {
@@ -2029,7 +2101,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REASON_UNKNOWN_HOST\x10\x01\x12\x19\n" +
 	"\x15REASON_AMBIGUOUS_HOST\x10\x02\x12\x17\n" +
-	"\x13REASON_HOST_OFFLINE\x10\x03\"\xce\x02\n" +
+	"\x13REASON_HOST_OFFLINE\x10\x03\"\x88\x03\n" +
 	"\rSessionOutput\x12>\n" +
 	"\baccepted\x18\x01 \x01(\v2 .outpost.wire.v1.SessionAcceptedH\x00R\baccepted\x12\x18\n" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
@@ -2038,8 +2110,12 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\bfile_end\x18\x05 \x01(\bH\x00R\afileEnd\x12:\n" +
 	"\tinventory\x18\x06 \x01(\v2\x1a.outpost.wire.v1.InventoryH\x00R\tinventory\x12/\n" +
 	"\x03end\x18\a \x01(\v2\x1b.outpost.wire.v1.SessionEndH\x00R\x03end\x12\x18\n" +
-	"\x06report\x18\b \x01(\fH\x00R\x06reportB\x06\n" +
-	"\x04body\"\xad\x01\n" +
+	"\x06report\x18\b \x01(\fH\x00R\x06report\x128\n" +
+	"\tfile_info\x18\t \x01(\v2\x19.outpost.wire.v1.FileInfoH\x00R\bfileInfoB\x06\n" +
+	"\x04body\"2\n" +
+	"\bFileInfo\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\rR\x04mode\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"\xad\x01\n" +
 	"\vAuditRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\n" +
@@ -2074,7 +2150,7 @@ func file_pkg_wire_session_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_session_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_pkg_wire_session_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_pkg_wire_session_proto_goTypes = []any{
 	(Right)(0),                 // 0: outpost.wire.v1.Right
 	(SessionOpen_Kind)(0),      // 1: outpost.wire.v1.SessionOpen.Kind
@@ -2099,8 +2175,9 @@ var file_pkg_wire_session_proto_goTypes = []any{
 	(*SessionAccepted)(nil),    // 20: outpost.wire.v1.SessionAccepted
 	(*SessionEnd)(nil),         // 21: outpost.wire.v1.SessionEnd
 	(*SessionOutput)(nil),      // 22: outpost.wire.v1.SessionOutput
-	(*AuditRecord)(nil),        // 23: outpost.wire.v1.AuditRecord
-	(*AuditBatch)(nil),         // 24: outpost.wire.v1.AuditBatch
+	(*FileInfo)(nil),           // 23: outpost.wire.v1.FileInfo
+	(*AuditRecord)(nil),        // 24: outpost.wire.v1.AuditRecord
+	(*AuditBatch)(nil),         // 25: outpost.wire.v1.AuditBatch
 }
 var file_pkg_wire_session_proto_depIdxs = []int32{
 	0,  // 0: outpost.wire.v1.Grant.rights:type_name -> outpost.wire.v1.Right
@@ -2117,12 +2194,13 @@ var file_pkg_wire_session_proto_depIdxs = []int32{
 	20, // 11: outpost.wire.v1.SessionOutput.accepted:type_name -> outpost.wire.v1.SessionAccepted
 	18, // 12: outpost.wire.v1.SessionOutput.inventory:type_name -> outpost.wire.v1.Inventory
 	21, // 13: outpost.wire.v1.SessionOutput.end:type_name -> outpost.wire.v1.SessionEnd
-	23, // 14: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	23, // 14: outpost.wire.v1.SessionOutput.file_info:type_name -> outpost.wire.v1.FileInfo
+	24, // 15: outpost.wire.v1.AuditBatch.records:type_name -> outpost.wire.v1.AuditRecord
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_session_proto_init() }
@@ -2146,6 +2224,7 @@ func file_pkg_wire_session_proto_init() {
 		(*SessionOutput_Inventory)(nil),
 		(*SessionOutput_End)(nil),
 		(*SessionOutput_Report)(nil),
+		(*SessionOutput_FileInfo)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2153,7 +2232,7 @@ func file_pkg_wire_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_session_proto_rawDesc), len(file_pkg_wire_session_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -175,6 +175,12 @@ func getFile(ctx context.Context, path string, o *out) (int32, error) {
 		return -1, fmt.Errorf("open %s on the host: %w", path, err)
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		info := &wire.FileInfo{Mode: uint32(st.Mode().Perm()), Size: st.Size()}
+		if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_FileInfo{FileInfo: info}}); err != nil {
+			return -1, err
+		}
+	}
 	buf := make([]byte, chunk)
 	for {
 		if ctx.Err() != nil {

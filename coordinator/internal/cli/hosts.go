@@ -356,6 +356,7 @@ func (s *session) send(m *wire.SessionInput) error {
 // handlers are what a command does with each kind of output.
 type handlers struct {
 	stdout, stderr io.Writer
+	fileInfo       func(*wire.FileInfo) error
 	file           func([]byte) error
 	fileEnd        func() error
 	inventory      func(*wire.Inventory) error
@@ -396,6 +397,12 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 		case *wire.SessionOutput_Stderr:
 			if h.stderr != nil {
 				h.stderr.Write(b.Stderr)
+			}
+		case *wire.SessionOutput_FileInfo:
+			if h.fileInfo != nil {
+				if err := h.fileInfo(b.FileInfo); err != nil {
+					return err
+				}
 			}
 		case *wire.SessionOutput_FileData:
 			if h.file != nil {
@@ -904,31 +911,53 @@ func putRemote(ctx context.Context, e *env, local, host, path string) error {
 		return err
 	}
 	if !e.json {
-		fmt.Fprintf(e.stdout, "copied %s to %s:%s (%d bytes)\n", local, host, path, st.Size())
+		fmt.Fprintf(e.stdout, "copied %s to %s:%s (%s)\n", local, host, path, byteSize(st.Size()))
 	}
 	return nil
 }
 
 func getRemote(ctx context.Context, e *env, host, path, local string) error {
-	if st, err := os.Stat(local); err == nil && st.IsDir() {
+	st, statErr := os.Stat(local)
+	if statErr == nil && st.IsDir() {
 		local = filepath.Join(local, filepath.Base(path))
+		st, statErr = os.Stat(local)
 	}
-	// A new file gets the usual mode for new files (0666 less the umask,
-	// which the system applies), not a temporary file's 0600; a file it
-	// replaces keeps its mode, as cp keeps it.
-	tmp, err := createBeside(local)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("copy to %s: the directory %s does not exist", local, filepath.Dir(local))
-	}
-	if err != nil {
-		return fmt.Errorf("copy to %s: %w", local, err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if st, err := os.Stat(local); err == nil && st.Mode().IsRegular() {
-		if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-			return err
+	// A device, named pipe or socket is written into, never replaced: a
+	// copy to /dev/null must not leave a file in its place.
+	var out io.Writer
+	var tmp *os.File
+	var created fs.FileMode
+	if statErr == nil && !st.Mode().IsRegular() {
+		if st.Mode()&fs.ModeSocket != 0 {
+			return fmt.Errorf("copy to %s: it is a socket; copy to a file", local)
 		}
+		f, err := os.OpenFile(local, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("copy to %s: %w", local, err)
+		}
+		defer f.Close()
+		out = f
+	} else {
+		// A new file gets the host's mode less the umask, as cp gives it;
+		// a file it replaces keeps its mode.
+		var err error
+		tmp, err = createBeside(local)
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("copy to %s: the directory %s does not exist", local, filepath.Dir(local))
+		}
+		if err != nil {
+			return fmt.Errorf("copy to %s: %w", local, err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		if statErr == nil {
+			if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+				return err
+			}
+		} else if ts, err := tmp.Stat(); err == nil {
+			created = ts.Mode() // 0666 less the umask
+		}
+		out = tmp
 	}
 	s, err := openSession(ctx, e, &wire.SessionOpen{Host: host, Kind: wire.SessionOpen_KIND_GET, Path: path})
 	if err != nil {
@@ -936,31 +965,56 @@ func getRemote(ctx context.Context, e *env, host, path, local string) error {
 	}
 	defer s.close()
 	var n int64
+	var prog *progress
 	complete := false
 	err = s.wait(ctx, host, handlers{
+		fileInfo: func(fi *wire.FileInfo) error {
+			if tmp != nil && statErr != nil && created != 0 {
+				if err := tmp.Chmod(newFileMode(fs.FileMode(fi.GetMode()), created)); err != nil {
+					return err
+				}
+			}
+			if !e.json {
+				prog = newProgress(e.stderr, filepath.Base(path), fi.GetSize(), isTerminal(e.stderr), e.now)
+			}
+			return nil
+		},
 		file: func(b []byte) error {
 			n += int64(len(b))
-			_, err := tmp.Write(b)
+			prog.add(len(b))
+			_, err := out.Write(b)
 			return err
 		},
 		fileEnd: func() error { complete = true; return nil },
 	})
+	prog.finish(err == nil && complete)
 	if err != nil {
 		return err
 	}
 	if !complete {
 		return fmt.Errorf("the copy of %s:%s ended before the file did", host, path)
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), local); err != nil {
-		return err
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), local); err != nil {
+			return err
+		}
 	}
 	if !e.json {
-		fmt.Fprintf(e.stdout, "copied %s:%s to %s (%d bytes)\n", host, path, local, n)
+		fmt.Fprintf(e.stdout, "copied %s:%s to %s (%s)\n", host, path, local, byteSize(n))
 	}
 	return nil
+}
+
+// newFileMode is the host's mode less what the local umask takes from new
+// files, read from the mode a file made with 0666 got: an execute bit goes
+// where the umask took the read bit.
+func newFileMode(host, created fs.FileMode) fs.FileMode {
+	mask := created.Perm()
+	mask |= (mask & 0o444) >> 2
+	return host.Perm() & mask
 }
 
 // createBeside creates a new, uniquely named file next to path, with mode
