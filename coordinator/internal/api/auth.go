@@ -82,7 +82,11 @@ func (a *API) authorize(route string, r *http.Request) (*http.Request, error) {
 		if p.Role == "" {
 			have = "no API role (a technician)"
 		}
-		return r, httpError(http.StatusForbidden, "user %s has %s; this call needs %s or above: ask an admin (outpost user set %s --role %s)", p.User, have, need, p.User, need)
+		needs := "the " + need + " role or above"
+		if need == auth.RoleAdmin {
+			needs = "the admin role"
+		}
+		return r, httpError(http.StatusForbidden, "user %s has %s; this needs %s: ask an admin if it should", p.User, have, needs)
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), nil
 }

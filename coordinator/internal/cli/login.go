@@ -194,7 +194,11 @@ func fresh(ctx context.Context, getenv func(string) string) (*credentials, error
 func loginToken(getenv func(string) string) (string, credential, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), defaultTimeout)
 	defer cancel()
-	if _, _, err := loadCredentials(getenv); err != nil {
+	if _, path, err := loadCredentials(getenv); err != nil {
+		if _, serr := os.Stat(path); serr == nil && !strings.HasPrefix(err.Error(), "signed out") {
+			// A sign-in is there but does not read: say so, not "not signed in".
+			return "", credential{}, fmt.Errorf("%w; or %s", err, tokenHint)
+		}
 		return "", credential{}, fmt.Errorf("not signed in and no admin token: sign in with outpost login USER, or %s", tokenHint)
 	}
 	c, err := fresh(ctx, getenv)

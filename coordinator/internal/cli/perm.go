@@ -82,7 +82,11 @@ Examples:
 					return err
 				}
 				if !e.json {
-					tellReplaced(e, before.Grants, grants)
+					var after struct {
+						Warnings []string `json:"warnings"`
+					}
+					_ = json.Unmarshal(raw, &after)
+					tellReplaced(e, before.Grants, grants, after.Warnings)
 				}
 				return printPerms(e, raw)
 			}
@@ -456,10 +460,11 @@ func permEditSetup(parse func(string) (grantRow, error), change func(scope strin
 }
 
 // tellReplaced says, on standard error, which grants of the list perm set
-// replaced are gone or lost rights, and points out a new subject that is a
-// near miss of one whose grants went (a typo of a group's name replaces
-// the group's access by a grant to nobody).
-func tellReplaced(e *env, before, after []grantRow) {
+// replaced are gone or lost rights, and points out a new subject that the
+// coordinator does not know (warnings) and that is a near miss of one whose
+// grants went (a typo of a group's name replaces the group's access by a
+// grant to nobody).
+func tellReplaced(e *env, before, after []grantRow, warnings []string) {
 	key := func(g grantRow) string { return fmt.Sprintf("%v %s", g.Deny, g.Subject) }
 	now := map[string]grantRow{}
 	for _, g := range after {
@@ -489,7 +494,10 @@ func tellReplaced(e *env, before, after []grantRow) {
 		}
 	}
 	for _, g := range after {
-		if w, ok := didyoumean.Closest(g.Subject, goneSubjects); ok && w != g.Subject {
+		// Only a subject the coordinator does not know is a typo.
+		kind, name, _ := strings.Cut(g.Subject, ":")
+		unknown := slices.ContainsFunc(warnings, func(w string) bool { return strings.HasPrefix(w, "there is no "+kind+" "+name+" yet") })
+		if w, ok := didyoumean.Closest(g.Subject, goneSubjects); ok && unknown && w != g.Subject {
 			fmt.Fprintf(e.stderr, "warning: %s was granted and %s removed: did you mean %s? (perm add changes only the grants it names)\n", g.Subject, w, w)
 		}
 	}

@@ -37,6 +37,16 @@ func TestPermSetAddRemove(t *testing.T) {
 			ifMatch: []string{"", ""},
 		},
 		{
+			name: "perm set that puts a typo right is not taken for a typo",
+			args: []string{"perm", "set", "--office", "hq", "user:tina=view"},
+			api: []exchange{
+				{method: "GET", target: "/v1/offices/hq/permissions", answer: `{"office":"hq","grants":[{"subject":"user:tnia","rights":["view"]}],"etag":"e0"}`},
+				{method: "PUT", target: "/v1/offices/hq/permissions", body: `{"grants":[{"subject":"user:tina","rights":["view"],"deny":false}]}`,
+					answer: `{"office":"hq","grants":[{"subject":"user:tina","rights":["view"]}],"revision":7}`}},
+			want: want{stdout: "SCOPE      SUBJECT    EFFECT  RIGHTS\noffice hq  user:tina  allow   view\nsigned into policy revision 7 of office hq; connected hosts are told now\n",
+				stderr: "removed: user:tnia=view\n"},
+		},
+		{
 			name: "perm set with a typo of a subject whose grants it replaced says so",
 			args: []string{"perm", "set", "--office", "hq", "group:hq-tech=view,command"},
 			api: []exchange{

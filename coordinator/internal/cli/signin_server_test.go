@@ -3,6 +3,8 @@ package cli
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,5 +43,18 @@ func TestSignInTokenGoesOnlyToItsCoordinator(t *testing.T) {
 	delete(olga.env, "OUTPOST_SERVER") // the default would be 127.0.0.1:8020
 	if res := olga.run("", "office", "list"); res.code != 0 || !strings.Contains(res.stdout, "hq") {
 		t.Fatalf("office list without --server: %+v", res)
+	}
+}
+
+// A damaged sign-in is told as damaged, not as "not signed in" (which sent
+// the user to a login that then lost the pinned CA as well).
+func TestDamagedSignInIsToldAsDamaged(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "credentials.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, nil, cliRun{env: map[string]string{"OUTPOST_TOKEN": "", "OUTPOST_CONFIG_DIR": dir, "OUTPOST_SERVER": "http://127.0.0.1:1"}}, "office", "list")
+	if res.code != 1 || !strings.Contains(res.stderr, "credentials.json is damaged") {
+		t.Fatalf("office list with a damaged sign-in: %+v", res)
 	}
 }

@@ -798,7 +798,7 @@ func TestReadOnlyUserCannotChange(t *testing.T) {
 		t.Fatal("a read-only user is offered the users page")
 	}
 	res, body := b.post("/ui/offices", url.Values{"name": {"berlin"}, "mode": {"direct"}})
-	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs operator") {
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs the operator role") {
 		t.Fatalf("read-only adds an office: %d\n%s", res.StatusCode, body)
 	}
 	if e.apiDo("GET", "/v1/offices/berlin", nil, nil) != 404 {
@@ -1360,7 +1360,7 @@ func TestReadOnlyUserCannotChangeRules(t *testing.T) {
 	for _, path := range []string{"/ui/patch-rules", "/ui/patch-rules/high-first", "/ui/patch-rules/high-first/delete", "/ui/patch-rules/+evaluate"} {
 		b.get("/ui/")
 		res, body := b.post(path, form)
-		if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs operator") {
+		if res.StatusCode != http.StatusForbidden || !strings.Contains(body, "needs the operator role") {
 			t.Fatalf("read-only posts %s: %d\n%s", path, res.StatusCode, body)
 		}
 		if rs := e.rules(); len(rs) != 1 || rs[0].Name != "high-first" || rs[0].MinSeverity != "high" || rs[0].AfterDays != 3 {
