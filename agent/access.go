@@ -245,6 +245,9 @@ func (i inventory) Inventory() *wire.Inventory {
 	a.mu.Unlock()
 	inv := &wire.Inventory{MemberId: a.id.ID, Hostname: a.cfg.Hostname, Office: office, Os: runtime.GOOS, Arch: runtime.GOARCH,
 		Addresses: a.addresses(), Revision: a.state.Revision(), Version: Version, UptimeSeconds: int64(time.Since(started).Seconds())}
+	if boot, ok := bootTime(); ok {
+		inv.SystemUptimeSeconds = int64(time.Since(boot).Seconds())
+	}
 	for _, it := range a.state.Report().GetItems() {
 		inv.Items = append(inv.Items, &wire.InventoryItem{Id: it.GetId(), Kind: it.GetKind(),
 			Status: statusName(it.GetStatus()), Message: it.GetMessage()})

@@ -1263,19 +1263,20 @@ func (*SessionInput_Resize) isSessionInput_Body() {}
 
 // Inventory is what a host is and holds.
 type Inventory struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
-	Hostname      string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	Office        string                 `protobuf:"bytes,3,opt,name=office,proto3" json:"office,omitempty"`
-	Os            string                 `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
-	Arch          string                 `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
-	Addresses     []string               `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
-	Revision      uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
-	Items         []*InventoryItem       `protobuf:"bytes,8,rep,name=items,proto3" json:"items,omitempty"`
-	Version       string                 `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
-	UptimeSeconds int64                  `protobuf:"varint,10,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	MemberId            string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	Hostname            string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Office              string                 `protobuf:"bytes,3,opt,name=office,proto3" json:"office,omitempty"`
+	Os                  string                 `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
+	Arch                string                 `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
+	Addresses           []string               `protobuf:"bytes,6,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	Revision            uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	Items               []*InventoryItem       `protobuf:"bytes,8,rep,name=items,proto3" json:"items,omitempty"`
+	Version             string                 `protobuf:"bytes,9,opt,name=version,proto3" json:"version,omitempty"`
+	UptimeSeconds       int64                  `protobuf:"varint,10,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`                     // how long the agent has run
+	SystemUptimeSeconds int64                  `protobuf:"varint,11,opt,name=system_uptime_seconds,json=systemUptimeSeconds,proto3" json:"system_uptime_seconds,omitempty"` // how long the host has run since it booted; 0: not known
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Inventory) Reset() {
@@ -1374,6 +1375,13 @@ func (x *Inventory) GetVersion() string {
 func (x *Inventory) GetUptimeSeconds() int64 {
 	if x != nil {
 		return x.UptimeSeconds
+	}
+	return 0
+}
+
+func (x *Inventory) GetSystemUptimeSeconds() int64 {
+	if x != nil {
+		return x.SystemUptimeSeconds
 	}
 	return 0
 }
@@ -2067,7 +2075,7 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\tfile_data\x18\x03 \x01(\fH\x00R\bfileData\x12\x1b\n" +
 	"\bfile_end\x18\x04 \x01(\bH\x00R\afileEnd\x125\n" +
 	"\x06resize\x18\x05 \x01(\v2\x1b.outpost.wire.v1.WindowSizeH\x00R\x06resizeB\x06\n" +
-	"\x04body\"\xb1\x02\n" +
+	"\x04body\"\xe5\x02\n" +
 	"\tInventory\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x16\n" +
@@ -2079,7 +2087,8 @@ const file_pkg_wire_session_proto_rawDesc = "" +
 	"\x05items\x18\b \x03(\v2\x1e.outpost.wire.v1.InventoryItemR\x05items\x12\x18\n" +
 	"\aversion\x18\t \x01(\tR\aversion\x12%\n" +
 	"\x0euptime_seconds\x18\n" +
-	" \x01(\x03R\ruptimeSeconds\"e\n" +
+	" \x01(\x03R\ruptimeSeconds\x122\n" +
+	"\x15system_uptime_seconds\x18\v \x01(\x03R\x13systemUptimeSeconds\"e\n" +
 	"\rInventoryItem\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +

@@ -840,7 +840,7 @@ func printInventory(w io.Writer, inv *wire.Inventory) error {
 	err := writeFields(w, [][2]string{
 		{"host", fmt.Sprintf("%s (%s)", inv.GetHostname(), inv.GetMemberId())},
 		{"office", inv.GetOffice()},
-		{"system", fmt.Sprintf("%s/%s, agent %s, up %s", inv.GetOs(), inv.GetArch(), inv.GetVersion(), shortDuration(time.Duration(inv.GetUptimeSeconds())*time.Second))},
+		{"system", systemLine(inv)},
 		{"addresses", dash(strings.Join(inv.GetAddresses(), ", "))},
 		{"policy revision", fmt.Sprint(inv.GetRevision())},
 	})
@@ -1126,4 +1126,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	given := false
 	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
 	return given
+}
+
+// systemLine is the inventory's system line: the host's uptime (since its
+// boot, where the agent knows it) apart from the agent's.
+func systemLine(inv *wire.Inventory) string {
+	up := func(secs int64) string { return shortDuration(time.Duration(secs) * time.Second) }
+	host := ""
+	if s := inv.GetSystemUptimeSeconds(); s > 0 {
+		host = ", up " + up(s)
+	}
+	return fmt.Sprintf("%s/%s%s; agent %s, running %s", inv.GetOs(), inv.GetArch(), host, inv.GetVersion(), up(inv.GetUptimeSeconds()))
 }

@@ -13,7 +13,7 @@ import (
 // not push the host's values away from their labels.
 func TestPrintInventory(t *testing.T) {
 	inv := &wire.Inventory{MemberId: "ag-0011223344556677", Hostname: "pc-7", Office: "berlin", Os: "linux", Arch: "amd64",
-		Version: "v1.2.0", UptimeSeconds: 3600, Addresses: []string{"10.1.0.7"}, Revision: 4,
+		Version: "v1.2.0", UptimeSeconds: 3600, SystemUptimeSeconds: 3 * 86400, Addresses: []string{"10.1.0.7"}, Revision: 4,
 		Items: []*wire.InventoryItem{
 			{Id: "registry:/etc/outpost/very/long/path/to/settings.ini[main]#name", Status: "compliant"},
 			{Id: "package/hello", Status: "failed", Message: "download: checksum mismatch"},
@@ -25,7 +25,7 @@ func TestPrintInventory(t *testing.T) {
 	want := "" +
 		"host:             pc-7 (ag-0011223344556677)\n" +
 		"office:           berlin\n" +
-		"system:           linux/amd64, agent v1.2.0, up 1h\n" +
+		"system:           linux/amd64, up 72h; agent v1.2.0, running 1h\n" +
 		"addresses:        10.1.0.7\n" +
 		"policy revision:  4\n" +
 		"  registry:/etc/outpost/very/long/path/to/settings.ini[main]#name  compliant\n" +
