@@ -243,12 +243,14 @@ type env struct {
 	getenv func(string) string
 	server string
 	trust  trust
+	// serverGiven says whether --server or OUTPOST_SERVER named server.
+	serverGiven bool
 }
 
 func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
-	e := &env{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, now: a.now, getenv: a.getenv, server: g.server}
+	e := &env{stdin: a.stdin, stdout: a.stdout, stderr: a.stderr, now: a.now, getenv: a.getenv, server: g.server, serverGiven: g.given["server"]}
 	if s := a.getenv("OUTPOST_SERVER"); s != "" && !g.given["server"] {
-		e.server = s
+		e.server, e.serverGiven = s, true
 	}
 	e.trust = g.resolveTrust(e.server, a.getenv)
 	switch g.output {

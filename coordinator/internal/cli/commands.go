@@ -257,6 +257,9 @@ func (a *app) printCommandUsage(w io.Writer, c *command) {
 		}
 		name, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name
+		if len(f.Name) == 1 {
+			line = "  -" + f.Name // -t, as ssh -t
+		}
 		if name != "" {
 			line += " " + name
 		}

@@ -83,19 +83,24 @@ func loadCredentials(getenv func(string) string) (*credentials, string, error) {
 // keptTrust is the coordinator and CA fingerprint of the last sign-in,
 // which outpost logout keeps, so that the next login trusts the same CA.
 func keptTrust(getenv func(string) string) (server, fingerprint string) {
+	c := keptSignIn(getenv)
+	return c.Server, c.CAFingerprint
+}
+
+// keptSignIn is what the credentials file holds, signed in or out (empty
+// when there is none or it does not read).
+func keptSignIn(getenv func(string) string) credentials {
+	var c credentials
 	path, err := credentialsPath(getenv)
 	if err != nil {
-		return "", ""
+		return c
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", ""
+	if b, err := os.ReadFile(path); err == nil {
+		if json.Unmarshal(b, &c) != nil {
+			return credentials{}
+		}
 	}
-	var c credentials
-	if json.Unmarshal(b, &c) != nil {
-		return "", ""
-	}
-	return c.Server, c.CAFingerprint
+	return c
 }
 
 func saveCredentials(path string, c *credentials) error {
@@ -267,8 +272,20 @@ Examples:
 					if len(args) == 1 {
 						user = args[0]
 					}
+					// Signing in again after outpost logout: the same user, at
+					// the same coordinator, with the same CA pinned.
+					kept := keptSignIn(e.getenv)
+					if user == "" {
+						user = kept.User
+					}
 					if user == "" {
 						return usagef("name the USER to sign in as: outpost login USER, or set OUTPOST_USER")
+					}
+					if !e.serverGiven && kept.Server != "" {
+						e.server = kept.Server
+						if e.trust.caFile == "" && e.trust.fingerprint == "" {
+							e.trust.fingerprint = kept.CAFingerprint
+						}
 					}
 					pw, err := readPassword(e, *fromStdin)
 					if err != nil {
@@ -361,7 +378,7 @@ Examples:
 							warn = nil // already void: expired, or revoked
 						}
 					}
-					kept := &credentials{Server: c.Server, CAFingerprint: c.CAFingerprint, QUICAddr: c.QUICAddr}
+					kept := &credentials{Server: c.Server, CAFingerprint: c.CAFingerprint, QUICAddr: c.QUICAddr, User: c.User}
 					if err := saveCredentials(path, kept); err != nil {
 						return err
 					}

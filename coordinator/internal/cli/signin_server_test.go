@@ -58,3 +58,24 @@ func TestDamagedSignInIsToldAsDamaged(t *testing.T) {
 		t.Fatalf("office list with a damaged sign-in: %+v", res)
 	}
 }
+
+// After outpost logout, a bare outpost login signs the same user in again
+// at the same coordinator, with its CA still pinned.
+func TestLoginAfterLogoutNeedsNoArguments(t *testing.T) {
+	c := coordinatortest.New(t)
+	c.MustDo("POST", "/v1/users", map[string]any{"name": "olga", "password": "olga-password-1", "role": "read-only"}, nil)
+	olga := newSignedIn(t, c)
+	if res := olga.run("olga-password-1\n", "login", "olga", "--password-stdin"); res.code != 0 {
+		t.Fatalf("login: %+v", res)
+	}
+	if res := olga.run("", "logout"); res.code != 0 {
+		t.Fatalf("logout: %+v", res)
+	}
+	delete(olga.env, "OUTPOST_SERVER")
+	if res := olga.run("olga-password-1\n", "login", "--password-stdin"); res.code != 0 || !strings.Contains(res.stdout+res.stderr, "olga") {
+		t.Fatalf("a bare login after logout: %+v", res)
+	}
+	if res := olga.run("", "office", "list"); res.code != 0 {
+		t.Fatalf("office list after signing in again: %+v", res)
+	}
+}
