@@ -299,7 +299,11 @@ func (c *Console) setPerms(w http.ResponseWriter, r *http.Request, s *session, a
 		}
 		return c.permsPage(w, r, s, f.status(), f)
 	}
-	return done(w, r, s, back, fmt.Sprintf("Permissions saved; hosts get them in policy revision %d.", out.Revision))
+	msg := fmt.Sprintf("Permissions saved; hosts get them in policy revision %d.", out.Revision)
+	for _, w := range out.Warnings {
+		msg += " Note: " + w + "."
+	}
+	return done(w, r, s, back, msg)
 }
 
 func (c *Console) officePermissions(w http.ResponseWriter, r *http.Request, s *session) error {

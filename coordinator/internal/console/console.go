@@ -303,7 +303,12 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, sta
 
 func (c *Console) errorPage(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
 	title := http.StatusText(status)
-	if err := c.render(w, r, s, status, "error", "", title, nil, map[string]any{"Message": msg, "Status": status}); err != nil {
+	// Back to the page the refused form was on, when it was one of ours.
+	back := ""
+	if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && strings.HasPrefix(ref.Path, "/ui/") && ref.Path != r.URL.Path {
+		back = ref.RequestURI()
+	}
+	if err := c.render(w, r, s, status, "error", "", title, nil, map[string]any{"Message": msg, "Status": status, "Back": back}); err != nil {
 		c.log.Error("render error page", "err", err)
 		http.Error(w, msg, status)
 	}

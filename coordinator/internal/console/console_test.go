@@ -826,6 +826,10 @@ func TestUploadStreams(t *testing.T) {
 	if e.files.maxRead > 64<<10 {
 		t.Fatalf("the upload was read in a %d-byte piece: not streamed", e.files.maxRead)
 	}
+	// The page reloads after the script's upload, and says what was stored.
+	if _, page := b.get("/ui/artifacts"); !strings.Contains(page, "Uploaded big.bin: sha256 "+hex.EncodeToString(sum[:])) {
+		t.Fatalf("no word of the upload after the reload:\n%s", page)
+	}
 	// Without a token: refused before anything reaches the file server.
 	before := e.files.n
 	req = httptest.NewRequest("POST", "/ui/artifacts?name=big.bin", bytes.NewReader(payload))
@@ -1454,7 +1458,9 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 	e.apiDo("GET", "/v1/offices/hq/tokens", nil, &tokens)
 	var revokeForms []string
 	for _, tk := range tokens.Tokens {
-		revokeForms = append(revokeForms, "/ui/offices/hq/tokens/"+tk.ID+"/revoke")
+		if tk.State == "valid" { // a used-up or expired token enrols nothing already
+			revokeForms = append(revokeForms, "/ui/offices/hq/tokens/"+tk.ID+"/revoke")
+		}
 	}
 	e.addUser("rita", "read only pw", "read-only")
 	e.addUser("olga", "operator pw", "operator")
@@ -1599,9 +1605,16 @@ func TestRemoveArtifactFromTheConsole(t *testing.T) {
 	if _, body := b.get("/ui/artifacts"); !strings.Contains(body, `action="/ui/artifacts/`+spare+`/delete"`) {
 		t.Fatalf("no remove button on the artifacts page:\n%s", body)
 	}
-	res, body := b.post("/ui/artifacts/"+kept+"/delete", url.Values{})
+	req := httptest.NewRequest("POST", "/ui/artifacts/"+kept+"/delete", strings.NewReader(url.Values{"csrf": {b.csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://"+host)
+	req.Header.Set("Referer", "http://"+host+"/ui/artifacts")
+	res, body := b.do(req)
 	if res.StatusCode != http.StatusConflict || !strings.Contains(body, "is in use: the policy of office berlin") {
 		t.Fatalf("remove what berlin's policy names: %d\n%s", res.StatusCode, body)
+	}
+	if !strings.Contains(body, `<a href="/ui/artifacts" id="back">Back</a>`) {
+		t.Fatalf("the refusal offers no way back to the artifacts:\n%s", body)
 	}
 	if res, body := b.post("/ui/artifacts/"+spare+"/delete", url.Values{}); res.StatusCode != http.StatusSeeOther {
 		t.Fatalf("remove the spare artifact: %d\n%s", res.StatusCode, body)
@@ -1642,5 +1655,22 @@ func TestRevokeTokenFromTheConsole(t *testing.T) {
 	}
 	if res, body := b.post("/ui/offices/berlin/tokens/nope/revoke", url.Values{}); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("revoke an unknown token: %d\n%s", res.StatusCode, body)
+	}
+}
+
+// A grant to a user or group that does not exist is saved, as the API
+// allows, and the page says so (it said nothing; the CLI warns).
+func TestConsoleGrantToSomeoneUnknownIsPointedOut(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	if code := e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq"}, nil); code != 201 {
+		t.Fatalf("office: %d", code)
+	}
+	res, body := b.post("/ui/offices/hq/permissions", url.Values{"grants": {"user:tnia=view"}})
+	if res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %d\n%s", res.StatusCode, body)
+	}
+	if _, page := b.get("/ui/offices/hq/permissions"); !strings.Contains(page, "Note: there is no user tnia yet") {
+		t.Fatalf("no word of the unknown user:\n%s", page)
 	}
 }

@@ -120,18 +120,26 @@ func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *sess
 		if strings.Contains(ae.Msg, "artifact name") {
 			field = "name"
 		}
-		return fail(ae.Status, field, ae.Msg)
+		// The API's own example names its query; the form has a field.
+		return fail(ae.Status, field, strings.Replace(ae.Msg, "e.g. ?name=", "e.g. ", 1))
 	case errors.As(err, &ae):
 		return fail(ae.Status, "file", ae.Msg)
 	case err != nil:
 		return err
 	}
+	msg := "Uploaded " + art.Name + ": sha256 " + art.SHA256 + "; name it in a policy item as artifact: " + art.SHA256
+	if art.AlreadyStored {
+		msg = "Already stored, as " + art.Name + ": sha256 " + art.SHA256 + "; name it in a policy item as artifact: " + art.SHA256
+	}
 	if script {
+		// The page reloads after a script's upload: the message waits in
+		// the session for it.
+		s.setFlash(msg)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		return json.NewEncoder(w).Encode(art)
 	}
-	return done(w, r, s, "/ui/artifacts", "Uploaded "+art.Name+": sha256 "+art.SHA256+".")
+	return done(w, r, s, "/ui/artifacts", msg)
 }
 
 // ---- policies

@@ -98,10 +98,11 @@ type report struct {
 }
 
 type artifact struct {
-	SHA256   string    `json:"sha256"`
-	Size     int64     `json:"size"`
-	Name     string    `json:"name"`
-	Uploaded time.Time `json:"uploaded"`
+	SHA256        string    `json:"sha256"`
+	Size          int64     `json:"size"`
+	Name          string    `json:"name"`
+	Uploaded      time.Time `json:"uploaded"`
+	AlreadyStored bool      `json:"already_stored"`
 }
 
 type policyInfo struct {
@@ -214,6 +215,8 @@ type permissions struct {
 	OfficeGrants []grant `json:"office_grants"`
 	Revision     uint64  `json:"revision"`
 	ETag         string  `json:"etag"`
+	// Warnings name grants to users or groups that do not exist yet.
+	Warnings []string `json:"warnings"`
 }
 
 type event struct {
