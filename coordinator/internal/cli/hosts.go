@@ -118,7 +118,12 @@ func openSession(ctx context.Context, e *env, open *wire.SessionOpen) (*session,
 			return nil, err
 		}
 		if conn, err = quic.DialAddr(ctx, addr, tlsConf, quicConf); err != nil {
-			return nil, fmt.Errorf("reach %s over QUIC: %w", addr, err)
+			var idle *quic.IdleTimeoutError
+			var hsTimeout *quic.HandshakeTimeoutError
+			if errors.As(err, &idle) || errors.As(err, &hsTimeout) {
+				return nil, fmt.Errorf("cannot reach the coordinator at %s (no answer over QUIC): is it running, and its QUIC port open to you? Without the coordinator, only break-glass reaches a host (OUTPOST_LOCAL_USER)", addr)
+			}
+			return nil, fmt.Errorf("reach the coordinator at %s over QUIC: %w", addr, err)
 		}
 	}
 	s := &session{conn: conn, user: c.User, role: c.Role, open: open, direct: direct != ""}

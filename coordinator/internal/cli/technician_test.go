@@ -387,3 +387,20 @@ func TestExecTooLongForASession(t *testing.T) {
 		t.Fatalf("a 100 KiB command refused:\n%s", res.stderr)
 	}
 }
+
+// A coordinator that does not answer over QUIC (stopped, or its port
+// closed to the user) is named as such, with what is left: break-glass.
+func TestCoordinatorNotAnsweringOverQUIC(t *testing.T) {
+	b := newFakeBroker(t, func(*quic.Conn, *quic.Stream, *wire.SessionOpen) {})
+	// A UDP port nothing answers on.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	b.addr = pc.LocalAddr().String()
+	res := b.technician(t).run("", "exec", "pc-7", "--", "true")
+	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach the coordinator at "+b.addr+" (no answer over QUIC)") || strings.Contains(res.stderr, "no recent network activity") {
+		t.Fatalf("exec with the coordinator silent: %+v", res)
+	}
+}
