@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 )
 
@@ -341,10 +342,39 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, s *session) erro
 	var out struct{ Events []event }
 	status := http.StatusOK
 	if err := c.do(r, s, "GET", "/v1/audit?"+q.Encode(), nil, &out); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusForbidden {
+			return err // a refusal page, not the filters over nothing
+		}
 		if err := f.fail(err, []rule{{"since", "since"}, {"limit", "limit"}}); err != nil {
 			return err
 		}
 		status = f.status()
+	}
+	// Newest first by when they happened, however late a host's records
+	// arrived, and hosts by hostname where one names a host alone: as
+	// outpost audit shows them.
+	sort.SliceStable(out.Events, func(i, j int) bool { return out.Events[i].At.After(out.Events[j].At) })
+	var ags struct{ Agents []agent }
+	if len(out.Events) > 0 && c.do(r, s, "GET", "/v1/agents", nil, &ags) == nil {
+		names, seen := map[string]string{}, map[string]int{}
+		for _, a := range ags.Agents {
+			seen[strings.ToLower(a.Hostname)]++
+		}
+		for _, a := range ags.Agents {
+			if seen[strings.ToLower(a.Hostname)] == 1 {
+				names[a.ID] = a.Hostname
+			}
+		}
+		for i := range out.Events {
+			ev := &out.Events[i]
+			if kind, id, ok := strings.Cut(ev.Target, " "); ok && (kind == "host" || kind == "agent") && names[id] != "" {
+				ev.Target = kind + " " + names[id]
+			}
+			if h := names[ev.Source]; h != "" {
+				ev.Source = h
+			}
+		}
 	}
 	return c.render(w, r, s, status, "audit", "audit", "Audit log", f, out.Events)
 }

@@ -1674,3 +1674,26 @@ func TestConsoleGrantToSomeoneUnknownIsPointedOut(t *testing.T) {
 		t.Fatalf("no word of the unknown user:\n%s", page)
 	}
 }
+
+// The audit page names a host by its hostname, as outpost audit does, and
+// a user who may not read the audit gets a refusal page, not the filters
+// over an empty table.
+func TestAuditPageNamesHostsAndRefusesPlainly(t *testing.T) {
+	e := newEnv(t)
+	b := e.signIn("", adminToken)
+	for _, o := range []string{"hq", "lab"} {
+		e.apiDo("POST", "/v1/offices", map[string]any{"name": o}, nil)
+	}
+	e.enrolAgent("hq", "ag-00000000000000b1", "pc-audit")
+	if code := e.apiDo("POST", "/v1/agents/ag-00000000000000b1/move", map[string]any{"office": "lab"}, nil); code != 200 {
+		t.Fatalf("move: %d", code)
+	}
+	if _, body := b.get("/ui/audit"); !strings.Contains(body, "agent pc-audit") {
+		t.Fatalf("the audit names the host by id:\n%s", body)
+	}
+	e.addUser("rita", "read only pw", "read-only")
+	res, body := e.signIn("rita", "read only pw").get("/ui/audit")
+	if res.StatusCode != http.StatusForbidden || strings.Contains(body, `id="audit-filters"`) || strings.Contains(body, "No events match") {
+		t.Fatalf("a read-only user's audit page: %d\n%s", res.StatusCode, body)
+	}
+}
