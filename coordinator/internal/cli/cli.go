@@ -33,6 +33,9 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitInterrupted is a shell's status for a command stopped by Ctrl-C
+	// (128 + SIGINT).
+	exitInterrupted = 130
 )
 
 const (
@@ -182,12 +185,19 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 	if g.given["timeout"] {
 		timeout = g.timeout
 	}
+	outer := ctx // ends on Ctrl-C or SIGTERM (main)
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, &timeoutError{after: timeout})
 		defer cancel()
 	}
 	if err := run(ctx, env, pos); err != nil {
+		if outer.Err() != nil {
+			// Stopped by the user: said once, with the shell's status for
+			// an interrupt, whatever the work's own error was.
+			fmt.Fprintf(a.stderr, "outpost: %s: interrupted\n", cmd.name)
+			return exitInterrupted
+		}
 		return a.fail(cmd, g, err)
 	}
 	return exitOK

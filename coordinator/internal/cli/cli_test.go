@@ -232,8 +232,8 @@ func TestInterrupted(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	env := map[string]string{"OUTPOST_SERVER": hang.URL, "OUTPOST_TOKEN": testToken}
 	code := Main(ctx, []string{"agent", "wait", "--office", "berlin", "--count", "1"}, nil, &stdout, &stderr, func(k string) string { return env[k] })
-	if code != exitError || stderr.String() != "outpost: agent wait: interrupted\n" {
-		t.Errorf("exit %d, stderr %q; want 1 and interrupted", code, stderr.String())
+	if code != 130 || stderr.String() != "outpost: agent wait: interrupted\n" {
+		t.Errorf("exit %d, stderr %q; want 130 (a shell's status for Ctrl-C) and interrupted", code, stderr.String())
 	}
 }
 
