@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,9 @@ func TestFindHost(t *testing.T) {
 		if _, err := s.FindHost(host); !errors.Is(err, want) {
 			t.Errorf("FindHost(%q): %v, want %v", host, err, want)
 		}
+	}
+	// A typo of a hostname gets the nearest.
+	if _, err := s.FindHost("pc-l7"); err == nil || !strings.Contains(err.Error(), `no enrolled host is called "pc-l7" (did you mean "PC-17"?)`) {
+		t.Errorf("FindHost of a typo: %v", err)
 	}
 }

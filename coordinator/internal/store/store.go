@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/didyoumean"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -572,11 +573,36 @@ func (s *Store) findHost(host, one, many string, keep func(Member) (bool, error)
 	case len(kept) == 1:
 		return &kept[0], nil
 	case len(kept) == 0:
-		return nil, fmt.Errorf("no %s is called %q: %w", one, host, ErrNotFound)
+		return nil, fmt.Errorf("no %s is called %q%s: %w", one, host, s.nearHost(host, keep), ErrNotFound)
 	case byHostname:
 		return nil, fmt.Errorf("%d %s are called %q: name one by its member id: %w", len(kept), many, host, ErrConflict)
 	}
 	return nil, fmt.Errorf("%d %s have an id starting with %q: name one by its whole id: %w", len(kept), many, host, ErrConflict)
+}
+
+// nearHost is ` (did you mean "x"?)` for the hostname of an agent that
+// keep keeps (nil: any) and that host is a typo of, else "".
+func (s *Store) nearHost(host string, keep func(Member) (bool, error)) string {
+	if len(host) > 253 {
+		return ""
+	}
+	members, err := s.Members("")
+	if err != nil {
+		return ""
+	}
+	var near []string
+	for _, m := range members {
+		if m.Role != "agent" || didyoumean.Distance(strings.ToLower(host), strings.ToLower(m.Hostname)) > 2 {
+			continue
+		}
+		if keep != nil {
+			if ok, err := keep(m); err != nil || !ok {
+				continue
+			}
+		}
+		near = append(near, m.Hostname)
+	}
+	return didyoumean.Hint(host, near)
 }
 
 // Members lists members, of one office when office is not empty.
