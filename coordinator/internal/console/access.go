@@ -273,11 +273,11 @@ func (c *Console) permsPageChanged(w http.ResponseWriter, r *http.Request, s *se
 		// has seen the list as it is now, and saving again replaces that.
 		f.Values.Set("etag", p.Perms.ETag)
 	}
-	title := "Permissions of office " + p.Office
+	title, nav := "Permissions of office "+p.Office, "offices"
 	if p.Host != "" {
-		title = "Permissions of " + p.Agent.Hostname
+		title, nav = "Permissions of "+p.Agent.Hostname, "agents"
 	}
-	return c.render(w, r, s, status, "permissions", "users", title, f, p)
+	return c.render(w, r, s, status, "permissions", nav, title, f, p)
 }
 
 func (c *Console) setPerms(w http.ResponseWriter, r *http.Request, s *session, apiPath, back string) error {
