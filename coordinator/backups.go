@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outposthq/outpost/coordinator/internal/api"
+	"github.com/outposthq/outpost/coordinator/internal/artifacts"
 	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
@@ -32,6 +33,10 @@ type BackupConfig struct {
 	// encrypted to; Plain writes them unencrypted instead. One of them.
 	Recipients []string `yaml:"recipients"`
 	Plain      bool     `yaml:"plain"`
+	// FileServer also copies each backup into the file server's bucket,
+	// under backups/ (which members' read-only credentials do not reach),
+	// keeping the newest Keep there too: a copy off this machine.
+	FileServer bool `yaml:"file_server"`
 }
 
 const (
@@ -40,11 +45,17 @@ const (
 	defaultBackupKeep  = 7
 )
 
-func (b BackupConfig) validate(dataDir string) error {
+func (b BackupConfig) validate(dataDir string, fileServer bool) error {
 	if b.Dir == "" {
+		if b.FileServer {
+			return errors.New("backups.file_server needs backups.dir, where each backup is written first")
+		}
 		return nil
 	}
 	var errs []error
+	if b.FileServer && !fileServer {
+		errs = append(errs, errors.New("backups.file_server: no file server is configured (file_server.endpoint)"))
+	}
 	if inside(b.Dir, dataDir) {
 		errs = append(errs, fmt.Errorf("backups.dir %s is inside data_dir %s: each backup would hold the ones before it; put them elsewhere", b.Dir, dataDir))
 	}
@@ -120,6 +131,14 @@ func (c *Coordinator) runBackups(ctx context.Context, h *api.API) {
 				c.log.Info("scheduled backup written", "file", path)
 				pruneBackups(b.Dir, keep, c.log)
 				wait = every
+				if b.FileServer && c.files != nil {
+					if err := copyOffMachine(ctx, c.files, path, keep); err != nil {
+						m.taken.WithLabelValues("file_server_failed").Inc()
+						c.log.Error("copy the scheduled backup to the file server", "file", path, "err", err)
+					} else {
+						c.log.Info("scheduled backup copied to the file server", "object", "backups/"+filepath.Base(path))
+					}
+				}
 			}
 		}
 		select {
@@ -212,4 +231,38 @@ func inside(path, dir string) bool {
 	}
 	rel, err := filepath.Rel(d, p)
 	return err == nil && (rel == "." || !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && rel != "..")
+}
+
+// copyOffMachine stores a backup file in the file server's bucket and
+// deletes the oldest there beyond keep.
+func copyOffMachine(ctx context.Context, files *artifacts.Store, path string, keep int) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := files.PutBackup(ctx, filepath.Base(path), f, st.Size()); err != nil {
+		return err
+	}
+	names, err := files.Backups(ctx)
+	if err != nil {
+		return err
+	}
+	var ours []string
+	for _, n := range names {
+		if strings.HasPrefix(n, backupPrefix) {
+			ours = append(ours, n)
+		}
+	}
+	for len(ours) > keep {
+		if err := files.RemoveBackup(ctx, ours[0]); err != nil {
+			return err
+		}
+		ours = ours[1:]
+	}
+	return nil
 }

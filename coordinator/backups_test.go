@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/minio/minio-go/v7"
 	"github.com/outposthq/outpost/coordinator"
 	"github.com/outposthq/outpost/coordinator/coordinatortest"
 	"github.com/outposthq/outpost/pkg/testutil"
@@ -83,5 +85,46 @@ func TestBackupConfigIsChecked(t *testing.T) {
 	cfg.Backups = coordinator.BackupConfig{Dir: "/x", Plain: true}
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("plain backups: %v", err)
+	}
+}
+
+// With backups.file_server, each scheduled backup is copied into the file
+// server's bucket under backups/, the oldest there beyond keep deleted.
+func TestScheduledBackupsAreCopiedToTheFileServer(t *testing.T) {
+	m := testutil.StartMinIO(t)
+	dir := filepath.Join(t.TempDir(), "backups")
+	bucket := coordinator.DefaultConfig().FileServer.Bucket
+	m.MakeBucket(t, bucket)
+	client := m.Client(t)
+	for _, old := range []string{"outpost-backup-20200101T000000Z.tar.gz", "outpost-backup-20200102T000000Z.tar.gz"} {
+		if _, err := client.PutObject(t.Context(), bucket, "backups/"+old, strings.NewReader("old"), 3, minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	coordinatortest.New(t, coordinatortest.WithMinIO(m), coordinatortest.WithConfig(func(cfg *coordinator.Config) {
+		cfg.Backups = coordinator.BackupConfig{Dir: dir, Keep: 2, Plain: true, FileServer: true}
+	}))
+	var local []string
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		local, _ = filepath.Glob(filepath.Join(dir, "outpost-backup-*"))
+		return len(local) == 1
+	}, "no local backup")
+	name := filepath.Base(local[0])
+	want, _ := os.ReadFile(local[0])
+	var keys []string
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		keys = nil
+		for obj := range client.ListObjects(t.Context(), bucket, minio.ListObjectsOptions{Prefix: "backups/"}) {
+			keys = append(keys, obj.Key)
+		}
+		return slices.Equal(keys, []string{"backups/outpost-backup-20200102T000000Z.tar.gz", "backups/" + name})
+	}, "the bucket's backups are %v; want the newest old one and %s", keys, name)
+	obj, err := client.GetObject(t.Context(), bucket, "backups/"+name, minio.GetObjectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if got, err := io.ReadAll(obj); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the bucket's copy: %d bytes (%v), want %d", len(got), err, len(want))
 	}
 }

@@ -140,7 +140,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("file_server: %w", err))
 		}
 	}
-	if err := c.Backups.validate(c.DataDir); err != nil {
+	if err := c.Backups.validate(c.DataDir, c.FileServer.Endpoint != ""); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -159,6 +159,7 @@ type Coordinator struct {
 	quic      *quicsrv.Server
 	ca        *ca.CA
 	token     string
+	files     *artifacts.Store // nil without a file server
 }
 
 // New checks cfg; Run starts everything.
@@ -266,6 +267,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			return err
 		}
 		presigner, creds, uploader = files, files, files
+		c.files = files
 	} else {
 		c.log.Warn("no file server configured: artifact upload and content delivery are off (set file_server.endpoint)")
 	}

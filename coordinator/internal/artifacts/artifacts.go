@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -534,4 +535,42 @@ func tempKey() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails since Go 1.24
 	return uploadPrefix + hex.EncodeToString(b[:])
+}
+
+// backupPrefix holds the coordinator's own backups in the bucket, beside
+// the artifacts: members' read-only credentials reach sha256/ alone.
+const backupPrefix = "backups/"
+
+// PutBackup stores a backup file under backups/NAME: a copy off the
+// coordinator's machine.
+func (s *Store) PutBackup(ctx context.Context, name string, r io.Reader, size int64) error {
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		return fmt.Errorf("store backup: %q is not a file name", name)
+	}
+	_, err := s.client.PutObject(ctx, s.cfg.Bucket, backupPrefix+name, r, size, minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize})
+	if err != nil {
+		return fmt.Errorf("store backup %s in bucket %s: %w", name, s.cfg.Bucket, err)
+	}
+	return nil
+}
+
+// Backups lists the names of the backups in the bucket, sorted.
+func (s *Store) Backups(ctx context.Context) ([]string, error) {
+	var out []string
+	for obj := range s.client.ListObjects(ctx, s.cfg.Bucket, minio.ListObjectsOptions{Prefix: backupPrefix}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list backups in bucket %s: %w", s.cfg.Bucket, obj.Err)
+		}
+		out = append(out, strings.TrimPrefix(obj.Key, backupPrefix))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// RemoveBackup deletes a backup from the bucket.
+func (s *Store) RemoveBackup(ctx context.Context, name string) error {
+	if err := s.client.RemoveObject(ctx, s.cfg.Bucket, backupPrefix+name, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("remove backup %s from bucket %s: %w", name, s.cfg.Bucket, err)
+	}
+	return nil
 }
