@@ -70,10 +70,12 @@ func TestScheduledBackups(t *testing.T) {
 
 func TestBackupConfigIsChecked(t *testing.T) {
 	for in, want := range map[string]coordinator.BackupConfig{
-		"give recipients":          {Dir: "/x"},
-		"is not an age public key": {Dir: "/x", Recipients: []string{"age1nope"}},
-		"give one":                 {Dir: "/x", Recipients: []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}, Plain: true},
-		"want 1m or more":          {Dir: "/x", Plain: true, Every: time.Second},
+		"give recipients":              {Dir: "/x"},
+		"is not an age public key":     {Dir: "/x", Recipients: []string{"age1nope"}},
+		"give one":                     {Dir: "/x", Recipients: []string{"age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"}, Plain: true},
+		"want 1m or more":              {Dir: "/x", Plain: true, Every: time.Second},
+		"no file server is configured": {Dir: "/x", Plain: true, FileServer: true},
+		"needs backups.dir":            {Plain: true, FileServer: true},
 	} {
 		cfg := coordinator.DefaultConfig()
 		cfg.Backups = want

@@ -531,6 +531,9 @@ func TestReadOnlyCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Something a relay has no business reading.
+	if _, err := ts.root.PutObject(t.Context(), ts.Bucket(), backupPrefix+"outpost-backup-20261128T000000Z.tar.gz", strings.NewReader("keys"), 4, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := ts.root.PutObject(t.Context(), ts.Bucket(), uploadPrefix+"in-progress", strings.NewReader("x"), 1, minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -603,6 +606,10 @@ func TestReadOnlyCredentials(t *testing.T) {
 		}},
 		{"read an upload in progress", func() error {
 			_, err := relay.StatObject(ctx, fs.Bucket, uploadPrefix+"in-progress", minio.StatObjectOptions{})
+			return err
+		}},
+		{"read the coordinator's backups", func() error {
+			_, err := relay.StatObject(ctx, fs.Bucket, backupPrefix+"outpost-backup-20261128T000000Z.tar.gz", minio.StatObjectOptions{})
 			return err
 		}},
 		{"make a bucket", func() error {
