@@ -106,3 +106,38 @@ func Restore(r io.Reader, opt RestoreOptions) (*RestoreResult, error) {
 	}
 	return res, nil
 }
+
+// BackupCheck is what CheckBackup found in a backup.
+type BackupCheck struct {
+	Manifest         *backup.Manifest
+	Offices, Members int
+}
+
+// CheckBackup opens a backup as a restore would (every file against its
+// manifest, the store opened), in a temporary directory that it removes:
+// a backup tested this way is one that restores.
+func CheckBackup(r io.Reader, identities ...age.Identity) (*BackupCheck, error) {
+	tmp, err := os.MkdirTemp("", "outpost-backup-check-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	m, err := backup.Extract(r, filepath.Join(tmp, "data"), identities...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(tmp, "data", backup.StoreFile))
+	if err != nil {
+		return nil, fmt.Errorf("the backup's store does not open: %w", err)
+	}
+	defer st.Close()
+	offices, err := st.Offices()
+	if err != nil {
+		return nil, fmt.Errorf("the backup's store does not read: %w", err)
+	}
+	members, err := st.Members("")
+	if err != nil {
+		return nil, fmt.Errorf("the backup's store does not read: %w", err)
+	}
+	return &BackupCheck{Manifest: m, Offices: len(offices), Members: len(members)}, nil
+}

@@ -72,6 +72,14 @@ func TestRestoredCoordinatorTakesOverItsFleet(t *testing.T) {
 	if !bytes.HasPrefix(b, []byte("age-encryption.org/v1")) || bytes.Contains(b, []byte("PRIVATE KEY")) {
 		t.Fatal("the backup is not encrypted")
 	}
+	// Tested as a restore would open it (restore --check), on any machine.
+	if chk, err := coordinator.CheckBackup(bytes.NewReader(b), id); err != nil || chk.Offices != 1 || chk.Members != 1 || chk.Manifest.CAFingerprint != c.CA {
+		t.Fatalf("check the backup: %+v, %v", chk, err)
+	}
+	other, _ := age.GenerateX25519Identity()
+	if _, err := coordinator.CheckBackup(bytes.NewReader(b), other); err == nil {
+		t.Fatal("a backup checked with another key opened")
+	}
 	if _, err := coordinator.Restore(bytes.NewReader(b), coordinator.RestoreOptions{DataDir: c.DataDir(), Identities: []age.Identity{id}, Force: true, Now: time.Now()}); err == nil || !strings.Contains(err.Error(), "stop the coordinator first") {
 		t.Fatalf("restore under a running coordinator: %v", err)
 	}

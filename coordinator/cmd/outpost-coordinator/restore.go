@@ -30,6 +30,7 @@ func restore(args []string) error {
 	var identities identityFiles
 	fs.Var(&identities, "identity", "age identity `FILE` (age-keygen's private key) that opens the backup; may be given several times")
 	force := fs.Bool("force", false, "move a data directory that holds a coordinator's state aside (DIR.before-restore-TIME) instead of refusing")
+	check := fs.Bool("check", false, "only check that the backup restores (in a temporary directory), and say what it holds; the data directory is not touched")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: outpost-coordinator restore [flags] BACKUP
 
@@ -38,6 +39,9 @@ coordinator stopped. Everything in the backup is checked before anything is
 moved. A backup encrypted to age public keys needs --identity; one encrypted
 with a passphrase asks for it at the terminal, or reads
 OUTPOST_BACKUP_PASSPHRASE.
+
+--check opens the backup as a restore would, in a temporary directory, and
+says what it holds: test backups with it, on any machine.
 
 Then start the coordinator on this machine, reachable where members reach the
 old one (its public address). Members keep their certificates; those enrolled
@@ -101,6 +105,16 @@ what its members report holding at their first check-in.
 		// memory); a file asking for more, up to 4 GiB, is refused.
 		id.SetMaxWorkFactor(18)
 		ids = append(ids, id)
+	}
+	if *check {
+		c, err := coordinator.CheckBackup(f, ids...)
+		if err != nil {
+			return err
+		}
+		m := c.Manifest
+		fmt.Printf("the backup restores: made %s by coordinator %s; %d files; %d offices, %d members; CA %s\n",
+			m.Created.Format(time.RFC3339), m.Version, len(m.Files), c.Offices, c.Members, m.CAFingerprint)
+		return nil
 	}
 	res, err := coordinator.Restore(f, coordinator.RestoreOptions{DataDir: cfg.DataDir, Identities: ids, Force: *force, Now: time.Now()})
 	if err != nil {
