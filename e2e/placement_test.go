@@ -133,6 +133,13 @@ func TestLaptopMovesBetweenOfficesAndRoams(t *testing.T) {
 	// laptop runs it instead of paris's.
 	c.CreateOffice("hamburg", nil)
 	net.set("192.168.7.7")
+	// Once the coordinator has heard the new address: a check-in still
+	// carrying paris's would place the laptop back in paris, as it should,
+	// after the move (CI saw that race once).
+	tu.Eventually(t, 30*time.Second, func() bool {
+		c.MustDo("GET", "/v1/agents/"+laptop.a.ID(), nil, &claimed)
+		return strings.Join(claimed.Addresses, ",") == "192.168.7.7"
+	}, "the laptop's new address never reached the coordinator: %+v", claimed)
 	var moved struct {
 		Office string `json:"office"`
 	}
