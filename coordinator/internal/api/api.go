@@ -103,9 +103,10 @@ type API struct {
 	// scopeMu makes checking policies for conflicts and publishing what
 	// was checked one step (scope.go).
 	scopeMu sync.Mutex
-	// artifactsMu keeps an artifact from being removed between a change
-	// looking it up and storing what names it: every such change holds it
-	// to read, a removal to write (artifacts.go).
+	// artifactsMu keeps an artifact or a catalog patch from being removed
+	// between a change looking it up and storing what names it: every such
+	// change holds it to read, a removal to write (artifacts.go,
+	// patches.go).
 	artifactsMu sync.RWMutex
 }
 
@@ -178,6 +179,19 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return e.msg }
+
+// boolParam is a query parameter that is true or false (false when absent).
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, httpError(http.StatusBadRequest, "%s=%q: use true or false", name, v)
+	}
+	return b, nil
+}
 
 func httpError(code int, format string, args ...any) error {
 	return &statusError{code: code, msg: fmt.Sprintf(format, args...)}
@@ -769,12 +783,9 @@ func (a *API) applyPolicy(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.d.Store.Office(office); err != nil {
 		return err
 	}
-	force := false
-	if v := r.URL.Query().Get("force"); v != "" {
-		var err error
-		if force, err = strconv.ParseBool(v); err != nil {
-			return httpError(http.StatusBadRequest, "force=%q: use true or false", v)
-		}
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return err
 	}
 	src, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	if err != nil {

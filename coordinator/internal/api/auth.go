@@ -208,7 +208,7 @@ func changeTarget(route string, r *http.Request) string {
 // changeActions name, in the audit trail, the admin changes whose handlers
 // do not record themselves (office.create, token.create, token.revoke,
 // office.policy, agent.move, agent.delete, artifact.upload,
-// artifact.remove, patch.approve, patch.revoke and patch_rule.put do, with
+// artifact.remove, patch.approve, patch.revoke, patch.remove and patch_rule.put do, with
 // detail). handle records each one that succeeds, with what it acted on as
 // the target.
 var changeActions = map[string]string{

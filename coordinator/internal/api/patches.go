@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ func (a *API) patchRoutes() map[string]func(http.ResponseWriter, *http.Request) 
 		"POST /v1/patches/import":           a.importPatches,
 		"GET /v1/patches":                   a.listPatches,
 		"GET /v1/patches/{id}":              a.showPatch,
+		"DELETE /v1/patches/{id}":           a.removePatch,
 		"POST /v1/patches/{id}/approve":     a.approvePatch,
 		"DELETE /v1/patches/{id}/approve":   a.revokePatch,
 		"GET /v1/patch-approvals":           a.listApprovals,
@@ -126,6 +128,117 @@ func (a *API) showPatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"patch": p, "approvals": mine})
 	return nil
+}
+
+// removedPatch answers a removal from the catalog.
+type removedPatch struct {
+	Removed string `json:"removed"`
+	// Revoked are the offices whose approval of it went with it.
+	Revoked []string `json:"revoked"`
+	// Superseded are the patches of the catalog it superseded: where they
+	// are approved, agents are told of them again.
+	Superseded []string `json:"superseded"`
+	// Artifact is its package's, which stays on the file server.
+	Artifact string `json:"artifact"`
+}
+
+// removePatch takes a patch out of the catalog. A policy that names it
+// refuses the removal (none of that policy's later revisions could be
+// made), and so does an approval unless ?revoke=true asks for the
+// approvals to go with it. Every office is then signed again without it:
+// its agents stop installing it and scanning for it; where it is installed
+// it stays. Its artifact stays for "outpost artifact rm".
+func (a *API) removePatch(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	revoke, err := boolParam(r, "revoke")
+	if err != nil {
+		return err
+	}
+	p, revoked, err := a.deletePatch(id, revoke)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return httpError(http.StatusNotFound, "no patch %s in the catalog (see outpost patch list)", id)
+	case errors.Is(err, store.ErrConflict):
+		return httpError(http.StatusConflict, "%s; revoke the approvals first (outpost patch revoke %s --office NAME), or remove it with them (--revoke)",
+			strings.TrimSuffix(err.Error(), ": "+store.ErrConflict.Error()), id)
+	case err != nil:
+		return err
+	}
+	detail := p.Title
+	if len(revoked) > 0 {
+		detail += "; approvals revoked for " + strings.Join(revoked, ", ")
+	}
+	a.audit(r, "patch.remove", "patch "+id, detail)
+	a.log.Info("patch removed from the catalog", "patch", id, "revoked", revoked)
+	out := removedPatch{Removed: id, Revoked: revoked, Superseded: []string{}, Artifact: p.Artifact}
+	if out.Revoked == nil {
+		out.Revoked = []string{}
+	}
+	for _, old := range p.Supersedes {
+		if _, err := a.d.Store.Patch(old); err == nil {
+			out.Superseded = append(out.Superseded, old)
+		}
+	}
+	// Every office scans for the catalog's patches, so every office gets a
+	// revision without it (an office whose policy did not change keeps its
+	// revision).
+	if err := a.republishAll(); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// deletePatch removes the patch from the store unless a policy names it.
+// It holds artifactsMu, as an artifact's removal does, so that no policy
+// change that found the patch in the catalog stores what names it after the
+// check.
+func (a *API) deletePatch(id string, revoke bool) (*store.Patch, []string, error) {
+	a.artifactsMu.Lock()
+	defer a.artifactsMu.Unlock()
+	a.scopeMu.Lock()
+	defer a.scopeMu.Unlock()
+	users, err := a.patchUsers(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(users) > 0 {
+		return nil, nil, httpError(http.StatusConflict, "patch %s is named by %s; take it out of %s first",
+			id, strings.Join(users, " and "), map[bool]string{true: "it", false: "them"}[len(users) == 1])
+	}
+	return a.d.Store.DeletePatch(id, revoke)
+}
+
+// patchUsers names the policies that name a patch: offices' own and named
+// ones. The caller holds a.scopeMu.
+func (a *API) patchUsers(id string) ([]string, error) {
+	names := func(items []*wire.Item) bool {
+		return slices.ContainsFunc(items, func(it *wire.Item) bool { return it.GetId() == policy.KindPatch+"/"+id })
+	}
+	sc, err := a.loadScope()
+	if err != nil {
+		return nil, err
+	}
+	var users []string
+	for _, p := range sc.named {
+		if names(p.items) {
+			users = append(users, "policy "+p.Name)
+		}
+	}
+	offices, err := a.d.Store.Offices()
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range offices {
+		items, err := sc.officeItems(o.Name)
+		if err != nil {
+			return nil, err
+		}
+		if names(items) {
+			users = append(users, "the policy of office "+o.Name)
+		}
+	}
+	return users, nil
 }
 
 type approveInput struct {

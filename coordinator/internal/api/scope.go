@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -808,12 +807,9 @@ func namedView(p store.NamedPolicy) namedPolicyView {
 
 func (a *API) putNamedPolicy(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	force := false
-	if v := r.URL.Query().Get("force"); v != "" {
-		var err error
-		if force, err = strconv.ParseBool(v); err != nil {
-			return httpError(http.StatusBadRequest, "force=%q: use true or false", v)
-		}
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return err
 	}
 	if !policyName.MatchString(name) {
 		return httpError(http.StatusBadRequest, "policy name %q: use 1-63 lower-case letters, digits and dashes, starting with a letter or digit", name)

@@ -407,7 +407,7 @@ var auditActions = []string{"login", "refresh", "user.create", "user.update", "u
 	"group.delete", "permissions.set", "policy.apply", "policy.delete", "agent.labels", "office.create", "office.update",
 	"office.delete", "office.policy", "office.gossip_key", "token.create", "token.revoke", "computer.add", "computer.remove",
 	"installer.create", "agent.move", "agent.delete", "artifact.upload", "artifact.remove", "backup", "patch.import",
-	"patch.approve", "patch.revoke", "patch_rule.put", "patch_rule.delete", "patch_rule.evaluate", "connect",
+	"patch.approve", "patch.revoke", "patch.remove", "patch_rule.put", "patch_rule.delete", "patch_rule.evaluate", "connect",
 	"exec", "shell", "get", "put", "inventory", "sync", "reboot", "revoked"}
 
 // auditKinds are the actions and their kinds (user for user.*), which

@@ -91,6 +91,7 @@ var checkWith = map[string]string{
 	"installer build":     "outpost token list",
 	"patch approve":       "outpost patch approvals",
 	"patch revoke":        "outpost patch approvals",
+	"patch rm":            "outpost patch list",
 	"patch rule":          "outpost patch rules",
 	"patch evaluate":      "outpost patch approvals",
 	"perm set":            "outpost perm show",

@@ -237,6 +237,64 @@ Examples:
 			},
 		},
 		{
+			name: "patch rm", args: "ID", minArgs: 1, maxArgs: 1,
+			summary: "remove a patch from the catalog",
+			timeout: defaultTimeout,
+			help: `Every office's agents stop installing it and scanning for it; where it is
+installed it stays. The coordinator refuses while a policy names the patch
+(the error names the policies), and while an office approves it unless
+--revoke takes those approvals with it. A feed that still lists the patch adds
+it back on its next import. Its artifact stays on the file server; remove it
+with 'outpost artifact rm' once nothing else uses it.
+
+Examples:
+  outpost patch rm OUT-2026-001
+  outpost patch rm OUT-2026-001 --revoke
+`,
+			setup: func(fs *flag.FlagSet) runFunc {
+				revoke := fs.Bool("revoke", false, "revoke the patch's approvals in every office with it")
+				return func(ctx context.Context, e *env, args []string) error {
+					q := url.Values{}
+					if *revoke {
+						q.Set("revoke", "true")
+					}
+					req, err := e.api.newRequest(ctx, http.MethodDelete, patchPath(args[0]), q, nil)
+					if err != nil {
+						return err
+					}
+					raw, err := e.api.do(req)
+					if err != nil {
+						return err
+					}
+					if e.json {
+						return writeJSON(e.stdout, raw)
+					}
+					var out struct {
+						Revoked    []string `json:"revoked"`
+						Superseded []string `json:"superseded"`
+						Artifact   string   `json:"artifact"`
+					}
+					if err := decode(raw, "removed patch", &out); err != nil {
+						return err
+					}
+					var b strings.Builder
+					fmt.Fprintf(&b, "patch %s removed from the catalog; every office's policy is signed again without it\n", args[0])
+					if len(out.Revoked) > 0 {
+						fmt.Fprintf(&b, "  approvals revoked for %s: %s\n", plural(len(out.Revoked), "office"), strings.Join(out.Revoked, ", "))
+					}
+					if len(out.Superseded) > 0 {
+						fmt.Fprintf(&b, "  it superseded %s: where approved, agents are told of %s again\n", strings.Join(out.Superseded, ", "),
+							map[bool]string{true: "it", false: "them"}[len(out.Superseded) == 1])
+					}
+					if out.Artifact != "" {
+						fmt.Fprintf(&b, "  its artifact stays on the file server: outpost artifact rm %s removes it once nothing else uses it\n", out.Artifact)
+					}
+					_, err = io.WriteString(e.stdout, b.String())
+					return err
+				}
+			},
+		},
+		{
 			name: "patch approvals", maxArgs: 0,
 			summary: "list patch approvals, explicit and by rule",
 			timeout: defaultTimeout,

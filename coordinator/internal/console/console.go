@@ -149,6 +149,7 @@ func (c *Console) routes() {
 		"GET /ui/patches/{id}":                       c.showPatch,
 		"POST /ui/patches/{id}/approve":              c.approvePatch,
 		"POST /ui/patches/{id}/revoke":               c.revokePatch,
+		"POST /ui/patches/{id}/delete":               c.removePatch,
 		"GET /ui/patch-rules":                        c.patchRules,
 		"GET /ui/patch-rules/+new":                   c.newRule,
 		"POST /ui/patch-rules":                       c.createRule,

@@ -1290,6 +1290,26 @@ func TestPatchRules(t *testing.T) {
 	if res, _ := b.get("/ui/patch-rules/critical-first"); res.StatusCode != http.StatusNotFound {
 		t.Fatalf("a removed rule's page: %d", res.StatusCode)
 	}
+
+	// The patch leaves the catalog from its page; the rule's approval goes
+	// with it, which the confirmation says.
+	_, body = b.get("/ui/patches/OUT-1")
+	if !strings.Contains(body, `data-confirm="Remove OUT-1 from the catalog? Its approvals for 1 office(s) are revoked with it."`) ||
+		!strings.Contains(body, `<input type="hidden" name="revoke" value="true">`) {
+		t.Fatalf("the patch's page offers no removal that says what goes with it:\n%s", body)
+	}
+	if res, body := b.post("/ui/patches/OUT-1/delete", url.Values{}); res.StatusCode != http.StatusConflict || !strings.Contains(body, "is approved for office lab") {
+		t.Fatalf("a removal without revoke while approved: %d\n%s", res.StatusCode, body)
+	}
+	if res, body := b.post("/ui/patches/OUT-1/delete", url.Values{"revoke": {"true"}}); res.StatusCode != http.StatusSeeOther {
+		t.Fatalf("remove the patch: %d\n%s", res.StatusCode, body)
+	}
+	if _, body := b.get("/ui/patches"); !strings.Contains(body, "Patch OUT-1 removed from the catalog; every office&#39;s policy is signed again without it. Approvals revoked for lab.") {
+		t.Fatalf("the catalog after the removal:\n%s", body)
+	}
+	if res, _ := b.get("/ui/patches/OUT-1"); res.StatusCode != http.StatusNotFound {
+		t.Fatalf("a removed patch's page: %d", res.StatusCode)
+	}
 }
 
 // A rule the API (or the console) refuses is shown again with the input
@@ -1493,7 +1513,7 @@ func TestFormsOnlyForRolesThatMayChange(t *testing.T) {
 		{path: "/ui/policies/kiosks", forms: []string{"/ui/policies/kiosks", "/ui/policies/kiosks/delete"},
 			shows: []string{`value="3"`, se.v2, "<li>pc-1</li>"}},
 		{path: "/ui/patches", forms: []string{"/ui/patches/import"}, shows: []string{`href="/ui/patches/OUT-1"`}},
-		{path: "/ui/patches/OUT-1", forms: []string{"/ui/patches/OUT-1/approve", "/ui/patches/OUT-1/revoke"},
+		{path: "/ui/patches/OUT-1", forms: []string{"/ui/patches/OUT-1/approve", "/ui/patches/OUT-1/revoke", "/ui/patches/OUT-1/delete"},
 			shows: []string{"<tr><td>lab</td>"}},
 		{path: "/ui/patch-rules", forms: []string{"/ui/patch-rules/+evaluate", "/ui/patch-rules/high-first/delete"},
 			links: []string{"/ui/patch-rules/+new"}, shows: []string{`href="/ui/patch-rules/high-first"`}},

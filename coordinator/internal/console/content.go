@@ -386,6 +386,27 @@ func (c *Console) approvePatch(w http.ResponseWriter, r *http.Request, s *sessio
 	return done(w, r, s, "/ui/patches/"+url.PathEscape(id), "Patch "+id+" approved for "+f.Get("office")+"; its policy is re-signed.")
 }
 
+// removePatch takes a patch out of the catalog, with its approvals when
+// the page listed some (the button's confirmation names how many).
+func (c *Console) removePatch(w http.ResponseWriter, r *http.Request, s *session) error {
+	var out struct {
+		Revoked []string `json:"revoked"`
+	}
+	id := r.PathValue("id")
+	path := "/v1/patches/" + url.PathEscape(id)
+	if r.PostFormValue("revoke") == "true" {
+		path += "?revoke=true"
+	}
+	if err := c.do(r, s, "DELETE", path, nil, &out); err != nil {
+		return err
+	}
+	msg := "Patch " + id + " removed from the catalog; every office's policy is signed again without it."
+	if len(out.Revoked) > 0 {
+		msg += " Approvals revoked for " + strings.Join(out.Revoked, ", ") + "."
+	}
+	return done(w, r, s, "/ui/patches", msg)
+}
+
 func (c *Console) revokePatch(w http.ResponseWriter, r *http.Request, s *session) error {
 	id, office := r.PathValue("id"), r.PostFormValue("office")
 	if err := c.do(r, s, "DELETE", "/v1/patches/"+url.PathEscape(id)+"/approve?office="+url.QueryEscape(office), nil, nil); err != nil {

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -172,6 +174,53 @@ func (s *Store) Revoke(office, patch string) error {
 		}
 		return b.Delete([]byte(approvalKey(office, patch)))
 	})
+}
+
+// DeletePatch takes a patch out of the catalog with what is kept about it
+// per office (since when its hosts have had it). An approval of it refuses
+// the removal (ErrConflict) unless revoke is set, in which case the
+// approvals go in the same transaction; revoked names their offices.
+func (s *Store) DeletePatch(id string, revoke bool) (p *Patch, revoked []string, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bPatches) == nil {
+			return fmt.Errorf("patch %s: %w", id, ErrNotFound)
+		}
+		if p, err = get[Patch](tx, bPatches, id); err != nil {
+			return fmt.Errorf("patch %s: %w", id, err)
+		}
+		for _, bucket := range [][]byte{bApprovals, bClean} {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				continue
+			}
+			var keys [][]byte
+			if err := b.ForEach(func(k, _ []byte) error {
+				if office, patch, ok := strings.Cut(string(k), "\x00"); ok && patch == id {
+					keys = append(keys, k)
+					if bytes.Equal(bucket, bApprovals) {
+						revoked = append(revoked, office)
+					}
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if bytes.Equal(bucket, bApprovals) && len(revoked) > 0 && !revoke {
+				return fmt.Errorf("patch %s is approved for office %s: %w", id, strings.Join(revoked, ", "), ErrConflict)
+			}
+			for _, k := range keys {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return tx.Bucket(bPatches).Delete([]byte(id))
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(revoked)
+	return p, revoked, nil
 }
 
 // Approvals lists approvals, of one office when office is not empty.
