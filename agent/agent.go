@@ -194,6 +194,12 @@ type Agent struct {
 
 	fetcher     *fetch.Fetcher
 	officePeers *officePeers // nil when serving no peers
+
+	// upgrade watches the agent's executable (upgrade.go); nil unless
+	// WithExecutable.
+	upgrade *selfUpgrade
+	// upgradeChecks counts new executables checked, by result.
+	upgradeChecks *prometheus.CounterVec
 }
 
 // Option changes how New builds an agent.
@@ -222,8 +228,11 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Opti
 			Name: "outpost_agent_checkins_total", Help: "Check-ins by result."}, []string{"result"}),
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_agent_policy_revision", Help: "Highest accepted policy revision."}),
+		upgradeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outpost_agent_upgrade_checks_total",
+			Help: "New agent executables found in place of the running one, by the result of their checks (passed, refused)."}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{a.checkins, a.revision} {
+	for _, c := range []prometheus.Collector{a.checkins, a.revision, a.upgradeChecks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -352,6 +361,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
 	}
+	if a.upgrade != nil {
+		period := upgradeCheckEvery
+		if a.cfg.Fast {
+			period = 500 * time.Millisecond
+		}
+		start("upgrade watch", func(ctx context.Context) error { return a.watchExecutable(ctx, period, a.upgradeChecks) })
+	}
 	serveChunks, err := a.startPeerCache(fetcher)
 	if err != nil {
 		cancel()
@@ -379,15 +395,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	close(a.ready)
 	a.log.Info("agent running", "member", id.ID, "office", id.Office, "revision", st.Revision(), "root", a.cfg.Root)
-	a.loop(ctx, run)
+	restart := a.loop(ctx, run)
 	cancel()
 	wg.Wait()
 	select {
 	case err := <-errc:
 		return err
 	default:
-		return nil
 	}
+	if restart {
+		return ErrRestart
+	}
+	return nil
 }
 
 // enrol loads the identity, enrolling when there is none. A refused token
@@ -474,7 +493,8 @@ func (a *Agent) interval() time.Duration {
 // loop checks in at the office's interval, or at once when pushed, and
 // re-applies the accepted policy each time so drift is repaired even when
 // the coordinator is away.
-func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
+// loop returns true when the agent is to restart into a new executable.
+func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 	// Apply what was accepted before a restart without waiting for the
 	// coordinator.
 	if p := a.state.Policy(); p != nil {
@@ -488,6 +508,13 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 	// asked are technicians' requests to run the policy now, answered
 	// after the next pass.
 	var asked []chan *wire.Report
+	// upgraded carries a new executable's version; the restart into it
+	// waits for the pass under way and for open technician sessions.
+	var upgraded chan string
+	var heldSince time.Time
+	if a.upgrade != nil {
+		upgraded = a.upgrade.restart
+	}
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		office := a.office
@@ -560,8 +587,29 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) {
 			}
 		case <-time.After(a.interval()):
 			urgent = false
+		case version := <-upgraded:
+			if n := a.sessions.Live(); n > 0 {
+				if heldSince.IsZero() {
+					heldSince = time.Now()
+					a.log.Info("the restart into the new agent executable waits for technician sessions to end", "open", n, "to", version, "at_most", sessionWaitMax)
+				}
+				if time.Since(heldSince) < sessionWaitMax {
+					go func() {
+						select {
+						case <-ctx.Done():
+						case <-time.After(time.Minute):
+							upgraded <- version
+						}
+					}()
+					wait, kicked = 0, true // nothing new: no pass for this
+					continue
+				}
+			}
+			a.log.Info("restarting into the new agent executable", "from", Version, "to", version)
+			return true
 		}
 	}
+	return false
 }
 
 // pass reports, takes a newer policy the answer tells of, and runs the
@@ -768,6 +816,7 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 		GossipAddress:  a.gossip.addr(),
 		Version:        Version,
 		SessionAddress: a.sessionAddress(),
+		UpgradeProblem: a.upgrade.Problem(),
 	}
 	req.Backlog = a.state.Backlog(64)
 	if a.fetcher != nil {

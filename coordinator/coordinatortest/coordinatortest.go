@@ -238,7 +238,10 @@ type Agent struct {
 	Revision  uint64 `json:"revision"`
 	Compliant bool   `json:"compliant"`
 	Connected bool   `json:"connected"`
-	Items     []struct {
+	Version   string `json:"version"`
+	// UpgradeProblem is why the agent refused a new version of itself.
+	UpgradeProblem string `json:"upgrade_problem"`
+	Items          []struct {
 		ID      string `json:"id"`
 		Status  string `json:"status"`
 		Message string `json:"message"`

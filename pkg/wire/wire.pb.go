@@ -1731,6 +1731,10 @@ type CheckinRequest struct {
 	// sessions on (an unspecified host means at each of their addresses);
 	// empty when they take none.
 	SessionAddress string `protobuf:"bytes,15,opt,name=session_address,json=sessionAddress,proto3" json:"session_address,omitempty"`
+	// Why the agent's executable, replaced on disk by a new version, was not
+	// restarted into (it did not say its version, or refused the agent's
+	// settings); empty when no replacement was refused.
+	UpgradeProblem string `protobuf:"bytes,17,opt,name=upgrade_problem,json=upgradeProblem,proto3" json:"upgrade_problem,omitempty"`
 	// Relays: how far pre-staging of the office's policy has come.
 	Staging *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
 	// Bytes fetched per artifact by source (most recently fetched first, at
@@ -1848,6 +1852,13 @@ func (x *CheckinRequest) GetBacklog() []*Report {
 func (x *CheckinRequest) GetSessionAddress() string {
 	if x != nil {
 		return x.SessionAddress
+	}
+	return ""
+}
+
+func (x *CheckinRequest) GetUpgradeProblem() string {
+	if x != nil {
+		return x.UpgradeProblem
 	}
 	return ""
 }
@@ -3610,7 +3621,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
 	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
-	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xf1\x04\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\x9a\x05\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -3621,7 +3632,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\tserve_url\x18\a \x01(\tR\bserveUrl\x12!\n" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
 	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
-	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x128\n" +
+	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x12'\n" +
+	"\x0fupgrade_problem\x18\x11 \x01(\tR\x0eupgradeProblem\x128\n" +
 	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\x12E\n" +
 	"\x0eartifact_bytes\x18\n" +
 	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\x126\n" +

@@ -114,7 +114,7 @@ func (m *Manager) applyDeb(ctx context.Context, root string, s spec, artifactPat
 	if artifactPath == "" {
 		return nil, fmt.Errorf("no artifact_path given; the agent must fetch the .deb before installing")
 	}
-	if _, err := m.dpkg(ctx, "dpkg", "--install", artifactPath); err != nil {
+	if _, err := m.dpkg(ctx, "dpkg", "--force-confdef", "--force-confold", "--install", artifactPath); err != nil {
 		return nil, fmt.Errorf("install %s %s: %w", s.name, s.version, err)
 	}
 	if got := m.debVersion(ctx, s.name); got != s.version {

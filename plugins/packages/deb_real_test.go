@@ -47,7 +47,9 @@ func TestDebThroughRealDpkg(t *testing.T) {
 	wrap("dpkg", `exec `+dpkg+` --root=`+sys+` "$@"`)
 	wrap("dpkg-query", `exec `+query+` --admindir=`+sys+`/var/lib/dpkg "$@"`)
 
-	deb := func(version, payload string) string {
+	// conf, when not empty, is the package's /etc/outpost-hello.conf, a
+	// conffile.
+	debWith := func(version, payload, conf string) string {
 		t.Helper()
 		src := t.TempDir()
 		os.MkdirAll(filepath.Join(src, "DEBIAN"), 0o755)
@@ -55,12 +57,18 @@ func TestDebThroughRealDpkg(t *testing.T) {
 		control := "Package: outpost-hello\nVersion: " + version + "\nArchitecture: all\nMaintainer: Outpost tests <tests@outpost.invalid>\nDescription: a test package\n"
 		os.WriteFile(filepath.Join(src, "DEBIAN", "control"), []byte(control), 0o644)
 		os.WriteFile(filepath.Join(src, "opt", "outpost-hello", "hello"), []byte(payload), 0o644)
+		if conf != "" {
+			os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+			os.WriteFile(filepath.Join(src, "etc", "outpost-hello.conf"), []byte(conf), 0o644)
+			os.WriteFile(filepath.Join(src, "DEBIAN", "conffiles"), []byte("/etc/outpost-hello.conf\n"), 0o644)
+		}
 		out := filepath.Join(t.TempDir(), "outpost-hello_"+version+"_all.deb")
 		if b, err := exec.Command("dpkg-deb", "--root-owner-group", "--build", src, out).CombinedOutput(); err != nil {
 			t.Fatalf("dpkg-deb: %v: %s", err, b)
 		}
 		return out
 	}
+	deb := func(version, payload string) string { return debWith(version, payload, "") }
 	v1, v2 := deb("1.0-1", "one\n"), deb("2.0-1", "two\n")
 	item := func(version string, state wire.State, path string) *wire.Item {
 		return pkgItem("outpost-hello", version, "", state, &wire.Artifact{Sha256: strings.Repeat("ab", 32), Name: filepath.Base(path)})
@@ -102,8 +110,25 @@ func TestDebThroughRealDpkg(t *testing.T) {
 	// A file that is no .deb: dpkg's own reason comes back.
 	junk := filepath.Join(t.TempDir(), "junk.deb")
 	os.WriteFile(junk, []byte("not an archive"), 0o644)
-	if _, err := apply(item("4.0-1", wire.State_STATE_PRESENT, junk), junk); err == nil || !strings.Contains(err.Error(), "dpkg --install") {
+	if _, err := apply(item("4.0-1", wire.State_STATE_PRESENT, junk), junk); err == nil || !strings.Contains(err.Error(), "--install "+junk+" failed") {
 		t.Fatalf("junk .deb: %v", err)
+	}
+	// A configuration file changed on the host survives an upgrade that
+	// brings another: nobody is there to answer dpkg's question (the
+	// agent's own agent.yaml is such a file).
+	conf := func() string {
+		b, _ := os.ReadFile(filepath.Join(sys, "etc", "outpost-hello.conf"))
+		return string(b)
+	}
+	v5, v6 := debWith("5.0-1", "five\n", "setting = packaged\n"), debWith("6.0-1", "six\n", "setting = packaged again\n")
+	if _, err := apply(item("5.0-1", wire.State_STATE_PRESENT, v5), v5); err != nil || conf() != "setting = packaged\n" {
+		t.Fatalf("install with a conffile: %v, conffile %q", err, conf())
+	}
+	if err := os.WriteFile(filepath.Join(sys, "etc", "outpost-hello.conf"), []byte("setting = the host's own\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := apply(item("6.0-1", wire.State_STATE_PRESENT, v6), v6); err != nil || installed() != "six\n" || conf() != "setting = the host's own\n" {
+		t.Fatalf("upgrade over a changed conffile: %v, %v, file %q, conffile %q", r, err, installed(), conf())
 	}
 	if r, err := apply(item("", wire.State_STATE_ABSENT, v1), ""); err != nil || !strings.HasPrefix(r.GetMessage(), "removed outpost-hello") {
 		t.Fatalf("remove: %v, %v", r, err)

@@ -111,10 +111,14 @@ func TestDeb(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// dpkg --install FILE records 2.0-1; --remove forgets; dpkg-query reads.
-		write("dpkg", `case "$1" in
---install) case "$2" in *bad*) echo "dpkg: error processing archive $2" >&2; exit 1;; esac; echo 2.0-1 > `+db+`;;
---remove) rm -f `+db+`;;
+		// dpkg --install FILE records 2.0-1 (only when told what to do
+		// with changed conffiles: nobody answers its question); --remove
+		// forgets; dpkg-query reads.
+		write("dpkg", `for a; do file=$a; done
+case " $* " in
+*" --install "*) case " $* " in *" --force-confdef --force-confold "*) ;; *) echo "dpkg: asks about conffiles" >&2; exit 2;; esac
+	case "$file" in *bad*) echo "dpkg: error processing archive $file" >&2; exit 1;; esac; echo 2.0-1 > `+db+`;;
+*" --remove "*) rm -f `+db+`;;
 esac
 `)
 		write("dpkg-query", `test -e `+db+` || { echo "dpkg-query: no packages found matching $5" >&2; exit 1; }
@@ -133,7 +137,7 @@ printf 'installed %s' "$(cat `+db+`)"
 			t.Fatalf("scan before = %v", st)
 		}
 		if _, err := m.Apply(ctx, &proto.ApplyRequest{Root: "/", Item: debItem(wire.State_STATE_PRESENT), ArtifactPath: "/tmp/bad.deb"}); err == nil ||
-			!strings.Contains(err.Error(), "dpkg --install /tmp/bad.deb failed (exit status 1): dpkg: error processing archive /tmp/bad.deb") {
+			!strings.Contains(err.Error(), "dpkg --force-confdef --force-confold --install /tmp/bad.deb failed (exit status 1): dpkg: error processing archive /tmp/bad.deb") {
 			t.Fatalf("bad deb = %v", err)
 		}
 		r, err := m.Apply(ctx, &proto.ApplyRequest{Root: "/", Item: debItem(wire.State_STATE_PRESENT), ArtifactPath: "/tmp/hello.deb"})

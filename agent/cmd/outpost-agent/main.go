@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -30,6 +31,7 @@ func run() error {
 	dataDir := fs.String("data-dir", "", "data directory (identity, state, content cache)")
 	root := fs.String("root", "", "directory the plugins act in (default /)")
 	version := fs.Bool("version", false, "print the version and exit")
+	checkConfig := fs.Bool("check-config", false, "check the settings (file, environment, flags) and exit; a running agent asks this of a new version of itself before it restarts into it")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: outpost-agent [flags]\n\nRuns the Outpost agent. Settings come from defaults, then --config, then\nOUTPOST_AGENT_* variables (e.g. OUTPOST_AGENT_ENROLL_TOKEN), then these flags.\n\n")
 		fs.PrintDefaults()
@@ -51,17 +53,39 @@ func run() error {
 	if *root != "" {
 		cfg.Root = *root
 	}
+	if *checkConfig {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("agent config: %w", err)
+		}
+		fmt.Println("the settings are valid for outpost-agent", agent.Version)
+		return nil
+	}
 	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a, err := agent.New(cfg, log, reg)
+	var opts []agent.Option
+	// The path it runs from, as it is now: once the file is replaced,
+	// Linux names it "... (deleted)".
+	exe, exeErr := os.Executable()
+	if exeErr == nil && canExec {
+		opts = append(opts, agent.WithExecutable(exe, os.Args[1:]))
+	} else if exeErr != nil {
+		log.Warn("the agent cannot find its own executable; it will not restart into an upgraded one by itself", "err", exeErr)
+	}
+	a, err := agent.New(cfg, log, reg, opts...)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	stop()
+	if errors.Is(err, agent.ErrRestart) {
+		// Same process id, same arguments and environment: the service
+		// manager sees the agent go on, now as the new version.
+		return restartInto(exe, os.Args[1:])
+	}
+	return err
 }

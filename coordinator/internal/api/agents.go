@@ -15,11 +15,17 @@ var agentStates = map[string]func(agentView) bool{
 	"compliant":    func(v agentView) bool { return v.Compliant },
 	"noncompliant": func(v agentView) bool { return !v.Compliant },
 	"reboot":       func(v agentView) bool { return v.Reboot != nil },
+	// upgrade-refused: a new version put in place of the agent's
+	// executable was refused, and the old one runs on.
+	"upgrade-refused": func(v agentView) bool { return v.UpgradeProblem != "" },
 }
 
 // filterAgents keeps the agents that match the search of GET /v1/agents:
 // q is a case-insensitive part of the hostname or id, state one of
 // agentStates. The office filter is the store's, applied before.
+//
+// version=V keeps the members running version V, not_version=V those
+// running another (an upgrade's rollout: who is not there yet).
 //
 // not_seen=DURATION (Go's form, such as 720h) keeps the members that are
 // not connected and were last heard of longer ago than that: computers
@@ -32,7 +38,7 @@ func filterAgents(q url.Values, views []agentView, now time.Time) ([]agentView, 
 	if state != "" {
 		f, ok := agentStates[state]
 		if !ok {
-			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant or reboot", state)
+			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused", state)
 		}
 		keep = f
 	}
@@ -49,6 +55,20 @@ func filterAgents(q url.Values, views []agentView, now time.Time) ([]agentView, 
 			}
 			return byState(v) && !v.Connected && seen.Before(cutoff)
 		}
+	}
+	for _, p := range []struct {
+		name string
+		same bool
+	}{{"version", true}, {"not_version", false}} {
+		v, ok := q[p.name]
+		if !ok {
+			continue
+		}
+		if len(v) != 1 || v[0] == "" || len(v[0]) > 64 {
+			return nil, httpError(http.StatusBadRequest, "%s: want one version, as agents report it (outpost agent show)", p.name)
+		}
+		before, want, same := keep, v[0], p.same
+		keep = func(v agentView) bool { return before(v) && (v.Version == want) == same }
 	}
 	if len(text) > 253 {
 		return nil, httpError(http.StatusBadRequest, "q is longer than a hostname can be (253)")

@@ -897,7 +897,10 @@ type agentView struct {
 	Items     []store.ItemStatus `json:"items"`
 	Enrolled  time.Time          `json:"enrolled"`
 	Version   string             `json:"version"`
-	Labels    map[string]string  `json:"labels"`
+	// UpgradeProblem is why the agent runs on its version when a new one
+	// was put in place of its executable; empty when nothing was refused.
+	UpgradeProblem string            `json:"upgrade_problem,omitempty"`
+	Labels         map[string]string `json:"labels"`
 	// Reboot: the items whose change waits for the host to reboot, and
 	// since when (its last run's report says so).
 	Reboot *rebootView `json:"reboot,omitempty"`
@@ -911,7 +914,7 @@ type rebootView struct {
 func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Home: m.Home, Roaming: m.Roaming, Role: m.Role, Address: m.Address,
 		Addresses: m.Addresses, LastSeen: m.LastSeen, Revision: m.Revision, Enrolled: m.Enrolled, Version: m.Version,
-		Items: []store.ItemStatus{}, Labels: m.Labels}
+		UpgradeProblem: m.UpgradeProblem, Items: []store.ItemStatus{}, Labels: m.Labels}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}

@@ -16,13 +16,14 @@ import (
 // enrol into the office on first start. The CLI builds the installer from
 // it next to the binaries; the coordinator stays out of the bytes.
 type installerView struct {
-	Office        string    `json:"office"`
-	Coordinator   string    `json:"coordinator"`
-	CAFingerprint string    `json:"ca_fingerprint"`
-	Token         string    `json:"token"`
-	TokenID       string    `json:"token_id"`
-	Expires       time.Time `json:"expires"`
-	Uses          int       `json:"uses"`
+	Office        string `json:"office"`
+	Coordinator   string `json:"coordinator"`
+	CAFingerprint string `json:"ca_fingerprint"`
+	// The token, none for an upgrade installer.
+	Token   string     `json:"token,omitempty"`
+	TokenID string     `json:"token_id,omitempty"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Uses    int        `json:"uses,omitempty"`
 }
 
 const (
@@ -38,11 +39,17 @@ func (a *API) installer(w http.ResponseWriter, r *http.Request) error {
 	in := struct {
 		TTL  *Duration `json:"ttl"`
 		Uses *int      `json:"uses"`
+		// Upgrade asks for no token: the installer upgrades computers
+		// enrolled already.
+		Upgrade bool `json:"upgrade"`
 	}{}
 	if r.ContentLength != 0 {
 		if err := decodeJSON(w, r, &in); err != nil {
 			return err
 		}
+	}
+	if in.Upgrade && (in.TTL != nil || in.Uses != nil) {
+		return httpError(http.StatusBadRequest, "an upgrade installer has no token: ttl and uses do not apply")
 	}
 	ttl, uses := defaultInstallerTTL, defaultInstallerUses
 	if in.TTL != nil {
@@ -63,6 +70,10 @@ func (a *API) installer(w http.ResponseWriter, r *http.Request) error {
 	if a.d.PublicAddress == "" || a.d.CAFingerprint == "" {
 		return httpError(http.StatusServiceUnavailable, "the coordinator does not know its public address or CA fingerprint: set public_address in its configuration")
 	}
+	if in.Upgrade {
+		writeJSON(w, http.StatusOK, installerView{Office: office, Coordinator: a.d.PublicAddress, CAFingerprint: a.d.CAFingerprint})
+		return nil
+	}
 	secret, t, err := newEnrollToken(office, "agent", ttl, uses)
 	if err != nil {
 		return err
@@ -72,7 +83,7 @@ func (a *API) installer(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.Info("installer token created", "token_id", t.ID, "office", office, "uses", uses, "expires", t.Expires)
 	writeJSON(w, http.StatusCreated, installerView{Office: office, Coordinator: a.d.PublicAddress, CAFingerprint: a.d.CAFingerprint,
-		Token: secret, TokenID: t.ID, Expires: t.Expires, Uses: t.Uses})
+		Token: secret, TokenID: t.ID, Expires: &t.Expires, Uses: t.Uses})
 	return nil
 }
 

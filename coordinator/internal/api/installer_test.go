@@ -62,6 +62,19 @@ func TestInstallerValues(t *testing.T) {
 		})
 	}
 
+	// An upgrade installer makes no token.
+	before, _ := st.Tokens("berlin")
+	code, out := call(t, srv, "POST", "/v1/offices/berlin/installer", `{"upgrade":true}`, token)
+	if code != 200 || out["coordinator"] != "outpost.example.org:443" || out["ca_fingerprint"] != fp || out["token"] != nil || out["token_id"] != nil || out["expires"] != nil {
+		t.Fatalf("upgrade installer: %d %v", code, out)
+	}
+	if after, _ := st.Tokens("berlin"); len(after) != len(before) {
+		t.Fatalf("an upgrade installer made a token: %d tokens, were %d", len(after), len(before))
+	}
+	if code, out := call(t, srv, "POST", "/v1/offices/berlin/installer", `{"upgrade":true,"uses":5}`, token); code != 400 || !strings.Contains(out["error"].(string), "no token: ttl and uses do not apply") {
+		t.Fatalf("upgrade with uses: %d %v", code, out)
+	}
+
 	srv2, _ := newAPIDeps(t, Deps{})
 	call(t, srv2, "POST", "/v1/offices", `{"name":"berlin"}`, token)
 	if code, out := call(t, srv2, "POST", "/v1/offices/berlin/installer", "", token); code != 503 || !strings.Contains(out["error"].(string), "public_address") {

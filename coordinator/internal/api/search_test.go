@@ -108,6 +108,16 @@ func TestAgentSearch(t *testing.T) {
 	if _, err := st.UpdateMember("ag-4", func(m *store.Member) { m.Enrolled = time.Now().Add(-40 * 24 * time.Hour) }); err != nil {
 		t.Fatal(err)
 	}
+	// An upgrade under way: ag-1 and ag-3 run 1.6.0; ag-2 found 1.6.0 in
+	// place of its executable and refused it.
+	for id, v := range map[string]string{"ag-1": "1.6.0", "ag-2": "1.5.2", "ag-3": "1.6.0"} {
+		if _, err := st.UpdateMember(id, func(m *store.Member) { m.Version = v }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.UpdateMember("ag-2", func(m *store.Member) { m.UpgradeProblem = "the new executable was refused" }); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		query string
@@ -130,6 +140,11 @@ func TestAgentSearch(t *testing.T) {
 		{"?not_seen=1000h", ""},
 		{"?office=berlin&not_seen=720h", "ag-2"},
 		{"?state=compliant&not_seen=720h", "ag-2,ag-4"},
+		{"?version=1.6.0", "ag-1,ag-3"},
+		{"?not_version=1.6.0", "ag-2,ag-4"}, // ag-4 never said its version
+		{"?office=berlin&not_version=1.6.0", "ag-2"},
+		{"?version=1.6.0&not_version=1.6.0", ""},
+		{"?state=upgrade-refused", "ag-2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {
@@ -148,6 +163,8 @@ func TestAgentSearch(t *testing.T) {
 		"?q=" + strings.Repeat("x", 300): "longer than a hostname",
 		"?not_seen=30d":                  `not_seen "30d": want a positive duration`,
 		"?not_seen=-1h":                  `not_seen "-1h": want a positive duration`,
+		"?version=":                      "version: want one version",
+		"?not_version=a&not_version=b":   "not_version: want one version",
 	} {
 		code, out := call(t, srv, "GET", "/v1/agents"+query, "", token)
 		if code/100 != 4 || !strings.Contains(out["error"].(string), errHas) {

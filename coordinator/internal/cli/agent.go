@@ -68,21 +68,29 @@ reboot: outpost reboot HOST). The coordinator does the filtering.
 not connected), such as ones retired without being removed; remove them with
 outpost agent rm.
 
+--version and --not-version follow an upgrade of the agents: who runs a
+version, who does not yet. --state upgrade-refused finds agents that found a
+new version in place of their executable and refused it (agent show says
+why); they run on as the version they are.
+
 Examples:
   outpost agent search pc-1
   outpost agent search --office berlin --state offline
   outpost agent search --state roaming --output json
   outpost agent search --not-seen 30d
+  outpost agent search --office berlin --not-version 1.6.0
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "only agents in the office `NAME`")
-				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant or reboot")
+				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused")
 				notSeen := newTTLFlag(fs, "not-seen", 0, "only agents not heard of for a `DURATION` such as 30d or 72h")
+				version := fs.String("version", "", "only agents running `VERSION`")
+				notVersion := fs.String("not-version", "", "only agents running another version than `VERSION`")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch *state {
-					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot":
+					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused":
 					default:
-						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant or reboot", *state)
+						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused", *state)
 					}
 					if *notSeen < 0 {
 						return usagef("--not-seen %s: want a positive duration such as 30d", *notSeen)
@@ -91,12 +99,18 @@ Examples:
 					if len(args) > 0 {
 						text = args[0]
 					}
-					if text == "" && *officeName == "" && *state == "" && *notSeen == 0 {
-						return usagef("nothing to search for: give TEXT, --office, --state or --not-seen (or use agent list)")
+					if text == "" && *officeName == "" && *state == "" && *notSeen == 0 && *version == "" && *notVersion == "" {
+						return usagef("nothing to search for: give TEXT, --office, --state, --not-seen, --version or --not-version (or use agent list)")
 					}
 					q := agentQuery(*officeName, text, *state)
 					if *notSeen > 0 {
 						q.Set("not_seen", shortDuration(*notSeen))
+					}
+					if *version != "" {
+						q.Set("version", *version)
+					}
+					if *notVersion != "" {
+						q.Set("not_version", *notVersion)
 					}
 					return listAgents(ctx, e, *officeName, q)
 				}
@@ -345,7 +359,7 @@ func listAgents(ctx context.Context, e *env, officeName string, q url.Values) er
 		if officeName != "" {
 			where = " in office " + officeName
 		}
-		if q.Has("q") || q.Has("state") {
+		if q.Has("q") || q.Has("state") || q.Has("not_seen") || q.Has("version") || q.Has("not_version") {
 			_, err := fmt.Fprintf(e.stderr, "no agents%s match\n", where)
 			return err
 		}
@@ -411,6 +425,9 @@ func showAgent(ctx context.Context, e *env, id string) error {
 		{"enrolled", timeAndAge(now, a.Enrolled.Time)},
 		{"version", orDash(a.Version)},
 	}...)
+	if a.UpgradeProblem != "" {
+		fields = append(fields, [2]string{"upgrade", a.UpgradeProblem})
+	}
 	if len(a.Labels) > 0 {
 		fields = append(fields, [2]string{"labels", labelsText(a.Labels)})
 	}

@@ -74,23 +74,24 @@ type (
 		Items    []json.RawMessage `json:"items"`
 	}
 	agent struct {
-		ID        string            `json:"id"`
-		Hostname  string            `json:"hostname"`
-		Office    string            `json:"office"`
-		Home      string            `json:"home"`
-		Roaming   bool              `json:"roaming"`
-		Role      string            `json:"role"`
-		Address   string            `json:"address"`
-		Addresses []string          `json:"addresses"`
-		LastSeen  stamp             `json:"last_seen"`
-		Connected bool              `json:"connected"`
-		Revision  int64             `json:"revision"`
-		Compliant bool              `json:"compliant"`
-		Items     []agentItem       `json:"items"`
-		Enrolled  stamp             `json:"enrolled"`
-		Version   string            `json:"version"`
-		Labels    map[string]string `json:"labels"`
-		Reboot    *struct {
+		ID             string            `json:"id"`
+		Hostname       string            `json:"hostname"`
+		Office         string            `json:"office"`
+		Home           string            `json:"home"`
+		Roaming        bool              `json:"roaming"`
+		Role           string            `json:"role"`
+		Address        string            `json:"address"`
+		Addresses      []string          `json:"addresses"`
+		LastSeen       stamp             `json:"last_seen"`
+		Connected      bool              `json:"connected"`
+		Revision       int64             `json:"revision"`
+		Compliant      bool              `json:"compliant"`
+		Items          []agentItem       `json:"items"`
+		Enrolled       stamp             `json:"enrolled"`
+		Version        string            `json:"version"`
+		UpgradeProblem string            `json:"upgrade_problem"`
+		Labels         map[string]string `json:"labels"`
+		Reboot         *struct {
 			Items []string `json:"items"`
 			Since stamp    `json:"since"`
 		} `json:"reboot"`

@@ -49,9 +49,16 @@ directory only to that office's computers: anyone holding the token can
 enrol until it expires or its uses run out. --bin defaults to the directory
 of this outpost binary, where 'make build' puts the agent and the plugins.
 
+--upgrade builds the same without a token, for computers enrolled already:
+push its .deb as an artifact and name it in a policy (package outpost-agent,
+the version the .deb has), and each agent installs it and restarts into
+the new version by itself (README: Upgrading Outpost). Without a token it
+can be stored and handed around like any artifact.
+
 Examples:
   outpost installer build --office berlin
   outpost installer build --office berlin --out /srv/installers/berlin --uses 250 --ttl 720h
+  outpost installer build --office berlin --upgrade --out /srv/installers/upgrade-1.6.0
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "`NAME` of the office the computers join (required)")
@@ -59,10 +66,15 @@ Examples:
 				bin := fs.String("bin", "", "`DIR` of outpost-agent and the outpost-plugin-* binaries (default: this binary's directory)")
 				uses := config.Int(fs, "uses", 100, "how many computers (`N`) may enrol with the installer's token")
 				ttl := newTTLFlag(fs, "ttl", 7*24*time.Hour, "how long the installer's token stays valid, a `DURATION` such as 720h or 30d")
+				upgrade := fs.Bool("upgrade", false, "no token: a package that upgrades computers enrolled already")
 				return func(ctx context.Context, e *env, args []string) error {
+					set := map[string]bool{}
+					fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 					switch {
 					case *officeName == "":
 						return usagef("missing --office NAME")
+					case *upgrade && (set["uses"] || set["ttl"]):
+						return usagef("--upgrade makes no token: --uses and --ttl do not apply")
 					case *uses < 1:
 						return usagef("--uses %d: want 1 or more", *uses)
 					case *ttl <= 0:
@@ -88,7 +100,11 @@ Examples:
 					if err := installer.CheckOutDir(*out); err != nil {
 						return err
 					}
-					raw, err := e.api.send(ctx, http.MethodPost, officePath(*officeName)+"/installer", map[string]any{"uses": *uses, "ttl": shortDuration(*ttl)})
+					body := map[string]any{"uses": *uses, "ttl": shortDuration(*ttl)}
+					if *upgrade {
+						body = map[string]any{"upgrade": true}
+					}
+					raw, err := e.api.send(ctx, http.MethodPost, officePath(*officeName)+"/installer", body)
 					if err != nil {
 						return err
 					}
@@ -97,14 +113,34 @@ Examples:
 						return err
 					}
 					res, err := installer.Build(installer.Config{Office: v.Office, Coordinator: v.Coordinator, CAFingerprint: v.CAFingerprint,
-						Token: v.Token, BinDir: *bin, OutDir: *out, Version: Version})
+						Token: v.Token, Upgrade: *upgrade, BinDir: *bin, OutDir: *out, Version: Version})
 					if err != nil {
+						if *upgrade {
+							return err
+						}
 						return fmt.Errorf("%w (token %s was made for it; it expires unused, or see outpost token list --office %s)", err, v.TokenID, v.Office)
 					}
 					if e.json {
-						return writeJSONValue(e.stdout, map[string]any{"office": v.Office, "coordinator": v.Coordinator, "ca_fingerprint": v.CAFingerprint,
+						out := map[string]any{"office": v.Office, "coordinator": v.Coordinator, "ca_fingerprint": v.CAFingerprint,
 							"token_id": v.TokenID, "expires": v.Expires.Time, "uses": v.Uses, "dir": res.Dir, "deb": res.Deb,
-							"arch": res.Arch, "plugins": res.Plugins, "files": res.Files})
+							"arch": res.Arch, "plugins": res.Plugins, "files": res.Files, "version": res.Version}
+						if *upgrade {
+							out["upgrade"] = true
+							delete(out, "token_id")
+							delete(out, "expires")
+							delete(out, "uses")
+						}
+						return writeJSONValue(e.stdout, out)
+					}
+					if *upgrade {
+						fmt.Fprintf(e.stdout, "upgrade package %s %s in %s\n", installer.PackageName, res.Version, res.Dir)
+						fmt.Fprintf(e.stdout, "  coordinator %s, CA %s; no enrolment token: for computers enrolled already\n", v.Coordinator, v.CAFingerprint)
+						for _, f := range res.Files {
+							fmt.Fprintf(e.stdout, "  %s\n", f)
+						}
+						_, err = fmt.Fprintf(e.stdout, "roll it out: outpost artifact push %s, then name it in a policy:\n"+
+							"  - {kind: package, name: %s, version: %q, artifact: <its sha256>}\n", res.Deb, installer.PackageName, res.Version)
+						return err
 					}
 					fmt.Fprintf(e.stdout, "installer for office %s in %s\n", v.Office, res.Dir)
 					fmt.Fprintf(e.stdout, "  coordinator %s, CA %s\n", v.Coordinator, v.CAFingerprint)

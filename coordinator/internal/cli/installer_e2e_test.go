@@ -180,6 +180,27 @@ func TestInstallerDebEnrols(t *testing.T) {
 		t.Fatalf("tokens of berlin %+v, want the installer's %v", tokens, res["token_id"])
 	}
 
+	// An upgrade package: the same without a token.
+	upgrade := filepath.Join(t.TempDir(), "upgrade")
+	cmd = exec.Command(filepath.Join(bin, "outpost"), "installer", "build", "--office", "berlin", "--upgrade", "--out", upgrade)
+	cmd.Env = append(os.Environ(), "OUTPOST_SERVER="+c.URL, "OUTPOST_TOKEN="+c.Token)
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if stdout, err = cmd.Output(); err != nil {
+		t.Fatalf("outpost installer build --upgrade: %v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(string(stdout), "upgrade package outpost-agent ") || !strings.Contains(string(stdout), "no enrolment token: for computers enrolled already") ||
+		!strings.Contains(string(stdout), "roll it out: outpost artifact push "+upgrade+"/outpost-agent_") {
+		t.Fatalf("installer build --upgrade said:\n%s", stdout)
+	}
+	if b, _ := os.ReadFile(filepath.Join(upgrade, "agent.yaml")); strings.Contains(string(b), "enroll_token:") || !strings.Contains(string(b), "ca_fingerprint: "+c.CA) {
+		t.Fatalf("the upgrade's agent.yaml:\n%s", b)
+	}
+	c.MustDo("GET", "/v1/offices/berlin/tokens", nil, &tokens)
+	if len(tokens.Tokens) != 1 {
+		t.Fatalf("an upgrade package made a token: %+v", tokens)
+	}
+
 	want := map[string]string{"coordinator": public, "ca_fingerprint": c.CA, "data_dir": "/var/lib/outpost-agent", "root": "/", "plugins_dir": "/usr/lib/outpost/plugins"}
 	install := func() string {
 		root := t.TempDir()

@@ -61,6 +61,21 @@ func TestAgentSearchMove(t *testing.T) {
 			want: want{stdoutJSON: `{"agents":[` + pc2 + `]}`},
 		},
 		{
+			name: "search by version: who is not there yet",
+			args: []string{"agent", "search", "--office", "berlin", "--not-version", "1.6.0", "--output", "json"},
+			api:  []exchange{{method: "GET", target: "/v1/agents?not_version=1.6.0&office=berlin", answer: `{"agents":[` + pc2 + `]}`}},
+			want: want{stdoutJSON: `{"agents":[` + pc2 + `]}`},
+		},
+		{
+			name: "search by version finding none says so",
+			args: []string{"agent", "search", "--version", "1.6.0"},
+			api: []exchange{
+				{method: "GET", target: "/v1/offices", answer: `{"offices":[]}`},
+				{method: "GET", target: "/v1/agents?version=1.6.0", answer: `{"agents":[]}`},
+			},
+			want: want{stderr: "no agents match\n"},
+		},
+		{
 			name: "search with a wrong not-seen",
 			args: []string{"agent", "search", "--not-seen", "a month"},
 			want: want{code: 2, stderrHas: []string{`invalid value "a month" for flag -not-seen`}},
@@ -68,7 +83,7 @@ func TestAgentSearchMove(t *testing.T) {
 		{
 			name: "search with a wrong state",
 			args: []string{"agent", "search", "--state", "asleep"},
-			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant or reboot`}},
+			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused`}},
 		},
 		{
 			name: "search for nothing",

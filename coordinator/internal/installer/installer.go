@@ -53,6 +53,10 @@ type Config struct {
 	CAFingerprint string
 	// Token is the enrollment token's secret; it ends up in agent.yaml.
 	Token string
+	// Upgrade builds a package for computers enrolled already, to
+	// upgrade them (through their policy or by hand): no token, so that
+	// the package can be stored and handed around like any artifact.
+	Upgrade bool
 	// BinDir holds outpost-agent and the outpost-plugin-* binaries.
 	BinDir string
 	// OutDir is created; it must not exist or be empty.
@@ -70,6 +74,7 @@ type Config struct {
 type Result struct {
 	Dir     string
 	Deb     string   // path of the .deb
+	Version string   // the .deb's version
 	Arch    string   // Debian architecture of the agent binary
 	Plugins []string // plugin binary names
 	Files   []string // every file in Dir, relative
@@ -90,7 +95,10 @@ func (c Config) validate() error {
 	if _, err := tlsutil.NormalizeFingerprint(c.CAFingerprint); err != nil || !strings.HasPrefix(c.CAFingerprint, "sha256:") {
 		errs = append(errs, fmt.Errorf("CA fingerprint %q: want sha256:<64 hex digits>", c.CAFingerprint))
 	}
-	if c.Token == "" || strings.ContainsAny(c.Token, " \n\"'") {
+	switch {
+	case c.Upgrade && c.Token != "":
+		errs = append(errs, errors.New("an upgrade package carries no enrollment token"))
+	case !c.Upgrade && (c.Token == "" || strings.ContainsAny(c.Token, " \n\"'")):
 		errs = append(errs, errors.New("the enrollment token is empty or malformed"))
 	}
 	if c.BinDir == "" || c.OutDir == "" {
@@ -220,6 +228,7 @@ func build(cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	res.Version = debVersion(cfg.Version)
 	res.Deb = filepath.Join(cfg.OutDir, fmt.Sprintf("%s_%s_%s_%s.deb", PackageName, debVersion(cfg.Version), cfg.Office, arch))
 	if err := buildDeb(cfg, res); err != nil {
 		return nil, err
@@ -232,7 +241,7 @@ func build(cfg Config) (*Result, error) {
 func AgentYAML(cfg Config) ([]byte, error) {
 	var doc struct {
 		Coordinator   string `yaml:"coordinator"`
-		EnrollToken   string `yaml:"enroll_token"`
+		EnrollToken   string `yaml:"enroll_token,omitempty"`
 		CAFingerprint string `yaml:"ca_fingerprint"`
 		DataDir       string `yaml:"data_dir"`
 		Root          string `yaml:"root"`
@@ -246,6 +255,10 @@ func AgentYAML(cfg Config) ([]byte, error) {
 	}
 	head := fmt.Sprintf("# Outpost agent of office %s, made by outpost installer build.\n"+
 		"# enroll_token is used once, at the first start; keep this file root-only.\n", cfg.Office)
+	if cfg.Upgrade {
+		head = fmt.Sprintf("# Outpost agent, made by outpost installer build --upgrade for office %s:\n"+
+			"# no enroll_token; the computers it upgrades are enrolled already.\n", cfg.Office)
+	}
 	return append([]byte(head), body...), nil
 }
 

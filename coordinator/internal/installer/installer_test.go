@@ -117,6 +117,34 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// An upgrade package is the installer without a token: it can sit on the
+// file server as an artifact without letting anyone enrol.
+func TestBuildUpgrade(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Token, cfg.Upgrade, cfg.Version = "", true, "1.6.0"
+	res, err := Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Version != "1.6.0" || filepath.Base(res.Deb) != "outpost-agent_1.6.0_berlin_"+res.Arch+".deb" {
+		t.Errorf("version %q, .deb %s", res.Version, res.Deb)
+	}
+	b, _ := os.ReadFile(filepath.Join(cfg.OutDir, "agent.yaml"))
+	var got map[string]string
+	if err := yaml.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["enroll_token"]; ok || got["coordinator"] != cfg.Coordinator || got["ca_fingerprint"] != cfg.CAFingerprint {
+		t.Errorf("agent.yaml of an upgrade:\n%s", b)
+	}
+	if !strings.Contains(string(b), "no enroll_token; the computers it upgrades are enrolled already") {
+		t.Errorf("agent.yaml does not say what it is for:\n%s", b)
+	}
+	if info := dpkgDeb(t, "--info", res.Deb); !strings.Contains(info, "Version: 1.6.0") {
+		t.Errorf("dpkg-deb --info:\n%s", info)
+	}
+}
+
 func TestInstallScript(t *testing.T) {
 	cfg := testConfig(t)
 	if _, err := Build(cfg); err != nil {
@@ -163,6 +191,7 @@ func TestBuildRefuses(t *testing.T) {
 			os.WriteFile(filepath.Join(c.OutDir, "x"), nil, 0o644)
 		}, "is not empty"},
 		{"no token", func(c *Config) { c.Token = "" }, "token"},
+		{"a token in an upgrade", func(c *Config) { c.Upgrade = true }, "an upgrade package carries no enrollment token"},
 		{"bad fingerprint", func(c *Config) { c.CAFingerprint = "abc" }, "fingerprint"},
 		{"bad office", func(c *Config) { c.Office = "Berlin Office" }, "office"},
 	}

@@ -943,6 +943,7 @@ func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRe
 		m.SessionAddr = validHostPort(req.GetSessionAddress())
 		m.Revision = req.GetRevision()
 		m.Version = clip(req.GetVersion(), 64)
+		m.UpgradeProblem = clip(req.GetUpgradeProblem(), maxText)
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}

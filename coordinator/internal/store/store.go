@@ -127,10 +127,14 @@ type Member struct {
 	// SessionAddr is where the agent takes direct technician sessions
 	// (host:port; an unspecified host means each of its addresses); empty
 	// when it takes none.
-	SessionAddr string  `json:"session_addr,omitempty"`
-	Revision    uint64  `json:"revision"`
-	Version     string  `json:"version"`
-	Report      *Report `json:"report,omitempty"`
+	SessionAddr string `json:"session_addr,omitempty"`
+	Revision    uint64 `json:"revision"`
+	Version     string `json:"version"`
+	// UpgradeProblem is why the agent did not restart into a new version
+	// of itself found in place of its executable, as its last check-in
+	// said; empty when nothing was refused.
+	UpgradeProblem string  `json:"upgrade_problem,omitempty"`
+	Report         *Report `json:"report,omitempty"`
 	// Backlog is runs an agent sends besides its newest; never stored.
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
