@@ -942,6 +942,28 @@ func TestSearchAndFilters(t *testing.T) {
 	if res.StatusCode != 200 || !strings.Contains(body, ">pc-old<") || strings.Contains(body, ">pc-new<") || !strings.Contains(body, `value="720h" selected`) {
 		t.Fatalf("not seen for 30 days: %d\n%s", res.StatusCode, body)
 	}
+	// An upgrade under way: pc-new runs 1.6.0, pc-old refused it.
+	for id, v := range map[string]string{"ag-00000000000000a1": "1.5.2", "ag-00000000000000a2": "1.6.0"} {
+		if _, err := e.st.UpdateMember(id, func(m *store.Member) {
+			m.Version = v
+			if v == "1.5.2" {
+				m.UpgradeProblem = "the new executable at /usr/bin/outpost-agent was refused, so version 1.5.2 runs on: asking its version: exit status 126"
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, body = b.get("/ui/agents?not_version=1.6.0")
+	if res.StatusCode != 200 || !strings.Contains(body, ">pc-old<") || strings.Contains(body, ">pc-new<") || !strings.Contains(body, `name="not_version" value="1.6.0"`) ||
+		!strings.Contains(body, `<td class="version">1.5.2 <span class="badge warn" title="the new executable at /usr/bin/outpost-agent was refused`) {
+		t.Fatalf("agents not on 1.6.0: %d\n%s", res.StatusCode, body)
+	}
+	if _, body = b.get("/ui/agents?state=upgrade-refused"); !strings.Contains(body, ">pc-old<") || strings.Contains(body, ">pc-new<") {
+		t.Fatalf("agents that refused an upgrade:\n%s", body)
+	}
+	if _, body = b.get("/ui/agents/ag-00000000000000a1"); !strings.Contains(body, `<div id="agent-upgrade"><span class="badge warn">upgrade refused</span> the new executable at /usr/bin/outpost-agent was refused`) {
+		t.Fatalf("the agent's page does not say why it refused its upgrade:\n%s", body)
+	}
 	res, body = b.get("/ui/agents?not_seen=forever")
 	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "f-not-seen", "positive duration") {
 		t.Fatalf("a not-seen filter that is no duration: %d\n%s", res.StatusCode, body)

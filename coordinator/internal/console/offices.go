@@ -322,7 +322,7 @@ func (c *Console) deleteOffice(w http.ResponseWriter, r *http.Request, s *sessio
 
 // ---- agents
 
-var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot"}
+var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused"}
 
 // notSeenChoices are the agents page's "not seen for" filter: computers
 // gone quiet, to remove the ones retired.
@@ -337,7 +337,7 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 		return err
 	}
 	q := url.Values{}
-	for _, k := range []string{"office", "state", "q", "not_seen"} {
+	for _, k := range []string{"office", "state", "q", "not_seen", "version", "not_version"} {
 		if v := strings.TrimSpace(f.Get(k)); v != "" {
 			q.Set(k, v)
 		}
@@ -345,7 +345,8 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, s *session) err
 	var ags struct{ Agents []agent }
 	status := http.StatusOK
 	if err := c.do(r, s, "GET", "/v1/agents?"+q.Encode(), nil, &ags); err != nil {
-		if err := f.fail(err, []rule{{"state", "state"}, {"office", "office"}, {"q is", "q"}, {"not_seen", "not_seen"}}); err != nil {
+		if err := f.fail(err, []rule{{"state", "state"}, {"office", "office"}, {"q is", "q"}, {"not_seen", "not_seen"},
+			{"not_version", "not_version"}, {"version", "version"}}); err != nil {
 			return err
 		}
 		status = f.status()

@@ -68,23 +68,25 @@ type itemStatus struct {
 }
 
 type agent struct {
-	ID        string            `json:"id"`
-	Hostname  string            `json:"hostname"`
-	Office    string            `json:"office"`
-	Home      string            `json:"home"`
-	Roaming   bool              `json:"roaming"`
-	Role      string            `json:"role"`
-	Address   string            `json:"address"`
-	Addresses []string          `json:"addresses"`
-	LastSeen  time.Time         `json:"last_seen"`
-	Connected bool              `json:"connected"`
-	Revision  uint64            `json:"revision"`
-	Compliant bool              `json:"compliant"`
-	Items     []itemStatus      `json:"items"`
-	Enrolled  time.Time         `json:"enrolled"`
-	Version   string            `json:"version"`
-	Labels    map[string]string `json:"labels"`
-	Reboot    *struct {
+	ID        string       `json:"id"`
+	Hostname  string       `json:"hostname"`
+	Office    string       `json:"office"`
+	Home      string       `json:"home"`
+	Roaming   bool         `json:"roaming"`
+	Role      string       `json:"role"`
+	Address   string       `json:"address"`
+	Addresses []string     `json:"addresses"`
+	LastSeen  time.Time    `json:"last_seen"`
+	Connected bool         `json:"connected"`
+	Revision  uint64       `json:"revision"`
+	Compliant bool         `json:"compliant"`
+	Items     []itemStatus `json:"items"`
+	Enrolled  time.Time    `json:"enrolled"`
+	Version   string       `json:"version"`
+	// UpgradeProblem is why the agent refused a new version of itself.
+	UpgradeProblem string            `json:"upgrade_problem"`
+	Labels         map[string]string `json:"labels"`
+	Reboot         *struct {
 		Items []string  `json:"items"`
 		Since time.Time `json:"since"`
 	} `json:"reboot"`
