@@ -115,6 +115,34 @@ func TestAgentListShow(t *testing.T) {
 				"patch/kb1      patch    not_applicable  1m ago  \n"},
 		},
 		{
+			// What hosts say is printed escaped: an ESC from a host cannot
+			// act on the admin's terminal, nor a newline forge a row.
+			name: "show an agent that refused its upgrade, with what hosts said escaped",
+			args: []string{"agent", "show", "ag-5"},
+			api: []exchange{
+				{method: "GET", target: "/v1/agents/ag-5", answer: strings.Replace(agentJSON("ag-5", "pc-5", "berlin", 4, true, 5,
+					`{"id":"package/hello","kind":"package","status":"failed","message":"hook said \u001b]0;pwned\u0007\nplatform  ok","at":"2025-06-01T11:59:00Z"}`),
+					`"version":"dev"`, `"version":"1.5.2","upgrade_problem":"the new executable at /usr/bin/outpost-agent was refused, so version 1.5.2 runs on: asking its version: exit status 1: \u001b[2Jbad"`, 1)},
+				{method: "GET", target: "/v1/offices/berlin", answer: officeAt("berlin", 4)},
+			},
+			want: want{stdout: "" +
+				"id:         ag-5\n" +
+				"hostname:   pc-5\n" +
+				"office:     berlin\n" +
+				"role:       agent\n" +
+				"address:    10.1.0.4\n" +
+				"connected:  yes\n" +
+				"last seen:  2025-06-01T11:59:55Z (5s ago)\n" +
+				"revision:   4\n" +
+				"compliant:  yes\n" +
+				"enrolled:   2025-05-01T12:00:00Z (31d ago)\n" +
+				"version:    1.5.2\n" +
+				`upgrade:    the new executable at /usr/bin/outpost-agent was refused, so version 1.5.2 runs on: asking its version: exit status 1: \x1b[2Jbad` + "\n" +
+				"\n" +
+				"ITEM           KIND     STATUS  AT      MESSAGE\n" +
+				`package/hello  package  failed  1m ago  hook said \x1b]0;pwned\x07\nplatform  ok` + "\n"},
+		},
+		{
 			name: "show an agent behind its office",
 			args: []string{"agent", "show", "ag-22"},
 			api: []exchange{

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/safetext"
 )
 
 // stamp is an RFC 3339 time of the API; an empty string or null is the zero
@@ -164,20 +166,29 @@ func newTable(w io.Writer) *tabwriter.Writer {
 }
 
 // writeTable prints rows under header, columns aligned.
+//
+// Cells are escaped (safetext.Escape): much of what tables show was said by
+// hosts (item messages, versions, why an upgrade was refused), and a host
+// must not move the table's columns or act on the admin's terminal.
 func writeTable(w io.Writer, header []string, rows [][]string) error {
 	tw := newTable(w)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = safetext.Escape(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
 
-// writeFields prints "key: value" lines, values aligned.
+// writeFields prints "key: value" lines, values aligned and escaped as
+// writeTable's cells.
 func writeFields(w io.Writer, fields [][2]string) error {
 	tw := newTable(w)
 	for _, f := range fields {
-		fmt.Fprintf(tw, "%s:\t%s\n", f[0], f[1])
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], safetext.Escape(f[1]))
 	}
 	return tw.Flush()
 }

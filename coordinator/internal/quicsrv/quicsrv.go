@@ -36,6 +36,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -943,7 +944,8 @@ func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRe
 		m.SessionAddr = validHostPort(req.GetSessionAddress())
 		m.Revision = req.GetRevision()
 		m.Version = clip(req.GetVersion(), 64)
-		m.UpgradeProblem = clip(req.GetUpgradeProblem(), maxText)
+		// The new executable's own words are in it.
+		m.UpgradeProblem = safetext.Field(req.GetUpgradeProblem(), maxText)
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}
