@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/safetext"
 )
 
 func agentCommands() []*command {
@@ -569,7 +570,7 @@ func writeNotThere(w io.Writer, now time.Time, r *rollout) {
 			fmt.Fprint(w, "; not there yet:")
 			first = false
 		}
-		fmt.Fprintf(w, "\n  %s (%s): %s", a.Hostname, a.ID, whyNot(a, r.revision, now))
+		fmt.Fprintf(w, "\n  %s (%s): %s", a.Hostname, a.ID, safetext.Escape(whyNot(a, r.revision, now)))
 	}
 }
 

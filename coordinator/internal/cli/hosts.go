@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/coordinator/internal/auth"
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -854,7 +855,7 @@ func printInventory(w io.Writer, inv *wire.Inventory) error {
 	}
 	tw := newTable(w)
 	for _, it := range inv.GetItems() {
-		fmt.Fprintf(tw, "  %s\t%s\n", it.GetId(), strings.TrimSpace(it.GetStatus()+" "+it.GetMessage()))
+		fmt.Fprintf(tw, "  %s\t%s\n", safetext.Escape(it.GetId()), safetext.Escape(strings.TrimSpace(it.GetStatus()+" "+it.GetMessage())))
 	}
 	return tw.Flush()
 }
