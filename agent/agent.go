@@ -336,6 +336,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer run.Close()
 	run.Remember(st.Policy(), st.Report())
 
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -403,7 +404,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	default:
 	}
-	if restart {
+	// A stop asked for meanwhile wins over the restart.
+	if restart && parent.Err() == nil {
 		return ErrRestart
 	}
 	return nil
@@ -508,13 +510,24 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 	// asked are technicians' requests to run the policy now, answered
 	// after the next pass.
 	var asked []chan *wire.Report
-	// upgraded carries a new executable's version; the restart into it
-	// waits for the pass under way and for open technician sessions.
-	var upgraded chan string
-	var heldSince time.Time
+	// notified tells of a new executable that passed its checks; the
+	// restart into it waits for the pass under way and for open technician
+	// sessions, looked at again every sessionRecheck meanwhile.
+	var notified chan struct{}
 	if a.upgrade != nil {
-		upgraded = a.upgrade.restart
+		notified = a.upgrade.notify
 	}
+	var heldSince time.Time
+	var hold *time.Ticker
+	var holdTick <-chan time.Time
+	defer func() {
+		if hold != nil {
+			hold.Stop()
+		}
+	}()
+	// due is when the next periodic pass is: a wake-up that makes no pass
+	// (a straggler kick, a look at a held restart) does not put it off.
+	due := time.Now()
 	for ctx.Err() == nil {
 		a.mu.Lock()
 		office := a.office
@@ -545,6 +558,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 			a.log.Debug("woken with nothing new to report")
 		} else {
 			a.pass(ctx, run, urgent, wait, ranFirst)
+			due = time.Now().Add(a.interval())
 		}
 		if len(asked) > 0 {
 			// A run a technician asked for is told at once, changed or
@@ -559,6 +573,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 			}
 		}
 		wait, kicked, asked = 0, false, nil
+		upgrade := false
 		select {
 		case <-ctx.Done():
 		case done := <-a.syncs:
@@ -585,29 +600,37 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 			case <-a.kick:
 			default:
 			}
-		case <-time.After(a.interval()):
+		case <-time.After(time.Until(due)):
 			urgent = false
-		case version := <-upgraded:
-			if n := a.sessions.Live(); n > 0 {
-				if heldSince.IsZero() {
-					heldSince = time.Now()
-					a.log.Info("the restart into the new agent executable waits for technician sessions to end", "open", n, "to", version, "at_most", sessionWaitMax)
-				}
-				if time.Since(heldSince) < sessionWaitMax {
-					go func() {
-						select {
-						case <-ctx.Done():
-						case <-time.After(time.Minute):
-							upgraded <- version
-						}
-					}()
-					wait, kicked = 0, true // nothing new: no pass for this
-					continue
-				}
-			}
-			a.log.Info("restarting into the new agent executable", "from", Version, "to", version)
-			return true
+		case <-notified:
+			upgrade, kicked = true, true
+		case <-holdTick:
+			upgrade, kicked = true, true
 		}
+		if !upgrade || ctx.Err() != nil {
+			continue
+		}
+		version, ok := a.upgrade.Ready()
+		if !ok {
+			// Replaced again, or the running file put back: the watch
+			// tells again if something passes.
+			if hold != nil {
+				hold.Stop()
+			}
+			heldSince, hold, holdTick = time.Time{}, nil, nil
+			continue
+		}
+		if n := a.sessions.Live(); n > 0 && (heldSince.IsZero() || time.Since(heldSince) < sessionWaitMax) {
+			if heldSince.IsZero() {
+				heldSince = time.Now()
+				hold = time.NewTicker(sessionRecheck)
+				holdTick = hold.C
+				a.log.Info("the restart into the new agent executable waits for technician sessions to end", "open", n, "to", version, "at_most", sessionWaitMax)
+			}
+			continue
+		}
+		a.log.Info("restarting into the new agent executable", "from", Version, "to", version)
+		return true
 	}
 	return false
 }

@@ -22,16 +22,18 @@ var ErrRestart = errors.New("the agent's executable was replaced by a new versio
 
 // WithExecutable lets the agent notice that the executable it runs from,
 // at path, is replaced on disk — an upgrade of its package, by hand or as
-// an item of its own policy — and restart into it: between two runs of the
-// policy, once no technician session is open (or an hour has passed), and
-// only after the new executable has said its version and accepted the
-// agent's settings (args, the flags it was started with, plus
-// --check-config). A new executable that fails those checks is refused
-// and said at each check-in until another replaces it; the agent keeps
-// running the version it is.
+// an item of its own policy, a file renamed into place or a symlink
+// switched — and restart into it: between two runs of the policy, once no
+// technician session is open (or an hour has passed), and only after the
+// new executable has said its version and accepted the agent's settings
+// (args, the flags it was started with, plus --check-config). A new
+// executable that fails those checks is refused and said at each check-in
+// until another replaces it; the agent keeps running the version it is.
+// path is the one the agent was started by, symlinks kept: a symlink
+// switched to another version counts as a replacement.
 func WithExecutable(path string, args []string) Option {
 	return func(a *Agent) {
-		a.upgrade = &selfUpgrade{path: path, args: append([]string(nil), args...), restart: make(chan string, 1)}
+		a.upgrade = &selfUpgrade{path: path, args: append([]string(nil), args...), notify: make(chan struct{}, 1)}
 	}
 }
 
@@ -40,31 +42,53 @@ type selfUpgrade struct {
 	path string
 	args []string
 	// running is the executable as it was at start, when the system
-	// cannot name the running image (running).
+	// cannot name the running image (runningImage).
 	running os.FileInfo
-	// restart carries the version of a new executable that passed its
-	// checks.
-	restart chan string
+	// notify is told when a new executable passed its checks (Ready).
+	notify chan struct{}
 
 	mu sync.Mutex
-	// refused is the replaced executable last refused, so that one bad
-	// file is checked once; problem is why, told at check-in.
-	refused os.FileInfo
+	// ready is the replacement that passed its checks, with its version;
+	// nil when none, or when the file at path changed since.
+	ready   *fileStamp
+	version string
+	// refused is the replacement last refused, so that one bad file is
+	// checked once; problem is why, told at check-in.
+	refused *fileStamp
 	problem string
 }
 
-// runningImageFunc is runningImage; tests replace it.
-var runningImageFunc = runningImage
+// fileStamp tells one file from another at the same path: a file written
+// anew gets another inode or change time even where its inode number, size
+// and modification time are those of the file it replaces (install -p of
+// a reproducible build into a freed inode).
+type fileStamp struct {
+	fi    os.FileInfo
+	ctime time.Time
+}
+
+func stampOf(fi os.FileInfo) *fileStamp { return &fileStamp{fi: fi, ctime: changeTime(fi)} }
+
+func (s *fileStamp) same(o *fileStamp) bool {
+	return s != nil && o != nil && os.SameFile(s.fi, o.fi) && s.fi.Size() == o.fi.Size() &&
+		s.fi.ModTime().Equal(o.fi.ModTime()) && s.ctime.Equal(o.ctime)
+}
 
 // upgradeCheckEvery is how often the executable is looked at: a stat.
 const upgradeCheckEvery = 30 * time.Second
 
 // sessionWaitMax is how long an open technician session holds a restart
-// back.
-const sessionWaitMax = time.Hour
+// back; sessionRecheck how often it is looked at meanwhile.
+const (
+	sessionWaitMax = time.Hour
+	sessionRecheck = time.Minute
+)
+
+// runningImageFunc is runningImage; tests replace it.
+var runningImageFunc = runningImage
 
 // Problem is why the last replacement of the executable was refused; ""
-// when none was or a later one passed.
+// when none was, a later one passed, or the running file is back.
 func (u *selfUpgrade) Problem() string {
 	if u == nil {
 		return ""
@@ -74,8 +98,37 @@ func (u *selfUpgrade) Problem() string {
 	return u.problem
 }
 
-// replaced returns the executable on disk when it is not the one running.
-func (u *selfUpgrade) replaced() (os.FileInfo, bool) {
+// Ready is the version of a replacement that passed its checks and is
+// still the file at the path (ok false when there is none).
+func (u *selfUpgrade) Ready() (version string, ok bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.version, u.ready != nil
+}
+
+// Target is the path to exec and the file that passed its checks there;
+// the caller execs only while the path still holds that file.
+func (u *selfUpgrade) Target() (path string, passed *fileStamp) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.path, u.ready
+}
+
+// Current says whether the file at path is still the one that passed.
+func (u *selfUpgrade) Current() bool {
+	_, passed := u.Target()
+	fi, err := os.Stat(u.path)
+	return err == nil && passed.same(stampOf(fi))
+}
+
+// UpgradeCurrent says, once Run returned ErrRestart, whether the file at
+// the executable's path is still the one that passed its checks: the one
+// to exec.
+func (a *Agent) UpgradeCurrent() bool { return a.upgrade != nil && a.upgrade.Current() }
+
+// replaced returns the executable at the path when it is not the one
+// running (through a symlink: what it points to now).
+func (u *selfUpgrade) replaced() (*fileStamp, bool) {
 	now, err := os.Stat(u.path)
 	if err != nil {
 		return nil, false // mid-replacement, or removed: nothing to start
@@ -87,11 +140,14 @@ func (u *selfUpgrade) replaced() (os.FileInfo, bool) {
 	if os.SameFile(now, running) && now.ModTime().Equal(running.ModTime()) && now.Size() == running.Size() {
 		return nil, false
 	}
-	return now, true
+	return stampOf(now), true
 }
 
-// watch looks at the executable every period until a new one passes its
-// checks, and hands its version to the loop.
+// watchExecutable looks at the executable every period. A replacement is
+// checked once; while the restart into one that passed waits (for the run
+// under way, for technician sessions), a later replacement takes its place
+// and is checked in turn, and the running file put back, or the file
+// taken away, withdraws both a pending restart and a refusal.
 func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, checks *prometheus.CounterVec) error {
 	u := a.upgrade
 	if u.running == nil {
@@ -110,12 +166,20 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 			return nil
 		case <-t.C:
 		}
-		fi, ok := u.replaced()
+		st, ok := u.replaced()
+		u.mu.Lock()
 		if !ok {
+			if u.ready != nil || u.refused != nil {
+				a.log.Info("the agent's executable is the running one again, or gone: no upgrade pending", "path", u.path)
+			}
+			u.ready, u.version, u.refused, u.problem = nil, "", nil, ""
+			u.mu.Unlock()
 			continue
 		}
-		u.mu.Lock()
-		seen := u.refused != nil && os.SameFile(fi, u.refused) && fi.ModTime().Equal(u.refused.ModTime())
+		seen := st.same(u.ready) || st.same(u.refused)
+		if !seen && u.ready != nil {
+			u.ready, u.version = nil, "" // replaced again: check what is there now
+		}
 		u.mu.Unlock()
 		if seen {
 			continue
@@ -124,21 +188,28 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 		if ctx.Err() != nil {
 			return nil
 		}
+		// A file replaced while it was being checked is not the one that
+		// answered: look again at the next tick.
+		if after, ok := u.replaced(); !ok || !after.same(st) {
+			continue
+		}
 		u.mu.Lock()
 		if err != nil {
-			u.refused = fi
+			u.refused = st
 			u.problem = fmt.Sprintf("the new executable at %s was refused, so version %s runs on: %v", u.path, Version, err)
 			u.mu.Unlock()
 			checks.WithLabelValues("refused").Inc()
 			a.log.Error("new agent executable refused; running on", "path", u.path, "version", Version, "err", err)
 			continue
 		}
-		u.refused, u.problem = nil, ""
+		u.ready, u.version, u.refused, u.problem = st, version, nil, ""
 		u.mu.Unlock()
 		checks.WithLabelValues("passed").Inc()
 		a.log.Info("new agent executable passed its checks; restarting into it after the current work", "path", u.path, "from", Version, "to", version)
-		u.restart <- version
-		return nil
+		select {
+		case u.notify <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -8,6 +8,8 @@ import "errors"
 // manager restarts it after an upgrade.
 const canExec = false
 
+const runningImagePath = ""
+
 func restartInto(string, []string) error {
 	return errors.New("this system cannot replace a running process")
 }

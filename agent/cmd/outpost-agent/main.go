@@ -7,7 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,9 +70,7 @@ func run() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var opts []agent.Option
-	// The path it runs from, as it is now: once the file is replaced,
-	// Linux names it "... (deleted)".
-	exe, exeErr := os.Executable()
+	exe, exeErr := startedFrom()
 	if exeErr == nil && canExec {
 		opts = append(opts, agent.WithExecutable(exe, os.Args[1:]))
 	} else if exeErr != nil {
@@ -81,11 +82,34 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = a.Run(ctx)
+	signalled := ctx.Err() != nil
 	stop()
-	if errors.Is(err, agent.ErrRestart) {
+	if errors.Is(err, agent.ErrRestart) && !signalled {
 		// Same process id, same arguments and environment: the service
-		// manager sees the agent go on, now as the new version.
-		return restartInto(exe, os.Args[1:])
+		// manager sees the agent go on, now as the new version — but only
+		// into the file that passed its checks; one put there since is
+		// not run unchecked: the version running now starts again instead
+		// and checks it.
+		if a.UpgradeCurrent() {
+			return restartInto(exe, os.Args[1:])
+		}
+		log.Warn("the new agent executable was replaced again since its checks; starting the running version again to check what is there now", "path", exe)
+		return restartInto(runningImagePath, os.Args[1:])
 	}
 	return err
+}
+
+// startedFrom is the path the agent was started by, absolute, symlinks
+// kept: a package manager that switches a symlink to another version
+// upgrades the agent as one that renames a file into place does.
+func startedFrom() (string, error) {
+	arg0 := os.Args[0]
+	if !strings.ContainsRune(arg0, os.PathSeparator) {
+		p, err := exec.LookPath(arg0)
+		if err != nil {
+			return os.Executable()
+		}
+		arg0 = p
+	}
+	return filepath.Abs(arg0)
 }

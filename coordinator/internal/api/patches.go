@@ -135,8 +135,9 @@ type removedPatch struct {
 	Removed string `json:"removed"`
 	// Revoked are the offices whose approval of it went with it.
 	Revoked []string `json:"revoked"`
-	// Superseded are the patches of the catalog it superseded: where they
-	// are approved, agents are told of them again.
+	// Superseded are the patches of the catalog it superseded that
+	// nothing supersedes now: where they are approved, agents are told of
+	// them again.
 	Superseded []string `json:"superseded"`
 	// Artifact is its package's, which stays on the file server.
 	Artifact string `json:"artifact"`
@@ -174,8 +175,20 @@ func (a *API) removePatch(w http.ResponseWriter, r *http.Request) error {
 	if out.Revoked == nil {
 		out.Revoked = []string{}
 	}
+	// What it superseded and nothing supersedes now (what superseded it
+	// took its place in the chain) is offered again where approved.
+	all, err := a.d.Store.Patches()
+	if err != nil {
+		return err
+	}
+	catalog, ids := map[string]store.Patch{}, []string{}
+	for _, q := range all {
+		catalog[q.ID] = q
+		ids = append(ids, q.ID)
+	}
+	replaced := patches.Superseded(ids, catalog)
 	for _, old := range p.Supersedes {
-		if _, err := a.d.Store.Patch(old); err == nil {
+		if _, ok := catalog[old]; ok && !replaced[old] {
 			out.Superseded = append(out.Superseded, old)
 		}
 	}
@@ -408,20 +421,19 @@ func (a *API) deleteRule(w http.ResponseWriter, r *http.Request) error {
 // EvaluateRules runs the approval rules now and republishes the offices
 // that gained approvals. The coordinator calls it periodically.
 func (a *API) EvaluateRules(now time.Time) ([]store.PatchApproval, error) {
+	// An evaluation that failed part way kept what it approved: those
+	// offices are signed again all the same.
 	added, err := patches.Evaluate(a.d.Store, now)
-	if err != nil {
-		return nil, err
-	}
 	offices := map[string]bool{}
 	for _, ap := range added {
 		offices[ap.Office] = true
 	}
 	for o := range offices {
-		if _, err := a.republish(o); err != nil {
-			return added, err
+		if _, perr := a.republish(o); perr != nil {
+			err = errors.Join(err, perr)
 		}
 	}
-	return added, nil
+	return added, err
 }
 
 func (a *API) evaluateRules(w http.ResponseWriter, r *http.Request) error {

@@ -139,7 +139,9 @@ Examples:
 							fmt.Fprintf(e.stdout, "  %s\n", f)
 						}
 						_, err = fmt.Fprintf(e.stdout, "roll it out: outpost artifact push %s, then name it in a policy:\n"+
-							"  - {kind: package, name: %s, version: %q, artifact: <its sha256>}\n", res.Deb, installer.PackageName, res.Version)
+							"  - {kind: package, name: %s, version: %q, artifact: <its sha256>}\n"+
+							"follow it: agents report version %s (outpost agent search --not-version %s)\n",
+							res.Deb, installer.PackageName, res.Version, Version, Version)
 						return err
 					}
 					fmt.Fprintf(e.stdout, "installer for office %s in %s\n", v.Office, res.Dir)

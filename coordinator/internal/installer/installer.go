@@ -364,12 +364,10 @@ func buildDeb(cfg Config, res *Result) error {
 		VersionSchema: "none",
 		Section:       "admin",
 		Maintainer:    "Outpost <outpost@localhost>",
-		Description: fmt.Sprintf("Outpost agent for office %s\n"+
-			"Keeps this computer patched, supplied with software and configured by the\n"+
-			"Outpost coordinator at %s. Enrols on first start.", cfg.Office, cfg.Coordinator),
-		Homepage: "https://github.com/outposthq/outpost",
-		License:  "Apache-2.0",
-		MTime:    cfg.MTime,
+		Description:   description(cfg),
+		Homepage:      "https://github.com/outposthq/outpost",
+		License:       "Apache-2.0",
+		MTime:         cfg.MTime,
 		Overridables: nfpm.Overridables{
 			Contents: contents,
 			Scripts:  nfpm.Scripts{PostInstall: src("postinst.sh"), PreRemove: src("prerm.sh")},
@@ -387,6 +385,19 @@ func buildDeb(cfg Config, res *Result) error {
 		return fmt.Errorf("write %s: %w", res.Deb, err)
 	}
 	return nil
+}
+
+// description is the package's: an upgrade package enrols nothing.
+func description(cfg Config) string {
+	if cfg.Upgrade {
+		return fmt.Sprintf("Outpost agent (upgrade)\n"+
+			"Keeps this computer patched, supplied with software and configured by the\n"+
+			"Outpost coordinator at %s. For computers enrolled already: it carries no\n"+
+			"enrolment token, and the running agent restarts into it by itself.", cfg.Coordinator)
+	}
+	return fmt.Sprintf("Outpost agent for office %s\n"+
+		"Keeps this computer patched, supplied with software and configured by the\n"+
+		"Outpost coordinator at %s. Enrols on first start.", cfg.Office, cfg.Coordinator)
 }
 
 func render(t *template.Template, cfg Config) []byte {
@@ -433,10 +444,14 @@ fi
 `
 
 var installScript = template.Must(template.New("install.sh").Parse(`#!/bin/sh
-# Installs the Outpost agent of office {{.Office}} on this computer (Linux
+{{if .Upgrade}}# Upgrades the Outpost agent on this computer (Linux with systemd): it
+# carries no enrolment token, for computers enrolled with the coordinator at
+# {{.Coordinator}} already; the running agent restarts into the new version
+# by itself. On Debian and Ubuntu the .deb next to this script does the
+# same: apt install ./outpost-agent_*.deb{{else}}# Installs the Outpost agent of office {{.Office}} on this computer (Linux
 # with systemd) and starts it; it enrols with the coordinator at
 # {{.Coordinator}} on first start. On Debian and Ubuntu the .deb next to this
-# script does the same: apt install ./outpost-agent_*.deb
+# script does the same: apt install ./outpost-agent_*.deb{{end}}
 #
 # DESTDIR=/some/root sh install.sh installs under another root and starts
 # nothing. An existing /etc/outpost/agent.yaml is kept.
@@ -463,7 +478,7 @@ install -m 0644 "$here/outpost-agent.service" "$root/lib/systemd/system/outpost-
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable --now outpost-agent.service
-	echo "install.sh: outpost-agent is running; it joins office {{.Office}} on first start"
+	{{if .Upgrade}}echo "install.sh: outpost-agent upgraded; a running agent restarts into it by itself within a minute"{{else}}echo "install.sh: outpost-agent is running; it joins office {{.Office}} on first start"{{end}}
 else
 	echo "install.sh: installed under ${root:-/}; start /usr/bin/outpost-agent --config /etc/outpost/agent.yaml"
 fi

@@ -140,8 +140,12 @@ func TestBuildUpgrade(t *testing.T) {
 	if !strings.Contains(string(b), "no enroll_token; the computers it upgrades are enrolled already") {
 		t.Errorf("agent.yaml does not say what it is for:\n%s", b)
 	}
-	if info := dpkgDeb(t, "--info", res.Deb); !strings.Contains(info, "Version: 1.6.0") {
+	if info := dpkgDeb(t, "--info", res.Deb); !strings.Contains(info, "Version: 1.6.0") || !strings.Contains(info, "Outpost agent (upgrade)") || strings.Contains(info, "Enrols") {
 		t.Errorf("dpkg-deb --info:\n%s", info)
+	}
+	if sh, _ := os.ReadFile(filepath.Join(cfg.OutDir, "install.sh")); !strings.Contains(string(sh), "# Upgrades the Outpost agent") || strings.Contains(string(sh), "enrols") ||
+		!strings.Contains(string(sh), "outpost-agent upgraded; a running agent restarts into it by itself") {
+		t.Errorf("install.sh of an upgrade:\n%s", sh)
 	}
 }
 

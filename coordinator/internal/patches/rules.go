@@ -1,6 +1,7 @@
 package patches
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,16 +38,22 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 		return nil, err
 	}
 	var added []store.PatchApproval
-	approve := func(r store.ApprovalRule, patch, office string) error {
+	// approve says gone when the patch or the office left the store since
+	// it was read (outpost patch rm, office rm): nothing to approve, and
+	// no reason to stop the rest of the evaluation.
+	approve := func(r store.ApprovalRule, patch, office string) (gone bool, err error) {
 		ap := store.PatchApproval{Patch: patch, Office: office, By: "rule " + r.Name, Window: r.Window, Reboot: r.Reboot, At: now}
 		ok, err := st.Approve(ap)
+		if errors.Is(err, store.ErrNotFound) {
+			return true, nil
+		}
 		if err != nil {
-			return fmt.Errorf("rule %s: approve %s for %s: %w", r.Name, patch, office, err)
+			return false, fmt.Errorf("rule %s: approve %s for %s: %w", r.Name, patch, office, err)
 		}
 		if ok {
 			added = append(added, ap)
 		}
-		return nil
+		return false, nil
 	}
 	for _, r := range rules {
 		min := SeverityRank(r.MinSeverity)
@@ -58,8 +65,11 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 			if SeverityRank(p.Severity) < min {
 				continue
 			}
-			if err := approve(r, p.ID, r.TestOffice); err != nil {
-				return added, err
+			if gone, err := approve(r, p.ID, r.TestOffice); err != nil || gone {
+				if err != nil {
+					return added, err
+				}
+				continue
 			}
 			since, err := cleanSince(st, r.TestOffice, p.ID, members, now)
 			if err != nil {
@@ -77,7 +87,7 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 				}
 			}
 			for _, o := range targets {
-				if err := approve(r, p.ID, o); err != nil {
+				if _, err := approve(r, p.ID, o); err != nil {
 					return added, err
 				}
 			}

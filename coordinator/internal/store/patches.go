@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -180,6 +181,9 @@ func (s *Store) Revoke(office, patch string) error {
 // per office (since when its hosts have had it). An approval of it refuses
 // the removal (ErrConflict) unless revoke is set, in which case the
 // approvals go in the same transaction; revoked names their offices.
+// Patches that superseded it supersede what it superseded in its place:
+// superseding is followed through the catalog, and a chain cut in the
+// middle would bring the older patches back beside the newer.
 func (s *Store) DeletePatch(id string, revoke bool) (p *Patch, revoked []string, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bPatches) == nil {
@@ -214,7 +218,37 @@ func (s *Store) DeletePatch(id string, revoke bool) (p *Patch, revoked []string,
 				}
 			}
 		}
-		return tx.Bucket(bPatches).Delete([]byte(id))
+		b := tx.Bucket(bPatches)
+		var spliced []Patch
+		if err := b.ForEach(func(k, v []byte) error {
+			if string(k) == id {
+				return nil
+			}
+			var q Patch
+			if err := json.Unmarshal(v, &q); err != nil {
+				return fmt.Errorf("decode patch %s: %w", k, err)
+			}
+			if !slices.Contains(q.Supersedes, id) {
+				return nil
+			}
+			var next []string
+			for _, s := range append(slices.Clone(q.Supersedes), p.Supersedes...) {
+				if s != id && s != q.ID && !slices.Contains(next, s) {
+					next = append(next, s)
+				}
+			}
+			q.Supersedes = next
+			spliced = append(spliced, q)
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, q := range spliced {
+			if err := put(tx, bPatches, q.ID, q); err != nil {
+				return err
+			}
+		}
+		return b.Delete([]byte(id))
 	})
 	if err != nil {
 		return nil, nil, err
