@@ -196,8 +196,12 @@ type Agent struct {
 	officePeers *officePeers // nil when serving no peers
 
 	// upgrade watches the agent's executable (upgrade.go); nil unless
-	// WithExecutable.
+	// WithExecutable. trial is the trial of this version after an upgrade
+	// (upgrade_trial.go); nil when none.
 	upgrade *selfUpgrade
+	trial   *Trial
+	// lastCheckinOK is when a check-in last succeeded (time.Time).
+	lastCheckinOK atomic.Value
 	// upgradeChecks counts new executables checked, by result.
 	upgradeChecks *prometheus.CounterVec
 }
@@ -361,6 +365,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	start("office roll-up", func(ctx context.Context) error { return a.rollup.run(ctx, every/5, 2*every/5) })
 	if a.cfg.MetricsAddr != "" {
 		start("metrics", a.serveMetrics)
+	}
+	if a.trial != nil {
+		stable := trialStable
+		if a.cfg.Fast {
+			stable = trialStableFast
+		}
+		started := time.Now()
+		start("upgrade trial", func(ctx context.Context) error { return a.watchTrial(ctx, started, stable) })
 	}
 	if a.upgrade != nil {
 		period := upgradeCheckEvery
@@ -648,6 +660,7 @@ func (a *Agent) pass(ctx context.Context, run *runner.Runner, urgent bool, wait 
 		a.log.Warn("check-in failed; working on the last accepted policy", "revision", a.state.Revision(), "err", err)
 	} else {
 		a.checkins.WithLabelValues("ok").Inc()
+		a.lastCheckinOK.Store(time.Now())
 		if err := a.sync(ctx); err != nil {
 			a.log.Warn("policy update failed", "err", err)
 		}

@@ -56,6 +56,10 @@ type selfUpgrade struct {
 	// checked once; problem is why, told at check-in.
 	refused *fileStamp
 	problem string
+	// dataDir holds what rollbacks refused (upgrade_trial.go); rollback
+	// is why this version runs after one, said until an upgrade passes.
+	dataDir  string
+	rollback string
 }
 
 // fileStamp tells one file from another at the same path: a file written
@@ -95,6 +99,9 @@ func (u *selfUpgrade) Problem() string {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.problem == "" {
+		return u.rollback
+	}
 	return u.problem
 }
 
@@ -126,6 +133,15 @@ func (u *selfUpgrade) Current() bool {
 // to exec.
 func (a *Agent) UpgradeCurrent() bool { return a.upgrade != nil && a.upgrade.Current() }
 
+// UpgradeVersion is the version of the new executable that passed.
+func (a *Agent) UpgradeVersion() string {
+	if a.upgrade == nil {
+		return ""
+	}
+	v, _ := a.upgrade.Ready()
+	return v
+}
+
 // replaced returns the executable at the path when it is not the one
 // running (through a symlink: what it points to now).
 func (u *selfUpgrade) replaced() (*fileStamp, bool) {
@@ -150,6 +166,10 @@ func (u *selfUpgrade) replaced() (*fileStamp, bool) {
 // taken away, withdraws both a pending restart and a refusal.
 func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, checks *prometheus.CounterVec) error {
 	u := a.upgrade
+	u.mu.Lock()
+	u.dataDir = a.cfg.DataDir
+	u.rollback = rolledBackTo(a.cfg.DataDir, Version)
+	u.mu.Unlock()
 	if u.running == nil {
 		fi, err := os.Stat(u.path)
 		if err != nil {
@@ -184,7 +204,16 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 		if seen {
 			continue
 		}
-		version, err := checkExecutable(ctx, u.path, u.args)
+		// A version rolled back before is not tried again.
+		var version string
+		var err error
+		if sum, herr := fileSHA256(u.path); herr != nil {
+			err = fmt.Errorf("read it: %w", herr)
+		} else if why, ok := refusedFor(u.dataDir, sum); ok {
+			err = errors.New(why)
+		} else {
+			version, err = checkExecutable(ctx, u.path, u.args)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -202,7 +231,7 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 			a.log.Error("new agent executable refused; running on", "path", u.path, "version", Version, "err", err)
 			continue
 		}
-		u.ready, u.version, u.refused, u.problem = st, version, nil, ""
+		u.ready, u.version, u.refused, u.problem, u.rollback = st, version, nil, "", ""
 		u.mu.Unlock()
 		checks.WithLabelValues("passed").Inc()
 		a.log.Info("new agent executable passed its checks; restarting into it after the current work", "path", u.path, "from", Version, "to", version)

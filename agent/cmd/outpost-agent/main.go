@@ -71,8 +71,28 @@ func run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var opts []agent.Option
 	exe, exeErr := startedFrom()
+	// The image running, even once its file is replaced.
+	running := runningImagePath
+	if _, err := os.Stat(running); err != nil {
+		running = exe
+	}
+	var trial *agent.Trial
 	if exeErr == nil && canExec {
 		opts = append(opts, agent.WithExecutable(exe, os.Args[1:]))
+		// This version may be on trial after an upgrade: one that keeps
+		// stopping before it has run a while goes back to the version
+		// it replaced.
+		t, back, err := agent.BeginTrial(cfg.DataDir, running)
+		switch {
+		case err != nil:
+			log.Error("the upgrade's trial", "err", err)
+		case back != "":
+			log.Error("this version kept stopping after its upgrade; rolled back to the version it replaced", "version", agent.Version, "path", back)
+			return restartInto(back, os.Args[1:])
+		case t != nil:
+			trial = t
+			opts = append(opts, agent.WithTrial(t))
+		}
 	} else if exeErr != nil {
 		log.Warn("the agent cannot find its own executable; it will not restart into an upgraded one by itself", "err", exeErr)
 	}
@@ -84,6 +104,9 @@ func run() error {
 	err = a.Run(ctx)
 	signalled := ctx.Err() != nil
 	stop()
+	if signalled {
+		trial.Stopped()
+	}
 	if errors.Is(err, agent.ErrRestart) && !signalled {
 		// Same process id, same arguments and environment: the service
 		// manager sees the agent go on, now as the new version — but only
@@ -91,10 +114,13 @@ func run() error {
 		// not run unchecked: the version running now starts again instead
 		// and checks it.
 		if a.UpgradeCurrent() {
+			if err := agent.PrepareTrial(cfg.DataDir, exe, running, agent.Version, a.UpgradeVersion()); err != nil {
+				log.Error("the new version starts without a copy of this one to roll back to", "err", err)
+			}
 			return restartInto(exe, os.Args[1:])
 		}
 		log.Warn("the new agent executable was replaced again since its checks; starting the running version again to check what is there now", "path", exe)
-		return restartInto(runningImagePath, os.Args[1:])
+		return restartInto(running, os.Args[1:])
 	}
 	return err
 }
