@@ -632,13 +632,27 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 			heldSince, hold, holdTick = time.Time{}, nil, nil
 			continue
 		}
-		if n := a.sessions.Live(); n > 0 && (heldSince.IsZero() || time.Since(heldSince) < sessionWaitMax) {
+		sessions := a.sessions.Live()
+		onTrial := a.trial.Active()
+		if onTrial || sessions > 0 && (heldSince.IsZero() || time.Since(heldSince) < sessionWaitMax) {
 			if heldSince.IsZero() {
 				heldSince = time.Now()
-				hold = time.NewTicker(sessionRecheck)
+				every := sessionRecheck
+				if a.cfg.Fast {
+					every = time.Second
+				}
+				hold = time.NewTicker(every)
 				holdTick = hold.C
-				a.log.Info("the restart into the new agent executable waits for technician sessions to end", "open", n, "to", version, "at_most", sessionWaitMax)
+				if onTrial {
+					a.log.Info("the restart into the new agent executable waits for this version's own upgrade to be kept", "to", version)
+				} else {
+					a.log.Info("the restart into the new agent executable waits for technician sessions to end", "open", sessions, "to", version, "at_most", sessionWaitMax)
+				}
 			}
+			continue
+		}
+		if err := a.upgrade.prepare(a.cfg.DataDir); err != nil {
+			a.log.Error("new agent executable not restarted into: no copy of this version to roll back to", "err", err)
 			continue
 		}
 		a.log.Info("restarting into the new agent executable", "from", Version, "to", version)

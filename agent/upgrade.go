@@ -52,6 +52,7 @@ type selfUpgrade struct {
 	// nil when none, or when the file at path changed since.
 	ready   *fileStamp
 	version string
+	sum     string // its SHA-256, as checked
 	// refused is the replacement last refused, so that one bad file is
 	// checked once; problem is why, told at check-in.
 	refused *fileStamp
@@ -60,6 +61,46 @@ type selfUpgrade struct {
 	// is why this version runs after one, said until an upgrade passes.
 	dataDir  string
 	rollback string
+	// image is the running executable, opened at start: what a rollback
+	// puts back (WithRunningImage).
+	image *os.File
+}
+
+// WithRunningImage gives the agent its running executable, opened at
+// start (where the system cannot name it once it is replaced, the file
+// at start): before it restarts into a new version it keeps a copy, the
+// version a rollback puts back (upgrade_trial.go).
+func WithRunningImage(f *os.File) Option {
+	return func(a *Agent) {
+		if a.upgrade != nil {
+			a.upgrade.image = f
+		}
+	}
+}
+
+// prepare keeps the running version and records the trial of the new
+// one, right before the restart. A failure refuses the new file: without
+// a copy to roll back to, an upgrade that fails could not be undone.
+func (u *selfUpgrade) prepare(dataDir string) error {
+	u.mu.Lock()
+	ready, version, sum := u.ready, u.version, u.sum
+	u.mu.Unlock()
+	var err error
+	if u.image == nil {
+		err = errors.New("the running executable was not kept open at start")
+	} else {
+		err = prepareTrial(dataDir, u.path, u.image, Version, version, sum)
+	}
+	if err != nil {
+		u.mu.Lock()
+		if u.ready == ready {
+			u.ready, u.version, u.sum = nil, "", ""
+			u.refused = ready
+			u.problem = fmt.Sprintf("the new executable at %s was not restarted into, so version %s runs on: %v", u.path, Version, err)
+		}
+		u.mu.Unlock()
+	}
+	return err
 }
 
 // fileStamp tells one file from another at the same path: a file written
@@ -99,7 +140,7 @@ func (u *selfUpgrade) Problem() string {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.problem == "" {
+	if u.problem == "" && u.ready == nil {
 		return u.rollback
 	}
 	return u.problem
@@ -192,13 +233,13 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 			if u.ready != nil || u.refused != nil {
 				a.log.Info("the agent's executable is the running one again, or gone: no upgrade pending", "path", u.path)
 			}
-			u.ready, u.version, u.refused, u.problem = nil, "", nil, ""
+			u.ready, u.version, u.sum, u.refused, u.problem = nil, "", "", nil, ""
 			u.mu.Unlock()
 			continue
 		}
 		seen := st.same(u.ready) || st.same(u.refused)
 		if !seen && u.ready != nil {
-			u.ready, u.version = nil, "" // replaced again: check what is there now
+			u.ready, u.version, u.sum = nil, "", "" // replaced again: check what is there now
 		}
 		u.mu.Unlock()
 		if seen {
@@ -207,7 +248,8 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 		// A version rolled back before is not tried again.
 		var version string
 		var err error
-		if sum, herr := fileSHA256(u.path); herr != nil {
+		sum, herr := fileSHA256(u.path)
+		if herr != nil {
 			err = fmt.Errorf("read it: %w", herr)
 		} else if why, ok := refusedFor(u.dataDir, sum); ok {
 			err = errors.New(why)
@@ -231,7 +273,7 @@ func (a *Agent) watchExecutable(ctx context.Context, period time.Duration, check
 			a.log.Error("new agent executable refused; running on", "path", u.path, "version", Version, "err", err)
 			continue
 		}
-		u.ready, u.version, u.refused, u.problem, u.rollback = st, version, nil, "", ""
+		u.ready, u.version, u.sum, u.refused, u.problem = st, version, sum, nil, ""
 		u.mu.Unlock()
 		checks.WithLabelValues("passed").Inc()
 		a.log.Info("new agent executable passed its checks; restarting into it after the current work", "path", u.path, "from", Version, "to", version)

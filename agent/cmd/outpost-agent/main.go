@@ -78,7 +78,14 @@ func run() error {
 	}
 	var trial *agent.Trial
 	if exeErr == nil && canExec {
-		opts = append(opts, agent.WithExecutable(exe, os.Args[1:]))
+		// Kept open: once the file is replaced, this is the version a
+		// rollback puts back.
+		image, err := os.Open(running)
+		if err != nil {
+			log.Warn("the agent cannot open its own executable; it will not restart into an upgraded one by itself", "err", err)
+		} else {
+			opts = append(opts, agent.WithExecutable(exe, os.Args[1:]), agent.WithRunningImage(image))
+		}
 		// This version may be on trial after an upgrade: one that keeps
 		// stopping before it has run a while goes back to the version
 		// it replaced.
@@ -87,7 +94,7 @@ func run() error {
 		case err != nil:
 			log.Error("the upgrade's trial", "err", err)
 		case back != "":
-			log.Error("this version kept stopping after its upgrade; rolled back to the version it replaced", "version", agent.Version, "path", back)
+			log.Error("this version is refused after its upgrade (it kept stopping); the version it replaced is back in its place", "version", agent.Version, "path", back)
 			return restartInto(back, os.Args[1:])
 		case t != nil:
 			trial = t
@@ -114,11 +121,10 @@ func run() error {
 		// not run unchecked: the version running now starts again instead
 		// and checks it.
 		if a.UpgradeCurrent() {
-			if err := agent.PrepareTrial(cfg.DataDir, exe, running, agent.Version, a.UpgradeVersion()); err != nil {
-				log.Error("the new version starts without a copy of this one to roll back to", "err", err)
-			}
 			return restartInto(exe, os.Args[1:])
 		}
+		// Not a failure of this version, should it be on trial.
+		trial.Stopped()
 		log.Warn("the new agent executable was replaced again since its checks; starting the running version again to check what is there now", "path", exe)
 		return restartInto(running, os.Args[1:])
 	}
