@@ -154,17 +154,11 @@ func (u *selfUpgrade) Ready() (version string, ok bool) {
 	return u.version, u.ready != nil
 }
 
-// Target is the path to exec and the file that passed its checks there;
-// the caller execs only while the path still holds that file.
-func (u *selfUpgrade) Target() (path string, passed *fileStamp) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.path, u.ready
-}
-
 // Current says whether the file at path is still the one that passed.
 func (u *selfUpgrade) Current() bool {
-	_, passed := u.Target()
+	u.mu.Lock()
+	passed := u.ready
+	u.mu.Unlock()
 	fi, err := os.Stat(u.path)
 	return err == nil && passed.same(stampOf(fi))
 }
@@ -173,15 +167,6 @@ func (u *selfUpgrade) Current() bool {
 // the executable's path is still the one that passed its checks: the one
 // to exec.
 func (a *Agent) UpgradeCurrent() bool { return a.upgrade != nil && a.upgrade.Current() }
-
-// UpgradeVersion is the version of the new executable that passed.
-func (a *Agent) UpgradeVersion() string {
-	if a.upgrade == nil {
-		return ""
-	}
-	v, _ := a.upgrade.Ready()
-	return v
-}
 
 // replaced returns the executable at the path when it is not the one
 // running (through a symlink: what it points to now).
