@@ -52,8 +52,13 @@ type Config struct {
 	GossipAdvertise string        `yaml:"gossip_advertise"`
 	MetricsAddr     string        `yaml:"metrics_addr"` // empty: no metrics listener
 	PluginTimeout   time.Duration `yaml:"plugin_timeout"`
-	LogLevel        string        `yaml:"log_level"`
-	LogFormat       string        `yaml:"log_format"`
+	// HangLimit is how long the agent may make no progress before it
+	// stops, to be started again by its service manager, keeping every
+	// goroutine's stack in <data_dir>/hang.txt (watchdog.go); 0 (the
+	// default) is plugin_timeout and ten minutes more.
+	HangLimit time.Duration `yaml:"hang_limit"`
+	LogLevel  string        `yaml:"log_level"`
+	LogFormat string        `yaml:"log_format"`
 	// Fast uses short timers (tests and the demo): quick reconnects and
 	// loopback gossip timings.
 	Fast bool `yaml:"fast"`
@@ -132,6 +137,9 @@ func (c Config) Validate() error {
 	if c.PluginTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("plugin_timeout %v: want at least 1s", c.PluginTimeout))
 	}
+	if c.HangLimit < 0 || c.HangLimit > 0 && c.HangLimit <= c.PluginTimeout {
+		errs = append(errs, fmt.Errorf("hang_limit %v: want more than plugin_timeout (%v), which one plugin call may take, or 0 for plugin_timeout and %v more", c.HangLimit, c.PluginTimeout, hangMargin))
+	}
 	return errors.Join(errs...)
 }
 
@@ -204,6 +212,13 @@ type Agent struct {
 	lastCheckinOK atomic.Value
 	// upgradeChecks counts new executables checked, by result.
 	upgradeChecks *prometheus.CounterVec
+	// watch restarts an agent that makes no progress (watchdog.go).
+	watch    *watchdog
+	lastHang prometheus.Gauge
+	// hangNotice is what check-ins say of the last hang, at hangAt, for
+	// a week after it (toldHang); "" when none.
+	hangNotice string
+	hangAt     time.Time
 }
 
 // Option changes how New builds an agent.
@@ -232,11 +247,14 @@ func New(cfg Config, logger *slog.Logger, reg *prometheus.Registry, opts ...Opti
 			Name: "outpost_agent_checkins_total", Help: "Check-ins by result."}, []string{"result"}),
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "outpost_agent_policy_revision", Help: "Highest accepted policy revision."}),
+		lastHang: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "outpost_agent_last_hang_timestamp_seconds",
+			Help: "When the agent last restarted itself because it made no progress (Unix seconds; 0: not since its data directory was made)."}),
 		upgradeChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_upgrade_checks_total",
 			Help: "New agent executables found in place of the running one, by the result of their checks (passed, refused)."}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{a.checkins, a.revision, a.upgradeChecks} {
+	for _, c := range []prometheus.Collector{a.checkins, a.revision, a.upgradeChecks, a.lastHang} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -337,7 +355,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer run.Close()
+	// stuck is set when the loop hangs: what hangs is left behind, so
+	// nothing waits for it.
+	stuck := false
+	defer func() {
+		if !stuck {
+			run.Close()
+		}
+	}()
+	a.watch = newWatchdog(a.cfg.hangLimit(), func() uint64 { return run.Progress() + fetcher.Received() })
+	if at, what, ok := lastHang(a.cfg.DataDir); ok {
+		a.lastHang.Set(float64(at.Unix()))
+		a.hangAt, a.hangNotice = at, hangNotice(a.cfg.DataDir, at, what)
+		if a.toldHang(time.Now()) != "" {
+			a.log.Info("this agent restarted itself after a hang; check-ins tell of it for a week", "at", at, "stuck", what, "stacks", filepath.Join(a.cfg.DataDir, hangFile))
+		}
+	}
 	run.Remember(st.Policy(), st.Report())
 
 	parent := ctx
@@ -398,7 +431,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Wait()
 		return fmt.Errorf("gossip: %w", err)
 	}
-	defer a.gossip.stop()
+	defer func() {
+		if !stuck {
+			a.gossip.stop()
+		}
+	}()
 	// Rejoin the peers known before a restart: an office cut off from the
 	// coordinator still finds itself.
 	if seeds := a.loadPeers(); len(seeds) > 0 {
@@ -408,7 +445,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	close(a.ready)
 	a.log.Info("agent running", "member", id.ID, "office", id.Office, "revision", st.Revision(), "root", a.cfg.Root)
-	restart := a.loop(ctx, run)
+	looped := make(chan bool, 1)
+	go func() { looped <- a.loop(ctx, run) }()
+	hung := make(chan string, 1)
+	tick := min(max(a.watch.limit/20, 100*time.Millisecond), 30*time.Second)
+	start("hang watchdog", func(ctx context.Context) error {
+		if what, ok := a.watch.run(ctx, tick); ok {
+			hung <- what
+		}
+		return nil
+	})
+	var restart bool
+	select {
+	case restart = <-looped:
+	case what := <-hung:
+		stuck = true
+		return a.stopHung(what, cancel, &wg, run)
+	case <-parent.Done():
+		// A stop asked for: the loop ends its turn at once (what it
+		// waits for is cancelled). One that does not has hung.
+		wait := stopWait
+		if a.cfg.Fast {
+			wait = stopWaitFast
+		}
+		select {
+		case restart = <-looped:
+		case <-time.After(wait):
+			stuck = true
+			return a.stopHung(fmt.Sprintf("its loop did not stop within %s of being asked to", wait), cancel, &wg, run)
+		}
+	}
 	cancel()
 	wg.Wait()
 	select {
@@ -421,6 +487,42 @@ func (a *Agent) Run(ctx context.Context) error {
 		return ErrRestart
 	}
 	return nil
+}
+
+// stopWait is how long a stop asked for waits for the loop to end its
+// turn before the agent takes it for hung and stops without it (systemd
+// would kill it after 90 s); stopWaitFast for Config.Fast.
+const (
+	stopWait     = 30 * time.Second
+	stopWaitFast = 5 * time.Second
+)
+
+// hangStopWait is how long an agent that hung waits for what still
+// answers (gossip, plugins, listeners) to stop before it returns.
+const hangStopWait = 5 * time.Second
+
+// stopHung keeps what is stuck and every goroutine's stack, stops what
+// still answers, and returns ErrHung without waiting for what hangs.
+func (a *Agent) stopHung(what string, cancel context.CancelFunc, wg *sync.WaitGroup, run *runner.Runner) error {
+	path, err := keepHang(a.cfg.DataDir, what, time.Now())
+	if err != nil {
+		a.log.Error("keep the goroutine stacks of the hang", "err", err)
+	}
+	a.log.Error("the agent made no progress: it stops, to be started again by its service manager", "stuck", what, "limit", a.watch.limit, "stacks", path)
+	cancel()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		a.gossip.stop()
+		run.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(hangStopWait):
+		a.log.Warn("parts of the agent did not stop; leaving them", "waited", hangStopWait)
+	}
+	return fmt.Errorf("%w: %s", ErrHung, what)
 }
 
 // enrol loads the identity, enrolling when there is none. A refused token
@@ -512,6 +614,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 	// Apply what was accepted before a restart without waiting for the
 	// coordinator.
 	if p := a.state.Policy(); p != nil {
+		a.watch.busy(fmt.Sprintf("running the policy (revision %d) at start", p.GetRevision()))
 		a.apply(ctx, run, p)
 	}
 	// The first check-in waits for the link, briefly; later ones do not
@@ -545,6 +648,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 		office := a.office
 		a.mu.Unlock()
 		if a.noticed.Load() > a.state.RevisionIn(office) {
+			a.watch.busy(fmt.Sprintf("taking pushed revision %d", a.noticed.Load()))
 			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := a.syncTo(sctx, a.noticed.Load()); err != nil {
 				a.log.Debug("take pushed revision", "err", err)
@@ -559,6 +663,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 		// hold the news back (applyFirst).
 		ranFirst := false
 		if p := a.state.Policy(); p != nil && !a.ran(p) {
+			a.watch.busy(fmt.Sprintf("running the policy (revision %d)", p.GetRevision()))
 			a.applyFirst(ctx, run, p)
 			ranFirst, urgent = true, true
 		}
@@ -575,6 +680,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 		if len(asked) > 0 {
 			// A run a technician asked for is told at once, changed or
 			// not: it is what they will look for next.
+			a.watch.busy("reporting the run a technician asked for")
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := a.report(cctx, true, false); err != nil {
 				a.log.Debug("report the run a technician asked for", "err", err)
@@ -586,6 +692,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 		}
 		wait, kicked, asked = 0, false, nil
 		upgrade := false
+		a.watch.wait(due)
 		select {
 		case <-ctx.Done():
 		case done := <-a.syncs:
@@ -619,9 +726,11 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 		case <-holdTick:
 			upgrade, kicked = true, true
 		}
+		a.watch.busy("starting its next turn")
 		if !upgrade || ctx.Err() != nil {
 			continue
 		}
+		a.watch.busy("restarting into a new version")
 		version, ok := a.upgrade.Ready()
 		if !ok {
 			// Replaced again, or the running file put back: the watch
@@ -666,6 +775,7 @@ func (a *Agent) loop(ctx context.Context, run *runner.Runner) (restart bool) {
 // run changed anything. wait is how long a first check-in waits for the
 // link.
 func (a *Agent) pass(ctx context.Context, run *runner.Runner, urgent bool, wait time.Duration, ranFirst bool) {
+	a.watch.busy("checking in")
 	cctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
 	err := a.report(cctx, urgent, wait > 0)
 	cancel()
@@ -675,13 +785,16 @@ func (a *Agent) pass(ctx context.Context, run *runner.Runner, urgent bool, wait 
 	} else {
 		a.checkins.WithLabelValues("ok").Inc()
 		a.lastCheckinOK.Store(time.Now())
+		a.watch.busy("taking the newest policy")
 		if err := a.sync(ctx); err != nil {
 			a.log.Warn("policy update failed", "err", err)
 		}
 	}
 	if p := a.state.Policy(); p != nil && (!ranFirst || !a.ran(p)) {
+		a.watch.busy(fmt.Sprintf("running the policy (revision %d)", p.GetRevision()))
 		if a.apply(ctx, run, p) {
 			// Report right after applying rather than at the next interval.
+			a.watch.busy("reporting the run")
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := a.report(cctx, true, false); err != nil {
 				a.log.Debug("report after apply", "err", err)
@@ -867,6 +980,7 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 		Version:        Version,
 		SessionAddress: a.sessionAddress(),
 		UpgradeProblem: a.upgrade.Problem(),
+		LastHang:       a.toldHang(time.Now()),
 	}
 	req.Backlog = a.state.Backlog(64)
 	if a.fetcher != nil {

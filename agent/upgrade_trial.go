@@ -207,6 +207,9 @@ func BeginTrial(dataDir, running string) (tr *Trial, rollback string, err error)
 	if t.Starts >= trialStarts {
 		reason := fmt.Sprintf("version %s stopped %d times before its upgrade was kept (it must check in and run a while); rolled back to %s",
 			t.To, t.Starts, t.From)
+		if at, what, ok := lastHang(dataDir); ok && !at.Before(t.Since.Truncate(time.Second)) {
+			reason += fmt.Sprintf("; the last time it hung: %s (goroutine stacks in %s)", what, filepath.Join(dataDir, hangFile))
+		}
 		if err := rollBack(dataDir, t, reason); err != nil {
 			return nil, "", err
 		}

@@ -66,6 +66,13 @@ func (s *review2Supervisor) count() int {
 // starts it again whenever it stops, as systemd's Restart=always does.
 func review2Supervise(t *testing.T, c *coordinatortest.Harness, v1, host, ip string) (exe, data string, s *review2Supervisor) {
 	t.Helper()
+	return superviseWith(t, c, v1, host, ip, "plugin_timeout: 1m\n")
+}
+
+// superviseWith is review2Supervise with settings of the test's own
+// (YAML lines) in the agent's configuration.
+func superviseWith(t *testing.T, c *coordinatortest.Harness, v1, host, ip, settings string) (exe, data string, s *review2Supervisor) {
+	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root")
 	exe = filepath.Join(root, "opt", "outpost", "bin", "outpost-agent")
@@ -81,8 +88,8 @@ func review2Supervise(t *testing.T, c *coordinatortest.Harness, v1, host, ip str
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "agent.yaml")
-	yaml := fmt.Sprintf("coordinator: %s\nenroll_token: %s\nca_fingerprint: %s\ndata_dir: %s\nroot: %s\nplugins_dir: %s\nhostname: %s\ngossip_bind: %s\nfast: true\nplugin_timeout: 1m\n",
-		c.QUIC, c.EnrollToken("hq", "agent", 1), c.CA, data, root, plugins(t), host, freePort(t, ip))
+	yaml := fmt.Sprintf("coordinator: %s\nenroll_token: %s\nca_fingerprint: %s\ndata_dir: %s\nroot: %s\nplugins_dir: %s\nhostname: %s\ngossip_bind: %s\nfast: true\n",
+		c.QUIC, c.EnrollToken("hq", "agent", 1), c.CA, data, root, plugins(t), host, freePort(t, ip)) + settings
 	if err := os.WriteFile(config, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -161,16 +161,25 @@ func TestAgentUpgradesItselfThroughItsPolicy(t *testing.T) {
 // overlay: nothing of it is in the product.
 func buildCrashingAgent(t *testing.T, dir, version string) string {
 	t.Helper()
-	bug := filepath.Join(dir, "bug.go")
-	if err := os.WriteFile(bug, []byte("package agent\n\nimport \"time\"\n\nfunc init() {\n\tgo func() {\n\t\ttime.Sleep(2 * time.Second)\n\t\tpanic(\"a release with a bug\")\n\t}()\n}\n"), 0o644); err != nil {
+	return buildAgentWithBug(t, dir, version, "zz_release_bug.go", "-bug",
+		"package agent\n\nimport \"time\"\n\nfunc init() {\n\tgo func() {\n\t\ttime.Sleep(2 * time.Second)\n\t\tpanic(\"a release with a bug\")\n\t}()\n}\n")
+}
+
+// buildAgentWithBug builds outpost-agent as version with the agent
+// package's file (added, or in place of the product's) holding src,
+// given to go build as an overlay: nothing of the bug is in the product.
+func buildAgentWithBug(t *testing.T, dir, version, file, suffix, src string) string {
+	t.Helper()
+	bug := filepath.Join(dir, "bug"+suffix+"-"+file)
+	if err := os.WriteFile(bug, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	overlay := filepath.Join(dir, "overlay.json")
-	b, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(testutil.RepoRoot(t), "agent", "zz_release_bug.go"): bug}})
+	overlay := filepath.Join(dir, "overlay"+suffix+".json")
+	b, _ := json.Marshal(map[string]map[string]string{"Replace": {filepath.Join(testutil.RepoRoot(t), "agent", file): bug}})
 	if err := os.WriteFile(overlay, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(dir, "outpost-agent-"+version+"-bug")
+	out := filepath.Join(dir, "outpost-agent-"+version+suffix)
 	cmd := exec.Command("go", "build", "-overlay", overlay, "-o", out, "-ldflags", "-X github.com/outposthq/outpost/agent.Version="+version, "./agent/cmd/outpost-agent")
 	cmd.Dir = testutil.RepoRoot(t)
 	if b, err := cmd.CombinedOutput(); err != nil {

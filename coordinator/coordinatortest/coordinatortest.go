@@ -241,7 +241,9 @@ type Agent struct {
 	Version   string `json:"version"`
 	// UpgradeProblem is why the agent refused a new version of itself.
 	UpgradeProblem string `json:"upgrade_problem"`
-	Items          []struct {
+	// LastHang is when the agent last restarted itself after a hang.
+	LastHang string `json:"last_hang"`
+	Items    []struct {
 		ID      string `json:"id"`
 		Status  string `json:"status"`
 		Message string `json:"message"`

@@ -1735,6 +1735,9 @@ type CheckinRequest struct {
 	// restarted into (it did not say its version, or refused the agent's
 	// settings); empty when no replacement was refused.
 	UpgradeProblem string `protobuf:"bytes,17,opt,name=upgrade_problem,json=upgradeProblem,proto3" json:"upgrade_problem,omitempty"`
+	// When the agent last restarted itself because it made no progress, and
+	// what was stuck; said for a week after. Empty when it has not.
+	LastHang string `protobuf:"bytes,18,opt,name=last_hang,json=lastHang,proto3" json:"last_hang,omitempty"`
 	// Relays: how far pre-staging of the office's policy has come.
 	Staging *StagingStatus `protobuf:"bytes,30,opt,name=staging,proto3" json:"staging,omitempty"`
 	// Bytes fetched per artifact by source (most recently fetched first, at
@@ -1859,6 +1862,13 @@ func (x *CheckinRequest) GetSessionAddress() string {
 func (x *CheckinRequest) GetUpgradeProblem() string {
 	if x != nil {
 		return x.UpgradeProblem
+	}
+	return ""
+}
+
+func (x *CheckinRequest) GetLastHang() string {
+	if x != nil {
+		return x.LastHang
 	}
 	return ""
 }
@@ -3621,7 +3631,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
 	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
-	"\x06rollup\x18\v \x01(\bR\x06rollup\"\x9a\x05\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xb7\x05\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -3633,7 +3643,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\fpeer_reports\x18\b \x03(\tR\vpeerReports\x121\n" +
 	"\abacklog\x18\t \x03(\v2\x17.outpost.wire.v1.ReportR\abacklog\x12'\n" +
 	"\x0fsession_address\x18\x0f \x01(\tR\x0esessionAddress\x12'\n" +
-	"\x0fupgrade_problem\x18\x11 \x01(\tR\x0eupgradeProblem\x128\n" +
+	"\x0fupgrade_problem\x18\x11 \x01(\tR\x0eupgradeProblem\x12\x1b\n" +
+	"\tlast_hang\x18\x12 \x01(\tR\blastHang\x128\n" +
 	"\astaging\x18\x1e \x01(\v2\x1e.outpost.wire.v1.StagingStatusR\astaging\x12E\n" +
 	"\x0eartifact_bytes\x18\n" +
 	" \x03(\v2\x1e.outpost.wire.v1.ArtifactBytesR\rartifactBytes\x126\n" +

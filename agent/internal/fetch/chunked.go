@@ -722,6 +722,7 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 // in flight got now and then.
 func (s *session) arrived(i int, src source, got, k int64) {
 	s.f.bytes.WithLabelValues(src.kind, s.src.Office).Add(float64(k))
+	s.f.received.Add(uint64(k))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytes[src.kind] += k

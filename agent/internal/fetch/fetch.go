@@ -28,6 +28,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -65,7 +66,10 @@ type Fetcher struct {
 	bytes     *prometheus.CounterVec
 	badChunks *prometheus.CounterVec
 	gcBytes   prometheus.Counter
-	tuning    Tuning
+	// received counts artifact bytes as they arrive, from any source
+	// (Received).
+	received atomic.Uint64
+	tuning   Tuning
 	// freeSpace is the space left on dir's file system; false: unknown.
 	freeSpace func(dir string) (uint64, bool)
 
@@ -117,6 +121,18 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 	f.loadStats()
 	f.loadUsed()
 	return f, nil
+}
+
+// Received is how many artifact bytes have arrived so far, counted as
+// they come: a download that goes on, however long, keeps it growing.
+func (f *Fetcher) Received() uint64 { return f.received.Load() }
+
+// counter counts what is written through it.
+type counter struct{ n *atomic.Uint64 }
+
+func (c counter) Write(p []byte) (int, error) {
+	c.n.Add(uint64(len(p)))
+	return len(p), nil
 }
 
 // Get returns the path of a verified local copy of a.
@@ -237,7 +253,7 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 		return err
 	}
 	// Read at most one byte more than the policy allows, to notice excess.
-	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(resp.Body, a.GetSize()-have+1))
+	n, err := io.Copy(io.MultiWriter(out, h, counter{&f.received}), io.LimitReader(resp.Body, a.GetSize()-have+1))
 	f.bytes.WithLabelValues(source, office).Add(float64(n))
 	if cerr := out.Close(); err == nil {
 		err = cerr

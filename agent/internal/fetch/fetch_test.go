@@ -129,3 +129,40 @@ func TestMalformedHash(t *testing.T) {
 		t.Fatal("malformed hash accepted")
 	}
 }
+
+// Received grows as bytes arrive, before the download ends: a long
+// download is progress to the agent's hang watchdog.
+func TestReceivedCountsBytesAsTheyArrive(t *testing.T) {
+	body := bytes.Repeat([]byte("outpost "), 64<<10)
+	a := artifact(body)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write(body[len(body)/2:])
+	}))
+	t.Cleanup(srv.Close)
+	f := newFetcher(t, presignFunc(func(context.Context, string) (string, error) { return "", errors.New("unused") }))
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Get(context.Background(), a, Sources{Relays: []string{srv.URL}})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for f.Received() < uint64(len(body)/4) {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("half the body sent, %d bytes counted", f.Received())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Received(); got != uint64(len(body)) {
+		t.Fatalf("received %d of %d bytes", got, len(body))
+	}
+}

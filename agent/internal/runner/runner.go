@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,6 +86,11 @@ type Runner struct {
 	// changed item is not).
 	compliant map[string]string
 
+	// steps counts the steps of runs taken so far (an item begun, a
+	// plugin call made or answered, content fetched): a hang watchdog
+	// tells a long run from a stuck one by it (Progress).
+	steps atomic.Uint64
+
 	items    *prometheus.GaugeVec
 	runs     *prometheus.CounterVec
 	repaired *prometheus.CounterVec
@@ -129,6 +135,12 @@ func New(cfg Config, content ContentGetter, logger *slog.Logger, reg prometheus.
 	}
 	return r, nil
 }
+
+// Progress is a count that grows with every step a run takes: an item
+// begun, a plugin call made or answered, its content fetched. Between two
+// steps a run waits at most one plugin call (CallTimeout) or one retry's
+// wait.
+func (r *Runner) Progress() uint64 { return r.steps.Load() }
 
 // Close stops every plugin process.
 func (r *Runner) Close() {
@@ -296,6 +308,8 @@ func statusName(s wire.ItemReport_Status) string {
 
 func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	ir := &wire.ItemReport{Id: it.GetId(), Kind: it.GetKind()}
+	r.steps.Add(1)
+	defer r.steps.Add(1)
 	fail := func(format string, args ...any) *wire.ItemReport {
 		ir.Status = wire.ItemReport_STATUS_FAILED
 		ir.Message = fmt.Sprintf(format, args...)
@@ -318,9 +332,11 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	if err != nil {
 		return fail("%v", err)
 	}
+	r.steps.Add(1)
 	callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	scan, err := pl.Scan(callCtx, &pb.ScanRequest{Root: r.cfg.Root, Items: []*wire.Item{it}})
 	cancel()
+	r.steps.Add(1)
 	if err != nil {
 		return fail("scan: %v", err)
 	}
@@ -354,6 +370,7 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	var path string
 	if it.GetState() == wire.State_STATE_PRESENT && it.GetArtifact().GetSha256() != "" {
 		path, err = r.content.Get(ctx, it.GetArtifact())
+		r.steps.Add(1)
 		if err != nil {
 			if ctx.Err() != nil {
 				return pending("interrupted while fetching content")
@@ -409,9 +426,11 @@ func (r *Runner) apply(ctx context.Context, pl Plugin, it *wire.Item, path strin
 	wait := r.cfg.RetryBase
 	var errs []string
 	for attempt := 0; ; attempt++ {
+		r.steps.Add(1)
 		callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 		res, err := pl.Apply(callCtx, &pb.ApplyRequest{Root: r.cfg.Root, Item: it, ArtifactPath: path})
 		cancel()
+		r.steps.Add(1)
 		if err == nil {
 			r.attempts.WithLabelValues(it.GetKind(), "ok").Inc()
 			return res, nil

@@ -393,3 +393,18 @@ func counter(t *testing.T, reg *prometheus.Registry, name string, labels ...stri
 	}
 	return 0
 }
+
+// Progress grows with each step of a run: an item begun, each plugin call
+// made and answered.
+func TestProgressGrowsWithEachStepOfARun(t *testing.T) {
+	root := t.TempDir()
+	r, _ := newRunner(t, Config{Root: root}, localContent{})
+	item := &wire.Item{Id: "registry:swappiness", Kind: "registry", State: wire.State_STATE_PRESENT,
+		Spec: &wire.Item_Registry{Registry: &wire.RegistrySpec{Path: "/etc/sysctl.d/99-outpost.conf", Name: "vm.swappiness", Type: "dword", Data: []string{"10"}}}}
+	before := r.Progress()
+	expect(t, one(t, r, item), wire.ItemReport_STATUS_COMPLIANT, true, "set vm.swappiness")
+	// begun, scan asked and answered, apply asked and answered, ended
+	if steps := r.Progress() - before; steps < 6 {
+		t.Fatalf("a run that scanned and applied took %d steps", steps)
+	}
+}

@@ -899,8 +899,11 @@ type agentView struct {
 	Version   string             `json:"version"`
 	// UpgradeProblem is why the agent runs on its version when a new one
 	// was put in place of its executable; empty when nothing was refused.
-	UpgradeProblem string            `json:"upgrade_problem,omitempty"`
-	Labels         map[string]string `json:"labels"`
+	UpgradeProblem string `json:"upgrade_problem,omitempty"`
+	// LastHang is when the agent last restarted itself because it made
+	// no progress, and what was stuck; said for a week after.
+	LastHang string            `json:"last_hang,omitempty"`
+	Labels   map[string]string `json:"labels"`
 	// Reboot: the items whose change waits for the host to reboot, and
 	// since when (its last run's report says so).
 	Reboot *rebootView `json:"reboot,omitempty"`
@@ -914,7 +917,7 @@ type rebootView struct {
 func (a *API) agentView(m *store.Member, current map[string]uint64) agentView {
 	v := agentView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, Home: m.Home, Roaming: m.Roaming, Role: m.Role, Address: m.Address,
 		Addresses: m.Addresses, LastSeen: m.LastSeen, Revision: m.Revision, Enrolled: m.Enrolled, Version: m.Version,
-		UpgradeProblem: m.UpgradeProblem, Items: []store.ItemStatus{}, Labels: m.Labels}
+		UpgradeProblem: m.UpgradeProblem, LastHang: m.LastHang, Items: []store.ItemStatus{}, Labels: m.Labels}
 	if v.Labels == nil {
 		v.Labels = map[string]string{}
 	}

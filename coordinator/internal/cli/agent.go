@@ -429,6 +429,9 @@ func showAgent(ctx context.Context, e *env, id string) error {
 	if a.UpgradeProblem != "" {
 		fields = append(fields, [2]string{"upgrade", a.UpgradeProblem})
 	}
+	if a.LastHang != "" {
+		fields = append(fields, [2]string{"hang", a.LastHang})
+	}
 	if len(a.Labels) > 0 {
 		fields = append(fields, [2]string{"labels", labelsText(a.Labels)})
 	}

@@ -143,6 +143,32 @@ func TestAgentListShow(t *testing.T) {
 				`package/hello  package  failed  1m ago  hook said \x1b]0;pwned\x07\nplatform  ok` + "\n"},
 		},
 		{
+			name: "show an agent that restarted itself after a hang",
+			args: []string{"agent", "show", "ag-6"},
+			api: []exchange{
+				{method: "GET", target: "/v1/agents/ag-6", answer: strings.Replace(agentJSON("ag-6", "pc-6", "berlin", 4, true, 5,
+					`{"id":"package/hello","kind":"package","status":"compliant","message":"","at":"2025-06-01T11:59:00Z"}`),
+					`"version":"dev"`, `"version":"1.5.2","last_hang":"restarted itself at 2025-06-01T10:00:00Z: no progress for 40m0s while checking in (goroutine stacks in /var/lib/outpost-agent/hang.txt)"`, 1)},
+				{method: "GET", target: "/v1/offices/berlin", answer: officeAt("berlin", 4)},
+			},
+			want: want{stdout: "" +
+				"id:         ag-6\n" +
+				"hostname:   pc-6\n" +
+				"office:     berlin\n" +
+				"role:       agent\n" +
+				"address:    10.1.0.4\n" +
+				"connected:  yes\n" +
+				"last seen:  2025-06-01T11:59:55Z (5s ago)\n" +
+				"revision:   4\n" +
+				"compliant:  yes\n" +
+				"enrolled:   2025-05-01T12:00:00Z (31d ago)\n" +
+				"version:    1.5.2\n" +
+				"hang:       restarted itself at 2025-06-01T10:00:00Z: no progress for 40m0s while checking in (goroutine stacks in /var/lib/outpost-agent/hang.txt)\n" +
+				"\n" +
+				"ITEM           KIND     STATUS     AT      MESSAGE\n" +
+				"package/hello  package  compliant  1m ago  \n"},
+		},
+		{
 			name: "show an agent behind its office",
 			args: []string{"agent", "show", "ag-22"},
 			api: []exchange{

@@ -92,6 +92,7 @@ type (
 		Enrolled       stamp             `json:"enrolled"`
 		Version        string            `json:"version"`
 		UpgradeProblem string            `json:"upgrade_problem"`
+		LastHang       string            `json:"last_hang"`
 		Labels         map[string]string `json:"labels"`
 		Reboot         *struct {
 			Items []string `json:"items"`

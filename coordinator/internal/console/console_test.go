@@ -948,6 +948,8 @@ func TestSearchAndFilters(t *testing.T) {
 			m.Version = v
 			if v == "1.5.2" {
 				m.UpgradeProblem = "the new executable at /usr/bin/outpost-agent was refused, so version 1.5.2 runs on: asking its version: exit status 126"
+			} else {
+				m.LastHang = "restarted itself at 2026-11-28T12:00:00Z: no progress for 40m0s while checking in (goroutine stacks in /var/lib/outpost-agent/hang.txt)"
 			}
 		}); err != nil {
 			t.Fatal(err)
@@ -963,6 +965,12 @@ func TestSearchAndFilters(t *testing.T) {
 	}
 	if _, body = b.get("/ui/agents/ag-00000000000000a1"); !strings.Contains(body, `<div id="agent-upgrade"><span class="badge warn">upgrade refused</span> the new executable at /usr/bin/outpost-agent was refused`) {
 		t.Fatalf("the agent's page does not say why it refused its upgrade:\n%s", body)
+	}
+	if strings.Contains(body, `id="agent-hang"`) {
+		t.Fatalf("an agent that did not hang is marked hung:\n%s", body)
+	}
+	if _, body = b.get("/ui/agents/ag-00000000000000a2"); !strings.Contains(body, `<div id="agent-hang"><span class="badge warn">hung</span> restarted itself at 2026-11-28T12:00:00Z: no progress for 40m0s while checking in`) {
+		t.Fatalf("the agent's page does not say it restarted itself after a hang:\n%s", body)
 	}
 	res, body = b.get("/ui/agents?not_seen=forever")
 	if res.StatusCode != http.StatusBadRequest || !errorBeside(body, "f-not-seen", "positive duration") {

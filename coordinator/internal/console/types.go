@@ -84,9 +84,11 @@ type agent struct {
 	Enrolled  time.Time    `json:"enrolled"`
 	Version   string       `json:"version"`
 	// UpgradeProblem is why the agent refused a new version of itself.
-	UpgradeProblem string            `json:"upgrade_problem"`
-	Labels         map[string]string `json:"labels"`
-	Reboot         *struct {
+	UpgradeProblem string `json:"upgrade_problem"`
+	// LastHang is when the agent last restarted itself after a hang.
+	LastHang string            `json:"last_hang"`
+	Labels   map[string]string `json:"labels"`
+	Reboot   *struct {
 		Items []string  `json:"items"`
 		Since time.Time `json:"since"`
 	} `json:"reboot"`

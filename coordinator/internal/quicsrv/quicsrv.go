@@ -946,6 +946,7 @@ func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRe
 		m.Version = clip(req.GetVersion(), 64)
 		// The new executable's own words are in it.
 		m.UpgradeProblem = safetext.Field(req.GetUpgradeProblem(), maxText)
+		m.LastHang = safetext.Field(req.GetLastHang(), maxText)
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}

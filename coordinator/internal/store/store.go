@@ -133,8 +133,12 @@ type Member struct {
 	// UpgradeProblem is why the agent did not restart into a new version
 	// of itself found in place of its executable, as its last check-in
 	// said; empty when nothing was refused.
-	UpgradeProblem string  `json:"upgrade_problem,omitempty"`
-	Report         *Report `json:"report,omitempty"`
+	UpgradeProblem string `json:"upgrade_problem,omitempty"`
+	// LastHang is when the agent last restarted itself because it made
+	// no progress, and what was stuck, as its check-ins say for a week
+	// after; empty when it has not.
+	LastHang string  `json:"last_hang,omitempty"`
+	Report   *Report `json:"report,omitempty"`
 	// Backlog is runs an agent sends besides its newest; never stored.
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
