@@ -172,6 +172,7 @@ func (t *Trial) Active() bool { return t != nil && !t.ended.Load() }
 // or while a version rolled back to it runs, and goes with the rest.
 func BeginTrial(dataDir, running string) (tr *Trial, rollback string, err error) {
 	dir := upgradeDir(dataDir)
+	fsutil.RemoveLeftovers(filepath.Join(dir, "previous"), time.Hour) // a kill while it was written
 	tb, terr := os.ReadFile(filepath.Join(dir, "trial.json"))
 	refusals := loadRefusals(dataDir)
 	_, perr := os.Stat(filepath.Join(dir, "previous"))

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // WriteFileAtomic writes data to path so that a reader, or a process that
@@ -52,6 +54,31 @@ func WriteFileAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid i
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return Rename(tmp, path)
+}
+
+// RemoveLeftovers removes what writes of path cut short by a kill left
+// beside it (WriteFileAtomic's temporary files) once they are older than
+// age (a younger one may be a write under way), and says how many went.
+func RemoveLeftovers(path string, age time.Duration) int {
+	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		name := filepath.Join(dir, e.Name())
+		if fi, err := os.Lstat(name); err != nil || time.Since(fi.ModTime()) < age {
+			continue
+		}
+		if os.Remove(name) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // Rename moves from to to and syncs the directory so the rename survives a

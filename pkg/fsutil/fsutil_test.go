@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestWriteFileAtomic(t *testing.T) {
@@ -31,5 +32,46 @@ func TestWriteFileAtomic(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(path))
 	if len(entries) != 1 {
 		t.Fatalf("temporary files left behind: %v", entries)
+	}
+}
+
+// What a write cut short by a kill left beside a file goes once it is old
+// enough to be no write under way; nothing else does.
+func TestRemoveLeftoversTakesOnlyOldTemporaryFilesOfThatFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "outpost-agent")
+	old := time.Now().Add(-2 * time.Hour)
+	files := map[string]bool{ // name → expected to go
+		".outpost-agent.tmp-123":       true,
+		".outpost-agent.tmp-456":       false, // young: a write under way
+		".outpost-agent-2.tmp-1":       false, // another file's
+		"outpost-agent":                false,
+		".outpost-agent.outpost-other": false,
+	}
+	for name := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != ".outpost-agent.tmp-456" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".outpost-agent.tmp-dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if n := RemoveLeftovers(path, time.Hour); n != 1 {
+		t.Fatalf("removed %d files; want 1", n)
+	}
+	for name, gone := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if gone != os.IsNotExist(err) {
+			t.Errorf("%s: gone %v, want %v", name, os.IsNotExist(err), gone)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".outpost-agent.tmp-dir")); err != nil {
+		t.Errorf("a directory was taken: %v", err)
 	}
 }

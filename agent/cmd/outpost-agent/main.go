@@ -12,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/outposthq/outpost/agent"
 	"github.com/outposthq/outpost/pkg/config"
+	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/logging"
 )
 
@@ -75,6 +77,14 @@ func run() error {
 	running := runningImagePath
 	if _, err := os.Stat(running); err != nil {
 		running = exe
+	}
+	if exeErr == nil {
+		// A rollback cut short by a kill leaves its temporary file beside
+		// the executable (or the file its symlink points to).
+		fsutil.RemoveLeftovers(exe, time.Hour)
+		if target, err := filepath.EvalSymlinks(exe); err == nil && target != exe {
+			fsutil.RemoveLeftovers(target, time.Hour)
+		}
 	}
 	var trial *agent.Trial
 	if exeErr == nil && canExec {
