@@ -78,6 +78,10 @@ func run() error {
 	if _, err := os.Stat(running); err != nil {
 		running = exe
 	}
+	// From here a stop asked for is told apart from a crash: the trial
+	// below counts this start, and a stop must take the count back.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if exeErr == nil {
 		// A rollback cut short by a kill leaves its temporary file beside
 		// the executable (or the file its symlink points to).
@@ -105,6 +109,9 @@ func run() error {
 			log.Error("the upgrade's trial", "err", err)
 		case back != "":
 			log.Error("this version is refused after its upgrade (it kept stopping); the version it replaced is back in its place", "version", agent.Version, "path", back)
+			if ctx.Err() != nil {
+				return nil // stopped meanwhile: the next start runs it
+			}
 			return restartInto(back, os.Args[1:])
 		case t != nil:
 			trial = t
@@ -117,7 +124,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = a.Run(ctx)
 	signalled := ctx.Err() != nil
 	stop()
