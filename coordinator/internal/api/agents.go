@@ -18,6 +18,9 @@ var agentStates = map[string]func(agentView) bool{
 	// upgrade-refused: a new version put in place of the agent's
 	// executable was refused, and the old one runs on.
 	"upgrade-refused": func(v agentView) bool { return v.UpgradeProblem != "" },
+	// hung: the agent restarted itself in the last week because it made
+	// no progress.
+	"hung": func(v agentView) bool { return v.LastHang != "" },
 }
 
 // filterAgents keeps the agents that match the search of GET /v1/agents:
@@ -38,7 +41,7 @@ func filterAgents(q url.Values, views []agentView, now time.Time) ([]agentView, 
 	if state != "" {
 		f, ok := agentStates[state]
 		if !ok {
-			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused", state)
+			return nil, httpError(http.StatusBadRequest, "state %q: want online, offline, roaming, compliant, noncompliant, reboot, upgrade-refused or hung", state)
 		}
 		keep = f
 	}

@@ -118,6 +118,11 @@ func TestAgentSearch(t *testing.T) {
 	if _, err := st.UpdateMember("ag-2", func(m *store.Member) { m.UpgradeProblem = "the new executable was refused" }); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := st.UpdateMember("ag-3", func(m *store.Member) {
+		m.LastHang = "restarted itself at 2026-11-28T12:00:00Z: no progress for 40m0s while checking in"
+	}); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		query string
@@ -145,6 +150,7 @@ func TestAgentSearch(t *testing.T) {
 		{"?office=berlin&not_version=1.6.0", "ag-2"},
 		{"?version=1.6.0&not_version=1.6.0", ""},
 		{"?state=upgrade-refused", "ag-2"},
+		{"?state=hung", "ag-3"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.query, func(t *testing.T) {

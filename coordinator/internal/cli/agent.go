@@ -72,7 +72,9 @@ outpost agent rm.
 --version and --not-version follow an upgrade of the agents: who runs a
 version, who does not yet. --state upgrade-refused finds agents that found a
 new version in place of their executable and refused it (agent show says
-why); they run on as the version they are.
+why); they run on as the version they are. --state hung finds agents that
+restarted themselves in the last week because they made no progress (agent
+show says when and what was stuck).
 
 Examples:
   outpost agent search pc-1
@@ -83,15 +85,15 @@ Examples:
 `,
 			setup: func(fs *flag.FlagSet) runFunc {
 				officeName := fs.String("office", "", "only agents in the office `NAME`")
-				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused")
+				state := fs.String("state", "", "only agents in `STATE`: online, offline, roaming, compliant, noncompliant, reboot, upgrade-refused or hung")
 				notSeen := newTTLFlag(fs, "not-seen", 0, "only agents not heard of for a `DURATION` such as 30d or 72h")
 				version := fs.String("version", "", "only agents running `VERSION`")
 				notVersion := fs.String("not-version", "", "only agents running another version than `VERSION`")
 				return func(ctx context.Context, e *env, args []string) error {
 					switch *state {
-					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused":
+					case "", "online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused", "hung":
 					default:
-						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused", *state)
+						return usagef("--state %q: want online, offline, roaming, compliant, noncompliant, reboot, upgrade-refused or hung", *state)
 					}
 					if *notSeen < 0 {
 						return usagef("--not-seen %s: want a positive duration such as 30d", *notSeen)

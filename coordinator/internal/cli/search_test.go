@@ -83,7 +83,7 @@ func TestAgentSearchMove(t *testing.T) {
 		{
 			name: "search with a wrong state",
 			args: []string{"agent", "search", "--state", "asleep"},
-			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant, reboot or upgrade-refused`}},
+			want: want{code: 2, stderrHas: []string{`--state "asleep": want online, offline, roaming, compliant, noncompliant, reboot, upgrade-refused or hung`}},
 		},
 		{
 			name: "search for nothing",

@@ -969,6 +969,9 @@ func TestSearchAndFilters(t *testing.T) {
 	if strings.Contains(body, `id="agent-hang"`) {
 		t.Fatalf("an agent that did not hang is marked hung:\n%s", body)
 	}
+	if _, body = b.get("/ui/agents?state=hung"); !strings.Contains(body, ">pc-new<") || strings.Contains(body, ">pc-old<") || !strings.Contains(body, `value="hung" selected`) {
+		t.Fatalf("agents that restarted themselves after a hang:\n%s", body)
+	}
 	if _, body = b.get("/ui/agents/ag-00000000000000a2"); !strings.Contains(body, `<div id="agent-hang"><span class="badge warn">hung</span> restarted itself at 2026-11-28T12:00:00Z: no progress for 40m0s while checking in`) {
 		t.Fatalf("the agent's page does not say it restarted itself after a hang:\n%s", body)
 	}

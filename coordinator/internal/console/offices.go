@@ -322,7 +322,7 @@ func (c *Console) deleteOffice(w http.ResponseWriter, r *http.Request, s *sessio
 
 // ---- agents
 
-var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused"}
+var agentStates = []string{"online", "offline", "roaming", "compliant", "noncompliant", "reboot", "upgrade-refused", "hung"}
 
 // notSeenChoices are the agents page's "not seen for" filter: computers
 // gone quiet, to remove the ones retired.
