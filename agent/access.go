@@ -46,11 +46,12 @@ func (a *Agent) runSessions(ctx context.Context) error {
 	if a.cfg.SessionListen == "" {
 		return a.sessions.Run(ctx)
 	}
-	// The chain carries the CA so that a technician who pinned its
-	// fingerprint can verify this host's certificate.
+	// The chain carries the CA's certificates so that a technician who
+	// pinned the fingerprint of any of them can verify this host's
+	// certificate.
 	cert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		c := a.id.Certificate()
-		return &tls.Certificate{Certificate: append(append([][]byte(nil), c.Certificate...), a.id.CADER), PrivateKey: c.PrivateKey}, nil
+		return &tls.Certificate{Certificate: append(append([][]byte(nil), c.Certificate[:1]...), a.id.CAChain()...), PrivateKey: c.PrivateKey}, nil
 	}
 	// The agent owns the socket and the transport, so that stopping closes
 	// every connection and frees the port at once (a listener alone keeps

@@ -995,6 +995,7 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 	if a.id.NeedsPass(time.Now()) {
 		req.GossipKey = a.id.GossipPublic()
 	}
+	req.CaFingerprint = a.id.CAFingerprint()
 	a.mu.Unlock()
 	return req
 }
@@ -1048,6 +1049,7 @@ func (a *Agent) checkin(ctx context.Context, passOn bool) error {
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		a.takePass(sp)
 	}
+	a.id.TakeCAs(resp.GetCheckin().GetCaCertificates(), filepath.Join(a.cfg.DataDir, "identity"), a.log)
 	a.id.RenewIfDue(ctx, a.link.Call, filepath.Join(a.cfg.DataDir, "identity"), a.log)
 	a.afterCheckin(ctx, resp.GetCheckin())
 	a.mu.Lock()

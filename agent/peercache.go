@@ -75,11 +75,11 @@ func (a *Agent) startPeerCache(fetcher *fetch.Fetcher) (func(context.Context) er
 	if a.cfg.PeerListen == "off" {
 		return nil, nil
 	}
-	clientTLS, err := peercache.ClientTLS(a.id.ClientCertificate, a.id.CADER)
+	clientTLS, err := peercache.ClientTLS(a.id.ClientCertificate, a.id.CAs)
 	if err != nil {
 		return nil, err
 	}
-	serverTLS, err := peercache.ServerTLS(a.id.ServerCertificate, a.id.CADER)
+	serverTLS, err := peercache.ServerTLS(a.id.ServerCertificate, a.id.CAs)
 	if err != nil {
 		return nil, err
 	}

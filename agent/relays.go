@@ -52,14 +52,32 @@ func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 		return &idleConn{Conn: c, idle: idle}, nil
 	}
 	t.ResponseHeaderTimeout = time.Minute
-	if conf, err := tlsutil.RelayClientTLS(id.CADER); err == nil {
-		// Relays serve their content to members only: the agent shows
-		// its member certificate when a server asks (the file server
-		// does not).
-		conf.GetClientCertificate = id.ClientCertificate
-		t.TLSClientConfig = conf
-	} else {
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if id != nil {
+		// The relay's certificate is checked for the host dialled, and
+		// may come from any certificate of the coordinator's CA the
+		// agent holds (tlsutil.RelayClientTLS).
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			conf := tlsutil.RelayClientTLS(host, id.CAs)
+			// Relays serve their content to members only: the agent
+			// shows its member certificate when a server asks (the
+			// file server does not).
+			conf.GetClientCertificate = id.ClientCertificate
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tc := tls.Client(&idleConn{Conn: c, idle: idle}, conf)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return tc, nil
+		}
 	}
 	return &http.Client{Transport: t}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -108,11 +109,7 @@ func newRollup(a *Agent, reg prometheus.Registerer) (*rollup, error) {
 			[]string{"path"}),
 	}
 	if a.id != nil {
-		if ca, err := x509.ParseCertificate(a.id.CADER); err == nil {
-			roots := x509.NewCertPool()
-			roots.AddCert(ca)
-			r.verify = wire.NewCheckinVerifier(roots, maxOfficeKnown)
-		}
+		r.verify = wire.NewCheckinVerifier(func() *x509.CertPool { return tlsutil.CARoots(a.id.CAs(), nil) }, maxOfficeKnown)
 	}
 	return r, reg.Register(r.reports)
 }

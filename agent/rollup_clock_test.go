@@ -62,7 +62,9 @@ func TestRolledUpCheckinIsSignedInTheCoordinatorsTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.id.CADER = caDER
+	if err := a.id.SetCAs(caDER); err != nil {
+		t.Fatal(err)
+	}
 	a.addresses = func() []string { return []string{"10.1.0.7"} }
 	a.id.SetCertificate(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
 

@@ -104,7 +104,9 @@ func carrierOffice(t *testing.T, ip string) (*gossipOffice, func(at time.Time, r
 	t.Helper()
 	o := newGossipOffice(t, ip)
 	caDER, sign := memberCA(t)
-	o.a.id.CADER = caDER
+	if err := o.a.id.SetCAs(caDER); err != nil {
+		t.Fatal(err)
+	}
 	var err error
 	if o.a.rollup, err = newRollup(o.a, prometheus.NewRegistry()); err != nil {
 		t.Fatal(err)

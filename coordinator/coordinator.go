@@ -76,6 +76,9 @@ type Config struct {
 	DirectCheckins bool `yaml:"direct_checkins"`
 	// Backups are taken on a schedule when Backups.Dir is set.
 	Backups BackupConfig `yaml:"backups"`
+	// CARenewBefore is how long before its end the CA's certificate is
+	// renewed (with the same key); 0 means three years.
+	CARenewBefore time.Duration `yaml:"ca_renew_before"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -125,6 +128,10 @@ func (c Config) Validate() error {
 		if host, port, err := net.SplitHostPort(c.PublicAddress); err != nil || host == "" || port == "" || port == "0" {
 			errs = append(errs, fmt.Errorf("public_address %q: want host:port where agents reach the QUIC port, like coordinator.example.org:8027", c.PublicAddress))
 		}
+	}
+	if c.CARenewBefore < 0 || c.CARenewBefore > ca.MaxRenewBefore {
+		errs = append(errs, fmt.Errorf("ca_renew_before %v: want 0 (three years) up to %v: the CA's certificate is made for ten years",
+			c.CARenewBefore, ca.MaxRenewBefore))
 	}
 	if err := c.PasswordKDF.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("password_kdf: %w", err))
@@ -237,17 +244,18 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), c.serverHosts())
+	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), c.serverHosts(), c.cfg.CARenewBefore)
 	if err != nil {
 		return err
 	}
 	c.ca = authority
-	if left := time.Until(authority.NotAfter()); left < 2*365*24*time.Hour {
-		c.log.Warn("the coordinator's CA ends soon: every certificate it issued ends with it, and Outpost cannot roll it over yet; "+
-			"before then, set up a new coordinator CA and enrol the computers again", "ca_ends", authority.NotAfter().UTC().Format(time.DateOnly),
-			"days_left", int(left.Hours()/24))
+	fpFile := filepath.Join(c.cfg.DataDir, "ca.fingerprint")
+	if was, err := os.ReadFile(fpFile); err == nil && strings.TrimSpace(string(was)) != authority.Fingerprint() && len(authority.Chain()) > 1 {
+		c.log.Info("the CA's certificate was renewed, with the same key: members learn the new one at their next check-in, "+
+			"and installers and CLIs that pin an earlier fingerprint go on working",
+			"ca_fingerprint", authority.Fingerprint(), "was", strings.TrimSpace(string(was)), "ca_ends", authority.NotAfter().UTC().Format(time.DateOnly))
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(c.cfg.DataDir, "ca.fingerprint"), []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(fpFile, []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
 		return err
 	}
 	if c.token, err = adminToken(c.cfg.DataDir); err != nil {
@@ -300,6 +308,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 	if err := c.reg.Register(h.ComplianceCollector()); err != nil {
 		return fmt.Errorf("register compliance metrics: %w", err)
+	}
+	if err := c.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "outpost_coordinator_ca_not_after_timestamp_seconds",
+		Help: "When the CA's current certificate ends (Unix time); it is renewed, with the same key, three years (ca_renew_before) before.",
+	}, func() float64 { return float64(authority.NotAfter().Unix()) })); err != nil {
+		return fmt.Errorf("register CA metric: %w", err)
 	}
 	ui, err := console.New(console.Config{API: h}, c.log)
 	if err != nil {

@@ -4,7 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"sync"
+
+	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
 // errNotMember is a content request over HTTPS without a certificate of
@@ -16,13 +17,6 @@ var errNotMember = errors.New("the relay's content is for the fleet's members: p
 // tell members yet.
 var errNotLinked = errors.New("the relay has not joined its office yet: try again shortly")
 
-// memberRoots is the pool member certificates are checked against: the
-// coordinator's CA, known once the relay is enrolled.
-type memberRoots struct {
-	once sync.Once
-	pool *x509.CertPool
-}
-
 // verifyMember checks that a TLS client presented a certificate the
 // coordinator's CA issued to a member.
 func (m *membership) verifyMember(cs *tls.ConnectionState) error {
@@ -31,25 +25,22 @@ func (m *membership) verifyMember(cs *tls.ConnectionState) error {
 	default:
 		return errNotLinked
 	}
-	m.roots.once.Do(func() {
-		if ca, err := x509.ParseCertificate(m.caDER); err == nil {
-			m.roots.pool = x509.NewCertPool()
-			m.roots.pool.AddCert(ca)
-		}
-	})
-	if m.roots.pool == nil {
-		return errNotLinked
-	}
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return errNotMember
 	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: m.roots.pool, Intermediates: inter,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if err := tlsutil.VerifyFromCA(cs.PeerCertificates, m.id.CAs(), x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return errNotMember
 	}
 	return nil
+}
+
+// caChain is the coordinator CA's certificates the relay holds, once it
+// has joined: sent along with its serving certificate.
+func (m *membership) caChain() [][]byte {
+	select {
+	case <-m.linked:
+		return m.id.CAChain()
+	default:
+		return nil
+	}
 }

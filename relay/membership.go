@@ -42,8 +42,6 @@ type membership struct {
 	kick    chan struct{}
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
-	caDER   []byte
-	roots   memberRoots
 	id      *member.Identity
 }
 
@@ -128,7 +126,7 @@ func (m *membership) Run(ctx context.Context) error {
 		return err
 	}
 	m.link = link
-	m.caDER, m.id = id.CADER, id
+	m.id = id
 	close(m.linked)
 
 	var node *gossip.Node
@@ -195,6 +193,7 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	if m.id.NeedsPass(time.Now()) {
 		req.GossipKey = m.id.GossipPublic()
 	}
+	req.CaFingerprint = m.id.CAFingerprint()
 	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		m.log.Warn("check-in failed", "err", err)
@@ -203,10 +202,11 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		m.takePass(sp, node)
 	}
+	m.id.TakeCAs(resp.GetCheckin().GetCaCertificates(), filepath.Join(m.cfg.DataDir, "identity"), m.log)
 	m.id.RenewIfDue(ctx, m.link.Call, filepath.Join(m.cfg.DataDir, "identity"), m.log)
 	info := resp.GetCheckin().GetOffice()
 	if m.serving != nil {
-		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays(), m.caDER)
+		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays())
 		switch {
 		case err != nil && err.Error() != m.serving.warned:
 			m.log.Warn("no HTTPS serving certificate; agents cannot fetch from this relay yet", "err", err)

@@ -136,7 +136,10 @@ func enrolledDataDir(t testing.TB) (string, ed25519.PrivateKey) {
 	}
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	dir := t.TempDir()
-	id := &member.Identity{ID: "relay-1", Office: "lyon", Role: wire.Role_ROLE_RELAY, CADER: ca.cert.Raw, PolicyKey: pub, GossipKey: make([]byte, 32)}
+	id := &member.Identity{ID: "relay-1", Office: "lyon", Role: wire.Role_ROLE_RELAY, PolicyKey: pub, GossipKey: make([]byte, 32)}
+	if err := id.SetCAs(ca.cert.Raw); err != nil {
+		t.Fatal(err)
+	}
 	id.SetCertificate(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
 	if err := id.Save(filepath.Join(dir, "identity")); err != nil {
 		t.Fatal(err)

@@ -358,7 +358,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 		}
 		r.tls = tlsutil.ServerTLS(cf.GetCertificate)
 	case m != nil:
-		sc := &servingCert{dir: filepath.Join(cfg.DataDir, "identity")}
+		sc := &servingCert{dir: filepath.Join(cfg.DataDir, "identity"), chain: m.caChain}
 		sc.load()
 		m.serving = sc
 		r.tls = tlsutil.ServerTLS(sc.GetCertificate)

@@ -26,6 +26,10 @@ import (
 type servingCert struct {
 	dir  string // where serving.pem lives (serving.crt and serving.key before)
 	cert atomic.Pointer[tls.Certificate]
+	// chain, when set, is what is sent along with the certificate: the
+	// coordinator CA's certificates the relay holds, so that a member
+	// that pinned or holds any of them verifies it.
+	chain func() [][]byte
 	// warned keeps a refusal from filling the log at every check-in.
 	warned string
 }
@@ -65,7 +69,12 @@ func (s *servingCert) load() {
 // GetCertificate is for tls.Config.
 func (s *servingCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := s.cert.Load(); c != nil {
-		return c, nil
+		if s.chain == nil {
+			return c, nil
+		}
+		with := *c
+		with.Certificate = append([][]byte{c.Certificate[0]}, s.chain()...)
+		return &with, nil
 	}
 	return nil, errors.New("no serving certificate yet: the relay waits for the coordinator's CA to issue one")
 }
@@ -79,7 +88,7 @@ func (s *servingCert) leaf() *x509.Certificate {
 
 // ensure renews the certificate if it is missing, has a third of its life
 // left, or names other hosts than want; it reports whether it did.
-func (s *servingCert) ensure(ctx context.Context, call func(context.Context, *wire.Request) (*wire.Response, error), asked, relayURLs []string, caDER []byte) (bool, error) {
+func (s *servingCert) ensure(ctx context.Context, call func(context.Context, *wire.Request) (*wire.Response, error), asked, relayURLs []string) (bool, error) {
 	want := tlsutil.ServingHosts(asked, relayURLs)
 	if len(want) == 0 {
 		why := fmt.Sprintf("none of the relay's hosts (%s) is named by the office's relay URLs (%s): "+
@@ -124,6 +133,6 @@ func (s *servingCert) ensure(ctx context.Context, call func(context.Context, *wi
 	for _, old := range []string{filepath.Join(s.dir, "serving.crt"), filepath.Join(s.dir, "serving.key")} {
 		_ = os.Remove(old)
 	}
-	s.cert.Store(&tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key, Leaf: leaf})
+	s.cert.Store(&tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf})
 	return true, nil
 }

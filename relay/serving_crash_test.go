@@ -21,7 +21,7 @@ func TestServingCertSurvivesAKillDuringRenewal(t *testing.T) {
 	dir := t.TempDir()
 	office := []string{"https://10.1.0.5:8090"}
 	sc := &servingCert{dir: dir}
-	if renewed, err := sc.ensure(context.Background(), ca.call, []string{"10.1.0.5"}, office, ca.cert.Raw); err != nil || !renewed {
+	if renewed, err := sc.ensure(context.Background(), ca.call, []string{"10.1.0.5"}, office); err != nil || !renewed {
 		t.Fatalf("first issue: %v %v", renewed, err)
 	}
 	// The renewal's first write, then the kill.

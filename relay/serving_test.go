@@ -92,17 +92,17 @@ func TestServingCertIssuedKeptAndRenewed(t *testing.T) {
 	if _, err := sc.GetCertificate(nil); err == nil {
 		t.Fatal("a certificate before any was issued")
 	}
-	if _, err := sc.ensure(ctx, ca.call, asked, []string{"https://10.7.7.7:8090"}, ca.cert.Raw); err == nil || !strings.Contains(err.Error(), "none of the relay's hosts") {
+	if _, err := sc.ensure(ctx, ca.call, asked, []string{"https://10.7.7.7:8090"}); err == nil || !strings.Contains(err.Error(), "none of the relay's hosts") {
 		t.Fatalf("office naming none of the relay's hosts: %v", err)
 	}
-	renewed, err := sc.ensure(ctx, ca.call, asked, office, ca.cert.Raw)
+	renewed, err := sc.ensure(ctx, ca.call, asked, office)
 	if err != nil || !renewed {
 		t.Fatalf("first issue: %v %v", renewed, err)
 	}
 	if got := tlsutil.CertHosts(sc.leaf()); !reflect.DeepEqual(got, []string{"10.1.0.5", "relay.branch.example"}) {
 		t.Fatalf("SANs %q: want those the office names", got)
 	}
-	if renewed, _ := sc.ensure(ctx, ca.call, asked, office, ca.cert.Raw); renewed {
+	if renewed, _ := sc.ensure(ctx, ca.call, asked, office); renewed {
 		t.Fatal("renewed a fresh certificate")
 	}
 
@@ -114,7 +114,7 @@ func TestServingCertIssuedKeptAndRenewed(t *testing.T) {
 	}
 
 	// The office drops a URL: the certificate follows.
-	if renewed, err := sc.ensure(ctx, ca.call, asked, office[1:], ca.cert.Raw); err != nil || !renewed {
+	if renewed, err := sc.ensure(ctx, ca.call, asked, office[1:]); err != nil || !renewed {
 		t.Fatalf("after the office changed: %v %v", renewed, err)
 	}
 	if got := tlsutil.CertHosts(sc.leaf()); !reflect.DeepEqual(got, []string{"10.1.0.5"}) {
@@ -123,12 +123,12 @@ func TestServingCertIssuedKeptAndRenewed(t *testing.T) {
 
 	// Two thirds of its life gone: renewed before it expires.
 	ca.age = 45 * time.Minute
-	if renewed, err := sc.ensure(ctx, ca.call, asked, office, ca.cert.Raw); err != nil || !renewed {
+	if renewed, err := sc.ensure(ctx, ca.call, asked, office); err != nil || !renewed {
 		t.Fatalf("issue an ageing one: %v %v", renewed, err)
 	}
 	ca.age = 0
 	before := sc.leaf().NotAfter
-	if renewed, err := sc.ensure(ctx, ca.call, asked, office, ca.cert.Raw); err != nil || !renewed || !sc.leaf().NotAfter.After(before) {
+	if renewed, err := sc.ensure(ctx, ca.call, asked, office); err != nil || !renewed || !sc.leaf().NotAfter.After(before) {
 		t.Fatalf("renewal before expiry: %v %v, expires %v (was %v)", renewed, err, sc.leaf().NotAfter, before)
 	}
 }
@@ -170,10 +170,7 @@ func TestRelayServesHTTPSWithItsOwnCertificate(t *testing.T) {
 		ok   bool
 	}{{"trusted CA", ca, true}, {"another CA", other, false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			conf, err := tlsutil.RelayClientTLS(tc.ca.cert.Raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			conf := tlsutil.RelayClientTLS("127.0.0.1", func() []*x509.Certificate { return []*x509.Certificate{tc.ca.cert} })
 			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
 			resp, err := hc.Get(url)
 			if err == nil {

@@ -159,6 +159,15 @@ func (h *Harness) Restart() {
 	h.start()
 }
 
+// RestartWith stops the coordinator and starts it again, on the same
+// data and addresses, with f applied to its configuration.
+func (h *Harness) RestartWith(f func(*coordinator.Config)) {
+	h.tb.Helper()
+	h.Stop()
+	f(&h.cfg)
+	h.start()
+}
+
 // Do calls the admin API and decodes the JSON answer into out (if not nil).
 // It returns the status code and the error message of a failed call.
 func (h *Harness) Do(method, path string, body any, out any) (int, string) {

@@ -61,7 +61,10 @@ func TestMemberRenewsItsCertificate(t *testing.T) {
 	ending := now.Add(30 * 24 * time.Hour)
 	pub, _, _ := ed25519.GenerateKey(nil)
 	dir := t.TempDir()
-	id := &Identity{ID: "ag-1", Office: "hq", Role: wire.Role_ROLE_AGENT, CADER: ca.cert.Raw, PolicyKey: pub, GossipKey: make([]byte, 32)}
+	id := &Identity{ID: "ag-1", Office: "hq", Role: wire.Role_ROLE_AGENT, PolicyKey: pub, GossipKey: make([]byte, 32)}
+	if err := id.SetCAs(ca.cert.Raw); err != nil {
+		t.Fatal(err)
+	}
 	id.SetCertificate(tls.Certificate{Certificate: [][]byte{ca.issue(t, "ag-1", key.Public(), ending)}, PrivateKey: key})
 	if err := id.Save(dir); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,13 +38,16 @@ type Identity struct {
 	ID        string
 	Office    string
 	Role      wire.Role
-	CADER     []byte
 	PolicyKey ed25519.PublicKey
 	GossipKey []byte
 	// GossipSigner signs what the member announces to its office.
 	GossipSigner ed25519.PrivateKey
 
 	mu sync.Mutex
+	// cas are the coordinator CA's certificates the member trusts, the
+	// one that ends last first: every one has the same subject and key
+	// (the CA renews its certificate with the same key; LearnCAs).
+	cas []*x509.Certificate
 	// cert is the member's certificate and key (a renewed certificate
 	// replaces it, for the same key).
 	cert tls.Certificate
@@ -60,6 +64,109 @@ func (id *Identity) Pass() []byte {
 	id.mu.Lock()
 	defer id.mu.Unlock()
 	return id.pass
+}
+
+// CAs is the coordinator CA's certificates the member trusts, the one
+// that ends last first: what it verifies the coordinator, relays and
+// peers by (tlsutil.VerifyFromCA).
+func (id *Identity) CAs() []*x509.Certificate {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return slices.Clone(id.cas)
+}
+
+// CAChain is CAs in DER: what the member sends along with its own
+// certificate, so that whoever pinned any of them verifies it.
+func (id *Identity) CAChain() [][]byte {
+	cas := id.CAs()
+	out := make([][]byte, len(cas))
+	for i, c := range cas {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+// CAFingerprint is the fingerprint of the CA certificate that ends last,
+// which the member tells the coordinator at check-in.
+func (id *Identity) CAFingerprint() string {
+	cas := id.CAs()
+	if len(cas) == 0 {
+		return ""
+	}
+	return tlsutil.Fingerprint(cas[0].Raw)
+}
+
+// SetCAs replaces the CA certificates the member trusts (tests, and
+// identities made by hand).
+func (id *Identity) SetCAs(ders ...[]byte) error {
+	cas, err := tlsutil.ParseCerts(ders)
+	if err != nil {
+		return err
+	}
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.cas = sortCAs(cas)
+	return nil
+}
+
+// sortCAs puts the certificate that ends last first.
+func sortCAs(cas []*x509.Certificate) []*x509.Certificate {
+	slices.SortStableFunc(cas, func(a, b *x509.Certificate) int { return b.NotAfter.Compare(a.NotAfter) })
+	return cas
+}
+
+// maxCAs bounds the CA certificates a member keeps: one renewal every
+// seven years leaves far fewer.
+const maxCAs = 16
+
+// LearnCAs takes, from ders (what the coordinator sent), the certificates
+// of the CA the member trusts that it does not hold yet — self-signed,
+// with the same subject and key as one it holds: anything else is
+// ignored — and keeps the whole set in dir. It tells whether any was new.
+func (id *Identity) LearnCAs(ders [][]byte, dir string) (bool, error) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if len(id.cas) == 0 {
+		return false, errors.New("no CA certificate held")
+	}
+	cas := slices.Clone(id.cas)
+	for _, d := range ders[:min(len(ders), maxCAs)] {
+		c, err := x509.ParseCertificate(d)
+		if err != nil || !tlsutil.SameCA(id.cas[0], c) || slices.ContainsFunc(cas, c.Equal) {
+			continue
+		}
+		cas = append(cas, c)
+	}
+	if len(cas) == len(id.cas) {
+		return false, nil
+	}
+	cas = sortCAs(cas)[:min(len(cas), maxCAs)]
+	out := make([][]byte, len(cas))
+	for i, c := range cas {
+		out[i] = c.Raw
+	}
+	if err := tlsutil.WriteCerts(filepath.Join(dir, caFile), out); err != nil {
+		return false, fmt.Errorf("keep the CA's certificates: %w", err)
+	}
+	id.cas = cas
+	return true, nil
+}
+
+// TakeCAs learns the CA certificates a check-in's answer carries
+// (LearnCAs), keeping them in dir, and logs what came of it.
+func (id *Identity) TakeCAs(ders [][]byte, dir string, log *slog.Logger) {
+	if len(ders) == 0 {
+		return
+	}
+	added, err := id.LearnCAs(ders, dir)
+	switch {
+	case err != nil:
+		log.Warn("the coordinator's CA renewed its certificate, and it could not be kept; asking again at the next check-in", "err", err)
+	case added:
+		cas := id.CAs()
+		log.Info("the coordinator's CA renewed its certificate, with the same key: trusting the new one",
+			"ca_fingerprint", tlsutil.Fingerprint(cas[0].Raw), "until", cas[0].NotAfter.UTC().Format(time.DateOnly))
+	}
 }
 
 // Certificate is the member's certificate and key as they are now.
@@ -79,16 +186,19 @@ func (id *Identity) SetCertificate(c tls.Certificate) {
 
 // ClientCertificate is the member's certificate as it is now, for
 // tls.Config.GetClientCertificate: connections made after a renewal show
-// the new one.
+// the new one. The CA's certificates go along (CAChain), so that a peer
+// that holds only an earlier one of them verifies it.
 func (id *Identity) ClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	c := id.Certificate()
+	if len(c.Certificate) > 0 {
+		c.Certificate = append([][]byte{c.Certificate[0]}, id.CAChain()...)
+	}
 	return &c, nil
 }
 
 // ServerCertificate is ClientCertificate for tls.Config.GetCertificate.
 func (id *Identity) ServerCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c := id.Certificate()
-	return &c, nil
+	return id.ClientCertificate(nil)
 }
 
 // CertDue tells whether the member's certificate ends within
@@ -106,9 +216,10 @@ func (id *Identity) CertDue(now time.Time) (bool, time.Time) {
 		c.Leaf = leaf
 	}
 	due := c.Leaf.NotAfter.Sub(now) < wire.MemberCertRenewBefore
-	// One that ends with its CA cannot be renewed for longer (the
-	// coordinator logs that its CA ends soon).
-	if ca, err := x509.ParseCertificate(id.CADER); err == nil && !c.Leaf.NotAfter.Before(ca.NotAfter) {
+	// One that ends with its CA's newest certificate cannot be renewed
+	// for longer (the CA renews its certificate three years before its
+	// end; the member learns the new one at check-in).
+	if cas := id.CAs(); len(cas) > 0 && !c.Leaf.NotAfter.Before(cas[0].NotAfter) {
 		due = false
 	}
 	return due, c.Leaf.NotAfter
@@ -168,12 +279,6 @@ func (id *Identity) RenewCert(ctx context.Context, call func(context.Context, *w
 	if err != nil {
 		return fmt.Errorf("renew member certificate: %w", err)
 	}
-	ca, err := x509.ParseCertificate(id.CADER)
-	if err != nil {
-		return fmt.Errorf("renew member certificate: %w", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
 	switch {
 	case leaf.Subject.CommonName != id.ID:
 		return fmt.Errorf("renew member certificate: the coordinator issued one for %q", leaf.Subject.CommonName)
@@ -182,7 +287,7 @@ func (id *Identity) RenewCert(ctx context.Context, call func(context.Context, *w
 	case !leaf.NotAfter.After(oldLeaf.NotAfter):
 		return errors.New("renew member certificate: the new one ends no later than the old")
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if err := tlsutil.VerifyFromCA([]*x509.Certificate{leaf}, id.CAs(), x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return fmt.Errorf("renew member certificate: %w", err)
 	}
 	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), der); err != nil {
@@ -247,8 +352,9 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 	if len(er.GetPolicyKey()) != ed25519.PublicKeySize {
 		return nil, nil, fmt.Errorf("enrol with coordinator %s: policy key has %d bytes", addr, len(er.GetPolicyKey()))
 	}
-	if tlsutil.Fingerprint(er.GetCaCertificate()) != mustNormalize(fingerprint) {
-		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, tlsutil.ErrWrongCA)
+	cas, err := enrolledCAs(er, mustNormalize(fingerprint))
+	if err != nil {
+		return nil, nil, fmt.Errorf("enrol with coordinator %s: %w", addr, err)
 	}
 	leaf, err := x509.ParseCertificate(er.GetCertificate())
 	if err != nil {
@@ -259,7 +365,7 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 		Office:       er.GetOffice(),
 		Role:         role,
 		cert:         tls.Certificate{Certificate: [][]byte{er.GetCertificate()}, PrivateKey: key, Leaf: leaf},
-		CADER:        er.GetCaCertificate(),
+		cas:          cas,
 		PolicyKey:    ed25519.PublicKey(er.GetPolicyKey()),
 		GossipKey:    er.GetGossipKey(),
 		GossipSigner: gossipKey,
@@ -272,6 +378,36 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 		id.pass = pass
 	}
 	return id, er.GetOfficeInfo(), nil
+}
+
+// enrolledCAs is the CA certificates an enrolment's answer brings that the
+// member may trust: the one with the pinned fingerprint, and every other
+// certificate of the same CA (its key). The member's own certificate must
+// verify under them.
+func enrolledCAs(er *wire.EnrollResponse, pinned string) ([]*x509.Certificate, error) {
+	ders := append([][]byte{er.GetCaCertificate()}, er.GetCaCertificates()...)
+	certs := make([]*x509.Certificate, 0, len(ders))
+	var anchor *x509.Certificate
+	for _, d := range ders[:min(len(ders), maxCAs)] {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, fmt.Errorf("the CA certificate it sent: %w", err)
+		}
+		certs = append(certs, c)
+		if tlsutil.Fingerprint(d) == pinned {
+			anchor = c
+		}
+	}
+	if anchor == nil {
+		return nil, tlsutil.ErrWrongCA
+	}
+	var cas []*x509.Certificate
+	for _, c := range certs {
+		if tlsutil.SameCA(anchor, c) && !slices.ContainsFunc(cas, c.Equal) {
+			cas = append(cas, c)
+		}
+	}
+	return sortCAs(cas), nil
 }
 
 // CheckPass checks a pass the coordinator issued to this member: signed
@@ -348,10 +484,12 @@ func (id *Identity) GossipPublic() ed25519.PublicKey {
 	return id.GossipSigner.Public().(ed25519.PublicKey)
 }
 
-// The files of the gossip key and the pass, in the identity's directory.
+// The files of the gossip key, the pass and the CA's certificates, in the
+// identity's directory.
 const (
 	gossipKeyFile = "gossip.key"
 	passFile      = "member.pass"
+	caFile        = "ca.crt"
 )
 
 func mustNormalize(fp string) string {
@@ -371,7 +509,7 @@ func (id *Identity) Save(dir string) error {
 	if err := tlsutil.WriteCert(filepath.Join(dir, "member.crt"), cert.Certificate[0]); err != nil {
 		return err
 	}
-	if err := tlsutil.WriteCert(filepath.Join(dir, "ca.crt"), id.CADER); err != nil {
+	if err := tlsutil.WriteCerts(filepath.Join(dir, caFile), id.CAChain()); err != nil {
 		return err
 	}
 	if len(id.GossipSigner) == ed25519.PrivateKeySize {
@@ -409,7 +547,7 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", dir, err)
 	}
-	caDER, _, err := tlsutil.ReadCert(filepath.Join(dir, "ca.crt"))
+	_, cas, err := tlsutil.ReadCerts(filepath.Join(dir, caFile))
 	if err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", dir, err)
 	}
@@ -420,7 +558,7 @@ func LoadIdentity(dir string) (*Identity, error) {
 	if f.Role == "relay" {
 		role = wire.Role_ROLE_RELAY
 	}
-	id := &Identity{ID: f.ID, Office: f.Office, Role: role, cert: cert, CADER: caDER, PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}
+	id := &Identity{ID: f.ID, Office: f.Office, Role: role, cert: cert, cas: sortCAs(cas[:min(len(cas), maxCAs)]), PolicyKey: f.PolicyKey, GossipKey: f.GossipKey}
 	if id.GossipSigner, err = gossipSigner(dir); err != nil {
 		return nil, fmt.Errorf("load identity %s: %w", dir, err)
 	}
@@ -570,7 +708,7 @@ func NewClient(id *Identity, coordinator string, push PushHandler, logger *slog.
 		logger.Error("this member's certificate ended: the coordinator refuses it until it enrols again (remove its identity directory and set enroll_token)",
 			"member", id.ID, "ended", end.UTC().Format(time.DateOnly))
 	}
-	tlsConf, err := tlsutil.MemberConfig(id.ClientCertificate, id.CADER, wire.ALPNMember)
+	tlsConf, err := tlsutil.MemberConfig(id.ClientCertificate, id.CAs, wire.ALPNMember)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,10 @@ func oldIdentity(t *testing.T, dir string, policy ed25519.PublicKey) {
 		t.Fatal(err)
 	}
 	id := &Identity{ID: "ag-1", Office: "hq", Role: wire.Role_ROLE_AGENT, cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
-		CADER: der, PolicyKey: policy, GossipKey: make([]byte, 32)}
+		PolicyKey: policy, GossipKey: make([]byte, 32)}
+	if err := id.SetCAs(der); err != nil {
+		t.Fatal(err)
+	}
 	if err := id.Save(dir); err != nil {
 		t.Fatal(err)
 	}

@@ -154,29 +154,58 @@ func ServerTLS(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) *tls.Co
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: get, NextProtos: []string{"h2", "http/1.1"}}
 }
 
-// RelayClientTLS is how members reach relays over HTTPS: a relay's
-// certificate must be valid for the host of its URL and come from the
-// coordinator's CA (caDER, pinned at enrollment) or from the system's
-// roots, for relays whose admins brought their own certificate.
-func RelayClientTLS(caDER []byte) (*tls.Config, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
+// RelayClientTLS is how members reach a relay at host over HTTPS: its
+// certificate must be valid for host and come from the coordinator's CA
+// (as cas returns it at the handshake: the certificates the member
+// trusts; VerifyFromCA) or from the system's roots, for relays whose
+// admins brought their own certificate. It is made for each connection,
+// as host must be known to the check (a TLS client sends no IP address
+// as a server name).
+func RelayClientTLS(host string, cas func() []*x509.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         host,
+		NextProtos:         []string{"h2", "http/1.1"},
+		InsecureSkipVerify: true, // replaced by VerifyConnection below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("the relay presented no certificate")
+			}
+			opts := x509.VerifyOptions{DNSName: host}
+			err := VerifyFromCA(cs.PeerCertificates, cas(), opts)
+			if err == nil {
+				return nil
+			}
+			if system, serr := x509.SystemCertPool(); serr == nil && system != nil {
+				inter := x509.NewCertPool()
+				for _, c := range cs.PeerCertificates[1:] {
+					inter.AddCert(c)
+				}
+				opts.Roots, opts.Intermediates = system, inter
+				if _, serr := cs.PeerCertificates[0].Verify(opts); serr == nil {
+					return nil
+				}
+			}
+			return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+		},
 	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA certificate: %w", err)
-	}
-	pool.AddCert(ca)
-	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
 // PinnedHTTPS is the client side of the coordinator's admin API over
 // HTTPS: the certificate must verify for host (the URL's) against the
 // system's roots or extra (a --ca file), or — when fingerprint is set —
 // chain to the CA with that fingerprint, which issues the coordinator's own
-// certificate under ServerName whatever address it is reached at.
-func PinnedHTTPS(host, fingerprint string, extra *x509.CertPool) (*tls.Config, error) {
+// certificate under ServerName whatever address it is reached at. The
+// coordinator's CA is trusted by its key (VerifyFromCA): a --ca file or a
+// fingerprint of a certificate it has since renewed still works.
+func PinnedHTTPS(host, fingerprint string, extraCerts []*x509.Certificate) (*tls.Config, error) {
+	var extra *x509.CertPool
+	if len(extraCerts) > 0 {
+		extra = x509.NewCertPool()
+		for _, c := range extraCerts {
+			extra.AddCert(c)
+		}
+	}
 	want := ""
 	if fingerprint != "" {
 		var err error
@@ -215,8 +244,7 @@ func PinnedHTTPS(host, fingerprint string, extra *x509.CertPool) (*tls.Config, e
 					firstErr = err
 				}
 				// The coordinator's own certificate, from a --ca file.
-				opts.DNSName = ServerName
-				if _, err := leaf.Verify(opts); err == nil && pool == extra {
+				if pool == extra && VerifyFromCA(cs.PeerCertificates, extraCerts, x509.VerifyOptions{DNSName: ServerName}) == nil {
 					return nil
 				}
 			}

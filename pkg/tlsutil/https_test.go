@@ -173,10 +173,7 @@ func TestRelayClientTLSRefusesAnotherCA(t *testing.T) {
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{tc.ca.issue(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), tc.host)}}
 			srv.StartTLS()
 			defer srv.Close()
-			conf, err := RelayClientTLS(ours.cert.Raw)
-			if err != nil {
-				t.Fatal(err)
-			}
+			conf := RelayClientTLS("127.0.0.1", func() []*x509.Certificate { return []*x509.Certificate{ours.cert} })
 			hc := &http.Client{Transport: &http.Transport{TLSClientConfig: conf}}
 			resp, err := hc.Get(srv.URL)
 			if err == nil {
@@ -197,7 +194,7 @@ func TestPinnedHTTPS(t *testing.T) {
 		name        string
 		cert        tls.Certificate
 		fingerprint string
-		extra       *x509.CertPool
+		extra       []*x509.Certificate
 		ok          bool
 	}{
 		{"own certificate by fingerprint", ours.issue(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), ServerName), Fingerprint(ours.cert.Raw), nil, true},
@@ -228,11 +225,7 @@ func TestPinnedHTTPS(t *testing.T) {
 	}
 }
 
-func poolOf(c *x509.Certificate) *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(c)
-	return p
-}
+func poolOf(c *x509.Certificate) []*x509.Certificate { return []*x509.Certificate{c} }
 
 func relayCert(t testing.TB, ca *testCA, host string) tls.Certificate {
 	c := ca.issue(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), host)

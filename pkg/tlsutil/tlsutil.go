@@ -71,19 +71,14 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 	if len(chain) == 0 {
 		return errors.New("coordinator presented no certificate")
 	}
-	for _, ca := range chain {
-		if Fingerprint(ca.Raw) != want {
-			continue
-		}
-		pool := x509.NewCertPool()
-		pool.AddCert(ca)
-		_, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: ServerName, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
-		if err != nil {
-			return fmt.Errorf("coordinator certificate is not issued by the pinned CA: %w", err)
-		}
-		return nil
+	err := VerifyPinned(chain, want, x509.VerifyOptions{DNSName: ServerName, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	switch {
+	case errors.Is(err, ErrWrongCA):
+		return fmt.Errorf("%w: check ca_fingerprint in the config against the coordinator's <data-dir>/ca.fingerprint", err)
+	case err != nil:
+		return fmt.Errorf("coordinator certificate is not issued by the pinned CA: %w", err)
 	}
-	return fmt.Errorf("%w %s: check ca_fingerprint in the config against the coordinator's <data-dir>/ca.fingerprint", ErrWrongCA, want)
+	return nil
 }
 
 // ErrWrongCA is a coordinator whose CA is not the one pinned: a setting
@@ -91,20 +86,27 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 var ErrWrongCA = errors.New("the coordinator's CA does not match the pinned fingerprint")
 
 // MemberConfig is the mutual-TLS client side for an enrolled member,
-// showing the certificate cert returns at each handshake.
-func MemberConfig(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), caDER []byte, alpn string) (*tls.Config, error) {
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA certificate: %w", err)
+// showing the certificate cert returns at each handshake. The
+// coordinator's certificate must verify under the CA the member trusts,
+// as cas returns it at each handshake (a renewed CA certificate the
+// member learns is trusted from then on; VerifyFromCA).
+func MemberConfig(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), cas func() []*x509.Certificate, alpn string) (*tls.Config, error) {
+	if len(cas()) == 0 {
+		return nil, errors.New("no CA certificate to trust")
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		NextProtos:           []string{alpn},
 		ServerName:           ServerName,
-		RootCAs:              pool,
+		InsecureSkipVerify:   true, // replaced by VerifyConnection below
 		GetClientCertificate: cert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if err := VerifyFromCA(cs.PeerCertificates, cas(), x509.VerifyOptions{DNSName: ServerName,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("the coordinator's certificate: %w", err)
+			}
+			return nil
+		},
 	}, nil
 }
 

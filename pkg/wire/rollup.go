@@ -71,7 +71,7 @@ func SignCheckin(key crypto.Signer, certDER []byte, memberID string, at time.Tim
 // the certificate's. It decodes nothing of the report before the
 // signature verifies.
 func VerifyCheckin(sc *SignedCheckin, roots *x509.CertPool, now time.Time) (*RollupReport, error) {
-	return NewCheckinVerifier(roots, 0).Verify(sc, now)
+	return NewCheckinVerifier(func() *x509.CertPool { return roots }, 0).Verify(sc, now)
 }
 
 // CheckinVerifier is VerifyCheckin that remembers the member certificates
@@ -81,7 +81,7 @@ func VerifyCheckin(sc *SignedCheckin, roots *x509.CertPool, now time.Time) (*Rol
 // after every rollout. The signature is checked every time; a remembered
 // certificate still only counts within its validity.
 type CheckinVerifier struct {
-	roots *x509.CertPool
+	roots func() *x509.CertPool
 	max   int // certificates remembered; 0 remembers none
 
 	mu    sync.Mutex
@@ -94,9 +94,11 @@ type verifiedCert struct {
 	notBefore, notAfter time.Time
 }
 
-// NewCheckinVerifier verifies against roots and remembers up to max
-// certificates (forgetting all of them when full: a hint, not a store).
-func NewCheckinVerifier(roots *x509.CertPool, max int) *CheckinVerifier {
+// NewCheckinVerifier verifies against roots (as it returns them when a
+// certificate is new: the CA's certificates can be renewed) and
+// remembers up to max certificates (forgetting all of them when full: a
+// hint, not a store).
+func NewCheckinVerifier(roots func() *x509.CertPool, max int) *CheckinVerifier {
 	return &CheckinVerifier{roots: roots, max: max, certs: map[[32]byte]verifiedCert{}}
 }
 
@@ -136,7 +138,7 @@ func (v *CheckinVerifier) certificate(der []byte, now time.Time) (verifiedCert, 
 	if err != nil {
 		return c, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: v.roots, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: v.roots(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return c, fmt.Errorf("%w: certificate: %v", ErrBadCheckin, err)
 	}
 	pub, ok := cert.PublicKey.(*ecdsa.PublicKey)

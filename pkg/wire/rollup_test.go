@@ -82,7 +82,7 @@ func TestSignedCheckin(t *testing.T) {
 	} {
 		// Each case alone, and with a verifier that has verified every
 		// certificate of the cases before (genuine ones remembered).
-		warm := NewCheckinVerifier(ca.pool, 100)
+		warm := NewCheckinVerifier(func() *x509.CertPool { return ca.pool }, 100)
 		for _, sc := range []*SignedCheckin{sign(keyA, certA, "ag-a"), sign(keyA, certB, "ag-b"), sign(keyX, certX, "ag-a")} {
 			warm.Verify(sc, now)
 		}
@@ -105,7 +105,7 @@ func TestSignedCheckin(t *testing.T) {
 		}
 	}
 	// A remembered certificate counts only within its validity.
-	warm := NewCheckinVerifier(ca.pool, 100)
+	warm := NewCheckinVerifier(func() *x509.CertPool { return ca.pool }, 100)
 	if _, err := warm.Verify(sign(keyA, certA, "ag-a"), now); err != nil {
 		t.Fatal(err)
 	}

@@ -1349,13 +1349,16 @@ type EnrollResponse struct {
 	MemberId      string                 `protobuf:"bytes,1,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
 	Office        string                 `protobuf:"bytes,2,opt,name=office,proto3" json:"office,omitempty"`
 	Certificate   []byte                 `protobuf:"bytes,3,opt,name=certificate,proto3" json:"certificate,omitempty"`                          // DER, issued by the CA
-	CaCertificate []byte                 `protobuf:"bytes,4,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"` // DER
-	PolicyKey     []byte                 `protobuf:"bytes,5,opt,name=policy_key,json=policyKey,proto3" json:"policy_key,omitempty"`             // Ed25519 public key that signs policy
-	GossipKey     []byte                 `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`             // the office's memberlist key
-	OfficeInfo    *OfficeInfo            `protobuf:"bytes,7,opt,name=office_info,json=officeInfo,proto3" json:"office_info,omitempty"`
-	MemberPass    *SignedMemberPass      `protobuf:"bytes,8,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CaCertificate []byte                 `protobuf:"bytes,4,opt,name=ca_certificate,json=caCertificate,proto3" json:"ca_certificate,omitempty"` // DER, the CA's current certificate
+	// Every certificate the CA has had for its key, the current one first
+	// (DER): one of them is the one the member pinned.
+	CaCertificates [][]byte          `protobuf:"bytes,9,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	PolicyKey      []byte            `protobuf:"bytes,5,opt,name=policy_key,json=policyKey,proto3" json:"policy_key,omitempty"` // Ed25519 public key that signs policy
+	GossipKey      []byte            `protobuf:"bytes,6,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"` // the office's memberlist key
+	OfficeInfo     *OfficeInfo       `protobuf:"bytes,7,opt,name=office_info,json=officeInfo,proto3" json:"office_info,omitempty"`
+	MemberPass     *SignedMemberPass `protobuf:"bytes,8,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EnrollResponse) Reset() {
@@ -1412,6 +1415,13 @@ func (x *EnrollResponse) GetCertificate() []byte {
 func (x *EnrollResponse) GetCaCertificate() []byte {
 	if x != nil {
 		return x.CaCertificate
+	}
+	return nil
+}
+
+func (x *EnrollResponse) GetCaCertificates() [][]byte {
+	if x != nil {
+		return x.CaCertificates
 	}
 	return nil
 }
@@ -1754,7 +1764,12 @@ type CheckinRequest struct {
 	// with, sent when it needs a pass (none yet, or one that expires
 	// soon): a direct check-in's answer carries it; a rolled-up one is
 	// asked to check in directly.
-	GossipKey     []byte `protobuf:"bytes,16,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	GossipKey []byte `protobuf:"bytes,16,opt,name=gossip_key,json=gossipKey,proto3" json:"gossip_key,omitempty"`
+	// Fingerprint of the newest CA certificate the member holds: a
+	// direct check-in's answer carries the CA's certificates when the
+	// coordinator's current one differs; a rolled-up one is asked to check
+	// in directly.
+	CaFingerprint string `protobuf:"bytes,19,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1906,6 +1921,13 @@ func (x *CheckinRequest) GetGossipKey() []byte {
 		return x.GossipKey
 	}
 	return nil
+}
+
+func (x *CheckinRequest) GetCaFingerprint() string {
+	if x != nil {
+		return x.CaFingerprint
+	}
+	return ""
 }
 
 // StagingStatus is a relay's account of pre-staging one revision of its
@@ -2375,11 +2397,15 @@ type CheckinResponse struct {
 	ServerUnix int64                  `protobuf:"varint,2,opt,name=server_unix,json=serverUnix,proto3" json:"server_unix,omitempty"`
 	AckedSeq   uint64                 `protobuf:"varint,3,opt,name=acked_seq,json=ackedSeq,proto3" json:"acked_seq,omitempty"` // every run up to this one is kept
 	// One per rolled-up check-in that was kept; refused ones get none.
-	RollupAcks    []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
-	Revocations   *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`                 // technician access revoked (session.proto)
-	MemberPass    *SignedMemberPass  `protobuf:"bytes,22,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RollupAcks  []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
+	Revocations *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`                 // technician access revoked (session.proto)
+	MemberPass  *SignedMemberPass  `protobuf:"bytes,22,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
+	// The CA's certificates, the current one first (DER), when the request's
+	// ca_fingerprint is not the current one's: the CA renewed its
+	// certificate, with the same key.
+	CaCertificates [][]byte `protobuf:"bytes,23,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CheckinResponse) Reset() {
@@ -2450,6 +2476,13 @@ func (x *CheckinResponse) GetRevocations() *SignedRevocations {
 func (x *CheckinResponse) GetMemberPass() *SignedMemberPass {
 	if x != nil {
 		return x.MemberPass
+	}
+	return nil
+}
+
+func (x *CheckinResponse) GetCaCertificates() [][]byte {
+	if x != nil {
+		return x.CaCertificates
 	}
 	return nil
 }
@@ -3591,12 +3624,13 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x04role\x18\x03 \x01(\x0e2\x15.outpost.wire.v1.RoleR\x04role\x12\x10\n" +
 	"\x03csr\x18\x04 \x01(\fR\x03csr\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xce\x02\n" +
+	"gossip_key\x18\x05 \x01(\fR\tgossipKey\"\xf7\x02\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tmember_id\x18\x01 \x01(\tR\bmemberId\x12\x16\n" +
 	"\x06office\x18\x02 \x01(\tR\x06office\x12 \n" +
 	"\vcertificate\x18\x03 \x01(\fR\vcertificate\x12%\n" +
-	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\x12\x1d\n" +
+	"\x0eca_certificate\x18\x04 \x01(\fR\rcaCertificate\x12'\n" +
+	"\x0fca_certificates\x18\t \x03(\fR\x0ecaCertificates\x12\x1d\n" +
 	"\n" +
 	"policy_key\x18\x05 \x01(\fR\tpolicyKey\x12\x1d\n" +
 	"\n" +
@@ -3631,7 +3665,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
 	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
-	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xb7\x05\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xde\x05\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -3651,7 +3685,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x06rollup\x18\f \x03(\v2\x1e.outpost.wire.v1.SignedCheckinR\x06rollup\x12#\n" +
 	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\x12\x1d\n" +
 	"\n" +
-	"gossip_key\x18\x10 \x01(\fR\tgossipKey\"\xb0\x01\n" +
+	"gossip_key\x18\x10 \x01(\fR\tgossipKey\x12%\n" +
+	"\x0eca_fingerprint\x18\x13 \x01(\tR\rcaFingerprint\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
 	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
@@ -3683,7 +3718,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0fSignedRollupAck\x12\x10\n" +
 	"\x03ack\x18\x01 \x01(\fR\x03ack\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1b\n" +
-	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\xd7\x02\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x80\x03\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
@@ -3693,7 +3728,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"rollupAcks\x12D\n" +
 	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocations\x12B\n" +
 	"\vmember_pass\x18\x16 \x01(\v2!.outpost.wire.v1.SignedMemberPassR\n" +
-	"memberPassJ\x04\b\x14\x10\x15\"4\n" +
+	"memberPass\x12'\n" +
+	"\x0fca_certificates\x18\x17 \x03(\fR\x0ecaCertificatesJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +

@@ -34,6 +34,7 @@ import (
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
 	"github.com/outposthq/outpost/pkg/httprange"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
 // Budget is what a member may send to its office peers.
@@ -123,17 +124,16 @@ func New(chunks Chunks, office Office, budget Budget, logger *slog.Logger, reg p
 // ServerTLS is the server side: the member's certificate (as cert
 // returns it at each handshake: a renewed one replaces it), and peers
 // must present one from the same CA.
-func ServerTLS(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error), caDER []byte) (*tls.Config, error) {
-	pool, err := caPool(caDER)
-	if err != nil {
-		return nil, err
+func ServerTLS(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error), cas func() []*x509.Certificate) (*tls.Config, error) {
+	if len(cas()) == 0 {
+		return nil, errors.New("no CA certificate to trust")
 	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: cert,
 		ClientAuth:     tls.RequireAnyClientCert,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := verifyMember(raw, pool)
+			_, err := verifyMember(raw, cas())
 			return err
 		},
 	}, nil
@@ -142,10 +142,9 @@ func ServerTLS(cert func(*tls.ClientHelloInfo) (*tls.Certificate, error), caDER 
 // ClientTLS is the asking side. Member certificates name the member, not
 // an address, so the chain is checked here and the name by the caller
 // (the fetcher compares it with the peer it meant to reach).
-func ClientTLS(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), caDER []byte) (*tls.Config, error) {
-	pool, err := caPool(caDER)
-	if err != nil {
-		return nil, err
+func ClientTLS(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), cas func() []*x509.Certificate) (*tls.Config, error) {
+	if len(cas()) == 0 {
+		return nil, errors.New("no CA certificate to trust")
 	}
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
@@ -155,34 +154,24 @@ func ClientTLS(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error),
 		// many members asking each other often is not a handshake storm.
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			_, err := verifyMember(raw, pool)
+			_, err := verifyMember(raw, cas())
 			return err
 		},
 	}, nil
 }
 
-func caPool(caDER []byte) (*x509.CertPool, error) {
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, fmt.Errorf("parse CA certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	return pool, nil
-}
-
-func verifyMember(raw [][]byte, pool *x509.CertPool) (*x509.Certificate, error) {
+func verifyMember(raw [][]byte, cas []*x509.Certificate) (*x509.Certificate, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("no member certificate")
 	}
-	leaf, err := x509.ParseCertificate(raw[0])
+	chain, err := tlsutil.ParseCerts(raw)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if err := tlsutil.VerifyFromCA(chain, cas, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return nil, fmt.Errorf("not a member certificate of this coordinator: %w", err)
 	}
-	return leaf, nil
+	return chain[0], nil
 }
 
 // Serve answers on ln until ctx ends.

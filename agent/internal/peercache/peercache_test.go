@@ -50,6 +50,9 @@ func newCA(t testing.TB) *testCA {
 	return &testCA{der: der, cert: cert, key: key}
 }
 
+// anchors is what a member that trusts this CA holds.
+func (ca *testCA) anchors() []*x509.Certificate { return []*x509.Certificate{ca.cert} }
+
 // clientCert shows cert at every handshake.
 func clientCert(cert tls.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 	return func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
@@ -153,7 +156,7 @@ func (o *office) joinIn(t testing.TB, ca *testCA, id string, budget Budget, dir 
 		t.Fatal(err)
 	}
 	f.SetTuning(fetch.Tuning{Settle: 50 * time.Millisecond, Refresh: 50 * time.Millisecond, StallAfter: 3 * time.Second})
-	ctls, err := ClientTLS(clientCert(cert), ca.der)
+	ctls, err := ClientTLS(clientCert(cert), ca.anchors)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +165,7 @@ func (o *office) joinIn(t testing.TB, ca *testCA, id string, budget Budget, dir 
 	if err != nil {
 		t.Fatal(err)
 	}
-	stls, err := ServerTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }, ca.der)
+	stls, err := ServerTLS(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil }, ca.anchors)
 	if err != nil {
 		t.Fatal(err)
 	}

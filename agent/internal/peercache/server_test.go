@@ -29,11 +29,11 @@ func TestServerAnswers(t *testing.T) {
 	}
 	asker := o.join(t, ca, "ag-asker", Budget{Concurrent: 1})
 	// Same CA, but not a member of this office's gossip.
-	strangerTLS, _ := ClientTLS(clientCert(ca.member(t, "ag-elsewhere")), ca.der)
+	strangerTLS, _ := ClientTLS(clientCert(ca.member(t, "ag-elsewhere")), ca.anchors)
 	stranger := &http.Client{Transport: &http.Transport{TLSClientConfig: strangerTLS}}
 	// Another CA altogether.
 	other := newCA(t)
-	foreignTLS, _ := ClientTLS(clientCert(other.member(t, "ag-asker")), other.der)
+	foreignTLS, _ := ClientTLS(clientCert(other.member(t, "ag-asker")), other.anchors)
 	foreign := &http.Client{Transport: &http.Transport{TLSClientConfig: foreignTLS}}
 	sha := a.GetSha256()
 	unknown := strings.Repeat("ab", 32)

@@ -2,9 +2,16 @@
 // first start, issues the coordinator's QUIC server certificate and the
 // client certificates of enrolled members, and holds the Ed25519 key that
 // signs policy. Its private keys never leave the data directory.
+//
+// The CA's certificate is renewed with the same subject and key when
+// less than RenewBefore of it is left (at start, and while the
+// coordinator runs); the earlier ones are kept and sent along with every
+// certificate the coordinator presents, and members, installers and CLIs
+// trust the key (tlsutil.VerifyFromCA), so nothing has to enrol again.
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -17,6 +24,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,21 +34,33 @@ import (
 )
 
 const (
-	caLifetime     = 10 * 365 * 24 * time.Hour
+	caLifetime = 10 * 365 * 24 * time.Hour
+	// DefaultRenewBefore is how long before its end the CA certificate is
+	// renewed: members learn the new one at their next check-in, and a
+	// member away for less than this never sees the old one end.
+	DefaultRenewBefore = 3 * 365 * 24 * time.Hour
+	// MaxRenewBefore bounds it: a certificate renewed once must not be
+	// due again at once.
+	MaxRenewBefore = caLifetime / 2
 	serverLifetime = 365 * 24 * time.Hour
 	memberLifetime = 365 * 24 * time.Hour
 )
 
 // CA holds the coordinator's keys.
 type CA struct {
-	cert      *x509.Certificate
-	certDER   []byte
 	key       crypto.Signer
 	policyKey ed25519.PrivateKey
 
-	dir   string   // where the server certificate is kept
-	hosts []string // its extra hosts
-	mu    sync.Mutex
+	dir         string   // where the certificates are kept
+	hosts       []string // the server certificate's extra hosts
+	renewBefore time.Duration
+	mu          sync.Mutex
+	// cert is the CA's certificate; earlier are the ones it had before
+	// for the same key, newest first.
+	cert    *x509.Certificate
+	earlier []*x509.Certificate
+	// caRenewFailed is when renewing the CA certificate last failed.
+	caRenewFailed time.Time
 	// server is the coordinator's TLS certificate; renewFailed is when
 	// renewing it last failed (tried again an hour later).
 	server      tls.Certificate
@@ -51,16 +71,29 @@ type CA struct {
 // replaced: at start, and by ServerCertificate while the coordinator runs.
 const serverRenewBefore = 30 * 24 * time.Hour
 
+// The files of the CA's certificates in its directory.
+const (
+	certFile    = "ca.crt"
+	earlierFile = "ca-earlier.crt"
+)
+
 // LoadOrCreate opens the CA in dir, creating keys and certificates on first
 // start. The server certificate is renewed when it is within 30 days of
 // expiry, at start or while the coordinator runs; extraHosts are added to
-// it as SANs.
-func LoadOrCreate(dir string, extraHosts []string) (*CA, error) {
+// it as SANs. The CA's certificate is renewed when less than renewBefore
+// (0: DefaultRenewBefore) of it is left.
+func LoadOrCreate(dir string, extraHosts []string, renewBefore time.Duration) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
-	c := &CA{dir: dir, hosts: extraHosts}
-	caCrt, caKey := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if renewBefore <= 0 {
+		renewBefore = DefaultRenewBefore
+	}
+	if renewBefore > MaxRenewBefore {
+		return nil, fmt.Errorf("renew the CA's certificate %v before its end: at most %v", renewBefore, MaxRenewBefore)
+	}
+	c := &CA{dir: dir, hosts: extraHosts, renewBefore: renewBefore}
+	caCrt, caKey := filepath.Join(dir, certFile), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
 		if err := createCA(caCrt, caKey); err != nil {
 			return nil, err
@@ -70,10 +103,25 @@ func LoadOrCreate(dir string, extraHosts []string) (*CA, error) {
 	if c.key, err = tlsutil.ReadKey(caKey); err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
-	if c.certDER, c.cert, err = tlsutil.ReadCert(caCrt); err != nil {
+	if _, c.cert, err = tlsutil.ReadCert(caCrt); err != nil {
 		return nil, fmt.Errorf("load CA: %w", err)
 	}
-	if err := c.loadServer(dir, extraHosts); err != nil {
+	if !bytes.Equal(c.cert.RawSubjectPublicKeyInfo, mustPublic(c.key)) {
+		return nil, fmt.Errorf("load CA: %s is not the certificate of %s", caCrt, caKey)
+	}
+	if err := c.loadEarlier(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	err = c.renewCAIfDue(time.Now())
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	err = c.loadServer(dir, extraHosts)
+	c.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if err := c.loadPolicyKey(filepath.Join(dir, "policy.key")); err != nil {
@@ -82,15 +130,11 @@ func LoadOrCreate(dir string, extraHosts []string) (*CA, error) {
 	return c, nil
 }
 
-func createCA(crtPath, keyPath string) error {
-	key, err := tlsutil.NewKey()
-	if err != nil {
-		return fmt.Errorf("create CA key: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
+// caTemplate is a certificate of the CA made at now, for caLifetime; its
+// subject is the caller's to set.
+func caTemplate(now time.Time) *x509.Certificate {
+	return &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "Outpost CA", Organization: []string{"Outpost"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(caLifetime),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -98,6 +142,15 @@ func createCA(crtPath, keyPath string) error {
 		IsCA:                  true,
 		MaxPathLenZero:        true,
 	}
+}
+
+func createCA(crtPath, keyPath string) error {
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		return fmt.Errorf("create CA key: %w", err)
+	}
+	tmpl := caTemplate(time.Now())
+	tmpl.Subject = pkix.Name{CommonName: "Outpost CA", Organization: []string{"Outpost"}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return fmt.Errorf("create CA certificate: %w", err)
@@ -110,12 +163,107 @@ func createCA(crtPath, keyPath string) error {
 	return tlsutil.WriteKey(keyPath, key)
 }
 
+func mustPublic(key crypto.Signer) []byte {
+	b, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// loadEarlier reads the CA's earlier certificates, keeping those of its
+// key that are not the current one (a renewal cut short by a crash can
+// have written the current one there too).
+func (c *CA) loadEarlier() error {
+	_, certs, err := tlsutil.ReadCerts(filepath.Join(c.dir, earlierFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load CA: %w", err)
+	}
+	for _, e := range certs {
+		if tlsutil.SameCA(c.cert, e) && !e.Equal(c.cert) && !slices.ContainsFunc(c.earlier, e.Equal) {
+			c.earlier = append(c.earlier, e)
+		}
+	}
+	return nil
+}
+
+// renewCAIfDue renews the CA's certificate when less than renewBefore of
+// it is left: same subject, same key (so every certificate issued under
+// the old one verifies under the new), ten more years. The old one is
+// written to the earlier certificates before the new one replaces it, so
+// that a crash between the two loses neither. Called with mu held.
+func (c *CA) renewCAIfDue(now time.Time) error {
+	if c.cert.NotAfter.Sub(now) >= c.renewBefore {
+		return nil
+	}
+	old := c.cert
+	tmpl := caTemplate(now)
+	tmpl.RawSubject, tmpl.SubjectKeyId = old.RawSubject, old.SubjectKeyId
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, c.key.Public(), c.key)
+	if err != nil {
+		return fmt.Errorf("renew CA certificate: %w", err)
+	}
+	renewed, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("renew CA certificate: %w", err)
+	}
+	if !tlsutil.SameCA(old, renewed) {
+		return errors.New("renew CA certificate: the new certificate is not one of the same CA")
+	}
+	earlier := append([]*x509.Certificate{old}, c.earlier...)
+	ders := make([][]byte, len(earlier))
+	for i, e := range earlier {
+		ders[i] = e.Raw
+	}
+	if err := tlsutil.WriteCerts(filepath.Join(c.dir, earlierFile), ders); err != nil {
+		return fmt.Errorf("renew CA certificate: %w", err)
+	}
+	if err := tlsutil.WriteCert(filepath.Join(c.dir, certFile), der); err != nil {
+		return fmt.Errorf("renew CA certificate: %w", err)
+	}
+	c.cert, c.earlier = renewed, earlier
+	// The server certificate's chain carries the CA's certificates.
+	if c.server.Leaf != nil {
+		c.server.Certificate = append([][]byte{c.server.Certificate[0]}, c.chainLocked()...)
+	}
+	return nil
+}
+
+// chainLocked is the CA's certificates, the current one first: what is
+// sent along with every certificate the CA issues, so that whoever holds
+// or pins any of them verifies it. Called with mu held.
+func (c *CA) chainLocked() [][]byte {
+	out := [][]byte{c.cert.Raw}
+	for _, e := range c.earlier {
+		out = append(out, e.Raw)
+	}
+	return out
+}
+
+// Chain is the CA's certificates, the current one first.
+func (c *CA) Chain() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.chainLocked()
+}
+
+// current is the CA's certificate as it is now.
+func (c *CA) current() *x509.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert
+}
+
+// loadServer loads or issues the server certificate. Called with mu held.
 func (c *CA) loadServer(dir string, hosts []string) error {
 	crtPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if cert, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
 		leaf, perr := x509.ParseCertificate(cert.Certificate[0])
 		if perr == nil && time.Until(leaf.NotAfter) > serverRenewBefore && leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
-			c.server = tls.Certificate{Certificate: [][]byte{cert.Certificate[0], c.certDER}, PrivateKey: cert.PrivateKey, Leaf: leaf}
+			c.server = tls.Certificate{Certificate: append([][]byte{cert.Certificate[0]}, c.chainLocked()...), PrivateKey: cert.PrivateKey, Leaf: leaf}
 			return nil
 		}
 	}
@@ -129,7 +277,7 @@ func (c *CA) loadServer(dir string, hosts []string) error {
 		Subject:      pkix.Name{CommonName: tlsutil.ServerName},
 		DNSNames:     []string{tlsutil.ServerName},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     c.within(now.Add(serverLifetime)),
+		NotAfter:     c.withinLocked(now.Add(serverLifetime)),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -151,7 +299,7 @@ func (c *CA) loadServer(dir string, hosts []string) error {
 		return err
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	c.server = tls.Certificate{Certificate: [][]byte{der, c.certDER}, PrivateKey: key, Leaf: leaf}
+	c.server = tls.Certificate{Certificate: append([][]byte{der}, c.chainLocked()...), PrivateKey: key, Leaf: leaf}
 	return nil
 }
 
@@ -197,34 +345,46 @@ func (c *CA) loadPolicyKey(path string) error {
 	return nil
 }
 
-// CertDER is the CA certificate.
-func (c *CA) CertDER() []byte { return c.certDER }
+// CertDER is the CA's certificate as it is now.
+func (c *CA) CertDER() []byte { return c.current().Raw }
 
-// Fingerprint is what installers pin.
-func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.certDER) }
+// Fingerprint is what installers pin: the current certificate's. Those
+// of earlier ones go on working (Chain sends them along).
+func (c *CA) Fingerprint() string { return tlsutil.Fingerprint(c.CertDER()) }
 
 // within keeps the end of a certificate the CA issues within the CA's
 // own: a certificate is worth nothing past it, and one that says
 // otherwise would not be renewed in time.
 func (c *CA) within(end time.Time) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.withinLocked(end)
+}
+
+func (c *CA) withinLocked(end time.Time) time.Time {
 	if end.After(c.cert.NotAfter) {
 		return c.cert.NotAfter
 	}
 	return end
 }
 
-// NotAfter is when the CA ends: every certificate it issued ends with it.
-// Outpost does not roll a CA over yet; computers must enrol again with a
-// new one.
-func (c *CA) NotAfter() time.Time { return c.cert.NotAfter }
+// NotAfter is when the CA's current certificate ends; it is renewed
+// before then.
+func (c *CA) NotAfter() time.Time { return c.current().NotAfter }
 
-// ServerCertificate is the QUIC server's chain (leaf, CA), renewed
-// within serverRenewBefore of its end: a coordinator that runs for a year
-// without a restart would otherwise go on showing a certificate past its
-// end, and every member's connection would fail.
+// ServerCertificate is the QUIC server's chain (leaf, then Chain),
+// renewed within serverRenewBefore of its end: a coordinator that runs for
+// a year without a restart would otherwise go on showing a certificate
+// past its end, and every member's connection would fail. The CA's own
+// certificate is renewed here too when it is due.
 func (c *CA) ServerCertificate() tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if now := time.Now(); c.cert.NotAfter.Sub(now) < c.renewBefore && now.Sub(c.caRenewFailed) > time.Hour {
+		if err := c.renewCAIfDue(now); err != nil {
+			c.caRenewFailed = now // tried again in an hour; the current one serves meanwhile
+		}
+	}
 	// One that ends with the CA cannot be renewed for longer.
 	if l := c.server.Leaf; l != nil && time.Until(l.NotAfter) < serverRenewBefore && l.NotAfter.Before(c.cert.NotAfter) && time.Since(c.renewFailed) > time.Hour {
 		if err := c.loadServer(c.dir, c.hosts); err != nil {
@@ -234,10 +394,15 @@ func (c *CA) ServerCertificate() tls.Certificate {
 	return c.server
 }
 
-// Pool holds the CA, for verifying members.
+// Pool holds the CA's certificates, for verifying members.
 func (c *CA) Pool() *x509.CertPool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	p := x509.NewCertPool()
 	p.AddCert(c.cert)
+	for _, e := range c.earlier {
+		p.AddCert(e)
+	}
 	return p
 }
 
@@ -263,7 +428,7 @@ func (c *CA) IssueMember(csrDER []byte, memberID string) ([]byte, error) {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, csr.PublicKey, c.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.current(), csr.PublicKey, c.key)
 	if err != nil {
 		return nil, fmt.Errorf("issue member certificate: %w", err)
 	}
@@ -319,7 +484,7 @@ func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifeti
 		}
 		tmpl.DNSNames = append(tmpl.DNSNames, h)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, csr.PublicKey, c.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.current(), csr.PublicKey, c.key)
 	if err != nil {
 		return nil, fmt.Errorf("issue serving certificate: %w", err)
 	}

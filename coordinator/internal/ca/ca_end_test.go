@@ -11,21 +11,16 @@ import (
 	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
-// The CA is made for ten years at first start, and Outpost cannot roll it
-// over yet (the coordinator warns for its last two years). What it issues
-// in its last year must not claim to outlive it: a certificate "for a
-// year" whose chain ends sooner would not be renewed in time, and members
-// and the coordinator would keep asking for renewals that cannot help.
-// Here, a coordinator whose CA has 20 days left.
-func TestCertificatesEndNoLaterThanTheirCA(t *testing.T) {
-	dir := t.TempDir()
+// caEnding writes into dir a CA whose certificate ends in left.
+func caEnding(t *testing.T, dir string, left time.Duration) *x509.Certificate {
+	t.Helper()
 	key, err := tlsutil.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "Outpost CA", Organization: []string{"Outpost"}},
-		NotBefore: now.Add(-(caLifetime - 20*24*time.Hour)), NotAfter: now.Add(20 * 24 * time.Hour),
+		NotBefore: now.Add(-(caLifetime - left)), NotAfter: now.Add(left),
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -37,7 +32,19 @@ func TestCertificatesEndNoLaterThanTheirCA(t *testing.T) {
 	if err := tlsutil.WriteKey(filepath.Join(dir, "ca.key"), key); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadOrCreate(dir, nil)
+	cert, _ := x509.ParseCertificate(der)
+	return cert
+}
+
+// What the CA issues must not claim to outlive the CA's certificate: a
+// certificate "for a year" whose chain ends sooner would not be renewed
+// in time, and members and the coordinator would keep asking for
+// renewals that cannot help. Here, a coordinator whose CA certificate has
+// 20 days left and is not renewed (renewal is tested below).
+func TestCertificatesEndNoLaterThanTheirCA(t *testing.T) {
+	dir := t.TempDir()
+	caEnding(t, dir, 20*24*time.Hour)
+	c, err := LoadOrCreate(dir, nil, time.Nanosecond)
 	if err != nil {
 		t.Fatal(err)
 	}

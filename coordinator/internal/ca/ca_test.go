@@ -14,7 +14,7 @@ import (
 )
 
 func TestIssueServingNamesTheHostsAndServesOnly(t *testing.T) {
-	authority, err := LoadOrCreate(t.TempDir(), []string{"coord.example.org", "127.0.0.1"})
+	authority, err := LoadOrCreate(t.TempDir(), []string{"coord.example.org", "127.0.0.1"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestIssueServingNamesTheHostsAndServesOnly(t *testing.T) {
 // and the files on disk; the hosts stay.
 func TestServerCertificateRenewedWhileRunning(t *testing.T) {
 	dir := t.TempDir()
-	c, err := LoadOrCreate(dir, []string{"coord.example.org"})
+	c, err := LoadOrCreate(dir, []string{"coord.example.org"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestServerCertificateRenewedWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaf, _ := x509.ParseCertificate(der)
-	c.server = tls.Certificate{Certificate: [][]byte{der, c.certDER}, PrivateKey: key, Leaf: leaf}
+	c.server = tls.Certificate{Certificate: [][]byte{der, c.CertDER()}, PrivateKey: key, Leaf: leaf}
 
 	got := c.ServerCertificate()
 	if time.Until(got.Leaf.NotAfter) < 300*24*time.Hour {

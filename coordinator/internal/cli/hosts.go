@@ -328,21 +328,16 @@ func hostTLS(fingerprint, host string) (*tls.Config, error) {
 		InsecureSkipVerify: true, // replaced by VerifyConnection
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			chain := cs.PeerCertificates
-			for _, ca := range chain {
-				if tlsutil.Fingerprint(ca.Raw) != want || len(chain) == 0 {
-					continue
-				}
-				pool := x509.NewCertPool()
-				pool.AddCert(ca)
-				if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-					return fmt.Errorf("the host's certificate is not issued by the pinned CA: %w", err)
-				}
-				if strings.HasPrefix(host, "ag-") && chain[0].Subject.CommonName != host {
-					return fmt.Errorf("reached %s, not %s", chain[0].Subject.CommonName, host)
-				}
-				return nil
+			err := tlsutil.VerifyPinned(chain, want, x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			switch {
+			case errors.Is(err, tlsutil.ErrWrongCA):
+				return fmt.Errorf("the host's CA does not match the pinned fingerprint %s", want)
+			case err != nil:
+				return fmt.Errorf("the host's certificate is not issued by the pinned CA: %w", err)
+			case strings.HasPrefix(host, "ag-") && chain[0].Subject.CommonName != host:
+				return fmt.Errorf("reached %s, not %s", chain[0].Subject.CommonName, host)
 			}
-			return fmt.Errorf("the host's CA does not match the pinned fingerprint %s", want)
+			return nil
 		},
 	}, nil
 }

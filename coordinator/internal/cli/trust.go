@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -34,14 +35,22 @@ func (t trust) transport(server string) (http.RoundTripper, error) {
 	if err != nil || u.Scheme != "https" {
 		return tr, nil
 	}
-	var extra *x509.CertPool
+	var extra []*x509.Certificate
 	if t.caFile != "" {
 		b, err := os.ReadFile(t.caFile)
 		if err != nil {
 			return nil, fmt.Errorf("read the CA file (--ca): %w", err)
 		}
-		extra = x509.NewCertPool()
-		if !extra.AppendCertsFromPEM(b) {
+		for {
+			var blk *pem.Block
+			if blk, b = pem.Decode(b); blk == nil {
+				break
+			}
+			if c, err := x509.ParseCertificate(blk.Bytes); blk.Type == "CERTIFICATE" && err == nil {
+				extra = append(extra, c)
+			}
+		}
+		if len(extra) == 0 {
 			return nil, fmt.Errorf("the CA file %s holds no PEM certificate", t.caFile)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,10 @@ func memberConn(t *testing.T, s *Server) (context.Context, *quic.Conn) {
 	ctx := runOnLoopback(t, s)
 	key, der := memberCert(t, s, "agent-1")
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	conf, err := tlsutil.MemberConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, s.ca.CertDER(), wire.ALPNMember)
+	conf, err := tlsutil.MemberConfig(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }, func() []*x509.Certificate {
+		ca, _ := x509.ParseCertificate(s.ca.CertDER())
+		return []*x509.Certificate{ca}
+	}, wire.ALPNMember)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,7 +151,7 @@ func New(cfg Config, authority *ca.CA, st *store.Store, files Presigner, creds C
 		ready: make(chan struct{}),
 		conns: map[string]*quic.Conn{},
 		// The CA's certificate is the coordinator's for its life.
-		checkins: wire.NewCheckinVerifier(authority.Pool(), maxRememberedCerts),
+		checkins: wire.NewCheckinVerifier(authority.Pool, maxRememberedCerts),
 		m: metrics{
 			connected: prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "outpost_coordinator_members_connected", Help: "Agents and relays with an open QUIC connection."}),
@@ -428,14 +428,15 @@ func (s *Server) enrolled(m *store.Member, office *store.Office, certDER, gossip
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "enrollment failed on the coordinator; try again later")
 	}
 	return &wire.Response{Body: &wire.Response_Enroll{Enroll: &wire.EnrollResponse{
-		MemberId:      m.ID,
-		Office:        office.Name,
-		Certificate:   certDER,
-		CaCertificate: s.ca.CertDER(),
-		PolicyKey:     []byte(s.ca.PolicyKey().Public().(ed25519.PublicKey)),
-		GossipKey:     office.GossipKey,
-		OfficeInfo:    info,
-		MemberPass:    s.pass(m, gossipKey),
+		MemberId:       m.ID,
+		Office:         office.Name,
+		Certificate:    certDER,
+		CaCertificate:  s.ca.CertDER(),
+		CaCertificates: s.ca.Chain(),
+		PolicyKey:      []byte(s.ca.PolicyKey().Public().(ed25519.PublicKey)),
+		GossipKey:      office.GossipKey,
+		OfficeInfo:     info,
+		MemberPass:     s.pass(m, gossipKey),
 	}}}
 }
 
@@ -880,6 +881,11 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	s.memberInfo(info, o, m)
 	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations(),
 		MemberPass: s.pass(m, req.GetGossipKey())}
+	if req.GetCaFingerprint() != s.ca.Fingerprint() {
+		// The CA renewed its certificate (or the member is older and
+		// does not say): the member learns the new one.
+		resp.CaCertificates = s.ca.Chain()
+	}
 	if len(req.GetRollup()) > 0 {
 		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
 	}

@@ -23,7 +23,10 @@ func TestRemovedMemberDoesNotRedialInATightLoop(t *testing.T) {
 	ctx := runOnLoopback(t, s)
 
 	key, der := memberCert(t, s, "agent-1")
-	id := &member.Identity{ID: "agent-1", Office: "berlin", Role: wire.Role_ROLE_AGENT, CADER: s.ca.CertDER()}
+	id := &member.Identity{ID: "agent-1", Office: "berlin", Role: wire.Role_ROLE_AGENT}
+	if err := id.SetCAs(s.ca.CertDER()); err != nil {
+		t.Fatal(err)
+	}
 	id.SetCertificate(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
 	if _, err := st.DeleteMember("agent-1"); err != nil {
 		t.Fatal(err)
@@ -65,7 +68,10 @@ func TestClonedMembersDoNotReplaceEachOtherInATightLoop(t *testing.T) {
 	defer ccancel()
 	clientDone := make(chan struct{}, 2)
 	for i := range logs {
-		id := &member.Identity{ID: "agent-1", Office: "berlin", Role: wire.Role_ROLE_AGENT, CADER: s.ca.CertDER()}
+		id := &member.Identity{ID: "agent-1", Office: "berlin", Role: wire.Role_ROLE_AGENT}
+		if err := id.SetCAs(s.ca.CertDER()); err != nil {
+			t.Fatal(err)
+		}
 		id.SetCertificate(tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
 		logs[i] = &testutil.Logs{}
 		c, err := member.NewClient(id, s.Addr().String(), func(context.Context, *wire.Request) *wire.Response { return nil }, slog.New(logs[i]))

@@ -167,7 +167,8 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 		// Keys that change, another office, other settings, a member
 		// pass, a revision it missed: only a direct check-in brings those.
 		CheckinDirectly: o.Rotation != "" || m.Office != o.Name || m.Roaming || !bytes.Equal(req.GetOfficeDigest(), want.digest) ||
-			len(req.GetGossipKey()) > 0 || req.GetRevision() < want.revision,
+			len(req.GetGossipKey()) > 0 || req.GetRevision() < want.revision ||
+			req.GetCaFingerprint() != "" && req.GetCaFingerprint() != s.ca.Fingerprint(),
 	}
 	answer, err := wire.SignRollupAck(s.ca.PolicyKey(), ack)
 	if err != nil {
