@@ -108,3 +108,33 @@ func TestEnrolmentTakesThePinnedCAsCertificates(t *testing.T) {
 		t.Fatalf("one certificate: %d, %v", len(cas), err)
 	}
 }
+
+// What a check-in's answer says of the CA's certificates comes from the
+// network: whatever it holds, a member takes only certificates of the CA
+// it trusts, and never panics.
+func FuzzLearnCAs(f *testing.F) {
+	ca := &testCA{}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca.key = key
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	ca.cert, _ = x509.ParseCertificate(der)
+	f.Add(der, []byte{})
+	f.Add([]byte("garbage"), der[:len(der)/2])
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		id := &Identity{}
+		if err := id.SetCAs(ca.cert.Raw); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := id.LearnCAs([][]byte{a, b}, dir); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range id.CAs() {
+			if !tlsutil.SameCA(ca.cert, c) {
+				t.Fatal("took a certificate of another CA")
+			}
+		}
+	})
+}
