@@ -137,8 +137,9 @@ func (c Config) Validate() error {
 	if c.PluginTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("plugin_timeout %v: want at least 1s", c.PluginTimeout))
 	}
-	if c.HangLimit < 0 || c.HangLimit > 0 && c.HangLimit <= c.PluginTimeout {
-		errs = append(errs, fmt.Errorf("hang_limit %v: want more than plugin_timeout (%v), which one plugin call may take, or 0 for plugin_timeout and %v more", c.HangLimit, c.PluginTimeout, hangMargin))
+	if least := c.PluginTimeout + c.minHangMargin(); c.HangLimit < 0 || c.HangLimit > 0 && c.HangLimit <= least {
+		errs = append(errs, fmt.Errorf("hang_limit %v: want more than plugin_timeout (%v, which one plugin call may take) and %v (the agent's own waits for its coordinator, relays and peers), or 0 for plugin_timeout and %v more",
+			c.HangLimit, c.PluginTimeout, c.minHangMargin(), hangMargin))
 	}
 	return errors.Join(errs...)
 }
@@ -510,11 +511,18 @@ func (a *Agent) stopHung(what string, cancel context.CancelFunc, wg *sync.WaitGr
 	}
 	a.log.Error("the agent made no progress: it stops, to be started again by its service manager", "stuck", what, "limit", a.watch.limit, "stacks", path)
 	cancel()
-	done := make(chan struct{})
-	go func() {
+	// The plugins are stopped at once, beside the rest: they are
+	// processes of their own, which would outlive an agent that leaves
+	// its parts, and one of them may be what the loop waits for.
+	var parts sync.WaitGroup
+	parts.Go(run.Close)
+	parts.Go(func() {
 		wg.Wait()
 		a.gossip.stop()
-		run.Close()
+	})
+	done := make(chan struct{})
+	go func() {
+		parts.Wait()
 		close(done)
 	}()
 	select {
@@ -786,7 +794,10 @@ func (a *Agent) pass(ctx context.Context, run *runner.Runner, urgent bool, wait 
 		a.checkins.WithLabelValues("ok").Inc()
 		a.lastCheckinOK.Store(time.Now())
 		a.watch.busy("taking the newest policy")
-		if err := a.sync(ctx); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, coordinatorWait)
+		err := a.sync(sctx)
+		cancel()
+		if err != nil {
 			a.log.Warn("policy update failed", "err", err)
 		}
 	}
@@ -1294,6 +1305,10 @@ func localAddresses() []string {
 type presigner struct{ link *member.Client }
 
 func (p presigner) Presign(ctx context.Context, sha string) (string, error) {
+	// Bounded: a run waiting for a coordinator that is away would make
+	// no progress until it came back, and be taken for hung.
+	ctx, cancel := context.WithTimeout(ctx, coordinatorWait)
+	defer cancel()
 	resp, err := p.link.Call(ctx, &wire.Request{Body: &wire.Request_Presign{Presign: &wire.PresignRequest{Sha256: sha}}})
 	if err != nil {
 		return "", err

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,9 +55,20 @@ func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 	t.ResponseHeaderTimeout = time.Minute
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if id != nil {
-		// The relay's certificate is checked for the host dialled, and
-		// may come from any certificate of the coordinator's CA the
-		// agent holds (tlsutil.RelayClientTLS).
+		// Through a proxy, net/http makes the TLS connection itself, with
+		// this: the system's roots and the CA's certificates the agent
+		// held when it started.
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		for _, c := range id.CAs() {
+			roots.AddCert(c)
+		}
+		t.TLSClientConfig.RootCAs, t.TLSClientConfig.GetClientCertificate = roots, id.ClientCertificate
+		// Directly, the relay's certificate is checked for the host
+		// dialled, and may come from any certificate of the coordinator's
+		// CA the agent holds now (tlsutil.RelayClientTLS).
 		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, _, err := net.SplitHostPort(addr)
 			if err != nil {
@@ -72,7 +84,9 @@ func contentClient(id *member.Identity, idle time.Duration) *http.Client {
 				return nil, err
 			}
 			tc := tls.Client(&idleConn{Conn: c, idle: idle}, conf)
-			if err := tc.HandshakeContext(ctx); err != nil {
+			hctx, cancel := context.WithTimeout(ctx, t.TLSHandshakeTimeout)
+			defer cancel()
+			if err := tc.HandshakeContext(hctx); err != nil {
 				c.Close()
 				return nil, err
 			}

@@ -44,6 +44,24 @@ const hangTold = 7 * 24 * time.Hour
 // hangMargin is what the default hang limit adds to plugin_timeout.
 const hangMargin = 10 * time.Minute
 
+// coordinatorWait bounds what the loop waits for the coordinator in one
+// step (a policy, a download URL): a coordinator that is away is not a
+// hang of the agent's.
+var coordinatorWait = time.Minute
+
+// minHangMargin is what a hang limit must add to plugin_timeout at
+// least: the loop's own waits in one step — for the coordinator
+// (coordinatorWait, 10 s for a check-in), a relay's answer (a minute),
+// peers (20 s), a plugin's start (30 s) — take minutes when everything
+// it reaches is away. In fast mode (tests, the demo) they are not
+// counted, so that a hang is caught in seconds.
+func (c Config) minHangMargin() time.Duration {
+	if c.Fast {
+		return 0
+	}
+	return 5 * time.Minute
+}
+
 // maxStacks bounds the goroutine stacks written for a hang.
 const maxStacks = 8 << 20
 

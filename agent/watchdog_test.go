@@ -151,13 +151,24 @@ func TestHangLimitIsLongerThanAPluginCall(t *testing.T) {
 		t.Fatalf("default hang limit %v", got)
 	}
 	c.HangLimit = c.PluginTimeout
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hang_limit 30m0s: want more than plugin_timeout (30m0s)") {
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "hang_limit 30m0s: want more than plugin_timeout (30m0s") {
 		t.Fatalf("a hang limit a plugin call may reach: %v", err)
 	}
 	c.HangLimit = -time.Second
 	if err := c.Validate(); err == nil {
 		t.Fatal("a negative hang limit is taken")
 	}
+	// The agent's own waits for what it reaches take minutes when all of
+	// it is away: a limit must leave room for them, but in fast mode.
+	c.HangLimit = c.PluginTimeout + 4*time.Minute
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "5m0s (the agent's own waits") {
+		t.Fatalf("a hang limit the agent's own waits may reach: %v", err)
+	}
+	c.Fast = true
+	if err := c.Validate(); err != nil {
+		t.Fatalf("in fast mode: %v", err)
+	}
+	c.Fast = false
 	c.HangLimit = time.Hour
 	if err := c.Validate(); err != nil || c.hangLimit() != time.Hour {
 		t.Fatalf("hang_limit 1h: %v %v", err, c.hangLimit())

@@ -249,6 +249,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	c.ca = authority
+	authority.SetLogger(c.log) // renewals while it runs
 	fpFile := filepath.Join(c.cfg.DataDir, "ca.fingerprint")
 	if was, err := os.ReadFile(fpFile); err == nil && strings.TrimSpace(string(was)) != authority.Fingerprint() && len(authority.Chain()) > 1 {
 		c.log.Info("the CA's certificate was renewed, with the same key: members learn the new one at their next check-in, "+

@@ -127,7 +127,9 @@ func run() error {
 	err = a.Run(ctx)
 	signalled := ctx.Err() != nil
 	stop()
-	if signalled {
+	if signalled && !errors.Is(err, agent.ErrHung) {
+		// Asked to stop, and stopped: not a failure of this version. One
+		// that hung at the stop counts as one that crashed.
 		trial.Stopped()
 	}
 	if errors.Is(err, agent.ErrRestart) && !signalled {

@@ -651,8 +651,12 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 	buf := make([]byte, 256<<10)
 	got := start
 	var readErr error
+	// Bytes count as received as each read brings them, not a block at a
+	// time: a slow link that still delivers is progress (the agent's
+	// watchdog).
+	body := io.TeeReader(resp.Body, counter{&s.f.received})
 	for got < size && readErr == nil {
-		k, err := io.ReadFull(resp.Body, buf[:min(int64(len(buf)), size-got)])
+		k, err := io.ReadFull(body, buf[:min(int64(len(buf)), size-got)])
 		readErr = err
 		if k == 0 {
 			break
@@ -722,7 +726,6 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 // in flight got now and then.
 func (s *session) arrived(i int, src source, got, k int64) {
 	s.f.bytes.WithLabelValues(src.kind, s.src.Office).Add(float64(k))
-	s.f.received.Add(uint64(k))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.bytes[src.kind] += k

@@ -20,6 +20,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -61,6 +62,7 @@ type CA struct {
 	earlier []*x509.Certificate
 	// caRenewFailed is when renewing the CA certificate last failed.
 	caRenewFailed time.Time
+	log           *slog.Logger // nil: renewals are not logged
 	// server is the coordinator's TLS certificate; renewFailed is when
 	// renewing it last failed (tried again an hour later).
 	server      tls.Certificate
@@ -70,6 +72,17 @@ type CA struct {
 // serverRenewBefore is how long before its end the server certificate is
 // replaced: at start, and by ServerCertificate while the coordinator runs.
 const serverRenewBefore = 30 * 24 * time.Hour
+
+// maxEarlier bounds the earlier certificates kept: one renewal in seven
+// years leaves far fewer, a clock that jumps about a few more.
+const maxEarlier = 8
+
+// SetLogger has renewals of the CA's certificate logged.
+func (c *CA) SetLogger(l *slog.Logger) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.log = l
+}
 
 // The files of the CA's certificates in its directory.
 const (
@@ -196,7 +209,10 @@ func (c *CA) loadEarlier() error {
 // written to the earlier certificates before the new one replaces it, so
 // that a crash between the two loses neither. Called with mu held.
 func (c *CA) renewCAIfDue(now time.Time) error {
-	if c.cert.NotAfter.Sub(now) >= c.renewBefore {
+	// One that is not valid yet was made while the clock was wrong (far
+	// ahead): it would never come due, and verify nothing once the
+	// earlier ones end.
+	if c.cert.NotAfter.Sub(now) >= c.renewBefore && !now.Before(c.cert.NotBefore) {
 		return nil
 	}
 	old := c.cert
@@ -214,6 +230,7 @@ func (c *CA) renewCAIfDue(now time.Time) error {
 		return errors.New("renew CA certificate: the new certificate is not one of the same CA")
 	}
 	earlier := append([]*x509.Certificate{old}, c.earlier...)
+	earlier = earlier[:min(len(earlier), maxEarlier)]
 	ders := make([][]byte, len(earlier))
 	for i, e := range earlier {
 		ders[i] = e.Raw
@@ -225,6 +242,11 @@ func (c *CA) renewCAIfDue(now time.Time) error {
 		return fmt.Errorf("renew CA certificate: %w", err)
 	}
 	c.cert, c.earlier = renewed, earlier
+	if c.log != nil {
+		c.log.Info("the CA's certificate was renewed, with the same key: members learn the new one at their next check-in, "+
+			"and installers and CLIs that pin an earlier fingerprint go on working",
+			"ca_fingerprint", tlsutil.Fingerprint(der), "was", tlsutil.Fingerprint(old.Raw), "ca_ends", renewed.NotAfter.UTC().Format(time.DateOnly))
+	}
 	// The server certificate's chain carries the CA's certificates.
 	if c.server.Leaf != nil {
 		c.server.Certificate = append([][]byte{c.server.Certificate[0]}, c.chainLocked()...)

@@ -139,3 +139,24 @@ func mustParse(t *testing.T, der []byte) *x509.Certificate {
 	}
 	return c
 }
+
+// A CA certificate made while the clock was far ahead is not valid yet
+// once the clock is right: it is renewed, not kept until it comes due.
+func TestCACertificateFromTheFutureIsRenewed(t *testing.T) {
+	dir := t.TempDir()
+	future := caEnding(t, dir, caLifetime+5*365*24*time.Hour) // made five years ahead
+	if time.Now().After(future.NotBefore) {
+		t.Fatal("the test's certificate is valid already")
+	}
+	c, err := LoadOrCreate(dir, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := mustParse(t, c.CertDER())
+	if cur.Equal(future) || time.Now().Before(cur.NotBefore) {
+		t.Fatalf("the CA's certificate is still valid only from %s", cur.NotBefore)
+	}
+	if !tlsutil.SameCA(future, cur) {
+		t.Fatal("renewed as another CA")
+	}
+}

@@ -191,18 +191,25 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 func (s *Server) tlsConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := s.ca.ServerCertificate()
-			return &c, nil
-		},
-		ClientCAs: s.ca.Pool(),
-		// Enrollment comes without a certificate; the member ALPN is refused
-		// below unless one verified.
-		ClientAuth: tls.VerifyClientCertIfGiven,
-		NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll, wire.ALPNTechnician},
+	conf := func() *tls.Config {
+		return &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				c := s.ca.ServerCertificate()
+				return &c, nil
+			},
+			ClientCAs: s.ca.Pool(),
+			// Enrollment comes without a certificate; the member ALPN is
+			// refused below unless one verified.
+			ClientAuth: tls.VerifyClientCertIfGiven,
+			NextProtos: []string{wire.ALPNMember, wire.ALPNEnroll, wire.ALPNTechnician},
+		}
 	}
+	c := conf()
+	// Made again for each connection: the CA's certificates change when
+	// it renews while the coordinator runs.
+	c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return conf(), nil }
+	return c
 }
 
 // Run listens and serves until ctx ends.
