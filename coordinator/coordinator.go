@@ -296,7 +296,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	_, quicPort, _ := net.SplitHostPort(c.cfg.QUICAddr)
 	h, err := api.New(api.Deps{Store: st, Files: uploader, PublicAddress: c.PublicAddress(), Notifier: qs, Presence: qs,
 		Signer: signer{authority.PolicyKey()}, Gatherer: c.reg, Logger: c.log, AdminToken: c.token,
-		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), QUICPort: quicPort, DataDir: c.cfg.DataDir, Version: Version}, c.reg)
+		Auth: authSrv, Access: qs, CAFingerprint: authority.Fingerprint(), CA: authority, QUICPort: quicPort, DataDir: c.cfg.DataDir, Version: Version}, c.reg)
 	if err != nil {
 		return err
 	}

@@ -132,6 +132,24 @@ func TestFleetCarriesOnAcrossACARenewal(t *testing.T) {
 	})
 	tu.Eventually(t, 60*time.Second, compliantAt(c, "rome", 2, rev), "an agent enrolled by the old fingerprint is not compliant: %+v", c.Agents("rome"))
 
+	// The API tells the CA's certificates and who holds the current one:
+	// the relay and both agents.
+	var ca struct {
+		Fingerprint string `json:"fingerprint"`
+		Earlier     []struct {
+			Fingerprint string `json:"fingerprint"`
+			Ended       bool   `json:"ended"`
+		} `json:"earlier"`
+		Members struct{ Current, Earlier, Unknown int } `json:"members"`
+	}
+	tu.Eventually(t, 30*time.Second, func() bool {
+		c.MustDo("GET", "/v1/ca", nil, &ca)
+		return ca.Members.Current == 3
+	}, "GET /v1/ca: %+v", &ca)
+	if ca.Fingerprint != c.CA || len(ca.Earlier) != 1 || ca.Earlier[0].Fingerprint != oldFP || !ca.Earlier[0].Ended || ca.Members.Earlier != 0 {
+		t.Errorf("GET /v1/ca: %+v", ca)
+	}
+
 	// So does a CLI that signed in before: the coordinator's own HTTPS.
 	conf, err := tlsutil.PinnedHTTPS("127.0.0.1", oldFP, nil)
 	if err != nil {

@@ -84,7 +84,9 @@ type Deps struct {
 	// CAFingerprint and QUICPort are handed to a signing-in CLI so that it
 	// can reach hosts through the coordinator's QUIC port.
 	CAFingerprint string
-	QUICPort      string
+	// CA is the coordinator's CA as it is now (GET /v1/ca); nil: not shown.
+	CA       CA
+	QUICPort string
 	// PublicAddress is the host:port agents reach the QUIC endpoint at;
 	// installers carry it.
 	PublicAddress string
@@ -145,6 +147,7 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 		"GET /v1/artifacts/{sha256}":            a.showArtifact,
 		"DELETE /v1/artifacts/{sha256}":         a.removeArtifact,
 		"POST /v1/backup":                       a.takeBackup,
+		"GET /v1/ca":                            a.showCA,
 	}
 	for pattern, h := range a.accessRoutes() {
 		routes[pattern] = h

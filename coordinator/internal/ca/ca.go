@@ -390,6 +390,13 @@ func (c *CA) withinLocked(end time.Time) time.Time {
 	return end
 }
 
+// RenewsFrom is when the CA's current certificate comes due for renewal.
+func (c *CA) RenewsFrom() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cert.NotAfter.Add(-c.renewBefore)
+}
+
 // NotAfter is when the CA's current certificate ends; it is renewed
 // before then.
 func (c *CA) NotAfter() time.Time { return c.current().NotAfter }

@@ -76,6 +76,7 @@ func init() {
 	register(hostCommands()...)
 	register(scopeCommands()...)
 	register(backupCommands()...)
+	register(caCommand())
 	register(versionCommand())
 }
 

@@ -37,6 +37,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/safetext"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -960,6 +961,10 @@ func (s *Server) record(id, remote string, signed time.Time, req *wire.CheckinRe
 		// The new executable's own words are in it.
 		m.UpgradeProblem = safetext.Field(req.GetUpgradeProblem(), maxText)
 		m.LastHang = safetext.Field(req.GetLastHang(), maxText)
+		m.CAFingerprint = ""
+		if fp, err := tlsutil.NormalizeFingerprint(req.GetCaFingerprint()); err == nil {
+			m.CAFingerprint = fp
+		}
 		if r := req.GetReport(); r != nil {
 			m.Report = reportFromWire(r)
 		}

@@ -137,8 +137,13 @@ type Member struct {
 	// LastHang is when the agent last restarted itself because it made
 	// no progress, and what was stuck, as its check-ins say for a week
 	// after; empty when it has not.
-	LastHang string  `json:"last_hang,omitempty"`
-	Report   *Report `json:"report,omitempty"`
+	LastHang string `json:"last_hang,omitempty"`
+	// CAFingerprint is the fingerprint of the newest certificate of the
+	// coordinator's CA the member holds, as its last check-in said (empty:
+	// it did not say, an older version): after a renewal of the CA's
+	// certificate, who has learned the new one.
+	CAFingerprint string  `json:"ca_fingerprint,omitempty"`
+	Report        *Report `json:"report,omitempty"`
 	// Backlog is runs an agent sends besides its newest; never stored.
 	Backlog []Report `json:"-"`
 	// AckedSeq is the highest run number kept.
