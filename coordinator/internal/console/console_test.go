@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"html"
 	"io"
+	"math/big"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -29,6 +33,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/logging"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -117,6 +122,7 @@ type env struct {
 	api   *api.API
 	clock *clock
 	files *uploader
+	ca    testCAInfo
 }
 
 func newEnv(t *testing.T) *env {
@@ -142,8 +148,9 @@ func newEnv(t *testing.T) *env {
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
 	files := &uploader{}
+	caInfo := newTestCAInfo(t)
 	a, err := api.New(api.Deps{Store: st, Files: files, Signer: signer{priv}, Gatherer: reg, Logger: logging.Discard(),
-		AdminToken: adminToken, Auth: as}, reg)
+		AdminToken: adminToken, Auth: as, CA: caInfo}, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +159,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, st: st, c: c, api: a, clock: ck, files: files}
+	return &env{t: t, st: st, c: c, api: a, clock: ck, files: files, ca: caInfo}
 }
 
 // apiDo calls the API as the admin, to set up and to check what the
@@ -1640,6 +1647,60 @@ func TestAgentsWaitingForARebootShown(t *testing.T) {
 	_, body = b.get("/ui/agents/ag-02")
 	if !strings.Contains(body, `id="agent-reboot"`) || !strings.Contains(body, "patch/OUT-3") || !strings.Contains(body, "outpost reboot pc-02") {
 		t.Fatalf("agent page:\n%s", body)
+	}
+}
+
+// testCAInfo is a CA certificate for GET /v1/ca, ending in ten years.
+type testCAInfo struct{ der []byte }
+
+func newTestCAInfo(t *testing.T) testCAInfo {
+	t.Helper()
+	key, err := tlsutil.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Outpost CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Date(2036, 3, 4, 0, 0, 0, 0, time.UTC)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCAInfo{der}
+}
+
+func (c testCAInfo) Chain() [][]byte       { return [][]byte{c.der} }
+func (c testCAInfo) RenewsFrom() time.Time { return time.Date(2033, 3, 4, 0, 0, 0, 0, time.UTC) }
+
+// The dashboard says when the coordinator's CA ends and, after it renewed
+// its certificate, how many members have yet to learn the new one.
+func TestDashboardShowsTheCA(t *testing.T) {
+	e := newEnv(t)
+	e.apiDo("POST", "/v1/offices", map[string]any{"name": "hq"}, nil)
+	tok := store.Token{ID: "t1", Hash: "h1", Office: "hq", Role: "agent", Uses: 2, Expires: time.Now().Add(time.Hour)}
+	if err := e.st.CreateToken(tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"ag-01", "ag-02"} {
+		if _, _, err := e.st.Enroll("h1", time.Now(), func(store.Token, store.Office) (store.Member, error) {
+			return store.Member{ID: id, Hostname: "pc-" + id[3:], Office: "hq", Home: "hq", Role: "agent",
+				CAFingerprint: tlsutil.Fingerprint([]byte(id))}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := e.signIn("", adminToken)
+	_, body := b.get("/ui/")
+	if !strings.Contains(body, `id="ca">coordinator CA until 2036-03-04 (2 members still hold its earlier certificate`) {
+		t.Fatalf("dashboard:\n%s", body)
+	}
+	for _, id := range []string{"ag-01", "ag-02"} {
+		if _, err := e.st.UpdateMember(id, func(m *store.Member) { m.CAFingerprint = tlsutil.Fingerprint(e.ca.der) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, body = b.get("/ui/")
+	if !strings.Contains(body, `id="ca">coordinator CA until 2036-03-04</span>`) {
+		t.Fatalf("dashboard once every member learnt it:\n%s", body)
 	}
 }
 

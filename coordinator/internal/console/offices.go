@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 )
 
 func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -28,7 +29,19 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 		Pending                                      int
 		// Reboot counts the agents whose change waits for a reboot.
 		Reboot int
+		// CA is the coordinator CA's current certificate, when known.
+		CA *struct {
+			NotAfter time.Time `json:"not_after"`
+			Members  struct {
+				Earlier int `json:"earlier"`
+			} `json:"members"`
+		}
 	}{Offices: offs.Offices}
+	// The CA's end, and who has yet to learn its renewed certificate; a
+	// coordinator that does not say is shown without it.
+	if err := c.do(r, s, "GET", "/v1/ca", nil, &d.CA); err != nil {
+		d.CA = nil
+	}
 	for _, a := range ags.Agents {
 		if a.Role == "relay" {
 			d.Relays++
