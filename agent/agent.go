@@ -364,7 +364,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			run.Close()
 		}
 	}()
-	a.watch = newWatchdog(a.cfg.hangLimit(), func() uint64 { return run.Progress() + fetcher.Received() })
+	a.watch = newWatchdog(a.cfg.hangLimit(), func() uint64 { return run.Progress() + fetcher.Progress() })
 	if at, what, ok := lastHang(a.cfg.DataDir); ok {
 		a.lastHang.Set(float64(at.Unix()))
 		a.hangAt, a.hangNotice = at, hangNotice(a.cfg.DataDir, at, what)

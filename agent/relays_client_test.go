@@ -74,11 +74,19 @@ func connectProxy(t *testing.T) *httptest.Server {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
-		c, _, err := w.(http.Hijacker).Hijack()
+		c, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
 			up.Close()
 			return
+		}
+		if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+			c.Close()
+			up.Close()
+			return
+		}
+		if n := rw.Reader.Buffered(); n > 0 {
+			b, _ := rw.Reader.Peek(n)
+			up.Write(b)
 		}
 		go func() { io.Copy(up, c); up.Close() }()
 		io.Copy(c, up)

@@ -26,7 +26,7 @@ import (
 //
 // Progress is what the loop does: each turn, each step of a policy run
 // (an item begun, a plugin call made or answered) and each artifact byte
-// that arrives. Between two steps a run waits at most one plugin call
+// that arrives or is read from disk to be checked. Between two steps a run waits at most one plugin call
 // (plugin_timeout), so the default limit is that and ten minutes more;
 // while the loop waits for its next turn, it is due at most that long
 // after the turn's time.

@@ -253,7 +253,11 @@ func (f *Fetcher) getChunked(ctx context.Context, a *wire.Artifact, n int, src S
 	}
 	// Every chunk checked; the whole hash is checked once more, since that
 	// is what the policy names.
-	if ok, err := verifyFile(part, a); err != nil || !ok {
+	ok, err := f.verifyFile(ctx, part, a)
+	if ctx.Err() != nil {
+		return ctx.Err() // stopped while checking: what is on disk stays
+	}
+	if err != nil || !ok {
 		prog.remove()
 		os.Remove(part)
 		s.h.mu.Lock()

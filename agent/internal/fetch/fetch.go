@@ -66,6 +66,8 @@ type Fetcher struct {
 	bytes     *prometheus.CounterVec
 	badChunks *prometheus.CounterVec
 	gcBytes   prometheus.Counter
+	// hashed counts bytes read from disk to hash them (Progress)
+	hashed atomic.Uint64
 	// received counts artifact bytes as they arrive, from any source
 	// (Received).
 	received atomic.Uint64
@@ -127,6 +129,11 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 // they come: a download that goes on, however long, keeps it growing.
 func (f *Fetcher) Received() uint64 { return f.received.Load() }
 
+// Progress grows with the fetcher's work: bytes that arrive, and bytes
+// read from disk to check them (the agent's watchdog: checking a large
+// artifact on a slow disk is no hang).
+func (f *Fetcher) Progress() uint64 { return f.received.Load() + f.hashed.Load() }
+
 // counter counts what is written through it.
 type counter struct{ n *atomic.Uint64 }
 
@@ -146,7 +153,7 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 	lock.Lock()
 	defer lock.Unlock()
 	n, chunked, cerr := a.Chunks()
-	if ok, err := verifyFile(final, a); err == nil && ok {
+	if ok, err := f.verifyFile(ctx, final, a); err == nil && ok {
 		if chunked {
 			all := newBitset(n)
 			for i := range n {
@@ -198,18 +205,42 @@ func (f *Fetcher) Get(ctx context.Context, a *wire.Artifact, src Sources) (strin
 	return "", fmt.Errorf("fetch %s: %w", sha[:12], errors.Join(errs...))
 }
 
-func verifyFile(path string, a *wire.Artifact) (bool, error) {
+// verifyFile hashes the file at path and tells whether it is a. It stops
+// when ctx ends, with ctx's error.
+func (f *Fetcher) verifyFile(ctx context.Context, path string, a *wire.Artifact) (bool, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return false, err
 	}
 	defer fh.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, fh)
+	n, err := io.Copy(h, f.reading(ctx, fh))
 	if err != nil {
 		return false, err
 	}
 	return n == a.GetSize() && hex.EncodeToString(h.Sum(nil)) == a.GetSha256(), nil
+}
+
+// reading is r, read for hashing what is on disk: it stops when ctx
+// ends (a stop is not held up by gigabytes on a slow disk), and what it
+// reads counts as work done (Progress).
+func (f *Fetcher) reading(ctx context.Context, r io.Reader) io.Reader {
+	return &diskReader{ctx: ctx, r: r, n: &f.hashed}
+}
+
+type diskReader struct {
+	ctx context.Context
+	r   io.Reader
+	n   *atomic.Uint64
+}
+
+func (d *diskReader) Read(p []byte) (int, error) {
+	if err := d.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := d.r.Read(p)
+	d.n.Add(uint64(n))
+	return n, err
 }
 
 // download appends to the partial file from where it stopped, verifies,
@@ -217,7 +248,7 @@ func verifyFile(path string, a *wire.Artifact) (bool, error) {
 func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, source, office string) error {
 	part := filepath.Join(f.dir, a.GetSha256()+".part")
 	h := sha256.New()
-	have, err := hashPartial(part, h, a.GetSize())
+	have, err := f.hashPartial(ctx, part, h, a.GetSize())
 	if err != nil {
 		return err
 	}
@@ -287,7 +318,7 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 	return fsutil.Rename(part, filepath.Join(f.dir, a.GetSha256()))
 }
 
-func hashPartial(part string, h hash.Hash, size int64) (int64, error) {
+func (f *Fetcher) hashPartial(ctx context.Context, part string, h hash.Hash, size int64) (int64, error) {
 	fh, err := os.Open(part)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -296,7 +327,7 @@ func hashPartial(part string, h hash.Hash, size int64) (int64, error) {
 		return 0, err
 	}
 	defer fh.Close()
-	n, err := io.Copy(h, fh)
+	n, err := io.Copy(h, f.reading(ctx, fh))
 	if err != nil {
 		return 0, err
 	}
@@ -323,7 +354,7 @@ func (f *Fetcher) lock(sha string) *sync.Mutex {
 
 // Has reports whether a verified copy is cached.
 func (f *Fetcher) Has(a *wire.Artifact) bool {
-	ok, err := verifyFile(filepath.Join(f.dir, a.GetSha256()), a)
+	ok, err := f.verifyFile(context.Background(), filepath.Join(f.dir, a.GetSha256()), a)
 	return err == nil && ok
 }
 
