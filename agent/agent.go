@@ -462,8 +462,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	case what := <-hung:
 		stuck = true
 		return a.stopHung(what, cancel, &wg, run)
-	case <-parent.Done():
-		// A stop asked for: the loop ends its turn at once (what it
+	case <-ctx.Done():
+		// A stop asked for, or a part of the agent that failed (its
+		// error is returned): the loop ends its turn at once (what it
 		// waits for is cancelled). One that does not has hung.
 		wait := stopWait
 		if a.cfg.Fast {
