@@ -2400,9 +2400,9 @@ type CheckinResponse struct {
 	RollupAcks  []*SignedRollupAck `protobuf:"bytes,4,rep,name=rollup_acks,json=rollupAcks,proto3" json:"rollup_acks,omitempty"`
 	Revocations *SignedRevocations `protobuf:"bytes,21,opt,name=revocations,proto3" json:"revocations,omitempty"`                 // technician access revoked (session.proto)
 	MemberPass  *SignedMemberPass  `protobuf:"bytes,22,opt,name=member_pass,json=memberPass,proto3" json:"member_pass,omitempty"` // for the request's gossip_key
-	// The CA's certificates, the current one first (DER), when the request's
-	// ca_fingerprint is not the current one's: the CA renewed its
-	// certificate, with the same key.
+	// The CA's certificates, the current one first (DER), when the request
+	// has a ca_fingerprint that is not the current one's: the CA renewed
+	// its certificate, with the same key.
 	CaCertificates [][]byte `protobuf:"bytes,23,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache

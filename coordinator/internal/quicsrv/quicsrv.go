@@ -889,9 +889,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	s.memberInfo(info, o, m)
 	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations(),
 		MemberPass: s.pass(m, req.GetGossipKey())}
-	if req.GetCaFingerprint() != s.ca.Fingerprint() {
-		// The CA renewed its certificate (or the member is older and
-		// does not say): the member learns the new one.
+	if fp := req.GetCaFingerprint(); fp != "" && fp != s.ca.Fingerprint() {
+		// The CA renewed its certificate: the member learns the new one.
+		// (One that does not say is of a version that could not use it.)
 		resp.CaCertificates = s.ca.Chain()
 	}
 	if len(req.GetRollup()) > 0 {
