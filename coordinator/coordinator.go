@@ -244,19 +244,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		return err
 	}
 	defer st.Close()
-	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), c.serverHosts(), c.cfg.CARenewBefore)
+	authority, err := ca.LoadOrCreate(filepath.Join(c.cfg.DataDir, "ca"), c.serverHosts(), c.cfg.CARenewBefore, c.log)
 	if err != nil {
 		return err
 	}
 	c.ca = authority
-	authority.SetLogger(c.log) // renewals while it runs
-	fpFile := filepath.Join(c.cfg.DataDir, "ca.fingerprint")
-	if was, err := os.ReadFile(fpFile); err == nil && strings.TrimSpace(string(was)) != authority.Fingerprint() && len(authority.Chain()) > 1 {
-		c.log.Info("the CA's certificate was renewed, with the same key: members learn the new one at their next check-in, "+
-			"and installers and CLIs that pin an earlier fingerprint go on working",
-			"ca_fingerprint", authority.Fingerprint(), "was", strings.TrimSpace(string(was)), "ca_ends", authority.NotAfter().UTC().Format(time.DateOnly))
-	}
-	if err := fsutil.WriteFileAtomic(fpFile, []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(c.cfg.DataDir, "ca.fingerprint"), []byte(authority.Fingerprint()+"\n"), 0o644); err != nil {
 		return err
 	}
 	if c.token, err = adminToken(c.cfg.DataDir); err != nil {

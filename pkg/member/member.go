@@ -77,14 +77,7 @@ func (id *Identity) CAs() []*x509.Certificate {
 
 // CAChain is CAs in DER: what the member sends along with its own
 // certificate, so that whoever pinned any of them verifies it.
-func (id *Identity) CAChain() [][]byte {
-	cas := id.CAs()
-	out := make([][]byte, len(cas))
-	for i, c := range cas {
-		out[i] = c.Raw
-	}
-	return out
-}
+func (id *Identity) CAChain() [][]byte { return tlsutil.DERs(id.CAs()) }
 
 // CAFingerprint is the fingerprint of the CA certificate that ends last,
 // which the member tells the coordinator at check-in.
@@ -141,11 +134,7 @@ func (id *Identity) LearnCAs(ders [][]byte, dir string) (bool, error) {
 		return false, nil
 	}
 	cas = sortCAs(cas)[:min(len(cas), maxCAs)]
-	out := make([][]byte, len(cas))
-	for i, c := range cas {
-		out[i] = c.Raw
-	}
-	if err := tlsutil.WriteCerts(filepath.Join(dir, caFile), out); err != nil {
+	if err := tlsutil.WriteCerts(filepath.Join(dir, caFile), tlsutil.DERs(cas)); err != nil {
 		return false, fmt.Errorf("keep the CA's certificates: %w", err)
 	}
 	id.cas = cas
@@ -382,8 +371,7 @@ func Enroll(ctx context.Context, coordinator, fingerprint, token, hostname strin
 
 // enrolledCAs is the CA certificates an enrolment's answer brings that the
 // member may trust: the one with the pinned fingerprint, and every other
-// certificate of the same CA (its key). The member's own certificate must
-// verify under them.
+// certificate of the same CA (its key).
 func enrolledCAs(er *wire.EnrollResponse, pinned string) ([]*x509.Certificate, error) {
 	ders := append([][]byte{er.GetCaCertificate()}, er.GetCaCertificates()...)
 	certs := make([]*x509.Certificate, 0, len(ders))

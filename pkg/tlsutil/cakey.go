@@ -92,6 +92,30 @@ func ParseCerts(ders [][]byte) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
+// DERs is certs in DER, in order.
+func DERs(certs []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(certs))
+	for i, c := range certs {
+		out[i] = c.Raw
+	}
+	return out
+}
+
+// PEMCertDERs is the DER of every CERTIFICATE block in b, in order;
+// other blocks are skipped.
+func PEMCertDERs(b []byte) [][]byte {
+	var ders [][]byte
+	for {
+		var blk *pem.Block
+		if blk, b = pem.Decode(b); blk == nil {
+			return ders
+		}
+		if blk.Type == "CERTIFICATE" {
+			ders = append(ders, blk.Bytes)
+		}
+	}
+}
+
 // maxCertsFile bounds a certificate bundle read from disk.
 const maxCertsFile = 1 << 20
 
@@ -107,7 +131,7 @@ func WriteCerts(path string, ders [][]byte) error {
 }
 
 // ReadCerts loads every certificate of a PEM file written by WriteCerts
-// or WriteCert: at least one.
+// or WriteCert: at least one, each of which must parse.
 func ReadCerts(path string) ([][]byte, []*x509.Certificate, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -116,18 +140,7 @@ func ReadCerts(path string) ([][]byte, []*x509.Certificate, error) {
 	if len(b) > maxCertsFile {
 		return nil, nil, fmt.Errorf("read certificates %s: %d bytes, more than a bundle of certificates holds", path, len(b))
 	}
-	var ders [][]byte
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			return nil, nil, fmt.Errorf("read certificates %s: a %s block where certificates were expected", path, blk.Type)
-		}
-		ders = append(ders, blk.Bytes)
-	}
+	ders := PEMCertDERs(b)
 	if len(ders) == 0 {
 		return nil, nil, fmt.Errorf("read certificates %s: not a PEM certificate", path)
 	}

@@ -77,13 +77,6 @@ const serverRenewBefore = 30 * 24 * time.Hour
 // years leaves far fewer, a clock that jumps about a few more.
 const maxEarlier = 8
 
-// SetLogger has renewals of the CA's certificate logged.
-func (c *CA) SetLogger(l *slog.Logger) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.log = l
-}
-
 // The files of the CA's certificates in its directory.
 const (
 	certFile    = "ca.crt"
@@ -94,8 +87,9 @@ const (
 // start. The server certificate is renewed when it is within 30 days of
 // expiry, at start or while the coordinator runs; extraHosts are added to
 // it as SANs. The CA's certificate is renewed when less than renewBefore
-// (0: DefaultRenewBefore) of it is left.
-func LoadOrCreate(dir string, extraHosts []string, renewBefore time.Duration) (*CA, error) {
+// (0: DefaultRenewBefore) of it is left, and the renewal logged to log
+// (nil: not logged).
+func LoadOrCreate(dir string, extraHosts []string, renewBefore time.Duration, log *slog.Logger) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create CA directory: %w", err)
 	}
@@ -105,7 +99,7 @@ func LoadOrCreate(dir string, extraHosts []string, renewBefore time.Duration) (*
 	if renewBefore > MaxRenewBefore {
 		return nil, fmt.Errorf("renew the CA's certificate %v before its end: at most %v", renewBefore, MaxRenewBefore)
 	}
-	c := &CA{dir: dir, hosts: extraHosts, renewBefore: renewBefore}
+	c := &CA{dir: dir, hosts: extraHosts, renewBefore: renewBefore, log: log}
 	caCrt, caKey := filepath.Join(dir, certFile), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(caKey); errors.Is(err, os.ErrNotExist) {
 		if err := createCA(caCrt, caKey); err != nil {
@@ -127,12 +121,9 @@ func LoadOrCreate(dir string, extraHosts []string, renewBefore time.Duration) (*
 	}
 	c.mu.Lock()
 	err = c.renewCAIfDue(time.Now())
-	c.mu.Unlock()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = c.loadServer(dir, extraHosts)
 	}
-	c.mu.Lock()
-	err = c.loadServer(dir, extraHosts)
 	c.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -203,16 +194,21 @@ func (c *CA) loadEarlier() error {
 	return nil
 }
 
+// dueLocked tells whether the CA's certificate is to be renewed: less than
+// renewBefore of it is left, or it is not valid yet — made while the clock
+// was wrong (far ahead), it would never come due, and verify nothing once
+// the earlier ones end. Called with mu held.
+func (c *CA) dueLocked(now time.Time) bool {
+	return c.cert.NotAfter.Sub(now) < c.renewBefore || now.Before(c.cert.NotBefore)
+}
+
 // renewCAIfDue renews the CA's certificate when less than renewBefore of
 // it is left: same subject, same key (so every certificate issued under
 // the old one verifies under the new), ten more years. The old one is
 // written to the earlier certificates before the new one replaces it, so
 // that a crash between the two loses neither. Called with mu held.
 func (c *CA) renewCAIfDue(now time.Time) error {
-	// One that is not valid yet was made while the clock was wrong (far
-	// ahead): it would never come due, and verify nothing once the
-	// earlier ones end.
-	if c.cert.NotAfter.Sub(now) >= c.renewBefore && !now.Before(c.cert.NotBefore) {
+	if !c.dueLocked(now) {
 		return nil
 	}
 	old := c.cert
@@ -231,11 +227,7 @@ func (c *CA) renewCAIfDue(now time.Time) error {
 	}
 	earlier := append([]*x509.Certificate{old}, c.earlier...)
 	earlier = earlier[:min(len(earlier), maxEarlier)]
-	ders := make([][]byte, len(earlier))
-	for i, e := range earlier {
-		ders[i] = e.Raw
-	}
-	if err := tlsutil.WriteCerts(filepath.Join(c.dir, earlierFile), ders); err != nil {
+	if err := tlsutil.WriteCerts(filepath.Join(c.dir, earlierFile), tlsutil.DERs(earlier)); err != nil {
 		return fmt.Errorf("renew CA certificate: %w", err)
 	}
 	if err := tlsutil.WriteCert(filepath.Join(c.dir, certFile), der); err != nil {
@@ -258,11 +250,7 @@ func (c *CA) renewCAIfDue(now time.Time) error {
 // sent along with every certificate the CA issues, so that whoever holds
 // or pins any of them verifies it. Called with mu held.
 func (c *CA) chainLocked() [][]byte {
-	out := [][]byte{c.cert.Raw}
-	for _, e := range c.earlier {
-		out = append(out, e.Raw)
-	}
-	return out
+	return append([][]byte{c.cert.Raw}, tlsutil.DERs(c.earlier)...)
 }
 
 // Chain is the CA's certificates, the current one first.
@@ -409,7 +397,7 @@ func (c *CA) NotAfter() time.Time { return c.current().NotAfter }
 func (c *CA) ServerCertificate() tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := time.Now(); c.cert.NotAfter.Sub(now) < c.renewBefore && now.Sub(c.caRenewFailed) > time.Hour {
+	if now := time.Now(); c.dueLocked(now) && now.Sub(c.caRenewFailed) > time.Hour {
 		if err := c.renewCAIfDue(now); err != nil {
 			c.caRenewFailed = now // tried again in an hour; the current one serves meanwhile
 		}

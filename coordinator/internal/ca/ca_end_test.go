@@ -44,7 +44,7 @@ func caEnding(t *testing.T, dir string, left time.Duration) *x509.Certificate {
 func TestCertificatesEndNoLaterThanTheirCA(t *testing.T) {
 	dir := t.TempDir()
 	caEnding(t, dir, 20*24*time.Hour)
-	c, err := LoadOrCreate(dir, nil, time.Nanosecond)
+	c, err := LoadOrCreate(dir, nil, time.Nanosecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func TestIssueServingNamesTheHostsAndServesOnly(t *testing.T) {
-	authority, err := LoadOrCreate(t.TempDir(), []string{"coord.example.org", "127.0.0.1"}, 0)
+	authority, err := LoadOrCreate(t.TempDir(), []string{"coord.example.org", "127.0.0.1"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestIssueServingNamesTheHostsAndServesOnly(t *testing.T) {
 // and the files on disk; the hosts stay.
 func TestServerCertificateRenewedWhileRunning(t *testing.T) {
 	dir := t.TempDir()
-	c, err := LoadOrCreate(dir, []string{"coord.example.org"}, 0)
+	c, err := LoadOrCreate(dir, []string{"coord.example.org"}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func TestCARenewsItsCertificateWithTheSameKey(t *testing.T) {
 	old := caEnding(t, dir, 20*24*time.Hour)
 
 	// Issued while the old certificate was the CA's.
-	before, err := LoadOrCreate(dir, nil, time.Nanosecond)
+	before, err := LoadOrCreate(dir, nil, time.Nanosecond, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestCARenewsItsCertificateWithTheSameKey(t *testing.T) {
 	}
 	member, _ := x509.ParseCertificate(mder)
 
-	c, err := LoadOrCreate(dir, nil, 0)
+	c, err := LoadOrCreate(dir, nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestCARenewsItsCertificateWithTheSameKey(t *testing.T) {
 	}
 
 	// The next start renews nothing and keeps both.
-	again, err := LoadOrCreate(dir, nil, 0)
+	again, err := LoadOrCreate(dir, nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestCARenewalCutShortIsDoneAgain(t *testing.T) {
 	if err := tlsutil.WriteCerts(filepath.Join(dir, earlierFile), [][]byte{old.Raw}); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadOrCreate(dir, nil, 0)
+	c, err := LoadOrCreate(dir, nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestCARenewalCutShortIsDoneAgain(t *testing.T) {
 func TestCARenewsWhileRunning(t *testing.T) {
 	dir := t.TempDir()
 	old := caEnding(t, dir, 20*24*time.Hour)
-	c, err := LoadOrCreate(dir, nil, 19*24*time.Hour)
+	c, err := LoadOrCreate(dir, nil, 19*24*time.Hour, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestCAWhoseCertificateIsNotItsKeysIsRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadOrCreate(dir, nil, 0); err == nil {
+	if _, err := LoadOrCreate(dir, nil, 0, nil); err == nil {
 		t.Fatal("loaded a CA whose certificate is another key's")
 	}
 }
@@ -148,7 +148,7 @@ func TestCACertificateFromTheFutureIsRenewed(t *testing.T) {
 	if time.Now().After(future.NotBefore) {
 		t.Fatal("the test's certificate is valid already")
 	}
-	c, err := LoadOrCreate(dir, nil, 0)
+	c, err := LoadOrCreate(dir, nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

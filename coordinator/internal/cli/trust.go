@@ -3,7 +3,6 @@ package cli
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -41,12 +40,8 @@ func (t trust) transport(server string) (http.RoundTripper, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read the CA file (--ca): %w", err)
 		}
-		for {
-			var blk *pem.Block
-			if blk, b = pem.Decode(b); blk == nil {
-				break
-			}
-			if c, err := x509.ParseCertificate(blk.Bytes); blk.Type == "CERTIFICATE" && err == nil {
+		for _, der := range tlsutil.PEMCertDERs(b) {
+			if c, err := x509.ParseCertificate(der); err == nil {
 				extra = append(extra, c)
 			}
 		}

@@ -47,7 +47,7 @@ func memberHandshake(t *testing.T, conf *tls.Config, chain tls.Certificate) erro
 // would hold only the old certificate until a restart.
 func TestMembersAcceptedAfterTheOldCACertificateEndsWithoutRestart(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ca")
-	if _, err := ca.LoadOrCreate(dir, nil, 0); err != nil {
+	if _, err := ca.LoadOrCreate(dir, nil, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The CA's certificate ends in 6 s (same key), renewed 3 s before.
@@ -66,7 +66,7 @@ func TestMembersAcceptedAfterTheOldCACertificateEndsWithoutRestart(t *testing.T)
 	if err := tlsutil.WriteCert(filepath.Join(dir, "ca.crt"), der); err != nil {
 		t.Fatal(err)
 	}
-	authority, err := ca.LoadOrCreate(dir, nil, 3*time.Second)
+	authority, err := ca.LoadOrCreate(dir, nil, 3*time.Second, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func (l *logRecords) count(level slog.Level, msg string) int {
 // checkinServer is a server with one enrolled agent, agent-1, named pc-1.
 func checkinServer(t *testing.T) (*Server, *store.Store, *logRecords) {
 	t.Helper()
-	authority, err := ca.LoadOrCreate(t.TempDir(), nil, 0)
+	authority, err := ca.LoadOrCreate(t.TempDir(), nil, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -80,7 +80,7 @@ func placementCoordinator(t *testing.T) (*store.Store, func(hooked bool) *Server
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
 	start := func(hooked bool) *Server {
-		authority, err := ca.LoadOrCreate(caDir, nil, 0)
+		authority, err := ca.LoadOrCreate(caDir, nil, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

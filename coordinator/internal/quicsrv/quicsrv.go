@@ -889,15 +889,22 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	s.memberInfo(info, o, m)
 	resp := &wire.CheckinResponse{Office: info, ServerUnix: now.Unix(), AckedSeq: m.AckedSeq, Revocations: s.revocations(),
 		MemberPass: s.pass(m, req.GetGossipKey())}
-	if fp := req.GetCaFingerprint(); fp != "" && fp != s.ca.Fingerprint() {
-		// The CA renewed its certificate: the member learns the new one.
-		// (One that does not say is of a version that could not use it.)
+	if s.caBehind(req) {
 		resp.CaCertificates = s.ca.Chain()
 	}
 	if len(req.GetRollup()) > 0 {
 		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
 	}
 	return &wire.Response{Body: &wire.Response_Checkin{Checkin: resp}}
+}
+
+// caBehind tells whether the member that checks in holds an older
+// certificate of the CA than its current one (the CA renewed it): a
+// direct check-in's answer brings it the CA's certificates. One that does
+// not say is of a version that could not take them.
+func (s *Server) caBehind(req *wire.CheckinRequest) bool {
+	fp := req.GetCaFingerprint()
+	return fp != "" && fp != s.ca.Fingerprint()
 }
 
 // memberInfo completes the office information for one member: the keys,

@@ -167,8 +167,7 @@ func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.Signe
 		// Keys that change, another office, other settings, a member
 		// pass, a revision it missed: only a direct check-in brings those.
 		CheckinDirectly: o.Rotation != "" || m.Office != o.Name || m.Roaming || !bytes.Equal(req.GetOfficeDigest(), want.digest) ||
-			len(req.GetGossipKey()) > 0 || req.GetRevision() < want.revision ||
-			req.GetCaFingerprint() != "" && req.GetCaFingerprint() != s.ca.Fingerprint(),
+			len(req.GetGossipKey()) > 0 || req.GetRevision() < want.revision || s.caBehind(req),
 	}
 	answer, err := wire.SignRollupAck(s.ca.PolicyKey(), ack)
 	if err != nil {
