@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -377,18 +378,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 3)
-	start := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				errc <- fmt.Errorf("%s: %w", name, err)
-				cancel()
-			}
-		}()
-	}
+	var ps parts
+	errc := make(chan error, 1)
+	start := func(name string, f func(context.Context) error) { ps.start(ctx, name, f, errc, cancel) }
 	start("coordinator link", link.Run)
 	start("technician sessions", a.runSessions)
 	every := 5 * time.Second
@@ -418,7 +410,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	serveChunks, err := a.startPeerCache(fetcher)
 	if err != nil {
 		cancel()
-		wg.Wait()
+		ps.wg.Wait()
 		return err
 	}
 	if serveChunks != nil {
@@ -429,7 +421,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.gossip.parent = ctx
 	if err := a.gossip.set(a.gossipKeys(a.info)); err != nil {
 		cancel()
-		wg.Wait()
+		ps.wg.Wait()
 		return fmt.Errorf("gossip: %w", err)
 	}
 	defer func() {
@@ -461,24 +453,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	case restart = <-looped:
 	case what := <-hung:
 		stuck = true
-		return a.stopHung(what, cancel, &wg, run)
+		return a.stopHung(what, cancel, &ps.wg, run)
 	case <-ctx.Done():
 		// A stop asked for, or a part of the agent that failed (its
 		// error is returned): the loop ends its turn at once (what it
 		// waits for is cancelled). One that does not has hung.
-		wait := stopWait
-		if a.cfg.Fast {
-			wait = stopWaitFast
-		}
+		wait := a.stopWait()
 		select {
 		case restart = <-looped:
 		case <-time.After(wait):
 			stuck = true
-			return a.stopHung(fmt.Sprintf("its loop did not stop within %s of being asked to", wait), cancel, &wg, run)
+			return a.stopHung(fmt.Sprintf("its loop did not stop within %s of being asked to", wait), cancel, &ps.wg, run)
 		}
 	}
 	cancel()
-	wg.Wait()
+	// The parts end at once too; one that does not has hung, and would
+	// keep a stopping agent, or one restarting into an upgrade, alive
+	// doing nothing.
+	if left := ps.wait(a.stopWait()); len(left) > 0 {
+		stuck = true
+		return a.stopHung(fmt.Sprintf("%s did not stop within %s of being asked to", strings.Join(left, ", "), a.stopWait()), cancel, &ps.wg, run)
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -498,6 +493,13 @@ const (
 	stopWait     = 30 * time.Second
 	stopWaitFast = 5 * time.Second
 )
+
+func (a *Agent) stopWait() time.Duration {
+	if a.cfg.Fast {
+		return stopWaitFast
+	}
+	return stopWait
+}
 
 // hangStopWait is how long an agent that hung waits for what still
 // answers (gossip, plugins, listeners) to stop before it returns.

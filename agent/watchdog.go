@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -216,4 +218,66 @@ func (a *Agent) toldHang(now time.Time) string {
 		return ""
 	}
 	return a.hangNotice
+}
+
+// parts runs the agent's parts (the coordinator link, sessions, gossip's
+// policy and roll-up, listeners), each in a goroutine of its own, and
+// knows which have not returned: a stop waits for them a bounded time,
+// so a part that ignores its context cannot keep a stopping agent, or
+// one restarting into an upgrade, alive and idle for ever.
+type parts struct {
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	running map[string]int
+}
+
+// start runs f as the part called name; an error it returns calls
+// failed and is sent to errc if errc has room (the first is the one to
+// tell: the others are most often what the stop it caused made of them).
+func (p *parts) start(ctx context.Context, name string, f func(context.Context) error, errc chan<- error, failed func()) {
+	p.mu.Lock()
+	if p.running == nil {
+		p.running = map[string]int{}
+	}
+	p.running[name]++
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		defer func() {
+			p.mu.Lock()
+			if p.running[name]--; p.running[name] == 0 {
+				delete(p.running, name)
+			}
+			p.mu.Unlock()
+		}()
+		if err := f(ctx); err != nil {
+			select {
+			case errc <- fmt.Errorf("%s: %w", name, err):
+			default:
+			}
+			failed()
+		}
+	})
+}
+
+// wait waits up to d for every part to return, and says which have not,
+// in order of name; none when all returned.
+func (p *parts) wait(d time.Duration) []string {
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(d):
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	left := slices.Sorted(maps.Keys(p.running))
+	if len(left) == 0 {
+		// Returned between the timer and the lock.
+		return nil
+	}
+	return left
 }

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -261,5 +263,35 @@ func TestWatchdogDoesNotCountTimeTheAgentCouldNotRun(t *testing.T) {
 	*now = now.Add(12 * time.Hour)
 	if what, stuck := w.check(); stuck {
 		t.Fatalf("a turn due during a sleep: %s", what)
+	}
+}
+
+// A stop waits for the agent's parts a bounded time and names those that
+// did not return; parts that fail at once, however many, neither block
+// each other nor the stop, and the first error is the one kept.
+func TestAStopNamesThePartsThatDoNotReturn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var ps parts
+	errc := make(chan error, 1)
+	release := make(chan struct{})
+	defer close(release)
+	ps.start(ctx, "technician sessions", func(context.Context) error { <-release; return nil }, errc, cancel)
+	ps.start(ctx, "office roll-up", func(ctx context.Context) error { <-ctx.Done(); return nil }, errc, cancel)
+	for range 5 {
+		ps.start(ctx, "metrics", func(context.Context) error { return errors.New("address in use") }, errc, cancel)
+	}
+	<-ctx.Done() // a part that failed stopped the rest
+	left := ps.wait(200 * time.Millisecond)
+	if !slices.Equal(left, []string{"technician sessions"}) {
+		t.Fatalf("parts left: %q; want only the one that ignores its context", left)
+	}
+	if err := <-errc; !strings.Contains(err.Error(), "metrics: address in use") {
+		t.Fatalf("error kept: %v", err)
+	}
+
+	var done parts
+	done.start(context.Background(), "office policy", func(context.Context) error { return nil }, errc, func() {})
+	if left := done.wait(time.Second); left != nil {
+		t.Fatalf("parts that returned are said left: %q", left)
 	}
 }

@@ -72,35 +72,67 @@ func TestAgentRollsBackANewVersionThatHangs(t *testing.T) {
 	}
 }
 
-// An agent asked to stop whose loop does not end its turn (it hangs) does
-// not wait for the service manager's kill: it keeps the goroutines'
-// stacks, says why, and stops by itself.
+// buildAgentWithStuckPart builds outpost-agent as version with a bug that
+// makes its technician sessions part ignore a stop: access.go, changed
+// only in the build.
+func buildAgentWithStuckPart(t *testing.T, dir, version string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testutil.RepoRoot(t), "agent", "access.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = "\t\treturn a.sessions.Run(ctx)\n"
+	if !strings.Contains(string(b), at) {
+		t.Fatalf("access.go has no %q to put the bug in", at)
+	}
+	return buildAgentWithBug(t, dir, version, "access.go", "-stuck-part",
+		strings.Replace(string(b), at, "\t\ta.sessions.Run(ctx)\n\t\tselect {} // a release with a bug: a part that ignores a stop\n", 1))
+}
+
+// An agent asked to stop whose loop does not end its turn, or one of
+// whose parts does not return, (it hangs) does not wait for the service
+// manager's kill: it keeps the goroutines' stacks, says why, and stops by
+// itself. The same wait bounds a restart into an upgrade, which has no
+// service manager's kill behind it.
 func TestAgentThatHangsStopsWhenAskedTo(t *testing.T) {
 	m := testutil.StartMinIO(t)
 	c := coordinatortest.New(t, coordinatortest.WithMinIO(m))
 	c.CreateOffice("hq", nil)
-	bad := buildHangingAgent(t, t.TempDir(), "2.0.0-e2e")
-	_, data, s := superviseWith(t, c, bad, "pc-hang-stop", "127.0.0.4", "plugin_timeout: 5s\nhang_limit: 1h\n")
-	testutil.Eventually(t, 60*time.Second, func() bool { return strings.Contains(s.logs.String(), `msg="agent running"`) },
-		"the agent did not start")
-	time.Sleep(time.Second) // in its first check-in, which never returns
-	s.mu.Lock()
-	asked := time.Now()
-	s.current.Process.Signal(syscall.SIGTERM)
-	s.mu.Unlock()
-	testutil.Eventually(t, 30*time.Second, func() bool { return s.count() == 2 },
-		"the hung agent did not stop when asked to (the service manager started it %d times)", s.count())
-	if took := time.Since(asked); took > 20*time.Second {
-		t.Errorf("the stop took %s", took)
-	}
-	b, err := os.ReadFile(filepath.Join(data, "hang.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), "its loop did not stop within 5s of being asked to") || !strings.Contains(string(b), "outpost/agent.(*Agent).pass") {
-		t.Fatalf("hang.txt:\n%.2000s", b)
-	}
-	if !strings.Contains(s.logs.String(), "the agent made no progress: it stops") {
-		t.Errorf("the agent's log does not say why it stopped so")
+	for _, tc := range []struct {
+		name, host, ip string
+		build          func(t *testing.T, dir, version string) string
+		hung, where    string
+	}{
+		{"loop", "pc-hang-stop", "127.0.0.4", buildHangingAgent,
+			"its loop did not stop within 5s of being asked to", "outpost/agent.(*Agent).pass"},
+		{"part", "pc-stuck-part", "127.0.0.5", buildAgentWithStuckPart,
+			"technician sessions did not stop within 5s of being asked to", "outpost/agent.(*Agent).runSessions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bad := tc.build(t, t.TempDir(), "2.0.0-e2e")
+			_, data, s := superviseWith(t, c, bad, tc.host, tc.ip, "plugin_timeout: 5s\nhang_limit: 1h\n")
+			testutil.Eventually(t, 60*time.Second, func() bool { return strings.Contains(s.logs.String(), `msg="agent running"`) },
+				"the agent did not start")
+			time.Sleep(time.Second) // in its first check-in, which may never return
+			s.mu.Lock()
+			asked := time.Now()
+			s.current.Process.Signal(syscall.SIGTERM)
+			s.mu.Unlock()
+			testutil.Eventually(t, 30*time.Second, func() bool { return s.count() == 2 },
+				"the hung agent did not stop when asked to (the service manager started it %d times)", s.count())
+			if took := time.Since(asked); took > 20*time.Second {
+				t.Errorf("the stop took %s", took)
+			}
+			b, err := os.ReadFile(filepath.Join(data, "hang.txt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(b), tc.hung) || !strings.Contains(string(b), tc.where) {
+				t.Fatalf("hang.txt:\n%.2000s", b)
+			}
+			if !strings.Contains(s.logs.String(), "the agent made no progress: it stops") {
+				t.Errorf("the agent's log does not say why it stopped so")
+			}
+		})
 	}
 }

@@ -123,7 +123,17 @@ func superviseWith(t *testing.T, c *coordinatortest.Harness, v1, host, ip, setti
 		s.mu.Lock()
 		s.current.Process.Signal(syscall.SIGTERM)
 		s.mu.Unlock()
-		<-supervised
+		select {
+		case <-supervised:
+		case <-time.After(30 * time.Second):
+			// An agent that does not stop when asked to is a failure of
+			// its own, not a test that waits until go test's timeout.
+			t.Errorf("the agent did not stop within 30s of SIGTERM; killed")
+			s.mu.Lock()
+			s.current.Process.Kill()
+			s.mu.Unlock()
+			<-supervised
+		}
 		if t.Failed() {
 			t.Logf("the agent's log:\n%s", s.logs.String())
 		}
