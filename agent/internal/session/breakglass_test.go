@@ -78,6 +78,15 @@ func TestVerifyArgon2idRefusesDamage(t *testing.T) {
 	if !verifyArgon2id(h, "pw-1234567890") || verifyArgon2id(h, "pw-1234567891") {
 		t.Fatal("verify")
 	}
+	// As many passes as the coordinator's password_kdf allows (64): a hash
+	// made with them, by outpost hash-password or another tool, verifies.
+	salt := []byte("0123456789abcdef")
+	sum := argon2.IDKey([]byte("pw-1234567890"), salt, 20, 64, 1, 32)
+	slow := fmt.Sprintf("$argon2id$v=%d$m=64,t=20,p=1$%s$%s", argon2.Version,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(sum))
+	if !verifyArgon2id(slow, "pw-1234567890") {
+		t.Fatal("a hash of 20 passes is refused")
+	}
 	for _, bad := range []string{"", "$argon2i$v=19$m=1024,t=1,p=1$AA$AA", strings.Replace(h, "t=1", "t=99", 1), "$argon2id$v=19$m=1024,t=1,p=1$!$!"} {
 		if verifyArgon2id(bad, "pw-1234567890") {
 			t.Fatalf("accepted %q", bad)

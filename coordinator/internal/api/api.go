@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/coordinator/internal/artifacts"
 	"github.com/outposthq/outpost/coordinator/internal/auth"
 	"github.com/outposthq/outpost/coordinator/internal/placement"
 	"github.com/outposthq/outpost/coordinator/internal/policy"
@@ -1033,6 +1034,11 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	chunks := wire.NewChunkHasher(wire.DefaultChunkSize)
 	sha, n, err := a.d.Files.Upload(r.Context(), io.TeeReader(r.Body, chunks), r.ContentLength)
 	if err != nil {
+		var tl *artifacts.TooLargeError
+		if errors.As(err, &tl) {
+			// The uploader's to fix, not a fault of the file server.
+			return httpError(http.StatusRequestEntityTooLarge, "%v", err)
+		}
 		return httpError(http.StatusBadGateway, "upload to the file server failed: %v", err)
 	}
 	// A removal of the same content may have run while the bytes went up;

@@ -64,7 +64,7 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	// Every office's, for the hostnames that more than one host has: a
-	// session names its host across the whole fleet.
+	// session names its host across the whole fleet, in any case.
 	members, err := a.d.Store.Members("")
 	if err != nil {
 		return err
@@ -72,7 +72,7 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	byName := map[string]int{}
 	for _, m := range members {
 		if m.Role == "agent" {
-			byName[m.Hostname]++
+			byName[strings.ToLower(m.Hostname)]++
 		}
 	}
 	for _, m := range members {
@@ -86,7 +86,7 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 		if len(rights) == 0 {
 			continue
 		}
-		v := myHostView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, LastSeen: m.LastSeen, Rights: rights, Shared: byName[m.Hostname] > 1}
+		v := myHostView{ID: m.ID, Hostname: m.Hostname, Office: m.Office, LastSeen: m.LastSeen, Rights: rights, Shared: byName[strings.ToLower(m.Hostname)] > 1}
 		if a.d.Presence != nil {
 			v.Connected = a.d.Presence.Connected(m.ID)
 		}

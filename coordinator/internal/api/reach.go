@@ -81,6 +81,9 @@ func (a *API) reachableHost(r *http.Request) (*store.Member, error) {
 	}
 	m, err := a.d.Store.FindHostFor(user, name)
 	if errors.Is(err, store.ErrNotFound) {
+		// Recorded as the broker records a session refused so: asking
+		// over HTTP leaves the same trace.
+		a.d.Auth.Audit(store.AuditEvent{Actor: user, Action: "connect", Target: name, Detail: "refused: no right on any host of that name", Remote: remoteAddr(r)})
 		return nil, httpError(http.StatusNotFound, "%s: outpost hosts lists the ones you may", strings.TrimSuffix(err.Error(), ": "+store.ErrNotFound.Error()))
 	}
 	return m, err

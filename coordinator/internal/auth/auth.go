@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -160,6 +161,9 @@ type Server struct {
 	limitedRecords *rate.Limiter
 	unrecorded     int
 	unrecSince     time.Time
+	// unrecRemote is the address the counted sign-ins came from, "" when
+	// they came from several.
+	unrecRemote string
 }
 
 // Sign-ins refused by the rate limit recorded one by one.
@@ -255,7 +259,7 @@ func (s *Server) Bootstrap() error {
 // Audit records an event on the coordinator; a failure is logged, not fatal.
 func (s *Server) Audit(ev store.AuditEvent) {
 	if ev.Action == "login" {
-		s.flushUnrecorded(ev.Remote)
+		s.flushUnrecorded()
 	}
 	s.appendAudit(ev)
 }
@@ -285,7 +289,9 @@ func (s *Server) auditLimited(name, remote string, now time.Time) {
 	s.limitedMu.Lock()
 	if !s.limitedRecords.AllowN(now, 1) {
 		if s.unrecorded == 0 {
-			s.unrecSince = now
+			s.unrecSince, s.unrecRemote = now, remote
+		} else if s.unrecRemote != remote {
+			s.unrecRemote = ""
 		}
 		s.unrecorded++
 		s.limitedMu.Unlock()
@@ -296,10 +302,11 @@ func (s *Server) auditLimited(name, remote string, now time.Time) {
 }
 
 // flushUnrecorded records how many sign-ins the rate limit refused
-// without a record each, before the next sign-in record.
-func (s *Server) flushUnrecorded(remote string) {
+// without a record each, before the next sign-in record, with the address
+// they came from (not the next sign-in's).
+func (s *Server) flushUnrecorded() {
 	s.limitedMu.Lock()
-	skipped, since := s.unrecorded, s.unrecSince
+	skipped, since, remote := s.unrecorded, s.unrecSince, s.unrecRemote
 	s.unrecorded = 0
 	s.limitedMu.Unlock()
 	if skipped > 0 {
@@ -435,7 +442,7 @@ func (s *Server) Login(name, password, remote string) (*Tokens, error) {
 // unless either is over its limit, in one step, so that concurrent attempts
 // cannot all pass the check before any is counted. giveBack uncounts it.
 func (s *Server) reserveAttempt(name, remote string, now time.Time) (giveBack func(), ok bool) {
-	userKey, addrKey := "user/"+name, "addr/"+remote
+	userKey, addrKey := "user/"+name, "addr/"+limitSource(remote)
 	s.attemptMu.Lock()
 	defer s.attemptMu.Unlock()
 	if s.limit.exceeded(userKey, now) || s.failures.exceeded(addrKey, now) {
@@ -447,6 +454,21 @@ func (s *Server) reserveAttempt(name, remote string, now time.Time) (giveBack fu
 		s.limit.uncount(userKey, userWindow)
 		s.failures.uncount(addrKey, addrWindow)
 	}, true
+}
+
+// limitSource is what the per-address limit counts remote as: an IPv6
+// client has a whole /64 to send from, so it counts as one source (as
+// hosts count break-glass failures).
+func limitSource(remote string) string {
+	a, err := netip.ParseAddr(remote)
+	if err != nil || !a.Is6() || a.Is4In6() {
+		return remote
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return remote
+	}
+	return p.String()
 }
 
 func (s *Server) verify(hash, password string, dummy bool) bool {
