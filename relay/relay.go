@@ -286,19 +286,24 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 	var m *membership
 	up := o.upstream
 	if up == nil {
+		if cfg.Coordinator != "" && o.fileServer == nil {
+			// A member of its office whatever it reads with: fixed
+			// credentials say how it reads the file server, not that it
+			// serves everyone (members_only) or ignores the policy's pins.
+			m = newMembership(cfg, logger)
+			o.components = append(o.components, namedComponent{"membership", m})
+		}
 		var src upstream.CredentialSource
 		switch {
 		case o.fileServer != nil:
 			src = upstream.FetchFunc(o.fileServer)
 		case cfg.FileServer.Configured():
 			src = cfg.FileServer.static()
-		case cfg.Coordinator != "":
+		case m != nil:
 			// The usual case: the relay is a member of its office and reads
 			// the file server with short-lived read-only credentials that
 			// the coordinator issues; it holds no S3 secret of its own.
-			m = newMembership(cfg, logger)
 			src = upstream.FetchFunc(m.FileServer)
-			o.components = append(o.components, namedComponent{"membership", m})
 		default:
 			return nil, errors.New("relay: no file server: set coordinator (and enroll_token, ca_fingerprint) to enrol " +
 				"and read with coordinator-issued credentials, or file_server (endpoint, bucket, access_key, secret_key)")

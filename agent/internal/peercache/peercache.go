@@ -309,6 +309,11 @@ func (s *Server) unshare(sha string) {
 	}
 }
 
+// stallTimeout is how long one write to a peer may make no progress: a
+// peer that stopped reading (asleep, gone from the network, hung) would
+// otherwise hold its upload slot until TCP gives up, or for ever.
+var stallTimeout = 30 * time.Second
+
 type limitedWriter struct {
 	http.ResponseWriter
 	ctx context.Context
@@ -325,6 +330,8 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 				return written, err
 			}
 		}
+		// Set after the budget's wait, which is not the peer's doing.
+		_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(stallTimeout))
 		m, err := w.ResponseWriter.Write(p[:k])
 		written += m
 		w.n += int64(m)
