@@ -20,7 +20,7 @@ import (
 // Limits bound what an archive may expand to. An archive that exceeds one is
 // refused before anything is written.
 type Limits struct {
-	MaxEntries   int   // entries, directories and symlinks included
+	MaxEntries   int   // entries, directories (implied ones too) and symlinks included
 	MaxTotalSize int64 // sum of the sizes of the files
 	MaxPathLen   int   // bytes in an entry's path or a symlink's target
 }
@@ -278,19 +278,29 @@ func checkTarget(name, target string, lim Limits) error {
 	return nil
 }
 
-// finish adds implied directories, checks that nothing is installed through
-// a symlink or under a file, and that every symlink resolves inside the
-// prefix.
+// finish adds implied directories, counted against MaxEntries, checks
+// that nothing is installed through a symlink or under a file, and that
+// every symlink resolves inside the prefix.
 func (v *validator) finish() (*Plan, error) {
 	explicit := make([]string, 0, len(v.entries))
 	for name := range v.entries {
 		explicit = append(explicit, name)
 	}
 	sort.Strings(explicit)
+	// A directory checked once need not be again, nor those above it:
+	// many entries share the same thousands of ancestors.
+	checked := map[string]bool{}
 	for _, name := range explicit {
-		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+		for dir := path.Dir(name); dir != "." && !checked[dir]; dir = path.Dir(dir) {
+			checked[dir] = true
 			parent, ok := v.entries[dir]
 			if !ok {
+				// Created as any listed directory is: one deep path
+				// implies thousands.
+				v.count++
+				if v.count > v.lim.MaxEntries {
+					return nil, refuse("", "has more than %d entries, counting the directories it implies", v.lim.MaxEntries)
+				}
 				v.entries[dir] = &Entry{Path: dir, Type: TypeDir, Mode: 0o755}
 				continue
 			}
@@ -302,12 +312,12 @@ func (v *validator) finish() (*Plan, error) {
 			}
 		}
 	}
-	r := &resolver{entries: v.entries, done: map[string][]string{}, busy: map[string]bool{}}
+	r := newResolver(v.entries)
 	for _, name := range explicit {
 		if v.entries[name].Type != TypeSymlink {
 			continue
 		}
-		if _, err := r.link(name, 0); err != nil {
+		if _, err := r.link(r.nodes[name], 0); err != nil {
 			return nil, refuse(v.names[name], "is a symlink to %s, which %s", printable(v.entries[name].Target), err)
 		}
 	}
@@ -322,62 +332,109 @@ func (v *validator) finish() (*Plan, error) {
 // resolver follows symlink targets through the archive's own entries, the
 // way the kernel will once they are on disk, and notices any that climb out
 // of the prefix. Paths the archive does not name are taken as directories.
+//
+// It walks a tree of the entries one element at a time, never a path
+// joined again at each step: a target's cost grows with its length, not
+// with its length squared, which a hostile archive of many long targets
+// would otherwise turn into hours of work.
 type resolver struct {
-	entries map[string]*Entry
-	done    map[string][]string // resolved location of each symlink checked
-	busy    map[string]bool     // symlinks being resolved, to find loops
+	top   *node            // the prefix
+	nodes map[string]*node // by path
+	done  map[*node]place  // resolved location of each symlink checked
+	busy  map[*node]bool   // symlinks being resolved, to find loops
+}
+
+// node is a path the archive names, or the prefix itself (entry nil).
+type node struct {
+	entry  *Entry
+	parent *node
+	kids   map[string]*node
+}
+
+// place is where a walk is: at a path the archive names, or beyond
+// elements below it that it does not name. Below a path the archive does
+// not name there is nothing it names (finish added every directory above
+// an entry), so only how many such elements there are matters.
+type place struct {
+	at     *node
+	beyond int
+}
+
+func newResolver(entries map[string]*Entry) *resolver {
+	top := &node{kids: map[string]*node{}}
+	r := &resolver{top: top, nodes: map[string]*node{".": top}, done: map[*node]place{}, busy: map[*node]bool{}}
+	for p, e := range entries {
+		r.add(p, e)
+	}
+	return r
+}
+
+// add puts the entry at p in the tree, with the directories above it.
+func (r *resolver) add(p string, e *Entry) *node {
+	if n, ok := r.nodes[p]; ok {
+		if e != nil {
+			n.entry = e
+		}
+		return n
+	}
+	parent := r.add(path.Dir(p), nil)
+	n := &node{entry: e, parent: parent, kids: map[string]*node{}}
+	parent.kids[path.Base(p)] = n
+	r.nodes[p] = n
+	return n
 }
 
 type resolveError string
 
 func (e resolveError) Error() string { return string(e) }
 
-// link resolves the symlink at name to the elements of where it points.
-func (r *resolver) link(name string, depth int) ([]string, error) {
-	if dest, ok := r.done[name]; ok {
+// link resolves the symlink at n to where it points.
+func (r *resolver) link(n *node, depth int) (place, error) {
+	if dest, ok := r.done[n]; ok {
 		return dest, nil
 	}
-	if r.busy[name] || depth > maxLinkHops {
-		return nil, resolveError("loops or passes through too many symlinks")
+	if r.busy[n] || depth > maxLinkHops {
+		return place{}, resolveError("loops or passes through too many symlinks")
 	}
-	r.busy[name] = true
-	defer delete(r.busy, name)
-	var start []string
-	if dir := path.Dir(name); dir != "." {
-		start = strings.Split(dir, "/")
-	}
-	dest, err := r.walk(start, r.entries[name].Target, depth)
+	r.busy[n] = true
+	defer delete(r.busy, n)
+	dest, err := r.walk(place{at: n.parent}, n.entry.Target, depth)
 	if err != nil {
-		return nil, err
+		return place{}, err
 	}
-	r.done[name] = dest
+	r.done[n] = dest
 	return dest, nil
 }
 
-func (r *resolver) walk(at []string, target string, depth int) ([]string, error) {
-	at = append([]string(nil), at...)
-	for _, elem := range strings.Split(target, "/") {
-		switch elem {
-		case "", ".":
-			continue
-		case "..":
-			if len(at) == 0 {
-				return nil, resolveError("escapes the prefix")
+func (r *resolver) walk(pl place, target string, depth int) (place, error) {
+	for elem := range strings.SplitSeq(target, "/") {
+		switch {
+		case elem == "" || elem == ".":
+		case elem == ".." && pl.beyond > 0:
+			pl.beyond--
+		case elem == ".." && pl.at == r.top:
+			return place{}, resolveError("escapes the prefix")
+		case elem == "..":
+			pl.at = pl.at.parent
+		case pl.beyond > 0:
+			pl.beyond++
+		default:
+			kid, ok := pl.at.kids[elem]
+			switch {
+			case !ok:
+				pl.beyond = 1
+			case kid.entry != nil && kid.entry.Type == TypeSymlink:
+				dest, err := r.link(kid, depth+1)
+				if err != nil {
+					return place{}, err
+				}
+				pl = dest
+			default:
+				pl.at = kid
 			}
-			at = at[:len(at)-1]
-			continue
-		}
-		at = append(at, elem)
-		p := strings.Join(at, "/")
-		if e, ok := r.entries[p]; ok && e.Type == TypeSymlink {
-			dest, err := r.link(p, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			at = append(at[:0:0], dest...)
 		}
 	}
-	return at, nil
+	return pl, nil
 }
 
 func formatSize(n int64) string {

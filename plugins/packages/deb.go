@@ -1,7 +1,6 @@
 package packages
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os/exec"
@@ -39,15 +38,14 @@ func (m *Manager) dpkg(ctx context.Context, name string, args ...string) (string
 	}
 	ctx, cancel := context.WithTimeout(ctx, dpkgTimeout)
 	defer cancel()
-	var out bytes.Buffer
+	// What dpkg prints includes what the maintainer scripts of the .deb
+	// print: like a hook's, only its end is kept.
+	out := &tailBuffer{max: maxHookOutput}
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(cmd.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	err := cmd.Run()
-	said := strings.TrimSpace(out.String())
-	if len(said) > maxHookOutput {
-		said = "…" + said[len(said)-maxHookOutput:]
-	}
+	said := out.String()
 	if err != nil {
 		if ctx.Err() != nil {
 			return said, fmt.Errorf("%s %s timed out after %s", filepath.Base(name), strings.Join(args, " "), dpkgTimeout)

@@ -159,6 +159,10 @@ func (m *Manager) scanItem(root string, item *wire.Item) *proto.ItemState {
 	}
 	st.InstalledVersion = mf.Version
 	if CompareVersions(mf.Version, s.p.GetFixedVersion()) >= 0 {
+		if hookPending(mf, s) {
+			st.Message = fmt.Sprintf("missing: %s %s is installed, but its post-install hook has not succeeded; it runs again at the next apply", mf.Name, mf.Version)
+			return st
+		}
 		st.Compliant = true
 		st.Message = fmt.Sprintf("installed: %s %s has the fix of %s", mf.Name, mf.Version, s.p.GetId())
 		return st
@@ -186,8 +190,19 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	if mf == nil {
 		return nil, fmt.Errorf("patch %s is not applicable: %s is not installed", s.p.GetId(), s.p.GetPackage())
 	}
-	if CompareVersions(mf.Version, s.p.GetFixedVersion()) >= 0 {
+	if CompareVersions(mf.Version, s.p.GetFixedVersion()) >= 0 && !hookPending(mf, s) {
 		return &proto.ApplyResponse{Message: fmt.Sprintf("installed: %s %s has the fix", mf.Name, mf.Version)}, nil
+	}
+	if hookPending(mf, s) {
+		// The fixed version is in place and its backup and record made;
+		// the package code runs the hook again.
+		pkgItem := &wire.Item{Id: "package/" + mf.Name, Kind: packages.Kind, State: wire.State_STATE_PRESENT, Artifact: s.art,
+			Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: mf.Name, Version: mf.Version, Prefix: mf.Prefix}}}
+		if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: req.GetArtifactPath()}); err != nil {
+			return nil, fmt.Errorf("patch %s: %w", s.p.GetId(), err)
+		}
+		return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(),
+			Message: fmt.Sprintf("installed patch %s: the post-install hook of %s %s succeeded on retry", s.p.GetId(), mf.Name, mf.Version)}, nil
 	}
 	if req.GetArtifactPath() == "" {
 		return nil, fmt.Errorf("patch %s has no artifact to install; the catalog entry must name one", s.p.GetId())
@@ -220,7 +235,14 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	pkgItem := &wire.Item{Id: "package/" + mf.Name, Kind: packages.Kind, State: wire.State_STATE_PRESENT, Artifact: s.art,
 		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: mf.Name, Version: s.p.GetFixedVersion(), Prefix: mf.Prefix}}}
 	if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: req.GetArtifactPath()}); err != nil {
-		os.Remove(filepath.Join(dir(root), s.p.GetId()+".json"))
+		// An install that failed may have changed the package all the
+		// same (the fixed version committed and its post-install hook
+		// failed, files put in place before an error): the record of a
+		// backup stays, as for a kill, so that the retry keeps it and
+		// the rollback puts the version before back.
+		if rec.Backup == "" {
+			os.Remove(filepath.Join(dir(root), s.p.GetId()+".json"))
+		}
 		return nil, fmt.Errorf("patch %s: %w", s.p.GetId(), err)
 	}
 	msg := fmt.Sprintf("installed patch %s: %s %s → %s", s.p.GetId(), mf.Name, mf.Version, s.p.GetFixedVersion())
@@ -267,6 +289,14 @@ func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.App
 	os.Remove(backup)
 	return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(),
 		Message: fmt.Sprintf("rolled back patch %s: %s is %s again", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
+}
+
+// hookPending reports whether mf is the fixed version of s with a
+// post-install hook that has yet to succeed (it failed, or the plugin was
+// killed while it ran): the patch is not done until it has, as a package
+// item is not.
+func hookPending(mf *packages.Manifest, s spec) bool {
+	return mf.PostInstallPending && mf.Version == s.p.GetFixedVersion()
 }
 
 func exists(p string) bool {

@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -95,22 +96,44 @@ func (b *fileBackend) load(s spec) (string, *settingsDoc, fs.FileMode, bool, err
 		return "", nil, 0, false, err
 	}
 	mode := fs.FileMode(0o644)
-	data, err := os.ReadFile(p)
+	data, fmode, err := readSettings(p)
 	exists := err == nil
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return "", nil, 0, false, fmt.Errorf("read %s: %w", s.path, err)
 	default:
-		if fi, err := os.Stat(p); err == nil {
-			mode = fi.Mode().Perm()
-		}
+		mode = fmode
 	}
 	doc, err := parseSettings(data, s.format)
 	if err != nil {
 		return "", nil, 0, false, fmt.Errorf("read %s: %w", s.path, err)
 	}
 	return p, doc, mode, exists, nil
+}
+
+// readSettings reads the file at p and its permission bits. One larger
+// than MaxSettingsFile is refused having read no more than that: the file
+// may have grown, or been swapped, since it was looked at, and the plugin
+// runs as root with the memory of the agent's host.
+func readSettings(p string) ([]byte, fs.FileMode, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, err
+	}
+	if fi.Size() > MaxSettingsFile {
+		return nil, 0, fmt.Errorf("the file is %d bytes, more than the %d a settings file may have", fi.Size(), MaxSettingsFile)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSettingsFile+1))
+	if err != nil {
+		return nil, 0, err
+	}
+	return data, fi.Mode().Perm(), nil
 }
 
 func (b *fileBackend) save(p string, doc *settingsDoc, mode fs.FileMode) error {
@@ -183,7 +206,7 @@ func (b *fileBackend) snapshotKey(s spec) (*keySnapshot, error) {
 		}
 		return &keySnapshot{Lines: doc.sectionLines(s.section)}, nil
 	}
-	data, err := os.ReadFile(p)
+	data, _, err := readSettings(p)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.path, err)
 	}

@@ -22,7 +22,7 @@ import (
 // address. A frame larger than an enrolment request can be is refused
 // before its body is read, and the sender stopped and told why.
 func TestEnrolmentFrameLargerThanARequestIsRefusedBeforeItsBodyIsRead(t *testing.T) {
-	ctx, dial, _ := limitServer(t, wire.ALPNEnroll)
+	_, ctx, dial, _ := limitServer(t, wire.ALPNEnroll)
 	c := dial()
 	defer c.CloseWithError(0, "")
 	str, err := c.OpenStreamSync(ctx)

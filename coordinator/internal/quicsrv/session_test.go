@@ -141,7 +141,7 @@ func TestHostsJudgeUserNamesByTheCoordinatorsRule(t *testing.T) {
 // wait in flow control, and 64 streams of 256 KiB on each of a source's
 // connections are not a gigabyte held for anyone who reaches the port.
 func TestATechnicianConnectionHasFewUnverifiedSessionOpensRead(t *testing.T) {
-	ctx, dial, _ := limitServer(t, wire.ALPNTechnician)
+	_, ctx, dial, _ := limitServer(t, wire.ALPNTechnician)
 	c := dial()
 	defer c.CloseWithError(0, "")
 	const streams, size = 64, wire.MaxSessionOpenSize

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/outposthq/outpost/pkg/testutil"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -65,8 +66,8 @@ func TestConnLimitBySource(t *testing.T) {
 // new one is taken.
 // limitServer runs a QUIC server on loopback for the connection-limit
 // tests and gives a dialer for protocol alpn and a check of refusals.
-func limitServer(t *testing.T, alpn string) (ctx context.Context, dial func() *quic.Conn, refused func(*quic.Conn) bool) {
-	s, _, _ := checkinServer(t)
+func limitServer(t *testing.T, alpn string) (s *Server, ctx context.Context, dial func() *quic.Conn, refused func(*quic.Conn) bool) {
+	s, _, _ = checkinServer(t)
 	s.cfg.Addr = "127.0.0.1:0"
 	// Dialling 129 connections on a loaded machine can take longer than
 	// an enrolment connection may wait for its request: the first ones
@@ -115,16 +116,34 @@ func limitServer(t *testing.T, alpn string) (ctx context.Context, dial func() *q
 		}
 		return true
 	}
-	return ctx, dial, refused
+	return s, ctx, dial, refused
+}
+
+// heldUntil waits until l counts n connections: a client's dial returns
+// before the server has taken the connection (its handshake ends on the
+// server last, and connections are served in goroutines of their own), so
+// without the wait the next dial may be counted before one of these.
+func heldUntil(t *testing.T, l *connLimit, n int) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		held := 0
+		for _, k := range l.n {
+			held += k
+		}
+		return held == n
+	}, "the server did not take the %d connections dialled", n)
 }
 
 func TestTechnicianConnectionsPerSource(t *testing.T) {
-	ctx, dial, refused := limitServer(t, wire.ALPNTechnician)
+	s, ctx, dial, refused := limitServer(t, wire.ALPNTechnician)
 
 	var conns []*quic.Conn
 	for range maxTechConnsPerSource {
 		conns = append(conns, dial())
 	}
+	heldUntil(t, &s.techConns, maxTechConnsPerSource)
 	// Each taken connection holds a stream that announced a large
 	// SessionOpen: they cost the coordinator nothing of that size.
 	for _, c := range conns {
@@ -172,11 +191,12 @@ func TestTechnicianConnectionsPerSource(t *testing.T) {
 // Enrolment connections are unauthenticated too: one source holds at most
 // maxEnrollConnsPerSource of them, and the next is closed with the reason.
 func TestEnrollConnectionsPerSource(t *testing.T) {
-	_, dial, refused := limitServer(t, wire.ALPNEnroll)
+	s, _, dial, refused := limitServer(t, wire.ALPNEnroll)
 	var conns []*quic.Conn
 	for range maxEnrollConnsPerSource {
 		conns = append(conns, dial())
 	}
+	heldUntil(t, &s.enrollConns, maxEnrollConnsPerSource)
 	extra := dial()
 	if !refused(extra) {
 		t.Fatalf("enrolment connection %d from one source was taken", maxEnrollConnsPerSource+1)
