@@ -248,7 +248,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, "malformed artifact name in the path: want " + BlobPath + "<sha256 as 64 lower-case hex digits>"
 	case errors.Is(err, cache.ErrNotFound):
 		return http.StatusNotFound, err.Error()
-	case errors.Is(err, errNotMember):
+	case errors.Is(err, errNotMember), errors.Is(err, errRemovedMember):
 		return http.StatusForbidden, err.Error()
 	case errors.Is(err, errNotLinked):
 		return http.StatusServiceUnavailable, err.Error()

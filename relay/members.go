@@ -18,7 +18,7 @@ var errNotMember = errors.New("the relay's content is for the fleet's members: p
 var errNotLinked = errors.New("the relay has not joined its office yet: try again shortly")
 
 // verifyMember checks that a TLS client presented a certificate the
-// coordinator's CA issued to a member.
+// coordinator's CA issued to a member, and not to one since removed.
 func (m *membership) verifyMember(cs *tls.ConnectionState) error {
 	select {
 	case <-m.linked:
@@ -30,6 +30,10 @@ func (m *membership) verifyMember(cs *tls.ConnectionState) error {
 	}
 	if err := tlsutil.VerifyFromCA(cs.PeerCertificates, m.id.CAs(), x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return errNotMember
+	}
+	// Member certificates name the member.
+	if m.removed.Load().has(cs.PeerCertificates[0].Subject.CommonName) {
+		return errRemovedMember
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/gossip"
@@ -43,6 +44,9 @@ type membership struct {
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
 	id      *member.Identity
+	// removed is the coordinator's list of removed members, refused
+	// content though their certificates still verify.
+	removed atomic.Pointer[removedSet]
 }
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
@@ -127,6 +131,15 @@ func (m *membership) Run(ctx context.Context) error {
 	}
 	m.link = link
 	m.id = id
+	// Before the first request is verified: removed members are refused
+	// from the start, even while the coordinator is away.
+	removed, err := loadRemoved(m.cfg.DataDir)
+	if err != nil {
+		// Asked for whole at the first check-in (version 0).
+		m.log.Warn("the kept list of removed members is not used; the coordinator's comes at the first check-in", "err", err)
+		removed = &removedSet{}
+	}
+	m.removed.Store(removed)
 	close(m.linked)
 
 	var node *gossip.Node
@@ -194,6 +207,7 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		req.GossipKey = m.id.GossipPublic()
 	}
 	req.CaFingerprint = m.id.CAFingerprint()
+	req.RemovedMembersVersion = m.removed.Load().version
 	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
 		m.log.Warn("check-in failed", "err", err)
@@ -201,6 +215,9 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	}
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		m.takePass(sp, node)
+	}
+	if rm := resp.GetCheckin().GetRemovedMembers(); rm != nil {
+		m.takeRemoved(rm)
 	}
 	m.id.TakeCAs(resp.GetCheckin().GetCaCertificates(), filepath.Join(m.cfg.DataDir, "identity"), m.log)
 	m.id.RenewIfDue(ctx, m.link.Call, filepath.Join(m.cfg.DataDir, "identity"), m.log)
@@ -240,6 +257,25 @@ func (m *membership) checkinSoon() {
 	select {
 	case m.kick <- struct{}{}:
 	default:
+	}
+}
+
+// takeRemoved keeps the coordinator's list of removed members, on disk
+// first: a list refused on disk is not taken, and the next check-in
+// brings it again.
+func (m *membership) takeRemoved(rm *wire.RemovedMembers) {
+	set, err := newRemovedSet(rm)
+	if err != nil {
+		m.log.Warn("list of removed members from the coordinator refused", "err", err)
+		return
+	}
+	if err := saveRemoved(m.cfg.DataDir, rm); err != nil {
+		m.log.Warn("keep the list of removed members", "err", err)
+		return
+	}
+	was := m.removed.Swap(set)
+	if len(set.ids) != len(was.ids) {
+		m.log.Info("removed members refused content", "count", len(set.ids), "version", set.version)
 	}
 }
 

@@ -291,7 +291,7 @@ func (x Error_Code) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Error_Code.Descriptor instead.
 func (Error_Code) EnumDescriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34, 0}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{35, 0}
 }
 
 // Artifact names content by its SHA-256 (lower-case hex) and exact size.
@@ -1770,8 +1770,11 @@ type CheckinRequest struct {
 	// coordinator's current one differs; a rolled-up one is asked to check
 	// in directly.
 	CaFingerprint string `protobuf:"bytes,19,opt,name=ca_fingerprint,json=caFingerprint,proto3" json:"ca_fingerprint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Relays: the version of the list of removed members they hold (0:
+	// none); the answer carries the list when the coordinator's differs.
+	RemovedMembersVersion uint64 `protobuf:"varint,20,opt,name=removed_members_version,json=removedMembersVersion,proto3" json:"removed_members_version,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *CheckinRequest) Reset() {
@@ -1930,6 +1933,68 @@ func (x *CheckinRequest) GetCaFingerprint() string {
 	return ""
 }
 
+func (x *CheckinRequest) GetRemovedMembersVersion() uint64 {
+	if x != nil {
+		return x.RemovedMembersVersion
+	}
+	return 0
+}
+
+// RemovedMembers lists the members an admin removed whose certificates
+// may still be within their life: relays refuse them content, since a
+// certificate of the CA alone no longer proves a member.
+type RemovedMembers struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Ids           []string               `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedMembers) Reset() {
+	*x = RemovedMembers{}
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedMembers) ProtoMessage() {}
+
+func (x *RemovedMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedMembers.ProtoReflect.Descriptor instead.
+func (*RemovedMembers) Descriptor() ([]byte, []int) {
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RemovedMembers) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RemovedMembers) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 // StagingStatus is a relay's account of pre-staging one revision of its
 // office's policy: artifacts fetched, hash-checked and held on its store.
 type StagingStatus struct {
@@ -1946,7 +2011,7 @@ type StagingStatus struct {
 
 func (x *StagingStatus) Reset() {
 	*x = StagingStatus{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1958,7 +2023,7 @@ func (x *StagingStatus) String() string {
 func (*StagingStatus) ProtoMessage() {}
 
 func (x *StagingStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[16]
+	mi := &file_pkg_wire_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1971,7 +2036,7 @@ func (x *StagingStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StagingStatus.ProtoReflect.Descriptor instead.
 func (*StagingStatus) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{16}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StagingStatus) GetRevision() uint64 {
@@ -2029,7 +2094,7 @@ type ServingCertRequest struct {
 
 func (x *ServingCertRequest) Reset() {
 	*x = ServingCertRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2041,7 +2106,7 @@ func (x *ServingCertRequest) String() string {
 func (*ServingCertRequest) ProtoMessage() {}
 
 func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[17]
+	mi := &file_pkg_wire_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2054,7 +2119,7 @@ func (x *ServingCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertRequest.ProtoReflect.Descriptor instead.
 func (*ServingCertRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{17}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ServingCertRequest) GetCsr() []byte {
@@ -2081,7 +2146,7 @@ type ServingCertResponse struct {
 
 func (x *ServingCertResponse) Reset() {
 	*x = ServingCertResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2158,7 @@ func (x *ServingCertResponse) String() string {
 func (*ServingCertResponse) ProtoMessage() {}
 
 func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[18]
+	mi := &file_pkg_wire_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2171,7 @@ func (x *ServingCertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServingCertResponse.ProtoReflect.Descriptor instead.
 func (*ServingCertResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{18}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ServingCertResponse) GetCertificate() []byte {
@@ -2136,7 +2201,7 @@ type RollupReport struct {
 
 func (x *RollupReport) Reset() {
 	*x = RollupReport{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2213,7 @@ func (x *RollupReport) String() string {
 func (*RollupReport) ProtoMessage() {}
 
 func (x *RollupReport) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[19]
+	mi := &file_pkg_wire_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2226,7 @@ func (x *RollupReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupReport.ProtoReflect.Descriptor instead.
 func (*RollupReport) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{19}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RollupReport) GetMemberId() string {
@@ -2201,7 +2266,7 @@ type SignedCheckin struct {
 
 func (x *SignedCheckin) Reset() {
 	*x = SignedCheckin{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2278,7 @@ func (x *SignedCheckin) String() string {
 func (*SignedCheckin) ProtoMessage() {}
 
 func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[20]
+	mi := &file_pkg_wire_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2291,7 @@ func (x *SignedCheckin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedCheckin.ProtoReflect.Descriptor instead.
 func (*SignedCheckin) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{20}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SignedCheckin) GetReport() []byte {
@@ -2273,7 +2338,7 @@ type RollupAck struct {
 
 func (x *RollupAck) Reset() {
 	*x = RollupAck{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2350,7 @@ func (x *RollupAck) String() string {
 func (*RollupAck) ProtoMessage() {}
 
 func (x *RollupAck) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[21]
+	mi := &file_pkg_wire_wire_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2363,7 @@ func (x *RollupAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollupAck.ProtoReflect.Descriptor instead.
 func (*RollupAck) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{21}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RollupAck) GetMemberId() string {
@@ -2342,7 +2407,7 @@ type SignedRollupAck struct {
 
 func (x *SignedRollupAck) Reset() {
 	*x = SignedRollupAck{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2419,7 @@ func (x *SignedRollupAck) String() string {
 func (*SignedRollupAck) ProtoMessage() {}
 
 func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[22]
+	mi := &file_pkg_wire_wire_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2432,7 @@ func (x *SignedRollupAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignedRollupAck.ProtoReflect.Descriptor instead.
 func (*SignedRollupAck) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{22}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SignedRollupAck) GetAck() []byte {
@@ -2404,13 +2469,16 @@ type CheckinResponse struct {
 	// has a ca_fingerprint that is not the current one's: the CA renewed
 	// its certificate, with the same key.
 	CaCertificates [][]byte `protobuf:"bytes,23,rep,name=ca_certificates,json=caCertificates,proto3" json:"ca_certificates,omitempty"`
+	// To a relay whose removed_members_version differs from the
+	// coordinator's: the whole list.
+	RemovedMembers *RemovedMembers `protobuf:"bytes,24,opt,name=removed_members,json=removedMembers,proto3" json:"removed_members,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2490,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[23]
+	mi := &file_pkg_wire_wire_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2503,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{23}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CheckinResponse) GetOffice() *OfficeInfo {
@@ -2487,6 +2555,13 @@ func (x *CheckinResponse) GetCaCertificates() [][]byte {
 	return nil
 }
 
+func (x *CheckinResponse) GetRemovedMembers() *RemovedMembers {
+	if x != nil {
+		return x.RemovedMembers
+	}
+	return nil
+}
+
 type PolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	HaveRevision  uint64                 `protobuf:"varint,1,opt,name=have_revision,json=haveRevision,proto3" json:"have_revision,omitempty"`
@@ -2496,7 +2571,7 @@ type PolicyRequest struct {
 
 func (x *PolicyRequest) Reset() {
 	*x = PolicyRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2508,7 +2583,7 @@ func (x *PolicyRequest) String() string {
 func (*PolicyRequest) ProtoMessage() {}
 
 func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[24]
+	mi := &file_pkg_wire_wire_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2521,7 +2596,7 @@ func (x *PolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRequest.ProtoReflect.Descriptor instead.
 func (*PolicyRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{24}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PolicyRequest) GetHaveRevision() uint64 {
@@ -2540,7 +2615,7 @@ type PolicyResponse struct {
 
 func (x *PolicyResponse) Reset() {
 	*x = PolicyResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2627,7 @@ func (x *PolicyResponse) String() string {
 func (*PolicyResponse) ProtoMessage() {}
 
 func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[25]
+	mi := &file_pkg_wire_wire_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2640,7 @@ func (x *PolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyResponse.ProtoReflect.Descriptor instead.
 func (*PolicyResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{25}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PolicyResponse) GetPolicy() *SignedPolicy {
@@ -2584,7 +2659,7 @@ type PresignRequest struct {
 
 func (x *PresignRequest) Reset() {
 	*x = PresignRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2596,7 +2671,7 @@ func (x *PresignRequest) String() string {
 func (*PresignRequest) ProtoMessage() {}
 
 func (x *PresignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[26]
+	mi := &file_pkg_wire_wire_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2609,7 +2684,7 @@ func (x *PresignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignRequest.ProtoReflect.Descriptor instead.
 func (*PresignRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{26}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PresignRequest) GetSha256() string {
@@ -2629,7 +2704,7 @@ type PresignResponse struct {
 
 func (x *PresignResponse) Reset() {
 	*x = PresignResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +2716,7 @@ func (x *PresignResponse) String() string {
 func (*PresignResponse) ProtoMessage() {}
 
 func (x *PresignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[27]
+	mi := &file_pkg_wire_wire_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +2729,7 @@ func (x *PresignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresignResponse.ProtoReflect.Descriptor instead.
 func (*PresignResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{27}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PresignResponse) GetUrl() string {
@@ -2682,7 +2757,7 @@ type FileServerRequest struct {
 
 func (x *FileServerRequest) Reset() {
 	*x = FileServerRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2694,7 +2769,7 @@ func (x *FileServerRequest) String() string {
 func (*FileServerRequest) ProtoMessage() {}
 
 func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[28]
+	mi := &file_pkg_wire_wire_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2707,7 +2782,7 @@ func (x *FileServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerRequest.ProtoReflect.Descriptor instead.
 func (*FileServerRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{28}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{29}
 }
 
 type FileServerResponse struct {
@@ -2726,7 +2801,7 @@ type FileServerResponse struct {
 
 func (x *FileServerResponse) Reset() {
 	*x = FileServerResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[29]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2738,7 +2813,7 @@ func (x *FileServerResponse) String() string {
 func (*FileServerResponse) ProtoMessage() {}
 
 func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[29]
+	mi := &file_pkg_wire_wire_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2751,7 +2826,7 @@ func (x *FileServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileServerResponse.ProtoReflect.Descriptor instead.
 func (*FileServerResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{29}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *FileServerResponse) GetEndpoint() string {
@@ -2824,7 +2899,7 @@ type RevisionNotice struct {
 
 func (x *RevisionNotice) Reset() {
 	*x = RevisionNotice{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[30]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2836,7 +2911,7 @@ func (x *RevisionNotice) String() string {
 func (*RevisionNotice) ProtoMessage() {}
 
 func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[30]
+	mi := &file_pkg_wire_wire_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2849,7 +2924,7 @@ func (x *RevisionNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevisionNotice.ProtoReflect.Descriptor instead.
 func (*RevisionNotice) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{30}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevisionNotice) GetOffice() string {
@@ -2884,7 +2959,7 @@ type MemberCertRequest struct {
 
 func (x *MemberCertRequest) Reset() {
 	*x = MemberCertRequest{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2896,7 +2971,7 @@ func (x *MemberCertRequest) String() string {
 func (*MemberCertRequest) ProtoMessage() {}
 
 func (x *MemberCertRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[31]
+	mi := &file_pkg_wire_wire_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2909,7 +2984,7 @@ func (x *MemberCertRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberCertRequest.ProtoReflect.Descriptor instead.
 func (*MemberCertRequest) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{31}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MemberCertRequest) GetCsr() []byte {
@@ -2928,7 +3003,7 @@ type MemberCertResponse struct {
 
 func (x *MemberCertResponse) Reset() {
 	*x = MemberCertResponse{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3015,7 @@ func (x *MemberCertResponse) String() string {
 func (*MemberCertResponse) ProtoMessage() {}
 
 func (x *MemberCertResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[32]
+	mi := &file_pkg_wire_wire_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3028,7 @@ func (x *MemberCertResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberCertResponse.ProtoReflect.Descriptor instead.
 func (*MemberCertResponse) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{32}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MemberCertResponse) GetCertificate() []byte {
@@ -2987,7 +3062,7 @@ type Request struct {
 
 func (x *Request) Reset() {
 	*x = Request{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[33]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2999,7 +3074,7 @@ func (x *Request) String() string {
 func (*Request) ProtoMessage() {}
 
 func (x *Request) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[33]
+	mi := &file_pkg_wire_wire_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3012,7 +3087,7 @@ func (x *Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Request.ProtoReflect.Descriptor instead.
 func (*Request) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{33}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Request) GetBody() isRequest_Body {
@@ -3232,7 +3307,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[34]
+	mi := &file_pkg_wire_wire_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +3319,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[34]
+	mi := &file_pkg_wire_wire_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +3332,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{34}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Error) GetCode() Error_Code {
@@ -3295,7 +3370,7 @@ type Response struct {
 
 func (x *Response) Reset() {
 	*x = Response{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[35]
+	mi := &file_pkg_wire_wire_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3382,7 @@ func (x *Response) String() string {
 func (*Response) ProtoMessage() {}
 
 func (x *Response) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[35]
+	mi := &file_pkg_wire_wire_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3395,7 @@ func (x *Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Response.ProtoReflect.Descriptor instead.
 func (*Response) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{35}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Response) GetBody() isResponse_Body {
@@ -3492,7 +3567,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_pkg_wire_wire_proto_msgTypes[36]
+	mi := &file_pkg_wire_wire_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3504,7 +3579,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_pkg_wire_wire_proto_msgTypes[36]
+	mi := &file_pkg_wire_wire_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3517,7 +3592,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{36}
+	return file_pkg_wire_wire_proto_rawDescGZIP(), []int{37}
 }
 
 var File_pkg_wire_wire_proto protoreflect.FileDescriptor
@@ -3665,7 +3740,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\aroaming\x18\n" +
 	" \x01(\bR\aroaming\x12(\n" +
 	"\x10allow_plain_http\x18\x1e \x01(\bR\x0eallowPlainHttp\x12\x16\n" +
-	"\x06rollup\x18\v \x01(\bR\x06rollup\"\xde\x05\n" +
+	"\x06rollup\x18\v \x01(\bR\x06rollup\"\x96\x06\n" +
 	"\x0eCheckinRequest\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1a\n" +
@@ -3686,7 +3761,11 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\roffice_digest\x18\v \x01(\fR\fofficeDigest\x12\x1d\n" +
 	"\n" +
 	"gossip_key\x18\x10 \x01(\fR\tgossipKey\x12%\n" +
-	"\x0eca_fingerprint\x18\x13 \x01(\tR\rcaFingerprint\"\xb0\x01\n" +
+	"\x0eca_fingerprint\x18\x13 \x01(\tR\rcaFingerprint\x126\n" +
+	"\x17removed_members_version\x18\x14 \x01(\x04R\x15removedMembersVersion\"<\n" +
+	"\x0eRemovedMembers\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"\xb0\x01\n" +
 	"\rStagingStatus\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12\x1c\n" +
 	"\tartifacts\x18\x02 \x01(\x05R\tartifacts\x12\x16\n" +
@@ -3718,7 +3797,7 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\x0fSignedRollupAck\x12\x10\n" +
 	"\x03ack\x18\x01 \x01(\fR\x03ack\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignature\x12\x1b\n" +
-	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\x80\x03\n" +
+	"\tmember_id\x18\x03 \x01(\tR\bmemberId\"\xca\x03\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\x06office\x18\x01 \x01(\v2\x1b.outpost.wire.v1.OfficeInfoR\x06office\x12\x1f\n" +
 	"\vserver_unix\x18\x02 \x01(\x03R\n" +
@@ -3729,7 +3808,8 @@ const file_pkg_wire_wire_proto_rawDesc = "" +
 	"\vrevocations\x18\x15 \x01(\v2\".outpost.wire.v1.SignedRevocationsR\vrevocations\x12B\n" +
 	"\vmember_pass\x18\x16 \x01(\v2!.outpost.wire.v1.SignedMemberPassR\n" +
 	"memberPass\x12'\n" +
-	"\x0fca_certificates\x18\x17 \x03(\fR\x0ecaCertificatesJ\x04\b\x14\x10\x15\"4\n" +
+	"\x0fca_certificates\x18\x17 \x03(\fR\x0ecaCertificates\x12H\n" +
+	"\x0fremoved_members\x18\x18 \x01(\v2\x1f.outpost.wire.v1.RemovedMembersR\x0eremovedMembersJ\x04\b\x14\x10\x15\"4\n" +
 	"\rPolicyRequest\x12#\n" +
 	"\rhave_revision\x18\x01 \x01(\x04R\fhaveRevision\"G\n" +
 	"\x0ePolicyResponse\x125\n" +
@@ -3831,7 +3911,7 @@ func file_pkg_wire_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_pkg_wire_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_pkg_wire_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_pkg_wire_wire_proto_goTypes = []any{
 	(Role)(0),                   // 0: outpost.wire.v1.Role
 	(State)(0),                  // 1: outpost.wire.v1.State
@@ -3854,34 +3934,35 @@ var file_pkg_wire_wire_proto_goTypes = []any{
 	(*SignedMemberPass)(nil),    // 18: outpost.wire.v1.SignedMemberPass
 	(*OfficeInfo)(nil),          // 19: outpost.wire.v1.OfficeInfo
 	(*CheckinRequest)(nil),      // 20: outpost.wire.v1.CheckinRequest
-	(*StagingStatus)(nil),       // 21: outpost.wire.v1.StagingStatus
-	(*ServingCertRequest)(nil),  // 22: outpost.wire.v1.ServingCertRequest
-	(*ServingCertResponse)(nil), // 23: outpost.wire.v1.ServingCertResponse
-	(*RollupReport)(nil),        // 24: outpost.wire.v1.RollupReport
-	(*SignedCheckin)(nil),       // 25: outpost.wire.v1.SignedCheckin
-	(*RollupAck)(nil),           // 26: outpost.wire.v1.RollupAck
-	(*SignedRollupAck)(nil),     // 27: outpost.wire.v1.SignedRollupAck
-	(*CheckinResponse)(nil),     // 28: outpost.wire.v1.CheckinResponse
-	(*PolicyRequest)(nil),       // 29: outpost.wire.v1.PolicyRequest
-	(*PolicyResponse)(nil),      // 30: outpost.wire.v1.PolicyResponse
-	(*PresignRequest)(nil),      // 31: outpost.wire.v1.PresignRequest
-	(*PresignResponse)(nil),     // 32: outpost.wire.v1.PresignResponse
-	(*FileServerRequest)(nil),   // 33: outpost.wire.v1.FileServerRequest
-	(*FileServerResponse)(nil),  // 34: outpost.wire.v1.FileServerResponse
-	(*RevisionNotice)(nil),      // 35: outpost.wire.v1.RevisionNotice
-	(*MemberCertRequest)(nil),   // 36: outpost.wire.v1.MemberCertRequest
-	(*MemberCertResponse)(nil),  // 37: outpost.wire.v1.MemberCertResponse
-	(*Request)(nil),             // 38: outpost.wire.v1.Request
-	(*Error)(nil),               // 39: outpost.wire.v1.Error
-	(*Response)(nil),            // 40: outpost.wire.v1.Response
-	(*Ack)(nil),                 // 41: outpost.wire.v1.Ack
-	(*HostPermissions)(nil),     // 42: outpost.wire.v1.HostPermissions
-	(*TokenKey)(nil),            // 43: outpost.wire.v1.TokenKey
-	(*SignedRevocations)(nil),   // 44: outpost.wire.v1.SignedRevocations
-	(*SessionOffer)(nil),        // 45: outpost.wire.v1.SessionOffer
-	(*SessionAttach)(nil),       // 46: outpost.wire.v1.SessionAttach
-	(*AuditBatch)(nil),          // 47: outpost.wire.v1.AuditBatch
-	(*RevocationsRequest)(nil),  // 48: outpost.wire.v1.RevocationsRequest
+	(*RemovedMembers)(nil),      // 21: outpost.wire.v1.RemovedMembers
+	(*StagingStatus)(nil),       // 22: outpost.wire.v1.StagingStatus
+	(*ServingCertRequest)(nil),  // 23: outpost.wire.v1.ServingCertRequest
+	(*ServingCertResponse)(nil), // 24: outpost.wire.v1.ServingCertResponse
+	(*RollupReport)(nil),        // 25: outpost.wire.v1.RollupReport
+	(*SignedCheckin)(nil),       // 26: outpost.wire.v1.SignedCheckin
+	(*RollupAck)(nil),           // 27: outpost.wire.v1.RollupAck
+	(*SignedRollupAck)(nil),     // 28: outpost.wire.v1.SignedRollupAck
+	(*CheckinResponse)(nil),     // 29: outpost.wire.v1.CheckinResponse
+	(*PolicyRequest)(nil),       // 30: outpost.wire.v1.PolicyRequest
+	(*PolicyResponse)(nil),      // 31: outpost.wire.v1.PolicyResponse
+	(*PresignRequest)(nil),      // 32: outpost.wire.v1.PresignRequest
+	(*PresignResponse)(nil),     // 33: outpost.wire.v1.PresignResponse
+	(*FileServerRequest)(nil),   // 34: outpost.wire.v1.FileServerRequest
+	(*FileServerResponse)(nil),  // 35: outpost.wire.v1.FileServerResponse
+	(*RevisionNotice)(nil),      // 36: outpost.wire.v1.RevisionNotice
+	(*MemberCertRequest)(nil),   // 37: outpost.wire.v1.MemberCertRequest
+	(*MemberCertResponse)(nil),  // 38: outpost.wire.v1.MemberCertResponse
+	(*Request)(nil),             // 39: outpost.wire.v1.Request
+	(*Error)(nil),               // 40: outpost.wire.v1.Error
+	(*Response)(nil),            // 41: outpost.wire.v1.Response
+	(*Ack)(nil),                 // 42: outpost.wire.v1.Ack
+	(*HostPermissions)(nil),     // 43: outpost.wire.v1.HostPermissions
+	(*TokenKey)(nil),            // 44: outpost.wire.v1.TokenKey
+	(*SignedRevocations)(nil),   // 45: outpost.wire.v1.SignedRevocations
+	(*SessionOffer)(nil),        // 46: outpost.wire.v1.SessionOffer
+	(*SessionAttach)(nil),       // 47: outpost.wire.v1.SessionAttach
+	(*AuditBatch)(nil),          // 48: outpost.wire.v1.AuditBatch
+	(*RevocationsRequest)(nil),  // 49: outpost.wire.v1.RevocationsRequest
 }
 var file_pkg_wire_wire_proto_depIdxs = []int32{
 	1,  // 0: outpost.wire.v1.Item.state:type_name -> outpost.wire.v1.State
@@ -3891,8 +3972,8 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	9,  // 4: outpost.wire.v1.Item.registry:type_name -> outpost.wire.v1.RegistrySpec
 	10, // 5: outpost.wire.v1.Policy.items:type_name -> outpost.wire.v1.Item
 	5,  // 6: outpost.wire.v1.Policy.variant_artifacts:type_name -> outpost.wire.v1.Artifact
-	42, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
-	43, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
+	43, // 7: outpost.wire.v1.Policy.permissions:type_name -> outpost.wire.v1.HostPermissions
+	44, // 8: outpost.wire.v1.Policy.token_keys:type_name -> outpost.wire.v1.TokenKey
 	3,  // 9: outpost.wire.v1.ItemReport.status:type_name -> outpost.wire.v1.ItemReport.Status
 	13, // 10: outpost.wire.v1.Report.items:type_name -> outpost.wire.v1.ItemReport
 	0,  // 11: outpost.wire.v1.EnrollRequest.role:type_name -> outpost.wire.v1.Role
@@ -3902,45 +3983,46 @@ var file_pkg_wire_wire_proto_depIdxs = []int32{
 	2,  // 15: outpost.wire.v1.OfficeInfo.mode:type_name -> outpost.wire.v1.Mode
 	14, // 16: outpost.wire.v1.CheckinRequest.report:type_name -> outpost.wire.v1.Report
 	14, // 17: outpost.wire.v1.CheckinRequest.backlog:type_name -> outpost.wire.v1.Report
-	21, // 18: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
+	22, // 18: outpost.wire.v1.CheckinRequest.staging:type_name -> outpost.wire.v1.StagingStatus
 	6,  // 19: outpost.wire.v1.CheckinRequest.artifact_bytes:type_name -> outpost.wire.v1.ArtifactBytes
-	25, // 20: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
+	26, // 20: outpost.wire.v1.CheckinRequest.rollup:type_name -> outpost.wire.v1.SignedCheckin
 	20, // 21: outpost.wire.v1.RollupReport.checkin:type_name -> outpost.wire.v1.CheckinRequest
 	19, // 22: outpost.wire.v1.CheckinResponse.office:type_name -> outpost.wire.v1.OfficeInfo
-	27, // 23: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
-	44, // 24: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	28, // 23: outpost.wire.v1.CheckinResponse.rollup_acks:type_name -> outpost.wire.v1.SignedRollupAck
+	45, // 24: outpost.wire.v1.CheckinResponse.revocations:type_name -> outpost.wire.v1.SignedRevocations
 	18, // 25: outpost.wire.v1.CheckinResponse.member_pass:type_name -> outpost.wire.v1.SignedMemberPass
-	12, // 26: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
-	12, // 27: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
-	15, // 28: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
-	20, // 29: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
-	29, // 30: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
-	31, // 31: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
-	35, // 32: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
-	33, // 33: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
-	36, // 34: outpost.wire.v1.Request.member_cert:type_name -> outpost.wire.v1.MemberCertRequest
-	22, // 35: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
-	45, // 36: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
-	46, // 37: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
-	47, // 38: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
-	44, // 39: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	48, // 40: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
-	4,  // 41: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
-	39, // 42: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
-	16, // 43: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
-	28, // 44: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
-	30, // 45: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
-	32, // 46: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
-	41, // 47: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
-	34, // 48: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
-	44, // 49: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
-	37, // 50: outpost.wire.v1.Response.member_cert:type_name -> outpost.wire.v1.MemberCertResponse
-	23, // 51: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	21, // 26: outpost.wire.v1.CheckinResponse.removed_members:type_name -> outpost.wire.v1.RemovedMembers
+	12, // 27: outpost.wire.v1.PolicyResponse.policy:type_name -> outpost.wire.v1.SignedPolicy
+	12, // 28: outpost.wire.v1.RevisionNotice.policy:type_name -> outpost.wire.v1.SignedPolicy
+	15, // 29: outpost.wire.v1.Request.enroll:type_name -> outpost.wire.v1.EnrollRequest
+	20, // 30: outpost.wire.v1.Request.checkin:type_name -> outpost.wire.v1.CheckinRequest
+	30, // 31: outpost.wire.v1.Request.policy:type_name -> outpost.wire.v1.PolicyRequest
+	32, // 32: outpost.wire.v1.Request.presign:type_name -> outpost.wire.v1.PresignRequest
+	36, // 33: outpost.wire.v1.Request.revision_notice:type_name -> outpost.wire.v1.RevisionNotice
+	34, // 34: outpost.wire.v1.Request.file_server:type_name -> outpost.wire.v1.FileServerRequest
+	37, // 35: outpost.wire.v1.Request.member_cert:type_name -> outpost.wire.v1.MemberCertRequest
+	23, // 36: outpost.wire.v1.Request.serving_cert:type_name -> outpost.wire.v1.ServingCertRequest
+	46, // 37: outpost.wire.v1.Request.session_offer:type_name -> outpost.wire.v1.SessionOffer
+	47, // 38: outpost.wire.v1.Request.session_attach:type_name -> outpost.wire.v1.SessionAttach
+	48, // 39: outpost.wire.v1.Request.audit:type_name -> outpost.wire.v1.AuditBatch
+	45, // 40: outpost.wire.v1.Request.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	49, // 41: outpost.wire.v1.Request.revocations_request:type_name -> outpost.wire.v1.RevocationsRequest
+	4,  // 42: outpost.wire.v1.Error.code:type_name -> outpost.wire.v1.Error.Code
+	40, // 43: outpost.wire.v1.Response.error:type_name -> outpost.wire.v1.Error
+	16, // 44: outpost.wire.v1.Response.enroll:type_name -> outpost.wire.v1.EnrollResponse
+	29, // 45: outpost.wire.v1.Response.checkin:type_name -> outpost.wire.v1.CheckinResponse
+	31, // 46: outpost.wire.v1.Response.policy:type_name -> outpost.wire.v1.PolicyResponse
+	33, // 47: outpost.wire.v1.Response.presign:type_name -> outpost.wire.v1.PresignResponse
+	42, // 48: outpost.wire.v1.Response.ack:type_name -> outpost.wire.v1.Ack
+	35, // 49: outpost.wire.v1.Response.file_server:type_name -> outpost.wire.v1.FileServerResponse
+	45, // 50: outpost.wire.v1.Response.revocations:type_name -> outpost.wire.v1.SignedRevocations
+	38, // 51: outpost.wire.v1.Response.member_cert:type_name -> outpost.wire.v1.MemberCertResponse
+	24, // 52: outpost.wire.v1.Response.serving_cert:type_name -> outpost.wire.v1.ServingCertResponse
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_pkg_wire_wire_proto_init() }
@@ -3954,7 +4036,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Item_Patch)(nil),
 		(*Item_Registry)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[33].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[34].OneofWrappers = []any{
 		(*Request_Enroll)(nil),
 		(*Request_Checkin)(nil),
 		(*Request_Policy)(nil),
@@ -3969,7 +4051,7 @@ func file_pkg_wire_wire_proto_init() {
 		(*Request_Revocations)(nil),
 		(*Request_RevocationsRequest)(nil),
 	}
-	file_pkg_wire_wire_proto_msgTypes[35].OneofWrappers = []any{
+	file_pkg_wire_wire_proto_msgTypes[36].OneofWrappers = []any{
 		(*Response_Error)(nil),
 		(*Response_Enroll)(nil),
 		(*Response_Checkin)(nil),
@@ -3987,7 +4069,7 @@ func file_pkg_wire_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pkg_wire_wire_proto_rawDesc), len(file_pkg_wire_wire_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

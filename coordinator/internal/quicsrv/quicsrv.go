@@ -892,6 +892,9 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 	if s.caBehind(req) {
 		resp.CaCertificates = s.ca.Chain()
 	}
+	if m.Role == "relay" {
+		resp.RemovedMembers = s.removedMembers(req, now)
+	}
 	if len(req.GetRollup()) > 0 {
 		resp.RollupAcks = s.rollup(m, o, req.GetRollup(), offices, now)
 	}
@@ -905,6 +908,24 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 func (s *Server) caBehind(req *wire.CheckinRequest) bool {
 	fp := req.GetCaFingerprint()
 	return fp != "" && fp != s.ca.Fingerprint()
+}
+
+// removedMembers is the list of removed members for a relay whose
+// version of it differs from the store's (one restored from a backup may
+// be older: any difference is news), nil when it holds the current one.
+// A removed member's certificate still verifies under the CA; relays,
+// which check content requests against the CA alone, refuse those listed.
+func (s *Server) removedMembers(req *wire.CheckinRequest, now time.Time) *wire.RemovedMembers {
+	v, err := s.store.RemovedMembersVersion()
+	if err != nil || v == req.GetRemovedMembersVersion() {
+		return nil
+	}
+	v, ids, err := s.store.RemovedMembers(now)
+	if err != nil {
+		s.log.Error("list removed members for a relay", "err", err)
+		return nil
+	}
+	return &wire.RemovedMembers{Version: v, Ids: ids}
 }
 
 // memberInfo completes the office information for one member: the keys,

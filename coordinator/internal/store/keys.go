@@ -63,9 +63,10 @@ func (s *Store) AdvanceKeyRotation(office string, phase time.Duration, now time.
 // DeleteMember forgets a member: its certificate no longer opens a
 // connection, and its office's gossip key should be rotated so that it is
 // cut off from its office too. Its runs, its host permission list and its
-// per-artifact download figures go with it.
+// per-artifact download figures go with it; its id is listed as removed
+// (RemovedMembers) while its certificate may live.
 func (s *Store) DeleteMember(id string) (*Member, error) {
-	return s.RemoveMember(id, nil, time.Time{})
+	return s.RemoveMember(id, nil, time.Now())
 }
 
 // RemoveMember is DeleteMember that also starts replacing the gossip key
@@ -90,6 +91,9 @@ func (s *Store) RemoveMember(id string, nextKey []byte, now time.Time) (*Member,
 			return err
 		}
 		if err := deleteMember(tx, m); err != nil {
+			return err
+		}
+		if err := listRemoved(tx, id, now); err != nil {
 			return err
 		}
 		if nextKey == nil {
