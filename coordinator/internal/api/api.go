@@ -280,7 +280,9 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		}
 		return httpError(http.StatusBadRequest, "request body is not valid JSON for this call: %v", err)
 	}
-	if dec.More() {
+	// Only white space may follow (More would let a stray "}" or "]"
+	// through).
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return httpError(http.StatusBadRequest, "request body has data after the JSON object")
 	}
 	return nil

@@ -107,3 +107,18 @@ func TestMyHostsMarksHostnamesSharedInAnyCase(t *testing.T) {
 		}
 	}
 }
+
+// A body is one JSON value and white space: a stray closing bracket or a
+// second value after it is refused, not read as the first alone.
+func TestBodyWithDataAfterTheJSONIsRefused(t *testing.T) {
+	srv, _, _ := newAPI(t)
+	for _, body := range []string{`{"name":"lyon"}}`, `{"name":"lyon"}]`, `{"name":"lyon"} {"name":"nice"}`} {
+		code, out := call(t, srv, "POST", "/v1/offices", body, token)
+		if code != 400 || !strings.Contains(out["error"].(string), "data after the JSON") {
+			t.Errorf("%s: %d %v", body, code, out)
+		}
+	}
+	if code, out := call(t, srv, "POST", "/v1/offices", "{\"name\":\"lyon\"}\n\t ", token); code != 201 {
+		t.Fatalf("trailing white space: %d %v", code, out)
+	}
+}
