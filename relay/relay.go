@@ -429,7 +429,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		sendBuf = 0
 	}
 	lanConns, autotuned := r.metrics.connections.WithLabelValues("lan"), r.metrics.connections.WithLabelValues("autotuned")
-	ln = lanListener{Listener: ln, sendBuf: sendBuf, rtt: LANRTT, counted: func(lan bool) {
+	ln = lanListener{Listener: ln, sendBuf: sendBuf, rtt: LANRTT, stall: clientStallTimeout, counted: func(lan bool) {
 		if lan {
 			lanConns.Inc()
 		} else {
@@ -466,6 +466,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.logger.Info("relay stopped")
 	return nil
 }
+
+// clientStallTimeout is how long a client may leave what the relay sent
+// it unread before the kernel ends its connection (lanListener): long
+// beside a busy agent's pauses, short beside TCP's own 15 minutes.
+var clientStallTimeout = 2 * time.Minute
 
 // serve runs the content server on ln until ctx ends.
 func (r *Relay) serve(ctx context.Context, ln net.Listener) error {

@@ -15,10 +15,19 @@ import (
 // Run uses it over plain HTTP only. Clients farther away keep autotuning,
 // which a long fat path needs to fill. A sendBuf of 0 leaves every client
 // to autotuning.
+//
+// It also gives every client stall as TCP_USER_TIMEOUT (where the kernel
+// has it): the kernel ends a connection whose sent bytes go unacknowledged,
+// or whose receiver keeps its window shut, that long. A client that stops
+// reading (asleep, gone, or holding connections open on purpose) would
+// otherwise hold a goroutine, a socket with megabytes queued and an open
+// cache file until TCP gave up (some 15 minutes), or for as long as its
+// kernel answers.
 type lanListener struct {
 	net.Listener
 	sendBuf int
 	rtt     time.Duration
+	stall   time.Duration
 	// counted is told whether each accepted client was given the buffer.
 	counted func(lan bool)
 }
@@ -29,10 +38,16 @@ func (l lanListener) Accept() (net.Conn, error) {
 		return c, err
 	}
 	lan := false
-	if tc, ok := c.(*net.TCPConn); ok && l.sendBuf > 0 {
-		if rtt, ok := handshakeRTT(tc); ok && rtt < l.rtt {
-			// A failure leaves autotuning, which serves, only less frugally.
-			lan = tc.SetWriteBuffer(l.sendBuf) == nil
+	if tc, ok := c.(*net.TCPConn); ok {
+		if l.sendBuf > 0 {
+			if rtt, ok := handshakeRTT(tc); ok && rtt < l.rtt {
+				// A failure leaves autotuning, which serves, only less frugally.
+				lan = tc.SetWriteBuffer(l.sendBuf) == nil
+			}
+		}
+		if l.stall > 0 {
+			// A failure leaves TCP's own limits.
+			_ = setStallTimeout(tc, l.stall)
 		}
 	}
 	if l.counted != nil {

@@ -24,3 +24,19 @@ func handshakeRTT(c *net.TCPConn) (time.Duration, bool) {
 	}
 	return time.Duration(info.Rtt) * time.Microsecond, true
 }
+
+// setStallTimeout sets TCP_USER_TIMEOUT: the kernel ends the connection
+// when sent bytes stay unacknowledged, or the receiver's window shut, for d.
+func setStallTimeout(c *net.TCPConn, d time.Duration) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d/time.Millisecond))
+	}); err != nil {
+		return err
+	}
+	return serr
+}

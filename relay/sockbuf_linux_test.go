@@ -1,10 +1,14 @@
 package relay
 
 import (
+	"fmt"
 	"net"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,4 +113,38 @@ func TestRelayCountsLANClients(t *testing.T) {
 		tr.metric(t, "outpost_relay_connections_total", "send_buffer", "autotuned"); lan != 0 || auto < 1 {
 		t.Errorf("by default: connections %v lan, %v autotuned; want every one autotuned", lan, auto)
 	}
+}
+
+// A client that asks for an artifact and stops reading it has its
+// connection ended by the kernel once it has left the relay's bytes
+// unread for the stall timeout: the request ends (and with it its
+// goroutine, its socket's queued megabytes and its open cache file), here
+// within seconds of a 1 s timeout, instead of after TCP's 15 minutes or
+// never.
+func TestAClientThatStopsReadingIsCutOff(t *testing.T) {
+	defer func(was time.Duration) { clientStallTimeout = was }(clientStallTimeout)
+	clientStallTimeout = time.Second
+	blob := make([]byte, 64<<20)
+	tr := startRelay(t, testConfig(t), WithUpstream(newFake(blob)))
+	hash := hashOf(blob)
+	// Cached first, so that the stalled request is a plain hit.
+	if resp, _ := do(t, "GET", tr.url+BlobPath+hash, nil); resp.StatusCode != 200 {
+		t.Fatalf("first GET: %d", resp.StatusCode)
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		// A small receive window, so that the relay's sending stalls soon.
+		return rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", strings.TrimPrefix(tr.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: relay\r\n\r\n", BlobPath, hash); err != nil {
+		t.Fatal(err)
+	}
+	ended := func() bool {
+		return tr.metric(t, "outpost_relay_http_requests_total", "route", "blob", "code", "200") >= 2
+	}
+	testutil.Eventually(t, 30*time.Second, ended, "the request of a client that stopped reading is still being served")
 }
