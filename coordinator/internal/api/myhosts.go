@@ -43,7 +43,8 @@ func (a *API) myHosts(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := []myHostView{}
 	if p == nil || p.User == "" {
-		// The bootstrap admin token is nobody on hosts.
+		// Without users (no authorization server) nobody is on hosts;
+		// with them the admin token is the user admin.
 		writeJSON(w, http.StatusOK, map[string]any{"user": "", "hosts": out})
 		return nil
 	}
