@@ -14,3 +14,7 @@ func fileOwner(fi fs.FileInfo) (uid, gid int) {
 	}
 	return -1, -1
 }
+
+// oNonblock keeps opening a settings file from waiting for ever on a FIFO
+// swapped in where the file was.
+const oNonblock = syscall.O_NONBLOCK

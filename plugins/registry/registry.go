@@ -10,7 +10,10 @@
 // what was not. Settings files are confined: their path must be absolute
 // without .., lie inside the root after every symlink is followed, and start
 // with one of the allowed prefixes (/etc/ and /opt/ unless the agent's
-// environment sets OUTPOST_REGISTRY_ALLOW). Files are rewritten atomically;
+// environment sets OUTPOST_REGISTRY_ALLOW). The path is walked one element
+// at a time, and a step that would let a user other than root choose what
+// root touches of someone else's is refused (see safeStep). Files are
+// rewritten atomically, through a handle on the folder that was checked;
 // lines the plugin does not manage are kept byte for byte.
 //
 // It is not a configuration-management language: no templates, no

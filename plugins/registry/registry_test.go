@@ -283,12 +283,27 @@ func TestConfinement(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "usr", "bin"), filepath.Join(root, "etc", "tobin")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink("loop2", filepath.Join(root, "etc", "loop1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("loop1", filepath.Join(root, "etc", "loop2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../etc/missing/dir", filepath.Join(root, "etc", "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../../x", filepath.Join(root, "etc", "up")); err != nil {
+		t.Fatal(err)
+	}
 	m := New(logging.Discard(), WithAllow([]string{"/etc/", "/opt/"}))
 	tests := []struct{ name, path, want string }{
 		{"outside allow-list", "/usr/bin/tool.conf", "must be under /etc/, /opt/"},
 		{"dot dot", "/etc/../usr/bin/tool.conf", ".. element"},
 		{"symlink out of root", "/etc/escape/secret.conf", "out of the root"},
 		{"symlink out of allow-list", "/etc/tobin/tool.conf", "not under /etc/, /opt/"},
+		{"symlink loop", "/etc/loop1", "more than 40 symlinks"},
+		{"dangling symlink", "/etc/dangling/x.conf", "does not resolve"},
+		{"symlink above the root", "/etc/up/x.conf", "above the root"},
 		{"own state", "/var/lib/outpost/registry/x.json", "must be under"},
 	}
 	for _, tt := range tests {
