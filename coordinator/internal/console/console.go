@@ -216,6 +216,16 @@ func (c *Console) signedIn(h handler) http.Handler {
 				http.Error(w, "refused: this request did not come from the console's own pages", http.StatusForbidden)
 				return
 			}
+			// A form is read whole, and a multipart one's files would be
+			// spooled to disk: bound it. The upload streams instead.
+			if !isUpload(r) {
+				r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+				var mbe *http.MaxBytesError
+				if err := r.ParseMultipartForm(maxForm); errors.As(err, &mbe) {
+					http.Error(w, fmt.Sprintf("refused: the form is larger than %d MiB", maxForm>>20), http.StatusRequestEntityTooLarge)
+					return
+				}
+			}
 			// An upload carries the token in a header (or in its first
 			// multipart field, checked by the handler as it streams).
 			if !isUpload(r) && !tokenEqual(r.PostFormValue("csrf"), s.csrf) && !tokenEqual(r.Header.Get("X-CSRF-Token"), s.csrf) {
@@ -243,6 +253,10 @@ func (c *Console) signedIn(h handler) http.Handler {
 		}
 	})
 }
+
+// maxForm bounds a form post: the largest, a patch feed, is 4 MiB, and
+// net/http reads no more than 10 MiB of a URL-encoded form either.
+const maxForm = 10 << 20
 
 func isUpload(r *http.Request) bool {
 	return r.URL.Path == "/ui/artifacts"

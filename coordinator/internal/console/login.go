@@ -127,6 +127,19 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) error {
 	c.sessions.drop(s.id)
+	// End the sign-in at the API too, as outpost logout does: its refresh
+	// tokens are void and the audit log has the sign-out. The lock waits
+	// for a refresh under way, whose new token is the one to end.
+	s.refreshing.Lock()
+	s.mu.Lock()
+	refresh, user := s.refresh, s.user
+	s.mu.Unlock()
+	s.refreshing.Unlock()
+	if refresh != "" {
+		if err := c.call(r.Context(), r.RemoteAddr, "", "POST", "/v1/logout", map[string]string{"refresh_token": refresh}, nil); err != nil {
+			c.log.Info("end the API sign-in of a console session", "user", user, "err", err)
+		}
+	}
 	clearCookie(w, r, sessionCookie)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil
