@@ -170,16 +170,26 @@ func getFile(ctx context.Context, path string, o *out) (int32, error) {
 	} else if err == nil && !st.Mode().IsRegular() {
 		return -1, fmt.Errorf("%s is not a regular file on the host (%s); copy regular files only", path, fileKind(st.Mode()))
 	}
-	f, err := os.Open(path)
+	// What is opened is judged again: the path may name something else by
+	// now (a link turned by whoever owns it). Without waiting: a named
+	// pipe swapped in would hold the open for a writer, past any cut.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return -1, fmt.Errorf("open %s on the host: %w", path, err)
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err == nil {
-		info := &wire.FileInfo{Mode: uint32(st.Mode().Perm()), Size: st.Size()}
-		if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_FileInfo{FileInfo: info}}); err != nil {
-			return -1, err
-		}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+		return -1, fmt.Errorf("open %s on the host: %w", path, err)
+	case st.IsDir():
+		return -1, fmt.Errorf("%s is a directory on the host; copy files one at a time", path)
+	case !st.Mode().IsRegular():
+		return -1, fmt.Errorf("%s is not a regular file on the host (%s); copy regular files only", path, fileKind(st.Mode()))
+	}
+	info := &wire.FileInfo{Mode: uint32(st.Mode().Perm()), Size: st.Size()}
+	if err := o.send(&wire.SessionOutput{Body: &wire.SessionOutput_FileInfo{FileInfo: info}}); err != nil {
+		return -1, err
 	}
 	buf := make([]byte, chunk)
 	for {

@@ -3,9 +3,11 @@
 package session
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -20,6 +22,56 @@ func killGroup(cmd *exec.Cmd) {
 		}
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// killSession kills every process of the session whose leader is sid (a
+// terminal's shell): with job control each job runs in a process group of
+// its own, which killing the shell's group would leave running. The
+// members are found in /proc; where there is none (not Linux), the
+// shell's group alone is killed. The session's id is not reused while a
+// member lives, and the shell is not reaped before this returns.
+func killSession(sid int) error {
+	err := syscall.Kill(-sid, syscall.SIGKILL)
+	// Again while some were found: one may have forked while /proc was read.
+	for range 5 {
+		entries, rerr := os.ReadDir("/proc")
+		if rerr != nil {
+			break
+		}
+		found := false
+		for _, e := range entries {
+			pid, perr := strconv.Atoi(e.Name())
+			if perr != nil || !inSession(pid, sid) {
+				continue
+			}
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			found = true
+		}
+		if !found {
+			break
+		}
+	}
+	return err
+}
+
+// inSession says whether the live (not zombie) process pid belongs to the
+// session sid, by /proc/PID/stat: "pid (comm) state ppid pgrp session ...".
+func inSession(pid, sid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// comm may hold anything, a ')' too: the fields follow the last one.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 || f[0] == "Z" || f[0] == "X" {
+		return false
+	}
+	s, err := strconv.Atoi(f[3])
+	return err == nil && s == sid
 }
 
 // keepOwner gives f the owner and group of the file it replaces, as cp

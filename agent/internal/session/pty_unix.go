@@ -9,7 +9,6 @@ import (
 	"io"
 	"os/exec"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/creack/pty"
@@ -28,9 +27,10 @@ func runTerminal(ctx context.Context, argv, env []string, t *wire.Terminal, in i
 	if err != nil {
 		return startStatus(err), fmt.Errorf("start %s on a terminal: %w", argv[0], err)
 	}
-	// pty.Start makes the shell a session leader, so its pid is its process
-	// group: kill the group, not just the shell.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	// pty.Start makes the shell a session leader, so its pid is its
+	// session: kill the session, not just the shell (nor only its process
+	// group: each job of an interactive shell has a group of its own).
+	cmd.Cancel = func() error { return killSession(cmd.Process.Pid) }
 	ptmx, err := pty.StartWithSize(cmd, winsize(t.GetSize()))
 	if err != nil {
 		// A status as a shell gives it, as over pipes: 127 not found.
@@ -61,9 +61,11 @@ func runTerminal(ctx context.Context, argv, env []string, t *wire.Terminal, in i
 	}()
 	err = cmd.Wait()
 	// Let the last output drain; a background child holding the terminal
-	// open must not hold the session.
+	// open must not hold the session. A session cut short drains nothing:
+	// what it has left to write is why it was cut (cutWriteGrace).
 	select {
 	case <-copied:
+	case <-ctx.Done():
 	case <-time.After(time.Second):
 	}
 	if ctx.Err() != nil {

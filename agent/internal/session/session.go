@@ -447,7 +447,12 @@ func (s *Server) record(user, action, detail string, allowed bool) {
 	err := appendSpool(s.auditPath(), r)
 	s.saveMu.Unlock()
 	if err != nil {
-		s.log.Error("save audit record", "err", err)
+		// Kept in memory, and written with the next record: appended
+		// alone after it, this one would be lost at the next start.
+		s.log.Error("save audit record; kept in memory and tried again with the next record", "err", err)
+		s.mu.Lock()
+		s.auditStale = true
+		s.mu.Unlock()
 	}
 }
 
@@ -482,7 +487,10 @@ func (s *Server) rewriteAudit() {
 	recs := slices.Clone(s.audit)
 	s.mu.Unlock()
 	if err := writeSpool(s.auditPath(), recs); err != nil {
-		s.log.Error("save audit spool", "err", err)
+		s.log.Error("save audit spool; tried again with the next record", "err", err)
+		s.mu.Lock()
+		s.auditStale = true
+		s.mu.Unlock()
 		return
 	}
 	s.mu.Lock()
@@ -711,7 +719,8 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 	s.mu.Lock()
 	parent := s.ctx
 	s.mu.Unlock()
-	sctx, cancel := context.WithCancel(ctx)
+	sctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	stop := context.AfterFunc(parent, cancel)
 	defer stop()
 	defer cancel()
@@ -765,6 +774,14 @@ func (s *Server) Serve(ctx context.Context, rw io.ReadWriteCloser, abort func())
 		_ = dl.SetReadDeadline(time.Now())
 		_ = dl.SetWriteDeadline(time.Now().Add(cutWriteGrace))
 	})
+	// A stream that tells when its technician went away (a QUIC stream's
+	// context ends when their side stops reading, or their connection is
+	// lost) ends the session then, even while it is not read: input that
+	// a command does not read holds back whatever follows it, the end of
+	// the stream too.
+	if c, ok := rw.(interface{ Context() context.Context }); ok {
+		defer context.AfterFunc(c.Context(), func() { cancelCause(errTechnicianGone) })()
+	}
 	// By the monotonic clock: s.now follows the coordinator's time, which
 	// moves when a check-in (which a sync makes) corrects it.
 	started := time.Now()
