@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outposthq/outpost/agent/internal/fetch"
@@ -160,6 +161,11 @@ type Agent struct {
 	bootIDFunc func() string
 	// sessionAddr is the direct session listener's address, once up.
 	sessionAddr atomic.Value // string
+	// revocationsAsk shares one request for the revocation list among
+	// direct sessions opened together; revocationsAsked is when the last
+	// answered (refreshRevocations).
+	revocationsAsk   singleflight.Group
+	revocationsAsked atomic.Pointer[time.Time]
 
 	addresses func() []string
 	// gossipAllow, if set, cuts office gossip off from some hosts (tests).

@@ -84,16 +84,37 @@ func (a *Agent) answerRevocations(from string, req *wire.RevocationsRequest) {
 // direct session, so that a host that missed a push does not let a revoked
 // technician in; without the coordinator it goes on with what it holds
 // (pushed, or learned from its office).
+//
+// Streams are unauthenticated until their token verifies, and anyone who
+// reaches session_listen may open hundreds: sessions opened together share
+// one request, and one within revocationsFresh of the last answer asks
+// nothing (a revocation is pushed too), so the coordinator is asked at most
+// about once per revocationsFresh whatever the streams.
 func (a *Agent) refreshRevocations(ctx context.Context) {
 	if !a.link.Connected() {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	resp, err := a.link.Call(cctx, &wire.Request{Body: &wire.Request_RevocationsRequest{RevocationsRequest: &wire.RevocationsRequest{}}})
-	if err != nil {
-		a.log.Debug("ask the coordinator for revocations before a direct session", "err", err)
+	if at := a.revocationsAsked.Load(); at != nil && time.Since(*at) < revocationsFresh {
 		return
 	}
-	a.takeRevocations(resp.GetRevocations(), "")
+	a.revocationsAsk.Do("", func() (any, error) {
+		if at := a.revocationsAsked.Load(); at != nil && time.Since(*at) < revocationsFresh {
+			return nil, nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		resp, err := a.link.Call(cctx, &wire.Request{Body: &wire.Request_RevocationsRequest{RevocationsRequest: &wire.RevocationsRequest{}}})
+		if err != nil {
+			a.log.Debug("ask the coordinator for revocations before a direct session", "err", err)
+			return nil, nil
+		}
+		now := time.Now()
+		a.revocationsAsked.Store(&now)
+		a.takeRevocations(resp.GetRevocations(), "")
+		return nil, nil
+	})
 }
+
+// revocationsFresh is how long an answer to refreshRevocations stands for
+// the direct sessions opened after it.
+const revocationsFresh = 2 * time.Second
