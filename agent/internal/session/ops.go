@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/fsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -332,7 +333,9 @@ func putFile(ctx context.Context, path, name string, mode uint32, in io.Reader, 
 			if err := tmp.Close(); err != nil {
 				return -1, err
 			}
-			if err := os.Rename(tmp.Name(), path); err != nil {
+			// Synced with its folder: "done" means the file survives a
+			// power loss.
+			if err := fsutil.Rename(tmp.Name(), path); err != nil {
 				return -1, fmt.Errorf("put %s on the host: %w", path, err)
 			}
 			return 0, nil
