@@ -156,6 +156,11 @@ const (
 	reconnectFor = 24 * time.Hour
 	// maxFailed bounds the peers remembered for that.
 	maxFailed = 1024
+	// forgetAfter is how long a peer that died or left stays gone before
+	// an older announcement of it is taken: longer than memberlist keeps a
+	// dead member (30 s with LAN timers), after which a member that is
+	// alive is back with a newer one.
+	forgetAfter = 2 * time.Minute
 )
 
 // New checks the configuration; Run joins.
@@ -349,6 +354,7 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-t.C:
 			n.reconnect(ml)
 			n.dropExpired()
+			n.forgetGone()
 		}
 	}
 	stopAnnounce()
@@ -374,6 +380,19 @@ func (n *Node) dropExpired() {
 		}
 	}
 	n.members.Store(int32(len(n.peers)))
+}
+
+// forgetGone forgets what was verified of peers that died or left more
+// than forgetAfter ago and did not come back: one restarted with its clock
+// set back is listed again from then on.
+func (n *Node) forgetGone() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for name, f := range n.failed {
+		if time.Since(f.since) > forgetAfter {
+			n.verify.forget(name)
+		}
+	}
 }
 
 // reconnect tries to rejoin one peer that died, if there is one.
@@ -650,7 +669,10 @@ type events struct{ n *Node }
 func (e events) NotifyJoin(m *memberlist.Node)   { e.set(m) }
 func (e events) NotifyUpdate(m *memberlist.Node) { e.set(m) }
 func (e events) NotifyLeave(m *memberlist.Node) {
-	e.n.verify.forget(m.Name)
+	// What was verified of it is forgotten only once it stays gone
+	// (forgetGone): memberlist takes a "dead" from anyone with the office
+	// key, and a member forgotten at once would have its older
+	// announcements taken back before its refutation comes.
 	e.n.mu.Lock()
 	delete(e.n.peers, m.Name)
 	e.n.members.Store(int32(len(e.n.peers)))
@@ -667,6 +689,8 @@ func (e events) NotifyLeave(m *memberlist.Node) {
 			}
 		}
 		delete(e.n.failed, oldest)
+		// Gone longest: forgotten as forgetGone would (it no longer can).
+		e.n.verify.forget(oldest)
 	}
 	e.n.failed[m.Name] = failedPeer{addr: m.Address(), since: time.Now()}
 	e.n.mu.Unlock()

@@ -44,8 +44,17 @@ const (
 // CheckinTooLarge tells whether req is beyond the bounds of one check-in
 // (its roll-up aside).
 func CheckinTooLarge(req *CheckinRequest) bool {
-	return len(req.GetAddresses()) > MaxCheckinAddresses || len(req.GetReport().GetItems()) > MaxCheckinReportItems ||
-		len(req.GetPeerReports()) > MaxCheckinPeerReports || len(req.GetBacklog()) > MaxCheckinBacklog
+	if len(req.GetAddresses()) > MaxCheckinAddresses || len(req.GetReport().GetItems()) > MaxCheckinReportItems ||
+		len(req.GetPeerReports()) > MaxCheckinPeerReports || len(req.GetBacklog()) > MaxCheckinBacklog {
+		return true
+	}
+	// The backlog's runs are kept as the newest one is: the same bound.
+	for _, r := range req.GetBacklog() {
+		if len(r.GetItems()) > MaxCheckinReportItems {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrBadCheckin is returned for a rolled-up check-in that does not verify.

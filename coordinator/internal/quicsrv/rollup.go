@@ -67,6 +67,7 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 		s.log.Warn("rolled-up check-ins refused: more than one of a member in one batch", "carrier", carrier.ID, "office", o.Name, "refused", dups)
 	}
 	acks := make([]*wire.SignedRollupAck, len(batch))
+	results := make([]string, len(batch))
 	sem := make(chan struct{}, rollupWorkers)
 	var wg sync.WaitGroup
 	for i, sc := range batch {
@@ -76,10 +77,21 @@ func (s *Server) rollup(carrier *store.Member, o *store.Office, batch []*wire.Si
 			defer func() { <-sem; wg.Done() }()
 			ack, result := s.rolledUp(carrier, o, sc, offices, want, now)
 			s.m.rollup.reports.WithLabelValues(result).Inc()
-			acks[i] = ack
+			acks[i], results[i] = ack, result
 		}()
 	}
 	wg.Wait()
+	// Told once a batch, each one's reason at debug level: a batch of
+	// thousands of empty check-ins costs its carrier a few bytes each.
+	refused := map[string]int{}
+	for _, r := range results {
+		if r != "kept" && r != "error" {
+			refused[r]++
+		}
+	}
+	if len(refused) > 0 {
+		s.log.Warn("rolled-up check-ins refused", "carrier", carrier.ID, "office", o.Name, "refused", refused)
+	}
 	out := acks[:0]
 	for _, a := range acks {
 		if a != nil {
@@ -126,7 +138,7 @@ func (s *Server) missedRevision(o *store.Office, now time.Time) uint64 {
 
 func (s *Server) rolledUp(carrier *store.Member, o *store.Office, sc *wire.SignedCheckin, offices []store.Office, want officeWant, now time.Time) (*wire.SignedRollupAck, string) {
 	refuse := func(result, why string, member string) (*wire.SignedRollupAck, string) {
-		s.log.Warn("rolled-up check-in refused", "carrier", carrier.ID, "office", o.Name, "member", member, "reason", why)
+		s.log.Debug("rolled-up check-in refused", "carrier", carrier.ID, "office", o.Name, "member", member, "reason", why)
 		return nil, result
 	}
 	if len(sc.GetReport()) > wire.MaxCarriedCheckin {
