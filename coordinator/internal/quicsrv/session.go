@@ -309,6 +309,15 @@ func brokerEvent(ev store.AuditEvent) store.AuditEvent {
 // splice copies both ways until the agent ends the session (or either side
 // goes away), then closes both.
 func splice(ctx context.Context, tech, agent *quic.Stream) {
+	// The technician gone (their connection lost, or their side no longer
+	// reading) is told to the host at once: the copy toward it may be
+	// stuck writing input the host does not read, and the copy from it
+	// waiting for output that does not come.
+	stop := context.AfterFunc(tech.Context(), func() {
+		agent.CancelWrite(1)
+		agent.CancelRead(1)
+	})
+	defer stop()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -321,6 +330,9 @@ func splice(ctx context.Context, tech, agent *quic.Stream) {
 		agent.Close()
 	}()
 	_, err := io.Copy(tech, agent)
+	// From here the host's side ends the session: the technician's stream
+	// closing is this splice's doing.
+	stop()
 	if err != nil {
 		tech.CancelWrite(1)
 	}
