@@ -704,6 +704,12 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 		}
 		s.mu.Unlock()
 	}()
+	// A removal between serveConn's look and the registration above found
+	// no connection to close: look again, now that it would.
+	if _, err := s.store.Member(id); err != nil {
+		conn.CloseWithError(wire.CloseNotEnrolled, "this member is not enrolled any more")
+		return
+	}
 
 	remote := remoteIP(conn.RemoteAddr())
 	budget := semaphore.NewWeighted(memberFrameBudget)
