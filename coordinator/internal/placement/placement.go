@@ -52,6 +52,11 @@ func ParseSubnets(in []string) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("subnet %q: want CIDR notation such as 10.1.0.0/16", s)
 		}
+		// Addresses are compared unmapped (Place): an IPv4-mapped range
+		// is the IPv4 range it maps, or it would hold nothing.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		out = append(out, p.Masked())
 	}
 	return out, nil

@@ -192,7 +192,9 @@ func (c *compiler) registryItem(n *yaml.Node, before int) (*wire.Item, error) {
 	if len(c.problems) > before {
 		return nil, nil
 	}
-	id := KindRegistry + ":" + spec.Path
+	// A path may hold the characters that set off a section and a name
+	// in the id: escaped, two settings never share one.
+	id := KindRegistry + ":" + idPathEscaper.Replace(spec.Path)
 	if spec.Section != "" {
 		id += "[" + spec.Section + "]"
 	}
@@ -202,6 +204,30 @@ func (c *compiler) registryItem(n *yaml.Node, before int) (*wire.Item, error) {
 	item.Id = id
 	item.Spec = &wire.Item_Registry{Registry: spec}
 	return item, nil
+}
+
+var idPathEscaper = strings.NewReplacer("%", "%25", "[", "%5B", "]", "%5D", "#", "%23")
+
+// hiveNames are the short names of registry hives by their long ones.
+var hiveNames = map[string]string{
+	"HKEY_LOCAL_MACHINE": "HKLM", "HKEY_CURRENT_USER": "HKCU", "HKEY_USERS": "HKU",
+	"HKEY_CLASSES_ROOT": "HKCR", "HKEY_CURRENT_CONFIG": "HKCC",
+}
+
+// itemKey is what two items must differ in to manage different things:
+// the id, but for a Windows registry value, whose key and name are the
+// same in any case and whose hive has two names.
+func itemKey(it *wire.Item) string {
+	r := it.GetRegistry()
+	if r == nil || !hiveRE.MatchString(r.GetPath()) {
+		return it.GetId()
+	}
+	hive, rest, _ := strings.Cut(r.GetPath(), `\`)
+	hive = strings.ToUpper(hive)
+	if short, ok := hiveNames[hive]; ok {
+		hive = short
+	}
+	return strings.ToLower(KindRegistry + ":" + hive + `\` + idPathEscaper.Replace(rest) + "#" + r.GetName())
 }
 
 func checkSettingsPath(s string, winKey bool) string {

@@ -279,11 +279,11 @@ func (c *compiler) compile(root *yaml.Node) ([]*wire.Item, error) {
 		if item == nil {
 			continue
 		}
-		if line, dup := firstLine[item.Id]; dup {
+		if line, dup := firstLine[itemKey(item)]; dup {
 			c.problem(n, "duplicate item %s (first on line %d); each kind and name may appear once", item.Id, line)
 			continue
 		}
-		firstLine[item.Id] = n.Line
+		firstLine[itemKey(item)] = n.Line
 		items = append(items, item)
 	}
 	if d, ok := fields["defaults"]; ok {

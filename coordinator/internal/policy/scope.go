@@ -255,15 +255,17 @@ func Merge(sources []Source) Merged {
 	byID := map[string][]entry{}
 	for i, s := range srcs {
 		for _, it := range s.Items {
-			if _, seen := byID[it.GetId()]; !seen {
-				order = append(order, it.GetId())
+			// By itemKey: one registry value written in two cases is one item.
+			key := itemKey(it)
+			if _, seen := byID[key]; !seen {
+				order = append(order, key)
 			}
-			byID[it.GetId()] = append(byID[it.GetId()], entry{i, it})
+			byID[key] = append(byID[key], entry{i, it})
 		}
 	}
 	out := Merged{Origins: map[string]Origin{}}
-	for _, id := range order {
-		es := byID[id]
+	for _, key := range order {
+		es := byID[key]
 		// Tiers of equal level and priority; es is sorted by them, then by name.
 		var winner entry
 		for start := 0; start < len(es); {
@@ -286,7 +288,7 @@ func Merge(sources []Source) Merged {
 				sort.Strings(names)
 				names = compactStrings(names)
 				s := srcs[tier[0].src]
-				out.Conflicts = append(out.Conflicts, Conflict{Item: id, Level: s.Level, Priority: s.Priority, Policies: names})
+				out.Conflicts = append(out.Conflicts, Conflict{Item: tier[0].item.GetId(), Level: s.Level, Priority: s.Priority, Policies: names})
 			}
 			winner = tier[0] // the alphabetically first of the highest tier
 			start = end
@@ -298,7 +300,7 @@ func Merge(sources []Source) Merged {
 				o.Overridden = append(o.Overridden, s.Policy)
 			}
 		}
-		out.Origins[id] = o
+		out.Origins[winner.item.GetId()] = o
 		out.Items = append(out.Items, winner.item)
 	}
 	sort.SliceStable(out.Conflicts, func(i, j int) bool { return out.Conflicts[i].Item < out.Conflicts[j].Item })

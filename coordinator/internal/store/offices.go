@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strings"
@@ -80,6 +81,27 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 		if b := tx.Bucket(bPermissions); b != nil {
 			if err := b.Delete([]byte(OfficeScope(name))); err != nil {
 				return err
+			}
+		}
+		// So do its release, its patch approvals and since when its hosts
+		// had each patch: agents of an office made again under the name
+		// would be told the old office's policy, and get its patches.
+		if b := tx.Bucket(bReleases); b != nil {
+			if err := b.Delete([]byte(name)); err != nil {
+				return err
+			}
+		}
+		for _, bucket := range [][]byte{bApprovals, bClean} {
+			b := tx.Bucket(bucket)
+			if b == nil {
+				continue
+			}
+			prefix := []byte(approvalKey(name, ""))
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
 			}
 		}
 		return tx.Bucket(bOffices).Delete([]byte(name))
