@@ -307,6 +307,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, what := range st.SetAside() {
+		a.log.Error("agent state: a damaged file was set aside; the policy is taken again from the coordinator or the office", "what", what)
+	}
 	a.state = st
 	a.office = id.Office
 	if p := st.Policy(); p != nil {
@@ -995,14 +998,14 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 		Hostname:       a.cfg.Hostname,
 		Addresses:      a.addresses(),
 		Revision:       a.state.Revision(),
-		Report:         a.state.Report(),
 		GossipAddress:  a.gossip.addr(),
 		Version:        Version,
 		SessionAddress: a.sessionAddress(),
 		UpgradeProblem: a.upgrade.Problem(),
 		LastHang:       a.toldHang(time.Now()),
 	}
-	req.Backlog = a.state.Backlog(64)
+	// The current report, and the runs just before it (CheckinRuns).
+	req.Backlog, req.Report = a.state.CheckinRuns(wire.MaxCheckinBacklog)
 	if a.fetcher != nil {
 		req.ArtifactBytes = a.fetcher.ArtifactBytes()
 	}

@@ -242,6 +242,18 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 			delete(r.compliant, id)
 		}
 	}
+	// A run may end after the window of an item that asked for a reboot
+	// closed (a later item's download took that long): the reboot waits
+	// for a run inside the window (RebootNeeded kept the need).
+	reboots = slices.DeleteFunc(reboots, func(id string) bool {
+		i := slices.IndexFunc(p.GetItems(), func(it *wire.Item) bool { return it.GetId() == id })
+		if i < 0 || i >= len(report.GetItems()) || r.inWindow(p.GetItems()[i]) {
+			return false
+		}
+		ir := report.GetItems()[i]
+		ir.Message = strings.Replace(ir.GetMessage(), rebootingNow, "; reboot required: the window closed before the run ended, so not rebooting until a run inside it", 1)
+		return true
+	})
 	reboots = append(reboots, r.pendingReboots(p, report, reboots)...)
 	if len(reboots) > 0 {
 		reason := "outpost: reboot needed by " + strings.Join(reboots, ", ")
@@ -278,18 +290,25 @@ func (r *Runner) pendingReboots(p *wire.Policy, report *wire.Report, have []stri
 			report.GetItems()[i].GetStatus() != wire.ItemReport_STATUS_COMPLIANT {
 			continue
 		}
-		if it.GetWindow() != "" {
-			w, err := parseWindow(it.GetWindow())
-			if err != nil {
-				continue
-			}
-			if open, _ := w.open(r.cfg.Clock(), r.location()); !open {
-				continue
-			}
+		if !r.inWindow(it) {
+			continue
 		}
 		out = append(out, id)
 	}
 	return out
+}
+
+// inWindow tells whether it has no window or its window is open now.
+func (r *Runner) inWindow(it *wire.Item) bool {
+	if it.GetWindow() == "" {
+		return true
+	}
+	w, err := parseWindow(it.GetWindow())
+	if err != nil {
+		return false
+	}
+	open, _ := w.open(r.cfg.Clock(), r.location())
+	return open
 }
 
 func statusName(s wire.ItemReport_Status) string {
@@ -357,15 +376,24 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 		// approved for the office): say what is missing, change nothing.
 		return pending("not approved for this office, nothing changed: %s", scanMsg)
 	}
-	if win != nil {
-		loc := r.location()
-		if open, wait := win.open(r.cfg.Clock(), loc); !open {
-			msg := fmt.Sprintf("waiting for window %s %s (opens in %s)", win.text, loc, wait.Round(time.Minute))
-			if scanMsg != "" {
-				msg += ": " + scanMsg
-			}
-			return pending("%s", msg)
+	// closed is the report of an item outside its window, or nil.
+	closed := func() *wire.ItemReport {
+		if win == nil {
+			return nil
 		}
+		loc := r.location()
+		open, wait := win.open(r.cfg.Clock(), loc)
+		if open {
+			return nil
+		}
+		msg := fmt.Sprintf("waiting for window %s %s (opens in %s)", win.text, loc, wait.Round(time.Minute))
+		if scanMsg != "" {
+			msg += ": " + scanMsg
+		}
+		return pending("%s", msg)
+	}
+	if ir := closed(); ir != nil {
+		return ir
 	}
 	var path string
 	if it.GetState() == wire.State_STATE_PRESENT && it.GetArtifact().GetSha256() != "" {
@@ -376,6 +404,11 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 				return pending("interrupted while fetching content")
 			}
 			return fail("content not available, nothing installed: %v", err)
+		}
+		// A download may take hours (a slow WAN link, a relay far
+		// away): the window may have closed meanwhile.
+		if ir := closed(); ir != nil {
+			return ir
 		}
 	}
 	res, err := r.apply(ctx, pl, it, path)
@@ -393,7 +426,7 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	if ir.RebootRequired {
 		switch it.GetReboot() {
 		case RebootIfNeeded:
-			ir.Message += "; reboot required: rebooting now, inside the window"
+			ir.Message += rebootingNow
 		case RebootNotify:
 			ir.Message += "; reboot required: not rebooting (reboot policy notify-only), reboot the host to finish"
 		default:
@@ -402,6 +435,10 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	}
 	return ir
 }
+
+// rebootingNow ends the message of an item whose apply needs a reboot
+// that the run ends with.
+const rebootingNow = "; reboot required: rebooting now, inside the window"
 
 // Reboot policies an item may have.
 const (

@@ -65,7 +65,7 @@ func TestFullDiskKeepsRunsInMemory(t *testing.T) {
 		}
 	}
 	// Run 3 is the newest: it travels as the report.
-	if got := seqsOf(s.Backlog(64)); len(got) != 2 || got[0] != 1 || got[1] != 2 {
+	if got := seqsOf(backlogOf(s, 64)); len(got) != 2 || got[0] != 1 || got[1] != 2 {
 		t.Fatalf("backlog %v on a full disk, want runs [1 2]", got)
 	}
 	release()
@@ -77,7 +77,7 @@ func TestFullDiskKeepsRunsInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := seqsOf(s.Backlog(64)); len(got) != 3 || got[0] != 1 || got[2] != 3 {
+	if got := seqsOf(backlogOf(s, 64)); len(got) != 3 || got[0] != 1 || got[2] != 3 {
 		t.Fatalf("after restart: backlog %v, want runs [1 2 3]", got)
 	}
 }

@@ -108,14 +108,14 @@ func TestQueueKeepsRunsInMemoryWhenTheDiskFails(t *testing.T) {
 		}
 		s.SetReport(r)
 	}
-	if got := seqsOf(s.Backlog(64)); fmt.Sprint(got) != "[1 2 3]" {
+	if got := seqsOf(backlogOf(s, 64)); fmt.Sprint(got) != "[1 2 3]" {
 		t.Fatalf("backlog %v, want runs [1 2 3] (run 4 is the report)", got)
 	}
 	// Acknowledged runs are forgotten, in memory too.
 	if err := s.Ack(2); err != nil {
 		t.Fatal(err)
 	}
-	if got := seqsOf(s.Backlog(64)); fmt.Sprint(got) != "[3]" {
+	if got := seqsOf(backlogOf(s, 64)); fmt.Sprint(got) != "[3]" {
 		t.Fatalf("after ack: backlog %v, want [3]", got)
 	}
 	// Bounded: the oldest go first.
@@ -124,7 +124,7 @@ func TestQueueKeepsRunsInMemoryWhenTheDiskFails(t *testing.T) {
 		n, _ := s.Enqueue(&wire.Report{})
 		dropped += n
 	}
-	if got := s.Backlog(1000); dropped != 7 || len(got) != MaxPending-1 {
+	if got := backlogOf(s, 1000); dropped != 7 || len(got) != MaxPending-1 {
 		t.Fatalf("dropped %d (want 7), backlog of %d (want %d)", dropped, len(got), MaxPending-1)
 	}
 	// The disk takes them again.
@@ -138,7 +138,7 @@ func TestQueueKeepsRunsInMemoryWhenTheDiskFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := s2.Backlog(1000)
+	got := backlogOf(s2, 1000)
 	if len(got) != MaxPending || got[len(got)-1].GetSeq() != r.Seq-1 {
 		t.Fatalf("after restart: backlog of %d ending at %d, want %d ending at %d", len(got), got[len(got)-1].GetSeq(), MaxPending, r.Seq-1)
 	}

@@ -154,37 +154,53 @@ func (s *State) flushLocked() (dropped int, err error) {
 	return dropped, nil
 }
 
-// Backlog returns up to n unacknowledged runs older than the newest,
-// oldest first: those on disk and those the disk did not take.
-func (s *State) Backlog(n int) []*wire.Report {
+// CheckinRuns is what a check-in carries: the report, and up to n runs
+// of the backlog before it, oldest first. After an outage longer than n
+// runs those are the newest n, not the oldest: the coordinator keeps the
+// last store.MaxRuns runs of a host and no run numbered below one it has,
+// so the oldest with the report would leave a gap in the history it
+// shows, and the report must be the current one (compliance, rollouts).
+// Runs older than those never reach it; it would not keep them.
+func (s *State) CheckinRuns(n int) (backlog []*wire.Report, report *wire.Report) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	runs, all := s.unackedLocked()
+	if len(all) > 0 {
+		all = all[:len(all)-1] // the newest travels as the report
+	}
+	// Read from the newest back, so that a run that does not read leaves
+	// room for an older one.
+	for i := len(all) - 1; i >= 0 && len(backlog) < n; i-- {
+		if r := s.readRun(runs, all[i]); r != nil {
+			backlog = append(backlog, r)
+		}
+	}
+	slices.Reverse(backlog)
+	return backlog, s.report
+}
+
+// unackedLocked returns the runs not acknowledged, by number (nil: on
+// disk, read when sent), and their numbers, oldest first. Call with s.mu
+// held.
+func (s *State) unackedLocked() (map[uint64]*wire.Report, []uint64) {
 	runs := map[uint64]*wire.Report{}
 	seqs, _ := s.queued()
 	for _, seq := range seqs {
-		runs[seq] = nil // read below, if it is sent
+		runs[seq] = nil // read when it is sent
 	}
 	for _, r := range s.pending {
 		runs[r.GetSeq()] = r
 	}
-	all := slices.Sorted(maps.Keys(runs))
-	if len(all) > 0 {
-		all = all[:len(all)-1] // the newest travels as the report
+	return runs, slices.Sorted(maps.Keys(runs))
+}
+
+// readRun is run seq: in memory, or read from disk (nil if it does not
+// read).
+func (s *State) readRun(runs map[uint64]*wire.Report, seq uint64) *wire.Report {
+	if r := runs[seq]; r != nil {
+		return r
 	}
-	var out []*wire.Report
-	for _, seq := range all {
-		if len(out) == n {
-			break
-		}
-		r := runs[seq]
-		if r == nil {
-			r = s.readQueued(seq)
-		}
-		if r != nil {
-			out = append(out, r)
-		}
-	}
-	return out
+	return s.readQueued(seq)
 }
 
 // Ack forgets the runs up to seq: the coordinator has them. It also

@@ -23,7 +23,7 @@ func TestQueueKeepsRunsUntilAckedAcrossRestarts(t *testing.T) {
 			t.Fatalf("run %d numbered %d", i, r.Seq)
 		}
 	}
-	if got := s.Backlog(10); len(got) != 4 || got[0].Seq != 1 || got[3].Seq != 4 {
+	if got := backlogOf(s, 10); len(got) != 4 || got[0].Seq != 1 || got[3].Seq != 4 {
 		t.Fatalf("backlog %v, want runs 1-4", got)
 	}
 	if err := s.Ack(2); err != nil {
@@ -35,7 +35,7 @@ func TestQueueKeepsRunsUntilAckedAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Backlog(10); len(got) != 2 || got[0].Seq != 3 {
+	if got := backlogOf(s, 10); len(got) != 2 || got[0].Seq != 3 {
 		t.Fatalf("after restart: backlog %v, want runs 3-4", got)
 	}
 	if err := s.Ack(5); err != nil {
@@ -64,7 +64,13 @@ func TestQueueIsBounded(t *testing.T) {
 	if dropped != 10 {
 		t.Fatalf("dropped %d, want 10", dropped)
 	}
-	if got := s.Backlog(MaxQueued); len(got) != MaxQueued-1 || got[0].Seq != 11 {
+	if got := backlogOf(s, MaxQueued); len(got) != MaxQueued-1 || got[0].Seq != 11 {
 		t.Fatalf("backlog of %d starting at %d", len(got), got[0].GetSeq())
 	}
+}
+
+// backlogOf is the backlog a check-in of s carries, up to n runs.
+func backlogOf(s *State, n int) []*wire.Report {
+	b, _ := s.CheckinRuns(n)
+	return b
 }

@@ -69,6 +69,9 @@ type State struct {
 	seqDirty    bool              // seq is not on disk yet
 	failing     map[string]string // what could not be written → why, to tell each failure once
 
+	// setAsides are the damaged files Open set aside (SetAside).
+	setAsides []string
+
 	// write writes a file atomically (tests put a failing one in).
 	write func(path string, data []byte, perm os.FileMode) error
 }
@@ -121,22 +124,29 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 	}
 	if b, err := os.ReadFile(s.path("policy.pb")); err == nil {
 		var sp wire.SignedPolicy
-		if err := proto.Unmarshal(b, &sp); err != nil {
-			return nil, fmt.Errorf("agent state: policy.pb is damaged: %w", err)
-		}
-		p, err := wire.VerifyPolicy(key, &sp)
-		if err != nil {
+		p, err := policyFile(key, b, &sp)
+		switch {
+		case errors.Is(err, errDamaged):
+			// Nothing older comes in for it: highest.json, written
+			// first, keeps the mark; the policy comes again from the
+			// coordinator or a peer.
+			s.setAside("policy.pb", err)
+		case err != nil:
 			return nil, fmt.Errorf("agent state: policy.pb: %w", err)
+		default:
+			s.signed, s.policy = &sp, p
+			s.highest[p.GetOffice()] = p.GetRevision()
 		}
-		s.signed, s.policy = &sp, p
-		s.highest[p.GetOffice()] = p.GetRevision()
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("agent state: %w", err)
 	}
 	if b, err := os.ReadFile(s.path("highest.json")); err == nil {
 		var h map[string]uint64
 		if err := json.Unmarshal(b, &h); err != nil {
-			return nil, fmt.Errorf("agent state: highest.json is damaged: %w", err)
+			// The marks of the policies held (current and previous) stay;
+			// other offices' are lost, which is better than an agent that
+			// never starts again.
+			s.setAside("highest.json", err)
 		}
 		for o, r := range h {
 			s.highest[o] = max(s.highest[o], r)
@@ -147,6 +157,7 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 		if proto.Unmarshal(b, &sp) == nil {
 			if p, err := wire.VerifyPolicy(key, &sp); err == nil {
 				s.prev = p
+				s.highest[p.GetOffice()] = max(s.highest[p.GetOffice()], p.GetRevision())
 			}
 		}
 	}
@@ -165,6 +176,42 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 }
 
 func (s *State) path(name string) string { return filepath.Join(s.dir, name) }
+
+// errDamaged is a state file that is not what this agent wrote.
+var errDamaged = errors.New("damaged")
+
+// policyFile decodes and verifies policy.pb into sp. A file that does not
+// decode, or whose signature by the pinned key does not verify, is
+// damaged; one signed by another key is not (the agent's identity was
+// replaced under its state: that is for an admin to look at).
+func policyFile(key ed25519.PublicKey, b []byte, sp *wire.SignedPolicy) (*wire.Policy, error) {
+	if err := proto.Unmarshal(b, sp); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	if len(sp.GetPolicy()) == 0 {
+		return nil, fmt.Errorf("%w: no policy in it", errDamaged)
+	}
+	p, err := wire.VerifyPolicy(key, sp)
+	if errors.Is(err, wire.ErrBadSignature) && len(key) == ed25519.PublicKeySize &&
+		(sp.GetKeyId() == "" || sp.GetKeyId() == wire.KeyID(key)) {
+		return nil, fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	return p, err
+}
+
+// setAside moves a damaged state file out of the way (name.damaged, for
+// a look), and keeps what happened for SetAside.
+func (s *State) setAside(name string, why error) {
+	msg := fmt.Sprintf("%s is damaged (%v): set aside as %s.damaged", name, why, name)
+	if err := os.Rename(s.path(name), s.path(name+".damaged")); err != nil {
+		msg = fmt.Sprintf("%s is damaged (%v) and could not be set aside (%v): it is replaced at the next write", name, why, err)
+	}
+	s.setAsides = append(s.setAsides, msg)
+}
+
+// SetAside tells which state files Open found damaged and set aside, in
+// words for a log.
+func (s *State) SetAside() []string { return s.setAsides }
 
 // Revision is the highest accepted revision, 0 before the first.
 func (s *State) Revision() uint64 {
