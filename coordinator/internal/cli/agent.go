@@ -152,7 +152,7 @@ Examples:
 					if err := decode(raw, "agent", &a); err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(e.stdout, "agent %s (%s) moved: home office %s, now in %s\n", a.ID, a.Hostname, a.Home, officeColumn(a))
+					_, err = fmt.Fprintf(e.stdout, "agent %s (%s) moved: home office %s, now in %s\n", a.ID, safetext.Escape(a.Hostname), a.Home, officeColumn(a))
 					return err
 				}
 			},
@@ -191,7 +191,7 @@ Examples:
 					if e.json {
 						return nil
 					}
-					_, err = fmt.Fprintf(e.stdout, "%s %s (%s) removed; office %s's gossip key is being replaced\n", orDash(a.Role), a.ID, a.Hostname, a.Office)
+					_, err = fmt.Fprintf(e.stdout, "%s %s (%s) removed; office %s's gossip key is being replaced\n", orDash(a.Role), a.ID, safetext.Escape(a.Hostname), a.Office)
 					return err
 				}
 			},
@@ -575,7 +575,7 @@ func writeNotThere(w io.Writer, now time.Time, r *rollout) {
 			fmt.Fprint(w, "; not there yet:")
 			first = false
 		}
-		fmt.Fprintf(w, "\n  %s (%s): %s", a.Hostname, a.ID, safetext.Escape(whyNot(a, r.revision, now)))
+		fmt.Fprintf(w, "\n  %s (%s): %s", safetext.Escape(a.Hostname), a.ID, safetext.Escape(whyNot(a, r.revision, now)))
 	}
 }
 

@@ -257,7 +257,7 @@ func resolveArtifact(ctx context.Context, e *env, arg string) (string, error) {
 	}
 	var which []string
 	for _, a := range found {
-		which = append(which, a.SHA256[:12]+"… ("+a.Name+")")
+		which = append(which, a.SHA256[:min(len(a.SHA256), 12)]+"… ("+a.Name+")")
 	}
 	return "", usagef("%q matches %d artifacts: %s; give the whole SHA-256", arg, len(found), strings.Join(which, ", "))
 }

@@ -75,8 +75,22 @@ func newClient(server, token string, rt http.RoundTripper) (*client, error) {
 		base:   strings.TrimRight(u.String(), "/"),
 		server: strings.TrimRight(u.Redacted(), "/"),
 		token:  token,
-		hc:     &http.Client{Transport: rt},
+		hc:     &http.Client{Transport: rt, CheckRedirect: sameServer},
 	}, nil
+}
+
+// sameServer follows a redirect only within the coordinator named: Go's
+// client would take the token on to another port or scheme of the same
+// host, or to a subdomain, and a 307 takes a body (a password, a refresh
+// token) anywhere.
+func sameServer(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || req.URL.Host != first.Host {
+		return fmt.Errorf("it redirects to %s, which the CLI does not follow with its credentials; if the coordinator moved, pass its address with --server", req.URL.Redacted())
+	}
+	return nil
 }
 
 // apiError is an answer of the API with a non-2xx status.

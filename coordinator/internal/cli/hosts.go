@@ -431,17 +431,21 @@ func (s *session) wait(ctx context.Context, host string, h handlers) error {
 			}
 		case *wire.SessionOutput_End:
 			end := b.End
+			// Why it ended is the host's word (or the coordinator's),
+			// printed as outpost's own error: written out, so that it
+			// does not act on the terminal.
+			why := safetext.Escape(end.GetError())
 			switch {
 			case end.GetRevoked():
 				// The host's words start "session ended: " too.
-				why := strings.TrimPrefix(end.GetError(), "session ended: ")
+				why = strings.TrimPrefix(why, "session ended: ")
 				return &sessionError{code: -1, msg: fmt.Sprintf("%s ended the session: %s", host, why)}
 			case end.GetDenied() && !accepted:
-				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", end.GetError())}
+				return &sessionError{code: -1, msg: fmt.Sprintf("refused: %s", why)}
 			case !accepted && unknownHost(end):
-				return &sessionError{code: -1, msg: explainUnknownHost(end, s.role)}
+				return &sessionError{code: -1, msg: safetext.Escape(explainUnknownHost(end, s.role))}
 			case end.GetError() != "":
-				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, end.GetError())}
+				return &sessionError{code: end.GetExitCode(), msg: fmt.Sprintf("on %s: %s", host, why)}
 			case end.GetExitCode() != 0:
 				what := "the command"
 				if s.open.GetKind() == wire.SessionOpen_KIND_SHELL {
@@ -1116,7 +1120,7 @@ func printRun(w io.Writer, now time.Time, rep *wire.Report) error {
 		}
 	}
 	if items := rep.GetRebootItems(); len(items) > 0 {
-		_, err := fmt.Fprintf(w, "waiting for a reboot since %s: %s (outpost reboot)\n", ago(now, time.Unix(rep.GetRebootSinceUnix(), 0)), strings.Join(items, ", "))
+		_, err := fmt.Fprintf(w, "waiting for a reboot since %s: %s (outpost reboot)\n", ago(now, time.Unix(rep.GetRebootSinceUnix(), 0)), safetext.Escape(strings.Join(items, ", ")))
 		return err
 	}
 	return nil

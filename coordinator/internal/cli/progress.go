@@ -126,7 +126,9 @@ func (p *progress) line(now time.Time) string {
 	if !p.terminal {
 		return fmt.Sprintf("%s: %d%% (%s of %s, %s)", p.name, pct, byteSize(p.sent), byteSize(p.total), rate)
 	}
-	filled := int(pct) * barWidth / 100
+	// More than the total arrives when a file grows as it is sent, or a
+	// host sends more than it said: the bar stays full.
+	filled := int(min(pct, 100)) * barWidth / 100
 	bar := strings.Repeat("=", filled) + strings.Repeat(" ", barWidth-filled)
 	if filled > 0 && filled < barWidth {
 		bar = strings.Repeat("=", filled-1) + ">" + strings.Repeat(" ", barWidth-filled)

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/outposthq/outpost/pkg/safetext"
 )
 
 // Endpoint scope: named policies that target offices, agents and labels,
@@ -234,7 +236,7 @@ Examples:
 					if err := decode(raw, "agent", &a); err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(e.stdout, "agent %s (%s) labels: %s\n", a.ID, a.Hostname, orDash(labelsText(a.Labels)))
+					_, err = fmt.Fprintf(e.stdout, "agent %s (%s) labels: %s\n", a.ID, safetext.Escape(a.Hostname), orDash(labelsText(a.Labels)))
 					return err
 				}
 			},

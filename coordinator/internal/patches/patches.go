@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -104,8 +105,10 @@ func Parse(data []byte, now time.Time) ([]store.Patch, error) {
 	seen := map[string]bool{}
 	var out []store.Patch
 	for i, e := range f.Patches {
+		// The id is shown only once it is one: the feed's words reach
+		// the admin's terminal.
 		where := fmt.Sprintf("patch %d", i+1)
-		if e.ID != "" {
+		if idRE.MatchString(e.ID) {
 			where = "patch " + e.ID
 		}
 		bad := func(format string, args ...any) {
@@ -126,8 +129,11 @@ func Parse(data []byte, now time.Time) ([]store.Patch, error) {
 		if !packageRE.MatchString(e.Package) {
 			bad("package %q is not a valid package name", e.Package)
 		}
-		if e.FixedVersion == "" || strings.ContainsAny(e.FixedVersion, " \t\n") {
-			bad("fixed_version %q is empty or has spaces", e.FixedVersion)
+		// The package plugin, which installs fixed_version, refuses a
+		// version it could not take (plugins/packages checkVersion):
+		// refused here, not on every computer the patch is approved for.
+		if e.FixedVersion == "" || len(e.FixedVersion) > 128 || strings.ContainsFunc(e.FixedVersion, func(r rune) bool { return !unicode.IsPrint(r) || unicode.IsSpace(r) }) {
+			bad("fixed_version %q is empty, longer than 128 bytes, or has spaces or characters that are not printable", e.FixedVersion)
 		}
 		sum := strings.TrimPrefix(e.Artifact, "sha256:")
 		if !sha256RE.MatchString(sum) {
