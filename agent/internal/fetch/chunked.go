@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
@@ -74,7 +75,7 @@ type Tuning struct {
 	PerPeer    int           // chunks in flight from one peer (default 2)
 	PerOrigin  int           // chunks in flight from the relay or file server (default 2)
 	Settle     time.Duration // wait for peers to announce the same download before taking shares from the relay (1s)
-	StallAfter time.Duration // no new chunk here for this long: take any chunk from the relay; a peer whose chunk map has not grown for this long no longer holds back the relay (20s)
+	StallAfter time.Duration // no new chunk here for this long: take any chunk from the relay; a peer whose chunk map has not grown for this long no longer holds back the relay; a peer that sends less than a block (256 KiB) of a chunk in this long gives the chunk up (20s)
 	Refresh    time.Duration // how often peers' chunk maps are read while waiting (500ms)
 	BadFor     time.Duration // a peer that served a bad chunk is not asked again for this long (10m)
 }
@@ -448,6 +449,7 @@ func (s *session) yieldLocked() {
 		return
 	}
 	self := s.office.Self()
+	now := time.Now()
 	for i, fl := range s.inflight {
 		if !fl.origin {
 			continue
@@ -457,7 +459,9 @@ func (s *session) yieldLocked() {
 			continue
 		}
 		for _, p := range s.peers {
-			if s.dropped[p.Name] || p.Name >= self || !(p.pending.has(i) || p.have.has(i)) {
+			// A peer's word that it is fetching the chunk counts as long
+			// as it holds chunks back from the relay (counts), no longer.
+			if s.dropped[p.Name] || p.Name >= self || !(p.pending.has(i) && s.counts(p.Name, now) || p.have.has(i)) {
 				continue
 			}
 			s.f.log.Debug("chunk fetched by a peer too; giving it up", "chunk", i, "peer", p.Name)
@@ -559,6 +563,10 @@ func (s *session) finish(i int, src source, err error) {
 		src.peer.have.clear(i)
 	case src.peer != nil && errors.Is(err, errBusy):
 		src.peer.until = time.Now().Add(200 * time.Millisecond)
+	case src.peer != nil && errors.Is(err, errStalled):
+		// Asked again at once, it would hold another chunk as long.
+		s.f.log.Debug("chunk from office peer stalled", "peer", src.name, "chunk", i, "err", err)
+		src.peer.until = time.Now().Add(s.t.BadFor)
 	case src.peer != nil:
 		s.f.log.Debug("chunk from office peer", "peer", src.name, "chunk", i, "err", err)
 		src.peer.until = time.Now().Add(2 * time.Second)
@@ -604,6 +612,7 @@ var (
 	errNotThere   = errors.New("the peer does not have the chunk")
 	errBusy       = errors.New("the peer is busy")
 	errResumedBad = errors.New("a resumed chunk failed its hash")
+	errStalled    = errors.New("the peer sent less than a block in StallAfter")
 )
 
 // fetchChunk gets chunk i (or the rest of it, if a killed agent had
@@ -621,6 +630,23 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 			h.Reset()
 		}
 	}
+	// A peer is on the office's network: one that takes longer than
+	// StallAfter for a block of the chunk (one byte a minute, or nothing
+	// after its headers) gives the chunk up to another source. Nothing
+	// else would: the peer client has no overall timeout, and each byte
+	// that comes resets an idle one.
+	var stalled atomic.Bool
+	var watch *time.Timer
+	if src.peer != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		watch = time.AfterFunc(s.t.StallAfter, func() {
+			stalled.Store(true)
+			cancel()
+		})
+		defer watch.Stop()
+	}
 	req, err := s.request(ctx, i, src, off, start, size)
 	if err != nil {
 		return err
@@ -631,6 +657,9 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
+		if stalled.Load() {
+			return fmt.Errorf("chunk %d: %w", i, errStalled)
+		}
 		return redactURL(err)
 	}
 	defer resp.Body.Close()
@@ -671,8 +700,14 @@ func (s *session) fetchChunk(ctx context.Context, i int, src source) error {
 		h.Write(buf[:k])
 		got += int64(k)
 		s.arrived(i, src, got, int64(k))
+		if watch != nil && readErr == nil {
+			watch.Reset(s.t.StallAfter)
+		}
 	}
 	if got < size {
+		if stalled.Load() {
+			return fmt.Errorf("chunk %d: %d of %d bytes: %w", i, got, size, errStalled)
+		}
 		if readErr == nil {
 			readErr = io.ErrUnexpectedEOF
 		}

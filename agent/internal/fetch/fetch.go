@@ -248,9 +248,14 @@ func (d *diskReader) Read(p []byte) (int, error) {
 func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, source, office string) error {
 	part := filepath.Join(f.dir, a.GetSha256()+".part")
 	h := sha256.New()
-	have, err := f.hashPartial(ctx, part, h, a.GetSize())
+	have, err := f.hashPartial(ctx, part, h, a)
 	if err != nil {
 		return err
+	}
+	if have > 0 && have == a.GetSize() {
+		// Every byte came and checked before a kill (the sync of a large
+		// artifact takes a while): only the move into place is left.
+		return f.install(part, a)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -304,6 +309,12 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 		os.Remove(part)
 		return fmt.Errorf("%w: got %d bytes with sha256 %s, want %d bytes with sha256 %s", ErrMismatch, total, got[:12], a.GetSize(), a.GetSha256()[:12])
 	}
+	return f.install(part, a)
+}
+
+// install syncs a partial download whose bytes checked and moves it into
+// place.
+func (f *Fetcher) install(part string, a *wire.Artifact) error {
 	fh, err := os.Open(part)
 	if err == nil {
 		err = fh.Sync()
@@ -318,7 +329,10 @@ func (f *Fetcher) download(ctx context.Context, url string, a *wire.Artifact, so
 	return fsutil.Rename(part, filepath.Join(f.dir, a.GetSha256()))
 }
 
-func (f *Fetcher) hashPartial(ctx context.Context, part string, h hash.Hash, size int64) (int64, error) {
+// hashPartial hashes the partial download of a into h and returns its
+// length: a's size only when it is all of a, checked.
+func (f *Fetcher) hashPartial(ctx context.Context, part string, h hash.Hash, a *wire.Artifact) (int64, error) {
+	size := a.GetSize()
 	fh, err := os.Open(part)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -330,6 +344,9 @@ func (f *Fetcher) hashPartial(ctx context.Context, part string, h hash.Hash, siz
 	n, err := io.Copy(h, f.reading(ctx, fh))
 	if err != nil {
 		return 0, err
+	}
+	if n == size && hex.EncodeToString(h.Sum(nil)) == a.GetSha256() {
+		return n, nil
 	}
 	if n >= size {
 		// Nothing left to ask for, or more than allowed: start over.
