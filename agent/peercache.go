@@ -86,6 +86,9 @@ func (a *Agent) startPeerCache(fetcher *fetch.Fetcher) (func(context.Context) er
 	op := officePeers{a: a, client: &http.Client{Transport: &http.Transport{
 		TLSClientConfig: clientTLS, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute,
 		TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 30 * time.Second,
+		// A chunk map is under 2 KiB: a peer's headers are not 10 MiB
+		// of this agent's memory (net/http's default).
+		MaxResponseHeaderBytes: 64 << 10,
 	}}}
 	a.officePeers = &op
 	srv, err := peercache.New(fetcher, op, a.cfg.PeerBudget, a.log, a.reg)
