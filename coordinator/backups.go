@@ -80,6 +80,10 @@ func (b BackupConfig) validate(dataDir string, fileServer bool) error {
 func (b BackupConfig) recipients() ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range b.Recipients {
+		if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(s)), "AGE-SECRET-KEY-") {
+			// Never quoted back: it opens every backup made to it.
+			return nil, errors.New("backups.recipients: one is a private key (AGE-SECRET-KEY-...): give its public key (age-keygen -y KEYFILE prints it), and keep the private key off this coordinator")
+		}
 		rs, err := age.ParseRecipients(strings.NewReader(s))
 		if err != nil || len(rs) != 1 {
 			return nil, fmt.Errorf("backups.recipients: %q is not an age public key (age1..., as age-keygen prints it)", s)
@@ -184,20 +188,34 @@ func (c *Coordinator) takeBackup(h *api.API, dir string, recipients []age.Recipi
 }
 
 // backupFiles lists the backups in dir, oldest first (their names sort by
-// time).
+// time). Only names takeBackup gives count: another file named like one
+// (an operator's copy) would sort as the newest, be kept, and have the
+// backup just written pruned. One dated after now (written while the
+// clock was ahead) is left alone: as the newest, it would put the next
+// backup off until that date.
 func backupFiles(dir string) []string {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
+	now := time.Now()
 	var out []string
 	for _, e := range entries {
 		if n := e.Name(); e.Type().IsRegular() && strings.HasPrefix(n, backupPrefix) && (strings.HasSuffix(n, ".tar.gz") || strings.HasSuffix(n, ".tar.gz.age")) {
-			out = append(out, n)
+			if t, ok := backupTime(n); ok && !t.After(now) {
+				out = append(out, n)
+			}
 		}
 	}
 	slices.Sort(out)
 	return out
+}
+
+// backupTime is the time in a backup's name.
+func backupTime(name string) (time.Time, bool) {
+	stamp, _, _ := strings.Cut(strings.TrimPrefix(name, backupPrefix), ".")
+	t, err := time.Parse("20060102T150405Z", stamp)
+	return t, err == nil
 }
 
 // newestBackup is when the newest backup in dir was taken.
@@ -206,9 +224,7 @@ func newestBackup(dir string) (time.Time, bool) {
 	if len(files) == 0 {
 		return time.Time{}, false
 	}
-	stamp, _, _ := strings.Cut(strings.TrimPrefix(files[len(files)-1], backupPrefix), ".")
-	t, err := time.Parse("20060102T150405Z", stamp)
-	return t, err == nil
+	return backupTime(files[len(files)-1])
 }
 
 // pruneBackups deletes the oldest backups beyond keep.
@@ -253,8 +269,10 @@ func copyOffMachine(ctx context.Context, files *artifacts.Store, path string, ke
 		return err
 	}
 	var ours []string
+	now := time.Now()
 	for _, n := range names {
-		if strings.HasPrefix(n, backupPrefix) {
+		// Only names takeBackup gives, as in backupFiles.
+		if t, ok := backupTime(n); ok && strings.HasPrefix(n, backupPrefix) && !t.After(now) {
 			ours = append(ours, n)
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,7 +127,8 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("tls_cert_file and tls_key_file: give both (your own certificate) or neither (one from the coordinator's CA)"))
 	}
 	if c.PublicAddress != "" {
-		if host, port, err := net.SplitHostPort(c.PublicAddress); err != nil || host == "" || port == "" || port == "0" {
+		host, port, err := net.SplitHostPort(c.PublicAddress)
+		if n, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil || n == 0 {
 			errs = append(errs, fmt.Errorf("public_address %q: want host:port where agents reach the QUIC port, like coordinator.example.org:8027", c.PublicAddress))
 		}
 	}
@@ -135,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.PasswordKDF.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("password_kdf: %w", err))
+	}
+	if c.GossipKeyPhase < 0 {
+		errs = append(errs, fmt.Errorf("gossip_key_phase %v: want 0 (three check-in intervals) or more", c.GossipKeyPhase))
 	}
 	if c.PushFanout < 0 {
 		errs = append(errs, fmt.Errorf("push_fanout %d: want 0 (every agent) or more", c.PushFanout))
@@ -234,10 +240,31 @@ func adminToken(dir string) (string, error) {
 	return t, nil
 }
 
+// checkPrivate refuses a data directory that users other than its owner
+// can write: MkdirAll leaves one that exists as it is, and whoever can
+// write it can put a token or keys of their own in place of the
+// coordinator's.
+func checkPrivate(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // no Unix modes; the directory's ACL decides
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("data directory %s can be written by other users (mode %04o), who could replace its keys and admin token: chmod 700 %s", dir, perm, dir)
+	}
+	return nil
+}
+
 // Run serves until ctx ends.
 func (c *Coordinator) Run(ctx context.Context) error {
 	if err := os.MkdirAll(c.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := checkPrivate(c.cfg.DataDir); err != nil {
+		return err
 	}
 	st, err := store.Open(filepath.Join(c.cfg.DataDir, "outpost.db"))
 	if err != nil {
@@ -419,11 +446,17 @@ func btoi(b bool) int {
 	return 0
 }
 
+// ensureBucketAttempt bounds one attempt: minio-go retries a server that
+// takes the connection and never answers for many minutes on its own.
+const ensureBucketAttempt = 10 * time.Second
+
 // ensureBucket waits for the file server, which may still be starting.
 func ensureBucket(ctx context.Context, files *artifacts.Store, log *slog.Logger) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := files.EnsureBucket(ctx)
+		actx, cancel := context.WithTimeout(ctx, min(ensureBucketAttempt, max(time.Until(deadline), time.Second)))
+		err := files.EnsureBucket(actx)
+		cancel()
 		if err == nil {
 			return nil
 		}

@@ -62,7 +62,8 @@ func ReadFile(path string) ([]byte, error) {
 }
 
 // Decode reads YAML into cfg (a pointer to a struct), refusing unknown
-// fields, integers with a leading zero, and a second document.
+// fields, integers with a leading zero, settings without a value, and a
+// second document.
 func Decode(b []byte, cfg any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -95,7 +96,8 @@ var leadingZero = regexp.MustCompile(`^[-+]?0[0-9_]+$`)
 
 // checkInts refuses, in the YAML node n decoded into a value of type t,
 // an integer setting written with a leading zero: the file and the
-// environment would read it differently.
+// environment would read it differently; and a setting of one value
+// written without one, which YAML reads as null and leaves at its default.
 func checkInts(n *yaml.Node, t reflect.Type) error {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
@@ -127,6 +129,11 @@ func checkInts(n *yaml.Node, t reflect.Type) error {
 	case n.Kind == yaml.ScalarNode && t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 &&
 		n.ShortTag() == "!!int" && leadingZero.MatchString(n.Value):
 		return fmt.Errorf("line %d: %s: write the number without its leading zero (YAML reads it in octal)", n.Line, n.Value)
+	case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" &&
+		(t.Kind() >= reflect.Bool && t.Kind() <= reflect.Float64 || t.Kind() == reflect.String):
+		// YAML reads "key:" as null, which leaves the default in place:
+		// "https_addr:" written to turn it off would keep it on.
+		return fmt.Errorf(`line %d: a setting without a value would keep its default: write "" (or 0, false) for none, or remove the line`, n.Line)
 	}
 	return nil
 }

@@ -195,8 +195,14 @@ func Write(w io.Writer, src Source, recipients ...age.Recipient) (*Manifest, err
 // dataFiles lists the regular files of the data directory a backup takes,
 // as slash-separated paths, sorted.
 func dataFiles(dir string) ([]string, error) {
+	// WalkDir does not follow a link, not even its root: a data
+	// directory that is one would be backed up without its files.
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list the data directory: %w", err)
+	}
 	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -211,8 +217,14 @@ func dataFiles(dir string) ([]string, error) {
 			}
 			return nil
 		}
-		if !d.Type().IsRegular() || skipped(rel) {
+		if skipped(rel) {
 			return nil
+		}
+		if !d.Type().IsRegular() {
+			// Left out, a key kept elsewhere through a link would be
+			// missing from the restored directory, and the coordinator
+			// would make a new CA there that no member trusts.
+			return fmt.Errorf("%s is not a regular file (a link?): a backup takes the data directory's files themselves; put the file itself there", rel)
 		}
 		info, err := d.Info()
 		if err != nil {
