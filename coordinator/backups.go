@@ -117,6 +117,11 @@ func (c *Coordinator) runBackups(ctx context.Context, h *api.API) {
 	}
 	c.reg.MustRegister(m.taken, m.lastSuccess)
 	recipients, _ := b.recipients() // checked by Validate
+	if n := removeStale(b.Dir, func(name string) bool {
+		return strings.HasPrefix(name, "."+backupPrefix) && strings.HasSuffix(name, ".tmp")
+	}); n > 0 {
+		c.log.Info("removed what backups cut short by a stop left in the backups directory", "files", n, "dir", b.Dir)
+	}
 	for {
 		wait := time.Duration(0) // none there: one is due now
 		if last, ok := newestBackup(b.Dir); ok {
@@ -283,4 +288,33 @@ func copyOffMachine(ctx context.Context, files *artifacts.Store, path string, ke
 		ours = ours[1:]
 	}
 	return nil
+}
+
+// staleAfter is how old a temporary file of a backup must be to be taken
+// for one a stop cut short, not one being written.
+const staleAfter = 6 * time.Hour
+
+// removeStale removes the regular files of dir whose names match and that
+// are older than staleAfter: what backups cut short by a kill left (a
+// copy of the store, a half-written backup), which nothing else removes.
+// It says how many went.
+func removeStale(dir string, match func(name string) bool) int {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !match(e.Name()) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < staleAfter {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+			n++
+		}
+	}
+	return n
 }

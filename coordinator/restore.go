@@ -13,6 +13,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/backup"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
 // errStoreInUse is a store a running coordinator holds.
@@ -82,6 +83,9 @@ func Restore(r io.Reader, opt RestoreOptions) (*RestoreResult, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(work) // gone by rename unless something failed
+	if err := checkBackupCA(work, m); err != nil {
+		return nil, err
+	}
 	st, err := store.Open(filepath.Join(work, backup.StoreFile))
 	if err != nil {
 		return nil, fmt.Errorf("the backup's store does not open: %w", err)
@@ -126,6 +130,9 @@ func CheckBackup(r io.Reader, identities ...age.Identity) (*BackupCheck, error) 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkBackupCA(filepath.Join(tmp, "data"), m); err != nil {
+		return nil, err
+	}
 	st, err := store.Open(filepath.Join(tmp, "data", backup.StoreFile))
 	if err != nil {
 		return nil, fmt.Errorf("the backup's store does not open: %w", err)
@@ -140,4 +147,22 @@ func CheckBackup(r io.Reader, identities ...age.Identity) (*BackupCheck, error) 
 		return nil, fmt.Errorf("the backup's store does not read: %w", err)
 	}
 	return &BackupCheck{Manifest: m, Offices: len(offices), Members: len(members)}, nil
+}
+
+// checkBackupCA checks that the CA certificate a backup holds is the one
+// its manifest names, which restore and its check print as the backup's
+// CA: installers and CLIs pin it, and a backup made elsewhere, or altered,
+// would bring another.
+func checkBackupCA(dir string, m *backup.Manifest) error {
+	if m.CAFingerprint == "" {
+		return nil // made before manifests named it
+	}
+	ders, _, err := tlsutil.ReadCerts(filepath.Join(dir, "ca", "ca.crt"))
+	if err != nil || len(ders) == 0 {
+		return fmt.Errorf("the backup's manifest names CA %s, but the backup holds no CA certificate that reads (%v): it is damaged", m.CAFingerprint, err)
+	}
+	if got := tlsutil.Fingerprint(ders[0]); got != m.CAFingerprint {
+		return fmt.Errorf("the backup's CA certificate is %s, not %s as its manifest says: it is damaged, or not the backup it claims to be", got, m.CAFingerprint)
+	}
+	return nil
 }

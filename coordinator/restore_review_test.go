@@ -5,11 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/outposthq/outpost/coordinator"
 	"github.com/outposthq/outpost/coordinator/internal/backup"
+	"github.com/outposthq/outpost/coordinator/internal/ca"
 	"github.com/outposthq/outpost/coordinator/internal/store"
 )
 
@@ -126,5 +128,43 @@ func TestCoordinatorStartedDuringARestoreWaitsForIt(t *testing.T) {
 	defer st.Close()
 	if _, err := st.Office("restored"); err != nil {
 		t.Fatalf("the store after the restore: %v", err)
+	}
+}
+
+// A backup whose CA certificate is not the one its manifest names (made
+// elsewhere and relabelled, or altered) is refused by the check and by
+// restore: both print the manifest's fingerprint as the backup's CA, which
+// installers and CLIs pin.
+func TestABackupWhoseCAIsNotItsManifestsIsRefused(t *testing.T) {
+	dir := reviewDataDir(t, "hq")
+	authority, err := ca.LoadOrCreate(filepath.Join(dir, "ca"), nil, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(dir, backup.StoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func(fp string) []byte {
+		var buf bytes.Buffer
+		if _, err := backup.Write(&buf, backup.Source{DataDir: dir, Version: "test", Now: time.Now(), CAFingerprint: fp,
+			Store: func(fn func(backup.Snapshot) error) error {
+				return st.Snapshot(func(s store.Snapshot) error { return fn(s) })
+			}}); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	good, relabelled := take(authority.Fingerprint()), take("sha256:"+strings.Repeat("ab", 32))
+	st.Close()
+	if _, err := coordinator.CheckBackup(bytes.NewReader(good)); err != nil {
+		t.Fatalf("a backup of the CA its manifest names: %v", err)
+	}
+	if _, err := coordinator.CheckBackup(bytes.NewReader(relabelled)); err == nil || !strings.Contains(err.Error(), "as its manifest says") {
+		t.Fatalf("check of a relabelled backup: %v", err)
+	}
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, err := coordinator.Restore(bytes.NewReader(relabelled), coordinator.RestoreOptions{DataDir: target, Now: time.Now()}); err == nil || !strings.Contains(err.Error(), "as its manifest says") {
+		t.Fatalf("restore of a relabelled backup: %v", err)
 	}
 }

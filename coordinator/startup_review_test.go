@@ -22,9 +22,9 @@ import (
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
-// review23gConfig is a coordinator's configuration on loopback ports the
+// startConfig is a coordinator's configuration on loopback ports the
 // system picks, with its data in dir.
-func review23gConfig(dir string) coordinator.Config {
+func startConfig(dir string) coordinator.Config {
 	cfg := coordinator.DefaultConfig()
 	cfg.DataDir = dir
 	cfg.HTTPAddr = "127.0.0.1:0"
@@ -33,9 +33,9 @@ func review23gConfig(dir string) coordinator.Config {
 	return cfg
 }
 
-// review23gRun runs a coordinator until the test ends; the channel
+// startRun runs a coordinator until the test ends; the channel
 // receives what Run returned.
-func review23gRun(t *testing.T, cfg coordinator.Config, log *slog.Logger) (*coordinator.Coordinator, <-chan error) {
+func startRun(t *testing.T, cfg coordinator.Config, log *slog.Logger) (*coordinator.Coordinator, <-chan error) {
 	t.Helper()
 	c, err := coordinator.New(cfg, log, prometheus.NewRegistry())
 	if err != nil {
@@ -74,7 +74,7 @@ func TestDataDirWritableByOthersIsRefused(t *testing.T) {
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	c, done := review23gRun(t, review23gConfig(dir), logging.Discard())
+	c, done := startRun(t, startConfig(dir), logging.Discard())
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "chmod 700") {
@@ -141,11 +141,11 @@ func TestStartWithAFileServerThatNeverAnswersSaysWhySoon(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	cfg := review23gConfig(t.TempDir())
+	cfg := startConfig(t.TempDir())
 	cfg.FileServer.Endpoint = ln.Addr().String()
 	cfg.FileServer.AccessKey, cfg.FileServer.SecretKey = "outpost", "outpost-secret"
 	var logs syncBuffer
-	_, done := review23gRun(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	_, done := startRun(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	var returned bool
 	testutil.Eventually(t, 25*time.Second, func() bool {
 		select {
@@ -179,7 +179,7 @@ func TestStrayFileNamedLikeABackupDoesNotGetNewBackupsPruned(t *testing.T) {
 	}, "no scheduled backup taken")
 	files, _ := filepath.Glob(filepath.Join(dir, "outpost-backup-2*.tar.gz"))
 	if len(files) != 1 {
-		t.Fatalf("the scheduled backup just written is gone (backups.dir holds %v)", review23gNames(dir))
+		t.Fatalf("the scheduled backup just written is gone (backups.dir holds %v)", dirNames(dir))
 	}
 	if _, err := os.Stat(stray); err != nil {
 		t.Errorf("the operator's own file was removed: %v", err)
@@ -205,13 +205,13 @@ func TestBackupDatedInTheFutureDoesNotStopScheduledBackups(t *testing.T) {
 	testutil.Eventually(t, 20*time.Second, func() bool {
 		files, _ := filepath.Glob(filepath.Join(dir, "outpost-backup-20[0-8]*.tar.gz"))
 		return len(files) == 1
-	}, "no backup taken at start while the only one is dated 2099: %v", review23gNames(dir))
+	}, "no backup taken at start while the only one is dated 2099: %v", dirNames(dir))
 	if last := c.Metric("outpost_coordinator_backup_last_success_timestamp_seconds"); last > float64(time.Now().Add(time.Hour).Unix()) {
 		t.Errorf("the last-success metric is in the future: %v", time.Unix(int64(last), 0))
 	}
 }
 
-func review23gNames(dir string) []string {
+func dirNames(dir string) []string {
 	entries, _ := os.ReadDir(dir)
 	var out []string
 	for _, e := range entries {
@@ -296,5 +296,47 @@ func TestStrayObjectNamedLikeABackupDoesNotGetCopiesPruned(t *testing.T) {
 	}, "the bucket holds no copy of the scheduled backup")
 	if _, err := client.StatObject(t.Context(), bucket, stray, minio.StatObjectOptions{}); err != nil {
 		t.Errorf("the operator's own object was removed: %v", err)
+	}
+}
+
+// What a backup cut short by a kill leaves is removed at the next start
+// once it is old enough not to be one being written: a whole copy of the
+// store in the data directory, a half-written backup in backups.dir.
+// Nothing removed them, and each was as large as the store.
+func TestLeftoversOfBackupsCutShortAreRemoved(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	backups := filepath.Join(t.TempDir(), "backups")
+	stale, fresh := time.Now().Add(-7*time.Hour), time.Now()
+	files := map[string]time.Time{
+		filepath.Join(data, ".backup-store-123.tmp"):                                 stale,
+		filepath.Join(data, ".backup-store-456.tmp"):                                 fresh,
+		filepath.Join(backups, ".outpost-backup-20261129T040000Z.tar.gz.789.tmp"):    stale,
+		filepath.Join(backups, ".outpost-backup-20261129T050000Z.tar.gz.age.12.tmp"): fresh,
+		filepath.Join(backups, "notes.tmp"):                                          stale,
+	}
+	for p, at := range files {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("left by a kill"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := startConfig(data)
+	cfg.Backups = coordinator.BackupConfig{Dir: backups, Plain: true}
+	c, _ := startRun(t, cfg, logging.Discard())
+	<-c.Ready()
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(backups, ".outpost-backup-20261129T040000Z.tar.gz.789.tmp"))
+		return os.IsNotExist(err)
+	}, "the stale half-written backup is still there: %v", dirNames(backups))
+	for p, at := range files {
+		_, err := os.Stat(p)
+		if gone := os.IsNotExist(err); gone != (at.Equal(stale) && filepath.Base(p) != "notes.tmp") {
+			t.Errorf("%s: gone %v", p, gone)
+		}
 	}
 }

@@ -274,11 +274,17 @@ const ageHeader = "age-encryption.org/v1"
 
 // Extract reads a backup from r into dir, which must not exist, checking
 // every file against the manifest at its end; identities open an
-// encrypted backup. On any error, nothing is left in dir.
+// encrypted backup, and a plain one given identities is refused. On any
+// error, nothing is left in dir.
 func Extract(r io.Reader, dir string, identities ...age.Identity) (m *Manifest, err error) {
 	enc, r, err := Encrypted(r)
 	if err != nil {
 		return nil, fmt.Errorf("read the backup: %w", err)
+	}
+	if !enc && len(identities) > 0 {
+		// Whoever can write where backups are kept could put a plain one,
+		// holding keys of their own, in place of an encrypted one.
+		return nil, errors.New("the backup is not encrypted, though a key or passphrase was given: refused, in case an encrypted backup was swapped for a plain one; if you made it plain, restore it without --identity or a passphrase")
 	}
 	if enc {
 		if len(identities) == 0 {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"filippo.io/age"
 )
 
 // The operator keeps the CA's key on another volume (an encrypted mount,
@@ -68,5 +70,23 @@ func TestBackupOfADataDirThatIsALinkHoldsItsFiles(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(got, " "), "ca/ca.key") || !strings.Contains(strings.Join(got, " "), "admin.token") {
 		t.Fatalf("the backup of a linked data directory holds %v", got)
+	}
+}
+
+// A plain backup given a key is refused: whoever can write where backups
+// are kept could swap an encrypted one for a plain one holding keys of
+// their own, and a restore that expects encryption must not take it.
+func TestAPlainBackupGivenAKeyIsRefused(t *testing.T) {
+	plain := take(t, source(dataDir(t), fakeStore("store bytes")))
+	id, err := age.NewScryptIdentity("a passphrase for backups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Extract(bytes.NewReader(plain), filepath.Join(t.TempDir(), "data"), id)
+	if err == nil || !strings.Contains(err.Error(), "not encrypted") {
+		t.Fatalf("a plain backup given a passphrase: %v", err)
+	}
+	if _, err := Extract(bytes.NewReader(plain), filepath.Join(t.TempDir(), "data")); err != nil {
+		t.Fatalf("a plain backup without a key: %v", err)
 	}
 }
