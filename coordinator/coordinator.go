@@ -139,6 +139,10 @@ func (c Config) Validate() error {
 	if err := c.PasswordKDF.WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("password_kdf: %w", err))
 	}
+	// Technicians sign in again when it ends; a sign-in lasts 12 hours.
+	if c.AccessTokenTTL < 0 || c.AccessTokenTTL > 12*time.Hour {
+		errs = append(errs, fmt.Errorf("access_token_ttl %v: want 0 (the default, 10m) up to 12h", c.AccessTokenTTL))
+	}
 	if c.GossipKeyPhase < 0 {
 		errs = append(errs, fmt.Errorf("gossip_key_phase %v: want 0 (three check-in intervals) or more", c.GossipKeyPhase))
 	}

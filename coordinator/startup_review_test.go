@@ -340,3 +340,20 @@ func TestLeftoversOfBackupsCutShortAreRemoved(t *testing.T) {
 		}
 	}
 }
+
+// A negative access_token_ttl silently became the default, and one of
+// days outlived the sign-in it came from: both are refused.
+func TestAccessTokenTTLIsBounded(t *testing.T) {
+	for _, ttl := range []time.Duration{-time.Minute, 13 * time.Hour} {
+		cfg := coordinator.DefaultConfig()
+		cfg.AccessTokenTTL = ttl
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "access_token_ttl") {
+			t.Errorf("access_token_ttl %v: Validate %v", ttl, err)
+		}
+	}
+	cfg := coordinator.DefaultConfig()
+	cfg.AccessTokenTTL = time.Hour
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("access_token_ttl 1h: %v", err)
+	}
+}
