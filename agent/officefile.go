@@ -27,10 +27,13 @@ const maxOfficeFile = 64 << 10
 func (a *Agent) officeFile() string { return filepath.Join(a.cfg.DataDir, "state", "office.pb") }
 
 // saveOffice keeps info when it says something new of the office than
-// old (its seeds and revision change at every check-in and are not kept).
+// old (its seeds and revision change at every check-in and are not kept),
+// or than the file, which a failed write left behind.
 func (a *Agent) saveOffice(old, info *wire.OfficeInfo) {
 	if old != nil && bytes.Equal(wire.OfficeDigest(old), wire.OfficeDigest(info)) {
-		return
+		if kept := a.loadOffice(); kept != nil && bytes.Equal(wire.OfficeDigest(kept), wire.OfficeDigest(info)) {
+			return
+		}
 	}
 	c := proto.Clone(info).(*wire.OfficeInfo)
 	c.Revision = 0

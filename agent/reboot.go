@@ -113,7 +113,14 @@ func sameBoot(a, b string) bool {
 // boot applied and was stopped before it rebooted for.
 func (a *Agent) rebootHooks(cfg *runner.Config) {
 	cfg.RebootNeeded = func(item string) {
-		if err := a.state.NoteRebootNeed(a.bootID(), item, time.Now().Unix()); err != nil && !state.Repeated(err) {
+		boot := a.bootID()
+		if n := a.rebootNeed(); n != nil && sameBoot(n.Boot, boot) {
+			// The same boot, told by a boot time that moved a little: a
+			// record kept under another name would be taken for another
+			// boot's and replaced, losing the items before.
+			boot = n.Boot
+		}
+		if err := a.state.NoteRebootNeed(boot, item, time.Now().Unix()); err != nil && !state.Repeated(err) {
 			a.log.Error("record that an item needs a reboot: a stop before this run ends forgets it", "item", item, "err", err)
 		}
 	}

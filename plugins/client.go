@@ -66,7 +66,11 @@ type process struct {
 	dead chan struct{} // closed once killed by us
 	// killed is set before the agent kills it, for its logger.
 	killed *atomic.Bool
+	log    *slog.Logger
 }
+
+// killWait bounds how long killing a plugin waits for it to be reaped.
+const killWait = 5 * time.Second
 
 // Open starts the plugin binary at path, checks that it speaks the contract
 // and returns a client to it. The binary's SHA-256 is taken now and checked
@@ -120,7 +124,13 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 	}
 	killed := new(atomic.Bool)
 	hcl := killAware{Logger: logging.HCLog(c.logger), killed: killed}
-	cmd := exec.Command(c.path)
+	exe, release, err := pinBinary(c.path, c.sum)
+	if err != nil {
+		return nil, "", fmt.Errorf("start plugin %s: %w", c.path, err)
+	}
+	defer release()
+	cmd := exec.Command(exe)
+	cmd.Args[0] = c.path
 	isolate(cmd)
 	pc := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
@@ -134,9 +144,9 @@ func (c *Client) start(ctx context.Context) (*process, string, error) {
 		SyncStdout:       hcl.StandardWriter(&hclog.StandardLoggerOptions{ForceLevel: hclog.Info}),
 		SyncStderr:       hcl.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true}),
 	})
-	p := &process{pc: pc, cmd: cmd, dead: make(chan struct{}), killed: killed}
+	p := &process{pc: pc, cmd: cmd, dead: make(chan struct{}), killed: killed, log: c.logger}
 	var rpcClient plugin.ClientProtocol
-	err := startPinned(func() (err error) {
+	err = startPinned(func() (err error) {
 		rpcClient, err = pc.Client()
 		return err
 	}, p.exited)
@@ -182,7 +192,20 @@ func (p *process) kill() {
 		if p.cmd.Process != nil && !p.pc.Exited() {
 			killTree(p.cmd.Process)
 		}
-		p.pc.Kill() // reaps the process and its log goroutines
+		// go-plugin reaps the process only once its stdout and stderr are
+		// closed: something it started outside its group (a daemon in a
+		// session of its own) may hold them for ever. The call waits no
+		// longer than killWait for that; the reaping goes on behind.
+		reaped := make(chan struct{})
+		go func() {
+			defer close(reaped)
+			p.pc.Kill() // reaps the process and its log goroutines
+		}()
+		select {
+		case <-reaped:
+		case <-time.After(killWait):
+			p.log.Warn("plugin killed, but something it started still holds its output open: it is reaped once that ends")
+		}
 		close(p.dead)
 	})
 }

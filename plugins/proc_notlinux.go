@@ -11,3 +11,7 @@ func dieWithHost(*syscall.SysProcAttr) {}
 // startPinned just runs start: without a parent-death signal, which thread
 // forks the plugin does not matter.
 func startPinned(start func() error, _ func() bool) error { return start() }
+
+// pinBinary names the binary by its path: the exec may run a file renamed
+// into its place after the checksum was checked.
+func pinBinary(path string, _ []byte) (string, func(), error) { return path, func() {}, nil }
