@@ -99,6 +99,12 @@ type Options struct {
 	// 200ms, doubling).
 	Retries   int
 	RetryWait time.Duration
+	// StallTimeout is how long one upstream read may bring no byte before
+	// its connection is given up and the range resumed (default 1
+	// minute). TCP never ends a connection whose server stops sending but
+	// still answers, and a pinned or detached fetch is not cancelled by
+	// its readers leaving: it would hold every client of the artifact.
+	StallTimeout time.Duration
 	// FreeSpace reports how many bytes can still be written on the file
 	// system that holds dir; -1 (or an error) means it cannot tell, and
 	// fetches then start unchecked. Default: statfs where there is one.
@@ -126,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryWait <= 0 {
 		o.RetryWait = 200 * time.Millisecond
+	}
+	if o.StallTimeout <= 0 {
+		o.StallTimeout = time.Minute
 	}
 	if o.FreeSpace == nil {
 		o.FreeSpace = diskFree

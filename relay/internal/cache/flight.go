@@ -346,7 +346,7 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 			tmpName = tmp.Name()
 			log.Info("resuming a fetch an earlier run left", "bytes_kept", have, "size", size)
 			c.metrics.resumes.Inc()
-			n, sum, err := c.copySized(ctx, fl, tmp, nil, size, parts)
+			n, sum, err := c.copySized(ctx, fl, tmp, nil, nil, size, parts)
 			if err != nil {
 				return err
 			}
@@ -371,10 +371,14 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	// nothing).
 	var body io.ReadCloser
 	var size int64
+	// The request has a context of its own, so that a read of it that
+	// stalls can be given up without the fetch (see stallReader).
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
 	if ru, ok := c.up.(RangeUpstream); ok && c.opts.Parallel > 1 {
-		body, size, err = ru.OpenRange(ctx, hash, 0, c.opts.Chunk)
+		body, size, err = ru.OpenRange(bctx, hash, 0, c.opts.Chunk)
 	} else {
-		body, size, err = c.up.Open(ctx, hash)
+		body, size, err = c.up.Open(bctx, hash)
 	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -408,9 +412,9 @@ func (c *Cache) fetch(ctx context.Context, fl *flight) (err error) {
 	var n int64
 	var sum []byte
 	if size < 0 {
-		n, sum, err = c.copyUnsized(ctx, fl, tmp, body)
+		n, sum, err = c.copyUnsized(ctx, fl, tmp, body, bcancel)
 	} else {
-		n, sum, err = c.copySized(ctx, fl, tmp, body, size, nil)
+		n, sum, err = c.copySized(ctx, fl, tmp, body, bcancel, size, nil)
 		body = nil // closed by copySized
 	}
 	if err != nil {
@@ -469,10 +473,10 @@ func (c *Cache) commit(ctx context.Context, fl *flight, tmp *os.File, n int64, s
 
 // copyUnsized reads an artifact of unstated size in one stream; nobody can
 // read along, since no length can be promised.
-func (c *Cache) copyUnsized(ctx context.Context, fl *flight, tmp *os.File, body io.Reader) (int64, []byte, error) {
+func (c *Cache) copyUnsized(ctx context.Context, fl *flight, tmp *os.File, body io.Reader, cancel context.CancelFunc) (int64, []byte, error) {
 	hash := fl.hash
 	h := sha256.New()
-	src := &limitedReader{ctx: ctx, r: body, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
+	src := &limitedReader{ctx: ctx, r: &stallReader{r: body, d: c.opts.StallTimeout, cancel: cancel}, lim: c.opts.UpstreamLimit, count: c.metrics.upstreamBytes.Add}
 	n, err := io.Copy(io.MultiWriter(fileWriter{c: c, fl: fl, f: tmp}, h), src)
 	if err != nil {
 		var we *writeError
@@ -511,8 +515,9 @@ func (c *Cache) plan(size int64) ([]part, int) {
 // copySized fetches an artifact of stated size, already reserved
 // (Cache.reserve), in one or more ranges, some at once, taken in order;
 // each resumes by range when its connection breaks. The artifact is hashed
-// in order as it becomes contiguous. It closes body.
-func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, size int64, parts []part) (int64, []byte, error) {
+// in order as it becomes contiguous. It closes body; cancel ends its
+// request.
+func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io.ReadCloser, cancel context.CancelFunc, size int64, parts []part) (int64, []byte, error) {
 	hash := fl.hash
 	workers := 1
 	if parts == nil {
@@ -542,7 +547,7 @@ func (c *Cache) copySized(ctx context.Context, fl *flight, tmp *os.File, body io
 	next.Store(1)
 	// The first part always has its body; the others open their range.
 	g.Go(func() error {
-		if err := c.fetchPart(gctx, fl, tmp, 0, parts[0], body); err != nil {
+		if err := c.fetchPart(gctx, fl, tmp, 0, parts[0], body, cancel); err != nil {
 			return err
 		}
 		return c.work(gctx, fl, tmp, parts, &next)
@@ -577,15 +582,16 @@ func (c *Cache) work(ctx context.Context, fl *flight, tmp *os.File, parts []part
 		if i >= len(parts) {
 			return nil
 		}
-		if err := c.fetchPart(ctx, fl, tmp, i, parts[i], nil); err != nil {
+		if err := c.fetchPart(ctx, fl, tmp, i, parts[i], nil, nil); err != nil {
 			return err
 		}
 	}
 }
 
-// fetchPart fills part i of the temp file, starting from body if given and
-// resuming by range after a broken connection.
-func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, p part, body io.ReadCloser) error {
+// fetchPart fills part i of the temp file, starting from body if given
+// (cancel ends its request) and resuming by range after a broken or
+// stalled connection.
+func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, p part, body io.ReadCloser, cancel context.CancelFunc) error {
 	hash, size := fl.hash, fl.size
 	last := p.end == size
 	ru, ranged := c.up.(RangeUpstream)
@@ -598,13 +604,16 @@ func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, 
 	var lastErr error
 	for {
 		if body == nil {
-			rc, total, err := ru.OpenRange(ctx, hash, pos, p.end-pos)
+			actx, acancel := context.WithCancel(ctx)
+			rc, total, err := ru.OpenRange(actx, hash, pos, p.end-pos)
 			if err == nil && total != size {
 				rc.Close()
+				acancel()
 				c.metrics.verifyFailures.WithLabelValues("size").Inc()
 				return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, then %d", hash, ErrUpstream, ErrIntegrity, size, total)
 			}
 			if err != nil {
+				acancel()
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
@@ -615,21 +624,24 @@ func (c *Cache) fetchPart(ctx context.Context, fl *flight, tmp *os.File, i int, 
 				lastErr = err
 				goto retry
 			}
-			body = rc
+			body, cancel = rc, acancel
 		}
 		{
-			n, err := c.copyRange(ctx, fl, tmp, i, body, pos, p.end)
+			src := &stallReader{r: body, d: c.opts.StallTimeout, cancel: cancel}
+			n, err := c.copyRange(ctx, fl, tmp, i, src, pos, p.end)
 			pos += n
 			if err == nil && last {
 				// More than announced is as wrong as less.
-				extra, _ := io.Copy(io.Discard, io.LimitReader(body, 64<<20))
+				extra, _ := io.Copy(io.Discard, io.LimitReader(src, 64<<20))
 				if extra > 0 {
 					body.Close()
+					cancel()
 					c.metrics.verifyFailures.WithLabelValues("size").Inc()
 					return fmt.Errorf("get %s: %w: %w: file server announced %d bytes, sent %d", hash, ErrUpstream, ErrIntegrity, size, size+extra)
 				}
 			}
 			body.Close()
+			cancel()
 			body = nil
 			switch {
 			case err == nil:
@@ -704,6 +716,34 @@ func (c *Cache) copyRange(ctx context.Context, fl *flight, tmp *os.File, i int, 
 		}
 	}
 	return pos - start, nil
+}
+
+// errStalled is an upstream read that brought nothing for
+// Options.StallTimeout.
+var errStalled = errors.New("no byte from the file server")
+
+// stallReader gives up a read of r, the body of a request, that brings
+// nothing for d, by cancelling the request: a file server that stops
+// sending but keeps its connection open would hold the read for ever.
+// Only the wait for the file server counts, not the rate limit's.
+type stallReader struct {
+	r      io.Reader
+	d      time.Duration
+	cancel context.CancelFunc
+	fired  atomic.Bool
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	t := time.AfterFunc(s.d, func() {
+		s.fired.Store(true)
+		s.cancel()
+	})
+	n, err := s.r.Read(p)
+	t.Stop()
+	if err != nil && !errors.Is(err, io.EOF) && s.fired.Load() {
+		err = fmt.Errorf("%w for %v", errStalled, s.d)
+	}
+	return n, err
 }
 
 // limitedReader holds reads to a shared rate and counts them as they
