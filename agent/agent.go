@@ -1004,8 +1004,9 @@ func (a *Agent) checkinRequest(take bool) *wire.CheckinRequest {
 		UpgradeProblem: a.upgrade.Problem(),
 		LastHang:       a.toldHang(time.Now()),
 	}
-	// The current report, and the runs just before it (CheckinRuns).
-	req.Backlog, req.Report = a.state.CheckinRuns(wire.MaxCheckinBacklog)
+	// The current report, and the runs just before it (CheckinRuns), in
+	// at most half a message: the roll-up's batch and the rest go beside.
+	req.Backlog, req.Report = a.state.CheckinRuns(wire.MaxCheckinBacklog, wire.MaxMessageSize/2)
 	if a.fetcher != nil {
 		req.ArtifactBytes = a.fetcher.ArtifactBytes()
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 	"github.com/outposthq/outpost/plugins"
 	pb "github.com/outposthq/outpost/plugins/proto"
@@ -217,6 +218,9 @@ func (r *Runner) Run(ctx context.Context, p *wire.Policy) *wire.Report {
 	for _, it := range p.GetItems() {
 		ir := r.item(ctx, it)
 		ir.AtUnix = r.cfg.Clock().Unix()
+		// What the coordinator keeps of it: a report of many items with
+		// long messages (hook output, errors) must fit a check-in.
+		ir.Message = safetext.Clip(ir.GetMessage(), maxItemMessage)
 		report.Items = append(report.Items, ir)
 		seen[it.GetId()] = true
 		if ir.GetStatus() == wire.ItemReport_STATUS_COMPLIANT {
@@ -435,6 +439,10 @@ func (r *Runner) item(ctx context.Context, it *wire.Item) *wire.ItemReport {
 	}
 	return ir
 }
+
+// maxItemMessage bounds an item's message in a report: the coordinator
+// keeps 1 KiB of it, written out (escapes take up to four bytes for one).
+const maxItemMessage = 4 << 10
 
 // rebootingNow ends the message of an item whose apply needs a reboot
 // that the run ends with.

@@ -160,20 +160,30 @@ func (s *State) flushLocked() (dropped int, err error) {
 // last store.MaxRuns runs of a host and no run numbered below one it has,
 // so the oldest with the report would leave a gap in the history it
 // shows, and the report must be the current one (compliance, rollouts).
-// Runs older than those never reach it; it would not keep them.
-func (s *State) CheckinRuns(n int) (backlog []*wire.Report, report *wire.Report) {
+// Runs older than those never reach it; it would not keep them. The
+// report and the backlog together take at most maxBytes (encoded): runs of
+// many items with long messages, kept through an outage, would otherwise
+// make a check-in larger than a message may be, and the agent could never
+// check in again.
+func (s *State) CheckinRuns(n, maxBytes int) (backlog []*wire.Report, report *wire.Report) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	runs, all := s.unackedLocked()
 	if len(all) > 0 {
 		all = all[:len(all)-1] // the newest travels as the report
 	}
+	size := proto.Size(s.report)
 	// Read from the newest back, so that a run that does not read leaves
 	// room for an older one.
 	for i := len(all) - 1; i >= 0 && len(backlog) < n; i-- {
-		if r := s.readRun(runs, all[i]); r != nil {
-			backlog = append(backlog, r)
+		r := s.readRun(runs, all[i])
+		if r == nil {
+			continue
 		}
+		if size += proto.Size(r) + 8; size > maxBytes {
+			break // its tag and length: 8 bytes are plenty
+		}
+		backlog = append(backlog, r)
 	}
 	slices.Reverse(backlog)
 	return backlog, s.report

@@ -71,6 +71,6 @@ func TestQueueIsBounded(t *testing.T) {
 
 // backlogOf is the backlog a check-in of s carries, up to n runs.
 func backlogOf(s *State, n int) []*wire.Report {
-	b, _ := s.CheckinRuns(n)
+	b, _ := s.CheckinRuns(n, wire.MaxMessageSize)
 	return b
 }

@@ -3,12 +3,14 @@ package state
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/outposthq/outpost/pkg/wire"
+	"google.golang.org/protobuf/proto"
 )
 
 // A damaged state file (a disk error, an edit by hand) does not stop the
@@ -107,7 +109,7 @@ func TestALongOutageSendsTheCurrentReportAndTheRunsBeforeIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	backlog, report := s.CheckinRuns(wire.MaxCheckinBacklog)
+	backlog, report := s.CheckinRuns(wire.MaxCheckinBacklog, wire.MaxMessageSize)
 	if report.GetSeq() != runs {
 		t.Fatalf("the check-in's report is run %d, want the newest, %d", report.GetSeq(), runs)
 	}
@@ -134,7 +136,50 @@ func TestALongOutageSendsTheCurrentReportAndTheRunsBeforeIt(t *testing.T) {
 	if err := s.Ack(acked); err != nil {
 		t.Fatal(err)
 	}
-	if backlog, _ := s.CheckinRuns(wire.MaxCheckinBacklog); len(backlog) != 0 {
+	if backlog, _ := s.CheckinRuns(wire.MaxCheckinBacklog, wire.MaxMessageSize); len(backlog) != 0 {
 		t.Fatalf("after the acknowledgement %d runs are still sent", len(backlog))
+	}
+}
+
+// Runs of many items with long messages kept through an outage (64 of
+// them) made a check-in larger than a message may be: the coordinator
+// refused it, no acknowledgement came, and the agent could never check in
+// again. The report and the runs before it that fit are carried, the
+// newest first kept.
+func TestACheckinOfLargeRunsStaysWithinItsBytes(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(nil)
+	s, err := Open(t.TempDir(), pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("a failing hook's output; ", 40) // about 1 KiB
+	const runs = wire.MaxCheckinBacklog + 1
+	for i := range runs {
+		r := &wire.Report{Revision: uint64(i + 1)}
+		for j := range 100 {
+			r.Items = append(r.Items, &wire.ItemReport{Id: fmt.Sprintf("package:app-%d", j), Message: msg})
+		}
+		if _, err := s.Enqueue(r); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetReport(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const limit = 2 << 20
+	backlog, report := s.CheckinRuns(wire.MaxCheckinBacklog, limit)
+	size := proto.Size(report)
+	for _, r := range backlog {
+		size += proto.Size(r)
+	}
+	if size > limit {
+		t.Fatalf("the check-in's runs take %d bytes, more than %d", size, limit)
+	}
+	if report.GetSeq() != runs || len(backlog) == 0 || backlog[len(backlog)-1].GetSeq() != runs-1 {
+		t.Fatalf("carried the report %d and %d runs ending with %d; want the newest and those just before it",
+			report.GetSeq(), len(backlog), backlog[len(backlog)-1].GetSeq())
+	}
+	if len(backlog) == wire.MaxCheckinBacklog {
+		t.Fatalf("all %d runs carried in %d bytes: the test's runs are too small to show the bound", len(backlog), size)
 	}
 }
