@@ -115,6 +115,9 @@ type API struct {
 
 const maxJSONBody = 1 << 20
 
+// jsonBodyWait is how long a JSON request body may take to arrive.
+var jsonBodyWait = time.Minute
+
 // New builds the handler.
 func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	a := &API{d: d, log: d.Logger.With("component", "api"), mux: http.NewServeMux(),
@@ -206,6 +209,9 @@ type statusWriter struct {
 	code int
 }
 
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
@@ -271,6 +277,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	// A JSON body is small: one sent a byte at a time (sign-in needs no
+	// credential) must not hold its connection for ever. The server has
+	// no read timeout of its own, for the uploads that stream gigabytes;
+	// net/http clears this deadline once the body is read whole, when it
+	// starts watching for the client going away.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyWait))
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -2,9 +2,12 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outposthq/outpost/coordinator/internal/artifacts"
 	"github.com/outposthq/outpost/coordinator/internal/store"
@@ -120,5 +123,25 @@ func TestBodyWithDataAfterTheJSONIsRefused(t *testing.T) {
 	}
 	if code, out := call(t, srv, "POST", "/v1/offices", "{\"name\":\"lyon\"}\n\t ", token); code != 201 {
 		t.Fatalf("trailing white space: %d %v", code, out)
+	}
+}
+
+// A JSON body that arrives a byte at a time, or never (sign-in needs no
+// credential), does not hold its connection for ever: the request ends
+// once the body has taken longer than jsonBodyWait.
+func TestASlowJSONBodyDoesNotHoldItsConnection(t *testing.T) {
+	defer func(was time.Duration) { jsonBodyWait = was }(jsonBodyWait)
+	jsonBodyWait = 300 * time.Millisecond
+	srv, _, _ := newAPI(t)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/offices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na", token)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c) // the answer, then the connection's end
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the connection of a body that never came is still open after 10 s (read %q)", b)
 	}
 }
