@@ -117,9 +117,9 @@ func (c *Coordinator) runBackups(ctx context.Context, h *api.API) {
 	}
 	c.reg.MustRegister(m.taken, m.lastSuccess)
 	recipients, _ := b.recipients() // checked by Validate
-	if n := removeStale(b.Dir, func(name string) bool {
+	if n := fsutil.RemoveOld(b.Dir, func(name string) bool {
 		return strings.HasPrefix(name, "."+backupPrefix) && strings.HasSuffix(name, ".tmp")
-	}); n > 0 {
+	}, staleAfter); n > 0 {
 		c.log.Info("removed what backups cut short by a stop left in the backups directory", "files", n, "dir", b.Dir)
 	}
 	for {
@@ -291,30 +291,6 @@ func copyOffMachine(ctx context.Context, files *artifacts.Store, path string, ke
 }
 
 // staleAfter is how old a temporary file of a backup must be to be taken
-// for one a stop cut short, not one being written.
+// for one a stop cut short (a copy of the store, a half-written backup),
+// which nothing else removes, not one being written.
 const staleAfter = 6 * time.Hour
-
-// removeStale removes the regular files of dir whose names match and that
-// are older than staleAfter: what backups cut short by a kill left (a
-// copy of the store, a half-written backup), which nothing else removes.
-// It says how many went.
-func removeStale(dir string, match func(name string) bool) int {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, e := range entries {
-		if !e.Type().IsRegular() || !match(e.Name()) {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil || time.Since(fi.ModTime()) < staleAfter {
-			continue
-		}
-		if os.Remove(filepath.Join(dir, e.Name())) == nil {
-			n++
-		}
-	}
-	return n
-}

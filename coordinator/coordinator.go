@@ -270,9 +270,9 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	if err := checkPrivate(c.cfg.DataDir); err != nil {
 		return err
 	}
-	if n := removeStale(c.cfg.DataDir, func(name string) bool {
+	if n := fsutil.RemoveOld(c.cfg.DataDir, func(name string) bool {
 		return strings.HasPrefix(name, ".backup-store-") && strings.HasSuffix(name, ".tmp")
-	}); n > 0 {
+	}, staleAfter); n > 0 {
 		c.log.Info("removed the store copies of backups cut short by a stop", "files", n)
 	}
 	st, err := store.Open(filepath.Join(c.cfg.DataDir, "outpost.db"))

@@ -60,14 +60,20 @@ func WriteFileAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid i
 // beside it (WriteFileAtomic's temporary files) once they are older than
 // age (a younger one may be a write under way), and says how many went.
 func RemoveLeftovers(path string, age time.Duration) int {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
+	prefix := "." + filepath.Base(path) + ".tmp-"
+	return RemoveOld(filepath.Dir(path), func(name string) bool { return strings.HasPrefix(name, prefix) }, age)
+}
+
+// RemoveOld removes the regular files of dir whose names match and that
+// are older than age, and says how many went.
+func RemoveOld(dir string, match func(name string) bool, age time.Duration) int {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
 	}
 	n := 0
 	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) || !e.Type().IsRegular() {
+		if !e.Type().IsRegular() || !match(e.Name()) {
 			continue
 		}
 		name := filepath.Join(dir, e.Name())
