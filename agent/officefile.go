@@ -60,7 +60,7 @@ func (a *Agent) loadOffice() *wire.OfficeInfo {
 	case len(b) > maxOfficeFile:
 		err = errString("larger than " + itoa(maxOfficeFile) + " bytes")
 	default:
-		err = proto.Unmarshal(b, &info)
+		err = wire.Unmarshal(b, &info)
 	}
 	if err == nil && info.GetName() == "" && !info.GetRoaming() {
 		err = errString("names no office")

@@ -223,7 +223,7 @@ func (p *peerPolicy) tell(to, addr string, m *wire.PeerMessage) {
 // Message implements gossip.Handler.
 func (p *peerPolicy) Message(b []byte) {
 	var m wire.PeerMessage
-	if err := proto.Unmarshal(b, &m); err != nil {
+	if err := wire.Unmarshal(b, &m); err != nil {
 		p.a.log.Warn("undecodable message from an office peer", "err", err)
 		return
 	}

@@ -72,7 +72,7 @@ func (p *officePolicy) load() error {
 		return err
 	}
 	var sp wire.SignedPolicy
-	if err := proto.Unmarshal(b, &sp); err != nil {
+	if err := wire.Unmarshal(b, &sp); err != nil {
 		return fmt.Errorf("saved policy %s: %w", policyFile, err)
 	}
 	return p.accept(&sp, false)

@@ -89,7 +89,7 @@ func loadRemoved(dir string) (*removedSet, error) {
 
 func decodeRemoved(b []byte) (*removedSet, error) {
 	var rm wire.RemovedMembers
-	if err := proto.Unmarshal(b, &rm); err != nil {
+	if err := wire.Unmarshal(b, &rm); err != nil {
 		return nil, fmt.Errorf("%s: %w", removedFile, err)
 	}
 	return newRemovedSet(&rm)

@@ -77,7 +77,7 @@ func ReadMsgMax(r io.Reader, m proto.Message, limit int) error {
 	if err != nil {
 		return fmt.Errorf("read %T: %w", m, err)
 	}
-	if err := proto.Unmarshal(b, m); err != nil {
+	if err := Unmarshal(b, m); err != nil {
 		return fmt.Errorf("decode %T: %w", m, err)
 	}
 	return nil

@@ -67,7 +67,7 @@ func DecodePass(b []byte) (*SignedMemberPass, error) {
 		return nil, fmt.Errorf("member pass of %d bytes (at most %d)", len(b), MaxPass)
 	}
 	var sp SignedMemberPass
-	if err := proto.Unmarshal(b, &sp); err != nil {
+	if err := Unmarshal(b, &sp); err != nil {
 		return nil, fmt.Errorf("decode member pass: %w", err)
 	}
 	return &sp, nil
@@ -92,7 +92,7 @@ func VerifyPass(pub ed25519.PublicKey, b []byte, now time.Time) (*MemberPass, er
 		return nil, fmt.Errorf("verify member pass: %w", ErrBadSignature)
 	}
 	var p MemberPass
-	if err := proto.Unmarshal(sp.GetPass(), &p); err != nil {
+	if err := Unmarshal(sp.GetPass(), &p); err != nil {
 		return nil, fmt.Errorf("decode member pass: %w", err)
 	}
 	if err := checkPass(&p); err != nil {

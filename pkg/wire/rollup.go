@@ -125,7 +125,7 @@ func (v *CheckinVerifier) Verify(sc *SignedCheckin, now time.Time) (*RollupRepor
 		return nil, fmt.Errorf("%w: signature (member %s)", ErrBadCheckin, c.member)
 	}
 	var r RollupReport
-	if err := proto.Unmarshal(sc.GetReport(), &r); err != nil {
+	if err := Unmarshal(sc.GetReport(), &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadCheckin, err)
 	}
 	if r.GetMemberId() != c.member || r.GetCheckin() == nil {
@@ -184,7 +184,7 @@ func VerifyRollupAck(pub ed25519.PublicKey, s *SignedRollupAck) (*RollupAck, err
 		return nil, fmt.Errorf("verify roll-up ack: %w", ErrBadSignature)
 	}
 	var a RollupAck
-	if err := proto.Unmarshal(s.GetAck(), &a); err != nil {
+	if err := Unmarshal(s.GetAck(), &a); err != nil {
 		return nil, fmt.Errorf("decode roll-up ack: %w", err)
 	}
 	return &a, nil

@@ -51,7 +51,7 @@ func VerifyPolicy(pub ed25519.PublicKey, sp *SignedPolicy) (*Policy, error) {
 		return nil, fmt.Errorf("verify policy (key %s, signed by %q): %w", KeyID(pub), sp.GetKeyId(), ErrBadSignature)
 	}
 	var p Policy
-	if err := proto.Unmarshal(sp.GetPolicy(), &p); err != nil {
+	if err := Unmarshal(sp.GetPolicy(), &p); err != nil {
 		return nil, fmt.Errorf("decode signed policy: %w", err)
 	}
 	if p.GetRevision() == 0 {

@@ -63,7 +63,7 @@ func VerifyToken(s string, keys map[string]ed25519.PublicKey, now time.Time) (*A
 		return nil, ErrTokenMalformed
 	}
 	var st SignedToken
-	if err := proto.Unmarshal(raw, &st); err != nil {
+	if err := Unmarshal(raw, &st); err != nil {
 		return nil, ErrTokenMalformed
 	}
 	pub, ok := keys[st.GetKeyId()]
@@ -74,7 +74,7 @@ func VerifyToken(s string, keys map[string]ed25519.PublicKey, now time.Time) (*A
 		return nil, ErrTokenSignature
 	}
 	var t AccessToken
-	if err := proto.Unmarshal(st.GetToken(), &t); err != nil {
+	if err := Unmarshal(st.GetToken(), &t); err != nil {
 		return nil, ErrTokenMalformed
 	}
 	if t.GetUser() == "" {
@@ -140,7 +140,7 @@ func VerifyRevocations(s *SignedRevocations, keys map[string]ed25519.PublicKey) 
 		return nil, ErrRevocationsSignature
 	}
 	var l RevocationList
-	if err := proto.Unmarshal(s.GetList(), &l); err != nil {
+	if err := Unmarshal(s.GetList(), &l); err != nil {
 		return nil, fmt.Errorf("decode revocation list: %w", err)
 	}
 	if l.GetIssuedUnixMs() <= 0 {

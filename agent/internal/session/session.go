@@ -237,10 +237,10 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	if b, err := os.ReadFile(s.revPath()); err == nil {
 		var sr wire.SignedRevocations
 		var l wire.RevocationList
-		if err := proto.Unmarshal(b, &sr); err != nil {
+		if err := wire.Unmarshal(b, &sr); err != nil {
 			return nil, fmt.Errorf("load revocation list %s: %w (delete it; the coordinator sends a new one)", s.revPath(), err)
 		}
-		if err := proto.Unmarshal(sr.GetList(), &l); err != nil {
+		if err := wire.Unmarshal(sr.GetList(), &l); err != nil {
 			return nil, fmt.Errorf("load revocation list %s: %w (delete it; the coordinator sends a new one)", s.revPath(), err)
 		}
 		s.revs, s.signedRevs = &l, &sr

@@ -75,7 +75,7 @@ func readSpool(path string) (recs []*wire.AuditRecord, cut bool, good int64, err
 			return recs, true, good, nil
 		}
 		var r wire.AuditRecord
-		if err := proto.Unmarshal(b, &r); err != nil || r.GetId() == "" {
+		if err := wire.Unmarshal(b, &r); err != nil || r.GetId() == "" {
 			return recs, true, good, nil
 		}
 		good += 4 + int64(n)
@@ -137,7 +137,7 @@ func readOldSpool(path string) ([]*wire.AuditRecord, error) {
 		return nil, err
 	}
 	var batch wire.AuditBatch
-	if err := proto.Unmarshal(b, &batch); err != nil {
+	if err := wire.Unmarshal(b, &batch); err != nil {
 		return nil, err
 	}
 	return batch.GetRecords(), nil

@@ -82,7 +82,7 @@ func (s *State) readQueued(seq uint64) *wire.Report {
 		return nil
 	}
 	var r wire.Report
-	if proto.Unmarshal(b, &r) != nil || r.GetSeq() != seq {
+	if wire.Unmarshal(b, &r) != nil || r.GetSeq() != seq {
 		return nil
 	}
 	return &r

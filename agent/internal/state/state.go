@@ -154,7 +154,7 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 	}
 	if b, err := os.ReadFile(s.path("previous.pb")); err == nil {
 		var sp wire.SignedPolicy
-		if proto.Unmarshal(b, &sp) == nil {
+		if wire.Unmarshal(b, &sp) == nil {
 			if p, err := wire.VerifyPolicy(key, &sp); err == nil {
 				s.prev = p
 				s.highest[p.GetOffice()] = max(s.highest[p.GetOffice()], p.GetRevision())
@@ -163,7 +163,7 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 	}
 	if b, err := os.ReadFile(s.path("report.pb")); err == nil {
 		var r wire.Report
-		if proto.Unmarshal(b, &r) == nil {
+		if wire.Unmarshal(b, &r) == nil {
 			s.report = &r
 		}
 	}
@@ -185,7 +185,7 @@ var errDamaged = errors.New("damaged")
 // damaged; one signed by another key is not (the agent's identity was
 // replaced under its state: that is for an admin to look at).
 func policyFile(key ed25519.PublicKey, b []byte, sp *wire.SignedPolicy) (*wire.Policy, error) {
-	if err := proto.Unmarshal(b, sp); err != nil {
+	if err := wire.Unmarshal(b, sp); err != nil {
 		return nil, fmt.Errorf("%w: %v", errDamaged, err)
 	}
 	if len(sp.GetPolicy()) == 0 {

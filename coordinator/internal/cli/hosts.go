@@ -723,7 +723,7 @@ Examples:
 					got := false
 					if err := s.wait(ctx, args[0], handlers{report: func(b []byte) error {
 						got = true
-						return proto.Unmarshal(b, &rep)
+						return wire.Unmarshal(b, &rep)
 					}}); err != nil {
 						return err
 					}

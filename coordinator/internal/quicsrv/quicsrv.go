@@ -736,6 +736,10 @@ func (s *Server) serveMember(ctx context.Context, conn *quic.Conn, m *store.Memb
 			if err != nil {
 				s.m.requests.WithLabelValues("unknown", "bad_request").Inc()
 				str.CancelRead(1)
+				if errors.Is(err, wire.ErrDecodeCost) {
+					s.log.Warn("member request refused", "member", id, "err", err)
+					wire.WriteMsg(str, wire.Errorf(wire.Error_CODE_BAD_REQUEST, "%s", err))
+				}
 				return
 			}
 			if at := req.GetSessionAttach(); at != nil {
@@ -1106,7 +1110,7 @@ func (s *Server) signedFor(m *store.Member) (*wire.SignedPolicy, uint64, error) 
 		return nil, 0, errors.New("policy lookup failed on the coordinator")
 	}
 	var sp wire.SignedPolicy
-	if err := proto.Unmarshal(signed, &sp); err != nil {
+	if err := wire.Unmarshal(signed, &sp); err != nil {
 		return nil, 0, errors.New("stored policy is damaged")
 	}
 	return &sp, p.Revision, nil
@@ -1171,11 +1175,11 @@ func (s *Server) memberNames(m *store.Member, sha string) bool {
 // signedNames says whether a stored signed policy names the artifact.
 func signedNames(signed []byte, sha string) bool {
 	var sp wire.SignedPolicy
-	if proto.Unmarshal(signed, &sp) != nil {
+	if wire.Unmarshal(signed, &sp) != nil {
 		return false
 	}
 	var pol wire.Policy
-	if proto.Unmarshal(sp.GetPolicy(), &pol) != nil {
+	if wire.Unmarshal(sp.GetPolicy(), &pol) != nil {
 		return false
 	}
 	for _, it := range pol.GetItems() {
