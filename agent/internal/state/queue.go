@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outposthq/outpost/pkg/safetext"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -172,7 +173,8 @@ func (s *State) CheckinRuns(n, maxBytes int) (backlog []*wire.Report, report *wi
 	if len(all) > 0 {
 		all = all[:len(all)-1] // the newest travels as the report
 	}
-	size := proto.Size(s.report)
+	report = fitReport(s.report, maxBytes)
+	size := proto.Size(report)
 	// Read from the newest back, so that a run that does not read leaves
 	// room for an older one.
 	for i := len(all) - 1; i >= 0 && len(backlog) < n; i-- {
@@ -186,7 +188,46 @@ func (s *State) CheckinRuns(n, maxBytes int) (backlog []*wire.Report, report *wi
 		backlog = append(backlog, r)
 	}
 	slices.Reverse(backlog)
-	return backlog, s.report
+	return backlog, report
+}
+
+// fitReport is r, or when it is larger than maxBytes encoded a copy of it
+// whose item messages are cut short, the longest first, to what fits: a
+// policy of thousands of items failing with long messages (a hook's
+// output) made a report larger than a message may be, and no check-in
+// could be sent while they failed. Every item and its status is kept.
+func fitReport(r *wire.Report, maxBytes int) *wire.Report {
+	if r == nil || proto.Size(r) <= maxBytes {
+		return r
+	}
+	r = proto.Clone(r).(*wire.Report)
+	msgs := make([]string, len(r.GetItems()))
+	lens := make([]int, len(msgs))
+	for i, it := range r.GetItems() {
+		msgs[i], lens[i] = it.GetMessage(), len(it.GetMessage())
+		it.Message = ""
+	}
+	// What the messages may take: the rest, less their tags and lengths
+	// (a few bytes each), and the lengths of the items that hold them.
+	room := maxBytes - proto.Size(r) - 8*len(lens)
+	if room <= 0 {
+		return r
+	}
+	// The longest a message may be: the highest cap whose messages fit.
+	slices.Sort(lens)
+	limit, used := 0, 0
+	for i, n := range lens {
+		if rest := len(lens) - i; used+n*rest > room {
+			limit = (room - used) / rest
+			break
+		}
+		used += n
+		limit = n
+	}
+	for i, it := range r.GetItems() {
+		it.Message = safetext.Clip(msgs[i], limit)
+	}
+	return r
 }
 
 // unackedLocked returns the runs not acknowledged, by number (nil: on
