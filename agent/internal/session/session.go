@@ -111,6 +111,11 @@ type Server struct {
 	// spent are the ids of session tokens that opened a session, until
 	// they expire (Unix ms): each opens one.
 	spent map[string]int64
+	// spentVersion counts changes to spent; spentSave orders their writes
+	// to disk (made outside mu), and spentSaved is the version written.
+	spentVersion uint64
+	spentSave    sync.Mutex
+	spentSaved   uint64
 	// glassFailures are the times of recent failed break-glass attempts,
 	// by the technician's address ("" when not known).
 	glassFailures map[string][]time.Time
@@ -250,6 +255,7 @@ func New(cfg Config, policy PolicySource, inv InventorySource, logger *slog.Logg
 	if err := s.loadAudit(); err != nil {
 		return nil, err
 	}
+	s.loadSpent()
 	return s, nil
 }
 
@@ -622,7 +628,8 @@ func (s *Server) authorize(open *wire.SessionOpen, remote string) (*wire.AccessT
 // spend marks a session token used: it opens one session, the one the
 // coordinator signed it for, and whoever else saw it (it crossed the CLI
 // and the coordinator's answer) cannot open more with it while it lasts.
-// The ids are kept until their tokens expire; a token without one comes
+// The ids are kept, in memory and on disk, until their tokens expire; a
+// restart does not make a token new. A token without one comes
 // from a coordinator that does not say, and is taken as before.
 func (s *Server) spend(at *wire.AccessToken) error {
 	id := at.GetTokenId()
@@ -631,8 +638,8 @@ func (s *Server) spend(at *wire.AccessToken) error {
 	}
 	now := s.now().UnixMilli()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if exp, ok := s.spent[id]; ok && exp > now {
+		s.mu.Unlock()
 		return deny("this session token was used already: each opens one session; run the command again for a new one")
 	}
 	if len(s.spent) >= maxSpentTokens {
@@ -642,6 +649,7 @@ func (s *Server) spend(at *wire.AccessToken) error {
 			}
 		}
 		if len(s.spent) >= maxSpentTokens {
+			s.mu.Unlock()
 			return deny("this host took %d sessions within two minutes, more than it keeps track of: wait a minute and try again", maxSpentTokens)
 		}
 	}
@@ -649,6 +657,15 @@ func (s *Server) spend(at *wire.AccessToken) error {
 		s.spent = map[string]int64{}
 	}
 	s.spent[id] = at.GetExpiresUnixMs()
+	s.spentVersion++
+	version, ids := s.spentVersion, make(map[string]int64, len(s.spent))
+	for k, exp := range s.spent {
+		if exp > now {
+			ids[k] = exp
+		}
+	}
+	s.mu.Unlock()
+	s.saveSpent(ids, version)
 	return nil
 }
 
