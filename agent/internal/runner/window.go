@@ -51,7 +51,7 @@ func (w window) open(now time.Time, loc *time.Location) (bool, time.Duration) {
 	} else {
 		in = m >= w.start || m < w.end
 	}
-	if in {
+	if in || w.landed(t, loc) {
 		return true, 0
 	}
 	next := time.Date(t.Year(), t.Month(), t.Day(), w.start/60, w.start%60, 0, 0, loc)
@@ -59,4 +59,32 @@ func (w window) open(now time.Time, loc *time.Location) (bool, time.Duration) {
 		next = time.Date(t.Year(), t.Month(), t.Day()+1, w.start/60, w.start%60, 0, 0, loc)
 	}
 	return false, next.Sub(t)
+}
+
+// landed reports whether t is inside a window whose opening time the
+// clocks skipped that day (they went forward over it, as at 02:00 in
+// spring in much of Europe): such a window opens when the clocks land,
+// as cron runs what the jump skipped, and keeps its closing time, or
+// when that was skipped too, its length. Without this a window of
+// 02:00-03:00 did not open at all that day.
+func (w window) landed(t time.Time, loc *time.Location) bool {
+	y, mo, d := t.Date()
+	for _, day := range []int{d, d - 1} {
+		opening := time.Date(y, mo, day, w.start/60, w.start%60, 0, 0, loc)
+		if opening.Hour()*60+opening.Minute() == w.start {
+			continue // the clocks showed it: the wall clock decides
+		}
+		endDay := day
+		if w.end < w.start {
+			endDay++
+		}
+		closing := time.Date(y, mo, endDay, w.end/60, w.end%60, 0, 0, loc)
+		if !closing.After(opening) {
+			closing = opening.Add(time.Duration((w.end-w.start+24*60)%(24*60)) * time.Minute)
+		}
+		if !t.Before(opening) && t.Before(closing) {
+			return true
+		}
+	}
+	return false
 }
