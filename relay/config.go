@@ -71,8 +71,10 @@ type Config struct {
 	// older agents remain, which show none.
 	MembersOnly bool `yaml:"members_only"`
 
-	// CacheMaxBytes caps the cache; the least recently used artifacts
-	// that the office's policy does not name are evicted beyond it. 0: no
+	// CacheMaxBytes caps the cache, the partial fetches it keeps to
+	// resume included; the least recently used of those that the office's
+	// policy does not name are evicted beyond it, and an artifact larger
+	// than what the named ones leave of it is served but not kept. 0: no
 	// cap.
 	CacheMaxBytes int64 `yaml:"cache_max_bytes"`
 	// UpstreamBytesPerSec limits all reads from the file server together

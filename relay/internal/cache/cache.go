@@ -9,10 +9,12 @@
 // hash has been checked and cutting the stream with an error if it fails, so
 // a client never receives a complete copy of bad bytes. Fetches resume by
 // range after a broken upstream connection, read large objects in parallel
-// ranges, and can be held to a rate (the WAN leg). Objects are evicted least
-// recently used first when the cache outgrows its cap, except those pinned
-// (named by the office's policy) and those whose readers have yet to open
-// them.
+// ranges, and can be held to a rate (the WAN leg). Objects, and the partial
+// fetches kept to resume, are evicted least recently used first when the
+// cache outgrows its cap, except those pinned (named by the office's
+// policy), those whose readers have yet to open them, and partials a fetch
+// uses. An unpinned artifact larger than the cap leaves beside the pinned
+// ones is served but not kept: it evicts nothing, and goes first.
 //
 // It is not an HTTP server or a pre-stager: those are the relay's business
 // and sit on top of Get and Open.
@@ -77,8 +79,10 @@ const (
 
 // Options tune a Cache; the zero value of each field means its default.
 type Options struct {
-	// MaxBytes caps the bytes of objects on disk; 0 means no cap. Pinned
-	// objects are kept even beyond it.
+	// MaxBytes caps the bytes of objects and partial fetches on disk; 0
+	// means no cap. Pinned artifacts are kept even beyond it; an unpinned
+	// one larger than what the pinned ones leave of it is served, but not
+	// kept (see evictLocked).
 	MaxBytes int64
 	// UpstreamLimit holds all upstream reads together to a rate (the WAN
 	// leg); nil means unlimited.
@@ -155,10 +159,11 @@ type Cache struct {
 
 	mu       sync.Mutex
 	flights  map[string]*flight
-	index    map[string]*entry // objects on disk
-	stored   int64             // bytes of index
-	reserved int64             // announced bytes of fetches in progress
-	seq      uint64            // recency clock
+	index    map[string]*entry        // objects on disk
+	stored   int64                    // bytes of index
+	partials map[string]*partialEntry // partial fetches that no fetch uses
+	held     int64                    // bytes of partials
+	seq      uint64                   // recency clock, of objects and partials
 	pinned   map[string]bool
 	expected map[string]int64 // sizes the office's policy states
 	// fullLogged holds the artifacts whose last fetch failed for a full
@@ -199,13 +204,14 @@ func New(dir string, up Upstream, logger *slog.Logger, reg prometheus.Registerer
 		return nil, fmt.Errorf("cache: max bytes %d: must not be negative", o.MaxBytes)
 	}
 	c := &Cache{
-		dir:     dir,
-		up:      up,
-		opts:    o.withDefaults(),
-		logger:  logger.With("component", "cache"),
-		flights: make(map[string]*flight),
-		index:   make(map[string]*entry),
-		pinned:  make(map[string]bool),
+		dir:      dir,
+		up:       up,
+		opts:     o.withDefaults(),
+		logger:   logger.With("component", "cache"),
+		flights:  make(map[string]*flight),
+		index:    make(map[string]*entry),
+		partials: make(map[string]*partialEntry),
+		pinned:   make(map[string]bool),
 
 		fullLogged: make(map[string]bool),
 	}
@@ -233,18 +239,23 @@ func (c *Cache) recover() error {
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return err
 	}
-	if err := c.keepPartials(tmp); err != nil {
+	kept, err := c.keepPartials(tmp)
+	if err != nil {
 		return fmt.Errorf("clear leftover temp files: %w", err)
 	}
 
 	type found struct {
-		hash  string
-		size  int64
-		mtime time.Time
+		hash    string
+		size    int64
+		mtime   time.Time
+		partial *partialEntry
 	}
 	var all []found
+	for _, p := range kept {
+		all = append(all, found{hash: p.hash, mtime: p.mtime, partial: &partialEntry{held: p.held, size: p.size}})
+	}
 	root := filepath.Join(c.dir, objectsDir)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -271,24 +282,33 @@ func (c *Cache) recover() error {
 		if err != nil {
 			return err
 		}
-		all = append(all, found{name, fi.Size(), fi.ModTime()})
+		all = append(all, found{hash: name, size: fi.Size(), mtime: fi.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	// One order for objects and partials: a partial was last used when
+	// its fetch last wrote to it.
 	sort.Slice(all, func(i, j int) bool { return all[i].mtime.Before(all[j].mtime) })
 	c.mu.Lock()
 	for _, f := range all {
 		c.seq++
+		if p := f.partial; p != nil {
+			p.used = c.seq
+			c.partials[f.hash] = p
+			c.held += p.held
+			continue
+		}
 		c.index[f.hash] = &entry{size: f.size, used: c.seq}
 		c.stored += f.size
 	}
 	c.updateGaugesLocked()
-	stored := c.stored
+	stored, held, objects := c.stored, c.held, len(c.index)
 	c.mu.Unlock()
-	log := c.logger.With("dir", c.dir, "objects", len(all), "bytes", stored, "max_bytes", c.opts.MaxBytes)
-	if c.opts.MaxBytes > 0 && stored > c.opts.MaxBytes {
+	log := c.logger.With("dir", c.dir, "objects", objects, "bytes", stored, "partial_bytes", held,
+		"max_bytes", c.opts.MaxBytes)
+	if c.opts.MaxBytes > 0 && stored+held > c.opts.MaxBytes {
 		// Evicting now could delete what the office's policy pins, only
 		// to fetch it again over the WAN.
 		log.Info("cache opened over its cap; evicting once the pinned artifacts are known or a fetch needs room")
@@ -532,6 +552,10 @@ func (c *Cache) join(ctx context.Context, hash string) (*flight, error) {
 			fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			fl = newFlight(hash, cancel)
 			c.flights[hash] = fl
+			// The fetch resumes from (or replaces) what an earlier one
+			// left: its reservation counts those bytes from now on, and
+			// the partial is not a victim while the flight is registered.
+			c.takePartialLocked(hash)
 			c.metrics.fetches.Inc()
 			c.wg.Add(1)
 			go c.run(fctx, fl)
@@ -576,7 +600,8 @@ func (c *Cache) leave(hash string, fl *flight) {
 // every reader has left, as a pinned artifact's does: what one request
 // started (a HEAD, which reads no bytes) is then cached rather than
 // thrown away. At most Options.Detached fetches are detached at once;
-// beyond that, or with no fetch of hash running, it returns false and the
+// beyond that, with no fetch of hash running, or for an artifact the cap
+// cannot keep (it would be dropped at the end), it returns false and the
 // fetch ends with its readers. Stop cancels detached fetches too.
 func (c *Cache) Detach(hash string) bool {
 	c.mu.Lock()
@@ -587,6 +612,11 @@ func (c *Cache) Detach(hash string) bool {
 	}
 	if fl.detached {
 		return true
+	}
+	if fl.reservedBytes > 0 && c.cannotKeepLocked(hash, fl.reservedBytes, c.roomLocked()) {
+		// Its whole artifact would cross the WAN to be dropped at the end.
+		c.logger.Debug("not detaching a fetch whose artifact the cap cannot keep", "sha256", hash, "bytes", fl.reservedBytes)
+		return false
 	}
 	if c.detached >= c.opts.Detached {
 		c.logger.Debug("not detaching a fetch: too many run detached already", "sha256", hash, "detached", c.detached)
@@ -601,7 +631,6 @@ func (c *Cache) run(ctx context.Context, fl *flight) {
 	defer c.wg.Done()
 	err := c.fetch(ctx, fl)
 	c.mu.Lock()
-	c.reserved -= fl.reservedBytes
 	fl.reservedBytes = 0
 	fl.ended = true
 	if fl.detached {
@@ -612,6 +641,11 @@ func (c *Cache) run(ctx context.Context, fl *flight) {
 	// (the last to leave lets go); a failed fetch leaves at once, so that
 	// the next caller starts afresh.
 	if err != nil || fl.waiters == 0 {
+		if err != nil {
+			// What it kept to resume counts against the cap now, and
+			// may be evicted as soon as the flight is gone.
+			c.notePartialLocked(fl.hash)
+		}
 		c.dropFlightLocked(fl)
 	}
 	c.mu.Unlock()

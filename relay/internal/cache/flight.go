@@ -456,7 +456,6 @@ func (c *Cache) commit(ctx context.Context, fl *flight, tmp *os.File, n int64, s
 		c.seq++
 		c.index[hash] = &entry{size: n, used: c.seq}
 		c.stored += n
-		c.reserved -= fl.reservedBytes
 		fl.reservedBytes = 0
 		delete(c.fullLogged, hash)
 		c.evictLocked()

@@ -1,8 +1,8 @@
 package cache
 
 import (
+	"math"
 	"os"
-	"sort"
 	"time"
 )
 
@@ -56,47 +56,81 @@ func (c *Cache) SetExpectedSizes(sizes map[string]int64) {
 	}
 }
 
-// evictLocked removes least recently used objects that are not pinned until
-// the objects on disk and the fetches in progress fit the cap. Removing a
-// file that someone reads is fine: the reader keeps its open file. An
-// object whose flight is still registered is not removed: its waiters have
-// been told it is done but may not have opened it yet (run, leave); it
-// goes once they have, if the cap still cannot keep it.
+// roomLocked is what the cap leaves for unpinned artifacts: the cap less
+// the pinned ones' objects, fetches in progress and partials. With no cap
+// there is no limit.
+func (c *Cache) roomLocked() int64 {
+	if c.opts.MaxBytes == 0 {
+		return math.MaxInt64
+	}
+	room := c.opts.MaxBytes
+	for h := range c.pinned {
+		if e := c.index[h]; e != nil {
+			room -= e.size
+		} else if fl := c.flights[h]; fl != nil && fl.reservedBytes > 0 {
+			room -= fl.reservedBytes
+		} else if p := c.partials[h]; p != nil {
+			room -= p.held
+		}
+	}
+	return room
+}
+
+// cannotKeepLocked reports whether an artifact of size bytes is one the
+// cap cannot keep: unpinned, and larger than room (roomLocked). Keeping
+// it would take evicting every other unpinned artifact, and still leave
+// the cache over its cap; so it is served but not kept, as a caching proxy
+// does with an object larger than its cache.
+func (c *Cache) cannotKeepLocked(hash string, size, room int64) bool {
+	return !c.pinned[hash] && size > room
+}
+
+// evictLocked removes unpinned objects and idle partial fetches, least
+// recently used first, until they, the pinned ones and the fetches in
+// progress fit the cap. Removing a file that someone reads is fine: the
+// reader keeps its open file. An object whose flight is still registered
+// is not removed: its waiters have been told it is done but may not have
+// opened it yet (run, leave); it goes once they have, if the cap still
+// cannot keep it. Nor is a partial that a fetch uses.
+//
+// An artifact the cap cannot keep (cannotKeepLocked) does not count while
+// it is fetched or held for its readers, so that nothing is evicted for
+// it, and once released it goes before anything else: it is served, not
+// kept.
 func (c *Cache) evictLocked() int {
 	if c.opts.MaxBytes == 0 {
 		return 0
 	}
-	over := c.stored + c.reserved - c.opts.MaxBytes
+	used := c.stored + c.held
+	for _, fl := range c.flights {
+		used += fl.reservedBytes
+	}
+	if used <= c.opts.MaxBytes {
+		return 0
+	}
+	room := c.roomLocked()
+	for h, fl := range c.flights {
+		if c.cannotKeepLocked(h, fl.reservedBytes, room) {
+			used -= fl.reservedBytes
+		}
+		if e := c.index[h]; e != nil && c.cannotKeepLocked(h, e.size, room) {
+			used -= e.size
+		}
+	}
+	over := used - c.opts.MaxBytes
 	if over <= 0 {
 		return 0
 	}
-	type cand struct {
-		hash string
-		e    *entry
-	}
-	var cands []cand
-	for h, e := range c.index {
-		if !c.pinned[h] && c.flights[h] == nil {
-			cands = append(cands, cand{h, e})
-		}
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].e.used < cands[j].e.used })
 	n := 0
-	for _, cd := range cands {
+	for _, v := range c.victimsLocked(room, false) {
 		if over <= 0 {
 			break
 		}
-		if err := os.Remove(c.objectPath(cd.hash)); err != nil && !os.IsNotExist(err) {
-			c.logger.Warn("evict: cannot remove object", "sha256", cd.hash, "err", err)
+		if !c.removeVictimLocked(v) {
 			continue
 		}
-		delete(c.index, cd.hash)
-		c.stored -= cd.e.size
-		over -= cd.e.size
-		c.metrics.evictions.Inc()
-		c.metrics.evictedBytes.Add(float64(cd.e.size))
+		over -= v.size
 		n++
-		c.logger.Debug("evicted", "sha256", cd.hash, "bytes", cd.e.size)
 	}
 	if over > 0 {
 		c.logger.Warn("cache over its cap: the rest is pinned, being fetched or about to be read",

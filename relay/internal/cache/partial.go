@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,12 @@ import (
 // resumes by range instead of starting over, even after a restart. The
 // bytes are still checked against the hash at the end; a partial that
 // turns out wrong is dropped and fetched whole.
+//
+// A partial that no fetch uses counts against the cap with the bytes it
+// holds, and is evicted as objects are (evictLocked, victimsLocked). A
+// fetch of its artifact owns it from the moment it is registered (join)
+// until it ends (run): its reservation counts those bytes meanwhile, and
+// nothing evicts it.
 
 const (
 	partialExt = ".partial"
@@ -25,6 +32,13 @@ const (
 	// saveEvery is how many bytes a range moves between state saves.
 	saveEvery = 8 << 20
 )
+
+// partialEntry is a partial fetch that no fetch uses.
+type partialEntry struct {
+	held int64  // bytes it holds
+	size int64  // the artifact's
+	used uint64 // Cache.seq when its fetch stopped
+}
 
 type partialState struct {
 	Size  int64      `json:"size"`
@@ -142,42 +156,108 @@ func decodeState(b []byte) ([]part, int64, error) {
 	return parts, st.Size, nil
 }
 
+// keptPartial is a partial that recover keeps.
+type keptPartial struct {
+	hash       string
+	held, size int64
+	mtime      time.Time
+}
+
 // keepPartials is recover's rule for the temp directory: a partial with a
 // valid state, touched within partialMaxAge, stays; anything else goes.
-func (c *Cache) keepPartials(tmp string) error {
+func (c *Cache) keepPartials(tmp string) ([]keptPartial, error) {
 	ents, err := os.ReadDir(tmp)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	keep := map[string]bool{}
+	var kept []keptPartial
 	for _, e := range ents {
 		name := e.Name()
 		hash, ok := strings.CutSuffix(name, stateExt)
 		if !ok || ValidateHash(hash) != nil || !e.Type().IsRegular() {
 			continue
 		}
-		fi, err := os.Stat(filepath.Join(tmp, hash+partialExt))
-		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) > partialMaxAge {
+		held, size, fi, err := c.inspectPartial(hash)
+		if err != nil || time.Since(fi.ModTime()) > partialMaxAge {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(tmp, name))
-		if err != nil {
-			continue
-		}
-		if _, size, err := decodeState(b); err == nil && fi.Size() <= size {
-			keep[hash+partialExt], keep[name] = true, true
-		}
+		keep[hash+partialExt], keep[name] = true, true
+		kept = append(kept, keptPartial{hash, held, size, fi.ModTime()})
 	}
 	for _, e := range ents {
 		if keep[e.Name()] {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(tmp, e.Name())); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	if n := len(keep) / 2; n > 0 {
-		c.logger.Info("keeping partial fetches to resume", "count", n)
+	if len(kept) > 0 {
+		c.logger.Info("keeping partial fetches to resume", "count", len(kept))
 	}
-	return nil
+	return kept, nil
+}
+
+// inspectPartial checks what an earlier fetch of hash left: a regular
+// partial file with a valid state that fits it. held is what it holds,
+// size the artifact's.
+func (c *Cache) inspectPartial(hash string) (held, size int64, fi os.FileInfo, err error) {
+	fi, err = os.Lstat(c.partialPath(hash))
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, 0, nil, errors.New("partial fetch is not a regular file")
+	}
+	b, err := os.ReadFile(c.statePath(hash))
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	parts, size, err := decodeState(b)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if fi.Size() > size {
+		return 0, 0, nil, errors.New("partial file larger than the artifact")
+	}
+	for _, p := range parts {
+		held += p.pos - p.off
+	}
+	if len(parts) == 1 {
+		// Written in order, never sized ahead: its length is what it
+		// holds, bytes past the last saved position included.
+		held = max(held, fi.Size())
+	}
+	return held, size, fi, nil
+}
+
+// notePartialLocked counts what the fetch of hash, which has ended, left
+// to resume, as last used now. What cannot be resumed goes.
+func (c *Cache) notePartialLocked(hash string) {
+	c.takePartialLocked(hash)
+	if _, err := os.Lstat(c.partialPath(hash)); errors.Is(err, fs.ErrNotExist) {
+		os.Remove(c.statePath(hash)) // nothing kept
+		return
+	}
+	held, size, _, err := c.inspectPartial(hash)
+	if err != nil {
+		// Stopped before it had a state to resume by (or lost it): its
+		// bytes are no use to the next fetch.
+		c.logger.Debug("dropping a partial fetch that cannot resume", "sha256", hash, "err", err)
+		c.dropPartial(hash)
+		return
+	}
+	c.seq++
+	c.partials[hash] = &partialEntry{held: held, size: size, used: c.seq}
+	c.held += held
+}
+
+// takePartialLocked stops counting the partial of hash: a fetch owns it,
+// or it is gone.
+func (c *Cache) takePartialLocked(hash string) {
+	if p, ok := c.partials[hash]; ok {
+		delete(c.partials, hash)
+		c.held -= p.held
+	}
 }

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 )
 
 // Room on the disk. MaxBytes caps what the cache keeps, but the disk can
@@ -16,9 +14,10 @@ import (
 // office's policy, by the upstream's headers, or by a partial to resume)
 // first checks that what it still has to write fits beside what the other
 // fetches in progress still have to write. If it does not, unpinned objects
-// go, least recently used first, then partial fetches that nothing resumes
-// now, oldest first; if even that cannot make room (pinned objects hold
-// the rest) nothing is evicted and the fetch does not start: it fails with
+// and partial fetches that nothing resumes now go, least recently used
+// first (see victimsLocked), then those of pinned artifacts; if even that
+// cannot make room (pinned objects hold the rest) nothing is evicted and
+// the fetch does not start: it fails with
 // a *DiskFullError before a byte is read. A write that still finds the
 // disk full (ENOSPC: the check is an estimate, or something else filled the
 // disk) makes room the same way and is tried once more.
@@ -89,55 +88,58 @@ func (c *Cache) freeLocked(fl *flight) (free int64, ok bool) {
 // victim is something that can be removed to make room.
 type victim struct {
 	hash    string
-	size    int64
+	size    int64 // what removing it frees
 	partial bool
-	order   int64 // older first
+	// tooBig: the cap cannot keep its artifact (cannotKeepLocked).
+	tooBig bool
+	order  uint64 // last use, older first
 }
 
-// victimsLocked lists what may go to make room for fl, in the order it
-// goes: unpinned objects, least recently used first, then partial fetches
-// that no fetch is running for, oldest first.
-func (c *Cache) victimsLocked() []victim {
-	var objs []victim
+// victimsLocked lists what may go to make room, in the order it goes:
+// what the cap cannot keep, then unpinned objects and partial fetches
+// that no fetch uses, least recently used first. With pinnedPartials (a
+// full disk, not the cap), the partials of pinned artifacts follow,
+// oldest first: the cap keeps them as it keeps pinned objects, but a disk
+// that has no room for a pinned artifact can make it from them.
+func (c *Cache) victimsLocked(room int64, pinnedPartials bool) []victim {
+	var vs, pinned []victim
 	for h, e := range c.index {
 		// An object whose flight is registered is held for its waiters
 		// (see evictLocked).
 		if !c.pinned[h] && c.flights[h] == nil {
-			objs = append(objs, victim{hash: h, size: e.size, order: int64(e.used)})
+			vs = append(vs, victim{hash: h, size: e.size, tooBig: c.cannotKeepLocked(h, e.size, room), order: e.used})
 		}
 	}
-	sort.Slice(objs, func(i, j int) bool { return objs[i].order < objs[j].order })
-	var parts []victim
-	ents, _ := os.ReadDir(filepath.Join(c.dir, tempDir))
-	for _, e := range ents {
-		hash, ok := strings.CutSuffix(e.Name(), partialExt)
-		if !ok || ValidateHash(hash) != nil || c.flights[hash] != nil {
-			continue
+	for h, p := range c.partials {
+		if c.flights[h] != nil {
+			continue // a fetch uses it
 		}
-		fi, err := e.Info()
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
+		v := victim{hash: h, size: p.held, partial: true, tooBig: c.cannotKeepLocked(h, p.size, room), order: p.used}
+		switch {
+		case !c.pinned[h]:
+			vs = append(vs, v)
+		case pinnedPartials:
+			pinned = append(pinned, v)
 		}
-		// A partial may be sparse: its state says how much it holds.
-		size := fi.Size()
-		if b, err := os.ReadFile(c.statePath(hash)); err == nil {
-			if ps, _, err := decodeState(b); err == nil {
-				size = 0
-				for _, p := range ps {
-					size += p.pos - p.off
-				}
-			}
-		}
-		parts = append(parts, victim{hash: hash, size: size, partial: true, order: fi.ModTime().UnixNano()})
 	}
-	sort.Slice(parts, func(i, j int) bool { return parts[i].order < parts[j].order })
-	return append(objs, parts...)
+	sort.Slice(vs, func(i, j int) bool {
+		if vs[i].tooBig != vs[j].tooBig {
+			return vs[i].tooBig
+		}
+		return vs[i].order < vs[j].order
+	})
+	sort.Slice(pinned, func(i, j int) bool { return pinned[i].order < pinned[j].order })
+	return append(vs, pinned...)
 }
 
 // makeRoomLocked makes sure that need more bytes of fl fit on the disk,
 // evicting if that makes them fit, or returns a *DiskFullError. cause is
 // the write that failed with ENOSPC, if one did: then the disk is known
-// to be full even where its free space cannot be measured.
+// to be full even where its free space cannot be measured. A fetch of an
+// artifact the cap cannot keep (cannotKeepLocked, by its reservation, or
+// by what it has written when the upstream stated no size) evicts only
+// what the cap cannot keep either: it is served from the room the disk
+// has beside the cache, or not at all.
 func (c *Cache) makeRoomLocked(fl *flight, need int64, cause error) error {
 	free, ok := c.freeLocked(fl)
 	if !ok {
@@ -149,7 +151,18 @@ func (c *Cache) makeRoomLocked(fl *flight, need int64, cause error) error {
 	if free >= need {
 		return nil
 	}
-	victims := c.victimsLocked()
+	room := c.roomLocked()
+	victims := c.victimsLocked(room, true)
+	// An artifact of unstated size is as large as what it has written.
+	if c.cannotKeepLocked(fl.hash, max(fl.reservedBytes, fl.written.Load()), room) {
+		// Served, not kept: it may take the room of what the cap could
+		// not keep either, never of what it keeps.
+		n := 0
+		for n < len(victims) && victims[n].tooBig {
+			n++
+		}
+		victims = victims[:n]
+	}
 	var could int64
 	for _, v := range victims {
 		could += v.size
@@ -188,15 +201,16 @@ func (c *Cache) makeRoomLocked(fl *flight, need int64, cause error) error {
 func (c *Cache) removeVictimLocked(v victim) bool {
 	if v.partial {
 		if err := os.Remove(c.partialPath(v.hash)); err != nil && !os.IsNotExist(err) {
-			c.logger.Warn("make room: cannot remove a partial fetch", "sha256", v.hash, "err", err)
+			c.logger.Warn("evict: cannot remove a partial fetch", "sha256", v.hash, "err", err)
 			return false
 		}
 		os.Remove(c.statePath(v.hash))
-		c.logger.Info("dropped a partial fetch to make room on the disk", "sha256", v.hash, "bytes", v.size)
+		c.takePartialLocked(v.hash)
+		c.logger.Info("evicted a partial fetch to make room", "sha256", v.hash, "bytes", v.size)
 		return true
 	}
 	if err := os.Remove(c.objectPath(v.hash)); err != nil && !os.IsNotExist(err) {
-		c.logger.Warn("make room: cannot remove object", "sha256", v.hash, "err", err)
+		c.logger.Warn("evict: cannot remove object", "sha256", v.hash, "err", err)
 		return false
 	}
 	e := c.index[v.hash]
@@ -204,28 +218,36 @@ func (c *Cache) removeVictimLocked(v victim) bool {
 	c.stored -= e.size
 	c.metrics.evictions.Inc()
 	c.metrics.evictedBytes.Add(float64(e.size))
-	c.logger.Debug("evicted to make room on the disk", "sha256", v.hash, "bytes", e.size)
+	if v.tooBig {
+		c.logger.Info("not keeping an artifact larger than the cap leaves beside the pinned ones; its readers have it",
+			"sha256", v.hash, "bytes", e.size, "max_bytes", c.opts.MaxBytes)
+	} else {
+		c.logger.Debug("evicted", "sha256", v.hash, "bytes", e.size)
+	}
 	return true
 }
 
 // reserve announces that fl fetches size bytes: they count against the cap
-// (evicting to keep under it) and must fit on the disk beside the other
-// fetches in progress (see makeRoomLocked). A reservation of the same size
-// is kept; one of another size (the policy and the upstream disagree) is
-// replaced.
+// (evicting to keep under it), unless the cap cannot keep the artifact,
+// and must fit on the disk beside the other fetches in progress (see
+// makeRoomLocked). A reservation of the same size is kept; one of another
+// size (the policy and the upstream disagree) is replaced.
 func (c *Cache) reserve(fl *flight, size int64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if fl.reservedBytes == size {
 		return nil
 	}
-	c.reserved -= fl.reservedBytes
-	fl.reservedBytes = 0
+	// Set first: makeRoomLocked asks whether the cap can keep it.
+	fl.reservedBytes = size
 	if err := c.makeRoomLocked(fl, size-fl.written.Load(), nil); err != nil {
+		fl.reservedBytes = 0
 		return err
 	}
-	c.reserved += size
-	fl.reservedBytes = size
+	if c.cannotKeepLocked(fl.hash, size, c.roomLocked()) {
+		c.logger.Info("artifact larger than the cache's cap leaves beside its pinned ones: serving it without keeping it",
+			"sha256", fl.hash, "bytes", size, "max_bytes", c.opts.MaxBytes)
+	}
 	c.evictLocked()
 	return nil
 }

@@ -151,8 +151,8 @@ func TestRoomCountsFetchesInProgress(t *testing.T) {
 	cancel()
 }
 
-// A partial fetch that nothing resumes now is evicted too, after unpinned
-// objects, when that makes room.
+// A partial fetch that nothing resumes now is evicted too, in its turn
+// with unpinned objects, when that makes room.
 func TestIdlePartialsMakeRoomLast(t *testing.T) {
 	p, a, d := blob("p", 4000), blob("a", 2000), blob("d", 5000)
 	up := newRangeFake(p, a, d)
