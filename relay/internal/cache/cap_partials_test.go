@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/outposthq/outpost/pkg/testutil"
 )
 
@@ -77,6 +79,10 @@ func TestPartialsCountAgainstTheCap(t *testing.T) {
 			t.Errorf("partial %d kept: %v, want %v (the two used last)", i, !want, want)
 		}
 	}
+	// The gauge shows what the partials hold: the two kept, 3000 bytes each.
+	if got := gaugeOf(t, h.c.metrics.partialBytes); got != 6000 {
+		t.Errorf("outpost_relay_cache_partial_bytes = %v, want 6000", got)
+	}
 	// What is kept still resumes.
 	up.valve.open(1 << 40)
 	sent := up.sent.Load()
@@ -89,6 +95,9 @@ func TestPartialsCountAgainstTheCap(t *testing.T) {
 	h.c.Wait()
 	if got := h.cacheBytes(t); got > 7000 {
 		t.Errorf("the cache holds %d bytes, over its cap of 7000", got)
+	}
+	if got := gaugeOf(t, h.c.metrics.partialBytes); got != 3000 {
+		t.Errorf("outpost_relay_cache_partial_bytes = %v once one partial was finished, want 3000", got)
 	}
 }
 
@@ -240,4 +249,18 @@ func TestFullDiskTakesPartialsAndObjectsInOneOrder(t *testing.T) {
 		t.Errorf("partial %v o1 %v o2 %v: want the partial, used longest ago, evicted alone",
 			h.c.hasPartial(hashOf(p)), h.c.Has(hashOf(o1)), h.c.Has(hashOf(o2)))
 	}
+}
+
+// gaugeOf is g's value.
+func gaugeOf(tb testing.TB, g prometheus.Gauge) float64 {
+	tb.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(g); err != nil {
+		tb.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 {
+		tb.Fatalf("gather: %v, %d families", err, len(mfs))
+	}
+	return mfs[0].GetMetric()[0].GetGauge().GetValue()
 }

@@ -143,4 +143,5 @@ func (c *Cache) evictLocked() int {
 func (c *Cache) updateGaugesLocked() {
 	c.metrics.objects.Set(float64(len(c.index)))
 	c.metrics.storedBytes.Set(float64(c.stored))
+	c.metrics.partialBytes.Set(float64(c.held))
 }

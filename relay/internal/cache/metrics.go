@@ -15,6 +15,7 @@ type metrics struct {
 	diskFull                 prometheus.Counter
 	verifyFailures           *prometheus.CounterVec
 	objects, storedBytes     prometheus.Gauge
+	partialBytes             prometheus.Gauge
 	pinned, capacity         prometheus.Gauge
 	hitRatio                 prometheus.GaugeFunc
 
@@ -52,10 +53,11 @@ func newMetrics(reg prometheus.Registerer, _ *Cache) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "verify_failures_total",
 			Help: "Fetched artifacts rejected because their SHA-256 or size did not match; never cached.",
 		}, []string{"reason"}),
-		objects:     gauge("objects", "Artifacts on disk."),
-		storedBytes: gauge("stored_bytes", "Bytes of artifacts on disk."),
-		pinned:      gauge("pinned_objects", "Artifacts named by the office's policy, never evicted."),
-		capacity:    gauge("max_bytes", "The cap on stored bytes; 0 means none."),
+		objects:      gauge("objects", "Artifacts on disk."),
+		storedBytes:  gauge("stored_bytes", "Bytes of artifacts on disk."),
+		partialBytes: gauge("partial_bytes", "Bytes of partial fetches kept to resume that no fetch uses; they count against the cap with stored_bytes."),
+		pinned:       gauge("pinned_objects", "Artifacts named by the office's policy, never evicted."),
+		capacity:     gauge("max_bytes", "The cap on stored bytes; 0 means none."),
 	}
 	m.hits = countingCounter{counter("hits_total", "Gets served from disk."), &m.nHits}
 	m.misses = countingCounter{counter("misses_total", "Gets that had to wait for or follow a fetch from the file server (shared fetches count once per Get)."), &m.nMisses}
@@ -75,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, _ *Cache) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.hits, m.misses, m.fetches, m.notFound, m.upstreamErrors,
-		m.upstreamBytes, m.resumes, m.evictions, m.evictedBytes, m.diskFull, m.verifyFailures, m.objects, m.storedBytes,
+		m.upstreamBytes, m.resumes, m.evictions, m.evictedBytes, m.diskFull, m.verifyFailures, m.objects, m.storedBytes, m.partialBytes,
 		m.pinned, m.capacity, m.hitRatio} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

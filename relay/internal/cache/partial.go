@@ -251,6 +251,7 @@ func (c *Cache) notePartialLocked(hash string) {
 	c.seq++
 	c.partials[hash] = &partialEntry{held: held, size: size, used: c.seq}
 	c.held += held
+	c.updateGaugesLocked()
 }
 
 // takePartialLocked stops counting the partial of hash: a fetch owns it,
@@ -259,5 +260,6 @@ func (c *Cache) takePartialLocked(hash string) {
 	if p, ok := c.partials[hash]; ok {
 		delete(c.partials, hash)
 		c.held -= p.held
+		c.updateGaugesLocked()
 	}
 }
