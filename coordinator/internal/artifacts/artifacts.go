@@ -10,11 +10,15 @@
 //
 //	sha256/<64 hex>   an artifact, by content
 //	uploads/<random>  an upload in progress; removed when it ends
+//	backups/<name>    the coordinator's backups
 //
 // An upload cut short by a crash of the coordinator leaves its multipart
-// upload (or, rarer, its whole temporary object) under uploads/. The
-// coordinator removes what is older than AbandonedUploadAge at start and
-// every CleanupInterval (RunCleanup), whatever the bucket's lifecycle.
+// upload (or, rarer, its whole temporary object) under uploads/; a
+// server-side copy to sha256/ of more than 5 GiB, or a backup, cut short
+// leaves a multipart upload under its key. The coordinator aborts those
+// multipart uploads and removes those temporary objects once older than
+// AbandonedUploadAge, at start and every CleanupInterval (RunCleanup),
+// whatever the bucket's lifecycle.
 package artifacts
 
 import (
@@ -111,10 +115,11 @@ type Store struct {
 	partSize uint64
 	sts      *http.Client // for STS; minio.Client keeps its own
 
-	// running are the temporary keys of this process's uploads in
-	// progress, which CleanAbandonedUploads never touches, however old.
+	// running counts, by key, this process's uploads, copies and backups
+	// in progress, which CleanAbandonedUploads never touches, however
+	// old. Two uploads of the same bytes copy to the same key.
 	mu      sync.Mutex
-	running map[string]bool
+	running map[string]int
 }
 
 // New returns a Store for cfg. Zero Bucket and MaxSize take their defaults.
@@ -148,7 +153,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		logger:   logger.With("component", "artifacts"),
 		partSize: partSize,
 		sts:      &http.Client{Transport: http.DefaultTransport, Timeout: time.Minute},
-		running:  map[string]bool{},
+		running:  map[string]int{},
 	}, nil
 }
 
@@ -218,16 +223,12 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string
 		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
 	}
 	tmp := tempKey()
-	s.mu.Lock()
-	s.running[tmp] = true
-	s.mu.Unlock()
+	done := s.begin(tmp)
 	// Whatever happens below, the temporary object goes. Removing a key that
 	// was never written is not an error in S3.
 	defer func() {
 		s.removeTemp(ctx, tmp, err != nil)
-		s.mu.Lock()
-		delete(s.running, tmp)
-		s.mu.Unlock()
+		done()
 	}()
 
 	hr := &hashingReader{r: r, h: sha256.New(), max: s.cfg.MaxSize}
@@ -263,15 +264,32 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string
 	}
 	// ComposeObject does a single server-side copy up to 5 GiB and a
 	// multipart copy beyond.
+	copied := s.begin(key)
 	_, err = s.client.ComposeObject(ctx,
 		minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: key},
 		minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: tmp},
 	)
+	copied()
 	if err != nil {
 		return "", 0, fmt.Errorf("upload artifact %s: copy %s to %s: %w", sha, tmp, key, err)
 	}
 	s.logger.Debug("stored artifact", "sha256", sha, "size", hr.n)
 	return sha, hr.n, nil
+}
+
+// begin marks key as written by this process until the returned func is
+// called: CleanAbandonedUploads leaves its multipart upload alone.
+func (s *Store) begin(key string) (done func()) {
+	s.mu.Lock()
+	s.running[key]++
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.running[key]--; s.running[key] <= 0 {
+			delete(s.running, key)
+		}
+	}
 }
 
 // removeTemp deletes a temporary object, even when ctx was cancelled, since
@@ -290,29 +308,38 @@ func (s *Store) removeTemp(ctx context.Context, key string, failed bool) {
 	}
 }
 
-// CleanAbandonedUploads removes what uploads cut short by a crash left
-// under uploads/: it aborts the multipart uploads initiated more than
-// olderThan ago, and removes the temporary objects last written more than
-// olderThan ago (a crash between writing one and copying it to its
-// content address). This process's own uploads in progress are never
-// touched; another coordinator's on the same bucket are safe as long as
-// olderThan is longer than any upload takes (AbandonedUploadAge). It
-// returns how many uploads it aborted and objects it removed, and goes on
-// past a failure to remove one, returning the failures joined.
+// CleanAbandonedUploads removes what uploads, copies and backups cut
+// short by a crash left: it aborts the multipart uploads under uploads/,
+// sha256/ and backups/ initiated more than olderThan ago, and removes the
+// temporary objects under uploads/ last written more than olderThan ago (a
+// crash between writing one and copying it to its content address). This
+// process's own uploads in progress are never touched; another
+// coordinator's on the same bucket are safe as long as olderThan is longer
+// than any upload takes (AbandonedUploadAge). Nothing else in the bucket
+// is. It returns how many uploads it aborted and objects it removed, and
+// goes on past a failure to remove one, returning the failures joined.
 func (s *Store) CleanAbandonedUploads(ctx context.Context, olderThan time.Duration) (aborted, removed int, err error) {
 	cutoff := time.Now().Add(-olderThan)
 	core := minio.Core{Client: s.client}
 	var errs []error
+	ours := func(key string) bool {
+		for _, p := range []string{uploadPrefix, artifactPrefix, backupPrefix} {
+			if strings.HasPrefix(key, p) {
+				return true
+			}
+		}
+		return false
+	}
 	// MinIO lists multipart uploads under one exact key or, with no
 	// prefix, all of them; S3 takes the prefix. Both are asked, and the
 	// keys filtered here.
 	seen := map[string]bool{}
-	for _, prefix := range []string{uploadPrefix, ""} {
+	for _, prefix := range []string{uploadPrefix, artifactPrefix, backupPrefix, ""} {
 		for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, prefix, true) {
 			if u.Err != nil {
 				return aborted, removed, fmt.Errorf("list incomplete uploads in bucket %s: %w", s.cfg.Bucket, u.Err)
 			}
-			if seen[u.UploadID] || !strings.HasPrefix(u.Key, uploadPrefix) || u.Initiated.After(cutoff) || s.isRunning(u.Key) {
+			if seen[u.UploadID] || !ours(u.Key) || u.Initiated.After(cutoff) || s.isRunning(u.Key) {
 				continue
 			}
 			seen[u.UploadID] = true
@@ -344,7 +371,7 @@ func (s *Store) CleanAbandonedUploads(ctx context.Context, olderThan time.Durati
 func (s *Store) isRunning(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.running[key]
+	return s.running[key] > 0
 }
 
 // RunCleanup removes abandoned uploads (CleanAbandonedUploads with
@@ -547,6 +574,7 @@ func (s *Store) PutBackup(ctx context.Context, name string, r io.Reader, size in
 	if name == "" || strings.ContainsAny(name, "/\\") {
 		return fmt.Errorf("store backup: %q is not a file name", name)
 	}
+	defer s.begin(backupPrefix + name)()
 	_, err := s.client.PutObject(ctx, s.cfg.Bucket, backupPrefix+name, r, size, minio.PutObjectOptions{ContentType: "application/octet-stream", PartSize: s.partSize})
 	if err != nil {
 		return fmt.Errorf("store backup %s in bucket %s: %w", name, s.cfg.Bucket, err)

@@ -110,7 +110,9 @@ func (c Config) validate() error {
 // Build writes the installer into cfg.OutDir. It builds in a temporary
 // directory beside it, syncs every file, and renames it into place: a
 // build cut short (a kill, a full disk, a power loss) leaves no directory
-// that looks like an installer, and the next build is not refused.
+// that looks like an installer, and the next build is not refused. What a
+// killed build left (hidden, with its token) goes at the next build of the
+// same directory an hour or more later.
 func Build(cfg Config) (res *Result, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("build installer: %w", err)
@@ -123,6 +125,7 @@ func Build(cfg Config) (res *Result, err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, err
 	}
+	removeKilledBuilds(parent, filepath.Base(final), time.Now().Add(-killedBuildAge))
 	// The directory will hold the token: only its owner reads it (MkdirTemp
 	// makes it 0700).
 	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(final)+".partial-")
@@ -149,6 +152,34 @@ func Build(cfg Config) (res *Result, err error) {
 	}
 	res.Dir, res.Deb = final, filepath.Join(final, filepath.Base(res.Deb))
 	return res, nil
+}
+
+// killedBuildAge is how old a temporary build directory must be before a
+// later build takes it for one that was killed: far more than a build takes.
+const killedBuildAge = time.Hour
+
+// removeKilledBuilds removes the temporary directories that builds of
+// parent/base killed before their cleanup (Ctrl-C ends the CLI at once)
+// left, when they were last written before cutoff: each holds a live
+// enrolment token, hidden beside the installer the admin knows of. Builds
+// of other directories, and one under way, are left alone; what cannot be
+// removed stays, as it did.
+func removeKilledBuilds(parent, base string, cutoff time.Time) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + ".partial-"
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		// MkdirTemp's random part is decimal digits.
+		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.IsDir() {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && fi.ModTime().Before(cutoff) {
+			os.RemoveAll(filepath.Join(parent, e.Name()))
+		}
+	}
 }
 
 // syncTree makes every file and directory under dir durable.
@@ -462,19 +493,33 @@ if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
 	echo "install.sh: run as root: sudo sh $0" >&2
 	exit 1
 fi
+# put MODE FROM TO: TO is the old file or the whole new one, never part of
+# it. The copy is written and synced beside it, under a name no glob of the
+# agent matches, and renamed into place: a run cut short (a kill, a power
+# cut, a full disk) leaves what was there before, and running it again
+# finishes the job.
+tmp=
+trap 'if [ -n "$tmp" ]; then rm -f "$tmp"; fi' EXIT
+put() {
+	tmp="$(dirname "$3")/.$(basename "$3").install-new"
+	install -m "$1" "$2" "$tmp"
+	sync "$tmp" 2>/dev/null || sync
+	mv -f "$tmp" "$3"
+	tmp=
+}
 install -d -m 0755 "$root/usr/bin" "$root{{"/usr/lib/outpost/plugins"}}" "$root/lib/systemd/system"
 install -d -m 0700 "$root/etc/outpost"
-install -m 0755 "$here/outpost-agent" "$root/usr/bin/outpost-agent"
+put 0755 "$here/outpost-agent" "$root/usr/bin/outpost-agent"
 for p in "$here"/plugins/outpost-plugin-*; do
 	[ -e "$p" ] || continue
-	install -m 0755 "$p" "$root/usr/lib/outpost/plugins/"
+	put 0755 "$p" "$root/usr/lib/outpost/plugins/$(basename "$p")"
 done
 if [ -e "$root/etc/outpost/agent.yaml" ]; then
 	echo "install.sh: keeping the existing $root/etc/outpost/agent.yaml"
 else
-	install -m 0600 "$here/agent.yaml" "$root/etc/outpost/agent.yaml"
+	put 0600 "$here/agent.yaml" "$root/etc/outpost/agent.yaml"
 fi
-install -m 0644 "$here/outpost-agent.service" "$root/lib/systemd/system/outpost-agent.service"
+put 0644 "$here/outpost-agent.service" "$root/lib/systemd/system/outpost-agent.service"
 if [ -z "$root" ] && [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	systemctl enable --now outpost-agent.service

@@ -74,10 +74,15 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ps, err := Parse(data, time.Unix(0, 0))
 		if err != nil {
+			// The API's 400 body: bounded whatever the feed.
+			if n := len(err.Error()); n > 128<<10 {
+				t.Fatalf("an error of %d bytes for a feed of %d", n, len(data))
+			}
 			return
 		}
 		for _, p := range ps {
-			if !idRE.MatchString(p.ID) || SeverityRank(p.Severity) < 0 || !sha256RE.MatchString(p.Artifact) {
+			if !idRE.MatchString(p.ID) || SeverityRank(p.Severity) < 0 || !sha256RE.MatchString(p.Artifact) ||
+				len(p.Title) > MaxTitle || len(p.Supersedes) > MaxSupersedes {
 				t.Fatalf("accepted an invalid entry %+v", p)
 			}
 			for _, s := range p.Supersedes {

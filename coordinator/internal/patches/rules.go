@@ -14,6 +14,7 @@ type RuleStore interface {
 	Patches() ([]store.Patch, error)
 	Offices() ([]store.Office, error)
 	Members(office string) ([]store.Member, error)
+	Approvals(office string) ([]store.PatchApproval, error)
 	Approve(store.PatchApproval) (bool, error)
 	CleanSince(office, patch string) (time.Time, error)
 	SetCleanSince(office, patch string, since time.Time) error
@@ -24,6 +25,10 @@ type RuleStore interface {
 // rule's other offices once every agent of the test office has reported it
 // installed (or not applicable, with at least one installed) and nothing
 // else for AfterDays. It returns the approvals it added.
+//
+// It runs every hour over the whole catalog, so it writes only what
+// changes: approvals stored already are not asked for again, and a
+// clean-since time is written only when it starts or ends.
 func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 	rules, err := st.Rules()
 	if err != nil || len(rules) == 0 {
@@ -37,11 +42,25 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read after the catalog: an approval of a patch removed since is
+	// gone with it, and asking for it again finds the patch gone.
+	stored, err := st.Approvals("")
+	if err != nil {
+		return nil, err
+	}
+	type officePatch struct{ office, patch string }
+	approved := map[officePatch]bool{}
+	for _, ap := range stored {
+		approved[officePatch{ap.Office, ap.Patch}] = true
+	}
 	var added []store.PatchApproval
 	// approve says gone when the patch or the office left the store since
 	// it was read (outpost patch rm, office rm): nothing to approve, and
 	// no reason to stop the rest of the evaluation.
 	approve := func(r store.ApprovalRule, patch, office string) (gone bool, err error) {
+		if approved[officePatch{office, patch}] {
+			return false, nil
+		}
 		ap := store.PatchApproval{Patch: patch, Office: office, By: "rule " + r.Name, Window: r.Window, Reboot: r.Reboot, At: now}
 		ok, err := st.Approve(ap)
 		if errors.Is(err, store.ErrNotFound) {
@@ -50,16 +69,23 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 		if err != nil {
 			return false, fmt.Errorf("rule %s: approve %s for %s: %w", r.Name, patch, office, err)
 		}
+		approved[officePatch{office, patch}] = true
 		if ok {
 			added = append(added, ap)
 		}
 		return false, nil
 	}
+	reports := map[string][]map[string]string{} // test office → its agents' item statuses
 	for _, r := range rules {
 		min := SeverityRank(r.MinSeverity)
-		members, err := st.Members(r.TestOffice)
-		if err != nil {
-			return added, err
+		agents, ok := reports[r.TestOffice]
+		if !ok {
+			members, err := st.Members(r.TestOffice)
+			if err != nil {
+				return added, err
+			}
+			agents = itemStatuses(members)
+			reports[r.TestOffice] = agents
 		}
 		for _, p := range catalog {
 			if SeverityRank(p.Severity) < min {
@@ -71,7 +97,7 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 				}
 				continue
 			}
-			since, err := cleanSince(st, r.TestOffice, p.ID, members, now)
+			since, err := cleanSince(st, r.TestOffice, p.ID, agents, now)
 			if err != nil {
 				return added, err
 			}
@@ -96,25 +122,32 @@ func Evaluate(st RuleStore, now time.Time) ([]store.PatchApproval, error) {
 	return added, nil
 }
 
-// cleanSince updates and returns since when every agent of the office has
-// had the patch installed; zero when not all have.
-func cleanSince(st RuleStore, office, patch string, members []store.Member, now time.Time) (time.Time, error) {
-	clean, installed := true, 0
-	agents := 0
+// itemStatuses is, for each agent among members (relays are left out),
+// the status of each item of its last report.
+func itemStatuses(members []store.Member) []map[string]string {
+	var out []map[string]string
 	for _, m := range members {
 		if m.Role == "relay" {
 			continue
 		}
-		agents++
-		status := ""
+		statuses := map[string]string{}
 		if m.Report != nil {
 			for _, it := range m.Report.Items {
-				if it.ID == "patch/"+patch {
-					status = it.Status
-				}
+				statuses[it.ID] = it.Status
 			}
 		}
-		switch status {
+		out = append(out, statuses)
+	}
+	return out
+}
+
+// cleanSince updates and returns since when every agent of the office has
+// had the patch installed; zero when not all have. agents are the item
+// statuses of the office's agents (itemStatuses).
+func cleanSince(st RuleStore, office, patch string, agents []map[string]string, now time.Time) (time.Time, error) {
+	clean, installed := true, 0
+	for _, statuses := range agents {
+		switch statuses["patch/"+patch] {
 		case "compliant":
 			installed++
 		case "not_applicable":
@@ -122,12 +155,15 @@ func cleanSince(st RuleStore, office, patch string, members []store.Member, now 
 			clean = false
 		}
 	}
-	if agents == 0 || installed == 0 || !clean {
-		return time.Time{}, st.SetCleanSince(office, patch, time.Time{})
-	}
 	since, err := st.CleanSince(office, patch)
 	if err != nil {
 		return time.Time{}, err
+	}
+	if len(agents) == 0 || installed == 0 || !clean {
+		if since.IsZero() {
+			return time.Time{}, nil
+		}
+		return time.Time{}, st.SetCleanSince(office, patch, time.Time{})
 	}
 	if since.IsZero() {
 		since = now

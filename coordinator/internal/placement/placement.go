@@ -14,7 +14,7 @@ package placement
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 )
 
@@ -102,8 +102,10 @@ func Place(offices []Office, home, seen string, reported []string) Placement {
 	best, bestBits, unconfirmed, unconfirmedBits := "", -1, "", -1
 	var homeHasRanges bool
 	// Sorted so that equal-length matches (only possible with bad data)
-	// resolve the same way every time.
-	sort.Slice(offices, func(i, j int) bool { return offices[i].Name < offices[j].Name })
+	// resolve the same way every time; a copy, so that the caller's
+	// slice, which concurrent check-ins may share, is only read.
+	offices = slices.Clone(offices)
+	slices.SortFunc(offices, func(a, b Office) int { return strings.Compare(a.Name, b.Name) })
 	seenAddr, seenErr := netip.ParseAddr(seen)
 	seenAddr = seenAddr.Unmap()
 	var claims []netip.Addr
