@@ -245,6 +245,8 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 				code, msg = se.code, se.msg
 			case errors.As(err, &pe):
 				code, msg = http.StatusBadRequest, pe.Error()
+			case errors.Is(err, errPolicyTooLarge):
+				code, msg = http.StatusUnprocessableEntity, err.Error()
 			case errors.As(err, &mbe):
 				code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 			case errors.Is(err, store.ErrNotFound):

@@ -291,8 +291,15 @@ func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.audit(r, "patch.approve", "patch "+ap.Patch, "office "+ap.Office)
 	rev, err := a.republish(in.Office)
+	if errors.Is(err, errPolicyTooLarge) && added {
+		// Kept, it would fail every later publication of the office.
+		if rerr := a.d.Store.Revoke(ap.Office, ap.Patch); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	a.audit(r, "patch.approve", "patch "+ap.Patch, "office "+ap.Office)
 	if err != nil {
 		return err
 	}
@@ -428,12 +435,29 @@ func (a *API) EvaluateRules(now time.Time) ([]store.PatchApproval, error) {
 	for _, ap := range added {
 		offices[ap.Office] = true
 	}
+	kept := added[:0:0]
 	for o := range offices {
-		if _, perr := a.republish(o); perr != nil {
+		_, perr := a.republish(o)
+		if errors.Is(perr, errPolicyTooLarge) {
+			// Kept, they would fail every later publication of the office;
+			// the rule tries again at its next evaluation.
+			for _, ap := range added {
+				if ap.Office == o {
+					perr = errors.Join(perr, a.d.Store.Revoke(o, ap.Patch))
+				}
+			}
+			offices[o] = false
+		}
+		if perr != nil {
 			err = errors.Join(err, perr)
 		}
 	}
-	return added, err
+	for _, ap := range added {
+		if offices[ap.Office] {
+			kept = append(kept, ap)
+		}
+	}
+	return kept, err
 }
 
 func (a *API) evaluateRules(w http.ResponseWriter, r *http.Request) error {
@@ -449,8 +473,13 @@ func (a *API) evaluateRules(w http.ResponseWriter, r *http.Request) error {
 }
 
 // maxReportOnly bounds how many unapproved patches one office's policy
-// carries for scanning.
+// carries for scanning; they take only the room the policy's items leave
+// of what an agent may report.
 const maxReportOnly = 2000
+
+// errPolicyTooLarge refuses a policy its agents could not take or report
+// on.
+var errPolicyTooLarge = errors.New("policy too large")
 
 // withPatches adds the catalog to an office's compiled items: one item per
 // approved patch that no approved patch supersedes and that the admin's
@@ -501,6 +530,13 @@ func (a *API) withPatches(office, defWindow, defReboot string, items []*wire.Ite
 			Spec: &wire.Item_Patch{Patch: patchSpec(&p)}})
 		named["patch/"+p.ID] = true
 	}
+	// An agent reports every item of its policy, and a check-in whose
+	// report has more than wire.MaxCheckinReportItems is refused: such a
+	// policy would silence its agents for good.
+	if len(items) > wire.MaxCheckinReportItems {
+		return nil, fmt.Errorf("%w: office %s's policy would have %d items with its approved patches, more than the %d an agent may report: approve fewer patches for it, or remove items",
+			errPolicyTooLarge, office, len(items), wire.MaxCheckinReportItems)
+	}
 	approved := map[string]bool{}
 	for _, ap := range aps {
 		approved[ap.Patch] = true
@@ -512,7 +548,7 @@ func (a *API) withPatches(office, defWindow, defReboot string, items []*wire.Ite
 	replaced := patches.Superseded(allIDs, catalog)
 	n := 0
 	for _, p := range all {
-		if approved[p.ID] || replaced[p.ID] || named["patch/"+p.ID] || n >= maxReportOnly {
+		if approved[p.ID] || replaced[p.ID] || named["patch/"+p.ID] || n >= maxReportOnly || len(items) >= wire.MaxCheckinReportItems {
 			continue
 		}
 		n++

@@ -587,15 +587,39 @@ func (a *API) prepareLocked(sc *scope, office, yaml string) (prepared, error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if err := checkPolicySize(office, "", signed); err != nil {
+			return nil, nil, err
+		}
 		variants := map[string][]byte{}
 		for _, id := range ids {
 			if variants[id], err = a.d.Signer.Sign(pvs[id]); err != nil {
+				return nil, nil, err
+			}
+			if err := checkPolicySize(office, id, variants[id]); err != nil {
 				return nil, nil, err
 			}
 		}
 		return signed, variants, nil
 	}
 	return prepared{pub: store.Publication{Office: office, YAML: yaml, Build: build}, wide: wideItems, variants: len(ids), compose: compose}, nil
+}
+
+// maxSignedPolicy bounds a signed policy: it travels in one message, with
+// room for what goes around it (a response, a gossip message).
+const maxSignedPolicy = wire.MaxMessageSize - 64<<10
+
+// checkPolicySize refuses a signed policy its agents could not receive
+// (agent: a member's variant, "" the office's).
+func checkPolicySize(office, agent string, signed []byte) error {
+	if len(signed) <= maxSignedPolicy {
+		return nil
+	}
+	of := "office " + office + "'s policy"
+	if agent != "" {
+		of = "the policy of " + agent + " in office " + office
+	}
+	return fmt.Errorf("%w: %s would take %d bytes signed, more than the %d a message may carry: remove items, or move large values into package artifacts",
+		errPolicyTooLarge, of, len(signed), maxSignedPolicy)
 }
 
 // variantArtifacts is the content the variants name that the office-wide
