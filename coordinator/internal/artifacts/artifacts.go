@@ -507,9 +507,10 @@ func (s *Store) ReadOnlyCredentials(ctx context.Context, ttl time.Duration) (*wi
 func (s *Store) readOnlyPolicy() string {
 	bucket := "arn:aws:s3:::" + s.cfg.Bucket
 	type statement struct {
-		Effect   string
-		Action   []string
-		Resource []string
+		Effect    string
+		Action    []string
+		Resource  []string
+		Condition map[string]map[string][]string `json:",omitempty"`
 	}
 	doc := struct {
 		Version   string
@@ -518,7 +519,9 @@ func (s *Store) readOnlyPolicy() string {
 		Version: "2012-10-17",
 		Statement: []statement{
 			{Effect: "Allow", Action: []string{"s3:GetObject"}, Resource: []string{bucket + "/" + artifactPrefix + "*"}},
-			{Effect: "Allow", Action: []string{"s3:GetBucketLocation", "s3:ListBucket"}, Resource: []string{bucket}},
+			{Effect: "Allow", Action: []string{"s3:GetBucketLocation"}, Resource: []string{bucket}},
+			{Effect: "Allow", Action: []string{"s3:ListBucket"}, Resource: []string{bucket},
+				Condition: map[string]map[string][]string{"StringLike": {"s3:prefix": {artifactPrefix + "*"}}}},
 		},
 	}
 	b, err := json.Marshal(doc)

@@ -579,9 +579,24 @@ func TestReadOnlyCredentials(t *testing.T) {
 		if _, err := relay.StatObject(ctx, fs.Bucket, key, minio.StatObjectOptions{}); err != nil {
 			t.Errorf("stat: %v", err)
 		}
+		// Listing is allowed under sha256/ alone, and that is enough for
+		// a missing artifact to be told apart from a refusal.
 		_, err := relay.StatObject(ctx, fs.Bucket, artifactPrefix+sum([]byte("missing")), minio.StatObjectOptions{})
 		if code := minio.ToErrorResponse(err).Code; code != minio.NoSuchKey {
 			t.Errorf("stat of a missing artifact: %v; want NoSuchKey", err)
+		}
+		obj, err := relay.GetObject(ctx, fs.Bucket, artifactPrefix+sum([]byte("missing")), minio.GetObjectOptions{})
+		if err == nil {
+			_, err = obj.Read(make([]byte, 1))
+			obj.Close()
+		}
+		if code := minio.ToErrorResponse(err).Code; code != minio.NoSuchKey {
+			t.Errorf("get of a missing artifact: %v; want NoSuchKey", err)
+		}
+		for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Prefix: artifactPrefix}) {
+			if o.Err != nil {
+				t.Errorf("list of %s: %v", artifactPrefix, o.Err)
+			}
 		}
 	})
 
@@ -611,6 +626,24 @@ func TestReadOnlyCredentials(t *testing.T) {
 		{"read the coordinator's backups", func() error {
 			_, err := relay.StatObject(ctx, fs.Bucket, backupPrefix+"outpost-backup-20261128T000000Z.tar.gz", minio.StatObjectOptions{})
 			return err
+		}},
+		{"list the coordinator's backups", func() error {
+			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Prefix: backupPrefix}) {
+				if o.Err != nil {
+					return o.Err
+				}
+				return fmt.Errorf("listed %s", o.Key)
+			}
+			return nil
+		}},
+		{"list the whole bucket", func() error {
+			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+				if o.Err != nil {
+					return o.Err
+				}
+				return fmt.Errorf("listed %s", o.Key)
+			}
+			return nil
 		}},
 		{"make a bucket", func() error {
 			return relay.MakeBucket(ctx, "relay-bucket", minio.MakeBucketOptions{})
