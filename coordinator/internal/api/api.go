@@ -247,6 +247,8 @@ func (a *API) handle(route string, h func(http.ResponseWriter, *http.Request) er
 				code, msg = http.StatusBadRequest, pe.Error()
 			case errors.Is(err, errPolicyTooLarge):
 				code, msg = http.StatusUnprocessableEntity, err.Error()
+			case errors.Is(err, errPatchPinned):
+				code, msg = http.StatusConflict, err.Error()
 			case errors.As(err, &mbe):
 				code, msg = http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)
 			case errors.Is(err, store.ErrNotFound):

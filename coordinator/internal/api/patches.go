@@ -17,6 +17,7 @@ import (
 	"github.com/outposthq/outpost/coordinator/internal/patches"
 	"github.com/outposthq/outpost/coordinator/internal/policy"
 	"github.com/outposthq/outpost/coordinator/internal/store"
+	"github.com/outposthq/outpost/pkg/version"
 	"github.com/outposthq/outpost/pkg/wire"
 )
 
@@ -292,7 +293,7 @@ func (a *API) approvePatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rev, err := a.republish(in.Office)
-	if errors.Is(err, errPolicyTooLarge) && added {
+	if refusedPolicy(err) && added {
 		// Kept, it would fail every later publication of the office.
 		if rerr := a.d.Store.Revoke(ap.Office, ap.Patch); rerr != nil {
 			return errors.Join(err, rerr)
@@ -438,7 +439,7 @@ func (a *API) EvaluateRules(now time.Time) ([]store.PatchApproval, error) {
 	kept := added[:0:0]
 	for o := range offices {
 		_, perr := a.republish(o)
-		if errors.Is(perr, errPolicyTooLarge) {
+		if refusedPolicy(perr) {
 			// Kept, they would fail every later publication of the office;
 			// the rule tries again at its next evaluation.
 			for _, ap := range added {
@@ -481,6 +482,17 @@ const maxReportOnly = 2000
 // on.
 var errPolicyTooLarge = errors.New("policy too large")
 
+// errPatchPinned refuses a policy in which an approved patch and a package
+// item would replace each other's version of a package at every run.
+var errPatchPinned = errors.New("an approved patch conflicts with a package item")
+
+// refusedPolicy reports whether err refuses the policy an approval (or a
+// policy) would make: the approval is then not kept, or the office could
+// not be published again.
+func refusedPolicy(err error) bool {
+	return errors.Is(err, errPolicyTooLarge) || errors.Is(err, errPatchPinned)
+}
+
 // withPatches adds the catalog to an office's compiled items: one item per
 // approved patch that no approved patch supersedes and that the admin's
 // YAML does not already name, and a report-only item (scanned, never
@@ -502,8 +514,12 @@ func (a *API) withPatches(office, defWindow, defReboot string, items []*wire.Ite
 		catalog[p.ID] = p
 	}
 	named := map[string]bool{}
+	pins := map[string]*wire.Item{} // package name → the item that installs it
 	for _, it := range items {
 		named[it.GetId()] = true
+		if pkg := it.GetPackage(); pkg != nil && it.GetKind() == policy.KindPackage && it.GetState() == wire.State_STATE_PRESENT {
+			pins[pkg.GetName()] = it
+		}
 	}
 	var ids []string
 	for _, ap := range aps {
@@ -517,6 +533,13 @@ func (a *API) withPatches(office, defWindow, defReboot string, items []*wire.Ite
 		p, ok := catalog[ap.Patch]
 		if !ok || superseded[p.ID] || named["patch/"+p.ID] {
 			continue
+		}
+		// A package item that installs an older version than the patch's
+		// fix puts it back after the patch at every run, and both report
+		// compliant; a pin at the fix or later already has it.
+		if pin := pins[p.Package]; pin != nil && version.Compare(pin.GetPackage().GetVersion(), p.FixedVersion) < 0 {
+			return nil, fmt.Errorf("%w: patch %s installs %s %s, but item %s of office %s's policy installs %s %s: each would put its version back at every run. Raise the package item to %s or later, or leave the patch unapproved for %s",
+				errPatchPinned, p.ID, p.Package, p.FixedVersion, pin.GetId(), office, p.Package, pin.GetPackage().GetVersion(), p.FixedVersion, office)
 		}
 		size, name, found, err := lookup.Artifact(p.Artifact)
 		if err != nil {
