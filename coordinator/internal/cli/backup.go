@@ -42,7 +42,8 @@ kept encrypted by other means.
 FILE is written whole or not at all (mode 0600); - writes to standard output.
 The coordinator's hash of what it sent is checked. Needs the admin role.
 Restore with: outpost-coordinator restore --data-dir DIR FILE (coordinator
-stopped).
+stopped), with --identity KEYFILE (age-keygen's private key) for a backup
+encrypted to public keys; --check instead of --data-dir tests it anywhere.
 
 Examples:
   outpost backup --recipient age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p outpost.backup
@@ -195,14 +196,15 @@ func takeBackup(ctx context.Context, e *env, path string, body map[string]any, q
 		tmp = nil
 	}
 	if !quiet && path != "-" {
-		how := "not encrypted"
+		how, open := "not encrypted", ""
 		switch {
 		case body["recipients"] != nil:
-			how = fmt.Sprintf("encrypted to %s", plural(len(body["recipients"].([]string)), "recipient"))
+			// restore refuses to open it without the private key.
+			how, open = fmt.Sprintf("encrypted to %s", plural(len(body["recipients"].([]string)), "recipient")), "--identity KEYFILE "
 		case body["passphrase"] != nil:
 			how = "encrypted with a passphrase"
 		}
-		_, err = fmt.Fprintf(e.stderr, "backup written to %s (%s, %s); restore it with: outpost-coordinator restore --data-dir DIR %s\n", path, byteSize(n), how, path)
+		_, err = fmt.Fprintf(e.stderr, "backup written to %s (%s, %s); restore it with: outpost-coordinator restore --data-dir DIR %s%s\n", path, byteSize(n), how, open, path)
 	}
 	return err
 }

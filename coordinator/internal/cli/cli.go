@@ -11,12 +11,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -104,7 +106,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	if err != nil {
-		return a.fail(nil, g, usagef("%v", err))
+		return a.fail(nil, g, flagUsageError(fs, err))
 	}
 	g.noteGiven(fs)
 	rest := fs.Args()
@@ -138,7 +140,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return exitOK
 	}
 	if err != nil {
-		return a.fail(nil, g, usagef("%v", err))
+		return a.fail(nil, g, flagUsageError(fs, err))
 	}
 	g.noteGiven(fs)
 	rest = fs.Args()
@@ -168,7 +170,7 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 		if hint := commandFlagHint(fs, cmd, args, err); hint != nil {
 			return a.fail(cmd, g, hint)
 		}
-		return a.fail(cmd, g, usagef("%v", err))
+		return a.fail(cmd, g, flagUsageError(fs, err))
 	}
 	g.noteGiven(fs)
 	if err := cmd.checkArgs(pos); err != nil {
@@ -179,7 +181,7 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 		return a.fail(cmd, g, err)
 	}
 	if env.api != nil {
-		env.api.check = cmd.checkWith(pos)
+		env.api.check = cmd.checkWith(pos, fs)
 	}
 	timeout := cmd.timeout
 	if g.given["timeout"] {
@@ -198,9 +200,45 @@ func (a *app) exec(ctx context.Context, g *globals, cmd *command, args []string)
 			fmt.Fprintf(a.stderr, "outpost: %s: interrupted\n", cmd.name)
 			return exitInterrupted
 		}
-		return a.fail(cmd, g, err)
+		return a.fail(cmd, g, unknownOfficeHint(outer, env, err))
 	}
 	return exitOK
+}
+
+// officeNotFound is the API's answer for an office it does not have, which
+// says nothing of what to do.
+var officeNotFound = regexp.MustCompile(`^office (\S+): not found$`)
+
+// unknownOfficeHint adds to the API's "office NAME: not found" the office
+// that was likely meant and where the offices are listed; other errors it
+// returns as they are.
+func unknownOfficeHint(ctx context.Context, e *env, err error) error {
+	var ae *apiError
+	if e.api == nil || !errors.As(err, &ae) || ae.status != http.StatusNotFound {
+		return err
+	}
+	m := officeNotFound.FindStringSubmatch(ae.message)
+	if m == nil {
+		return err
+	}
+	hint := ""
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if raw, lerr := e.api.get(ctx, "/v1/offices", nil); lerr == nil {
+		var out struct {
+			Offices []struct {
+				Name string `json:"name"`
+			} `json:"offices"`
+		}
+		if json.Unmarshal(raw, &out) == nil {
+			names := make([]string, len(out.Offices))
+			for i, o := range out.Offices {
+				names[i] = o.Name
+			}
+			hint = didyoumean.Hint(m[1], names)
+		}
+	}
+	return fmt.Errorf("%w%s; see outpost office list", err, hint)
 }
 
 // fail prints err as "outpost: <command>: <message>" with every secret the
@@ -307,6 +345,7 @@ func (a *app) newEnv(g *globals, cmd *command) (*env, error) {
 		return nil, err
 	}
 	api.cred = cred
+	api.pinned = e.trust.fingerprint
 	e.api = api
 	return e, nil
 }

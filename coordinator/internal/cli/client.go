@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/quic-go/quic-go"
 )
 
@@ -32,6 +33,9 @@ type client struct {
 	// check is the command that shows whether a change took effect, for
 	// a request whose answer a lost connection took away.
 	check string
+	// pinned is the CA fingerprint the client trusts the server by, if
+	// any, to name it when the server's CA is another.
+	pinned string
 }
 
 // credential is the kind of bearer token a client sends. An admin who
@@ -246,10 +250,26 @@ func (c *client) transportError(req *http.Request, err error) error {
 		return fmt.Errorf("cannot reach the coordinator at %s: connection refused; is it running there? Check --server or OUTPOST_SERVER", c.server)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("cannot reach the coordinator at %s: cannot resolve %q; check --server or OUTPOST_SERVER", c.server, dnsErr.Name)
+	case isUntrusted(err) && strings.Contains(err.Error(), tlsutil.ErrWrongCA.Error()):
+		// A fingerprint was given, so the advice to give one would miss:
+		// it is the wrong one, or the server is another coordinator.
+		fp := "the pinned fingerprint"
+		if c.pinned != "" {
+			fp = c.pinned
+		}
+		return fmt.Errorf("the coordinator at %s presented a certificate the CLI does not trust: its CA is not the one %s names "+
+			"(from --ca-fingerprint, OUTPOST_CA_FINGERPRINT, or outpost login for this server); compare it with the coordinator's <data-dir>/ca.fingerprint, "+
+			"and check that --server names that coordinator", c.server, fp)
 	case isUntrusted(err):
 		return fmt.Errorf("the coordinator at %s presented a certificate the CLI does not trust (%v): %s", c.server, err, trustHint)
 	case errors.As(err, &opErr) && opErr.Op == "dial":
 		return fmt.Errorf("cannot reach the coordinator at %s: %v; check --server or OUTPOST_SERVER", c.server, opErr.Err)
+	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		// net/http's error for it is not exported. The plain port is the
+		// coordinator's loopback one (http_addr), so the URL with http://
+		// is the likely fix.
+		return fmt.Errorf("%s speaks plain HTTP: write --server as http://%s (or use the coordinator's HTTPS address, https_addr)",
+			c.server, strings.TrimPrefix(c.server, "https://"))
 	case connectionLost(err):
 		return fmt.Errorf("the connection to the coordinator at %s was lost during %s %s%s: %s",
 			c.server, req.Method, req.URL.Path, lostCause(err), c.afterLoss(req))

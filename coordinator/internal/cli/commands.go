@@ -7,6 +7,9 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/outposthq/outpost/pkg/didyoumean"
 )
 
 // runFunc does a command's work once flags and arguments are parsed.
@@ -82,28 +85,38 @@ func init() {
 
 // checkWith names, for the commands whose list does not show their effect
 // or needs an argument, the command that shows it; %s is the first
-// argument.
+// argument, and {office} and {host} are those flags as given (nothing when
+// not given), since perm show and token list need them.
 var checkWith = map[string]string{
 	"office edit":         "outpost office show %s",
 	"office add-computer": "outpost office computers %s",
 	"office rm-computer":  "outpost office computers %s",
 	"agent move":          "outpost agent show %s",
 	"agent label":         "outpost agent show %s",
-	"installer build":     "outpost token list",
+	"installer build":     "outpost token list {office}",
 	"patch approve":       "outpost patch approvals",
 	"patch revoke":        "outpost patch approvals",
 	"patch rm":            "outpost patch list",
 	"patch rule":          "outpost patch rules",
 	"patch evaluate":      "outpost patch approvals",
-	"perm set":            "outpost perm show",
-	"perm add":            "outpost perm show",
-	"perm remove":         "outpost perm show",
+	"perm set":            "outpost perm show {office}{host}",
+	"perm add":            "outpost perm show {office}{host}",
+	"perm remove":         "outpost perm show {office}{host}",
 }
 
 // checkWith is the command that shows whether a change that c made with
-// the arguments args took effect: its own, else its group's list, else "".
-func (c *command) checkWith(args []string) string {
+// the arguments args and the flags of fs took effect: its own, else its
+// group's list, else "".
+func (c *command) checkWith(args []string, fs *flag.FlagSet) string {
 	if t, ok := checkWith[c.name]; ok {
+		for _, name := range []string{"office", "host"} {
+			v := ""
+			if f := fs.Lookup(name); f != nil && f.Value.String() != "" {
+				v = " --" + name + " " + shellQuote([]string{f.Value.String()})
+			}
+			t = strings.Replace(t, " {"+name+"}", v, 1)
+			t = strings.Replace(t, "{"+name+"}", v, 1)
+		}
 		if strings.Contains(t, "%s") {
 			if len(args) == 0 {
 				return ""
@@ -162,10 +175,15 @@ func topWords() []string {
 
 func (c *command) usageLine() string {
 	s := c.name
+	if c.passesCommand && c.hasFlags() {
+		// After -- everything is the host's command: outpost's flags
+		// go before it.
+		s += " [flags]"
+	}
 	if c.args != "" {
 		s += " " + c.args
 	}
-	if c.hasFlags() {
+	if !c.passesCommand && c.hasFlags() {
 		s += " [flags]"
 	}
 	return s
@@ -195,7 +213,8 @@ const globalFlagsHelp = `Global flags (before or after the command):
   --token TOKEN      the admin token (env OUTPOST_TOKEN); a flag shows up in
                      the process list, so prefer the variable or a file
   --token-file PATH  read the admin token from a file, such as the
-                     coordinator's <data-dir>/admin.token (env OUTPOST_TOKEN_FILE)
+                     coordinator's <data-dir>/admin.token
+                     (env OUTPOST_TOKEN_FILE)
   --ca-fingerprint FP  for an https:// server: trust the coordinator's own CA
                      by its fingerprint (env OUTPOST_CA_FINGERPRINT; its
                      <data-dir>/ca.fingerprint); outpost login keeps it
@@ -214,17 +233,33 @@ Usage:
 
 Commands:
 `)
-	tw := newTable(w)
+	type entry struct{ name, text string }
+	var entries []entry
 	for _, g := range groups {
-		fmt.Fprintf(tw, "  %s %s\t%s\n", g.name, strings.Join(g.words(), "|"), g.summary)
+		entries = append(entries, entry{g.name, g.summary + " (" + strings.Join(g.words(), ", ") + ")"})
 	}
 	for _, c := range commands {
 		if !strings.Contains(c.name, " ") {
-			fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+			entries = append(entries, entry{c.name, c.summary})
 		}
 	}
-	fmt.Fprintf(tw, "  help [COMMAND]\tshow a command's flags and examples\n")
-	tw.Flush()
+	entries = append(entries, entry{"help [COMMAND]", "show a command's flags and examples"})
+	col := 0
+	for _, e := range entries {
+		col = max(col, len(e.name))
+	}
+	col += 4 // two spaces before, two after
+	// Wrapped to fit 80 columns, as a terminal of that width would
+	// otherwise break every line in the middle of the next column.
+	for _, e := range entries {
+		for i, l := range wrapWords(e.text, 80-col) {
+			name := ""
+			if i == 0 {
+				name = e.name
+			}
+			fmt.Fprintf(w, "  %-*s%s\n", col-2, name, l)
+		}
+	}
 	fmt.Fprintf(w, "\n%s\nExit codes: 0 ok, 1 error, 2 usage.\nRun 'outpost help COMMAND' for a command's flags and examples.\n", globalFlagsHelp)
 }
 
@@ -316,11 +351,11 @@ func (a *app) help(args []string) int {
 	case findGroup(args[0]) != nil:
 		// "help office nosuch": the office commands are what was meant.
 		g := findGroup(args[0])
-		fmt.Fprintf(a.stderr, "outpost: help: unknown command %q; %s commands: %s\n", name, g.name, strings.Join(g.words(), ", "))
+		fmt.Fprintf(a.stderr, "outpost: help: unknown command %q%s; %s commands: %s\n", name, didyoumean.Hint(strings.Join(args[1:], " "), g.words()), g.name, strings.Join(g.words(), ", "))
 		a.printGroupUsage(a.stderr, g)
 		return exitUsage
 	}
-	fmt.Fprintf(a.stderr, "outpost: help: unknown command %q; commands: %s\n", name, strings.Join(topWords(), ", "))
+	fmt.Fprintf(a.stderr, "outpost: help: unknown command %q%s; commands: %s\n", name, didyoumean.Hint(name, topWords()), strings.Join(topWords(), ", "))
 	return exitUsage
 }
 
@@ -341,4 +376,23 @@ func versionCommand() *command {
 			}
 		},
 	}
+}
+
+// wrapWords breaks s into lines of at most width columns at spaces; a word
+// longer than width has a line of its own.
+func wrapWords(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case utf8.RuneCountInString(line)+1+utf8.RuneCountInString(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	return append(lines, line)
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/outposthq/outpost/pkg/didyoumean"
 )
 
 // globals are the flags every command accepts, before or after its name.
@@ -126,6 +128,28 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+}
+
+// flagUsageError is the usage error for err, from parsing fs; a flag fs
+// does not define is followed by the one of fs it is nearest, when one is
+// near: "-mod (did you mean --mode?)". One or two letters are near too
+// much to guess from.
+func flagUsageError(fs *flag.FlagSet, err error) error {
+	bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok || len(bad) < 3 {
+		return usagef("%v", err)
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	w, ok := didyoumean.Closest(bad, names)
+	if !ok {
+		return usagef("%v", err)
+	}
+	dashes := "--"
+	if len(w) == 1 {
+		dashes = "-" // -t, as the help writes it
+	}
+	return usagef("%v (did you mean %s%s?)", err, dashes, w)
 }
 
 // commandFlagHint explains a flag that cmd does not know but that follows

@@ -4,9 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/outposthq/outpost/coordinator/internal/installer"
@@ -153,10 +156,28 @@ Examples:
 					if len(res.Plugins) == 0 {
 						fmt.Fprintf(e.stderr, "warning: no outpost-plugin-* binaries in %s: the agents will enrol but cannot apply policy items\n", *bin)
 					}
+					warnLoopback(e, v.Coordinator)
 					_, err = fmt.Fprintf(e.stdout, "install on a computer of the office: sudo apt install ./%s  (or: sudo sh install.sh)\n", filepath.Base(res.Deb))
 					return err
 				}
 			},
 		},
 	}
+}
+
+// warnLoopback tells the admin when the address an installer carries
+// reaches only the coordinator's own machine: a coordinator bound to
+// loopback gives that as its public address, and the computers of an
+// office would never enrol.
+func warnLoopback(e *env, coordinator string) {
+	host, _, err := net.SplitHostPort(coordinator)
+	if err != nil {
+		return
+	}
+	ip, _ := netip.ParseAddr(host)
+	if !ip.IsLoopback() && !strings.EqualFold(host, "localhost") {
+		return
+	}
+	fmt.Fprintf(e.stderr, "warning: the coordinator's public address %s is a loopback address: only its own machine can enrol with this installer; "+
+		"set public_address in the coordinator's configuration (OUTPOST_COORDINATOR_PUBLIC_ADDRESS) to the host:port computers reach it at, and build the installer again\n", coordinator)
 }

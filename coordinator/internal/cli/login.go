@@ -300,6 +300,7 @@ Examples:
 						return err
 					}
 					api.cred = credential{kind: credSignIn}
+					api.pinned = e.trust.fingerprint
 					raw, err := api.send(ctx, http.MethodPost, "/v1/login", map[string]string{"user": user, "password": pw})
 					if err != nil {
 						var ae *apiError

@@ -164,6 +164,9 @@ Examples:
 					}
 					return printUserPerms(e, raw)
 				}
+				if *office == "" && *host == "" {
+					return usagef("give --office NAME, --host ID or --user NAME")
+				}
 				path, err := permPath(*office, *host)
 				if err != nil {
 					return err

@@ -94,8 +94,9 @@ func TestAgentSearchMove(t *testing.T) {
 			name: "search in an unknown office",
 			args: []string{"agent", "search", "--office", "paris", "--state", "online"},
 			api: []exchange{{method: "GET", target: "/v1/offices/paris", status: 404,
-				answer: `{"error":"office paris: not found"}`}},
-			want: want{code: 1, stderr: "outpost: agent search: office paris: not found\n"},
+				answer: `{"error":"office paris: not found"}`},
+				{method: "GET", target: "/v1/offices", answer: `{"offices":[{"name":"berlin"}]}`}},
+			want: want{code: 1, stderr: "outpost: agent search: office paris: not found; see outpost office list\n"},
 		},
 		{
 			name: "move",
