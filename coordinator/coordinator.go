@@ -384,6 +384,11 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	rules := make(chan struct{})
 	go func() { defer close(rules); _ = h.RunRules(ctx, time.Hour) }()
 	defer func() { <-rules }()
+	// The console ends sessions as they expire, and all of them when ctx
+	// ends, each with its sign-in at the API: before the store closes.
+	sessions := make(chan struct{})
+	go func() { defer close(sessions); _ = ui.Run(ctx) }()
+	defer func() { <-sessions }()
 	if c.cfg.Backups.Dir != "" {
 		backups := make(chan struct{})
 		go func() { defer close(backups); c.runBackups(ctx, h) }()

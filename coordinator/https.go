@@ -13,6 +13,17 @@ import (
 	"github.com/outposthq/outpost/pkg/tlsutil"
 )
 
+// The admin servers have no read timeout, for uploads that stream for
+// hours: the API and the console bound each request's body themselves
+// (a whole body within a minute, an upload's reads within a minute each).
+// What comes before a handler runs is bounded here: a request's head,
+// and a TLS handshake, within readHeaderTimeout; a kept-alive connection
+// with no request is closed after idleTimeout. Variables for tests.
+var (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
 // adminServer is one listener of the admin API: plain HTTP or HTTPS.
 type adminServer struct {
 	srv   *http.Server
@@ -45,7 +56,7 @@ func (c *Coordinator) listenAdmin(h http.Handler, authority *ca.CA) ([]adminServ
 		return nil, err
 	}
 	newServer := func() *http.Server {
-		return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	}
 	if c.cfg.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", c.cfg.HTTPAddr)

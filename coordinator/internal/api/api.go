@@ -95,6 +95,12 @@ type Deps struct {
 	// whole, and Version the coordinator's, which they record.
 	DataDir string
 	Version string
+	// BodyWait bounds how long a request body other than an upload's may
+	// take to arrive whole (default a minute); UploadIdle how long an
+	// artifact upload may bring no byte (default a minute), however long
+	// it takes in all.
+	BodyWait   time.Duration
+	UploadIdle time.Duration
 }
 
 // API is the HTTP handler.
@@ -115,11 +121,14 @@ type API struct {
 
 const maxJSONBody = 1 << 20
 
-// jsonBodyWait is how long a JSON request body may take to arrive.
-var jsonBodyWait = time.Minute
-
 // New builds the handler.
 func New(d Deps, reg prometheus.Registerer) (*API, error) {
+	if d.BodyWait == 0 {
+		d.BodyWait = defaultBodyWait
+	}
+	if d.UploadIdle == 0 {
+		d.UploadIdle = defaultUploadIdle
+	}
 	a := &API{d: d, log: d.Logger.With("component", "api"), mux: http.NewServeMux(),
 		req: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_coordinator_http_requests_total", Help: "Admin API requests by route and status code."},
@@ -177,7 +186,19 @@ func New(d Deps, reg prometheus.Registerer) (*API, error) {
 	return a, nil
 }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API. A request's body must arrive whole within
+// BodyWait (an upload's within its idle limit instead, uploadArtifact):
+// also one that no handler reads, as that of a request refused before
+// anything was read, since net/http reads what a handler left (up to 256
+// KiB) before it answers. net/http clears the deadline once the body is
+// read to its end, when it starts watching for the client going away.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if hasBody(r) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(a.d.BodyWait))
+		r.Body = &deadlineBody{ReadCloser: r.Body, wait: a.d.BodyWait}
+	}
+	a.mux.ServeHTTP(w, r)
+}
 
 // statusError carries the status an error is answered with.
 type statusError struct {
@@ -281,17 +302,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	// A JSON body is small: one sent a byte at a time (sign-in needs no
-	// credential) must not hold its connection for ever. The server has
-	// no read timeout of its own, for the uploads that stream gigabytes;
-	// net/http clears this deadline once the body is read whole, when it
-	// starts watching for the client going away.
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(jsonBodyWait))
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var se *statusError
+		if errors.As(err, &mbe) || errors.As(err, &se) {
 			return err
 		}
 		return httpError(http.StatusBadRequest, "request body is not valid JSON for this call: %v", err)
@@ -1050,7 +1066,16 @@ func (a *API) uploadArtifact(w http.ResponseWriter, r *http.Request) error {
 	// Chunk hashes are taken on the way, like the whole hash: the bytes
 	// are never held here.
 	chunks := wire.NewChunkHasher(wire.DefaultChunkSize)
-	sha, n, err := a.d.Files.Upload(r.Context(), io.TeeReader(r.Body, chunks), r.ContentLength)
+	body := newUploadBody(w, r.Body, a.d.UploadIdle)
+	body.start()
+	defer body.finish(a.d.BodyWait)
+	sha, n, err := a.d.Files.Upload(r.Context(), io.TeeReader(body, chunks), r.ContentLength)
+	if failed := body.failure(); failed != nil {
+		// The client's doing (gone, cut short, stalled), whatever the file
+		// server made of it; bytes stored all the same are named by nothing.
+		a.log.Info("artifact upload failed on the client's side", "name", name, "err", failed)
+		return failed
+	}
 	if err != nil {
 		var tl *artifacts.TooLargeError
 		if errors.As(err, &tl) {

@@ -128,11 +128,10 @@ func TestBodyWithDataAfterTheJSONIsRefused(t *testing.T) {
 
 // A JSON body that arrives a byte at a time, or never (sign-in needs no
 // credential), does not hold its connection for ever: the request ends
-// once the body has taken longer than jsonBodyWait.
+// once the body has taken longer than BodyWait.
 func TestASlowJSONBodyDoesNotHoldItsConnection(t *testing.T) {
-	defer func(was time.Duration) { jsonBodyWait = was }(jsonBodyWait)
-	jsonBodyWait = 300 * time.Millisecond
 	srv, _, _ := newAPI(t)
+	apiOf(t, srv).d.BodyWait = 300 * time.Millisecond
 	c, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)

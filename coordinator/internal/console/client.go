@@ -32,7 +32,20 @@ var errSignedOut = errors.New("your session has ended: sign in again")
 type stream struct {
 	r    io.Reader
 	size int64 // -1 when unknown
+	// conn sets the read deadline of the browser's connection the bytes
+	// come on: the API keeps its upload's idle limit there.
+	conn *http.ResponseController
 }
+
+// connRecorder records the API's answer to a streamed request, and lets
+// its http.ResponseController reach the browser's connection for read
+// deadlines.
+type connRecorder struct {
+	*httptest.ResponseRecorder
+	conn *http.ResponseController
+}
+
+func (c connRecorder) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
 
 // call sends one request to the API handler in-process and decodes its
 // JSON answer into out. The API does every check — role, validation,
@@ -70,7 +83,11 @@ func (c *Console) call(ctx context.Context, remote, token, method, path string, 
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	rec := httptest.NewRecorder()
-	c.api.ServeHTTP(rec, req)
+	var w http.ResponseWriter = rec
+	if s, ok := body.(stream); ok && s.conn != nil {
+		w = connRecorder{rec, s.conn}
+	}
+	c.api.ServeHTTP(w, req)
 	res := rec.Result()
 	b, _ := io.ReadAll(res.Body)
 	if res.StatusCode >= 300 {
@@ -112,8 +129,11 @@ func (c *Console) token(r *http.Request, s *session) (string, error) {
 	s.refreshing.Lock()
 	defer s.refreshing.Unlock()
 	s.mu.Lock()
-	access, refresh, expires, user := s.access, s.refresh, s.expires, s.user
+	access, refresh, expires, user, ended := s.access, s.refresh, s.expires, s.user, s.ended
 	s.mu.Unlock()
+	if ended {
+		return "", errSignedOut
+	}
 	if refresh == "" || expires.IsZero() || c.now().Add(refreshAhead).Before(expires) {
 		return access, nil
 	}

@@ -12,6 +12,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -40,14 +42,23 @@ type Config struct {
 	MaxAge      time.Duration
 	// Now is the clock; tests move it.
 	Now func() time.Time
+	// BodyWait bounds how long a form's body may take to arrive whole
+	// (default a minute). An upload's file streams instead, under the
+	// API's idle limit.
+	BodyWait time.Duration
+	// SweepEvery is how often Run ends the sessions that expired
+	// (default a minute).
+	SweepEvery time.Duration
 }
 
 // Console is the web console's http.Handler, to be mounted at /ui/.
 type Console struct {
-	api      http.Handler
-	log      *slog.Logger
-	now      func() time.Time
-	sessions *sessions
+	api        http.Handler
+	log        *slog.Logger
+	now        func() time.Time
+	bodyWait   time.Duration
+	sweepEvery time.Duration
+	sessions   *sessions
 	// tokenTries limits failed sign-ins with a pasted token per address.
 	tokenTries *failures
 	pages      map[string]*template.Template
@@ -68,10 +79,17 @@ func New(cfg Config, logger *slog.Logger) (*Console, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Console{api: cfg.API, log: logger.With("component", "console"), now: cfg.Now,
+	if cfg.BodyWait == 0 {
+		cfg.BodyWait = time.Minute
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = time.Minute
+	}
+	c := &Console{api: cfg.API, log: logger.With("component", "console"), now: cfg.Now, bodyWait: cfg.BodyWait, sweepEvery: cfg.SweepEvery,
 		sessions:   &sessions{idle: cfg.IdleTimeout, max: cfg.MaxAge, now: cfg.Now, byID: map[string]*session{}},
 		tokenTries: &failures{perMinute: 30, by: map[string][]time.Time{}},
 		pages:      map[string]*template.Template{}, mux: http.NewServeMux()}
+	c.sessions.ended = c.endSignIn
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -182,8 +200,33 @@ func (c *Console) routes() {
 	}))
 }
 
-// ServeHTTP serves the console with its security headers.
+// Run ends the sessions that expired every SweepEvery, and every session
+// when ctx ends (sessions live in memory: a stopped coordinator has none),
+// each with its sign-in at the API. It returns when ctx ends.
+func (c *Console) Run(ctx context.Context) error {
+	t := time.NewTicker(c.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			c.sessions.endAll("the coordinator stopped")
+			return nil
+		case <-t.C:
+			c.sessions.sweep()
+		}
+	}
+}
+
+// ServeHTTP serves the console with its security headers. A request's
+// body must arrive whole within BodyWait, one that no handler reads too
+// (net/http reads what a handler left, up to 256 KiB, before it answers):
+// the server has no read timeout, for uploads, whose file the API's idle
+// limit bounds instead. net/http clears the deadline once the body is read
+// to its end.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body != nil && r.Body != http.NoBody {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(c.bodyWait))
+	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
 		"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -221,8 +264,18 @@ func (c *Console) signedIn(h handler) http.Handler {
 			if !isUpload(r) {
 				r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 				var mbe *http.MaxBytesError
-				if err := r.ParseMultipartForm(maxForm); errors.As(err, &mbe) {
+				// ParseMultipartForm drops ParseForm's error (a URL-encoded
+				// form's read) for ErrNotMultipart: ask for it first.
+				err := r.ParseForm()
+				if err == nil {
+					err = r.ParseMultipartForm(maxForm)
+				}
+				if errors.As(err, &mbe) {
 					http.Error(w, fmt.Sprintf("refused: the form is larger than %d MiB", maxForm>>20), http.StatusRequestEntityTooLarge)
+					return
+				}
+				if timedOut(err) {
+					c.formTooSlow(w)
 					return
 				}
 			}
@@ -238,7 +291,7 @@ func (c *Console) signedIn(h handler) http.Handler {
 		switch {
 		case err == nil:
 		case errors.Is(err, errSignedOut):
-			c.sessions.drop(s.id)
+			c.sessions.end(s, "the API refused its credentials")
 			clearCookie(w, r, sessionCookie)
 			if r.Method == http.MethodGet {
 				http.Redirect(w, r, "/ui/login?ended=1", http.StatusSeeOther)
@@ -260,6 +313,16 @@ const maxForm = 10 << 20
 
 func isUpload(r *http.Request) bool {
 	return r.URL.Path == "/ui/artifacts"
+}
+
+// timedOut says whether err is a read that ran into its deadline.
+func timedOut(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// formTooSlow answers a form whose body did not arrive within BodyWait.
+func (c *Console) formTooSlow(w http.ResponseWriter) {
+	http.Error(w, fmt.Sprintf("the form did not arrive within %v: send it again", c.bodyWait), http.StatusRequestTimeout)
 }
 
 // pageData is what every template gets.

@@ -127,6 +127,14 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with a file server of the test's (nil: the
+// in-memory uploader) and changes to the API's and the console's
+// configuration.
+func newEnvWith(t *testing.T, fs api.FileServer, set ...func(*api.Deps, *Config)) *env {
+	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "db"))
 	if err != nil {
 		t.Fatal(err)
@@ -148,14 +156,23 @@ func newEnv(t *testing.T) *env {
 	}
 	_, priv, _ := ed25519.GenerateKey(nil)
 	files := &uploader{}
+	if fs == nil {
+		fs = files
+	}
 	caInfo := newTestCAInfo(t)
-	a, err := api.New(api.Deps{Store: st, Files: files, Signer: signer{priv}, Gatherer: reg, Logger: logging.Discard(),
-		AdminToken: adminToken, Auth: as, CA: caInfo}, reg)
+	ck := &clock{t: time.Now()}
+	deps := api.Deps{Store: st, Files: fs, Signer: signer{priv}, Gatherer: reg, Logger: logging.Discard(),
+		AdminToken: adminToken, Auth: as, CA: caInfo}
+	ccfg := Config{Now: ck.now}
+	for _, f := range set {
+		f(&deps, &ccfg)
+	}
+	a, err := api.New(deps, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := &clock{t: time.Now()}
-	c, err := New(Config{API: a, Now: ck.now}, logging.Discard())
+	ccfg.API = a
+	c, err := New(ccfg, logging.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 func atoi(s string) (int, bool) {
@@ -66,36 +68,55 @@ func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *sess
 		}
 		return c.render(w, r, s, status, "artifacts", "artifacts", "Artifacts", f, out.Artifacts)
 	}
+	// The form's fields before the file must arrive within BodyWait
+	// (ServeHTTP); the file then streams under the API's idle limit,
+	// which it keeps on this connection.
+	conn := http.NewResponseController(w)
 	var body stream
 	var name string
+	var file *partReader
 	if script {
 		if !tokenEqual(r.Header.Get("X-CSRF-Token"), s.csrf) {
 			http.Error(w, "refused: the page's security token is missing or stale; reload the page", http.StatusForbidden)
 			return nil
 		}
-		name, body = r.URL.Query().Get("name"), stream{r.Body, r.ContentLength}
+		name, body = r.URL.Query().Get("name"), stream{r.Body, r.ContentLength, conn}
 	} else {
 		mr, err := r.MultipartReader()
 		if err != nil {
 			return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
 		}
 		part, err := mr.NextPart()
+		if timedOut(err) {
+			c.formTooSlow(w)
+			return nil
+		}
 		if err != nil || part.FormName() != "csrf" {
 			http.Error(w, "refused: the form's security token is missing", http.StatusForbidden)
 			return nil
 		}
-		tok, _ := io.ReadAll(io.LimitReader(part, 256))
+		tok, err := io.ReadAll(io.LimitReader(part, 256))
+		if timedOut(err) {
+			c.formTooSlow(w)
+			return nil
+		}
 		if !tokenEqual(string(tok), s.csrf) {
 			http.Error(w, "refused: the form's security token is stale; reload the page and try again", http.StatusForbidden)
 			return nil
 		}
 		for {
 			part, err = mr.NextPart()
+			if timedOut(err) {
+				return fail(http.StatusRequestTimeout, "file", fmt.Sprintf("The form did not arrive within %v: send it again.", c.bodyWait))
+			}
 			if err != nil {
 				return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
 			}
 			if part.FormName() == "name" {
-				b, _ := io.ReadAll(io.LimitReader(part, 512))
+				b, err := io.ReadAll(io.LimitReader(part, 512))
+				if timedOut(err) {
+					return fail(http.StatusRequestTimeout, "file", fmt.Sprintf("The form did not arrive within %v: send it again.", c.bodyWait))
+				}
 				name = strings.TrimSpace(string(b))
 				continue
 			}
@@ -109,10 +130,18 @@ func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *sess
 		if part.FileName() == "" {
 			return fail(http.StatusBadRequest, "file", "Choose a file to upload.")
 		}
-		body = stream{part, -1}
+		file = &partReader{r: part}
+		body = stream{file, -1, conn}
 	}
 	var art artifact
 	err := c.do(r, s, "POST", "/v1/artifacts?name="+url.QueryEscape(name), body, &art)
+	if file != nil && file.ended {
+		// The rest of the form after the file (its closing boundary),
+		// which net/http reads before it answers, must come within
+		// BodyWait. (The API bounds what is left of a file it stopped
+		// reading, and a file that stalled is over already.)
+		_ = conn.SetReadDeadline(time.Now().Add(c.bodyWait))
+	}
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae) && ae.Status < 500 && ae.Status != http.StatusUnauthorized:
@@ -140,6 +169,19 @@ func (c *Console) uploadArtifact(w http.ResponseWriter, r *http.Request, s *sess
 		return json.NewEncoder(w).Encode(art)
 	}
 	return done(w, r, s, "/ui/artifacts", msg)
+}
+
+// partReader is a form's file part, saying whether it was read to its
+// end.
+type partReader struct {
+	r     io.Reader
+	ended bool
+}
+
+func (p *partReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.ended = p.ended || err == io.EOF
+	return n, err
 }
 
 // ---- policies

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -41,6 +42,10 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 // admin token, or an access token — checked with GET /v1/me.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
+		if timedOut(err) {
+			c.formTooSlow(w)
+			return
+		}
 		http.Error(w, "bad form", http.StatusBadRequest)
 		return
 	}
@@ -106,6 +111,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if t.Role == "" {
+		// The API signed the technician in: end that, as nothing uses it.
+		c.endAPISignIn(r.RemoteAddr, t.User, t.RefreshToken)
 		f.Top = "User " + t.User + " is a technician: the console is for admins, operators and read-only users."
 		c.showLogin(w, r, http.StatusForbidden, f)
 		return
@@ -114,7 +121,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if t.RefreshToken != "" {
 		expires = t.Expires
 	}
-	s := c.sessions.create(t.User, t.Role, t.AccessToken, t.RefreshToken, expires)
+	s := c.sessions.create(t.User, t.Role, t.AccessToken, t.RefreshToken, expires, r.RemoteAddr)
 	c.sessions.setCookie(w, r, s)
 	clearCookie(w, r, loginCookie)
 	c.log.Info("console sign-in", "user", t.User, "role", t.Role, "remote", r.RemoteAddr)
@@ -126,23 +133,43 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) error {
-	c.sessions.drop(s.id)
-	// End the sign-in at the API too, as outpost logout does: its refresh
-	// tokens are void and the audit log has the sign-out. The lock waits
-	// for a refresh under way, whose new token is the one to end.
-	s.refreshing.Lock()
-	s.mu.Lock()
-	refresh, user := s.refresh, s.user
-	s.mu.Unlock()
-	s.refreshing.Unlock()
-	if refresh != "" {
-		if err := c.call(r.Context(), r.RemoteAddr, "", "POST", "/v1/logout", map[string]string{"refresh_token": refresh}, nil); err != nil {
-			c.log.Info("end the API sign-in of a console session", "user", user, "err", err)
-		}
-	}
+	c.sessions.end(s, "signed out")
 	clearCookie(w, r, sessionCookie)
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 	return nil
+}
+
+// endSignIn ends a session's sign-in at the API, whatever ended the
+// session (sessions.ended): a session that times out, or whose browser
+// never comes back, leaves no refresh token behind that would still buy
+// access tokens for hours. The lock waits for a refresh under way, whose
+// new token is the one to end; none starts after (token refuses an ended
+// session).
+func (c *Console) endSignIn(s *session, why string) {
+	s.refreshing.Lock()
+	s.mu.Lock()
+	refresh, user, remote, already := s.refresh, s.user, s.remote, s.ended
+	s.refresh, s.ended = "", true
+	s.mu.Unlock()
+	s.refreshing.Unlock()
+	if already {
+		return
+	}
+	c.log.Info("console session ended", "user", user, "why", why)
+	c.endAPISignIn(remote, user, refresh)
+}
+
+// endAPISignIn ends the sign-in a refresh token belongs to, as outpost
+// logout does: its refresh tokens are void and the audit log has the
+// sign-out. A pasted token has no refresh token, and nothing to end.
+func (c *Console) endAPISignIn(remote, user, refresh string) {
+	if refresh == "" {
+		return
+	}
+	// In-process and quick; not cut short by the request that ends it.
+	if err := c.call(context.Background(), remote, "", "POST", "/v1/logout", map[string]string{"refresh_token": refresh}, nil); err != nil {
+		c.log.Info("end the API sign-in of a console session", "user", user, "err", err)
+	}
 }
 
 func remoteHost(r *http.Request) string {

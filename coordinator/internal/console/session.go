@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 )
@@ -31,12 +34,16 @@ type session struct {
 
 	mu      sync.Mutex // guards the fields below
 	seen    time.Time
+	remote  string // the browser's address when last seen
 	user    string
 	role    string
 	access  string    // bearer token for the API
 	refresh string    // empty for a pasted token, which is not refreshed
 	expires time.Time // of access; zero when it does not expire
 	flash   string    // one message shown on the next page
+	// ended: the session is over and its sign-in at the API ended (or
+	// being ended); its tokens are not to be used any more.
+	ended bool
 }
 
 func (s *session) takeFlash() string {
@@ -58,6 +65,10 @@ func (s *session) setFlash(msg string) {
 type sessions struct {
 	idle, max time.Duration
 	now       func() time.Time
+	// ended is told of every session taken out, however it ended (a
+	// sign-out, a timeout, credentials refused, the coordinator
+	// stopping), outside mu: it ends the session's sign-in at the API.
+	ended func(s *session, why string)
 
 	mu   sync.Mutex
 	byID map[string]*session
@@ -71,26 +82,50 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-func (ss *sessions) create(user, role, access, refresh string, expires time.Time) *session {
+func (ss *sessions) create(user, role, access, refresh string, expires time.Time, remote string) *session {
 	now := ss.now()
-	s := &session{id: randomID(), csrf: randomID(), created: now, seen: now,
+	s := &session{id: randomID(), csrf: randomID(), created: now, seen: now, remote: remote,
 		user: user, role: role, access: access, refresh: refresh, expires: expires}
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	for id, o := range ss.byID {
-		if ss.expired(o, now) {
-			delete(ss.byID, id)
-		}
-	}
 	ss.byID[s.id] = s
+	ss.mu.Unlock()
+	ss.sweep()
 	return s
 }
 
-func (ss *sessions) expired(s *session, now time.Time) bool {
+// expired says why a session is over by its age; "" while it is not.
+func (ss *sessions) expired(s *session, now time.Time) string {
 	s.mu.Lock()
 	seen := s.seen
 	s.mu.Unlock()
-	return now.Sub(seen) > ss.idle || now.Sub(s.created) > ss.max
+	switch {
+	case now.Sub(s.created) > ss.max:
+		return fmt.Sprintf("%v after sign-in", ss.max)
+	case now.Sub(seen) > ss.idle:
+		return fmt.Sprintf("idle for %v", ss.idle)
+	}
+	return ""
+}
+
+// sweep ends the sessions that expired.
+func (ss *sessions) sweep() {
+	now := ss.now()
+	type gone struct {
+		s   *session
+		why string
+	}
+	var out []gone
+	ss.mu.Lock()
+	for id, s := range ss.byID {
+		if why := ss.expired(s, now); why != "" {
+			delete(ss.byID, id)
+			out = append(out, gone{s, why})
+		}
+	}
+	ss.mu.Unlock()
+	for _, g := range out {
+		ss.ended(g.s, g.why)
+	}
 }
 
 // get returns the live session named by the request's cookie and marks it
@@ -107,20 +142,33 @@ func (ss *sessions) get(r *http.Request) *session {
 		return nil
 	}
 	now := ss.now()
-	if ss.expired(s, now) {
-		ss.drop(s.id)
+	if why := ss.expired(s, now); why != "" {
+		ss.end(s, why)
 		return nil
 	}
 	s.mu.Lock()
-	s.seen = now
+	s.seen, s.remote = now, r.RemoteAddr
 	s.mu.Unlock()
 	return s
 }
 
-func (ss *sessions) drop(id string) {
+// end takes a session out and ends it.
+func (ss *sessions) end(s *session, why string) {
 	ss.mu.Lock()
-	delete(ss.byID, id)
+	delete(ss.byID, s.id)
 	ss.mu.Unlock()
+	ss.ended(s, why)
+}
+
+// endAll ends every session.
+func (ss *sessions) endAll(why string) {
+	ss.mu.Lock()
+	all := slices.Collect(maps.Values(ss.byID))
+	clear(ss.byID)
+	ss.mu.Unlock()
+	for _, s := range all {
+		ss.ended(s, why)
+	}
 }
 
 func (ss *sessions) setCookie(w http.ResponseWriter, r *http.Request, s *session) {
