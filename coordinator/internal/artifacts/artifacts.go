@@ -42,6 +42,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/lifecycle"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -120,7 +121,20 @@ type Store struct {
 	// old. Two uploads of the same bytes copy to the same key.
 	mu      sync.Mutex
 	running map[string]int
+
+	// uploads bounds the part buffers of the uploads in progress.
+	uploads *semaphore.Weighted
 }
+
+// uploadBudget is what the part buffers of the uploads in progress may
+// hold together: eight uploads at the default part size. A part size
+// larger than that (for a max_size of terabytes) lets one at a time.
+const uploadBudget = 8 * defaultPartSize
+
+func newUploadSlots(n int64) *semaphore.Weighted { return semaphore.NewWeighted(n) }
+
+// errCutShort is a body that ended before its end.
+var errCutShort = errors.New("the body was cut short before its end")
 
 // New returns a Store for cfg. Zero Bucket and MaxSize take their defaults.
 // It contacts nothing; see EnsureBucket.
@@ -154,6 +168,7 @@ func New(cfg Config, logger *slog.Logger) (*Store, error) {
 		partSize: partSize,
 		sts:      &http.Client{Transport: http.DefaultTransport, Timeout: time.Minute},
 		running:  map[string]int{},
+		uploads:  newUploadSlots(max(uploadBudget, int64(partSize))),
 	}, nil
 }
 
@@ -222,6 +237,16 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string
 	if size > s.cfg.MaxSize {
 		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
 	}
+	// minio-go holds a part in memory (one read whole when the size is
+	// known and smaller): uploads beyond the budget wait their turn.
+	need := int64(s.partSize)
+	if size >= 0 {
+		need = min(need, max(size, 1))
+	}
+	if err := s.uploads.Acquire(ctx, need); err != nil {
+		return "", 0, fmt.Errorf("upload artifact: waiting for a turn: %w", err)
+	}
+	defer s.uploads.Release(need)
 	tmp := tempKey()
 	done := s.begin(tmp)
 	// Whatever happens below, the temporary object goes. Removing a key that
@@ -244,6 +269,8 @@ func (s *Store) Upload(ctx context.Context, r io.Reader, size int64) (sha string
 	switch {
 	case hr.tooLarge:
 		return "", 0, &TooLargeError{Max: s.cfg.MaxSize}
+	case hr.cut:
+		return "", 0, fmt.Errorf("upload artifact: %w after %d bytes; send it again", errCutShort, hr.n)
 	case size >= 0 && hr.eof && hr.n < size:
 		return "", 0, fmt.Errorf("upload artifact: the body ended after %d of the %d bytes announced; send it again", hr.n, size)
 	case err != nil:
@@ -540,6 +567,7 @@ type hashingReader struct {
 	max      int64
 	tooLarge bool
 	eof      bool
+	cut      bool // the body ended before its end
 }
 
 func (hr *hashingReader) Read(p []byte) (int, error) {
@@ -547,6 +575,12 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 	hr.h.Write(p[:n])
 	hr.n += int64(n)
 	hr.eof = hr.eof || errors.Is(err, io.EOF)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		// minio-go would take it for the end of a stream of unknown
+		// length, and store what came.
+		hr.cut = true
+		return n, errCutShort
+	}
 	if hr.n > hr.max {
 		hr.tooLarge = true
 		return n, &TooLargeError{Max: hr.max}
