@@ -23,12 +23,17 @@ type Limits struct {
 	MaxEntries   int   // entries, directories (implied ones too) and symlinks included
 	MaxTotalSize int64 // sum of the sizes of the files
 	MaxPathLen   int   // bytes in an entry's path or a symlink's target
+	// MaxNameBytes bounds the paths of all entries (implied directories
+	// too) and the targets of all symlinks together: each is held in
+	// memory several times over and written to the manifest, which every
+	// later apply reads.
+	MaxNameBytes int64
 }
 
 // DefaultLimits are generous for software packages and small enough that a
 // hostile archive cannot fill a disk or exhaust the plugin's memory.
 func DefaultLimits() Limits {
-	return Limits{MaxEntries: 100_000, MaxTotalSize: 8 << 30, MaxPathLen: 4096}
+	return Limits{MaxEntries: 100_000, MaxTotalSize: 8 << 30, MaxPathLen: 4096, MaxNameBytes: 32 << 20}
 }
 
 const (
@@ -153,11 +158,12 @@ func ValidateArchive(r io.Reader, lim Limits) (*Plan, error) {
 }
 
 type validator struct {
-	lim     Limits
-	count   int
-	size    int64
-	entries map[string]*Entry
-	names   map[string]string // clean path → name in the archive, for messages
+	lim       Limits
+	count     int
+	nameBytes int64 // bytes of paths and symlink targets so far
+	size      int64
+	entries   map[string]*Entry
+	names     map[string]string // clean path → name in the archive, for messages
 }
 
 func (v *validator) add(hdr *tar.Header, r io.Reader) error {
@@ -167,6 +173,9 @@ func (v *validator) add(hdr *tar.Header, r io.Reader) error {
 	}
 	name, err := entryPath(hdr.Name, v.lim)
 	if err != nil {
+		return err
+	}
+	if err := v.addNames(int64(len(name) + len(hdr.Linkname))); err != nil {
 		return err
 	}
 	if hdr.Mode&(04000|02000) != 0 && hdr.Typeflag != tar.TypeDir {
@@ -221,6 +230,15 @@ func (v *validator) add(hdr *tar.Header, r io.Reader) error {
 	}
 	v.entries[name] = &e
 	v.names[name] = hdr.Name
+	return nil
+}
+
+// addNames counts n more bytes of names against MaxNameBytes.
+func (v *validator) addNames(n int64) error {
+	v.nameBytes += n
+	if v.nameBytes > v.lim.MaxNameBytes {
+		return refuse("", "expands to names of more than %s (paths and symlink targets, implied directories included)", formatSize(v.lim.MaxNameBytes))
+	}
 	return nil
 }
 
@@ -300,6 +318,9 @@ func (v *validator) finish() (*Plan, error) {
 				v.count++
 				if v.count > v.lim.MaxEntries {
 					return nil, refuse("", "has more than %d entries, counting the directories it implies", v.lim.MaxEntries)
+				}
+				if err := v.addNames(int64(len(dir))); err != nil {
+					return nil, err
 				}
 				v.entries[dir] = &Entry{Path: dir, Type: TypeDir, Mode: 0o755}
 				continue

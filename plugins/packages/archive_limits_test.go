@@ -57,7 +57,8 @@ func TestDpkgOutputTakesBoundedMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write("dpkg", "head -c 268435456 /dev/zero | tr '\\0' x\necho\necho 'dpkg: postinst failed' >&2\nexit 1\n")
+	write("dpkg", "case \" $* \" in *\" --field \"*) printf 'Package: hello\\nVersion: 2.0-1\\n'; exit 0;; esac\n"+
+		"head -c 268435456 /dev/zero | tr '\\0' x\necho\necho 'dpkg: postinst failed' >&2\nexit 1\n")
 	write("dpkg-query", "exit 1\n")
 	m := New(logging.Discard(), WithDpkgDir(dir))
 	item := pkgItem("hello", "2.0-1", "", wire.State_STATE_PRESENT, &wire.Artifact{Sha256: strings.Repeat("ab", 32), Name: "hello_2.0-1_amd64.deb"})
@@ -91,6 +92,7 @@ func TestDirectoriesAnArchiveImpliesCountAsEntries(t *testing.T) {
 	}
 	data := targz(t, entries...)
 	lim := DefaultLimits()
+	lim.MaxNameBytes = 1 << 40 // what their names add up to is another limit
 	plan, err := ValidateArchive(bytes.NewReader(data), lim)
 	if err == nil {
 		t.Fatalf("a %d-byte archive of %d files was accepted with %d entries; want it refused for more than %d", len(data), len(entries), len(plan.Entries), lim.MaxEntries)

@@ -70,7 +70,7 @@ func TestValidateArchiveAccepts(t *testing.T) {
 	}
 }
 
-var fuzzLimits = Limits{MaxEntries: 64, MaxTotalSize: 1 << 20, MaxPathLen: 256}
+var fuzzLimits = Limits{MaxEntries: 64, MaxTotalSize: 1 << 20, MaxPathLen: 256, MaxNameBytes: 8 << 10}
 
 func fuzzSeeds(f *testing.F) {
 	seeds := [][]ent{

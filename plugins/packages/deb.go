@@ -2,6 +2,7 @@ package packages
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/pkg/wire"
+	"github.com/outposthq/outpost/plugins"
 	"github.com/outposthq/outpost/plugins/proto"
 )
 
@@ -44,7 +46,15 @@ func (m *Manager) dpkg(ctx context.Context, name string, args ...string) (string
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Env = append(cmd.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	// A maintainer script may start a process that keeps dpkg's output
+	// open (a service started with "daemon &"): what it says once dpkg
+	// has exited is not waited for beyond outputWait, and dpkg's exit
+	// status decides.
+	cmd.WaitDelay = outputWait
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // only returned when dpkg itself succeeded
+	}
 	said := out.String()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -53,6 +63,28 @@ func (m *Manager) dpkg(ctx context.Context, name string, args ...string) (string
 		return said, fmt.Errorf("%s %s failed (%v): %s", filepath.Base(name), strings.Join(args, " "), err, said)
 	}
 	return said, nil
+}
+
+// debFields returns the package name and version a .deb's control file
+// gives, through dpkg's front end to dpkg-deb.
+func (m *Manager) debFields(ctx context.Context, path string) (pkg, version string, err error) {
+	out, err := m.dpkg(ctx, "dpkg", "--field", path, "Package", "Version")
+	if err != nil {
+		return "", "", fmt.Errorf("read the control fields of the .deb: %w", err)
+	}
+	for line := range strings.Lines(out) {
+		k, v, _ := strings.Cut(line, ":")
+		switch k {
+		case "Package":
+			pkg = strings.TrimSpace(v)
+		case "Version":
+			version = strings.TrimSpace(v)
+		}
+	}
+	if pkg == "" || version == "" {
+		return "", "", fmt.Errorf("the .deb names no package or version in its control file (dpkg --field said %q)", out)
+	}
+	return pkg, version, nil
 }
 
 // debVersion returns the installed version of a Debian package, or "".
@@ -111,6 +143,16 @@ func (m *Manager) applyDeb(ctx context.Context, root string, s spec, artifactPat
 	}
 	if artifactPath == "" {
 		return nil, fmt.Errorf("no artifact_path given; the agent must fetch the .deb before installing")
+	}
+	// dpkg installs whatever the .deb holds, a downgrade or another
+	// package included: what it holds is checked before it runs.
+	pkg, version, err := m.debFields(ctx, artifactPath)
+	if err != nil {
+		return nil, fmt.Errorf("install %s %s: %w", s.name, s.version, err)
+	}
+	if pkg != s.name || version != s.version {
+		return nil, plugins.Refusal(fmt.Sprintf("install %s %s: the .deb holds %s %s, not %s %s; nothing was installed (name the .deb of that version in the policy)",
+			s.name, s.version, pkg, version, s.name, s.version))
 	}
 	if _, err := m.dpkg(ctx, "dpkg", "--force-confdef", "--force-confold", "--install", artifactPath); err != nil {
 		return nil, fmt.Errorf("install %s %s: %w", s.name, s.version, err)

@@ -17,3 +17,20 @@ func isolateHook(cmd *exec.Cmd) {
 	hookDiesWithPlugin(cmd.SysProcAttr)
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
+
+// waitHook waits for a started hook to exit and kills what it left running
+// in its process group: a process started with "&" would otherwise run on,
+// as root, for ever, and one more at each retry. Where the system lets the
+// plugin see the hook exit before reaping it (see hookExited), the group
+// is killed while the hook, a zombie, still holds its number, so that no
+// new process can have taken it.
+func waitHook(cmd *exec.Cmd) error {
+	pid := cmd.Process.Pid
+	if hookExited(pid) {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		return cmd.Wait()
+	}
+	err := cmd.Wait()
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	return err
+}

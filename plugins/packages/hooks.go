@@ -22,14 +22,21 @@ import (
 )
 
 // Hooks a package may carry, as files at these paths inside its archive
-// (relative to the prefix). pre-install runs from a verified temporary copy
-// before anything is written, and a failure leaves the disk as it was;
-// post-install runs from the installed copy once the package is in place,
-// and until it succeeds the package is reported not compliant and the
-// hook is tried again at the next apply. Both run with the root as their
+// (relative to the prefix). pre-install runs before anything is written,
+// and a failure leaves the disk as it was; post-install runs once the
+// package is in place, and until it succeeds the package is reported not
+// compliant and the hook is tried again at the next apply. Each runs, with
+// /bin/sh, from a private copy checked against the hash the archive (or,
+// for post-install, the manifest) has for it, never from a path others may
+// be able to write: post-install sees its installed path as $0, and one
+// changed on disk since it was installed is not run (the package is
+// drifted, and the next apply repairs it). Both run with the root as their
 // working directory and OUTPOST_ROOT, OUTPOST_PREFIX (on disk),
 // OUTPOST_PACKAGE, OUTPOST_VERSION and OUTPOST_HOOK in their environment,
-// and are killed, with everything they started, at their time limit.
+// and are killed, with everything they started, at their time limit; what
+// a hook leaves running in its process group when it exits is killed then
+// (a service it starts must have left the group by then: systemctl,
+// start-stop-daemon --background), and its exit status decides.
 const (
 	HookPreInstall  = ".outpost/pre-install"
 	HookPostInstall = ".outpost/post-install"
@@ -55,6 +62,10 @@ func HookTimeoutFromEnv() time.Duration {
 
 // maxHookOutput is how much of a failed hook's output its error quotes.
 const maxHookOutput = 1024
+
+// outputWait is how long, once a hook or dpkg has exited, what it started
+// may still hold its output open before the plugin stops reading it.
+const outputWait = 2 * time.Second
 
 // extractHook copies hook name out of the archive into a temporary file,
 // checked against the hash the validated plan has for it. ok is false when
@@ -85,32 +96,81 @@ func extractHook(artifactPath string, plan *Plan, name string) (path string, ok 
 		if strings.TrimSuffix(strings.TrimPrefix(hdr.Name, "./"), "/") != name {
 			continue
 		}
-		tmp, err := os.CreateTemp("", "outpost-hook-*")
+		p, err := copyVerified(tr, e.Size, e.SHA256)
 		if err != nil {
-			return "", false, err
+			return "", false, fmt.Errorf("hook %s: %w", name, err)
 		}
-		h := sha256.New()
-		_, err = io.Copy(io.MultiWriter(tmp, h), io.LimitReader(tr, e.Size+1))
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil && hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
-			err = fmt.Errorf("hook %s changed between validation and extraction", name)
-		}
-		if err == nil {
-			err = os.Chmod(tmp.Name(), 0o700)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-			return "", false, err
-		}
-		return tmp.Name(), true, nil
+		return p, true, nil
 	}
 }
 
-// runHook runs one hook script and says, on failure, how it failed and
-// what it printed.
-func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script string) error {
+// copyInstalledHook copies the installed file name (prefix-relative) of
+// package mf into a private temporary file, checked against its manifest
+// entry f, for it to run from: the folder the hook is installed in may be
+// writable by others (a folder the archive makes 0777, a prefix a service
+// account owns), who could otherwise put a script of their own there for
+// root to run.
+func copyInstalledHook(root string, mf *Manifest, name string, f File) (string, error) {
+	pr, err := os.OpenRoot(filepath.Join(root, filepath.FromSlash(mf.prefixRel())))
+	if err != nil {
+		return "", err
+	}
+	defer pr.Close()
+	return copyHook(pr, name, f)
+}
+
+// copyHook copies the regular file name in pr to a private temporary file
+// if it is exactly f; the error says otherwise.
+func copyHook(pr *os.Root, name string, f File) (string, error) {
+	in, err := openRegular(pr, name)
+	if err != nil {
+		return "", fmt.Errorf("/%s is not the package's: %w", f.Path, err)
+	}
+	defer in.Close()
+	p, err := copyVerified(in, f.Size, f.SHA256)
+	switch {
+	case errors.Is(err, errNotAsChecked):
+		return "", fmt.Errorf("/%s is not the package's: %w", f.Path, err)
+	case err != nil:
+		return "", fmt.Errorf("copy /%s to run it: %w", f.Path, err)
+	}
+	return p, nil
+}
+
+// errNotAsChecked is what copyVerified says of content that is not what
+// was checked.
+var errNotAsChecked = errors.New("changed since it was checked")
+
+// copyVerified copies r into a new temporary file that only root may
+// read, write or run, and returns its path if what it copied was size
+// bytes with the SHA-256 sum.
+func copyVerified(r io.Reader, size int64, sum string) (string, error) {
+	tmp, err := os.CreateTemp("", "outpost-hook-*")
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, size+1))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && (n != size || hex.EncodeToString(h.Sum(nil)) != sum) {
+		err = fmt.Errorf("%w (%d bytes, sha256 %s; want %d bytes, sha256 %s)", errNotAsChecked, n, short(hex.EncodeToString(h.Sum(nil))), size, short(sum))
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o700)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
+}
+
+// runHook runs one hook from script, a private copy (see copyVerified),
+// and says, on failure, how it failed and what it printed. as, if not
+// empty, is the path the script is shown at ($0): where it is installed.
+func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script, as string) error {
 	timeout := m.hookTimeout
 	if timeout <= 0 {
 		timeout = DefaultHookTimeout
@@ -118,9 +178,14 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var cmd *exec.Cmd
-	if runtime.GOOS == "windows" {
+	switch {
+	case runtime.GOOS == "windows":
 		cmd = exec.CommandContext(hctx, script)
-	} else {
+	case as != "":
+		// The copy runs as if it were the installed file: a script that
+		// finds its files from $0 still does.
+		cmd = exec.CommandContext(hctx, "/bin/sh", "-c", ". "+shellQuote(script), as)
+	default:
 		cmd = exec.CommandContext(hctx, "/bin/sh", script)
 	}
 	cmd.Dir = root
@@ -131,9 +196,23 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 		"OUTPOST_VERSION="+s.version,
 		"OUTPOST_HOOK="+hook)
 	out := &tailBuffer{max: maxHookOutput}
-	cmd.Stdout, cmd.Stderr = out, out
+	// The hook writes to a pipe the plugin reads itself, so that waiting
+	// for the hook to exit is not waiting for everything that holds the
+	// pipe: what the hook left running is killed once it exits (see
+	// waitHook), and anything else still holding it is read for
+	// outputWait at most.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("%s hook of %s %s: %w", hook, s.name, s.version, err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
 	isolateHook(cmd)
-	cmd.WaitDelay = 2 * time.Second
+	cmd.WaitDelay = outputWait
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, _ = io.Copy(out, r)
+	}()
 	start := time.Now()
 	// The parent-death signal of the hook (Linux) is tied to the thread that
 	// forks it, not to the process: were that thread to exit (the runtime
@@ -141,8 +220,20 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 	// would be killed. Holding the thread locked from the fork to the reap
 	// keeps any other goroutine off it.
 	runtime.LockOSThread()
-	err := cmd.Run()
+	err = cmd.Start()
+	w.Close()
+	if err == nil {
+		err = waitHook(cmd)
+	}
 	runtime.UnlockOSThread()
+	t := time.NewTimer(outputWait)
+	select {
+	case <-copied:
+	case <-t.C:
+	}
+	t.Stop()
+	r.Close()
+	<-copied
 	if err == nil {
 		m.logger.Info("hook ran", "package", s.name, "hook", hook, "took", time.Since(start).Round(time.Millisecond))
 		return nil
@@ -158,6 +249,11 @@ func (m *Manager) runHook(ctx context.Context, root string, s spec, hook, script
 		return fmt.Errorf("%s hook of %s %s was interrupted: %w", hook, s.name, s.version, ctx.Err())
 	}
 	return fmt.Errorf("%s hook of %s %s failed (%v)%s", hook, s.name, s.version, err, said)
+}
+
+// shellQuote quotes s as one word for /bin/sh.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // tailBuffer keeps the last max bytes written to it: a hook may print for
@@ -220,7 +316,7 @@ func (m *Manager) preInstall(ctx context.Context, root string, s spec, artifactP
 		return err
 	}
 	defer os.Remove(script)
-	return m.runHook(ctx, root, s, "pre-install", script)
+	return m.runHook(ctx, root, s, "pre-install", script, "")
 }
 
 // postInstallMarker holds, while a package's post-install hook fails, why
@@ -262,7 +358,19 @@ func (m *Manager) postInstall(ctx context.Context, st store, s spec, mf *Manifes
 		}
 	}
 	rel := mf.prefixRel() + "/" + HookPostInstall
-	err := m.runHook(ctx, st.root, s, "post-install", filepath.Join(st.root, filepath.FromSlash(rel)))
+	var f File
+	for _, g := range mf.Files {
+		if g.Path == rel {
+			f = g
+		}
+	}
+	script, err := copyInstalledHook(st.root, mf, filepath.FromSlash(HookPostInstall), f)
+	if err != nil {
+		err = fmt.Errorf("post-install hook of %s %s was not run: %w (the next apply repairs the package)", s.name, s.version, err)
+	} else {
+		defer os.Remove(script)
+		err = m.runHook(ctx, st.root, s, "post-install", script, filepath.Join(st.root, filepath.FromSlash(rel)))
+	}
 	if err != nil {
 		if werr := fsutil.WriteFileAtomic(marker, []byte(err.Error()), 0o600); werr != nil {
 			m.logger.Error("record failed post-install hook", "package", s.name, "error", werr)

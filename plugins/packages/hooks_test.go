@@ -111,11 +111,13 @@ func TestDeb(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// dpkg --install FILE records 2.0-1 (only when told what to do
-		// with changed conffiles: nobody answers its question); --remove
-		// forgets; dpkg-query reads.
+		// dpkg --field says every .deb holds hello 2.0-1; dpkg --install
+		// FILE records 2.0-1 (only when told what to do with changed
+		// conffiles: nobody answers its question); --remove forgets;
+		// dpkg-query reads.
 		write("dpkg", `for a; do file=$a; done
 case " $* " in
+*" --field "*) printf 'Package: hello\nVersion: 2.0-1\n';;
 *" --install "*) case " $* " in *" --force-confdef --force-confold "*) ;; *) echo "dpkg: asks about conffiles" >&2; exit 2;; esac
 	case "$file" in *bad*) echo "dpkg: error processing archive $file" >&2; exit 1;; esac; echo 2.0-1 > `+db+`;;
 *" --remove "*) rm -f `+db+`;;

@@ -627,7 +627,7 @@ func writeFile(ctx context.Context, pr *os.Root, e Entry, r io.Reader) (err erro
 // syncDirs flushes the entries of the given directories (prefix-relative).
 func syncDirs(pr *os.Root, dirs map[string]bool) error {
 	for _, d := range sortedKeys(dirs) {
-		f, err := pr.Open(filepath.FromSlash(d))
+		f, err := pr.OpenFile(filepath.FromSlash(d), os.O_RDONLY|openDirOnly, 0)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -762,21 +762,45 @@ func sameFile(pr *os.Root, name string, f File) bool {
 	if !fi.Mode().IsRegular() || fi.Size() != f.Size {
 		return false
 	}
-	sum, err := hashIn(pr, name)
+	sum, err := hashIn(pr, name, f.Size)
 	return err == nil && sum == f.SHA256
 }
 
-func hashIn(pr *os.Root, name string) (string, error) {
-	r, err := pr.Open(name)
+// hashIn returns the SHA-256 of the regular file name, reading no more
+// than size+1 bytes of it: a file that grows meanwhile differs all the
+// same from the size bytes wanted, and is not read to its end.
+func hashIn(pr *os.Root, name string, size int64) (string, error) {
+	r, err := openRegular(pr, name)
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(r, size+1)); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// openRegular opens name for reading if it is a regular file. A package's
+// folder may be writable by others, so whatever was seen at name a moment
+// before is not trusted: a fifo put there does not block the open, and is
+// refused.
+func openRegular(pr *os.Root, name string) (*os.File, error) {
+	f, err := pr.OpenFile(name, os.O_RDONLY|openNonBlock, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("open %s: a %s, not a regular file", name, typeName(fi.Mode()))
+	}
+	return f, nil
 }
 
 // remove uninstalls package s: exactly the files in its manifest, then the
@@ -987,7 +1011,7 @@ func verifyFile(pr *os.Root, name string, f File) string {
 	case checkModes && fi.Mode().Perm() != fs.FileMode(f.Mode):
 		return fmt.Sprintf("file %s has mode %04o, want %04o", f.Path, fi.Mode().Perm(), uint32(f.Mode))
 	}
-	sum, err := hashIn(pr, name)
+	sum, err := hashIn(pr, name, f.Size)
 	if err != nil {
 		return fmt.Sprintf("file %s: %v", f.Path, err)
 	}

@@ -108,7 +108,7 @@ func backupFile(pr *os.Root, name string, f File, w io.Writer) error {
 	if !lfi.Mode().IsRegular() {
 		return fmt.Errorf("file /%s has been replaced by a %s", f.Path, typeName(lfi.Mode()))
 	}
-	in, err := pr.Open(name)
+	in, err := openRegular(pr, name)
 	if err != nil {
 		return fmt.Errorf("file /%s: %w", f.Path, err)
 	}

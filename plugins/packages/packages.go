@@ -215,6 +215,31 @@ func short(sha string) string {
 	return sha
 }
 
+// Recover finishes or undoes any change to the packages under root that a
+// crash or a kill cut short, as every Apply does first; it changes nothing
+// else. The patch plugin calls it before it reads a package's manifest to
+// decide what to do.
+func (m *Manager) Recover(ctx context.Context, root string) error {
+	if err := checkRoot(root); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := store{root: root}
+	if names, err := st.names(".journal"); err != nil || len(names) == 0 {
+		return err
+	}
+	unlock, err := m.lock(ctx, st)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := m.recoverAll(ctx, st); err != nil {
+		return fmt.Errorf("finish interrupted changes: %w", err)
+	}
+	return nil
+}
+
 // Apply installs, upgrades, downgrades, repairs or removes one package.
 // First it finishes or undoes any change a crash cut short. It holds the
 // root's lock throughout, so that no other process changes the packages

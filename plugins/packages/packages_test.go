@@ -422,7 +422,7 @@ func TestItemValidation(t *testing.T) {
 }
 
 func TestInstallRefusesUnsafe(t *testing.T) {
-	small := Limits{MaxEntries: 10, MaxTotalSize: 100, MaxPathLen: 64}
+	small := Limits{MaxEntries: 10, MaxTotalSize: 100, MaxPathLen: 64, MaxNameBytes: 1 << 10}
 	tests := []struct {
 		name    string
 		entries []ent

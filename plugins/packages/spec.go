@@ -55,6 +55,22 @@ func checkPrefix(prefix string) error {
 	return nil
 }
 
+// pluginsState is where, under the root, the plugins keep their state:
+// this plugin's StateDir, and the patch and registry plugins' beside it.
+const pluginsState = "/var/lib/outpost"
+
+// checkPrefixOutsideState refuses a prefix that overlaps the state of any
+// plugin: a package's files would overwrite the journals and backups kept
+// there, and go with the package. (A manifest is only held to
+// checkPrefix, so that a package installed there before this check still
+// loads, and can be removed.)
+func checkPrefixOutsideState(prefix string) error {
+	if prefix == pluginsState || strings.HasPrefix(prefix, pluginsState+"/") || strings.HasPrefix(pluginsState, prefix+"/") {
+		return fmt.Errorf("prefix %s overlaps %s, where the plugins keep their state; install under a directory such as /opt/<name>", prefix, pluginsState)
+	}
+	return nil
+}
+
 // spec is a validated package item.
 type spec struct {
 	id      string
@@ -88,6 +104,9 @@ func itemSpec(item *wire.Item) (spec, error) {
 		s.prefix = "/opt/" + s.name
 	}
 	if err := checkPrefix(s.prefix); err != nil {
+		return spec{}, err
+	}
+	if err := checkPrefixOutsideState(s.prefix); err != nil {
 		return spec{}, err
 	}
 	switch s.state {

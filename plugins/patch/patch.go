@@ -112,7 +112,54 @@ func loadRecord(root, id string) (*record, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("the record of patch %s is corrupt: %w", id, err)
 	}
+	if err := r.check(id); err != nil {
+		return nil, fmt.Errorf("the record of patch %s is corrupt: %w", id, err)
+	}
 	return &r, nil
+}
+
+// backupName is the file in StateDir that holds the backup of patch id.
+func backupName(id string) string { return id + ".backup.tar.gz" }
+
+// check refuses a record that could point the plugin at files that are
+// not its own: the state directory is the plugin's, but a record is still
+// a file on disk, and the backup it names is installed, then deleted.
+func (r *record) check(id string) error {
+	if r.Patch != id {
+		return fmt.Errorf("it names patch %q", r.Patch)
+	}
+	if r.Backup != "" && r.Backup != backupName(id) {
+		return fmt.Errorf("it names the backup %q, not %s", r.Backup, backupName(id))
+	}
+	return nil
+}
+
+// forget removes the record of patch id, then its backup: a kill between
+// the two leaves a backup no record names (a file too many), not a record
+// whose backup is gone.
+func forget(root, id string) error {
+	if err := os.Remove(filepath.Join(dir(root), id+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("forget patch %s: %w", id, err)
+	}
+	if err := os.Remove(filepath.Join(dir(root), backupName(id))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("forget the backup of patch %s: %w", id, err)
+	}
+	return nil
+}
+
+// notPatched says why the version patch s installed is not there, or ""
+// when it is: the package at the fixed version, under the prefix it was
+// patched under. Rolling back puts the version before back only over it.
+func notPatched(mf *packages.Manifest, s spec, rec *record) string {
+	switch {
+	case mf == nil:
+		return fmt.Sprintf("%s is not installed", rec.Package)
+	case mf.Version != s.p.GetFixedVersion():
+		return fmt.Sprintf("%s is %s, not %s, the version the patch installed", mf.Name, mf.Version, s.p.GetFixedVersion())
+	case mf.Prefix != rec.Prefix:
+		return fmt.Sprintf("%s is under %s now, not %s", mf.Name, mf.Prefix, rec.Prefix)
+	}
+	return ""
 }
 
 // Scan reports each patch installed (compliant), missing, or not
@@ -145,10 +192,17 @@ func (m *Manager) scanItem(root string, item *wire.Item) *proto.ItemState {
 		return st
 	}
 	if s.state == wire.State_STATE_ABSENT {
-		if rec == nil {
+		switch {
+		case rec == nil:
 			st.Compliant, st.Message = true, fmt.Sprintf("patch %s was not applied by outpost; nothing to roll back", s.p.GetId())
-		} else {
-			st.Message = fmt.Sprintf("patch %s is installed; rolling back restores %s %s", s.p.GetId(), rec.Package, rec.PreviousVersion)
+		case rec.Package != s.p.GetPackage():
+			st.Message = fmt.Sprintf("patch %s was applied to %s; rolling back restores %s %s", s.p.GetId(), rec.Package, rec.Package, rec.PreviousVersion)
+		default:
+			if why := notPatched(mf, s, rec); why != "" {
+				st.Message = fmt.Sprintf("patch %s is no longer installed (%s): nothing to roll back; the next apply forgets its record and backup", s.p.GetId(), why)
+			} else {
+				st.Message = fmt.Sprintf("patch %s is installed; rolling back restores %s %s", s.p.GetId(), rec.Package, rec.PreviousVersion)
+			}
 		}
 		return st
 	}
@@ -180,6 +234,12 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	root := req.GetRoot()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// What is installed decides what to do: a change to a package that a
+	// kill cut short is finished or undone first, as the package plugin
+	// does before anything.
+	if err := m.pkgs.Recover(ctx, root); err != nil {
+		return nil, fmt.Errorf("patch %s: %w", s.p.GetId(), err)
+	}
 	if s.state == wire.State_STATE_ABSENT {
 		return m.rollback(ctx, root, s)
 	}
@@ -210,16 +270,19 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	if err := os.MkdirAll(dir(root), 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", dir(root), err)
 	}
-	rec := &record{Patch: s.p.GetId(), Package: mf.Name, PreviousVersion: mf.Version, Prefix: mf.Prefix, Backup: s.p.GetId() + ".backup.tar.gz"}
+	rec := &record{Patch: s.p.GetId(), Package: mf.Name, PreviousVersion: mf.Version, Prefix: mf.Prefix, Backup: backupName(s.p.GetId())}
 	old, err := loadRecord(root, s.p.GetId())
 	if err != nil {
 		return nil, err
 	}
-	if old != nil && old.Package == mf.Name && old.Backup != "" && exists(filepath.Join(dir(root), old.Backup)) {
+	if old != nil && old.Package == mf.Name && old.PreviousVersion == mf.Version && old.Prefix == mf.Prefix &&
+		old.Backup != "" && exists(filepath.Join(dir(root), old.Backup)) {
 		// Applied before, and not done (killed in the middle of the
 		// install, or it failed): the backup made then is of the version
-		// before the patch, and the only copy of it; the package may be
-		// half replaced now. It is kept, not made again.
+		// before the patch, which is still the one installed, and the
+		// only copy of it; its files may be half replaced now. It is
+		// kept, not made again. (A backup of another version is of an
+		// earlier application, and is replaced.)
 		rec = old
 	} else if s.p.GetRollbackAllowed() {
 		if err := packages.Backup(root, mf, filepath.Join(dir(root), rec.Backup)); err != nil {
@@ -231,6 +294,10 @@ func (m *Manager) Apply(ctx context.Context, req *proto.ApplyRequest) (*proto.Ap
 	b, _ := json.MarshalIndent(rec, "", "  ")
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir(root), s.p.GetId()+".json"), b, 0o600); err != nil {
 		return nil, fmt.Errorf("record patch %s: %w", s.p.GetId(), err)
+	}
+	if rec.Backup == "" {
+		// A backup of an earlier application that allowed rollback.
+		os.Remove(filepath.Join(dir(root), backupName(s.p.GetId())))
 	}
 	pkgItem := &wire.Item{Id: "package/" + mf.Name, Kind: packages.Kind, State: wire.State_STATE_PRESENT, Artifact: s.art,
 		Spec: &wire.Item_Package{Package: &wire.PackageSpec{Name: mf.Name, Version: s.p.GetFixedVersion(), Prefix: mf.Prefix}}}
@@ -258,20 +325,25 @@ func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.App
 	if rec == nil {
 		return &proto.ApplyResponse{Message: fmt.Sprintf("patch %s was not applied by outpost; nothing to roll back", s.p.GetId())}, nil
 	}
+	mf, err := packages.Installed(root, rec.Package)
+	if err != nil {
+		return nil, fmt.Errorf("roll back patch %s: %w", s.p.GetId(), err)
+	}
+	if why := notPatched(mf, s, rec); why != "" {
+		// The version the patch installed has gone since (removed,
+		// replaced, or never committed): the version before is not put
+		// back over what is there now.
+		if err := forget(root, s.p.GetId()); err != nil {
+			return nil, err
+		}
+		return &proto.ApplyResponse{Message: fmt.Sprintf("patch %s is no longer installed (%s): nothing to roll back", s.p.GetId(), why)}, nil
+	}
 	if !s.p.GetRollbackAllowed() || rec.Backup == "" {
 		return nil, fmt.Errorf("patch %s does not allow rollback; it stays installed (remove it from the policy instead of setting state absent)", s.p.GetId())
 	}
 	backup := filepath.Join(dir(root), rec.Backup)
 	sum, err := hashFile(backup)
 	if err != nil {
-		if mf, _ := packages.Installed(root, rec.Package); mf != nil && mf.Version == rec.PreviousVersion {
-			// Rolled back already: the record outlived its backup (a kill
-			// between the two removals, before they were ordered).
-			if err := os.Remove(filepath.Join(dir(root), s.p.GetId()+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return nil, fmt.Errorf("forget patch %s: %w", s.p.GetId(), err)
-			}
-			return &proto.ApplyResponse{Message: fmt.Sprintf("patch %s is rolled back: %s is %s", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
-		}
 		return nil, fmt.Errorf("roll back patch %s: the backup is gone: %w", s.p.GetId(), err)
 	}
 	pkgItem := &wire.Item{Id: "package/" + rec.Package, Kind: packages.Kind, State: wire.State_STATE_PRESENT,
@@ -280,13 +352,9 @@ func (m *Manager) rollback(ctx context.Context, root string, s spec) (*proto.App
 	if _, err := m.pkgs.Apply(ctx, &proto.ApplyRequest{Root: root, Item: pkgItem, ArtifactPath: backup}); err != nil {
 		return nil, fmt.Errorf("roll back patch %s: %w", s.p.GetId(), err)
 	}
-	// The record first: a kill between the two leaves a backup no record
-	// names (a file too many), not a record whose backup is gone, which
-	// every later rollback would fail on.
-	if err := os.Remove(filepath.Join(dir(root), s.p.GetId()+".json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("forget patch %s: %w", s.p.GetId(), err)
+	if err := forget(root, s.p.GetId()); err != nil {
+		return nil, err
 	}
-	os.Remove(backup)
 	return &proto.ApplyResponse{Changed: true, RebootRequired: s.p.GetRebootRequired(),
 		Message: fmt.Sprintf("rolled back patch %s: %s is %s again", s.p.GetId(), rec.Package, rec.PreviousVersion)}, nil
 }
