@@ -298,6 +298,7 @@ func (a *Agent) Office() (string, bool) {
 
 // Run works until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
+	a.removeWriteLeftovers()
 	id, err := a.enrol(ctx)
 	if err != nil {
 		return err
@@ -428,7 +429,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	// The office as the coordinator said last (or the one it enrolled
 	// in), until the first check-in says otherwise.
 	a.gossip.parent = ctx
-	if err := a.gossip.set(a.gossipKeys(a.info)); err != nil {
+	if err := a.gossip.set(a.gossipKeys(a.info)); errors.Is(err, gossip.ErrNoAddress) {
+		// Started with no network (a laptop booted offline): the last
+		// policy runs all the same, and the office's gossip starts once
+		// there is an address (the office loop, officeGossip.follow).
+		a.log.Warn("office gossip waits for a network address", "err", err)
+	} else if err != nil {
 		cancel()
 		ps.wg.Wait()
 		return fmt.Errorf("gossip: %w", err)

@@ -19,9 +19,13 @@ type officeGossip struct {
 	parent context.Context // the agent's: nodes live until it ends
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	node   *gossip.Node
-	keys   [][]byte // primary first
+	mu   sync.Mutex
+	node *gossip.Node
+	keys [][]byte // primary first
+	// want are the keys of the office the agent is in, whether or not a
+	// node runs: one that could not start (no address yet) is started
+	// by follow.
+	want   [][]byte
 	cancel context.CancelFunc
 	done   chan error
 	// What this member serves to peers, announced by every node it runs.
@@ -38,6 +42,7 @@ type officeGossip struct {
 func (g *officeGossip) set(keys [][]byte) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.want = keys
 	if sameKeys(keys, g.keys) && (g.node != nil) == (len(keys) > 0) {
 		return nil
 	}
@@ -51,6 +56,11 @@ func (g *officeGossip) set(keys [][]byte) error {
 		g.log.Info("left office gossip")
 		return nil
 	}
+	return g.startLocked(keys)
+}
+
+// startLocked starts a node with keys and returns once it listens.
+func (g *officeGossip) startLocked(keys [][]byte) error {
 	cfg := g.base
 	cfg.Keys, cfg.Pass = keys, g.pass
 	node, err := gossip.New(cfg, g.log)
@@ -74,6 +84,34 @@ func (g *officeGossip) set(keys [][]byte) error {
 	node.SetRollup(g.rollup)
 	g.node, g.keys, g.cancel, g.done = node, keys, cancel, done
 	return nil
+}
+
+// follow starts this member's gossip again when the address it would
+// announce has changed — a laptop that woke up on another network, or was
+// docked: memberlist announces the address a member started with for as
+// long as it runs, and peers would probe and fetch from one the host no
+// longer has — and starts the gossip of the office the agent is in if it
+// could not start before (the host had no address yet). It reports
+// whether it started a node: the caller rejoins the office.
+func (g *officeGossip) follow() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case len(g.want) == 0:
+		return false
+	case g.node == nil:
+	case g.node.AddressMoved():
+		g.log.Info("this host's address changed: office gossip starts again at the new one", "was", g.node.Addr())
+		g.stopLocked()
+	default:
+		return false
+	}
+	if err := g.startLocked(g.want); err != nil {
+		g.log.Debug("start office gossip", "err", err)
+		return false
+	}
+	g.log.Info("office gossip started", "addr", g.node.Addr())
+	return true
 }
 
 func sameKeys(a, b [][]byte) bool {

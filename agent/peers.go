@@ -81,6 +81,9 @@ func (p *peerPolicy) run(ctx context.Context, every time.Duration) error {
 				}
 			}
 			p.mu.Unlock()
+			// The host may have woken up on another network: a member
+			// that starts its gossip again is alone, and rejoins below.
+			p.a.gossip.follow()
 			p.askHolder()
 			n := p.a.gossip.numPeers()
 			if n == 0 {
@@ -115,25 +118,32 @@ func (p *peerPolicy) PeerChanged(peer gossip.Peer) {
 	}
 }
 
-// holding is what a peer is known to hold, and where to ask it.
+// holding is what a peer is known to hold, and where to ask it. A
+// revision is a number within one office: it is known of the office it
+// was heard in, and says nothing once this member is in another.
 type holding struct {
-	rev  uint64
-	addr string
+	office string
+	rev    uint64
+	addr   string
 }
 
-// holds notes that peer (at addr, if known) holds revision rev of this
-// office's policy. Both are the sender's word: peer is shaped like a
-// member id (Message drops any other), and an address that is not one
-// (validAddr) is not kept.
-func (p *peerPolicy) holds(peer, addr string, rev uint64) {
+// holds notes that peer (at addr, if known) holds revision rev of the
+// policy of office, this member's. Both are the sender's word: peer is
+// shaped like a member id (Message drops any other), and an address that
+// is not one (validAddr) is not kept.
+func (p *peerPolicy) holds(office, peer, addr string, rev uint64) {
 	addr = validAddr(addr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.known) > maxOfficeKnown {
 		clear(p.known) // bounded; only a hint
 	}
-	if h := p.known[peer]; rev > h.rev {
-		p.known[peer] = holding{rev: rev, addr: cmp.Or(addr, h.addr)}
+	h := p.known[peer]
+	if h.office != office {
+		h = holding{office: office}
+	}
+	if rev > h.rev {
+		p.known[peer] = holding{office: office, rev: rev, addr: cmp.Or(addr, h.addr)}
 	}
 }
 
@@ -150,6 +160,12 @@ func (p *peerPolicy) askHolder() {
 	var best holding
 	p.mu.Lock()
 	for name, h := range p.known {
+		if h.office != office {
+			// Heard of in an office this member has left: no use here,
+			// and kept it would be kept for good.
+			delete(p.known, name)
+			continue
+		}
 		if h.rev > have && h.rev > best.rev {
 			peer, best = name, h
 		}
@@ -265,7 +281,7 @@ func (p *peerPolicy) answer(from string, req *wire.PeerPolicyRequest) {
 	if req.GetOffice() != office {
 		return
 	}
-	p.holds(from, req.GetReplyTo(), req.GetHaveRevision())
+	p.holds(office, from, req.GetReplyTo(), req.GetHaveRevision())
 	// A policy of this agent's own is not shareable: the asker gets
 	// the office's from another peer or the coordinator.
 	sp := p.a.state.Shareable()
@@ -286,7 +302,7 @@ func (p *peerPolicy) rumor(from string, r *wire.RevisionRumor) {
 	if roaming || r.GetOffice() != office {
 		return
 	}
-	p.holds(from, r.GetHolderAddr(), r.GetRevision())
+	p.holds(office, from, r.GetHolderAddr(), r.GetRevision())
 	if r.GetRevision() <= p.a.state.RevisionIn(office) {
 		return
 	}
@@ -349,7 +365,7 @@ func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
 	var behind []gossip.Peer
 	p.mu.Lock()
 	for _, peer := range p.a.gossip.peers() {
-		if peer.Meta.Role == "agent" && p.known[peer.Name].rev < rev {
+		if k := p.known[peer.Name]; peer.Meta.Role == "agent" && (k.office != office || k.rev < rev) {
 			behind = append(behind, peer)
 		}
 	}
@@ -366,7 +382,7 @@ func (p *peerPolicy) spread(sp *wire.SignedPolicy, rev uint64) {
 		fanout = 1
 	}
 	for _, peer := range behind[:min(fanout, len(behind))] {
-		p.holds(peer.Name, "", rev) // it will: not pushed to again
+		p.holds(office, peer.Name, "", rev) // it will: not pushed to again
 		go p.tell(peer.Name, "", m)
 	}
 }

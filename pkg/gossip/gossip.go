@@ -69,6 +69,9 @@ type Config struct {
 	// traffic to and from a host it refuses is dropped. For tests that cut
 	// an office in two.
 	Allow func(host string) bool
+	// PrivateIP, if set, replaces how a member bound to every address
+	// finds the private address it announces (tests move a host with it).
+	PrivateIP func() (string, error)
 }
 
 // Handler is told what the office says. Its methods are called from
@@ -297,6 +300,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gossip: listen on %s: %w", n.cfg.Bind, err)
 	}
+	if n.cfg.PrivateIP != nil {
+		tr.privateIP = n.cfg.PrivateIP
+	}
 	c.Transport = tr
 	if n.cfg.Allow != nil {
 		c.Transport = newFiltered(tr, n.cfg.Allow)
@@ -414,6 +420,23 @@ func (n *Node) reconnect(ml *memberlist.Memberlist) {
 	if _, err := ml.Join([]string{addr}); err != nil {
 		n.log.Debug("rejoin a peer that died", "addr", addr, "err", err)
 	}
+}
+
+// AddressMoved tells whether this member, bound to every address of its
+// host and announcing a private one of them (no Advertise), would now
+// announce another: the host moved to another network. memberlist
+// announces the address a member started with for as long as it runs, so
+// such a member must start again to be reached. A host with no address
+// for now (Wi-Fi lost) has not moved: it may come back where it was.
+func (n *Node) AddressMoved() bool {
+	n.mu.Lock()
+	tr, ip := n.tr, n.selfIP
+	n.mu.Unlock()
+	if tr == nil || !tr.bindAll || n.cfg.Advertise != "" {
+		return false
+	}
+	now, _, err := tr.FinalAdvertiseAddr("", 0)
+	return err == nil && !now.Equal(ip)
 }
 
 // Name is this member's name in gossip, its member id.

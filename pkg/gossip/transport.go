@@ -15,6 +15,10 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
+// ErrNoAddress is why a member bound to every address of its host cannot
+// start: the host has no private address to announce (no network yet).
+var ErrNoAddress = errors.New("no private IP address to advertise (no network, or set the advertise address)")
+
 // maxPacket is the largest UDP datagram a member reads.
 const maxPacket = 65536
 
@@ -26,16 +30,18 @@ const maxPacket = 65536
 // a hundred idle members. It also sends without resolving the address
 // anew for every packet.
 type transport struct {
-	tcp      *net.TCPListener
-	udp      *net.UDPConn
-	bindAll  bool // bound to every address: advertise a private one
-	logger   *log.Logger
-	packets  chan *memberlist.Packet
-	streams  chan net.Conn
-	done     chan struct{}
-	stopOnce sync.Once
-	wg       sync.WaitGroup
-	dials    atomic.Int64 // streams opened, for tests
+	tcp     *net.TCPListener
+	udp     *net.UDPConn
+	bindAll bool // bound to every address: advertise a private one
+	// privateIP finds that private address.
+	privateIP func() (string, error)
+	logger    *log.Logger
+	packets   chan *memberlist.Packet
+	streams   chan net.Conn
+	done      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+	dials     atomic.Int64 // streams opened, for tests
 }
 
 var _ memberlist.NodeAwareTransport = (*transport)(nil)
@@ -61,7 +67,7 @@ func newTransport(host string, port int, logger *log.Logger) (*transport, error)
 		}
 	}
 	t := &transport{
-		tcp: tcp, udp: udp, bindAll: ip.IsUnspecified(), logger: logger,
+		tcp: tcp, udp: udp, bindAll: ip.IsUnspecified(), privateIP: sockaddr.GetPrivateIP, logger: logger,
 		packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), done: make(chan struct{}),
 	}
 	t.wg.Add(2)
@@ -166,13 +172,13 @@ func (t *transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 	if !t.bindAll {
 		return bound.IP, bound.Port, nil
 	}
-	private, err := sockaddr.GetPrivateIP()
+	private, err := t.privateIP()
 	if err != nil {
 		return nil, 0, fmt.Errorf("finding this host's addresses: %w", err)
 	}
 	addr := net.ParseIP(private)
 	if addr == nil {
-		return nil, 0, errors.New("no private IP address to advertise: set the advertise address")
+		return nil, 0, ErrNoAddress
 	}
 	return addr, bound.Port, nil
 }

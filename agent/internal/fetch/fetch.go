@@ -97,6 +97,9 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create content cache: %w", err)
 	}
+	// What writes of the cache's bookkeeping cut short by a kill left:
+	// nothing of this fetcher's writes before New returns.
+	fsutil.RemoveOld(dir, writeLeftover, 0)
 	f := &Fetcher{dir: dir, presign: presign, client: client, log: logger.With("component", "fetch"),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_fetched_bytes_total",

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -122,6 +123,12 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open agent state: %w", err)
 	}
+	// What writes cut short by a kill left (a run is queued every
+	// interval, so a laptop switched off hard now and then gathers them
+	// for ever): nothing of the agent's writes here before Open returns.
+	for _, d := range []string{dir, s.queueDir()} {
+		fsutil.RemoveOld(d, WriteLeftover, 0)
+	}
 	if b, err := os.ReadFile(s.path("policy.pb")); err == nil {
 		var sp wire.SignedPolicy
 		p, err := policyFile(key, b, &sp)
@@ -173,6 +180,26 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 		s.report = r
 	}
 	return s, nil
+}
+
+// WriteLeftover tells whether name is a temporary file of
+// fsutil.WriteFileAtomic's (".<file>.tmp-<digits>"): a write cut short
+// left it, unless one is under way.
+func WriteLeftover(name string) bool {
+	rest, ok := strings.CutPrefix(name, ".")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndex(rest, ".tmp-")
+	if i <= 0 || i+len(".tmp-") == len(rest) {
+		return false
+	}
+	for _, c := range rest[i+len(".tmp-"):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *State) path(name string) string { return filepath.Join(s.dir, name) }
