@@ -81,6 +81,9 @@ type Config struct {
 	// CARenewBefore is how long before its end the CA's certificate is
 	// renewed (with the same key); 0 means three years.
 	CARenewBefore time.Duration `yaml:"ca_renew_before"`
+	// AuditKeep is how long audit events are kept from when they reached
+	// the coordinator; 0 means a year (DefaultAuditKeep).
+	AuditKeep time.Duration `yaml:"audit_keep"`
 }
 
 // DefaultConfig is the configuration without a file.
@@ -142,6 +145,9 @@ func (c Config) Validate() error {
 	// Technicians sign in again when it ends; a sign-in lasts 12 hours.
 	if c.AccessTokenTTL < 0 || c.AccessTokenTTL > 12*time.Hour {
 		errs = append(errs, fmt.Errorf("access_token_ttl %v: want 0 (the default, 10m) up to 12h", c.AccessTokenTTL))
+	}
+	if c.AuditKeep != 0 && c.AuditKeep < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("audit_keep %v: want 0 (a year) or 24h or more: events are pruned by the day they arrived", c.AuditKeep))
 	}
 	if c.GossipKeyPhase < 0 {
 		errs = append(errs, fmt.Errorf("gossip_key_phase %v: want 0 (three check-in intervals) or more", c.GossipKeyPhase))
@@ -384,6 +390,10 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	rules := make(chan struct{})
 	go func() { defer close(rules); _ = h.RunRules(ctx, time.Hour) }()
 	defer func() { <-rules }()
+	// Audit events past audit_keep are deleted at start, then hourly.
+	retention := make(chan struct{})
+	go func() { defer close(retention); runRetention(ctx, st, c.cfg.auditKeep(), c.log) }()
+	defer func() { <-retention }()
 	// The console ends sessions as they expire, and all of them when ctx
 	// ends, each with its sign-in at the API: before the store closes.
 	sessions := make(chan struct{})

@@ -31,6 +31,11 @@ func TestRemovedMembersArtifactFiguresGoWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	sha, sha2 := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	for _, h := range []string{sha, sha2} {
+		if _, err := st.PutArtifact(Artifact{SHA256: h, Size: 1, Name: h[:8], Uploaded: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := st.PutArtifactBytes([]ArtifactBytes{
 		{SHA256: sha, Member: "ag-0000000000000001", Office: "berlin", FileServer: 1 << 30, At: now},
 		{SHA256: sha, Member: "ag-0000000000000002", Office: "berlin", Peer: 1 << 30, At: now},

@@ -31,6 +31,11 @@ func TestArtifactBytesLatestPerAgent(t *testing.T) {
 	if got, err := s.ArtifactBytesOf("aa"); err != nil || len(got) != 0 {
 		t.Fatalf("before any: %v, %v", got, err)
 	}
+	for _, sha := range []string{"aa", "aab"} {
+		if _, err := s.PutArtifact(Artifact{SHA256: sha, Size: 1, Name: sha}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, f := range [][]ArtifactBytes{
 		{{SHA256: "aa", Member: "ag-1", Peer: 1}, {SHA256: "aab", Member: "ag-1", Peer: 100}},
 		{{SHA256: "aa", Member: "ag-2", Relay: 5}},

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -21,6 +22,10 @@ var (
 	bPermissions = []byte("permissions") // "host/<member id>" or "office/<name>" → []Grant
 	bAudit       = []byte("audit")       // big-endian sequence → AuditEvent
 	bAuditIDs    = []byte("audit_ids")   // source "/" id → its sequence in bAudit
+	// bAuditArrivals marks, for each UTC day ("2006-01-02") events reached
+	// the coordinator on, the sequence of the first of them: events are
+	// pruned by when they arrived, which a host's clock does not decide.
+	bAuditArrivals = []byte("audit_arrivals")
 )
 
 var authBuckets = [][]byte{bUsers, bGroups, bRefresh, bPermissions, bAudit, bAuditIDs}
@@ -34,9 +39,23 @@ func (s *Store) InitAuth() error {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
 		}
+		if tx.Bucket(bAuditArrivals) != nil {
+			return nil
+		}
+		arrivals, err := tx.CreateBucket(bAuditArrivals)
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", bAuditArrivals, err)
+		}
+		// A store from before arrivals were marked: its events count as
+		// arrived now, and are kept a whole retention period from here.
+		if k, _ := tx.Bucket(bAudit).Cursor().First(); k != nil {
+			return arrivals.Put(arrivalDay(time.Now()), k)
+		}
 		return nil
 	})
 }
+
+func arrivalDay(t time.Time) []byte { return []byte(t.UTC().Format(time.DateOnly)) }
 
 // ErrReplayed is returned when a refresh token is presented a second time.
 var ErrReplayed = errors.New("refresh token was already used")
@@ -486,12 +505,22 @@ func (s *Store) Permissions(scope string) ([]Grant, error) {
 // acknowledged sends it again when it is back, days later maybe): stored
 // ids are indexed.
 func (s *Store) AppendAudit(events ...AuditEvent) error {
+	return s.appendAudit(time.Now(), events...)
+}
+
+// appendAudit is AppendAudit of events arriving at now.
+func (s *Store) appendAudit(now time.Time, events ...AuditEvent) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bAudit)
 		ids, err := tx.CreateBucketIfNotExists(bAuditIDs)
 		if err != nil {
 			return err
 		}
+		arrivals, err := tx.CreateBucketIfNotExists(bAuditArrivals)
+		if err != nil {
+			return err
+		}
+		day := arrivalDay(now)
 		for _, ev := range events {
 			var idKey []byte
 			if ev.ID != "" {
@@ -514,6 +543,11 @@ func (s *Store) AppendAudit(events ...AuditEvent) error {
 			if err := b.Put(k[:], v); err != nil {
 				return err
 			}
+			if arrivals.Get(day) == nil {
+				if err := arrivals.Put(day, k[:]); err != nil {
+					return err
+				}
+			}
 			if idKey != nil {
 				if err := ids.Put(idKey, k[:]); err != nil {
 					return err
@@ -522,6 +556,83 @@ func (s *Store) AppendAudit(events ...AuditEvent) error {
 		}
 		return nil
 	})
+}
+
+// pruneAuditBatch bounds the events one pruning transaction deletes: the
+// first pruning of a large store must not hold the write lock, that every
+// check-in waits for, for long.
+const pruneAuditBatch = 10000
+
+// PruneAudit deletes the audit events that reached the coordinator on a
+// (UTC) day that ended before before, with their entries in the index of
+// host record ids, and says how many went. The time an event carries
+// (a host's clock) does not count: a spool sent after an outage is kept
+// as long as any event. An event is thus kept from its arrival until
+// before passes it, and at most a day more.
+func (s *Store) PruneAudit(before time.Time) (int, error) {
+	cut := arrivalDay(before)
+	pruned := 0
+	for {
+		n, done, err := s.pruneAuditBatch(cut)
+		pruned += n
+		if err != nil || done {
+			return pruned, err
+		}
+	}
+}
+
+// pruneAuditBatch deletes up to pruneAuditBatch events that arrived
+// before the day cut; done once none is left.
+func (s *Store) pruneAuditBatch(cut []byte) (n int, done bool, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		arrivals := tx.Bucket(bAuditArrivals)
+		if arrivals == nil {
+			done = true
+			return nil // InitAuth has not run: nothing was marked
+		}
+		// The first event to keep is the first that arrived on cut's day
+		// or later (the least of their marks: a clock set back marks a
+		// day again, later); when none did, every event goes.
+		b, ids := tx.Bucket(bAudit), tx.Bucket(bAuditIDs)
+		keep := b.Sequence() + 1
+		ac := arrivals.Cursor()
+		for k, v := ac.Seek(cut); k != nil; k, v = ac.Next() {
+			if len(v) == 8 {
+				keep = min(keep, binary.BigEndian.Uint64(v))
+			}
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < keep; k, v = c.First() {
+			if n == pruneAuditBatch {
+				return nil
+			}
+			var e AuditEvent
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode audit %x: %w", k, err)
+			}
+			if e.ID != "" && ids != nil {
+				idKey := []byte(e.Source + "/" + e.ID)
+				// A resent record of the same id stored later keeps its own.
+				if seq := ids.Get(idKey); bytes.Equal(seq, k) {
+					if err := ids.Delete(idKey); err != nil {
+						return err
+					}
+				}
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		done = true
+		for k, _ := ac.First(); k != nil && bytes.Compare(k, cut) < 0; k, _ = ac.First() {
+			if err := ac.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, done, err
 }
 
 // AuditFilter selects audit events; zero fields match everything.
