@@ -3,7 +3,6 @@ package agent
 import (
 	"path/filepath"
 
-	"github.com/outposthq/outpost/agent/internal/state"
 	"github.com/outposthq/outpost/pkg/fsutil"
 )
 
@@ -16,7 +15,7 @@ import (
 func (a *Agent) removeWriteLeftovers() {
 	n := 0
 	for _, dir := range []string{a.cfg.DataDir, filepath.Join(a.cfg.DataDir, "identity"), upgradeDir(a.cfg.DataDir)} {
-		n += fsutil.RemoveOld(dir, state.WriteLeftover, 0)
+		n += fsutil.RemoveOld(dir, fsutil.WriteLeftover, 0)
 	}
 	if n > 0 {
 		a.log.Info("removed temporary files that writes cut short by a stop left", "files", n)

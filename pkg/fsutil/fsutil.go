@@ -64,6 +64,26 @@ func RemoveLeftovers(path string, age time.Duration) int {
 	return RemoveOld(filepath.Dir(path), func(name string) bool { return strings.HasPrefix(name, prefix) }, age)
 }
 
+// WriteLeftover tells whether name is a temporary file of
+// WriteFileAtomic's (".<file>.tmp-<digits>"): a write cut short
+// left it, unless one is under way.
+func WriteLeftover(name string) bool {
+	rest, ok := strings.CutPrefix(name, ".")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndex(rest, ".tmp-")
+	if i <= 0 || i+len(".tmp-") == len(rest) {
+		return false
+	}
+	for _, c := range rest[i+len(".tmp-"):] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // RemoveOld removes the regular files of dir whose names match and that
 // are older than age, and says how many went.
 func RemoveOld(dir string, match func(name string) bool, age time.Duration) int {

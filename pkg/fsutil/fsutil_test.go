@@ -75,3 +75,25 @@ func TestRemoveLeftoversTakesOnlyOldTemporaryFilesOfThatFile(t *testing.T) {
 		t.Errorf("a directory was taken: %v", err)
 	}
 }
+
+// WriteLeftover knows WriteFileAtomic's temporary names and nothing else.
+func TestWriteLeftoverKnowsOnlyTemporaryNames(t *testing.T) {
+	for name, want := range map[string]bool{
+		".policy.pb.tmp-123456": true, ".a.tmp-1": true,
+		"policy.pb.tmp-1": false, ".tmp-1": false, ".a.tmp-": false, ".a.tmp-12x": false, ".a.tmp": false, "policy.pb": false,
+	} {
+		if got := WriteLeftover(name); got != want {
+			t.Errorf("WriteLeftover(%q) = %v, want %v", name, got, want)
+		}
+	}
+	dir := t.TempDir()
+	if err := WriteFileAtomic(filepath.Join(dir, "state.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if WriteLeftover(e.Name()) {
+			t.Errorf("a finished write left %s, taken for a leftover", e.Name())
+		}
+	}
+}

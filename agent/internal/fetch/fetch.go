@@ -99,7 +99,7 @@ func New(dir string, presign Presigner, client *http.Client, logger *slog.Logger
 	}
 	// What writes of the cache's bookkeeping cut short by a kill left:
 	// nothing of this fetcher's writes before New returns.
-	fsutil.RemoveOld(dir, writeLeftover, 0)
+	fsutil.RemoveOld(dir, fsutil.WriteLeftover, 0)
 	f := &Fetcher{dir: dir, presign: presign, client: client, log: logger.With("component", "fetch"),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outpost_agent_fetched_bytes_total",

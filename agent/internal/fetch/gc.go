@@ -44,11 +44,6 @@ func contentHash(name string) string {
 	return m[1] + m[2]
 }
 
-// writeLeftover tells whether name is a temporary file of
-// fsutil.WriteFileAtomic's (".<file>.tmp-<digits>"), which a write cut
-// short by a kill leaves behind.
-var writeLeftover = regexp.MustCompile(`^\..+\.tmp-[0-9]+$`).MatchString
-
 // Named is the set of artifacts the policies name (nil ones are skipped).
 func Named(ps ...*wire.Policy) map[string]bool {
 	out := map[string]bool{}

@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -127,7 +126,7 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 	// interval, so a laptop switched off hard now and then gathers them
 	// for ever): nothing of the agent's writes here before Open returns.
 	for _, d := range []string{dir, s.queueDir()} {
-		fsutil.RemoveOld(d, WriteLeftover, 0)
+		fsutil.RemoveOld(d, fsutil.WriteLeftover, 0)
 	}
 	if b, err := os.ReadFile(s.path("policy.pb")); err == nil {
 		var sp wire.SignedPolicy
@@ -180,26 +179,6 @@ func Open(dir string, key ed25519.PublicKey) (*State, error) {
 		s.report = r
 	}
 	return s, nil
-}
-
-// WriteLeftover tells whether name is a temporary file of
-// fsutil.WriteFileAtomic's (".<file>.tmp-<digits>"): a write cut short
-// left it, unless one is under way.
-func WriteLeftover(name string) bool {
-	rest, ok := strings.CutPrefix(name, ".")
-	if !ok {
-		return false
-	}
-	i := strings.LastIndex(rest, ".tmp-")
-	if i <= 0 || i+len(".tmp-") == len(rest) {
-		return false
-	}
-	for _, c := range rest[i+len(".tmp-"):] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *State) path(name string) string { return filepath.Join(s.dir, name) }
