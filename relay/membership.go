@@ -30,6 +30,10 @@ type membership struct {
 	log    *slog.Logger
 	linked chan struct{} // closed once the link exists
 	link   *member.Client
+	// call is one exchange with the coordinator over the link (tests
+	// replace it); now is the clock of the check-in log.
+	call func(context.Context, *wire.Request) (*wire.Response, error)
+	now  func() time.Time
 
 	mu       sync.Mutex
 	interval time.Duration
@@ -44,6 +48,10 @@ type membership struct {
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
 	id      *member.Identity
+	// failures is the check-ins failed in a row, since failingSince; the
+	// last warning of them was at warnedAt. The check-in loop's alone.
+	failures               int
+	failingSince, warnedAt time.Time
 	// removed is the coordinator's list of removed members, refused
 	// content though their certificates still verify.
 	removed atomic.Pointer[removedSet]
@@ -51,7 +59,7 @@ type membership struct {
 
 func newMembership(cfg Config, logger *slog.Logger) *membership {
 	return &membership{cfg: cfg, log: logger.With("component", "membership"), linked: make(chan struct{}),
-		interval: 2 * time.Minute, kick: make(chan struct{}, 1)}
+		interval: 2 * time.Minute, kick: make(chan struct{}, 1), now: time.Now}
 }
 
 // FileServer asks the coordinator for file-server credentials, waiting
@@ -62,7 +70,7 @@ func (m *membership) FileServer(ctx context.Context) (*wire.FileServerResponse, 
 	case <-ctx.Done():
 		return nil, fmt.Errorf("file-server credentials: not enrolled with the coordinator yet: %w", ctx.Err())
 	}
-	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_FileServer{FileServer: &wire.FileServerRequest{}}})
+	resp, err := m.call(ctx, &wire.Request{Body: &wire.Request_FileServer{FileServer: &wire.FileServerRequest{}}})
 	if err != nil {
 		return nil, fmt.Errorf("file-server credentials from the coordinator: %w", err)
 	}
@@ -129,7 +137,7 @@ func (m *membership) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.link = link
+	m.link, m.call = link, link.Call
 	m.id = id
 	// Before the first request is verified: removed members are refused
 	// from the start, even while the coordinator is away.
@@ -208,10 +216,14 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	}
 	req.CaFingerprint = m.id.CAFingerprint()
 	req.RemovedMembersVersion = m.removed.Load().version
-	resp, err := m.link.Call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
+	resp, err := m.call(ctx, &wire.Request{Body: &wire.Request_Checkin{Checkin: req}})
 	if err != nil {
-		m.log.Warn("check-in failed", "err", err)
+		m.checkinFailed(err)
 		return
+	}
+	if m.failures > 0 {
+		m.log.Info("check-in succeeded again", "failed_checkins", m.failures, "failing_since", m.failingSince.Format(time.RFC3339))
+		m.failures = 0
 	}
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		m.takePass(sp, node)
@@ -220,13 +232,18 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		m.takeRemoved(rm)
 	}
 	m.id.TakeCAs(resp.GetCheckin().GetCaCertificates(), filepath.Join(m.cfg.DataDir, "identity"), m.log)
-	m.id.RenewIfDue(ctx, m.link.Call, filepath.Join(m.cfg.DataDir, "identity"), m.log)
+	m.id.RenewIfDue(ctx, m.call, filepath.Join(m.cfg.DataDir, "identity"), m.log)
 	info := resp.GetCheckin().GetOffice()
 	if m.serving != nil {
-		renewed, err := m.serving.ensure(ctx, m.link.Call, m.cfg.ServingHosts(), info.GetRelays())
+		renewed, err := m.serving.ensure(ctx, m.call, m.cfg.ServingHosts(), info.GetRelays())
 		switch {
 		case err != nil && err.Error() != m.serving.warned:
-			m.log.Warn("no HTTPS serving certificate; agents cannot fetch from this relay yet", "err", err)
+			if leaf := m.serving.leaf(); leaf != nil && time.Now().Before(leaf.NotAfter) {
+				m.log.Warn("HTTPS serving certificate not renewed; serving with the one held until it ends, asking again at each check-in",
+					"err", err, "expires", leaf.NotAfter)
+			} else {
+				m.log.Warn("no HTTPS serving certificate; agents cannot fetch from this relay yet", "err", err)
+			}
 			m.serving.warned = err.Error()
 		case renewed:
 			leaf := m.serving.leaf()
@@ -235,7 +252,7 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		}
 	}
 	if m.policy != nil && info.GetRevision() > m.policy.revision {
-		if err := m.policy.fetch(ctx, m.link.Call); err != nil {
+		if err := m.policy.fetch(ctx, m.call); err != nil {
 			m.log.Warn("policy not taken", "err", err)
 		}
 	}
@@ -249,6 +266,29 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 			m.log.Debug("join office gossip", "err", err)
 		}
 	}
+}
+
+// checkinOutageReminder is how often a check-in that keeps failing is a
+// warning again; the failures in between are logged at debug level.
+const checkinOutageReminder = time.Hour
+
+// checkinFailed logs a failed check-in: the first of a row is a warning,
+// and so is one an hour while they go on, so that a coordinator away for
+// days is neither missed nor 720 lines a day.
+func (m *membership) checkinFailed(err error) {
+	now := m.now()
+	m.failures++
+	if m.failures == 1 {
+		m.failingSince, m.warnedAt = now, now
+		m.log.Warn("check-in failed; trying again every interval (further failures are logged at debug level, with a warning once an hour)", "err", err)
+		return
+	}
+	if now.Sub(m.warnedAt) >= checkinOutageReminder {
+		m.warnedAt = now
+		m.log.Warn("check-ins still failing", "failed_checkins", m.failures, "failing_since", m.failingSince.Format(time.RFC3339), "err", err)
+		return
+	}
+	m.log.Debug("check-in failed", "failed_checkins", m.failures, "err", err)
 }
 
 // checkinSoon has the relay check in now rather than at the interval: the

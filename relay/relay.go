@@ -313,6 +313,9 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer, opts ...Opt
 			return nil, fmt.Errorf("relay: %w", err)
 		}
 		up = u
+		// Short-lived credentials are kept fresh while the relay is idle,
+		// so that a read does not need the coordinator at that moment.
+		o.components = append(o.components, namedComponent{"file-server credentials", u})
 	}
 	unlock, err := lockCache(filepath.Join(cfg.DataDir, "cache"))
 	if err != nil {

@@ -36,10 +36,24 @@ const KeyPrefix = "sha256/"
 // it is replaced, so that no request is signed with one about to expire.
 const refreshShare = 0.8
 
-// retryAfterFailure is how long a failed refresh is not repeated while the
-// old credentials are still valid, so that an unreachable coordinator is not
-// asked on every request.
-const retryAfterFailure = 5 * time.Second
+// retryAfterFailure is how long a failed fetch of credentials is not
+// repeated for requests, so that an unreachable coordinator is not asked on
+// every request: while valid credentials are held they are used meanwhile,
+// and without them the requests fail at once with the fetch's error. Every
+// failure in a row doubles the pause before the next try, up to
+// maxRetryAfterFailure, except that a request that finds no valid
+// credentials tries again after retryAfterFailure.
+const (
+	retryAfterFailure    = 5 * time.Second
+	maxRetryAfterFailure = 5 * time.Minute
+)
+
+// credentialTimeout bounds one fetch of credentials. The coordinator's link
+// waits for a connection as long as it is let, and the cache's fetches have
+// no deadline (a pinned artifact's pre-stage waits for nobody): without it,
+// a fetch whose credentials had expired waited for as long as the
+// coordinator stayed away, and its clients with it. A variable for tests.
+var credentialTimeout = 20 * time.Second
 
 // CredentialSource tells where the file server is and how to read it. A
 // response with ExpiresUnix 0 never expires.
@@ -116,13 +130,20 @@ type Upstream struct {
 	logger    *slog.Logger
 	transport http.RoundTripper
 	now       func() time.Time
+	after     func(time.Duration) <-chan time.Time
 
 	refreshing chan struct{} // a one-slot lock that waiters can give up on
+	wake       chan struct{} // tells Run that new credentials came
 
 	mu        sync.Mutex
 	cur       *wire.FileServerResponse
 	gen       uint64    // bumped by every new response
 	refreshAt time.Time // zero: never
+	forced    bool      // the file server refused cur: refresh now
+	keeping   bool      // Run refreshes valid credentials; requests need not wait for it
+	failures  int       // fetches failed in a row
+	failErr   error     // the last failure, while no valid credentials are held
+	failedAt  time.Time
 	client    *minio.Client
 	clientFor endpoint // what client was built for
 }
@@ -146,7 +167,9 @@ func New(src CredentialSource, logger *slog.Logger, opts ...Option) (*Upstream, 
 		src:        src,
 		logger:     logger.With("component", "upstream"),
 		now:        time.Now,
+		after:      time.After,
 		refreshing: make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(u)
@@ -318,44 +341,77 @@ func (u *Upstream) clientAndBucket(ctx context.Context) (*minio.Client, string, 
 }
 
 // current returns the credentials to use, fetching new ones when none are
-// held or the held ones are due for refresh. Only one fetch runs at a time.
+// held or the held ones are due for refresh (unless Run refreshes them).
+// Only one fetch runs at a time, and a fetch that failed moments ago
+// answers for the requests that come meanwhile.
 func (u *Upstream) current(ctx context.Context) (*wire.FileServerResponse, uint64, error) {
-	if r, gen, ok := u.fresh(); ok {
-		return r, gen, nil
+	u.mu.Lock()
+	now := u.now()
+	if u.usableLocked(now) {
+		due := u.dueLocked(now)
+		if !due || u.keeping && !u.forced {
+			r, gen := u.cur, u.gen
+			u.mu.Unlock()
+			if due {
+				u.wakeRun() // a clock that jumped: Run's timer is late
+			}
+			return r, gen, nil
+		}
+	} else if err := u.recentFailureLocked(now); err != nil {
+		u.mu.Unlock()
+		return nil, 0, err
 	}
+	u.mu.Unlock()
+	return u.fetch(ctx)
+}
+
+// fetch asks the source for credentials, unless another caller got some
+// (or failed to) while this one waited for its turn. On failure it keeps
+// valid credentials and returns them.
+func (u *Upstream) fetch(ctx context.Context) (*wire.FileServerResponse, uint64, error) {
 	select {
 	case u.refreshing <- struct{}{}:
 	case <-ctx.Done():
 		return nil, 0, fmt.Errorf("wait for file server credentials: %w", ctx.Err())
 	}
 	defer func() { <-u.refreshing }()
-	if r, gen, ok := u.fresh(); ok { // another caller refreshed meanwhile
-		return r, gen, nil
+	u.mu.Lock()
+	now := u.now()
+	if u.usableLocked(now) && !u.dueLocked(now) { // another caller refreshed meanwhile
+		defer u.mu.Unlock()
+		return u.cur, u.gen, nil
 	}
+	if !u.usableLocked(now) {
+		if err := u.recentFailureLocked(now); err != nil { // or failed to
+			u.mu.Unlock()
+			return nil, 0, err
+		}
+	}
+	u.mu.Unlock()
 
-	resp, err := u.src.FileServer(ctx)
+	fctx, cancel := context.WithTimeout(ctx, credentialTimeout)
+	resp, err := u.src.FileServer(fctx)
+	cancel()
 	if err == nil {
 		err = validate(resp)
 	}
-	now := u.now()
+	now = u.now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if err != nil {
-		if u.cur != nil && !expired(u.cur, now) {
-			u.logger.Warn("refresh file server credentials failed, still using the current ones",
-				"err", err, "expires", time.Unix(u.cur.GetExpiresUnix(), 0))
-			u.refreshAt = earliest(now.Add(retryAfterFailure), time.Unix(u.cur.GetExpiresUnix(), 0))
-			return u.cur, u.gen, nil
-		}
-		return nil, 0, fmt.Errorf("get file server credentials: %w", err)
+		return u.failedLocked(now, err)
 	}
 	if old := u.cur; old != nil && (old.GetEndpoint() != resp.GetEndpoint() || old.GetBucket() != resp.GetBucket()) {
 		u.logger.Info("file server changed", "endpoint", resp.GetEndpoint(), "bucket", resp.GetBucket(),
 			"old_endpoint", old.GetEndpoint(), "old_bucket", old.GetBucket())
 	}
+	if u.failures > 0 {
+		u.logger.Info("file server credentials fetched again", "failed_tries", u.failures)
+	}
 	u.cur = resp
 	u.gen++
 	u.refreshAt = time.Time{}
+	u.forced, u.failures, u.failErr = false, 0, nil
 	if exp := resp.GetExpiresUnix(); exp != 0 {
 		expires := time.Unix(exp, 0)
 		if !expires.After(now) {
@@ -366,28 +422,130 @@ func (u *Upstream) current(ctx context.Context) (*wire.FileServerResponse, uint6
 	}
 	u.logger.Debug("file server credentials fetched", "endpoint", resp.GetEndpoint(),
 		"bucket", resp.GetBucket(), "refresh_at", u.refreshAt)
+	u.wakeRun()
 	return u.cur, u.gen, nil
 }
 
-// fresh returns the held credentials if they need no refresh.
-func (u *Upstream) fresh() (*wire.FileServerResponse, uint64, bool) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.cur == nil || u.dueLocked() {
-		return nil, 0, false
+// failedLocked records a failed fetch: valid credentials are kept and
+// used until the next try; without them the failure is the requests'
+// error until then. The first failure in a row is a warning, and so is
+// running out of credentials; the rest are logged at debug level.
+func (u *Upstream) failedLocked(now time.Time, err error) (*wire.FileServerResponse, uint64, error) {
+	u.failures++
+	u.forced = false
+	wait := retryAfterFailure
+	for i := 1; i < u.failures && wait < maxRetryAfterFailure; i++ {
+		wait *= 2
 	}
-	return u.cur, u.gen, true
+	wait = min(wait, maxRetryAfterFailure)
+	u.refreshAt = now.Add(wait)
+	if u.usableLocked(now) {
+		expires := time.Unix(u.cur.GetExpiresUnix(), 0)
+		log := u.logger.Debug
+		if u.failures == 1 {
+			log = u.logger.Warn
+		}
+		log("refresh file server credentials failed, still using the current ones; trying again, backing off",
+			"err", err, "expires", expires, "in", wait)
+		if u.cur.GetExpiresUnix() != 0 {
+			u.refreshAt = earliest(u.refreshAt, expires)
+		}
+		return u.cur, u.gen, nil
+	}
+	held := ""
+	if u.cur != nil {
+		held = fmt.Sprintf(" (the ones held expired at %s)", time.Unix(u.cur.GetExpiresUnix(), 0).UTC().Format(time.RFC3339))
+	}
+	log := u.logger.Debug
+	if u.failErr == nil {
+		log = u.logger.Warn
+	}
+	u.failErr = fmt.Errorf("get file server credentials%s: %w", held, err)
+	u.failedAt = now
+	log("no valid file server credentials: reads from the file server fail until the coordinator gives new ones; trying again, backing off",
+		"err", err, "in", wait)
+	return nil, 0, u.failErr
 }
 
-func (u *Upstream) dueLocked() bool {
-	return !u.refreshAt.IsZero() && !u.now().Before(u.refreshAt)
+// usableLocked tells whether the held credentials may sign a request.
+func (u *Upstream) usableLocked(now time.Time) bool {
+	return u.cur != nil && !expired(u.cur, now)
+}
+
+// recentFailureLocked is the error of a fetch that failed too recently to
+// ask again for a request.
+func (u *Upstream) recentFailureLocked(now time.Time) error {
+	if u.failErr != nil && now.Before(u.failedAt.Add(retryAfterFailure)) {
+		return u.failErr
+	}
+	return nil
+}
+
+func (u *Upstream) dueLocked(now time.Time) bool {
+	return u.forced || !u.refreshAt.IsZero() && !now.Before(u.refreshAt)
 }
 
 // expire makes the next request fetch new credentials.
 func (u *Upstream) expire() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.refreshAt = u.now()
+	u.forced = true
+}
+
+func (u *Upstream) wakeRun() {
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps the credentials fresh until ctx ends: it fetches new ones at
+// the refresh point of those held whether or not a read comes then, and
+// after a failure it tries again, backing off, until it gets some. An
+// idle relay then holds valid credentials whenever the coordinator was
+// reachable at some time in the last part of their life, and a read after
+// an idle hour does not need the coordinator at that very moment. It
+// fetches nothing before a read has (New contacts nothing), and nothing
+// for credentials that never expire.
+func (u *Upstream) Run(ctx context.Context) error {
+	u.mu.Lock()
+	u.keeping = true
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		u.keeping = false
+		u.mu.Unlock()
+	}()
+	var last time.Time // the last try
+	for {
+		u.mu.Lock()
+		at := u.refreshAt
+		keep := u.failErr != nil || u.cur != nil && u.cur.GetExpiresUnix() != 0
+		if !last.IsZero() && at.Before(last.Add(retryAfterFailure)) {
+			// Credentials that arrive expired are not asked for again at
+			// once.
+			at = last.Add(retryAfterFailure)
+		}
+		now := u.now()
+		u.mu.Unlock()
+		var fire <-chan time.Time
+		if keep && !at.IsZero() {
+			fire = u.after(max(at.Sub(now), 0))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-u.wake:
+			continue
+		case <-fire:
+		}
+		last = u.now()
+		u.fetch(ctx) // logged there; a read that needs credentials meanwhile gets the error
+		select {
+		case <-u.wake: // its own
+		default:
+		}
+	}
 }
 
 func expired(r *wire.FileServerResponse, now time.Time) bool {
@@ -441,7 +599,7 @@ func (p *provider) Retrieve() (credentials.Value, error) { return p.RetrieveWith
 func (p *provider) IsExpired() bool {
 	p.u.mu.Lock()
 	defer p.u.mu.Unlock()
-	return p.u.cur == nil || p.handed != p.u.gen || p.u.dueLocked()
+	return p.u.cur == nil || p.handed != p.u.gen || p.u.dueLocked(p.u.now())
 }
 
 // parseContentRange reads "bytes first-last/total" (RFC 9110), the only

@@ -344,9 +344,9 @@ func TestRefreshSchedule(t *testing.T) {
 			steps: []step{{0, "a", 1}, {80 * time.Second, "a", 2}, {84 * time.Second, "a", 2}, {85 * time.Second, "c", 3}},
 		},
 		{
-			name:    "a failed refresh after expiry is an error",
+			name:    "a failed refresh after expiry is an error, for a while without asking again",
 			answers: []answer{{resp: creds("a", start.Add(100*time.Second))}, {err: down}},
-			steps:   []step{{0, "a", 1}, {100 * time.Second, "", 2}, {101 * time.Second, "", 3}},
+			steps:   []step{{0, "a", 1}, {100 * time.Second, "", 2}, {104 * time.Second, "", 2}, {105 * time.Second, "", 3}},
 		},
 		{
 			name:    "an incomplete answer is refused",
