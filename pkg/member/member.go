@@ -6,6 +6,7 @@ package member
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -17,9 +18,11 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -684,6 +687,18 @@ type Client struct {
 	log                    *slog.Logger
 	tls                    *tls.Config
 	minBackoff, maxBackoff time.Duration
+	// stable is how long a connection must serve for the next one to be
+	// dialled without backoff (stableConn; tests shorten it).
+	stable time.Duration
+	// watchEvery is how often the host's addresses and clock are looked
+	// at (watchHost); addrs and wall are what is looked at (tests fake
+	// them).
+	watchEvery time.Duration
+	addrs      func() string
+	wall       func() time.Time
+	// nudge says the host's network changed or it woke: a redial waiting
+	// out its backoff goes now.
+	nudge chan struct{}
 
 	mu      sync.Mutex
 	conn    *quic.Conn
@@ -704,17 +719,32 @@ func NewClient(id *Identity, coordinator string, push PushHandler, logger *slog.
 		id: id, addr: WithDefaultPort(coordinator), push: push, tls: tlsConf,
 		log:        logger.With("component", "coordinator-link"),
 		minBackoff: 500 * time.Millisecond, maxBackoff: 30 * time.Second,
+		stable:     stableConn,
+		watchEvery: watchEvery, addrs: localAddrs, wall: func() time.Time { return time.Now().Round(0) },
+		nudge:   make(chan struct{}, 1),
 		changed: make(chan struct{}),
 	}, nil
 }
 
 // SetBackoff changes the redial backoff bounds (tests use short ones).
-func (c *Client) SetBackoff(min, max time.Duration) { c.minBackoff, c.maxBackoff = min, max }
+func (c *Client) SetBackoff(first, most time.Duration) {
+	c.minBackoff, c.maxBackoff = max(first, time.Millisecond), max(most, first, time.Millisecond)
+}
+
+// The member's side of the connection's timers. A member that hears
+// nothing for idleTimeout (counted while the host is awake) drops the
+// connection; it sends a keep-alive after keepAlive of silence, well
+// within the 30 s after which many NATs forget a UDP mapping.
+const (
+	idleTimeout = 60 * time.Second
+	keepAlive   = 15 * time.Second
+)
 
 // Run keeps the connection until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.minBackoff
 	removed := false // the coordinator said this member is not enrolled
+	var trouble outage
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// A transport of its own, with connection ids: quic.DialAddr's has
@@ -729,14 +759,21 @@ func (c *Client) Run(ctx context.Context) error {
 	tr := &quic.Transport{Conn: udp, ConnectionIDLength: 8}
 	defer udp.Close()
 	defer tr.Close()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.watchHost(wctx)
+	}()
 	for ctx.Err() == nil {
 		var conn *quic.Conn
-		raddr, err := net.ResolveUDPAddr("udp", c.addr)
+		raddr, err := c.resolve(ctx)
 		if err == nil {
 			conn, err = tr.Dial(ctx, raddr, c.tls, &quic.Config{
 				HandshakeIdleTimeout: 10 * time.Second,
-				MaxIdleTimeout:       60 * time.Second,
-				KeepAlivePeriod:      15 * time.Second,
+				MaxIdleTimeout:       idleTimeout,
+				KeepAlivePeriod:      keepAlive,
 				MaxIncomingStreams:   32,
 			})
 		}
@@ -745,8 +782,9 @@ func (c *Client) Run(ctx context.Context) error {
 				break
 			}
 			wait := jitter(backoff)
-			c.log.Warn("coordinator unreachable; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", err)
-			sleepCtx(ctx, wait)
+			trouble.log(c.log, time.Now(), "coordinator unreachable; retrying", "coordinator still unreachable; retrying",
+				"addr", c.addr, "in", wait.Round(time.Millisecond), "err", err)
+			c.wait(ctx, wait, true)
 			backoff = min(backoff*2, c.maxBackoff)
 			continue
 		}
@@ -770,11 +808,29 @@ func (c *Client) Run(ctx context.Context) error {
 			break
 		}
 		cause := context.Cause(conn.Context())
-		if time.Since(since) >= stableConn {
-			// A connection that served: the coordinator restarted, the
-			// network moved. Straight back.
-			c.log.Warn("connection to coordinator lost", "addr", c.addr, "err", cause)
+		var appErr *quic.ApplicationError
+		isAppErr := errors.As(cause, &appErr)
+		if isAppErr && !appErr.Remote && appErr.ErrorCode == closeSlept {
+			// watchHost closed it: the host slept for longer than the
+			// connection could outlive. Straight back: hosts wake one by
+			// one, not all at once.
+			c.log.Info("the host slept: the connection to the coordinator was dead; redialling", "addr", c.addr)
+			trouble = outage{}
 			backoff = c.minBackoff
+			continue
+		}
+		if time.Since(since) >= c.stable {
+			// A connection that served: the coordinator restarted or
+			// shut down, the network moved. Back soon, but not at once:
+			// a coordinator that goes away loses every member at the same
+			// moment, and 20,000 of them redialling in the same
+			// millisecond (and retransmitting their handshakes in step
+			// while it is down) is a flood when it comes back.
+			wait := spread(min(lostSpread*c.minBackoff, c.maxBackoff))
+			c.log.Warn("connection to coordinator lost", "addr", c.addr, "redial_in", wait.Round(time.Millisecond), "err", cause)
+			trouble = outage{}
+			backoff = c.minBackoff
+			c.wait(ctx, wait, true)
 			continue
 		}
 		// The coordinator ended the connection at once: this member was
@@ -782,8 +838,7 @@ func (c *Client) Run(ctx context.Context) error {
 		// a restored snapshot) replaces it each time it connects.
 		// Redialling at once would be a handshake and a log line on both
 		// sides as fast as they go, for good.
-		var appErr *quic.ApplicationError
-		if errors.As(cause, &appErr) && appErr.Remote && appErr.ErrorCode == wire.CloseNotEnrolled {
+		if isAppErr && appErr.Remote && appErr.ErrorCode == wire.CloseNotEnrolled {
 			if !removed {
 				c.log.Error("the coordinator says this member is not enrolled any more (it was removed): it keeps its last policy; "+
 					"to bring it back, enrol it again (remove its identity directory and set enroll_token)", "member", c.id.ID)
@@ -794,8 +849,9 @@ func (c *Client) Run(ctx context.Context) error {
 			backoff = removedBackoff
 		}
 		wait := jitter(backoff)
-		c.log.Warn("connection to coordinator ended at once; retrying", "addr", c.addr, "in", wait.Round(time.Millisecond), "err", cause)
-		sleepCtx(ctx, wait)
+		trouble.log(c.log, time.Now(), "connection to coordinator ended at once; retrying", "connections to coordinator still end at once; retrying",
+			"addr", c.addr, "in", wait.Round(time.Millisecond), "err", cause)
+		c.wait(ctx, wait, !removed)
 		if !removed {
 			backoff = min(backoff*2, c.maxBackoff)
 		}
@@ -803,13 +859,76 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
+// resolve looks the coordinator's address up again at each dial (it may
+// move), giving up when ctx ends rather than after the resolver's own
+// timeouts.
+func (c *Client) resolve(ctx context.Context) (*net.UDPAddr, error) {
+	host, port, err := net.SplitHostPort(c.addr)
+	if err != nil {
+		return nil, err
+	}
+	p, err := net.DefaultResolver.LookupPort(ctx, "udp", port)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("no address for %s", host)
+	}
+	// IPv4 first, as net.ResolveUDPAddr does.
+	slices.SortStableFunc(ips, func(a, b netip.Addr) int {
+		return cmp.Compare(boolInt(!a.Unmap().Is4()), boolInt(!b.Unmap().Is4()))
+	})
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(ips[0].Unmap(), uint16(p))), nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // stableConn is how long a connection must serve for the next one to be
-// dialled at once; removedBackoff is the wait between dials of a member
-// the coordinator removed.
+// dialled without backoff; removedBackoff is the wait between dials of a
+// member the coordinator removed; lostSpread (times the first backoff) is
+// how far apart members that lose their connections at the same moment
+// redial.
 const (
 	stableConn     = 10 * time.Second
 	removedBackoff = 10 * time.Minute
+	lostSpread     = 10
 )
+
+// outageWarnEvery is how often a run of failed dials is told at Warn:
+// the first failure is, the rest go to Debug but for one an hour, so that
+// a coordinator away for days (a laptop on a network that blocks it)
+// leaves a few lines a day, not thousands.
+const outageWarnEvery = time.Hour
+
+// outage is a run of failed dials (or connections the coordinator ends
+// at once) since the last connection that served.
+type outage struct {
+	since, warned time.Time
+	attempts      int
+}
+
+func (o *outage) log(log *slog.Logger, now time.Time, first, again string, args ...any) {
+	o.attempts++
+	switch {
+	case o.since.IsZero():
+		o.since, o.warned = now, now
+		log.Warn(first, args...)
+	case now.Sub(o.warned) >= outageWarnEvery:
+		o.warned = now
+		log.Warn(again, append(args, "since", o.since.UTC().Format(time.RFC3339), "attempts", o.attempts)...)
+	default:
+		log.Debug(again, append(args, "attempts", o.attempts)...)
+	}
+}
 
 // jitter is a wait of half to one and a half times d: a fleet coming back
 // after a coordinator restart does not arrive all at once.
@@ -817,11 +936,100 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(rand.Int64N(int64(d))) + d/2
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
+// spread is a wait of anything up to d.
+func spread(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d)))
+}
+
+// wait waits d, or until ctx ends, or, when nudged, until the host's
+// network changes or it wakes (watchHost): a laptop that comes back to a
+// network redials then, not after what is left of its backoff.
+func (c *Client) wait(ctx context.Context, d time.Duration, nudged bool) {
+	var nudge <-chan struct{}
+	if nudged {
+		// One from while the dial that failed was under way is kept: the
+		// network that came up meanwhile is worth a dial now.
+		nudge = c.nudge
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(d):
+	case <-t.C:
+	case <-nudge:
+		c.log.Debug("the host's network changed or it woke: redialling the coordinator now", "addr", c.addr)
 	}
+}
+
+// watchEvery is how often watchHost looks; sleptAfter is the gap between
+// the wall clock and the clock of the host's awake time from which it
+// takes the host to have slept.
+const (
+	watchEvery = 5 * time.Second
+	sleptAfter = 10 * time.Second
+	// closeSlept closes, on this side, a connection the host slept
+	// through.
+	closeSlept quic.ApplicationErrorCode = 0x100
+)
+
+// watchHost tells Run when the host's addresses change or it wakes from
+// sleep. Go's timers, and so QUIC's idle timeout, count only the time the
+// host is awake: a laptop that slept overnight holds a connection the
+// coordinator dropped hours ago, and would find out only after a minute
+// of its own awake time (or when a stateless reset gets through), with
+// every call meanwhile hanging. A host that slept for longer than the
+// idle timeout closes it at once: the coordinator, whose clock ran, has
+// dropped it.
+func (c *Client) watchHost(ctx context.Context) {
+	t := time.NewTicker(c.watchEvery)
+	defer t.Stop()
+	addrs, mono, wall := c.addrs(), time.Now(), c.wall()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		nowAddrs, nowMono, nowWall := c.addrs(), time.Now(), c.wall()
+		slept := nowWall.Sub(wall) - nowMono.Sub(mono)
+		moved := nowAddrs != addrs
+		addrs, mono, wall = nowAddrs, nowMono, nowWall
+		if slept >= idleTimeout {
+			c.mu.Lock()
+			conn := c.conn
+			c.mu.Unlock()
+			if conn != nil {
+				c.log.Debug("the host slept longer than the connection outlives", "slept", slept.Round(time.Second))
+				conn.CloseWithError(closeSlept, "the member's host slept")
+			}
+		}
+		if moved || slept >= sleptAfter {
+			select {
+			case c.nudge <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// localAddrs is the host's addresses, as one string that changes when
+// they do ("" when they cannot be read).
+func localAddrs() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }
 
 func (c *Client) servePush(ctx context.Context, str *quic.Stream) {
