@@ -55,6 +55,11 @@ const (
 // coordinator stayed away, and its clients with it. A variable for tests.
 var credentialTimeout = 20 * time.Second
 
+// maxFileServerTries is how many times the relay's client tries one
+// request to the file server: a file server that takes connections and
+// never answers fails a read within minutes, not ten.
+const maxFileServerTries = 3
+
 // CredentialSource tells where the file server is and how to read it. A
 // response with ExpiresUnix 0 never expires.
 type CredentialSource interface {
@@ -328,6 +333,10 @@ func (u *Upstream) clientAndBucket(ctx context.Context) (*minio.Client, string, 
 			Secure:    want.secure,
 			Region:    want.region,
 			Transport: u.transport,
+			// minio-go tries a request ten times by default, waiting up
+			// to a minute for each answer; the cache resumes a fetch on
+			// top of that.
+			MaxRetries: maxFileServerTries,
 		})
 		if err != nil {
 			return nil, "", fmt.Errorf("file server client for %s: %w", want.host, err)
