@@ -384,6 +384,11 @@ func (u *Upstream) fetch(ctx context.Context) (*wire.FileServerResponse, uint64,
 		return nil, 0, fmt.Errorf("wait for file server credentials: %w", ctx.Err())
 	}
 	defer func() { <-u.refreshing }()
+	if err := ctx.Err(); err != nil {
+		// It left while it waited: asking for it now would fail, and be
+		// taken for the source's failure by every caller after it.
+		return nil, 0, fmt.Errorf("wait for file server credentials: %w", err)
+	}
 	u.mu.Lock()
 	now := u.now()
 	if u.usableLocked(now) && !u.dueLocked(now) { // another caller refreshed meanwhile
@@ -407,6 +412,11 @@ func (u *Upstream) fetch(ctx context.Context) (*wire.FileServerResponse, uint64,
 	now = u.now()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if err != nil && ctx.Err() != nil {
+		// The caller left: not the source's failure, so not kept for
+		// the callers after it.
+		return nil, 0, fmt.Errorf("get file server credentials: %w", ctx.Err())
+	}
 	if err != nil {
 		return u.failedLocked(now, err)
 	}
