@@ -866,8 +866,11 @@ func (c complianceCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- missingDesc
 }
 
+// Collect reads the store's running tallies of the agents' reports
+// (store.ReportTallies): decoding every member with its report cost each
+// scrape the fleet's size.
 func (c complianceCollector) Collect(ch chan<- prometheus.Metric) {
-	members, err := c.a.d.Store.Members("")
+	tallies, err := c.a.d.Store.ReportTallies()
 	if err != nil {
 		c.a.log.Error("compliance metrics", "err", err)
 		return
@@ -879,24 +882,27 @@ func (c complianceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counts := map[[2]string]int{}
 	missing := map[string]int{}
-	for _, m := range members {
-		if m.Role == "relay" || m.Report == nil {
-			continue
-		}
-		if _, ok := missing[m.Office]; !ok {
-			missing[m.Office] = 0
-		}
-		// What a host said of an earlier revision is not an answer about
-		// the current one (currentReport): its items are pending.
-		stale := currentReport(&m, current[m.Office]) == nil
-		for _, it := range m.Report.Items {
-			status := it.Status
-			if stale {
-				status = "pending"
+	for office, byRev := range tallies {
+		missing[office] = 0 // named even when nothing is missing
+		for _, t := range byRev {
+			// What a host said of an earlier revision is not an answer
+			// about the current one (currentReport): its items are pending.
+			if t.Revision != current[office] {
+				for _, n := range t.Items {
+					counts[[2]string{office, "pending"}] += n
+				}
+				for _, n := range t.Patches {
+					missing[office] += n
+				}
+				continue
 			}
-			counts[[2]string{m.Office, status}]++
-			if strings.HasPrefix(it.ID, "patch/") && status != "compliant" && status != "not_applicable" {
-				missing[m.Office]++
+			for status, n := range t.Items {
+				counts[[2]string{office, status}] += n
+			}
+			for status, n := range t.Patches {
+				if status != "compliant" && status != "not_applicable" {
+					missing[office] += n
+				}
 			}
 		}
 	}

@@ -100,6 +100,8 @@ type Server struct {
 	pushWG     sync.WaitGroup
 	// access brokers technician sessions and pushes revocations (session.go).
 	access accessState
+	// revList is the last revocation list, kept until a user changes.
+	revList revocationCache
 	// placed, if set, is told of an agent that enrolled or changed office,
 	// before it hears its office's revision (SetPlacementHook).
 	placed func(id string)
@@ -622,11 +624,14 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.store.Members(o.Name)
+	// From the store's summary of the office's members: decoding them
+	// cost each check-in its office's size.
+	stale := time.Now().Add(-3 * o.CheckinInterval)
+	peers, err := s.store.GossipPeers(o.Name, stale)
 	if err != nil {
 		return nil, err
 	}
-	info.GossipSeeds = gossipSeeds(members, self, time.Now().Add(-3*o.CheckinInterval))
+	info.GossipSeeds = gossipSeeds(peers, self, stale)
 	return info, nil
 }
 
@@ -636,9 +641,9 @@ func (s *Server) officeInfo(o *store.Office, self string) (*wire.OfficeInfo, err
 // groups of members that found only each other (a room of computers
 // enrolled in the same minute learns of the few enrolled just before);
 // a handful is enough for gossip to do the rest.
-func gossipSeeds(members []store.Member, self string, stale time.Time) []string {
+func gossipSeeds(members []store.GossipPeer, self string, stale time.Time) []string {
 	const recent, random = 2, 3
-	live := make([]store.Member, 0, len(members))
+	live := make([]store.GossipPeer, 0, len(members))
 	for _, m := range members {
 		if m.ID != self && m.GossipAddr != "" && !m.LastSeen.Before(stale) {
 			live = append(live, m)
@@ -855,7 +860,8 @@ func (s *Server) checkin(id, remote string, req *wire.CheckinRequest) *wire.Resp
 		return wire.Errorf(wire.Error_CODE_BAD_REQUEST, "check-in too large")
 	}
 	now := time.Now()
-	offices, err := s.store.Offices()
+	// Shared, read only: every check-in reads every office (placement).
+	offices, err := s.store.OfficesReadOnly()
 	if err != nil {
 		s.log.Error("check-in", "member", id, "err", err)
 		return wire.Errorf(wire.Error_CODE_INTERNAL, "check-in failed on the coordinator")

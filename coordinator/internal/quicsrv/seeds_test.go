@@ -16,14 +16,14 @@ import (
 func TestGossipSeeds(t *testing.T) {
 	now := time.Now()
 	stale := now.Add(-time.Hour)
-	var ms []store.Member
+	var ms []store.GossipPeer
 	for i := range 12 {
-		ms = append(ms, store.Member{ID: fmt.Sprint("m", i), GossipAddr: fmt.Sprintf("127.0.0.%d:7946", i),
+		ms = append(ms, store.GossipPeer{ID: fmt.Sprint("m", i), GossipAddr: fmt.Sprintf("127.0.0.%d:7946", i),
 			LastSeen: now.Add(-time.Duration(i) * time.Minute)})
 	}
 	ms = append(ms,
-		store.Member{ID: "quiet", GossipAddr: "127.0.0.99:7946", LastSeen: now.Add(-2 * time.Hour)},
-		store.Member{ID: "roamer", LastSeen: now})
+		store.GossipPeer{ID: "quiet", GossipAddr: "127.0.0.99:7946", LastSeen: now.Add(-2 * time.Hour)},
+		store.GossipPeer{ID: "roamer", LastSeen: now})
 	named := map[string]bool{}
 	for range 200 {
 		seeds := gossipSeeds(slices.Clone(ms), "m0", stale)

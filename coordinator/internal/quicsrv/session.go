@@ -27,14 +27,18 @@ type TokenVerifier interface {
 	// SessionToken signs a token for one host from a verified one: the
 	// host gets that, never the technician's access token.
 	SessionToken(p *auth.Principal, memberID string) (string, time.Time, error)
+	// SignedRevocations is made from the store's users alone: the server
+	// keeps it until they change (store.UsersVersion).
 	SignedRevocations() (*wire.SignedRevocations, error)
 	Audit(ev store.AuditEvent)
 }
 
 // accessState is the broker's part of the server.
 type accessState struct {
-	mu      sync.Mutex
-	auth    TokenVerifier
+	mu   sync.Mutex
+	auth TokenVerifier
+	// set counts the verifiers set: what one made is not another's.
+	set     uint64
 	pending map[string]*pendingSession // session id → technician waiting for the agent
 }
 
@@ -52,27 +56,71 @@ func (s *Server) SetAccess(v TokenVerifier) {
 	s.access.mu.Lock()
 	defer s.access.mu.Unlock()
 	s.access.auth = v
+	s.access.set++
 	s.access.pending = map[string]*pendingSession{}
 }
 
 func (s *Server) verifier() TokenVerifier {
+	v, _ := s.verifierSet()
+	return v
+}
+
+// verifierSet is the verifier and which one set it is.
+func (s *Server) verifierSet() (TokenVerifier, uint64) {
 	s.access.mu.Lock()
 	defer s.access.mu.Unlock()
-	return s.access.auth
+	return s.access.auth, s.access.set
 }
 
 // revocations is the current list for a check-in answer; nil without users.
+//
+// The list is made from every user, and every check-in answer carries it:
+// it is kept until a user changes (store.UsersVersion), so that a
+// check-in does not cost what the users are.
 func (s *Server) revocations() *wire.SignedRevocations {
-	v := s.verifier()
+	v, set := s.verifierSet()
 	if v == nil {
 		return nil
+	}
+	at := listVersion{set: set, users: s.store.UsersVersion()} // before the list is made: see store/cache.go
+	if l, ok := s.revList.get(at); ok {
+		return l
 	}
 	l, err := v.SignedRevocations()
 	if err != nil {
 		s.log.Error("revocation list", "err", err)
 		return nil
 	}
+	s.revList.put(at, l)
 	return l
+}
+
+// listVersion is what a revocation list was made from: the verifier
+// (which one set) and the store's users (UsersVersion).
+type listVersion struct{ set, users uint64 }
+
+// revocationCache is the last revocation list made, and from what.
+type revocationCache struct {
+	mu   sync.Mutex
+	at   listVersion
+	list *wire.SignedRevocations
+	ok   bool
+}
+
+func (c *revocationCache) get(at listVersion) (*wire.SignedRevocations, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.list, c.ok && c.at == at
+}
+
+// put keeps l, made from at, unless what is kept was made from newer.
+func (c *revocationCache) put(at listVersion, l *wire.SignedRevocations) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ok && (at.set < c.at.set || at.set == c.at.set && at.users < c.at.users) {
+		return
+	}
+	c.at, c.list, c.ok = at, l, true
 }
 
 // NotifyRevocations pushes the current revocation list to every connected

@@ -80,11 +80,12 @@ func (s *Store) RemoveMember(id string, nextKey []byte, now time.Time) (*Member,
 			return fmt.Errorf("member %s: %w", id, err)
 		}
 		out = m
-		for _, k := range []struct{ bucket, key []byte }{{bRuns, []byte(id)}, {bPermissions, []byte(HostScope(id))}} {
-			if b := tx.Bucket(k.bucket); b != nil {
-				if err := b.Delete(k.key); err != nil {
-					return err
-				}
+		if err := deleteRuns(tx, id); err != nil {
+			return err
+		}
+		if b := tx.Bucket(bPermissions); b != nil {
+			if err := b.Delete([]byte(HostScope(id))); err != nil {
+				return err
 			}
 		}
 		if err := deleteArtifactBytesOf(tx, id); err != nil {

@@ -36,8 +36,8 @@ func indexMembers(tx *bolt.Tx) error {
 	})
 }
 
-// putMember stores m and keeps the index: every write of a member goes
-// through it.
+// putMember stores m and keeps the index and the members' summaries
+// (memberstate.go): every write of a member goes through it.
 func putMember(tx *bolt.Tx, m *Member) error {
 	idx := tx.Bucket(bMemberOffices)
 	if v := tx.Bucket(bMembers).Get([]byte(m.ID)); v != nil {
@@ -54,6 +54,7 @@ func putMember(tx *bolt.Tx, m *Member) error {
 	if err := idx.Put(memberOfficeKey(m.Office, m.ID), nil); err != nil {
 		return err
 	}
+	memberWritten(tx, m.ID, m)
 	return put(tx, bMembers, m.ID, m)
 }
 
@@ -62,6 +63,7 @@ func deleteMember(tx *bolt.Tx, m *Member) error {
 	if err := tx.Bucket(bMemberOffices).Delete(memberOfficeKey(m.Office, m.ID)); err != nil {
 		return err
 	}
+	memberWritten(tx, m.ID, nil)
 	return tx.Bucket(bMembers).Delete([]byte(m.ID))
 }
 

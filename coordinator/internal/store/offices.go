@@ -104,7 +104,7 @@ func (s *Store) RemoveOffice(name, moveTo string) ([]Member, error) {
 				}
 			}
 		}
-		return tx.Bucket(bOffices).Delete([]byte(name))
+		return del(tx, bOffices, name)
 	})
 	if err != nil {
 		return nil, err

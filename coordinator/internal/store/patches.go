@@ -20,7 +20,9 @@ var (
 	bApprovals = []byte("patch_approvals") // office \x00 patch id → PatchApproval
 	bRules     = []byte("patch_rules")
 	bClean     = []byte("patch_clean") // office \x00 patch id → time every host first had it
-	bRuns      = []byte("run_history") // member id → []Report, newest last
+	// bRuns is the runs of stores from before bRunList: member id →
+	// []Report, newest last (runs.go).
+	bRuns = []byte("run_history")
 )
 
 // Patch is an entry of the patch catalog.
@@ -372,49 +374,4 @@ const MaxRuns = 20
 // kept twice: agents send their last report at every check-in.
 func (s *Store) AppendRun(id string, r Report) error {
 	return s.db.Update(func(tx *bolt.Tx) error { return appendRun(tx, id, r) })
-}
-
-func appendRun(tx *bolt.Tx, id string, r Report) error {
-	b, err := tx.CreateBucketIfNotExists(bRuns)
-	if err != nil {
-		return err
-	}
-	var runs []Report
-	if v := b.Get([]byte(id)); v != nil {
-		if err := json.Unmarshal(v, &runs); err != nil {
-			return fmt.Errorf("decode runs of %s: %w", id, err)
-		}
-	}
-	// Runs with a number are deduplicated by it (UpdateMember); only
-	// unnumbered ones need this guess.
-	if n := len(runs); n > 0 && r.Seq == 0 && runs[n-1].Revision == r.Revision && runs[n-1].At.Equal(r.At) {
-		return nil
-	}
-	runs = append(runs, r)
-	if len(runs) > MaxRuns {
-		runs = runs[len(runs)-MaxRuns:]
-	}
-	return put(tx, bRuns, id, runs)
-}
-
-// Runs returns the kept runs of member id, newest first.
-func (s *Store) Runs(id string) ([]Report, error) {
-	var runs []Report
-	err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bMembers).Get([]byte(id)) == nil {
-			return fmt.Errorf("member %s: %w", id, ErrNotFound)
-		}
-		b := tx.Bucket(bRuns)
-		if b == nil {
-			return nil
-		}
-		if v := b.Get([]byte(id)); v != nil {
-			return json.Unmarshal(v, &runs)
-		}
-		return nil
-	})
-	for i, j := 0, len(runs)-1; i < j; i, j = i+1, j-1 {
-		runs[i], runs[j] = runs[j], runs[i]
-	}
-	return runs, err
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/outposthq/outpost/pkg/didyoumean"
@@ -192,6 +193,11 @@ type Artifact struct {
 // Store is the embedded bbolt store.
 type Store struct {
 	db *bolt.DB
+	// changes and offices keep what every check-in reads (cache.go).
+	changes changes
+	offices atomic.Pointer[officeCache]
+	// members summarizes every member for seeds and metrics (memberstate.go).
+	members memberState
 }
 
 // Open opens (creating if needed) the store file at path.
@@ -220,11 +226,16 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	s := &Store{db: db}
+	openStores.Store(db, s)
+	return s, nil
 }
 
 // Close releases the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	openStores.Delete(s.db)
+	return s.db.Close()
+}
 
 func get[T any](tx *bolt.Tx, bucket []byte, key string) (*T, error) {
 	v := tx.Bucket(bucket).Get([]byte(key))
@@ -243,6 +254,7 @@ func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s/%s: %w", bucket, key, err)
 	}
+	changed(tx, bucket)
 	return tx.Bucket(bucket).Put([]byte(key), b)
 }
 
@@ -289,27 +301,32 @@ func (s *Store) UpdateOffice(name string, fn func(*Office) error) (*Office, erro
 	return out, err
 }
 
-// Office returns one office.
+// Office returns one office, the caller's to change.
 func (s *Store) Office(name string) (*Office, error) {
-	var out *Office
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		out, err = get[Office](tx, bOffices, name)
-		if err != nil {
-			return fmt.Errorf("office %s: %w", name, err)
-		}
-		return nil
-	})
-	return out, err
+	c, err := s.cachedOffices()
+	if err != nil {
+		return nil, err
+	}
+	o, ok := c.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("office %s: %w", name, ErrNotFound)
+	}
+	out := o.clone()
+	return &out, nil
 }
 
-// Offices lists every office, by name.
+// Offices lists every office, by name, the caller's to change
+// (OfficesReadOnly shares them).
 func (s *Store) Offices() ([]Office, error) {
-	var out []Office
-	err := s.db.View(func(tx *bolt.Tx) (err error) {
-		out, err = list[Office](tx, bOffices, nil)
-		return err
-	})
-	return out, err
+	c, err := s.cachedOffices()
+	if err != nil || c.list == nil {
+		return nil, err
+	}
+	out := make([]Office, len(c.list))
+	for i := range c.list {
+		out[i] = c.list[i].clone()
+	}
+	return out, nil
 }
 
 // DeleteOffice removes an office that no member is in or has as home;

@@ -208,7 +208,7 @@ func (s *Store) RemoveUser(name string) ([]PermissionList, error) {
 		if lost, err = removeSubject(tx, "user:"+name); err != nil {
 			return err
 		}
-		return tx.Bucket(bUsers).Delete([]byte(name))
+		return del(tx, bUsers, name)
 	})
 	if err != nil {
 		return nil, err
