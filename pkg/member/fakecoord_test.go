@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"log/slog"
 	"math/big"
 	"net"
 	"sync"
@@ -149,20 +148,6 @@ func (f *fakeCoordinator) member(t *testing.T) *Identity {
 	}
 	id.SetCertificate(tls.Certificate{Certificate: [][]byte{f.ca.issue(t, "ag-1", key.Public(), time.Now().Add(24*time.Hour))}, PrivateKey: key})
 	return id
-}
-
-// client is a member's link to the fake coordinator, running until the
-// test ends; push answers what the coordinator opens toward it.
-func (f *fakeCoordinator) client(t *testing.T, push PushHandler, log *slog.Logger) (*Client, context.Context) {
-	t.Helper()
-	if push == nil {
-		push = func(context.Context, *wire.Request) *wire.Response { return nil }
-	}
-	c, err := NewClient(f.member(t), f.addr, push, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, f.run(t, c)
 }
 
 // run runs c until the test ends, and checks it returns then.

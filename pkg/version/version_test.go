@@ -45,4 +45,3 @@ func FuzzCompareIsAnOrder(f *testing.F) {
 		}
 	})
 }
-

@@ -628,20 +628,28 @@ func TestReadOnlyCredentials(t *testing.T) {
 			return err
 		}},
 		{"list the coordinator's backups", func() error {
+			var listed []string
 			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Prefix: backupPrefix}) {
 				if o.Err != nil {
 					return o.Err
 				}
-				return fmt.Errorf("listed %s", o.Key)
+				listed = append(listed, o.Key)
+			}
+			if len(listed) > 0 {
+				return fmt.Errorf("listed %v", listed)
 			}
 			return nil
 		}},
 		{"list the whole bucket", func() error {
+			var listed []string
 			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Recursive: true}) {
 				if o.Err != nil {
 					return o.Err
 				}
-				return fmt.Errorf("listed %s", o.Key)
+				listed = append(listed, o.Key)
+			}
+			if len(listed) > 0 {
+				return fmt.Errorf("listed %v", listed)
 			}
 			return nil
 		}},
