@@ -19,7 +19,8 @@ import (
 // brings, and the clients that trust them.
 
 // ServingHosts is the part of asked that relayURLs name, sorted and without
-// repeats; IPs are compared in canonical form, names without case. It is
+// repeats; IPs are compared in canonical form, names without case, and
+// what is not a host (CertifiableHost: a wildcard) is left out. It is
 // what a relay's serving certificate may name: the coordinator issues no
 // more, and the relay renews when it changes.
 func ServingHosts(asked, relayURLs []string) []string {
@@ -33,13 +34,40 @@ func ServingHosts(asked, relayURLs []string) []string {
 	var out []string
 	for _, h := range asked {
 		h = CanonHost(h)
-		if h != "" && named[h] && !seen[h] {
+		if CertifiableHost(h) && named[h] && !seen[h] {
 			seen[h] = true
 			out = append(out, h)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// CertifiableHost says whether the CA may name h in a certificate: an
+// IP, or a DNS name of labels of letters, digits, '-' and '_' (found in
+// Windows networks). Never a pattern: a wildcard would make a relay's
+// certificate good for every host under it, another office's relay
+// among them. A fully qualified name may end in a dot (it matches only
+// itself, as dialled).
+func CertifiableHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // CanonHost is h lower-cased, or an IP in its canonical form.
@@ -226,7 +254,7 @@ func PinnedHTTPS(host, fingerprint string, extraCerts []*x509.Certificate) (*tls
 			}
 			leaf := cs.PeerCertificates[0]
 			if IsRelayCert(leaf) {
-				return errors.New("the server presented a relay's serving certificate, not the coordinator's")
+				return errNotCoordinator
 			}
 			inter := x509.NewCertPool()
 			for _, c := range cs.PeerCertificates[1:] {

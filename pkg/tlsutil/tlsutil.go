@@ -50,7 +50,9 @@ func NormalizeFingerprint(s string) (string, error) {
 
 // PinnedConfig is the client side of enrollment: the member has no CA
 // certificate yet, only its fingerprint, so the chain the server presents
-// must contain a CA with that fingerprint that signed the leaf.
+// must contain a CA with that fingerprint that signed the leaf, which
+// must be the coordinator's (ServerName, server auth, not a relay's
+// serving certificate).
 func PinnedConfig(fingerprint string, alpn string) (*tls.Config, error) {
 	want, err := NormalizeFingerprint(fingerprint)
 	if err != nil {
@@ -71,6 +73,9 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 	if len(chain) == 0 {
 		return errors.New("coordinator presented no certificate")
 	}
+	if IsRelayCert(chain[0]) {
+		return errNotCoordinator
+	}
 	err := VerifyPinned(chain, want, x509.VerifyOptions{DNSName: ServerName, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 	switch {
 	case errors.Is(err, ErrWrongCA):
@@ -81,6 +86,12 @@ func verifyPinned(chain []*x509.Certificate, want string) error {
 	return nil
 }
 
+// errNotCoordinator is a relay's serving certificate where the
+// coordinator's is expected: the CA issues both, and names the
+// coordinator in a relay's never, but a relay's key is not the
+// coordinator's to trust.
+var errNotCoordinator = errors.New("the server presented a relay's serving certificate, not the coordinator's")
+
 // ErrWrongCA is a coordinator whose CA is not the one pinned: a setting
 // to correct, not a network to wait for.
 var ErrWrongCA = errors.New("the coordinator's CA does not match the pinned fingerprint")
@@ -89,7 +100,8 @@ var ErrWrongCA = errors.New("the coordinator's CA does not match the pinned fing
 // showing the certificate cert returns at each handshake. The
 // coordinator's certificate must verify under the CA the member trusts,
 // as cas returns it at each handshake (a renewed CA certificate the
-// member learns is trusted from then on; VerifyFromCA).
+// member learns is trusted from then on; VerifyFromCA), and not be a
+// relay's serving certificate, which the same CA issues.
 func MemberConfig(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), cas func() []*x509.Certificate, alpn string) (*tls.Config, error) {
 	if len(cas()) == 0 {
 		return nil, errors.New("no CA certificate to trust")
@@ -101,6 +113,9 @@ func MemberConfig(cert func(*tls.CertificateRequestInfo) (*tls.Certificate, erro
 		InsecureSkipVerify:   true, // replaced by VerifyConnection below
 		GetClientCertificate: cert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) > 0 && IsRelayCert(cs.PeerCertificates[0]) {
+				return errNotCoordinator
+			}
 			if err := VerifyFromCA(cs.PeerCertificates, cas(), x509.VerifyOptions{DNSName: ServerName,
 				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 				return fmt.Errorf("the coordinator's certificate: %w", err)

@@ -13,8 +13,11 @@ package ca
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -272,7 +275,11 @@ func (c *CA) loadServer(dir string, hosts []string) error {
 	crtPath, keyPath := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if cert, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
 		leaf, perr := x509.ParseCertificate(cert.Certificate[0])
-		if perr == nil && time.Until(leaf.NotAfter) > serverRenewBefore && leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
+		// One made while the clock was far ahead is not valid yet, and
+		// members would refuse it until then: made again, as the CA's
+		// own is (dueLocked).
+		if perr == nil && time.Until(leaf.NotAfter) > serverRenewBefore && !time.Now().Before(leaf.NotBefore) &&
+			leaf.CheckSignatureFrom(c.cert) == nil && sameHosts(leaf, hosts) {
 			c.server = tls.Certificate{Certificate: append([][]byte{cert.Certificate[0]}, c.chainLocked()...), PrivateKey: cert.PrivateKey, Leaf: leaf}
 			return nil
 		}
@@ -402,8 +409,11 @@ func (c *CA) ServerCertificate() tls.Certificate {
 			c.caRenewFailed = now // tried again in an hour; the current one serves meanwhile
 		}
 	}
-	// One that ends with the CA cannot be renewed for longer.
-	if l := c.server.Leaf; l != nil && time.Until(l.NotAfter) < serverRenewBefore && l.NotAfter.Before(c.cert.NotAfter) && time.Since(c.renewFailed) > time.Hour {
+	// One that ends with the CA cannot be renewed for longer; one not
+	// valid yet (the clock was set back) is made again at once.
+	l := c.server.Leaf
+	due := l != nil && (time.Until(l.NotAfter) < serverRenewBefore && l.NotAfter.Before(c.cert.NotAfter) || time.Now().Before(l.NotBefore))
+	if due && time.Since(c.renewFailed) > time.Hour {
 		if err := c.loadServer(c.dir, c.hosts); err != nil {
 			c.renewFailed = time.Now() // the old one serves meanwhile
 		}
@@ -429,12 +439,9 @@ func (c *CA) PolicyKey() ed25519.PrivateKey { return c.policyKey }
 // IssueMember signs a member's certificate request; the certificate names
 // the member by id and can only authenticate a client.
 func (c *CA) IssueMember(csrDER []byte, memberID string) ([]byte, error) {
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER)
 	if err != nil {
-		return nil, fmt.Errorf("certificate request is malformed: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("certificate request signature: %w", err)
+		return nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -452,6 +459,48 @@ func (c *CA) IssueMember(csrDER []byte, memberID string) ([]byte, error) {
 	return der, nil
 }
 
+// parseCSR is a certificate request the CA may sign: well formed, signed
+// by its key, and for a key that holds. Only its key is used: the names
+// and extensions it asks for are not copied into what the CA issues.
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request is malformed: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request signature: %w", err)
+	}
+	if err := strongKey(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	return csr, nil
+}
+
+// strongKey accepts the keys the CA certifies: ECDSA on P-256 (what
+// Outpost makes), P-384 or P-521, Ed25519, and RSA of 2048 bits or more.
+// A member's identity is worth what its key is.
+func strongKey(pub any) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+			return nil
+		}
+		return fmt.Errorf("ECDSA key on %s: want P-256, P-384 or P-521", k.Curve.Params().Name)
+	case ed25519.PublicKey:
+		return nil
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits {
+			return fmt.Errorf("RSA key of %d bits: want %d or more", n, minRSABits)
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported key type %T: want ECDSA P-256", pub)
+}
+
+// minRSABits is the smallest RSA key the CA certifies.
+const minRSABits = 2048
+
 func serial() *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
@@ -465,16 +514,14 @@ func serial() *big.Int {
 const ServingLifetime = 90 * 24 * time.Hour
 
 // IssueServing signs a relay's request for an HTTPS serving certificate
-// valid for hosts (DNS names or IPs) until lifetime has passed. It never
-// names the coordinator (tlsutil.ServerName), which members and the CLI
-// trust from this CA alone: a relay must not be able to pose as it.
+// valid for hosts (DNS names or IPs, never a wildcard:
+// tlsutil.CertifiableHost) until lifetime has passed. It never names the
+// coordinator (tlsutil.ServerName), which members and the CLI trust from
+// this CA alone: a relay must not be able to pose as it.
 func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifetime time.Duration) ([]byte, error) {
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := parseCSR(csrDER)
 	if err != nil {
-		return nil, fmt.Errorf("certificate request is malformed: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("certificate request signature: %w", err)
+		return nil, err
 	}
 	if len(hosts) == 0 {
 		return nil, errors.New("a serving certificate needs at least one host")
@@ -495,6 +542,9 @@ func (c *CA) IssueServing(csrDER []byte, memberID string, hosts []string, lifeti
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			continue
+		}
+		if !tlsutil.CertifiableHost(h) {
+			return nil, fmt.Errorf("host %q: a serving certificate names hosts (DNS names or IPs), never a wildcard", h)
 		}
 		if strings.EqualFold(h, tlsutil.ServerName) {
 			return nil, fmt.Errorf("host %q is reserved for the coordinator", h)
