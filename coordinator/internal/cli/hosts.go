@@ -334,6 +334,11 @@ func hostTLS(fingerprint, host string) (*tls.Config, error) {
 				return fmt.Errorf("the host's CA does not match the pinned fingerprint %s", want)
 			case err != nil:
 				return fmt.Errorf("the host's certificate is not issued by the pinned CA: %w", err)
+			case tlsutil.IsRelayCert(chain[0]):
+				// Hosts answer with their member certificates; a relay's
+				// serving certificate names whatever host the relay is
+				// reached at.
+				return fmt.Errorf("reached a relay's serving certificate (%s), not host %s", chain[0].Subject.CommonName, host)
 			case strings.HasPrefix(host, "ag-") && chain[0].Subject.CommonName != host:
 				return fmt.Errorf("reached %s, not %s", chain[0].Subject.CommonName, host)
 			}
