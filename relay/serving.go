@@ -119,7 +119,7 @@ func (s *servingCert) ensure(ctx context.Context, call func(context.Context, *wi
 	if err != nil {
 		return false, fmt.Errorf("serving certificate from the coordinator: %w", err)
 	}
-	if !leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
+	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
 		return false, errors.New("serving certificate from the coordinator is not for the key the relay asked with")
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
