@@ -375,6 +375,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	sum := sha256.Sum256([]byte(req.GetToken()))
 	tokenHash, keyHash := hex.EncodeToString(sum[:]), csrKeyHash(req.GetCsr())
 	var certDER []byte
+	var tokenID, tokenOffice string
 	// The same key with the same token: a member whose answer was lost
 	// retries. It gets its member again (a fresh certificate for the same
 	// id), and no use of the token is spent.
@@ -404,7 +405,7 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 		if err != nil {
 			return store.Member{}, &store.EnrollError{Reason: err.Error()}
 		}
-		certDER = der
+		certDER, tokenID, tokenOffice = der, t.ID, o.Name
 		now := time.Now()
 		return store.Member{ID: id, Hostname: hostname, Office: o.Name, Home: o.Name, Role: role, Enrolled: now, LastSeen: now, Address: remote, Addresses: []string{remote},
 			KeyHash: keyHash, Token: t.ID}, nil
@@ -422,10 +423,28 @@ func (s *Server) enroll(req *wire.EnrollRequest, remote string) *wire.Response {
 	}
 	s.m.enrollments.WithLabelValues("ok").Inc()
 	s.log.Info("member enrolled", "member", m.ID, "hostname", hostname, "office", office.Name, "role", role)
+	s.auditEnrolment(m, office.Name, tokenID, tokenOffice, remote)
 	if s.placed != nil && role == "agent" {
 		s.placed(m.ID)
 	}
 	return s.enrolled(m, office, certDER, req.GetGossipKey())
+}
+
+// auditEnrolment records who joined the fleet, with which token, and
+// where: a computer named before it enrolled goes to its office whatever
+// token it used (store.steerPreregistered), so the record says when the
+// token was another office's: a token that leaked from one office
+// reaches the computers named for another.
+func (s *Server) auditEnrolment(m *store.Member, office, tokenID, tokenOffice, remote string) {
+	v := s.verifier()
+	if v == nil {
+		return
+	}
+	detail := fmt.Sprintf("%s %s enrolled into office %s with token %s", m.Role, safetext.Escape(m.Hostname), office, tokenID)
+	if tokenOffice != office {
+		detail += fmt.Sprintf(" of office %s: its hostname was named for %s before it enrolled", tokenOffice, office)
+	}
+	v.Audit(store.AuditEvent{Actor: "token " + tokenID, Action: "member.enrol", Target: m.Role + " " + m.ID, Detail: detail, Allowed: true, Remote: remote})
 }
 
 // enrolled is the answer to an enrollment.
