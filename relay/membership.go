@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/outposthq/outpost/pkg/gossip"
+	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/member"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
@@ -48,10 +49,8 @@ type membership struct {
 	// serving, if set, is the HTTPS certificate to keep issued and fresh.
 	serving *servingCert
 	id      *member.Identity
-	// failures is the check-ins failed in a row, since failingSince; the
-	// last warning of them was at warnedAt. The check-in loop's alone.
-	failures               int
-	failingSince, warnedAt time.Time
+	// failing is the check-ins failed in a row. The check-in loop's alone.
+	failing logging.Outage
 	// removed is the coordinator's list of removed members, refused
 	// content though their certificates still verify.
 	removed atomic.Pointer[removedSet]
@@ -221,9 +220,8 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 		m.checkinFailed(err)
 		return
 	}
-	if m.failures > 0 {
-		m.log.Info("check-in succeeded again", "failed_checkins", m.failures, "failing_since", m.failingSince.Format(time.RFC3339))
-		m.failures = 0
+	if n, since := m.failing.Over(); n > 0 {
+		m.log.Info("check-in succeeded again", "failed_checkins", n, "failing_since", since.Format(time.RFC3339))
 	}
 	if sp := resp.GetCheckin().GetMemberPass(); sp != nil {
 		m.takePass(sp, node)
@@ -268,27 +266,12 @@ func (m *membership) checkin(ctx context.Context, node *gossip.Node) {
 	}
 }
 
-// checkinOutageReminder is how often a check-in that keeps failing is a
-// warning again; the failures in between are logged at debug level.
-const checkinOutageReminder = time.Hour
-
 // checkinFailed logs a failed check-in: the first of a row is a warning,
 // and so is one an hour while they go on, so that a coordinator away for
 // days is neither missed nor 720 lines a day.
 func (m *membership) checkinFailed(err error) {
-	now := m.now()
-	m.failures++
-	if m.failures == 1 {
-		m.failingSince, m.warnedAt = now, now
-		m.log.Warn("check-in failed; trying again every interval (further failures are logged at debug level, with a warning once an hour)", "err", err)
-		return
-	}
-	if now.Sub(m.warnedAt) >= checkinOutageReminder {
-		m.warnedAt = now
-		m.log.Warn("check-ins still failing", "failed_checkins", m.failures, "failing_since", m.failingSince.Format(time.RFC3339), "err", err)
-		return
-	}
-	m.log.Debug("check-in failed", "failed_checkins", m.failures, "err", err)
+	m.failing.Failed(m.log, m.now(), "check-in failed; trying again every interval (further failures are logged at debug level, with a warning once an hour)",
+		"check-ins still failing", "err", err)
 }
 
 // checkinSoon has the relay check in now rather than at the interval: the

@@ -29,6 +29,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/outposthq/outpost/pkg/fsutil"
+	"github.com/outposthq/outpost/pkg/logging"
 	"github.com/outposthq/outpost/pkg/tlsutil"
 	"github.com/outposthq/outpost/pkg/wire"
 )
@@ -743,8 +744,8 @@ const (
 // Run keeps the connection until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	backoff := c.minBackoff
-	removed := false // the coordinator said this member is not enrolled
-	var trouble outage
+	removed := false           // the coordinator said this member is not enrolled
+	var trouble logging.Outage // failed dials, or connections ended at once, since one served
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// A transport of its own, with connection ids: quic.DialAddr's has
@@ -782,7 +783,7 @@ func (c *Client) Run(ctx context.Context) error {
 				break
 			}
 			wait := jitter(backoff)
-			trouble.log(c.log, time.Now(), "coordinator unreachable; retrying", "coordinator still unreachable; retrying",
+			trouble.Failed(c.log, time.Now(), "coordinator unreachable; retrying", "coordinator still unreachable; retrying",
 				"addr", c.addr, "in", wait.Round(time.Millisecond), "err", err)
 			c.wait(ctx, wait, true)
 			backoff = min(backoff*2, c.maxBackoff)
@@ -815,7 +816,7 @@ func (c *Client) Run(ctx context.Context) error {
 			// connection could outlive. Straight back: hosts wake one by
 			// one, not all at once.
 			c.log.Info("the host slept: the connection to the coordinator was dead; redialling", "addr", c.addr)
-			trouble = outage{}
+			trouble.Over()
 			backoff = c.minBackoff
 			continue
 		}
@@ -828,7 +829,7 @@ func (c *Client) Run(ctx context.Context) error {
 			// while it is down) is a flood when it comes back.
 			wait := spread(min(lostSpread*c.minBackoff, c.maxBackoff))
 			c.log.Warn("connection to coordinator lost", "addr", c.addr, "redial_in", wait.Round(time.Millisecond), "err", cause)
-			trouble = outage{}
+			trouble.Over()
 			backoff = c.minBackoff
 			c.wait(ctx, wait, true)
 			continue
@@ -849,7 +850,7 @@ func (c *Client) Run(ctx context.Context) error {
 			backoff = removedBackoff
 		}
 		wait := jitter(backoff)
-		trouble.log(c.log, time.Now(), "connection to coordinator ended at once; retrying", "connections to coordinator still end at once; retrying",
+		trouble.Failed(c.log, time.Now(), "connection to coordinator ended at once; retrying", "connections to coordinator still end at once; retrying",
 			"addr", c.addr, "in", wait.Round(time.Millisecond), "err", cause)
 		c.wait(ctx, wait, !removed)
 		if !removed {
@@ -902,33 +903,6 @@ const (
 	removedBackoff = 10 * time.Minute
 	lostSpread     = 10
 )
-
-// outageWarnEvery is how often a run of failed dials is told at Warn:
-// the first failure is, the rest go to Debug but for one an hour, so that
-// a coordinator away for days (a laptop on a network that blocks it)
-// leaves a few lines a day, not thousands.
-const outageWarnEvery = time.Hour
-
-// outage is a run of failed dials (or connections the coordinator ends
-// at once) since the last connection that served.
-type outage struct {
-	since, warned time.Time
-	attempts      int
-}
-
-func (o *outage) log(log *slog.Logger, now time.Time, first, again string, args ...any) {
-	o.attempts++
-	switch {
-	case o.since.IsZero():
-		o.since, o.warned = now, now
-		log.Warn(first, args...)
-	case now.Sub(o.warned) >= outageWarnEvery:
-		o.warned = now
-		log.Warn(again, append(args, "since", o.since.UTC().Format(time.RFC3339), "attempts", o.attempts)...)
-	default:
-		log.Debug(again, append(args, "attempts", o.attempts)...)
-	}
-}
 
 // jitter is a wait of half to one and a half times d: a fleet coming back
 // after a coordinator restart does not arrive all at once.
