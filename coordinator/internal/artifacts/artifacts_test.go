@@ -600,6 +600,20 @@ func TestReadOnlyCredentials(t *testing.T) {
 		}
 	})
 
+	// list is the listing's error, or one naming what it listed.
+	list := func(opts minio.ListObjectsOptions) error {
+		var listed []string
+		for o := range relay.ListObjects(ctx, fs.Bucket, opts) {
+			if o.Err != nil {
+				return o.Err
+			}
+			listed = append(listed, o.Key)
+		}
+		if len(listed) > 0 {
+			return fmt.Errorf("listed %v", listed)
+		}
+		return nil
+	}
 	denied := []struct {
 		name string
 		do   func() error
@@ -627,32 +641,8 @@ func TestReadOnlyCredentials(t *testing.T) {
 			_, err := relay.StatObject(ctx, fs.Bucket, backupPrefix+"outpost-backup-20261128T000000Z.tar.gz", minio.StatObjectOptions{})
 			return err
 		}},
-		{"list the coordinator's backups", func() error {
-			var listed []string
-			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Prefix: backupPrefix}) {
-				if o.Err != nil {
-					return o.Err
-				}
-				listed = append(listed, o.Key)
-			}
-			if len(listed) > 0 {
-				return fmt.Errorf("listed %v", listed)
-			}
-			return nil
-		}},
-		{"list the whole bucket", func() error {
-			var listed []string
-			for o := range relay.ListObjects(ctx, fs.Bucket, minio.ListObjectsOptions{Recursive: true}) {
-				if o.Err != nil {
-					return o.Err
-				}
-				listed = append(listed, o.Key)
-			}
-			if len(listed) > 0 {
-				return fmt.Errorf("listed %v", listed)
-			}
-			return nil
-		}},
+		{"list the coordinator's backups", func() error { return list(minio.ListObjectsOptions{Prefix: backupPrefix}) }},
+		{"list the whole bucket", func() error { return list(minio.ListObjectsOptions{Recursive: true}) }},
 		{"make a bucket", func() error {
 			return relay.MakeBucket(ctx, "relay-bucket", minio.MakeBucketOptions{})
 		}},
